@@ -1,0 +1,84 @@
+import { awscdk, javascript } from 'projen';
+import { UpdateSnapshot } from 'projen/lib/javascript';
+
+// The lowest aws-cdk-lib whose cloud-assembly schema @aws-cdk/integ-runner 2.197.x still reads,
+// so integ snapshots can be written and verified offline (see BUILD-NOTES).
+const CDK_VERSION = '2.257.0';
+
+const project = new awscdk.AwsCdkConstructLibrary({
+  name: 'cdk-async-external-api',
+  packageName: 'cdk-async-external-api',
+  description:
+    'AWS CDK constructs that call asynchronous third-party APIs (submit a job, wait for its webhook) from Step Functions without exceeding the vendor contract or losing a request.',
+  author: 'cdk-async-external-api maintainers',
+  authorAddress: 'maintainers@cdkasyncexternalapi.github.io',
+  repositoryUrl: 'https://github.com/cdk-async-external-api/cdk-async-external-api.git',
+  license: 'Apache-2.0',
+  keywords: ['cdk', 'aws-cdk', 'step-functions', 'sqs', 'api-gateway', 'webhook', 'rate-limit', 'callback'],
+  defaultReleaseBranch: 'main',
+  cdkVersion: CDK_VERSION,
+  constructsVersion: '10.5.1',
+  jsiiVersion: '~6.0.0',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  minNodeVersion: '20.0.0',
+
+  publishToPypi: {
+    distName: 'cdk-async-external-api',
+    module: 'cdk_async_external_api',
+  },
+  publishToMaven: {
+    javaPackage: 'io.github.cdkasyncexternalapi',
+    mavenGroupId: 'io.github.cdkasyncexternalapi',
+    mavenArtifactId: 'cdk-async-external-api',
+  },
+
+  // Handlers bundle the AWS SDK v3 clients they use (pinned by the lockfile) instead of relying on
+  // the copy in the Lambda runtime, so what we test is what runs, locally and on AWS.
+  lambdaOptions: {
+    runtime: awscdk.LambdaRuntime.NODEJS_22_X,
+    bundlingOptions: {
+      externals: [],
+      sourcemap: false,
+    },
+  },
+
+  devDeps: [
+    '@aws-sdk/client-dynamodb',
+    '@aws-sdk/client-sfn',
+    '@aws-sdk/client-sqs',
+    '@aws-lambda-powertools/batch',
+    '@aws-lambda-powertools/logger',
+    '@types/aws-lambda',
+    'aws-sdk-client-mock',
+    'aws-sdk-client-mock-jest',
+    'asl-validator@^4',
+  ],
+
+  jestOptions: {
+    // Snapshots are change detectors: the test command must never rewrite them.
+    updateSnapshot: UpdateSnapshot.NEVER,
+    jestConfig: {
+      testPathIgnorePatterns: ['/node_modules/', '/lib/', '/dist/'],
+    },
+  },
+  tsconfigDev: {
+    include: ['examples/**/*.ts'],
+  },
+
+  gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo'],
+  npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out'] },
+});
+
+// `npm test` must work on a fresh clone: the generated XFunction constructs load handler bundles
+// from assets/, which only the build's pre-compile step creates.
+project.testTask.prependSpawn(project.bundler.bundleTask);
+
+// The README's main job. Synthesizes the example app and describes what it would deploy.
+project.addTask('demo', {
+  description: 'Synthesize the example app and print what it deploys',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --project tsconfig.dev.json examples/demo.ts' }],
+  receiveArgs: true,
+});
+
+project.synth();
