@@ -53,6 +53,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',
     'asl-validator@^4',
+    'velocityjs@^2',
   ],
 
   jestOptions: {

@@ -1,0 +1,31 @@
+/**
+ * Environment variable names shared by the constructs (which set them) and the handlers (which
+ * read them). Plain constants: no AWS SDK or aws-cdk-lib imports.
+ */
+
+/** Queue consumer (RateControlledQueueConsumer). */
+export const ConsumerEnv = {
+  STATE_MACHINE_ARN: 'STATE_MACHINE_ARN',
+  REQUESTS_PER_SECOND: 'REQUESTS_PER_SECOND',
+  PACER_TABLE_NAME: 'PACER_TABLE_NAME',
+  /** Longest a single invocation may wait for its pacing slots, in milliseconds. */
+  MAX_PACING_WAIT_MS: 'MAX_PACING_WAIT_MS',
+  /** How late a start may be against its slot before the slot is given up, in milliseconds. */
+  LATENESS_TOLERANCE_MS: 'LATENESS_TOLERANCE_MS',
+  /** How long correlation items live (TTL), in seconds. */
+  CORRELATION_TTL_SECONDS: 'CORRELATION_TTL_SECONDS',
+} as const;
+
+/** Callback processor (CallbackWebhook). */
+export const CallbackEnv = {
+  TABLE_NAME: 'TABLE_NAME',
+  JOB_ID_INDEX_NAME: 'JOB_ID_INDEX_NAME',
+  /** JSONPath-like dotted path of the job id in the callback body, e.g. `$.jobId`. */
+  JOB_ID_PATH: 'JOB_ID_PATH',
+  /** Dotted path of the status field in the callback body. Empty: every callback is a success. */
+  STATUS_PATH: 'STATUS_PATH',
+  /** JSON array of status values that mean the vendor's job failed. */
+  FAILURE_STATUS_VALUES: 'FAILURE_STATUS_VALUES',
+  /** Where messages that can never succeed are parked at once. */
+  DEAD_LETTER_QUEUE_URL: 'DEAD_LETTER_QUEUE_URL',
+} as const;

@@ -1,0 +1,84 @@
+/**
+ * Shapes of the messages and items that flow between the constructs and their handlers.
+ * Plain types only: imported by construct code and by the bundled Lambda handlers alike,
+ * so nothing here may import the AWS SDK or aws-cdk-lib.
+ */
+
+/**
+ * What the main workflow's submit task puts on the request queue (blog step 1-2), and what the
+ * dispatch workflow puts back on it (with `attempt` raised) when a vendor call must be retried.
+ */
+export interface RequestMessage {
+  /** The main workflow's task token (`$$.Task.Token`). */
+  readonly taskToken: string;
+  /** Stable id of this request; the idempotency key sent to the vendor. */
+  readonly requestId: string;
+  /** The request payload, sent to the vendor as the body. */
+  readonly payload: unknown;
+  /** 1 for the first dispatch; raised by each re-enqueue. Absent means 1. */
+  readonly attempt?: number;
+}
+
+/** Input of one dispatch (Express) workflow execution, built by the queue consumer. */
+export interface DispatchInput {
+  readonly requestId: string;
+  readonly taskToken: string;
+  readonly payload: unknown;
+  readonly attempt: number;
+  /** When the correlation item may be deleted (DynamoDB TTL, epoch seconds). */
+  readonly expiresAt: number;
+  /** The raw request message, re-enqueued or parked in the DLQ as is when dispatch gives up. */
+  readonly message: RequestMessage;
+}
+
+/**
+ * What the webhook's mapping template writes to the callback queue for every callback.
+ * The body and every header value are base64-encoded so that the bytes the vendor sent survive
+ * untouched (signature checks need the raw body) and no value can break the JSON envelope.
+ */
+export interface CallbackEnvelope {
+  /** Envelope format version. */
+  readonly v: number;
+  /** The raw request body, base64. */
+  readonly bodyBase64: string;
+  /** Request headers: name -> base64 of the value. */
+  readonly headers: Record<string, string>;
+  /** API Gateway's request time, epoch milliseconds. */
+  readonly receivedAtEpochMs: number | string;
+  /** API Gateway's request id, for tracing a callback back to the access log. */
+  readonly apiRequestId: string;
+  readonly sourceIp?: string;
+}
+
+/** Life cycle of a request in the correlation table. */
+export const RequestStatus = {
+  /** The dispatch workflow claimed the request and is calling the vendor. */
+  DISPATCHING: 'DISPATCHING',
+  /** The vendor accepted the job; the job id is stored; waiting for the callback. */
+  SUBMITTED: 'SUBMITTED',
+  /** A callback resumed the waiting workflow. */
+  COMPLETED: 'COMPLETED',
+  /** A callback came after the waiting workflow had ended (timed out, failed or stopped). */
+  LATE: 'LATE',
+} as const;
+
+/** Attribute names of the correlation table's items. */
+export const CorrelationAttributes = {
+  REQUEST_ID: 'requestId',
+  JOB_ID: 'jobId',
+  TASK_TOKEN: 'taskToken',
+  STATUS: 'status',
+  EXPIRES_AT: 'expiresAt',
+  UPDATED_AT: 'updatedAt',
+} as const;
+
+/** Name of the correlation table's index on job id. */
+export const JOB_ID_INDEX_NAME = 'ByJobId';
+
+/** Error names the submit task can fail with (besides States.Timeout). */
+export const ErrorNames = {
+  /** The vendor refused the request or every retry failed; the request went to the request DLQ. */
+  VENDOR_REQUEST_FAILED: 'VendorRequestFailed',
+  /** The vendor's callback reported that the job failed. */
+  VENDOR_JOB_FAILED: 'VendorJobFailed',
+} as const;
