@@ -63,9 +63,6 @@ const project = new awscdk.AwsCdkConstructLibrary({
       testPathIgnorePatterns: ['/node_modules/', '/lib/', '/dist/'],
     },
   },
-  tsconfigDev: {
-    include: ['examples/**/*.ts'],
-  },
 
   gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo'],
   npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out'] },
@@ -78,7 +75,7 @@ project.testTask.prependSpawn(project.bundler.bundleTask);
 // The README's main job. Synthesizes the example app and describes what it would deploy.
 project.addTask('demo', {
   description: 'Synthesize the example app and print what it deploys',
-  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --project tsconfig.dev.json examples/demo.ts' }],
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --project examples/tsconfig.json examples/demo.ts' }],
   receiveArgs: true,
 });
 

@@ -33,7 +33,7 @@ export interface DispatchInput {
 
 /**
  * What the webhook's mapping template writes to the callback queue for every callback.
- * The body and every header value are base64-encoded so that the bytes the vendor sent survive
+ * The body and every header name and value are base64-encoded so that the bytes the vendor sent survive
  * untouched (signature checks need the raw body) and no value can break the JSON envelope.
  */
 export interface CallbackEnvelope {
@@ -41,7 +41,7 @@ export interface CallbackEnvelope {
   readonly v: number;
   /** The raw request body, base64. */
   readonly bodyBase64: string;
-  /** Request headers: name -> base64 of the value. */
+  /** Request headers: base64 of the name -> base64 of the value. */
   readonly headers: Record<string, string>;
   /** API Gateway's request time, epoch milliseconds. */
   readonly receivedAtEpochMs: number | string;

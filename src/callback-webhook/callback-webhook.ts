@@ -1,0 +1,281 @@
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { CallbackProcessorFunction } from './callback-processor-function';
+import { parseSimplePath } from './json-path';
+import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE, CALLBACK_REQUEST_TEMPLATE } from './mapping-template';
+import { CallbackEnv } from '../shared/env';
+import { createWorkQueue } from '../shared/queues';
+import { validateWholeNumber } from '../shared/validation';
+import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
+
+/**
+ * Options for the CallbackWebhook that the orchestrator passes through.
+ */
+export interface CallbackWebhookOptions {
+  /**
+   * Where the job id is in the vendor's callback body: `$.jobId`, `$.data.job.id`, `$.items[0].id`.
+   *
+   * @default '$.jobId'
+   */
+  readonly jobIdPath?: string;
+
+  /**
+   * Where the job's status is in the callback body. When set, a callback whose status is one of
+   * `failureStatusValues` fails the waiting workflow (error `VendorJobFailed`) instead of
+   * resuming it.
+   *
+   * @default - every callback is a success
+   */
+  readonly statusPath?: string;
+
+  /**
+   * Status values that mean the vendor's job failed (compared as strings).
+   *
+   * @default ['FAILED', 'ERROR']
+   */
+  readonly failureStatusValues?: string[];
+
+  /**
+   * Receives before a callback that cannot be matched to a request (its job id is not stored
+   * yet) is parked in the dead-letter queue. Each retry waits longer (2, 4, 8 ... up to 300
+   * seconds, with jitter), so 10 receives give the dispatch side about 15 minutes.
+   *
+   * @default 10
+   */
+  readonly maxReceiveCount?: number;
+
+  /**
+   * Steady-state rate limit of the webhook stage, requests per second.
+   *
+   * @default - four times the contract, at least 50
+   */
+  readonly throttlingRateLimit?: number;
+
+  /**
+   * Burst limit of the webhook stage.
+   *
+   * @default - the same as the rate limit, rounded up
+   */
+  readonly throttlingBurstLimit?: number;
+
+  /**
+   * Name of the webhook's stage.
+   *
+   * @default 'webhook'
+   */
+  readonly stageName?: string;
+
+  /**
+   * Customer-managed KMS key for the callback queue and its dead-letter queue.
+   *
+   * @default - SQS-managed encryption (SSE-SQS)
+   */
+  readonly encryptionKey?: kms.IKey;
+
+  /**
+   * How long access logs and the processor's logs are kept.
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * Properties for a CallbackWebhook.
+ */
+export interface CallbackWebhookProps extends CallbackWebhookOptions {
+  /** Where the dispatch side stored job ids and task tokens. */
+  readonly table: ITokenCorrelationTable;
+
+  /**
+   * The contract, used to size the webhook's throttling.
+   *
+   * @default - throttling defaults for 10 requests per second
+   */
+  readonly requestsPerSecond?: number;
+}
+
+/** The path the vendor calls back on. */
+const CALLBACK_PATH = 'callback';
+const PROCESSOR_TIMEOUT = Duration.seconds(30);
+
+/**
+ * The vendor's callback endpoint (blog steps 8-10).
+ *
+ * `POST <url>` with a JSON body goes straight from API Gateway to the callback queue through a
+ * mapping template, and the vendor gets `202 Accepted` at once: no Lambda on the webhook's hot
+ * path. The callback processor then finds the waiting workflow by job id and resumes it
+ * (SendTaskSuccess with `{ jobId, result }`) or fails it (SendTaskFailure `VendorJobFailed`).
+ * Callbacks whose job id is not stored yet are retried with backoff; callbacks that can never
+ * succeed are parked in the dead-letter queue, which has an alarm.
+ */
+export class CallbackWebhook extends Construct {
+  /** The webhook's REST API. */
+  public readonly restApi: apigw.RestApi;
+  /** The URL the vendor calls back on. */
+  public readonly url: string;
+  /** The callback queue. */
+  public readonly queue: sqs.Queue;
+  /** Where callbacks that cannot be processed are parked. */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** Fires when a callback is parked in the dead-letter queue. */
+  public readonly deadLetterAlarm: cloudwatch.Alarm;
+  /** The callback processor. */
+  public readonly processor: lambda.Function;
+  /** Access log group of the webhook. */
+  public readonly accessLogGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: CallbackWebhookProps) {
+    super(scope, id);
+
+    const jobIdPath = props.jobIdPath ?? '$.jobId';
+    checkPath('jobIdPath', jobIdPath);
+    if (props.statusPath !== undefined) {
+      checkPath('statusPath', props.statusPath);
+    }
+    const failureStatusValues = props.failureStatusValues ?? ['FAILED', 'ERROR'];
+    if (props.failureStatusValues !== undefined && props.statusPath === undefined) {
+      throw new Error(`failureStatusValues (given ${JSON.stringify(props.failureStatusValues)}) needs statusPath: say where the status is in the callback body`);
+    }
+    validateWholeNumber('maxReceiveCount', props.maxReceiveCount, 1, 1000);
+    const rps = props.requestsPerSecond ?? 10;
+    const rateLimit = props.throttlingRateLimit ?? Math.max(50, 4 * rps);
+    const burstLimit = props.throttlingBurstLimit ?? Math.ceil(rateLimit);
+    if (!(rateLimit > 0)) {
+      throw new Error(`throttlingRateLimit must be above 0 (given ${rateLimit})`);
+    }
+    validateWholeNumber('throttlingBurstLimit', burstLimit, 1, 5000);
+
+    const work = createWorkQueue(this, 'Callback', {
+      // AWS recommends six times the consumer's timeout.
+      visibilityTimeout: Duration.seconds(PROCESSOR_TIMEOUT.toSeconds() * 6),
+      maxReceiveCount: props.maxReceiveCount ?? 10,
+      encryptionKey: props.encryptionKey,
+    });
+    this.queue = work.queue;
+    this.deadLetterQueue = work.deadLetterQueue;
+    this.deadLetterAlarm = work.deadLetterAlarm;
+
+    this.processor = new CallbackProcessorFunction(this, 'Processor', {
+      description: 'Resumes the workflow waiting for a vendor callback',
+      timeout: PROCESSOR_TIMEOUT,
+      memorySize: 256,
+      logGroup: new logs.LogGroup(this, 'ProcessorLogs', {
+        retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
+      environment: {
+        [CallbackEnv.TABLE_NAME]: props.table.tableName,
+        [CallbackEnv.JOB_ID_INDEX_NAME]: props.table.jobIdIndexName,
+        [CallbackEnv.JOB_ID_PATH]: jobIdPath,
+        [CallbackEnv.STATUS_PATH]: props.statusPath ?? '',
+        [CallbackEnv.FAILURE_STATUS_VALUES]: JSON.stringify(failureStatusValues),
+        [CallbackEnv.DEAD_LETTER_QUEUE_URL]: this.deadLetterQueue.queueUrl,
+        POWERTOOLS_SERVICE_NAME: 'callback-processor',
+      },
+    });
+    props.table.grantResolveCallbacks(this.processor);
+    this.deadLetterQueue.grantSendMessages(this.processor);
+    this.processor.addEventSource(new SqsEventSource(this.queue, {
+      batchSize: 10,
+      reportBatchItemFailures: true,
+    }));
+
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const stageName = props.stageName ?? 'webhook';
+    this.restApi = new apigw.RestApi(this, 'Resource', {
+      description: 'Vendor callback webhook (cdk-async-external-api)',
+      endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
+      cloudWatchRole: false,
+      deployOptions: {
+        stageName,
+        throttlingRateLimit: rateLimit,
+        throttlingBurstLimit: burstLimit,
+        metricsEnabled: true,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+
+    const integrationRole = new iam.Role(this, 'IntegrationRole', {
+      assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
+      description: 'Lets the callback webhook put callbacks on the callback queue',
+    });
+    this.queue.grantSendMessages(integrationRole);
+
+    const stack = Stack.of(this);
+    const integration = new apigw.AwsIntegration({
+      service: 'sqs',
+      path: `${stack.account}/${this.queue.queueName}`,
+      integrationHttpMethod: 'POST',
+      options: {
+        credentialsRole: integrationRole,
+        // Only JSON callbacks have a template; anything else is refused with 415, not queued.
+        passthroughBehavior: apigw.PassthroughBehavior.NEVER,
+        requestParameters: {
+          'integration.request.header.Content-Type': "'application/x-www-form-urlencoded'",
+        },
+        requestTemplates: { 'application/json': CALLBACK_REQUEST_TEMPLATE },
+        integrationResponses: [
+          {
+            statusCode: '202',
+            selectionPattern: '2\\d{2}',
+            responseTemplates: { 'application/json': CALLBACK_ACCEPTED_RESPONSE },
+          },
+          {
+            statusCode: '500',
+            selectionPattern: '(4|5)\\d{2}',
+            responseTemplates: { 'application/json': CALLBACK_ERROR_RESPONSE },
+          },
+        ],
+      },
+    });
+    this.restApi.root.addResource(CALLBACK_PATH).addMethod('POST', integration, {
+      methodResponses: [{ statusCode: '202' }, { statusCode: '500' }],
+    });
+    this.url = this.restApi.urlForPath(`/${CALLBACK_PATH}`);
+  }
+
+  /**
+   * Lets the callback processor resume (SendTaskSuccess / SendTaskFailure) tasks of
+   * `stateMachine`. Least privilege: only the workflows granted here can be resumed.
+   */
+  public grantResume(stateMachine: sfn.IStateMachine): iam.Grant {
+    return stateMachine.grantTaskResponse(this.processor);
+  }
+
+  /** Callbacks waiting in the callback queue. */
+  public metricCallbacksWaiting(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.queue.metricApproximateNumberOfMessagesVisible(props);
+  }
+
+  /** Callbacks parked in the dead-letter queue. */
+  public metricDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deadLetterQueue.metricApproximateNumberOfMessagesVisible(props);
+  }
+
+  /** Webhook requests answered with 5xx. */
+  public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricServerError({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.restApi.deploymentStage.stageName } });
+  }
+}
+
+function checkPath(name: string, path: string): void {
+  try {
+    parseSimplePath(path);
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message}`);
+  }
+}

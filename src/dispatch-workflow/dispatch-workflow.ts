@@ -1,0 +1,466 @@
+import { Duration, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { CallbackUrlDelivery } from './callback-url-delivery';
+import { parseSimplePath } from '../callback-webhook/json-path';
+import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+import { validateDuration, validateWholeNumber } from '../shared/validation';
+import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
+import { VENDOR_CREDENTIAL_HEADER } from '../throttled-proxy/vendor-credentials';
+import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
+
+/**
+ * Options for the DispatchWorkflow that the orchestrator passes through.
+ */
+export interface DispatchWorkflowOptions {
+  /**
+   * How the vendor learns the webhook URL.
+   *
+   * @default CallbackUrlDelivery.bodyField('callbackUrl')
+   */
+  readonly callbackUrlDelivery?: CallbackUrlDelivery;
+
+  /**
+   * Where the job id is in the vendor's response body: `$.jobId`, `$.data.id`, `$.items[0].id`.
+   *
+   * @default '$.jobId'
+   */
+  readonly jobIdPath?: string;
+
+  /**
+   * Vendor calls per request before it is given up (the first call included), 1 to 20.
+   * Each retry goes back through the request queue, so it is paced like any other request.
+   *
+   * @default 5
+   */
+  readonly maxAttempts?: number;
+
+  /**
+   * Backoff cap of the first retry; it doubles with every attempt up to `maxRetryDelay`, and the
+   * actual delay is drawn uniformly between zero and the cap (full jitter).
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly retryBaseDelay?: Duration;
+
+  /**
+   * Largest backoff cap, at most 15 minutes (the longest SQS delivery delay).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly maxRetryDelay?: Duration;
+
+  /**
+   * How long one vendor call through the proxy may take. API Gateway's default integration
+   * timeout is 29 seconds.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly vendorCallTimeout?: Duration;
+
+  /**
+   * How long the dispatch workflow's logs are kept. Execution data is never logged (it holds the
+   * vendor credential).
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * X-Ray tracing of the dispatch workflow.
+   *
+   * @default false
+   */
+  readonly tracingEnabled?: boolean;
+}
+
+/**
+ * Properties for a DispatchWorkflow.
+ */
+export interface DispatchWorkflowProps extends DispatchWorkflowOptions {
+  /** The proxy in front of the vendor. */
+  readonly proxy: ThrottledProxy;
+  /** Where job ids and task tokens are stored. */
+  readonly table: ITokenCorrelationTable;
+  /** The request queue: retries go back through it, so they are paced. */
+  readonly requestQueue: sqs.IQueue;
+  /** Where requests that are given up are parked. */
+  readonly deadLetterQueue: sqs.IQueue;
+  /** The webhook URL the vendor calls back on. */
+  readonly callbackUrl: string;
+}
+
+/**
+ * The Express workflow that submits one request to the vendor (blog steps 5-7).
+ *
+ * It claims the request in the correlation table (a conditional write, so a redelivered message
+ * never calls the vendor twice), reads the vendor credential from Secrets Manager, calls the
+ * vendor through the ThrottledProxy with the payload, the webhook URL and an `Idempotency-Key`
+ * header, stores the returned job id, and ends. A retryable failure (429, 5xx, timeout) sends
+ * the request back to the request queue with a jittered, growing delay, so the retry is paced
+ * like any other request; a final failure parks the request in the dead-letter queue and fails
+ * the waiting workflow at once (SendTaskFailure `VendorRequestFailed`).
+ *
+ * It is not one of the four building blocks because it is the glue between them: it needs the
+ * proxy, the table, the request queue and the webhook URL, and means nothing alone.
+ */
+export class DispatchWorkflow extends Construct {
+  /** The Express state machine. */
+  public readonly stateMachine: sfn.StateMachine;
+  /** Its log group. */
+  public readonly logGroup: logs.LogGroup;
+
+  private readonly resumableWorkflowArns: string[] = [];
+
+  constructor(scope: Construct, id: string, props: DispatchWorkflowProps) {
+    super(scope, id);
+
+    const jobIdPath = props.jobIdPath ?? '$.jobId';
+    let jobIdSegments: string[];
+    try {
+      jobIdSegments = parseSimplePath(jobIdPath);
+    } catch (e) {
+      throw new Error(`jobIdPath: ${(e as Error).message}`);
+    }
+    if (jobIdSegments.length === 0) {
+      throw new Error(`jobIdPath must point inside the vendor's response body, e.g. '$.jobId' (given '${jobIdPath}')`);
+    }
+    const maxAttempts = props.maxAttempts ?? 5;
+    validateWholeNumber('maxAttempts', maxAttempts, 1, 20);
+    const retryBaseDelay = props.retryBaseDelay ?? Duration.seconds(2);
+    const maxRetryDelay = props.maxRetryDelay ?? Duration.minutes(5);
+    validateDuration('retryBaseDelay', retryBaseDelay, Duration.seconds(1), Duration.minutes(15));
+    validateDuration('maxRetryDelay', maxRetryDelay, retryBaseDelay, Duration.minutes(15), 'SQS delays a message by at most 15 minutes');
+    const vendorCallTimeout = props.vendorCallTimeout ?? Duration.seconds(30);
+    validateDuration('vendorCallTimeout', vendorCallTimeout, Duration.seconds(1), Duration.minutes(4), 'an Express workflow runs at most 5 minutes');
+    const delivery = props.callbackUrlDelivery ?? CallbackUrlDelivery.bodyField('callbackUrl');
+    const credentials = props.proxy.credentials;
+
+    // ---- Claim the request: a second dispatch of the same request id stops here. ----
+    const claim = new tasks.DynamoUpdateItem(this, 'ClaimRequest', {
+      comment: 'Record the task token; fails with ConditionalCheckFailed when the job was already submitted',
+      table: props.table.table,
+      key: { [CorrelationAttributes.REQUEST_ID]: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.requestId')) },
+      updateExpression: 'SET #token = :token, #status = :status, #expires = :expires, #updated = :updated',
+      conditionExpression: 'attribute_not_exists(#job)',
+      expressionAttributeNames: {
+        '#token': CorrelationAttributes.TASK_TOKEN,
+        '#status': CorrelationAttributes.STATUS,
+        '#expires': CorrelationAttributes.EXPIRES_AT,
+        '#updated': CorrelationAttributes.UPDATED_AT,
+        '#job': CorrelationAttributes.JOB_ID,
+      },
+      expressionAttributeValues: {
+        ':token': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.taskToken')),
+        ':status': tasks.DynamoAttributeValue.fromString(RequestStatus.DISPATCHING),
+        ':expires': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.expiresAt'))),
+        ':updated': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$$.Execution.StartTime')),
+      },
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    retryAwsThrottling(claim);
+
+    // ---- Read the vendor credential (never stored in the template). ----
+    let readCredential: tasks.CallAwsService | undefined;
+    if (credentials.secret) {
+      readCredential = new tasks.CallAwsService(this, 'ReadVendorCredential', {
+        service: 'secretsmanager',
+        action: 'getSecretValue',
+        parameters: { SecretId: credentials.secret.secretArn },
+        iamResources: [credentials.secret.secretArn],
+        resultSelector: {
+          secret: credentials.jsonField
+            ? sfn.JsonPath.stringToJson(sfn.JsonPath.stringAt('$.SecretString'))
+            : sfn.JsonPath.stringAt('$.SecretString'),
+        },
+        resultPath: '$.credential',
+      });
+      retryAwsThrottling(readCredential);
+    }
+
+    // ---- Call the vendor through the proxy. ----
+    const headers: Record<string, unknown> = {
+      'Idempotency-Key': sfn.JsonPath.array(sfn.JsonPath.stringAt('$.requestId')),
+      'X-Request-Id': sfn.JsonPath.array(sfn.JsonPath.stringAt('$.requestId')),
+      'Content-Type': ['application/json'],
+    };
+    if (delivery.headerName) {
+      headers[delivery.headerName] = [props.callbackUrl];
+    }
+    if (credentials.secret && credentials.headerName) {
+      const secretPath = credentials.jsonField ? `$.credential.secret.${credentials.jsonField}` : '$.credential.secret';
+      headers[VENDOR_CREDENTIAL_HEADER] = sfn.JsonPath.array(credentials.prefix
+        ? sfn.JsonPath.format(`${escapeIntrinsicText(credentials.prefix)}{}`, sfn.JsonPath.stringAt(secretPath))
+        : sfn.JsonPath.stringAt(secretPath));
+    }
+    // The vendor's body: the payload, merged with the webhook URL when it goes in the body.
+    // JsonMerge needs an object; anything else is refused before the call, with a clear cause.
+    let prepare: sfn.IChainable;
+    let prepareEnd: sfn.INextable;
+    const payloadNotObject = new sfn.Pass(this, 'PayloadNotAnObject', {
+      parameters: {
+        Error: 'PayloadNotAnObject',
+        Cause: `The payload must be a JSON object: the webhook URL is added to it as the field '${delivery.bodyFieldName}'`,
+      },
+      resultPath: '$.error',
+    });
+    if (delivery.bodyFieldName) {
+      const addUrl = new sfn.Pass(this, 'AddCallbackUrl', {
+        parameters: { fields: { [delivery.bodyFieldName]: props.callbackUrl } },
+        resultPath: '$.vendorRequest',
+      });
+      const merge = new sfn.Pass(this, 'MergeCallbackUrl', {
+        parameters: { body: sfn.JsonPath.jsonMerge(sfn.JsonPath.objectAt('$.payload'), sfn.JsonPath.objectAt('$.vendorRequest.fields')) },
+        resultPath: '$.vendorRequest',
+      });
+      addUrl.next(merge);
+      prepare = new sfn.Choice(this, 'IsPayloadAnObject')
+        .when(sfn.Condition.or(
+          sfn.Condition.isNotPresent('$.payload'),
+          sfn.Condition.isNull('$.payload'),
+          sfn.Condition.isString('$.payload'),
+          sfn.Condition.isNumeric('$.payload'),
+          sfn.Condition.isBoolean('$.payload'),
+        ), payloadNotObject)
+        .otherwise(addUrl);
+      prepareEnd = merge;
+    } else {
+      const pass = new sfn.Pass(this, 'PrepareVendorRequest', {
+        parameters: { body: sfn.JsonPath.objectAt('$.payload') },
+        resultPath: '$.vendorRequest',
+      });
+      prepare = pass;
+      prepareEnd = pass;
+    }
+    const callVendor = new tasks.CallApiGatewayRestApiEndpoint(this, 'CallVendor', {
+      comment: 'Submit the job through the throttled proxy',
+      api: props.proxy.restApi,
+      stageName: props.proxy.stageName,
+      method: tasks.HttpMethod.POST,
+      authType: tasks.AuthType.IAM_ROLE,
+      headers: sfn.TaskInput.fromObject(headers),
+      requestBody: sfn.TaskInput.fromJsonPathAt('$.vendorRequest.body'),
+      resultSelector: { 'body.$': '$.ResponseBody', 'statusCode.$': '$.StatusCode' },
+      resultPath: '$.vendor',
+      taskTimeout: sfn.Timeout.duration(vendorCallTimeout),
+    });
+
+    // ---- Store the job id next to the token. ----
+    const jobIdInBody = `$.vendor.body${jobIdPathSuffix(jobIdSegments)}`;
+    const extractJobId = new sfn.Pass(this, 'ExtractJobId', {
+      parameters: { id: sfn.JsonPath.format('{}', sfn.JsonPath.stringAt(jobIdInBody)) },
+      resultPath: '$.job',
+    });
+    const storeJobId = new tasks.DynamoUpdateItem(this, 'StoreJobId', {
+      comment: 'The callback processor finds the task token by this job id',
+      table: props.table.table,
+      key: { [CorrelationAttributes.REQUEST_ID]: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.requestId')) },
+      updateExpression: 'SET #job = :job, #status = :status',
+      expressionAttributeNames: { '#job': CorrelationAttributes.JOB_ID, '#status': CorrelationAttributes.STATUS },
+      expressionAttributeValues: {
+        ':job': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.job.id')),
+        ':status': tasks.DynamoAttributeValue.fromString(RequestStatus.SUBMITTED),
+      },
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    retryAwsThrottling(storeJobId);
+    const submitted = new sfn.Succeed(this, 'Submitted');
+    const alreadySubmitted = new sfn.Succeed(this, 'AlreadySubmitted', {
+      comment: 'A redelivered request whose job was already submitted: nothing to do',
+    });
+
+    // ---- Retry: back through the request queue, with a jittered, growing delay. ----
+    const caps = [retryBaseDelay.toSeconds()];
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      caps.push(Math.min(maxRetryDelay.toSeconds(), retryBaseDelay.toSeconds() * 2 ** (attempt - 1)));
+    }
+    const backoffCaps = new sfn.Pass(this, 'BackoffCaps', {
+      comment: 'Backoff cap in seconds per attempt: base x 2^(attempt - 1), at most maxRetryDelay',
+      result: sfn.Result.fromArray(caps),
+      resultPath: '$.backoffCaps',
+    });
+    const computeBackoff = new sfn.Pass(this, 'ComputeBackoff', {
+      comment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry carries the same request id',
+      parameters: {
+        delaySeconds: sfn.JsonPath.mathRandom(0, Token.asNumber(sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.backoffCaps'), sfn.JsonPath.numberAt('$.attempt')))),
+        message: {
+          taskToken: sfn.JsonPath.stringAt('$.taskToken'),
+          requestId: sfn.JsonPath.stringAt('$.requestId'),
+          payload: sfn.JsonPath.objectAt('$.payload'),
+          attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+        },
+      },
+      resultPath: '$.retry',
+    });
+    const requeue = new tasks.CallAwsService(this, 'RequeueWithDelay', {
+      comment: 'The retry is another vendor call: it goes back through the paced queue with the same request id',
+      service: 'sqs',
+      action: 'sendMessage',
+      parameters: {
+        QueueUrl: props.requestQueue.queueUrl,
+        MessageBody: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.retry.message')),
+        DelaySeconds: sfn.JsonPath.numberAt('$.retry.delaySeconds'),
+      },
+      iamResources: [props.requestQueue.queueArn],
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    retryAwsThrottling(requeue);
+    const retryScheduled = new sfn.Succeed(this, 'RetryScheduled');
+
+    // ---- Give up: park the request and fail the waiting workflow at once. ----
+    // The original request message, unchanged, so the dead-letter queue can be redriven; why it
+    // was given up travels in message attributes.
+    const park = new tasks.CallAwsService(this, 'ParkInDeadLetterQueue', {
+      service: 'sqs',
+      action: 'sendMessage',
+      parameters: {
+        QueueUrl: props.deadLetterQueue.queueUrl,
+        MessageBody: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.message')),
+        MessageAttributes: {
+          reason: { DataType: 'String', StringValue: sfn.JsonPath.stringAt('$.error.Error') },
+          detail: { DataType: 'String', StringValue: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.error')) },
+          attempt: { DataType: 'Number', StringValue: sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.attempt')) },
+        },
+      },
+      iamResources: [props.deadLetterQueue.queueArn],
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    retryAwsThrottling(park);
+    const failWaiting = this.sendTaskFailure('FailWaitingWorkflow', sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.error')));
+    // The cause above can exceed SendTaskFailure's 32768 characters (a long vendor body): say less.
+    const failWaitingShort = this.sendTaskFailure('FailWaitingWorkflowBriefly', 'The vendor request failed; the request and the full error are in the request dead-letter queue');
+    const dispatchFailed = new sfn.Fail(this, 'DispatchFailed', {
+      error: ErrorNames.VENDOR_REQUEST_FAILED,
+      cause: 'The request was given up and parked in the request dead-letter queue',
+    });
+    failWaiting.addCatch(failWaitingShort, { resultPath: '$.failError' });
+    failWaitingShort.addCatch(dispatchFailed, { resultPath: '$.failError' });
+    const giveUp = park.next(failWaiting.next(dispatchFailed));
+    failWaitingShort.next(dispatchFailed);
+    park.addCatch(failWaiting, { resultPath: '$.parkError' });
+
+    const retryOrGiveUp = new sfn.Choice(this, 'RetryOrGiveUp')
+      .when(sfn.Condition.numberLessThan('$.attempt', maxAttempts), backoffCaps.next(computeBackoff).next(requeue).next(retryScheduled))
+      .otherwise(giveUp);
+    // A failed requeue must not lose the request: give up loudly instead.
+    requeue.addCatch(park, { resultPath: '$.requeueError' });
+
+    // 429, 408, 5xx and anything that is not an HTTP answer (timeouts, network) are retryable;
+    // other 4xx answers mean the vendor refused this request: retrying cannot help.
+    // Step Functions names API Gateway failures `ApiGateway.<status>` (documented as `APIGateway.`).
+    const classify = new sfn.Choice(this, 'ClassifyVendorError')
+      .when(sfn.Condition.or(...['429', '408'].flatMap((code) => [
+        sfn.Condition.stringEquals('$.error.Error', `ApiGateway.${code}`),
+        sfn.Condition.stringEquals('$.error.Error', `APIGateway.${code}`),
+      ])), retryOrGiveUp)
+      .when(sfn.Condition.or(
+        sfn.Condition.stringMatches('$.error.Error', 'ApiGateway.4*'),
+        sfn.Condition.stringMatches('$.error.Error', 'APIGateway.4*'),
+      ), giveUp)
+      .otherwise(retryOrGiveUp);
+
+    const missingJobId = new sfn.Pass(this, 'MissingJobId', {
+      parameters: {
+        Error: 'VendorResponseWithoutJobId',
+        Cause: `The vendor accepted the request but its response body has no string or number at ${jobIdPath}`,
+      },
+      resultPath: '$.error',
+    }).next(giveUp);
+    const hasJobId = new sfn.Choice(this, 'HasJobId')
+      .when(sfn.Condition.or(sfn.Condition.isString(jobIdInBody), sfn.Condition.isNumeric(jobIdInBody)), extractJobId.next(storeJobId).next(submitted))
+      .otherwise(missingJobId);
+
+    claim.addCatch(alreadySubmitted, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
+    claim.addCatch(classify, { resultPath: '$.error' });
+    readCredential?.addCatch(classify, { resultPath: '$.error' });
+    callVendor.addCatch(classify, { resultPath: '$.error' });
+    // The vendor accepted the job but its id could not be stored: a callback could never find
+    // the workflow, so fail it now rather than at its timeout.
+    storeJobId.addCatch(giveUp, { resultPath: '$.error' });
+
+    payloadNotObject.next(giveUp);
+    prepareEnd.next(callVendor);
+    callVendor.next(hasJobId);
+    const definition = readCredential ? claim.next(readCredential).next(prepare) : claim.next(prepare);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'Resource', {
+      stateMachineType: sfn.StateMachineType.EXPRESS,
+      comment: 'Submits one request to the vendor (cdk-async-external-api)',
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      timeout: Duration.minutes(5),
+      tracingEnabled: props.tracingEnabled ?? false,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
+    });
+    credentials.secret?.grantRead(this.stateMachine);
+    props.proxy.grantInvoke(this.stateMachine);
+    // Covers KMS when the request queue has a customer-managed key.
+    props.requestQueue.grantSendMessages(this.stateMachine);
+    props.deadLetterQueue.grantSendMessages(this.stateMachine);
+  }
+
+  /**
+   * Lets the dispatch workflow fail (SendTaskFailure) tasks of `stateMachine` when it gives a
+   * request up.
+   */
+  public grantFailTasks(stateMachine: sfn.IStateMachine): iam.Grant {
+    if (!this.resumableWorkflowArns.includes(stateMachine.stateMachineArn)) {
+      this.resumableWorkflowArns.push(stateMachine.stateMachineArn);
+    }
+    return iam.Grant.addToPrincipal({
+      grantee: this.stateMachine,
+      actions: ['states:SendTaskFailure'],
+      resourceArns: [stateMachine.stateMachineArn],
+    });
+  }
+
+  /** Dispatch executions that failed (requests given up). */
+  public metricDispatchFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricFailed(props);
+  }
+
+  private sendTaskFailure(id: string, cause: string): tasks.CallAwsService {
+    return new tasks.CallAwsService(this, id, {
+      service: 'sfn',
+      action: 'sendTaskFailure',
+      parameters: { TaskToken: sfn.JsonPath.stringAt('$.taskToken'), Error: ErrorNames.VENDOR_REQUEST_FAILED, Cause: cause },
+      // Granted per workflow with grantFailTasks(); the list is filled in at synthesis.
+      iamResources: Lazy.list({ produce: () => (this.resumableWorkflowArns.length > 0 ? this.resumableWorkflowArns : ['arn:aws:states:::no-workflow-registered']) }),
+      iamAction: 'states:SendTaskFailure',
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+  }
+}
+
+/** Retries an AWS service call on throttling and transient errors (no vendor call involved). */
+function retryAwsThrottling(task: sfn.TaskStateBase): void {
+  task.addRetry({
+    errors: [
+      'DynamoDB.ProvisionedThroughputExceededException', 'DynamoDB.ThrottlingException', 'DynamoDB.RequestLimitExceeded',
+      'DynamoDB.InternalServerErrorException', 'SecretsManager.InternalServiceErrorException', 'Sqs.SqsException',
+      'SQS.ThrottlingException', 'Sfn.ThrottlingException',
+    ],
+    interval: Duration.seconds(1),
+    backoffRate: 2,
+    maxAttempts: 4,
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+}
+
+/** `['data', 0, 'id']`-style segments as a JSONPath suffix (`.data[0].id`). */
+function jobIdPathSuffix(segments: string[]): string {
+  return segments.map((s) => (/^\d+$/.test(s) ? `[${s}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(s) ? `.${s}` : `['${s}']`)).join('');
+}
+
+/** Escapes text for use inside an intrinsic function's string argument. */
+function escapeIntrinsicText(text: string): string {
+  return text.replace(/[\\'{}]/g, (c) => `\\${c}`);
+}

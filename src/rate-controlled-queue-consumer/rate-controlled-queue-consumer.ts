@@ -1,0 +1,316 @@
+import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { DispatcherFunction } from './dispatcher-function';
+import { ConsumerEnv } from '../shared/env';
+import { createWorkQueue } from '../shared/queues';
+import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
+
+/**
+ * Options for the RateControlledQueueConsumer that the orchestrator passes through.
+ */
+export interface RateControlledQueueConsumerOptions {
+  /**
+   * Messages per invocation (the event source mapping's batch size), 1 to 10000.
+   *
+   * Batch size alone does not limit the rate: the dispatcher paces every start.
+   *
+   * @default - the contract rounded up, between 1 and 10
+   */
+  readonly batchSize?: number;
+
+  /**
+   * How long the event source mapping gathers messages before invoking, up to 5 minutes.
+   * Lambda requires at least 1 second when `batchSize` is above 10.
+   *
+   * @default - no wait when batchSize <= 10, 1 second otherwise
+   */
+  readonly maxBatchingWindow?: Duration;
+
+  /**
+   * Most concurrent invocations the event source mapping may start, 2 to 1000.
+   *
+   * This, not reserved concurrency, is how AWS recommends capping an SQS consumer.
+   *
+   * @default 2
+   */
+  readonly maxConcurrency?: number;
+
+  /**
+   * Reserved concurrency of the dispatcher function.
+   *
+   * Below `maxConcurrency` it throttles invocations, which returns messages to the queue and can
+   * push them to the dead-letter queue: a synth-time warning says so.
+   *
+   * @default - no reservation
+   */
+  readonly reservedConcurrentExecutions?: number;
+
+  /**
+   * Provisioned concurrency of the dispatcher function (on an alias named `live`). It removes
+   * cold starts; it limits nothing.
+   *
+   * @default - none
+   */
+  readonly provisionedConcurrentExecutions?: number;
+
+  /**
+   * Receives before a request message is parked in the dead-letter queue.
+   *
+   * @default 10
+   */
+  readonly maxReceiveCount?: number;
+
+  /**
+   * Visibility timeout of the request queue. At least the function timeout; AWS recommends six
+   * times it.
+   *
+   * @default - six times the function timeout
+   */
+  readonly visibilityTimeout?: Duration;
+
+  /**
+   * How late a start may be against its pacing slot before the slot is given up and a new one
+   * reserved. It also covers clock differences between Lambda instances. Larger values cost a
+   * little throughput (slots are spaced (1 s + tolerance) / rate apart).
+   *
+   * @default Duration.millis(50)
+   */
+  readonly latenessTolerance?: Duration;
+
+  /**
+   * Customer-managed KMS key for the request queue and its dead-letter queue.
+   *
+   * @default - SQS-managed encryption (SSE-SQS)
+   */
+  readonly encryptionKey?: kms.IKey;
+
+  /**
+   * Alarm when the backlog holds more than this much work at the contracted rate
+   * (threshold = requestsPerSecond x this many seconds of messages).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly backlogAlarmThreshold?: Duration;
+
+  /**
+   * How long the dispatcher's logs are kept.
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * Properties for a RateControlledQueueConsumer.
+ */
+export interface RateControlledQueueConsumerProps extends RateControlledQueueConsumerOptions {
+  /** The contract: the most requests per second the vendor allows. */
+  readonly requestsPerSecond: number;
+
+  /**
+   * The Express workflow started once per message.
+   *
+   * @default - none: call `dispatchTo()` before synthesis
+   */
+  readonly stateMachine?: sfn.IStateMachine;
+
+  /**
+   * How long correlation items written for a request live (DynamoDB TTL).
+   *
+   * @default Duration.days(2)
+   */
+  readonly correlationTtl?: Duration;
+}
+
+/** Lateness tolerance when none is given; see `latenessTolerance`. */
+const DEFAULT_LATENESS_TOLERANCE = Duration.millis(50);
+/** Time an invocation keeps for its SDK calls after its last pacing slot. */
+const INVOCATION_SLACK_SECONDS = 15;
+
+/**
+ * SQS request queue and a paced Lambda consumer that starts one Express execution per message
+ * (blog steps 2-3).
+ *
+ * The dispatcher never starts more than the contract in any sliding 1-second window, across all
+ * its concurrent invocations and cold starts: each invocation reserves start times ("slots")
+ * spaced `(1 s + latenessTolerance) / requestsPerSecond` apart from one schedule kept in a small
+ * DynamoDB table (conditional writes, no locks), sleeps until each slot and gives up a slot it
+ * is late for. The function timeout is derived from the longest such wait.
+ */
+export class RateControlledQueueConsumer extends Construct {
+  /** The request queue. */
+  public readonly queue: sqs.Queue;
+  /** Where request messages that cannot be dispatched are parked. */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** The dispatcher function. */
+  public readonly function: lambda.Function;
+  /** The pacing schedule (one item). */
+  public readonly pacerTable: dynamodb.Table;
+  /** Fires when the backlog exceeds `backlogAlarmThreshold` of work at the contracted rate. */
+  public readonly backlogAlarm: cloudwatch.Alarm;
+  /** Fires when a request message is parked in the dead-letter queue. */
+  public readonly deadLetterAlarm: cloudwatch.Alarm;
+  /** The contract. */
+  public readonly requestsPerSecond: number;
+  /** The event source mapping's batch size. */
+  public readonly batchSize: number;
+  /** The event source mapping's maximum concurrency. */
+  public readonly maxConcurrency: number;
+  /** Backlog alarm threshold, in messages. */
+  public readonly backlogThresholdMessages: number;
+
+  private stateMachine?: sfn.IStateMachine;
+
+  constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
+    super(scope, id);
+
+    validateRequestsPerSecond(props.requestsPerSecond);
+    this.requestsPerSecond = props.requestsPerSecond;
+    this.batchSize = props.batchSize ?? Math.min(10, Math.max(1, Math.ceil(props.requestsPerSecond)));
+    this.maxConcurrency = props.maxConcurrency ?? 2;
+    validateWholeNumber('batchSize', this.batchSize, 1, 10_000, 'the SQS event source mapping limit for standard queues');
+    validateWholeNumber('maxConcurrency', this.maxConcurrency, 2, 1000, 'the SQS event source mapping limit');
+    validateWholeNumber('maxReceiveCount', props.maxReceiveCount, 1, 1000);
+    validateWholeNumber('reservedConcurrentExecutions', props.reservedConcurrentExecutions, 1, 10_000);
+    validateWholeNumber('provisionedConcurrentExecutions', props.provisionedConcurrentExecutions, 1, 10_000);
+    validateDuration('maxBatchingWindow', props.maxBatchingWindow, Duration.seconds(0), Duration.minutes(5));
+    validateDuration('latenessTolerance', props.latenessTolerance, Duration.millis(1), Duration.seconds(1));
+    validateDuration('backlogAlarmThreshold', props.backlogAlarmThreshold, Duration.seconds(1), Duration.days(1));
+    validateDuration('correlationTtl', props.correlationTtl, Duration.minutes(1), Duration.days(400));
+    if (this.batchSize > 10 && props.maxBatchingWindow !== undefined && props.maxBatchingWindow.toMilliseconds() < 1000) {
+      throw new Error(`maxBatchingWindow must be at least 1 second when batchSize is above 10 (given ${props.maxBatchingWindow.toHumanString()} with batchSize ${this.batchSize}): Lambda requires it`);
+    }
+
+    // Function timeout: the longest an invocation may wait for its pacing slots (every other
+    // concurrent invocation's batch may be scheduled first) plus slack for the SDK calls.
+    const latenessTolerance = props.latenessTolerance ?? DEFAULT_LATENESS_TOLERANCE;
+    const effectiveRate = props.requestsPerSecond >= 1 ? Math.floor(props.requestsPerSecond) : props.requestsPerSecond;
+    const slotIntervalMs = (1000 + latenessTolerance.toMilliseconds()) / effectiveRate;
+    const pacingSeconds = Math.ceil((this.batchSize * this.maxConcurrency * slotIntervalMs) / 1000);
+    const timeoutSeconds = Math.max(30, pacingSeconds + INVOCATION_SLACK_SECONDS);
+    if (timeoutSeconds > 900) {
+      throw new Error(`batchSize x maxConcurrency = ${this.batchSize * this.maxConcurrency} messages take ${pacingSeconds} s to pace at ${props.requestsPerSecond} requests per second, more than a Lambda invocation may run (15 minutes): lower batchSize or maxConcurrency`);
+    }
+    const timeout = Duration.seconds(timeoutSeconds);
+
+    const visibilityTimeout = props.visibilityTimeout ?? Duration.seconds(Math.min(43_200, timeoutSeconds * 6));
+    validateDuration('visibilityTimeout', visibilityTimeout, timeout, Duration.hours(12),
+      `the request queue's visibility timeout must cover the dispatcher's timeout of ${timeout.toHumanString()}`);
+    if (props.visibilityTimeout && props.visibilityTimeout.toSeconds() < timeoutSeconds * 6) {
+      Annotations.of(this).addWarningV2('cdk-async-external-api:visibilityTimeout',
+        `visibilityTimeout ${props.visibilityTimeout.toHumanString()} is below six times the dispatcher timeout (${timeoutSeconds * 6} seconds), which AWS recommends so that retried invocations do not see messages reappear`);
+    }
+    if (props.reservedConcurrentExecutions !== undefined && props.reservedConcurrentExecutions < this.maxConcurrency) {
+      Annotations.of(this).addWarningV2('cdk-async-external-api:reservedConcurrency',
+        `reservedConcurrentExecutions (${props.reservedConcurrentExecutions}) is below maxConcurrency (${this.maxConcurrency}): Lambda throttles the extra invocations, messages return to the queue and can reach the dead-letter queue. Use maxConcurrency alone to cap the consumer`);
+    }
+
+    const work = createWorkQueue(this, 'Request', {
+      visibilityTimeout,
+      maxReceiveCount: props.maxReceiveCount ?? 10,
+      encryptionKey: props.encryptionKey,
+    });
+    this.queue = work.queue;
+    this.deadLetterQueue = work.deadLetterQueue;
+    this.deadLetterAlarm = work.deadLetterAlarm;
+
+    this.pacerTable = new dynamodb.Table(this, 'PacerTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // One item holding the next free start time: nothing worth keeping.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    this.function = new DispatcherFunction(this, 'Function', {
+      description: 'Starts one dispatch workflow per request message, paced to the vendor contract',
+      timeout,
+      memorySize: 256,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      logGroup: new logs.LogGroup(this, 'FunctionLogs', {
+        retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
+      environment: {
+        [ConsumerEnv.REQUESTS_PER_SECOND]: String(props.requestsPerSecond),
+        [ConsumerEnv.PACER_TABLE_NAME]: this.pacerTable.tableName,
+        [ConsumerEnv.MAX_PACING_WAIT_MS]: String((timeoutSeconds - INVOCATION_SLACK_SECONDS) * 1000),
+        [ConsumerEnv.LATENESS_TOLERANCE_MS]: String(latenessTolerance.toMilliseconds()),
+        [ConsumerEnv.CORRELATION_TTL_SECONDS]: String((props.correlationTtl ?? Duration.days(2)).toSeconds()),
+        DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
+        POWERTOOLS_SERVICE_NAME: 'dispatcher',
+      },
+    });
+    this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
+    this.deadLetterQueue.grantSendMessages(this.function);
+
+    const target: lambda.IFunction = props.provisionedConcurrentExecutions !== undefined
+      ? this.function.addAlias('live', { provisionedConcurrentExecutions: props.provisionedConcurrentExecutions })
+      : this.function;
+    target.addEventSource(new SqsEventSource(this.queue, {
+      batchSize: this.batchSize,
+      maxBatchingWindow: props.maxBatchingWindow ?? (this.batchSize > 10 ? Duration.seconds(1) : undefined),
+      maxConcurrency: this.maxConcurrency,
+      reportBatchItemFailures: true,
+    }));
+
+    this.backlogThresholdMessages = Math.max(1, Math.ceil(props.requestsPerSecond * (props.backlogAlarmThreshold ?? Duration.minutes(5)).toSeconds()));
+    this.backlogAlarm = new cloudwatch.Alarm(this, 'BacklogAlarm', {
+      alarmDescription: `The request backlog holds more than ${this.backlogThresholdMessages} messages, over ${(props.backlogAlarmThreshold ?? Duration.minutes(5)).toHumanString()} of work at the contracted ${props.requestsPerSecond} requests per second: demand exceeds the contract.`,
+      metric: this.metricBacklog({ period: Duration.minutes(1), statistic: 'Maximum' }),
+      threshold: this.backlogThresholdMessages,
+      evaluationPeriods: 3,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    if (props.stateMachine) {
+      this.dispatchTo(props.stateMachine);
+    }
+    this.node.addValidation({
+      validate: () => (this.stateMachine ? [] : ['RateControlledQueueConsumer has no workflow to start: pass stateMachine or call dispatchTo()']),
+    });
+  }
+
+  /**
+   * Sets the Express workflow the dispatcher starts once per message. Called once.
+   */
+  public dispatchTo(stateMachine: sfn.IStateMachine): void {
+    if (this.stateMachine) {
+      throw new Error('dispatchTo() was already called or stateMachine was given: a consumer starts exactly one workflow');
+    }
+    this.stateMachine = stateMachine;
+    this.function.addEnvironment(ConsumerEnv.STATE_MACHINE_ARN, stateMachine.stateMachineArn);
+    stateMachine.grantStartExecution(this.function);
+  }
+
+  /** Lets `grantee` put requests on the queue. */
+  public grantSendRequests(grantee: iam.IGrantable): iam.Grant {
+    return this.queue.grantSendMessages(grantee);
+  }
+
+  /** Messages waiting in the request queue. */
+  public metricBacklog(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.queue.metricApproximateNumberOfMessagesVisible(props);
+  }
+
+  /** Age of the oldest request waiting, in seconds. */
+  public metricAgeOfOldestRequest(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.queue.metricApproximateAgeOfOldestMessage(props);
+  }
+
+  /** Request messages parked in the dead-letter queue. */
+  public metricDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deadLetterQueue.metricApproximateNumberOfMessagesVisible(props);
+  }
+}

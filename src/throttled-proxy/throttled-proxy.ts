@@ -1,0 +1,224 @@
+import { Lazy, RemovalPolicy } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
+import { validateRequestsPerSecond, validateVendorUrl } from '../shared/validation';
+
+/**
+ * Options for the ThrottledProxy that the orchestrator passes through.
+ */
+export interface ThrottledProxyOptions {
+  /**
+   * Steady-state rate limit of the proxy stage, requests per second.
+   *
+   * Must not exceed the contract; lower it to keep a margin below the contract.
+   *
+   * @default - the contract (`requestsPerSecond`)
+   */
+  readonly throttlingRateLimit?: number;
+
+  /**
+   * Burst limit of the proxy stage (the size of API Gateway's token bucket).
+   *
+   * The most requests the proxy lets through in any one second is about rate + burst, so a small
+   * burst keeps the safety net tight while absorbing the network jitter of paced traffic.
+   *
+   * @default - a tenth of the contract, at least 1
+   */
+  readonly throttlingBurstLimit?: number;
+
+  /**
+   * How the proxy authenticates to the vendor.
+   *
+   * @default VendorCredentials.none()
+   */
+  readonly credentials?: VendorCredentials;
+
+  /**
+   * Name of the proxy's stage.
+   *
+   * @default 'vendor'
+   */
+  readonly stageName?: string;
+
+  /**
+   * How long the access logs are kept.
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly accessLogRetention?: logs.RetentionDays;
+}
+
+/**
+ * Properties for a ThrottledProxy.
+ */
+export interface ThrottledProxyProps extends ThrottledProxyOptions {
+  /**
+   * The vendor's job-submission URL (https). Requests to the proxy's root go here; requests to
+   * `/{path}` go to `<vendorUrl>/{path}` (e.g. result fetches).
+   */
+  readonly vendorUrl: string;
+
+  /** The contract: the most requests per second the vendor allows. */
+  readonly requestsPerSecond: number;
+}
+
+/**
+ * API Gateway REST API in front of the vendor, throttled to the contract (blog step 5).
+ *
+ * A safety net, not the primary limiter (API Gateway calls its throttling best-effort): the
+ * queue consumer paces requests before they get here. Every method uses IAM authorization and a
+ * resource policy denies every principal that was not granted with `grantInvoke`, so the proxy
+ * is not an open relay. Access logs go to CloudWatch Logs.
+ *
+ * REST rather than HTTP API: both can be called by Step Functions with IAM (SigV4), but only
+ * REST APIs have resource policies (the deny-everyone-else rule), AWS WAF, per-method
+ * throttling and request parameter mapping into `Authorization`; the price difference
+ * (USD 3.50 vs 1.00 per million in us-east-1) is small next to the vendor's.
+ */
+export class ThrottledProxy extends Construct {
+  /** The REST API. */
+  public readonly restApi: apigw.RestApi;
+  /** The stage the dispatch workflow calls. */
+  public readonly stageName: string;
+  /** The stage's steady-state rate limit. */
+  public readonly throttlingRateLimit: number;
+  /** The stage's burst limit. */
+  public readonly throttlingBurstLimit: number;
+  /** How the proxy authenticates to the vendor. */
+  public readonly credentials: VendorCredentials;
+  /** Access log group. */
+  public readonly accessLogGroup: logs.LogGroup;
+
+  private readonly invokerArns: string[] = [];
+
+  constructor(scope: Construct, id: string, props: ThrottledProxyProps) {
+    super(scope, id);
+
+    validateVendorUrl(props.vendorUrl);
+    validateRequestsPerSecond(props.requestsPerSecond);
+    this.throttlingRateLimit = props.throttlingRateLimit ?? props.requestsPerSecond;
+    this.throttlingBurstLimit = props.throttlingBurstLimit ?? Math.max(1, Math.ceil(props.requestsPerSecond / 10));
+    if (!(this.throttlingRateLimit > 0) || this.throttlingRateLimit > props.requestsPerSecond) {
+      throw new Error(`throttlingRateLimit must be above 0 and at most the contract of ${props.requestsPerSecond} requests per second (given ${this.throttlingRateLimit}): the proxy must never let more through than the vendor allows`);
+    }
+    if (!Number.isInteger(this.throttlingBurstLimit) || this.throttlingBurstLimit < 1 || this.throttlingBurstLimit > 5000) {
+      throw new Error(`throttlingBurstLimit must be a whole number between 1 and 5000 (given ${this.throttlingBurstLimit})`);
+    }
+    this.credentials = props.credentials ?? VendorCredentials.none();
+    this.stageName = props.stageName ?? 'vendor';
+
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.accessLogRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.restApi = new apigw.RestApi(this, 'Resource', {
+      description: 'Throttled proxy to the vendor API (cdk-async-external-api)',
+      endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
+      // Execution logging needs an account-wide API Gateway role; access logs do not.
+      cloudWatchRole: false,
+      deployOptions: {
+        stageName: this.stageName,
+        throttlingRateLimit: this.throttlingRateLimit,
+        throttlingBurstLimit: this.throttlingBurstLimit,
+        metricsEnabled: true,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+      },
+      policy: new iam.PolicyDocument({
+        statements: [
+          new iam.PolicyStatement({
+            // Without this Allow, IAM identity policies alone grant same-account callers.
+            effect: iam.Effect.ALLOW,
+            principals: [new iam.AccountRootPrincipal()],
+            actions: ['execute-api:Invoke'],
+            resources: ['execute-api:/*'],
+          }),
+          new iam.PolicyStatement({
+            // Not an open relay: everyone not granted with grantInvoke is denied, even with IAM rights.
+            effect: iam.Effect.DENY,
+            principals: [new iam.AnyPrincipal()],
+            actions: ['execute-api:Invoke'],
+            resources: ['execute-api:/*'],
+            conditions: {
+              ArnNotEquals: {
+                'aws:PrincipalArn': Lazy.list({ produce: () => (this.invokerArns.length > 0 ? this.invokerArns : ['arn:aws:iam::000000000000:role/no-invoker-granted']) }),
+              },
+            },
+          }),
+        ],
+      }),
+    });
+
+    const credentialMapping: Record<string, string> = {};
+    if (this.credentials.headerName) {
+      credentialMapping[`integration.request.header.${this.credentials.headerName}`] = `method.request.header.${VENDOR_CREDENTIAL_HEADER}`;
+    }
+    const methodOptions = (extra: Record<string, boolean>): apigw.MethodOptions => ({
+      authorizationType: apigw.AuthorizationType.IAM,
+      requestParameters: {
+        ...extra,
+        ...(this.credentials.headerName ? { [`method.request.header.${VENDOR_CREDENTIAL_HEADER}`]: true } : {}),
+      },
+    });
+
+    // Root: the job-submission URL itself.
+    this.restApi.root.addMethod('ANY', new apigw.HttpIntegration(props.vendorUrl, {
+      proxy: true,
+      httpMethod: 'ANY',
+      options: { requestParameters: credentialMapping },
+    }), methodOptions({}));
+
+    // Anything below: <vendorUrl>/<path>, for result fetches and other calls to the same vendor.
+    this.restApi.root.addResource('{proxy+}').addMethod('ANY', new apigw.HttpIntegration(`${props.vendorUrl}/{proxy}`, {
+      proxy: true,
+      httpMethod: 'ANY',
+      options: {
+        requestParameters: {
+          'integration.request.path.proxy': 'method.request.path.proxy',
+          ...credentialMapping,
+        },
+      },
+    }), methodOptions({ 'method.request.path.proxy': true }));
+  }
+
+  /**
+   * Lets `grantee` call the proxy: an IAM permission plus a place on the resource policy's
+   * allow list. `grantee` must be an IAM role (e.g. a state machine's role).
+   */
+  public grantInvoke(grantee: iam.IGrantable): iam.Grant {
+    const principal = grantee.grantPrincipal;
+    if (!(principal instanceof iam.Role) && !iam.Role.isRole(principal)) {
+      throw new Error(`grantInvoke needs an IAM role (the proxy's resource policy lists allowed roles), given ${principal.constructor.name}`);
+    }
+    const roleArn = (principal as iam.IRole).roleArn;
+    if (!this.invokerArns.includes(roleArn)) {
+      this.invokerArns.push(roleArn);
+    }
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [this.restApi.arnForExecuteApi('*', '/*', this.stageName)],
+    });
+  }
+
+  /** Requests the proxy answered with 4xx, throttling (429) included. */
+  public metricClientErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricClientError({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.stageName } });
+  }
+
+  /** Requests the proxy answered with 5xx (vendor errors and integration failures). */
+  public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricServerError({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.stageName } });
+  }
+
+  /** Requests through the proxy. */
+  public metricCount(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricCount({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.stageName } });
+  }
+
+}
