@@ -6,8 +6,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { CallbackProcessorFunction } from './callback-processor-function';
 import { parseSimplePath } from './json-path';
@@ -268,7 +268,7 @@ export class CallbackWebhook extends Construct {
 
   /** Webhook requests answered with 5xx. */
   public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.restApi.metricServerError({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.restApi.deploymentStage.stageName } });
+    return this.restApi.metricServerError(props);
   }
 }
 

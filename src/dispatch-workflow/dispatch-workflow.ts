@@ -2,9 +2,9 @@ import { Duration, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { parseSimplePath } from '../callback-webhook/json-path';
@@ -372,7 +372,10 @@ export class DispatchWorkflow extends Construct {
       resultPath: '$.error',
     }).next(giveUp);
     const hasJobId = new sfn.Choice(this, 'HasJobId')
-      .when(sfn.Condition.or(sfn.Condition.isString(jobIdInBody), sfn.Condition.isNumeric(jobIdInBody)), extractJobId.next(storeJobId).next(submitted))
+      .when(
+        sfn.Condition.or(sfn.Condition.isString(jobIdInBody), sfn.Condition.isNumeric(jobIdInBody)),
+        extractJobId.next(storeJobId).next(submitted),
+      )
       .otherwise(missingJobId);
 
     claim.addCatch(alreadySubmitted, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });

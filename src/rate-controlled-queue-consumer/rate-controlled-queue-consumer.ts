@@ -6,8 +6,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DispatcherFunction } from './dispatcher-function';
 import { ConsumerEnv } from '../shared/env';
@@ -264,9 +264,10 @@ export class RateControlledQueueConsumer extends Construct {
       reportBatchItemFailures: true,
     }));
 
-    this.backlogThresholdMessages = Math.max(1, Math.ceil(props.requestsPerSecond * (props.backlogAlarmThreshold ?? Duration.minutes(5)).toSeconds()));
+    const backlogAlarmThreshold = props.backlogAlarmThreshold ?? Duration.minutes(5);
+    this.backlogThresholdMessages = Math.max(1, Math.ceil(props.requestsPerSecond * backlogAlarmThreshold.toSeconds()));
     this.backlogAlarm = new cloudwatch.Alarm(this, 'BacklogAlarm', {
-      alarmDescription: `The request backlog holds more than ${this.backlogThresholdMessages} messages, over ${(props.backlogAlarmThreshold ?? Duration.minutes(5)).toHumanString()} of work at the contracted ${props.requestsPerSecond} requests per second: demand exceeds the contract.`,
+      alarmDescription: `The request backlog holds more than ${this.backlogThresholdMessages} messages, over ${backlogAlarmThreshold.toHumanString()} of work at the contracted ${props.requestsPerSecond} requests per second: demand exceeds the contract.`,
       metric: this.metricBacklog({ period: Duration.minutes(1), statistic: 'Maximum' }),
       threshold: this.backlogThresholdMessages,
       evaluationPeriods: 3,

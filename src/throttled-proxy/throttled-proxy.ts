@@ -208,17 +208,17 @@ export class ThrottledProxy extends Construct {
 
   /** Requests the proxy answered with 4xx, throttling (429) included. */
   public metricClientErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.restApi.metricClientError({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.stageName } });
+    return this.restApi.metricClientError(props);
   }
 
   /** Requests the proxy answered with 5xx (vendor errors and integration failures). */
   public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.restApi.metricServerError({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.stageName } });
+    return this.restApi.metricServerError(props);
   }
 
   /** Requests through the proxy. */
   public metricCount(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.restApi.metricCount({ ...props, dimensionsMap: { ApiName: this.restApi.restApiName, Stage: this.stageName } });
+    return this.restApi.metricCount(props);
   }
 
 }

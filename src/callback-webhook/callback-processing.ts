@@ -1,0 +1,455 @@
+/**
+ * The callback processor's logic: turns one callback (an SQS record holding a CallbackEnvelope)
+ * into SendTaskSuccess / SendTaskFailure for the workflow waiting on the vendor's job.
+ *
+ * Pure logic: the AWS clients, the configuration and the logger are arguments, so tests drive it
+ * directly. `callback-processor.lambda.ts` is the thin Lambda adapter around it.
+ *
+ * Outcome of one record:
+ * - returns normally: the record is done (resumed, duplicate, late, or parked in the dead-letter queue);
+ * - throws: the record is reported as a batch item failure and SQS redelivers it later
+ *   (early callback, throttling, network errors, or a failure to park it).
+ */
+
+// The AWS SDK is bundled into the Lambda asset by esbuild; the construct library never imports this file.
+import { DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { getAtPath, parseSimplePath } from './json-path';
+import { CallbackEnv } from '../shared/env';
+import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+
+/** The AWS clients the processor uses. */
+export interface CallbackClients {
+  readonly dynamodb: DynamoDBClient;
+  readonly sfn: SFNClient;
+  readonly sqs: SQSClient;
+}
+
+export interface CallbackConfig {
+  /** Correlation table. */
+  readonly tableName: string;
+  /** Its index on job id (`ByJobId`). */
+  readonly jobIdIndexName: string;
+  /** Where the job id is in the callback body (segments from `parseSimplePath`). */
+  readonly jobIdPath: string[];
+  /** Where the vendor's job status is in the callback body. Absent: every callback is a success. */
+  readonly statusPath?: string[];
+  /** Status values (compared as strings) that mean the vendor's job failed. */
+  readonly failureStatusValues: string[];
+  /** Where records that can never succeed are parked at once. */
+  readonly deadLetterQueueUrl: string;
+  /** Largest SendTaskSuccess output, in UTF-8 bytes. Default: Step Functions' limit, 256 KiB. */
+  readonly maxOutputBytes?: number;
+}
+
+/**
+ * The logger calls the processor makes: a subset of the Powertools Logger, so tests can pass a fake.
+ * Keys are appended per record; the caller must process records one at a time (the keys live on the logger).
+ */
+export interface CallbackLogger {
+  debug(message: string, ...extra: unknown[]): void;
+  info(message: string, ...extra: unknown[]): void;
+  warn(message: string, ...extra: unknown[]): void;
+  error(message: string, ...extra: unknown[]): void;
+  appendKeys(keys: Record<string, unknown>): void;
+  removeKeys(keys: string[]): void;
+}
+
+/** The `reason` message attribute of a record parked in the dead-letter queue. */
+export const ParkReasons = {
+  /** The record body is not a valid CallbackEnvelope. */
+  MALFORMED_ENVELOPE: 'MALFORMED_ENVELOPE',
+  /** The callback body is not UTF-8 JSON. */
+  MALFORMED_BODY: 'MALFORMED_BODY',
+  /** No usable job id at the configured path. */
+  MISSING_JOB_ID: 'MISSING_JOB_ID',
+  /** The correlation item for the job id has no task token. */
+  INVALID_CORRELATION_ITEM: 'INVALID_CORRELATION_ITEM',
+  /** `{jobId, result}` is larger than Step Functions accepts as task output. */
+  OUTPUT_TOO_LARGE: 'OUTPUT_TOO_LARGE',
+} as const;
+export type ParkReason = typeof ParkReasons[keyof typeof ParkReasons];
+
+/** Error name the waiting task fails with when the callback is too large to be its output. */
+export const CALLBACK_TOO_LARGE_ERROR = 'CallbackTooLarge';
+
+/** Step Functions' limit on task output (SendTaskSuccess `output`), in bytes. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
+/** Step Functions' limit on SendTaskFailure `cause`, in characters. */
+export const MAX_CAUSE_CHARS = 32768;
+/** Longest `detail` message attribute on a parked record. */
+export const MAX_DETAIL_CHARS = 1000;
+/** Cap of the early-callback backoff before jitter, in seconds. */
+export const MAX_BACKOFF_SECONDS = 300;
+
+/**
+ * SendTaskSuccess/SendTaskFailure errors meaning the waiting workflow has already ended (timed out,
+ * failed, stopped, or already resumed). Retrying can never succeed: the callback is late.
+ */
+const FINAL_TASK_ERRORS = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+
+/** Keys appended to the logger per record; removed after the record. */
+const RECORD_LOG_KEYS = ['messageId', 'apiRequestId', 'jobId', 'requestId'];
+
+/**
+ * Thrown for a callback whose job id is not (yet) in the correlation table, so the record is retried
+ * with backoff until the dispatch workflow has stored the job id, or the queue's redrive policy parks it.
+ */
+export class EarlyCallbackError extends Error {
+  constructor(readonly jobId: string, readonly receiveCount: number) {
+    super(`No request found for job id "${jobId}" (receive count ${receiveCount}): the callback came before the job id was stored; it will be retried`);
+    this.name = 'EarlyCallbackError';
+  }
+}
+
+/**
+ * Reads the configuration from the environment (the `CallbackEnv` variables).
+ * Call once at module load: a misconfigured function then fails at init, naming the variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>): CallbackConfig {
+  const required = (name: string): string => {
+    const value = env[name];
+    if (value === undefined || value.trim() === '') {
+      throw new Error(`Environment variable ${name} is required by the callback processor but is not set`);
+    }
+    return value;
+  };
+  const path = (name: string, value: string): string[] => {
+    try {
+      return parseSimplePath(value);
+    } catch (err) {
+      throw new Error(`Environment variable ${name}: ${(err as Error).message}`);
+    }
+  };
+
+  const statusPathValue = env[CallbackEnv.STATUS_PATH];
+  const failureValuesText = env[CallbackEnv.FAILURE_STATUS_VALUES];
+  let failureStatusValues: string[] = [];
+  if (failureValuesText !== undefined && failureValuesText.trim() !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(failureValuesText);
+    } catch {
+      parsed = undefined;
+    }
+    if (!Array.isArray(parsed) || !parsed.every((v) => ['string', 'number', 'boolean'].includes(typeof v))) {
+      throw new Error(`Environment variable ${CallbackEnv.FAILURE_STATUS_VALUES} must be a JSON array of strings, got: ${failureValuesText}`);
+    }
+    // Compared with String(status), so `[500]` matches a numeric status 500.
+    failureStatusValues = parsed.map((v) => String(v));
+  }
+
+  return {
+    tableName: required(CallbackEnv.TABLE_NAME),
+    jobIdIndexName: required(CallbackEnv.JOB_ID_INDEX_NAME),
+    jobIdPath: path(CallbackEnv.JOB_ID_PATH, required(CallbackEnv.JOB_ID_PATH)),
+    // Empty STATUS_PATH means "no status field": every callback is a success.
+    statusPath: statusPathValue === undefined || statusPathValue.trim() === ''
+      ? undefined
+      : path(CallbackEnv.STATUS_PATH, statusPathValue),
+    failureStatusValues,
+    deadLetterQueueUrl: required(CallbackEnv.DEAD_LETTER_QUEUE_URL),
+  };
+}
+
+/**
+ * Processes one callback record. Returns when the record is done; throws when it must be retried.
+ * Appends `messageId`, `apiRequestId`, `jobId` and `requestId` to the logger as they become known,
+ * and removes them before returning.
+ */
+export async function processCallbackRecord(
+  record: SQSRecord,
+  clients: CallbackClients,
+  config: CallbackConfig,
+  logger: CallbackLogger,
+): Promise<void> {
+  logger.appendKeys({ messageId: record.messageId });
+  try {
+    await processRecord(record, clients, config, logger);
+  } catch (err) {
+    // Logged here, while the record's keys are still on the logger.
+    if (err instanceof EarlyCallbackError) {
+      logger.info('Callback came before its job id was stored; it will be retried', { receiveCount: err.receiveCount });
+    } else {
+      logger.error('Callback processing failed; the record will be redelivered', err as Error);
+    }
+    throw err;
+  } finally {
+    logger.removeKeys(RECORD_LOG_KEYS);
+  }
+}
+
+async function processRecord(record: SQSRecord, clients: CallbackClients, config: CallbackConfig, logger: CallbackLogger): Promise<void> {
+  const park = (reason: ParkReason, detail: string) => parkRecord(record, reason, detail, clients, config, logger);
+
+  // a. The envelope, written by the webhook's mapping template.
+  const envelope = parseEnvelope(record.body);
+  if (typeof envelope === 'string') {
+    return park(ParkReasons.MALFORMED_ENVELOPE, envelope);
+  }
+  if (typeof envelope.apiRequestId === 'string') {
+    logger.appendKeys({ apiRequestId: envelope.apiRequestId });
+  }
+
+  // b. The vendor's body: base64 -> UTF-8 (strict: invalid bytes are an error, not U+FFFD) -> JSON.
+  let body: unknown;
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(envelope.bodyBase64, 'base64'));
+    body = JSON.parse(text);
+  } catch (err) {
+    return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
+  }
+
+  // c. The job id: a non-empty string, or a finite number (stringified, as the table stores strings).
+  const jobIdValue = getAtPath(body, config.jobIdPath);
+  let jobId: string;
+  if (typeof jobIdValue === 'string' && jobIdValue.trim() !== '') {
+    jobId = jobIdValue;
+  } else if (typeof jobIdValue === 'number' && Number.isFinite(jobIdValue)) {
+    jobId = String(jobIdValue);
+  } else {
+    return park(ParkReasons.MISSING_JOB_ID,
+      `no job id at ${formatPath(config.jobIdPath)}: expected a non-empty string or a number, got ${describeValue(jobIdValue)}`);
+  }
+  logger.appendKeys({ jobId });
+
+  // d. The waiting request. The index is eventually consistent and the dispatch workflow stores the
+  // job id only after the vendor answered, so a fast vendor's callback can arrive first: retry later.
+  const query = await clients.dynamodb.send(new QueryCommand({
+    TableName: config.tableName,
+    IndexName: config.jobIdIndexName,
+    KeyConditionExpression: '#jobId = :jobId',
+    ExpressionAttributeNames: { '#jobId': CorrelationAttributes.JOB_ID },
+    ExpressionAttributeValues: { ':jobId': { S: jobId } },
+    Limit: 1,
+  }));
+  const item = query.Items?.[0];
+  if (!item) {
+    const receiveCount = await delayRetry(record, clients, logger);
+    throw new EarlyCallbackError(jobId, receiveCount);
+  }
+  const requestId = item[CorrelationAttributes.REQUEST_ID]?.S;
+  const taskToken = item[CorrelationAttributes.TASK_TOKEN]?.S;
+  const status = item[CorrelationAttributes.STATUS]?.S;
+  if (requestId) {
+    logger.appendKeys({ requestId });
+  }
+  if (!requestId || !taskToken) {
+    // Written by our own dispatch workflow, so this is a bug; retrying cannot fix the item.
+    return park(ParkReasons.INVALID_CORRELATION_ITEM, `the item for job id "${jobId}" has no ${!requestId ? 'requestId' : 'taskToken'}`);
+  }
+
+  // e. Already done: vendors may send a callback more than once, and SQS delivers at least once.
+  if (status === RequestStatus.COMPLETED || status === RequestStatus.LATE) {
+    logger.info('Duplicate callback ignored: the request is already finished', { status });
+    return;
+  }
+
+  // f. Resume the waiting workflow.
+  const result = JSON.stringify({ jobId, result: body });
+  const statusValue = config.statusPath ? getAtPath(body, config.statusPath) : undefined;
+  // Only scalar statuses are compared: a missing or object status is not a listed failure value.
+  const vendorFailed = isScalar(statusValue) && config.failureStatusValues.includes(String(statusValue));
+
+  // Each branch sets the Step Functions call to make (the two commands do not fit one variable for `send`).
+  let sendTaskResult: () => Promise<unknown>;
+  let outcome: string;
+  const maxOutputBytes = config.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+  const outputBytes = Buffer.byteLength(result, 'utf8');
+  if (vendorFailed) {
+    // The cause is only for humans, so a too long one is cut rather than rejected.
+    outcome = ErrorNames.VENDOR_JOB_FAILED;
+    sendTaskResult = () => clients.sfn.send(new SendTaskFailureCommand({
+      taskToken,
+      error: ErrorNames.VENDOR_JOB_FAILED,
+      cause: truncate(result, MAX_CAUSE_CHARS),
+    }));
+  } else if (outputBytes > maxOutputBytes) {
+    // Step Functions would reject the output. Keep the callback in the DLQ for a human, and fail the
+    // task so the workflow does not wait until its timeout for a callback that will never fit.
+    // Parked first: if parking fails nothing has happened yet and the redelivery starts over.
+    await park(ParkReasons.OUTPUT_TOO_LARGE, `task output is ${outputBytes} bytes, over the limit of ${maxOutputBytes} bytes`);
+    outcome = CALLBACK_TOO_LARGE_ERROR;
+    sendTaskResult = () => clients.sfn.send(new SendTaskFailureCommand({
+      taskToken,
+      error: CALLBACK_TOO_LARGE_ERROR,
+      cause: `The callback for job ${truncate(jobId, 1000)} makes a task output of ${outputBytes} bytes, over the limit of ${maxOutputBytes} bytes. `
+        + 'The callback was parked in the callback dead-letter queue.',
+    }));
+  } else {
+    outcome = 'success';
+    sendTaskResult = () => clients.sfn.send(new SendTaskSuccessCommand({ taskToken, output: result }));
+  }
+
+  try {
+    await sendTaskResult();
+  } catch (err) {
+    // g. The workflow already ended: this callback is late. Final, never retried.
+    if (FINAL_TASK_ERRORS.has((err as Error).name)) {
+      logger.warn('Late callback: the waiting workflow has already ended', { error: (err as Error).name, detail: (err as Error).message });
+      await updateStatus(requestId, RequestStatus.LATE, clients, config, logger);
+      return;
+    }
+    // i. Throttling, network...: rethrow so SQS redelivers.
+    throw err;
+  }
+  logger.info('Waiting workflow resumed', { outcome });
+
+  // h. Best effort: the workflow is resumed whatever happens here, and a redelivery would end as late.
+  await updateStatus(requestId, RequestStatus.COMPLETED, clients, config, logger);
+}
+
+/** Parses and validates the envelope; returns a description of the problem when it is invalid. */
+function parseEnvelope(text: string): CallbackEnvelope | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return `record body is not JSON: ${(err as Error).message}`;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return `record body is not a JSON object: got ${describeValue(value)}`;
+  }
+  const envelope = value as Record<string, unknown>;
+  if (envelope.v !== 1) {
+    return `unsupported envelope version: v is ${describeValue(envelope.v)}, expected 1`;
+  }
+  // Buffer.from(..., 'base64') silently skips bad characters, so check the alphabet first.
+  if (typeof envelope.bodyBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(envelope.bodyBase64)) {
+    return `bodyBase64 is not a base64 string: got ${describeValue(envelope.bodyBase64)}`;
+  }
+  if (envelope.headers !== undefined && (typeof envelope.headers !== 'object' || envelope.headers === null || Array.isArray(envelope.headers))) {
+    return `headers is not an object: got ${describeValue(envelope.headers)}`;
+  }
+  // The other fields are only used for logging: not worth losing a callback over.
+  return value as CallbackEnvelope;
+}
+
+/**
+ * Sends the original record body to the dead-letter queue with the reason; the record is then done.
+ * A failure to park throws, so the record is redelivered rather than lost.
+ */
+async function parkRecord(
+  record: SQSRecord,
+  reason: ParkReason,
+  detail: string,
+  clients: CallbackClients,
+  config: CallbackConfig,
+  logger: CallbackLogger,
+): Promise<void> {
+  const shortDetail = truncate(detail, MAX_DETAIL_CHARS) || '(no detail)'; // SQS rejects empty attribute values
+  await clients.sqs.send(new SendMessageCommand({
+    QueueUrl: config.deadLetterQueueUrl,
+    MessageBody: record.body,
+    MessageAttributes: {
+      reason: { DataType: 'String', StringValue: reason },
+      detail: { DataType: 'String', StringValue: shortDetail },
+    },
+  }));
+  logger.warn('Callback parked in the dead-letter queue', { reason, detail: shortDetail });
+}
+
+/**
+ * Delays the record's next delivery: min(2^receiveCount, 300) seconds, plus a random 0..that, so
+ * early callbacks of many jobs do not come back together. Returns the receive count.
+ * Never throws: if the call fails the record still comes back after the queue's visibility timeout.
+ */
+async function delayRetry(record: SQSRecord, clients: CallbackClients, logger: CallbackLogger): Promise<number> {
+  const receiveCount = Math.max(1, Number(record.attributes.ApproximateReceiveCount) || 1);
+  const backoff = Math.min(2 ** receiveCount, MAX_BACKOFF_SECONDS);
+  const visibilityTimeout = backoff + Math.floor(Math.random() * (backoff + 1));
+  try {
+    await clients.sqs.send(new ChangeMessageVisibilityCommand({
+      QueueUrl: queueUrlFromArn(record.eventSourceARN),
+      ReceiptHandle: record.receiptHandle,
+      VisibilityTimeout: visibilityTimeout,
+    }));
+  } catch (err) {
+    logger.error('Could not delay the retry of an early callback; it will come back after the queue\'s visibility timeout', err as Error);
+  }
+  return receiveCount;
+}
+
+/**
+ * Sets the request's status. Conditional so that it never creates an item (the item may have expired)
+ * and never turns COMPLETED into LATE (a concurrent duplicate may have resumed the workflow).
+ * Never throws: the workflow's fate is already decided, only the bookkeeping failed.
+ */
+async function updateStatus(
+  requestId: string,
+  status: typeof RequestStatus.COMPLETED | typeof RequestStatus.LATE,
+  clients: CallbackClients,
+  config: CallbackConfig,
+  logger: CallbackLogger,
+): Promise<void> {
+  try {
+    await clients.dynamodb.send(new UpdateItemCommand({
+      TableName: config.tableName,
+      Key: { [CorrelationAttributes.REQUEST_ID]: { S: requestId } },
+      UpdateExpression: 'SET #status = :status, #updatedAt = :updatedAt',
+      ConditionExpression: 'attribute_exists(#requestId) AND #status <> :completed',
+      ExpressionAttributeNames: {
+        '#requestId': CorrelationAttributes.REQUEST_ID,
+        '#status': CorrelationAttributes.STATUS,
+        '#updatedAt': CorrelationAttributes.UPDATED_AT,
+      },
+      ExpressionAttributeValues: {
+        ':status': { S: status },
+        ':updatedAt': { S: new Date().toISOString() },
+        ':completed': { S: RequestStatus.COMPLETED },
+      },
+    }));
+  } catch (err) {
+    if ((err as Error).name === 'ConditionalCheckFailedException') {
+      logger.info(`Request status not set to ${status}: the item is gone or already ${RequestStatus.COMPLETED}`);
+    } else {
+      logger.error(`Could not set the request status to ${status}; the callback is still handled`, err as Error);
+    }
+  }
+}
+
+/**
+ * The queue URL of an SQS ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`), for ChangeMessageVisibility.
+ * Honours `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL` (local emulators) like the SDK does.
+ */
+export function queueUrlFromArn(arn: string, env: Record<string, string | undefined> = process.env): string {
+  const parts = arn.split(':');
+  if (parts.length !== 6 || parts[0] !== 'arn' || parts[2] !== 'sqs' || !parts[3] || !parts[4] || !parts[5]) {
+    throw new Error(`Not an SQS queue ARN: "${arn}"`);
+  }
+  const [, partition, , region, account, name] = parts;
+  const endpoint = env.AWS_ENDPOINT_URL_SQS || env.AWS_ENDPOINT_URL;
+  if (endpoint) {
+    return `${endpoint.replace(/\/+$/, '')}/${account}/${name}`;
+  }
+  const domain = partition === 'aws-cn' ? 'amazonaws.com.cn' : 'amazonaws.com';
+  return `https://sqs.${region}.${domain}/${account}/${name}`;
+}
+
+/** Cuts a string to at most `max` UTF-16 units, without splitting a surrogate pair. */
+function truncate(text: string, max: number): string {
+  if (text.length <= max) {
+    return text;
+  }
+  const end = /[\uD800-\uDBFF]/.test(text[max - 1]) ? max - 1 : max;
+  return text.slice(0, end);
+}
+
+function isScalar(value: unknown): value is string | number | boolean {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+}
+
+function formatPath(segments: string[]): string {
+  return '$' + segments.map((s) => (/^[0-9]+$/.test(s) ? `[${s}]` : `['${s}']`)).join('');
+}
+
+/** A short description of a value for error details, never the whole value. */
+function describeValue(value: unknown): string {
+  if (value === undefined) {
+    return 'nothing';
+  }
+  const json = JSON.stringify(value) ?? String(value);
+  return `${Array.isArray(value) ? 'array' : value === null ? 'null' : typeof value} ${truncate(json, 100)}`;
+}

@@ -1,0 +1,41 @@
+/**
+ * Callback processor: reads the webhook's callback queue and resumes the waiting workflows.
+ * A thin adapter: the logic is in `callback-processing.ts`.
+ */
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { CallbackClients, loadConfig, processCallbackRecord } from './callback-processing';
+
+// Created once per execution environment and reused by every invocation.
+const logger = new Logger({ serviceName: 'callback-processor' });
+const clients: CallbackClients = {
+  dynamodb: new DynamoDBClient({}),
+  sfn: new SFNClient({}),
+  sqs: new SQSClient({}),
+};
+// Read at load time so a misconfigured function fails at init, naming the missing variable.
+const config = loadConfig(process.env);
+const processor = new BatchProcessor(EventType.SQS);
+
+const recordHandler = (record: SQSRecord): Promise<void> => processCallbackRecord(record, clients, config, logger);
+
+/**
+ * SQS event source handler. Needs `reportBatchItemFailures` on the event source mapping: only the
+ * records that threw are returned to the queue, the others are deleted.
+ */
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  logger.addContext(context);
+  return processPartialResponse(event, recordHandler, processor, {
+    context,
+    // One record at a time: the record's log keys (jobId, requestId) live on the shared logger.
+    processInParallel: false,
+    // A batch where every record must be retried (e.g. early callbacks) is an expected outcome,
+    // not a function error: report the failures instead of throwing, so the Lambda error metric
+    // only counts real errors. SQS treats both the same way.
+    throwOnFullBatchFailure: false,
+  });
+};

@@ -1,0 +1,433 @@
+/**
+ * One invocation of the queue consumer: turns a batch of request messages into paced StartExecution
+ * calls of the dispatch (Express) workflow. See `pacer.ts` for the pacing guarantee.
+ *
+ * Everything this module needs from the outside (clients, configuration, clock, logger) is passed
+ * in, so tests drive it on fake time with mocked clients. `dispatcher.lambda.ts` is the thin adapter.
+ */
+import { randomBytes } from 'crypto';
+// This module is bundled into the dispatcher Lambda only; the construct library never imports it,
+// so the SDK stays a devDependency (bundled by esbuild).
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
+import { ConsumerEnv } from '../shared/env';
+import { DispatchInput, ErrorNames, RequestMessage } from '../shared/messages';
+
+/** Where malformed request messages are parked. Not in `ConsumerEnv`; the construct sets it. */
+export const DEAD_LETTER_QUEUE_URL_ENV = 'DEAD_LETTER_QUEUE_URL';
+/** Value of the `reason` message attribute of parked messages. */
+export const MALFORMED_REASON = 'MalformedRequestMessage';
+/** Step Functions' limit on an execution's input (UTF-8 bytes). */
+export const MAX_EXECUTION_INPUT_BYTES = 256 * 1024;
+/** SQS' longest visibility timeout, in seconds (12 hours). */
+const MAX_VISIBILITY_TIMEOUT_SECONDS = 43200;
+
+export interface DispatchClients {
+  readonly dynamodb: DynamoDBClient;
+  /**
+   * Must not retry on its own (`maxAttempts: 1`): an SDK retry of StartExecution would be a start
+   * outside its pacing slot.
+   */
+  readonly sfn: SFNClient;
+  readonly sqs: SQSClient;
+}
+
+export interface DispatchConfig {
+  readonly stateMachineArn: string;
+  /** The vendor's contracted rate `R`. */
+  readonly requestsPerSecond: number;
+  readonly pacerTableName: string;
+  /** Longest an invocation waits for its pacing slots; later messages go back to the queue. */
+  readonly maxPacingWaitMs: number;
+  /** `L`: how late a start may be against its slot. */
+  readonly latenessToleranceMs: number;
+  readonly correlationTtlSeconds: number;
+  readonly deadLetterQueueUrl: string;
+  /** SQS endpoint override (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), for queue URLs built from ARNs. */
+  readonly sqsEndpointUrl?: string;
+}
+
+/** The logger methods used; Powertools' Logger fits. */
+export type DispatchLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+export interface DispatchDeps {
+  readonly clients: DispatchClients;
+  readonly config: DispatchConfig;
+  readonly logger: DispatchLogger;
+  /** Default: the real clock. */
+  readonly clock?: Clock;
+  /** Random source for the pacer's retry backoff. Default Math.random. */
+  readonly random?: () => number;
+}
+
+/**
+ * Reads the handler's configuration once. Throws an error naming the first missing or invalid
+ * variable, so a misconfigured function fails at cold start instead of on every message.
+ */
+export function loadConfig(env: Record<string, string | undefined>): DispatchConfig {
+  const sqsEndpointUrl = nonEmpty(env.AWS_ENDPOINT_URL_SQS) ?? nonEmpty(env.AWS_ENDPOINT_URL);
+  return {
+    stateMachineArn: requireString(env, ConsumerEnv.STATE_MACHINE_ARN),
+    requestsPerSecond: readNumber(env, ConsumerEnv.REQUESTS_PER_SECOND, undefined, (v) => v > 0, 'a number greater than 0'),
+    pacerTableName: requireString(env, ConsumerEnv.PACER_TABLE_NAME),
+    maxPacingWaitMs: readNumber(env, ConsumerEnv.MAX_PACING_WAIT_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
+    latenessToleranceMs: readNumber(
+      env, ConsumerEnv.LATENESS_TOLERANCE_MS, DEFAULT_LATENESS_TOLERANCE_MS, (v) => v >= 0, 'a number of milliseconds >= 0',
+    ),
+    correlationTtlSeconds: readNumber(
+      env, ConsumerEnv.CORRELATION_TTL_SECONDS, undefined, (v) => Number.isSafeInteger(v) && v > 0, 'a whole number of seconds > 0',
+    ),
+    deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
+    ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
+  };
+}
+
+/** Outcome of {@link parseRequestMessage}. */
+export type ParsedRequest =
+  | { readonly ok: true; readonly message: RequestMessage }
+  | { readonly ok: false; readonly detail: string; readonly taskToken?: string };
+
+/**
+ * Validates a record body as a {@link RequestMessage}. On failure, `detail` lists every problem and
+ * `taskToken` is the token if one could be read (to fail the waiting task).
+ */
+export function parseRequestMessage(body: string): ParsedRequest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch (error) {
+    return { ok: false, detail: `body is not valid JSON (${(error as Error).message})` };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { ok: false, detail: 'body is not a JSON object' };
+  }
+  const fields = parsed as Record<string, unknown>;
+  const problems: string[] = [];
+  if (!isNonEmptyString(fields.taskToken)) {
+    problems.push('taskToken must be a non-empty string');
+  }
+  if (!isNonEmptyString(fields.requestId)) {
+    problems.push('requestId must be a non-empty string');
+  }
+  // payload may be any JSON value (null too), but it must be there: the vendor call sends it.
+  if (!('payload' in fields)) {
+    problems.push('payload is missing');
+  }
+  if (fields.attempt !== undefined && !(Number.isSafeInteger(fields.attempt) && (fields.attempt as number) >= 1)) {
+    problems.push('attempt must be a positive integer when present');
+  }
+  if (problems.length > 0) {
+    return {
+      ok: false,
+      detail: problems.join('; '),
+      ...(isNonEmptyString(fields.taskToken) ? { taskToken: fields.taskToken } : {}),
+    };
+  }
+  return { ok: true, message: parsed as RequestMessage };
+}
+
+/** The dispatch workflow's input for a message. */
+export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number): DispatchInput {
+  return {
+    requestId: message.requestId,
+    taskToken: message.taskToken,
+    payload: message.payload,
+    attempt: message.attempt ?? 1,
+    expiresAt: Math.floor(nowMs / 1000) + correlationTtlSeconds,
+    message,
+  };
+}
+
+/**
+ * Execution name: the request id (characters outside `[A-Za-z0-9-_]` replaced by `_`, at most 60
+ * characters) for finding executions by request, then the attempt and 8 random hex characters
+ * so that a re-dispatch never collides with an earlier execution. At most 80 characters.
+ */
+export function executionName(requestId: string, attempt: number, randomHex: string = randomBytes(4).toString('hex')): string {
+  const suffix = `-${attempt}-${randomHex}`;
+  const prefix = requestId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, Math.min(60, 80 - suffix.length));
+  return `${prefix}${suffix}`;
+}
+
+/**
+ * Queue URL of an SQS event record's source queue (`arn:PARTITION:sqs:REGION:ACCOUNT:NAME`).
+ * With an endpoint override (LocalStack and the like) the URL is `${endpoint}/${account}/${name}`.
+ */
+export function queueUrlFromArn(arn: string, endpointUrl?: string): string {
+  const parts = arn.split(':');
+  if (parts.length !== 6 || parts[0] !== 'arn' || parts[2] !== 'sqs') {
+    throw new Error(`not an SQS queue ARN: ${arn}`);
+  }
+  const [, partition, , region, account, name] = parts;
+  if (endpointUrl) {
+    return `${endpointUrl.replace(/\/+$/, '')}/${account}/${name}`;
+  }
+  const domain = partition === 'aws-cn' ? 'amazonaws.com.cn' : 'amazonaws.com';
+  return `https://sqs.${region}.${domain}/${account}/${name}`;
+}
+
+interface ValidRecord {
+  readonly record: SQSRecord;
+  readonly message: RequestMessage;
+}
+
+/**
+ * Handles one SQS batch: parks malformed messages, starts one dispatch execution per valid message
+ * in its own pacing slot, and returns the messages to retry as batch item failures.
+ * Never throws for a single message; infrastructure errors turn into batch item failures.
+ */
+export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promise<SQSBatchResponse> {
+  const { config } = deps;
+  const clock = deps.clock ?? systemClock;
+  // Fixed once: slots (also re-reserved ones) must all fall before it, so the invocation ends in time.
+  const deadline = clock.now() + config.maxPacingWaitMs;
+  const failures: string[] = [];
+
+  // 1. Parse everything first, so that the slots reserved match the messages that can be started.
+  const valid: ValidRecord[] = [];
+  const parking: Promise<void>[] = [];
+  for (const record of event.Records) {
+    const parsed = parseRequestMessage(record.body);
+    const problem = parsed.ok ? oversizeProblem(parsed.message, clock.now(), config) : undefined;
+    if (parsed.ok && problem === undefined) {
+      valid.push({ record, message: parsed.message });
+    } else {
+      const rejected = parsed.ok
+        ? { detail: problem!, taskToken: parsed.message.taskToken }
+        : parsed;
+      parking.push(park(record, rejected.detail, rejected.taskToken, deps).then((parked) => {
+        // A message that could not be parked stays on the queue (and reaches the DLQ by redrive).
+        if (!parked) failures.push(record.messageId);
+      }));
+    }
+  }
+  await Promise.all(parking);
+
+  // 2. Start the valid ones, each in its slot.
+  const { notStarted, startFailures, nextFreeAtMs } = await startPaced(valid, deadline, clock, deps);
+  failures.push(...startFailures);
+
+  // 3. What did not get a slot comes back when the schedule has room again.
+  if (notStarted.length > 0) {
+    await Promise.all(notStarted.map((item) => postpone(item, nextFreeAtMs, clock, deps)));
+    failures.push(...notStarted.map((item) => item.record.messageId));
+  }
+
+  return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+}
+
+interface PacedOutcome {
+  /** Messages that got no usable slot before the deadline. */
+  readonly notStarted: ValidRecord[];
+  /** Message ids whose StartExecution failed. */
+  readonly startFailures: string[];
+  /** When the schedule has room again; undefined when unknown (the pacer could not be read). */
+  readonly nextFreeAtMs: number | undefined;
+}
+
+async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, deps: DispatchDeps): Promise<PacedOutcome> {
+  const { config, logger } = deps;
+  const pending = [...valid];
+  const inFlight: Promise<string | undefined>[] = [];
+  let slots: number[] = [];
+  let nextFreeAtMs: number | undefined;
+
+  while (pending.length > 0) {
+    if (slots.length === 0) {
+      let reservation: SlotReservation;
+      try {
+        reservation = await reserveSlots({
+          dynamodb: deps.clients.dynamodb,
+          tableName: config.pacerTableName,
+          requested: pending.length,
+          requestsPerSecond: config.requestsPerSecond,
+          latenessToleranceMs: config.latenessToleranceMs,
+          maxWaitMs: Math.max(0, deadline - clock.now()),
+          clock,
+          random: deps.random,
+        });
+      } catch (error) {
+        // Without a slot nothing may start; the messages return after their visibility timeout.
+        logger.error('pacing slot reservation failed; the remaining messages return to the queue', {
+          remaining: pending.length, error,
+        });
+        nextFreeAtMs = undefined;
+        break;
+      }
+      nextFreeAtMs = reservation.nextFreeAtMs;
+      if (reservation.slots.length === 0) {
+        break;
+      }
+      slots = [...reservation.slots];
+    }
+
+    const slot = slots.shift()!;
+    const item = pending[0];
+    const waitMs = Math.max(0, slot - clock.now());
+    logger.debug('waiting for pacing slot', {
+      requestId: item.message.requestId, messageId: item.record.messageId, slotAtMs: slot, waitMs,
+    });
+    if (waitMs > 0) {
+      await clock.sleep(waitMs);
+    }
+    const lateByMs = clock.now() - slot;
+    if (lateByMs > config.latenessToleranceMs) {
+      // Starting now could break the rate guarantee (see pacer.ts). The rest of this reservation
+      // is at least as stale, so give it all up and reserve afresh for the remaining messages.
+      logger.warn('missed pacing slot; reserving new slots', {
+        requestId: item.message.requestId,
+        messageId: item.record.messageId,
+        slotAtMs: slot,
+        lateByMs,
+        slotsGivenUp: slots.length + 1,
+      });
+      slots = [];
+      continue;
+    }
+    pending.shift();
+    // Not awaited: the next slot may come before this call returns. The call is issued now, inside
+    // its slot; its outcome is collected below.
+    inFlight.push(startExecution(item, slot, clock, deps));
+  }
+
+  const startFailures = (await Promise.all(inFlight)).filter((id): id is string => id !== undefined);
+  return { notStarted: pending, startFailures, nextFreeAtMs };
+}
+
+/** Starts the dispatch execution of one message. Resolves to the message id when it failed. */
+async function startExecution(item: ValidRecord, slot: number, clock: Clock, deps: DispatchDeps): Promise<string | undefined> {
+  const { config, logger } = deps;
+  const now = clock.now();
+  const input = buildDispatchInput(item.message, now, config.correlationTtlSeconds);
+  const name = executionName(item.message.requestId, input.attempt);
+  const log = {
+    requestId: item.message.requestId,
+    messageId: item.record.messageId,
+    attempt: input.attempt,
+    executionName: name,
+  };
+  try {
+    const output = await deps.clients.sfn.send(new StartExecutionCommand({
+      stateMachineArn: config.stateMachineArn,
+      name,
+      input: JSON.stringify(input),
+    }));
+    logger.info('started dispatch execution', { ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: now - slot });
+    return undefined;
+  } catch (error) {
+    // The slot is wasted, never reused later: a late start could break the rate guarantee.
+    logger.error('StartExecution failed; the message returns to the queue', { ...log, error });
+    return item.record.messageId;
+  }
+}
+
+/** Sends a message that can never be dispatched to the DLQ, then fails its waiting task. */
+async function park(record: SQSRecord, detail: string, taskToken: string | undefined, deps: DispatchDeps): Promise<boolean> {
+  const { config, logger } = deps;
+  const log = { messageId: record.messageId, detail };
+  try {
+    await deps.clients.sqs.send(new SendMessageCommand({
+      QueueUrl: config.deadLetterQueueUrl,
+      MessageBody: record.body,
+      MessageAttributes: {
+        reason: { DataType: 'String', StringValue: MALFORMED_REASON },
+        detail: { DataType: 'String', StringValue: truncate(detail, 1024) },
+      },
+    }));
+  } catch (error) {
+    logger.error('could not park malformed request message; it stays on the queue', { ...log, error });
+    return false;
+  }
+  logger.warn('parked malformed request message in the dead-letter queue', log);
+
+  if (taskToken !== undefined) {
+    // Best effort: the main workflow would otherwise wait until its timeout. The token may be
+    // garbage or the task already closed; neither is worth a retry.
+    try {
+      await deps.clients.sfn.send(new SendTaskFailureCommand({
+        taskToken,
+        error: ErrorNames.VENDOR_REQUEST_FAILED,
+        cause: truncate(`malformed request message: ${detail}`, 32768),
+      }));
+    } catch (error) {
+      logger.warn('could not fail the waiting task of a malformed message (ignored)', { ...log, error });
+    }
+  }
+  return true;
+}
+
+/** Hides a message until the pacing schedule has room again. Errors are logged only. */
+async function postpone(item: ValidRecord, nextFreeAtMs: number | undefined, clock: Clock, deps: DispatchDeps): Promise<void> {
+  const log = { requestId: item.message.requestId, messageId: item.record.messageId };
+  if (nextFreeAtMs === undefined) {
+    deps.logger.warn('no pacing slot; the message returns after its visibility timeout', log);
+    return;
+  }
+  const seconds = Math.min(MAX_VISIBILITY_TIMEOUT_SECONDS, Math.max(0, Math.ceil((nextFreeAtMs - clock.now()) / 1000)));
+  try {
+    await deps.clients.sqs.send(new ChangeMessageVisibilityCommand({
+      QueueUrl: queueUrlFromArn(item.record.eventSourceARN, deps.config.sqsEndpointUrl),
+      ReceiptHandle: item.record.receiptHandle,
+      VisibilityTimeout: seconds,
+    }));
+    deps.logger.info('no pacing slot before the deadline; message postponed', { ...log, visibilityTimeoutSeconds: seconds });
+  } catch (error) {
+    deps.logger.warn('could not postpone the message; it returns after its visibility timeout', { ...log, error });
+  }
+}
+
+/**
+ * A message whose execution input would exceed Step Functions' limit can never be started
+ * (the input carries the payload twice), so it is parked rather than retried forever.
+ */
+function oversizeProblem(message: RequestMessage, nowMs: number, config: DispatchConfig): string | undefined {
+  const bytes = Buffer.byteLength(JSON.stringify(buildDispatchInput(message, nowMs, config.correlationTtlSeconds)), 'utf8');
+  return bytes > MAX_EXECUTION_INPUT_BYTES
+    ? `dispatch input would be ${bytes} bytes, over the ${MAX_EXECUTION_INPUT_BYTES}-byte Step Functions limit`
+    : undefined;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 3)}...`;
+}
+
+function isNonEmptyString(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function requireString(env: Record<string, string | undefined>, name: string): string {
+  const value = nonEmpty(env[name]);
+  if (value === undefined) {
+    throw new Error(`Environment variable ${name} is required but not set`);
+  }
+  return value;
+}
+
+function readNumber(
+  env: Record<string, string | undefined>,
+  name: string,
+  defaultValue: number | undefined,
+  isValid: (value: number) => boolean,
+  expected: string,
+): number {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) {
+    if (defaultValue === undefined) {
+      throw new Error(`Environment variable ${name} is required but not set (expected ${expected})`);
+    }
+    return defaultValue;
+  }
+  const value = Number(raw);
+  if (!Number.isFinite(value) || !isValid(value)) {
+    throw new Error(`Environment variable ${name} must be ${expected}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}

@@ -1,0 +1,30 @@
+/**
+ * Queue consumer Lambda: fed by the request queue's event source mapping (ReportBatchItemFailures),
+ * starts one dispatch workflow execution per request message, paced across all invocations.
+ * The logic lives in `dispatch.ts`; this file only wires the real clients, configuration and logger.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
+
+// Created once per execution environment, reused by every invocation it serves.
+const logger = new Logger({ serviceName: 'dispatcher' });
+// Read at cold start: a misconfigured function fails loudly at once, naming the variable.
+const config: DispatchConfig = loadConfig(process.env);
+const clients: DispatchClients = {
+  dynamodb: new DynamoDBClient({}),
+  // No SDK retries: a retried StartExecution would be issued outside its pacing slot. A failed
+  // start returns its message to the queue instead.
+  sfn: new SFNClient({ maxAttempts: 1 }),
+  sqs: new SQSClient({}),
+};
+
+export const handler = async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => {
+  if (context) {
+    logger.addContext(context);
+  }
+  return dispatchBatch(event, { clients, config, logger });
+};

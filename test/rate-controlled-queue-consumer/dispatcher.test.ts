@@ -1,0 +1,520 @@
+import {
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  UpdateItemCommand,
+  UpdateItemCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import {
+  ExecutionLimitExceeded,
+  SendTaskFailureCommand,
+  SFNClient,
+  SFNServiceException,
+  StartExecutionCommand,
+  StartExecutionCommandInput,
+} from '@aws-sdk/client-sfn';
+import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import {
+  buildDispatchInput,
+  dispatchBatch,
+  DispatchConfig,
+  DispatchDeps,
+  DispatchLogger,
+  executionName,
+  loadConfig,
+  parseRequestMessage,
+  queueUrlFromArn,
+} from '../../src/rate-controlled-queue-consumer/dispatch';
+import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
+import { DispatchInput, RequestMessage } from '../../src/shared/messages';
+
+const ddb = mockClient(DynamoDBClient);
+const sfn = mockClient(SFNClient);
+const sqs = mockClient(SQSClient);
+
+const T0 = 1_700_000_000_000;
+const L = 50;
+const QUEUE_ARN = 'arn:aws:sqs:eu-west-1:123456789012:requests';
+const QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests';
+const DLQ_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests-dlq';
+const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch';
+
+const CONFIG: DispatchConfig = {
+  stateMachineArn: STATE_MACHINE_ARN,
+  requestsPerSecond: 10, // I = 105 ms
+  pacerTableName: 'pacer',
+  maxPacingWaitMs: 2_000,
+  latenessToleranceMs: L,
+  correlationTtlSeconds: 86_400,
+  deadLetterQueueUrl: DLQ_URL,
+};
+
+interface FakeClock extends Clock {
+  t: number;
+  /** Every wait the dispatcher asked for. */
+  readonly sleeps: number[];
+  /** Extra time a sleep takes, by call index (an oversleeping Lambda). */
+  readonly oversleep: Map<number, number>;
+}
+
+function fakeClock(start: number = T0): FakeClock {
+  const clock: FakeClock = {
+    t: start,
+    sleeps: [],
+    oversleep: new Map(),
+    now: () => clock.t,
+    sleep: async (ms: number) => {
+      clock.t += ms + (clock.oversleep.get(clock.sleeps.length) ?? 0);
+      clock.sleeps.push(ms);
+    },
+  };
+  return clock;
+}
+
+function silentLogger(): jest.Mocked<DispatchLogger> {
+  return { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as unknown as jest.Mocked<DispatchLogger>;
+}
+
+function message(requestId: string, extra: Partial<RequestMessage> = {}): RequestMessage {
+  return { taskToken: `token-${requestId}`, requestId, payload: { document: requestId }, ...extra };
+}
+
+function record(body: string | RequestMessage, messageId: string): SQSRecord {
+  return {
+    messageId,
+    receiptHandle: `receipt-${messageId}`,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    attributes: {
+      ApproximateReceiveCount: '1',
+      SentTimestamp: String(T0),
+      SenderId: 'sender',
+      ApproximateFirstReceiveTimestamp: String(T0),
+    },
+    messageAttributes: {},
+    md5OfBody: 'md5',
+    eventSource: 'aws:sqs',
+    eventSourceARN: QUEUE_ARN,
+    awsRegion: 'eu-west-1',
+  };
+}
+
+function sqsEvent(...records: SQSRecord[]): SQSEvent {
+  return { Records: records };
+}
+
+/** An in-memory pacer item behind the mocked client, with DynamoDB's conditional semantics. */
+function inMemoryPacer(initial?: number): { value: () => number | undefined } {
+  let stored = initial === undefined ? undefined : String(initial);
+  ddb.on(GetItemCommand).callsFake(async () => ({
+    Item: stored === undefined ? undefined : { pk: { S: 'pacer' }, nextSlotAtMs: { N: stored } },
+  }));
+  ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
+    const values = input.ExpressionAttributeValues!;
+    const holds = input.ConditionExpression === 'attribute_not_exists(#next)'
+      ? stored === undefined
+      : stored !== undefined && Number(stored) === Number(values[':old'].N);
+    if (!holds) {
+      throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+    }
+    stored = values[':new'].N;
+    return {};
+  });
+  return { value: () => (stored === undefined ? undefined : Number(stored)) };
+}
+
+/** Records the fake time of every StartExecution call. */
+function recordStartTimes(clock: FakeClock): number[] {
+  const times: number[] = [];
+  sfn.on(StartExecutionCommand).callsFake(async (input: StartExecutionCommandInput) => {
+    times.push(clock.now());
+    return { executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`, startDate: new Date() };
+  });
+  return times;
+}
+
+function startInputs(): StartExecutionCommandInput[] {
+  return sfn.commandCalls(StartExecutionCommand).map((call) => call.args[0].input);
+}
+
+function deps(clock: FakeClock, logger: DispatchLogger = silentLogger(), config: DispatchConfig = CONFIG): DispatchDeps {
+  return {
+    clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: new SQSClient({}) },
+    config,
+    logger,
+    clock,
+    random: () => 0.5,
+  };
+}
+
+beforeEach(() => {
+  ddb.reset();
+  sfn.reset();
+  sqs.reset();
+  sqs.on(SendMessageCommand).resolves({ MessageId: 'dlq-id' });
+  sqs.on(ChangeMessageVisibilityCommand).resolves({});
+  sfn.on(SendTaskFailureCommand).resolves({});
+});
+
+describe('dispatchBatch', () => {
+  test('GIVEN three valid messages and an idle pacer WHEN dispatching THEN one execution each starts in its own slot', async () => {
+    const clock = fakeClock();
+    const pacer = inMemoryPacer();
+    const startTimes = recordStartTimes(clock);
+    const messages = [message('req-a'), message('req-b', { attempt: 3 }), message('req-c')];
+
+    const response = await dispatchBatch(sqsEvent(...messages.map((m, i) => record(m, `m${i}`))), deps(clock));
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    // First slot is now; the next two are I = 105 ms apart.
+    expect(clock.sleeps).toEqual([105, 105]);
+    expect(startTimes).toEqual([T0, T0 + 105, T0 + 210]);
+    expect(pacer.value()).toBe(T0 + 315);
+
+    const inputs = startInputs();
+    expect(inputs).toHaveLength(3);
+    inputs.forEach((input, i) => {
+      expect(input.stateMachineArn).toBe(STATE_MACHINE_ARN);
+      const attempt = messages[i].attempt ?? 1;
+      expect(input.name).toMatch(new RegExp(`^${messages[i].requestId}-${attempt}-[0-9a-f]{8}$`));
+      expect(JSON.parse(input.input!)).toEqual<DispatchInput>({
+        requestId: messages[i].requestId,
+        taskToken: messages[i].taskToken,
+        payload: messages[i].payload,
+        attempt,
+        expiresAt: Math.floor(startTimes[i] / 1000) + CONFIG.correlationTtlSeconds,
+        message: messages[i],
+      });
+    });
+    expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
+    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+  });
+
+  test('GIVEN a backlog in the pacer WHEN dispatching THEN the first start waits for the next free slot', async () => {
+    const clock = fakeClock();
+    inMemoryPacer(T0 + 700);
+    const startTimes = recordStartTimes(clock);
+    const logger = silentLogger();
+
+    await dispatchBatch(sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1')), deps(clock, logger));
+
+    expect(clock.sleeps).toEqual([700, 105]);
+    expect(startTimes).toEqual([T0 + 700, T0 + 805]);
+    // The wait is logged per message at debug level, with the request id.
+    expect(logger.debug).toHaveBeenCalledWith('waiting for pacing slot', expect.objectContaining({ requestId: 'req-a', waitMs: 700 }));
+    expect(logger.debug).toHaveBeenCalledWith('waiting for pacing slot', expect.objectContaining({ requestId: 'req-b', waitMs: 105 }));
+  });
+
+  test('GIVEN malformed messages among valid ones WHEN dispatching THEN they are parked, their tasks failed, and the valid one starts', async () => {
+    const clock = fakeClock();
+    inMemoryPacer();
+    recordStartTimes(clock);
+    const notJson = '{"taskToken": "tok-1", ';
+    const noToken = JSON.stringify({ requestId: 'req-x', payload: {} });
+    const emptyRequestId = JSON.stringify({ taskToken: 'tok-3', requestId: '', payload: {} });
+    const wrongTypes = JSON.stringify({ taskToken: 'tok-4', requestId: 42, payload: {}, attempt: 'two' });
+    const array = '[1, 2]';
+
+    const response = await dispatchBatch(sqsEvent(
+      record(notJson, 'bad-json'),
+      record(noToken, 'no-token'),
+      record(message('req-ok'), 'ok'),
+      record(emptyRequestId, 'empty-id'),
+      record(wrongTypes, 'wrong-types'),
+      record(array, 'array'),
+    ), deps(clock));
+
+    // Parked messages are handled, not failures.
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 5);
+    for (const body of [notJson, noToken, emptyRequestId, wrongTypes, array]) {
+      expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, {
+        QueueUrl: DLQ_URL,
+        MessageBody: body,
+        MessageAttributes: expect.objectContaining({
+          reason: { DataType: 'String', StringValue: 'MalformedRequestMessage' },
+          detail: { DataType: 'String', StringValue: expect.any(String) },
+        }),
+      });
+    }
+    const detailOf = (body: string) => sqs.commandCalls(SendMessageCommand)
+      .find((call) => call.args[0].input.MessageBody === body)!.args[0].input.MessageAttributes!.detail.StringValue;
+    expect(detailOf(notJson)).toMatch(/not valid JSON/);
+    expect(detailOf(noToken)).toBe('taskToken must be a non-empty string');
+    expect(detailOf(wrongTypes)).toBe('requestId must be a non-empty string; attempt must be a positive integer when present');
+
+    // Only messages with a readable task token fail their task.
+    const failures = sfn.commandCalls(SendTaskFailureCommand).map((call) => call.args[0].input);
+    expect(failures.map((f) => f.taskToken).sort()).toEqual(['tok-3', 'tok-4']);
+    for (const failure of failures) {
+      expect(failure.error).toBe('VendorRequestFailed');
+      expect(failure.cause).toMatch(/^malformed request message: requestId must be a non-empty string/);
+    }
+
+    expect(startInputs().map((input) => JSON.parse(input.input!).requestId)).toEqual(['req-ok']);
+    // Only the valid message was paced.
+    expect(ddb.commandCalls(UpdateItemCommand)[0].args[0].input.ExpressionAttributeValues![':new']).toEqual({ N: String(T0 + 105) });
+  });
+
+  test('GIVEN the task of a malformed message cannot be failed WHEN dispatching THEN the message is still handled', async () => {
+    sfn.on(SendTaskFailureCommand).rejects(new SFNServiceException({ name: 'TaskTimedOut', $fault: 'client', $metadata: {} }));
+
+    const response = await dispatchBatch(sqsEvent(record(JSON.stringify({ taskToken: 'tok', requestId: '' }), 'bad')), deps(fakeClock()));
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 1);
+    expect(sfn).toHaveReceivedCommandTimes(SendTaskFailureCommand, 1);
+  });
+
+  test('GIVEN the dead-letter queue is unavailable WHEN parking THEN the message is a batch item failure and its task is left alone', async () => {
+    sqs.on(SendMessageCommand).rejects(new Error('SQS down'));
+
+    const response = await dispatchBatch(sqsEvent(record(JSON.stringify({ taskToken: 'tok', requestId: '' }), 'bad')), deps(fakeClock()));
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'bad' }] });
+    expect(sfn).not.toHaveReceivedCommand(SendTaskFailureCommand);
+  });
+
+  test('GIVEN a message whose execution input would exceed 256 KiB WHEN dispatching THEN it is parked instead of retried forever', async () => {
+    const clock = fakeClock();
+    inMemoryPacer();
+    recordStartTimes(clock);
+    const huge = message('req-huge', { payload: 'x'.repeat(140 * 1024) });
+
+    const response = await dispatchBatch(sqsEvent(record(huge, 'huge')), deps(clock));
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: DLQ_URL, MessageBody: JSON.stringify(huge) });
+    expect(sfn).toHaveReceivedCommandWith(SendTaskFailureCommand, { taskToken: 'token-req-huge', error: 'VendorRequestFailed' });
+  });
+
+  test('GIVEN StartExecution is throttled for one message WHEN dispatching THEN only that one is a batch item failure and it is not retried late', async () => {
+    const clock = fakeClock();
+    inMemoryPacer();
+    sfn.on(StartExecutionCommand)
+      .rejectsOnce(new ExecutionLimitExceeded({ message: 'Rate exceeded', $metadata: {} }))
+      .resolves({ executionArn: 'arn:exec', startDate: new Date() });
+
+    const response = await dispatchBatch(sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1')), deps(clock));
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'm0' }] });
+    expect(startInputs().map((input) => JSON.parse(input.input!).requestId)).toEqual(['req-a', 'req-b']);
+    // The throttled message's visibility is left alone: it simply returns after its timeout.
+    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+  });
+
+  test('GIVEN no slot fits before the deadline WHEN dispatching THEN nothing starts and the messages come back when the schedule has room', async () => {
+    const clock = fakeClock();
+    inMemoryPacer(T0 + 9_500);
+
+    const response = await dispatchBatch(sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1')), deps(clock));
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'm0' }, { itemIdentifier: 'm1' }] });
+    expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
+    expect(ddb).not.toHaveReceivedCommand(UpdateItemCommand);
+    expect(sqs).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 2);
+    for (const id of ['m0', 'm1']) {
+      expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, {
+        QueueUrl: QUEUE_URL,
+        ReceiptHandle: `receipt-${id}`,
+        VisibilityTimeout: 10, // ceil(9.5 s)
+      });
+    }
+  });
+
+  test('GIVEN more messages than slots before the deadline WHEN dispatching THEN the rest are postponed until the next free slot', async () => {
+    const clock = fakeClock();
+    inMemoryPacer();
+    const startTimes = recordStartTimes(clock);
+    // R = 1: I = 1050 ms; slots at +0 and +1050 fit before +2000, +2100 does not.
+    const config = { ...CONFIG, requestsPerSecond: 1 };
+    const records = ['a', 'b', 'c', 'd'].map((id) => record(message(`req-${id}`), id));
+
+    const response = await dispatchBatch(sqsEvent(...records), deps(clock, silentLogger(), config));
+
+    expect(startTimes).toEqual([T0, T0 + 1050]);
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'c' }, { itemIdentifier: 'd' }]);
+    // Next free slot is T0 + 2100; it is T0 + 1050 now.
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-c', VisibilityTimeout: 2 });
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-d', VisibilityTimeout: 2 });
+  });
+
+  test('GIVEN the Lambda wakes up later than the tolerance WHEN dispatching THEN the slot is given up and new slots are reserved', async () => {
+    const clock = fakeClock();
+    const pacer = inMemoryPacer();
+    const startTimes = recordStartTimes(clock);
+    clock.oversleep.set(0, 80); // the first sleep (for req-b's slot at +105) ends at +185: 80 ms late > L
+    const logger = silentLogger();
+
+    const response = await dispatchBatch(
+      sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1'), record(message('req-c'), 'm2')),
+      deps(clock, logger),
+    );
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    // First reservation: +0, +105, +210 (next +315). req-b misses +105; the re-reservation for
+    // req-b and req-c gets +315 and +420.
+    expect(ddb).toHaveReceivedCommandTimes(UpdateItemCommand, 2);
+    expect(clock.sleeps).toEqual([105, 130, 105]);
+    expect(startTimes).toEqual([T0, T0 + 315, T0 + 420]);
+    expect(pacer.value()).toBe(T0 + 525);
+    expect(startInputs().map((input) => JSON.parse(input.input!).requestId)).toEqual(['req-a', 'req-b', 'req-c']);
+    expect(logger.warn).toHaveBeenCalledWith('missed pacing slot; reserving new slots', expect.objectContaining({ requestId: 'req-b', lateByMs: 80 }));
+  });
+
+  test('GIVEN the pacer table is unavailable WHEN dispatching THEN nothing starts and every valid message is a batch item failure', async () => {
+    ddb.on(GetItemCommand).rejects(new Error('DynamoDB down'));
+
+    const response = await dispatchBatch(sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1')), deps(fakeClock()));
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'm0' }, { itemIdentifier: 'm1' }] });
+    expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
+    // When the schedule has room is unknown: the messages return after their visibility timeout.
+    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+  });
+
+  test('GIVEN an empty batch WHEN dispatching THEN nothing is called', async () => {
+    const response = await dispatchBatch(sqsEvent(), deps(fakeClock()));
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(ddb.calls()).toHaveLength(0);
+  });
+});
+
+describe('message parsing and naming', () => {
+  test('GIVEN a valid message with extra fields WHEN parsing THEN it is accepted as received', () => {
+    const body = { taskToken: 't', requestId: 'r', payload: null, attempt: 2, extra: true };
+    expect(parseRequestMessage(JSON.stringify(body))).toEqual({ ok: true, message: body });
+  });
+
+  test('GIVEN a message without payload or with a bad attempt WHEN parsing THEN it is rejected with the token kept', () => {
+    expect(parseRequestMessage(JSON.stringify({ taskToken: 't', requestId: 'r' }))).toEqual({ ok: false, detail: 'payload is missing', taskToken: 't' });
+    expect(parseRequestMessage(JSON.stringify({ taskToken: 't', requestId: 'r', payload: 1, attempt: 0 })))
+      .toEqual({ ok: false, detail: 'attempt must be a positive integer when present', taskToken: 't' });
+    expect(parseRequestMessage('null')).toEqual({ ok: false, detail: 'body is not a JSON object' });
+  });
+
+  test('GIVEN a message WHEN building the dispatch input THEN attempt defaults to 1 and expiresAt is now + TTL in seconds', () => {
+    const m = message('r');
+    expect(buildDispatchInput(m, T0 + 999, 60)).toEqual({
+      requestId: 'r', taskToken: 'token-r', payload: { document: 'r' }, attempt: 1, expiresAt: Math.floor(T0 / 1000) + 60, message: m,
+    });
+  });
+
+  test('GIVEN a request id with unsafe characters WHEN naming the execution THEN they are replaced', () => {
+    expect(executionName('order/42 é:x', 1, 'deadbeef')).toBe('order_42___x-1-deadbeef');
+  });
+
+  test('GIVEN a long request id WHEN naming the execution THEN it is cut to 60 characters and the name stays within 80', () => {
+    const name = executionName('a'.repeat(200), 12, 'deadbeef');
+    expect(name).toBe(`${'a'.repeat(60)}-12-deadbeef`);
+    expect(executionName('a'.repeat(200), Number.MAX_SAFE_INTEGER).length).toBeLessThanOrEqual(80);
+    expect(executionName('req', 1)).toMatch(/^req-1-[0-9a-f]{8}$/);
+  });
+
+  test('GIVEN an SQS queue ARN WHEN deriving its URL THEN the regional endpoint or the override is used', () => {
+    expect(queueUrlFromArn(QUEUE_ARN)).toBe(QUEUE_URL);
+    expect(queueUrlFromArn('arn:aws-cn:sqs:cn-north-1:123456789012:q')).toBe('https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q');
+    expect(queueUrlFromArn(QUEUE_ARN, 'http://localhost:4566/')).toBe('http://localhost:4566/123456789012/requests');
+    expect(() => queueUrlFromArn('arn:aws:sns:eu-west-1:123456789012:topic')).toThrow(/not an SQS queue ARN/);
+  });
+});
+
+describe('loadConfig', () => {
+  const env = {
+    STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+    REQUESTS_PER_SECOND: '2.5',
+    PACER_TABLE_NAME: 'pacer',
+    MAX_PACING_WAIT_MS: '20000',
+    CORRELATION_TTL_SECONDS: '90000',
+    DEAD_LETTER_QUEUE_URL: DLQ_URL,
+  };
+
+  test('GIVEN the required variables WHEN loading THEN they are read and the lateness tolerance defaults to 50 ms', () => {
+    expect(loadConfig(env)).toEqual<DispatchConfig>({
+      stateMachineArn: STATE_MACHINE_ARN,
+      requestsPerSecond: 2.5,
+      pacerTableName: 'pacer',
+      maxPacingWaitMs: 20_000,
+      latenessToleranceMs: 50,
+      correlationTtlSeconds: 90_000,
+      deadLetterQueueUrl: DLQ_URL,
+    });
+  });
+
+  test('GIVEN endpoint overrides WHEN loading THEN the SQS-specific one wins', () => {
+    expect(loadConfig({ ...env, AWS_ENDPOINT_URL: 'http://a' }).sqsEndpointUrl).toBe('http://a');
+    expect(loadConfig({ ...env, AWS_ENDPOINT_URL: 'http://a', AWS_ENDPOINT_URL_SQS: 'http://b' }).sqsEndpointUrl).toBe('http://b');
+    expect(loadConfig({ ...env, LATENESS_TOLERANCE_MS: '80' }).latenessToleranceMs).toBe(80);
+  });
+
+  test.each(Object.keys(env))('GIVEN %s is missing WHEN loading THEN the error names it', (name) => {
+    expect(() => loadConfig({ ...env, [name]: undefined })).toThrow(new RegExp(`${name} is required`));
+    expect(() => loadConfig({ ...env, [name]: '  ' })).toThrow(new RegExp(`${name} is required`));
+  });
+
+  test.each([
+    ['REQUESTS_PER_SECOND', '0'],
+    ['REQUESTS_PER_SECOND', 'ten'],
+    ['MAX_PACING_WAIT_MS', '-1'],
+    ['LATENESS_TOLERANCE_MS', 'abc'],
+    ['CORRELATION_TTL_SECONDS', '1.5'],
+    ['CORRELATION_TTL_SECONDS', '0'],
+  ])('GIVEN %s=%p WHEN loading THEN the error names the variable and the value', (name, value) => {
+    expect(() => loadConfig({ ...env, [name]: value })).toThrow(new RegExp(`${name} must be .*got "${value}"`));
+  });
+});
+
+/** Loads the Lambda module at call time (a static import would read the environment too early). */
+function loadHandlerModule(): typeof import('../../src/rate-controlled-queue-consumer/dispatcher.lambda') {
+  // Dynamic import() needs --experimental-vm-modules under Jest; require() does not.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../../src/rate-controlled-queue-consumer/dispatcher.lambda');
+}
+
+describe('handler', () => {
+  const ENV = {
+    STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+    REQUESTS_PER_SECOND: '100',
+    PACER_TABLE_NAME: 'pacer-table',
+    MAX_PACING_WAIT_MS: '5000',
+    LATENESS_TOLERANCE_MS: '50',
+    CORRELATION_TTL_SECONDS: '86400',
+    DEAD_LETTER_QUEUE_URL: DLQ_URL,
+    AWS_REGION: 'eu-west-1',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+  };
+  const saved = { ...process.env };
+
+  afterEach(() => {
+    process.env = { ...saved };
+  });
+
+  test('GIVEN the environment is set WHEN the handler receives a batch THEN it parks, paces and starts through the real clients', async () => {
+    Object.assign(process.env, ENV);
+    inMemoryPacer();
+    sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
+    // Loaded only now, after the environment is set (nothing imports it earlier), and in this
+    // file's module registry so that the SDK clients it creates at load are the mocked classes.
+    const { handler } = loadHandlerModule();
+
+    const response = await handler(sqsEvent(record(message('req-a'), 'm0'), record('oops', 'm1'), record(message('req-b'), 'm2')));
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(ddb).toHaveReceivedCommandWith(GetItemCommand, { TableName: 'pacer-table' });
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 2);
+    expect(sfn).toHaveReceivedCommandWith(StartExecutionCommand, { stateMachineArn: STATE_MACHINE_ARN, name: expect.stringMatching(/^req-a-1-/) });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: DLQ_URL, MessageBody: 'oops' });
+  });
+
+  test('GIVEN a required variable is missing WHEN the module loads THEN it fails naming the variable', async () => {
+    Object.assign(process.env, ENV);
+    delete process.env.DEAD_LETTER_QUEUE_URL;
+
+    // A fresh copy of the module, so that its load-time configuration reading runs again.
+    expect(() => jest.isolateModules(() => loadHandlerModule())).toThrow(/DEAD_LETTER_QUEUE_URL is required/);
+  });
+});
