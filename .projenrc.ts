@@ -47,6 +47,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-dynamodb',
     '@aws-sdk/client-sfn',
     '@aws-sdk/client-sqs',
+    '@aws-sdk/client-secrets-manager',
     '@aws-lambda-powertools/batch',
     '@aws-lambda-powertools/logger',
     '@types/aws-lambda',
