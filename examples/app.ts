@@ -1,0 +1,84 @@
+/**
+ * Example app: a Standard "main" workflow submits a job to an asynchronous vendor API through
+ * the orchestrator, waits for the vendor's callback, then processes the result.
+ *
+ *   npx cdk synth --app 'npx ts-node --project examples/tsconfig.json examples/app.ts'
+ */
+import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { AsyncExternalApiOrchestrator } from '../src';
+
+export interface ExampleStackProps extends StackProps {
+  /** The vendor contract, requests per second. */
+  readonly requestsPerSecond?: number;
+  /** How long the main workflow waits for a callback. */
+  readonly callbackTimeout?: Duration;
+  /** The vendor's job-submission URL. */
+  readonly vendorUrl?: string;
+}
+
+export class ExampleStack extends Stack {
+  public readonly orchestrator: AsyncExternalApiOrchestrator;
+  public readonly mainWorkflow: sfn.StateMachine;
+
+  constructor(scope: Construct, id: string, props: ExampleStackProps = {}) {
+    super(scope, id, props);
+
+    this.orchestrator = new AsyncExternalApiOrchestrator(this, 'Vendor', {
+      vendorUrl: props.vendorUrl ?? 'https://vendor.example.com/v1/jobs',
+      requestsPerSecond: props.requestsPerSecond ?? 10,
+      batchSize: 20,
+      maxConcurrency: 2,
+      callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),
+      webhook: { statusPath: '$.status', failureStatusValues: ['FAILED'] },
+    });
+
+    // 1. Submit the order to the vendor and wait for its callback.
+    const submit = this.orchestrator.submitJobTask(this, 'SubmitJob', {
+      payload: sfn.TaskInput.fromJsonPathAt('$.order'),
+      requestId: sfn.JsonPath.stringAt('$.orderId'),
+      resultPath: '$.vendor',
+    });
+
+    // 2. Process the vendor's result (here: keep what the next step needs).
+    const processResult = new sfn.Pass(this, 'ProcessResult', {
+      parameters: {
+        orderId: sfn.JsonPath.stringAt('$.orderId'),
+        jobId: sfn.JsonPath.stringAt('$.vendor.jobId'),
+        result: sfn.JsonPath.objectAt('$.vendor.result'),
+      },
+    });
+
+    // Every way the wait can end badly has a name of its own.
+    submit.addCatch(new sfn.Fail(this, 'VendorTimedOut', { error: 'VendorTimedOut', cause: 'No callback before callbackTimeout' }), {
+      errors: [sfn.Errors.TIMEOUT],
+    });
+    submit.addCatch(new sfn.Fail(this, 'VendorJobFailed', { error: AsyncExternalApiOrchestrator.ERROR_VENDOR_JOB_FAILED }), {
+      errors: [AsyncExternalApiOrchestrator.ERROR_VENDOR_JOB_FAILED],
+    });
+    submit.addCatch(new sfn.Fail(this, 'VendorRequestFailed', { error: AsyncExternalApiOrchestrator.ERROR_VENDOR_REQUEST_FAILED }), {
+      errors: [AsyncExternalApiOrchestrator.ERROR_VENDOR_REQUEST_FAILED],
+    });
+
+    this.mainWorkflow = new sfn.StateMachine(this, 'MainWorkflow', {
+      definitionBody: sfn.DefinitionBody.fromChainable(submit.next(processResult)),
+      timeout: Duration.hours(2),
+    });
+    this.orchestrator.registerWorkflow(this.mainWorkflow);
+
+    new CfnOutput(this, 'MainWorkflowArn', { value: this.mainWorkflow.stateMachineArn });
+    new CfnOutput(this, 'WebhookUrl', { value: this.orchestrator.webhook.url });
+  }
+}
+
+/** Builds the example app; the demo and the tests call this. */
+export function buildExampleApp(props: ExampleStackProps = {}, outdir?: string): { app: App; stack: ExampleStack } {
+  const app = new App({ outdir });
+  const stack = new ExampleStack(app, 'AsyncExternalApiExample', props);
+  return { app, stack };
+}
+
+if (require.main === module) {
+  buildExampleApp().app.synth();
+}
