@@ -135,7 +135,7 @@ export class TokenCorrelationTable extends TokenCorrelationTableBase {
     return new Import(scope, id);
   }
 
-  public readonly table: dynamodb.Table;
+  public readonly table: dynamodb.ITable;
   public readonly jobIdIndexName: string = JOB_ID_INDEX_NAME;
 
   constructor(scope: Construct, id: string, props: TokenCorrelationTableProps = {}) {
@@ -145,7 +145,7 @@ export class TokenCorrelationTable extends TokenCorrelationTableBase {
       throw new Error(`encryptionKey is only used with encryption CUSTOMER_MANAGED (given encryption ${props.encryption}): drop encryptionKey or set encryption to CUSTOMER_MANAGED`);
     }
 
-    this.table = new dynamodb.Table(this, 'Resource', {
+    const table = new dynamodb.Table(this, 'Resource', {
       partitionKey: { name: CorrelationAttributes.REQUEST_ID, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: props.pointInTimeRecovery ?? true },
@@ -155,12 +155,13 @@ export class TokenCorrelationTable extends TokenCorrelationTableBase {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
 
-    this.table.addGlobalSecondaryIndex({
+    table.addGlobalSecondaryIndex({
       indexName: JOB_ID_INDEX_NAME,
       partitionKey: { name: CorrelationAttributes.JOB_ID, type: dynamodb.AttributeType.STRING },
       // The callback processor needs the token and the status; the table key comes with every index.
       projectionType: dynamodb.ProjectionType.INCLUDE,
       nonKeyAttributes: [CorrelationAttributes.TASK_TOKEN, CorrelationAttributes.STATUS],
     });
+    this.table = table;
   }
 }
