@@ -55,6 +55,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-sdk-client-mock-jest',
     'asl-validator@^4',
     'velocityjs@^2',
+    'aws-local-stepfunctions@^3',
   ],
 
   jestOptions: {

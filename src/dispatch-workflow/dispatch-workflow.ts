@@ -166,8 +166,30 @@ export class DispatchWorkflow extends Construct {
     retryAwsThrottling(claim);
 
     // ---- Read the vendor credential (never stored in the template). ----
-    let readCredential: tasks.CallAwsService | undefined;
-    if (credentials.secret) {
+    let readCredential: sfn.TaskStateBase | undefined;
+    const tokenFunction = props.proxy.tokenFunction;
+    if (tokenFunction) {
+      // OAuth client credentials: the proxy's token function returns '<token_type> <access_token>',
+      // cached in its memory until shortly before the token expires. It gets no execution data.
+      readCredential = new tasks.LambdaInvoke(this, 'GetVendorToken', {
+        comment: 'Get an OAuth access token for the vendor (cached by the function)',
+        lambdaFunction: tokenFunction,
+        payload: sfn.TaskInput.fromObject({}),
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: false,
+        resultSelector: { secret: sfn.JsonPath.stringAt('$.authorization') },
+        resultPath: '$.credential',
+      });
+      // A token endpoint failure is not retried here: it goes through ClassifyVendorError and back
+      // through the paced queue like any other retryable error.
+      readCredential.addRetry({
+        errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
+        interval: Duration.seconds(1),
+        backoffRate: 2,
+        maxAttempts: 2,
+        jitterStrategy: sfn.JitterType.FULL,
+      });
+    } else if (credentials.secret) {
       readCredential = new tasks.CallAwsService(this, 'ReadVendorCredential', {
         service: 'secretsmanager',
         action: 'getSecretValue',
@@ -192,7 +214,9 @@ export class DispatchWorkflow extends Construct {
     if (delivery.headerName) {
       headers[delivery.headerName] = [props.callbackUrl];
     }
-    if (credentials.secret && credentials.headerName) {
+    if (tokenFunction) {
+      headers[VENDOR_CREDENTIAL_HEADER] = sfn.JsonPath.array(sfn.JsonPath.stringAt('$.credential.secret'));
+    } else if (credentials.secret && credentials.headerName) {
       const secretPath = credentials.jsonField ? `$.credential.secret.${credentials.jsonField}` : '$.credential.secret';
       headers[VENDOR_CREDENTIAL_HEADER] = sfn.JsonPath.array(credentials.prefix
         ? sfn.JsonPath.format(`${escapeIntrinsicText(credentials.prefix)}{}`, sfn.JsonPath.stringAt(secretPath))
@@ -202,14 +226,15 @@ export class DispatchWorkflow extends Construct {
     // JsonMerge needs an object; anything else is refused before the call, with a clear cause.
     let prepare: sfn.IChainable;
     let prepareEnd: sfn.INextable;
-    const payloadNotObject = new sfn.Pass(this, 'PayloadNotAnObject', {
-      parameters: {
-        Error: 'PayloadNotAnObject',
-        Cause: `The payload must be a JSON object: the webhook URL is added to it as the field '${delivery.bodyFieldName}'`,
-      },
-      resultPath: '$.error',
-    });
+    let payloadNotObject: sfn.Pass | undefined;
     if (delivery.bodyFieldName) {
+      payloadNotObject = new sfn.Pass(this, 'PayloadNotAnObject', {
+        parameters: {
+          Error: 'PayloadNotAnObject',
+          Cause: `The payload must be a JSON object: the webhook URL is added to it as the field '${delivery.bodyFieldName}'`,
+        },
+        resultPath: '$.error',
+      });
       const addUrl = new sfn.Pass(this, 'AddCallbackUrl', {
         parameters: { fields: { [delivery.bodyFieldName]: props.callbackUrl } },
         resultPath: '$.vendorRequest',
@@ -219,9 +244,10 @@ export class DispatchWorkflow extends Construct {
         resultPath: '$.vendorRequest',
       });
       addUrl.next(merge);
+      // Step Functions fails a Choice whose variable is missing (except IsPresent): test presence first.
       prepare = new sfn.Choice(this, 'IsPayloadAnObject')
+        .when(sfn.Condition.isNotPresent('$.payload'), payloadNotObject)
         .when(sfn.Condition.or(
-          sfn.Condition.isNotPresent('$.payload'),
           sfn.Condition.isNull('$.payload'),
           sfn.Condition.isString('$.payload'),
           sfn.Condition.isNumeric('$.payload'),
@@ -377,6 +403,10 @@ export class DispatchWorkflow extends Construct {
         extractJobId.next(storeJobId).next(submitted),
       )
       .otherwise(missingJobId);
+    // Step Functions fails a Choice whose variable is missing (except IsPresent): test presence first.
+    const jobIdPresent = new sfn.Choice(this, 'IsJobIdPresent')
+      .when(sfn.Condition.isPresent(jobIdInBody), hasJobId)
+      .otherwise(missingJobId);
 
     claim.addCatch(alreadySubmitted, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
     claim.addCatch(classify, { resultPath: '$.error' });
@@ -386,9 +416,9 @@ export class DispatchWorkflow extends Construct {
     // the workflow, so fail it now rather than at its timeout.
     storeJobId.addCatch(giveUp, { resultPath: '$.error' });
 
-    payloadNotObject.next(giveUp);
+    payloadNotObject?.next(giveUp);
     prepareEnd.next(callVendor);
-    callVendor.next(hasJobId);
+    callVendor.next(jobIdPresent);
     const definition = readCredential ? claim.next(readCredential).next(prepare) : claim.next(prepare);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
@@ -403,7 +433,10 @@ export class DispatchWorkflow extends Construct {
       tracingEnabled: props.tracingEnabled ?? false,
       logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
     });
-    credentials.secret?.grantRead(this.stateMachine);
+    if (!tokenFunction) {
+      // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
+      credentials.secret?.grantRead(this.stateMachine);
+    }
     props.proxy.grantInvoke(this.stateMachine);
     // Covers KMS when the request queue has a customer-managed key.
     props.requestQueue.grantSendMessages(this.stateMachine);

@@ -1,0 +1,281 @@
+/**
+ * Executes the synthesized dispatch workflow (the template's own definition, not a copy) with
+ * aws-local-stepfunctions, replacing each AWS call by a local handler that records its input.
+ * This checks the behaviour of the states: intrinsics, choices, catches and the retry path.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery } from '../../src';
+import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
+
+// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
+if (!(Promise as any).withResolvers) {
+  (Promise as any).withResolvers = () => {
+    let resolve!: (value: unknown) => void;
+    let reject!: (reason: unknown) => void;
+    const promise = new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { promise, resolve, reject };
+  };
+}
+
+/** An error as Step Functions reports it: `name` is the error name a Catch matches. */
+function stepError(name: string, cause = ''): Error {
+  const error = new Error(cause);
+  error.name = name;
+  return error;
+}
+
+function dispatchDefinition(overrides: Partial<AsyncExternalApiOrchestratorProps> = {}): AslDefinition {
+  const stack = testStack();
+  const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://vendor.example.com/v1/jobs',
+    requestsPerSecond: 10,
+    callbackTimeout: Duration.minutes(30),
+    ...overrides,
+  });
+  const main = new sfn.StateMachine(stack, 'Main', {
+    definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order') })),
+  });
+  orchestrator.registerWorkflow(main);
+  return definitionOf(Template.fromStack(stack), logicalIdOf(stack, orchestrator.dispatch.stateMachine));
+}
+
+type Handler = (input: any) => unknown;
+
+interface Run {
+  readonly calls: Record<string, any[]>;
+  readonly output?: any;
+  readonly error?: Error;
+}
+
+/** Runs the definition once; every Task state must have a handler (else the test fails). */
+async function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Run> {
+  const calls: Record<string, any[]> = {};
+  const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type !== 'Task') continue;
+    taskResourceLocalHandlers[name] = async (taskInput: any) => {
+      (calls[name] ??= []).push(taskInput);
+      const handler = handlers[name];
+      if (!handler) {
+        throw new Error(`unexpected call of ${name}`);
+      }
+      return handler(taskInput) as any;
+    };
+  }
+  const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
+  const execution = machine.run(input as any, {
+    overrides: { taskResourceLocalHandlers, retryIntervalOverrides: Object.fromEntries(Object.keys(taskResourceLocalHandlers).map((n) => [n, 0])) },
+    context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
+  });
+  try {
+    return { calls, output: await execution.result };
+  } catch (error) {
+    // aws-local-stepfunctions wraps the execution's error; the wrapped one carries the name.
+    return { calls, error: ((error as Error).cause ?? error) as Error };
+  }
+}
+
+function dispatchInput(attempt = 1, payload: unknown = { order: 'o-1', amount: 3 }) {
+  const message = { taskToken: 'token-1', requestId: 'req-1', payload, attempt };
+  return { ...message, expiresAt: 1_900_000_000, message };
+}
+
+const ok = () => ({});
+const vendorAccepts = (body: unknown) => () => ({ ResponseBody: body, StatusCode: 200 });
+
+describe('dispatch workflow, executed', () => {
+  const definition = dispatchDefinition();
+
+  test('submits the payload with the webhook URL and idempotency key, then stores the job id', async () => {
+    // GIVEN a vendor that accepts the job
+    // WHEN
+    const result = await run(definition, dispatchInput(), {
+      ClaimRequest: ok,
+      CallVendor: vendorAccepts({ jobId: 'job-42' }),
+      StoreJobId: ok,
+    });
+
+    // THEN
+    expect(result.error).toBeUndefined();
+    const claim = result.calls.ClaimRequest[0];
+    expect(claim.ConditionExpression).toBe('attribute_not_exists(#job)');
+    expect(claim.ExpressionAttributeValues[':token']).toEqual({ S: 'token-1' });
+    expect(claim.ExpressionAttributeValues[':expires']).toEqual({ N: '1900000000' });
+    const call = result.calls.CallVendor[0];
+    expect(call.AuthType).toBe('IAM_ROLE');
+    expect(call.Method).toBe('POST');
+    expect(call.Headers['Idempotency-Key']).toEqual(['req-1']);
+    expect(call.RequestBody).toEqual({ order: 'o-1', amount: 3, callbackUrl: expect.stringMatching(/\/callback$/) });
+    expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-42' });
+    expect(result.calls.StoreJobId[0].Key).toEqual({ requestId: { S: 'req-1' } });
+  });
+
+  test('stores a numeric job id as a string', async () => {
+    const result = await run(definition, dispatchInput(), { ClaimRequest: ok, CallVendor: vendorAccepts({ jobId: 1234 }), StoreJobId: ok });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: '1234' });
+  });
+
+  test('a redelivered request whose job was submitted already does not call the vendor', async () => {
+    const result = await run(definition, dispatchInput(), {
+      ClaimRequest: () => {
+        throw stepError('DynamoDB.ConditionalCheckFailedException', 'The conditional request failed');
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor).toBeUndefined();
+  });
+
+  test.each([
+    ['ApiGateway.429', 1, 2],
+    ['APIGateway.503', 2, 4],
+    ['ApiGateway.500', 3, 8],
+    ['States.Timeout', 4, 16],
+  ])('a retryable failure (%s) on attempt %d goes back through the queue with a delay of at most %d s', async (errorName, attempt, cap) => {
+    // GIVEN / WHEN
+    const result = await run(definition, dispatchInput(attempt), {
+      ClaimRequest: ok,
+      CallVendor: () => {
+        throw stepError(errorName, '{"message":"slow down"}');
+      },
+      RequeueWithDelay: ok,
+    });
+
+    // THEN the request is re-enqueued with the same id, the next attempt number and full jitter
+    expect(result.error).toBeUndefined();
+    const requeue = result.calls.RequeueWithDelay[0];
+    expect(requeue.QueueUrl).toMatch(/RequestQueue/);
+    expect(requeue.DelaySeconds).toBeGreaterThanOrEqual(0);
+    expect(requeue.DelaySeconds).toBeLessThanOrEqual(cap);
+    expect(JSON.parse(requeue.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: attempt + 1 });
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+
+  test('the full-jitter delays spread over the whole range', async () => {
+    const delays = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const result = await run(definition, dispatchInput(4), {
+        ClaimRequest: ok,
+        CallVendor: () => {
+          throw stepError('ApiGateway.503');
+        },
+        RequeueWithDelay: ok,
+      });
+      delays.add(result.calls.RequeueWithDelay[0].DelaySeconds);
+    }
+    // Attempt 4 has a cap of 16 s: 40 draws that land on a handful of values would not be jitter.
+    expect(delays.size).toBeGreaterThanOrEqual(6);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(16);
+  });
+
+  test('the last attempt gives up: the request is parked unchanged and the waiting workflow fails at once', async () => {
+    // GIVEN attempt 5 of 5
+    const result = await run(definition, dispatchInput(5), {
+      ClaimRequest: ok,
+      CallVendor: () => {
+        throw stepError('ApiGateway.502', 'bad gateway');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN
+    expect(result.calls.RequeueWithDelay).toBeUndefined();
+    const park = result.calls.ParkInDeadLetterQueue[0];
+    expect(park.QueueUrl).toMatch(/RequestDeadLetterQueue/);
+    expect(JSON.parse(park.MessageBody)).toEqual(dispatchInput(5).message);
+    expect(park.MessageAttributes.reason).toEqual({ DataType: 'String', StringValue: 'ApiGateway.502' });
+    const fail = result.calls.FailWaitingWorkflow[0];
+    expect(fail).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(JSON.parse(fail.Cause)).toMatchObject({ Error: 'ApiGateway.502', Cause: 'bad gateway' });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('a 4xx refusal is final on the first attempt', async () => {
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: ok,
+      CallVendor: () => {
+        throw stepError('ApiGateway.400', '{"error":"invalid order"}');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.calls.RequeueWithDelay).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue).toHaveLength(1);
+    expect(result.calls.FailWaitingWorkflow).toHaveLength(1);
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('a response without a job id fails the request with a clear cause', async () => {
+    const result = await run(definition, dispatchInput(), {
+      ClaimRequest: ok,
+      CallVendor: vendorAccepts({ id: 'wrong-field' }),
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.calls.StoreJobId).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorResponseWithoutJobId');
+    expect(JSON.parse(result.calls.FailWaitingWorkflow[0].Cause).Cause).toMatch(/\$\.jobId/);
+  });
+
+  test('a payload that is not an object is refused before any vendor call', async () => {
+    const result = await run(definition, dispatchInput(1, 'just a string'), {
+      ClaimRequest: ok,
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('when the cause is too long for SendTaskFailure, the waiting workflow is still failed', async () => {
+    const result = await run(definition, dispatchInput(5), {
+      ClaimRequest: ok,
+      CallVendor: () => {
+        throw stepError('ApiGateway.500', 'x'.repeat(40_000));
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: () => {
+        throw stepError('Sfn.SfnException', 'Member must have length less than or equal to 32768');
+      },
+      FailWaitingWorkflowBriefly: ok,
+    });
+    expect(result.calls.FailWaitingWorkflowBriefly[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('a failed job id write after the vendor accepted fails the waiting workflow rather than leaving it to time out', async () => {
+    const result = await run(definition, dispatchInput(), {
+      ClaimRequest: ok,
+      CallVendor: vendorAccepts({ jobId: 'job-1' }),
+      StoreJobId: () => {
+        throw stepError('DynamoDB.AmazonDynamoDBException', 'access denied');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.calls.FailWaitingWorkflow).toHaveLength(1);
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('with CallbackUrlDelivery.header the URL goes in a header and the body is the payload alone', async () => {
+    const headerDefinition = dispatchDefinition({ dispatch: { callbackUrlDelivery: CallbackUrlDelivery.header('X-Callback-Url'), jobIdPath: '$.data.id' } });
+    const result = await run(headerDefinition, dispatchInput(1, ['an', 'array']), {
+      ClaimRequest: ok,
+      CallVendor: vendorAccepts({ data: { id: 'nested-7' } }),
+      StoreJobId: ok,
+    });
+    expect(result.error).toBeUndefined();
+    const call = result.calls.CallVendor[0];
+    expect(call.RequestBody).toEqual(['an', 'array']);
+    expect(call.Headers['X-Callback-Url']).toEqual([expect.stringMatching(/\/callback$/)]);
+    expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'nested-7' });
+  });
+});
