@@ -279,3 +279,19 @@ export function followNext(definition: AslDefinition, from: string, until?: stri
   }
   return path;
 }
+
+/**
+ * The first state that is not a Choice, starting at `from` and taking the choices `input` leads to.
+ */
+export function routeThroughChoices(definition: AslDefinition, from: string, input: unknown): string {
+  let state = from;
+  const seen = new Set<string>();
+  while (definition.States[state]?.Type === 'Choice') {
+    if (seen.has(state)) {
+      throw new Error(`Loop through ${state}`);
+    }
+    seen.add(state);
+    state = nextOfChoice(definition.States[state], input);
+  }
+  return state;
+}

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Names, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -197,6 +197,8 @@ export class CallbackWebhook extends Construct {
     const stageName = props.stageName ?? 'webhook';
     this.restApi = new apigw.RestApi(this, 'Resource', {
       description: 'Vendor callback webhook (cdk-async-external-api)',
+      // Unique per construct path, so the ApiName metric dimension never mixes two APIs.
+      restApiName: Names.uniqueResourceName(this, { maxLength: 128 }),
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       cloudWatchRole: false,
       deployOptions: {

@@ -1,3 +1,5 @@
+import { validateHeaderName } from '../shared/validation';
+
 /**
  * How the dispatch workflow tells the vendor where to call back.
  */
@@ -14,9 +16,7 @@ export class CallbackUrlDelivery {
 
   /** Sends the webhook URL in the request header `headerName`. */
   public static header(headerName: string = 'X-Callback-Url'): CallbackUrlDelivery {
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(headerName)) {
-      throw new Error(`headerName must be an HTTP header name (given '${headerName}')`);
-    }
+    validateHeaderName(headerName);
     return new CallbackUrlDelivery(undefined, headerName);
   }
 

@@ -175,9 +175,8 @@ export class DispatchWorkflow extends Construct {
         comment: 'Get an OAuth access token for the vendor (cached by the function)',
         lambdaFunction: tokenFunction,
         payload: sfn.TaskInput.fromObject({}),
-        payloadResponseOnly: true,
         retryOnServiceExceptions: false,
-        resultSelector: { secret: sfn.JsonPath.stringAt('$.authorization') },
+        resultSelector: { secret: sfn.JsonPath.stringAt('$.Payload.authorization') },
         resultPath: '$.credential',
       });
       // A token endpoint failure is not retried here: it goes through ClassifyVendorError and back

@@ -27,7 +27,8 @@ export function validateVendorUrl(vendorUrl: string): void {
   if (url.protocol !== 'https:') {
     throw new Error(`vendorUrl must use https so requests and credentials are encrypted in transit (given '${vendorUrl}')`);
   }
-  if (url.search || url.hash) {
+  // URL reports a bare trailing '?' or '#' as empty: look at the text too.
+  if (url.search || url.hash || vendorUrl.includes('?') || vendorUrl.includes('#')) {
     throw new Error(`vendorUrl must not carry a query string or fragment (given '${vendorUrl}'): the proxy appends paths to it`);
   }
   if (vendorUrl.endsWith('/')) {
@@ -51,5 +52,12 @@ export function validateDuration(name: string, value: Duration | undefined, min:
   const ms = value.toMilliseconds();
   if (ms < min.toMilliseconds() || ms > max.toMilliseconds()) {
     throw new Error(`${name} must be between ${min.toHumanString()} and ${max.toHumanString()} (given ${value.toHumanString()})${hint ? `: ${hint}` : ''}`);
+  }
+}
+
+/** An HTTP header name (an RFC 9110 token). */
+export function validateHeaderName(headerName: string, name = 'headerName'): void {
+  if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(headerName)) {
+    throw new Error(`${name} must be an HTTP header name (letters, digits and !#$%&'*+.^_\`|~-), given '${headerName}'`);
   }
 }

@@ -1,10 +1,13 @@
-import { Lazy, RemovalPolicy } from 'aws-cdk-lib';
+import { Names, Duration, Lazy, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
+import { VendorTokenFunction } from './vendor-token-function';
 import { validateRequestsPerSecond, validateVendorUrl } from '../shared/validation';
 
 /**
@@ -92,6 +95,14 @@ export class ThrottledProxy extends Construct {
   public readonly credentials: VendorCredentials;
   /** Access log group. */
   public readonly accessLogGroup: logs.LogGroup;
+  /**
+   * With OAuth client credentials, the function that returns `<token_type> <access_token>` for
+   * the vendor (cached until shortly before it expires); the dispatch workflow invokes it before
+   * each vendor call.
+   *
+   * @default - none: the credentials are not OAuth client credentials
+   */
+  public readonly tokenFunction?: lambda.IFunction;
 
   private readonly invokerArns: string[] = [];
 
@@ -111,6 +122,10 @@ export class ThrottledProxy extends Construct {
     this.credentials = props.credentials ?? VendorCredentials.none();
     this.stageName = props.stageName ?? 'vendor';
 
+    if (this.credentials.isOAuth && this.credentials.secret) {
+      this.tokenFunction = this.createTokenFunction(this.credentials, this.credentials.secret);
+    }
+
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.accessLogRetention ?? logs.RetentionDays.THREE_MONTHS,
       removalPolicy: RemovalPolicy.RETAIN,
@@ -118,6 +133,8 @@ export class ThrottledProxy extends Construct {
 
     this.restApi = new apigw.RestApi(this, 'Resource', {
       description: 'Throttled proxy to the vendor API (cdk-async-external-api)',
+      // Unique per construct path, so the ApiName metric dimension never mixes two APIs.
+      restApiName: Names.uniqueResourceName(this, { maxLength: 128 }),
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       // Execution logging needs an account-wide API Gateway role; access logs do not.
       cloudWatchRole: false,
@@ -219,6 +236,34 @@ export class ThrottledProxy extends Construct {
   /** Requests through the proxy. */
   public metricCount(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.restApi.metricCount(props);
+  }
+
+  private createTokenFunction(credentials: VendorCredentials, secret: secretsmanager.ISecret): lambda.IFunction {
+    // Names as in vendor-token.ts (not imported: it bundles the AWS SDK, a devDependency).
+    const environment: Record<string, string> = {
+      SECRET_ARN: secret.secretArn,
+      TOKEN_URL: credentials.oauthTokenUrl!,
+      CLIENT_AUTHENTICATION: credentials.oauthClientAuthentication ?? 'BASIC',
+      POWERTOOLS_SERVICE_NAME: 'vendor-token',
+    };
+    if (credentials.oauthScope !== undefined) {
+      environment.SCOPE = credentials.oauthScope;
+    }
+    if (credentials.oauthAudience !== undefined) {
+      environment.AUDIENCE = credentials.oauthAudience;
+    }
+    const fn = new VendorTokenFunction(this, 'TokenFunction', {
+      description: 'Gets OAuth 2.0 access tokens for the vendor (client credentials grant)',
+      timeout: Duration.seconds(10),
+      memorySize: 128,
+      logGroup: new logs.LogGroup(this, 'TokenFunctionLogs', {
+        retention: logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
+      environment,
+    });
+    secret.grantRead(fn);
+    return fn;
   }
 
 }

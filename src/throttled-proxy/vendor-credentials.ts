@@ -1,4 +1,6 @@
+import { Token } from 'aws-cdk-lib';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { validateHeaderName } from '../shared/validation';
 
 /**
  * Options for credentials sent to the vendor in a request header.
@@ -33,6 +35,81 @@ export interface HeaderCredentialsOptions {
 }
 
 /**
+ * How an OAuth 2.0 client authenticates to the token endpoint.
+ */
+export enum OAuthClientAuthentication {
+  /**
+   * HTTP Basic authentication: `Authorization: Basic base64(client_id:client_secret)`, both
+   * form-urlencoded first (RFC 6749 section 2.3.1). Every authorization server must support it.
+   */
+  BASIC = 'BASIC',
+
+  /**
+   * `client_id` and `client_secret` as parameters of the form body (RFC 6749 section 2.3.1), for
+   * authorization servers that do not accept HTTP Basic.
+   */
+  BODY = 'BODY',
+}
+
+/**
+ * Options for OAuth 2.0 client credentials (RFC 6749 section 4.4).
+ */
+export interface OAuthClientCredentialsOptions {
+  /**
+   * The secret holding the client's credentials, as the JSON object
+   * `{"clientId": "...", "clientSecret": "..."}`. Read at run time by the token function; the
+   * values never appear in the template.
+   */
+  readonly secret: secretsmanager.ISecret;
+
+  /**
+   * The authorization server's token endpoint (https), e.g. `https://auth.example.com/oauth/token`.
+   */
+  readonly tokenUrl: string;
+
+  /**
+   * The `scope` parameter of the token request: space-separated scopes.
+   *
+   * @default - no scope parameter (the authorization server's default scope)
+   */
+  readonly scope?: string;
+
+  /**
+   * The `audience` parameter of the token request, for authorization servers that want one
+   * (e.g. Auth0).
+   *
+   * @default - no audience parameter
+   */
+  readonly audience?: string;
+
+  /**
+   * The header the vendor expects the access token in, as `<token_type> <access_token>`.
+   *
+   * @default 'Authorization'
+   */
+  readonly headerName?: string;
+
+  /**
+   * How the client authenticates to the token endpoint.
+   *
+   * @default OAuthClientAuthentication.BASIC
+   */
+  readonly clientAuthentication?: OAuthClientAuthentication;
+}
+
+/** Everything a VendorCredentials may hold. */
+interface VendorCredentialsFields {
+  readonly secret?: secretsmanager.ISecret;
+  readonly headerName?: string;
+  readonly jsonField?: string;
+  readonly prefix?: string;
+  readonly oauthTokenUrl?: string;
+  readonly oauthScope?: string;
+  readonly oauthAudience?: string;
+  readonly oauthClientAuthentication?: OAuthClientAuthentication;
+}
+
+/**
  * How the dispatch workflow authenticates to the vendor.
  *
  * Credentials live in AWS Secrets Manager and are read at run time, so they never appear in
@@ -43,7 +120,7 @@ export interface HeaderCredentialsOptions {
 export class VendorCredentials {
   /** The vendor needs no credentials. */
   public static none(): VendorCredentials {
-    return new VendorCredentials(undefined, undefined, undefined, undefined);
+    return new VendorCredentials({});
   }
 
   /**
@@ -51,16 +128,48 @@ export class VendorCredentials {
    */
   public static fromSecretHeader(options: HeaderCredentialsOptions): VendorCredentials {
     const headerName = options.headerName ?? 'x-api-key';
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(headerName)) {
-      throw new Error(`headerName must be an HTTP header name (letters, digits and !#$%&'*+.^_\`|~-), given '${headerName}'`);
-    }
+    validateHeaderName(headerName);
     if (options.jsonField !== undefined && !/^[A-Za-z0-9_]+$/.test(options.jsonField)) {
       throw new Error(`jsonField must be a top-level field name of letters, digits and underscores, given '${options.jsonField}'`);
     }
-    return new VendorCredentials(options.secret, headerName, options.jsonField, options.prefix);
+    return new VendorCredentials({ secret: options.secret, headerName, jsonField: options.jsonField, prefix: options.prefix });
   }
 
-  /** The secret to read, if any. */
+  /**
+   * OAuth 2.0 client credentials (RFC 6749 section 4.4): the proxy gets a small token function
+   * that exchanges the client id and secret (read from Secrets Manager) for an access token at
+   * `tokenUrl`, caching it until shortly before it expires. The dispatch workflow invokes it
+   * before each vendor call and sends `<token_type> <access_token>` (e.g. `Bearer eyJ...`) in
+   * `headerName`.
+   */
+  public static oauthClientCredentials(options: OAuthClientCredentialsOptions): VendorCredentials {
+    validateTokenUrl(options.tokenUrl);
+    const headerName = options.headerName ?? 'Authorization';
+    validateHeaderName(headerName);
+    if (options.scope !== undefined && !Token.isUnresolved(options.scope) && !/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/.test(options.scope)) {
+      throw new Error(`scope must be scopes separated by single spaces, each of printable ASCII without '"' or '\\' (RFC 6749 section 3.3), given '${options.scope}'`);
+    }
+    if (options.audience !== undefined && !Token.isUnresolved(options.audience) && options.audience.trim() === '') {
+      throw new Error(`audience must not be empty when given (leave it out for no audience parameter), given '${options.audience}'`);
+    }
+    const clientAuthentication = options.clientAuthentication ?? OAuthClientAuthentication.BASIC;
+    if (!Object.values(OAuthClientAuthentication).includes(clientAuthentication)) {
+      throw new Error(`clientAuthentication must be OAuthClientAuthentication.BASIC or OAuthClientAuthentication.BODY, given '${clientAuthentication}'`);
+    }
+    return new VendorCredentials({
+      secret: options.secret,
+      headerName,
+      oauthTokenUrl: options.tokenUrl,
+      oauthScope: options.scope,
+      oauthAudience: options.audience,
+      oauthClientAuthentication: clientAuthentication,
+    });
+  }
+
+  /**
+   * The secret to read, if any: the credential itself (`fromSecretHeader`) or the OAuth client's
+   * id and secret (`oauthClientCredentials`).
+   */
   public readonly secret?: secretsmanager.ISecret;
   /** The header the vendor expects the credential in, if any. */
   public readonly headerName?: string;
@@ -68,14 +177,53 @@ export class VendorCredentials {
   public readonly jsonField?: string;
   /** Text put before the credential, if any. */
   public readonly prefix?: string;
+  /** The OAuth 2.0 token endpoint, for OAuth client credentials. */
+  public readonly oauthTokenUrl?: string;
+  /** The `scope` parameter of the token request, if any. */
+  public readonly oauthScope?: string;
+  /** The `audience` parameter of the token request, if any. */
+  public readonly oauthAudience?: string;
+  /** How the OAuth client authenticates to the token endpoint, for OAuth client credentials. */
+  public readonly oauthClientAuthentication?: OAuthClientAuthentication;
 
-  private constructor(secret?: secretsmanager.ISecret, headerName?: string, jsonField?: string, prefix?: string) {
-    this.secret = secret;
-    this.headerName = headerName;
-    this.jsonField = jsonField;
-    this.prefix = prefix;
+  private constructor(fields: VendorCredentialsFields) {
+    this.secret = fields.secret;
+    this.headerName = fields.headerName;
+    this.jsonField = fields.jsonField;
+    this.prefix = fields.prefix;
+    this.oauthTokenUrl = fields.oauthTokenUrl;
+    this.oauthScope = fields.oauthScope;
+    this.oauthAudience = fields.oauthAudience;
+    this.oauthClientAuthentication = fields.oauthClientAuthentication;
+  }
+
+  /** Whether these are OAuth 2.0 client credentials (a token function fetches the access token). */
+  public get isOAuth(): boolean {
+    return this.oauthTokenUrl !== undefined;
   }
 }
 
 /** The header that carries the vendor credential from the dispatch workflow to the proxy. */
 export const VENDOR_CREDENTIAL_HEADER = 'X-Vendor-Credential';
+
+function validateTokenUrl(tokenUrl: string): void {
+  if (Token.isUnresolved(tokenUrl)) {
+    return;
+  }
+  let url: URL;
+  try {
+    url = new URL(tokenUrl);
+  } catch {
+    throw new Error(`tokenUrl must be an absolute https URL such as https://auth.example.com/oauth/token (given '${tokenUrl}')`);
+  }
+  if (url.protocol !== 'https:') {
+    throw new Error(`tokenUrl must use https: the client secret and the access token travel over it (given '${tokenUrl}')`);
+  }
+  if (url.username || url.password) {
+    url.password = url.password ? '***' : '';
+    throw new Error(`tokenUrl must not carry credentials (user:password@): put them in the secret (given '${url.toString()}')`);
+  }
+  if (url.hash) {
+    throw new Error(`tokenUrl must not carry a fragment (given '${tokenUrl}')`);
+  }
+}

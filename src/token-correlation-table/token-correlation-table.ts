@@ -97,11 +97,13 @@ abstract class TokenCorrelationTableBase extends Resource implements ITokenCorre
 
   public grantWriteRequests(grantee: iam.IGrantable): iam.Grant {
     // The dispatch workflow claims a request (conditional update) and stores the job id.
+    this.table.encryptionKey?.grantEncryptDecrypt(grantee);
     return this.table.grant(grantee, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
   }
 
   public grantResolveCallbacks(grantee: iam.IGrantable): iam.Grant {
-    // Queries run against the job id index; `grant` covers the table and its indexes.
+    // Queries run against the job id index; `grant` covers the table and its indexes (not its key).
+    this.table.encryptionKey?.grantEncryptDecrypt(grantee);
     return this.table.grant(grantee, 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:UpdateItem');
   }
 }
