@@ -56,6 +56,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'asl-validator@^4',
     'velocityjs@^2',
     'aws-local-stepfunctions@^3',
+    'fauxqs@~1.9.2',
+    'dynalite@^4',
   ],
 
   jestOptions: {
@@ -65,6 +67,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
       testPathIgnorePatterns: ['/node_modules/', '/lib/', '/dist/'],
     },
   },
+
+  // local/ (the local runtime) and examples/ are not published: linted like tests, devDependencies allowed.
+  eslintOptions: { dirs: ['src'], devdirs: ['test', 'build-tools', 'local', 'examples'] },
 
   gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo'],
   npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out'] },
@@ -86,11 +91,15 @@ for (const file of handlerLogic) {
 // from assets/, which only the build's pre-compile step creates.
 project.testTask.prependSpawn(project.bundler.bundleTask);
 
-// The README's main job. Synthesizes the example app and describes what it would deploy.
+// The README's main job: synthesize the example app and run it on the local runtime against
+// the vendor simulator (flags: see local/demo.ts).
 project.addTask('demo', {
+  description: 'Run the example app on the local runtime against a simulated vendor',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json local/demo.ts', receiveArgs: true }],
+});
+project.addTask('demo:synth', {
   description: 'Synthesize the example app and print what it deploys',
   steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --project examples/tsconfig.json examples/demo.ts' }],
-  receiveArgs: true,
 });
 
 project.synth();

@@ -27,9 +27,12 @@ export interface ThrottledProxyOptions {
    * Burst limit of the proxy stage (the size of API Gateway's token bucket).
    *
    * The most requests the proxy lets through in any one second is about rate + burst, so a small
-   * burst keeps the safety net tight while absorbing the network jitter of paced traffic.
+   * burst keeps the safety net tight; but paced requests reach the proxy with the jitter of the
+   * hops before it (Express start, the workflow's own states), and a burst of 1 turns two paced
+   * requests that arrive close together into a 429 and a retry. A quarter of the contract absorbs
+   * 250 ms of jitter.
    *
-   * @default - a tenth of the contract, at least 1
+   * @default - a quarter of the contract, at least 2
    */
   readonly throttlingBurstLimit?: number;
 
@@ -112,7 +115,7 @@ export class ThrottledProxy extends Construct {
     validateVendorUrl(props.vendorUrl);
     validateRequestsPerSecond(props.requestsPerSecond);
     this.throttlingRateLimit = props.throttlingRateLimit ?? props.requestsPerSecond;
-    this.throttlingBurstLimit = props.throttlingBurstLimit ?? Math.max(1, Math.ceil(props.requestsPerSecond / 10));
+    this.throttlingBurstLimit = props.throttlingBurstLimit ?? Math.max(2, Math.ceil(props.requestsPerSecond / 4));
     if (!(this.throttlingRateLimit > 0) || this.throttlingRateLimit > props.requestsPerSecond) {
       throw new Error(`throttlingRateLimit must be above 0 and at most the contract of ${props.requestsPerSecond} requests per second (given ${this.throttlingRateLimit}): the proxy must never let more through than the vendor allows`);
     }

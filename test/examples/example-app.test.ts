@@ -24,7 +24,7 @@ describe('example app', () => {
     // THEN
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
       StageName: 'vendor',
-      MethodSettings: [{ ThrottlingRateLimit: 4, ThrottlingBurstLimit: 1 }],
+      MethodSettings: [{ ThrottlingRateLimit: 4, ThrottlingBurstLimit: 2 }],
     });
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: { REQUESTS_PER_SECOND: '4' } },

@@ -134,13 +134,13 @@ describe('AsyncExternalApiOrchestrator', () => {
       });
     });
 
-    test('the proxy is throttled to 10 requests per second with a burst of 1', () => {
+    test('the proxy is throttled to 10 requests per second with a burst of 3', () => {
       // THEN
       expect(a.orchestrator.proxy.throttlingRateLimit).toBe(10);
-      expect(a.orchestrator.proxy.throttlingBurstLimit).toBe(1);
+      expect(a.orchestrator.proxy.throttlingBurstLimit).toBe(3);
       a.template.hasResourceProperties('AWS::ApiGateway::Stage', {
         RestApiId: a.stack.resolve(a.orchestrator.proxy.restApi.restApiId),
-        MethodSettings: [Match.objectLike({ ThrottlingRateLimit: 10, ThrottlingBurstLimit: 1 })],
+        MethodSettings: [Match.objectLike({ ThrottlingRateLimit: 10, ThrottlingBurstLimit: 3 })],
       });
     });
 

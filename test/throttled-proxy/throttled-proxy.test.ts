@@ -30,12 +30,12 @@ describe('ThrottledProxy', () => {
   describe('stage throttling', () => {
     test.each([
       // [contract, burst]
-      [10, 1],
-      [1, 1],
-      [0.5, 1],
-      [25, 3],
-      [100, 10],
-      [1000, 100],
+      [10, 3],
+      [1, 2],
+      [0.5, 2],
+      [25, 7],
+      [100, 25],
+      [1000, 250],
     ])('throttles the stage to the contract of %p requests per second with a burst of %p', (requestsPerSecond, burst) => {
       // GIVEN
       const stack = testStack();

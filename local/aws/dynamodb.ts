@@ -1,0 +1,138 @@
+/**
+ * Local DynamoDB: dynalite (in memory) on loopback, and the template's tables created in it with
+ * their key schemas and indexes.
+ *
+ * Known gaps (BUILD-NOTES): dynalite has no UpdateTimeToLive, so TTL never expires items (readers
+ * must filter expired items themselves), and no TransactWriteItems. Conditional writes work.
+ */
+import { AddressInfo } from 'net';
+import {
+  CreateTableCommand,
+  CreateTableCommandInput,
+  DescribeTableCommand,
+  DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import { LocalTemplate } from '../template';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, ResolvedResource } from '../types';
+
+// dynalite ships no types: the part used here.
+interface DynaliteServer {
+  listen(port: number, host: string, callback: (err?: Error) => void): void;
+  address(): AddressInfo | string | null;
+  close(callback: (err?: Error) => void): void;
+  closeAllConnections(): void;
+  once(event: 'error', listener: (err: Error) => void): void;
+}
+interface DynaliteOptions {
+  readonly createTableMs?: number;
+  readonly deleteTableMs?: number;
+  readonly updateTableMs?: number;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const dynalite = require('dynalite') as (options: DynaliteOptions) => DynaliteServer;
+
+/** A running local DynamoDB. */
+export interface LocalDynamoDb {
+  /** Base URL, e.g. `http://127.0.0.1:40123` (no trailing slash). */
+  readonly endpoint: string;
+  stop(): Promise<void>;
+}
+
+/** Throughput dynalite is given for PROVISIONED tables and indexes that leave it out; it never throttles. */
+const DEFAULT_THROUGHPUT = { ReadCapacityUnits: 5, WriteCapacityUnits: 5 };
+const ACTIVE_TIMEOUT_MS = 5_000;
+
+/** Starts dynalite in memory on 127.0.0.1 with a free port; tables become ACTIVE at once. */
+export async function startDynamoDb(): Promise<LocalDynamoDb> {
+  // The default 500 ms in CREATING state only slows start-up; nothing local depends on it.
+  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', (err) => (err ? reject(err) : resolve()));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stop: () => new Promise<void>((resolve, reject) => {
+      server.close((err) => (err ? reject(err) : resolve()));
+      // Keep-alive sockets of SDK clients would hold close() open until they time out.
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/** Creates every AWS::DynamoDB::Table of the template and waits until each is ACTIVE. */
+export async function createTables(template: LocalTemplate, endpoint: string): Promise<void> {
+  const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    for (const table of template.ofType('AWS::DynamoDB::Table')) {
+      const input = createTableInput(table, template.nameOf(table.logicalId));
+      await client.send(new CreateTableCommand(input));
+      await waitUntilActive(client, input.TableName!);
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Properties turned into CreateTable parameters. */
+const APPLIED_PROPERTIES = [
+  'TableName', 'KeySchema', 'AttributeDefinitions', 'GlobalSecondaryIndexes', 'LocalSecondaryIndexes',
+  'BillingMode', 'ProvisionedThroughput',
+];
+
+/**
+ * Properties knowingly left out: TimeToLiveSpecification (dynalite cannot set TTL: items never
+ * expire), streams (nothing local consumes them), encryption, backups, deletion protection, table
+ * class, contributor insights, resource policies and tags (no effect on reads and writes).
+ */
+const IGNORED_PROPERTIES = [
+  'TimeToLiveSpecification', 'StreamSpecification', 'SSESpecification', 'PointInTimeRecoverySpecification',
+  'DeletionProtectionEnabled', 'TableClass', 'ContributorInsightsSpecification', 'ResourcePolicy', 'Tags',
+];
+
+/** The CreateTable input of one table; fails on a property that would change behaviour and is not applied. */
+export function createTableInput(table: ResolvedResource, tableName: string): CreateTableCommandInput {
+  const props = table.properties;
+  for (const key of Object.keys(props)) {
+    if (!APPLIED_PROPERTIES.includes(key) && !IGNORED_PROPERTIES.includes(key)) {
+      throw new Error(`Cannot run table ${table.logicalId} locally: property ${key} is not supported by the local DynamoDB`);
+    }
+  }
+  const provisioned = props.BillingMode !== 'PAY_PER_REQUEST';
+  const throughput = (given: unknown): CreateTableCommandInput['ProvisionedThroughput'] =>
+    provisioned ? (given as CreateTableCommandInput['ProvisionedThroughput']) ?? DEFAULT_THROUGHPUT : undefined;
+  return {
+    TableName: tableName,
+    KeySchema: props.KeySchema,
+    AttributeDefinitions: props.AttributeDefinitions,
+    BillingMode: provisioned ? 'PROVISIONED' : 'PAY_PER_REQUEST',
+    ProvisionedThroughput: throughput(props.ProvisionedThroughput),
+    GlobalSecondaryIndexes: (props.GlobalSecondaryIndexes as any[] | undefined)?.map((index) => ({
+      IndexName: index.IndexName,
+      KeySchema: index.KeySchema,
+      Projection: index.Projection,
+      ProvisionedThroughput: throughput(index.ProvisionedThroughput),
+    })),
+    LocalSecondaryIndexes: (props.LocalSecondaryIndexes as any[] | undefined)?.map((index) => ({
+      IndexName: index.IndexName,
+      KeySchema: index.KeySchema,
+      Projection: index.Projection,
+    })),
+  };
+}
+
+async function waitUntilActive(client: DynamoDBClient, tableName: string): Promise<void> {
+  const deadline = Date.now() + ACTIVE_TIMEOUT_MS;
+  for (;;) {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    const indexesActive = (Table?.GlobalSecondaryIndexes ?? []).every((i) => i.IndexStatus === 'ACTIVE');
+    if (Table?.TableStatus === 'ACTIVE' && indexesActive) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Local table ${tableName} is not ACTIVE after ${ACTIVE_TIMEOUT_MS} ms (${Table?.TableStatus})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The local runtime: executes a synthesized stack that contains the orchestrator on loopback.
+ *
+ * It reads the template and runs what it says: queues and tables are created from their
+ * resources, state machines run their own definitions, the REST APIs route, throttle, authorize
+ * and render mapping templates from their own methods and stages, and the Lambda functions are
+ * the bundled handlers from the cloud assembly, polled by event source mappings built from the
+ * template's. Nothing here re-describes the system: change the library and the local behaviour
+ * changes with it. Anything in the template it cannot execute stops the start with an error.
+ */
+import { ReceiveMessageCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { Stack } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { LocalApiGateway } from './aws/apigateway';
+import { startDynamoDb, createTables } from './aws/dynamodb';
+import { SqsEventSourcePoller } from './aws/event-source-mapping';
+import { LocalLambda } from './aws/lambda';
+import { startSecretsManager } from './aws/secrets-manager';
+import { createQueues, startSqs } from './aws/sqs';
+import { LocalStepFunctions } from './aws/stepfunctions';
+import { LocalTemplate } from './template';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, LocalEndpoints, UrlRewriter } from './types';
+
+export interface LocalRuntimeOptions {
+  /** The cloud assembly directory (cdk.out) holding the synthesized stack and its assets. */
+  readonly assemblyDir: string;
+  /** The stack to run. */
+  readonly stackName: string;
+  /**
+   * Hosts outside AWS and where they are served locally, e.g. the vendor:
+   * `{ 'vendor.example.com': 'http://127.0.0.1:40123' }`.
+   */
+  readonly hostMap?: Record<string, string>;
+  /** Secret values by logical id, name or ARN. */
+  readonly secrets?: Record<string, string>;
+  /** Where the handlers' logs go (default: discarded). */
+  readonly logFile?: string;
+  /** Extra environment for every function, e.g. POWERTOOLS_LOG_LEVEL. */
+  readonly functionEnv?: Record<string, string>;
+}
+
+type Stoppable = { stop(): Promise<void> | void };
+
+export class LocalRuntime {
+  public static async start(options: LocalRuntimeOptions): Promise<LocalRuntime> {
+    const runtime = new LocalRuntime(options);
+    try {
+      await runtime.boot();
+    } catch (error) {
+      await runtime.stop();
+      throw error;
+    }
+    return runtime;
+  }
+
+  public template!: LocalTemplate;
+  public sfn!: LocalStepFunctions;
+  public apiGateway!: LocalApiGateway;
+  public lambda!: LocalLambda;
+  public poller!: SqsEventSourcePoller;
+  public endpoints!: LocalEndpoints;
+
+  private readonly stoppables: Stoppable[] = [];
+  private readonly hostMap: Record<string, string>;
+
+  private constructor(private readonly options: LocalRuntimeOptions) {
+    this.hostMap = { ...options.hostMap };
+  }
+
+  private apiRewriter: UrlRewriter = (url) => url;
+
+  /** Serves `host` (e.g. the vendor's) from `base` from now on. */
+  public mapHost(host: string, base: string): void {
+    this.hostMap[host] = base;
+  }
+
+  /** Maps an AWS or external URL to the loopback URL that serves it. */
+  public rewriteUrl(url: string): string {
+    const viaApi = this.apiRewriter(url);
+    if (viaApi !== url) return viaApi;
+    for (const [host, base] of Object.entries(this.hostMap)) {
+      const prefix = `https://${host}`;
+      if (url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`)) {
+        return `${base.replace(/\/$/, '')}${url.slice(prefix.length)}`;
+      }
+    }
+    return url;
+  }
+
+  /** The local ARN of a state machine of the stack, from its construct. */
+  public stateMachineArn(stateMachine: Construct): string {
+    const child = stateMachine.node.defaultChild as any;
+    return this.template.arnOf(Stack.of(stateMachine).getLogicalId(child));
+  }
+
+  /** 429s the vendor proxy (the REST API whose methods proxy over HTTP) answered from its stage throttling. */
+  public proxy429s(): number {
+    const proxyApiIds = new Set(this.template.ofType('AWS::ApiGateway::Method')
+      .filter((m) => m.properties.Integration?.Type === 'HTTP_PROXY')
+      .map((m) => m.properties.RestApiId as string));
+    let total = 0;
+    for (const apiId of proxyApiIds) {
+      total += this.apiGateway.stats(apiId)?.throttled429 ?? 0;
+    }
+    return total;
+  }
+
+  /** Messages in the dead-letter queues of the request side or the callback side. */
+  public async deadLetterCount(side: 'request' | 'callback'): Promise<number> {
+    const client = this.sqsClient();
+    let total = 0;
+    for (const queue of this.template.ofType('AWS::SQS::Queue')) {
+      const id = queue.logicalId;
+      if (!/DeadLetterQueue/.test(id) || !new RegExp(side === 'request' ? 'Request' : 'Callback').test(id)) continue;
+      const attrs = await client.send(new GetQueueAttributesCommand({
+        QueueUrl: this.template.queueUrlOf(id),
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }));
+      total += Number(attrs.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(attrs.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+    }
+    return total;
+  }
+
+  /** Reads (without deleting for long) the messages of a queue, for tests and reports. */
+  public async peek(queueLogicalId: string, max = 10): Promise<Array<{ body: string; attributes: Record<string, string | undefined> }>> {
+    const result = await this.sqsClient().send(new ReceiveMessageCommand({
+      QueueUrl: this.template.queueUrlOf(queueLogicalId),
+      MaxNumberOfMessages: Math.min(10, max),
+      VisibilityTimeout: 0,
+      MessageAttributeNames: ['All'],
+      WaitTimeSeconds: 0,
+    }));
+    return (result.Messages ?? []).map((m) => ({
+      body: m.Body ?? '',
+      attributes: Object.fromEntries(Object.entries(m.MessageAttributes ?? {}).map(([k, v]) => [k, v.StringValue])),
+    }));
+  }
+
+  /** One line naming what runs where. */
+  public describe(): string {
+    return [
+      `SQS ${this.endpoints.sqs}`,
+      `DynamoDB ${this.endpoints.dynamodb}`,
+      `Step Functions ${this.endpoints.sfn}`,
+      `${this.template.ofType('AWS::Lambda::Function').length} functions`,
+      `${this.template.ofType('AWS::StepFunctions::StateMachine').length} state machines`,
+      `${this.template.ofType('AWS::ApiGateway::RestApi').length} REST APIs`,
+    ].join(', ');
+  }
+
+  public async stop(): Promise<void> {
+    // Stop in reverse start order: pollers before functions before services.
+    for (const s of this.stoppables.reverse()) {
+      try {
+        await s.stop();
+      } catch {
+        // Best effort: a failing stop must not hide the others.
+      }
+    }
+    this.stoppables.length = 0;
+  }
+
+  private async boot(): Promise<void> {
+    const sqs = await startSqs();
+    this.stoppables.push(sqs);
+    const dynamodb = await startDynamoDb();
+    this.stoppables.push(dynamodb);
+    const secrets = await startSecretsManager({});
+    this.stoppables.push(secrets);
+
+    this.sfn = new LocalStepFunctions({
+      endpoints: { sqs: sqs.endpoint, dynamodb: dynamodb.endpoint, secretsManager: secrets.endpoint },
+      invokeLambda: (name, event) => this.lambda.invoke(name, event),
+      rewriteUrl: (url) => this.rewriteUrl(url),
+    });
+    const sfnEndpoint = await this.sfn.listen();
+    this.stoppables.push(this.sfn);
+    this.endpoints = { sqs: sqs.endpoint, dynamodb: dynamodb.endpoint, sfn: sfnEndpoint, secretsManager: secrets.endpoint };
+
+    this.template = LocalTemplate.load(this.options.assemblyDir, this.options.stackName, this.endpoints);
+    for (const [id, value] of Object.entries(this.options.secrets ?? {})) {
+      const known = this.template.ofType('AWS::SecretsManager::Secret').find((s) => s.logicalId === id);
+      secrets.set(known ? this.template.arnOf(id) : id, value);
+    }
+
+    await createQueues(this.template, sqs.endpoint);
+    await createTables(this.template, dynamodb.endpoint);
+
+    this.apiGateway = new LocalApiGateway({
+      resources: [
+        'AWS::ApiGateway::RestApi', 'AWS::ApiGateway::Resource', 'AWS::ApiGateway::Method',
+        'AWS::ApiGateway::Stage', 'AWS::ApiGateway::Deployment',
+      ].flatMap((type) => this.template.ofType(type)),
+      sqsEndpoint: sqs.endpoint,
+      rewriteUrl: (url) => this.rewriteUrl(url),
+    });
+    await this.apiGateway.start();
+    this.stoppables.push(this.apiGateway);
+    this.apiRewriter = this.apiGateway.rewriter();
+
+    this.lambda = new LocalLambda({
+      functions: this.template.ofType('AWS::Lambda::Function').map((resource) => ({
+        resource,
+        codeDir: this.template.assetDir(resource.logicalId),
+      })),
+      endpoints: this.endpoints,
+      extraEnv: this.options.functionEnv,
+      logFile: this.options.logFile,
+    });
+    this.stoppables.push(this.lambda);
+
+    for (const sm of this.template.ofType('AWS::StepFunctions::StateMachine')) {
+      this.sfn.addStateMachine({
+        arn: this.template.arnOf(sm.logicalId),
+        name: this.template.nameOf(sm.logicalId),
+        type: sm.properties.StateMachineType === 'EXPRESS' ? 'EXPRESS' : 'STANDARD',
+        definition: this.template.definitionOf(sm.logicalId),
+        roleArn: sm.properties.RoleArn,
+      });
+    }
+
+    this.poller = new SqsEventSourcePoller({
+      mappings: this.template.ofType('AWS::Lambda::EventSourceMapping').map((resource) => {
+        const queue = this.template.findByArn(resource.properties.EventSourceArn);
+        if (!queue || queue.type !== 'AWS::SQS::Queue') {
+          throw new Error(`cannot execute event source mapping ${resource.logicalId}: its source ${resource.properties.EventSourceArn} is not a queue of this stack`);
+        }
+        return { resource, queueUrl: this.template.queueUrlOf(queue.logicalId), queueArn: resource.properties.EventSourceArn };
+      }),
+      sqsEndpoint: sqs.endpoint,
+      invoke: (name, event) => this.lambda.invoke(name, event),
+    });
+    this.poller.start();
+    this.stoppables.push(this.poller);
+  }
+
+  private sqsClient(): SQSClient {
+    return new SQSClient({ endpoint: this.endpoints.sqs, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  }
+}

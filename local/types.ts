@@ -1,0 +1,50 @@
+/**
+ * Contracts shared by the pieces of the local runtime (local/): how a synthesized template's
+ * resources are named on loopback, and how the pieces call one another.
+ *
+ * The local runtime executes the synthesized template with emulators; it is not part of the
+ * published library and src/ never imports it.
+ */
+
+/** The account and region every local resource lives in. */
+export const LOCAL_ACCOUNT = '000000000000';
+export const LOCAL_REGION = 'us-east-1';
+
+/** Dummy credentials: the emulators accept anything, the SDK wants something. */
+export const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+/**
+ * Header by which the local Step Functions tells the local API Gateway which IAM role signed an
+ * `apigateway:invoke` call with `AuthType: IAM_ROLE` (the state machine's `RoleArn` from the
+ * template). The API Gateway emulator evaluates the REST API's resource policy against it
+ * (`aws:PrincipalArn`) and refuses AWS_IAM methods without it, as API Gateway refuses unsigned calls.
+ */
+export const PRINCIPAL_HEADER = 'x-local-principal-arn';
+
+/** One resource of the template, with every intrinsic in its properties resolved. */
+export interface ResolvedResource {
+  readonly logicalId: string;
+  readonly type: string;
+  /** Properties with Ref / Fn::GetAtt / Fn::Join / Fn::Sub / Fn::Select / Fn::Split resolved. */
+  readonly properties: Record<string, any>;
+  /** The template's resource Metadata (e.g. `aws:asset:path`), unresolved. */
+  readonly metadata: Record<string, any>;
+}
+
+/** The loopback endpoints of the emulated AWS services (base URLs, no trailing slash). */
+export interface LocalEndpoints {
+  readonly sqs: string;
+  readonly dynamodb: string;
+  readonly sfn: string;
+  readonly secretsManager: string;
+}
+
+/**
+ * Maps a URL as the template knows it (an API Gateway URL `https://<id>.execute-api.<region>.
+ * amazonaws.com/<stage>/...`, or the vendor's `https://vendor.example.com/...`) to the loopback URL
+ * that serves it. URLs it does not know are returned unchanged.
+ */
+export type UrlRewriter = (url: string) => string;
+
+/** Invokes a local Lambda function by name or ARN and resolves with its result. */
+export type LambdaInvoker = (functionNameOrArn: string, event: unknown) => Promise<unknown>;

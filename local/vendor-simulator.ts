@@ -1,0 +1,708 @@
+/**
+ * A strict asynchronous vendor on 127.0.0.1: it accepts a job (`202 {"jobId"}`), calls the
+ * caller back later, enforces its rate contract over a sliding one-second window and injects
+ * faults. Every fault is decided once per request id from a seeded hash, so a run is reproducible
+ * and a retried request meets the same fault, not a new coin toss.
+ *
+ * Calls: `POST <any path>` submits a job (request id from `Idempotency-Key`, else `X-Request-Id`,
+ * else the body's `requestId`); `GET <path ending in a job id>` reads a job. Every call counts
+ * against the contract, as a vendor counts result fetches too.
+ */
+import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { UrlRewriter } from './types';
+
+/** What a simulated vendor does. Rates are fractions (0..1) of request ids. */
+export interface VendorSimulatorOptions {
+  /** The contract: calls per sliding second above floor(requestsPerSecond) (at least 1) get 429. */
+  readonly requestsPerSecond: number;
+  /** Time to answer any call, ms. @default 0 */
+  readonly latencyMs?: number;
+  /** Time from answering a submission to calling back, ms. @default 0 */
+  readonly callbackDelayMs?: number;
+  /** Body field holding the callback URL (header `X-Callback-Url` is accepted too). @default 'callbackUrl' */
+  readonly callbackUrlField?: string;
+  /** Maps the callback URL (e.g. the webhook's execute-api URL) to loopback. @default - unchanged */
+  readonly rewriteUrl?: UrlRewriter;
+  /** Headers the genuine callbacks carry (the vendor's credentials); forged ones do not. @default - none */
+  readonly callbackHeaders?: Record<string, string>;
+  /** Seed of the fault decisions. @default 1 */
+  readonly seed?: number;
+  /**
+   * Job ids are `<jobIdPrefix>-<n>`. Default: `job-` and a random tag, so ids stay unique across
+   * simulator instances, as a real vendor's do (a reused id would match an older request).
+   */
+  readonly jobIdPrefix?: string;
+  /** Requests whose first `errorAttempts` submissions get 503. @default 0 */
+  readonly errorRate?: number;
+  /** @default 1 */
+  readonly errorAttempts?: number;
+  /** Requests answered 400 on every submission (a permanent failure). @default 0 */
+  readonly rejectRate?: number;
+  /** Requests whose first submission gets 429 with `Retry-After: 1`. @default 0 */
+  readonly throttleRate?: number;
+  /** Requests answered `slowMs` later than the others. @default 0 */
+  readonly slowRate?: number;
+  /** @default 2000 */
+  readonly slowMs?: number;
+  /** Requests that are never called back. @default 0 */
+  readonly noCallbackRate?: number;
+  /** Requests called back twice. @default 0 */
+  readonly duplicateCallbackRate?: number;
+  /** Requests called back before their submission is answered (before the job id can be stored). @default 0 */
+  readonly earlyCallbackRate?: number;
+  /** Requests whose callback body is not valid JSON. @default 0 */
+  readonly malformedCallbackRate?: number;
+  /** Requests that also get a forged callback (same job id, no credentials, result `{"forged": true}`), sent first. @default 0 */
+  readonly forgedCallbackRate?: number;
+  /** Retries of a callback answered 5xx/429 or not answered at all. @default 3 */
+  readonly callbackRetries?: number;
+  /** First retry delay; each retry waits twice as long. @default 100 */
+  readonly callbackRetryBaseMs?: number;
+  /** Time to wait for the webhook to answer one callback attempt, ms. @default 10000 */
+  readonly callbackTimeoutMs?: number;
+  /** Milliseconds since the epoch, for arrival times. @default Date.now */
+  readonly clock?: () => number;
+}
+
+/** A fault the simulator injects into one request id. */
+export type VendorFault = 'error' | 'reject' | 'throttle' | 'slow' | 'noCallback' | 'duplicateCallback'
+  | 'earlyCallback' | 'malformedCallback' | 'forgedCallback';
+
+/** What the vendor saw of one request id. */
+export interface VendorRequestRecord {
+  readonly requestId: string;
+  /** The first job id given for it. */
+  readonly jobId?: string;
+  /** Every job id given for it (more than one: the vendor did the work twice). */
+  readonly jobIds: string[];
+  /** Submissions received, contract 429s included. */
+  readonly submissions: number;
+  /** Submissions accepted (202). */
+  readonly accepted: number;
+  readonly faults: VendorFault[];
+  /** Whether a forged callback was sent for it. */
+  readonly forged: boolean;
+}
+
+/** One callback the vendor sent (or tried to). */
+export interface VendorCallbackRecord {
+  readonly requestId: string;
+  readonly jobId: string;
+  /** `duplicate`: the second genuine callback; `forged`: no credentials, result `{"forged": true}`. */
+  readonly kind: 'genuine' | 'duplicate' | 'forged';
+  /** Sent before the submission was answered. */
+  readonly early: boolean;
+  readonly malformed: boolean;
+  /** The URL called, after rewriteUrl. */
+  readonly url: string;
+  readonly attempts: number;
+  /** HTTP status or error code of each attempt. */
+  readonly results: Array<number | string>;
+  readonly outcome: 'pending' | 'delivered' | 'failed' | 'cancelled';
+}
+
+/** Counters of the simulator. */
+export interface VendorStats {
+  /** POSTs received, contract 429s included. */
+  readonly submissions: number;
+  readonly accepted: number;
+  readonly rejected429ByContract: number;
+  /** Calls that found the sliding window already holding the contract (each got a 429). */
+  readonly violations: number;
+  /** The most calls in any sliding 1 s window (a - 1000 ms, a]. */
+  readonly maxInAnyWindow: number;
+  /** Request ids with more than one accepted submission. */
+  readonly duplicateVendorCalls: number;
+  /** Answers given by injected faults. */
+  readonly faultAnswers: { readonly error: number; readonly reject: number; readonly throttle: number };
+  /** Genuine callbacks (duplicates included) started, delivered (2xx) and given up on. */
+  readonly callbacksSent: number;
+  readonly callbacksDelivered: number;
+  readonly callbacksFailed: number;
+  /** HTTP attempts of all callbacks, forged ones included. */
+  readonly callbackAttempts: number;
+  readonly forgedSent: number;
+  readonly requests: Record<string, VendorRequestRecord>;
+}
+
+const WINDOW_MS = 1000;
+const DUPLICATE_GAP_MS = 20;
+const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+interface RequestState {
+  readonly requestId: string;
+  readonly faults: Set<VendorFault>;
+  readonly jobIds: string[];
+  submissions: number;
+  /** Submissions that passed the contract check: faults count attempts from these. */
+  attempts: number;
+  accepted: number;
+  forged: boolean;
+}
+
+interface Job {
+  readonly jobId: string;
+  readonly requestId: string;
+  readonly echo: unknown;
+  readonly callbackUrl?: string;
+}
+
+interface MutableCallbackRecord {
+  requestId: string;
+  jobId: string;
+  kind: 'genuine' | 'duplicate' | 'forged';
+  early: boolean;
+  malformed: boolean;
+  url: string;
+  attempts: number;
+  results: Array<number | string>;
+  outcome: 'pending' | 'delivered' | 'failed' | 'cancelled';
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+  readonly headers?: Record<string, string>;
+}
+
+/** A strict vendor with a contract, callbacks and seeded faults. */
+export class VendorSimulator {
+  private readonly options: VendorSimulatorOptions;
+  private readonly limit: number;
+  private readonly clock: () => number;
+  private server?: http.Server;
+  private stopped = false;
+  private jobCounter = 0;
+  private readonly jobIdPrefix: string;
+  private readonly arrivalTimes: number[] = [];
+  private readonly states = new Map<string, RequestState>();
+  private readonly jobs = new Map<string, Job>();
+  private readonly callbackLog: MutableCallbackRecord[] = [];
+  private readonly sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+  private readonly inflight = new Set<http.ClientRequest>();
+  private readonly agent = new http.Agent({ keepAlive: false });
+  private readonly counters = {
+    submissions: 0,
+    accepted: 0,
+    rejected429ByContract: 0,
+    violations: 0,
+    error: 0,
+    reject: 0,
+    throttle: 0,
+    callbacksSent: 0,
+    callbacksDelivered: 0,
+    callbacksFailed: 0,
+    callbackAttempts: 0,
+    forgedSent: 0,
+  };
+
+  constructor(options: VendorSimulatorOptions) {
+    validateOptions(options);
+    this.options = options;
+    this.limit = Math.max(1, Math.floor(options.requestsPerSecond));
+    this.clock = options.clock ?? Date.now;
+    this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  /** Starts the vendor on 127.0.0.1 (a free port); resolves with its base URL. */
+  public async start(): Promise<string> {
+    const server = http.createServer((req, res) => {
+      this.handle(req, res).catch((e) => {
+        if (!res.headersSent) {
+          writeAnswer(res, { status: 500, body: { error: `simulator error: ${(e as Error).message}` } });
+        }
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** Stops the vendor: pending callbacks are cancelled, open connections dropped. */
+  public async stop(): Promise<void> {
+    this.stopped = true;
+    for (const sleeper of this.sleepers) {
+      clearTimeout(sleeper.timer);
+      sleeper.resolve();
+    }
+    this.sleepers.clear();
+    for (const req of this.inflight) {
+      req.destroy(new Error('vendor simulator stopped'));
+    }
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    this.agent.destroy();
+  }
+
+  /** When every call arrived (ms since the epoch), in arrival order. */
+  public arrivals(): number[] {
+    return [...this.arrivalTimes];
+  }
+
+  /** Every callback sent or being sent, in the order they started. */
+  public callbacks(): VendorCallbackRecord[] {
+    return this.callbackLog.map((c) => ({ ...c, results: [...c.results] }));
+  }
+
+  /** The faults a request id gets with these options (decided by the seed, whether it arrived or not). */
+  public faultsOf(requestId: string): VendorFault[] {
+    return [...this.decideFaults(requestId)];
+  }
+
+  public stats(): VendorStats {
+    const requests: Record<string, VendorRequestRecord> = {};
+    for (const s of this.states.values()) {
+      requests[s.requestId] = {
+        requestId: s.requestId,
+        jobId: s.jobIds[0],
+        jobIds: [...s.jobIds],
+        submissions: s.submissions,
+        accepted: s.accepted,
+        faults: [...s.faults],
+        forged: s.forged,
+      };
+    }
+    const c = this.counters;
+    return {
+      submissions: c.submissions,
+      accepted: c.accepted,
+      rejected429ByContract: c.rejected429ByContract,
+      violations: c.violations,
+      maxInAnyWindow: maxInAnyWindow(this.arrivalTimes),
+      duplicateVendorCalls: [...this.states.values()].filter((s) => s.accepted > 1).length,
+      faultAnswers: { error: c.error, reject: c.reject, throttle: c.throttle },
+      callbacksSent: c.callbacksSent,
+      callbacksDelivered: c.callbacksDelivered,
+      callbacksFailed: c.callbacksFailed,
+      callbackAttempts: c.callbackAttempts,
+      forgedSent: c.forgedSent,
+      requests,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Calls
+  // -------------------------------------------------------------------------------------------
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // The arrival is counted before anything else: the vendor saw it, whatever it answers.
+    const now = this.clock();
+    this.arrivalTimes.push(now);
+    const overContract = countInWindow(this.arrivalTimes, now) > this.limit;
+    const body = await readBody(req);
+    const method = (req.method ?? 'GET').toUpperCase();
+
+    if (method === 'POST') {
+      await this.submit(req, res, body, overContract);
+      return;
+    }
+    if (overContract) {
+      await this.answer(res, this.contractRefusal(), this.options.latencyMs ?? 0);
+      return;
+    }
+    if (method === 'GET') {
+      await this.answer(res, this.readJob(req.url ?? '/'), this.options.latencyMs ?? 0);
+      return;
+    }
+    await this.answer(res, { status: 405, body: { error: `${method} is not supported` } }, this.options.latencyMs ?? 0);
+  }
+
+  private async submit(req: http.IncomingMessage, res: http.ServerResponse, rawBody: Buffer | undefined, overContract: boolean): Promise<void> {
+    this.counters.submissions++;
+    const latency = this.options.latencyMs ?? 0;
+    const parsed = parseJsonObject(rawBody);
+    const requestId = header(req, 'idempotency-key') ?? header(req, 'x-request-id')
+      ?? (parsed && typeof parsed.requestId === 'string' ? parsed.requestId : undefined);
+    const state = requestId === undefined ? undefined : this.stateOf(requestId);
+    if (state) {
+      state.submissions++;
+    }
+    if (overContract) {
+      await this.answer(res, this.contractRefusal(), latency);
+      return;
+    }
+    if (!parsed) {
+      await this.answer(res, { status: 400, body: { error: 'the body must be a JSON object' } }, latency);
+      return;
+    }
+    if (!state) {
+      await this.answer(res, { status: 400, body: { error: 'no request id: send Idempotency-Key, X-Request-Id or requestId' } }, latency);
+      return;
+    }
+
+    state.attempts++;
+    const faults = state.faults;
+    const delay = latency + (faults.has('slow') ? this.options.slowMs ?? 2000 : 0);
+    const refusal = this.faultRefusal(state);
+    if (refusal) {
+      await this.answer(res, refusal, delay);
+      return;
+    }
+
+    const job = this.acceptJob(state, req, parsed);
+    const answer: Answer = { status: 202, body: { jobId: job.jobId } };
+    if (faults.has('earlyCallback') && this.willCallBack(job)) {
+      // The callback reaches the webhook before the caller learns the job id.
+      await this.sleep(delay);
+      await new Promise<void>((firstAttemptDone) => {
+        void this.runCallbacks(job, true, firstAttemptDone);
+      });
+      await this.answer(res, answer, 0);
+      return;
+    }
+    await this.answer(res, answer, delay);
+    if (this.willCallBack(job)) {
+      void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.runCallbacks(job, false));
+    }
+  }
+
+  /** The answer of an injected submission fault, if this attempt gets one. */
+  private faultRefusal(state: RequestState): Answer | undefined {
+    if (state.faults.has('reject')) {
+      this.counters.reject++;
+      return { status: 400, body: { error: 'request rejected by the vendor' } };
+    }
+    if (state.faults.has('throttle') && state.attempts === 1) {
+      this.counters.throttle++;
+      return { status: 429, body: { error: 'slow down' }, headers: { 'Retry-After': '1' } };
+    }
+    if (state.faults.has('error') && state.attempts <= (this.options.errorAttempts ?? 1)) {
+      this.counters.error++;
+      return { status: 503, body: { error: 'temporarily unavailable' } };
+    }
+    return undefined;
+  }
+
+  private acceptJob(state: RequestState, req: http.IncomingMessage, body: Record<string, unknown>): Job {
+    const field = this.options.callbackUrlField ?? 'callbackUrl';
+    const fromBody = typeof body[field] === 'string' ? body[field] as string : undefined;
+    const echo = { ...body };
+    delete echo[field];
+    const job: Job = {
+      jobId: `${this.jobIdPrefix}-${++this.jobCounter}`,
+      requestId: state.requestId,
+      echo,
+      callbackUrl: fromBody ?? header(req, 'x-callback-url'),
+    };
+    this.jobs.set(job.jobId, job);
+    state.jobIds.push(job.jobId);
+    state.accepted++;
+    this.counters.accepted++;
+    return job;
+  }
+
+  private willCallBack(job: Job): boolean {
+    return job.callbackUrl !== undefined && !this.stateOf(job.requestId).faults.has('noCallback');
+  }
+
+  private contractRefusal(): Answer {
+    this.counters.violations++;
+    this.counters.rejected429ByContract++;
+    return {
+      status: 429,
+      body: { error: `contract exceeded: at most ${this.limit} requests in any second` },
+      headers: { 'Retry-After': '1' },
+    };
+  }
+
+  private readJob(url: string): Answer {
+    const jobId = new URL(url, 'http://local').pathname.split('/').filter(Boolean).pop() ?? '';
+    const job = this.jobs.get(decodeURIComponent(jobId));
+    return job
+      ? { status: 200, body: callbackBody(job) }
+      : { status: 404, body: { error: `no job ${jobId}` } };
+  }
+
+  private async answer(res: http.ServerResponse, answer: Answer, delayMs: number): Promise<void> {
+    await this.sleep(delayMs);
+    if (!this.stopped && !res.destroyed) {
+      writeAnswer(res, answer);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Callbacks
+  // -------------------------------------------------------------------------------------------
+
+  /** Forged (if any), genuine, duplicate (if any), one after the other. */
+  private async runCallbacks(job: Job, early: boolean, firstAttemptDone: () => void = () => undefined): Promise<void> {
+    const state = this.stateOf(job.requestId);
+    try {
+      if (this.stopped) {
+        return; // stop() cancels callbacks that have not started
+      }
+      if (state.faults.has('forgedCallback')) {
+        state.forged = true;
+        const forged = JSON.stringify({ jobId: job.jobId, requestId: job.requestId, status: 'SUCCEEDED', result: { forged: true } });
+        await this.deliver(job, 'forged', forged, {}, early, false, 0);
+      }
+      const malformed = state.faults.has('malformedCallback');
+      const genuine = malformed ? JSON.stringify(callbackBody(job)).slice(0, -1) + ',' : JSON.stringify(callbackBody(job));
+      const headers = this.options.callbackHeaders ?? {};
+      const retries = this.options.callbackRetries ?? 3;
+      await this.deliver(job, 'genuine', genuine, headers, early, malformed, retries, firstAttemptDone);
+      if (state.faults.has('duplicateCallback')) {
+        await this.sleep(DUPLICATE_GAP_MS);
+        await this.deliver(job, 'duplicate', genuine, headers, false, malformed, retries);
+      }
+    } finally {
+      firstAttemptDone();
+    }
+  }
+
+  /** POSTs one callback, retrying 5xx, 429 and network errors with exponential backoff. */
+  private async deliver(job: Job, kind: MutableCallbackRecord['kind'], body: string, headers: Record<string, string>,
+    early: boolean, malformed: boolean, retries: number, firstAttemptDone: () => void = () => undefined): Promise<void> {
+    const url = (this.options.rewriteUrl ?? ((u: string) => u))(job.callbackUrl!);
+    const record: MutableCallbackRecord = { requestId: job.requestId, jobId: job.jobId, kind, early, malformed, url, attempts: 0, results: [], outcome: 'pending' };
+    this.callbackLog.push(record);
+    if (kind === 'forged') {
+      this.counters.forgedSent++;
+    } else {
+      this.counters.callbacksSent++;
+    }
+    const settle = (outcome: MutableCallbackRecord['outcome']) => {
+      record.outcome = outcome;
+      if (kind !== 'forged' && outcome === 'delivered') {
+        this.counters.callbacksDelivered++;
+      } else if (kind !== 'forged' && outcome === 'failed') {
+        this.counters.callbacksFailed++;
+      }
+      firstAttemptDone();
+    };
+
+    const target = loopbackUrl(url);
+    if (!target) {
+      // Never leave the machine: an URL nobody rewrote is a wiring error, recorded as a failure.
+      record.results.push('not a loopback URL');
+      settle('failed');
+      return;
+    }
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (this.stopped) {
+        settle('cancelled');
+        return;
+      }
+      record.attempts++;
+      this.counters.callbackAttempts++;
+      const result = await this.post(target, body, headers);
+      record.results.push(result);
+      if (typeof result === 'number' && result >= 200 && result < 300) {
+        settle('delivered');
+        return;
+      }
+      firstAttemptDone();
+      const retryable = typeof result === 'string' || result >= 500 || result === 429;
+      if (!retryable) {
+        break;
+      }
+      if (attempt < retries) {
+        await this.sleep((this.options.callbackRetryBaseMs ?? 100) * 2 ** attempt);
+      }
+    }
+    settle(this.stopped ? 'cancelled' : 'failed');
+  }
+
+  /** The status of one POST, or an error code when there was no answer. */
+  private post(url: URL, body: string, headers: Record<string, string>): Promise<number | string> {
+    return new Promise((resolve) => {
+      const req = http.request(url, {
+        method: 'POST',
+        agent: this.agent,
+        timeout: this.options.callbackTimeoutMs ?? 10_000,
+        headers: { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) },
+      }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          this.inflight.delete(req);
+          resolve(res.statusCode ?? 0);
+        });
+      });
+      this.inflight.add(req);
+      req.on('timeout', () => req.destroy(Object.assign(new Error('callback timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        this.inflight.delete(req);
+        resolve(e.code ?? e.message);
+      });
+      req.end(body);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Faults and state
+  // -------------------------------------------------------------------------------------------
+
+  private stateOf(requestId: string): RequestState {
+    let state = this.states.get(requestId);
+    if (!state) {
+      state = { requestId, faults: this.decideFaults(requestId), jobIds: [], submissions: 0, attempts: 0, accepted: 0, forged: false };
+      this.states.set(requestId, state);
+    }
+    return state;
+  }
+
+  /** Each fault is an independent draw from hash(seed, fault, request id): same seed, same faults. */
+  private decideFaults(requestId: string): Set<VendorFault> {
+    const o = this.options;
+    const rates: Array<[VendorFault, number | undefined]> = [
+      ['error', o.errorRate], ['reject', o.rejectRate], ['throttle', o.throttleRate], ['slow', o.slowRate],
+      ['noCallback', o.noCallbackRate], ['duplicateCallback', o.duplicateCallbackRate], ['earlyCallback', o.earlyCallbackRate],
+      ['malformedCallback', o.malformedCallbackRate], ['forgedCallback', o.forgedCallbackRate],
+    ];
+    const seed = o.seed ?? 1;
+    return new Set(rates.filter(([fault, rate]) => (rate ?? 0) > 0 && uniform(seed, fault, requestId) < rate!).map(([fault]) => fault));
+  }
+
+  /** A timer stop() can cut short, so no callback outlives the simulator. */
+  private sleep(ms: number): Promise<void> {
+    if (ms <= 0 || this.stopped) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const sleeper = {
+        timer: setTimeout(() => {
+          this.sleepers.delete(sleeper);
+          resolve();
+        }, ms),
+        resolve,
+      };
+      this.sleepers.add(sleeper);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers
+// ---------------------------------------------------------------------------------------------
+
+/** Arrivals in (t - 1000 ms, t], `arrivals` in arrival order. */
+function countInWindow(arrivals: number[], t: number): number {
+  let count = 0;
+  for (let i = arrivals.length - 1; i >= 0; i--) {
+    if (arrivals[i] > t - WINDOW_MS && arrivals[i] <= t) {
+      count++;
+    } else if (arrivals[i] <= t - WINDOW_MS) {
+      break;
+    }
+  }
+  return count;
+}
+
+/** The most arrivals in any window (a_i - 1000 ms, a_i]. */
+export function maxInAnyWindow(arrivals: number[]): number {
+  const sorted = [...arrivals].sort((a, b) => a - b);
+  let best = 0;
+  let left = 0;
+  for (let right = 0; right < sorted.length; right++) {
+    while (sorted[left] <= sorted[right] - WINDOW_MS) {
+      left++;
+    }
+    best = Math.max(best, right - left + 1);
+  }
+  return best;
+}
+
+/** A number in [0, 1) from the seed, the fault and the request id. */
+function uniform(seed: number, fault: VendorFault, requestId: string): number {
+  const digest = createHash('sha256').update(`${seed}\u0000${fault}\u0000${requestId}`).digest();
+  return digest.readUIntBE(0, 6) / 2 ** 48;
+}
+
+function callbackBody(job: Job): Record<string, unknown> {
+  return { jobId: job.jobId, requestId: job.requestId, status: 'SUCCEEDED', result: { echo: job.echo } };
+}
+
+function validateOptions(o: VendorSimulatorOptions): void {
+  if (!(o.requestsPerSecond > 0)) {
+    throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
+  }
+  const rates: Array<keyof VendorSimulatorOptions> = ['errorRate', 'rejectRate', 'throttleRate', 'slowRate', 'noCallbackRate',
+    'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate'];
+  for (const name of rates) {
+    const value = o[name] as number | undefined;
+    if (value !== undefined && !(value >= 0 && value <= 1)) {
+      throw new Error(`${name} must be a fraction between 0 and 1 (given ${value})`);
+    }
+  }
+  const durations: Array<keyof VendorSimulatorOptions> = ['latencyMs', 'callbackDelayMs', 'slowMs', 'callbackRetryBaseMs', 'callbackTimeoutMs'];
+  for (const name of durations) {
+    const value = o[name] as number | undefined;
+    if (value !== undefined && !(value >= 0)) {
+      throw new Error(`${name} must be 0 or more milliseconds (given ${value})`);
+    }
+  }
+  for (const name of ['errorAttempts', 'callbackRetries'] as const) {
+    const value = o[name];
+    if (value !== undefined && !(Number.isInteger(value) && value >= (name === 'errorAttempts' ? 1 : 0))) {
+      throw new Error(`${name} must be a whole number${name === 'errorAttempts' ? ' of at least 1' : ''} (given ${value})`);
+    }
+  }
+}
+
+function parseJsonObject(body: Buffer | undefined): Record<string, unknown> | undefined {
+  if (body === undefined) {
+    return undefined;
+  }
+  if (body.length === 0) {
+    return {};
+  }
+  try {
+    const value = JSON.parse(body.toString('utf8'));
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function loopbackUrl(url: string): URL | undefined {
+  try {
+    const parsed = new URL(url);
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(parsed.hostname);
+    return loopback && parsed.protocol === 'http:' ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function header(req: http.IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  const last = Array.isArray(value) ? value[value.length - 1] : value;
+  return last === undefined || last === '' ? undefined : last;
+}
+
+/** The body, or undefined when it is over the limit. */
+function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) {
+        chunks.push(chunk);
+      }
+    });
+    req.on('end', () => resolve(size > MAX_BODY_BYTES ? undefined : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function writeAnswer(res: http.ServerResponse, answer: Answer): void {
+  const body = JSON.stringify(answer.body);
+  res.writeHead(answer.status, {
+    ...(answer.headers ?? {}),
+    'Content-Type': 'application/json',
+    'Content-Length': String(Buffer.byteLength(body)),
+  });
+  res.end(body);
+}

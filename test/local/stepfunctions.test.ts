@@ -1,0 +1,581 @@
+/**
+ * The local Step Functions against real emulators: fauxqs (SQS), dynalite (DynamoDB) and a small
+ * HTTP server standing in for the API Gateway in front of the vendor. The task tokens are answered
+ * through the real AWS SDK client, as the callback processor does.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'child_process';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeExecutionCommand, SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient,
+  StartExecutionCommand, StartSyncExecutionCommand, StopExecutionCommand,
+} from '@aws-sdk/client-sfn';
+import { CreateQueueCommand, DeleteMessageCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { LocalStepFunctions } from '../../local/aws/stepfunctions';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER } from '../../local/types';
+import { AsyncExternalApiOrchestrator } from '../../src';
+import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
+
+jest.setTimeout(30_000);
+
+const ACCOUNT_ARN = 'arn:aws:states:us-east-1:000000000000:stateMachine';
+const clientConfig = { region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS, maxAttempts: 1 };
+
+// ------------------------------------------------------------------ emulators
+
+interface Fauxqs {
+  readonly endpoint: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * fauxqs is an ES module only (no "require" export), which jest's CommonJS runtime cannot load:
+ * it runs in a child process that prints its address and stops when its stdin closes.
+ */
+async function startFauxqs(): Promise<Fauxqs> {
+  const script = [
+    "import { startFauxqs } from 'fauxqs';",
+    'const server = await startFauxqs({ port: 0, logger: false });',
+    'console.log(JSON.stringify({ endpoint: server.address }));',
+    "process.stdin.on('end', async () => { await server.stop(); process.exit(0); });",
+    'process.stdin.resume();',
+  ].join('\n');
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line).endpoint);
+    });
+    child.stderr.on('data', (chunk) => {
+      err += chunk;
+    });
+    child.once('exit', (code) => reject(new Error(`fauxqs exited (${code}): ${err}`)));
+  });
+  return {
+    endpoint,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+interface Dynalite {
+  readonly endpoint: string;
+  stop(): Promise<void>;
+}
+
+async function startDynalite(): Promise<Dynalite> {
+  // dynalite has no type declarations.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const server = require('dynalite')({ createTableMs: 0 });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+interface VendorRequest {
+  readonly url: string;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: any;
+}
+
+/** Stands in for the API Gateway proxy in front of the vendor; answers what `reply` says. */
+async function startVendor(): Promise<{ base: string; requests: VendorRequest[]; reply: { status: number; body: string }; stop(): Promise<void> }> {
+  const requests: VendorRequest[] = [];
+  const reply = { status: 200, body: '{"jobId":"j-1"}' };
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      requests.push({ url: req.url ?? '', headers: req.headers, body: body ? JSON.parse(body) : undefined });
+      res.writeHead(reply.status, { 'content-type': 'application/json' });
+      res.end(reply.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    reply,
+    stop: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+// ------------------------------------------------------------------ fixtures
+
+let fauxqs: Fauxqs;
+let dynalite: Dynalite;
+let vendor: Awaited<ReturnType<typeof startVendor>>;
+let local: LocalStepFunctions;
+let sfnClient: SFNClient;
+let sqsClient: SQSClient;
+let ddbClient: DynamoDBClient;
+
+beforeAll(async () => {
+  [fauxqs, dynalite, vendor] = await Promise.all([startFauxqs(), startDynalite(), startVendor()]);
+  local = new LocalStepFunctions({
+    endpoints: { sqs: fauxqs.endpoint, dynamodb: dynalite.endpoint, secretsManager: 'http://127.0.0.1:9' },
+    invokeLambda: async (name, event) => {
+      if (name === 'Echo') return { echoed: event };
+      const error = new Error(`${name} is down`);
+      error.name = 'VendorDown';
+      throw error;
+    },
+    // Every execute-api host is the vendor proxy here.
+    rewriteUrl: (url) => url.replace(/^https:\/\/[^/]+\.execute-api\.[^/]+\.amazonaws\.com/, vendor.base),
+  });
+  const endpoint = await local.listen();
+  sfnClient = new SFNClient({ ...clientConfig, endpoint });
+  sqsClient = new SQSClient({ ...clientConfig, endpoint: fauxqs.endpoint });
+  ddbClient = new DynamoDBClient({ ...clientConfig, endpoint: dynalite.endpoint });
+});
+
+afterAll(async () => {
+  sfnClient?.destroy();
+  sqsClient?.destroy();
+  ddbClient?.destroy();
+  await local?.stop();
+  await Promise.all([fauxqs?.stop(), dynalite?.stop(), vendor?.stop()]);
+});
+
+async function createQueue(name: string): Promise<string> {
+  const { QueueUrl } = await sqsClient.send(new CreateQueueCommand({ QueueName: name }));
+  return QueueUrl!;
+}
+
+/** The next message of a queue (deleted), waiting up to `seconds`. */
+async function receiveOne(queueUrl: string, seconds = 5): Promise<{ body: any; attributes: Record<string, string | undefined> }> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    const { Messages } = await sqsClient.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }));
+    const message = Messages?.[0];
+    if (message) {
+      await sqsClient.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }));
+      const attributes = Object.fromEntries(Object.entries(message.MessageAttributes ?? {}).map(([k, v]) => [k, v.StringValue]));
+      return { body: JSON.parse(message.Body!), attributes };
+    }
+  }
+  throw new Error(`no message on ${queueUrl} within ${seconds} s`);
+}
+
+/** The error the SDK raises for a command (its `name` is the API's error code). */
+async function sdkError(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('the call succeeded');
+}
+
+/** A Standard machine that sends a message with its task token and waits for the answer. */
+function callbackMachine(queueUrl: string, timeoutSeconds: number): object {
+  return {
+    StartAt: 'SubmitAndWait',
+    TimeoutSeconds: 60,
+    States: {
+      SubmitAndWait: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::sqs:sendMessage.waitForTaskToken',
+        TimeoutSeconds: timeoutSeconds,
+        Parameters: {
+          QueueUrl: queueUrl,
+          MessageBody: { 'token.$': '$$.Task.Token', 'order.$': '$.order', 'executionId.$': '$$.Execution.Id' },
+          MessageAttributes: { kind: { DataType: 'String', StringValue: 'submit' } },
+        },
+        ResultPath: '$.result',
+        Catch: [{ ErrorEquals: ['States.Timeout'], ResultPath: '$.error', Next: 'TimedOut' }],
+        Next: 'Done',
+      },
+      Done: { Type: 'Succeed' },
+      TimedOut: { Type: 'Pass', Result: 'timed out', ResultPath: '$.outcome', End: true },
+    },
+  };
+}
+
+// ------------------------------------------------------------------ callback tasks
+
+describe('a waitForTaskToken task answered through the real SDK', () => {
+  const arn = `${ACCOUNT_ARN}:Callback`;
+  const shortArn = `${ACCOUNT_ARN}:CallbackShort`;
+  let queueUrl: string;
+
+  beforeAll(async () => {
+    queueUrl = await createQueue('callback-requests');
+    const roleArn = 'arn:aws:iam::000000000000:role/CallbackRole';
+    local.addStateMachine({ arn, name: 'Callback', type: 'STANDARD', definition: callbackMachine(queueUrl, 10), roleArn });
+    local.addStateMachine({ arn: shortArn, name: 'CallbackShort', type: 'STANDARD', definition: callbackMachine(queueUrl, 1), roleArn });
+  });
+
+  test('SendTaskSuccess resumes the execution with its output; the token is then closed', async () => {
+    // GIVEN an execution waiting for its token
+    const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, input: JSON.stringify({ order: 'o-1' }) }));
+    const message = await receiveOne(queueUrl);
+    expect(message.body).toMatchObject({ order: 'o-1', executionId: executionArn });
+    expect(message.attributes.kind).toBe('submit');
+    const token = message.body.token;
+
+    // WHEN
+    await sfnClient.send(new SendTaskHeartbeatCommand({ taskToken: token }));
+    await sfnClient.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify({ jobId: 'j-9' }) }));
+
+    // THEN
+    const ended = await local.waitForExecution(executionArn!);
+    expect(ended.status).toBe('SUCCEEDED');
+    const described = await sfnClient.send(new DescribeExecutionCommand({ executionArn }));
+    expect(described.status).toBe('SUCCEEDED');
+    expect(described.startDate).toBeInstanceOf(Date);
+    expect(JSON.parse(described.output!)).toEqual({ order: 'o-1', result: { jobId: 'j-9' } });
+    // A second answer on a closed token, and a token never issued, are refused as on AWS.
+    expect((await sdkError(sfnClient.send(new SendTaskSuccessCommand({ taskToken: token, output: '{}' })))).name).toBe('TaskTimedOut');
+    expect((await sdkError(sfnClient.send(new SendTaskSuccessCommand({ taskToken: 'garbage', output: '{}' })))).name).toBe('InvalidToken');
+    expect((await sdkError(sfnClient.send(new SendTaskHeartbeatCommand({ taskToken: token })))).name).toBe('TaskTimedOut');
+    const counters = local.counters();
+    expect(counters.startedByStateMachine[arn]).toBeGreaterThanOrEqual(1);
+    expect(counters.taskTokens).toMatchObject({ succeeded: 1, heartbeats: 1 });
+    expect(counters.taskTokens.timedOut).toBeGreaterThanOrEqual(2);
+    expect(counters.taskTokens.invalid).toBeGreaterThanOrEqual(1);
+  });
+
+  test('SendTaskFailure fails the task with the given error and cause', async () => {
+    const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, input: '{"order":"o-2"}' }));
+    const { body } = await receiveOne(queueUrl);
+
+    await sfnClient.send(new SendTaskFailureCommand({ taskToken: body.token, error: 'VendorJobFailed', cause: 'out of stock' }));
+
+    const ended = await local.waitForExecution(executionArn!);
+    expect(ended).toMatchObject({ status: 'FAILED', error: 'VendorJobFailed', cause: 'out of stock' });
+  });
+
+  test('without an answer the task times out with States.Timeout, which its Catch handles', async () => {
+    const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: shortArn, input: '{"order":"o-3"}' }));
+    const { body } = await receiveOne(queueUrl);
+
+    const ended = await local.waitForExecution(executionArn!);
+
+    expect(ended.status).toBe('SUCCEEDED');
+    expect(JSON.parse(ended.output!)).toMatchObject({ outcome: 'timed out', error: { Error: 'States.Timeout' } });
+    expect((await sdkError(sfnClient.send(new SendTaskSuccessCommand({ taskToken: body.token, output: '{}' })))).name).toBe('TaskTimedOut');
+    expect(local.counters().taskTokens.expired).toBeGreaterThanOrEqual(1);
+  });
+
+  test('StopExecution aborts a waiting execution and closes its token', async () => {
+    const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, input: '{"order":"o-4"}' }));
+    const { body } = await receiveOne(queueUrl);
+
+    await sfnClient.send(new StopExecutionCommand({ executionArn, error: 'Cancelled', cause: 'by the test' }));
+
+    expect(local.describeExecution(executionArn!)).toMatchObject({ status: 'ABORTED', error: 'Cancelled', cause: 'by the test' });
+    expect((await sdkError(sfnClient.send(new SendTaskFailureCommand({ taskToken: body.token, error: 'X' })))).name).toBe('TaskTimedOut');
+  });
+
+  test('the API answers its errors in the AWS shape', async () => {
+    const missing = await sdkError(sfnClient.send(new StartExecutionCommand({ stateMachineArn: `${ACCOUNT_ARN}:Nope`, input: '{}' })));
+    expect(missing.name).toBe('StateMachineDoesNotExist');
+    expect((await sdkError(sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, input: '{not json' })))).name).toBe('InvalidExecutionInput');
+    expect((await sdkError(sfnClient.send(new DescribeExecutionCommand({ executionArn: `${arn.replace('stateMachine', 'execution')}:nope` })))).name)
+      .toBe('ExecutionDoesNotExist');
+    const first = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, name: 'once', input: '{"order":"o-5"}' }));
+    const retried = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, name: 'once', input: '{"order":"o-5"}' }));
+    expect(retried.executionArn).toBe(first.executionArn);
+    expect((await sdkError(sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, name: 'once', input: '{}' })))).name).toBe('ExecutionAlreadyExists');
+    await sfnClient.send(new StopExecutionCommand({ executionArn: first.executionArn }));
+    await receiveOne(queueUrl);
+  });
+
+  test('StartSyncExecution runs an Express machine to its end', async () => {
+    const expressArn = `${ACCOUNT_ARN}:Echo`;
+    local.addStateMachine({
+      arn: expressArn,
+      name: 'Echo',
+      type: 'EXPRESS',
+      roleArn: 'arn:aws:iam::000000000000:role/Echo',
+      definition: { StartAt: 'Echo', States: { Echo: { Type: 'Pass', Parameters: { 'said.$': '$.say', 'by.$': '$$.StateMachine.Name' }, End: true } } },
+    });
+    // StartSyncExecution has the host prefix "sync-": a client on a loopback endpoint must turn it off.
+    const client = new SFNClient({ ...clientConfig, endpoint: await local.listen(), disableHostPrefix: true });
+    try {
+      const result = await client.send(new StartSyncExecutionCommand({ stateMachineArn: expressArn, input: '{"say":"hi"}' }));
+      expect(result.status).toBe('SUCCEEDED');
+      expect(JSON.parse(result.output!)).toEqual({ said: 'hi', by: 'Echo' });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  test('a Task resource that does not run locally is refused when the state machine is added', () => {
+    const definition = { StartAt: 'Notify', States: { Notify: { Type: 'Task', Resource: 'arn:aws:states:::sns:publish', Parameters: { Message: 'x' }, End: true } } };
+    expect(() => local.addStateMachine({ arn: `${ACCOUNT_ARN}:Bad`, name: 'Bad', type: 'STANDARD', definition, roleArn: 'r' }))
+      .toThrow(/state 'Notify' uses Resource 'arn:aws:states:::sns:publish'/);
+  });
+});
+
+// ------------------------------------------------------------------ integrations and their errors
+
+describe('the integrations run against the emulators and fail with the error names of AWS', () => {
+  test('DynamoDB, SQS, Step Functions and Lambda tasks', async () => {
+    // GIVEN a table with one item and a queue
+    const table = 'Integrations';
+    await ddbClient.send(new CreateTableCommand({
+      TableName: table,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+    }));
+    while ((await ddbClient.send(new DescribeTableCommand({ TableName: table }))).Table?.TableStatus !== 'ACTIVE') {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const queueUrl = await createQueue('integrations');
+    const missingQueueUrl = queueUrl.replace(/integrations$/, 'missing');
+    const catchInto = (path: string, next: string) => [{ ErrorEquals: ['States.ALL'], ResultPath: path, Next: next }];
+    const arn = `${ACCOUNT_ARN}:Integrations`;
+    local.addStateMachine({
+      arn,
+      name: 'Integrations',
+      type: 'EXPRESS',
+      roleArn: 'arn:aws:iam::000000000000:role/Integrations',
+      definition: {
+        StartAt: 'Put',
+        States: {
+          Put: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::dynamodb:putItem',
+            ResultPath: null,
+            Next: 'PutAgain',
+            Parameters: { TableName: table, Item: { id: { S: 'a' }, note: { 'S.$': 'States.JsonToString($.note)' } }, ConditionExpression: 'attribute_not_exists(id)' },
+          },
+          PutAgain: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::dynamodb:putItem',
+            ResultPath: null,
+            Next: 'Get',
+            Catch: catchInto('$.errors.put', 'Get'),
+            Parameters: { TableName: table, Item: { id: { S: 'a' } }, ConditionExpression: 'attribute_not_exists(id)' },
+          },
+          Get: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::aws-sdk:dynamodb:getItem',
+            ResultSelector: { 'note.$': '$.Item.note.S' },
+            ResultPath: '$.got',
+            Next: 'Send',
+            Parameters: { TableName: table, Key: { id: { S: 'a' } } },
+          },
+          Send: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::sqs:sendMessage',
+            ResultSelector: { 'id.$': '$.MessageId' },
+            ResultPath: '$.sent',
+            Next: 'SendToMissing',
+            Parameters: { QueueUrl: queueUrl, MessageBody: { 'note.$': '$.note' }, DelaySeconds: 0 },
+          },
+          SendToMissing: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::aws-sdk:sqs:sendMessage',
+            ResultPath: null,
+            Next: 'FailUnknownToken',
+            Catch: catchInto('$.errors.sqs', 'FailUnknownToken'),
+            Parameters: { QueueUrl: missingQueueUrl, MessageBody: 'x' },
+          },
+          FailUnknownToken: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::aws-sdk:sfn:sendTaskFailure',
+            ResultPath: null,
+            Next: 'Echo',
+            Catch: catchInto('$.errors.sfn', 'Echo'),
+            Parameters: { TaskToken: 'not-a-token', Error: 'X' },
+          },
+          Echo: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke',
+            ResultSelector: { 'echoed.$': '$.Payload.echoed' },
+            ResultPath: '$.echo',
+            Next: 'Broken',
+            Parameters: { FunctionName: 'Echo', Payload: { 'n.$': '$.n' } },
+          },
+          Broken: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke',
+            ResultPath: null,
+            End: true,
+            Catch: catchInto('$.errors.lambda', 'Done'),
+            Parameters: { FunctionName: 'Broken', Payload: {} },
+          },
+          Done: { Type: 'Succeed' },
+        },
+      },
+    });
+
+    // WHEN
+    const result = await local.startSyncExecution(arn, { note: { text: 'say "hi"' }, n: 7 });
+
+    // THEN
+    expect(result).toMatchObject({ status: 'SUCCEEDED' });
+    const output = JSON.parse(result.output!);
+    expect(output.got.note).toBe('{"text":"say \\"hi\\""}');
+    expect(output.sent.id).toEqual(expect.any(String));
+    expect(output.echo).toEqual({ echoed: { n: 7 } });
+    expect(output.errors.put.Error).toBe('DynamoDB.ConditionalCheckFailedException');
+    expect(output.errors.sqs.Error).toBe('Sqs.QueueDoesNotExistException');
+    expect(output.errors.sfn.Error).toBe('Sfn.InvalidTokenException');
+    expect(output.errors.lambda.Error).toBe('VendorDown');
+    expect(JSON.parse(output.errors.lambda.Cause)).toMatchObject({ errorType: 'VendorDown', errorMessage: 'Broken is down' });
+    const { body } = await receiveOne(queueUrl);
+    expect(body).toEqual({ note: { text: 'say "hi"' } });
+  });
+});
+
+// ------------------------------------------------------------------ the orchestrator's definitions
+
+/** The synthesized main and dispatch definitions of a stack with the orchestrator. */
+function orchestratorDefinitions(): { main: AslDefinition; dispatch: AslDefinition } {
+  const stack = testStack();
+  const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://vendor.example.com/v1/jobs',
+    requestsPerSecond: 10,
+    callbackTimeout: Duration.minutes(30),
+  });
+  const main = new sfn.StateMachine(stack, 'Main', {
+    definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.submitJobTask(stack, 'Submit', {
+      payload: sfn.TaskInput.fromJsonPathAt('$.order'),
+      requestId: sfn.JsonPath.stringAt('$.orderId'),
+    })),
+  });
+  orchestrator.registerWorkflow(main);
+  const template = Template.fromStack(stack);
+  return {
+    main: definitionOf(template, logicalIdOf(stack, main)),
+    dispatch: definitionOf(template, logicalIdOf(stack, orchestrator.dispatch.stateMachine)),
+  };
+}
+
+/** Replaces the placeholders test/util.ts leaves for the queue URLs and the table name. */
+function patchPlaceholders(value: unknown, names: { requestQueue: string; deadLetterQueue: string; table: string }): any {
+  if (typeof value === 'string' && value.startsWith('PLACEHOLDER-')) {
+    if (/CorrelationTable/.test(value)) return names.table;
+    if (/RequestDeadLetterQueue/.test(value)) return names.deadLetterQueue;
+    if (/RequestQueue/.test(value)) return names.requestQueue;
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((v) => patchPlaceholders(v, names));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, patchPlaceholders(v, names)]));
+  }
+  return value;
+}
+
+describe('the synthesized orchestrator definitions, end to end', () => {
+  const mainArn = `${ACCOUNT_ARN}:Main`;
+  const dispatchArn = `${ACCOUNT_ARN}:Dispatch`;
+  const dispatchRole = 'arn:aws:iam::000000000000:role/DispatchRole';
+  const table = 'VendorCorrelation';
+  let requestQueue: string;
+  let deadLetterQueue: string;
+
+  beforeAll(async () => {
+    [requestQueue, deadLetterQueue] = await Promise.all([createQueue('VendorRequestQueue'), createQueue('VendorRequestDeadLetterQueue')]);
+    await ddbClient.send(new CreateTableCommand({
+      TableName: table,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: 'requestId', AttributeType: 'S' }, { AttributeName: 'jobId', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'requestId', KeyType: 'HASH' }],
+      GlobalSecondaryIndexes: [{ IndexName: 'ByJobId', KeySchema: [{ AttributeName: 'jobId', KeyType: 'HASH' }], Projection: { ProjectionType: 'ALL' } }],
+    }));
+    while ((await ddbClient.send(new DescribeTableCommand({ TableName: table }))).Table?.TableStatus !== 'ACTIVE') {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const definitions = orchestratorDefinitions();
+    const names = { requestQueue, deadLetterQueue, table };
+    const mainRole = 'arn:aws:iam::000000000000:role/MainRole';
+    local.addStateMachine({ arn: mainArn, name: 'Main', type: 'STANDARD', definition: patchPlaceholders(definitions.main, names), roleArn: mainRole });
+    local.addStateMachine({ arn: dispatchArn, name: 'Dispatch', type: 'EXPRESS', definition: patchPlaceholders(definitions.dispatch, names), roleArn: dispatchRole });
+  });
+
+  /** Starts the main workflow and returns the request message its submit task sent. */
+  async function submit(orderId: string): Promise<{ executionArn: string; message: any }> {
+    const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: mainArn, input: JSON.stringify({ orderId, order: { sku: 'a-1', qty: 2 } }) }));
+    const { body } = await receiveOne(requestQueue);
+    expect(body).toMatchObject({ requestId: orderId, payload: { sku: 'a-1', qty: 2 }, attempt: 1 });
+    return { executionArn: executionArn!, message: body };
+  }
+
+  /** Runs the dispatch workflow for a request message, as the paced queue consumer starts it. */
+  async function dispatch(message: any) {
+    const { requestId, taskToken, payload, attempt } = message;
+    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, message };
+    const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: dispatchArn, input: JSON.stringify(input) }));
+    return local.waitForExecution(executionArn!);
+  }
+
+  test('the vendor accepts: the job id is stored, and the callback resumes the main workflow', async () => {
+    // GIVEN
+    const { executionArn, message } = await submit('order-1');
+    vendor.reply.status = 200;
+    vendor.reply.body = '{"jobId":"j-1"}';
+    const before = vendor.requests.length;
+
+    // WHEN
+    const dispatched = await dispatch(message);
+
+    // THEN the vendor got the payload with the webhook URL, signed as the dispatch role
+    expect(dispatched.status).toBe('SUCCEEDED');
+    const request = vendor.requests[before];
+    expect(request.url).toBe('/vendor');
+    expect(request.headers[PRINCIPAL_HEADER]).toBe(dispatchRole);
+    expect(request.headers['idempotency-key']).toBe('order-1');
+    expect(request.body).toEqual({ sku: 'a-1', qty: 2, callbackUrl: expect.stringMatching(/\/callback$/) });
+    const { Item } = await ddbClient.send(new GetItemCommand({ TableName: table, Key: { requestId: { S: 'order-1' } } }));
+    expect(Item).toMatchObject({ jobId: { S: 'j-1' }, status: { S: 'SUBMITTED' }, taskToken: { S: message.taskToken }, expiresAt: { N: '1900000000' } });
+
+    // AND the callback processor's SendTaskSuccess resumes the main workflow
+    await sfnClient.send(new SendTaskSuccessCommand({ taskToken: Item!.taskToken.S!, output: JSON.stringify({ jobId: 'j-1', result: { ok: true } }) }));
+    const main = await local.waitForExecution(executionArn);
+    expect(main.status).toBe('SUCCEEDED');
+    expect(JSON.parse(main.output!)).toEqual({ jobId: 'j-1', result: { ok: true } });
+  });
+
+  test('a 503 goes back through the request queue as attempt 2; a 400 then gives up and fails the main workflow', async () => {
+    // GIVEN
+    const { executionArn, message } = await submit('order-2');
+    vendor.reply.status = 503;
+    vendor.reply.body = '{"message":"Service Unavailable"}';
+
+    // WHEN the vendor is unavailable
+    const first = await dispatch(message);
+
+    // THEN the request is re-enqueued with a (full-jitter) delay, the same id and token
+    expect(first.status).toBe('SUCCEEDED');
+    const retry = await receiveOne(requestQueue, 5);
+    expect(retry.body).toEqual({ taskToken: message.taskToken, requestId: 'order-2', payload: message.payload, attempt: 2 });
+
+    // WHEN the vendor refuses the retry
+    vendor.reply.status = 400;
+    vendor.reply.body = '{"error":"invalid order"}';
+    const second = await dispatch(retry.body);
+
+    // THEN the request is parked and the main workflow fails through the in-process SendTaskFailure
+    expect(second).toMatchObject({ status: 'FAILED', error: 'VendorRequestFailed' });
+    const parked = await receiveOne(deadLetterQueue);
+    expect(parked.body).toEqual(retry.body);
+    expect(parked.attributes.reason).toBe('ApiGateway.400');
+    const main = await local.waitForExecution(executionArn);
+    expect(main.status).toBe('FAILED');
+    expect(main.error).toBe('VendorRequestFailed');
+    expect(JSON.parse(main.cause!)).toMatchObject({ Error: 'ApiGateway.400', Cause: '{"error":"invalid order"}' });
+  });
+});

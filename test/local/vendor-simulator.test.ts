@@ -1,0 +1,479 @@
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: a webhook that records callbacks, plain HTTP calls, waiting
+// ---------------------------------------------------------------------------------------------
+
+interface Received {
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: string;
+  /** Whether the submission of the same test had been answered when the callback arrived. */
+  readonly submissionAnswered: boolean;
+}
+
+/** Stand-in for the webhook: records every callback and answers with the next scripted status (200 when none). */
+class Webhook {
+  public readonly received: Received[] = [];
+  public statuses: number[] = [];
+  public submissionAnswered = false;
+  private server?: http.Server;
+
+  public async start(): Promise<string> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        this.received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), submissionAnswered: this.submissionAnswered });
+        res.writeHead(this.statuses.shift() ?? 200, { 'Content-Type': 'application/json' });
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  public reset(): void {
+    this.received.length = 0;
+    this.statuses = [];
+    this.submissionAnswered = false;
+  }
+
+  public stop(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server?.close(() => resolve());
+      this.server?.closeAllConnections();
+    });
+  }
+}
+
+interface Response {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: any;
+}
+
+function call(url: string, options: { method?: string; headers?: Record<string, string>; body?: unknown } = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const body = options.body === undefined ? undefined : Buffer.from(typeof options.body === 'string' ? options.body : JSON.stringify(options.body));
+    const req = http.request(url, {
+      method: options.method ?? 'POST',
+      agent: false,
+      headers: { 'Content-Type': 'application/json', ...(options.headers ?? {}), ...(body ? { 'Content-Length': String(body.length) } : {}) },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : undefined });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) {
+      throw new Error(`condition not met within ${timeoutMs} ms`);
+    }
+    await sleep(10);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const WEBHOOK_URL = 'https://abc123.execute-api.us-east-1.amazonaws.com/webhook/callback';
+const CREDENTIALS = { 'X-Vendor-Signature': 'genuine' };
+
+const webhook = new Webhook();
+let webhookBase: string;
+const running: VendorSimulator[] = [];
+
+/** A started simulator that calls back on the local webhook; stopped after the test. */
+async function startVendor(options: Partial<VendorSimulatorOptions> = {}): Promise<{ vendor: VendorSimulator; base: string }> {
+  const vendor = new VendorSimulator({
+    requestsPerSecond: 100,
+    callbackDelayMs: 10,
+    callbackRetryBaseMs: 10,
+    callbackHeaders: CREDENTIALS,
+    jobIdPrefix: 'job',
+    rewriteUrl: (url) => url.replace('https://abc123.execute-api.us-east-1.amazonaws.com', webhookBase),
+    ...options,
+  });
+  running.push(vendor);
+  return { vendor, base: await vendor.start() };
+}
+
+/** Submits a job for `requestId` and marks the webhook's view of "answered". */
+async function submit(base: string, requestId: string, extra: Record<string, unknown> = {}): Promise<Response> {
+  const res = await call(`${base}/v1/jobs`, { headers: { 'Idempotency-Key': requestId }, body: { requestId, callbackUrl: WEBHOOK_URL, order: { id: 7 }, ...extra } });
+  webhook.submissionAnswered = true;
+  return res;
+}
+
+beforeAll(async () => {
+  webhookBase = await webhook.start();
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((v) => v.stop()));
+  webhook.reset();
+});
+
+afterAll(async () => {
+  await webhook.stop();
+});
+
+describe('VendorSimulator: jobs and callbacks', () => {
+  test('accepts a job with 202 {"jobId"} after latencyMs', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ latencyMs: 150 });
+
+    // WHEN
+    const started = Date.now();
+    const res = await submit(base, 'r-1');
+    const elapsed = Date.now() - started;
+
+    // THEN
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({ jobId: 'job-1' });
+    expect(elapsed).toBeGreaterThanOrEqual(145);
+    expect(vendor.arrivals()).toHaveLength(1);
+    expect(vendor.stats()).toMatchObject({ submissions: 1, accepted: 1, rejected429ByContract: 0 });
+  });
+
+  test('calls back once with the submitted body minus callbackUrl, carrying the credentials', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor();
+
+    // WHEN
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 1);
+    await sleep(100);
+
+    // THEN
+    expect(webhook.received).toHaveLength(1);
+    expect(JSON.parse(webhook.received[0].body)).toEqual({
+      jobId: 'job-1',
+      requestId: 'r-1',
+      status: 'SUCCEEDED',
+      result: { echo: { requestId: 'r-1', order: { id: 7 } } },
+    });
+    expect(webhook.received[0].headers['x-vendor-signature']).toBe('genuine');
+    expect(webhook.received[0].submissionAnswered).toBe(true);
+    expect(vendor.stats()).toMatchObject({ callbacksSent: 1, callbacksDelivered: 1, callbacksFailed: 0, forgedSent: 0 });
+  });
+
+  test('takes the callback URL from X-Callback-Url and the request id from X-Request-Id', async () => {
+    // GIVEN
+    const { base } = await startVendor();
+
+    // WHEN
+    const res = await call(`${base}/submit`, { headers: { 'X-Request-Id': 'r-h', 'X-Callback-Url': WEBHOOK_URL }, body: { a: 1 } });
+    await waitFor(() => webhook.received.length >= 1);
+
+    // THEN
+    expect(res.status).toBe(202);
+    expect(JSON.parse(webhook.received[0].body)).toMatchObject({ requestId: 'r-h', result: { echo: { a: 1 } } });
+  });
+
+  test('duplicateCallbackRate 1: the callback is sent twice', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ duplicateCallbackRate: 1 });
+
+    // WHEN
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 2);
+    await sleep(100);
+
+    // THEN
+    expect(webhook.received).toHaveLength(2);
+    expect(webhook.received[0].body).toBe(webhook.received[1].body);
+    expect(vendor.callbacks().map((c) => c.kind)).toEqual(['genuine', 'duplicate']);
+  });
+
+  test('noCallbackRate 1: the callback is never sent', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ noCallbackRate: 1 });
+
+    // WHEN
+    const res = await submit(base, 'r-1');
+    await sleep(200);
+
+    // THEN
+    expect(res.status).toBe(202);
+    expect(webhook.received).toHaveLength(0);
+    expect(vendor.stats().requests['r-1'].faults).toEqual(['noCallback']);
+  });
+
+  test('earlyCallbackRate 1: the callback arrives before the submission is answered', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ earlyCallbackRate: 1 });
+
+    // WHEN
+    const res = await submit(base, 'r-1');
+
+    // THEN the webhook already had it when the answer came
+    expect(res.status).toBe(202);
+    expect(webhook.received).toHaveLength(1);
+    expect(webhook.received[0].submissionAnswered).toBe(false);
+    expect(JSON.parse(webhook.received[0].body).jobId).toBe(res.body.jobId);
+    expect(vendor.callbacks()[0].early).toBe(true);
+  });
+
+  test('malformedCallbackRate 1: the callback body is not JSON', async () => {
+    // GIVEN
+    const { base } = await startVendor({ malformedCallbackRate: 1 });
+
+    // WHEN
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 1);
+
+    // THEN
+    expect(() => JSON.parse(webhook.received[0].body)).toThrow();
+    expect(webhook.received[0].body).toContain('"jobId":"job-1"');
+  });
+
+  test('forgedCallbackRate 1: a forged callback without credentials comes first, then the real one', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ forgedCallbackRate: 1 });
+
+    // WHEN
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 2);
+
+    // THEN
+    const [forged, real] = webhook.received;
+    expect(JSON.parse(forged.body)).toEqual({ jobId: 'job-1', requestId: 'r-1', status: 'SUCCEEDED', result: { forged: true } });
+    expect(forged.headers['x-vendor-signature']).toBeUndefined();
+    expect(JSON.parse(real.body).result).toEqual({ echo: { requestId: 'r-1', order: { id: 7 } } });
+    expect(real.headers['x-vendor-signature']).toBe('genuine');
+    expect(vendor.stats()).toMatchObject({ forgedSent: 1, callbacksSent: 1 });
+    expect(vendor.stats().requests['r-1'].forged).toBe(true);
+  });
+
+  test('retries a callback answered 503 and records it delivered', async () => {
+    // GIVEN a webhook that fails twice
+    const { vendor, base } = await startVendor();
+    webhook.statuses = [503, 429];
+
+    // WHEN
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 3);
+    await waitFor(() => vendor.callbacks()[0]?.outcome !== 'pending');
+
+    // THEN
+    expect(vendor.callbacks()[0]).toMatchObject({ attempts: 3, results: [503, 429, 200], outcome: 'delivered' });
+    expect(vendor.stats()).toMatchObject({ callbacksDelivered: 1, callbacksFailed: 0, callbackAttempts: 3 });
+  });
+
+  test('gives up on a callback after its retries and on a 4xx at once', async () => {
+    // GIVEN a webhook that always fails
+    const { vendor, base } = await startVendor({ callbackRetries: 2 });
+    const settled = (n: number) => () => vendor.callbacks().length === n && vendor.callbacks().every((c) => c.outcome !== 'pending');
+
+    // WHEN r-1's callback meets 500s only, then r-2's a 400
+    webhook.statuses = [500, 500, 500];
+    await submit(base, 'r-1');
+    await waitFor(settled(1));
+    webhook.statuses = [400];
+    await submit(base, 'r-2');
+    await waitFor(settled(2));
+
+    // THEN
+    expect(vendor.callbacks().map((c) => [c.requestId, c.results, c.outcome])).toEqual([
+      ['r-1', [500, 500, 500], 'failed'],
+      ['r-2', [400], 'failed'],
+    ]);
+    expect(vendor.stats().callbacksFailed).toBe(2);
+  });
+
+  test('stop() cancels pending callbacks', async () => {
+    // GIVEN a callback due in 200 ms
+    const { vendor, base } = await startVendor({ callbackDelayMs: 200 });
+    await submit(base, 'r-1');
+
+    // WHEN the vendor stops first
+    await vendor.stop();
+    await sleep(400);
+
+    // THEN
+    expect(webhook.received).toHaveLength(0);
+    expect(vendor.stats().callbacksDelivered).toBe(0);
+  });
+});
+
+describe('VendorSimulator: submission faults', () => {
+  test('errorRate 1, errorAttempts 2: two 503s, then accepted', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ errorRate: 1, errorAttempts: 2 });
+
+    // WHEN
+    const statuses = [];
+    for (let i = 0; i < 3; i++) {
+      statuses.push((await submit(base, 'r-1')).status);
+    }
+
+    // THEN
+    expect(statuses).toEqual([503, 503, 202]);
+    expect(vendor.stats().faultAnswers.error).toBe(2);
+    expect(vendor.stats().requests['r-1']).toMatchObject({ submissions: 3, accepted: 1, jobId: 'job-1' });
+  });
+
+  test('rejectRate 1: 400 on every submission, never a job', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ rejectRate: 1 });
+
+    // WHEN
+    const statuses = [(await submit(base, 'r-1')).status, (await submit(base, 'r-1')).status];
+
+    // THEN
+    expect(statuses).toEqual([400, 400]);
+    expect(vendor.stats().accepted).toBe(0);
+  });
+
+  test('throttleRate 1: the first submission gets 429 with Retry-After: 1, the next is accepted', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ throttleRate: 1 });
+
+    // WHEN
+    const first = await submit(base, 'r-1');
+    const second = await submit(base, 'r-1');
+
+    // THEN
+    expect(first.status).toBe(429);
+    expect(first.headers['retry-after']).toBe('1');
+    expect(second.status).toBe(202);
+    expect(vendor.stats()).toMatchObject({ rejected429ByContract: 0, violations: 0 });
+  });
+
+  test('slowRate 1: answers slowMs later', async () => {
+    // GIVEN
+    const { base } = await startVendor({ slowRate: 1, slowMs: 200 });
+
+    // WHEN
+    const started = Date.now();
+    const res = await submit(base, 'r-1');
+
+    // THEN
+    expect(res.status).toBe(202);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(195);
+  });
+
+  test('refuses a submission without a request id', async () => {
+    // GIVEN
+    const { base } = await startVendor();
+
+    // WHEN
+    const res = await call(`${base}/v1/jobs`, { body: { callbackUrl: WEBHOOK_URL } });
+
+    // THEN
+    expect(res.status).toBe(400);
+  });
+
+  test('faults are decided per request id by the seed: same seed, same faults', () => {
+    // GIVEN
+    const rates = { errorRate: 0.5, duplicateCallbackRate: 0.3, forgedCallbackRate: 0.2, requestsPerSecond: 10 };
+    const ids = Array.from({ length: 200 }, (_, i) => `req-${i}`);
+    const a = new VendorSimulator({ ...rates, seed: 7 });
+    const b = new VendorSimulator({ ...rates, seed: 7 });
+    const c = new VendorSimulator({ ...rates, seed: 8 });
+
+    // WHEN
+    const faultsA = ids.map((id) => a.faultsOf(id));
+    const faultsB = ids.map((id) => b.faultsOf(id));
+    const faultsC = ids.map((id) => c.faultsOf(id));
+
+    // THEN
+    expect(faultsB).toEqual(faultsA);
+    expect(faultsC).not.toEqual(faultsA);
+    const errors = faultsA.filter((f) => f.includes('error')).length;
+    expect(errors).toBeGreaterThan(70);
+    expect(errors).toBeLessThan(130);
+  });
+
+  test('a retried request meets the same fault decision as its first attempt', async () => {
+    // GIVEN a rate that hits some ids, not others
+    const { vendor, base } = await startVendor({ rejectRate: 0.5, seed: 3 });
+    const ids = Array.from({ length: 10 }, (_, i) => `r-${i}`);
+
+    // WHEN each id is submitted twice
+    const first = [];
+    const second = [];
+    for (const id of ids) {
+      first.push((await submit(base, id)).status);
+    }
+    for (const id of ids) {
+      second.push((await submit(base, id)).status);
+    }
+
+    // THEN
+    expect(second).toEqual(first);
+    expect(first.map((s) => s === 400)).toEqual(ids.map((id) => vendor.faultsOf(id).includes('reject')));
+  });
+});
+
+describe('VendorSimulator: contract enforcement', () => {
+  test('three times the contract in one second: 429s, violations counted, every arrival kept', async () => {
+    // GIVEN a contract of 5 per second
+    const { vendor, base } = await startVendor({ requestsPerSecond: 5 });
+
+    // WHEN 15 requests arrive at once
+    const responses = await Promise.all(Array.from({ length: 15 }, (_, i) => submit(base, `r-${i}`)));
+
+    // THEN
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 202)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(10);
+    expect(vendor.stats()).toMatchObject({ submissions: 15, accepted: 5, rejected429ByContract: 10, violations: 10, maxInAnyWindow: 15 });
+    expect(vendor.arrivals()).toHaveLength(15);
+  });
+
+  test('the window is (t - 1000 ms, t]: an arrival exactly 1 s earlier is out of it', async () => {
+    // GIVEN arrivals at chosen times and a contract of 3
+    const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({ requestsPerSecond: 3.9, clock: () => times[next++] });
+
+    // WHEN they arrive one by one
+    const statuses = [];
+    for (let i = 0; i < times.length; i++) {
+      statuses.push((await submit(base, `r-${i}`)).status);
+    }
+
+    // THEN at 1000 the window (0, 1000] holds 3; at 1050 (50, 1050] holds 4: one over floor(3.9)
+    expect(statuses).toEqual([202, 202, 202, 202, 429, 202]);
+    expect(vendor.stats()).toMatchObject({ violations: 1, maxInAnyWindow: 4 });
+    expect(vendor.arrivals()).toEqual(times);
+  });
+
+  test('counts request ids accepted more than once as duplicate vendor calls', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ noCallbackRate: 1 });
+
+    // WHEN r-1 is accepted twice, r-2 once
+    await submit(base, 'r-1');
+    await submit(base, 'r-1');
+    await submit(base, 'r-2');
+
+    // THEN
+    const stats = vendor.stats();
+    expect(stats.duplicateVendorCalls).toBe(1);
+    expect(stats.requests['r-1']).toMatchObject({ accepted: 2, jobIds: ['job-1', 'job-2'] });
+    expect(stats.requests['r-2']).toMatchObject({ accepted: 1 });
+  });
+
+  test('rejects invalid options with the value given', () => {
+    // GIVEN / WHEN / THEN
+    expect(() => new VendorSimulator({ requestsPerSecond: 0 })).toThrow(/requestsPerSecond must be above 0 \(given 0\)/);
+    expect(() => new VendorSimulator({ requestsPerSecond: 1, errorRate: 1.5 })).toThrow(/errorRate must be a fraction between 0 and 1 \(given 1.5\)/);
+  });
+});
