@@ -50,6 +50,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-secrets-manager',
     '@aws-lambda-powertools/batch',
     '@aws-lambda-powertools/logger',
+    '@aws-lambda-powertools/metrics',
+    '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
+    '@aws-cdk/integ-runner@2.197.10',
     '@types/aws-lambda',
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',
@@ -69,10 +72,10 @@ const project = new awscdk.AwsCdkConstructLibrary({
   },
 
   // local/ (the local runtime) and examples/ are not published: linted like tests, devDependencies allowed.
-  eslintOptions: { dirs: ['src'], devdirs: ['test', 'build-tools', 'local', 'examples'] },
+  eslintOptions: { dirs: ['src'], devdirs: ['test', 'build-tools', 'local', 'examples', 'cost'] },
 
-  gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo'],
-  npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out'] },
+  gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo', '/test/integ/cdk-integ.out.*'],
+  npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out', '/local', '/cost', '/docs', '/.demo', '/scripts'] },
 });
 
 // Handler logic lives beside its `.lambda.ts` adapter and bundles the same devDependencies (the
@@ -82,6 +85,7 @@ const handlerLogic = [
   'src/rate-controlled-queue-consumer/dispatch.ts',
   'src/rate-controlled-queue-consumer/pacer.ts',
   'src/throttled-proxy/vendor-token.ts',
+  'src/shared/handler-metrics.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);
@@ -96,6 +100,20 @@ project.testTask.prependSpawn(project.bundler.bundleTask);
 project.addTask('demo', {
   description: 'Run the example app on the local runtime against a simulated vendor',
   steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json local/demo.ts', receiveArgs: true }],
+});
+project.addTask('cost', {
+  description: 'Cost per million requests of the example stack at public list prices (docs/cost.md)',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json cost/cost.ts', receiveArgs: true }],
+});
+// Integ test snapshots (test/integ): written and verified offline, deployed only by a user with
+// an AWS account (see the header of test/integ/integ.orchestrator.ts).
+project.addTask('integ:snapshot', {
+  description: 'Rewrite the integ test snapshots offline (no AWS account, nothing deployed); commit the result',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'scripts/integ-snapshot.sh write' }],
+});
+project.addTask('integ:verify', {
+  description: 'Check offline that the integ apps still synthesize to the committed snapshots',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'scripts/integ-snapshot.sh verify' }],
 });
 project.addTask('demo:synth', {
   description: 'Synthesize the example app and print what it deploys',

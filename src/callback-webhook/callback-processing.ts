@@ -2,8 +2,8 @@
  * The callback processor's logic: turns one callback (an SQS record holding a CallbackEnvelope)
  * into SendTaskSuccess / SendTaskFailure for the workflow waiting on the vendor's job.
  *
- * Pure logic: the AWS clients, the configuration and the logger are arguments, so tests drive it
- * directly. `callback-processor.lambda.ts` is the thin Lambda adapter around it.
+ * Pure logic: the AWS clients, the configuration, the logger and the metrics are arguments, so tests
+ * drive it directly. `callback-processor.lambda.ts` is the thin Lambda adapter around it.
  *
  * Outcome of one record:
  * - returns normally: the record is done (resumed, duplicate, late, or parked in the dead-letter queue);
@@ -19,6 +19,7 @@ import type { SQSRecord } from 'aws-lambda';
 import { getAtPath, parseSimplePath } from './json-path';
 import { CallbackEnv } from '../shared/env';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+import { MetricNames } from '../shared/metrics';
 
 /** The AWS clients the processor uses. */
 export interface CallbackClients {
@@ -55,6 +56,21 @@ export interface CallbackLogger {
   error(message: string, ...extra: unknown[]): void;
   appendKeys(keys: Record<string, unknown>): void;
   removeKeys(keys: string[]): void;
+}
+
+/**
+ * Where the custom metrics (`MetricNames` in `shared/metrics.ts`) are counted. Powertools' Metrics
+ * fits; the Lambda adapter publishes what was added once per invocation.
+ */
+export interface CallbackMetrics {
+  addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void;
+}
+
+/** The other things the processor needs besides clients, configuration and logger. */
+export interface CallbackDeps {
+  readonly metrics: CallbackMetrics;
+  /** Current time, epoch ms, for CallbackLatency. Default Date.now. */
+  readonly now?: () => number;
 }
 
 /** The `reason` message attribute of a record parked in the dead-letter queue. */
@@ -158,19 +174,25 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
  * Processes one callback record. Returns when the record is done; throws when it must be retried.
  * Appends `messageId`, `apiRequestId`, `jobId` and `requestId` to the logger as they become known,
  * and removes them before returning.
+ *
+ * Metrics: CallbacksResolved (+ CallbackLatency) when the waiting task was resumed or failed,
+ * CallbacksRejected when the record was parked, LateCallbacks, DuplicateCallbacks, EarlyCallbacks.
+ * A too large callback is both rejected (parked) and resolved (its task failed).
  */
 export async function processCallbackRecord(
   record: SQSRecord,
   clients: CallbackClients,
   config: CallbackConfig,
   logger: CallbackLogger,
+  deps: CallbackDeps,
 ): Promise<void> {
   logger.appendKeys({ messageId: record.messageId });
   try {
-    await processRecord(record, clients, config, logger);
+    await processRecord(record, clients, config, logger, deps);
   } catch (err) {
     // Logged here, while the record's keys are still on the logger.
     if (err instanceof EarlyCallbackError) {
+      deps.metrics.addMetric(MetricNames.EARLY_CALLBACKS, 'Count', 1);
       logger.info('Callback came before its job id was stored; it will be retried', { receiveCount: err.receiveCount });
     } else {
       logger.error('Callback processing failed; the record will be redelivered', err as Error);
@@ -181,8 +203,14 @@ export async function processCallbackRecord(
   }
 }
 
-async function processRecord(record: SQSRecord, clients: CallbackClients, config: CallbackConfig, logger: CallbackLogger): Promise<void> {
-  const park = (reason: ParkReason, detail: string) => parkRecord(record, reason, detail, clients, config, logger);
+async function processRecord(
+  record: SQSRecord, clients: CallbackClients, config: CallbackConfig, logger: CallbackLogger, deps: CallbackDeps,
+): Promise<void> {
+  const { metrics } = deps;
+  const park = async (reason: ParkReason, detail: string): Promise<void> => {
+    await parkRecord(record, reason, detail, clients, config, logger);
+    metrics.addMetric(MetricNames.CALLBACKS_REJECTED, 'Count', 1);
+  };
 
   // a. The envelope, written by the webhook's mapping template.
   const envelope = parseEnvelope(record.body);
@@ -244,6 +272,7 @@ async function processRecord(record: SQSRecord, clients: CallbackClients, config
   // e. Already done: vendors may send a callback more than once, and SQS delivers at least once.
   if (status === RequestStatus.COMPLETED || status === RequestStatus.LATE) {
     logger.info('Duplicate callback ignored: the request is already finished', { status });
+    metrics.addMetric(MetricNames.DUPLICATE_CALLBACKS, 'Count', 1);
     return;
   }
 
@@ -289,16 +318,32 @@ async function processRecord(record: SQSRecord, clients: CallbackClients, config
     // g. The workflow already ended: this callback is late. Final, never retried.
     if (FINAL_TASK_ERRORS.has((err as Error).name)) {
       logger.warn('Late callback: the waiting workflow has already ended', { error: (err as Error).name, detail: (err as Error).message });
+      metrics.addMetric(MetricNames.LATE_CALLBACKS, 'Count', 1);
       await updateStatus(requestId, RequestStatus.LATE, clients, config, logger);
       return;
     }
     // i. Throttling, network...: rethrow so SQS redelivers.
     throw err;
   }
-  logger.info('Waiting workflow resumed', { outcome });
+  const latencyMs = callbackLatencyMs(envelope, (deps.now ?? Date.now)());
+  logger.info('Waiting workflow resumed', { outcome, ...(latencyMs === undefined ? {} : { latencyMs }) });
+  metrics.addMetric(MetricNames.CALLBACKS_RESOLVED, 'Count', 1);
+  if (latencyMs !== undefined) {
+    metrics.addMetric(MetricNames.CALLBACK_LATENCY, 'Milliseconds', latencyMs);
+  }
 
   // h. Best effort: the workflow is resumed whatever happens here, and a redelivery would end as late.
   await updateStatus(requestId, RequestStatus.COMPLETED, clients, config, logger);
+}
+
+/**
+ * Webhook arrival (API Gateway's request time) to `nowMs`; undefined when the envelope has no usable
+ * time. Never negative (the clocks of API Gateway and Lambda may disagree a little).
+ */
+function callbackLatencyMs(envelope: CallbackEnvelope, nowMs: number): number | undefined {
+  const raw = envelope.receivedAtEpochMs;
+  const receivedAtMs = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  return Number.isFinite(receivedAtMs) ? Math.max(0, nowMs - receivedAtMs) : undefined;
 }
 
 /** Parses and validates the envelope; returns a description of the problem when it is invalid. */

@@ -8,7 +8,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { CallbackClients, loadConfig, processCallbackRecord } from './callback-processing';
+import { CallbackClients, CallbackDeps, loadConfig, processCallbackRecord } from './callback-processing';
+import { createHandlerMetrics } from '../shared/handler-metrics';
 
 // Created once per execution environment and reused by every invocation.
 const logger = new Logger({ serviceName: 'callback-processor' });
@@ -21,7 +22,11 @@ const clients: CallbackClients = {
 const config = loadConfig(process.env);
 const processor = new BatchProcessor(EventType.SQS);
 
-const recordHandler = (record: SQSRecord): Promise<void> => processCallbackRecord(record, clients, config, logger);
+// Custom metrics (EMF), published once per invocation.
+const metrics = createHandlerMetrics(logger);
+const deps: CallbackDeps = { metrics };
+
+const recordHandler = (record: SQSRecord): Promise<void> => processCallbackRecord(record, clients, config, logger, deps);
 
 /**
  * SQS event source handler. Needs `reportBatchItemFailures` on the event source mapping: only the
@@ -29,13 +34,18 @@ const recordHandler = (record: SQSRecord): Promise<void> => processCallbackRecor
  */
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   logger.addContext(context);
-  return processPartialResponse(event, recordHandler, processor, {
-    context,
-    // One record at a time: the record's log keys (jobId, requestId) live on the shared logger.
-    processInParallel: false,
-    // A batch where every record must be retried (e.g. early callbacks) is an expected outcome,
-    // not a function error: report the failures instead of throwing, so the Lambda error metric
-    // only counts real errors. SQS treats both the same way.
-    throwOnFullBatchFailure: false,
-  });
+  try {
+    return await processPartialResponse(event, recordHandler, processor, {
+      context,
+      // One record at a time: the record's log keys (jobId, requestId) live on the shared logger.
+      processInParallel: false,
+      // A batch where every record must be retried (e.g. early callbacks) is an expected outcome,
+      // not a function error: report the failures instead of throwing, so the Lambda error metric
+      // only counts real errors. SQS treats both the same way.
+      throwOnFullBatchFailure: false,
+    });
+  } finally {
+    // Once per invocation, also when the batch crashed half-way: what was counted is published.
+    metrics.publish();
+  }
 };

@@ -12,7 +12,9 @@ import { Construct } from 'constructs';
 import { CallbackProcessorFunction } from './callback-processor-function';
 import { parseSimplePath } from './json-path';
 import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE, CALLBACK_REQUEST_TEMPLATE } from './mapping-template';
+import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { CallbackEnv } from '../shared/env';
+import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
 import { createWorkQueue } from '../shared/queues';
 import { validateWholeNumber } from '../shared/validation';
 import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
@@ -87,6 +89,13 @@ export interface CallbackWebhookOptions {
    * @default logs.RetentionDays.THREE_MONTHS
    */
   readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * X-Ray tracing of the webhook's stage and active tracing of the callback processor.
+   *
+   * @default false
+   */
+  readonly tracingEnabled?: boolean;
 }
 
 /**
@@ -102,6 +111,15 @@ export interface CallbackWebhookProps extends CallbackWebhookOptions {
    * @default - throttling defaults for 10 requests per second
    */
   readonly requestsPerSecond?: number;
+
+  /**
+   * Value of the `Scope` dimension of the callback processor's custom metrics (namespace
+   * `CdkAsyncExternalApi`). An orchestrator passes its own, so all its metrics share one scope.
+   * Letters, digits and `. _ : / -`, at most 255 characters.
+   *
+   * @default - this construct's unique id (`Names.uniqueId`)
+   */
+  readonly metricsScope?: string;
 }
 
 /** The path the vendor calls back on. */
@@ -133,6 +151,8 @@ export class CallbackWebhook extends Construct {
   public readonly processor: lambda.Function;
   /** Access log group of the webhook. */
   public readonly accessLogGroup: logs.LogGroup;
+  /** Value of the `Scope` dimension of the callback processor's custom metrics. */
+  public readonly metricsScope: string;
 
   constructor(scope: Construct, id: string, props: CallbackWebhookProps) {
     super(scope, id);
@@ -154,6 +174,8 @@ export class CallbackWebhook extends Construct {
       throw new Error(`throttlingRateLimit must be above 0 (given ${rateLimit})`);
     }
     validateWholeNumber('throttlingBurstLimit', burstLimit, 1, 5000);
+    validateMetricsScope(props.metricsScope);
+    this.metricsScope = props.metricsScope ?? Names.uniqueId(this);
 
     const work = createWorkQueue(this, 'Callback', {
       // AWS recommends six times the consumer's timeout.
@@ -169,6 +191,7 @@ export class CallbackWebhook extends Construct {
       description: 'Resumes the workflow waiting for a vendor callback',
       timeout: PROCESSOR_TIMEOUT,
       memorySize: 256,
+      tracing: props.tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
       logGroup: new logs.LogGroup(this, 'ProcessorLogs', {
         retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
         removalPolicy: RemovalPolicy.RETAIN,
@@ -183,6 +206,9 @@ export class CallbackWebhook extends Construct {
         POWERTOOLS_SERVICE_NAME: 'callback-processor',
       },
     });
+    // Custom metrics (Powertools Metrics, EMF): one scope per orchestrator or standalone webhook.
+    this.processor.addEnvironment(METRICS_SCOPE_ENV, this.metricsScope);
+    this.processor.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     props.table.grantResolveCallbacks(this.processor);
     this.deadLetterQueue.grantSendMessages(this.processor);
     this.processor.addEventSource(new SqsEventSource(this.queue, {
@@ -206,6 +232,7 @@ export class CallbackWebhook extends Construct {
         throttlingRateLimit: rateLimit,
         throttlingBurstLimit: burstLimit,
         metricsEnabled: true,
+        tracingEnabled: props.tracingEnabled ? true : undefined,
         accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
       },
@@ -271,6 +298,64 @@ export class CallbackWebhook extends Construct {
   /** Webhook requests answered with 5xx. */
   public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.restApi.metricServerError(props);
+  }
+
+  /**
+   * Callbacks that resumed or failed a waiting workflow, custom metric `CallbacksResolved`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricCallbacksResolved(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.CALLBACKS_RESOLVED, 'Sum', props);
+  }
+
+  /**
+   * Callbacks refused and parked in the dead-letter queue (malformed, no job id, too large),
+   * custom metric `CallbacksRejected`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricCallbacksRejected(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.CALLBACKS_REJECTED, 'Sum', props);
+  }
+
+  /**
+   * Callbacks for a workflow that had already ended (timed out, failed), custom metric
+   * `LateCallbacks`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricLateCallbacks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.LATE_CALLBACKS, 'Sum', props);
+  }
+
+  /**
+   * Repeated callbacks for a request already resumed, custom metric `DuplicateCallbacks`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDuplicateCallbacks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.DUPLICATE_CALLBACKS, 'Sum', props);
+  }
+
+  /**
+   * Callbacks that arrived before their job id was stored (retried with backoff), custom metric
+   * `EarlyCallbacks`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricEarlyCallbacks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.EARLY_CALLBACKS, 'Sum', props);
+  }
+
+  /**
+   * Time from the callback's arrival at the webhook to the waiting workflow resumed, in
+   * milliseconds, custom metric `CallbackLatency`.
+   *
+   * @default - average over 5 minutes
+   */
+  public metricCallbackLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.CALLBACK_LATENCY, 'Average', props);
   }
 }
 

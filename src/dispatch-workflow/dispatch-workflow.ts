@@ -1,4 +1,4 @@
-import { Duration, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -115,7 +115,6 @@ export class DispatchWorkflow extends Construct {
   /** Its log group. */
   public readonly logGroup: logs.LogGroup;
 
-  private readonly resumableWorkflowArns: string[] = [];
 
   constructor(scope: Construct, id: string, props: DispatchWorkflowProps) {
     super(scope, id);
@@ -356,9 +355,11 @@ export class DispatchWorkflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     });
     retryAwsThrottling(park);
-    const failWaiting = this.sendTaskFailure('FailWaitingWorkflow', sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.error')));
+    const failWaiting = this.sendTaskFailure('FailWaitingWorkflow', { path: 'States.JsonToString($.error)' });
     // The cause above can exceed SendTaskFailure's 32768 characters (a long vendor body): say less.
-    const failWaitingShort = this.sendTaskFailure('FailWaitingWorkflowBriefly', 'The vendor request failed; the request and the full error are in the request dead-letter queue');
+    const failWaitingShort = this.sendTaskFailure('FailWaitingWorkflowBriefly', {
+      text: 'The vendor request failed; the request and the full error are in the request dead-letter queue',
+    });
     const dispatchFailed = new sfn.Fail(this, 'DispatchFailed', {
       error: ErrorNames.VENDOR_REQUEST_FAILED,
       cause: 'The request was given up and parked in the request dead-letter queue',
@@ -447,9 +448,6 @@ export class DispatchWorkflow extends Construct {
    * request up.
    */
   public grantFailTasks(stateMachine: sfn.IStateMachine): iam.Grant {
-    if (!this.resumableWorkflowArns.includes(stateMachine.stateMachineArn)) {
-      this.resumableWorkflowArns.push(stateMachine.stateMachineArn);
-    }
     return iam.Grant.addToPrincipal({
       grantee: this.stateMachine,
       actions: ['states:SendTaskFailure'],
@@ -462,15 +460,52 @@ export class DispatchWorkflow extends Construct {
     return this.stateMachine.metricFailed(props);
   }
 
-  private sendTaskFailure(id: string, cause: string): tasks.CallAwsService {
-    return new tasks.CallAwsService(this, id, {
-      service: 'sfn',
-      action: 'sendTaskFailure',
-      parameters: { TaskToken: sfn.JsonPath.stringAt('$.taskToken'), Error: ErrorNames.VENDOR_REQUEST_FAILED, Cause: cause },
-      // Granted per workflow with grantFailTasks(); the list is filled in at synthesis.
-      iamResources: Lazy.list({ produce: () => (this.resumableWorkflowArns.length > 0 ? this.resumableWorkflowArns : ['arn:aws:states:::no-workflow-registered']) }),
-      iamAction: 'states:SendTaskFailure',
-      resultPath: sfn.JsonPath.DISCARD,
+  /**
+   * Dispatch executions started (one per request attempt).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDispatchesStarted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricStarted(props);
+  }
+
+  /**
+   * Dispatch executions that succeeded: a job submitted, a retry scheduled through the queue, or
+   * a redelivered request found already submitted.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDispatchesSucceeded(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricSucceeded(props);
+  }
+
+  /**
+   * Dispatch executions that hit the Express workflow's 5-minute timeout.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDispatchTimeouts(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricTimedOut(props);
+  }
+
+  /**
+   * A raw `aws-sdk:sfn:sendTaskFailure` task. Not `CallAwsService`: that one attaches its own IAM
+   * statement, which would need the waiting workflows' ARNs before they are known (a lazy list
+   * there breaks synthesis under `@aws-cdk/aws-iam:minimizePolicies`). `grantFailTasks()` grants
+   * the permission per workflow instead.
+   */
+  private sendTaskFailure(id: string, cause: { text?: string; path?: string }): sfn.CustomState {
+    return new sfn.CustomState(this, id, {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskFailure`,
+        Parameters: {
+          'TaskToken.$': '$.taskToken',
+          'Error': ErrorNames.VENDOR_REQUEST_FAILED,
+          ...(cause.path ? { 'Cause.$': cause.path } : { Cause: cause.text }),
+        },
+        ResultPath: null,
+      },
     });
   }
 }

@@ -1,9 +1,12 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Names, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
@@ -11,6 +14,46 @@ import { ErrorNames } from '../shared/messages';
 import { validateDuration, validateRequestsPerSecond, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { ThrottledProxy, ThrottledProxyOptions } from '../throttled-proxy/throttled-proxy';
 import { TokenCorrelationTable, TokenCorrelationTableProps } from '../token-correlation-table/token-correlation-table';
+
+/** Where alarm descriptions send the operator. */
+const RUNBOOK = 'Runbook: docs/operations.md of cdk-async-external-api.';
+
+/**
+ * Monitoring options of an AsyncExternalApiOrchestrator: its dashboard and where its alarms go.
+ * The alarms themselves always exist.
+ */
+export interface OrchestratorMonitoringOptions {
+  /**
+   * Whether to create a CloudWatch dashboard (contract vs delivered rate, backlog, callbacks,
+   * dead-letter queues, failures, 429s, pacing).
+   *
+   * @default true
+   */
+  readonly dashboard?: boolean;
+
+  /**
+   * Name of the dashboard: letters, digits, `-` and `_`, at most 255 characters.
+   *
+   * @default - a name CloudFormation generates
+   */
+  readonly dashboardName?: string;
+
+  /**
+   * Actions every alarm of the orchestrator takes when it fires, including the alarms of
+   * workflows registered later. More can be added with `addAlarmAction()`.
+   *
+   * @default - no actions
+   */
+  readonly alarmActions?: cloudwatch.IAlarmAction[];
+
+  /**
+   * An SNS topic every alarm of the orchestrator notifies when it fires (an alarm action, added
+   * to `alarmActions`).
+   *
+   * @default - no topic
+   */
+  readonly alarmTopic?: sns.ITopic;
+}
 
 /**
  * Properties for an AsyncExternalApiOrchestrator.
@@ -81,6 +124,21 @@ export interface AsyncExternalApiOrchestratorProps {
    * @default - on demand, point-in-time recovery, AWS-managed encryption, retained
    */
   readonly table?: TokenCorrelationTableProps;
+
+  /**
+   * The dashboard and where the alarms go.
+   *
+   * @default - a dashboard, alarms without actions
+   */
+  readonly monitoring?: OrchestratorMonitoringOptions;
+
+  /**
+   * AWS X-Ray tracing: active tracing of the functions, tracing of the dispatch workflow and of
+   * both API stages. A block's own `tracingEnabled` option, when given, wins for that block.
+   *
+   * @default false
+   */
+  readonly tracing?: boolean;
 }
 
 /**
@@ -109,6 +167,71 @@ export interface SubmitJobTaskProps {
    * @default '$' (replaces the state)
    */
   readonly resultPath?: string;
+
+  /**
+   * Fails the task with `States.HeartbeatTimeout` when nothing resumes it for this long.
+   *
+   * @default - no heartbeat
+   */
+  readonly heartbeatTimeout?: Duration;
+
+  /**
+   * A comment for the state.
+   *
+   * @default - a description of the task
+   */
+  readonly comment?: string;
+}
+
+/**
+ * Properties for `submitJobTaskJsonata()`, the task for workflows written in JSONata.
+ *
+ * Give the payload either as a JSONata expression (`payload`) or as a `TaskInput`
+ * (`payloadInput`), not both.
+ */
+export interface SubmitJobTaskJsonataProps {
+  /**
+   * The request payload as a JSONata expression that evaluates to a JSON object, sent to the
+   * vendor as the JSON body, e.g. `'{% $states.input.order %}'` or `'{% $order %}'` (a variable).
+   *
+   * @default - give `payloadInput` instead
+   */
+  readonly payload?: string;
+
+  /**
+   * The request payload as a `TaskInput` whose strings may hold JSONata expressions, e.g.
+   * `sfn.TaskInput.fromObject({ sku: '{% $states.input.sku %}', quantity: 2 })`.
+   * A JSONPath input (`TaskInput.fromJsonPathAt`) is refused: JSONata states do not read JSONPath.
+   *
+   * @default - give `payload` instead
+   */
+  readonly payloadInput?: sfn.TaskInput;
+
+  /**
+   * The request's id as a JSONata expression (`'{% $states.input.orderId %}'`) or a literal: the
+   * idempotency key the vendor receives and the key in the correlation table. It must evaluate to
+   * a non-empty string (`'{% $string($states.input.orderId) %}'` for a number). Give a stable id
+   * when the task may run twice for one request (e.g. under a Retry).
+   *
+   * @default '{% $uuid() %}' (a new UUID per run of the task)
+   */
+  readonly requestId?: string;
+
+  /**
+   * The state's output (JSONata `Output`). The task's result `{ jobId, result }` is
+   * `$states.result`, e.g. `'{% $merge([$states.input, { "vendor": $states.result }]) %}'`.
+   *
+   * @default - the task's result, `{ jobId, result }` (replaces the state)
+   */
+  readonly outputs?: any;
+
+  /**
+   * Workflow variables to set from the result (JSONata `Assign`), e.g.
+   * `{ jobId: '{% $states.result.jobId %}' }`.
+   *
+   * @default - no variables
+   */
+  readonly assign?: { [name: string]: any };
 
   /**
    * Fails the task with `States.HeartbeatTimeout` when nothing resumes it for this long.
@@ -161,9 +284,40 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public readonly webhook: CallbackWebhook;
   /** The Express workflow that submits requests to the vendor. */
   public readonly dispatch: DispatchWorkflow;
+  /**
+   * Value of the `Scope` dimension of every custom metric of this orchestrator (namespace
+   * `CdkAsyncExternalApi`): its unique id.
+   */
+  public readonly metricsScope: string;
+  /**
+   * The CloudWatch dashboard.
+   *
+   * @default - none when `monitoring.dashboard` is false
+   */
+  public readonly dashboard?: cloudwatch.Dashboard;
+  /** Fires when the request backlog holds more than `consumer.backlogAlarmThreshold` of work. */
+  public readonly backlogAlarm: cloudwatch.IAlarm;
+  /** Fires when a request is parked in the request dead-letter queue. */
+  public readonly requestDeadLetterAlarm: cloudwatch.IAlarm;
+  /** Fires when a callback is parked in the callback dead-letter queue. */
+  public readonly callbackDeadLetterAlarm: cloudwatch.IAlarm;
+  /** Fires when a dispatch execution failed (a request was given up) within 5 minutes. */
+  public readonly dispatchFailuresAlarm: cloudwatch.IAlarm;
+  /** Fires when the webhook answered 5xx within 5 minutes. */
+  public readonly webhookServerErrorsAlarm: cloudwatch.IAlarm;
+  /** Fires when a callback was rejected (malformed, no job id, too large) within 5 minutes. */
+  public readonly rejectedCallbacksAlarm: cloudwatch.IAlarm;
+  /**
+   * Every alarm of the orchestrator: the ones above and one per registered workflow (its
+   * executions failed or timed out), added by `registerWorkflow()`.
+   */
+  public readonly alarms: cloudwatch.IAlarm[] = [];
 
   private readonly registeredWorkflows = new Set<string>();
   private submitTasks = 0;
+  private readonly alarmActions: cloudwatch.IAlarmAction[] = [];
+  private readonly actionableAlarms: cloudwatch.Alarm[] = [];
+  private readonly dashboardBuilder?: OrchestratorDashboard;
 
   constructor(scope: Construct, id: string, props: AsyncExternalApiOrchestratorProps) {
     super(scope, id);
@@ -180,8 +334,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     validateWholeNumber('batchSize', props.batchSize, 1, 10_000);
     validateWholeNumber('maxConcurrency', props.maxConcurrency, 2, 1000);
+    const monitoring = props.monitoring ?? {};
+    if (monitoring.dashboard === false && monitoring.dashboardName !== undefined) {
+      throw new Error(`monitoring.dashboardName is given ('${monitoring.dashboardName}') but monitoring.dashboard is false: give one or the other`);
+    }
+    if (monitoring.dashboardName !== undefined && !Token.isUnresolved(monitoring.dashboardName)
+      && !/^[A-Za-z0-9_-]{1,255}$/.test(monitoring.dashboardName)) {
+      throw new Error(`monitoring.dashboardName must be 1 to 255 letters, digits, '-' or '_' (given '${monitoring.dashboardName}')`);
+    }
     this.requestsPerSecond = props.requestsPerSecond;
     this.callbackTimeout = props.callbackTimeout;
+    // One scope for every custom metric of this orchestrator, whatever block publishes it.
+    this.metricsScope = Names.uniqueId(this);
 
     this.table = new TokenCorrelationTable(this, 'CorrelationTable', props.table);
 
@@ -189,12 +353,16 @@ export class AsyncExternalApiOrchestrator extends Construct {
       ...props.proxy,
       vendorUrl: props.vendorUrl,
       requestsPerSecond: props.requestsPerSecond,
+      metricsScope: this.metricsScope,
+      tracingEnabled: props.proxy?.tracingEnabled ?? props.tracing,
     });
 
     this.webhook = new CallbackWebhook(this, 'Webhook', {
       ...props.webhook,
       table: this.table,
       requestsPerSecond: props.requestsPerSecond,
+      metricsScope: this.metricsScope,
+      tracingEnabled: props.webhook?.tracingEnabled ?? props.tracing,
     });
 
     this.consumer = new RateControlledQueueConsumer(this, 'Consumer', {
@@ -204,6 +372,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       requestsPerSecond: props.requestsPerSecond,
       // Items outlive the wait by a day, so late callbacks are still recognised as late.
       correlationTtl: props.callbackTimeout.plus(Duration.days(1)),
+      metricsScope: this.metricsScope,
+      tracingEnabled: props.consumer?.tracingEnabled ?? props.tracing,
     });
 
     this.dispatch = new DispatchWorkflow(this, 'Dispatch', {
@@ -213,9 +383,53 @@ export class AsyncExternalApiOrchestrator extends Construct {
       requestQueue: this.consumer.queue,
       deadLetterQueue: this.consumer.deadLetterQueue,
       callbackUrl: this.webhook.url,
+      tracingEnabled: props.dispatch?.tracingEnabled ?? props.tracing,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
+
+    // ---- Alarms: the blocks' own, and the orchestrator's. ----
+    this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);
+    this.requestDeadLetterAlarm = this.trackAlarm(this.consumer.deadLetterAlarm);
+    this.callbackDeadLetterAlarm = this.trackAlarm(this.webhook.deadLetterAlarm);
+    this.dispatchFailuresAlarm = this.trackAlarm(new cloudwatch.Alarm(this, 'DispatchFailuresAlarm', {
+      alarmDescription: 'Requests were given up (vendor refused them, every attempt failed, or no job id) and their workflows failed with VendorRequestFailed. '
+        + `Read the reason attribute of the messages in the request dead-letter queue, fix the cause, then redrive only requests whose workflow still waits. ${RUNBOOK}`,
+      metric: this.metricDispatchFailures({ statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    this.webhookServerErrorsAlarm = this.trackAlarm(new cloudwatch.Alarm(this, 'WebhookServerErrorsAlarm', {
+      alarmDescription: 'The callback webhook answered 5xx: those callbacks were not queued and depend on the vendor retrying them. '
+        + `Check the webhook's access logs and that API Gateway may still send to the callback queue (role, KMS key, queue). ${RUNBOOK}`,
+      metric: this.webhook.metricServerErrors({ statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    this.rejectedCallbacksAlarm = this.trackAlarm(new cloudwatch.Alarm(this, 'RejectedCallbacksAlarm', {
+      alarmDescription: 'Callbacks were rejected (not JSON, no job id at jobIdPath, or too large) and parked in the callback dead-letter queue. '
+        + `Read their reason attribute; if the vendor changed its callback format, fix webhook.jobIdPath and redeploy. ${RUNBOOK}`,
+      metric: this.metricCallbacksRejected({ statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    if (monitoring.alarmTopic) {
+      this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
+    }
+    if (monitoring.alarmActions && monitoring.alarmActions.length > 0) {
+      this.addAlarmAction(...monitoring.alarmActions);
+    }
+
+    if (monitoring.dashboard ?? true) {
+      this.dashboardBuilder = new OrchestratorDashboard(this, 'Dashboard', this, monitoring.dashboardName);
+      this.dashboard = this.dashboardBuilder.dashboard;
+    }
 
     this.node.addValidation({
       validate: () => (this.submitTasks > 0 && this.registeredWorkflows.size === 0
@@ -254,6 +468,52 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * `submitJobTask()` for workflows written in JSONata (`queryLanguage: sfn.QueryLanguage.JSONATA`
+   * on the state machine, or on the states around it): the state itself is a JSONata state, so it
+   * also fits in a JSONPath workflow. It sends the same message to the request queue,
+   * `{ taskToken: '{% $states.context.Task.Token %}', requestId, payload, attempt: 1 }`, waits
+   * (`.waitForTaskToken`) at most `callbackTimeout`, and fails with the same errors.
+   *
+   * Its result is `$states.result`, `{ jobId, result }`: keep it with `outputs` or `assign`
+   * (JSONata states have no `resultPath`).
+   */
+  public submitJobTaskJsonata(scope: Construct, id: string, props: SubmitJobTaskJsonataProps): tasks.SqsSendMessage {
+    if ((props.payload === undefined) === (props.payloadInput === undefined)) {
+      throw new Error(`submitJobTaskJsonata '${id}': give exactly one of payload (a JSONata expression such as '{% $states.input.order %}') and payloadInput (a TaskInput)`);
+    }
+    if (props.payload !== undefined && !Token.isUnresolved(props.payload) && !/^\{%[\s\S]*%\}$/.test(props.payload.trim())) {
+      throw new Error(`submitJobTaskJsonata '${id}': payload must be a JSONata expression such as '{% $states.input.order %}' (given '${props.payload}'); for a literal payload use payloadInput: sfn.TaskInput.fromObject({...})`);
+    }
+    // JSONPath fields (TaskInput.fromJsonPathAt, JsonPath.stringAt, intrinsics) render as "key.$",
+    // which a JSONata state refuses at deployment: refuse them at synthesis, with the JSONata form.
+    const usesJsonPath = (value: unknown): boolean => /\.\$":/.test(JSON.stringify(sfn.FieldUtils.renderObject({ value })));
+    const payload = props.payload ?? props.payloadInput?.value;
+    if (usesJsonPath(payload)) {
+      throw new Error(`submitJobTaskJsonata '${id}': the payload uses JSONPath, which JSONata states do not read: use a JSONata expression such as payload: '{% $states.input.order %}'`);
+    }
+    const requestId = props.requestId ?? '{% $uuid() %}';
+    if (usesJsonPath(requestId) || (!Token.isUnresolved(requestId) && /^(\$|States\.)/.test(requestId.trim()))) {
+      throw new Error(`submitJobTaskJsonata '${id}': requestId '${requestId}' looks like JSONPath or an intrinsic function; in JSONata write '{% $states.input.orderId %}'`);
+    }
+    this.submitTasks += 1;
+    return tasks.SqsSendMessage.jsonata(scope, id, {
+      comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
+      queue: this.consumer.queue,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      messageBody: sfn.TaskInput.fromObject({
+        taskToken: '{% $states.context.Task.Token %}',
+        requestId,
+        payload,
+        attempt: 1,
+      }),
+      taskTimeout: sfn.Timeout.duration(this.callbackTimeout),
+      heartbeatTimeout: props.heartbeatTimeout ? sfn.Timeout.duration(props.heartbeatTimeout) : undefined,
+      outputs: props.outputs,
+      assign: props.assign,
+    });
+  }
+
+  /**
    * Lets the orchestrator resume and fail tasks of `stateMachine`: the callback processor
    * (SendTaskSuccess / SendTaskFailure), the dispatch workflow and the queue consumer
    * (SendTaskFailure when a request is given up). Call it for every workflow that uses
@@ -271,20 +531,206 @@ export class AsyncExternalApiOrchestrator extends Construct {
       actions: ['states:SendTaskFailure'],
       resourceArns: [stateMachine.stateMachineArn],
     });
+
+    // One alarm per workflow: its executions failed or timed out.
+    const period = Duration.minutes(5);
+    this.trackAlarm(new cloudwatch.Alarm(this, `WorkflowAlarm${Names.uniqueId(stateMachine)}`, {
+      alarmDescription: `Executions of ${stateMachine.node.path} failed or timed out. Open them in the Step Functions console: `
+        + 'VendorRequestFailed -> see the request dead-letter queue; States.Timeout -> no callback in time (ask the vendor, check the callback dead-letter queue); '
+        + `VendorJobFailed -> the vendor's job failed; any other error is the workflow's own. ${RUNBOOK}`,
+      metric: new cloudwatch.MathExpression({
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+        usingMetrics: {
+          failed: stateMachine.metricFailed({ statistic: 'Sum', period }),
+          timedOut: stateMachine.metricTimedOut({ statistic: 'Sum', period }),
+        },
+        label: 'executions failed or timed out',
+        period,
+      }),
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }));
+    this.dashboardBuilder?.addWorkflow(stateMachine);
   }
 
-  /** Requests waiting in the request queue. */
+  /**
+   * Adds actions to every alarm of the orchestrator (`alarms`), including the alarms of workflows
+   * registered later.
+   */
+  public addAlarmAction(...actions: cloudwatch.IAlarmAction[]): void {
+    this.alarmActions.push(...actions);
+    for (const alarm of this.actionableAlarms) {
+      alarm.addAlarmAction(...actions);
+    }
+  }
+
+  /**
+   * Requests waiting in the request queue.
+   *
+   * @default - maximum over 5 minutes
+   */
   public metricBacklog(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.consumer.metricBacklog(props);
   }
 
-  /** Requests given up by the dispatch workflow. */
+  /**
+   * Age of the oldest request waiting in the request queue, in seconds.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricAgeOfOldestRequest(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricAgeOfOldestRequest(props);
+  }
+
+  /**
+   * Dispatch executions the paced dispatcher started (one per request attempt), custom metric
+   * `DispatchedRequests`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDispatchedRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricDispatchedRequests(props);
+  }
+
+  /**
+   * Time a request waited for its pacing slot, in milliseconds, custom metric `PacingWait`.
+   *
+   * @default - average over 5 minutes
+   */
+  public metricPacingWait(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricPacingWait(props);
+  }
+
+  /**
+   * Pacing slots given up because the start would have been late, custom metric `SlotsGivenUp`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricSlotsGivenUp(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricSlotsGivenUp(props);
+  }
+
+  /**
+   * Requests given up by the dispatch workflow (its failed executions).
+   *
+   * @default - sum over 5 minutes
+   */
   public metricDispatchFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.dispatch.metricDispatchFailures(props);
   }
 
-  /** Vendor requests through the proxy. */
+  /**
+   * Requests to the vendor through the proxy (API Gateway `Count`, the proxy's 429s included).
+   *
+   * @default - sample count over 5 minutes
+   */
   public metricVendorRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.proxy.metricCount(props);
+  }
+
+  /**
+   * Requests the proxy refused with 429 before calling the vendor, metric `ProxyThrottles`
+   * (from the proxy's access logs).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricProxyThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.proxy.metricProxyThrottles(props);
+  }
+
+  /**
+   * Requests the vendor answered with 429, metric `VendorThrottles` (from the proxy's access
+   * logs).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricVendorThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.proxy.metricVendorThrottles(props);
+  }
+
+  /**
+   * Callbacks that resumed or failed a waiting workflow, custom metric `CallbacksResolved`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricCallbacksResolved(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricCallbacksResolved(props);
+  }
+
+  /**
+   * Callbacks refused and parked (malformed, no job id, too large), custom metric
+   * `CallbacksRejected`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricCallbacksRejected(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricCallbacksRejected(props);
+  }
+
+  /**
+   * Callbacks for a workflow that had already ended, custom metric `LateCallbacks`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricLateCallbacks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricLateCallbacks(props);
+  }
+
+  /**
+   * Repeated callbacks for a request already resumed, custom metric `DuplicateCallbacks`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDuplicateCallbacks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricDuplicateCallbacks(props);
+  }
+
+  /**
+   * Callbacks that arrived before their job id was stored, custom metric `EarlyCallbacks`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricEarlyCallbacks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricEarlyCallbacks(props);
+  }
+
+  /**
+   * Time from a callback's arrival at the webhook to its workflow resumed, in milliseconds,
+   * custom metric `CallbackLatency`.
+   *
+   * @default - average over 5 minutes
+   */
+  public metricCallbackLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricCallbackLatency(props);
+  }
+
+  /**
+   * Requests parked in the request dead-letter queue.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricRequestDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricDeadLetterMessages(props);
+  }
+
+  /**
+   * Callbacks parked in the callback dead-letter queue.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricCallbackDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.webhook.metricDeadLetterMessages(props);
+  }
+
+  /** Adds an alarm to `alarms` and gives it the alarm actions added so far. */
+  private trackAlarm(alarm: cloudwatch.Alarm): cloudwatch.Alarm {
+    this.alarms.push(alarm);
+    this.actionableAlarms.push(alarm);
+    if (this.alarmActions.length > 0) {
+      alarm.addAlarmAction(...this.alarmActions);
+    }
+    return alarm;
   }
 }

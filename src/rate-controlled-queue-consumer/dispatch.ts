@@ -2,8 +2,9 @@
  * One invocation of the queue consumer: turns a batch of request messages into paced StartExecution
  * calls of the dispatch (Express) workflow. See `pacer.ts` for the pacing guarantee.
  *
- * Everything this module needs from the outside (clients, configuration, clock, logger) is passed
- * in, so tests drive it on fake time with mocked clients. `dispatcher.lambda.ts` is the thin adapter.
+ * Everything this module needs from the outside (clients, configuration, clock, logger, metrics) is
+ * passed in, so tests drive it on fake time with mocked clients. `dispatcher.lambda.ts` is the thin
+ * adapter.
  */
 import { randomBytes } from 'crypto';
 // This module is bundled into the dispatcher Lambda only; the construct library never imports it,
@@ -16,6 +17,7 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { ConsumerEnv } from '../shared/env';
 import { DispatchInput, ErrorNames, RequestMessage } from '../shared/messages';
+import { MetricNames } from '../shared/metrics';
 
 /** Where malformed request messages are parked. Not in `ConsumerEnv`; the construct sets it. */
 export const DEAD_LETTER_QUEUE_URL_ENV = 'DEAD_LETTER_QUEUE_URL';
@@ -54,10 +56,19 @@ export interface DispatchConfig {
 /** The logger methods used; Powertools' Logger fits. */
 export type DispatchLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
+/**
+ * Where the custom metrics (`MetricNames` in `shared/metrics.ts`) are counted. Powertools' Metrics
+ * fits; the Lambda adapter publishes what was added once per invocation.
+ */
+export interface DispatchMetrics {
+  addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void;
+}
+
 export interface DispatchDeps {
   readonly clients: DispatchClients;
   readonly config: DispatchConfig;
   readonly logger: DispatchLogger;
+  readonly metrics: DispatchMetrics;
   /** Default: the real clock. */
   readonly clock?: Clock;
   /** Random source for the pacer's retry backoff. Default Math.random. */
@@ -201,7 +212,11 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
         : parsed;
       parking.push(park(record, rejected.detail, rejected.taskToken, deps).then((parked) => {
         // A message that could not be parked stays on the queue (and reaches the DLQ by redrive).
-        if (!parked) failures.push(record.messageId);
+        if (parked) {
+          deps.metrics.addMetric(MetricNames.PARKED_REQUESTS, 'Count', 1);
+        } else {
+          failures.push(record.messageId);
+        }
       }));
     }
   }
@@ -231,6 +246,9 @@ interface PacedOutcome {
 
 async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, deps: DispatchDeps): Promise<PacedOutcome> {
   const { config, logger } = deps;
+  // Every message is ready from here on: its PacingWait is measured from this moment to its start,
+  // so time lost to given-up slots counts too.
+  const readyAtMs = clock.now();
   const pending = [...valid];
   const inFlight: Promise<string | undefined>[] = [];
   let slots: number[] = [];
@@ -278,29 +296,36 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     if (lateByMs > config.latenessToleranceMs) {
       // Starting now could break the rate guarantee (see pacer.ts). The rest of this reservation
       // is at least as stale, so give it all up and reserve afresh for the remaining messages.
+      const slotsGivenUp = slots.length + 1;
       logger.warn('missed pacing slot; reserving new slots', {
         requestId: item.message.requestId,
         messageId: item.record.messageId,
         slotAtMs: slot,
         lateByMs,
-        slotsGivenUp: slots.length + 1,
+        slotsGivenUp,
       });
+      deps.metrics.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', slotsGivenUp);
       slots = [];
       continue;
     }
     pending.shift();
     // Not awaited: the next slot may come before this call returns. The call is issued now, inside
     // its slot; its outcome is collected below.
-    inFlight.push(startExecution(item, slot, clock, deps));
+    inFlight.push(startExecution(item, slot, readyAtMs, clock, deps));
   }
 
   const startFailures = (await Promise.all(inFlight)).filter((id): id is string => id !== undefined);
   return { notStarted: pending, startFailures, nextFreeAtMs };
 }
 
-/** Starts the dispatch execution of one message. Resolves to the message id when it failed. */
-async function startExecution(item: ValidRecord, slot: number, clock: Clock, deps: DispatchDeps): Promise<string | undefined> {
-  const { config, logger } = deps;
+/**
+ * Starts the dispatch execution of one message. Resolves to the message id when it failed.
+ * Counts the call as dispatched whatever its outcome: it was issued, inside its slot.
+ */
+async function startExecution(
+  item: ValidRecord, slot: number, readyAtMs: number, clock: Clock, deps: DispatchDeps,
+): Promise<string | undefined> {
+  const { config, logger, metrics } = deps;
   const now = clock.now();
   const input = buildDispatchInput(item.message, now, config.correlationTtlSeconds);
   const name = executionName(item.message.requestId, input.attempt);
@@ -310,6 +335,8 @@ async function startExecution(item: ValidRecord, slot: number, clock: Clock, dep
     attempt: input.attempt,
     executionName: name,
   };
+  metrics.addMetric(MetricNames.DISPATCHED_REQUESTS, 'Count', 1);
+  metrics.addMetric(MetricNames.PACING_WAIT, 'Milliseconds', Math.max(0, now - readyAtMs));
   try {
     const output = await deps.clients.sfn.send(new StartExecutionCommand({
       stateMachineArn: config.stateMachineArn,

@@ -1,7 +1,8 @@
 /**
  * Queue consumer Lambda: fed by the request queue's event source mapping (ReportBatchItemFailures),
  * starts one dispatch workflow execution per request message, paced across all invocations.
- * The logic lives in `dispatch.ts`; this file only wires the real clients, configuration and logger.
+ * The logic lives in `dispatch.ts`; this file only wires the real clients, configuration, logger
+ * and metrics.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -9,6 +10,7 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
+import { createHandlerMetrics } from '../shared/handler-metrics';
 
 // Created once per execution environment, reused by every invocation it serves.
 const logger = new Logger({ serviceName: 'dispatcher' });
@@ -22,9 +24,17 @@ const clients: DispatchClients = {
   sqs: new SQSClient({}),
 };
 
+// Custom metrics (EMF), published once per invocation.
+const metrics = createHandlerMetrics(logger);
+
 export const handler = async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => {
   if (context) {
     logger.addContext(context);
   }
-  return dispatchBatch(event, { clients, config, logger });
+  try {
+    return await dispatchBatch(event, { clients, config, logger, metrics });
+  } finally {
+    // Once per invocation, also when the batch crashed half-way: what was counted is published.
+    metrics.publish();
+  }
 };

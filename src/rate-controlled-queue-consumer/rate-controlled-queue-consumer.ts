@@ -1,4 +1,4 @@
-import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,7 +10,9 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DispatcherFunction } from './dispatcher-function';
+import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
+import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
 import { createWorkQueue } from '../shared/queues';
 import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
 
@@ -107,6 +109,13 @@ export interface RateControlledQueueConsumerOptions {
    * @default logs.RetentionDays.THREE_MONTHS
    */
   readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * X-Ray active tracing of the dispatcher function.
+   *
+   * @default false
+   */
+  readonly tracingEnabled?: boolean;
 }
 
 /**
@@ -129,6 +138,15 @@ export interface RateControlledQueueConsumerProps extends RateControlledQueueCon
    * @default Duration.days(2)
    */
   readonly correlationTtl?: Duration;
+
+  /**
+   * Value of the `Scope` dimension of the dispatcher's custom metrics (namespace
+   * `CdkAsyncExternalApi`). An orchestrator passes its own, so all its metrics share one scope.
+   * Letters, digits and `. _ : / -`, at most 255 characters.
+   *
+   * @default - this construct's unique id (`Names.uniqueId`)
+   */
+  readonly metricsScope?: string;
 }
 
 /** Lateness tolerance when none is given; see `latenessTolerance`. */
@@ -167,6 +185,8 @@ export class RateControlledQueueConsumer extends Construct {
   public readonly maxConcurrency: number;
   /** Backlog alarm threshold, in messages. */
   public readonly backlogThresholdMessages: number;
+  /** Value of the `Scope` dimension of the dispatcher's custom metrics. */
+  public readonly metricsScope: string;
 
   private stateMachine?: sfn.IStateMachine;
 
@@ -186,6 +206,8 @@ export class RateControlledQueueConsumer extends Construct {
     validateDuration('latenessTolerance', props.latenessTolerance, Duration.millis(1), Duration.seconds(1));
     validateDuration('backlogAlarmThreshold', props.backlogAlarmThreshold, Duration.seconds(1), Duration.days(1));
     validateDuration('correlationTtl', props.correlationTtl, Duration.minutes(1), Duration.days(400));
+    validateMetricsScope(props.metricsScope);
+    this.metricsScope = props.metricsScope ?? Names.uniqueId(this);
     if (this.batchSize > 10 && props.maxBatchingWindow !== undefined && props.maxBatchingWindow.toMilliseconds() < 1000) {
       throw new Error(`maxBatchingWindow must be at least 1 second when batchSize is above 10 (given ${props.maxBatchingWindow.toHumanString()} with batchSize ${this.batchSize}): Lambda requires it`);
     }
@@ -237,6 +259,7 @@ export class RateControlledQueueConsumer extends Construct {
       timeout,
       memorySize: 256,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      tracing: props.tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
       logGroup: new logs.LogGroup(this, 'FunctionLogs', {
         retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
         removalPolicy: RemovalPolicy.RETAIN,
@@ -251,6 +274,9 @@ export class RateControlledQueueConsumer extends Construct {
         POWERTOOLS_SERVICE_NAME: 'dispatcher',
       },
     });
+    // Custom metrics (Powertools Metrics, EMF): one scope per orchestrator or standalone consumer.
+    this.function.addEnvironment(METRICS_SCOPE_ENV, this.metricsScope);
+    this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
 
@@ -313,5 +339,43 @@ export class RateControlledQueueConsumer extends Construct {
   /** Request messages parked in the dead-letter queue. */
   public metricDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deadLetterQueue.metricApproximateNumberOfMessagesVisible(props);
+  }
+
+  /**
+   * Dispatch executions the dispatcher started (one per request attempt), custom metric
+   * `DispatchedRequests`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricDispatchedRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.DISPATCHED_REQUESTS, 'Sum', props);
+  }
+
+  /**
+   * Time a request waited for its pacing slot, in milliseconds, custom metric `PacingWait`.
+   *
+   * @default - average over 5 minutes
+   */
+  public metricPacingWait(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.PACING_WAIT, 'Average', props);
+  }
+
+  /**
+   * Pacing slots given up because the start would have been late, custom metric `SlotsGivenUp`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricSlotsGivenUp(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.SLOTS_GIVEN_UP, 'Sum', props);
+  }
+
+  /**
+   * Malformed request messages the dispatcher parked in the dead-letter queue, custom metric
+   * `ParkedRequests`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricParkedRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.PARKED_REQUESTS, 'Sum', props);
   }
 }

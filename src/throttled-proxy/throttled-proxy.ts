@@ -8,7 +8,16 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
 import { VendorTokenFunction } from './vendor-token-function';
+import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
+import { METRICS_NAMESPACE, METRICS_SCOPE_DIMENSION } from '../shared/metrics';
 import { validateRequestsPerSecond, validateVendorUrl } from '../shared/validation';
+
+/**
+ * Metrics the proxy's access log metric filters publish (namespace `METRICS_NAMESPACE`,
+ * dimension `Scope` read from the log line's `scope` field, a literal in the log format).
+ */
+const PROXY_THROTTLES_METRIC = 'ProxyThrottles';
+const VENDOR_THROTTLES_METRIC = 'VendorThrottles';
 
 /**
  * Options for the ThrottledProxy that the orchestrator passes through.
@@ -56,6 +65,13 @@ export interface ThrottledProxyOptions {
    * @default logs.RetentionDays.THREE_MONTHS
    */
   readonly accessLogRetention?: logs.RetentionDays;
+
+  /**
+   * X-Ray tracing of the proxy's stage (and active tracing of the OAuth token function, if any).
+   *
+   * @default false
+   */
+  readonly tracingEnabled?: boolean;
 }
 
 /**
@@ -70,6 +86,16 @@ export interface ThrottledProxyProps extends ThrottledProxyOptions {
 
   /** The contract: the most requests per second the vendor allows. */
   readonly requestsPerSecond: number;
+
+  /**
+   * Value of the `Scope` dimension of the 429 metrics (`ProxyThrottles`, `VendorThrottles` in
+   * namespace `CdkAsyncExternalApi`) that metric filters derive from the access logs. An
+   * orchestrator passes its own, so all its metrics share one scope. Letters, digits and
+   * `. _ : / -`, at most 255 characters.
+   *
+   * @default - this construct's unique id (`Names.uniqueId`)
+   */
+  readonly metricsScope?: string;
 }
 
 /**
@@ -96,8 +122,15 @@ export class ThrottledProxy extends Construct {
   public readonly throttlingBurstLimit: number;
   /** How the proxy authenticates to the vendor. */
   public readonly credentials: VendorCredentials;
-  /** Access log group. */
+  /**
+   * Access log group. One JSON object per request: requestId, requestTime, httpMethod,
+   * resourcePath, status, integrationStatus (the vendor's status, `-` when the vendor was not
+   * called), errorResponseType, responseLatency, integrationLatency, responseLength, protocol, ip,
+   * caller (the caller's IAM ARN) and scope (the metrics scope).
+   */
   public readonly accessLogGroup: logs.LogGroup;
+  /** Value of the `Scope` dimension of the proxy's 429 metrics. */
+  public readonly metricsScope: string;
   /**
    * With OAuth client credentials, the function that returns `<token_type> <access_token>` for
    * the vendor (cached until shortly before it expires); the dispatch workflow invokes it before
@@ -124,9 +157,11 @@ export class ThrottledProxy extends Construct {
     }
     this.credentials = props.credentials ?? VendorCredentials.none();
     this.stageName = props.stageName ?? 'vendor';
+    validateMetricsScope(props.metricsScope);
+    this.metricsScope = props.metricsScope ?? Names.uniqueId(this);
 
     if (this.credentials.isOAuth && this.credentials.secret) {
-      this.tokenFunction = this.createTokenFunction(this.credentials, this.credentials.secret);
+      this.tokenFunction = this.createTokenFunction(this.credentials, this.credentials.secret, props.tracingEnabled ?? false);
     }
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
@@ -146,8 +181,9 @@ export class ThrottledProxy extends Construct {
         throttlingRateLimit: this.throttlingRateLimit,
         throttlingBurstLimit: this.throttlingBurstLimit,
         metricsEnabled: true,
+        tracingEnabled: props.tracingEnabled ? true : undefined,
         accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        accessLogFormat: accessLogFormat(this.metricsScope),
       },
       policy: new iam.PolicyDocument({
         statements: [
@@ -204,6 +240,31 @@ export class ThrottledProxy extends Construct {
         },
       },
     }), methodOptions({ 'method.request.path.proxy': true }));
+
+    // API Gateway has no 429-only metric: count 429s from the access logs. A 429 that is not the
+    // vendor's (integrationStatus is '-' when API Gateway refused before calling the vendor) is
+    // the stage's throttling; testing "not 429" rather than "-" also holds if the absent value
+    // is ever written differently.
+    this.accessLogGroup.addMetricFilter('ProxyThrottlesFilter', {
+      filterPattern: logs.FilterPattern.all(
+        logs.FilterPattern.stringValue('$.status', '=', '429'),
+        logs.FilterPattern.stringValue('$.integrationStatus', '!=', '429'),
+      ),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: PROXY_THROTTLES_METRIC,
+      metricValue: '1',
+      // Metric filters take dimension values from log fields only: `scope` is a literal in the format.
+      dimensions: { [METRICS_SCOPE_DIMENSION]: '$.scope' },
+      unit: cloudwatch.Unit.COUNT,
+    });
+    this.accessLogGroup.addMetricFilter('VendorThrottlesFilter', {
+      filterPattern: logs.FilterPattern.stringValue('$.integrationStatus', '=', '429'),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: VENDOR_THROTTLES_METRIC,
+      metricValue: '1',
+      dimensions: { [METRICS_SCOPE_DIMENSION]: '$.scope' },
+      unit: cloudwatch.Unit.COUNT,
+    });
   }
 
   /**
@@ -241,7 +302,27 @@ export class ThrottledProxy extends Construct {
     return this.restApi.metricCount(props);
   }
 
-  private createTokenFunction(credentials: VendorCredentials, secret: secretsmanager.ISecret): lambda.IFunction {
+  /**
+   * Requests the proxy refused with 429 before calling the vendor (its stage throttling),
+   * counted from the access logs by a metric filter: metric `ProxyThrottles`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricProxyThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, PROXY_THROTTLES_METRIC, 'Sum', props);
+  }
+
+  /**
+   * Requests the vendor answered with 429, counted from the access logs by a metric filter:
+   * metric `VendorThrottles`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricVendorThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, VENDOR_THROTTLES_METRIC, 'Sum', props);
+  }
+
+  private createTokenFunction(credentials: VendorCredentials, secret: secretsmanager.ISecret, tracingEnabled: boolean): lambda.IFunction {
     // Names as in vendor-token.ts (not imported: it bundles the AWS SDK, a devDependency).
     const environment: Record<string, string> = {
       SECRET_ARN: secret.secretArn,
@@ -259,6 +340,7 @@ export class ThrottledProxy extends Construct {
       description: 'Gets OAuth 2.0 access tokens for the vendor (client credentials grant)',
       timeout: Duration.seconds(10),
       memorySize: 128,
+      tracing: tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
       logGroup: new logs.LogGroup(this, 'TokenFunctionLogs', {
         retention: logs.RetentionDays.THREE_MONTHS,
         removalPolicy: RemovalPolicy.RETAIN,
@@ -269,4 +351,28 @@ export class ThrottledProxy extends Construct {
     return fn;
   }
 
+}
+
+/**
+ * The access log format: JSON with what an operator needs to tell the proxy's 429s from the
+ * vendor's, plus the metrics scope as a literal (metric filters read dimensions from log fields).
+ * Every value is quoted: API Gateway writes `-` for a value it does not have.
+ */
+function accessLogFormat(metricsScope: string): apigw.AccessLogFormat {
+  return apigw.AccessLogFormat.custom(JSON.stringify({
+    requestId: '$context.requestId',
+    requestTime: '$context.requestTime',
+    httpMethod: '$context.httpMethod',
+    resourcePath: '$context.resourcePath',
+    status: '$context.status',
+    integrationStatus: '$context.integration.status',
+    errorResponseType: '$context.error.responseType',
+    responseLatency: '$context.responseLatency',
+    integrationLatency: '$context.integration.latency',
+    responseLength: '$context.responseLength',
+    protocol: '$context.protocol',
+    ip: '$context.identity.sourceIp',
+    caller: '$context.identity.userArn',
+    scope: metricsScope,
+  }));
 }

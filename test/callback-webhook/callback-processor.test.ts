@@ -7,13 +7,16 @@ import 'aws-sdk-client-mock-jest';
 import {
   CallbackClients,
   CallbackConfig,
+  CallbackDeps,
   CallbackLogger,
+  CallbackMetrics,
   EarlyCallbackError,
   loadConfig,
   processCallbackRecord,
   queueUrlFromArn,
 } from '../../src/callback-webhook/callback-processing';
 import { CallbackEnv } from '../../src/shared/env';
+import { METRICS_SCOPE_ENV } from '../../src/shared/metrics';
 
 // mockClient(Class) stubs `send` on the prototype: every client instance is mocked, including the
 // ones the Lambda module creates at load time.
@@ -102,6 +105,33 @@ function fakeLogger(): jest.Mocked<CallbackLogger> {
   };
 }
 
+interface FakeMetrics extends CallbackMetrics {
+  readonly calls: Array<{ name: string; unit: string; value: number }>;
+}
+
+/** Records every addMetric call. */
+function fakeMetrics(): FakeMetrics {
+  const calls: Array<{ name: string; unit: string; value: number }> = [];
+  return {
+    calls,
+    addMetric: (name, unit, value) => {
+      calls.push({ name, unit, value });
+    },
+  };
+}
+
+/** The metric names counted, with their sums (what CloudWatch's Sum statistic shows). */
+function sums(metrics: FakeMetrics): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const call of metrics.calls) {
+    out[call.name] = (out[call.name] ?? 0) + call.value;
+  }
+  return out;
+}
+
+/** The fake "now" of the processor: 2.5 s after the webhook received the callback (see `envelope`). */
+const NOW = 1700000002500;
+
 const throttling = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client' });
 
 const expectedUpdate = (status: string, requestId = 'req-1') => ({
@@ -130,12 +160,16 @@ const expectParked = (record: SQSRecord, reason: string, detail: string | jest.A
 };
 
 let logger: jest.Mocked<CallbackLogger>;
+let metrics: FakeMetrics;
+let deps: CallbackDeps;
 
 beforeEach(() => {
   ddbMock.reset();
   sfnMock.reset();
   sqsMock.reset();
   logger = fakeLogger();
+  metrics = fakeMetrics();
+  deps = { metrics, now: () => NOW };
   delete process.env.AWS_ENDPOINT_URL_SQS;
   delete process.env.AWS_ENDPOINT_URL;
 });
@@ -158,7 +192,7 @@ describe('processCallbackRecord', () => {
       const body = { jobId: 'job-1', status: 'DONE', data: { pages: 3, text: 'héllo ✓' } };
       const record = callbackRecord(body);
 
-      await processCallbackRecord(record, clients, config, logger);
+      await processCallbackRecord(record, clients, config, logger, deps);
 
       expect(ddbMock).toHaveReceivedCommandWith(QueryCommand, {
         TableName: 'correlation-table',
@@ -174,10 +208,43 @@ describe('processCallbackRecord', () => {
       expect(ddbMock).toHaveReceivedCommandTimes(UpdateItemCommand, 1);
       expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, expectedUpdate('COMPLETED'));
       expect(sqsMock).not.toHaveReceivedAnyCommand();
+      // Resolved, 2.5 s after the webhook received it.
+      expect(metrics.calls).toEqual([
+        { name: 'CallbacksResolved', unit: 'Count', value: 1 },
+        { name: 'CallbackLatency', unit: 'Milliseconds', value: 2500 },
+      ]);
+      expect(logger.info).toHaveBeenCalledWith('Waiting workflow resumed', { outcome: 'success', latencyMs: 2500 });
+    });
+
+    test.each([
+      ['a string', '1700000001000', 1500],
+      ['in the future (clock skew)', 1700000009999, 0],
+    ])('WHEN the envelope time is %s THEN the latency is still measured', async (_, receivedAtEpochMs, expected) => {
+      await processCallbackRecord(sqsRecord(envelope(JSON.stringify({ jobId: 'job-1' }), { receivedAtEpochMs })), clients, config, logger, deps);
+
+      expect(metrics.calls).toContainEqual({ name: 'CallbackLatency', unit: 'Milliseconds', value: expected });
+    });
+
+    test.each([
+      ['missing', undefined],
+      ['not a number', 'yesterday'],
+    ])('WHEN the envelope time is %s THEN the callback is resolved without a latency', async (_, receivedAtEpochMs) => {
+      await processCallbackRecord(sqsRecord(envelope(JSON.stringify({ jobId: 'job-1' }), { receivedAtEpochMs })), clients, config, logger, deps);
+
+      expect(sfnMock).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 1);
+      expect(sums(metrics)).toEqual({ CallbacksResolved: 1 });
+    });
+
+    test('WHEN no clock is given THEN the latency is measured on the real one', async () => {
+      jest.spyOn(Date, 'now').mockReturnValue(1700000000042);
+
+      await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, { metrics });
+
+      expect(metrics.calls).toContainEqual({ name: 'CallbackLatency', unit: 'Milliseconds', value: 42 });
     });
 
     test('WHEN processed THEN every log key of the record is appended and removed afterwards', async () => {
-      await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger);
+      await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps);
 
       expect(logger.appendKeys).toHaveBeenCalledWith({ messageId: 'msg-1' });
       expect(logger.appendKeys).toHaveBeenCalledWith({ apiRequestId: 'api-req-1' });
@@ -190,7 +257,7 @@ describe('processCallbackRecord', () => {
 
     test('WHEN the job id is a number THEN it is looked up and reported as a string', async () => {
       const body = { jobId: 12345 };
-      await processCallbackRecord(callbackRecord(body), clients, config, logger);
+      await processCallbackRecord(callbackRecord(body), clients, config, logger, deps);
 
       expect(ddbMock).toHaveReceivedCommandWith(QueryCommand, { ExpressionAttributeValues: { ':jobId': { S: '12345' } } });
       expect(sfnMock).toHaveReceivedCommandWith(SendTaskSuccessCommand, { taskToken: 'token-1', output: JSON.stringify({ jobId: '12345', result: body }) });
@@ -198,7 +265,7 @@ describe('processCallbackRecord', () => {
 
     test('WHEN the job id is nested THEN the configured path finds it', async () => {
       const body = { data: { jobs: [{ 'job-id': 'job-1' }] } };
-      await processCallbackRecord(callbackRecord(body), clients, { ...config, jobIdPath: ['data', 'jobs', '0', 'job-id'] }, logger);
+      await processCallbackRecord(callbackRecord(body), clients, { ...config, jobIdPath: ['data', 'jobs', '0', 'job-id'] }, logger, deps);
 
       expect(ddbMock).toHaveReceivedCommandWith(QueryCommand, { ExpressionAttributeValues: { ':jobId': { S: 'job-1' } } });
       expect(sfnMock).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 1);
@@ -206,7 +273,7 @@ describe('processCallbackRecord', () => {
 
     test('WHEN the vendor reports a failure status THEN the task fails with VendorJobFailed and the request is COMPLETED', async () => {
       const body = { jobId: 'job-1', status: 'FAILED', reason: 'bad input' };
-      await processCallbackRecord(callbackRecord(body), clients, config, logger);
+      await processCallbackRecord(callbackRecord(body), clients, config, logger, deps);
 
       expect(sfnMock).toHaveReceivedCommandTimes(SendTaskFailureCommand, 1);
       expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, {
@@ -216,11 +283,13 @@ describe('processCallbackRecord', () => {
       });
       expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
       expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, expectedUpdate('COMPLETED'));
+      // Failing the waiting task resolves it too.
+      expect(sums(metrics)).toEqual({ CallbacksResolved: 1, CallbackLatency: 2500 });
     });
 
     test('WHEN a numeric status is listed as a failure THEN it is compared as a string', async () => {
       await processCallbackRecord(callbackRecord({ jobId: 'job-1', code: 500 }), clients,
-        { ...config, statusPath: ['code'], failureStatusValues: ['500'] }, logger);
+        { ...config, statusPath: ['code'], failureStatusValues: ['500'] }, logger, deps);
 
       expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, { error: 'VendorJobFailed' });
     });
@@ -231,7 +300,7 @@ describe('processCallbackRecord', () => {
       ['an object status', { jobId: 'job-1', status: { FAILED: true } }, config],
       ['no status path configured', { jobId: 'job-1', status: 'FAILED' }, { ...config, statusPath: undefined }],
     ])('WHEN the callback has %s THEN it is a success', async (_, body, cfg) => {
-      await processCallbackRecord(callbackRecord(body), clients, cfg, logger);
+      await processCallbackRecord(callbackRecord(body), clients, cfg, logger, deps);
 
       expect(sfnMock).toHaveReceivedCommandWith(SendTaskSuccessCommand, { taskToken: 'token-1', output: JSON.stringify({ jobId: 'job-1', result: body }) });
       expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
@@ -239,7 +308,7 @@ describe('processCallbackRecord', () => {
 
     test('WHEN a failure callback is huge THEN the cause is cut to 32768 characters', async () => {
       const body = { jobId: 'job-1', status: 'ERROR', log: 'x'.repeat(100_000) };
-      await processCallbackRecord(callbackRecord(body), clients, config, logger);
+      await processCallbackRecord(callbackRecord(body), clients, config, logger, deps);
 
       const cause = sfnMock.commandCalls(SendTaskFailureCommand)[0].args[0].input.cause!;
       expect(cause).toHaveLength(32768);
@@ -252,7 +321,7 @@ describe('processCallbackRecord', () => {
       const record = callbackRecord(body);
       const outputBytes = Buffer.byteLength(JSON.stringify({ jobId: 'job-1', result: body }));
 
-      await processCallbackRecord(record, clients, { ...config, maxOutputBytes: 100 }, logger);
+      await processCallbackRecord(record, clients, { ...config, maxOutputBytes: 100 }, logger, deps);
 
       expectParked(record, 'OUTPUT_TOO_LARGE', `task output is ${outputBytes} bytes, over the limit of 100 bytes`);
       expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, {
@@ -263,12 +332,14 @@ describe('processCallbackRecord', () => {
       });
       expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
       expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, expectedUpdate('COMPLETED'));
+      // Both parked (rejected) and its task failed (resolved).
+      expect(sums(metrics)).toEqual({ CallbacksRejected: 1, CallbacksResolved: 1, CallbackLatency: 2500 });
     });
 
     test('WHEN the output is over the default 256 KiB in UTF-8 bytes THEN it is too large', async () => {
       // 100,000 three-byte characters: 300,000 bytes, but only 100,000 UTF-16 units.
       const body = { jobId: 'job-1', text: '€'.repeat(100_000) };
-      await processCallbackRecord(callbackRecord(body), clients, config, logger);
+      await processCallbackRecord(callbackRecord(body), clients, config, logger, deps);
 
       expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, { MessageAttributes: expect.objectContaining({ reason: { DataType: 'String', StringValue: 'OUTPUT_TOO_LARGE' } }) });
       expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, { error: 'CallbackTooLarge' });
@@ -278,7 +349,7 @@ describe('processCallbackRecord', () => {
     test('WHEN the output is exactly at the limit THEN it is sent', async () => {
       const body = { jobId: 'job-1' };
       const size = Buffer.byteLength(JSON.stringify({ jobId: 'job-1', result: body }));
-      await processCallbackRecord(callbackRecord(body), clients, { ...config, maxOutputBytes: size }, logger);
+      await processCallbackRecord(callbackRecord(body), clients, { ...config, maxOutputBytes: size }, logger, deps);
 
       expect(sfnMock).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 1);
       expect(sqsMock).not.toHaveReceivedAnyCommand();
@@ -291,18 +362,19 @@ describe('processCallbackRecord', () => {
     ])('WHEN Step Functions answers %s THEN the request is LATE and the record is handled', async (name, error) => {
       sfnMock.on(SendTaskSuccessCommand).rejects(error());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).resolves.toBeUndefined();
 
       expect(ddbMock).toHaveReceivedCommandTimes(UpdateItemCommand, 1);
       expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, expectedUpdate('LATE'));
       expect(logger.warn).toHaveBeenCalledWith('Late callback: the waiting workflow has already ended', expect.objectContaining({ error: name }));
       expect(sqsMock).not.toHaveReceivedAnyCommand();
+      expect(metrics.calls).toEqual([{ name: 'LateCallbacks', unit: 'Count', value: 1 }]);
     });
 
     test('WHEN the vendor failure is late THEN the request is LATE too', async () => {
       sfnMock.on(SendTaskFailureCommand).rejects(new TaskTimedOut({ message: 'Task Timed Out', $metadata: {} }));
 
-      await processCallbackRecord(callbackRecord({ jobId: 'job-1', status: 'FAILED' }), clients, config, logger);
+      await processCallbackRecord(callbackRecord({ jobId: 'job-1', status: 'FAILED' }), clients, config, logger, deps);
 
       expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, expectedUpdate('LATE'));
     });
@@ -310,19 +382,21 @@ describe('processCallbackRecord', () => {
     test('WHEN Step Functions throttles THEN the record fails for redelivery and nothing is updated', async () => {
       sfnMock.on(SendTaskSuccessCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger)).rejects.toThrow('Rate exceeded');
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).rejects.toThrow('Rate exceeded');
 
       expect(ddbMock).not.toHaveReceivedCommand(UpdateItemCommand);
       expect(sqsMock).not.toHaveReceivedAnyCommand();
       expect(logger.error).toHaveBeenCalledWith('Callback processing failed; the record will be redelivered', expect.objectContaining({ name: 'ThrottlingException' }));
       // The keys are removed even when the record fails.
       expect(logger.removeKeys).toHaveBeenCalledTimes(1);
+      // Not decided yet: the redelivery will be counted.
+      expect(metrics.calls).toEqual([]);
     });
 
     test('WHEN the COMPLETED update fails THEN the record is still handled', async () => {
       ddbMock.on(UpdateItemCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).resolves.toBeUndefined();
 
       expect(sfnMock).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 1);
       expect(logger.error).toHaveBeenCalledWith('Could not set the request status to COMPLETED; the callback is still handled', expect.objectContaining({ name: 'ThrottlingException' }));
@@ -332,7 +406,7 @@ describe('processCallbackRecord', () => {
       ddbMock.on(UpdateItemCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
       sfnMock.on(SendTaskSuccessCommand).rejects(new InvalidToken({ message: 'Invalid Token', $metadata: {} }));
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).resolves.toBeUndefined();
       expect(logger.error).not.toHaveBeenCalled();
     });
   });
@@ -341,12 +415,13 @@ describe('processCallbackRecord', () => {
     test.each(['COMPLETED', 'LATE'])('WHEN a callback for a %s request comes THEN Step Functions is not called', async (status) => {
       ddbMock.on(QueryCommand).resolves({ Items: [correlationItem(status)] });
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).resolves.toBeUndefined();
 
       expect(sfnMock).not.toHaveReceivedAnyCommand();
       expect(ddbMock).not.toHaveReceivedCommand(UpdateItemCommand);
       expect(sqsMock).not.toHaveReceivedAnyCommand();
       expect(logger.info).toHaveBeenCalledWith('Duplicate callback ignored: the request is already finished', { status });
+      expect(metrics.calls).toEqual([{ name: 'DuplicateCallbacks', unit: 'Count', value: 1 }]);
     });
   });
 
@@ -366,7 +441,7 @@ describe('processCallbackRecord', () => {
       jest.spyOn(Math, 'random').mockReturnValue(random);
       const record = callbackRecord({ jobId: 'job-early' }, { receiveCount });
 
-      const error = await processCallbackRecord(record, clients, config, logger).catch((e: unknown) => e);
+      const error = await processCallbackRecord(record, clients, config, logger, deps).catch((e: unknown) => e);
 
       expect(error).toBeInstanceOf(EarlyCallbackError);
       expect(sqsMock).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 1);
@@ -377,12 +452,13 @@ describe('processCallbackRecord', () => {
       });
       expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
       expect(sfnMock).not.toHaveReceivedAnyCommand();
+      expect(metrics.calls).toEqual([{ name: 'EarlyCallbacks', unit: 'Count', value: 1 }]);
     });
 
     test('WHEN a local endpoint is configured THEN the queue URL uses it', async () => {
       process.env.AWS_ENDPOINT_URL_SQS = 'http://localhost:4566/';
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-early' }), clients, config, logger)).rejects.toThrow(EarlyCallbackError);
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-early' }), clients, config, logger, deps)).rejects.toThrow(EarlyCallbackError);
 
       expect(sqsMock).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { QueueUrl: 'http://localhost:4566/123456789012/callback-queue' });
     });
@@ -390,11 +466,12 @@ describe('processCallbackRecord', () => {
     test('WHEN ChangeMessageVisibility fails THEN the error is logged and the record still fails for retry', async () => {
       sqsMock.on(ChangeMessageVisibilityCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-early' }), clients, config, logger))
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-early' }), clients, config, logger, deps))
         .rejects.toThrow('No request found for job id "job-early"');
 
       expect(logger.error).toHaveBeenCalledWith(expect.stringContaining('Could not delay the retry'), expect.objectContaining({ name: 'ThrottlingException' }));
       expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
+      expect(sums(metrics)).toEqual({ EarlyCallbacks: 1 });
     });
   });
 
@@ -409,12 +486,13 @@ describe('processCallbackRecord', () => {
     ])('WHEN the envelope has %s THEN it is parked as MALFORMED_ENVELOPE', async (_, body, detail) => {
       const record = sqsRecord(body);
 
-      await expect(processCallbackRecord(record, clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(record, clients, config, logger, deps)).resolves.toBeUndefined();
 
       expectParked(record, 'MALFORMED_ENVELOPE', detail);
       expect(ddbMock).not.toHaveReceivedAnyCommand();
       expect(sfnMock).not.toHaveReceivedAnyCommand();
       expect(logger.warn).toHaveBeenCalledWith('Callback parked in the dead-letter queue', { reason: 'MALFORMED_ENVELOPE', detail: expect.any(String) });
+      expect(metrics.calls).toEqual([{ name: 'CallbacksRejected', unit: 'Count', value: 1 }]);
     });
 
     test.each([
@@ -424,10 +502,11 @@ describe('processCallbackRecord', () => {
     ])('WHEN the callback body is %s THEN it is parked as MALFORMED_BODY', async (_, rawBody) => {
       const record = sqsRecord(envelope(rawBody));
 
-      await expect(processCallbackRecord(record, clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(record, clients, config, logger, deps)).resolves.toBeUndefined();
 
       expectParked(record, 'MALFORMED_BODY', expect.stringMatching(/^callback body is not UTF-8 JSON: /));
       expect(ddbMock).not.toHaveReceivedAnyCommand();
+      expect(sums(metrics)).toEqual({ CallbacksRejected: 1 });
     });
 
     test.each([
@@ -440,28 +519,30 @@ describe('processCallbackRecord', () => {
     ])('WHEN the job id is %s THEN it is parked as MISSING_JOB_ID', async (_, body, got) => {
       const record = callbackRecord(body);
 
-      await expect(processCallbackRecord(record, clients, config, logger)).resolves.toBeUndefined();
+      await expect(processCallbackRecord(record, clients, config, logger, deps)).resolves.toBeUndefined();
 
       expectParked(record, 'MISSING_JOB_ID', `no job id at $['jobId']: expected a non-empty string or a number, got ${got}`);
       expect(ddbMock).not.toHaveReceivedAnyCommand();
       expect(sfnMock).not.toHaveReceivedAnyCommand();
+      expect(sums(metrics)).toEqual({ CallbacksRejected: 1 });
     });
 
     test('WHEN the correlation item has no task token THEN it is parked as INVALID_CORRELATION_ITEM', async () => {
       ddbMock.on(QueryCommand).resolves({ Items: [{ requestId: { S: 'req-1' }, jobId: { S: 'job-1' }, status: { S: 'SUBMITTED' } }] });
       const record = callbackRecord({ jobId: 'job-1' });
 
-      await processCallbackRecord(record, clients, config, logger);
+      await processCallbackRecord(record, clients, config, logger, deps);
 
       expectParked(record, 'INVALID_CORRELATION_ITEM', 'the item for job id "job-1" has no taskToken');
       expect(sfnMock).not.toHaveReceivedAnyCommand();
+      expect(sums(metrics)).toEqual({ CallbacksRejected: 1 });
     });
 
     test('WHEN the detail is long THEN it is cut to 1000 characters', async () => {
       const longName = 'k'.repeat(2000);
       const record = callbackRecord({ jobId: 'job-1' });
 
-      await processCallbackRecord(record, clients, { ...config, jobIdPath: [longName] }, logger);
+      await processCallbackRecord(record, clients, { ...config, jobIdPath: [longName] }, logger, deps);
 
       const detail = sqsMock.commandCalls(SendMessageCommand)[0].args[0].input.MessageAttributes!.detail.StringValue!;
       expect(detail).toBe(`no job id at $['${longName}']: expected a non-empty string or a number, got nothing`.slice(0, 1000));
@@ -470,17 +551,20 @@ describe('processCallbackRecord', () => {
     test('WHEN parking in the dead-letter queue fails THEN the record fails for redelivery (never lost)', async () => {
       sqsMock.on(SendMessageCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(sqsRecord('not json'), clients, config, logger)).rejects.toThrow('Rate exceeded');
+      await expect(processCallbackRecord(sqsRecord('not json'), clients, config, logger, deps)).rejects.toThrow('Rate exceeded');
+      // Not parked: not counted (the redelivery will be).
+      expect(metrics.calls).toEqual([]);
     });
 
     test('WHEN parking a too large output fails THEN the task is not failed (the redelivery starts over)', async () => {
       ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
       sqsMock.on(SendMessageCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1', text: 'z'.repeat(500) }), clients, { ...config, maxOutputBytes: 100 }, logger))
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1', text: 'z'.repeat(500) }), clients, { ...config, maxOutputBytes: 100 }, logger, deps))
         .rejects.toThrow('Rate exceeded');
 
       expect(sfnMock).not.toHaveReceivedAnyCommand();
+      expect(metrics.calls).toEqual([]);
     });
   });
 
@@ -488,7 +572,7 @@ describe('processCallbackRecord', () => {
     test('WHEN a callback comes THEN the record fails for redelivery without touching the visibility', async () => {
       ddbMock.on(QueryCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger)).rejects.toThrow('Rate exceeded');
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).rejects.toThrow('Rate exceeded');
 
       expect(sqsMock).not.toHaveReceivedAnyCommand();
       expect(sfnMock).not.toHaveReceivedAnyCommand();
@@ -564,6 +648,37 @@ describe('loadConfig', () => {
 // The Lambda handler: real module, real Powertools batch processing
 // ---------------------------------------------------------------------------------------------
 
+/** An EMF document as Powertools writes it (only the parts the tests read are typed). */
+interface EmfDocument {
+  readonly _aws: {
+    readonly Timestamp: number;
+    readonly CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][]; Metrics: Array<{ Name: string; Unit: string }> }>;
+  };
+  readonly [key: string]: unknown;
+}
+
+/** Runs `run` with stdout captured, and returns the EMF documents written meanwhile. */
+async function captureEmf(run: () => Promise<unknown>): Promise<EmfDocument[]> {
+  const chunks: string[] = [];
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array) => {
+    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    return true;
+  }) as typeof process.stdout.write);
+  try {
+    await run();
+  } finally {
+    write.mockRestore();
+  }
+  return chunks.join('').split('\n').flatMap((line) => {
+    try {
+      const doc = JSON.parse(line) as Partial<EmfDocument>;
+      return Array.isArray(doc?._aws?.CloudWatchMetrics) ? [doc as EmfDocument] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 describe('handler', () => {
   let handler: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
   const context: Context = {
@@ -593,6 +708,9 @@ describe('handler', () => {
     process.env[CallbackEnv.DEAD_LETTER_QUEUE_URL] = DLQ_URL;
     process.env.AWS_REGION = 'eu-west-1';
     process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+    process.env.POWERTOOLS_SERVICE_NAME = 'callback-processor';
+    process.env.POWERTOOLS_METRICS_NAMESPACE = 'CustomNamespace';
+    process.env[METRICS_SCOPE_ENV] = 'orders-scope';
     ({ handler } = jest.requireActual<typeof import('../../src/callback-webhook/callback-processor.lambda')>(
       '../../src/callback-webhook/callback-processor.lambda',
     ));
@@ -622,9 +740,38 @@ describe('handler', () => {
       callbackRecord({ jobId: 'job-duplicate' }, { messageId: 'duplicate' }),
     ];
 
-    const response = await handler({ Records: records }, context);
+    let response: SQSBatchResponse | undefined;
+    const emf = await captureEmf(async () => {
+      response = await handler({ Records: records }, context);
+    });
 
     expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'early' }, { itemIdentifier: 'throttled' }] });
+    // One EMF document for the invocation: the namespace from the environment, exactly the Scope
+    // dimension, and a count per outcome (the throttled record is not decided yet: not counted).
+    expect(emf).toHaveLength(1);
+    const [doc] = emf;
+    expect(doc._aws.CloudWatchMetrics).toHaveLength(1);
+    expect(doc._aws.CloudWatchMetrics[0].Namespace).toBe('CustomNamespace');
+    expect(doc._aws.CloudWatchMetrics[0].Dimensions).toEqual([['Scope']]);
+    expect(doc._aws.CloudWatchMetrics[0].Metrics).toEqual(expect.arrayContaining([
+      { Name: 'CallbacksResolved', Unit: 'Count' },
+      { Name: 'CallbacksRejected', Unit: 'Count' },
+      { Name: 'EarlyCallbacks', Unit: 'Count' },
+      { Name: 'LateCallbacks', Unit: 'Count' },
+      { Name: 'DuplicateCallbacks', Unit: 'Count' },
+      { Name: 'CallbackLatency', Unit: 'Milliseconds' },
+    ]));
+    expect(doc._aws.CloudWatchMetrics[0].Metrics).toHaveLength(6);
+    expect(doc.Scope).toBe('orders-scope');
+    expect(doc).not.toHaveProperty('service');
+    expect(doc).toMatchObject({
+      CallbacksResolved: [1, 1], // good, vendor-failed
+      CallbacksRejected: [1, 1, 1], // malformed-envelope, malformed-body, missing-job-id
+      EarlyCallbacks: 1,
+      LateCallbacks: 1,
+      DuplicateCallbacks: 1,
+      CallbackLatency: [expect.any(Number), expect.any(Number)],
+    });
     // The good ones went through.
     expect(sfnMock).toHaveReceivedCommandWith(SendTaskSuccessCommand, { taskToken: 'token-good', output: JSON.stringify({ jobId: 'job-good', result: { jobId: 'job-good', status: 'DONE' } }) });
     expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, { taskToken: 'token-failed', error: 'VendorJobFailed' });
@@ -654,10 +801,19 @@ describe('handler', () => {
       callbackRecord({ jobId: 'job-b' }, { messageId: 'b' }),
     ];
 
-    await expect(handler({ Records: records }, context)).resolves.toEqual({ batchItemFailures: [{ itemIdentifier: 'a' }, { itemIdentifier: 'b' }] });
+    const emf = await captureEmf(async () => {
+      await expect(handler({ Records: records }, context)).resolves.toEqual({ batchItemFailures: [{ itemIdentifier: 'a' }, { itemIdentifier: 'b' }] });
+    });
+
+    expect(emf).toHaveLength(1);
+    expect(emf[0]).toMatchObject({ Scope: 'orders-scope', EarlyCallbacks: [1, 1] });
   });
 
-  test('GIVEN an empty batch WHEN handled THEN nothing fails', async () => {
-    await expect(handler({ Records: [] }, context)).resolves.toEqual({ batchItemFailures: [] });
+  test('GIVEN an empty batch WHEN handled THEN nothing fails and no EMF document is written', async () => {
+    const emf = await captureEmf(async () => {
+      await expect(handler({ Records: [] }, context)).resolves.toEqual({ batchItemFailures: [] });
+    });
+
+    expect(emf).toEqual([]);
   });
 });

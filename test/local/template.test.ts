@@ -285,9 +285,9 @@ describe('fails loudly', () => {
 
   test('on a resource type it neither executes nor knowingly leaves out', () => {
     expect(() => localTemplate({
-      Topic: { Type: 'AWS::SNS::Topic', Metadata: { 'aws:cdk:path': '/Unit/Topic/Resource' } },
+      Stream: { Type: 'AWS::Kinesis::Stream', Metadata: { 'aws:cdk:path': '/Unit/Stream/Resource' } },
       Jobs: JOBS_QUEUE,
-    })).toThrow(/Stack Unit has resources the local runtime cannot execute: AWS::SNS::Topic Topic \[construct \/Unit\/Topic\/Resource\]/);
+    })).toThrow(/Stack Unit has resources the local runtime cannot execute: AWS::Kinesis::Stream Stream \[construct \/Unit\/Stream\/Resource\]/);
   });
 
   test('but keeps resources it does not model as synthesized, whatever intrinsics they use', () => {

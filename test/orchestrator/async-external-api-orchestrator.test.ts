@@ -580,3 +580,28 @@ describe('AsyncExternalApiOrchestrator', () => {
     });
   });
 });
+
+describe('AsyncExternalApiOrchestrator with @aws-cdk/aws-iam:minimizePolicies', () => {
+  test('synthesizes (cdk init turns the flag on) and still scopes SendTaskFailure to the registered workflow', () => {
+    // GIVEN an app with the flag new CDK apps set
+    const app = new App({ context: { '@aws-cdk/aws-iam:minimizePolicies': true } });
+    const stack = new Stack(app, 'Minimized', { env: { account: '123456789012', region: 'us-east-1' } });
+    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://vendor.example.com/v1/jobs',
+      requestsPerSecond: 10,
+      callbackTimeout: Duration.minutes(30),
+    });
+    const main = new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order') })),
+    });
+
+    // WHEN
+    orchestrator.registerWorkflow(main);
+    const template = Template.fromStack(stack);
+
+    // THEN the dispatch role may fail tasks of the main workflow, and of nothing else
+    const policies = JSON.stringify(Object.values(template.findResources('AWS::IAM::Policy')).map((p) => p.Properties.PolicyDocument));
+    expect(policies).toContain('states:SendTaskFailure');
+    expect(policies).not.toMatch(/"Resource":"\*"[^}]*SendTaskFailure|SendTaskFailure[^}]*"Resource":"\*"/);
+  });
+});

@@ -17,12 +17,14 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import * as dispatchModule from '../../src/rate-controlled-queue-consumer/dispatch';
 import {
   buildDispatchInput,
   dispatchBatch,
   DispatchConfig,
   DispatchDeps,
   DispatchLogger,
+  DispatchMetrics,
   executionName,
   loadConfig,
   parseRequestMessage,
@@ -30,6 +32,7 @@ import {
 } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 import { DispatchInput, RequestMessage } from '../../src/shared/messages';
+import { METRICS_NAMESPACE } from '../../src/shared/metrics';
 
 const ddb = mockClient(DynamoDBClient);
 const sfn = mockClient(SFNClient);
@@ -76,6 +79,37 @@ function fakeClock(start: number = T0): FakeClock {
 
 function silentLogger(): jest.Mocked<DispatchLogger> {
   return { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as unknown as jest.Mocked<DispatchLogger>;
+}
+
+interface FakeMetrics extends DispatchMetrics {
+  readonly calls: Array<{ name: string; unit: string; value: number }>;
+  /** The values added under `name`, in order. */
+  values(name: string): number[];
+  /** Their sum (what CloudWatch's Sum statistic shows). */
+  sum(name: string): number;
+}
+
+/** Records every addMetric call. */
+function fakeMetrics(): FakeMetrics {
+  const calls: Array<{ name: string; unit: string; value: number }> = [];
+  const values = (name: string) => calls.filter((call) => call.name === name).map((call) => call.value);
+  return {
+    calls,
+    addMetric: (name, unit, value) => {
+      calls.push({ name, unit, value });
+    },
+    values,
+    sum: (name) => values(name).reduce((a, b) => a + b, 0),
+  };
+}
+
+/** The metric names counted, with their sums, for whole-picture assertions. */
+function sums(metrics: FakeMetrics): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const call of metrics.calls) {
+    out[call.name] = (out[call.name] ?? 0) + call.value;
+  }
+  return out;
 }
 
 function message(requestId: string, extra: Partial<RequestMessage> = {}): RequestMessage {
@@ -139,17 +173,21 @@ function startInputs(): StartExecutionCommandInput[] {
   return sfn.commandCalls(StartExecutionCommand).map((call) => call.args[0].input);
 }
 
+let metrics: FakeMetrics;
+
 function deps(clock: FakeClock, logger: DispatchLogger = silentLogger(), config: DispatchConfig = CONFIG): DispatchDeps {
   return {
     clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: new SQSClient({}) },
     config,
     logger,
+    metrics,
     clock,
     random: () => 0.5,
   };
 }
 
 beforeEach(() => {
+  metrics = fakeMetrics();
   ddb.reset();
   sfn.reset();
   sqs.reset();
@@ -190,6 +228,11 @@ describe('dispatchBatch', () => {
     });
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
     expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+    // One DispatchedRequests per start; PacingWait from when pacing began to each start.
+    expect(sums(metrics)).toEqual({ DispatchedRequests: 3, PacingWait: 315 });
+    expect(metrics.values('PacingWait')).toEqual([0, 105, 210]);
+    expect(metrics.calls.filter((call) => call.name === 'DispatchedRequests').every((call) => call.unit === 'Count' && call.value === 1)).toBe(true);
+    expect(metrics.calls.filter((call) => call.name === 'PacingWait').every((call) => call.unit === 'Milliseconds')).toBe(true);
   });
 
   test('GIVEN a backlog in the pacer WHEN dispatching THEN the first start waits for the next free slot', async () => {
@@ -205,6 +248,8 @@ describe('dispatchBatch', () => {
     // The wait is logged per message at debug level, with the request id.
     expect(logger.debug).toHaveBeenCalledWith('waiting for pacing slot', expect.objectContaining({ requestId: 'req-a', waitMs: 700 }));
     expect(logger.debug).toHaveBeenCalledWith('waiting for pacing slot', expect.objectContaining({ requestId: 'req-b', waitMs: 105 }));
+    expect(metrics.values('PacingWait')).toEqual([700, 805]);
+    expect(metrics.sum('DispatchedRequests')).toBe(2);
   });
 
   test('GIVEN malformed messages among valid ones WHEN dispatching THEN they are parked, their tasks failed, and the valid one starts', async () => {
@@ -256,6 +301,8 @@ describe('dispatchBatch', () => {
     expect(startInputs().map((input) => JSON.parse(input.input!).requestId)).toEqual(['req-ok']);
     // Only the valid message was paced.
     expect(ddb.commandCalls(UpdateItemCommand)[0].args[0].input.ExpressionAttributeValues![':new']).toEqual({ N: String(T0 + 105) });
+    expect(sums(metrics)).toEqual({ ParkedRequests: 5, DispatchedRequests: 1, PacingWait: 0 });
+    expect(metrics.calls.filter((call) => call.name === 'ParkedRequests').every((call) => call.unit === 'Count')).toBe(true);
   });
 
   test('GIVEN the task of a malformed message cannot be failed WHEN dispatching THEN the message is still handled', async () => {
@@ -266,6 +313,7 @@ describe('dispatchBatch', () => {
     expect(response).toEqual({ batchItemFailures: [] });
     expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 1);
     expect(sfn).toHaveReceivedCommandTimes(SendTaskFailureCommand, 1);
+    expect(sums(metrics)).toEqual({ ParkedRequests: 1 });
   });
 
   test('GIVEN the dead-letter queue is unavailable WHEN parking THEN the message is a batch item failure and its task is left alone', async () => {
@@ -275,6 +323,8 @@ describe('dispatchBatch', () => {
 
     expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'bad' }] });
     expect(sfn).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    // Not parked: it stays on the queue, so it is not counted.
+    expect(metrics.calls).toEqual([]);
   });
 
   test('GIVEN a message whose execution input would exceed 256 KiB WHEN dispatching THEN it is parked instead of retried forever', async () => {
@@ -289,6 +339,7 @@ describe('dispatchBatch', () => {
     expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: DLQ_URL, MessageBody: JSON.stringify(huge) });
     expect(sfn).toHaveReceivedCommandWith(SendTaskFailureCommand, { taskToken: 'token-req-huge', error: 'VendorRequestFailed' });
+    expect(sums(metrics)).toEqual({ ParkedRequests: 1 });
   });
 
   test('GIVEN StartExecution is throttled for one message WHEN dispatching THEN only that one is a batch item failure and it is not retried late', async () => {
@@ -304,6 +355,8 @@ describe('dispatchBatch', () => {
     expect(startInputs().map((input) => JSON.parse(input.input!).requestId)).toEqual(['req-a', 'req-b']);
     // The throttled message's visibility is left alone: it simply returns after its timeout.
     expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+    // Both calls were issued in their slots: both count, whatever their outcome.
+    expect(sums(metrics)).toEqual({ DispatchedRequests: 2, PacingWait: 105 });
   });
 
   test('GIVEN no slot fits before the deadline WHEN dispatching THEN nothing starts and the messages come back when the schedule has room', async () => {
@@ -323,6 +376,8 @@ describe('dispatchBatch', () => {
         VisibilityTimeout: 10, // ceil(9.5 s)
       });
     }
+    // Postponed messages were not started: no start, no pacing wait, no slot given up.
+    expect(metrics.calls).toEqual([]);
   });
 
   test('GIVEN more messages than slots before the deadline WHEN dispatching THEN the rest are postponed until the next free slot', async () => {
@@ -340,6 +395,8 @@ describe('dispatchBatch', () => {
     // Next free slot is T0 + 2100; it is T0 + 1050 now.
     expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-c', VisibilityTimeout: 2 });
     expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-d', VisibilityTimeout: 2 });
+    expect(metrics.sum('DispatchedRequests')).toBe(2);
+    expect(metrics.values('PacingWait')).toEqual([0, 1050]);
   });
 
   test('GIVEN the Lambda wakes up later than the tolerance WHEN dispatching THEN the slot is given up and new slots are reserved', async () => {
@@ -363,6 +420,11 @@ describe('dispatchBatch', () => {
     expect(pacer.value()).toBe(T0 + 525);
     expect(startInputs().map((input) => JSON.parse(input.input!).requestId)).toEqual(['req-a', 'req-b', 'req-c']);
     expect(logger.warn).toHaveBeenCalledWith('missed pacing slot; reserving new slots', expect.objectContaining({ requestId: 'req-b', lateByMs: 80 }));
+    // The missed slot (+105) and the rest of that reservation (+210) are given up.
+    expect(metrics.calls.filter((call) => call.name === 'SlotsGivenUp')).toEqual([{ name: 'SlotsGivenUp', unit: 'Count', value: 2 }]);
+    expect(metrics.sum('DispatchedRequests')).toBe(3);
+    // Measured from when pacing began, so req-b's wait includes the slot it lost.
+    expect(metrics.values('PacingWait')).toEqual([0, 315, 420]);
   });
 
   test('GIVEN the pacer table is unavailable WHEN dispatching THEN nothing starts and every valid message is a batch item failure', async () => {
@@ -374,6 +436,7 @@ describe('dispatchBatch', () => {
     expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
     // When the schedule has room is unknown: the messages return after their visibility timeout.
     expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+    expect(metrics.calls).toEqual([]);
   });
 
   test('GIVEN an empty batch WHEN dispatching THEN nothing is called', async () => {
@@ -381,6 +444,7 @@ describe('dispatchBatch', () => {
 
     expect(response).toEqual({ batchItemFailures: [] });
     expect(ddb.calls()).toHaveLength(0);
+    expect(metrics.calls).toEqual([]);
   });
 });
 
@@ -475,6 +539,37 @@ function loadHandlerModule(): typeof import('../../src/rate-controlled-queue-con
   return require('../../src/rate-controlled-queue-consumer/dispatcher.lambda');
 }
 
+/** An EMF document as Powertools writes it (only the parts the tests read are typed). */
+interface EmfDocument {
+  readonly _aws: {
+    readonly Timestamp: number;
+    readonly CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][]; Metrics: Array<{ Name: string; Unit: string }> }>;
+  };
+  readonly [key: string]: unknown;
+}
+
+/** Runs `run` with stdout captured, and returns the EMF documents written meanwhile. */
+async function captureEmf(run: () => Promise<unknown>): Promise<EmfDocument[]> {
+  const chunks: string[] = [];
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array) => {
+    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    return true;
+  }) as typeof process.stdout.write);
+  try {
+    await run();
+  } finally {
+    write.mockRestore();
+  }
+  return chunks.join('').split('\n').flatMap((line) => {
+    try {
+      const doc = JSON.parse(line) as Partial<EmfDocument>;
+      return Array.isArray(doc?._aws?.CloudWatchMetrics) ? [doc as EmfDocument] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 describe('handler', () => {
   const ENV = {
     STATE_MACHINE_ARN: STATE_MACHINE_ARN,
@@ -486,6 +581,9 @@ describe('handler', () => {
     DEAD_LETTER_QUEUE_URL: DLQ_URL,
     AWS_REGION: 'eu-west-1',
     POWERTOOLS_LOG_LEVEL: 'SILENT',
+    // As the construct sets them (POWERTOOLS_METRICS_NAMESPACE unset: the default namespace).
+    METRICS_SCOPE: 'orders-scope',
+    POWERTOOLS_SERVICE_NAME: 'dispatcher',
   };
   const saved = { ...process.env };
 
@@ -501,13 +599,63 @@ describe('handler', () => {
     // file's module registry so that the SDK clients it creates at load are the mocked classes.
     const { handler } = loadHandlerModule();
 
-    const response = await handler(sqsEvent(record(message('req-a'), 'm0'), record('oops', 'm1'), record(message('req-b'), 'm2')));
+    let response: unknown;
+    const emf = await captureEmf(async () => {
+      response = await handler(sqsEvent(record(message('req-a'), 'm0'), record('oops', 'm1'), record(message('req-b'), 'm2')));
+    });
 
     expect(response).toEqual({ batchItemFailures: [] });
+    // One EMF document for the invocation: namespace, exactly the Scope dimension, the counts.
+    expect(emf).toHaveLength(1);
+    const [doc] = emf;
+    expect(doc._aws.CloudWatchMetrics).toHaveLength(1);
+    expect(doc._aws.CloudWatchMetrics[0].Namespace).toBe(METRICS_NAMESPACE);
+    expect(doc._aws.CloudWatchMetrics[0].Dimensions).toEqual([['Scope']]);
+    expect(doc._aws.CloudWatchMetrics[0].Metrics).toEqual(expect.arrayContaining([
+      { Name: 'DispatchedRequests', Unit: 'Count' },
+      { Name: 'PacingWait', Unit: 'Milliseconds' },
+      { Name: 'ParkedRequests', Unit: 'Count' },
+    ]));
+    expect(doc._aws.CloudWatchMetrics[0].Metrics).toHaveLength(3);
+    expect(doc.Scope).toBe('orders-scope');
+    expect(doc).not.toHaveProperty('service');
+    expect(doc.DispatchedRequests).toEqual([1, 1]);
+    expect(doc.ParkedRequests).toBe(1);
+    expect(doc.PacingWait).toEqual([expect.any(Number), expect.any(Number)]);
+    expect((doc.PacingWait as number[]).every((ms) => ms >= 0)).toBe(true);
     expect(ddb).toHaveReceivedCommandWith(GetItemCommand, { TableName: 'pacer-table' });
     expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 2);
     expect(sfn).toHaveReceivedCommandWith(StartExecutionCommand, { stateMachineArn: STATE_MACHINE_ARN, name: expect.stringMatching(/^req-a-1-/) });
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: DLQ_URL, MessageBody: 'oops' });
+  });
+
+  test('GIVEN the batch crashes half-way WHEN the handler runs THEN what was counted is still published', async () => {
+    Object.assign(process.env, ENV);
+    const { handler } = loadHandlerModule();
+    const crash = jest.spyOn(dispatchModule, 'dispatchBatch').mockImplementation(async (_event, d) => {
+      d.metrics.addMetric('DispatchedRequests', 'Count', 1);
+      throw new Error('crashed mid-batch');
+    });
+
+    let error: unknown;
+    const emf = await captureEmf(() => handler(sqsEvent(record(message('req-a'), 'm0'))).catch((e: unknown) => {
+      error = e;
+    }));
+    crash.mockRestore();
+
+    expect(error).toEqual(new Error('crashed mid-batch'));
+    expect(emf).toHaveLength(1);
+    expect(emf[0].DispatchedRequests).toBe(1);
+    expect(emf[0].Scope).toBe('orders-scope');
+  });
+
+  test('GIVEN nothing was counted WHEN the handler runs THEN no EMF document is written', async () => {
+    Object.assign(process.env, ENV);
+    const { handler } = loadHandlerModule();
+
+    const emf = await captureEmf(() => handler(sqsEvent()));
+
+    expect(emf).toEqual([]);
   });
 
   test('GIVEN a required variable is missing WHEN the module loads THEN it fails naming the variable', async () => {

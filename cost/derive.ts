@@ -1,0 +1,925 @@
+/**
+ * Usage per request of a stack with one AsyncExternalApiOrchestrator, read from its synthesized
+ * template: state counts, batch sizes, memory sizes, log settings and the DynamoDB writes come from
+ * the template; latencies and sizes the template cannot know come from `assumptions.ts`.
+ *
+ * The template is read through `LocalTemplate` (local/template.ts), which resolves every intrinsic,
+ * so definitions, environment variables and queue/table references can be compared as strings.
+ */
+import {
+  ACCESS_LOG_VARIABLE_BYTES, BYTES_PER_GB, EXPRESS_BASE_MEMORY_MB, EXPRESS_DURATION_STEP_MS, EXPRESS_MEMORY_CHUNK_MB,
+  LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES, SQS_CHUNK_BYTES, SQS_MESSAGES_PER_CALL,
+} from './assumptions';
+import { AslDefinition, happyPath } from './happy-path';
+import { DesignUsage, MonthlyLine, UsageLine } from './model';
+import { LocalTemplate } from '../local/template';
+import { LocalEndpoints, ResolvedResource } from '../local/types';
+import { DEFAULT_LATENESS_TOLERANCE_MS, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
+import { CallbackEnv, ConsumerEnv } from '../src/shared/env';
+import { CorrelationAttributes, RequestStatus } from '../src/shared/messages';
+
+/** What the template cannot say about the traffic. */
+export interface DeriveOptions {
+  /** Requests per second sustained around the clock. */
+  readonly trafficRps: number;
+  /** How long the vendor takes to answer the job submission. */
+  readonly vendorLatencyMs: number;
+  /** Size of a request's payload (JSON). */
+  readonly payloadBytes: number;
+  /** Size of the vendor's callback body. */
+  readonly callbackBytes: number;
+  /** Length of a Step Functions task token. */
+  readonly taskTokenBytes: number;
+}
+
+export const DEFAULT_DERIVE_OPTIONS: Omit<DeriveOptions, 'trafficRps'> = {
+  vendorLatencyMs: 300,
+  payloadBytes: 1024,
+  callbackBytes: 1024,
+  taskTokenBytes: 700,
+};
+
+/** Endpoints for LocalTemplate: only used to build identities, never called. */
+const NO_ENDPOINTS: LocalEndpoints = {
+  sqs: 'https://sqs.invalid',
+  dynamodb: 'https://dynamodb.invalid',
+  sfn: 'https://states.invalid',
+  secretsManager: 'https://secretsmanager.invalid',
+};
+
+/** Loads `<stackName>` from a cloud assembly directory, for {@link deriveStack}. */
+export function loadStack(assemblyDir: string, stackName: string): LocalTemplate {
+  return LocalTemplate.load(assemblyDir, stackName, NO_ENDPOINTS);
+}
+
+/** Reads a template object (tests, or a template not on disk), for {@link deriveStack}. */
+export function stackFromTemplate(template: Record<string, unknown>, stackName: string): LocalTemplate {
+  return LocalTemplate.fromTemplate(template, NO_ENDPOINTS, { stackName });
+}
+
+/** One DynamoDB write of a request and what it consumes. */
+export interface WriteCost {
+  /** Who writes: a state name or a handler. */
+  readonly by: string;
+  readonly table: string;
+  /** Attributes set by the write. */
+  readonly attributes: string[];
+  /** Size of the item after the write (the larger of before and after is billed). */
+  readonly itemBytes: number;
+  readonly writeUnits: number;
+  /** Units written to global secondary indexes (a write that touches an index's key or projection). */
+  readonly indexWriteUnits: number;
+}
+
+/** An event source mapping as the model reads it. */
+export interface QueueFeed {
+  readonly queue: string;
+  readonly function: string;
+  readonly batchSize: number;
+  readonly batchingWindowSeconds: number;
+  readonly maxConcurrency?: number;
+  /** Average messages per invocation at the traffic rate. */
+  readonly fill: number;
+  readonly fillRule: string;
+  /** Size of one message body. */
+  readonly messageBytes: number;
+}
+
+/** A Lambda function as the model reads it. */
+export interface FunctionModel {
+  readonly logicalId: string;
+  readonly memoryMb: number;
+  readonly arm: boolean;
+  /** Powertools INFO lines are written. */
+  readonly infoLogs: boolean;
+  /** Platform (START/END/REPORT) bytes per invocation, 0 when filtered out. */
+  readonly platformLogBytes: number;
+}
+
+/** An API Gateway REST API on the request's path. */
+export interface ApiModel {
+  readonly logicalId: string;
+  readonly stage: string;
+  /** Access log bytes per request (0 without access logging). */
+  readonly accessLogBytes: number;
+  /** Execution log bytes per request (0 unless INFO logging or data tracing). */
+  readonly executionLogBytes: number;
+  readonly detailedMetrics: boolean;
+  readonly tracing: boolean;
+}
+
+/** A state machine walked on its happy path. */
+export interface WorkflowModel {
+  readonly logicalId: string;
+  readonly type: 'STANDARD' | 'EXPRESS';
+  readonly definition: AslDefinition;
+  readonly path: string[];
+  readonly logBytesPerExecution: number;
+  readonly tracing: boolean;
+}
+
+/** Everything the model read from the template and computed from it. */
+export interface StackModel {
+  readonly contractRps: number;
+  readonly latenessToleranceMs: number;
+  readonly slotIntervalMs: number;
+  /** Starts per second the pacer allows: 1000 / slot interval. */
+  readonly pacingCapacityRps: number;
+  readonly maxPacingWaitMs: number;
+  /** The traffic is at or above the pacing capacity: the request queue holds a growing backlog. */
+  readonly backlogged: boolean;
+  readonly correlationTtlSeconds: number;
+  readonly main: WorkflowModel & { readonly submitState: string };
+  readonly dispatch: WorkflowModel & {
+    readonly durationMs: number;
+    readonly billedMs: number;
+    readonly memoryMb: number;
+    readonly definitionBytes: number;
+    readonly executionDataBytes: number;
+  };
+  readonly requestFeed: QueueFeed;
+  readonly callbackFeed: QueueFeed;
+  readonly dispatcher: FunctionModel & { readonly msPerRequest: number; readonly durationRule: string };
+  readonly processor: FunctionModel & { readonly msPerRequest: number };
+  readonly proxy: ApiModel;
+  readonly webhook: ApiModel;
+  readonly correlationTable: string;
+  readonly pacerTable: string;
+  readonly writes: WriteCost[];
+  /** Read units of the callback processor's query by job id. */
+  readonly lookupReadUnits: number;
+  /** Size of the correlation item once the job id is stored. */
+  readonly correlationItemBytes: number;
+  /** Size of its entry in the job id index. */
+  readonly indexEntryBytes: number;
+  /** ChangeMessageVisibility calls per request (postponed messages). */
+  readonly postponedPerRequest: number;
+}
+
+/** The result of {@link deriveStack}. */
+export interface StackDerivation {
+  readonly model: StackModel;
+  readonly usage: DesignUsage;
+  /** How each count was obtained, one line each. */
+  readonly derivation: string[];
+  /** Things the reader must know (backlog, missing features). */
+  readonly warnings: string[];
+}
+
+/** The contract (requests per second) the stack's orchestrator was synthesized with. */
+export function contractRpsOf(t: LocalTemplate): number {
+  const fn = functionWithEnv(t, [ConsumerEnv.STATE_MACHINE_ARN, ConsumerEnv.PACER_TABLE_NAME], 'queue consumer (dispatcher)');
+  return numberEnv(envOf(fn), ConsumerEnv.REQUESTS_PER_SECOND, fn);
+}
+
+/** Derives the usage per request of the stack's orchestrator. */
+export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDerivation {
+  validateOptions(options);
+  const derivation: string[] = [];
+  const warnings: string[] = [];
+  const lambda = (fn: ResolvedResource) => functionModel(fn);
+
+  // ---- The queue consumer: contract, pacing, request queue ----
+  const dispatcherFn = functionWithEnv(t, [ConsumerEnv.STATE_MACHINE_ARN, ConsumerEnv.PACER_TABLE_NAME], 'queue consumer (dispatcher)');
+  const consumerEnv = envOf(dispatcherFn);
+  const contractRps = numberEnv(consumerEnv, ConsumerEnv.REQUESTS_PER_SECOND, dispatcherFn);
+  const latenessToleranceMs = consumerEnv[ConsumerEnv.LATENESS_TOLERANCE_MS] !== undefined
+    ? numberEnv(consumerEnv, ConsumerEnv.LATENESS_TOLERANCE_MS, dispatcherFn) : DEFAULT_LATENESS_TOLERANCE_MS;
+  const maxPacingWaitMs = numberEnv(consumerEnv, ConsumerEnv.MAX_PACING_WAIT_MS, dispatcherFn);
+  const correlationTtlSeconds = numberEnv(consumerEnv, ConsumerEnv.CORRELATION_TTL_SECONDS, dispatcherFn);
+  const interval = slotIntervalMs(contractRps, latenessToleranceMs);
+  const pacingCapacityRps = 1000 / interval;
+  const backlogged = options.trafficRps >= pacingCapacityRps;
+  derivation.push(`contract ${contractRps} rps (dispatcher ${ConsumerEnv.REQUESTS_PER_SECOND}), lateness tolerance ${latenessToleranceMs} ms: `
+    + `slots ${fmt(interval, 2)} ms apart, at most ${fmt(pacingCapacityRps, 2)} starts/s`);
+  if (backlogged) {
+    warnings.push(`${fmt(options.trafficRps)} rps sustained is at or above the pacer's ${fmt(pacingCapacityRps, 2)} starts/s `
+      + `(slots ${fmt(interval, 2)} ms apart): the request queue grows by ${fmt(options.trafficRps - pacingCapacityRps, 2)} requests/s `
+      + `(${Math.round((options.trafficRps - pacingCapacityRps) * 86400).toLocaleString('en-US')} a day) and every batch is full. `
+      + `The backlog alarm will fire; a sustainable rate is below ${fmt(pacingCapacityRps, 2)} rps (--traffic-rps).`);
+  }
+
+  const dispatcher = lambda(dispatcherFn);
+  const requestEsm = feedOf(t, dispatcherFn.logicalId);
+  const requestQueue = t.findByArn(String(requestEsm.properties.EventSourceArn));
+  if (!requestQueue) {
+    throw new Error(`The dispatcher's event source ${requestEsm.logicalId} reads ${requestEsm.properties.EventSourceArn}, which is not a queue of this stack`);
+  }
+  const requestMessageBytes = options.taskTokenBytes + SIZE_BYTES.requestId + options.payloadBytes + SIZE_BYTES.requestMessageOverhead;
+  const requestFeed = feedModel(requestEsm, requestQueue.logicalId, dispatcherFn.logicalId, options.trafficRps, backlogged, requestMessageBytes);
+  const concurrency = requestFeed.maxConcurrency ?? 5;
+  derivation.push(`request queue ${requestQueue.logicalId} -> dispatcher ${dispatcherFn.logicalId}: batch size ${requestFeed.batchSize}, `
+    + `batching window ${requestFeed.batchingWindowSeconds} s, maximum concurrency ${requestFeed.maxConcurrency ?? 'none (5 pollers assumed)'}; `
+    + `${requestFeed.fillRule}`);
+
+  // Slots that do not fit before the invocation's deadline are postponed (ChangeMessageVisibility).
+  const startsPerInvocation = Math.min(requestFeed.fill, Math.floor(maxPacingWaitMs / (concurrency * interval)) + 1);
+  const postponedPerRequest = backlogged && startsPerInvocation < requestFeed.fill
+    ? (requestFeed.fill - startsPerInvocation) / startsPerInvocation : 0;
+  derivation.push(postponedPerRequest === 0
+    ? `no ChangeMessageVisibility on the happy path: a batch's ${fmt(requestFeed.fill)} slots behind ${concurrency} concurrent batches `
+      + `(${fmt(requestFeed.fill * concurrency * interval / 1000, 2)} s) fit in ${ConsumerEnv.MAX_PACING_WAIT_MS} ${maxPacingWaitMs} ms`
+    : `${fmt(postponedPerRequest, 3)} ChangeMessageVisibility per request: only ${startsPerInvocation} of ${fmt(requestFeed.fill)} slots fit `
+      + `in ${ConsumerEnv.MAX_PACING_WAIT_MS} ${maxPacingWaitMs} ms behind ${concurrency} concurrent batches`);
+
+  const fixedDispatcherMs = LATENCY_MS.invocationOverhead + 2 * LATENCY_MS.dynamodbCall + LATENCY_MS.startExecution;
+  const dispatcherMsPerRequest = backlogged
+    ? concurrency * interval + fixedDispatcherMs / requestFeed.fill
+    : ((requestFeed.fill - 1) * interval + fixedDispatcherMs) / requestFeed.fill;
+  const dispatcherRule = backlogged
+    ? `backlog: ${concurrency} invocations always waiting for slots, ${concurrency} x ${fmt(interval, 1)} ms per start `
+      + `+ ${fixedDispatcherMs} ms per invocation (reservation read and write, last StartExecution, overhead) / ${fmt(requestFeed.fill)}`
+    : `an invocation lasts until its last slot, (${fmt(requestFeed.fill)} - 1) x ${fmt(interval, 1)} ms, `
+      + `+ ${fixedDispatcherMs} ms (reservation read and write, last StartExecution, overhead), shared by ${fmt(requestFeed.fill)} requests`;
+
+  // ---- Workflows ----
+  const dispatchArn = consumerEnv[ConsumerEnv.STATE_MACHINE_ARN];
+  const dispatchSm = t.findByArn(dispatchArn);
+  if (!dispatchSm || dispatchSm.type !== 'AWS::StepFunctions::StateMachine') {
+    throw new Error(`The dispatcher starts ${dispatchArn}, which is not a state machine of this stack`);
+  }
+  const requestQueueUrl = t.queueUrlOf(requestQueue.logicalId);
+  const mains = t.ofType('AWS::StepFunctions::StateMachine')
+    .map((sm) => ({ sm, submit: submitStateOf(t.definitionOf(sm.logicalId) as AslDefinition, requestQueueUrl) }))
+    .filter((m): m is { sm: ResolvedResource; submit: string } => m.submit !== undefined);
+  if (mains.length === 0) {
+    throw new Error(`No state machine of stack ${t.stackName} sends to the request queue with .waitForTaskToken (submitJobTask): nothing to cost`);
+  }
+  if (mains.length > 1) {
+    warnings.push(`${mains.length} workflows use submitJobTask (${mains.map((m) => m.sm.logicalId).join(', ')}); the Standard transitions are those of ${mains[0].sm.logicalId}`);
+  }
+  const mainWorkflow = workflowModel(t, mains[0].sm, options);
+  if (!mainWorkflow.path.includes(mains[0].submit)) {
+    throw new Error(`The happy path of ${mainWorkflow.logicalId} (${mainWorkflow.path.join(' -> ')}) does not pass its submit task ${mains[0].submit}`);
+  }
+  const main = { ...mainWorkflow, submitState: mains[0].submit };
+  derivation.push(`main workflow ${main.logicalId} (${main.type}): happy path ${main.path.join(' -> ')} = ${main.path.length} state transitions `
+    + `(the orchestrator's ${main.submitState} is 1; the others are the example's own states)`);
+
+  const dispatchBase = workflowModel(t, dispatchSm, options);
+  const definitionBytes = Buffer.byteLength(JSON.stringify(dispatchBase.definition), 'utf8');
+  // The execution input (DispatchInput) carries the request message and, again, its fields.
+  const executionDataBytes = 2 * (options.taskTokenBytes + SIZE_BYTES.requestId + options.payloadBytes) + 200;
+  const memoryUsedMb = EXPRESS_BASE_MEMORY_MB + (definitionBytes + executionDataBytes) / 1024 ** 2;
+  const memoryMb = Math.ceil(memoryUsedMb / EXPRESS_MEMORY_CHUNK_MB) * EXPRESS_MEMORY_CHUNK_MB;
+
+  // ---- The dispatch workflow's tasks, in happy-path order ----
+  const tables = new ItemTracker(options);
+  const correlationFn = functionWithEnv(t, [CallbackEnv.TABLE_NAME, CallbackEnv.JOB_ID_INDEX_NAME], 'callback processor');
+  const callbackEnv = envOf(correlationFn);
+  const correlationTable = tableByName(t, callbackEnv[CallbackEnv.TABLE_NAME]);
+  const pacerTable = tableByName(t, consumerEnv[ConsumerEnv.PACER_TABLE_NAME]);
+  let durationMs = 0;
+  let proxyCalls = 0;
+  let proxyApiId: string | undefined;
+  let secretCalls = 0;
+  const lambdaTasks: Array<{ state: string; fn: ResolvedResource }> = [];
+  const sqsTasks: string[] = [];
+  const taskLines: string[] = [];
+  for (const name of dispatchBase.path) {
+    const state = dispatchBase.definition.States[name];
+    durationMs += LATENCY_MS.stateTransition;
+    if (state.Type !== 'Task') continue;
+    const resource = state.Resource ?? '';
+    const params = state.Parameters ?? state.Arguments ?? {};
+    const dynamo = /^arn:aws:states:::(?:aws-sdk:)?dynamodb:(\w+)$/.exec(resource);
+    if (dynamo) {
+      const table = tableByName(t, String(params.TableName));
+      const op = dynamo[1].toLowerCase();
+      if (op === 'updateitem' || op === 'putitem' || op === 'deleteitem') {
+        const write = tables.write(table, name, params);
+        taskLines.push(`${name}: DynamoDB ${dynamo[1]} on ${table.logicalId}, ${describeWrite(write)}`);
+      } else {
+        throw new Error(`Dispatch state ${name}: DynamoDB ${dynamo[1]} on the happy path is not modeled (cost/derive.ts)`);
+      }
+      durationMs += LATENCY_MS.dynamodbCall;
+    } else if (resource === 'arn:aws:states:::apigateway:invoke') {
+      const host = String(params.ApiEndpoint ?? '');
+      const api = t.ofType('AWS::ApiGateway::RestApi').find((a) => host.split('.')[0] === t.ref(a.logicalId));
+      if (!api) {
+        throw new Error(`Dispatch state ${name} calls ${host}, which is not a REST API of this stack`);
+      }
+      proxyCalls += 1;
+      proxyApiId = api.logicalId;
+      durationMs += LATENCY_MS.apiGatewayOverhead + options.vendorLatencyMs;
+      taskLines.push(`${name}: API Gateway ${api.logicalId} -> vendor (${LATENCY_MS.apiGatewayOverhead} ms + vendor ${options.vendorLatencyMs} ms)`);
+    } else if (resource === 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue') {
+      secretCalls += 1;
+      durationMs += LATENCY_MS.secretsManagerCall;
+      taskLines.push(`${name}: Secrets Manager GetSecretValue (vendor credential), 1 API call`);
+    } else if (/^arn:aws:states:::lambda:invoke$/.test(resource)) {
+      const fn = t.findByArn(String(params.FunctionName)) ?? t.findByName(String(params.FunctionName), 'AWS::Lambda::Function');
+      if (!fn) {
+        throw new Error(`Dispatch state ${name} invokes ${params.FunctionName}, which is not a function of this stack`);
+      }
+      lambdaTasks.push({ state: name, fn });
+      durationMs += LATENCY_MS.lambdaInvoke;
+      taskLines.push(`${name}: Lambda ${fn.logicalId}, 1 invocation`);
+    } else if (/^arn:aws:states:::(?:aws-sdk:)?sqs:sendMessage$/.test(resource)) {
+      sqsTasks.push(name);
+      durationMs += LATENCY_MS.sqsCall;
+      taskLines.push(`${name}: SQS SendMessage, 1 request`);
+    } else {
+      throw new Error(`Dispatch state ${name} (${resource}) is on the happy path but the cost model does not know what it costs: add it to cost/derive.ts`);
+    }
+  }
+  const billedMs = Math.ceil(durationMs / EXPRESS_DURATION_STEP_MS) * EXPRESS_DURATION_STEP_MS;
+  const dispatch = { ...dispatchBase, durationMs, billedMs, memoryMb, definitionBytes, executionDataBytes };
+  derivation.push(`dispatch workflow ${dispatch.logicalId} (${dispatch.type}): happy path ${dispatch.path.join(' -> ')} (${dispatch.path.length} states)`);
+  for (const line of taskLines) {
+    derivation.push(`  ${line}`);
+  }
+  derivation.push(`  duration ${dispatch.path.length} x ${LATENCY_MS.stateTransition} ms + tasks = ${durationMs} ms, billed ${billedMs} ms; `
+    + `memory ${EXPRESS_BASE_MEMORY_MB} MB + definition ${fmtBytes(definitionBytes)} + execution data ${fmtBytes(executionDataBytes)}, billed ${memoryMb} MB`);
+  if (!proxyApiId) {
+    throw new Error(`The dispatch workflow's happy path (${dispatch.path.join(' -> ')}) calls no REST API: is this an AsyncExternalApiOrchestrator?`);
+  }
+
+  // ---- Callback side ----
+  const processor = lambda(correlationFn);
+  const callbackEsm = feedOf(t, correlationFn.logicalId);
+  const callbackQueue = t.findByArn(String(callbackEsm.properties.EventSourceArn));
+  if (!callbackQueue) {
+    throw new Error(`The callback processor's event source ${callbackEsm.logicalId} reads ${callbackEsm.properties.EventSourceArn}, which is not a queue of this stack`);
+  }
+  const envelopeBytes = Math.ceil(options.callbackBytes / 3) * 4 + SIZE_BYTES.callbackEnvelopeOverhead;
+  const callbackFeed = feedModel(callbackEsm, callbackQueue.logicalId, correlationFn.logicalId, options.trafficRps, false, envelopeBytes);
+  derivation.push(`callback queue ${callbackQueue.logicalId} -> processor ${correlationFn.logicalId}: batch size ${callbackFeed.batchSize}, `
+    + `batching window ${callbackFeed.batchingWindowSeconds} s; ${callbackFeed.fillRule}`);
+  const webhookApi = t.ofType('AWS::ApiGateway::Method')
+    .filter((m) => /:sqs:path\//.test(String(m.properties.Integration?.Uri ?? '')) && String(m.properties.Integration.Uri).endsWith(`/${t.nameOf(callbackQueue.logicalId)}`))
+    .map((m) => t.ofType('AWS::ApiGateway::RestApi').find((a) => t.ref(a.logicalId) === m.properties.RestApiId))[0];
+  if (!webhookApi) {
+    throw new Error(`No REST API method of stack ${t.stackName} sends to the callback queue ${callbackQueue.logicalId}: where do callbacks arrive?`);
+  }
+
+  // The processor (callback-processing.ts): Query ByJobId (eventually consistent, Limit 1), SendTaskSuccess,
+  // then UpdateItem SET status = COMPLETED, updatedAt = now.
+  const indexName = callbackEnv[CallbackEnv.JOB_ID_INDEX_NAME];
+  const indexEntryBytes = tables.indexEntryBytes(correlationTable, indexName);
+  const lookupReadUnits = 0.5 * Math.ceil(indexEntryBytes / 4096);
+  const correlationItemBytes = tables.itemBytes(correlationTable);
+  tables.write(correlationTable, 'callback processor (mark COMPLETED)', {
+    Key: { [CorrelationAttributes.REQUEST_ID]: { 'S.$': '$' } },
+    UpdateExpression: 'SET #status = :status, #updatedAt = :updatedAt',
+    ExpressionAttributeNames: { '#status': CorrelationAttributes.STATUS, '#updatedAt': CorrelationAttributes.UPDATED_AT },
+    ExpressionAttributeValues: { ':status': { S: RequestStatus.COMPLETED }, ':updatedAt': { 'S.$': '$' } },
+  });
+  const completed = tables.writes[tables.writes.length - 1];
+  derivation.push(`callback processor: Query ${indexName} (eventually consistent, entry ${fmtBytes(indexEntryBytes)}) ${lookupReadUnits} RRU; `
+    + `SendTaskSuccess (no charge); mark COMPLETED ${describeWrite(completed)}`);
+  derivation.push(`correlation item ${fmtBytes(correlationItemBytes)}, index entry ${fmtBytes(indexEntryBytes)}, with a ${options.taskTokenBytes}-byte task token `
+    + `(a write costs 2 units past 1 KB: item writes with a token above ~${Math.max(0, 1024 - (correlationItemBytes - options.taskTokenBytes))} bytes, `
+    + `index writes above ~${Math.max(0, 1024 - (indexEntryBytes - options.taskTokenBytes))} bytes)`);
+  const processorMsPerRequest = 2 * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess + LATENCY_MS.invocationOverhead / callbackFeed.fill;
+
+  const model: StackModel = {
+    contractRps,
+    latenessToleranceMs,
+    slotIntervalMs: interval,
+    pacingCapacityRps,
+    maxPacingWaitMs,
+    backlogged,
+    correlationTtlSeconds,
+    main,
+    dispatch,
+    requestFeed,
+    callbackFeed,
+    dispatcher: { ...dispatcher, msPerRequest: dispatcherMsPerRequest, durationRule: dispatcherRule },
+    processor: { ...processor, msPerRequest: processorMsPerRequest },
+    proxy: apiModel(t, proxyApiId, options.payloadBytes),
+    webhook: apiModel(t, webhookApi.logicalId, options.callbackBytes),
+    correlationTable: correlationTable.logicalId,
+    pacerTable: pacerTable.logicalId,
+    writes: tables.writes,
+    lookupReadUnits,
+    correlationItemBytes,
+    indexEntryBytes,
+    postponedPerRequest,
+  };
+
+  // ---- Usage lines ----
+  const lines: UsageLine[] = [];
+  lines.push({
+    service: 'stepFunctionsStandard',
+    what: `${main.logicalId} state transitions`,
+    perRequest: main.path.length,
+    price: 'sfnStandardTransition',
+    derivation: `${main.path.join(' -> ')} (submit task ${main.submitState}: 1)`,
+  });
+  lines.push({ service: 'stepFunctionsExpress', what: `${dispatch.logicalId} executions`, perRequest: 1, price: 'sfnExpressRequest', derivation: 'one per request (no retry on the happy path)' });
+  lines.push({
+    service: 'stepFunctionsExpress',
+    what: `${dispatch.logicalId} duration`,
+    perRequest: (billedMs / 1000) * (memoryMb / 1024),
+    price: 'sfnExpressGbSecond',
+    derivation: `${billedMs} ms x ${memoryMb} MB`,
+  });
+  lines.push(...lambdaLines('dispatcher', dispatcherFn.logicalId, model.dispatcher, requestFeed.fill, dispatcherMsPerRequest));
+  lines.push(...lambdaLines('callback processor', correlationFn.logicalId, model.processor, callbackFeed.fill, processorMsPerRequest));
+  for (const task of lambdaTasks) {
+    const fn = lambda(task.fn);
+    lines.push(...lambdaLines(`${task.state} (dispatch task)`, task.fn.logicalId, fn, 1, LATENCY_MS.lambdaInvoke));
+  }
+  lines.push(...sqsLines('request queue', requestFeed, `${main.submitState} (main workflow)`));
+  if (postponedPerRequest > 0) {
+    lines.push({ service: 'sqs', what: 'request queue ChangeMessageVisibility', perRequest: postponedPerRequest, price: 'sqsRequest', derivation: 'slots past the pacing deadline' });
+  }
+  for (const state of sqsTasks) {
+    lines.push({ service: 'sqs', what: `${state} (dispatch task) SendMessage`, perRequest: 1, price: 'sqsRequest', derivation: 'a Task on the happy path' });
+  }
+  lines.push(...sqsLines('callback queue', callbackFeed, `webhook ${webhookApi.logicalId} (mapping template)`));
+  lines.push({ service: 'apiGateway', what: `${proxyApiId} (proxy) calls`, perRequest: proxyCalls, price: 'apiGatewayRestRequest', derivation: 'apigateway:invoke tasks on the dispatch happy path' });
+  lines.push({ service: 'apiGateway', what: `${webhookApi.logicalId} (webhook) calls`, perRequest: 1, price: 'apiGatewayRestRequest', derivation: 'one callback per request' });
+  for (const write of tables.writes) {
+    lines.push({
+      service: 'dynamodb',
+      what: `${write.by} write`,
+      perRequest: write.writeUnits + write.indexWriteUnits,
+      price: 'dynamodbWriteRequestUnit',
+      derivation: describeWrite(write),
+    });
+  }
+  lines.push({ service: 'dynamodb', what: `callback processor Query ${indexName}`, perRequest: lookupReadUnits, price: 'dynamodbReadRequestUnit', derivation: 'eventually consistent, one entry' });
+  lines.push({
+    service: 'dynamodb',
+    what: `pacer ${pacerTable.logicalId} reservation write`,
+    perRequest: 1 / requestFeed.fill,
+    price: 'dynamodbWriteRequestUnit',
+    derivation: `1 conditional UpdateItem per batch of ${fmt(requestFeed.fill)} (no lost race assumed; each lost race adds 1 read + 1 write)`,
+  });
+  lines.push({
+    service: 'dynamodb',
+    what: `pacer ${pacerTable.logicalId} reservation read`,
+    perRequest: 1 / requestFeed.fill,
+    price: 'dynamodbReadRequestUnit',
+    derivation: `1 strongly consistent GetItem per batch of ${fmt(requestFeed.fill)}`,
+  });
+  lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
+  lines.push({
+    service: 'secretsManager',
+    what: 'GetSecretValue calls',
+    perRequest: secretCalls,
+    price: 'secretsManagerApiCall',
+    derivation: secretCalls > 0 ? 'a GetSecretValue task on the dispatch happy path' : 'none: no vendor credential is read per request (no secret task on the happy path)',
+  });
+  const traced = tracingOf(t, model);
+  lines.push({
+    service: 'xray',
+    what: 'traces recorded',
+    perRequest: traced.length > 0 ? 1 : 0,
+    price: 'xrayTraceRecorded',
+    derivation: traced.length > 0 ? `tracing on ${traced.join(', ')}: at most one trace per request (sampling lowers it)` : 'none: tracing is off everywhere in the template',
+  });
+  lines.push({ service: 'kms', what: 'KMS requests', perRequest: 0, price: 'kmsRequest', derivation: kmsDerivation(t) });
+
+  const monthly = monthlyLines(t, model, options);
+  const usage: DesignUsage = {
+    name: 'this stack',
+    description: `${t.stackName} as synthesized: paced dispatcher, claim before the call, retries through the queue, mark COMPLETED`,
+    lines,
+    monthly,
+  };
+  return { model, usage, derivation, warnings };
+}
+
+// -----------------------------------------------------------------------------------------------
+// Shared by the comparisons
+
+/** Invocation and duration lines of a Lambda function. */
+export function lambdaLines(role: string, logicalId: string, fn: FunctionModel, fill: number, msPerRequest: number): UsageLine[] {
+  return [
+    { service: 'lambda', what: `${role} invocations`, perRequest: 1 / fill, price: 'lambdaRequest', derivation: `${logicalId}: 1 per batch of ${fmt(fill)}` },
+    {
+      service: 'lambda',
+      what: `${role} duration`,
+      perRequest: (msPerRequest / 1000) * (fn.memoryMb / 1024),
+      price: fn.arm ? 'lambdaGbSecondArm' : 'lambdaGbSecondX86',
+      derivation: `${fmt(msPerRequest, 1)} ms per request x ${fn.memoryMb} MB (${fn.arm ? 'arm64' : 'x86_64'})`,
+    },
+  ];
+}
+
+/** SendMessage, ReceiveMessage and DeleteMessageBatch of one queue. */
+export function sqsLines(role: string, feed: QueueFeed, sender: string): UsageLine[] {
+  const chunks = Math.ceil(feed.messageBytes / SQS_CHUNK_BYTES);
+  const receives = Math.max(Math.ceil(feed.fill / SQS_MESSAGES_PER_CALL), Math.ceil((feed.fill * feed.messageBytes) / SQS_CHUNK_BYTES));
+  const deletes = Math.ceil(feed.fill / SQS_MESSAGES_PER_CALL);
+  return [
+    { service: 'sqs', what: `${role} SendMessage`, perRequest: chunks, price: 'sqsRequest', derivation: `by ${sender}, ${fmtBytes(feed.messageBytes)}: ${chunks} x 64 KB chunk` },
+    {
+      service: 'sqs',
+      what: `${role} ReceiveMessage`,
+      perRequest: receives / feed.fill,
+      price: 'sqsRequest',
+      derivation: `${receives} per batch of ${fmt(feed.fill)} (up to 10 messages and 64 KB per request)`,
+    },
+    { service: 'sqs', what: `${role} DeleteMessageBatch`, perRequest: deletes / feed.fill, price: 'sqsRequest', derivation: `${deletes} per batch of ${fmt(feed.fill)}` },
+  ];
+}
+
+/** Log bytes of one invocation's worth of a function, spread over its batch. */
+export function lambdaLogBytesPerRequest(fn: FunctionModel, fill: number, infoLinesPerRequest: number, emf: boolean): number {
+  const perInvocation = fn.platformLogBytes + (emf ? SIZE_BYTES.emfDocument + SIZE_BYTES.logEventOverhead : 0);
+  const perRequest = fn.infoLogs ? infoLinesPerRequest * (SIZE_BYTES.powertoolsInfoLine + SIZE_BYTES.logEventOverhead) : 0;
+  return perInvocation / fill + perRequest;
+}
+
+/** A CloudWatch Logs ingestion line. */
+export function logLine(what: string, bytesPerRequest: number, derivation: string): UsageLine {
+  return { service: 'cloudwatchLogs', what, perRequest: bytesPerRequest / BYTES_PER_GB, price: 'logsIngestedGb', derivation: `${fmtBytes(bytesPerRequest)} per request: ${derivation}` };
+}
+
+/** Average batch size of an event source mapping at a rate. */
+export function batchFill(batchSize: number, windowSeconds: number, trafficRps: number, backlogged: boolean): { fill: number; rule: string } {
+  if (backlogged) {
+    return { fill: batchSize, rule: `backlog: every batch is full (${batchSize})` };
+  }
+  const gather = windowSeconds > 0 ? windowSeconds : POLL_GATHER_SECONDS;
+  const fill = Math.min(batchSize, Math.max(1, trafficRps * gather));
+  const how = windowSeconds > 0
+    ? `the ${windowSeconds} s batching window gathers ${fmt(trafficRps)} rps x ${windowSeconds} s`
+    : `no batching window: a poll returns what arrived in ~${POLL_GATHER_SECONDS} s (${fmt(trafficRps)} rps x ${POLL_GATHER_SECONDS} s)`;
+  return { fill, rule: `${how}, so ${fmt(fill)} message${fill === 1 ? '' : 's'} per batch (between 1 and ${batchSize})` };
+}
+
+// -----------------------------------------------------------------------------------------------
+// Template readers
+
+function validateOptions(options: DeriveOptions): void {
+  const positive: Array<keyof DeriveOptions> = ['trafficRps'];
+  const nonNegative: Array<keyof DeriveOptions> = ['vendorLatencyMs', 'payloadBytes', 'callbackBytes', 'taskTokenBytes'];
+  for (const key of positive) {
+    if (!Number.isFinite(options[key]) || options[key] <= 0) throw new Error(`${key} must be a number greater than 0, got ${options[key]}`);
+  }
+  for (const key of nonNegative) {
+    if (!Number.isFinite(options[key]) || options[key] < 0) throw new Error(`${key} must be a number >= 0, got ${options[key]}`);
+  }
+}
+
+function envOf(fn: ResolvedResource): Record<string, string> {
+  return (fn.properties.Environment?.Variables ?? {}) as Record<string, string>;
+}
+
+function numberEnv(env: Record<string, string>, name: string, fn: ResolvedResource): number {
+  const value = Number(env[name]);
+  if (env[name] === undefined || !Number.isFinite(value)) {
+    throw new Error(`${fn.logicalId}: environment variable ${name} is ${JSON.stringify(env[name])}, expected a number`);
+  }
+  return value;
+}
+
+function functionWithEnv(t: LocalTemplate, names: string[], role: string): ResolvedResource {
+  const found = t.ofType('AWS::Lambda::Function').filter((fn) => names.every((n) => envOf(fn)[n] !== undefined));
+  if (found.length === 0) {
+    throw new Error(`Stack ${t.stackName} has no ${role} (a Lambda function with ${names.join(' and ')} in its environment): is there an AsyncExternalApiOrchestrator in it?`);
+  }
+  if (found.length > 1) {
+    throw new Error(`Stack ${t.stackName} has ${found.length} ${role}s (${found.map((f) => f.logicalId).join(', ')}): the cost model prices one orchestrator per stack`);
+  }
+  return found[0];
+}
+
+function feedOf(t: LocalTemplate, fnId: string): ResolvedResource {
+  const names = [t.nameOf(fnId), t.arnOf(fnId)];
+  const found = t.ofType('AWS::Lambda::EventSourceMapping').filter((e) => names.includes(String(e.properties.FunctionName)));
+  if (found.length !== 1) {
+    throw new Error(`${fnId} has ${found.length} event source mappings, expected 1`);
+  }
+  return found[0];
+}
+
+function feedModel(esm: ResolvedResource, queue: string, fn: string, trafficRps: number, backlogged: boolean, messageBytes: number): QueueFeed {
+  const batchSize = Number(esm.properties.BatchSize ?? 10);
+  const batchingWindowSeconds = Number(esm.properties.MaximumBatchingWindowInSeconds ?? 0);
+  const maxConcurrency = esm.properties.ScalingConfig?.MaximumConcurrency;
+  const { fill, rule } = batchFill(batchSize, batchingWindowSeconds, trafficRps, backlogged);
+  return {
+    queue,
+    function: fn,
+    batchSize,
+    batchingWindowSeconds,
+    fill,
+    fillRule: rule,
+    messageBytes,
+    ...(maxConcurrency !== undefined ? { maxConcurrency: Number(maxConcurrency) } : {}),
+  };
+}
+
+function functionModel(fn: ResolvedResource): FunctionModel {
+  const env = envOf(fn);
+  const logging = fn.properties.LoggingConfig ?? {};
+  const level = String(env.POWERTOOLS_LOG_LEVEL ?? env.LOG_LEVEL ?? logging.ApplicationLogLevel ?? 'INFO').toUpperCase();
+  const json = logging.LogFormat === 'JSON';
+  const systemLevel = String(logging.SystemLogLevel ?? 'INFO').toUpperCase();
+  const platform = json && (systemLevel === 'WARN' || systemLevel === 'ERROR')
+    ? 0
+    : (json ? SIZE_BYTES.lambdaPlatformLogsJson : SIZE_BYTES.lambdaPlatformLogsText) + 3 * SIZE_BYTES.logEventOverhead;
+  return {
+    logicalId: fn.logicalId,
+    memoryMb: Number(fn.properties.MemorySize ?? 128),
+    arm: (fn.properties.Architectures ?? []).includes('arm64'),
+    infoLogs: ['TRACE', 'DEBUG', 'INFO'].includes(level),
+    platformLogBytes: platform,
+  };
+}
+
+function workflowModel(t: LocalTemplate, sm: ResolvedResource, options: DeriveOptions): WorkflowModel {
+  const definition = t.definitionOf(sm.logicalId) as AslDefinition;
+  const type = sm.properties.StateMachineType === 'EXPRESS' ? 'EXPRESS' : 'STANDARD';
+  const path = happyPath(definition, `${sm.logicalId} (${type})`);
+  const logging = sm.properties.LoggingConfiguration;
+  let logBytesPerExecution = 0;
+  if (logging && String(logging.Level).toUpperCase() === 'ALL') {
+    const tasks = path.filter((s) => definition.States[s].Type === 'Task').length;
+    const events = 2 + 2 * path.length + 3 * tasks;
+    const perEvent = SIZE_BYTES.stepFunctionsLogEvent + SIZE_BYTES.logEventOverhead
+      + (logging.IncludeExecutionData ? options.payloadBytes + options.taskTokenBytes : 0);
+    logBytesPerExecution = events * perEvent;
+  }
+  return { logicalId: sm.logicalId, type, definition, path, logBytesPerExecution, tracing: sm.properties.TracingConfiguration?.Enabled === true };
+}
+
+/** The name of the state that sends to the request queue and waits for the token, if any. */
+function submitStateOf(definition: AslDefinition, requestQueueUrl: string): string | undefined {
+  return Object.entries(definition.States).find(([, s]) => s.Type === 'Task'
+    && s.Resource === 'arn:aws:states:::sqs:sendMessage.waitForTaskToken'
+    && (s.Parameters ?? s.Arguments ?? {}).QueueUrl === requestQueueUrl)?.[0];
+}
+
+function tableByName(t: LocalTemplate, name: string): ResolvedResource {
+  const table = t.findByName(name, 'AWS::DynamoDB::Table');
+  if (!table) {
+    throw new Error(`Stack ${t.stackName} has no table ${name}`);
+  }
+  return table;
+}
+
+function apiModel(t: LocalTemplate, apiId: string, bodyBytes: number): ApiModel {
+  const ref = t.ref(apiId);
+  const stage = t.ofType('AWS::ApiGateway::Stage').find((s) => s.properties.RestApiId === ref);
+  if (!stage) {
+    throw new Error(`REST API ${apiId} has no stage`);
+  }
+  const format = stage.properties.AccessLogSetting?.Format as string | undefined;
+  let accessLogBytes = 0;
+  if (stage.properties.AccessLogSetting?.DestinationArn !== undefined) {
+    const text = format ?? '$context.requestId';
+    const variables = [...text.matchAll(/\$context\.([A-Za-z.]+[A-Za-z])/g)].map((m) => m[1]);
+    const literal = text.replace(/\$context\.([A-Za-z.]+[A-Za-z])/g, '');
+    accessLogBytes = Buffer.byteLength(literal, 'utf8')
+      + variables.reduce((sum, v) => sum + (ACCESS_LOG_VARIABLE_BYTES[v] ?? SIZE_BYTES.accessLogVariableDefault), 0)
+      + SIZE_BYTES.logEventOverhead;
+  }
+  const settings = (stage.properties.MethodSettings ?? []) as Array<Record<string, unknown>>;
+  const all = settings.find((s) => s.HttpMethod === '*' && s.ResourcePath === '/*') ?? {};
+  const executionLogBytes = (String(all.LoggingLevel ?? 'OFF').toUpperCase() === 'INFO' ? SIZE_BYTES.apiGatewayExecutionLogInfo : 0)
+    + (all.DataTraceEnabled === true ? 2 * bodyBytes : 0);
+  return {
+    logicalId: apiId,
+    stage: String(stage.properties.StageName),
+    accessLogBytes,
+    executionLogBytes,
+    detailedMetrics: all.MetricsEnabled === true,
+    tracing: stage.properties.TracingEnabled === true,
+  };
+}
+
+function logLines(model: StackModel, requestFeed: QueueFeed, callbackFeed: QueueFeed, taskFunctions: FunctionModel[]): UsageLine[] {
+  const lines: UsageLine[] = [];
+  for (const [role, api] of [['proxy', model.proxy], ['webhook', model.webhook]] as const) {
+    const bytes = api.accessLogBytes + api.executionLogBytes;
+    lines.push(logLine(`${api.logicalId} (${role}) API logs`, bytes, bytes === 0 ? 'no access or execution logging'
+      : `access log line from the stage's format${api.executionLogBytes > 0 ? ' + execution logs' : ''}; no execution logs at this level`));
+  }
+  lines.push(logLine(`${model.dispatch.logicalId} (dispatch) execution logs`, model.dispatch.logBytesPerExecution,
+    model.dispatch.logBytesPerExecution > 0 ? 'log level ALL: every state event' : 'log level ERROR or OFF: nothing on the happy path'));
+  if (model.main.logBytesPerExecution > 0) {
+    lines.push(logLine(`${model.main.logicalId} (main) execution logs`, model.main.logBytesPerExecution, 'log level ALL: every state event'));
+  }
+  lines.push(logLine('dispatcher logs', lambdaLogBytesPerRequest(model.dispatcher, requestFeed.fill, 1, true),
+    `START/END/REPORT + one EMF document per invocation / ${fmt(requestFeed.fill)}${model.dispatcher.infoLogs ? ', one INFO line per started execution' : ''}`));
+  lines.push(logLine('callback processor logs', lambdaLogBytesPerRequest(model.processor, callbackFeed.fill, 1, true),
+    `START/END/REPORT + one EMF document per invocation / ${fmt(callbackFeed.fill)}${model.processor.infoLogs ? ', one INFO line per resumed workflow' : ''}`));
+  for (const fn of taskFunctions) {
+    lines.push(logLine(`${fn.logicalId} logs`, lambdaLogBytesPerRequest(fn, 1, 0, false), 'START/END/REPORT per invocation'));
+  }
+  return lines;
+}
+
+function tracingOf(t: LocalTemplate, model: StackModel): string[] {
+  const traced: string[] = [];
+  if (model.dispatch.tracing) traced.push(model.dispatch.logicalId);
+  if (model.main.tracing) traced.push(model.main.logicalId);
+  if (model.proxy.tracing) traced.push(model.proxy.logicalId);
+  if (model.webhook.tracing) traced.push(model.webhook.logicalId);
+  for (const fn of t.ofType('AWS::Lambda::Function')) {
+    if (fn.properties.TracingConfig?.Mode === 'Active') traced.push(fn.logicalId);
+  }
+  return traced;
+}
+
+function kmsDerivation(t: LocalTemplate): string {
+  const keys = t.ofType('AWS::KMS::Key').length;
+  const cmkQueues = t.ofType('AWS::SQS::Queue').filter((q) => q.properties.KmsMasterKeyId !== undefined).length;
+  const cmkTables = t.ofType('AWS::DynamoDB::Table').filter((q) => q.properties.SSESpecification?.KMSMasterKeyId !== undefined).length;
+  if (keys === 0 && cmkQueues === 0 && cmkTables === 0) {
+    return 'none per request: queues use SQS-managed encryption, tables the AWS managed key (DynamoDB caches the table key), no customer managed key';
+  }
+  return `about 0 per request: ${cmkQueues} queue(s) and ${cmkTables} table(s) use a KMS key, but SQS reuses data keys (5 minutes by default) `
+    + 'and DynamoDB caches the table key, so KMS sees a few requests every few minutes, not one per request';
+}
+
+function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOptions): MonthlyLine[] {
+  const lines: MonthlyLine[] = [];
+  const count = (type: string) => t.ofType(type).length;
+  const alarms = count('AWS::CloudWatch::Alarm');
+  if (alarms > 0) lines.push({ what: 'CloudWatch alarms', quantity: alarms, price: 'cloudwatchAlarmMonth', derivation: `${alarms} AWS::CloudWatch::Alarm in the template` });
+  const dashboards = count('AWS::CloudWatch::Dashboard');
+  if (dashboards > 0) lines.push({ what: 'CloudWatch dashboards', quantity: dashboards, price: 'cloudwatchDashboardMonth', derivation: `${dashboards} AWS::CloudWatch::Dashboard in the template` });
+  const detailed = [model.proxy, model.webhook].filter((a) => a.detailedMetrics);
+  if (detailed.length > 0) {
+    lines.push({
+      what: 'API Gateway detailed metrics',
+      quantity: detailed.length * 5,
+      price: 'cloudwatchMetricMonth',
+      derivation: `${detailed.map((a) => a.logicalId).join(', ')}: MetricsEnabled; 1 method called x 5 metrics (Count, 4XX, 5XX, Latency, IntegrationLatency) each`,
+    });
+  }
+  lines.push({
+    what: 'handler custom metrics (EMF)',
+    quantity: 4,
+    price: 'cloudwatchMetricMonth',
+    derivation: 'DispatchedRequests, PacingWait (dispatcher), CallbacksResolved, CallbackLatency (processor), one Scope dimension',
+  });
+  const filters = t.ofType('AWS::Logs::MetricFilter');
+  const filterMetrics = filters.reduce((sum, f) => sum + ((f.properties.MetricTransformations ?? []) as unknown[]).length, 0);
+  if (filterMetrics > 0) {
+    lines.push({ what: 'metric filter metrics', quantity: filterMetrics, price: 'cloudwatchMetricMonth', derivation: `${filters.length} AWS::Logs::MetricFilter in the template, one metric each` });
+  }
+  const secrets = count('AWS::SecretsManager::Secret');
+  if (secrets > 0) lines.push({ what: 'Secrets Manager secrets', quantity: secrets, price: 'secretsManagerSecretMonth', derivation: `${secrets} AWS::SecretsManager::Secret in the template` });
+  const keys = count('AWS::KMS::Key');
+  if (keys > 0) lines.push({ what: 'KMS keys', quantity: keys, price: 'kmsKeyMonth', derivation: `${keys} AWS::KMS::Key in the template` });
+  // Correlation items live until their TTL (TTL deletion may lag, so this is a floor).
+  const items = options.trafficRps * model.correlationTtlSeconds;
+  const bytesPerItem = model.correlationItemBytes + 100 + model.indexEntryBytes;
+  lines.push({
+    what: 'DynamoDB storage (correlation items until their TTL)',
+    quantity: (items * bytesPerItem) / BYTES_PER_GB,
+    price: 'dynamodbStorageGbMonth',
+    derivation: `${fmt(options.trafficRps)} rps x ${model.correlationTtlSeconds} s TTL = ${Math.round(items).toLocaleString('en-US')} items x ${fmtBytes(bytesPerItem)} (item + index entry); point-in-time recovery adds about as much again`,
+  });
+  return lines;
+}
+
+// -----------------------------------------------------------------------------------------------
+// DynamoDB items
+
+/** Follows the items a request writes, to size every write (the larger of before and after is billed). */
+class ItemTracker {
+  public readonly writes: WriteCost[] = [];
+  private readonly items = new Map<string, Map<string, number>>();
+
+  constructor(private readonly options: DeriveOptions) {}
+
+  /** Applies a write (Key + UpdateExpression SET, or Item) and records its cost. */
+  public write(table: ResolvedResource, by: string, params: Record<string, any>): WriteCost {
+    const item = this.items.get(table.logicalId) ?? new Map<string, number>();
+    this.items.set(table.logicalId, item);
+    const before = sizeOf(item);
+    const indexedBefore = this.indexes(table).map((ix) => ix.keys.every((k) => item.has(k)));
+    const set = new Map<string, number>();
+    for (const [name, value] of Object.entries((params.Key ?? {}) as Record<string, any>)) set.set(name, this.valueBytes(name, value));
+    for (const [name, value] of Object.entries((params.Item ?? {}) as Record<string, any>)) set.set(name, this.valueBytes(name, value));
+    for (const [name, value] of parseSet(params)) set.set(name, this.valueBytes(name, value));
+    for (const [name, bytes] of set) item.set(name, bytes);
+    const after = sizeOf(item);
+    let indexWriteUnits = 0;
+    this.indexes(table).forEach((ix, i) => {
+      const indexed = ix.keys.every((k) => item.has(k));
+      const touched = [...set.keys()].some((a) => ix.keys.includes(a) || ix.projects(a));
+      if ((indexed && touched) || (indexedBefore[i] && !indexed)) {
+        indexWriteUnits += Math.ceil(this.entryBytes(table, ix, item) / 1024);
+      }
+    });
+    const attributes = [...set.keys()].filter((a) => !Object.keys(params.Key ?? {}).includes(a));
+    const writeUnits = Math.ceil(Math.max(before, after, 1) / 1024);
+    const cost: WriteCost = { by, table: table.logicalId, attributes, itemBytes: after, writeUnits, indexWriteUnits };
+    this.writes.push(cost);
+    return cost;
+  }
+
+  public itemBytes(table: ResolvedResource): number {
+    return sizeOf(this.items.get(table.logicalId) ?? new Map());
+  }
+
+  public indexEntryBytes(table: ResolvedResource, indexName: string): number {
+    const ix = this.indexes(table).find((i) => i.name === indexName);
+    if (!ix) {
+      throw new Error(`Table ${table.logicalId} has no global secondary index ${indexName}`);
+    }
+    return this.entryBytes(table, ix, this.items.get(table.logicalId) ?? new Map());
+  }
+
+  private entryBytes(table: ResolvedResource, ix: IndexModel, item: Map<string, number>): number {
+    const keys = (table.properties.KeySchema ?? []).map((k: any) => String(k.AttributeName));
+    const bytes = [...item.entries()]
+      .filter(([name]) => keys.includes(name) || ix.keys.includes(name) || ix.projects(name))
+      .reduce((sum, [name, value]) => sum + Buffer.byteLength(name, 'utf8') + value, 0);
+    return bytes + SIZE_BYTES.indexEntryOverhead;
+  }
+
+  private indexes(table: ResolvedResource): IndexModel[] {
+    return ((table.properties.GlobalSecondaryIndexes ?? []) as any[]).map((gsi) => {
+      const projection = gsi.Projection ?? {};
+      const type = String(projection.ProjectionType ?? 'ALL');
+      const include: string[] = (projection.NonKeyAttributes ?? []).map(String);
+      return {
+        name: String(gsi.IndexName),
+        keys: (gsi.KeySchema ?? []).map((k: any) => String(k.AttributeName)),
+        projects: (attribute: string) => type === 'ALL' || (type === 'INCLUDE' && include.includes(attribute)),
+      };
+    });
+  }
+
+  /** Bytes of a value: literals as written, `S.$`/`N.$` paths by what the attribute holds. */
+  private valueBytes(attribute: string, value: unknown): number {
+    if (value && typeof value === 'object') {
+      const [type, literal] = Object.entries(value as Record<string, unknown>)[0] ?? [];
+      if (type === 'S' && typeof literal === 'string') return Buffer.byteLength(literal, 'utf8');
+      if (type === 'N' && literal !== undefined) return Math.ceil(String(literal).replace(/[^0-9]/g, '').length / 2) + 1;
+    }
+    switch (attribute) {
+      case CorrelationAttributes.REQUEST_ID: return SIZE_BYTES.requestId;
+      case CorrelationAttributes.JOB_ID: return SIZE_BYTES.jobId;
+      case CorrelationAttributes.TASK_TOKEN: return this.options.taskTokenBytes;
+      case CorrelationAttributes.EXPIRES_AT: return SIZE_BYTES.epochSecondsNumber;
+      case CorrelationAttributes.UPDATED_AT: return SIZE_BYTES.isoTimestamp;
+      default: return SIZE_BYTES.unknownAttribute;
+    }
+  }
+}
+
+interface IndexModel {
+  readonly name: string;
+  readonly keys: string[];
+  projects(attribute: string): boolean;
+}
+
+function sizeOf(item: Map<string, number>): number {
+  return [...item.entries()].reduce((sum, [name, bytes]) => sum + Buffer.byteLength(name, 'utf8') + bytes, 0);
+}
+
+/** The attributes a `SET a = :v, #b = :w` update expression sets, with their values. */
+function parseSet(params: Record<string, any>): Array<[string, unknown]> {
+  const expression = String(params.UpdateExpression ?? '');
+  const match = /\bSET\s+([\s\S]*?)(?=\s+\b(?:REMOVE|ADD|DELETE)\b|$)/i.exec(expression);
+  if (!match) return [];
+  const names = (params.ExpressionAttributeNames ?? {}) as Record<string, string>;
+  const values = (params.ExpressionAttributeValues ?? {}) as Record<string, unknown>;
+  const result: Array<[string, unknown]> = [];
+  for (const assignment of splitTopLevel(match[1])) {
+    const [lhs, rhs] = assignment.split('=').map((s) => s.trim());
+    if (!lhs || rhs === undefined) continue;
+    const name = names[lhs] ?? lhs;
+    const valueRef = /:[A-Za-z0-9_]+/.exec(rhs)?.[0];
+    result.push([name, valueRef ? values[valueRef] : undefined]);
+  }
+  return result;
+}
+
+function splitTopLevel(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let current = '';
+  for (const ch of text) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === ',' && depth === 0) {
+      parts.push(current);
+      current = '';
+    } else {
+      current += ch;
+    }
+  }
+  if (current.trim()) parts.push(current);
+  return parts;
+}
+
+function describeWrite(write: WriteCost): string {
+  return `${write.writeUnits} WRU (item ${fmtBytes(write.itemBytes)})${write.indexWriteUnits > 0 ? ` + ${write.indexWriteUnits} WRU index` : ''}`
+    + ` [sets ${write.attributes.join(', ')}]`;
+}
+
+// -----------------------------------------------------------------------------------------------
+// Formatting
+
+/** A number for text: up to `digits` decimals, no trailing zeros. */
+export function fmt(value: number, digits: number = 2): string {
+  return String(Number(value.toFixed(digits)));
+}
+
+export function fmtBytes(bytes: number): string {
+  return bytes >= 1024 ? `${fmt(bytes / 1024, 2)} KB` : `${Math.round(bytes)} B`;
+}

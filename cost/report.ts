@@ -1,0 +1,258 @@
+/**
+ * The cost report: text for a terminal, Markdown for docs/cost.md, and the JSON summary line.
+ */
+import { LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES } from './assumptions';
+import { Comparison, PUBLISHED_PATTERN_URL } from './comparisons';
+import { DeriveOptions, fmt, StackDerivation } from './derive';
+import { HAPPY_PATH_RULE } from './happy-path';
+import { DesignCost, PricedLine, round, SERVICE_KEYS, ServiceKey, SERVICES } from './model';
+import { PRICE_DATE, PRICE_STATEMENT, RegionPrices } from './prices';
+
+/** Everything a report shows. */
+export interface CostResult {
+  readonly stackName: string;
+  readonly prices: RegionPrices;
+  /** The contract the stack was synthesized with (read back from the template). */
+  readonly rps: number;
+  readonly options: DeriveOptions;
+  readonly derived: StackDerivation;
+  readonly ours: DesignCost;
+  readonly comparisons: Array<{ readonly comparison: Comparison; readonly cost: DesignCost }>;
+}
+
+/** One comparison in the JSON summary. */
+export interface ComparisonSummary {
+  readonly name: string;
+  readonly perMillionRequestsUsd: number;
+  readonly monthlyUsd: number;
+  readonly byService: Record<ServiceKey, number>;
+}
+
+/** The JSON summary (the last line of `--json`). */
+export interface CostSummary {
+  readonly perMillionRequestsUsd: number;
+  /** The same without the main workflow's states other than the submit task (the example's own work). */
+  readonly orchestratorPerMillionRequestsUsd: number;
+  readonly byService: Record<ServiceKey, number>;
+  readonly region: string;
+  readonly priceDate: string;
+  readonly rps: number;
+  readonly trafficRps: number;
+  readonly requestsPerMonth: number;
+  readonly monthlyUsd: number;
+  readonly fixedMonthlyUsd: number;
+  readonly comparisons: Record<string, ComparisonSummary>;
+  readonly warnings: string[];
+}
+
+export function summary(result: CostResult): CostSummary {
+  const byService = (cost: DesignCost) => Object.fromEntries(SERVICE_KEYS.map((k) => [k, round(cost.byService[k])])) as Record<ServiceKey, number>;
+  return {
+    perMillionRequestsUsd: round(result.ours.perMillionRequestsUsd),
+    orchestratorPerMillionRequestsUsd: round(result.ours.perMillionRequestsUsd - ownStatesUsd(result)),
+    byService: byService(result.ours),
+    region: result.prices.region,
+    priceDate: PRICE_DATE,
+    rps: result.rps,
+    trafficRps: result.options.trafficRps,
+    requestsPerMonth: result.ours.requestsPerMonth,
+    monthlyUsd: round(result.ours.usagePerMonthUsd, 2),
+    fixedMonthlyUsd: round(result.ours.monthlyFixedUsd, 2),
+    comparisons: Object.fromEntries(result.comparisons.map(({ comparison, cost }) => [comparison.key, {
+      name: cost.name,
+      perMillionRequestsUsd: round(cost.perMillionRequestsUsd),
+      monthlyUsd: round(cost.usagePerMonthUsd, 2),
+      byService: byService(cost),
+    }])),
+    warnings: result.derived.warnings,
+  };
+}
+
+/** The report for a terminal. */
+export function textReport(result: CostResult): string {
+  const { ours, derived } = result;
+  const out: string[] = [];
+  out.push(`Cost per million requests: stack ${result.stackName}, ${result.prices.region} (${result.prices.location})`);
+  out.push(`Prices: ${PRICE_STATEMENT}.`);
+  out.push(`Rate: contract ${fmt(result.rps)} rps (the stack as synthesized); ${fmt(result.options.trafficRps)} rps sustained around the clock `
+    + `= ${int(ours.requestsPerMonth)} requests per 30 days.`);
+  for (const warning of derived.warnings) {
+    out.push(`! ${warning}`);
+  }
+  out.push('');
+  out.push('THIS STACK, BY SERVICE');
+  out.push(...table(['service', 'USD per 1M requests', 'share'], [
+    ...servicesUsed([ours]).map((k) => [SERVICES[k], usd(ours.byService[k]), pct(ours.byService[k] / ours.perMillionRequestsUsd)]),
+    ['total', usd(ours.perMillionRequestsUsd), '100%'],
+  ], [false, true, true]));
+  out.push(ownStatesSentence(result));
+  out.push(`At ${fmt(result.options.trafficRps)} rps for 30 days: $${money(ours.usagePerMonthUsd)} for ${int(ours.requestsPerMonth)} requests, `
+    + `plus $${money(ours.monthlyFixedUsd)} a month that does not depend on the request count (below).`);
+  out.push('');
+  out.push('WHERE THE MONEY GOES (per request)');
+  out.push(...table(['service', 'usage', 'per request', 'USD per 1M', 'how'], ours.lines
+    .filter((l) => l.perRequest > 0 || l.service === 'secretsManager' || l.service === 'kms' || l.service === 'xray')
+    .map(usageRow), [false, false, true, true, false]));
+  out.push('');
+  out.push('MONTHLY, WHATEVER THE REQUEST COUNT (storage: at this rate)');
+  out.push(...table(['item', 'quantity', 'USD per month', 'how'], ours.monthly
+    .map((l) => [l.what, fmt(l.quantity, 3), usd(l.usdPerMonth), l.derivation]), [false, true, true, false]));
+  out.push('');
+  out.push('DERIVED FROM THE TEMPLATE');
+  out.push(...derived.derivation.map((d) => `  ${d}`));
+  out.push('');
+  out.push('COMPARISON (same prices, same traffic, same main workflow)');
+  const designs = [ours, ...result.comparisons.map((c) => c.cost)];
+  out.push(...table(['service', 'this stack', '(a) published pattern', '(b) Standard + HTTP Task'], [
+    ...servicesUsed(designs).map((k) => [SERVICES[k], ...designs.map((d) => usd(d.byService[k]))]),
+    ['total per 1M requests', ...designs.map((d) => usd(d.perMillionRequestsUsd))],
+    ['vs this stack', '', ...result.comparisons.map((c) => signed(c.cost.perMillionRequestsUsd - ours.perMillionRequestsUsd))],
+    [`30 days at ${fmt(result.options.trafficRps)} rps`, ...designs.map((d) => usd(d.usagePerMonthUsd, 2))],
+  ], [false, true, true, true]));
+  for (const { comparison, cost } of result.comparisons) {
+    out.push('');
+    out.push(`${cost.name}: ${cost.description}`);
+    out.push(...comparison.differences.map((d) => `  - ${d}`));
+    out.push(...table(['service', 'usage', 'per request', 'USD per 1M', 'how'], cost.lines
+      .filter((l) => l.perRequest > 0)
+      .map(usageRow), [false, false, true, true, false])
+      .map((line) => `  ${line}`));
+  }
+  out.push('');
+  out.push('ASSUMPTIONS');
+  out.push(...assumptions(result).map((a) => `  - ${a}`));
+  return out.join('\n');
+}
+
+/** The tables of docs/cost.md. */
+export function markdownReport(result: CostResult): string {
+  const { ours } = result;
+  const designs = [ours, ...result.comparisons.map((c) => c.cost)];
+  const out: string[] = [];
+  out.push(`Stack ${result.stackName}, ${result.prices.region}, contract ${fmt(result.rps)} rps, ${fmt(result.options.trafficRps)} rps sustained `
+    + `(${int(ours.requestsPerMonth)} requests per 30 days); ${PRICE_STATEMENT}.`);
+  for (const warning of result.derived.warnings) {
+    out.push('', `> ${warning}`);
+  }
+  out.push('', '| service | USD per 1M requests | share |', '| --- | ---: | ---: |');
+  for (const k of servicesUsed([ours])) {
+    out.push(`| ${SERVICES[k]} | ${usd(ours.byService[k])} | ${pct(ours.byService[k] / ours.perMillionRequestsUsd)} |`);
+  }
+  out.push(`| **total** | **${usd(ours.perMillionRequestsUsd)}** | 100% |`);
+  out.push('', `${ownStatesSentence(result)} 30 days at ${fmt(result.options.trafficRps)} rps: **$${money(ours.usagePerMonthUsd)}**, `
+    + `plus $${money(ours.monthlyFixedUsd)} a month whatever the request count.`);
+  out.push('', '| service | usage | per request | USD per 1M | how |', '| --- | --- | ---: | ---: | --- |');
+  for (const l of ours.lines.filter((x) => x.perRequest > 0)) {
+    out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
+  }
+  out.push('', '| monthly item | quantity | USD per month | how |', '| --- | ---: | ---: | --- |');
+  for (const l of ours.monthly) {
+    out.push(`| ${l.what} | ${fmt(l.quantity, 3)} | ${usd(l.usdPerMonth)} | ${escape(l.derivation)} |`);
+  }
+  out.push('', '| service | this stack | (a) published pattern | (b) Standard + HTTP Task |', '| --- | ---: | ---: | ---: |');
+  for (const k of servicesUsed(designs)) {
+    out.push(`| ${SERVICES[k]} | ${designs.map((d) => usd(d.byService[k])).join(' | ')} |`);
+  }
+  out.push(`| **total per 1M requests** | ${designs.map((d) => `**${usd(d.perMillionRequestsUsd)}**`).join(' | ')} |`);
+  out.push(`| vs this stack | | ${result.comparisons.map((c) => signed(c.cost.perMillionRequestsUsd - ours.perMillionRequestsUsd)).join(' | ')} |`);
+  out.push(`| 30 days at ${fmt(result.options.trafficRps)} rps | ${designs.map((d) => usd(d.usagePerMonthUsd, 2)).join(' | ')} |`);
+  return out.join('\n');
+}
+
+/** What the numbers rest on. */
+export function assumptions(result: CostResult): string[] {
+  const o = result.options;
+  return [
+    `Happy path only: ${HAPPY_PATH_RULE}`,
+    'Standard workflows: one state transition per state entered (AWS counts each step executed, retries included). '
+      + `${result.derived.model.main.logicalId} has ${result.derived.model.main.path.length} on its happy path; the orchestrator's submit task `
+      + `${result.derived.model.main.submitState} is 1 of them, the others are the workflow's own.`,
+    `Express: duration = ${LATENCY_MS.stateTransition} ms per state + ${LATENCY_MS.dynamodbCall} ms per DynamoDB task + ${LATENCY_MS.apiGatewayOverhead} ms API Gateway `
+      + `+ the vendor's ${o.vendorLatencyMs} ms (--vendor-latency-ms), rounded up to 100 ms; memory 50 MB + definition + execution data in 64 MB chunks.`,
+    'Lambda: warm invocations; dispatcher time = the wait for the batch\'s pacing slots (billed while it sleeps) + reservation and StartExecution calls; '
+      + `processor ${2 * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess} ms per callback (query, SendTaskSuccess, update). Cold starts (INIT is billed for managed runtimes) are rare at a sustained rate and not counted.`,
+    'SQS: a receive returns up to 10 messages, so receives are amortised over the batch (a lower bound: Lambda\'s pollers can return fewer messages per call; '
+      + `at worst one receive per message, +$${usd(receiveUpperBound(result), 2)} per 1M requests); DeleteMessageBatch per 10; `
+      + `without a batching window a batch holds what arrives in ~${POLL_GATHER_SECONDS} s.`,
+    `Sizes: payload ${o.payloadBytes} B (--payload-bytes), callback ${o.callbackBytes} B (--callback-bytes), task token ${o.taskTokenBytes} B (--task-token-bytes), `
+      + `request and job ids ${SIZE_BYTES.requestId} B. DynamoDB writes are billed per started KB of the larger of the item before and after; `
+      + 'index entries add 100 B; the job id index is written when the job id is stored and when the status (projected) changes.',
+    `Logs: API Gateway access log lines sized from the stage's format, Lambda START/END/REPORT (${SIZE_BYTES.lambdaPlatformLogsText} B), one Powertools INFO line `
+      + `(${SIZE_BYTES.powertoolsInfoLine} B) per request per function at INFO, one EMF document (${SIZE_BYTES.emfDocument} B) per invocation, `
+      + `${SIZE_BYTES.logEventOverhead} B per event; the Express workflow logs at ERROR, so nothing on the happy path.`,
+    'The rate changes only the amortisation (batch fill, hence per-batch reads, writes, receives and invocations) and the monthly total (rps x 2,592,000 requests per 30 days).',
+    'Free tiers are excluded; first-tier prices throughout (API Gateway drops to $2.80 per million past 333 million calls a month, '
+      + 'Express duration and Lambda duration have cheaper tiers too), so very high volumes cost somewhat less per request.',
+    'Not counted: data transfer (the vendor calls and callbacks leave and enter AWS alike in every design), '
+      + 'CloudWatch Logs storage (90-day retention, compressed), point-in-time recovery, error paths (retries, DLQs, alarms firing).',
+    `Comparison (a) follows the published pattern (${PUBLISHED_PATTERN_URL}) as written, with this stack's batch, window and memory sizes where the post does not fix them.`,
+  ];
+}
+
+/** USD per 1M requests of the main workflow's own states (all but the submit task). */
+function ownStatesUsd(result: CostResult): number {
+  const own = result.derived.model.main.path.length - 1;
+  return own * result.prices.prices.sfnStandardTransition.usd * 1_000_000;
+}
+
+function ownStatesSentence(result: CostResult): string {
+  const own = result.derived.model.main.path.filter((s) => s !== result.derived.model.main.submitState);
+  return `Of this, $${usd(ownStatesUsd(result), 2)} is the main workflow's own ${own.join(', ') || 'nothing'} `
+    + `(${own.length} transition${own.length === 1 ? '' : 's'}); the orchestrator itself costs $${usd(result.ours.perMillionRequestsUsd - ownStatesUsd(result), 2)} per 1M requests.`;
+}
+
+/** What SQS would add per 1M requests if every ReceiveMessage returned a single message. */
+function receiveUpperBound(result: CostResult): number {
+  return result.ours.lines
+    .filter((l) => l.what.endsWith('ReceiveMessage'))
+    .reduce((sum, l) => sum + Math.max(0, 1 - l.perRequest) * result.prices.prices.sqsRequest.usd * 1_000_000, 0);
+}
+
+// -----------------------------------------------------------------------------------------------
+// Formatting
+
+function usageRow(l: PricedLine): string[] {
+  return [SERVICES[l.service], l.what, quantity(l.perRequest, l.price), usd(l.usdPerMillion), l.derivation];
+}
+
+function servicesUsed(designs: DesignCost[]): ServiceKey[] {
+  return SERVICE_KEYS.filter((k) => designs.some((d) => d.byService[k] > 0));
+}
+
+function table(header: string[], rows: string[][], right: boolean[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const render = (cells: string[]) => cells
+    .map((c, i) => (i === cells.length - 1 && !right[i] ? c : right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+    .join('  ');
+  return [render(header), render(widths.map((w) => '-'.repeat(w))), ...rows.map(render)].map((l) => `  ${l}`.trimEnd());
+}
+
+function usd(value: number, digits: number = 4): string {
+  return value.toFixed(digits);
+}
+
+function money(value: number): string {
+  return value.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+function signed(value: number): string {
+  return `${value >= 0 ? '+' : '-'}${Math.abs(value).toFixed(4)}`;
+}
+
+function pct(value: number): string {
+  return `${(value * 100).toFixed(1)}%`;
+}
+
+function int(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}
+
+function quantity(value: number, price: string): string {
+  if (price === 'logsIngestedGb') return `${fmt(value * 1024 ** 3, 0)} B`;
+  if (price.includes('GbSecond')) return `${value.toPrecision(3)} GB-s`;
+  return fmt(value, 4);
+}
+
+function escape(text: string): string {
+  return text.replace(/\|/g, '\\|');
+}

@@ -1,0 +1,182 @@
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { AsyncExternalApiOrchestrator } from './async-external-api-orchestrator';
+
+/** Period of every graph: one minute, the finest the AWS metrics charted here have. */
+const PERIOD = Duration.minutes(1);
+const HALF = 12;
+const THIRD = 8;
+const HEIGHT = 6;
+
+/**
+ * The orchestrator's dashboard (internal: the orchestrator creates it). Its widgets are described
+ * in docs/operations.md ("Dashboard tour"); keep the two in step.
+ */
+export class OrchestratorDashboard extends Construct {
+  /** The CloudWatch dashboard. */
+  public readonly dashboard: cloudwatch.Dashboard;
+
+  /** Failed and timed-out executions of the registered workflows; filled by `addWorkflow`. */
+  private readonly workflowsWidget: cloudwatch.GraphWidget;
+
+  constructor(scope: Construct, id: string, o: AsyncExternalApiOrchestrator, dashboardName?: string) {
+    super(scope, id);
+    const period = PERIOD;
+    const rps = o.requestsPerSecond;
+
+    const header = new cloudwatch.TextWidget({
+      markdown: [
+        `## Async external API: ${o.node.path}`,
+        `Contract: **${rps} requests per second**. Metrics scope: \`${o.metricsScope}\`. `
+          + 'Alarms, runbook and redrive: `docs/operations.md` of cdk-async-external-api.',
+      ].join('\n'),
+      width: 24,
+      height: 2,
+    });
+
+    const rate = new cloudwatch.GraphWidget({
+      title: 'Contract vs delivered requests per second',
+      left: [
+        new cloudwatch.MathExpression({
+          expression: 'proxyRequests / PERIOD(proxyRequests)',
+          usingMetrics: { proxyRequests: o.metricVendorRequests({ statistic: 'Sum', period }) },
+          label: 'requests to the proxy per second (API Gateway Count)',
+          period,
+        }),
+        new cloudwatch.MathExpression({
+          expression: 'dispatched / PERIOD(dispatched)',
+          usingMetrics: { dispatched: o.metricDispatchedRequests({ period }) },
+          label: 'dispatches started per second (DispatchedRequests)',
+          period,
+        }),
+      ],
+      leftAnnotations: [{ value: rps, label: `contract: ${rps} requests per second`, color: cloudwatch.Color.RED }],
+      leftYAxis: { min: 0, label: 'requests per second', showUnits: false },
+      width: HALF,
+      height: HEIGHT,
+    });
+
+    const backlog = new cloudwatch.GraphWidget({
+      title: 'Request backlog and age of the oldest request',
+      left: [o.metricBacklog({ statistic: 'Maximum', period, label: 'requests waiting (messages visible)' })],
+      right: [o.metricAgeOfOldestRequest({ statistic: 'Maximum', period, label: 'age of the oldest request (seconds)' })],
+      leftAnnotations: [{ value: o.consumer.backlogThresholdMessages, label: 'backlog alarm threshold', color: cloudwatch.Color.ORANGE }],
+      leftYAxis: { min: 0, label: 'messages', showUnits: false },
+      rightYAxis: { min: 0, label: 'seconds', showUnits: false },
+      width: HALF,
+      height: HEIGHT,
+    });
+
+    const inFlight = new cloudwatch.GraphWidget({
+      title: 'Dispatches succeeded vs callbacks resolved per minute (rates to compare, not a count of jobs in flight)',
+      left: [
+        o.dispatch.metricDispatchesSucceeded({ statistic: 'Sum', period, label: 'dispatch executions succeeded (jobs submitted, retries scheduled)' }),
+        o.metricCallbacksResolved({ period, label: 'callbacks resolved (workflows resumed or failed)' }),
+      ],
+      leftYAxis: { min: 0, showUnits: false },
+      width: HALF,
+      height: HEIGHT,
+    });
+
+    const latency = new cloudwatch.GraphWidget({
+      title: 'Callback latency: webhook to workflow resumed (p50, p99)',
+      left: [
+        o.metricCallbackLatency({ statistic: 'p50', period, label: 'p50' }),
+        o.metricCallbackLatency({ statistic: 'p99', period, label: 'p99' }),
+      ],
+      leftYAxis: { min: 0, label: 'milliseconds', showUnits: false },
+      width: HALF,
+      height: HEIGHT,
+    });
+
+    const deadLetters = new cloudwatch.GraphWidget({
+      title: 'Dead-letter queue depths (any message needs a person)',
+      left: [
+        o.metricRequestDeadLetterMessages({ statistic: 'Maximum', period, label: 'request DLQ' }),
+        o.metricCallbackDeadLetterMessages({ statistic: 'Maximum', period, label: 'callback DLQ' }),
+      ],
+      leftYAxis: { min: 0, label: 'messages', showUnits: false },
+      width: THIRD,
+      height: HEIGHT,
+    });
+
+    const dispatchFailures = new cloudwatch.GraphWidget({
+      title: 'Dispatch failures (requests given up)',
+      left: [
+        o.metricDispatchFailures({ statistic: 'Sum', period, label: 'dispatch executions failed' }),
+        o.dispatch.metricDispatchTimeouts({ statistic: 'Sum', period, label: 'dispatch executions timed out' }),
+        o.consumer.metricParkedRequests({ period, label: 'malformed requests parked by the dispatcher' }),
+      ],
+      leftYAxis: { min: 0, showUnits: false },
+      width: THIRD,
+      height: HEIGHT,
+    });
+
+    this.workflowsWidget = new cloudwatch.GraphWidget({
+      title: 'Registered workflows: executions failed and timed out',
+      left: [],
+      leftYAxis: { min: 0, showUnits: false },
+      width: THIRD,
+      height: HEIGHT,
+    });
+
+    const throttles = new cloudwatch.GraphWidget({
+      title: '429s: refused by the proxy vs answered by the vendor',
+      left: [
+        o.metricProxyThrottles({ period, label: 'proxy throttled (vendor not called)' }),
+        o.metricVendorThrottles({ period, label: 'vendor answered 429' }),
+      ],
+      leftYAxis: { min: 0, showUnits: false },
+      width: THIRD,
+      height: HEIGHT,
+    });
+
+    const callbacks = new cloudwatch.GraphWidget({
+      title: 'Callbacks: rejected, late, duplicate, early; webhook 5xx',
+      left: [
+        o.metricCallbacksRejected({ period, label: 'rejected (parked)' }),
+        o.metricLateCallbacks({ period, label: 'late (workflow already ended)' }),
+        o.metricDuplicateCallbacks({ period, label: 'duplicate' }),
+        o.metricEarlyCallbacks({ period, label: 'early (job id not stored yet, retried)' }),
+      ],
+      right: [o.webhook.metricServerErrors({ statistic: 'Sum', period, label: 'webhook 5xx answers' })],
+      leftYAxis: { min: 0, showUnits: false },
+      rightYAxis: { min: 0, showUnits: false },
+      width: THIRD,
+      height: HEIGHT,
+    });
+
+    const pacing = new cloudwatch.GraphWidget({
+      title: 'Pacing: wait for a slot (p50, p99) and slots given up',
+      left: [
+        o.metricPacingWait({ statistic: 'p50', period, label: 'pacing wait p50' }),
+        o.metricPacingWait({ statistic: 'p99', period, label: 'pacing wait p99' }),
+      ],
+      right: [o.metricSlotsGivenUp({ period, label: 'slots given up (late start)' })],
+      leftYAxis: { min: 0, label: 'milliseconds', showUnits: false },
+      rightYAxis: { min: 0, showUnits: false },
+      width: THIRD,
+      height: HEIGHT,
+    });
+
+    this.dashboard = new cloudwatch.Dashboard(this, 'Resource', {
+      dashboardName,
+      widgets: [
+        [header],
+        [rate, backlog],
+        [inFlight, latency],
+        [deadLetters, dispatchFailures, this.workflowsWidget],
+        [throttles, callbacks, pacing],
+      ],
+    });
+  }
+
+  /** Charts the failed and timed-out executions of a registered workflow. */
+  public addWorkflow(stateMachine: sfn.IStateMachine): void {
+    const name = stateMachine.node.id;
+    this.workflowsWidget.addLeftMetric(stateMachine.metricFailed({ statistic: 'Sum', period: PERIOD, label: `${name} failed` }));
+    this.workflowsWidget.addLeftMetric(stateMachine.metricTimedOut({ statistic: 'Sum', period: PERIOD, label: `${name} timed out` }));
+  }
+}

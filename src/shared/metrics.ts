@@ -1,0 +1,38 @@
+/**
+ * Custom metrics the handlers publish in CloudWatch embedded metric format (EMF) and the
+ * constructs chart and alarm on. Plain constants, shared by both sides.
+ */
+
+/** CloudWatch namespace of every custom metric. */
+export const METRICS_NAMESPACE = 'CdkAsyncExternalApi';
+
+/**
+ * Dimension that tells orchestrators (or standalone building blocks) apart. Its value is set by
+ * the construct in the handler's environment variable `METRICS_SCOPE_ENV`.
+ */
+export const METRICS_SCOPE_DIMENSION = 'Scope';
+export const METRICS_SCOPE_ENV = 'METRICS_SCOPE';
+
+/** Metric names. */
+export const MetricNames = {
+  /** Dispatcher: StartExecution calls issued (one per request attempt). Count. */
+  DISPATCHED_REQUESTS: 'DispatchedRequests',
+  /** Dispatcher: time a message waited for its pacing slot. Milliseconds. */
+  PACING_WAIT: 'PacingWait',
+  /** Dispatcher: slots given up because the start would have been late. Count. */
+  SLOTS_GIVEN_UP: 'SlotsGivenUp',
+  /** Dispatcher: malformed request messages parked in the request DLQ. Count. */
+  PARKED_REQUESTS: 'ParkedRequests',
+  /** Callback processor: callbacks that resumed or failed a waiting workflow. Count. */
+  CALLBACKS_RESOLVED: 'CallbacksResolved',
+  /** Callback processor: callbacks refused and parked (malformed, no job id, too large). Count. */
+  CALLBACKS_REJECTED: 'CallbacksRejected',
+  /** Callback processor: callbacks for a workflow that had already ended. Count. */
+  LATE_CALLBACKS: 'LateCallbacks',
+  /** Callback processor: repeated callbacks for a request already resumed. Count. */
+  DUPLICATE_CALLBACKS: 'DuplicateCallbacks',
+  /** Callback processor: callbacks whose job id was not stored yet (retried). Count. */
+  EARLY_CALLBACKS: 'EarlyCallbacks',
+  /** Callback processor: webhook arrival to the waiting workflow resumed. Milliseconds. */
+  CALLBACK_LATENCY: 'CallbackLatency',
+} as const;

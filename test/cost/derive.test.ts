@@ -1,0 +1,172 @@
+/**
+ * The cost model reads its counts from synthesized stacks: these tests synthesize orchestrators
+ * with different settings and check that the counts follow the template.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { Construct } from 'constructs';
+import { comparisons } from '../../cost/comparisons';
+import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, stackFromTemplate } from '../../cost/derive';
+import { AslDefinition } from '../../cost/happy-path';
+import { priceDesign } from '../../cost/model';
+import { pricesFor } from '../../cost/prices';
+import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, VendorCredentials } from '../../src';
+import { testStack } from '../util';
+
+// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
+if (!(Promise as any).withResolvers) {
+  (Promise as any).withResolvers = () => {
+    let resolve!: (value: unknown) => void;
+    let reject!: (reason: unknown) => void;
+    const promise = new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { promise, resolve, reject };
+  };
+}
+
+/** The example app's shape (submit, then ProcessResult), with orchestrator settings to vary. */
+function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({})) {
+  const stack = testStack();
+  const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://vendor.example.com/v1/jobs',
+    requestsPerSecond: 10,
+    batchSize: 20,
+    maxConcurrency: 2,
+    callbackTimeout: Duration.minutes(30),
+    ...props(stack),
+  });
+  const submit = vendor.submitJobTask(stack, 'SubmitJob', {
+    payload: sfn.TaskInput.fromJsonPathAt('$.order'),
+    requestId: sfn.JsonPath.stringAt('$.orderId'),
+    resultPath: '$.vendor',
+  });
+  const main = new sfn.StateMachine(stack, 'Main', {
+    definitionBody: sfn.DefinitionBody.fromChainable(submit.next(new sfn.Pass(stack, 'ProcessResult'))),
+  });
+  vendor.registerWorkflow(main);
+  return stackFromTemplate(Template.fromStack(stack).toJSON(), stack.stackName);
+}
+
+const options = (trafficRps: number, more: Partial<DeriveOptions> = {}): DeriveOptions => ({ ...DEFAULT_DERIVE_OPTIONS, trafficRps, ...more });
+const line = (d: ReturnType<typeof deriveStack>, what: string) => {
+  const found = d.usage.lines.find((l) => l.what === what);
+  if (!found) throw new Error(`no usage line '${what}' in ${d.usage.lines.map((l) => l.what).join(', ')}`);
+  return found;
+};
+
+describe('cost derivation from a synthesized stack', () => {
+  const example = synthesize();
+
+  test('per-batch counts follow the batch size in the template', () => {
+    // GIVEN the same stack with batches of 20 and of 10, both under a backlog (full batches)
+    const big = deriveStack(example, options(10));
+    const small = deriveStack(synthesize(() => ({ batchSize: 10 })), options(10));
+
+    // THEN
+    expect(big.model.requestFeed.batchSize).toBe(20);
+    expect(small.model.requestFeed.batchSize).toBe(10);
+    expect(line(big, 'dispatcher invocations').perRequest).toBeCloseTo(1 / 20, 10);
+    expect(line(small, 'dispatcher invocations').perRequest).toBeCloseTo(1 / 10, 10);
+    expect(big.usage.lines.find((l) => l.what.endsWith('reservation write'))!.perRequest).toBeCloseTo(1 / 20, 10);
+    expect(small.usage.lines.find((l) => l.what.endsWith('reservation write'))!.perRequest).toBeCloseTo(1 / 10, 10);
+    expect(line(big, 'request queue ReceiveMessage').perRequest).toBeCloseTo(2 / 20, 10);
+    expect(line(small, 'request queue ReceiveMessage').perRequest).toBeCloseTo(1 / 10, 10);
+    // Per-request work does not depend on the batch.
+    expect(line(big, 'request queue SendMessage').perRequest).toBe(1);
+    expect(line(small, 'request queue SendMessage').perRequest).toBe(1);
+  });
+
+  test('below the pacing capacity the batching window sets the fill; at the contract the queue backs up', () => {
+    const atContract = deriveStack(example, options(10));
+    const light = deriveStack(example, options(4));
+
+    expect(atContract.model.slotIntervalMs).toBeCloseTo(105, 6);
+    expect(atContract.model.backlogged).toBe(true);
+    expect(atContract.warnings.join(' ')).toMatch(/9\.52 starts\/s/);
+    expect(light.model.backlogged).toBe(false);
+    expect(light.model.requestFeed.batchingWindowSeconds).toBe(1);
+    expect(light.model.requestFeed.fill).toBe(4);
+    expect(light.warnings).toEqual([]);
+    // Lambda bills the wait for the batch's last slot: (4 - 1) x 105 ms + the calls, over 4 requests.
+    expect(light.model.dispatcher.msPerRequest).toBeCloseTo((3 * 105 + 90) / 4, 6);
+  });
+
+  test('memory sizes, state counts and DynamoDB writes come from the template', () => {
+    const d = deriveStack(example, options(4));
+    expect(d.model.dispatcher.memoryMb).toBe(256);
+    expect(d.model.processor.memoryMb).toBe(256);
+    expect(d.model.main.path).toEqual(['SubmitJob', 'ProcessResult']);
+    expect(line(d, `${d.model.main.logicalId} state transitions`).perRequest).toBe(2);
+    expect(d.model.dispatch.type).toBe('EXPRESS');
+    expect(d.model.dispatch.memoryMb).toBe(64);
+    expect(d.model.dispatch.billedMs % 100).toBe(0);
+    expect(d.model.writes.map((w) => [w.by, w.writeUnits, w.indexWriteUnits])).toEqual([
+      ['ClaimRequest', 1, 0], // no job id yet: not in the job id index
+      ['StoreJobId', 1, 1], // the job id puts the item into the index
+      ['callback processor (mark COMPLETED)', 1, 1], // status is projected into the index
+    ]);
+    expect(d.model.lookupReadUnits).toBe(0.5);
+    // A longer task token pushes the item past 1 KB: every write then costs 2 units.
+    const bigToken = deriveStack(example, options(4, { taskTokenBytes: 1000 }));
+    expect(bigToken.model.writes.map((w) => w.writeUnits)).toEqual([2, 2, 2]);
+  });
+
+  test('the happy path is the states an execution passes on success (run with aws-local-stepfunctions)', async () => {
+    // GIVEN the dispatch workflow as synthesized, and every AWS call succeeding
+    const d = deriveStack(example, options(10));
+    const definition = d.model.dispatch.definition as AslDefinition;
+    const taskResourceLocalHandlers: Record<string, () => Promise<any>> = {};
+    for (const [name, state] of Object.entries(definition.States)) {
+      if (state.Type !== 'Task') continue;
+      taskResourceLocalHandlers[name] = async () => (name === 'CallVendor' ? { ResponseBody: { jobId: 'job-1' }, StatusCode: 200 } : {});
+    }
+
+    // WHEN it runs
+    const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
+    const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1 };
+    const execution = machine.run({ ...message, expiresAt: 1_900_000_000, message } as any, {
+      overrides: { taskResourceLocalHandlers },
+      context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
+    });
+    const entered: string[] = [];
+    for await (const event of execution.eventLogs) {
+      if (event.type === 'StateEntered') entered.push(event.state.name);
+    }
+    await execution.result;
+
+    // THEN the model counted exactly those states
+    expect(entered).toEqual(d.model.dispatch.path);
+    expect(d.model.dispatch.path).toHaveLength(entered.length);
+  });
+
+  test('a vendor credential read per request costs a Secrets Manager call and a secret', () => {
+    const plain = deriveStack(example, options(10));
+    const withSecret = deriveStack(synthesize((scope) => ({
+      proxy: { credentials: VendorCredentials.fromSecretHeader({ secret: new secretsmanager.Secret(scope, 'VendorKey'), headerName: 'x-api-key' }) },
+    })), options(10));
+
+    expect(line(plain, 'GetSecretValue calls').perRequest).toBe(0);
+    expect(line(withSecret, 'GetSecretValue calls').perRequest).toBe(1);
+    expect(withSecret.model.dispatch.path.length).toBeGreaterThan(plain.model.dispatch.path.length);
+    expect(withSecret.usage.monthly.find((m) => m.what === 'Secrets Manager secrets')?.quantity).toBe(1);
+    const prices = pricesFor('us-east-1');
+    expect(priceDesign(withSecret.usage, prices, 10).byService.secretsManager).toBeCloseTo(5, 6); // $0.05 per 10,000 calls
+  });
+
+  test('comparisons reuse the main workflow: the published pattern keeps its transitions, the HTTP Task design adds one', () => {
+    const d = deriveStack(example, options(10));
+    const [published, httpTask] = comparisons(d.model, options(10));
+    const transitions = (c: typeof published) => c.usage.lines.find((l) => l.service === 'stepFunctionsStandard')!.perRequest;
+
+    expect(transitions(published)).toBe(2);
+    expect(transitions(httpTask)).toBe(3);
+    expect(published.usage.lines.some((l) => l.what.includes('pacer'))).toBe(false);
+    expect(httpTask.usage.lines.some((l) => l.service === 'stepFunctionsExpress')).toBe(false);
+    expect(httpTask.usage.lines.filter((l) => l.service === 'apiGateway').map((l) => l.perRequest)).toEqual([1]);
+  });
+});
