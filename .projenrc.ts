@@ -58,6 +58,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-sdk-client-mock-jest',
     'asl-validator@^4',
     'velocityjs@^2',
+    'cdk-nag@2.38.2',
     'aws-local-stepfunctions@^3',
     'fauxqs@~1.9.2',
     'dynalite@^4',

@@ -319,6 +319,10 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
       sqsTasks.push(name);
       durationMs += LATENCY_MS.sqsCall;
       taskLines.push(`${name}: SQS SendMessage, 1 request`);
+    } else if (/^arn:aws:states:::aws-sdk:sfn:sendTaskHeartbeat$/.test(resource)) {
+      // Step Functions API calls are not billed; the call only adds to the Express duration.
+      durationMs += LATENCY_MS.sendTaskSuccess;
+      taskLines.push(`${name}: Step Functions SendTaskHeartbeat (is the workflow still waiting?), no charge`);
     } else {
       throw new Error(`Dispatch state ${name} (${resource}) is on the happy path but the cost model does not know what it costs: add it to cost/derive.ts`);
     }

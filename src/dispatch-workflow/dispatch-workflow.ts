@@ -7,6 +7,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { CallbackUrlDelivery } from './callback-url-delivery';
+import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { parseSimplePath } from '../callback-webhook/json-path';
 import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
@@ -419,7 +420,38 @@ export class DispatchWorkflow extends Construct {
     payloadNotObject?.next(giveUp);
     prepareEnd.next(callVendor);
     callVendor.next(jobIdPresent);
-    const definition = readCredential ? claim.next(readCredential).next(prepare) : claim.next(prepare);
+    // ---- Is anyone still waiting? A request whose workflow already ended (timed out, failed,
+    // stopped) is not sent: a retry that outlived its workflow, or a redriven dead letter whose
+    // workflow was already failed. SendTaskHeartbeat succeeds only on an open task token. ----
+    const checkWaiting = new sfn.CustomState(this, 'CheckWaitingWorkflow', {
+      stateJson: {
+        Type: 'Task',
+        Comment: 'Only call the vendor while the waiting workflow still waits for this request',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskHeartbeat`,
+        Parameters: { 'TaskToken.$': '$.taskToken' },
+        ResultPath: null,
+      },
+    });
+    const waitingWorkflowEnded = new sfn.Succeed(this, 'WaitingWorkflowEnded', {
+      comment: 'Nobody waits for this request any more: it is not sent to the vendor',
+    });
+    // Step Functions names SDK errors `Sfn.<Code>`, sometimes with an `Exception` suffix: match both.
+    checkWaiting.addCatch(waitingWorkflowEnded, {
+      errors: ['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist'].flatMap((code) => [`Sfn.${code}`, `Sfn.${code}Exception`]),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    checkWaiting.addRetry({
+      errors: ['Sfn.ThrottlingException', 'Sfn.SfnException', 'Sfn.InternalServerException'],
+      interval: Duration.seconds(1),
+      backoffRate: 2,
+      maxAttempts: 3,
+      jitterStrategy: sfn.JitterType.FULL,
+    });
+    checkWaiting.addCatch(classify, { resultPath: '$.error' });
+
+    const definition = readCredential
+      ? claim.next(readCredential).next(checkWaiting).next(prepare)
+      : claim.next(checkWaiting).next(prepare);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -441,16 +473,19 @@ export class DispatchWorkflow extends Construct {
     // Covers KMS when the request queue has a customer-managed key.
     props.requestQueue.grantSendMessages(this.stateMachine);
     props.deadLetterQueue.grantSendMessages(this.stateMachine);
+    // cdk-nag AwsSolutions: logging level, X-Ray and IAM wildcards, with reasons (resource metadata).
+    addDispatchWorkflowNagSuppressions(this.stateMachine, props);
   }
 
   /**
-   * Lets the dispatch workflow fail (SendTaskFailure) tasks of `stateMachine` when it gives a
-   * request up.
+   * Lets the dispatch workflow check (SendTaskHeartbeat) and fail (SendTaskFailure) tasks of
+   * `stateMachine`: it checks that the waiting task is still open before each vendor call, and
+   * fails it at once when it gives a request up.
    */
-  public grantFailTasks(stateMachine: sfn.IStateMachine): iam.Grant {
+  public grantTaskResponses(stateMachine: sfn.IStateMachine): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee: this.stateMachine,
-      actions: ['states:SendTaskFailure'],
+      actions: ['states:SendTaskFailure', 'states:SendTaskHeartbeat'],
       resourceArns: [stateMachine.stateMachineArn],
     });
   }
@@ -491,7 +526,7 @@ export class DispatchWorkflow extends Construct {
   /**
    * A raw `aws-sdk:sfn:sendTaskFailure` task. Not `CallAwsService`: that one attaches its own IAM
    * statement, which would need the waiting workflows' ARNs before they are known (a lazy list
-   * there breaks synthesis under `@aws-cdk/aws-iam:minimizePolicies`). `grantFailTasks()` grants
+   * there breaks synthesis under `@aws-cdk/aws-iam:minimizePolicies`). `grantTaskResponses()` grants
    * the permission per workflow instead.
    */
   private sendTaskFailure(id: string, cause: { text?: string; path?: string }): sfn.CustomState {

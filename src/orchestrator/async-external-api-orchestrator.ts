@@ -525,7 +525,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     this.registeredWorkflows.add(stateMachine.stateMachineArn);
     this.webhook.grantResume(stateMachine);
-    this.dispatch.grantFailTasks(stateMachine);
+    this.dispatch.grantTaskResponses(stateMachine);
     iam.Grant.addToPrincipal({
       grantee: this.consumer.function,
       actions: ['states:SendTaskFailure'],

@@ -13,6 +13,7 @@ import { DispatcherFunction } from './dispatcher-function';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
+import { addFunctionNagSuppressions } from '../shared/nag';
 import { createWorkQueue } from '../shared/queues';
 import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
 
@@ -279,6 +280,8 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
+    // cdk-nag AwsSolutions: the pinned runtime, the managed logging policy, X-Ray and KMS wildcards.
+    addFunctionNagSuppressions(this.function, { tracing: props.tracingEnabled, kms: props.encryptionKey !== undefined });
 
     const target: lambda.IFunction = props.provisionedConcurrentExecutions !== undefined
       ? this.function.addAlias('live', { provisionedConcurrentExecutions: props.provisionedConcurrentExecutions })

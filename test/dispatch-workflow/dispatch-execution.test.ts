@@ -61,7 +61,8 @@ async function run(definition: AslDefinition, input: unknown, handlers: Record<s
     if (state.Type !== 'Task') continue;
     taskResourceLocalHandlers[name] = async (taskInput: any) => {
       (calls[name] ??= []).push(taskInput);
-      const handler = handlers[name];
+      // The waiting workflow is still waiting unless a test says otherwise.
+      const handler = handlers[name] ?? (name === 'CheckWaitingWorkflow' ? ok : undefined);
       if (!handler) {
         throw new Error(`unexpected call of ${name}`);
       }
@@ -278,4 +279,22 @@ describe('dispatch workflow, executed', () => {
     expect(call.Headers['X-Callback-Url']).toEqual([expect.stringMatching(/\/callback$/)]);
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'nested-7' });
   });
+
+  test.each(['Sfn.TaskTimedOut', 'Sfn.InvalidTokenException', 'Sfn.TaskDoesNotExist'])(
+    'a request whose waiting workflow has ended (%s) is not sent to the vendor', async (errorName) => {
+      // GIVEN a retry or a redriven dead letter whose workflow timed out, failed or was stopped
+      const result = await run(definition, dispatchInput(2), {
+        ClaimRequest: ok,
+        CheckWaitingWorkflow: () => {
+          throw stepError(errorName, 'Task Timed Out');
+        },
+      });
+
+      // THEN nothing is sent and nothing is parked: nobody waits for the answer
+      expect(result.error).toBeUndefined();
+      expect(result.calls.CheckWaitingWorkflow[0]).toEqual({ TaskToken: 'token-1' });
+      expect(result.calls.CallVendor).toBeUndefined();
+      expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+    },
+  );
 });

@@ -217,7 +217,7 @@ describe('DispatchWorkflow', () => {
       expect(definition.States.CallVendor.Parameters.Headers['X-Callback-Url']).toEqual([CALLBACK_URL]);
       expect(definition.States.AddCallbackUrl).toBeUndefined();
       expect(definition.States.MergeCallbackUrl).toBeUndefined();
-      expect(followNext(definition, 'ClaimRequest', 'CallVendor')).toEqual(['ClaimRequest', 'PrepareVendorRequest', 'CallVendor']);
+      expect(followNext(definition, 'ClaimRequest', 'CallVendor')).toEqual(['ClaimRequest', 'CheckWaitingWorkflow', 'PrepareVendorRequest', 'CallVendor']);
       expect(definition.States.PrepareVendorRequest.Parameters).toEqual({ 'body.$': '$.payload' });
       expect(aslErrors(definition)).toEqual([]);
     });
@@ -551,14 +551,14 @@ describe('DispatchWorkflow', () => {
       expect(resourcesGranted(statements, 'states:SendTaskFailure')).toEqual([]);
     });
 
-    test('grantFailTasks lets it fail tasks of the given workflow only', () => {
+    test('grantTaskResponses lets it fail tasks of the given workflow only', () => {
       // GIVEN
       const fixture = newDispatch();
       const { stack } = fixture;
       const main = new sfn.StateMachine(stack, 'Main', { definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, 'P')) });
 
       // WHEN
-      fixture.dispatch.grantFailTasks(main);
+      fixture.dispatch.grantTaskResponses(main);
 
       // THEN
       const statements = statementsOfRole(Template.fromStack(stack), stack, fixture.dispatch.stateMachine.role);

@@ -1,0 +1,172 @@
+/**
+ * cdk-nag AwsSolutions over the L3: a user who runs the checks sees no error and no warning from
+ * the library's resources. Every finding the library does not fix is suppressed, with its written
+ * reason, inside the constructs (resource metadata `cdk_nag`), so users get the suppressions
+ * without depending on cdk-nag.
+ */
+import { App, Aspects, Duration, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { buildExampleApp } from '../../examples/app';
+import { AsyncExternalApiOrchestrator, VendorCredentials } from '../../src';
+import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
+
+/** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
+function nagFindings(stack: Stack): string[] {
+  Aspects.of(stack).add(new AwsSolutionsChecks({ verbose: true }));
+  const annotations = Annotations.fromStack(stack);
+  return [
+    ...annotations.findError('*', Match.stringLikeRegexp('AwsSolutions-.*')),
+    ...annotations.findWarning('*', Match.stringLikeRegexp('AwsSolutions-.*')),
+  ].map((m) => `${m.id}: ${String(m.entry.data).split('\n')[0]}`);
+}
+
+/** An orchestrator alone in a stack, with `props` on top of a minimal configuration. */
+function orchestratorStack(props: Partial<ConstructorParameters<typeof AsyncExternalApiOrchestrator>[2]> = {}): Stack {
+  const stack = new Stack(new App(), 'Bare', { env: TEST_ENV });
+  new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://api.vendor.example/v1/jobs',
+    requestsPerSecond: 5,
+    callbackTimeout: Duration.minutes(10),
+    ...props,
+  });
+  return stack;
+}
+
+/** An orchestrator with every option that adds IAM grants: customer-managed keys, OAuth, X-Ray. */
+function fullyOptionedStack(): Stack {
+  const stack = new Stack(new App(), 'Full', { env: TEST_ENV });
+  const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+  const secret = new secretsmanager.Secret(stack, 'VendorSecret');
+  const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://api.vendor.example/v1/jobs',
+    requestsPerSecond: 5,
+    callbackTimeout: Duration.minutes(10),
+    tracing: true,
+    consumer: { encryptionKey: key },
+    webhook: { encryptionKey: key },
+    table: { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: key },
+    proxy: {
+      credentials: VendorCredentials.oauthClientCredentials({ secret, tokenUrl: 'https://auth.vendor.example/oauth/token' }),
+    },
+  });
+  return Object.assign(stack, { vendor });
+}
+
+/** Only the library's findings: those under the orchestrator's construct path. */
+function underOrchestrator(findings: string[], orchestratorPath: string): string[] {
+  return findings.filter((f) => f.startsWith(`/${orchestratorPath}/`));
+}
+
+describe('cdk-nag AwsSolutions', () => {
+  test('the example app has no errors or warnings from the library', () => {
+    // GIVEN
+    const { stack } = buildExampleApp();
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN: the example's own main workflow is user code (its logging and tracing are the user's
+    // choice, and priced by `npm run cost`); everything the orchestrator creates is clean
+    expect(underOrchestrator(findings, 'AsyncExternalApiExample/Vendor')).toEqual([]);
+    expect(findings.length).toBeGreaterThan(0);
+  });
+
+  test('a bare orchestrator has no errors or warnings', () => {
+    // GIVEN
+    const stack = orchestratorStack();
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN
+    expect(findings).toEqual([]);
+  });
+
+  test('an orchestrator with customer-managed keys, OAuth credentials and X-Ray has no errors or warnings', () => {
+    // GIVEN
+    const stack = fullyOptionedStack();
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN: the stack's own key and secret are the user's: only the library's resources count
+    expect(underOrchestrator(findings, 'Full/Vendor')).toEqual([]);
+  });
+
+  test('the checks do find what is not suppressed (the test can fail)', () => {
+    // GIVEN: a user workflow of their own, logging nothing
+    const stack = orchestratorStack();
+    new sfn.StateMachine(stack, 'UserWorkflow', { definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, 'Step')) });
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN
+    expect(findings).toEqual(expect.arrayContaining([expect.stringMatching(/^\/Bare\/UserWorkflow\/Resource: AwsSolutions-SF1/)]));
+    expect(underOrchestrator(findings, 'Bare/Vendor')).toEqual([]);
+  });
+
+  test('every suppression ships as resource metadata with a written reason', () => {
+    // GIVEN
+    const template = Template.fromStack(fullyOptionedStack());
+
+    // WHEN
+    const rules = Object.values(template.toJSON().Resources as Record<string, any>)
+      .flatMap((r) => r.Metadata?.cdk_nag?.rules_to_suppress ?? []) as Array<{ id: string; reason: string }>;
+
+    // THEN
+    expect(new Set(rules.map((r) => r.id))).toEqual(new Set([
+      'AwsSolutions-APIG2', 'AwsSolutions-APIG3', 'AwsSolutions-APIG4', 'AwsSolutions-APIG6', 'AwsSolutions-COG4',
+      'AwsSolutions-SF1', 'AwsSolutions-SF2', 'AwsSolutions-L1', 'AwsSolutions-IAM4', 'AwsSolutions-IAM5',
+    ]));
+    for (const rule of rules) {
+      expect(rule.reason.length).toBeGreaterThanOrEqual(40);
+    }
+  });
+
+  test('IAM policies use Resource * only for actions AWS offers no resource-level permission for', () => {
+    // GIVEN: the X-Ray and log delivery actions, which support no resource-level permissions
+    const allowedOnWildcard = new Set([
+      'logs:CreateLogDelivery', 'logs:GetLogDelivery', 'logs:UpdateLogDelivery', 'logs:DeleteLogDelivery',
+      'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:DescribeResourcePolicies', 'logs:DescribeLogGroups',
+      'xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules', 'xray:GetSamplingTargets',
+    ]);
+    for (const stack of [orchestratorStack(), fullyOptionedStack()]) {
+      const template = Template.fromStack(stack);
+
+      // WHEN
+      const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement as PolicyStatementJson[]);
+      const onWildcard = statements.filter((s) => s.Effect === 'Allow' && resourcesOf(s).includes('*')).flatMap(actionsOf);
+
+      // THEN
+      expect(onWildcard.filter((a) => !allowedOnWildcard.has(a))).toEqual([]);
+    }
+  });
+
+  test('queues and tables are encrypted and queues refuse anything but TLS', () => {
+    // GIVEN
+    const template = Template.fromStack(fullyOptionedStack());
+
+    // THEN: SQS uses the customer-managed key, the correlation table too
+    for (const queue of Object.values(template.findResources('AWS::SQS::Queue'))) {
+      expect(queue.Properties.KmsMasterKeyId).toBeDefined();
+    }
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() }),
+    });
+    const queuePolicies = Object.values(template.findResources('AWS::SQS::QueuePolicy'));
+    expect(queuePolicies).toHaveLength(Object.keys(template.findResources('AWS::SQS::Queue')).length);
+    for (const policy of queuePolicies) {
+      expect(policy.Properties.PolicyDocument.Statement).toEqual(expect.arrayContaining([expect.objectContaining({
+        Effect: 'Deny',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      })]));
+    }
+  });
+});
