@@ -23,6 +23,7 @@ import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as secretsManager from '@aws-sdk/client-secrets-manager';
 import * as sqs from '@aws-sdk/client-sqs';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
+import '../polyfills';
 
 // The package is an ES module for TypeScript (its package.json says "type": "module") but ships
 // a CommonJS build, which require() loads.
@@ -30,7 +31,6 @@ import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEnd
 const { ExecutionAbortedError, ExecutionError, ExecutionTimeoutError, StateMachine } = require('aws-local-stepfunctions') as typeof import('aws-local-stepfunctions', { with: { 'resolution-mode': 'import' } });
 type StateMachine = InstanceType<typeof StateMachine>;
 
-installPromiseWithResolvers();
 
 export type StateMachineType = 'STANDARD' | 'EXPRESS';
 export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
@@ -1080,25 +1080,6 @@ function visitStates(machine: Record<string, any>, visit: (name: string, state: 
 }
 
 // ------------------------------------------------------------------ helpers
-
-/**
- * aws-local-stepfunctions 3.x calls Promise.withResolvers (Node 22); on Node 20 every Task would
- * fail with a TypeError that a States.ALL Catch swallows.
- */
-function installPromiseWithResolvers(): void {
-  const P = Promise as unknown as { withResolvers?: () => unknown };
-  if (!P.withResolvers) {
-    P.withResolvers = () => {
-      let resolve!: (value: unknown) => void;
-      let reject!: (reason: unknown) => void;
-      const promise = new Promise((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      return { promise, resolve, reject };
-    };
-  }
-}
 
 /** An error as a Catch sees it: `name` is matched by ErrorEquals, `message` becomes the Cause. */
 function taskError(name: string, cause: string): Error {

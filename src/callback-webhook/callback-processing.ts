@@ -20,6 +20,7 @@ import { getAtPath, parseSimplePath } from './json-path';
 import { CallbackEnv } from '../shared/env';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
+import { sqsQueueUrl } from '../shared/sqs-url';
 
 /** The AWS clients the processor uses. */
 export interface CallbackClients {
@@ -460,17 +461,11 @@ async function updateStatus(
  * Honours `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL` (local emulators) like the SDK does.
  */
 export function queueUrlFromArn(arn: string, env: Record<string, string | undefined> = process.env): string {
-  const parts = arn.split(':');
-  if (parts.length !== 6 || parts[0] !== 'arn' || parts[2] !== 'sqs' || !parts[3] || !parts[4] || !parts[5]) {
+  const url = sqsQueueUrl(arn, env.AWS_ENDPOINT_URL_SQS || env.AWS_ENDPOINT_URL);
+  if (!url) {
     throw new Error(`Not an SQS queue ARN: "${arn}"`);
   }
-  const [, partition, , region, account, name] = parts;
-  const endpoint = env.AWS_ENDPOINT_URL_SQS || env.AWS_ENDPOINT_URL;
-  if (endpoint) {
-    return `${endpoint.replace(/\/+$/, '')}/${account}/${name}`;
-  }
-  const domain = partition === 'aws-cn' ? 'amazonaws.com.cn' : 'amazonaws.com';
-  return `https://sqs.${region}.${domain}/${account}/${name}`;
+  return url;
 }
 
 /** Cuts a string to at most `max` UTF-16 units, without splitting a surrogate pair. */

@@ -18,6 +18,7 @@ import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, sy
 import { ConsumerEnv } from '../shared/env';
 import { DispatchInput, ErrorNames, RequestMessage } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
+import { sqsQueueUrl } from '../shared/sqs-url';
 
 /** Where malformed request messages are parked. Not in `ConsumerEnv`; the construct sets it. */
 export const DEAD_LETTER_QUEUE_URL_ENV = 'DEAD_LETTER_QUEUE_URL';
@@ -169,16 +170,11 @@ export function executionName(requestId: string, attempt: number, randomHex: str
  * With an endpoint override (LocalStack and the like) the URL is `${endpoint}/${account}/${name}`.
  */
 export function queueUrlFromArn(arn: string, endpointUrl?: string): string {
-  const parts = arn.split(':');
-  if (parts.length !== 6 || parts[0] !== 'arn' || parts[2] !== 'sqs') {
+  const url = sqsQueueUrl(arn, endpointUrl);
+  if (!url) {
     throw new Error(`not an SQS queue ARN: ${arn}`);
   }
-  const [, partition, , region, account, name] = parts;
-  if (endpointUrl) {
-    return `${endpointUrl.replace(/\/+$/, '')}/${account}/${name}`;
-  }
-  const domain = partition === 'aws-cn' ? 'amazonaws.com.cn' : 'amazonaws.com';
-  return `https://sqs.${region}.${domain}/${account}/${name}`;
+  return url;
 }
 
 interface ValidRecord {

@@ -17,6 +17,7 @@ import {
 } from '../../src/callback-webhook/callback-processing';
 import { CallbackEnv } from '../../src/shared/env';
 import { METRICS_SCOPE_ENV } from '../../src/shared/metrics';
+import { captureEmf } from '../emf';
 
 // mockClient(Class) stubs `send` on the prototype: every client instance is mocked, including the
 // ones the Lambda module creates at load time.
@@ -648,36 +649,6 @@ describe('loadConfig', () => {
 // The Lambda handler: real module, real Powertools batch processing
 // ---------------------------------------------------------------------------------------------
 
-/** An EMF document as Powertools writes it (only the parts the tests read are typed). */
-interface EmfDocument {
-  readonly _aws: {
-    readonly Timestamp: number;
-    readonly CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][]; Metrics: Array<{ Name: string; Unit: string }> }>;
-  };
-  readonly [key: string]: unknown;
-}
-
-/** Runs `run` with stdout captured, and returns the EMF documents written meanwhile. */
-async function captureEmf(run: () => Promise<unknown>): Promise<EmfDocument[]> {
-  const chunks: string[] = [];
-  const write = jest.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  }) as typeof process.stdout.write);
-  try {
-    await run();
-  } finally {
-    write.mockRestore();
-  }
-  return chunks.join('').split('\n').flatMap((line) => {
-    try {
-      const doc = JSON.parse(line) as Partial<EmfDocument>;
-      return Array.isArray(doc?._aws?.CloudWatchMetrics) ? [doc as EmfDocument] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 describe('handler', () => {
   let handler: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;

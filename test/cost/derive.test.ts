@@ -17,17 +17,7 @@ import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, Vendor
 import { testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
-if (!(Promise as any).withResolvers) {
-  (Promise as any).withResolvers = () => {
-    let resolve!: (value: unknown) => void;
-    let reject!: (reason: unknown) => void;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
+import '../../local/polyfills';
 
 /** The example app's shape (submit, then ProcessResult), with orchestrator settings to vary. */
 function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({})) {

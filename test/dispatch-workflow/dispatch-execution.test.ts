@@ -11,17 +11,7 @@ import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, Callba
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
-if (!(Promise as any).withResolvers) {
-  (Promise as any).withResolvers = () => {
-    let resolve!: (value: unknown) => void;
-    let reject!: (reason: unknown) => void;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
+import '../../local/polyfills';
 
 /** An error as Step Functions reports it: `name` is the error name a Catch matches. */
 function stepError(name: string, cause = ''): Error {
