@@ -9,6 +9,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { addRolePolicyNagSuppressions } from '../shared/nag';
 import { SCHEDULED_TICK_KIND, ScheduleEnv } from '../shared/scheduled-tick';
 import { validateDuration } from '../shared/validation';
 
@@ -122,6 +123,11 @@ export function addScheduleTrigger(
       maxEventAge,
     }),
   });
+  addRolePolicyNagSuppressions(role, [{
+    id: 'AwsSolutions-IAM5',
+    reason: 'lambda:InvokeFunction on the dispatcher and its versions/aliases (<Arn>:*, as Lambda grantInvoke writes it): one function, and the role is assumable only by EventBridge Scheduler of this account',
+    appliesTo: [{ regex: '/^Resource::<.*\\.Arn>:\\*$/' }],
+  }]);
   // Asynchronous invocations: a failed tick is not retried by Lambda (the next tick is the retry),
   // and a tick that found the previous one still running (reserved concurrency 1 throttles it)
   // waits in Lambda's queue at most one period, so ticks never pile up.

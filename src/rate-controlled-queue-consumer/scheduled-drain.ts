@@ -101,12 +101,12 @@ export interface DrainLogger {
 export interface DrainDeps {
   readonly sqs: SQSClient;
   readonly config: DrainConfig;
+  readonly logger: DrainLogger;
+  readonly clock?: Clock;
   /** The dispatch logic: `(event) => dispatchBatch(event, deps)`. */
   dispatch(event: SQSEvent): Promise<SQSBatchResponse>;
   /** Time left before the function times out (`context.getRemainingTimeInMillis()`). */
   remainingTimeMs(): number;
-  readonly logger: DrainLogger;
-  readonly clock?: Clock;
 }
 
 /** Why a tick stopped draining. */

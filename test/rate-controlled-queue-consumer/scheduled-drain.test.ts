@@ -140,8 +140,11 @@ describe('loadDrainConfig', () => {
 
   test('reads queue, budget and the pacer interval', () => {
     const config = loadDrainConfig({
-      REQUEST_QUEUE_URL: QUEUE_URL, REQUEST_QUEUE_ARN: QUEUE_ARN, MAX_MESSAGES_PER_TICK: '6',
-      REQUESTS_PER_SECOND: '0.1', LATENESS_TOLERANCE_MS: '50',
+      REQUEST_QUEUE_URL: QUEUE_URL,
+      REQUEST_QUEUE_ARN: QUEUE_ARN,
+      MAX_MESSAGES_PER_TICK: '6',
+      REQUESTS_PER_SECOND: '0.1',
+      LATENESS_TOLERANCE_MS: '50',
     });
     expect(config).toEqual({ queueUrl: QUEUE_URL, queueArn: QUEUE_ARN, maxMessagesPerTick: 6, slotIntervalMs: I });
   });
