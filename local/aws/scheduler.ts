@@ -68,8 +68,16 @@ export function parseRateExpression(expression: string): number {
   return value * unitMs;
 }
 
+/** Scheduler's context attributes for one tick. */
+export interface ScheduleContext {
+  readonly scheduleArn: string;
+  readonly scheduledTime: string;
+  readonly executionId: string;
+  readonly attemptNumber: number;
+}
+
 /** The input Scheduler sends for one tick: the schedule's Input with its context attributes filled in. */
-export function renderInput(input: unknown, context: { scheduleArn: string; scheduledTime: string; executionId: string; attemptNumber: number }): unknown {
+export function renderInput(input: unknown, context: ScheduleContext): unknown {
   if (input === undefined || input === null) {
     return {};
   }
