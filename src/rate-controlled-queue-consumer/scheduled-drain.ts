@@ -69,6 +69,12 @@ export interface DrainConfig {
   readonly slotIntervalMs: number;
   /** Time kept free before the function's timeout. Default {@link DEFAULT_SAFETY_MARGIN_MS}. */
   readonly safetyMarginMs?: number;
+  /**
+   * The dispatch logic's own pacing window per call (`MAX_PACING_WAIT_MS`): slots later than that
+   * after a dispatch call are not granted, so a round never takes more than fit in it.
+   * Default: no limit besides the tick's deadline.
+   */
+  readonly maxPacingWaitMs?: number;
 }
 
 /** Reads the drain configuration; undefined when the dispatcher does not run in schedule mode. */
@@ -88,7 +94,14 @@ export function loadDrainConfig(env: Record<string, string | undefined>): DrainC
   const rps = Number(env[ConsumerEnv.REQUESTS_PER_SECOND]);
   const rawTolerance = env[ConsumerEnv.LATENESS_TOLERANCE_MS];
   const tolerance = rawTolerance === undefined || rawTolerance.trim() === '' ? DEFAULT_LATENESS_TOLERANCE_MS : Number(rawTolerance);
-  return { queueUrl, queueArn, maxMessagesPerTick: perTick, slotIntervalMs: slotIntervalMs(rps, tolerance) };
+  const maxPacingWaitMs = Number(env[ConsumerEnv.MAX_PACING_WAIT_MS]);
+  return {
+    queueUrl,
+    queueArn,
+    maxMessagesPerTick: perTick,
+    slotIntervalMs: slotIntervalMs(rps, tolerance),
+    ...(Number.isFinite(maxPacingWaitMs) && maxPacingWaitMs > 0 ? { maxPacingWaitMs } : {}),
+  };
 }
 
 /** The logger calls a tick makes (Powertools' Logger fits). */
@@ -127,11 +140,13 @@ export interface DrainResult {
 }
 
 /**
- * How many more slots fit before `deadline`, if the next free slot is at most one interval away
- * (the previous round's last slot is past when dispatch returns, so the next is at most `I` ahead).
+ * How many slots `I` apart fit before `deadline` when the first may be `headroomMs` after now.
+ * The first round of a tick uses no headroom (the schedule is idle between ticks, and dispatch's
+ * own window bounds it anyway); later rounds use `I`: the previous round's last slot is past when
+ * dispatch returns, so the next free slot is at most `I` ahead.
  */
-export function slotsBefore(nowMs: number, deadlineMs: number, intervalMs: number): number {
-  const lastStart = deadlineMs - nowMs - intervalMs;
+export function slotsBefore(nowMs: number, deadlineMs: number, intervalMs: number, headroomMs: number = intervalMs): number {
+  const lastStart = deadlineMs - nowMs - headroomMs;
   return lastStart < 0 ? 0 : Math.floor(lastStart / intervalMs) + 1;
 }
 
@@ -153,7 +168,9 @@ export async function drainQueue(tick: ScheduledTickEvent, deps: DrainDeps): Pro
       stoppedBecause = 'budget';
       break;
     }
-    const fit = slotsBefore(clock.now(), deadline, config.slotIntervalMs);
+    const now = clock.now();
+    const roundDeadline = Math.min(deadline, now + (config.maxPacingWaitMs ?? Infinity));
+    const fit = slotsBefore(now, roundDeadline, config.slotIntervalMs, rounds === 0 ? 0 : config.slotIntervalMs);
     const want = Math.min(MAX_PER_CALL, budgetLeft, fit);
     if (want <= 0) {
       stoppedBecause = 'time';

@@ -281,9 +281,31 @@ describe('drainQueue', () => {
     const clock = fakeClock();
     fakeQueue(5);
     const { dispatch } = pacedDispatch(clock);
-    const result = await drainQueue(TICK, deps(clock, dispatch, 6_000));
+    // 4 s left, 5 s margin: the deadline has passed.
+    const result = await drainQueue(TICK, deps(clock, dispatch, 4_000));
     expect(result.stoppedBecause).toBe('time');
     expect(sqs).not.toHaveReceivedCommand(ReceiveMessageCommand);
+  });
+
+  test('a contract slower than the tick still drains one message per tick (first round needs no headroom)', async () => {
+    const clock = fakeClock();
+    const queue = fakeQueue(3);
+    // 0.02 rps: I = 52.5 s, longer than the 50 s a 1-minute tick can use; the budget is floor(1.2) = 1.
+    const slow = { ...CONFIG, maxMessagesPerTick: 1, slotIntervalMs: slotIntervalMs(0.02, 50), maxPacingWaitMs: 40_000 };
+    const { dispatch } = pacedDispatch(clock, new Set(), slow.slotIntervalMs);
+    const result = await drainQueue(TICK, deps(clock, dispatch, 55_000, slow));
+    expect(result).toMatchObject({ received: 1, deleted: 1, stoppedBecause: 'budget' });
+    expect(queue.visible).toHaveLength(2);
+  });
+
+  test("a round takes no more than fit in dispatch's own pacing window (MAX_PACING_WAIT_MS)", async () => {
+    const clock = fakeClock();
+    fakeQueue(20);
+    const { dispatch, batches } = pacedDispatch(clock);
+    // 0.1 rps, window 40 s: slots at 0, 10.5, 21, 31.5 s -> 4 in the first round, then 1 more before 50 s.
+    const result = await drainQueue(TICK, deps(clock, dispatch, 55_000, { ...CONFIG, maxPacingWaitMs: 40_000 }));
+    expect(batches.map((b) => b.Records.length)).toEqual([4, 1]);
+    expect(result).toMatchObject({ received: 5, deleted: 5, stoppedBecause: 'time' });
   });
 
   test('never dispatches more than asked for, even if SQS returns more', async () => {
