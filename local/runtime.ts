@@ -15,6 +15,7 @@ import { LocalApiGateway } from './aws/apigateway';
 import { startDynamoDb, createTables } from './aws/dynamodb';
 import { SqsEventSourcePoller } from './aws/event-source-mapping';
 import { LocalLambda } from './aws/lambda';
+import { LocalScheduler } from './aws/scheduler';
 import { startSecretsManager } from './aws/secrets-manager';
 import { createQueues, startSqs } from './aws/sqs';
 import { LocalStepFunctions } from './aws/stepfunctions';
@@ -37,6 +38,16 @@ export interface LocalRuntimeOptions {
   readonly logFile?: string;
   /** Extra environment for every function, e.g. POWERTOOLS_LOG_LEVEL. */
   readonly functionEnv?: Record<string, string>;
+  // --- scheduler (low-rate mode): begin ---
+  /**
+   * Divides the period of every `AWS::Scheduler::Schedule` (default 1: real time), e.g. 60 makes
+   * `rate(1 minute)` tick every second. Functions still run in real time. For no timers at all,
+   * call `runtime.scheduler.tickAll()` (see local/aws/scheduler.ts).
+   */
+  readonly scheduleSpeedup?: number;
+  /** Whether schedules tick on timers (default true); false leaves ticking to `scheduler.tickAll()`. */
+  readonly scheduleTimers?: boolean;
+  // --- scheduler (low-rate mode): end ---
 }
 
 type Stoppable = { stop(): Promise<void> | void };
@@ -58,6 +69,8 @@ export class LocalRuntime {
   public apiGateway!: LocalApiGateway;
   public lambda!: LocalLambda;
   public poller!: SqsEventSourcePoller;
+  /** Fires the stack's EventBridge Scheduler schedules (low-rate mode). */
+  public scheduler!: LocalScheduler;
   public endpoints!: LocalEndpoints;
 
   private readonly stoppables: Stoppable[] = [];
@@ -232,6 +245,18 @@ export class LocalRuntime {
     });
     this.poller.start();
     this.stoppables.push(this.poller);
+
+    // --- scheduler (low-rate mode): begin ---
+    this.scheduler = new LocalScheduler({
+      schedules: this.template.ofType('AWS::Scheduler::Schedule'),
+      invoke: (name, event) => this.lambda.invoke(name, event),
+      speedup: this.options.scheduleSpeedup,
+    });
+    if (this.options.scheduleTimers !== false) {
+      this.scheduler.start();
+    }
+    this.stoppables.push(this.scheduler);
+    // --- scheduler (low-rate mode): end ---
   }
 
   private sqsClient(): SQSClient {

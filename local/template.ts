@@ -27,6 +27,9 @@ const EXECUTED_TYPES: ReadonlySet<string> = new Set([
   'AWS::ApiGateway::Deployment',
   'AWS::SecretsManager::Secret',
   'AWS::IAM::Role',
+  // --- scheduler (low-rate mode): begin ---
+  'AWS::Scheduler::Schedule',
+  // --- scheduler (low-rate mode): end ---
 ]);
 
 /**
@@ -47,6 +50,10 @@ const NOT_MODELED_TYPES: ReadonlySet<string> = new Set([
   'AWS::KMS::Key',
   'AWS::ApiGateway::Account',
   'AWS::Lambda::Version',
+  // --- scheduler (low-rate mode): begin ---
+  // Asynchronous invocation settings: local/aws/scheduler.ts states how it treats async ticks.
+  'AWS::Lambda::EventInvokeConfig',
+  // --- scheduler (low-rate mode): end ---
 ]);
 
 const SUPPORTED_INTRINSICS = ['Ref', 'Fn::GetAtt', 'Fn::Join', 'Fn::Sub', 'Fn::Select', 'Fn::Split'];
@@ -604,6 +611,14 @@ export class LocalTemplate {
         const arn = `${arnPrefix('secretsmanager')}:secret:${name}`;
         return { ref: arn, name, arn, attributes: {} };
       }
+      // --- scheduler (low-rate mode): begin ---
+      case 'AWS::Scheduler::Schedule': {
+        const name = this.nameProperty(id, 'Name');
+        const group = resource.Properties?.GroupName === undefined ? 'default' : this.stringProperty(id, 'GroupName');
+        const arn = `${arnPrefix('scheduler')}:schedule/${group}/${name}`;
+        return { ref: name, name, arn, attributes: { Arn: arn } };
+      }
+      // --- scheduler (low-rate mode): end ---
       case 'AWS::KMS::Key': {
         const arn = `${arnPrefix('kms')}:key/${id}`;
         return { ref: id, arn, attributes: { Arn: arn, KeyId: id } };

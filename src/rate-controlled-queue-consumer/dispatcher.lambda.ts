@@ -10,7 +10,9 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
+import { DrainResult, drainQueue, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
+import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
 // Created once per execution environment, reused by every invocation it serves.
 const logger = new Logger({ serviceName: 'dispatcher' });
@@ -27,11 +29,32 @@ const clients: DispatchClients = {
 // Custom metrics (EMF), published once per invocation.
 const metrics = createHandlerMetrics(logger);
 
-export const handler = async (event: SQSEvent, context?: Context): Promise<SQSBatchResponse> => {
+// --- scheduled drain (low-rate mode): begin ---
+// Set only when an EventBridge Scheduler schedule triggers the dispatcher (ConsumerTrigger.schedule()).
+const drainConfig = loadDrainConfig(process.env);
+// --- scheduled drain (low-rate mode): end ---
+
+export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Context): Promise<SQSBatchResponse | DrainResult> => {
   if (context) {
     logger.addContext(context);
   }
   try {
+    // --- scheduled drain (low-rate mode): begin ---
+    if (isScheduledTick(event)) {
+      if (!drainConfig) {
+        throw new Error('received a schedule tick but the dispatcher is not configured for schedule mode (REQUEST_QUEUE_URL is not set)');
+      }
+      const deps = { clients, config, logger, metrics };
+      return await drainQueue(event, {
+        sqs: clients.sqs,
+        config: drainConfig,
+        dispatch: (batch) => dispatchBatch(batch, deps),
+        // Without a context (direct calls in tests), the configured pacing window bounds the tick.
+        remainingTimeMs: () => context?.getRemainingTimeInMillis() ?? config.maxPacingWaitMs,
+        logger,
+      });
+    }
+    // --- scheduled drain (low-rate mode): end ---
     return await dispatchBatch(event, { clients, config, logger, metrics });
   } finally {
     // Once per invocation, also when the batch crashed half-way: what was counted is published.

@@ -6,10 +6,13 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { ConsumerTrigger, ConsumerTriggerType } from './consumer-trigger';
 import { DispatcherFunction } from './dispatcher-function';
+import { addScheduleTrigger, planScheduleTrigger, ScheduleTriggerPlan } from './schedule-trigger';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
@@ -117,6 +120,22 @@ export interface RateControlledQueueConsumerOptions {
    * @default false
    */
   readonly tracingEnabled?: boolean;
+
+  // --- schedule trigger (low-rate mode): begin ---
+  /**
+   * What invokes the dispatcher: the request queue's event source mapping, or an EventBridge
+   * Scheduler schedule that drains at most `floor(requestsPerSecond x period)` messages per tick
+   * (low-rate mode, for contracts below about 1 request per second; see docs/low-rate-mode.md).
+   * Both pace every start through the same schedule of slots.
+   *
+   * With `ConsumerTrigger.schedule()`, `batchSize`, `maxConcurrency`, `maxBatchingWindow` and
+   * `provisionedConcurrentExecutions` do not apply (an error if given), reserved concurrency is 1
+   * and the function timeout is the period minus 5 seconds (at most 15 minutes).
+   *
+   * @default ConsumerTrigger.eventSource()
+   */
+  readonly trigger?: ConsumerTrigger;
+  // --- schedule trigger (low-rate mode): end ---
 }
 
 /**
@@ -188,6 +207,15 @@ export class RateControlledQueueConsumer extends Construct {
   public readonly backlogThresholdMessages: number;
   /** Value of the `Scope` dimension of the dispatcher's custom metrics. */
   public readonly metricsScope: string;
+  // --- schedule trigger (low-rate mode): begin ---
+  /** The schedule invoking the dispatcher; undefined with the event source trigger. */
+  public readonly schedule?: scheduler.Schedule;
+  /**
+   * The most messages one tick drains: `floor(requestsPerSecond x period)`; undefined with the
+   * event source trigger.
+   */
+  public readonly maxMessagesPerTick?: number;
+  // --- schedule trigger (low-rate mode): end ---
 
   private stateMachine?: sfn.IStateMachine;
 
@@ -219,7 +247,18 @@ export class RateControlledQueueConsumer extends Construct {
     const effectiveRate = props.requestsPerSecond >= 1 ? Math.floor(props.requestsPerSecond) : props.requestsPerSecond;
     const slotIntervalMs = (1000 + latenessTolerance.toMilliseconds()) / effectiveRate;
     const pacingSeconds = Math.ceil((this.batchSize * this.maxConcurrency * slotIntervalMs) / 1000);
-    const timeoutSeconds = Math.max(30, pacingSeconds + INVOCATION_SLACK_SECONDS);
+    let timeoutSeconds = Math.max(30, pacingSeconds + INVOCATION_SLACK_SECONDS);
+    // --- schedule trigger (low-rate mode): begin ---
+    const trigger = props.trigger ?? ConsumerTrigger.eventSource();
+    const schedulePlan: ScheduleTriggerPlan | undefined = trigger.type === ConsumerTriggerType.SCHEDULE
+      ? planScheduleTrigger(this, props, trigger.every ?? Duration.minutes(1))
+      : undefined;
+    if (schedulePlan) {
+      // Ticks run one at a time and end before the next is due; a tick paces what fits in it.
+      timeoutSeconds = schedulePlan.timeoutSeconds;
+      this.maxMessagesPerTick = schedulePlan.maxMessagesPerTick;
+    }
+    // --- schedule trigger (low-rate mode): end ---
     if (timeoutSeconds > 900) {
       throw new Error(`batchSize x maxConcurrency = ${this.batchSize * this.maxConcurrency} messages take ${pacingSeconds} s to pace at ${props.requestsPerSecond} requests per second, more than a Lambda invocation may run (15 minutes): lower batchSize or maxConcurrency`);
     }
@@ -259,7 +298,7 @@ export class RateControlledQueueConsumer extends Construct {
       description: 'Starts one dispatch workflow per request message, paced to the vendor contract',
       timeout,
       memorySize: 256,
-      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      reservedConcurrentExecutions: schedulePlan ? 1 : props.reservedConcurrentExecutions,
       tracing: props.tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
       logGroup: new logs.LogGroup(this, 'FunctionLogs', {
         retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -286,12 +325,18 @@ export class RateControlledQueueConsumer extends Construct {
     const target: lambda.IFunction = props.provisionedConcurrentExecutions !== undefined
       ? this.function.addAlias('live', { provisionedConcurrentExecutions: props.provisionedConcurrentExecutions })
       : this.function;
-    target.addEventSource(new SqsEventSource(this.queue, {
-      batchSize: this.batchSize,
-      maxBatchingWindow: props.maxBatchingWindow ?? (this.batchSize > 10 ? Duration.seconds(1) : undefined),
-      maxConcurrency: this.maxConcurrency,
-      reportBatchItemFailures: true,
-    }));
+    // --- schedule trigger (low-rate mode): begin ---
+    if (schedulePlan) {
+      this.schedule = addScheduleTrigger(this, this.function, target, this.queue, schedulePlan).schedule;
+    } else {
+    // --- schedule trigger (low-rate mode): end ---
+      target.addEventSource(new SqsEventSource(this.queue, {
+        batchSize: this.batchSize,
+        maxBatchingWindow: props.maxBatchingWindow ?? (this.batchSize > 10 ? Duration.seconds(1) : undefined),
+        maxConcurrency: this.maxConcurrency,
+        reportBatchItemFailures: true,
+      }));
+    } // schedule trigger (low-rate mode)
 
     const backlogAlarmThreshold = props.backlogAlarmThreshold ?? Duration.minutes(5);
     this.backlogThresholdMessages = Math.max(1, Math.ceil(props.requestsPerSecond * backlogAlarmThreshold.toSeconds()));
