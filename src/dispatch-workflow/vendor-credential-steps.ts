@@ -25,7 +25,9 @@ export interface VendorCredentialSteps {
  * `retryAwsThrottling` is applied to the Secrets Manager read. The credential is never stored in
  * the template, and the workflows that use it log no execution data.
  */
-export function vendorCredentialSteps(scope: Construct, proxy: ThrottledProxy, retryAwsThrottling: (task: sfn.TaskStateBase) => void): VendorCredentialSteps {
+export function vendorCredentialSteps(
+  scope: Construct, proxy: ThrottledProxy, retryAwsThrottling: (task: sfn.TaskStateBase) => void,
+): VendorCredentialSteps {
   const credentials = proxy.credentials;
   const tokenFunction = proxy.tokenFunction;
   if (tokenFunction) {
