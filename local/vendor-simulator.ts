@@ -666,7 +666,8 @@ function validateOptions(o: VendorSimulatorOptions): void {
     throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
   }
   const rates: Array<keyof VendorSimulatorOptions> = ['errorRate', 'rejectRate', 'throttleRate', 'slowRate', 'noCallbackRate',
-    'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate', 'resultErrorRate', 'resultNotFoundRate'];
+    'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate',
+    'resultErrorRate', 'resultNotFoundRate'];
   for (const name of rates) {
     const value = o[name] as number | undefined;
     if (value !== undefined && !(value >= 0 && value <= 1)) {
