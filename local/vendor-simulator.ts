@@ -583,7 +583,9 @@ export class VendorSimulator {
   private stateOf(requestId: string): RequestState {
     let state = this.states.get(requestId);
     if (!state) {
-      state = { requestId, faults: this.decideFaults(requestId), jobIds: [], submissions: 0, attempts: 0, accepted: 0, forged: false, resultFetches: 0 };
+      state = {
+        requestId, faults: this.decideFaults(requestId), jobIds: [], submissions: 0, attempts: 0, accepted: 0, forged: false, resultFetches: 0,
+      };
       this.states.set(requestId, state);
     }
     return state;
