@@ -1,6 +1,7 @@
 /**
  * Example app: a Standard "main" workflow submits a job to an asynchronous vendor API through
- * the orchestrator, waits for the vendor's callback, then processes the result.
+ * the orchestrator, waits for the vendor's callback, fetches the job's result from the vendor
+ * (a paced call, counted against the contract), then processes it.
  *
  *   npx cdk synth --app 'npx ts-node --project examples/tsconfig.json examples/app.ts'
  */
@@ -41,12 +42,20 @@ export class ExampleStack extends Stack {
       resultPath: '$.vendor',
     });
 
-    // 2. Process the vendor's result (here: keep what the next step needs).
+    // 2. Fetch the job's result (blog step 11): GET <vendorUrl>/<jobId>/result, through the same
+    //    queue, pacing and proxy as the submission, so it counts against the contract too.
+    const fetchResult = this.orchestrator.callVendorTask(this, 'FetchResult', {
+      path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
+      requestId: sfn.JsonPath.format('{}-result', sfn.JsonPath.stringAt('$.orderId')),
+      resultPath: '$.fetched', // { statusCode, body, headers }
+    });
+
+    // 3. Process the vendor's result (here: keep what the next step needs).
     const processResult = new sfn.Pass(this, 'ProcessResult', {
       parameters: {
         orderId: sfn.JsonPath.stringAt('$.orderId'),
         jobId: sfn.JsonPath.stringAt('$.vendor.jobId'),
-        result: sfn.JsonPath.objectAt('$.vendor.result'),
+        result: sfn.JsonPath.objectAt('$.fetched.body'),
       },
     });
 
@@ -60,9 +69,12 @@ export class ExampleStack extends Stack {
     submit.addCatch(new sfn.Fail(this, 'VendorRequestFailed', { error: AsyncExternalApiOrchestrator.ERROR_VENDOR_REQUEST_FAILED }), {
       errors: [AsyncExternalApiOrchestrator.ERROR_VENDOR_REQUEST_FAILED],
     });
+    fetchResult.addCatch(new sfn.Fail(this, 'ResultFetchFailed', { error: 'ResultFetchFailed', cause: 'The vendor refused the result fetch, or every attempt failed' }), {
+      errors: [AsyncExternalApiOrchestrator.ERROR_VENDOR_REQUEST_FAILED, sfn.Errors.TIMEOUT],
+    });
 
     this.mainWorkflow = new sfn.StateMachine(this, 'MainWorkflow', {
-      definitionBody: sfn.DefinitionBody.fromChainable(submit.next(processResult)),
+      definitionBody: sfn.DefinitionBody.fromChainable(submit.next(fetchResult).next(processResult)),
       timeout: Duration.hours(2),
     });
     this.orchestrator.registerWorkflow(this.mainWorkflow);

@@ -67,6 +67,8 @@ export interface DemoResult {
   readonly contractRps: number;
   readonly deliveredRps: number;
   readonly vendorRequests: number;
+  /** Of the vendor requests, the example workflow's paced result fetches (callVendorTask). */
+  readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
   readonly vendor429s: number;
@@ -197,6 +199,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       contractRps: options.rps,
       deliveredRps: round(deliveredRps(arrivals), 2),
       vendorRequests: arrivals.length,
+      resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
       vendor429s: vendorStats.rejected429ByContract,
@@ -232,7 +235,7 @@ export function formatSummary(r: DemoResult): string {
     ['forged callbacks accepted', String(r.forgedAccepted)],
     ['contract rps', String(r.contractRps)],
     ['delivered rps (first to last vendor request)', String(r.deliveredRps)],
-    ['vendor requests', String(r.vendorRequests)],
+    ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],

@@ -5,8 +5,9 @@
  * and a retried request meets the same fault, not a new coin toss.
  *
  * Calls: `POST <any path>` submits a job (request id from `Idempotency-Key`, else `X-Request-Id`,
- * else the body's `requestId`); `GET <path ending in a job id>` reads a job. Every call counts
- * against the contract, as a vendor counts result fetches too.
+ * else the body's `requestId`); `GET <path ending in a job id>` reads a job; `GET <path>/<job id>/result`
+ * fetches a job's result (blog step 11). Every call counts against the contract, as a vendor counts
+ * result fetches too: all arrivals are in one log.
  */
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
@@ -62,13 +63,19 @@ export interface VendorSimulatorOptions {
   readonly callbackRetryBaseMs?: number;
   /** Time to wait for the webhook to answer one callback attempt, ms. @default 10000 */
   readonly callbackTimeoutMs?: number;
+  /** Requests whose first `resultErrorAttempts` result fetches (`GET .../<job id>/result`) get 503. @default 0 */
+  readonly resultErrorRate?: number;
+  /** @default 1 */
+  readonly resultErrorAttempts?: number;
+  /** Requests whose result fetches always get 404 (the vendor lost the result). @default 0 */
+  readonly resultNotFoundRate?: number;
   /** Milliseconds since the epoch, for arrival times. @default Date.now */
   readonly clock?: () => number;
 }
 
 /** A fault the simulator injects into one request id. */
 export type VendorFault = 'error' | 'reject' | 'throttle' | 'slow' | 'noCallback' | 'duplicateCallback'
-  | 'earlyCallback' | 'malformedCallback' | 'forgedCallback';
+  | 'earlyCallback' | 'malformedCallback' | 'forgedCallback' | 'resultError' | 'resultNotFound';
 
 /** What the vendor saw of one request id. */
 export interface VendorRequestRecord {
@@ -84,6 +91,8 @@ export interface VendorRequestRecord {
   readonly faults: VendorFault[];
   /** Whether a forged callback was sent for it. */
   readonly forged: boolean;
+  /** Result fetches (`GET .../<job id>/result`) of its jobs, contract 429s excluded. */
+  readonly resultFetches: number;
 }
 
 /** One callback the vendor sent (or tried to). */
@@ -124,6 +133,8 @@ export interface VendorStats {
   /** HTTP attempts of all callbacks, forged ones included. */
   readonly callbackAttempts: number;
   readonly forgedSent: number;
+  /** Result fetches (`GET .../<job id>/result`) received, contract 429s excluded. */
+  readonly resultFetches: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -140,6 +151,7 @@ interface RequestState {
   attempts: number;
   accepted: number;
   forged: boolean;
+  resultFetches: number;
 }
 
 interface Job {
@@ -196,6 +208,7 @@ export class VendorSimulator {
     callbacksFailed: 0,
     callbackAttempts: 0,
     forgedSent: 0,
+    resultFetches: 0,
   };
 
   constructor(options: VendorSimulatorOptions) {
@@ -271,6 +284,7 @@ export class VendorSimulator {
         accepted: s.accepted,
         faults: [...s.faults],
         forged: s.forged,
+        resultFetches: s.resultFetches,
       };
     }
     const c = this.counters;
@@ -287,6 +301,7 @@ export class VendorSimulator {
       callbacksFailed: c.callbacksFailed,
       callbackAttempts: c.callbackAttempts,
       forgedSent: c.forgedSent,
+      resultFetches: c.resultFetches,
       requests,
     };
   }
@@ -417,11 +432,33 @@ export class VendorSimulator {
   }
 
   private readJob(url: string): Answer {
-    const jobId = new URL(url, 'http://local').pathname.split('/').filter(Boolean).pop() ?? '';
+    const segments = new URL(url, 'http://local').pathname.split('/').filter(Boolean);
+    if (segments.length >= 2 && segments[segments.length - 1] === 'result') {
+      return this.fetchResult(decodeURIComponent(segments[segments.length - 2]));
+    }
+    const jobId = segments.pop() ?? '';
     const job = this.jobs.get(decodeURIComponent(jobId));
     return job
       ? { status: 200, body: callbackBody(job) }
       : { status: 404, body: { error: `no job ${jobId}` } };
+  }
+
+  /** `GET .../<job id>/result`: the job's result, with the injected result faults. */
+  private fetchResult(jobId: string): Answer {
+    this.counters.resultFetches++;
+    const job = this.jobs.get(jobId);
+    if (!job) {
+      return { status: 404, body: { error: `no job ${jobId}` } };
+    }
+    const state = this.stateOf(job.requestId);
+    state.resultFetches++;
+    if (state.faults.has('resultNotFound')) {
+      return { status: 404, body: { error: `no result for job ${jobId}` } };
+    }
+    if (state.faults.has('resultError') && state.resultFetches <= (this.options.resultErrorAttempts ?? 1)) {
+      return { status: 503, body: { error: 'temporarily unavailable' } };
+    }
+    return { status: 200, body: { jobId: job.jobId, status: 'SUCCEEDED', result: { echo: job.echo } } };
   }
 
   private async answer(res: http.ServerResponse, answer: Answer, delayMs: number): Promise<void> {
@@ -546,7 +583,9 @@ export class VendorSimulator {
   private stateOf(requestId: string): RequestState {
     let state = this.states.get(requestId);
     if (!state) {
-      state = { requestId, faults: this.decideFaults(requestId), jobIds: [], submissions: 0, attempts: 0, accepted: 0, forged: false };
+      state = {
+        requestId, faults: this.decideFaults(requestId), jobIds: [], submissions: 0, attempts: 0, accepted: 0, forged: false, resultFetches: 0,
+      };
       this.states.set(requestId, state);
     }
     return state;
@@ -559,6 +598,7 @@ export class VendorSimulator {
       ['error', o.errorRate], ['reject', o.rejectRate], ['throttle', o.throttleRate], ['slow', o.slowRate],
       ['noCallback', o.noCallbackRate], ['duplicateCallback', o.duplicateCallbackRate], ['earlyCallback', o.earlyCallbackRate],
       ['malformedCallback', o.malformedCallbackRate], ['forgedCallback', o.forgedCallbackRate],
+      ['resultError', o.resultErrorRate], ['resultNotFound', o.resultNotFoundRate],
     ];
     const seed = o.seed ?? 1;
     return new Set(rates.filter(([fault, rate]) => (rate ?? 0) > 0 && uniform(seed, fault, requestId) < rate!).map(([fault]) => fault));
@@ -628,7 +668,8 @@ function validateOptions(o: VendorSimulatorOptions): void {
     throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
   }
   const rates: Array<keyof VendorSimulatorOptions> = ['errorRate', 'rejectRate', 'throttleRate', 'slowRate', 'noCallbackRate',
-    'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate'];
+    'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate',
+    'resultErrorRate', 'resultNotFoundRate'];
   for (const name of rates) {
     const value = o[name] as number | undefined;
     if (value !== undefined && !(value >= 0 && value <= 1)) {
@@ -642,10 +683,11 @@ function validateOptions(o: VendorSimulatorOptions): void {
       throw new Error(`${name} must be 0 or more milliseconds (given ${value})`);
     }
   }
-  for (const name of ['errorAttempts', 'callbackRetries'] as const) {
+  for (const name of ['errorAttempts', 'resultErrorAttempts', 'callbackRetries'] as const) {
     const value = o[name];
-    if (value !== undefined && !(Number.isInteger(value) && value >= (name === 'errorAttempts' ? 1 : 0))) {
-      throw new Error(`${name} must be a whole number${name === 'errorAttempts' ? ' of at least 1' : ''} (given ${value})`);
+    const min = name === 'callbackRetries' ? 0 : 1;
+    if (value !== undefined && !(Number.isInteger(value) && value >= min)) {
+      throw new Error(`${name} must be a whole number${min === 1 ? ' of at least 1' : ''} (given ${value})`);
     }
   }
 }

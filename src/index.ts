@@ -5,5 +5,6 @@ export * from './throttled-proxy/throttled-proxy';
 export * from './throttled-proxy/vendor-credentials';
 export * from './callback-webhook/callback-webhook';
 export * from './dispatch-workflow/dispatch-workflow';
+export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
 export * from './orchestrator/async-external-api-orchestrator';

@@ -9,9 +9,11 @@ import { Construct } from 'constructs';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
+import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
-import { ErrorNames } from '../shared/messages';
+import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { validateDuration, validateRequestsPerSecond, validateVendorUrl, validateWholeNumber } from '../shared/validation';
+import { methodProblem, pathProblem } from '../shared/vendor-call';
 import { ThrottledProxy, ThrottledProxyOptions } from '../throttled-proxy/throttled-proxy';
 import { TokenCorrelationTable, TokenCorrelationTableProps } from '../token-correlation-table/token-correlation-table';
 
@@ -117,6 +119,13 @@ export interface AsyncExternalApiOrchestratorProps {
    * @default - webhook URL in the body field `callbackUrl`, job id at `$.jobId`, 5 attempts
    */
   readonly dispatch?: DispatchWorkflowOptions;
+
+  /**
+   * Options of the vendor-call workflow behind `callVendorTask()` (created on its first use).
+   *
+   * @default - 5 attempts, backoff from 2 seconds up to 5 minutes, 30-second call timeout
+   */
+  readonly vendorCall?: VendorCallWorkflowOptions;
 
   /**
    * Options of the correlation table.
@@ -249,6 +258,146 @@ export interface SubmitJobTaskJsonataProps {
 }
 
 /**
+ * Properties for `callVendorTask()`: one synchronous HTTP call to the vendor, paced against the
+ * contract like every job submission.
+ */
+export interface CallVendorTaskProps {
+  /**
+   * The path below `vendorUrl` the proxy forwards to, starting with `/` (`/` alone is `vendorUrl`
+   * itself), e.g. `'/job-1/result'` or, built from the state,
+   * `sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId'))`. Its characters
+   * must already be URL-safe (RFC 3986 path characters and `%XX` escapes); no `?`, `#`, empty,
+   * `.` or `..` segments. A call with a bad path is parked and fails with `VendorRequestFailed`.
+   */
+  readonly path: string;
+
+  /**
+   * The HTTP method: GET, POST, PUT, PATCH or DELETE (or a JSONPath to one).
+   *
+   * @default 'GET'
+   */
+  readonly method?: string;
+
+  /**
+   * Query parameters, an object of name -> string or array of strings, e.g.
+   * `sfn.TaskInput.fromObject({ fields: 'result', page: sfn.JsonPath.stringAt('$.page') })`.
+   *
+   * @default - none
+   */
+  readonly query?: sfn.TaskInput;
+
+  /**
+   * The JSON body (not with GET), e.g. `sfn.TaskInput.fromJsonPathAt('$.update')`.
+   *
+   * @default - no body
+   */
+  readonly body?: sfn.TaskInput;
+
+  /**
+   * The call's id, sent to the vendor as the `Idempotency-Key` and `X-Request-Id` headers.
+   * Use an id different from the job submission's (the vendor may take the same key for the same
+   * operation).
+   *
+   * @default - a new UUID per run of the task (`States.UUID()`)
+   */
+  readonly requestId?: string;
+
+  /**
+   * Where the task's output (`{ statusCode, body, headers }`) goes in the state.
+   *
+   * @default '$' (replaces the state)
+   */
+  readonly resultPath?: string;
+
+  /**
+   * How long the task waits for the answer, queueing, pacing and retries included; then it fails
+   * with `States.Timeout`.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * A comment for the state.
+   *
+   * @default - a description of the task
+   */
+  readonly comment?: string;
+}
+
+/**
+ * Properties for `callVendorTaskJsonata()`, the vendor call for workflows written in JSONata.
+ */
+export interface CallVendorTaskJsonataProps {
+  /**
+   * The path below `vendorUrl`, starting with `/`, as a literal or a JSONata expression, e.g.
+   * `'{% "/" & $states.input.vendor.jobId & "/result" %}'`. Same rules as `callVendorTask`'s.
+   */
+  readonly path: string;
+
+  /**
+   * The HTTP method: GET, POST, PUT, PATCH or DELETE (or a JSONata expression).
+   *
+   * @default 'GET'
+   */
+  readonly method?: string;
+
+  /**
+   * Query parameters (name -> string or array of strings); strings may hold JSONata
+   * expressions, e.g. `sfn.TaskInput.fromObject({ page: '{% $string($page) %}' })`.
+   *
+   * @default - none
+   */
+  readonly query?: sfn.TaskInput;
+
+  /**
+   * The JSON body (not with GET); strings may hold JSONata expressions, e.g.
+   * `sfn.TaskInput.fromText('{% $states.input.update %}')` for a whole object.
+   *
+   * @default - no body
+   */
+  readonly body?: sfn.TaskInput;
+
+  /**
+   * The call's id (`Idempotency-Key` and `X-Request-Id` headers), a literal or a JSONata
+   * expression evaluating to a non-empty string.
+   *
+   * @default '{% $uuid() %}'
+   */
+  readonly requestId?: string;
+
+  /**
+   * The state's output (JSONata `Output`); the task's result `{ statusCode, body, headers }` is
+   * `$states.result`.
+   *
+   * @default - the task's result (replaces the state)
+   */
+  readonly outputs?: any;
+
+  /**
+   * Workflow variables to set from the result (JSONata `Assign`), e.g.
+   * `{ result: '{% $states.result.body %}' }`.
+   *
+   * @default - no variables
+   */
+  readonly assign?: { [name: string]: any };
+
+  /**
+   * How long the task waits for the answer, queueing, pacing and retries included.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * A comment for the state.
+   *
+   * @default - a description of the task
+   */
+  readonly comment?: string;
+}
+
+/**
  * Calls an asynchronous vendor API from Step Functions within the vendor's requests-per-second
  * contract, and resumes the calling workflow when the vendor's callback arrives.
  *
@@ -314,6 +463,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public readonly alarms: cloudwatch.IAlarm[] = [];
 
   private readonly registeredWorkflows = new Set<string>();
+  private readonly registeredStateMachines: sfn.IStateMachine[] = [];
+  private vendorCallWorkflow?: VendorCallWorkflow;
+  private readonly vendorCallOptions?: VendorCallWorkflowOptions;
+  private readonly tracing?: boolean;
   private submitTasks = 0;
   private readonly alarmActions: cloudwatch.IAlarmAction[] = [];
   private readonly actionableAlarms: cloudwatch.Alarm[] = [];
@@ -344,6 +497,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     this.requestsPerSecond = props.requestsPerSecond;
     this.callbackTimeout = props.callbackTimeout;
+    this.vendorCallOptions = props.vendorCall;
+    this.tracing = props.tracing;
     // One scope for every custom metric of this orchestrator, whatever block publishes it.
     this.metricsScope = Names.uniqueId(this);
 
@@ -433,7 +588,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
 
     this.node.addValidation({
       validate: () => (this.submitTasks > 0 && this.registeredWorkflows.size === 0
-        ? ['submitJobTask() was used but no workflow was registered: call registerWorkflow(yourStateMachine) so the orchestrator may resume (SendTaskSuccess) and fail (SendTaskFailure) it']
+        ? ['submitJobTask() or callVendorTask() was used but no workflow was registered: call registerWorkflow(yourStateMachine) so the orchestrator may resume (SendTaskSuccess) and fail (SendTaskFailure) it']
         : []),
     });
   }
@@ -514,18 +669,114 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * The Express workflow behind `callVendorTask()`, created on its first use.
+   *
+   * @default - none until `callVendorTask()` or `callVendorTaskJsonata()` is used
+   */
+  public get vendorCall(): VendorCallWorkflow | undefined {
+    return this.vendorCallWorkflow;
+  }
+
+  /**
+   * A task for your own workflow that makes one synchronous HTTP call to the vendor (e.g. fetch a
+   * job's result: blog step 11) through the same request queue, pacing and proxy as job
+   * submissions, so the call counts against the contract. It sends
+   * `{ kind: 'call', taskToken, requestId, call: { method, path, query, body } }` to the request
+   * queue and waits (`.waitForTaskToken`) at most `timeout`.
+   *
+   * On success its output is `{ statusCode, body, headers }`: the vendor's 2xx status, its body
+   * (parsed when it is JSON) and its response headers (name -> array of values). It fails with
+   * `VendorRequestFailed` when the vendor answered another 4xx than 408/429 or every attempt
+   * failed (the call is parked in the request dead-letter queue; the cause holds the status and
+   * the vendor's body), and with `States.Timeout` after `timeout`. Retries go back through the
+   * paced queue. Calls are not deduplicated: a redelivered message may reach the vendor again, so
+   * other methods than GET carry `Idempotency-Key: <requestId>` for the vendor to deduplicate.
+   *
+   * Register the workflow that uses it with `registerWorkflow()`.
+   */
+  public callVendorTask(scope: Construct, id: string, props: CallVendorTaskProps): tasks.SqsSendMessage {
+    const method = props.method ?? 'GET';
+    this.validateCall(id, 'callVendorTask', method, props.path, props.body !== undefined, (v) => Token.isUnresolved(v));
+    this.ensureVendorCallWorkflow();
+    this.submitTasks += 1;
+    return new tasks.SqsSendMessage(scope, id, {
+      comment: props.comment ?? 'Call the vendor, paced against the contract, and wait for its answer (cdk-async-external-api)',
+      queue: this.consumer.queue,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      messageBody: sfn.TaskInput.fromObject({
+        kind: 'call',
+        taskToken: sfn.JsonPath.taskToken,
+        requestId: props.requestId ?? sfn.JsonPath.uuid(),
+        call: {
+          method: Token.isUnresolved(method) ? method : method.toUpperCase(),
+          path: props.path,
+          ...(props.query ? { query: props.query.value } : {}),
+          ...(props.body ? { body: props.body.value } : {}),
+        },
+        attempt: 1,
+      }),
+      taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
+      resultPath: props.resultPath,
+    });
+  }
+
+  /**
+   * `callVendorTask()` for workflows written in JSONata: a JSONata state sending the same message
+   * (`taskToken: '{% $states.context.Task.Token %}'`), with the same output and errors. Its result
+   * is `$states.result`, `{ statusCode, body, headers }`: keep it with `outputs` or `assign`.
+   */
+  public callVendorTaskJsonata(scope: Construct, id: string, props: CallVendorTaskJsonataProps): tasks.SqsSendMessage {
+    const method = props.method ?? 'GET';
+    const isExpression = (v: string) => Token.isUnresolved(v) || /^\{%[\s\S]*%\}$/.test(v.trim());
+    this.validateCall(id, 'callVendorTaskJsonata', method, props.path, props.body !== undefined, isExpression);
+    // JSONPath fields render as "key.$", which a JSONata state refuses at deployment.
+    const usesJsonPath = (value: unknown): boolean => /\.\$":/.test(JSON.stringify(sfn.FieldUtils.renderObject({ value })));
+    const requestId = props.requestId ?? '{% $uuid() %}';
+    for (const [name, value] of Object.entries({ path: props.path, method, requestId, query: props.query?.value, body: props.body?.value })) {
+      if (usesJsonPath(value) || (typeof value === 'string' && !Token.isUnresolved(value) && /^(\$\.|\$\[|States\.)/.test(value.trim()))) {
+        throw new Error(`callVendorTaskJsonata '${id}': ${name} uses JSONPath, which JSONata states do not read: write a JSONata expression such as '{% $states.input.x %}'`);
+      }
+    }
+    this.ensureVendorCallWorkflow();
+    this.submitTasks += 1;
+    return tasks.SqsSendMessage.jsonata(scope, id, {
+      comment: props.comment ?? 'Call the vendor, paced against the contract, and wait for its answer (cdk-async-external-api)',
+      queue: this.consumer.queue,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      messageBody: sfn.TaskInput.fromObject({
+        kind: 'call',
+        taskToken: '{% $states.context.Task.Token %}',
+        requestId,
+        call: {
+          method: isExpression(method) ? method : method.toUpperCase(),
+          path: props.path,
+          ...(props.query ? { query: props.query.value } : {}),
+          ...(props.body ? { body: props.body.value } : {}),
+        },
+        attempt: 1,
+      }),
+      taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
+      outputs: props.outputs,
+      assign: props.assign,
+    });
+  }
+
+  /**
    * Lets the orchestrator resume and fail tasks of `stateMachine`: the callback processor
    * (SendTaskSuccess / SendTaskFailure), the dispatch workflow and the queue consumer
-   * (SendTaskFailure when a request is given up). Call it for every workflow that uses
-   * `submitJobTask()`; the orchestrator can resume no other workflow.
+   * (SendTaskFailure when a request is given up), and the vendor-call workflow. Call it for every
+   * workflow that uses `submitJobTask()` or `callVendorTask()`; the orchestrator can resume no
+   * other workflow.
    */
   public registerWorkflow(stateMachine: sfn.IStateMachine): void {
     if (this.registeredWorkflows.has(stateMachine.stateMachineArn)) {
       return;
     }
     this.registeredWorkflows.add(stateMachine.stateMachineArn);
+    this.registeredStateMachines.push(stateMachine);
     this.webhook.grantResume(stateMachine);
     this.dispatch.grantTaskResponses(stateMachine);
+    this.vendorCallWorkflow?.grantTaskResponses(stateMachine);
     iam.Grant.addToPrincipal({
       grantee: this.consumer.function,
       actions: ['states:SendTaskFailure'],
@@ -722,6 +973,50 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricCallbackDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.webhook.metricDeadLetterMessages(props);
+  }
+
+  /** Synth-time checks of a vendor call's literal method and path, naming the task. */
+  private validateCall(id: string, task: string, method: string, path: string, hasBody: boolean, isDynamic: (v: string) => boolean): void {
+    if (!isDynamic(method)) {
+      const problem = methodProblem(method);
+      if (problem) {
+        throw new Error(`${task} '${id}': ${problem}`);
+      }
+      if (hasBody && method.toUpperCase() === 'GET') {
+        throw new Error(`${task} '${id}': a GET call cannot have a body: remove body or use one of ${VENDOR_CALL_METHODS.filter((m) => m !== 'GET').join(', ')}`);
+      }
+    }
+    if (!isDynamic(path)) {
+      const problem = pathProblem(path);
+      if (problem) {
+        throw new Error(`${task} '${id}': ${problem}`);
+      }
+    }
+  }
+
+  private validateCallTimeout(id: string, timeout: Duration | undefined): Duration {
+    const value = timeout ?? Duration.minutes(15);
+    validateDuration(`timeout of '${id}'`, value, Duration.seconds(1), Duration.days(365), 'a Standard workflow runs at most one year');
+    return value;
+  }
+
+  /** The vendor-call workflow, created (and wired to the consumer and registered workflows) on first use. */
+  private ensureVendorCallWorkflow(): VendorCallWorkflow {
+    if (!this.vendorCallWorkflow) {
+      const workflow = new VendorCallWorkflow(this, 'VendorCall', {
+        ...this.vendorCallOptions,
+        proxy: this.proxy,
+        requestQueue: this.consumer.queue,
+        deadLetterQueue: this.consumer.deadLetterQueue,
+        tracingEnabled: this.vendorCallOptions?.tracingEnabled ?? this.tracing,
+      });
+      this.consumer.dispatchCallsTo(workflow.stateMachine);
+      for (const stateMachine of this.registeredStateMachines) {
+        workflow.grantTaskResponses(stateMachine);
+      }
+      this.vendorCallWorkflow = workflow;
+    }
+    return this.vendorCallWorkflow;
   }
 
   /** Adds an alarm to `alarms` and gives it the alarm actions added so far. */

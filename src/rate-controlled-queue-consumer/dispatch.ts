@@ -16,9 +16,10 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } fr
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { ConsumerEnv } from '../shared/env';
-import { DispatchInput, ErrorNames, RequestMessage } from '../shared/messages';
+import { AnyRequestMessage, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
+import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
 /** Where malformed request messages are parked. Not in `ConsumerEnv`; the construct sets it. */
 export const DEAD_LETTER_QUEUE_URL_ENV = 'DEAD_LETTER_QUEUE_URL';
@@ -41,6 +42,8 @@ export interface DispatchClients {
 
 export interface DispatchConfig {
   readonly stateMachineArn: string;
+  /** The vendor-call workflow started for messages of kind `call`; absent: such messages are parked. */
+  readonly callStateMachineArn?: string;
   /** The vendor's contracted rate `R`. */
   readonly requestsPerSecond: number;
   readonly pacerTableName: string;
@@ -82,8 +85,10 @@ export interface DispatchDeps {
  */
 export function loadConfig(env: Record<string, string | undefined>): DispatchConfig {
   const sqsEndpointUrl = nonEmpty(env.AWS_ENDPOINT_URL_SQS) ?? nonEmpty(env.AWS_ENDPOINT_URL);
+  const callStateMachineArn = nonEmpty(env[ConsumerEnv.CALL_STATE_MACHINE_ARN]);
   return {
     stateMachineArn: requireString(env, ConsumerEnv.STATE_MACHINE_ARN),
+    ...(callStateMachineArn ? { callStateMachineArn } : {}),
     requestsPerSecond: readNumber(env, ConsumerEnv.REQUESTS_PER_SECOND, undefined, (v) => v > 0, 'a number greater than 0'),
     pacerTableName: requireString(env, ConsumerEnv.PACER_TABLE_NAME),
     maxPacingWaitMs: readNumber(env, ConsumerEnv.MAX_PACING_WAIT_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
@@ -100,7 +105,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
 
 /** Outcome of {@link parseRequestMessage}. */
 export type ParsedRequest =
-  | { readonly ok: true; readonly message: RequestMessage }
+  | { readonly ok: true; readonly message: AnyRequestMessage }
   | { readonly ok: false; readonly detail: string; readonly taskToken?: string };
 
 /**
@@ -118,7 +123,14 @@ export function parseRequestMessage(body: string): ParsedRequest {
     return { ok: false, detail: 'body is not a JSON object' };
   }
   const fields = parsed as Record<string, unknown>;
+  // ---- vendor calls (callVendorTask): `kind` absent or 'submit' = a job submission ----
+  if (fields.kind === 'call') {
+    return parseVendorCallMessage(fields);
+  }
   const problems: string[] = [];
+  if (fields.kind !== undefined && fields.kind !== 'submit') {
+    problems.push(`kind must be 'submit', 'call' or absent (given ${JSON.stringify(fields.kind)})`);
+  }
   if (!isNonEmptyString(fields.taskToken)) {
     problems.push('taskToken must be a non-empty string');
   }
@@ -179,7 +191,23 @@ export function queueUrlFromArn(arn: string, endpointUrl?: string): string {
 
 interface ValidRecord {
   readonly record: SQSRecord;
-  readonly message: RequestMessage;
+  readonly message: AnyRequestMessage;
+}
+
+/**
+ * The workflow a message starts and its input: the dispatch workflow for a job submission, the
+ * vendor-call workflow for a `call` (callVendorTask). Both are paced alike: a call is one request
+ * to the vendor and counts against the contract.
+ */
+export function executionFor(message: AnyRequestMessage, nowMs: number, config: DispatchConfig):
+{ readonly stateMachineArn: string; readonly input: DispatchInput | VendorCallInput } {
+  if (isVendorCallMessage(message)) {
+    if (config.callStateMachineArn === undefined) {
+      throw new Error('vendor calls (kind \'call\') are not enabled on this consumer: no vendor-call workflow is configured');
+    }
+    return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message) };
+  }
+  return { stateMachineArn: config.stateMachineArn, input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds) };
 }
 
 /**
@@ -323,7 +351,7 @@ async function startExecution(
 ): Promise<string | undefined> {
   const { config, logger, metrics } = deps;
   const now = clock.now();
-  const input = buildDispatchInput(item.message, now, config.correlationTtlSeconds);
+  const { stateMachineArn, input } = executionFor(item.message, now, config);
   const name = executionName(item.message.requestId, input.attempt);
   const log = {
     requestId: item.message.requestId,
@@ -335,7 +363,7 @@ async function startExecution(
   metrics.addMetric(MetricNames.PACING_WAIT, 'Milliseconds', Math.max(0, now - readyAtMs));
   try {
     const output = await deps.clients.sfn.send(new StartExecutionCommand({
-      stateMachineArn: config.stateMachineArn,
+      stateMachineArn,
       name,
       input: JSON.stringify(input),
     }));
@@ -407,8 +435,14 @@ async function postpone(item: ValidRecord, nextFreeAtMs: number | undefined, clo
  * A message whose execution input would exceed Step Functions' limit can never be started
  * (the input carries the payload twice), so it is parked rather than retried forever.
  */
-function oversizeProblem(message: RequestMessage, nowMs: number, config: DispatchConfig): string | undefined {
-  const bytes = Buffer.byteLength(JSON.stringify(buildDispatchInput(message, nowMs, config.correlationTtlSeconds)), 'utf8');
+function oversizeProblem(message: AnyRequestMessage, nowMs: number, config: DispatchConfig): string | undefined {
+  let input: unknown;
+  try {
+    input = executionFor(message, nowMs, config).input;
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(input), 'utf8');
   return bytes > MAX_EXECUTION_INPUT_BYTES
     ? `dispatch input would be ${bytes} bytes, over the ${MAX_EXECUTION_INPUT_BYTES}-byte Step Functions limit`
     : undefined;

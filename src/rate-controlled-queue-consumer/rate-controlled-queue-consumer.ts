@@ -218,6 +218,7 @@ export class RateControlledQueueConsumer extends Construct {
   // --- schedule trigger (low-rate mode): end ---
 
   private stateMachine?: sfn.IStateMachine;
+  private callStateMachine?: sfn.IStateMachine;
 
   constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
     super(scope, id);
@@ -366,6 +367,19 @@ export class RateControlledQueueConsumer extends Construct {
     }
     this.stateMachine = stateMachine;
     this.function.addEnvironment(ConsumerEnv.STATE_MACHINE_ARN, stateMachine.stateMachineArn);
+    stateMachine.grantStartExecution(this.function);
+  }
+
+  /**
+   * Sets the Express workflow the dispatcher starts for vendor-call messages (kind `call`, from
+   * `callVendorTask`), paced like every other message. Called once.
+   */
+  public dispatchCallsTo(stateMachine: sfn.IStateMachine): void {
+    if (this.callStateMachine) {
+      throw new Error('dispatchCallsTo() was already called: a consumer starts one vendor-call workflow');
+    }
+    this.callStateMachine = stateMachine;
+    this.function.addEnvironment(ConsumerEnv.CALL_STATE_MACHINE_ARN, stateMachine.stateMachineArn);
     stateMachine.grantStartExecution(this.function);
   }
 

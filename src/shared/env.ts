@@ -6,6 +6,8 @@
 /** Queue consumer (RateControlledQueueConsumer). */
 export const ConsumerEnv = {
   STATE_MACHINE_ARN: 'STATE_MACHINE_ARN',
+  /** The vendor-call workflow (callVendorTask), started for messages of kind `call`. Optional. */
+  CALL_STATE_MACHINE_ARN: 'CALL_STATE_MACHINE_ARN',
   REQUESTS_PER_SECOND: 'REQUESTS_PER_SECOND',
   PACER_TABLE_NAME: 'PACER_TABLE_NAME',
   /** Longest a single invocation may wait for its pacing slots, in milliseconds. */

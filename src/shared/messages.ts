@@ -17,7 +17,56 @@ export interface RequestMessage {
   readonly payload: unknown;
   /** 1 for the first dispatch; raised by each re-enqueue. Absent means 1. */
   readonly attempt?: number;
+  /** Absent (or `submit`) for a job submission; see {@link VendorCallMessage} for `call`. */
+  readonly kind?: 'submit';
 }
+
+// ---- Vendor calls (callVendorTask; blog step 11): a paced synchronous call through the same queue. ----
+
+/** Values of a request message's `kind` field. Absent means a job submission. */
+export const MessageKinds = {
+  SUBMIT: 'submit',
+  CALL: 'call',
+} as const;
+
+/** HTTP methods a vendor call may use. */
+export const VENDOR_CALL_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/** The HTTP request of a vendor call, relative to the vendor URL the proxy forwards to. */
+export interface VendorCallRequest {
+  /** One of {@link VENDOR_CALL_METHODS}. */
+  readonly method: string;
+  /** Path below the vendor URL, starting with `/` (`/` alone is the vendor URL itself). */
+  readonly path: string;
+  /** Query parameters: name -> value or values. */
+  readonly query?: Record<string, string | string[]>;
+  /** JSON body (not for GET or DELETE). */
+  readonly body?: unknown;
+}
+
+/** What `callVendorTask` puts on the request queue, and the vendor-call workflow re-enqueues on retry. */
+export interface VendorCallMessage {
+  readonly kind: 'call';
+  readonly taskToken: string;
+  readonly requestId: string;
+  readonly call: VendorCallRequest;
+  /** 1 for the first call; raised by each re-enqueue. Absent means 1. */
+  readonly attempt?: number;
+}
+
+/** Input of one vendor-call (Express) workflow execution, built by the queue consumer. */
+export interface VendorCallInput {
+  readonly requestId: string;
+  readonly taskToken: string;
+  readonly attempt: number;
+  /** The call, normalized: `query` always present (`{}` when none); `body` present only when sent. */
+  readonly call: VendorCallRequest;
+  /** The raw message, re-enqueued or parked in the DLQ as is when the call gives up. */
+  readonly message: VendorCallMessage;
+}
+
+/** Any message on the request queue. */
+export type AnyRequestMessage = RequestMessage | VendorCallMessage;
 
 /** Input of one dispatch (Express) workflow execution, built by the queue consumer. */
 export interface DispatchInput {

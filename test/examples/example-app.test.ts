@@ -7,12 +7,15 @@ describe('example app', () => {
     const { stack } = buildExampleApp();
     const template = Template.fromStack(stack);
 
-    // THEN: the user's Standard workflow and the Express dispatch workflow
-    template.resourceCountIs('AWS::StepFunctions::StateMachine', 2);
+    // THEN: the user's Standard workflow, the Express dispatch workflow and the Express
+    // vendor-call workflow (the result fetch)
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 3);
     template.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'EXPRESS' });
     const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
     expect(definition).toContain('sqs:sendMessage.waitForTaskToken');
     expect(definition).toContain('ProcessResult');
+    expect(definition).toContain('FetchResult');
+    expect(definition).toContain('/{}/result');
     expect(definition).toContain('States.Timeout');
   });
 

@@ -1,0 +1,425 @@
+import { Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { vendorCredentialSteps } from './vendor-credential-steps';
+import { ErrorNames } from '../shared/messages';
+import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
+import { validateDuration, validateWholeNumber } from '../shared/validation';
+import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
+
+/**
+ * Options for the VendorCallWorkflow that the orchestrator passes through (`vendorCall`).
+ */
+export interface VendorCallWorkflowOptions {
+  /**
+   * Vendor calls per request before it is given up (the first call included), 1 to 20.
+   * Each retry goes back through the request queue, so it is paced like any other request.
+   *
+   * @default 5
+   */
+  readonly maxAttempts?: number;
+
+  /**
+   * Backoff cap of the first retry; it doubles with every attempt up to `maxRetryDelay`, and the
+   * actual delay is drawn uniformly between zero and the cap (full jitter).
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly retryBaseDelay?: Duration;
+
+  /**
+   * Largest backoff cap, at most 15 minutes (the longest SQS delivery delay).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly maxRetryDelay?: Duration;
+
+  /**
+   * How long one vendor call through the proxy may take. API Gateway's default integration
+   * timeout is 29 seconds.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly vendorCallTimeout?: Duration;
+
+  /**
+   * How long the workflow's logs are kept. Execution data is never logged (it holds the vendor
+   * credential and the vendor's response).
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * X-Ray tracing of the workflow.
+   *
+   * @default false
+   */
+  readonly tracingEnabled?: boolean;
+}
+
+/**
+ * Properties for a VendorCallWorkflow.
+ */
+export interface VendorCallWorkflowProps extends VendorCallWorkflowOptions {
+  /** The proxy in front of the vendor. */
+  readonly proxy: ThrottledProxy;
+  /** The request queue: retries go back through it, so they are paced. */
+  readonly requestQueue: sqs.IQueue;
+  /** Where calls that are given up are parked. */
+  readonly deadLetterQueue: sqs.IQueue;
+}
+
+/**
+ * The Express workflow that makes one synchronous vendor call for a waiting workflow
+ * (`callVendorTask`, e.g. fetching a job's result: blog step 11) and returns the vendor's answer.
+ *
+ * The queue consumer starts it for request messages of kind `call`, paced like job submissions:
+ * a call is one request to the vendor and counts against the contract. It checks that the
+ * waiting workflow still waits (SendTaskHeartbeat), reads the vendor credential, calls the vendor
+ * through the ThrottledProxy with the message's method, path, query and body (plus
+ * `Idempotency-Key` and `X-Request-Id` headers holding the request id), and resumes the waiting
+ * workflow with `{ statusCode, body, headers }` (SendTaskSuccess). A retryable failure (429, 408,
+ * 5xx, timeout) sends the message back to the request queue with a jittered, growing delay; a
+ * final failure parks it in the dead-letter queue and fails the waiting workflow at once
+ * (SendTaskFailure `VendorRequestFailed`).
+ *
+ * There is no claim step: a call may reach the vendor again when its message is redelivered, so
+ * calls other than GET should be idempotent for the vendor (the `Idempotency-Key` header helps).
+ */
+export class VendorCallWorkflow extends Construct {
+  /** The Express state machine. */
+  public readonly stateMachine: sfn.StateMachine;
+  /** Its log group. */
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: VendorCallWorkflowProps) {
+    super(scope, id);
+
+    const maxAttempts = props.maxAttempts ?? 5;
+    validateWholeNumber('maxAttempts', maxAttempts, 1, 20);
+    const retryBaseDelay = props.retryBaseDelay ?? Duration.seconds(2);
+    const maxRetryDelay = props.maxRetryDelay ?? Duration.minutes(5);
+    validateDuration('retryBaseDelay', retryBaseDelay, Duration.seconds(1), Duration.minutes(15));
+    validateDuration('maxRetryDelay', maxRetryDelay, retryBaseDelay, Duration.minutes(15), 'SQS delays a message by at most 15 minutes');
+    const vendorCallTimeout = props.vendorCallTimeout ?? Duration.seconds(30);
+    validateDuration('vendorCallTimeout', vendorCallTimeout, Duration.seconds(1), Duration.minutes(4), 'an Express workflow runs at most 5 minutes');
+
+    // ---- Is anyone still waiting? A call whose workflow already ended is not sent. ----
+    const checkWaiting = new sfn.CustomState(this, 'CheckWaitingWorkflow', {
+      stateJson: {
+        Type: 'Task',
+        Comment: 'Only call the vendor while the waiting workflow still waits for this call',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskHeartbeat`,
+        Parameters: { 'TaskToken.$': '$.taskToken' },
+        ResultPath: null,
+      },
+    });
+    const waitingWorkflowEnded = new sfn.Succeed(this, 'WaitingWorkflowEnded', {
+      comment: 'Nobody waits for this call any more: the vendor is not called, or its answer is dropped',
+    });
+    const taskClosedErrors = ['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist'].flatMap((code) => [`Sfn.${code}`, `Sfn.${code}Exception`]);
+    checkWaiting.addCatch(waitingWorkflowEnded, { errors: taskClosedErrors, resultPath: sfn.JsonPath.DISCARD });
+    retrySfn(checkWaiting);
+
+    // ---- Read the vendor credential (the dispatch workflow's states). ----
+    const credential = vendorCredentialSteps(this, props.proxy, retryAwsThrottling);
+
+    // ---- Call the vendor through the proxy. ----
+    const headers = {
+      'Idempotency-Key': sfn.JsonPath.array(sfn.JsonPath.stringAt('$.requestId')),
+      'X-Request-Id': sfn.JsonPath.array(sfn.JsonPath.stringAt('$.requestId')),
+      ...credential.headers,
+    };
+    const callVendor = this.callVendorState('CallVendor', props.proxy, headers, false, vendorCallTimeout);
+    const callVendorWithBody = this.callVendorState('CallVendorWithBody', props.proxy,
+      { ...headers, 'Content-Type': ['application/json'] }, true, vendorCallTimeout);
+    // Step Functions fails a Choice whose variable is missing (except IsPresent): presence is the test.
+    const hasBody = new sfn.Choice(this, 'HasRequestBody')
+      .when(sfn.Condition.isPresent('$.call.body'), callVendorWithBody)
+      .otherwise(callVendor);
+
+    // ---- Return the vendor's answer to the waiting workflow. ----
+    const returnResponse = new sfn.CustomState(this, 'ReturnResponse', {
+      stateJson: {
+        Type: 'Task',
+        Comment: 'Resume the waiting workflow with { statusCode, body, headers }',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskSuccess`,
+        Parameters: { 'TaskToken.$': '$.taskToken', 'Output.$': 'States.JsonToString($.response)' },
+        ResultPath: null,
+      },
+    });
+    retrySfn(returnResponse);
+    returnResponse.addCatch(waitingWorkflowEnded, { errors: taskClosedErrors, resultPath: sfn.JsonPath.DISCARD });
+    const returned = new sfn.Succeed(this, 'Returned');
+
+    // ---- Retry: back through the request queue, with a jittered, growing delay. ----
+    const caps = [retryBaseDelay.toSeconds()];
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      caps.push(Math.min(maxRetryDelay.toSeconds(), retryBaseDelay.toSeconds() * 2 ** (attempt - 1)));
+    }
+    const backoffCaps = new sfn.Pass(this, 'BackoffCaps', {
+      comment: 'Backoff cap in seconds per attempt: base x 2^(attempt - 1), at most maxRetryDelay',
+      result: sfn.Result.fromArray(caps),
+      resultPath: '$.backoffCaps',
+    });
+    const computeBackoff = new sfn.Pass(this, 'ComputeBackoff', {
+      comment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry is the same call with the same request id',
+      parameters: {
+        delaySeconds: sfn.JsonPath.mathRandom(0, Token.asNumber(sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.backoffCaps'), sfn.JsonPath.numberAt('$.attempt')))),
+        message: {
+          kind: 'call',
+          taskToken: sfn.JsonPath.stringAt('$.taskToken'),
+          requestId: sfn.JsonPath.stringAt('$.requestId'),
+          call: sfn.JsonPath.objectAt('$.message.call'),
+          attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+        },
+      },
+      resultPath: '$.retry',
+    });
+    const requeue = new sfn.CustomState(this, 'RequeueWithDelay', {
+      stateJson: {
+        Type: 'Task',
+        Comment: 'The retry is another vendor call: it goes back through the paced queue',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sqs:sendMessage`,
+        Parameters: {
+          'QueueUrl': props.requestQueue.queueUrl,
+          'MessageBody.$': 'States.JsonToString($.retry.message)',
+          'DelaySeconds.$': '$.retry.delaySeconds',
+        },
+        ResultPath: null,
+      },
+    });
+    retryAwsThrottling(requeue);
+    const retryScheduled = new sfn.Succeed(this, 'RetryScheduled');
+
+    // ---- Give up: park the call and fail the waiting workflow at once. ----
+    const park = new sfn.CustomState(this, 'ParkInDeadLetterQueue', {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sqs:sendMessage`,
+        Parameters: {
+          'QueueUrl': props.deadLetterQueue.queueUrl,
+          'MessageBody.$': 'States.JsonToString($.message)',
+          'MessageAttributes': {
+            reason: { 'DataType': 'String', 'StringValue.$': '$.error.Error' },
+            detail: { 'DataType': 'String', 'StringValue.$': 'States.JsonToString($.error)' },
+            attempt: { 'DataType': 'Number', 'StringValue.$': 'States.JsonToString($.attempt)' },
+          },
+        },
+        ResultPath: null,
+      },
+    });
+    retryAwsThrottling(park);
+    const failWaiting = this.sendTaskFailure('FailWaitingWorkflow', { path: 'States.JsonToString($.error)' });
+    // The cause above can exceed SendTaskFailure's 32768 characters (a long vendor body): say less.
+    const failWaitingShort = this.sendTaskFailure('FailWaitingWorkflowBriefly', {
+      text: 'The vendor call failed; the call and the full error are in the request dead-letter queue',
+    });
+    const callFailed = new sfn.Fail(this, 'CallFailed', {
+      error: ErrorNames.VENDOR_REQUEST_FAILED,
+      cause: 'The vendor call was given up and parked in the request dead-letter queue',
+    });
+    failWaiting.addCatch(failWaitingShort, { resultPath: '$.failError' });
+    failWaitingShort.addCatch(callFailed, { resultPath: '$.failError' });
+    const giveUp = park.next(failWaiting.next(callFailed));
+    failWaitingShort.next(callFailed);
+    park.addCatch(failWaiting, { resultPath: '$.parkError' });
+
+    const retryOrGiveUp = new sfn.Choice(this, 'RetryOrGiveUp')
+      .when(sfn.Condition.numberLessThan('$.attempt', maxAttempts), backoffCaps.next(computeBackoff).next(requeue).next(retryScheduled))
+      .otherwise(giveUp);
+    // A failed requeue must not lose the call: give up loudly instead.
+    requeue.addCatch(park, { resultPath: '$.requeueError' });
+
+    // 429, 408, 5xx and anything that is not an HTTP answer (timeouts, network) are retryable;
+    // other 4xx answers are the vendor's final word on this call (e.g. 404: no such job).
+    // Step Functions names API Gateway failures `ApiGateway.<status>` (documented as `APIGateway.`).
+    const classify = new sfn.Choice(this, 'ClassifyVendorError')
+      .when(sfn.Condition.or(...['429', '408'].flatMap((code) => [
+        sfn.Condition.stringEquals('$.error.Error', `ApiGateway.${code}`),
+        sfn.Condition.stringEquals('$.error.Error', `APIGateway.${code}`),
+      ])), retryOrGiveUp)
+      .when(sfn.Condition.or(
+        sfn.Condition.stringMatches('$.error.Error', 'ApiGateway.4*'),
+        sfn.Condition.stringMatches('$.error.Error', 'APIGateway.4*'),
+      ), giveUp)
+      .otherwise(retryOrGiveUp);
+
+    // The answer could not be delivered (e.g. larger than a task output may be): fail the caller.
+    returnResponse.addCatch(giveUp, { resultPath: '$.error' });
+    checkWaiting.addCatch(classify, { resultPath: '$.error' });
+    credential.readCredential?.addCatch(classify, { resultPath: '$.error' });
+    for (const call of [callVendor, callVendorWithBody]) {
+      call.addCatch(classify, { resultPath: '$.error' });
+      call.next(returnResponse);
+    }
+    returnResponse.next(returned);
+
+    const definition = credential.readCredential
+      ? checkWaiting.next(credential.readCredential).next(hasBody)
+      : checkWaiting.next(hasBody);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'Resource', {
+      stateMachineType: sfn.StateMachineType.EXPRESS,
+      comment: 'Makes one paced synchronous vendor call for a waiting workflow (cdk-async-external-api)',
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      timeout: Duration.minutes(5),
+      tracingEnabled: props.tracingEnabled ?? false,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
+    });
+    if (!props.proxy.tokenFunction) {
+      // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
+      props.proxy.credentials.secret?.grantRead(this.stateMachine);
+    }
+    props.proxy.grantInvoke(this.stateMachine);
+    // Covers KMS when the request queue has a customer-managed key.
+    props.requestQueue.grantSendMessages(this.stateMachine);
+    props.deadLetterQueue.grantSendMessages(this.stateMachine);
+    addVendorCallNagSuppressions(this.stateMachine, props);
+  }
+
+  /**
+   * Lets the workflow check (SendTaskHeartbeat), resume (SendTaskSuccess) and fail
+   * (SendTaskFailure) tasks of `stateMachine`.
+   */
+  public grantTaskResponses(stateMachine: sfn.IStateMachine): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee: this.stateMachine,
+      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+      resourceArns: [stateMachine.stateMachineArn],
+    });
+  }
+
+  /**
+   * Vendor-call executions that failed (calls given up).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricCallFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricFailed(props);
+  }
+
+  /**
+   * Vendor-call executions started (one per call attempt).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricCallsStarted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricStarted(props);
+  }
+
+  /**
+   * THE vendor call of this workflow: `apigateway:invoke` (IAM-signed) on the ThrottledProxy with
+   * the message's method, path, query and (when `withBody`) body. One place, so that replacing
+   * the transport (e.g. by a Lambda that fires the call at its pacing slot) changes only this.
+   *
+   * A raw state rather than `CallApiGatewayRestApiEndpoint`, which takes the method as a constant:
+   * here the method comes from the message. Its result is `$.response = { statusCode, body, headers }`.
+   */
+  private callVendorState(id: string, proxy: ThrottledProxy, headers: Record<string, unknown>,
+    withBody: boolean, timeout: Duration): sfn.CustomState {
+    const stack = Stack.of(proxy.restApi);
+    return new sfn.CustomState(this, id, {
+      stateJson: {
+        Type: 'Task',
+        Comment: `Call the vendor through the throttled proxy${withBody ? ' with a JSON body' : ''}`,
+        Resource: `arn:${Aws.PARTITION}:states:::apigateway:invoke`,
+        Parameters: {
+          'ApiEndpoint': `${proxy.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}`,
+          'Stage': proxy.stageName,
+          'Method.$': '$.call.method',
+          'Path.$': '$.call.path',
+          'QueryParameters.$': '$.call.query',
+          'Headers': sfn.FieldUtils.renderObject(headers),
+          ...(withBody ? { 'RequestBody.$': '$.call.body' } : {}),
+          'AuthType': 'IAM_ROLE',
+        },
+        ResultSelector: { 'statusCode.$': '$.StatusCode', 'body.$': '$.ResponseBody', 'headers.$': '$.Headers' },
+        ResultPath: '$.response',
+        TimeoutSeconds: timeout.toSeconds(),
+      },
+    });
+  }
+
+  /** A raw `aws-sdk:sfn:sendTaskFailure` task (granted per workflow by `grantTaskResponses()`). */
+  private sendTaskFailure(id: string, cause: { text?: string; path?: string }): sfn.CustomState {
+    return new sfn.CustomState(this, id, {
+      stateJson: {
+        Type: 'Task',
+        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskFailure`,
+        Parameters: {
+          'TaskToken.$': '$.taskToken',
+          'Error': ErrorNames.VENDOR_REQUEST_FAILED,
+          ...(cause.path ? { 'Cause.$': cause.path } : { Cause: cause.text }),
+        },
+        ResultPath: null,
+      },
+    });
+  }
+}
+
+/** Retries a Step Functions API call on throttling and transient errors. */
+function retrySfn(state: sfn.CustomState): void {
+  state.addRetry({
+    errors: ['Sfn.ThrottlingException', 'Sfn.SfnException', 'Sfn.InternalServerException'],
+    interval: Duration.seconds(1),
+    backoffRate: 2,
+    maxAttempts: 3,
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+}
+
+/** Retries an AWS service call on throttling and transient errors (no vendor call involved). */
+function retryAwsThrottling(task: sfn.TaskStateBase | sfn.CustomState): void {
+  task.addRetry({
+    errors: [
+      'SecretsManager.InternalServiceErrorException', 'Sqs.SqsException', 'SQS.ThrottlingException', 'Sfn.ThrottlingException',
+    ],
+    interval: Duration.seconds(1),
+    backoffRate: 2,
+    maxAttempts: 4,
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+}
+
+/** The cdk-nag AwsSolutions suppressions of the vendor-call workflow, with their reasons. */
+function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: VendorCallWorkflowProps): void {
+  const kms = [props.requestQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey].some((key) => key !== undefined);
+  addNagSuppressions(stateMachine, [
+    {
+      id: 'AwsSolutions-SF1',
+      reason: 'The vendor-call workflow logs at level ERROR without execution data on purpose: its execution data holds the vendor credential and the vendor\'s responses, which must not reach CloudWatch Logs.',
+    },
+    {
+      id: 'AwsSolutions-SF2',
+      reason: 'X-Ray tracing of the vendor-call workflow is opt-in (the tracing / tracingEnabled prop), because traces cost money per request and most users of the construct do not read them.',
+    },
+  ]);
+  addRolePolicyNagSuppressions(stateMachine.role, [
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'Step Functions log delivery (logs:CreateLogDelivery, GetLogDelivery, UpdateLogDelivery, DeleteLogDelivery, ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) supports no resource-level permissions, so AWS requires Resource *; so does X-Ray when tracing is on.',
+      appliesTo: ['Resource::*'],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'The vendor-call workflow calls the method and path each callVendorTask asks for (the proxy forwards <vendorUrl>/{proxy+}); the ARN is limited to the throttled proxy\'s one API and stage, whose resource policy denies every other role.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:execute-api:(<AWS::Region>|[a-z0-9-]+):(<AWS::AccountId>|[0-9]+):<[A-Za-z0-9]+>\\/[^/*]+\\/\\*\\/\\*$/' }],
+    },
+    ...(props.proxy.tokenFunction ? [{
+      id: 'AwsSolutions-IAM5',
+      reason: 'LambdaInvoke grants invoking the proxy\'s OAuth token function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
+      appliesTo: [{ regex: '/^Resource::<[A-Za-z0-9]+\\.Arn>:\\*$/' }],
+    }] : []),
+    ...wildcardSuppressions({ kms }),
+  ]);
+}

@@ -1,0 +1,194 @@
+/**
+ * Executes the synthesized vendor-call workflow (the template's own definition) with
+ * aws-local-stepfunctions, replacing each AWS call by a local handler that records its input.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { AsyncExternalApiOrchestrator } from '../../src';
+import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
+
+// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
+import '../../local/polyfills';
+
+function stepError(name: string, cause = ''): Error {
+  const error = new Error(cause);
+  error.name = name;
+  return error;
+}
+
+function callDefinition(): AslDefinition {
+  const stack = testStack();
+  const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://vendor.example.com/v1/jobs',
+    requestsPerSecond: 10,
+    callbackTimeout: Duration.minutes(30),
+  });
+  const main = new sfn.StateMachine(stack, 'Main', {
+    definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' })),
+  });
+  orchestrator.registerWorkflow(main);
+  return definitionOf(Template.fromStack(stack), logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
+}
+
+type Handler = (input: any) => unknown;
+
+interface Run {
+  readonly calls: Record<string, any[]>;
+  readonly output?: any;
+  readonly error?: Error;
+}
+
+async function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Run> {
+  const calls: Record<string, any[]> = {};
+  const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type !== 'Task') continue;
+    taskResourceLocalHandlers[name] = async (taskInput: any) => {
+      (calls[name] ??= []).push(taskInput);
+      const handler = handlers[name] ?? (['CheckWaitingWorkflow', 'ReturnResponse'].includes(name) ? ok : undefined);
+      if (!handler) {
+        throw new Error(`unexpected call of ${name}`);
+      }
+      return handler(taskInput) as any;
+    };
+  }
+  const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
+  const execution = machine.run(input as any, {
+    overrides: { taskResourceLocalHandlers, retryIntervalOverrides: Object.fromEntries(Object.keys(taskResourceLocalHandlers).map((n) => [n, 0])) },
+  });
+  try {
+    return { calls, output: await execution.result };
+  } catch (error) {
+    return { calls, error: ((error as Error).cause ?? error) as Error };
+  }
+}
+
+function callInput(attempt = 1, call: Record<string, unknown> = { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } }) {
+  const message = { kind: 'call', taskToken: 'token-1', requestId: 'req-1', call, attempt };
+  return { requestId: 'req-1', taskToken: 'token-1', attempt, call, message };
+}
+
+const ok = () => ({});
+const vendorAnswers = (body: unknown, status = 200) => () => ({ ResponseBody: body, StatusCode: status, StatusText: 'OK', Headers: { 'content-type': ['application/json'] } });
+
+describe('vendor-call workflow, executed', () => {
+  const definition = callDefinition();
+
+  test('calls the vendor with the message\'s method, path and query and returns { statusCode, body, headers }', async () => {
+    const result = await run(definition, callInput(), { CallVendor: vendorAnswers({ result: 42 }) });
+
+    expect(result.error).toBeUndefined();
+    const call = result.calls.CallVendor[0];
+    expect(call).toMatchObject({ Method: 'GET', Path: '/job-1/result', QueryParameters: { fields: ['all'] }, AuthType: 'IAM_ROLE', Stage: 'vendor' });
+    expect(call.Headers['Idempotency-Key']).toEqual(['req-1']);
+    expect(call.RequestBody).toBeUndefined();
+    expect(result.calls.CheckWaitingWorkflow[0]).toEqual({ TaskToken: 'token-1' });
+    const resumed = result.calls.ReturnResponse[0];
+    expect(resumed.TaskToken).toBe('token-1');
+    expect(JSON.parse(resumed.Output)).toEqual({ statusCode: 200, body: { result: 42 }, headers: { 'content-type': ['application/json'] } });
+  });
+
+  test('a call with a body sends it as JSON', async () => {
+    const result = await run(definition, callInput(1, { method: 'PUT', path: '/job-1', query: {}, body: { priority: 'high' } }), {
+      CallVendorWithBody: vendorAnswers({ updated: true }),
+    });
+    expect(result.error).toBeUndefined();
+    const call = result.calls.CallVendorWithBody[0];
+    expect(call).toMatchObject({ Method: 'PUT', RequestBody: { priority: 'high' } });
+    expect(call.Headers['Content-Type']).toEqual(['application/json']);
+    expect(result.calls.CallVendor).toBeUndefined();
+  });
+
+  test('a call whose workflow no longer waits does not reach the vendor', async () => {
+    const result = await run(definition, callInput(), {
+      CheckWaitingWorkflow: () => {
+        throw stepError('Sfn.TaskTimedOutException', 'Task Timed Out');
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor).toBeUndefined();
+  });
+
+  test.each([
+    ['ApiGateway.429', 1, 2],
+    ['ApiGateway.503', 2, 4],
+    ['States.Timeout', 3, 8],
+  ])('a retryable failure (%s) on attempt %d goes back through the queue, the same call, with a delay of at most %d s', async (errorName, attempt, cap) => {
+    const result = await run(definition, callInput(attempt), {
+      CallVendor: () => {
+        throw stepError(errorName, '{"message":"try later"}');
+      },
+      RequeueWithDelay: ok,
+    });
+    expect(result.error).toBeUndefined();
+    const sent = result.calls.RequeueWithDelay[0];
+    expect(sent.DelaySeconds).toBeGreaterThanOrEqual(0);
+    expect(sent.DelaySeconds).toBeLessThanOrEqual(cap);
+    expect(JSON.parse(sent.MessageBody)).toEqual({
+      kind: 'call',
+      taskToken: 'token-1',
+      requestId: 'req-1',
+      attempt: attempt + 1,
+      call: { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } },
+    });
+    expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('a 404 parks the call and fails the waiting workflow with VendorRequestFailed, the status and the vendor body in the cause', async () => {
+    const result = await run(definition, callInput(), {
+      CallVendor: () => {
+        throw stepError('ApiGateway.404', '{"error":"no job job-1"}');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    const parked = result.calls.ParkInDeadLetterQueue[0];
+    expect(JSON.parse(parked.MessageBody)).toEqual(callInput().message);
+    expect(parked.MessageAttributes.reason.StringValue).toBe('ApiGateway.404');
+    const failed = result.calls.FailWaitingWorkflow[0];
+    expect(failed.Error).toBe('VendorRequestFailed');
+    // (aws-local-stepfunctions' States.JsonToString does not escape nested quotes: compare text.)
+    expect(failed.Cause).toContain('"Error":"ApiGateway.404"');
+    expect(failed.Cause).toContain('no job job-1');
+    expect(result.calls.RequeueWithDelay).toBeUndefined();
+  });
+
+  test('the last attempt gives up instead of retrying', async () => {
+    const result = await run(definition, callInput(5), {
+      CallVendor: () => {
+        throw stepError('ApiGateway.500', 'oops');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    expect(result.calls.RequeueWithDelay).toBeUndefined();
+  });
+
+  test('an answer that cannot be returned (too large) fails the waiting workflow', async () => {
+    const result = await run(definition, callInput(), {
+      CallVendor: vendorAnswers({ big: true }),
+      ReturnResponse: () => {
+        throw stepError('Sfn.InvalidOutputException', 'output too large');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    expect(result.calls.FailWaitingWorkflow[0].Cause).toContain('"Error":"Sfn.InvalidOutputException"');
+  });
+
+  test('an answer for a workflow that ended meanwhile is dropped', async () => {
+    const result = await run(definition, callInput(), {
+      CallVendor: vendorAnswers({ ok: true }),
+      ReturnResponse: () => {
+        throw stepError('Sfn.TaskTimedOutException', 'Task Timed Out');
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * End-to-end, paced vendor calls (callVendorTask, blog step 11): the example app's main workflow
+ * submits a job, waits for the callback, then fetches the job's result from the vendor through the
+ * same queue, pacing and proxy. Synthesized template and bundled handlers on the local runtime,
+ * against the vendor simulator.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Duration } from 'aws-cdk-lib';
+import { buildExampleApp, ExampleStack } from '../../examples/app';
+import { LocalRuntime } from '../../local/runtime';
+import { maxInAnyWindow, VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
+
+jest.setTimeout(120_000);
+
+let runtime: LocalRuntime;
+let stack: ExampleStack;
+let vendor: VendorSimulator | undefined;
+
+beforeAll(async () => {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-call-'));
+  const built = buildExampleApp({ requestsPerSecond: 10, callbackTimeout: Duration.seconds(20) }, outdir);
+  built.app.synth();
+  stack = built.stack;
+  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile: process.env.E2E_LOG });
+});
+
+afterAll(async () => {
+  await vendor?.stop();
+  await runtime?.stop();
+});
+
+afterEach(async () => {
+  await vendor?.stop();
+  vendor = undefined;
+});
+
+async function useVendor(options: Partial<VendorSimulatorOptions>): Promise<VendorSimulator> {
+  vendor = new VendorSimulator({
+    requestsPerSecond: 10,
+    latencyMs: 20,
+    callbackDelayMs: 100,
+    rewriteUrl: (url) => runtime.rewriteUrl(url),
+    seed: 11,
+    ...options,
+  });
+  runtime.mapHost('vendor.example.com', await vendor.start());
+  return vendor;
+}
+
+let counter = 0;
+async function runOrders(n: number, withinMs = 60_000) {
+  const arns: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const orderId = `call-order-${++counter}`;
+    const { executionArn } = await runtime.sfn.startExecution(runtime.stateMachineArn(stack.mainWorkflow),
+      JSON.stringify({ orderId, order: { orderId, quantity: i } }));
+    arns.push(executionArn);
+  }
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const results = arns.map((arn) => runtime.sfn.describeExecution(arn));
+  for (const r of results.filter((x) => x.status === 'FAILED')) {
+    console.log(`${r.executionArn}: ${r.error}: ${r.cause}`);
+  }
+  return results;
+}
+
+const outputOf = (r: { output?: unknown }) => (typeof r.output === 'string' ? JSON.parse(r.output) : r.output);
+
+test('submit -> callback -> paced fetch returns the vendor\'s result; every call is within the contract', async () => {
+  // GIVEN
+  const v = await useVendor({});
+
+  // WHEN
+  const results = await runOrders(6);
+
+  // THEN: each workflow ends with the result the vendor's result endpoint returned
+  expect(results.map((r) => r.status)).toEqual(Array(6).fill('SUCCEEDED'));
+  for (const r of results) {
+    const output = outputOf(r);
+    expect(output.result).toEqual({ jobId: output.jobId, status: 'SUCCEEDED', result: { echo: { orderId: output.orderId, quantity: expect.any(Number) } } });
+  }
+  const stats = v.stats();
+  expect(stats.accepted).toBe(6);
+  expect(stats.resultFetches).toBe(6);
+  // Submissions and fetches share the contract: one arrival log, never above 10 in any second.
+  expect(v.arrivals()).toHaveLength(12);
+  expect(maxInAnyWindow(v.arrivals())).toBeLessThanOrEqual(10);
+  expect(stats.violations).toBe(0);
+});
+
+test('vendor 5xx on the fetch, then success: the retry goes back through the paced queue', async () => {
+  const v = await useVendor({ resultErrorRate: 1, resultErrorAttempts: 1 });
+  const results = await runOrders(2);
+  expect(results.map((r) => r.status)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+  for (const r of results) {
+    expect(outputOf(r).result.status).toBe('SUCCEEDED');
+  }
+  // Each result was fetched twice (503, then 200); each job was submitted once.
+  expect(v.stats().resultFetches).toBe(4);
+  expect(v.stats().accepted).toBe(2);
+  expect(Object.values(v.stats().requests).map((r) => r.resultFetches)).toEqual([2, 2]);
+});
+
+test('vendor 404 on the fetch: VendorRequestFailed reaches the main workflow at once, the call is parked', async () => {
+  const v = await useVendor({ resultNotFoundRate: 1 });
+  const started = Date.now();
+  const results = await runOrders(1);
+  // The example catches VendorRequestFailed (and States.Timeout) of the fetch as ResultFetchFailed.
+  expect(results.map((r) => [r.status, r.error])).toEqual([['FAILED', 'ResultFetchFailed']]);
+  expect(Date.now() - started).toBeLessThan(20_000);
+  expect(v.stats().resultFetches).toBe(1);
+  const dlq = runtime.template.ofType('AWS::SQS::Queue').find((q) => /RequestDeadLetterQueue/.test(q.logicalId))!;
+  const parked = await runtime.peek(dlq.logicalId);
+  const call = parked.find((m) => m.attributes.reason === 'ApiGateway.404');
+  expect(call).toBeDefined();
+  expect(JSON.parse(call!.body)).toMatchObject({ kind: 'call', call: { method: 'GET', path: expect.stringMatching(/^\/job-.+\/result$/) } });
+});
