@@ -10,6 +10,7 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
+import { dynamicDelayFromEnv } from './dynamic-delay-reader';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 
 // Created once per execution environment, reused by every invocation it serves.
@@ -23,6 +24,8 @@ const clients: DispatchClients = {
   sfn: new SFNClient({ maxAttempts: 1 }),
   sqs: new SQSClient({}),
 };
+// AppConfig dynamic delay, when the construct enabled it (cached per execution environment).
+const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 // Custom metrics (EMF), published once per invocation.
 const metrics = createHandlerMetrics(logger);
@@ -32,7 +35,7 @@ export const handler = async (event: SQSEvent, context?: Context): Promise<SQSBa
     logger.addContext(context);
   }
   try {
-    return await dispatchBatch(event, { clients, config, logger, metrics });
+    return await dispatchBatch(event, { clients, config, logger, metrics, dynamicDelay });
   } finally {
     // Once per invocation, also when the batch crashed half-way: what was counted is published.
     metrics.publish();

@@ -10,6 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DispatcherFunction } from './dispatcher-function';
+import { DynamicDelay, DynamicDelayOptions } from './dynamic-delay';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
@@ -117,6 +118,19 @@ export interface RateControlledQueueConsumerOptions {
    * @default false
    */
   readonly tracingEnabled?: boolean;
+
+  // --- dynamic delay (AppConfig) ---
+  /**
+   * Creates an AWS AppConfig configuration `{"extraDelayMs": N}` that operators change at run
+   * time to slow dispatch down without a deploy: `N` milliseconds (0 to 60000) are added to the
+   * interval between two pacing slots. It can only slow; the contract is always kept. Give `{}`
+   * for the defaults. How to change it and when it takes effect: docs/operations.md, "Slowing
+   * dispatch at run time".
+   *
+   * @default - no dynamic delay
+   */
+  readonly dynamicDelay?: DynamicDelayOptions;
+  // --- end dynamic delay ---
 }
 
 /**
@@ -188,6 +202,8 @@ export class RateControlledQueueConsumer extends Construct {
   public readonly backlogThresholdMessages: number;
   /** Value of the `Scope` dimension of the dispatcher's custom metrics. */
   public readonly metricsScope: string;
+  /** The AppConfig dynamic delay, when `dynamicDelay` is given. */
+  public readonly dynamicDelay?: DynamicDelay;
 
   private stateMachine?: sfn.IStateMachine;
 
@@ -280,6 +296,15 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
+    // --- dynamic delay (AppConfig) ---
+    if (props.dynamicDelay) {
+      this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', props.dynamicDelay);
+      for (const [name, value] of Object.entries(this.dynamicDelay.environmentVariables)) {
+        this.function.addEnvironment(name, value);
+      }
+      this.dynamicDelay.grantRead(this.function);
+    }
+    // --- end dynamic delay ---
     // cdk-nag AwsSolutions: the pinned runtime, the managed logging policy, X-Ray and KMS wildcards.
     addFunctionNagSuppressions(this.function, { tracing: props.tracingEnabled, kms: props.encryptionKey !== undefined });
 
