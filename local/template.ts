@@ -27,6 +27,13 @@ const EXECUTED_TYPES: ReadonlySet<string> = new Set([
   'AWS::ApiGateway::Deployment',
   'AWS::SecretsManager::Secret',
   'AWS::IAM::Role',
+  // AppConfig (dynamic delay): served by local/aws/appconfig.ts.
+  'AWS::AppConfig::Application',
+  'AWS::AppConfig::Environment',
+  'AWS::AppConfig::ConfigurationProfile',
+  'AWS::AppConfig::HostedConfigurationVersion',
+  'AWS::AppConfig::DeploymentStrategy',
+  'AWS::AppConfig::Deployment',
 ]);
 
 /**
@@ -604,6 +611,26 @@ export class LocalTemplate {
         const arn = `${arnPrefix('secretsmanager')}:secret:${name}`;
         return { ref: arn, name, arn, attributes: {} };
       }
+      // AppConfig: Ref is the id (the version number for a hosted version), as CloudFormation gives it.
+      case 'AWS::AppConfig::Application':
+      case 'AWS::AppConfig::ConfigurationProfile':
+      case 'AWS::AppConfig::DeploymentStrategy': {
+        const localId = id.toLowerCase();
+        const attribute = { 'AWS::AppConfig::Application': 'ApplicationId', 'AWS::AppConfig::ConfigurationProfile': 'ConfigurationProfileId' }[resource.Type];
+        return { ref: localId, attributes: attribute ? { [attribute]: localId } : { Id: localId } };
+      }
+      case 'AWS::AppConfig::Environment':
+        return { ref: id.toLowerCase(), attributes: { EnvironmentId: id.toLowerCase() } };
+      case 'AWS::AppConfig::HostedConfigurationVersion': {
+        // Versions are numbered per profile, in creation (template) order.
+        const profile = this.stringProperty(id, 'ConfigurationProfileId');
+        const earlier = Object.keys(this.raw).slice(0, Object.keys(this.raw).indexOf(id))
+          .filter((other) => this.raw[other].Type === resource.Type && this.stringProperty(other, 'ConfigurationProfileId') === profile);
+        const versionNumber = String(earlier.length + 1);
+        return { ref: versionNumber, attributes: { VersionNumber: versionNumber } };
+      }
+      case 'AWS::AppConfig::Deployment':
+        return { ref: '1', attributes: { DeploymentNumber: '1' } };
       case 'AWS::KMS::Key': {
         const arn = `${arnPrefix('kms')}:key/${id}`;
         return { ref: id, arn, attributes: { Arn: arn, KeyId: id } };
