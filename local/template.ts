@@ -613,14 +613,13 @@ export class LocalTemplate {
       }
       // AppConfig: Ref is the id (the version number for a hosted version), as CloudFormation gives it.
       case 'AWS::AppConfig::Application':
-      case 'AWS::AppConfig::ConfigurationProfile':
-      case 'AWS::AppConfig::DeploymentStrategy': {
-        const localId = id.toLowerCase();
-        const attribute = { 'AWS::AppConfig::Application': 'ApplicationId', 'AWS::AppConfig::ConfigurationProfile': 'ConfigurationProfileId' }[resource.Type];
-        return { ref: localId, attributes: attribute ? { [attribute]: localId } : { Id: localId } };
-      }
+        return { ref: id.toLowerCase(), attributes: { ApplicationId: id.toLowerCase() } };
       case 'AWS::AppConfig::Environment':
         return { ref: id.toLowerCase(), attributes: { EnvironmentId: id.toLowerCase() } };
+      case 'AWS::AppConfig::ConfigurationProfile':
+        return { ref: id.toLowerCase(), attributes: { ConfigurationProfileId: id.toLowerCase() } };
+      case 'AWS::AppConfig::DeploymentStrategy':
+        return { ref: id.toLowerCase(), attributes: { Id: id.toLowerCase() } };
       case 'AWS::AppConfig::HostedConfigurationVersion': {
         // Versions are numbered per profile, in creation (template) order.
         const profile = this.stringProperty(id, 'ConfigurationProfileId');

@@ -200,7 +200,8 @@ export class LocalAppConfig {
       }
     }
     for (const r of ofType('Deployment')) {
-      this.startDeployment(r.properties.ApplicationId, r.properties.EnvironmentId, r.properties.ConfigurationProfileId, Number(r.properties.ConfigurationVersion));
+      const p = r.properties;
+      this.startDeployment(p.ApplicationId, p.EnvironmentId, p.ConfigurationProfileId, Number(p.ConfigurationVersion));
     }
   }
 

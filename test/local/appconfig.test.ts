@@ -2,10 +2,10 @@
  * The local AppConfig on its own: the AppConfigData REST API as the dispatcher's reader calls it
  * (real transport, SigV4-signed fetch), and the operator's create-version + deploy steps.
  */
-import { DYNAMIC_DELAY_JSON_SCHEMA } from '../../src/rate-controlled-queue-consumer/dynamic-delay-env';
-import { DynamicDelayReader, SignedFetchAppConfigData } from '../../src/rate-controlled-queue-consumer/dynamic-delay-reader';
 import { LocalAppConfig } from '../../local/aws/appconfig';
 import { ResolvedResource } from '../../local/types';
+import { DYNAMIC_DELAY_JSON_SCHEMA } from '../../src/rate-controlled-queue-consumer/dynamic-delay-env';
+import { DynamicDelayReader, SignedFetchAppConfigData } from '../../src/rate-controlled-queue-consumer/dynamic-delay-reader';
 
 const resources: ResolvedResource[] = [
   { logicalId: 'App', type: 'AWS::AppConfig::Application', properties: { Name: 'my-app' }, metadata: {} },
@@ -14,7 +14,10 @@ const resources: ResolvedResource[] = [
     logicalId: 'Profile',
     type: 'AWS::AppConfig::ConfigurationProfile',
     properties: {
-      ApplicationId: 'app', Name: 'dynamic-delay', LocationUri: 'hosted', Type: 'AWS.Freeform',
+      ApplicationId: 'app',
+      Name: 'dynamic-delay',
+      LocationUri: 'hosted',
+      Type: 'AWS.Freeform',
       Validators: [{ Type: 'JSON_SCHEMA', Content: JSON.stringify(DYNAMIC_DELAY_JSON_SCHEMA) }],
     },
     metadata: {},

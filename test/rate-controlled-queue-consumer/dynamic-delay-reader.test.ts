@@ -360,7 +360,11 @@ describe('pacing with an extra interval', () => {
       const logger = { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as unknown as DispatchLogger;
       const result = await dispatchBatch(event, {
         clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: new SQSClient({}) },
-        config, logger, metrics: { addMetric: () => undefined }, clock, dynamicDelay,
+        config,
+        logger,
+        metrics: { addMetric: () => undefined },
+        clock,
+        dynamicDelay,
       });
       expect(result.batchItemFailures).toEqual([]);
       expect(dynamicDelay.extraIntervalMs).toHaveBeenCalledTimes(1);

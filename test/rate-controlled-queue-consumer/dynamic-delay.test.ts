@@ -68,9 +68,10 @@ describe('DynamicDelay', () => {
     const consumer = consumerWith(stack, { pollInterval: Duration.seconds(15) });
     const template = Template.fromStack(stack);
     const variables = Object.values(template.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
-    expect(variables[DynamicDelayEnv.APPLICATION_ID]).toEqual({ Ref: stack.resolve(consumer.dynamicDelay!.application.logicalId) });
-    expect(variables[DynamicDelayEnv.ENVIRONMENT_ID]).toEqual({ Ref: stack.resolve(consumer.dynamicDelay!.environment.logicalId) });
-    expect(variables[DynamicDelayEnv.CONFIGURATION_PROFILE_ID]).toEqual({ Ref: stack.resolve(consumer.dynamicDelay!.configurationProfile.logicalId) });
+    const delay = consumer.dynamicDelay!;
+    expect(variables[DynamicDelayEnv.APPLICATION_ID]).toEqual({ Ref: stack.resolve(delay.application.logicalId) });
+    expect(variables[DynamicDelayEnv.ENVIRONMENT_ID]).toEqual({ Ref: stack.resolve(delay.environment.logicalId) });
+    expect(variables[DynamicDelayEnv.CONFIGURATION_PROFILE_ID]).toEqual({ Ref: stack.resolve(delay.configurationProfile.logicalId) });
     expect(variables[DynamicDelayEnv.POLL_INTERVAL_SECONDS]).toBe('15');
 
     const statements = statementsOfRole(template, stack, consumer.function.role!);
@@ -93,7 +94,7 @@ describe('DynamicDelay', () => {
     const commands = stack.resolve(delay.operatorCommands(500));
     const text = flattenCfnString(commands);
     expect(text).toContain('aws appconfig create-hosted-configuration-version');
-    expect(text).toContain(`--content '{"extraDelayMs":500}'`);
+    expect(text).toContain('--content \'{"extraDelayMs":500}\'');
     expect(text).toContain('aws appconfig start-deployment');
     expect(text).toContain('--configuration-version "$VERSION"');
     expect(() => delay.operatorCommands(-1)).toThrow(/extraDelayMs/);
