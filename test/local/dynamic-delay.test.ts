@@ -84,7 +84,8 @@ test('raising extraDelayMs at run time slows the vendor calls within poll interv
   const fast = gaps(before);
   const slow = gaps(after);
   console.log(`vendor gaps before: median ${median(fast)} ms [${fast.join(', ')}]; after: median ${median(slow)} ms [${slow.join(', ')}]`);
-  expect(median(fast)).toBeLessThan(400); // about 105 ms: the contract rate
+  // Before: requests paced at the contract (105 ms) when they queue up; cold starts spread the first ones.
+  expect(fast.filter((gap) => gap < 300).length).toBeGreaterThanOrEqual(3);
   expect(median(slow)).toBeGreaterThanOrEqual(900); // about 1000 ms: 105 + 895
   // Starts are issued in [slot, slot + L]; the hops after the pacer add their own spread.
   expect(Math.min(...slow)).toBeGreaterThanOrEqual(1000 - 50 - 250);
