@@ -84,6 +84,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
 const handlerLogic = [
   'src/callback-webhook/callback-processing.ts',
   'src/rate-controlled-queue-consumer/dispatch.ts',
+  'src/rate-controlled-queue-consumer/dynamic-delay-reader.ts',
   'src/rate-controlled-queue-consumer/pacer.ts',
   'src/rate-controlled-queue-consumer/scheduled-drain.ts',
   'src/throttled-proxy/vendor-token.ts',

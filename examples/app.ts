@@ -8,7 +8,7 @@
 import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { AsyncExternalApiOrchestrator } from '../src';
+import { AsyncExternalApiOrchestrator, DynamicDelayOptions } from '../src';
 
 export interface ExampleStackProps extends StackProps {
   /** The vendor contract, requests per second. */
@@ -17,6 +17,8 @@ export interface ExampleStackProps extends StackProps {
   readonly callbackTimeout?: Duration;
   /** The vendor's job-submission URL. */
   readonly vendorUrl?: string;
+  /** Let operators slow dispatch at run time (AppConfig). Default: off. */
+  readonly dynamicDelay?: DynamicDelayOptions;
 }
 
 export class ExampleStack extends Stack {
@@ -33,6 +35,7 @@ export class ExampleStack extends Stack {
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),
       webhook: { statusPath: '$.status', failureStatusValues: ['FAILED'] },
+      consumer: props.dynamicDelay ? { dynamicDelay: props.dynamicDelay } : undefined,
     });
 
     // 1. Submit the order to the vendor and wait for its callback.

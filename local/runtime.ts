@@ -12,6 +12,7 @@ import { ReceiveMessageCommand, GetQueueAttributesCommand, SQSClient } from '@aw
 import { Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { LocalApiGateway } from './aws/apigateway';
+import { LocalAppConfig } from './aws/appconfig';
 import { startDynamoDb, createTables } from './aws/dynamodb';
 import { SqsEventSourcePoller } from './aws/event-source-mapping';
 import { LocalLambda } from './aws/lambda';
@@ -72,6 +73,8 @@ export class LocalRuntime {
   /** Fires the stack's EventBridge Scheduler schedules (low-rate mode). */
   public scheduler!: LocalScheduler;
   public endpoints!: LocalEndpoints;
+  /** Local AppConfig (dynamic delay): the template's hosted configurations and deployments. */
+  public appConfig!: LocalAppConfig;
 
   private readonly stoppables: Stoppable[] = [];
   private readonly hostMap: Record<string, string>;
@@ -149,6 +152,20 @@ export class LocalRuntime {
     }));
   }
 
+  /**
+   * Sets the dynamic delay as an operator would (create a hosted configuration version, deploy it
+   * at once), e.g. `{ extraDelayMs: 500 }`. The dispatcher applies it at its next poll. Content
+   * the profile's JSON schema refuses throws BadRequestException, as AppConfig refuses it.
+   */
+  public setDynamicDelay(content: object | string): number {
+    const profiles = this.appConfig.deployedProfiles().filter((p) => p.name === 'dynamic-delay');
+    if (profiles.length === 0) {
+      throw new Error('The stack has no dynamic delay: enable it with the consumer option dynamicDelay');
+    }
+    const text = typeof content === 'string' ? content : JSON.stringify(content);
+    return profiles.map((p) => this.appConfig.deploy(p.applicationId, p.profileId, text).versionNumber)[0];
+  }
+
   /** One line naming what runs where. */
   public describe(): string {
     return [
@@ -191,6 +208,12 @@ export class LocalRuntime {
     this.endpoints = { sqs: sqs.endpoint, dynamodb: dynamodb.endpoint, sfn: sfnEndpoint, secretsManager: secrets.endpoint };
 
     this.template = LocalTemplate.load(this.options.assemblyDir, this.options.stackName, this.endpoints);
+    // --- AppConfig (dynamic delay) ---
+    this.appConfig = await LocalAppConfig.start(
+      this.template.resources.filter((r) => r.type.startsWith('AWS::AppConfig::')), (id) => this.template.ref(id));
+    this.stoppables.push(this.appConfig);
+    this.endpoints = { ...this.endpoints, appConfigData: this.appConfig.endpoint };
+    // --- end AppConfig ---
     for (const [id, value] of Object.entries(this.options.secrets ?? {})) {
       const known = this.template.ofType('AWS::SecretsManager::Secret').find((s) => s.logicalId === id);
       secrets.set(known ? this.template.arnOf(id) : id, value);

@@ -30,6 +30,13 @@ const EXECUTED_TYPES: ReadonlySet<string> = new Set([
   // --- scheduler (low-rate mode): begin ---
   'AWS::Scheduler::Schedule',
   // --- scheduler (low-rate mode): end ---
+  // AppConfig (dynamic delay): served by local/aws/appconfig.ts.
+  'AWS::AppConfig::Application',
+  'AWS::AppConfig::Environment',
+  'AWS::AppConfig::ConfigurationProfile',
+  'AWS::AppConfig::HostedConfigurationVersion',
+  'AWS::AppConfig::DeploymentStrategy',
+  'AWS::AppConfig::Deployment',
 ]);
 
 /**
@@ -619,6 +626,25 @@ export class LocalTemplate {
         return { ref: name, name, arn, attributes: { Arn: arn } };
       }
       // --- scheduler (low-rate mode): end ---
+      // AppConfig: Ref is the id (the version number for a hosted version), as CloudFormation gives it.
+      case 'AWS::AppConfig::Application':
+        return { ref: id.toLowerCase(), attributes: { ApplicationId: id.toLowerCase() } };
+      case 'AWS::AppConfig::Environment':
+        return { ref: id.toLowerCase(), attributes: { EnvironmentId: id.toLowerCase() } };
+      case 'AWS::AppConfig::ConfigurationProfile':
+        return { ref: id.toLowerCase(), attributes: { ConfigurationProfileId: id.toLowerCase() } };
+      case 'AWS::AppConfig::DeploymentStrategy':
+        return { ref: id.toLowerCase(), attributes: { Id: id.toLowerCase() } };
+      case 'AWS::AppConfig::HostedConfigurationVersion': {
+        // Versions are numbered per profile, in creation (template) order.
+        const profile = this.stringProperty(id, 'ConfigurationProfileId');
+        const earlier = Object.keys(this.raw).slice(0, Object.keys(this.raw).indexOf(id))
+          .filter((other) => this.raw[other].Type === resource.Type && this.stringProperty(other, 'ConfigurationProfileId') === profile);
+        const versionNumber = String(earlier.length + 1);
+        return { ref: versionNumber, attributes: { VersionNumber: versionNumber } };
+      }
+      case 'AWS::AppConfig::Deployment':
+        return { ref: '1', attributes: { DeploymentNumber: '1' } };
       case 'AWS::KMS::Key': {
         const arn = `${arnPrefix('kms')}:key/${id}`;
         return { ref: id, arn, attributes: { Arn: arn, KeyId: id } };

@@ -37,6 +37,8 @@ export interface LocalEndpoints {
   readonly dynamodb: string;
   readonly sfn: string;
   readonly secretsManager: string;
+  /** AppConfigData (dynamic delay); absent: functions get no AWS_ENDPOINT_URL_APPCONFIGDATA. */
+  readonly appConfigData?: string;
 }
 
 /**

@@ -277,6 +277,7 @@ function functionEnvironment(
     AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
     AWS_ENDPOINT_URL_SFN: endpoints.sfn,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoints.secretsManager,
+    ...(endpoints.appConfigData ? { AWS_ENDPOINT_URL_APPCONFIGDATA: endpoints.appConfigData } : {}),
     ...extraEnv,
   };
 }

@@ -77,6 +77,8 @@ export interface DispatchDeps {
   readonly clock?: Clock;
   /** Random source for the pacer's retry backoff. Default Math.random. */
   readonly random?: () => number;
+  /** Extra slot interval read at run time (AppConfig dynamic delay); never throws, never < 0. */
+  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
 }
 
 /**
@@ -282,6 +284,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     if (slots.length === 0) {
       let reservation: SlotReservation;
       try {
+        // Read before maxWaitMs is computed: a refresh of the dynamic delay takes time too.
+        const extraIntervalMs = await deps.dynamicDelay?.extraIntervalMs();
         reservation = await reserveSlots({
           dynamodb: deps.clients.dynamodb,
           tableName: config.pacerTableName,
@@ -291,6 +295,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           maxWaitMs: Math.max(0, deadline - clock.now()),
           clock,
           random: deps.random,
+          extraIntervalMs,
         });
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.

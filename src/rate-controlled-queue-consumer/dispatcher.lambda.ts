@@ -11,6 +11,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
 import { DrainResult, drainQueue, isScheduledTick, loadDrainConfig } from './scheduled-drain';
+import { dynamicDelayFromEnv } from './dynamic-delay-reader';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
@@ -25,6 +26,8 @@ const clients: DispatchClients = {
   sfn: new SFNClient({ maxAttempts: 1 }),
   sqs: new SQSClient({}),
 };
+// AppConfig dynamic delay, when the construct enabled it (cached per execution environment).
+const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 // Custom metrics (EMF), published once per invocation.
 const metrics = createHandlerMetrics(logger);
@@ -44,7 +47,7 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
       if (!drainConfig) {
         throw new Error('received a schedule tick but the dispatcher is not configured for schedule mode (REQUEST_QUEUE_URL is not set)');
       }
-      const deps = { clients, config, logger, metrics };
+      const deps = { clients, config, logger, metrics, dynamicDelay };
       return await drainQueue(event, {
         sqs: clients.sqs,
         config: drainConfig,
@@ -55,7 +58,7 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
       });
     }
     // --- scheduled drain (low-rate mode): end ---
-    return await dispatchBatch(event, { clients, config, logger, metrics });
+    return await dispatchBatch(event, { clients, config, logger, metrics, dynamicDelay });
   } finally {
     // Once per invocation, also when the batch crashed half-way: what was counted is published.
     metrics.publish();

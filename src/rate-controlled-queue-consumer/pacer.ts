@@ -124,6 +124,8 @@ export interface Schedule {
  * @param requestsPerSecond the contracted rate `R` (floored when `R >= 1`; passing `r` is the same)
  * @param latenessToleranceMs `L`
  * @param maxWaitMs the latest acceptable slot is `nowMs + maxWaitMs`
+ * @param extraIntervalMs added to the slot interval (dynamic delay): it can only slow, so the
+ *   guarantee holds unchanged (slots stay at least `I` apart). Rounded up to 1/1024 ms like `I`.
  */
 export function computeSchedule(
   nowMs: number,
@@ -132,11 +134,15 @@ export function computeSchedule(
   requestsPerSecond: number,
   latenessToleranceMs: number,
   maxWaitMs: number,
+  extraIntervalMs: number = 0,
 ): Schedule {
   if (!Number.isInteger(requested) || requested < 0) {
     throw new Error(`requested must be a non-negative integer, got ${requested}`);
   }
-  const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs);
+  if (!Number.isFinite(extraIntervalMs) || extraIntervalMs < 0) {
+    throw new Error(`extraIntervalMs must be a non-negative number, got ${extraIntervalMs}`);
+  }
+  const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs) + Math.ceil(extraIntervalMs * 1024) / 1024;
   // An idle schedule (nextSlotAtMs in the past) restarts at now: unused past slots are not
   // banked, otherwise an idle period would allow a burst.
   const base = Math.max(nowMs, nextSlotAtMs ?? 0);
@@ -191,6 +197,8 @@ export interface ReserveSlotsOptions {
   readonly random?: () => number;
   /** Default {@link DEFAULT_MAX_RESERVATION_ATTEMPTS}. */
   readonly maxAttempts?: number;
+  /** Added to the slot interval (dynamic delay, >= 0). Default 0. */
+  readonly extraIntervalMs?: number;
 }
 
 /**
@@ -219,6 +227,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     const now = clock.now();
     const schedule = computeSchedule(
       now, stored?.value, options.requested, options.requestsPerSecond, options.latenessToleranceMs, deadline - now,
+      options.extraIntervalMs,
     );
     if (schedule.n === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).

@@ -13,6 +13,7 @@ import { Construct } from 'constructs';
 import { ConsumerTrigger, ConsumerTriggerType } from './consumer-trigger';
 import { DispatcherFunction } from './dispatcher-function';
 import { addScheduleTrigger, planScheduleTrigger, ScheduleTriggerPlan } from './schedule-trigger';
+import { DynamicDelay, DynamicDelayOptions } from './dynamic-delay';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
@@ -136,6 +137,18 @@ export interface RateControlledQueueConsumerOptions {
    */
   readonly trigger?: ConsumerTrigger;
   // --- schedule trigger (low-rate mode): end ---
+  // --- dynamic delay (AppConfig) ---
+  /**
+   * Creates an AWS AppConfig configuration `{"extraDelayMs": N}` that operators change at run
+   * time to slow dispatch down without a deploy: `N` milliseconds (0 to 60000) are added to the
+   * interval between two pacing slots. It can only slow; the contract is always kept. Give `{}`
+   * for the defaults. How to change it and when it takes effect: docs/operations.md, "Slowing
+   * dispatch at run time".
+   *
+   * @default - no dynamic delay
+   */
+  readonly dynamicDelay?: DynamicDelayOptions;
+  // --- end dynamic delay ---
 }
 
 /**
@@ -216,6 +229,8 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public readonly maxMessagesPerTick?: number;
   // --- schedule trigger (low-rate mode): end ---
+  /** The AppConfig dynamic delay, when `dynamicDelay` is given. */
+  public readonly dynamicDelay?: DynamicDelay;
 
   private stateMachine?: sfn.IStateMachine;
   private callStateMachine?: sfn.IStateMachine;
@@ -320,6 +335,15 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
+    // --- dynamic delay (AppConfig) ---
+    if (props.dynamicDelay) {
+      this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', props.dynamicDelay);
+      for (const [name, value] of Object.entries(this.dynamicDelay.environmentVariables)) {
+        this.function.addEnvironment(name, value);
+      }
+      this.dynamicDelay.grantRead(this.function);
+    }
+    // --- end dynamic delay ---
     // cdk-nag AwsSolutions: the pinned runtime, the managed logging policy, X-Ray and KMS wildcards.
     addFunctionNagSuppressions(this.function, { tracing: props.tracingEnabled, kms: props.encryptionKey !== undefined });
 
