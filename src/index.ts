@@ -6,3 +6,4 @@ export * from './callback-webhook/callback-webhook';
 export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
 export * from './orchestrator/async-external-api-orchestrator';
+export * from './callback-webhook/webhook-authentication';
