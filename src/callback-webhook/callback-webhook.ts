@@ -217,7 +217,8 @@ export class CallbackWebhook extends Construct {
         + 'or fail the waiting workflow with a body of their choice. Use the default capability URLs or a vendor signature.');
     }
     this.maxPayloadBytes = props.maxPayloadSize?.toBytes() ?? MAX_PAYLOAD_BYTES;
-    if (!Token.isUnresolved(this.maxPayloadBytes) && (!Number.isInteger(this.maxPayloadBytes) || this.maxPayloadBytes < 1 || this.maxPayloadBytes > MAX_PAYLOAD_BYTES)) {
+    const payloadBytes = this.maxPayloadBytes;
+    if (!Token.isUnresolved(payloadBytes) && (!Number.isInteger(payloadBytes) || payloadBytes < 1 || payloadBytes > MAX_PAYLOAD_BYTES)) {
       throw new Error(`maxPayloadSize must be between 1 byte and 180 KiB (given ${this.maxPayloadBytes} bytes): the callback queue holds the body base64-encoded in a 256 KiB message`);
     }
 
