@@ -8,6 +8,7 @@ import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { CallbackProcessorFunction } from './callback-processor-function';
 import { parseSimplePath } from './json-path';
@@ -119,6 +120,15 @@ export interface CallbackWebhookOptions {
    * @default Size.kibibytes(180)
    */
   readonly maxPayloadSize?: Size;
+
+  /**
+   * ARN of an AWS WAF web ACL (scope `REGIONAL`) to associate with the webhook's stage, e.g. one
+   * with a rate-based rule per source IP (see docs/security.md). Pass `webAcl.attrArn` of a
+   * `wafv2.CfnWebACL`, or the ARN of one managed elsewhere.
+   *
+   * @default - no web ACL: the stage's throttling and the processor's authentication protect the webhook
+   */
+  readonly webAclArn?: string;
 }
 
 /**
@@ -332,6 +342,16 @@ export class CallbackWebhook extends Construct {
     });
     this.url = this.restApi.urlForPath(`/${CALLBACK_PATH}`);
 
+    if (props.webAclArn !== undefined) {
+      if (!Token.isUnresolved(props.webAclArn) && !/^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:\d{12}:regional\/webacl\/.+/.test(props.webAclArn)) {
+        throw new Error(`webAclArn must be the ARN of a REGIONAL AWS WAF web ACL, arn:aws:wafv2:<region>:<account>:regional/webacl/<name>/<id> (given '${props.webAclArn}')`);
+      }
+      new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
+        resourceArn: this.restApi.deploymentStage.stageArn,
+        webAclArn: props.webAclArn,
+      });
+    }
+
     // cdk-nag AwsSolutions: what is not fixed, and why (shipped as resource metadata).
     const usesKmsKey = props.encryptionKey !== undefined || props.table.table.encryptionKey !== undefined;
     addFunctionNagSuppressions(this.processor, { tracing: props.tracingEnabled, kms: usesKmsKey });
@@ -342,7 +362,12 @@ export class CallbackWebhook extends Construct {
       reason: 'The callback body is the vendor\'s format: only application/json is accepted (anything else gets 415), and the callback processor validates the body and parks a malformed callback in the dead-letter queue with its reason, where a request validator would answer 400 and lose it.',
     }]);
     addNagSuppressions(this.restApi.deploymentStage, [
-      { id: 'AwsSolutions-APIG3', reason: NagReasons.APIGW_WAF },
+      {
+        id: 'AwsSolutions-APIG3',
+        reason: props.webAclArn === undefined
+          ? NagReasons.APIGW_WAF
+          : 'The web ACL given as webAclArn is associated with this stage (WebAclAssociation); its ARN may not be one cdk-nag can follow.',
+      },
       { id: 'AwsSolutions-APIG6', reason: NagReasons.APIGW_EXECUTION_LOGS },
     ]);
     const noAuthorizer = authentication.capabilityUrls

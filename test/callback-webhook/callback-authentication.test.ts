@@ -6,11 +6,11 @@ import { createHmac } from 'crypto';
 import { DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { Duration } from 'aws-cdk-lib';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { Duration } from 'aws-cdk-lib';
-import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { WebhookSignature, SignatureEncoding, SecretEncoding } from '../../src';
 import { CallbackConfig, CallbackLogger, processCallbackRecord } from '../../src/callback-webhook/callback-processing';
 import { SignatureSpec } from '../../src/callback-webhook/signature-spec';
@@ -187,13 +187,21 @@ function record(body: string, extra: Record<string, unknown> = {}, headers: Reco
     ...extra,
   };
   return {
-    messageId: 'm-1', receiptHandle: 'r-1', body: JSON.stringify(envelope),
+    messageId: 'm-1',
+    receiptHandle: 'r-1',
+    body: JSON.stringify(envelope),
     attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'x', ApproximateFirstReceiveTimestamp: '0' },
-    messageAttributes: {}, md5OfBody: '', eventSource: 'aws:sqs', eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:callback-queue', awsRegion: 'eu-west-1',
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:callback-queue',
+    awsRegion: 'eu-west-1',
   };
 }
 const withToken = (token: string) => ({ callbackTokenBase64: Buffer.from(token).toString('base64') });
-const logger = (): CallbackLogger => ({ debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn(), appendKeys: jest.fn(), removeKeys: jest.fn() });
+const logger = (): CallbackLogger => ({
+  debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn(), appendKeys: jest.fn(), removeKeys: jest.fn(),
+});
 
 function metrics() {
   const counted: Record<string, number> = {};
