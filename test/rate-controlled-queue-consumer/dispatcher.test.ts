@@ -466,8 +466,7 @@ describe('message parsing and naming', () => {
   test('GIVEN a message WHEN building the dispatch input THEN attempt defaults to 1 and expiresAt is now + TTL in seconds', () => {
     const m = message('r');
     expect(buildDispatchInput(m, T0 + 999, 60)).toEqual({
-      requestId: 'r', taskToken: 'token-r', payload: { document: 'r' }, attempt: 1, expiresAt: Math.floor(T0 / 1000) + 60, message: m,
-      callbackToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      requestId: 'r', taskToken: 'token-r', payload: { document: 'r' }, attempt: 1, expiresAt: Math.floor(T0 / 1000) + 60, message: m, callbackToken: expect.any(String),
     });
   });
 
