@@ -250,7 +250,8 @@ export function formatSummary(r: DemoResult): string {
   lines.push('');
   lines.push(`  every request accounted for: ${accounted ? 'yes' : 'NO'} (succeeded + failed + timed out + lost = ${r.succeeded + r.failed + r.timedOut + r.lost})`);
   if (r.forgedAccepted > 0) {
-    lines.push(`  ${r.forgedAccepted} forged callback(s) resumed a workflow: the webhook does not authenticate callbacks yet.`);
+    // webhookauth: forged callbacks carry a wrong capability token and no signature; none may resume a workflow.
+    lines.push(`  ${r.forgedAccepted} forged callback(s) resumed a workflow: callback authentication failed, check the webhook's authentication.`);
   }
   const byType = new Map<string, number>();
   for (const entry of r.notModeled) {

@@ -9,10 +9,12 @@
  * fetches a job's result (blog step 11). Every call counts against the contract, as a vendor counts
  * result fetches too: all arrivals are in one log.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { UrlRewriter } from './types';
+import { SignatureSpec } from '../src/callback-webhook/signature-spec';
+import { signCallback } from '../src/callback-webhook/signature-verification';
 
 /** What a simulated vendor does. Rates are fractions (0..1) of request ids. */
 export interface VendorSimulatorOptions {
@@ -28,6 +30,11 @@ export interface VendorSimulatorOptions {
   readonly rewriteUrl?: UrlRewriter;
   /** Headers the genuine callbacks carry (the vendor's credentials); forged ones do not. @default - none */
   readonly callbackHeaders?: Record<string, string>;
+  /**
+   * Signs genuine callbacks with this scheme (a `WebhookSignature`'s `_spec`) and secret; forged
+   * ones are not signed. @default - unsigned
+   */
+  readonly callbackSignature?: { readonly spec: SignatureSpec; readonly secret: string };
   /** Seed of the fault decisions. @default 1 */
   readonly seed?: number;
   /**
@@ -55,7 +62,10 @@ export interface VendorSimulatorOptions {
   readonly earlyCallbackRate?: number;
   /** Requests whose callback body is not valid JSON. @default 0 */
   readonly malformedCallbackRate?: number;
-  /** Requests that also get a forged callback (same job id, no credentials, result `{"forged": true}`), sent first. @default 0 */
+  /**
+   * Requests that also get a forged callback, sent first: same job id (guessable), no credentials
+   * or signature, a wrong token in place of the capability URL's, result `{"forged": true}`. @default 0
+   */
   readonly forgedCallbackRate?: number;
   /** Retries of a callback answered 5xx/429 or not answered at all. @default 3 */
   readonly callbackRetries?: number;
@@ -482,11 +492,15 @@ export class VendorSimulator {
       if (state.faults.has('forgedCallback')) {
         state.forged = true;
         const forged = JSON.stringify({ jobId: job.jobId, requestId: job.requestId, status: 'SUCCEEDED', result: { forged: true } });
-        await this.deliver(job, 'forged', forged, {}, early, false, 0);
+        await this.deliver(job, 'forged', forged, {}, early, false, 0, undefined, forgedCallbackUrl(job.callbackUrl!));
       }
       const malformed = state.faults.has('malformedCallback');
       const genuine = malformed ? JSON.stringify(callbackBody(job)).slice(0, -1) + ',' : JSON.stringify(callbackBody(job));
-      const headers = this.options.callbackHeaders ?? {};
+      const signature = this.options.callbackSignature;
+      const headers = {
+        ...this.options.callbackHeaders,
+        ...(signature ? signCallback(signature.spec, signature.secret, genuine, Math.floor(this.clock() / 1000), `msg_${job.jobId}`) : {}),
+      };
       const retries = this.options.callbackRetries ?? 3;
       await this.deliver(job, 'genuine', genuine, headers, early, malformed, retries, firstAttemptDone);
       if (state.faults.has('duplicateCallback')) {
@@ -500,8 +514,9 @@ export class VendorSimulator {
 
   /** POSTs one callback, retrying 5xx, 429 and network errors with exponential backoff. */
   private async deliver(job: Job, kind: MutableCallbackRecord['kind'], body: string, headers: Record<string, string>,
-    early: boolean, malformed: boolean, retries: number, firstAttemptDone: () => void = () => undefined): Promise<void> {
-    const url = (this.options.rewriteUrl ?? ((u: string) => u))(job.callbackUrl!);
+    early: boolean, malformed: boolean, retries: number, firstAttemptDone: () => void = () => undefined,
+    callbackUrl = job.callbackUrl!): Promise<void> {
+    const url = (this.options.rewriteUrl ?? ((u: string) => u))(callbackUrl);
     const record: MutableCallbackRecord = { requestId: job.requestId, jobId: job.jobId, kind, early, malformed, url, attempts: 0, results: [], outcome: 'pending' };
     this.callbackLog.push(record);
     if (kind === 'forged') {
@@ -747,4 +762,13 @@ function writeAnswer(res: http.ServerResponse, answer: Answer): void {
     'Content-Length': String(Buffer.byteLength(body)),
   });
   res.end(body);
+}
+
+/**
+ * Where a forger posts: the forger knows the webhook and a job id but not the request's secret
+ * token, so a capability URL (`.../callback/<token>`) gets a random token of the same shape; a
+ * bare webhook URL is used as is.
+ */
+export function forgedCallbackUrl(callbackUrl: string): string {
+  return callbackUrl.replace(/\/callback\/[^/?#]+/, `/callback/${randomBytes(32).toString('base64url')}`);
 }

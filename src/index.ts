@@ -9,3 +9,4 @@ export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
 export * from './orchestrator/async-external-api-orchestrator';
+export * from './callback-webhook/webhook-authentication';

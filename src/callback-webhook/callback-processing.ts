@@ -12,11 +12,13 @@
  */
 
 // The AWS SDK is bundled into the Lambda asset by esbuild; the construct library never imports this file.
-import { DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { getAtPath, parseSimplePath } from './json-path';
+import { SignatureSpec } from './signature-spec';
+import { CachedSecret, decodeHeaders, tokensEqual, verifySignature } from './signature-verification';
 import { CallbackEnv } from '../shared/env';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -44,6 +46,12 @@ export interface CallbackConfig {
   readonly deadLetterQueueUrl: string;
   /** Largest SendTaskSuccess output, in UTF-8 bytes. Default: Step Functions' limit, 256 KiB. */
   readonly maxOutputBytes?: number;
+  /** Callbacks must come on their request's capability URL (`/callback/<token>`). Default true. */
+  readonly requireCallbackToken?: boolean;
+  /** The vendor signature to verify, if any (the secret comes from `CallbackDeps.signatureSecret`). */
+  readonly signature?: SignatureSpec;
+  /** Largest callback body, in bytes; larger ones are parked and their workflow failed. Default: no limit. */
+  readonly maxPayloadBytes?: number;
 }
 
 /**
@@ -70,8 +78,10 @@ export interface CallbackMetrics {
 /** The other things the processor needs besides clients, configuration and logger. */
 export interface CallbackDeps {
   readonly metrics: CallbackMetrics;
-  /** Current time, epoch ms, for CallbackLatency. Default Date.now. */
+  /** Current time, epoch ms, for CallbackLatency and signature timestamps. Default Date.now. */
   readonly now?: () => number;
+  /** The signing secret, required when the configuration has a `signature`. */
+  readonly signatureSecret?: CachedSecret;
 }
 
 /** The `reason` message attribute of a record parked in the dead-letter queue. */
@@ -86,6 +96,13 @@ export const ParkReasons = {
   INVALID_CORRELATION_ITEM: 'INVALID_CORRELATION_ITEM',
   /** `{jobId, result}` is larger than Step Functions accepts as task output. */
   OUTPUT_TOO_LARGE: 'OUTPUT_TOO_LARGE',
+  /** The callback body is over the webhook's `maxPayloadSize`. */
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  /**
+   * Authentication failed: no or wrong capability token, no or bad signature, stale timestamp.
+   * Nothing was resumed; the `detail` attribute says which check failed (never the secret).
+   */
+  CALLBACK_REJECTED: 'CallbackRejected',
 } as const;
 export type ParkReason = typeof ParkReasons[keyof typeof ParkReasons];
 
@@ -168,7 +185,39 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
       : path(CallbackEnv.STATUS_PATH, statusPathValue),
     failureStatusValues,
     deadLetterQueueUrl: required(CallbackEnv.DEAD_LETTER_QUEUE_URL),
+    // Secure default: only an explicit 'false' turns the capability token check off.
+    requireCallbackToken: env[CallbackEnv.REQUIRE_CALLBACK_TOKEN] !== 'false',
+    signature: parseSignatureSpec(env[CallbackEnv.WEBHOOK_SIGNATURE]),
+    maxPayloadBytes: optionalPositiveInteger(CallbackEnv.MAX_PAYLOAD_BYTES, env[CallbackEnv.MAX_PAYLOAD_BYTES]),
   };
+}
+
+function parseSignatureSpec(text: string | undefined): SignatureSpec | undefined {
+  if (text === undefined || text.trim() === '') {
+    return undefined;
+  }
+  let spec: SignatureSpec;
+  try {
+    spec = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`Environment variable ${CallbackEnv.WEBHOOK_SIGNATURE} is not JSON: ${(err as Error).message}`);
+  }
+  if (!['hmac', 'standardWebhooks', 'stripe'].includes(spec.scheme) || typeof spec.signatureHeader !== 'string'
+    || typeof spec.signedPayload !== 'string' || !['hex', 'base64'].includes(spec.encoding)) {
+    throw new Error(`Environment variable ${CallbackEnv.WEBHOOK_SIGNATURE} is not a signature specification: ${text}`);
+  }
+  return spec;
+}
+
+function optionalPositiveInteger(name: string, text: string | undefined): number | undefined {
+  if (text === undefined || text.trim() === '') {
+    return undefined;
+  }
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new Error(`Environment variable ${name} must be a positive whole number, got: ${text}`);
+  }
+  return value;
 }
 
 /**
@@ -221,11 +270,30 @@ async function processRecord(
   if (typeof envelope.apiRequestId === 'string') {
     logger.appendKeys({ apiRequestId: envelope.apiRequestId });
   }
+  const reject = (detail: string): Promise<void> => park(ParkReasons.CALLBACK_REJECTED, detail);
+
+  // a2. Authentication that needs no table read: the capability token is present, the signature valid.
+  let callbackToken: string | undefined;
+  if (config.requireCallbackToken ?? true) {
+    callbackToken = typeof envelope.callbackTokenBase64 === 'string'
+      ? Buffer.from(envelope.callbackTokenBase64, 'base64').toString('utf8')
+      : '';
+    if (callbackToken === '') {
+      return reject('no callback token: callbacks must come on the request\'s capability URL /callback/<token>');
+    }
+  }
+  const rawBody = Buffer.from(envelope.bodyBase64, 'base64');
+  if (config.signature) {
+    const problem = await checkSignature(config.signature, rawBody, envelope, deps);
+    if (problem) {
+      return reject(`signature: ${problem}`);
+    }
+  }
 
   // b. The vendor's body: base64 -> UTF-8 (strict: invalid bytes are an error, not U+FFFD) -> JSON.
   let body: unknown;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(envelope.bodyBase64, 'base64'));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(rawBody);
     body = JSON.parse(text);
   } catch (err) {
     return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
@@ -270,6 +338,26 @@ async function processRecord(
     return park(ParkReasons.INVALID_CORRELATION_ITEM, `the item for job id "${jobId}" has no ${!requestId ? 'requestId' : 'taskToken'}`);
   }
 
+  // d2. The capability token must be this request's. Read from the item itself (GetItem, strongly
+  // consistent) rather than projected into the job id index: the secret is then stored once, and
+  // existing tables need no index rebuild.
+  if (callbackToken !== undefined) {
+    const stored = await clients.dynamodb.send(new GetItemCommand({
+      TableName: config.tableName,
+      Key: { [CorrelationAttributes.REQUEST_ID]: { S: requestId } },
+      ProjectionExpression: '#cbToken',
+      ExpressionAttributeNames: { '#cbToken': CorrelationAttributes.CALLBACK_TOKEN },
+      ConsistentRead: true,
+    }));
+    const expected = stored.Item?.[CorrelationAttributes.CALLBACK_TOKEN]?.S;
+    if (!expected) {
+      return reject(`the request of job id "${truncate(jobId, 200)}" has no callback token (dispatched without capability URLs?)`);
+    }
+    if (!tokensEqual(callbackToken, expected)) {
+      return reject(`the callback token does not match the request of job id "${truncate(jobId, 200)}"`);
+    }
+  }
+
   // e. Already done: vendors may send a callback more than once, and SQS delivers at least once.
   if (status === RequestStatus.COMPLETED || status === RequestStatus.LATE) {
     logger.info('Duplicate callback ignored: the request is already finished', { status });
@@ -288,7 +376,19 @@ async function processRecord(
   let outcome: string;
   const maxOutputBytes = config.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   const outputBytes = Buffer.byteLength(result, 'utf8');
-  if (vendorFailed) {
+  const maxPayloadBytes = config.maxPayloadBytes ?? Infinity;
+  if (rawBody.length > maxPayloadBytes) {
+    // An authenticated callback over the webhook's limit: kept for a human, and the workflow fails
+    // now rather than at its timeout.
+    await park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body is ${rawBody.length} bytes, over the webhook's maxPayloadSize of ${maxPayloadBytes} bytes`);
+    outcome = CALLBACK_TOO_LARGE_ERROR;
+    sendTaskResult = () => clients.sfn.send(new SendTaskFailureCommand({
+      taskToken,
+      error: CALLBACK_TOO_LARGE_ERROR,
+      cause: `The callback for job ${truncate(jobId, 1000)} has a body of ${rawBody.length} bytes, over the webhook's maxPayloadSize of ${maxPayloadBytes} bytes. `
+        + 'The callback was parked in the callback dead-letter queue.',
+    }));
+  } else if (vendorFailed) {
     // The cause is only for humans, so a too long one is cut rather than rejected.
     outcome = ErrorNames.VENDOR_JOB_FAILED;
     sendTaskResult = () => clients.sfn.send(new SendTaskFailureCommand({
@@ -335,6 +435,23 @@ async function processRecord(
 
   // h. Best effort: the workflow is resumed whatever happens here, and a redelivery would end as late.
   await updateStatus(requestId, RequestStatus.COMPLETED, clients, config, logger);
+}
+
+/**
+ * Verifies the vendor's signature; returns why it is invalid, or undefined. On a mismatch the
+ * secret is read again once (it may have been rotated) before the callback is refused.
+ */
+async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: CallbackEnvelope, deps: CallbackDeps): Promise<string | undefined> {
+  if (!deps.signatureSecret) {
+    throw new Error('The callback processor is configured to verify signatures but has no signing secret');
+  }
+  const headers = decodeHeaders(envelope.headers);
+  const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000);
+  const problem = verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, nowSeconds);
+  if (problem && problem.includes('does not match') && await deps.signatureSecret.refresh()) {
+    return verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, nowSeconds);
+  }
+  return problem;
 }
 
 /**

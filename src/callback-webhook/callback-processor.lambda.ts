@@ -5,10 +5,13 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { CallbackClients, CallbackDeps, loadConfig, processCallbackRecord } from './callback-processing';
+import { CachedSecret } from './signature-verification';
+import { CallbackEnv } from '../shared/env';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 
 // Created once per execution environment and reused by every invocation.
@@ -24,7 +27,22 @@ const processor = new BatchProcessor(EventType.SQS);
 
 // Custom metrics (EMF), published once per invocation.
 const metrics = createHandlerMetrics(logger);
-const deps: CallbackDeps = { metrics };
+// The vendor's signing secret, when signatures are verified: cached, read again on a mismatch.
+const secretArn = process.env[CallbackEnv.WEBHOOK_SIGNATURE_SECRET_ARN];
+if (config.signature && !secretArn) {
+  throw new Error(`Environment variable ${CallbackEnv.WEBHOOK_SIGNATURE_SECRET_ARN} is required when ${CallbackEnv.WEBHOOK_SIGNATURE} is set`);
+}
+const secretsManager = secretArn ? new SecretsManagerClient({}) : undefined;
+const signatureSecret = secretArn ? new CachedSecret({
+  read: async () => {
+    const out = await secretsManager!.send(new GetSecretValueCommand({ SecretId: secretArn }));
+    if (typeof out.SecretString !== 'string' || out.SecretString === '') {
+      throw new Error(`The signing secret ${secretArn} has no SecretString`);
+    }
+    return out.SecretString;
+  },
+}) : undefined;
+const deps: CallbackDeps = { metrics, signatureSecret };
 
 const recordHandler = (record: SQSRecord): Promise<void> => processCallbackRecord(record, clients, config, logger, deps);
 

@@ -1,4 +1,4 @@
-import { Names, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Names, Duration, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -8,10 +8,12 @@ import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { CallbackProcessorFunction } from './callback-processor-function';
 import { parseSimplePath } from './json-path';
-import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE, CALLBACK_REQUEST_TEMPLATE } from './mapping-template';
+import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE, callbackRequestTemplate } from './mapping-template';
+import { WebhookAuthentication } from './webhook-authentication';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { CallbackEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
@@ -97,6 +99,36 @@ export interface CallbackWebhookOptions {
    * @default false
    */
   readonly tracingEnabled?: boolean;
+
+  /**
+   * How callbacks are authenticated. The default gives each request its own capability URL
+   * (`<url>/<token>`, 256 random bits stored with the request); add a vendor signature with
+   * `WebhookAuthentication.capabilityUrl(WebhookSignature.stripe(secret))` and the like.
+   * A callback that fails authentication resumes nothing: it is parked in the dead-letter queue
+   * with reason `CallbackRejected` and counted in `metricCallbacksRejected()`.
+   *
+   * @default WebhookAuthentication.capabilityUrl()
+   */
+  readonly authentication?: WebhookAuthentication;
+
+  /**
+   * Largest callback body. A larger authenticated callback is parked in the dead-letter queue
+   * (reason `PAYLOAD_TOO_LARGE`) and its waiting workflow fails with `CallbackTooLarge`.
+   * At most 180 KiB: the callback queue's 256 KiB message holds the body base64-encoded
+   * (4/3 of its size) plus the headers, and the result must fit Step Functions' 256 KiB.
+   *
+   * @default Size.kibibytes(180)
+   */
+  readonly maxPayloadSize?: Size;
+
+  /**
+   * ARN of an AWS WAF web ACL (scope `REGIONAL`) to associate with the webhook's stage, e.g. one
+   * with a rate-based rule per source IP (see docs/security.md). Pass `webAcl.attrArn` of a
+   * `wafv2.CfnWebACL`, or the ARN of one managed elsewhere.
+   *
+   * @default - no web ACL: the stage's throttling and the processor's authentication protect the webhook
+   */
+  readonly webAclArn?: string;
 }
 
 /**
@@ -125,6 +157,8 @@ export interface CallbackWebhookProps extends CallbackWebhookOptions {
 
 /** The path the vendor calls back on. */
 const CALLBACK_PATH = 'callback';
+/** Largest `maxPayloadSize`, bytes (see the prop). */
+const MAX_PAYLOAD_BYTES = 180 * 1024;
 const PROCESSOR_TIMEOUT = Duration.seconds(30);
 
 /**
@@ -140,8 +174,15 @@ const PROCESSOR_TIMEOUT = Duration.seconds(30);
 export class CallbackWebhook extends Construct {
   /** The webhook's REST API. */
   public readonly restApi: apigw.RestApi;
-  /** The URL the vendor calls back on. */
+  /**
+   * The URL the vendor calls back on. With capability URLs (the default) each request's vendor
+   * call carries `<url>/<token>`, and `<url>` alone answers 403.
+   */
   public readonly url: string;
+  /** Whether callbacks must come on their request's capability URL (`<url>/<token>`). */
+  public readonly capabilityUrls: boolean;
+  /** Largest callback body accepted, in bytes. */
+  public readonly maxPayloadBytes: number;
   /** The callback queue. */
   public readonly queue: sqs.Queue;
   /** Where callbacks that cannot be processed are parked. */
@@ -177,6 +218,19 @@ export class CallbackWebhook extends Construct {
     validateWholeNumber('throttlingBurstLimit', burstLimit, 1, 5000);
     validateMetricsScope(props.metricsScope);
     this.metricsScope = props.metricsScope ?? Names.uniqueId(this);
+    const authentication = props.authentication ?? WebhookAuthentication.capabilityUrl();
+    this.capabilityUrls = authentication.capabilityUrls;
+    const signature = authentication.signature;
+    if (!authentication.capabilityUrls && !signature) {
+      Annotations.of(this).addWarningV2('cdk-async-external-api:webhookUnauthenticated',
+        'The callback webhook does not authenticate callbacks (WebhookAuthentication.none()): anyone who learns or guesses a job id can resume '
+        + 'or fail the waiting workflow with a body of their choice. Use the default capability URLs or a vendor signature.');
+    }
+    this.maxPayloadBytes = props.maxPayloadSize?.toBytes() ?? MAX_PAYLOAD_BYTES;
+    const payloadBytes = this.maxPayloadBytes;
+    if (!Token.isUnresolved(payloadBytes) && (!Number.isInteger(payloadBytes) || payloadBytes < 1 || payloadBytes > MAX_PAYLOAD_BYTES)) {
+      throw new Error(`maxPayloadSize must be between 1 byte and 180 KiB (given ${this.maxPayloadBytes} bytes): the callback queue holds the body base64-encoded in a 256 KiB message`);
+    }
 
     const work = createWorkQueue(this, 'Callback', {
       // AWS recommends six times the consumer's timeout.
@@ -204,6 +258,12 @@ export class CallbackWebhook extends Construct {
         [CallbackEnv.STATUS_PATH]: props.statusPath ?? '',
         [CallbackEnv.FAILURE_STATUS_VALUES]: JSON.stringify(failureStatusValues),
         [CallbackEnv.DEAD_LETTER_QUEUE_URL]: this.deadLetterQueue.queueUrl,
+        [CallbackEnv.REQUIRE_CALLBACK_TOKEN]: String(authentication.capabilityUrls),
+        [CallbackEnv.MAX_PAYLOAD_BYTES]: String(this.maxPayloadBytes),
+        ...(signature ? {
+          [CallbackEnv.WEBHOOK_SIGNATURE]: JSON.stringify(signature._spec),
+          [CallbackEnv.WEBHOOK_SIGNATURE_SECRET_ARN]: signature.secret.secretArn,
+        } : {}),
         POWERTOOLS_SERVICE_NAME: 'callback-processor',
       },
     });
@@ -211,6 +271,7 @@ export class CallbackWebhook extends Construct {
     this.processor.addEnvironment(METRICS_SCOPE_ENV, this.metricsScope);
     this.processor.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     props.table.grantResolveCallbacks(this.processor);
+    signature?.secret.grantRead(this.processor);
     this.deadLetterQueue.grantSendMessages(this.processor);
     this.processor.addEventSource(new SqsEventSource(this.queue, {
       batchSize: 10,
@@ -257,7 +318,7 @@ export class CallbackWebhook extends Construct {
         requestParameters: {
           'integration.request.header.Content-Type': "'application/x-www-form-urlencoded'",
         },
-        requestTemplates: { 'application/json': CALLBACK_REQUEST_TEMPLATE },
+        requestTemplates: { 'application/json': callbackRequestTemplate({ tokenFromPath: authentication.capabilityUrls }) },
         integrationResponses: [
           {
             statusCode: '202',
@@ -272,10 +333,24 @@ export class CallbackWebhook extends Construct {
         ],
       },
     });
-    const callbackMethod = this.restApi.root.addResource(CALLBACK_PATH).addMethod('POST', integration, {
+    // Capability URLs: only POST /callback/{token} exists; the bare /callback answers API Gateway's 403
+    // and never reaches the queue. Otherwise the bare POST /callback is the one route.
+    const callbackResource = this.restApi.root.addResource(CALLBACK_PATH);
+    const callbackRoute = authentication.capabilityUrls ? callbackResource.addResource('{token}') : callbackResource;
+    const callbackMethod = callbackRoute.addMethod('POST', integration, {
       methodResponses: [{ statusCode: '202' }, { statusCode: '500' }],
     });
     this.url = this.restApi.urlForPath(`/${CALLBACK_PATH}`);
+
+    if (props.webAclArn !== undefined) {
+      if (!Token.isUnresolved(props.webAclArn) && !/^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:\d{12}:regional\/webacl\/.+/.test(props.webAclArn)) {
+        throw new Error(`webAclArn must be the ARN of a REGIONAL AWS WAF web ACL, arn:aws:wafv2:<region>:<account>:regional/webacl/<name>/<id> (given '${props.webAclArn}')`);
+      }
+      new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
+        resourceArn: this.restApi.deploymentStage.stageArn,
+        webAclArn: props.webAclArn,
+      });
+    }
 
     // cdk-nag AwsSolutions: what is not fixed, and why (shipped as resource metadata).
     const usesKmsKey = props.encryptionKey !== undefined || props.table.table.encryptionKey !== undefined;
@@ -287,10 +362,20 @@ export class CallbackWebhook extends Construct {
       reason: 'The callback body is the vendor\'s format: only application/json is accepted (anything else gets 415), and the callback processor validates the body and parks a malformed callback in the dead-letter queue with its reason, where a request validator would answer 400 and lose it.',
     }]);
     addNagSuppressions(this.restApi.deploymentStage, [
-      { id: 'AwsSolutions-APIG3', reason: NagReasons.APIGW_WAF },
+      {
+        id: 'AwsSolutions-APIG3',
+        reason: props.webAclArn === undefined
+          ? NagReasons.APIGW_WAF
+          : 'The web ACL given as webAclArn is associated with this stage (WebAclAssociation); its ARN may not be one cdk-nag can follow.',
+      },
       { id: 'AwsSolutions-APIG6', reason: NagReasons.APIGW_EXECUTION_LOGS },
     ]);
-    const noAuthorizer = 'The vendor calls the webhook without AWS credentials or a Cognito identity, so the method has no authorizer today; callbacks only resume a workflow whose job id the dispatch workflow stored, and callback authentication (capability URLs / HMAC signatures) is being added.';
+    const noAuthorizer = authentication.capabilityUrls
+      ? 'The vendor calls without AWS credentials or a Cognito identity. Callbacks are authenticated by the callback processor instead: each request has its own capability URL (/callback/<256-bit random token>), compared in constant time with the token stored for the job'
+        + (signature ? ', plus the vendor\'s HMAC-SHA256 signature over the raw body' : '') + '; a rejected callback resumes nothing and is parked and counted. An authorizer Lambda would add a hop and cost without adding a check.'
+      : signature
+        ? 'The vendor calls without AWS credentials or a Cognito identity. Callbacks are authenticated by the callback processor: the vendor\'s HMAC-SHA256 signature over the raw body (secret in Secrets Manager) is verified; a rejected callback resumes nothing and is parked and counted.'
+        : 'Authentication was turned off on purpose (WebhookAuthentication.none(), which warns at synth time): the vendor calls without AWS credentials, signature or capability URL.';
     addNagSuppressions(callbackMethod, [
       { id: 'AwsSolutions-APIG4', reason: noAuthorizer },
       { id: 'AwsSolutions-COG4', reason: noAuthorizer },

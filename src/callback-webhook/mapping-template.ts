@@ -8,18 +8,38 @@
  * Only Velocity features that both API Gateway and velocityjs support are used: #set, #foreach,
  * string interpolation, `$util.base64Encode`, `$util.urlEncode`, `$input.params()`.
  */
-export const CALLBACK_REQUEST_TEMPLATE = [
-  "#set($q = '\"')",
-  '#set($headers = $input.params().header)',
-  '#set($h = \'\')',
-  '#set($sep = \'\')',
-  '#foreach($name in $headers.keySet())',
-  '#set($h = "$h$sep$q$util.base64Encode($name)$q:$q$util.base64Encode($headers.get($name))$q")',
-  "#set($sep = ',')",
-  '#end',
-  '#set($envelope = "{${q}v${q}:1,${q}bodyBase64${q}:$q$util.base64Encode($input.body)$q,${q}headers${q}:{$h},${q}receivedAtEpochMs${q}:$context.requestTimeEpoch,${q}apiRequestId${q}:$q$context.requestId$q,${q}sourceIp${q}:$q$context.identity.sourceIp$q}")',
-  'Action=SendMessage&MessageBody=$util.urlEncode($envelope)',
-].join('\n');
+export const CALLBACK_REQUEST_TEMPLATE = callbackRequestTemplate({ tokenFromPath: false });
+
+/** Options of `callbackRequestTemplate`. */
+export interface CallbackRequestTemplateOptions {
+  /**
+   * The route has a `{token}` path parameter (the capability URL `/callback/{token}`): its value
+   * goes into the envelope, base64-encoded like everything else the caller controls.
+   */
+  readonly tokenFromPath: boolean;
+}
+
+/** The request mapping template of a callback route. */
+export function callbackRequestTemplate(options: CallbackRequestTemplateOptions): string {
+  // `$input.params().path.get('token')`, not `$input.params('token')`: the latter falls back to a
+  // query string parameter or header of that name.
+  const token = options.tokenFromPath
+    ? ',${q}callbackTokenBase64${q}:$q$util.base64Encode($token)$q'
+    : '';
+  return [
+    "#set($q = '\"')",
+    '#set($headers = $input.params().header)',
+    '#set($h = \'\')',
+    '#set($sep = \'\')',
+    '#foreach($name in $headers.keySet())',
+    '#set($h = "$h$sep$q$util.base64Encode($name)$q:$q$util.base64Encode($headers.get($name))$q")',
+    "#set($sep = ',')",
+    '#end',
+    ...(options.tokenFromPath ? ["#set($token = $input.params().path.get('token'))"] : []),
+    `#set($envelope = "{\${q}v\${q}:1,\${q}bodyBase64\${q}:$q$util.base64Encode($input.body)$q,\${q}headers\${q}:{$h},\${q}receivedAtEpochMs\${q}:$context.requestTimeEpoch,\${q}apiRequestId\${q}:$q$context.requestId$q,\${q}sourceIp\${q}:$q$context.identity.sourceIp$q${token}}")`,
+    'Action=SendMessage&MessageBody=$util.urlEncode($envelope)',
+  ].join('\n');
+}
 
 /** What the webhook answers once the callback is queued. */
 export const CALLBACK_ACCEPTED_RESPONSE = '{"status":"accepted"}';

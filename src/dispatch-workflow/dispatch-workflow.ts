@@ -94,6 +94,16 @@ export interface DispatchWorkflowProps extends DispatchWorkflowOptions {
   readonly deadLetterQueue: sqs.IQueue;
   /** The webhook URL the vendor calls back on. */
   readonly callbackUrl: string;
+  // ---- webhookauth: capability callback URL ----
+  /**
+   * Whether each request gets its own capability URL, `<callbackUrl>/<token>`, the token being the
+   * request's secret callback token stored in its correlation item (what a `CallbackWebhook` with
+   * capability URLs expects, see its `capabilityUrls`). `false`: the vendor gets `callbackUrl` as is.
+   *
+   * @default true
+   */
+  readonly perRequestCallbackUrl?: boolean;
+  // ---- end webhookauth ----
 }
 
 /**
@@ -139,14 +149,24 @@ export class DispatchWorkflow extends Construct {
     const vendorCallTimeout = props.vendorCallTimeout ?? Duration.seconds(30);
     validateDuration('vendorCallTimeout', vendorCallTimeout, Duration.seconds(1), Duration.minutes(4), 'an Express workflow runs at most 5 minutes');
     const delivery = props.callbackUrlDelivery ?? CallbackUrlDelivery.bodyField('callbackUrl');
+    // ---- webhookauth: a capability URL must reach the vendor with each request. ----
+    if ((props.perRequestCallbackUrl ?? true) && !delivery.bodyFieldName && !delivery.headerName) {
+      throw new Error('callbackUrlDelivery is CallbackUrlDelivery.none() (the vendor is configured with one webhook URL out of band), '
+        + 'but the webhook expects a capability URL per request: send the URL with each request (bodyField / header), or authenticate '
+        + 'callbacks with WebhookAuthentication.signatureOnly(...) on the webhook');
+    }
+    // ---- end webhookauth ----
     const credentials = props.proxy.credentials;
 
     // ---- Claim the request: a second dispatch of the same request id stops here. ----
+    // webhookauth: the claim also stores the request's callback token, keeping the first one
+    // (if_not_exists): a redelivered message carrying a newer token then still sends the vendor
+    // the URL the item holds. The stored token comes back as $.claimed.callbackToken.
     const claim = new tasks.DynamoUpdateItem(this, 'ClaimRequest', {
-      comment: 'Record the task token; fails with ConditionalCheckFailed when the job was already submitted',
+      comment: 'Record the task token and the callback token; fails with ConditionalCheckFailed when the job was already submitted',
       table: props.table.table,
       key: { [CorrelationAttributes.REQUEST_ID]: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.requestId')) },
-      updateExpression: 'SET #token = :token, #status = :status, #expires = :expires, #updated = :updated',
+      updateExpression: 'SET #token = :token, #status = :status, #expires = :expires, #updated = :updated, #cbToken = if_not_exists(#cbToken, :cbToken)',
       conditionExpression: 'attribute_not_exists(#job)',
       expressionAttributeNames: {
         '#token': CorrelationAttributes.TASK_TOKEN,
@@ -154,15 +174,24 @@ export class DispatchWorkflow extends Construct {
         '#expires': CorrelationAttributes.EXPIRES_AT,
         '#updated': CorrelationAttributes.UPDATED_AT,
         '#job': CorrelationAttributes.JOB_ID,
+        '#cbToken': CorrelationAttributes.CALLBACK_TOKEN,
       },
       expressionAttributeValues: {
         ':token': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.taskToken')),
         ':status': tasks.DynamoAttributeValue.fromString(RequestStatus.DISPATCHING),
         ':expires': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.expiresAt'))),
         ':updated': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$$.Execution.StartTime')),
+        ':cbToken': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.callbackToken')),
       },
-      resultPath: sfn.JsonPath.DISCARD,
+      returnValues: tasks.DynamoReturnValues.ALL_NEW,
+      // Only the callback token leaves the state: the item also holds the task token.
+      resultSelector: { callbackToken: sfn.JsonPath.stringAt(`$.Attributes.${CorrelationAttributes.CALLBACK_TOKEN}.S`) },
+      resultPath: '$.claimed',
     });
+    // webhookauth: the URL the vendor calls back on: per request `<callbackUrl>/<token>`, or as is.
+    const callbackUrlValue = (props.perRequestCallbackUrl ?? true)
+      ? sfn.JsonPath.format('{}/{}', props.callbackUrl, sfn.JsonPath.stringAt('$.claimed.callbackToken'))
+      : props.callbackUrl;
     retryAwsThrottling(claim);
 
     // ---- Read the vendor credential (never stored in the template). ----
@@ -211,7 +240,8 @@ export class DispatchWorkflow extends Construct {
       'Content-Type': ['application/json'],
     };
     if (delivery.headerName) {
-      headers[delivery.headerName] = [props.callbackUrl];
+      // webhookauth: a per-request URL is a path, so the header's one-value list is built at run time.
+      headers[delivery.headerName] = (props.perRequestCallbackUrl ?? true) ? sfn.JsonPath.array(callbackUrlValue) : [callbackUrlValue];
     }
     if (tokenFunction) {
       headers[VENDOR_CREDENTIAL_HEADER] = sfn.JsonPath.array(sfn.JsonPath.stringAt('$.credential.secret'));
@@ -235,7 +265,7 @@ export class DispatchWorkflow extends Construct {
         resultPath: '$.error',
       });
       const addUrl = new sfn.Pass(this, 'AddCallbackUrl', {
-        parameters: { fields: { [delivery.bodyFieldName]: props.callbackUrl } },
+        parameters: { fields: { [delivery.bodyFieldName]: callbackUrlValue } }, // webhookauth
         resultPath: '$.vendorRequest',
       });
       const merge = new sfn.Pass(this, 'MergeCallbackUrl', {
@@ -318,6 +348,7 @@ export class DispatchWorkflow extends Construct {
           requestId: sfn.JsonPath.stringAt('$.requestId'),
           payload: sfn.JsonPath.objectAt('$.payload'),
           attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+          callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
         },
       },
       resultPath: '$.retry',

@@ -538,6 +538,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       requestQueue: this.consumer.queue,
       deadLetterQueue: this.consumer.deadLetterQueue,
       callbackUrl: this.webhook.url,
+      perRequestCallbackUrl: this.webhook.capabilityUrls, // webhookauth
       tracingEnabled: props.dispatch?.tracingEnabled ?? props.tracing,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);

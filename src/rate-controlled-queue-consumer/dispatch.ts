@@ -165,8 +165,24 @@ export function buildDispatchInput(message: RequestMessage, nowMs: number, corre
     attempt: message.attempt ?? 1,
     expiresAt: Math.floor(nowMs / 1000) + correlationTtlSeconds,
     message,
+    // ---- webhookauth: capability callback URL ----
+    // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.
+    callbackToken: isCallbackToken(message.callbackToken) ? message.callbackToken : newCallbackToken(),
+    // ---- end webhookauth ----
   };
 }
+
+// ---- webhookauth: capability callback URL ----
+/** A new callback token: 256 bits from the CSPRNG, base64url (43 characters, URL-path safe). */
+export function newCallbackToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** Whether `value` has the shape of a token `newCallbackToken` made. */
+export function isCallbackToken(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9_-]{43}$/.test(value);
+}
+// ---- end webhookauth ----
 
 /**
  * Execution name: the request id (characters outside `[A-Za-z0-9-_]` replaced by `_`, at most 60

@@ -30,4 +30,12 @@ export const CallbackEnv = {
   FAILURE_STATUS_VALUES: 'FAILURE_STATUS_VALUES',
   /** Where messages that can never succeed are parked at once. */
   DEAD_LETTER_QUEUE_URL: 'DEAD_LETTER_QUEUE_URL',
+  /** 'false': callbacks need no capability token (signature-only or no authentication). Default true. */
+  REQUIRE_CALLBACK_TOKEN: 'REQUIRE_CALLBACK_TOKEN',
+  /** JSON signature specification (`SignatureSpec`); empty: no signature check. */
+  WEBHOOK_SIGNATURE: 'WEBHOOK_SIGNATURE',
+  /** ARN of the Secrets Manager secret holding the signing secret. */
+  WEBHOOK_SIGNATURE_SECRET_ARN: 'WEBHOOK_SIGNATURE_SECRET_ARN',
+  /** Largest callback body in bytes. */
+  MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
 } as const;

@@ -19,6 +19,14 @@ export interface RequestMessage {
   readonly attempt?: number;
   /** Absent (or `submit`) for a job submission; see {@link VendorCallMessage} for `call`. */
   readonly kind?: 'submit';
+  // ---- webhookauth: capability callback URL ----
+  /**
+   * The request's secret callback token (32 random bytes, base64url), set by the dispatcher on the
+   * first dispatch and carried by every re-enqueue, so retries send the vendor the same URL.
+   * Absent on the main workflow's message.
+   */
+  readonly callbackToken?: string;
+  // ---- end webhookauth ----
 }
 
 // ---- Vendor calls (callVendorTask; blog step 11): a paced synchronous call through the same queue. ----
@@ -78,6 +86,10 @@ export interface DispatchInput {
   readonly expiresAt: number;
   /** The raw request message, re-enqueued or parked in the DLQ as is when dispatch gives up. */
   readonly message: RequestMessage;
+  // ---- webhookauth: capability callback URL ----
+  /** The request's secret callback token (see `RequestMessage.callbackToken`). */
+  readonly callbackToken: string;
+  // ---- end webhookauth ----
 }
 
 /**
@@ -97,6 +109,10 @@ export interface CallbackEnvelope {
   /** API Gateway's request id, for tracing a callback back to the access log. */
   readonly apiRequestId: string;
   readonly sourceIp?: string;
+  // ---- webhookauth: capability callback URL and payload limit ----
+  /** Base64 of the `{token}` path segment of `POST /callback/{token}`; absent on the bare `/callback` route. */
+  readonly callbackTokenBase64?: string;
+  // ---- end webhookauth ----
 }
 
 /** Life cycle of a request in the correlation table. */
@@ -119,6 +135,8 @@ export const CorrelationAttributes = {
   STATUS: 'status',
   EXPIRES_AT: 'expiresAt',
   UPDATED_AT: 'updatedAt',
+  /** The request's secret callback token (capability URL), written by ClaimRequest. */
+  CALLBACK_TOKEN: 'callbackToken',
 } as const;
 
 /** Name of the correlation table's index on job id. */

@@ -42,6 +42,8 @@ const config: CallbackConfig = {
   statusPath: ['status'],
   failureStatusValues: ['FAILED', 'ERROR'],
   deadLetterQueueUrl: DLQ_URL,
+  // Authentication has its own tests (callback-authentication.test.ts): this file covers what follows it.
+  requireCallbackToken: false,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -616,7 +618,24 @@ describe('loadConfig', () => {
       statusPath: ['job-status'],
       failureStatusValues: ['FAILED', '500'],
       deadLetterQueueUrl: DLQ_URL,
+      requireCallbackToken: true,
+      signature: undefined,
+      maxPayloadBytes: undefined,
     });
+  });
+
+  test('GIVEN the authentication variables WHEN loaded THEN the token check is on unless explicitly off, and the signature and limit are parsed', () => {
+    const spec = { scheme: 'hmac', signatureHeader: 'X-Sig', encoding: 'hex', prefix: '', signedPayload: '{body}', toleranceSeconds: 0, secretEncoding: 'utf8' };
+    const loaded = loadConfig({
+      ...env,
+      [CallbackEnv.REQUIRE_CALLBACK_TOKEN]: 'false',
+      [CallbackEnv.WEBHOOK_SIGNATURE]: JSON.stringify(spec),
+      [CallbackEnv.MAX_PAYLOAD_BYTES]: '1024',
+    });
+    expect(loaded).toMatchObject({ requireCallbackToken: false, signature: spec, maxPayloadBytes: 1024 });
+    expect(loadConfig({ ...env, [CallbackEnv.REQUIRE_CALLBACK_TOKEN]: 'no' }).requireCallbackToken).toBe(true);
+    expect(() => loadConfig({ ...env, [CallbackEnv.WEBHOOK_SIGNATURE]: '{"scheme":"md5"}' })).toThrow(/WEBHOOK_SIGNATURE is not a signature specification/);
+    expect(() => loadConfig({ ...env, [CallbackEnv.MAX_PAYLOAD_BYTES]: '-1' })).toThrow(/MAX_PAYLOAD_BYTES must be a positive whole number/);
   });
 
   test('GIVEN no status path and no failure values WHEN loaded THEN every callback is a success', () => {
@@ -677,6 +696,8 @@ describe('handler', () => {
     process.env[CallbackEnv.STATUS_PATH] = '$.status';
     process.env[CallbackEnv.FAILURE_STATUS_VALUES] = '["FAILED"]';
     process.env[CallbackEnv.DEAD_LETTER_QUEUE_URL] = DLQ_URL;
+    // The batch handling is what is tested here; authentication has its own tests.
+    process.env[CallbackEnv.REQUIRE_CALLBACK_TOKEN] = 'false';
     process.env.AWS_REGION = 'eu-west-1';
     process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
     process.env.POWERTOOLS_SERVICE_NAME = 'callback-processor';

@@ -4,7 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { CallbackWebhook, CallbackWebhookProps, TokenCorrelationTable } from '../../src';
-import { CALLBACK_REQUEST_TEMPLATE } from '../../src/callback-webhook/mapping-template';
+import { callbackRequestTemplate } from '../../src/callback-webhook/mapping-template';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 function newWebhook(stack: Stack, props: Partial<CallbackWebhookProps> = {}): { webhook: CallbackWebhook; table: TokenCorrelationTable } {
@@ -187,7 +187,7 @@ describe('CallbackWebhook', () => {
         IntegrationHttpMethod: 'POST',
         PassthroughBehavior: 'NEVER',
         RequestParameters: { 'integration.request.header.Content-Type': "'application/x-www-form-urlencoded'" },
-        RequestTemplates: { 'application/json': CALLBACK_REQUEST_TEMPLATE },
+        RequestTemplates: { 'application/json': callbackRequestTemplate({ tokenFromPath: true }) },
       });
       expect(Object.keys(method.Integration.RequestTemplates)).toEqual(['application/json']);
       const uri = JSON.stringify(method.Integration.Uri);

@@ -74,10 +74,15 @@ async function run(definition: AslDefinition, input: unknown, handlers: Record<s
 
 function dispatchInput(attempt = 1, payload: unknown = { order: 'o-1', amount: 3 }) {
   const message = { taskToken: 'token-1', requestId: 'req-1', payload, attempt };
-  return { ...message, expiresAt: 1_900_000_000, message };
+  return { ...message, expiresAt: 1_900_000_000, message, callbackToken: INPUT_TOKEN };
 }
 
 const ok = () => ({});
+/** The callback token this dispatch minted, and the one the item already held (a redelivery's). */
+const INPUT_TOKEN = 'T'.repeat(43);
+const STORED_TOKEN = 'S'.repeat(43);
+/** ClaimRequest succeeded (ALL_NEW): the item holds the first token stored for the request. */
+const claimed = () => ({ Attributes: { requestId: { S: 'req-1' }, taskToken: { S: 'token-1' }, callbackToken: { S: STORED_TOKEN } } });
 const vendorAccepts = (body: unknown) => () => ({ ResponseBody: body, StatusCode: 200 });
 
 describe('dispatch workflow, executed', () => {
@@ -87,7 +92,7 @@ describe('dispatch workflow, executed', () => {
     // GIVEN a vendor that accepts the job
     // WHEN
     const result = await run(definition, dispatchInput(), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: vendorAccepts({ jobId: 'job-42' }),
       StoreJobId: ok,
     });
@@ -102,13 +107,15 @@ describe('dispatch workflow, executed', () => {
     expect(call.AuthType).toBe('IAM_ROLE');
     expect(call.Method).toBe('POST');
     expect(call.Headers['Idempotency-Key']).toEqual(['req-1']);
-    expect(call.RequestBody).toEqual({ order: 'o-1', amount: 3, callbackUrl: expect.stringMatching(/\/callback$/) });
+    // The capability URL carries the token the item holds, not necessarily the one this dispatch minted.
+    expect(claim.ExpressionAttributeValues[':cbToken']).toEqual({ S: INPUT_TOKEN });
+    expect(call.RequestBody).toEqual({ order: 'o-1', amount: 3, callbackUrl: expect.stringMatching(new RegExp(`/callback/${STORED_TOKEN}$`)) });
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-42' });
     expect(result.calls.StoreJobId[0].Key).toEqual({ requestId: { S: 'req-1' } });
   });
 
   test('stores a numeric job id as a string', async () => {
-    const result = await run(definition, dispatchInput(), { ClaimRequest: ok, CallVendor: vendorAccepts({ jobId: 1234 }), StoreJobId: ok });
+    const result = await run(definition, dispatchInput(), { ClaimRequest: claimed, CallVendor: vendorAccepts({ jobId: 1234 }), StoreJobId: ok });
     expect(result.error).toBeUndefined();
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: '1234' });
   });
@@ -131,7 +138,7 @@ describe('dispatch workflow, executed', () => {
   ])('a retryable failure (%s) on attempt %d goes back through the queue with a delay of at most %d s', async (errorName, attempt, cap) => {
     // GIVEN / WHEN
     const result = await run(definition, dispatchInput(attempt), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => {
         throw stepError(errorName, '{"message":"slow down"}');
       },
@@ -144,7 +151,7 @@ describe('dispatch workflow, executed', () => {
     expect(requeue.QueueUrl).toMatch(/RequestQueue/);
     expect(requeue.DelaySeconds).toBeGreaterThanOrEqual(0);
     expect(requeue.DelaySeconds).toBeLessThanOrEqual(cap);
-    expect(JSON.parse(requeue.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: attempt + 1 });
+    expect(JSON.parse(requeue.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: attempt + 1, callbackToken: INPUT_TOKEN });
     expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
   });
 
@@ -152,7 +159,7 @@ describe('dispatch workflow, executed', () => {
     const delays = new Set<number>();
     for (let i = 0; i < 40; i++) {
       const result = await run(definition, dispatchInput(4), {
-        ClaimRequest: ok,
+        ClaimRequest: claimed,
         CallVendor: () => {
           throw stepError('ApiGateway.503');
         },
@@ -168,7 +175,7 @@ describe('dispatch workflow, executed', () => {
   test('the last attempt gives up: the request is parked unchanged and the waiting workflow fails at once', async () => {
     // GIVEN attempt 5 of 5
     const result = await run(definition, dispatchInput(5), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => {
         throw stepError('ApiGateway.502', 'bad gateway');
       },
@@ -190,7 +197,7 @@ describe('dispatch workflow, executed', () => {
 
   test('a 4xx refusal is final on the first attempt', async () => {
     const result = await run(definition, dispatchInput(1), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => {
         throw stepError('ApiGateway.400', '{"error":"invalid order"}');
       },
@@ -205,7 +212,7 @@ describe('dispatch workflow, executed', () => {
 
   test('a response without a job id fails the request with a clear cause', async () => {
     const result = await run(definition, dispatchInput(), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: vendorAccepts({ id: 'wrong-field' }),
       ParkInDeadLetterQueue: ok,
       FailWaitingWorkflow: ok,
@@ -217,7 +224,7 @@ describe('dispatch workflow, executed', () => {
 
   test('a payload that is not an object is refused before any vendor call', async () => {
     const result = await run(definition, dispatchInput(1, 'just a string'), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       ParkInDeadLetterQueue: ok,
       FailWaitingWorkflow: ok,
     });
@@ -228,7 +235,7 @@ describe('dispatch workflow, executed', () => {
 
   test('when the cause is too long for SendTaskFailure, the waiting workflow is still failed', async () => {
     const result = await run(definition, dispatchInput(5), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => {
         throw stepError('ApiGateway.500', 'x'.repeat(40_000));
       },
@@ -244,7 +251,7 @@ describe('dispatch workflow, executed', () => {
 
   test('a failed job id write after the vendor accepted fails the waiting workflow rather than leaving it to time out', async () => {
     const result = await run(definition, dispatchInput(), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: vendorAccepts({ jobId: 'job-1' }),
       StoreJobId: () => {
         throw stepError('DynamoDB.AmazonDynamoDBException', 'access denied');
@@ -259,14 +266,14 @@ describe('dispatch workflow, executed', () => {
   test('with CallbackUrlDelivery.header the URL goes in a header and the body is the payload alone', async () => {
     const headerDefinition = dispatchDefinition({ dispatch: { callbackUrlDelivery: CallbackUrlDelivery.header('X-Callback-Url'), jobIdPath: '$.data.id' } });
     const result = await run(headerDefinition, dispatchInput(1, ['an', 'array']), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: vendorAccepts({ data: { id: 'nested-7' } }),
       StoreJobId: ok,
     });
     expect(result.error).toBeUndefined();
     const call = result.calls.CallVendor[0];
     expect(call.RequestBody).toEqual(['an', 'array']);
-    expect(call.Headers['X-Callback-Url']).toEqual([expect.stringMatching(/\/callback$/)]);
+    expect(call.Headers['X-Callback-Url']).toEqual([expect.stringMatching(new RegExp(`/callback/${STORED_TOKEN}$`))]);
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'nested-7' });
   });
 
@@ -274,7 +281,7 @@ describe('dispatch workflow, executed', () => {
     'a request whose waiting workflow has ended (%s) is not sent to the vendor', async (errorName) => {
       // GIVEN a retry or a redriven dead letter whose workflow timed out, failed or was stopped
       const result = await run(definition, dispatchInput(2), {
-        ClaimRequest: ok,
+        ClaimRequest: claimed,
         CheckWaitingWorkflow: () => {
           throw stepError(errorName, 'Task Timed Out');
         },

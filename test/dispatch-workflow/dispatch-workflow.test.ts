@@ -25,6 +25,8 @@ import {
 } from '../util';
 
 const CALLBACK_URL = 'https://hooks.example.com/webhook/callback';
+/** The per-request capability URL: the webhook URL and the claimed callback token. */
+const PER_REQUEST_URL = `States.Format('{}/{}', '${CALLBACK_URL}', $.claimed.callbackToken)`;
 const SECRET_VALUE = 'sk-live-0123456789abcdef';
 
 interface Fixture {
@@ -37,7 +39,10 @@ interface Fixture {
 }
 
 /** A dispatch workflow with the building blocks it glues together. */
-function newDispatch(options: DispatchWorkflowOptions = {}, credentials?: (stack: Stack) => VendorCredentials): Fixture {
+function newDispatch(
+  options: DispatchWorkflowOptions & { perRequestCallbackUrl?: boolean } = {},
+  credentials?: (stack: Stack) => VendorCredentials,
+): Fixture {
   const stack = testStack();
   const proxy = new ThrottledProxy(stack, 'Proxy', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
@@ -177,7 +182,7 @@ describe('DispatchWorkflow', () => {
       // THEN
       expect(routeThroughChoices(definition, 'IsPayloadAnObject', { payload: { sku: 'A-1' } })).toBe('AddCallbackUrl');
       expect(followNext(definition, 'AddCallbackUrl', 'CallVendor')).toEqual(['AddCallbackUrl', 'MergeCallbackUrl', 'CallVendor']);
-      expect(definition.States.AddCallbackUrl.Parameters).toEqual({ fields: { callbackUrl: CALLBACK_URL } });
+      expect(definition.States.AddCallbackUrl.Parameters).toEqual({ fields: { 'callbackUrl.$': PER_REQUEST_URL } });
       expect(definition.States.AddCallbackUrl.ResultPath).toBe('$.vendorRequest');
       expect(definition.States.MergeCallbackUrl.Parameters).toEqual({
         'body.$': 'States.JsonMerge($.payload, $.vendorRequest.fields, false)',
@@ -206,7 +211,7 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(newDispatch({ callbackUrlDelivery: CallbackUrlDelivery.bodyField('notify_url') }));
 
       // THEN
-      expect(definition.States.AddCallbackUrl.Parameters).toEqual({ fields: { notify_url: CALLBACK_URL } });
+      expect(definition.States.AddCallbackUrl.Parameters).toEqual({ fields: { 'notify_url.$': PER_REQUEST_URL } });
     });
 
     test('sends the webhook URL in a header instead of the body with CallbackUrlDelivery.header', () => {
@@ -214,7 +219,7 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(newDispatch({ callbackUrlDelivery: CallbackUrlDelivery.header('X-Callback-Url') }));
 
       // THEN
-      expect(definition.States.CallVendor.Parameters.Headers['X-Callback-Url']).toEqual([CALLBACK_URL]);
+      expect(definition.States.CallVendor.Parameters.Headers['X-Callback-Url.$']).toEqual(`States.Array(${PER_REQUEST_URL})`);
       expect(definition.States.AddCallbackUrl).toBeUndefined();
       expect(definition.States.MergeCallbackUrl).toBeUndefined();
       expect(followNext(definition, 'ClaimRequest', 'CallVendor')).toEqual(['ClaimRequest', 'CheckWaitingWorkflow', 'PrepareVendorRequest', 'CallVendor']);
@@ -222,9 +227,39 @@ describe('DispatchWorkflow', () => {
       expect(aslErrors(definition)).toEqual([]);
     });
 
+    test('fails if the URL is delivered nowhere while the webhook expects capability URLs', () => {
+      // WHEN / THEN
+      expect(() => newDispatch({ callbackUrlDelivery: CallbackUrlDelivery.none() }))
+        .toThrow(/callbackUrlDelivery is CallbackUrlDelivery.none\(\).*WebhookAuthentication.signatureOnly/);
+    });
+
+    test('sends the webhook URL as is without per-request URLs (signature-only webhook)', () => {
+      // GIVEN / WHEN
+      const body = dispatchDefinition(newDispatch({ perRequestCallbackUrl: false }));
+      const header = dispatchDefinition(newDispatch({ perRequestCallbackUrl: false, callbackUrlDelivery: CallbackUrlDelivery.header('X-Callback-Url') }));
+
+      // THEN
+      expect(body.States.AddCallbackUrl.Parameters).toEqual({ fields: { callbackUrl: CALLBACK_URL } });
+      expect(header.States.CallVendor.Parameters.Headers['X-Callback-Url']).toEqual([CALLBACK_URL]);
+    });
+
+    test('claims the request with the callback token, keeping a token stored before, and returns the stored one', () => {
+      // GIVEN / WHEN
+      const definition = dispatchDefinition(newDispatch());
+
+      // THEN
+      const claim = definition.States.ClaimRequest;
+      expect(claim.Parameters.UpdateExpression).toContain('#cbToken = if_not_exists(#cbToken, :cbToken)');
+      expect(claim.Parameters.ExpressionAttributeNames['#cbToken']).toBe('callbackToken');
+      expect(claim.Parameters.ExpressionAttributeValues[':cbToken']).toEqual({ 'S.$': '$.callbackToken' });
+      expect(claim.Parameters.ReturnValues).toBe('ALL_NEW');
+      expect(claim.ResultSelector).toEqual({ 'callbackToken.$': '$.Attributes.callbackToken.S' });
+      expect(claim.ResultPath).toBe('$.claimed');
+    });
+
     test('sends the webhook URL nowhere with CallbackUrlDelivery.none', () => {
       // GIVEN / WHEN
-      const definition = dispatchDefinition(newDispatch({ callbackUrlDelivery: CallbackUrlDelivery.none() }));
+      const definition = dispatchDefinition(newDispatch({ callbackUrlDelivery: CallbackUrlDelivery.none(), perRequestCallbackUrl: false }));
 
       // THEN
       expect(JSON.stringify(definition)).not.toContain(CALLBACK_URL);
@@ -453,6 +488,7 @@ describe('DispatchWorkflow', () => {
           'requestId.$': '$.requestId',
           'payload.$': '$.payload',
           'attempt.$': 'States.MathAdd($.attempt, 1)',
+          'callbackToken.$': '$.callbackToken',
         },
       });
       expect(definition.States.RequeueWithDelay).toMatchObject({

@@ -198,7 +198,9 @@ describe('AsyncExternalApiOrchestrator', () => {
     test('the dispatch workflow sends the webhook URL to the vendor in the body', () => {
       // THEN
       const definition = dispatchDefinitionOf(a);
-      expect(definition.States.AddCallbackUrl.Parameters.fields.callbackUrl).toBe(flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url)));
+      // Each request gets its capability URL: the webhook URL and the token ClaimRequest stored.
+      expect(definition.States.AddCallbackUrl.Parameters.fields['callbackUrl.$'])
+        .toBe(`States.Format('{}/{}', '${flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url))}', $.claimed.callbackToken)`);
       expect(definition.States.CallVendor.Parameters.ApiEndpoint)
         .toBe(`PLACEHOLDER-${logicalIdOf(a.stack, a.orchestrator.proxy.restApi)}.execute-api.us-east-1.amazonaws.com`);
     });
@@ -293,8 +295,8 @@ describe('AsyncExternalApiOrchestrator', () => {
 
       // THEN
       const definition = dispatchDefinitionOf(a);
-      expect(definition.States.CallVendor.Parameters.Headers['X-Callback-Url'])
-        .toEqual([flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url))]);
+      expect(definition.States.CallVendor.Parameters.Headers['X-Callback-Url.$'])
+        .toEqual(`States.Array(States.Format('{}/{}', '${flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url))}', $.claimed.callbackToken))`);
       expect(definition.States.AddCallbackUrl).toBeUndefined();
       expect(JSON.stringify(definition.States.PrepareVendorRequest)).not.toContain('callbackUrl');
       expect(aslErrors(definition)).toEqual([]);

@@ -225,6 +225,7 @@ describe('dispatchBatch', () => {
         attempt,
         expiresAt: Math.floor(startTimes[i] / 1000) + CONFIG.correlationTtlSeconds,
         message: messages[i],
+        callbackToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), // webhookauth
       });
     });
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
@@ -465,9 +466,21 @@ describe('message parsing and naming', () => {
   test('GIVEN a message WHEN building the dispatch input THEN attempt defaults to 1 and expiresAt is now + TTL in seconds', () => {
     const m = message('r');
     expect(buildDispatchInput(m, T0 + 999, 60)).toEqual({
-      requestId: 'r', taskToken: 'token-r', payload: { document: 'r' }, attempt: 1, expiresAt: Math.floor(T0 / 1000) + 60, message: m,
+      requestId: 'r', taskToken: 'token-r', payload: { document: 'r' }, attempt: 1, expiresAt: Math.floor(T0 / 1000) + 60, message: m, callbackToken: expect.any(String),
     });
   });
+
+  // ---- webhookauth: capability callback URL ----
+  test('GIVEN messages WHEN building dispatch inputs THEN each first dispatch mints a new 256-bit token and a retry keeps its own', () => {
+    const first = buildDispatchInput(message('r'), T0, 60).callbackToken;
+    expect(first).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(first, 'base64url')).toHaveLength(32);
+    expect(buildDispatchInput(message('r'), T0, 60).callbackToken).not.toBe(first);
+    expect(buildDispatchInput({ ...message('r'), attempt: 2, callbackToken: first }, T0, 60).callbackToken).toBe(first);
+    // Something that is not a token of ours is replaced, not trusted.
+    expect(buildDispatchInput({ ...message('r'), callbackToken: 'short' }, T0, 60).callbackToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+  // ---- end webhookauth ----
 
   test('GIVEN a request id with unsafe characters WHEN naming the execution THEN they are replaced', () => {
     expect(executionName('order/42 é:x', 1, 'deadbeef')).toBe('order_42___x-1-deadbeef');
