@@ -85,6 +85,7 @@ const handlerLogic = [
   'src/callback-webhook/callback-processing.ts',
   'src/rate-controlled-queue-consumer/dispatch.ts',
   'src/rate-controlled-queue-consumer/pacer.ts',
+  'src/dispatch-workflow/vendor-call.ts',
   'src/throttled-proxy/vendor-token.ts',
   'src/shared/handler-metrics.ts',
 ];

@@ -48,6 +48,11 @@ export interface DispatchConfig {
   readonly maxPacingWaitMs: number;
   /** `L`: how late a start may be against its slot. */
   readonly latenessToleranceMs: number;
+  /**
+   * PacingPoint.VENDOR_CALL: each execution starts this long before its slot and carries the slot
+   * (`slotAtMs`) to the vendor caller, which fires at it. 0: start at the slot (PacingPoint.DISPATCH).
+   */
+  readonly leadMs?: number;
   readonly correlationTtlSeconds: number;
   readonly deadLetterQueueUrl: string;
   /** SQS endpoint override (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), for queue URLs built from ARNs. */
@@ -74,6 +79,8 @@ export interface DispatchDeps {
   readonly clock?: Clock;
   /** Random source for the pacer's retry backoff. Default Math.random. */
   readonly random?: () => number;
+  /** Operator's dynamic delay: added to the slot interval of every reservation (can only slow). */
+  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
 }
 
 /**
@@ -90,6 +97,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     latenessToleranceMs: readNumber(
       env, ConsumerEnv.LATENESS_TOLERANCE_MS, DEFAULT_LATENESS_TOLERANCE_MS, (v) => v >= 0, 'a number of milliseconds >= 0',
     ),
+    leadMs: readNumber(env, ConsumerEnv.PACING_LEAD_MS, 0, (v) => v >= 0, 'a number of milliseconds >= 0'),
     correlationTtlSeconds: readNumber(
       env, ConsumerEnv.CORRELATION_TTL_SECONDS, undefined, (v) => Number.isSafeInteger(v) && v > 0, 'a whole number of seconds > 0',
     ),
@@ -143,7 +151,7 @@ export function parseRequestMessage(body: string): ParsedRequest {
 }
 
 /** The dispatch workflow's input for a message. */
-export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number): DispatchInput {
+export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number): DispatchInput {
   return {
     requestId: message.requestId,
     taskToken: message.taskToken,
@@ -151,6 +159,7 @@ export function buildDispatchInput(message: RequestMessage, nowMs: number, corre
     attempt: message.attempt ?? 1,
     expiresAt: Math.floor(nowMs / 1000) + correlationTtlSeconds,
     message,
+    ...(slotAtMs !== undefined ? { slotAtMs } : {}),
   };
 }
 
@@ -247,6 +256,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   const readyAtMs = clock.now();
   const pending = [...valid];
   const inFlight: Promise<string | undefined>[] = [];
+  const lead = config.leadMs ?? 0;
   let slots: number[] = [];
   let nextFreeAtMs: number | undefined;
 
@@ -254,7 +264,9 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     if (slots.length === 0) {
       let reservation: SlotReservation;
       try {
+        const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
         reservation = await reserveSlots({
+          extraIntervalMs,
           dynamodb: deps.clients.dynamodb,
           tableName: config.pacerTableName,
           requested: pending.length,
@@ -280,15 +292,17 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     }
 
     const slot = slots.shift()!;
+    // VENDOR_CALL: the execution starts `lead` before the slot; the vendor caller fires at the slot.
+    const startAt = slot - lead;
     const item = pending[0];
-    const waitMs = Math.max(0, slot - clock.now());
+    const waitMs = Math.max(0, startAt - clock.now());
     logger.debug('waiting for pacing slot', {
       requestId: item.message.requestId, messageId: item.record.messageId, slotAtMs: slot, waitMs,
     });
     if (waitMs > 0) {
       await clock.sleep(waitMs);
     }
-    const lateByMs = clock.now() - slot;
+    const lateByMs = clock.now() - startAt;
     if (lateByMs > config.latenessToleranceMs) {
       // Starting now could break the rate guarantee (see pacer.ts). The rest of this reservation
       // is at least as stale, so give it all up and reserve afresh for the remaining messages.
@@ -323,7 +337,7 @@ async function startExecution(
 ): Promise<string | undefined> {
   const { config, logger, metrics } = deps;
   const now = clock.now();
-  const input = buildDispatchInput(item.message, now, config.correlationTtlSeconds);
+  const input = buildDispatchInput(item.message, now, config.correlationTtlSeconds, slot);
   const name = executionName(item.message.requestId, input.attempt);
   const log = {
     requestId: item.message.requestId,
@@ -339,7 +353,7 @@ async function startExecution(
       name,
       input: JSON.stringify(input),
     }));
-    logger.info('started dispatch execution', { ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: now - slot });
+    logger.info('started dispatch execution', { ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: now - (slot - (config.leadMs ?? 0)) });
     return undefined;
   } catch (error) {
     // The slot is wasted, never reused later: a late start could break the rate guarantee.

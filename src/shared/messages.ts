@@ -29,6 +29,11 @@ export interface DispatchInput {
   readonly expiresAt: number;
   /** The raw request message, re-enqueued or parked in the DLQ as is when dispatch gives up. */
   readonly message: RequestMessage;
+  /**
+   * The pacing slot of this request, epoch ms: the vendor caller fires at it
+   * (PacingPoint.VENDOR_CALL). With PacingPoint.DISPATCH, the slot the execution was started in.
+   */
+  readonly slotAtMs?: number;
 }
 
 /**
