@@ -113,8 +113,14 @@ export interface VendorCallDeps {
   readonly warmUp?: () => Promise<void>;
 }
 
-/** How long before the slot the pause is re-read (one consistent GetItem takes a few ms). */
-export const PAUSE_CHECK_LEAD_MS = 30;
+/**
+ * How long before the slot the pause is re-read. One consistent GetItem takes a few ms on AWS; the
+ * margin covers slow reads (a loaded local runtime). A pause written later than this before a slot
+ * does not stop that one request.
+ */
+export const PAUSE_CHECK_LEAD_MS = 100;
+/** A fresh slot is at least this far ahead: time to sign, re-read the pause and sleep accurately. */
+export const FRESH_SLOT_LEAD_MS = 250;
 /** Attempts at getting a usable slot before the request is requeued. */
 const MAX_SLOT_ATTEMPTS = 5;
 /** SQS' longest delivery delay. */
@@ -232,6 +238,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         latenessToleranceMs: config.latenessToleranceMs,
         maxWaitMs: config.maxSlotWaitMs,
         extraIntervalMs,
+        minLeadMs: FRESH_SLOT_LEAD_MS,
         clock,
         random: deps.random,
       });

@@ -160,6 +160,8 @@ export interface ScheduleOptions {
   readonly pausedUntilMs?: number;
   /** Added to the slot interval (dynamic delay), >= 0. */
   readonly extraIntervalMs?: number;
+  /** No slot earlier than `nowMs + minLeadMs`: time the caller needs before it can fire. Default 0. */
+  readonly minLeadMs?: number;
 }
 
 /**
@@ -188,7 +190,7 @@ export function computeSchedule(
   const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs, options.extraIntervalMs ?? 0);
   // An idle schedule (nextSlotAtMs in the past) restarts at now: unused past slots are not
   // banked, otherwise an idle period would allow a burst. No slot falls inside a pause.
-  const base = Math.max(nowMs, nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0);
+  const base = Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0);
   const latestSlot = nowMs + Math.max(0, maxWaitMs);
   const fitting = latestSlot < base ? 0 : Math.floor((latestSlot - base) / interval) + 1;
   const n = Math.min(requested, fitting);
@@ -244,6 +246,8 @@ export interface ReserveSlotsOptions {
   readonly maxAttempts?: number;
   /** Added to the slot interval (dynamic delay), >= 0. Default 0. */
   readonly extraIntervalMs?: number;
+  /** No slot earlier than this long after the reservation is computed. Default 0. */
+  readonly minLeadMs?: number;
 }
 
 /**
@@ -273,7 +277,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     const now = clock.now();
     const schedule = computeSchedule(
       now, stored?.value, options.requested, options.requestsPerSecond, options.latenessToleranceMs, deadline - now,
-      { pausedUntilMs, extraIntervalMs: options.extraIntervalMs },
+      { pausedUntilMs, extraIntervalMs: options.extraIntervalMs, minLeadMs: options.minLeadMs },
     );
     const paused = pausedUntilMs === undefined ? {} : { pausedUntilMs };
     if (schedule.n === 0) {
