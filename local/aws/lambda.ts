@@ -296,7 +296,9 @@ function functionEnvironment(
   };
 }
 
-function functionConfig(fn: LocalLambdaFunction, endpoints: LocalEndpoints, extraEnv?: Record<string, string>, rewriteUrl?: UrlRewriter): FunctionConfig {
+function functionConfig(
+  fn: LocalLambdaFunction, endpoints: LocalEndpoints, extraEnv?: Record<string, string>, rewriteUrl?: UrlRewriter,
+): FunctionConfig {
   const props = fn.resource.properties;
   const name = typeof props.FunctionName === 'string' ? props.FunctionName : fn.resource.logicalId;
   const reserved = props.ReservedConcurrentExecutions;

@@ -303,7 +303,10 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
       await clock.sleep(waitMs);
     }
     const lateByMs = clock.now() - startAt;
-    if (lateByMs > config.latenessToleranceMs) {
+    // With a lead the vendor caller enforces the slot (it gives late slots up itself): a start may
+    // then be late by up to half the lead. Without one, the start is the paced event.
+    const startTolerance = lead > 0 ? Math.max(config.latenessToleranceMs, lead / 2) : config.latenessToleranceMs;
+    if (lateByMs > startTolerance) {
       // Starting now could break the rate guarantee (see pacer.ts). The rest of this reservation
       // is at least as stale, so give it all up and reserve afresh for the remaining messages.
       const slotsGivenUp = slots.length + 1;
