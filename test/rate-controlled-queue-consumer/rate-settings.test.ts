@@ -4,8 +4,16 @@ describe('deriveRateSettings', () => {
   test('GIVEN only the contract WHEN deriving THEN VENDOR_CALL defaults hold and utilization is 1000/1030', () => {
     const s = deriveRateSettings(10);
     expect(s).toMatchObject({
-      pacingPoint: PacingPoint.VENDOR_CALL, batchSize: 10, maxBatchingWindowMs: 0, maxConcurrency: 2,
-      leadMs: 1000, latenessToleranceMs: 30, fireToleranceMs: 10, proxyRateLimit: 10, proxyBurstLimit: 3, warnings: [],
+      pacingPoint: PacingPoint.VENDOR_CALL,
+      batchSize: 10,
+      maxBatchingWindowMs: 0,
+      maxConcurrency: 2,
+      leadMs: 1000,
+      latenessToleranceMs: 30,
+      fireToleranceMs: 10,
+      proxyRateLimit: 10,
+      proxyBurstLimit: 3,
+      warnings: [],
     });
     expect(s.slotIntervalMs).toBe(103);
     expect(s.maxUtilization).toBeCloseTo(1000 / 1030, 6);
