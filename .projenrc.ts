@@ -87,6 +87,7 @@ const handlerLogic = [
   'src/rate-controlled-queue-consumer/dynamic-delay-reader.ts',
   'src/rate-controlled-queue-consumer/pacer.ts',
   'src/rate-controlled-queue-consumer/scheduled-drain.ts',
+  'src/dispatch-workflow/vendor-call.ts',
   'src/throttled-proxy/vendor-token.ts',
   'src/shared/handler-metrics.ts',
 ];

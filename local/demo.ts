@@ -124,6 +124,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       assemblyDir: outdir,
       stackName: stack.stackName,
       hostMap: { 'vendor.example.com': vendorBase },
+      // The handlers' logs, when asked for (they are not printed).
+      logFile: process.env.DEMO_LOG,
     });
     log(`local runtime up: ${runtime.describe()}`);
 

@@ -241,6 +241,7 @@ export class LocalRuntime {
       })),
       endpoints: this.endpoints,
       extraEnv: this.options.functionEnv,
+      rewriteUrl: (url) => this.rewriteUrl(url),
       logFile: this.options.logFile,
     });
     this.stoppables.push(this.lambda);

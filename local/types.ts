@@ -21,6 +21,23 @@ export const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local
  */
 export const PRINCIPAL_HEADER = 'x-local-principal-arn';
 
+/**
+ * The access key id a local Lambda function gets: it names the function's execution role, so a
+ * SigV4-signed request from the function (e.g. the vendor caller to the proxy) can be attributed
+ * to that role by the API Gateway emulator, as API Gateway attributes it from the signature.
+ * Signatures themselves are not verified.
+ */
+export function localAccessKeyForRole(roleArn: string): string {
+  return `LOCALROLE${Buffer.from(roleArn, 'utf8').toString('base64url')}`;
+}
+
+/** The role named by a {@link localAccessKeyForRole} access key id; undefined for any other key. */
+export function roleFromLocalAccessKey(accessKeyId: string): string | undefined {
+  if (!accessKeyId.startsWith('LOCALROLE')) return undefined;
+  const arn = Buffer.from(accessKeyId.slice('LOCALROLE'.length), 'base64url').toString('utf8');
+  return /^arn:aws[a-z-]*:(iam|sts)::\d{12}:/.test(arn) ? arn : undefined;
+}
+
 /** One resource of the template, with every intrinsic in its properties resolved. */
 export interface ResolvedResource {
   readonly logicalId: string;

@@ -2,6 +2,7 @@ export * from './token-correlation-table/token-correlation-table';
 export * from './rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 export * from './rate-controlled-queue-consumer/consumer-trigger';
 export * from './rate-controlled-queue-consumer/dynamic-delay';
+export * from './rate-controlled-queue-consumer/rate-settings';
 export * from './throttled-proxy/throttled-proxy';
 export * from './throttled-proxy/vendor-credentials';
 export * from './callback-webhook/callback-webhook';

@@ -9,8 +9,8 @@
  *
  * Not modelled: IAM identity policies (an AWS_IAM caller is allowed when the resource policy has
  * no explicit Deny and, if there is a policy, an Allow for it), account-level throttling, usage
- * plans, gateway responses, binary media types, SigV4 (the caller names its role in
- * PRINCIPAL_HEADER instead).
+ * plans, gateway responses, binary media types, SigV4 signatures (the caller names its role in
+ * PRINCIPAL_HEADER, or signs with the access key the local Lambda gives it, which names its role).
  */
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -18,7 +18,7 @@ import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import { MessageAttributeValue, SendMessageCommand, SendMessageCommandInput, SQSClient } from '@aws-sdk/client-sqs';
 import { render } from 'velocityjs';
-import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER, ResolvedResource, UrlRewriter } from '../types';
+import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER, ResolvedResource, roleFromLocalAccessKey, UrlRewriter } from '../types';
 
 /** Options of the local API Gateway. */
 export interface LocalApiGatewayOptions {
@@ -334,7 +334,7 @@ export class LocalApiGateway {
       return;
     }
 
-    const principalArn = headerValue(req, PRINCIPAL_HEADER);
+    const principalArn = headerValue(req, PRINCIPAL_HEADER) ?? sigV4Principal(headerValue(req, 'authorization'));
     if (route.method.authorization === 'AWS_IAM') {
       const refusal = authorize(api, principalArn, stage.name, httpMethod, rawSegments.join('/'));
       if (refusal) {
@@ -1298,6 +1298,15 @@ function responseHeaders(res: http.IncomingMessage): Record<string, string | str
     out[name] = existing === undefined ? value : [...toStrings(existing), value];
   }
   return out;
+}
+
+/**
+ * The role that signed a SigV4 request, from the access key id in its Credential scope, when the
+ * key is one the local Lambda hands out (see localAccessKeyForRole). Signatures are not verified.
+ */
+function sigV4Principal(authorization: string | undefined): string | undefined {
+  const match = authorization ? /^AWS4-HMAC-SHA256\s+Credential=([^/,\s]+)\//.exec(authorization) : null;
+  return match ? roleFromLocalAccessKey(match[1]) : undefined;
 }
 
 /** The client's headers for the upstream: hop-by-hop headers and PRINCIPAL_HEADER dropped. */

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream, WriteStream } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LocalEndpoints, ResolvedResource } from '../types';
+import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, localAccessKeyForRole, LocalEndpoints, ResolvedResource, UrlRewriter } from '../types';
 
 /** One function of the template and where its bundled code lives. */
 export interface LocalLambdaFunction {
@@ -28,6 +28,11 @@ export interface LocalLambdaOptions {
   readonly endpoints: LocalEndpoints;
   /** Added to every function's environment last (overrides everything, e.g. POWERTOOLS_LOG_LEVEL). */
   readonly extraEnv?: Record<string, string>;
+  /**
+   * Maps the values of the functions' own `*_ENDPOINT_URL` variables (e.g. the vendor caller's
+   * proxy stage URL) to loopback, as `AWS_ENDPOINT_URL_*` point the SDK at the emulators.
+   */
+  readonly rewriteUrl?: UrlRewriter;
   /** Where the handlers' stdout/stderr and one platform report line per invocation go. Default: discarded. */
   readonly logFile?: string;
 }
@@ -256,15 +261,25 @@ function functionEnvironment(
   codeDir: string,
   endpoints: LocalEndpoints,
   extraEnv: Record<string, string> | undefined,
+  rewriteUrl: UrlRewriter | undefined,
 ): Record<string, string> {
   const props = resource.properties;
+  const own = stringValues(props.Environment?.Variables);
+  if (rewriteUrl) {
+    for (const key of Object.keys(own)) {
+      if (key.endsWith('_ENDPOINT_URL')) {
+        own[key] = rewriteUrl(own[key]);
+      }
+    }
+  }
   return {
     // Quiet by default: the handlers' logs go to a file the demo does not print.
     POWERTOOLS_LOG_LEVEL: 'WARN',
-    ...stringValues(props.Environment?.Variables),
+    ...own,
     AWS_REGION: LOCAL_REGION,
     AWS_DEFAULT_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    // Names the execution role (see localAccessKeyForRole): signed calls are attributed to it.
+    AWS_ACCESS_KEY_ID: typeof props.Role === 'string' ? localAccessKeyForRole(props.Role) : LOCAL_CREDENTIALS.accessKeyId,
     AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
     AWS_LAMBDA_FUNCTION_NAME: name,
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(numberOr(props.MemorySize, DEFAULT_MEMORY_MB)),
@@ -282,7 +297,9 @@ function functionEnvironment(
   };
 }
 
-function functionConfig(fn: LocalLambdaFunction, endpoints: LocalEndpoints, extraEnv?: Record<string, string>): FunctionConfig {
+function functionConfig(
+  fn: LocalLambdaFunction, endpoints: LocalEndpoints, extraEnv?: Record<string, string>, rewriteUrl?: UrlRewriter,
+): FunctionConfig {
   const props = fn.resource.properties;
   const name = typeof props.FunctionName === 'string' ? props.FunctionName : fn.resource.logicalId;
   const reserved = props.ReservedConcurrentExecutions;
@@ -294,7 +311,7 @@ function functionConfig(fn: LocalLambdaFunction, endpoints: LocalEndpoints, extr
     timeoutMs: numberOr(props.Timeout, DEFAULT_TIMEOUT_SECONDS) * 1000,
     memorySize: numberOr(props.MemorySize, DEFAULT_MEMORY_MB),
     reservedConcurrency: reserved === undefined || reserved === null ? undefined : Number(reserved),
-    env: functionEnvironment(fn.resource, name, fn.codeDir, endpoints, extraEnv),
+    env: functionEnvironment(fn.resource, name, fn.codeDir, endpoints, extraEnv, rewriteUrl),
   };
 }
 
@@ -600,7 +617,7 @@ export class LocalLambda {
   constructor(options: LocalLambdaOptions) {
     this.sink = new LogSink(options.logFile);
     for (const fn of options.functions) {
-      const pool = new FunctionPool(functionConfig(fn, options.endpoints, options.extraEnv), this.sink);
+      const pool = new FunctionPool(functionConfig(fn, options.endpoints, options.extraEnv, options.rewriteUrl), this.sink);
       const names = [pool.config.name, fn.resource.logicalId, ...(fn.aliases ?? [])];
       for (const name of names) {
         this.pools.set(functionNameOf(name), pool);

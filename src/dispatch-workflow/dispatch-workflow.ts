@@ -1,6 +1,8 @@
-import { Aws, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -8,8 +10,13 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
+import { VendorCallerFunction } from './vendor-caller-function';
 import { parseSimplePath } from '../callback-webhook/json-path';
+import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
+import { VendorCallerEnv } from '../shared/env';
 import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+import { METRICS_NAMESPACE, METRICS_SCOPE_ENV } from '../shared/metrics';
+import { addFunctionNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER } from '../throttled-proxy/vendor-credentials';
@@ -78,6 +85,48 @@ export interface DispatchWorkflowOptions {
    * @default false
    */
   readonly tracingEnabled?: boolean;
+
+  /**
+   * With PacingPoint.VENDOR_CALL: longest the vendor caller waits for a fresh slot (it was late for
+   * its own, or the vendor paused dispatch) before it puts the request back on the queue (without
+   * counting an attempt). Waiting costs Lambda time; requeueing costs a pass through the queue.
+   *
+   * @default Duration.seconds(10)
+   */
+  readonly maxSlotWait?: Duration;
+
+  /**
+   * With PacingPoint.VENDOR_CALL: how long every dispatch pauses after a 429 that has no usable
+   * `Retry-After` header. A `Retry-After` is honoured up to 15 minutes.
+   *
+   * @default Duration.seconds(1)
+   */
+  readonly defaultVendorPause?: Duration;
+
+  /**
+   * With PacingPoint.VENDOR_CALL: reserved concurrency of the vendor caller function. Below what
+   * the rate needs (`requestsPerSecond x (lead + fireTolerance)`) a synth-time warning says so.
+   *
+   * @default - no reservation (reserving carves from the account's pool)
+   */
+  readonly callerReservedConcurrency?: number;
+}
+
+/**
+ * How the dispatch workflow paces its vendor call (PacingPoint.VENDOR_CALL): the shared schedule
+ * and the settings derived from the contract.
+ */
+export interface VendorCallPacing {
+  /** The pacing schedule (the queue consumer's `pacerTable`). */
+  readonly pacerTable: dynamodb.ITable;
+  /** The consumer's derived settings (`rateSettings`). */
+  readonly rateSettings: RateSettings;
+  /**
+   * Value of the `Scope` dimension of the caller's custom metrics.
+   *
+   * @default 'default'
+   */
+  readonly metricsScope?: string;
 }
 
 /**
@@ -104,6 +153,13 @@ export interface DispatchWorkflowProps extends DispatchWorkflowOptions {
    */
   readonly perRequestCallbackUrl?: boolean;
   // ---- end webhookauth ----
+  /**
+   * Pace the vendor call itself (PacingPoint.VENDOR_CALL): a vendor caller Lambda fires the request
+   * at the slot the dispatcher passed in `slotAtMs`.
+   *
+   * @default - the workflow calls the proxy with apigateway:invoke (PacingPoint.DISPATCH)
+   */
+  readonly pacing?: VendorCallPacing;
 }
 
 /**
@@ -125,6 +181,12 @@ export class DispatchWorkflow extends Construct {
   public readonly stateMachine: sfn.StateMachine;
   /** Its log group. */
   public readonly logGroup: logs.LogGroup;
+  /**
+   * The vendor caller (PacingPoint.VENDOR_CALL): fires each request at its pacing slot.
+   *
+   * @default - none with PacingPoint.DISPATCH
+   */
+  public readonly vendorCaller?: lambda.IFunction;
 
 
   constructor(scope: Construct, id: string, props: DispatchWorkflowProps) {
@@ -292,18 +354,51 @@ export class DispatchWorkflow extends Construct {
       prepare = pass;
       prepareEnd = pass;
     }
-    const callVendor = new tasks.CallApiGatewayRestApiEndpoint(this, 'CallVendor', {
-      comment: 'Submit the job through the throttled proxy',
-      api: props.proxy.restApi,
-      stageName: props.proxy.stageName,
-      method: tasks.HttpMethod.POST,
-      authType: tasks.AuthType.IAM_ROLE,
-      headers: sfn.TaskInput.fromObject(headers),
-      requestBody: sfn.TaskInput.fromJsonPathAt('$.vendorRequest.body'),
-      resultSelector: { 'body.$': '$.ResponseBody', 'statusCode.$': '$.StatusCode' },
-      resultPath: '$.vendor',
-      taskTimeout: sfn.Timeout.duration(vendorCallTimeout),
-    });
+    let callVendor: sfn.TaskStateBase;
+    let caller: lambda.Function | undefined;
+    if (props.pacing) {
+      caller = this.createVendorCaller(props, props.pacing, vendorCallTimeout);
+      callVendor = new tasks.LambdaInvoke(this, 'CallVendor', {
+        comment: 'Submit the job through the throttled proxy at its pacing slot (vendor caller)',
+        lambdaFunction: caller,
+        retryOnServiceExceptions: false,
+        payload: sfn.TaskInput.fromObject({
+          method: 'POST',
+          headers,
+          body: sfn.JsonPath.objectAt('$.vendorRequest.body'),
+          requestId: sfn.JsonPath.stringAt('$.requestId'),
+          slotAtMs: sfn.JsonPath.numberAt('$.slotAtMs'),
+        }),
+        // The caller always answers all three (requeue null when it called the vendor).
+        resultSelector: { 'body.$': '$.Payload.body', 'statusCode.$': '$.Payload.statusCode', 'requeue.$': '$.Payload.requeue' },
+        resultPath: '$.vendor',
+        // The caller waits up to lead + maxSlotWait before its call: its own timeout covers it.
+        taskTimeout: sfn.Timeout.duration(caller.timeout!.plus(Duration.seconds(5))),
+      });
+      // The function did not run (throttled) or Lambda failed around it: a new invocation is late for
+      // the slot and reserves a fresh one, so retrying here cannot break the bound.
+      callVendor.addRetry({
+        errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
+        interval: Duration.seconds(1),
+        backoffRate: 2,
+        maxAttempts: 2,
+        jitterStrategy: sfn.JitterType.FULL,
+      });
+    } else {
+      callVendor = new tasks.CallApiGatewayRestApiEndpoint(this, 'CallVendor', {
+        comment: 'Submit the job through the throttled proxy',
+        api: props.proxy.restApi,
+        stageName: props.proxy.stageName,
+        method: tasks.HttpMethod.POST,
+        authType: tasks.AuthType.IAM_ROLE,
+        headers: sfn.TaskInput.fromObject(headers),
+        requestBody: sfn.TaskInput.fromJsonPathAt('$.vendorRequest.body'),
+        resultSelector: { 'body.$': '$.ResponseBody', 'statusCode.$': '$.StatusCode' },
+        resultPath: '$.vendor',
+        taskTimeout: sfn.Timeout.duration(vendorCallTimeout),
+      });
+    }
+    this.vendorCaller = caller;
 
     // ---- Store the job id next to the token. ----
     const jobIdInBody = `$.vendor.body${jobIdPathSuffix(jobIdSegments)}`;
@@ -450,7 +545,29 @@ export class DispatchWorkflow extends Construct {
 
     payloadNotObject?.next(giveUp);
     prepareEnd.next(callVendor);
-    callVendor.next(jobIdPresent);
+    if (caller) {
+      // No usable slot within the caller's wait budget (a long vendor pause, a full schedule): the
+      // request goes back through the queue after the delay the caller computed. Not an attempt:
+      // the vendor was not called.
+      const defer = new sfn.Pass(this, 'DeferToQueue', {
+        comment: 'Back to the paced queue without counting an attempt: the vendor was not called',
+        parameters: {
+          delaySeconds: sfn.JsonPath.numberAt('$.vendor.requeue.delaySeconds'),
+          message: {
+            taskToken: sfn.JsonPath.stringAt('$.taskToken'),
+            requestId: sfn.JsonPath.stringAt('$.requestId'),
+            payload: sfn.JsonPath.objectAt('$.payload'),
+            attempt: sfn.JsonPath.numberAt('$.attempt'),
+          },
+        },
+        resultPath: '$.retry',
+      });
+      callVendor.next(new sfn.Choice(this, 'WasVendorCalled')
+        .when(sfn.Condition.isPresent('$.vendor.requeue.delaySeconds'), defer.next(requeue))
+        .otherwise(jobIdPresent));
+    } else {
+      callVendor.next(jobIdPresent);
+    }
     // ---- Is anyone still waiting? A request whose workflow already ended (timed out, failed,
     // stopped) is not sent: a retry that outlived its workflow, or a redriven dead letter whose
     // workflow was already failed. SendTaskHeartbeat succeeds only on an open task token. ----
@@ -500,12 +617,70 @@ export class DispatchWorkflow extends Construct {
       // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
       credentials.secret?.grantRead(this.stateMachine);
     }
-    props.proxy.grantInvoke(this.stateMachine);
+    if (!caller) {
+      props.proxy.grantInvoke(this.stateMachine);
+    }
     // Covers KMS when the request queue has a customer-managed key.
     props.requestQueue.grantSendMessages(this.stateMachine);
     props.deadLetterQueue.grantSendMessages(this.stateMachine);
     // cdk-nag AwsSolutions: logging level, X-Ray and IAM wildcards, with reasons (resource metadata).
     addDispatchWorkflowNagSuppressions(this.stateMachine, props);
+  }
+
+  private createVendorCaller(props: DispatchWorkflowProps, pacing: VendorCallPacing, callTimeout: Duration): lambda.Function {
+    const settings = pacing.rateSettings;
+    const maxSlotWait = props.maxSlotWait ?? Duration.seconds(10);
+    validateDuration('maxSlotWait', maxSlotWait, Duration.seconds(1), Duration.minutes(2));
+    const defaultPause = props.defaultVendorPause ?? Duration.seconds(1);
+    validateDuration('defaultVendorPause', defaultPause, Duration.millis(100), Duration.minutes(15));
+    validateWholeNumber('callerReservedConcurrency', props.callerReservedConcurrency, 1, 10_000);
+    if (props.callerReservedConcurrency !== undefined) {
+      const minimum = Math.ceil((settings.requestsPerSecond * (settings.leadMs + settings.fireToleranceMs)) / 1000) + 1;
+      if (props.callerReservedConcurrency < minimum) {
+        Annotations.of(this).addWarningV2('cdk-async-external-api:callerReservedConcurrency',
+          `callerReservedConcurrency ${props.callerReservedConcurrency} is below ${minimum}, the vendor callers that wait for their slots at ${settings.requestsPerSecond} requests per second with a lead of ${settings.leadMs} ms: invocations will be throttled, arrive late and give their slots up (lower throughput, never above the contract). Give at least ${settings.expectedCallerConcurrency} (rate x (lead + a typical call)) or remove it`);
+      }
+    }
+    // lead + a full wait for a fresh slot + the call itself + slack for the DynamoDB calls.
+    const timeout = Duration.millis(settings.leadMs + maxSlotWait.toMilliseconds() + callTimeout.toMilliseconds() + 5000);
+    const timeoutSeconds = Math.ceil(timeout.toSeconds({ integral: false }));
+    if (timeoutSeconds > 280) {
+      throw new Error(`the vendor caller would need ${timeoutSeconds} s (lead ${settings.leadMs} ms + maxSlotWait ${maxSlotWait.toHumanString()} + vendorCallTimeout ${callTimeout.toHumanString()} + 5 s), more than fits in an Express workflow (5 minutes): lower maxSlotWait or vendorCallTimeout`);
+    }
+    const fn = new VendorCallerFunction(this, 'VendorCaller', {
+      description: 'Sends one request to the vendor through the throttled proxy at its pacing slot',
+      timeout: Duration.seconds(timeoutSeconds),
+      memorySize: 256,
+      reservedConcurrentExecutions: props.callerReservedConcurrency,
+      tracing: props.tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
+      logGroup: new logs.LogGroup(this, 'VendorCallerLogs', {
+        retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
+      environment: {
+        [VendorCallerEnv.PROXY_ENDPOINT_URL]: props.proxy.restApi.url,
+        [VendorCallerEnv.REQUESTS_PER_SECOND]: String(settings.requestsPerSecond),
+        [VendorCallerEnv.PACER_TABLE_NAME]: pacing.pacerTable.tableName,
+        [VendorCallerEnv.LATENESS_TOLERANCE_MS]: String(settings.latenessToleranceMs),
+        [VendorCallerEnv.FIRE_TOLERANCE_MS]: String(settings.fireToleranceMs),
+        [VendorCallerEnv.MAX_SLOT_WAIT_MS]: String(maxSlotWait.toMilliseconds()),
+        [VendorCallerEnv.CALL_TIMEOUT_MS]: String(callTimeout.toMilliseconds()),
+        [VendorCallerEnv.DEFAULT_PAUSE_MS]: String(defaultPause.toMilliseconds()),
+        [VendorCallerEnv.MAX_PAUSE_MS]: String(15 * 60 * 1000),
+        [METRICS_SCOPE_ENV]: pacing.metricsScope ?? 'default',
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+        POWERTOOLS_SERVICE_NAME: 'vendor-caller',
+      },
+    });
+    props.proxy.grantInvoke(fn);
+    pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    addFunctionNagSuppressions(fn, { tracing: props.tracingEnabled });
+    addRolePolicyNagSuppressions(fn.role, [{
+      id: 'AwsSolutions-IAM5',
+      reason: 'The vendor caller may call every method and path of the throttled proxy\'s stage (the proxy forwards <vendorUrl>/{proxy+}); the ARN is limited to that one API and stage, whose resource policy denies every other role.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:execute-api:(<AWS::Region>|[a-z0-9-]+):(<AWS::AccountId>|[0-9]+):<[A-Za-z0-9]+>\\/[^/*]+\\/\\*\\/\\*$/' }],
+    }]);
+    return fn;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { Duration, Names, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -11,6 +11,7 @@ import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/cal
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
+import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { validateDuration, validateRequestsPerSecond, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
@@ -91,6 +92,16 @@ export interface AsyncExternalApiOrchestratorProps {
    * @default 2
    */
   readonly maxConcurrency?: number;
+
+  /**
+   * Where the pacing schedule is applied. `VENDOR_CALL` keeps the contract at the vendor (a small
+   * Lambda fires each request at its slot); `DISPATCH` paces StartExecution only (cheaper, but the
+   * workflow's spread can exceed the contract at the vendor; the proxy throttle is then the limit).
+   * Same as `consumer.pacingPoint`; give one or the other.
+   *
+   * @default PacingPoint.VENDOR_CALL
+   */
+  readonly pacingPoint?: PacingPoint;
 
   /**
    * Options of the request queue and its paced consumer.
@@ -487,6 +498,19 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     validateWholeNumber('batchSize', props.batchSize, 1, 10_000);
     validateWholeNumber('maxConcurrency', props.maxConcurrency, 2, 1000);
+    if (props.pacingPoint !== undefined && props.consumer?.pacingPoint !== undefined) {
+      throw new Error(`pacingPoint is given twice (pacingPoint ${props.pacingPoint} and consumer.pacingPoint ${props.consumer.pacingPoint}): give one`);
+    }
+    const pacingPoint = props.pacingPoint ?? props.consumer?.pacingPoint ?? PacingPoint.VENDOR_CALL;
+    // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
+    const proxySettings = deriveRateSettings(props.requestsPerSecond, {
+      pacingPoint,
+      latenessToleranceMs: props.consumer?.latenessTolerance?.toMilliseconds(),
+      fireToleranceMs: props.consumer?.fireTolerance?.toMilliseconds(),
+      leadMs: props.consumer?.lead?.toMilliseconds(),
+      proxyRateLimit: props.proxy?.throttlingRateLimit,
+      proxyBurstLimit: props.proxy?.throttlingBurstLimit,
+    });
     const monitoring = props.monitoring ?? {};
     if (monitoring.dashboard === false && monitoring.dashboardName !== undefined) {
       throw new Error(`monitoring.dashboardName is given ('${monitoring.dashboardName}') but monitoring.dashboard is false: give one or the other`);
@@ -506,11 +530,17 @@ export class AsyncExternalApiOrchestrator extends Construct {
 
     this.proxy = new ThrottledProxy(this, 'Proxy', {
       ...props.proxy,
+      throttlingRateLimit: proxySettings.proxyRateLimit,
+      throttlingBurstLimit: proxySettings.proxyBurstLimit,
       vendorUrl: props.vendorUrl,
       requestsPerSecond: props.requestsPerSecond,
       metricsScope: this.metricsScope,
       tracingEnabled: props.proxy?.tracingEnabled ?? props.tracing,
     });
+
+    for (const warning of proxySettings.warnings.filter((w) => /throttling/.test(w.id))) {
+      Annotations.of(this.proxy).addWarningV2(warning.id, warning.message);
+    }
 
     this.webhook = new CallbackWebhook(this, 'Webhook', {
       ...props.webhook,
@@ -524,6 +554,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       ...props.consumer,
       batchSize: props.batchSize ?? props.consumer?.batchSize,
       maxConcurrency: props.maxConcurrency ?? props.consumer?.maxConcurrency,
+      pacingPoint,
       requestsPerSecond: props.requestsPerSecond,
       // Items outlive the wait by a day, so late callbacks are still recognised as late.
       correlationTtl: props.callbackTimeout.plus(Duration.days(1)),
@@ -540,6 +571,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
       callbackUrl: this.webhook.url,
       perRequestCallbackUrl: this.webhook.capabilityUrls, // webhookauth
       tracingEnabled: props.dispatch?.tracingEnabled ?? props.tracing,
+      pacing: pacingPoint === PacingPoint.VENDOR_CALL
+        ? { pacerTable: this.consumer.pacerTable, rateSettings: this.consumer.rateSettings, metricsScope: this.metricsScope }
+        : undefined,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);

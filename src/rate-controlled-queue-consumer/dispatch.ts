@@ -51,6 +51,11 @@ export interface DispatchConfig {
   readonly maxPacingWaitMs: number;
   /** `L`: how late a start may be against its slot. */
   readonly latenessToleranceMs: number;
+  /**
+   * PacingPoint.VENDOR_CALL: each execution starts this long before its slot and carries the slot
+   * (`slotAtMs`) to the vendor caller, which fires at it. 0: start at the slot (PacingPoint.DISPATCH).
+   */
+  readonly leadMs?: number;
   readonly correlationTtlSeconds: number;
   readonly deadLetterQueueUrl: string;
   /** SQS endpoint override (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), for queue URLs built from ARNs. */
@@ -77,7 +82,7 @@ export interface DispatchDeps {
   readonly clock?: Clock;
   /** Random source for the pacer's retry backoff. Default Math.random. */
   readonly random?: () => number;
-  /** Extra slot interval read at run time (AppConfig dynamic delay); never throws, never < 0. */
+  /** Operator's dynamic delay: added to the slot interval of every reservation (can only slow). */
   readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
 }
 
@@ -97,6 +102,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     latenessToleranceMs: readNumber(
       env, ConsumerEnv.LATENESS_TOLERANCE_MS, DEFAULT_LATENESS_TOLERANCE_MS, (v) => v >= 0, 'a number of milliseconds >= 0',
     ),
+    leadMs: readNumber(env, ConsumerEnv.PACING_LEAD_MS, 0, (v) => v >= 0, 'a number of milliseconds >= 0'),
     correlationTtlSeconds: readNumber(
       env, ConsumerEnv.CORRELATION_TTL_SECONDS, undefined, (v) => Number.isSafeInteger(v) && v > 0, 'a whole number of seconds > 0',
     ),
@@ -157,7 +163,7 @@ export function parseRequestMessage(body: string): ParsedRequest {
 }
 
 /** The dispatch workflow's input for a message. */
-export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number): DispatchInput {
+export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number): DispatchInput {
   return {
     requestId: message.requestId,
     taskToken: message.taskToken,
@@ -169,6 +175,7 @@ export function buildDispatchInput(message: RequestMessage, nowMs: number, corre
     // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.
     callbackToken: isCallbackToken(message.callbackToken) ? message.callbackToken : newCallbackToken(),
     // ---- end webhookauth ----
+    ...(slotAtMs !== undefined ? { slotAtMs } : {}),
   };
 }
 
@@ -217,15 +224,15 @@ interface ValidRecord {
  * vendor-call workflow for a `call` (callVendorTask). Both are paced alike: a call is one request
  * to the vendor and counts against the contract.
  */
-export function executionFor(message: AnyRequestMessage, nowMs: number, config: DispatchConfig):
+export function executionFor(message: AnyRequestMessage, nowMs: number, config: DispatchConfig, slotAtMs?: number):
 { readonly stateMachineArn: string; readonly input: DispatchInput | VendorCallInput } {
   if (isVendorCallMessage(message)) {
     if (config.callStateMachineArn === undefined) {
       throw new Error('vendor calls (kind \'call\') are not enabled on this consumer: no vendor-call workflow is configured');
     }
-    return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message) };
+    return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message, slotAtMs) };
   }
-  return { stateMachineArn: config.stateMachineArn, input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds) };
+  return { stateMachineArn: config.stateMachineArn, input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds, slotAtMs) };
 }
 
 /**
@@ -293,6 +300,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   const readyAtMs = clock.now();
   const pending = [...valid];
   const inFlight: Promise<string | undefined>[] = [];
+  const lead = config.leadMs ?? 0;
   let slots: number[] = [];
   let nextFreeAtMs: number | undefined;
 
@@ -300,9 +308,9 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     if (slots.length === 0) {
       let reservation: SlotReservation;
       try {
-        // Read before maxWaitMs is computed: a refresh of the dynamic delay takes time too.
-        const extraIntervalMs = await deps.dynamicDelay?.extraIntervalMs();
+        const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
         reservation = await reserveSlots({
+          extraIntervalMs,
           dynamodb: deps.clients.dynamodb,
           tableName: config.pacerTableName,
           requested: pending.length,
@@ -311,7 +319,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           maxWaitMs: Math.max(0, deadline - clock.now()),
           clock,
           random: deps.random,
-          extraIntervalMs,
+          // VENDOR_CALL: no slot sooner than the lead, so that the execution can start `lead` before it.
+          minLeadMs: lead,
         });
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.
@@ -329,16 +338,21 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     }
 
     const slot = slots.shift()!;
+    // VENDOR_CALL: the execution starts `lead` before the slot; the vendor caller fires at the slot.
+    const startAt = slot - lead;
     const item = pending[0];
-    const waitMs = Math.max(0, slot - clock.now());
+    const waitMs = Math.max(0, startAt - clock.now());
     logger.debug('waiting for pacing slot', {
       requestId: item.message.requestId, messageId: item.record.messageId, slotAtMs: slot, waitMs,
     });
     if (waitMs > 0) {
       await clock.sleep(waitMs);
     }
-    const lateByMs = clock.now() - slot;
-    if (lateByMs > config.latenessToleranceMs) {
+    const lateByMs = clock.now() - startAt;
+    // With a lead the vendor caller enforces the slot (it gives late slots up itself): a start may
+    // then be late by up to half the lead. Without one, the start is the paced event.
+    const startTolerance = lead > 0 ? Math.max(config.latenessToleranceMs, lead / 2) : config.latenessToleranceMs;
+    if (lateByMs > startTolerance) {
       // Starting now could break the rate guarantee (see pacer.ts). The rest of this reservation
       // is at least as stale, so give it all up and reserve afresh for the remaining messages.
       const slotsGivenUp = slots.length + 1;
@@ -372,7 +386,7 @@ async function startExecution(
 ): Promise<string | undefined> {
   const { config, logger, metrics } = deps;
   const now = clock.now();
-  const { stateMachineArn, input } = executionFor(item.message, now, config);
+  const { stateMachineArn, input } = executionFor(item.message, now, config, slot);
   const name = executionName(item.message.requestId, input.attempt);
   const log = {
     requestId: item.message.requestId,
@@ -388,7 +402,7 @@ async function startExecution(
       name,
       input: JSON.stringify(input),
     }));
-    logger.info('started dispatch execution', { ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: now - slot });
+    logger.info('started dispatch execution', { ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: now - (slot - (config.leadMs ?? 0)) });
     return undefined;
   } catch (error) {
     // The slot is wasted, never reused later: a late start could break the rate guarantee.

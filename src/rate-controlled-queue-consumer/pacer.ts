@@ -1,29 +1,43 @@
 /**
- * Pacing of StartExecution calls across every concurrent dispatcher invocation.
+ * The shared pacing schedule: every request to the vendor gets a time slot from one DynamoDB item,
+ * across all concurrent invocations, cold starts and both Lambda functions that use it (the
+ * dispatcher and the vendor caller).
  *
  * ## The guarantee
  *
- * Across all concurrent invocations and cold starts, the dispatcher issues at most `floor(R)`
- * StartExecution calls (at most 1 when `R < 1`) in any sliding 1-second window, where `R` is the
- * vendor's contracted requests per second, assuming the Lambda clocks agree within the lateness
- * tolerance `L`.
+ * Let `R` be the contract, `r = floor(R)` (or `R` when `R < 1`). In the default pacing point
+ * (`PacingPoint.VENDOR_CALL`) **no sliding 1-second window at the vendor holds more than `ceil(r)`
+ * requests** (`floor(R)`, or 1 when `R < 1`), provided that for every request
+ *
+ *     (how late the vendor caller fires against its slot) + (spread of the caller -> vendor latency) <= L
+ *
+ * where `L` is the lateness tolerance the slots are spaced for. The caller enforces the first term
+ * (it fires in `[t, t + fireTolerance]` or gives the slot up); the second is an assumption about the
+ * network path (caller Lambda -> API Gateway proxy -> vendor), stated with the defaults below.
+ *
+ * In `PacingPoint.DISPATCH` the same bound holds for the StartExecution calls; at the vendor it holds
+ * only if the spread of the whole Express workflow (start, its states, the proxy) stays within `L`,
+ * which it does not (hundreds of milliseconds): that mode is cheaper but not contract-exact.
  *
  * ## The method: a shared slot schedule
  *
  * One DynamoDB item (`pk = 'pacer'`) holds `nextSlotAtMs`, the earliest time (epoch ms) that no
- * invocation has reserved yet. An invocation that holds `k` messages reserves up to `k` slots:
+ * invocation has reserved yet, and `pausedUntilMs`, until when the vendor asked us to stop (a 429
+ * with or without Retry-After). A reservation of up to `k` slots:
  *
  * - effective rate `r = R >= 1 ? floor(R) : R`;
- * - slot interval `I = (1000 + L) / r` ms (rounded up to a multiple of 1/1024 ms, see below);
- * - `base = max(now, nextSlotAtMs)`, slots `base, base + I, ..., base + (n - 1) * I`, where `n`
- *   is as many as are wanted and fit before the invocation's deadline (`n` may be 0);
+ * - slot interval `I = (1000 + L) / r + extra` ms (rounded up to a multiple of 1/1024 ms, see
+ *   below), where `extra >= 0` is the operator's dynamic delay (it can only slow);
+ * - `base = max(now, nextSlotAtMs, pausedUntilMs)`, slots `base, base + I, ..., base + (n - 1) * I`,
+ *   `n` as many as are wanted and fit before the invocation's deadline (`n` may be 0);
  * - `nextSlotAtMs := base + n * I`, written with the condition `nextSlotAtMs = :old` (or
  *   `attribute_not_exists(nextSlotAtMs)` when there was none). If another invocation wrote first,
  *   the condition fails and the whole read-compute-write is retried. No locks are held, so a
  *   crashed invocation cannot block the others.
  *
- * A start for slot `t` is issued in `[t, t + L]` or not at all: an invocation that wakes up later
- * than `t + L` (a slow SDK call, a long GC pause) gives the slot up and reserves new ones.
+ * A request for slot `t` is issued in `[t, t + tolerance]` or not at all: a caller (or dispatcher)
+ * that wakes up later gives the slot up and reserves a new one. State lives only in DynamoDB, so a
+ * cold start or a new container changes nothing: it reads the same item.
  *
  * ## Why it holds
  *
@@ -31,18 +45,37 @@
  *    moves `nextSlotAtMs` forward past the slots it reserved, and the conditional write makes the
  *    read-compute-write of each reservation atomic, so the next reservation starts at or after
  *    the last slot of the previous one plus `I`.
- * 2. Take any window `(a - 1000, a]`. A start in it was issued at some `s` with `t <= s <= t + L`
- *    for its slot `t`, so `t` lies in `(a - 1000 - L, a]`.
- * 3. That is a half-open span of length `1000 + L <= r * I`: any two points in it are less than
- *    `r * I` apart. `m` slots at least `I` apart have a first and a last at least `(m - 1) * I`
- *    apart, so `(m - 1) * I < r * I`, i.e. `m < r + 1`, i.e. `m <= ceil(r)`.
- * 4. `ceil(r)` is `floor(R)` when `R >= 1`, and 1 when `R < 1`.
+ * 2. Request `i` for slot `t_i` reaches the vendor at `a_i = t_i + f_i + d_i`, `f_i` the firing
+ *    lateness, `d_i` the caller -> vendor latency. With `d_i` in `[d_min, d_min + J]` and
+ *    `f_i + (d_i - d_min) <= L` (the assumption), `a_i - d_min` lies in `[t_i, t_i + L]`.
+ * 3. Take any window `(a - 1000, a]` at the vendor. Every request in it has `t_i` in
+ *    `(a - d_min - 1000 - L, a - d_min]`, a half-open span of length `1000 + L <= r * I`: `m`
+ *    slots at least `I` apart in it satisfy `(m - 1) * I < r * I`, so `m <= ceil(r)`.
  *
- * The argument reads all times off one clock. Each Lambda uses its own; the proof carries over
- * as far as they agree (the stated assumption), and skew between them is not otherwise covered.
+ * Clocks: every Lambda reads its own clock. The proof carries over as far as they agree, which
+ * is part of `L` (EC2/Lambda hosts sync to the Amazon Time Sync Service, typically well under
+ * 1 ms apart).
  *
- * The bound is on when the calls are *issued*; callers must not let the SDK retry StartExecution
- * on their behalf (a retry is a start outside its slot).
+ * ## Choosing L (the defaults, and where the numbers come from)
+ *
+ * `L = fireTolerance + J`. With the vendor caller, `J` is the spread of one HTTPS request on a
+ * warm keep-alive connection from a Lambda to a regional API Gateway endpoint in the same region
+ * plus the proxy's HTTP integration to the vendor:
+ *
+ * - Lambda timer accuracy: Node.js timers fire 0-2 ms late on an idle event loop (the caller does
+ *   nothing else while it waits) -> the caller fires within `fireTolerance = 10 ms` or gives up.
+ * - API Gateway overhead (the `Latency - IntegrationLatency` of REST APIs): typically 5-15 ms,
+ *   spread about 10 ms at p99 for a regional endpoint (AWS re:Post / CloudWatch measurements).
+ * - Network to the vendor: the vendor's own jitter is outside our control; within one region or
+ *   to a nearby internet endpoint the spread of the TCP path is a few milliseconds (p99 ~5 ms).
+ *
+ * So `J ~ 15-20 ms` and the default `L = 30 ms` (`fireTolerance 10 ms + J 20 ms`): slots are
+ * spaced `(1000 + 30) / r` apart, the best possible utilization is `1000 / 1030 = 0.971`.
+ * A vendor whose path spreads more needs a larger `L` (utilization `1000 / (1000 + L)`).
+ * A cold connection (new container: DNS + TCP + TLS, 30-100 ms) would break the assumption, so
+ * the caller opens its connection during its lead time, before its first slot.
+ *
+ * In `PacingPoint.DISPATCH`, `L` only covers the dispatcher's own lateness (default 50 ms).
  *
  * ## Exact arithmetic
  *
@@ -61,7 +94,9 @@ export const PACER_ITEM_KEY = 'pacer';
 export const PACER_PARTITION_KEY = 'pk';
 /** Attribute holding the next unreserved slot time, epoch milliseconds (N). */
 export const NEXT_SLOT_ATTRIBUTE = 'nextSlotAtMs';
-/** Default lateness tolerance `L`, in milliseconds. */
+/** Attribute holding until when dispatch is paused (vendor pushback), epoch milliseconds (N). */
+export const PAUSED_UNTIL_ATTRIBUTE = 'pausedUntilMs';
+/** Default lateness tolerance `L` when pacing StartExecution (PacingPoint.DISPATCH), in milliseconds. */
 export const DEFAULT_LATENESS_TOLERANCE_MS = 50;
 /** How many times a reservation is attempted when other invocations keep writing first. */
 export const DEFAULT_MAX_RESERVATION_ATTEMPTS = 10;
@@ -94,18 +129,22 @@ export function effectiveRate(requestsPerSecond: number): number {
  *
  * @param requestsPerSecond the contracted rate `R` (floored here when `R >= 1`)
  * @param latenessToleranceMs `L`
+ * @param extraIntervalMs added to the interval (dynamic delay, >= 0: it can only slow)
  */
-export function slotIntervalMs(requestsPerSecond: number, latenessToleranceMs: number): number {
+export function slotIntervalMs(requestsPerSecond: number, latenessToleranceMs: number, extraIntervalMs: number = 0): number {
   if (!Number.isFinite(latenessToleranceMs) || latenessToleranceMs < 0) {
     throw new Error(`latenessToleranceMs must be a non-negative number, got ${latenessToleranceMs}`);
   }
-  const exact = (1000 + latenessToleranceMs) / effectiveRate(requestsPerSecond);
+  if (!Number.isFinite(extraIntervalMs) || extraIntervalMs < 0) {
+    throw new Error(`extraIntervalMs must be a non-negative number, got ${extraIntervalMs}`);
+  }
+  const exact = (1000 + latenessToleranceMs) / effectiveRate(requestsPerSecond) + extraIntervalMs;
   return Math.ceil(exact * 1024) / 1024;
 }
 
 /** Result of {@link computeSchedule}. */
 export interface Schedule {
-  /** Time of the first slot: `max(now, nextSlotAtMs)`. */
+  /** Time of the first slot: `max(now, nextSlotAtMs, pausedUntilMs)`. */
   readonly base: number;
   /** Number of slots granted (0 when none fits before the deadline). */
   readonly n: number;
@@ -113,6 +152,16 @@ export interface Schedule {
   readonly slots: number[];
   /** What `nextSlotAtMs` becomes: `base + n * I`. Also the next free slot. */
   readonly newNextSlotAtMs: number;
+}
+
+/** What else shapes a schedule besides the stored next slot. */
+export interface ScheduleOptions {
+  /** The vendor's pause: no slot before it (epoch ms). */
+  readonly pausedUntilMs?: number;
+  /** Added to the slot interval (dynamic delay), >= 0. */
+  readonly extraIntervalMs?: number;
+  /** No slot earlier than `nowMs + minLeadMs`: time the caller needs before it can fire. Default 0. */
+  readonly minLeadMs?: number;
 }
 
 /**
@@ -124,8 +173,7 @@ export interface Schedule {
  * @param requestsPerSecond the contracted rate `R` (floored when `R >= 1`; passing `r` is the same)
  * @param latenessToleranceMs `L`
  * @param maxWaitMs the latest acceptable slot is `nowMs + maxWaitMs`
- * @param extraIntervalMs added to the slot interval (dynamic delay): it can only slow, so the
- *   guarantee holds unchanged (slots stay at least `I` apart). Rounded up to 1/1024 ms like `I`.
+ * @param options the vendor's pause and the dynamic delay
  */
 export function computeSchedule(
   nowMs: number,
@@ -134,18 +182,15 @@ export function computeSchedule(
   requestsPerSecond: number,
   latenessToleranceMs: number,
   maxWaitMs: number,
-  extraIntervalMs: number = 0,
+  options: ScheduleOptions = {},
 ): Schedule {
   if (!Number.isInteger(requested) || requested < 0) {
     throw new Error(`requested must be a non-negative integer, got ${requested}`);
   }
-  if (!Number.isFinite(extraIntervalMs) || extraIntervalMs < 0) {
-    throw new Error(`extraIntervalMs must be a non-negative number, got ${extraIntervalMs}`);
-  }
-  const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs) + Math.ceil(extraIntervalMs * 1024) / 1024;
+  const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs, options.extraIntervalMs ?? 0);
   // An idle schedule (nextSlotAtMs in the past) restarts at now: unused past slots are not
-  // banked, otherwise an idle period would allow a burst.
-  const base = Math.max(nowMs, nextSlotAtMs ?? 0);
+  // banked, otherwise an idle period would allow a burst. No slot falls inside a pause.
+  const base = Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0);
   const latestSlot = nowMs + Math.max(0, maxWaitMs);
   const fitting = latestSlot < base ? 0 : Math.floor((latestSlot - base) / interval) + 1;
   const n = Math.min(requested, fitting);
@@ -180,6 +225,8 @@ export interface SlotReservation {
   readonly slots: number[];
   /** The first slot after this reservation: when the schedule has room again. */
   readonly nextFreeAtMs: number;
+  /** The vendor's pause as read, epoch ms (undefined when none was ever written). */
+  readonly pausedUntilMs?: number;
 }
 
 /** Arguments of {@link reserveSlots}. */
@@ -197,8 +244,10 @@ export interface ReserveSlotsOptions {
   readonly random?: () => number;
   /** Default {@link DEFAULT_MAX_RESERVATION_ATTEMPTS}. */
   readonly maxAttempts?: number;
-  /** Added to the slot interval (dynamic delay, >= 0). Default 0. */
+  /** Added to the slot interval (dynamic delay), >= 0. Default 0. */
   readonly extraIntervalMs?: number;
+  /** No slot earlier than this long after the reservation is computed. Default 0. */
+  readonly minLeadMs?: number;
 }
 
 /**
@@ -219,19 +268,21 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       Key: key,
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
       ConsistentRead: true,
-      ProjectionExpression: NEXT_SLOT_ATTRIBUTE,
+      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}`,
     }));
-    const stored = parseNextSlot(read.Item?.[NEXT_SLOT_ATTRIBUTE]);
+    const stored = parseNumberAttribute(read.Item?.[NEXT_SLOT_ATTRIBUTE], NEXT_SLOT_ATTRIBUTE);
+    const pausedUntilMs = parseNumberAttribute(read.Item?.[PAUSED_UNTIL_ATTRIBUTE], PAUSED_UNTIL_ATTRIBUTE)?.value;
 
     // Measured after the read: the first slot is never before the moment it is computed.
     const now = clock.now();
     const schedule = computeSchedule(
       now, stored?.value, options.requested, options.requestsPerSecond, options.latenessToleranceMs, deadline - now,
-      options.extraIntervalMs,
+      { pausedUntilMs, extraIntervalMs: options.extraIntervalMs, minLeadMs: options.minLeadMs },
     );
+    const paused = pausedUntilMs === undefined ? {} : { pausedUntilMs };
     if (schedule.n === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
-      return { slots: [], nextFreeAtMs: schedule.newNextSlotAtMs };
+      return { slots: [], nextFreeAtMs: schedule.newNextSlotAtMs, ...paused };
     }
 
     try {
@@ -247,7 +298,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
           ...(stored ? { ':old': { N: stored.raw } } : {}),
         },
       }));
-      return { slots: schedule.slots, nextFreeAtMs: schedule.newNextSlotAtMs };
+      return { slots: schedule.slots, nextFreeAtMs: schedule.newNextSlotAtMs, ...paused };
     } catch (error) {
       if (!isConditionalCheckFailed(error)) {
         throw error;
@@ -262,13 +313,54 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
   throw new Error(`pacer reservation in ${options.tableName} lost ${maxAttempts} consecutive races with other invocations`);
 }
 
-function parseNextSlot(attribute: { N?: string } | undefined): { value: number; raw: string } | undefined {
+/**
+ * Reads the vendor's pause (consistent read): the vendor caller checks it just before firing, so
+ * a pause written after its slot was reserved is still honoured. Undefined when none was written.
+ */
+export async function readPausedUntil(dynamodb: DynamoDBClient, tableName: string): Promise<number | undefined> {
+  const read = await dynamodb.send(new GetItemCommand({
+    TableName: tableName,
+    Key: { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } },
+    ConsistentRead: true,
+    ProjectionExpression: PAUSED_UNTIL_ATTRIBUTE,
+  }));
+  return parseNumberAttribute(read.Item?.[PAUSED_UNTIL_ATTRIBUTE], PAUSED_UNTIL_ATTRIBUTE)?.value;
+}
+
+/**
+ * Pauses every dispatcher and caller until `untilMs` (vendor pushback). The pause only ever moves
+ * forward: a shorter pause than the stored one changes nothing. Resolves to the pause in force.
+ */
+export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, untilMs: number): Promise<number> {
+  if (!Number.isFinite(untilMs)) {
+    throw new Error(`untilMs must be a finite number, got ${untilMs}`);
+  }
+  try {
+    await dynamodb.send(new UpdateItemCommand({
+      TableName: tableName,
+      Key: { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } },
+      UpdateExpression: 'SET #paused = :until',
+      ConditionExpression: 'attribute_not_exists(#paused) OR #paused < :until',
+      ExpressionAttributeNames: { '#paused': PAUSED_UNTIL_ATTRIBUTE },
+      ExpressionAttributeValues: { ':until': { N: String(untilMs) } },
+    }));
+    return untilMs;
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      // A longer pause is already in force: keep it.
+      return (await readPausedUntil(dynamodb, tableName)) ?? untilMs;
+    }
+    throw error;
+  }
+}
+
+function parseNumberAttribute(attribute: { N?: string } | undefined, name: string): { value: number; raw: string } | undefined {
   if (attribute === undefined) {
     return undefined;
   }
   const value = attribute.N === undefined ? NaN : Number(attribute.N);
   if (!Number.isFinite(value)) {
-    throw new Error(`pacer item attribute ${NEXT_SLOT_ATTRIBUTE} is not a number: ${JSON.stringify(attribute)}`);
+    throw new Error(`pacer item attribute ${name} is not a number: ${JSON.stringify(attribute)}`);
   }
   // The condition compares against the stored text, so the exact number stored is what is matched.
   return { value, raw: attribute.N! };

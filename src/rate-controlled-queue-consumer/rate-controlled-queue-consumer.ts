@@ -14,6 +14,7 @@ import { ConsumerTrigger, ConsumerTriggerType } from './consumer-trigger';
 import { DispatcherFunction } from './dispatcher-function';
 import { addScheduleTrigger, planScheduleTrigger, ScheduleTriggerPlan } from './schedule-trigger';
 import { DynamicDelay, DynamicDelayOptions } from './dynamic-delay';
+import { deriveRateSettings, PacingPoint, RateSettings } from './rate-settings';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
@@ -85,13 +86,41 @@ export interface RateControlledQueueConsumerOptions {
   readonly visibilityTimeout?: Duration;
 
   /**
-   * How late a start may be against its pacing slot before the slot is given up and a new one
-   * reserved. It also covers clock differences between Lambda instances. Larger values cost a
-   * little throughput (slots are spaced (1 s + tolerance) / rate apart).
+   * Where the pacing schedule is applied: the StartExecution calls (`DISPATCH`) or the vendor call
+   * itself (`VENDOR_CALL`: executions start `lead` before their slot and pass `slotAtMs` to the
+   * workflow, whose vendor caller fires at the slot). See the README, "Pacing".
    *
-   * @default Duration.millis(50)
+   * @default - PacingPoint.VENDOR_CALL in an AsyncExternalApiOrchestrator; PacingPoint.DISPATCH for a
+   * consumer used alone (its workflow may not honour `slotAtMs`)
+   */
+  readonly pacingPoint?: PacingPoint;
+
+  /**
+   * With `PacingPoint.VENDOR_CALL`: how long before its pacing slot an execution is started, so
+   * that the workflow reaches the vendor caller before the slot. Too short: callers arrive late
+   * and give their slots up (throughput, never the bound). Too long: callers wait (Lambda time).
+   *
+   * @default Duration.seconds(1) with VENDOR_CALL, none with DISPATCH
+   */
+  readonly lead?: Duration;
+
+  /**
+   * `L`: slots are spaced `(1 s + L) / floor(requestsPerSecond)` apart. With `VENDOR_CALL` it must
+   * cover how late the caller fires (`fireTolerance`) plus the spread of the caller -> proxy ->
+   * vendor latency; with `DISPATCH`, how late a start may be. Larger values cost throughput (best
+   * utilization `1 s / (1 s + L)`).
+   *
+   * @default Duration.millis(30) with VENDOR_CALL (utilization up to 0.971), Duration.millis(50) with DISPATCH
    */
   readonly latenessTolerance?: Duration;
+
+  /**
+   * With `VENDOR_CALL`: how late the vendor caller may fire against its slot before it gives the
+   * slot up and reserves a new one. Part of `latenessTolerance`.
+   *
+   * @default Duration.millis(10)
+   */
+  readonly fireTolerance?: Duration;
 
   /**
    * Customer-managed KMS key for the request queue and its dead-letter queue.
@@ -182,8 +211,6 @@ export interface RateControlledQueueConsumerProps extends RateControlledQueueCon
   readonly metricsScope?: string;
 }
 
-/** Lateness tolerance when none is given; see `latenessTolerance`. */
-const DEFAULT_LATENESS_TOLERANCE = Duration.millis(50);
 /** Time an invocation keeps for its SDK calls after its last pacing slot. */
 const INVOCATION_SLACK_SECONDS = 15;
 
@@ -231,6 +258,10 @@ export class RateControlledQueueConsumer extends Construct {
   // --- schedule trigger (low-rate mode): end ---
   /** The AppConfig dynamic delay, when `dynamicDelay` is given. */
   public readonly dynamicDelay?: DynamicDelay;
+  /** Where the pacing schedule is applied. */
+  public readonly pacingPoint: PacingPoint;
+  /** Every rate knob, derived from the contract and the overrides (see the README, "Pacing"). */
+  public readonly rateSettings: RateSettings;
 
   private stateMachine?: sfn.IStateMachine;
   private callStateMachine?: sfn.IStateMachine;
@@ -240,28 +271,46 @@ export class RateControlledQueueConsumer extends Construct {
 
     validateRequestsPerSecond(props.requestsPerSecond);
     this.requestsPerSecond = props.requestsPerSecond;
-    this.batchSize = props.batchSize ?? Math.min(10, Math.max(1, Math.ceil(props.requestsPerSecond)));
-    this.maxConcurrency = props.maxConcurrency ?? 2;
-    validateWholeNumber('batchSize', this.batchSize, 1, 10_000, 'the SQS event source mapping limit for standard queues');
-    validateWholeNumber('maxConcurrency', this.maxConcurrency, 2, 1000, 'the SQS event source mapping limit');
+    validateWholeNumber('batchSize', props.batchSize, 1, 10_000, 'the SQS event source mapping limit for standard queues');
+    validateWholeNumber('maxConcurrency', props.maxConcurrency, 2, 1000, 'the SQS event source mapping limit');
     validateWholeNumber('maxReceiveCount', props.maxReceiveCount, 1, 1000);
     validateWholeNumber('reservedConcurrentExecutions', props.reservedConcurrentExecutions, 1, 10_000);
     validateWholeNumber('provisionedConcurrentExecutions', props.provisionedConcurrentExecutions, 1, 10_000);
     validateDuration('maxBatchingWindow', props.maxBatchingWindow, Duration.seconds(0), Duration.minutes(5));
     validateDuration('latenessTolerance', props.latenessTolerance, Duration.millis(1), Duration.seconds(1));
+    validateDuration('fireTolerance', props.fireTolerance, Duration.millis(0), Duration.seconds(1));
+    validateDuration('lead', props.lead, Duration.millis(0), Duration.minutes(1));
     validateDuration('backlogAlarmThreshold', props.backlogAlarmThreshold, Duration.seconds(1), Duration.days(1));
     validateDuration('correlationTtl', props.correlationTtl, Duration.minutes(1), Duration.days(400));
     validateMetricsScope(props.metricsScope);
     this.metricsScope = props.metricsScope ?? Names.uniqueId(this);
+    this.pacingPoint = props.pacingPoint ?? PacingPoint.DISPATCH;
+    this.rateSettings = deriveRateSettings(props.requestsPerSecond, {
+      pacingPoint: this.pacingPoint,
+      batchSize: props.batchSize,
+      maxBatchingWindowMs: props.maxBatchingWindow?.toMilliseconds(),
+      maxConcurrency: props.maxConcurrency,
+      leadMs: props.lead?.toMilliseconds(),
+      latenessToleranceMs: props.latenessTolerance?.toMilliseconds(),
+      fireToleranceMs: props.fireTolerance?.toMilliseconds(),
+    });
+    for (const warning of this.rateSettings.warnings) {
+      // Proxy warnings are the proxy's to give (it knows its own limits).
+      if (!/throttling/.test(warning.id)) {
+        Annotations.of(this).addWarningV2(warning.id, warning.message);
+      }
+    }
+    this.batchSize = this.rateSettings.batchSize;
+    this.maxConcurrency = this.rateSettings.maxConcurrency;
+    validateWholeNumber('batchSize', this.batchSize, 1, 10_000, 'the SQS event source mapping limit for standard queues');
     if (this.batchSize > 10 && props.maxBatchingWindow !== undefined && props.maxBatchingWindow.toMilliseconds() < 1000) {
       throw new Error(`maxBatchingWindow must be at least 1 second when batchSize is above 10 (given ${props.maxBatchingWindow.toHumanString()} with batchSize ${this.batchSize}): Lambda requires it`);
     }
 
     // Function timeout: the longest an invocation may wait for its pacing slots (every other
     // concurrent invocation's batch may be scheduled first) plus slack for the SDK calls.
-    const latenessTolerance = props.latenessTolerance ?? DEFAULT_LATENESS_TOLERANCE;
-    const effectiveRate = props.requestsPerSecond >= 1 ? Math.floor(props.requestsPerSecond) : props.requestsPerSecond;
-    const slotIntervalMs = (1000 + latenessTolerance.toMilliseconds()) / effectiveRate;
+    const latenessTolerance = Duration.millis(this.rateSettings.latenessToleranceMs);
+    const slotIntervalMs = this.rateSettings.slotIntervalMs;
     const pacingSeconds = Math.ceil((this.batchSize * this.maxConcurrency * slotIntervalMs) / 1000);
     let timeoutSeconds = Math.max(30, pacingSeconds + INVOCATION_SLACK_SECONDS);
     // --- schedule trigger (low-rate mode): begin ---
@@ -325,6 +374,7 @@ export class RateControlledQueueConsumer extends Construct {
         [ConsumerEnv.PACER_TABLE_NAME]: this.pacerTable.tableName,
         [ConsumerEnv.MAX_PACING_WAIT_MS]: String((timeoutSeconds - INVOCATION_SLACK_SECONDS) * 1000),
         [ConsumerEnv.LATENESS_TOLERANCE_MS]: String(latenessTolerance.toMilliseconds()),
+        [ConsumerEnv.PACING_LEAD_MS]: String(this.rateSettings.leadMs),
         [ConsumerEnv.CORRELATION_TTL_SECONDS]: String((props.correlationTtl ?? Duration.days(2)).toSeconds()),
         DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
         POWERTOOLS_SERVICE_NAME: 'dispatcher',
@@ -357,7 +407,7 @@ export class RateControlledQueueConsumer extends Construct {
     // --- schedule trigger (low-rate mode): end ---
       target.addEventSource(new SqsEventSource(this.queue, {
         batchSize: this.batchSize,
-        maxBatchingWindow: props.maxBatchingWindow ?? (this.batchSize > 10 ? Duration.seconds(1) : undefined),
+        maxBatchingWindow: this.rateSettings.maxBatchingWindowMs > 0 ? Duration.millis(this.rateSettings.maxBatchingWindowMs) : undefined,
         maxConcurrency: this.maxConcurrency,
         reportBatchItemFailures: true,
       }));

@@ -14,6 +14,11 @@ export const ConsumerEnv = {
   MAX_PACING_WAIT_MS: 'MAX_PACING_WAIT_MS',
   /** How late a start may be against its slot before the slot is given up, in milliseconds. */
   LATENESS_TOLERANCE_MS: 'LATENESS_TOLERANCE_MS',
+  /**
+   * How long before its pacing slot an execution is started (PacingPoint.VENDOR_CALL), in
+   * milliseconds; 0 or absent: at the slot (PacingPoint.DISPATCH).
+   */
+  PACING_LEAD_MS: 'PACING_LEAD_MS',
   /** How long correlation items live (TTL), in seconds. */
   CORRELATION_TTL_SECONDS: 'CORRELATION_TTL_SECONDS',
 } as const;
@@ -38,4 +43,25 @@ export const CallbackEnv = {
   WEBHOOK_SIGNATURE_SECRET_ARN: 'WEBHOOK_SIGNATURE_SECRET_ARN',
   /** Largest callback body in bytes. */
   MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
+} as const;
+
+/** Vendor caller (DispatchWorkflow with PacingPoint.VENDOR_CALL). */
+export const VendorCallerEnv = {
+  /**
+   * The proxy stage URL. Named like the SDK's endpoint overrides (`*_ENDPOINT_URL`) so a local
+   * runtime can point it at its emulated API.
+   */
+  PROXY_ENDPOINT_URL: 'PROXY_ENDPOINT_URL',
+  REQUESTS_PER_SECOND: 'REQUESTS_PER_SECOND',
+  PACER_TABLE_NAME: 'PACER_TABLE_NAME',
+  LATENESS_TOLERANCE_MS: 'LATENESS_TOLERANCE_MS',
+  /** How late the caller may fire against its slot, in milliseconds. */
+  FIRE_TOLERANCE_MS: 'FIRE_TOLERANCE_MS',
+  /** Longest wait for a fresh slot or a pause before the request is requeued, in milliseconds. */
+  MAX_SLOT_WAIT_MS: 'MAX_SLOT_WAIT_MS',
+  CALL_TIMEOUT_MS: 'CALL_TIMEOUT_MS',
+  /** Pause after a 429 without Retry-After, in milliseconds. */
+  DEFAULT_PAUSE_MS: 'DEFAULT_PAUSE_MS',
+  /** Cap of Retry-After, in milliseconds. */
+  MAX_PAUSE_MS: 'MAX_PAUSE_MS',
 } as const;

@@ -71,6 +71,8 @@ export interface VendorCallInput {
   readonly call: VendorCallRequest;
   /** The raw message, re-enqueued or parked in the DLQ as is when the call gives up. */
   readonly message: VendorCallMessage;
+  /** The pacing slot of this call, epoch ms: the vendor caller fires at it (PacingPoint.VENDOR_CALL). */
+  readonly slotAtMs?: number;
 }
 
 /** Any message on the request queue. */
@@ -90,6 +92,11 @@ export interface DispatchInput {
   /** The request's secret callback token (see `RequestMessage.callbackToken`). */
   readonly callbackToken: string;
   // ---- end webhookauth ----
+  /**
+   * The pacing slot of this request, epoch ms: the vendor caller fires at it
+   * (PacingPoint.VENDOR_CALL). With PacingPoint.DISPATCH, the slot the execution was started in.
+   */
+  readonly slotAtMs?: number;
 }
 
 /**

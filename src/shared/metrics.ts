@@ -21,6 +21,12 @@ export const MetricNames = {
   PACING_WAIT: 'PacingWait',
   /** Dispatcher: slots given up because the start would have been late. Count. */
   SLOTS_GIVEN_UP: 'SlotsGivenUp',
+  /** Vendor caller: requests sent to the vendor at their slot. Count. */
+  VENDOR_CALLS: 'VendorCalls',
+  /** Vendor caller: how late a request fired against its slot. Milliseconds. */
+  VENDOR_CALL_LATENESS: 'VendorCallLateness',
+  /** Vendor caller: 429s that paused dispatch. Count. */
+  VENDOR_PAUSES: 'VendorPauses',
   /** Dispatcher: malformed request messages parked in the request DLQ. Count. */
   PARKED_REQUESTS: 'ParkedRequests',
   /** Callback processor: callbacks that resumed or failed a waiting workflow. Count. */

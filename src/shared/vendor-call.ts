@@ -125,7 +125,7 @@ export function parseVendorCallMessage(fields: Record<string, unknown>):
 }
 
 /** The vendor-call workflow's input for a (valid) message. */
-export function buildVendorCallInput(message: VendorCallMessage): VendorCallInput {
+export function buildVendorCallInput(message: VendorCallMessage, slotAtMs?: number): VendorCallInput {
   const normalized = normalizeVendorCall(message.call);
   if (!normalized.ok) {
     throw new Error(`invalid vendor call: ${normalized.problems.join('; ')}`);
@@ -136,6 +136,7 @@ export function buildVendorCallInput(message: VendorCallMessage): VendorCallInpu
     attempt: message.attempt ?? 1,
     call: normalized.call,
     message,
+    ...(slotAtMs !== undefined ? { slotAtMs } : {}),
   };
 }
 

@@ -7,7 +7,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery } from '../../src';
+import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint } from '../../src';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
@@ -72,9 +72,11 @@ async function run(definition: AslDefinition, input: unknown, handlers: Record<s
   }
 }
 
+const SLOT = 1_900_000_000_123;
+
 function dispatchInput(attempt = 1, payload: unknown = { order: 'o-1', amount: 3 }) {
   const message = { taskToken: 'token-1', requestId: 'req-1', payload, attempt };
-  return { ...message, expiresAt: 1_900_000_000, message, callbackToken: INPUT_TOKEN };
+  return { ...message, expiresAt: 1_900_000_000, message, callbackToken: INPUT_TOKEN, slotAtMs: SLOT };
 }
 
 const ok = () => ({});
@@ -83,7 +85,8 @@ const INPUT_TOKEN = 'T'.repeat(43);
 const STORED_TOKEN = 'S'.repeat(43);
 /** ClaimRequest succeeded (ALL_NEW): the item holds the first token stored for the request. */
 const claimed = () => ({ Attributes: { requestId: { S: 'req-1' }, taskToken: { S: 'token-1' }, callbackToken: { S: STORED_TOKEN } } });
-const vendorAccepts = (body: unknown) => () => ({ ResponseBody: body, StatusCode: 200 });
+/** The vendor caller's answer (PacingPoint.VENDOR_CALL, the default): the function's result as is. */
+const vendorAccepts = (body: unknown) => () => ({ Payload: { statusCode: 200, body, requeue: null }, StatusCode: 200 });
 
 describe('dispatch workflow, executed', () => {
   const definition = dispatchDefinition();
@@ -103,13 +106,15 @@ describe('dispatch workflow, executed', () => {
     expect(claim.ConditionExpression).toBe('attribute_not_exists(#job)');
     expect(claim.ExpressionAttributeValues[':token']).toEqual({ S: 'token-1' });
     expect(claim.ExpressionAttributeValues[':expires']).toEqual({ N: '1900000000' });
-    const call = result.calls.CallVendor[0];
-    expect(call.AuthType).toBe('IAM_ROLE');
-    expect(call.Method).toBe('POST');
-    expect(call.Headers['Idempotency-Key']).toEqual(['req-1']);
+    expect(result.calls.CallVendor[0].FunctionName).toMatch(/VendorCaller/);
+    const call = result.calls.CallVendor[0].Payload;
+    expect(call.method).toBe('POST');
+    expect(call.slotAtMs).toBe(SLOT);
+    expect(call.requestId).toBe('req-1');
+    expect(call.headers['Idempotency-Key']).toEqual(['req-1']);
     // The capability URL carries the token the item holds, not necessarily the one this dispatch minted.
     expect(claim.ExpressionAttributeValues[':cbToken']).toEqual({ S: INPUT_TOKEN });
-    expect(call.RequestBody).toEqual({ order: 'o-1', amount: 3, callbackUrl: expect.stringMatching(new RegExp(`/callback/${STORED_TOKEN}$`)) });
+    expect(call.body).toEqual({ order: 'o-1', amount: 3, callbackUrl: expect.stringMatching(new RegExp(`/callback/${STORED_TOKEN}$`)) });
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-42' });
     expect(result.calls.StoreJobId[0].Key).toEqual({ requestId: { S: 'req-1' } });
   });
@@ -271,9 +276,9 @@ describe('dispatch workflow, executed', () => {
       StoreJobId: ok,
     });
     expect(result.error).toBeUndefined();
-    const call = result.calls.CallVendor[0];
-    expect(call.RequestBody).toEqual(['an', 'array']);
-    expect(call.Headers['X-Callback-Url']).toEqual([expect.stringMatching(new RegExp(`/callback/${STORED_TOKEN}$`))]);
+    const call = result.calls.CallVendor[0].Payload;
+    expect(call.body).toEqual(['an', 'array']);
+    expect(call.headers['X-Callback-Url']).toEqual([expect.stringMatching(new RegExp(`/callback/${STORED_TOKEN}$`))]);
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'nested-7' });
   });
 
@@ -294,4 +299,62 @@ describe('dispatch workflow, executed', () => {
       expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
     },
   );
+
+  test('a caller that found no usable slot sends the request back through the queue without counting an attempt', async () => {
+    // GIVEN the vendor paused dispatch longer than the caller may wait
+    const result = await run(definition, dispatchInput(2), {
+      ClaimRequest: ok,
+      CallVendor: () => ({ Payload: { statusCode: null, body: null, requeue: { delaySeconds: 42, reason: 'VendorPaused' } } }),
+      RequeueWithDelay: ok,
+    });
+
+    // THEN the same request goes back with the caller's delay and the same attempt
+    expect(result.error).toBeUndefined();
+    const sent = result.calls.RequeueWithDelay[0];
+    expect(sent.DelaySeconds).toBe(42);
+    expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2 });
+    expect(result.calls.StoreJobId).toBeUndefined();
+  });
+
+  test.each(['VendorCallTimeout', 'VendorCallNetworkError'])('a caller failure without an answer (%s) is retried through the queue', async (errorName) => {
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: ok,
+      CallVendor: () => {
+        throw stepError(errorName, 'no answer');
+      },
+      RequeueWithDelay: ok,
+    });
+    expect(result.error).toBeUndefined();
+    expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody).attempt).toBe(2);
+  });
+});
+
+describe('dispatch workflow with PacingPoint.DISPATCH, executed', () => {
+  const definition = dispatchDefinition({ pacingPoint: PacingPoint.DISPATCH });
+
+  test('calls the proxy with apigateway:invoke (IAM) and stores the job id', async () => {
+    const result = await run(definition, dispatchInput(), {
+      ClaimRequest: ok,
+      CallVendor: () => ({ ResponseBody: { jobId: 'job-9' }, StatusCode: 200 }),
+      StoreJobId: ok,
+    });
+    expect(result.error).toBeUndefined();
+    const call = result.calls.CallVendor[0];
+    expect(call.AuthType).toBe('IAM_ROLE');
+    expect(call.Method).toBe('POST');
+    expect(call.Headers['Idempotency-Key']).toEqual(['req-1']);
+    expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-9' });
+  });
+
+  test('an ApiGateway.429 goes back through the queue as the next attempt', async () => {
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: ok,
+      CallVendor: () => {
+        throw stepError('ApiGateway.429');
+      },
+      RequeueWithDelay: ok,
+    });
+    expect(result.error).toBeUndefined();
+    expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody).attempt).toBe(2);
+  });
 });

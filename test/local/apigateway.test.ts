@@ -9,7 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { buildExampleApp } from '../../examples/app';
 import { LocalApiGateway } from '../../local/aws/apigateway';
-import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER, ResolvedResource } from '../../local/types';
+import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, localAccessKeyForRole, PRINCIPAL_HEADER, ResolvedResource } from '../../local/types';
 import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE } from '../../src/callback-webhook/mapping-template';
 import { CallbackEnvelope } from '../../src/shared/messages';
 import { ThrottledProxy } from '../../src/throttled-proxy/throttled-proxy';
@@ -208,7 +208,8 @@ const VENDOR_PROXY = 'VendorProxy330D7490';
 const WEBHOOK = 'VendorWebhook2ACFD7FE';
 const WEBHOOK_METHOD = 'VendorWebhookcallbackPOST10F234FA';
 const PROXY_ROOT_METHOD = 'VendorProxyANY14B4686C';
-const DISPATCH_ROLE = 'VendorDispatchRole58A150F6';
+// PacingPoint.VENDOR_CALL (the default): the vendor caller's role is the one allowed on the proxy.
+const DISPATCH_ROLE = 'VendorDispatchVendorCallerServiceRole084BF02F';
 const ALLOWED = `arn:aws:iam::${LOCAL_ACCOUNT}:role/${DISPATCH_ROLE}`;
 const INTRUDER = `arn:aws:iam::${LOCAL_ACCOUNT}:role/SomeOtherRole`;
 
@@ -286,6 +287,23 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
     // THEN
     expect(stage.properties.MethodSettings).toEqual([expect.objectContaining({ HttpMethod: '*', ResourcePath: '/*', ThrottlingRateLimit: 10, ThrottlingBurstLimit: 3 })]);
     expect(JSON.stringify(resources.find((r) => r.logicalId === VENDOR_PROXY)!.properties.Policy)).toContain(ALLOWED);
+  });
+
+  test('accepts a SigV4-signed call whose access key names an allowed role (the local Lambda hands those out)', async () => {
+    // GIVEN the Authorization header a signer writes with the local access key of the allowed role
+    const authorization = `AWS4-HMAC-SHA256 Credential=${localAccessKeyForRole(ALLOWED)}/20261128/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00`;
+
+    // WHEN
+    const res = await call(`${proxyBase}/vendor/`, { method: 'POST', headers: { 'Authorization': authorization, 'Content-Type': 'application/json' }, body: '{}' });
+    const refused = await call(`${proxyBase}/vendor/`, {
+      method: 'POST',
+      headers: { 'Authorization': authorization.replace(localAccessKeyForRole(ALLOWED), localAccessKeyForRole(INTRUDER)), 'Content-Type': 'application/json' },
+      body: '{}',
+    });
+
+    // THEN the allowed role reaches the vendor, another role is refused
+    expect(res.status).toBe(201);
+    expect(refused.status).toBe(403);
   });
 
   test('refuses a call without the principal header: 403 Missing Authentication Token, vendor not called', async () => {

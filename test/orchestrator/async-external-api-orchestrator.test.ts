@@ -155,7 +155,8 @@ describe('AsyncExternalApiOrchestrator', () => {
         Policy: {
           Statement: Match.arrayWith([Match.objectLike({
             Effect: 'Deny',
-            Condition: { ArnNotEquals: { 'aws:PrincipalArn': [a.stack.resolve(a.orchestrator.dispatch.stateMachine.role.roleArn)] } },
+            // PacingPoint.VENDOR_CALL: only the vendor caller calls the proxy.
+            Condition: { ArnNotEquals: { 'aws:PrincipalArn': [a.stack.resolve(a.orchestrator.dispatch.vendorCaller!.role!.roleArn)] } },
           })]),
         },
       });
@@ -201,8 +202,10 @@ describe('AsyncExternalApiOrchestrator', () => {
       // Each request gets its capability URL: the webhook URL and the token ClaimRequest stored.
       expect(definition.States.AddCallbackUrl.Parameters.fields['callbackUrl.$'])
         .toBe(`States.Format('{}/{}', '${flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url))}', $.claimed.callbackToken)`);
-      expect(definition.States.CallVendor.Parameters.ApiEndpoint)
-        .toBe(`PLACEHOLDER-${logicalIdOf(a.stack, a.orchestrator.proxy.restApi)}.execute-api.us-east-1.amazonaws.com`);
+      expect(definition.States.CallVendor.Parameters.FunctionName).toBe(`PLACEHOLDER-${logicalIdOf(a.stack, a.orchestrator.dispatch.vendorCaller!)}-Arn`);
+      a.template.hasResourceProperties('AWS::Lambda::Function', {
+        Environment: { Variables: Match.objectLike({ PROXY_ENDPOINT_URL: Match.anyValue(), PACER_TABLE_NAME: a.stack.resolve(a.orchestrator.consumer.pacerTable.tableName) }) },
+      });
     });
 
     test('the dispatch workflow claims, calls, retries and gives up as designed', () => {
@@ -215,9 +218,11 @@ describe('AsyncExternalApiOrchestrator', () => {
         Next: 'AlreadySubmitted',
       });
       expect(definition.States.CallVendor).toMatchObject({
-        Resource: 'arn:aws:states:::apigateway:invoke',
-        Parameters: { 'AuthType': 'IAM_ROLE', 'Headers': { 'Idempotency-Key.$': 'States.Array($.requestId)' }, 'RequestBody.$': '$.vendorRequest.body' },
+        Resource: 'arn:aws:states:::lambda:invoke',
+        Parameters: { Payload: { 'headers': { 'Idempotency-Key.$': 'States.Array($.requestId)' }, 'body.$': '$.vendorRequest.body', 'slotAtMs.$': '$.slotAtMs' } },
       });
+      expect(definition.States.WasVendorCalled.Choices[0]).toMatchObject({ Variable: '$.vendor.requeue.delaySeconds', IsPresent: true, Next: 'DeferToQueue' });
+      expect(followNext(definition, 'DeferToQueue')).toEqual(['DeferToQueue', 'RequeueWithDelay', 'RetryScheduled']);
       expect(nextOfChoice(definition.States.ClassifyVendorError, { error: { Error: 'ApiGateway.429' } })).toBe('RetryOrGiveUp');
       expect(nextOfChoice(definition.States.ClassifyVendorError, { error: { Error: 'ApiGateway.400' } })).toBe('ParkInDeadLetterQueue');
       expect(definition.States.RetryOrGiveUp.Choices[0]).toMatchObject({ Variable: '$.attempt', NumericLessThan: 5 });
@@ -264,15 +269,24 @@ describe('AsyncExternalApiOrchestrator', () => {
         expect(resourcesGranted(statements, 'states:SendTaskFailure')).toEqual([mainArn()]);
       });
 
-      test('the dispatch workflow may invoke the proxy, update the table, send to the request queue and its DLQ and fail main tasks', () => {
+      test('the vendor caller may invoke the proxy and read and write the pacer item', () => {
         // THEN
-        const statements = statementsOf(a.orchestrator.dispatch.stateMachine.role);
+        const statements = statementsOf(a.orchestrator.dispatch.vendorCaller!.role!);
         const proxyId = JSON.stringify(a.stack.resolve(a.orchestrator.proxy.restApi.restApiId));
         const invoke = resourcesGranted(statements, 'execute-api:Invoke');
         expect(invoke.length).toBeGreaterThan(0);
         for (const resource of invoke) {
           expect(JSON.stringify(resource)).toContain(proxyId);
         }
+        expect(resourcesGranted(statements, 'dynamodb:UpdateItem')).toEqual([a.stack.resolve(a.orchestrator.consumer.pacerTable.tableArn)]);
+        expect(resourcesGranted(statements, 'dynamodb:GetItem')).toEqual([a.stack.resolve(a.orchestrator.consumer.pacerTable.tableArn)]);
+      });
+
+      test('the dispatch workflow may invoke the vendor caller (not the proxy), update the table, send to the request queue and its DLQ and fail main tasks', () => {
+        // THEN
+        const statements = statementsOf(a.orchestrator.dispatch.stateMachine.role);
+        expect(resourcesGranted(statements, 'execute-api:Invoke')).toEqual([]);
+        expect(JSON.stringify(resourcesGranted(statements, 'lambda:InvokeFunction'))).toContain(logicalIdOf(a.stack, a.orchestrator.dispatch.vendorCaller!));
         expect(resourcesGranted(statements, 'dynamodb:UpdateItem')).toContainEqual(a.stack.resolve(a.orchestrator.table.tableArn));
         expect(resourcesGranted(statements, 'sqs:SendMessage')).toEqual(expect.arrayContaining([
           a.stack.resolve(a.orchestrator.consumer.queue.queueArn),
@@ -295,7 +309,7 @@ describe('AsyncExternalApiOrchestrator', () => {
 
       // THEN
       const definition = dispatchDefinitionOf(a);
-      expect(definition.States.CallVendor.Parameters.Headers['X-Callback-Url.$'])
+      expect(definition.States.CallVendor.Parameters.Payload.headers['X-Callback-Url.$'])
         .toEqual(`States.Array(States.Format('{}/{}', '${flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url))}', $.claimed.callbackToken))`);
       expect(definition.States.AddCallbackUrl).toBeUndefined();
       expect(JSON.stringify(definition.States.PrepareVendorRequest)).not.toContain('callbackUrl');
@@ -323,7 +337,7 @@ describe('AsyncExternalApiOrchestrator', () => {
         Resource: 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue',
         Parameters: { SecretId: `PLACEHOLDER-${logicalIdOf(stack, secret)}` },
       });
-      expect(definition.States.CallVendor.Parameters.Headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.secret)');
+      expect(definition.States.CallVendor.Parameters.Payload.headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.secret)');
       expect(aslErrors(definition)).toEqual([]);
       template.hasResourceProperties('AWS::ApiGateway::Method', {
         RestApiId: stack.resolve(orchestrator.proxy.restApi.restApiId),

@@ -582,7 +582,8 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       // THEN
       const t = tracingOf({ stack, orchestrator });
       expect(t.stages).toEqual([true, true]);
-      expect(t.functions).toEqual(['Active', 'Active', 'Active']);
+      // dispatcher, vendor caller, callback processor, and one more (see tracingOf)
+      expect(t.functions).toEqual(['Active', 'Active', 'Active', 'Active']);
       expect(t.dispatch).toEqual({ Enabled: true });
       Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
         PolicyDocument: {

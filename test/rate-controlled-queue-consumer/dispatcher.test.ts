@@ -226,6 +226,7 @@ describe('dispatchBatch', () => {
         expiresAt: Math.floor(startTimes[i] / 1000) + CONFIG.correlationTtlSeconds,
         message: messages[i],
         callbackToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), // webhookauth
+        slotAtMs: startTimes[i],
       });
     });
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
@@ -235,6 +236,35 @@ describe('dispatchBatch', () => {
     expect(metrics.values('PacingWait')).toEqual([0, 105, 210]);
     expect(metrics.calls.filter((call) => call.name === 'DispatchedRequests').every((call) => call.unit === 'Count' && call.value === 1)).toBe(true);
     expect(metrics.calls.filter((call) => call.name === 'PacingWait').every((call) => call.unit === 'Milliseconds')).toBe(true);
+  });
+
+  test('GIVEN a lead (PacingPoint.VENDOR_CALL) WHEN dispatching THEN each execution starts lead before its slot and carries the slot', async () => {
+    // GIVEN slots 1.5 s ahead (a backlog) and a lead of 1 s
+    const clock = fakeClock();
+    const pacer = inMemoryPacer(T0 + 1500);
+    const startTimes = recordStartTimes(clock);
+    const messages = [message('req-a'), message('req-b')];
+
+    // WHEN
+    const response = await dispatchBatch(sqsEvent(...messages.map((m, i) => record(m, `m${i}`))), deps(clock, silentLogger(), { ...CONFIG, leadMs: 1000 }));
+
+    // THEN the starts are at slot - lead, and the inputs name the slots
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(startTimes).toEqual([T0 + 500, T0 + 605]);
+    expect(startInputs().map((input) => JSON.parse(input.input!).slotAtMs)).toEqual([T0 + 1500, T0 + 1605]);
+    expect(pacer.value()).toBe(T0 + 1710);
+  });
+
+  test('GIVEN a dynamic delay WHEN dispatching THEN it is added to the slot interval', async () => {
+    const clock = fakeClock();
+    inMemoryPacer();
+    const startTimes = recordStartTimes(clock);
+    const dynamicDelay = { extraIntervalMs: jest.fn(async () => 45) };
+
+    await dispatchBatch(sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1')), { ...deps(clock), dynamicDelay });
+
+    expect(startTimes).toEqual([T0, T0 + 150]);
+    expect(dynamicDelay.extraIntervalMs).toHaveBeenCalled();
   });
 
   test('GIVEN a backlog in the pacer WHEN dispatching THEN the first start waits for the next free slot', async () => {
@@ -518,6 +548,7 @@ describe('loadConfig', () => {
       pacerTableName: 'pacer',
       maxPacingWaitMs: 20_000,
       latenessToleranceMs: 50,
+      leadMs: 0,
       correlationTtlSeconds: 90_000,
       deadLetterQueueUrl: DLQ_URL,
     });

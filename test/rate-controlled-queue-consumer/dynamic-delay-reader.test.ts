@@ -297,13 +297,13 @@ describe('SignedFetchAppConfigData (the REST transport)', () => {
 describe('pacing with an extra interval', () => {
   test('computeSchedule adds the extra interval to every slot gap', () => {
     const I = slotIntervalMs(10, 50); // 105 ms
-    const s = computeSchedule(T0, undefined, 5, 10, 50, 10_000, 395);
+    const s = computeSchedule(T0, undefined, 5, 10, 50, 10_000, { extraIntervalMs: 395 });
     expect(s.slots.map((t) => t - T0)).toEqual([0, 500, 1000, 1500, 2000].map((k) => k * (I + 395) / 500));
     expect(s.newNextSlotAtMs).toBe(T0 + 5 * (I + 395));
     // Fewer slots fit before the deadline.
-    expect(computeSchedule(T0, undefined, 50, 10, 50, 1_000, 395).n).toBe(3);
-    expect(() => computeSchedule(T0, undefined, 1, 10, 50, 1_000, -1)).toThrow(/extraIntervalMs must be a non-negative number, got -1/);
-    expect(() => computeSchedule(T0, undefined, 1, 10, 50, 1_000, NaN)).toThrow(/extraIntervalMs/);
+    expect(computeSchedule(T0, undefined, 50, 10, 50, 1_000, { extraIntervalMs: 395 }).n).toBe(3);
+    expect(() => computeSchedule(T0, undefined, 1, 10, 50, 1_000, { extraIntervalMs: -1 })).toThrow(/extraIntervalMs must be a non-negative number, got -1/);
+    expect(() => computeSchedule(T0, undefined, 1, 10, 50, 1_000, { extraIntervalMs: NaN })).toThrow(/extraIntervalMs/);
   });
 
   test('a change of the extra interval between reservations never brings slots closer than I (the bound holds)', () => {
@@ -311,7 +311,7 @@ describe('pacing with an extra interval', () => {
     let next: number | undefined;
     const all: number[] = [];
     for (const extra of [0, 300, 0, 1000, 7, 0]) {
-      const s = computeSchedule(T0, next, 4, 10, 50, 60_000, extra);
+      const s = computeSchedule(T0, next, 4, 10, 50, 60_000, { extraIntervalMs: extra });
       all.push(...s.slots);
       next = s.newNextSlotAtMs;
     }

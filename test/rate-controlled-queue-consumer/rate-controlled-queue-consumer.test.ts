@@ -41,7 +41,8 @@ describe('RateControlledQueueConsumer', () => {
       [2.5, 3],
       [7, 7],
       [10, 10],
-      [100, 10],
+      // Above 10, a second of work per invocation (Lambda then needs a 1 s batching window).
+      [100, 100],
     ])('defaults the batch size for %p requests per second to %p', (requestsPerSecond, batchSize) => {
       // GIVEN
       const stack = testStack();
@@ -52,6 +53,7 @@ describe('RateControlledQueueConsumer', () => {
       // THEN
       expect(consumer.batchSize).toBe(batchSize);
       expect(eventSourceMapping(Template.fromStack(stack)).BatchSize).toBe(batchSize);
+      expect(eventSourceMapping(Template.fromStack(stack)).MaximumBatchingWindowInSeconds).toBe(batchSize > 10 ? 1 : undefined);
     });
 
     test('caps concurrent invocations at 2 by default, reporting batch item failures', () => {

@@ -1,0 +1,435 @@
+/**
+ * The vendor caller: makes one paced HTTP request to the vendor through the ThrottledProxy, at its
+ * pacing slot (see `rate-controlled-queue-consumer/pacer.ts` for the guarantee).
+ *
+ * The dispatch workflow invokes it with the slot `slotAtMs` the dispatcher reserved (the execution
+ * was started `lead` before it). The caller
+ *
+ * 1. takes the given slot when it is still on time (`now <= slotAtMs + fireTolerance`), else gives
+ *    it up and reserves a fresh one in the same shared schedule;
+ * 2. shortly before the slot re-reads the vendor's pause (consistent read) and never fires inside
+ *    it: a slot that falls in a pause is given up and a new one reserved after the pause;
+ * 3. fires the SigV4-signed request at the slot, or gives the slot up when it woke up too late;
+ * 4. on a 429 (the vendor's or the proxy's), pauses every dispatcher and caller for Retry-After
+ *    (capped) or a default pause, then fails with `ApiGateway.429` (the workflow retries through
+ *    the paced queue with backoff);
+ * 5. when no slot fits its wait budget (a long pause or a full schedule), answers
+ *    `{ requeue: { delaySeconds } }` instead of waiting: the workflow puts the request back on the
+ *    queue without counting an attempt.
+ *
+ * No SDK retry, no HTTP retry here: a retried request would be a call outside its slot.
+ * Everything from the outside (clients, clock, signer, fetch) is passed in; `vendor-caller.lambda.ts`
+ * is the thin adapter.
+ */
+import { createHash, createHmac } from 'node:crypto';
+// This module is bundled into the vendor caller Lambda only; the construct library never imports
+// it, so the SDK stays a devDependency (bundled by esbuild).
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+// A dependency of every AWS SDK v3 client (pinned by the lockfile), used here to sign plain HTTP
+// requests to the proxy with the function's role.
+// eslint-disable-next-line import/no-extraneous-dependencies
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
+import { VendorCallerEnv } from '../shared/env';
+import { MetricNames } from '../shared/metrics';
+
+/** What the dispatch workflow sends. */
+export interface VendorCallEvent {
+  /** HTTP method. Default POST. */
+  readonly method?: string;
+  /** Path below the proxy's stage URL, e.g. `jobs/42/result`. Default: the stage root. */
+  readonly path?: string;
+  /** Request headers; array values are joined with `, `. */
+  readonly headers?: Record<string, string | string[]>;
+  /** Body: sent as JSON (a string is sent as is). Absent: no body. */
+  readonly body?: unknown;
+  /** For the logs. */
+  readonly requestId?: string;
+  /** The pacing slot reserved by the dispatcher, epoch ms. Absent: the caller reserves one. */
+  readonly slotAtMs?: number;
+}
+
+/**
+ * What the caller answers: the vendor's response, or "put the request back on the queue". All
+ * three fields are always present (null when not applicable), so the workflow can select them.
+ */
+export interface VendorCallResult {
+  /** The vendor's status code; null when the request was not sent. */
+  readonly statusCode: number | null;
+  /** The response body, parsed as JSON when it is JSON, else the text; null when not sent. */
+  readonly body: unknown;
+  readonly headers?: Record<string, string>;
+  /** Set when the request was not sent: requeue it after this delay. Else null. */
+  readonly requeue: { readonly delaySeconds: number; readonly reason: string } | null;
+}
+
+export interface VendorCallConfig {
+  /** The proxy stage URL (`https://<api>.execute-api.<region>.amazonaws.com/<stage>/`). */
+  readonly proxyUrl: string;
+  readonly region: string;
+  readonly requestsPerSecond: number;
+  readonly pacerTableName: string;
+  /** `L`, the slot spacing tolerance (see pacer.ts). */
+  readonly latenessToleranceMs: number;
+  /** How late the caller may fire against its slot; part of `L`. */
+  readonly fireToleranceMs: number;
+  /** Longest the caller waits for a fresh slot or a pause; beyond it the request is requeued. */
+  readonly maxSlotWaitMs: number;
+  /** Timeout of the HTTP call. */
+  readonly callTimeoutMs: number;
+  /** Pause after a 429 without a usable Retry-After. */
+  readonly defaultPauseMs: number;
+  /** Longest pause a Retry-After may ask for. */
+  readonly maxPauseMs: number;
+}
+
+/** Signs a request: returns the headers to send (the given ones plus the signature). */
+export type RequestSigner = (request: {
+  method: string; url: string; headers: Record<string, string>; body?: string;
+}) => Promise<Record<string, string>>;
+
+/** Powertools' Logger fits. */
+export type VendorCallLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
+
+export interface VendorCallDeps {
+  /** Must not retry on its own beyond the SDK defaults for DynamoDB (no vendor call involved). */
+  readonly dynamodb: DynamoDBClient;
+  readonly config: VendorCallConfig;
+  readonly sign: RequestSigner;
+  readonly fetch: typeof fetch;
+  readonly logger: VendorCallLogger;
+  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+  /** Default: the real clock. */
+  readonly clock?: Clock;
+  readonly random?: () => number;
+  /** Operator's dynamic delay, added to the slot interval of fresh reservations. */
+  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
+  /**
+   * Opens the connection to the proxy before the first slot (DNS, TCP, TLS), so the first request
+   * of a new container is not slower than the others. Called when the caller has time before its
+   * slot and the container has not talked to the proxy for a while. Errors are ignored.
+   */
+  readonly warmUp?: () => Promise<void>;
+}
+
+/**
+ * How long before the slot the pause is re-read. One consistent GetItem takes a few ms on AWS; the
+ * margin covers slow reads (a loaded local runtime). A pause written later than this before a slot
+ * does not stop that one request.
+ */
+export const PAUSE_CHECK_LEAD_MS = 100;
+/** A fresh slot is at least this far ahead: time to sign, re-read the pause and sleep accurately. */
+export const FRESH_SLOT_LEAD_MS = 250;
+/** Attempts at getting a usable slot before the request is requeued. */
+const MAX_SLOT_ATTEMPTS = 5;
+/** SQS' longest delivery delay. */
+const MAX_DELAY_SECONDS = 900;
+/** Only this much of a failed response body goes into the error message. */
+const MAX_ERROR_BODY_CHARS = 8192;
+/** A connection idle this long may have been closed (undici's keep-alive default is 4 s). */
+const CONNECTION_IDLE_MS = 3000;
+/** Warm-up only when the slot is at least this far away. */
+const WARM_UP_MIN_LEAD_MS = 100;
+
+/** A failure the dispatch workflow's ClassifyVendorError understands (by its name). */
+export class VendorCallError extends Error {
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+/** Error names besides `ApiGateway.<status>`; both retryable (not `ApiGateway.4xx`). */
+export const VendorCallErrorNames = {
+  TIMEOUT: 'VendorCallTimeout',
+  NETWORK: 'VendorCallNetworkError',
+} as const;
+
+let lastConnectionUseMs = Number.NEGATIVE_INFINITY;
+
+/** Reads the caller's configuration once; throws naming the first missing or invalid variable. */
+export function loadVendorCallConfig(env: Record<string, string | undefined>): VendorCallConfig {
+  const num = (name: string, def?: number, min = 0): number => {
+    const raw = env[name]?.trim();
+    if (!raw) {
+      if (def === undefined) throw new Error(`Environment variable ${name} is required but not set`);
+      return def;
+    }
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min) {
+      throw new Error(`Environment variable ${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
+    }
+    return value;
+  };
+  const str = (name: string): string => {
+    const value = env[name]?.trim();
+    if (!value) throw new Error(`Environment variable ${name} is required but not set`);
+    return value;
+  };
+  const requestsPerSecond = num(VendorCallerEnv.REQUESTS_PER_SECOND);
+  if (!(requestsPerSecond > 0)) {
+    throw new Error(`Environment variable ${VendorCallerEnv.REQUESTS_PER_SECOND} must be above 0, got ${requestsPerSecond}`);
+  }
+  return {
+    proxyUrl: str(VendorCallerEnv.PROXY_ENDPOINT_URL),
+    region: env.AWS_REGION?.trim() || 'us-east-1',
+    requestsPerSecond,
+    pacerTableName: str(VendorCallerEnv.PACER_TABLE_NAME),
+    latenessToleranceMs: num(VendorCallerEnv.LATENESS_TOLERANCE_MS),
+    fireToleranceMs: num(VendorCallerEnv.FIRE_TOLERANCE_MS),
+    maxSlotWaitMs: num(VendorCallerEnv.MAX_SLOT_WAIT_MS),
+    callTimeoutMs: num(VendorCallerEnv.CALL_TIMEOUT_MS, undefined, 1),
+    defaultPauseMs: num(VendorCallerEnv.DEFAULT_PAUSE_MS, 1000),
+    maxPauseMs: num(VendorCallerEnv.MAX_PAUSE_MS, 15 * 60 * 1000),
+  };
+}
+
+/**
+ * Retry-After as milliseconds from `nowMs` (RFC 9110: delay-seconds or an HTTP date), capped at
+ * `maxMs`. Undefined when absent or unreadable.
+ */
+export function parseRetryAfterMs(value: string | null | undefined, nowMs: number, maxMs: number): number | undefined {
+  if (value === null || value === undefined || value.trim() === '') {
+    return undefined;
+  }
+  const text = value.trim();
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(text)) {
+    ms = Number(text) * 1000;
+  } else {
+    const at = Date.parse(text);
+    if (Number.isNaN(at)) {
+      return undefined;
+    }
+    ms = at - nowMs;
+  }
+  return Math.min(maxMs, Math.max(0, ms));
+}
+
+/** One paced vendor call. Throws {@link VendorCallError} for anything but a 2xx answer. */
+export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): Promise<VendorCallResult> {
+  const { config, logger } = deps;
+  const clock = deps.clock ?? systemClock;
+  const method = (event.method ?? 'POST').toUpperCase();
+  const url = proxyRequestUrl(config.proxyUrl, event.path);
+  const headers = flattenHeaders(event.headers);
+  const body = method === 'GET' || method === 'HEAD' || event.body === undefined
+    ? undefined
+    : typeof event.body === 'string' ? event.body : JSON.stringify(event.body);
+  const log = { requestId: event.requestId, slotAtMs: event.slotAtMs };
+
+  let slot: number | undefined = typeof event.slotAtMs === 'number' && Number.isFinite(event.slotAtMs) ? event.slotAtMs : undefined;
+  let fired = false;
+  let signed: Record<string, string> | undefined;
+  for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
+    // 1. A usable slot: the given one while it is on time, else a fresh one.
+    if (slot === undefined || clock.now() > slot + config.fireToleranceMs) {
+      if (slot !== undefined) {
+        logger.warn('late for the pacing slot; reserving a new one', { ...log, slotAtMs: slot, lateByMs: clock.now() - slot });
+        deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
+      }
+      const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
+      const reservation = await reserveSlots({
+        dynamodb: deps.dynamodb,
+        tableName: config.pacerTableName,
+        requested: 1,
+        requestsPerSecond: config.requestsPerSecond,
+        latenessToleranceMs: config.latenessToleranceMs,
+        maxWaitMs: config.maxSlotWaitMs,
+        extraIntervalMs,
+        minLeadMs: FRESH_SLOT_LEAD_MS,
+        clock,
+        random: deps.random,
+      });
+      if (reservation.slots.length === 0) {
+        return requeue(reservation.nextFreeAtMs, clock, 'NoSlotInTime', logger, log);
+      }
+      slot = reservation.slots[0];
+    }
+
+    // Open the connection now if it may have been closed, while there is time before the slot.
+    if (deps.warmUp && slot - clock.now() >= WARM_UP_MIN_LEAD_MS && clock.now() - lastConnectionUseMs > CONNECTION_IDLE_MS) {
+      lastConnectionUseMs = clock.now();
+      await deps.warmUp().catch(() => undefined);
+    }
+    // Signing takes a few HMACs: done before the wait, not at the slot.
+    signed ??= await deps.sign({ method, url, headers, body });
+
+    // 2. Just before the slot: is the vendor pausing us?
+    await sleepUntil(clock, slot - PAUSE_CHECK_LEAD_MS);
+    const pausedUntilMs = await readPausedUntil(deps.dynamodb, config.pacerTableName);
+    if (pausedUntilMs !== undefined && pausedUntilMs > slot) {
+      logger.info('the vendor paused dispatch; the slot is given up', { ...log, slotAtMs: slot, pausedUntilMs });
+      deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
+      if (pausedUntilMs - clock.now() > config.maxSlotWaitMs) {
+        return requeue(pausedUntilMs, clock, 'VendorPaused', logger, log);
+      }
+      slot = undefined;
+      continue;
+    }
+
+    // 3. Fire at the slot, or not at all.
+    await sleepUntil(clock, slot);
+    if (clock.now() > slot + config.fireToleranceMs) {
+      continue;
+    }
+    fired = true;
+  }
+  if (!fired) {
+    return requeue(clock.now() + 1000, clock, 'NoSlotInTime', logger, log);
+  }
+
+  const firedAtMs = clock.now();
+  deps.metrics?.addMetric(MetricNames.VENDOR_CALLS, 'Count', 1);
+  deps.metrics?.addMetric(MetricNames.VENDOR_CALL_LATENESS, 'Milliseconds', firedAtMs - slot!);
+  let response: Response;
+  let text: string;
+  try {
+    response = await deps.fetch(url, { method, headers: signed, body, signal: AbortSignal.timeout(config.callTimeoutMs) });
+    text = await response.text();
+  } catch (error) {
+    const e = error as Error & { cause?: unknown };
+    const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+    logger.warn('vendor call failed without an answer', { ...log, firedAtMs, timedOut, error: e.message });
+    throw new VendorCallError(
+      timedOut ? VendorCallErrorNames.TIMEOUT : VendorCallErrorNames.NETWORK,
+      timedOut ? `no answer from ${url} within ${config.callTimeoutMs} ms` : `${e.message}${e.cause ? ` (${String(e.cause)})` : ''} calling ${url}`,
+    );
+  } finally {
+    lastConnectionUseMs = clock.now();
+  }
+  logger.info('called the vendor', { ...log, slotAtMs: slot, lateByMs: firedAtMs - slot!, statusCode: response.status, durationMs: clock.now() - firedAtMs });
+
+  if (response.status === 429) {
+    const retryAfterMs = parseRetryAfterMs(response.headers.get('retry-after'), clock.now(), config.maxPauseMs);
+    const pauseMs = retryAfterMs ?? config.defaultPauseMs;
+    try {
+      const until = await pauseUntil(deps.dynamodb, config.pacerTableName, clock.now() + pauseMs);
+      logger.warn('the vendor (or the proxy) answered 429: dispatch paused', { ...log, pauseMs, pausedUntilMs: until, retryAfter: response.headers.get('retry-after') });
+    } catch (error) {
+      logger.warn('could not write the pause (the retry still backs off)', { ...log, error: (error as Error).message });
+    }
+    deps.metrics?.addMetric(MetricNames.VENDOR_PAUSES, 'Count', 1);
+  }
+  if (response.status < 200 || response.status > 299) {
+    // The name ClassifyVendorError matches: 429/408/5xx retry, other 4xx give up.
+    throw new VendorCallError(`ApiGateway.${response.status}`, truncate(text, MAX_ERROR_BODY_CHARS));
+  }
+  return { statusCode: response.status, body: parseJsonOr(text), headers: headersRecord(response.headers), requeue: null };
+}
+
+/** A SigV4 signer for `execute-api` with credentials read at each call (Lambda's environment). */
+export function createSigV4Signer(
+  region: string,
+  credentials: () => { accessKeyId: string; secretAccessKey: string; sessionToken?: string },
+): RequestSigner {
+  const signer = new SignatureV4({ service: 'execute-api', region, credentials: async () => credentials(), sha256: NodeSha256 });
+  return async ({ method, url, headers, body }) => {
+    const u = new URL(url);
+    const query: Record<string, string | string[]> = {};
+    u.searchParams.forEach((value, key) => {
+      const existing = query[key];
+      query[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
+    });
+    const signedRequest = await signer.sign({
+      method,
+      protocol: u.protocol,
+      hostname: u.hostname,
+      port: u.port ? Number(u.port) : undefined,
+      path: u.pathname,
+      query,
+      // SigV4 signs the host header; fetch sends the same one.
+      headers: { ...headers, host: u.host },
+      body,
+    });
+    const out: Record<string, string> = {};
+    for (const [key, value] of Object.entries(signedRequest.headers)) {
+      // fetch sets Host itself (and refuses to be told).
+      if (key.toLowerCase() !== 'host') {
+        out[key] = String(value);
+      }
+    }
+    return out;
+  };
+}
+
+/** The `Checksum` the signer wants, on node:crypto (no extra package). */
+class NodeSha256 {
+  private readonly hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.hash.update(toBuffer(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+  reset(): void {
+    throw new Error('NodeSha256.reset is not supported');
+  }
+}
+
+function toBuffer(data: string | ArrayBuffer | ArrayBufferView): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return Buffer.from(data);
+}
+
+function requeue(
+  notBeforeMs: number, clock: Clock, reason: string, logger: VendorCallLogger, log: Record<string, unknown>,
+): VendorCallResult {
+  const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil((notBeforeMs - clock.now()) / 1000)));
+  logger.info('no usable pacing slot within the wait budget; the request goes back to the queue', { ...log, reason, delaySeconds });
+  return { statusCode: null, body: null, requeue: { delaySeconds, reason } };
+}
+
+async function sleepUntil(clock: Clock, atMs: number): Promise<void> {
+  const waitMs = atMs - clock.now();
+  if (waitMs > 0) {
+    await clock.sleep(waitMs);
+  }
+}
+
+/** The stage URL joined with a path (no double slash). */
+export function proxyRequestUrl(proxyUrl: string, path: string | undefined): string {
+  const base = proxyUrl.endsWith('/') ? proxyUrl : `${proxyUrl}/`;
+  const rest = (path ?? '').replace(/^\/+/, '');
+  return rest === '' ? base.replace(/\/$/, '') || base : `${base}${rest}`;
+}
+
+function flattenHeaders(headers: Record<string, string | string[]> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(headers ?? {})) {
+    if (value === undefined || value === null) continue;
+    out[key] = Array.isArray(value) ? value.map(String).join(', ') : String(value);
+  }
+  return out;
+}
+
+function headersRecord(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  headers.forEach((value, key) => {
+    out[key] = value;
+  });
+  return out;
+}
+
+function parseJsonOr(text: string): unknown {
+  if (text === '') return text;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 3)}...`;
+}
+
+/** Test hook: forget when the connection was last used. */
+export function resetConnectionState(): void {
+  lastConnectionUseMs = Number.NEGATIVE_INFINITY;
+}

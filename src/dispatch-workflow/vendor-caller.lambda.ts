@@ -1,0 +1,47 @@
+/**
+ * Vendor caller Lambda: invoked by the dispatch workflow (PacingPoint.VENDOR_CALL), sends one
+ * request to the vendor through the ThrottledProxy at its pacing slot, SigV4-signed with the
+ * function's role. The logic lives in `vendor-call.ts`; this file only wires the real clients,
+ * configuration, logger and metrics.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { Context } from 'aws-lambda';
+import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
+import { createHandlerMetrics } from '../shared/handler-metrics';
+
+const logger = new Logger({ serviceName: 'vendor-caller' });
+// Read at cold start: a misconfigured function fails loudly at once, naming the variable.
+const config = loadVendorCallConfig(process.env);
+const dynamodb = new DynamoDBClient({});
+// Lambda puts the role's temporary credentials in the environment; read them at each signature.
+const sign = createSigV4Signer(config.region, () => ({
+  accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
+  secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
+  sessionToken: process.env.AWS_SESSION_TOKEN || undefined,
+}));
+const metrics = createHandlerMetrics(logger);
+
+export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
+  if (context) {
+    logger.addContext(context);
+  }
+  try {
+    return await callVendor(event, {
+      dynamodb,
+      config,
+      sign,
+      fetch: (url, init) => fetch(url, init),
+      logger,
+      metrics,
+      // An unsigned HEAD opens DNS + TCP + TLS to the proxy; API Gateway refuses it (403, IAM) before
+      // any integration, so the vendor never sees it.
+      warmUp: async () => {
+        const response = await fetch(config.proxyUrl, { method: 'HEAD', signal: AbortSignal.timeout(2000) });
+        await response.arrayBuffer().catch(() => undefined);
+      },
+    });
+  } finally {
+    metrics.publish();
+  }
+};

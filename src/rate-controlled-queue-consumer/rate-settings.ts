@@ -1,0 +1,206 @@
+/**
+ * One number configures the rate control: every knob derived from the contract `requestsPerSecond`,
+ * and every override checked against it. Pure (no aws-cdk-lib): the constructs turn the result
+ * into resources and synth-time annotations. The table is in the README ("Pacing").
+ */
+
+/** Where the shared pacing schedule is applied. */
+export enum PacingPoint {
+  /**
+   * Pace the StartExecution calls of the dispatch workflow, which calls the proxy with
+   * `apigateway:invoke`. Cheaper (no extra Lambda), but the Express start, the workflow's states
+   * and the proxy spread the requests by hundreds of milliseconds, so the contract can be exceeded
+   * at the vendor (e.g. 14 requests in one second at 10 RPS were measured): the proxy's throttle
+   * is then the only limit there.
+   */
+  DISPATCH = 'DISPATCH',
+  /**
+   * Pace the vendor call itself: the dispatcher starts each execution `lead` before its slot and a
+   * small Lambda (the vendor caller) fires the signed HTTP request at the slot. The bound holds at
+   * the vendor (see pacer.ts for the assumption).
+   */
+  VENDOR_CALL = 'VENDOR_CALL',
+}
+
+/** What a user may override; everything else is derived. Times in milliseconds. */
+export interface RateSettingsOverrides {
+  readonly pacingPoint?: PacingPoint;
+  readonly batchSize?: number;
+  readonly maxBatchingWindowMs?: number;
+  readonly maxConcurrency?: number;
+  readonly leadMs?: number;
+  readonly latenessToleranceMs?: number;
+  readonly fireToleranceMs?: number;
+  readonly proxyRateLimit?: number;
+  readonly proxyBurstLimit?: number;
+  readonly callerReservedConcurrency?: number;
+}
+
+/** The derived configuration. Times in milliseconds. */
+export interface RateSettings {
+  readonly requestsPerSecond: number;
+  readonly pacingPoint: PacingPoint;
+  readonly batchSize: number;
+  /** 0: the event source mapping does not wait. */
+  readonly maxBatchingWindowMs: number;
+  readonly maxConcurrency: number;
+  /** How long before its slot an execution is started (0 with PacingPoint.DISPATCH). */
+  readonly leadMs: number;
+  /** `L`: slots are spaced for it. */
+  readonly latenessToleranceMs: number;
+  /** How late the vendor caller may fire (VENDOR_CALL) or the dispatcher may start (DISPATCH). */
+  readonly fireToleranceMs: number;
+  /** `(1000 + L) / floor(R)`. */
+  readonly slotIntervalMs: number;
+  /** The best utilization the spacing allows: `1000 / (1000 + L)` (when `R` is a whole number). */
+  readonly maxUtilization: number;
+  readonly proxyRateLimit: number;
+  readonly proxyBurstLimit: number;
+  /** Vendor callers running at once at full rate: `R x (lead + typical call)`, for sizing; not reserved. */
+  readonly expectedCallerConcurrency: number;
+  readonly callerReservedConcurrency?: number;
+  /** Soft problems: the settings work but may cost throughput or let the proxy 429 paced requests. */
+  readonly warnings: RateSettingsWarning[];
+}
+
+export interface RateSettingsWarning {
+  /** Stable id for `Annotations.addWarningV2`. */
+  readonly id: string;
+  readonly message: string;
+}
+
+/** Fire tolerance of the vendor caller: Node timers fire 0-2 ms late on an idle event loop. */
+export const DEFAULT_FIRE_TOLERANCE_MS = 10;
+/**
+ * Spread of the caller -> proxy -> vendor latency the default `L` assumes (API Gateway overhead
+ * ~10 ms at p99, network ~5 ms, clocks < 1 ms; see pacer.ts).
+ */
+export const ASSUMED_PATH_SPREAD_MS = 20;
+/** Default `L` with PacingPoint.VENDOR_CALL: fire tolerance + path spread. */
+export const DEFAULT_VENDOR_CALL_LATENESS_MS = DEFAULT_FIRE_TOLERANCE_MS + ASSUMED_PATH_SPREAD_MS;
+/** Default `L` with PacingPoint.DISPATCH (the dispatcher's own lateness). */
+export const DEFAULT_DISPATCH_LATENESS_MS = 50;
+/**
+ * Default lead: Express StartExecution + ClaimRequest + CheckWaitingWorkflow + the Pass states +
+ * the Lambda invoke take ~150-400 ms on AWS (p99 under 1 s); a caller that arrives after its slot
+ * gives it up, which costs throughput, never the bound.
+ */
+export const DEFAULT_LEAD_MS = 1000;
+/** A vendor call's typical duration, for the concurrency estimate only. */
+const TYPICAL_CALL_MS = 1000;
+/** Extra jitter the proxy's bucket absorbs beyond `L` (API Gateway throttling is best-effort). */
+const PROXY_JITTER_ALLOWANCE_MS = 100;
+
+/**
+ * Derives every rate knob from the contract and checks the overrides against it. Throws on
+ * settings that would break the contract or cannot work; returns soft problems as warnings.
+ */
+export function deriveRateSettings(requestsPerSecond: number, overrides: RateSettingsOverrides = {}): RateSettings {
+  const R = requestsPerSecond;
+  if (!Number.isFinite(R) || R <= 0) {
+    throw new Error(`requestsPerSecond must be a positive number (given ${R})`);
+  }
+  const r = R >= 1 ? Math.floor(R) : R;
+  const pacingPoint = overrides.pacingPoint ?? PacingPoint.VENDOR_CALL;
+  const vendorCall = pacingPoint === PacingPoint.VENDOR_CALL;
+  const warnings: RateSettingsWarning[] = [];
+
+  const fireToleranceMs = overrides.fireToleranceMs ?? (vendorCall ? DEFAULT_FIRE_TOLERANCE_MS : DEFAULT_DISPATCH_LATENESS_MS);
+  const latenessToleranceMs = overrides.latenessToleranceMs ?? (vendorCall ? DEFAULT_VENDOR_CALL_LATENESS_MS : DEFAULT_DISPATCH_LATENESS_MS);
+  const leadMs = overrides.leadMs ?? (vendorCall ? DEFAULT_LEAD_MS : 0);
+  nonNegative('latenessTolerance', latenessToleranceMs, 1000);
+  nonNegative('fireTolerance', fireToleranceMs, 1000);
+  nonNegative('lead', leadMs, 60_000);
+  if (vendorCall) {
+    if (fireToleranceMs >= latenessToleranceMs) {
+      throw new Error(`fireTolerance (${fireToleranceMs} ms) must be below latenessTolerance (${latenessToleranceMs} ms): latenessTolerance covers the caller's lateness plus the spread of the network path to the vendor, so nothing would be left for the path. Raise latenessTolerance or lower fireTolerance`);
+    }
+    if (latenessToleranceMs - fireToleranceMs < ASSUMED_PATH_SPREAD_MS) {
+      warnings.push({
+        id: 'cdk-async-external-api:latenessTolerance',
+        message: `latenessTolerance ${latenessToleranceMs} ms leaves ${latenessToleranceMs - fireToleranceMs} ms for the spread of the caller -> proxy -> vendor latency after the fire tolerance of ${fireToleranceMs} ms; the contract bound at the vendor assumes the path spreads no more than that (the default assumes ${ASSUMED_PATH_SPREAD_MS} ms). Keep latenessTolerance >= fireTolerance + ${ASSUMED_PATH_SPREAD_MS} ms unless you measured your path`,
+      });
+    }
+    if (leadMs < 200) {
+      warnings.push({
+        id: 'cdk-async-external-api:lead',
+        message: `lead ${leadMs} ms is shorter than an Express start plus the workflow's states usually take (150-400 ms): many vendor callers will arrive after their slot and give it up, which lowers throughput (never the bound). The default is ${DEFAULT_LEAD_MS} ms`,
+      });
+    }
+  } else if (overrides.fireToleranceMs !== undefined && overrides.fireToleranceMs !== latenessToleranceMs) {
+    throw new Error(`fireTolerance is only used with PacingPoint.VENDOR_CALL (given ${overrides.fireToleranceMs} ms with PacingPoint.DISPATCH): remove it`);
+  }
+  if (!vendorCall && overrides.leadMs !== undefined && overrides.leadMs !== 0) {
+    throw new Error(`lead is only used with PacingPoint.VENDOR_CALL (given ${overrides.leadMs} ms with PacingPoint.DISPATCH): starting executions before their slot would let the dispatch workflow call the vendor early. Remove lead or use PacingPoint.VENDOR_CALL`);
+  }
+
+  const batchSize = overrides.batchSize ?? (R <= 10 ? Math.max(1, Math.ceil(R)) : Math.min(10_000, Math.ceil(R)));
+  const maxBatchingWindowMs = overrides.maxBatchingWindowMs ?? (batchSize > 10 ? 1000 : 0);
+  const maxConcurrency = overrides.maxConcurrency ?? (R < 100 ? 2 : Math.min(1000, 2 + Math.ceil(R / 500)));
+
+  const slotIntervalMs = (1000 + latenessToleranceMs) / r;
+  const maxUtilization = (1000 / slotIntervalMs) / R;
+
+  const proxyRateLimit = overrides.proxyRateLimit ?? R;
+  if (!(proxyRateLimit > 0) || proxyRateLimit > R) {
+    throw new Error(`throttlingRateLimit must be above 0 and at most the contract of ${R} requests per second (given ${proxyRateLimit}): the proxy must never let more through than the vendor allows`);
+  }
+  // Paced requests reach the proxy at most 1 + r x (w + L) / (1000 + L) in any w ms, while the
+  // bucket refills R x w / 1000: the deficit never exceeds 1 + r x L / 1000 tokens. The bucket
+  // holds that plus an allowance for jitter the pacing does not model.
+  const minimumBurst = 1 + Math.ceil((r * latenessToleranceMs) / 1000);
+  const proxyBurstLimit = overrides.proxyBurstLimit ?? (vendorCall
+    ? Math.max(2, 1 + Math.ceil((R * (latenessToleranceMs + PROXY_JITTER_ALLOWANCE_MS)) / 1000))
+    : Math.max(2, Math.ceil(R / 4)));
+  if (vendorCall && proxyRateLimit >= r && proxyBurstLimit < minimumBurst) {
+    warnings.push({
+      id: 'cdk-async-external-api:throttlingBurstLimit',
+      message: `throttlingBurstLimit ${proxyBurstLimit} is below ${minimumBurst}, what paced requests can need at ${R} requests per second with latenessTolerance ${latenessToleranceMs} ms: the proxy may answer 429 to requests inside the contract (each pauses dispatch). Give at least ${minimumBurst}`,
+    });
+  }
+  if (proxyRateLimit < r) {
+    warnings.push({
+      id: 'cdk-async-external-api:throttlingRateLimit',
+      message: `throttlingRateLimit ${proxyRateLimit} is below the paced rate of ${r} requests per second: the proxy will answer 429 to paced requests under backlog (each pauses dispatch and retries). Lower requestsPerSecond instead to pace below the contract`,
+    });
+  }
+
+  const expectedCallerConcurrency = vendorCall ? Math.ceil((R * (leadMs + fireToleranceMs + TYPICAL_CALL_MS)) / 1000) + 1 : 0;
+  const callerReservedConcurrency = overrides.callerReservedConcurrency;
+  if (callerReservedConcurrency !== undefined) {
+    if (!vendorCall) {
+      throw new Error(`callerReservedConcurrency is only used with PacingPoint.VENDOR_CALL (given ${callerReservedConcurrency}): remove it`);
+    }
+    const minimum = Math.ceil((R * (leadMs + fireToleranceMs)) / 1000) + 1;
+    if (callerReservedConcurrency < minimum) {
+      warnings.push({
+        id: 'cdk-async-external-api:callerReservedConcurrency',
+        message: `callerReservedConcurrency ${callerReservedConcurrency} is below ${minimum}, the callers that wait for their slots at ${R} requests per second with a lead of ${leadMs} ms: invocations will be throttled, arrive late and give their slots up (lower throughput). Give at least ${expectedCallerConcurrency} (rate x (lead + a typical call))`,
+      });
+    }
+  }
+
+  return {
+    requestsPerSecond: R,
+    pacingPoint,
+    batchSize,
+    maxBatchingWindowMs,
+    maxConcurrency,
+    leadMs,
+    latenessToleranceMs,
+    fireToleranceMs,
+    slotIntervalMs,
+    maxUtilization,
+    proxyRateLimit,
+    proxyBurstLimit,
+    expectedCallerConcurrency,
+    ...(callerReservedConcurrency !== undefined ? { callerReservedConcurrency } : {}),
+    warnings,
+  };
+}
+
+function nonNegative(name: string, value: number, max: number): void {
+  if (!Number.isFinite(value) || value < 0 || value > max) {
+    throw new Error(`${name} must be between 0 and ${max} ms (given ${value} ms)`);
+  }
+}
