@@ -471,7 +471,10 @@ export interface BaselineModelOptions {
   /** Proxy stage rate and burst. @default R and max(2, ceil(R / 4)), as the library derives them */
   readonly proxyRate?: number;
   readonly proxyBurst?: number;
-  /** Step Functions Retry on 429: attempts after the first, first interval, backoff rate. @default 2, 1000 ms, 2 (ASL defaults: MaxAttempts 3, IntervalSeconds 1, BackoffRate 2) */
+  /**
+   * Step Functions Retry on 429: retries after the first attempt, first interval, backoff rate.
+   * @default 3, 1000 ms, 2 (the ASL defaults MaxAttempts 3, IntervalSeconds 1, BackoffRate 2; no jitter)
+   */
   readonly retries?: number;
   readonly retryIntervalMs?: number;
   readonly backoffRate?: number;
@@ -489,7 +492,7 @@ export async function runBaselineModel(options: BaselineModelOptions): Promise<M
   const proxy = new TokenBucket(options.proxyRate ?? rps, options.proxyBurst ?? Math.max(2, Math.ceil(rps / 4)), clock.now());
   const lanes = options.lanes ?? (options.mode === 'async' ? 2 : 10);
   const batchSize = options.batchSize ?? 10;
-  const retries = options.retries ?? 2;
+  const retries = options.retries ?? 3;
   const retryIntervalMs = options.retryIntervalMs ?? 1000;
   const backoffRate = options.backoffRate ?? 2;
   const latencies: ModeledRun['latencies'] = [];
