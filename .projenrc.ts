@@ -75,8 +75,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
   // local/ (the local runtime) and examples/ are not published: linted like tests, devDependencies allowed.
   eslintOptions: { dirs: ['src'], devdirs: ['test', 'build-tools', 'local', 'examples', 'cost'] },
 
-  gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo', '/test/integ/cdk-integ.out.*'],
-  npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out', '/local', '/cost', '/docs', '/.demo', '/scripts'] },
+  gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo', '/.bench', '/test/integ/cdk-integ.out.*'],
+  npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out', '/local', '/cost', '/docs', '/.demo', '/.bench', '/scripts'] },
 });
 
 // Handler logic lives beside its `.lambda.ts` adapter and bundles the same devDependencies (the
@@ -104,6 +104,12 @@ project.testTask.prependSpawn(project.bundler.bundleTask);
 project.addTask('demo', {
   description: 'Run the example app on the local runtime against a simulated vendor',
   steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json local/demo.ts', receiveArgs: true }],
+});
+// Rate accuracy against the contract (issue 4, docs/benchmark.md): emulated and modeled scenarios,
+// a table, `--json` (last line), `--quick` (CI smoke), one SVG chart per scenario in .bench/.
+project.addTask('bench', {
+  description: 'Rate benchmark: violations, utilization, 429s and added latency per contract (docs/benchmark.md)',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json local/bench.ts', receiveArgs: true }],
 });
 project.addTask('cost', {
   description: 'Cost per million requests of the example stack at public list prices (docs/cost.md)',

@@ -1,0 +1,567 @@
+/**
+ * Modeled scenarios: event-driven simulations on a virtual clock, with the hops drawn from the
+ * declared latency model (local/bench-model.ts).
+ *
+ * - `runPacedModel`: the pacing design (the dispatcher reserves a slot with the REAL
+ *   `reserveSlots` of src/rate-controlled-queue-consumer/pacer.ts against an in-memory table that
+ *   answers the same GetItem / conditional UpdateItem calls, starts the Express execution `lead`
+ *   ms before the slot, and the vendor caller fires at the slot, or gives it up and reserves again
+ *   when it woke up later than slot + fire tolerance).
+ * - `runBaselineModel`: the published pattern (the consumer starts Express executions itself,
+ *   asynchronously or waiting for each; rate left to the API Gateway stage throttle).
+ *
+ * Nothing here sleeps for real: a 30-second run at 1000 RPS takes a few seconds of CPU.
+ */
+import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { addedLatency, maxInAnyWindow, utilization, violations, windowLimit } from './bench-metrics';
+import { LatencyModel, PacingKnobs, round, sample, seededRandom } from './bench-model';
+import { Clock, NEXT_SLOT_ATTRIBUTE, reserveSlots } from '../src/rate-controlled-queue-consumer/pacer';
+
+// ---------------------------------------------------------------------------------------------
+// Virtual time
+// ---------------------------------------------------------------------------------------------
+
+interface Timer { at: number; seq: number; resolve: () => void }
+
+/** A clock whose time only moves when every pending promise waits on it. */
+export class VirtualClock implements Clock {
+  private time: number;
+  private seq = 0;
+  private readonly heap: Timer[] = [];
+
+  constructor(startMs = 1_700_000_000_000) {
+    this.time = startMs;
+  }
+
+  public now(): number {
+    return this.time;
+  }
+
+  public sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.push({ at: this.time + Math.max(0, ms), seq: this.seq++, resolve }));
+  }
+
+  /** Sleeps until `at` (no-op when it has passed). */
+  public until(at: number): Promise<void> {
+    return this.sleep(at - this.time);
+  }
+
+  /** Runs until no timer is left (every simulated actor finished) or `limitMs` of virtual time passed. */
+  public async run(limitMs = Infinity): Promise<void> {
+    const end = this.time + limitMs;
+    for (;;) {
+      // Let every promise chain settle before time moves: setImmediate runs after the microtasks.
+      await new Promise((r) => setImmediate(r));
+      const next = this.pop();
+      if (!next || next.at > end) return;
+      this.time = next.at;
+      next.resolve();
+      // Timers due at the same instant fire together.
+      while (this.heap.length && this.heap[0].at === this.time) this.pop()!.resolve();
+    }
+  }
+
+  private push(t: Timer): void {
+    const h = this.heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = Math.floor((i - 1) / 2);
+      if (less(h[p], h[i])) break;
+      [h[p], h[i]] = [h[i], h[p]];
+      i = p;
+    }
+  }
+
+  private pop(): Timer | undefined {
+    const h = this.heap;
+    if (!h.length) return undefined;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && less(h[l], h[m])) m = l;
+        if (r < h.length && less(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i], h[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function less(a: Timer, b: Timer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+/**
+ * The pacer table in memory: answers the GetItem and conditional UpdateItem calls that
+ * `reserveSlots` sends, each taking a DynamoDB round trip drawn from the model; the read and the
+ * write take effect half-way through the round trip.
+ */
+export class InMemoryPacerTable {
+  private stored: string | undefined;
+  public conditionalFailures = 0;
+  public writes = 0;
+
+  constructor(private readonly clock: VirtualClock, private readonly latency: () => number) {}
+
+  public async send(command: unknown): Promise<unknown> {
+    const rtt = this.latency();
+    await this.clock.sleep(rtt / 2);
+    let result: unknown;
+    let failure: Error | undefined;
+    if (command instanceof GetItemCommand) {
+      result = { Item: this.stored === undefined ? undefined : { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } } };
+    } else if (command instanceof UpdateItemCommand) {
+      const input = command.input;
+      const values = input.ExpressionAttributeValues ?? {};
+      const old = values[':old']?.N;
+      const ok = old === undefined ? this.stored === undefined : this.stored === old;
+      if (ok) {
+        this.stored = values[':new']!.N;
+        this.writes++;
+        result = {};
+      } else {
+        this.conditionalFailures++;
+        failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+      }
+    } else {
+      throw new Error(`in-memory pacer table: unexpected command ${(command as object).constructor.name}`);
+    }
+    await this.clock.sleep(rtt / 2);
+    if (failure) throw failure;
+    return result;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+interface Message { id: number; enqueuedAt: number; visibleAt: number }
+
+/** A queue with visibility: messages come back when a consumer hands them back. */
+class SimQueue {
+  private readonly messages: Message[] = [];
+  private waiters: Array<() => void> = [];
+  constructor(private readonly clock: VirtualClock) {}
+
+  public add(m: Message): void {
+    this.messages.push(m);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Long polling: resolves when a message is added, or after `ms`. */
+  public waitForMessage(ms: number): Promise<void> {
+    return Promise.race([new Promise<void>((r) => this.waiters.push(r)), this.clock.sleep(ms)]);
+  }
+
+  public get size(): number {
+    return this.messages.length;
+  }
+
+  /** Up to `n` messages visible now, oldest first. */
+  public take(n: number): Message[] {
+    const now = this.clock.now();
+    const taken: Message[] = [];
+    for (let i = 0; i < this.messages.length && taken.length < n;) {
+      if (this.messages[i].visibleAt <= now) {
+        taken.push(this.messages.splice(i, 1)[0]);
+      } else {
+        i++;
+      }
+    }
+    return taken;
+  }
+
+  /** When the next message becomes visible (undefined: the queue is empty). */
+  public nextVisibleAt(): number | undefined {
+    let min: number | undefined;
+    for (const m of this.messages) if (min === undefined || m.visibleAt < min) min = m.visibleAt;
+    return min;
+  }
+}
+
+/** API Gateway stage throttling: a token bucket of `rate` per second holding at most `burst`. */
+class TokenBucket {
+  private tokens: number;
+  private last: number;
+  constructor(private readonly rate: number, private readonly burst: number, now: number) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  public take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
+    this.last = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+}
+
+/** The strict vendor: a call finding floor(R) calls in the last second already gets 429. */
+class StrictVendor {
+  public readonly arrivals: number[] = [];
+  public readonly accepted: number[] = [];
+  public rejected = 0;
+  private first = 0;
+  constructor(private readonly limit: number) {}
+
+  /** Arrivals come in time order (virtual time only moves forward). */
+  public arrive(now: number): boolean {
+    this.arrivals.push(now);
+    while (this.arrivals[this.first] <= now - 1000) this.first++;
+    if (this.arrivals.length - this.first > this.limit) {
+      this.rejected++;
+      return false;
+    }
+    this.accepted.push(now);
+    return true;
+  }
+}
+
+/** What a modeled run produces. */
+export interface ModeledRun {
+  readonly arrivals: number[];
+  readonly acceptedArrivals: number[];
+  readonly latencies: Array<{ enqueuedAt: number; arrivedAt: number }>;
+  readonly requests: number;
+  readonly delivered: number;
+  readonly failed: number;
+  readonly proxy429: number;
+  readonly vendor429: number;
+  readonly utilization: number;
+  readonly vendorMaxRequestsInAnySecond: number;
+  readonly vendorViolations: number;
+  readonly p50AddedLatencyMs: number | null;
+  readonly p99AddedLatencyMs: number | null;
+  readonly details: Record<string, number | string>;
+}
+
+/** How requests are offered: a backlog present at the start, or a steady fraction of the contract. */
+export type Load = { readonly kind: 'backlog'; readonly requests: number }
+  | { readonly kind: 'fraction'; readonly fraction: number; readonly durationMs: number };
+
+function offer(queue: SimQueue, clock: VirtualClock, load: Load, rps: number): { total: number; done: Promise<void> } {
+  const t0 = clock.now();
+  if (load.kind === 'backlog') {
+    for (let i = 0; i < load.requests; i++) queue.add({ id: i, enqueuedAt: t0, visibleAt: t0 });
+    return { total: load.requests, done: Promise.resolve() };
+  }
+  // Evenly spaced at fraction * R.
+  const spacing = 1000 / (load.fraction * rps);
+  const total = Math.max(1, Math.floor(load.durationMs / spacing));
+  const done = (async () => {
+    for (let i = 0; i < total; i++) {
+      await clock.until(t0 + i * spacing);
+      queue.add({ id: i, enqueuedAt: clock.now(), visibleAt: clock.now() });
+    }
+  })();
+  return { total, done };
+}
+
+function summarize(
+  rps: number, vendor: StrictVendor, latencies: ModeledRun['latencies'], requests: number, failed: number,
+  proxy429: number, warmupMs: number, details: ModeledRun['details'],
+): ModeledRun {
+  const limit = windowLimit(rps);
+  const lat = addedLatency(latencies);
+  return {
+    arrivals: vendor.arrivals,
+    acceptedArrivals: vendor.accepted,
+    latencies,
+    requests,
+    delivered: latencies.length,
+    failed,
+    proxy429,
+    vendor429: vendor.rejected,
+    // Only what the vendor accepted uses the contract; a window can never accept more than floor(R).
+    utilization: round(Math.min(1, utilization(vendor.accepted, rps, warmupMs, warmupMs)), 4),
+    vendorMaxRequestsInAnySecond: maxInAnyWindow(vendor.arrivals),
+    vendorViolations: violations(vendor.arrivals, limit),
+    p50AddedLatencyMs: lat.p50,
+    p99AddedLatencyMs: lat.p99,
+    details,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pacing design, modeled
+// ---------------------------------------------------------------------------------------------
+
+export interface PacedModelOptions {
+  readonly rps: number;
+  readonly load: Load;
+  readonly model: LatencyModel;
+  readonly knobs: PacingKnobs;
+  /** Consumer Lambdas polling at once (the event source mapping's maximum concurrency). @default 2 */
+  readonly lanes?: number;
+  /** Messages per invocation. @default ceil(R / 2), 1..1000 */
+  readonly batchSize?: number;
+  /** Latest slot an invocation reserves. @default max(5 s, 3 batches of slots) */
+  readonly maxWaitMs?: number;
+  readonly seed?: number;
+  /** Arrivals in the first and the last `warmupMs` are not counted in U. @default 1 s */
+  readonly warmupMs?: number;
+}
+
+export async function runPacedModel(options: PacedModelOptions): Promise<ModeledRun> {
+  const { rps, model, knobs } = options;
+  const random = seededRandom(options.seed ?? 42);
+  const draw = (hop: { distribution: Parameters<typeof sample>[0] }) => sample(hop.distribution, random);
+  const clock = new VirtualClock();
+  const table = new InMemoryPacerTable(clock, () => draw(model.dynamodbCall));
+  const queue = new SimQueue(clock);
+  const vendor = new StrictVendor(windowLimit(rps));
+  const proxy = new TokenBucket(rps, Math.max(2, Math.ceil(rps / 4)), clock.now());
+  const lanes = options.lanes ?? 2;
+  const batchSize = options.batchSize ?? Math.min(1000, Math.max(1, Math.ceil(rps / 2)));
+  const intervalMs = (1000 + knobs.latenessToleranceMs) / (rps >= 1 ? Math.floor(rps) : rps);
+  const maxWaitMs = options.maxWaitMs ?? Math.max(5000, 3 * batchSize * intervalMs);
+  // The dispatcher reserves no slot earlier than `lead` from now (its execution needs that long to
+  // reach the caller); the caller, when it reserves again, no earlier than its write can land.
+  const dynamoMax = (model.dynamodbCall.distribution as { maxMs?: number }).maxMs ?? 20;
+  const dispatcherClock: Clock = { now: () => clock.now() + knobs.leadMs, sleep: (ms) => clock.sleep(ms) };
+  const callerClock: Clock = { now: () => clock.now() + 2 * dynamoMax, sleep: (ms) => clock.sleep(ms) };
+
+  const latencies: ModeledRun['latencies'] = [];
+  let proxy429 = 0;
+  let failed = 0;
+  let lateCallers = 0;
+  let coldStarts = 0;
+  let reReservations = 0;
+  const offered = offer(queue, clock, options.load, rps);
+  let finished = 0;
+  const allDone = () => finished >= offered.total;
+
+  const fire = async (m: Message) => {
+    await clock.sleep(draw(model.callerToProxy));
+    if (!proxy.take(clock.now())) {
+      // Does not happen while the pacer holds; counted if it does (the caller would pause and retry).
+      proxy429++;
+      failed++;
+      return;
+    }
+    await clock.sleep(draw(model.proxyToVendor));
+    vendor.arrive(clock.now());
+    latencies.push({ enqueuedAt: m.enqueuedAt, arrivedAt: clock.now() });
+  };
+
+  const caller = async (m: Message, slotAtMs: number) => {
+    let slot = slotAtMs;
+    for (;;) {
+      if (clock.now() <= slot + knobs.fireToleranceMs) {
+        await clock.until(slot);
+        await clock.sleep(draw(model.timerLateness));
+        await fire(m);
+        return;
+      }
+      // Woke up too late for its slot: give it up, reserve again (the pacer's own code).
+      lateCallers++;
+      reReservations++;
+      const r = await reserveSlots({
+        dynamodb: table as never,
+        tableName: 'bench-pacer',
+        requested: 1,
+        requestsPerSecond: rps,
+        latenessToleranceMs: knobs.latenessToleranceMs,
+        maxWaitMs: 60_000,
+        clock: callerClock,
+        random,
+      });
+      slot = r.slots[0];
+    }
+  };
+
+  const execution = async (m: Message, slotAtMs: number) => {
+    await clock.sleep(draw(model.expressStart));
+    let invoke = draw(model.lambdaInvoke);
+    if (random() < model.coldStartFraction) {
+      coldStarts++;
+      invoke += draw(model.lambdaColdStart);
+    }
+    await clock.sleep(invoke);
+    await caller(m, slotAtMs);
+    finished++;
+  };
+
+  const lane = async () => {
+    const pending: Array<Promise<void>> = [];
+    while (!allDone()) {
+      const next = queue.nextVisibleAt();
+      if (next === undefined) {
+        // Long polling: wait for the next message (or for the run to end).
+        await queue.waitForMessage(200);
+        continue;
+      }
+      await clock.until(next);
+      await clock.sleep(draw(model.queueToConsumer));
+      const batch = queue.take(batchSize);
+      if (!batch.length) continue;
+      const reservation = await reserveSlots({
+        dynamodb: table as never,
+        tableName: 'bench-pacer',
+        requested: batch.length,
+        requestsPerSecond: rps,
+        latenessToleranceMs: knobs.latenessToleranceMs,
+        maxWaitMs,
+        clock: dispatcherClock,
+        random,
+      });
+      // Messages without a slot go back, visible again when the schedule has room.
+      for (const m of batch.slice(reservation.slots.length)) {
+        queue.add({ ...m, visibleAt: Math.max(clock.now(), reservation.nextFreeAtMs - knobs.leadMs - 100) });
+      }
+      const starts = reservation.slots.map(async (slot, k) => {
+        await clock.until(slot - knobs.leadMs);
+        await clock.sleep(draw(model.startExecutionCall));
+        pending.push(execution(batch[k], slot));
+      });
+      // The invocation ends when its last start has been issued.
+      await Promise.all(starts);
+    }
+    await Promise.all(pending);
+  };
+
+  const lanesDone = Promise.all(Array.from({ length: lanes }, lane));
+  await clock.run();
+  await Promise.all([lanesDone, offered.done]);
+  return summarize(rps, vendor, latencies, offered.total, failed, proxy429, options.warmupMs ?? 1000, {
+    lanes,
+    batchSize,
+    maxWaitMs: Math.round(maxWaitMs),
+    slotIntervalMs: round(intervalMs, 3),
+    lateCallers,
+    coldStarts,
+    reReservations,
+    conditionalWriteFailures: table.conditionalFailures,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The published pattern, modeled
+// ---------------------------------------------------------------------------------------------
+
+export interface BaselineModelOptions {
+  readonly rps: number;
+  readonly load: Load;
+  readonly model: LatencyModel;
+  /**
+   * `async`: the consumer calls StartExecution for each message of its batch and moves on (the
+   * blog's design). `sync`: it waits for each execution (StartSyncExecution) to get the vendor's
+   * answer before the next.
+   */
+  readonly mode: 'async' | 'sync';
+  /** Event source mapping maximum concurrency. @default async 2 (the minimum), sync 10 */
+  readonly lanes?: number;
+  /** @default 10 */
+  readonly batchSize?: number;
+  /** Proxy stage rate and burst. @default R and max(2, ceil(R / 4)), as the library derives them */
+  readonly proxyRate?: number;
+  readonly proxyBurst?: number;
+  /**
+   * Step Functions Retry on 429: retries after the first attempt, first interval, backoff rate.
+   * @default 3, 1000 ms, 2 (the ASL defaults MaxAttempts 3, IntervalSeconds 1, BackoffRate 2; no jitter)
+   */
+  readonly retries?: number;
+  readonly retryIntervalMs?: number;
+  readonly backoffRate?: number;
+  readonly seed?: number;
+  readonly warmupMs?: number;
+}
+
+export async function runBaselineModel(options: BaselineModelOptions): Promise<ModeledRun> {
+  const { rps, model } = options;
+  const random = seededRandom(options.seed ?? 7);
+  const draw = (hop: { distribution: Parameters<typeof sample>[0] }) => sample(hop.distribution, random);
+  const clock = new VirtualClock();
+  const queue = new SimQueue(clock);
+  const vendor = new StrictVendor(windowLimit(rps));
+  const proxy = new TokenBucket(options.proxyRate ?? rps, options.proxyBurst ?? Math.max(2, Math.ceil(rps / 4)), clock.now());
+  const lanes = options.lanes ?? (options.mode === 'async' ? 2 : 10);
+  const batchSize = options.batchSize ?? 10;
+  const retries = options.retries ?? 3;
+  const retryIntervalMs = options.retryIntervalMs ?? 1000;
+  const backoffRate = options.backoffRate ?? 2;
+  const latencies: ModeledRun['latencies'] = [];
+  let proxy429 = 0;
+  let failed = 0;
+  let reachedProxy = 0;
+  const offered = offer(queue, clock, options.load, rps);
+  let taken = 0;
+
+  /** The Express workflow's HTTP task through the proxy, with its Retry on 429. */
+  const execution = async (m: Message) => {
+    await clock.sleep(draw(model.expressStart));
+    for (let attempt = 0; ; attempt++) {
+      await clock.sleep(draw(model.callerToProxy));
+      reachedProxy++;
+      let ok = proxy.take(clock.now());
+      if (!ok) {
+        proxy429++;
+      } else {
+        await clock.sleep(draw(model.proxyToVendor));
+        ok = vendor.arrive(clock.now());
+        if (ok) latencies.push({ enqueuedAt: m.enqueuedAt, arrivedAt: clock.now() });
+        if (options.mode === 'sync') await clock.sleep(draw(model.vendorResponse));
+      }
+      if (ok) break;
+      if (attempt >= retries) {
+        failed++;
+        break;
+      }
+      await clock.sleep(retryIntervalMs * backoffRate ** attempt);
+    }
+  };
+
+  const lane = async () => {
+    const pending: Array<Promise<void>> = [];
+    while (taken < offered.total) {
+      const next = queue.nextVisibleAt();
+      if (next === undefined) {
+        await queue.waitForMessage(200);
+        continue;
+      }
+      await clock.until(next);
+      await clock.sleep(draw(model.queueToConsumer));
+      const batch = queue.take(batchSize);
+      taken += batch.length;
+      for (const m of batch) {
+        if (options.mode === 'async') {
+          await clock.sleep(draw(model.startExecutionCall));
+          pending.push(execution(m));
+        } else {
+          await clock.sleep(draw(model.startExecutionCall) / 2);
+          await execution(m);
+          await clock.sleep(draw(model.startExecutionCall) / 2);
+        }
+      }
+    }
+    await Promise.all(pending);
+  };
+
+  const lanesDone = Promise.all(Array.from({ length: lanes }, lane));
+  await clock.run();
+  await Promise.all([lanesDone, offered.done]);
+  const firstArrival = vendor.arrivals[0] ?? 0;
+  const lastArrival = vendor.arrivals[vendor.arrivals.length - 1] ?? 0;
+  return summarize(rps, vendor, latencies, offered.total, failed, proxy429, options.warmupMs ?? 1000, {
+    mode: options.mode,
+    lanes,
+    batchSize,
+    proxyAttemptsPerSecond: round(reachedProxy / Math.max(0.001, (lastArrival - firstArrival) / 1000), 1),
+    failedAfterRetries: failed,
+  });
+}

@@ -1,0 +1,283 @@
+/**
+ * `npm run bench`: rate accuracy of the library against its contract (issue 4, item 8).
+ *
+ *   npm run bench                 # every scenario, a table, one SVG chart per scenario in .bench/
+ *   npm run bench -- --json       # the same; the last line is the JSON summary
+ *   npm run bench -- --quick      # a smaller subset (CI smoke, under 90 s)
+ *
+ * Definitions (../shared/DESIGN.md "How rate accuracy is measured"): U = vendor requests / (R * T)
+ * while a backlog exists (warm-up and drain skipped); a violation is a window (a_i - 1 s, a_i]
+ * holding more than floor(R); added latency is enqueue -> arrival at the vendor.
+ *
+ * 1, 10 (and half load at 10) RPS run on the local runtime: the synthesized example app, the real
+ * handlers, the strict vendor simulator ("hops": "emulated"). 100 and 1000 RPS run the real pacer
+ * code on a virtual clock with the hops after it drawn from the declared latency model
+ * (local/bench-model.ts; "hops": "modeled"): the emulators do not carry that load on 2 cores. The
+ * published pattern's configuration (rows named `baseline-...`) is modeled with the same model.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { runEmulated } from './bench-emulated';
+import { describeModel, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, uMax, withPostFireSpread } from './bench-model';
+import { Load, runBaselineModel, runPacedModel } from './bench-sim';
+import { perSecond, writeChart } from './report';
+
+export interface BenchOptions {
+  readonly quick: boolean;
+  readonly json: boolean;
+  readonly outDir: string;
+  /** Only modeled scenarios (no local runtime): fast, for tests. */
+  readonly modeledOnly: boolean;
+  readonly latenessToleranceMs?: number;
+  readonly leadMs?: number;
+  readonly fireToleranceMs?: number;
+  /** Widen the spread after the fire to this (sensitivity). */
+  readonly postFireSpreadMs?: number;
+  /** Also try 100 RPS on the emulators (it is CPU-bound on 2 cores; reported as an extra row). */
+  readonly emulated100: boolean;
+  readonly progress: boolean;
+}
+
+export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
+  quick: false,
+  json: false,
+  outDir: '.bench',
+  modeledOnly: false,
+  emulated100: false,
+  progress: true,
+};
+
+export interface ScenarioRow {
+  readonly name: string;
+  readonly load: 'backlog' | number;
+  readonly contractRps: number;
+  readonly hops: 'emulated' | 'modeled';
+  readonly requests: number;
+  readonly delivered: number;
+  readonly utilization: number;
+  /** Best possible U for this design and spread. */
+  readonly uMax: number | null;
+  readonly vendorMaxRequestsInAnySecond: number;
+  readonly vendorViolations: number;
+  readonly proxy429: number;
+  readonly vendor429: number;
+  readonly p50AddedLatencyMs: number | null;
+  readonly p99AddedLatencyMs: number | null;
+  readonly chart: string;
+  readonly runMs: number;
+  readonly note?: string;
+  readonly details?: Record<string, number | string>;
+}
+
+export interface BenchResult {
+  readonly latencyModel: Record<string, unknown>;
+  readonly scenarios: ScenarioRow[];
+  readonly machine: { nproc: number; node: string; loadAverage: number[] };
+  readonly elapsedMs: number;
+}
+
+interface ScenarioSpec {
+  readonly name: string;
+  readonly rps: number;
+  readonly load: Load;
+  readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
+  readonly note?: string;
+}
+
+export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 'emulated100'>): ScenarioSpec[] {
+  const q = options.quick;
+  const modeledNote = 'hops after the pacer drawn from the latency model; the emulators cannot carry this rate on 2 cores';
+  const list: ScenarioSpec[] = [
+    { name: 'paced-1rps-backlog', rps: 1, load: { kind: 'backlog', requests: q ? 4 : 24 }, kind: 'emulated' },
+    { name: 'paced-10rps-backlog', rps: 10, load: { kind: 'backlog', requests: q ? 30 : 200 }, kind: 'emulated' },
+    // The quick run keeps two runtime boots only: its half-load row at 10 RPS is the modeled one below.
+    ...(q ? [] : [<ScenarioSpec>{ name: 'paced-10rps-half', rps: 10, load: { kind: 'fraction', fraction: 0.5, durationMs: 20000 }, kind: 'emulated' }]),
+    { name: 'paced-100rps-backlog', rps: 100, load: { kind: 'backlog', requests: q ? 1000 : 6000 }, kind: 'paced-model', note: modeledNote },
+    { name: 'paced-1000rps-backlog', rps: 1000, load: { kind: 'backlog', requests: q ? 3000 : 30000 }, kind: 'paced-model', note: modeledNote },
+    { name: 'paced-1000rps-half', rps: 1000, load: { kind: 'fraction', fraction: 0.5, durationMs: q ? 3000 : 20000 }, kind: 'paced-model', note: modeledNote },
+    { name: 'paced-10rps-half-modeled', rps: 10, load: { kind: 'fraction', fraction: 0.5, durationMs: q ? 10000 : 20000 }, kind: 'paced-model', note: 'the model at the emulated scenario\'s load, to compare the two' },
+    // The baseline rows are offered twice the contract (a backlog builds for any consumer that
+    // delivers at most R) so that the one `backlog` row per contract stays the library's own.
+    { name: 'baseline-async-10rps', rps: 10, load: { kind: 'fraction', fraction: 2, durationMs: q ? 10000 : 60000 }, kind: 'baseline-async', note: 'published pattern: consumer starts Express executions asynchronously (batch 10, max concurrency 2), rate left to the proxy throttle' },
+    { name: 'baseline-sync-10rps', rps: 10, load: { kind: 'fraction', fraction: 2, durationMs: q ? 10000 : 60000 }, kind: 'baseline-sync', note: 'published pattern, each start waiting for the vendor (StartSyncExecution; batch 10, max concurrency 10)' },
+  ];
+  if (!q) {
+    list.push({ name: 'baseline-async-100rps', rps: 100, load: { kind: 'fraction', fraction: 2, durationMs: 30000 }, kind: 'baseline-async', note: 'published pattern as above at 100 RPS' });
+  }
+  if (options.emulated100 && !q) {
+    list.push({ name: 'emulated-attempt-100rps', rps: 100, load: { kind: 'backlog', requests: 600 }, kind: 'emulated', note: 'the local runtime at 100 RPS: CPU-bound on 2 cores, not a measure of the design' });
+  }
+  return options.modeledOnly ? list.filter((s) => s.kind !== 'emulated') : list;
+}
+
+function loadOf(load: Load): 'backlog' | number {
+  return load.kind === 'backlog' ? 'backlog' : load.fraction;
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const started = Date.now();
+  const log = (line: string) => {
+    if (options.progress) process.stderr.write(`${line}\n`);
+  };
+  const model: LatencyModel = options.postFireSpreadMs !== undefined ? withPostFireSpread(LATENCY_MODEL, options.postFireSpreadMs) : LATENCY_MODEL;
+  const knobs: PacingKnobs = pacingKnobs(model, {
+    latenessToleranceMs: options.latenessToleranceMs, leadMs: options.leadMs, fireToleranceMs: options.fireToleranceMs,
+  });
+  const latencyModel = describeModel(model, knobs);
+  fs.mkdirSync(options.outDir, { recursive: true });
+  const rows: ScenarioRow[] = [];
+
+  for (const spec of scenarios(options)) {
+    const t0 = Date.now();
+    log(`${spec.name}: ${spec.kind === 'emulated' ? 'local runtime' : 'modeled'} at ${spec.rps} rps, load ${loadOf(spec.load)}`);
+    let row: Omit<ScenarioRow, 'chart' | 'runMs'>;
+    let arrivals: number[];
+    if (spec.kind === 'emulated') {
+      const r = await runEmulated({ rps: spec.rps, load: spec.load, log });
+      arrivals = r.arrivals;
+      row = {
+        name: spec.name,
+        load: loadOf(spec.load),
+        contractRps: spec.rps,
+        hops: 'emulated',
+        requests: r.requests,
+        delivered: r.delivered,
+        utilization: r.utilization,
+        // The synthesized design spaces slots (1000 + L) / floor(R) apart.
+        uMax: round(uMax(knobs.latenessToleranceMs), 4),
+        vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
+        vendorViolations: r.vendorViolations,
+        proxy429: r.proxy429,
+        vendor429: r.vendor429,
+        p50AddedLatencyMs: r.p50AddedLatencyMs,
+        p99AddedLatencyMs: r.p99AddedLatencyMs,
+        note: spec.note ?? 'synthesized example app on the local runtime, real handlers, strict vendor simulator',
+      };
+    } else {
+      const r = spec.kind === 'paced-model'
+        ? await runPacedModel({ rps: spec.rps, load: spec.load, model, knobs })
+        : await runBaselineModel({ rps: spec.rps, load: spec.load, model, mode: spec.kind === 'baseline-async' ? 'async' : 'sync' });
+      arrivals = r.arrivals;
+      row = {
+        name: spec.name,
+        load: loadOf(spec.load),
+        contractRps: spec.rps,
+        hops: 'modeled',
+        requests: r.requests,
+        delivered: r.delivered,
+        utilization: r.utilization,
+        uMax: spec.kind === 'paced-model' ? round(uMax(Math.max(knobs.latenessToleranceMs, knobs.fireToleranceMs + postFireSpreadMs(model))), 4) : null,
+        vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
+        vendorViolations: r.vendorViolations,
+        proxy429: r.proxy429,
+        vendor429: r.vendor429,
+        p50AddedLatencyMs: r.p50AddedLatencyMs,
+        p99AddedLatencyMs: r.p99AddedLatencyMs,
+        note: spec.note,
+        details: r.details,
+      };
+    }
+    const chart = path.join(options.outDir, `${spec.name}.svg`);
+    const sorted = [...arrivals].sort((a, b) => a - b);
+    const first = sorted[0] ?? 0;
+    const last = sorted[sorted.length - 1] ?? 0;
+    writeChart(chart, perSecond(sorted, first, last + 1), spec.rps,
+      `${spec.name}: vendor requests per second, contract ${spec.rps} rps (${row.hops})`);
+    rows.push({ ...row, chart, runMs: Date.now() - t0 });
+  }
+
+  return {
+    latencyModel,
+    scenarios: rows,
+    machine: { nproc: os.cpus().length, node: process.version, loadAverage: os.loadavg().map((v) => round(v, 2)) },
+    elapsedMs: Date.now() - started,
+  };
+}
+
+export function formatTable(result: BenchResult): string {
+  const header = ['scenario', 'hops', 'R', 'load', 'req', 'U', 'U max', 'W max', 'V', '429 proxy/vendor', 'added p50/p99 ms'];
+  const lines = result.scenarios.map((s) => [
+    s.name, s.hops, String(s.contractRps), String(s.load), `${s.delivered}/${s.requests}`,
+    s.utilization.toFixed(3), s.uMax === null ? '-' : s.uMax.toFixed(3), String(s.vendorMaxRequestsInAnySecond),
+    String(s.vendorViolations), `${s.proxy429}/${s.vendor429}`, `${s.p50AddedLatencyMs ?? '-'}/${s.p99AddedLatencyMs ?? '-'}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const pacing = result.latencyModel.pacing as Record<string, unknown>;
+  return [
+    fmt(header),
+    fmt(widths.map((w) => '-'.repeat(w))),
+    ...lines.map(fmt),
+    '',
+    'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + spread) (spread = L for the design, '
+      + 'or the modeled arrival spread if larger); W max = most requests in any 1 s window; V = windows over floor(R).',
+    `pacing knobs: L = ${pacing.latenessToleranceMs} ms, lead = ${pacing.leadMs} ms, fire tolerance = ${pacing.fireToleranceMs} ms; `
+      + `modeled arrival spread after the slot = ${result.latencyModel.arrivalSpreadMs} ms.`,
+    `charts: ${path.dirname(result.scenarios[0]?.chart ?? '.bench/x')}/<scenario>.svg; machine: ${result.machine.nproc} cpus, node ${result.machine.node}, `
+      + `load average ${result.machine.loadAverage.join(' ')}; run time ${(result.elapsedMs / 1000).toFixed(1)} s`,
+  ].join('\n');
+}
+
+/** The JSON summary line: the fields issue 4 names, plus how each row was obtained. */
+export function jsonLine(result: BenchResult): string {
+  return JSON.stringify({
+    latencyModel: result.latencyModel,
+    scenarios: result.scenarios.map((s) => ({
+      name: s.name,
+      load: s.load,
+      contractRps: s.contractRps,
+      utilization: s.utilization,
+      vendorMaxRequestsInAnySecond: s.vendorMaxRequestsInAnySecond,
+      vendorViolations: s.vendorViolations,
+      proxy429: s.proxy429,
+      vendor429: s.vendor429,
+      p50AddedLatencyMs: s.p50AddedLatencyMs,
+      p99AddedLatencyMs: s.p99AddedLatencyMs,
+      hops: s.hops,
+      uMax: s.uMax,
+      requests: s.requests,
+      delivered: s.delivered,
+      chart: s.chart,
+      ...(s.note ? { note: s.note } : {}),
+    })),
+    machine: result.machine,
+    elapsedMs: result.elapsedMs,
+  });
+}
+
+const NUMBER_FLAGS: Record<string, keyof BenchOptions> = {
+  '--lateness-ms': 'latenessToleranceMs',
+  '--lead-ms': 'leadMs',
+  '--fire-tolerance-ms': 'fireToleranceMs',
+  '--post-fire-spread-ms': 'postFireSpreadMs',
+};
+
+export function parseBenchArgs(argv: string[]): BenchOptions {
+  const options: Record<string, unknown> = { ...DEFAULT_BENCH_OPTIONS };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split('=', 2);
+    if (flag === '--json') {options.json = true;} else if (flag === '--quick') {options.quick = true;} else if (flag === '--modeled-only') {options.modeledOnly = true;} else if (flag === '--emulated-100') {options.emulated100 = true;} else if (flag === '--out') {options.outDir = inline ?? argv[++i];} else if (NUMBER_FLAGS[flag]) {
+      const raw = inline ?? argv[++i];
+      const value = Number(raw);
+      if (raw === undefined || !Number.isFinite(value) || value < 0) throw new Error(`${flag} needs a number of 0 or more (given '${raw}')`);
+      options[NUMBER_FLAGS[flag]] = value;
+    } else {
+      throw new Error(`unknown flag '${argv[i]}'; flags: --json --quick --modeled-only --emulated-100 --out <dir> ${Object.keys(NUMBER_FLAGS).join(' ')}`);
+    }
+  }
+  return options as unknown as BenchOptions;
+}
+
+if (require.main === module) {
+  const options = parseBenchArgs(process.argv.slice(2));
+  runBench(options).then((result) => {
+    console.log(`\nRate benchmark (${options.quick ? 'quick subset' : 'all scenarios'})\n`);
+    console.log(formatTable(result));
+    if (options.json) console.log(jsonLine(result));
+    process.exit(0);
+  }).catch((error) => {
+    console.error(error instanceof Error ? error.stack ?? error.message : error);
+    process.exit(1);
+  });
+}
