@@ -48,6 +48,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-sfn',
     '@aws-sdk/client-sqs',
     '@aws-sdk/client-secrets-manager',
+    // SigV4 signing of the vendor caller's proxy call and the AppConfigData reads (no client for those).
+    '@smithy/signature-v4@^5',
+    '@aws-sdk/credential-provider-node',
     '@aws-lambda-powertools/batch',
     '@aws-lambda-powertools/logger',
     '@aws-lambda-powertools/metrics',

@@ -558,6 +558,8 @@ export class DispatchWorkflow extends Construct {
             requestId: sfn.JsonPath.stringAt('$.requestId'),
             payload: sfn.JsonPath.objectAt('$.payload'),
             attempt: sfn.JsonPath.numberAt('$.attempt'),
+            // The same capability URL on the next dispatch (webhookauth).
+            callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
           },
         },
         resultPath: '$.retry',

@@ -1,6 +1,7 @@
 import { Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -72,6 +73,13 @@ export interface VendorCallWorkflowProps extends VendorCallWorkflowOptions {
   readonly requestQueue: sqs.IQueue;
   /** Where calls that are given up are parked. */
   readonly deadLetterQueue: sqs.IQueue;
+  /**
+   * The dispatch workflow's vendor caller (PacingPoint.VENDOR_CALL): when given, the call is fired
+   * by it at the pacing slot the dispatcher passed (`slotAtMs`), exactly like a job submission.
+   *
+   * @default - the workflow calls the proxy with apigateway:invoke (PacingPoint.DISPATCH)
+   */
+  readonly vendorCaller?: lambda.IFunction;
 }
 
 /**
@@ -135,8 +143,8 @@ export class VendorCallWorkflow extends Construct {
       'X-Request-Id': sfn.JsonPath.array(sfn.JsonPath.stringAt('$.requestId')),
       ...credential.headers,
     };
-    const callVendor = this.callVendorState('CallVendor', props.proxy, headers, false, vendorCallTimeout);
-    const callVendorWithBody = this.callVendorState('CallVendorWithBody', props.proxy,
+    const callVendor = this.callVendorState('CallVendor', props, headers, false, vendorCallTimeout);
+    const callVendorWithBody = this.callVendorState('CallVendorWithBody', props,
       { ...headers, 'Content-Type': ['application/json'] }, true, vendorCallTimeout);
     // Step Functions fails a Choice whose variable is missing (except IsPresent): presence is the test.
     const hasBody = new sfn.Choice(this, 'HasRequestBody')
@@ -254,9 +262,32 @@ export class VendorCallWorkflow extends Construct {
     returnResponse.addCatch(giveUp, { resultPath: '$.error' });
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
     credential.readCredential?.addCatch(classify, { resultPath: '$.error' });
+    // With the vendor caller: no slot within its wait budget (a long vendor pause, a full schedule)
+    // sends the call back through the queue after the delay it computed. Not an attempt: the
+    // vendor was not called.
+    let afterCall: sfn.IChainable = returnResponse;
+    if (props.vendorCaller) {
+      const defer = new sfn.Pass(this, 'DeferToQueue', {
+        comment: 'Back to the paced queue without counting an attempt: the vendor was not called',
+        parameters: {
+          delaySeconds: sfn.JsonPath.numberAt('$.response.requeue.delaySeconds'),
+          message: {
+            kind: 'call',
+            taskToken: sfn.JsonPath.stringAt('$.taskToken'),
+            requestId: sfn.JsonPath.stringAt('$.requestId'),
+            call: sfn.JsonPath.objectAt('$.message.call'),
+            attempt: sfn.JsonPath.numberAt('$.attempt'),
+          },
+        },
+        resultPath: '$.retry',
+      });
+      afterCall = new sfn.Choice(this, 'WasVendorCalled')
+        .when(sfn.Condition.isPresent('$.response.requeue.delaySeconds'), defer.next(requeue))
+        .otherwise(returnResponse);
+    }
     for (const call of [callVendor, callVendorWithBody]) {
       call.addCatch(classify, { resultPath: '$.error' });
-      call.next(returnResponse);
+      call.next(afterCall);
     }
     returnResponse.next(returned);
 
@@ -280,7 +311,12 @@ export class VendorCallWorkflow extends Construct {
       // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
       props.proxy.credentials.secret?.grantRead(this.stateMachine);
     }
-    props.proxy.grantInvoke(this.stateMachine);
+    if (props.vendorCaller) {
+      // Only the vendor caller calls the proxy (its resource policy admits the caller's role).
+      props.vendorCaller.grantInvoke(this.stateMachine);
+    } else {
+      props.proxy.grantInvoke(this.stateMachine);
+    }
     // Covers KMS when the request queue has a customer-managed key.
     props.requestQueue.grantSendMessages(this.stateMachine);
     props.deadLetterQueue.grantSendMessages(this.stateMachine);
@@ -325,8 +361,51 @@ export class VendorCallWorkflow extends Construct {
    * A raw state rather than `CallApiGatewayRestApiEndpoint`, which takes the method as a constant:
    * here the method comes from the message. Its result is `$.response = { statusCode, body, headers }`.
    */
-  private callVendorState(id: string, proxy: ThrottledProxy, headers: Record<string, unknown>,
+  private callVendorState(id: string, props: VendorCallWorkflowProps, headers: Record<string, unknown>,
     withBody: boolean, timeout: Duration): sfn.CustomState {
+    const caller = props.vendorCaller;
+    if (caller) {
+      // The vendor caller waits for the slot the dispatcher reserved, then sends the request; it
+      // answers { statusCode, body, headers, requeue } (requeue: no slot within its wait budget).
+      return new sfn.CustomState(this, id, {
+        stateJson: {
+          Type: 'Task',
+          Comment: `Call the vendor through the throttled proxy at the pacing slot${withBody ? ', with a JSON body' : ''} (vendor caller)`,
+          Resource: `arn:${Aws.PARTITION}:states:::lambda:invoke`,
+          Parameters: {
+            FunctionName: caller.functionArn,
+            Payload: {
+              'method.$': '$.call.method',
+              'path.$': '$.call.path',
+              'query.$': '$.call.query',
+              'headers': sfn.FieldUtils.renderObject(headers),
+              ...(withBody ? { 'body.$': '$.call.body' } : {}),
+              'requestId.$': '$.requestId',
+              'slotAtMs.$': '$.slotAtMs',
+            },
+          },
+          ResultSelector: {
+            'statusCode.$': '$.Payload.statusCode',
+            'body.$': '$.Payload.body',
+            'headers.$': '$.Payload.headers',
+            'requeue.$': '$.Payload.requeue',
+          },
+          ResultPath: '$.response',
+          // The caller's own timeout covers its wait for the slot and the call.
+          TimeoutSeconds: caller instanceof lambda.Function && caller.timeout ? caller.timeout.toSeconds() + 5 : 290,
+          Retry: [{
+            // The function did not run or Lambda failed around it: a new invocation is late for
+            // the slot and reserves a fresh one, so retrying cannot break the bound.
+            ErrorEquals: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
+            IntervalSeconds: 1,
+            BackoffRate: 2,
+            MaxAttempts: 2,
+            JitterStrategy: 'FULL',
+          }],
+        },
+      });
+    }
+    const proxy = props.proxy;
     const stack = Stack.of(proxy.restApi);
     return new sfn.CustomState(this, id, {
       stateJson: {

@@ -28,7 +28,6 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // A dependency of every AWS SDK v3 client (pinned by the lockfile), used here to sign plain HTTP
 // requests to the proxy with the function's role.
-// eslint-disable-next-line import/no-extraneous-dependencies
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 import { VendorCallerEnv } from '../shared/env';
@@ -40,6 +39,8 @@ export interface VendorCallEvent {
   readonly method?: string;
   /** Path below the proxy's stage URL, e.g. `jobs/42/result`. Default: the stage root. */
   readonly path?: string;
+  /** Query string parameters (a list repeats the parameter). */
+  readonly query?: Record<string, string | string[]>;
   /** Request headers; array values are joined with `, `. */
   readonly headers?: Record<string, string | string[]>;
   /** Body: sent as JSON (a string is sent as is). Absent: no body. */
@@ -212,7 +213,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   const { config, logger } = deps;
   const clock = deps.clock ?? systemClock;
   const method = (event.method ?? 'POST').toUpperCase();
-  const url = proxyRequestUrl(config.proxyUrl, event.path);
+  const url = withQuery(proxyRequestUrl(config.proxyUrl, event.path), event.query);
   const headers = flattenHeaders(event.headers);
   const body = method === 'GET' || method === 'HEAD' || event.body === undefined
     ? undefined
@@ -390,6 +391,18 @@ async function sleepUntil(clock: Clock, atMs: number): Promise<void> {
   if (waitMs > 0) {
     await clock.sleep(waitMs);
   }
+}
+
+/** The URL with the query parameters appended (a list repeats the parameter). */
+export function withQuery(url: string, query: Record<string, string | string[]> | undefined): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query ?? {})) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (v !== undefined && v !== null) params.append(key, String(v));
+    }
+  }
+  const text = params.toString();
+  return text === '' ? url : `${url}${url.includes('?') ? '&' : '?'}${text}`;
 }
 
 /** The stage URL joined with a path (no double slash). */

@@ -1043,6 +1043,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
         proxy: this.proxy,
         requestQueue: this.consumer.queue,
         deadLetterQueue: this.consumer.deadLetterQueue,
+        // PacingPoint.VENDOR_CALL: calls are fired at their slot by the same caller as submissions.
+        vendorCaller: this.dispatch.vendorCaller,
         tracingEnabled: this.vendorCallOptions?.tracingEnabled ?? this.tracing,
       });
       this.consumer.dispatchCallsTo(workflow.stateMachine);

@@ -16,9 +16,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 // dependencies; its two REST calls are small, so they are signed with the SDK's own SigV4 signer
 // and default credential chain (both installed with every SDK v3 client). `AppConfigDataApi`
 // has the client's input/output shapes, so replacing this transport with the client is an adapter.
-// eslint-disable-next-line import/no-extraneous-dependencies
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-// eslint-disable-next-line import/no-extraneous-dependencies
 import { SignatureV4 } from '@smithy/signature-v4';
 import { DEFAULT_POLL_INTERVAL_SECONDS, DynamicDelayEnv, MAX_EXTRA_DELAY_MS, MIN_POLL_INTERVAL_SECONDS } from './dynamic-delay-env';
 
