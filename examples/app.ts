@@ -19,6 +19,16 @@ export interface ExampleStackProps extends StackProps {
   readonly vendorUrl?: string;
   /** Let operators slow dispatch at run time (AppConfig). Default: off. */
   readonly dynamicDelay?: DynamicDelayOptions;
+  /**
+   * How long before its pacing slot a dispatch execution starts, so that its vendor caller is
+   * ready at the slot. Default: the library's (1 second, sized for AWS); the local runtime needs
+   * more (its emulated Express workflow and Lambda start are slower).
+   */
+  readonly lead?: Duration;
+  /** How late a vendor caller may fire against its slot. Default: the library's. */
+  readonly fireTolerance?: Duration;
+  /** The pacing tolerance L (fire lateness + spread to the vendor). Default: the library's. */
+  readonly latenessTolerance?: Duration;
 }
 
 export class ExampleStack extends Stack {
@@ -35,7 +45,12 @@ export class ExampleStack extends Stack {
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),
       webhook: { statusPath: '$.status', failureStatusValues: ['FAILED'] },
-      consumer: props.dynamicDelay ? { dynamicDelay: props.dynamicDelay } : undefined,
+      consumer: {
+        dynamicDelay: props.dynamicDelay,
+        lead: props.lead,
+        fireTolerance: props.fireTolerance,
+        latenessTolerance: props.latenessTolerance,
+      },
     });
 
     // 1. Submit the order to the vendor and wait for its callback.

@@ -31,6 +31,12 @@ export interface DemoOptions {
   readonly malformedCallbackRate: number;
   readonly forgedCallbackRate: number;
   readonly seed: number;
+  /** Pacing lead (dispatch execution start -> slot), ms; the local runtime is slower than AWS. */
+  readonly leadMs: number;
+  /** How late a vendor caller may fire against its slot, ms. */
+  readonly fireToleranceMs: number;
+  /** The pacing tolerance L, ms (fire lateness + spread to the vendor). */
+  readonly latenessToleranceMs: number;
   readonly json: boolean;
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
@@ -51,6 +57,11 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   malformedCallbackRate: 0,
   forgedCallbackRate: 0,
   seed: 42,
+  // The emulated Express workflow + Lambda start take 1-3 s on 2 cores (AWS: well under 1 s), and
+  // worker-thread timers wake later than Lambda's: local values, stated in the demo's output.
+  leadMs: 1500,
+  fireToleranceMs: 25,
+  latenessToleranceMs: 45,
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
@@ -98,6 +109,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     vendorUrl: VENDOR_URL,
     requestsPerSecond: options.rps,
     callbackTimeout: Duration.millis(options.callbackTimeoutMs),
+    lead: Duration.millis(options.leadMs),
+    fireTolerance: Duration.millis(options.fireToleranceMs),
+    latenessTolerance: Duration.millis(options.latenessToleranceMs),
   }, outdir);
   app.synth();
   log(`synthesized ${stack.stackName} into ${outdir}`);
@@ -126,8 +140,18 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       hostMap: { 'vendor.example.com': vendorBase },
       // The handlers' logs, when asked for (they are not printed).
       logFile: process.env.DEMO_LOG,
+      // e.g. DEMO_LOG_LEVEL=INFO for the handlers' info lines (default WARN).
+      ...(process.env.DEMO_LOG_LEVEL ? { functionEnv: { POWERTOOLS_LOG_LEVEL: process.env.DEMO_LOG_LEVEL } } : {}),
     });
     log(`local runtime up: ${runtime.describe()}`);
+    // Steady state: the vendor callers that wait for their slots are warm (as under a steady load
+    // on AWS, or with provisioned concurrency), not dozens of cold starts at once on 2 cores.
+    const caller = stack.orchestrator.dispatch.vendorCaller;
+    if (caller) {
+      const warm = vendorCallerWarmPool(options.rps, options.leadMs);
+      await runtime.prewarm(caller, warm);
+      log(`${warm} vendor caller environments warm`);
+    }
 
     // 3. Submit every request up front, so the request queue holds a backlog.
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
@@ -265,6 +289,11 @@ export function formatSummary(r: DemoResult): string {
   return lines.join('\n');
 }
 
+/** Vendor callers busy at once: rate x (lead + a call), plus headroom; at most 60 worker threads. */
+export function vendorCallerWarmPool(rps: number, leadMs: number): number {
+  return Math.min(60, Math.ceil(rps * (leadMs / 1000 + 1)) + 2);
+}
+
 const FLAGS: Record<string, keyof DemoOptions> = {
   '--requests': 'requests',
   '--rps': 'rps',
@@ -279,6 +308,9 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--malformed-callback-rate': 'malformedCallbackRate',
   '--forged-callback-rate': 'forgedCallbackRate',
   '--seed': 'seed',
+  '--lead-ms': 'leadMs',
+  '--fire-tolerance-ms': 'fireToleranceMs',
+  '--lateness-tolerance-ms': 'latenessToleranceMs',
 };
 
 export function parseDemoArgs(argv: string[]): DemoOptions {

@@ -109,6 +109,16 @@ export class LocalRuntime {
     return this.template.arnOf(Stack.of(stateMachine).getLogicalId(child));
   }
 
+  /**
+   * Starts `count` warm environments of a function of the stack (from its construct), as a steady
+   * load or provisioned concurrency has on AWS: on 2 cores, dozens of simultaneous worker-thread
+   * cold starts take seconds each and would make every paced caller miss its slot.
+   */
+  public async prewarm(fn: Construct, count: number): Promise<void> {
+    const child = (fn.node.defaultChild ?? fn) as any;
+    await this.lambda.prewarm(Stack.of(fn).getLogicalId(child), count);
+  }
+
   /** 429s the vendor proxy (the REST API whose methods proxy over HTTP) answered from its stage throttling. */
   public proxy429s(): number {
     const proxyApiIds = new Set(this.template.ofType('AWS::ApiGateway::Method')

@@ -567,6 +567,27 @@ class FunctionPool {
     await Promise.all([...this.all].map((env) => env.terminate(reason)));
   }
 
+  /**
+   * Starts environments until `count` are idle and ready (what a steady load, or provisioned
+   * concurrency, has on AWS). Counted as cold starts.
+   */
+  async prewarm(count: number): Promise<void> {
+    const started: ExecutionEnvironment[] = [];
+    while (this.idle.length + started.length < count) {
+      const env = new ExecutionEnvironment(this.config, this.sink, (dead) => this.forget(dead));
+      this.all.add(env);
+      this.counters.coldStarts++;
+      started.push(env);
+    }
+    await Promise.all(started.map((env) => env.waitReady()));
+    for (const env of started) {
+      if (env.alive && !this.stopped) {
+        env.setActive(false);
+        this.idle.push(env);
+      }
+    }
+  }
+
   /** The most recently used warm environment (LIFO keeps few environments warm), else a cold start. */
   private acquire(): { env: ExecutionEnvironment; cold: boolean } {
     let env = this.idle.pop();
@@ -638,6 +659,15 @@ export class LocalLambda {
     }
     const invokedArn = functionNameOrArn.startsWith('arn:') ? functionNameOrArn : pool.config.arn;
     return pool.invoke(event, invokedArn);
+  }
+
+  /** Makes `count` warm environments of a function ready (see FunctionPool.prewarm). */
+  prewarm(functionNameOrArn: string, count: number): Promise<void> {
+    const pool = this.pools.get(functionNameOf(functionNameOrArn));
+    if (!pool) {
+      return Promise.reject(lambdaError('ResourceNotFoundException', `Function not found: ${functionNameOrArn}`));
+    }
+    return pool.prewarm(count);
   }
 
   /** Counters of one function, by name or ARN. */

@@ -449,11 +449,11 @@ async function park(record: SQSRecord, detail: string, taskToken: string | undef
 /** Hides a message until the pacing schedule has room again. Errors are logged only. */
 async function postpone(item: ValidRecord, nextFreeAtMs: number | undefined, clock: Clock, deps: DispatchDeps): Promise<void> {
   const log = { requestId: item.message.requestId, messageId: item.record.messageId };
-  if (nextFreeAtMs === undefined) {
-    deps.logger.warn('no pacing slot; the message returns after its visibility timeout', log);
-    return;
-  }
-  const seconds = Math.min(MAX_VISIBILITY_TIMEOUT_SECONDS, Math.max(0, Math.ceil((nextFreeAtMs - clock.now()) / 1000)));
+  // Without a known next free slot (the reservation failed: DynamoDB errors, lost races), the message
+  // comes back in 1-5 s (jittered), not after the queue's long visibility timeout.
+  const seconds = nextFreeAtMs === undefined
+    ? 1 + Math.floor((deps.random ?? Math.random)() * 5)
+    : Math.min(MAX_VISIBILITY_TIMEOUT_SECONDS, Math.max(0, Math.ceil((nextFreeAtMs - clock.now()) / 1000)));
   try {
     await deps.clients.sqs.send(new ChangeMessageVisibilityCommand({
       QueueUrl: queueUrlFromArn(item.record.eventSourceARN, deps.config.sqsEndpointUrl),

@@ -99,7 +99,7 @@ export const PAUSED_UNTIL_ATTRIBUTE = 'pausedUntilMs';
 /** Default lateness tolerance `L` when pacing StartExecution (PacingPoint.DISPATCH), in milliseconds. */
 export const DEFAULT_LATENESS_TOLERANCE_MS = 50;
 /** How many times a reservation is attempted when other invocations keep writing first. */
-export const DEFAULT_MAX_RESERVATION_ATTEMPTS = 10;
+export const DEFAULT_MAX_RESERVATION_ATTEMPTS = 25;
 
 /** Time source, injectable so that tests run on fake time. */
 export interface Clock {
@@ -306,7 +306,8 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       // Another invocation reserved in between: back off a little (random, so that contenders
       // spread out) and redo the whole read-compute-write.
       if (attempt < maxAttempts) {
-        await clock.sleep(Math.floor(random() * 10 * attempt) + 1);
+        // Capped: many contenders (dispatchers and late vendor callers) must not back off for long.
+        await clock.sleep(Math.floor(random() * Math.min(50, 10 * attempt)) + 1);
       }
     }
   }

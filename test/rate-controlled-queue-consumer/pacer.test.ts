@@ -450,12 +450,12 @@ describe('reserveSlots', () => {
     expect(ddb.commandCalls(UpdateItemCommand)[1].args[0].input.ConditionExpression).toBe('#next = :old');
   });
 
-  test('GIVEN every write loses the race WHEN reserving THEN it gives up after 10 attempts with a clear error', async () => {
+  test('GIVEN every write loses the race WHEN reserving THEN it gives up after 25 attempts with a clear error', async () => {
     ddb.on(GetItemCommand).resolves({});
     ddb.on(UpdateItemCommand).rejects(conditionFailed());
 
-    await expect(reserve()).rejects.toThrow(/lost 10 consecutive races/);
-    expect(ddb).toHaveReceivedCommandTimes(UpdateItemCommand, 10);
+    await expect(reserve()).rejects.toThrow(/lost 25 consecutive races/);
+    expect(ddb).toHaveReceivedCommandTimes(UpdateItemCommand, 25);
   });
 
   test('GIVEN another DynamoDB error WHEN reserving THEN it is thrown without retrying', async () => {
