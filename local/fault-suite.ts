@@ -101,7 +101,7 @@ export interface FaultScenarioResult {
 const VENDOR_HOST = 'vendor.example.com';
 
 /** Synthesizes the example app and starts it on the local runtime with a fault injector. */
-export async function startFaultSuite(options: { logFile?: string } = {}): Promise<FaultSuiteContext> {
+export async function startFaultSuite(options: { logFile?: string; warmUp?: boolean } = {}): Promise<FaultSuiteContext> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
   const { app, stack } = buildExampleApp({
     requestsPerSecond: SUITE_RPS,
@@ -110,7 +110,12 @@ export async function startFaultSuite(options: { logFile?: string } = {}): Promi
   app.synth();
   const faults = new FaultInjector();
   const runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, faults, logFile: options.logFile });
-  return { runtime, stack, faults, runId: Math.random().toString(36).slice(2, 7) };
+  const ctx = { runtime, stack, faults, runId: Math.random().toString(36).slice(2, 7) };
+  if (options.warmUp ?? true) {
+    // Cold starts (seconds on a busy CI machine) would eat into the first scenario's timeout budget.
+    await runFaultScenario(ctx, { id: 'warm-up', title: 'warm-up', expected: '', requests: 2 });
+  }
+  return ctx;
 }
 
 /** Logical id of the one queue / function / table of the orchestrator matching `pattern`. */
@@ -180,6 +185,8 @@ async function drain(client: SQSClient, url: string): Promise<Array<{ body: stri
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+let scenarioRuns = 0;
+
 /** Runs one scenario on a started suite; the vendor is the scenario's own, stopped at the end. */
 export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultScenario): Promise<FaultScenarioResult> {
   const { runtime } = ctx;
@@ -207,8 +214,10 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
     const mainArn = runtime.stateMachineArn(ctx.stack.mainWorkflow);
     const requestIds: string[] = [];
     const arns: string[] = [];
+    const runNumber = ++scenarioRuns;
     for (let i = 0; i < scenario.requests; i++) {
-      const orderId = `${ctx.runId}-${scenario.id}-${i}`;
+      // Unique in the correlation table, also when a scenario runs twice on one runtime.
+      const orderId = `${ctx.runId}-${runNumber}-${scenario.id}-${i}`;
       requestIds.push(orderId);
       const { executionArn } = runtime.sfn.startExecution(mainArn, JSON.stringify({ orderId, order: { orderId, quantity: i } }));
       arns.push(executionArn);
@@ -223,12 +232,16 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
 
     // 3. Settle: callbacks still coming (late, duplicate, replayed) are delivered and processed,
     // and the queues are empty, before anything is counted.
-    const settleBy = Date.now() + 15_000;
+    const settleBy = Date.now() + 20_000;
     const callbackQueue = queueUrl(ctx, CALLBACK_QUEUE);
     const requestQueue = queueUrl(ctx, REQUEST_QUEUE);
     await sleep(300);
     while (Date.now() < settleBy) {
-      const pending = vendor.callbacks().some((c) => c.outcome === 'pending');
+      // Every job that will be called back has been (its callback delay may outlast the workflows).
+      const callbacks = vendor.callbacks();
+      const owed = Object.values(vendor.stats().requests).filter((r) => r.accepted > 0 && !r.faults.includes('noCallback'));
+      const pending = callbacks.some((c) => c.outcome === 'pending')
+        || owed.some((r) => !callbacks.some((c) => c.requestId === r.requestId && c.kind === 'genuine'));
       const depth = await queueDepth(client, callbackQueue) + await queueDepth(client, requestQueue);
       if (!pending && depth === 0) break;
       await sleep(200);
