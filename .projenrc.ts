@@ -114,6 +114,14 @@ project.addTask('bench', {
   description: 'Rate benchmark: violations, utilization, 429s and added latency per contract (docs/benchmark.md)',
   steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json local/bench.ts', receiveArgs: true }],
 });
+// ---- faults helper (issue 5 item 7) begin ----
+// The fault-injection scenarios on the local runtime, as a table (--json, --only <id,id>); the
+// same scenarios run with assertions in test/local/faults.test.ts (docs/security.md).
+project.addTask('faults', {
+  description: 'Run the fault-injection scenarios on the local runtime and print the results table',
+  steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json local/fault-suite.ts', receiveArgs: true }],
+});
+// ---- faults helper end ----
 project.addTask('cost', {
   description: 'Cost per million requests of the example stack at public list prices (docs/cost.md)',
   steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --transpile-only --project local/tsconfig.json cost/cost.ts', receiveArgs: true }],

@@ -194,7 +194,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       if (e.status === 'SUCCEEDED') {
         succeeded++;
         if (e.stopDate) latencies.push(e.stopDate.getTime() - e.startDate.getTime());
-        if (e.output && JSON.stringify(e.output).includes('"forged":true')) forgedAccepted++;
+        // ---- faults helper: `output` is JSON text already; stringifying it again escaped the quotes and never matched ----
+        if (e.output && (typeof e.output === 'string' ? e.output : JSON.stringify(e.output)).includes('"forged":true')) forgedAccepted++;
       } else if (e.status === 'TIMED_OUT' || (e.status === 'FAILED' && (e.error === 'States.Timeout' || e.error === 'VendorTimedOut'))) {
         timedOut++;
       } else if (e.status === 'FAILED' || e.status === 'ABORTED') {

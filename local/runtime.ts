@@ -20,6 +20,7 @@ import { LocalScheduler } from './aws/scheduler';
 import { startSecretsManager } from './aws/secrets-manager';
 import { createQueues, startSqs } from './aws/sqs';
 import { LocalStepFunctions } from './aws/stepfunctions';
+import { FaultInjector } from './faults';
 import { LocalTemplate } from './template';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, LocalEndpoints, UrlRewriter } from './types';
 
@@ -49,6 +50,8 @@ export interface LocalRuntimeOptions {
   /** Whether schedules tick on timers (default true); false leaves ticking to `scheduler.tickAll()`. */
   readonly scheduleTimers?: boolean;
   // --- scheduler (low-rate mode): end ---
+  /** Fault injection (local/faults.ts): throttling answers and crashes. Default: none. */
+  readonly faults?: FaultInjector;
 }
 
 type Stoppable = { stop(): Promise<void> | void };
@@ -203,7 +206,7 @@ export class LocalRuntime {
   private async boot(): Promise<void> {
     const sqs = await startSqs();
     this.stoppables.push(sqs);
-    const dynamodb = await startDynamoDb();
+    const dynamodb = await startDynamoDb(this.options.faults);
     this.stoppables.push(dynamodb);
     const secrets = await startSecretsManager({});
     this.stoppables.push(secrets);
@@ -212,6 +215,7 @@ export class LocalRuntime {
       endpoints: { sqs: sqs.endpoint, dynamodb: dynamodb.endpoint, secretsManager: secrets.endpoint },
       invokeLambda: (name, event) => this.lambda.invoke(name, event),
       rewriteUrl: (url) => this.rewriteUrl(url),
+      faults: this.options.faults,
     });
     const sfnEndpoint = await this.sfn.listen();
     this.stoppables.push(this.sfn);
@@ -255,6 +259,7 @@ export class LocalRuntime {
       logFile: this.options.logFile,
     });
     this.stoppables.push(this.lambda);
+    this.options.faults?.attach((name, reason) => this.lambda.crashBusy(name, reason));
 
     for (const sm of this.template.ofType('AWS::StepFunctions::StateMachine')) {
       this.sfn.addStateMachine({

@@ -5,6 +5,7 @@
  * Known gaps (BUILD-NOTES): dynalite has no UpdateTimeToLive, so TTL never expires items (readers
  * must filter expired items themselves), and no TransactWriteItems. Conditional writes work.
  */
+import { IncomingMessage, ServerResponse } from 'http';
 import { AddressInfo } from 'net';
 import {
   CreateTableCommand,
@@ -12,11 +13,15 @@ import {
   DescribeTableCommand,
   DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import type { ServiceFaultHook } from '../faults';
 import { LocalTemplate } from '../template';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, ResolvedResource } from '../types';
 
 // dynalite ships no types: the part used here.
 interface DynaliteServer {
+  listeners(event: 'request'): Function[];
+  removeAllListeners(event: 'request'): void;
+  on(event: 'request', listener: (req: IncomingMessage, res: ServerResponse) => void): void;
   listen(port: number, host: string, callback: (err?: Error) => void): void;
   address(): AddressInfo | string | null;
   close(callback: (err?: Error) => void): void;
@@ -42,10 +47,34 @@ export interface LocalDynamoDb {
 const DEFAULT_THROUGHPUT = { ReadCapacityUnits: 5, WriteCapacityUnits: 5 };
 const ACTIVE_TIMEOUT_MS = 5_000;
 
-/** Starts dynalite in memory on 127.0.0.1 with a free port; tables become ACTIVE at once. */
-export async function startDynamoDb(): Promise<LocalDynamoDb> {
+/**
+ * Starts dynalite in memory on 127.0.0.1 with a free port; tables become ACTIVE at once.
+ * `faults` (local/faults.ts) may answer a call with an injected error (throttling) instead.
+ */
+export async function startDynamoDb(faults?: ServiceFaultHook): Promise<LocalDynamoDb> {
   // The default 500 ms in CREATING state only slows start-up; nothing local depends on it.
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  // ---- fault hook (local/faults.ts) begin ----
+  if (faults?.beforeCall) {
+    const serve = server.listeners('request');
+    server.removeAllListeners('request');
+    server.on('request', (req, res) => {
+      const target = String(req.headers['x-amz-target'] ?? '');
+      const injected = faults.beforeCall!('dynamodb', target.slice(target.indexOf('.') + 1));
+      if (!injected) {
+        for (const listener of serve) listener.call(server, req, res);
+        return;
+      }
+      // Read the request to its end, then answer as DynamoDB does (JSON 1.0 error, `__type`).
+      req.resume();
+      req.on('end', () => {
+        const body = JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${injected.code}`, message: injected.message });
+        res.writeHead(injected.status, { 'Content-Type': 'application/x-amz-json-1.0', 'Content-Length': String(Buffer.byteLength(body)) });
+        res.end(body);
+      });
+    });
+  }
+  // ---- fault hook end ----
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', (err) => (err ? reject(err) : resolve()));

@@ -561,6 +561,15 @@ class FunctionPool {
     return { ...this.counters, busy: this.busy.size, idle: this.idle.length };
   }
 
+  // ---- fault hook (local/faults.ts) begin ----
+  /** Crashes every busy environment (their invocations fail with `Runtime.ExitError`); resolves with how many. */
+  async crashBusy(reason: string): Promise<number> {
+    const victims = [...this.busy];
+    await Promise.all(victims.map((env) => env.terminate(lambdaError('Runtime.ExitError', reason))));
+    return victims.length;
+  }
+  // ---- fault hook end ----
+
   async stop(): Promise<void> {
     this.stopped = true;
     const reason = lambdaError('ServiceException', 'the local Lambda runtime stopped during the invocation');
@@ -678,6 +687,20 @@ export class LocalLambda {
     }
     return pool.stats();
   }
+
+  // ---- fault hook (local/faults.ts) begin ----
+  /**
+   * Crashes every busy execution environment of a function, as if it died (out of memory, killed):
+   * the invocations in flight fail with `Runtime.ExitError`, their side effects stay. For fault injection.
+   */
+  crashBusy(functionNameOrArn: string, reason: string): Promise<number> {
+    const pool = this.pools.get(functionNameOf(functionNameOrArn));
+    if (!pool) {
+      return Promise.reject(lambdaError('ResourceNotFoundException', `Function not found: ${functionNameOrArn}`));
+    }
+    return pool.crashBusy(reason);
+  }
+  // ---- fault hook end ----
 
   /** Counters of every function, by function name. */
   allStats(): Record<string, LambdaFunctionStats> {

@@ -22,6 +22,7 @@ import type { AddressInfo } from 'net';
 import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as secretsManager from '@aws-sdk/client-secrets-manager';
 import * as sqs from '@aws-sdk/client-sqs';
+import type { ServiceFaultHook } from '../faults';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
 import '../polyfills';
 
@@ -43,6 +44,8 @@ export interface LocalStepFunctionsOptions {
   readonly clock?: () => number;
   /** Finished executions kept for Describe / List; older ones are forgotten (default 2000). */
   readonly maxFinishedExecutions?: number;
+  /** Fault injection on the HTTP API (local/faults.ts): the calls the handlers make. Default: none. */
+  readonly faults?: ServiceFaultHook;
 }
 
 /** A state machine of the template, its definition resolved (no CloudFormation tokens left). */
@@ -916,7 +919,16 @@ export class LocalStepFunctions {
       } catch {
         throw new LocalSfnError('SerializationException', 'The request body is not valid JSON', false);
       }
+      // ---- fault hook (local/faults.ts) begin ----
+      const injected = this.options.faults?.beforeCall?.('sfn', action);
+      if (injected) {
+        throw new LocalSfnError(injected.code, injected.message);
+      }
+      // ---- fault hook end ----
       const output = await this.answer(action as SfnAction, input ?? {});
+      // ---- fault hook (local/faults.ts) begin: e.g. crash the caller after its call took effect ----
+      await this.options.faults?.afterCall?.('sfn', action);
+      // ---- fault hook end ----
       sendJson(res, 200, jsonSafe(output, 'epoch'));
     } catch (error) {
       if (error instanceof LocalSfnError) {

@@ -1,0 +1,509 @@
+/**
+ * The fault-injection suite: the example app, synthesized and executed on the local runtime with
+ * the real handlers, put through one misbehaviour at a time (vendor faults from the vendor
+ * simulator, AWS faults from local/faults.ts), counting where every request ended.
+ *
+ * `npm run faults` runs every scenario and prints the results table (`--json` for JSON,
+ * `--only <id,id>` for some); test/local/faults.test.ts runs the same scenarios with assertions.
+ *
+ * Outcome of each request, from its main workflow execution (as in local/demo.ts):
+ *   SUCCEEDED -> succeeded; FAILED with VendorTimedOut / States.Timeout, or TIMED_OUT -> timedOut;
+ *   any other FAILED / ABORTED -> failed; still RUNNING at the scenario's deadline -> lost.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SetQueueAttributesCommand, SQSClient,
+} from '@aws-sdk/client-sqs';
+import { Duration } from 'aws-cdk-lib';
+import { FaultCounters, FaultInjector, FaultPlan } from './faults';
+import { LocalRuntime } from './runtime';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
+import { VendorSimulator, VendorSimulatorOptions } from './vendor-simulator';
+import { buildExampleApp, ExampleStack } from '../examples/app';
+
+/** The example app's contract, and the vendor's. */
+export const SUITE_RPS = 10;
+/**
+ * Short, so that the scenario waiting for timeouts ends quickly; long enough for the retries, crash
+ * redeliveries and cold starts of the other scenarios on a loaded 2-core CI machine.
+ */
+export const SUITE_CALLBACK_TIMEOUT_MS = 30_000;
+
+/** A running example app with fault hooks. */
+export interface FaultSuiteContext {
+  readonly runtime: LocalRuntime;
+  readonly stack: ExampleStack;
+  readonly faults: FaultInjector;
+  /** Prefix of every request id of this run (ids stay unique in the correlation table). */
+  readonly runId: string;
+}
+
+/** What a scenario does. */
+export interface FaultScenario {
+  /** Short id, also the request id prefix. */
+  readonly id: string;
+  /** One line: the fault. */
+  readonly title: string;
+  /** The expected outcome, in words (the table's last column). */
+  readonly expected: string;
+  readonly requests: number;
+  /** Vendor simulator options over the suite's defaults. */
+  readonly vendor?: Partial<VendorSimulatorOptions>;
+  /** AWS faults (local/faults.ts) during the scenario. */
+  readonly faults?: FaultPlan;
+  /**
+   * Visibility timeout (seconds) of the request and callback queues during the scenario. The
+   * template's 180 s would make every crash or throttled start wait three minutes for its redelivery.
+   * Keep it above the longest invocation (a few requests: about a second).
+   */
+  readonly visibilityTimeoutSeconds?: number;
+  /** Runs once every request has ended (before the settle wait), e.g. to replay callbacks. */
+  readonly afterEnd?: (ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]) => Promise<void>;
+  /** Longest wait for the requests to end. @default callback timeout + 20 s */
+  readonly withinMs?: number;
+}
+
+/** Where each request ended, and what the faults did. */
+export interface FaultScenarioResult {
+  readonly id: string;
+  readonly title: string;
+  readonly expected: string;
+  readonly requests: number;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly timedOut: number;
+  readonly lost: number;
+  readonly failuresByError: Record<string, number>;
+  /** Request ids with more than one job accepted by the vendor. */
+  readonly duplicateVendorCalls: number;
+  /** Requests resumed with a forged callback's result. */
+  readonly forgedAccepted: number;
+  readonly forgedSent: number;
+  /** Waiting tasks resumed (accepted SendTaskSuccess / SendTaskFailure on main workflow tokens). */
+  readonly resumes: number;
+  readonly requestDeadLetters: number;
+  readonly callbackDeadLetters: number;
+  /** `reason` attributes of the parked callbacks. */
+  readonly callbackParkReasons: Record<string, number>;
+  /** Correlation-table status of each request (e.g. COMPLETED, LATE), counted. */
+  readonly correlationStatuses: Record<string, number>;
+  readonly vendorSubmissions: number;
+  readonly vendorCallbacks: number;
+  readonly injected: FaultCounters;
+  /** Per request: its outcome (`SUCCEEDED`, `FAILED:<error>`, `RUNNING`), the vendor faults it got, its first job id. */
+  readonly perRequest: Record<string, { outcome: string; vendorFaults: string[]; jobId?: string }>;
+  readonly elapsedMs: number;
+}
+
+const VENDOR_HOST = 'vendor.example.com';
+
+/** Synthesizes the example app and starts it on the local runtime with a fault injector. */
+export async function startFaultSuite(options: { logFile?: string; warmUp?: boolean } = {}): Promise<FaultSuiteContext> {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
+  const { app, stack } = buildExampleApp({
+    requestsPerSecond: SUITE_RPS,
+    callbackTimeout: Duration.millis(SUITE_CALLBACK_TIMEOUT_MS),
+  }, outdir);
+  app.synth();
+  const faults = new FaultInjector();
+  const runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, faults, logFile: options.logFile });
+  // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
+  // correlation table lives as long as this runtime, so ids need only be unique within it).
+  const ctx = { runtime, stack, faults, runId: 'run' };
+  if (options.warmUp ?? true) {
+    // Cold starts (seconds on a busy CI machine) would eat into the first scenario's timeout budget.
+    await runFaultScenario(ctx, { id: 'warm-up', title: 'warm-up', expected: '', requests: 2 });
+  }
+  return ctx;
+}
+
+/** Logical id of the one queue / function / table of the orchestrator matching `pattern`. */
+function logicalId(ctx: FaultSuiteContext, type: string, pattern: RegExp): string {
+  const found = ctx.runtime.template.ofType(type).filter((r) => pattern.test(r.logicalId));
+  if (found.length !== 1) {
+    throw new Error(`expected one ${type} matching ${pattern}, found ${found.map((r) => r.logicalId).join(', ') || 'none'}`);
+  }
+  return found[0].logicalId;
+}
+
+export const dispatcherFunction = (ctx: FaultSuiteContext) => logicalId(ctx, 'AWS::Lambda::Function', /ConsumerFunction/);
+export const callbackProcessorFunction = (ctx: FaultSuiteContext) => logicalId(ctx, 'AWS::Lambda::Function', /WebhookProcessor/);
+
+function sqs(ctx: FaultSuiteContext): SQSClient {
+  return new SQSClient({ endpoint: ctx.runtime.endpoints.sqs, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+}
+
+function queueUrl(ctx: FaultSuiteContext, pattern: RegExp): string {
+  return ctx.runtime.template.queueUrlOf(logicalId(ctx, 'AWS::SQS::Queue', pattern));
+}
+
+const REQUEST_QUEUE = /RequestQueue/;
+const CALLBACK_QUEUE = /CallbackQueue/;
+const REQUEST_DLQ = /RequestDeadLetterQueue/;
+const CALLBACK_DLQ = /CallbackDeadLetterQueue/;
+
+async function setVisibility(ctx: FaultSuiteContext, seconds: number | undefined): Promise<void> {
+  const client = sqs(ctx);
+  try {
+    for (const pattern of [REQUEST_QUEUE, CALLBACK_QUEUE]) {
+      const id = logicalId(ctx, 'AWS::SQS::Queue', pattern);
+      const templateValue = ctx.runtime.template.ofType('AWS::SQS::Queue').find((q) => q.logicalId === id)!.properties.VisibilityTimeout;
+      await client.send(new SetQueueAttributesCommand({
+        QueueUrl: ctx.runtime.template.queueUrlOf(id),
+        Attributes: { VisibilityTimeout: String(seconds ?? templateValue ?? 30) },
+      }));
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+async function queueDepth(client: SQSClient, url: string): Promise<number> {
+  const { Attributes } = await client.send(new GetQueueAttributesCommand({
+    QueueUrl: url,
+    AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+  }));
+  return Number(Attributes?.ApproximateNumberOfMessages ?? 0) + Number(Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+    + Number(Attributes?.ApproximateNumberOfMessagesDelayed ?? 0);
+}
+
+/** Reads (and deletes) every message of a dead-letter queue: the scenario's parked messages. */
+async function drain(client: SQSClient, url: string): Promise<Array<{ body: string; reason?: string }>> {
+  const out: Array<{ body: string; reason?: string }> = [];
+  for (;;) {
+    const { Messages } = await client.send(new ReceiveMessageCommand({
+      QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, VisibilityTimeout: 30, MessageAttributeNames: ['All'],
+    }));
+    if (!Messages?.length) return out;
+    for (const m of Messages) {
+      out.push({ body: m.Body ?? '', reason: m.MessageAttributes?.reason?.StringValue });
+      await client.send(new DeleteMessageCommand({ QueueUrl: url, ReceiptHandle: m.ReceiptHandle! }));
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let scenarioRuns = 0;
+
+/** Runs one scenario on a started suite; the vendor is the scenario's own, stopped at the end. */
+export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultScenario): Promise<FaultScenarioResult> {
+  const { runtime } = ctx;
+  const started = Date.now();
+  const client = sqs(ctx);
+  const vendor = new VendorSimulator({
+    requestsPerSecond: SUITE_RPS,
+    latencyMs: 20,
+    callbackDelayMs: 200,
+    rewriteUrl: (url) => runtime.rewriteUrl(url),
+    seed: 7,
+    ...scenario.vendor,
+  });
+  runtime.mapHost(VENDOR_HOST, await vendor.start());
+  try {
+    // A clean slate: no parked messages of an earlier scenario, the scenario's faults and timeouts.
+    for (const dlq of [REQUEST_DLQ, CALLBACK_DLQ]) {
+      await client.send(new PurgeQueueCommand({ QueueUrl: queueUrl(ctx, dlq) }));
+    }
+    await setVisibility(ctx, scenario.visibilityTimeoutSeconds);
+    ctx.faults.configure(scenario.faults ?? {});
+    const tokensBefore = runtime.sfn.counters().taskTokens;
+
+    // 1. Start the main workflows.
+    const mainArn = runtime.stateMachineArn(ctx.stack.mainWorkflow);
+    const requestIds: string[] = [];
+    const arns: string[] = [];
+    const runNumber = ++scenarioRuns;
+    for (let i = 0; i < scenario.requests; i++) {
+      // Unique in the correlation table, also when a scenario runs twice on one runtime.
+      const orderId = `${ctx.runId}-${runNumber}-${scenario.id}-${i}`;
+      requestIds.push(orderId);
+      const { executionArn } = runtime.sfn.startExecution(mainArn, JSON.stringify({ orderId, order: { orderId, quantity: i } }));
+      arns.push(executionArn);
+    }
+
+    // 2. Wait for every request to end.
+    const deadline = Date.now() + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
+    while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
+      await sleep(100);
+    }
+    await scenario.afterEnd?.(ctx, vendor, requestIds);
+
+    // 3. Settle: callbacks still coming (late, duplicate, replayed) are delivered and processed,
+    // and the queues are empty, before anything is counted.
+    const settleBy = Date.now() + 20_000;
+    const callbackQueue = queueUrl(ctx, CALLBACK_QUEUE);
+    const requestQueue = queueUrl(ctx, REQUEST_QUEUE);
+    await sleep(300);
+    while (Date.now() < settleBy) {
+      // Every job that will be called back has been (its callback delay may outlast the workflows).
+      const callbacks = vendor.callbacks();
+      const owed = Object.values(vendor.stats().requests).filter((r) => r.accepted > 0 && !r.faults.includes('noCallback'));
+      const pending = callbacks.some((c) => c.outcome === 'pending')
+        || owed.some((r) => !callbacks.some((c) => c.requestId === r.requestId && c.kind === 'genuine'));
+      const depth = await queueDepth(client, callbackQueue) + await queueDepth(client, requestQueue);
+      if (!pending && depth === 0) break;
+      await sleep(200);
+    }
+    await sleep(300);
+    const injected = ctx.faults.stats();
+    ctx.faults.reset();
+
+    // 4. Count.
+    let succeeded = 0;
+    let failed = 0;
+    let timedOut = 0;
+    let lost = 0;
+    let forgedAccepted = 0;
+    const failuresByError: Record<string, number> = {};
+    const perRequest: FaultScenarioResult['perRequest'] = {};
+    arns.forEach((arn, i) => {
+      const e = runtime.sfn.describeExecution(arn);
+      let outcome: string = e.status;
+      if (e.status === 'SUCCEEDED') {
+        succeeded++;
+        if (e.output && e.output.includes('"forged":true')) forgedAccepted++;
+      } else if (e.status === 'TIMED_OUT' || (e.status === 'FAILED' && (e.error === 'States.Timeout' || e.error === 'VendorTimedOut'))) {
+        timedOut++;
+        outcome = `FAILED:${e.error ?? 'TIMED_OUT'}`;
+      } else if (e.status === 'FAILED' || e.status === 'ABORTED') {
+        failed++;
+        const key = e.error ?? 'unknown';
+        failuresByError[key] = (failuresByError[key] ?? 0) + 1;
+        outcome = `FAILED:${key}`;
+      } else {
+        lost++;
+      }
+      perRequest[requestIds[i]] = { outcome, vendorFaults: vendor.faultsOf(requestIds[i]), jobId: vendor.stats().requests[requestIds[i]]?.jobId };
+    });
+    const tokensAfter = runtime.sfn.counters().taskTokens;
+    const parkedRequests = await drain(client, queueUrl(ctx, REQUEST_DLQ));
+    const parkedCallbacks = await drain(client, queueUrl(ctx, CALLBACK_DLQ));
+    const callbackParkReasons: Record<string, number> = {};
+    for (const p of parkedCallbacks) {
+      callbackParkReasons[p.reason ?? 'none'] = (callbackParkReasons[p.reason ?? 'none'] ?? 0) + 1;
+    }
+    const stats = vendor.stats();
+    return {
+      id: scenario.id,
+      title: scenario.title,
+      expected: scenario.expected,
+      requests: scenario.requests,
+      succeeded,
+      failed,
+      timedOut,
+      lost,
+      failuresByError,
+      duplicateVendorCalls: stats.duplicateVendorCalls,
+      forgedAccepted,
+      forgedSent: stats.forgedSent,
+      resumes: (tokensAfter.succeeded - tokensBefore.succeeded) + (tokensAfter.failed - tokensBefore.failed),
+      requestDeadLetters: parkedRequests.length,
+      callbackDeadLetters: parkedCallbacks.length,
+      callbackParkReasons,
+      correlationStatuses: await correlationStatuses(ctx, requestIds),
+      vendorSubmissions: stats.submissions,
+      vendorCallbacks: stats.callbacksSent + stats.forgedSent,
+      injected,
+      perRequest,
+      elapsedMs: Date.now() - started,
+    };
+  } finally {
+    ctx.faults.reset();
+    await vendor.stop();
+    client.destroy();
+  }
+}
+
+/** The `status` of each request's correlation item, counted (`none` when there is no item). */
+async function correlationStatuses(ctx: FaultSuiteContext, requestIds: string[]): Promise<Record<string, number>> {
+  const table = ctx.runtime.template.nameOf(logicalId(ctx, 'AWS::DynamoDB::Table', /CorrelationTable/));
+  const ddb = new DynamoDBClient({ endpoint: ctx.runtime.endpoints.dynamodb, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const out: Record<string, number> = {};
+  try {
+    for (const requestId of requestIds) {
+      const { Item } = await ddb.send(new GetItemCommand({ TableName: table, Key: { requestId: { S: requestId } }, ConsistentRead: true }));
+      const status = Item?.status?.S ?? 'none';
+      out[status] = (out[status] ?? 0) + 1;
+    }
+  } finally {
+    ddb.destroy();
+  }
+  return out;
+}
+
+/** POSTs each request's genuine callback body again, later, to the URL the vendor called back. */
+async function replayCallbacks(_ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]): Promise<void> {
+  const stats = vendor.stats();
+  const delivered = vendor.callbacks().filter((c) => c.kind === 'genuine' && c.outcome === 'delivered');
+  for (const requestId of requestIds) {
+    const record = stats.requests[requestId];
+    const callback = delivered.find((c) => c.requestId === requestId);
+    if (!record?.jobId || !callback) continue;
+    // The same job id and status, a different result: a replay must change nothing.
+    const body = JSON.stringify({ jobId: record.jobId, requestId, status: 'SUCCEEDED', result: { replayed: true } });
+    for (let i = 0; i < 2; i++) {
+      await fetch(callback.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+    }
+  }
+}
+
+/** The scenarios, in the order they run (the one waiting for timeouts last). */
+export function faultScenarios(ctx: FaultSuiteContext): FaultScenario[] {
+  const dispatcher = dispatcherFunction(ctx);
+  const processor = callbackProcessorFunction(ctx);
+  return [
+    {
+      id: 'vendor-5xx',
+      title: 'Vendor 5xx burst: 60% of first submissions answered 503; 25% of requests rejected 400 (permanent)',
+      expected: 'retried through the paced queue and succeeded; rejected ones fail VendorRequestFailed and are parked in the request DLQ',
+      requests: 8,
+      vendor: { errorRate: 0.6, errorAttempts: 1, rejectRate: 0.25 },
+    },
+    {
+      id: 'vendor-429',
+      title: '429 storm: every first submission answered 429 Retry-After 1',
+      expected: 'retried through the paced queue and succeeded',
+      requests: 8,
+      vendor: { throttleRate: 1 },
+    },
+    {
+      id: 'duplicate-cb',
+      title: 'Duplicate callbacks: every job called back twice',
+      expected: 'succeeded, resumed once; the duplicate acknowledged (DuplicateCallbacks)',
+      requests: 6,
+      vendor: { duplicateCallbackRate: 1 },
+    },
+    {
+      id: 'early-cb',
+      title: 'Early callbacks: the callback arrives before the submission is answered',
+      expected: 'retried with backoff until the job id is stored, then resumed',
+      requests: 4,
+      vendor: { earlyCallbackRate: 1 },
+    },
+    {
+      id: 'replayed-cb',
+      title: 'Replayed callbacks: each callback posted twice more after the workflow resumed, with another result',
+      expected: 'succeeded with the first result; replays acknowledged, nothing resumed twice',
+      requests: 4,
+      afterEnd: replayCallbacks,
+    },
+    {
+      id: 'forged-cb',
+      title: 'Forged callbacks: an unauthenticated callback with the right job id arrives before the genuine one',
+      expected: 'forged ones resume nothing; the genuine callback resumes the workflow',
+      requests: 4,
+      vendor: { forgedCallbackRate: 1 },
+    },
+    {
+      id: 'dispatcher-crash',
+      title: 'Dispatcher crash mid-batch: its execution environment dies after the 3rd StartExecution',
+      expected: 'the batch is redelivered; started requests stop at AlreadySubmitted; all succeed once',
+      requests: 8,
+      faults: { crash: [{ functionName: dispatcher, service: 'sfn', action: 'StartExecution', afterCalls: 3 }] },
+      visibilityTimeoutSeconds: 3,
+    },
+    {
+      id: 'processor-crash',
+      title: 'Callback processor crash after SendTaskSuccess, before its messages are deleted (twice)',
+      expected: 'callbacks redelivered and acknowledged as duplicates or late; resumed once',
+      requests: 6,
+      faults: { crash: [{ functionName: processor, service: 'sfn', action: 'SendTaskSuccess', afterCalls: 2, times: 2 }] },
+      visibilityTimeoutSeconds: 3,
+    },
+    {
+      id: 'ddb-throttle',
+      title: 'DynamoDB throttling: 25% of all calls answered ProvisionedThroughputExceeded / Throttling',
+      expected: 'SDK and state machine retries absorb it; all succeed',
+      requests: 8,
+      faults: { throttle: [{ service: 'dynamodb', rate: 0.25 }], seed: 11 },
+      visibilityTimeoutSeconds: 3,
+    },
+    {
+      id: 'sfn-throttle',
+      title: 'Step Functions throttling: 30% of the handlers\' StartExecution / SendTask* calls answered ThrottlingException',
+      expected: 'failed starts return to the queue, SendTask* retried; all succeed',
+      requests: 8,
+      faults: { throttle: [{ service: 'sfn', rate: 0.3 }], seed: 13 },
+      visibilityTimeoutSeconds: 3,
+    },
+    {
+      id: 'silent-slow-malformed',
+      title: 'A vendor slower than the timeout: every callback 1.5 s after callbackTimeout; a third never called back, half of the rest malformed',
+      expected: 'all time out (VendorTimedOut); late callbacks acknowledged and recorded LATE; malformed ones parked (MALFORMED_BODY); nothing retried',
+      requests: 9,
+      vendor: { callbackDelayMs: SUITE_CALLBACK_TIMEOUT_MS + 1500, noCallbackRate: 0.34, malformedCallbackRate: 0.5 },
+    },
+  ];
+}
+
+/** The results as a markdown table. */
+export function formatFaultTable(results: FaultScenarioResult[]): string {
+  const header = ['Scenario', 'Requests', 'Succeeded', 'Failed', 'Timed out', 'Lost', 'Duplicate vendor calls',
+    'Forged accepted', 'Resumes', 'Request DLQ', 'Callback DLQ', 'Injected', 'Time (s)'];
+  const rows = results.map((r) => {
+    const injected = [
+      r.injected.throttledTotal ? `${r.injected.throttledTotal} throttled` : '',
+      Object.values(r.injected.crashes).reduce((a, b) => a + b, 0) ? `${Object.values(r.injected.crashes).reduce((a, b) => a + b, 0)} crash(es)` : '',
+      r.forgedSent ? `${r.forgedSent} forged` : '',
+    ].filter(Boolean).join(', ') || '-';
+    const failed = r.failed ? `${r.failed} (${Object.entries(r.failuresByError).map(([k, v]) => `${k} ${v}`).join(', ')})` : '0';
+    return [`\`${r.id}\`: ${r.title}`, r.requests, r.succeeded, failed, r.timedOut, r.lost, r.duplicateVendorCalls,
+      r.forgedAccepted, r.resumes, r.requestDeadLetters, r.callbackDeadLetters, injected, (r.elapsedMs / 1000).toFixed(1)];
+  });
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ].join('\n');
+}
+
+/** Runs the scenarios (all, or the ids given) on one runtime. */
+export async function runFaultSuite(
+  only?: string[], progress: (line: string) => void = () => undefined, logFile?: string,
+): Promise<FaultScenarioResult[]> {
+  const ctx = await startFaultSuite({ logFile });
+  try {
+    const results: FaultScenarioResult[] = [];
+    for (const scenario of faultScenarios(ctx).filter((s) => !only || only.includes(s.id))) {
+      progress(`running ${scenario.id} ...`);
+      const result = await runFaultScenario(ctx, scenario);
+      progress(`  ${scenario.id}: ${result.succeeded} succeeded, ${result.failed} failed, ${result.timedOut} timed out, ${result.lost} lost, `
+        + `${result.vendorSubmissions} vendor submissions (${(result.elapsedMs / 1000).toFixed(1)} s)`);
+      results.push(result);
+    }
+    return results;
+  } finally {
+    await ctx.runtime.stop();
+  }
+}
+
+if (require.main === module) {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const onlyIndex = args.indexOf('--only');
+  const only = onlyIndex >= 0 ? args[onlyIndex + 1]?.split(',') : undefined;
+  const unknown = args.filter((a, i) => a !== '--json' && a !== '--only' && !(onlyIndex >= 0 && i === onlyIndex + 1));
+  if (unknown.length > 0) {
+    console.error(`unknown argument(s) ${unknown.join(' ')}; flags: --json, --only <id,id>`);
+    process.exit(2);
+  }
+  const started = Date.now();
+  runFaultSuite(only, (line) => process.stderr.write(`${line}\n`), process.env.FAULTS_LOG).then((results) => {
+    console.log(formatFaultTable(results));
+    const bad = results.filter((r) => r.lost > 0 || r.duplicateVendorCalls > 0 || r.forgedAccepted > 0
+      || r.succeeded + r.failed + r.timedOut + r.lost !== r.requests);
+    console.log(`\n${results.length} scenarios in ${((Date.now() - started) / 1000).toFixed(1)} s; `
+      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0 in every scenario'}`);
+    if (json) {
+      console.log(JSON.stringify(results.map(({ perRequest: _perRequest, ...r }) => r)));
+    }
+    process.exit(0);
+  }).catch((error) => {
+    console.error(error instanceof Error ? error.stack ?? error.message : error);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,277 @@
+/**
+ * Fault injection on the local runtime: the example app, synthesized, executed with the real
+ * handlers, one runtime for every scenario (local/fault-suite.ts defines them; `npm run faults`
+ * prints the same figures as a table). Each scenario asserts the safety figures (every request
+ * accounted for, lost = 0, duplicate vendor calls = 0, forged callbacks accepted = 0) and the
+ * expected outcome of each request.
+ *
+ * The last block fuzzes the real webhook over HTTP (mapping template -> queue -> processor) with
+ * hostile bodies and headers; the processor-side fuzzing with 1200 cases is
+ * test/callback-webhook/fuzz.test.ts.
+ */
+import * as http from 'http';
+import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  callbackProcessorFunction,
+  FaultScenarioResult,
+  FaultSuiteContext,
+  faultScenarios,
+  formatFaultTable,
+  runFaultScenario,
+  startFaultSuite,
+} from '../../local/fault-suite';
+import { mulberry32 } from '../../local/faults';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
+
+jest.setTimeout(120_000);
+
+let ctx: FaultSuiteContext;
+const results: FaultScenarioResult[] = [];
+
+beforeAll(async () => {
+  ctx = await startFaultSuite({ logFile: process.env.FAULTS_LOG });
+}, 120_000);
+
+afterAll(async () => {
+  if (results.length > 0) {
+    // Shown in the CI log: the figures docs/security.md reports.
+    console.log(formatFaultTable(results));
+  }
+  await ctx?.runtime.stop();
+});
+
+async function run(id: string): Promise<FaultScenarioResult> {
+  const scenario = faultScenarios(ctx).find((s) => s.id === id);
+  if (!scenario) throw new Error(`no scenario ${id}`);
+  const result = await runFaultScenario(ctx, scenario);
+  results.push(result);
+  // The safety figures, for every scenario.
+  expect({
+    id,
+    accounted: result.succeeded + result.failed + result.timedOut + result.lost,
+    lost: result.lost,
+    duplicateVendorCalls: result.duplicateVendorCalls,
+    forgedAccepted: result.forgedAccepted,
+  }).toEqual({ id, accounted: result.requests, lost: 0, duplicateVendorCalls: 0, forgedAccepted: 0 });
+  return result;
+}
+
+const outcomes = (r: FaultScenarioResult) => Object.values(r.perRequest).map((p) => p.outcome);
+const withFault = (r: FaultScenarioResult, fault: string) => Object.values(r.perRequest).filter((p) => p.vendorFaults.includes(fault));
+
+test('vendor 5xx bursts: retried through the paced queue; permanent 400s fail VendorRequestFailed and are parked', async () => {
+  const r = await run('vendor-5xx');
+  for (const p of Object.values(r.perRequest)) {
+    expect(p.outcome).toBe(p.vendorFaults.includes('reject') ? 'FAILED:VendorRequestFailed' : 'SUCCEEDED');
+  }
+  expect(withFault(r, 'error').filter((p) => !p.vendorFaults.includes('reject')).length).toBeGreaterThan(0);
+  expect(r.requestDeadLetters).toBe(withFault(r, 'reject').length);
+});
+
+test('429 storm: every first submission throttled, every request succeeds on its paced retry', async () => {
+  const r = await run('vendor-429');
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.vendorSubmissions).toBe(2 * r.requests);
+  expect(r.requestDeadLetters).toBe(0);
+});
+
+test('duplicate callbacks: resumed once each, duplicates acknowledged', async () => {
+  const r = await run('duplicate-cb');
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+  expect(r.callbackDeadLetters).toBe(0);
+  expect(r.correlationStatuses).toEqual({ COMPLETED: r.requests });
+});
+
+test('early callbacks: retried until the job id is stored, then resumed', async () => {
+  const r = await run('early-cb');
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+  expect(r.callbackDeadLetters).toBe(0);
+});
+
+test('replayed callbacks: acknowledged, nothing resumed twice', async () => {
+  const r = await run('replayed-cb');
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+  expect(r.callbackDeadLetters).toBe(0);
+  expect(r.correlationStatuses).toEqual({ COMPLETED: r.requests });
+});
+
+// SKIPPED ON THIS BRANCH: the webhook does not authenticate callbacks yet, so a forged callback
+// that names a real job id resumes the workflow (forgedAccepted = requests). The `webhookauth`
+// branch adds capability URLs and signatures; enable this test once it is merged.
+test.skip('forged callbacks: resume nothing; the genuine callback resumes the workflow', async () => {
+  const r = await run('forged-cb');
+  expect(r.forgedSent).toBe(r.requests);
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+});
+
+test('dispatcher crash mid-batch: the batch is redelivered, started requests are not sent twice', async () => {
+  const r = await run('dispatcher-crash');
+  expect(r.injected.crashes).toEqual({ [Object.keys(r.injected.crashes)[0]]: 1 });
+  expect(r.injected.environmentsKilled).toBeGreaterThanOrEqual(1);
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+  expect(r.vendorSubmissions).toBe(r.requests);
+});
+
+test('callback processor crash after SendTaskSuccess, before the delete: redelivered, resumed once', async () => {
+  const r = await run('processor-crash');
+  expect(r.injected.crashes[callbackProcessorFunction(ctx)]).toBeGreaterThanOrEqual(1);
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+  expect(r.callbackDeadLetters).toBe(0);
+});
+
+test('DynamoDB throttling: absorbed by the SDK and state machine retries', async () => {
+  const r = await run('ddb-throttle');
+  expect(r.injected.throttledTotal).toBeGreaterThan(0);
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.requestDeadLetters + r.callbackDeadLetters).toBe(0);
+});
+
+test('Step Functions throttling: failed starts come back from the queue, SendTask* retried', async () => {
+  const r = await run('sfn-throttle');
+  expect(r.injected.throttledTotal).toBeGreaterThan(0);
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  expect(r.resumes).toBe(r.requests);
+});
+
+test('vendor slower than the timeout, silent or malformed: timed out; late callbacks recorded LATE, malformed parked', async () => {
+  const r = await run('silent-slow-malformed');
+  expect(outcomes(r)).toEqual(Array(r.requests).fill('FAILED:VendorTimedOut'));
+  const calledBack = Object.values(r.perRequest).filter((p) => !p.vendorFaults.includes('noCallback'));
+  const malformed = calledBack.filter((p) => p.vendorFaults.includes('malformedCallback')).length;
+  expect(malformed).toBeGreaterThan(0);
+  expect(calledBack.length - malformed).toBeGreaterThan(0);
+  expect(r.callbackDeadLetters).toBe(malformed);
+  expect(r.callbackParkReasons).toEqual({ MALFORMED_BODY: malformed });
+  expect(r.correlationStatuses.LATE).toBe(calledBack.length - malformed);
+  expect(r.resumes).toBe(0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Webhook fuzzing over HTTP: 100 hostile requests through the real mapping template and queue
+// ---------------------------------------------------------------------------------------------
+
+describe('webhook fuzzing through the local runtime', () => {
+
+  /**
+   * Where an accepted callback must end. The webhook reads the body as UTF-8 text (invalid bytes
+   * become U+FFFD, as API Gateway does for text media types), then the processor's rules apply.
+   */
+  function expectedPlace(body: Buffer, completedJobs: string[]): 'parked' | 'retrying' | 'acknowledged' {
+    let parsed: any;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      return 'parked';
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !Object.prototype.hasOwnProperty.call(parsed, 'jobId')) return 'parked';
+    const id = parsed.jobId;
+    const jobId = typeof id === 'string' && id.trim() !== '' ? id : typeof id === 'number' && Number.isFinite(id) ? String(id) : undefined;
+    if (jobId === undefined) return 'parked';
+    return completedJobs.includes(jobId) ? 'acknowledged' : 'retrying';
+  }
+
+  function post(url: string, body: Buffer, headers: Record<string, string | string[]>): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(url, { method: 'POST', headers: { ...headers, 'Content-Length': String(body.length) } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  test('every hostile callback is rejected at the API, parked, acknowledged or retried: none resumes a workflow or vanishes', async () => {
+    // Jobs that really exist (already completed): a hostile body naming one is a duplicate.
+    const baseline = await run('duplicate-cb');
+    const completedJobs = Object.values(baseline.perRequest).map((p) => p.jobId!).filter(Boolean);
+    expect(completedJobs.length).toBeGreaterThan(0);
+
+    const random = mulberry32(4242);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(random() * 256)));
+    const bodies: Array<() => Buffer> = [
+      () => Buffer.from(JSON.stringify({ jobId: pick(completedJobs), status: 'SUCCEEDED', result: { evil: '\u0000\ud800' } })),
+      () => Buffer.from(`{"jobId":"${pick(completedJobs)}","jobId":"job-nope-${Math.floor(random() * 1e6)}"}`),
+      () => Buffer.from(`{"__proto__":{"jobId":"${pick(completedJobs)}"}}`),
+      () => Buffer.from(`{"jobId":${pick(['null', 'true', '[]', '{}', '""', '9007199254740993', '1e999'])}}`),
+      () => Buffer.from(`{"jobId":"${pick(completedJobs)}"`),
+      () => Buffer.concat([Buffer.from(`{"jobId":"${pick(completedJobs)}","x":"`), bytes(20), Buffer.from('"}')]),
+      () => bytes(1 + Math.floor(random() * 200)),
+      () => Buffer.from(`#set($x = 1)$input.body $util.base64Decode("x") ${'$'}{q} "'\\`),
+      () => Buffer.from(`${'['.repeat(300)}${']'.repeat(300)}`),
+      () => Buffer.from(''),
+      () => Buffer.from(JSON.stringify({ jobId: `job-unknown-${Math.floor(random() * 1e6)}` })),
+    ];
+    const headerSets: Array<() => Record<string, string | string[]>> = [
+      () => ({ 'Content-Type': 'application/json' }),
+      () => ({ 'Content-Type': 'application/json; charset=latin1', 'X-Dup': ['a', 'b'] }),
+      () => ({ 'Content-Type': pick(['text/html', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '*/*']) }),
+      () => ({ 'Content-Type': 'application/json', 'X-Long': 'h'.repeat(6000) }),
+      () => ({ 'Content-Type': 'application/json', 'X-Quote': '"},"v":2,"x":"', 'X-Vtl': '$context.requestId #end' }),
+      () => ({ 'Content-Type': 'application/json', 'X-Latin1': Buffer.from([0xe9, 0xff, 0xa0]).toString('latin1') }),
+      () => ({}),
+    ];
+
+    const url = ctx.runtime.rewriteUrl(String(ctx.runtime.template.output('WebhookUrl')));
+    const tokensBefore = ctx.runtime.sfn.counters().taskTokens;
+    const statuses: Record<string, number> = {};
+    let accepted = 0;
+    const expected = { parked: 0, retrying: 0, acknowledged: 0 };
+    for (let i = 0; i < 100; i++) {
+      const body = pick(bodies)();
+      const status = await post(url, body, pick(headerSets)());
+      statuses[status] = (statuses[status] ?? 0) + 1;
+      expect(status).toBeLessThan(500);
+      if (status >= 200 && status < 300) {
+        accepted++;
+        expected[expectedPlace(body, completedJobs)]++;
+      }
+    }
+
+    // Let the processor take everything it can, then count where the accepted ones are.
+    const sqs = new SQSClient({ endpoint: ctx.runtime.endpoints.sqs, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+    const queue = ctx.runtime.template.ofType('AWS::SQS::Queue').find((q) => /CallbackQueue/.test(q.logicalId))!;
+    const counts = async () => {
+      const { Attributes: a } = await sqs.send(new GetQueueAttributesCommand({
+        QueueUrl: ctx.runtime.template.queueUrlOf(queue.logicalId),
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+      }));
+      return {
+        visible: Number(a?.ApproximateNumberOfMessages ?? 0),
+        hidden: Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0),
+      };
+    };
+    const mapping = () => Object.values(ctx.runtime.poller.stats()).find((m) => /CallbackQueue/.test(m.queueArn))!;
+    // Settled: nothing visible and no invocation in flight, twice in a row. What is left hidden is
+    // waiting for its early-callback retry (the processor delayed it with ChangeMessageVisibility).
+    const deadline = Date.now() + 30_000;
+    let calm = 0;
+    await new Promise((r) => setTimeout(r, 1000));
+    while (Date.now() < deadline && calm < 2) {
+      calm = mapping().inFlight === 0 && (await counts()).visible === 0 ? calm + 1 : 0;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const parked = await ctx.runtime.deadLetterCount('callback');
+    const retrying = (await counts()).hidden;
+    sqs.destroy();
+    const tokensAfter = ctx.runtime.sfn.counters().taskTokens;
+    console.log(`webhook fuzz: HTTP statuses ${JSON.stringify(statuses)}; accepted ${accepted} -> parked ${parked}, `
+      + `retrying (early callbacks) ${retrying}, acknowledged ${accepted - parked - retrying}`);
+
+    // Nothing resumed or failed a workflow (every real job named was already completed).
+    expect(tokensAfter.succeeded - tokensBefore.succeeded).toBe(0);
+    expect(tokensAfter.failed - tokensBefore.failed).toBe(0);
+    // Every accepted callback is where the oracle says: parked with a reason, waiting for its
+    // early-callback retry (a job id nobody stored), or acknowledged as a duplicate.
+    expect({ parked, retrying, acknowledged: accepted - parked - retrying }).toEqual(expected);
+    expect(expected.parked * expected.retrying * expected.acknowledged).toBeGreaterThan(0);
+    expect(Object.keys(statuses).some((s) => s.startsWith('4'))).toBe(true);
+  });
+});
