@@ -48,7 +48,8 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   rps: 10,
   vendorLatencyMs: 200,
   callbackDelayMs: 1000,
-  callbackTimeoutMs: 15000,
+  // Two paced vendor requests per order (submit + result fetch) on an emulator sharing 2 cores.
+  callbackTimeoutMs: 30000,
   vendorErrorRate: 0,
   vendor429Rate: 0,
   noCallbackRate: 0,

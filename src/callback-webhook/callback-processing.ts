@@ -84,6 +84,29 @@ export interface CallbackDeps {
   readonly signatureSecret?: CachedSecret;
 }
 
+/** Deepest nesting of objects and arrays a callback body may have. */
+export const MAX_BODY_NESTING = 512;
+
+/**
+ * How deep objects and arrays nest in a parsed JSON value (a scalar is 0), without recursion, and
+ * stopping once past ten times the limit.
+ */
+export function nestingDepth(value: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    const depth = d + 1;
+    max = Math.max(max, depth);
+    if (max > 10 * MAX_BODY_NESTING) return max;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      stack.push([child, depth]);
+    }
+  }
+  return max;
+}
+
 /** The `reason` message attribute of a record parked in the dead-letter queue. */
 export const ParkReasons = {
   /** The record body is not a valid CallbackEnvelope. */
@@ -297,6 +320,12 @@ async function processRecord(
     body = JSON.parse(text);
   } catch (err) {
     return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
+  }
+  // JSON.parse copes with deep nesting, the recursive JSON.stringify of the task output does not
+  // (RangeError): such a body could only be retried for nothing, so it is parked at once.
+  const depth = nestingDepth(body);
+  if (depth > MAX_BODY_NESTING) {
+    return park(ParkReasons.MALFORMED_BODY, `callback body nests ${depth > 10 * MAX_BODY_NESTING ? `more than ${10 * MAX_BODY_NESTING}` : depth} levels deep, more than ${MAX_BODY_NESTING}`);
   }
 
   // c. The job id: a non-empty string, or a finite number (stringified, as the table stores strings).

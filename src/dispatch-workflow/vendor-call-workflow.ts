@@ -494,9 +494,9 @@ function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: Ven
       reason: 'The vendor-call workflow calls the method and path each callVendorTask asks for (the proxy forwards <vendorUrl>/{proxy+}); the ARN is limited to the throttled proxy\'s one API and stage, whose resource policy denies every other role.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:execute-api:(<AWS::Region>|[a-z0-9-]+):(<AWS::AccountId>|[0-9]+):<[A-Za-z0-9]+>\\/[^/*]+\\/\\*\\/\\*$/' }],
     },
-    ...(props.proxy.tokenFunction ? [{
+    ...(props.proxy.tokenFunction || props.vendorCaller ? [{
       id: 'AwsSolutions-IAM5',
-      reason: 'LambdaInvoke grants invoking the proxy\'s OAuth token function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
+      reason: 'Invoking the vendor caller (PacingPoint.VENDOR_CALL) or the proxy\'s OAuth token function is granted on the function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
       appliesTo: [{ regex: '/^Resource::<[A-Za-z0-9]+\\.Arn>:\\*$/' }],
     }] : []),
     ...wildcardSuppressions({ kms }),

@@ -303,7 +303,7 @@ describe('dispatch workflow, executed', () => {
   test('a caller that found no usable slot sends the request back through the queue without counting an attempt', async () => {
     // GIVEN the vendor paused dispatch longer than the caller may wait
     const result = await run(definition, dispatchInput(2), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => ({ Payload: { statusCode: null, body: null, requeue: { delaySeconds: 42, reason: 'VendorPaused' } } }),
       RequeueWithDelay: ok,
     });
@@ -312,13 +312,13 @@ describe('dispatch workflow, executed', () => {
     expect(result.error).toBeUndefined();
     const sent = result.calls.RequeueWithDelay[0];
     expect(sent.DelaySeconds).toBe(42);
-    expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2 });
+    expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2, callbackToken: INPUT_TOKEN });
     expect(result.calls.StoreJobId).toBeUndefined();
   });
 
   test.each(['VendorCallTimeout', 'VendorCallNetworkError'])('a caller failure without an answer (%s) is retried through the queue', async (errorName) => {
     const result = await run(definition, dispatchInput(1), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => {
         throw stepError(errorName, 'no answer');
       },
@@ -334,7 +334,7 @@ describe('dispatch workflow with PacingPoint.DISPATCH, executed', () => {
 
   test('calls the proxy with apigateway:invoke (IAM) and stores the job id', async () => {
     const result = await run(definition, dispatchInput(), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => ({ ResponseBody: { jobId: 'job-9' }, StatusCode: 200 }),
       StoreJobId: ok,
     });
@@ -348,7 +348,7 @@ describe('dispatch workflow with PacingPoint.DISPATCH, executed', () => {
 
   test('an ApiGateway.429 goes back through the queue as the next attempt', async () => {
     const result = await run(definition, dispatchInput(1), {
-      ClaimRequest: ok,
+      ClaimRequest: claimed,
       CallVendor: () => {
         throw stepError('ApiGateway.429');
       },

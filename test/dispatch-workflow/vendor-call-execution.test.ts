@@ -6,7 +6,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { AsyncExternalApiOrchestrator } from '../../src';
+import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
@@ -24,6 +24,8 @@ function callDefinition(): AslDefinition {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,
     callbackTimeout: Duration.minutes(30),
+    // apigateway:invoke, mocked below; the vendor caller's own logic is tested in vendor-call.test.ts.
+    pacingPoint: PacingPoint.DISPATCH,
   });
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' })),

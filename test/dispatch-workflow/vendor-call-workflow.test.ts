@@ -6,7 +6,7 @@ import { CfnElement, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
 import { aslErrors, definitionOf, logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 interface Fixture {
@@ -136,8 +136,34 @@ describe('VendorCallWorkflow', () => {
     expect(definition.StartAt).toBe('CheckWaitingWorkflow');
   });
 
-  test('calls the proxy with the method, path, query and body of the message, signed with its role', () => {
+  test('with PacingPoint.VENDOR_CALL (default), the vendor caller fires the call at its slot with the message\'s method, path, query and body', () => {
     const { stack, orchestrator } = withCall();
+    const template = Template.fromStack(stack);
+    const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
+    for (const name of ['CallVendor', 'CallVendorWithBody']) {
+      const state = definition.States[name];
+      expect(state.Resource).toMatch(/:states:::lambda:invoke$/);
+      expect(state.Parameters.Payload).toMatchObject({
+        'method.$': '$.call.method',
+        'path.$': '$.call.path',
+        'query.$': '$.call.query',
+        'slotAtMs.$': '$.slotAtMs',
+        'headers': { 'Idempotency-Key.$': 'States.Array($.requestId)', 'X-Request-Id.$': 'States.Array($.requestId)' },
+      });
+      expect(state.Next).toBe('WasVendorCalled');
+    }
+    expect(definition.States.CallVendorWithBody.Parameters.Payload['body.$']).toBe('$.call.body');
+    expect(definition.States.CallVendor.Parameters.Payload['body.$']).toBeUndefined();
+    // No slot within the caller's wait budget: back to the queue, the attempt not counted.
+    expect(definition.States.DeferToQueue.Parameters.message['attempt.$']).toBe('$.attempt');
+    // Only the caller calls the proxy; the workflow may invoke the caller.
+    const statements = statementsOfRole(template, stack, orchestrator.vendorCall!.stateMachine.role);
+    expect(resourcesGranted(statements, 'execute-api:Invoke')).toHaveLength(0);
+    expect(resourcesGranted(statements, 'lambda:InvokeFunction')).toContainEqual(stack.resolve(orchestrator.dispatch.vendorCaller!.functionArn));
+  });
+
+  test('with PacingPoint.DISPATCH, calls the proxy with the method, path, query and body of the message, signed with its role', () => {
+    const { stack, orchestrator } = withCall({ pacingPoint: PacingPoint.DISPATCH });
     const definition = definitionOf(Template.fromStack(stack), logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
     for (const name of ['CallVendor', 'CallVendorWithBody']) {
       const state = definition.States[name];
@@ -174,6 +200,7 @@ describe('VendorCallWorkflow', () => {
     const stack = testStack();
     const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 10, callbackTimeout: Duration.minutes(30),
+      pacingPoint: PacingPoint.DISPATCH, // the workflow itself calls the proxy
     });
     const early = new sfn.StateMachine(stack, 'Early', { definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, 'P')) });
     orchestrator.registerWorkflow(early);
@@ -215,7 +242,7 @@ describe('VendorCallWorkflow', () => {
     const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
     expect(definition.States.CheckWaitingWorkflow.Next).toBe('ReadVendorCredential');
     expect(definition.States.ReadVendorCredential.Next).toBe('HasRequestBody');
-    const headers = definition.States.CallVendor.Parameters.Headers;
+    const headers = definition.States.CallVendor.Parameters.Payload.headers; // the vendor caller's payload
     expect(Object.keys(headers).some((k) => /credential/i.test(k))).toBe(true);
     const statements = statementsOfRole(template, stack, orchestrator.vendorCall!.stateMachine.role);
     expect(resourcesGranted(statements, 'secretsmanager:GetSecretValue')).toContainEqual(stack.resolve(secret.secretArn));

@@ -206,7 +206,9 @@ async function startFauxqsWorker(): Promise<{ address: string; stop: () => Promi
 
 const VENDOR_PROXY = 'VendorProxy330D7490';
 const WEBHOOK = 'VendorWebhook2ACFD7FE';
-const WEBHOOK_METHOD = 'VendorWebhookcallbackPOST10F234FA';
+const WEBHOOK_METHOD = 'VendorWebhookcallbacktokenPOSTC35632CA';
+/** A capability token in the callback path (POST /callback/{token}). */
+const TOKEN = 'Tok3n_-'.repeat(6) + 'x';
 const PROXY_ROOT_METHOD = 'VendorProxyANY14B4686C';
 // PacingPoint.VENDOR_CALL (the default): the vendor caller's role is the one allowed on the proxy.
 const DISPATCH_ROLE = 'VendorDispatchVendorCallerServiceRole084BF02F';
@@ -469,7 +471,7 @@ describe('LocalApiGateway: the callback webhook of the example app', () => {
     const body = '{"jobId":"job-1","status":"SUCCEEDED","note":"\\"quotes\\" & $refs #set( ) ünïcødé 😀\\n"}';
 
     // WHEN
-    const res = await call(`${webhookBase}/webhook/callback`, {
+    const res = await call(`${webhookBase}/webhook/callback/${TOKEN}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Vendor-Signature': 't=1,v1=abc"}' },
       body,
@@ -491,11 +493,13 @@ describe('LocalApiGateway: the callback webhook of the example app', () => {
     expect(envelope.receivedAtEpochMs).toBe(now);
     expect(envelope.apiRequestId).toBe(res.headers['x-amzn-requestid']);
     expect(envelope.sourceIp).toBe('127.0.0.1');
+    // AND the path's capability token travels with it (base64), for the processor to verify
+    expect(Buffer.from(envelope.callbackTokenBase64!, 'base64').toString('utf8')).toBe(TOKEN);
   });
 
   test('treats a callback without Content-Type as JSON', async () => {
     // GIVEN / WHEN
-    const res = await call(`${webhookBase}/webhook/callback`, { method: 'POST', body: '{"jobId":"job-2"}' });
+    const res = await call(`${webhookBase}/webhook/callback/${TOKEN}`, { method: 'POST', body: '{"jobId":"job-2"}' });
     const messages = await receiveAll();
 
     // THEN
@@ -505,7 +509,7 @@ describe('LocalApiGateway: the callback webhook of the example app', () => {
 
   test('refuses text/plain with 415 and queues nothing', async () => {
     // GIVEN / WHEN
-    const res = await call(`${webhookBase}/webhook/callback`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'jobId=job-1' });
+    const res = await call(`${webhookBase}/webhook/callback/${TOKEN}`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'jobId=job-1' });
     const messages = await receiveAll();
 
     // THEN
@@ -522,7 +526,7 @@ describe('LocalApiGateway: the callback webhook of the example app', () => {
     const other = await startOther(missing);
 
     // WHEN
-    const res = await call(`${other.baseUrl(WEBHOOK.toLowerCase())}/webhook/callback`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    const res = await call(`${other.baseUrl(WEBHOOK.toLowerCase())}/webhook/callback/${TOKEN}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
 
     // THEN
     expect(res.status).toBe(500);
@@ -532,11 +536,13 @@ describe('LocalApiGateway: the callback webhook of the example app', () => {
 
   test('answers 403 Missing Authentication Token for a method or path the API does not have', async () => {
     // GIVEN / WHEN
-    const wrongMethod = await call(`${webhookBase}/webhook/callback`);
+    const wrongMethod = await call(`${webhookBase}/webhook/callback/${TOKEN}`);
+    // Without a capability token: no such route
+    const noToken = await call(`${webhookBase}/webhook/callback`, { method: 'POST', body: '{}' });
     const wrongPath = await call(`${webhookBase}/webhook/other`, { method: 'POST', body: '{}' });
 
     // THEN
-    for (const res of [wrongMethod, wrongPath]) {
+    for (const res of [wrongMethod, wrongPath, noToken]) {
       expect(res.status).toBe(403);
       expect(JSON.parse(res.body)).toEqual({ message: 'Missing Authentication Token' });
     }

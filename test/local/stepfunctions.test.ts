@@ -17,7 +17,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { LocalStepFunctions } from '../../local/aws/stepfunctions';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER } from '../../local/types';
-import { AsyncExternalApiOrchestrator } from '../../src';
+import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 jest.setTimeout(30_000);
@@ -449,6 +449,9 @@ function orchestratorDefinitions(): { main: AslDefinition; dispatch: AslDefiniti
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,
     callbackTimeout: Duration.minutes(30),
+    // The workflow calls the proxy itself (apigateway:invoke), which this test serves; the vendor
+    // caller (PacingPoint.VENDOR_CALL) runs in test/local/e2e.test.ts.
+    pacingPoint: PacingPoint.DISPATCH,
   });
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.submitJobTask(stack, 'Submit', {
@@ -478,6 +481,9 @@ function patchPlaceholders(value: unknown, names: { requestQueue: string; deadLe
   }
   return value;
 }
+
+/** A capability token as the dispatcher mints them (43 base64url characters). */
+const CALLBACK_TOKEN = 'C'.repeat(43);
 
 describe('the synthesized orchestrator definitions, end to end', () => {
   const mainArn = `${ACCOUNT_ARN}:Main`;
@@ -517,7 +523,8 @@ describe('the synthesized orchestrator definitions, end to end', () => {
   /** Runs the dispatch workflow for a request message, as the paced queue consumer starts it. */
   async function dispatch(message: any) {
     const { requestId, taskToken, payload, attempt } = message;
-    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, message };
+    // As the dispatcher builds it: the request's capability token (minted once, kept by retries).
+    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, message, callbackToken: message.callbackToken ?? CALLBACK_TOKEN };
     const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: dispatchArn, input: JSON.stringify(input) }));
     return local.waitForExecution(executionArn!);
   }
@@ -538,7 +545,7 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     expect(request.url).toBe('/vendor');
     expect(request.headers[PRINCIPAL_HEADER]).toBe(dispatchRole);
     expect(request.headers['idempotency-key']).toBe('order-1');
-    expect(request.body).toEqual({ sku: 'a-1', qty: 2, callbackUrl: expect.stringMatching(/\/callback$/) });
+    expect(request.body).toEqual({ sku: 'a-1', qty: 2, callbackUrl: expect.stringMatching(new RegExp(`/callback/${CALLBACK_TOKEN}$`)) });
     const { Item } = await ddbClient.send(new GetItemCommand({ TableName: table, Key: { requestId: { S: 'order-1' } } }));
     expect(Item).toMatchObject({ jobId: { S: 'j-1' }, status: { S: 'SUBMITTED' }, taskToken: { S: message.taskToken }, expiresAt: { N: '1900000000' } });
 
@@ -561,7 +568,7 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     // THEN the request is re-enqueued with a (full-jitter) delay, the same id and token
     expect(first.status).toBe('SUCCEEDED');
     const retry = await receiveOne(requestQueue, 5);
-    expect(retry.body).toEqual({ taskToken: message.taskToken, requestId: 'order-2', payload: message.payload, attempt: 2 });
+    expect(retry.body).toEqual({ taskToken: message.taskToken, requestId: 'order-2', payload: message.payload, attempt: 2, callbackToken: CALLBACK_TOKEN });
 
     // WHEN the vendor refuses the retry
     vendor.reply.status = 400;

@@ -415,7 +415,7 @@ describe('AsyncExternalApiOrchestrator', () => {
       mainWorkflow(stack, orchestrator);
 
       // THEN
-      expect(() => app.synth()).toThrow(/submitJobTask\(\) was used but no workflow was registered: call registerWorkflow/);
+      expect(() => app.synth()).toThrow(/submitJobTask\(\) or callVendorTask\(\) was used but no workflow was registered: call registerWorkflow/);
     });
 
     test('synthesizes without workflows when submitJobTask is never used', () => {

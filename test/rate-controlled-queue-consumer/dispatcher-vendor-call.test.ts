@@ -109,6 +109,8 @@ describe('dispatcher: vendor calls', () => {
       attempt: 1,
       call: { method: 'GET', path: '/job-1/result', query: { a: ['b'] } },
       message: callMessage('call-1', { method: 'get', path: '/job-1/result', query: { a: 'b' } }),
+      // The vendor caller fires at this slot (PacingPoint.VENDOR_CALL).
+      slotAtMs: expect.any(Number),
     });
     // A call is one vendor request: it takes a slot of its own, one interval (105 ms) after the submission's.
     const [first, second] = Object.values(startTimes);
