@@ -96,10 +96,15 @@ describe('the example app', () => {
     const apiId = template.ref(idOf('AWS::ApiGateway::RestApi', 'VendorWebhook'));
     expect(apiId).toBe(idOf('AWS::ApiGateway::RestApi', 'VendorWebhook').toLowerCase());
     const dispatch = template.definitionOf(idOf('AWS::StepFunctions::StateMachine', 'VendorDispatch'));
-    expect(dispatch.States.AddCallbackUrl.Parameters.fields.callbackUrl).toBe(`https://${apiId}.execute-api.us-east-1.amazonaws.com/webhook/callback`);
+    // Each request's capability URL: the webhook URL and the token ClaimRequest stored.
+    expect(dispatch.States.AddCallbackUrl.Parameters.fields['callbackUrl.$'])
+      .toBe(`States.Format('{}/{}', 'https://${apiId}.execute-api.us-east-1.amazonaws.com/webhook/callback', $.claimed.callbackToken)`);
     expect(template.output('WebhookUrl')).toBe(`https://${apiId}.execute-api.us-east-1.amazonaws.com/webhook/callback`);
+    // The vendor caller (PacingPoint.VENDOR_CALL) calls the proxy's stage URL.
     const proxyId = template.ref(idOf('AWS::ApiGateway::RestApi', 'VendorProxy'));
-    expect(dispatch.States.CallVendor.Parameters).toMatchObject({ ApiEndpoint: `${proxyId}.execute-api.us-east-1.amazonaws.com`, Stage: 'vendor' });
+    const caller = template.get(idOf('AWS::Lambda::Function', 'VendorDispatchVendorCaller'));
+    expect(dispatch.States.CallVendor.Parameters.FunctionName).toBe(template.arnOf(caller.logicalId));
+    expect(caller.properties.Environment.Variables.PROXY_ENDPOINT_URL).toBe(`https://${proxyId}.execute-api.us-east-1.amazonaws.com/vendor/`);
   });
 
   test('hands the main workflow the request queue URL', () => {
@@ -129,20 +134,23 @@ describe('the example app', () => {
     expect(template.get(dispatch).properties.RoleArn).toBe(`arn:aws:iam::${LOCAL_ACCOUNT}:role/${role}`);
   });
 
-  test('resolves the proxy resource policy to the dispatch role ARN', () => {
+  test('resolves the proxy resource policy to the vendor caller\'s role ARN', () => {
     const policy = template.get(idOf('AWS::ApiGateway::RestApi', 'VendorProxy')).properties.Policy;
-    expect(policy.Statement[1].Condition.ArnNotEquals['aws:PrincipalArn']).toEqual([template.arnOf(idOf('AWS::IAM::Role', 'VendorDispatchRole'))]);
+    expect(policy.Statement[1].Condition.ArnNotEquals['aws:PrincipalArn']).toEqual([template.arnOf(idOf('AWS::IAM::Role', 'VendorDispatchVendorCallerServiceRole'))]);
     expect(policy.Statement[0].Principal.AWS).toBe(`arn:aws:iam::${LOCAL_ACCOUNT}:root`);
   });
 
   test('resolves API Gateway ids, stages and the SQS integration URI', () => {
     const api = idOf('AWS::ApiGateway::RestApi', 'VendorWebhook');
-    const callback = template.get(idOf('AWS::ApiGateway::Resource', 'VendorWebhookcallback'));
+    const callbackId = template.ofType('AWS::ApiGateway::Resource').find((r) => r.properties.PathPart === 'callback')!.logicalId;
+    const callback = template.get(callbackId);
     expect(callback.properties).toMatchObject({ ParentId: `${api.toLowerCase()}-root`, RestApiId: api.toLowerCase(), PathPart: 'callback' });
+    const token = template.get(idOf('AWS::ApiGateway::Resource', 'VendorWebhookcallbacktoken'));
+    expect(token.properties).toMatchObject({ ParentId: template.ref(callbackId), PathPart: '{token}' });
     const stage = template.get(idOf('AWS::ApiGateway::Stage', 'VendorWebhookDeploymentStage'));
     expect(template.ref(stage.logicalId)).toBe('webhook');
     expect(stage.properties.DeploymentId).toBe(idOf('AWS::ApiGateway::Deployment', 'VendorWebhookDeployment'));
-    const method = template.get(idOf('AWS::ApiGateway::Method', 'VendorWebhookcallbackPOST'));
+    const method = template.get(idOf('AWS::ApiGateway::Method', 'VendorWebhookcallbacktokenPOST'));
     const queueName = template.nameOf(idOf('AWS::SQS::Queue', 'VendorWebhookCallbackQueue'));
     expect(method.properties.Integration.Uri).toBe(`arn:aws:apigateway:${LOCAL_REGION}:sqs:path/${LOCAL_ACCOUNT}/${queueName}`);
   });

@@ -466,8 +466,14 @@ describe('dispatchBatch', () => {
 
     expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'm0' }, { itemIdentifier: 'm1' }] });
     expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
-    // When the schedule has room is unknown: the messages return after their visibility timeout.
-    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+    // When the schedule has room is unknown: the messages come back in 1-5 s (jittered), not after
+    // the queue's long visibility timeout.
+    const delays = sqs.commandCalls(ChangeMessageVisibilityCommand).map((c) => c.args[0].input.VisibilityTimeout!);
+    expect(delays).toHaveLength(2);
+    for (const d of delays) {
+      expect(d).toBeGreaterThanOrEqual(1);
+      expect(d).toBeLessThanOrEqual(5);
+    }
     expect(metrics.calls).toEqual([]);
   });
 
