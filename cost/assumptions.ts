@@ -23,6 +23,13 @@ export const LATENCY_MS = {
   sendTaskSuccess: 25,
   /** A Lambda invocation's own overhead (handler entry, batch bookkeeping, response), warm. */
   invocationOverhead: 10,
+  /**
+   * PacingPoint.VENDOR_CALL: from the dispatcher's StartExecution to the vendor caller's start
+   * (Express start, the states before CallVendor, the Lambda invoke). The dispatcher starts the
+   * execution `lead` before its slot, so the caller waits about lead minus this for its slot
+   * (billed while it waits), then calls the vendor.
+   */
+  expressStartToCaller: 300,
 } as const;
 
 /** How big things are, in bytes. */
@@ -31,6 +38,8 @@ export const SIZE_BYTES = {
   requestId: 36,
   /** A vendor job id. */
   jobId: 36,
+  /** A capability token of the callback URL (32 random bytes, base64url). */
+  callbackToken: 43,
   /** An epoch-seconds number (expiresAt) as DynamoDB stores it: about one byte per two digits, plus one. */
   epochSecondsNumber: 6,
   /** An ISO 8601 timestamp (updatedAt). */
@@ -41,6 +50,10 @@ export const SIZE_BYTES = {
   indexEntryOverhead: 100,
   /** JSON keys and punctuation around a request message ({ taskToken, requestId, payload, attempt }). */
   requestMessageOverhead: 80,
+  /** A vendor-call message without the token and the id ({ kind, call: { method, path, query }, attempt } and punctuation). */
+  callMessageOverhead: 150,
+  /** The vendor's answer to a result fetch (callVendorTask), carried back to the waiting workflow. */
+  callResponseBody: 1024,
   /** The callback envelope around the base64 body: the vendor's request headers (base64) and the other fields. */
   callbackEnvelopeOverhead: 900,
   /** CloudWatch Logs' billing overhead per log event. */

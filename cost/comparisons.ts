@@ -44,7 +44,7 @@ export function comparisons(model: StackModel, options: DeriveOptions): Comparis
 /** (a) The published pattern as written. */
 export function publishedPattern(model: StackModel, options: DeriveOptions): Comparison {
   const lines: UsageLine[] = [];
-  lines.push(mainTransitions(model, model.main.path.length, `${model.main.path.join(' -> ')}, the same main workflow`));
+  lines.push(mainTransitions(model, model.main.transitions, `${perRequestStates(model, model.main.path).join(' -> ')}, the same main workflow`));
 
   // Express: the call and the store, nothing else.
   const path = happyPath(PUBLISHED_EXPRESS_DEFINITION, 'the published Express workflow');
@@ -128,7 +128,8 @@ export function standardHttpTask(model: StackModel, options: DeriveOptions): Com
     };
   }
   const definition: AslDefinition = { ...model.main.definition, StartAt: rewire(model.main.definition.StartAt), States: states };
-  const path = happyPath(definition, 'the Standard workflow with an HTTP Task');
+  // The result fetches (callVendorTask) are costed per fetch, as for this stack.
+  const path = perRequestStates(model, happyPath(definition, 'the Standard workflow with an HTTP Task'));
 
   const lines: UsageLine[] = [];
   lines.push(mainTransitions(model, path.length, `${path.join(' -> ')} (${model.main.submitState} becomes ${callName} + ${waitName})`));
@@ -159,7 +160,7 @@ export function standardHttpTask(model: StackModel, options: DeriveOptions): Com
       monthly: [],
     },
     differences: [
-      `an HTTP Task supports only the request-response pattern, so the call and the wait are two states: ${path.length} transitions instead of ${model.main.path.length}`,
+      `an HTTP Task supports only the request-response pattern, so the call and the wait are two states: ${path.length} transitions instead of ${model.main.transitions}`,
       'the wait task (an AWS SDK integration, DynamoDB PutItem .waitForTaskToken) stores the token with the job id the HTTP Task returned',
       'no request queue, no consumer Lambda, no Express workflow, no proxy API, no pacer: nothing holds the calls to the contract '
         + '(an HTTP Task is not throttled; the workflow starts are the only rate)',
@@ -173,6 +174,11 @@ export function standardHttpTask(model: StackModel, options: DeriveOptions): Com
 
 function mainTransitions(model: StackModel, transitions: number, derivation: string): UsageLine {
   return { service: 'stepFunctionsStandard', what: `${model.main.logicalId} state transitions`, perRequest: transitions, price: 'sfnStandardTransition', derivation };
+}
+
+/** The states of a main workflow path billed per request: all but the callVendorTask states (costed per fetch). */
+function perRequestStates(model: StackModel, path: string[]): string[] {
+  return path.filter((s) => !model.main.callStates.includes(s));
 }
 
 function fillOf(feed: StackModel['requestFeed'], options: DeriveOptions): { fill: number; fillRule: string } {

@@ -131,6 +131,7 @@ export function costOf(assemblyDir: string, stackName: string, regionCode: strin
   const full: DeriveOptions = { ...options, trafficRps };
   const derived = deriveStack(template, full);
   const ours = priceDesign(derived.usage, prices, trafficRps);
+  const fetch = derived.fetch ? priceDesign(derived.fetch.usage, prices, trafficRps) : undefined;
   return {
     stackName,
     prices,
@@ -139,6 +140,7 @@ export function costOf(assemblyDir: string, stackName: string, regionCode: strin
     derived,
     ours,
     comparisons: comparisons(derived.model, full).map((comparison) => ({ comparison, cost: priceDesign(comparison.usage, prices, trafficRps) })),
+    ...(fetch ? { fetch } : {}),
   };
 }
 

@@ -10,12 +10,13 @@ import {
   ACCESS_LOG_VARIABLE_BYTES, BYTES_PER_GB, EXPRESS_BASE_MEMORY_MB, EXPRESS_DURATION_STEP_MS, EXPRESS_MEMORY_CHUNK_MB,
   LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES, SQS_CHUNK_BYTES, SQS_MESSAGES_PER_CALL,
 } from './assumptions';
-import { AslDefinition, happyPath } from './happy-path';
+import { AslDefinition, AslState, happyPath } from './happy-path';
 import { DesignUsage, MonthlyLine, UsageLine } from './model';
 import { LocalTemplate } from '../local/template';
 import { LocalEndpoints, ResolvedResource } from '../local/types';
 import { DEFAULT_LATENESS_TOLERANCE_MS, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
-import { CallbackEnv, ConsumerEnv } from '../src/shared/env';
+import { DEFAULT_LEAD_MS } from '../src/rate-controlled-queue-consumer/rate-settings';
+import { CallbackEnv, ConsumerEnv, VendorCallerEnv } from '../src/shared/env';
 import { CorrelationAttributes, RequestStatus } from '../src/shared/messages';
 
 /** What the template cannot say about the traffic. */
@@ -129,7 +130,13 @@ export interface StackModel {
   /** The traffic is at or above the pacing capacity: the request queue holds a growing backlog. */
   readonly backlogged: boolean;
   readonly correlationTtlSeconds: number;
-  readonly main: WorkflowModel & { readonly submitState: string };
+  readonly main: WorkflowModel & {
+    readonly submitState: string;
+    /** callVendorTask states on the happy path (costed per fetch, not per request). */
+    readonly callStates: string[];
+    /** Transitions billed per request: the happy path without the call states. */
+    readonly transitions: number;
+  };
   readonly dispatch: WorkflowModel & {
     readonly durationMs: number;
     readonly billedMs: number;
@@ -141,6 +148,8 @@ export interface StackModel {
   readonly callbackFeed: QueueFeed;
   readonly dispatcher: FunctionModel & { readonly msPerRequest: number; readonly durationRule: string };
   readonly processor: FunctionModel & { readonly msPerRequest: number };
+  /** The vendor caller (PacingPoint.VENDOR_CALL); absent with PacingPoint.DISPATCH (apigateway:invoke). */
+  readonly vendorCaller?: FunctionModel & { readonly msPerCall: number; readonly leadMs: number; readonly durationRule: string };
   readonly proxy: ApiModel;
   readonly webhook: ApiModel;
   readonly correlationTable: string;
@@ -148,6 +157,8 @@ export interface StackModel {
   readonly writes: WriteCost[];
   /** Read units of the callback processor's query by job id. */
   readonly lookupReadUnits: number;
+  /** Read units of the processor's capability token check (strongly consistent GetItem); 0 without capability URLs. */
+  readonly tokenCheckReadUnits: number;
   /** Size of the correlation item once the job id is stored. */
   readonly correlationItemBytes: number;
   /** Size of its entry in the job id index. */
@@ -156,10 +167,26 @@ export interface StackModel {
   readonly postponedPerRequest: number;
 }
 
+/** The paced result fetches of the main workflow (callVendorTask), costed per fetch. */
+export interface FetchDerivation {
+  /** The call states on the main workflow's happy path. */
+  readonly callStates: string[];
+  /** Fetches per request (per submission): one per call state. */
+  readonly perRequest: number;
+  /** The VendorCallWorkflow's logical id and happy path. */
+  readonly workflow: string;
+  readonly path: string[];
+  /** Usage per fetch. */
+  readonly usage: DesignUsage;
+}
+
 /** The result of {@link deriveStack}. */
 export interface StackDerivation {
   readonly model: StackModel;
+  /** Usage per request: one vendor submission (submitJobTask) and its callback. */
   readonly usage: DesignUsage;
+  /** Usage per result fetch (callVendorTask), when the main workflow makes any. */
+  readonly fetch?: FetchDerivation;
   /** How each count was obtained, one line each. */
   readonly derivation: string[];
   /** Things the reader must know (backlog, missing features). */
@@ -252,16 +279,29 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   if (!mainWorkflow.path.includes(mains[0].submit)) {
     throw new Error(`The happy path of ${mainWorkflow.logicalId} (${mainWorkflow.path.join(' -> ')}) does not pass its submit task ${mains[0].submit}`);
   }
-  const main = { ...mainWorkflow, submitState: mains[0].submit };
+  const callStates = mainWorkflow.path.filter((name) => isCallState(mainWorkflow.definition.States[name], requestQueueUrl));
+  const main = { ...mainWorkflow, submitState: mains[0].submit, callStates, transitions: mainWorkflow.path.length - callStates.length };
   derivation.push(`main workflow ${main.logicalId} (${main.type}): happy path ${main.path.join(' -> ')} = ${main.path.length} state transitions `
-    + `(the orchestrator's ${main.submitState} is 1; the others are the example's own states)`);
+    + `(the orchestrator's ${main.submitState} is 1${callStates.length > 0 ? `; ${callStates.join(', ')} (callVendorTask) ${callStates.length === 1 ? 'is' : 'are'} `
+      + `costed per result fetch, below, so ${main.transitions} per request` : ''}; the others are the example's own states)`);
 
-  const dispatchBase = workflowModel(t, dispatchSm, options);
+  // Requeues (the vendor caller found no slot in time) go back through the request queue: not the happy path.
+  const requeues = (_: string, state: AslState) => state.Type === 'Task' && /:sqs:sendMessage$/.test(state.Resource ?? '')
+    && (state.Parameters ?? state.Arguments ?? {}).QueueUrl === requestQueueUrl;
+  const dispatchBase = workflowModel(t, dispatchSm, options, requeues);
   const definitionBytes = Buffer.byteLength(JSON.stringify(dispatchBase.definition), 'utf8');
   // The execution input (DispatchInput) carries the request message and, again, its fields.
   const executionDataBytes = 2 * (options.taskTokenBytes + SIZE_BYTES.requestId + options.payloadBytes) + 200;
-  const memoryUsedMb = EXPRESS_BASE_MEMORY_MB + (definitionBytes + executionDataBytes) / 1024 ** 2;
-  const memoryMb = Math.ceil(memoryUsedMb / EXPRESS_MEMORY_CHUNK_MB) * EXPRESS_MEMORY_CHUNK_MB;
+  const memoryMb = expressMemoryMb(definitionBytes, executionDataBytes);
+
+  // The vendor caller (PacingPoint.VENDOR_CALL) is started `lead` before its slot and waits for it.
+  const leadMs = consumerEnv[ConsumerEnv.PACING_LEAD_MS] !== undefined
+    ? numberEnv(consumerEnv, ConsumerEnv.PACING_LEAD_MS, dispatcherFn) : DEFAULT_LEAD_MS;
+  const callerWaitMs = Math.max(0, leadMs - LATENCY_MS.expressStartToCaller);
+  const callerMs = callerWaitMs + LATENCY_MS.apiGatewayOverhead + options.vendorLatencyMs;
+  const callerRule = `waits for its slot, lead ${leadMs} ms (dispatcher ${ConsumerEnv.PACING_LEAD_MS}${consumerEnv[ConsumerEnv.PACING_LEAD_MS] === undefined ? ' absent: the library default' : ''}) `
+    + `- ${LATENCY_MS.expressStartToCaller} ms from StartExecution to the caller (assumed) = ${callerWaitMs} ms, `
+    + `then API Gateway ${LATENCY_MS.apiGatewayOverhead} ms + vendor ${options.vendorLatencyMs} ms (--vendor-latency-ms): ${callerMs} ms`;
 
   // ---- The dispatch workflow's tasks, in happy-path order ----
   const tables = new ItemTracker(options);
@@ -269,74 +309,26 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   const callbackEnv = envOf(correlationFn);
   const correlationTable = tableByName(t, callbackEnv[CallbackEnv.TABLE_NAME]);
   const pacerTable = tableByName(t, consumerEnv[ConsumerEnv.PACER_TABLE_NAME]);
-  let durationMs = 0;
-  let proxyCalls = 0;
-  let proxyApiId: string | undefined;
-  let secretCalls = 0;
-  const lambdaTasks: Array<{ state: string; fn: ResolvedResource }> = [];
-  const sqsTasks: string[] = [];
-  const taskLines: string[] = [];
-  for (const name of dispatchBase.path) {
-    const state = dispatchBase.definition.States[name];
-    durationMs += LATENCY_MS.stateTransition;
-    if (state.Type !== 'Task') continue;
-    const resource = state.Resource ?? '';
-    const params = state.Parameters ?? state.Arguments ?? {};
-    const dynamo = /^arn:aws:states:::(?:aws-sdk:)?dynamodb:(\w+)$/.exec(resource);
-    if (dynamo) {
-      const table = tableByName(t, String(params.TableName));
-      const op = dynamo[1].toLowerCase();
-      if (op === 'updateitem' || op === 'putitem' || op === 'deleteitem') {
-        const write = tables.write(table, name, params);
-        taskLines.push(`${name}: DynamoDB ${dynamo[1]} on ${table.logicalId}, ${describeWrite(write)}`);
-      } else {
-        throw new Error(`Dispatch state ${name}: DynamoDB ${dynamo[1]} on the happy path is not modeled (cost/derive.ts)`);
-      }
-      durationMs += LATENCY_MS.dynamodbCall;
-    } else if (resource === 'arn:aws:states:::apigateway:invoke') {
-      const host = String(params.ApiEndpoint ?? '');
-      const api = t.ofType('AWS::ApiGateway::RestApi').find((a) => host.split('.')[0] === t.ref(a.logicalId));
-      if (!api) {
-        throw new Error(`Dispatch state ${name} calls ${host}, which is not a REST API of this stack`);
-      }
-      proxyCalls += 1;
-      proxyApiId = api.logicalId;
-      durationMs += LATENCY_MS.apiGatewayOverhead + options.vendorLatencyMs;
-      taskLines.push(`${name}: API Gateway ${api.logicalId} -> vendor (${LATENCY_MS.apiGatewayOverhead} ms + vendor ${options.vendorLatencyMs} ms)`);
-    } else if (resource === 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue') {
-      secretCalls += 1;
-      durationMs += LATENCY_MS.secretsManagerCall;
-      taskLines.push(`${name}: Secrets Manager GetSecretValue (vendor credential), 1 API call`);
-    } else if (/^arn:aws:states:::lambda:invoke$/.test(resource)) {
-      const fn = t.findByArn(String(params.FunctionName)) ?? t.findByName(String(params.FunctionName), 'AWS::Lambda::Function');
-      if (!fn) {
-        throw new Error(`Dispatch state ${name} invokes ${params.FunctionName}, which is not a function of this stack`);
-      }
-      lambdaTasks.push({ state: name, fn });
-      durationMs += LATENCY_MS.lambdaInvoke;
-      taskLines.push(`${name}: Lambda ${fn.logicalId}, 1 invocation`);
-    } else if (/^arn:aws:states:::(?:aws-sdk:)?sqs:sendMessage$/.test(resource)) {
-      sqsTasks.push(name);
-      durationMs += LATENCY_MS.sqsCall;
-      taskLines.push(`${name}: SQS SendMessage, 1 request`);
-    } else if (/^arn:aws:states:::aws-sdk:sfn:sendTaskHeartbeat$/.test(resource)) {
-      // Step Functions API calls are not billed; the call only adds to the Express duration.
-      durationMs += LATENCY_MS.sendTaskSuccess;
-      taskLines.push(`${name}: Step Functions SendTaskHeartbeat (is the workflow still waiting?), no charge`);
-    } else {
-      throw new Error(`Dispatch state ${name} (${resource}) is on the happy path but the cost model does not know what it costs: add it to cost/derive.ts`);
-    }
-  }
+  const walk = walkTasks(t, dispatchBase, 'Dispatch', tables, options, callerMs);
+  const { durationMs, proxyCalls, proxyApiId, secretCalls, lambdaTasks, sqsTasks } = walk;
   const billedMs = Math.ceil(durationMs / EXPRESS_DURATION_STEP_MS) * EXPRESS_DURATION_STEP_MS;
   const dispatch = { ...dispatchBase, durationMs, billedMs, memoryMb, definitionBytes, executionDataBytes };
   derivation.push(`dispatch workflow ${dispatch.logicalId} (${dispatch.type}): happy path ${dispatch.path.join(' -> ')} (${dispatch.path.length} states)`);
-  for (const line of taskLines) {
+  for (const line of walk.taskLines) {
     derivation.push(`  ${line}`);
   }
   derivation.push(`  duration ${dispatch.path.length} x ${LATENCY_MS.stateTransition} ms + tasks = ${durationMs} ms, billed ${billedMs} ms; `
     + `memory ${EXPRESS_BASE_MEMORY_MB} MB + definition ${fmtBytes(definitionBytes)} + execution data ${fmtBytes(executionDataBytes)}, billed ${memoryMb} MB`);
   if (!proxyApiId) {
     throw new Error(`The dispatch workflow's happy path (${dispatch.path.join(' -> ')}) calls no REST API: is this an AsyncExternalApiOrchestrator?`);
+  }
+  const callerFn = walk.callerTasks[0]?.fn;
+  const vendorCaller = callerFn ? { ...lambda(callerFn), msPerCall: callerMs, leadMs, durationRule: callerRule } : undefined;
+  if (vendorCaller) {
+    derivation.push(`vendor caller ${vendorCaller.logicalId} (PacingPoint.VENDOR_CALL): ${vendorCaller.memoryMb} MB, ${callerRule}; `
+      + '1 strongly consistent GetItem of the pacer item (the pause check before the slot) = 1 RRU per call');
+  } else {
+    derivation.push('PacingPoint.DISPATCH: the dispatch workflow calls the proxy itself (apigateway:invoke), no vendor caller');
   }
 
   // ---- Callback side ----
@@ -370,12 +362,19 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     ExpressionAttributeValues: { ':status': { S: RequestStatus.COMPLETED }, ':updatedAt': { 'S.$': '$' } },
   });
   const completed = tables.writes[tables.writes.length - 1];
+  // Capability URLs (webhookauth): the processor reads the request's callback token from the item
+  // itself, a strongly consistent GetItem (1 RRU per started 4 KB of the item, projection or not).
+  const tokenCheck = String(callbackEnv[CallbackEnv.REQUIRE_CALLBACK_TOKEN] ?? 'true').toLowerCase() !== 'false';
+  const tokenCheckReadUnits = tokenCheck ? Math.ceil(Math.max(correlationItemBytes, 1) / 4096) : 0;
   derivation.push(`callback processor: Query ${indexName} (eventually consistent, entry ${fmtBytes(indexEntryBytes)}) ${lookupReadUnits} RRU; `
+    + (tokenCheck ? `capability token check: GetItem (strongly consistent, item ${fmtBytes(correlationItemBytes)}) ${tokenCheckReadUnits} RRU; `
+      : `no capability token check (${CallbackEnv.REQUIRE_CALLBACK_TOKEN} false); `)
     + `SendTaskSuccess (no charge); mark COMPLETED ${describeWrite(completed)}`);
   derivation.push(`correlation item ${fmtBytes(correlationItemBytes)}, index entry ${fmtBytes(indexEntryBytes)}, with a ${options.taskTokenBytes}-byte task token `
     + `(a write costs 2 units past 1 KB: item writes with a token above ~${Math.max(0, 1024 - (correlationItemBytes - options.taskTokenBytes))} bytes, `
     + `index writes above ~${Math.max(0, 1024 - (indexEntryBytes - options.taskTokenBytes))} bytes)`);
-  const processorMsPerRequest = 2 * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess + LATENCY_MS.invocationOverhead / callbackFeed.fill;
+  const processorMsPerRequest = (tokenCheck ? 3 : 2) * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess
+    + LATENCY_MS.invocationOverhead / callbackFeed.fill;
 
   const model: StackModel = {
     contractRps,
@@ -391,12 +390,14 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     callbackFeed,
     dispatcher: { ...dispatcher, msPerRequest: dispatcherMsPerRequest, durationRule: dispatcherRule },
     processor: { ...processor, msPerRequest: processorMsPerRequest },
+    ...(vendorCaller ? { vendorCaller } : {}),
     proxy: apiModel(t, proxyApiId, options.payloadBytes),
     webhook: apiModel(t, webhookApi.logicalId, options.callbackBytes),
     correlationTable: correlationTable.logicalId,
     pacerTable: pacerTable.logicalId,
     writes: tables.writes,
     lookupReadUnits,
+    tokenCheckReadUnits,
     correlationItemBytes,
     indexEntryBytes,
     postponedPerRequest,
@@ -407,9 +408,10 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   lines.push({
     service: 'stepFunctionsStandard',
     what: `${main.logicalId} state transitions`,
-    perRequest: main.path.length,
+    perRequest: main.transitions,
     price: 'sfnStandardTransition',
-    derivation: `${main.path.join(' -> ')} (submit task ${main.submitState}: 1)`,
+    derivation: `${main.path.filter((st) => !callStates.includes(st)).join(' -> ')} (submit task ${main.submitState}: 1)`
+      + `${callStates.length > 0 ? `; ${callStates.join(', ')}: per result fetch` : ''}`,
   });
   lines.push({ service: 'stepFunctionsExpress', what: `${dispatch.logicalId} executions`, perRequest: 1, price: 'sfnExpressRequest', derivation: 'one per request (no retry on the happy path)' });
   lines.push({
@@ -425,6 +427,9 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     const fn = lambda(task.fn);
     lines.push(...lambdaLines(`${task.state} (dispatch task)`, task.fn.logicalId, fn, 1, LATENCY_MS.lambdaInvoke));
   }
+  if (vendorCaller) {
+    lines.push(...callerLines(vendorCaller, 'dispatch'));
+  }
   lines.push(...sqsLines('request queue', requestFeed, `${main.submitState} (main workflow)`));
   if (postponedPerRequest > 0) {
     lines.push({ service: 'sqs', what: 'request queue ChangeMessageVisibility', perRequest: postponedPerRequest, price: 'sqsRequest', derivation: 'slots past the pacing deadline' });
@@ -433,7 +438,13 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     lines.push({ service: 'sqs', what: `${state} (dispatch task) SendMessage`, perRequest: 1, price: 'sqsRequest', derivation: 'a Task on the happy path' });
   }
   lines.push(...sqsLines('callback queue', callbackFeed, `webhook ${webhookApi.logicalId} (mapping template)`));
-  lines.push({ service: 'apiGateway', what: `${proxyApiId} (proxy) calls`, perRequest: proxyCalls, price: 'apiGatewayRestRequest', derivation: 'apigateway:invoke tasks on the dispatch happy path' });
+  lines.push({
+    service: 'apiGateway',
+    what: `${proxyApiId} (proxy) calls`,
+    perRequest: proxyCalls,
+    price: 'apiGatewayRestRequest',
+    derivation: vendorCaller ? 'the vendor caller\'s request through the proxy (lambda:invoke task on the dispatch happy path)' : 'apigateway:invoke tasks on the dispatch happy path',
+  });
   lines.push({ service: 'apiGateway', what: `${webhookApi.logicalId} (webhook) calls`, perRequest: 1, price: 'apiGatewayRestRequest', derivation: 'one callback per request' });
   for (const write of tables.writes) {
     lines.push({
@@ -445,6 +456,14 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     });
   }
   lines.push({ service: 'dynamodb', what: `callback processor Query ${indexName}`, perRequest: lookupReadUnits, price: 'dynamodbReadRequestUnit', derivation: 'eventually consistent, one entry' });
+  lines.push({
+    service: 'dynamodb',
+    what: 'callback processor GetItem (capability token check)',
+    perRequest: tokenCheckReadUnits,
+    price: 'dynamodbReadRequestUnit',
+    derivation: tokenCheck ? `strongly consistent read of the correlation item (${fmtBytes(correlationItemBytes)} < 4 KB): 1 RRU per callback`
+      : `none: ${CallbackEnv.REQUIRE_CALLBACK_TOKEN} is false (no capability URLs)`,
+  });
   lines.push({
     service: 'dynamodb',
     what: `pacer ${pacerTable.logicalId} reservation write`,
@@ -459,6 +478,9 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     price: 'dynamodbReadRequestUnit',
     derivation: `1 strongly consistent GetItem per batch of ${fmt(requestFeed.fill)}`,
   });
+  if (vendorCaller) {
+    lines.push(callerPacerRead(pacerTable.logicalId));
+  }
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
     service: 'secretsManager',
@@ -480,11 +502,285 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   const monthly = monthlyLines(t, model, options);
   const usage: DesignUsage = {
     name: 'this stack',
-    description: `${t.stackName} as synthesized: paced dispatcher, claim before the call, retries through the queue, mark COMPLETED`,
+    description: `${t.stackName} as synthesized: paced dispatcher${vendorCaller ? ', vendor caller at the slot' : ''}, claim before the call, retries through the queue, mark COMPLETED`,
     lines,
     monthly,
   };
-  return { model, usage, derivation, warnings };
+
+  // ---- Result fetches (callVendorTask): another paced vendor request, costed per fetch ----
+  let fetch: FetchDerivation | undefined;
+  if (callStates.length > 0) {
+    const callArn = consumerEnv[ConsumerEnv.CALL_STATE_MACHINE_ARN];
+    const callSm = callArn !== undefined ? t.findByArn(callArn) : undefined;
+    if (!callSm || callSm.type !== 'AWS::StepFunctions::StateMachine') {
+      warnings.push(`${main.logicalId} makes vendor calls (${callStates.join(', ')}) but the dispatcher starts no vendor-call workflow `
+        + `(${ConsumerEnv.CALL_STATE_MACHINE_ARN} ${JSON.stringify(callArn)}): the result fetches are not costed`);
+    } else {
+      fetch = deriveFetch(t, { callSm, callStates, main, model, options, requeues, callerMs, derivation });
+    }
+  }
+  return { model, usage, ...(fetch ? { fetch } : {}), derivation, warnings };
+}
+
+interface FetchContext {
+  readonly callSm: ResolvedResource;
+  readonly callStates: string[];
+  readonly main: StackModel['main'];
+  readonly model: StackModel;
+  readonly options: DeriveOptions;
+  readonly requeues: (name: string, state: AslState) => boolean;
+  readonly callerMs: number;
+  readonly derivation: string[];
+}
+
+/**
+ * One result fetch (callVendorTask): the call state's Standard transition, its message through the
+ * request queue and the dispatcher (paced like a submission: it shares the batches and the pacer),
+ * the VendorCallWorkflow's Express execution walked like the dispatch workflow, the vendor caller
+ * (or apigateway:invoke) and the proxy call. No DynamoDB correlation item, no callback.
+ */
+function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
+  const { model, options } = c;
+  const base = workflowModel(t, c.callSm, options, c.requeues);
+  const walk = walkTasks(t, base, 'Vendor-call', new ItemTracker(options), options, c.callerMs);
+  if (walk.proxyCalls === 0) {
+    throw new Error(`The vendor-call workflow's happy path (${base.path.join(' -> ')}) calls no REST API`);
+  }
+  const definitionBytes = Buffer.byteLength(JSON.stringify(base.definition), 'utf8');
+  const messageBytes = options.taskTokenBytes + SIZE_BYTES.requestId + SIZE_BYTES.callMessageOverhead;
+  // The execution input (message and its fields) and the vendor's answer it carries back.
+  const executionDataBytes = 2 * messageBytes + SIZE_BYTES.callResponseBody + 200;
+  const memoryMb = expressMemoryMb(definitionBytes, executionDataBytes);
+  const billedMs = Math.ceil(walk.durationMs / EXPRESS_DURATION_STEP_MS) * EXPRESS_DURATION_STEP_MS;
+  c.derivation.push(`result fetch (callVendorTask ${c.callStates.join(', ')}, costed per fetch): vendor-call workflow ${base.logicalId} (${base.type}): `
+    + `happy path ${base.path.join(' -> ')} (${base.path.length} states)`);
+  for (const line of walk.taskLines) {
+    c.derivation.push(`  ${line}`);
+  }
+  c.derivation.push(`  duration ${base.path.length} x ${LATENCY_MS.stateTransition} ms + tasks = ${walk.durationMs} ms, billed ${billedMs} ms; `
+    + `memory ${EXPRESS_BASE_MEMORY_MB} MB + definition ${fmtBytes(definitionBytes)} + execution data ${fmtBytes(executionDataBytes)}, billed ${memoryMb} MB`);
+
+  const feed = { ...model.requestFeed, messageBytes };
+  const lines: UsageLine[] = [];
+  lines.push({
+    service: 'stepFunctionsStandard',
+    what: `${c.main.logicalId} ${c.callStates.join(', ')} transition`,
+    perRequest: 1,
+    price: 'sfnStandardTransition',
+    derivation: 'the callVendorTask state (sqs:sendMessage.waitForTaskToken, kind call): 1 per fetch',
+  });
+  lines.push({ service: 'stepFunctionsExpress', what: `${base.logicalId} executions`, perRequest: 1, price: 'sfnExpressRequest', derivation: 'one per fetch (no retry on the happy path)' });
+  lines.push({
+    service: 'stepFunctionsExpress',
+    what: `${base.logicalId} duration`,
+    perRequest: (billedMs / 1000) * (memoryMb / 1024),
+    price: 'sfnExpressGbSecond',
+    derivation: `${billedMs} ms x ${memoryMb} MB`,
+  });
+  lines.push(...lambdaLines('dispatcher (fetch message)', model.requestFeed.function, model.dispatcher, feed.fill, model.dispatcher.msPerRequest)
+    .map((l) => ({ ...l, derivation: `${l.derivation}; a fetch message shares the request queue's batches and slots` })));
+  for (const task of walk.lambdaTasks) {
+    lines.push(...lambdaLines(`${task.state} (vendor-call task)`, task.fn.logicalId, functionModel(task.fn), 1, LATENCY_MS.lambdaInvoke));
+  }
+  const caller = walk.callerTasks[0] ? { ...functionModel(walk.callerTasks[0].fn), msPerCall: c.callerMs, durationRule: model.vendorCaller?.durationRule ?? '' } : undefined;
+  if (caller) {
+    lines.push(...callerLines(caller, 'vendor-call'));
+  }
+  lines.push(...sqsLines('request queue (fetch message)', feed, `${c.callStates.join(', ')} (main workflow)`));
+  for (const state of walk.sqsTasks) {
+    lines.push({ service: 'sqs', what: `${state} (vendor-call task) SendMessage`, perRequest: 1, price: 'sqsRequest', derivation: 'a Task on the happy path' });
+  }
+  lines.push({
+    service: 'apiGateway',
+    what: `${model.proxy.logicalId} (proxy) calls`,
+    perRequest: walk.proxyCalls,
+    price: 'apiGatewayRestRequest',
+    derivation: caller ? 'the vendor caller\'s request through the proxy' : 'apigateway:invoke tasks on the vendor-call happy path',
+  });
+  lines.push({
+    service: 'dynamodb',
+    what: `pacer ${model.pacerTable} reservation write`,
+    perRequest: 1 / feed.fill,
+    price: 'dynamodbWriteRequestUnit',
+    derivation: `1 conditional UpdateItem per batch of ${fmt(feed.fill)}, shared with the submissions`,
+  });
+  lines.push({
+    service: 'dynamodb',
+    what: `pacer ${model.pacerTable} reservation read`,
+    perRequest: 1 / feed.fill,
+    price: 'dynamodbReadRequestUnit',
+    derivation: `1 strongly consistent GetItem per batch of ${fmt(feed.fill)}, shared with the submissions`,
+  });
+  if (caller) {
+    lines.push(callerPacerRead(model.pacerTable));
+  }
+  const proxyLogBytes = model.proxy.accessLogBytes + model.proxy.executionLogBytes;
+  lines.push(logLine(`${model.proxy.logicalId} (proxy) API logs`, proxyLogBytes, proxyLogBytes === 0 ? 'no access or execution logging' : 'access log line from the stage\'s format'));
+  lines.push(logLine('dispatcher logs (fetch message)', lambdaLogBytesPerRequest(model.dispatcher, feed.fill, 1, true),
+    `START/END/REPORT + one EMF document per invocation / ${fmt(feed.fill)}${model.dispatcher.infoLogs ? ', one INFO line per started execution' : ''}`));
+  if (base.logBytesPerExecution > 0) {
+    lines.push(logLine(`${base.logicalId} (vendor-call) execution logs`, base.logBytesPerExecution, 'log level ALL: every state event'));
+  }
+  lines.push({
+    service: 'secretsManager',
+    what: 'GetSecretValue calls',
+    perRequest: walk.secretCalls,
+    price: 'secretsManagerApiCall',
+    derivation: walk.secretCalls > 0 ? 'a GetSecretValue task on the vendor-call happy path' : 'none: no vendor credential is read per fetch',
+  });
+  return {
+    callStates: c.callStates,
+    perRequest: c.callStates.length,
+    workflow: base.logicalId,
+    path: base.path,
+    usage: {
+      name: 'result fetch (callVendorTask)',
+      description: `${c.callStates.join(', ')} in ${c.main.logicalId}: a paced vendor request through the queue, ${base.logicalId}, `
+        + `${caller ? 'the vendor caller' : 'apigateway:invoke'} and the proxy; SendTaskSuccess resumes the workflow (no charge)`,
+      lines,
+      monthly: [],
+    },
+  };
+}
+
+/** Invocation, duration and log lines of the vendor caller, one invocation per vendor request. */
+function callerLines(caller: FunctionModel & { readonly msPerCall: number; readonly durationRule: string }, workflow: string): UsageLine[] {
+  return [
+    { service: 'lambda', what: `vendor caller invocations (${workflow})`, perRequest: 1, price: 'lambdaRequest', derivation: `${caller.logicalId}: 1 per vendor request (lambda:invoke task CallVendor)` },
+    {
+      service: 'lambda',
+      what: `vendor caller duration (${workflow})`,
+      perRequest: (caller.msPerCall / 1000) * (caller.memoryMb / 1024),
+      price: caller.arm ? 'lambdaGbSecondArm' : 'lambdaGbSecondX86',
+      derivation: `${fmt(caller.msPerCall, 1)} ms x ${caller.memoryMb} MB (${caller.arm ? 'arm64' : 'x86_64'}): ${caller.durationRule}`,
+    },
+    logLine(`vendor caller logs (${workflow})`, lambdaLogBytesPerRequest(caller, 1, 1, true),
+      `START/END/REPORT + one EMF document per invocation${caller.infoLogs ? ', one INFO line (called the vendor)' : ''}`),
+  ];
+}
+
+/** The vendor caller's pause check: a strongly consistent GetItem of the pacer item before its slot. */
+function callerPacerRead(pacerTable: string): UsageLine {
+  return {
+    service: 'dynamodb',
+    what: `vendor caller ${pacerTable} GetItem (pause check)`,
+    perRequest: 1,
+    price: 'dynamodbReadRequestUnit',
+    derivation: 'strongly consistent read of the pacer item (< 4 KB) before the slot: 1 RRU per call; no fresh reservation while the given slot is on time',
+  };
+}
+
+/** What the tasks of a workflow's happy path use. */
+interface TaskWalk {
+  readonly durationMs: number;
+  readonly proxyCalls: number;
+  readonly proxyApiId?: string;
+  readonly secretCalls: number;
+  readonly lambdaTasks: Array<{ state: string; fn: ResolvedResource }>;
+  /** lambda:invoke tasks of the vendor caller (PROXY_ENDPOINT_URL in its environment). */
+  readonly callerTasks: Array<{ state: string; fn: ResolvedResource }>;
+  readonly sqsTasks: string[];
+  readonly taskLines: string[];
+}
+
+/** Walks the tasks of a workflow's happy path: what each costs and how long it takes. */
+function walkTasks(t: LocalTemplate, wf: WorkflowModel, role: string, tables: ItemTracker, options: DeriveOptions, callerMs: number): TaskWalk {
+  let durationMs = 0;
+  let proxyCalls = 0;
+  let proxyApiId: string | undefined;
+  let secretCalls = 0;
+  const lambdaTasks: Array<{ state: string; fn: ResolvedResource }> = [];
+  const callerTasks: Array<{ state: string; fn: ResolvedResource }> = [];
+  const sqsTasks: string[] = [];
+  const taskLines: string[] = [];
+  for (const name of wf.path) {
+    const state = wf.definition.States[name];
+    durationMs += LATENCY_MS.stateTransition;
+    if (state.Type !== 'Task') continue;
+    const resource = state.Resource ?? '';
+    const params = state.Parameters ?? state.Arguments ?? {};
+    const dynamo = /^arn:aws:states:::(?:aws-sdk:)?dynamodb:(\w+)$/.exec(resource);
+    if (dynamo) {
+      const table = tableByName(t, String(params.TableName));
+      const op = dynamo[1].toLowerCase();
+      if (op === 'updateitem' || op === 'putitem' || op === 'deleteitem') {
+        const write = tables.write(table, name, params);
+        taskLines.push(`${name}: DynamoDB ${dynamo[1]} on ${table.logicalId}, ${describeWrite(write)}`);
+      } else {
+        throw new Error(`${role} state ${name}: DynamoDB ${dynamo[1]} on the happy path is not modeled (cost/derive.ts)`);
+      }
+      durationMs += LATENCY_MS.dynamodbCall;
+    } else if (resource === 'arn:aws:states:::apigateway:invoke') {
+      const host = String(params.ApiEndpoint ?? '');
+      const api = t.ofType('AWS::ApiGateway::RestApi').find((a) => host.split('.')[0] === t.ref(a.logicalId));
+      if (!api) {
+        throw new Error(`${role} state ${name} calls ${host}, which is not a REST API of this stack`);
+      }
+      proxyCalls += 1;
+      proxyApiId = api.logicalId;
+      durationMs += LATENCY_MS.apiGatewayOverhead + options.vendorLatencyMs;
+      taskLines.push(`${name}: API Gateway ${api.logicalId} -> vendor (${LATENCY_MS.apiGatewayOverhead} ms + vendor ${options.vendorLatencyMs} ms)`);
+    } else if (resource === 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue') {
+      secretCalls += 1;
+      durationMs += LATENCY_MS.secretsManagerCall;
+      taskLines.push(`${name}: Secrets Manager GetSecretValue (vendor credential), 1 API call`);
+    } else if (/^arn:aws:states:::lambda:invoke$/.test(resource)) {
+      const fnName = String(params.FunctionName ?? params['FunctionName.$']);
+      const fn = t.findByArn(fnName) ?? t.findByName(fnName, 'AWS::Lambda::Function');
+      if (!fn) {
+        throw new Error(`${role} state ${name} invokes ${fnName}, which is not a function of this stack`);
+      }
+      const proxyUrl = envOf(fn)[VendorCallerEnv.PROXY_ENDPOINT_URL];
+      if (proxyUrl !== undefined) {
+        const api = proxyApiOf(t, proxyUrl);
+        callerTasks.push({ state: name, fn });
+        proxyCalls += 1;
+        proxyApiId = api.logicalId;
+        durationMs += LATENCY_MS.lambdaInvoke + callerMs;
+        taskLines.push(`${name}: Lambda ${fn.logicalId} (vendor caller), 1 invocation: waits for its pacing slot, then API Gateway ${api.logicalId} -> vendor `
+          + `(${LATENCY_MS.lambdaInvoke} ms invoke + ${callerMs} ms caller)`);
+      } else {
+        lambdaTasks.push({ state: name, fn });
+        durationMs += LATENCY_MS.lambdaInvoke;
+        taskLines.push(`${name}: Lambda ${fn.logicalId}, 1 invocation`);
+      }
+    } else if (/^arn:aws:states:::(?:aws-sdk:)?sqs:sendMessage$/.test(resource)) {
+      sqsTasks.push(name);
+      durationMs += LATENCY_MS.sqsCall;
+      taskLines.push(`${name}: SQS SendMessage, 1 request`);
+    } else if (/^arn:aws:states:::aws-sdk:sfn:sendTask(Heartbeat|Success)$/.test(resource)) {
+      // Step Functions API calls are not billed; the call only adds to the Express duration.
+      durationMs += LATENCY_MS.sendTaskSuccess;
+      taskLines.push(resource.endsWith('Heartbeat')
+        ? `${name}: Step Functions SendTaskHeartbeat (is the workflow still waiting?), no charge`
+        : `${name}: Step Functions SendTaskSuccess (resumes the waiting workflow), no charge`);
+    } else {
+      throw new Error(`${role} state ${name} (${resource}) is on the happy path but the cost model does not know what it costs: add it to cost/derive.ts`);
+    }
+  }
+  return { durationMs, proxyCalls, proxyApiId, secretCalls, lambdaTasks, callerTasks, sqsTasks, taskLines };
+}
+
+/** The proxy REST API the vendor caller calls: the API its PROXY_ENDPOINT_URL names, else the one REST API that is not a webhook. */
+function proxyApiOf(t: LocalTemplate, url: string): ResolvedResource {
+  const host = url.replace(/^https?:\/\//, '').split('/')[0];
+  const apis = t.ofType('AWS::ApiGateway::RestApi');
+  const named = apis.find((a) => host.split('.')[0] === t.ref(a.logicalId));
+  if (named) return named;
+  const sqsBacked = new Set(t.ofType('AWS::ApiGateway::Method')
+    .filter((m) => /:sqs:path\//.test(String(m.properties.Integration?.Uri ?? '')))
+    .map((m) => String(m.properties.RestApiId)));
+  const proxies = apis.filter((a) => !sqsBacked.has(String(t.ref(a.logicalId))));
+  if (proxies.length !== 1) {
+    throw new Error(`The vendor caller calls ${url}: no single proxy REST API in stack ${t.stackName} (${proxies.map((a) => a.logicalId).join(', ') || 'none'})`);
+  }
+  return proxies[0];
+}
+
+/** Express memory: 50 MB + definition + execution data, billed in 64 MB chunks. */
+function expressMemoryMb(definitionBytes: number, executionDataBytes: number): number {
+  const usedMb = EXPRESS_BASE_MEMORY_MB + (definitionBytes + executionDataBytes) / 1024 ** 2;
+  return Math.ceil(usedMb / EXPRESS_MEMORY_CHUNK_MB) * EXPRESS_MEMORY_CHUNK_MB;
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -628,10 +924,11 @@ function functionModel(fn: ResolvedResource): FunctionModel {
   };
 }
 
-function workflowModel(t: LocalTemplate, sm: ResolvedResource, options: DeriveOptions): WorkflowModel {
+function workflowModel(t: LocalTemplate, sm: ResolvedResource, options: DeriveOptions,
+  avoid?: (name: string, state: AslState) => boolean): WorkflowModel {
   const definition = t.definitionOf(sm.logicalId) as AslDefinition;
   const type = sm.properties.StateMachineType === 'EXPRESS' ? 'EXPRESS' : 'STANDARD';
-  const path = happyPath(definition, `${sm.logicalId} (${type})`);
+  const path = happyPath(definition, `${sm.logicalId} (${type})`, avoid);
   const logging = sm.properties.LoggingConfiguration;
   let logBytesPerExecution = 0;
   if (logging && String(logging.Level).toUpperCase() === 'ALL') {
@@ -644,11 +941,21 @@ function workflowModel(t: LocalTemplate, sm: ResolvedResource, options: DeriveOp
   return { logicalId: sm.logicalId, type, definition, path, logBytesPerExecution, tracing: sm.properties.TracingConfiguration?.Enabled === true };
 }
 
-/** The name of the state that sends to the request queue and waits for the token, if any. */
+/** The name of the state that submits a job (submitJobTask) to the request queue and waits for the token, if any. */
 function submitStateOf(definition: AslDefinition, requestQueueUrl: string): string | undefined {
-  return Object.entries(definition.States).find(([, s]) => s.Type === 'Task'
-    && s.Resource === 'arn:aws:states:::sqs:sendMessage.waitForTaskToken'
-    && (s.Parameters ?? s.Arguments ?? {}).QueueUrl === requestQueueUrl)?.[0];
+  return Object.entries(definition.States).find(([, s]) => waitsOnRequestQueue(s, requestQueueUrl) && !isCallState(s, requestQueueUrl))?.[0];
+}
+
+function waitsOnRequestQueue(state: AslState, requestQueueUrl: string): boolean {
+  return state.Type === 'Task' && state.Resource === 'arn:aws:states:::sqs:sendMessage.waitForTaskToken'
+    && (state.Parameters ?? state.Arguments ?? {}).QueueUrl === requestQueueUrl;
+}
+
+/** A callVendorTask state: it sends a message of kind `call` to the request queue and waits. */
+function isCallState(state: AslState | undefined, requestQueueUrl: string): boolean {
+  if (!state || !waitsOnRequestQueue(state, requestQueueUrl)) return false;
+  const body = (state.Parameters ?? state.Arguments ?? {}).MessageBody;
+  return typeof body === 'object' && body !== null && (body as Record<string, unknown>).kind === 'call';
 }
 
 function tableByName(t: LocalTemplate, name: string): ResolvedResource {
@@ -857,6 +1164,7 @@ class ItemTracker {
     switch (attribute) {
       case CorrelationAttributes.REQUEST_ID: return SIZE_BYTES.requestId;
       case CorrelationAttributes.JOB_ID: return SIZE_BYTES.jobId;
+      case CorrelationAttributes.CALLBACK_TOKEN: return SIZE_BYTES.callbackToken;
       case CorrelationAttributes.TASK_TOKEN: return this.options.taskTokenBytes;
       case CorrelationAttributes.EXPIRES_AT: return SIZE_BYTES.epochSecondsNumber;
       case CorrelationAttributes.UPDATED_AT: return SIZE_BYTES.isoTimestamp;

@@ -28,7 +28,9 @@ export interface AslDefinition {
 /** The rule {@link happyPath} applies, printed with every result. */
 export const HAPPY_PATH_RULE = 'from StartAt, follow Next; at a Choice, take the branch from which a success end '
   + '(a Succeed state, or a state with End: true) is reached through the fewest states without a Catch '
-  + '(ties: Choices in order, then Default). Catch routes, Retry attempts and Fail states are the error path and are not counted.';
+  + '(ties: Choices in order, then Default). Catch routes, Retry attempts and Fail states are the error path and are not counted; '
+  + 'nor is a state that sends the request back to the request queue (a requeue: the vendor was not called, e.g. '
+  + 'WasVendorCalled -> DeferToQueue -> RequeueWithDelay when the vendor caller found no slot in time).';
 
 /**
  * The states of the happy path, in order, from `StartAt` to the first success end (see
@@ -36,8 +38,10 @@ export const HAPPY_PATH_RULE = 'from StartAt, follow Next; at a Choice, take the
  * Parallel or Map state (their iterations depend on the data; the model does not count them).
  *
  * @param name what to call the definition in errors
+ * @param avoid states the happy path never enters (e.g. a requeue of the request)
  */
-export function happyPath(definition: AslDefinition, name: string = 'the definition'): string[] {
+export function happyPath(definition: AslDefinition, name: string = 'the definition',
+  avoid: (name: string, state: AslState) => boolean = () => false): string[] {
   const states = definition.States;
   if (!states[definition.StartAt]) {
     throw new Error(`${name}: StartAt '${definition.StartAt}' is not a state`);
@@ -63,7 +67,7 @@ export function happyPath(definition: AslDefinition, name: string = 'the definit
       if (!states[next]) {
         throw new Error(`${name}: state '${current}' goes to '${next}', which is not a state`);
       }
-      if (!parent.has(next)) {
+      if (!parent.has(next) && !avoid(next, states[next])) {
         parent.set(next, current);
         queue.push(next);
       }

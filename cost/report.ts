@@ -18,6 +18,8 @@ export interface CostResult {
   readonly derived: StackDerivation;
   readonly ours: DesignCost;
   readonly comparisons: Array<{ readonly comparison: Comparison; readonly cost: DesignCost }>;
+  /** The main workflow's result fetches (callVendorTask), priced per fetch. */
+  readonly fetch?: DesignCost;
 }
 
 /** One comparison in the JSON summary. */
@@ -42,6 +44,16 @@ export interface CostSummary {
   readonly monthlyUsd: number;
   readonly fixedMonthlyUsd: number;
   readonly comparisons: Record<string, ComparisonSummary>;
+  /**
+   * The main workflow's paced result fetches (callVendorTask), not in the per-request figures:
+   * per fetch, and per order of the example (one submission + its fetches).
+   */
+  readonly resultFetch?: {
+    readonly fetchesPerRequest: number;
+    readonly perMillionFetchesUsd: number;
+    readonly byService: Record<ServiceKey, number>;
+    readonly perMillionOrdersUsd: number;
+  };
   readonly warnings: string[];
 }
 
@@ -64,8 +76,47 @@ export function summary(result: CostResult): CostSummary {
       monthlyUsd: round(cost.usagePerMonthUsd, 2),
       byService: byService(cost),
     }])),
+    ...(result.fetch && result.derived.fetch ? {
+      resultFetch: {
+        fetchesPerRequest: result.derived.fetch.perRequest,
+        perMillionFetchesUsd: round(result.fetch.perMillionRequestsUsd),
+        byService: byService(result.fetch),
+        perMillionOrdersUsd: round(perOrderUsd(result)),
+      },
+    } : {}),
     warnings: result.derived.warnings,
   };
+}
+
+/** USD per 1M orders of the example: one submission and its result fetches. */
+export function perOrderUsd(result: CostResult): number {
+  const fetches = result.fetch && result.derived.fetch ? result.derived.fetch.perRequest * result.fetch.perMillionRequestsUsd : 0;
+  return result.ours.perMillionRequestsUsd + fetches;
+}
+
+/** The result fetch section of the text report (empty without fetches). */
+function fetchText(result: CostResult): string[] {
+  const { fetch } = result;
+  const f = result.derived.fetch;
+  if (!fetch || !f) return [];
+  return [
+    '',
+    `RESULT FETCH (${f.callStates.join(', ')}: callVendorTask), PER FETCH, NOT IN THE TABLE ABOVE`,
+    `  ${fetch.description}`,
+    ...table(['service', 'USD per 1M fetches'], [
+      ...servicesUsed([fetch]).map((k) => [SERVICES[k], usd(fetch.byService[k])]),
+      ['total', usd(fetch.perMillionRequestsUsd)],
+    ], [false, true]),
+    ...table(['service', 'usage', 'per fetch', 'USD per 1M', 'how'], fetch.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
+    fetchSentence(result),
+  ];
+}
+
+function fetchSentence(result: CostResult): string {
+  const f = result.derived.fetch!;
+  return `Per order of the example (1 submission + ${f.perRequest} result fetch${f.perRequest === 1 ? '' : 'es'}): $${usd(perOrderUsd(result), 2)} per 1M orders. `
+    + '"Per request" above is per vendor submission; a fetch is another paced vendor request (it counts against the contract and shares the queue\'s batches), '
+    + `so at ${fmt(result.options.trafficRps)} vendor requests per second the example handles ${fmt(result.options.trafficRps / (1 + f.perRequest), 2)} orders per second.`;
 }
 
 /** The report for a terminal. */
@@ -88,6 +139,7 @@ export function textReport(result: CostResult): string {
   out.push(ownStatesSentence(result));
   out.push(`At ${fmt(result.options.trafficRps)} rps for 30 days: $${money(ours.usagePerMonthUsd)} for ${int(ours.requestsPerMonth)} requests, `
     + `plus $${money(ours.monthlyFixedUsd)} a month that does not depend on the request count (below).`);
+  out.push(...fetchText(result));
   out.push('');
   out.push('WHERE THE MONEY GOES (per request)');
   out.push(...table(['service', 'usage', 'per request', 'USD per 1M', 'how'], ours.lines
@@ -145,6 +197,20 @@ export function markdownReport(result: CostResult): string {
   for (const l of ours.lines.filter((x) => x.perRequest > 0)) {
     out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
   }
+  if (result.fetch && result.derived.fetch) {
+    const fetch = result.fetch;
+    out.push('', `Result fetch (${result.derived.fetch.callStates.join(', ')}), per fetch:`);
+    out.push('', '| service | USD per 1M fetches |', '| --- | ---: |');
+    for (const k of servicesUsed([fetch])) {
+      out.push(`| ${SERVICES[k]} | ${usd(fetch.byService[k])} |`);
+    }
+    out.push(`| **total** | **${usd(fetch.perMillionRequestsUsd)}** |`);
+    out.push('', '| service | usage | per fetch | USD per 1M | how |', '| --- | --- | ---: | ---: | --- |');
+    for (const l of fetch.lines.filter((x) => x.perRequest > 0)) {
+      out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
+    }
+    out.push('', fetchSentence(result));
+  }
   out.push('', '| monthly item | quantity | USD per month | how |', '| --- | ---: | ---: | --- |');
   for (const l of ours.monthly) {
     out.push(`| ${l.what} | ${fmt(l.quantity, 3)} | ${usd(l.usdPerMonth)} | ${escape(l.derivation)} |`);
@@ -166,11 +232,24 @@ export function assumptions(result: CostResult): string[] {
     `Happy path only: ${HAPPY_PATH_RULE}`,
     'Standard workflows: one state transition per state entered (AWS counts each step executed, retries included). '
       + `${result.derived.model.main.logicalId} has ${result.derived.model.main.path.length} on its happy path; the orchestrator's submit task `
-      + `${result.derived.model.main.submitState} is 1 of them, the others are the workflow's own.`,
+      + `${result.derived.model.main.submitState} is 1 of them${result.derived.model.main.callStates.length > 0
+        ? `, the callVendorTask state${result.derived.model.main.callStates.length === 1 ? '' : 's'} ${result.derived.model.main.callStates.join(', ')} `
+          + 'are costed per result fetch' : ''}, the others are the workflow's own.`,
+    '"Per request" is per vendor submission (submitJobTask) and its callback. A result fetch (callVendorTask) is another paced vendor request: '
+      + 'it is costed on its own, per fetch (its Standard transition, its message through the request queue and the dispatcher, the vendor-call Express workflow '
+      + 'walked like the dispatch workflow, the vendor caller and the proxy call; SendTaskSuccess is free), and added to give the cost per order of the example. '
+      + '--traffic-rps is the rate of all paced vendor requests (what the contract bounds): the batch fill is computed from it.',
     `Express: duration = ${LATENCY_MS.stateTransition} ms per state + ${LATENCY_MS.dynamodbCall} ms per DynamoDB task + ${LATENCY_MS.apiGatewayOverhead} ms API Gateway `
-      + `+ the vendor's ${o.vendorLatencyMs} ms (--vendor-latency-ms), rounded up to 100 ms; memory 50 MB + definition + execution data in 64 MB chunks.`,
+      + `+ the vendor's ${o.vendorLatencyMs} ms (--vendor-latency-ms)${result.derived.model.vendorCaller ? ` + the vendor caller's wait for its slot (with ${LATENCY_MS.lambdaInvoke} ms per invoke)` : ''}, `
+      + 'rounded up to 100 ms; memory 50 MB + definition + execution data in 64 MB chunks.',
+    ...(result.derived.model.vendorCaller ? [`Vendor caller (PacingPoint.VENDOR_CALL): one invocation per vendor request, ${result.derived.model.vendorCaller.memoryMb} MB from the template; `
+      + `billed duration = lead (${result.derived.model.vendorCaller.leadMs} ms) - ${LATENCY_MS.expressStartToCaller} ms assumed from StartExecution to the caller `
+      + `(Express start, the states before CallVendor, the invoke) + ${LATENCY_MS.apiGatewayOverhead} ms API Gateway + the vendor's ${o.vendorLatencyMs} ms = `
+      + `${result.derived.model.vendorCaller.msPerCall} ms; one strongly consistent GetItem of the pacer item (the pause check) = 1 RRU per call. `
+      + 'A caller that misses its slot reserves a fresh one (1 more read and write); not on the happy path.'] : []),
     'Lambda: warm invocations; dispatcher time = the wait for the batch\'s pacing slots (billed while it sleeps) + reservation and StartExecution calls; '
-      + `processor ${2 * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess} ms per callback (query, SendTaskSuccess, update). Cold starts (INIT is billed for managed runtimes) are rare at a sustained rate and not counted.`,
+      + `processor ${(result.derived.model.tokenCheckReadUnits > 0 ? 3 : 2) * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess} ms per callback `
+      + `(query${result.derived.model.tokenCheckReadUnits > 0 ? ', capability token GetItem (1 RRU, strongly consistent)' : ''}, SendTaskSuccess, update). Cold starts (INIT is billed for managed runtimes) are rare at a sustained rate and not counted.`,
     'SQS: a receive returns up to 10 messages, so receives are amortised over the batch (a lower bound: Lambda\'s pollers can return fewer messages per call; '
       + `at worst one receive per message, +$${usd(receiveUpperBound(result), 2)} per 1M requests); DeleteMessageBatch per 10; `
       + `without a batching window a batch holds what arrives in ~${POLL_GATHER_SECONDS} s.`,
@@ -191,12 +270,13 @@ export function assumptions(result: CostResult): string[] {
 
 /** USD per 1M requests of the main workflow's own states (all but the submit task). */
 function ownStatesUsd(result: CostResult): number {
-  const own = result.derived.model.main.path.length - 1;
+  const own = result.derived.model.main.transitions - 1;
   return own * result.prices.prices.sfnStandardTransition.usd * 1_000_000;
 }
 
 function ownStatesSentence(result: CostResult): string {
-  const own = result.derived.model.main.path.filter((s) => s !== result.derived.model.main.submitState);
+  const main = result.derived.model.main;
+  const own = main.path.filter((s) => s !== main.submitState && !main.callStates.includes(s));
   return `Of this, $${usd(ownStatesUsd(result), 2)} is the main workflow's own ${own.join(', ') || 'nothing'} `
     + `(${own.length} transition${own.length === 1 ? '' : 's'}); the orchestrator itself costs $${usd(result.ours.perMillionRequestsUsd - ownStatesUsd(result), 2)} per 1M requests.`;
 }

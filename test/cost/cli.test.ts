@@ -56,6 +56,11 @@ describe('npm run cost', () => {
     expect(last.monthlyUsd).toBeCloseTo(last.perMillionRequestsUsd * 25.92, 1);
     // The example's own ProcessResult transition is not the orchestrator's.
     expect(last.orchestratorPerMillionRequestsUsd).toBeCloseTo(last.perMillionRequestsUsd - 25, 4);
+    // The example's result fetch (FetchResult, callVendorTask) is costed per fetch, and per order with the submission.
+    expect(last.resultFetch).toEqual(expect.objectContaining({ fetchesPerRequest: 1, perMillionFetchesUsd: expect.any(Number) }));
+    expect(last.resultFetch.byService.stepFunctionsStandard).toBeCloseTo(25, 6); // the FetchResult transition
+    expect(last.resultFetch.byService.apiGateway).toBeCloseTo(3.5, 6); // one proxy call
+    expect(last.resultFetch.perMillionOrdersUsd).toBeCloseTo(last.perMillionRequestsUsd + last.resultFetch.perMillionFetchesUsd, 3);
     for (const key of ['publishedPattern', 'standardHttpTask']) {
       expect(last.comparisons[key]).toEqual(expect.objectContaining({ perMillionRequestsUsd: expect.any(Number), byService: expect.any(Object) }));
     }
@@ -63,6 +68,7 @@ describe('npm run cost', () => {
     const text = out.join('\n');
     expect(text).toContain('THIS STACK, BY SERVICE');
     expect(text).toContain('COMPARISON');
+    expect(text).toContain('RESULT FETCH (FetchResult: callVendorTask), PER FETCH');
     expect(text).toContain('ASSUMPTIONS');
   });
 

@@ -13,14 +13,14 @@ import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, stackFromTemplate }
 import { AslDefinition } from '../../cost/happy-path';
 import { priceDesign } from '../../cost/model';
 import { pricesFor } from '../../cost/prices';
-import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
 import { testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
 import '../../local/polyfills';
 
 /** The example app's shape (submit, then ProcessResult), with orchestrator settings to vary. */
-function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({})) {
+function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({}), withFetch: boolean = false) {
   const stack = testStack();
   const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
@@ -35,8 +35,15 @@ function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchest
     requestId: sfn.JsonPath.stringAt('$.orderId'),
     resultPath: '$.vendor',
   });
+  // The example app also fetches the job's result (callVendorTask) before ProcessResult.
+  const fetch = withFetch ? vendor.callVendorTask(stack, 'FetchResult', {
+    path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
+    resultPath: '$.fetched',
+  }) : undefined;
   const main = new sfn.StateMachine(stack, 'Main', {
-    definitionBody: sfn.DefinitionBody.fromChainable(submit.next(new sfn.Pass(stack, 'ProcessResult'))),
+    definitionBody: sfn.DefinitionBody.fromChainable(fetch
+      ? submit.next(fetch).next(new sfn.Pass(stack, 'ProcessResult'))
+      : submit.next(new sfn.Pass(stack, 'ProcessResult'))),
   });
   vendor.registerWorkflow(main);
   return stackFromTemplate(Template.fromStack(stack).toJSON(), stack.stackName);
@@ -75,15 +82,16 @@ describe('cost derivation from a synthesized stack', () => {
     const atContract = deriveStack(example, options(10));
     const light = deriveStack(example, options(4));
 
-    expect(atContract.model.slotIntervalMs).toBeCloseTo(105, 6);
+    // Slots (1000 + L) / r apart: the default L is 30 ms.
+    expect(atContract.model.slotIntervalMs).toBeCloseTo(103, 6);
     expect(atContract.model.backlogged).toBe(true);
-    expect(atContract.warnings.join(' ')).toMatch(/9\.52 starts\/s/);
+    expect(atContract.warnings.join(' ')).toMatch(/9\.71 starts\/s/);
     expect(light.model.backlogged).toBe(false);
     expect(light.model.requestFeed.batchingWindowSeconds).toBe(1);
     expect(light.model.requestFeed.fill).toBe(4);
     expect(light.warnings).toEqual([]);
-    // Lambda bills the wait for the batch's last slot: (4 - 1) x 105 ms + the calls, over 4 requests.
-    expect(light.model.dispatcher.msPerRequest).toBeCloseTo((3 * 105 + 90) / 4, 6);
+    // Lambda bills the wait for the batch's last slot: (4 - 1) x 103 ms + the calls, over 4 requests.
+    expect(light.model.dispatcher.msPerRequest).toBeCloseTo((3 * 103 + 90) / 4, 6);
   });
 
   test('memory sizes, state counts and DynamoDB writes come from the template', () => {
@@ -113,13 +121,18 @@ describe('cost derivation from a synthesized stack', () => {
     const taskResourceLocalHandlers: Record<string, () => Promise<any>> = {};
     for (const [name, state] of Object.entries(definition.States)) {
       if (state.Type !== 'Task') continue;
-      taskResourceLocalHandlers[name] = async () => (name === 'CallVendor' ? { ResponseBody: { jobId: 'job-1' }, StatusCode: 200 } : {});
+      // The vendor caller (lambda:invoke) answers { Payload: { statusCode, body, requeue: null } }.
+      taskResourceLocalHandlers[name] = async () => {
+        if (name === 'CallVendor') return { Payload: { statusCode: 200, body: { jobId: 'job-1' }, headers: {}, requeue: null } };
+        if (name === 'ClaimRequest') return { Attributes: { callbackToken: { S: 'cb-1' } } };
+        return {};
+      };
     }
 
     // WHEN it runs
     const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
-    const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1 };
-    const execution = machine.run({ ...message, expiresAt: 1_900_000_000, message } as any, {
+    const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1, callbackToken: 'cb-1' };
+    const execution = machine.run({ ...message, expiresAt: 1_900_000_000, slotAtMs: 1_900_000_000_000, message } as any, {
       overrides: { taskResourceLocalHandlers },
       context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
     });
@@ -158,5 +171,55 @@ describe('cost derivation from a synthesized stack', () => {
     expect(published.usage.lines.some((l) => l.what.includes('pacer'))).toBe(false);
     expect(httpTask.usage.lines.some((l) => l.service === 'stepFunctionsExpress')).toBe(false);
     expect(httpTask.usage.lines.filter((l) => l.service === 'apiGateway').map((l) => l.perRequest)).toEqual([1]);
+  });
+
+  test('PacingPoint.VENDOR_CALL (default): the vendor caller is invoked once per request, waits lead - 300 ms, reads the pacer item', () => {
+    const d = deriveStack(example, options(4));
+    const o = DEFAULT_DERIVE_OPTIONS;
+    expect(d.model.dispatch.path).toEqual(expect.arrayContaining(['CallVendor', 'WasVendorCalled', 'IsJobIdPresent', 'StoreJobId']));
+    expect(d.model.dispatch.path).not.toContain('DeferToQueue');
+    expect(d.model.vendorCaller?.memoryMb).toBe(256);
+    expect(d.model.vendorCaller?.leadMs).toBe(1000);
+    const callerMs = 1000 - 300 + 50 + o.vendorLatencyMs;
+    expect(d.model.vendorCaller?.msPerCall).toBe(callerMs);
+    expect(line(d, 'vendor caller invocations (dispatch)').perRequest).toBe(1);
+    expect(line(d, 'vendor caller duration (dispatch)').perRequest).toBeCloseTo((callerMs / 1000) * (256 / 1024), 10);
+    expect(d.usage.lines.find((l) => l.what.endsWith('GetItem (pause check)'))!.perRequest).toBe(1);
+    // The proxy is still the REST API the request goes through; the Express workflow waits for the caller.
+    expect(line(d, `${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
+    expect(d.model.dispatch.durationMs).toBeGreaterThan(callerMs);
+    // Capability URLs: the processor reads the callback token, strongly consistent (1 RRU).
+    expect(line(d, 'callback processor GetItem (capability token check)').perRequest).toBe(1);
+    expect(d.fetch).toBeUndefined();
+  });
+
+  test('PacingPoint.DISPATCH: the dispatch workflow calls the proxy with apigateway:invoke, no vendor caller', () => {
+    const d = deriveStack(synthesize(() => ({ pacingPoint: PacingPoint.DISPATCH })), options(4));
+    expect(d.model.vendorCaller).toBeUndefined();
+    expect(d.model.dispatch.path).not.toContain('WasVendorCalled');
+    expect(d.model.dispatch.definition.States.CallVendor.Resource).toMatch(/apigateway:invoke$/);
+    expect(line(d, `${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
+    expect(d.usage.lines.some((l) => l.what.startsWith('vendor caller'))).toBe(false);
+    expect(d.derivation.join('\n')).toContain('PacingPoint.DISPATCH');
+  });
+
+  test('a result fetch (callVendorTask) is costed per fetch, not per request: its transition, the vendor-call workflow, the caller, the proxy', () => {
+    const withFetch = synthesize(() => ({}), true);
+    const d = deriveStack(withFetch, options(4));
+    expect(d.model.main.path).toEqual(['SubmitJob', 'FetchResult', 'ProcessResult']);
+    expect(d.model.main.callStates).toEqual(['FetchResult']);
+    expect(line(d, `${d.model.main.logicalId} state transitions`).perRequest).toBe(2);
+    expect(d.fetch?.perRequest).toBe(1);
+    expect(d.fetch?.path).toEqual(expect.arrayContaining(['CheckWaitingWorkflow', 'WasVendorCalled', 'ReturnResponse', 'Returned']));
+    expect(d.fetch?.path).not.toContain('DeferToQueue');
+    const fetchLine = (what: string) => d.fetch!.usage.lines.find((l) => l.what === what)!;
+    expect(fetchLine(`${d.model.main.logicalId} FetchResult transition`).perRequest).toBe(1);
+    expect(fetchLine(`${d.fetch!.workflow} executions`).perRequest).toBe(1);
+    expect(fetchLine('vendor caller invocations (vendor-call)').perRequest).toBe(1);
+    expect(fetchLine(`${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
+    expect(fetchLine('request queue (fetch message) SendMessage').perRequest).toBe(1);
+    // Without the fetch the per-request lines are the same.
+    const plain = deriveStack(example, options(4));
+    expect(d.usage.lines.map((l) => [l.what, l.perRequest])).toEqual(plain.usage.lines.map((l) => [l.what, l.perRequest]));
   });
 });

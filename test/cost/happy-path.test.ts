@@ -41,4 +41,22 @@ describe('happyPath', () => {
     expect(() => happyPath({ StartAt: 'F', States: { F: { Type: 'Fail' } } }, 'wf')).toThrow(/no success end/);
     expect(() => happyPath({ StartAt: 'A', States: { A: { Type: 'Pass', Next: 'Nope' } } }, 'wf')).toThrow(/'Nope', which is not a state/);
   });
+
+  test('never enters an avoided state (a requeue): a Choice then takes the branch on which the vendor was called', () => {
+    const definition: AslDefinition = {
+      StartAt: 'CallVendor',
+      States: {
+        CallVendor: { Type: 'Task', Resource: 'lambda', Next: 'WasVendorCalled' },
+        WasVendorCalled: { Type: 'Choice', Choices: [{ Next: 'DeferToQueue' }], Default: 'StoreJobId' },
+        DeferToQueue: { Type: 'Pass', Next: 'RequeueWithDelay' },
+        RequeueWithDelay: { Type: 'Task', Resource: 'sqs', Next: 'RetryScheduled' },
+        RetryScheduled: { Type: 'Succeed' },
+        StoreJobId: { Type: 'Task', Resource: 'dynamodb', Next: 'Check' },
+        Check: { Type: 'Pass', Next: 'Submitted' },
+        Submitted: { Type: 'Succeed' },
+      },
+    };
+    expect(happyPath(definition)).toEqual(['CallVendor', 'WasVendorCalled', 'DeferToQueue', 'RequeueWithDelay', 'RetryScheduled']);
+    expect(happyPath(definition, 'wf', (_, state) => state.Resource === 'sqs')).toEqual(['CallVendor', 'WasVendorCalled', 'StoreJobId', 'Check', 'Submitted']);
+  });
 });
