@@ -16,6 +16,7 @@ import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { addedLatency, maxInAnyWindow, utilization, violations, windowLimit } from './bench-metrics';
 import { round } from './bench-model';
+import { LOCAL_PACING, vendorCallerWarmPool } from './local-pacing';
 import { LocalRuntime } from './runtime';
 import { VendorSimulator } from './vendor-simulator';
 import { buildExampleApp } from '../examples/app';
@@ -83,6 +84,10 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
     vendorUrl: `https://${VENDOR_HOST}/v1/jobs`,
     requestsPerSecond: rps,
     callbackTimeout: Duration.minutes(10),
+    // The local runtime's pacing knobs (see local/local-pacing.ts), not the AWS defaults.
+    lead: Duration.millis(LOCAL_PACING.leadMs),
+    fireTolerance: Duration.millis(LOCAL_PACING.fireToleranceMs),
+    latenessTolerance: Duration.millis(LOCAL_PACING.latenessToleranceMs),
   }, outdir);
   app.synth();
 
@@ -98,6 +103,9 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
   const recorder = await startRecorder(vendorBase);
   try {
     runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, hostMap: { [VENDOR_HOST]: recorder.base } });
+    // Steady state: warm vendor callers (see local/local-pacing.ts).
+    const caller = stack.orchestrator.dispatch.vendorCaller;
+    if (caller) await runtime.prewarm(caller, vendorCallerWarmPool(rps, LOCAL_PACING.leadMs));
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
     const executions: Array<{ arn: string; requestId: string }> = [];
     const submit = async (i: number) => {

@@ -21,6 +21,7 @@ import * as path from 'path';
 import { runEmulated } from './bench-emulated';
 import { describeModel, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, uMax, withPostFireSpread } from './bench-model';
 import { Load, runBaselineModel, runPacedModel } from './bench-sim';
+import { LOCAL_PACING } from './local-pacing';
 import { perSecond, writeChart } from './report';
 
 export interface BenchOptions {
@@ -144,15 +145,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         requests: r.requests,
         delivered: r.delivered,
         utilization: r.utilization,
-        // The synthesized design spaces slots (1000 + L) / floor(R) apart.
-        uMax: round(uMax(knobs.latenessToleranceMs), 4),
+        // The synthesized example uses the local runtime's knobs (local/local-pacing.ts): slots
+        // (1000 + L) / floor(R) apart with L = 45 ms.
+        uMax: round(uMax(LOCAL_PACING.latenessToleranceMs), 4),
         vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
         vendorViolations: r.vendorViolations,
         proxy429: r.proxy429,
         vendor429: r.vendor429,
         p50AddedLatencyMs: r.p50AddedLatencyMs,
         p99AddedLatencyMs: r.p99AddedLatencyMs,
-        note: spec.note ?? 'synthesized example app on the local runtime, real handlers, strict vendor simulator',
+        note: spec.note ?? `synthesized example app on the local runtime, real handlers, strict vendor simulator; local pacing knobs lead ${LOCAL_PACING.leadMs} ms, fire tolerance ${LOCAL_PACING.fireToleranceMs} ms, L ${LOCAL_PACING.latenessToleranceMs} ms; vendor callers prewarmed`,
       };
     } else {
       const r = spec.kind === 'paced-model'

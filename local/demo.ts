@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
+import { LOCAL_PACING, vendorCallerWarmPool } from './local-pacing';
 import { deliveredRps, maxInAnyWindow, percentile, perSecond, violations, writeChart } from './report';
 import { LocalRuntime } from './runtime';
 import { VendorSimulator } from './vendor-simulator';
@@ -60,9 +61,9 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   seed: 42,
   // The emulated Express workflow + Lambda start take 1-3 s on 2 cores (AWS: well under 1 s), and
   // worker-thread timers wake later than Lambda's: local values, stated in the demo's output.
-  leadMs: 1500,
-  fireToleranceMs: 25,
-  latenessToleranceMs: 45,
+  leadMs: LOCAL_PACING.leadMs,
+  fireToleranceMs: LOCAL_PACING.fireToleranceMs,
+  latenessToleranceMs: LOCAL_PACING.latenessToleranceMs,
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
@@ -289,11 +290,6 @@ export function formatSummary(r: DemoResult): string {
   const notModeled = [...byType.entries()].map(([type, n]) => `${type} x${n}`).join(', ');
   lines.push(`  in the template but not executed locally: ${notModeled || 'nothing'} (IAM is not enforced, except the proxy's resource policy)`);
   return lines.join('\n');
-}
-
-/** Vendor callers busy at once: rate x (lead + a call), plus headroom; at most 60 worker threads. */
-export function vendorCallerWarmPool(rps: number, leadMs: number): number {
-  return Math.min(60, Math.ceil(rps * (leadMs / 1000 + 1)) + 2);
 }
 
 const FLAGS: Record<string, keyof DemoOptions> = {

@@ -10,8 +10,8 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
-import { DrainResult, drainQueue, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { dynamicDelayFromEnv } from './dynamic-delay-reader';
+import { DrainResult, drainQueue, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 

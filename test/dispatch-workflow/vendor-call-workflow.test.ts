@@ -199,7 +199,9 @@ describe('VendorCallWorkflow', () => {
     // GIVEN a workflow registered before callVendorTask was first used
     const stack = testStack();
     const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
-      vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 10, callbackTimeout: Duration.minutes(30),
+      vendorUrl: 'https://vendor.example.com/v1/jobs',
+      requestsPerSecond: 10,
+      callbackTimeout: Duration.minutes(30),
       pacingPoint: PacingPoint.DISPATCH, // the workflow itself calls the proxy
     });
     const early = new sfn.StateMachine(stack, 'Early', { definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, 'P')) });

@@ -524,7 +524,8 @@ describe('the synthesized orchestrator definitions, end to end', () => {
   async function dispatch(message: any) {
     const { requestId, taskToken, payload, attempt } = message;
     // As the dispatcher builds it: the request's capability token (minted once, kept by retries).
-    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, message, callbackToken: message.callbackToken ?? CALLBACK_TOKEN };
+    const callbackToken = message.callbackToken ?? CALLBACK_TOKEN;
+    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, message, callbackToken };
     const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: dispatchArn, input: JSON.stringify(input) }));
     return local.waitForExecution(executionArn!);
   }

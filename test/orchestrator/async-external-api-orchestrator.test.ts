@@ -204,7 +204,12 @@ describe('AsyncExternalApiOrchestrator', () => {
         .toBe(`States.Format('{}/{}', '${flattenCfnString(a.stack.resolve(a.orchestrator.webhook.url))}', $.claimed.callbackToken)`);
       expect(definition.States.CallVendor.Parameters.FunctionName).toBe(`PLACEHOLDER-${logicalIdOf(a.stack, a.orchestrator.dispatch.vendorCaller!)}-Arn`);
       a.template.hasResourceProperties('AWS::Lambda::Function', {
-        Environment: { Variables: Match.objectLike({ PROXY_ENDPOINT_URL: Match.anyValue(), PACER_TABLE_NAME: a.stack.resolve(a.orchestrator.consumer.pacerTable.tableName) }) },
+        Environment: {
+          Variables: Match.objectLike({
+            PROXY_ENDPOINT_URL: Match.anyValue(),
+            PACER_TABLE_NAME: a.stack.resolve(a.orchestrator.consumer.pacerTable.tableName),
+          }),
+        },
       });
     });
 
