@@ -228,8 +228,11 @@ export class DispatchWorkflow extends Construct {
       comment: 'Record the task token and the callback token; fails with ConditionalCheckFailed when the job was already submitted',
       table: props.table.table,
       key: { [CorrelationAttributes.REQUEST_ID]: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.requestId')) },
-      updateExpression: 'SET #token = :token, #status = :status, #expires = :expires, #updated = :updated, #cbToken = if_not_exists(#cbToken, :cbToken)',
-      conditionExpression: 'attribute_not_exists(#job)',
+      updateExpression: 'SET #token = :token, #status = :status, #expires = :expires, #updated = :updated, '
+        + '#cbToken = if_not_exists(#cbToken, :cbToken), #claimSeq = :claimSeq',
+      // Not yet submitted, and no dispatch of this delivery (or a later one) claimed it: two copies
+      // of one message running at once (SQS delivers at least once) cannot both call the vendor.
+      conditionExpression: 'attribute_not_exists(#job) AND (attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq)',
       expressionAttributeNames: {
         '#token': CorrelationAttributes.TASK_TOKEN,
         '#status': CorrelationAttributes.STATUS,
@@ -237,6 +240,7 @@ export class DispatchWorkflow extends Construct {
         '#updated': CorrelationAttributes.UPDATED_AT,
         '#job': CorrelationAttributes.JOB_ID,
         '#cbToken': CorrelationAttributes.CALLBACK_TOKEN,
+        '#claimSeq': CorrelationAttributes.CLAIM_SEQ,
       },
       expressionAttributeValues: {
         ':token': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.taskToken')),
@@ -244,6 +248,7 @@ export class DispatchWorkflow extends Construct {
         ':expires': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.expiresAt'))),
         ':updated': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$$.Execution.StartTime')),
         ':cbToken': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.callbackToken')),
+        ':claimSeq': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.claimSeq'))),
       },
       returnValues: tasks.DynamoReturnValues.ALL_NEW,
       // Only the callback token leaves the state: the item also holds the task token.
@@ -421,7 +426,7 @@ export class DispatchWorkflow extends Construct {
     retryAwsThrottling(storeJobId);
     const submitted = new sfn.Succeed(this, 'Submitted');
     const alreadySubmitted = new sfn.Succeed(this, 'AlreadySubmitted', {
-      comment: 'A redelivered request whose job was already submitted: nothing to do',
+      comment: 'A redelivered request whose job was already submitted, or another copy of a delivery that is being dispatched: nothing to do',
     });
 
     // ---- Retry: back through the request queue, with a jittered, growing delay. ----
@@ -558,6 +563,8 @@ export class DispatchWorkflow extends Construct {
             requestId: sfn.JsonPath.stringAt('$.requestId'),
             payload: sfn.JsonPath.objectAt('$.payload'),
             attempt: sfn.JsonPath.numberAt('$.attempt'),
+            // A new claim sequence for the same attempt (see DispatchInput.claimSeq).
+            deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
           },

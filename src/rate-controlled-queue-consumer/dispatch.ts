@@ -164,12 +164,18 @@ export function parseRequestMessage(body: string): ParsedRequest {
 
 /** The dispatch workflow's input for a message. */
 export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number): DispatchInput {
+  const attempt = message.attempt ?? 1;
+  // Anything but a small whole number counts as 0; more than 999 deferrals of one attempt stay at
+  // 999 (their claims then tie and the later ones stop at the claim, as duplicates would).
+  const deferrals = Number.isSafeInteger(message.deferrals) && message.deferrals! > 0 ? Math.min(999, message.deferrals!) : 0;
   return {
     requestId: message.requestId,
     taskToken: message.taskToken,
     payload: message.payload,
-    attempt: message.attempt ?? 1,
+    attempt,
     expiresAt: Math.floor(nowMs / 1000) + correlationTtlSeconds,
+    deferrals,
+    claimSeq: attempt * 1000 + deferrals,
     message,
     // ---- webhookauth: capability callback URL ----
     // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.

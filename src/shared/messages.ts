@@ -17,6 +17,11 @@ export interface RequestMessage {
   readonly payload: unknown;
   /** 1 for the first dispatch; raised by each re-enqueue. Absent means 1. */
   readonly attempt?: number;
+  /**
+   * How often this attempt went back to the queue without calling the vendor (no pacing slot in
+   * time, a vendor pause). Absent means 0. Part of the claim sequence (see `DispatchInput.claimSeq`).
+   */
+  readonly deferrals?: number;
   /** Absent (or `submit`) for a job submission; see {@link VendorCallMessage} for `call`. */
   readonly kind?: 'submit';
   // ---- webhookauth: capability callback URL ----
@@ -86,6 +91,14 @@ export interface DispatchInput {
   readonly attempt: number;
   /** When the correlation item may be deleted (DynamoDB TTL, epoch seconds). */
   readonly expiresAt: number;
+  /** `deferrals` of the message (0 to 999). */
+  readonly deferrals: number;
+  /**
+   * `attempt x 1000 + deferrals`: ClaimRequest only succeeds when it is higher than the stored one,
+   * so two deliveries of the same message running at once (SQS may deliver a message twice) cannot
+   * both call the vendor, while a retry or a deferral (a new message) claims again.
+   */
+  readonly claimSeq: number;
   /** The raw request message, re-enqueued or parked in the DLQ as is when dispatch gives up. */
   readonly message: RequestMessage;
   // ---- webhookauth: capability callback URL ----
@@ -139,6 +152,8 @@ export const CorrelationAttributes = {
   REQUEST_ID: 'requestId',
   JOB_ID: 'jobId',
   TASK_TOKEN: 'taskToken',
+  /** The highest claim sequence a dispatch claimed (`DispatchInput.claimSeq`). */
+  CLAIM_SEQ: 'claimSeq',
   STATUS: 'status',
   EXPIRES_AT: 'expiresAt',
   UPDATED_AT: 'updatedAt',

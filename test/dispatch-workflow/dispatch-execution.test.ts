@@ -76,7 +76,7 @@ const SLOT = 1_900_000_000_123;
 
 function dispatchInput(attempt = 1, payload: unknown = { order: 'o-1', amount: 3 }) {
   const message = { taskToken: 'token-1', requestId: 'req-1', payload, attempt };
-  return { ...message, expiresAt: 1_900_000_000, message, callbackToken: INPUT_TOKEN, slotAtMs: SLOT };
+  return { ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: attempt * 1000, message, callbackToken: INPUT_TOKEN, slotAtMs: SLOT };
 }
 
 const ok = () => ({});
@@ -103,7 +103,8 @@ describe('dispatch workflow, executed', () => {
     // THEN
     expect(result.error).toBeUndefined();
     const claim = result.calls.ClaimRequest[0];
-    expect(claim.ConditionExpression).toBe('attribute_not_exists(#job)');
+    expect(claim.ConditionExpression).toBe('attribute_not_exists(#job) AND (attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq)');
+    expect(claim.ExpressionAttributeValues[':claimSeq']).toEqual({ N: '1000' });
     expect(claim.ExpressionAttributeValues[':token']).toEqual({ S: 'token-1' });
     expect(claim.ExpressionAttributeValues[':expires']).toEqual({ N: '1900000000' });
     expect(result.calls.CallVendor[0].FunctionName).toMatch(/VendorCaller/);
@@ -312,7 +313,7 @@ describe('dispatch workflow, executed', () => {
     expect(result.error).toBeUndefined();
     const sent = result.calls.RequeueWithDelay[0];
     expect(sent.DelaySeconds).toBe(42);
-    expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2, callbackToken: INPUT_TOKEN });
+    expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2, deferrals: 1, callbackToken: INPUT_TOKEN });
     expect(result.calls.StoreJobId).toBeUndefined();
   });
 

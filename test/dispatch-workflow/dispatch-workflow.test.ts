@@ -127,8 +127,10 @@ describe('DispatchWorkflow', () => {
         Parameters: {
           TableName: placeholderOf(fixture.stack, fixture.table.table),
           Key: { requestId: { 'S.$': '$.requestId' } },
-          ConditionExpression: 'attribute_not_exists(#job)',
-          ExpressionAttributeNames: { '#job': 'jobId', '#token': 'taskToken' },
+          // Not submitted yet, and not claimed by this delivery or a later one (a second copy of one
+          // SQS message running at the same time stops here).
+          ConditionExpression: 'attribute_not_exists(#job) AND (attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq)',
+          ExpressionAttributeNames: { '#job': 'jobId', '#token': 'taskToken', '#claimSeq': 'claimSeq' },
           ExpressionAttributeValues: { ':token': { 'S.$': '$.taskToken' }, ':status': { S: 'DISPATCHING' } },
         },
       });

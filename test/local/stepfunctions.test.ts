@@ -525,7 +525,7 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     const { requestId, taskToken, payload, attempt } = message;
     // As the dispatcher builds it: the request's capability token (minted once, kept by retries).
     const callbackToken = message.callbackToken ?? CALLBACK_TOKEN;
-    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, message, callbackToken };
+    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: attempt * 1000, message, callbackToken };
     const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: dispatchArn, input: JSON.stringify(input) }));
     return local.waitForExecution(executionArn!);
   }
@@ -585,5 +585,24 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     expect(main.status).toBe('FAILED');
     expect(main.error).toBe('VendorRequestFailed');
     expect(JSON.parse(main.cause!)).toMatchObject({ Error: 'ApiGateway.400', Cause: '{"error":"invalid order"}' });
+  });
+
+  test('two copies of one request message dispatched at once: one claims it, the vendor is called once', async () => {
+    // GIVEN one request message, delivered twice (SQS delivers at least once)
+    const { executionArn, message } = await submit('order-3');
+    vendor.reply.status = 200;
+    vendor.reply.body = '{"jobId":"j-3"}';
+    const before = vendor.requests.length;
+
+    // WHEN both copies are dispatched at the same time
+    const [a, b] = await Promise.all([dispatch(message), dispatch(message)]);
+
+    // THEN both executions succeed, but only one called the vendor: the other stopped at the claim
+    expect([a.status, b.status]).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    expect(vendor.requests.length - before).toBe(1);
+    const { Item } = await ddbClient.send(new GetItemCommand({ TableName: table, Key: { requestId: { S: 'order-3' } } }));
+    expect(Item).toMatchObject({ jobId: { S: 'j-3' }, claimSeq: { N: '1000' } });
+    await sfnClient.send(new SendTaskSuccessCommand({ taskToken: Item!.taskToken.S!, output: JSON.stringify({ jobId: 'j-3', result: {} }) }));
+    expect((await local.waitForExecution(executionArn)).status).toBe('SUCCEEDED');
   });
 });

@@ -224,6 +224,8 @@ describe('dispatchBatch', () => {
         payload: messages[i].payload,
         attempt,
         expiresAt: Math.floor(startTimes[i] / 1000) + CONFIG.correlationTtlSeconds,
+        deferrals: 0,
+        claimSeq: attempt * 1000,
         message: messages[i],
         callbackToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), // webhookauth
         slotAtMs: startTimes[i],
@@ -502,8 +504,23 @@ describe('message parsing and naming', () => {
   test('GIVEN a message WHEN building the dispatch input THEN attempt defaults to 1 and expiresAt is now + TTL in seconds', () => {
     const m = message('r');
     expect(buildDispatchInput(m, T0 + 999, 60)).toEqual({
-      requestId: 'r', taskToken: 'token-r', payload: { document: 'r' }, attempt: 1, expiresAt: Math.floor(T0 / 1000) + 60, message: m, callbackToken: expect.any(String),
+      requestId: 'r',
+      taskToken: 'token-r',
+      payload: { document: 'r' },
+      attempt: 1,
+      expiresAt: Math.floor(T0 / 1000) + 60,
+      message: m,
+      callbackToken: expect.any(String),
+      deferrals: 0,
+      claimSeq: 1000,
     });
+  });
+
+  test('GIVEN a retried and deferred message WHEN building the dispatch input THEN the claim sequence is attempt x 1000 + deferrals (capped at 999)', () => {
+    expect(buildDispatchInput({ ...message('r'), attempt: 3, deferrals: 2 }, T0, 60).claimSeq).toBe(3002);
+    expect(buildDispatchInput({ ...message('r'), attempt: 2, deferrals: 5000 }, T0, 60).claimSeq).toBe(2999);
+    expect(buildDispatchInput({ ...message('r'), deferrals: -1 } as any, T0, 60).claimSeq).toBe(1000);
+    expect(buildDispatchInput({ ...message('r'), deferrals: 'x' } as any, T0, 60).deferrals).toBe(0);
   });
 
   // ---- webhookauth: capability callback URL ----
