@@ -132,7 +132,9 @@ describe('cost derivation from a synthesized stack', () => {
     // WHEN it runs
     const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
     const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1, callbackToken: 'cb-1' };
-    const execution = machine.run({ ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, message } as any, {
+    const execution = machine.run({
+      ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, message,
+    } as any, {
       overrides: { taskResourceLocalHandlers },
       context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
     });

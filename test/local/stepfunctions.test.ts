@@ -525,7 +525,8 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     const { requestId, taskToken, payload, attempt } = message;
     // As the dispatcher builds it: the request's capability token (minted once, kept by retries).
     const callbackToken = message.callbackToken ?? CALLBACK_TOKEN;
-    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: attempt * 1000, message, callbackToken };
+    const claim = { deferrals: 0, claimSeq: attempt * 1000 };
+    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, ...claim, message, callbackToken };
     const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: dispatchArn, input: JSON.stringify(input) }));
     return local.waitForExecution(executionArn!);
   }
