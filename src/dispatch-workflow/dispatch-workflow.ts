@@ -12,6 +12,7 @@ import { CallbackUrlDelivery } from './callback-url-delivery';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { VendorCallerFunction } from './vendor-caller-function';
 import { parseSimplePath } from '../callback-webhook/json-path';
+import { DynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
 import { VendorCallerEnv } from '../shared/env';
 import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
@@ -127,6 +128,13 @@ export interface VendorCallPacing {
    * @default 'default'
    */
   readonly metricsScope?: string;
+  /**
+   * The consumer's AppConfig dynamic delay: the caller reads it too, so that a fresh slot it
+   * reserves (when late for its own) is spaced like the dispatcher's.
+   *
+   * @default - none
+   */
+  readonly dynamicDelay?: DynamicDelay;
 }
 
 /**
@@ -683,6 +691,12 @@ export class DispatchWorkflow extends Construct {
     });
     props.proxy.grantInvoke(fn);
     pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    if (pacing.dynamicDelay) {
+      for (const [name, value] of Object.entries(pacing.dynamicDelay.environmentVariables)) {
+        fn.addEnvironment(name, value);
+      }
+      pacing.dynamicDelay.grantRead(fn);
+    }
     addFunctionNagSuppressions(fn, { tracing: props.tracingEnabled });
     addRolePolicyNagSuppressions(fn.role, [{
       id: 'AwsSolutions-IAM5',

@@ -8,6 +8,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
+import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 
 const logger = new Logger({ serviceName: 'vendor-caller' });
@@ -21,6 +22,9 @@ const sign = createSigV4Signer(config.region, () => ({
   sessionToken: process.env.AWS_SESSION_TOKEN || undefined,
 }));
 const metrics = createHandlerMetrics(logger);
+// The operators' dynamic delay (AppConfig), when the consumer has one: a fresh slot reserved by a
+// late caller is spaced like the dispatcher's.
+const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {
@@ -34,6 +38,7 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
       fetch: (url, init) => fetch(url, init),
       logger,
       metrics,
+      dynamicDelay,
       // An unsigned HEAD opens DNS + TCP + TLS to the proxy; API Gateway refuses it (403, IAM) before
       // any integration, so the vendor never sees it.
       warmUp: async () => {

@@ -572,7 +572,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
       perRequestCallbackUrl: this.webhook.capabilityUrls, // webhookauth
       tracingEnabled: props.dispatch?.tracingEnabled ?? props.tracing,
       pacing: pacingPoint === PacingPoint.VENDOR_CALL
-        ? { pacerTable: this.consumer.pacerTable, rateSettings: this.consumer.rateSettings, metricsScope: this.metricsScope }
+        ? {
+          pacerTable: this.consumer.pacerTable,
+          rateSettings: this.consumer.rateSettings,
+          metricsScope: this.metricsScope,
+          dynamicDelay: this.consumer.dynamicDelay,
+        }
         : undefined,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
