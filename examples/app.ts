@@ -29,6 +29,11 @@ export interface ExampleStackProps extends StackProps {
   readonly fireTolerance?: Duration;
   /** The pacing tolerance L (fire lateness + spread to the vendor). Default: the library's. */
   readonly latenessTolerance?: Duration;
+  /**
+   * Fetch each job's result with a paced vendor call after the callback (step 2 below). Default
+   * true; the benchmark turns it off to measure submissions alone.
+   */
+  readonly fetchResult?: boolean;
 }
 
 export class ExampleStack extends Stack {
@@ -69,11 +74,13 @@ export class ExampleStack extends Stack {
     });
 
     // 3. Process the vendor's result (here: keep what the next step needs).
+    const fetching = props.fetchResult ?? true;
     const processResult = new sfn.Pass(this, 'ProcessResult', {
       parameters: {
         orderId: sfn.JsonPath.stringAt('$.orderId'),
         jobId: sfn.JsonPath.stringAt('$.vendor.jobId'),
-        result: sfn.JsonPath.objectAt('$.fetched.body'),
+        // The fetched result, or (without the fetch) what the callback carried.
+        result: sfn.JsonPath.objectAt(fetching ? '$.fetched.body' : '$.vendor.result'),
       },
     });
 
@@ -92,7 +99,7 @@ export class ExampleStack extends Stack {
     });
 
     this.mainWorkflow = new sfn.StateMachine(this, 'MainWorkflow', {
-      definitionBody: sfn.DefinitionBody.fromChainable(submit.next(fetchResult).next(processResult)),
+      definitionBody: sfn.DefinitionBody.fromChainable(fetching ? submit.next(fetchResult).next(processResult) : submit.next(processResult)),
       timeout: Duration.hours(2),
     });
     this.orchestrator.registerWorkflow(this.mainWorkflow);

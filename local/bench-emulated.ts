@@ -88,6 +88,8 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
     lead: Duration.millis(LOCAL_PACING.leadMs),
     fireTolerance: Duration.millis(LOCAL_PACING.fireToleranceMs),
     latenessTolerance: Duration.millis(LOCAL_PACING.latenessToleranceMs),
+    // Submissions only: the example's result fetch would double the emulators' load per order.
+    fetchResult: false,
   }, outdir);
   app.synth();
 
