@@ -61,12 +61,12 @@ describe('callVendor', () => {
     answer = { status: 200, body: '{"jobId":"j-1"}' };
     const slot = Date.now() + 300;
     const firedAt: number[] = [];
-    const base = deps();
+    const callerDeps = deps();
     const result = await callVendor({ method: 'POST', headers: { 'Idempotency-Key': ['r-1'] }, body: { a: 1 }, requestId: 'r-1', slotAtMs: slot }, {
-      ...base,
+      ...callerDeps,
       fetch: (url, init) => {
         firedAt.push(Date.now());
-        return base.fetch(url, init);
+        return callerDeps.fetch(url, init);
       },
     });
     expect(result).toMatchObject({ statusCode: 200, body: { jobId: 'j-1' }, requeue: null });
