@@ -116,6 +116,8 @@ async function parkedReasons(): Promise<string[]> {
 
 /** The sum of a metric the processor published (EMF lines in the function log). */
 function counted(metric: string): number {
+  // The log file appears with the first line a function writes.
+  if (!fs.existsSync(logFile)) return 0;
   return fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"_aws"') && l.includes(metric))
     .reduce((sum, l) => sum + (Number(JSON.parse(l.slice(l.indexOf('{')))[metric]) || 0), 0);
 }
