@@ -221,6 +221,8 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   const log = { requestId: event.requestId, slotAtMs: event.slotAtMs };
 
   let slot: number | undefined = typeof event.slotAtMs === 'number' && Number.isFinite(event.slotAtMs) ? event.slotAtMs : undefined;
+  // How much of the lead was left when the caller started: the margin that keeps it on time.
+  logger.debug('vendor caller started', { ...log, aheadOfSlotMs: slot === undefined ? null : slot - clock.now() });
   let fired = false;
   let signed: Record<string, string> | undefined;
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
@@ -259,7 +261,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
 
     // 2. Just before the slot: is the vendor pausing us?
     await sleepUntil(clock, slot - PAUSE_CHECK_LEAD_MS);
-    const pausedUntilMs = await readPausedUntil(deps.dynamodb, config.pacerTableName);
+    const pausedUntilMs = await readPauseBeforeSlot(deps, clock, slot, log);
     if (pausedUntilMs !== undefined && pausedUntilMs > slot) {
       logger.info('the vendor paused dispatch; the slot is given up', { ...log, slotAtMs: slot, pausedUntilMs });
       deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
@@ -376,6 +378,30 @@ function toBuffer(data: string | ArrayBuffer | ArrayBufferView): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   return Buffer.from(data);
+}
+
+/**
+ * The vendor's pause as read just before `slot`, or undefined when there is none, or when the read
+ * has not answered by the slot or failed. The read must never cost the slot: the slot is this
+ * caller's whatever the pause (the rate bound does not depend on it), and a pause only spares the
+ * vendor requests it would refuse. A read slower than PAUSE_CHECK_LEAD_MS (a loaded DynamoDB, a
+ * throttled table) used to make the caller late and give its slot up.
+ */
+async function readPauseBeforeSlot(deps: VendorCallDeps, clock: Clock, slot: number, log: Record<string, unknown>): Promise<number | undefined> {
+  const read = readPausedUntil(deps.dynamodb, deps.config.pacerTableName)
+    .then((pausedUntilMs) => ({ pausedUntilMs }), (error: Error) => ({ error }));
+  const outcome = await Promise.race([read, sleepUntil(clock, slot).then(() => undefined)]);
+  if (outcome === undefined) {
+    deps.logger.info('the pause check did not answer before the slot; firing without it', { ...log, slotAtMs: slot });
+    deps.metrics?.addMetric(MetricNames.PAUSE_CHECKS_SKIPPED, 'Count', 1);
+    return undefined;
+  }
+  if ('error' in outcome) {
+    deps.logger.warn('could not read the vendor pause; firing at the slot without it', { ...log, slotAtMs: slot, error: outcome.error.message });
+    deps.metrics?.addMetric(MetricNames.PAUSE_CHECKS_SKIPPED, 'Count', 1);
+    return undefined;
+  }
+  return outcome.pausedUntilMs;
 }
 
 function requeue(

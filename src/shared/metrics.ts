@@ -21,6 +21,8 @@ export const MetricNames = {
   PACING_WAIT: 'PacingWait',
   /** Dispatcher: slots given up because the start would have been late. Count. */
   SLOTS_GIVEN_UP: 'SlotsGivenUp',
+  /** Vendor caller: slots fired without the pause check (the read failed or had not answered by the slot). Count. */
+  PAUSE_CHECKS_SKIPPED: 'PauseChecksSkipped',
   /** Vendor caller: requests sent to the vendor at their slot. Count. */
   VENDOR_CALLS: 'VendorCalls',
   /** Vendor caller: how late a request fired against its slot. Milliseconds. */

@@ -82,6 +82,38 @@ describe('callVendor', () => {
     expect(ddb.commandCalls(GetItemCommand).some((c) => c.args[0].input.ConsistentRead === true)).toBe(true);
   });
 
+  test('GIVEN a pause check that has not answered by the slot WHEN calling THEN the request fires at its slot without it', async () => {
+    answer = { status: 202, body: '{"jobId":"j-slow-read"}' };
+    // The consistent read of the pause takes longer than the margin before the slot (a loaded table).
+    ddb.on(GetItemCommand).callsFake(() => new Promise((resolve) => setTimeout(() => resolve({}), 400)));
+    const metrics: string[] = [];
+    const slot = Date.now() + 300;
+    const result = await callVendor({ requestId: 'r-slow-read', body: {}, slotAtMs: slot }, {
+      ...deps(), metrics: { addMetric: (name) => metrics.push(name) },
+    });
+    expect(result.statusCode).toBe(202);
+    expect(received).toHaveLength(1);
+    // On time (the slot is not given up for a slow read): it fired before the read answered.
+    expect(received[0].at).toBeGreaterThanOrEqual(slot);
+    expect(received[0].at).toBeLessThan(slot + 300);
+    expect(metrics).toContain('PauseChecksSkipped');
+    expect(metrics).not.toContain('SlotsGivenUp');
+  });
+
+  test('GIVEN a failing pause check WHEN calling THEN the request still fires at its slot, and the failure is counted', async () => {
+    answer = { status: 202, body: '{"jobId":"j-failed-read"}' };
+    ddb.on(GetItemCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const metrics: string[] = [];
+    const warnings: string[] = [];
+    const result = await callVendor({ requestId: 'r-failed-read', body: {}, slotAtMs: Date.now() + 200 }, {
+      ...deps(), metrics: { addMetric: (name) => metrics.push(name) }, logger: { ...silent, warn: (m: string) => warnings.push(m) },
+    });
+    expect(result.statusCode).toBe(202);
+    expect(received).toHaveLength(1);
+    expect(metrics).toContain('PauseChecksSkipped');
+    expect(warnings.some((w) => /could not read the vendor pause/.test(w))).toBe(true);
+  });
+
   test('GIVEN a 429 with Retry-After WHEN calling THEN the pause moves forward in the pacer item and ApiGateway.429 is thrown', async () => {
     answer = { status: 429, headers: { 'retry-after': '7' }, body: 'slow down' };
     const before = Date.now();
