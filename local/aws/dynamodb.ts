@@ -7,6 +7,7 @@
  */
 import { IncomingMessage, ServerResponse } from 'http';
 import { AddressInfo } from 'net';
+import { Worker } from 'node:worker_threads';
 import {
   CreateTableCommand,
   CreateTableCommandInput,
@@ -49,31 +50,76 @@ const ACTIVE_TIMEOUT_MS = 5_000;
 
 /**
  * Starts dynalite in memory on 127.0.0.1 with a free port; tables become ACTIVE at once.
- * `faults` (local/faults.ts) may answer a call with an injected error (throttling) instead.
+ *
+ * Without faults it runs in its own worker thread: it answers every GetItem and conditional write
+ * of the pacer, and on the host's event loop it used to be a third of that loop's work, delaying
+ * the emulated Step Functions and API Gateway (and so the paced requests) behind it. With
+ * `faults` (local/faults.ts), which may answer a call with an injected error (throttling), it runs
+ * in this thread, where the hook lives.
  */
 export async function startDynamoDb(faults?: ServiceFaultHook): Promise<LocalDynamoDb> {
+  return faults?.beforeCall ? startInProcess(faults) : startInWorker();
+}
+
+/** The code of the dynalite worker: listen, report the port, close on request. */
+const WORKER_CODE = `
+'use strict';
+const { parentPort, workerData } = require('node:worker_threads');
+const server = require(workerData.dynalitePath)({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+server.once('error', (err) => parentPort.postMessage({ type: 'error', message: String(err && err.stack || err) }));
+server.listen(0, '127.0.0.1', () => parentPort.postMessage({ type: 'listening', port: server.address().port }));
+parentPort.on('message', (m) => {
+  if (m === 'stop') {
+    server.close(() => parentPort.postMessage({ type: 'stopped' }));
+    server.closeAllConnections();
+  }
+});
+`;
+
+async function startInWorker(): Promise<LocalDynamoDb> {
+  const worker = new Worker(WORKER_CODE, { eval: true, execArgv: [], workerData: { dynalitePath: require.resolve('dynalite') } });
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the dynalite worker exited with code ${code} before listening`)));
+    worker.on('message', (m: { type: string; port?: number; message?: string }) => {
+      if (m.type === 'listening') resolve(m.port!);
+      if (m.type === 'error') reject(new Error(`dynalite did not start: ${m.message}`));
+    });
+  });
+  worker.removeAllListeners('exit');
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      // Close the server first (dropping keep-alive sockets of SDK clients), then the thread.
+      const stopped = new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'stopped' && resolve()));
+      worker.postMessage('stop');
+      await Promise.race([stopped, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
+      await worker.terminate();
+    },
+  };
+}
+
+async function startInProcess(faults: ServiceFaultHook): Promise<LocalDynamoDb> {
   // The default 500 ms in CREATING state only slows start-up; nothing local depends on it.
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   // ---- fault hook (local/faults.ts) begin ----
-  if (faults?.beforeCall) {
-    const serve = server.listeners('request');
-    server.removeAllListeners('request');
-    server.on('request', (req, res) => {
-      const target = String(req.headers['x-amz-target'] ?? '');
-      const injected = faults.beforeCall!('dynamodb', target.slice(target.indexOf('.') + 1));
-      if (!injected) {
-        for (const listener of serve) listener.call(server, req, res);
-        return;
-      }
-      // Read the request to its end, then answer as DynamoDB does (JSON 1.0 error, `__type`).
-      req.resume();
-      req.on('end', () => {
-        const body = JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${injected.code}`, message: injected.message });
-        res.writeHead(injected.status, { 'Content-Type': 'application/x-amz-json-1.0', 'Content-Length': String(Buffer.byteLength(body)) });
-        res.end(body);
-      });
+  const serve = server.listeners('request');
+  server.removeAllListeners('request');
+  server.on('request', (req, res) => {
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const injected = faults.beforeCall!('dynamodb', target.slice(target.indexOf('.') + 1));
+    if (!injected) {
+      for (const listener of serve) listener.call(server, req, res);
+      return;
+    }
+    // Read the request to its end, then answer as DynamoDB does (JSON 1.0 error, `__type`).
+    req.resume();
+    req.on('end', () => {
+      const body = JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${injected.code}`, message: injected.message });
+      res.writeHead(injected.status, { 'Content-Type': 'application/x-amz-json-1.0', 'Content-Length': String(Buffer.byteLength(body)) });
+      res.end(body);
     });
-  }
+  });
   // ---- fault hook end ----
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
