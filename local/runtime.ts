@@ -11,7 +11,7 @@
 import { ReceiveMessageCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { LocalApiGateway } from './aws/apigateway';
+import { ApiGatewayHost } from './aws/apigateway-host';
 import { LocalAppConfig } from './aws/appconfig';
 import { startDynamoDb, createTables } from './aws/dynamodb';
 import { SqsEventSourcePoller } from './aws/event-source-mapping';
@@ -22,7 +22,7 @@ import { createQueues, startSqs } from './aws/sqs';
 import { LocalStepFunctions } from './aws/stepfunctions';
 import { FaultInjector } from './faults';
 import { LocalTemplate } from './template';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, LocalEndpoints, UrlRewriter } from './types';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, LocalEndpoints, rewriteHost, UrlRewriter } from './types';
 
 export interface LocalRuntimeOptions {
   /** The cloud assembly directory (cdk.out) holding the synthesized stack and its assets. */
@@ -70,7 +70,8 @@ export class LocalRuntime {
 
   public template!: LocalTemplate;
   public sfn!: LocalStepFunctions;
-  public apiGateway!: LocalApiGateway;
+  /** The REST APIs, served from their own worker thread (see local/aws/apigateway-host.ts). */
+  public apiGateway!: ApiGatewayHost;
   public lambda!: LocalLambda;
   public poller!: SqsEventSourcePoller;
   /** Fires the stack's EventBridge Scheduler schedules (low-rate mode). */
@@ -91,19 +92,13 @@ export class LocalRuntime {
   /** Serves `host` (e.g. the vendor's) from `base` from now on. */
   public mapHost(host: string, base: string): void {
     this.hostMap[host] = base;
+    this.apiGateway?.setHostMap({ ...this.hostMap });
   }
 
   /** Maps an AWS or external URL to the loopback URL that serves it. */
   public rewriteUrl(url: string): string {
     const viaApi = this.apiRewriter(url);
-    if (viaApi !== url) return viaApi;
-    for (const [host, base] of Object.entries(this.hostMap)) {
-      const prefix = `https://${host}`;
-      if (url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`)) {
-        return `${base.replace(/\/$/, '')}${url.slice(prefix.length)}`;
-      }
-    }
-    return url;
+    return viaApi !== url ? viaApi : rewriteHost(this.hostMap, url);
   }
 
   /** The local ARN of a state machine of the stack, from its construct. */
@@ -123,15 +118,33 @@ export class LocalRuntime {
   }
 
   /** 429s the vendor proxy (the REST API whose methods proxy over HTTP) answered from its stage throttling. */
-  public proxy429s(): number {
+  public async proxy429s(): Promise<number> {
     const proxyApiIds = new Set(this.template.ofType('AWS::ApiGateway::Method')
       .filter((m) => m.properties.Integration?.Type === 'HTTP_PROXY')
       .map((m) => m.properties.RestApiId as string));
     let total = 0;
     for (const apiId of proxyApiIds) {
-      total += this.apiGateway.stats(apiId)?.throttled429 ?? 0;
+      total += (await this.apiGateway.stats(apiId)).throttled429;
     }
     return total;
+  }
+
+  /**
+   * Enables or disables the SQS event source mappings of a function of the stack (from its
+   * construct), as UpdateEventSourceMapping `Enabled` does: the benchmark builds its backlog behind
+   * a disabled mapping.
+   */
+  public async setEventSourceEnabled(fn: Construct, enabled: boolean): Promise<void> {
+    await this.poller.setEnabled(Stack.of(fn).getLogicalId((fn.node.defaultChild ?? fn) as any), enabled);
+  }
+
+  /** Messages in a queue of the stack (from its construct), visible or in flight. */
+  public async queueDepth(queue: Construct): Promise<number> {
+    const attrs = await this.sqsClient().send(new GetQueueAttributesCommand({
+      QueueUrl: this.template.queueUrlOf(Stack.of(queue).getLogicalId((queue.node.defaultChild ?? queue) as any)),
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+    }));
+    return Number(attrs.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(attrs.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
   }
 
   /** Messages in the dead-letter queues of the request side or the callback side. */
@@ -236,15 +249,14 @@ export class LocalRuntime {
     await createQueues(this.template, sqs.endpoint);
     await createTables(this.template, dynamodb.endpoint);
 
-    this.apiGateway = new LocalApiGateway({
+    this.apiGateway = await ApiGatewayHost.start({
       resources: [
         'AWS::ApiGateway::RestApi', 'AWS::ApiGateway::Resource', 'AWS::ApiGateway::Method',
         'AWS::ApiGateway::Stage', 'AWS::ApiGateway::Deployment',
       ].flatMap((type) => this.template.ofType(type)),
       sqsEndpoint: sqs.endpoint,
-      rewriteUrl: (url) => this.rewriteUrl(url),
+      hostMap: { ...this.hostMap },
     });
-    await this.apiGateway.start();
     this.stoppables.push(this.apiGateway);
     this.apiRewriter = this.apiGateway.rewriter();
 

@@ -65,5 +65,19 @@ export interface LocalEndpoints {
  */
 export type UrlRewriter = (url: string) => string;
 
+/**
+ * Maps `https://<host>...` to `<base>...` for the hosts of `hostMap` (e.g. the vendor's, served on
+ * loopback); other URLs are returned unchanged.
+ */
+export function rewriteHost(hostMap: Record<string, string>, url: string): string {
+  for (const [host, base] of Object.entries(hostMap)) {
+    const prefix = `https://${host}`;
+    if (url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`)) {
+      return `${base.replace(/\/$/, '')}${url.slice(prefix.length)}`;
+    }
+  }
+  return url;
+}
+
 /** Invokes a local Lambda function by name or ARN and resolves with its result. */
 export type LambdaInvoker = (functionNameOrArn: string, event: unknown) => Promise<unknown>;

@@ -203,6 +203,18 @@ interface Reply {
   readonly headers?: Record<string, string | string[]>;
 }
 
+/**
+ * Maps `https://<apiId>.execute-api.<region>.amazonaws.com/<stage>/<path>` to the loopback server of
+ * that API (`ports` by API id); other URLs are returned unchanged.
+ */
+export function apiRewriter(ports: Record<string, number>): UrlRewriter {
+  return (url: string) => {
+    const match = EXECUTE_API_HOST.exec(url);
+    const port = match ? ports[match[1].toLowerCase()] : undefined;
+    return port === undefined ? url : `http://127.0.0.1:${port}${match![3] ?? '/'}`;
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The gateway
 // ---------------------------------------------------------------------------------------------
@@ -216,7 +228,9 @@ export class LocalApiGateway {
   private readonly sqsEndpoint: string;
   private readonly rewriteUrl: UrlRewriter;
   private readonly clock: () => number;
-  private readonly agent = new http.Agent({ keepAlive: false });
+  // Connections to integrations are reused, as API Gateway does; idle ones close before Node's
+  // servers drop them (keepAliveTimeout 5 s), so a reused socket is never one the server closed.
+  private readonly agent = new http.Agent({ keepAlive: true, timeout: 4000 });
   private readonly secureAgent = new https.Agent({ keepAlive: false });
   private sqs?: SQSClient;
 
@@ -279,18 +293,19 @@ export class LocalApiGateway {
    * server of that API; other URLs are returned unchanged. Only valid after `start()`.
    */
   public rewriter(): UrlRewriter {
-    const ports = new Map<string, number>();
+    return apiRewriter(this.ports());
+  }
+
+  /** The loopback port of each REST API (by id), after `start()`. */
+  public ports(): Record<string, number> {
+    const ports: Record<string, number> = {};
     for (const api of this.apis.values()) {
       if (api.port === undefined) {
-        throw new Error('LocalApiGateway: start() before asking for the rewriter');
+        throw new Error('LocalApiGateway: start() before asking for the ports');
       }
-      ports.set(api.apiId, api.port);
+      ports[api.apiId] = api.port;
     }
-    return (url: string) => {
-      const match = EXECUTE_API_HOST.exec(url);
-      const port = match ? ports.get(match[1].toLowerCase()) : undefined;
-      return port === undefined ? url : `http://127.0.0.1:${port}${match![3] ?? '/'}`;
-    };
+    return ports;
   }
 
   /** What the REST API `apiId` answered so far. */

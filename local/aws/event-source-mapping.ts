@@ -60,6 +60,8 @@ const DEFAULT_BATCH_SIZE = 10;
 const DEFAULT_MAX_CONCURRENCY = 1000;
 /** Lambda starts five pollers per SQS mapping; never more than the mapping's maximum concurrency. */
 const INITIAL_POLLERS = 5;
+/** How often a disabled mapping checks whether it was enabled again. */
+const DISABLED_CHECK_MS = 50;
 /** SQS returns at most ten messages per receive. */
 const MAX_RECEIVE = 10;
 /** Short long-poll: a stopping poller is never stuck in a receive for long. */
@@ -230,6 +232,10 @@ class MappingPoller {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly wakers = new Set<() => void>();
   private stopping = false;
+  /** UpdateEventSourceMapping Enabled=false: no receives until enabled again. */
+  public disabled = false;
+  /** Receive calls in flight (long polls). */
+  private receiving = 0;
   private closed = false;
   private invoking = 0;
   private readonly counters = {
@@ -255,6 +261,17 @@ class MappingPoller {
     const pollers = Math.min(INITIAL_POLLERS, this.config.maxConcurrency);
     for (let i = 0; i < pollers; i++) {
       this.pollers.push(this.pollLoop());
+    }
+  }
+
+  get functionName(): string {
+    return this.config.functionName;
+  }
+
+  /** Resolves when no receive is in flight (after disabling: what arrives from now on stays queued). */
+  async receivesDone(): Promise<void> {
+    while (this.receiving > 0) {
+      await new Promise((resolve) => setTimeout(resolve, DISABLED_CHECK_MS));
     }
   }
 
@@ -292,6 +309,10 @@ class MappingPoller {
 
   private async pollLoop(): Promise<void> {
     while (!this.stopping) {
+      if (this.disabled) {
+        await this.pause(DISABLED_CHECK_MS);
+        continue;
+      }
       if (!(await this.slots.acquire())) {
         return;
       }
@@ -306,7 +327,8 @@ class MappingPoller {
       }
       if (messages.length === 0) {
         this.slots.release();
-      } else if (this.stopping) {
+      } else if (this.stopping || this.disabled) {
+        // A long poll in flight when the mapping stopped or was disabled: its messages go back.
         this.slots.release();
         await this.returnToQueue(messages);
       } else {
@@ -323,7 +345,7 @@ class MappingPoller {
   private async gatherBatch(): Promise<Message[]> {
     const messages: Message[] = [];
     let windowEnd: number | undefined;
-    while (!this.stopping && messages.length < this.config.batchSize) {
+    while (!this.stopping && !this.disabled && messages.length < this.config.batchSize) {
       const remainingMs = windowEnd === undefined ? undefined : windowEnd - Date.now();
       if (remainingMs !== undefined && remainingMs <= 0) {
         break;
@@ -356,15 +378,20 @@ class MappingPoller {
   }
 
   private async receive(max: number, waitSeconds: number): Promise<Message[]> {
-    const out = await this.sqs.send(new ReceiveMessageCommand({
-      QueueUrl: this.config.queueUrl,
-      MaxNumberOfMessages: max,
-      WaitTimeSeconds: waitSeconds,
-      MessageSystemAttributeNames: ['All'],
-      AttributeNames: ['All'],
-      MessageAttributeNames: ['All'],
-    }));
-    return out.Messages ?? [];
+    this.receiving++;
+    try {
+      const out = await this.sqs.send(new ReceiveMessageCommand({
+        QueueUrl: this.config.queueUrl,
+        MaxNumberOfMessages: max,
+        WaitTimeSeconds: waitSeconds,
+        MessageSystemAttributeNames: ['All'],
+        AttributeNames: ['All'],
+        MessageAttributeNames: ['All'],
+      }));
+      return out.Messages ?? [];
+    } finally {
+      this.receiving--;
+    }
   }
 
   private async processBatch(messages: Message[]): Promise<void> {
@@ -499,6 +526,24 @@ export class SqsEventSourcePoller {
     }
     await Promise.all([...this.pollers.values()].map((poller) => poller.drain(graceMs)));
     this.sqs.destroy();
+  }
+
+  /**
+   * Enables or disables the mappings of a function, as UpdateEventSourceMapping `Enabled` does:
+   * a disabled mapping receives nothing (messages stay in the queue); invocations in flight go on.
+   * Disabling resolves once the receives in flight have ended (their messages, if any, are put
+   * back at once), so that messages sent afterwards stay in the queue.
+   */
+  async setEnabled(functionName: string, enabled: boolean): Promise<void> {
+    // FunctionName may be a name or an (alias) ARN.
+    const mappings = [...this.pollers.values()].filter((p) => p.functionName === functionName || p.functionName.includes(`:function:${functionName}`));
+    if (mappings.length === 0) {
+      throw new Error(`no enabled event source mapping invokes ${functionName}`);
+    }
+    for (const poller of mappings) poller.disabled = !enabled;
+    if (!enabled) {
+      await Promise.all(mappings.map((poller) => poller.receivesDone()));
+    }
   }
 
   /** Counters per mapping, keyed by the mapping's logical id (disabled mappings are absent). */

@@ -9,6 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { buildExampleApp } from '../../examples/app';
 import { LocalApiGateway } from '../../local/aws/apigateway';
+import { ApiGatewayHost } from '../../local/aws/apigateway-host';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, localAccessKeyForRole, PRINCIPAL_HEADER, ResolvedResource } from '../../local/types';
 import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE } from '../../src/callback-webhook/mapping-template';
 import { CallbackEnvelope } from '../../src/shared/messages';
@@ -579,4 +580,38 @@ describe('LocalApiGateway: fails loudly on what it does not implement', () => {
     // WHEN / THEN
     expect(() => new LocalApiGateway({ resources: changed, sqsEndpoint: fauxqs.address, rewriteUrl: (u) => u })).toThrow(new RegExp(`${PROXY_ROOT_METHOD}.*MOCK`));
   });
+});
+
+describe('ApiGatewayHost: the same gateway in its own worker thread (what LocalRuntime runs)', () => {
+  test('GIVEN the template WHEN a signed call comes THEN it reaches the vendor from the worker, and the stats count it', async () => {
+    // GIVEN the outside host served locally, as LocalRuntime maps the vendor
+    const host = await ApiGatewayHost.start({ resources, sqsEndpoint: fauxqs.address, hostMap: { 'vendor.example.com': upstream.base } });
+    try {
+      const url = host.rewriter()(`https://${VENDOR_PROXY.toLowerCase()}.execute-api.us-east-1.amazonaws.com/vendor/`);
+      expect(url).toBe(`http://127.0.0.1:${host.ports[VENDOR_PROXY.toLowerCase()]}/vendor/`);
+
+      // WHEN
+      const res = await call(url, { method: 'POST', headers: { [PRINCIPAL_HEADER]: ALLOWED, 'Content-Type': 'application/json' }, body: '{"a":1}' });
+      const refused = await call(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+
+      // THEN
+      expect(res.status).toBe(201);
+      expect(refused.status).toBe(403);
+      expect(upstream.received).toHaveLength(1);
+      expect(await host.stats(VENDOR_PROXY.toLowerCase())).toMatchObject({ requests: 2, status2xx: 1, unauthorized: 1 });
+      await expect(host.stats('nosuchapi')).rejects.toThrow(/no REST API nosuchapi/);
+    } finally {
+      await host.stop();
+    }
+  }, 30_000);
+
+  test('GIVEN a template it cannot run WHEN starting THEN start fails with the same message as in-process', async () => {
+    // GIVEN
+    const changed = withChange(resources, PROXY_ROOT_METHOD, (p) => {
+      p.Integration = { Type: 'MOCK', RequestTemplates: { 'application/json': '{"statusCode": 200}' } };
+    });
+
+    // WHEN / THEN
+    await expect(ApiGatewayHost.start({ resources: changed, sqsEndpoint: fauxqs.address, hostMap: {} })).rejects.toThrow(new RegExp(`${PROXY_ROOT_METHOD}.*MOCK`));
+  }, 30_000);
 });

@@ -431,3 +431,27 @@ test('end to end: the poller feeds a LocalLambda whose handler reaches fauxqs by
     fs.rmSync(codeDir, { recursive: true, force: true });
   }
 });
+
+test('a disabled mapping receives nothing until it is enabled again (UpdateEventSourceMapping Enabled)', async () => {
+  // GIVEN a mapping, disabled
+  const queue = await createQueue();
+  let invoked = 0;
+  const poller = startPoller([mapping(queue, { BatchSize: 10 })], async () => {
+    invoked++;
+    return undefined;
+  });
+  await poller.setEnabled('consumer', false);
+
+  // WHEN messages arrive
+  await sendMessages(queue, ['a', 'b', 'c']);
+  await sleep(500);
+
+  // THEN they wait in the queue
+  expect(invoked).toBe(0);
+  expect(await queueDepth(queue.url)).toBe(3);
+
+  // WHEN enabled again THEN they are consumed
+  await poller.setEnabled('consumer', true);
+  await waitFor(() => poller.stats().Mapping.deleted === 3, 5000);
+  await expect(poller.setEnabled('someone-else', false)).rejects.toThrow(/no enabled event source mapping invokes someone-else/);
+});

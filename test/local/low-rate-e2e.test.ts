@@ -95,7 +95,7 @@ test('requests go through, paced to 0.5 rps at the vendor, none lost or duplicat
   expect(stats.duplicateVendorCalls).toBe(0);
   expect(stats.violations).toBe(0);
   expect(stats.rejected429ByContract).toBe(0);
-  expect(runtime.proxy429s()).toBe(0);
+  expect(await runtime.proxy429s()).toBe(0);
   const arrivals = vendor.arrivals();
   expect(maxInAnyWindow(arrivals, 1000)).toBe(1);
   // 0.5 rps: at most 5 in any 10 s (starts are (1 s + 50 ms) / 0.5 = 2.1 s apart).
