@@ -4,21 +4,19 @@
  * throttle) against the strict VendorSimulator, as `npm run demo` does. Whatever pacing design the
  * library synthesizes is what is measured.
  *
- * A small recorder sits between the proxy and the vendor to note when each request id arrived, so
- * added latency is per request: main workflow start (its first state sends to the request queue)
- * -> first arrival at the vendor.
+ * The vendor runs in its own worker thread (local/vendor-host.ts) and notes when each request id
+ * first arrived, so added latency is per request: main workflow start (its first state sends to
+ * the request queue) -> first arrival at the vendor.
  */
 import * as fs from 'fs';
-import * as http from 'http';
-import { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { addedLatency, maxInAnyWindow, utilization, violations, windowLimit } from './bench-metrics';
 import { round } from './bench-model';
-import { LOCAL_PACING, vendorCallerWarmPool } from './local-pacing';
+import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import { LocalRuntime } from './runtime';
-import { VendorSimulator } from './vendor-simulator';
+import { VendorSimulatorHost } from './vendor-host';
 import { buildExampleApp } from '../examples/app';
 
 const VENDOR_HOST = 'vendor.example.com';
@@ -30,10 +28,21 @@ export interface EmulatedOptions {
   readonly log: (line: string) => void;
   /** @default 1000 */
   readonly warmupMs?: number;
+  /** Where the handlers' logs go (default: discarded), for diagnosis. */
+  readonly logFile?: string;
+  /** Log level of the handlers when `logFile` is set. @default 'INFO' */
+  readonly logLevel?: string;
+}
+
+/** Requests of the warm-up: about 3 seconds of the contract, at least 3. */
+export function warmupRequests(rps: number): number {
+  return Math.max(3, Math.ceil(3 * rps));
 }
 
 export interface EmulatedRun {
   readonly arrivals: number[];
+  /** First arrival at the vendor of each request id (ms since the epoch). */
+  readonly firstArrivals: Record<string, number>;
   readonly requests: number;
   readonly delivered: number;
   readonly utilization: number;
@@ -44,36 +53,8 @@ export interface EmulatedRun {
   readonly p50AddedLatencyMs: number | null;
   readonly p99AddedLatencyMs: number | null;
   readonly elapsedMs: number;
-}
-
-/** Forwards every request to `target` and notes when each request id first arrived. */
-async function startRecorder(target: string): Promise<{ base: string; firstArrival: Map<string, number>; stop(): Promise<void> }> {
-  const firstArrival = new Map<string, number>();
-  const agent = new http.Agent({ keepAlive: true });
-  const server = http.createServer((req, res) => {
-    const now = Date.now();
-    const id = req.headers['idempotency-key'] ?? req.headers['x-request-id'];
-    if (req.method === 'POST' && typeof id === 'string' && !firstArrival.has(id)) firstArrival.set(id, now);
-    const upstream = http.request(`${target}${req.url ?? '/'}`, { method: req.method, headers: req.headers, agent }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    upstream.on('error', () => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    firstArrival,
-    stop: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-      agent.destroy();
-    }),
-  };
+  /** The warm-up before the measured run (not in the figures above). */
+  readonly warmup: { readonly requests: number; readonly proxy429: number; readonly vendor429: number };
 }
 
 export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun> {
@@ -94,82 +75,114 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
   app.synth();
 
   let runtime: LocalRuntime | undefined;
-  const vendor = new VendorSimulator({
-    requestsPerSecond: rps,
-    latencyMs: 100,
-    callbackDelayMs: 200,
-    rewriteUrl: (url) => (runtime ? runtime.rewriteUrl(url) : url),
-    seed: 42,
-  });
-  const vendorBase = await vendor.start();
-  const recorder = await startRecorder(vendorBase);
+  const vendor = await VendorSimulatorHost.start({ requestsPerSecond: rps, latencyMs: 100, callbackDelayMs: 200, seed: 42 });
   try {
-    runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, hostMap: { [VENDOR_HOST]: recorder.base } });
+    runtime = await LocalRuntime.start({
+      assemblyDir: outdir,
+      stackName: stack.stackName,
+      hostMap: { [VENDOR_HOST]: vendor.base },
+      ...(options.logFile ? { logFile: options.logFile, functionEnv: { POWERTOOLS_LOG_LEVEL: options.logLevel ?? 'INFO' } } : {}),
+    });
+    vendor.mapApis(runtime.apiGateway.ports);
     // Steady state: warm vendor callers (see local/local-pacing.ts).
     const caller = stack.orchestrator.dispatch.vendorCaller;
     if (caller) await runtime.prewarm(caller, vendorCallerWarmPool(rps, LOCAL_PACING.leadMs));
+    yieldToDataPlane();
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
     const executions: Array<{ arn: string; requestId: string }> = [];
-    const submit = async (i: number) => {
-      const requestId = `order-${i}`;
+    const submit = async (requestId: string, i: number) => {
       const { executionArn } = await runtime!.sfn.startExecution(mainArn, JSON.stringify({
         orderId: requestId,
         order: { orderId: requestId, sku: `sku-${i % 7}`, quantity: 1 },
       }));
-      executions.push({ arn: executionArn, requestId });
+      return { arn: executionArn, requestId };
+    };
+    const reachedVendor = async (ids: string[]) => {
+      const seen = (await vendor.stats()).requests;
+      return ids.filter((id) => seen[id]?.firstSubmissionAtMs !== undefined).length;
     };
 
+    // Warm-up (not measured): a few seconds of requests through every hop, so that the run
+    // measures the steady state the definitions speak of, not the emulators' start (JIT compiling
+    // the Step Functions interpreter and the SDK clients, the callback processors' cold starts).
+    const warmupIds = Array.from({ length: warmupRequests(rps) }, (_, i) => `warmup-${i}`);
+    const warmups = await Promise.all(warmupIds.map((id, i) => submit(id, i)));
+    const warmedBy = Date.now() + 60_000;
+    while (Date.now() < warmedBy && (await reachedVendor(warmupIds) < warmupIds.length
+      || warmups.some((w) => runtime!.sfn.describeExecution(w.arn).status === 'RUNNING'))) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // The warm-up's 429s are reported apart: the measured rows count the steady state only.
+    const warmup429 = { proxy: await runtime.proxy429s(), vendor: (await vendor.stats()).rejected429ByContract };
+    log(`  warm-up: ${warmupIds.length} requests done (429s: proxy ${warmup429.proxy}, vendor ${warmup429.vendor})`);
+
     let total: number;
+    let measuredFrom: number;
     if (options.load.kind === 'backlog') {
       total = options.load.requests;
-      for (let i = 0; i < total; i++) await submit(i);
+      // A steady backlog: every request is in the queue before the consumer polls again (behind a
+      // disabled event source mapping, as UpdateEventSourceMapping does on AWS).
+      const consumer = stack.orchestrator.consumer;
+      await runtime.setEventSourceEnabled(consumer.function, false);
+      for (let i = 0; i < total; i++) executions.push(await submit(`order-${i}`, i));
+      const filledBy = Date.now() + 60_000;
+      while (await runtime.queueDepth(consumer.queue) < total && Date.now() < filledBy) await new Promise((r) => setTimeout(r, 200));
       log(`  queued ${total} requests`);
+      measuredFrom = Date.now();
+      await runtime.setEventSourceEnabled(consumer.function, true);
     } else {
       const spacing = 1000 / (options.load.fraction * rps);
       total = Math.max(1, Math.floor(options.load.durationMs / spacing));
       const t0 = Date.now();
+      measuredFrom = t0;
       for (let i = 0; i < total; i++) {
         const wait = t0 + i * spacing - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        await submit(i);
+        executions.push(await submit(`order-${i}`, i));
       }
       log(`  offered ${total} requests at ${options.load.fraction * rps} rps`);
     }
 
     const deadline = Date.now() + (total / rps) * 3000 + 60_000;
-    let lastLog = 0;
-    while (recorder.firstArrival.size < total && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200));
-      if (Date.now() - lastLog > 5000) {
+    const measuredIds = executions.map((e) => e.requestId);
+    let lastLog = Date.now();
+    for (let n = 0; n < total && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 500));
+      n = await reachedVendor(measuredIds);
+      if (Date.now() - lastLog >= 5000) {
         lastLog = Date.now();
-        log(`  ${recorder.firstArrival.size}/${total} reached the vendor`);
+        log(`  ${n}/${total} reached the vendor`);
       }
     }
 
-    const arrivals = vendor.arrivals();
+    // Every call the vendor saw after the warm-up counts, whatever request it belongs to.
+    const arrivals = (await vendor.arrivals()).filter((t) => t >= measuredFrom);
+    const stats = await vendor.stats();
+    const firstArrival = (requestId: string) => stats.requests[requestId]?.firstSubmissionAtMs;
     const pairs: Array<{ enqueuedAt: number; arrivedAt: number }> = [];
     for (const e of executions) {
-      const arrivedAt = recorder.firstArrival.get(e.requestId);
+      const arrivedAt = firstArrival(e.requestId);
       if (arrivedAt !== undefined) pairs.push({ enqueuedAt: runtime.sfn.describeExecution(e.arn).startDate.getTime(), arrivedAt });
     }
     const lat = addedLatency(pairs);
     const warmup = options.warmupMs ?? 1000;
     return {
       arrivals,
+      firstArrivals: Object.fromEntries(measuredIds.filter((id) => firstArrival(id) !== undefined).map((id) => [id, firstArrival(id)!])),
       requests: total,
-      delivered: recorder.firstArrival.size,
+      delivered: pairs.length,
       utilization: round(Math.min(1, utilization(arrivals, rps, warmup, warmup)), 4),
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, windowLimit(rps)),
-      proxy429: runtime.proxy429s(),
-      vendor429: vendor.stats().rejected429ByContract,
+      proxy429: (await runtime.proxy429s()) - warmup429.proxy,
+      vendor429: stats.rejected429ByContract - warmup429.vendor,
+      warmup: { requests: warmupIds.length, proxy429: warmup429.proxy, vendor429: warmup429.vendor },
       p50AddedLatencyMs: lat.p50,
       p99AddedLatencyMs: lat.p99,
       elapsedMs: Date.now() - started,
     };
   } finally {
-    await vendor.stop();
-    await recorder.stop();
     await runtime?.stop();
+    await vendor.stop();
   }
 }

@@ -154,7 +154,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         vendor429: r.vendor429,
         p50AddedLatencyMs: r.p50AddedLatencyMs,
         p99AddedLatencyMs: r.p99AddedLatencyMs,
-        note: spec.note ?? `synthesized example app on the local runtime, real handlers, strict vendor simulator; local pacing knobs lead ${LOCAL_PACING.leadMs} ms, fire tolerance ${LOCAL_PACING.fireToleranceMs} ms, L ${LOCAL_PACING.latenessToleranceMs} ms; vendor callers prewarmed`,
+        note: spec.note ?? 'synthesized example app on the local runtime, real handlers, strict vendor simulator in its own thread; '
+          + `local pacing knobs lead ${LOCAL_PACING.leadMs} ms, fire tolerance ${LOCAL_PACING.fireToleranceMs} ms, L ${LOCAL_PACING.latenessToleranceMs} ms; `
+          + `vendor callers prewarmed; measured after a warm-up of ${r.warmup.requests} requests`
+          + `${spec.load.kind === 'backlog' ? ', the backlog queued behind a disabled event source mapping' : ''}`,
+        details: { warmupRequests: r.warmup.requests, warmupProxy429: r.warmup.proxy429, warmupVendor429: r.warmup.vendor429 },
       };
     } else {
       const r = spec.kind === 'paced-model'
@@ -242,6 +246,7 @@ export function jsonLine(result: BenchResult): string {
       delivered: s.delivered,
       chart: s.chart,
       ...(s.note ? { note: s.note } : {}),
+      ...(s.details ? { details: s.details } : {}),
     })),
     machine: result.machine,
     elapsedMs: result.elapsedMs,

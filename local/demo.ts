@@ -12,10 +12,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
-import { LOCAL_PACING, vendorCallerWarmPool } from './local-pacing';
+import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import { deliveredRps, maxInAnyWindow, percentile, perSecond, violations, writeChart } from './report';
 import { LocalRuntime } from './runtime';
-import { VendorSimulator } from './vendor-simulator';
+import { VendorSimulatorHost } from './vendor-host';
 import { buildExampleApp } from '../examples/app';
 
 export interface DemoOptions {
@@ -118,13 +118,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   app.synth();
   log(`synthesized ${stack.stackName} into ${outdir}`);
 
-  // 2. The vendor, then the runtime that executes the template.
+  // 2. The vendor (in its own thread, see local/vendor-host.ts), then the runtime that executes the template.
   let runtime: LocalRuntime | undefined;
-  const vendor = new VendorSimulator({
+  const vendor = await VendorSimulatorHost.start({
     requestsPerSecond: options.rps,
     latencyMs: options.vendorLatencyMs,
     callbackDelayMs: options.callbackDelayMs,
-    rewriteUrl: (url) => (runtime ? runtime.rewriteUrl(url) : url),
     seed: options.seed,
     errorRate: options.vendorErrorRate,
     throttleRate: options.vendor429Rate,
@@ -134,7 +133,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     malformedCallbackRate: options.malformedCallbackRate,
     forgedCallbackRate: options.forgedCallbackRate,
   });
-  const vendorBase = await vendor.start();
+  const vendorBase = vendor.base;
   try {
     runtime = await LocalRuntime.start({
       assemblyDir: outdir,
@@ -146,6 +145,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       ...(process.env.DEMO_LOG_LEVEL ? { functionEnv: { POWERTOOLS_LOG_LEVEL: process.env.DEMO_LOG_LEVEL } } : {}),
     });
     log(`local runtime up: ${runtime.describe()}`);
+    // Callbacks go to the webhook's execute-api URL: the vendor needs the local REST API ports.
+    vendor.mapApis(runtime.apiGateway.ports);
     // Steady state: the vendor callers that wait for their slots are warm (as under a steady load
     // on AWS, or with provisioned concurrency), not dozens of cold starts at once on 2 cores.
     const caller = stack.orchestrator.dispatch.vendorCaller;
@@ -154,6 +155,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       await runtime.prewarm(caller, warm);
       log(`${warm} vendor caller environments warm`);
     }
+    // The vendor, the gateway and the callers run; the emulated control plane yields to them.
+    yieldToDataPlane();
 
     // 3. Submit every request up front, so the request queue holds a backlog.
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
@@ -176,7 +179,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       await new Promise((r) => setTimeout(r, 250));
       if (Date.now() - lastLine >= 1000) {
         lastLine = Date.now();
-        const s = vendor.stats();
+        const s = await vendor.stats();
         log(`t=${Math.round((Date.now() - started) / 1000)}s  vendor received ${s.submissions}, accepted ${s.accepted}  |  requests ended ${terminal()}/${executions.length}`);
       }
     }
@@ -209,8 +212,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       }
     }
 
-    const arrivals = vendor.arrivals();
-    const vendorStats = vendor.stats();
+    const arrivals = await vendor.arrivals();
+    const vendorStats = await vendor.stats();
     const first = arrivals.length ? Math.min(...arrivals) : started;
     const last = arrivals.length ? Math.max(...arrivals) : started;
     fs.mkdirSync(path.dirname(options.chartPath), { recursive: true });
@@ -232,7 +235,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
       vendor429s: vendorStats.rejected429ByContract,
-      proxy429s: runtime.proxy429s(),
+      proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
       p99LatencyMs: percentile(latencies, 99) ?? null,
       failuresByError,

@@ -103,6 +103,8 @@ export interface VendorRequestRecord {
   readonly forged: boolean;
   /** Result fetches (`GET .../<job id>/result`) of its jobs, contract 429s excluded. */
   readonly resultFetches: number;
+  /** When its first submission arrived, contract 429s included (ms since the epoch). */
+  readonly firstSubmissionAtMs?: number;
 }
 
 /** One callback the vendor sent (or tried to). */
@@ -162,6 +164,8 @@ interface RequestState {
   accepted: number;
   forged: boolean;
   resultFetches: number;
+  /** When its first submission arrived, contract 429s included (ms since the epoch). */
+  firstSubmissionAtMs?: number;
 }
 
 interface Job {
@@ -295,6 +299,7 @@ export class VendorSimulator {
         faults: [...s.faults],
         forged: s.forged,
         resultFetches: s.resultFetches,
+        ...(s.firstSubmissionAtMs === undefined ? {} : { firstSubmissionAtMs: s.firstSubmissionAtMs }),
       };
     }
     const c = this.counters;
@@ -329,7 +334,7 @@ export class VendorSimulator {
     const method = (req.method ?? 'GET').toUpperCase();
 
     if (method === 'POST') {
-      await this.submit(req, res, body, overContract);
+      await this.submit(req, res, body, overContract, now);
       return;
     }
     if (overContract) {
@@ -343,7 +348,9 @@ export class VendorSimulator {
     await this.answer(res, { status: 405, body: { error: `${method} is not supported` } }, this.options.latencyMs ?? 0);
   }
 
-  private async submit(req: http.IncomingMessage, res: http.ServerResponse, rawBody: Buffer | undefined, overContract: boolean): Promise<void> {
+  private async submit(
+    req: http.IncomingMessage, res: http.ServerResponse, rawBody: Buffer | undefined, overContract: boolean, arrivedAtMs: number,
+  ): Promise<void> {
     this.counters.submissions++;
     const latency = this.options.latencyMs ?? 0;
     const parsed = parseJsonObject(rawBody);
@@ -352,6 +359,7 @@ export class VendorSimulator {
     const state = requestId === undefined ? undefined : this.stateOf(requestId);
     if (state) {
       state.submissions++;
+      state.firstSubmissionAtMs ??= arrivedAtMs;
     }
     if (overContract) {
       await this.answer(res, this.contractRefusal(), latency);

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
+import { VendorSimulatorHost } from '../../local/vendor-host';
 import { VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
 
 // ---------------------------------------------------------------------------------------------
@@ -476,4 +477,35 @@ describe('VendorSimulator: contract enforcement', () => {
     expect(() => new VendorSimulator({ requestsPerSecond: 0 })).toThrow(/requestsPerSecond must be above 0 \(given 0\)/);
     expect(() => new VendorSimulator({ requestsPerSecond: 1, errorRate: 1.5 })).toThrow(/errorRate must be a fraction between 0 and 1 \(given 1.5\)/);
   });
+});
+
+describe('VendorSimulatorHost: the simulator in its own worker thread (benchmark and demo)', () => {
+  test('GIVEN the REST API ports WHEN a job is submitted THEN its first arrival is noted and the callback reaches the mapped API', async () => {
+    // GIVEN
+    webhook.reset();
+    const host = await VendorSimulatorHost.start({ requestsPerSecond: 10, callbackDelayMs: 10, callbackHeaders: CREDENTIALS, jobIdPrefix: 'job' });
+    try {
+      // The webhook URL's API id, served on the stand-in webhook's port.
+      host.mapApis({ abc123: Number(new URL(webhookBase).port) });
+      const before = Date.now();
+
+      // WHEN
+      const res = await call(`${host.base}/v1/jobs`, { headers: { 'Idempotency-Key': 'r-host' }, body: { requestId: 'r-host', callbackUrl: WEBHOOK_URL } });
+
+      // THEN
+      expect(res.status).toBe(202);
+      await waitFor(() => webhook.received.length === 1);
+      const stats = await host.stats();
+      expect(stats.requests['r-host'].firstSubmissionAtMs).toBeGreaterThanOrEqual(before);
+      expect(stats.callbacksDelivered).toBe(1);
+      expect(await host.arrivals()).toEqual([stats.requests['r-host'].firstSubmissionAtMs]);
+      expect((await host.callbacks())[0]).toMatchObject({ requestId: 'r-host', outcome: 'delivered' });
+    } finally {
+      await host.stop();
+    }
+  }, 30_000);
+
+  test('GIVEN options the simulator refuses WHEN starting THEN start fails with its message', async () => {
+    await expect(VendorSimulatorHost.start({ requestsPerSecond: 0 })).rejects.toThrow(/requestsPerSecond/);
+  }, 30_000);
 });
