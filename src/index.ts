@@ -6,6 +6,7 @@ export * from './rate-controlled-queue-consumer/rate-settings';
 export * from './throttled-proxy/throttled-proxy';
 export * from './throttled-proxy/vendor-credentials';
 export * from './callback-webhook/callback-webhook';
+export * from './dispatch-workflow/common-vendor-workflow-options';
 export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';

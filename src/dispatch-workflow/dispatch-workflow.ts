@@ -1,4 +1,4 @@
-import { Annotations, Aws, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -9,24 +9,27 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { CallbackUrlDelivery } from './callback-url-delivery';
+import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
+import { retryOrGiveUpStates } from './retry-or-give-up';
 import { VendorCallerFunction } from './vendor-caller-function';
+import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
 import { DynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
 import { VendorCallerEnv } from '../shared/env';
-import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+import { CorrelationAttributes, RequestStatus } from '../shared/messages';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV } from '../shared/metrics';
 import { addFunctionNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
-import { VENDOR_CREDENTIAL_HEADER } from '../throttled-proxy/vendor-credentials';
 import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
 
 /**
- * Options for the DispatchWorkflow that the orchestrator passes through.
+ * Options for the DispatchWorkflow that the orchestrator passes through: the retry, timeout and
+ * log settings it shares with the vendor-call workflow, and its own.
  */
-export interface DispatchWorkflowOptions {
+export interface DispatchWorkflowOptions extends CommonVendorWorkflowOptions {
   /**
    * How the vendor learns the webhook URL.
    *
@@ -40,52 +43,6 @@ export interface DispatchWorkflowOptions {
    * @default '$.jobId'
    */
   readonly jobIdPath?: string;
-
-  /**
-   * Vendor calls per request before it is given up (the first call included), 1 to 20.
-   * Each retry goes back through the request queue, so it is paced like any other request.
-   *
-   * @default 5
-   */
-  readonly maxAttempts?: number;
-
-  /**
-   * Backoff cap of the first retry; it doubles with every attempt up to `maxRetryDelay`, and the
-   * actual delay is drawn uniformly between zero and the cap (full jitter).
-   *
-   * @default Duration.seconds(2)
-   */
-  readonly retryBaseDelay?: Duration;
-
-  /**
-   * Largest backoff cap, at most 15 minutes (the longest SQS delivery delay).
-   *
-   * @default Duration.minutes(5)
-   */
-  readonly maxRetryDelay?: Duration;
-
-  /**
-   * How long one vendor call through the proxy may take. API Gateway's default integration
-   * timeout is 29 seconds.
-   *
-   * @default Duration.seconds(30)
-   */
-  readonly vendorCallTimeout?: Duration;
-
-  /**
-   * How long the dispatch workflow's logs are kept. Execution data is never logged (it holds the
-   * vendor credential).
-   *
-   * @default logs.RetentionDays.THREE_MONTHS
-   */
-  readonly logRetention?: logs.RetentionDays;
-
-  /**
-   * X-Ray tracing of the dispatch workflow.
-   *
-   * @default false
-   */
-  readonly tracingEnabled?: boolean;
 
   /**
    * With PacingPoint.VENDOR_CALL: longest the vendor caller waits for a fresh slot (it was late for
@@ -226,7 +183,6 @@ export class DispatchWorkflow extends Construct {
         + 'callbacks with WebhookAuthentication.signatureOnly(...) on the webhook');
     }
     // ---- end webhookauth ----
-    const credentials = props.proxy.credentials;
 
     // ---- Claim the request: a second dispatch of the same request id stops here. ----
     // webhookauth: the claim also stores the request's callback token, keeping the first one
@@ -270,43 +226,11 @@ export class DispatchWorkflow extends Construct {
     retryAwsThrottling(claim);
 
     // ---- Read the vendor credential (never stored in the template). ----
-    let readCredential: sfn.TaskStateBase | undefined;
-    const tokenFunction = props.proxy.tokenFunction;
-    if (tokenFunction) {
-      // OAuth client credentials: the proxy's token function returns '<token_type> <access_token>',
-      // cached in its memory until shortly before the token expires. It gets no execution data.
-      readCredential = new tasks.LambdaInvoke(this, 'GetVendorToken', {
-        comment: 'Get an OAuth access token for the vendor (cached by the function)',
-        lambdaFunction: tokenFunction,
-        payload: sfn.TaskInput.fromObject({}),
-        retryOnServiceExceptions: false,
-        resultSelector: { secret: sfn.JsonPath.stringAt('$.Payload.authorization') },
-        resultPath: '$.credential',
-      });
-      // A token endpoint failure is not retried here: it goes through ClassifyVendorError and back
-      // through the paced queue like any other retryable error.
-      readCredential.addRetry({
-        errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
-        interval: Duration.seconds(1),
-        backoffRate: 2,
-        maxAttempts: 2,
-        jitterStrategy: sfn.JitterType.FULL,
-      });
-    } else if (credentials.secret) {
-      readCredential = new tasks.CallAwsService(this, 'ReadVendorCredential', {
-        service: 'secretsmanager',
-        action: 'getSecretValue',
-        parameters: { SecretId: credentials.secret.secretArn },
-        iamResources: [credentials.secret.secretArn],
-        resultSelector: {
-          secret: credentials.jsonField
-            ? sfn.JsonPath.stringToJson(sfn.JsonPath.stringAt('$.SecretString'))
-            : sfn.JsonPath.stringAt('$.SecretString'),
-        },
-        resultPath: '$.credential',
-      });
-      retryAwsThrottling(readCredential);
-    }
+    // The same states as the vendor-call workflow's. With OAuth, a token endpoint failure is not
+    // retried in the workflow: it goes through ClassifyVendorError and back through the paced
+    // queue like any other retryable error.
+    const credential = vendorCredentialSteps(this, props.proxy, retryAwsThrottling);
+    const readCredential = credential.readCredential;
 
     // ---- Call the vendor through the proxy. ----
     const headers: Record<string, unknown> = {
@@ -318,14 +242,8 @@ export class DispatchWorkflow extends Construct {
       // webhookauth: a per-request URL is a path, so the header's one-value list is built at run time.
       headers[delivery.headerName] = (props.perRequestCallbackUrl ?? true) ? sfn.JsonPath.array(callbackUrlValue) : [callbackUrlValue];
     }
-    if (tokenFunction) {
-      headers[VENDOR_CREDENTIAL_HEADER] = sfn.JsonPath.array(sfn.JsonPath.stringAt('$.credential.secret'));
-    } else if (credentials.secret && credentials.headerName) {
-      const secretPath = credentials.jsonField ? `$.credential.secret.${credentials.jsonField}` : '$.credential.secret';
-      headers[VENDOR_CREDENTIAL_HEADER] = sfn.JsonPath.array(credentials.prefix
-        ? sfn.JsonPath.format(`${escapeIntrinsicText(credentials.prefix)}{}`, sfn.JsonPath.stringAt(secretPath))
-        : sfn.JsonPath.stringAt(secretPath));
-    }
+    // The credential header goes last, after the webhook URL header (the order shows in the definition).
+    Object.assign(headers, credential.headers);
     // The vendor's body: the payload, merged with the webhook URL when it goes in the body.
     // JsonMerge needs an object; anything else is refused before the call, with a clear cause.
     let prepare: sfn.IChainable;
@@ -437,30 +355,9 @@ export class DispatchWorkflow extends Construct {
       comment: 'A redelivered request whose job was already submitted, or another copy of a delivery that is being dispatched: nothing to do',
     });
 
-    // ---- Retry: back through the request queue, with a jittered, growing delay. ----
-    const caps = [retryBaseDelay.toSeconds()];
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      caps.push(Math.min(maxRetryDelay.toSeconds(), retryBaseDelay.toSeconds() * 2 ** (attempt - 1)));
-    }
-    const backoffCaps = new sfn.Pass(this, 'BackoffCaps', {
-      comment: 'Backoff cap in seconds per attempt: base x 2^(attempt - 1), at most maxRetryDelay',
-      result: sfn.Result.fromArray(caps),
-      resultPath: '$.backoffCaps',
-    });
-    const computeBackoff = new sfn.Pass(this, 'ComputeBackoff', {
-      comment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry carries the same request id',
-      parameters: {
-        delaySeconds: sfn.JsonPath.mathRandom(0, Token.asNumber(sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.backoffCaps'), sfn.JsonPath.numberAt('$.attempt')))),
-        message: {
-          taskToken: sfn.JsonPath.stringAt('$.taskToken'),
-          requestId: sfn.JsonPath.stringAt('$.requestId'),
-          payload: sfn.JsonPath.objectAt('$.payload'),
-          attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
-          callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
-        },
-      },
-      resultPath: '$.retry',
-    });
+    // ---- Retry through the paced queue, or give up (park, fail the waiting workflow). ----
+    // The two SQS tasks are built here, not in retryOrGiveUpStates: they are CallAwsService tasks,
+    // with their own IAM statements, where the vendor-call workflow uses raw states.
     const requeue = new tasks.CallAwsService(this, 'RequeueWithDelay', {
       comment: 'The retry is another vendor call: it goes back through the paced queue with the same request id',
       service: 'sqs',
@@ -474,9 +371,6 @@ export class DispatchWorkflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     });
     retryAwsThrottling(requeue);
-    const retryScheduled = new sfn.Succeed(this, 'RetryScheduled');
-
-    // ---- Give up: park the request and fail the waiting workflow at once. ----
     // The original request message, unchanged, so the dead-letter queue can be redriven; why it
     // was given up travels in message attributes.
     const park = new tasks.CallAwsService(this, 'ParkInDeadLetterQueue', {
@@ -495,40 +389,24 @@ export class DispatchWorkflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     });
     retryAwsThrottling(park);
-    const failWaiting = this.sendTaskFailure('FailWaitingWorkflow', { path: 'States.JsonToString($.error)' });
-    // The cause above can exceed SendTaskFailure's 32768 characters (a long vendor body): say less.
-    const failWaitingShort = this.sendTaskFailure('FailWaitingWorkflowBriefly', {
-      text: 'The vendor request failed; the request and the full error are in the request dead-letter queue',
+    const { classify, giveUp } = retryOrGiveUpStates(this, {
+      maxAttempts,
+      retryBaseDelay,
+      maxRetryDelay,
+      computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry carries the same request id',
+      retryMessage: {
+        taskToken: sfn.JsonPath.stringAt('$.taskToken'),
+        requestId: sfn.JsonPath.stringAt('$.requestId'),
+        payload: sfn.JsonPath.objectAt('$.payload'),
+        attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+        callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
+      },
+      requeue,
+      park,
+      briefFailureCause: 'The vendor request failed; the request and the full error are in the request dead-letter queue',
+      failedStateId: 'DispatchFailed',
+      failedCause: 'The request was given up and parked in the request dead-letter queue',
     });
-    const dispatchFailed = new sfn.Fail(this, 'DispatchFailed', {
-      error: ErrorNames.VENDOR_REQUEST_FAILED,
-      cause: 'The request was given up and parked in the request dead-letter queue',
-    });
-    failWaiting.addCatch(failWaitingShort, { resultPath: '$.failError' });
-    failWaitingShort.addCatch(dispatchFailed, { resultPath: '$.failError' });
-    const giveUp = park.next(failWaiting.next(dispatchFailed));
-    failWaitingShort.next(dispatchFailed);
-    park.addCatch(failWaiting, { resultPath: '$.parkError' });
-
-    const retryOrGiveUp = new sfn.Choice(this, 'RetryOrGiveUp')
-      .when(sfn.Condition.numberLessThan('$.attempt', maxAttempts), backoffCaps.next(computeBackoff).next(requeue).next(retryScheduled))
-      .otherwise(giveUp);
-    // A failed requeue must not lose the request: give up loudly instead.
-    requeue.addCatch(park, { resultPath: '$.requeueError' });
-
-    // 429, 408, 5xx and anything that is not an HTTP answer (timeouts, network) are retryable;
-    // other 4xx answers mean the vendor refused this request: retrying cannot help.
-    // Step Functions names API Gateway failures `ApiGateway.<status>` (documented as `APIGateway.`).
-    const classify = new sfn.Choice(this, 'ClassifyVendorError')
-      .when(sfn.Condition.or(...['429', '408'].flatMap((code) => [
-        sfn.Condition.stringEquals('$.error.Error', `ApiGateway.${code}`),
-        sfn.Condition.stringEquals('$.error.Error', `APIGateway.${code}`),
-      ])), retryOrGiveUp)
-      .when(sfn.Condition.or(
-        sfn.Condition.stringMatches('$.error.Error', 'ApiGateway.4*'),
-        sfn.Condition.stringMatches('$.error.Error', 'APIGateway.4*'),
-      ), giveUp)
-      .otherwise(retryOrGiveUp);
 
     const missingJobId = new sfn.Pass(this, 'MissingJobId', {
       parameters: {
@@ -630,9 +508,9 @@ export class DispatchWorkflow extends Construct {
       tracingEnabled: props.tracingEnabled ?? false,
       logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
     });
-    if (!tokenFunction) {
+    if (!props.proxy.tokenFunction) {
       // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
-      credentials.secret?.grantRead(this.stateMachine);
+      props.proxy.credentials.secret?.grantRead(this.stateMachine);
     }
     if (!caller) {
       props.proxy.grantInvoke(this.stateMachine);
@@ -751,27 +629,6 @@ export class DispatchWorkflow extends Construct {
   public metricDispatchTimeouts(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.stateMachine.metricTimedOut(props);
   }
-
-  /**
-   * A raw `aws-sdk:sfn:sendTaskFailure` task. Not `CallAwsService`: that one attaches its own IAM
-   * statement, which would need the waiting workflows' ARNs before they are known (a lazy list
-   * there breaks synthesis under `@aws-cdk/aws-iam:minimizePolicies`). `grantTaskResponses()` grants
-   * the permission per workflow instead.
-   */
-  private sendTaskFailure(id: string, cause: { text?: string; path?: string }): sfn.CustomState {
-    return new sfn.CustomState(this, id, {
-      stateJson: {
-        Type: 'Task',
-        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskFailure`,
-        Parameters: {
-          'TaskToken.$': '$.taskToken',
-          'Error': ErrorNames.VENDOR_REQUEST_FAILED,
-          ...(cause.path ? { 'Cause.$': cause.path } : { Cause: cause.text }),
-        },
-        ResultPath: null,
-      },
-    });
-  }
 }
 
 /** Retries an AWS service call on throttling and transient errors (no vendor call involved). */
@@ -792,9 +649,4 @@ function retryAwsThrottling(task: sfn.TaskStateBase): void {
 /** `['data', 0, 'id']`-style segments as a JSONPath suffix (`.data[0].id`). */
 function jobIdPathSuffix(segments: string[]): string {
   return segments.map((s) => (/^\d+$/.test(s) ? `[${s}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(s) ? `.${s}` : `['${s}']`)).join('');
-}
-
-/** Escapes text for use inside an intrinsic function's string argument. */
-function escapeIntrinsicText(text: string): string {
-  return text.replace(/[\\'{}]/g, (c) => `\\${c}`);
 }

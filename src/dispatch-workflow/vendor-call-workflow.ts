@@ -1,4 +1,4 @@
-import { Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -6,61 +6,18 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
+import { retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCredentialSteps } from './vendor-credential-steps';
-import { ErrorNames } from '../shared/messages';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 
 /**
- * Options for the VendorCallWorkflow that the orchestrator passes through (`vendorCall`).
+ * Options for the VendorCallWorkflow that the orchestrator passes through (`vendorCall`): the
+ * retry, timeout and log settings it shares with the dispatch workflow.
  */
-export interface VendorCallWorkflowOptions {
-  /**
-   * Vendor calls per request before it is given up (the first call included), 1 to 20.
-   * Each retry goes back through the request queue, so it is paced like any other request.
-   *
-   * @default 5
-   */
-  readonly maxAttempts?: number;
-
-  /**
-   * Backoff cap of the first retry; it doubles with every attempt up to `maxRetryDelay`, and the
-   * actual delay is drawn uniformly between zero and the cap (full jitter).
-   *
-   * @default Duration.seconds(2)
-   */
-  readonly retryBaseDelay?: Duration;
-
-  /**
-   * Largest backoff cap, at most 15 minutes (the longest SQS delivery delay).
-   *
-   * @default Duration.minutes(5)
-   */
-  readonly maxRetryDelay?: Duration;
-
-  /**
-   * How long one vendor call through the proxy may take. API Gateway's default integration
-   * timeout is 29 seconds.
-   *
-   * @default Duration.seconds(30)
-   */
-  readonly vendorCallTimeout?: Duration;
-
-  /**
-   * How long the workflow's logs are kept. Execution data is never logged (it holds the vendor
-   * credential and the vendor's response).
-   *
-   * @default logs.RetentionDays.THREE_MONTHS
-   */
-  readonly logRetention?: logs.RetentionDays;
-
-  /**
-   * X-Ray tracing of the workflow.
-   *
-   * @default false
-   */
-  readonly tracingEnabled?: boolean;
+export interface VendorCallWorkflowOptions extends CommonVendorWorkflowOptions {
 }
 
 /**
@@ -165,30 +122,9 @@ export class VendorCallWorkflow extends Construct {
     returnResponse.addCatch(waitingWorkflowEnded, { errors: taskClosedErrors, resultPath: sfn.JsonPath.DISCARD });
     const returned = new sfn.Succeed(this, 'Returned');
 
-    // ---- Retry: back through the request queue, with a jittered, growing delay. ----
-    const caps = [retryBaseDelay.toSeconds()];
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      caps.push(Math.min(maxRetryDelay.toSeconds(), retryBaseDelay.toSeconds() * 2 ** (attempt - 1)));
-    }
-    const backoffCaps = new sfn.Pass(this, 'BackoffCaps', {
-      comment: 'Backoff cap in seconds per attempt: base x 2^(attempt - 1), at most maxRetryDelay',
-      result: sfn.Result.fromArray(caps),
-      resultPath: '$.backoffCaps',
-    });
-    const computeBackoff = new sfn.Pass(this, 'ComputeBackoff', {
-      comment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry is the same call with the same request id',
-      parameters: {
-        delaySeconds: sfn.JsonPath.mathRandom(0, Token.asNumber(sfn.JsonPath.arrayGetItem(sfn.JsonPath.listAt('$.backoffCaps'), sfn.JsonPath.numberAt('$.attempt')))),
-        message: {
-          kind: 'call',
-          taskToken: sfn.JsonPath.stringAt('$.taskToken'),
-          requestId: sfn.JsonPath.stringAt('$.requestId'),
-          call: sfn.JsonPath.objectAt('$.message.call'),
-          attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
-        },
-      },
-      resultPath: '$.retry',
-    });
+    // ---- Retry through the paced queue, or give up (park, fail the waiting workflow). ----
+    // The two SQS tasks are built here, not in retryOrGiveUpStates: they are raw states, granted by
+    // grantSendMessages alone, where the dispatch workflow uses CallAwsService tasks.
     const requeue = new sfn.CustomState(this, 'RequeueWithDelay', {
       stateJson: {
         Type: 'Task',
@@ -203,9 +139,6 @@ export class VendorCallWorkflow extends Construct {
       },
     });
     retryAwsThrottling(requeue);
-    const retryScheduled = new sfn.Succeed(this, 'RetryScheduled');
-
-    // ---- Give up: park the call and fail the waiting workflow at once. ----
     const park = new sfn.CustomState(this, 'ParkInDeadLetterQueue', {
       stateJson: {
         Type: 'Task',
@@ -223,40 +156,24 @@ export class VendorCallWorkflow extends Construct {
       },
     });
     retryAwsThrottling(park);
-    const failWaiting = this.sendTaskFailure('FailWaitingWorkflow', { path: 'States.JsonToString($.error)' });
-    // The cause above can exceed SendTaskFailure's 32768 characters (a long vendor body): say less.
-    const failWaitingShort = this.sendTaskFailure('FailWaitingWorkflowBriefly', {
-      text: 'The vendor call failed; the call and the full error are in the request dead-letter queue',
+    const { classify, giveUp } = retryOrGiveUpStates(this, {
+      maxAttempts,
+      retryBaseDelay,
+      maxRetryDelay,
+      computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry is the same call with the same request id',
+      retryMessage: {
+        kind: 'call',
+        taskToken: sfn.JsonPath.stringAt('$.taskToken'),
+        requestId: sfn.JsonPath.stringAt('$.requestId'),
+        call: sfn.JsonPath.objectAt('$.message.call'),
+        attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+      },
+      requeue,
+      park,
+      briefFailureCause: 'The vendor call failed; the call and the full error are in the request dead-letter queue',
+      failedStateId: 'CallFailed',
+      failedCause: 'The vendor call was given up and parked in the request dead-letter queue',
     });
-    const callFailed = new sfn.Fail(this, 'CallFailed', {
-      error: ErrorNames.VENDOR_REQUEST_FAILED,
-      cause: 'The vendor call was given up and parked in the request dead-letter queue',
-    });
-    failWaiting.addCatch(failWaitingShort, { resultPath: '$.failError' });
-    failWaitingShort.addCatch(callFailed, { resultPath: '$.failError' });
-    const giveUp = park.next(failWaiting.next(callFailed));
-    failWaitingShort.next(callFailed);
-    park.addCatch(failWaiting, { resultPath: '$.parkError' });
-
-    const retryOrGiveUp = new sfn.Choice(this, 'RetryOrGiveUp')
-      .when(sfn.Condition.numberLessThan('$.attempt', maxAttempts), backoffCaps.next(computeBackoff).next(requeue).next(retryScheduled))
-      .otherwise(giveUp);
-    // A failed requeue must not lose the call: give up loudly instead.
-    requeue.addCatch(park, { resultPath: '$.requeueError' });
-
-    // 429, 408, 5xx and anything that is not an HTTP answer (timeouts, network) are retryable;
-    // other 4xx answers are the vendor's final word on this call (e.g. 404: no such job).
-    // Step Functions names API Gateway failures `ApiGateway.<status>` (documented as `APIGateway.`).
-    const classify = new sfn.Choice(this, 'ClassifyVendorError')
-      .when(sfn.Condition.or(...['429', '408'].flatMap((code) => [
-        sfn.Condition.stringEquals('$.error.Error', `ApiGateway.${code}`),
-        sfn.Condition.stringEquals('$.error.Error', `APIGateway.${code}`),
-      ])), retryOrGiveUp)
-      .when(sfn.Condition.or(
-        sfn.Condition.stringMatches('$.error.Error', 'ApiGateway.4*'),
-        sfn.Condition.stringMatches('$.error.Error', 'APIGateway.4*'),
-      ), giveUp)
-      .otherwise(retryOrGiveUp);
 
     // The answer could not be delivered (e.g. larger than a task output may be): fail the caller.
     returnResponse.addCatch(giveUp, { resultPath: '$.error' });
@@ -425,22 +342,6 @@ export class VendorCallWorkflow extends Construct {
         ResultSelector: { 'statusCode.$': '$.StatusCode', 'body.$': '$.ResponseBody', 'headers.$': '$.Headers' },
         ResultPath: '$.response',
         TimeoutSeconds: timeout.toSeconds(),
-      },
-    });
-  }
-
-  /** A raw `aws-sdk:sfn:sendTaskFailure` task (granted per workflow by `grantTaskResponses()`). */
-  private sendTaskFailure(id: string, cause: { text?: string; path?: string }): sfn.CustomState {
-    return new sfn.CustomState(this, id, {
-      stateJson: {
-        Type: 'Task',
-        Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskFailure`,
-        Parameters: {
-          'TaskToken.$': '$.taskToken',
-          'Error': ErrorNames.VENDOR_REQUEST_FAILED,
-          ...(cause.path ? { 'Cause.$': cause.path } : { Cause: cause.text }),
-        },
-        ResultPath: null,
       },
     });
   }

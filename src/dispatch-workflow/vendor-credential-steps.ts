@@ -14,16 +14,18 @@ export interface VendorCredentialSteps {
 }
 
 /**
- * Reads the vendor credential the way the dispatch workflow does (the same states, ids and
- * grants), for other workflows that call the vendor through the proxy:
+ * The states that read the vendor credential, shared by the two workflows that call the vendor
+ * through the proxy (DispatchWorkflow and VendorCallWorkflow), so both read it the same way with
+ * the same state ids:
  * - OAuth client credentials: invoke the proxy's token function (`GetVendorToken`), which returns
  *   `<token_type> <access_token>`, cached in its memory;
  * - a secret: `secretsmanager:getSecretValue` (`ReadVendorCredential`), optionally one JSON field
  *   and a prefix. The caller grants the read (`credentials.secret.grantRead`) when there is no
  *   token function.
  *
- * `retryAwsThrottling` is applied to the Secrets Manager read. The credential is never stored in
- * the template, and the workflows that use it log no execution data.
+ * `retryAwsThrottling` is applied to the Secrets Manager read (each workflow passes its own: the
+ * two retry different error lists). The credential is never stored in the template, and the
+ * workflows that use it log no execution data.
  */
 export function vendorCredentialSteps(
   scope: Construct, proxy: ThrottledProxy, retryAwsThrottling: (task: sfn.TaskStateBase) => void,

@@ -1,0 +1,55 @@
+import { Duration } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+
+/**
+ * Options common to the two Express workflows that call the vendor: the dispatch workflow
+ * (`DispatchWorkflowOptions`) and the vendor-call workflow (`VendorCallWorkflowOptions`).
+ * Both retry, time out and log the same way, so they take the same settings.
+ */
+export interface CommonVendorWorkflowOptions {
+  /**
+   * Vendor calls per request before it is given up (the first call included), 1 to 20.
+   * Each retry goes back through the request queue, so it is paced like any other request.
+   *
+   * @default 5
+   */
+  readonly maxAttempts?: number;
+
+  /**
+   * Backoff cap of the first retry; it doubles with every attempt up to `maxRetryDelay`, and the
+   * actual delay is drawn uniformly between zero and the cap (full jitter).
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly retryBaseDelay?: Duration;
+
+  /**
+   * Largest backoff cap, at most 15 minutes (the longest SQS delivery delay).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly maxRetryDelay?: Duration;
+
+  /**
+   * How long one vendor call through the proxy may take. API Gateway's default integration
+   * timeout is 29 seconds.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly vendorCallTimeout?: Duration;
+
+  /**
+   * How long the workflow's logs are kept. Execution data is never logged: it holds the vendor
+   * credential (and, in the vendor-call workflow, the vendor's response).
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * X-Ray tracing of the workflow.
+   *
+   * @default false
+   */
+  readonly tracingEnabled?: boolean;
+}
