@@ -11,7 +11,7 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { workerScript } from './aws/worker-bundle';
+import { startWorker } from './aws/worker-bundle';
 import { VendorCallbackRecord, VendorSimulatorOptions, VendorStats } from './vendor-simulator';
 import type { FromVendorWorker, ToVendorWorker, VendorQuery } from './vendor-worker';
 
@@ -19,23 +19,9 @@ export type VendorHostOptions = Omit<VendorSimulatorOptions, 'rewriteUrl' | 'clo
 
 export class VendorSimulatorHost {
   public static async start(options: VendorHostOptions): Promise<VendorSimulatorHost> {
-    const worker = new Worker(workerScript(path.join(__dirname, 'vendor-worker.ts')), { workerData: { options }, execArgv: [] });
-    try {
-      const base = await new Promise<string>((resolve, reject) => {
-        worker.once('error', reject);
-        worker.once('exit', (code) => reject(new Error(`the vendor worker exited with code ${code} before it started`)));
-        worker.once('message', (m: FromVendorWorker) => {
-          if (m.type === 'started') resolve(m.base);
-          else reject(new Error(m.type === 'failed' ? m.message : `unexpected message from the vendor worker: ${m.type}`));
-        });
-      });
-      worker.removeAllListeners('exit');
-      worker.removeAllListeners('error');
-      return new VendorSimulatorHost(worker, base);
-    } catch (error) {
-      await worker.terminate();
-      throw error;
-    }
+    const { worker, started } = await startWorker<FromVendorWorker & { type: 'started' }>(
+      path.join(__dirname, 'vendor-worker.ts'), { options }, 'vendor');
+    return new VendorSimulatorHost(worker, started.base);
   }
 
   private nextId = 0;

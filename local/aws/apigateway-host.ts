@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { apiRewriter, LocalApiGatewayOptions, LocalApiStats } from './apigateway';
 import type { ApiGatewayWorkerData, FromApiGatewayWorker, ToApiGatewayWorker } from './apigateway-worker';
-import { workerScript } from './worker-bundle';
+import { startWorker } from './worker-bundle';
 import { UrlRewriter } from '../types';
 
 export interface ApiGatewayHostOptions {
@@ -25,23 +25,9 @@ export interface ApiGatewayHostOptions {
 export class ApiGatewayHost {
   public static async start(options: ApiGatewayHostOptions): Promise<ApiGatewayHost> {
     const workerData: ApiGatewayWorkerData = { resources: options.resources, sqsEndpoint: options.sqsEndpoint, hostMap: options.hostMap };
-    const worker = new Worker(workerScript(path.join(__dirname, 'apigateway-worker.ts')), { workerData, execArgv: [] });
-    try {
-      const ports = await new Promise<Record<string, number>>((resolve, reject) => {
-        worker.once('error', reject);
-        worker.once('exit', (code) => reject(new Error(`the API Gateway worker exited with code ${code} before it started`)));
-        worker.once('message', (m: FromApiGatewayWorker) => {
-          if (m.type === 'started') resolve(m.ports);
-          else reject(new Error(m.type === 'failed' ? m.message : `unexpected message from the API Gateway worker: ${m.type}`));
-        });
-      });
-      worker.removeAllListeners('exit');
-      worker.removeAllListeners('error');
-      return new ApiGatewayHost(worker, ports);
-    } catch (error) {
-      await worker.terminate();
-      throw error;
-    }
+    const { worker, started } = await startWorker<FromApiGatewayWorker & { type: 'started' }>(
+      path.join(__dirname, 'apigateway-worker.ts'), workerData, 'API Gateway');
+    return new ApiGatewayHost(worker, started.ports);
   }
 
   private nextId = 0;

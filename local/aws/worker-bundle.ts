@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { buildSync } from 'esbuild';
 
 const bundled = new Map<string, string>();
@@ -36,4 +37,31 @@ export function workerScript(entry: string): string {
   }
   bundled.set(entry, file);
   return file;
+}
+
+/**
+ * Starts `entry` (see workerScript) in a worker thread with `workerData` and waits for its first
+ * message: `{ type: 'started', ... }` resolves with it, `{ type: 'failed', message }` (or the
+ * thread failing or exiting first) rejects, and the thread is ended.
+ */
+export async function startWorker<T extends { readonly type: 'started' }>(
+  entry: string, workerData: unknown, what: string,
+): Promise<{ worker: Worker; started: T }> {
+  const worker = new Worker(workerScript(entry), { workerData, execArgv: [] });
+  try {
+    const started = await new Promise<T>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the ${what} worker exited with code ${code} before it started`)));
+      worker.once('message', (m: T | { type: string; message?: string }) => {
+        if (m.type === 'started') resolve(m as T);
+        else reject(new Error(m.type === 'failed' ? String((m as { message?: string }).message) : `unexpected message from the ${what} worker: ${m.type}`));
+      });
+    });
+    worker.removeAllListeners('exit');
+    worker.removeAllListeners('error');
+    return { worker, started };
+  } catch (error) {
+    await worker.terminate();
+    throw error;
+  }
 }
