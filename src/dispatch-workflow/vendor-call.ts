@@ -29,6 +29,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // A dependency of every AWS SDK v3 client (pinned by the lockfile), used here to sign plain HTTP
 // requests to the proxy with the function's role.
 import { SignatureV4 } from '@smithy/signature-v4';
+import { PreparedRequest, PrepareRequest } from './prepared-request';
 import { Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 import { VendorCallerEnv } from '../shared/env';
 import { MetricNames } from '../shared/metrics';
@@ -99,6 +100,11 @@ export interface VendorCallDeps {
   readonly config: VendorCallConfig;
   readonly sign: RequestSigner;
   readonly fetch: typeof fetch;
+  /**
+   * Builds the request before the slot, so that firing only writes it (prepared-request.ts).
+   * Without it, `fetch` is called at the slot.
+   */
+  readonly prepare?: PrepareRequest;
   readonly logger: VendorCallLogger;
   readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
   /** Default: the real clock. */
@@ -225,6 +231,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   logger.debug('vendor caller started', { ...log, aheadOfSlotMs: slot === undefined ? null : slot - clock.now() });
   let fired = false;
   let signed: Record<string, string> | undefined;
+  let prepared: PreparedRequest | undefined;
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
     if (slot === undefined || clock.now() > slot + config.fireToleranceMs) {
@@ -272,9 +279,13 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       continue;
     }
 
-    // 3. Fire at the slot, or not at all.
+    // 3. Fire at the slot, or not at all. The request is built now, so that at the slot only its
+    // write is left.
+    prepared = deps.prepare?.(url, { method, headers: signed, body });
     await sleepUntil(clock, slot);
     if (clock.now() > slot + config.fireToleranceMs) {
+      prepared?.cancel();
+      prepared = undefined;
       continue;
     }
     fired = true;
@@ -289,7 +300,8 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   let response: Response;
   let text: string;
   try {
-    response = await deps.fetch(url, { method, headers: signed, body, signal: AbortSignal.timeout(config.callTimeoutMs) });
+    const signal = AbortSignal.timeout(config.callTimeoutMs);
+    response = await (prepared ? prepared.send(signal) : deps.fetch(url, { method, headers: signed, body, signal }));
     text = await response.text();
   } catch (error) {
     const e = error as Error & { cause?: unknown };

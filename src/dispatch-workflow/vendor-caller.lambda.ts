@@ -7,6 +7,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
+import { createRequestPreparer } from './prepared-request';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
 import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
 import { createHandlerMetrics } from '../shared/handler-metrics';
@@ -22,6 +23,8 @@ const sign = createSigV4Signer(config.region, () => ({
   sessionToken: process.env.AWS_SESSION_TOKEN || undefined,
 }));
 const metrics = createHandlerMetrics(logger);
+// Requests are built before their slot and written at it, over kept-alive connections.
+const prepare = createRequestPreparer();
 // The operators' dynamic delay (AppConfig), when the consumer has one: a fresh slot reserved by a
 // late caller is spaced like the dispatcher's.
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
@@ -36,14 +39,14 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
       config,
       sign,
       fetch: (url, init) => fetch(url, init),
+      prepare,
       logger,
       metrics,
       dynamicDelay,
-      // An unsigned HEAD opens DNS + TCP + TLS to the proxy; API Gateway refuses it (403, IAM) before
-      // any integration, so the vendor never sees it.
+      // An unsigned HEAD opens DNS + TCP + TLS to the proxy in the pool the prepared requests use;
+      // API Gateway refuses it (403, IAM) before any integration, so the vendor never sees it.
       warmUp: async () => {
-        const response = await fetch(config.proxyUrl, { method: 'HEAD', signal: AbortSignal.timeout(2000) });
-        await response.arrayBuffer().catch(() => undefined);
+        await prepare(config.proxyUrl, { method: 'HEAD', headers: {} }).send(AbortSignal.timeout(2000));
       },
     });
   } finally {

@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
 import { callVendor, parseRetryAfterMs, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
 
 const ddb = mockClient(DynamoDBClient);
@@ -80,6 +81,28 @@ describe('callVendor', () => {
     expect(JSON.parse(received[0].body)).toEqual({ a: 1 });
     // the pause was re-read (consistent) before firing
     expect(ddb.commandCalls(GetItemCommand).some((c) => c.args[0].input.ConsistentRead === true)).toBe(true);
+  });
+
+  test('GIVEN a request preparer WHEN calling THEN the request is built before the slot and written at it', async () => {
+    answer = { status: 202, headers: { 'x-vendor': 'v' }, body: '{"jobId":"j-prepared"}' };
+    const slot = Date.now() + 300;
+    const prepared: number[] = [];
+    const preparer = createRequestPreparer();
+    const result = await callVendor({ requestId: 'r-prepared', headers: { 'Idempotency-Key': 'r-prepared' }, body: { a: 1 }, slotAtMs: slot }, {
+      ...deps(),
+      fetch: () => Promise.reject(new Error('fetch is not used when requests are prepared')),
+      prepare: (url, init) => {
+        prepared.push(Date.now());
+        return preparer(url, init);
+      },
+    });
+    expect(result).toMatchObject({ statusCode: 202, body: { jobId: 'j-prepared' }, headers: expect.objectContaining({ 'x-vendor': 'v' }) });
+    expect(prepared).toHaveLength(1);
+    expect(prepared[0]).toBeLessThan(slot);
+    expect(received).toHaveLength(1);
+    expect(received[0].at).toBeGreaterThanOrEqual(slot);
+    expect(received[0].headers.authorization).toBe('signed');
+    expect(JSON.parse(received[0].body)).toEqual({ a: 1 });
   });
 
   test('GIVEN a pause check that has not answered by the slot WHEN calling THEN the request fires at its slot without it', async () => {

@@ -1,0 +1,111 @@
+/**
+ * HTTP requests built before their pacing slot and only written at it.
+ *
+ * `fetch` does its work when it is called: it validates and copies the request, takes a connection
+ * from its pool and serializes the headers, all after the slot has come. A request built with
+ * `node:http` beforehand (connection taken from a keep-alive pool, headers set) leaves one socket
+ * write for the slot itself: less code runs between the timer and the wire, so requests leave
+ * closer to their slots (the fire lateness that `L` has to cover).
+ *
+ * Nothing is sent before `send()`: Node writes a request's head with its first body chunk or at
+ * `end()`, and `send()` is what calls `end()`.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+
+/** A request ready to go. */
+export interface PreparedRequest {
+  /** Writes the request; resolves with the response (its body read). Aborted by `signal`. */
+  send(signal?: AbortSignal): Promise<Response>;
+  /** Drops the request unsent (the slot was given up). */
+  cancel(): void;
+}
+
+/** Builds a request for later. */
+export type PrepareRequest = (url: string, init: { method: string; headers: Record<string, string>; body?: string }) => PreparedRequest;
+
+/** Statuses whose responses have no body (the Response constructor refuses one). */
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
+/**
+ * A `PrepareRequest` on `node:http` / `node:https` with keep-alive pools (one per protocol), for one
+ * Lambda execution environment.
+ *
+ * @param freeSocketTimeoutMs idle pooled connections are closed after this long (below the
+ *   server's own keep-alive timeout, so a reused connection is not one the server has closed).
+ */
+export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): PrepareRequest {
+  const agents = {
+    'http:': new http.Agent({ keepAlive: true, timeout: freeSocketTimeoutMs }),
+    'https:': new https.Agent({ keepAlive: true, timeout: freeSocketTimeoutMs }),
+  };
+  return (url, init) => {
+    const target = new URL(url);
+    const protocol = target.protocol === 'https:' ? 'https:' : 'http:';
+    const headers: Record<string, string> = { ...init.headers };
+    if (init.body !== undefined) {
+      headers['content-length'] = String(Buffer.byteLength(init.body));
+    }
+    const request = (protocol === 'https:' ? https : http).request(target, { method: init.method, headers, agent: agents[protocol] });
+    // A failure before send() (e.g. the connection was refused) is kept and reported by send().
+    let failure: Error | undefined;
+    request.on('error', (error) => {
+      failure ??= error;
+    });
+    let sent = false;
+    return {
+      send: (signal) => {
+        if (sent) {
+          return Promise.reject(new Error('a prepared request is sent once'));
+        }
+        sent = true;
+        return new Promise<Response>((resolve, reject) => {
+          if (failure) {
+            reject(failure);
+            return;
+          }
+          const onAbort = () => request.destroy(abortError(signal));
+          signal?.addEventListener('abort', onAbort, { once: true });
+          request.removeAllListeners('error');
+          request.on('error', (error) => {
+            signal?.removeEventListener('abort', onAbort);
+            reject(error);
+          });
+          request.on('response', (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('error', reject);
+            response.on('end', () => {
+              signal?.removeEventListener('abort', onAbort);
+              const status = response.statusCode ?? 502;
+              const responseHeaders = new Headers();
+              for (const [key, value] of Object.entries(response.headers)) {
+                if (value === undefined) continue;
+                for (const v of Array.isArray(value) ? value : [value]) responseHeaders.append(key, v);
+              }
+              const body = NULL_BODY_STATUSES.has(status) ? null : Buffer.concat(chunks);
+              resolve(new Response(body, { status, statusText: response.statusMessage, headers: responseHeaders }));
+            });
+          });
+          if (signal?.aborted) {
+            onAbort();
+            return;
+          }
+          request.end(init.body);
+        });
+      },
+      cancel: () => {
+        sent = true;
+        request.destroy();
+      },
+    };
+  };
+}
+
+/** What `fetch` rejects with on an aborted signal: the signal's reason (a TimeoutError for AbortSignal.timeout). */
+function abortError(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  // A DOMException (TimeoutError, AbortError); duck-typed, as it may come from another realm.
+  const named = typeof reason === 'object' && reason !== null && typeof (reason as Error).name === 'string';
+  return named ? reason as Error : Object.assign(new Error('The operation was aborted'), { name: 'AbortError' });
+}

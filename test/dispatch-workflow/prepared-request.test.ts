@@ -1,0 +1,109 @@
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
+
+let server: http.Server;
+let base: string;
+let answer: { status: number; headers?: Record<string, string>; body?: string; delayMs?: number };
+const received: Array<{ at: number; method?: string; url?: string; headers: http.IncomingHttpHeaders; body: string }> = [];
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      received.push({ at: Date.now(), method: req.method, url: req.url, headers: req.headers, body });
+      setTimeout(() => {
+        res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
+        res.end(answer.body);
+      }, answer.delayMs ?? 0);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise((r) => {
+  server.closeAllConnections();
+  server.close(r);
+}));
+beforeEach(() => {
+  received.length = 0;
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('createRequestPreparer', () => {
+  test('GIVEN a prepared request WHEN it is not sent yet THEN nothing reaches the server; WHEN sent THEN the request and the response are whole', async () => {
+    // GIVEN
+    answer = { status: 201, headers: { 'retry-after': '3', 'x-multi': 'a' }, body: '{"jobId":"j-1"}' };
+    const prepare = createRequestPreparer();
+    const prepared = prepare(`${base}/vendor/jobs?x=1`, { method: 'POST', headers: { 'idempotency-key': 'r-1', 'content-type': 'application/json' }, body: '{"a":"é"}' });
+
+    // WHEN waiting
+    await sleep(100);
+
+    // THEN nothing was written
+    expect(received).toHaveLength(0);
+
+    // WHEN sent
+    const response = await prepared.send();
+
+    // THEN
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({ method: 'POST', url: '/vendor/jobs?x=1', body: '{"a":"é"}' });
+    expect(received[0].headers['idempotency-key']).toBe('r-1');
+    expect(received[0].headers['content-length']).toBe(String(Buffer.byteLength('{"a":"é"}')));
+    expect(response.status).toBe(201);
+    expect(response.headers.get('retry-after')).toBe('3');
+    expect(await response.text()).toBe('{"jobId":"j-1"}');
+    await expect(prepared.send()).rejects.toThrow(/sent once/);
+  });
+
+  test('GIVEN a 204 answer WHEN sent THEN the response has no body (as fetch gives it)', async () => {
+    answer = { status: 204 };
+    const response = await createRequestPreparer()(`${base}/x`, { method: 'DELETE', headers: {} }).send();
+    expect(response.status).toBe(204);
+    expect(await response.text()).toBe('');
+  });
+
+  test('GIVEN a cancelled request (slot given up) THEN it never reaches the server', async () => {
+    answer = { status: 200, body: '{}' };
+    const prepared = createRequestPreparer()(`${base}/x`, { method: 'POST', headers: {}, body: '{}' });
+    prepared.cancel();
+    await sleep(100);
+    expect(received).toHaveLength(0);
+    await expect(prepared.send()).rejects.toThrow(/sent once/);
+  });
+
+  test('GIVEN a server slower than the timeout WHEN sent THEN it rejects with a TimeoutError, as fetch does', async () => {
+    answer = { status: 200, body: '{}', delayMs: 500 };
+    const prepared = createRequestPreparer()(`${base}/slow`, { method: 'GET', headers: {} });
+    await expect(prepared.send(AbortSignal.timeout(50))).rejects.toMatchObject({ name: 'TimeoutError' });
+  });
+
+  test('GIVEN nothing listening WHEN sent THEN it rejects with the connection error', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const prepared = createRequestPreparer()(`http://127.0.0.1:${port}/x`, { method: 'POST', headers: {}, body: '{}' });
+    await sleep(50);
+    await expect(prepared.send()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  test('GIVEN two requests in turn WHEN sent THEN the second reuses the kept-alive connection', async () => {
+    answer = { status: 200, body: '{}' };
+    const prepare = createRequestPreparer();
+    const ports: number[] = [];
+    const onConnection = (socket: import('node:net').Socket) => ports.push(socket.remotePort ?? 0);
+    server.on('connection', onConnection);
+    try {
+      await (await prepare(`${base}/a`, { method: 'GET', headers: {} }).send()).text();
+      await (await prepare(`${base}/b`, { method: 'GET', headers: {} }).send()).text();
+    } finally {
+      server.off('connection', onConnection);
+    }
+    expect(received).toHaveLength(2);
+    expect(new Set(ports).size).toBeLessThanOrEqual(1);
+  });
+});
