@@ -8,6 +8,7 @@
  * first arrived, so added latency is per request: main workflow start (its first state sends to
  * the request queue) -> first arrival at the vendor.
  */
+import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -185,4 +186,48 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
     await runtime?.stop();
     await vendor.stop();
   }
+}
+
+/**
+ * Runs one emulated scenario in a fresh Node.js process, as `npm run demo` runs: each scenario gets
+ * its own OS priorities (yieldToDataPlane lowers this process's main thread for good, and the
+ * threads a later scenario would start inherit that), its own JIT warm-up and its own emulators.
+ */
+export function runEmulatedInChild(options: Omit<EmulatedOptions, 'log'>, log: (line: string) => void): Promise<EmulatedRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, JSON.stringify(options)], {
+      env: { ...process.env, TS_NODE_PROJECT: path.join(__dirname, 'tsconfig.json') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    // Progress lines are the child's stderr; the SDK's Node.js version notices are left out.
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+      const lines = stderr.split('\n');
+      stderr = lines.pop() ?? '';
+      for (const line of lines) if (line.startsWith('  ')) log(line);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const last = stdout.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !last.startsWith('{')) {
+        reject(new Error(`the emulated scenario (rps ${options.rps}) exited with code ${code}: ${stderr || stdout.slice(-2000)}`));
+        return;
+      }
+      resolve(JSON.parse(last) as EmulatedRun);
+    });
+  });
+}
+
+if (require.main === module) {
+  const options = JSON.parse(process.argv[2] ?? '{}') as Omit<EmulatedOptions, 'log'>;
+  runEmulated({ ...options, log: (line) => process.stderr.write(`${line}\n`) }).then((run) => {
+    process.stdout.write(`${JSON.stringify(run)}\n`);
+    process.exit(0);
+  }, (error) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
 }

@@ -18,7 +18,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { runEmulated } from './bench-emulated';
+import { runEmulatedInChild } from './bench-emulated';
 import { describeModel, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, uMax, withPostFireSpread } from './bench-model';
 import { Load, runBaselineModel, runPacedModel } from './bench-sim';
 import { LOCAL_PACING } from './local-pacing';
@@ -135,7 +135,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let row: Omit<ScenarioRow, 'chart' | 'runMs'>;
     let arrivals: number[];
     if (spec.kind === 'emulated') {
-      const r = await runEmulated({ rps: spec.rps, load: spec.load, log });
+      const r = await runEmulatedInChild({ rps: spec.rps, load: spec.load }, log);
       arrivals = r.arrivals;
       row = {
         name: spec.name,
@@ -146,7 +146,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         delivered: r.delivered,
         utilization: r.utilization,
         // The synthesized example uses the local runtime's knobs (local/local-pacing.ts): slots
-        // (1000 + L) / floor(R) apart with L = 45 ms.
+        // (1000 + L) / floor(R) apart with the local L.
         uMax: round(uMax(LOCAL_PACING.latenessToleranceMs), 4),
         vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
         vendorViolations: r.vendorViolations,
