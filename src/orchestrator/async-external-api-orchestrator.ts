@@ -12,7 +12,9 @@ import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
+import { customMetric } from '../shared/custom-metrics';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
+import { MetricNames } from '../shared/metrics';
 import { validateDuration, validateRequestsPerSecond, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
 import { ThrottledProxy, ThrottledProxyOptions } from '../throttled-proxy/throttled-proxy';
@@ -901,6 +903,50 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricSlotsGivenUp(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.consumer.metricSlotsGivenUp(props);
+  }
+
+  /**
+   * Requests the vendor caller sent at their pacing slot, custom metric `VendorCalls`
+   * (`PacingPoint.VENDOR_CALL` only).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricVendorCalls(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.VENDOR_CALLS, 'Sum', props);
+  }
+
+  /**
+   * How late the vendor caller fired against its pacing slot, in milliseconds, custom metric
+   * `VendorCallLateness` (`PacingPoint.VENDOR_CALL` only). It is the first term of the pacing
+   * guarantee: with the proxy's `Latency` spread it tells whether the lateness tolerance L covers
+   * your path (README, Pacing).
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricVendorCallLateness(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.VENDOR_CALL_LATENESS, 'Maximum', props);
+  }
+
+  /**
+   * 429s (the vendor's or the proxy's) that paused all dispatch, custom metric `VendorPauses`
+   * (`PacingPoint.VENDOR_CALL` only).
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricVendorPauses(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.VENDOR_PAUSES, 'Sum', props);
+  }
+
+  /**
+   * Requests sent at their slot without the pause check, because the read of the vendor's pause
+   * failed or had not answered by the slot, custom metric `PauseChecksSkipped`
+   * (`PacingPoint.VENDOR_CALL` only). The rate bound holds regardless; frequent ones mean a slow or
+   * throttled pacer table.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricPauseChecksSkipped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.PAUSE_CHECKS_SKIPPED, 'Sum', props);
   }
 
   /**

@@ -488,6 +488,10 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       ['metricDispatchedRequests', (p) => orchestrator.metricDispatchedRequests(p), 'DispatchedRequests', 'Sum'],
       ['metricPacingWait', (p) => orchestrator.metricPacingWait(p), 'PacingWait', 'Average'],
       ['metricSlotsGivenUp', (p) => orchestrator.metricSlotsGivenUp(p), 'SlotsGivenUp', 'Sum'],
+      ['metricVendorCalls', (p) => orchestrator.metricVendorCalls(p), 'VendorCalls', 'Sum'],
+      ['metricVendorCallLateness', (p) => orchestrator.metricVendorCallLateness(p), 'VendorCallLateness', 'Maximum'],
+      ['metricVendorPauses', (p) => orchestrator.metricVendorPauses(p), 'VendorPauses', 'Sum'],
+      ['metricPauseChecksSkipped', (p) => orchestrator.metricPauseChecksSkipped(p), 'PauseChecksSkipped', 'Sum'],
       ['metricProxyThrottles', (p) => orchestrator.metricProxyThrottles(p), 'ProxyThrottles', 'Sum'],
       ['metricVendorThrottles', (p) => orchestrator.metricVendorThrottles(p), 'VendorThrottles', 'Sum'],
       ['metricCallbacksResolved', (p) => orchestrator.metricCallbacksResolved(p), 'CallbacksResolved', 'Sum'],
@@ -508,6 +512,17 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       expect(m.dimensions).toEqual({ Scope: orchestrator.metricsScope });
       expect(m.statistic).toBe(statistic);
       expect(m.period.toSeconds()).toBe(300);
+    });
+
+    test('the vendor caller publishes its metrics in the orchestrator scope, so the caller metrics above find its data', () => {
+      // GIVEN / WHEN
+      const one = setup();
+
+      // THEN
+      Template.fromStack(one.stack).hasResourceProperties('AWS::Lambda::Function', {
+        Description: Match.stringLikeRegexp('at its pacing slot'),
+        Environment: { Variables: Match.objectLike({ METRICS_SCOPE: one.orchestrator.metricsScope }) },
+      });
     });
 
     test.each(custom)('%s takes the options it is given', (_name, metric) => {
