@@ -7,13 +7,14 @@
  */
 import { IncomingMessage, ServerResponse } from 'http';
 import { AddressInfo } from 'net';
-import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
 import {
   CreateTableCommand,
   CreateTableCommandInput,
   DescribeTableCommand,
   DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import { WorkerHost } from './worker-bundle';
 import type { ServiceFaultHook } from '../faults';
 import { LocalTemplate } from '../template';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, ResolvedResource } from '../types';
@@ -61,42 +62,9 @@ export async function startDynamoDb(faults?: ServiceFaultHook): Promise<LocalDyn
   return faults?.beforeCall ? startInProcess(faults) : startInWorker();
 }
 
-/** The code of the dynalite worker: listen, report the port, close on request. */
-const WORKER_CODE = `
-'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
-const server = require(workerData.dynalitePath)({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-server.once('error', (err) => parentPort.postMessage({ type: 'error', message: String(err && err.stack || err) }));
-server.listen(0, '127.0.0.1', () => parentPort.postMessage({ type: 'listening', port: server.address().port }));
-parentPort.on('message', (m) => {
-  if (m === 'stop') {
-    server.close(() => parentPort.postMessage({ type: 'stopped' }));
-    server.closeAllConnections();
-  }
-});
-`;
-
 async function startInWorker(): Promise<LocalDynamoDb> {
-  const worker = new Worker(WORKER_CODE, { eval: true, execArgv: [], workerData: { dynalitePath: require.resolve('dynalite') } });
-  const port = await new Promise<number>((resolve, reject) => {
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`the dynalite worker exited with code ${code} before listening`)));
-    worker.on('message', (m: { type: string; port?: number; message?: string }) => {
-      if (m.type === 'listening') resolve(m.port!);
-      if (m.type === 'error') reject(new Error(`dynalite did not start: ${m.message}`));
-    });
-  });
-  worker.removeAllListeners('exit');
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    stop: async () => {
-      // Close the server first (dropping keep-alive sockets of SDK clients), then the thread.
-      const stopped = new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'stopped' && resolve()));
-      worker.postMessage('stop');
-      await Promise.race([stopped, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
-      await worker.terminate();
-    },
-  };
+  const { host, info } = await WorkerHost.start(path.join(__dirname, 'dynamodb-worker.ts'), { dynalitePath: require.resolve('dynalite') }, 'DynamoDB');
+  return { endpoint: `http://127.0.0.1:${info.port as number}`, stop: () => host.stop() };
 }
 
 async function startInProcess(faults: ServiceFaultHook): Promise<LocalDynamoDb> {

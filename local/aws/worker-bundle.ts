@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { buildSync } from 'esbuild';
+import type { FromWorker, ToWorker } from './worker-protocol';
 
 const bundled = new Map<string, string>();
 
@@ -40,28 +41,64 @@ export function workerScript(entry: string): string {
 }
 
 /**
- * Starts `entry` (see workerScript) in a worker thread with `workerData` and waits for its first
- * message: `{ type: 'started', ... }` resolves with it, `{ type: 'failed', message }` (or the
- * thread failing or exiting first) rejects, and the thread is ended.
+ * A worker thread running `entry` (see workerScript), which serves calls with `serveWorker`
+ * (worker-protocol.ts).
  */
-export async function startWorker<T extends { readonly type: 'started' }>(
-  entry: string, workerData: unknown, what: string,
-): Promise<{ worker: Worker; started: T }> {
-  const worker = new Worker(workerScript(entry), { workerData, execArgv: [] });
-  try {
-    const started = await new Promise<T>((resolve, reject) => {
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`the ${what} worker exited with code ${code} before it started`)));
-      worker.once('message', (m: T | { type: string; message?: string }) => {
-        if (m.type === 'started') resolve(m as T);
-        else reject(new Error(m.type === 'failed' ? String((m as { message?: string }).message) : `unexpected message from the ${what} worker: ${m.type}`));
+export class WorkerHost {
+  /**
+   * Starts the worker with `workerData` and waits until it has started: resolves with what it
+   * reported (`info`); rejects, and ends the thread, when it failed or exited first.
+   */
+  public static async start(entry: string, workerData: unknown, what: string): Promise<{ host: WorkerHost; info: Record<string, unknown> }> {
+    const worker = new Worker(workerScript(entry), { workerData, execArgv: [] });
+    try {
+      const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`the ${what} worker exited with code ${code} before it started`)));
+        worker.once('message', (m: FromWorker) => {
+          if (m.type === 'started') resolve(m);
+          else reject(new Error(m.type === 'failed' ? m.message : `unexpected message from the ${what} worker: ${m.type}`));
+        });
       });
+      worker.removeAllListeners('exit');
+      worker.removeAllListeners('error');
+      return { host: new WorkerHost(worker), info };
+    } catch (error) {
+      await worker.terminate();
+      throw error;
+    }
+  }
+
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: FromWorker) => {
+      if (m.type !== 'result') return;
+      const waiting = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.error !== undefined) waiting?.reject(new Error(m.error));
+      else waiting?.resolve(m.value);
     });
-    worker.removeAllListeners('exit');
-    worker.removeAllListeners('error');
-    return { worker, started };
-  } catch (error) {
-    await worker.terminate();
-    throw error;
+    // A crash of the worker fails what waits on it instead of hanging.
+    worker.on('error', (error) => {
+      for (const waiting of this.pending.values()) waiting.reject(error);
+      this.pending.clear();
+    });
+  }
+
+  /** Calls the worker's handler `method` with `args` (plain data both ways). */
+  public call<T = unknown>(method: string, ...args: unknown[]): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.worker.postMessage({ type: 'call', id, method, args } satisfies ToWorker);
+    });
+  }
+
+  /** Calls the worker's `stop` (waiting up to 2 s), then ends the thread. */
+  public async stop(): Promise<void> {
+    await Promise.race([this.call('stop'), new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]).catch(() => undefined);
+    await this.worker.terminate();
   }
 }
