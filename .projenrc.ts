@@ -58,6 +58,11 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-cdk/integ-runner@2.197.10',
     '@types/aws-lambda',
     'aws-sdk-client-mock',
+    // The webhook schemes' official libraries: the presets are tested against their signatures (issue 11).
+    // webhooks-methods 5+ is ESM-only; 4.x is the last CommonJS release jest loads as is.
+    'standardwebhooks',
+    'stripe',
+    '@octokit/webhooks-methods@^4',
     'aws-sdk-client-mock-jest',
     'asl-validator@^4',
     'velocityjs@^2',
