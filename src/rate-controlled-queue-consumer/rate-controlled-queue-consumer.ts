@@ -73,6 +73,10 @@ export interface RateControlledQueueConsumerOptions {
   /**
    * Receives before a request message is parked in the dead-letter queue.
    *
+   * Waiting for a pacing slot does not count: a message that gets no slot in time is re-sent as a
+   * delayed copy (the copy starts at receive count 0) and the original deleted, so only failed
+   * dispatches (StartExecution or the pacer table failing) use up receives.
+   *
    * @default 10
    */
   readonly maxReceiveCount?: number;
@@ -385,6 +389,9 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
+    // Postponing a message that got no pacing slot re-sends it with a delay (dispatch.ts,
+    // postponeAll), so that waiting never counts against maxReceiveCount.
+    this.queue.grantSendMessages(this.function);
     // --- dynamic delay (AppConfig) ---
     if (props.dynamicDelay) {
       this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', props.dynamicDelay);

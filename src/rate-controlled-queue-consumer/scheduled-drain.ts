@@ -12,9 +12,10 @@
  * 2. build an `SQSEvent` of them and call `dispatchBatch` (dispatch.ts): it paces every start
  *    through the shared slot schedule (pacer.ts), so the rate guarantee is the event source
  *    mode's, unchanged;
- * 3. `DeleteMessageBatch` the records that are not in `batchItemFailures`. Failures are left alone
- *    and come back after their visibility timeout (or sooner, when dispatch postponed them), as
- *    with the event source mapping.
+ * 3. `DeleteMessageBatch` the records that are not in `batchItemFailures` (started, parked, or
+ *    postponed as a delayed copy). Failures are left alone and come back after their visibility
+ *    timeout (or sooner, when dispatch hid them for a few seconds), as with the event source
+ *    mapping.
  *
  * The budget of a tick is `floor(R x period)` messages (`MAX_MESSAGES_PER_TICK`, derived at synth
  * time), further bounded by the time left: the function's remaining time minus a safety margin.
@@ -129,7 +130,7 @@ export type DrainStop = 'budget' | 'empty' | 'time';
 export interface DrainResult {
   /** Messages received (and handed to dispatch). */
   readonly received: number;
-  /** Messages deleted: dispatched, or parked by dispatch. */
+  /** Messages deleted: dispatched, parked, or postponed (re-sent as a delayed copy) by dispatch. */
   readonly deleted: number;
   /** Messages dispatch reported as failed: left on the queue. */
   readonly failed: number;
