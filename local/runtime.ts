@@ -302,6 +302,7 @@ export class LocalRuntime {
       schedules: this.template.ofType('AWS::Scheduler::Schedule'),
       invoke: (name, event) => this.lambda.invoke(name, event),
       speedup: this.options.scheduleSpeedup,
+      reservedConcurrency: (target) => this.lambda.reservedConcurrency(target),
     });
     if (this.options.scheduleTimers !== false) {
       this.scheduler.start();

@@ -670,6 +670,11 @@ export class LocalLambda {
     return pool.invoke(event, invokedArn);
   }
 
+  /** A function's `ReservedConcurrentExecutions` (by name or ARN); undefined when it has none or is unknown. */
+  reservedConcurrency(functionNameOrArn: string): number | undefined {
+    return this.pools.get(functionNameOf(functionNameOrArn))?.config.reservedConcurrency;
+  }
+
   /** Makes `count` warm environments of a function ready (see FunctionPool.prewarm). */
   prewarm(functionNameOrArn: string, count: number): Promise<void> {
     const pool = this.pools.get(functionNameOf(functionNameOrArn));

@@ -56,7 +56,12 @@ export interface RateControlledQueueConsumerOptions {
    * Reserved concurrency of the dispatcher function.
    *
    * Below `maxConcurrency` it throttles invocations, which returns messages to the queue and can
-   * push them to the dead-letter queue: a synth-time warning says so.
+   * push them to the dead-letter queue: a synth-time warning says so. Lambda only lets an account
+   * reserve what leaves 100 unreserved, so accounts with a low concurrency quota (new accounts
+   * can have 10) refuse any reservation at deploy time.
+   *
+   * With `ConsumerTrigger.schedule()` it may only be 1 (ticks already run one at a time through
+   * the drain lease; 1 makes Lambda enforce it too).
    *
    * @default - no reservation
    */
@@ -163,8 +168,9 @@ export interface RateControlledQueueConsumerOptions {
    * Both pace every start through the same schedule of slots.
    *
    * With `ConsumerTrigger.schedule()`, `batchSize`, `maxConcurrency`, `maxBatchingWindow` and
-   * `provisionedConcurrentExecutions` do not apply (an error if given), reserved concurrency is 1
-   * and the function timeout is the period minus 5 seconds (at most 15 minutes).
+   * `provisionedConcurrentExecutions` do not apply (an error if given), and the function timeout is
+   * the period minus 5 seconds (at most 15 minutes). Ticks run one at a time through a lease in the
+   * pacer table, without reserved concurrency (which accounts with little concurrency refuse).
    *
    * @default ConsumerTrigger.eventSource()
    */
@@ -235,7 +241,7 @@ export class RateControlledQueueConsumer extends Construct {
   public readonly deadLetterQueue: sqs.Queue;
   /** The dispatcher function. */
   public readonly function: lambda.Function;
-  /** The pacing schedule (one item). */
+  /** The pacing schedule (one item; with the schedule trigger also the drain lease item). */
   public readonly pacerTable: dynamodb.Table;
   /** Fires when the backlog exceeds `backlogAlarmThreshold` of work at the contracted rate. */
   public readonly backlogAlarm: cloudwatch.Alarm;
@@ -340,7 +346,8 @@ export class RateControlledQueueConsumer extends Construct {
       Annotations.of(this).addWarningV2('cdk-async-external-api:visibilityTimeout',
         `visibilityTimeout ${props.visibilityTimeout.toHumanString()} is below six times the dispatcher timeout (${timeoutSeconds * 6} seconds), which AWS recommends so that retried invocations do not see messages reappear`);
     }
-    if (props.reservedConcurrentExecutions !== undefined && props.reservedConcurrentExecutions < this.maxConcurrency) {
+    // The schedule trigger has no event source mapping: maxConcurrency does not apply there.
+    if (!schedulePlan && props.reservedConcurrentExecutions !== undefined && props.reservedConcurrentExecutions < this.maxConcurrency) {
       Annotations.of(this).addWarningV2('cdk-async-external-api:reservedConcurrency',
         `reservedConcurrentExecutions (${props.reservedConcurrentExecutions}) is below maxConcurrency (${this.maxConcurrency}): Lambda throttles the extra invocations, messages return to the queue and can reach the dead-letter queue. Use maxConcurrency alone to cap the consumer`);
     }
@@ -367,7 +374,9 @@ export class RateControlledQueueConsumer extends Construct {
       description: 'Starts one dispatch workflow per request message, paced to the vendor contract',
       timeout,
       memorySize: 256,
-      reservedConcurrentExecutions: schedulePlan ? 1 : props.reservedConcurrentExecutions,
+      // Schedule trigger: no reservation by default (ticks take the drain lease instead, see
+      // scheduled-drain.ts); a reservation needs spare account concurrency and new accounts have none.
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       tracing: props.tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
       logGroup: new logs.LogGroup(this, 'FunctionLogs', {
         retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
