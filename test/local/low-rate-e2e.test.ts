@@ -47,6 +47,8 @@ beforeAll(async () => {
     stackName: stack.stackName,
     logFile: process.env.E2E_LOG,
     scheduleSpeedup: 60,
+    // A new account's concurrency quota: the stack must deploy there (no reserved concurrency).
+    accountConcurrency: 10,
   });
   vendor = new VendorSimulator({
     requestsPerSecond: RPS,

@@ -62,6 +62,8 @@ beforeAll(async () => {
     stackName: stack.stackName,
     logFile: process.env.E2E_LOG,
     functionEnv: { [ConsumerEnv.MAX_PACING_WAIT_MS]: '1500' },
+    // A new account's concurrency quota: the default stack reserves nothing, so it deploys there.
+    accountConcurrency: 10,
   });
   vendor = new VendorSimulator({
     requestsPerSecond: 2,
