@@ -510,11 +510,14 @@ async function sendDelayedCopy(item: ValidRecord, delaySeconds: number, deps: Di
   const log = { requestId: item.message.requestId, messageId: item.record.messageId };
   try {
     const attributes = copyMessageAttributes(item.record.messageAttributes);
+    // A message group (the tenant of an SQS fair queue) stays with the request.
+    const groupId = item.record.attributes.MessageGroupId;
     const sent = await deps.clients.sqs.send(new SendMessageCommand({
       QueueUrl: queueUrlFromArn(item.record.eventSourceARN, deps.config.sqsEndpointUrl),
       MessageBody: item.record.body,
       DelaySeconds: delaySeconds,
       ...(attributes ? { MessageAttributes: attributes } : {}),
+      ...(groupId ? { MessageGroupId: groupId } : {}),
     }));
     deps.logger.info('no pacing slot before the deadline; message postponed as a delayed copy', {
       ...log, copyMessageId: sent.MessageId, delaySeconds,

@@ -443,11 +443,13 @@ describe('dispatchBatch', () => {
     expect(logger.warn).toHaveBeenCalledWith('could not send the postponing copy; the message itself is hidden instead', expect.objectContaining({ messageId: 'm0' }));
   });
 
-  test('GIVEN a postponed message with message attributes WHEN dispatching THEN the copy carries them', async () => {
+  test('GIVEN a postponed message with message attributes and a message group WHEN dispatching THEN the copy carries them', async () => {
     const clock = fakeClock();
     inMemoryPacer(T0 + 9_500);
+    const base = record(message('req-a'), 'm0');
     const r: SQSRecord = {
-      ...record(message('req-a'), 'm0'),
+      ...base,
+      attributes: { ...base.attributes, MessageGroupId: 'tenant-acme' },
       messageAttributes: {
         tenant: { stringValue: 'acme', dataType: 'String', stringListValues: [], binaryListValues: [] },
         blob: { binaryValue: Buffer.from([1, 2, 3]).toString('base64'), dataType: 'Binary', stringListValues: [], binaryListValues: [] },
@@ -461,6 +463,11 @@ describe('dispatchBatch', () => {
       tenant: { DataType: 'String', StringValue: 'acme' },
       blob: { DataType: 'Binary', BinaryValue: Buffer.from([1, 2, 3]) },
     });
+    expect(sent.MessageGroupId).toBe('tenant-acme');
+    // Without one, none is sent (a standard queue without fair queueing).
+    sqs.resetHistory();
+    await dispatchBatch(sqsEvent(record(message('req-b'), 'm1')), deps(clock));
+    expect(sqs.commandCalls(SendMessageCommand)[0].args[0].input).not.toHaveProperty('MessageGroupId');
   });
 
   test('GIVEN more messages than slots before the deadline WHEN dispatching THEN the rest are re-sent, delayed until the next free slot', async () => {
