@@ -230,7 +230,6 @@ export class DispatchWorkflow extends Construct {
     // retried in the workflow: it goes through ClassifyVendorError and back through the paced
     // queue like any other retryable error.
     const credential = vendorCredentialSteps(this, props.proxy, retryAwsThrottling);
-    const readCredential = credential.readCredential;
 
     // ---- Call the vendor through the proxy. ----
     const headers: Record<string, unknown> = {
@@ -428,7 +427,6 @@ export class DispatchWorkflow extends Construct {
 
     claim.addCatch(alreadySubmitted, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
     claim.addCatch(classify, { resultPath: '$.error' });
-    readCredential?.addCatch(classify, { resultPath: '$.error' });
     callVendor.addCatch(classify, { resultPath: '$.error' });
     // The vendor accepted the job but its id could not be stored: a callback could never find
     // the workflow, so fail it now rather than at its timeout.
@@ -492,9 +490,8 @@ export class DispatchWorkflow extends Construct {
     });
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
 
-    const definition = readCredential
-      ? claim.next(readCredential).next(checkWaiting).next(prepare)
-      : claim.next(checkWaiting).next(prepare);
+    checkWaiting.next(prepare);
+    const definition = claim.next(credential.before(checkWaiting, { classify, giveUp }));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -508,8 +505,8 @@ export class DispatchWorkflow extends Construct {
       tracingEnabled: props.tracingEnabled ?? false,
       logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
     });
-    if (!props.proxy.tokenFunction) {
-      // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
+    if (!props.proxy.credentialFunction) {
+      // With a credential function only the function reads the secret (LambdaInvoke grants the invoke).
       props.proxy.credentials.secret?.grantRead(this.stateMachine);
     }
     if (!caller) {

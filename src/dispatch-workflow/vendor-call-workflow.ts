@@ -178,7 +178,6 @@ export class VendorCallWorkflow extends Construct {
     // The answer could not be delivered (e.g. larger than a task output may be): fail the caller.
     returnResponse.addCatch(giveUp, { resultPath: '$.error' });
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
-    credential.readCredential?.addCatch(classify, { resultPath: '$.error' });
     // With the vendor caller: no slot within its wait budget (a long vendor pause, a full schedule)
     // sends the call back through the queue after the delay it computed. Not an attempt: the
     // vendor was not called.
@@ -208,9 +207,7 @@ export class VendorCallWorkflow extends Construct {
     }
     returnResponse.next(returned);
 
-    const definition = credential.readCredential
-      ? checkWaiting.next(credential.readCredential).next(hasBody)
-      : checkWaiting.next(hasBody);
+    const definition = checkWaiting.next(credential.before(hasBody, { classify, giveUp }));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -224,8 +221,8 @@ export class VendorCallWorkflow extends Construct {
       tracingEnabled: props.tracingEnabled ?? false,
       logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
     });
-    if (!props.proxy.tokenFunction) {
-      // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
+    if (!props.proxy.credentialFunction) {
+      // With a credential function only the function reads the secret (LambdaInvoke grants the invoke).
       props.proxy.credentials.secret?.grantRead(this.stateMachine);
     }
     if (props.vendorCaller) {
@@ -395,9 +392,9 @@ function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: Ven
       reason: 'The vendor-call workflow calls the method and path each callVendorTask asks for (the proxy forwards <vendorUrl>/{proxy+}); the ARN is limited to the throttled proxy\'s one API and stage, whose resource policy denies every other role.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:execute-api:(<AWS::Region>|[a-z0-9-]+):(<AWS::AccountId>|[0-9]+):<[A-Za-z0-9]+>\\/[^/*]+\\/\\*\\/\\*$/' }],
     },
-    ...(props.proxy.tokenFunction || props.vendorCaller ? [{
+    ...(props.proxy.credentialFunction || props.vendorCaller ? [{
       id: 'AwsSolutions-IAM5',
-      reason: 'Invoking the vendor caller (PacingPoint.VENDOR_CALL) or the proxy\'s OAuth token function is granted on the function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
+      reason: 'Invoking the vendor caller (PacingPoint.VENDOR_CALL) or the proxy\'s credential function (OAuth token, JSON secret) is granted on the function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
       appliesTo: [{ regex: '/^Resource::<[A-Za-z0-9]+\\.Arn>:\\*$/' }],
     }] : []),
     ...wildcardSuppressions({ kms }),

@@ -171,3 +171,11 @@ export const ErrorNames = {
   /** The vendor's callback reported that the job failed. */
   VENDOR_JOB_FAILED: 'VendorJobFailed',
 } as const;
+
+/**
+ * The error of a vendor secret whose shape is not what the credentials expect (binary, not JSON,
+ * the JSON field missing or not a non-empty string, an OAuth client secret without clientId and
+ * clientSecret). Retrying cannot fix it: the request is parked at once with this reason, and is
+ * redriven once the secret is fixed.
+ */
+export const VENDOR_CREDENTIAL_UNUSABLE = 'VendorCredentialUnusable';

@@ -343,7 +343,7 @@ describe('AsyncExternalApiOrchestrator', () => {
         Resource: 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue',
         Parameters: { SecretId: `PLACEHOLDER-${logicalIdOf(stack, secret)}` },
       });
-      expect(definition.States.CallVendor.Parameters.Payload.headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.secret)');
+      expect(definition.States.CallVendor.Parameters.Payload.headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.SecretString)');
       expect(aslErrors(definition)).toEqual([]);
       template.hasResourceProperties('AWS::ApiGateway::Method', {
         RestApiId: stack.resolve(orchestrator.proxy.restApi.restApiId),
