@@ -2,11 +2,14 @@
  * Executes the synthesized vendor-call workflow (the template's own definition) with
  * aws-local-stepfunctions, replacing each AWS call by a local handler that records its input.
  */
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { mockClient } from 'aws-sdk-client-mock';
 import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
+import { callVendor } from '../../src/dispatch-workflow/vendor-call';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
@@ -18,14 +21,14 @@ function stepError(name: string, cause = ''): Error {
   return error;
 }
 
-function callDefinition(): AslDefinition {
+// apigateway:invoke by default, mocked below; the vendor caller's own logic is tested in vendor-call.test.ts.
+function callDefinition(pacingPoint: PacingPoint = PacingPoint.DISPATCH): AslDefinition {
   const stack = testStack();
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,
     callbackTimeout: Duration.minutes(30),
-    // apigateway:invoke, mocked below; the vendor caller's own logic is tested in vendor-call.test.ts.
-    pacingPoint: PacingPoint.DISPATCH,
+    pacingPoint,
   });
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' })),
@@ -192,5 +195,57 @@ describe('vendor-call workflow, executed', () => {
     });
     expect(result.error).toBeUndefined();
     expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+});
+
+describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL), executed', () => {
+  const definition = callDefinition(PacingPoint.VENDOR_CALL);
+  const ddb = mockClient(DynamoDBClient);
+  afterAll(() => ddb.restore());
+
+  /**
+   * The vendor caller's real answer when the vendor paused dispatch longer than its wait budget
+   * (`callVendor` with the pacer item paused for a minute), as lambda:invoke returns it.
+   */
+  async function callerFindsNoSlot(input: any): Promise<unknown> {
+    ddb.reset();
+    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(Date.now() + 60_000) } } });
+    const answer = await callVendor(input.Payload, {
+      dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
+      config: {
+        proxyUrl: 'http://127.0.0.1:9/vendor/',
+        region: 'us-east-1',
+        requestsPerSecond: 10,
+        pacerTableName: 'pacer',
+        latenessToleranceMs: 30,
+        fireToleranceMs: 10,
+        maxSlotWaitMs: 1000,
+        callTimeoutMs: 500,
+        defaultPauseMs: 1000,
+        maxPauseMs: 900_000,
+      },
+      sign: async ({ headers }) => headers,
+      fetch: () => {
+        throw new Error('the vendor must not be called during a pause');
+      },
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined } as any,
+    });
+    return { ExecutedVersion: '$LATEST', Payload: answer, StatusCode: 200 };
+  }
+
+  const slotInput = () => ({ ...callInput(2), slotAtMs: Date.now() + 100 });
+
+  test('a caller that finds no slot within its wait budget sends the call back through the queue, the same attempt', async () => {
+    // GIVEN the vendor paused dispatch for longer than maxSlotWait
+    // WHEN
+    const result = await run(definition, slotInput(), { CallVendor: callerFindsNoSlot, RequeueWithDelay: ok });
+
+    // THEN the call goes back with the caller's delay, not counted as an attempt
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor[0].Payload).toMatchObject({ method: 'GET', path: '/job-1/result', requestId: 'req-1' });
+    const sent = result.calls.RequeueWithDelay[0];
+    expect(sent.DelaySeconds).toBeGreaterThanOrEqual(59);
+    expect(JSON.parse(sent.MessageBody)).toEqual({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, call: callInput().call });
+    expect(result.calls.ReturnResponse).toBeUndefined();
   });
 });
