@@ -11,7 +11,7 @@ import { Construct } from 'constructs';
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
-import { retryOrGiveUpStates } from './retry-or-give-up';
+import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { VendorCallerFunction } from './vendor-caller-function';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
@@ -458,7 +458,7 @@ export class DispatchWorkflow extends Construct {
         resultPath: '$.retry',
       });
       callVendor.next(new sfn.Choice(this, 'WasVendorCalled')
-        .when(sfn.Condition.isPresent('$.vendor.requeue.delaySeconds'), defer.next(requeue))
+        .when(sfn.Condition.isPresent('$.vendor.requeue.delaySeconds'), defer.next(noUsableSlotState(this, '$.vendor.requeue.reason')).next(requeue))
         .otherwise(jobIdPresent));
     } else {
       callVendor.next(jobIdPresent);

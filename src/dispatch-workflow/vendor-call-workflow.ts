@@ -7,7 +7,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
-import { retryOrGiveUpStates } from './retry-or-give-up';
+import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
@@ -199,7 +199,7 @@ export class VendorCallWorkflow extends Construct {
         resultPath: '$.retry',
       });
       afterCall = new sfn.Choice(this, 'WasVendorCalled')
-        .when(sfn.Condition.isPresent('$.response.requeue.delaySeconds'), defer.next(requeue))
+        .when(sfn.Condition.isPresent('$.response.requeue.delaySeconds'), defer.next(noUsableSlotState(this, '$.response.requeue.reason')).next(requeue))
         .otherwise(returnResponse);
     }
     for (const call of [callVendor, callVendorWithBody]) {

@@ -7,6 +7,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint } from '../../src';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
@@ -315,6 +316,29 @@ describe('dispatch workflow, executed', () => {
     expect(sent.DelaySeconds).toBe(42);
     expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2, deferrals: 1, callbackToken: INPUT_TOKEN });
     expect(result.calls.StoreJobId).toBeUndefined();
+  });
+
+  test('a deferred request whose requeue fails is parked and fails the waiting workflow at once', async () => {
+    // GIVEN the caller finds no slot within its wait budget (its real answer), and SQS refuses the requeue
+    const result = await run(definition, dispatchInput(2), {
+      ClaimRequest: claimed,
+      CallVendor: callerAnswerDuringVendorPause,
+      RequeueWithDelay: () => {
+        throw stepError('Sqs.KmsThrottledException', 'KMS throttled');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN the request is parked unchanged, saying why, and the waiting workflow fails now
+    expect(result.calls.RequeueWithDelay).toHaveLength(1);
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    const park = result.calls.ParkInDeadLetterQueue[0];
+    expect(JSON.parse(park.MessageBody)).toEqual(dispatchInput(2).message);
+    expect(park.MessageAttributes.reason).toEqual({ DataType: 'String', StringValue: 'VendorCallDeferred' });
+    expect(JSON.parse(park.MessageAttributes.detail.StringValue).Cause).toContain('VendorPaused');
+    expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(JSON.parse(result.calls.FailWaitingWorkflow[0].Cause)).toMatchObject({ Error: 'VendorCallDeferred' });
   });
 
   test.each(['VendorCallTimeout', 'VendorCallNetworkError'])('a caller failure without an answer (%s) is retried through the queue', async (errorName) => {

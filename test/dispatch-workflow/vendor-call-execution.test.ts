@@ -2,14 +2,12 @@
  * Executes the synthesized vendor-call workflow (the template's own definition) with
  * aws-local-stepfunctions, replacing each AWS call by a local handler that records its input.
  */
-import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { mockClient } from 'aws-sdk-client-mock';
+import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
-import { callVendor } from '../../src/dispatch-workflow/vendor-call';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
@@ -200,45 +198,12 @@ describe('vendor-call workflow, executed', () => {
 
 describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL), executed', () => {
   const definition = callDefinition(PacingPoint.VENDOR_CALL);
-  const ddb = mockClient(DynamoDBClient);
-  afterAll(() => ddb.restore());
-
-  /**
-   * The vendor caller's real answer when the vendor paused dispatch longer than its wait budget
-   * (`callVendor` with the pacer item paused for a minute), as lambda:invoke returns it.
-   */
-  async function callerFindsNoSlot(input: any): Promise<unknown> {
-    ddb.reset();
-    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(Date.now() + 60_000) } } });
-    const answer = await callVendor(input.Payload, {
-      dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
-      config: {
-        proxyUrl: 'http://127.0.0.1:9/vendor/',
-        region: 'us-east-1',
-        requestsPerSecond: 10,
-        pacerTableName: 'pacer',
-        latenessToleranceMs: 30,
-        fireToleranceMs: 10,
-        maxSlotWaitMs: 1000,
-        callTimeoutMs: 500,
-        defaultPauseMs: 1000,
-        maxPauseMs: 900_000,
-      },
-      sign: async ({ headers }) => headers,
-      fetch: () => {
-        throw new Error('the vendor must not be called during a pause');
-      },
-      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined } as any,
-    });
-    return { ExecutedVersion: '$LATEST', Payload: answer, StatusCode: 200 };
-  }
-
   const slotInput = () => ({ ...callInput(2), slotAtMs: Date.now() + 100 });
 
   test('a caller that finds no slot within its wait budget sends the call back through the queue, the same attempt', async () => {
     // GIVEN the vendor paused dispatch for longer than maxSlotWait
     // WHEN
-    const result = await run(definition, slotInput(), { CallVendor: callerFindsNoSlot, RequeueWithDelay: ok });
+    const result = await run(definition, slotInput(), { CallVendor: callerAnswerDuringVendorPause, RequeueWithDelay: ok });
 
     // THEN the call goes back with the caller's delay, not counted as an attempt
     expect(result.error).toBeUndefined();
@@ -247,5 +212,26 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     expect(sent.DelaySeconds).toBeGreaterThanOrEqual(59);
     expect(JSON.parse(sent.MessageBody)).toEqual({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, call: callInput().call });
     expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('a deferred call whose requeue fails is parked and fails the waiting workflow at once', async () => {
+    // GIVEN no slot within the wait budget, and SQS refusing the requeue
+    const result = await run(definition, slotInput(), {
+      CallVendor: callerAnswerDuringVendorPause,
+      RequeueWithDelay: () => {
+        throw stepError('Sqs.KmsThrottledException', 'KMS throttled');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN the message is parked unchanged, saying why, and the waiting workflow fails now
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    const parked = result.calls.ParkInDeadLetterQueue[0];
+    expect(JSON.parse(parked.MessageBody)).toEqual(callInput(2).message);
+    expect(parked.MessageAttributes.reason.StringValue).toBe('VendorCallDeferred');
+    expect(parked.MessageAttributes.detail.StringValue).toContain('VendorPaused');
+    expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(result.calls.FailWaitingWorkflow[0].Cause).toContain('VendorCallDeferred');
   });
 });
