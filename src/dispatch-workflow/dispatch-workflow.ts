@@ -266,8 +266,23 @@ export class DispatchWorkflow extends Construct {
         resultPath: '$.vendorRequest',
       });
       addUrl.next(merge);
+      // An intrinsic that fails in a Pass state (JsonMerge given an array) fails the execution with
+      // States.Runtime, which no Catch handles: the request would be neither sent nor parked. So
+      // only an object reaches the merge. A Choice has no IsArray / IsObject test: an array or an
+      // object is told apart by the first character of its JSON text ('{' only for an object).
+      // The text goes where the vendor request is built next, so it adds no copy of the payload
+      // beyond the one MergeCallbackUrl makes anyway.
+      // https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html
+      const payloadAsJson = new sfn.Pass(this, 'PayloadAsJson', {
+        comment: 'The payload as JSON text: its first character tells an object from an array',
+        parameters: { json: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.payload')) },
+        resultPath: '$.vendorRequest',
+      });
+      payloadAsJson.next(new sfn.Choice(this, 'IsPayloadAnObject')
+        .when(sfn.Condition.stringMatches('$.vendorRequest.json', '{*'), addUrl)
+        .otherwise(payloadNotObject));
       // Step Functions fails a Choice whose variable is missing (except IsPresent): test presence first.
-      prepare = new sfn.Choice(this, 'IsPayloadAnObject')
+      prepare = new sfn.Choice(this, 'IsPayloadAScalar')
         .when(sfn.Condition.isNotPresent('$.payload'), payloadNotObject)
         .when(sfn.Condition.or(
           sfn.Condition.isNull('$.payload'),
@@ -275,7 +290,7 @@ export class DispatchWorkflow extends Construct {
           sfn.Condition.isNumeric('$.payload'),
           sfn.Condition.isBoolean('$.payload'),
         ), payloadNotObject)
-        .otherwise(addUrl);
+        .otherwise(payloadAsJson);
       prepareEnd = merge;
     } else {
       const pass = new sfn.Pass(this, 'PrepareVendorRequest', {

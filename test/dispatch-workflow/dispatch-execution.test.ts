@@ -240,6 +240,48 @@ describe('dispatch workflow, executed', () => {
     expect(result.error?.name).toBe('VendorRequestFailed');
   });
 
+  test.each([
+    ['an array', ['an', 'array']],
+    ['an empty array', []],
+    ['an array of objects', [{ order: 'o-1' }]],
+  ])('a payload that is %s is refused before any vendor call, the waiting workflow failed at once', async (_kind, payload) => {
+    // GIVEN the webhook URL goes in a body field, which an array cannot hold
+    // WHEN
+    const result = await run(definition, dispatchInput(1, payload), {
+      ClaimRequest: claimed,
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    expect(JSON.parse(result.calls.ParkInDeadLetterQueue[0].MessageBody).payload).toEqual(payload);
+    expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test.each([
+    ['null', null],
+    ['a number', 42],
+    ['a boolean', true],
+  ])('a payload that is %s is refused too', async (_kind, payload) => {
+    const result = await run(definition, dispatchInput(1, payload), { ClaimRequest: claimed, ParkInDeadLetterQueue: ok, FailWaitingWorkflow: ok });
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('an object payload whose JSON holds brackets and braces in strings is still an object', async () => {
+    const result = await run(definition, dispatchInput(1, { note: '[not an array] {x}', list: [1, 2] }), {
+      ClaimRequest: claimed,
+      CallVendor: vendorAccepts({ jobId: 'job-3' }),
+      StoreJobId: ok,
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor[0].Payload.body).toMatchObject({ note: '[not an array] {x}', list: [1, 2], callbackUrl: expect.any(String) });
+  });
+
   test('when the cause is too long for SendTaskFailure, the waiting workflow is still failed', async () => {
     const result = await run(definition, dispatchInput(5), {
       ClaimRequest: claimed,
