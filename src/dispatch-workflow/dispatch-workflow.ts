@@ -8,6 +8,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
@@ -223,13 +224,13 @@ export class DispatchWorkflow extends Construct {
     const callbackUrlValue = (props.perRequestCallbackUrl ?? true)
       ? sfn.JsonPath.format('{}/{}', props.callbackUrl, sfn.JsonPath.stringAt('$.claimed.callbackToken'))
       : props.callbackUrl;
-    retryAwsThrottling(claim);
+    retryAwsServiceErrors(claim, 'dynamodb');
 
     // ---- Read the vendor credential (never stored in the template). ----
     // The same states as the vendor-call workflow's. With OAuth, a token endpoint failure is not
     // retried in the workflow: it goes through ClassifyVendorError and back through the paced
     // queue like any other retryable error.
-    const credential = vendorCredentialSteps(this, props.proxy, retryAwsThrottling);
+    const credential = vendorCredentialSteps(this, props.proxy, (task) => retryAwsServiceErrors(task, 'secretsmanager'));
     const readCredential = credential.readCredential;
 
     // ---- Call the vendor through the proxy. ----
@@ -364,7 +365,7 @@ export class DispatchWorkflow extends Construct {
       },
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsThrottling(storeJobId);
+    retryAwsServiceErrors(storeJobId, 'dynamodb');
     const submitted = new sfn.Succeed(this, 'Submitted');
     const alreadySubmitted = new sfn.Succeed(this, 'AlreadySubmitted', {
       comment: 'A redelivered request whose job was already submitted, or another copy of a delivery that is being dispatched: nothing to do',
@@ -385,7 +386,7 @@ export class DispatchWorkflow extends Construct {
       iamResources: [props.requestQueue.queueArn],
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsThrottling(requeue);
+    retryAwsServiceErrors(requeue, 'sqs');
     // The original request message, unchanged, so the dead-letter queue can be redriven; why it
     // was given up travels in message attributes.
     const park = new tasks.CallAwsService(this, 'ParkInDeadLetterQueue', {
@@ -403,7 +404,7 @@ export class DispatchWorkflow extends Construct {
       iamResources: [props.deadLetterQueue.queueArn],
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsThrottling(park);
+    retryAwsServiceErrors(park, 'sqs');
     const { classify, giveUp } = retryOrGiveUpStates(this, {
       maxAttempts,
       retryBaseDelay,
@@ -493,18 +494,8 @@ export class DispatchWorkflow extends Construct {
     const waitingWorkflowEnded = new sfn.Succeed(this, 'WaitingWorkflowEnded', {
       comment: 'Nobody waits for this request any more: it is not sent to the vendor',
     });
-    // Step Functions names SDK errors `Sfn.<Code>`, sometimes with an `Exception` suffix: match both.
-    checkWaiting.addCatch(waitingWorkflowEnded, {
-      errors: ['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist'].flatMap((code) => [`Sfn.${code}`, `Sfn.${code}Exception`]),
-      resultPath: sfn.JsonPath.DISCARD,
-    });
-    checkWaiting.addRetry({
-      errors: ['Sfn.ThrottlingException', 'Sfn.SfnException', 'Sfn.InternalServerException'],
-      interval: Duration.seconds(1),
-      backoffRate: 2,
-      maxAttempts: 3,
-      jitterStrategy: sfn.JitterType.FULL,
-    });
+    checkWaiting.addCatch(waitingWorkflowEnded, { errors: TASK_CLOSED_ERRORS, resultPath: sfn.JsonPath.DISCARD });
+    retryAwsServiceErrors(checkWaiting, 'sfn', 3);
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
 
     const definition = readCredential
@@ -644,21 +635,6 @@ export class DispatchWorkflow extends Construct {
   public metricDispatchTimeouts(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.stateMachine.metricTimedOut(props);
   }
-}
-
-/** Retries an AWS service call on throttling and transient errors (no vendor call involved). */
-function retryAwsThrottling(task: sfn.TaskStateBase): void {
-  task.addRetry({
-    errors: [
-      'DynamoDB.ProvisionedThroughputExceededException', 'DynamoDB.ThrottlingException', 'DynamoDB.RequestLimitExceeded',
-      'DynamoDB.InternalServerErrorException', 'SecretsManager.InternalServiceErrorException', 'Sqs.SqsException',
-      'SQS.ThrottlingException', 'Sfn.ThrottlingException',
-    ],
-    interval: Duration.seconds(1),
-    backoffRate: 2,
-    maxAttempts: 4,
-    jitterStrategy: sfn.JitterType.FULL,
-  });
 }
 
 /** `['data', 0, 'id']`-style segments as a JSONPath suffix (`.data[0].id`). */

@@ -326,7 +326,7 @@ describe('dispatch workflow, executed', () => {
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'nested-7' });
   });
 
-  test.each(['Sfn.TaskTimedOut', 'Sfn.InvalidTokenException', 'Sfn.TaskDoesNotExist'])(
+  test.each(['Sfn.TaskTimedOutException', 'Sfn.InvalidTokenException', 'Sfn.TaskDoesNotExistException'])(
     'a request whose waiting workflow has ended (%s) is not sent to the vendor', async (errorName) => {
       // GIVEN a retry or a redriven dead letter whose workflow timed out, failed or was stopped
       const result = await run(definition, dispatchInput(2), {
@@ -360,13 +360,44 @@ describe('dispatch workflow, executed', () => {
     expect(result.calls.StoreJobId).toBeUndefined();
   });
 
+  test.each([
+    ['ClaimRequest', 'DynamoDB.ProvisionedThroughputExceededException'],
+    ['ClaimRequest', 'DynamoDB.ThrottlingException'],
+    ['RequeueWithDelay', 'Sqs.RequestThrottledException'],
+    ['RequeueWithDelay', 'Sqs.ThrottlingException'],
+  ])('%s retries %s (as Step Functions names it) and carries on', async (state, errorName) => {
+    // GIVEN the AWS call is throttled once
+    let calls = 0;
+    const throttledOnce = (answer: () => unknown) => () => {
+      calls += 1;
+      if (calls === 1) {
+        throw stepError(errorName, 'Rate exceeded');
+      }
+      return answer();
+    };
+    // WHEN
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: state === 'ClaimRequest' ? throttledOnce(claimed) : claimed,
+      CallVendor: () => {
+        throw stepError('ApiGateway.503');
+      },
+      RequeueWithDelay: state === 'RequeueWithDelay' ? throttledOnce(ok) : ok,
+    });
+
+    // THEN the retry went through and nothing was given up
+    expect(result.error).toBeUndefined();
+    expect(result.calls[state]).toHaveLength(2);
+    expect(result.calls.RequeueWithDelay.length).toBeGreaterThanOrEqual(1);
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+
   test('a deferred request whose requeue fails is parked and fails the waiting workflow at once', async () => {
     // GIVEN the caller finds no slot within its wait budget (its real answer), and SQS refuses the requeue
     const result = await run(definition, dispatchInput(2), {
       ClaimRequest: claimed,
       CallVendor: callerAnswerDuringVendorPause,
       RequeueWithDelay: () => {
-        throw stepError('Sqs.KmsThrottledException', 'KMS throttled');
+        throw stepError('Sqs.KmsAccessDeniedException', 'KMS denied the key to SQS');
       },
       ParkInDeadLetterQueue: ok,
       FailWaitingWorkflow: ok,

@@ -219,7 +219,7 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     const result = await run(definition, slotInput(), {
       CallVendor: callerAnswerDuringVendorPause,
       RequeueWithDelay: () => {
-        throw stepError('Sqs.KmsThrottledException', 'KMS throttled');
+        throw stepError('Sqs.KmsAccessDeniedException', 'KMS denied the key to SQS');
       },
       ParkInDeadLetterQueue: ok,
       FailWaitingWorkflow: ok,
