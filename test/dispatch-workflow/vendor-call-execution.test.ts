@@ -184,6 +184,46 @@ describe('vendor-call workflow, executed', () => {
     expect(result.calls.FailWaitingWorkflow[0].Cause).toContain('"Error":"Sfn.InvalidOutputException"');
   });
 
+  test.each([
+    ['CheckWaitingWorkflow', 'Sfn.ThrottlingException'],
+    ['ReturnResponse', 'Sfn.ThrottlingException'],
+    ['ReturnResponse', 'Sfn.SfnException'],
+  ])('%s retries %s (as Step Functions names it) and carries on', async (state, errorName) => {
+    let calls = 0;
+    const result = await run(definition, callInput(), {
+      CallVendor: vendorAnswers({ ok: true }),
+      [state]: () => {
+        calls += 1;
+        if (calls === 1) {
+          throw stepError(errorName, 'Rate exceeded');
+        }
+        return {};
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls[state]).toHaveLength(2);
+    expect(result.calls.ReturnResponse).toHaveLength(state === 'ReturnResponse' ? 2 : 1);
+  });
+
+  test('a throttled requeue (Sqs.RequestThrottledException) is retried: the call is not given up', async () => {
+    let calls = 0;
+    const result = await run(definition, callInput(1), {
+      CallVendor: () => {
+        throw stepError('ApiGateway.503');
+      },
+      RequeueWithDelay: () => {
+        calls += 1;
+        if (calls === 1) {
+          throw stepError('Sqs.RequestThrottledException', 'Request is throttled');
+        }
+        return {};
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.RequeueWithDelay).toHaveLength(2);
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+
   test('an answer for a workflow that ended meanwhile is dropped', async () => {
     const result = await run(definition, callInput(), {
       CallVendor: vendorAnswers({ ok: true }),
