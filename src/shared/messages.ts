@@ -170,6 +170,11 @@ export const ErrorNames = {
   VENDOR_REQUEST_FAILED: 'VendorRequestFailed',
   /** The vendor's callback reported that the job failed. */
   VENDOR_JOB_FAILED: 'VendorJobFailed',
+  /**
+   * `reason` of a request parked because the vendor caller found no pacing slot in time and its
+   * requeue failed (the waiting workflow fails with VendorRequestFailed, this in the cause).
+   */
+  VENDOR_CALL_DEFERRED: 'VendorCallDeferred',
 } as const;
 
 /**

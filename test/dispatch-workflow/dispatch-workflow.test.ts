@@ -182,7 +182,9 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(newDispatch());
 
       // THEN
-      expect(routeThroughChoices(definition, 'IsPayloadAnObject', { payload: { sku: 'A-1' } })).toBe('AddCallbackUrl');
+      expect(routeThroughChoices(definition, 'IsPayloadAScalar', { payload: { sku: 'A-1' } })).toBe('PayloadAsJson');
+      expect(definition.States.PayloadAsJson).toMatchObject({ Parameters: { 'json.$': 'States.JsonToString($.payload)' }, Next: 'IsPayloadAnObject' });
+      expect(routeThroughChoices(definition, 'IsPayloadAnObject', { vendorRequest: { json: '{"sku":"A-1"}' } })).toBe('AddCallbackUrl');
       expect(followNext(definition, 'AddCallbackUrl', 'CallVendor')).toEqual(['AddCallbackUrl', 'MergeCallbackUrl', 'CallVendor']);
       expect(definition.States.AddCallbackUrl.Parameters).toEqual({ fields: { 'callbackUrl.$': PER_REQUEST_URL } });
       expect(definition.States.AddCallbackUrl.ResultPath).toBe('$.vendorRequest');
@@ -203,9 +205,14 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(newDispatch());
 
       // THEN
-      const next = routeThroughChoices(definition, 'IsPayloadAnObject', input);
+      const next = routeThroughChoices(definition, 'IsPayloadAScalar', input);
       expect(next).toBe('PayloadNotAnObject');
       expect(definition.States[next].Next).toBe('ParkInDeadLetterQueue');
+    });
+
+    test('gives up at once when the payload is an array (its JSON text does not start with a brace)', () => {
+      const definition = dispatchDefinition(newDispatch());
+      expect(routeThroughChoices(definition, 'IsPayloadAnObject', { vendorRequest: { json: '[{"sku":"A-1"}]' } })).toBe('PayloadNotAnObject');
     });
 
     test('uses the body field it is given', () => {
