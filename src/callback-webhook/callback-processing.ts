@@ -78,7 +78,10 @@ export interface CallbackMetrics {
 /** The other things the processor needs besides clients, configuration and logger. */
 export interface CallbackDeps {
   readonly metrics: CallbackMetrics;
-  /** Current time, epoch ms, for CallbackLatency and signature timestamps. Default Date.now. */
+  /**
+   * Current time, epoch ms, for CallbackLatency (and signature timestamps when the envelope has no
+   * arrival time). Default Date.now.
+   */
   readonly now?: () => number;
   /** The signing secret, required when the configuration has a `signature`. */
   readonly signatureSecret?: CachedSecret;
@@ -475,12 +478,24 @@ async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: Ca
     throw new Error('The callback processor is configured to verify signatures but has no signing secret');
   }
   const headers = decodeHeaders(envelope.headers);
-  const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000);
-  const problem = verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, nowSeconds);
+  // The replay window is measured when the callback reached the webhook, not when the record is
+  // processed: a genuine callback may wait in the queue past the tolerance (an early callback's
+  // backoff, a redelivery after a processor failure, a backlog, a redrive from the dead-letter
+  // queue). The arrival time is API Gateway's ($context.requestTimeEpoch, written by the mapping
+  // template), which a caller cannot set; without one, the processor's clock is the stricter choice.
+  const arrivedAtSeconds = Math.floor((receivedAtMs(envelope) ?? (deps.now ?? Date.now)()) / 1000);
+  const problem = verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, arrivedAtSeconds);
   if (problem && problem.includes('does not match') && await deps.signatureSecret.refresh()) {
-    return verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, nowSeconds);
+    return verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, arrivedAtSeconds);
   }
   return problem;
+}
+
+/** API Gateway's arrival time of the callback, epoch ms, or undefined when the envelope has none usable. */
+function receivedAtMs(envelope: CallbackEnvelope): number | undefined {
+  const raw = envelope.receivedAtEpochMs;
+  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  return Number.isFinite(value) && value > 0 ? value : undefined;
 }
 
 /**
@@ -488,9 +503,8 @@ async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: Ca
  * time. Never negative (the clocks of API Gateway and Lambda may disagree a little).
  */
 function callbackLatencyMs(envelope: CallbackEnvelope, nowMs: number): number | undefined {
-  const raw = envelope.receivedAtEpochMs;
-  const receivedAtMs = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-  return Number.isFinite(receivedAtMs) ? Math.max(0, nowMs - receivedAtMs) : undefined;
+  const arrivedAtMs = receivedAtMs(envelope);
+  return arrivedAtMs === undefined ? undefined : Math.max(0, nowMs - arrivedAtMs);
 }
 
 /** Parses and validates the envelope; returns a description of the problem when it is invalid. */

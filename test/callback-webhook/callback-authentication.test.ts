@@ -317,6 +317,32 @@ describe('processCallbackRecord, vendor signature', () => {
     expect(m.counted).toEqual({ CallbacksRejected: 1 });
   });
 
+  test('GIVEN a genuine callback that waited 20 minutes in the queue (backoff, redelivery, backlog) WHEN processed THEN the replay window is measured at its arrival, and it resumes the workflow', async () => {
+    const body = '{"jobId":"job-1"}';
+    const arrivedAtMs = NOW_MS - 20 * 60_000;
+    const { m, deps: d } = deps();
+    const waited = record(body, { receivedAtEpochMs: arrivedAtMs }, signed(body, arrivedAtMs / 1000 - 2));
+    await processCallbackRecord(waited, clients, signedConfig, logger(), d);
+
+    expect(parked()).toEqual([]);
+    expect(sfnMock).toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toMatchObject({ CallbacksResolved: 1, CallbackLatency: 20 * 60_000 });
+  });
+
+  test.each([
+    ['signed 6 minutes before it reached the webhook', -360, NOW_MS],
+    ['without an arrival time, against the processor\'s clock', -360, undefined],
+  ])('GIVEN a callback %s WHEN processed THEN it is refused as stale', async (_name, signedOffsetSeconds, arrivedAtMs) => {
+    const body = '{"jobId":"job-1"}';
+    const { m, deps: d } = deps();
+    const signedAt = (arrivedAtMs ?? NOW_MS) / 1000 + signedOffsetSeconds;
+    await processCallbackRecord(record(body, { receivedAtEpochMs: arrivedAtMs }, signed(body, signedAt)), clients, signedConfig, logger(), d);
+
+    expect(parked()[0]).toMatchObject({ reason: 'CallbackRejected', detail: expect.stringMatching(/over the tolerance of 300 s/) });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
   test('GIVEN the secret was rotated WHEN a callback signed with the new one comes THEN the secret is read again once and the callback accepted', async () => {
     const NEW = 'whsec_' + Buffer.from('the rotated key of the test suite').toString('base64');
     const reads = [SECRET, NEW];
