@@ -11,6 +11,7 @@
  *   (early callback, throttling, network errors, or a failure to park it).
  */
 
+import { createHash } from 'crypto';
 // The AWS SDK is bundled into the Lambda asset by esbuild; the construct library never imports this file.
 import { DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
@@ -18,7 +19,7 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@
 import type { SQSRecord } from 'aws-lambda';
 import { getAtPath, parseSimplePath } from './json-path';
 import { SignatureSpec } from './signature-spec';
-import { CachedSecret, decodeHeaders, tokensEqual, verifySignature } from './signature-verification';
+import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensEqual, UnusableSecretError, verifySignature } from './signature-verification';
 import { CallbackEnv } from '../shared/env';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -129,6 +130,11 @@ export const ParkReasons = {
    * Nothing was resumed; the `detail` attribute says which check failed (never the secret).
    */
   CALLBACK_REJECTED: 'CallbackRejected',
+  /**
+   * The signing secret gives no usable HMAC key (empty, only `whsec_`, not canonical base64): no
+   * callback can be verified. Nothing was resumed; fix the secret, then redrive the dead-letter queue.
+   */
+  SIGNING_SECRET_UNUSABLE: 'SIGNING_SECRET_UNUSABLE',
 } as const;
 export type ParkReason = typeof ParkReasons[keyof typeof ParkReasons];
 
@@ -310,7 +316,14 @@ async function processRecord(
   }
   const rawBody = Buffer.from(envelope.bodyBase64, 'base64');
   if (config.signature) {
-    const problem = await checkSignature(config.signature, rawBody, envelope, deps);
+    const problem = await checkSignature(config.signature, rawBody, envelope, deps, logger);
+    if (problem instanceof UnusableSecretError) {
+      // Our configuration, not the callback, is at fault: nothing can be verified, so nothing
+      // resumes. Parked (the dead-letter alarm fires) for a redrive once the secret is fixed; the
+      // replay window is measured at the callback's arrival, so a redriven callback still verifies.
+      logger.error('The signing secret gives no usable HMAC key: callbacks cannot be verified and are parked', { problem: problem.problem });
+      return park(ParkReasons.SIGNING_SECRET_UNUSABLE, `the signing secret is unusable: ${problem.problem}; fix the secret in Secrets Manager, then redrive`);
+    }
     if (problem) {
       return reject(`signature: ${problem}`);
     }
@@ -470,12 +483,26 @@ async function processRecord(
 }
 
 /**
- * Verifies the vendor's signature; returns why it is invalid, or undefined. On a mismatch the
- * secret is read again once (it may have been rotated) before the callback is refused.
+ * Verifies the vendor's signature; returns why it is invalid, an `UnusableSecretError` when the
+ * secret gives no usable key, or undefined. On a mismatch or an unusable secret the secret is read
+ * again once (it may have been rotated or fixed) before the callback is refused.
  */
-async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: CallbackEnvelope, deps: CallbackDeps): Promise<string | undefined> {
-  if (!deps.signatureSecret) {
+async function checkSignature(
+  spec: SignatureSpec, rawBody: Buffer, envelope: CallbackEnvelope, deps: CallbackDeps, logger: CallbackLogger,
+): Promise<string | UnusableSecretError | undefined> {
+  const secrets = deps.signatureSecret;
+  if (!secrets) {
     throw new Error('The callback processor is configured to verify signatures but has no signing secret');
+  }
+  let key = signingKey(spec, await secrets.get());
+  if ('problem' in key && await secrets.refresh()) {
+    key = signingKey(spec, await secrets.get());
+  }
+  if ('problem' in key) {
+    return new UnusableSecretError(key.problem);
+  }
+  if (key.short) {
+    warnShortKey(await secrets.get(), key.key.length, logger);
   }
   const headers = decodeHeaders(envelope.headers);
   // The replay window is measured when the callback reached the webhook, not when the record is
@@ -484,11 +511,28 @@ async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: Ca
   // queue). The arrival time is API Gateway's ($context.requestTimeEpoch, written by the mapping
   // template), which a caller cannot set; without one, the processor's clock is the stricter choice.
   const arrivedAtSeconds = Math.floor((receivedAtMs(envelope) ?? (deps.now ?? Date.now)()) / 1000);
-  const problem = verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, arrivedAtSeconds);
-  if (problem && problem.includes('does not match') && await deps.signatureSecret.refresh()) {
-    return verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, arrivedAtSeconds);
+  const problem = verifySignature(spec, await secrets.get(), rawBody, headers, arrivedAtSeconds);
+  if (problem && problem.includes('does not match') && await secrets.refresh()) {
+    try {
+      return verifySignature(spec, await secrets.get(), rawBody, headers, arrivedAtSeconds);
+    } catch (err) {
+      // The secret was rotated to an unusable one.
+      if (err instanceof UnusableSecretError) return err;
+      throw err;
+    }
   }
   return problem;
+}
+
+/** SHA-256 digests of the secrets already warned about: one warning per secret and execution environment. */
+const shortKeysWarned = new Set<string>();
+
+function warnShortKey(secret: string, keyBytes: number, logger: CallbackLogger): void {
+  const digest = createHash('sha256').update(secret).digest('hex');
+  if (!shortKeysWarned.has(digest)) {
+    shortKeysWarned.add(digest);
+    logger.warn(`The signing secret gives a ${keyBytes}-byte HMAC key, under ${MIN_SIGNING_KEY_BYTES} bytes: a short key can be guessed. Use a random key of at least 32 bytes.`);
+  }
 }
 
 /** API Gateway's arrival time of the callback, epoch ms, or undefined when the envelope has none usable. */

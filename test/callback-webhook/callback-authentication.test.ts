@@ -343,6 +343,42 @@ describe('processCallbackRecord, vendor signature', () => {
     expect(m.counted).toEqual({ CallbacksRejected: 1 });
   });
 
+  test.each([
+    ['only the whsec_ prefix', 'whsec_'],
+    ['whitespace', ' \n'],
+    ['invalid base64', 'whsec_@@@@'],
+  ])('GIVEN a signing secret that is %s (no usable key) WHEN a callback signed with an empty key comes THEN nothing resumes: it is parked as SIGNING_SECRET_UNUSABLE, counted and logged', async (_name, bad) => {
+    const body = '{"jobId":"job-1"}';
+    // What anyone can compute when the key is empty: HMAC-SHA256 with a zero-length key.
+    const at = NOW_MS / 1000;
+    const forged = {
+      'webhook-id': 'msg_1',
+      'webhook-timestamp': String(at),
+      'webhook-signature': `v1,${createHmac('sha256', Buffer.alloc(0)).update(`msg_1.${at}.${body}`).digest('base64')}`,
+    };
+    const log = logger();
+    const { m, deps: d } = deps(async () => bad);
+    await processCallbackRecord(record(body, {}, forged), clients, signedConfig, log, d);
+
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(ddbMock).not.toHaveReceivedCommand(QueryCommand);
+    expect(parked()[0]).toMatchObject({ reason: 'SIGNING_SECRET_UNUSABLE', detail: expect.stringMatching(/the signing secret is unusable: .*fix the secret in Secrets Manager, then redrive/) });
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+    expect(log.error).toHaveBeenCalledWith(expect.stringMatching(/gives no usable HMAC key/), expect.anything());
+  });
+
+  test('GIVEN a signing secret shorter than 16 bytes WHEN callbacks come THEN they are verified and one warning is logged', async () => {
+    const SHORT = 'whsec_' + Buffer.from('ten bytes!').toString('base64');
+    const log = logger();
+    const { m, deps: d } = deps(async () => SHORT);
+    for (const id of ['job-1', 'job-1']) {
+      const body = `{"jobId":"${id}"}`;
+      await processCallbackRecord(record(body, {}, signed(body, NOW_MS / 1000, SHORT)), clients, signedConfig, log, d);
+    }
+    expect(m.counted.CallbacksResolved).toBe(2);
+    expect((log.warn as jest.Mock).mock.calls.filter(([msg]) => /10-byte HMAC key, under 16 bytes/.test(msg))).toHaveLength(1);
+  });
+
   test('GIVEN the secret was rotated WHEN a callback signed with the new one comes THEN the secret is read again once and the callback accepted', async () => {
     const NEW = 'whsec_' + Buffer.from('the rotated key of the test suite').toString('base64');
     const reads = [SECRET, NEW];
