@@ -314,8 +314,17 @@ async function processRecord(
       return reject('no callback token: callbacks must come on the request\'s capability URL /callback/<token>');
     }
   }
+  // a3. A body too large for the callback queue was dropped at the webhook (the vendor got 413). Only
+  // a capability URL still authenticates it (the token, checked against the table below); a
+  // signature cannot be verified without the body, so such a callback must not end any workflow.
+  const dropped = envelope.bodyDropped === true;
+  const droppedBytes = dropped ? Math.floor((Number(envelope.bodyBase64Length) || 0) * 3 / 4) : 0;
+  if (dropped && config.signature && !(config.requireCallbackToken ?? true)) {
+    return park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body of about ${droppedBytes} bytes was too large for the callback queue and was dropped `
+      + 'at the webhook (answered 413); its signature cannot be verified without it, so no workflow was resumed or failed');
+  }
   const rawBody = Buffer.from(envelope.bodyBase64, 'base64');
-  if (config.signature) {
+  if (config.signature && !dropped) {
     const problem = await checkSignature(config.signature, rawBody, envelope, deps, logger);
     if (problem instanceof UnusableSecretError) {
       // Our configuration, not the callback, is at fault: nothing can be verified, so nothing
@@ -331,21 +340,24 @@ async function processRecord(
 
   // b. The vendor's body: base64 -> UTF-8 (strict: invalid bytes are an error, not U+FFFD) -> JSON.
   let body: unknown;
-  try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(rawBody);
-    body = JSON.parse(text);
-  } catch (err) {
-    return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
-  }
-  // JSON.parse copes with deep nesting, the recursive JSON.stringify of the task output does not
-  // (RangeError): such a body could only be retried for nothing, so it is parked at once.
-  const depth = nestingDepth(body);
-  if (depth > MAX_BODY_NESTING) {
-    return park(ParkReasons.MALFORMED_BODY, `callback body nests ${depth > 10 * MAX_BODY_NESTING ? `more than ${10 * MAX_BODY_NESTING}` : depth} levels deep, more than ${MAX_BODY_NESTING}`);
+  if (!dropped) {
+    try {
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(rawBody);
+      body = JSON.parse(text);
+    } catch (err) {
+      return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
+    }
+    // JSON.parse copes with deep nesting, the recursive JSON.stringify of the task output does not
+    // (RangeError): such a body could only be retried for nothing, so it is parked at once.
+    const depth = nestingDepth(body);
+    if (depth > MAX_BODY_NESTING) {
+      return park(ParkReasons.MALFORMED_BODY, `callback body nests ${depth > 10 * MAX_BODY_NESTING ? `more than ${10 * MAX_BODY_NESTING}` : depth} levels deep, more than ${MAX_BODY_NESTING}`);
+    }
   }
 
   // c. The job id: a non-empty string, or a finite number (stringified, as the table stores strings).
-  const jobIdValue = getAtPath(body, config.jobIdPath);
+  // Of a dropped body, the mapping template read it (`$input.json(jobIdPath)`).
+  const jobIdValue = dropped ? droppedJobId(envelope) : getAtPath(body, config.jobIdPath);
   let jobId: string;
   if (typeof jobIdValue === 'string' && jobIdValue.trim() !== '') {
     jobId = jobIdValue;
@@ -353,7 +365,8 @@ async function processRecord(
     jobId = String(jobIdValue);
   } else {
     return park(ParkReasons.MISSING_JOB_ID,
-      `no job id at ${formatPath(config.jobIdPath)}: expected a non-empty string or a number, got ${describeValue(jobIdValue)}`);
+      `no job id at ${formatPath(config.jobIdPath)}: expected a non-empty string or a number, got ${describeValue(jobIdValue)}`
+      + (dropped ? ` (the body, about ${droppedBytes} bytes, was too large for the callback queue and was dropped at the webhook, which answered 413)` : ''));
   }
   logger.appendKeys({ jobId });
 
@@ -422,7 +435,17 @@ async function processRecord(
   const maxOutputBytes = config.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   const outputBytes = Buffer.byteLength(result, 'utf8');
   const maxPayloadBytes = config.maxPayloadBytes ?? Infinity;
-  if (rawBody.length > maxPayloadBytes) {
+  if (dropped) {
+    // Authenticated by its capability token (or authentication is off): the workflow fails now.
+    await park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body of about ${droppedBytes} bytes was too large for the callback queue and was dropped at the webhook (answered 413)`);
+    outcome = CALLBACK_TOO_LARGE_ERROR;
+    sendTaskResult = () => clients.sfn.send(new SendTaskFailureCommand({
+      taskToken,
+      error: CALLBACK_TOO_LARGE_ERROR,
+      cause: `The callback for job ${truncate(jobId, 1000)} has a body of about ${droppedBytes} bytes, too large for the callback queue: `
+        + 'the webhook dropped the body and answered 413. The callback (without its body) was parked in the callback dead-letter queue.',
+    }));
+  } else if (rawBody.length > maxPayloadBytes) {
     // An authenticated callback over the webhook's limit: kept for a human, and the workflow fails
     // now rather than at its timeout.
     await park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body is ${rawBody.length} bytes, over the webhook's maxPayloadSize of ${maxPayloadBytes} bytes`);
@@ -549,6 +572,18 @@ function receivedAtMs(envelope: CallbackEnvelope): number | undefined {
 function callbackLatencyMs(envelope: CallbackEnvelope, nowMs: number): number | undefined {
   const arrivedAtMs = receivedAtMs(envelope);
   return arrivedAtMs === undefined ? undefined : Math.max(0, nowMs - arrivedAtMs);
+}
+
+/** The job id the mapping template read from a dropped body (JSON), or undefined. */
+function droppedJobId(envelope: CallbackEnvelope): unknown {
+  if (typeof envelope.jobIdJsonBase64 !== 'string' || envelope.jobIdJsonBase64 === '') {
+    return undefined;
+  }
+  try {
+    return JSON.parse(Buffer.from(envelope.jobIdJsonBase64, 'base64').toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Parses and validates the envelope; returns a description of the problem when it is invalid. */

@@ -282,6 +282,77 @@ describe('processCallbackRecord, capability URL', () => {
   });
 });
 
+describe('processCallbackRecord, a body dropped at the webhook (too large for the callback queue)', () => {
+  const droppedEnvelope = (jobIdJson: string | undefined, extra: Record<string, unknown> = {}) => ({
+    bodyDropped: true,
+    bodyBase64Length: 4_000_000,
+    ...(jobIdJson === undefined ? {} : { jobIdJsonBase64: Buffer.from(jobIdJson).toString('base64') }),
+    ...extra,
+  });
+  const spec = specOf(WebhookSignature.standardWebhooks(secret()));
+  const SECRET = 'whsec_' + Buffer.from('a 32 byte key for the test suite').toString('base64');
+  const signatureDeps = (m: ReturnType<typeof metrics>) => ({
+    metrics: m, now: () => NOW_MS, signatureSecret: new CachedSecret({ read: async () => SECRET }, () => NOW_MS),
+  });
+
+  test.each([
+    ['capability URL', config, (m: ReturnType<typeof metrics>) => ({ metrics: m })],
+    ['capability URL and a signature (which cannot be checked without the body)', { ...config, signature: spec }, signatureDeps],
+  ])('GIVEN the request\'s token (%s) WHEN processed THEN the callback is parked as PAYLOAD_TOO_LARGE and the workflow fails at once with CallbackTooLarge', async (_name, cfg, depsOf) => {
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope('"job-1"') }), clients, cfg, logger(), depsOf(m));
+
+    expect(parked()[0]).toMatchObject({ reason: 'PAYLOAD_TOO_LARGE', detail: expect.stringMatching(/about 3000000 bytes .* dropped at the webhook \(answered 413\)/) });
+    expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, { taskToken: 'task-token-1', error: 'CallbackTooLarge', cause: expect.stringMatching(/job job-1 .* about 3000000 bytes/) });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toMatchObject({ CallbacksRejected: 1, CallbacksResolved: 1 });
+  });
+
+  test('GIVEN a numeric job id read at the webhook WHEN processed THEN it is looked up as a string', async () => {
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope('42') }), clients, config, logger(), { metrics: metrics() });
+    expect(ddbMock).toHaveReceivedCommandWith(QueryCommand, { ExpressionAttributeValues: { ':jobId': { S: '42' } } });
+  });
+
+  test('GIVEN a wrong token WHEN processed THEN nothing fails or resumes: CallbackRejected', async () => {
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken('B'.repeat(43)), ...droppedEnvelope('"job-1"') }), clients, config, logger(), { metrics: m });
+    expect(parked()[0]).toMatchObject({ reason: 'CallbackRejected' });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test.each([
+    ['no job id was found', undefined],
+    ['the job id is not JSON', '{'],
+    ['the job id is an object', '{"a":1}'],
+  ])('GIVEN %s WHEN processed THEN it is parked as MISSING_JOB_ID, saying the body was dropped', async (_name, jobIdJson) => {
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope(jobIdJson) }), clients, config, logger(), { metrics: m });
+    expect(parked()[0]).toMatchObject({ reason: 'MISSING_JOB_ID', detail: expect.stringMatching(/dropped at the webhook, which answered 413/) });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test('GIVEN signature-only authentication WHEN processed THEN it cannot be verified: parked as PAYLOAD_TOO_LARGE, counted, no table read, no workflow touched', async () => {
+    const m = metrics();
+    await processCallbackRecord(record('', droppedEnvelope('"job-1"')), clients, { ...config, requireCallbackToken: false, signature: spec }, logger(), signatureDeps(m));
+
+    expect(parked()[0]).toMatchObject({ reason: 'PAYLOAD_TOO_LARGE', detail: expect.stringMatching(/signature cannot be verified without it, so no workflow was resumed or failed/) });
+    expect(ddbMock).not.toHaveReceivedCommand(QueryCommand);
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test('GIVEN a request already finished WHEN its dropped-body callback comes again THEN it is a duplicate', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [{ requestId: { S: 'req-1' }, taskToken: { S: 't' }, status: { S: 'COMPLETED' } }] });
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope('"job-1"') }), clients, config, logger(), { metrics: m });
+    expect(m.counted).toEqual({ DuplicateCallbacks: 1 });
+    expect(parked()).toEqual([]);
+  });
+});
+
 describe('processCallbackRecord, vendor signature', () => {
   const spec = specOf(WebhookSignature.standardWebhooks(secret()));
   const SECRET = 'whsec_' + Buffer.from('a 32 byte key for the test suite').toString('base64');
