@@ -75,7 +75,8 @@ export function callbackRequestTemplate(options: CallbackRequestTemplateOptions)
     // workflow with CallbackTooLarge at once.
     ...(jobIdJsonPath === undefined
       ? ["#set($jobIdJson = '')"]
-      : [`#set($jobIdJson = $input.json('${jobIdJsonPath}'))`, `#if($jobIdJson.length() > ${MAX_JOB_ID_JSON_CHARS})#set($jobIdJson = '')#end`]),
+      // Set to '' first: Velocity leaves a variable unchanged when #set's value is null.
+      : ["#set($jobIdJson = '')", `#set($jobIdJson = $input.json('${jobIdJsonPath}'))`, `#if($jobIdJson.length() > ${MAX_JOB_ID_JSON_CHARS})#set($jobIdJson = '')#end`]),
     `#set($envelope = "{\${q}v\${q}:1,\${q}bodyBase64\${q}:$q$q,\${q}bodyDropped\${q}:true,\${q}bodyBase64Length\${q}:$bodyBase64.length(),\${q}jobIdJsonBase64\${q}:$q$util.base64Encode($jobIdJson)$q,${common}}")`,
     `#set($attributes = '&MessageAttribute.1.Name=${BODY_DROPPED_ATTRIBUTE}&MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value.StringValue=true')`,
     '#end',
