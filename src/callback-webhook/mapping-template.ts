@@ -22,8 +22,9 @@ export const CALLBACK_QUEUE_MAX_MESSAGE_BYTES = 1_048_576;
 /**
  * Largest base64 body the envelope carries, characters (972 KiB, a body of up to 746,496 bytes).
  * The rest of the 1 MiB message holds the headers (API Gateway's REST limit is 10,240 bytes of
- * request line and headers, under 48 KiB once base64-encoded with the JSON around them) and the other
- * envelope fields, and the parked copy's `reason` and `detail` attributes (at most 4 KiB).
+ * request line and header values, under 48 KiB once base64-encoded with the JSON around them;
+ * https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html)
+ * and the other envelope fields, and the parked copy's `reason` and `detail` attributes (at most 4 KiB).
  */
 export const MAX_BODY_BASE64_CHARS = 972 * 1024;
 
