@@ -133,6 +133,18 @@ export interface CallbackEnvelope {
   /** Base64 of the `{token}` path segment of `POST /callback/{token}`; absent on the bare `/callback` route. */
   readonly callbackTokenBase64?: string;
   // ---- end webhookauth ----
+  /**
+   * The body was too large for the callback queue and was dropped at the webhook (`bodyBase64` is
+   * empty; the vendor was answered 413). Absent when the body is there.
+   */
+  readonly bodyDropped?: boolean;
+  /** With `bodyDropped`: the length of the body's base64, characters (4/3 of its bytes, rounded up). */
+  readonly bodyBase64Length?: number;
+  /**
+   * With `bodyDropped`: base64 of the job id as JSON (`$input.json(jobIdPath)`, e.g. `"job-1"` or
+   * `42`), empty when none was found or it was too long.
+   */
+  readonly jobIdJsonBase64?: string;
 }
 
 /** Life cycle of a request in the correlation table. */
