@@ -105,6 +105,8 @@ export interface VendorRequestRecord {
   readonly resultFetches: number;
   /** When its first submission arrived, contract 429s included (ms since the epoch). */
   readonly firstSubmissionAtMs?: number;
+  /** When its first accepted submission arrived (ms since the epoch): the job's callback follows it. */
+  readonly firstAcceptedAtMs?: number;
 }
 
 /** One callback the vendor sent (or tried to). */
@@ -166,6 +168,8 @@ interface RequestState {
   resultFetches: number;
   /** When its first submission arrived, contract 429s included (ms since the epoch). */
   firstSubmissionAtMs?: number;
+  /** When its first accepted submission arrived (ms since the epoch). */
+  firstAcceptedAtMs?: number;
 }
 
 interface Job {
@@ -300,6 +304,7 @@ export class VendorSimulator {
         forged: s.forged,
         resultFetches: s.resultFetches,
         ...(s.firstSubmissionAtMs === undefined ? {} : { firstSubmissionAtMs: s.firstSubmissionAtMs }),
+        ...(s.firstAcceptedAtMs === undefined ? {} : { firstAcceptedAtMs: s.firstAcceptedAtMs }),
       };
     }
     const c = this.counters;
@@ -383,6 +388,7 @@ export class VendorSimulator {
       return;
     }
 
+    state.firstAcceptedAtMs ??= arrivedAtMs;
     const job = this.acceptJob(state, req, parsed);
     const answer: Answer = { status: 202, body: { jobId: job.jobId } };
     if (faults.has('earlyCallback') && this.willCallBack(job)) {

@@ -84,7 +84,7 @@ export interface AsyncExternalApiOrchestratorProps {
   /**
    * Messages per consumer invocation. Same as `consumer.batchSize`; give one or the other.
    *
-   * @default - the contract rounded up, between 1 and 10
+   * @default - the contract rounded up, at least 1 and at most 10000 (about one second of work per invocation)
    */
   readonly batchSize?: number;
 

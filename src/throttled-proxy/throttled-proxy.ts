@@ -39,10 +39,16 @@ export interface ThrottledProxyOptions {
    * The most requests the proxy lets through in any one second is about rate + burst, so a small
    * burst keeps the safety net tight; but paced requests reach the proxy with the jitter of the
    * hops before it (Express start, the workflow's own states), and a burst of 1 turns two paced
-   * requests that arrive close together into a 429 and a retry. A quarter of the contract absorbs
-   * 250 ms of jitter.
+   * requests that arrive close together into a 429 and a retry.
    *
-   * @default - a quarter of the contract, at least 2
+   * In an `AsyncExternalApiOrchestrator` the default follows its pacing point (`deriveRateSettings`):
+   * with `PacingPoint.VENDOR_CALL` (its default) requests reach the proxy at their slots, so the bucket
+   * holds what paced requests can need plus 100 ms of jitter, `max(2, 1 + ceil(R x (L + 100 ms)))`
+   * with `L` the lateness tolerance (3 at 10 RPS, 14 at 100 RPS with the default 30 ms); with
+   * `PacingPoint.DISPATCH`, and for a ThrottledProxy used alone, a quarter of the contract absorbs
+   * 250 ms of the workflow's jitter, `max(2, ceil(R / 4))`.
+   *
+   * @default - `max(2, 1 + ceil(R x (L + 100 ms)))` in an orchestrator with `PacingPoint.VENDOR_CALL`; otherwise a quarter of the contract, at least 2
    */
   readonly throttlingBurstLimit?: number;
 

@@ -156,6 +156,8 @@ describe('dispatch workflow, executed', () => {
     expect(result.error).toBeUndefined();
     const requeue = result.calls.RequeueWithDelay[0];
     expect(requeue.QueueUrl).toMatch(/RequestQueue/);
+    // SQS takes a whole number of seconds, 0 to 900; full jitter draws it from [0, cap].
+    expect(Number.isInteger(requeue.DelaySeconds)).toBe(true);
     expect(requeue.DelaySeconds).toBeGreaterThanOrEqual(0);
     expect(requeue.DelaySeconds).toBeLessThanOrEqual(cap);
     expect(JSON.parse(requeue.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: attempt + 1, callbackToken: INPUT_TOKEN });
@@ -176,6 +178,9 @@ describe('dispatch workflow, executed', () => {
     }
     // Attempt 4 has a cap of 16 s: 40 draws that land on a handful of values would not be jitter.
     expect(delays.size).toBeGreaterThanOrEqual(6);
+    // Both halves of [0, 16]: not a fixed or half-range delay.
+    expect(Math.min(...delays)).toBeLessThan(8);
+    expect(Math.max(...delays)).toBeGreaterThanOrEqual(8);
     expect(Math.max(...delays)).toBeLessThanOrEqual(16);
   });
 

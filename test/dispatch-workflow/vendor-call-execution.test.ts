@@ -127,6 +127,8 @@ describe('vendor-call workflow, executed', () => {
     });
     expect(result.error).toBeUndefined();
     const sent = result.calls.RequeueWithDelay[0];
+    // SQS takes a whole number of seconds, 0 to 900; full jitter draws it from [0, cap].
+    expect(Number.isInteger(sent.DelaySeconds)).toBe(true);
     expect(sent.DelaySeconds).toBeGreaterThanOrEqual(0);
     expect(sent.DelaySeconds).toBeLessThanOrEqual(cap);
     expect(JSON.parse(sent.MessageBody)).toEqual({
@@ -137,6 +139,25 @@ describe('vendor-call workflow, executed', () => {
       call: { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } },
     });
     expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('the full-jitter delays spread over the whole range, not a fixed delay', async () => {
+    // Attempt 4 has a cap of 16 s (2, 4, 8, 16): 40 draws on a handful of values, or all in one half
+    // of the range, would not be full jitter (a retry storm would stay synchronized).
+    const delays: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const result = await run(definition, callInput(4), {
+        CallVendor: () => {
+          throw stepError('ApiGateway.503');
+        },
+        RequeueWithDelay: ok,
+      });
+      delays.push(result.calls.RequeueWithDelay[0].DelaySeconds);
+    }
+    expect(new Set(delays).size).toBeGreaterThanOrEqual(6);
+    expect(Math.min(...delays)).toBeLessThan(8);
+    expect(Math.max(...delays)).toBeGreaterThanOrEqual(8);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(16);
   });
 
   test('a 404 parks the call and fails the waiting workflow with VendorRequestFailed, the status and the vendor body in the cause', async () => {
