@@ -56,6 +56,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-lambda-powertools/metrics',
     '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
     '@aws-cdk/integ-runner@2.197.10',
+    // The AWS resource spec (which resources are stateful, which properties force replacement) for
+    // the upgrade-safety test; the version integ-runner 2.197.10 itself resolves.
+    '@aws-cdk/aws-service-spec@0.1.167',
     '@types/aws-lambda',
     'aws-sdk-client-mock',
     // The webhook schemes' official libraries: the presets are tested against their signatures (issue 11).

@@ -18,7 +18,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
 // The AWS resource specification CDK's own diff uses; installed with @aws-cdk/integ-runner.
-// eslint-disable-next-line import/no-extraneous-dependencies
 import { loadAwsServiceSpecSync } from '@aws-cdk/aws-service-spec';
 import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
