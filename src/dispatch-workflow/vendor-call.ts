@@ -373,7 +373,7 @@ export function createSigV4Signer(
 }
 
 /** The `Checksum` the signer wants, on node:crypto (no extra package). */
-class NodeSha256 {
+export class NodeSha256 {
   private readonly hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
   constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
     this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(secret));
