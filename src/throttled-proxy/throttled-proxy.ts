@@ -22,6 +22,15 @@ const PROXY_THROTTLES_METRIC = 'ProxyThrottles';
 const VENDOR_THROTTLES_METRIC = 'VendorThrottles';
 
 /**
+ * Headers of a SigV4 signature on the proxy hop besides `Authorization` (which API Gateway
+ * consumes): the signing time, the caller role's session token and the payload hash. The proxy
+ * overwrites each one with REDACTED_HEADER_VALUE before the request goes to the vendor.
+ */
+export const PROXY_HOP_SIGNING_HEADERS: readonly string[] = ['X-Amz-Date', 'X-Amz-Security-Token', 'X-Amz-Content-Sha256'];
+/** What the vendor receives in each PROXY_HOP_SIGNING_HEADERS header (not empty: AWS does not document an empty static value). */
+export const REDACTED_HEADER_VALUE = '-';
+
+/**
  * Options for the ThrottledProxy that the orchestrator passes through.
  */
 export interface ThrottledProxyOptions {
@@ -257,7 +266,16 @@ export class ThrottledProxy extends Construct {
       }),
     });
 
+    // HTTP_PROXY passes the caller's headers on to the vendor, and AWS does not document which of
+    // the proxy hop's SigV4 headers it strips (it consumes `Authorization` on AWS_IAM methods): the
+    // signature's others are overwritten, so the vendor never receives the caller role's session
+    // token. Integration request parameters apply to proxy integrations too and a mapped header
+    // replaces the one passed through:
+    // https://docs.aws.amazon.com/apigateway/latest/developerguide/rest-api-parameter-mapping.html
     const headerMapping: Record<string, string> = {};
+    for (const header of PROXY_HOP_SIGNING_HEADERS) {
+      headerMapping[`integration.request.header.${header}`] = `'${REDACTED_HEADER_VALUE}'`;
+    }
     if (this.credentials.headerName) {
       headerMapping[`integration.request.header.${this.credentials.headerName}`] = `method.request.header.${VENDOR_CREDENTIAL_HEADER}`;
     }

@@ -15,7 +15,7 @@ import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, localAccessKeyForRole, 
 import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE } from '../../src/callback-webhook/mapping-template';
 import { createSigV4Signer, NodeSha256 } from '../../src/dispatch-workflow/vendor-call';
 import { CallbackEnvelope } from '../../src/shared/messages';
-import { ThrottledProxy } from '../../src/throttled-proxy/throttled-proxy';
+import { PROXY_HOP_SIGNING_HEADERS, REDACTED_HEADER_VALUE, ThrottledProxy } from '../../src/throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from '../../src/throttled-proxy/vendor-credentials';
 
 // ---------------------------------------------------------------------------------------------
@@ -363,6 +363,50 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
     expect(good.status).toBe(201);
     expect(upstream.received.map((r) => r.url)).toEqual(['/v1/jobs/job-1?x=1']);
     expect(gateway.stats(VENDOR_PROXY.toLowerCase()).unauthorized).toBe(before + 6);
+  });
+
+  test('GIVEN a call signed with a session token WHEN it reaches the vendor THEN none of the proxy hop\'s SigV4 headers does (issue 11, finding 9)', async () => {
+    // GIVEN the vendor caller's signed headers: Authorization, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256
+    const url = `${proxyBase}/vendor/`;
+    const signed = await signAs(ALLOWED, url, { 'Content-Type': 'application/json', 'Idempotency-Key': 'r-9' }, '{}', { sessionToken: 'the-role-session-token' });
+    expect(Object.keys(signed).map((h) => h.toLowerCase())).toEqual(expect.arrayContaining(['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256']));
+
+    // WHEN
+    const res = await call(url, { method: 'POST', headers: signed, body: '{}' });
+
+    // THEN the vendor gets the call and its own headers, but nothing of the signature
+    expect(res.status).toBe(201);
+    const got = upstream.received[0].headers;
+    expect(got['idempotency-key']).toBe('r-9');
+    expect(got.authorization).toBeUndefined();
+    expect(JSON.stringify(got)).not.toContain('the-role-session-token');
+    for (const name of PROXY_HOP_SIGNING_HEADERS) {
+      expect([name, got[name.toLowerCase()]]).toEqual([name, REDACTED_HEADER_VALUE]);
+    }
+  });
+
+  test('refuses a call without the principal header: 403 Missing Authentication Token, vendor not called', async () => {
+    // GIVEN
+    const before = gateway.stats(VENDOR_PROXY.toLowerCase()).unauthorized;
+
+    // WHEN
+    const res = await call(`${proxyBase}/vendor/`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+
+    // THEN
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body)).toEqual({ message: 'Missing Authentication Token' });
+    expect(upstream.received).toHaveLength(0);
+    expect(gateway.stats(VENDOR_PROXY.toLowerCase()).unauthorized).toBe(before + 1);
+  });
+
+  test('refuses a principal the resource policy does not list, with an explicit deny', async () => {
+    // GIVEN / WHEN
+    const res = await call(`${proxyBase}/vendor/`, { method: 'POST', headers: { [PRINCIPAL_HEADER]: INTRUDER }, body: '{}' });
+
+    // THEN
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body)).toEqual({ message: `User: ${INTRUDER} is not authorized to access this resource with an explicit deny` });
+    expect(upstream.received).toHaveLength(0);
   });
 
   test('forwards an allowed call to the vendor URL: method, body, headers; the principal header stays behind', async () => {
