@@ -403,6 +403,30 @@ describe('ThrottledProxy', () => {
       });
     });
 
+    test('overwrites the proxy hop\'s SigV4 headers on both methods, with and without credentials (issue 11, finding 9)', () => {
+      // GIVEN
+      const stack = testStack();
+      const withKey = testStack();
+
+      // WHEN
+      newProxy(stack);
+      newProxy(withKey, { credentials: VendorCredentials.fromSecretHeader({ secret: new secretsmanager.Secret(withKey, 'ApiKey') }) });
+
+      // THEN the vendor receives '-' in each of them
+      const overwritten = {
+        'integration.request.header.X-Amz-Date': '\'-\'',
+        'integration.request.header.X-Amz-Security-Token': '\'-\'',
+        'integration.request.header.X-Amz-Content-Sha256': '\'-\'',
+      };
+      for (const s of [stack, withKey]) {
+        const methods = Object.values(Template.fromStack(s).findResources('AWS::ApiGateway::Method'));
+        expect(methods).toHaveLength(2);
+        for (const method of methods) {
+          expect(method.Properties.Integration.RequestParameters).toMatchObject(overwritten);
+        }
+      }
+    });
+
     test('maps no header without credentials', () => {
       // GIVEN
       const stack = testStack();
