@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { NodeSha256 } from '../../src/dispatch-workflow/vendor-call';
+import { NodeSha256 } from '../../src/shared/node-sha256';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, roleFromLocalAccessKey } from '../types';
 
 /** How far X-Amz-Date may be from the gateway's clock. */

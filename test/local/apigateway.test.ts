@@ -13,8 +13,9 @@ import { LocalApiGateway } from '../../local/aws/apigateway';
 import { ApiGatewayHost } from '../../local/aws/apigateway-host';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, localAccessKeyForRole, PRINCIPAL_HEADER, ResolvedResource } from '../../local/types';
 import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE } from '../../src/callback-webhook/mapping-template';
-import { createSigV4Signer, NodeSha256 } from '../../src/dispatch-workflow/vendor-call';
+import { createSigV4Signer } from '../../src/dispatch-workflow/vendor-call';
 import { CallbackEnvelope } from '../../src/shared/messages';
+import { NodeSha256 } from '../../src/shared/node-sha256';
 import { PROXY_HOP_SIGNING_HEADERS, REDACTED_HEADER_VALUE, ThrottledProxy } from '../../src/throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from '../../src/throttled-proxy/vendor-credentials';
 
