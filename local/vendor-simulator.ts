@@ -149,6 +149,11 @@ export interface VendorStats {
   readonly forgedSent: number;
   /** Result fetches (`GET .../<job id>/result`) received, contract 429s excluded. */
   readonly resultFetches: number;
+  /**
+   * Calls that carried a value of the proxy hop's SigV4 signature (see signatureHeaders): the
+   * caller's signature, signing time, payload hash or session token must never reach a vendor.
+   */
+  readonly callsWithAwsSignature: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -227,6 +232,7 @@ export class VendorSimulator {
     callbackAttempts: 0,
     forgedSent: 0,
     resultFetches: 0,
+    callsWithAwsSignature: 0,
   };
 
   constructor(options: VendorSimulatorOptions) {
@@ -322,6 +328,7 @@ export class VendorSimulator {
       callbackAttempts: c.callbackAttempts,
       forgedSent: c.forgedSent,
       resultFetches: c.resultFetches,
+      callsWithAwsSignature: c.callsWithAwsSignature,
       requests,
     };
   }
@@ -337,6 +344,9 @@ export class VendorSimulator {
     const overContract = countInWindow(this.arrivalTimes, now) > this.limit;
     const body = await readBody(req);
     const method = (req.method ?? 'GET').toUpperCase();
+    if (signatureHeaders(req).length > 0) {
+      this.counters.callsWithAwsSignature++;
+    }
 
     if (method === 'POST') {
       await this.submit(req, res, body, overContract, now);
@@ -744,6 +754,20 @@ function loopbackUrl(url: string): URL | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The headers of `req` that hold a SigV4 value: AWS4-HMAC-SHA256 credentials, a signing time, a payload hash or a session token. */
+export function signatureHeaders(req: { readonly headers: http.IncomingHttpHeaders }): string[] {
+  const looksSigned: Record<string, RegExp> = {
+    'authorization': /^AWS4-HMAC-SHA256\s/i,
+    'x-amz-date': /^\d{8}T\d{6}Z$/,
+    'x-amz-content-sha256': /^([0-9a-f]{64}|UNSIGNED-PAYLOAD)$/i,
+    'x-amz-security-token': /^.{2,}$/s,
+  };
+  return Object.entries(looksSigned).filter(([name, pattern]) => {
+    const value = req.headers[name];
+    return (Array.isArray(value) ? value : [value]).some((v) => v !== undefined && pattern.test(v));
+  }).map(([name]) => name);
 }
 
 function header(req: http.IncomingMessage, name: string): string | undefined {

@@ -91,6 +91,8 @@ test('submit -> callback -> paced fetch returns the vendor\'s result; every call
   expect(v.arrivals()).toHaveLength(12);
   expect(maxInAnyWindow(v.arrivals())).toBeLessThanOrEqual(10);
   expect(stats.violations).toBe(0);
+  // The vendor caller signs each call for the proxy (SigV4): nothing of that signature reaches the vendor (issue 11, finding 9).
+  expect(stats.callsWithAwsSignature).toBe(0);
 });
 
 test('vendor 5xx on the fetch, then success: the retry goes back through the paced queue', async () => {
