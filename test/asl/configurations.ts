@@ -57,6 +57,11 @@ export const AXIS_VARIANTS: Record<string, Variant> = {
   }),
 };
 
+/** Whether a configuration label has a vendor credential (finding 12's states: secret or OAuth). */
+export function hasCredential(configuration: string): boolean {
+  return /secret header|OAuth/.test(configuration);
+}
+
 export const PACING_POINTS: Record<string, PacingPoint> = {
   'pacing VENDOR_CALL': PacingPoint.VENDOR_CALL,
   'pacing DISPATCH': PacingPoint.DISPATCH,
@@ -97,18 +102,19 @@ export interface Configuration {
 }
 
 /**
- * Every configuration, each synthesized once: per pacing point the base and each axis value.
+ * Every configuration (or those `only` accepts by label), each synthesized once: per pacing
+ * point the base and each axis value.
  * Configurations of one state machine that synthesize the same definition (e.g. the vendor-call
  * workflow does not depend on the callback URL) are one: the first label names it.
  */
-export function allConfigurations(): Array<Configuration & { readonly props: Variant }> {
+export function allConfigurations(only: (configuration: string) => boolean = () => true): Array<Configuration & { readonly props: Variant }> {
   const result: Array<Configuration & { readonly props: Variant }> = [];
   for (const [pacingLabel, pacingPoint] of Object.entries(PACING_POINTS)) {
     const variants: Array<[string, Variant]> = [[pacingLabel, () => ({ pacingPoint })]];
     for (const [label, variant] of Object.entries(AXIS_VARIANTS)) {
       variants.push([`${pacingLabel}, ${label}`, (stack) => ({ pacingPoint, ...variant(stack) })]);
     }
-    for (const [label, props] of variants) {
+    for (const [label, props] of variants.filter(([l]) => only(l))) {
       const workflows = synthesizeWorkflows(props);
       result.push({ name: 'DispatchWorkflow', configuration: label, definition: workflows.dispatch, props });
       result.push({ name: 'VendorCallWorkflow', configuration: label, definition: workflows.vendorCall, props });
