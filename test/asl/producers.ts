@@ -6,6 +6,7 @@
  * output types (only AWS services are mocked).
  */
 import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { stepError, TaskHandler } from './execute';
 import { callVendor, createSigV4Signer, VendorCallConfig, VendorCallError, VendorCallEvent } from '../../src/dispatch-workflow/vendor-call';
@@ -13,6 +14,7 @@ import { buildDispatchInput, parseRequestMessage } from '../../src/rate-controll
 import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 import { CorrelationAttributes, DispatchInput, RequestMessage, VendorCallInput, VendorCallMessage } from '../../src/shared/messages';
 import { buildVendorCallInput } from '../../src/shared/vendor-call';
+import { VendorTokenProvider } from '../../src/throttled-proxy/vendor-token';
 
 /** The dispatcher's correlation TTL in these tests (a day). */
 const CORRELATION_TTL_SECONDS = 86_400;
@@ -201,4 +203,59 @@ export function failsWith(name: string, cause = ''): TaskHandler {
   return () => {
     throw stepError(name, cause);
   };
+}
+
+// ---- The vendor credential (the configurations of test/asl/configurations.ts) ----
+
+const secretsManager = mockClient(SecretsManagerClient);
+
+/** Secrets Manager GetSecretValue (GetSecretValueResponse) of a string secret. */
+export function secretValue(secretString: string): TaskHandler {
+  return (taskInput: { SecretId: string }) => ({
+    ARN: taskInput.SecretId,
+    Name: 'VendorSecret',
+    VersionId: 'a1b2c3d4-0000-4000-8000-000000000001',
+    SecretString: secretString,
+    VersionStages: ['AWSCURRENT'],
+    CreatedDate: '2026-11-27T12:00:00.000Z',
+  });
+}
+
+/**
+ * GetVendorToken (lambda:invoke of the proxy's OAuth token function): the function's real logic
+ * (VendorTokenProvider) with the client secret from a mocked Secrets Manager and a simulated
+ * token endpoint; answers like the Lambda integration.
+ */
+export const vendorToken: TaskHandler = async () => {
+  secretsManager.reset();
+  secretsManager.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ clientId: 'client-1', clientSecret: 'client-secret-1' }) });
+  const provider = new VendorTokenProvider(
+    { secretArn: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:VendorSecret-AbCdEf', tokenUrl: 'https://auth.vendor.example.com/token', clientAuthentication: 'BASIC' },
+    {
+      secretsManager: new SecretsManagerClient({ region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } }),
+      fetch: async () => new Response(JSON.stringify({ access_token: 'access-token-1', token_type: 'Bearer', expires_in: 3600 }),
+        { status: 200, headers: { 'content-type': 'application/json' } }),
+      now: () => Date.now(),
+    },
+  );
+  return { ExecutedVersion: '$LATEST', Payload: { authorization: await provider.getAuthorization() }, StatusCode: 200 };
+};
+
+/**
+ * The answers of a configuration's credential states when the credential is there and has the
+ * shape the configuration expects (a JSON secret with the `jsonField` the configuration names).
+ * Credential failures are finding 12's routes (test/asl/known-uncovered.json).
+ */
+export function credentialAnswers(configuration: string): Record<string, TaskHandler> {
+  if (/OAuth/.test(configuration)) {
+    return { GetVendorToken: vendorToken };
+  }
+  if (/jsonField/.test(configuration)) {
+    // test/asl/configurations.ts names the field `apiKey`, or `token` with a prefix.
+    return { ReadVendorCredential: secretValue(JSON.stringify({ apiKey: 'api-key-1', token: 'token-1' })) };
+  }
+  if (/secret header/.test(configuration)) {
+    return { ReadVendorCredential: secretValue('api-key-1') };
+  }
+  return {};
 }

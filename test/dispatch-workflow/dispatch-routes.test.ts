@@ -1,25 +1,36 @@
 /**
- * Every route of the dispatch workflow, in every configuration without a vendor credential (both
- * pacing points; callback URL in the body, in a header, per request or not, or not sent), executed
+ * Every route of the dispatch workflow, in every configuration (both pacing points; callback URL in
+ * the body, in a header, per request or not, or not sent; each kind of vendor credential), executed
  * from StartAt with the input the dispatcher's own code builds, the vendor caller's real logic
  * answering CallVendor (PacingPoint.VENDOR_CALL), and only AWS services mocked (SDK output shapes).
  *
- * Not here: the credential states (credential-routes tests, finding 12 of issue 11) and the
- * payload-shape and deferral routes (findings 3 and 5): see test/asl/known-uncovered.json.
+ * Not here: the credential states' failures (finding 12 of issue 11: the credential is read as the
+ * configuration expects it here) and the payload-shape and deferral routes (findings 3 and 5):
+ * see test/asl/known-uncovered.json.
  * The last test of each configuration checks that every other edge ran (docs/asl-coverage.md).
  */
-import { allConfigurations, hasCredential } from '../asl/configurations';
+import { VENDOR_CREDENTIAL_HEADER } from '../../src/throttled-proxy/vendor-credentials';
+import { allConfigurations } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
-  callVendorTask, claimNew, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
+  callVendorTask, claimNew, credentialAnswers, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
   vendorAccepts, VendorBehaviour, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
-/** Routes other engineers' tests execute (issue 11 findings 3 and 5): not asserted here. */
-const ELSEWHERE = [/^IsPayloadAnObject: Choice /, /^PayloadNotAnObject: /, /^WasVendorCalled: Choice 0 /, /^DeferToQueue: /];
+/** Routes other engineers' tests execute (issue 11 findings 3, 5 and 12): not asserted here. */
+const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^IsPayloadAnObject: Choice /, /^PayloadNotAnObject: /, /^WasVendorCalled: Choice 0 /, /^DeferToQueue: /];
 
-const configurations = allConfigurations((label) => !hasCredential(label)).filter((c) => c.name === 'DispatchWorkflow');
+const configurations = allConfigurations().filter((c) => c.name === 'DispatchWorkflow');
+
+/** The credential header value the proxy gets in each configuration (see credentialAnswers). */
+function expectedCredential(configuration: string): string | undefined {
+  if (/OAuth/.test(configuration)) return 'Bearer access-token-1';
+  if (/jsonField and prefix/.test(configuration)) return 'Bearer token-1';
+  if (/prefix/.test(configuration)) return 'Bearer api-key-1';
+  if (/secret header/.test(configuration)) return 'api-key-1';
+  return undefined;
+}
 
 describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatch workflow (%s), every route', (_, configuration) => {
   const definition = configuration.definition;
@@ -35,6 +46,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     ParkInDeadLetterQueue: sqsSent,
     FailWaitingWorkflow: sfnOk,
     FailWaitingWorkflowBriefly: sfnOk,
+    ...credentialAnswers(configuration.configuration),
   };
 
   /** Every AWS call succeeds and the vendor accepts the job, unless `overrides` say otherwise. */
@@ -54,11 +66,15 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     expect(result.error).toBeUndefined();
     expect(result.states[result.states.length - 1]).toBe('Submitted');
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-1' });
+    // The request id, and the credential as the configuration reads it, reach the proxy.
+    const credential = expectedCredential(configuration.configuration);
     if (paced) {
       expect(received).toHaveLength(1);
       expect(received[0].headers['Idempotency-Key']).toBe('req-1');
+      expect(received[0].headers[VENDOR_CREDENTIAL_HEADER]).toBe(credential);
     } else {
       expect(result.calls.CallVendor[0].Headers['Idempotency-Key']).toEqual(['req-1']);
+      expect(result.calls.CallVendor[0].Headers[VENDOR_CREDENTIAL_HEADER]).toEqual(credential === undefined ? undefined : [credential]);
     }
   });
 

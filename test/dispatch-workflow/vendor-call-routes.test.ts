@@ -1,25 +1,25 @@
 /**
- * Every route of the vendor-call workflow (callVendorTask) in each configuration without a vendor
- * credential (both pacing points), executed from StartAt with the input the dispatcher's own code
+ * Every route of the vendor-call workflow (callVendorTask) in each configuration (both pacing points,
+ * each kind of vendor credential), executed from StartAt with the input the dispatcher's own code
  * builds for a `call` message, the vendor caller's real logic answering the call tasks
  * (PacingPoint.VENDOR_CALL), and only AWS services mocked (SDK output shapes).
  *
- * Not here: the credential states (finding 12 of issue 11) and the caller's deferral route
+ * Not here: the credential states' failures (finding 12 of issue 11) and the caller's deferral route
  * (findings 3 and 4): see test/asl/known-uncovered.json. The last test of each configuration
  * checks that every other edge ran (docs/asl-coverage.md).
  */
-import { allConfigurations, hasCredential } from '../asl/configurations';
+import { allConfigurations } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
-  callMessage, callVendorTask, failing, failsWith, sfnOk, sqsSent, vendorAccepts, VendorBehaviour, vendorCallInputFor,
+  callMessage, callVendorTask, credentialAnswers, failing, failsWith, sfnOk, sqsSent, vendorAccepts, VendorBehaviour, vendorCallInputFor,
   vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
-/** Routes other engineers' tests execute (issue 11 findings 3 and 4): not asserted here. */
-const ELSEWHERE = [/^WasVendorCalled: Choice 0 /, /^DeferToQueue: /];
+/** Routes other engineers' tests execute (issue 11 findings 3, 4 and 12): not asserted here. */
+const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^WasVendorCalled: Choice 0 /, /^DeferToQueue: /];
 
-const configurations = allConfigurations((label) => !hasCredential(label) && !/callback URL/.test(label))
+const configurations = allConfigurations((label) => !/callback URL/.test(label))
   .filter((c) => c.name === 'VendorCallWorkflow');
 
 const GET_RESULT = { method: 'GET', path: '/jobs/job-1/result', query: { fields: ['all'] } };
@@ -38,6 +38,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     ParkInDeadLetterQueue: sqsSent,
     FailWaitingWorkflow: sfnOk,
     FailWaitingWorkflowBriefly: sfnOk,
+    ...credentialAnswers(configuration.configuration),
   };
 
   /** Every AWS call succeeds and the vendor answers 200, unless `overrides` say otherwise. */
