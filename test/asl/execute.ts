@@ -41,6 +41,12 @@ export interface ExecuteOptions {
    * @default - from the definition's comment (DispatchWorkflow, VendorCallWorkflow)
    */
   readonly name?: string;
+  /**
+   * Whether the edges go to the coverage records (false: the executor's own tests).
+   *
+   * @default true
+   */
+  readonly record?: boolean;
 }
 
 export interface Execution {
@@ -54,6 +60,11 @@ export interface Execution {
   readonly edges: Edge[];
   /** The states entered, in order. */
   readonly states: string[];
+  /**
+   * Task states called without a handler. Their `unexpected call of <state>` error is a task
+   * failure like any other, so a `States.ALL` catcher may route it on: check this list too.
+   */
+  readonly unexpected: string[];
 }
 
 /** An error as Step Functions reports it: `name` is the error name a Catch or Retry matches. */
@@ -103,6 +114,7 @@ export async function executeDefinition(
 ): Promise<Execution> {
   const machine = compile(definition, options.name);
   const calls: Record<string, any[]> = {};
+  const unexpected: string[] = [];
   const taskResourceLocalHandlers: Record<string, (taskInput: any) => Promise<any>> = {};
   for (const [stateName, state] of machine.states) {
     if (state.Type !== 'Task') continue;
@@ -110,6 +122,7 @@ export async function executeDefinition(
       (calls[stateName] ??= []).push(taskInput);
       const handler = handlers[stateName] ?? options.defaultHandlers?.[stateName];
       if (!handler) {
+        unexpected.push(stateName);
         throw new Error(`unexpected call of ${stateName}`);
       }
       return handler(taskInput) as any;
@@ -131,8 +144,10 @@ export async function executeDefinition(
     error = ((e as Error).cause ?? e) as Error;
   }
   const { edges, states } = await edgesTaken(machine, run.eventLogs);
-  recordExecution(machine.name, machine.hash, machine.edges, edges);
-  return { calls, output, error, edges, states };
+  if (options.record ?? true) {
+    recordExecution(machine.name, machine.hash, machine.edges, edges);
+  }
+  return { calls, output, error, edges, states, unexpected };
 }
 
 /** The edges an execution took, from its event log (read once the execution has ended). */

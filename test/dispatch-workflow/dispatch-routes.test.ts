@@ -54,6 +54,8 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     received: VendorRequest[] = []): Promise<Execution> {
     const result = await executeDefinition(definition, input, { ...succeeding, CallVendor: callVendorTask(paced, vendor, received), ...overrides });
     result.edges.forEach((e) => taken.add(e));
+    // Every Task the route reaches has its answer: none failed for want of a handler.
+    expect(result.unexpected).toEqual([]);
     return result;
   }
   const firstDispatch = () => dispatchInputFor(submitMessage(), paced);

@@ -47,6 +47,8 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     const call = callVendorTask(paced, vendor, received);
     const result = await executeDefinition(definition, input, { ...succeeding, CallVendor: call, CallVendorWithBody: call, ...overrides });
     result.edges.forEach((e) => taken.add(e));
+    // Every Task the route reaches has its answer: none failed for want of a handler.
+    expect(result.unexpected).toEqual([]);
     return result;
   }
   const firstCall = (call: Record<string, unknown> = GET_RESULT) => vendorCallInputFor(callMessage(call), paced);
