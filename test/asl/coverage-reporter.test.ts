@@ -24,12 +24,16 @@ function fixture(): Fixture {
 }
 
 /** Runs the reporter over records written by two "workers", as jest would: start, tests, complete. */
-function runReporter(f: Fixture, covered: string[][], known: Record<string, string[]> | undefined, globalConfig: Record<string, unknown> = {}) {
+function runReporter(f: Fixture, covered: string[][], known: Record<string, string[]> | undefined, globalConfig: Record<string, unknown> = {},
+  env: Record<string, string> = {}) {
   if (known) {
     writeFileSync(f.known, JSON.stringify({ description: 'test', uncovered: known }));
   }
-  const previous = process.env.ASL_COVERAGE_RECORDS_DIR;
-  process.env.ASL_COVERAGE_RECORDS_DIR = f.records;
+  // The reporter reads these; the run that runs this test may have set them for itself.
+  const saved = { ...process.env };
+  delete process.env.ASL_COVERAGE_GATE;
+  delete process.env.ASL_COVERAGE_PRUNE;
+  Object.assign(process.env, env, { ASL_COVERAGE_RECORDS_DIR: f.records });
   const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
   try {
     const reporter = new AslCoverageReporter({ rootDir: f.root, testPathPatterns: { patterns: [] }, ...globalConfig }, { knownUncovered: 'known.json' });
@@ -41,10 +45,12 @@ function runReporter(f: Fixture, covered: string[][], known: Record<string, stri
     return { error: reporter.getLastError() as Error | undefined, report: JSON.parse(readFileSync(path.join(f.root, 'coverage', 'asl-coverage.json'), 'utf8')) };
   } finally {
     stderr.mockRestore();
-    if (previous === undefined) {
-      delete process.env.ASL_COVERAGE_RECORDS_DIR;
-    } else {
-      process.env.ASL_COVERAGE_RECORDS_DIR = previous;
+    for (const name of ['ASL_COVERAGE_GATE', 'ASL_COVERAGE_PRUNE', 'ASL_COVERAGE_RECORDS_DIR']) {
+      if (saved[name] === undefined) {
+        delete process.env[name];
+      } else {
+        process.env[name] = saved[name];
+      }
     }
   }
 }
@@ -80,19 +86,16 @@ describe('ASL coverage reporter', () => {
 
   test('ASL_COVERAGE_PRUNE=1 removes covered and stale entries from the list, never adds one', () => {
     const f = fixture();
-    process.env.ASL_COVERAGE_PRUNE = '1';
-    try {
-      const { error } = runReporter(f, [['A: Next -> B']], { 'M | base': ['C: Retry 0', 'A: Next -> B'], 'M | removed': ['X: Next -> Y'] });
-      // B's two edges are uncovered and unlisted: still an error, and still not listed.
-      expect(error?.message).toMatch(/2 edges no test executes/);
-    } finally {
-      delete process.env.ASL_COVERAGE_PRUNE;
-    }
+    const { error } = runReporter(f, [['A: Next -> B']], { 'M | base': ['C: Retry 0', 'A: Next -> B'], 'M | removed': ['X: Next -> Y'] }, {},
+      { ASL_COVERAGE_PRUNE: '1' });
+    // B's two edges are uncovered and unlisted: still an error, and still not listed.
+    expect(error?.message).toMatch(/2 edges no test executes/);
     expect(JSON.parse(readFileSync(f.known, 'utf8')).uncovered).toEqual({ 'M | base': ['C: Retry 0'] });
   });
 
   test('a run filtered by test path or name writes the report but applies no gate', () => {
     expect(runReporter(fixture(), [[]], {}, { testPathPatterns: { patterns: ['dispatch'] } }).error).toBeUndefined();
     expect(runReporter(fixture(), [[]], {}, { testNamePattern: 'submits' }).error).toBeUndefined();
+    expect(runReporter(fixture(), [[]], {}, { testNamePattern: 'submits' }, { ASL_COVERAGE_GATE: '1' }).error).toBeDefined();
   });
 });
