@@ -66,4 +66,9 @@ describe('executeDefinition', () => {
     expect(result.unexpected).toEqual(['Work']);
     expect(result.edges).toContain('Work: Catch 1 -> Handle');
   });
+
+  test('a JSONata state is refused, not run without its expressions', async () => {
+    const jsonata = { ...definition, States: { ...definition.States, Handle: { Type: 'Pass', QueryLanguage: 'JSONata', Output: '{% $states.input %}', Next: 'Done' } } };
+    await expect(executeDefinition(jsonata, { kind: 'z' }, {}, { record: false })).rejects.toThrow(/Handle uses JSONata/);
+  });
 });

@@ -89,6 +89,12 @@ const compiled = new WeakMap<object, Compiled>();
 function compile(definition: AslDefinition, name?: string): Compiled {
   let result = compiled.get(definition);
   if (!result) {
+    // aws-local-stepfunctions ignores JSONata silently: such a state would "run" without its
+    // expressions. Refuse, so its edges stay uncovered (counted) until executed some other way.
+    const jsonata = definition.QueryLanguage === 'JSONata' ? 'the definition' : allStates(definition).find(([, state]) => state.QueryLanguage === 'JSONata')?.[0];
+    if (jsonata) {
+      throw new Error(`${jsonata} uses JSONata, which aws-local-stepfunctions ignores: execute it another way (e.g. the jsonata package)`);
+    }
     // The validator and the interpreter get their own copy: the validator annotates what it reads.
     const copy = JSON.parse(JSON.stringify(definition));
     const machine = new StateMachine(copy, { validationOptions: { checkArn: false, checkPaths: false } });
