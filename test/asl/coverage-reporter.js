@@ -48,9 +48,15 @@ class AslCoverageReporter {
       lines.push(`  also executed: ${other.name} ${other.hash} (no enumerated configuration; first run by ${other.testPath || '?'}): ${other.edgesCovered}/${other.edgesTotal} edges`);
     }
 
-    if (!this.gateApplies(report)) {
+    if (!this.gateApplies()) {
       lines.push('  (gate not applied: a filtered run; ASL_COVERAGE_GATE=1 applies it)');
       process.stderr.write(lines.join('\n') + '\n');
+      return;
+    }
+    if (report.stateMachines.length === 0) {
+      // A full run without the configurations would pass any gate: say so instead.
+      this.error = new Error('ASL edge coverage: no configuration was recorded (test/asl/configurations.test.ts did not run or failed)');
+      process.stderr.write(lines.join('\n') + '\n' + this.error.message + '\n');
       return;
     }
     const known = readKnown(this.knownFile);
@@ -84,14 +90,14 @@ class AslCoverageReporter {
   }
 
   /** The gate needs every test: a run filtered by path or name measures only part of them. */
-  gateApplies(report) {
+  gateApplies() {
     if (process.env.ASL_COVERAGE_GATE === '1') return true;
     if (process.env.ASL_COVERAGE_GATE === '0') return false;
     const g = this.globalConfig;
     const patterns = g.testPathPatterns;
     const filtered = (patterns && (Array.isArray(patterns) ? patterns.length > 0 : (patterns.patterns || []).length > 0))
       || Boolean(g.testNamePattern) || g.onlyChanged || g.findRelatedTests || g.onlyFailures || (g.nonFlagArgs || []).length > 0;
-    return !filtered && report.stateMachines.length > 0;
+    return !filtered;
   }
 
   getLastError() {

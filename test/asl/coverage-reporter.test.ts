@@ -25,7 +25,7 @@ function fixture(): Fixture {
 
 /** Runs the reporter over records written by two "workers", as jest would: start, tests, complete. */
 function runReporter(f: Fixture, covered: string[][], known: Record<string, string[]> | undefined, globalConfig: Record<string, unknown> = {},
-  env: Record<string, string> = {}) {
+  env: Record<string, string> = {}, configurations: boolean = true) {
   if (known) {
     writeFileSync(f.known, JSON.stringify({ description: 'test', uncovered: known }));
   }
@@ -38,7 +38,7 @@ function runReporter(f: Fixture, covered: string[][], known: Record<string, stri
   try {
     const reporter = new AslCoverageReporter({ rootDir: f.root, testPathPatterns: { patterns: [] }, ...globalConfig }, { knownUncovered: 'known.json' });
     reporter.onRunStart();
-    const lines = [JSON.stringify({ kind: 'configuration', name: 'M', configuration: 'base', hash: 'h1', edges: EDGES })];
+    const lines = configurations ? [JSON.stringify({ kind: 'configuration', name: 'M', configuration: 'base', hash: 'h1', edges: EDGES })] : [];
     writeFileSync(path.join(f.records, '1.jsonl'), lines.join('\n') + '\n');
     writeFileSync(path.join(f.records, '2.jsonl'), covered.map((edges) => JSON.stringify({ kind: 'covered', hash: 'h1', edges })).join('\n') + '\n');
     reporter.onRunComplete();
@@ -97,5 +97,10 @@ describe('ASL coverage reporter', () => {
     expect(runReporter(fixture(), [[]], {}, { testPathPatterns: { patterns: ['dispatch'] } }).error).toBeUndefined();
     expect(runReporter(fixture(), [[]], {}, { testNamePattern: 'submits' }).error).toBeUndefined();
     expect(runReporter(fixture(), [[]], {}, { testNamePattern: 'submits' }, { ASL_COVERAGE_GATE: '1' }).error).toBeDefined();
+  });
+
+  test('a full run in which no configuration was recorded fails', () => {
+    const { error } = runReporter(fixture(), [['A: Next -> B']], {}, {}, {}, false);
+    expect(error?.message).toMatch(/no configuration was recorded/);
   });
 });
