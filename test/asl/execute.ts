@@ -158,55 +158,70 @@ export async function executeDefinition(
 
 /** The edges an execution took, from its event log (read once the execution has ended). */
 async function edgesTaken(machine: Compiled, events: AsyncGenerator<any>): Promise<{ edges: Edge[]; states: string[] }> {
-  const edges: Edge[] = [];
-  const states: string[] = [];
-  /** States whose current run ended in a Catch: their StateExited is not their Next. */
-  const caught = new Set<string>();
-  /** The Choice decided last at the top level: the next state entered must be its target. */
-  let expectEntered: { choice: string; target: string } | undefined;
+  const tracker = new EdgeTracker(machine.states);
   for await (const event of events) {
+    tracker.push(event);
+  }
+  return { edges: tracker.edges, states: tracker.states };
+}
+
+/**
+ * Follows one execution's events (aws-local-stepfunctions' event log, in order) and collects the
+ * edges it took. Also used for the local runtime's executions (test/asl/local-runtime.ts).
+ */
+export class EdgeTracker {
+  public readonly edges: Edge[] = [];
+  public readonly states: string[] = [];
+  /** States whose current run ended in a Catch: their StateExited is not their Next. */
+  private readonly caught = new Set<string>();
+  /** The Choice decided last at the top level: the next state entered must be its target. */
+  private expectEntered: { choice: string; target: string } | undefined;
+
+  /** `states`: the definition's states by name, nested ones included (see allStates). */
+  constructor(private readonly definitionStates: Map<string, AslState>) {}
+
+  public push(event: any): void {
     const name: string | undefined = event.state?.name;
-    const state = name === undefined ? undefined : machine.states.get(name);
+    const state = name === undefined ? undefined : this.definitionStates.get(name);
     if (!name || !state) {
-      continue;
+      return;
     }
     switch (event.type) {
       case 'StateEntered':
-        states.push(name);
-        if (expectEntered && event.index === undefined) {
-          if (expectEntered.target !== name) {
-            throw new Error(`Choice ${expectEntered.choice}: the rules evaluated here lead to ${expectEntered.target}, `
+        this.states.push(name);
+        if (this.expectEntered && event.index === undefined) {
+          if (this.expectEntered.target !== name) {
+            throw new Error(`Choice ${this.expectEntered.choice}: the rules evaluated here lead to ${this.expectEntered.target}, `
               + `the interpreter went to ${name}: test/asl/execute.ts evaluates the rule differently`);
           }
-          expectEntered = undefined;
+          this.expectEntered = undefined;
         }
-        caught.delete(name);
+        this.caught.delete(name);
         break;
       case 'StateRetried':
-        edges.push(retryEdge(name, indexIn(state.Retry, event.retry.retrier, name, 'Retry')));
+        this.edges.push(retryEdge(name, indexIn(state.Retry, event.retry.retrier, name, 'Retry')));
         break;
       case 'StateCaught':
-        edges.push(catchEdge(name, state, indexIn(state.Catch, event.catch.catcher, name, 'Catch')));
-        caught.add(name);
+        this.edges.push(catchEdge(name, state, indexIn(state.Catch, event.catch.catcher, name, 'Catch')));
+        this.caught.add(name);
         break;
       case 'StateExited':
-        if (caught.has(name)) {
-          caught.delete(name);
+        if (this.caught.has(name)) {
+          this.caught.delete(name);
         } else if (state.Type === 'Choice') {
           const edge = choiceTaken(name, state, event.state.input);
-          edges.push(edge.edge);
+          this.edges.push(edge.edge);
           if (event.index === undefined) {
-            expectEntered = { choice: name, target: edge.target };
+            this.expectEntered = { choice: name, target: edge.target };
           }
         } else if (state.Next) {
-          edges.push(nextEdge(name, state));
+          this.edges.push(nextEdge(name, state));
         }
         break;
       default:
         break;
     }
   }
-  return { edges, states };
 }
 
 /** The index of a retrier or catcher of the events in the state's list (the same object, else an equal one). */
