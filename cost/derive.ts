@@ -742,7 +742,14 @@ function walkTasks(t: LocalTemplate, wf: WorkflowModel, role: string, tables: It
       } else {
         lambdaTasks.push({ state: name, fn });
         durationMs += LATENCY_MS.lambdaInvoke;
-        taskLines.push(`${name}: Lambda ${fn.logicalId}, 1 invocation`);
+        // The proxy's credential function for a JSON secret (SECRET_FIELD, as in vendor-secret.ts)
+        // reads the secret on every invocation (no cache).
+        const readsSecret = envOf(fn).SECRET_FIELD !== undefined;
+        if (readsSecret) {
+          secretCalls += 1;
+          durationMs += LATENCY_MS.secretsManagerCall;
+        }
+        taskLines.push(`${name}: Lambda ${fn.logicalId}, 1 invocation${readsSecret ? ' (reads the vendor secret: Secrets Manager GetSecretValue, 1 API call)' : ''}`);
       }
     } else if (/^arn:aws:states:::(?:aws-sdk:)?sqs:sendMessage$/.test(resource)) {
       sqsTasks.push(name);

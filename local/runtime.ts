@@ -52,6 +52,12 @@ export interface LocalRuntimeOptions {
   // --- scheduler (low-rate mode): end ---
   /** Fault injection (local/faults.ts): throttling answers and crashes. Default: none. */
   readonly faults?: FaultInjector;
+  /**
+   * The account's Lambda concurrency quota: the runtime refuses to start a template whose
+   * reserved concurrency Lambda would refuse at deploy time. Pass 10 to check that a stack deploys
+   * in a new account. Default 1000 (the usual quota).
+   */
+  readonly accountConcurrency?: number;
 }
 
 type Stoppable = { stop(): Promise<void> | void };
@@ -269,6 +275,7 @@ export class LocalRuntime {
       extraEnv: this.options.functionEnv,
       rewriteUrl: (url) => this.rewriteUrl(url),
       logFile: this.options.logFile,
+      accountConcurrency: this.options.accountConcurrency,
     });
     this.stoppables.push(this.lambda);
     this.options.faults?.attach((name, reason) => this.lambda.crashBusy(name, reason));
@@ -303,6 +310,7 @@ export class LocalRuntime {
       schedules: this.template.ofType('AWS::Scheduler::Schedule'),
       invoke: (name, event) => this.lambda.invoke(name, event),
       speedup: this.options.scheduleSpeedup,
+      reservedConcurrency: (target) => this.lambda.reservedConcurrency(target),
     });
     if (this.options.scheduleTimers !== false) {
       this.scheduler.start();

@@ -1041,25 +1041,43 @@ function renderIntegrationResponse(api: CompiledApi, response: IntegrationRespon
   const wanted = mediaType(accept);
   const type = (wanted && types.includes(wanted)) ? wanted : types.includes('application/json') ? 'application/json' : types[0];
   let body = integrationBody;
+  // `#set($context.responseOverride.status = 413)` in a response template replaces the method
+  // response's status (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-override-request-response-parameters.html).
+  const override: { status?: unknown } = {};
   if (type !== undefined) {
     try {
-      body = renderTemplate(response.templates[type], request, integrationBody);
+      body = renderTemplate(response.templates[type], request, integrationBody, override);
     } catch (e) {
       recordIntegrationError(api, `response template: ${(e as Error).message}`);
       return errorReply(500, 'Internal server error', 'InternalServerErrorException');
     }
   }
-  return { status: response.statusCode, body, headers: { ...response.headers, 'Content-Type': type ?? 'application/json' } };
+  const status = override.status === undefined ? response.statusCode : Number(override.status);
+  return { status, body, headers: { ...response.headers, 'Content-Type': type ?? 'application/json' } };
 }
 
-/** Renders a VTL mapping template with API Gateway's `$input`, `$util` and `$context`. */
-function renderTemplate(template: string, request: MethodRequest, body: string): string {
+/**
+ * Renders a VTL mapping template with API Gateway's `$input`, `$util` and `$context`; a response
+ * template's `$context.responseOverride` is written to `responseOverride`.
+ */
+function renderTemplate(template: string, request: MethodRequest, body: string, responseOverride?: Record<string, unknown>): string {
   return render(template, {
     input: makeInput(request, body),
     util: UTIL,
-    context: makeContext(request),
-  });
+    context: { ...makeContext(request), ...(responseOverride ? { responseOverride } : {}) },
+  }, undefined, { customMethodHandlers: [JAVA_STRING_LENGTH] });
 }
+
+/**
+ * `$text.length()`: API Gateway's VTL values are Java strings, whose `length()` counts UTF-16 units,
+ * as a JavaScript string's `length` does (velocityjs has no such method on strings).
+ */
+const JAVA_STRING_LENGTH = {
+  uid: 'java-string-length',
+  match: ({ property, context, params }: { property: string; context: unknown; params: unknown[] }) =>
+    property === 'length' && typeof context === 'string' && params.length === 0,
+  resolve: ({ context }: { context: unknown }) => (context as string).length,
+};
 
 /** A Java Map as VTL sees it (`keySet()`, `get()`, ...), in insertion order. */
 class JavaMap {

@@ -35,6 +35,39 @@ export interface LocalLambdaOptions {
   readonly rewriteUrl?: UrlRewriter;
   /** Where the handlers' stdout/stderr and one platform report line per invocation go. Default: discarded. */
   readonly logFile?: string;
+  /**
+   * The account's Lambda concurrency quota in the Region. The functions' reservations are checked
+   * against it as Lambda checks them at deploy time (see {@link checkReservedConcurrency}).
+   * @default DEFAULT_ACCOUNT_CONCURRENCY (1000, the usual quota; new accounts can have 10)
+   */
+  readonly accountConcurrency?: number;
+}
+
+/** Lambda's usual concurrency quota per account and Region. */
+export const DEFAULT_ACCOUNT_CONCURRENCY = 1000;
+/** Concurrency Lambda keeps unreserved for the functions without a reservation. */
+export const MIN_UNRESERVED_CONCURRENCY = 100;
+
+/**
+ * Refuses the reservations Lambda refuses at deploy time: "You can reserve up to the Unreserved
+ * account concurrency value minus 100 for functions that don't have reserved concurrency"
+ * (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). An account whose
+ * quota is 100 or less (new accounts can have 10) can reserve nothing; Lambda answers
+ * InvalidParameterValueException ("... decreases account's UnreservedConcurrentExecution below its
+ * minimum value"), and the stack does not deploy.
+ */
+export function checkReservedConcurrency(functions: ResolvedResource[], accountConcurrency: number = DEFAULT_ACCOUNT_CONCURRENCY): void {
+  const reserving = functions
+    .map((f) => ({ id: f.logicalId, reserved: Number(f.properties.ReservedConcurrentExecutions ?? 0) }))
+    .filter((f) => f.reserved > 0);
+  const total = reserving.reduce((sum, f) => sum + f.reserved, 0);
+  const allowed = Math.max(0, accountConcurrency - MIN_UNRESERVED_CONCURRENCY);
+  if (total > allowed) {
+    throw lambdaError('InvalidParameterValueException',
+      `Specified ReservedConcurrentExecutions (${reserving.map((f) => `${f.id}: ${f.reserved}`).join(', ')}) decreases account's `
+      + `UnreservedConcurrentExecution below its minimum value of [${Math.min(MIN_UNRESERVED_CONCURRENCY, accountConcurrency)}]: `
+      + `an account with a concurrency quota of ${accountConcurrency} can reserve at most ${allowed}. Remove the reservations or raise the quota`);
+  }
 }
 
 /** Counters of one function, since the runtime started. */
@@ -645,6 +678,8 @@ export class LocalLambda {
   private readonly sink: LogSink;
 
   constructor(options: LocalLambdaOptions) {
+    // Before anything starts: a template Lambda would refuse never runs.
+    checkReservedConcurrency(options.functions.map((fn) => fn.resource), options.accountConcurrency);
     this.sink = new LogSink(options.logFile);
     for (const fn of options.functions) {
       const pool = new FunctionPool(functionConfig(fn, options.endpoints, options.extraEnv, options.rewriteUrl), this.sink);
@@ -668,6 +703,11 @@ export class LocalLambda {
     }
     const invokedArn = functionNameOrArn.startsWith('arn:') ? functionNameOrArn : pool.config.arn;
     return pool.invoke(event, invokedArn);
+  }
+
+  /** A function's `ReservedConcurrentExecutions` (by name or ARN); undefined when it has none or is unknown. */
+  reservedConcurrency(functionNameOrArn: string): number | undefined {
+    return this.pools.get(functionNameOf(functionNameOrArn))?.config.reservedConcurrency;
   }
 
   /** Makes `count` warm environments of a function ready (see FunctionPool.prewarm). */

@@ -15,11 +15,13 @@
  * paces starts 2 s apart still takes 2 s per start). `tickAll()` fires every enabled schedule at
  * once and resolves when those invocations end, for tests that want no timers at all.
  *
- * Invocation: Scheduler invokes a Lambda target asynchronously. Locally, a tick that finds the
- * previous tick of the same schedule still running is held and fired when that one ends (at most
- * one held; later ones coalesce into it), as Lambda's asynchronous queue retries an event that
- * reserved concurrency throttled. A tick whose invocation fails is counted, not retried (the
- * library sets the function's asynchronous retries to 0: the next tick is the retry).
+ * Invocation: Scheduler invokes a Lambda target asynchronously, and Lambda runs asynchronous
+ * invocations concurrently: a tick that finds the previous one still running runs beside it, as on
+ * AWS. Only when the target has reserved concurrency (`reservedConcurrency`) and that many ticks
+ * run is the tick held and fired when one ends (at most one held; later ones coalesce into it), as
+ * Lambda's asynchronous queue retries an event that reserved concurrency throttled. A tick whose
+ * invocation fails is counted, not retried (the library sets the function's asynchronous retries
+ * to 0: the next tick is the retry).
  */
 import { randomUUID } from 'crypto';
 import { LambdaInvoker, LOCAL_ACCOUNT, LOCAL_REGION, ResolvedResource } from '../types';
@@ -30,6 +32,11 @@ export interface LocalSchedulerOptions {
   readonly invoke: LambdaInvoker;
   /** Every period is divided by this (default 1: real time). Must be above 0. */
   readonly speedup?: number;
+  /**
+   * The target function's `ReservedConcurrentExecutions` (by target ARN), undefined when it has
+   * none. Default: none for every target (overlapping ticks run at once).
+   */
+  readonly reservedConcurrency?: (target: string) => number | undefined;
 }
 
 /** Counters of one schedule, since `start()`. */
@@ -43,13 +50,15 @@ export interface ScheduleStats {
   readonly invocations: number;
   /** Invocations that rejected (function error, timeout, throttle). */
   readonly errors: number;
-  /** Ticks held because the previous one still ran, and later fired. */
+  /** Ticks held because the target's reserved concurrency was in use, and later fired. */
   readonly held: number;
   /** Ticks folded into an already held one (never fired on their own). */
   readonly coalesced: number;
   readonly lastError?: string;
   /** The most recent invocation's result. */
   readonly lastResult?: unknown;
+  /** Most invocations of this schedule running at once. */
+  readonly maxConcurrent: number;
 }
 
 /** Milliseconds of a `rate(...)` expression; throws on anything else. */
@@ -102,16 +111,28 @@ interface RunningSchedule {
   readonly target: string;
   readonly input: unknown;
   readonly enabled: boolean;
+  /** The target's reserved concurrency; undefined: none (ticks never held). */
+  readonly reserved?: number;
   timer?: NodeJS.Timeout;
-  inFlight?: Promise<void>;
+  readonly inFlight: Set<Promise<void>>;
   held: boolean;
-  stats: { ticks: number; invocations: number; errors: number; held: number; coalesced: number; lastError?: string; lastResult?: unknown };
+  stats: {
+    ticks: number;
+    invocations: number;
+    errors: number;
+    held: number;
+    coalesced: number;
+    maxConcurrent: number;
+    lastError?: string;
+    lastResult?: unknown;
+  };
 }
 
 export class LocalScheduler {
   private readonly schedules: RunningSchedule[];
   private readonly speedup: number;
   private readonly invoke: LambdaInvoker;
+  private readonly reservedConcurrency: (target: string) => number | undefined;
   private stopped = false;
 
   constructor(options: LocalSchedulerOptions) {
@@ -120,6 +141,7 @@ export class LocalScheduler {
       throw new Error(`scheduleSpeedup must be a positive number (given ${options.speedup})`);
     }
     this.invoke = options.invoke;
+    this.reservedConcurrency = options.reservedConcurrency ?? (() => undefined);
     this.schedules = options.schedules.map((resource) => this.plan(resource));
   }
 
@@ -155,7 +177,7 @@ export class LocalScheduler {
       if (s.timer) clearInterval(s.timer);
       s.held = false;
     }
-    await Promise.all(this.schedules.map((s) => s.inFlight?.catch(() => undefined)));
+    await Promise.all(this.schedules.flatMap((s) => [...s.inFlight].map((p) => p.catch(() => undefined))));
   }
 
   private plan(resource: ResolvedResource): RunningSchedule {
@@ -182,15 +204,17 @@ export class LocalScheduler {
       target,
       input: props.Target?.Input,
       enabled: props.State !== 'DISABLED',
+      reserved: this.reservedConcurrency(target),
+      inFlight: new Set(),
       held: false,
-      stats: { ticks: 0, invocations: 0, errors: 0, held: 0, coalesced: 0 },
+      stats: { ticks: 0, invocations: 0, errors: 0, held: 0, coalesced: 0, maxConcurrent: 0 },
     };
   }
 
   private tick(s: RunningSchedule): void {
     if (this.stopped) return;
     s.stats.ticks++;
-    if (s.inFlight) {
+    if (s.reserved !== undefined && s.inFlight.size >= s.reserved) {
       if (s.held) {
         s.stats.coalesced++;
       } else {
@@ -210,7 +234,7 @@ export class LocalScheduler {
       attemptNumber: 1,
     });
     s.stats.invocations++;
-    s.inFlight = this.invoke(s.target, event).then(
+    const invocation: Promise<void> = this.invoke(s.target, event).then(
       (result) => {
         s.stats.lastResult = result;
       },
@@ -219,18 +243,20 @@ export class LocalScheduler {
         s.stats.lastError = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
       },
     ).finally(() => {
-      s.inFlight = undefined;
+      s.inFlight.delete(invocation);
       if (s.held && !this.stopped) {
         s.held = false;
         this.fire(s);
       }
     });
+    s.inFlight.add(invocation);
+    s.stats.maxConcurrent = Math.max(s.stats.maxConcurrent, s.inFlight.size);
   }
 
   /** Resolves when the schedule has nothing in flight and nothing held. */
   private async settled(s: RunningSchedule): Promise<void> {
-    while (s.inFlight) {
-      await s.inFlight;
+    while (s.inFlight.size > 0) {
+      await Promise.all([...s.inFlight]);
       // The finally above may have fired a held tick: wait for it too.
       await Promise.resolve();
     }

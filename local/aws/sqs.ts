@@ -121,9 +121,19 @@ const IGNORED_PROPERTIES = [
   'KmsMasterKeyId', 'KmsDataKeyReusePeriodSeconds', 'SqsManagedSseEnabled', 'RedriveAllowPolicy', 'Tags',
 ];
 
+/**
+ * SQS's default MaximumMessageSize, bytes (256 KiB). A queue can allow up to 1 MiB, but only when it
+ * says so: fauxqs defaults to 1 MiB, so a queue whose template omits the attribute gets AWS's default
+ * here, and a larger SendMessage is refused as SQS refuses it (`InvalidParameterValue`, "Message must
+ * be shorter than 262144 bytes"). See MaximumMessageSize in
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html and
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html
+ */
+export const SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE = 262_144;
+
 /** The CreateQueue attributes of one queue; fails on a property the emulator would silently not honour. */
 export function queueAttributes(template: LocalTemplate, queue: ResolvedResource): Record<string, string> {
-  const attributes: Record<string, string> = {};
+  const attributes: Record<string, string> = { MaximumMessageSize: String(SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE) };
   for (const [key, value] of Object.entries(queue.properties)) {
     if (key === 'QueueName' || IGNORED_PROPERTIES.includes(key)) {
       continue;

@@ -11,6 +11,7 @@
  *   (early callback, throttling, network errors, or a failure to park it).
  */
 
+import { createHash } from 'crypto';
 // The AWS SDK is bundled into the Lambda asset by esbuild; the construct library never imports this file.
 import { DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
@@ -18,7 +19,7 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@
 import type { SQSRecord } from 'aws-lambda';
 import { getAtPath, parseSimplePath } from './json-path';
 import { SignatureSpec } from './signature-spec';
-import { CachedSecret, decodeHeaders, tokensEqual, verifySignature } from './signature-verification';
+import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensEqual, UnusableSecretError, verifySignature } from './signature-verification';
 import { CallbackEnv } from '../shared/env';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -78,7 +79,10 @@ export interface CallbackMetrics {
 /** The other things the processor needs besides clients, configuration and logger. */
 export interface CallbackDeps {
   readonly metrics: CallbackMetrics;
-  /** Current time, epoch ms, for CallbackLatency and signature timestamps. Default Date.now. */
+  /**
+   * Current time, epoch ms, for CallbackLatency (and signature timestamps when the envelope has no
+   * arrival time). Default Date.now.
+   */
   readonly now?: () => number;
   /** The signing secret, required when the configuration has a `signature`. */
   readonly signatureSecret?: CachedSecret;
@@ -126,6 +130,11 @@ export const ParkReasons = {
    * Nothing was resumed; the `detail` attribute says which check failed (never the secret).
    */
   CALLBACK_REJECTED: 'CallbackRejected',
+  /**
+   * The signing secret gives no usable HMAC key (empty, only `whsec_`, not canonical base64): no
+   * callback can be verified. Nothing was resumed; fix the secret, then redrive the dead-letter queue.
+   */
+  SIGNING_SECRET_UNUSABLE: 'SIGNING_SECRET_UNUSABLE',
 } as const;
 export type ParkReason = typeof ParkReasons[keyof typeof ParkReasons];
 
@@ -305,9 +314,25 @@ async function processRecord(
       return reject('no callback token: callbacks must come on the request\'s capability URL /callback/<token>');
     }
   }
+  // a3. A body too large for the callback queue was dropped at the webhook (the vendor got 413). Only
+  // a capability URL still authenticates it (the token, checked against the table below); a
+  // signature cannot be verified without the body, so such a callback must not end any workflow.
+  const dropped = envelope.bodyDropped === true;
+  const droppedBytes = dropped ? Math.floor((Number(envelope.bodyBase64Length) || 0) * 3 / 4) : 0;
+  if (dropped && config.signature && !(config.requireCallbackToken ?? true)) {
+    return park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body of about ${droppedBytes} bytes was too large for the callback queue and was dropped `
+      + 'at the webhook (answered 413); its signature cannot be verified without it, so no workflow was resumed or failed');
+  }
   const rawBody = Buffer.from(envelope.bodyBase64, 'base64');
-  if (config.signature) {
-    const problem = await checkSignature(config.signature, rawBody, envelope, deps);
+  if (config.signature && !dropped) {
+    const problem = await checkSignature(config.signature, rawBody, envelope, deps, logger);
+    if (problem instanceof UnusableSecretError) {
+      // Our configuration, not the callback, is at fault: nothing can be verified, so nothing
+      // resumes. Parked (the dead-letter alarm fires) for a redrive once the secret is fixed; the
+      // replay window is measured at the callback's arrival, so a redriven callback still verifies.
+      logger.error('The signing secret gives no usable HMAC key: callbacks cannot be verified and are parked', { problem: problem.problem });
+      return park(ParkReasons.SIGNING_SECRET_UNUSABLE, `the signing secret is unusable: ${problem.problem}; fix the secret in Secrets Manager, then redrive`);
+    }
     if (problem) {
       return reject(`signature: ${problem}`);
     }
@@ -315,21 +340,24 @@ async function processRecord(
 
   // b. The vendor's body: base64 -> UTF-8 (strict: invalid bytes are an error, not U+FFFD) -> JSON.
   let body: unknown;
-  try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(rawBody);
-    body = JSON.parse(text);
-  } catch (err) {
-    return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
-  }
-  // JSON.parse copes with deep nesting, the recursive JSON.stringify of the task output does not
-  // (RangeError): such a body could only be retried for nothing, so it is parked at once.
-  const depth = nestingDepth(body);
-  if (depth > MAX_BODY_NESTING) {
-    return park(ParkReasons.MALFORMED_BODY, `callback body nests ${depth > 10 * MAX_BODY_NESTING ? `more than ${10 * MAX_BODY_NESTING}` : depth} levels deep, more than ${MAX_BODY_NESTING}`);
+  if (!dropped) {
+    try {
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(rawBody);
+      body = JSON.parse(text);
+    } catch (err) {
+      return park(ParkReasons.MALFORMED_BODY, `callback body is not UTF-8 JSON: ${(err as Error).message}`);
+    }
+    // JSON.parse copes with deep nesting, the recursive JSON.stringify of the task output does not
+    // (RangeError): such a body could only be retried for nothing, so it is parked at once.
+    const depth = nestingDepth(body);
+    if (depth > MAX_BODY_NESTING) {
+      return park(ParkReasons.MALFORMED_BODY, `callback body nests ${depth > 10 * MAX_BODY_NESTING ? `more than ${10 * MAX_BODY_NESTING}` : depth} levels deep, more than ${MAX_BODY_NESTING}`);
+    }
   }
 
   // c. The job id: a non-empty string, or a finite number (stringified, as the table stores strings).
-  const jobIdValue = getAtPath(body, config.jobIdPath);
+  // Of a dropped body, the mapping template read it (`$input.json(jobIdPath)`).
+  const jobIdValue = dropped ? droppedJobId(envelope) : getAtPath(body, config.jobIdPath);
   let jobId: string;
   if (typeof jobIdValue === 'string' && jobIdValue.trim() !== '') {
     jobId = jobIdValue;
@@ -337,7 +365,8 @@ async function processRecord(
     jobId = String(jobIdValue);
   } else {
     return park(ParkReasons.MISSING_JOB_ID,
-      `no job id at ${formatPath(config.jobIdPath)}: expected a non-empty string or a number, got ${describeValue(jobIdValue)}`);
+      `no job id at ${formatPath(config.jobIdPath)}: expected a non-empty string or a number, got ${describeValue(jobIdValue)}`
+      + (dropped ? ` (the body, about ${droppedBytes} bytes, was too large for the callback queue and was dropped at the webhook, which answered 413)` : ''));
   }
   logger.appendKeys({ jobId });
 
@@ -406,7 +435,17 @@ async function processRecord(
   const maxOutputBytes = config.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   const outputBytes = Buffer.byteLength(result, 'utf8');
   const maxPayloadBytes = config.maxPayloadBytes ?? Infinity;
-  if (rawBody.length > maxPayloadBytes) {
+  if (dropped) {
+    // Authenticated by its capability token (or authentication is off): the workflow fails now.
+    await park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body of about ${droppedBytes} bytes was too large for the callback queue and was dropped at the webhook (answered 413)`);
+    outcome = CALLBACK_TOO_LARGE_ERROR;
+    sendTaskResult = () => clients.sfn.send(new SendTaskFailureCommand({
+      taskToken,
+      error: CALLBACK_TOO_LARGE_ERROR,
+      cause: `The callback for job ${truncate(jobId, 1000)} has a body of about ${droppedBytes} bytes, too large for the callback queue: `
+        + 'the webhook dropped the body and answered 413. The callback (without its body) was parked in the callback dead-letter queue.',
+    }));
+  } else if (rawBody.length > maxPayloadBytes) {
     // An authenticated callback over the webhook's limit: kept for a human, and the workflow fails
     // now rather than at its timeout.
     await park(ParkReasons.PAYLOAD_TOO_LARGE, `callback body is ${rawBody.length} bytes, over the webhook's maxPayloadSize of ${maxPayloadBytes} bytes`);
@@ -467,20 +506,63 @@ async function processRecord(
 }
 
 /**
- * Verifies the vendor's signature; returns why it is invalid, or undefined. On a mismatch the
- * secret is read again once (it may have been rotated) before the callback is refused.
+ * Verifies the vendor's signature; returns why it is invalid, an `UnusableSecretError` when the
+ * secret gives no usable key, or undefined. On a mismatch or an unusable secret the secret is read
+ * again once (it may have been rotated or fixed) before the callback is refused.
  */
-async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: CallbackEnvelope, deps: CallbackDeps): Promise<string | undefined> {
-  if (!deps.signatureSecret) {
+async function checkSignature(
+  spec: SignatureSpec, rawBody: Buffer, envelope: CallbackEnvelope, deps: CallbackDeps, logger: CallbackLogger,
+): Promise<string | UnusableSecretError | undefined> {
+  const secrets = deps.signatureSecret;
+  if (!secrets) {
     throw new Error('The callback processor is configured to verify signatures but has no signing secret');
   }
+  let key = signingKey(spec, await secrets.get());
+  if ('problem' in key && await secrets.refresh()) {
+    key = signingKey(spec, await secrets.get());
+  }
+  if ('problem' in key) {
+    return new UnusableSecretError(key.problem);
+  }
+  if (key.short) {
+    warnShortKey(await secrets.get(), key.key.length, logger);
+  }
   const headers = decodeHeaders(envelope.headers);
-  const nowSeconds = Math.floor((deps.now ?? Date.now)() / 1000);
-  const problem = verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, nowSeconds);
-  if (problem && problem.includes('does not match') && await deps.signatureSecret.refresh()) {
-    return verifySignature(spec, await deps.signatureSecret.get(), rawBody, headers, nowSeconds);
+  // The replay window is measured when the callback reached the webhook, not when the record is
+  // processed: a genuine callback may wait in the queue past the tolerance (an early callback's
+  // backoff, a redelivery after a processor failure, a backlog, a redrive from the dead-letter
+  // queue). The arrival time is API Gateway's ($context.requestTimeEpoch, written by the mapping
+  // template), which a caller cannot set; without one, the processor's clock is the stricter choice.
+  const arrivedAtSeconds = Math.floor((receivedAtMs(envelope) ?? (deps.now ?? Date.now)()) / 1000);
+  const problem = verifySignature(spec, await secrets.get(), rawBody, headers, arrivedAtSeconds);
+  if (problem && problem.includes('does not match') && await secrets.refresh()) {
+    try {
+      return verifySignature(spec, await secrets.get(), rawBody, headers, arrivedAtSeconds);
+    } catch (err) {
+      // The secret was rotated to an unusable one.
+      if (err instanceof UnusableSecretError) return err;
+      throw err;
+    }
   }
   return problem;
+}
+
+/** SHA-256 digests of the secrets already warned about: one warning per secret and execution environment. */
+const shortKeysWarned = new Set<string>();
+
+function warnShortKey(secret: string, keyBytes: number, logger: CallbackLogger): void {
+  const digest = createHash('sha256').update(secret).digest('hex');
+  if (!shortKeysWarned.has(digest)) {
+    shortKeysWarned.add(digest);
+    logger.warn(`The signing secret gives a ${keyBytes}-byte HMAC key, under ${MIN_SIGNING_KEY_BYTES} bytes: a short key can be guessed. Use a random key of at least 32 bytes.`);
+  }
+}
+
+/** API Gateway's arrival time of the callback, epoch ms, or undefined when the envelope has none usable. */
+function receivedAtMs(envelope: CallbackEnvelope): number | undefined {
+  const raw = envelope.receivedAtEpochMs;
+  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  return Number.isFinite(value) && value > 0 ? value : undefined;
 }
 
 /**
@@ -488,9 +570,20 @@ async function checkSignature(spec: SignatureSpec, rawBody: Buffer, envelope: Ca
  * time. Never negative (the clocks of API Gateway and Lambda may disagree a little).
  */
 function callbackLatencyMs(envelope: CallbackEnvelope, nowMs: number): number | undefined {
-  const raw = envelope.receivedAtEpochMs;
-  const receivedAtMs = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-  return Number.isFinite(receivedAtMs) ? Math.max(0, nowMs - receivedAtMs) : undefined;
+  const arrivedAtMs = receivedAtMs(envelope);
+  return arrivedAtMs === undefined ? undefined : Math.max(0, nowMs - arrivedAtMs);
+}
+
+/** The job id the mapping template read from a dropped body (JSON), or undefined. */
+function droppedJobId(envelope: CallbackEnvelope): unknown {
+  if (typeof envelope.jobIdJsonBase64 !== 'string' || envelope.jobIdJsonBase64 === '') {
+    return undefined;
+  }
+  try {
+    return JSON.parse(Buffer.from(envelope.jobIdJsonBase64, 'base64').toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Parses and validates the envelope; returns a description of the problem when it is invalid. */

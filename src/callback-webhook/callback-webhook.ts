@@ -12,7 +12,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { CallbackProcessorFunction } from './callback-processor-function';
 import { parseSimplePath } from './json-path';
-import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE, callbackRequestTemplate } from './mapping-template';
+import { CALLBACK_ERROR_RESPONSE, CALLBACK_QUEUE_MAX_MESSAGE_BYTES, CALLBACK_QUEUED_RESPONSE_TEMPLATE, callbackRequestTemplate } from './mapping-template';
 import { WebhookAuthentication } from './webhook-authentication';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { CallbackEnv } from '../shared/env';
@@ -114,8 +114,12 @@ export interface CallbackWebhookOptions {
   /**
    * Largest callback body. A larger authenticated callback is parked in the dead-letter queue
    * (reason `PAYLOAD_TOO_LARGE`) and its waiting workflow fails with `CallbackTooLarge`.
-   * At most 180 KiB: the callback queue's 256 KiB message holds the body base64-encoded
-   * (4/3 of its size) plus the headers, and the result must fit Step Functions' 256 KiB.
+   * At most 180 KiB: the result (`{ jobId, result }`) must fit Step Functions' 256 KiB task output.
+   * Bodies up to about 729 KiB reach the processor whole (the callback queue allows 1 MiB messages
+   * and the body travels base64-encoded); larger ones (API Gateway accepts up to 10 MB) are dropped
+   * at the webhook, which answers 413: with capability URLs the waiting workflow still fails at once
+   * with `CallbackTooLarge`, with a signature only the callback is parked unverified (see
+   * docs/security.md).
    *
    * @default Size.kibibytes(180)
    */
@@ -229,7 +233,7 @@ export class CallbackWebhook extends Construct {
     this.maxPayloadBytes = props.maxPayloadSize?.toBytes() ?? MAX_PAYLOAD_BYTES;
     const payloadBytes = this.maxPayloadBytes;
     if (!Token.isUnresolved(payloadBytes) && (!Number.isInteger(payloadBytes) || payloadBytes < 1 || payloadBytes > MAX_PAYLOAD_BYTES)) {
-      throw new Error(`maxPayloadSize must be between 1 byte and 180 KiB (given ${this.maxPayloadBytes} bytes): the callback queue holds the body base64-encoded in a 256 KiB message`);
+      throw new Error(`maxPayloadSize must be between 1 byte and 180 KiB (given ${this.maxPayloadBytes} bytes): the callback becomes a task output, which Step Functions limits to 256 KiB`);
     }
 
     const work = createWorkQueue(this, 'Callback', {
@@ -237,6 +241,13 @@ export class CallbackWebhook extends Construct {
       visibilityTimeout: Duration.seconds(PROCESSOR_TIMEOUT.toSeconds() * 6),
       maxReceiveCount: props.maxReceiveCount ?? 10,
       encryptionKey: props.encryptionKey,
+      // SQS's largest message (1 MiB; the default is 256 KiB): the envelope holds the body base64-encoded
+      // (4/3 of its size), so bodies up to about 729 KiB reach the processor, which verifies them and
+      // fails an authentic callback over maxPayloadSize with CallbackTooLarge. Larger bodies are dropped
+      // by the mapping template. Changing the attribute updates the queues in place (no replacement).
+      // Lambda still gets at most 6 MB per batch: https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html
+      // (BatchSize). Quotas: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html
+      maxMessageSizeBytes: CALLBACK_QUEUE_MAX_MESSAGE_BYTES,
     });
     this.queue = work.queue;
     this.deadLetterQueue = work.deadLetterQueue;
@@ -318,12 +329,15 @@ export class CallbackWebhook extends Construct {
         requestParameters: {
           'integration.request.header.Content-Type': "'application/x-www-form-urlencoded'",
         },
-        requestTemplates: { 'application/json': callbackRequestTemplate({ tokenFromPath: authentication.capabilityUrls }) },
+        requestTemplates: {
+          'application/json': callbackRequestTemplate({ tokenFromPath: authentication.capabilityUrls, jobIdPath: parseSimplePath(jobIdPath) }),
+        },
         integrationResponses: [
           {
+            // 202, or 413 when the body was too large to queue and was dropped (the template says).
             statusCode: '202',
             selectionPattern: '2\\d{2}',
-            responseTemplates: { 'application/json': CALLBACK_ACCEPTED_RESPONSE },
+            responseTemplates: { 'application/json': CALLBACK_QUEUED_RESPONSE_TEMPLATE },
           },
           {
             statusCode: '500',
@@ -338,7 +352,7 @@ export class CallbackWebhook extends Construct {
     const callbackResource = this.restApi.root.addResource(CALLBACK_PATH);
     const callbackRoute = authentication.capabilityUrls ? callbackResource.addResource('{token}') : callbackResource;
     const callbackMethod = callbackRoute.addMethod('POST', integration, {
-      methodResponses: [{ statusCode: '202' }, { statusCode: '500' }],
+      methodResponses: [{ statusCode: '202' }, { statusCode: '413' }, { statusCode: '500' }],
     });
     this.url = this.restApi.urlForPath(`/${CALLBACK_PATH}`);
 

@@ -31,6 +31,12 @@ export interface SignatureSpec {
   readonly toleranceSeconds: number;
   /** How the secret string becomes the HMAC key: its UTF-8 bytes, base64, or `whsec_` + base64. */
   readonly secretEncoding: 'utf8' | 'base64' | 'whsec';
+  /**
+   * Accept only the canonical spelling of a signature, as the scheme's official library does (it
+   * compares the header text with the signature it computes): lowercase hex, padded canonical
+   * base64. Set by the presets; a custom scheme also accepts uppercase hex and unpadded base64.
+   */
+  readonly canonicalSignature?: boolean;
 }
 
 /** Whether the spec checks a timestamp (and therefore refuses stale callbacks). */

@@ -29,7 +29,8 @@ export function decodeHeaders(encoded: Record<string, string> | undefined): Map<
 export type SignatureProblem = string | undefined;
 
 /**
- * Checks the signature of one callback against one secret.
+ * Checks the signature of one callback against one secret. Throws `UnusableSecretError` when the
+ * secret gives no usable key (see `signingKey`).
  * @param body the raw body bytes
  * @param headers lowercase header name -> value
  * @param nowSeconds the processor's clock, epoch seconds
@@ -63,7 +64,7 @@ export function verifySignature(
   }
   const expected = hmac(spec, secret, signedContent(spec.signedPayload, body, timestamp, id));
   for (const candidate of parsed.signatures) {
-    const bytes = decodeSignature(spec.encoding, candidate);
+    const bytes = decodeSignature(spec.encoding, candidate, spec.canonicalSignature ?? false);
     if (bytes && bytes.length === expected.length && timingSafeEqual(bytes, expected)) {
       return undefined;
     }
@@ -105,12 +106,14 @@ function parseSignatureHeader(spec: SignatureSpec, header: string, headers: Map<
   switch (spec.scheme) {
     case 'standardWebhooks': {
       // `v1,<base64> v1,<base64>`: several signatures during a key rotation; other versions ignored.
-      const signatures = header.trim().split(/\s+/).filter((e) => e.startsWith('v1,')).map((e) => e.slice(3));
+      // Split on single spaces, as the official library does: any other separator spoils the entry.
+      const signatures = header.trim().split(' ').filter((e) => e.startsWith('v1,')).map((e) => e.slice(3));
       return signatures.length > 0 ? { signatures, timestamp: timestampFromHeader } : `${spec.signatureHeader} has no v1 signature`;
     }
     case 'stripe': {
-      // `t=<ts>,v1=<hex>,v1=<hex>,v0=...`: only v1 (HMAC-SHA256) counts.
-      const entries = header.split(',').map((e) => e.trim());
+      // `t=<ts>,v1=<hex>,v1=<hex>,v0=...`: only v1 (HMAC-SHA256) counts. Entries are not trimmed,
+      // as in Stripe's library: `t=1, v1=...` has no v1 entry.
+      const entries = header.trim().split(',');
       const timestamps = entries.filter((e) => e.startsWith('t=')).map((e) => e.slice(2));
       const signatures = entries.filter((e) => e.startsWith('v1=')).map((e) => e.slice(3));
       if (signatures.length === 0) return `${spec.signatureHeader} has no v1 signature`;
@@ -134,28 +137,82 @@ function signedContent(template: string, body: Buffer, timestamp: string, id: st
 }
 
 function hmac(spec: SignatureSpec, secret: string, content: Buffer): Buffer {
-  return createHmac('sha256', secretKey(spec, secret)).update(content).digest();
+  const key = signingKey(spec, secret);
+  if ('problem' in key) {
+    throw new UnusableSecretError(key.problem);
+  }
+  return createHmac('sha256', key.key).update(content).digest();
 }
 
-/** The HMAC key of a secret string. */
-export function secretKey(spec: SignatureSpec, secret: string): Buffer {
-  const trimmed = secret.trim();
-  switch (spec.secretEncoding) {
-    case 'whsec':
-      return Buffer.from(trimmed.startsWith('whsec_') ? trimmed.slice(6) : trimmed, 'base64');
-    case 'base64':
-      return Buffer.from(trimmed, 'base64');
-    default:
-      return Buffer.from(secret, 'utf8');
+/** Keys shorter than this many bytes are used, with a warning (RFC 2104 asks for at least the hash's output, 32 bytes for SHA-256). */
+export const MIN_SIGNING_KEY_BYTES = 16;
+
+/**
+ * Thrown by `verifySignature` / `signCallback` when the secret gives no usable HMAC key. Not the
+ * callback's fault: the processor parks the callback with reason `SIGNING_SECRET_UNUSABLE`.
+ */
+export class UnusableSecretError extends Error {
+  constructor(readonly problem: string) {
+    super(`The signing secret is unusable: ${problem}`);
+    this.name = 'UnusableSecretError';
   }
 }
 
-/** The bytes of an encoded signature, or undefined when it is not valid in that encoding. */
-function decodeSignature(encoding: 'hex' | 'base64', text: string): Buffer | undefined {
+/** The HMAC key of a secret: the key (with `short` when under MIN_SIGNING_KEY_BYTES), or why there is none. */
+export type SigningKey = { readonly key: Buffer; readonly short: boolean } | { readonly problem: string };
+
+/**
+ * The HMAC key of a secret string, decoded strictly. An empty key would let anyone sign callbacks
+ * (HMAC with an empty key is public knowledge), so a secret that is blank, only the `whsec_` prefix,
+ * or not canonical base64 where base64 is expected gives no key, never an empty or partial one
+ * (Node's base64 decoder silently skips invalid characters). The problem never contains the secret.
+ */
+export function signingKey(spec: SignatureSpec, secret: string): SigningKey {
+  if (secret.trim() === '') {
+    return { problem: 'the secret is empty or only whitespace' };
+  }
+  let key: Buffer;
+  if (spec.secretEncoding === 'utf8') {
+    // Used as is, as the schemes' libraries do (Stripe, GitHub): the secret string's UTF-8 bytes.
+    if (secret.trim() === 'whsec_') {
+      return { problem: 'the secret is only the whsec_ prefix, with no key after it' };
+    }
+    key = Buffer.from(secret, 'utf8');
+  } else {
+    const trimmed = secret.trim();
+    const text = spec.secretEncoding === 'whsec' && trimmed.startsWith('whsec_') ? trimmed.slice(6) : trimmed;
+    const decoded = decodeBase64Strictly(text);
+    if (decoded === undefined) {
+      return { problem: `the secret is not ${spec.secretEncoding === 'whsec' ? 'whsec_ followed by ' : ''}canonical, padded base64 (${text.length} characters after trimming)` };
+    }
+    if (decoded.length === 0) {
+      return { problem: `the secret decodes to an empty key${spec.secretEncoding === 'whsec' ? ' (nothing after whsec_)' : ''}` };
+    }
+    key = decoded;
+  }
+  return { key, short: key.length < MIN_SIGNING_KEY_BYTES };
+}
+
+/** The bytes of canonical, padded base64 text; undefined for anything else (bad characters, padding, trailing bits). */
+function decodeBase64Strictly(text: string): Buffer | undefined {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
+    return undefined;
+  }
+  const bytes = Buffer.from(text, 'base64');
+  return bytes.toString('base64') === text ? bytes : undefined;
+}
+
+/**
+ * The bytes of an encoded signature, or undefined when it is not valid in that encoding. With
+ * `canonical`, only the spelling the scheme's official library produces and compares against is
+ * accepted (lowercase hex, padded canonical base64); otherwise also uppercase hex and unpadded base64.
+ */
+function decodeSignature(encoding: 'hex' | 'base64', text: string, canonical: boolean): Buffer | undefined {
   if (encoding === 'hex') {
-    return /^(?:[0-9a-fA-F]{2})+$/.test(text) ? Buffer.from(text, 'hex') : undefined;
+    return (canonical ? /^(?:[0-9a-f]{2})+$/ : /^(?:[0-9a-fA-F]{2})+$/).test(text) ? Buffer.from(text, 'hex') : undefined;
   }
-  return /^[A-Za-z0-9+/]+={0,2}$/.test(text) ? Buffer.from(text, 'base64') : undefined;
+  const padded = canonical ? text : text.padEnd(text.length + ((4 - (text.length % 4)) % 4), '=');
+  return text.length > 0 ? decodeBase64Strictly(padded) : undefined;
 }
 
 /** Where the processor gets the signing secret. */

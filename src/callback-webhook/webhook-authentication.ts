@@ -7,7 +7,7 @@ import { validateDuration, validateHeaderName } from '../shared/validation';
 export enum SignatureEncoding {
   /** Lowercase or uppercase hexadecimal. */
   HEX = 'hex',
-  /** Standard base64. */
+  /** Standard base64 (canonical, with or without `=` padding; the presets require the padding). */
   BASE64 = 'base64',
 }
 
@@ -117,6 +117,7 @@ export class WebhookSignature {
       signedPayload: '{id}.{timestamp}.{body}',
       toleranceSeconds: toleranceSeconds(options.tolerance),
       secretEncoding: 'whsec',
+      canonicalSignature: true,
     });
   }
 
@@ -133,6 +134,7 @@ export class WebhookSignature {
       signedPayload: '{timestamp}.{body}',
       toleranceSeconds: toleranceSeconds(options.tolerance),
       secretEncoding: 'utf8',
+      canonicalSignature: true,
     });
   }
 
@@ -150,6 +152,7 @@ export class WebhookSignature {
       signedPayload: '{body}',
       toleranceSeconds: 0,
       secretEncoding: 'utf8',
+      canonicalSignature: true,
     });
   }
 

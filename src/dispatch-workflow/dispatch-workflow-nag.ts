@@ -31,9 +31,9 @@ export function addDispatchWorkflowNagSuppressions(stateMachine: sfn.StateMachin
       reason: 'The dispatch workflow may call every method and path of the throttled proxy\'s stage (the proxy forwards <vendorUrl>/{proxy+}); the ARN is limited to that one API and stage, whose resource policy denies every other role.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:execute-api:(<AWS::Region>|[a-z0-9-]+):(<AWS::AccountId>|[0-9]+):<[A-Za-z0-9]+>\\/[^/*]+\\/(\\*|POST)\\/\\*$/' }],
     },
-    ...(props.proxy.tokenFunction || props.pacing ? [{
+    ...(props.proxy.credentialFunction || props.pacing ? [{
       id: 'AwsSolutions-IAM5',
-      reason: 'LambdaInvoke grants invoking the proxy\'s OAuth token function or the vendor caller and their versions and aliases (<function ARN>:*); the wildcard never leaves those functions.',
+      reason: 'LambdaInvoke grants invoking the proxy\'s credential function (OAuth token, JSON secret) or the vendor caller and their versions and aliases (<function ARN>:*); the wildcard never leaves those functions.',
       appliesTo: [{ regex: '/^Resource::<[A-Za-z0-9]+\\.Arn>:\\*$/' }],
     }] : []),
     { id: 'AwsSolutions-IAM5', reason: NagReasons.TABLE_INDEX, appliesTo: [TABLE_INDEX_FINDING] },

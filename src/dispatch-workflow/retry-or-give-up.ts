@@ -128,6 +128,30 @@ export function retryOrGiveUpStates(scope: Construct, options: RetryOrGiveUpOpti
 }
 
 /**
+ * `NoUsableSlot`: on the vendor caller's deferral route (no pacing slot within its wait budget),
+ * records why the message goes back to the queue at `$.error`, which `ParkInDeadLetterQueue` and
+ * `FailWaitingWorkflow` read when `RequeueWithDelay` fails. On the retry route `$.error` is the
+ * vendor call's error; here nothing else sets it, and a path that points at nothing fails the
+ * execution with States.Runtime, which no Catch handles: the request would be neither requeued
+ * nor parked, and its workflow would wait for its timeout.
+ *
+ * @param reasonPath where the caller's `requeue.reason` is (`VendorPaused`, `NoSlotInTime`)
+ */
+export function noUsableSlotState(scope: Construct, reasonPath: string): sfn.Pass {
+  return new sfn.Pass(scope, 'NoUsableSlot', {
+    comment: 'Why the request goes back to the queue: what it is parked with if the requeue fails',
+    parameters: {
+      Error: ErrorNames.VENDOR_CALL_DEFERRED,
+      Cause: sfn.JsonPath.format(
+        'The vendor caller found no pacing slot within its wait budget ({}), and sending the request back to the request queue failed',
+        sfn.JsonPath.stringAt(reasonPath),
+      ),
+    },
+    resultPath: '$.error',
+  });
+}
+
+/**
  * A raw `aws-sdk:sfn:sendTaskFailure` task. Not `CallAwsService`: that one attaches its own IAM
  * statement, which would need the waiting workflows' ARNs before they are known (a lazy list
  * there breaks synthesis under `@aws-cdk/aws-iam:minimizePolicies`). Each workflow's

@@ -6,8 +6,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
-import { retryOrGiveUpStates } from './retry-or-give-up';
+import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
@@ -87,12 +88,11 @@ export class VendorCallWorkflow extends Construct {
     const waitingWorkflowEnded = new sfn.Succeed(this, 'WaitingWorkflowEnded', {
       comment: 'Nobody waits for this call any more: the vendor is not called, or its answer is dropped',
     });
-    const taskClosedErrors = ['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist'].flatMap((code) => [`Sfn.${code}`, `Sfn.${code}Exception`]);
-    checkWaiting.addCatch(waitingWorkflowEnded, { errors: taskClosedErrors, resultPath: sfn.JsonPath.DISCARD });
-    retrySfn(checkWaiting);
+    checkWaiting.addCatch(waitingWorkflowEnded, { errors: TASK_CLOSED_ERRORS, resultPath: sfn.JsonPath.DISCARD });
+    retryAwsServiceErrors(checkWaiting, 'sfn', 3);
 
     // ---- Read the vendor credential (the dispatch workflow's states). ----
-    const credential = vendorCredentialSteps(this, props.proxy, retryAwsThrottling);
+    const credential = vendorCredentialSteps(this, props.proxy, (task) => retryAwsServiceErrors(task, 'secretsmanager'));
 
     // ---- Call the vendor through the proxy. ----
     const headers = {
@@ -118,8 +118,8 @@ export class VendorCallWorkflow extends Construct {
         ResultPath: null,
       },
     });
-    retrySfn(returnResponse);
-    returnResponse.addCatch(waitingWorkflowEnded, { errors: taskClosedErrors, resultPath: sfn.JsonPath.DISCARD });
+    retryAwsServiceErrors(returnResponse, 'sfn', 3);
+    returnResponse.addCatch(waitingWorkflowEnded, { errors: TASK_CLOSED_ERRORS, resultPath: sfn.JsonPath.DISCARD });
     const returned = new sfn.Succeed(this, 'Returned');
 
     // ---- Retry through the paced queue, or give up (park, fail the waiting workflow). ----
@@ -138,7 +138,7 @@ export class VendorCallWorkflow extends Construct {
         ResultPath: null,
       },
     });
-    retryAwsThrottling(requeue);
+    retryAwsServiceErrors(requeue, 'sqs');
     const park = new sfn.CustomState(this, 'ParkInDeadLetterQueue', {
       stateJson: {
         Type: 'Task',
@@ -155,7 +155,7 @@ export class VendorCallWorkflow extends Construct {
         ResultPath: null,
       },
     });
-    retryAwsThrottling(park);
+    retryAwsServiceErrors(park, 'sqs');
     const { classify, giveUp } = retryOrGiveUpStates(this, {
       maxAttempts,
       retryBaseDelay,
@@ -178,7 +178,6 @@ export class VendorCallWorkflow extends Construct {
     // The answer could not be delivered (e.g. larger than a task output may be): fail the caller.
     returnResponse.addCatch(giveUp, { resultPath: '$.error' });
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
-    credential.readCredential?.addCatch(classify, { resultPath: '$.error' });
     // With the vendor caller: no slot within its wait budget (a long vendor pause, a full schedule)
     // sends the call back through the queue after the delay it computed. Not an attempt: the
     // vendor was not called.
@@ -199,7 +198,7 @@ export class VendorCallWorkflow extends Construct {
         resultPath: '$.retry',
       });
       afterCall = new sfn.Choice(this, 'WasVendorCalled')
-        .when(sfn.Condition.isPresent('$.response.requeue.delaySeconds'), defer.next(requeue))
+        .when(sfn.Condition.isPresent('$.response.requeue.delaySeconds'), defer.next(noUsableSlotState(this, '$.response.requeue.reason')).next(requeue))
         .otherwise(returnResponse);
     }
     for (const call of [callVendor, callVendorWithBody]) {
@@ -208,9 +207,7 @@ export class VendorCallWorkflow extends Construct {
     }
     returnResponse.next(returned);
 
-    const definition = credential.readCredential
-      ? checkWaiting.next(credential.readCredential).next(hasBody)
-      : checkWaiting.next(hasBody);
+    const definition = checkWaiting.next(credential.before(hasBody, { classify, giveUp }));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -224,8 +221,8 @@ export class VendorCallWorkflow extends Construct {
       tracingEnabled: props.tracingEnabled ?? false,
       logs: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
     });
-    if (!props.proxy.tokenFunction) {
-      // With OAuth only the token function reads the secret (LambdaInvoke grants the invoke).
+    if (!props.proxy.credentialFunction) {
+      // With a credential function only the function reads the secret (LambdaInvoke grants the invoke).
       props.proxy.credentials.secret?.grantRead(this.stateMachine);
     }
     if (props.vendorCaller) {
@@ -347,30 +344,6 @@ export class VendorCallWorkflow extends Construct {
   }
 }
 
-/** Retries a Step Functions API call on throttling and transient errors. */
-function retrySfn(state: sfn.CustomState): void {
-  state.addRetry({
-    errors: ['Sfn.ThrottlingException', 'Sfn.SfnException', 'Sfn.InternalServerException'],
-    interval: Duration.seconds(1),
-    backoffRate: 2,
-    maxAttempts: 3,
-    jitterStrategy: sfn.JitterType.FULL,
-  });
-}
-
-/** Retries an AWS service call on throttling and transient errors (no vendor call involved). */
-function retryAwsThrottling(task: sfn.TaskStateBase | sfn.CustomState): void {
-  task.addRetry({
-    errors: [
-      'SecretsManager.InternalServiceErrorException', 'Sqs.SqsException', 'SQS.ThrottlingException', 'Sfn.ThrottlingException',
-    ],
-    interval: Duration.seconds(1),
-    backoffRate: 2,
-    maxAttempts: 4,
-    jitterStrategy: sfn.JitterType.FULL,
-  });
-}
-
 /** The cdk-nag AwsSolutions suppressions of the vendor-call workflow, with their reasons. */
 function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: VendorCallWorkflowProps): void {
   const kms = [props.requestQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey].some((key) => key !== undefined);
@@ -395,9 +368,9 @@ function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: Ven
       reason: 'The vendor-call workflow calls the method and path each callVendorTask asks for (the proxy forwards <vendorUrl>/{proxy+}); the ARN is limited to the throttled proxy\'s one API and stage, whose resource policy denies every other role.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:execute-api:(<AWS::Region>|[a-z0-9-]+):(<AWS::AccountId>|[0-9]+):<[A-Za-z0-9]+>\\/[^/*]+\\/\\*\\/\\*$/' }],
     },
-    ...(props.proxy.tokenFunction || props.vendorCaller ? [{
+    ...(props.proxy.credentialFunction || props.vendorCaller ? [{
       id: 'AwsSolutions-IAM5',
-      reason: 'Invoking the vendor caller (PacingPoint.VENDOR_CALL) or the proxy\'s OAuth token function is granted on the function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
+      reason: 'Invoking the vendor caller (PacingPoint.VENDOR_CALL) or the proxy\'s credential function (OAuth token, JSON secret) is granted on the function and its versions and aliases (<function ARN>:*); the wildcard never leaves that one function.',
       appliesTo: [{ regex: '/^Resource::<[A-Za-z0-9]+\\.Arn>:\\*$/' }],
     }] : []),
     ...wildcardSuppressions({ kms }),

@@ -54,14 +54,17 @@ export interface VendorCallEvent {
 
 /**
  * What the caller answers: the vendor's response, or "put the request back on the queue". All
- * three fields are always present (null when not applicable), so the workflow can select them.
+ * four fields are always present (null when not applicable): the workflows select them with
+ * ResultSelector, and a path that points at nothing fails the execution with States.Runtime,
+ * which no Catch handles.
  */
 export interface VendorCallResult {
   /** The vendor's status code; null when the request was not sent. */
   readonly statusCode: number | null;
   /** The response body, parsed as JSON when it is JSON, else the text; null when not sent. */
   readonly body: unknown;
-  readonly headers?: Record<string, string>;
+  /** The response headers (lower-case names); null when the request was not sent. */
+  readonly headers: Record<string, string> | null;
   /** Set when the request was not sent: requeue it after this delay. Else null. */
   readonly requeue: { readonly delaySeconds: number; readonly reason: string } | null;
 }
@@ -421,7 +424,7 @@ function requeue(
 ): VendorCallResult {
   const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil((notBeforeMs - clock.now()) / 1000)));
   logger.info('no usable pacing slot within the wait budget; the request goes back to the queue', { ...log, reason, delaySeconds });
-  return { statusCode: null, body: null, requeue: { delaySeconds, reason } };
+  return { statusCode: null, body: null, headers: null, requeue: { delaySeconds, reason } };
 }
 
 async function sleepUntil(clock: Clock, atMs: number): Promise<void> {

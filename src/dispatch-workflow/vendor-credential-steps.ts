@@ -2,15 +2,27 @@ import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { VENDOR_CREDENTIAL_UNUSABLE } from '../shared/messages';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER } from '../throttled-proxy/vendor-credentials';
 
+/** Where the credential states go when they fail. */
+export interface VendorCredentialTargets {
+  /** Failures that may pass (throttling, a token endpoint down): `ClassifyVendorError`. */
+  readonly classify: sfn.IChainable;
+  /** A secret of the wrong shape, which retrying cannot fix: park the request now. */
+  readonly giveUp: sfn.IChainable;
+}
+
 /** The states that read the vendor credential, and the header that carries it to the proxy. */
 export interface VendorCredentialSteps {
-  /** The task that puts the credential at `$.credential.secret`; undefined without credentials. */
-  readonly readCredential?: sfn.TaskStateBase;
   /** Headers for the proxy call (`{ <credential header>: [value] }`), JSONPath; empty without credentials. */
   readonly headers: Record<string, unknown>;
+  /**
+   * Puts the credential states before `next`, their failures wired to `targets` (error at
+   * `$.error`). Returns the first state: `next` itself without credentials.
+   */
+  before(next: sfn.IChainable, targets: VendorCredentialTargets): sfn.IChainable;
 }
 
 /**
@@ -19,9 +31,22 @@ export interface VendorCredentialSteps {
  * the same state ids:
  * - OAuth client credentials: invoke the proxy's token function (`GetVendorToken`), which returns
  *   `<token_type> <access_token>`, cached in its memory;
- * - a secret: `secretsmanager:getSecretValue` (`ReadVendorCredential`), optionally one JSON field
- *   and a prefix. The caller grants the read (`credentials.secret.grantRead`) when there is no
- *   token function.
+ * - a JSON secret (`jsonField`): invoke the proxy's credential function (`ReadVendorCredential`),
+ *   which reads the secret and returns the field, then the optional prefix;
+ * - a plain-text secret: `secretsmanager:getSecretValue` (`ReadVendorCredential`), then the
+ *   optional prefix. The caller grants the read (`credentials.secret.grantRead`) when the proxy
+ *   has no credential function.
+ *
+ * No path is read before it is known to exist: a missing JSONPath or a failed
+ * `States.StringToJson` fails the execution with `States.Runtime`, which no Catch handles
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html#states-runtime-error),
+ * and the waiting workflow would wait for its timeout with nothing parked. So a JSON secret is
+ * parsed in code (the function's `VendorCredentialUnusable` is caught), and a plain-text secret's
+ * `SecretString`, absent when the secret is binary
+ * (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html), is
+ * tested with IsPresent before it is read. Either unusable secret parks the request at once
+ * (`VendorCredentialUnusable`): retrying cannot fix it, and the parked request can be redriven
+ * once the secret is fixed.
  *
  * `retryAwsThrottling` is applied to the Secrets Manager read (each workflow passes its own: the
  * two retry different error lists). The credential is never stored in the template, and the
@@ -31,14 +56,17 @@ export function vendorCredentialSteps(
   scope: Construct, proxy: ThrottledProxy, retryAwsThrottling: (task: sfn.TaskStateBase) => void,
 ): VendorCredentialSteps {
   const credentials = proxy.credentials;
-  const tokenFunction = proxy.tokenFunction;
-  if (tokenFunction) {
-    const readCredential = new tasks.LambdaInvoke(scope, 'GetVendorToken', {
-      comment: 'Get an OAuth access token for the vendor (cached by the function)',
-      lambdaFunction: tokenFunction,
+  const credentialFunction = proxy.credentialFunction;
+  if (credentialFunction) {
+    const oauth = credentials.isOAuth;
+    const readCredential = new tasks.LambdaInvoke(scope, oauth ? 'GetVendorToken' : 'ReadVendorCredential', {
+      comment: oauth ? 'Get an OAuth access token for the vendor (cached by the function)'
+        : 'Read the vendor credential from its JSON secret (the function checks the secret\'s shape)',
+      lambdaFunction: credentialFunction,
       payload: sfn.TaskInput.fromObject({}),
       retryOnServiceExceptions: false,
-      resultSelector: { secret: sfn.JsonPath.stringAt('$.Payload.authorization') },
+      // The function answers this field or fails: the path always exists.
+      resultSelector: { secret: sfn.JsonPath.stringAt(oauth ? '$.Payload.authorization' : '$.Payload.credential') },
       resultPath: '$.credential',
     });
     // A token endpoint failure is not retried here: it goes back through the paced queue.
@@ -49,35 +77,55 @@ export function vendorCredentialSteps(
       maxAttempts: 2,
       jitterStrategy: sfn.JitterType.FULL,
     });
-    return { readCredential, headers: { [VENDOR_CREDENTIAL_HEADER]: sfn.JsonPath.array(sfn.JsonPath.stringAt('$.credential.secret')) } };
+    return {
+      headers: credentialHeader(oauth ? undefined : credentials.prefix, '$.credential.secret'),
+      before: (next, targets) => {
+        readCredential.addCatch(targets.giveUp, { errors: [VENDOR_CREDENTIAL_UNUSABLE], resultPath: '$.error' });
+        readCredential.addCatch(targets.classify, { resultPath: '$.error' });
+        return readCredential.next(next);
+      },
+    };
   }
   if (!credentials.secret) {
-    return { headers: {} };
+    return { headers: {}, before: (next) => next };
   }
+  const secretArn = credentials.secret.secretArn;
+  // The whole GetSecretValue output: selecting `$.SecretString` here would fail on a binary secret.
   const readCredential = new tasks.CallAwsService(scope, 'ReadVendorCredential', {
     service: 'secretsmanager',
     action: 'getSecretValue',
-    parameters: { SecretId: credentials.secret.secretArn },
-    iamResources: [credentials.secret.secretArn],
-    resultSelector: {
-      secret: credentials.jsonField
-        ? sfn.JsonPath.stringToJson(sfn.JsonPath.stringAt('$.SecretString'))
-        : sfn.JsonPath.stringAt('$.SecretString'),
-    },
+    parameters: { SecretId: secretArn },
+    iamResources: [secretArn],
     resultPath: '$.credential',
   });
   retryAwsThrottling(readCredential);
-  if (!credentials.headerName) {
-    return { readCredential, headers: {} };
-  }
-  const secretPath = credentials.jsonField ? `$.credential.secret.${credentials.jsonField}` : '$.credential.secret';
-  return {
-    readCredential,
-    headers: {
-      [VENDOR_CREDENTIAL_HEADER]: sfn.JsonPath.array(credentials.prefix
-        ? sfn.JsonPath.format(`${escapeIntrinsicText(credentials.prefix)}{}`, sfn.JsonPath.stringAt(secretPath))
-        : sfn.JsonPath.stringAt(secretPath)),
+  const unusable = new sfn.Pass(scope, 'VendorCredentialUnusable', {
+    comment: 'A binary secret has no SecretString: retrying cannot fix it',
+    parameters: {
+      Error: VENDOR_CREDENTIAL_UNUSABLE,
+      Cause: `The vendor secret ${secretArn} has no SecretString (it is a binary secret, which is not supported): store the credential as text`,
     },
+    resultPath: '$.error',
+  });
+  return {
+    headers: credentials.headerName ? credentialHeader(credentials.prefix, '$.credential.SecretString') : {},
+    before: (next, targets) => {
+      readCredential.addCatch(targets.classify, { resultPath: '$.error' });
+      unusable.next(targets.giveUp);
+      // GetSecretValue answers SecretString (a string) or SecretBinary: presence is the whole test.
+      return readCredential.next(new sfn.Choice(scope, 'IsVendorCredentialText')
+        .when(sfn.Condition.isPresent('$.credential.SecretString'), next)
+        .otherwise(unusable));
+    },
+  };
+}
+
+/** `{ X-Vendor-Credential: [<prefix><credential at path>] }`. */
+function credentialHeader(prefix: string | undefined, path: string): Record<string, unknown> {
+  return {
+    [VENDOR_CREDENTIAL_HEADER]: sfn.JsonPath.array(prefix
+      ? sfn.JsonPath.format(`${escapeIntrinsicText(prefix)}{}`, sfn.JsonPath.stringAt(path))
+      : sfn.JsonPath.stringAt(path)),
   };
 }
 

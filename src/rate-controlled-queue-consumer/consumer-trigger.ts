@@ -43,7 +43,7 @@ export class ConsumerTrigger {
   /**
    * An EventBridge Scheduler schedule invokes the dispatcher every `every`; each tick receives
    * and dispatches at most what the contract allows in one period, through the same pacer.
-   * One invocation at a time (reserved concurrency 1).
+   * One tick drains at a time (a lease in the pacer table; no reserved concurrency needed).
    */
   public static schedule(options: ScheduleTriggerOptions = {}): ConsumerTrigger {
     return new ConsumerTrigger(ConsumerTriggerType.SCHEDULE, options.every ?? Duration.minutes(1));

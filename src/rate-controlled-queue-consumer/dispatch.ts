@@ -12,8 +12,8 @@ import { randomBytes } from 'crypto';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
@@ -29,6 +29,13 @@ export const MALFORMED_REASON = 'MalformedRequestMessage';
 export const MAX_EXECUTION_INPUT_BYTES = 256 * 1024;
 /** SQS' longest visibility timeout, in seconds (12 hours). */
 const MAX_VISIBILITY_TIMEOUT_SECONDS = 43200;
+/**
+ * SQS' longest message delay (`DelaySeconds`), in seconds (15 minutes):
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html
+ */
+export const MAX_DELAY_SECONDS = 900;
+/** How many postponing copies are sent at once. */
+const POSTPONE_SEND_CONCURRENCY = 10;
 
 export interface DispatchClients {
   readonly dynamodb: DynamoDBClient;
@@ -281,10 +288,10 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   const { notStarted, startFailures, nextFreeAtMs } = await startPaced(valid, deadline, clock, deps);
   failures.push(...startFailures);
 
-  // 3. What did not get a slot comes back when the schedule has room again.
+  // 3. What did not get a slot comes back when the schedule has room again: as a delayed copy (the
+  // original is then deleted as done), so that waiting never counts against maxReceiveCount.
   if (notStarted.length > 0) {
-    await Promise.all(notStarted.map((item) => postpone(item, nextFreeAtMs, clock, deps)));
-    failures.push(...notStarted.map((item) => item.record.messageId));
+    failures.push(...await postponeAll(notStarted, nextFreeAtMs, clock, deps));
   }
 
   return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
@@ -452,24 +459,99 @@ async function park(record: SQSRecord, detail: string, taskToken: string | undef
   return true;
 }
 
-/** Hides a message until the pacing schedule has room again. Errors are logged only. */
-async function postpone(item: ValidRecord, nextFreeAtMs: number | undefined, clock: Clock, deps: DispatchDeps): Promise<void> {
+/**
+ * Postpones messages that got no pacing slot. Resolves to the message ids that stay on the queue
+ * (batch item failures); every other message was re-sent and may be deleted.
+ *
+ * Why a copy, not ChangeMessageVisibility: every receive of a message raises its
+ * `ApproximateReceiveCount`, which a visibility change never resets, and SQS moves the message to
+ * the dead-letter queue once the count exceeds the redrive policy's `maxReceiveCount`
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html,
+ * `ApproximateReceiveCount` in
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html).
+ * Hiding the same message again and again during a long vendor pause or a full schedule would thus
+ * park a request that was never sent, without failing its waiting workflow. A copy sent with
+ * `DelaySeconds` starts at receive count 0; waiting for room costs no receive.
+ *
+ * The copy is the original body, byte for byte: same `attempt` and `deferrals`, hence the same claim
+ * sequence (`DispatchInput.claimSeq`). If the invocation dies after the send and before the
+ * original is deleted, both come back; the dispatch workflow's ClaimRequest lets exactly one of them
+ * claim the request (a claim needs a sequence above the stored one), so the vendor is called once.
+ *
+ * When the schedule's next free slot is unknown (the reservation failed: DynamoDB errors or lost
+ * races), or the copy cannot be sent, the message itself is hidden for a while instead and counts a
+ * receive: a failure that lasts must end in the dead-letter queue (and its alarm), not loop forever.
+ */
+async function postponeAll(items: ValidRecord[], nextFreeAtMs: number | undefined, clock: Clock, deps: DispatchDeps): Promise<string[]> {
+  if (nextFreeAtMs === undefined) {
+    // Comes back in 1-5 s (jittered), not after the queue's long visibility timeout.
+    await Promise.all(items.map((item) => hide(item, 1 + Math.floor((deps.random ?? Math.random)() * 5), deps)));
+    return items.map((item) => item.record.messageId);
+  }
+  const stay: string[] = [];
+  for (let i = 0; i < items.length; i += POSTPONE_SEND_CONCURRENCY) {
+    await Promise.all(items.slice(i, i + POSTPONE_SEND_CONCURRENCY).map(async (item) => {
+      // Computed per message: the sends take time too.
+      const waitSeconds = Math.max(0, Math.ceil((nextFreeAtMs - clock.now()) / 1000));
+      if (!await sendDelayedCopy(item, Math.min(MAX_DELAY_SECONDS, waitSeconds), deps)) {
+        await hide(item, Math.min(MAX_VISIBILITY_TIMEOUT_SECONDS, waitSeconds), deps);
+        stay.push(item.record.messageId);
+      }
+    }));
+  }
+  return stay;
+}
+
+/**
+ * Sends a copy of a postponed message to its queue, visible after `delaySeconds` (at most 15
+ * minutes: a longer wait takes several copies, each one receive). Resolves to whether it was sent.
+ */
+async function sendDelayedCopy(item: ValidRecord, delaySeconds: number, deps: DispatchDeps): Promise<boolean> {
   const log = { requestId: item.message.requestId, messageId: item.record.messageId };
-  // Without a known next free slot (the reservation failed: DynamoDB errors, lost races), the message
-  // comes back in 1-5 s (jittered), not after the queue's long visibility timeout.
-  const seconds = nextFreeAtMs === undefined
-    ? 1 + Math.floor((deps.random ?? Math.random)() * 5)
-    : Math.min(MAX_VISIBILITY_TIMEOUT_SECONDS, Math.max(0, Math.ceil((nextFreeAtMs - clock.now()) / 1000)));
+  try {
+    const attributes = copyMessageAttributes(item.record.messageAttributes);
+    // A message group (the tenant of an SQS fair queue) stays with the request.
+    const groupId = item.record.attributes.MessageGroupId;
+    const sent = await deps.clients.sqs.send(new SendMessageCommand({
+      QueueUrl: queueUrlFromArn(item.record.eventSourceARN, deps.config.sqsEndpointUrl),
+      MessageBody: item.record.body,
+      DelaySeconds: delaySeconds,
+      ...(attributes ? { MessageAttributes: attributes } : {}),
+      ...(groupId ? { MessageGroupId: groupId } : {}),
+    }));
+    deps.logger.info('no pacing slot before the deadline; message postponed as a delayed copy', {
+      ...log, copyMessageId: sent.MessageId, delaySeconds,
+    });
+    return true;
+  } catch (error) {
+    deps.logger.warn('could not send the postponing copy; the message itself is hidden instead', { ...log, error });
+    return false;
+  }
+}
+
+/** Hides a message (it stays on the queue: one more receive). Errors are logged only. */
+async function hide(item: ValidRecord, seconds: number, deps: DispatchDeps): Promise<void> {
+  const log = { requestId: item.message.requestId, messageId: item.record.messageId };
   try {
     await deps.clients.sqs.send(new ChangeMessageVisibilityCommand({
       QueueUrl: queueUrlFromArn(item.record.eventSourceARN, deps.config.sqsEndpointUrl),
       ReceiptHandle: item.record.receiptHandle,
       VisibilityTimeout: seconds,
     }));
-    deps.logger.info('no pacing slot before the deadline; message postponed', { ...log, visibilityTimeoutSeconds: seconds });
+    deps.logger.info('message hidden until the schedule may have room', { ...log, visibilityTimeoutSeconds: seconds });
   } catch (error) {
     deps.logger.warn('could not postpone the message; it returns after its visibility timeout', { ...log, error });
   }
+}
+
+/** A record's message attributes (Lambda's camelCase, binary base64) as SendMessage takes them. */
+export function copyMessageAttributes(attributes: SQSMessageAttributes | undefined): Record<string, MessageAttributeValue> | undefined {
+  const entries = Object.entries(attributes ?? {}).map(([name, value]): [string, MessageAttributeValue] => [name, {
+    DataType: value.dataType,
+    ...(value.stringValue !== undefined ? { StringValue: value.stringValue } : {}),
+    ...(value.binaryValue !== undefined ? { BinaryValue: Buffer.from(value.binaryValue, 'base64') } : {}),
+  }]);
+  return entries.length > 0 ? Object.fromEntries(entries) : undefined;
 }
 
 /**

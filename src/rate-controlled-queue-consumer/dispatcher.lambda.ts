@@ -4,6 +4,7 @@
  * The logic lives in `dispatch.ts`; this file only wires the real clients, configuration, logger
  * and metrics.
  */
+import { randomUUID } from 'crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SFNClient } from '@aws-sdk/client-sfn';
@@ -11,7 +12,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
 import { dynamicDelayFromEnv } from './dynamic-delay-reader';
-import { DrainResult, drainQueue, isScheduledTick, loadDrainConfig } from './scheduled-drain';
+import { DrainResult, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
@@ -52,6 +53,8 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
         sqs: clients.sqs,
         config: drainConfig,
         dispatch: (batch) => dispatchBatch(batch, deps),
+        // One holder id per invocation: a duplicate tick must not release this one's lease.
+        lease: dynamoDbDrainLease(clients.dynamodb, config.pacerTableName, randomUUID()),
         // Without a context (direct calls in tests), the configured pacing window bounds the tick.
         remainingTimeMs: () => context?.getRemainingTimeInMillis() ?? config.maxPacingWaitMs,
         logger,

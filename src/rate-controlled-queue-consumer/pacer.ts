@@ -367,6 +367,7 @@ function parseNumberAttribute(attribute: { N?: string } | undefined, name: strin
   return { value, raw: attribute.N! };
 }
 
-function isConditionalCheckFailed(error: unknown): boolean {
+/** Whether a DynamoDB call failed on its condition (another writer was first). */
+export function isConditionalCheckFailed(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'ConditionalCheckFailedException';
 }

@@ -56,7 +56,12 @@ export interface RateControlledQueueConsumerOptions {
    * Reserved concurrency of the dispatcher function.
    *
    * Below `maxConcurrency` it throttles invocations, which returns messages to the queue and can
-   * push them to the dead-letter queue: a synth-time warning says so.
+   * push them to the dead-letter queue: a synth-time warning says so. Lambda only lets an account
+   * reserve what leaves 100 unreserved, so accounts with a low concurrency quota (new accounts
+   * can have 10) refuse any reservation at deploy time.
+   *
+   * With `ConsumerTrigger.schedule()` it may only be 1 (ticks already run one at a time through
+   * the drain lease; 1 makes Lambda enforce it too).
    *
    * @default - no reservation
    */
@@ -72,6 +77,10 @@ export interface RateControlledQueueConsumerOptions {
 
   /**
    * Receives before a request message is parked in the dead-letter queue.
+   *
+   * Waiting for a pacing slot does not count: a message that gets no slot in time is re-sent as a
+   * delayed copy (the copy starts at receive count 0) and the original deleted, so only failed
+   * dispatches (StartExecution or the pacer table failing) use up receives.
    *
    * @default 10
    */
@@ -159,8 +168,9 @@ export interface RateControlledQueueConsumerOptions {
    * Both pace every start through the same schedule of slots.
    *
    * With `ConsumerTrigger.schedule()`, `batchSize`, `maxConcurrency`, `maxBatchingWindow` and
-   * `provisionedConcurrentExecutions` do not apply (an error if given), reserved concurrency is 1
-   * and the function timeout is the period minus 5 seconds (at most 15 minutes).
+   * `provisionedConcurrentExecutions` do not apply (an error if given), and the function timeout is
+   * the period minus 5 seconds (at most 15 minutes). Ticks run one at a time through a lease in the
+   * pacer table, without reserved concurrency (which accounts with little concurrency refuse).
    *
    * @default ConsumerTrigger.eventSource()
    */
@@ -231,7 +241,7 @@ export class RateControlledQueueConsumer extends Construct {
   public readonly deadLetterQueue: sqs.Queue;
   /** The dispatcher function. */
   public readonly function: lambda.Function;
-  /** The pacing schedule (one item). */
+  /** The pacing schedule (one item; with the schedule trigger also the drain lease item). */
   public readonly pacerTable: dynamodb.Table;
   /** Fires when the backlog exceeds `backlogAlarmThreshold` of work at the contracted rate. */
   public readonly backlogAlarm: cloudwatch.Alarm;
@@ -336,7 +346,8 @@ export class RateControlledQueueConsumer extends Construct {
       Annotations.of(this).addWarningV2('cdk-async-external-api:visibilityTimeout',
         `visibilityTimeout ${props.visibilityTimeout.toHumanString()} is below six times the dispatcher timeout (${timeoutSeconds * 6} seconds), which AWS recommends so that retried invocations do not see messages reappear`);
     }
-    if (props.reservedConcurrentExecutions !== undefined && props.reservedConcurrentExecutions < this.maxConcurrency) {
+    // The schedule trigger has no event source mapping: maxConcurrency does not apply there.
+    if (!schedulePlan && props.reservedConcurrentExecutions !== undefined && props.reservedConcurrentExecutions < this.maxConcurrency) {
       Annotations.of(this).addWarningV2('cdk-async-external-api:reservedConcurrency',
         `reservedConcurrentExecutions (${props.reservedConcurrentExecutions}) is below maxConcurrency (${this.maxConcurrency}): Lambda throttles the extra invocations, messages return to the queue and can reach the dead-letter queue. Use maxConcurrency alone to cap the consumer`);
     }
@@ -363,7 +374,9 @@ export class RateControlledQueueConsumer extends Construct {
       description: 'Starts one dispatch workflow per request message, paced to the vendor contract',
       timeout,
       memorySize: 256,
-      reservedConcurrentExecutions: schedulePlan ? 1 : props.reservedConcurrentExecutions,
+      // Schedule trigger: no reservation by default (ticks take the drain lease instead, see
+      // scheduled-drain.ts); a reservation needs spare account concurrency and new accounts have none.
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       tracing: props.tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
       logGroup: new logs.LogGroup(this, 'FunctionLogs', {
         retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -385,6 +398,9 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
+    // Postponing a message that got no pacing slot re-sends it with a delay (dispatch.ts,
+    // postponeAll), so that waiting never counts against maxReceiveCount.
+    this.queue.grantSendMessages(this.function);
     // --- dynamic delay (AppConfig) ---
     if (props.dynamicDelay) {
       this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', props.dynamicDelay);

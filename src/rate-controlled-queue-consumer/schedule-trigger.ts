@@ -61,7 +61,7 @@ export function planScheduleTrigger(scope: Construct, props: ScheduleTriggerInpu
     throw new Error(`${given.join(', ')} configure the event source mapping and do not apply to the schedule trigger (given with ConsumerTrigger.schedule()): remove them, or use ConsumerTrigger.eventSource()`);
   }
   if (props.reservedConcurrentExecutions !== undefined && props.reservedConcurrentExecutions !== 1) {
-    throw new Error(`reservedConcurrentExecutions must be 1 with the schedule trigger (given ${props.reservedConcurrentExecutions}): ticks run one at a time`);
+    throw new Error(`reservedConcurrentExecutions must be 1 or left out with the schedule trigger (given ${props.reservedConcurrentExecutions}): ticks run one at a time (a drain lease in the pacer table keeps them so without any reservation)`);
   }
 
   const R = props.requestsPerSecond;
@@ -128,9 +128,10 @@ export function addScheduleTrigger(
     reason: 'lambda:InvokeFunction on the dispatcher and its versions/aliases (<Arn>:*, as Lambda grantInvoke writes it): one function, and the role is assumable only by EventBridge Scheduler of this account',
     appliesTo: [{ regex: '/^Resource::<.*\\.Arn>:\\*$/' }],
   }]);
-  // Asynchronous invocations: a failed tick is not retried by Lambda (the next tick is the retry),
-  // and a tick that found the previous one still running (reserved concurrency 1 throttles it)
-  // waits in Lambda's queue at most one period, so ticks never pile up.
+  // Asynchronous invocations: a failed tick is not retried by Lambda (the next tick is the retry).
+  // A tick that finds the previous one still draining ends at once (the drain lease); with the
+  // optional reserved concurrency 1 it is throttled instead and waits in Lambda's queue at most
+  // one period, so ticks never pile up.
   target.configureAsyncInvoke({
     retryAttempts: 0,
     maxEventAge: Duration.seconds(Math.min(Math.max(60, plan.every.toSeconds()), 21_600)),

@@ -4,7 +4,9 @@
  *
  * ## What a tick does
  *
- * Round after round, until the tick's budget is used, the queue is empty or time runs out:
+ * First it takes the drain lease (see "The drain lease" below): a tick that finds another one still draining
+ * ends at once. Then, round after round, until the tick's budget is used, the queue is empty or
+ * time runs out:
  *
  * 1. `ReceiveMessage` (at most 10, a 1-second long poll so that an empty answer means empty) for
  *    only as many messages as the tick may still take and as have a pacing slot before the tick's
@@ -12,9 +14,10 @@
  * 2. build an `SQSEvent` of them and call `dispatchBatch` (dispatch.ts): it paces every start
  *    through the shared slot schedule (pacer.ts), so the rate guarantee is the event source
  *    mode's, unchanged;
- * 3. `DeleteMessageBatch` the records that are not in `batchItemFailures`. Failures are left alone
- *    and come back after their visibility timeout (or sooner, when dispatch postponed them), as
- *    with the event source mapping.
+ * 3. `DeleteMessageBatch` the records that are not in `batchItemFailures` (started, parked, or
+ *    postponed as a delayed copy). Failures are left alone and come back after their visibility
+ *    timeout (or sooner, when dispatch hid them for a few seconds), as with the event source
+ *    mapping.
  *
  * The budget of a tick is `floor(R x period)` messages (`MAX_MESSAGES_PER_TICK`, derived at synth
  * time), further bounded by the time left: the function's remaining time minus a safety margin.
@@ -33,6 +36,7 @@
  */
 // Bundled into the dispatcher Lambda only; the construct library never imports it, so the SDK
 // stays a devDependency (bundled by esbuild).
+import { type DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import {
   DeleteMessageBatchCommand,
   type Message,
@@ -41,7 +45,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
-import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, slotIntervalMs, systemClock } from './pacer';
+import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, isConditionalCheckFailed, PACER_PARTITION_KEY, slotIntervalMs, systemClock } from './pacer';
 import { ConsumerEnv } from '../shared/env';
 import { SCHEDULED_TICK_KIND, ScheduleEnv, ScheduledTickEvent } from '../shared/scheduled-tick';
 
@@ -116,20 +120,22 @@ export interface DrainDeps {
   readonly config: DrainConfig;
   readonly logger: DrainLogger;
   readonly clock?: Clock;
+  /** Keeps ticks one at a time (see "The drain lease"). */
+  readonly lease: DrainLease;
   /** The dispatch logic: `(event) => dispatchBatch(event, deps)`. */
   dispatch(event: SQSEvent): Promise<SQSBatchResponse>;
   /** Time left before the function times out (`context.getRemainingTimeInMillis()`). */
   remainingTimeMs(): number;
 }
 
-/** Why a tick stopped draining. */
-export type DrainStop = 'budget' | 'empty' | 'time';
+/** Why a tick stopped draining; `leaseHeld`: another tick was still draining, this one did nothing. */
+export type DrainStop = 'budget' | 'empty' | 'time' | 'leaseHeld';
 
 /** What one tick did (also logged). */
 export interface DrainResult {
   /** Messages received (and handed to dispatch). */
   readonly received: number;
-  /** Messages deleted: dispatched, or parked by dispatch. */
+  /** Messages deleted: dispatched, parked, or postponed (re-sent as a delayed copy) by dispatch. */
   readonly deleted: number;
   /** Messages dispatch reported as failed: left on the queue. */
   readonly failed: number;
@@ -150,10 +156,33 @@ export function slotsBefore(nowMs: number, deadlineMs: number, intervalMs: numbe
   return lastStart < 0 ? 0 : Math.floor(lastStart / intervalMs) + 1;
 }
 
-/** Drains the request queue for one tick; see the module comment. Throws only if dispatch throws. */
+/**
+ * Drains the request queue for one tick; see the module comment. Throws only if dispatch throws or
+ * the lease cannot be read (DynamoDB errors: the next tick tries again).
+ */
 export async function drainQueue(tick: ScheduledTickEvent, deps: DrainDeps): Promise<DrainResult> {
-  const { config, logger } = deps;
+  const { logger } = deps;
   const clock = deps.clock ?? systemClock;
+  // Held until this invocation's own timeout at the latest: a crashed tick cannot block the next.
+  if (!await deps.lease.acquire(clock.now() + deps.remainingTimeMs())) {
+    const skipped: DrainResult = { received: 0, deleted: 0, failed: 0, deleteFailed: 0, rounds: 0, stoppedBecause: 'leaseHeld' };
+    logger.info('another tick is still draining; this tick does nothing', { ...skipped, scheduledTime: tick.scheduledTime, executionId: tick.executionId });
+    return skipped;
+  }
+  try {
+    return await drainRounds(tick, deps, clock);
+  } finally {
+    try {
+      await deps.lease.release();
+    } catch (error) {
+      // It expires at this invocation's timeout anyway.
+      logger.warn('could not release the drain lease; it expires at the function timeout', { error });
+    }
+  }
+}
+
+async function drainRounds(tick: ScheduledTickEvent, deps: DrainDeps, clock: Clock): Promise<DrainResult> {
+  const { config, logger } = deps;
   const deadline = clock.now() + deps.remainingTimeMs() - (config.safetyMarginMs ?? DEFAULT_SAFETY_MARGIN_MS);
   let received = 0;
   let deleted = 0;
@@ -274,4 +303,92 @@ function messageAttributes(attributes: Record<string, MessageAttributeValue> | u
     };
   }
   return out;
+}
+
+// ---- The drain lease ----
+
+/**
+ * The drain lease keeps schedule ticks one at a time without reserved concurrency.
+ *
+ * Ticks are meant not to overlap: the dispatcher's timeout is the period minus 5 seconds. They can
+ * still overlap, because EventBridge Scheduler delivers at least once and retries a failed Invoke
+ * call, and Lambda runs asynchronous invocations concurrently. Reserved concurrency 1 used to
+ * prevent that, but an account can only reserve what leaves its unreserved concurrency at the
+ * minimum ("You can reserve up to the Unreserved account concurrency value minus 100",
+ * https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html): new accounts, whose
+ * concurrency quota is low (10), refuse the deploy.
+ *
+ * Instead a tick takes a lease in the pacer table first: one item (`pk = 'drain-lease'`) holding
+ * `heldUntilMs`, taken with a conditional write that succeeds only when no lease is in force
+ * (`attribute_not_exists(heldUntilMs) OR heldUntilMs < now`). A tick that does not get it ends at
+ * once (`stoppedBecause: 'leaseHeld'`): the tick in force drains the same queue. The lease lasts
+ * until the invocation's own timeout (now + remaining time), so a tick that crashes or times out
+ * holds it no longer than it could have run; a tick that ends releases it (only if it still holds
+ * it: `holder = :me`). No lock outlives an invocation.
+ *
+ * The lease is not what keeps the contract: every start still takes a slot from the shared pacer
+ * (pacer.ts), so two ticks draining at once (clocks a few milliseconds apart at the lease's end)
+ * could only both wait for slots. It keeps one tick's budget and the visibility-timeout reasoning
+ * of this module true, and spares the overlapping invocation's time.
+ */
+/** Partition key value of the drain lease item (in the pacer table, beside the `pacer` item). */
+export const DRAIN_LEASE_KEY = 'drain-lease';
+/** Until when the lease is held, epoch milliseconds (N). */
+export const LEASE_HELD_UNTIL_ATTRIBUTE = 'heldUntilMs';
+/** Who holds it: a random id per invocation (S). */
+export const LEASE_HOLDER_ATTRIBUTE = 'holder';
+
+/** The lease a tick takes before it drains. */
+export interface DrainLease {
+  /** Takes the lease until `untilMs` unless another tick holds it. Resolves to whether it was taken. */
+  acquire(untilMs: number): Promise<boolean>;
+  /** Gives the lease back if this holder still holds it. */
+  release(): Promise<void>;
+}
+
+/** The drain lease in the pacer table, for one invocation (`holder` must be unique to it). */
+export function dynamoDbDrainLease(dynamodb: DynamoDBClient, tableName: string, holder: string, clock: Clock = systemClock): DrainLease {
+  const key = { [PACER_PARTITION_KEY]: { S: DRAIN_LEASE_KEY } };
+  const names = { '#until': LEASE_HELD_UNTIL_ATTRIBUTE, '#holder': LEASE_HOLDER_ATTRIBUTE };
+  return {
+    async acquire(untilMs: number): Promise<boolean> {
+      try {
+        await dynamodb.send(new UpdateItemCommand({
+          TableName: tableName,
+          Key: key,
+          UpdateExpression: 'SET #until = :until, #holder = :holder',
+          ConditionExpression: 'attribute_not_exists(#until) OR #until < :now',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: {
+            ':until': { N: String(Math.ceil(untilMs)) },
+            ':holder': { S: holder },
+            ':now': { N: String(clock.now()) },
+          },
+        }));
+        return true;
+      } catch (error) {
+        if (isConditionalCheckFailed(error)) {
+          return false;
+        }
+        throw error;
+      }
+    },
+    async release(): Promise<void> {
+      try {
+        await dynamodb.send(new UpdateItemCommand({
+          TableName: tableName,
+          Key: key,
+          UpdateExpression: 'SET #until = :zero',
+          ConditionExpression: '#holder = :holder',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: { ':zero': { N: '0' }, ':holder': { S: holder } },
+        }));
+      } catch (error) {
+        // Another tick took it after ours expired: nothing to give back.
+        if (!isConditionalCheckFailed(error)) {
+          throw error;
+        }
+      }
+    },
+  };
 }

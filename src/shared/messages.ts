@@ -133,6 +133,18 @@ export interface CallbackEnvelope {
   /** Base64 of the `{token}` path segment of `POST /callback/{token}`; absent on the bare `/callback` route. */
   readonly callbackTokenBase64?: string;
   // ---- end webhookauth ----
+  /**
+   * The body was too large for the callback queue and was dropped at the webhook (`bodyBase64` is
+   * empty; the vendor was answered 413). Absent when the body is there.
+   */
+  readonly bodyDropped?: boolean;
+  /** With `bodyDropped`: the length of the body's base64, characters (4/3 of its bytes, rounded up). */
+  readonly bodyBase64Length?: number;
+  /**
+   * With `bodyDropped`: base64 of the job id as JSON (`$input.json(jobIdPath)`, e.g. `"job-1"` or
+   * `42`), empty when none was found or it was too long.
+   */
+  readonly jobIdJsonBase64?: string;
 }
 
 /** Life cycle of a request in the correlation table. */
@@ -170,4 +182,17 @@ export const ErrorNames = {
   VENDOR_REQUEST_FAILED: 'VendorRequestFailed',
   /** The vendor's callback reported that the job failed. */
   VENDOR_JOB_FAILED: 'VendorJobFailed',
+  /**
+   * `reason` of a request parked because the vendor caller found no pacing slot in time and its
+   * requeue failed (the waiting workflow fails with VendorRequestFailed, this in the cause).
+   */
+  VENDOR_CALL_DEFERRED: 'VendorCallDeferred',
 } as const;
+
+/**
+ * The error of a vendor secret whose shape is not what the credentials expect (binary, not JSON,
+ * the JSON field missing or not a non-empty string, an OAuth client secret without clientId and
+ * clientSecret). Retrying cannot fix it: the request is parked at once with this reason, and is
+ * redriven once the secret is fixed.
+ */
+export const VENDOR_CREDENTIAL_UNUSABLE = 'VendorCredentialUnusable';

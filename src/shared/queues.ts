@@ -9,6 +9,13 @@ export interface WorkQueueSpec {
   readonly visibilityTimeout: Duration;
   readonly maxReceiveCount: number;
   readonly encryptionKey?: kms.IKey;
+  /**
+   * MaximumMessageSize of both queues, bytes (SQS allows up to 1 MiB). The dead-letter queue gets
+   * the same, so every message of the work queue (and a parked copy with its attributes) fits it.
+   *
+   * @default - SQS's default, 256 KiB (the attribute is left out of the template)
+   */
+  readonly maxMessageSizeBytes?: number;
 }
 
 /** A work queue with its dead-letter queue and an alarm on the dead-letter queue. */
@@ -31,6 +38,7 @@ export function createWorkQueue(scope: Construct, id: string, spec: WorkQueueSpe
     enforceSSL: true,
     // The longest SQS keeps a message: parked messages wait for a person.
     retentionPeriod: Duration.days(14),
+    maxMessageSizeBytes: spec.maxMessageSizeBytes,
   });
   const queue = new sqs.Queue(scope, `${id}Queue`, {
     encryption,
@@ -38,6 +46,7 @@ export function createWorkQueue(scope: Construct, id: string, spec: WorkQueueSpe
     enforceSSL: true,
     visibilityTimeout: spec.visibilityTimeout,
     retentionPeriod: Duration.days(14),
+    maxMessageSizeBytes: spec.maxMessageSizeBytes,
     deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: spec.maxReceiveCount },
   });
   const deadLetterAlarm = new cloudwatch.Alarm(scope, `${id}DeadLetterAlarm`, {

@@ -140,6 +140,17 @@ export class ThrottledProxy extends Construct {
    * @default - none: the credentials are not OAuth client credentials
    */
   public readonly tokenFunction?: lambda.IFunction;
+  /**
+   * The function the workflows invoke for the vendor credential before each vendor call: the
+   * OAuth token function, or, for a JSON secret (`fromSecretHeader` with `jsonField`), a function
+   * (the same code) that reads the secret and returns the field's value. A JSON secret is read in
+   * code because a workflow cannot parse it safely: `States.StringToJson` on text that is not
+   * JSON, or a missing field, fails the execution with `States.Runtime`, which no Catch handles; the
+   * function's `VendorCredentialUnusable` error is caught and the request parked at once.
+   *
+   * @default - none: no credentials, or a plain-text secret (the workflows read it themselves)
+   */
+  public readonly credentialFunction?: lambda.IFunction;
 
   private readonly invokerArns: string[] = [];
 
@@ -163,6 +174,9 @@ export class ThrottledProxy extends Construct {
 
     if (this.credentials.isOAuth && this.credentials.secret) {
       this.tokenFunction = this.createTokenFunction(this.credentials, this.credentials.secret, props.tracingEnabled ?? false);
+      this.credentialFunction = this.tokenFunction;
+    } else if (this.credentials.secret && this.credentials.jsonField) {
+      this.credentialFunction = this.createSecretFieldFunction(this.credentials.secret, this.credentials.jsonField, props.tracingEnabled ?? false);
     }
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
@@ -363,6 +377,25 @@ export class ThrottledProxy extends Construct {
         removalPolicy: RemovalPolicy.RETAIN,
       }),
       environment,
+    });
+    secret.grantRead(fn);
+    addFunctionNagSuppressions(fn, { tracing: tracingEnabled });
+    return fn;
+  }
+
+  /** The token function's code in its JSON secret mode (see `credentialFunction`). */
+  private createSecretFieldFunction(secret: secretsmanager.ISecret, jsonField: string, tracingEnabled: boolean): lambda.IFunction {
+    const fn = new VendorTokenFunction(this, 'CredentialFunction', {
+      description: 'Reads the vendor credential from a field of a JSON secret, checking the secret\'s shape',
+      timeout: Duration.seconds(10),
+      memorySize: 128,
+      tracing: tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
+      logGroup: new logs.LogGroup(this, 'CredentialFunctionLogs', {
+        retention: logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
+      // Names as in vendor-secret.ts (not imported: it bundles the AWS SDK, a devDependency).
+      environment: { SECRET_ARN: secret.secretArn, SECRET_FIELD: jsonField, POWERTOOLS_SERVICE_NAME: 'vendor-credential' },
     });
     secret.grantRead(fn);
     addFunctionNagSuppressions(fn, { tracing: tracingEnabled });

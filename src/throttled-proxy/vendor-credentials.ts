@@ -7,8 +7,9 @@ import { validateHeaderName } from '../shared/validation';
  */
 export interface HeaderCredentialsOptions {
   /**
-   * The secret holding the credential. Read at run time by the dispatch workflow; the value
-   * never appears in the template.
+   * The secret holding the credential, as text (`SecretString`; a binary secret is refused at run
+   * time). Read at run time before each vendor call, by the workflows or, with `jsonField`, by the
+   * proxy's credential function; the value never appears in the template.
    */
   readonly secret: secretsmanager.ISecret;
 
@@ -20,7 +21,11 @@ export interface HeaderCredentialsOptions {
   readonly headerName?: string;
 
   /**
-   * When the secret is a JSON object, the field holding the credential.
+   * When the secret is a JSON object, the field holding the credential (a non-empty string).
+   *
+   * The proxy then gets a small credential function that reads the secret and checks its shape:
+   * parsing JSON in the workflow could fail with `States.Runtime`, which no Catch handles. A
+   * secret that is not such an object parks the request at once (`VendorCredentialUnusable`).
    *
    * @default - the whole secret string is the credential
    */

@@ -1,25 +1,52 @@
 /**
- * Vendor token Lambda: invoked by the dispatch workflow before each vendor call, returns
- * `{ authorization: '<token_type> <access_token>' }` for OAuth 2.0 client credentials.
- * The logic lives in `vendor-token.ts`; this file only wires the real clients, configuration and logger.
+ * Vendor credential Lambda, invoked by the workflows before each vendor call. Two modes, set by
+ * the construct through the environment:
+ * - OAuth 2.0 client credentials: returns `{ authorization: '<token_type> <access_token>' }`
+ *   (`vendor-token.ts`);
+ * - a JSON secret (`fromSecretHeader` with `jsonField`, SECRET_FIELD set): returns
+ *   `{ credential: '<the field's value>' }`, the secret's shape checked (`vendor-secret.ts`).
+ * This file only wires the real clients, configuration and logger.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Context } from 'aws-lambda';
+import { readSecretField, VendorSecretEnv } from './vendor-secret';
 import { loadConfig, VendorTokenProvider, VendorTokenResult } from './vendor-token';
 
 // Created once per execution environment: the token and the client secret stay cached across invocations.
 const logger = new Logger({ serviceName: 'vendor-token' });
-const provider = new VendorTokenProvider(loadConfig(process.env), {
-  secretsManager: new SecretsManagerClient({}),
+const secretsManager = new SecretsManagerClient({});
+const secretField = process.env[VendorSecretEnv.SECRET_FIELD];
+// Read at cold start, like the OAuth configuration: a missing variable fails there, named.
+const secretArn = secretField ? requiredEnv(VendorSecretEnv.SECRET_ARN) : undefined;
+const provider = secretField ? undefined : new VendorTokenProvider(loadConfig(process.env), {
+  secretsManager,
   fetch: (url, init) => fetch(url, init),
   now: () => Date.now(),
   log: (message, attributes) => logger.info(message, attributes),
 });
 
-export const handler = async (_event: unknown, context?: Context): Promise<VendorTokenResult> => {
+/** What the function returns in the JSON secret mode. */
+export interface VendorSecretResult {
+  /** The credential, without the prefix (the workflow adds it). */
+  readonly credential: string;
+}
+
+export const handler = async (_event: unknown, context?: Context): Promise<VendorTokenResult | VendorSecretResult> => {
   if (context) {
     logger.addContext(context);
   }
-  return { authorization: await provider.getAuthorization() };
+  if (secretField) {
+    const getSecretValue = (secretId: string) => secretsManager.send(new GetSecretValueCommand({ SecretId: secretId }));
+    return { credential: await readSecretField(getSecretValue, secretArn!, secretField) };
+  }
+  return { authorization: await provider!.getAuthorization() };
 };
+
+function requiredEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`Environment variable ${name} is not set`);
+  }
+  return value;
+}

@@ -11,7 +11,8 @@
  */
 // This module is bundled into the token Lambda only; the construct library never imports it, so
 // the SDK stays a devDependency (bundled by esbuild).
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, type GetSecretValueCommandOutput, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { secretJsonObject, secretStringOf, VendorCredentialUnusableError } from './vendor-secret';
 
 /** Environment variables of the token function (the construct sets them). */
 export const VendorTokenEnv = {
@@ -53,6 +54,9 @@ export interface VendorTokenDeps {
   /** Called with a message and attributes that never include a secret or a token. */
   readonly log?: (message: string, attributes: Record<string, unknown>) => void;
 }
+
+/** What the OAuth client secret must hold. */
+const CLIENT_SECRET_SHAPE = '{"clientId": "...", "clientSecret": "..."}';
 
 /** Lifetime assumed when the token response has no (valid) `expires_in`, in seconds. */
 export const DEFAULT_EXPIRES_IN_SECONDS = 3600;
@@ -194,29 +198,19 @@ export class VendorTokenProvider {
       return this.credentials;
     }
     const arn = this.config.secretArn;
-    let secretString: string | undefined;
+    let output: GetSecretValueCommandOutput;
     try {
-      const result = await this.deps.secretsManager.send(new GetSecretValueCommand({ SecretId: arn }));
-      secretString = result.SecretString;
+      output = await this.deps.secretsManager.send(new GetSecretValueCommand({ SecretId: arn }));
     } catch (e) {
       const error = e as Error;
       throw new VendorTokenError(`Could not read the OAuth client secret ${arn}: ${error.name}: ${error.message}`);
     }
-    if (secretString === undefined) {
-      throw new VendorTokenError(`The OAuth client secret ${arn} has no SecretString (binary secrets are not supported):`
-        + ' store {"clientId": "...", "clientSecret": "..."}');
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(secretString);
-    } catch {
-      // JSON.parse's message quotes the input: never pass it on.
-      throw new VendorTokenError(`The OAuth client secret ${arn} is not JSON: store {"clientId": "...", "clientSecret": "..."}`);
-    }
-    const fields = (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : {}) as Record<string, unknown>;
+    // A badly shaped secret is VendorCredentialUnusable: the workflow parks the request at once,
+    // where a token endpoint failure (VendorTokenError) is retried through the queue.
+    const fields = secretJsonObject(secretStringOf(output, arn, CLIENT_SECRET_SHAPE), arn, CLIENT_SECRET_SHAPE);
     const missing = ['clientId', 'clientSecret'].filter((name) => typeof fields[name] !== 'string' || fields[name] === '');
     if (missing.length > 0) {
-      throw new VendorTokenError(`The OAuth client secret ${arn} must be a JSON object with the non-empty string fields clientId and clientSecret;`
+      throw new VendorCredentialUnusableError(`The OAuth client secret ${arn} must be a JSON object with the non-empty string fields clientId and clientSecret;`
         + ` missing or not a string: ${missing.join(', ')}`);
     }
     this.credentials = { clientId: fields.clientId as string, clientSecret: fields.clientSecret as string };

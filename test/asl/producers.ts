@@ -11,9 +11,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { stepError, TaskHandler } from './execute';
 import { callVendor, createSigV4Signer, VendorCallConfig, VendorCallError, VendorCallEvent } from '../../src/dispatch-workflow/vendor-call';
 import { buildDispatchInput, parseRequestMessage } from '../../src/rate-controlled-queue-consumer/dispatch';
-import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
+import { Clock, PAUSED_UNTIL_ATTRIBUTE } from '../../src/rate-controlled-queue-consumer/pacer';
 import { CorrelationAttributes, DispatchInput, RequestMessage, VendorCallInput, VendorCallMessage } from '../../src/shared/messages';
 import { buildVendorCallInput } from '../../src/shared/vendor-call';
+import { readSecretField } from '../../src/throttled-proxy/vendor-secret';
 import { VendorTokenProvider } from '../../src/throttled-proxy/vendor-token';
 
 /** The dispatcher's correlation TTL in these tests (a day). */
@@ -56,11 +57,15 @@ export function vendorCallInputFor(body: string | Record<string, unknown>, paced
 /** What the simulated vendor does with a request. */
 export type VendorBehaviour =
   | { readonly status: number; readonly body?: unknown; readonly headers?: Record<string, string> }
-  | { readonly noAnswer: true };
+  | { readonly noAnswer: true }
+  /** The vendor paused dispatch (a 429's Retry-After, in the pacer table) for longer than the caller may wait. */
+  | { readonly pausedForMs: number };
 
 export const vendorAccepts = (body: unknown): VendorBehaviour => ({ status: 200, body });
 export const vendorRefuses = (status: number, body: unknown = { error: `status ${status}` }, headers?: Record<string, string>): VendorBehaviour => ({ status, body, headers });
 export const vendorSilent: VendorBehaviour = { noAnswer: true };
+/** The pacer table holds a vendor pause of a minute: the vendor caller defers (PacingPoint.VENDOR_CALL only). */
+export const vendorPaused: VendorBehaviour = { pausedForMs: 60_000 };
 
 /** The requests the simulated vendor received through the vendor caller. */
 export interface VendorRequest {
@@ -94,13 +99,19 @@ const CALLER_CONFIG: VendorCallConfig = {
 export function vendorCallerTask(vendor: VendorBehaviour, received: VendorRequest[] = []): TaskHandler {
   return async (taskInput: { FunctionName: string; Payload: VendorCallEvent }) => {
     pacerTable.reset();
-    pacerTable.on(GetItemCommand).resolves({});
+    // The pause the caller re-reads before its slot (GetItem on the pacer item), if the vendor paused dispatch.
+    pacerTable.on(GetItemCommand).resolves('pausedForMs' in vendor
+      ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(Date.now() + vendor.pausedForMs) } } }
+      : {});
     pacerTable.on(UpdateItemCommand).resolves({});
     // A clock that sleeps instantly: the caller waits for its slot without the test waiting.
     let offset = 0;
     const clock: Clock = { now: () => Date.now() + offset, sleep: async (ms) => { offset += Math.max(0, ms); } };
     const fakeFetch = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
       received.push({ url: String(url), method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, body: init?.body as string | undefined });
+      if ('pausedForMs' in vendor) {
+        throw new Error('the vendor caller fired during a vendor pause');
+      }
       if ('noAnswer' in vendor) {
         const timeout = new Error('The operation was aborted due to timeout');
         timeout.name = 'TimeoutError';
@@ -136,6 +147,9 @@ export function vendorCallerTask(vendor: VendorBehaviour, received: VendorReques
  */
 export function apiGatewayInvokeTask(vendor: VendorBehaviour): TaskHandler {
   return () => {
+    if ('pausedForMs' in vendor) {
+      throw new Error('PacingPoint.DISPATCH has no vendor caller: a vendor pause holds the dispatcher, not the workflow');
+    }
     if ('noAnswer' in vendor) {
       throw stepError('States.Timeout', 'Task timed out');
     }
@@ -242,17 +256,34 @@ export const vendorToken: TaskHandler = async () => {
 };
 
 /**
+ * ReadVendorCredential with a JSON secret (`jsonField`): lambda:invoke of the proxy's credential
+ * function, its real logic (readSecretField) reading a secret that has the field; answers like the
+ * Lambda integration.
+ */
+export function jsonSecretCredential(secretJson: Record<string, string>, field: string): TaskHandler {
+  return async () => {
+    const credential = await readSecretField(async () => ({ SecretString: JSON.stringify(secretJson) }),
+      'arn:aws:secretsmanager:us-east-1:123456789012:secret:VendorSecret-AbCdEf', field);
+    return { ExecutedVersion: '$LATEST', Payload: { credential }, StatusCode: 200 };
+  };
+}
+
+/**
  * The answers of a configuration's credential states when the credential is there and has the
  * shape the configuration expects (a JSON secret with the `jsonField` the configuration names).
- * Credential failures are finding 12's routes (test/asl/known-uncovered.json).
+ * Credential failures are finding 12's routes (test/dispatch-workflow/credential-routes.test.ts).
  */
 export function credentialAnswers(configuration: string): Record<string, TaskHandler> {
+  const secretJson = { apiKey: 'api-key-1', token: 'token-1' };
   if (/OAuth/.test(configuration)) {
     return { GetVendorToken: vendorToken };
   }
+  if (/jsonField and prefix/.test(configuration)) {
+    // test/asl/configurations.ts names the field `token` with a prefix, `apiKey` without.
+    return { ReadVendorCredential: jsonSecretCredential(secretJson, 'token') };
+  }
   if (/jsonField/.test(configuration)) {
-    // test/asl/configurations.ts names the field `apiKey`, or `token` with a prefix.
-    return { ReadVendorCredential: secretValue(JSON.stringify({ apiKey: 'api-key-1', token: 'token-1' })) };
+    return { ReadVendorCredential: jsonSecretCredential(secretJson, 'apiKey') };
   }
   if (/secret header/.test(configuration)) {
     return { ReadVendorCredential: secretValue('api-key-1') };

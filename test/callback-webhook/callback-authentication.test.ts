@@ -282,6 +282,77 @@ describe('processCallbackRecord, capability URL', () => {
   });
 });
 
+describe('processCallbackRecord, a body dropped at the webhook (too large for the callback queue)', () => {
+  const droppedEnvelope = (jobIdJson: string | undefined, extra: Record<string, unknown> = {}) => ({
+    bodyDropped: true,
+    bodyBase64Length: 4_000_000,
+    ...(jobIdJson === undefined ? {} : { jobIdJsonBase64: Buffer.from(jobIdJson).toString('base64') }),
+    ...extra,
+  });
+  const spec = specOf(WebhookSignature.standardWebhooks(secret()));
+  const SECRET = 'whsec_' + Buffer.from('a 32 byte key for the test suite').toString('base64');
+  const signatureDeps = (m: ReturnType<typeof metrics>) => ({
+    metrics: m, now: () => NOW_MS, signatureSecret: new CachedSecret({ read: async () => SECRET }, () => NOW_MS),
+  });
+
+  test.each([
+    ['capability URL', config, (m: ReturnType<typeof metrics>) => ({ metrics: m })],
+    ['capability URL and a signature (which cannot be checked without the body)', { ...config, signature: spec }, signatureDeps],
+  ])('GIVEN the request\'s token (%s) WHEN processed THEN the callback is parked as PAYLOAD_TOO_LARGE and the workflow fails at once with CallbackTooLarge', async (_name, cfg, depsOf) => {
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope('"job-1"') }), clients, cfg, logger(), depsOf(m));
+
+    expect(parked()[0]).toMatchObject({ reason: 'PAYLOAD_TOO_LARGE', detail: expect.stringMatching(/about 3000000 bytes .* dropped at the webhook \(answered 413\)/) });
+    expect(sfnMock).toHaveReceivedCommandWith(SendTaskFailureCommand, { taskToken: 'task-token-1', error: 'CallbackTooLarge', cause: expect.stringMatching(/job job-1 .* about 3000000 bytes/) });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toMatchObject({ CallbacksRejected: 1, CallbacksResolved: 1 });
+  });
+
+  test('GIVEN a numeric job id read at the webhook WHEN processed THEN it is looked up as a string', async () => {
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope('42') }), clients, config, logger(), { metrics: metrics() });
+    expect(ddbMock).toHaveReceivedCommandWith(QueryCommand, { ExpressionAttributeValues: { ':jobId': { S: '42' } } });
+  });
+
+  test('GIVEN a wrong token WHEN processed THEN nothing fails or resumes: CallbackRejected', async () => {
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken('B'.repeat(43)), ...droppedEnvelope('"job-1"') }), clients, config, logger(), { metrics: m });
+    expect(parked()[0]).toMatchObject({ reason: 'CallbackRejected' });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test.each([
+    ['no job id was found', undefined],
+    ['the job id is not JSON', '{'],
+    ['the job id is an object', '{"a":1}'],
+  ])('GIVEN %s WHEN processed THEN it is parked as MISSING_JOB_ID, saying the body was dropped', async (_name, jobIdJson) => {
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope(jobIdJson) }), clients, config, logger(), { metrics: m });
+    expect(parked()[0]).toMatchObject({ reason: 'MISSING_JOB_ID', detail: expect.stringMatching(/dropped at the webhook, which answered 413/) });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test('GIVEN signature-only authentication WHEN processed THEN it cannot be verified: parked as PAYLOAD_TOO_LARGE, counted, no table read, no workflow touched', async () => {
+    const m = metrics();
+    await processCallbackRecord(record('', droppedEnvelope('"job-1"')), clients, { ...config, requireCallbackToken: false, signature: spec }, logger(), signatureDeps(m));
+
+    expect(parked()[0]).toMatchObject({ reason: 'PAYLOAD_TOO_LARGE', detail: expect.stringMatching(/signature cannot be verified without it, so no workflow was resumed or failed/) });
+    expect(ddbMock).not.toHaveReceivedCommand(QueryCommand);
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskFailureCommand);
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test('GIVEN a request already finished WHEN its dropped-body callback comes again THEN it is a duplicate', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [{ requestId: { S: 'req-1' }, taskToken: { S: 't' }, status: { S: 'COMPLETED' } }] });
+    const m = metrics();
+    await processCallbackRecord(record('', { ...withToken(TOKEN), ...droppedEnvelope('"job-1"') }), clients, config, logger(), { metrics: m });
+    expect(m.counted).toEqual({ DuplicateCallbacks: 1 });
+    expect(parked()).toEqual([]);
+  });
+});
+
 describe('processCallbackRecord, vendor signature', () => {
   const spec = specOf(WebhookSignature.standardWebhooks(secret()));
   const SECRET = 'whsec_' + Buffer.from('a 32 byte key for the test suite').toString('base64');
@@ -315,6 +386,68 @@ describe('processCallbackRecord, vendor signature', () => {
     expect(parked()[0]).toMatchObject({ reason: 'CallbackRejected', detail: expect.stringMatching(detail) });
     expect(parked()[0].detail).not.toContain(SECRET);
     expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test('GIVEN a genuine callback that waited 20 minutes in the queue (backoff, redelivery, backlog) WHEN processed THEN the replay window is measured at its arrival, and it resumes the workflow', async () => {
+    const body = '{"jobId":"job-1"}';
+    const arrivedAtMs = NOW_MS - 20 * 60_000;
+    const { m, deps: d } = deps();
+    const waited = record(body, { receivedAtEpochMs: arrivedAtMs }, signed(body, arrivedAtMs / 1000 - 2));
+    await processCallbackRecord(waited, clients, signedConfig, logger(), d);
+
+    expect(parked()).toEqual([]);
+    expect(sfnMock).toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toMatchObject({ CallbacksResolved: 1, CallbackLatency: 20 * 60_000 });
+  });
+
+  test.each([
+    ['signed 6 minutes before it reached the webhook', -360, NOW_MS],
+    ['without an arrival time, against the processor\'s clock', -360, undefined],
+  ])('GIVEN a callback %s WHEN processed THEN it is refused as stale', async (_name, signedOffsetSeconds, arrivedAtMs) => {
+    const body = '{"jobId":"job-1"}';
+    const { m, deps: d } = deps();
+    const signedAt = (arrivedAtMs ?? NOW_MS) / 1000 + signedOffsetSeconds;
+    await processCallbackRecord(record(body, { receivedAtEpochMs: arrivedAtMs }, signed(body, signedAt)), clients, signedConfig, logger(), d);
+
+    expect(parked()[0]).toMatchObject({ reason: 'CallbackRejected', detail: expect.stringMatching(/over the tolerance of 300 s/) });
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+  });
+
+  test.each([
+    ['only the whsec_ prefix', 'whsec_'],
+    ['whitespace', ' \n'],
+    ['invalid base64', 'whsec_@@@@'],
+  ])('GIVEN a signing secret that is %s (no usable key) WHEN a callback signed with an empty key comes THEN nothing resumes: it is parked as SIGNING_SECRET_UNUSABLE, counted and logged', async (_name, bad) => {
+    const body = '{"jobId":"job-1"}';
+    // What anyone can compute when the key is empty: HMAC-SHA256 with a zero-length key.
+    const at = NOW_MS / 1000;
+    const forged = {
+      'webhook-id': 'msg_1',
+      'webhook-timestamp': String(at),
+      'webhook-signature': `v1,${createHmac('sha256', Buffer.alloc(0)).update(`msg_1.${at}.${body}`).digest('base64')}`,
+    };
+    const log = logger();
+    const { m, deps: d } = deps(async () => bad);
+    await processCallbackRecord(record(body, {}, forged), clients, signedConfig, log, d);
+
+    expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);
+    expect(ddbMock).not.toHaveReceivedCommand(QueryCommand);
+    expect(parked()[0]).toMatchObject({ reason: 'SIGNING_SECRET_UNUSABLE', detail: expect.stringMatching(/the signing secret is unusable: .*fix the secret in Secrets Manager, then redrive/) });
+    expect(m.counted).toEqual({ CallbacksRejected: 1 });
+    expect(log.error).toHaveBeenCalledWith(expect.stringMatching(/gives no usable HMAC key/), expect.anything());
+  });
+
+  test('GIVEN a signing secret shorter than 16 bytes WHEN callbacks come THEN they are verified and one warning is logged', async () => {
+    const SHORT = 'whsec_' + Buffer.from('ten bytes!').toString('base64');
+    const log = logger();
+    const { m, deps: d } = deps(async () => SHORT);
+    for (const id of ['job-1', 'job-1']) {
+      const body = `{"jobId":"${id}"}`;
+      await processCallbackRecord(record(body, {}, signed(body, NOW_MS / 1000, SHORT)), clients, signedConfig, log, d);
+    }
+    expect(m.counted.CallbacksResolved).toBe(2);
+    expect((log.warn as jest.Mock).mock.calls.filter(([msg]) => /10-byte HMAC key, under 16 bytes/.test(msg))).toHaveLength(1);
   });
 
   test('GIVEN the secret was rotated WHEN a callback signed with the new one comes THEN the secret is read again once and the callback accepted', async () => {

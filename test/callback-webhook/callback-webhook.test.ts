@@ -4,7 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { CallbackWebhook, CallbackWebhookProps, TokenCorrelationTable } from '../../src';
-import { callbackRequestTemplate } from '../../src/callback-webhook/mapping-template';
+import { CALLBACK_QUEUED_RESPONSE_TEMPLATE, callbackRequestTemplate } from '../../src/callback-webhook/mapping-template';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 function newWebhook(stack: Stack, props: Partial<CallbackWebhookProps> = {}): { webhook: CallbackWebhook; table: TokenCorrelationTable } {
@@ -44,11 +44,14 @@ describe('CallbackWebhook', () => {
         },
         // Six times the processor's 30 seconds.
         VisibilityTimeout: 180,
+        // SQS's largest message: a body of up to about 729 KiB reaches the processor (finding 1).
+        MaximumMessageSize: 1_048_576,
       });
       template.hasResourceProperties('AWS::SQS::Queue', {
         SqsManagedSseEnabled: true,
         MessageRetentionPeriod: 1_209_600,
         RedrivePolicy: Match.absent(),
+        MaximumMessageSize: 1_048_576,
       });
     });
 
@@ -210,10 +213,24 @@ describe('CallbackWebhook', () => {
       // THEN
       const method = callbackMethod(Template.fromStack(stack));
       expect(method.Integration.IntegrationResponses).toEqual([
-        { StatusCode: '202', SelectionPattern: '2\\d{2}', ResponseTemplates: { 'application/json': '{"status":"accepted"}' } },
+        // 202, or 413 (responseOverride) when the body was dropped as too large to queue.
+        { StatusCode: '202', SelectionPattern: '2\\d{2}', ResponseTemplates: { 'application/json': CALLBACK_QUEUED_RESPONSE_TEMPLATE } },
         expect.objectContaining({ StatusCode: '500', SelectionPattern: '(4|5)\\d{2}' }),
       ]);
-      expect(method.MethodResponses).toEqual([{ StatusCode: '202' }, { StatusCode: '500' }]);
+      expect(method.MethodResponses).toEqual([{ StatusCode: '202' }, { StatusCode: '413' }, { StatusCode: '500' }]);
+    });
+
+    test('reads the job id at the webhook at the configured path, for a body too large to queue', () => {
+      // GIVEN
+      const stack = testStack();
+
+      // WHEN
+      newWebhook(stack, { jobIdPath: "$.data['job id'][0]" });
+
+      // THEN
+      const template = callbackMethod(Template.fromStack(stack)).Integration.RequestTemplates['application/json'];
+      expect(template).toBe(callbackRequestTemplate({ tokenFromPath: true, jobIdPath: ['data', 'job id', '0'] }));
+      expect(template).toContain('$input.json(\'$.data["job id"][0]\')');
     });
 
     test('lets only the integration role send to the callback queue', () => {

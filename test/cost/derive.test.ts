@@ -153,6 +153,15 @@ describe('cost derivation from a synthesized stack', () => {
     expect(priceDesign(withSecret.usage, prices, 10).byService.secretsManager).toBeCloseTo(5, 6); // $0.05 per 10,000 calls
   });
 
+  test('a JSON secret read by the proxy\'s credential function costs a Lambda invocation and a Secrets Manager call per request', () => {
+    const withJsonSecret = deriveStack(synthesize((scope) => ({
+      proxy: { credentials: VendorCredentials.fromSecretHeader({ secret: new secretsmanager.Secret(scope, 'VendorKey'), jsonField: 'apiKey' }) },
+    })), options(10));
+
+    expect(line(withJsonSecret, 'GetSecretValue calls').perRequest).toBe(1);
+    expect(withJsonSecret.usage.lines.some((l) => l.service === 'lambda' && /ReadVendorCredential/.test(l.what))).toBe(true);
+  });
+
   test('comparisons reuse the main workflow: the published pattern keeps its transitions, the HTTP Task design adds one', () => {
     const d = deriveStack(example, options(10));
     const [published, httpTask] = comparisons(d.model, options(10));

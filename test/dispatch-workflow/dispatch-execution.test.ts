@@ -6,6 +6,7 @@
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint } from '../../src';
 import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
@@ -210,6 +211,48 @@ describe('dispatch workflow, executed', () => {
     expect(result.error?.name).toBe('VendorRequestFailed');
   });
 
+  test.each([
+    ['an array', ['an', 'array']],
+    ['an empty array', []],
+    ['an array of objects', [{ order: 'o-1' }]],
+  ])('a payload that is %s is refused before any vendor call, the waiting workflow failed at once', async (_kind, payload) => {
+    // GIVEN the webhook URL goes in a body field, which an array cannot hold
+    // WHEN
+    const result = await run(definition, dispatchInput(1, payload), {
+      ClaimRequest: claimed,
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    expect(JSON.parse(result.calls.ParkInDeadLetterQueue[0].MessageBody).payload).toEqual(payload);
+    expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test.each([
+    ['null', null],
+    ['a number', 42],
+    ['a boolean', true],
+  ])('a payload that is %s is refused too', async (_kind, payload) => {
+    const result = await run(definition, dispatchInput(1, payload), { ClaimRequest: claimed, ParkInDeadLetterQueue: ok, FailWaitingWorkflow: ok });
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    expect(result.error?.name).toBe('VendorRequestFailed');
+  });
+
+  test('an object payload whose JSON holds brackets and braces in strings is still an object', async () => {
+    const result = await run(definition, dispatchInput(1, { note: '[not an array] {x}', list: [1, 2] }), {
+      ClaimRequest: claimed,
+      CallVendor: vendorAccepts({ jobId: 'job-3' }),
+      StoreJobId: ok,
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor[0].Payload.body).toMatchObject({ note: '[not an array] {x}', list: [1, 2], callbackUrl: expect.any(String) });
+  });
+
   test('when the cause is too long for SendTaskFailure, the waiting workflow is still failed', async () => {
     const result = await run(definition, dispatchInput(5), {
       ClaimRequest: claimed,
@@ -254,7 +297,7 @@ describe('dispatch workflow, executed', () => {
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'nested-7' });
   });
 
-  test.each(['Sfn.TaskTimedOut', 'Sfn.InvalidTokenException', 'Sfn.TaskDoesNotExist'])(
+  test.each(['Sfn.TaskTimedOutException', 'Sfn.InvalidTokenException', 'Sfn.TaskDoesNotExistException'])(
     'a request whose waiting workflow has ended (%s) is not sent to the vendor', async (errorName) => {
       // GIVEN a retry or a redriven dead letter whose workflow timed out, failed or was stopped
       const result = await run(definition, dispatchInput(2), {
@@ -286,6 +329,60 @@ describe('dispatch workflow, executed', () => {
     expect(sent.DelaySeconds).toBe(42);
     expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2, deferrals: 1, callbackToken: INPUT_TOKEN });
     expect(result.calls.StoreJobId).toBeUndefined();
+  });
+
+  test.each([
+    ['ClaimRequest', 'DynamoDB.ProvisionedThroughputExceededException'],
+    ['ClaimRequest', 'DynamoDB.ThrottlingException'],
+    ['RequeueWithDelay', 'Sqs.RequestThrottledException'],
+    ['RequeueWithDelay', 'Sqs.ThrottlingException'],
+  ])('%s retries %s (as Step Functions names it) and carries on', async (state, errorName) => {
+    // GIVEN the AWS call is throttled once
+    let calls = 0;
+    const throttledOnce = (answer: () => unknown) => () => {
+      calls += 1;
+      if (calls === 1) {
+        throw stepError(errorName, 'Rate exceeded');
+      }
+      return answer();
+    };
+    // WHEN
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: state === 'ClaimRequest' ? throttledOnce(claimed) : claimed,
+      CallVendor: () => {
+        throw stepError('ApiGateway.503');
+      },
+      RequeueWithDelay: state === 'RequeueWithDelay' ? throttledOnce(ok) : ok,
+    });
+
+    // THEN the retry went through and nothing was given up
+    expect(result.error).toBeUndefined();
+    expect(result.calls[state]).toHaveLength(2);
+    expect(result.calls.RequeueWithDelay.length).toBeGreaterThanOrEqual(1);
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+
+  test('a deferred request whose requeue fails is parked and fails the waiting workflow at once', async () => {
+    // GIVEN the caller finds no slot within its wait budget (its real answer), and SQS refuses the requeue
+    const result = await run(definition, dispatchInput(2), {
+      ClaimRequest: claimed,
+      CallVendor: callerAnswerDuringVendorPause,
+      RequeueWithDelay: () => {
+        throw stepError('Sqs.KmsAccessDeniedException', 'KMS denied the key to SQS');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN the request is parked unchanged, saying why, and the waiting workflow fails now
+    expect(result.calls.RequeueWithDelay).toHaveLength(1);
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    const park = result.calls.ParkInDeadLetterQueue[0];
+    expect(JSON.parse(park.MessageBody)).toEqual(dispatchInput(2).message);
+    expect(park.MessageAttributes.reason).toEqual({ DataType: 'String', StringValue: 'VendorCallDeferred' });
+    expect(JSON.parse(park.MessageAttributes.detail.StringValue).Cause).toContain('VendorPaused');
+    expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(JSON.parse(result.calls.FailWaitingWorkflow[0].Cause)).toMatchObject({ Error: 'VendorCallDeferred' });
   });
 
   test.each(['VendorCallTimeout', 'VendorCallNetworkError'])('a caller failure without an answer (%s) is retried through the queue', async (errorName) => {

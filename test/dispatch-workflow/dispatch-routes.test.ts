@@ -5,8 +5,8 @@
  * answering CallVendor (PacingPoint.VENDOR_CALL), and only AWS services mocked (SDK output shapes).
  *
  * Not here: the credential states' failures (finding 12 of issue 11: the credential is read as the
- * configuration expects it here) and the payload-shape and deferral routes (findings 3 and 5):
- * see test/asl/known-uncovered.json.
+ * configuration expects it here; credential-routes.test.ts runs them): see ELSEWHERE and
+ * test/asl/known-uncovered.json.
  * The last test of each configuration checks that every other edge ran (docs/asl-coverage.md).
  */
 import { VENDOR_CREDENTIAL_HEADER } from '../../src/throttled-proxy/vendor-credentials';
@@ -15,11 +15,16 @@ import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
   callVendorTask, claimNew, credentialAnswers, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
-  vendorAccepts, VendorBehaviour, vendorRefuses, VendorRequest, vendorSilent,
+  vendorAccepts, VendorBehaviour, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
-/** Routes other engineers' tests execute (issue 11 findings 3, 5 and 12): not asserted here. */
-const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^IsPayloadAnObject: Choice /, /^PayloadNotAnObject: /, /^WasVendorCalled: Choice 0 /, /^DeferToQueue: /];
+/**
+ * Edges not asserted here: the credential failures (credential-routes.test.ts, finding 12 of issue
+ * 11), and a payload that is absent, which the dispatcher refuses before any execution
+ * (parseRequestMessage): no real input reaches that rule.
+ */
+const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^IsVendorCredentialText: Default /, /^VendorCredentialUnusable: /,
+  /^IsPayloadAScalar: Choice 0 /];
 
 const configurations = allConfigurations().filter((c) => c.name === 'DispatchWorkflow');
 
@@ -206,6 +211,40 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     expect(none.edges).toContain('FailWaitingWorkflowBriefly: Catch 0 -> DispatchFailed');
     expect(none.error?.name).toBe('VendorRequestFailed');
   });
+
+  if ('IsPayloadAScalar' in definition.States) {
+    test.each([
+      ['a string', 'just a string', 'IsPayloadAScalar: Choice 1 -> PayloadNotAnObject'],
+      ['null', null, 'IsPayloadAScalar: Choice 1 -> PayloadNotAnObject'],
+      ['an array', ['an', 'array'], 'IsPayloadAnObject: Default -> PayloadNotAnObject'],
+    ])('a payload that is %s is refused before any vendor call (the webhook URL goes in a body field)', async (_what, payload, edge) => {
+      const result = await run(dispatchInputFor(submitMessage(payload), paced));
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.edges).toContain(edge);
+      expect(result.calls.CallVendor).toBeUndefined();
+      expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    });
+  }
+
+  if (paced) {
+    test('a vendor pause longer than the caller may wait sends the request back to the queue without counting an attempt', async () => {
+      const received: VendorRequest[] = [];
+      const result = await run(firstDispatch(), {}, vendorPaused, received);
+      expect(result.error).toBeUndefined();
+      expect(received).toEqual([]);
+      expect(result.edges).toEqual(expect.arrayContaining(['WasVendorCalled: Choice 0 -> DeferToQueue', 'RequeueWithDelay: Next -> RetryScheduled']));
+      const sent = result.calls.RequeueWithDelay[0];
+      expect(sent.DelaySeconds).toBeGreaterThan(0);
+      expect(JSON.parse(sent.MessageBody)).toMatchObject({ requestId: 'req-1', attempt: 1, deferrals: 1 });
+    });
+
+    test('a deferred request that cannot be sent back to the queue is parked and the waiting workflow failed', async () => {
+      const result = await run(firstDispatch(), { RequeueWithDelay: failsWith('Sqs.QueueDoesNotExistException', 'The specified queue does not exist.') }, vendorPaused);
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorCallDeferred');
+      expect(result.calls.FailWaitingWorkflow).toHaveLength(1);
+    });
+  }
 
   test('retries go through the queue until the last attempt, which gives up', async () => {
     // GIVEN a vendor that keeps failing; each attempt's input is what the dispatcher builds from

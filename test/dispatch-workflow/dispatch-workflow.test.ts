@@ -182,7 +182,9 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(newDispatch());
 
       // THEN
-      expect(routeThroughChoices(definition, 'IsPayloadAnObject', { payload: { sku: 'A-1' } })).toBe('AddCallbackUrl');
+      expect(routeThroughChoices(definition, 'IsPayloadAScalar', { payload: { sku: 'A-1' } })).toBe('PayloadAsJson');
+      expect(definition.States.PayloadAsJson).toMatchObject({ Parameters: { 'json.$': 'States.JsonToString($.payload)' }, Next: 'IsPayloadAnObject' });
+      expect(routeThroughChoices(definition, 'IsPayloadAnObject', { vendorRequest: { json: '{"sku":"A-1"}' } })).toBe('AddCallbackUrl');
       expect(followNext(definition, 'AddCallbackUrl', 'CallVendor')).toEqual(['AddCallbackUrl', 'MergeCallbackUrl', 'CallVendor']);
       expect(definition.States.AddCallbackUrl.Parameters).toEqual({ fields: { 'callbackUrl.$': PER_REQUEST_URL } });
       expect(definition.States.AddCallbackUrl.ResultPath).toBe('$.vendorRequest');
@@ -203,9 +205,14 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(newDispatch());
 
       // THEN
-      const next = routeThroughChoices(definition, 'IsPayloadAnObject', input);
+      const next = routeThroughChoices(definition, 'IsPayloadAScalar', input);
       expect(next).toBe('PayloadNotAnObject');
       expect(definition.States[next].Next).toBe('ParkInDeadLetterQueue');
+    });
+
+    test('gives up at once when the payload is an array (its JSON text does not start with a brace)', () => {
+      const definition = dispatchDefinition(newDispatch());
+      expect(routeThroughChoices(definition, 'IsPayloadAnObject', { vendorRequest: { json: '[{"sku":"A-1"}]' } })).toBe('PayloadNotAnObject');
     });
 
     test('uses the body field it is given', () => {
@@ -304,28 +311,37 @@ describe('DispatchWorkflow', () => {
       const fixture = newDispatch({}, credentials());
       const definition = dispatchDefinition(fixture);
 
-      // THEN
+      // THEN the whole output is kept (a binary secret has no SecretString) and tested before it is read
       expect(followNext(definition, 'ClaimRequest', 'ReadVendorCredential')).toEqual(['ClaimRequest', 'ReadVendorCredential']);
       expect(definition.States.ReadVendorCredential).toMatchObject({
         Type: 'Task',
         Resource: 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue',
         Parameters: { SecretId: placeholderOf(fixture.stack, fixture.proxy.credentials.secret!) },
-        ResultSelector: { 'secret.$': '$.SecretString' },
         ResultPath: '$.credential',
+        Next: 'IsVendorCredentialText',
       });
-      expect(definition.States.CallVendor.Parameters.Headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.secret)');
+      expect(definition.States.ReadVendorCredential.ResultSelector).toBeUndefined();
+      expect(definition.States.CallVendor.Parameters.Headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.SecretString)');
       expect(catchTarget(definition, 'ReadVendorCredential', 'States.ALL')).toBe('ClassifyVendorError');
+      expect(fixture.proxy.credentialFunction).toBeUndefined();
       expect(aslErrors(definition)).toEqual([]);
     });
 
-    test('reads a field of a JSON secret and puts the prefix before it', () => {
+    test('reads a field of a JSON secret with the proxy\'s credential function and puts the prefix before it', () => {
       // GIVEN / WHEN
-      const definition = dispatchDefinition(newDispatch({}, credentials('apiKey', 'Bearer ')));
+      const fixture = newDispatch({}, credentials('apiKey', 'Bearer '));
+      const definition = dispatchDefinition(fixture);
 
-      // THEN
-      expect(definition.States.ReadVendorCredential.ResultSelector).toEqual({ 'secret.$': 'States.StringToJson($.SecretString)' });
+      // THEN no States.StringToJson in the workflow: the function parses the secret
+      expect(fixture.proxy.credentialFunction).toBeDefined();
+      expect(definition.States.ReadVendorCredential).toMatchObject({
+        Resource: 'arn:aws:states:::lambda:invoke',
+        ResultSelector: { 'secret.$': '$.Payload.credential' },
+        ResultPath: '$.credential',
+      });
+      expect(JSON.stringify(definition)).not.toContain('StringToJson($.SecretString)');
       expect(definition.States.CallVendor.Parameters.Headers['X-Vendor-Credential.$'])
-        .toBe("States.Array(States.Format('Bearer {}', $.credential.secret.apiKey))");
+        .toBe("States.Array(States.Format('Bearer {}', $.credential.secret))");
       expect(aslErrors(definition)).toEqual([]);
     });
 

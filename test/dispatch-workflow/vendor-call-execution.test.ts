@@ -5,6 +5,7 @@
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
 import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
@@ -15,14 +16,14 @@ function stepError(name: string, cause = ''): Error {
   return error;
 }
 
-function callDefinition(): AslDefinition {
+// apigateway:invoke by default, mocked below; the vendor caller's own logic is tested in vendor-call.test.ts.
+function callDefinition(pacingPoint: PacingPoint = PacingPoint.DISPATCH): AslDefinition {
   const stack = testStack();
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,
     callbackTimeout: Duration.minutes(30),
-    // apigateway:invoke, mocked below; the vendor caller's own logic is tested in vendor-call.test.ts.
-    pacingPoint: PacingPoint.DISPATCH,
+    pacingPoint,
   });
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' })),
@@ -154,6 +155,46 @@ describe('vendor-call workflow, executed', () => {
     expect(result.calls.FailWaitingWorkflow[0].Cause).toContain('"Error":"Sfn.InvalidOutputException"');
   });
 
+  test.each([
+    ['CheckWaitingWorkflow', 'Sfn.ThrottlingException'],
+    ['ReturnResponse', 'Sfn.ThrottlingException'],
+    ['ReturnResponse', 'Sfn.SfnException'],
+  ])('%s retries %s (as Step Functions names it) and carries on', async (state, errorName) => {
+    let calls = 0;
+    const result = await run(definition, callInput(), {
+      CallVendor: vendorAnswers({ ok: true }),
+      [state]: () => {
+        calls += 1;
+        if (calls === 1) {
+          throw stepError(errorName, 'Rate exceeded');
+        }
+        return {};
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls[state]).toHaveLength(2);
+    expect(result.calls.ReturnResponse).toHaveLength(state === 'ReturnResponse' ? 2 : 1);
+  });
+
+  test('a throttled requeue (Sqs.RequestThrottledException) is retried: the call is not given up', async () => {
+    let calls = 0;
+    const result = await run(definition, callInput(1), {
+      CallVendor: () => {
+        throw stepError('ApiGateway.503');
+      },
+      RequeueWithDelay: () => {
+        calls += 1;
+        if (calls === 1) {
+          throw stepError('Sqs.RequestThrottledException', 'Request is throttled');
+        }
+        return {};
+      },
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.RequeueWithDelay).toHaveLength(2);
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+
   test('an answer for a workflow that ended meanwhile is dropped', async () => {
     const result = await run(definition, callInput(), {
       CallVendor: vendorAnswers({ ok: true }),
@@ -163,5 +204,45 @@ describe('vendor-call workflow, executed', () => {
     });
     expect(result.error).toBeUndefined();
     expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+  });
+});
+
+describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL), executed', () => {
+  const definition = callDefinition(PacingPoint.VENDOR_CALL);
+  const slotInput = () => ({ ...callInput(2), slotAtMs: Date.now() + 100 });
+
+  test('a caller that finds no slot within its wait budget sends the call back through the queue, the same attempt', async () => {
+    // GIVEN the vendor paused dispatch for longer than maxSlotWait
+    // WHEN
+    const result = await run(definition, slotInput(), { CallVendor: callerAnswerDuringVendorPause, RequeueWithDelay: ok });
+
+    // THEN the call goes back with the caller's delay, not counted as an attempt
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor[0].Payload).toMatchObject({ method: 'GET', path: '/job-1/result', requestId: 'req-1' });
+    const sent = result.calls.RequeueWithDelay[0];
+    expect(sent.DelaySeconds).toBeGreaterThanOrEqual(59);
+    expect(JSON.parse(sent.MessageBody)).toEqual({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, call: callInput().call });
+    expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('a deferred call whose requeue fails is parked and fails the waiting workflow at once', async () => {
+    // GIVEN no slot within the wait budget, and SQS refusing the requeue
+    const result = await run(definition, slotInput(), {
+      CallVendor: callerAnswerDuringVendorPause,
+      RequeueWithDelay: () => {
+        throw stepError('Sqs.KmsAccessDeniedException', 'KMS denied the key to SQS');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: ok,
+    });
+
+    // THEN the message is parked unchanged, saying why, and the waiting workflow fails now
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    const parked = result.calls.ParkInDeadLetterQueue[0];
+    expect(JSON.parse(parked.MessageBody)).toEqual(callInput(2).message);
+    expect(parked.MessageAttributes.reason.StringValue).toBe('VendorCallDeferred');
+    expect(parked.MessageAttributes.detail.StringValue).toContain('VendorPaused');
+    expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    expect(result.calls.FailWaitingWorkflow[0].Cause).toContain('VendorCallDeferred');
   });
 });

@@ -4,8 +4,8 @@
  * builds for a `call` message, the vendor caller's real logic answering the call tasks
  * (PacingPoint.VENDOR_CALL), and only AWS services mocked (SDK output shapes).
  *
- * Not here: the credential states' failures (finding 12 of issue 11) and the caller's deferral route
- * (findings 3 and 4): see test/asl/known-uncovered.json. The last test of each configuration
+ * Not here: the credential states' failures (finding 12 of issue 11; credential-routes.test.ts runs
+ * them): see ELSEWHERE and test/asl/known-uncovered.json. The last test of each configuration
  * checks that every other edge ran (docs/asl-coverage.md).
  */
 import { allConfigurations } from '../asl/configurations';
@@ -13,11 +13,11 @@ import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
   callMessage, callVendorTask, credentialAnswers, failing, failsWith, sfnOk, sqsSent, vendorAccepts, VendorBehaviour, vendorCallInputFor,
-  vendorRefuses, VendorRequest, vendorSilent,
+  vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
-/** Routes other engineers' tests execute (issue 11 findings 3, 4 and 12): not asserted here. */
-const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^WasVendorCalled: Choice 0 /, /^DeferToQueue: /];
+/** Edges not asserted here: the credential failures (credential-routes.test.ts, finding 12 of issue 11). */
+const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^IsVendorCredentialText: Default /, /^VendorCredentialUnusable: /];
 
 const configurations = allConfigurations((label) => !/callback URL/.test(label))
   .filter((c) => c.name === 'VendorCallWorkflow');
@@ -164,6 +164,22 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     expect(none.edges).toContain('FailWaitingWorkflowBriefly: Catch 0 -> CallFailed');
     expect(none.error?.name).toBe('VendorRequestFailed');
   });
+
+  if (paced) {
+    test('a vendor pause longer than the caller may wait sends the call back to the queue without counting an attempt', async () => {
+      const result = await run(firstCall(), {}, vendorPaused);
+      expect(result.error).toBeUndefined();
+      expect(result.edges).toEqual(expect.arrayContaining(['WasVendorCalled: Choice 0 -> DeferToQueue', 'RequeueWithDelay: Next -> RetryScheduled']));
+      expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody)).toMatchObject({ kind: 'call', requestId: 'call-1', attempt: 1 });
+      expect(result.calls.ReturnResponse).toBeUndefined();
+    });
+
+    test('a deferred call that cannot be sent back to the queue is parked and the waiting workflow failed', async () => {
+      const result = await run(firstCall(), { RequeueWithDelay: failsWith('Sqs.QueueDoesNotExistException', 'The specified queue does not exist.') }, vendorPaused);
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorCallDeferred');
+    });
+  }
 
   test('retries go through the queue until the last attempt, which gives up', async () => {
     let input = firstCall();

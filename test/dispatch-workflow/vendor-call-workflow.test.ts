@@ -243,7 +243,8 @@ describe('VendorCallWorkflow', () => {
     const template = Template.fromStack(stack);
     const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
     expect(definition.States.CheckWaitingWorkflow.Next).toBe('ReadVendorCredential');
-    expect(definition.States.ReadVendorCredential.Next).toBe('HasRequestBody');
+    expect(definition.States.ReadVendorCredential.Next).toBe('IsVendorCredentialText');
+    expect(definition.States.IsVendorCredentialText.Default).toBe('VendorCredentialUnusable');
     const headers = definition.States.CallVendor.Parameters.Payload.headers; // the vendor caller's payload
     expect(Object.keys(headers).some((k) => /credential/i.test(k))).toBe(true);
     const statements = statementsOfRole(template, stack, orchestrator.vendorCall!.stateMachine.role);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { functionNameOf, LocalLambda } from '../../local/aws/lambda';
+import { checkReservedConcurrency, functionNameOf, LocalLambda } from '../../local/aws/lambda';
 import type { LocalEndpoints, ResolvedResource } from '../../local/types';
 
 /**
@@ -311,4 +311,22 @@ test('runs the real bundled dispatcher handler', async () => {
   } finally {
     await real.stop();
   }
+});
+
+describe('reserved concurrency the account cannot give (refused at deploy time, as Lambda refuses it)', () => {
+  test('an account with the usual quota (1000) may reserve up to 900; a new account (quota 10) nothing', () => {
+    const reserving = [fn('A', { ReservedConcurrentExecutions: 1 }), fn('B', {})];
+    expect(() => checkReservedConcurrency(reserving)).not.toThrow();
+    expect(() => checkReservedConcurrency([fn('Big', { ReservedConcurrentExecutions: 900 })], 1000)).not.toThrow();
+    expect(() => checkReservedConcurrency([fn('Big', { ReservedConcurrentExecutions: 901 })], 1000))
+      .toThrow(/decreases account's UnreservedConcurrentExecution below its minimum value of \[100\]: an account with a concurrency quota of 1000 can reserve at most 900/);
+    expect(() => checkReservedConcurrency(reserving, 10))
+      .toThrow(/Specified ReservedConcurrentExecutions \(A: 1\) decreases account's UnreservedConcurrentExecution below its minimum value of \[10\]/);
+    expect(() => checkReservedConcurrency([fn('B', {})], 10)).not.toThrow();
+  });
+
+  test('the local Lambda refuses to start such a template', () => {
+    expect(() => new LocalLambda({ functions: [{ resource: fn('R', { FunctionName: 'r', ReservedConcurrentExecutions: 1 }), codeDir: echoDir }], endpoints, accountConcurrency: 10 }))
+      .toThrow(expect.objectContaining({ name: 'InvalidParameterValueException' }));
+  });
 });

@@ -73,7 +73,7 @@ describe('LocalScheduler', () => {
     expect(invoke).not.toHaveBeenCalled();
   });
 
-  test('speedup ticks rate(1 minute) every 60/speedup seconds; a tick overlapping the previous is held, later ones coalesce', async () => {
+  test('speedup ticks rate(1 minute) every 60/speedup seconds; with reserved concurrency 1 a tick overlapping the previous is held, later ones coalesce', async () => {
     let running = 0;
     let maxRunning = 0;
     const invoke = jest.fn(async () => {
@@ -84,16 +84,42 @@ describe('LocalScheduler', () => {
       return null;
     });
     // rate(1 minute) / 1200 = a tick every 50 ms; each invocation takes 130 ms.
-    const scheduler = new LocalScheduler({ schedules: [schedule({})], invoke, speedup: 1200 });
+    const reservedConcurrency = jest.fn(() => 1);
+    const scheduler = new LocalScheduler({ schedules: [schedule({})], invoke, speedup: 1200, reservedConcurrency });
     scheduler.start();
     await new Promise((r) => setTimeout(r, 600));
     await scheduler.stop();
     const stats = scheduler.stats().Tick;
+    expect(reservedConcurrency).toHaveBeenCalledWith(FN_ARN);
     expect(maxRunning).toBe(1); // never two ticks of one schedule at once
+    expect(stats.maxConcurrent).toBe(1);
     expect(stats.ticks).toBeGreaterThanOrEqual(8);
     expect(stats.held).toBeGreaterThanOrEqual(1);
     expect(stats.coalesced).toBeGreaterThanOrEqual(1);
     expect(stats.invocations).toBeLessThan(stats.ticks);
+  });
+
+  test('without reserved concurrency overlapping ticks run at once, as Lambda runs asynchronous invocations', async () => {
+    // Regression (issue 11, finding 2): the local scheduler held every overlapping tick, as if the
+    // function had reserved concurrency 1, so it could not show what overlapping ticks do on AWS.
+    let running = 0;
+    let maxRunning = 0;
+    const invoke = jest.fn(async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await new Promise((r) => setTimeout(r, 130));
+      running--;
+      return null;
+    });
+    const scheduler = new LocalScheduler({ schedules: [schedule({})], invoke, speedup: 1200 });
+    scheduler.start();
+    await new Promise((r) => setTimeout(r, 400));
+    await scheduler.stop();
+    const stats = scheduler.stats().Tick;
+    expect(maxRunning).toBeGreaterThanOrEqual(2);
+    expect(stats.maxConcurrent).toBe(maxRunning);
+    expect(stats.held).toBe(0);
+    expect(stats.invocations).toBe(stats.ticks);
   });
 
   test('a failing tick is counted, not retried', async () => {

@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import {
   GetQueueAttributesCommand,
+  PurgeQueueCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
   SQSClient,
@@ -77,6 +78,17 @@ describe('createQueues', () => {
     });
   });
 
+  test('gives a queue without MaximumMessageSize SQS\'s default of 256 KiB, not the emulator\'s 1 MiB', () => {
+    const queues = LocalTemplate.fromTemplate({
+      Resources: {
+        Plain: { Type: 'AWS::SQS::Queue', Properties: {} },
+        Large: { Type: 'AWS::SQS::Queue', Properties: { MaximumMessageSize: 1048576 } },
+      },
+    }, { sqs: sqs.endpoint, dynamodb: '', sfn: '', secretsManager: '' }, { stackName: 'Sizes' });
+    expect(queueAttributes(queues, queues.get('Plain')).MaximumMessageSize).toBe('262144');
+    expect(queueAttributes(queues, queues.get('Large')).MaximumMessageSize).toBe('1048576');
+  });
+
   test('fails on a queue property the local SQS would not honour', () => {
     const odd = LocalTemplate.fromTemplate({
       Resources: { Odd: { Type: 'AWS::SQS::Queue', Properties: { MessageSystemWhatever: 1 } } },
@@ -127,6 +139,24 @@ describe('queue behaviour', () => {
     const late = await client.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 3 }));
     expect(late.Messages?.[0]?.Body).toBe('later');
     expect(Date.now() - sentAt).toBeGreaterThanOrEqual(950);
+  });
+
+  test('refuses a message over the queue\'s MaximumMessageSize (here the default, 256 KiB) as SQS does', async () => {
+    const queueUrl = template.queueUrlOf(queueId('VendorConsumerRequestQueue'));
+    const { Attributes } = await client.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['MaximumMessageSize'] }));
+    expect(Attributes?.MaximumMessageSize).toBe('262144');
+    // Body and attributes count: 262,144 bytes in all is the largest message.
+    const attribute = { reason: { DataType: 'String', StringValue: 'x' } }; // 6 + 6 + 1 bytes
+    const largest = 'a'.repeat(262_144 - 13);
+    const fits = client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: largest, MessageAttributes: attribute }));
+    await expect(fits).resolves.toBeDefined();
+    const refused = client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: `${largest}a`, MessageAttributes: attribute }));
+    await expect(refused).rejects.toMatchObject({
+      name: expect.stringMatching(/InvalidParameterValue$/),
+      message: 'One or more parameters are invalid. Reason: Message must be shorter than 262144 bytes.',
+      $metadata: { httpStatusCode: 400 },
+    });
+    await client.send(new PurgeQueueCommand({ QueueUrl: queueUrl }));
   });
 
   test('returns message attributes even when the receive does not ask for them', async () => {

@@ -123,6 +123,28 @@ function counted(metric: string): number {
 }
 const rejectedCounted = () => counted('CallbacksRejected');
 
+/** The table's item of a request: its job id (as the vendor got it) and capability token. */
+async function waitingRequest(v: VendorSimulator): Promise<{ arn: string; jobId: string; token: string }> {
+  const [arn] = await start(1);
+  const requestId = `auth-order-${counter}`;
+  expect(await waitUntil(() => v.stats().requests[requestId]?.jobId !== undefined, 60_000)).toBe(true);
+  const ddb = new DynamoDBClient({ endpoint: runtime.endpoints.dynamodb, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    const items = await ddb.send(new ScanCommand({
+      TableName: runtime.template.nameOf(runtime.template.ofType('AWS::DynamoDB::Table')
+        .find((t) => /Table/.test(t.logicalId) && t.properties.GlobalSecondaryIndexes)!.logicalId),
+    }));
+    return { arn, jobId: v.stats().requests[requestId].jobId!, token: items.Items!.find((i) => i.requestId.S === requestId)!.callbackToken.S! };
+  } finally {
+    ddb.destroy();
+  }
+}
+
+function webhookBase(): string {
+  const webhook = runtime.template.ofType('AWS::ApiGateway::RestApi').find((a) => /Webhook/.test(a.logicalId))!;
+  return `https://${webhook.logicalId.toLowerCase()}.execute-api.${LOCAL_REGION}.amazonaws.com/webhook/callback`;
+}
+
 function post(url: string, body: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request(runtime.rewriteUrl(url), { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers } }, (res) => {
@@ -210,4 +232,28 @@ test('forged callbacks for a waiting request (wrong or missing token, bad signat
   const rejectedBeforeReplay = rejectedCounted();
   expect(await waitUntil(() => counted('DuplicateCallbacks') >= 1, 30_000)).toBe(true);
   expect(rejectedCounted()).toBe(rejectedBeforeReplay);
+});
+
+test.each([
+  ['200 KiB: over maxPayloadSize (180 KiB), queued whole and verified', 200 * 1024, 202],
+  ['1 MiB: too large for the callback queue, dropped at the webhook', 1024 * 1024, 413],
+  ['9 MiB: near API Gateway\'s 10 MB limit, dropped at the webhook', 9 * 1024 * 1024, 413],
+])('a genuine callback of %s ends its workflow at once with CallbackTooLarge; nothing loops', async (_name, bytes, expectedStatus) => {
+  // GIVEN a request waiting for a vendor that never calls back by itself
+  const v = await useVendor({ noCallbackRate: 1 });
+  const { arn, jobId, token } = await waitingRequest(v);
+  const head = JSON.stringify({ jobId, status: 'SUCCEEDED' }).slice(0, -1) + ',"blob":"';
+  const body = `${head}${'x'.repeat(bytes - head.length - 2)}"}`;
+  const headers = signCallback(signature._spec, SIGNING_SECRET, body, Math.floor(Date.now() / 1000));
+
+  // WHEN the vendor posts it on the request's capability URL
+  const status = await post(`${webhookBase()}/${token}`, body, headers);
+
+  // THEN it is answered at once (202 queued, or 413 for a body too large to queue: the vendor should not retry)
+  expect(status).toBe(expectedStatus);
+  // AND the workflow fails now, not at its 60 s timeout
+  expect(await waitUntil(() => runtime.sfn.describeExecution(arn).status !== 'RUNNING', 30_000)).toBe(true);
+  expect(runtime.sfn.describeExecution(arn)).toMatchObject({ status: 'FAILED', error: 'CallbackTooLarge' });
+  // AND the callback is kept in the dead-letter queue with the reason
+  expect(await waitUntil(async () => (await parkedReasons()).some((r) => r.startsWith('PAYLOAD_TOO_LARGE') && (bytes > 1e6 ? /dropped at the webhook/.test(r) : /maxPayloadSize/.test(r))), 30_000)).toBe(true);
 });

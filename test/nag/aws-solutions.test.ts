@@ -8,6 +8,7 @@ import { App, Aspects, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -96,6 +97,30 @@ describe('cdk-nag AwsSolutions', () => {
 
     // THEN: the stack's own key and secret are the user's: only the library's resources count
     expect(underOrchestrator(findings, 'Full/Vendor')).toEqual([]);
+  });
+
+  test('an orchestrator whose credential is a JSON secret field (a credential function) has no errors or warnings', () => {
+    // GIVEN: the proxy's credential function, invoked by the dispatch and vendor-call workflows
+    const stack = new Stack(new App(), 'JsonSecret', { env: TEST_ENV });
+    const secret = new secretsmanager.Secret(stack, 'VendorSecret');
+    const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://api.vendor.example/v1/jobs',
+      requestsPerSecond: 5,
+      callbackTimeout: Duration.minutes(10),
+      proxy: { credentials: VendorCredentials.fromSecretHeader({ secret, jsonField: 'apiKey', prefix: 'Bearer ' }) },
+    });
+    vendor.registerWorkflow(new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(vendor.callVendorTask(stack, 'Fetch', { path: '/x' })),
+      logs: { destination: new logs.LogGroup(stack, 'MainLogs'), level: sfn.LogLevel.ALL },
+      tracingEnabled: true,
+    }));
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN
+    expect(vendor.proxy.credentialFunction).toBeDefined();
+    expect(underOrchestrator(findings, 'JsonSecret/Vendor')).toEqual([]);
   });
 
   test('the checks do find what is not suppressed (the test can fail)', () => {

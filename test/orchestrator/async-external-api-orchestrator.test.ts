@@ -228,7 +228,7 @@ describe('AsyncExternalApiOrchestrator', () => {
         Parameters: { Payload: { 'headers': { 'Idempotency-Key.$': 'States.Array($.requestId)' }, 'body.$': '$.vendorRequest.body', 'slotAtMs.$': '$.slotAtMs' } },
       });
       expect(definition.States.WasVendorCalled.Choices[0]).toMatchObject({ Variable: '$.vendor.requeue.delaySeconds', IsPresent: true, Next: 'DeferToQueue' });
-      expect(followNext(definition, 'DeferToQueue')).toEqual(['DeferToQueue', 'RequeueWithDelay', 'RetryScheduled']);
+      expect(followNext(definition, 'DeferToQueue')).toEqual(['DeferToQueue', 'NoUsableSlot', 'RequeueWithDelay', 'RetryScheduled']);
       expect(nextOfChoice(definition.States.ClassifyVendorError, { error: { Error: 'ApiGateway.429' } })).toBe('RetryOrGiveUp');
       expect(nextOfChoice(definition.States.ClassifyVendorError, { error: { Error: 'ApiGateway.400' } })).toBe('ParkInDeadLetterQueue');
       expect(definition.States.RetryOrGiveUp.Choices[0]).toMatchObject({ Variable: '$.attempt', NumericLessThan: 5 });
@@ -343,7 +343,7 @@ describe('AsyncExternalApiOrchestrator', () => {
         Resource: 'arn:aws:states:::aws-sdk:secretsmanager:getSecretValue',
         Parameters: { SecretId: `PLACEHOLDER-${logicalIdOf(stack, secret)}` },
       });
-      expect(definition.States.CallVendor.Parameters.Payload.headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.secret)');
+      expect(definition.States.CallVendor.Parameters.Payload.headers['X-Vendor-Credential.$']).toBe('States.Array($.credential.SecretString)');
       expect(aslErrors(definition)).toEqual([]);
       template.hasResourceProperties('AWS::ApiGateway::Method', {
         RestApiId: stack.resolve(orchestrator.proxy.restApi.restApiId),

@@ -83,7 +83,9 @@ describe('RateControlledQueueConsumer with the schedule trigger', () => {
     expect(consumer.schedule).toBeDefined();
   });
 
-  test('one tick at a time: reserved concurrency 1, timeout below the period, no Lambda retries of a tick', () => {
+  test('one tick at a time without reserved concurrency (new accounts refuse any): timeout below the period, no Lambda retries of a tick', () => {
+    // Regression (issue 11, finding 2): the schedule trigger set ReservedConcurrentExecutions 1,
+    // which an account whose unreserved concurrency is at its minimum refuses at deploy time.
     // GIVEN
     const stack = testStack();
 
@@ -92,9 +94,22 @@ describe('RateControlledQueueConsumer with the schedule trigger', () => {
 
     // THEN
     const template = Template.fromStack(stack);
-    expect(dispatcher(template)).toMatchObject({ ReservedConcurrentExecutions: 1, Timeout: 115 });
+    expect(dispatcher(template)).toMatchObject({ Timeout: 115 });
+    expect(dispatcher(template).ReservedConcurrentExecutions).toBeUndefined();
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 120 });
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(2 minutes)' });
+  });
+
+  test('reserved concurrency 1 stays available as an option, without the maxConcurrency warning', () => {
+    // GIVEN
+    const stack = testStack();
+
+    // WHEN
+    newConsumer(stack, { trigger: ConsumerTrigger.schedule(), reservedConcurrentExecutions: 1 });
+
+    // THEN
+    expect(dispatcher(Template.fromStack(stack)).ReservedConcurrentExecutions).toBe(1);
+    Annotations.fromStack(stack).hasNoWarning('*', Match.stringLikeRegexp('reservedConcurrentExecutions'));
   });
 
   test('the dispatcher may receive, delete and postpone request messages, and knows its tick budget', () => {
@@ -149,7 +164,7 @@ describe('RateControlledQueueConsumer with the schedule trigger', () => {
     expect(() => newConsumer(testStack(), { batchSize: 5, maxConcurrency: 3 }))
       .toThrow(/batchSize, maxConcurrency configure the event source mapping and do not apply to the schedule trigger/);
     expect(() => newConsumer(testStack(), { reservedConcurrentExecutions: 2 }))
-      .toThrow(/reservedConcurrentExecutions must be 1 with the schedule trigger \(given 2\)/);
+      .toThrow(/reservedConcurrentExecutions must be 1 or left out with the schedule trigger \(given 2\)/);
   });
 
   test('warns when chosen at 1 rps or more (latency cost), not below', () => {

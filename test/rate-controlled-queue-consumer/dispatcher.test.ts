@@ -26,6 +26,7 @@ import {
   DispatchLogger,
   DispatchMetrics,
   executionName,
+  MAX_DELAY_SECONDS,
   loadConfig,
   parseRequestMessage,
   queueUrlFromArn,
@@ -393,28 +394,83 @@ describe('dispatchBatch', () => {
     expect(sums(metrics)).toEqual({ DispatchedRequests: 2, PacingWait: 105 });
   });
 
-  test('GIVEN no slot fits before the deadline WHEN dispatching THEN nothing starts and the messages come back when the schedule has room', async () => {
+  test('GIVEN no slot fits before the deadline WHEN dispatching THEN nothing starts and each message comes back as a delayed copy, the original done', async () => {
+    // Regression (issue 11, finding 7): postponing hid the same message (ChangeMessageVisibility),
+    // which is one more receive each time: a long pause moved a never-sent request to the DLQ.
     const clock = fakeClock();
     inMemoryPacer(T0 + 9_500);
+    const records = [record(message('req-a', { attempt: 2, deferrals: 3 }), 'm0'), record(message('req-b'), 'm1')];
 
-    const response = await dispatchBatch(sqsEvent(record(message('req-a'), 'm0'), record(message('req-b'), 'm1')), deps(clock));
+    const response = await dispatchBatch(sqsEvent(...records), deps(clock));
 
-    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'm0' }, { itemIdentifier: 'm1' }] });
+    // The originals are done (deleted): their copies carry the request on.
+    expect(response).toEqual({ batchItemFailures: [] });
     expect(sfn).not.toHaveReceivedCommand(StartExecutionCommand);
     expect(ddb).not.toHaveReceivedCommand(UpdateItemCommand);
-    expect(sqs).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 2);
-    for (const id of ['m0', 'm1']) {
-      expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, {
-        QueueUrl: QUEUE_URL,
-        ReceiptHandle: `receipt-${id}`,
-        VisibilityTimeout: 10, // ceil(9.5 s)
-      });
+    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 2);
+    for (const r of records) {
+      // The body byte for byte: same attempt and deferrals, so the same claim sequence, so a
+      // crash between this send and the original's delete leaves two copies of which one claims.
+      expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: QUEUE_URL, MessageBody: r.body, DelaySeconds: 10 }); // ceil(9.5 s)
     }
     // Postponed messages were not started: no start, no pacing wait, no slot given up.
     expect(metrics.calls).toEqual([]);
   });
 
-  test('GIVEN more messages than slots before the deadline WHEN dispatching THEN the rest are postponed until the next free slot', async () => {
+  test('GIVEN the schedule has no room for longer than SQS can delay WHEN dispatching THEN the copy is delayed 15 minutes (it is postponed again then)', async () => {
+    const clock = fakeClock();
+    const pausedUntil = T0 + 3_600_000; // a vendor pause of an hour
+    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, nextSlotAtMs: { N: String(T0) }, pausedUntilMs: { N: String(pausedUntil) } } });
+
+    const response = await dispatchBatch(sqsEvent(record(message('req-a'), 'm0')), deps(clock));
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: QUEUE_URL, DelaySeconds: MAX_DELAY_SECONDS });
+    expect(MAX_DELAY_SECONDS).toBe(900);
+  });
+
+  test('GIVEN the postponing copy cannot be sent WHEN dispatching THEN the message itself is hidden until the next free slot and stays on the queue', async () => {
+    const clock = fakeClock();
+    inMemoryPacer(T0 + 9_500);
+    sqs.on(SendMessageCommand, { QueueUrl: QUEUE_URL }).rejects(new Error('SQS unavailable'));
+    const logger = silentLogger();
+
+    const response = await dispatchBatch(sqsEvent(record(message('req-a'), 'm0')), deps(clock, logger));
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'm0' }] });
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { QueueUrl: QUEUE_URL, ReceiptHandle: 'receipt-m0', VisibilityTimeout: 10 });
+    expect(logger.warn).toHaveBeenCalledWith('could not send the postponing copy; the message itself is hidden instead', expect.objectContaining({ messageId: 'm0' }));
+  });
+
+  test('GIVEN a postponed message with message attributes and a message group WHEN dispatching THEN the copy carries them', async () => {
+    const clock = fakeClock();
+    inMemoryPacer(T0 + 9_500);
+    const base = record(message('req-a'), 'm0');
+    const r: SQSRecord = {
+      ...base,
+      attributes: { ...base.attributes, MessageGroupId: 'tenant-acme' },
+      messageAttributes: {
+        tenant: { stringValue: 'acme', dataType: 'String', stringListValues: [], binaryListValues: [] },
+        blob: { binaryValue: Buffer.from([1, 2, 3]).toString('base64'), dataType: 'Binary', stringListValues: [], binaryListValues: [] },
+      },
+    };
+
+    await dispatchBatch(sqsEvent(r), deps(clock));
+
+    const sent = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input).find((input) => input.QueueUrl === QUEUE_URL)!;
+    expect(sent.MessageAttributes).toEqual({
+      tenant: { DataType: 'String', StringValue: 'acme' },
+      blob: { DataType: 'Binary', BinaryValue: Buffer.from([1, 2, 3]) },
+    });
+    expect(sent.MessageGroupId).toBe('tenant-acme');
+    // Without one, none is sent (a standard queue without fair queueing).
+    sqs.resetHistory();
+    await dispatchBatch(sqsEvent(record(message('req-b'), 'm1')), deps(clock));
+    expect(sqs.commandCalls(SendMessageCommand)[0].args[0].input).not.toHaveProperty('MessageGroupId');
+  });
+
+  test('GIVEN more messages than slots before the deadline WHEN dispatching THEN the rest are re-sent, delayed until the next free slot', async () => {
     const clock = fakeClock();
     inMemoryPacer();
     const startTimes = recordStartTimes(clock);
@@ -425,10 +481,11 @@ describe('dispatchBatch', () => {
     const response = await dispatchBatch(sqsEvent(...records), deps(clock, silentLogger(), config));
 
     expect(startTimes).toEqual([T0, T0 + 1050]);
-    expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'c' }, { itemIdentifier: 'd' }]);
+    expect(response.batchItemFailures).toEqual([]);
     // Next free slot is T0 + 2100; it is T0 + 1050 now.
-    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-c', VisibilityTimeout: 2 });
-    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-d', VisibilityTimeout: 2 });
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 2);
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: records[2].body, DelaySeconds: 2 });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: records[3].body, DelaySeconds: 2 });
     expect(metrics.sum('DispatchedRequests')).toBe(2);
     expect(metrics.values('PacingWait')).toEqual([0, 1050]);
   });

@@ -412,7 +412,7 @@ describe('RateControlledQueueConsumer', () => {
       expect(dispatcherFunction(Template.fromStack(stack)).Environment.Variables.CORRELATION_TTL_SECONDS).toBe('172800');
     });
 
-    test('may start the workflow, use the pacer table and park requests', () => {
+    test('may start the workflow, use the pacer table, park requests and re-send postponed ones', () => {
       // GIVEN
       const stack = testStack();
       const consumer = new RateControlledQueueConsumer(stack, 'Consumer', { requestsPerSecond: 10 });
@@ -425,7 +425,11 @@ describe('RateControlledQueueConsumer', () => {
       const statements = statementsOfRole(Template.fromStack(stack), stack, consumer.function.role!);
       expect(resourcesGranted(statements, 'states:StartExecution')).toEqual([{ Ref: logicalIdOf(stack, workflow) }]);
       expect(resourcesGranted(statements, 'dynamodb:UpdateItem')).toEqual([stack.resolve(consumer.pacerTable.tableArn)]);
-      expect(resourcesGranted(statements, 'sqs:SendMessage')).toEqual([stack.resolve(consumer.deadLetterQueue.queueArn)]);
+      // Parks malformed requests in the DLQ; postpones by re-sending a delayed copy (issue 11, finding 7).
+      expect(resourcesGranted(statements, 'sqs:SendMessage')).toEqual(expect.arrayContaining([
+        stack.resolve(consumer.deadLetterQueue.queueArn), stack.resolve(consumer.queue.queueArn),
+      ]));
+      expect(resourcesGranted(statements, 'sqs:SendMessage')).toHaveLength(2);
       expect(resourcesGranted(statements, 'sqs:ReceiveMessage')).toEqual([stack.resolve(consumer.queue.queueArn)]);
     });
 

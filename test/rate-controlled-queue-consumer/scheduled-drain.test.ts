@@ -1,3 +1,4 @@
+import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import {
   DeleteMessageBatchCommand,
   DeleteMessageBatchCommandInput,
@@ -11,9 +12,12 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { Clock, slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 import {
+  DRAIN_LEASE_KEY,
   DrainConfig,
   DrainDeps,
+  DrainLease,
   drainQueue,
+  dynamoDbDrainLease,
   isScheduledTick,
   loadDrainConfig,
   slotsBefore,
@@ -22,6 +26,7 @@ import {
 import { SCHEDULED_TICK_KIND, ScheduledTickEvent } from '../../src/shared/scheduled-tick';
 
 const sqs = mockClient(SQSClient);
+const ddb = mockClient(DynamoDBClient);
 
 const T0 = 1_700_000_000_000;
 const QUEUE_ARN = 'arn:aws:sqs:eu-west-1:123456789012:requests';
@@ -107,9 +112,25 @@ function logger() {
   return { info: jest.fn(), warn: jest.fn(), error: jest.fn() };
 }
 
-function deps(clock: FakeClock, dispatch: DrainDeps['dispatch'], remainingMs = 55_000, config: DrainConfig = CONFIG): DrainDeps {
+/** A lease that is free (or held by another tick when `free` is false); records what was asked. */
+function fakeLease(free = true) {
+  const acquired: number[] = [];
+  let released = 0;
+  const lease: DrainLease = {
+    acquire: async (untilMs) => {
+      acquired.push(untilMs);
+      return free;
+    },
+    release: async () => {
+      released++;
+    },
+  };
+  return { lease, acquired, released: () => released };
+}
+
+function deps(clock: FakeClock, dispatch: DrainDeps['dispatch'], remainingMs = 55_000, config: DrainConfig = CONFIG, lease: DrainLease = fakeLease().lease): DrainDeps {
   const end = clock.now() + remainingMs;
-  return { sqs: sqs as unknown as SQSClient, config, dispatch, remainingTimeMs: () => end - clock.now(), logger: logger(), clock };
+  return { sqs: sqs as unknown as SQSClient, config, dispatch, remainingTimeMs: () => end - clock.now(), logger: logger(), clock, lease };
 }
 
 beforeEach(() => {
@@ -318,6 +339,85 @@ describe('drainQueue', () => {
     const result = await drainQueue(TICK, deps(clock, dispatch, 120_000, { ...CONFIG, maxMessagesPerTick: 2 }));
     expect(result.received).toBe(2);
     expect(batches.flatMap((b) => b.Records)).toHaveLength(2);
+  });
+});
+
+describe('drain lease (ticks one at a time without reserved concurrency)', () => {
+  beforeEach(() => {
+    sqs.reset();
+    ddb.reset();
+  });
+
+  test('a tick that finds another tick draining does nothing: no receive, no dispatch, no release', async () => {
+    // Regression (issue 11, finding 2): with the reservation gone, overlapping ticks both drained.
+    const clock = fakeClock();
+    fakeQueue(6);
+    const { dispatch } = pacedDispatch(clock);
+    const held = fakeLease(false);
+
+    const result = await drainQueue(TICK, deps(clock, dispatch, 55_000, CONFIG, held.lease));
+
+    expect(result).toEqual({ received: 0, deleted: 0, failed: 0, deleteFailed: 0, rounds: 0, stoppedBecause: 'leaseHeld' });
+    expect(sqs).not.toHaveReceivedCommand(ReceiveMessageCommand);
+    expect(dispatch).not.toHaveBeenCalled();
+    expect(held.released()).toBe(0);
+  });
+
+  test('the lease is asked for until the invocation times out, and released when the tick ends, also when it dies', async () => {
+    const clock = fakeClock();
+    fakeQueue(2);
+    const free = fakeLease();
+    const result = await drainQueue(TICK, deps(clock, pacedDispatch(clock).dispatch, 55_000, CONFIG, free.lease));
+    expect(result.received).toBe(2);
+    expect(free.acquired).toEqual([T0 + 55_000]);
+    expect(free.released()).toBe(1);
+
+    const crashing = fakeLease();
+    fakeQueue(2);
+    const dispatch = jest.fn(async () => {
+      throw new Error('Sandbox.Timedout');
+    });
+    await expect(drainQueue(TICK, deps(clock, dispatch, 55_000, CONFIG, crashing.lease))).rejects.toThrow(/Sandbox.Timedout/);
+    expect(crashing.released()).toBe(1);
+  });
+
+  /** DynamoDB's conditional UpdateItem on one item, for the expressions the lease writes. */
+  function inMemoryLeaseItem() {
+    let item: { until?: number; holder?: string } = {};
+    ddb.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      expect(input.Key).toEqual({ pk: { S: DRAIN_LEASE_KEY } });
+      const values = input.ExpressionAttributeValues!;
+      const holds = input.ConditionExpression === 'attribute_not_exists(#until) OR #until < :now'
+        ? item.until === undefined || item.until < Number(values[':now'].N)
+        : input.ConditionExpression === '#holder = :holder' && item.holder === values[':holder'].S;
+      if (!holds) {
+        throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+      }
+      item = input.UpdateExpression === 'SET #until = :zero'
+        ? { ...item, until: 0 }
+        : { until: Number(values[':until'].N), holder: values[':holder'].S };
+      return {};
+    });
+    return { item: () => item };
+  }
+
+  test('in the pacer table: one holder at a time; a lease that ran out (crashed tick) can be taken; only the holder releases', async () => {
+    const clock = fakeClock();
+    const stored = inMemoryLeaseItem();
+    const client = new DynamoDBClient({});
+    const a = dynamoDbDrainLease(client, 'pacer', 'tick-a', clock);
+    const b = dynamoDbDrainLease(client, 'pacer', 'tick-b', clock);
+
+    expect(await a.acquire(T0 + 55_000)).toBe(true);
+    expect(await b.acquire(T0 + 60_000)).toBe(false);
+    // tick-a dies without releasing; its lease ends with its timeout.
+    clock.t = T0 + 55_001;
+    expect(await b.acquire(clock.t + 55_000)).toBe(true);
+    // tick-a's late release changes nothing: tick-b holds it.
+    await a.release();
+    expect(stored.item()).toEqual({ until: T0 + 55_001 + 55_000, holder: 'tick-b' });
+    await b.release();
+    expect(await a.acquire(clock.t + 55_000)).toBe(true);
   });
 });
 

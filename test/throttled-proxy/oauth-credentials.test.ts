@@ -212,7 +212,11 @@ describe('VendorCredentials.oauthClientCredentials', () => {
       const catchers: Array<{ ErrorEquals: string[]; Next: string; ResultPath: string }> = definition.States.GetVendorToken.Catch;
 
       // THEN
-      expect(catchers).toEqual([{ ErrorEquals: ['States.ALL'], Next: 'ClassifyVendorError', ResultPath: '$.error' }]);
+      expect(catchers).toEqual([
+        // A badly shaped client secret: parked at once (retrying cannot fix it).
+        { ErrorEquals: ['VendorCredentialUnusable'], Next: 'ParkInDeadLetterQueue', ResultPath: '$.error' },
+        { ErrorEquals: ['States.ALL'], Next: 'ClassifyVendorError', ResultPath: '$.error' },
+      ]);
       const input = { attempt: 1, error: { Error: error, Cause: 'Token endpoint https://auth.example.com/oauth/token answered HTTP 503' } };
       expect(routeThroughChoices(definition, 'ClassifyVendorError', input)).toBe('BackoffCaps');
     });

@@ -1,6 +1,7 @@
 import { GetSecretValueCommand, ResourceNotFoundException, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { VendorCredentialUnusableError } from '../../src/throttled-proxy/vendor-secret';
 import {
   DEFAULT_EXPIRES_IN_SECONDS,
   FetchFunction,
@@ -375,8 +376,8 @@ describe('VendorTokenProvider', () => {
       ['both fields are missing', JSON.stringify({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET }), 'missing or not a string: clientId, clientSecret'],
       ['clientId is not a string', JSON.stringify({ clientId: 42, clientSecret: CLIENT_SECRET }), 'missing or not a string: clientId'],
       ['it is not JSON', `clientSecret=${CLIENT_SECRET}`, 'is not JSON: store {"clientId": "...", "clientSecret": "..."}'],
-      ['it is a JSON string', JSON.stringify(CLIENT_SECRET), 'missing or not a string: clientId, clientSecret'],
-    ])('fails clearly when the secret is malformed (%s), without quoting it', async (_name, secretString, message) => {
+      ['it is a JSON string', JSON.stringify(CLIENT_SECRET), 'is JSON but not an object (a string)'],
+    ])('fails clearly when the secret is malformed (%s), without quoting it, as VendorCredentialUnusable', async (_name, secretString, message) => {
       // GIVEN
       secretsManager.on(GetSecretValueCommand).resolves({ SecretString: secretString });
       const h = harness([ok(3600)]);
@@ -384,9 +385,10 @@ describe('VendorTokenProvider', () => {
       // WHEN
       const error = await errorOf(h.provider.getAuthorization());
 
-      // THEN
-      expect(error).toBeInstanceOf(VendorTokenError);
-      expect(error.message).toContain(`The OAuth client secret ${SECRET_ARN}`);
+      // THEN the workflow parks the request at once (a token endpoint failure is VendorTokenError, retried)
+      expect(error).toBeInstanceOf(VendorCredentialUnusableError);
+      expect(error.name).toBe('VendorCredentialUnusable');
+      expect(error.message).toContain(`secret ${SECRET_ARN}`);
       expect(error.message).toContain(message);
       expect(error.message).not.toContain('s3cr3t');
       expect(h.calls).toHaveLength(0);
@@ -397,8 +399,12 @@ describe('VendorTokenProvider', () => {
       secretsManager.on(GetSecretValueCommand).resolves({ SecretBinary: new Uint8Array([1, 2, 3]) });
       const h = harness([ok(3600)]);
 
-      // WHEN / THEN
-      await expect(h.provider.getAuthorization()).rejects.toThrow(/has no SecretString \(binary secrets are not supported\)/);
+      // WHEN
+      const error = await errorOf(h.provider.getAuthorization());
+
+      // THEN
+      expect(error.name).toBe('VendorCredentialUnusable');
+      expect(error.message).toMatch(/has no SecretString \(it is a binary secret, which is not supported\)/);
     });
 
     test('names the secret when it cannot be read', async () => {

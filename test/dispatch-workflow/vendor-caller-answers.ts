@@ -1,0 +1,48 @@
+/**
+ * The vendor caller's real answers (the `callVendor` logic the Lambda runs), shaped as the
+ * `lambda:invoke` integration returns them, for the tests that execute the synthesized workflows:
+ * a route is tested with the input it really receives, not a hand-written copy of it.
+ */
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { callVendor, VendorCallEvent } from '../../src/dispatch-workflow/vendor-call';
+
+const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
+
+/**
+ * What the caller answers when the vendor paused dispatch for a minute, longer than its wait
+ * budget: `{ statusCode: null, body: null, headers: null, requeue: { delaySeconds, reason } }`.
+ * The pacer table is mocked (DynamoDB GetItem, the SDK's output shape); the vendor is never called.
+ */
+export async function callerAnswerDuringVendorPause(invokeInput: { Payload: VendorCallEvent }): Promise<unknown> {
+  const ddb = mockClient(DynamoDBClient);
+  try {
+    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(Date.now() + 60_000) } } });
+    // The slot the dispatcher reserved is a lead ahead of the call: set here, as the time the
+    // emulator takes to reach the task would make a slot fixed in the execution input late.
+    const answer = await callVendor({ ...invokeInput.Payload, slotAtMs: Date.now() + 150 }, {
+      dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
+      config: {
+        proxyUrl: 'http://127.0.0.1:9/vendor/',
+        region: 'us-east-1',
+        requestsPerSecond: 10,
+        pacerTableName: 'pacer',
+        latenessToleranceMs: 30,
+        fireToleranceMs: 10,
+        maxSlotWaitMs: 1000,
+        callTimeoutMs: 500,
+        defaultPauseMs: 1000,
+        maxPauseMs: 900_000,
+      },
+      sign: async ({ headers }) => headers,
+      fetch: () => {
+        throw new Error('the vendor must not be called during a pause');
+      },
+      logger: silent,
+    });
+    // lambda:invoke's output (the SDK's InvokeCommandOutput, Payload parsed as JSON).
+    return { ExecutedVersion: '$LATEST', Payload: answer, StatusCode: 200 };
+  } finally {
+    ddb.restore();
+  }
+}
