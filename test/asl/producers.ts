@@ -14,7 +14,7 @@ import { buildDispatchInput, parseRequestMessage } from '../../src/rate-controll
 import { Clock, PAUSED_UNTIL_ATTRIBUTE } from '../../src/rate-controlled-queue-consumer/pacer';
 import { CorrelationAttributes, DispatchInput, RequestMessage, VendorCallInput, VendorCallMessage } from '../../src/shared/messages';
 import { buildVendorCallInput } from '../../src/shared/vendor-call';
-import { readSecretField } from '../../src/throttled-proxy/vendor-secret';
+import { readSecretField, SecretValue } from '../../src/throttled-proxy/vendor-secret';
 import { VendorTokenProvider } from '../../src/throttled-proxy/vendor-token';
 
 /** The dispatcher's correlation TTL in these tests (a day). */
@@ -235,46 +235,63 @@ export function secretValue(secretString: string): TaskHandler {
   });
 }
 
+const CLIENT_SECRET = JSON.stringify({ clientId: 'client-1', clientSecret: 'client-secret-1' });
+const tokenAnswer = (status: number, body: unknown) => async () =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+
 /**
  * GetVendorToken (lambda:invoke of the proxy's OAuth token function): the function's real logic
- * (VendorTokenProvider) with the client secret from a mocked Secrets Manager and a simulated
- * token endpoint; answers like the Lambda integration.
+ * (VendorTokenProvider) with `clientSecret` from a mocked Secrets Manager and `token` answering
+ * for the token endpoint; answers (or fails) like the Lambda integration.
  */
-export const vendorToken: TaskHandler = async () => {
-  secretsManager.reset();
-  secretsManager.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ clientId: 'client-1', clientSecret: 'client-secret-1' }) });
-  const provider = new VendorTokenProvider(
-    { secretArn: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:VendorSecret-AbCdEf', tokenUrl: 'https://auth.vendor.example.com/token', clientAuthentication: 'BASIC' },
-    {
-      secretsManager: new SecretsManagerClient({ region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } }),
-      fetch: async () => new Response(JSON.stringify({ access_token: 'access-token-1', token_type: 'Bearer', expires_in: 3600 }),
-        { status: 200, headers: { 'content-type': 'application/json' } }),
-      now: () => Date.now(),
-    },
-  );
-  return { ExecutedVersion: '$LATEST', Payload: { authorization: await provider.getAuthorization() }, StatusCode: 200 };
-};
+function vendorTokenWith(clientSecret: string, token: () => Promise<Response>): TaskHandler {
+  return () => asLambda(async () => {
+    secretsManager.reset();
+    secretsManager.on(GetSecretValueCommand).resolves({ SecretString: clientSecret });
+    const provider = new VendorTokenProvider(
+      { secretArn: SECRET_ARN, tokenUrl: 'https://auth.vendor.example.com/token', clientAuthentication: 'BASIC' },
+      {
+        secretsManager: new SecretsManagerClient({ region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } }),
+        fetch: token,
+        now: () => Date.now(),
+      },
+    );
+    return { authorization: await provider.getAuthorization() };
+  });
+}
+
+/** GetVendorToken when the client secret and the token endpoint are fine. */
+export const vendorToken: TaskHandler = vendorTokenWith(CLIENT_SECRET, tokenAnswer(200, { access_token: 'access-token-1', token_type: 'Bearer', expires_in: 3600 }));
+
+/** Runs a Lambda function's logic and answers like the Lambda integration: its error type is the error name. */
+async function asLambda(logic: () => Promise<unknown>): Promise<unknown> {
+  try {
+    return { ExecutedVersion: '$LATEST', Payload: await logic(), StatusCode: 200 };
+  } catch (e) {
+    const error = e as Error;
+    throw stepError(error.name, JSON.stringify({ errorType: error.name, errorMessage: error.message, trace: [] }));
+  }
+}
+
+const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:VendorSecret-AbCdEf';
 
 /**
  * ReadVendorCredential with a JSON secret (`jsonField`): lambda:invoke of the proxy's credential
- * function, its real logic (readSecretField) reading a secret that has the field; answers like the
- * Lambda integration.
+ * function, its real logic (readSecretField) reading `secret` (a GetSecretValue output, or a
+ * function that fails like the SDK call).
  */
-export function jsonSecretCredential(secretJson: Record<string, string>, field: string): TaskHandler {
-  return async () => {
-    const credential = await readSecretField(async () => ({ SecretString: JSON.stringify(secretJson) }),
-      'arn:aws:secretsmanager:us-east-1:123456789012:secret:VendorSecret-AbCdEf', field);
-    return { ExecutedVersion: '$LATEST', Payload: { credential }, StatusCode: 200 };
-  };
+export function jsonSecretCredential(secret: SecretValue | (() => Promise<SecretValue>), field: string): TaskHandler {
+  return () => asLambda(async () => ({
+    credential: await readSecretField(typeof secret === 'function' ? secret : async () => secret, SECRET_ARN, field),
+  }));
 }
 
 /**
  * The answers of a configuration's credential states when the credential is there and has the
  * shape the configuration expects (a JSON secret with the `jsonField` the configuration names).
- * Credential failures are finding 12's routes (test/dispatch-workflow/credential-routes.test.ts).
  */
 export function credentialAnswers(configuration: string): Record<string, TaskHandler> {
-  const secretJson = { apiKey: 'api-key-1', token: 'token-1' };
+  const secretJson = { SecretString: JSON.stringify({ apiKey: 'api-key-1', token: 'token-1' }) };
   if (/OAuth/.test(configuration)) {
     return { GetVendorToken: vendorToken };
   }
@@ -290,3 +307,49 @@ export function credentialAnswers(configuration: string): Record<string, TaskHan
   }
   return {};
 }
+
+/** How a credential problem ends: the request parked at once, or retried through the queue. */
+export type CredentialOutcome = 'parked as VendorCredentialUnusable' | 'retried through the queue';
+
+/**
+ * The ways a configuration's credential read fails, as the credential's producer fails: Secrets
+ * Manager's errors and outputs for a plain-text secret, the credential function's or the token
+ * function's real logic for a JSON secret or OAuth.
+ */
+export function credentialFailures(configuration: string): Array<[string, Record<string, TaskHandler>, CredentialOutcome]> {
+  const notFound = () => {
+    const error = new Error("Secrets Manager can't find the specified secret.");
+    error.name = 'ResourceNotFoundException';
+    return Promise.reject(error);
+  };
+  if (/OAuth/.test(configuration)) {
+    return [
+      ['a client secret that is not JSON', { GetVendorToken: vendorTokenWith('client-secret-1', tokenAnswer(200, {})) }, 'parked as VendorCredentialUnusable'],
+      ['a token endpoint that fails', { GetVendorToken: vendorTokenWith(CLIENT_SECRET, tokenAnswer(503, { error: 'unavailable' })) }, 'retried through the queue'],
+    ];
+  }
+  if (/jsonField/.test(configuration)) {
+    return [
+      ['a JSON secret without the field', { ReadVendorCredential: jsonSecretCredential({ SecretString: '{"other":"x"}' }, 'apiKey') }, 'parked as VendorCredentialUnusable'],
+      ['a secret that cannot be read', { ReadVendorCredential: jsonSecretCredential(notFound, 'apiKey') }, 'retried through the queue'],
+    ];
+  }
+  if (/secret header/.test(configuration)) {
+    return [
+      ['a binary secret (no SecretString)', { ReadVendorCredential: binarySecretValue }, 'parked as VendorCredentialUnusable'],
+      ['a secret that cannot be read', { ReadVendorCredential: () => { throw stepError('SecretsManager.ResourceNotFoundException', "Secrets Manager can't find the specified secret."); } },
+        'retried through the queue'],
+    ];
+  }
+  return [];
+}
+
+/** GetSecretValue of a binary secret: SecretBinary (base64), no SecretString. */
+const binarySecretValue: TaskHandler = (taskInput: { SecretId: string }) => ({
+  ARN: taskInput.SecretId,
+  Name: 'VendorSecret',
+  VersionId: 'a1b2c3d4-0000-4000-8000-000000000001',
+  SecretBinary: 'AAECAw==',
+  VersionStages: ['AWSCURRENT'],
+  CreatedDate: '2026-11-27T12:00:00.000Z',
+});

@@ -4,9 +4,9 @@
  * from StartAt with the input the dispatcher's own code builds, the vendor caller's real logic
  * answering CallVendor (PacingPoint.VENDOR_CALL), and only AWS services mocked (SDK output shapes).
  *
- * Not here: the credential states' failures (finding 12 of issue 11: the credential is read as the
- * configuration expects it here; credential-routes.test.ts runs them): see ELSEWHERE and
- * test/asl/known-uncovered.json.
+ * The credential's producers fail as they really do (Secrets Manager's errors and outputs, the
+ * credential and token functions' real logic); credential-routes.test.ts checks those routes in
+ * more detail. See UNREACHABLE for the one edge no test can take.
  * The last test of each configuration checks that every other edge ran (docs/asl-coverage.md).
  */
 import { VENDOR_CREDENTIAL_HEADER } from '../../src/throttled-proxy/vendor-credentials';
@@ -14,17 +14,15 @@ import { allConfigurations } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
-  callVendorTask, claimNew, credentialAnswers, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
+  callVendorTask, claimNew, credentialAnswers, credentialFailures, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
   vendorAccepts, VendorBehaviour, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
 /**
- * Edges not asserted here: the credential failures (credential-routes.test.ts, finding 12 of issue
- * 11), and a payload that is absent, which the dispatcher refuses before any execution
- * (parseRequestMessage): no real input reaches that rule.
+ * The one edge no real input reaches: an absent payload, which the dispatcher refuses before any
+ * execution (parseRequestMessage). Listed in test/asl/known-uncovered.json.
  */
-const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^IsVendorCredentialText: Default /, /^VendorCredentialUnusable: /,
-  /^IsPayloadAScalar: Choice 0 /];
+const UNREACHABLE = [/^IsPayloadAScalar: Choice 0 /];
 
 const configurations = allConfigurations().filter((c) => c.name === 'DispatchWorkflow');
 
@@ -114,6 +112,10 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     ['FailWaitingWorkflow', vendorRefuses(400)],
     ['FailWaitingWorkflowBriefly', vendorRefuses(400)],
   ];
+  const credentialState = ['ReadVendorCredential', 'GetVendorToken'].find((state) => state in definition.States);
+  if (credentialState) {
+    routes.push([credentialState, vendorAccepts({ jobId: 'job-1', result: 42 })]);
+  }
   const retriedStates = routes.filter(([state]) => (definition.States[state].Retry ?? []).length > 0);
   test.each(retriedStates)('a throttled %s is retried in the workflow, then the route goes on', async (state, vendor) => {
     const overrides: Record<string, TaskHandler> = {};
@@ -136,6 +138,22 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
       });
       expect(result.edges).toContain('CallVendor: Retry 0');
       expect(result.calls.StoreJobId).toHaveLength(1);
+    });
+  }
+
+  const failures = credentialFailures(configuration.configuration);
+  if (failures.length > 0) {
+    test.each(failures)('%s: the vendor is not called, the request is %s', async (_what, overrides, outcome) => {
+      const result = await run(firstDispatch(), overrides);
+      expect(result.calls.CallVendor).toBeUndefined();
+      if (outcome === 'parked as VendorCredentialUnusable') {
+        expect(result.error?.name).toBe('VendorRequestFailed');
+        expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorCredentialUnusable');
+        expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'main-task-token-1', Error: 'VendorRequestFailed' });
+      } else {
+        expect(result.error).toBeUndefined();
+        expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody).attempt).toBe(2);
+      }
     });
   }
 
@@ -268,7 +286,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
   });
 
   test('every other edge of this configuration ran', () => {
-    const missing = edgesOf(definition).filter((e) => !taken.has(e) && !ELSEWHERE.some((p) => p.test(e)));
+    const missing = edgesOf(definition).filter((e) => !taken.has(e) && !UNREACHABLE.some((p) => p.test(e)));
     expect(missing).toEqual([]);
   });
 });

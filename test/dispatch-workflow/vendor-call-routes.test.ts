@@ -4,20 +4,21 @@
  * builds for a `call` message, the vendor caller's real logic answering the call tasks
  * (PacingPoint.VENDOR_CALL), and only AWS services mocked (SDK output shapes).
  *
- * Not here: the credential states' failures (finding 12 of issue 11; credential-routes.test.ts runs
- * them): see ELSEWHERE and test/asl/known-uncovered.json. The last test of each configuration
+ * The credential's producers fail as they really do (Secrets Manager's errors and outputs, the
+ * credential and token functions' real logic); credential-routes.test.ts checks those routes in
+ * more detail. The last test of each configuration
  * checks that every other edge ran (docs/asl-coverage.md).
  */
 import { allConfigurations } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
-  callMessage, callVendorTask, credentialAnswers, failing, failsWith, sfnOk, sqsSent, vendorAccepts, VendorBehaviour, vendorCallInputFor,
-  vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
+  callMessage, callVendorTask, credentialAnswers, credentialFailures, failing, failsWith, sfnOk, sqsSent,
+  vendorAccepts, VendorBehaviour, vendorCallInputFor, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
-/** Edges not asserted here: the credential failures (credential-routes.test.ts, finding 12 of issue 11). */
-const ELSEWHERE = [/^(ReadVendorCredential|GetVendorToken): (Retry|Catch) /, /^IsVendorCredentialText: Default /, /^VendorCredentialUnusable: /];
+/** Edges no real input reaches: none in this workflow. */
+const UNREACHABLE: RegExp[] = [];
 
 const configurations = allConfigurations((label) => !/callback URL/.test(label))
   .filter((c) => c.name === 'VendorCallWorkflow');
@@ -100,6 +101,10 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     ['ParkInDeadLetterQueue', vendorRefuses(404)],
     ['FailWaitingWorkflow', vendorRefuses(404)],
   ];
+  const credentialState = ['ReadVendorCredential', 'GetVendorToken'].find((state) => state in definition.States);
+  if (credentialState) {
+    routes.push([credentialState, vendorAccepts({ jobId: 'job-1', result: 42 })]);
+  }
   const retriedStates = routes.filter(([state]) => (definition.States[state].Retry ?? []).length > 0);
   test.each(retriedStates)('a throttled %s is retried in the workflow, then the route goes on', async (state, vendor) => {
     const normal = (await run(firstCall(), {}, vendor)).states;
@@ -118,6 +123,22 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     expect(result.edges).toContain(`${state}: Retry 0`);
     expect(result.calls.ReturnResponse).toHaveLength(1);
   });
+
+  const failures = credentialFailures(configuration.configuration);
+  if (failures.length > 0) {
+    test.each(failures)('%s: the vendor is not called, the request is %s', async (_what, overrides, outcome) => {
+      const result = await run(firstCall(), overrides);
+      expect(result.calls.CallVendor).toBeUndefined();
+      if (outcome === 'parked as VendorCredentialUnusable') {
+        expect(result.error?.name).toBe('VendorRequestFailed');
+        expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorCredentialUnusable');
+        expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'main-task-token-2', Error: 'VendorRequestFailed' });
+      } else {
+        expect(result.error).toBeUndefined();
+        expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody).attempt).toBe(2);
+      }
+    });
+  }
 
   test.each([
     ['a 429', GET_RESULT, vendorRefuses(429, { message: 'slow down' }, { 'retry-after': '1' }), 'ClassifyVendorError: Choice 0 -> RetryOrGiveUp'],
@@ -197,7 +218,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
   });
 
   test('every other edge of this configuration ran', () => {
-    const missing = edgesOf(definition).filter((e) => !taken.has(e) && !ELSEWHERE.some((p) => p.test(e)));
+    const missing = edgesOf(definition).filter((e) => !taken.has(e) && !UNREACHABLE.some((p) => p.test(e)));
     expect(missing).toEqual([]);
   });
 });
