@@ -80,6 +80,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     updateSnapshot: UpdateSnapshot.NEVER,
     jestConfig: {
       testPathIgnorePatterns: ['/node_modules/', '/lib/', '/dist/'],
+      // ASL edge coverage (docs/asl-coverage.md): the local runtime reports its executions' events.
+      setupFiles: ['<rootDir>/test/asl/setup.ts'],
     },
   },
 
@@ -89,6 +91,10 @@ const project = new awscdk.AwsCdkConstructLibrary({
   gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo', '/.bench', '/test/integ/cdk-integ.out.*'],
   npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out', '/local', '/cost', '/docs', '/.demo', '/.bench', '/scripts'] },
 });
+
+// ASL edge coverage (docs/asl-coverage.md): merges the jest workers' records into coverage/asl-coverage.json
+// and fails a full run on an uncovered edge not in test/asl/known-uncovered.json (a shrink-only list).
+project.jest?.addReporter(new javascript.JestReporter('<rootDir>/test/asl/coverage-reporter.js'));
 
 // Handler logic lives beside its `.lambda.ts` adapter and bundles the same devDependencies (the
 // AWS SDK, Powertools); construct code must not import them.
