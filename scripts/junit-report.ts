@@ -1,13 +1,15 @@
 /**
  * Reads jest-junit reports (test-reports/junit.xml) for the test-speed work (issue 12):
  *
- *   names <junit.xml> [--log <jest output>]    every test as "file > full name", sorted
- *   compare <names.txt> <junit.xml>            exit 1 if a test of names.txt is missing from the report
- *   table <junit.xml> [--write]                per-file wall time, slowest first, as markdown;
- *                                              --write puts it in README.md (between the
- *                                              test-timings markers) and test/timings.json
+ *   names [<junit.xml>...] [--log <jest output>]   every test as "file > full name", sorted
+ *   compare <names.txt> [<junit.xml>...]           exit 1 if a test of names.txt is missing from the reports
+ *   table [<junit.xml>...] [--write]               per-file wall time, slowest first, as markdown;
+ *                                                  --write puts it in README.md (between the
+ *                                                  test-timings markers) and test/timings.json
  *
- * Run with `npx projen test:compare` / `npx projen test:table` after `npm test`.
+ * The reports default to every test-reports/junit*.xml: `npm test` runs two jest lanes at once
+ * (scripts/test.sh), each with its report. Run with `npx projen test:compare` / `npx projen
+ * test:table` after `npm test`.
  *
  * The report names each test's file (jest-junit `addFileAttribute`). Reports written before that
  * option (the baseline of test/baseline-test-names.txt) do not: `names --log` takes the files from
@@ -97,7 +99,7 @@ export function markdownTable(report: Report, logFile?: string): string {
   const rows = perFile(report, logFile);
   const sum = rows.reduce((n, r) => n + r.seconds, 0);
   return [
-    `${rows.length} files, ${rows.reduce((n, r) => n + r.tests, 0)} tests; jest wall time ${report.time.toFixed(1)} s, `
+    `${rows.length} files, ${rows.reduce((n, r) => n + r.tests, 0)} tests; jest wall time ${report.time.toFixed(1)} s (the longest lane), `
       + `sum of the files' times ${sum.toFixed(1)} s (files run side by side in jest's workers).`,
     '',
     '| File | Tests | Time (s) |',
@@ -109,6 +111,17 @@ export function markdownTable(report: Report, logFile?: string): string {
 const BEGIN = '<!-- test-timings:begin (npx projen test:table -- --write) -->';
 const END = '<!-- test-timings:end -->';
 
+/** The reports side by side (lanes run at once): the suites of all, the longest wall time. */
+function readReports(files: string[]): Report {
+  if (files.length === 0) {
+    const dir = 'test-reports';
+    files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^junit.*\.xml$/.test(f)).map((f) => path.join(dir, f)) : [];
+    if (files.length === 0) throw new Error(`no ${dir}/junit*.xml: run npm test first`);
+  }
+  const reports = files.map((file) => parseJunit(fs.readFileSync(file, 'utf8')));
+  return { time: Math.max(...reports.map((r) => r.time)), suites: reports.flatMap((r) => r.suites) };
+}
+
 function main(argv: string[]): number {
   const [command, ...rest] = argv;
   const option = (name: string) => {
@@ -116,19 +129,19 @@ function main(argv: string[]): number {
     return i >= 0 ? rest[i + 1] : undefined;
   };
   const positional = rest.filter((a, i) => !a.startsWith('--') && !(i > 0 && rest[i - 1] === '--log'));
-  const read = (file: string) => parseJunit(fs.readFileSync(file, 'utf8'));
+  const read = readReports;
 
   switch (command) {
     case 'names': {
-      console.log(testNames(read(positional[0] ?? 'test-reports/junit.xml'), option('--log')).join('\n'));
+      console.log(testNames(read(positional), option('--log')).join('\n'));
       return 0;
     }
     case 'compare': {
-      const [namesFile, junitFile = 'test-reports/junit.xml'] = positional;
+      const [namesFile, ...junitFiles] = positional;
       const before = fs.readFileSync(namesFile, 'utf8').split('\n').filter((l) => l.trim() !== '');
-      const now = new Set(testNames(read(junitFile)));
+      const now = new Set(testNames(read(junitFiles)));
       const missing = before.filter((n) => !now.has(n));
-      console.log(`${before.length} tests in ${namesFile}; ${now.size} in ${junitFile}; missing: ${missing.length}`);
+      console.log(`${before.length} tests in ${namesFile}; ${now.size} in the junit report(s); missing: ${missing.length}`);
       for (const n of missing) console.log(`  missing: ${n}`);
       if (missing.length > 0) {
         console.log(`Every test of ${namesFile} must still run. If one was renamed or moved on purpose, `
@@ -137,7 +150,7 @@ function main(argv: string[]): number {
       return missing.length > 0 ? 1 : 0;
     }
     case 'table': {
-      const report = read(positional[0] ?? 'test-reports/junit.xml');
+      const report = read(positional);
       const table = markdownTable(report, option('--log'));
       console.log(table);
       if (rest.includes('--write')) {
@@ -156,7 +169,7 @@ function main(argv: string[]): number {
       return 0;
     }
     default:
-      console.error('usage: junit-report names <junit.xml> [--log <jest output>] | compare <names.txt> [<junit.xml>] | table [<junit.xml>] [--log <jest output>] [--write]');
+      console.error('usage: junit-report names [<junit.xml>...] [--log <jest output>] | compare <names.txt> [<junit.xml>...] | table [<junit.xml>...] [--log <jest output>] [--write]');
       return 2;
   }
 }
