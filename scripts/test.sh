@@ -12,7 +12,8 @@
 #   eslint (type-aware, about 30 s of CPU), niced further.
 #
 # Each lane writes its own junit report (test-reports/junit.xml, test-reports/junit-runtime.xml)
-# and coverage directory (coverage/, coverage/runtime/). The jest flags are those projen would
+# and coverage directory (coverage/, coverage/runtime/); the ASL edge coverage gate runs once on
+# both lanes' records. The jest flags are those projen would
 # pass: --passWithNoTests --ci (snapshots are never written). The exit status fails when any fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +33,14 @@ else
   ignore=('/node_modules/' '/lib/' '/dist/')
   for f in "${runtime_files[@]}"; do ignore+=("<rootDir>/$f"); done
 
-  JEST_JUNIT_OUTPUT_NAME=junit-runtime.xml npx jest --passWithNoTests --ci --maxWorkers=2 \
+  # ASL edge coverage (test/asl/coverage-reporter.js): each lane records into its own directory
+  # without the gate (each is a part of the run); the gate runs once below, on both lanes' records.
+  JEST_JUNIT_OUTPUT_NAME=junit-runtime.xml ASL_COVERAGE_GATE=0 ASL_COVERAGE_RECORDS_DIR=coverage/asl-records-runtime \
+    npx jest --passWithNoTests --ci --maxWorkers=2 \
     --coverageDirectory=coverage/runtime "${runtime_files[@]}" >"$logs/runtime" 2>&1 &
   runtime_pid=$!
 
-  nice -n 5 npx jest --passWithNoTests --ci --maxWorkers=2 --testPathIgnorePatterns "${ignore[@]}"
+  ASL_COVERAGE_GATE=0 nice -n 5 npx jest --passWithNoTests --ci --maxWorkers=2 --testPathIgnorePatterns "${ignore[@]}"
   unit_status=$?
 
   wait "$runtime_pid"
@@ -44,6 +48,18 @@ else
   echo "👾 jest, runtime lane (${#runtime_files[@]} files, ran beside the one above):"
   cat "$logs/runtime"
   jest_status=$(( unit_status != 0 ? unit_status : runtime_status ))
+
+  echo "👾 ASL edge coverage of both lanes (the gate of a full run):"
+  mkdir -p coverage/asl-records
+  cp coverage/asl-records-runtime/*.jsonl coverage/asl-records/ 2>/dev/null
+  ASL_COVERAGE_GATE=1 node -e '
+    const Reporter = require("./test/asl/coverage-reporter.js");
+    const reporter = new Reporter({ rootDir: process.cwd() });
+    reporter.onRunComplete();
+    if (reporter.getLastError()) process.exit(1);
+  '
+  asl_status=$?
+  if [ "$jest_status" -eq 0 ]; then jest_status=$asl_status; fi
 fi
 
 wait "$lint_pid"
