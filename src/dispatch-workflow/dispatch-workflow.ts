@@ -283,9 +283,9 @@ export class DispatchWorkflow extends Construct {
       payloadAsJson.next(new sfn.Choice(this, 'IsPayloadAnObject')
         .when(sfn.Condition.stringMatches('$.vendorRequest.json', '{*'), addUrl)
         .otherwise(payloadNotObject));
-      // Step Functions fails a Choice whose variable is missing (except IsPresent): test presence first.
+      // `$.payload` is always present: the dispatcher starts no execution for a message without one
+      // (parseRequestMessage parks it), so no presence rule here: it would be a route no input takes.
       prepare = new sfn.Choice(this, 'IsPayloadAScalar')
-        .when(sfn.Condition.isNotPresent('$.payload'), payloadNotObject)
         .when(sfn.Condition.or(
           sfn.Condition.isNull('$.payload'),
           sfn.Condition.isString('$.payload'),
