@@ -3,7 +3,6 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { parseRequestMessage } from '../../src/rate-controlled-queue-consumer/dispatch';
 import {
   CallbackUrlDelivery,
   DispatchWorkflow,
@@ -12,6 +11,7 @@ import {
   TokenCorrelationTable,
   VendorCredentials,
 } from '../../src';
+import { parseRequestMessage } from '../../src/rate-controlled-queue-consumer/dispatch';
 import {
   AslDefinition,
   aslErrors,
