@@ -21,11 +21,15 @@ describe('bench metrics', () => {
     expect(utilization(arrivals, 10, 4000, 4000)).toBeCloseTo(1, 10);
   });
 
-  test('windows are (a_i - 1 s, a_i]: an arrival exactly 1 s earlier is outside', () => {
-    expect(maxInAnyWindow([0, 1000, 2000])).toBe(1);
+  test('windows are closed, [a_i - 1 s, a_i]: an arrival exactly 1 s earlier is inside (half-open on request)', () => {
+    expect(maxInAnyWindow([0, 1000, 2000])).toBe(2);
+    expect(maxInAnyWindow([0, 1000, 2000], 1000, false)).toBe(1);
+    expect(maxInAnyWindow([0, 1001, 2002])).toBe(1);
     expect(maxInAnyWindow([0, 999, 1998])).toBe(2);
-    expect(violations([0, 1000, 2000], 1)).toBe(0);
-    expect(violations([0, 500, 999, 1500], 2)).toBe(1); // (-1, 999] holds 3
+    expect(violations([0, 1000, 2000], 1)).toBe(2);
+    expect(violations([0, 1000, 2000], 1, 1000, false)).toBe(0);
+    expect(violations([0, 500, 999, 1500], 2)).toBe(2); // [-1, 999] and [500, 1500] hold 3
+    expect(violations([0, 500, 999, 1500], 2, 1000, false)).toBe(1); // (500, 1500] holds 2
     expect(windowLimit(10.9)).toBe(10);
     expect(windowLimit(0.5)).toBe(1);
   });
