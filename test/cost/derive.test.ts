@@ -198,6 +198,8 @@ describe('cost derivation from a synthesized stack', () => {
     expect(line(d, 'vendor caller invocations (dispatch)').perRequest).toBe(1);
     expect(line(d, 'vendor caller duration (dispatch)').perRequest).toBeCloseTo((callerMs / 1000) * (256 / 1024), 10);
     expect(d.usage.lines.find((l) => l.what.endsWith('GetItem (pause check)'))!.perRequest).toBe(1);
+    // The single-use slot costs one write per vendor request (issue 13).
+    expect(d.usage.lines.find((l) => l.what.endsWith('slot claim (single-use slot)'))).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
     // The proxy is still the REST API the request goes through; the Express workflow waits for the caller.
     expect(line(d, `${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
     expect(d.model.dispatch.durationMs).toBeGreaterThan(callerMs);
