@@ -6,8 +6,9 @@
  *   npm run bench -- --quick      # a smaller subset (CI smoke, under 90 s)
  *
  * Definitions (../shared/DESIGN.md "How rate accuracy is measured"): U = vendor requests / (R * T)
- * while a backlog exists (warm-up and drain skipped); a violation is a window (a_i - 1 s, a_i]
- * holding more than floor(R); added latency is enqueue -> arrival at the vendor.
+ * while a backlog exists (warm-up and drain skipped); a violation is a closed window [a_i - 1 s, a_i]
+ * holding more than floor(R) (issue 13: the stricter count); added latency is enqueue -> arrival at
+ * the vendor.
  *
  * 1, 10 (and half load at 10) RPS run on the local runtime: the synthesized example app, the real
  * handlers, the strict vendor simulator ("hops": "emulated"). 100 and 1000 RPS run the real pacer
@@ -311,8 +312,9 @@ export function formatTable(result: BenchResult): string {
     fmt(widths.map((w) => '-'.repeat(w))),
     ...lines.map(fmt),
     '',
-    'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + spread) (spread = L for the design, '
-      + 'or the modeled arrival spread if larger); W max = most requests in any 1 s window; V = windows over floor(R).',
+    'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + 1 + spread) (spread = L for the design, '
+      + 'or the modeled arrival spread if larger; 1 ms margin at the window\'s edge); W max = most requests in any closed 1 s window '
+      + '[a - 1 s, a]; V = such windows over floor(R).',
     `pacing knobs: L = ${pacing.latenessToleranceMs} ms, lead = ${pacing.leadMs} ms, fire tolerance = ${pacing.fireToleranceMs} ms; `
       + `modeled arrival spread after the slot = ${result.latencyModel.arrivalSpreadMs} ms.`,
     `charts: ${path.dirname(result.scenarios[0]?.chart ?? '.bench/x')}/<scenario>.svg; machine: ${result.machine.nproc} cpus, node ${result.machine.node}, `

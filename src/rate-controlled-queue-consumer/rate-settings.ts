@@ -148,7 +148,7 @@ export function deriveRateSettings(requestsPerSecond: number, overrides: RateSet
     if (leftForPathAndClocks < ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS) {
       warnings.push({
         id: 'cdk-async-external-api:latenessTolerance',
-        message: `latenessTolerance ${latenessToleranceMs} ms leaves ${leftForPathAndClocks} ms for the spread of the caller -> proxy -> vendor latency and of the callers' clocks after the fire term of ${fireToleranceMs + FIRE_CLOCK_RESOLUTION_MS} ms (fire tolerance ${fireToleranceMs} ms + ${FIRE_CLOCK_RESOLUTION_MS} ms clock resolution); the contract bound at the vendor assumes they spread no more than that (the default assumes ${ASSUMED_PATH_SPREAD_MS} ms for the path and ${ASSUMED_CLOCK_SPREAD_MS} ms for the clocks). Keep latenessTolerance >= fireTolerance + ${FIRE_CLOCK_RESOLUTION_MS + ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS} ms unless you measured both (metricProxyArrivalSpread)`,
+        message: `latenessTolerance ${latenessToleranceMs} ms leaves ${leftForPathAndClocks} ms for the spread of the caller -> proxy -> vendor latency and of the callers' clocks after the fire term of ${fireToleranceMs + FIRE_CLOCK_RESOLUTION_MS} ms (fire tolerance ${fireToleranceMs} ms + ${FIRE_CLOCK_RESOLUTION_MS} ms clock resolution); the contract bound at the vendor assumes they spread no more than that (the default assumes ${ASSUMED_PATH_SPREAD_MS} ms for the path and ${ASSUMED_CLOCK_SPREAD_MS} ms for the clocks). Keep latenessTolerance >= fireTolerance + ${FIRE_CLOCK_RESOLUTION_MS + ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS} ms unless you measured both (README, "check it once deployed")`,
       });
     }
     if (leadMs < 200) {
