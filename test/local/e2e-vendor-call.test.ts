@@ -91,6 +91,19 @@ test('submit -> callback -> paced fetch returns the vendor\'s result; every call
   expect(v.arrivals()).toHaveLength(12);
   expect(maxInAnyWindow(v.arrivals())).toBeLessThanOrEqual(10);
   expect(stats.violations).toBe(0);
+  // The proxy's access log has each call's slot (the caller's User-Agent) beside API Gateway's
+  // receive time: lateness + path + clock offset on one clock (README, "check it once deployed").
+  const proxyId = Object.keys(runtime.apiGateway.ports).find((id) => id.includes('proxy'))!;
+  const paced = (await runtime.apiGateway.accessLog(proxyId)).map((l) => JSON.parse(l))
+    .filter((l) => String(l.userAgent).startsWith('cdk-async-external-api-vendor-caller/'));
+  expect(paced).toHaveLength(12);
+  for (const line of paced) {
+    const afterSlotMs = Number(line.requestTimeEpoch) - Number(/ slot\/(\S+)$/.exec(line.userAgent)![1]);
+    // One machine, one clock: at most the caller's fire tolerance plus the local path, never (a
+    // whole millisecond) early.
+    expect(afterSlotMs).toBeGreaterThan(-1);
+    expect(afterSlotMs).toBeLessThan(1000);
+  }
 });
 
 test('vendor 5xx on the fetch, then success: the retry goes back through the paced queue', async () => {
