@@ -97,7 +97,8 @@ export const ASSUMED_PATH_SPREAD_MS = 20;
  * Spread between the clocks of the Lambda hosts the vendor callers run on, which the default `L`
  * assumes. Each caller fires by its own clock, so a caller whose clock runs ahead fires early in
  * real time. AWS publishes no clock-error bound for Lambda; EC2 hosts on the Amazon Time Sync
- * Service stay within about +/- 0.5-2 ms of true time (ClockBound's figures), so two hosts within 4 ms.
+ * Service stay within about +/- 0.5-2 ms of true time (a ClockBound client's figures,
+ * https://pypi.org/project/clockbound/), so two hosts within 4 ms.
  * Measured once deployed from API Gateway's clock (README, "check it once deployed").
  */
 export const ASSUMED_CLOCK_SPREAD_MS = 4;
