@@ -56,6 +56,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-lambda-powertools/metrics',
     '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
     '@aws-cdk/integ-runner@2.197.10',
+    // The AWS resource spec (which resources are stateful, which properties force replacement) for
+    // the upgrade-safety test; the version integ-runner 2.197.10 itself resolves.
+    '@aws-cdk/aws-service-spec@0.1.167',
     '@types/aws-lambda',
     'aws-sdk-client-mock',
     // The webhook schemes' official libraries: the presets are tested against their signatures (issue 11).
@@ -70,22 +73,45 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-local-stepfunctions@^3',
     'fauxqs@~1.9.2',
     'dynalite@^4',
+    'jest-junit@^17',
   ],
 
   jestOptions: {
     // Snapshots are change detectors: the test command must never rewrite them.
     updateSnapshot: UpdateSnapshot.NEVER,
+    // The junit reporter is configured below (it must name each test's file).
+    junitReporting: false,
     jestConfig: {
       testPathIgnorePatterns: ['/node_modules/', '/lib/', '/dist/'],
+      // ASL edge coverage (docs/asl-coverage.md): the local runtime reports its executions' events.
+      setupFiles: ['<rootDir>/test/asl/setup.ts'],
+      // Test speed (issue 12): jest's default on 2 cores is one worker. `npm test` runs two lanes of
+      // two workers each (scripts/test.sh); this is for other jest runs.
+      maxWorkers: '100%',
+      // Longest file first (test/timings.json on a fresh clone), so the slow files start at once.
+      testSequencer: '<rootDir>/test/sequencer.js',
+      reporters: [
+        // (jest's default reporter is kept: preserveDefaultReporters)
+        // `file` on each testcase: scripts/junit-report.ts builds the per-file table and compares
+        // test names against test/baseline-test-names.txt from it.
+        new javascript.JestReporter('jest-junit', { outputDirectory: 'test-reports', addFileAttribute: 'true' }),
+      ],
     },
   },
 
   // local/ (the local runtime) and examples/ are not published: linted like tests, devDependencies allowed.
-  eslintOptions: { dirs: ['src'], devdirs: ['test', 'build-tools', 'local', 'examples', 'cost'] },
+  eslintOptions: { dirs: ['src'], devdirs: ['test', 'build-tools', 'local', 'examples', 'cost', 'scripts'] },
 
   gitignore: ['/cdk.out', '/examples/cdk.out', '/.demo', '/.bench', '/test/integ/cdk-integ.out.*'],
   npmIgnoreOptions: { ignorePatterns: ['/examples', '/.ci', '/cdk.out', '/local', '/cost', '/docs', '/.demo', '/.bench', '/scripts'] },
 });
+
+// ASL edge coverage (docs/asl-coverage.md): merges the jest workers' records into coverage/asl-coverage.json
+// and fails a full run on an uncovered edge not in test/asl/known-uncovered.json (a shrink-only list).
+project.jest?.addReporter(new javascript.JestReporter('<rootDir>/test/asl/coverage-reporter.js'));
+// What projen's own junit reporting would ignore (junitReporting is off, see jestOptions).
+project.gitignore.exclude('# jest-junit artifacts', '/test-reports/', 'junit.xml');
+project.npmignore?.exclude('# jest-junit artifacts', '/test-reports/', 'junit.xml');
 
 // Handler logic lives beside its `.lambda.ts` adapter and bundles the same devDependencies (the
 // AWS SDK, Powertools); construct code must not import them.
@@ -104,8 +130,23 @@ for (const file of handlerLogic) {
 }
 
 // `npm test` must work on a fresh clone: the generated XFunction constructs load handler bundles
-// from assets/, which only the build's pre-compile step creates.
-project.testTask.prependSpawn(project.bundler.bundleTask);
+// from assets/, which only the build's pre-compile step creates. Then jest, in two lanes, and
+// eslint side by side (scripts/test.sh; the jest flags projen would pass: --passWithNoTests --ci,
+// snapshots never updated).
+project.testTask.reset();
+project.testTask.spawn(project.bundler.bundleTask);
+project.testTask.exec('scripts/test.sh', { receiveArgs: true });
+// Test speed (issue 12): the per-file table of the last run, and the check that every test of the
+// baseline still runs (scripts/junit-report.ts; both read test-reports/junit.xml).
+project.addTask('test:table', {
+  description: 'Per-file wall time of the last jest run, from test-reports/junit*.xml (--write: README and test/timings.json)',
+  exec: 'ts-node --transpile-only --project scripts/tsconfig.json scripts/junit-report.ts table',
+  receiveArgs: true,
+});
+project.addTask('test:compare', {
+  description: 'Check that every test of test/baseline-test-names.txt ran in the last jest run (test-reports/junit*.xml)',
+  exec: 'ts-node --transpile-only --project scripts/tsconfig.json scripts/junit-report.ts compare test/baseline-test-names.txt',
+});
 
 // The README's main job: synthesize the example app and run it on the local runtime against
 // the vendor simulator (flags: see local/demo.ts).

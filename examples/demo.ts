@@ -1,5 +1,5 @@
 /**
- * `npm run demo`: synthesizes the example app and prints what it would deploy, building block
+ * `npm run demo:synth`: synthesizes the example app and prints what it would deploy, building block
  * by building block, with the settings derived from the contract.
  *
  * Flags: --rps N (the contract, default 10), --callback-timeout-ms N (default 15000).
@@ -39,7 +39,10 @@ console.log('What it deploys, following the pattern:');
 console.log(`  1. Main workflow (Standard): SubmitJob waits for the callback, at most ${callbackTimeoutMs} ms (States.Timeout)`);
 console.log(`  2. Request queue + DLQ (encrypted, TLS only); backlog alarm above ${o.consumer.backlogThresholdMessages} messages`);
 console.log(`  3. Paced consumer: batch ${o.consumer.batchSize}, max concurrency ${o.consumer.maxConcurrency}, timeout ${consumerFn?.Properties?.Timeout} s; at most ${rps >= 1 ? Math.floor(rps) : 1} starts in any 1-second window`);
-console.log('  4. (dynamic delay and the low-RPS schedule come with the rate-control work)');
+// Both are options of the consumer (README step 4): say which this synthesis uses.
+const delay = o.consumer.dynamicDelay;
+console.log(`  4. Dynamic delay: ${delay ? `AppConfig {"extraDelayMs": N}, read every ${delay.pollInterval.toSeconds()} s` : 'off (consumer.dynamicDelay turns it on)'}; `
+  + `trigger: ${o.consumer.schedule ? `EventBridge Scheduler, at most ${o.consumer.maxMessagesPerTick} messages a tick` : 'SQS event source mapping (ConsumerTrigger.schedule() for contracts below about 1 RPS)'}`);
 console.log(`  5. Throttled proxy (REST, IAM only): rate ${o.proxy.throttlingRateLimit}/s, burst ${o.proxy.throttlingBurstLimit}`);
 console.log('  6. Dispatch workflow (Express): claim -> call vendor -> store job id; retries re-enqueue with full jitter; give-up -> DLQ + SendTaskFailure');
 console.log('  7. Correlation table (DynamoDB, TTL, index on job id)');
@@ -49,4 +52,4 @@ console.log('Resources by type:');
 for (const [type, count] of [...byType.entries()].sort()) {
   console.log(`  ${String(count).padStart(3)}  ${type}`);
 }
-console.log('\nThe local runtime that runs this stack end to end is the next step (see the README).');
+console.log('\nRun this stack end to end on the local runtime: npm run demo (see the README, "Run it locally").');

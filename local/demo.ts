@@ -2,21 +2,32 @@
  * `npm run demo`: synthesizes the example app, runs it on the local runtime against the vendor
  * simulator, pushes N requests through the main workflow and reports what happened.
  *
- * Outcome of each request, from its main workflow execution:
- *   SUCCEEDED                                           -> succeeded
- *   FAILED with States.Timeout (or the example's VendorTimedOut, which catches it), or TIMED_OUT -> timedOut
- *   FAILED with any other error (VendorRequestFailed, VendorJobFailed, ...)                     -> failed
- *   still RUNNING when the run ends                                                              -> lost
+ * Where each request ended (local/report.ts, classifyRequest), from its main workflow execution:
+ *   SUCCEEDED                                                                   -> succeeded
+ *   a wait that ended in States.Timeout (VendorTimedOut, or ResultFetchFailed caused by the fetch's
+ *   timeout), or TIMED_OUT                                                      -> timedOut, with its cause
+ *   FAILED with any other error (VendorRequestFailed, VendorJobFailed, ...)    -> failed
+ *   still RUNNING when the demo stops waiting, with a message, dead letter, execution or
+ *   correlation item left that can end it                                      -> stillRunning
+ *   still RUNNING with nothing left that can end it                             -> lost
+ * The wait is sized from the work (vendor calls per request, retries, pauses, callback delay), so
+ * a slow request on a loaded machine shows up as stillRunning, never as lost.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
-import { deliveredRps, maxInAnyWindow, percentile, perSecond, violations, writeChart } from './report';
+import {
+  classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
+} from './report';
 import { LocalRuntime } from './runtime';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
-import { buildExampleApp } from '../examples/app';
+import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
+import { buildExampleApp, ExampleStack } from '../examples/app';
 
 export interface DemoOptions {
   readonly requests: number;
@@ -38,6 +49,8 @@ export interface DemoOptions {
   readonly fireToleranceMs: number;
   /** The pacing tolerance L, ms (fire lateness + spread to the vendor). */
   readonly latenessToleranceMs: number;
+  /** How long to wait for the requests to end, ms; 0: sized from the work (demoWaitMs). */
+  readonly waitMs: number;
   readonly json: boolean;
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
@@ -64,6 +77,7 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   leadMs: LOCAL_PACING.leadMs,
   fireToleranceMs: LOCAL_PACING.fireToleranceMs,
   latenessToleranceMs: LOCAL_PACING.latenessToleranceMs,
+  waitMs: 0,
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
@@ -73,8 +87,20 @@ export interface DemoResult {
   readonly requests: number;
   readonly succeeded: number;
   readonly failed: number;
+  /** Timed out, whatever the cause (see timeoutsByCause). */
   readonly timedOut: number;
+  /** Each timeout by its cause (local/report.ts, TimeoutCause); they add up to timedOut. */
+  readonly timeoutsByCause: Record<TimeoutCause, number>;
+  /** Timeouts with none of the expected causes: a defect. CI fails above 0. */
+  readonly unexplainedTimeouts: number;
+  /** Still open when the demo stopped waiting, with something left that can end them. */
+  readonly stillRunning: number;
+  /** What was left for the still-running requests (a request can have several). */
+  readonly stillRunningBy: Record<EndingEvidence, number>;
+  /** Still open with nothing left that can end them. CI fails above 0. */
   readonly lost: number;
+  /** How long the demo waited for the requests to end, ms (sized from the work). */
+  readonly waitedMs: number;
   readonly duplicateVendorCalls: number;
   readonly forgedAccepted: number;
   readonly contractRps: number;
@@ -170,9 +196,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     }
     log(`submitted ${options.requests} requests to the main workflow`);
 
-    // 4. Wait until every request ends, or until it cannot end any more.
-    const dispatchSeconds = options.requests / Math.max(0.01, options.rps);
-    const deadline = Date.now() + (dispatchSeconds * 1.5 + 30) * 1000 + options.callbackTimeoutMs + options.callbackDelayMs;
+    // 4. Wait until every request ends, or until the work should long be done.
+    const waitStarted = Date.now();
+    const deadline = waitStarted + (options.waitMs || demoWaitMs(options));
     const terminal = () => executions.filter((arn) => runtime!.sfn.describeExecution(arn).status !== 'RUNNING').length;
     let lastLine = 0;
     while (terminal() < executions.length && Date.now() < deadline) {
@@ -183,37 +209,50 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         log(`t=${Math.round((Date.now() - started) / 1000)}s  vendor received ${s.submissions}, accepted ${s.accepted}  |  requests ended ${terminal()}/${executions.length}`);
       }
     }
-    // Callbacks still in flight (duplicates, forged) settle before counting.
-    await new Promise((r) => setTimeout(r, 500));
+    const waitedMs = Date.now() - waitStarted;
+    // Callbacks still in flight (late, duplicate, forged) are delivered and processed before
+    // anything is counted: a callback the processor took is then COMPLETED or LATE, never in between.
+    await settleCallbacks(runtime, vendor);
 
-    // 5. Classify every request.
+    // 5. Classify every request (local/report.ts): what is left of the open ones, why the timed-out ones timed out.
+    const vendorStats = await vendor.stats();
+    const facts = await gatherFacts(runtime, stack, executions, options, vendorStats, await vendor.callbacks());
     let succeeded = 0;
     let failed = 0;
     let timedOut = 0;
+    let stillRunning = 0;
     let lost = 0;
     let forgedAccepted = 0;
+    const timeoutsByCause: Record<TimeoutCause, number> = { planned: 0, waitingForSlot: 0, callbackRejected: 0, callbackLate: 0, unexplained: 0 };
+    const stillRunningBy: Record<EndingEvidence, number> = { message: 0, deadLetter: 0, execution: 0, correlation: 0 };
     const failuresByError: Record<string, number> = {};
     const latencies: number[] = [];
-    for (const arn of executions) {
-      const e = runtime.sfn.describeExecution(arn);
-      if (e.status === 'SUCCEEDED') {
+    executions.forEach((arn, i) => {
+      const e = runtime!.sfn.describeExecution(arn);
+      const { outcome, timeoutCause } = classifyRequest(facts[i]);
+      if (outcome === 'succeeded') {
         succeeded++;
         if (e.stopDate) latencies.push(e.stopDate.getTime() - e.startDate.getTime());
         // ---- faults helper: `output` is JSON text already; stringifying it again escaped the quotes and never matched ----
         if (e.output && (typeof e.output === 'string' ? e.output : JSON.stringify(e.output)).includes('"forged":true')) forgedAccepted++;
-      } else if (e.status === 'TIMED_OUT' || (e.status === 'FAILED' && (e.error === 'States.Timeout' || e.error === 'VendorTimedOut'))) {
+      } else if (outcome === 'timedOut') {
         timedOut++;
-      } else if (e.status === 'FAILED' || e.status === 'ABORTED') {
+        timeoutsByCause[timeoutCause!]++;
+        if (timeoutCause === 'unexplained') log(`unexplained timeout: order-${i} (${e.error ?? e.status}): ${facts[i].note ?? ''}; DEMO_LOG=<file> for the handlers' logs`);
+      } else if (outcome === 'failed') {
         failed++;
         const key = e.error ?? 'unknown';
         failuresByError[key] = (failuresByError[key] ?? 0) + 1;
+      } else if (outcome === 'stillRunning') {
+        stillRunning++;
+        for (const evidence of new Set(facts[i].evidence)) stillRunningBy[evidence]++;
       } else {
         lost++;
+        log(`lost: order-${i} is still running with no message, dead letter, execution or correlation item left that can end it`);
       }
-    }
+    });
 
     const arrivals = await vendor.arrivals();
-    const vendorStats = await vendor.stats();
     const first = arrivals.length ? Math.min(...arrivals) : started;
     const last = arrivals.length ? Math.max(...arrivals) : started;
     fs.mkdirSync(path.dirname(options.chartPath), { recursive: true });
@@ -225,7 +264,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       succeeded,
       failed,
       timedOut,
+      timeoutsByCause,
+      unexplainedTimeouts: timeoutsByCause.unexplained,
+      stillRunning,
+      stillRunningBy,
       lost,
+      waitedMs,
       duplicateVendorCalls: vendorStats.duplicateVendorCalls,
       forgedAccepted,
       contractRps: options.rps,
@@ -251,6 +295,214 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }
 }
 
+/** Each order is two paced vendor calls: the submission and the result fetch (examples/app.ts). */
+const CALLS_PER_REQUEST = 2;
+/** The first retry's backoff cap (the library's retryBaseDelay) and the vendor's Retry-After. */
+const RETRY_DELAY_MS = 2000;
+const VENDOR_PAUSE_MS = 1000;
+/** Room for the local runtime on a loaded machine: slots given up and re-reserved, cold starts. */
+const LOCAL_SLOWDOWN = 1.5;
+const WAIT_SLACK_MS = 30_000;
+/** The longest callback timeout the wait covers; a longer one: pass --wait-ms. */
+const MAX_TIMEOUT_WAIT_MS = 5 * 60_000;
+/** Callback -> webhook -> queue -> processor -> SendTaskSuccess on the local runtime. */
+const LOCAL_DELIVERY_MS = 1000;
+
+/**
+ * How long the demo waits for the requests to end, from the work they make: every vendor call
+ * (two per order, one more per injected 5xx or 429) takes a pacing slot of (1000 + L) / R ms, every
+ * 429 pauses dispatch, and the last call is answered after the vendor's latency and callback delay.
+ * It also covers the callback timeout (up to MAX_TIMEOUT_WAIT_MS): a request that a defect leaves
+ * waiting then ends in a timeout the demo classifies (unexplained) instead of staying open. The
+ * wait ends as soon as every request has ended, so covering it costs nothing when none is stuck.
+ */
+export function demoWaitMs(o: DemoOptions): number {
+  const paced = o.rps >= 1 ? Math.floor(o.rps) : o.rps;
+  const slotMs = (1000 + o.latenessToleranceMs) / paced;
+  const retriesPerRequest = o.vendorErrorRate + o.vendor429Rate;
+  const calls = o.requests * (CALLS_PER_REQUEST + retriesPerRequest);
+  const pausesMs = o.requests * o.vendor429Rate * VENDOR_PAUSE_MS;
+  const workMs = o.leadMs + (calls * slotMs + pausesMs) * LOCAL_SLOWDOWN
+    + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
+  return Math.max(workMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
+}
+
+/** Longest wait for the callbacks to settle. */
+const SETTLE_MS = 20_000;
+
+/** Waits until the vendor has no callback pending and the callback queue is empty (at most SETTLE_MS). */
+async function settleCallbacks(runtime: LocalRuntime, vendor: VendorSimulatorHost): Promise<void> {
+  const queue = runtime.template.ofType('AWS::SQS::Queue').find((q) => /CallbackQueue/.test(q.logicalId) && !/DeadLetter/.test(q.logicalId))!;
+  const sqs = new SQSClient({ endpoint: runtime.endpoints.sqs, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    const until = Date.now() + SETTLE_MS;
+    await new Promise((r) => setTimeout(r, 500));
+    while (Date.now() < until) {
+      const pending = (await vendor.callbacks()).some((c) => c.outcome === 'pending');
+      const { Attributes: a } = await sqs.send(new GetQueueAttributesCommand({
+        QueueUrl: runtime.template.queueUrlOf(queue.logicalId),
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+      }));
+      const depth = Number(a?.ApproximateNumberOfMessages ?? 0) + Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0)
+        + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0);
+      if (!pending && depth === 0) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    sqs.destroy();
+  }
+}
+
+/** The request id of a dispatch or vendor-call execution, from its input. */
+function requestIdOf(input: string): string | undefined {
+  return /"requestId":"([^"]+)"/.exec(input)?.[1];
+}
+
+/**
+ * What the demo knows about each request (by index) once it stops waiting: for the open ones, what
+ * is left that can end them; for the timed-out ones, why. Consumption is stopped first, so that
+ * nothing moves between two looks; a request that ended meanwhile is described as it ended.
+ */
+async function gatherFacts(
+  runtime: LocalRuntime, stack: ExampleStack, executions: string[], options: DemoOptions,
+  vendorStats: VendorStats, callbacks: VendorCallbackRecord[],
+): Promise<RequestFacts[]> {
+  const sfn = runtime.sfn;
+  const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
+  const open = executions.map((arn) => sfn.describeExecution(arn).status === 'RUNNING');
+  if (open.some(Boolean)) {
+    for (const fn of [stack.orchestrator.consumer.function, stack.orchestrator.webhook.processor]) {
+      await runtime.setEventSourceEnabled(fn, false);
+    }
+  }
+
+  // Dispatch and vendor-call executions by request id, oldest first.
+  const byRequest = new Map<string, Array<{ arn: string; status: string }>>();
+  for (const arn of sfn.stateMachineArns().filter((a) => a !== mainArn)) {
+    for (const e of sfn.listExecutions(arn).reverse()) {
+      const id = requestIdOf(e.input);
+      if (id) (byRequest.get(id) ?? byRequest.set(id, []).get(id)!).push({ arn: e.executionArn, status: e.status });
+    }
+  }
+  const requeued = (arn: string) => sfn.executionEvents(arn).some((ev) => ev.type === 'StateExited' && (ev as any).state?.name === 'RequeueWithDelay');
+
+  // Messages: what can be read now, and the request queue's depth (in flight and delayed included).
+  const sqs = new SQSClient({ endpoint: runtime.endpoints.sqs, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const queueId = (pattern: RegExp) => runtime.template.ofType('AWS::SQS::Queue').find((q) => pattern.test(q.logicalId))!.logicalId;
+  const read = async (pattern: RegExp) => {
+    const url = runtime.template.queueUrlOf(queueId(pattern));
+    const bodies: string[] = [];
+    for (;;) {
+      const { Messages } = await sqs.send(new ReceiveMessageCommand({
+        QueueUrl: url, MaxNumberOfMessages: 10, VisibilityTimeout: 60, WaitTimeSeconds: 0,
+      }));
+      if (!Messages?.length) return bodies;
+      bodies.push(...Messages.map((m) => m.Body ?? ''));
+    }
+  };
+  let requestQueueDepth = 0;
+  let requestQueue: string[] = [];
+  let requestDlq: string[] = [];
+  let callbackQueue: string[] = [];
+  let callbackDlq: string[] = [];
+  try {
+    const { Attributes: a } = await sqs.send(new GetQueueAttributesCommand({
+      QueueUrl: runtime.template.queueUrlOf(queueId(/RequestQueue/)),
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+    }));
+    requestQueueDepth = Number(a?.ApproximateNumberOfMessages ?? 0) + Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0)
+      + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0);
+    requestQueue = open.some(Boolean) ? await read(/RequestQueue/) : [];
+    requestDlq = await read(/RequestDeadLetterQueue/);
+    callbackQueue = await read(/CallbackQueue/);
+    callbackDlq = await read(/CallbackDeadLetterQueue/);
+  } finally {
+    sqs.destroy();
+  }
+  const messageFor = (bodies: string[], id: string) => bodies.some((b) => requestIdOf(b) === id);
+
+  const ddb = new DynamoDBClient({ endpoint: runtime.endpoints.dynamodb, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const table = runtime.template.nameOf(runtime.template.ofType('AWS::DynamoDB::Table').find((t) => /CorrelationTable/.test(t.logicalId))!.logicalId);
+  const correlationStatus = async (id: string) => (await ddb.send(new GetItemCommand({
+    TableName: table, Key: { requestId: { S: id } }, ConsistentRead: true,
+  }))).Item?.status?.S;
+
+  const facts: RequestFacts[] = [];
+  // Requests whose message is inferred (never dispatched, or requeued) rather than read: at most
+  // as many as the request queue holds, the rest are lost.
+  const inferred: number[] = [];
+  try {
+    for (let i = 0; i < executions.length; i++) {
+      const orderId = `order-${i}`;
+      const fetchId = `${orderId}-result`;
+      const vendorRecord = vendorStats.requests[orderId];
+      const jobIds = vendorRecord?.jobIds ?? [];
+      const evidence: EndingEvidence[] = [];
+      let inferredMessage = false;
+      if (open[i]) {
+        const status = await correlationStatus(orderId);
+        // The result fetch is dispatched once the submission's callback resumed the workflow.
+        const ids = status === 'COMPLETED' ? [orderId, fetchId] : [orderId];
+        for (const id of ids) {
+          const runs = byRequest.get(id) ?? [];
+          const last = runs[runs.length - 1];
+          if (runs.some((r) => r.status === 'RUNNING')) evidence.push('execution');
+          if (messageFor(requestQueue, id)) {
+            evidence.push('message');
+          } else if (!last || (last.status === 'SUCCEEDED' && requeued(last.arn))) {
+            // Its message was sent and not turned into an execution yet: in flight or delayed.
+            inferredMessage = true;
+          }
+          if (messageFor(requestDlq, id)) evidence.push('deadLetter');
+        }
+        if (status === 'SUBMITTED') evidence.push('correlation');
+        if (jobIds.some((job) => callbackQueue.some((b) => b.includes(job)))) evidence.push('message');
+        if (jobIds.some((job) => callbackDlq.some((b) => b.includes(job)))) evidence.push('deadLetter');
+        if (inferredMessage) {
+          if (evidence.length === 0) inferred.push(i);
+          evidence.push('message');
+        }
+      }
+      const now = sfn.describeExecution(executions[i]);
+      const correlation = now.status === 'RUNNING' ? undefined : await correlationStatus(orderId);
+      const failedWait = sfn.executionEvents(executions[i]).find((ev) => ev.type === 'StateFailed' && (ev as any).Error === 'States.Timeout');
+      const timedOutWait = failedWait ? (/Fetch/.test((failedWait as any).state?.name ?? '') ? 'fetch' : 'submission') : undefined;
+      const faults = vendorRecord?.faults ?? [];
+      const myCallbacks = callbacks.filter((c) => c.requestId === orderId && c.kind !== 'forged');
+      facts.push({
+        status: now.status,
+        error: now.error,
+        timedOutWait,
+        endedAtMs: now.stopDate?.getTime(),
+        evidence: now.status === 'RUNNING' ? evidence : undefined,
+        plannedTimeout: timedOutWait !== 'fetch' && (faults.includes('noCallback') || faults.includes('malformedCallback')
+          || options.vendorLatencyMs + options.callbackDelayMs >= options.callbackTimeoutMs),
+        callbackRejected: timedOutWait !== 'fetch' && (myCallbacks.some((c) => c.outcome === 'failed' || c.results.some((r) => typeof r === 'number' && r >= 400))
+          || jobIds.some((job) => callbackDlq.some((b) => b.includes(job)))),
+        callbackLate: timedOutWait !== 'fetch' && (correlation === 'LATE' || jobIds.some((job) => callbackQueue.some((b) => b.includes(job)))),
+        // The submission the vendor accepted (an earlier one answered 5xx or 429 leads to no callback).
+        reachedVendorAtMs: timedOutWait === 'fetch' ? (vendorRecord?.resultFetches ? 0 : undefined) : vendorRecord?.firstAcceptedAtMs,
+        answerTakesMs: options.vendorLatencyMs + (timedOutWait === 'fetch' ? 0 : options.callbackDelayMs) + LOCAL_DELIVERY_MS,
+        note: now.stopDate ? [
+          `${timedOutWait ?? 'wait'} timed out`,
+          vendorRecord?.firstAcceptedAtMs ? `accepted by the vendor ${now.stopDate.getTime() - vendorRecord.firstAcceptedAtMs} ms before` : 'never accepted by the vendor',
+          `vendor faults [${faults.join(', ')}]`,
+          `callbacks ${JSON.stringify(myCallbacks.map((c) => ({ kind: c.kind, outcome: c.outcome, results: c.results })))}`,
+          `correlation ${correlation ?? 'none'}`,
+        ].join('; ') : undefined,
+      });
+    }
+  } finally {
+    ddb.destroy();
+  }
+  // More requests said to have a message in the request queue than it holds: the excess are lost.
+  const held = requestQueueDepth - requestQueue.length;
+  for (const i of inferred.slice(Math.max(0, held))) {
+    facts[i] = { ...facts[i], evidence: [] };
+  }
+  return facts;
+}
+
 function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
@@ -261,7 +513,9 @@ export function formatSummary(r: DemoResult): string {
     ['requests', String(r.requests)],
     ['succeeded', String(r.succeeded)],
     ['failed', `${r.failed}${Object.keys(r.failuresByError).length ? ` (${Object.entries(r.failuresByError).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`],
-    ['timed out', String(r.timedOut)],
+    ['timed out (by cause)', `${r.timedOut}${r.timedOut ? ` (${Object.entries(r.timeoutsByCause).filter(([, n]) => n > 0).map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`],
+    ['unexplained timeouts', String(r.unexplainedTimeouts)],
+    ['still running (what can end them)', `${r.stillRunning}${r.stillRunning ? ` (${Object.entries(r.stillRunningBy).filter(([, n]) => n > 0).map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`],
     ['lost', String(r.lost)],
     ['duplicate vendor calls', String(r.duplicateVendorCalls)],
     ['forged callbacks accepted', String(r.forgedAccepted)],
@@ -274,13 +528,16 @@ export function formatSummary(r: DemoResult): string {
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
     ['chart', r.chart],
-    ['run time', `${(r.elapsedMs / 1000).toFixed(1)} s`],
+    ['run time (of which waiting for the requests)', `${(r.elapsedMs / 1000).toFixed(1)} s (${(r.waitedMs / 1000).toFixed(1)} s)`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`);
-  const accounted = r.succeeded + r.failed + r.timedOut + r.lost === r.requests;
+  const sum = r.succeeded + r.failed + r.timedOut + r.stillRunning + r.lost;
   lines.push('');
-  lines.push(`  every request accounted for: ${accounted ? 'yes' : 'NO'} (succeeded + failed + timed out + lost = ${r.succeeded + r.failed + r.timedOut + r.lost})`);
+  lines.push(`  every request accounted for: ${sum === r.requests ? 'yes' : 'NO'} (succeeded + failed + timed out + still running + lost = ${sum})`);
+  if (r.lost > 0 || r.unexplainedTimeouts > 0) {
+    lines.push(`  NOT SAFE: ${r.lost} lost, ${r.unexplainedTimeouts} unexplained timeout(s): requests the library dropped or left to time out (DEMO_LOG=<file> for the handlers' logs)`);
+  }
   if (r.forgedAccepted > 0) {
     // webhookauth: forged callbacks carry a wrong capability token and no signature; none may resume a workflow.
     lines.push(`  ${r.forgedAccepted} forged callback(s) resumed a workflow: callback authentication failed, check the webhook's authentication.`);
@@ -312,6 +569,7 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--lead-ms': 'leadMs',
   '--fire-tolerance-ms': 'fireToleranceMs',
   '--lateness-tolerance-ms': 'latenessToleranceMs',
+  '--wait-ms': 'waitMs',
 };
 
 export function parseDemoArgs(argv: string[]): DemoOptions {

@@ -91,6 +91,8 @@ export interface FaultScenarioResult {
   /** Correlation-table status of each request (e.g. COMPLETED, LATE), counted. */
   readonly correlationStatuses: Record<string, number>;
   readonly vendorSubmissions: number;
+  /** Answers the vendor gave from its injected faults (503s, 400s, 429s). */
+  readonly vendorFaultAnswers: { readonly error: number; readonly reject: number; readonly throttle: number };
   readonly vendorCallbacks: number;
   readonly injected: FaultCounters;
   /** Per request: its outcome (`SUCCEEDED`, `FAILED:<error>`, `RUNNING`), the vendor faults it got, its first job id. */
@@ -306,6 +308,7 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       callbackParkReasons,
       correlationStatuses: await correlationStatuses(ctx, requestIds),
       vendorSubmissions: stats.submissions,
+      vendorFaultAnswers: stats.faultAnswers,
       vendorCallbacks: stats.callbacksSent + stats.forgedSent,
       injected,
       perRequest,

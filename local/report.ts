@@ -113,3 +113,98 @@ export function writeChart(path: string, counts: number[], contractRps: number, 
 function escapeXml(text: string): string {
   return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' }[c] as string));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Where each request ended (the demo's accounting)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Where one request of the demo ended. Every request is exactly one of these, so
+ * `succeeded + failed + timedOut + stillRunning + lost = requests`.
+ * - `stillRunning`: still open when the demo stopped waiting, and something that can end it is
+ *   left: a message or dead letter for it, a dispatch or vendor-call execution for it, or its
+ *   correlation item waiting for a callback. Slow, not lost.
+ * - `lost`: still open with nothing left that can end it (its main workflow's own timeout aside):
+ *   the library dropped it.
+ */
+export type RequestOutcome = 'succeeded' | 'failed' | 'timedOut' | 'stillRunning' | 'lost';
+
+/**
+ * Why a request timed out.
+ * - `planned`: the fault mix planned it (the vendor never calls back, or calls back with a body
+ *   that is not JSON, or only after the timeout).
+ * - `waitingForSlot`: the call reached the vendor too late to be answered before the timeout, or
+ *   never: it was still queued or waiting for a pacing slot (the backlog outlasted the timeout).
+ * - `callbackRejected`: the vendor's callback was refused by the webhook or parked in the callback
+ *   dead-letter queue.
+ * - `callbackLate`: the webhook accepted the callback in time, but the callback queue and processor
+ *   resumed nothing before the timeout: the processor found the workflow ended (the correlation item
+ *   says LATE) or the callback was still queued when the demo stopped (a slow machine, not a loss).
+ * - `unexplained`: none of these. A defect (e.g. a state that fails in a way no Catch handles and
+ *   leaves the waiting workflow to time out) looks like this: CI fails on any.
+ */
+export type TimeoutCause = 'planned' | 'waitingForSlot' | 'callbackRejected' | 'callbackLate' | 'unexplained';
+
+/** What ends an open request: see RequestOutcome. */
+export type EndingEvidence = 'message' | 'deadLetter' | 'execution' | 'correlation';
+
+/** What the demo knows about one request when it stops waiting. */
+export interface RequestFacts {
+  /** Its main workflow execution's status. */
+  readonly status: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
+  /** The execution's error, when it failed. */
+  readonly error?: string;
+  /**
+   * A wait of the main workflow that ended in `States.Timeout` (seen in its history), even when a
+   * Catch renamed the error (the example's `ResultFetchFailed` catches the fetch's timeout).
+   */
+  readonly timedOutWait?: 'submission' | 'fetch';
+  /** When the execution ended (ms since the epoch). */
+  readonly endedAtMs?: number;
+  /** For a running request: what is left that can end it. */
+  readonly evidence?: EndingEvidence[];
+  /** For a timed-out request: the fault mix planned that it gets no usable answer in time. */
+  readonly plannedTimeout?: boolean;
+  /** For a timed-out request: a callback for its job was refused or parked. */
+  readonly callbackRejected?: boolean;
+  /** For a timed-out request: its callback was processed after the timeout (LATE), or is still queued. */
+  readonly callbackLate?: boolean;
+  /**
+   * For a timed-out request: when the call that timed out first reached the vendor, ms since the
+   * epoch; undefined if it never did.
+   */
+  readonly reachedVendorAtMs?: number;
+  /** For a timed-out request: how long the vendor takes to answer that call (for a submission: latency + callback delay). */
+  readonly answerTakesMs?: number;
+  /** What the demo saw of it, for the log line of an unexplained timeout. */
+  readonly note?: string;
+}
+
+export interface RequestClassification {
+  readonly outcome: RequestOutcome;
+  readonly timeoutCause?: TimeoutCause;
+}
+
+/** States.Timeout, or the example's catch of it on the submission. */
+const TIMEOUT_ERRORS = new Set(['States.Timeout', 'VendorTimedOut']);
+
+export function classifyRequest(f: RequestFacts): RequestClassification {
+  if (f.status === 'SUCCEEDED') return { outcome: 'succeeded' };
+  if (f.status === 'RUNNING') {
+    return { outcome: (f.evidence ?? []).length > 0 ? 'stillRunning' : 'lost' };
+  }
+  const timedOut = f.status === 'TIMED_OUT' || f.timedOutWait !== undefined || (f.status === 'FAILED' && TIMEOUT_ERRORS.has(f.error ?? ''));
+  if (!timedOut) return { outcome: 'failed' };
+  return { outcome: 'timedOut', timeoutCause: timeoutCause(f) };
+}
+
+function timeoutCause(f: RequestFacts): TimeoutCause {
+  if (f.plannedTimeout) return 'planned';
+  if (f.callbackRejected) return 'callbackRejected';
+  if (f.status !== 'TIMED_OUT' && f.endedAtMs !== undefined
+    && (f.reachedVendorAtMs === undefined || f.reachedVendorAtMs + (f.answerTakesMs ?? 0) >= f.endedAtMs)) {
+    return 'waitingForSlot';
+  }
+  if (f.callbackLate) return 'callbackLate';
+  return 'unexplained';
+}

@@ -286,6 +286,7 @@ export class LocalRuntime {
         name: this.template.nameOf(sm.logicalId),
         type: sm.properties.StateMachineType === 'EXPRESS' ? 'EXPRESS' : 'STANDARD',
         definition: this.template.definitionOf(sm.logicalId),
+        templateDefinition: this.template.templateDefinitionOf(sm.logicalId),
         roleArn: sm.properties.RoleArn,
       });
     }

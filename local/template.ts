@@ -284,6 +284,16 @@ export class LocalTemplate {
     return JSON.parse(this.definitions.get(logicalId)!);
   }
 
+  /**
+   * A state machine's definition as the template writes it (DefinitionString or Definition, tokens
+   * unresolved): what the tests' ASL edge coverage identifies a definition by (test/asl/).
+   */
+  public templateDefinitionOf(logicalId: string): unknown {
+    this.expectType(logicalId, 'AWS::StepFunctions::StateMachine');
+    const properties = this.raw[logicalId].Properties ?? {};
+    return properties.DefinitionString ?? properties.Definition;
+  }
+
   /** A stack output, resolved (e.g. the webhook URL). */
   public output(name: string): unknown {
     const output = this.template.Outputs?.[name];

@@ -113,6 +113,8 @@ export interface VendorRequestRecord {
   readonly resultFetches: number;
   /** When its first submission arrived, contract 429s included (ms since the epoch). */
   readonly firstSubmissionAtMs?: number;
+  /** When its first accepted submission arrived (ms since the epoch): the job's callback follows it. */
+  readonly firstAcceptedAtMs?: number;
 }
 
 /** One callback the vendor sent (or tried to). */
@@ -155,6 +157,11 @@ export interface VendorStats {
   readonly forgedSent: number;
   /** Result fetches (`GET .../<job id>/result`) received, contract 429s excluded. */
   readonly resultFetches: number;
+  /**
+   * Calls that carried a value of the proxy hop's SigV4 signature (see signatureHeaders): the
+   * caller's signature, signing time, payload hash or session token must never reach a vendor.
+   */
+  readonly callsWithAwsSignature: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -174,6 +181,8 @@ interface RequestState {
   resultFetches: number;
   /** When its first submission arrived, contract 429s included (ms since the epoch). */
   firstSubmissionAtMs?: number;
+  /** When its first accepted submission arrived (ms since the epoch). */
+  firstAcceptedAtMs?: number;
 }
 
 interface Job {
@@ -232,6 +241,7 @@ export class VendorSimulator {
     callbackAttempts: 0,
     forgedSent: 0,
     resultFetches: 0,
+    callsWithAwsSignature: 0,
   };
 
   constructor(options: VendorSimulatorOptions) {
@@ -310,6 +320,7 @@ export class VendorSimulator {
         forged: s.forged,
         resultFetches: s.resultFetches,
         ...(s.firstSubmissionAtMs === undefined ? {} : { firstSubmissionAtMs: s.firstSubmissionAtMs }),
+        ...(s.firstAcceptedAtMs === undefined ? {} : { firstAcceptedAtMs: s.firstAcceptedAtMs }),
       };
     }
     const c = this.counters;
@@ -327,6 +338,7 @@ export class VendorSimulator {
       callbackAttempts: c.callbackAttempts,
       forgedSent: c.forgedSent,
       resultFetches: c.resultFetches,
+      callsWithAwsSignature: c.callsWithAwsSignature,
       requests,
     };
   }
@@ -342,6 +354,9 @@ export class VendorSimulator {
     const overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
     const body = await readBody(req);
     const method = (req.method ?? 'GET').toUpperCase();
+    if (signatureHeaders(req).length > 0) {
+      this.counters.callsWithAwsSignature++;
+    }
 
     if (method === 'POST') {
       await this.submit(req, res, body, overContract, now);
@@ -393,6 +408,7 @@ export class VendorSimulator {
       return;
     }
 
+    state.firstAcceptedAtMs ??= arrivedAtMs;
     const job = this.acceptJob(state, req, parsed);
     const answer: Answer = { status: 202, body: { jobId: job.jobId } };
     if (faults.has('earlyCallback') && this.willCallBack(job)) {
@@ -757,6 +773,20 @@ function loopbackUrl(url: string): URL | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The headers of `req` that hold a SigV4 value: AWS4-HMAC-SHA256 credentials, a signing time, a payload hash or a session token. */
+export function signatureHeaders(req: { readonly headers: http.IncomingHttpHeaders }): string[] {
+  const looksSigned: Record<string, RegExp> = {
+    'authorization': /^AWS4-HMAC-SHA256\s/i,
+    'x-amz-date': /^\d{8}T\d{6}Z$/,
+    'x-amz-content-sha256': /^([0-9a-f]{64}|UNSIGNED-PAYLOAD)$/i,
+    'x-amz-security-token': /^.{2,}$/s,
+  };
+  return Object.entries(looksSigned).filter(([name, pattern]) => {
+    const value = req.headers[name];
+    return (Array.isArray(value) ? value : [value]).some((v) => v !== undefined && pattern.test(v));
+  }).map(([name]) => name);
 }
 
 function header(req: http.IncomingMessage, name: string): string | undefined {

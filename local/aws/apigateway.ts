@@ -7,10 +7,13 @@
  * Everything the template uses that this emulator does not implement throws when the gateway is
  * built, naming the property: a silently ignored setting would make the local run lie.
  *
+ * SigV4 signatures of AWS_IAM calls are verified (sigv4.ts) against the local secret; the access
+ * key the local Lambda hands out names the caller's role. The local Step Functions does not sign:
+ * it names its role in PRINCIPAL_HEADER.
+ *
  * Not modelled: IAM identity policies (an AWS_IAM caller is allowed when the resource policy has
  * no explicit Deny and, if there is a policy, an Allow for it), account-level throttling, usage
- * plans, gateway responses, binary media types, SigV4 signatures (the caller names its role in
- * PRINCIPAL_HEADER, or signs with the access key the local Lambda gives it, which names its role).
+ * plans, gateway responses, binary media types. docs/local-runtime.md lists what is and is not.
  */
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -18,7 +21,8 @@ import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import { MessageAttributeValue, SendMessageCommand, SendMessageCommandInput, SQSClient } from '@aws-sdk/client-sqs';
 import { render } from 'velocityjs';
-import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER, ResolvedResource, roleFromLocalAccessKey, UrlRewriter } from '../types';
+import { verifySigV4 } from './sigv4';
+import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, PRINCIPAL_HEADER, ResolvedResource, UrlRewriter } from '../types';
 
 /** Options of the local API Gateway. */
 export interface LocalApiGatewayOptions {
@@ -50,7 +54,13 @@ export interface LocalApiStats {
 
 /** API Gateway's payload limit. */
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
+/**
+ * Integration timeouts: 29 s when TimeoutInMillis is absent, 50 ms at least, 300 s at most (with a
+ * raised quota). https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
+ */
 const DEFAULT_INTEGRATION_TIMEOUT_MS = 29_000;
+const MIN_INTEGRATION_TIMEOUT_MS = 50;
+const MAX_INTEGRATION_TIMEOUT_MS = 300_000;
 /** API Gateway's account-level defaults, used when a stage sets only one of rate and burst. */
 const ACCOUNT_RATE_LIMIT = 10_000;
 const ACCOUNT_BURST_LIMIT = 5_000;
@@ -207,6 +217,8 @@ interface MethodRequest {
   readonly body: Buffer;
   readonly sourceIp: string;
   readonly principalArn?: string;
+  /** The method's authorization type. */
+  readonly authorization: 'NONE' | 'AWS_IAM';
 }
 
 /** SQS's answer as API Gateway's integration sees it: status, body, and what went wrong. */
@@ -385,8 +397,19 @@ export class LocalApiGateway {
     }
     access.resourcePath = route.node.path;
 
-    const principalArn = headerValue(req, PRINCIPAL_HEADER) ?? sigV4Principal(headerValue(req, 'authorization'));
+    // The local Step Functions names its role in PRINCIPAL_HEADER (it does not sign); everyone else
+    // signs with SigV4, and the signature must verify.
+    let principalArn = headerValue(req, PRINCIPAL_HEADER);
     if (route.method.authorization === 'AWS_IAM') {
+      if (principalArn === undefined && headerValue(req, 'authorization') !== undefined) {
+        const check = await verifySigV4({ method: httpMethod, url: req.url ?? '/', headers: req.headers, body });
+        if (!check.ok) {
+          api.stats.unauthorized++;
+          this.send(api, res, requestId, errorReply(check.status, check.message, check.errorType));
+          return;
+        }
+        principalArn = check.principalArn;
+      }
       const refusal = authorize(api, principalArn, stage.name, httpMethod, rawSegments.join('/'));
       if (refusal) {
         api.stats.unauthorized++;
@@ -419,6 +442,7 @@ export class LocalApiGateway {
       body,
       sourceIp: (req.socket.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, ''),
       principalArn: route.method.authorization === 'AWS_IAM' ? principalArn : undefined,
+      authorization: route.method.authorization,
     };
     const integration = route.method.integration;
     const integrationErrorsBefore = api.stats.integrationErrors;
@@ -450,7 +474,9 @@ export class LocalApiGateway {
       target.search = target.search ? `${target.search}&${queryText}` : `?${queryText}`;
     }
 
-    const headers = forwardableHeaders(request.headers);
+    // API Gateway consumes the SigV4 Authorization of an AWS_IAM method: it never reaches the
+    // integration unless a request parameter maps a value into it (see docs/local-runtime.md).
+    const headers = forwardableHeaders(request.headers.filter(([name]) => request.authorization !== 'AWS_IAM' || name.toLowerCase() !== 'authorization'));
     for (const [name, value] of mapped.header) {
       setHeaderIgnoringCase(headers, name, value);
     }
@@ -750,8 +776,9 @@ function compileHttpProxy(where: string, integration: Record<string, any>, uri: 
   }
   const method = String(integration.IntegrationHttpMethod ?? 'ANY').toUpperCase();
   const timeoutMs = integration.TimeoutInMillis === undefined ? DEFAULT_INTEGRATION_TIMEOUT_MS : Number(integration.TimeoutInMillis);
-  if (!(timeoutMs > 0)) {
-    throw new Error(`LocalApiGateway: ${where}.Integration.TimeoutInMillis must be above 0 (given ${integration.TimeoutInMillis})`);
+  if (!(timeoutMs >= MIN_INTEGRATION_TIMEOUT_MS && timeoutMs <= MAX_INTEGRATION_TIMEOUT_MS)) {
+    // API Gateway refuses these at deployment (above 29,000 ms unless the account's quota was raised).
+    throw new Error(`LocalApiGateway: ${where}.Integration.TimeoutInMillis must be between ${MIN_INTEGRATION_TIMEOUT_MS} and ${MAX_INTEGRATION_TIMEOUT_MS} (given ${integration.TimeoutInMillis})`);
   }
   return { type: 'HTTP_PROXY', uri, httpMethod: method === 'ANY' ? undefined : method, mappings, timeoutMs };
 }
@@ -1412,15 +1439,6 @@ function responseHeaders(res: http.IncomingMessage): Record<string, string | str
     out[name] = existing === undefined ? value : [...toStrings(existing), value];
   }
   return out;
-}
-
-/**
- * The role that signed a SigV4 request, from the access key id in its Credential scope, when the
- * key is one the local Lambda hands out (see localAccessKeyForRole). Signatures are not verified.
- */
-function sigV4Principal(authorization: string | undefined): string | undefined {
-  const match = authorization ? /^AWS4-HMAC-SHA256\s+Credential=([^/,\s]+)\//.exec(authorization) : null;
-  return match ? roleFromLocalAccessKey(match[1]) : undefined;
 }
 
 /** The client's headers for the upstream: hop-by-hop headers and PRINCIPAL_HEADER dropped. */

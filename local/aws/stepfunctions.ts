@@ -55,7 +55,21 @@ export interface LocalStateMachine {
   readonly type: StateMachineType;
   readonly definition: object;
   readonly roleArn: string;
+  /**
+   * The definition as the template writes it (tokens unresolved), for the tests' ASL edge
+   * coverage (test/asl/local-runtime.ts), which identifies definitions by it. Default: none.
+   */
+  readonly templateDefinition?: unknown;
 }
+
+/**
+ * Sees every event of every execution (aws-local-stepfunctions' event log entries, in order).
+ * Under jest, test/asl/local-runtime.ts puts one at this global symbol to record the edges the
+ * local runtime's executions take; a global rather than an import, so that no other test pays for
+ * loading the tooling. Its failures are reported, never break an execution.
+ */
+export type ExecutionEventObserver = (stateMachine: LocalStateMachine, executionArn: string, event: unknown) => void;
+export const EXECUTION_EVENT_OBSERVER = Symbol.for('cdk-async-external-api.local-stepfunctions.execution-event-observer');
 
 /** What DescribeExecution says about an execution (`input` / `output` are JSON text, as on AWS). */
 export interface ExecutionDescription {
@@ -495,7 +509,7 @@ export class LocalStepFunctions {
     };
     const run = machine.machine.run(JSON.parse(execution.input), { overrides: { taskResourceLocalHandlers: handlers }, context });
     execution.abortRun = run.abort;
-    void this.collectEvents(execution, run.eventLogs, machine.tokenStates);
+    void this.collectEvents(execution, run.eventLogs, machine.tokenStates, machine.spec);
     execution.done = run.result.then(
       (output) => this.finish(execution, { status: 'SUCCEEDED', output: JSON.stringify(output) }),
       (error) => this.finish(execution, outcomeOfError(error)),
@@ -506,9 +520,18 @@ export class LocalStepFunctions {
    * Keeps the last events of the execution (the library queues them until someone reads) and
    * counts the callback tasks that timed out.
    */
-  private async collectEvents(execution: ExecutionRecord, events: AsyncGenerator<unknown>, tokenStates: ReadonlySet<string>): Promise<void> {
+  private async collectEvents(execution: ExecutionRecord, events: AsyncGenerator<unknown>, tokenStates: ReadonlySet<string>,
+    spec: LocalStateMachine): Promise<void> {
+    const observer = (globalThis as Record<symbol, ExecutionEventObserver | undefined>)[EXECUTION_EVENT_OBSERVER];
     try {
       for await (const item of events) {
+        if (observer) {
+          try {
+            observer(spec, execution.executionArn, item);
+          } catch (error) {
+            process.stderr.write(`execution event observer failed on ${execution.executionArn}: ${(error as Error).message}\n`);
+          }
+        }
         const event = item as ExecutionEvent & { Error?: string; state?: { name?: string } };
         if (event.type === 'StateFailed' && event.Error === 'States.Timeout' && tokenStates.has(event.state?.name ?? '')) {
           this.stats.taskTokens.expired++;

@@ -2,23 +2,64 @@
  * Runs a module of the local runtime (TypeScript) in a worker thread.
  *
  * The host process runs TypeScript through ts-node or ts-jest, and a Worker inherits neither, so
- * the module is bundled to plain JavaScript with esbuild (a few hundred milliseconds, once per
- * process and module) and the Worker loads that file.
+ * the module is bundled to plain JavaScript with esbuild (a few hundred milliseconds) and the
+ * Worker loads that file. The bundle is reused across processes while its inputs are unchanged.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { buildSync } from 'esbuild';
+import { buildSync, version as esbuildVersion } from 'esbuild';
 import type { FromWorker, ToWorker } from './worker-protocol';
 
 const bundled = new Map<string, string>();
 
+/** Where a bundle and the inputs it was built from are recorded, per entry (shared by processes). */
+interface BundleManifest {
+  readonly file: string;
+  /** Absolute path -> sha256 of the content, of every file esbuild read. */
+  readonly inputs: Record<string, string>;
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+function manifestPath(entry: string): string {
+  return path.join(os.tmpdir(), `cdk-async-external-api-worker-${sha256(`${esbuildVersion} ${path.resolve(entry)}`).slice(0, 16)}.json`);
+}
+
+/**
+ * The bundle an earlier process built from exactly the files that are there now, if any. Every
+ * test file that starts a local runtime runs in its own jest module registry and used to bundle
+ * the same three workers again (about 2 s of CPU per file); hashing the inputs costs a few ms.
+ */
+function reusableBundle(entry: string): string | undefined {
+  try {
+    const manifest: BundleManifest = JSON.parse(fs.readFileSync(manifestPath(entry), 'utf8'));
+    if (!fs.existsSync(manifest.file)) return undefined;
+    for (const [file, hash] of Object.entries(manifest.inputs)) {
+      if (sha256(fs.readFileSync(file)) !== hash) return undefined;
+    }
+    return manifest.file;
+  } catch {
+    return undefined; // no manifest yet, a half-written one, or an input gone: bundle again
+  }
+}
+
+/** Written under a unique name and renamed: parallel test files may write the same file. */
+function writeAtomically(file: string, data: string): void {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
 /** The path of a JavaScript bundle of `entry` (a .ts file), for `new Worker(path)`. */
 export function workerScript(entry: string): string {
-  const cached = bundled.get(entry);
-  if (cached) return cached;
+  const cached = bundled.get(entry) ?? reusableBundle(entry);
+  if (cached) {
+    bundled.set(entry, cached);
+    return cached;
+  }
   const out = buildSync({
     entryPoints: [entry],
     bundle: true,
@@ -27,15 +68,17 @@ export function workerScript(entry: string): string {
     format: 'cjs',
     write: false,
     logLevel: 'silent',
+    metafile: true,
   });
   const code = out.outputFiles[0].text;
-  const file = path.join(os.tmpdir(), `cdk-async-external-api-worker-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.js`);
-  if (!fs.existsSync(file)) {
-    // Written under a unique name and renamed: parallel test files may bundle the same module.
-    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-    fs.writeFileSync(tmp, code);
-    fs.renameSync(tmp, file);
-  }
+  const file = path.join(os.tmpdir(), `cdk-async-external-api-worker-${sha256(code).slice(0, 16)}.js`);
+  if (!fs.existsSync(file)) writeAtomically(file, code);
+  // esbuild names its inputs relative to the working directory.
+  const inputs = Object.fromEntries(Object.keys(out.metafile!.inputs).map((input) => {
+    const absolute = path.resolve(input);
+    return [absolute, sha256(fs.readFileSync(absolute))];
+  }));
+  writeAtomically(manifestPath(entry), JSON.stringify({ file, inputs } satisfies BundleManifest));
   bundled.set(entry, file);
   return file;
 }

@@ -31,10 +31,14 @@ export interface CommonVendorWorkflowOptions {
   readonly maxRetryDelay?: Duration;
 
   /**
-   * How long one vendor call through the proxy may take. API Gateway's default integration
-   * timeout is 29 seconds.
+   * How long one vendor call through the proxy may take, 1 second to 4 minutes. The orchestrator
+   * sets the proxy's integration timeout to it (the longer of `dispatch` and `vendorCall`), so the
+   * proxy never answers 504 while the caller still waits for the vendor. Above 29 seconds (API
+   * Gateway's default quota) raise the account's quota "Maximum integration timeout in
+   * milliseconds" first and set `proxy.integrationTimeoutQuota`
+   * (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
    *
-   * @default Duration.seconds(30)
+   * @default Duration.seconds(29)
    */
   readonly vendorCallTimeout?: Duration;
 

@@ -23,6 +23,7 @@ import { CorrelationAttributes, RequestStatus } from '../shared/messages';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV } from '../shared/metrics';
 import { addFunctionNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
+import { resolveVendorCallTimeout } from '../throttled-proxy/integration-timeout';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
 
@@ -174,8 +175,7 @@ export class DispatchWorkflow extends Construct {
     const maxRetryDelay = props.maxRetryDelay ?? Duration.minutes(5);
     validateDuration('retryBaseDelay', retryBaseDelay, Duration.seconds(1), Duration.minutes(15));
     validateDuration('maxRetryDelay', maxRetryDelay, retryBaseDelay, Duration.minutes(15), 'SQS delays a message by at most 15 minutes');
-    const vendorCallTimeout = props.vendorCallTimeout ?? Duration.seconds(30);
-    validateDuration('vendorCallTimeout', vendorCallTimeout, Duration.seconds(1), Duration.minutes(4), 'an Express workflow runs at most 5 minutes');
+    const vendorCallTimeout = resolveVendorCallTimeout(props.vendorCallTimeout, props.proxy.integrationTimeout);
     const delivery = props.callbackUrlDelivery ?? CallbackUrlDelivery.bodyField('callbackUrl');
     // ---- webhookauth: a capability URL must reach the vendor with each request. ----
     if ((props.perRequestCallbackUrl ?? true) && !delivery.bodyFieldName && !delivery.headerName) {

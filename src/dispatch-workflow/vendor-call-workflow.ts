@@ -12,6 +12,7 @@ import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
+import { resolveVendorCallTimeout } from '../throttled-proxy/integration-timeout';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 
 /**
@@ -72,8 +73,7 @@ export class VendorCallWorkflow extends Construct {
     const maxRetryDelay = props.maxRetryDelay ?? Duration.minutes(5);
     validateDuration('retryBaseDelay', retryBaseDelay, Duration.seconds(1), Duration.minutes(15));
     validateDuration('maxRetryDelay', maxRetryDelay, retryBaseDelay, Duration.minutes(15), 'SQS delays a message by at most 15 minutes');
-    const vendorCallTimeout = props.vendorCallTimeout ?? Duration.seconds(30);
-    validateDuration('vendorCallTimeout', vendorCallTimeout, Duration.seconds(1), Duration.minutes(4), 'an Express workflow runs at most 5 minutes');
+    const vendorCallTimeout = resolveVendorCallTimeout(props.vendorCallTimeout, props.proxy.integrationTimeout);
 
     // ---- Is anyone still waiting? A call whose workflow already ended is not sent. ----
     const checkWaiting = new sfn.CustomState(this, 'CheckWaitingWorkflow', {

@@ -21,7 +21,7 @@
  * Everything from the outside (clients, clock, signer, fetch) is passed in; `vendor-caller.lambda.ts`
  * is the thin adapter.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 // This module is bundled into the vendor caller Lambda only; the construct library never imports
 // it, so the SDK stays a devDependency (bundled by esbuild).
 import type { Logger } from '@aws-lambda-powertools/logger';
@@ -33,6 +33,7 @@ import { PreparedRequest, PrepareRequest } from './prepared-request';
 import { Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 import { VendorCallerEnv } from '../shared/env';
 import { MetricNames } from '../shared/metrics';
+import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
 export interface VendorCallEvent {
@@ -390,29 +391,6 @@ export function createSigV4Signer(
     }
     return out;
   };
-}
-
-/** The `Checksum` the signer wants, on node:crypto (no extra package). */
-class NodeSha256 {
-  private readonly hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.hash.update(toBuffer(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    throw new Error('NodeSha256.reset is not supported');
-  }
-}
-
-function toBuffer(data: string | ArrayBuffer | ArrayBufferView): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
 }
 
 /**

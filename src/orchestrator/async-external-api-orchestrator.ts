@@ -17,6 +17,7 @@ import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { validateDuration, validateRequestsPerSecond, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
+import { longestVendorCallTimeout } from '../throttled-proxy/integration-timeout';
 import { ThrottledProxy, ThrottledProxyOptions } from '../throttled-proxy/throttled-proxy';
 import { TokenCorrelationTable, TokenCorrelationTableProps } from '../token-correlation-table/token-correlation-table';
 
@@ -84,7 +85,7 @@ export interface AsyncExternalApiOrchestratorProps {
   /**
    * Messages per consumer invocation. Same as `consumer.batchSize`; give one or the other.
    *
-   * @default - the contract rounded up, between 1 and 10
+   * @default - the contract rounded up, at least 1 and at most 10000 (about one second of work per invocation)
    */
   readonly batchSize?: number;
 
@@ -538,6 +539,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       requestsPerSecond: props.requestsPerSecond,
       metricsScope: this.metricsScope,
       tracingEnabled: props.proxy?.tracingEnabled ?? props.tracing,
+      // The proxy waits as long as the longest vendor call may take, so no caller gets its 504.
+      integrationTimeout: longestVendorCallTimeout(props.dispatch?.vendorCallTimeout, props.vendorCall?.vendorCallTimeout),
     });
 
     for (const warning of proxySettings.warnings.filter((w) => /throttling/.test(w.id))) {

@@ -31,7 +31,7 @@ export interface RateControlledQueueConsumerOptions {
    *
    * Batch size alone does not limit the rate: the dispatcher paces every start.
    *
-   * @default - the contract rounded up, between 1 and 10
+   * @default - the contract rounded up, at least 1 and at most 10000 (about one second of work per invocation)
    */
   readonly batchSize?: number;
 

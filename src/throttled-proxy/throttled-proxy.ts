@@ -6,6 +6,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { DEFAULT_INTEGRATION_TIMEOUT_QUOTA, validateIntegrationTimeout } from './integration-timeout';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
 import { VendorTokenFunction } from './vendor-token-function';
 import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
@@ -19,6 +20,15 @@ import { validateRequestsPerSecond, validateVendorUrl } from '../shared/validati
  */
 const PROXY_THROTTLES_METRIC = 'ProxyThrottles';
 const VENDOR_THROTTLES_METRIC = 'VendorThrottles';
+
+/**
+ * Headers of a SigV4 signature on the proxy hop besides `Authorization` (which API Gateway
+ * consumes): the signing time, the caller role's session token and the payload hash. The proxy
+ * overwrites each one with REDACTED_HEADER_VALUE before the request goes to the vendor.
+ */
+export const PROXY_HOP_SIGNING_HEADERS: readonly string[] = ['X-Amz-Date', 'X-Amz-Security-Token', 'X-Amz-Content-Sha256'];
+/** What the vendor receives in each PROXY_HOP_SIGNING_HEADERS header (not empty: AWS does not document an empty static value). */
+export const REDACTED_HEADER_VALUE = '-';
 
 /**
  * Options for the ThrottledProxy that the orchestrator passes through.
@@ -39,10 +49,16 @@ export interface ThrottledProxyOptions {
    * The most requests the proxy lets through in any one second is about rate + burst, so a small
    * burst keeps the safety net tight; but paced requests reach the proxy with the jitter of the
    * hops before it (Express start, the workflow's own states), and a burst of 1 turns two paced
-   * requests that arrive close together into a 429 and a retry. A quarter of the contract absorbs
-   * 250 ms of jitter.
+   * requests that arrive close together into a 429 and a retry.
    *
-   * @default - a quarter of the contract, at least 2
+   * In an `AsyncExternalApiOrchestrator` the default follows its pacing point (`deriveRateSettings`):
+   * with `PacingPoint.VENDOR_CALL` (its default) requests reach the proxy at their slots, so the bucket
+   * holds what paced requests can need plus 100 ms of jitter, `max(2, 1 + ceil(R x (L + 100 ms)))`
+   * with `L` the lateness tolerance (3 at 10 RPS, 14 at 100 RPS with the default 30 ms); with
+   * `PacingPoint.DISPATCH`, and for a ThrottledProxy used alone, a quarter of the contract absorbs
+   * 250 ms of the workflow's jitter, `max(2, ceil(R / 4))`.
+   *
+   * @default - `max(2, 1 + ceil(R x (L + 100 ms)))` in an orchestrator with `PacingPoint.VENDOR_CALL`; otherwise a quarter of the contract, at least 2
    */
   readonly throttlingBurstLimit?: number;
 
@@ -73,6 +89,17 @@ export interface ThrottledProxyOptions {
    * @default false
    */
   readonly tracingEnabled?: boolean;
+
+  /**
+   * The account's API Gateway quota "Maximum integration timeout in milliseconds" in the proxy's
+   * Region. API Gateway refuses integration timeouts above it; set it after raising the quota in
+   * Service Quotas (Regional REST APIs: up to 300 seconds, possibly at the price of a lower
+   * account-level throttle quota) to allow vendor calls longer than 29 seconds
+   * (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
+   *
+   * @default Duration.seconds(29) - API Gateway's default quota
+   */
+  readonly integrationTimeoutQuota?: Duration;
 }
 
 /**
@@ -97,6 +124,16 @@ export interface ThrottledProxyProps extends ThrottledProxyOptions {
    * @default - this construct's unique id (`Names.uniqueId`)
    */
   readonly metricsScope?: string;
+
+  /**
+   * How long the proxy waits for the vendor before it answers 504 (the integration timeout),
+   * 50 milliseconds to `integrationTimeoutQuota`. Callers must not wait longer than this: a call
+   * that outlives it ends in the proxy's 504 while the vendor may still be creating the job. An
+   * orchestrator sets it to its `vendorCallTimeout`.
+   *
+   * @default Duration.seconds(29)
+   */
+  readonly integrationTimeout?: Duration;
 }
 
 /**
@@ -133,6 +170,8 @@ export class ThrottledProxy extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   /** Value of the `Scope` dimension of the proxy's 429 metrics. */
   public readonly metricsScope: string;
+  /** How long the proxy waits for the vendor before it answers 504 (the integration timeout). */
+  public readonly integrationTimeout: Duration;
   /**
    * With OAuth client credentials, the function that returns `<token_type> <access_token>` for
    * the vendor (cached until shortly before it expires); the dispatch workflow invokes it before
@@ -172,6 +211,8 @@ export class ThrottledProxy extends Construct {
     this.stageName = props.stageName ?? 'vendor';
     validateMetricsScope(props.metricsScope);
     this.metricsScope = props.metricsScope ?? Names.uniqueId(this);
+    this.integrationTimeout = props.integrationTimeout ?? DEFAULT_INTEGRATION_TIMEOUT_QUOTA;
+    validateIntegrationTimeout(this.integrationTimeout, props.integrationTimeoutQuota ?? DEFAULT_INTEGRATION_TIMEOUT_QUOTA);
 
     if (this.credentials.isOAuth && this.credentials.secret) {
       this.tokenFunction = this.createTokenFunction(this.credentials, this.credentials.secret, props.tracingEnabled ?? false);
@@ -226,9 +267,18 @@ export class ThrottledProxy extends Construct {
       }),
     });
 
-    const credentialMapping: Record<string, string> = {};
+    // HTTP_PROXY passes the caller's headers on to the vendor, and AWS does not document which of
+    // the proxy hop's SigV4 headers it strips (it consumes `Authorization` on AWS_IAM methods): the
+    // signature's others are overwritten, so the vendor never receives the caller role's session
+    // token. Integration request parameters apply to proxy integrations too and a mapped header
+    // replaces the one passed through:
+    // https://docs.aws.amazon.com/apigateway/latest/developerguide/rest-api-parameter-mapping.html
+    const headerMapping: Record<string, string> = {};
+    for (const header of PROXY_HOP_SIGNING_HEADERS) {
+      headerMapping[`integration.request.header.${header}`] = `'${REDACTED_HEADER_VALUE}'`;
+    }
     if (this.credentials.headerName) {
-      credentialMapping[`integration.request.header.${this.credentials.headerName}`] = `method.request.header.${VENDOR_CREDENTIAL_HEADER}`;
+      headerMapping[`integration.request.header.${this.credentials.headerName}`] = `method.request.header.${VENDOR_CREDENTIAL_HEADER}`;
     }
     const methodOptions = (extra: Record<string, boolean>): apigw.MethodOptions => ({
       authorizationType: apigw.AuthorizationType.IAM,
@@ -242,7 +292,7 @@ export class ThrottledProxy extends Construct {
     const rootMethod = this.restApi.root.addMethod('ANY', new apigw.HttpIntegration(props.vendorUrl, {
       proxy: true,
       httpMethod: 'ANY',
-      options: { requestParameters: credentialMapping },
+      options: { requestParameters: headerMapping, timeout: this.integrationTimeout },
     }), methodOptions({}));
 
     // Anything below: <vendorUrl>/<path>, for result fetches and other calls to the same vendor.
@@ -252,8 +302,9 @@ export class ThrottledProxy extends Construct {
       options: {
         requestParameters: {
           'integration.request.path.proxy': 'method.request.path.proxy',
-          ...credentialMapping,
+          ...headerMapping,
         },
+        timeout: this.integrationTimeout,
       },
     }), methodOptions({ 'method.request.path.proxy': true }));
 

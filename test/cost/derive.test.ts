@@ -6,7 +6,6 @@ import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { StateMachine } from 'aws-local-stepfunctions';
 import { Construct } from 'constructs';
 import { comparisons } from '../../cost/comparisons';
 import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, stackFromTemplate } from '../../cost/derive';
@@ -15,10 +14,8 @@ import { priceDesign } from '../../cost/model';
 import { pricesFor } from '../../cost/prices';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
+import { executeDefinition, TaskHandler } from '../asl/execute';
 import { testStack } from '../util';
-
-// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
-import '../../local/polyfills';
 
 /** The example app's shape (submit, then ProcessResult), with orchestrator settings to vary. */
 function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({}), withFetch: boolean = false) {
@@ -120,31 +117,24 @@ describe('cost derivation from a synthesized stack', () => {
     // GIVEN the dispatch workflow as synthesized, and every AWS call succeeding
     const d = deriveStack(example, options(10));
     const definition = d.model.dispatch.definition as AslDefinition;
-    const taskResourceLocalHandlers: Record<string, () => Promise<any>> = {};
+    const handlers: Record<string, TaskHandler> = {};
     for (const [name, state] of Object.entries(definition.States)) {
       if (state.Type !== 'Task') continue;
       // The vendor caller (lambda:invoke) answers { Payload: { statusCode, body, requeue: null } }.
-      taskResourceLocalHandlers[name] = async () => {
+      handlers[name] = async () => {
         if (name === 'CallVendor') return { Payload: { statusCode: 200, body: { jobId: 'job-1' }, headers: {}, requeue: null } };
         if (name === 'ClaimRequest') return { Attributes: { callbackToken: { S: 'cb-1' } } };
         return {};
       };
     }
 
-    // WHEN it runs
-    const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
+    // WHEN it runs (test/asl/execute.ts)
     const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1, callbackToken: 'cb-1' };
-    const execution = machine.run({
+    const execution = await executeDefinition(definition, {
       ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, message,
-    } as any, {
-      overrides: { taskResourceLocalHandlers },
-      context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
-    });
-    const entered: string[] = [];
-    for await (const event of execution.eventLogs) {
-      if (event.type === 'StateEntered') entered.push(event.state.name);
-    }
-    await execution.result;
+    }, handlers, { context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } });
+    expect(execution.error).toBeUndefined();
+    const entered = execution.states;
 
     // THEN the model counted exactly those states
     expect(entered).toEqual(d.model.dispatch.path);

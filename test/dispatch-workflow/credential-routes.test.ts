@@ -13,15 +13,12 @@ import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { StateMachine } from 'aws-local-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
 import { AsyncExternalApiOrchestrator, PacingPoint, VendorCredentials } from '../../src';
 import { buildDispatchInput } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { buildVendorCallInput } from '../../src/shared/vendor-call';
+import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
-
-// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
-import '../../local/polyfills';
 
 /** An error as Step Functions reports it: `name` is the error name a Catch matches. */
 function stepError(name: string, cause = ''): Error {
@@ -30,40 +27,12 @@ function stepError(name: string, cause = ''): Error {
   return error;
 }
 
-type Handler = (input: any) => unknown;
+type Handler = TaskHandler;
+type Run = Execution;
 
-interface Run {
-  readonly calls: Record<string, any[]>;
-  readonly output?: any;
-  readonly error?: Error;
-}
-
-/** Runs the definition once; every Task state must have a handler (else the test fails). */
-async function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Run> {
-  const calls: Record<string, any[]> = {};
-  const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
-  for (const [name, state] of Object.entries(definition.States)) {
-    if (state.Type !== 'Task') continue;
-    taskResourceLocalHandlers[name] = async (taskInput: any) => {
-      (calls[name] ??= []).push(taskInput);
-      const handler = handlers[name];
-      if (!handler) {
-        throw new Error(`unexpected call of ${name}`);
-      }
-      return handler(taskInput) as any;
-    };
-  }
-  const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
-  const execution = machine.run(input as any, {
-    overrides: { taskResourceLocalHandlers, retryIntervalOverrides: Object.fromEntries(Object.keys(taskResourceLocalHandlers).map((n) => [n, 0])) },
-    context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
-  });
-  try {
-    return { calls, output: await execution.result };
-  } catch (error) {
-    // aws-local-stepfunctions wraps the execution's error; the wrapped one carries the name.
-    return { calls, error: ((error as Error).cause ?? error) as Error };
-  }
+/** Runs the definition once (test/asl/execute.ts); every Task state must have a handler (else the test fails). */
+function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Execution> {
+  return executeDefinition(definition, input, handlers, { context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } });
 }
 
 // ---- The synthesized workflows ----

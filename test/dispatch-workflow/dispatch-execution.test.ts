@@ -6,13 +6,10 @@
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { StateMachine } from 'aws-local-stepfunctions';
 import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint } from '../../src';
+import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
-
-// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
-import '../../local/polyfills';
 
 /** An error as Step Functions reports it: `name` is the error name a Catch matches. */
 function stepError(name: string, cause = ''): Error {
@@ -36,41 +33,15 @@ function dispatchDefinition(overrides: Partial<AsyncExternalApiOrchestratorProps
   return definitionOf(Template.fromStack(stack), logicalIdOf(stack, orchestrator.dispatch.stateMachine));
 }
 
-type Handler = (input: any) => unknown;
+type Handler = TaskHandler;
 
-interface Run {
-  readonly calls: Record<string, any[]>;
-  readonly output?: any;
-  readonly error?: Error;
-}
-
-/** Runs the definition once; every Task state must have a handler (else the test fails). */
-async function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Run> {
-  const calls: Record<string, any[]> = {};
-  const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
-  for (const [name, state] of Object.entries(definition.States)) {
-    if (state.Type !== 'Task') continue;
-    taskResourceLocalHandlers[name] = async (taskInput: any) => {
-      (calls[name] ??= []).push(taskInput);
-      // The waiting workflow is still waiting unless a test says otherwise.
-      const handler = handlers[name] ?? (name === 'CheckWaitingWorkflow' ? ok : undefined);
-      if (!handler) {
-        throw new Error(`unexpected call of ${name}`);
-      }
-      return handler(taskInput) as any;
-    };
-  }
-  const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
-  const execution = machine.run(input as any, {
-    overrides: { taskResourceLocalHandlers, retryIntervalOverrides: Object.fromEntries(Object.keys(taskResourceLocalHandlers).map((n) => [n, 0])) },
-    context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } as any,
+/** Runs the definition once (test/asl/execute.ts); every Task state must have a handler (else the test fails). */
+function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Execution> {
+  // The waiting workflow is still waiting unless a test says otherwise.
+  return executeDefinition(definition, input, handlers, {
+    defaultHandlers: { CheckWaitingWorkflow: ok },
+    context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } },
   });
-  try {
-    return { calls, output: await execution.result };
-  } catch (error) {
-    // aws-local-stepfunctions wraps the execution's error; the wrapped one carries the name.
-    return { calls, error: ((error as Error).cause ?? error) as Error };
-  }
 }
 
 const SLOT = 1_900_000_000_123;
@@ -156,6 +127,8 @@ describe('dispatch workflow, executed', () => {
     expect(result.error).toBeUndefined();
     const requeue = result.calls.RequeueWithDelay[0];
     expect(requeue.QueueUrl).toMatch(/RequestQueue/);
+    // SQS takes a whole number of seconds, 0 to 900; full jitter draws it from [0, cap].
+    expect(Number.isInteger(requeue.DelaySeconds)).toBe(true);
     expect(requeue.DelaySeconds).toBeGreaterThanOrEqual(0);
     expect(requeue.DelaySeconds).toBeLessThanOrEqual(cap);
     expect(JSON.parse(requeue.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: attempt + 1, callbackToken: INPUT_TOKEN });
@@ -176,6 +149,9 @@ describe('dispatch workflow, executed', () => {
     }
     // Attempt 4 has a cap of 16 s: 40 draws that land on a handful of values would not be jitter.
     expect(delays.size).toBeGreaterThanOrEqual(6);
+    // Both halves of [0, 16]: not a fixed or half-range delay.
+    expect(Math.min(...delays)).toBeLessThan(8);
+    expect(Math.max(...delays)).toBeGreaterThanOrEqual(8);
     expect(Math.max(...delays)).toBeLessThanOrEqual(16);
   });
 

@@ -161,7 +161,7 @@ describe('DispatchWorkflow', () => {
       expect(definition.States.CallVendor).toMatchObject({
         Type: 'Task',
         Resource: 'arn:aws:states:::apigateway:invoke',
-        TimeoutSeconds: 30,
+        TimeoutSeconds: 29, // the default vendorCallTimeout: API Gateway's integration timeout
         Parameters: {
           'ApiEndpoint': `${placeholderOf(fixture.stack, fixture.proxy.restApi)}.execute-api.us-east-1.amazonaws.com`,
           'Method': 'POST',
@@ -646,6 +646,20 @@ describe('DispatchWorkflow', () => {
     test('fails if retryBaseDelay is below 1 second', () => {
       // WHEN / THEN
       expect(() => newDispatch({ retryBaseDelay: Duration.millis(500) })).toThrow(/retryBaseDelay must be between 1 second and 15 minutes/);
+    });
+
+    test('waits 29 s for the vendor by default: API Gateway\'s default integration timeout (issue 11, finding 6)', () => {
+      // GIVEN / WHEN
+      const definition = dispatchDefinition(newDispatch());
+
+      // THEN
+      expect(definition.States.CallVendor.TimeoutSeconds).toBe(29);
+    });
+
+    test('fails if vendorCallTimeout is longer than the proxy\'s integration timeout (issue 11, finding 6)', () => {
+      // WHEN / THEN the proxy of newDispatch waits 29 s
+      expect(() => newDispatch({ vendorCallTimeout: Duration.seconds(30) }))
+        .toThrow(/vendorCallTimeout \(30 seconds\) is longer than the proxy's integrationTimeout \(29 seconds\): API Gateway would answer 504/);
     });
 
     test('fails if vendorCallTimeout is above 4 minutes', () => {

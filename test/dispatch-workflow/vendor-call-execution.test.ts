@@ -5,13 +5,10 @@
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { StateMachine } from 'aws-local-stepfunctions';
 import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
+import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
-
-// aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
-import '../../local/polyfills';
 
 function stepError(name: string, cause = ''): Error {
   const error = new Error(cause);
@@ -35,37 +32,11 @@ function callDefinition(pacingPoint: PacingPoint = PacingPoint.DISPATCH): AslDef
   return definitionOf(Template.fromStack(stack), logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
 }
 
-type Handler = (input: any) => unknown;
+type Handler = TaskHandler;
 
-interface Run {
-  readonly calls: Record<string, any[]>;
-  readonly output?: any;
-  readonly error?: Error;
-}
-
-async function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Run> {
-  const calls: Record<string, any[]> = {};
-  const taskResourceLocalHandlers: Record<string, (input: any) => Promise<any>> = {};
-  for (const [name, state] of Object.entries(definition.States)) {
-    if (state.Type !== 'Task') continue;
-    taskResourceLocalHandlers[name] = async (taskInput: any) => {
-      (calls[name] ??= []).push(taskInput);
-      const handler = handlers[name] ?? (['CheckWaitingWorkflow', 'ReturnResponse'].includes(name) ? ok : undefined);
-      if (!handler) {
-        throw new Error(`unexpected call of ${name}`);
-      }
-      return handler(taskInput) as any;
-    };
-  }
-  const machine = new StateMachine(definition as any, { validationOptions: { checkArn: false, checkPaths: false } });
-  const execution = machine.run(input as any, {
-    overrides: { taskResourceLocalHandlers, retryIntervalOverrides: Object.fromEntries(Object.keys(taskResourceLocalHandlers).map((n) => [n, 0])) },
-  });
-  try {
-    return { calls, output: await execution.result };
-  } catch (error) {
-    return { calls, error: ((error as Error).cause ?? error) as Error };
-  }
+/** Runs the definition once (test/asl/execute.ts); every Task state must have a handler (else the test fails). */
+function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Execution> {
+  return executeDefinition(definition, input, handlers, { defaultHandlers: { CheckWaitingWorkflow: ok, ReturnResponse: ok } });
 }
 
 function callInput(attempt = 1, call: Record<string, unknown> = { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } }) {
@@ -127,6 +98,8 @@ describe('vendor-call workflow, executed', () => {
     });
     expect(result.error).toBeUndefined();
     const sent = result.calls.RequeueWithDelay[0];
+    // SQS takes a whole number of seconds, 0 to 900; full jitter draws it from [0, cap].
+    expect(Number.isInteger(sent.DelaySeconds)).toBe(true);
     expect(sent.DelaySeconds).toBeGreaterThanOrEqual(0);
     expect(sent.DelaySeconds).toBeLessThanOrEqual(cap);
     expect(JSON.parse(sent.MessageBody)).toEqual({
@@ -137,6 +110,25 @@ describe('vendor-call workflow, executed', () => {
       call: { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } },
     });
     expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('the full-jitter delays spread over the whole range, not a fixed delay', async () => {
+    // Attempt 4 has a cap of 16 s (2, 4, 8, 16): 40 draws on a handful of values, or all in one half
+    // of the range, would not be full jitter (a retry storm would stay synchronized).
+    const delays: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const result = await run(definition, callInput(4), {
+        CallVendor: () => {
+          throw stepError('ApiGateway.503');
+        },
+        RequeueWithDelay: ok,
+      });
+      delays.push(result.calls.RequeueWithDelay[0].DelaySeconds);
+    }
+    expect(new Set(delays).size).toBeGreaterThanOrEqual(6);
+    expect(Math.min(...delays)).toBeLessThan(8);
+    expect(Math.max(...delays)).toBeGreaterThanOrEqual(8);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(16);
   });
 
   test('a 404 parks the call and fails the waiting workflow with VendorRequestFailed, the status and the vendor body in the cause', async () => {

@@ -177,7 +177,7 @@ describe('VendorCallWorkflow', () => {
         'Headers': { 'Idempotency-Key.$': 'States.Array($.requestId)', 'X-Request-Id.$': 'States.Array($.requestId)' },
       });
       expect(state.ResultSelector).toEqual({ 'statusCode.$': '$.StatusCode', 'body.$': '$.ResponseBody', 'headers.$': '$.Headers' });
-      expect(state.TimeoutSeconds).toBe(30);
+      expect(state.TimeoutSeconds).toBe(29); // the default vendorCallTimeout: API Gateway's integration timeout
     }
     expect(definition.States.CallVendorWithBody.Parameters['RequestBody.$']).toBe('$.call.body');
     expect(definition.States.CallVendor.Parameters.RequestBody).toBeUndefined();

@@ -51,7 +51,8 @@ const app = new App({
     'aws:cdk:disable-creation-stack-traces': true,
   },
 });
-const stack = new Stack(app, 'AsyncExternalApiInteg', {
+// Exported for test/upgrade/stateful-resources.test.ts, which compares it with the committed snapshot.
+export const stack = new Stack(app, 'AsyncExternalApiInteg', {
   description: 'cdk-async-external-api integration test: orchestrator, stub vendor and two main workflows',
 });
 
@@ -115,6 +116,10 @@ const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
   requestsPerSecond: 2,
   callbackTimeout: Duration.minutes(5),
   webhook: { statusPath: '$.status', failureStatusValues: ['FAILED'] },
+  // In the snapshot so that test/upgrade/stateful-resources.test.ts also guards the AppConfig
+  // resources an upgrade must not replace (a replaced initial version or deployment resets the
+  // operator's delay to 0); deployed, the dispatcher reads it at every poll.
+  consumer: { dynamicDelay: {} },
 });
 
 // ---- Main workflow 1: JSONPath, submitJobTask. ----

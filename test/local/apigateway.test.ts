@@ -3,6 +3,7 @@ import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CreateQueueCommand, DeleteMessageCommand, Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -12,8 +13,10 @@ import { LocalApiGateway } from '../../local/aws/apigateway';
 import { ApiGatewayHost } from '../../local/aws/apigateway-host';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, localAccessKeyForRole, PRINCIPAL_HEADER, ResolvedResource } from '../../local/types';
 import { CALLBACK_ACCEPTED_RESPONSE, CALLBACK_ERROR_RESPONSE } from '../../src/callback-webhook/mapping-template';
+import { createSigV4Signer } from '../../src/dispatch-workflow/vendor-call';
 import { CallbackEnvelope } from '../../src/shared/messages';
-import { ThrottledProxy } from '../../src/throttled-proxy/throttled-proxy';
+import { NodeSha256 } from '../../src/shared/node-sha256';
+import { PROXY_HOP_SIGNING_HEADERS, REDACTED_HEADER_VALUE, ThrottledProxy } from '../../src/throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from '../../src/throttled-proxy/vendor-credentials';
 
 // ---------------------------------------------------------------------------------------------
@@ -146,6 +149,28 @@ async function startUpstream(): Promise<{ server: http.Server; base: string; rec
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received };
+}
+
+/**
+ * The headers of a call signed as the vendor caller signs it (createSigV4Signer), with the local
+ * key of `roleArn` and the local secret unless told otherwise; `signingDate` goes to the signer.
+ */
+async function signAs(roleArn: string, url: string, headers: Record<string, string>, body: string,
+  options: { accessKeyId?: string; secretAccessKey?: string; sessionToken?: string; signingDate?: Date } = {}): Promise<Record<string, string>> {
+  const credentials = {
+    accessKeyId: options.accessKeyId ?? localAccessKeyForRole(roleArn),
+    secretAccessKey: options.secretAccessKey ?? LOCAL_CREDENTIALS.secretAccessKey,
+    sessionToken: options.sessionToken,
+  };
+  if (options.signingDate) {
+    const signer = new SignatureV4({ service: 'execute-api', region: LOCAL_REGION, credentials, sha256: NodeSha256 });
+    const u = new URL(url);
+    const signed = await signer.sign({ method: 'POST', protocol: u.protocol, hostname: u.hostname, port: Number(u.port), path: u.pathname, query: Object.fromEntries(u.searchParams), headers: { ...headers, host: u.host }, body },
+      { signingDate: options.signingDate });
+    const { host: _host, ...rest } = signed.headers;
+    return rest;
+  }
+  return createSigV4Signer(LOCAL_REGION, () => credentials)({ method: 'POST', url, headers, body });
 }
 
 function closeServer(server: http.Server): Promise<void> {
@@ -293,20 +318,72 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
   });
 
   test('accepts a SigV4-signed call whose access key names an allowed role (the local Lambda hands those out)', async () => {
-    // GIVEN the Authorization header a signer writes with the local access key of the allowed role
-    const authorization = `AWS4-HMAC-SHA256 Credential=${localAccessKeyForRole(ALLOWED)}/20261128/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00`;
+    // GIVEN calls signed as the vendor caller signs them, with the local keys of two roles
+    const url = `${proxyBase}/vendor/`;
+    const allowed = await signAs(ALLOWED, url, { 'Content-Type': 'application/json' }, '{}');
+    const intruder = await signAs(INTRUDER, url, { 'Content-Type': 'application/json' }, '{}');
 
     // WHEN
-    const res = await call(`${proxyBase}/vendor/`, { method: 'POST', headers: { 'Authorization': authorization, 'Content-Type': 'application/json' }, body: '{}' });
-    const refused = await call(`${proxyBase}/vendor/`, {
-      method: 'POST',
-      headers: { 'Authorization': authorization.replace(localAccessKeyForRole(ALLOWED), localAccessKeyForRole(INTRUDER)), 'Content-Type': 'application/json' },
-      body: '{}',
-    });
+    const res = await call(url, { method: 'POST', headers: allowed, body: '{}' });
+    const refused = await call(url, { method: 'POST', headers: intruder, body: '{}' });
 
-    // THEN the allowed role reaches the vendor, another role is refused
+    // THEN the allowed role reaches the vendor, another role is refused by the resource policy
     expect(res.status).toBe(201);
     expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body)).toEqual({ message: `User: ${INTRUDER} is not authorized to access this resource with an explicit deny` });
+  });
+
+  test('refuses a signature that does not verify with API Gateway\'s 403, and never calls the vendor', async () => {
+    // GIVEN a correctly signed call, and variations API Gateway refuses
+    const url = `${proxyBase}/vendor/job-1?x=1`;
+    const body = '{"a":1}';
+    const signed = await signAs(ALLOWED, url, { 'Content-Type': 'application/json' }, body);
+    const tenMinutesAgo = await signAs(ALLOWED, url, { 'Content-Type': 'application/json' }, body, { signingDate: new Date(Date.now() - 10 * 60_000) });
+    const wrongSecret = await signAs(ALLOWED, url, { 'Content-Type': 'application/json' }, body, { secretAccessKey: 'not-the-local-secret' });
+    const unknownKey = await signAs(ALLOWED, url, { 'Content-Type': 'application/json' }, body, { accessKeyId: 'AKIAEXAMPLE' });
+    const before = gateway.stats(VENDOR_PROXY.toLowerCase()).unauthorized;
+
+    // WHEN
+    const tamperedBody = await call(url, { method: 'POST', headers: signed, body: '{"a":2}' });
+    const otherPath = await call(`${proxyBase}/vendor/job-2?x=1`, { method: 'POST', headers: signed, body });
+    const expired = await call(url, { method: 'POST', headers: tenMinutesAgo, body });
+    const badSecret = await call(url, { method: 'POST', headers: wrongSecret, body });
+    const notLocal = await call(url, { method: 'POST', headers: unknownKey, body });
+    const malformed = await call(url, { method: 'POST', headers: { ...signed, Authorization: 'AWS4-HMAC-SHA256 Signature=00' }, body });
+    const good = await call(url, { method: 'POST', headers: signed, body });
+
+    // THEN each refusal is API Gateway's 403 with its error type, and only the good call got through
+    const refusal = (res: Response) => [res.status, res.headers['x-amzn-errortype'], JSON.parse(res.body).message.split(/[.:]/)[0]];
+    const mismatch = [403, 'InvalidSignatureException', 'The request signature we calculated does not match the signature you provided'];
+    expect(refusal(tamperedBody)).toEqual(mismatch);
+    expect(refusal(otherPath)).toEqual(mismatch);
+    expect(refusal(badSecret)).toEqual(mismatch);
+    expect(refusal(expired)).toEqual([403, 'InvalidSignatureException', 'Signature expired']);
+    expect(refusal(notLocal)).toEqual([403, 'UnrecognizedClientException', 'The security token included in the request is invalid']);
+    expect([malformed.status, malformed.headers['x-amzn-errortype']]).toEqual([403, 'IncompleteSignatureException']);
+    expect(good.status).toBe(201);
+    expect(upstream.received.map((r) => r.url)).toEqual(['/v1/jobs/job-1?x=1']);
+    expect(gateway.stats(VENDOR_PROXY.toLowerCase()).unauthorized).toBe(before + 6);
+  });
+
+  test('GIVEN a call signed with a session token WHEN it reaches the vendor THEN none of the proxy hop\'s SigV4 headers does (issue 11, finding 9)', async () => {
+    // GIVEN the vendor caller's signed headers: Authorization, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256
+    const url = `${proxyBase}/vendor/`;
+    const signed = await signAs(ALLOWED, url, { 'Content-Type': 'application/json', 'Idempotency-Key': 'r-9' }, '{}', { sessionToken: 'the-role-session-token' });
+    expect(Object.keys(signed).map((h) => h.toLowerCase())).toEqual(expect.arrayContaining(['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256']));
+
+    // WHEN
+    const res = await call(url, { method: 'POST', headers: signed, body: '{}' });
+
+    // THEN the vendor gets the call and its own headers, but nothing of the signature
+    expect(res.status).toBe(201);
+    const got = upstream.received[0].headers;
+    expect(got['idempotency-key']).toBe('r-9');
+    expect(got.authorization).toBeUndefined();
+    expect(JSON.stringify(got)).not.toContain('the-role-session-token');
+    for (const name of PROXY_HOP_SIGNING_HEADERS) {
+      expect([name, got[name.toLowerCase()]]).toEqual([name, REDACTED_HEADER_VALUE]);
+    }
   });
 
   test('refuses a call without the principal header: 403 Missing Authentication Token, vendor not called', async () => {
@@ -424,6 +501,25 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
     expect(upstream.received).toHaveLength(0);
   });
 
+  test('the proxy\'s integrations wait TimeoutInMillis, 29 s by default (API Gateway\'s default quota)', () => {
+    // GIVEN / WHEN the example app (default vendorCallTimeout)
+    const methods = resources.filter((r) => r.type === 'AWS::ApiGateway::Method' && r.properties.Integration?.Type === 'HTTP_PROXY');
+
+    // THEN
+    expect(methods.map((m) => m.properties.Integration.TimeoutInMillis)).toEqual([29_000, 29_000]);
+  });
+
+  test('refuses TimeoutInMillis outside 50 ms to 300 s, as API Gateway does', () => {
+    // GIVEN / WHEN / THEN
+    for (const bad of [49, 300_001]) {
+      const changed = withChange(resources, PROXY_ROOT_METHOD, (p) => {
+        p.Integration.TimeoutInMillis = bad;
+      });
+      expect(() => new LocalApiGateway({ resources: changed, sqsEndpoint: fauxqs.address, rewriteUrl: vendorRewriter(upstream.base), clock }))
+        .toThrow(`${PROXY_ROOT_METHOD}.Integration.TimeoutInMillis must be between 50 and 300000 (given ${bad})`);
+    }
+  });
+
   test('answers 502 when the vendor is unreachable and 504 past the integration timeout', async () => {
     // GIVEN the root method with a 300 ms timeout, and a gateway whose vendor is a closed port
     const short = withChange(resources, PROXY_ROOT_METHOD, (p) => {
@@ -436,11 +532,17 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
     const unreachable = await startOther(resources, vendorRewriter(closed.base));
 
     // WHEN
+    const started = Date.now();
     const timedOut = await call(`${slow.baseUrl(VENDOR_PROXY.toLowerCase())}/vendor/`, { method: 'POST', headers: { [PRINCIPAL_HEADER]: ALLOWED }, body: '{}' });
+    const waitedMs = Date.now() - started;
     const refused = await call(`${unreachable.baseUrl(VENDOR_PROXY.toLowerCase())}/vendor/`, { method: 'POST', headers: { [PRINCIPAL_HEADER]: ALLOWED }, body: '{}' });
 
-    // THEN
+    // THEN API Gateway's INTEGRATION_TIMEOUT response, after TimeoutInMillis
     expect(timedOut.status).toBe(504);
+    expect(JSON.parse(timedOut.body)).toEqual({ message: 'Endpoint request timed out' });
+    expect(timedOut.headers['x-amzn-errortype']).toBe('IntegrationTimeoutException');
+    expect(waitedMs).toBeGreaterThanOrEqual(295);
+    expect(waitedMs).toBeLessThan(5000);
     expect(refused.status).toBe(502);
     expect(unreachable.stats(VENDOR_PROXY.toLowerCase()).integrationErrors).toBe(1);
   });

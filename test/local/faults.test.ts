@@ -74,6 +74,8 @@ test('vendor 5xx bursts: retried through the paced queue; permanent 400s fail Ve
 test('429 storm: every first submission throttled, every request succeeds on its paced retry', async () => {
   const r = await run('vendor-429');
   expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
+  // The storm happened: each first submission got the vendor's injected 429, then one paced retry.
+  expect(r.vendorFaultAnswers.throttle).toBe(r.requests);
   expect(r.vendorSubmissions).toBe(2 * r.requests);
   expect(r.requestDeadLetters).toBe(0);
 });
@@ -128,14 +130,21 @@ test('callback processor crash after SendTaskSuccess, before the delete: redeliv
 
 test('DynamoDB throttling: absorbed by the SDK and state machine retries', async () => {
   const r = await run('ddb-throttle');
-  expect(r.injected.throttledTotal).toBeGreaterThan(0);
+  // Throttled where it matters, not only somewhere: the conditional writes (pacer reservation,
+  // claim, job id, completion) and the reads (pause check, look-ups by request and job id).
+  const ddb = (action: string) => r.injected.throttled[`dynamodb:${action}`] ?? 0;
+  expect(ddb('UpdateItem')).toBeGreaterThan(0);
+  expect(ddb('GetItem') + ddb('Query')).toBeGreaterThan(0);
   expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
   expect(r.requestDeadLetters + r.callbackDeadLetters).toBe(0);
 });
 
 test('Step Functions throttling: failed starts come back from the queue, SendTask* retried', async () => {
   const r = await run('sfn-throttle');
-  expect(r.injected.throttledTotal).toBeGreaterThan(0);
+  // Both halves of the claim were exercised: starts were refused, and task answers were refused.
+  const sfnThrottled = (action: string) => r.injected.throttled[`sfn:${action}`] ?? 0;
+  expect(sfnThrottled('StartExecution')).toBeGreaterThan(0);
+  expect(sfnThrottled('SendTaskSuccess') + sfnThrottled('SendTaskFailure') + sfnThrottled('SendTaskHeartbeat')).toBeGreaterThan(0);
   expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
   expect(r.resumes).toBe(RESUMES_PER_SUCCESS * r.requests);
 });

@@ -327,6 +327,9 @@ describe('VendorSimulator: submission faults', () => {
     expect(statuses).toEqual([503, 503, 202]);
     expect(vendor.stats().faultAnswers.error).toBe(2);
     expect(vendor.stats().requests['r-1']).toMatchObject({ submissions: 3, accepted: 1, jobId: 'job-1' });
+    // The callback follows the accepted submission, not the first (refused) one: the demo dates timeouts by it.
+    const record = vendor.stats().requests['r-1'];
+    expect(record.firstAcceptedAtMs).toBeGreaterThanOrEqual(record.firstSubmissionAtMs!);
   });
 
   test('rejectRate 1: 400 on every submission, never a job', async () => {

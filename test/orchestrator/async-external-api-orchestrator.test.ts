@@ -548,6 +548,35 @@ describe('AsyncExternalApiOrchestrator', () => {
       expect(build({ callbackTimeout: Duration.days(365) })).not.toThrow();
     });
 
+    test('sets the proxy\'s integration timeout from vendorCallTimeout, 29 s by default (issue 11, finding 6)', () => {
+      // GIVEN / WHEN
+      const timeoutsOf = (props: Partial<AsyncExternalApiOrchestratorProps>) => {
+        const stack = testStack();
+        const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...ACCEPTANCE_PROPS, ...props });
+        const methods = Object.values(Template.fromStack(stack).findResources('AWS::ApiGateway::Method'))
+          .filter((m) => m.Properties.Integration.Type === 'HTTP_PROXY');
+        return [orchestrator.proxy.integrationTimeout.toSeconds(), ...methods.map((m) => m.Properties.Integration.TimeoutInMillis)];
+      };
+
+      // THEN the proxy waits as long as the longest vendor call
+      expect(timeoutsOf({})).toEqual([29, 29_000, 29_000]);
+      expect(timeoutsOf({ dispatch: { vendorCallTimeout: Duration.seconds(10) } })).toEqual([29, 29_000, 29_000]);
+      expect(timeoutsOf({
+        proxy: { integrationTimeoutQuota: Duration.minutes(2) },
+        dispatch: { vendorCallTimeout: Duration.seconds(60) },
+        vendorCall: { vendorCallTimeout: Duration.seconds(90) },
+      })).toEqual([90, 90_000, 90_000]);
+    });
+
+    test('fails if vendorCallTimeout is above 29 s without a raised integration timeout quota (issue 11, finding 6)', () => {
+      // WHEN / THEN
+      expect(build({ dispatch: { vendorCallTimeout: Duration.seconds(30) } }))
+        .toThrow(/integrationTimeout must be between 50 milliseconds and integrationTimeoutQuota \(29 seconds\) \(given 30 seconds; an orchestrator sets it/);
+      expect(build({ vendorCall: { vendorCallTimeout: Duration.minutes(1) } })).toThrow(/given 1 minute/);
+      const raisedQuota = { proxy: { integrationTimeoutQuota: Duration.seconds(30) } };
+      expect(build({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.seconds(30) } })).not.toThrow();
+    });
+
     test('fails if batchSize is given twice', () => {
       // WHEN / THEN
       expect(build({ batchSize: 20, consumer: { batchSize: 10 } }))

@@ -1,4 +1,4 @@
-import { Fn, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Fn, Stack, Token } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -188,6 +188,47 @@ describe('ThrottledProxy', () => {
     });
   });
 
+  describe('integration timeout (issue 11, finding 6)', () => {
+    test('sets TimeoutInMillis on both integrations from integrationTimeout, 29 s by default', () => {
+      // GIVEN
+      const stack = testStack();
+      const other = testStack();
+
+      // WHEN
+      const proxy = newProxy(stack);
+      newProxy(other, { integrationTimeout: Duration.seconds(12) });
+
+      // THEN
+      expect(proxy.integrationTimeout.toSeconds()).toBe(29);
+      const timeouts = (s: Stack) => Object.values(Template.fromStack(s).findResources('AWS::ApiGateway::Method'))
+        .map((m) => m.Properties.Integration.TimeoutInMillis);
+      expect(timeouts(stack)).toEqual([29_000, 29_000]);
+      expect(timeouts(other)).toEqual([12_000, 12_000]);
+    });
+
+    test('refuses an integrationTimeout above API Gateway\'s default quota of 29 s, naming the fix', () => {
+      // GIVEN
+      const stack = testStack();
+
+      // WHEN / THEN
+      expect(() => newProxy(stack, { integrationTimeout: Duration.seconds(30) }))
+        .toThrow(/integrationTimeout must be between 50 milliseconds and integrationTimeoutQuota \(29 seconds\) \(given 30 seconds;.*set integrationTimeoutQuota/);
+      expect(() => newProxy(testStack(), { integrationTimeout: Duration.millis(49) })).toThrow(/integrationTimeout must be between 50 milliseconds/);
+    });
+
+    test('allows up to integrationTimeoutQuota once the quota was raised, at most 300 s', () => {
+      // GIVEN
+      const stack = testStack();
+
+      // WHEN
+      newProxy(stack, { integrationTimeout: Duration.minutes(2), integrationTimeoutQuota: Duration.minutes(3) });
+
+      // THEN
+      Template.fromStack(stack).allResourcesProperties('AWS::ApiGateway::Method', { Integration: Match.objectLike({ TimeoutInMillis: 120_000 }) });
+      expect(() => newProxy(testStack(), { integrationTimeoutQuota: Duration.seconds(301) })).toThrow(/integrationTimeoutQuota must be between 29 seconds and 5 minutes \(given 5 minutes 1 second\)/);
+    });
+  });
+
   describe('resource policy', () => {
     test('allows the account and denies every principal not granted', () => {
       // GIVEN
@@ -360,6 +401,30 @@ describe('ThrottledProxy', () => {
           RequestParameters: Match.objectLike({ 'integration.request.header.x-api-key': 'method.request.header.X-Vendor-Credential' }),
         }),
       });
+    });
+
+    test('overwrites the proxy hop\'s SigV4 headers on both methods, with and without credentials (issue 11, finding 9)', () => {
+      // GIVEN
+      const stack = testStack();
+      const withKey = testStack();
+
+      // WHEN
+      newProxy(stack);
+      newProxy(withKey, { credentials: VendorCredentials.fromSecretHeader({ secret: new secretsmanager.Secret(withKey, 'ApiKey') }) });
+
+      // THEN the vendor receives '-' in each of them
+      const overwritten = {
+        'integration.request.header.X-Amz-Date': '\'-\'',
+        'integration.request.header.X-Amz-Security-Token': '\'-\'',
+        'integration.request.header.X-Amz-Content-Sha256': '\'-\'',
+      };
+      for (const s of [stack, withKey]) {
+        const methods = Object.values(Template.fromStack(s).findResources('AWS::ApiGateway::Method'));
+        expect(methods).toHaveLength(2);
+        for (const method of methods) {
+          expect(method.Properties.Integration.RequestParameters).toMatchObject(overwritten);
+        }
+      }
     });
 
     test('maps no header without credentials', () => {

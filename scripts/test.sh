@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The test task after `npx projen bundle`: jest and eslint side by side (issue 12, README "Test
+# speed"). Arguments go to one jest run as they are (`npm test -- test/local/e2e.test.ts`,
+# `npm test -- -t name`); without arguments, the whole suite runs in two lanes at once:
+#
+#   runtime lane: the files that start the whole local runtime (LocalRuntime.start /
+#     startFaultSuite: the example app with every emulator, paced in real time), at most two at a
+#     time and at normal CPU priority. They mostly wait on real clocks, but their cold starts and
+#     pacing need the CPU when they ask for it; three at once under load missed callback timeouts.
+#   unit lane: everything else (constructs, handlers, single emulators), two workers, niced: CPU
+#     bound, not timing sensitive.
+#   eslint (type-aware, about 30 s of CPU), niced further.
+#
+# Each lane writes its own junit report (test-reports/junit.xml, test-reports/junit-runtime.xml)
+# and coverage directory (coverage/, coverage/runtime/); the ASL edge coverage gate runs once on
+# both lanes' records. The jest flags are those projen would
+# pass: --passWithNoTests --ci (snapshots are never written). The exit status fails when any fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+nice -n 10 npx projen eslint >"$logs/eslint" 2>&1 &
+lint_pid=$!
+
+# A runtime-lane report of an earlier run must not count as this run's.
+rm -f test-reports/junit-runtime.xml
+if [ $# -gt 0 ]; then
+  npx jest --passWithNoTests --ci "$@"
+  jest_status=$?
+else
+  mapfile -t runtime_files < <(grep -rlE 'LocalRuntime\.start|startFaultSuite' test --include='*.test.ts' | sort)
+  ignore=('/node_modules/' '/lib/' '/dist/')
+  for f in "${runtime_files[@]}"; do ignore+=("<rootDir>/$f"); done
+
+  # ASL edge coverage (test/asl/coverage-reporter.js): each lane records into its own directory
+  # without the gate (each is a part of the run); the gate runs once below, on both lanes' records.
+  JEST_JUNIT_OUTPUT_NAME=junit-runtime.xml ASL_COVERAGE_GATE=0 ASL_COVERAGE_RECORDS_DIR=coverage/asl-records-runtime \
+    npx jest --passWithNoTests --ci --maxWorkers=2 \
+    --coverageDirectory=coverage/runtime "${runtime_files[@]}" >"$logs/runtime" 2>&1 &
+  runtime_pid=$!
+
+  ASL_COVERAGE_GATE=0 nice -n 5 npx jest --passWithNoTests --ci --maxWorkers=2 --testPathIgnorePatterns "${ignore[@]}"
+  unit_status=$?
+
+  wait "$runtime_pid"
+  runtime_status=$?
+  echo "👾 jest, runtime lane (${#runtime_files[@]} files, ran beside the one above):"
+  cat "$logs/runtime"
+  jest_status=$(( unit_status != 0 ? unit_status : runtime_status ))
+
+  echo "👾 ASL edge coverage of both lanes (the gate of a full run):"
+  mkdir -p coverage/asl-records
+  cp coverage/asl-records-runtime/*.jsonl coverage/asl-records/ 2>/dev/null
+  ASL_COVERAGE_GATE=1 node -e '
+    const Reporter = require("./test/asl/coverage-reporter.js");
+    const reporter = new Reporter({ rootDir: process.cwd() });
+    reporter.onRunComplete();
+    if (reporter.getLastError()) process.exit(1);
+  '
+  asl_status=$?
+  if [ "$jest_status" -eq 0 ]; then jest_status=$asl_status; fi
+fi
+
+wait "$lint_pid"
+lint_status=$?
+echo "👾 eslint (ran beside jest):"
+cat "$logs/eslint"
+if [ "$lint_status" -ne 0 ]; then echo "eslint failed (exit $lint_status)"; fi
+if [ "$jest_status" -ne 0 ]; then exit "$jest_status"; fi
+exit "$lint_status"

@@ -1,0 +1,70 @@
+/**
+ * The documented defaults say what the code derives (issue 11, finding 13): the `@default` texts
+ * that users read in API.md and their IDE, and the README's description of shipped features.
+ * Each test checks the code's figure and the sentence that states it, so neither drifts alone.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import { AsyncExternalApiOrchestrator, deriveRateSettings, PacingPoint, ThrottledProxy } from '../src';
+
+const ROOT = path.join(__dirname, '..');
+const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
+
+/** The doc comment right above `readonly <prop>?:` in a source file. */
+function docOf(file: string, prop: string): string {
+  const source = read(file);
+  const at = source.indexOf(`readonly ${prop}?:`);
+  expect(at).toBeGreaterThan(0);
+  const start = source.lastIndexOf('/**', at);
+  return source.slice(start, at).replace(/\n\s*\* ?/g, ' ');
+}
+
+function orchestratorBurst(requestsPerSecond: number, pacingPoint?: PacingPoint): number {
+  const stack = new Stack(new App(), 'Docs');
+  return new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://vendor.example.com/v1/jobs',
+    requestsPerSecond,
+    callbackTimeout: Duration.minutes(5),
+    pacingPoint,
+  }).proxy.throttlingBurstLimit;
+}
+
+test('batchSize @default: the contract rounded up, at least 1, at most 10000 (not "between 1 and 10")', () => {
+  for (const [rps, batch] of [[0.5, 1], [7.2, 8], [100, 100], [20_000, 10_000]]) {
+    expect(deriveRateSettings(rps).batchSize).toBe(batch);
+  }
+  for (const file of ['src/orchestrator/async-external-api-orchestrator.ts', 'src/rate-controlled-queue-consumer/rate-controlled-queue-consumer.ts']) {
+    const doc = docOf(file, 'batchSize');
+    expect(doc).toMatch(/@default - the contract rounded up, at least 1 and at most 10000/);
+    expect(doc).not.toMatch(/between 1 and 10\b/);
+  }
+});
+
+test('throttlingBurstLimit @default: derived from the pacing in an orchestrator, a quarter of the contract alone', () => {
+  // VENDOR_CALL (the orchestrator's default), L = 30 ms: max(2, 1 + ceil(R x 0.13)).
+  expect(orchestratorBurst(10)).toBe(3);
+  expect(orchestratorBurst(100)).toBe(14);
+  // DISPATCH, and a proxy used alone: max(2, ceil(R / 4)).
+  expect(orchestratorBurst(100, PacingPoint.DISPATCH)).toBe(25);
+  const alone = new ThrottledProxy(new Stack(new App(), 'Alone'), 'Proxy', { vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 100 });
+  expect(alone.throttlingBurstLimit).toBe(25);
+
+  const doc = docOf('src/throttled-proxy/throttled-proxy.ts', 'throttlingBurstLimit');
+  expect(doc).toContain('max(2, 1 + ceil(R x (L + 100 ms)))');
+  expect(doc).toContain('3 at 10 RPS, 14 at 100 RPS');
+  expect(doc).toContain('max(2, ceil(R / 4))');
+  expect(doc).toMatch(/@default - `max\(2, 1 \+ ceil\(R x \(L \+ 100 ms\)\)\)` in an orchestrator with `PacingPoint.VENDOR_CALL`; otherwise a quarter of the contract, at least 2/);
+});
+
+test('the README and the synth demo describe dynamic delay and the Scheduler mode as shipped, not planned', () => {
+  const readme = read('README.md');
+  const step4 = readme.slice(readme.indexOf('\n4. '), readme.indexOf('\n5. '));
+  expect(step4).toContain('consumer: { dynamicDelay: {} }');
+  expect(step4).toContain('ConsumerTrigger.schedule(');
+  // No line calls either feature planned (the demo's timeout cause `planned` is another matter).
+  expect(readme.split('\n').filter((line) => /\bplanned\b/.test(line) && /dynamic delay|AppConfig|Scheduler/i.test(line))).toEqual([]);
+  const synthDemo = read('examples/demo.ts');
+  expect(synthDemo).not.toMatch(/come with the rate-control work|is the next step/);
+  expect(readme).toContain('## Upgrade notes');
+});
