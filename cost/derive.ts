@@ -479,7 +479,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     derivation: `1 strongly consistent GetItem per batch of ${fmt(requestFeed.fill)}`,
   });
   if (vendorCaller) {
-    lines.push(callerPacerRead(pacerTable.logicalId));
+    lines.push(callerPacerRead(pacerTable.logicalId), callerSlotClaim(pacerTable.logicalId));
   }
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
@@ -612,7 +612,7 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
     derivation: `1 strongly consistent GetItem per batch of ${fmt(feed.fill)}, shared with the submissions`,
   });
   if (caller) {
-    lines.push(callerPacerRead(model.pacerTable));
+    lines.push(callerPacerRead(model.pacerTable), callerSlotClaim(model.pacerTable));
   }
   const proxyLogBytes = model.proxy.accessLogBytes + model.proxy.executionLogBytes;
   lines.push(logLine(`${model.proxy.logicalId} (proxy) API logs`, proxyLogBytes, proxyLogBytes === 0 ? 'no access or execution logging' : 'access log line from the stage\'s format'));
@@ -667,6 +667,21 @@ function callerPacerRead(pacerTable: string): UsageLine {
     perRequest: 1,
     price: 'dynamodbReadRequestUnit',
     derivation: 'strongly consistent read of the pacer item (< 4 KB) before the slot: 1 RRU per call; no fresh reservation while the given slot is on time',
+  };
+}
+
+/**
+ * The single-use slot (issue 13, item 1): before it writes its request the vendor caller claims
+ * its slot with one conditional write, so a retried invoke or a duplicate execution carrying the
+ * same slot cannot fire it again. At most one write per request by design; items under 1 KB.
+ */
+function callerSlotClaim(pacerTable: string): UsageLine {
+  return {
+    service: 'dynamodb',
+    what: `vendor caller ${pacerTable} slot claim (single-use slot)`,
+    perRequest: 1,
+    price: 'dynamodbWriteRequestUnit',
+    derivation: 'one conditional write of the slot before the request is written (< 1 KB): 1 WRU per vendor request',
   };
 }
 

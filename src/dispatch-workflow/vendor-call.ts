@@ -21,6 +21,7 @@
  * Everything from the outside (clients, clock, signer, fetch) is passed in; `vendor-caller.lambda.ts`
  * is the thin adapter.
  */
+import { randomBytes } from 'node:crypto';
 // This module is bundled into the vendor caller Lambda only; the construct library never imports
 // it, so the SDK stays a devDependency (bundled by esbuild).
 import type { Logger } from '@aws-lambda-powertools/logger';
@@ -142,6 +143,24 @@ const CONNECTION_IDLE_MS = 3000;
 /** Warm-up only when the slot is at least this far away. */
 const WARM_UP_MIN_LEAD_MS = 100;
 
+/** Identifies this execution environment (container) in the User-Agent: one per cold start. */
+const CONTAINER_ID = randomBytes(6).toString('hex');
+/** Product token of the caller's User-Agent; the README's Logs Insights query parses it. */
+export const PACING_USER_AGENT_PRODUCT = 'cdk-async-external-api-vendor-caller';
+
+/**
+ * The caller's User-Agent: `cdk-async-external-api-vendor-caller/<container> slot/<slot ms>`.
+ * The proxy's access log records it (`$context.identity.userAgent`) beside `$context.requestTimeEpoch`,
+ * API Gateway's own receive time, so `requestTimeEpoch - slot` measures fire lateness + caller ->
+ * proxy latency + this container's clock offset on one clock (README, "check it once deployed";
+ * https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html).
+ * SigV4 never signs User-Agent (@smithy/signature-v4 ALWAYS_UNSIGNABLE_HEADERS), so it may be set
+ * after signing.
+ */
+export function pacingUserAgent(slotAtMs: number): string {
+  return `${PACING_USER_AGENT_PRODUCT}/${CONTAINER_ID} slot/${slotAtMs}`;
+}
+
 /** A failure the dispatch workflow's ClassifyVendorError understands (by its name). */
 export class VendorCallError extends Error {
   constructor(name: string, message: string) {
@@ -235,6 +254,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   let fired = false;
   let signed: Record<string, string> | undefined;
   let prepared: PreparedRequest | undefined;
+  let fireHeaders: Record<string, string> | undefined;
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
     if (slot === undefined || clock.now() > slot + config.fireToleranceMs) {
@@ -283,8 +303,9 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     }
 
     // 3. Fire at the slot, or not at all. The request is built now, so that at the slot only its
-    // write is left.
-    prepared = deps.prepare?.(url, { method, headers: signed, body });
+    // write is left. Its User-Agent carries the slot (see pacingUserAgent).
+    fireHeaders = { ...signed, 'user-agent': pacingUserAgent(slot) };
+    prepared = deps.prepare?.(url, { method, headers: fireHeaders, body });
     await sleepUntil(clock, slot);
     if (clock.now() > slot + config.fireToleranceMs) {
       prepared?.cancel();
@@ -304,7 +325,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   let text: string;
   try {
     const signal = AbortSignal.timeout(config.callTimeoutMs);
-    response = await (prepared ? prepared.send(signal) : deps.fetch(url, { method, headers: signed, body, signal }));
+    response = await (prepared ? prepared.send(signal) : deps.fetch(url, { method, headers: fireHeaders, body, signal }));
     text = await response.text();
   } catch (error) {
     const e = error as Error & { cause?: unknown };

@@ -6,14 +6,22 @@
  * ## The guarantee
  *
  * Let `R` be the contract, `r = floor(R)` (or `R` when `R < 1`). In the default pacing point
- * (`PacingPoint.VENDOR_CALL`) **no sliding 1-second window at the vendor holds more than `ceil(r)`
- * requests** (`floor(R)`, or 1 when `R < 1`), provided that for every request
+ * (`PacingPoint.VENDOR_CALL`) **no 1-second window at the vendor holds more than `floor(R)`
+ * requests**, and when `R < 1` no window of `1 / R` seconds holds more than one (so one per second
+ * at most, and e.g. at most one in any 2 s at `R = 0.5`). The windows are **closed**, `[a - 1 s, a]`:
+ * the bound holds for a vendor that counts half-open windows `(a - 1 s, a]` too, and for one that
+ * timestamps in whole milliseconds (see "The window's edge"). This holds provided that for every
+ * request
  *
- *     (how late the vendor caller fires against its slot) + (spread of the caller -> vendor latency) <= L
+ *     (how late the vendor caller fires against its slot, by its own clock)
+ *       + (spread of the caller -> vendor latency)
+ *       + (spread between the callers' clocks) <= L
  *
  * where `L` is the lateness tolerance the slots are spaced for. The caller enforces the first term
  * (it fires in `[t, t + fireTolerance]` or gives the slot up); the second is an assumption about the
- * network path (caller Lambda -> API Gateway proxy -> vendor), stated with the defaults below.
+ * network path (caller Lambda -> API Gateway proxy -> vendor), the third about the clocks of the
+ * Lambda hosts, both stated with the defaults in rate-settings.ts and checked once deployed (README,
+ * "check it once deployed").
  *
  * In `PacingPoint.DISPATCH` the same bound holds for the StartExecution calls; at the vendor it holds
  * only if the spread of the whole Express workflow (start, its states, the proxy) stays within `L`,
@@ -26,9 +34,11 @@
  * with or without Retry-After). A reservation of up to `k` slots:
  *
  * - effective rate `r = R >= 1 ? floor(R) : R`;
- * - slot interval `I = (1000 + L) / r + extra` ms (rounded up to a multiple of 1/1024 ms, see
- *   below), where `extra >= 0` is the operator's dynamic delay (it can only slow);
- * - `base = max(now, nextSlotAtMs, pausedUntilMs)`, slots `base, base + I, ..., base + (n - 1) * I`,
+ * - slot interval `I = (1000 + L + 1) / r + extra` ms (rounded up to a multiple of 1/1024 ms, see
+ *   below), where `extra >= 0` is the operator's dynamic delay (it can only slow) and the 1 ms is
+ *   the margin at the window's edge (`WINDOW_EDGE_MARGIN_MS`);
+ * - `base = max(now, nextSlotAtMs, pausedUntilMs)` (rounded up to the 1/1024 ms grid), slots
+ *   `base, base + I, ..., base + (n - 1) * I`,
  *   `n` as many as are wanted and fit before the invocation's deadline (`n` may be 0);
  * - `nextSlotAtMs := base + n * I`, written with the condition `nextSlotAtMs = :old` (or
  *   `attribute_not_exists(nextSlotAtMs)` when there was none). If another invocation wrote first,
@@ -45,33 +55,54 @@
  *    moves `nextSlotAtMs` forward past the slots it reserved, and the conditional write makes the
  *    read-compute-write of each reservation atomic, so the next reservation starts at or after
  *    the last slot of the previous one plus `I`.
- * 2. Request `i` for slot `t_i` reaches the vendor at `a_i = t_i + f_i + d_i`, `f_i` the firing
- *    lateness, `d_i` the caller -> vendor latency. With `d_i` in `[d_min, d_min + J]` and
- *    `f_i + (d_i - d_min) <= L` (the assumption), `a_i - d_min` lies in `[t_i, t_i + L]`.
- * 3. Take any window `(a - 1000, a]` at the vendor. Every request in it has `t_i` in
- *    `(a - d_min - 1000 - L, a - d_min]`, a half-open span of length `1000 + L <= r * I`: `m`
- *    slots at least `I` apart in it satisfy `(m - 1) * I < r * I`, so `m <= ceil(r)`.
+ * 2. Request `i` for slot `t_i` reaches the vendor at `a_i = t_i + c_i + f_i + d_i` in real time:
+ *    `c_i` the offset of its caller's clock (a caller whose clock runs ahead fires early in real
+ *    time), `f_i` the firing lateness by that clock, `d_i` the caller -> vendor latency. With
+ *    `c_i + f_i + d_i` in `[e_min, e_min + L]` for every request (the assumption: fire tolerance +
+ *    path spread + clock spread <= L), `a_i - e_min` lies in `[t_i, t_i + L]`.
+ * 3. Take any closed window `[a - 1000, a]` at the vendor. Every request in it has `t_i` in
+ *    `[a - e_min - 1000 - L, a - e_min]`, a closed span of length `1000 + L < r * I`: `m` slots at
+ *    least `I` apart in it satisfy `(m - 1) * I <= 1000 + L < r * I`, so `m <= r` when `r` is a
+ *    whole number, and `m = 1` when `r < 1` (then `I > 1000 + L`; the same argument with a window
+ *    of `1000 / r` ms shows one request at most in any `1 / R` seconds).
  *
- * Clocks: every Lambda reads its own clock. The proof carries over as far as they agree, which
- * is part of `L` (EC2/Lambda hosts sync to the Amazon Time Sync Service, typically well under
- * 1 ms apart).
+ * ## The window's edge
+ *
+ * Without the margin (`r * I = 1000 + L` exactly), a request exactly `L` late and the request `r`
+ * slots after it, on time, arrive exactly 1000 ms apart: a vendor counting closed windows
+ * `[a - 1 s, a]` sees `r + 1`, and so does a vendor that timestamps in whole milliseconds when they
+ * arrive 1000.4 ms apart. With `r * I >= 1000 + L + 1`, any `r + 1` requests span at least 1001 ms
+ * of real time, and at least 1001 ms after rounding both ends to whole milliseconds (rounding is
+ * monotone and moves whole numbers by whole numbers). The margin costs `1 / (1001 + L)` of the rate
+ * (0.1 %).
+ *
+ * Clocks: every Lambda reads its own clock, and no AWS document bounds the error of a Lambda
+ * host's clock (EC2 instances sync to the Amazon Time Sync Service; ClockBound, AWS's tool to read
+ * the error bound, https://github.com/aws/clock-bound, is not available in Lambda; a ClockBound
+ * client reports +/- 0.5-2 ms for EC2 on the default Time Sync Service,
+ * https://pypi.org/project/clockbound/). So the spread between callers' clocks is a term of `L`
+ * (rate-settings.ts `ASSUMED_CLOCK_SPREAD_MS`), and the deployment measures it against one clock,
+ * API Gateway's `$context.requestTimeEpoch` (README, "check it once deployed").
  *
  * ## Choosing L (the defaults, and where the numbers come from)
  *
- * `L = fireTolerance + J`. With the vendor caller, `J` is the spread of one HTTPS request on a
+ * `L = (fireTolerance + 1 ms) + J + C` (rate-settings.ts): the fire term (the 1 ms is the
+ * resolution of `Date.now()`, which the fire check reads), `J` the spread of one HTTPS request on a
  * warm keep-alive connection from a Lambda to a regional API Gateway endpoint in the same region
- * plus the proxy's HTTP integration to the vendor:
+ * plus the proxy's HTTP integration to the vendor, `C` the spread between the callers' clocks:
  *
- * - Lambda timer accuracy: Node.js timers fire 0-2 ms late on an idle event loop (the caller does
- *   nothing else while it waits) -> the caller fires within `fireTolerance = 10 ms` or gives up.
+ * - Timer accuracy: Node.js timers aimed at a wall-clock time woke at most 2.9 ms late at p99 and
+ *   5.8 ms at worst on a loaded 2-core machine (docs/benchmark.md, "Fire tolerance") -> the caller
+ *   fires within `fireTolerance = 5 ms` or gives up (about 0.1 % of slots there).
  * - API Gateway overhead (the `Latency - IntegrationLatency` of REST APIs): typically 5-15 ms,
  *   spread about 10 ms at p99 for a regional endpoint (AWS re:Post / CloudWatch measurements).
  * - Network to the vendor: the vendor's own jitter is outside our control; within one region or
  *   to a nearby internet endpoint the spread of the TCP path is a few milliseconds (p99 ~5 ms).
+ * - Clocks: 4 ms assumed (see "Clocks" above).
  *
- * So `J ~ 15-20 ms` and the default `L = 30 ms` (`fireTolerance 10 ms + J 20 ms`): slots are
- * spaced `(1000 + 30) / r` apart, the best possible utilization is `1000 / 1030 = 0.971`.
- * A vendor whose path spreads more needs a larger `L` (utilization `1000 / (1000 + L)`).
+ * So `J ~ 15-20 ms` and the default `L = 30 ms` (5 + 1 + 20 + 4): slots are spaced
+ * `(1000 + 30 + 1) / r` apart, the best possible utilization is `1000 / 1031 = 0.970`. A vendor
+ * whose path spreads more needs a larger `L` (utilization `1000 / (1001 + L)`).
  * A cold connection (new container: DNS + TCP + TLS, 30-100 ms) would break the assumption, so
  * the caller opens its connection during its lead time, before its first slot.
  *
@@ -79,7 +110,7 @@
  *
  * ## Exact arithmetic
  *
- * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L`
+ * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L + 1`
  * still holds), and every slot time is then a multiple of 1/1024 below 2^43 ms (the year 2248), so
  * doubles represent it exactly: no rounding error can squeeze two slots closer than `I`, and the
  * value written to DynamoDB reads back identical for the `nextSlotAtMs = :old` condition.
@@ -87,6 +118,7 @@
 // The pacer is bundled into the dispatcher Lambda only; the construct library never imports it, so
 // the SDK stays a devDependency (bundled by esbuild).
 import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 
 /** Partition key value of the single pacer item. */
 export const PACER_ITEM_KEY = 'pacer';
@@ -98,6 +130,13 @@ export const NEXT_SLOT_ATTRIBUTE = 'nextSlotAtMs';
 export const PAUSED_UNTIL_ATTRIBUTE = 'pausedUntilMs';
 /** Default lateness tolerance `L` when pacing StartExecution (PacingPoint.DISPATCH), in milliseconds. */
 export const DEFAULT_LATENESS_TOLERANCE_MS = 50;
+/**
+ * Added to the `1000 + L` span that `floor(R)` slot intervals cover, so that the span is strictly
+ * longer: see "The window's edge" in the module comment. One whole millisecond, because a vendor
+ * that timestamps in whole milliseconds sees two arrivals 1000.5 ms apart as 1000 ms apart.
+ * Declared with the other rate knobs in rate-settings.ts (pure, so the constructs read it too).
+ */
+export { WINDOW_EDGE_MARGIN_MS };
 /** How many times a reservation is attempted when other invocations keep writing first. */
 export const DEFAULT_MAX_RESERVATION_ATTEMPTS = 25;
 
@@ -138,8 +177,16 @@ export function slotIntervalMs(requestsPerSecond: number, latenessToleranceMs: n
   if (!Number.isFinite(extraIntervalMs) || extraIntervalMs < 0) {
     throw new Error(`extraIntervalMs must be a non-negative number, got ${extraIntervalMs}`);
   }
-  const exact = (1000 + latenessToleranceMs) / effectiveRate(requestsPerSecond) + extraIntervalMs;
-  return Math.ceil(exact * 1024) / 1024;
+  const exact = (1000 + latenessToleranceMs + WINDOW_EDGE_MARGIN_MS) / effectiveRate(requestsPerSecond) + extraIntervalMs;
+  return roundUpToSlotGrid(exact);
+}
+
+/**
+ * `ms` rounded up to a multiple of 1/1024 ms, the grid every slot time lies on (see "Exact
+ * arithmetic" in the module comment). Rounding up never brings a slot or the end of a pause closer.
+ */
+export function roundUpToSlotGrid(ms: number): number {
+  return Math.ceil(ms * 1024) / 1024;
 }
 
 /** Result of {@link computeSchedule}. */
@@ -190,7 +237,9 @@ export function computeSchedule(
   const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs, options.extraIntervalMs ?? 0);
   // An idle schedule (nextSlotAtMs in the past) restarts at now: unused past slots are not
   // banked, otherwise an idle period would allow a burst. No slot falls inside a pause.
-  const base = Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0);
+  // On the slot grid (a pause from Retry-After or a fractional lead need not be): every slot stays
+  // exact in floating point.
+  const base = roundUpToSlotGrid(Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0));
   const latestSlot = nowMs + Math.max(0, maxWaitMs);
   const fitting = latestSlot < base ? 0 : Math.floor((latestSlot - base) / interval) + 1;
   const n = Math.min(requested, fitting);
@@ -202,16 +251,17 @@ export function computeSchedule(
 }
 
 /**
- * The largest number of `times` inside any half-open window `(a - windowMs, a]`.
- * Used by tests to check the pacing guarantee.
+ * The largest number of `times` inside any half-open window `(a - windowMs, a]`, or, with
+ * `closed`, any closed window `[a - windowMs, a]` (what the guarantee is stated for: a vendor may
+ * count either way). Used by tests to check the pacing guarantee.
  */
-export function maxInAnyWindow(times: number[], windowMs: number = 1000): number {
+export function maxInAnyWindow(times: number[], windowMs: number = 1000, closed: boolean = false): number {
   const sorted = [...times].sort((x, y) => x - y);
   let max = 0;
   let first = 0;
   // The fullest window can always be taken to end at one of the times.
   for (let last = 0; last < sorted.length; last++) {
-    while (sorted[first] <= sorted[last] - windowMs) {
+    while (closed ? sorted[first] < sorted[last] - windowMs : sorted[first] <= sorted[last] - windowMs) {
       first++;
     }
     max = Math.max(max, last - first + 1);
@@ -329,13 +379,17 @@ export async function readPausedUntil(dynamodb: DynamoDBClient, tableName: strin
 }
 
 /**
- * Pauses every dispatcher and caller until `untilMs` (vendor pushback). The pause only ever moves
+ * Pauses every dispatcher and caller until `requestedUntilMs` rounded up to the slot grid (vendor
+ * pushback). The pause only ever moves
  * forward: a shorter pause than the stored one changes nothing. Resolves to the pause in force.
  */
-export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, untilMs: number): Promise<number> {
-  if (!Number.isFinite(untilMs)) {
-    throw new Error(`untilMs must be a finite number, got ${untilMs}`);
+export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, requestedUntilMs: number): Promise<number> {
+  if (!Number.isFinite(requestedUntilMs)) {
+    throw new Error(`untilMs must be a finite number, got ${requestedUntilMs}`);
   }
+  // On the slot grid, like the slots (the first slot after a pause starts at it); rounded up, so
+  // the pause is never shortened. A Retry-After of "0.0001" seconds would otherwise be stored as is.
+  const untilMs = roundUpToSlotGrid(requestedUntilMs);
   try {
     await dynamodb.send(new UpdateItemCommand({
       TableName: tableName,

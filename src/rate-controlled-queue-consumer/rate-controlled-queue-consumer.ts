@@ -114,12 +114,14 @@ export interface RateControlledQueueConsumerOptions {
   readonly lead?: Duration;
 
   /**
-   * `L`: slots are spaced `(1 s + L) / floor(requestsPerSecond)` apart. With `VENDOR_CALL` it must
-   * cover how late the caller fires (`fireTolerance`) plus the spread of the caller -> proxy ->
-   * vendor latency; with `DISPATCH`, how late a start may be. Larger values cost throughput (best
-   * utilization `1 s / (1 s + L)`).
+   * `L`: slots are spaced `(1 s + L + 1 ms) / floor(requestsPerSecond)` apart (the 1 ms is a margin
+   * at the window's edge). With `VENDOR_CALL` it must cover how late the caller fires
+   * (`fireTolerance` + 1 ms, the resolution of the caller's clock) plus the spread of the caller ->
+   * proxy -> vendor latency plus the spread between the callers' clocks (README, "Choosing L");
+   * with `DISPATCH`, how late a start may be. Larger values cost throughput (best utilization
+   * `1 s / (1 s + L + 1 ms)`).
    *
-   * @default Duration.millis(30) with VENDOR_CALL (utilization up to 0.971), Duration.millis(50) with DISPATCH
+   * @default Duration.millis(30) with VENDOR_CALL (utilization up to 0.970), Duration.millis(50) with DISPATCH
    */
   readonly latenessTolerance?: Duration;
 
@@ -127,7 +129,7 @@ export interface RateControlledQueueConsumerOptions {
    * With `VENDOR_CALL`: how late the vendor caller may fire against its slot before it gives the
    * slot up and reserves a new one. Part of `latenessTolerance`.
    *
-   * @default Duration.millis(10)
+   * @default Duration.millis(5)
    */
   readonly fireTolerance?: Duration;
 

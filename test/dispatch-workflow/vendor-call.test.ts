@@ -3,7 +3,7 @@ import { AddressInfo } from 'node:net';
 import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
-import { callVendor, parseRetryAfterMs, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
+import { callVendor, pacingUserAgent, parseRetryAfterMs, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
 
 const ddb = mockClient(DynamoDBClient);
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
@@ -78,6 +78,8 @@ describe('callVendor', () => {
     expect(received[0].at).toBeGreaterThanOrEqual(slot);
     expect(received[0].headers.authorization).toBe('signed');
     expect(received[0].headers['idempotency-key']).toBe('r-1');
+    // The slot goes with the request, for the access log's single-clock lateness check.
+    expect(received[0].headers['user-agent']).toMatch(new RegExp(`^cdk-async-external-api-vendor-caller/[0-9a-f]{12} slot/${slot}$`));
     expect(JSON.parse(received[0].body)).toEqual({ a: 1 });
     // the pause was re-read (consistent) before firing
     expect(ddb.commandCalls(GetItemCommand).some((c) => c.args[0].input.ConsistentRead === true)).toBe(true);
@@ -102,7 +104,15 @@ describe('callVendor', () => {
     expect(received).toHaveLength(1);
     expect(received[0].at).toBeGreaterThanOrEqual(slot);
     expect(received[0].headers.authorization).toBe('signed');
+    expect(received[0].headers['user-agent']).toBe(pacingUserAgent(slot));
     expect(JSON.parse(received[0].body)).toEqual({ a: 1 });
+  });
+
+  test('GIVEN two slots WHEN naming them in the User-Agent THEN the container part is the same and the slot is exact', () => {
+    const [a, b] = [pacingUserAgent(1_796_638_446_418.5), pacingUserAgent(1_796_638_446_521.6005859375)];
+    expect(a).toMatch(/^cdk-async-external-api-vendor-caller\/[0-9a-f]{12} slot\/1796638446418\.5$/);
+    expect(b.split(' ')[0]).toBe(a.split(' ')[0]);
+    expect(Number(b.split('slot/')[1])).toBe(1_796_638_446_521.6005859375);
   });
 
   test('GIVEN a pause check that has not answered by the slot WHEN calling THEN the request fires at its slot without it', async () => {
