@@ -573,7 +573,8 @@ export class DispatchWorkflow extends Construct {
       },
     });
     props.proxy.grantInvoke(fn);
-    pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    // PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
+    pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     if (pacing.dynamicDelay) {
       for (const [name, value] of Object.entries(pacing.dynamicDelay.environmentVariables)) {
         fn.addEnvironment(name, value);

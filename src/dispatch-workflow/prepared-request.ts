@@ -15,8 +15,24 @@ import * as https from 'node:https';
 
 /** A request ready to go. */
 export interface PreparedRequest {
-  /** Writes the request; resolves with the response (its body read). Aborted by `signal`. */
-  send(signal?: AbortSignal): Promise<Response>;
+  /**
+   * Whether the request holds a connected socket now: a kept-alive one from the pool, or a new one
+   * whose TCP (and TLS) handshake has completed. Only then does `send()` put the request on the
+   * wire at once; on a socket still connecting, the bytes wait for the handshake (30-100 ms on a
+   * new HTTPS connection), so the request would leave late for its slot.
+   */
+  readonly connected: boolean;
+  /**
+   * Whether the request can no longer be sent on its socket (it closed or failed before `send()`):
+   * prepare another one.
+   */
+  readonly broken: boolean;
+  /**
+   * Writes the request; resolves with the response (its body read). Aborted by `signal`.
+   * `onWritten` is called when the whole request has been handed to the operating system (the
+   * request's 'finish' event): the moment it leaves, as near as Node.js can tell.
+   */
+  send(signal?: AbortSignal, onWritten?: () => void): Promise<Response>;
   /** Drops the request unsent (the slot was given up). */
   cancel(): void;
 }
@@ -52,9 +68,34 @@ export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): Prepa
     request.on('error', (error) => {
       failure ??= error;
     });
+    // The socket's state, from the 'socket' event on (the agent assigns one on the next tick).
+    let socketState: 'none' | 'connecting' | 'connected' | 'closed' = 'none';
+    request.on('socket', (socket) => {
+      socket.once('close', () => {
+        socketState = 'closed';
+      });
+      // A socket from the keep-alive pool is connected (a closed one leaves the pool). A new one
+      // is not before its handshake: 'connect' (TCP), or 'secureConnect' (TLS) for HTTPS.
+      if (request.reusedSocket || (protocol === 'http:' && !socket.connecting)) {
+        socketState = 'connected';
+        return;
+      }
+      socketState = 'connecting';
+      socket.once(protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+        if (socketState === 'connecting') {
+          socketState = 'connected';
+        }
+      });
+    });
     let sent = false;
     return {
-      send: (signal) => {
+      get connected() {
+        return socketState === 'connected' && failure === undefined;
+      },
+      get broken() {
+        return socketState === 'closed' || failure !== undefined;
+      },
+      send: (signal, onWritten) => {
         if (sent) {
           return Promise.reject(new Error('a prepared request is sent once'));
         }
@@ -90,6 +131,9 @@ export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): Prepa
           if (signal?.aborted) {
             onAbort();
             return;
+          }
+          if (onWritten) {
+            request.once('finish', onWritten);
           }
           request.end(init.body);
         });

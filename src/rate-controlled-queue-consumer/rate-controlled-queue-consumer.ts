@@ -366,7 +366,11 @@ export class RateControlledQueueConsumer extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // One item holding the next free start time: nothing worth keeping.
+      // The vendor caller's slot claims (one short item per request, pacer.ts, claimSlot) expire; the
+      // pacer item and the drain lease have no such attribute and stay. Turning TTL on updates the
+      // table in place (no replacement).
+      timeToLiveAttribute: 'expiresAt', // PACER_TTL_ATTRIBUTE in pacer.ts (a handler module: not imported here)
+      // The next free start time, the vendor's pause and recent slot claims: nothing worth keeping.
       removalPolicy: RemovalPolicy.DESTROY,
     });
 
