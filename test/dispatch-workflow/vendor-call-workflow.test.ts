@@ -133,7 +133,26 @@ describe('VendorCallWorkflow', () => {
     });
     const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
     expect(aslErrors(definition)).toEqual([]);
-    expect(definition.StartAt).toBe('CheckWaitingWorkflow');
+    // The call is claimed first (a duplicate execution stops there), then checked, then made.
+    expect(definition.StartAt).toBe('ClaimCall');
+    expect(definition.States.ClaimCall.Next).toBe('CheckWaitingWorkflow');
+  });
+
+  test('claims each call in the correlation table with a conditional write of its claim sequence (issue 13, item 1)', () => {
+    const { stack, orchestrator } = withCall();
+    const template = Template.fromStack(stack);
+    const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
+    const claim = definition.States.ClaimCall;
+    expect(claim.Resource).toMatch(/:states:::dynamodb:updateItem$/);
+    expect(claim.Parameters.ConditionExpression).toBe('attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq');
+    expect(claim.Parameters.Key).toEqual({ requestId: { 'S.$': "States.Format('call#{}', $.requestId)" } });
+    expect(claim.Catch[0]).toMatchObject({ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], Next: 'AlreadyClaimed' });
+    expect(definition.States.AlreadyClaimed.Type).toBe('Succeed');
+    // the workflow's role may write to the correlation table
+    const policies = template.findResources('AWS::IAM::Policy');
+    const statements = Object.values(policies).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+    expect(statements.some((st: any) => [st.Action].flat().includes('dynamodb:UpdateItem')
+      && JSON.stringify(st.Resource).includes(logicalIdOf(stack, orchestrator.table.table)))).toBe(true);
   });
 
   test('with PacingPoint.VENDOR_CALL (default), the vendor caller fires the call at its slot with the message\'s method, path, query and body', () => {
