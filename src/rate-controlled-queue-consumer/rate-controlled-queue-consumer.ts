@@ -125,7 +125,8 @@ export interface RateControlledQueueConsumerOptions {
 
   /**
    * With `VENDOR_CALL`: how late the vendor caller may fire against its slot before it gives the
-   * slot up and reserves a new one. Part of `latenessTolerance`.
+   * slot up and reserves a new one. Part of `latenessTolerance`. At least 2 ms: the caller's clock
+   * (`Date.now()`) counts whole milliseconds, and 1 ms of the tolerance goes to that resolution.
    *
    * @default Duration.millis(10)
    */
