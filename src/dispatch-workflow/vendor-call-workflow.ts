@@ -356,8 +356,9 @@ export class VendorCallWorkflow extends Construct {
           // The caller's own timeout covers its wait for the slot and the call.
           TimeoutSeconds: caller instanceof lambda.Function && caller.timeout ? caller.timeout.toSeconds() + 5 : 290,
           Retry: [{
-            // The function did not run or Lambda failed around it: a new invocation is late for
-            // the slot and reserves a fresh one, so retrying cannot break the bound.
+            // The function did not run or Lambda failed around it. The retry can start before the
+            // slot while the first invocation still runs: the caller claims its slot before firing
+            // it (pacer.ts, claimSlot), so only one fires it. Retrying cannot break the bound.
             ErrorEquals: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
             IntervalSeconds: 1,
             BackoffRate: 2,

@@ -241,6 +241,11 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   let fired = false;
   let signed: Record<string, string> | undefined;
   let prepared: PreparedRequest | undefined;
+  // A DynamoDB call that fails ends the invocation: the prepared request must not keep its socket.
+  const cancelOnError = <T>(pending: Promise<T>): Promise<T> => pending.catch((error: unknown) => {
+    prepared?.cancel();
+    throw error;
+  });
   const giveUpSlot = (reason: string, detail: Record<string, unknown>) => {
     logger.warn(`${reason}; the slot is given up`, { ...log, slotAtMs: slot, ...detail });
     deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
@@ -253,7 +258,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     }
     if (slot === undefined) {
       const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
-      const reservation = await reserveSlots({
+      const reservation = await cancelOnError(reserveSlots({
         dynamodb: deps.dynamodb,
         tableName: config.pacerTableName,
         requested: 1,
@@ -264,7 +269,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         minLeadMs: FRESH_SLOT_LEAD_MS,
         clock,
         random: deps.random,
-      });
+      }));
       if (reservation.slots.length === 0) {
         prepared?.cancel();
         return requeue(reservation.nextFreeAtMs, clock, 'NoSlotInTime', logger, log);
@@ -275,7 +280,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     // 1b. Each slot is fired once: a duplicate invocation carrying the same slot (a retried invoke,
     // a duplicate Express execution) loses the claim and does not fire it.
     if (!slotIsOurs) {
-      if (!await claimSlot(deps.dynamodb, config.pacerTableName, slot)) {
+      if (!await cancelOnError(claimSlot(deps.dynamodb, config.pacerTableName, slot))) {
         giveUpSlot('another invocation already claimed this pacing slot (a retried invoke or a duplicate execution)', {});
         continue;
       }

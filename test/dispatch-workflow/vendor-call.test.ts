@@ -385,6 +385,23 @@ describe('callVendor: a connected socket at the slot, lateness when the request 
     expect(metrics.filter(([name]) => name === 'SlotsGivenUp')).toHaveLength(1);
   });
 
+  test('GIVEN a prepared request WHEN the pacer table fails before it is sent THEN it is cancelled (its socket freed) and the error thrown', async () => {
+    // GIVEN a socket never connected (the slot is given up), then a failing reservation
+    const clock = wallClock(T0);
+    const vendor = fakePreparer(clock, { connectedAt: Infinity });
+    let cancelled = 0;
+    const prepare = () => ({ ...vendor.prepare(), connected: false, cancel: () => void (cancelled += 1) });
+    ddb.on(UpdateItemCommand).rejects(Object.assign(new Error('Internal server error'), { name: 'InternalServerError' }));
+
+    // WHEN
+    const error = await callVendor({ requestId: 'r-ddb-down', body: {}, slotAtMs: T0 + 400 }, clockDeps(clock, prepare)).catch((e) => e);
+
+    // THEN
+    expect(error.name).toBe('InternalServerError');
+    expect(cancelled).toBe(1);
+    expect(vendor.left).toHaveLength(0);
+  });
+
   test('GIVEN a write that takes 40 ms to leave WHEN the request is sent THEN VendorCallLateness counts it (measured when the bytes are written) and a warning says so', async () => {
     // GIVEN
     const clock = wallClock(T0);
