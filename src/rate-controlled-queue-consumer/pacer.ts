@@ -36,7 +36,11 @@
  *   crashed invocation cannot block the others.
  *
  * A request for slot `t` is issued in `[t, t + tolerance]` or not at all: a caller (or dispatcher)
- * that wakes up later gives the slot up and reserves a new one. State lives only in DynamoDB, so a
+ * that wakes up later gives the slot up and reserves a new one. The vendor caller makes each part
+ * of that hold on AWS too: it fires a slot only once it has claimed it (single-use slots, below),
+ * only once its wall clock has reached `t` (a timer may wake early: it sleeps again), counting
+ * `Date.now()`'s whole-millisecond resolution in the tolerance, and only on a connected socket,
+ * measuring its lateness when the request is handed to the operating system (vendor-call.ts). State lives only in DynamoDB, so a
  * cold start or a new container changes nothing: it reads the same item.
  *
  * ## Why it holds
