@@ -49,11 +49,13 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
  *
  * @param freeSocketTimeoutMs idle pooled connections are closed after this long (below the
  *   server's own keep-alive timeout, so a reused connection is not one the server has closed).
+ * @param tls TLS options of the HTTPS connections (e.g. `ca` for a private certificate authority).
+ *   Default: Node's, which verify the server against the public roots.
  */
-export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): PrepareRequest {
+export function createRequestPreparer(freeSocketTimeoutMs: number = 4000, tls: Pick<https.AgentOptions, 'ca'> = {}): PrepareRequest {
   const agents = {
     'http:': new http.Agent({ keepAlive: true, timeout: freeSocketTimeoutMs }),
-    'https:': new https.Agent({ keepAlive: true, timeout: freeSocketTimeoutMs }),
+    'https:': new https.Agent({ ...tls, keepAlive: true, timeout: freeSocketTimeoutMs }),
   };
   return (url, init) => {
     const target = new URL(url);

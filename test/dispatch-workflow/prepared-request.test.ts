@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { AddressInfo } from 'node:net';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
 
@@ -147,6 +152,41 @@ describe('createRequestPreparer', () => {
     } finally {
       sockets.forEach((socket) => socket.destroy());
       await new Promise((r) => silentServer.close(r));
+    }
+  });
+
+  test('GIVEN an HTTPS server WHEN the TLS handshake completes THEN the request is connected, and a kept-alive connection is reused', async () => {
+    // GIVEN a throwaway self-signed certificate for 127.0.0.1 (made here: no key is committed)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prepared-tls-'));
+    const keyFile = path.join(dir, 'key.pem');
+    const certFile = path.join(dir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const tlsServer = https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }, (req, res) => {
+      req.resume();
+      req.on('end', () => res.end('{}'));
+    });
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    try {
+      // The client trusts the throwaway certificate (and verifies it: IP 127.0.0.1).
+      const prepare = createRequestPreparer(4000, { ca: fs.readFileSync(certFile) });
+      const url = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}/x`;
+
+      // WHEN a new connection completes its handshake
+      const first = prepare(url, { method: 'GET', headers: {} });
+      expect(first.connected).toBe(false);
+      await until(() => first.connected);
+
+      // THEN it is connected and sends; the next request takes the kept-alive connection
+      expect(first.broken).toBe(false);
+      expect((await first.send()).status).toBe(200);
+      const second = prepare(url, { method: 'GET', headers: {} });
+      await until(() => second.connected);
+      expect((await second.send()).status).toBe(200);
+    } finally {
+      tlsServer.closeAllConnections();
+      await new Promise((r) => tlsServer.close(r));
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
