@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
+import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AddressInfo } from 'node:net';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
 
 let server: http.Server;
