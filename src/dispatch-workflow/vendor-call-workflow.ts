@@ -279,6 +279,9 @@ export class VendorCallWorkflow extends Construct {
     } else {
       props.proxy.grantInvoke(this.stateMachine);
     }
+    // ClaimCall: the task grants UpdateItem on the table itself (not its indexes); a customer-managed
+    // key of the table must be usable too.
+    props.table.table.encryptionKey?.grantEncryptDecrypt(this.stateMachine);
     // Covers KMS when the request queue has a customer-managed key.
     props.requestQueue.grantSendMessages(this.stateMachine);
     props.deadLetterQueue.grantSendMessages(this.stateMachine);
@@ -395,7 +398,8 @@ export class VendorCallWorkflow extends Construct {
 
 /** The cdk-nag AwsSolutions suppressions of the vendor-call workflow, with their reasons. */
 function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: VendorCallWorkflowProps): void {
-  const kms = [props.requestQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey].some((key) => key !== undefined);
+  const kms = [props.requestQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey, props.table.table.encryptionKey]
+    .some((key) => key !== undefined);
   addNagSuppressions(stateMachine, [
     {
       id: 'AwsSolutions-SF1',

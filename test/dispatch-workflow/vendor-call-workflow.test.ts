@@ -4,6 +4,8 @@
  */
 import { CfnElement, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
@@ -153,6 +155,24 @@ describe('VendorCallWorkflow', () => {
     const statements = Object.values(policies).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
     expect(statements.some((st: any) => [st.Action].flat().includes('dynamodb:UpdateItem')
       && JSON.stringify(st.Resource).includes(logicalIdOf(stack, orchestrator.table.table)))).toBe(true);
+  });
+
+  test('with a customer-managed key on the correlation table, the workflow may use the key for its claim', () => {
+    const stack = testStack();
+    const key = new kms.Key(stack, 'TableKey');
+    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://vendor.example.com/v1/jobs',
+      requestsPerSecond: 10,
+      callbackTimeout: Duration.minutes(30),
+      table: { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: key },
+    });
+    const main = new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'FetchResult', { path: '/x' })),
+    });
+    orchestrator.registerWorkflow(main);
+    const statements = statementsOfRole(Template.fromStack(stack), stack, orchestrator.vendorCall!.stateMachine.role);
+    expect(JSON.stringify(resourcesGranted(statements, 'kms:Decrypt'))).toContain(logicalIdOf(stack, key));
+    expect(JSON.stringify(resourcesGranted(statements, 'dynamodb:UpdateItem'))).toContain(logicalIdOf(stack, orchestrator.table.table));
   });
 
   test('with PacingPoint.VENDOR_CALL (default), the vendor caller fires the call at its slot with the message\'s method, path, query and body', () => {
