@@ -7,9 +7,9 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
-import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { VendorCallMessage } from '../../src/shared/messages';
 import { buildVendorCallInput } from '../../src/shared/vendor-call';
+import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
 function stepError(name: string, cause = ''): Error {
