@@ -46,7 +46,11 @@
  *   crashed invocation cannot block the others.
  *
  * A request for slot `t` is issued in `[t, t + tolerance]` or not at all: a caller (or dispatcher)
- * that wakes up later gives the slot up and reserves a new one. State lives only in DynamoDB, so a
+ * that wakes up later gives the slot up and reserves a new one. The vendor caller makes each part
+ * of that hold on AWS too: it fires a slot only once it has claimed it (single-use slots, below),
+ * only once its wall clock has reached `t` (a timer may wake early: it sleeps again), counting
+ * `Date.now()`'s whole-millisecond resolution in the tolerance, and only on a connected socket,
+ * measuring its lateness when the request is handed to the operating system (vendor-call.ts). State lives only in DynamoDB, so a
  * cold start or a new container changes nothing: it reads the same item.
  *
  * ## Why it holds
@@ -117,7 +121,7 @@
  */
 // The pacer is bundled into the dispatcher Lambda only; the construct library never imports it, so
 // the SDK stays a devDependency (bundled by esbuild).
-import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 
 /** Partition key value of the single pacer item. */
@@ -424,4 +428,76 @@ function parseNumberAttribute(attribute: { N?: string } | undefined, name: strin
 /** Whether a DynamoDB call failed on its condition (another writer was first). */
 export function isConditionalCheckFailed(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'ConditionalCheckFailedException';
+}
+
+// ---- Single-use slots (issue 13, item 1) ----
+
+/*
+ * Single-use slots: a pacing slot is fired at most once, whoever carries it
+ *
+ * The proof above counts one request per reserved slot. Two invocations can carry the same
+ * slot, though:
+ *
+ * - the vendor-call task retries `Lambda.ServiceException` / `Lambda.AWSLambdaException` /
+ *   `Lambda.SdkClientException` after about a second with full jitter, so the retried invocation can
+ *   start well before the slot, while the first one keeps running (Lambda does not stop a function
+ *   whose synchronous caller went away) and fires at the slot too
+ *   (https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html: "your function may be
+ *   invoked multiple times");
+ * - an asynchronous Express execution runs at least once
+ *   (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-standard-vs-express.html), so a
+ *   duplicate execution carries the same `slotAtMs`.
+ *
+ * Each would put two requests into one slot, `floor(R) + 1` into one second at the vendor. So the
+ * caller claims a slot it was given before it fires it: one conditional PutItem of an item keyed
+ * by the slot (`pk = 'slot#<slotAtMs>'`, `attribute_not_exists(pk)`) in the pacer table. The first
+ * claim wins; a later one fails its condition and that invocation does not fire the slot (it
+ * reserves a fresh one: rate-safe, as every fresh slot is its reserver's alone). A slot the caller
+ * reserved itself needs no claim: the conditional write of `nextSlotAtMs` (`reserveSlots`) already
+ * gives it to one invocation only. Cost: at most one DynamoDB write per request
+ * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html).
+ *
+ * Claims expire through the table's TTL attribute an hour after their slot: a duplicate comes
+ * within the Express workflow's 5 minutes, and a slot older than its fire tolerance is never fired
+ * anyway. DynamoDB deletes expired items in the background, typically within a few days, at no
+ * cost (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html).
+ */
+
+/** The pacer table's TTL attribute (epoch seconds): slot claims expire, the pacer item never does. */
+export const PACER_TTL_ATTRIBUTE = 'expiresAt';
+/** How long a slot claim is kept after its slot. */
+export const SLOT_CLAIM_RETENTION_SECONDS = 3600;
+
+/** The pacer table key of the claim of a slot. */
+export function slotClaimKey(slotAtMs: number): string {
+  // String(number) is deterministic: every carrier of the same slot (parsed from the same JSON)
+  // writes the same key. Distinct slots are at least one slot interval (> 1 ms) apart.
+  return `slot#${String(slotAtMs)}`;
+}
+
+/**
+ * Claims `slotAtMs` for this invocation: resolves true when it is the first to claim it, false when
+ * another invocation already did (that one fires it). Throws on any other DynamoDB error.
+ */
+export async function claimSlot(dynamodb: DynamoDBClient, tableName: string, slotAtMs: number): Promise<boolean> {
+  if (!Number.isFinite(slotAtMs)) {
+    throw new Error(`slotAtMs must be a finite number, got ${slotAtMs}`);
+  }
+  try {
+    await dynamodb.send(new PutItemCommand({
+      TableName: tableName,
+      Item: {
+        [PACER_PARTITION_KEY]: { S: slotClaimKey(slotAtMs) },
+        [PACER_TTL_ATTRIBUTE]: { N: String(Math.ceil(slotAtMs / 1000) + SLOT_CLAIM_RETENTION_SECONDS) },
+      },
+      ConditionExpression: 'attribute_not_exists(#pk)',
+      ExpressionAttributeNames: { '#pk': PACER_PARTITION_KEY },
+    }));
+    return true;
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return false;
+    }
+    throw error;
+  }
 }

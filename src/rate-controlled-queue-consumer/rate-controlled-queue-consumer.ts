@@ -127,7 +127,8 @@ export interface RateControlledQueueConsumerOptions {
 
   /**
    * With `VENDOR_CALL`: how late the vendor caller may fire against its slot before it gives the
-   * slot up and reserves a new one. Part of `latenessTolerance`.
+   * slot up and reserves a new one. Part of `latenessTolerance`. At least 2 ms: the caller's clock
+   * (`Date.now()`) counts whole milliseconds, and 1 ms of the tolerance goes to that resolution.
    *
    * @default Duration.millis(5)
    */
@@ -368,7 +369,11 @@ export class RateControlledQueueConsumer extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // One item holding the next free start time: nothing worth keeping.
+      // The vendor caller's slot claims (one short item per request, pacer.ts, claimSlot) expire; the
+      // pacer item and the drain lease have no such attribute and stay. Turning TTL on updates the
+      // table in place (no replacement).
+      timeToLiveAttribute: 'expiresAt', // PACER_TTL_ATTRIBUTE in pacer.ts (a handler module: not imported here)
+      // The next free start time, the vendor's pause and recent slot claims: nothing worth keeping.
       removalPolicy: RemovalPolicy.DESTROY,
     });
 

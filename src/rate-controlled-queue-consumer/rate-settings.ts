@@ -22,6 +22,12 @@ export enum PacingPoint {
   VENDOR_CALL = 'VENDOR_CALL',
 }
 
+/**
+ * Smallest fire tolerance of the vendor caller: 1 ms goes to the resolution of `Date.now()`, and at
+ * least 1 ms must be left for the timer's own lateness.
+ */
+export const MIN_FIRE_TOLERANCE_MS = 2;
+
 /** What a user may override; everything else is derived. Times in milliseconds. */
 export interface RateSettingsOverrides {
   readonly pacingPoint?: PacingPoint;
@@ -142,6 +148,11 @@ export function deriveRateSettings(requestsPerSecond: number, overrides: RateSet
   nonNegative('fireTolerance', fireToleranceMs, 1000);
   nonNegative('lead', leadMs, 60_000);
   if (vendorCall) {
+    // The caller reads Date.now(), which counts whole milliseconds: 1 ms of the fire tolerance goes
+    // to the clock's resolution (vendor-call.ts, lateBeyondTolerance).
+    if (fireToleranceMs < MIN_FIRE_TOLERANCE_MS) {
+      throw new Error(`fireTolerance (${fireToleranceMs} ms) must be at least ${MIN_FIRE_TOLERANCE_MS} ms with PacingPoint.VENDOR_CALL: the vendor caller's clock (Date.now()) counts whole milliseconds, so 1 ms of the tolerance goes to its resolution and a smaller one would give nearly every slot up. Raise fireTolerance`);
+    }
     if (fireToleranceMs >= latenessToleranceMs) {
       throw new Error(`fireTolerance (${fireToleranceMs} ms) must be below latenessTolerance (${latenessToleranceMs} ms): latenessTolerance covers the caller's lateness plus the spread of the network path to the vendor, so nothing would be left for the path. Raise latenessTolerance or lower fireTolerance`);
     }

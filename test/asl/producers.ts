@@ -5,7 +5,7 @@
  * a fake `fetch` and the pacer table mocked), and AWS service answers shaped like the SDK's
  * output types (only AWS services are mocked).
  */
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { stepError, TaskHandler } from './execute';
@@ -51,7 +51,7 @@ export function vendorCallInputFor(body: string | Record<string, unknown>, paced
   if (!parsed.ok) {
     throw new Error(`the dispatcher refuses this message: ${parsed.detail}`);
   }
-  return buildVendorCallInput(parsed.message as VendorCallMessage, paced ? Date.now() + LEAD_MS : undefined);
+  return buildVendorCallInput(parsed.message as VendorCallMessage, Date.now(), CORRELATION_TTL_SECONDS, paced ? Date.now() + LEAD_MS : undefined);
 }
 
 /** What the simulated vendor does with a request. */
@@ -104,6 +104,8 @@ export function vendorCallerTask(vendor: VendorBehaviour, received: VendorReques
       ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(Date.now() + vendor.pausedForMs) } } }
       : {});
     pacerTable.on(UpdateItemCommand).resolves({});
+    // The claim of the slot before it is fired (a conditional PutItem): the first claim of it.
+    pacerTable.on(PutItemCommand).resolves({});
     // A clock that sleeps instantly: the caller waits for its slot without the test waiting.
     let offset = 0;
     const clock: Clock = { now: () => Date.now() + offset, sleep: async (ms) => { offset += Math.max(0, ms); } };

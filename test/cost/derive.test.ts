@@ -188,8 +188,9 @@ describe('cost derivation from a synthesized stack', () => {
     expect(line(d, 'vendor caller invocations (dispatch)').perRequest).toBe(1);
     expect(line(d, 'vendor caller duration (dispatch)').perRequest).toBeCloseTo((callerMs / 1000) * (256 / 1024), 10);
     expect(d.usage.lines.find((l) => l.what.endsWith('GetItem (pause check)'))!.perRequest).toBe(1);
-    // The single-use slot costs one write per vendor request (issue 13).
-    expect(d.usage.lines.find((l) => l.what.endsWith('slot claim (single-use slot)'))).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
+    // Single-use slots (issue 13, item 1): one conditional PutItem per request, 1 WRU.
+    const claim = d.usage.lines.find((l) => l.what.endsWith('PutItem (slot claim)'))!;
+    expect(claim).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
     // The proxy is still the REST API the request goes through; the Express workflow waits for the caller.
     expect(line(d, `${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
     expect(d.model.dispatch.durationMs).toBeGreaterThan(callerMs);
@@ -223,6 +224,10 @@ describe('cost derivation from a synthesized stack', () => {
     expect(fetchLine('vendor caller invocations (vendor-call)').perRequest).toBe(1);
     expect(fetchLine(`${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
     expect(fetchLine('request queue (fetch message) SendMessage').perRequest).toBe(1);
+    // The call's claim (ClaimCall, a small item) and the caller's slot claim: one write each.
+    expect(d.fetch?.path[0]).toBe('ClaimCall');
+    expect(fetchLine('ClaimCall write')).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
+    expect(d.fetch!.usage.lines.find((l) => l.what.endsWith('PutItem (slot claim)'))!.perRequest).toBe(1);
     // Without the fetch the per-request lines are the same.
     const plain = deriveStack(example, options(4));
     expect(d.usage.lines.map((l) => [l.what, l.perRequest])).toEqual(plain.usage.lines.map((l) => [l.what, l.perRequest]));

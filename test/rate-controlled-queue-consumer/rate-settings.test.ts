@@ -43,6 +43,9 @@ describe('deriveRateSettings', () => {
   test('GIVEN overrides that break the contract WHEN deriving THEN it throws saying what was given', () => {
     expect(() => deriveRateSettings(10, { proxyRateLimit: 11 })).toThrow(/throttlingRateLimit.*at most the contract of 10.*given 11/);
     expect(() => deriveRateSettings(10, { fireToleranceMs: 30, latenessToleranceMs: 30 })).toThrow(/fireTolerance \(30 ms\) must be below latenessTolerance \(30 ms\)/);
+    // Date.now()'s 1 ms resolution is part of the fire term (issue 13, item 3).
+    expect(() => deriveRateSettings(10, { fireToleranceMs: 1 })).toThrow(/fireTolerance \(1 ms\) must be at least 2 ms with PacingPoint.VENDOR_CALL: the vendor caller's clock \(Date.now\(\)\) counts whole milliseconds/);
+    expect(deriveRateSettings(10, { fireToleranceMs: 2 }).fireToleranceMs).toBe(2);
     expect(() => deriveRateSettings(10, { pacingPoint: PacingPoint.DISPATCH, leadMs: 500 })).toThrow(/lead is only used with PacingPoint.VENDOR_CALL \(given 500 ms/);
     expect(() => deriveRateSettings(0)).toThrow(/requestsPerSecond must be a positive number/);
   });
