@@ -99,16 +99,19 @@ const CALLER_CONFIG: VendorCallConfig = {
 export function vendorCallerTask(vendor: VendorBehaviour, received: VendorRequest[] = []): TaskHandler {
   return async (taskInput: { FunctionName: string; Payload: VendorCallEvent }) => {
     pacerTable.reset();
+    // A virtual clock that sleeps instantly: the caller waits for its slot without the test waiting.
+    // It starts a second before the slot at the latest (a slot already past stays past), so a
+    // loaded machine that takes long to reach this task does not make the caller late for it.
+    const slot = taskInput.Payload.slotAtMs;
+    let nowMs = typeof slot === 'number' ? Math.min(Date.now(), slot - 1000) : Date.now();
+    const clock: Clock = { now: () => nowMs, sleep: async (ms) => { nowMs += Math.max(0, ms); } };
     // The pause the caller re-reads before its slot (GetItem on the pacer item), if the vendor paused dispatch.
     pacerTable.on(GetItemCommand).resolves('pausedForMs' in vendor
-      ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(Date.now() + vendor.pausedForMs) } } }
+      ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(nowMs + vendor.pausedForMs) } } }
       : {});
     pacerTable.on(UpdateItemCommand).resolves({});
     // The claim of the slot before it is fired (a conditional PutItem): the first claim of it.
     pacerTable.on(PutItemCommand).resolves({});
-    // A clock that sleeps instantly: the caller waits for its slot without the test waiting.
-    let offset = 0;
-    const clock: Clock = { now: () => Date.now() + offset, sleep: async (ms) => { offset += Math.max(0, ms); } };
     const fakeFetch = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
       received.push({ url: String(url), method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, body: init?.body as string | undefined });
       if ('pausedForMs' in vendor) {
