@@ -80,6 +80,7 @@ describe('JSONata executor', () => {
       .rejects.toMatchObject({ name: 'States.QueryEvaluationError', message: expect.stringContaining('S.Arguments.a') });
     await expect(evaluateTemplate('{% 1 + "a" %}', {}, 'S.Output')).rejects.toMatchObject({ name: 'States.QueryEvaluationError' });
     await expect(evaluateTemplate('{% $states.input.a %}', { states: { input: { a: null } } }, 'x')).resolves.toBeNull();
+    await expect(evaluateTemplate('{% $uuid %}', {}, 'S.Output')).rejects.toMatchObject({ name: 'States.QueryEvaluationError', message: expect.stringContaining('no JSON value') });
   });
 
   test('Retry re-runs the task up to MaxAttempts, then Catch passes the error on with $states.errorOutput', async () => {

@@ -22,6 +22,9 @@
  *   Assign see `$states.errorOutput`.
  * - Retry and Catch match an error name exactly or by `States.ALL` (which does not match
  *   `States.Runtime`); retries do not wait here.
+ * - Not checked against AWS: an expression error in a Task's Output or Assign (after the call
+ *   answered) is handled like one in its Arguments, by the state's own Retry and Catch (a retry
+ *   calls the task again). The library's JSONata tasks and their tests do not depend on it.
  * Anything else (JSONPath states, Map, Parallel, Wait, `States.TaskFailed` matching, `$parse`...)
  * is refused with an error naming it, so a route is never counted as executed when it was not
  * executed faithfully.
@@ -86,8 +89,14 @@ export async function evaluateTemplate(template: unknown, bindings: Record<strin
     if (value === undefined) {
       throw stepError(QUERY_EVALUATION_ERROR, `${where}: the JSONata expression '${match[1].trim()}' returned nothing (undefined)`);
     }
-    // jsonata marks sequences with extra properties: keep the JSON value only.
-    return JSON.parse(JSON.stringify(value));
+    // jsonata marks sequences with extra properties: keep the JSON value only. A function is no JSON value.
+    const isFunction = typeof value === 'function' || (typeof value === 'object' && value !== null
+      && ((value as Record<string, unknown>)._jsonata_function === true || (value as Record<string, unknown>)._jsonata_lambda === true));
+    const text = isFunction ? undefined : JSON.stringify(value);
+    if (text === undefined) {
+      throw stepError(QUERY_EVALUATION_ERROR, `${where}: the JSONata expression '${match[1].trim()}' returned no JSON value`);
+    }
+    return JSON.parse(text);
   }
   if (Array.isArray(template)) {
     const out = [];
