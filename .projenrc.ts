@@ -73,6 +73,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-local-stepfunctions@^3',
     'fauxqs@~1.9.2',
     'dynalite@^4',
+    // Executes the JSONata states of the user-task routes (test/asl/jsonata-execute.ts): the local
+    // interpreter ignores JSONata.
+    'jsonata@^2',
     'jest-junit@^17',
   ],
 

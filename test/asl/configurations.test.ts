@@ -7,6 +7,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Configuration, allConfigurations, synthesizeWorkflows } from './configurations';
 import { definitionHash, edgesOf } from './edges';
 import { writeRecord } from './recorder';
+import { userTaskConfigurations } from './user-tasks';
 import { aslErrors } from '../util';
 
 describe('state machine configurations', () => {
@@ -32,6 +33,20 @@ describe('state machine configurations', () => {
 
   test.each([...distinct.values()].map((c) => [`${c.name}, ${c.configuration}`, c] as const))('%s is a valid definition', (_, c) => {
     expect(aslErrors(c.definition)).toEqual([]);
+  });
+
+  test('the states submitJobTask / callVendorTask (and their JSONata forms) add to a user workflow are recorded with their own edges only', () => {
+    // Each entry is a canonical user workflow (test/asl/user-tasks.ts); only the library's state counts.
+    const users = userTaskConfigurations();
+    for (const c of users) {
+      writeRecord({ kind: 'configuration', name: c.name, configuration: c.configuration, hash: definitionHash(c.definition), edges: c.edges });
+      expect(c.edges.length).toBeGreaterThan(0);
+      expect(c.edges.every((edge) => edge.startsWith(`${c.state}: `))).toBe(true);
+      expect(aslErrors(c.definition)).toEqual([]);
+    }
+    expect(new Set(users.map((c) => c.name))).toEqual(new Set(['SubmitJobTask', 'CallVendorTask', 'SubmitJobTaskJsonata', 'CallVendorTaskJsonata']));
+    // Distinct definitions: no two entries would share (and split) one definition's executions.
+    expect(new Set(users.map((c) => definitionHash(c.definition))).size).toBe(users.length);
   });
 
   test('props that only change constants keep the routes of the base configuration', () => {
