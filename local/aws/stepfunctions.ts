@@ -14,6 +14,9 @@
  * - `$$.State.*`, `$$.Task.*` outside a `"key.$": "$$.Task.Token"` parameter, JSONata, `.sync`
  *   integrations and Distributed Map are refused when the state machine is added.
  * - Express and Standard executions run alike; DescribeExecution also answers for Express ones.
+ * - An intrinsic function whose JavaScript implementation throws (States.StringToJson,
+ *   States.Base64Decode) fails the execution with States.Runtime, uncaught, as on AWS
+ *   (./stepfunctions-errors.ts); the library alone would let a Catch handle it.
  * - Executions live in memory; only the most recent finished ones are kept.
  */
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'crypto';
@@ -25,6 +28,7 @@ import * as sqs from '@aws-sdk/client-sqs';
 import type { ServiceFaultHook } from '../faults';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
 import '../polyfills';
+import { executionFailure, taskFailure } from './stepfunctions-errors';
 
 // The package is an ES module for TypeScript (its package.json says "type": "module") but ships
 // a CommonJS build, which require() loads.
@@ -500,7 +504,11 @@ export class LocalStepFunctions {
   private run(machine: CompiledStateMachine, execution: ExecutionRecord): void {
     const handlers: Record<string, (input: any) => Promise<any>> = {};
     for (const plan of machine.tasks) {
-      handlers[plan.stateName] = (input) => this.runTask(plan, execution, input);
+      // What the integration throws is the task's failure, for its Retry and Catch; an error of the
+      // interpreter's own path or intrinsic processing is not marked so: States.Runtime, uncaught.
+      handlers[plan.stateName] = (input) => this.runTask(plan, execution, input).catch((error) => {
+        throw taskFailure(error);
+      });
     }
     // The library overwrites Execution.Input and Execution.StartTime with its own values.
     const context = {
@@ -1180,7 +1188,8 @@ function outcomeOfError(error: unknown): Outcome {
     return { status: 'ABORTED' };
   }
   // The library wraps the error that ended the execution; the wrapped one carries the name.
-  const inner = (error instanceof ExecutionError && error.cause instanceof Error ? error.cause : error) as Error;
+  // (Not `cause instanceof Error`: atob's DOMException comes from another realm under jest.)
+  const inner = executionFailure(error instanceof ExecutionError && error.cause !== undefined ? error.cause : error);
   const name = inner?.name === FAIL_STATE_DEFAULT_ERROR ? undefined : inner?.name;
   const cause = inner?.message === FAIL_STATE_DEFAULT_CAUSE ? undefined : inner?.message;
   return { status: 'FAILED', error: name, cause };

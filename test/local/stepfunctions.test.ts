@@ -607,3 +607,49 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     expect((await local.waitForExecution(executionArn)).status).toBe('SUCCEEDED');
   });
 });
+
+// ------------------------------------------------------------------ interpreter failures
+
+describe('an intrinsic function that fails ends the execution with States.Runtime, as on AWS', () => {
+  // "A States.Runtime error isn't retriable, and will always cause the execution to fail. A retry
+  // or catch on States.ALL won't catch States.Runtime errors."
+  // (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+  // aws-local-stepfunctions alone retries and catches JSON.parse's SyntaxError
+  // (test/asl/aws-local-stepfunctions-leniency.test.ts).
+  const arn = `${ACCOUNT_ARN}:ParseAnswer`;
+  beforeAll(() => {
+    local.addStateMachine({
+      arn,
+      name: 'ParseAnswer',
+      type: 'EXPRESS',
+      roleArn: 'arn:aws:iam::000000000000:role/ParseAnswer',
+      definition: {
+        StartAt: 'Call',
+        States: {
+          Call: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke',
+            Parameters: { 'FunctionName.$': '$.fn', 'Payload': { 'text.$': '$.text' } },
+            ResultSelector: { 'parsed.$': 'States.StringToJson($.Payload.echoed.text)' },
+            Retry: [{ ErrorEquals: ['States.ALL'], MaxAttempts: 1, IntervalSeconds: 0 }],
+            Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Caught' }],
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+    });
+  });
+
+  test('States.StringToJson of an answer that is not JSON, in a ResultSelector: FAILED, States.Runtime, not caught', async () => {
+    const result = await local.startSyncExecution(arn, { fn: 'Echo', text: 'not json' });
+    expect(result).toMatchObject({ status: 'FAILED', error: 'States.Runtime' });
+    expect(result.cause).toMatch(/SyntaxError/);
+  });
+
+  test('the function\'s own failure is still the task\'s: caught', async () => {
+    const result = await local.startSyncExecution(arn, { fn: 'Down', text: '{}' });
+    expect(result.status).toBe('SUCCEEDED');
+    expect(JSON.parse(result.output!)).toMatchObject({ error: { Error: 'VendorDown' } });
+  });
+});
