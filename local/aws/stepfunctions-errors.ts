@@ -57,6 +57,16 @@ export function taskFailure(error: unknown): Error {
 }
 
 /**
+ * Marks an error as a Retry or Catch handles it only as given: e.g. States.DataLimitExceeded, which
+ * `States.ALL` does not match but a catcher naming it does. Reported by its own name.
+ */
+export function handledOnlyIf(error: Error, catchable: boolean, retryable: boolean): Error {
+  Object.defineProperty(error, 'isCatchable', { configurable: true, enumerable: false, value: catchable });
+  Object.defineProperty(error, 'isRetryable', { configurable: true, enumerable: false, value: retryable });
+  return error;
+}
+
+/**
  * Whether the error came from the interpreter's path or intrinsic processing: neither marked by
  * `taskFailure` nor one of the library's own errors (whose class answers `isCatchable` before
  * Error.prototype does).

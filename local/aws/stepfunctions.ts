@@ -17,6 +17,8 @@
  * - An intrinsic function whose JavaScript implementation throws (States.StringToJson,
  *   States.Base64Decode) fails the execution with States.Runtime, uncaught, as on AWS
  *   (./stepfunctions-errors.ts); the library alone would let a Catch handle it.
+ * - A task result over 256 KiB fails with States.DataLimitExceeded, which States.ALL does not
+ *   catch; a state's output over 256 KiB (e.g. after ResultPath) is not checked.
  * - Executions live in memory; only the most recent finished ones are kept.
  */
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'crypto';
@@ -28,7 +30,7 @@ import * as sqs from '@aws-sdk/client-sqs';
 import type { ServiceFaultHook } from '../faults';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
 import '../polyfills';
-import { executionFailure, taskFailure } from './stepfunctions-errors';
+import { executionFailure, handledOnlyIf, taskFailure } from './stepfunctions-errors';
 
 // The package is an ES module for TypeScript (its package.json says "type": "module") but ships
 // a CommonJS build, which require() loads.
@@ -142,6 +144,7 @@ const MAX_TIMEOUT_SECONDS = Math.floor(0x7fffffff / 1000);
 /** Step Functions' limit on input, output and task results (UTF-8 bytes). */
 const MAX_PAYLOAD_BYTES = 256 * 1024;
 const WAIT_FOR_TASK_TOKEN = '.waitForTaskToken';
+const DATA_LIMIT_EXCEEDED = 'States.DataLimitExceeded';
 /** Stands for `$$.Task.Token` in rewritten Parameters until a token is minted for the task run. */
 const TOKEN_PLACEHOLDER = '__LOCAL_SFN_TASK_TOKEN__';
 const TOKEN_PREFIX = 'LSFN1';
@@ -212,6 +215,8 @@ interface TaskPlan {
   readonly timeoutSecondsPath?: string;
   /** Where the Parameters had `"<key>.$": "States.JsonToString(<path>)"` (see prepareTask). */
   readonly stringifyAt: readonly string[][];
+  /** Whether a catcher / retrier of the state names States.DataLimitExceeded (States.ALL does not match it). */
+  readonly handlesDataLimit: { readonly catch: boolean; readonly retry: boolean };
   readonly call: TaskCall;
 }
 
@@ -614,7 +619,7 @@ export class LocalStepFunctions {
     const run: TaskRun = { execution, signal: execution.controller.signal, timeoutMs };
     const parameters = stringifyAt(input, plan.stringifyAt);
     if (!plan.waitForToken) {
-      return jsonSafe(await abortable(plan.call(parameters, run), run.signal), 'iso');
+      return checkResultSize(plan, jsonSafe(await abortable(plan.call(parameters, run), run.signal), 'iso'));
     }
     const open = this.openToken(execution, plan.stateName, timeoutSeconds);
     try {
@@ -730,6 +735,10 @@ export class LocalStepFunctions {
       timeoutSeconds: typeof state.TimeoutSeconds === 'number' ? state.TimeoutSeconds : undefined,
       timeoutSecondsPath: typeof state.TimeoutSecondsPath === 'string' ? state.TimeoutSecondsPath : undefined,
       stringifyAt: task.stringifyAt,
+      handlesDataLimit: {
+        catch: namesError(state.Catch, DATA_LIMIT_EXCEEDED),
+        retry: namesError(state.Retry, DATA_LIMIT_EXCEEDED),
+      },
       call,
     };
   }
@@ -1152,6 +1161,27 @@ function lambdaTaskError(error: unknown): Error {
   const message = typeof e.errorMessage === 'string' ? e.errorMessage : typeof e.message === 'string' ? e.message : String(error);
   const trace = Array.isArray(e.trace) ? e.trace : typeof e.stack === 'string' ? e.stack.split('\n').slice(1).map((l) => l.trim()) : [];
   return taskError(name, JSON.stringify({ errorType: name, errorMessage: message, trace }));
+}
+
+/**
+ * A task result over 256 KiB fails the state with States.DataLimitExceeded ("Output of a connector
+ * is larger than payload size quota"), "a terminal error which cannot be caught by the States.ALL
+ * error type" (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html,
+ * quota: https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). A catcher or
+ * retrier that names it is taken to match (the page says only that States.ALL does not).
+ */
+function checkResultSize(plan: TaskPlan, result: unknown): unknown {
+  const bytes = Buffer.byteLength(JSON.stringify(result ?? null));
+  if (bytes <= MAX_PAYLOAD_BYTES) {
+    return result;
+  }
+  const error = taskError(DATA_LIMIT_EXCEEDED,
+    `The state/task '${plan.stateName}' returned a result with a size exceeding the maximum number of bytes service limit (${bytes} bytes, at most ${MAX_PAYLOAD_BYTES})`);
+  throw handledOnlyIf(error, plan.handlesDataLimit.catch, plan.handlesDataLimit.retry);
+}
+
+function namesError(handlers: unknown, name: string): boolean {
+  return Array.isArray(handlers) && handlers.some((h) => Array.isArray(h?.ErrorEquals) && h.ErrorEquals.includes(name));
 }
 
 function withExceptionSuffix(name: string): string {
