@@ -17,8 +17,8 @@
  * - An intrinsic function whose JavaScript implementation throws (States.StringToJson,
  *   States.Base64Decode) fails the execution with States.Runtime, uncaught, as on AWS
  *   (./stepfunctions-errors.ts); the library alone would let a Catch handle it.
- * - A task result over 256 KiB fails with States.DataLimitExceeded, which States.ALL does not
- *   catch; a state's output over 256 KiB (e.g. after ResultPath) is not checked.
+ * - A task's input (after Parameters) or result over 256 KiB fails with States.DataLimitExceeded,
+ *   which States.ALL does not catch; a state's output (e.g. after ResultPath) is not checked.
  * - Executions live in memory; only the most recent finished ones are kept.
  */
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'crypto';
@@ -614,12 +614,13 @@ export class LocalStepFunctions {
     if (execution.status !== 'RUNNING') {
       throw taskError('States.Runtime', 'The execution has ended');
     }
+    checkPayloadSize(plan, 'input', input);
     const timeoutSeconds = plan.timeoutSeconds ?? timeoutFromPath(plan.timeoutSecondsPath, input);
     const timeoutMs = timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000;
     const run: TaskRun = { execution, signal: execution.controller.signal, timeoutMs };
     const parameters = stringifyAt(input, plan.stringifyAt);
     if (!plan.waitForToken) {
-      return checkResultSize(plan, jsonSafe(await abortable(plan.call(parameters, run), run.signal), 'iso'));
+      return checkPayloadSize(plan, 'result', jsonSafe(await abortable(plan.call(parameters, run), run.signal), 'iso'));
     }
     const open = this.openToken(execution, plan.stateName, timeoutSeconds);
     try {
@@ -1164,19 +1165,21 @@ function lambdaTaskError(error: unknown): Error {
 }
 
 /**
- * A task result over 256 KiB fails the state with States.DataLimitExceeded ("Output of a connector
- * is larger than payload size quota"), "a terminal error which cannot be caught by the States.ALL
- * error type" (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html,
- * quota: https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). A catcher or
- * retrier that names it is taken to match (the page says only that States.ALL does not).
+ * A task's input after Parameters, or its result, over 256 KiB fails the state with
+ * States.DataLimitExceeded ("After Parameters processing, the input of a state is larger than the
+ * payload size quota", "Output of a connector is larger than payload size quota"), "a terminal
+ * error which cannot be caught by the States.ALL error type"
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html, quota:
+ * https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). A catcher or retrier
+ * that names it is taken to match (the page says only that States.ALL does not).
  */
-function checkResultSize(plan: TaskPlan, result: unknown): unknown {
-  const bytes = Buffer.byteLength(JSON.stringify(result ?? null));
+function checkPayloadSize(plan: TaskPlan, what: 'input' | 'result', payload: unknown): unknown {
+  const bytes = Buffer.byteLength(JSON.stringify(payload ?? null));
   if (bytes <= MAX_PAYLOAD_BYTES) {
-    return result;
+    return payload;
   }
   const error = taskError(DATA_LIMIT_EXCEEDED,
-    `The state/task '${plan.stateName}' returned a result with a size exceeding the maximum number of bytes service limit (${bytes} bytes, at most ${MAX_PAYLOAD_BYTES})`);
+    `The state/task '${plan.stateName}' ${what === 'input' ? 'has an input' : 'returned a result'} with a size exceeding the maximum number of bytes service limit (${bytes} bytes, at most ${MAX_PAYLOAD_BYTES})`);
   throw handledOnlyIf(error, plan.handlesDataLimit.catch, plan.handlesDataLimit.retry);
 }
 

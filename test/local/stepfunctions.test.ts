@@ -716,6 +716,35 @@ describe('a task result over 256 KiB fails with States.DataLimitExceeded, which 
     expect(await withVendorBody('{"ok":true}', () => local.startSyncExecution(arn, {}))).toMatchObject({ status: 'SUCCEEDED', output: '{"status":200}' });
   });
 
+  test('an input over 256 KiB after Parameters fails the task; States.ALL does not catch it', async () => {
+    const arn = `${ACCOUNT_ARN}:EchoTwice`;
+    local.addStateMachine({
+      arn,
+      name: 'EchoTwice',
+      type: 'EXPRESS',
+      roleArn: 'arn:aws:iam::000000000000:role/EchoTwice',
+      definition: {
+        StartAt: 'Echo',
+        States: {
+          Echo: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke',
+            Parameters: { FunctionName: 'Echo', Payload: { 'a.$': '$.text', 'b.$': '$.text' } },
+            ResultSelector: { 'ok.$': '$.StatusCode' },
+            Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Caught' }],
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+    });
+    // 150 KiB fits in the execution's input; twice over it does not fit in the task's.
+    const result = await local.startSyncExecution(arn, { text: 'x'.repeat(150 * 1024) });
+    expect(result).toMatchObject({ status: 'FAILED', error: DATA_LIMIT });
+    expect(result.cause).toMatch(/'Echo' has an input with a size exceeding/);
+    expect((await local.startSyncExecution(arn, { text: 'x'.repeat(100 * 1024) })).status).toBe('SUCCEEDED');
+  });
+
   test('a catcher naming States.DataLimitExceeded catches it', async () => {
     const arn = fetchMachine('FetchCatchLimit', [[DATA_LIMIT], ['States.ALL']]);
     const result = await withVendorBody(bigBody, () => local.startSyncExecution(arn, {}));
