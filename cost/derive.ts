@@ -479,7 +479,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     derivation: `1 strongly consistent GetItem per batch of ${fmt(requestFeed.fill)}`,
   });
   if (vendorCaller) {
-    lines.push(callerPacerRead(pacerTable.logicalId));
+    lines.push(callerPacerRead(pacerTable.logicalId), callerSlotClaim(pacerTable.logicalId));
   }
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
@@ -537,12 +537,14 @@ interface FetchContext {
  * One result fetch (callVendorTask): the call state's Standard transition, its message through the
  * request queue and the dispatcher (paced like a submission: it shares the batches and the pacer),
  * the VendorCallWorkflow's Express execution walked like the dispatch workflow, the vendor caller
- * (or apigateway:invoke) and the proxy call. No DynamoDB correlation item, no callback.
+ * (or apigateway:invoke) and the proxy call. One small claim item in the correlation table
+ * (ClaimCall: a duplicate execution stops there), no callback.
  */
 function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
   const { model, options } = c;
   const base = workflowModel(t, c.callSm, options, c.requeues);
-  const walk = walkTasks(t, base, 'Vendor-call', new ItemTracker(options), options, c.callerMs);
+  const tracker = new ItemTracker(options);
+  const walk = walkTasks(t, base, 'Vendor-call', tracker, options, c.callerMs);
   if (walk.proxyCalls === 0) {
     throw new Error(`The vendor-call workflow's happy path (${base.path.join(' -> ')}) calls no REST API`);
   }
@@ -612,7 +614,17 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
     derivation: `1 strongly consistent GetItem per batch of ${fmt(feed.fill)}, shared with the submissions`,
   });
   if (caller) {
-    lines.push(callerPacerRead(model.pacerTable));
+    lines.push(callerPacerRead(model.pacerTable), callerSlotClaim(model.pacerTable));
+  }
+  // The workflow's own writes on its happy path (ClaimCall: the call's claim item).
+  for (const write of tracker.writes) {
+    lines.push({
+      service: 'dynamodb',
+      what: `${write.by} write`,
+      perRequest: write.writeUnits + write.indexWriteUnits,
+      price: 'dynamodbWriteRequestUnit',
+      derivation: describeWrite(write),
+    });
   }
   const proxyLogBytes = model.proxy.accessLogBytes + model.proxy.executionLogBytes;
   lines.push(logLine(`${model.proxy.logicalId} (proxy) API logs`, proxyLogBytes, proxyLogBytes === 0 ? 'no access or execution logging' : 'access log line from the stage\'s format'));
@@ -657,6 +669,22 @@ function callerLines(caller: FunctionModel & { readonly msPerCall: number; reado
     logLine(`vendor caller logs (${workflow})`, lambdaLogBytesPerRequest(caller, 1, 1, true),
       `START/END/REPORT + one EMF document per invocation${caller.infoLogs ? ', one INFO line (called the vendor)' : ''}`),
   ];
+}
+
+/**
+ * The vendor caller's claim of the slot it was given (pacer.ts, claimSlot): one conditional PutItem
+ * of a small item per call, so that a slot is fired once even when two invocations carry it.
+ */
+function callerSlotClaim(pacerTable: string): UsageLine {
+  return {
+    service: 'dynamodb',
+    what: `vendor caller ${pacerTable} PutItem (slot claim)`,
+    perRequest: 1,
+    price: 'dynamodbWriteRequestUnit',
+    derivation: 'one conditional PutItem of slot#<slotAtMs> (< 1 KB: 1 WRU) before the slot, so a duplicate invocation cannot fire it too; '
+      + 'a caller late for its slot reserves a fresh one instead (1 UpdateItem, no claim): at most one write per call. '
+      + 'The item expires an hour after its slot (TTL deletes are free; storage until then is negligible)',
+  };
 }
 
 /** The vendor caller's pause check: a strongly consistent GetItem of the pacer item before its slot. */

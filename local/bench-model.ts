@@ -14,6 +14,8 @@ import * as pacer from '../src/rate-controlled-queue-consumer/pacer';
 /** A bounded distribution of milliseconds. */
 export type Distribution =
   | { readonly kind: 'fixed'; readonly ms: number }
+  /** Measured: `points` are [cumulative fraction, ms] pairs from (0, min) to (1, max), linear in between. */
+  | { readonly kind: 'quantiles'; readonly points: ReadonlyArray<readonly [number, number]> }
   | { readonly kind: 'uniform'; readonly minMs: number; readonly maxMs: number }
   | { readonly kind: 'triangular'; readonly minMs: number; readonly modeMs: number; readonly maxMs: number };
 
@@ -107,6 +109,7 @@ export function bounds(d: Distribution): [number, number] {
     case 'fixed': return [d.ms, d.ms];
     case 'uniform': return [d.minMs, d.maxMs];
     case 'triangular': return [d.minMs, d.maxMs];
+    case 'quantiles': return [d.points[0][1], d.points[d.points.length - 1][1]];
   }
 }
 
@@ -121,6 +124,14 @@ export function sample(d: Distribution, random: () => number): number {
   switch (d.kind) {
     case 'fixed': return d.ms;
     case 'uniform': return d.minMs + random() * (d.maxMs - d.minMs);
+    case 'quantiles': {
+      const u = random();
+      const k = d.points.findIndex(([p]) => p >= u);
+      if (k <= 0) return d.points[0][1];
+      const [p0, v0] = d.points[k - 1];
+      const [p1, v1] = d.points[k];
+      return v0 + ((u - p0) / (p1 - p0)) * (v1 - v0);
+    }
     case 'triangular': {
       const { minMs: a, modeMs: c, maxMs: b } = d;
       if (b === a) return a;

@@ -14,8 +14,9 @@
  */
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { addedLatency, maxInAnyWindow, utilization, violations, windowLimit } from './bench-metrics';
-import { LatencyModel, PacingKnobs, round, sample, seededRandom } from './bench-model';
-import { Clock, NEXT_SLOT_ATTRIBUTE, reserveSlots } from '../src/rate-controlled-queue-consumer/pacer';
+import { bounds, Distribution, LatencyModel, PacingKnobs, round, sample, seededRandom } from './bench-model';
+import { Clock, NEXT_SLOT_ATTRIBUTE, reserveSlots, slotIntervalMs, WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
+import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
 
 // ---------------------------------------------------------------------------------------------
 // Virtual time
@@ -211,7 +212,11 @@ class TokenBucket {
   }
 }
 
-/** The strict vendor: a call finding floor(R) calls in the last second already gets 429. */
+/**
+ * The strict vendor: a call finding floor(R) calls in the last second already gets 429. It
+ * timestamps in whole milliseconds and counts closed windows [t - 1000, t], the strictest way a
+ * vendor may count (issue 13, item 4).
+ */
 class StrictVendor {
   public readonly arrivals: number[] = [];
   public readonly accepted: number[] = [];
@@ -220,9 +225,10 @@ class StrictVendor {
   constructor(private readonly limit: number) {}
 
   /** Arrivals come in time order (virtual time only moves forward). */
-  public arrive(now: number): boolean {
+  public arrive(realNow: number): boolean {
+    const now = Math.floor(realNow);
     this.arrivals.push(now);
-    while (this.arrivals[this.first] <= now - 1000) this.first++;
+    while (this.arrivals[this.first] < now - 1000) this.first++;
     if (this.arrivals.length - this.first > this.limit) {
       this.rejected++;
       return false;
@@ -301,6 +307,57 @@ function summarize(
 // The pacing design, modeled
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * What the real system does beyond the latency model (issue 13): each can put floor(R) + 1
+ * requests into one second at the vendor unless its fix is in place. Rates are fractions of
+ * requests; all draws are seeded.
+ */
+export interface PacingEffects {
+  /**
+   * Fraction of requests whose slot a second invocation fires too: a vendor-caller invoke that
+   * Step Functions retried after a Lambda service error while the first keeps running, or a
+   * duplicate asynchronous Express execution.
+   */
+  readonly duplicateFireRate: number;
+  /**
+   * Spread between the callers' clocks, ms: each container's clock runs ahead by 0 or by this
+   * much (the two extremes, half the containers each), so its caller fires that much early in real
+   * time.
+   */
+  readonly clockSpreadMs: number;
+  /** Containers the vendor callers run in, each with its own clock. */
+  readonly containers: number;
+  /** Fraction of fires whose timer wakes before the slot in real time (monotonic timers, wall-clock slots). */
+  readonly earlyWakeUpRate: number;
+  /** How early such a timer wakes, at most, ms (drawn uniformly in (0, this]). */
+  readonly earlyWakeUpMs: number;
+  /** Fraction of requests that find no connected socket at the slot: the request waits for a TCP and TLS handshake. */
+  readonly freshConnectionRate: number;
+  /** The handshake's delay, ms. */
+  readonly freshConnectionMs: Distribution;
+  /**
+   * Edge-exact lateness: every request's delay after its slot (fire lateness + path to the vendor)
+   * is one of its two extremes, the path's minimum or the minimum plus the whole budget for it,
+   * instead of a draw from the latency model. The worst case the guarantee's assumption allows.
+   */
+  readonly edgeExact: boolean;
+}
+
+/** One fix of issue 13 that a row may leave out (`unfixed-...` rows). */
+export type PacingFix = 'single-use-slots' | 'clock-budget' | 'never-early' | 'window-edge-margin' | 'connected-socket';
+
+/** The effects of issue 13 at stated rates, for the modeled `...-effects` and `unfixed-...` rows. */
+export const ISSUE_13_EFFECTS: PacingEffects = {
+  duplicateFireRate: 0.01,
+  clockSpreadMs: 4,
+  containers: 16,
+  earlyWakeUpRate: 0.1,
+  earlyWakeUpMs: 1,
+  freshConnectionRate: 0.02,
+  freshConnectionMs: { kind: 'uniform', minMs: 30, maxMs: 100 },
+  edgeExact: true,
+};
+
 export interface PacedModelOptions {
   readonly rps: number;
   readonly load: Load;
@@ -315,6 +372,12 @@ export interface PacedModelOptions {
   readonly seed?: number;
   /** Arrivals in the first and the last `warmupMs` are not counted in U. @default 1 s */
   readonly warmupMs?: number;
+  /** The effects of issue 13. @default none (the latency model only) */
+  readonly effects?: PacingEffects;
+  /** The one fix left out (the row then shows what the effect does without it). @default every fix in place */
+  readonly withoutFix?: PacingFix;
+  /** The proxy's stage burst. @default the library's derivation (rate-settings.ts deriveRateSettings) */
+  readonly proxyBurst?: number;
 }
 
 export async function runPacedModel(options: PacedModelOptions): Promise<ModeledRun> {
@@ -325,10 +388,19 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   const table = new InMemoryPacerTable(clock, () => draw(model.dynamodbCall));
   const queue = new SimQueue(clock);
   const vendor = new StrictVendor(windowLimit(rps));
-  const proxy = new TokenBucket(rps, Math.max(2, Math.ceil(rps / 4)), clock.now());
+  const settings = deriveRateSettings(rps, {
+    latenessToleranceMs: knobs.latenessToleranceMs, fireToleranceMs: knobs.fireToleranceMs, leadMs: knobs.leadMs,
+  });
+  const proxyBurst = options.proxyBurst ?? settings.proxyBurstLimit;
+  const proxy = new TokenBucket(rps, proxyBurst, clock.now());
   const lanes = options.lanes ?? 2;
   const batchSize = options.batchSize ?? Math.min(1000, Math.max(1, Math.ceil(rps / 2)));
-  const intervalMs = (1000 + knobs.latenessToleranceMs) / (rps >= 1 ? Math.floor(rps) : rps);
+  const effects = options.effects;
+  const fixed = (fix: PacingFix) => options.withoutFix !== fix;
+  // Without the margin at the window's edge the slots are (1000 + L) / r apart, as before issue
+  // 13: the pacer adds its 1 ms to what it is given, so it is given L - 1.
+  const scheduleToleranceMs = fixed('window-edge-margin') ? knobs.latenessToleranceMs : knobs.latenessToleranceMs - WINDOW_EDGE_MARGIN_MS;
+  const intervalMs = slotIntervalMs(rps, scheduleToleranceMs);
   const maxWaitMs = options.maxWaitMs ?? Math.max(5000, 3 * batchSize * intervalMs);
   // The dispatcher reserves no slot earlier than `lead` from now (its execution needs that long to
   // reach the caller); the caller, when it reserves again, no earlier than its write can land.
@@ -336,47 +408,131 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   const dispatcherClock: Clock = { now: () => clock.now() + knobs.leadMs, sleep: (ms) => clock.sleep(ms) };
   const callerClock: Clock = { now: () => clock.now() + 2 * dynamoMax, sleep: (ms) => clock.sleep(ms) };
 
+  // Edge-exact lateness: the path's fastest time, and the budget after it. The budget is what L
+  // leaves after the clocks' spread (the fixed budget), or all of L (before issue 13, when the
+  // budget had no clock term and the clocks were assumed to agree).
+  const minPathMs = bounds(model.callerToProxy.distribution)[0] + bounds(model.proxyToVendor.distribution)[0];
+  const clockSpreadMs = effects?.clockSpreadMs ?? 0;
+  const delayBudgetMs = fixed('clock-budget') ? knobs.latenessToleranceMs - clockSpreadMs : knobs.latenessToleranceMs;
+  const containerAheadMs = (container: number) => (effects && container % 2 === 1 ? clockSpreadMs : 0);
+  const pickContainer = () => Math.floor(random() * (effects?.containers ?? 1));
+
   const latencies: ModeledRun['latencies'] = [];
   let proxy429 = 0;
   let failed = 0;
   let lateCallers = 0;
   let coldStarts = 0;
   let reReservations = 0;
+  let duplicateFires = 0;
+  let slotClaimsRefused = 0;
+  let timerGiveUps = 0;
+  let slotClaimWrites = 0;
+  let earlyWakeUps = 0;
+  let freshConnections = 0;
+  let noSocketGiveUps = 0;
+  const claimedSlots = new Set<number>();
+  const delivered = new Set<number>();
   const offered = offer(queue, clock, options.load, rps);
   let finished = 0;
   const allDone = () => finished >= offered.total;
 
-  const fire = async (m: Message) => {
-    await clock.sleep(draw(model.callerToProxy));
+  /** The request leaves the caller `delayMs` after now and crosses the proxy to the vendor. */
+  const fire = async (m: Message, afterFireMs?: number) => {
+    if (afterFireMs !== undefined) {
+      // Edge-exact: the whole post-fire delay at once, the proxy's throttle at its minimum hop.
+      await clock.sleep(bounds(model.callerToProxy.distribution)[0]);
+    } else {
+      await clock.sleep(draw(model.callerToProxy));
+    }
     if (!proxy.take(clock.now())) {
       // Does not happen while the pacer holds; counted if it does (the caller would pause and retry).
       proxy429++;
       failed++;
       return;
     }
-    await clock.sleep(draw(model.proxyToVendor));
+    await clock.sleep(afterFireMs !== undefined ? afterFireMs - bounds(model.callerToProxy.distribution)[0] : draw(model.proxyToVendor));
     vendor.arrive(clock.now());
-    latencies.push({ enqueuedAt: m.enqueuedAt, arrivedAt: clock.now() });
+    // A request fired twice (a duplicate that got through) is delivered once, at its first arrival.
+    if (m && !delivered.has(m.id)) {
+      delivered.add(m.id);
+      latencies.push({ enqueuedAt: m.enqueuedAt, arrivedAt: clock.now() });
+    }
+  };
+
+  /**
+   * One vendor caller firing `slot` from `container`: by its own clock (ahead of real time by the
+   * container's offset), never before the slot when the never-early fix is in, claiming the slot
+   * first when the single-use fix is in. Resolves false when it did not send (claim refused).
+   */
+  const fireSlot = async (m: Message, slot: number, container: number): Promise<'sent' | 'refused' | 'late'> => {
+    const ahead = containerAheadMs(container);
+    let wake = slot - ahead;
+    if (effects && !fixed('never-early') && random() < effects.earlyWakeUpRate) {
+      earlyWakeUps++;
+      wake -= random() * effects.earlyWakeUpMs;
+    }
+    await clock.until(wake);
+    // The timer's own lateness; a caller that wakes later than its fire tolerance gives the slot up.
+    const timerLateMs = effects?.edgeExact ? 0 : draw(model.timerLateness);
+    if (timerLateMs > knobs.fireToleranceMs) {
+      return 'late';
+    }
+    if (effects) {
+      // The single-use slot: one conditional write of the slot per fire (before the request is
+      // written); a second fire of the same slot finds it claimed.
+      if (fixed('single-use-slots')) {
+        slotClaimWrites++;
+        if (claimedSlots.has(slot)) {
+          slotClaimsRefused++;
+          return 'refused';
+        }
+        claimedSlots.add(slot);
+      }
+    }
+    let extraMs = 0;
+    if (effects && random() < effects.freshConnectionRate && !fixed('connected-socket')) {
+      freshConnections++;
+      extraMs = sample(effects.freshConnectionMs, random);
+    }
+    if (effects?.edgeExact) {
+      await fire(m, minPathMs + (random() < 0.5 ? 0 : delayBudgetMs) + extraMs);
+    } else {
+      await clock.sleep(timerLateMs + extraMs);
+      await fire(m);
+    }
+    return 'sent';
   };
 
   const caller = async (m: Message, slotAtMs: number) => {
     let slot = slotAtMs;
+    const container = pickContainer();
     for (;;) {
-      if (clock.now() <= slot + knobs.fireToleranceMs) {
-        await clock.until(slot);
-        await clock.sleep(draw(model.timerLateness));
-        await fire(m);
-        return;
+      const noSocket = effects !== undefined && fixed('connected-socket') && random() < effects.freshConnectionRate;
+      if (clock.now() + containerAheadMs(container) <= slot + knobs.fireToleranceMs && !noSocket) {
+        if (effects && random() < effects.duplicateFireRate) {
+          // A second invocation carries the same slot and fires it from another container.
+          duplicateFires++;
+          void fireSlot(m, slot, pickContainer());
+        }
+        if (await fireSlot(m, slot, container) !== 'late') {
+          return;
+        }
+        // Woke up later than the fire tolerance at its slot: given up, reserved again below.
+        timerGiveUps++;
+      } else if (noSocket) {
+        // No connected socket before the slot: the slot is given up rather than fired late.
+        noSocketGiveUps++;
+      } else {
+        // Woke up too late for its slot: give it up, reserve again (the pacer's own code).
+        lateCallers++;
       }
-      // Woke up too late for its slot: give it up, reserve again (the pacer's own code).
-      lateCallers++;
       reReservations++;
       const r = await reserveSlots({
         dynamodb: table as never,
         tableName: 'bench-pacer',
         requested: 1,
         requestsPerSecond: rps,
-        latenessToleranceMs: knobs.latenessToleranceMs,
+        latenessToleranceMs: scheduleToleranceMs,
         maxWaitMs: 60_000,
         clock: callerClock,
         random,
@@ -415,7 +571,7 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         tableName: 'bench-pacer',
         requested: batch.length,
         requestsPerSecond: rps,
-        latenessToleranceMs: knobs.latenessToleranceMs,
+        latenessToleranceMs: scheduleToleranceMs,
         maxWaitMs,
         clock: dispatcherClock,
         random,
@@ -447,6 +603,19 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
     coldStarts,
     reReservations,
     conditionalWriteFailures: table.conditionalFailures,
+    proxyBurst,
+    timerGiveUps,
+    ...(effects ? {
+      withoutFix: options.withoutFix ?? 'none',
+      duplicateFires,
+      // Both fires of a duplicated slot reached the vendor (one of the two, with the single-use slot).
+      duplicatesSent: duplicateFires - slotClaimsRefused,
+      slotClaimsRefused,
+      slotClaimWrites,
+      earlyWakeUps,
+      freshConnections,
+      noSocketGiveUps,
+    } : {}),
   });
 }
 

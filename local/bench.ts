@@ -6,8 +6,9 @@
  *   npm run bench -- --quick      # a smaller subset (CI smoke, under 90 s)
  *
  * Definitions (../shared/DESIGN.md "How rate accuracy is measured"): U = vendor requests / (R * T)
- * while a backlog exists (warm-up and drain skipped); a violation is a window (a_i - 1 s, a_i]
- * holding more than floor(R); added latency is enqueue -> arrival at the vendor.
+ * while a backlog exists (warm-up and drain skipped); a violation is a closed window [a_i - 1 s, a_i]
+ * holding more than floor(R) (issue 13: the stricter count); added latency is enqueue -> arrival at
+ * the vendor.
  *
  * 1, 10 (and half load at 10) RPS run on the local runtime: the synthesized example app, the real
  * handlers, the strict vendor simulator ("hops": "emulated"). 100 and 1000 RPS run the real pacer
@@ -19,10 +20,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { runEmulatedInChild } from './bench-emulated';
-import { describeModel, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, uMax, withPostFireSpread } from './bench-model';
-import { Load, runBaselineModel, runPacedModel } from './bench-sim';
+import {
+  describeModel, Distribution, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, spread, uMax, withPostFireSpread,
+} from './bench-model';
+import { ISSUE_13_EFFECTS, Load, PacingEffects, PacingFix, runBaselineModel, runPacedModel } from './bench-sim';
 import { LOCAL_PACING } from './local-pacing';
 import { perSecond, writeChart } from './report';
+import { WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
+import { ASSUMED_CLOCK_SPREAD_MS, ASSUMED_PATH_SPREAD_MS, FIRE_CLOCK_RESOLUTION_MS } from '../src/rate-controlled-queue-consumer/rate-settings';
 
 export interface BenchOptions {
   readonly quick: boolean;
@@ -68,6 +73,8 @@ export interface ScenarioRow {
   readonly chart: string;
   readonly runMs: number;
   readonly note?: string;
+  /** Rows of a study (issue 13's effects, the fire tolerance), beside the one row per contract and load. */
+  readonly study?: string;
   readonly details?: Record<string, number | string>;
 }
 
@@ -84,6 +91,73 @@ interface ScenarioSpec {
   readonly load: Load;
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
+  /** A study's rows (not the one row per contract and load). */
+  readonly study?: 'issue-13-effects' | 'fire-tolerance';
+  /** Issue 13's effects, and the one fix left out. */
+  readonly effects?: PacingEffects;
+  readonly withoutFix?: PacingFix;
+  /** Fire tolerance (and the L it implies: + clock resolution + path + clocks) and the timer's lateness, for the fire tolerance study. */
+  readonly fireToleranceMs?: number;
+  readonly timerLateness?: { readonly distribution: Distribution; readonly source: string };
+}
+
+/**
+ * How late a timer woke against its wall-clock slot, measured on this project's 2-core machines
+ * (a caller that sleeps until Date.now() reaches the slot, never early; local/timer-lateness.ts),
+ * as quantiles [fraction, ms].
+ */
+export const MEASURED_TIMER_LATENESS: Record<'quiet' | 'loaded', { readonly distribution: Distribution; readonly source: string }> = {
+  quiet: {
+    distribution: { kind: 'quantiles', points: [[0, 0], [0.816, 0], [0.9, 0.487], [0.99, 2.861], [0.999, 4.939], [1, 5.837]] },
+    source: 'measured 2026-12-07, 1500 wake-ups, load average 3.1 on 2 cores, lateness read on Date.now() (whole ms) against '
+      + 'fractional slots, early readings (82 %, the clock\'s resolution) counted as 0: p99 2.9 ms, max 5.8 ms',
+  },
+  loaded: {
+    distribution: { kind: 'quantiles', points: [[0, 0.02], [0.1, 0.543], [0.5, 1.169], [0.9, 2.56], [0.99, 12.71], [0.999, 83.127], [1, 146.521]] },
+    source: 'measured 2026-12-07, 4000 wake-ups, load average 6.7 on 2 cores (8 engineers\' jobs): p50 1.2 ms, p99 12.7 ms, max 147 ms',
+  },
+};
+
+/** The effect rows: every fix in place, then one row per fix left out. */
+function effectScenarios(q: boolean): ScenarioSpec[] {
+  const note = 'issue 13 effects at stated rates (duplicate fires 1 %, clocks 4 ms apart, early wake-ups 10 % by up to 1 ms, '
+    + 'fresh connections 2 % at 30-100 ms), edge-exact lateness (every delay at one end of its budget), '
+    + 'whole-millisecond vendor timestamps, closed windows';
+  const unfixed: Array<[string, PacingFix]> = [
+    ['unfixed-duplicate-fires', 'single-use-slots'],
+    ['unfixed-clock-skew', 'clock-budget'],
+    ['unfixed-early-wakeup', 'never-early'],
+    ['unfixed-window-edge', 'window-edge-margin'],
+    ['unfixed-fresh-connection', 'connected-socket'],
+  ];
+  const backlog10: Load = { kind: 'backlog', requests: q ? 300 : 2000 };
+  return [
+    { name: 'paced-10rps-effects', rps: 10, load: backlog10, kind: 'paced-model', study: 'issue-13-effects', effects: ISSUE_13_EFFECTS, note: `${note}; every fix in place` },
+    ...(q ? [] : [<ScenarioSpec>{ name: 'paced-100rps-effects', rps: 100, load: { kind: 'backlog', requests: 6000 }, kind: 'paced-model', study: 'issue-13-effects', effects: ISSUE_13_EFFECTS, note: `${note}; every fix in place` }]),
+    ...unfixed.map(([name, fix]): ScenarioSpec => ({
+      name, rps: 10, load: backlog10, kind: 'paced-model', study: 'issue-13-effects', effects: ISSUE_13_EFFECTS, withoutFix: fix, note: `${note}; without the fix '${fix}'`,
+    })),
+  ];
+}
+
+/** The fire tolerance study: 3, 5 and 10 ms (L follows), timers as measured, 100 RPS under backlog. */
+function fireToleranceScenarios(): ScenarioSpec[] {
+  const rows: ScenarioSpec[] = [];
+  for (const load of ['quiet', 'loaded'] as const) {
+    for (const tolerance of [3, 5, 10]) {
+      rows.push({
+        name: `fire-tolerance-${tolerance}ms-${load}`,
+        rps: 100,
+        load: { kind: 'backlog', requests: 6000 },
+        kind: 'paced-model',
+        study: 'fire-tolerance',
+        fireToleranceMs: tolerance,
+        timerLateness: MEASURED_TIMER_LATENESS[load],
+        note: `fire tolerance ${tolerance} ms, L = ${tolerance} + ${FIRE_CLOCK_RESOLUTION_MS} + ${ASSUMED_PATH_SPREAD_MS} + ${ASSUMED_CLOCK_SPREAD_MS} ms; timer lateness measured on a ${load} machine`,
+      });
+    }
+  }
+  return rows;
 }
 
 export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 'emulated100'>): ScenarioSpec[] {
@@ -105,6 +179,10 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
   ];
   if (!q) {
     list.push({ name: 'baseline-async-100rps', rps: 100, load: { kind: 'fraction', fraction: 2, durationMs: 30000 }, kind: 'baseline-async', note: 'published pattern as above at 100 RPS' });
+  }
+  list.push(...effectScenarios(q));
+  if (!q) {
+    list.push(...fireToleranceScenarios());
   }
   if (options.emulated100 && !q) {
     list.push({ name: 'emulated-attempt-100rps', rps: 100, load: { kind: 'backlog', requests: 600 }, kind: 'emulated', note: 'the local runtime at 100 RPS: CPU-bound on 2 cores, not a measure of the design' });
@@ -147,7 +225,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         utilization: r.utilization,
         // The synthesized example uses the local runtime's knobs (local/local-pacing.ts): slots
         // (1000 + L) / floor(R) apart with the local L.
-        uMax: round(uMax(LOCAL_PACING.latenessToleranceMs), 4),
+        uMax: round(uMax(LOCAL_PACING.latenessToleranceMs + WINDOW_EDGE_MARGIN_MS), 4),
         vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
         vendorViolations: r.vendorViolations,
         proxy429: r.proxy429,
@@ -161,8 +239,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         details: { warmupRequests: r.warmup.requests, warmupProxy429: r.warmup.proxy429, warmupVendor429: r.warmup.vendor429 },
       };
     } else {
+      const rowModel: LatencyModel = spec.timerLateness ? { ...model, timerLateness: spec.timerLateness } : model;
+      const rowKnobs: PacingKnobs = spec.fireToleranceMs === undefined ? knobs : {
+        ...knobs,
+        fireToleranceMs: spec.fireToleranceMs,
+        latenessToleranceMs: spec.fireToleranceMs + FIRE_CLOCK_RESOLUTION_MS + ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS,
+      };
       const r = spec.kind === 'paced-model'
-        ? await runPacedModel({ rps: spec.rps, load: spec.load, model, knobs })
+        ? await runPacedModel({
+          rps: spec.rps, load: spec.load, model: rowModel, knobs: rowKnobs, effects: spec.effects, withoutFix: spec.withoutFix,
+        })
         : await runBaselineModel({ rps: spec.rps, load: spec.load, model, mode: spec.kind === 'baseline-async' ? 'async' : 'sync' });
       arrivals = r.arrivals;
       row = {
@@ -173,7 +259,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         requests: r.requests,
         delivered: r.delivered,
         utilization: r.utilization,
-        uMax: spec.kind === 'paced-model' ? round(uMax(Math.max(knobs.latenessToleranceMs, knobs.fireToleranceMs + postFireSpreadMs(model))), 4) : null,
+        uMax: spec.kind === 'paced-model' ? round(uMax(WINDOW_EDGE_MARGIN_MS + Math.max(rowKnobs.latenessToleranceMs, arrivalSpreadMs(rowModel, rowKnobs))), 4) : null,
         vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
         vendorViolations: r.vendorViolations,
         proxy429: r.proxy429,
@@ -181,6 +267,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         p50AddedLatencyMs: r.p50AddedLatencyMs,
         p99AddedLatencyMs: r.p99AddedLatencyMs,
         note: spec.note,
+        ...(spec.study ? { study: spec.study } : {}),
         details: r.details,
       };
     }
@@ -201,6 +288,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   };
 }
 
+/**
+ * How far arrivals spread after their slots: the timer's lateness (a caller later than its fire
+ * tolerance gives the slot up, so at most that) plus the path's spread.
+ */
+function arrivalSpreadMs(model: LatencyModel, knobs: PacingKnobs): number {
+  const timer = spread(model.timerLateness.distribution);
+  return Math.min(timer, knobs.fireToleranceMs) + postFireSpreadMs(model) - timer;
+}
+
 export function formatTable(result: BenchResult): string {
   const header = ['scenario', 'hops', 'R', 'load', 'req', 'U', 'U max', 'W max', 'V', '429 proxy/vendor', 'added p50/p99 ms'];
   const lines = result.scenarios.map((s) => [
@@ -216,8 +312,9 @@ export function formatTable(result: BenchResult): string {
     fmt(widths.map((w) => '-'.repeat(w))),
     ...lines.map(fmt),
     '',
-    'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + spread) (spread = L for the design, '
-      + 'or the modeled arrival spread if larger); W max = most requests in any 1 s window; V = windows over floor(R).',
+    'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + 1 + spread) (spread = L for the design, '
+      + 'or the modeled arrival spread if larger; 1 ms margin at the window\'s edge); W max = most requests in any closed 1 s window '
+      + '[a - 1 s, a]; V = such windows over floor(R).',
     `pacing knobs: L = ${pacing.latenessToleranceMs} ms, lead = ${pacing.leadMs} ms, fire tolerance = ${pacing.fireToleranceMs} ms; `
       + `modeled arrival spread after the slot = ${result.latencyModel.arrivalSpreadMs} ms.`,
     `charts: ${path.dirname(result.scenarios[0]?.chart ?? '.bench/x')}/<scenario>.svg; machine: ${result.machine.nproc} cpus, node ${result.machine.node}, `
@@ -246,6 +343,7 @@ export function jsonLine(result: BenchResult): string {
       delivered: s.delivered,
       chart: s.chart,
       ...(s.note ? { note: s.note } : {}),
+      ...(s.study ? { study: s.study } : {}),
       ...(s.details ? { details: s.details } : {}),
     })),
     machine: result.machine,

@@ -2,8 +2,10 @@
  * Numbers and the chart the demo reports. Pure functions: no I/O except writeChart.
  *
  * Definitions follow ../shared/DESIGN.md "How rate accuracy is measured": a_i is the time request
- * i reached the vendor; W_max is the largest number of arrivals in any sliding 1-second window
- * (a_i - 1 s, a_i]; a violation is a window holding more than the contract.
+ * i reached the vendor; W_max is the largest number of arrivals in any sliding 1-second window; a
+ * violation is a window holding more than the contract. Windows are closed, [a_i - 1 s, a_i], the
+ * stricter of the two ways a vendor may count (issue 13, item 4: two arrivals exactly 1000 ms apart
+ * are in one window); pass `closed = false` for the half-open (a_i - 1 s, a_i] of DESIGN.md.
  */
 import * as fs from 'fs';
 
@@ -15,28 +17,33 @@ export function percentile(values: number[], p: number): number | undefined {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
-/** Largest number of arrivals in any window (a_i - windowMs, a_i]. */
-export function maxInAnyWindow(arrivals: number[], windowMs = 1000): number {
+/** Largest number of arrivals in any window [a_i - windowMs, a_i] ((a_i - windowMs, a_i] when not `closed`). */
+export function maxInAnyWindow(arrivals: number[], windowMs = 1000, closed = true): number {
   const sorted = [...arrivals].sort((a, b) => a - b);
   let max = 0;
   let start = 0;
   for (let end = 0; end < sorted.length; end++) {
-    while (sorted[start] <= sorted[end] - windowMs) start++;
+    while (outside(sorted[start], sorted[end] - windowMs, closed)) start++;
     max = Math.max(max, end - start + 1);
   }
   return max;
 }
 
-/** Windows (a_i - 1 s, a_i] that hold more than `limit` arrivals. */
-export function violations(arrivals: number[], limit: number, windowMs = 1000): number {
+/** Windows [a_i - 1 s, a_i] ((a_i - 1 s, a_i] when not `closed`) that hold more than `limit` arrivals. */
+export function violations(arrivals: number[], limit: number, windowMs = 1000, closed = true): number {
   const sorted = [...arrivals].sort((a, b) => a - b);
   let count = 0;
   let start = 0;
   for (let end = 0; end < sorted.length; end++) {
-    while (sorted[start] <= sorted[end] - windowMs) start++;
+    while (outside(sorted[start], sorted[end] - windowMs, closed)) start++;
     if (end - start + 1 > limit) count++;
   }
   return count;
+}
+
+/** Whether an arrival at `t` is before the window that starts at `windowStart`. */
+function outside(t: number, windowStart: number, closed: boolean): boolean {
+  return closed ? t < windowStart : t <= windowStart;
 }
 
 /** Arrivals per whole second since `startMs` (index = second). */

@@ -1,6 +1,7 @@
 /**
  * A strict asynchronous vendor on 127.0.0.1: it accepts a job (`202 {"jobId"}`), calls the
- * caller back later, enforces its rate contract over a sliding one-second window and injects
+ * caller back later, enforces its rate contract over a sliding one-second window (closed,
+ * [t - 1 s, t], unless told otherwise) and injects
  * faults. Every fault is decided once per request id from a seeded hash, so a run is reproducible
  * and a retried request meets the same fault, not a new coin toss.
  *
@@ -20,6 +21,13 @@ import { signCallback } from '../src/callback-webhook/signature-verification';
 export interface VendorSimulatorOptions {
   /** The contract: calls per sliding second above floor(requestsPerSecond) (at least 1) get 429. */
   readonly requestsPerSecond: number;
+  /**
+   * How the vendor counts a second: `closed`, [t - 1000 ms, t] (an arrival exactly 1000 ms earlier
+   * still counts: the stricter reading, and what the library's guarantee is stated for), or
+   * `half-open`, (t - 1000 ms, t]. Arrival times are whole milliseconds (`Date.now()`), as a vendor
+   * that timestamps in milliseconds sees them. @default 'closed'
+   */
+  readonly window?: 'closed' | 'half-open';
   /** Time to answer any call, ms. @default 0 */
   readonly latencyMs?: number;
   /** Time from answering a submission to calling back, ms. @default 0 */
@@ -134,7 +142,7 @@ export interface VendorStats {
   readonly rejected429ByContract: number;
   /** Calls that found the sliding window already holding the contract (each got a 429). */
   readonly violations: number;
-  /** The most calls in any sliding 1 s window (a - 1000 ms, a]. */
+  /** The most calls in any sliding 1 s window, counted as the `window` option says. */
   readonly maxInAnyWindow: number;
   /** Request ids with more than one accepted submission. */
   readonly duplicateVendorCalls: number;
@@ -206,6 +214,7 @@ interface Answer {
 export class VendorSimulator {
   private readonly options: VendorSimulatorOptions;
   private readonly limit: number;
+  private readonly closedWindow: boolean;
   private readonly clock: () => number;
   private server?: http.Server;
   private stopped = false;
@@ -239,6 +248,7 @@ export class VendorSimulator {
     validateOptions(options);
     this.options = options;
     this.limit = Math.max(1, Math.floor(options.requestsPerSecond));
+    this.closedWindow = (options.window ?? 'closed') === 'closed';
     this.clock = options.clock ?? Date.now;
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
   }
@@ -319,7 +329,7 @@ export class VendorSimulator {
       accepted: c.accepted,
       rejected429ByContract: c.rejected429ByContract,
       violations: c.violations,
-      maxInAnyWindow: maxInAnyWindow(this.arrivalTimes),
+      maxInAnyWindow: maxInAnyWindow(this.arrivalTimes, this.closedWindow),
       duplicateVendorCalls: [...this.states.values()].filter((s) => s.accepted > 1).length,
       faultAnswers: { error: c.error, reject: c.reject, throttle: c.throttle },
       callbacksSent: c.callbacksSent,
@@ -341,7 +351,7 @@ export class VendorSimulator {
     // The arrival is counted before anything else: the vendor saw it, whatever it answers.
     const now = this.clock();
     this.arrivalTimes.push(now);
-    const overContract = countInWindow(this.arrivalTimes, now) > this.limit;
+    const overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
     const body = await readBody(req);
     const method = (req.method ?? 'GET').toUpperCase();
     if (signatureHeaders(req).length > 0) {
@@ -665,26 +675,32 @@ export class VendorSimulator {
 // Pure helpers
 // ---------------------------------------------------------------------------------------------
 
-/** Arrivals in (t - 1000 ms, t], `arrivals` in arrival order. */
-function countInWindow(arrivals: number[], t: number): number {
+/** Whether an arrival at `a` is before the window ending at `t` ([t - 1000, t] when `closed`, else (t - 1000, t]). */
+function beforeWindow(a: number, t: number, closed: boolean): boolean {
+  return closed ? a < t - WINDOW_MS : a <= t - WINDOW_MS;
+}
+
+/** Arrivals in the window ending at t, `arrivals` in arrival order. */
+function countInWindow(arrivals: number[], t: number, closed: boolean): number {
   let count = 0;
   for (let i = arrivals.length - 1; i >= 0; i--) {
-    if (arrivals[i] > t - WINDOW_MS && arrivals[i] <= t) {
-      count++;
-    } else if (arrivals[i] <= t - WINDOW_MS) {
+    if (beforeWindow(arrivals[i], t, closed)) {
       break;
+    }
+    if (arrivals[i] <= t) {
+      count++;
     }
   }
   return count;
 }
 
-/** The most arrivals in any window (a_i - 1000 ms, a_i]. */
-export function maxInAnyWindow(arrivals: number[]): number {
+/** The most arrivals in any window [a_i - 1000 ms, a_i] ((a_i - 1000 ms, a_i] when not `closed`). */
+export function maxInAnyWindow(arrivals: number[], closed: boolean = true): number {
   const sorted = [...arrivals].sort((a, b) => a - b);
   let best = 0;
   let left = 0;
   for (let right = 0; right < sorted.length; right++) {
-    while (sorted[left] <= sorted[right] - WINDOW_MS) {
+    while (beforeWindow(sorted[left], sorted[right], closed)) {
       left++;
     }
     best = Math.max(best, right - left + 1);
@@ -721,6 +737,9 @@ function validateOptions(o: VendorSimulatorOptions): void {
     if (value !== undefined && !(value >= 0)) {
       throw new Error(`${name} must be 0 or more milliseconds (given ${value})`);
     }
+  }
+  if (o.window !== undefined && o.window !== 'closed' && o.window !== 'half-open') {
+    throw new Error(`window must be 'closed' or 'half-open' (given ${JSON.stringify(o.window)})`);
   }
   for (const name of ['errorAttempts', 'resultErrorAttempts', 'callbackRetries'] as const) {
     const value = o[name];

@@ -47,6 +47,11 @@ export class ApiGatewayHost {
     return this.host.call<LocalApiStats>('stats', apiId);
   }
 
+  /** The access log lines of the REST API `apiId` so far (see LocalApiGateway.accessLog). */
+  public accessLog(apiId: string): Promise<string[]> {
+    return this.host.call<string[]>('accessLog', apiId);
+  }
+
   public stop(): Promise<void> {
     return this.host.stop();
   }

@@ -35,6 +35,7 @@ void serveWorker(async () => {
         hostMap = map;
       },
       stats: (apiId: string) => gateway.stats(apiId),
+      accessLog: (apiId: string) => gateway.accessLog(apiId),
       stop: () => gateway.stop(),
     },
   };

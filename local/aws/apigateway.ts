@@ -152,6 +152,23 @@ interface PolicyStatement {
 interface StageRuntime {
   readonly name: string;
   readonly bucket?: TokenBucket;
+  /** The stage's AccessLogSetting.Format: one line per request through the stage, `$context` variables filled in. */
+  readonly accessLogFormat?: string;
+}
+
+/** What an access log line of a request that reached a stage reads. */
+interface AccessLogContext {
+  readonly stage: StageRuntime;
+  readonly timeEpochMs: number;
+  readonly httpMethod: string;
+  readonly sourceIp: string;
+  readonly userAgent: string;
+  resourcePath?: string;
+  principalArn?: string;
+  /** The integration's status, when it answered. */
+  integrationStatus?: number;
+  /** `$context.error.responseType` of a refusal (e.g. THROTTLED). */
+  errorResponseType?: string;
 }
 
 interface MutableStats {
@@ -174,6 +191,8 @@ interface CompiledApi {
   /** undefined: no resource policy. */
   readonly policy?: PolicyStatement[];
   readonly stats: MutableStats;
+  /** Access log lines of every stage with an AccessLogSetting, in order. */
+  readonly accessLog: string[];
   server?: http.Server;
   port?: number;
 }
@@ -320,6 +339,14 @@ export class LocalApiGateway {
     return ports;
   }
 
+  /**
+   * The access log lines of the REST API `apiId` so far (stages with an AccessLogSetting), as
+   * API Gateway writes them to CloudWatch Logs: the format with its `$context` variables filled in.
+   */
+  public accessLog(apiId: string): string[] {
+    return [...this.api(apiId).accessLog];
+  }
+
   /** What the REST API `apiId` answered so far. */
   public stats(apiId: string): LocalApiStats {
     return { ...this.api(apiId).stats };
@@ -355,11 +382,20 @@ export class LocalApiGateway {
     }
     const rawSegments = segments.slice(1).filter((s, i, all) => s !== '' || i < all.length - 1);
     const httpMethod = (req.method ?? 'GET').toUpperCase();
+    const access: AccessLogContext = {
+      stage,
+      timeEpochMs,
+      httpMethod,
+      sourceIp: (req.socket.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, ''),
+      userAgent: headerValue(req, 'user-agent') ?? '',
+    };
     const route = matchRoute(api.root, rawSegments, 0, httpMethod, new Map());
     if (!route) {
-      this.send(api, res, requestId, errorReply(403, 'Missing Authentication Token', 'MissingAuthenticationTokenException'));
+      access.errorResponseType = 'MISSING_AUTHENTICATION_TOKEN';
+      this.send(api, res, requestId, errorReply(403, 'Missing Authentication Token', 'MissingAuthenticationTokenException'), access);
       return;
     }
+    access.resourcePath = route.node.path;
 
     // The local Step Functions names its role in PRINCIPAL_HEADER (it does not sign); everyone else
     // signs with SigV4, and the signature must verify.
@@ -377,14 +413,17 @@ export class LocalApiGateway {
       const refusal = authorize(api, principalArn, stage.name, httpMethod, rawSegments.join('/'));
       if (refusal) {
         api.stats.unauthorized++;
-        this.send(api, res, requestId, refusal);
+        access.errorResponseType = refusal.status === 403 && principalArn === undefined ? 'MISSING_AUTHENTICATION_TOKEN' : 'ACCESS_DENIED';
+        this.send(api, res, requestId, refusal, access);
         return;
       }
+      access.principalArn = principalArn;
     }
 
     if (stage.bucket && !stage.bucket.take()) {
       api.stats.throttled429++;
-      this.send(api, res, requestId, errorReply(429, 'Too Many Requests', 'TooManyRequestsException'));
+      access.errorResponseType = 'THROTTLED';
+      this.send(api, res, requestId, errorReply(429, 'Too Many Requests', 'TooManyRequestsException'), access);
       return;
     }
 
@@ -406,10 +445,14 @@ export class LocalApiGateway {
       authorization: route.method.authorization,
     };
     const integration = route.method.integration;
+    const integrationErrorsBefore = api.stats.integrationErrors;
     const reply = integration.type === 'HTTP_PROXY'
       ? await this.invokeHttpProxy(api, integration, request)
       : await this.invokeSqs(api, integration, request, headerValue(req, 'accept'));
-    this.send(api, res, requestId, reply);
+    if (api.stats.integrationErrors === integrationErrorsBefore) {
+      access.integrationStatus = reply.status;
+    }
+    this.send(api, res, requestId, reply, access);
   }
 
   private async invokeHttpProxy(api: CompiledApi, integration: HttpProxyIntegration, request: MethodRequest): Promise<Reply> {
@@ -516,7 +559,7 @@ export class LocalApiGateway {
     }
   }
 
-  private send(api: CompiledApi, res: http.ServerResponse, requestId: string, reply: Reply): void {
+  private send(api: CompiledApi, res: http.ServerResponse, requestId: string, reply: Reply, access?: AccessLogContext): void {
     const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : reply.body;
     const headers: Record<string, string | string[]> = { ...(reply.headers ?? {}) };
     if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
@@ -527,6 +570,28 @@ export class LocalApiGateway {
     countStatus(api.stats, reply.status);
     res.writeHead(reply.status, headers);
     res.end(body);
+    if (access?.stage.accessLogFormat !== undefined) {
+      api.accessLog.push(renderAccessLog(access.stage.accessLogFormat, {
+        'requestId': requestId,
+        'extendedRequestId': requestId,
+        'requestTime': formatRequestTime(access.timeEpochMs),
+        'requestTimeEpoch': String(access.timeEpochMs),
+        'httpMethod': access.httpMethod,
+        'resourcePath': access.resourcePath,
+        'stage': access.stage.name,
+        'status': String(reply.status),
+        'integration.status': access.integrationStatus === undefined ? undefined : String(access.integrationStatus),
+        'integrationStatus': access.integrationStatus === undefined ? undefined : String(access.integrationStatus),
+        'error.responseType': access.errorResponseType,
+        'responseLatency': String(Math.max(0, this.clock() - access.timeEpochMs)),
+        'responseLength': String(body.length),
+        'protocol': 'HTTP/1.1',
+        'identity.sourceIp': access.sourceIp,
+        'identity.userAgent': access.userAgent,
+        'identity.userArn': access.principalArn,
+        'identity.caller': access.principalArn,
+      }));
+    }
   }
 }
 
@@ -551,6 +616,7 @@ function compileApis(resources: ResolvedResource[], clock: () => number): Map<st
       stages: new Map(),
       policy: r.properties.Policy === undefined ? undefined : compilePolicy(r.logicalId, r.properties.Policy),
       stats: { requests: 0, status2xx: 0, status4xx: 0, status5xx: 0, throttled429: 0, unauthorized: 0, integrationErrors: 0 },
+      accessLog: [],
     });
   }
   const apiOf = (r: ResolvedResource): CompiledApi => {
@@ -564,7 +630,7 @@ function compileApis(resources: ResolvedResource[], clock: () => number): Map<st
 
   buildResourceTrees(resources, apiOf);
   for (const r of resources.filter((x) => x.type === 'AWS::ApiGateway::Stage')) {
-    addStage(apiOf(r), r.logicalId, r.properties.StageName, r.properties.MethodSettings, clock);
+    addStage(apiOf(r), r.logicalId, r.properties.StageName, r.properties.MethodSettings, clock, r.properties.AccessLogSetting);
   }
   for (const r of resources.filter((x) => x.type === 'AWS::ApiGateway::Deployment')) {
     if (r.properties.StageName !== undefined) {
@@ -574,7 +640,7 @@ function compileApis(resources: ResolvedResource[], clock: () => number): Map<st
       if (description.ThrottlingRateLimit !== undefined || description.ThrottlingBurstLimit !== undefined) {
         settings.push({ HttpMethod: '*', ResourcePath: '/*', ThrottlingRateLimit: description.ThrottlingRateLimit, ThrottlingBurstLimit: description.ThrottlingBurstLimit });
       }
-      addStage(apiOf(r), r.logicalId, r.properties.StageName, settings, clock);
+      addStage(apiOf(r), r.logicalId, r.properties.StageName, settings, clock, description.AccessLogSetting);
     }
   }
   return apis;
@@ -786,9 +852,15 @@ function compileMappings(where: string, params: Record<string, string> | undefin
   });
 }
 
-function addStage(api: CompiledApi, logicalId: string, stageName: unknown, methodSettings: unknown, clock: () => number): void {
+function addStage(
+  api: CompiledApi, logicalId: string, stageName: unknown, methodSettings: unknown, clock: () => number, accessLogSetting?: unknown,
+): void {
   if (typeof stageName !== 'string' || stageName === '') {
     throw new Error(`LocalApiGateway: ${logicalId}.StageName is missing or not resolved`);
+  }
+  const accessLogFormat = (accessLogSetting as { Format?: unknown } | undefined)?.Format;
+  if (accessLogFormat !== undefined && typeof accessLogFormat !== 'string') {
+    throw new Error(`LocalApiGateway: ${logicalId}.AccessLogSetting.Format is not a resolved string: ${JSON.stringify(accessLogFormat)}`);
   }
   let bucket: TokenBucket | undefined;
   for (const [i, s] of ((methodSettings ?? []) as Array<Record<string, any>>).entries()) {
@@ -809,7 +881,7 @@ function addStage(api: CompiledApi, logicalId: string, stageName: unknown, metho
   if (api.stages.has(stageName)) {
     throw new Error(`LocalApiGateway: stage '${stageName}' of ${api.logicalId} is defined twice (${logicalId})`);
   }
-  api.stages.set(stageName, { name: stageName, bucket });
+  api.stages.set(stageName, { name: stageName, bucket, ...(accessLogFormat === undefined ? {} : { accessLogFormat }) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1171,6 +1243,15 @@ function makeInput(request: MethodRequest, body: string): Record<string, unknown
     json: (jsonPath: string) => JSON.stringify(readJsonPath(parsed(), jsonPath)) ?? '',
     path: (jsonPath: string) => readJsonPath(parsed(), jsonPath) ?? '',
   };
+}
+
+/**
+ * An access log line: the stage's format with each `$context` variable it names replaced by its
+ * value, `-` for one this gateway does not know or that has no value (as API Gateway writes it).
+ * https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html
+ */
+function renderAccessLog(format: string, values: Record<string, string | undefined>): string {
+  return format.replace(/\$context\.([A-Za-z0-9_.]*[A-Za-z0-9_])/g, (_m, name: string) => values[name] ?? '-');
 }
 
 function makeContext(request: MethodRequest): Record<string, unknown> {

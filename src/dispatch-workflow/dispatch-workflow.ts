@@ -283,9 +283,9 @@ export class DispatchWorkflow extends Construct {
       payloadAsJson.next(new sfn.Choice(this, 'IsPayloadAnObject')
         .when(sfn.Condition.stringMatches('$.vendorRequest.json', '{*'), addUrl)
         .otherwise(payloadNotObject));
-      // Step Functions fails a Choice whose variable is missing (except IsPresent): test presence first.
+      // `$.payload` is always present: the dispatcher starts no execution for a message without one
+      // (parseRequestMessage parks it), so no presence rule here: it would be a route no input takes.
       prepare = new sfn.Choice(this, 'IsPayloadAScalar')
-        .when(sfn.Condition.isNotPresent('$.payload'), payloadNotObject)
         .when(sfn.Condition.or(
           sfn.Condition.isNull('$.payload'),
           sfn.Condition.isString('$.payload'),
@@ -323,8 +323,10 @@ export class DispatchWorkflow extends Construct {
         // The caller waits up to lead + maxSlotWait before its call: its own timeout covers it.
         taskTimeout: sfn.Timeout.duration(caller.timeout!.plus(Duration.seconds(5))),
       });
-      // The function did not run (throttled) or Lambda failed around it: a new invocation is late for
-      // the slot and reserves a fresh one, so retrying here cannot break the bound.
+      // The function did not run (throttled) or Lambda failed around it. The retry can start before
+      // the slot while the first invocation still runs (Lambda does not stop a function whose caller
+      // went away): the caller claims its slot before firing it (pacer.ts, claimSlot), so only one of
+      // them fires it and the other takes a fresh slot. Retrying cannot break the bound.
       callVendor.addRetry({
         errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
         interval: Duration.seconds(1),
@@ -573,7 +575,8 @@ export class DispatchWorkflow extends Construct {
       },
     });
     props.proxy.grantInvoke(fn);
-    pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    // PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
+    pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     if (pacing.dynamicDelay) {
       for (const [name, value] of Object.entries(pacing.dynamicDelay.environmentVariables)) {
         fn.addEnvironment(name, value);

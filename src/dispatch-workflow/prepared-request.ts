@@ -15,8 +15,29 @@ import * as https from 'node:https';
 
 /** A request ready to go. */
 export interface PreparedRequest {
-  /** Writes the request; resolves with the response (its body read). Aborted by `signal`. */
-  send(signal?: AbortSignal): Promise<Response>;
+  /**
+   * Whether the request holds a connected socket now: a kept-alive one from the pool, or a new one
+   * whose TCP (and TLS) handshake has completed. Only then does `send()` put the request on the
+   * wire at once; on a socket still connecting, the bytes wait for the handshake (30-100 ms on a
+   * new HTTPS connection), so the request would leave late for its slot.
+   */
+  readonly connected: boolean;
+  /**
+   * Whether the request can no longer be sent on its socket (it closed or failed before `send()`):
+   * prepare another one.
+   */
+  readonly broken: boolean;
+  /**
+   * Writes the request; resolves with the response (its body read). Aborted by `signal`.
+   * `onWritten` is called when the whole request has been handed to the operating system (the
+   * request's 'finish' event): the moment it leaves, as near as Node.js can tell.
+   */
+  send(signal?: AbortSignal, onWritten?: () => void): Promise<Response>;
+  /**
+   * Sets (or replaces) a header before `send()`: Node writes the head only then, so a header that
+   * depends on the moment of sending (the slot fired) can still change on a prepared request.
+   */
+  setHeader(name: string, value: string): void;
   /** Drops the request unsent (the slot was given up). */
   cancel(): void;
 }
@@ -33,11 +54,13 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
  *
  * @param freeSocketTimeoutMs idle pooled connections are closed after this long (below the
  *   server's own keep-alive timeout, so a reused connection is not one the server has closed).
+ * @param tls TLS options of the HTTPS connections (e.g. `ca` for a private certificate authority).
+ *   Default: Node's, which verify the server against the public roots.
  */
-export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): PrepareRequest {
+export function createRequestPreparer(freeSocketTimeoutMs: number = 4000, tls: Pick<https.AgentOptions, 'ca'> = {}): PrepareRequest {
   const agents = {
     'http:': new http.Agent({ keepAlive: true, timeout: freeSocketTimeoutMs }),
-    'https:': new https.Agent({ keepAlive: true, timeout: freeSocketTimeoutMs }),
+    'https:': new https.Agent({ ...tls, keepAlive: true, timeout: freeSocketTimeoutMs }),
   };
   return (url, init) => {
     const target = new URL(url);
@@ -52,9 +75,34 @@ export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): Prepa
     request.on('error', (error) => {
       failure ??= error;
     });
+    // The socket's state, from the 'socket' event on (the agent assigns one on the next tick).
+    let socketState: 'none' | 'connecting' | 'connected' | 'closed' = 'none';
+    request.on('socket', (socket) => {
+      socket.once('close', () => {
+        socketState = 'closed';
+      });
+      // A socket from the keep-alive pool is connected (a closed one leaves the pool). A new one
+      // is not before its handshake: 'connect' (TCP), or 'secureConnect' (TLS) for HTTPS.
+      if (request.reusedSocket || (protocol === 'http:' && !socket.connecting)) {
+        socketState = 'connected';
+        return;
+      }
+      socketState = 'connecting';
+      socket.once(protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+        if (socketState === 'connecting') {
+          socketState = 'connected';
+        }
+      });
+    });
     let sent = false;
     return {
-      send: (signal) => {
+      get connected() {
+        return socketState === 'connected' && failure === undefined;
+      },
+      get broken() {
+        return socketState === 'closed' || failure !== undefined;
+      },
+      send: (signal, onWritten) => {
         if (sent) {
           return Promise.reject(new Error('a prepared request is sent once'));
         }
@@ -91,8 +139,16 @@ export function createRequestPreparer(freeSocketTimeoutMs: number = 4000): Prepa
             onAbort();
             return;
           }
+          if (onWritten) {
+            request.once('finish', onWritten);
+          }
           request.end(init.body);
         });
+      },
+      setHeader: (name, value) => {
+        if (!request.headersSent) {
+          request.setHeader(name, value);
+        }
       },
       cancel: () => {
         sent = true;

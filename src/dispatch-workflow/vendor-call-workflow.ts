@@ -5,15 +5,18 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCredentialSteps } from './vendor-credential-steps';
+import { CALL_CLAIM_KEY_PREFIX, CorrelationAttributes } from '../shared/messages';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
 import { resolveVendorCallTimeout } from '../throttled-proxy/integration-timeout';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
+import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
 
 /**
  * Options for the VendorCallWorkflow that the orchestrator passes through (`vendorCall`): the
@@ -28,6 +31,12 @@ export interface VendorCallWorkflowOptions extends CommonVendorWorkflowOptions {
 export interface VendorCallWorkflowProps extends VendorCallWorkflowOptions {
   /** The proxy in front of the vendor. */
   readonly proxy: ThrottledProxy;
+  /**
+   * Where each call is claimed before it is made (item `call#<requestId>`, expiring with the
+   * table's TTL), so a duplicate execution or a message delivered twice does not call the vendor
+   * twice.
+   */
+  readonly table: ITokenCorrelationTable;
   /** The request queue: retries go back through it, so they are paced. */
   readonly requestQueue: sqs.IQueue;
   /** Where calls that are given up are parked. */
@@ -55,8 +64,12 @@ export interface VendorCallWorkflowProps extends VendorCallWorkflowOptions {
  * final failure parks it in the dead-letter queue and fails the waiting workflow at once
  * (SendTaskFailure `VendorRequestFailed`).
  *
- * There is no claim step: a call may reach the vendor again when its message is redelivered, so
- * calls other than GET should be idempotent for the vendor (the `Idempotency-Key` header helps).
+ * It first claims the call in the correlation table (a conditional write on `call#<requestId>`, as
+ * the dispatch workflow claims a submission), so a duplicate Express execution or a message
+ * delivered twice stops there instead of calling the vendor again. A call can still reach the
+ * vendor twice when its first execution called the vendor and then failed before answering (the
+ * retry is a new attempt); calls other than GET should be idempotent for the vendor (the
+ * `Idempotency-Key` header helps).
  */
 export class VendorCallWorkflow extends Construct {
   /** The Express state machine. */
@@ -74,6 +87,37 @@ export class VendorCallWorkflow extends Construct {
     validateDuration('retryBaseDelay', retryBaseDelay, Duration.seconds(1), Duration.minutes(15));
     validateDuration('maxRetryDelay', maxRetryDelay, retryBaseDelay, Duration.minutes(15), 'SQS delays a message by at most 15 minutes');
     const vendorCallTimeout = resolveVendorCallTimeout(props.vendorCallTimeout, props.proxy.integrationTimeout);
+
+    // ---- Claim the call: a second execution of the same delivery stops here. ----
+    // Asynchronous Express executions run at least once, and SQS delivers at least once
+    // (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-standard-vs-express.html):
+    // without a claim both copies would call the vendor. The claim sequence rises with each
+    // retry and deferral (a new message), which claims again (see VendorCallInput.claimSeq).
+    const claim = new tasks.DynamoUpdateItem(this, 'ClaimCall', {
+      comment: 'Claim this delivery of the call; fails with ConditionalCheckFailed when an execution of it (or of a later one) already claimed it',
+      table: props.table.table,
+      key: {
+        [CorrelationAttributes.REQUEST_ID]: tasks.DynamoAttributeValue.fromString(
+          sfn.JsonPath.format(`${CALL_CLAIM_KEY_PREFIX}{}`, sfn.JsonPath.stringAt('$.requestId'))),
+      },
+      updateExpression: 'SET #claimSeq = :claimSeq, #expires = :expires, #updated = :updated',
+      conditionExpression: 'attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq',
+      expressionAttributeNames: {
+        '#claimSeq': CorrelationAttributes.CLAIM_SEQ,
+        '#expires': CorrelationAttributes.EXPIRES_AT,
+        '#updated': CorrelationAttributes.UPDATED_AT,
+      },
+      expressionAttributeValues: {
+        ':claimSeq': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.claimSeq'))),
+        ':expires': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.expiresAt'))),
+        ':updated': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$$.Execution.StartTime')),
+      },
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    retryAwsServiceErrors(claim, 'dynamodb');
+    const alreadyClaimed = new sfn.Succeed(this, 'AlreadyClaimed', {
+      comment: 'Another execution of this delivery (or of a later one) claimed the call: it makes the call, not this one',
+    });
 
     // ---- Is anyone still waiting? A call whose workflow already ended is not sent. ----
     const checkWaiting = new sfn.CustomState(this, 'CheckWaitingWorkflow', {
@@ -193,6 +237,8 @@ export class VendorCallWorkflow extends Construct {
             requestId: sfn.JsonPath.stringAt('$.requestId'),
             call: sfn.JsonPath.objectAt('$.message.call'),
             attempt: sfn.JsonPath.numberAt('$.attempt'),
+            // A new claim sequence for the same attempt (see VendorCallInput.claimSeq).
+            deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
           },
         },
         resultPath: '$.retry',
@@ -207,7 +253,9 @@ export class VendorCallWorkflow extends Construct {
     }
     returnResponse.next(returned);
 
-    const definition = checkWaiting.next(credential.before(hasBody, { classify, giveUp }));
+    claim.addCatch(alreadyClaimed, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
+    claim.addCatch(classify, { resultPath: '$.error' });
+    const definition = claim.next(checkWaiting).next(credential.before(hasBody, { classify, giveUp }));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -231,6 +279,9 @@ export class VendorCallWorkflow extends Construct {
     } else {
       props.proxy.grantInvoke(this.stateMachine);
     }
+    // ClaimCall: the task grants UpdateItem on the table itself (not its indexes); a customer-managed
+    // key of the table must be usable too.
+    props.table.table.encryptionKey?.grantEncryptDecrypt(this.stateMachine);
     // Covers KMS when the request queue has a customer-managed key.
     props.requestQueue.grantSendMessages(this.stateMachine);
     props.deadLetterQueue.grantSendMessages(this.stateMachine);
@@ -308,8 +359,9 @@ export class VendorCallWorkflow extends Construct {
           // The caller's own timeout covers its wait for the slot and the call.
           TimeoutSeconds: caller instanceof lambda.Function && caller.timeout ? caller.timeout.toSeconds() + 5 : 290,
           Retry: [{
-            // The function did not run or Lambda failed around it: a new invocation is late for
-            // the slot and reserves a fresh one, so retrying cannot break the bound.
+            // The function did not run or Lambda failed around it. The retry can start before the
+            // slot while the first invocation still runs: the caller claims its slot before firing
+            // it (pacer.ts, claimSlot), so only one fires it. Retrying cannot break the bound.
             ErrorEquals: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
             IntervalSeconds: 1,
             BackoffRate: 2,
@@ -346,7 +398,8 @@ export class VendorCallWorkflow extends Construct {
 
 /** The cdk-nag AwsSolutions suppressions of the vendor-call workflow, with their reasons. */
 function addVendorCallNagSuppressions(stateMachine: sfn.StateMachine, props: VendorCallWorkflowProps): void {
-  const kms = [props.requestQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey].some((key) => key !== undefined);
+  const kms = [props.requestQueue.encryptionMasterKey, props.deadLetterQueue.encryptionMasterKey, props.table.table.encryptionKey]
+    .some((key) => key !== undefined);
   addNagSuppressions(stateMachine, [
     {
       id: 'AwsSolutions-SF1',

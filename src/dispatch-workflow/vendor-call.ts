@@ -21,6 +21,7 @@
  * Everything from the outside (clients, clock, signer, fetch) is passed in; `vendor-caller.lambda.ts`
  * is the thin adapter.
  */
+import { randomBytes } from 'node:crypto';
 // This module is bundled into the vendor caller Lambda only; the construct library never imports
 // it, so the SDK stays a devDependency (bundled by esbuild).
 import type { Logger } from '@aws-lambda-powertools/logger';
@@ -29,7 +30,8 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // requests to the proxy with the function's role.
 import { SignatureV4 } from '@smithy/signature-v4';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
-import { Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
+import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
+
 import { VendorCallerEnv } from '../shared/env';
 import { MetricNames } from '../shared/metrics';
 import { NodeSha256 } from '../shared/node-sha256';
@@ -129,6 +131,8 @@ export interface VendorCallDeps {
  * does not stop that one request.
  */
 export const PAUSE_CHECK_LEAD_MS = 100;
+/** Resolution of `Date.now()`: it counts whole milliseconds (counted in the fire term, see lateBeyondTolerance). */
+export const CLOCK_RESOLUTION_MS = 1;
 /** A fresh slot is at least this far ahead: time to sign, re-read the pause and sleep accurately. */
 export const FRESH_SLOT_LEAD_MS = 250;
 /** Attempts at getting a usable slot before the request is requeued. */
@@ -141,6 +145,24 @@ const MAX_ERROR_BODY_CHARS = 8192;
 const CONNECTION_IDLE_MS = 3000;
 /** Warm-up only when the slot is at least this far away. */
 const WARM_UP_MIN_LEAD_MS = 100;
+
+/** Identifies this execution environment (container) in the User-Agent: one per cold start. */
+const CONTAINER_ID = randomBytes(6).toString('hex');
+/** Product token of the caller's User-Agent; the README's Logs Insights query parses it. */
+export const PACING_USER_AGENT_PRODUCT = 'cdk-async-external-api-vendor-caller';
+
+/**
+ * The caller's User-Agent: `cdk-async-external-api-vendor-caller/<container> slot/<slot ms>`.
+ * The proxy's access log records it (`$context.identity.userAgent`) beside `$context.requestTimeEpoch`,
+ * API Gateway's own receive time, so `requestTimeEpoch - slot` measures fire lateness + caller ->
+ * proxy latency + this container's clock offset on one clock (README, "check it once deployed";
+ * https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html).
+ * SigV4 never signs User-Agent (@smithy/signature-v4 ALWAYS_UNSIGNABLE_HEADERS), so it may be set
+ * after signing.
+ */
+export function pacingUserAgent(slotAtMs: number): string {
+  return `${PACING_USER_AGENT_PRODUCT}/${CONTAINER_ID} slot/${slotAtMs}`;
+}
 
 /** A failure the dispatch workflow's ClassifyVendorError understands (by its name). */
 export class VendorCallError extends Error {
@@ -230,20 +252,33 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   const log = { requestId: event.requestId, slotAtMs: event.slotAtMs };
 
   let slot: number | undefined = typeof event.slotAtMs === 'number' && Number.isFinite(event.slotAtMs) ? event.slotAtMs : undefined;
+  // A slot that came with the event may be carried by a duplicate invocation too (pacer.ts, claimSlot):
+  // it is claimed before it is fired. A slot reserved here is this invocation's alone.
+  let slotIsOurs = slot === undefined;
   // How much of the lead was left when the caller started: the margin that keeps it on time.
   logger.debug('vendor caller started', { ...log, aheadOfSlotMs: slot === undefined ? null : slot - clock.now() });
   let fired = false;
   let signed: Record<string, string> | undefined;
   let prepared: PreparedRequest | undefined;
+  let fireHeaders: Record<string, string> | undefined;
+  // A DynamoDB call that fails ends the invocation: the prepared request must not keep its socket.
+  const cancelOnError = <T>(pending: Promise<T>): Promise<T> => pending.catch((error: unknown) => {
+    prepared?.cancel();
+    throw error;
+  });
+  const giveUpSlot = (reason: string, detail: Record<string, unknown>) => {
+    logger.warn(`${reason}; the slot is given up`, { ...log, slotAtMs: slot, ...detail });
+    deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
+    slot = undefined;
+  };
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
-    if (slot === undefined || clock.now() > slot + config.fireToleranceMs) {
-      if (slot !== undefined) {
-        logger.warn('late for the pacing slot; reserving a new one', { ...log, slotAtMs: slot, lateByMs: clock.now() - slot });
-        deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
-      }
+    if (slot !== undefined && lateBeyondTolerance(clock.now(), slot, config.fireToleranceMs)) {
+      giveUpSlot('late for the pacing slot', { lateByMs: clock.now() - slot });
+    }
+    if (slot === undefined) {
       const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
-      const reservation = await reserveSlots({
+      const reservation = await cancelOnError(reserveSlots({
         dynamodb: deps.dynamodb,
         tableName: config.pacerTableName,
         requested: 1,
@@ -254,11 +289,22 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         minLeadMs: FRESH_SLOT_LEAD_MS,
         clock,
         random: deps.random,
-      });
+      }));
       if (reservation.slots.length === 0) {
+        prepared?.cancel();
         return requeue(reservation.nextFreeAtMs, clock, 'NoSlotInTime', logger, log);
       }
       slot = reservation.slots[0];
+      slotIsOurs = true;
+    }
+    // 1b. Each slot is fired once: a duplicate invocation carrying the same slot (a retried invoke,
+    // a duplicate Express execution) loses the claim and does not fire it.
+    if (!slotIsOurs) {
+      if (!await cancelOnError(claimSlot(deps.dynamodb, config.pacerTableName, slot))) {
+        giveUpSlot('another invocation already claimed this pacing slot (a retried invoke or a duplicate execution)', {});
+        continue;
+      }
+      slotIsOurs = true;
     }
 
     // Open the connection now if it may have been closed, while there is time before the slot.
@@ -268,43 +314,78 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     }
     // Signing takes a few HMACs: done before the wait, not at the slot.
     signed ??= await deps.sign({ method, url, headers, body });
+    // The request is built now, so that at the slot only its write is left, and it takes (or
+    // opens) its connection during the wait, not at the slot. Kept across slots until sent.
+    if (prepared?.broken) {
+      prepared.cancel();
+      prepared = undefined;
+    }
+    prepared ??= deps.prepare?.(url, { method, headers: signed, body });
 
     // 2. Just before the slot: is the vendor pausing us?
     await sleepUntil(clock, slot - PAUSE_CHECK_LEAD_MS);
     const pausedUntilMs = await readPauseBeforeSlot(deps, clock, slot, log);
     if (pausedUntilMs !== undefined && pausedUntilMs > slot) {
-      logger.info('the vendor paused dispatch; the slot is given up', { ...log, slotAtMs: slot, pausedUntilMs });
-      deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
+      giveUpSlot('the vendor paused dispatch', { pausedUntilMs });
       if (pausedUntilMs - clock.now() > config.maxSlotWaitMs) {
+        prepared?.cancel();
         return requeue(pausedUntilMs, clock, 'VendorPaused', logger, log);
       }
-      slot = undefined;
       continue;
     }
 
-    // 3. Fire at the slot, or not at all. The request is built now, so that at the slot only its
-    // write is left.
-    prepared = deps.prepare?.(url, { method, headers: signed, body });
+    // 3. Fire at the slot, or not at all: never before it by the wall clock (sleepUntil), and
+    // only on a connected socket (else the bytes would wait for a handshake and leave late).
     await sleepUntil(clock, slot);
-    if (clock.now() > slot + config.fireToleranceMs) {
-      prepared?.cancel();
-      prepared = undefined;
+    if (lateBeyondTolerance(clock.now(), slot, config.fireToleranceMs)) {
       continue;
     }
+    if (prepared && !prepared.connected) {
+      giveUpSlot('no connected socket to the proxy at the slot (the request would wait for a TCP/TLS handshake)', { broken: prepared.broken });
+      continue;
+    }
+    // The User-Agent carries the slot fired (see pacingUserAgent): set last, since the slot may have
+    // changed since the request was built. SigV4 does not sign it.
+    fireHeaders = { ...signed, 'user-agent': pacingUserAgent(slot) };
+    prepared?.setHeader('user-agent', fireHeaders['user-agent']);
     fired = true;
   }
   if (!fired) {
+    prepared?.cancel();
     return requeue(clock.now() + 1000, clock, 'NoSlotInTime', logger, log);
   }
 
   const firedAtMs = clock.now();
+  // Lateness counts from when the request leaves (handed to the operating system), not from when
+  // it is handed to Node.js: a write that waits (a handshake, a full socket) shows here.
+  let writtenAtMs: number | undefined;
+  const onWritten = () => {
+    writtenAtMs = clock.now();
+  };
   deps.metrics?.addMetric(MetricNames.VENDOR_CALLS, 'Count', 1);
-  deps.metrics?.addMetric(MetricNames.VENDOR_CALL_LATENESS, 'Milliseconds', firedAtMs - slot!);
+  const recordLateness = () => {
+    if (writtenAtMs === undefined) {
+      return; // never written (the request failed before it left)
+    }
+    // An upper bound: the reading truncates to whole milliseconds, so the request left up to
+    // CLOCK_RESOLUTION_MS after it.
+    const lateByMs = writtenAtMs - slot! + CLOCK_RESOLUTION_MS;
+    deps.metrics?.addMetric(MetricNames.VENDOR_CALL_LATENESS, 'Milliseconds', lateByMs);
+    if (lateByMs > config.fireToleranceMs) {
+      logger.warn('the request left later than the fire tolerance allows (its write waited)', { ...log, slotAtMs: slot, lateByMs, fireToleranceMs: config.fireToleranceMs });
+    }
+  };
   let response: Response;
   let text: string;
   try {
     const signal = AbortSignal.timeout(config.callTimeoutMs);
-    response = await (prepared ? prepared.send(signal) : deps.fetch(url, { method, headers: signed, body, signal }));
+    if (prepared) {
+      response = await prepared.send(signal, onWritten);
+    } else {
+      // fetch tells nothing of its socket: the request counts as written when fetch is called.
+      onWritten();
+      response = await deps.fetch(url, { method, headers: fireHeaders, body, signal });
+    }
     text = await response.text();
   } catch (error) {
     const e = error as Error & { cause?: unknown };
@@ -316,8 +397,9 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     );
   } finally {
     lastConnectionUseMs = clock.now();
+    recordLateness();
   }
-  logger.info('called the vendor', { ...log, slotAtMs: slot, lateByMs: firedAtMs - slot!, statusCode: response.status, durationMs: clock.now() - firedAtMs });
+  logger.info('called the vendor', { ...log, slotAtMs: slot, lateByMs: (writtenAtMs ?? firedAtMs) - slot!, statusCode: response.status, durationMs: clock.now() - firedAtMs });
 
   if (response.status === 429) {
     const retryAfterMs = parseRetryAfterMs(response.headers.get('retry-after'), clock.now(), config.maxPauseMs);
@@ -404,11 +486,24 @@ function requeue(
   return { statusCode: null, body: null, headers: null, requeue: { delaySeconds, reason } };
 }
 
+/**
+ * Resolves once the wall clock has reached `atMs`. Node's timers run on a monotonic clock in whole
+ * milliseconds while slots are wall-clock times, so a timer can wake a fraction of a millisecond
+ * (more when the two clocks drift apart) before the slot: then it sleeps again.
+ */
 async function sleepUntil(clock: Clock, atMs: number): Promise<void> {
-  const waitMs = atMs - clock.now();
-  if (waitMs > 0) {
+  for (let waitMs = atMs - clock.now(); waitMs > 0; waitMs = atMs - clock.now()) {
     await clock.sleep(waitMs);
   }
+}
+
+/**
+ * Whether firing at the clock reading `nowMs` could be more than `fireToleranceMs` late for `slot`.
+ * `Date.now()` truncates to whole milliseconds: at a reading `nowMs` the wall clock is anywhere in
+ * `[nowMs, nowMs + 1)`, so the last millisecond of the tolerance is spent on the clock's resolution.
+ */
+export function lateBeyondTolerance(nowMs: number, slot: number, fireToleranceMs: number): boolean {
+  return nowMs + CLOCK_RESOLUTION_MS - slot > fireToleranceMs;
 }
 
 /** The URL with the query parameters appended (a list repeats the parameter). */

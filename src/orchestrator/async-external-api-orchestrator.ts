@@ -1095,6 +1095,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       const workflow = new VendorCallWorkflow(this, 'VendorCall', {
         ...this.vendorCallOptions,
         proxy: this.proxy,
+        table: this.table,
         requestQueue: this.consumer.queue,
         deadLetterQueue: this.consumer.deadLetterQueue,
         // PacingPoint.VENDOR_CALL: calls are fired at their slot by the same caller as submissions.

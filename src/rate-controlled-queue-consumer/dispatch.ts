@@ -16,7 +16,7 @@ import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessage
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { ConsumerEnv } from '../shared/env';
-import { AnyRequestMessage, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
+import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
@@ -172,17 +172,13 @@ export function parseRequestMessage(body: string): ParsedRequest {
 /** The dispatch workflow's input for a message. */
 export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number): DispatchInput {
   const attempt = message.attempt ?? 1;
-  // Anything but a small whole number counts as 0; more than 999 deferrals of one attempt stay at
-  // 999 (their claims then tie and the later ones stop at the claim, as duplicates would).
-  const deferrals = Number.isSafeInteger(message.deferrals) && message.deferrals! > 0 ? Math.min(999, message.deferrals!) : 0;
   return {
     requestId: message.requestId,
     taskToken: message.taskToken,
     payload: message.payload,
     attempt,
     expiresAt: Math.floor(nowMs / 1000) + correlationTtlSeconds,
-    deferrals,
-    claimSeq: attempt * 1000 + deferrals,
+    ...claimSequence(attempt, message.deferrals),
     message,
     // ---- webhookauth: capability callback URL ----
     // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.
@@ -243,7 +239,7 @@ export function executionFor(message: AnyRequestMessage, nowMs: number, config: 
     if (config.callStateMachineArn === undefined) {
       throw new Error('vendor calls (kind \'call\') are not enabled on this consumer: no vendor-call workflow is configured');
     }
-    return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message, slotAtMs) };
+    return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message, nowMs, config.correlationTtlSeconds, slotAtMs) };
   }
   return { stateMachineArn: config.stateMachineArn, input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds, slotAtMs) };
 }

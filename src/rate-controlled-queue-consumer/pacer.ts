@@ -6,14 +6,22 @@
  * ## The guarantee
  *
  * Let `R` be the contract, `r = floor(R)` (or `R` when `R < 1`). In the default pacing point
- * (`PacingPoint.VENDOR_CALL`) **no sliding 1-second window at the vendor holds more than `ceil(r)`
- * requests** (`floor(R)`, or 1 when `R < 1`), provided that for every request
+ * (`PacingPoint.VENDOR_CALL`) **no 1-second window at the vendor holds more than `floor(R)`
+ * requests**, and when `R < 1` no window of `1 / R` seconds holds more than one (so one per second
+ * at most, and e.g. at most one in any 2 s at `R = 0.5`). The windows are **closed**, `[a - 1 s, a]`:
+ * the bound holds for a vendor that counts half-open windows `(a - 1 s, a]` too, and for one that
+ * timestamps in whole milliseconds (see "The window's edge"). This holds provided that for every
+ * request
  *
- *     (how late the vendor caller fires against its slot) + (spread of the caller -> vendor latency) <= L
+ *     (how late the vendor caller fires against its slot, by its own clock)
+ *       + (spread of the caller -> vendor latency)
+ *       + (spread between the callers' clocks) <= L
  *
  * where `L` is the lateness tolerance the slots are spaced for. The caller enforces the first term
  * (it fires in `[t, t + fireTolerance]` or gives the slot up); the second is an assumption about the
- * network path (caller Lambda -> API Gateway proxy -> vendor), stated with the defaults below.
+ * network path (caller Lambda -> API Gateway proxy -> vendor), the third about the clocks of the
+ * Lambda hosts, both stated with the defaults in rate-settings.ts and checked once deployed (README,
+ * "check it once deployed").
  *
  * In `PacingPoint.DISPATCH` the same bound holds for the StartExecution calls; at the vendor it holds
  * only if the spread of the whole Express workflow (start, its states, the proxy) stays within `L`,
@@ -26,9 +34,11 @@
  * with or without Retry-After). A reservation of up to `k` slots:
  *
  * - effective rate `r = R >= 1 ? floor(R) : R`;
- * - slot interval `I = (1000 + L) / r + extra` ms (rounded up to a multiple of 1/1024 ms, see
- *   below), where `extra >= 0` is the operator's dynamic delay (it can only slow);
- * - `base = max(now, nextSlotAtMs, pausedUntilMs)`, slots `base, base + I, ..., base + (n - 1) * I`,
+ * - slot interval `I = (1000 + L + 1) / r + extra` ms (rounded up to a multiple of 1/1024 ms, see
+ *   below), where `extra >= 0` is the operator's dynamic delay (it can only slow) and the 1 ms is
+ *   the margin at the window's edge (`WINDOW_EDGE_MARGIN_MS`);
+ * - `base = max(now, nextSlotAtMs, pausedUntilMs)` (rounded up to the 1/1024 ms grid), slots
+ *   `base, base + I, ..., base + (n - 1) * I`,
  *   `n` as many as are wanted and fit before the invocation's deadline (`n` may be 0);
  * - `nextSlotAtMs := base + n * I`, written with the condition `nextSlotAtMs = :old` (or
  *   `attribute_not_exists(nextSlotAtMs)` when there was none). If another invocation wrote first,
@@ -36,7 +46,11 @@
  *   crashed invocation cannot block the others.
  *
  * A request for slot `t` is issued in `[t, t + tolerance]` or not at all: a caller (or dispatcher)
- * that wakes up later gives the slot up and reserves a new one. State lives only in DynamoDB, so a
+ * that wakes up later gives the slot up and reserves a new one. The vendor caller makes each part
+ * of that hold on AWS too: it fires a slot only once it has claimed it (single-use slots, below),
+ * only once its wall clock has reached `t` (a timer may wake early: it sleeps again), counting
+ * `Date.now()`'s whole-millisecond resolution in the tolerance, and only on a connected socket,
+ * measuring its lateness when the request is handed to the operating system (vendor-call.ts). State lives only in DynamoDB, so a
  * cold start or a new container changes nothing: it reads the same item.
  *
  * ## Why it holds
@@ -45,33 +59,54 @@
  *    moves `nextSlotAtMs` forward past the slots it reserved, and the conditional write makes the
  *    read-compute-write of each reservation atomic, so the next reservation starts at or after
  *    the last slot of the previous one plus `I`.
- * 2. Request `i` for slot `t_i` reaches the vendor at `a_i = t_i + f_i + d_i`, `f_i` the firing
- *    lateness, `d_i` the caller -> vendor latency. With `d_i` in `[d_min, d_min + J]` and
- *    `f_i + (d_i - d_min) <= L` (the assumption), `a_i - d_min` lies in `[t_i, t_i + L]`.
- * 3. Take any window `(a - 1000, a]` at the vendor. Every request in it has `t_i` in
- *    `(a - d_min - 1000 - L, a - d_min]`, a half-open span of length `1000 + L <= r * I`: `m`
- *    slots at least `I` apart in it satisfy `(m - 1) * I < r * I`, so `m <= ceil(r)`.
+ * 2. Request `i` for slot `t_i` reaches the vendor at `a_i = t_i + c_i + f_i + d_i` in real time:
+ *    `c_i` the offset of its caller's clock (a caller whose clock runs ahead fires early in real
+ *    time), `f_i` the firing lateness by that clock, `d_i` the caller -> vendor latency. With
+ *    `c_i + f_i + d_i` in `[e_min, e_min + L]` for every request (the assumption: fire tolerance +
+ *    path spread + clock spread <= L), `a_i - e_min` lies in `[t_i, t_i + L]`.
+ * 3. Take any closed window `[a - 1000, a]` at the vendor. Every request in it has `t_i` in
+ *    `[a - e_min - 1000 - L, a - e_min]`, a closed span of length `1000 + L < r * I`: `m` slots at
+ *    least `I` apart in it satisfy `(m - 1) * I <= 1000 + L < r * I`, so `m <= r` when `r` is a
+ *    whole number, and `m = 1` when `r < 1` (then `I > 1000 + L`; the same argument with a window
+ *    of `1000 / r` ms shows one request at most in any `1 / R` seconds).
  *
- * Clocks: every Lambda reads its own clock. The proof carries over as far as they agree, which
- * is part of `L` (EC2/Lambda hosts sync to the Amazon Time Sync Service, typically well under
- * 1 ms apart).
+ * ## The window's edge
+ *
+ * Without the margin (`r * I = 1000 + L` exactly), a request exactly `L` late and the request `r`
+ * slots after it, on time, arrive exactly 1000 ms apart: a vendor counting closed windows
+ * `[a - 1 s, a]` sees `r + 1`, and so does a vendor that timestamps in whole milliseconds when they
+ * arrive 1000.4 ms apart. With `r * I >= 1000 + L + 1`, any `r + 1` requests span at least 1001 ms
+ * of real time, and at least 1001 ms after rounding both ends to whole milliseconds (rounding is
+ * monotone and moves whole numbers by whole numbers). The margin costs `1 / (1001 + L)` of the rate
+ * (0.1 %).
+ *
+ * Clocks: every Lambda reads its own clock, and no AWS document bounds the error of a Lambda
+ * host's clock (EC2 instances sync to the Amazon Time Sync Service; ClockBound, AWS's tool to read
+ * the error bound, https://github.com/aws/clock-bound, is not available in Lambda; a ClockBound
+ * client reports +/- 0.5-2 ms for EC2 on the default Time Sync Service,
+ * https://pypi.org/project/clockbound/). So the spread between callers' clocks is a term of `L`
+ * (rate-settings.ts `ASSUMED_CLOCK_SPREAD_MS`), and the deployment measures it against one clock,
+ * API Gateway's `$context.requestTimeEpoch` (README, "check it once deployed").
  *
  * ## Choosing L (the defaults, and where the numbers come from)
  *
- * `L = fireTolerance + J`. With the vendor caller, `J` is the spread of one HTTPS request on a
+ * `L = (fireTolerance + 1 ms) + J + C` (rate-settings.ts): the fire term (the 1 ms is the
+ * resolution of `Date.now()`, which the fire check reads), `J` the spread of one HTTPS request on a
  * warm keep-alive connection from a Lambda to a regional API Gateway endpoint in the same region
- * plus the proxy's HTTP integration to the vendor:
+ * plus the proxy's HTTP integration to the vendor, `C` the spread between the callers' clocks:
  *
- * - Lambda timer accuracy: Node.js timers fire 0-2 ms late on an idle event loop (the caller does
- *   nothing else while it waits) -> the caller fires within `fireTolerance = 10 ms` or gives up.
+ * - Timer accuracy: Node.js timers aimed at a wall-clock time woke at most 2.9 ms late at p99 and
+ *   5.8 ms at worst on a loaded 2-core machine (docs/benchmark.md, "Fire tolerance") -> the caller
+ *   fires within `fireTolerance = 5 ms` or gives up (about 0.1 % of slots there).
  * - API Gateway overhead (the `Latency - IntegrationLatency` of REST APIs): typically 5-15 ms,
  *   spread about 10 ms at p99 for a regional endpoint (AWS re:Post / CloudWatch measurements).
  * - Network to the vendor: the vendor's own jitter is outside our control; within one region or
  *   to a nearby internet endpoint the spread of the TCP path is a few milliseconds (p99 ~5 ms).
+ * - Clocks: 4 ms assumed (see "Clocks" above).
  *
- * So `J ~ 15-20 ms` and the default `L = 30 ms` (`fireTolerance 10 ms + J 20 ms`): slots are
- * spaced `(1000 + 30) / r` apart, the best possible utilization is `1000 / 1030 = 0.971`.
- * A vendor whose path spreads more needs a larger `L` (utilization `1000 / (1000 + L)`).
+ * So `J ~ 15-20 ms` and the default `L = 30 ms` (5 + 1 + 20 + 4): slots are spaced
+ * `(1000 + 30 + 1) / r` apart, the best possible utilization is `1000 / 1031 = 0.970`. A vendor
+ * whose path spreads more needs a larger `L` (utilization `1000 / (1001 + L)`).
  * A cold connection (new container: DNS + TCP + TLS, 30-100 ms) would break the assumption, so
  * the caller opens its connection during its lead time, before its first slot.
  *
@@ -79,14 +114,15 @@
  *
  * ## Exact arithmetic
  *
- * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L`
+ * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L + 1`
  * still holds), and every slot time is then a multiple of 1/1024 below 2^43 ms (the year 2248), so
  * doubles represent it exactly: no rounding error can squeeze two slots closer than `I`, and the
  * value written to DynamoDB reads back identical for the `nextSlotAtMs = :old` condition.
  */
 // The pacer is bundled into the dispatcher Lambda only; the construct library never imports it, so
 // the SDK stays a devDependency (bundled by esbuild).
-import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 
 /** Partition key value of the single pacer item. */
 export const PACER_ITEM_KEY = 'pacer';
@@ -98,6 +134,13 @@ export const NEXT_SLOT_ATTRIBUTE = 'nextSlotAtMs';
 export const PAUSED_UNTIL_ATTRIBUTE = 'pausedUntilMs';
 /** Default lateness tolerance `L` when pacing StartExecution (PacingPoint.DISPATCH), in milliseconds. */
 export const DEFAULT_LATENESS_TOLERANCE_MS = 50;
+/**
+ * Added to the `1000 + L` span that `floor(R)` slot intervals cover, so that the span is strictly
+ * longer: see "The window's edge" in the module comment. One whole millisecond, because a vendor
+ * that timestamps in whole milliseconds sees two arrivals 1000.5 ms apart as 1000 ms apart.
+ * Declared with the other rate knobs in rate-settings.ts (pure, so the constructs read it too).
+ */
+export { WINDOW_EDGE_MARGIN_MS };
 /** How many times a reservation is attempted when other invocations keep writing first. */
 export const DEFAULT_MAX_RESERVATION_ATTEMPTS = 25;
 
@@ -138,8 +181,16 @@ export function slotIntervalMs(requestsPerSecond: number, latenessToleranceMs: n
   if (!Number.isFinite(extraIntervalMs) || extraIntervalMs < 0) {
     throw new Error(`extraIntervalMs must be a non-negative number, got ${extraIntervalMs}`);
   }
-  const exact = (1000 + latenessToleranceMs) / effectiveRate(requestsPerSecond) + extraIntervalMs;
-  return Math.ceil(exact * 1024) / 1024;
+  const exact = (1000 + latenessToleranceMs + WINDOW_EDGE_MARGIN_MS) / effectiveRate(requestsPerSecond) + extraIntervalMs;
+  return roundUpToSlotGrid(exact);
+}
+
+/**
+ * `ms` rounded up to a multiple of 1/1024 ms, the grid every slot time lies on (see "Exact
+ * arithmetic" in the module comment). Rounding up never brings a slot or the end of a pause closer.
+ */
+export function roundUpToSlotGrid(ms: number): number {
+  return Math.ceil(ms * 1024) / 1024;
 }
 
 /** Result of {@link computeSchedule}. */
@@ -190,7 +241,9 @@ export function computeSchedule(
   const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs, options.extraIntervalMs ?? 0);
   // An idle schedule (nextSlotAtMs in the past) restarts at now: unused past slots are not
   // banked, otherwise an idle period would allow a burst. No slot falls inside a pause.
-  const base = Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0);
+  // On the slot grid (a pause from Retry-After or a fractional lead need not be): every slot stays
+  // exact in floating point.
+  const base = roundUpToSlotGrid(Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0));
   const latestSlot = nowMs + Math.max(0, maxWaitMs);
   const fitting = latestSlot < base ? 0 : Math.floor((latestSlot - base) / interval) + 1;
   const n = Math.min(requested, fitting);
@@ -202,16 +255,17 @@ export function computeSchedule(
 }
 
 /**
- * The largest number of `times` inside any half-open window `(a - windowMs, a]`.
- * Used by tests to check the pacing guarantee.
+ * The largest number of `times` inside any half-open window `(a - windowMs, a]`, or, with
+ * `closed`, any closed window `[a - windowMs, a]` (what the guarantee is stated for: a vendor may
+ * count either way). Used by tests to check the pacing guarantee.
  */
-export function maxInAnyWindow(times: number[], windowMs: number = 1000): number {
+export function maxInAnyWindow(times: number[], windowMs: number = 1000, closed: boolean = false): number {
   const sorted = [...times].sort((x, y) => x - y);
   let max = 0;
   let first = 0;
   // The fullest window can always be taken to end at one of the times.
   for (let last = 0; last < sorted.length; last++) {
-    while (sorted[first] <= sorted[last] - windowMs) {
+    while (closed ? sorted[first] < sorted[last] - windowMs : sorted[first] <= sorted[last] - windowMs) {
       first++;
     }
     max = Math.max(max, last - first + 1);
@@ -329,13 +383,17 @@ export async function readPausedUntil(dynamodb: DynamoDBClient, tableName: strin
 }
 
 /**
- * Pauses every dispatcher and caller until `untilMs` (vendor pushback). The pause only ever moves
+ * Pauses every dispatcher and caller until `requestedUntilMs` rounded up to the slot grid (vendor
+ * pushback). The pause only ever moves
  * forward: a shorter pause than the stored one changes nothing. Resolves to the pause in force.
  */
-export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, untilMs: number): Promise<number> {
-  if (!Number.isFinite(untilMs)) {
-    throw new Error(`untilMs must be a finite number, got ${untilMs}`);
+export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, requestedUntilMs: number): Promise<number> {
+  if (!Number.isFinite(requestedUntilMs)) {
+    throw new Error(`untilMs must be a finite number, got ${requestedUntilMs}`);
   }
+  // On the slot grid, like the slots (the first slot after a pause starts at it); rounded up, so
+  // the pause is never shortened. A Retry-After of "0.0001" seconds would otherwise be stored as is.
+  const untilMs = roundUpToSlotGrid(requestedUntilMs);
   try {
     await dynamodb.send(new UpdateItemCommand({
       TableName: tableName,
@@ -370,4 +428,76 @@ function parseNumberAttribute(attribute: { N?: string } | undefined, name: strin
 /** Whether a DynamoDB call failed on its condition (another writer was first). */
 export function isConditionalCheckFailed(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'ConditionalCheckFailedException';
+}
+
+// ---- Single-use slots (issue 13, item 1) ----
+
+/*
+ * Single-use slots: a pacing slot is fired at most once, whoever carries it
+ *
+ * The proof above counts one request per reserved slot. Two invocations can carry the same
+ * slot, though:
+ *
+ * - the vendor-call task retries `Lambda.ServiceException` / `Lambda.AWSLambdaException` /
+ *   `Lambda.SdkClientException` after about a second with full jitter, so the retried invocation can
+ *   start well before the slot, while the first one keeps running (Lambda does not stop a function
+ *   whose synchronous caller went away) and fires at the slot too
+ *   (https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html: "your function may be
+ *   invoked multiple times");
+ * - an asynchronous Express execution runs at least once
+ *   (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-standard-vs-express.html), so a
+ *   duplicate execution carries the same `slotAtMs`.
+ *
+ * Each would put two requests into one slot, `floor(R) + 1` into one second at the vendor. So the
+ * caller claims a slot it was given before it fires it: one conditional PutItem of an item keyed
+ * by the slot (`pk = 'slot#<slotAtMs>'`, `attribute_not_exists(pk)`) in the pacer table. The first
+ * claim wins; a later one fails its condition and that invocation does not fire the slot (it
+ * reserves a fresh one: rate-safe, as every fresh slot is its reserver's alone). A slot the caller
+ * reserved itself needs no claim: the conditional write of `nextSlotAtMs` (`reserveSlots`) already
+ * gives it to one invocation only. Cost: at most one DynamoDB write per request
+ * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html).
+ *
+ * Claims expire through the table's TTL attribute an hour after their slot: a duplicate comes
+ * within the Express workflow's 5 minutes, and a slot older than its fire tolerance is never fired
+ * anyway. DynamoDB deletes expired items in the background, typically within a few days, at no
+ * cost (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html).
+ */
+
+/** The pacer table's TTL attribute (epoch seconds): slot claims expire, the pacer item never does. */
+export const PACER_TTL_ATTRIBUTE = 'expiresAt';
+/** How long a slot claim is kept after its slot. */
+export const SLOT_CLAIM_RETENTION_SECONDS = 3600;
+
+/** The pacer table key of the claim of a slot. */
+export function slotClaimKey(slotAtMs: number): string {
+  // String(number) is deterministic: every carrier of the same slot (parsed from the same JSON)
+  // writes the same key. Distinct slots are at least one slot interval (> 1 ms) apart.
+  return `slot#${String(slotAtMs)}`;
+}
+
+/**
+ * Claims `slotAtMs` for this invocation: resolves true when it is the first to claim it, false when
+ * another invocation already did (that one fires it). Throws on any other DynamoDB error.
+ */
+export async function claimSlot(dynamodb: DynamoDBClient, tableName: string, slotAtMs: number): Promise<boolean> {
+  if (!Number.isFinite(slotAtMs)) {
+    throw new Error(`slotAtMs must be a finite number, got ${slotAtMs}`);
+  }
+  try {
+    await dynamodb.send(new PutItemCommand({
+      TableName: tableName,
+      Item: {
+        [PACER_PARTITION_KEY]: { S: slotClaimKey(slotAtMs) },
+        [PACER_TTL_ATTRIBUTE]: { N: String(Math.ceil(slotAtMs / 1000) + SLOT_CLAIM_RETENTION_SECONDS) },
+      },
+      ConditionExpression: 'attribute_not_exists(#pk)',
+      ExpressionAttributeNames: { '#pk': PACER_PARTITION_KEY },
+    }));
+    return true;
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return false;
+    }
+    throw error;
+  }
 }

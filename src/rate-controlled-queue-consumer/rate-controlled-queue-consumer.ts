@@ -114,20 +114,23 @@ export interface RateControlledQueueConsumerOptions {
   readonly lead?: Duration;
 
   /**
-   * `L`: slots are spaced `(1 s + L) / floor(requestsPerSecond)` apart. With `VENDOR_CALL` it must
-   * cover how late the caller fires (`fireTolerance`) plus the spread of the caller -> proxy ->
-   * vendor latency; with `DISPATCH`, how late a start may be. Larger values cost throughput (best
-   * utilization `1 s / (1 s + L)`).
+   * `L`: slots are spaced `(1 s + L + 1 ms) / floor(requestsPerSecond)` apart (the 1 ms is a margin
+   * at the window's edge). With `VENDOR_CALL` it must cover how late the caller fires
+   * (`fireTolerance` + 1 ms, the resolution of the caller's clock) plus the spread of the caller ->
+   * proxy -> vendor latency plus the spread between the callers' clocks (README, "Choosing L");
+   * with `DISPATCH`, how late a start may be. Larger values cost throughput (best utilization
+   * `1 s / (1 s + L + 1 ms)`).
    *
-   * @default Duration.millis(30) with VENDOR_CALL (utilization up to 0.971), Duration.millis(50) with DISPATCH
+   * @default Duration.millis(30) with VENDOR_CALL (utilization up to 0.970), Duration.millis(50) with DISPATCH
    */
   readonly latenessTolerance?: Duration;
 
   /**
    * With `VENDOR_CALL`: how late the vendor caller may fire against its slot before it gives the
-   * slot up and reserves a new one. Part of `latenessTolerance`.
+   * slot up and reserves a new one. Part of `latenessTolerance`. At least 2 ms: the caller's clock
+   * (`Date.now()`) counts whole milliseconds, and 1 ms of the tolerance goes to that resolution.
    *
-   * @default Duration.millis(10)
+   * @default Duration.millis(5)
    */
   readonly fireTolerance?: Duration;
 
@@ -366,7 +369,11 @@ export class RateControlledQueueConsumer extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // One item holding the next free start time: nothing worth keeping.
+      // The vendor caller's slot claims (one short item per request, pacer.ts, claimSlot) expire; the
+      // pacer item and the drain lease have no such attribute and stay. Turning TTL on updates the
+      // table in place (no replacement).
+      timeToLiveAttribute: 'expiresAt', // PACER_TTL_ATTRIBUTE in pacer.ts (a handler module: not imported here)
+      // The next free start time, the vendor's pause and recent slot claims: nothing worth keeping.
       removalPolicy: RemovalPolicy.DESTROY,
     });
 

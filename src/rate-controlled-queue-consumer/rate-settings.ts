@@ -22,6 +22,12 @@ export enum PacingPoint {
   VENDOR_CALL = 'VENDOR_CALL',
 }
 
+/**
+ * Smallest fire tolerance of the vendor caller: 1 ms goes to the resolution of `Date.now()`, and at
+ * least 1 ms must be left for the timer's own lateness.
+ */
+export const MIN_FIRE_TOLERANCE_MS = 2;
+
 /** What a user may override; everything else is derived. Times in milliseconds. */
 export interface RateSettingsOverrides {
   readonly pacingPoint?: PacingPoint;
@@ -50,9 +56,9 @@ export interface RateSettings {
   readonly latenessToleranceMs: number;
   /** How late the vendor caller may fire (VENDOR_CALL) or the dispatcher may start (DISPATCH). */
   readonly fireToleranceMs: number;
-  /** `(1000 + L) / floor(R)`. */
+  /** `(1000 + L + 1) / floor(R)` (the 1 ms: `WINDOW_EDGE_MARGIN_MS`). */
   readonly slotIntervalMs: number;
-  /** The best utilization the spacing allows: `1000 / (1000 + L)` (when `R` is a whole number). */
+  /** The best utilization the spacing allows: `1000 / (1001 + L)` (when `R` is a whole number). */
   readonly maxUtilization: number;
   readonly proxyRateLimit: number;
   readonly proxyBurstLimit: number;
@@ -69,15 +75,45 @@ export interface RateSettingsWarning {
   readonly message: string;
 }
 
-/** Fire tolerance of the vendor caller: Node timers fire 0-2 ms late on an idle event loop. */
-export const DEFAULT_FIRE_TOLERANCE_MS = 10;
+/**
+ * Added to the `1000 + L` ms that `floor(R)` slot intervals span, so that `floor(R) + 1` requests
+ * always span more than one second, also for a vendor that counts closed windows `[a - 1 s, a]` or
+ * timestamps in whole milliseconds (pacer.ts, "The window's edge").
+ */
+export const WINDOW_EDGE_MARGIN_MS = 1;
+/**
+ * Fire tolerance of the vendor caller: it fires within this long after its slot, by its own clock,
+ * or gives the slot up. Chosen from measurements (docs/benchmark.md, "Fire tolerance"): Node.js
+ * timers aimed at a wall-clock time woke at most 2.9 ms late at p99 and 5.8 ms at worst on a loaded
+ * 2-core machine; 5 ms gives up about 0.1 % of slots there, 3 ms about 1 %, and each
+ * millisecond of `L` saved is worth about 0.1 % of the contract.
+ */
+export const DEFAULT_FIRE_TOLERANCE_MS = 5;
+/**
+ * The resolution of the clock the caller fires by (`Date.now()`: whole milliseconds): a caller that
+ * reads `slot + fireTolerance` may really be up to 1 ms later. Part of the fire term of `L`.
+ */
+export const FIRE_CLOCK_RESOLUTION_MS = 1;
 /**
  * Spread of the caller -> proxy -> vendor latency the default `L` assumes (API Gateway overhead
- * ~10 ms at p99, network ~5 ms, clocks < 1 ms; see pacer.ts).
+ * ~10 ms at p99, network ~5 ms; see pacer.ts), rounded up.
  */
 export const ASSUMED_PATH_SPREAD_MS = 20;
-/** Default `L` with PacingPoint.VENDOR_CALL: fire tolerance + path spread. */
-export const DEFAULT_VENDOR_CALL_LATENESS_MS = DEFAULT_FIRE_TOLERANCE_MS + ASSUMED_PATH_SPREAD_MS;
+/**
+ * Spread between the clocks of the Lambda hosts the vendor callers run on, which the default `L`
+ * assumes. Each caller fires by its own clock, so a caller whose clock runs ahead fires early in
+ * real time. AWS publishes no clock-error bound for Lambda; EC2 hosts on the Amazon Time Sync
+ * Service stay within about +/- 0.5-2 ms of true time (a ClockBound client's figures,
+ * https://pypi.org/project/clockbound/), so two hosts within 4 ms.
+ * Measured once deployed from API Gateway's clock (README, "check it once deployed").
+ */
+export const ASSUMED_CLOCK_SPREAD_MS = 4;
+/**
+ * Default `L` with PacingPoint.VENDOR_CALL, the whole budget: fire term (fire tolerance + the
+ * clock's resolution) + path spread + clock spread = 5 + 1 + 20 + 4 = 30 ms.
+ */
+export const DEFAULT_VENDOR_CALL_LATENESS_MS =
+  DEFAULT_FIRE_TOLERANCE_MS + FIRE_CLOCK_RESOLUTION_MS + ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS;
 /** Default `L` with PacingPoint.DISPATCH (the dispatcher's own lateness). */
 export const DEFAULT_DISPATCH_LATENESS_MS = 50;
 /**
@@ -112,13 +148,19 @@ export function deriveRateSettings(requestsPerSecond: number, overrides: RateSet
   nonNegative('fireTolerance', fireToleranceMs, 1000);
   nonNegative('lead', leadMs, 60_000);
   if (vendorCall) {
+    // The caller reads Date.now(), which counts whole milliseconds: 1 ms of the fire tolerance goes
+    // to the clock's resolution (vendor-call.ts, lateBeyondTolerance).
+    if (fireToleranceMs < MIN_FIRE_TOLERANCE_MS) {
+      throw new Error(`fireTolerance (${fireToleranceMs} ms) must be at least ${MIN_FIRE_TOLERANCE_MS} ms with PacingPoint.VENDOR_CALL: the vendor caller's clock (Date.now()) counts whole milliseconds, so 1 ms of the tolerance goes to its resolution and a smaller one would give nearly every slot up. Raise fireTolerance`);
+    }
     if (fireToleranceMs >= latenessToleranceMs) {
       throw new Error(`fireTolerance (${fireToleranceMs} ms) must be below latenessTolerance (${latenessToleranceMs} ms): latenessTolerance covers the caller's lateness plus the spread of the network path to the vendor, so nothing would be left for the path. Raise latenessTolerance or lower fireTolerance`);
     }
-    if (latenessToleranceMs - fireToleranceMs < ASSUMED_PATH_SPREAD_MS) {
+    const leftForPathAndClocks = latenessToleranceMs - fireToleranceMs - FIRE_CLOCK_RESOLUTION_MS;
+    if (leftForPathAndClocks < ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS) {
       warnings.push({
         id: 'cdk-async-external-api:latenessTolerance',
-        message: `latenessTolerance ${latenessToleranceMs} ms leaves ${latenessToleranceMs - fireToleranceMs} ms for the spread of the caller -> proxy -> vendor latency after the fire tolerance of ${fireToleranceMs} ms; the contract bound at the vendor assumes the path spreads no more than that (the default assumes ${ASSUMED_PATH_SPREAD_MS} ms). Keep latenessTolerance >= fireTolerance + ${ASSUMED_PATH_SPREAD_MS} ms unless you measured your path`,
+        message: `latenessTolerance ${latenessToleranceMs} ms leaves ${leftForPathAndClocks} ms for the spread of the caller -> proxy -> vendor latency and of the callers' clocks after the fire term of ${fireToleranceMs + FIRE_CLOCK_RESOLUTION_MS} ms (fire tolerance ${fireToleranceMs} ms + ${FIRE_CLOCK_RESOLUTION_MS} ms clock resolution); the contract bound at the vendor assumes they spread no more than that (the default assumes ${ASSUMED_PATH_SPREAD_MS} ms for the path and ${ASSUMED_CLOCK_SPREAD_MS} ms for the clocks). Keep latenessTolerance >= fireTolerance + ${FIRE_CLOCK_RESOLUTION_MS + ASSUMED_PATH_SPREAD_MS + ASSUMED_CLOCK_SPREAD_MS} ms unless you measured both (README, "check it once deployed")`,
       });
     }
     if (leadMs < 200) {
@@ -138,14 +180,16 @@ export function deriveRateSettings(requestsPerSecond: number, overrides: RateSet
   const maxBatchingWindowMs = overrides.maxBatchingWindowMs ?? (batchSize > 10 ? 1000 : 0);
   const maxConcurrency = overrides.maxConcurrency ?? (R < 100 ? 2 : Math.min(1000, 2 + Math.ceil(R / 500)));
 
-  const slotIntervalMs = (1000 + latenessToleranceMs) / r;
+  // As the pacer computes it (pacer.ts slotIntervalMs, which this pure module cannot import: it
+  // bundles the AWS SDK): rounded up to a multiple of 1/1024 ms.
+  const slotIntervalMs = Math.ceil(((1000 + latenessToleranceMs + WINDOW_EDGE_MARGIN_MS) / r) * 1024) / 1024;
   const maxUtilization = (1000 / slotIntervalMs) / R;
 
   const proxyRateLimit = overrides.proxyRateLimit ?? R;
   if (!(proxyRateLimit > 0) || proxyRateLimit > R) {
     throw new Error(`throttlingRateLimit must be above 0 and at most the contract of ${R} requests per second (given ${proxyRateLimit}): the proxy must never let more through than the vendor allows`);
   }
-  // Paced requests reach the proxy at most 1 + r x (w + L) / (1000 + L) in any w ms, while the
+  // Paced requests reach the proxy at most 1 + r x (w + L) / (1001 + L) in any w ms, while the
   // bucket refills R x w / 1000: the deficit never exceeds 1 + r x L / 1000 tokens. The bucket
   // holds that plus an allowance for jitter the pacing does not model.
   const minimumBurst = 1 + Math.ceil((r * latenessToleranceMs) / 1000);

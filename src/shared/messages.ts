@@ -65,6 +65,11 @@ export interface VendorCallMessage {
   readonly call: VendorCallRequest;
   /** 1 for the first call; raised by each re-enqueue. Absent means 1. */
   readonly attempt?: number;
+  /**
+   * How often this attempt went back to the queue without calling the vendor (no pacing slot in
+   * time, a vendor pause). Absent means 0. Part of the claim sequence (see `DispatchInput.claimSeq`).
+   */
+  readonly deferrals?: number;
 }
 
 /** Input of one vendor-call (Express) workflow execution, built by the queue consumer. */
@@ -72,6 +77,16 @@ export interface VendorCallInput {
   readonly requestId: string;
   readonly taskToken: string;
   readonly attempt: number;
+  /** `deferrals` of the message (0 to 999). */
+  readonly deferrals: number;
+  /**
+   * `attempt x 1000 + deferrals`: the workflow's ClaimCall succeeds only when it is higher than the
+   * stored one, so two executions of one delivery (a duplicate Express execution, a message
+   * delivered twice) cannot both call the vendor (see `DispatchInput.claimSeq`).
+   */
+  readonly claimSeq: number;
+  /** When the call's claim item may be deleted (DynamoDB TTL, epoch seconds). */
+  readonly expiresAt: number;
   /** The call, normalized: `query` always present (`{}` when none); `body` present only when sent. */
   readonly call: VendorCallRequest;
   /** The raw message, re-enqueued or parked in the DLQ as is when the call gives up. */
@@ -79,6 +94,19 @@ export interface VendorCallInput {
   /** The pacing slot of this call, epoch ms: the vendor caller fires at it (PacingPoint.VENDOR_CALL). */
   readonly slotAtMs?: number;
 }
+
+/**
+ * A message's deferrals, counted as 0 when absent or not a small whole number (more than 999 stay
+ * at 999: their claims then tie and the later ones stop at the claim, as duplicates would), and
+ * its claim sequence `attempt x 1000 + deferrals` (see `DispatchInput.claimSeq`).
+ */
+export function claimSequence(attempt: number, deferrals: unknown): { readonly deferrals: number; readonly claimSeq: number } {
+  const counted = Number.isSafeInteger(deferrals) && (deferrals as number) > 0 ? Math.min(999, deferrals as number) : 0;
+  return { deferrals: counted, claimSeq: attempt * 1000 + counted };
+}
+
+/** Partition key of a vendor call's claim in the correlation table: `call#<requestId>`, apart from job submissions' items. */
+export const CALL_CLAIM_KEY_PREFIX = 'call#';
 
 /** Any message on the request queue. */
 export type AnyRequestMessage = RequestMessage | VendorCallMessage;

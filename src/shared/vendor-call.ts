@@ -3,7 +3,7 @@
  * literal values) and the queue consumer (run-time checks of the message). Plain code only: no
  * AWS SDK or aws-cdk-lib imports.
  */
-import { VENDOR_CALL_METHODS, VendorCallInput, VendorCallMessage, VendorCallRequest } from './messages';
+import { claimSequence, VENDOR_CALL_METHODS, VendorCallInput, VendorCallMessage, VendorCallRequest } from './messages';
 
 /** Longest path accepted (API Gateway's URL limit is 8 KiB; vendors rarely take more than 2 KiB). */
 export const MAX_VENDOR_CALL_PATH_LENGTH = 2048;
@@ -124,16 +124,25 @@ export function parseVendorCallMessage(fields: Record<string, unknown>):
   return { ok: true, message: fields as unknown as VendorCallMessage };
 }
 
-/** The vendor-call workflow's input for a (valid) message. */
-export function buildVendorCallInput(message: VendorCallMessage, slotAtMs?: number): VendorCallInput {
+/**
+ * The vendor-call workflow's input for a (valid) message.
+ *
+ * @param nowMs current time, epoch ms
+ * @param claimTtlSeconds how long the call's claim item is kept (the correlation TTL)
+ * @param slotAtMs the call's pacing slot, epoch ms
+ */
+export function buildVendorCallInput(message: VendorCallMessage, nowMs: number, claimTtlSeconds: number, slotAtMs?: number): VendorCallInput {
   const normalized = normalizeVendorCall(message.call);
   if (!normalized.ok) {
     throw new Error(`invalid vendor call: ${normalized.problems.join('; ')}`);
   }
+  const attempt = message.attempt ?? 1;
   return {
     requestId: message.requestId,
     taskToken: message.taskToken,
-    attempt: message.attempt ?? 1,
+    attempt,
+    ...claimSequence(attempt, message.deferrals),
+    expiresAt: Math.floor(nowMs / 1000) + claimTtlSeconds,
     call: normalized.call,
     message,
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),

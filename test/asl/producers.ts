@@ -5,7 +5,7 @@
  * a fake `fetch` and the pacer table mocked), and AWS service answers shaped like the SDK's
  * output types (only AWS services are mocked).
  */
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { stepError, TaskHandler } from './execute';
@@ -51,7 +51,7 @@ export function vendorCallInputFor(body: string | Record<string, unknown>, paced
   if (!parsed.ok) {
     throw new Error(`the dispatcher refuses this message: ${parsed.detail}`);
   }
-  return buildVendorCallInput(parsed.message as VendorCallMessage, paced ? Date.now() + LEAD_MS : undefined);
+  return buildVendorCallInput(parsed.message as VendorCallMessage, Date.now(), CORRELATION_TTL_SECONDS, paced ? Date.now() + LEAD_MS : undefined);
 }
 
 /** What the simulated vendor does with a request. */
@@ -99,14 +99,19 @@ const CALLER_CONFIG: VendorCallConfig = {
 export function vendorCallerTask(vendor: VendorBehaviour, received: VendorRequest[] = []): TaskHandler {
   return async (taskInput: { FunctionName: string; Payload: VendorCallEvent }) => {
     pacerTable.reset();
+    // A virtual clock that sleeps instantly: the caller waits for its slot without the test waiting.
+    // It starts a second before the slot at the latest (a slot already past stays past), so a
+    // loaded machine that takes long to reach this task does not make the caller late for it.
+    const slot = taskInput.Payload.slotAtMs;
+    let nowMs = typeof slot === 'number' ? Math.min(Date.now(), slot - 1000) : Date.now();
+    const clock: Clock = { now: () => nowMs, sleep: async (ms) => { nowMs += Math.max(0, ms); } };
     // The pause the caller re-reads before its slot (GetItem on the pacer item), if the vendor paused dispatch.
     pacerTable.on(GetItemCommand).resolves('pausedForMs' in vendor
-      ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(Date.now() + vendor.pausedForMs) } } }
+      ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(nowMs + vendor.pausedForMs) } } }
       : {});
     pacerTable.on(UpdateItemCommand).resolves({});
-    // A clock that sleeps instantly: the caller waits for its slot without the test waiting.
-    let offset = 0;
-    const clock: Clock = { now: () => Date.now() + offset, sleep: async (ms) => { offset += Math.max(0, ms); } };
+    // The claim of the slot before it is fired (a conditional PutItem): the first claim of it.
+    pacerTable.on(PutItemCommand).resolves({});
     const fakeFetch = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
       received.push({ url: String(url), method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, body: init?.body as string | undefined });
       if ('pausedForMs' in vendor) {

@@ -13,6 +13,7 @@ import { AslDefinition } from '../../cost/happy-path';
 import { priceDesign } from '../../cost/model';
 import { pricesFor } from '../../cost/prices';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
+import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 import { executeDefinition, TaskHandler } from '../asl/execute';
 import { testStack } from '../util';
 
@@ -79,16 +80,17 @@ describe('cost derivation from a synthesized stack', () => {
     const atContract = deriveStack(example, options(10));
     const light = deriveStack(example, options(4));
 
-    // Slots (1000 + L) / r apart: the default L is 30 ms.
-    expect(atContract.model.slotIntervalMs).toBeCloseTo(103, 6);
+    // Slots (1000 + L + 1) / r apart (1 ms margin at the window's edge): the default L is 30 ms.
+    const interval = slotIntervalMs(10, 30);
+    expect(atContract.model.slotIntervalMs).toBe(interval);
     expect(atContract.model.backlogged).toBe(true);
-    expect(atContract.warnings.join(' ')).toMatch(/9\.71 starts\/s/);
+    expect(atContract.warnings.join(' ')).toMatch(/9\.7 starts\/s/);
     expect(light.model.backlogged).toBe(false);
     expect(light.model.requestFeed.batchingWindowSeconds).toBe(1);
     expect(light.model.requestFeed.fill).toBe(4);
     expect(light.warnings).toEqual([]);
-    // Lambda bills the wait for the batch's last slot: (4 - 1) x 103 ms + the calls, over 4 requests.
-    expect(light.model.dispatcher.msPerRequest).toBeCloseTo((3 * 103 + 90) / 4, 6);
+    // Lambda bills the wait for the batch's last slot: (4 - 1) x I + the calls, over 4 requests.
+    expect(light.model.dispatcher.msPerRequest).toBeCloseTo((3 * interval + 90) / 4, 6);
   });
 
   test('memory sizes, state counts and DynamoDB writes come from the template', () => {
@@ -186,6 +188,9 @@ describe('cost derivation from a synthesized stack', () => {
     expect(line(d, 'vendor caller invocations (dispatch)').perRequest).toBe(1);
     expect(line(d, 'vendor caller duration (dispatch)').perRequest).toBeCloseTo((callerMs / 1000) * (256 / 1024), 10);
     expect(d.usage.lines.find((l) => l.what.endsWith('GetItem (pause check)'))!.perRequest).toBe(1);
+    // Single-use slots (issue 13, item 1): one conditional PutItem per request, 1 WRU.
+    const claim = d.usage.lines.find((l) => l.what.endsWith('PutItem (slot claim)'))!;
+    expect(claim).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
     // The proxy is still the REST API the request goes through; the Express workflow waits for the caller.
     expect(line(d, `${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
     expect(d.model.dispatch.durationMs).toBeGreaterThan(callerMs);
@@ -219,6 +224,10 @@ describe('cost derivation from a synthesized stack', () => {
     expect(fetchLine('vendor caller invocations (vendor-call)').perRequest).toBe(1);
     expect(fetchLine(`${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
     expect(fetchLine('request queue (fetch message) SendMessage').perRequest).toBe(1);
+    // The call's claim (ClaimCall, a small item) and the caller's slot claim: one write each.
+    expect(d.fetch?.path[0]).toBe('ClaimCall');
+    expect(fetchLine('ClaimCall write')).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
+    expect(d.fetch!.usage.lines.find((l) => l.what.endsWith('PutItem (slot claim)'))!.perRequest).toBe(1);
     // Without the fetch the per-request lines are the same.
     const plain = deriveStack(example, options(4));
     expect(d.usage.lines.map((l) => [l.what, l.perRequest])).toEqual(plain.usage.lines.map((l) => [l.what, l.perRequest]));

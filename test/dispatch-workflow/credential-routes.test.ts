@@ -106,7 +106,7 @@ function inputFor(workflow: Workflow, pacingPoint: PacingPoint): any {
   const slotAtMs = pacingPoint === PacingPoint.VENDOR_CALL ? SLOT : undefined;
   return workflow === 'dispatch'
     ? buildDispatchInput({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1' } }, NOW, 3600, slotAtMs)
-    : buildVendorCallInput({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', call: { method: 'GET', path: '/jobs/1/result' } }, slotAtMs);
+    : buildVendorCallInput({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', call: { method: 'GET', path: '/jobs/1/result' } }, NOW, 3600, slotAtMs);
 }
 
 /** The vendor accepted: the vendor caller's answer (VENDOR_CALL) or apigateway:invoke's (DISPATCH). */
@@ -127,7 +127,7 @@ function workflowHandlers(workflow: Workflow, pacingPoint: PacingPoint): Record<
   };
   return workflow === 'dispatch'
     ? { ...common, ClaimRequest: () => ({ Attributes: { callbackToken: { S: 'T'.repeat(43) } } }), StoreJobId: ok }
-    : { ...common, ReturnResponse: ok };
+    : { ...common, ClaimCall: ok, ReturnResponse: ok };
 }
 
 /** The X-Vendor-Credential header the vendor call got. */

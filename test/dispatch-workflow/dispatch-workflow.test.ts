@@ -11,6 +11,7 @@ import {
   TokenCorrelationTable,
   VendorCredentials,
 } from '../../src';
+import { parseRequestMessage } from '../../src/rate-controlled-queue-consumer/dispatch';
 import {
   AslDefinition,
   aslErrors,
@@ -199,7 +200,6 @@ describe('DispatchWorkflow', () => {
       ['a number', { payload: 3 }],
       ['a boolean', { payload: true }],
       ['null', { payload: null }],
-      ['absent', {}],
     ])('gives up at once when the payload is %s', (_name, input) => {
       // GIVEN / WHEN
       const definition = dispatchDefinition(newDispatch());
@@ -208,6 +208,18 @@ describe('DispatchWorkflow', () => {
       const next = routeThroughChoices(definition, 'IsPayloadAScalar', input);
       expect(next).toBe('PayloadNotAnObject');
       expect(definition.States[next].Next).toBe('ParkInDeadLetterQueue');
+    });
+
+    test('gives up at once when the payload is absent', () => {
+      // GIVEN a request message without a payload (the taskToken is there to fail the waiting task)
+      const body = JSON.stringify({ taskToken: 'token-1', requestId: 'req-1', attempt: 1 });
+
+      // WHEN / THEN the dispatcher refuses it before any execution starts (it parks the message and
+      // fails the waiting task), so the workflow has no route for an absent payload: one would be
+      // an edge no input takes (docs/asl-coverage.md).
+      expect(parseRequestMessage(body)).toEqual({ ok: false, detail: 'payload is missing', taskToken: 'token-1' });
+      const definition = dispatchDefinition(newDispatch());
+      expect(JSON.stringify(definition.States.IsPayloadAScalar)).not.toContain('IsPresent');
     });
 
     test('gives up at once when the payload is an array (its JSON text does not start with a brace)', () => {

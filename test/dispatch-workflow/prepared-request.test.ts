@@ -1,5 +1,11 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as net from 'node:net';
 import { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
 
 let server: http.Server;
@@ -106,4 +112,111 @@ describe('createRequestPreparer', () => {
     expect(received).toHaveLength(2);
     expect(new Set(ports).size).toBeLessThanOrEqual(1);
   });
+
+  // ---- issue 13, item 5: a connected socket before the slot, lateness when the bytes leave ----
+
+  test('GIVEN a new connection WHEN prepared THEN it is not connected until its handshake is done, then it is; a kept-alive one is connected at once', async () => {
+    answer = { status: 200, body: '{}' };
+    const prepare = createRequestPreparer();
+
+    // GIVEN an empty pool: the request opens a new connection
+    const first = prepare(`${base}/a`, { method: 'GET', headers: {} });
+    expect(first.connected).toBe(false);
+    await until(() => first.connected);
+    expect(first.broken).toBe(false);
+    await (await first.send()).text();
+
+    // WHEN the next request takes the kept-alive connection
+    const second = prepare(`${base}/b`, { method: 'GET', headers: {} });
+    await until(() => second.connected);
+    await (await second.send()).text();
+    expect(received).toHaveLength(2);
+  });
+
+  test('GIVEN an HTTPS connection whose TLS handshake does not finish WHEN the TCP connection is up THEN the request is still not connected', async () => {
+    // GIVEN a server that accepts TCP and never answers the TLS ClientHello
+    const sockets: net.Socket[] = [];
+    const silentServer = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((r) => silentServer.listen(0, '127.0.0.1', r));
+    try {
+      const prepared = createRequestPreparer()(`https://127.0.0.1:${(silentServer.address() as AddressInfo).port}/x`, { method: 'POST', headers: {}, body: '{}' });
+
+      // WHEN the TCP connection is accepted
+      await until(() => sockets.length > 0);
+      await sleep(20);
+
+      // THEN (before: a request on it was written as if it could leave at once)
+      expect(prepared.connected).toBe(false);
+      expect(prepared.broken).toBe(false);
+      prepared.cancel();
+    } finally {
+      sockets.forEach((socket) => socket.destroy());
+      await new Promise((r) => silentServer.close(r));
+    }
+  });
+
+  test('GIVEN an HTTPS server WHEN the TLS handshake completes THEN the request is connected, and a kept-alive connection is reused', async () => {
+    // GIVEN a throwaway self-signed certificate for 127.0.0.1 (made here: no key is committed)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prepared-tls-'));
+    const keyFile = path.join(dir, 'key.pem');
+    const certFile = path.join(dir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const tlsServer = https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }, (req, res) => {
+      req.resume();
+      req.on('end', () => res.end('{}'));
+    });
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    try {
+      // The client trusts the throwaway certificate (and verifies it: IP 127.0.0.1).
+      const prepare = createRequestPreparer(4000, { ca: fs.readFileSync(certFile) });
+      const url = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}/x`;
+
+      // WHEN a new connection completes its handshake
+      const first = prepare(url, { method: 'GET', headers: {} });
+      expect(first.connected).toBe(false);
+      await until(() => first.connected);
+
+      // THEN it is connected and sends; the next request takes the kept-alive connection
+      expect(first.broken).toBe(false);
+      expect((await first.send()).status).toBe(200);
+      const second = prepare(url, { method: 'GET', headers: {} });
+      await until(() => second.connected);
+      expect((await second.send()).status).toBe(200);
+    } finally {
+      tlsServer.closeAllConnections();
+      await new Promise((r) => tlsServer.close(r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('GIVEN a connection refused WHEN prepared THEN it is broken, never connected', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const prepared = createRequestPreparer()(`http://127.0.0.1:${port}/x`, { method: 'POST', headers: {}, body: '{}' });
+    await until(() => prepared.broken);
+    expect(prepared.connected).toBe(false);
+    prepared.cancel();
+  });
+
+  test('GIVEN a prepared request WHEN sent THEN onWritten is called once its bytes are handed to the operating system, before the answer', async () => {
+    answer = { status: 200, body: '{}', delayMs: 30 };
+    const prepared = createRequestPreparer()(`${base}/w`, { method: 'POST', headers: {}, body: '{"a":1}' });
+    await until(() => prepared.connected);
+    const events: string[] = [];
+    const response = prepared.send(undefined, () => events.push('written'));
+    await response.then(() => events.push('answered'));
+    expect(events).toEqual(['written', 'answered']);
+  });
 });
+
+/** Polls `condition` on the event loop (socket events are real here), for at most 2 s. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) {
+    await sleep(10);
+  }
+  expect(condition()).toBe(true);
+}
+

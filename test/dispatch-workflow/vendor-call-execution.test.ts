@@ -7,6 +7,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { callerAnswerDuringVendorPause } from './vendor-caller-answers';
 import { AsyncExternalApiOrchestrator, PacingPoint } from '../../src';
+import { VendorCallMessage } from '../../src/shared/messages';
+import { buildVendorCallInput } from '../../src/shared/vendor-call';
 import { Execution, TaskHandler, executeDefinition } from '../asl/execute';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
@@ -36,12 +38,16 @@ type Handler = TaskHandler;
 
 /** Runs the definition once (test/asl/execute.ts); every Task state must have a handler (else the test fails). */
 function run(definition: AslDefinition, input: unknown, handlers: Record<string, Handler>): Promise<Execution> {
-  return executeDefinition(definition, input, handlers, { defaultHandlers: { CheckWaitingWorkflow: ok, ReturnResponse: ok } });
+  return executeDefinition(definition, input, handlers, { defaultHandlers: { ClaimCall: ok, CheckWaitingWorkflow: ok, ReturnResponse: ok } });
 }
 
-function callInput(attempt = 1, call: Record<string, unknown> = { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } }) {
-  const message = { kind: 'call', taskToken: 'token-1', requestId: 'req-1', call, attempt };
-  return { requestId: 'req-1', taskToken: 'token-1', attempt, call, message };
+const NOW_MS = Date.parse('2026-12-07T10:00:00Z');
+const CORRELATION_TTL_SECONDS = 2 * 86400;
+
+/** The input the dispatcher really builds for a call message (buildVendorCallInput). */
+function callInput(attempt = 1, call: Record<string, unknown> = { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } }, deferrals?: number) {
+  const message = { kind: 'call', taskToken: 'token-1', requestId: 'req-1', call, attempt, ...(deferrals === undefined ? {} : { deferrals }) } as unknown as VendorCallMessage;
+  return buildVendorCallInput(message, NOW_MS, CORRELATION_TTL_SECONDS);
 }
 
 const ok = () => ({});
@@ -62,6 +68,66 @@ describe('vendor-call workflow, executed', () => {
     const resumed = result.calls.ReturnResponse[0];
     expect(resumed.TaskToken).toBe('token-1');
     expect(JSON.parse(resumed.Output)).toEqual({ statusCode: 200, body: { result: 42 }, headers: { 'content-type': ['application/json'] } });
+  });
+
+  test('the call is claimed first, under call#<requestId>, with the claim sequence and expiry the dispatcher built (issue 13, item 1)', async () => {
+    const input = callInput(3);
+    const result = await run(definition, input, { CallVendor: vendorAnswers({ result: 42 }) });
+
+    expect(result.error).toBeUndefined();
+    expect(result.calls.ClaimCall).toHaveLength(1);
+    const claim = result.calls.ClaimCall[0];
+    expect(claim.Key).toEqual({ requestId: { S: 'call#req-1' } });
+    expect(claim.ConditionExpression).toBe('attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq');
+    expect(claim.ExpressionAttributeValues[':claimSeq']).toEqual({ N: '3000' });
+    expect(claim.ExpressionAttributeValues[':expires']).toEqual({ N: String(NOW_MS / 1000 + CORRELATION_TTL_SECONDS) });
+    expect(result.calls.CallVendor).toHaveLength(1);
+  });
+
+  test('a duplicate execution of the same delivery (its claim is taken) ends without calling the vendor (issue 13, item 1)', async () => {
+    // GIVEN another execution of this delivery claimed the call (an Express execution run twice,
+    // a message delivered twice)
+    const result = await run(definition, callInput(), {
+      ClaimCall: () => {
+        throw stepError('DynamoDB.ConditionalCheckFailedException', 'The conditional request failed');
+      },
+      CallVendor: vendorAnswers({ result: 42 }),
+    });
+
+    // THEN it ends quietly: the vendor is not called, the waiting workflow is left to the other one
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.CheckWaitingWorkflow).toBeUndefined();
+    expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('a throttled claim (DynamoDB.ProvisionedThroughputExceededException) is retried and the call goes on', async () => {
+    let claims = 0;
+    const result = await run(definition, callInput(), {
+      ClaimCall: () => {
+        claims += 1;
+        if (claims === 1) {
+          throw stepError('DynamoDB.ProvisionedThroughputExceededException', 'Throughput exceeds the current capacity');
+        }
+        return {};
+      },
+      CallVendor: vendorAnswers({ result: 42 }),
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.ClaimCall).toHaveLength(2);
+    expect(result.calls.CallVendor).toHaveLength(1);
+  });
+
+  test('a claim that keeps failing goes back through the queue like any retryable failure', async () => {
+    const result = await run(definition, callInput(), {
+      ClaimCall: () => {
+        throw stepError('DynamoDB.InternalServerErrorException', 'Internal server error');
+      },
+      RequeueWithDelay: ok,
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody)).toMatchObject({ requestId: 'req-1', attempt: 2 });
   });
 
   test('a call with a body sends it as JSON', async () => {
@@ -230,7 +296,8 @@ describe('vendor-call workflow, executed', () => {
 
 describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL), executed', () => {
   const definition = callDefinition(PacingPoint.VENDOR_CALL);
-  const slotInput = () => ({ ...callInput(2), slotAtMs: Date.now() + 100 });
+  const slotInput = (deferrals?: number) =>
+    buildVendorCallInput(callInput(2, undefined, deferrals).message, NOW_MS, CORRELATION_TTL_SECONDS, Date.now() + 100);
 
   test('a caller that finds no slot within its wait budget sends the call back through the queue, the same attempt', async () => {
     // GIVEN the vendor paused dispatch for longer than maxSlotWait
@@ -242,8 +309,22 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     expect(result.calls.CallVendor[0].Payload).toMatchObject({ method: 'GET', path: '/job-1/result', requestId: 'req-1' });
     const sent = result.calls.RequeueWithDelay[0];
     expect(sent.DelaySeconds).toBeGreaterThanOrEqual(59);
-    expect(JSON.parse(sent.MessageBody)).toEqual({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, call: callInput().call });
+    expect(JSON.parse(sent.MessageBody)).toEqual({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, deferrals: 1, call: callInput().call });
     expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('a deferred call comes back with one more deferral, so its next execution claims again (a higher claim sequence) (issue 13, item 1)', async () => {
+    // GIVEN a call deferred twice already
+    const input = slotInput(2);
+    expect(input.claimSeq).toBe(2002);
+
+    // WHEN deferred again
+    const result = await run(definition, input, { CallVendor: callerAnswerDuringVendorPause, RequeueWithDelay: ok });
+
+    // THEN the requeued message, dispatched again, claims with a higher sequence than this execution did
+    expect(result.calls.ClaimCall[0].ExpressionAttributeValues[':claimSeq']).toEqual({ N: '2002' });
+    const next = buildVendorCallInput(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody), NOW_MS, CORRELATION_TTL_SECONDS);
+    expect(next).toMatchObject({ attempt: 2, deferrals: 3, claimSeq: 2003 });
   });
 
   test('a deferred call whose requeue fails is parked and fails the waiting workflow at once', async () => {

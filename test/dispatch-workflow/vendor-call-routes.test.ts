@@ -13,7 +13,7 @@ import { allConfigurations } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
-  callMessage, callVendorTask, credentialAnswers, credentialFailures, failing, failsWith, sfnOk, sqsSent,
+  callMessage, callVendorTask, credentialAnswers, credentialFailures, dynamoUpdated, failing, failsWith, sfnOk, sqsSent,
   vendorAccepts, VendorBehaviour, vendorCallInputFor, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
@@ -33,6 +33,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
 
   /** The AWS calls' answers when they succeed. */
   const succeeding: Record<string, TaskHandler> = {
+    ClaimCall: dynamoUpdated,
     CheckWaitingWorkflow: sfnOk,
     ReturnResponse: sfnOk,
     RequeueWithDelay: sqsSent,
@@ -73,6 +74,31 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     }
   });
 
+  test('a second execution of the same delivery (its claim is taken: a duplicate Express execution, a message delivered twice) does not reach the vendor (issue 13, item 1)', async () => {
+    const result = await run(firstCall(), { ClaimCall: failsWith('DynamoDB.ConditionalCheckFailedException', 'The conditional request failed') });
+    expect(result.error).toBeUndefined();
+    expect(result.edges).toContain('ClaimCall: Catch 0 -> AlreadyClaimed');
+    expect(result.calls.CheckWaitingWorkflow).toBeUndefined();
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(result.calls.ReturnResponse).toBeUndefined();
+  });
+
+  test('an AWS failure of the claim goes back through the queue as the next attempt, without calling the vendor', async () => {
+    const result = await run(firstCall(), { ClaimCall: failsWith('DynamoDB.AmazonDynamoDBException', 'The security token included in the request is invalid') });
+    expect(result.error).toBeUndefined();
+    expect(result.edges).toContain('ClaimCall: Catch 1 -> ClassifyVendorError');
+    expect(result.calls.CallVendor).toBeUndefined();
+    expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody)).toMatchObject({ requestId: 'call-1', attempt: 2 });
+  });
+
+  test('the claim is a conditional write of call#<requestId> with the claim sequence the dispatcher built', async () => {
+    const result = await run(firstCall());
+    const claim = result.calls.ClaimCall[0];
+    expect(claim.Key).toEqual({ requestId: { S: 'call#call-1' } });
+    expect(claim.ConditionExpression).toBe('attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq');
+    expect(claim.ExpressionAttributeValues[':claimSeq']).toEqual({ N: '1000' });
+  });
+
   test('a call whose waiting workflow has ended does not reach the vendor', async () => {
     const result = await run(firstCall(), { CheckWaitingWorkflow: failsWith('Sfn.TaskTimedOutException', 'Task Timed Out') });
     expect(result.error).toBeUndefined();
@@ -95,6 +121,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
 
   /** The states each route reaches, to throttle each retried AWS call on its own route. */
   const routes: Array<[string, VendorBehaviour]> = [
+    ['ClaimCall', vendorAccepts({ result: 42 })],
     ['CheckWaitingWorkflow', vendorAccepts({ result: 42 })],
     ['ReturnResponse', vendorAccepts({ result: 42 })],
     ['RequeueWithDelay', vendorRefuses(503)],
@@ -191,7 +218,10 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
       const result = await run(firstCall(), {}, vendorPaused);
       expect(result.error).toBeUndefined();
       expect(result.edges).toEqual(expect.arrayContaining(['WasVendorCalled: Choice 0 -> DeferToQueue', 'RequeueWithDelay: Next -> RetryScheduled']));
-      expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody)).toMatchObject({ kind: 'call', requestId: 'call-1', attempt: 1 });
+      // One more deferral: the next dispatch of the message claims again, with a higher sequence.
+      const deferred = JSON.parse(result.calls.RequeueWithDelay[0].MessageBody);
+      expect(deferred).toMatchObject({ kind: 'call', requestId: 'call-1', attempt: 1, deferrals: 1 });
+      expect(vendorCallInputFor(deferred, paced).claimSeq).toBe(1001);
       expect(result.calls.ReturnResponse).toBeUndefined();
     });
 

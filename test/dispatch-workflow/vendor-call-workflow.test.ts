@@ -4,6 +4,8 @@
  */
 import { CfnElement, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
@@ -133,7 +135,44 @@ describe('VendorCallWorkflow', () => {
     });
     const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
     expect(aslErrors(definition)).toEqual([]);
-    expect(definition.StartAt).toBe('CheckWaitingWorkflow');
+    // The call is claimed first (a duplicate execution stops there), then checked, then made.
+    expect(definition.StartAt).toBe('ClaimCall');
+    expect(definition.States.ClaimCall.Next).toBe('CheckWaitingWorkflow');
+  });
+
+  test('claims each call in the correlation table with a conditional write of its claim sequence (issue 13, item 1)', () => {
+    const { stack, orchestrator } = withCall();
+    const template = Template.fromStack(stack);
+    const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
+    const claim = definition.States.ClaimCall;
+    expect(claim.Resource).toMatch(/:states:::dynamodb:updateItem$/);
+    expect(claim.Parameters.ConditionExpression).toBe('attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq');
+    expect(claim.Parameters.Key).toEqual({ requestId: { 'S.$': "States.Format('call#{}', $.requestId)" } });
+    expect(claim.Catch[0]).toMatchObject({ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException'], Next: 'AlreadyClaimed' });
+    expect(definition.States.AlreadyClaimed.Type).toBe('Succeed');
+    // the workflow's role may write to the correlation table
+    const policies = template.findResources('AWS::IAM::Policy');
+    const statements = Object.values(policies).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+    expect(statements.some((st: any) => [st.Action].flat().includes('dynamodb:UpdateItem')
+      && JSON.stringify(st.Resource).includes(logicalIdOf(stack, orchestrator.table.table)))).toBe(true);
+  });
+
+  test('with a customer-managed key on the correlation table, the workflow may use the key for its claim', () => {
+    const stack = testStack();
+    const key = new kms.Key(stack, 'TableKey');
+    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://vendor.example.com/v1/jobs',
+      requestsPerSecond: 10,
+      callbackTimeout: Duration.minutes(30),
+      table: { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: key },
+    });
+    const main = new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'FetchResult', { path: '/x' })),
+    });
+    orchestrator.registerWorkflow(main);
+    const statements = statementsOfRole(Template.fromStack(stack), stack, orchestrator.vendorCall!.stateMachine.role);
+    expect(JSON.stringify(resourcesGranted(statements, 'kms:Decrypt'))).toContain(logicalIdOf(stack, key));
+    expect(JSON.stringify(resourcesGranted(statements, 'dynamodb:UpdateItem'))).toContain(logicalIdOf(stack, orchestrator.table.table));
   });
 
   test('with PacingPoint.VENDOR_CALL (default), the vendor caller fires the call at its slot with the message\'s method, path, query and body', () => {

@@ -1,9 +1,10 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
-import { callVendor, parseRetryAfterMs, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
+import { callVendor, lateBeyondTolerance, pacingUserAgent, parseRetryAfterMs, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
+import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 
 const ddb = mockClient(DynamoDBClient);
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
@@ -78,6 +79,8 @@ describe('callVendor', () => {
     expect(received[0].at).toBeGreaterThanOrEqual(slot);
     expect(received[0].headers.authorization).toBe('signed');
     expect(received[0].headers['idempotency-key']).toBe('r-1');
+    // The slot goes with the request, for the access log's single-clock lateness check.
+    expect(received[0].headers['user-agent']).toMatch(new RegExp(`^cdk-async-external-api-vendor-caller/[0-9a-f]{12} slot/${slot}$`));
     expect(JSON.parse(received[0].body)).toEqual({ a: 1 });
     // the pause was re-read (consistent) before firing
     expect(ddb.commandCalls(GetItemCommand).some((c) => c.args[0].input.ConsistentRead === true)).toBe(true);
@@ -102,7 +105,15 @@ describe('callVendor', () => {
     expect(received).toHaveLength(1);
     expect(received[0].at).toBeGreaterThanOrEqual(slot);
     expect(received[0].headers.authorization).toBe('signed');
+    expect(received[0].headers['user-agent']).toBe(pacingUserAgent(slot));
     expect(JSON.parse(received[0].body)).toEqual({ a: 1 });
+  });
+
+  test('GIVEN two slots WHEN naming them in the User-Agent THEN the container part is the same and the slot is exact', () => {
+    const [a, b] = [pacingUserAgent(1_796_638_446_418.5), pacingUserAgent(1_796_638_446_521.6005859375)];
+    expect(a).toMatch(/^cdk-async-external-api-vendor-caller\/[0-9a-f]{12} slot\/1796638446418\.5$/);
+    expect(b.split(' ')[0]).toBe(a.split(' ')[0]);
+    expect(Number(b.split('slot/')[1])).toBe(1_796_638_446_521.6005859375);
   });
 
   test('GIVEN a pause check that has not answered by the slot WHEN calling THEN the request fires at its slot without it', async () => {
@@ -185,5 +196,237 @@ describe('parseRetryAfterMs', () => {
     expect(parseRetryAfterMs('99999', now, 900_000)).toBe(900_000);
     expect(parseRetryAfterMs('soon', now, 900_000)).toBeUndefined();
     expect(parseRetryAfterMs(null, now, 900_000)).toBeUndefined();
+  });
+});
+
+// ---- On an injected clock: when exactly the request leaves (issue 13, items 1, 3 and 5). ----
+
+/**
+ * A wall clock read like `Date.now()` (whole milliseconds, truncated) whose timers wake `offsetMs`
+ * off their target (negative: early, as a monotonic timer can against the wall clock; positive:
+ * late). `t` is the true time.
+ */
+function wallClock(start: number, offsetMs = 0) {
+  // Timers fire in time order once every promise chain has settled (setImmediate runs after the
+  // microtasks), so concurrent invocations share one consistent timeline.
+  const timers: Array<{ at: number; resolve: () => void }> = [];
+  let driving = false;
+  const step = () => {
+    timers.sort((a, b) => a.at - b.at);
+    const next = timers.shift();
+    if (!next) {
+      driving = false;
+      return;
+    }
+    clock.t = Math.max(clock.t, next.at);
+    next.resolve();
+    setImmediate(step);
+  };
+  const clock = {
+    t: start,
+    now: () => Math.floor(clock.t),
+    sleep: (ms: number) => new Promise<void>((resolve) => {
+      // Node clamps a timer to at least 1 ms.
+      timers.push({ at: clock.t + Math.max(1, ms) + offsetMs, resolve });
+      if (!driving) {
+        driving = true;
+        setImmediate(step);
+      }
+    }),
+  };
+  return clock;
+}
+
+const T0 = 1_800_000_000_000;
+
+/**
+ * A request preparer on the fake clock. `connectedAt`: true time from which the socket is
+ * connected (default: at once). A request sent earlier is written when the connection is up, as
+ * Node buffers it meanwhile. `writeDelayMs`: time the write takes to leave. Records the true time
+ * each request left.
+ */
+function fakePreparer(clock: { t: number }, options: { connectedAt?: number; writeDelayMs?: number } = {}) {
+  const left: number[] = [];
+  const prepare = () => ({
+    get connected() {
+      return clock.t >= (options.connectedAt ?? -Infinity);
+    },
+    broken: false,
+    send: async (_signal?: AbortSignal, onWritten?: () => void) => {
+      clock.t = Math.max(clock.t, options.connectedAt ?? -Infinity) + (options.writeDelayMs ?? 0);
+      left.push(clock.t);
+      onWritten?.();
+      return new Response('{"jobId":"j-fake"}', { status: 202, headers: { 'content-type': 'application/json' } });
+    },
+    setHeader: () => undefined,
+    cancel: () => undefined,
+  });
+  return { prepare, left };
+}
+
+function clockDeps(clock: ReturnType<typeof wallClock>, prepare: ReturnType<typeof fakePreparer>['prepare'], metrics: Array<[string, number]> = []): VendorCallDeps {
+  return {
+    ...deps(),
+    clock,
+    fetch: () => Promise.reject(new Error('fetch is not used when requests are prepared')),
+    prepare,
+    metrics: { addMetric: (name, _unit, value) => metrics.push([name, value]) },
+  };
+}
+
+describe('callVendor: never early, never beyond the fire tolerance (issue 13, item 3)', () => {
+  test('GIVEN timers that wake 0.6 ms early against the wall clock WHEN the slot comes THEN the request leaves at or after the slot', async () => {
+    // GIVEN
+    const clock = wallClock(T0, -0.6);
+    const vendor = fakePreparer(clock);
+    const slot = T0 + 500;
+
+    // WHEN
+    const result = await callVendor({ requestId: 'r-early', body: {}, slotAtMs: slot }, clockDeps(clock, vendor.prepare));
+
+    // THEN sleeps again until the wall clock reads the slot (before: it left at slot - 0.6)
+    expect(result.statusCode).toBe(202);
+    expect(vendor.left).toHaveLength(1);
+    expect(vendor.left[0]).toBeGreaterThanOrEqual(slot);
+  });
+
+  test('GIVEN a wake-up that Date.now() shows 9 ms late but is 10.4 ms late WHEN the tolerance is 10 ms THEN the slot is given up (the 1 ms resolution counts)', async () => {
+    // GIVEN every timer wakes 10.4 ms late; a fractional slot, as the pacer makes them
+    const clock = wallClock(T0, 10.4);
+    const vendor = fakePreparer(clock);
+    const metrics: Array<[string, number]> = [];
+    const slot = T0 + 500.5;
+
+    // WHEN
+    const result = await callVendor({ requestId: 'r-quantized', body: {}, slotAtMs: slot }, clockDeps(clock, vendor.prepare, metrics));
+
+    // THEN nothing left more than 10 ms after its slot: every slot was given up, the call requeued
+    expect(vendor.left).toHaveLength(0);
+    expect(result.requeue).toMatchObject({ reason: 'NoSlotInTime' });
+    expect(metrics.filter(([name]) => name === 'SlotsGivenUp').length).toBeGreaterThan(0);
+  });
+
+  test.each([
+    [1000, 999, false],
+    [1000, 1009, false],
+    [1000, 1010, true],
+    [1000.5, 1009, false],
+    [1000.5, 1010, true],
+  ])('lateBeyondTolerance(slot %d, reading %d, 10 ms) = %s', (slot, reading, late) => {
+    expect(lateBeyondTolerance(reading, slot, 10)).toBe(late);
+  });
+});
+
+describe('callVendor: single-use slots (issue 13, item 1)', () => {
+  test('GIVEN two invocations carrying the same slot (a retried invoke, a duplicate execution) WHEN both run THEN the slot is fired once; the other fires in a fresh slot', async () => {
+    // GIVEN a pacer table that keeps claims (PutItem attribute_not_exists) and an empty schedule
+    const claimed = new Set<string>();
+    ddb.on(PutItemCommand).callsFake((input) => {
+      const key = input.Item.pk.S;
+      if (input.ConditionExpression !== 'attribute_not_exists(#pk)' || claimed.has(key)) {
+        if (claimed.has(key)) throw Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+      }
+      claimed.add(key);
+      return {};
+    });
+    const clock = wallClock(T0);
+    const vendor = fakePreparer(clock);
+    const slot = T0 + 800;
+
+    // WHEN
+    const [first, second] = await Promise.all([
+      callVendor({ requestId: 'r-dup', body: {}, slotAtMs: slot }, clockDeps(clock, vendor.prepare)),
+      callVendor({ requestId: 'r-dup', body: {}, slotAtMs: slot }, clockDeps(clock, vendor.prepare)),
+    ]);
+
+    // THEN both answered, but only one request left in the slot (before: both did, two in one slot)
+    expect(first.statusCode).toBe(202);
+    expect(second).toMatchObject({ statusCode: 202 });
+    expect(vendor.left.filter((t) => t >= slot && t <= slot + 10)).toHaveLength(1);
+    expect(claimed).toEqual(new Set([`slot#${slot}`]));
+    // the loser reserved a fresh slot in the shared schedule
+    expect(ddb.commandCalls(UpdateItemCommand).filter((c) => c.args[0].input.UpdateExpression === 'SET #next = :new')).toHaveLength(1);
+  });
+
+  test('GIVEN a slot from the dispatcher THEN it is claimed with one conditional write that expires; a slot the caller reserved itself is not claimed', async () => {
+    // GIVEN / WHEN an on-time slot
+    const clock = wallClock(T0);
+    const vendor = fakePreparer(clock);
+    await callVendor({ requestId: 'r-claim', body: {}, slotAtMs: T0 + 400 }, clockDeps(clock, vendor.prepare));
+
+    // THEN one claim, no reservation: one write for the request
+    const puts = ddb.commandCalls(PutItemCommand).map((c) => c.args[0].input);
+    expect(puts).toEqual([{
+      TableName: 'pacer',
+      Item: { pk: { S: `slot#${T0 + 400}` }, expiresAt: { N: String(Math.ceil((T0 + 400) / 1000) + 3600) } },
+      ConditionExpression: 'attribute_not_exists(#pk)',
+      ExpressionAttributeNames: { '#pk': 'pk' },
+    }]);
+    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
+
+    // WHEN a late slot: a fresh reservation, which is the caller's alone
+    ddb.resetHistory();
+    await callVendor({ requestId: 'r-late', body: {}, slotAtMs: clock.now() - 5000 }, clockDeps(clock, vendor.prepare));
+
+    // THEN one write (the reservation) and no claim
+    expect(ddb.commandCalls(PutItemCommand)).toHaveLength(0);
+    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(1);
+  });
+});
+
+describe('callVendor: a connected socket at the slot, lateness when the request leaves (issue 13, item 5)', () => {
+  test('GIVEN a connection still in its handshake at the slot WHEN the slot comes THEN the slot is given up and the request leaves on time in a fresh one', async () => {
+    // GIVEN the handshake ends 60 ms after the slot (an empty pool: a new TCP + TLS connection)
+    const clock = wallClock(T0);
+    const slot = T0 + 400;
+    const vendor = fakePreparer(clock, { connectedAt: slot + 60 });
+    const metrics: Array<[string, number]> = [];
+
+    // WHEN
+    const result = await callVendor({ requestId: 'r-handshake', body: {}, slotAtMs: slot }, clockDeps(clock, vendor.prepare, metrics));
+
+    // THEN (before: it left 60 ms after its slot while VendorCallLateness said 0)
+    expect(result.statusCode).toBe(202);
+    expect(vendor.left).toHaveLength(1);
+    expect(vendor.left[0]).toBeGreaterThan(slot + 10);
+    const fresh = Number(ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).find((i) => i.UpdateExpression === 'SET #next = :new')!
+      .ExpressionAttributeValues![':new'].N) - slotIntervalMs(10, 30);
+    expect(vendor.left[0] - fresh).toBeGreaterThanOrEqual(0);
+    expect(vendor.left[0] - fresh).toBeLessThanOrEqual(10);
+    expect(metrics.filter(([name]) => name === 'SlotsGivenUp')).toHaveLength(1);
+  });
+
+  test('GIVEN a prepared request WHEN the pacer table fails before it is sent THEN it is cancelled (its socket freed) and the error thrown', async () => {
+    // GIVEN a socket never connected (the slot is given up), then a failing reservation
+    const clock = wallClock(T0);
+    const vendor = fakePreparer(clock, { connectedAt: Infinity });
+    let cancelled = 0;
+    const prepare = () => ({ ...vendor.prepare(), connected: false, cancel: () => void (cancelled += 1) });
+    ddb.on(UpdateItemCommand).rejects(Object.assign(new Error('Internal server error'), { name: 'InternalServerError' }));
+
+    // WHEN
+    const error = await callVendor({ requestId: 'r-ddb-down', body: {}, slotAtMs: T0 + 400 }, clockDeps(clock, prepare)).catch((e) => e);
+
+    // THEN
+    expect(error.name).toBe('InternalServerError');
+    expect(cancelled).toBe(1);
+    expect(vendor.left).toHaveLength(0);
+  });
+
+  test('GIVEN a write that takes 40 ms to leave WHEN the request is sent THEN VendorCallLateness counts it (measured when the bytes are written) and a warning says so', async () => {
+    // GIVEN
+    const clock = wallClock(T0);
+    const vendor = fakePreparer(clock, { writeDelayMs: 40 });
+    const metrics: Array<[string, number]> = [];
+    const warnings: string[] = [];
+
+    // WHEN
+    await callVendor({ requestId: 'r-slow-write', body: {}, slotAtMs: T0 + 400 }, {
+      ...clockDeps(clock, vendor.prepare, metrics), logger: { ...silent, warn: (m: string) => warnings.push(m) },
+    });
+
+    // THEN 40 ms, plus the clock's 1 ms resolution (before: 0)
+    expect(metrics.filter(([name]) => name === 'VendorCallLateness').map(([, v]) => v)).toEqual([41]);
+    expect(warnings.some((w) => /later than the fire tolerance/.test(w))).toBe(true);
   });
 });

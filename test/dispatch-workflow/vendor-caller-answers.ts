@@ -6,6 +6,7 @@
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { callVendor, VendorCallEvent } from '../../src/dispatch-workflow/vendor-call';
+import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
 
@@ -16,11 +17,15 @@ const silent = { debug: () => undefined, info: () => undefined, warn: () => unde
  */
 export async function callerAnswerDuringVendorPause(invokeInput: { Payload: VendorCallEvent }): Promise<unknown> {
   const ddb = mockClient(DynamoDBClient);
+  // A virtual clock: sleeps pass at once, so the answer never depends on how loaded the machine is
+  // (a real clock made the caller late for its slot under load: 'NoSlotInTime' instead of 'VendorPaused').
+  let nowMs = Date.now();
+  const clock: Clock = { now: () => nowMs, sleep: async (ms) => void (nowMs += Math.max(0, ms)) };
   try {
-    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(Date.now() + 60_000) } } });
-    // The slot the dispatcher reserved is a lead ahead of the call: set here, as the time the
-    // emulator takes to reach the task would make a slot fixed in the execution input late.
-    const answer = await callVendor({ ...invokeInput.Payload, slotAtMs: Date.now() + 150 }, {
+    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(nowMs + 60_000) } } });
+    // The slot the dispatcher reserved is a lead ahead of the call.
+    const answer = await callVendor({ ...invokeInput.Payload, slotAtMs: nowMs + 150 }, {
+      clock,
       dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
       config: {
         proxyUrl: 'http://127.0.0.1:9/vendor/',

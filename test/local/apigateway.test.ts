@@ -410,6 +410,29 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
     expect(upstream.received).toHaveLength(0);
   });
 
+  test('writes the stage\'s access log: requestTimeEpoch on the gateway\'s clock beside the vendor caller\'s User-Agent, so lateness + clock offset read on one clock', async () => {
+    // GIVEN a vendor caller whose slot was 7 ms before the gateway received its request
+    const slot = now - 7;
+    const userAgent = `cdk-async-external-api-vendor-caller/0123456789ab slot/${slot}`;
+
+    // WHEN it calls, and a throttled-out or refused call comes too
+    const res = await call(`${proxyBase}/vendor/`, { method: 'POST', headers: { [PRINCIPAL_HEADER]: ALLOWED, 'User-Agent': userAgent }, body: '{}' });
+    const refused = await call(`${proxyBase}/vendor/`, { method: 'POST', body: '{}' });
+
+    // THEN one JSON line per request, in the format the ThrottledProxy synthesized
+    expect(res.status).toBe(201);
+    expect(refused.status).toBe(403);
+    const lines = gateway.accessLog(VENDOR_PROXY.toLowerCase()).slice(-2).map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({
+      requestTimeEpoch: String(now), userAgent, status: '201', integrationStatus: '201', httpMethod: 'POST', resourcePath: '/', caller: ALLOWED,
+    });
+    expect(lines[1]).toMatchObject({ status: '403', integrationStatus: '-', errorResponseType: 'MISSING_AUTHENTICATION_TOKEN' });
+    // AND the README's check parses it: requestTimeEpoch - slot, per container
+    const [, container, slotText] = /^cdk-async-external-api-vendor-caller\/(\S+) slot\/(\S+)$/.exec(lines[0].userAgent)!;
+    expect(container).toBe('0123456789ab');
+    expect(Number(lines[0].requestTimeEpoch) - Number(slotText)).toBe(7);
+  });
+
   test('forwards an allowed call to the vendor URL: method, body, headers; the principal header stays behind', async () => {
     // GIVEN
     const body = '{"requestId":"r-1","payload":{"a":1}}';

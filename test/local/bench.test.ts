@@ -4,7 +4,7 @@
 import { parseBenchArgs, scenarios } from '../../local/bench';
 import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from '../../local/bench-metrics';
 import { LATENCY_MODEL, pacingKnobs, postFireSpreadMs, sample, seededRandom, uMax, withPostFireSpread } from '../../local/bench-model';
-import { runBaselineModel, runPacedModel, VirtualClock } from '../../local/bench-sim';
+import { ISSUE_13_EFFECTS, PacingFix, runBaselineModel, runPacedModel, VirtualClock } from '../../local/bench-sim';
 
 describe('bench metrics', () => {
   test('utilization is 1 for arrivals exactly at R, and counts intervals, not points', () => {
@@ -21,11 +21,15 @@ describe('bench metrics', () => {
     expect(utilization(arrivals, 10, 4000, 4000)).toBeCloseTo(1, 10);
   });
 
-  test('windows are (a_i - 1 s, a_i]: an arrival exactly 1 s earlier is outside', () => {
-    expect(maxInAnyWindow([0, 1000, 2000])).toBe(1);
+  test('windows are closed, [a_i - 1 s, a_i]: an arrival exactly 1 s earlier is inside (half-open on request)', () => {
+    expect(maxInAnyWindow([0, 1000, 2000])).toBe(2);
+    expect(maxInAnyWindow([0, 1000, 2000], 1000, false)).toBe(1);
+    expect(maxInAnyWindow([0, 1001, 2002])).toBe(1);
     expect(maxInAnyWindow([0, 999, 1998])).toBe(2);
-    expect(violations([0, 1000, 2000], 1)).toBe(0);
-    expect(violations([0, 500, 999, 1500], 2)).toBe(1); // (-1, 999] holds 3
+    expect(violations([0, 1000, 2000], 1)).toBe(2);
+    expect(violations([0, 1000, 2000], 1, 1000, false)).toBe(0);
+    expect(violations([0, 500, 999, 1500], 2)).toBe(2); // [-1, 999] and [500, 1500] hold 3
+    expect(violations([0, 500, 999, 1500], 2, 1000, false)).toBe(1); // (500, 1500] holds 2
     expect(windowLimit(10.9)).toBe(10);
     expect(windowLimit(0.5)).toBe(1);
   });
@@ -117,6 +121,43 @@ describe('modeled pacing design', () => {
   }, 30_000);
 });
 
+describe('modeled effects of issue 13 (edge-exact lateness, whole-millisecond vendor, closed windows)', () => {
+  const knobs = pacingKnobs();
+  const run = (withoutFix?: PacingFix) => runPacedModel({
+    rps: 10, load: { kind: 'backlog', requests: 400 }, model: LATENCY_MODEL, knobs, effects: ISSUE_13_EFFECTS, withoutFix, seed: 13,
+  });
+
+  test('with every fix: V = 0, every request delivered once, one slot claim write per fire', async () => {
+    const r = await run();
+    expect(r.vendorViolations).toBe(0);
+    expect(r.vendorMaxRequestsInAnySecond).toBeLessThanOrEqual(10);
+    expect(r.delivered).toBe(400);
+    expect(r.details.duplicatesSent).toBe(0);
+    expect(Number(r.details.slotClaimWrites)).toBe(400 + Number(r.details.duplicateFires));
+    expect(r.proxy429).toBe(0);
+  });
+
+  test.each<PacingFix>(['single-use-slots', 'clock-budget', 'window-edge-margin', 'connected-socket'])(
+    'without the fix %s: floor(R) + 1 requests in one second', async (fix) => {
+      const r = await run(fix);
+      expect(r.vendorViolations).toBeGreaterThan(0);
+      expect(r.vendorMaxRequestsInAnySecond).toBe(11);
+    });
+
+  test('without never-early: a timer that wakes up to 1 ms early breaks a whole-millisecond vendor\'s count', async () => {
+    const r = await runPacedModel({
+      rps: 10, load: { kind: 'backlog', requests: 600 }, model: LATENCY_MODEL, knobs, effects: ISSUE_13_EFFECTS, withoutFix: 'never-early', seed: 13,
+    });
+    expect(Number(r.details.earlyWakeUps)).toBeGreaterThan(0);
+    expect(r.vendorViolations).toBeGreaterThan(0);
+  });
+
+  test('the proxy burst is the library\'s derivation, not a quarter of the contract', async () => {
+    const r = await runPacedModel({ rps: 100, load: { kind: 'backlog', requests: 300 }, model: LATENCY_MODEL, knobs, seed: 3 });
+    expect(r.details.proxyBurst).toBe(14); // max(2, 1 + ceil(100 x (30 + 100) / 1000)), not ceil(100 / 4) = 25
+  });
+});
+
 describe('modeled baseline (published pattern)', () => {
   test('asynchronous starts overshoot: the proxy throttles and the vendor sees more than R', async () => {
     const r = await runBaselineModel({ rps: 10, mode: 'async', load: { kind: 'backlog', requests: 200 }, model: LATENCY_MODEL });
@@ -130,8 +171,13 @@ describe('bench scenarios and flags', () => {
     for (const quick of [false, true]) {
       const list = scenarios({ quick, modeledOnly: false, emulated100: false });
       for (const rps of [1, 10, 100, 1000]) {
-        expect(list.filter((s) => s.rps === rps && s.load.kind === 'backlog')).toHaveLength(1);
+        expect(list.filter((s) => s.rps === rps && s.load.kind === 'backlog' && !s.study)).toHaveLength(1);
       }
+      // Issue 13: one unfixed-... row per effect beside the row with every fix.
+      expect(list.filter((s) => s.name.startsWith('unfixed-')).map((s) => s.withoutFix).sort()).toEqual(
+        ['clock-budget', 'connected-socket', 'never-early', 'single-use-slots', 'window-edge-margin'],
+      );
+      expect(list.some((s) => s.name === 'paced-10rps-effects' && s.effects && !s.withoutFix)).toBe(true);
       expect(list.some((s) => s.rps === 10 && s.load.kind === 'fraction' && s.load.fraction === 0.5)).toBe(true);
       expect(list.some((s) => s.name.startsWith('baseline') && s.rps === 10)).toBe(true);
     }

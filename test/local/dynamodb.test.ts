@@ -16,6 +16,7 @@ import { buildExampleApp } from '../../examples/app';
 import { createTableInput, createTables, LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
 import { LocalTemplate } from '../../local/template';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, LocalEndpoints } from '../../local/types';
+import { claimSlot } from '../../src/rate-controlled-queue-consumer/pacer';
 
 const STACK = 'AsyncExternalApiExample';
 
@@ -132,6 +133,19 @@ describe('table behaviour', () => {
     const put = (): PutItemCommand => new PutItemCommand({ TableName, Item: { pk: { S: 'slot' } }, ConditionExpression: 'attribute_not_exists(pk)' });
     await client.send(put());
     await expect(client.send(put())).rejects.toMatchObject({ name: 'ConditionalCheckFailedException' });
+  });
+
+  test('claims a pacing slot once: the vendor caller\'s conditional PutItem on the synthesized pacer table (issue 13, item 1)', async () => {
+    const TableName = tableName('VendorConsumerPacerTable');
+    const slot = 1_800_000_000_123.5;
+    expect(await claimSlot(client, TableName, slot)).toBe(true);
+    expect(await claimSlot(client, TableName, slot)).toBe(false);
+    expect(await claimSlot(client, TableName, slot + 103)).toBe(true);
+    const { Item } = await client.send(new GetItemCommand({ TableName, Key: { pk: { S: `slot#${slot}` } } }));
+    expect(Item?.expiresAt).toEqual({ N: String(Math.ceil(slot / 1000) + 3600) });
+    // The table expires claims through its TTL attribute on AWS.
+    expect(template.get(template.ofType('AWS::DynamoDB::Table').find((t) => t.logicalId.startsWith('VendorConsumerPacerTable'))!.logicalId)
+      .properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
   });
 
   test('never expires items (TTL is not set on dynalite): readers must filter expired items', async () => {

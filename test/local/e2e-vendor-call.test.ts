@@ -74,6 +74,8 @@ const outputOf = (r: { output?: unknown }) => (typeof r.output === 'string' ? JS
 test('submit -> callback -> paced fetch returns the vendor\'s result; every call is within the contract', async () => {
   // GIVEN
   const v = await useVendor({});
+  const proxyId = Object.keys(runtime.apiGateway.ports).find((id) => id.includes('proxy'))!;
+  const logLinesBefore = (await runtime.apiGateway.accessLog(proxyId)).length;
 
   // WHEN
   const results = await runOrders(6);
@@ -93,6 +95,18 @@ test('submit -> callback -> paced fetch returns the vendor\'s result; every call
   expect(stats.violations).toBe(0);
   // The vendor caller signs each call for the proxy (SigV4): nothing of that signature reaches the vendor (issue 11, finding 9).
   expect(stats.callsWithAwsSignature).toBe(0);
+  // The proxy's access log has each call's slot (the caller's User-Agent) beside API Gateway's
+  // receive time: lateness + path + clock offset on one clock (README, "check it once deployed").
+  const paced = (await runtime.apiGateway.accessLog(proxyId)).slice(logLinesBefore).map((l) => JSON.parse(l))
+    .filter((l) => String(l.userAgent).startsWith('cdk-async-external-api-vendor-caller/'));
+  expect(paced).toHaveLength(12);
+  for (const line of paced) {
+    const afterSlotMs = Number(line.requestTimeEpoch) - Number(/ slot\/(\S+)$/.exec(line.userAgent)![1]);
+    // One machine, one clock: at most the caller's fire tolerance plus the local path, never (a
+    // whole millisecond) early.
+    expect(afterSlotMs).toBeGreaterThan(-1);
+    expect(afterSlotMs).toBeLessThan(1000);
+  }
 });
 
 test('vendor 5xx on the fetch, then success: the retry goes back through the paced queue', async () => {

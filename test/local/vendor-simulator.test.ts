@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { VendorSimulatorHost } from '../../local/vendor-host';
-import { VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
+import { maxInAnyWindow, VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: a webhook that records callbacks, plain HTTP calls, waiting
@@ -441,11 +441,30 @@ describe('VendorSimulator: contract enforcement', () => {
     expect(vendor.arrivals()).toHaveLength(15);
   });
 
-  test('the window is (t - 1000 ms, t]: an arrival exactly 1 s earlier is out of it', async () => {
+  test('a closed window [t - 1000 ms, t] (the default): an arrival exactly 1 s earlier is in it', async () => {
     // GIVEN arrivals at chosen times and a contract of 3
     const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);
     let next = 0;
     const { vendor, base } = await startVendor({ requestsPerSecond: 3.9, clock: () => times[next++] });
+
+    // WHEN they arrive one by one
+    const statuses = [];
+    for (let i = 0; i < times.length; i++) {
+      statuses.push((await submit(base, `r-${i}`)).status);
+    }
+
+    // THEN at 1000 the window [0, 1000] holds 4: one over floor(3.9); at 1050, [50, 1050] holds 4 too
+    expect(statuses).toEqual([202, 202, 202, 429, 429, 202]);
+    expect(vendor.stats()).toMatchObject({ violations: 2, maxInAnyWindow: 4 });
+    expect(maxInAnyWindow([0, 1000])).toBe(2);
+    expect(maxInAnyWindow([0, 1000], false)).toBe(1);
+  });
+
+  test('a half-open window (t - 1000 ms, t] when asked: an arrival exactly 1 s earlier is out of it', async () => {
+    // GIVEN arrivals at chosen times and a contract of 3
+    const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({ requestsPerSecond: 3.9, window: 'half-open', clock: () => times[next++] });
 
     // WHEN they arrive one by one
     const statuses = [];

@@ -190,11 +190,13 @@ describe('ThrottledProxy 429 metrics', () => {
       format = JSON.parse(stages[0].Properties.AccessLogSetting.Format);
     });
 
-    test('is JSON with the status, the integration status and the caller', () => {
+    test('is JSON with the status, the integration status, the caller, and API Gateway\'s receive time beside the caller\'s User-Agent', () => {
       // THEN
       expect(format).toEqual({
         requestId: '$context.requestId',
         requestTime: '$context.requestTime',
+        // One clock for every vendor caller's lateness and clock offset (issue 13, item 2).
+        requestTimeEpoch: '$context.requestTimeEpoch',
         httpMethod: '$context.httpMethod',
         resourcePath: '$context.resourcePath',
         status: '$context.status',
@@ -206,6 +208,7 @@ describe('ThrottledProxy 429 metrics', () => {
         protocol: '$context.protocol',
         ip: '$context.identity.sourceIp',
         caller: '$context.identity.userArn',
+        userAgent: '$context.identity.userAgent',
         scope: 'orders-vendor',
       });
     });

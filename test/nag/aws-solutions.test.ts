@@ -99,6 +99,28 @@ describe('cdk-nag AwsSolutions', () => {
     expect(underOrchestrator(findings, 'Full/Vendor')).toEqual([]);
   });
 
+  test('vendor calls with a customer-managed key on the correlation table only (the claim uses the key) have no errors or warnings', () => {
+    // GIVEN
+    const stack = new Stack(new App(), 'TableKey', { env: TEST_ENV });
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://api.vendor.example/v1/jobs',
+      requestsPerSecond: 5,
+      callbackTimeout: Duration.minutes(10),
+      table: { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: key },
+    });
+    const main = new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(vendor.callVendorTask(stack, 'Fetch', { path: '/x' })),
+    });
+    vendor.registerWorkflow(main);
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN
+    expect(underOrchestrator(findings, 'TableKey/Vendor')).toEqual([]);
+  });
+
   test('an orchestrator whose credential is a JSON secret field (a credential function) has no errors or warnings', () => {
     // GIVEN: the proxy's credential function, invoked by the dispatch and vendor-call workflows
     const stack = new Stack(new App(), 'JsonSecret', { env: TEST_ENV });

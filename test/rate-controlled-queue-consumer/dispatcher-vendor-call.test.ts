@@ -107,11 +107,16 @@ describe('dispatcher: vendor calls', () => {
       requestId: 'call-1',
       taskToken: 'token-call-1',
       attempt: 1,
+      // The workflow's ClaimCall: attempt x 1000 + deferrals, kept for the correlation TTL.
+      deferrals: 0,
+      claimSeq: 1000,
+      expiresAt: expect.any(Number),
       call: { method: 'GET', path: '/job-1/result', query: { a: ['b'] } },
       message: callMessage('call-1', { method: 'get', path: '/job-1/result', query: { a: 'b' } }),
       // The vendor caller fires at this slot (PacingPoint.VENDOR_CALL).
       slotAtMs: expect.any(Number),
     });
+    expect(callInput.expiresAt - T0 / 1000).toBeGreaterThanOrEqual(CONFIG.correlationTtlSeconds);
     // A call is one vendor request: it takes a slot of its own, one interval (105 ms) after the submission's.
     const [first, second] = Object.values(startTimes);
     expect(second - first).toBeGreaterThanOrEqual(105);

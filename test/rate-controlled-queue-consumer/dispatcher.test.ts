@@ -41,7 +41,8 @@ const sfn = mockClient(SFNClient);
 const sqs = mockClient(SQSClient);
 
 const T0 = 1_700_000_000_000;
-const L = 50;
+// (1000 + L + 1 ms at the window's edge) / 10 = 105 ms: round slot times.
+const L = 49;
 const QUEUE_ARN = 'arn:aws:sqs:eu-west-1:123456789012:requests';
 const QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests';
 const DLQ_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests-dlq';

@@ -295,23 +295,24 @@ describe('SignedFetchAppConfigData (the REST transport)', () => {
 });
 
 describe('pacing with an extra interval', () => {
+  // L = 49 ms: I = (1000 + 49 + 1 ms at the window's edge) / 10 = 105 ms.
   test('computeSchedule adds the extra interval to every slot gap', () => {
-    const I = slotIntervalMs(10, 50); // 105 ms
-    const s = computeSchedule(T0, undefined, 5, 10, 50, 10_000, { extraIntervalMs: 395 });
+    const I = slotIntervalMs(10, 49); // 105 ms
+    const s = computeSchedule(T0, undefined, 5, 10, 49, 10_000, { extraIntervalMs: 395 });
     expect(s.slots.map((t) => t - T0)).toEqual([0, 500, 1000, 1500, 2000].map((k) => k * (I + 395) / 500));
     expect(s.newNextSlotAtMs).toBe(T0 + 5 * (I + 395));
     // Fewer slots fit before the deadline.
-    expect(computeSchedule(T0, undefined, 50, 10, 50, 1_000, { extraIntervalMs: 395 }).n).toBe(3);
-    expect(() => computeSchedule(T0, undefined, 1, 10, 50, 1_000, { extraIntervalMs: -1 })).toThrow(/extraIntervalMs must be a non-negative number, got -1/);
-    expect(() => computeSchedule(T0, undefined, 1, 10, 50, 1_000, { extraIntervalMs: NaN })).toThrow(/extraIntervalMs/);
+    expect(computeSchedule(T0, undefined, 50, 10, 49, 1_000, { extraIntervalMs: 395 }).n).toBe(3);
+    expect(() => computeSchedule(T0, undefined, 1, 10, 49, 1_000, { extraIntervalMs: -1 })).toThrow(/extraIntervalMs must be a non-negative number, got -1/);
+    expect(() => computeSchedule(T0, undefined, 1, 10, 49, 1_000, { extraIntervalMs: NaN })).toThrow(/extraIntervalMs/);
   });
 
   test('a change of the extra interval between reservations never brings slots closer than I (the bound holds)', () => {
-    const I = slotIntervalMs(10, 50);
+    const I = slotIntervalMs(10, 49);
     let next: number | undefined;
     const all: number[] = [];
     for (const extra of [0, 300, 0, 1000, 7, 0]) {
-      const s = computeSchedule(T0, next, 4, 10, 50, 60_000, { extraIntervalMs: extra });
+      const s = computeSchedule(T0, next, 4, 10, 49, 60_000, { extraIntervalMs: extra });
       all.push(...s.slots);
       next = s.newNextSlotAtMs;
     }
@@ -339,7 +340,7 @@ describe('pacing with an extra interval', () => {
         requestsPerSecond: 10,
         pacerTableName: 'pacer',
         maxPacingWaitMs: 10_000,
-        latenessToleranceMs: 50,
+        latenessToleranceMs: 49,
         correlationTtlSeconds: 3600,
         deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dlq',
       };

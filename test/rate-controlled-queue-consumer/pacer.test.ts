@@ -17,10 +17,13 @@ import {
   reserveSlots,
   Schedule,
   SlotReservation,
+  pauseUntil,
   slotIntervalMs,
+  WINDOW_EDGE_MARGIN_MS,
 } from '../../src/rate-controlled-queue-consumer/pacer';
 
-const L = 50;
+// With the 1 ms margin at the window's edge, (1000 + L + 1) / R gives round numbers (105 ms at 10 RPS).
+const L = 49;
 const T0 = 1_700_000_000_000;
 
 /** Largest gap-violation: asserts every consecutive pair is at least `interval` apart. */
@@ -46,11 +49,12 @@ function prng(seed: number): () => number {
 }
 
 describe('slotIntervalMs', () => {
-  test('GIVEN an integer rate WHEN computing the interval THEN it is (1000 + L) / R', () => {
+  test('GIVEN an integer rate WHEN computing the interval THEN it is (1000 + L + 1) / R', () => {
     expect(slotIntervalMs(10, L)).toBe(105);
     expect(slotIntervalMs(1, L)).toBe(1050);
     expect(slotIntervalMs(100, L)).toBe(10.5);
-    expect(slotIntervalMs(10, 0)).toBe(100);
+    expect(slotIntervalMs(1, 0)).toBe(1001);
+    expect(WINDOW_EDGE_MARGIN_MS).toBe(1);
   });
 
   test('GIVEN a fractional rate above 1 WHEN computing the interval THEN the rate is floored first', () => {
@@ -62,7 +66,7 @@ describe('slotIntervalMs', () => {
   test('GIVEN a rate below 1 WHEN computing the interval THEN the rate is used as is', () => {
     expect(effectiveRate(0.5)).toBe(0.5);
     expect(slotIntervalMs(0.5, L)).toBe(2100);
-    expect(slotIntervalMs(0.25, 0)).toBe(4000);
+    expect(slotIntervalMs(0.25, 0)).toBe(4004);
   });
 
   test('GIVEN an interval that is not a binary fraction WHEN computing it THEN it is rounded up to a multiple of 1/1024 ms', () => {
@@ -137,6 +141,15 @@ describe('computeSchedule', () => {
     expect(s.slots).toEqual([T0, T0 + 525, T0 + 1050]);
   });
 
+  test('GIVEN a pause that ends off the 1/1024 ms grid WHEN reserving after it THEN every slot stays on the grid', () => {
+    // e.g. Retry-After: 0.0001 (seconds) added to now.
+    const s = computeSchedule(T0, undefined, 3, 9, L, 10_000, { pausedUntilMs: T0 + 0.1 });
+    expect(s.base).toBe(T0 + 103 / 1024);
+    for (const slot of [...s.slots, s.newNextSlotAtMs]) {
+      expect(Number.isInteger(slot * 1024)).toBe(true);
+    }
+  });
+
   test('GIVEN R = 0.5 WHEN reserving THEN slots are 2.1 s apart', () => {
     const s = computeSchedule(T0, undefined, 3, 0.5, L, 10_000);
     expect(s.slots).toEqual([T0, T0 + 2100, T0 + 4200]);
@@ -173,6 +186,11 @@ describe('maxInAnyWindow', () => {
     expect(maxInAnyWindow([0, 999.999])).toBe(2);
   });
 
+  test('GIVEN times exactly one window apart WHEN counting closed windows THEN both are in it', () => {
+    expect(maxInAnyWindow([0, 1000], 1000, true)).toBe(2);
+    expect(maxInAnyWindow([0, 1000.001], 1000, true)).toBe(1);
+  });
+
   test('GIVEN unsorted times WHEN counting THEN the fullest window is found', () => {
     expect(maxInAnyWindow([5000, 10, 900, 20, 1500, 5001, 5002, 950])).toBe(4);
     expect(maxInAnyWindow([0, 50, 100], 60)).toBe(2);
@@ -180,25 +198,47 @@ describe('maxInAnyWindow', () => {
 });
 
 describe('the pacing bound at its edge', () => {
+  // An L for which (1000 + L) / R lies on the 1/1024 ms grid at these rates: the spacing without
+  // the margin is then exact, as the proof without the margin allowed.
+  const EDGE_L = 50;
   /**
-   * The worst case the proof allows: slots 0..r (r + 1 of them), the first started as late as
-   * allowed (at L), every other one started at its slot but no earlier than just after L.
+   * The worst case the proof allows (arrivals relative to the earliest possible one): slots 0..r
+   * (r + 1 of them), the first one's request arriving as late as allowed (L), every other one's on
+   * time but no earlier than the first (a later request may be up to L late too).
    */
-  function worstCaseStarts(interval: number, rate: number): number[] {
-    const justAfterL = T0 + L + 1 / 1024;
-    return Array.from({ length: rate + 1 }, (_, k) => (k === 0 ? T0 + L : Math.max(T0 + k * interval, justAfterL)));
+  function worstCaseArrivals(interval: number, rate: number): number[] {
+    return Array.from({ length: rate + 1 }, (_, k) => (k === 0 ? T0 + EDGE_L : Math.max(T0 + k * interval, T0 + EDGE_L)));
+  }
+
+  /** What a vendor that timestamps in whole milliseconds sees, the real arrivals `offset` ms into a millisecond. */
+  function wholeMilliseconds(arrivals: number[], offset: number): number[] {
+    return arrivals.map((a) => Math.floor(a + offset));
   }
 
   test.each([1, 2, 10, 100])(
-    'GIVEN R = %p and the worst allowed lateness WHEN counting THEN exactly floor(R) fall in one second, and a shorter interval breaks it',
+    'GIVEN R = %p and the worst allowed lateness WHEN a vendor counts closed windows or whole milliseconds THEN at most floor(R) fall in one second, and without the 1 ms margin floor(R) + 1 do',
     (rate) => {
-      const interval = slotIntervalMs(rate, L);
-      expect(computeSchedule(T0, undefined, rate + 1, rate, L, 100_000).slots).toEqual(
+      const interval = slotIntervalMs(rate, EDGE_L);
+      expect(computeSchedule(T0, undefined, rate + 1, rate, EDGE_L, 100_000).slots).toEqual(
         Array.from({ length: rate + 1 }, (_, k) => T0 + k * interval),
       );
-      expect(maxInAnyWindow(worstCaseStarts(interval, rate))).toBe(rate);
-      // With slots 1/1024 ms closer the same worst case holds one start too many: the edge is tight.
-      expect(maxInAnyWindow(worstCaseStarts(interval - 1 / 1024, rate))).toBe(rate + 1);
+      const arrivals = worstCaseArrivals(interval, rate);
+      expect(maxInAnyWindow(arrivals)).toBe(rate);
+      expect(maxInAnyWindow(arrivals, 1000, true)).toBe(rate);
+      for (const offset of [0, 0.3, 0.9]) {
+        expect(maxInAnyWindow(wholeMilliseconds(arrivals, offset), 1000, true)).toBe(rate);
+      }
+
+      // The spacing of the proof without the margin, (1000 + L) / R (the library's before issue 13): the first and the last
+      // request are exactly 1000 ms apart, and a closed window holds both.
+      const unmargined = (1000 + EDGE_L) / rate;
+      const tight = worstCaseArrivals(unmargined, rate);
+      expect(maxInAnyWindow(tight)).toBe(rate);
+      expect(maxInAnyWindow(tight, 1000, true)).toBe(rate + 1);
+      // Half a millisecond more is still not enough once the vendor truncates to whole milliseconds.
+      const half = worstCaseArrivals(Math.ceil(((1000 + EDGE_L + 0.5) / rate) * 1024) / 1024, rate);
+      expect(maxInAnyWindow(half, 1000, true)).toBe(rate);
+      expect(maxInAnyWindow(wholeMilliseconds(half, 0.3), 1000, true)).toBe(rate + 1);
     },
   );
 });
@@ -498,5 +538,19 @@ describe('reserveSlots', () => {
     expect(Number(pacer.value())).toBe(T0 + 16 * 10.5);
     // They really raced: more writes than reservations.
     expect(ddb.commandCalls(UpdateItemCommand).length).toBeGreaterThan(requested.length);
+  });
+});
+
+describe('pauseUntil', () => {
+  beforeEach(() => ddb.reset());
+
+  test('GIVEN a pause that ends off the 1/1024 ms grid WHEN writing it THEN it is rounded up to the grid, like the slots', async () => {
+    ddb.on(UpdateItemCommand).resolves({});
+
+    const until = await pauseUntil(new DynamoDBClient({}), 'pacer-table', T0 + 0.1);
+
+    expect(until).toBe(T0 + 103 / 1024);
+    const input = ddb.commandCalls(UpdateItemCommand)[0].args[0].input;
+    expect(input.ExpressionAttributeValues![':until']).toEqual({ N: String(T0 + 103 / 1024) });
   });
 });

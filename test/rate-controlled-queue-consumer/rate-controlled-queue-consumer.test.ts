@@ -128,7 +128,7 @@ describe('RateControlledQueueConsumer', () => {
 
   describe('function timeout', () => {
     test('is 30 seconds when pacing takes less: 10 rps, batch 20, maxConcurrency 2', () => {
-      // GIVEN 40 messages paced (1000 + 50) / 10 = 105 ms apart: ceil(4.2) = 5 s, plus 15 s of slack
+      // GIVEN 40 messages paced (1000 + 50 + 1) / 10 = 105.1 ms apart: ceil(4.2) = 5 s, plus 15 s of slack
       const stack = testStack();
 
       // WHEN
@@ -146,7 +146,7 @@ describe('RateControlledQueueConsumer', () => {
     });
 
     test('grows with the pacing: 1 rps, batch 10, maxConcurrency 2', () => {
-      // GIVEN 20 messages paced 1050 ms apart: 21 s, plus 15 s of slack
+      // GIVEN 20 messages paced (1000 + 50 + 1) / 1 = 1051 ms apart: ceil(21.02) = 22 s, plus 15 s of slack
       const stack = testStack();
 
       // WHEN
@@ -155,24 +155,24 @@ describe('RateControlledQueueConsumer', () => {
       // THEN
       const template = Template.fromStack(stack);
       const fn = dispatcherFunction(template);
-      expect(fn.Timeout).toBe(36);
-      expect(fn.Environment.Variables.MAX_PACING_WAIT_MS).toBe('21000');
-      template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 216, RedrivePolicy: Match.anyValue() });
+      expect(fn.Timeout).toBe(37);
+      expect(fn.Environment.Variables.MAX_PACING_WAIT_MS).toBe('22000');
+      template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 222, RedrivePolicy: Match.anyValue() });
     });
 
     test('paces at the whole contract below a fractional rate: 2.5 rps paces like 2', () => {
-      // GIVEN 2 x 100 messages paced 525 ms apart: 105 s, plus 15 s of slack
+      // GIVEN 2 x 100 messages paced 525.5 ms apart: ceil(105.1) = 106 s, plus 15 s of slack
       const stack = testStack();
 
       // WHEN
       newConsumer(stack, { requestsPerSecond: 2.5, batchSize: 100, maxConcurrency: 2 });
 
       // THEN
-      expect(dispatcherFunction(Template.fromStack(stack)).Timeout).toBe(120);
+      expect(dispatcherFunction(Template.fromStack(stack)).Timeout).toBe(121);
     });
 
     test('accounts for the lateness tolerance', () => {
-      // GIVEN 20 messages paced (1000 + 1000) / 1 ms apart: 40 s, plus 15 s of slack
+      // GIVEN 20 messages paced (1000 + 1000 + 1) / 1 ms apart: ceil(40.02) = 41 s, plus 15 s of slack
       const stack = testStack();
 
       // WHEN
@@ -180,17 +180,17 @@ describe('RateControlledQueueConsumer', () => {
 
       // THEN
       const fn = dispatcherFunction(Template.fromStack(stack));
-      expect(fn.Timeout).toBe(55);
+      expect(fn.Timeout).toBe(56);
       expect(fn.Environment.Variables.LATENESS_TOLERANCE_MS).toBe('1000');
     });
 
     test('fails if pacing one round of batches would take more than 15 minutes', () => {
-      // GIVEN 2 x 500 messages paced 1050 ms apart: 1050 s
+      // GIVEN 2 x 500 messages paced 1051 ms apart: 1051 s
       const stack = testStack();
 
       // WHEN / THEN
       expect(() => newConsumer(stack, { requestsPerSecond: 1, batchSize: 500, maxConcurrency: 2 }))
-        .toThrow(/take 1050 s to pace at 1 requests per second, more than a Lambda invocation may run/);
+        .toThrow(/take 1051 s to pace at 1 requests per second, more than a Lambda invocation may run/);
     });
 
     test('uses the visibility timeout it is given and warns when it is below six times the timeout', () => {
