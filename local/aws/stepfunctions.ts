@@ -14,6 +14,11 @@
  * - `$$.State.*`, `$$.Task.*` outside a `"key.$": "$$.Task.Token"` parameter, JSONata, `.sync`
  *   integrations and Distributed Map are refused when the state machine is added.
  * - Express and Standard executions run alike; DescribeExecution also answers for Express ones.
+ * - An intrinsic function whose JavaScript implementation throws (States.StringToJson,
+ *   States.Base64Decode) fails the execution with States.Runtime, uncaught, as on AWS
+ *   (./stepfunctions-errors.ts); the library alone would let a Catch handle it.
+ * - A task's input (after Parameters) or result over 256 KiB fails with States.DataLimitExceeded,
+ *   which States.ALL does not catch; a state's output (e.g. after ResultPath) is not checked.
  * - Executions live in memory; only the most recent finished ones are kept.
  */
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'crypto';
@@ -25,6 +30,7 @@ import * as sqs from '@aws-sdk/client-sqs';
 import type { ServiceFaultHook } from '../faults';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
 import '../polyfills';
+import { executionFailure, handledOnlyIf, taskFailure } from './stepfunctions-errors';
 
 // The package is an ES module for TypeScript (its package.json says "type": "module") but ships
 // a CommonJS build, which require() loads.
@@ -138,6 +144,7 @@ const MAX_TIMEOUT_SECONDS = Math.floor(0x7fffffff / 1000);
 /** Step Functions' limit on input, output and task results (UTF-8 bytes). */
 const MAX_PAYLOAD_BYTES = 256 * 1024;
 const WAIT_FOR_TASK_TOKEN = '.waitForTaskToken';
+const DATA_LIMIT_EXCEEDED = 'States.DataLimitExceeded';
 /** Stands for `$$.Task.Token` in rewritten Parameters until a token is minted for the task run. */
 const TOKEN_PLACEHOLDER = '__LOCAL_SFN_TASK_TOKEN__';
 const TOKEN_PREFIX = 'LSFN1';
@@ -208,6 +215,8 @@ interface TaskPlan {
   readonly timeoutSecondsPath?: string;
   /** Where the Parameters had `"<key>.$": "States.JsonToString(<path>)"` (see prepareTask). */
   readonly stringifyAt: readonly string[][];
+  /** Whether a catcher / retrier of the state names States.DataLimitExceeded (States.ALL does not match it). */
+  readonly handlesDataLimit: { readonly catch: boolean; readonly retry: boolean };
   readonly call: TaskCall;
 }
 
@@ -500,7 +509,11 @@ export class LocalStepFunctions {
   private run(machine: CompiledStateMachine, execution: ExecutionRecord): void {
     const handlers: Record<string, (input: any) => Promise<any>> = {};
     for (const plan of machine.tasks) {
-      handlers[plan.stateName] = (input) => this.runTask(plan, execution, input);
+      // What the integration throws is the task's failure, for its Retry and Catch; an error of the
+      // interpreter's own path or intrinsic processing is not marked so: States.Runtime, uncaught.
+      handlers[plan.stateName] = (input) => this.runTask(plan, execution, input).catch((error) => {
+        throw taskFailure(error);
+      });
     }
     // The library overwrites Execution.Input and Execution.StartTime with its own values.
     const context = {
@@ -601,12 +614,13 @@ export class LocalStepFunctions {
     if (execution.status !== 'RUNNING') {
       throw taskError('States.Runtime', 'The execution has ended');
     }
+    checkPayloadSize(plan, 'input', input);
     const timeoutSeconds = plan.timeoutSeconds ?? timeoutFromPath(plan.timeoutSecondsPath, input);
     const timeoutMs = timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000;
     const run: TaskRun = { execution, signal: execution.controller.signal, timeoutMs };
     const parameters = stringifyAt(input, plan.stringifyAt);
     if (!plan.waitForToken) {
-      return jsonSafe(await abortable(plan.call(parameters, run), run.signal), 'iso');
+      return checkPayloadSize(plan, 'result', jsonSafe(await abortable(plan.call(parameters, run), run.signal), 'iso'));
     }
     const open = this.openToken(execution, plan.stateName, timeoutSeconds);
     try {
@@ -722,6 +736,10 @@ export class LocalStepFunctions {
       timeoutSeconds: typeof state.TimeoutSeconds === 'number' ? state.TimeoutSeconds : undefined,
       timeoutSecondsPath: typeof state.TimeoutSecondsPath === 'string' ? state.TimeoutSecondsPath : undefined,
       stringifyAt: task.stringifyAt,
+      handlesDataLimit: {
+        catch: namesError(state.Catch, DATA_LIMIT_EXCEEDED),
+        retry: namesError(state.Retry, DATA_LIMIT_EXCEEDED),
+      },
       call,
     };
   }
@@ -1146,6 +1164,29 @@ function lambdaTaskError(error: unknown): Error {
   return taskError(name, JSON.stringify({ errorType: name, errorMessage: message, trace }));
 }
 
+/**
+ * A task's input after Parameters, or its result, over 256 KiB fails the state with
+ * States.DataLimitExceeded ("After Parameters processing, the input of a state is larger than the
+ * payload size quota", "Output of a connector is larger than payload size quota"), "a terminal
+ * error which cannot be caught by the States.ALL error type"
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html, quota:
+ * https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). A catcher or retrier
+ * that names it is taken to match (the page says only that States.ALL does not).
+ */
+function checkPayloadSize(plan: TaskPlan, what: 'input' | 'result', payload: unknown): unknown {
+  const bytes = Buffer.byteLength(JSON.stringify(payload ?? null));
+  if (bytes <= MAX_PAYLOAD_BYTES) {
+    return payload;
+  }
+  const error = taskError(DATA_LIMIT_EXCEEDED,
+    `The state/task '${plan.stateName}' ${what === 'input' ? 'has an input' : 'returned a result'} with a size exceeding the maximum number of bytes service limit (${bytes} bytes, at most ${MAX_PAYLOAD_BYTES})`);
+  throw handledOnlyIf(error, plan.handlesDataLimit.catch, plan.handlesDataLimit.retry);
+}
+
+function namesError(handlers: unknown, name: string): boolean {
+  return Array.isArray(handlers) && handlers.some((h) => Array.isArray(h?.ErrorEquals) && h.ErrorEquals.includes(name));
+}
+
 function withExceptionSuffix(name: string): string {
   return name.endsWith('Exception') ? name : `${name}Exception`;
 }
@@ -1180,7 +1221,8 @@ function outcomeOfError(error: unknown): Outcome {
     return { status: 'ABORTED' };
   }
   // The library wraps the error that ended the execution; the wrapped one carries the name.
-  const inner = (error instanceof ExecutionError && error.cause instanceof Error ? error.cause : error) as Error;
+  // (Not `cause instanceof Error`: atob's DOMException comes from another realm under jest.)
+  const inner = executionFailure(error instanceof ExecutionError && error.cause !== undefined ? error.cause : error);
   const name = inner?.name === FAIL_STATE_DEFAULT_ERROR ? undefined : inner?.name;
   const cause = inner?.message === FAIL_STATE_DEFAULT_CAUSE ? undefined : inner?.message;
   return { status: 'FAILED', error: name, cause };

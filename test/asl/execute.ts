@@ -12,6 +12,8 @@
  */
 import { Edge, allStates, catchEdge, choiceEdge, defaultEdge, definitionHash, edgesOf, nextEdge, retryEdge, stateMachineNameOf } from './edges';
 import { recordExecution } from './recorder';
+// Interpreter failures (a failing intrinsic) are States.Runtime, never retried or caught, as on AWS.
+import { executionFailure, taskFailure } from '../../local/aws/stepfunctions-errors';
 import { AslDefinition, AslState, choiceRuleMatches, readJsonPath } from '../util';
 
 // aws-local-stepfunctions needs Promise.withResolvers (Node 22); these tests run on Node 20 too.
@@ -127,11 +129,16 @@ export async function executeDefinition(
     taskResourceLocalHandlers[stateName] = async (taskInput: any) => {
       (calls[stateName] ??= []).push(taskInput);
       const handler = handlers[stateName] ?? options.defaultHandlers?.[stateName];
-      if (!handler) {
-        unexpected.push(stateName);
-        throw new Error(`unexpected call of ${stateName}`);
+      try {
+        if (!handler) {
+          unexpected.push(stateName);
+          throw new Error(`unexpected call of ${stateName}`);
+        }
+        return await handler(taskInput) as any;
+      } catch (e) {
+        // The task's own failure: its Retry and Catch handle it (what is not marked so is not).
+        throw taskFailure(e);
       }
-      return handler(taskInput) as any;
     };
   }
   const run = machine.machine.run(input as any, {
@@ -147,7 +154,7 @@ export async function executeDefinition(
     output = await run.result;
   } catch (e) {
     // aws-local-stepfunctions wraps the execution's error; the wrapped one carries the name.
-    error = ((e as Error).cause ?? e) as Error;
+    error = executionFailure((e as Error).cause ?? e);
   }
   const { edges, states } = await edgesTaken(machine, run.eventLogs);
   if (options.record ?? true) {

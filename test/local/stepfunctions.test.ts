@@ -319,6 +319,18 @@ describe('a waitForTaskToken task answered through the real SDK', () => {
     }
   });
 
+  test('JSONata, a Distributed Map and $$.State are refused when the state machine is added (never run without them)', () => {
+    const add = (name: string, definition: object) => () => local.addStateMachine({ arn: `${ACCOUNT_ARN}:${name}`, name, type: 'STANDARD', definition, roleArn: 'r' });
+    expect(add('Jsonata', { QueryLanguage: 'JSONata', StartAt: 'P', States: { P: { Type: 'Pass', Output: '{% $states.input %}', End: true } } }))
+      .toThrow(/the definition uses JSONata/);
+    expect(add('JsonataState', { StartAt: 'P', States: { P: { Type: 'Pass', QueryLanguage: 'JSONata', Output: '{% 1 %}', End: true } } }))
+      .toThrow(/state 'P' uses JSONata/);
+    const iterator = { ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' }, StartAt: 'I', States: { I: { Type: 'Pass', End: true } } };
+    expect(add('Distributed', { StartAt: 'M', States: { M: { Type: 'Map', ItemProcessor: iterator, End: true } } })).toThrow(/state 'M' is a Distributed Map/);
+    expect(add('StateContext', { StartAt: 'P', States: { P: { Type: 'Pass', Parameters: { 'at.$': '$$.State.EnteredTime' }, End: true } } }))
+      .toThrow(/state 'P' reads \$\$\.State\.EnteredTime/);
+  });
+
   test('a Task resource that does not run locally is refused when the state machine is added', () => {
     const definition = { StartAt: 'Notify', States: { Notify: { Type: 'Task', Resource: 'arn:aws:states:::sns:publish', Parameters: { Message: 'x' }, End: true } } };
     expect(() => local.addStateMachine({ arn: `${ACCOUNT_ARN}:Bad`, name: 'Bad', type: 'STANDARD', definition, roleArn: 'r' }))
@@ -605,5 +617,138 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     expect(Item).toMatchObject({ jobId: { S: 'j-3' }, claimSeq: { N: '1000' } });
     await sfnClient.send(new SendTaskSuccessCommand({ taskToken: Item!.taskToken.S!, output: JSON.stringify({ jobId: 'j-3', result: {} }) }));
     expect((await local.waitForExecution(executionArn)).status).toBe('SUCCEEDED');
+  });
+});
+
+// ------------------------------------------------------------------ interpreter failures
+
+describe('an intrinsic function that fails ends the execution with States.Runtime, as on AWS', () => {
+  // "A States.Runtime error isn't retriable, and will always cause the execution to fail. A retry
+  // or catch on States.ALL won't catch States.Runtime errors."
+  // (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+  // aws-local-stepfunctions alone retries and catches JSON.parse's SyntaxError
+  // (test/asl/aws-local-stepfunctions-leniency.test.ts).
+  const arn = `${ACCOUNT_ARN}:ParseAnswer`;
+  beforeAll(() => {
+    local.addStateMachine({
+      arn,
+      name: 'ParseAnswer',
+      type: 'EXPRESS',
+      roleArn: 'arn:aws:iam::000000000000:role/ParseAnswer',
+      definition: {
+        StartAt: 'Call',
+        States: {
+          Call: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke',
+            Parameters: { 'FunctionName.$': '$.fn', 'Payload': { 'text.$': '$.text' } },
+            ResultSelector: { 'parsed.$': 'States.StringToJson($.Payload.echoed.text)' },
+            Retry: [{ ErrorEquals: ['States.ALL'], MaxAttempts: 1, IntervalSeconds: 0 }],
+            Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Caught' }],
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+    });
+  });
+
+  test('States.StringToJson of an answer that is not JSON, in a ResultSelector: FAILED, States.Runtime, not caught', async () => {
+    const result = await local.startSyncExecution(arn, { fn: 'Echo', text: 'not json' });
+    expect(result).toMatchObject({ status: 'FAILED', error: 'States.Runtime' });
+    expect(result.cause).toMatch(/SyntaxError/);
+  });
+
+  test('the function\'s own failure is still the task\'s: caught', async () => {
+    const result = await local.startSyncExecution(arn, { fn: 'Down', text: '{}' });
+    expect(result.status).toBe('SUCCEEDED');
+    expect(JSON.parse(result.output!)).toMatchObject({ error: { Error: 'VendorDown' } });
+  });
+});
+
+describe('a task result over 256 KiB fails with States.DataLimitExceeded, which States.ALL does not catch', () => {
+  // "States.DataLimitExceeded: A terminal error which cannot be caught by the States.ALL error
+  // type. Reported due to: Output of a connector is larger than payload size quota."
+  // (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)
+  const DATA_LIMIT = 'States.DataLimitExceeded';
+  const bigBody = JSON.stringify({ data: 'x'.repeat(300 * 1024) });
+  function fetchMachine(name: string, catchers: string[][]) {
+    const arn = `${ACCOUNT_ARN}:${name}`;
+    local.addStateMachine({
+      arn,
+      name,
+      type: 'EXPRESS',
+      roleArn: `arn:aws:iam::000000000000:role/${name}`,
+      definition: {
+        StartAt: 'Fetch',
+        States: {
+          Fetch: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::apigateway:invoke',
+            Parameters: { ApiEndpoint: 'vendor.execute-api.us-east-1.amazonaws.com', Stage: 'prod', Method: 'GET', Path: '/result' },
+            ResultSelector: { 'status.$': '$.StatusCode' },
+            Catch: catchers.map((errors) => ({ ErrorEquals: errors, ResultPath: '$.error', Next: 'Caught' })),
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+    });
+    return arn;
+  }
+
+  async function withVendorBody<T>(body: string, f: () => Promise<T>): Promise<T> {
+    const saved = { ...vendor.reply };
+    Object.assign(vendor.reply, { status: 200, body });
+    try {
+      return await f();
+    } finally {
+      Object.assign(vendor.reply, saved);
+    }
+  }
+
+  test('a States.ALL catcher does not catch it: the execution fails', async () => {
+    const arn = fetchMachine('FetchCatchAll', [['States.ALL']]);
+    const result = await withVendorBody(bigBody, () => local.startSyncExecution(arn, {}));
+    expect(result).toMatchObject({ status: 'FAILED', error: 'States.DataLimitExceeded' });
+    expect(result.cause).toMatch(/'Fetch' returned a result with a size exceeding/);
+    // A result that fits passes as before.
+    expect(await withVendorBody('{"ok":true}', () => local.startSyncExecution(arn, {}))).toMatchObject({ status: 'SUCCEEDED', output: '{"status":200}' });
+  });
+
+  test('an input over 256 KiB after Parameters fails the task; States.ALL does not catch it', async () => {
+    const arn = `${ACCOUNT_ARN}:EchoTwice`;
+    local.addStateMachine({
+      arn,
+      name: 'EchoTwice',
+      type: 'EXPRESS',
+      roleArn: 'arn:aws:iam::000000000000:role/EchoTwice',
+      definition: {
+        StartAt: 'Echo',
+        States: {
+          Echo: {
+            Type: 'Task',
+            Resource: 'arn:aws:states:::lambda:invoke',
+            Parameters: { FunctionName: 'Echo', Payload: { 'a.$': '$.text', 'b.$': '$.text' } },
+            ResultSelector: { 'ok.$': '$.StatusCode' },
+            Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'Caught' }],
+            End: true,
+          },
+          Caught: { Type: 'Pass', End: true },
+        },
+      },
+    });
+    // 150 KiB fits in the execution's input; twice over it does not fit in the task's.
+    const result = await local.startSyncExecution(arn, { text: 'x'.repeat(150 * 1024) });
+    expect(result).toMatchObject({ status: 'FAILED', error: DATA_LIMIT });
+    expect(result.cause).toMatch(/'Echo' has an input with a size exceeding/);
+    expect((await local.startSyncExecution(arn, { text: 'x'.repeat(100 * 1024) })).status).toBe('SUCCEEDED');
+  });
+
+  test('a catcher naming States.DataLimitExceeded catches it', async () => {
+    const arn = fetchMachine('FetchCatchLimit', [[DATA_LIMIT], ['States.ALL']]);
+    const result = await withVendorBody(bigBody, () => local.startSyncExecution(arn, {}));
+    expect(result.status).toBe('SUCCEEDED');
+    expect(JSON.parse(result.output!)).toMatchObject({ error: { Error: DATA_LIMIT } });
   });
 });
