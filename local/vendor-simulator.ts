@@ -87,6 +87,11 @@ export interface VendorSimulatorOptions {
   readonly resultErrorAttempts?: number;
   /** Requests whose result fetches always get 404 (the vendor lost the result). @default 0 */
   readonly resultNotFoundRate?: number;
+  /**
+   * Pads every successful result answer with a `padding` field of this many characters (a large
+   * result, e.g. over Step Functions' 256 KiB). @default 0
+   */
+  readonly resultPaddingBytes?: number;
   /** Milliseconds since the epoch, for arrival times. @default Date.now */
   readonly clock?: () => number;
 }
@@ -502,7 +507,8 @@ export class VendorSimulator {
     if (state.faults.has('resultError') && state.resultFetches <= (this.options.resultErrorAttempts ?? 1)) {
       return { status: 503, body: { error: 'temporarily unavailable' } };
     }
-    return { status: 200, body: { jobId: job.jobId, status: 'SUCCEEDED', result: { echo: job.echo } } };
+    const padding = this.options.resultPaddingBytes ? { padding: 'x'.repeat(this.options.resultPaddingBytes) } : {};
+    return { status: 200, body: { jobId: job.jobId, status: 'SUCCEEDED', result: { echo: job.echo }, ...padding } };
   }
 
   private async answer(res: http.ServerResponse, answer: Answer, delayMs: number): Promise<void> {

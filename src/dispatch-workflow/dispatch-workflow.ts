@@ -19,7 +19,7 @@ import { parseSimplePath } from '../callback-webhook/json-path';
 import { DynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
 import { VendorCallerEnv } from '../shared/env';
-import { CorrelationAttributes, RequestStatus } from '../shared/messages';
+import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV } from '../shared/metrics';
 import { addFunctionNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
@@ -410,6 +410,10 @@ export class DispatchWorkflow extends Construct {
     retryAwsServiceErrors(park, 'sqs');
     const { classify, giveUp } = retryOrGiveUpStates(this, {
       maxAttempts,
+      // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
+      // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
+      // refuse it: an answer over the limit fails the execution (docs/vendor-calls.md).
+      finalErrors: props.pacing ? [ErrorNames.VENDOR_RESPONSE_TOO_LARGE] : undefined,
       retryBaseDelay,
       maxRetryDelay,
       computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry carries the same request id',

@@ -31,8 +31,10 @@ export interface PreparedRequest {
    * Writes the request; resolves with the response (its body read). Aborted by `signal`.
    * `onWritten` is called when the whole request has been handed to the operating system (the
    * request's 'finish' event): the moment it leaves, as near as Node.js can tell.
+   * `maxBodyBytes`: keep at most this many bytes of the body plus one (the rest is read and
+   * dropped), so that a body over it is seen to be over it without being held in memory whole.
    */
-  send(signal?: AbortSignal, onWritten?: () => void): Promise<Response>;
+  send(signal?: AbortSignal, onWritten?: () => void, maxBodyBytes?: number): Promise<Response>;
   /**
    * Sets (or replaces) a header before `send()`: Node writes the head only then, so a header that
    * depends on the moment of sending (the slot fired) can still change on a prepared request.
@@ -102,7 +104,7 @@ export function createRequestPreparer(freeSocketTimeoutMs: number = 4000, tls: P
       get broken() {
         return socketState === 'closed' || failure !== undefined;
       },
-      send: (signal, onWritten) => {
+      send: (signal, onWritten, maxBodyBytes) => {
         if (sent) {
           return Promise.reject(new Error('a prepared request is sent once'));
         }
@@ -121,7 +123,15 @@ export function createRequestPreparer(freeSocketTimeoutMs: number = 4000, tls: P
           });
           request.on('response', (response) => {
             const chunks: Buffer[] = [];
-            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            const keep = maxBodyBytes === undefined ? Number.POSITIVE_INFINITY : maxBodyBytes + 1;
+            let kept = 0;
+            response.on('data', (chunk: Buffer) => {
+              if (kept < keep) {
+                const part = kept + chunk.length <= keep ? chunk : chunk.subarray(0, keep - kept);
+                chunks.push(part);
+                kept += part.length;
+              }
+            });
             response.on('error', reject);
             response.on('end', () => {
               signal?.removeEventListener('abort', onAbort);

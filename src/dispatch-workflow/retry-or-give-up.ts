@@ -35,6 +35,14 @@ export interface RetryOrGiveUpOptions {
   readonly park: SendMessageState;
   /** The cause SendTaskFailure gets when the full error is too long for it. */
   readonly briefFailureCause: string;
+  /**
+   * Error names of the vendor call that retrying cannot fix besides `ApiGateway.4xx`: given up at
+   * once (e.g. the vendor caller's VendorResponseTooLarge). Only names the workflow's call can
+   * raise: each is a Choice rule, and a rule no input reaches is an edge no test can execute.
+   *
+   * @default - none
+   */
+  readonly finalErrors?: string[];
   /** Id of the final Fail state. */
   readonly failedStateId: string;
   /** Cause of the final Fail state. */
@@ -121,8 +129,12 @@ export function retryOrGiveUpStates(scope: Construct, options: RetryOrGiveUpOpti
     .when(sfn.Condition.or(
       sfn.Condition.stringMatches('$.error.Error', 'ApiGateway.4*'),
       sfn.Condition.stringMatches('$.error.Error', 'APIGateway.4*'),
-    ), giveUp)
-    .otherwise(retryOrGiveUp);
+    ), giveUp);
+  // Appended after the rules above, so that their indexes (and edge names) stay the same.
+  for (const name of options.finalErrors ?? []) {
+    classify.when(sfn.Condition.stringEquals('$.error.Error', name), giveUp);
+  }
+  classify.otherwise(retryOrGiveUp);
 
   return { classify, giveUp };
 }

@@ -11,7 +11,7 @@ import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors'
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCredentialSteps } from './vendor-credential-steps';
-import { CALL_CLAIM_KEY_PREFIX, CorrelationAttributes } from '../shared/messages';
+import { CALL_CLAIM_KEY_PREFIX, CorrelationAttributes, ErrorNames } from '../shared/messages';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
 import { resolveVendorCallTimeout } from '../throttled-proxy/integration-timeout';
@@ -202,6 +202,10 @@ export class VendorCallWorkflow extends Construct {
     retryAwsServiceErrors(park, 'sqs');
     const { classify, giveUp } = retryOrGiveUpStates(this, {
       maxAttempts,
+      // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
+      // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
+      // refuse it: an answer over the limit fails the execution (docs/vendor-calls.md).
+      finalErrors: props.vendorCaller ? [ErrorNames.VENDOR_RESPONSE_TOO_LARGE] : undefined,
       retryBaseDelay,
       maxRetryDelay,
       computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry is the same call with the same request id',

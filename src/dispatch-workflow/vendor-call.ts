@@ -33,6 +33,7 @@ import { PreparedRequest, PrepareRequest } from './prepared-request';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 
 import { VendorCallerEnv } from '../shared/env';
+import { ErrorNames } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
@@ -139,6 +140,22 @@ export const FRESH_SLOT_LEAD_MS = 250;
 const MAX_SLOT_ATTEMPTS = 5;
 /** SQS' longest delivery delay. */
 const MAX_DELAY_SECONDS = 900;
+/**
+ * Largest answer the caller returns, in UTF-8 bytes of `{ statusCode, body, headers, requeue }` as
+ * JSON, measured escaped as a JSON string (how the vendor-call workflow's ReturnResponse carries it
+ * in SendTaskSuccess's Output: each quote and backslash grows by one byte).
+ *
+ * Step Functions limits a task's result and a state's input and output to 256 KiB (262,144 bytes);
+ * above it the execution fails with States.DataLimitExceeded, which no Catch on States.ALL handles
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html,
+ * https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html): nothing would
+ * be parked and the waiting workflow would wait for its timeout. 200 KiB leaves 56 KiB for what the
+ * answer travels with: the task token (at most 1,024 characters), the request id, the call's own
+ * request (method, path, query, body), the claim and attempt fields, and the Lambda integration's
+ * envelope around the payload. A larger answer is refused with VendorResponseTooLarge, which the
+ * workflows give up on at once (retrying would fetch the same answer).
+ */
+export const MAX_VENDOR_ANSWER_BYTES = 200 * 1024;
 /** Only this much of a failed response body goes into the error message. */
 const MAX_ERROR_BODY_CHARS = 8192;
 /** A connection idle this long may have been closed (undici's keep-alive default is 4 s). */
@@ -176,6 +193,12 @@ export class VendorCallError extends Error {
 export const VendorCallErrorNames = {
   TIMEOUT: 'VendorCallTimeout',
   NETWORK: 'VendorCallNetworkError',
+  /**
+   * A 2xx answer too large to return through Step Functions (see MAX_VENDOR_ANSWER_BYTES). Not
+   * retryable: ClassifyVendorError gives up at once (parked with this reason, the waiting workflow
+   * fails with VendorRequestFailed).
+   */
+  RESPONSE_TOO_LARGE: ErrorNames.VENDOR_RESPONSE_TOO_LARGE,
 } as const;
 
 let lastConnectionUseMs = Number.NEGATIVE_INFINITY;
@@ -377,16 +400,18 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   };
   let response: Response;
   let text: string;
+  let overLimit: boolean;
   try {
     const signal = AbortSignal.timeout(config.callTimeoutMs);
     if (prepared) {
-      response = await prepared.send(signal, onWritten);
+      response = await prepared.send(signal, onWritten, MAX_VENDOR_ANSWER_BYTES);
     } else {
       // fetch tells nothing of its socket: the request counts as written when fetch is called.
       onWritten();
       response = await deps.fetch(url, { method, headers: fireHeaders, body, signal });
     }
-    text = await response.text();
+    // At most MAX_VENDOR_ANSWER_BYTES of the body are read: a larger one cannot be returned anyway.
+    ({ text, overLimit } = await readBodyWithin(response, MAX_VENDOR_ANSWER_BYTES));
   } catch (error) {
     const e = error as Error & { cause?: unknown };
     const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
@@ -416,7 +441,52 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     // The name ClassifyVendorError matches: 429/408/5xx retry, other 4xx give up.
     throw new VendorCallError(`ApiGateway.${response.status}`, truncate(text, MAX_ERROR_BODY_CHARS));
   }
-  return { statusCode: response.status, body: parseJsonOr(text), headers: headersRecord(response.headers), requeue: null };
+  const tooLarge = (size: string) => {
+    logger.warn('the vendor\'s answer is too large to return through Step Functions; the request is given up', { ...log, statusCode: response.status, size });
+    return new VendorCallError(VendorCallErrorNames.RESPONSE_TOO_LARGE,
+      `The vendor answered ${response.status} with ${size}, more than the ${MAX_VENDOR_ANSWER_BYTES} bytes the vendor caller may return `
+      + '(Step Functions limits a task result and a state to 256 KiB); retrying would fetch the same answer');
+  };
+  if (overLimit) {
+    throw tooLarge(`a body over ${MAX_VENDOR_ANSWER_BYTES} bytes`);
+  }
+  const result: VendorCallResult = { statusCode: response.status, body: parseJsonOr(text), headers: headersRecord(response.headers), requeue: null };
+  // With its headers, and escaped as the JSON string ReturnResponse sends.
+  const bytes = Buffer.byteLength(JSON.stringify(JSON.stringify(result)));
+  if (bytes > MAX_VENDOR_ANSWER_BYTES) {
+    throw tooLarge(`an answer of ${bytes} bytes (body and headers, as JSON text)`);
+  }
+  return result;
+}
+
+/**
+ * The body as text (UTF-8, as `Response.text()` reads it), reading at most `maxBytes` of it:
+ * `overLimit` when there was more (the rest is not read; the text is then the first `maxBytes`).
+ */
+export async function readBodyWithin(response: Response, maxBytes: number): Promise<{ text: string; overLimit: boolean }> {
+  if (!response.body) {
+    return { text: '', overLimit: false };
+  }
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  let overLimit = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) {
+      break;
+    }
+    if (bytes + value.length > maxBytes) {
+      chunks.push(value.subarray(0, maxBytes - bytes));
+      bytes = maxBytes;
+      overLimit = true;
+      await reader.cancel().catch(() => undefined);
+      break;
+    }
+    chunks.push(value);
+    bytes += value.length;
+  }
+  return { text: new TextDecoder().decode(Buffer.concat(chunks)), overLimit };
 }
 
 /** A SigV4 signer for `execute-api` with credentials read at each call (Lambda's environment). */

@@ -11,7 +11,10 @@ export enum PacingPoint {
    * `apigateway:invoke`. Cheaper (no extra Lambda), but the Express start, the workflow's states
    * and the proxy spread the requests by hundreds of milliseconds, so the contract can be exceeded
    * at the vendor (e.g. 14 requests in one second at 10 RPS were measured): the proxy's throttle
-   * is then the only limit there.
+   * is then the only limit there. No code sees the vendor's answer before Step Functions does:
+   * an answer over Step Functions' 256 KiB fails the execution with States.DataLimitExceeded,
+   * which no Catch handles (nothing parked; the waiting workflow fails at its timeout). Use
+   * VENDOR_CALL when answers may be large: its caller refuses them (VendorResponseTooLarge).
    */
   DISPATCH = 'DISPATCH',
   /**

@@ -215,6 +215,13 @@ export const ErrorNames = {
    * requeue failed (the waiting workflow fails with VendorRequestFailed, this in the cause).
    */
   VENDOR_CALL_DEFERRED: 'VendorCallDeferred',
+  /**
+   * The vendor caller's error (and the `reason` of the parked request) for a 2xx answer too large
+   * to return through Step Functions (256 KiB per task result and state; see
+   * MAX_VENDOR_ANSWER_BYTES in dispatch-workflow/vendor-call.ts). Given up at once: retrying would
+   * fetch the same answer.
+   */
+  VENDOR_RESPONSE_TOO_LARGE: 'VendorResponseTooLarge',
 } as const;
 
 /**

@@ -64,6 +64,12 @@ export type VendorBehaviour =
 export const vendorAccepts = (body: unknown): VendorBehaviour => ({ status: 200, body });
 export const vendorRefuses = (status: number, body: unknown = { error: `status ${status}` }, headers?: Record<string, string>): VendorBehaviour => ({ status, body, headers });
 export const vendorSilent: VendorBehaviour = { noAnswer: true };
+/**
+ * The vendor accepts with a 300 KiB answer: more than Step Functions lets a task return (256 KiB).
+ * The vendor caller refuses it (VendorResponseTooLarge); PacingPoint.DISPATCH cannot (no code in
+ * between: the execution would fail with States.DataLimitExceeded).
+ */
+export const vendorAnswersTooLarge = (jobId = 'job-1'): VendorBehaviour => ({ status: 200, body: { jobId, data: 'x'.repeat(300 * 1024) } });
 /** The pacer table holds a vendor pause of a minute: the vendor caller defers (PacingPoint.VENDOR_CALL only). */
 export const vendorPaused: VendorBehaviour = { pausedForMs: 60_000 };
 

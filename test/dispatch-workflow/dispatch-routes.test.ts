@@ -15,7 +15,7 @@ import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
   callVendorTask, claimNew, credentialAnswers, credentialFailures, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
-  vendorAccepts, VendorBehaviour, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
+  vendorAccepts, vendorAnswersTooLarge, VendorBehaviour, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
 const configurations = allConfigurations().filter((c) => c.name === 'DispatchWorkflow');
@@ -239,6 +239,21 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
   }
 
   if (paced) {
+    test('an answer too large for Step Functions (300 KiB) is refused by the vendor caller: the request is parked as VendorResponseTooLarge and the waiting workflow fails at once (issue 11)', async () => {
+      // Before: the caller returned it, the task result went over 256 KiB, and the execution failed
+      // with States.DataLimitExceeded, which no Catch handles: nothing parked, the workflow waited.
+      const result = await run(firstDispatch(), {}, vendorAnswersTooLarge());
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.edges).toEqual(expect.arrayContaining(['CallVendor: Catch 0 -> ClassifyVendorError', 'ClassifyVendorError: Choice 2 -> ParkInDeadLetterQueue']));
+      // Not retried: the same call would fetch the same answer.
+      expect(result.calls.RequeueWithDelay).toBeUndefined();
+      const parked = result.calls.ParkInDeadLetterQueue[0];
+      expect(parked.MessageAttributes.reason.StringValue).toBe('VendorResponseTooLarge');
+      expect(parked.MessageAttributes.detail.StringValue).toMatch(/VendorResponseTooLarge.*256 KiB/);
+      expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'main-task-token-1', Error: 'VendorRequestFailed' });
+      expect(result.calls.FailWaitingWorkflow[0].Cause).toMatch(/VendorResponseTooLarge/);
+    });
+
     test('a vendor pause longer than the caller may wait sends the request back to the queue without counting an attempt', async () => {
       const received: VendorRequest[] = [];
       const result = await run(firstDispatch(), {}, vendorPaused, received);

@@ -13,6 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { buildRaisableErrors, integrationOf, RaisableErrors } from './raisable-errors';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint, VendorCredentials } from '../../src';
+import { VendorCallErrorNames } from '../../src/dispatch-workflow/vendor-call';
 import { VendorCredentialReadError, VendorCredentialUnusableError } from '../../src/throttled-proxy/vendor-secret';
 import { VendorTokenError } from '../../src/throttled-proxy/vendor-token';
 import { stateMachineDefinitions, testStack } from '../util';
@@ -56,8 +57,12 @@ function errorUses(stateMachine: string, states: Record<string, any>): ErrorUse[
  * `errorType`, the thrown error's `name`. Taken from the error classes, so a rename shows up here.
  */
 const OWN_FUNCTION_ERRORS: Record<string, string[]> = {
-  // The credential function (OAuth token or JSON secret field) behind GetVendorToken / ReadVendorCredential.
-  'lambda:invoke': [VendorCredentialUnusableError, VendorCredentialReadError, VendorTokenError].map((type) => new type('').name),
+  // The credential function (OAuth token or JSON secret field) behind GetVendorToken / ReadVendorCredential,
+  // and the vendor caller behind CallVendor (PacingPoint.VENDOR_CALL; besides ApiGateway.<status>).
+  'lambda:invoke': [
+    ...[VendorCredentialUnusableError, VendorCredentialReadError, VendorTokenError].map((type) => new type('').name),
+    ...Object.values(VendorCallErrorNames),
+  ],
 };
 
 /** The names a use may not have: unknown to the list of what its state can raise. */
@@ -159,6 +164,30 @@ describe('error names in Retry and Catch', () => {
       "M > Claim > Catch: 'Sqs.SqsException' (dynamodb)",
       "M > Inner > Retry: 'States.Tiemout' (lambda:invoke)",
     ]);
+  });
+
+  /**
+   * The names ClassifyVendorError compares `$.error.Error` with (a Choice, not an ErrorEquals): the
+   * errors it gives up on at once besides `ApiGateway.<status>`. Matching is exact too.
+   */
+  function classifiedNames(definitions: Record<string, any>): string[] {
+    return Object.values(definitions).flatMap((definition) => Object.entries(definition.States as Record<string, any>)
+      .filter(([name]) => name === 'ClassifyVendorError')
+      .flatMap(([, state]) => (state.Choices as any[]).filter((rule) => rule.Variable === '$.error.Error' && rule.StringEquals !== undefined))
+      .map((rule) => rule.StringEquals as string)
+      .filter((name) => !/^(ApiGateway|APIGateway)\./.test(name)));
+  }
+
+  test.each(CONFIGURATIONS)('every name ClassifyVendorError gives up on is one our vendor caller throws, and only where it calls: %s', (name, configure) => {
+    const names = classifiedNames(synthesizedDefinitions(configure));
+    if (/DISPATCH/.test(name)) {
+      // apigateway:invoke: no vendor caller, nothing else to name.
+      expect(names).toEqual([]);
+    } else {
+      // Both workflows (dispatch and vendor-call) give up at once on an answer too large to return.
+      expect(names).toEqual(['VendorResponseTooLarge', 'VendorResponseTooLarge']);
+      expect(names.filter((n) => !OWN_FUNCTION_ERRORS['lambda:invoke'].includes(n))).toEqual([]);
+    }
   });
 
   test.each(CONFIGURATIONS)('every name can be raised by its state: %s', (_name, configure) => {

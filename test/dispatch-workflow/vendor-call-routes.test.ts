@@ -14,7 +14,7 @@ import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
   callMessage, callVendorTask, credentialAnswers, credentialFailures, dynamoUpdated, failing, failsWith, sfnOk, sqsSent,
-  vendorAccepts, VendorBehaviour, vendorCallInputFor, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
+  vendorAccepts, vendorAnswersTooLarge, VendorBehaviour, vendorCallInputFor, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
 /** Edges no real input reaches: none in this workflow. */
@@ -214,6 +214,21 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
   });
 
   if (paced) {
+    test('an answer too large for Step Functions (300 KiB) is refused by the vendor caller: the call is parked as VendorResponseTooLarge and the waiting workflow fails at once (issue 11)', async () => {
+      // Before: the caller returned it, the task result went over 256 KiB, and the execution failed
+      // with States.DataLimitExceeded, which no Catch handles: nothing parked, the workflow waited.
+      const result = await run(firstCall(), {}, vendorAnswersTooLarge());
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.edges).toEqual(expect.arrayContaining(['CallVendor: Catch 0 -> ClassifyVendorError', 'ClassifyVendorError: Choice 2 -> ParkInDeadLetterQueue']));
+      // Not retried: the same call would fetch the same answer.
+      expect(result.calls.RequeueWithDelay).toBeUndefined();
+      const parked = result.calls.ParkInDeadLetterQueue[0];
+      expect(parked.MessageAttributes.reason.StringValue).toBe('VendorResponseTooLarge');
+      expect(parked.MessageAttributes.detail.StringValue).toMatch(/VendorResponseTooLarge.*256 KiB/);
+      expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'main-task-token-2', Error: 'VendorRequestFailed' });
+      expect(result.calls.FailWaitingWorkflow[0].Cause).toMatch(/VendorResponseTooLarge/);
+    });
+
     test('a vendor pause longer than the caller may wait sends the call back to the queue without counting an attempt', async () => {
       const result = await run(firstCall(), {}, vendorPaused);
       expect(result.error).toBeUndefined();

@@ -3,7 +3,10 @@ import { AddressInfo } from 'node:net';
 import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
-import { callVendor, lateBeyondTolerance, pacingUserAgent, parseRetryAfterMs, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
+import {
+  callVendor, lateBeyondTolerance, MAX_VENDOR_ANSWER_BYTES, pacingUserAgent, parseRetryAfterMs, readBodyWithin, VendorCallConfig, VendorCallDeps,
+  VendorCallError, VendorCallErrorNames,
+} from '../../src/dispatch-workflow/vendor-call';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 
 const ddb = mockClient(DynamoDBClient);
@@ -428,5 +431,61 @@ describe('callVendor: a connected socket at the slot, lateness when the request 
     // THEN 40 ms, plus the clock's 1 ms resolution (before: 0)
     expect(metrics.filter(([name]) => name === 'VendorCallLateness').map(([, v]) => v)).toEqual([41]);
     expect(warnings.some((w) => /later than the fire tolerance/.test(w))).toBe(true);
+  });
+});
+
+describe('callVendor: an answer too large for Step Functions (issue 11, "nothing lost, prompt failures")', () => {
+  // Step Functions limits a task result and a state to 256 KiB; above it the execution fails with
+  // States.DataLimitExceeded, which no Catch handles: nothing parked, the waiting workflow waits
+  // for its timeout. The caller refuses such an answer with a named error the workflows give up on.
+  const KiB = 1024;
+  const jsonOfBytes = (bytes: number) => JSON.stringify({ data: 'x'.repeat(bytes - '{"data":""}'.length) });
+  const preparing = (): VendorCallDeps => ({ ...deps(), fetch: () => Promise.reject(new Error('prepared')), prepare: createRequestPreparer() });
+
+  test.each([['fetch', deps], ['a prepared request', preparing]] as const)(
+    'GIVEN a 300 KiB answer (%s) WHEN calling THEN VendorResponseTooLarge is thrown instead of returning it', async (_how, callerDeps) => {
+      answer = { status: 200, body: jsonOfBytes(300 * KiB) };
+      const error = await callVendor({ requestId: 'r-big', slotAtMs: Date.now() + 120 }, callerDeps()).catch((e) => e);
+      expect(error).toBeInstanceOf(VendorCallError);
+      expect(error.name).toBe('VendorResponseTooLarge');
+      expect(VendorCallErrorNames.RESPONSE_TOO_LARGE).toBe('VendorResponseTooLarge');
+      expect(error.message).toMatch(/256 KiB/);
+      expect(MAX_VENDOR_ANSWER_BYTES).toBeLessThan(256 * KiB);
+    });
+
+  test.each([['fetch', deps], ['a prepared request', preparing]] as const)('GIVEN a 100 KiB answer (%s) WHEN calling THEN it is returned whole', async (_how, callerDeps) => {
+    answer = { status: 200, body: jsonOfBytes(100 * KiB) };
+    const result = await callVendor({ requestId: 'r-100k', slotAtMs: Date.now() + 120 }, callerDeps());
+    expect(result.statusCode).toBe(200);
+    expect(JSON.stringify(result.body)).toBe(answer.body);
+    expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThan(256 * KiB);
+  });
+
+  test('GIVEN a 150 KiB body of quotes (over the limit once escaped, as ReturnResponse sends it) WHEN calling THEN it is refused', async () => {
+    answer = { status: 200, body: JSON.stringify(Array.from({ length: 150 * KiB / 3 }, () => '')) };
+    const error = await callVendor({ requestId: 'r-quotes', slotAtMs: Date.now() + 120 }, deps()).catch((e) => e);
+    expect(error.name).toBe('VendorResponseTooLarge');
+  });
+
+  test('GIVEN a large failed answer (503) WHEN calling THEN it stays ApiGateway.503 (retryable), its body cut', async () => {
+    answer = { status: 503, body: jsonOfBytes(300 * KiB) };
+    const error = await callVendor({ requestId: 'r-big-503', slotAtMs: Date.now() + 120 }, deps()).catch((e) => e);
+    expect(error.name).toBe('ApiGateway.503');
+    expect(error.message.length).toBeLessThanOrEqual(8192);
+  });
+
+  test('GIVEN a body larger than the limit WHEN reading it THEN at most the limit is read', async () => {
+    let pulled = 0;
+    const chunk = new Uint8Array(16 * KiB).fill(0x61);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += chunk.length;
+        controller.enqueue(chunk);
+      },
+    }, { highWaterMark: 0 });
+    const { text, overLimit } = await readBodyWithin(new Response(body), 40 * KiB);
+    expect(overLimit).toBe(true);
+    expect(text).toHaveLength(40 * KiB);
+    expect(pulled).toBeLessThanOrEqual(48 * KiB);
   });
 });

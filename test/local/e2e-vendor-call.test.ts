@@ -139,3 +139,21 @@ test('vendor 404 on the fetch: VendorRequestFailed reaches the main workflow at 
   expect(call).toBeDefined();
   expect(JSON.parse(call!.body)).toMatchObject({ kind: 'call', call: { method: 'GET', path: expect.stringMatching(/^\/job-.+\/result$/) } });
 });
+
+test('a result too large for Step Functions (300 KiB) on the fetch: VendorRequestFailed at once, the call parked as VendorResponseTooLarge (issue 11)', async () => {
+  // Before: the vendor caller returned the answer, the vendor-call execution failed with
+  // States.DataLimitExceeded (no Catch handles it), nothing was parked, and the main workflow
+  // waited for the fetch's timeout.
+  const v = await useVendor({ resultPaddingBytes: 300 * 1024 });
+  const results = await runOrders(1);
+  expect(results.map((r) => [r.status, r.error])).toEqual([['FAILED', 'ResultFetchFailed']]);
+  const fetchFailure = runtime.sfn.executionEvents(results[0].executionArn)
+    .find((e) => e.type === 'StateFailed' && (e as any).state?.name === 'FetchResult') as any;
+  expect(fetchFailure?.Error).toBe('VendorRequestFailed');
+  // Not retried: the same call would fetch the same answer.
+  expect(v.stats().resultFetches).toBe(1);
+  const dlq = runtime.template.ofType('AWS::SQS::Queue').find((q) => /RequestDeadLetterQueue/.test(q.logicalId))!;
+  const parked = (await runtime.peek(dlq.logicalId)).find((m) => m.attributes.reason === 'VendorResponseTooLarge');
+  expect(parked).toBeDefined();
+  expect(JSON.parse(parked!.body)).toMatchObject({ kind: 'call', call: { method: 'GET' } });
+});
