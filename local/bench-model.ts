@@ -184,7 +184,7 @@ function fromPacer(names: string[], fallback: number): { value: number; from: st
  * design as it changes; the fallbacks are the design's stated values.
  */
 export interface PacingKnobs {
-  /** `L`: slot interval `I = (1000 + L) / floor(R)`. */
+  /** `L`: slot interval `I = (1000 + L + 1 ms) / floor(R)` (the 1 ms: the margin at the window's edge). */
   readonly latenessToleranceMs: number;
   /** The dispatcher starts the Express execution this long before its slot. */
   readonly leadMs: number;
@@ -251,7 +251,7 @@ export function describeModel(model: LatencyModel, knobs: PacingKnobs): Record<s
     hops,
     coldStartFraction: model.coldStartFraction,
     pacing: {
-      design: 'vendor caller fires at a slot reserved by the dispatcher; I = (1000 + L) / floor(R)',
+      design: 'vendor caller fires at a slot reserved by the dispatcher; I = (1000 + L + 1) / floor(R)',
       latenessToleranceMs: knobs.latenessToleranceMs,
       leadMs: knobs.leadMs,
       fireToleranceMs: knobs.fireToleranceMs,
