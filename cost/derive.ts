@@ -446,15 +446,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     derivation: vendorCaller ? 'the vendor caller\'s request through the proxy (lambda:invoke task on the dispatch happy path)' : 'apigateway:invoke tasks on the dispatch happy path',
   });
   lines.push({ service: 'apiGateway', what: `${webhookApi.logicalId} (webhook) calls`, perRequest: 1, price: 'apiGatewayRestRequest', derivation: 'one callback per request' });
-  for (const write of tables.writes) {
-    lines.push({
-      service: 'dynamodb',
-      what: `${write.by} write`,
-      perRequest: write.writeUnits + write.indexWriteUnits,
-      price: 'dynamodbWriteRequestUnit',
-      derivation: describeWrite(write),
-    });
-  }
+  lines.push(...tables.writes.map(writeLine));
   lines.push({ service: 'dynamodb', what: `callback processor Query ${indexName}`, perRequest: lookupReadUnits, price: 'dynamodbReadRequestUnit', derivation: 'eventually consistent, one entry' });
   lines.push({
     service: 'dynamodb',
@@ -617,15 +609,7 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
     lines.push(callerPacerRead(model.pacerTable), callerSlotClaim(model.pacerTable));
   }
   // The workflow's own writes on its happy path (ClaimCall: the call's claim item).
-  for (const write of tracker.writes) {
-    lines.push({
-      service: 'dynamodb',
-      what: `${write.by} write`,
-      perRequest: write.writeUnits + write.indexWriteUnits,
-      price: 'dynamodbWriteRequestUnit',
-      derivation: describeWrite(write),
-    });
-  }
+  lines.push(...tracker.writes.map(writeLine));
   const proxyLogBytes = model.proxy.accessLogBytes + model.proxy.executionLogBytes;
   lines.push(logLine(`${model.proxy.logicalId} (proxy) API logs`, proxyLogBytes, proxyLogBytes === 0 ? 'no access or execution logging' : 'access log line from the stage\'s format'));
   lines.push(logLine('dispatcher logs (fetch message)', lambdaLogBytesPerRequest(model.dispatcher, feed.fill, 1, true),
@@ -669,6 +653,17 @@ function callerLines(caller: FunctionModel & { readonly msPerCall: number; reado
     logLine(`vendor caller logs (${workflow})`, lambdaLogBytesPerRequest(caller, 1, 1, true),
       `START/END/REPORT + one EMF document per invocation${caller.infoLogs ? ', one INFO line (called the vendor)' : ''}`),
   ];
+}
+
+/** One DynamoDB write of a happy path as a usage line. */
+function writeLine(write: Parameters<typeof describeWrite>[0]): UsageLine {
+  return {
+    service: 'dynamodb',
+    what: `${write.by} write`,
+    perRequest: write.writeUnits + write.indexWriteUnits,
+    price: 'dynamodbWriteRequestUnit',
+    derivation: describeWrite(write),
+  };
 }
 
 /**

@@ -419,35 +419,31 @@ export class ThrottledProxy extends Construct {
     if (credentials.oauthAudience !== undefined) {
       environment.AUDIENCE = credentials.oauthAudience;
     }
-    const fn = new VendorTokenFunction(this, 'TokenFunction', {
-      description: 'Gets OAuth 2.0 access tokens for the vendor (client credentials grant)',
-      timeout: Duration.seconds(10),
-      memorySize: 128,
-      tracing: tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
-      logGroup: new logs.LogGroup(this, 'TokenFunctionLogs', {
-        retention: logs.RetentionDays.THREE_MONTHS,
-        removalPolicy: RemovalPolicy.RETAIN,
-      }),
-      environment,
-    });
-    secret.grantRead(fn);
-    addFunctionNagSuppressions(fn, { tracing: tracingEnabled });
-    return fn;
+    return this.createCredentialCodeFunction('TokenFunction', 'Gets OAuth 2.0 access tokens for the vendor (client credentials grant)',
+      secret, environment, tracingEnabled);
   }
 
   /** The token function's code in its JSON secret mode (see `credentialFunction`). */
   private createSecretFieldFunction(secret: secretsmanager.ISecret, jsonField: string, tracingEnabled: boolean): lambda.IFunction {
-    const fn = new VendorTokenFunction(this, 'CredentialFunction', {
-      description: 'Reads the vendor credential from a field of a JSON secret, checking the secret\'s shape',
+    // Names as in vendor-secret.ts (not imported: it bundles the AWS SDK, a devDependency).
+    return this.createCredentialCodeFunction('CredentialFunction', 'Reads the vendor credential from a field of a JSON secret, checking the secret\'s shape',
+      secret, { SECRET_ARN: secret.secretArn, SECRET_FIELD: jsonField, POWERTOOLS_SERVICE_NAME: 'vendor-credential' }, tracingEnabled);
+  }
+
+  /** One function of the token bundle (`id` also names its log group `<id>Logs`), allowed to read `secret`. */
+  private createCredentialCodeFunction(
+    id: string, description: string, secret: secretsmanager.ISecret, environment: Record<string, string>, tracingEnabled: boolean,
+  ): lambda.IFunction {
+    const fn = new VendorTokenFunction(this, id, {
+      description,
       timeout: Duration.seconds(10),
       memorySize: 128,
       tracing: tracingEnabled ? lambda.Tracing.ACTIVE : undefined,
-      logGroup: new logs.LogGroup(this, 'CredentialFunctionLogs', {
+      logGroup: new logs.LogGroup(this, `${id}Logs`, {
         retention: logs.RetentionDays.THREE_MONTHS,
         removalPolicy: RemovalPolicy.RETAIN,
       }),
-      // Names as in vendor-secret.ts (not imported: it bundles the AWS SDK, a devDependency).
-      environment: { SECRET_ARN: secret.secretArn, SECRET_FIELD: jsonField, POWERTOOLS_SERVICE_NAME: 'vendor-credential' },
+      environment,
     });
     secret.grantRead(fn);
     addFunctionNagSuppressions(fn, { tracing: tracingEnabled });
