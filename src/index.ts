@@ -10,5 +10,6 @@ export * from './dispatch-workflow/common-vendor-workflow-options';
 export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
+export * from './contract/vendor-contract';
 export * from './orchestrator/async-external-api-orchestrator';
 export * from './callback-webhook/webhook-authentication';

@@ -7,6 +7,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
+import { VendorContract } from '../contract/vendor-contract';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
@@ -15,7 +16,7 @@ import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consum
 import { customMetric } from '../shared/custom-metrics';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
-import { validateDuration, validateRequestsPerSecond, validateVendorUrl, validateWholeNumber } from '../shared/validation';
+import { validateDuration, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
 import { longestVendorCallTimeout } from '../throttled-proxy/integration-timeout';
 import { ThrottledProxy, ThrottledProxyOptions } from '../throttled-proxy/throttled-proxy';
@@ -71,10 +72,22 @@ export interface AsyncExternalApiOrchestratorProps {
   readonly vendorUrl: string;
 
   /**
-   * The contract: the most requests per second the vendor allows. Every layer is derived from it:
-   * the pacing of the queue consumer, the proxy's throttling, the backlog alarm.
+   * The vendor contract: every limit the orchestrator keeps (`VendorContract.of({...})`). Give
+   * `contract` or `requestsPerSecond`, not both.
+   *
+   * @default - a contract of `requestsPerSecond` alone
    */
-  readonly requestsPerSecond: number;
+  readonly contract?: VendorContract;
+
+  /**
+   * The most requests per second the vendor allows: shorthand for
+   * `contract: VendorContract.of({ requestsPerSecond })`. Every layer is derived from it: the pacing
+   * of the queue consumer, the proxy's throttling, the backlog alarm. Give `contract` or
+   * `requestsPerSecond`, not both.
+   *
+   * @default - `contract.requestsPerSecond`
+   */
+  readonly requestsPerSecond?: number;
 
   /**
    * How long a workflow waits for the vendor's callback before failing with `States.Timeout`.
@@ -433,7 +446,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
   /** The vendor's callback was larger than a task output may be (256 KiB); it is parked. */
   public static readonly ERROR_CALLBACK_TOO_LARGE = 'CallbackTooLarge';
 
-  /** The contract. */
+  /** The vendor contract every layer reads. */
+  public readonly contract: VendorContract;
+  /** The contract's rate: the most requests per second the vendor allows. */
   public readonly requestsPerSecond: number;
   /** How long workflows wait for a callback. */
   public readonly callbackTimeout: Duration;
@@ -490,7 +505,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
     super(scope, id);
 
     validateVendorUrl(props.vendorUrl);
-    validateRequestsPerSecond(props.requestsPerSecond);
+    const contract = contractOf(props);
+    const requestsPerSecond = contract.requestsPerSecond;
     validateDuration('callbackTimeout', props.callbackTimeout, Duration.seconds(1), Duration.days(365),
       'a Standard workflow runs at most one year');
     if (props.batchSize !== undefined && props.consumer?.batchSize !== undefined) {
@@ -506,7 +522,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     const pacingPoint = props.pacingPoint ?? props.consumer?.pacingPoint ?? PacingPoint.VENDOR_CALL;
     // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
-    const proxySettings = deriveRateSettings(props.requestsPerSecond, {
+    const proxySettings = deriveRateSettings(requestsPerSecond, {
       pacingPoint,
       latenessToleranceMs: props.consumer?.latenessTolerance?.toMilliseconds(),
       fireToleranceMs: props.consumer?.fireTolerance?.toMilliseconds(),
@@ -522,7 +538,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       && !/^[A-Za-z0-9_-]{1,255}$/.test(monitoring.dashboardName)) {
       throw new Error(`monitoring.dashboardName must be 1 to 255 letters, digits, '-' or '_' (given '${monitoring.dashboardName}')`);
     }
-    this.requestsPerSecond = props.requestsPerSecond;
+    this.contract = contract;
+    this.requestsPerSecond = requestsPerSecond;
     this.callbackTimeout = props.callbackTimeout;
     this.vendorCallOptions = props.vendorCall;
     this.tracing = props.tracing;
@@ -536,7 +553,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       throttlingRateLimit: proxySettings.proxyRateLimit,
       throttlingBurstLimit: proxySettings.proxyBurstLimit,
       vendorUrl: props.vendorUrl,
-      requestsPerSecond: props.requestsPerSecond,
+      requestsPerSecond,
       metricsScope: this.metricsScope,
       tracingEnabled: props.proxy?.tracingEnabled ?? props.tracing,
       // The proxy waits as long as the longest vendor call may take, so no caller gets its 504.
@@ -550,7 +567,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     this.webhook = new CallbackWebhook(this, 'Webhook', {
       ...props.webhook,
       table: this.table,
-      requestsPerSecond: props.requestsPerSecond,
+      requestsPerSecond,
       metricsScope: this.metricsScope,
       tracingEnabled: props.webhook?.tracingEnabled ?? props.tracing,
     });
@@ -560,7 +577,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       batchSize: props.batchSize ?? props.consumer?.batchSize,
       maxConcurrency: props.maxConcurrency ?? props.consumer?.maxConcurrency,
       pacingPoint,
-      requestsPerSecond: props.requestsPerSecond,
+      requestsPerSecond,
       // Items outlive the wait by a day, so late callbacks are still recognised as late.
       correlationTtl: props.callbackTimeout.plus(Duration.days(1)),
       metricsScope: this.metricsScope,
@@ -1120,4 +1137,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     return alarm;
   }
+}
+
+/** The contract from `contract` or its `requestsPerSecond` shorthand: exactly one of the two. */
+function contractOf(props: AsyncExternalApiOrchestratorProps): VendorContract {
+  if (props.contract !== undefined && props.requestsPerSecond !== undefined) {
+    throw new Error(`requestsPerSecond is given twice (requestsPerSecond ${props.requestsPerSecond} and contract.requestsPerSecond ${props.contract.requestsPerSecond}): give contract or requestsPerSecond, not both`);
+  }
+  if (props.contract !== undefined) {
+    return props.contract;
+  }
+  if (props.requestsPerSecond === undefined) {
+    throw new Error('the vendor contract is missing: give contract (VendorContract.of({ requestsPerSecond: 10, ... })) or requestsPerSecond');
+  }
+  return VendorContract.of({ requestsPerSecond: props.requestsPerSecond });
 }

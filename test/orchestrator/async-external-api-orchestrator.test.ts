@@ -7,6 +7,7 @@ import {
   AsyncExternalApiOrchestrator,
   AsyncExternalApiOrchestratorProps,
   CallbackUrlDelivery,
+  VendorContract,
   VendorCredentials,
 } from '../../src';
 import {
@@ -607,6 +608,29 @@ describe('AsyncExternalApiOrchestrator', () => {
     test('fails if requestsPerSecond is 0', () => {
       // WHEN / THEN
       expect(build({ requestsPerSecond: 0 })).toThrow(/requestsPerSecond must be above 0 and at most 10000 \(given 0\)/);
+    });
+
+    test('fails if both contract and requestsPerSecond are given', () => {
+      // WHEN / THEN
+      expect(build({ contract: VendorContract.of({ requestsPerSecond: 5 }), requestsPerSecond: 5 }))
+        .toThrow(/requestsPerSecond is given twice \(requestsPerSecond 5 and contract.requestsPerSecond 5\): give contract or requestsPerSecond, not both/);
+    });
+
+    test('fails if neither contract nor requestsPerSecond is given', () => {
+      // WHEN / THEN
+      expect(build({ requestsPerSecond: undefined })).toThrow(/the vendor contract is missing: give contract/);
+    });
+
+    test('a contract sets the rate every layer reads', () => {
+      // WHEN
+      const stack = testStack();
+      const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+        ...ACCEPTANCE_PROPS, requestsPerSecond: undefined, contract: VendorContract.of({ requestsPerSecond: 4 }),
+      });
+      // THEN
+      expect(orchestrator.requestsPerSecond).toBe(4);
+      expect(orchestrator.contract.requestsPerSecond).toBe(4);
+      expect(orchestrator.consumer.requestsPerSecond).toBe(4);
     });
 
     test('fails if maxAttempts is 0', () => {
