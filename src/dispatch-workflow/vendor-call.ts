@@ -31,6 +31,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
+import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-queue-consumer/pacing-settings';
 
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
@@ -116,8 +117,8 @@ export interface VendorCallDeps {
   /** Default: the real clock. */
   readonly clock?: Clock;
   readonly random?: () => number;
-  /** Operator's dynamic delay, added to the slot interval of fresh reservations. */
-  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
+  /** Operator's dynamic delay and rate in force, read before fresh reservations (pacing-settings.ts). */
+  readonly dynamicDelay?: PacingSettingsSource;
   /**
    * Opens the connection to the proxy before the first slot (DNS, TCP, TLS), so the first request
    * of a new container is not slower than the others. Called when the caller has time before its
@@ -300,15 +301,16 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       giveUpSlot('late for the pacing slot', { lateByMs: clock.now() - slot });
     }
     if (slot === undefined) {
-      const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
+      // The same settings the dispatcher reserves with: a fresh slot is spaced at the rate in force.
+      const settings = await readPacingSettings(deps.dynamicDelay);
       const reservation = await cancelOnError(reserveSlots({
+        ...settings,
         dynamodb: deps.dynamodb,
         tableName: config.pacerTableName,
         requested: 1,
         requestsPerSecond: config.requestsPerSecond,
         latenessToleranceMs: config.latenessToleranceMs,
         maxWaitMs: config.maxSlotWaitMs,
-        extraIntervalMs,
         minLeadMs: FRESH_SLOT_LEAD_MS,
         clock,
         random: deps.random,

@@ -15,6 +15,7 @@ import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
+import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -89,8 +90,8 @@ export interface DispatchDeps {
   readonly clock?: Clock;
   /** Random source for the pacer's retry backoff. Default Math.random. */
   readonly random?: () => number;
-  /** Operator's dynamic delay: added to the slot interval of every reservation (can only slow). */
-  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
+  /** Operator's dynamic delay and rate in force, read before every reservation (pacing-settings.ts). */
+  readonly dynamicDelay?: PacingSettingsSource;
 }
 
 /**
@@ -317,9 +318,14 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     if (slots.length === 0) {
       let reservation: SlotReservation;
       try {
-        const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
+        // The operators' delay and rate in force (at most the contract), as the vendor caller reads them.
+        const settings = await readPacingSettings(deps.dynamicDelay);
+        if (deps.dynamicDelay) {
+          // Only where operators can change it: otherwise it is the contract, a constant.
+          recordRateInForce(deps.metrics, config.requestsPerSecond, settings);
+        }
         reservation = await reserveSlots({
-          extraIntervalMs,
+          ...settings,
           dynamodb: deps.clients.dynamodb,
           tableName: config.pacerTableName,
           requested: pending.length,

@@ -43,4 +43,10 @@ export const MetricNames = {
   EARLY_CALLBACKS: 'EarlyCallbacks',
   /** Callback processor: webhook arrival to the waiting workflow resumed. Milliseconds. */
   CALLBACK_LATENCY: 'CallbackLatency',
+  /**
+   * Dispatcher: the rate in force each reservation was made with, requests per second (the
+   * operators' `requestsPerSecond`, capped at the contract; the contract when none is set). Count
+   * unit, read with the Minimum/Maximum statistic.
+   */
+  RATE_IN_FORCE: 'RateInForce',
 } as const;
