@@ -51,6 +51,10 @@ export class OrchestratorDashboard extends Construct {
           label: 'dispatches started per second (DispatchedRequests)',
           period,
         }),
+        // The rate operators set at run time (README, "The rate at run time"), when they can.
+        ...(o.consumer.dynamicDelay
+          ? [o.consumer.metricRateInForce({ period, label: 'rate in force (RateInForce, minimum)', color: cloudwatch.Color.ORANGE })]
+          : []),
       ],
       leftAnnotations: [{ value: rps, label: `contract: ${rps} requests per second`, color: cloudwatch.Color.RED }],
       leftYAxis: { min: 0, label: 'requests per second', showUnits: false },
