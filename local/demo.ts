@@ -19,7 +19,9 @@ import * as path from 'path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { DemoRateChange, ScheduledRateChange } from './demo-rate-change';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
+import { violationsAgainstRateInForce } from './rate-schedule';
 import {
   classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
 } from './report';
@@ -51,6 +53,10 @@ export interface DemoOptions {
   readonly latenessToleranceMs: number;
   /** How long to wait for the requests to end, ms; 0: sized from the work (demoWaitMs). */
   readonly waitMs: number;
+  /** When the operator changes the rate, seconds after the submissions (with rateChangeRps); 0: no change. */
+  readonly rateChangeAtS: number;
+  /** The rate the operator sets at rateChangeAtS (at most rps, the contract deployed); 0: no change. */
+  readonly rateChangeRps: number;
   readonly json: boolean;
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
@@ -78,6 +84,8 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   fireToleranceMs: LOCAL_PACING.fireToleranceMs,
   latenessToleranceMs: LOCAL_PACING.latenessToleranceMs,
   waitMs: 0,
+  rateChangeAtS: 0,
+  rateChangeRps: 0,
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
@@ -110,6 +118,10 @@ export interface DemoResult {
   readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
+  /** Windows over each limit, measured by the simulator (rate: against the rate in force, local/rate-schedule.ts). */
+  readonly violationsByLimit: { readonly rate: number };
+  /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
+  readonly rateChange?: DemoRateChange;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -140,6 +152,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     lead: Duration.millis(options.leadMs),
     fireTolerance: Duration.millis(options.fireToleranceMs),
     latenessTolerance: Duration.millis(options.latenessToleranceMs),
+    // The rate at run time is the dynamic-delay configuration's (AppConfig's shortest poll: 15 s).
+    ...(options.rateChangeRps > 0 ? { dynamicDelay: { pollInterval: Duration.seconds(15) } } : {}),
   }, outdir);
   app.synth();
   log(`synthesized ${stack.stackName} into ${outdir}`);
@@ -185,6 +199,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     yieldToDataPlane();
 
     // 3. Submit every request up front, so the request queue holds a backlog.
+    const submittedAtMs = Date.now();
+    const rateChange = options.rateChangeRps > 0
+      ? ScheduledRateChange.start(runtime, vendor, outdir, stack.stackName, submittedAtMs, options.rps, options.rateChangeRps, options.rateChangeAtS)
+      : undefined;
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
     const executions: string[] = [];
     for (let i = 0; i < options.requests; i++) {
@@ -253,6 +271,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
 
     const arrivals = await vendor.arrivals();
+    const change = await rateChange?.result(arrivals);
     const first = arrivals.length ? Math.min(...arrivals) : started;
     const last = arrivals.length ? Math.max(...arrivals) : started;
     fs.mkdirSync(path.dirname(options.chartPath), { recursive: true });
@@ -278,6 +297,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
+      violationsByLimit: { rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []) },
+      ...(change ? { rateChange: change } : {}),
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -524,6 +545,10 @@ export function formatSummary(r: DemoResult): string {
     ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
+    ['windows over the rate in force (violationsByLimit.rate)', String(r.violationsByLimit.rate)],
+    ...(r.rateChange ? [['rate change (operator, AppConfig)', `${r.rateChange.fromRps} -> ${r.rateChange.toRps} rps deployed at ${round(r.rateChange.deployedAtMs / 1000, 1)} s, `
+      + `binds at ${round(r.rateChange.bindsAtMs / 1000, 1)} s; in use after ${r.rateChange.observedInUseAfterMs === null ? 'not observed' : `${round(r.rateChange.observedInUseAfterMs / 1000, 1)} s`}`
+      + ` (stated: within ${round(r.rateChange.statedInUseWithinMs / 1000, 1)} s)`] as [string, string]] : []),
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
@@ -570,6 +595,8 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--fire-tolerance-ms': 'fireToleranceMs',
   '--lateness-tolerance-ms': 'latenessToleranceMs',
   '--wait-ms': 'waitMs',
+  '--rate-change-at-s': 'rateChangeAtS',
+  '--rate-change-rps': 'rateChangeRps',
 };
 
 export function parseDemoArgs(argv: string[]): DemoOptions {
@@ -601,6 +628,12 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
       throw new Error(`${flag} must be above 0`);
     }
     options[key] = value;
+  }
+  if ((options.rateChangeAtS as number) > 0 && !((options.rateChangeRps as number) > 0)) {
+    throw new Error('--rate-change-at-s needs --rate-change-rps (the rate the operator sets)');
+  }
+  if ((options.rateChangeRps as number) > (options.rps as number)) {
+    throw new Error(`--rate-change-rps ${options.rateChangeRps} is above the contract of ${options.rps} (--rps): the contract deployed is the ceiling`);
   }
   return options as unknown as DemoOptions;
 }

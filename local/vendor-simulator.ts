@@ -13,6 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
+import { overRateInForce, RateChange } from './rate-schedule';
 import { UrlRewriter } from './types';
 import { SignatureSpec } from '../src/callback-webhook/signature-spec';
 import { signCallback } from '../src/callback-webhook/signature-verification';
@@ -28,6 +29,12 @@ export interface VendorSimulatorOptions {
    * that timestamps in milliseconds sees them. @default 'closed'
    */
   readonly window?: 'closed' | 'half-open';
+  /**
+   * Changes of the vendor's rate at run time (README, "The rate at run time"): a call whose window
+   * exceeds the rate in force at the window's start gets a 429 too, counted in
+   * `rateInForceViolations`. Also settable once running (`setRateSchedule`). @default - none
+   */
+  readonly rateSchedule?: readonly RateChange[];
   /** Time to answer any call, ms. @default 0 */
   readonly latencyMs?: number;
   /** Time from answering a submission to calling back, ms. @default 0 */
@@ -149,6 +156,8 @@ export interface VendorStats {
   readonly violations: number;
   /** The most calls in any sliding 1 s window, counted as the `window` option says. */
   readonly maxInAnyWindow: number;
+  /** Calls whose window exceeded the rate in force of the rate schedule (each got a 429). */
+  readonly rateInForceViolations: number;
   /** Request ids with more than one accepted submission. */
   readonly duplicateVendorCalls: number;
   /** Answers given by injected faults. */
@@ -226,6 +235,7 @@ export class VendorSimulator {
   private jobCounter = 0;
   private readonly jobIdPrefix: string;
   private readonly arrivalTimes: number[] = [];
+  private rateSchedule: readonly RateChange[] = [];
   private readonly states = new Map<string, RequestState>();
   private readonly jobs = new Map<string, Job>();
   private readonly callbackLog: MutableCallbackRecord[] = [];
@@ -237,6 +247,7 @@ export class VendorSimulator {
     accepted: 0,
     rejected429ByContract: 0,
     violations: 0,
+    rateInForceViolations: 0,
     error: 0,
     reject: 0,
     throttle: 0,
@@ -254,8 +265,14 @@ export class VendorSimulator {
     this.options = options;
     this.limit = Math.max(1, Math.floor(options.requestsPerSecond));
     this.closedWindow = (options.window ?? 'closed') === 'closed';
+    this.rateSchedule = options.rateSchedule ?? [];
     this.clock = options.clock ?? Date.now;
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  /** The vendor's rate changes from now on (see the `rateSchedule` option). */
+  public setRateSchedule(schedule: readonly RateChange[]): void {
+    this.rateSchedule = [...schedule];
   }
 
   /** Starts the vendor on 127.0.0.1 (a free port); resolves with its base URL. */
@@ -335,6 +352,7 @@ export class VendorSimulator {
       rejected429ByContract: c.rejected429ByContract,
       violations: c.violations,
       maxInAnyWindow: maxInAnyWindow(this.arrivalTimes, this.closedWindow),
+      rateInForceViolations: c.rateInForceViolations,
       duplicateVendorCalls: [...this.states.values()].filter((s) => s.accepted > 1).length,
       faultAnswers: { error: c.error, reject: c.reject, throttle: c.throttle },
       callbacksSent: c.callbacksSent,
@@ -356,7 +374,12 @@ export class VendorSimulator {
     // The arrival is counted before anything else: the vendor saw it, whatever it answers.
     const now = this.clock();
     this.arrivalTimes.push(now);
-    const overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
+    let overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
+    // A strict vendor also refuses what exceeds the rate in force (local/rate-schedule.ts).
+    if (!overContract && this.rateSchedule.length > 0 && overRateInForce(this.arrivalTimes, now, this.options.requestsPerSecond, this.rateSchedule)) {
+      this.counters.rateInForceViolations++;
+      overContract = true;
+    }
     const body = await readBody(req);
     const method = (req.method ?? 'GET').toUpperCase();
     if (signatureHeaders(req).length > 0) {
