@@ -92,13 +92,15 @@ interface ScenarioSpec {
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change';
   /** Issue 13's effects, and the one fix left out. */
   readonly effects?: PacingEffects;
   readonly withoutFix?: PacingFix;
   /** Fire tolerance (and the L it implies: + clock resolution + path + clocks) and the timer's lateness, for the fire tolerance study. */
   readonly fireToleranceMs?: number;
   readonly timerLateness?: { readonly distribution: Distribution; readonly source: string };
+  /** Operators change the rate in force mid-run (README, "The rate at run time"). */
+  readonly rateChanges?: ReadonlyArray<{ readonly atMs: number; readonly rps: number }>;
 }
 
 /**
@@ -160,6 +162,27 @@ function fireToleranceScenarios(): ScenarioSpec[] {
   return rows;
 }
 
+/**
+ * The rate at run time: operators lower the rate in force under a backlog, and raise it again
+ * (AppConfig poll 15 s, callers' maxSlotWait 10 s); V counted against the rate in force.
+ */
+export function rateChangeScenarios(q: boolean): ScenarioSpec[] {
+  const note = 'rate in force changed through the dynamic-delay configuration (poll 15 s, every environment reads it at a random time within it); '
+    + 'V counted against the rate in force (a decrease binds after P + H + L, an increase at its deployment)';
+  return [
+    { name: 'rate-change-10-to-4rps', rps: 10, load: { kind: 'backlog', requests: q ? 300 : 700 }, kind: 'paced-model', study: 'rate-change', rateChanges: [{ atMs: 10_000, rps: 4 }], note },
+    ...(q ? [] : [<ScenarioSpec>{
+      name: 'rate-change-10-to-4-to-10rps',
+      rps: 10,
+      load: { kind: 'backlog', requests: 1200 },
+      kind: 'paced-model',
+      study: 'rate-change',
+      rateChanges: [{ atMs: 10_000, rps: 4 }, { atMs: 80_000, rps: 10 }],
+      note,
+    }]),
+  ];
+}
+
 export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 'emulated100'>): ScenarioSpec[] {
   const q = options.quick;
   const modeledNote = 'hops after the pacer drawn from the latency model; the emulators cannot carry this rate on 2 cores';
@@ -181,6 +204,7 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
     list.push({ name: 'baseline-async-100rps', rps: 100, load: { kind: 'fraction', fraction: 2, durationMs: 30000 }, kind: 'baseline-async', note: 'published pattern as above at 100 RPS' });
   }
   list.push(...effectScenarios(q));
+  list.push(...rateChangeScenarios(q));
   if (!q) {
     list.push(...fireToleranceScenarios());
   }
@@ -247,7 +271,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       };
       const r = spec.kind === 'paced-model'
         ? await runPacedModel({
-          rps: spec.rps, load: spec.load, model: rowModel, knobs: rowKnobs, effects: spec.effects, withoutFix: spec.withoutFix,
+          rps: spec.rps,
+          load: spec.load,
+          model: rowModel,
+          knobs: rowKnobs,
+          effects: spec.effects,
+          withoutFix: spec.withoutFix,
+          ...(spec.rateChanges ? { rateChanges: spec.rateChanges, callerMaxWaitMs: 10_000 } : {}),
         })
         : await runBaselineModel({ rps: spec.rps, load: spec.load, model, mode: spec.kind === 'baseline-async' ? 'async' : 'sync' });
       arrivals = r.arrivals;

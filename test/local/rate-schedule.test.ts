@@ -1,3 +1,6 @@
+import { rateChangeScenarios } from '../../local/bench';
+import { LATENCY_MODEL, pacingKnobs } from '../../local/bench-model';
+import { runPacedModel } from '../../local/bench-sim';
 import { parseDemoArgs } from '../../local/demo';
 import {
   newRateObservedAfterMs,
@@ -104,5 +107,26 @@ describe('demo flags --rate-change-at-s / --rate-change-rps', () => {
     expect(parseDemoArgs([])).toMatchObject({ rateChangeAtS: 0, rateChangeRps: 0 });
     expect(() => parseDemoArgs(['--rate-change-at-s', '5'])).toThrow(/needs --rate-change-rps/);
     expect(() => parseDemoArgs(['--rps', '10', '--rate-change-rps', '12'])).toThrow(/above the contract of 10/);
+  });
+});
+
+describe('benchmark: rate change mid-run (modeled)', () => {
+  test('GIVEN 10 -> 4 -> 10 RPS under a backlog WHEN modeled THEN V = 0 against the rate in force and each new rate is in use within the stated time', async () => {
+    const [, downUp] = rateChangeScenarios(false);
+    const result = await runPacedModel({
+      rps: downUp.rps,
+      load: downUp.load,
+      model: LATENCY_MODEL,
+      knobs: pacingKnobs(LATENCY_MODEL),
+      rateChanges: downUp.rateChanges,
+      callerMaxWaitMs: 10_000,
+    });
+    expect(result.vendorViolations).toBe(0);
+    expect(result.details.rateInForceViolations).toBe(0);
+    expect(result.delivered).toBe(result.requests);
+    for (const key of ['change1', 'change2']) {
+      const [, observed, stated] = /in use after ([\d.]+) s \(stated within ([\d.]+) s\)/.exec(String(result.details[key]))!;
+      expect(Number(observed)).toBeLessThanOrEqual(Number(stated));
+    }
   });
 });
