@@ -272,6 +272,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
     const arrivals = await vendor.arrivals();
     const change = await rateChange?.result(arrivals);
+    // For a closer look at the vendor's arrivals (e.g. which windows exceeded the rate in force).
+    if (process.env.DEMO_ARRIVALS) {
+      fs.writeFileSync(process.env.DEMO_ARRIVALS, JSON.stringify({ submittedAtMs, arrivals, schedule: rateChange?.schedule ?? [] }));
+    }
     const first = arrivals.length ? Math.min(...arrivals) : started;
     const last = arrivals.length ? Math.max(...arrivals) : started;
     fs.mkdirSync(path.dirname(options.chartPath), { recursive: true });
