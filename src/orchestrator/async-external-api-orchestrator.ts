@@ -636,6 +636,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }));
+    if (this.proxy.busiestSecondAlarm) {
+      // The audit from the proxy's access log (README, "Audit"): a second over the contract.
+      this.trackAlarm(this.proxy.busiestSecondAlarm);
+    }
     if (monitoring.alarmTopic) {
       this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
     }

@@ -51,6 +51,8 @@ export class OrchestratorDashboard extends Construct {
           label: 'dispatches started per second (DispatchedRequests)',
           period,
         }),
+        // The audit (README, "Audit"): the busiest calendar second of each minute at the proxy.
+        ...(o.proxy.auditRule ? [o.proxy.metricBusiestSecond({ period, label: 'busiest second of the minute at the proxy (audit, forwarded requests)' })] : []),
       ],
       leftAnnotations: [{ value: rps, label: `contract: ${rps} requests per second`, color: cloudwatch.Color.RED }],
       leftYAxis: { min: 0, label: 'requests per second', showUnits: false },

@@ -149,7 +149,9 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
         const expressions = (rate.properties.metrics ?? []).flatMap((m) => m)
           .filter((m): m is { expression: string } => typeof m === 'object' && m !== null && 'expression' in m)
           .map((m) => m.expression);
-        expect(expressions).toEqual(['proxyRequests / PERIOD(proxyRequests)', 'dispatched / PERIOD(dispatched)']);
+        // ... and the audit's busiest second of each minute at the proxy (README, "Audit").
+        expect(expressions).toEqual(['proxyRequests / PERIOD(proxyRequests)', 'dispatched / PERIOD(dispatched)',
+          expect.stringMatching(/^INSIGHT_RULE_METRIC\('.+', 'MaxContributorValue'\)$/)]);
         expect(metricNamesOf(rate)).toEqual(['AWS/ApiGateway/Count', `${NAMESPACE}/DispatchedRequests`]);
         expect(statsOf(rate, 'Count')).toEqual(['Sum']);
         expect(rate.properties.annotations?.horizontal).toEqual([expect.objectContaining({ value: 10 })]);
@@ -247,10 +249,11 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       alarms = alarmsOf(Template.fromStack(s.stack));
     });
 
-    test('lists the six alarms of the orchestrator and one per registered workflow', () => {
+    test('lists the seven alarms of the orchestrator (the proxy\'s busiest-second audit among them) and one per registered workflow', () => {
       // THEN
-      expect(alarms).toHaveLength(7);
-      expect(s.orchestrator.alarms).toHaveLength(7);
+      expect(alarms).toHaveLength(8);
+      expect(s.orchestrator.alarms).toHaveLength(8);
+      expect(s.orchestrator.alarms).toContain(s.orchestrator.proxy.busiestSecondAlarm);
       expect(s.orchestrator.alarms).toEqual(expect.arrayContaining([
         s.orchestrator.backlogAlarm,
         s.orchestrator.requestDeadLetterAlarm,
@@ -333,7 +336,7 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
 
     test('alarms on failed or timed-out executions of the registered workflow', () => {
       // THEN
-      const workflowAlarm = alarms.find((a) => a.Metrics !== undefined);
+      const workflowAlarm = alarms.find((a) => a.Metrics?.some((m: any) => m.Expression === 'FILL(failed, 0) + FILL(timedOut, 0)'));
       expect(workflowAlarm).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1 });
       expect(workflowAlarm!.Metrics).toContainEqual(expect.objectContaining({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0)' }));
       const inputs = workflowAlarm!.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat);
@@ -368,8 +371,8 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       orchestrator.registerWorkflow(second);
 
       // THEN
-      expect(orchestrator.alarms).toHaveLength(8);
-      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 8);
+      expect(orchestrator.alarms).toHaveLength(9);
+      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 9);
     });
   });
 
@@ -392,7 +395,7 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       orchestrator.registerWorkflow(mainWorkflow(stack, orchestrator));
 
       // THEN
-      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 7);
+      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 8);
       everyAlarmNotifies(stack, topic);
     });
 
