@@ -19,6 +19,7 @@ import * as path from 'path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { auditProxyAccessLog } from './access-log-audit';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import {
   classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
@@ -28,6 +29,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
+import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
   readonly requests: number;
@@ -110,6 +112,14 @@ export interface DemoResult {
   readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
+  /**
+   * The audit from AWS's own records (README, "Audit"): the busiest closed 1-second window (1/R s
+   * when R < 1) of requests the proxy forwarded, read from its access log on API Gateway's clock,
+   * independent of the pacer and of the simulator.
+   */
+  readonly auditBusiestWindow: number;
+  /** Forwarded requests whose window in the proxy's access log held more than the contract. */
+  readonly auditViolations: number;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -278,6 +288,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
+      ...auditFigures(await auditProxyAccessLog(runtime, options.rps)),
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -293,6 +304,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await vendor.stop();
     await runtime?.stop();
   }
+}
+
+/** The audit's figures for the summary. */
+function auditFigures(report: AccessLogAuditReport): { auditBusiestWindow: number; auditViolations: number } {
+  return { auditBusiestWindow: report.busiest.count, auditViolations: report.violations };
 }
 
 /** Each order is two paced vendor calls: the submission and the result fetch (examples/app.ts). */
@@ -524,6 +540,7 @@ export function formatSummary(r: DemoResult): string {
     ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
+    ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations}`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
