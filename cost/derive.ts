@@ -446,6 +446,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     derivation: vendorCaller ? 'the vendor caller\'s request through the proxy (lambda:invoke task on the dispatch happy path)' : 'apigateway:invoke tasks on the dispatch happy path',
   });
   lines.push({ service: 'apiGateway', what: `${webhookApi.logicalId} (webhook) calls`, perRequest: 1, price: 'apiGatewayRestRequest', derivation: 'one callback per request' });
+  lines.push(...auditLines(t, proxyCalls));
   lines.push(...tables.writes.map(writeLine));
   lines.push({ service: 'dynamodb', what: `callback processor Query ${indexName}`, perRequest: lookupReadUnits, price: 'dynamodbReadRequestUnit', derivation: 'eventually consistent, one entry' });
   lines.push({
@@ -591,6 +592,7 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
     price: 'apiGatewayRestRequest',
     derivation: caller ? 'the vendor caller\'s request through the proxy' : 'apigateway:invoke tasks on the vendor-call happy path',
   });
+  lines.push(...auditLines(t, walk.proxyCalls));
   lines.push({
     service: 'dynamodb',
     what: `pacer ${model.pacerTable} reservation write`,
@@ -1060,6 +1062,18 @@ function tracingOf(t: LocalTemplate, model: StackModel): string[] {
   return traced;
 }
 
+/** The access log audit (README, "Audit"): each proxy call's log line matches each Contributor Insights rule. */
+function auditLines(t: LocalTemplate, proxyCalls: number): UsageLine[] {
+  const rules = t.ofType('AWS::CloudWatch::InsightRule').length;
+  return rules === 0 ? [] : [{
+    service: 'cloudwatch',
+    what: 'Contributor Insights matched log events (proxy access log audit)',
+    perRequest: rules * proxyCalls,
+    price: 'contributorInsightsEvent',
+    derivation: `${rules} AWS::CloudWatch::InsightRule x ${fmt(proxyCalls)} proxy access log line(s)`,
+  }];
+}
+
 function kmsDerivation(t: LocalTemplate): string {
   const keys = t.ofType('AWS::KMS::Key').length;
   const cmkQueues = t.ofType('AWS::SQS::Queue').filter((q) => q.properties.KmsMasterKeyId !== undefined).length;
@@ -1076,6 +1090,8 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
   const count = (type: string) => t.ofType(type).length;
   const alarms = count('AWS::CloudWatch::Alarm');
   if (alarms > 0) lines.push({ what: 'CloudWatch alarms', quantity: alarms, price: 'cloudwatchAlarmMonth', derivation: `${alarms} AWS::CloudWatch::Alarm in the template` });
+  const rules = count('AWS::CloudWatch::InsightRule');
+  if (rules > 0) lines.push({ what: 'Contributor Insights rules', quantity: rules, price: 'contributorInsightsRuleMonth', derivation: `${rules} AWS::CloudWatch::InsightRule in the template (the proxy's access log audit)` });
   const dashboards = count('AWS::CloudWatch::Dashboard');
   if (dashboards > 0) lines.push({ what: 'CloudWatch dashboards', quantity: dashboards, price: 'cloudwatchDashboardMonth', derivation: `${dashboards} AWS::CloudWatch::Dashboard in the template` });
   const detailed = [model.proxy, model.webhook].filter((a) => a.detailedMetrics);
