@@ -105,11 +105,14 @@ describe('GIVEN access log lines', () => {
 });
 
 describe('GIVEN the audit CLI', () => {
-  function run(argv: string[], stdin: string): { status: number; out: string; err: string } {
+  function run(argv: string[], stdin: string, files: Record<string, string> = {}): { status: number; out: string; err: string } {
     let out = '';
     let err = '';
     const status = runAuditCli(argv, {
-      readFile: (p) => { throw new Error(`no such file ${p}`); },
+      readFile: (p) => {
+        if (files[p] === undefined) throw new Error(`no such file ${p}`);
+        return files[p];
+      },
       readStdin: () => stdin,
       out: (t) => { out += t; },
       err: (t) => { err += t; },
@@ -135,6 +138,17 @@ describe('GIVEN the audit CLI', () => {
     const apart = [0, 1003].map((ms) => JSON.stringify(line(T0 + ms))).join('\n');
     expect(run(['--rps', '1'], apart).status).toBe(0);
     expect(run(['--rps', '1', '--spread-ms', '5'], apart).status).toBe(1);
+  });
+
+  test('WHEN two proxies share one contract (blue/green) THEN their logs audited together find the window neither shows alone', () => {
+    const blue = [0, 400].map((ms) => JSON.stringify(line(T0 + ms))).join('\n');
+    const green = [200, 600].map((ms) => JSON.stringify(line(T0 + ms))).join('\n');
+    const files = { 'blue.json': blue, 'green.json': green };
+    expect(run(['--rps', '3', 'blue.json'], '', files).status).toBe(0);
+    expect(run(['--rps', '3', 'green.json'], '', files).status).toBe(0);
+    const both = run(['--rps', '3', '--json', 'blue.json', 'green.json'], '', files);
+    expect(both.status).toBe(1);
+    expect(JSON.parse(both.out)).toMatchObject({ forwarded: 4, busiest: { count: 4 }, violations: 1 });
   });
 
   test('WHEN the options are wrong or the input unreadable THEN it exits 2 with the reason', () => {
