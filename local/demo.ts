@@ -19,7 +19,7 @@ import * as path from 'path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
-import { auditProxyAccessLog } from './access-log-audit';
+import { auditProxyAccessLog, forwardedArrivals, proxyAccessLog, sortedPairSpreadMs } from './access-log-audit';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import {
   classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
@@ -120,6 +120,12 @@ export interface DemoResult {
   readonly auditBusiestWindow: number;
   /** Forwarded requests whose window in the proxy's access log held more than the contract. */
   readonly auditViolations: number;
+  /**
+   * The proxy -> vendor hop's spread, ms, between the access log and the simulator's arrivals
+   * (`sortedPairSpreadMs`): the vendor's busiest window lies between the audit's with the window
+   * shortened and lengthened by it. Null when the two records differ in count.
+   */
+  readonly auditHopSpreadMs: number | null;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -288,7 +294,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
-      ...auditFigures(await auditProxyAccessLog(runtime, options.rps)),
+      ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
+        sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -307,8 +314,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 }
 
 /** The audit's figures for the summary. */
-function auditFigures(report: AccessLogAuditReport): { auditBusiestWindow: number; auditViolations: number } {
-  return { auditBusiestWindow: report.busiest.count, auditViolations: report.violations };
+function auditFigures(
+  report: AccessLogAuditReport, hopSpreadMs: number | undefined,
+): { auditBusiestWindow: number; auditViolations: number; auditHopSpreadMs: number | null } {
+  return { auditBusiestWindow: report.busiest.count, auditViolations: report.violations, auditHopSpreadMs: hopSpreadMs ?? null };
 }
 
 /** Each order is two paced vendor calls: the submission and the result fetch (examples/app.ts). */
@@ -540,7 +549,7 @@ export function formatSummary(r: DemoResult): string {
     ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
-    ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations}`],
+    ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
