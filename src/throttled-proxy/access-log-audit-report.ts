@@ -80,7 +80,9 @@ export function contractWindow(requestsPerSecond: number, spreadMs: number = 0):
   }
   return requestsPerSecond >= 1
     ? { windowMs: 1000 + spreadMs, limit: Math.floor(requestsPerSecond) }
-    : { windowMs: Math.ceil(1000 / requestsPerSecond) + spreadMs, limit: 1 };
+    // Whole-millisecond timestamps: two requests at most 1000/R ms apart share a closed window of
+    // 1/R s exactly when they are at most floor(1000/R) ms apart.
+    : { windowMs: Math.floor(1000 / requestsPerSecond) + spreadMs, limit: 1 };
 }
 
 /** The busiest closed window of a set of arrivals. */

@@ -48,7 +48,8 @@ describe('GIVEN a contract', () => {
 
   test('WHEN R < 1 THEN the window is 1/R s holding one (R = 0.5: one in any 2 s)', () => {
     expect(contractWindow(0.5)).toEqual({ windowMs: 2000, limit: 1 });
-    expect(contractWindow(0.3)).toEqual({ windowMs: 3334, limit: 1 });
+    // 1/0.3 s = 3333.3 ms: on whole milliseconds, 3333 ms apart share a window, 3334 ms apart do not.
+    expect(contractWindow(0.3)).toEqual({ windowMs: 3333, limit: 1 });
   });
 
   test('WHEN the contract or spread is not usable THEN it says what was given', () => {
