@@ -444,7 +444,8 @@ export class ThrottledProxy extends Construct {
   /**
    * The busiest calendar second of each period at the proxy: requests forwarded to the vendor, from
    * the access log (Contributor Insights `MaxContributorValue`; API Gateway's clock, independent
-   * of the pacer). A lower bound of the busiest sliding 1-second window (README, "Audit").
+   * of the pacer). A lower bound of the busiest sliding 1-second window (README, "Audit"). A math
+   * expression (`INSIGHT_RULE_METRIC`): of `props`, `period` and `label` apply.
    *
    * @default - one minute
    */
