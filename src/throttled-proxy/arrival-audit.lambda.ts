@@ -5,9 +5,11 @@
  * The logic lives in `arrival-audit.ts`; this file only wires the logger and the metrics.
  *
  * CloudWatch Logs invokes the function asynchronously
- * (https://docs.aws.amazon.com/lambda/latest/dg/services-cloudwatchlogs.html), and Lambda retries a
- * failed asynchronous invocation twice before it drops the event
- * (https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html): a line it cannot read is
+ * (https://docs.aws.amazon.com/lambda/latest/dg/services-cloudwatchlogs.html) and retries a delivery
+ * that Lambda refuses with a retryable error (throttling, 5xx) for up to 24 hours
+ * (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/Subscriptions.html); Lambda retries a
+ * function error of an asynchronous invocation twice, then drops the event
+ * (https://docs.aws.amazon.com/lambda/latest/dg/invocation-retries.html). A line it cannot read is
  * therefore counted (`VendorArrivalLinesSkipped`), logged and skipped, never thrown, or the batch's
  * other lines would be measured up to three times. Only a payload that is not a delivery of
  * CloudWatch Logs at all fails the invocation.
