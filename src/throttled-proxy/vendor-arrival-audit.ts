@@ -82,7 +82,7 @@ export interface VendorArrivalAuditProps extends VendorArrivalAuditOptions {
  */
 export class VendorArrivalAudit extends Construct {
   /** The function the subscription invokes (one invocation per delivered batch of log lines). */
-  public readonly function: ArrivalAuditFunction;
+  public readonly function: lambda.Function;
   /** The subscription filter on the proxy's access log group (the vendor caller's lines only). */
   public readonly subscriptionFilter: logs.SubscriptionFilter;
   /** Fires when the spread of `VendorArrivalAfterSlot` over a minute exceeds `spreadThresholdMs`. */
