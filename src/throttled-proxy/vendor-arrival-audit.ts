@@ -85,7 +85,7 @@ export class VendorArrivalAudit extends Construct {
   public readonly function: lambda.Function;
   /** The subscription filter on the proxy's access log group (the vendor caller's lines only). */
   public readonly subscriptionFilter: logs.SubscriptionFilter;
-  /** Fires when the spread of `VendorArrivalAfterSlot` over a minute exceeds `spreadThresholdMs`. */
+  /** Fires when the spread of `VendorArrivalAfterSlot` over a minute (any of the last three) exceeds `spreadThresholdMs`. */
   public readonly spreadAlarm: cloudwatch.Alarm;
   /** `L - spreadAfterProxy`, in milliseconds. */
   public readonly spreadThresholdMs: number;
@@ -147,7 +147,12 @@ export class VendorArrivalAudit extends Construct {
         + 'Runbook: docs/operations.md of cdk-async-external-api ("Arrival spread").',
       metric: this.metricSpread({ period: SPREAD_PERIOD }),
       threshold: this.spreadThresholdMs,
-      evaluationPeriods: 1,
+      // One breaching minute among the last three: the values are timestamped when API Gateway
+      // received the requests and reach CloudWatch after the subscription's delivery, so a minute
+      // is often complete only after CloudWatch first evaluated it; an M-of-N alarm looks at the
+      // last N datapoints each time (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-evaluation.html).
+      evaluationPeriods: 3,
+      datapointsToAlarm: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });

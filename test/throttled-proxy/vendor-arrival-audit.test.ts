@@ -70,7 +70,7 @@ describe('arrival audit', () => {
         Environment: { Variables: Match.objectLike({ METRICS_SCOPE: 'orders', POWERTOOLS_METRICS_NAMESPACE: 'CdkAsyncExternalApi' }) },
       });
       const alarm = spreadAlarm(template)!;
-      expect(alarm).toMatchObject({ Threshold: 15, EvaluationPeriods: 1, ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching' });
+      expect(alarm).toMatchObject({ Threshold: 15, EvaluationPeriods: 3, DatapointsToAlarm: 1, ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching' });
       const inputs = alarm.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat);
       expect(inputs.map((m: any) => [m.Metric.MetricName, m.Stat, m.Period]).sort()).toEqual([
         ['VendorArrivalAfterSlot', 'Maximum', 60],
