@@ -3,6 +3,8 @@
  * the audit function, the spread metric and its alarm; on a ThrottledProxy alone (opt-in) and in an
  * orchestrator (always with PacingPoint.VENDOR_CALL, never with DISPATCH).
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import {
@@ -157,4 +159,12 @@ describe('arrival audit', () => {
         .toThrow(/proxy.arrivalAudit.latenessTolerance is given \(40 ms\).*set consumer.latenessTolerance instead/);
     });
   });
+});
+
+test('the README states the threshold the code derives: L 30 ms - 15 ms = 15 ms by default', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+  const { o } = orchestrator();
+  const audit = o.proxy.arrivalAudit!;
+  expect([audit.latenessToleranceMs, DEFAULT_SPREAD_AFTER_PROXY_MS, audit.spreadThresholdMs]).toEqual([30, 15, 15]);
+  expect(readme.replace(/\s+/g, ' ')).toContain('fires when it exceeds **`L` − `spreadAfterProxy`** (30 − 15 = **15 ms** by default');
 });
