@@ -6,7 +6,9 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { arrivalAfterSlotMetric, arrivalSpreadExpression } from './arrival-audit-metrics';
 import { DEFAULT_INTEGRATION_TIMEOUT_QUOTA, validateIntegrationTimeout } from './integration-timeout';
+import { VendorArrivalAudit, VendorArrivalAuditOptions } from './vendor-arrival-audit';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
 import { VendorTokenFunction } from './vendor-token-function';
 import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
@@ -100,6 +102,20 @@ export interface ThrottledProxyOptions {
    * @default Duration.seconds(29) - API Gateway's default quota
    */
   readonly integrationTimeoutQuota?: Duration;
+
+  /**
+   * Audit the paced requests' arrivals on API Gateway's clock: a small Lambda subscribed to the
+   * access log publishes how long after its slot each vendor caller request arrived
+   * (`VendorArrivalAfterSlot`, see `metricVendorArrivalAfterSlot`) and an alarm fires when their
+   * spread exceeds what the lateness tolerance `L` leaves for it (README, "Check it once
+   * deployed"). Only requests of the vendor caller (`PacingPoint.VENDOR_CALL`) carry a slot.
+   *
+   * An `AsyncExternalApiOrchestrator` with `PacingPoint.VENDOR_CALL` always has the audit and
+   * fills in `latenessTolerance`; these options tune it there.
+   *
+   * @default - no audit for a ThrottledProxy used alone; always on in an orchestrator with PacingPoint.VENDOR_CALL
+   */
+  readonly arrivalAudit?: VendorArrivalAuditOptions;
 }
 
 /**
@@ -191,6 +207,12 @@ export class ThrottledProxy extends Construct {
    * @default - none: no credentials, or a plain-text secret (the workflows read it themselves)
    */
   public readonly credentialFunction?: lambda.IFunction;
+  /**
+   * The arrival audit (see `arrivalAudit`): its function, subscription filter and spread alarm.
+   *
+   * @default - none: `arrivalAudit` was not given
+   */
+  public readonly arrivalAudit?: VendorArrivalAudit;
 
   private readonly invokerArns: string[] = [];
 
@@ -333,6 +355,15 @@ export class ThrottledProxy extends Construct {
       unit: cloudwatch.Unit.COUNT,
     });
 
+    if (props.arrivalAudit) {
+      this.arrivalAudit = new VendorArrivalAudit(this, 'ArrivalAudit', {
+        ...props.arrivalAudit,
+        accessLogGroup: this.accessLogGroup,
+        metricsScope: this.metricsScope,
+        tracingEnabled: props.tracingEnabled,
+      });
+    }
+
     // cdk-nag AwsSolutions: what is not fixed, and why (shipped as resource metadata).
     addNagSuppressions(this.restApi, [{
       id: 'AwsSolutions-APIG2',
@@ -403,6 +434,29 @@ export class ThrottledProxy extends Construct {
    */
   public metricVendorThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, VENDOR_THROTTLES_METRIC, 'Sum', props);
+  }
+
+  /**
+   * How long after its pacing slot each vendor caller request reached the proxy, on API Gateway's
+   * clock (`requestTimeEpoch - slot`), in milliseconds: fire lateness + caller -> proxy latency +
+   * the caller's clock offset. Custom metric `VendorArrivalAfterSlot`, published by the arrival
+   * audit (`arrivalAudit`); negative values mean a caller's clock runs ahead.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricVendorArrivalAfterSlot(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return arrivalAfterSlotMetric(this.metricsScope, props);
+  }
+
+  /**
+   * The spread of `VendorArrivalAfterSlot` (maximum - minimum per period), in milliseconds: what
+   * the lateness tolerance `L` must cover up to the proxy. The arrival audit's alarm fires when it
+   * exceeds `L - spreadAfterProxy`.
+   *
+   * @default - over 1 minute
+   */
+  public metricVendorArrivalSpread(props?: cloudwatch.MathExpressionOptions): cloudwatch.MathExpression {
+    return arrivalSpreadExpression(this.metricsScope, props);
   }
 
   private createTokenFunction(credentials: VendorCredentials, secret: secretsmanager.ISecret, tracingEnabled: boolean): lambda.IFunction {
