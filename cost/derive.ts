@@ -6,6 +6,7 @@
  * The template is read through `LocalTemplate` (local/template.ts), which resolves every intrinsic,
  * so definitions, environment variables and queue/table references can be compared as strings.
  */
+import { arrivalAuditLines, arrivalAuditMonthly } from './arrival-audit';
 import {
   ACCESS_LOG_VARIABLE_BYTES, BYTES_PER_GB, EXPRESS_BASE_MEMORY_MB, EXPRESS_DURATION_STEP_MS, EXPRESS_MEMORY_CHUNK_MB,
   LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES, SQS_CHUNK_BYTES, SQS_MESSAGES_PER_CALL,
@@ -430,6 +431,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   if (vendorCaller) {
     lines.push(...callerLines(vendorCaller, 'dispatch'));
   }
+  lines.push(...arrivalAuditLines(t, options.trafficRps));
   lines.push(...sqsLines('request queue', requestFeed, `${main.submitState} (main workflow)`));
   if (postponedPerRequest > 0) {
     lines.push({ service: 'sqs', what: 'request queue ChangeMessageVisibility', perRequest: postponedPerRequest, price: 'sqsRequest', derivation: 'slots past the pacing deadline' });
@@ -938,7 +940,7 @@ function feedModel(esm: ResolvedResource, queue: string, fn: string, trafficRps:
   };
 }
 
-function functionModel(fn: ResolvedResource): FunctionModel {
+export function functionModel(fn: ResolvedResource): FunctionModel {
   const env = envOf(fn);
   const logging = fn.properties.LoggingConfig ?? {};
   const level = String(env.POWERTOOLS_LOG_LEVEL ?? env.LOG_LEVEL ?? logging.ApplicationLogLevel ?? 'INFO').toUpperCase();
@@ -1109,6 +1111,7 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
     price: 'cloudwatchMetricMonth',
     derivation: 'DispatchedRequests, PacingWait (dispatcher), CallbacksResolved, CallbackLatency (processor), one Scope dimension',
   });
+  lines.push(...arrivalAuditMonthly(t));
   const filters = t.ofType('AWS::Logs::MetricFilter');
   const filterMetrics = filters.reduce((sum, f) => sum + ((f.properties.MetricTransformations ?? []) as unknown[]).length, 0);
   if (filterMetrics > 0) {

@@ -37,6 +37,8 @@ const EXECUTED_TYPES: ReadonlySet<string> = new Set([
   'AWS::AppConfig::HostedConfigurationVersion',
   'AWS::AppConfig::DeploymentStrategy',
   'AWS::AppConfig::Deployment',
+  // Lambda destinations on access log groups: local/aws/logs-subscriptions.ts (the arrival audit).
+  'AWS::Logs::SubscriptionFilter',
 ]);
 
 /**

@@ -7,7 +7,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { AccessLogAudit } from './access-log-audit';
+import { arrivalAfterSlotMetric, arrivalSpreadExpression } from './arrival-audit-metrics';
 import { DEFAULT_INTEGRATION_TIMEOUT_QUOTA, validateIntegrationTimeout } from './integration-timeout';
+import { VendorArrivalAudit, VendorArrivalAuditOptions } from './vendor-arrival-audit';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
 import { VendorTokenFunction } from './vendor-token-function';
 import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
@@ -112,6 +114,20 @@ export interface ThrottledProxyOptions {
    * @default true
    */
   readonly accessLogAudit?: boolean;
+
+  /**
+   * Audit the paced requests' arrivals on API Gateway's clock: a small Lambda subscribed to the
+   * access log publishes how long after its slot each vendor caller request arrived
+   * (`VendorArrivalAfterSlot`, see `metricVendorArrivalAfterSlot`) and an alarm fires when their
+   * spread exceeds what the lateness tolerance `L` leaves for it (README, "Check it once
+   * deployed"). Only requests of the vendor caller (`PacingPoint.VENDOR_CALL`) carry a slot.
+   *
+   * An `AsyncExternalApiOrchestrator` with `PacingPoint.VENDOR_CALL` always has the audit and
+   * fills in `latenessTolerance`; these options tune it there.
+   *
+   * @default - no audit for a ThrottledProxy used alone; always on in an orchestrator with PacingPoint.VENDOR_CALL
+   */
+  readonly arrivalAudit?: VendorArrivalAuditOptions;
 }
 
 /**
@@ -219,6 +235,12 @@ export class ThrottledProxy extends Construct {
   public readonly auditRule?: cloudwatch.CfnInsightRule;
   /** Saved Logs Insights queries of the audit (requests per second, busiest seconds, 429s by source); empty when `accessLogAudit` is false. */
   public readonly auditQueries: logs.QueryDefinition[];
+  /**
+   * The arrival audit (see `arrivalAudit`): its function, subscription filter and spread alarm.
+   *
+   * @default - none: `arrivalAudit` was not given
+   */
+  public readonly arrivalAudit?: VendorArrivalAudit;
 
   private readonly invokerArns: string[] = [];
   private readonly audit?: AccessLogAudit;
@@ -369,6 +391,15 @@ export class ThrottledProxy extends Construct {
     }
     this.auditQueries = this.audit?.queries ?? [];
 
+    if (props.arrivalAudit) {
+      this.arrivalAudit = new VendorArrivalAudit(this, 'ArrivalAudit', {
+        ...props.arrivalAudit,
+        accessLogGroup: this.accessLogGroup,
+        metricsScope: this.metricsScope,
+        tracingEnabled: props.tracingEnabled,
+      });
+    }
+
     // cdk-nag AwsSolutions: what is not fixed, and why (shipped as resource metadata).
     addNagSuppressions(this.restApi, [{
       id: 'AwsSolutions-APIG2',
@@ -454,6 +485,29 @@ export class ThrottledProxy extends Construct {
       throw new Error(`metricBusiestSecond needs the access log audit, which is off for ${this.node.path} (accessLogAudit: false): turn it on or drop the metric`);
     }
     return this.audit.metricBusiestSecond({ period: props?.period, label: props?.label });
+  }
+
+  /**
+   * How long after its pacing slot each vendor caller request reached the proxy, on API Gateway's
+   * clock (`requestTimeEpoch - slot`), in milliseconds: fire lateness + caller -> proxy latency +
+   * the caller's clock offset. Custom metric `VendorArrivalAfterSlot`, published by the arrival
+   * audit (`arrivalAudit`); negative values mean a caller's clock runs ahead.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricVendorArrivalAfterSlot(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return arrivalAfterSlotMetric(this.metricsScope, props);
+  }
+
+  /**
+   * The spread of `VendorArrivalAfterSlot` (maximum - minimum per period), in milliseconds: what
+   * the lateness tolerance `L` must cover up to the proxy. The arrival audit's alarm fires when it
+   * exceeds `L - spreadAfterProxy`.
+   *
+   * @default - over 1 minute
+   */
+  public metricVendorArrivalSpread(props?: cloudwatch.MathExpressionOptions): cloudwatch.MathExpression {
+    return arrivalSpreadExpression(this.metricsScope, props);
   }
 
   private createTokenFunction(credentials: VendorCredentials, secret: secretsmanager.ISecret, tracingEnabled: boolean): lambda.IFunction {

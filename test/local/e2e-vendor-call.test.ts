@@ -21,13 +21,16 @@ jest.setTimeout(120_000);
 let runtime: LocalRuntime;
 let stack: ExampleStack;
 let vendor: VendorSimulator | undefined;
+/** The handlers' output (their EMF documents among it). */
+let logFile: string;
 
 beforeAll(async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-call-'));
   const built = buildExampleApp({ requestsPerSecond: 10, callbackTimeout: Duration.seconds(20) }, outdir);
   built.app.synth();
   stack = built.stack;
-  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile: process.env.E2E_LOG });
+  logFile = process.env.E2E_LOG ?? path.join(outdir, 'handlers.log');
+  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile });
 });
 
 afterAll(async () => {
@@ -129,6 +132,46 @@ test('submit -> callback -> paced fetch returns the vendor\'s result; every call
     lines.map((message) => ({ timestamp: Number(JSON.parse(message).requestTimeEpoch), message })));
   expect(Math.max(...periods.map((p) => p.maxContributorValue))).toBe(audit.busiestCalendarSecond.count);
   expect(periods.reduce((n, p) => n + p.sampleCount, 0)).toBe(12);
+});
+
+test('the proxy\'s arrival audit publishes VendorArrivalAfterSlot for each paced call, equal to the access log\'s requestTimeEpoch - slot (issue 13, item 2)', async () => {
+  // GIVEN: what was delivered and written so far
+  await useVendor({});
+  const proxyId = Object.keys(runtime.apiGateway.ports).find((id) => id.includes('proxy'))!;
+  await runtime.logSubscriptions.flush();
+  const logLinesBefore = (await runtime.apiGateway.accessLog(proxyId)).length;
+  const logBytesBefore = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+  const deliveriesBefore = runtime.logSubscriptions.history().length;
+
+  // WHEN: two orders (a submission and a result fetch each), then the subscription delivers the rest
+  const results = await runOrders(2);
+  await runtime.logSubscriptions.flush();
+  // (its timer may have delivered part of them already)
+  const deliveries = runtime.logSubscriptions.history().slice(deliveriesBefore);
+
+  // THEN: the audit measured every paced call, on the access log's numbers
+  expect(results.map((r) => r.status)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+  const expected = (await runtime.apiGateway.accessLog(proxyId)).slice(logLinesBefore).map((l) => JSON.parse(l))
+    .filter((l) => String(l.userAgent).startsWith('cdk-async-external-api-vendor-caller/'))
+    .map((l) => Math.round((Number(l.requestTimeEpoch) - Number(/ slot\/(\S+)$/.exec(l.userAgent)![1])) * 1000) / 1000)
+    .sort((a, b) => a - b);
+  expect(expected).toHaveLength(4);
+  expect(deliveries.every((d) => d.error === undefined)).toBe(true);
+  expect(deliveries.reduce((n, d) => n + (d.result as { measured: number }).measured, 0)).toBe(4);
+  // The EMF documents reach the log file through the function's stdout: wait for them.
+  let published: number[] = [];
+  for (let i = 0; i < 50 && published.length < expected.length; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    published = fs.readFileSync(logFile).subarray(logBytesBefore).toString('utf8').split('\n')
+      .filter((l) => l.includes('"VendorArrivalAfterSlot"'))
+      .flatMap((l) => {
+        const doc = JSON.parse(l);
+        expect(doc._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'CdkAsyncExternalApi', Dimensions: [['Scope']] });
+        expect(typeof doc.container).toBe('string');
+        return ([] as number[]).concat(doc.VendorArrivalAfterSlot);
+      });
+  }
+  expect(published.sort((a, b) => a - b)).toEqual(expected);
 });
 
 test('vendor 5xx on the fetch, then success: the retry goes back through the paced queue', async () => {
