@@ -19,6 +19,7 @@ import * as path from 'path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { auditProxyAccessLog, forwardedArrivals, proxyAccessLog, sortedPairSpreadMs } from './access-log-audit';
 import { DemoRateChange, ScheduledRateChange } from './demo-rate-change';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import { violationsAgainstRateInForce } from './rate-schedule';
@@ -30,6 +31,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
+import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
   readonly requests: number;
@@ -122,6 +124,20 @@ export interface DemoResult {
   readonly violationsByLimit: { readonly rate: number };
   /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
   readonly rateChange?: DemoRateChange;
+  /**
+   * The audit from AWS's own records (README, "Audit"): the busiest closed 1-second window (1/R s
+   * when R < 1) of requests the proxy forwarded, read from its access log on API Gateway's clock,
+   * independent of the pacer and of the simulator.
+   */
+  readonly auditBusiestWindow: number;
+  /** Forwarded requests whose window in the proxy's access log held more than the contract. */
+  readonly auditViolations: number;
+  /**
+   * The proxy -> vendor hop's spread, ms, between the access log and the simulator's arrivals
+   * (`sortedPairSpreadMs`): the vendor's busiest window lies between the audit's with the window
+   * shortened and lengthened by it. Null when the two records differ in count.
+   */
+  readonly auditHopSpreadMs: number | null;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -303,6 +319,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
       violationsByLimit: { rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []) },
       ...(change ? { rateChange: change } : {}),
+      ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
+        sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -318,6 +336,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await vendor.stop();
     await runtime?.stop();
   }
+}
+
+/** The audit's figures for the summary. */
+function auditFigures(
+  report: AccessLogAuditReport, hopSpreadMs: number | undefined,
+): { auditBusiestWindow: number; auditViolations: number; auditHopSpreadMs: number | null } {
+  return { auditBusiestWindow: report.busiest.count, auditViolations: report.violations, auditHopSpreadMs: hopSpreadMs ?? null };
 }
 
 /** Each order is two paced vendor calls: the submission and the result fetch (examples/app.ts). */
@@ -553,6 +578,7 @@ export function formatSummary(r: DemoResult): string {
     ...(r.rateChange ? [['rate change (operator, AppConfig)', `${r.rateChange.fromRps} -> ${r.rateChange.toRps} rps deployed at ${round(r.rateChange.deployedAtMs / 1000, 1)} s, `
       + `binds at ${round(r.rateChange.bindsAtMs / 1000, 1)} s; in use after ${r.rateChange.observedInUseAfterMs === null ? 'not observed' : `${round(r.rateChange.observedInUseAfterMs / 1000, 1)} s`}`
       + ` (stated: within ${round(r.rateChange.statedInUseWithinMs / 1000, 1)} s)`] as [string, string]] : []),
+    ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
