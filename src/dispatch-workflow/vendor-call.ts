@@ -30,6 +30,8 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // requests to the proxy with the function's role.
 import { SignatureV4 } from '@smithy/signature-v4';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
+import { parseQuotaSpecs, spendQuotaUnits } from '../contract/quota-ledger';
+import type { QuotaSpec } from '../contract/quota-period';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 
 import { VendorCallerEnv } from '../shared/env';
@@ -90,6 +92,15 @@ export interface VendorCallConfig {
   readonly defaultPauseMs: number;
   /** Longest pause a Retry-After may ask for. */
   readonly maxPauseMs: number;
+  /** The contract's quotas: one unit of each is spent before the slot is taken. Default none. */
+  readonly quotas?: QuotaSpec[];
+  /** `FAIL`: a spent quota fails the request at once; `WAIT` (default): it waits for the next period. */
+  readonly whenQuotaExhausted?: 'WAIT' | 'FAIL';
+  /**
+   * Longest a request may wait for the next period (its deadline: the waiting workflow's
+   * callbackTimeout, the queue's retention); a later period fails it at once. Default: no bound.
+   */
+  readonly quotaMaxWaitMs?: number;
 }
 
 /** Signs a request: returns the headers to send (the given ones plus the signature). */
@@ -199,6 +210,12 @@ export const VendorCallErrorNames = {
    * fails with VendorRequestFailed).
    */
   RESPONSE_TOO_LARGE: ErrorNames.VENDOR_RESPONSE_TOO_LARGE,
+  /**
+   * A quota of the contract is spent for its period, and the request may not wait for the next
+   * one (`QuotaExhaustedAction.FAIL`, or the period ends after the request's deadline). Not
+   * retryable: ClassifyVendorError gives up at once.
+   */
+  QUOTA_EXHAUSTED: ErrorNames.VENDOR_QUOTA_EXHAUSTED,
 } as const;
 
 let lastConnectionUseMs = Number.NEGATIVE_INFINITY;
@@ -237,6 +254,9 @@ export function loadVendorCallConfig(env: Record<string, string | undefined>): V
     callTimeoutMs: num(VendorCallerEnv.CALL_TIMEOUT_MS, undefined, 1),
     defaultPauseMs: num(VendorCallerEnv.DEFAULT_PAUSE_MS, 1000),
     maxPauseMs: num(VendorCallerEnv.MAX_PAUSE_MS, 15 * 60 * 1000),
+    quotas: parseQuotaSpecs(env[VendorCallerEnv.QUOTAS], VendorCallerEnv.QUOTAS),
+    whenQuotaExhausted: env[VendorCallerEnv.QUOTA_EXHAUSTED]?.trim() === 'FAIL' ? 'FAIL' : 'WAIT',
+    quotaMaxWaitMs: env[VendorCallerEnv.QUOTA_MAX_WAIT_MS]?.trim() ? num(VendorCallerEnv.QUOTA_MAX_WAIT_MS) : undefined,
   };
 }
 
@@ -294,6 +314,13 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
     slot = undefined;
   };
+  // 0. Quotas: one unit of each is spent before a slot is taken (see quota-ledger.ts for why first).
+  if (config.quotas && config.quotas.length > 0) {
+    const deferred = await spendQuotasOrDefer(deps, clock, log);
+    if (deferred) {
+      return deferred;
+    }
+  }
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
     if (slot !== undefined && lateBeyondTolerance(clock.now(), slot, config.fireToleranceMs)) {
@@ -547,6 +574,36 @@ async function readPauseBeforeSlot(deps: VendorCallDeps, clock: Clock, slot: num
   }
   return outcome.pausedUntilMs;
 }
+
+/**
+ * Spends one unit of every quota (quota-ledger.ts). Resolves undefined when all were spent (the
+ * call may go on), a requeue answer when one is spent for its period and the request waits for the
+ * next one (no attempt counted, no slot taken), and throws VendorQuotaExhausted when it may not
+ * wait: `whenQuotaExhausted` FAIL, or the next period begins after the request's deadline.
+ */
+async function spendQuotasOrDefer(deps: VendorCallDeps, clock: Clock, log: Record<string, unknown>): Promise<VendorCallResult | undefined> {
+  const { config, logger } = deps;
+  const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, clock.now());
+  if (outcome.units.length > 0) {
+    deps.metrics?.addMetric(MetricNames.QUOTA_UNITS_SPENT, 'Count', outcome.units.length);
+  }
+  if (outcome.spent) {
+    return undefined;
+  }
+  deps.metrics?.addMetric(MetricNames.QUOTA_EXHAUSTED, 'Count', 1);
+  const waitMs = outcome.availableAtMs - clock.now();
+  const tooLong = config.quotaMaxWaitMs !== undefined && waitMs > config.quotaMaxWaitMs;
+  if (config.whenQuotaExhausted === 'FAIL' || tooLong) {
+    logger.warn('a quota is spent for its period: the request fails', { ...log, quota: outcome.exhausted, availableAtMs: outcome.availableAtMs });
+    throw new VendorCallError(VendorCallErrorNames.QUOTA_EXHAUSTED, tooLong
+      ? `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()}, after the request's deadline (${config.quotaMaxWaitMs} ms from now)`
+      : `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()} (QuotaExhaustedAction.FAIL)`);
+  }
+  return requeue(outcome.availableAtMs, clock, QUOTA_EXHAUSTED_REASON, logger, { ...log, quota: outcome.exhausted });
+}
+
+/** `requeue.reason` of a request that waits for the next quota period. */
+export const QUOTA_EXHAUSTED_REASON = 'QuotaExhausted';
 
 function requeue(
   notBeforeMs: number, clock: Clock, reason: string, logger: VendorCallLogger, log: Record<string, unknown>,

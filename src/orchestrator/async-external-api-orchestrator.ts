@@ -521,6 +521,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
       throw new Error(`pacingPoint is given twice (pacingPoint ${props.pacingPoint} and consumer.pacingPoint ${props.consumer.pacingPoint}): give one`);
     }
     const pacingPoint = props.pacingPoint ?? props.consumer?.pacingPoint ?? PacingPoint.VENDOR_CALL;
+    if (contract.quotas.length > 0 && pacingPoint !== PacingPoint.VENDOR_CALL) {
+      throw new Error(`the contract has quotas (${contract.quotas.map((q) => q.name).join(', ')}), which the vendor caller spends: they need pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint})`);
+    }
     // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
     const proxySettings = deriveRateSettings(requestsPerSecond, {
       pacingPoint,
@@ -560,6 +563,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
       integrationTimeout: longestVendorCallTimeout(props.dispatch?.vendorCallTimeout, props.vendorCall?.vendorCallTimeout),
     });
 
+    for (const warning of contract.warnings) {
+      Annotations.of(this).addWarningV2('cdk-async-external-api:contract', warning);
+    }
     for (const warning of proxySettings.warnings.filter((w) => /throttling/.test(w.id))) {
       Annotations.of(this.proxy).addWarningV2(warning.id, warning.message);
     }
@@ -599,6 +605,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
           rateSettings: this.consumer.rateSettings,
           metricsScope: this.metricsScope,
           dynamicDelay: this.consumer.dynamicDelay,
+          contract,
+          // A request that cannot get quota before its workflow stops waiting fails at once.
+          quotaMaxWait: props.callbackTimeout,
         }
         : undefined,
     });
@@ -1117,6 +1126,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
         deadLetterQueue: this.consumer.deadLetterQueue,
         // PacingPoint.VENDOR_CALL: calls are fired at their slot by the same caller as submissions.
         vendorCaller: this.dispatch.vendorCaller,
+        contract: this.contract,
         tracingEnabled: this.vendorCallOptions?.tracingEnabled ?? this.tracing,
       });
       this.consumer.dispatchCallsTo(workflow.stateMachine);

@@ -64,4 +64,10 @@ export const VendorCallerEnv = {
   DEFAULT_PAUSE_MS: 'DEFAULT_PAUSE_MS',
   /** Cap of Retry-After, in milliseconds. */
   MAX_PAUSE_MS: 'MAX_PAUSE_MS',
+  /** The contract's quotas, a JSON array of quota-period.ts `QuotaSpec`. Absent: none. */
+  QUOTAS: 'QUOTAS',
+  /** `WAIT` or `FAIL` (QuotaExhaustedAction). */
+  QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
+  /** Longest a request may wait for the next quota period, in milliseconds. */
+  QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
 } as const;

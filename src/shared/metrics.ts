@@ -27,6 +27,10 @@ export const MetricNames = {
   VENDOR_CALLS: 'VendorCalls',
   /** Vendor caller: how late a request fired against its slot. Milliseconds. */
   VENDOR_CALL_LATENESS: 'VendorCallLateness',
+  /** Vendor caller: quota units spent (one per quota per call). Count. */
+  QUOTA_UNITS_SPENT: 'QuotaUnitsSpent',
+  /** Vendor caller: requests that found a quota spent for its period (they wait or fail). Count. */
+  QUOTA_EXHAUSTED: 'QuotaExhausted',
   /** Vendor caller: 429s that paused dispatch. Count. */
   VENDOR_PAUSES: 'VendorPauses',
   /** Dispatcher: malformed request messages parked in the request DLQ. Count. */

@@ -15,7 +15,7 @@ import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
   callVendorTask, claimNew, credentialAnswers, credentialFailures, dispatchInputFor, dynamoUpdated, failing, failsWith, sfnOk, sqsSent, submitMessage,
-  vendorAccepts, vendorAnswersTooLarge, VendorBehaviour, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
+  vendorAccepts, vendorAnswersTooLarge, VendorBehaviour, vendorQuotaExhausted, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
 } from '../asl/producers';
 
 const configurations = allConfigurations().filter((c) => c.name === 'DispatchWorkflow');
@@ -235,6 +235,34 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
       expect(result.edges).toContain(edge);
       expect(result.calls.CallVendor).toBeUndefined();
       expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('PayloadNotAnObject');
+    });
+  }
+
+  if (JSON.stringify(definition.States.ClassifyVendorError).includes('VendorQuotaExhausted')) {
+    test('a spent quota that the request may not wait for (QuotaExhaustedAction.FAIL, or beyond its deadline): parked as VendorQuotaExhausted, the waiting workflow fails at once (issue 14)', async () => {
+      const received: VendorRequest[] = [];
+      const result = await run(firstDispatch(), {}, vendorQuotaExhausted('FAIL'), received);
+      expect(received).toEqual([]);
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.edges).toEqual(expect.arrayContaining(['CallVendor: Catch 0 -> ClassifyVendorError', 'ClassifyVendorError: Choice 3 -> ParkInDeadLetterQueue']));
+      // Not retried: no attempt is spent on a quota that is gone for the period.
+      expect(result.calls.RequeueWithDelay).toBeUndefined();
+      expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorQuotaExhausted');
+      expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'main-task-token-1', Error: 'VendorRequestFailed' });
+      expect(result.calls.FailWaitingWorkflow[0].Cause).toMatch(/VendorQuotaExhausted/);
+    });
+
+    test('a spent quota (QuotaExhaustedAction.WAIT): the request goes back to the queue until the period ends, without counting an attempt (issue 14)', async () => {
+      const received: VendorRequest[] = [];
+      const input = firstDispatch();
+      const result = await run(input, {}, vendorQuotaExhausted('WAIT'), received);
+      expect(received).toEqual([]);
+      expect(result.error).toBeUndefined();
+      expect(result.edges).toEqual(expect.arrayContaining(['WasVendorCalled: Choice 0 -> DeferToQueue', 'RequeueWithDelay: Next -> RetryScheduled']));
+      const requeued = result.calls.RequeueWithDelay[0];
+      expect(JSON.parse(requeued.MessageBody).attempt).toBe(input.attempt);
+      expect(requeued.DelaySeconds).toBeGreaterThan(0);
+      expect(requeued.DelaySeconds).toBeLessThanOrEqual(900);
     });
   }
 

@@ -1,0 +1,124 @@
+/**
+ * Spending quota units: one conditional counter per quota and period in the pacer table.
+ *
+ * Bundled into the vendor caller only (the construct library never imports it): the SDK stays a
+ * devDependency.
+ *
+ * ## The guarantee
+ *
+ * No call reaches the vendor beyond a quota: a call fires only after it spent one unit of every
+ * quota, and a unit is spent by one conditional write on the counter of the quota's current period
+ * (item `pk = 'quota#<name>#<periodStartMs>'`): `ADD used :1` on the condition
+ * `attribute_not_exists(used) OR used < :limit`. DynamoDB applies conditional writes to one item
+ * one at a time (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html,
+ * "conditional writes ... atomic"), so at most `limit` writes per period succeed, whatever the
+ * number of concurrent invocations or cold starts: the state is the item, not the function.
+ *
+ * The unit is spent just before the caller takes its slot, not after the call: a crash between the
+ * two spends a unit without a call (the count then overstates the calls, never understates them),
+ * and a call whose slot is later given up (late, a pause) keeps its unit too. Spending after the
+ * call could let a crash fire a call that no counter ever saw. Units are never refunded: the vendor
+ * counts the call whatever it answered (a 429, a 504), and a refund after a timeout could free a
+ * unit for a call the vendor did receive.
+ *
+ * With several quotas the writes are made one after the other (dynalite, the local runtime's
+ * DynamoDB, has no TransactWriteItems; one write per quota also costs less than a transaction):
+ * when one fails after others succeeded, those stay spent. Conservative: a period may end with
+ * fewer calls than its limit, never with more.
+ *
+ * The counter keeps its key across deploys (the key holds only the quota's name and the period's
+ * start), so a deploy or an upgrade keeps the units spent, and two orchestrators that share one
+ * pacer table share the quota. Counters expire through the table's TTL a day after their period.
+ */
+import { type DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { QuotaPeriod, quotaPeriodAt, QuotaSpec, QuotaUnit } from './quota-period';
+import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE } from '../rate-controlled-queue-consumer/pacer';
+
+/** The counter attribute of a quota item. */
+export const QUOTA_USED_ATTRIBUTE = 'used';
+/** How long a period's counter is kept after the period ends (TTL), in seconds. */
+export const QUOTA_COUNTER_RETENTION_SECONDS = 86_400;
+
+/** The pacer table key of the counter of a quota's period. */
+export function quotaCounterKey(name: string, period: QuotaPeriod): string {
+  return `quota#${name}#${period.startMs}`;
+}
+
+/** One quota's unit spent: what the metrics report. */
+export interface QuotaUnitSpent {
+  readonly name: string;
+  readonly limit: number;
+  /** Units spent in this period, this one included. */
+  readonly used: number;
+  readonly period: QuotaPeriod;
+}
+
+/** The outcome of spending one unit of every quota. */
+export type QuotaSpendOutcome =
+  | { readonly spent: true; readonly units: QuotaUnitSpent[] }
+  | {
+    readonly spent: false;
+    /** The first quota found spent. */
+    readonly exhausted: string;
+    /** When its period ends: the earliest a unit may be spent again. */
+    readonly availableAtMs: number;
+    /** The units spent before the exhausted quota was reached (they stay spent). */
+    readonly units: QuotaUnitSpent[];
+  };
+
+/**
+ * Spends one unit of each quota for a call at `nowMs`, in the order given. Stops at the first
+ * quota that is spent for its period. Throws on any DynamoDB error but a failed condition (then
+ * the call must not fire).
+ */
+export async function spendQuotaUnits(
+  dynamodb: DynamoDBClient, tableName: string, quotas: readonly QuotaSpec[], nowMs: number,
+): Promise<QuotaSpendOutcome> {
+  const units: QuotaUnitSpent[] = [];
+  for (const quota of quotas) {
+    const period = quotaPeriodAt(quota, nowMs);
+    try {
+      const result = await dynamodb.send(new UpdateItemCommand({
+        TableName: tableName,
+        Key: { [PACER_PARTITION_KEY]: { S: quotaCounterKey(quota.name, period) } },
+        UpdateExpression: 'ADD #used :one SET #ttl = :ttl',
+        ConditionExpression: 'attribute_not_exists(#used) OR #used < :limit',
+        ExpressionAttributeNames: { '#used': QUOTA_USED_ATTRIBUTE, '#ttl': PACER_TTL_ATTRIBUTE },
+        ExpressionAttributeValues: {
+          ':one': { N: '1' },
+          ':limit': { N: String(quota.limit) },
+          ':ttl': { N: String(Math.ceil(period.endMs / 1000) + QUOTA_COUNTER_RETENTION_SECONDS) },
+        },
+        ReturnValues: 'UPDATED_NEW',
+      }));
+      const used = Number(result.Attributes?.[QUOTA_USED_ATTRIBUTE]?.N ?? NaN);
+      units.push({ name: quota.name, limit: quota.limit, used, period });
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) {
+        return { spent: false, exhausted: quota.name, availableAtMs: period.endMs, units };
+      }
+      throw error;
+    }
+  }
+  return { spent: true, units };
+}
+
+/** Reads the quotas' JSON (environment variable); throws naming what is wrong. */
+export function parseQuotaSpecs(raw: string | undefined, variableName: string): QuotaSpec[] {
+  if (raw === undefined || raw.trim() === '') {
+    return [];
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new Error(`Environment variable ${variableName} must be a JSON array of quotas, got ${JSON.stringify(raw)}`);
+  }
+  const units: QuotaUnit[] = ['hour', 'day', 'month', 'fixed'];
+  if (!Array.isArray(parsed) || !parsed.every((q) => typeof q === 'object' && q !== null
+    && typeof q.name === 'string' && Number.isInteger(q.limit) && q.limit > 0 && units.includes(q.unit)
+    && (q.unit !== 'fixed' || (typeof q.periodMs === 'number' && q.periodMs > 0)))) {
+    throw new Error(`Environment variable ${variableName} must be a JSON array of { name, limit, unit, periodMs?, timeZone? }, got ${raw}`);
+  }
+  return parsed as QuotaSpec[];
+}

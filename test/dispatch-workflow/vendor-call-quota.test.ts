@@ -1,0 +1,132 @@
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { QuotaSpec } from '../../src/contract/quota-period';
+import { callVendor, loadVendorCallConfig, QUOTA_EXHAUSTED_REASON, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
+
+const ddb = mockClient(DynamoDBClient);
+const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
+const DAILY: QuotaSpec = { name: 'daily', limit: 100, unit: 'day' };
+const SHORT: QuotaSpec = { name: 'short', limit: 5, unit: 'fixed', periodMs: 3000 };
+const conditionFailed = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+
+const quotaWrites = () => ddb.commandCalls(UpdateItemCommand).filter((c) => String(c.args[0].input.Key?.pk?.S).startsWith('quota#'));
+
+function deps(config: Partial<VendorCallConfig>, fetched: string[], metrics: string[] = []): VendorCallDeps {
+  return {
+    dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
+    config: {
+      proxyUrl: 'http://127.0.0.1:9/vendor/',
+      region: 'us-east-1',
+      requestsPerSecond: 10,
+      pacerTableName: 'pacer',
+      latenessToleranceMs: 30,
+      fireToleranceMs: 1000,
+      maxSlotWaitMs: 2000,
+      callTimeoutMs: 500,
+      defaultPauseMs: 1000,
+      maxPauseMs: 900_000,
+      ...config,
+    },
+    sign: async ({ headers }) => headers,
+    fetch: async (url) => {
+      fetched.push(String(url));
+      return new Response('{"jobId":"j-1"}', { status: 202, headers: { 'content-type': 'application/json' } });
+    },
+    logger: silent,
+    metrics: { addMetric: (name) => metrics.push(name) },
+  };
+}
+
+beforeEach(() => {
+  ddb.reset();
+  ddb.on(GetItemCommand).resolves({});
+  ddb.on(PutItemCommand).resolves({});
+  ddb.on(UpdateItemCommand).resolves({ Attributes: { used: { N: '1' } } });
+});
+
+describe('callVendor with quotas (issue 14, item 2)', () => {
+  test('GIVEN quota left WHEN calling THEN one unit of each quota is spent before the slot is claimed, and the call fires', async () => {
+    const fetched: string[] = [];
+    const metrics: string[] = [];
+    const result = await callVendor({ requestId: 'r-1', body: {}, slotAtMs: Date.now() + 200 }, deps({ quotas: [DAILY, SHORT] }, fetched, metrics));
+    expect(result.statusCode).toBe(202);
+    expect(fetched).toHaveLength(1);
+    expect(quotaWrites().map((c) => c.args[0].input.Key!.pk.S)).toEqual([
+      expect.stringMatching(/^quota#daily#\d+$/), expect.stringMatching(/^quota#short#\d+$/),
+    ]);
+    // Spent first, then claimed: a crash in between spends a unit without a call (safe).
+    const order = ddb.calls().map((c) => c.args[0].constructor.name);
+    expect(order.indexOf('UpdateItemCommand')).toBeLessThan(order.indexOf('PutItemCommand'));
+    expect(metrics).toContain('QuotaUnitsSpent');
+  });
+
+  test('GIVEN a spent quota (WAIT) WHEN calling THEN the request goes back to the queue until the period ends, no slot is taken and the vendor is not called', async () => {
+    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    const fetched: string[] = [];
+    const metrics: string[] = [];
+    const before = Date.now();
+    const result = await callVendor({ requestId: 'r-2', body: {}, slotAtMs: before + 200 }, deps({ quotas: [SHORT] }, fetched, metrics));
+    expect(result.statusCode).toBeNull();
+    expect(result.requeue?.reason).toBe(QUOTA_EXHAUSTED_REASON);
+    // The 3 s period ends within 3 s: delay rounded up to whole seconds.
+    expect(result.requeue!.delaySeconds).toBeGreaterThanOrEqual(1);
+    expect(result.requeue!.delaySeconds).toBeLessThanOrEqual(3);
+    expect(fetched).toHaveLength(0);
+    expect(ddb.commandCalls(PutItemCommand)).toHaveLength(0);
+    expect(metrics).toContain('QuotaExhausted');
+  });
+
+  test('GIVEN a daily quota spent WHEN the request waits THEN its delay is capped at SQS\'s 15 minutes (it comes back and checks again)', async () => {
+    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    const result = await callVendor({ requestId: 'r-3', body: {} }, deps({ quotas: [DAILY] }, []));
+    // Unless the test runs in the last 15 minutes of a UTC day, the delay is the cap.
+    const msToMidnight = 86_400_000 - (Date.now() % 86_400_000);
+    expect(result.requeue!.delaySeconds).toBe(Math.min(900, Math.ceil(msToMidnight / 1000)));
+  });
+
+  test('GIVEN a spent quota and QuotaExhaustedAction.FAIL WHEN calling THEN VendorQuotaExhausted is thrown and the vendor is not called', async () => {
+    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    const fetched: string[] = [];
+    const error = await callVendor({ requestId: 'r-4', body: {} }, deps({ quotas: [SHORT], whenQuotaExhausted: 'FAIL' }, fetched)).catch((e) => e);
+    expect(error).toBeInstanceOf(VendorCallError);
+    expect(error.name).toBe('VendorQuotaExhausted');
+    expect(error.message).toMatch(/quota 'short' is spent until .*QuotaExhaustedAction.FAIL/);
+    expect(fetched).toHaveLength(0);
+  });
+
+  test('GIVEN a spent quota whose period ends after the request\'s deadline WHEN calling THEN VendorQuotaExhausted is thrown instead of waiting in vain', async () => {
+    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    const error = await callVendor({ requestId: 'r-5', body: {} }, deps({ quotas: [DAILY], quotaMaxWaitMs: 1000 }, [])).catch((e) => e);
+    expect(error.name).toBe('VendorQuotaExhausted');
+    expect(error.message).toMatch(/after the request's deadline \(1000 ms from now\)/);
+  });
+
+  test('GIVEN a DynamoDB failure while spending WHEN calling THEN the error is thrown and the vendor is not called', async () => {
+    ddb.on(UpdateItemCommand).rejects(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
+    const fetched: string[] = [];
+    await expect(callVendor({ requestId: 'r-6', body: {} }, deps({ quotas: [SHORT] }, fetched))).rejects.toThrow(/throttled/);
+    expect(fetched).toHaveLength(0);
+  });
+
+  test('GIVEN no quota WHEN calling THEN no quota write is made', async () => {
+    await callVendor({ requestId: 'r-7', body: {}, slotAtMs: Date.now() + 200 }, deps({}, []));
+    expect(quotaWrites()).toHaveLength(0);
+  });
+
+  test('GIVEN the environment WHEN loading the config THEN quotas, the action and the deadline are read, and a bad QUOTAS is refused', () => {
+    const env = {
+      PROXY_ENDPOINT_URL: 'https://x/',
+      REQUESTS_PER_SECOND: '10',
+      PACER_TABLE_NAME: 't',
+      LATENESS_TOLERANCE_MS: '30',
+      FIRE_TOLERANCE_MS: '5',
+      MAX_SLOT_WAIT_MS: '10000',
+      CALL_TIMEOUT_MS: '1000',
+    };
+    expect(loadVendorCallConfig(env)).toMatchObject({ quotas: [], whenQuotaExhausted: 'WAIT', quotaMaxWaitMs: undefined });
+    expect(loadVendorCallConfig({ ...env, QUOTAS: JSON.stringify([SHORT]), QUOTA_EXHAUSTED: 'FAIL', QUOTA_MAX_WAIT_MS: '60000' }))
+      .toMatchObject({ quotas: [SHORT], whenQuotaExhausted: 'FAIL', quotaMaxWaitMs: 60000 });
+    expect(() => loadVendorCallConfig({ ...env, QUOTAS: '[{"name":"x","limit":0,"unit":"day"}]' })).toThrow(/QUOTAS must be a JSON array/);
+    expect(() => loadVendorCallConfig({ ...env, QUOTAS: 'daily' })).toThrow(/QUOTAS must be a JSON array/);
+  });
+});
