@@ -14,7 +14,7 @@ import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { VendorCallerFunction } from './vendor-caller-function';
-import { addQuotaEnvironment, vendorCallerFinalErrors } from './vendor-caller-quotas';
+import { addQuotaEnvironment, vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
 import { VendorContract } from '../contract/vendor-contract';
@@ -431,6 +431,7 @@ export class DispatchWorkflow extends Construct {
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
       // refuse it: an answer over the limit fails the execution (docs/vendor-calls.md).
       finalErrors: props.pacing ? vendorCallerFinalErrors(props.pacing.contract) : undefined,
+      namedFailures: props.pacing ? vendorCallerNamedFailures(props.pacing.contract) : undefined,
       retryBaseDelay,
       maxRetryDelay,
       computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry carries the same request id',

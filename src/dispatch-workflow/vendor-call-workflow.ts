@@ -10,7 +10,7 @@ import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
-import { vendorCallerFinalErrors } from './vendor-caller-quotas';
+import { vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { VendorContract } from '../contract/vendor-contract';
 import { CALL_CLAIM_KEY_PREFIX, CorrelationAttributes } from '../shared/messages';
@@ -216,6 +216,7 @@ export class VendorCallWorkflow extends Construct {
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
       // refuse it: an answer over the limit fails the execution (docs/vendor-calls.md).
       finalErrors: props.vendorCaller ? vendorCallerFinalErrors(props.contract) : undefined,
+      namedFailures: props.vendorCaller ? vendorCallerNamedFailures(props.contract) : undefined,
       retryBaseDelay,
       maxRetryDelay,
       computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry is the same call with the same request id',

@@ -27,3 +27,11 @@ export function addQuotaEnvironment(fn: lambda.Function, contract: VendorContrac
     fn.addEnvironment(VendorCallerEnv.QUOTA_MAX_WAIT_MS, String(maxWait.toMilliseconds()));
   }
 }
+
+/**
+ * Of the vendor caller's final errors, those the waiting workflow fails with by name
+ * (`namedFailures`): VendorQuotaExhausted when the contract has quotas.
+ */
+export function vendorCallerNamedFailures(contract: VendorContract | undefined): string[] {
+  return contract && contract.quotas.length > 0 ? [ErrorNames.VENDOR_QUOTA_EXHAUSTED] : [];
+}

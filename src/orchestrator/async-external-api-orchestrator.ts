@@ -445,6 +445,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public static readonly ERROR_VENDOR_JOB_FAILED = ErrorNames.VENDOR_JOB_FAILED;
   /** The vendor's callback was larger than a task output may be (256 KiB); it is parked. */
   public static readonly ERROR_CALLBACK_TOO_LARGE = 'CallbackTooLarge';
+  /**
+   * A quota of the contract (`VendorContract.quotas`) is spent for its period and the request may
+   * not wait for the next one (`QuotaExhaustedAction.FAIL`, or the period ends after the request's
+   * `callbackTimeout`): the request is parked, the vendor was not called. `submitJobTask` and
+   * `callVendorTask` fail with it.
+   */
+  public static readonly ERROR_VENDOR_QUOTA_EXHAUSTED = ErrorNames.VENDOR_QUOTA_EXHAUSTED;
 
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
