@@ -14,10 +14,14 @@
  * "conditional writes ... atomic"), so at most `limit` writes per period succeed, whatever the
  * number of concurrent invocations or cold starts: the state is the item, not the function.
  *
- * The unit is spent just before the caller takes its slot, not after the call: a crash between the
- * two spends a unit without a call (the count then overstates the calls, never understates them),
- * and a call whose slot is later given up (late, a pause) keeps its unit too. Spending after the
- * call could let a crash fire a call that no counter ever saw. Units are never refunded: the vendor
+ * The unit is spent for the period of the slot the call fires at (not of the moment the caller
+ * starts: it may wait seconds for its slot, across a boundary), once the slot is known and before
+ * the caller claims or fires it; not after the call: a crash between the two spends a unit without
+ * a call (the count then overstates the calls, never understates them), and a call whose slot is
+ * later given up (late, a pause) keeps its unit too; its next slot spends again only in a period it
+ * has not spent in. Spending after the call could let a crash fire a call that no counter saw.
+ * A slot within QUOTA_BOUNDARY_GUARD_MS of a boundary spends in both periods (the vendor may count
+ * the call in either). Units are never refunded: the vendor
  * counts the call whatever it answered (a 429, a 504), and a refund after a timeout could free a
  * unit for a call the vendor did receive.
  *
@@ -44,6 +48,17 @@ export function quotaCounterKey(name: string, period: QuotaPeriod): string {
   return `quota#${name}#${period.startMs}`;
 }
 
+/**
+ * How far from a period's boundary a call may be counted by the vendor in the neighbouring period:
+ * the call fires up to its fire tolerance after its slot, travels to the vendor (caller -> proxy ->
+ * vendor, tens of milliseconds on AWS) and the vendor's clock may differ from the caller's (both
+ * synchronised to UTC, milliseconds apart). A call whose slot lies within this margin of a boundary
+ * spends a unit in both periods, so whichever period the vendor counts it in, it was counted there.
+ * The assumption (fire lateness + one-way path to the vendor + clock offset <= 250 ms) is stated
+ * in the README.
+ */
+export const QUOTA_BOUNDARY_GUARD_MS = 250;
+
 /** One quota's unit spent: what the metrics report. */
 export interface QuotaUnitSpent {
   readonly name: string;
@@ -60,44 +75,65 @@ export type QuotaSpendOutcome =
     readonly spent: false;
     /** The first quota found spent. */
     readonly exhausted: string;
-    /** When its period ends: the earliest a unit may be spent again. */
+    /** The earliest a call may find a unit again: the end of the spent period (plus the boundary margin). */
     readonly availableAtMs: number;
     /** The units spent before the exhausted quota was reached (they stay spent). */
     readonly units: QuotaUnitSpent[];
   };
 
 /**
- * Spends one unit of each quota for a call at `nowMs`, in the order given. Stops at the first
- * quota that is spent for its period. Throws on any DynamoDB error but a failed condition (then
- * the call must not fire).
+ * The periods of `quota` a call fired at `slotAtMs` may be counted in: the slot's own, and its
+ * neighbour when the slot lies within `guardMs` of their boundary.
+ */
+export function periodsOfCall(quota: QuotaSpec, slotAtMs: number, guardMs: number = QUOTA_BOUNDARY_GUARD_MS): QuotaPeriod[] {
+  const periods = [quotaPeriodAt(quota, slotAtMs - guardMs)];
+  const last = quotaPeriodAt(quota, slotAtMs + guardMs);
+  if (last.startMs !== periods[0].startMs) {
+    periods.push(last);
+  }
+  return periods;
+}
+
+/**
+ * Spends one unit of each quota for a call fired at `slotAtMs` (in every period it may be counted
+ * in, see periodsOfCall), in the order given, skipping counters in `alreadySpent` (this call spent
+ * them for an earlier slot) and adding those it spends. Stops at the first counter that is spent
+ * for its period. Throws on any DynamoDB error but a failed condition (then the call must not fire).
  */
 export async function spendQuotaUnits(
-  dynamodb: DynamoDBClient, tableName: string, quotas: readonly QuotaSpec[], nowMs: number,
+  dynamodb: DynamoDBClient, tableName: string, quotas: readonly QuotaSpec[], slotAtMs: number,
+  alreadySpent: Set<string> = new Set(), guardMs: number = QUOTA_BOUNDARY_GUARD_MS,
 ): Promise<QuotaSpendOutcome> {
   const units: QuotaUnitSpent[] = [];
   for (const quota of quotas) {
-    const period = quotaPeriodAt(quota, nowMs);
-    try {
-      const result = await dynamodb.send(new UpdateItemCommand({
-        TableName: tableName,
-        Key: { [PACER_PARTITION_KEY]: { S: quotaCounterKey(quota.name, period) } },
-        UpdateExpression: 'ADD #used :one SET #ttl = :ttl',
-        ConditionExpression: 'attribute_not_exists(#used) OR #used < :limit',
-        ExpressionAttributeNames: { '#used': QUOTA_USED_ATTRIBUTE, '#ttl': PACER_TTL_ATTRIBUTE },
-        ExpressionAttributeValues: {
-          ':one': { N: '1' },
-          ':limit': { N: String(quota.limit) },
-          ':ttl': { N: String(Math.ceil(period.endMs / 1000) + QUOTA_COUNTER_RETENTION_SECONDS) },
-        },
-        ReturnValues: 'UPDATED_NEW',
-      }));
-      const used = Number(result.Attributes?.[QUOTA_USED_ATTRIBUTE]?.N ?? NaN);
-      units.push({ name: quota.name, limit: quota.limit, used, period });
-    } catch (error) {
-      if (isConditionalCheckFailed(error)) {
-        return { spent: false, exhausted: quota.name, availableAtMs: period.endMs, units };
+    for (const period of periodsOfCall(quota, slotAtMs, guardMs)) {
+      const key = quotaCounterKey(quota.name, period);
+      if (alreadySpent.has(key)) {
+        continue;
       }
-      throw error;
+      try {
+        const result = await dynamodb.send(new UpdateItemCommand({
+          TableName: tableName,
+          Key: { [PACER_PARTITION_KEY]: { S: key } },
+          UpdateExpression: 'ADD #used :one SET #ttl = :ttl',
+          ConditionExpression: 'attribute_not_exists(#used) OR #used < :limit',
+          ExpressionAttributeNames: { '#used': QUOTA_USED_ATTRIBUTE, '#ttl': PACER_TTL_ATTRIBUTE },
+          ExpressionAttributeValues: {
+            ':one': { N: '1' },
+            ':limit': { N: String(quota.limit) },
+            ':ttl': { N: String(Math.ceil(period.endMs / 1000) + QUOTA_COUNTER_RETENTION_SECONDS) },
+          },
+          ReturnValues: 'UPDATED_NEW',
+        }));
+        alreadySpent.add(key);
+        const used = Number(result.Attributes?.[QUOTA_USED_ATTRIBUTE]?.N ?? NaN);
+        units.push({ name: quota.name, limit: quota.limit, used, period });
+      } catch (error) {
+        if (isConditionalCheckFailed(error)) {
+          return { spent: false, exhausted: quota.name, availableAtMs: period.endMs + guardMs, units };
+        }
+        throw error;
+      }
     }
   }
   return { spent: true, units };

@@ -314,13 +314,9 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
     slot = undefined;
   };
-  // 0. Quotas: one unit of each is spent before a slot is taken (see quota-ledger.ts for why first).
-  if (config.quotas && config.quotas.length > 0) {
-    const deferred = await spendQuotasOrDefer(deps, clock, log);
-    if (deferred) {
-      return deferred;
-    }
-  }
+  // The quota counters this call has spent a unit in (quota-ledger.ts): a later slot in the same
+  // period does not spend again.
+  const quotaSpent = new Set<string>();
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
     if (slot !== undefined && lateBeyondTolerance(clock.now(), slot, config.fireToleranceMs)) {
@@ -346,6 +342,15 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       }
       slot = reservation.slots[0];
       slotIsOurs = true;
+    }
+    // 1a. Quotas: one unit of each, in the period the slot fires in, before the slot is claimed or
+    // fired (quota-ledger.ts says why first). A spent quota leaves the slot unused (rate-safe).
+    if (config.quotas && config.quotas.length > 0) {
+      const deferred = await cancelOnError(spendQuotasOrDefer(deps, clock, slot, quotaSpent, log));
+      if (deferred) {
+        prepared?.cancel();
+        return deferred;
+      }
     }
     // 1b. Each slot is fired once: a duplicate invocation carrying the same slot (a retried invoke,
     // a duplicate Express execution) loses the claim and does not fire it.
@@ -576,14 +581,16 @@ async function readPauseBeforeSlot(deps: VendorCallDeps, clock: Clock, slot: num
 }
 
 /**
- * Spends one unit of every quota (quota-ledger.ts). Resolves undefined when all were spent (the
+ * Spends one unit of every quota for a call fired at `slotAtMs` (quota-ledger.ts). Resolves undefined when all were spent (the
  * call may go on), a requeue answer when one is spent for its period and the request waits for the
  * next one (no attempt counted, no slot taken), and throws VendorQuotaExhausted when it may not
  * wait: `whenQuotaExhausted` FAIL, or the next period begins after the request's deadline.
  */
-async function spendQuotasOrDefer(deps: VendorCallDeps, clock: Clock, log: Record<string, unknown>): Promise<VendorCallResult | undefined> {
+async function spendQuotasOrDefer(
+  deps: VendorCallDeps, clock: Clock, slotAtMs: number, spent: Set<string>, log: Record<string, unknown>,
+): Promise<VendorCallResult | undefined> {
   const { config, logger } = deps;
-  const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, clock.now());
+  const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, slotAtMs, spent);
   if (outcome.units.length > 0) {
     deps.metrics?.addMetric(MetricNames.QUOTA_UNITS_SPENT, 'Count', outcome.units.length);
   }

@@ -6,7 +6,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import {
   AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, QuotaExhaustedAction, VendorContract, VendorQuota,
 } from '../../src';
-import { parseQuotaSpecs, quotaCounterKey, spendQuotaUnits } from '../../src/contract/quota-ledger';
+import { parseQuotaSpecs, periodsOfCall, quotaCounterKey, spendQuotaUnits } from '../../src/contract/quota-ledger';
 import { definitionOf, logicalIdOf, testStack } from '../util';
 
 const PROPS = { vendorUrl: 'https://vendor.example.com/v1/jobs', callbackTimeout: Duration.minutes(30) };
@@ -116,8 +116,23 @@ describe('spendQuotaUnits (quota-ledger.ts)', () => {
   test('GIVEN the second quota spent THEN it stops there, says until when, and the first unit stays spent (conservative)', async () => {
     ddb.on(UpdateItemCommand).resolvesOnce({ Attributes: { used: { N: '1' } } }).rejectsOnce(conditionFailed);
     const outcome = await spendQuotaUnits(client, 'pacer', [SHORT, DAILY], NOW);
-    expect(outcome).toMatchObject({ spent: false, exhausted: 'daily', availableAtMs: Date.parse('2027-01-16T00:00:00.000Z'), units: [{ name: 'short' }] });
+    // Available again after the period, plus the boundary margin (a slot right at the start still spends in both).
+    expect(outcome).toMatchObject({ spent: false, exhausted: 'daily', availableAtMs: Date.parse('2027-01-16T00:00:00.000Z') + 250, units: [{ name: 'short' }] });
     expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(2);
+  });
+
+  test('GIVEN a slot within 250 ms of a boundary THEN a unit is spent in both periods (the vendor may count the call in either); counters already spent are skipped', async () => {
+    ddb.on(UpdateItemCommand).resolves({ Attributes: { used: { N: '1' } } });
+    expect(periodsOfCall(SHORT, 1_800_000_002_900)).toEqual([
+      { startMs: 1_800_000_000_000, endMs: 1_800_000_003_000 }, { startMs: 1_800_000_003_000, endMs: 1_800_000_006_000 },
+    ]);
+    expect(periodsOfCall(SHORT, 1_800_000_003_100)).toHaveLength(2);
+    expect(periodsOfCall(SHORT, 1_800_000_001_500)).toHaveLength(1);
+    const spent = new Set<string>(['quota#short#1800000000000']);
+    const outcome = await spendQuotaUnits(client, 'pacer', [SHORT], 1_800_000_002_900, spent);
+    expect(outcome.spent).toBe(true);
+    expect(ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.Key!.pk.S)).toEqual(['quota#short#1800000003000']);
+    expect([...spent]).toEqual(['quota#short#1800000000000', 'quota#short#1800000003000']);
   });
 
   test('GIVEN another DynamoDB error THEN it is thrown', async () => {

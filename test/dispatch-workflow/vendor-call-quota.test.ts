@@ -9,6 +9,11 @@ const DAILY: QuotaSpec = { name: 'daily', limit: 100, unit: 'day' };
 const SHORT: QuotaSpec = { name: 'short', limit: 5, unit: 'fixed', periodMs: 3000 };
 const conditionFailed = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
 
+/** The quota counters' conditional writes fail (spent); the pacer item's succeed. */
+const quotaIsSpent = (error: Error = conditionFailed) => ddb.on(UpdateItemCommand).callsFake(async (input) => {
+  if (String(input.Key?.pk?.S).startsWith('quota#')) throw error;
+  return { Attributes: { nextSlotAtMs: { N: '0' } } };
+});
 const quotaWrites = () => ddb.commandCalls(UpdateItemCommand).filter((c) => String(c.args[0].input.Key?.pk?.S).startsWith('quota#'));
 
 function deps(config: Partial<VendorCallConfig>, fetched: string[], metrics: string[] = []): VendorCallDeps {
@@ -51,9 +56,11 @@ describe('callVendor with quotas (issue 14, item 2)', () => {
     const result = await callVendor({ requestId: 'r-1', body: {}, slotAtMs: Date.now() + 200 }, deps({ quotas: [DAILY, SHORT] }, fetched, metrics));
     expect(result.statusCode).toBe(202);
     expect(fetched).toHaveLength(1);
-    expect(quotaWrites().map((c) => c.args[0].input.Key!.pk.S)).toEqual([
-      expect.stringMatching(/^quota#daily#\d+$/), expect.stringMatching(/^quota#short#\d+$/),
-    ]);
+    // One per quota (two for the 3 s quota when the slot lies within 250 ms of its boundary).
+    const keys = quotaWrites().map((c) => c.args[0].input.Key!.pk.S!);
+    expect(keys[0]).toMatch(/^quota#daily#\d+$/);
+    expect(keys.slice(1).length).toBeGreaterThanOrEqual(1);
+    expect(keys.slice(1).every((k) => /^quota#short#\d+$/.test(k))).toBe(true);
     // Spent first, then claimed: a crash in between spends a unit without a call (safe).
     const order = ddb.calls().map((c) => c.args[0].constructor.name);
     expect(order.indexOf('UpdateItemCommand')).toBeLessThan(order.indexOf('PutItemCommand'));
@@ -61,31 +68,33 @@ describe('callVendor with quotas (issue 14, item 2)', () => {
   });
 
   test('GIVEN a spent quota (WAIT) WHEN calling THEN the request goes back to the queue until the period ends, no slot is taken and the vendor is not called', async () => {
-    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    quotaIsSpent();
     const fetched: string[] = [];
     const metrics: string[] = [];
     const before = Date.now();
     const result = await callVendor({ requestId: 'r-2', body: {}, slotAtMs: before + 200 }, deps({ quotas: [SHORT] }, fetched, metrics));
     expect(result.statusCode).toBeNull();
     expect(result.requeue?.reason).toBe(QUOTA_EXHAUSTED_REASON);
-    // The 3 s period ends within 3 s: delay rounded up to whole seconds.
+    // The slot's 3 s period ends within 3.2 s, plus the 250 ms boundary margin, in whole seconds.
     expect(result.requeue!.delaySeconds).toBeGreaterThanOrEqual(1);
-    expect(result.requeue!.delaySeconds).toBeLessThanOrEqual(3);
+    expect(result.requeue!.delaySeconds).toBeLessThanOrEqual(4);
     expect(fetched).toHaveLength(0);
     expect(ddb.commandCalls(PutItemCommand)).toHaveLength(0);
     expect(metrics).toContain('QuotaExhausted');
   });
 
   test('GIVEN a daily quota spent WHEN the request waits THEN its delay is capped at SQS\'s 15 minutes (it comes back and checks again)', async () => {
-    ddb.on(UpdateItemCommand).rejects(conditionFailed);
-    const result = await callVendor({ requestId: 'r-3', body: {} }, deps({ quotas: [DAILY] }, []));
+    quotaIsSpent();
+    const slot = Date.now() + 200;
+    const result = await callVendor({ requestId: 'r-3', body: {}, slotAtMs: slot }, deps({ quotas: [DAILY] }, []));
     // Unless the test runs in the last 15 minutes of a UTC day, the delay is the cap.
-    const msToMidnight = 86_400_000 - (Date.now() % 86_400_000);
-    expect(result.requeue!.delaySeconds).toBe(Math.min(900, Math.ceil(msToMidnight / 1000)));
+    const msToMidnight = 86_400_000 - (slot % 86_400_000);
+    expect(result.requeue!.delaySeconds).toBeLessThanOrEqual(900);
+    expect(result.requeue!.delaySeconds).toBeGreaterThanOrEqual(Math.min(900, Math.floor(msToMidnight / 1000)));
   });
 
   test('GIVEN a spent quota and QuotaExhaustedAction.FAIL WHEN calling THEN VendorQuotaExhausted is thrown and the vendor is not called', async () => {
-    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    quotaIsSpent();
     const fetched: string[] = [];
     const error = await callVendor({ requestId: 'r-4', body: {} }, deps({ quotas: [SHORT], whenQuotaExhausted: 'FAIL' }, fetched)).catch((e) => e);
     expect(error).toBeInstanceOf(VendorCallError);
@@ -95,17 +104,25 @@ describe('callVendor with quotas (issue 14, item 2)', () => {
   });
 
   test('GIVEN a spent quota whose period ends after the request\'s deadline WHEN calling THEN VendorQuotaExhausted is thrown instead of waiting in vain', async () => {
-    ddb.on(UpdateItemCommand).rejects(conditionFailed);
+    quotaIsSpent();
     const error = await callVendor({ requestId: 'r-5', body: {} }, deps({ quotas: [DAILY], quotaMaxWaitMs: 1000 }, [])).catch((e) => e);
     expect(error.name).toBe('VendorQuotaExhausted');
     expect(error.message).toMatch(/after the request's deadline \(1000 ms from now\)/);
   });
 
   test('GIVEN a DynamoDB failure while spending WHEN calling THEN the error is thrown and the vendor is not called', async () => {
-    ddb.on(UpdateItemCommand).rejects(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
+    quotaIsSpent(Object.assign(new Error('throttled'), { name: 'ProvisionedThroughputExceededException' }));
     const fetched: string[] = [];
     await expect(callVendor({ requestId: 'r-6', body: {} }, deps({ quotas: [SHORT] }, fetched))).rejects.toThrow(/throttled/);
     expect(fetched).toHaveLength(0);
+  });
+
+  test('GIVEN no slot from the dispatcher WHEN calling THEN the caller reserves one and spends in the period of that slot', async () => {
+    const fetched: string[] = [];
+    const result = await callVendor({ requestId: 'r-8', body: {} }, deps({ quotas: [SHORT] }, fetched));
+    expect(result.statusCode).toBe(202);
+    expect(quotaWrites()).toHaveLength(1);
+    expect(fetched).toHaveLength(1);
   });
 
   test('GIVEN no quota WHEN calling THEN no quota write is made', async () => {
