@@ -4,7 +4,7 @@ import { isValidTimeZone, QuotaSpec, QuotaUnit } from './quota-period';
 /**
  * Options of a calendar quota (`VendorQuota.perHour`, `perDay`, `perMonth`).
  */
-export interface CalendarQuotaOptions {
+export interface CalendarQuotaOptions extends FixedQuotaOptions {
   /**
    * The IANA time zone whose calendar the periods follow (e.g. `Europe/Berlin`): a day runs from
    * local midnight to local midnight (23 or 25 hours on daylight-saving days).
@@ -12,15 +12,6 @@ export interface CalendarQuotaOptions {
    * @default 'UTC'
    */
   readonly timeZone?: string;
-
-  /**
-   * The quota's name: the `Quota` dimension of its metrics and part of the key of its counter.
-   * Letters, digits, `-` and `_`, at most 64. Keep it unchanged across deploys: a new name starts
-   * a new counter.
-   *
-   * @default - `hourly`, `daily` or `monthly`
-   */
-  readonly name?: string;
 }
 
 /**
@@ -28,12 +19,21 @@ export interface CalendarQuotaOptions {
  */
 export interface FixedQuotaOptions {
   /**
-   * The quota's name: the `Quota` dimension of its metrics and part of the key of its counter.
-   * Letters, digits, `-` and `_`, at most 64. Keep it unchanged across deploys.
+   * The quota's name: part of its metrics' names (`QuotaUsed.<name>`) and of the key of its
+   * counter. Letters, digits, `-` and `_`, at most 64. Keep it unchanged across deploys: a new
+   * name starts a new counter.
    *
-   * @default - `every-<seconds>s`
+   * @default - `hourly`, `daily`, `monthly` or `every-<seconds>s`
    */
   readonly name?: string;
+
+  /**
+   * The orchestrator's alarm for this quota goes off when this fraction of the period's limit is
+   * spent (0 < alarmAt <= 1).
+   *
+   * @default 0.8
+   */
+  readonly alarmAt?: number;
 }
 
 /** What a request does when a quota it needs is spent for the current period. */
@@ -90,7 +90,7 @@ export class VendorQuota {
     if (!Number.isInteger(ms / 1000) || ms < 1000 || ms > 366 * 86_400_000) {
       throw new Error(`VendorQuota.every: the period must be whole seconds from 1 second to 366 days, got ${period.toHumanString()}: give e.g. Duration.hours(6)`);
     }
-    return new VendorQuota({ name: options.name ?? `every-${ms / 1000}s`, limit, unit: 'fixed', periodMs: ms });
+    return new VendorQuota({ name: options.name ?? `every-${ms / 1000}s`, limit, unit: 'fixed', periodMs: ms }, options.alarmAt);
   }
 
   private static calendar(unit: QuotaUnit, defaultName: string, limit: number, options: CalendarQuotaOptions): VendorQuota {
@@ -98,7 +98,7 @@ export class VendorQuota {
     if (!isValidTimeZone(timeZone)) {
       throw new Error(`VendorQuota: unknown time zone '${timeZone}': give an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'`);
     }
-    return new VendorQuota({ name: options.name ?? defaultName, limit, unit, timeZone });
+    return new VendorQuota({ name: options.name ?? defaultName, limit, unit, timeZone }, options.alarmAt);
   }
 
   /** The quota's name (the `Quota` dimension of its metrics). */
@@ -107,10 +107,16 @@ export class VendorQuota {
   public readonly limit: number;
   /** The period, described (e.g. `day (UTC)`, `fixed 21600 s`). */
   public readonly period: string;
+  /** The fraction of the limit at which the orchestrator's alarm goes off. */
+  public readonly alarmAt: number;
 
   private readonly spec: QuotaSpec;
 
-  private constructor(spec: QuotaSpec) {
+  private constructor(spec: QuotaSpec, alarmAt: number = 0.8) {
+    if (!(alarmAt > 0 && alarmAt <= 1)) {
+      throw new Error(`VendorQuota '${spec.name}': alarmAt must be a fraction above 0 and at most 1, got ${alarmAt}: e.g. 0.8 for an alarm at 80 % of the limit`);
+    }
+    this.alarmAt = alarmAt;
     if (!Number.isInteger(spec.limit) || spec.limit < 1 || spec.limit > 1e12) {
       throw new Error(`VendorQuota '${spec.name}': the limit must be a whole number from 1 to 1e12, got ${spec.limit}`);
     }

@@ -36,7 +36,7 @@ import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemCloc
 
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
-import { MetricNames } from '../shared/metrics';
+import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
@@ -123,7 +123,7 @@ export interface VendorCallDeps {
    */
   readonly prepare?: PrepareRequest;
   readonly logger: VendorCallLogger;
-  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds' | 'Percent', value: number): void };
   /** Default: the real clock. */
   readonly clock?: Clock;
   readonly random?: () => number;
@@ -594,10 +594,23 @@ async function spendQuotasOrDefer(
   if (outcome.units.length > 0) {
     deps.metrics?.addMetric(MetricNames.QUOTA_UNITS_SPENT, 'Count', outcome.units.length);
   }
+  for (const unit of outcome.units) {
+    if (Number.isFinite(unit.used)) {
+      deps.metrics?.addMetric(quotaUsedMetricName(unit.name), 'Count', unit.used);
+      deps.metrics?.addMetric(quotaUsedPercentMetricName(unit.name), 'Percent', (100 * unit.used) / unit.limit);
+    }
+  }
   if (outcome.spent) {
     return undefined;
   }
   deps.metrics?.addMetric(MetricNames.QUOTA_EXHAUSTED, 'Count', 1);
+  // Its conditional write failed: the period's limit is spent. Published while requests wait, so
+  // the quota's alarm stays on while nothing can be spent.
+  const exhausted = config.quotas!.find((quota) => quota.name === outcome.exhausted);
+  if (exhausted) {
+    deps.metrics?.addMetric(quotaUsedMetricName(exhausted.name), 'Count', exhausted.limit);
+    deps.metrics?.addMetric(quotaUsedPercentMetricName(exhausted.name), 'Percent', 100);
+  }
   const waitMs = outcome.availableAtMs - clock.now();
   const tooLong = config.quotaMaxWaitMs !== undefined && waitMs > config.quotaMaxWaitMs;
   if (config.whenQuotaExhausted === 'FAIL' || tooLong) {

@@ -7,6 +7,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
+import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { VendorContract } from '../contract/vendor-contract';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
@@ -455,6 +456,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
 
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
+  /**
+   * One alarm per quota of the contract: `alarmAt` (default 80 %) of the period's limit spent.
+   * Included in `alarms`; empty without quotas.
+   */
+  public readonly quotaAlarms: cloudwatch.Alarm[];
   /** The contract's rate: the most requests per second the vendor allows. */
   public readonly requestsPerSecond: number;
   /** How long workflows wait for a callback. */
@@ -652,6 +658,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }));
+    this.quotaAlarms = createQuotaAlarms(this, contract, this.metricsScope, RUNBOOK).map((alarm) => this.trackAlarm(alarm));
     if (monitoring.alarmTopic) {
       this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
     }
@@ -939,6 +946,27 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricSlotsGivenUp(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.consumer.metricSlotsGivenUp(props);
+  }
+
+  /**
+   * Units of a quota of the contract spent in its current period (custom metric
+   * `QuotaUsed.<quotaName>`, published by the vendor caller at each unit it spends, and as the
+   * limit while requests find the quota spent). Throws when the contract has no such quota.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricQuotaUsed(quotaName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return quotaUsedMetric(this.metricsScope, this.contract, quotaName, props);
+  }
+
+  /**
+   * The same as a percentage of the quota's limit (custom metric `QuotaUsedPercent.<quotaName>`):
+   * what the quota's alarm watches; `100 - it` is the share remaining.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricQuotaUsedPercent(quotaName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return quotaUsedPercentMetric(this.metricsScope, this.contract, quotaName, props);
   }
 
   /**

@@ -48,3 +48,18 @@ export const MetricNames = {
   /** Callback processor: webhook arrival to the waiting workflow resumed. Milliseconds. */
   CALLBACK_LATENCY: 'CallbackLatency',
 } as const;
+
+/**
+ * Per quota of the contract (VendorQuota), the vendor caller publishes, at each unit it spends,
+ * the units spent so far in the quota's current period (`QuotaUsed.<name>`, Count) and that as a
+ * percentage of the limit (`QuotaUsedPercent.<name>`, Percent). The quota's name is in the metric
+ * name, not in a dimension: every custom metric has exactly the {Scope} dimension.
+ */
+export function quotaUsedMetricName(quotaName: string): string {
+  return `QuotaUsed.${quotaName}`;
+}
+
+/** See quotaUsedMetricName. */
+export function quotaUsedPercentMetricName(quotaName: string): string {
+  return `QuotaUsedPercent.${quotaName}`;
+}

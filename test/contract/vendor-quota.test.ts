@@ -71,6 +71,33 @@ describe('VendorQuota and the contract\'s quotas (issue 14, item 2)', () => {
     }
   });
 
+  test('GIVEN quotas THEN each has an alarm at its fraction of the limit (default 80 %), metrics by name, and a dashboard graph', () => {
+    const stack = testStack();
+    const contract = VendorContract.of({
+      requestsPerSecond: 10, quotas: [VendorQuota.perDay(100_000), VendorQuota.perMonth(2_000_000, { alarmAt: 0.5 })],
+    });
+    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'O', { ...PROPS, contract });
+    expect(orchestrator.quotaAlarms).toHaveLength(2);
+    expect(orchestrator.alarms).toEqual(expect.arrayContaining(orchestrator.quotaAlarms));
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'QuotaUsedPercent.daily',
+      Statistic: 'Maximum',
+      Threshold: 80,
+      Period: 900,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmDescription: Match.stringLikeRegexp("80 % or more of the vendor quota 'daily' \\(100000 calls per day \\(UTC\\)\\)"),
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'QuotaUsedPercent.monthly', Threshold: 50 });
+    expect(orchestrator.metricQuotaUsed('daily').metricName).toBe('QuotaUsed.daily');
+    expect(orchestrator.metricQuotaUsedPercent('monthly').statistic).toBe('Maximum');
+    expect(() => orchestrator.metricQuotaUsed('weekly')).toThrow(/the contract has no quota named 'weekly' \(its quotas: 'daily', 'monthly'\)/);
+    const body = JSON.stringify(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(body).toMatch(/Vendor quotas: share of each period's limit spent/);
+    expect(body).toMatch(/QuotaUsedPercent.monthly/);
+    expect(() => VendorQuota.perDay(10, { alarmAt: 1.5 })).toThrow(/alarmAt must be a fraction above 0 and at most 1, got 1.5/);
+  });
+
   test('GIVEN no quota THEN the caller gets no quota variable and ClassifyVendorError has no quota rule', () => {
     const stack = testStack();
     const orchestrator = new AsyncExternalApiOrchestrator(stack, 'O', { ...PROPS, requestsPerSecond: 10 });
@@ -80,6 +107,8 @@ describe('VendorQuota and the contract\'s quotas (issue 14, item 2)', () => {
     for (const fn of Object.values(template.findResources('AWS::Lambda::Function'))) {
       expect(Object.keys((fn as any).Properties.Environment?.Variables ?? {})).not.toContain('QUOTAS');
     }
+    expect(orchestrator.quotaAlarms).toEqual([]);
+    expect(JSON.stringify(template.toJSON())).not.toMatch(/QuotaUsed/);
   });
 });
 

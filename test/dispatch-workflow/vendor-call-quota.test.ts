@@ -16,7 +16,7 @@ const quotaIsSpent = (error: Error = conditionFailed) => ddb.on(UpdateItemComman
 });
 const quotaWrites = () => ddb.commandCalls(UpdateItemCommand).filter((c) => String(c.args[0].input.Key?.pk?.S).startsWith('quota#'));
 
-function deps(config: Partial<VendorCallConfig>, fetched: string[], metrics: string[] = []): VendorCallDeps {
+function deps(config: Partial<VendorCallConfig>, fetched: string[], metrics: string[] = [], values: Array<[string, number]> = []): VendorCallDeps {
   return {
     dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
     config: {
@@ -38,7 +38,12 @@ function deps(config: Partial<VendorCallConfig>, fetched: string[], metrics: str
       return new Response('{"jobId":"j-1"}', { status: 202, headers: { 'content-type': 'application/json' } });
     },
     logger: silent,
-    metrics: { addMetric: (name) => metrics.push(name) },
+    metrics: {
+      addMetric: (name, _unit, value) => {
+        metrics.push(name);
+        values.push([name, value]);
+      },
+    },
   };
 }
 
@@ -123,6 +128,18 @@ describe('callVendor with quotas (issue 14, item 2)', () => {
     expect(result.statusCode).toBe(202);
     expect(quotaWrites()).toHaveLength(1);
     expect(fetched).toHaveLength(1);
+  });
+
+  test('GIVEN units spent, then a spent quota WHEN calling THEN QuotaUsed.<name> and QuotaUsedPercent.<name> are published (the limit and 100 % when spent)', async () => {
+    ddb.on(UpdateItemCommand).resolves({ Attributes: { used: { N: '4' } } });
+    const spent: Array<[string, number]> = [];
+    await callVendor({ requestId: 'r-9', body: {}, slotAtMs: Date.now() + 200 }, deps({ quotas: [DAILY] }, [], [], spent));
+    expect(spent).toEqual(expect.arrayContaining([['QuotaUsed.daily', 4], ['QuotaUsedPercent.daily', 4]]));
+    ddb.reset();
+    quotaIsSpent();
+    const full: Array<[string, number]> = [];
+    await callVendor({ requestId: 'r-10', body: {}, slotAtMs: Date.now() + 200 }, deps({ quotas: [DAILY] }, [], [], full));
+    expect(full).toEqual(expect.arrayContaining([['QuotaExhausted', 1], ['QuotaUsed.daily', 100], ['QuotaUsedPercent.daily', 100]]));
   });
 
   test('GIVEN no quota WHEN calling THEN no quota write is made', async () => {
