@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { FaultInjector } from '../../local/faults';
 import { LocalRuntime } from '../../local/runtime';
 import { VendorSimulator } from '../../local/vendor-simulator';
 import { AsyncExternalApiOrchestrator, VendorContract, VendorQuota } from '../../src';
@@ -24,11 +25,13 @@ let runtime: LocalRuntime;
 let orchestrator: AsyncExternalApiOrchestrator;
 let mainWorkflow: sfn.StateMachine;
 let vendor: VendorSimulator;
+let stack: Stack;
+const faults = new FaultInjector();
 
 beforeAll(async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'quota-e2e-'));
   const app = new App({ outdir });
-  const stack = new Stack(app, 'QuotaExample');
+  stack = new Stack(app, 'QuotaExample');
   orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     contract: VendorContract.of({ requestsPerSecond: 5, quotas: [VendorQuota.every(Duration.seconds(3), QUOTA.limit)] }),
@@ -48,6 +51,7 @@ beforeAll(async () => {
     stackName: stack.stackName,
     logFile: process.env.E2E_LOG,
     accountConcurrency: 10,
+    faults,
   });
   vendor = new VendorSimulator({
     requestsPerSecond: 5,
@@ -64,6 +68,22 @@ afterAll(async () => {
   await vendor?.stop();
   await runtime?.stop();
 });
+
+/** Starts `n` requests, waits until they end (or 60 s); their final descriptions. */
+async function runRequests(prefix: string, n: number) {
+  const arns: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const { executionArn } = await runtime.sfn.startExecution(runtime.stateMachineArn(mainWorkflow), JSON.stringify({ orderId: `${prefix}-${i}`, order: { orderId: `${prefix}-${i}` } }));
+    arns.push(executionArn);
+  }
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const results = arns.map((arn) => runtime.sfn.describeExecution(arn));
+  for (const r of results.filter((x) => x.status !== 'SUCCEEDED')) console.log(`${r.status} ${r.error}: ${r.cause}`);
+  return results;
+}
 
 test('12 requests against a quota of 5 per 3 s: the vendor never sees a 6th call in a period, all succeed in later periods, nothing lost or sent twice', async () => {
   const arns: string[] = [];
@@ -92,4 +112,30 @@ test('12 requests against a quota of 5 per 3 s: the vendor never sees a 6th call
   expect(periods.size).toBeGreaterThanOrEqual(3);
   expect(await runtime.deadLetterCount('request')).toBe(0);
   expect(await runtime.queueDepth(orchestrator.consumer.queue)).toBe(0);
+});
+
+test('period boundaries under load with vendor callers crashing while they wait for their slots (units spent, calls not fired): the quota still holds at the vendor, nothing lost or sent twice', async () => {
+  // GIVEN the vendor callers' busy execution environments killed right after the 2nd, 4th and 6th
+  // UpdateItem the pacer table answers (quota units and reservations: the callers then wait for
+  // their slots with their units spent, calls not fired), under a backlog spanning several periods
+  const callerId = stack.getLogicalId(orchestrator.dispatch.vendorCaller!.node.defaultChild as any);
+  faults.configure({ crash: [{ functionName: callerId, service: 'dynamodb', action: 'UpdateItem', afterCalls: 2, times: 3 }] });
+  const before = vendor.stats();
+
+  // WHEN 10 requests run
+  const results = await runRequests('crash', 10);
+  const crashes = faults.stats().crashes[callerId] ?? 0;
+  faults.reset();
+
+  // THEN the crashes happened, the vendor never saw more than the quota in a period, and every
+  // request succeeded once (a crashed call spent a unit without a call: safe, never refunded)
+  const stats = vendor.stats();
+  expect(crashes).toBeGreaterThanOrEqual(1);
+  expect(stats.quotaMaxInAnyPeriod).toBeLessThanOrEqual(QUOTA.limit);
+  expect(stats.quotaViolations).toBe(0);
+  expect(stats.violations).toBe(0);
+  expect(results.map((r) => r.status)).toEqual(Array(10).fill('SUCCEEDED'));
+  expect(stats.accepted - before.accepted).toBe(10);
+  expect(stats.duplicateVendorCalls).toBe(0);
+  expect(await runtime.deadLetterCount('request')).toBe(0);
 });
