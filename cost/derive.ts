@@ -478,6 +478,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     price: 'dynamodbReadRequestUnit',
     derivation: `1 strongly consistent GetItem per batch of ${fmt(requestFeed.fill)}`,
   });
+  lines.push(...dispatcherQuotaReads(pacerTable.logicalId, quotaCount(consumerEnv), requestFeed.fill));
   if (vendorCaller) {
     lines.push(callerPacerRead(pacerTable.logicalId), callerSlotClaim(pacerTable.logicalId));
     lines.push(...callerQuotaWrites(pacerTable.logicalId, vendorCaller.quotas));
@@ -690,6 +691,23 @@ function callerSlotClaim(pacerTable: string): UsageLine {
       + 'a caller late for its slot reserves a fresh one instead (1 UpdateItem, no claim): at most one write per call. '
       + 'The item expires an hour after its slot (TTL deletes are free; storage until then is negligible)',
   };
+}
+
+/**
+ * The dispatcher's quota check (issue 14): one strongly consistent GetItem per quota per batch, so a
+ * batch that finds a quota spent takes no slot; none without quotas.
+ */
+function dispatcherQuotaReads(pacerTable: string, quotas: number, fill: number): UsageLine[] {
+  if (quotas === 0) {
+    return [];
+  }
+  return [{
+    service: 'dynamodb',
+    what: `dispatcher ${pacerTable} GetItem (quota counters)`,
+    perRequest: quotas / fill,
+    price: 'dynamodbReadRequestUnit',
+    derivation: `1 strongly consistent GetItem per quota (${quotas}) per batch of ${fmt(fill)}, before slots are reserved`,
+  }];
 }
 
 /** How many quotas the vendor caller spends per call (its QUOTAS variable; none without it). */

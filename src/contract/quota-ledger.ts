@@ -34,7 +34,7 @@
  * start), so a deploy or an upgrade keeps the units spent, and two orchestrators that share one
  * pacer table share the quota. Counters expire through the table's TTL a day after their period.
  */
-import { type DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { QuotaPeriod, quotaPeriodAt, QuotaSpec, QuotaUnit } from './quota-period';
 import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE } from '../rate-controlled-queue-consumer/pacer';
 
@@ -137,6 +137,34 @@ export async function spendQuotaUnits(
     }
   }
   return { spent: true, units };
+}
+
+/**
+ * Until when a quota is spent at `nowMs`: the end of the latest current period (plus the boundary
+ * margin) among the quotas whose counter has reached its limit; undefined when every quota has a
+ * unit left (or none is declared). One strongly consistent GetItem per quota. The dispatcher asks
+ * it before reserving slots, so requests that cannot be called before a period ends take no slot
+ * and go back to the queue until then; the vendor caller's conditional write stays the guarantee.
+ */
+export async function quotaSpentUntilMs(
+  dynamodb: DynamoDBClient, tableName: string, quotas: readonly QuotaSpec[], nowMs: number,
+): Promise<number | undefined> {
+  let until: number | undefined;
+  for (const quota of quotas) {
+    const period = quotaPeriodAt(quota, nowMs);
+    const result = await dynamodb.send(new GetItemCommand({
+      TableName: tableName,
+      Key: { [PACER_PARTITION_KEY]: { S: quotaCounterKey(quota.name, period) } },
+      ConsistentRead: true,
+      ProjectionExpression: '#used',
+      ExpressionAttributeNames: { '#used': QUOTA_USED_ATTRIBUTE },
+    }));
+    const used = Number(result.Item?.[QUOTA_USED_ATTRIBUTE]?.N ?? 0);
+    if (used >= quota.limit) {
+      until = Math.max(until ?? 0, period.endMs + QUOTA_BOUNDARY_GUARD_MS);
+    }
+  }
+  return until;
 }
 
 /** Reads the quotas' JSON (environment variable); throws naming what is wrong. */

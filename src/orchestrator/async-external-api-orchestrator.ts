@@ -15,6 +15,7 @@ import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workf
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
+import { ConsumerEnv } from '../shared/env';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { validateDuration, validateVendorUrl, validateWholeNumber } from '../shared/validation';
@@ -626,6 +627,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
+    if (contract.quotas.length > 0) {
+      // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
+      this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
+    }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
     this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);

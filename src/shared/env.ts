@@ -21,6 +21,11 @@ export const ConsumerEnv = {
   PACING_LEAD_MS: 'PACING_LEAD_MS',
   /** How long correlation items live (TTL), in seconds. */
   CORRELATION_TTL_SECONDS: 'CORRELATION_TTL_SECONDS',
+  /**
+   * The contract's quotas (JSON, as VendorCallerEnv.QUOTAS): a batch that finds one spent is
+   * postponed until its period ends, without pacing slots. Absent: none.
+   */
+  QUOTAS: 'QUOTAS',
 } as const;
 
 /** Callback processor (CallbackWebhook). */

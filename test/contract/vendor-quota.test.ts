@@ -65,6 +65,9 @@ describe('VendorQuota and the contract\'s quotas (issue 14, item 2)', () => {
         }),
       },
     });
+    // The dispatcher reads the counters too, to postpone a batch while a quota is spent.
+    const consumerFn = template.toJSON().Resources[stack.getLogicalId(orchestrator.consumer.function.node.defaultChild as any)];
+    expect(consumerFn.Properties.Environment.Variables.QUOTAS).toBe(JSON.stringify([{ name: 'daily', limit: 1000, unit: 'day', timeZone: 'Europe/Berlin' }]));
     for (const machine of [orchestrator.dispatch.stateMachine, orchestrator.vendorCall!.stateMachine]) {
       const classify = definitionOf(template, logicalIdOf(stack, machine)).States.ClassifyVendorError as any;
       expect(classify.Choices.map((c: any) => c.StringEquals).filter(Boolean)).toEqual(['VendorResponseTooLarge', 'VendorQuotaExhausted']);

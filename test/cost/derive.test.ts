@@ -209,6 +209,10 @@ describe('cost derivation from a synthesized stack', () => {
     expect(quotaLines.map((l) => l.perRequest)).toEqual([2]);
     expect(quotaLines[0].price).toBe('dynamodbWriteRequestUnit');
     expect(d.fetch?.usage.lines.filter((l) => l.what.endsWith('UpdateItem (quota units)')).map((l) => l.perRequest)).toEqual([2]);
+    // The dispatcher reads each counter once per batch before reserving slots.
+    const reads = d.usage.lines.find((l) => l.what.endsWith('GetItem (quota counters)'))!;
+    expect(reads).toMatchObject({ price: 'dynamodbReadRequestUnit' });
+    expect(reads.perRequest).toBeCloseTo(2 / d.model.requestFeed.fill, 10);
     expect(deriveStack(example, options(4)).usage.lines.some((l) => /quota/.test(l.what))).toBe(false);
   });
 
