@@ -19,6 +19,7 @@ import * as path from 'path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { auditProxyAccessLog, forwardedArrivals, proxyAccessLog, sortedPairSpreadMs } from './access-log-audit';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import {
   classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
@@ -29,6 +30,7 @@ import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
 import { VendorContract, VendorQuota } from '../src';
+import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
   readonly requests: number;
@@ -124,6 +126,20 @@ export interface DemoResult {
    * (vendorViolations); `quota`, calls beyond a quota period's limit (0 without --quota).
    */
   readonly violationsByLimit: { readonly rate: number; readonly quota: number };
+  /**
+   * The audit from AWS's own records (README, "Audit"): the busiest closed 1-second window (1/R s
+   * when R < 1) of requests the proxy forwarded, read from its access log on API Gateway's clock,
+   * independent of the pacer and of the simulator.
+   */
+  readonly auditBusiestWindow: number;
+  /** Forwarded requests whose window in the proxy's access log held more than the contract. */
+  readonly auditViolations: number;
+  /**
+   * The proxy -> vendor hop's spread, ms, between the access log and the simulator's arrivals
+   * (`sortedPairSpreadMs`): the vendor's busiest window lies between the audit's with the window
+   * shortened and lengthened by it. Null when the two records differ in count.
+   */
+  readonly auditHopSpreadMs: number | null;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -302,6 +318,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
       quotaMaxInAnyPeriod: options.quota ? vendorStats.quotaMaxInAnyPeriod : null,
       violationsByLimit: { rate: violations(arrivals, Math.max(1, Math.floor(options.rps))), quota: vendorStats.quotaViolations },
+      ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
+        sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -317,6 +335,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await vendor.stop();
     await runtime?.stop();
   }
+}
+
+/** The audit's figures for the summary. */
+function auditFigures(
+  report: AccessLogAuditReport, hopSpreadMs: number | undefined,
+): { auditBusiestWindow: number; auditViolations: number; auditHopSpreadMs: number | null } {
+  return { auditBusiestWindow: report.busiest.count, auditViolations: report.violations, auditHopSpreadMs: hopSpreadMs ?? null };
 }
 
 /** Each order is two paced vendor calls: the submission and the result fetch (examples/app.ts). */
@@ -553,6 +578,7 @@ export function formatSummary(r: DemoResult): string {
     ...(r.quotaMaxInAnyPeriod === null ? [] : [
       ['most vendor calls in any quota period / calls beyond it', `${r.quotaMaxInAnyPeriod} / ${r.violationsByLimit.quota}`] as [string, string],
     ]),
+    ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
