@@ -127,6 +127,7 @@ const handlerLogic = [
   'src/dispatch-workflow/vendor-call.ts',
   'src/throttled-proxy/vendor-token.ts',
   'src/shared/handler-metrics.ts',
+  'src/contract/quota-ledger.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

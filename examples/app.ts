@@ -8,11 +8,13 @@
 import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { AsyncExternalApiOrchestrator, DynamicDelayOptions } from '../src';
+import { AsyncExternalApiOrchestrator, DynamicDelayOptions, VendorContract } from '../src';
 
 export interface ExampleStackProps extends StackProps {
   /** The vendor contract, requests per second. */
   readonly requestsPerSecond?: number;
+  /** The whole vendor contract (quotas, ...); when given, `requestsPerSecond` is not. */
+  readonly contract?: VendorContract;
   /** How long the main workflow waits for a callback. */
   readonly callbackTimeout?: Duration;
   /** The vendor's job-submission URL. */
@@ -45,7 +47,7 @@ export class ExampleStack extends Stack {
 
     this.orchestrator = new AsyncExternalApiOrchestrator(this, 'Vendor', {
       vendorUrl: props.vendorUrl ?? 'https://vendor.example.com/v1/jobs',
-      requestsPerSecond: props.requestsPerSecond ?? 10,
+      ...(props.contract ? { contract: props.contract } : { requestsPerSecond: props.requestsPerSecond ?? 10 }),
       batchSize: 20,
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),

@@ -92,7 +92,9 @@ interface ScenarioSpec {
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota';
+  /** Emulated only: a fixed-period quota in the contract and at the vendor (issue 14). */
+  readonly quota?: { readonly limit: number; readonly periodMs: number };
   /** Issue 13's effects, and the one fix left out. */
   readonly effects?: PacingEffects;
   readonly withoutFix?: PacingFix;
@@ -208,6 +210,19 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
   if (!q) {
     list.push(...fireToleranceScenarios());
   }
+  if (!q) {
+    // Issue 14: a quota below the rate (20 per 3 s = 6.7/s under a 10 RPS contract), spent and
+    // refilled period after period by a backlog of 60 submissions.
+    list.push({
+      name: 'quota-10rps-refill',
+      rps: 10,
+      load: { kind: 'backlog', requests: 60 },
+      kind: 'emulated',
+      study: 'issue-14-quota',
+      quota: { limit: 20, periodMs: 3000 },
+      note: 'quota 20 per 3 s (VendorQuota.every) in the contract and at the vendor simulator; U is against the rate, quotaUtilization against the quota',
+    });
+  }
   if (options.emulated100 && !q) {
     list.push({ name: 'emulated-attempt-100rps', rps: 100, load: { kind: 'backlog', requests: 600 }, kind: 'emulated', note: 'the local runtime at 100 RPS: CPU-bound on 2 cores, not a measure of the design' });
   }
@@ -237,7 +252,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let row: Omit<ScenarioRow, 'chart' | 'runMs'>;
     let arrivals: number[];
     if (spec.kind === 'emulated') {
-      const r = await runEmulatedInChild({ rps: spec.rps, load: spec.load }, log);
+      const r = await runEmulatedInChild({ rps: spec.rps, load: spec.load, ...(spec.quota ? { quota: spec.quota } : {}) }, log);
       arrivals = r.arrivals;
       row = {
         name: spec.name,
@@ -260,7 +275,19 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           + `local pacing knobs lead ${LOCAL_PACING.leadMs} ms, fire tolerance ${LOCAL_PACING.fireToleranceMs} ms, L ${LOCAL_PACING.latenessToleranceMs} ms; `
           + `vendor callers prewarmed; measured after a warm-up of ${r.warmup.requests} requests`
           + `${spec.load.kind === 'backlog' ? ', the backlog queued behind a disabled event source mapping' : ''}`,
-        details: { warmupRequests: r.warmup.requests, warmupProxy429: r.warmup.proxy429, warmupVendor429: r.warmup.vendor429 },
+        details: {
+          warmupRequests: r.warmup.requests,
+          warmupProxy429: r.warmup.proxy429,
+          warmupVendor429: r.warmup.vendor429,
+          ...(r.quota && spec.quota ? {
+            quotaLimit: spec.quota.limit,
+            quotaPeriodMs: spec.quota.periodMs,
+            quotaMaxInAnyPeriod: r.quota.maxInAnyPeriod,
+            quotaViolations: r.quota.violations,
+            quotaUtilization: r.quota.quotaUtilization,
+          } : {}),
+        },
+        ...(spec.study ? { study: spec.study } : {}),
       };
     } else {
       const rowModel: LatencyModel = spec.timerLateness ? { ...model, timerLateness: spec.timerLateness } : model;

@@ -31,6 +31,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
+import { VendorContract, VendorQuota } from '../src';
 import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
@@ -60,6 +61,12 @@ export interface DemoOptions {
   /** The rate the operator sets at rateChangeAtS (at most rps, the contract deployed); 0: no change. */
   readonly rateChangeRps: number;
   readonly json: boolean;
+  /**
+   * `--quota LIMIT/SECONDS`: the contract's quota, `LIMIT` calls per fixed period of `SECONDS`
+   * (`VendorQuota.every`), enforced by the simulated vendor too. A short period shows requests
+   * waiting for the next period and resuming there. Default: none.
+   */
+  readonly quota?: { readonly limit: number; readonly periodSeconds: number };
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
   readonly progress: boolean;
@@ -120,8 +127,14 @@ export interface DemoResult {
   readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
-  /** Windows over each limit, measured by the simulator (rate: against the rate in force, local/rate-schedule.ts). */
-  readonly violationsByLimit: { readonly rate: number };
+  /** With --quota: the most calls the vendor saw in any one quota period. Else null. */
+  readonly quotaMaxInAnyPeriod: number | null;
+  /**
+   * Windows over each limit, measured by the simulator: `rate`, against the rate in force
+   * (local/rate-schedule.ts; the contract when no change is asked for); `quota`, calls beyond a
+   * quota period's limit (0 without --quota).
+   */
+  readonly violationsByLimit: { readonly rate: number; readonly quota: number };
   /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
   readonly rateChange?: DemoRateChange;
   /**
@@ -163,7 +176,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-demo-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: VENDOR_URL,
-    requestsPerSecond: options.rps,
+    ...(options.quota
+      ? {
+        contract: VendorContract.of({
+          requestsPerSecond: options.rps,
+          quotas: [VendorQuota.every(Duration.seconds(options.quota.periodSeconds), options.quota.limit)],
+        }),
+      }
+      : { requestsPerSecond: options.rps }),
     callbackTimeout: Duration.millis(options.callbackTimeoutMs),
     lead: Duration.millis(options.leadMs),
     fireTolerance: Duration.millis(options.fireToleranceMs),
@@ -188,6 +208,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     earlyCallbackRate: options.earlyCallbackRate,
     malformedCallbackRate: options.malformedCallbackRate,
     forgedCallbackRate: options.forgedCallbackRate,
+    ...(options.quota ? { quota: { limit: options.quota.limit, periodMs: options.quota.periodSeconds * 1000 } } : {}),
   });
   const vendorBase = vendor.base;
   try {
@@ -317,7 +338,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
-      violationsByLimit: { rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []) },
+      quotaMaxInAnyPeriod: options.quota ? vendorStats.quotaMaxInAnyPeriod : null,
+      violationsByLimit: {
+        rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []),
+        quota: vendorStats.quotaViolations,
+      },
       ...(change ? { rateChange: change } : {}),
       ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
         sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
@@ -372,7 +397,9 @@ export function demoWaitMs(o: DemoOptions): number {
   const retriesPerRequest = o.vendorErrorRate + o.vendor429Rate;
   const calls = o.requests * (CALLS_PER_REQUEST + retriesPerRequest);
   const pausesMs = o.requests * o.vendor429Rate * VENDOR_PAUSE_MS;
-  const workMs = o.leadMs + (calls * slotMs + pausesMs) * LOCAL_SLOWDOWN
+  // With a quota, the calls take at least one period per `limit` of them (and one more for the boundaries).
+  const quotaMs = o.quota ? (Math.ceil(calls / o.quota.limit) + 1) * o.quota.periodSeconds * 1000 : 0;
+  const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs) * LOCAL_SLOWDOWN
     + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
   return Math.max(workMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
 }
@@ -578,6 +605,9 @@ export function formatSummary(r: DemoResult): string {
     ...(r.rateChange ? [['rate change (operator, AppConfig)', `${r.rateChange.fromRps} -> ${r.rateChange.toRps} rps deployed at ${round(r.rateChange.deployedAtMs / 1000, 1)} s, `
       + `binds at ${round(r.rateChange.bindsAtMs / 1000, 1)} s; in use after ${r.rateChange.observedInUseAfterMs === null ? 'not observed' : `${round(r.rateChange.observedInUseAfterMs / 1000, 1)} s`}`
       + ` (stated: within ${round(r.rateChange.statedInUseWithinMs / 1000, 1)} s)`] as [string, string]] : []),
+    ...(r.quotaMaxInAnyPeriod === null ? [] : [
+      ['most vendor calls in any quota period / calls beyond it', `${r.quotaMaxInAnyPeriod} / ${r.violationsByLimit.quota}`] as [string, string],
+    ]),
     ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
@@ -642,9 +672,13 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
       continue;
     }
     const [flag, inline] = arg.split('=', 2);
+    if (flag === '--quota') {
+      options.quota = parseQuotaFlag(inline ?? argv[++i]);
+      continue;
+    }
     const key = FLAGS[flag];
     if (!key) {
-      throw new Error(`unknown flag '${arg}'; flags: ${[...Object.keys(FLAGS), '--json', '--chart'].join(' ')}`);
+      throw new Error(`unknown flag '${arg}'; flags: ${[...Object.keys(FLAGS), '--quota', '--json', '--chart'].join(' ')}`);
     }
     const raw = inline ?? argv[++i];
     const value = Number(raw);
@@ -666,6 +700,15 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
     throw new Error(`--rate-change-rps ${options.rateChangeRps} is above the contract of ${options.rps} (--rps): the contract deployed is the ceiling`);
   }
   return options as unknown as DemoOptions;
+}
+
+/** `--quota LIMIT/SECONDS`, e.g. `5/3`: LIMIT calls per fixed period of SECONDS (whole seconds). */
+function parseQuotaFlag(raw: string | undefined): { limit: number; periodSeconds: number } {
+  const match = /^(\d+)\/(\d+)$/.exec(raw ?? '');
+  if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
+    throw new Error(`--quota needs LIMIT/SECONDS, whole numbers of 1 or more, e.g. 5/3 (given '${raw}')`);
+  }
+  return { limit: Number(match[1]), periodSeconds: Number(match[2]) };
 }
 
 if (require.main === module) {

@@ -101,6 +101,13 @@ export interface VendorSimulatorOptions {
   readonly resultPaddingBytes?: number;
   /** Milliseconds since the epoch, for arrival times. @default Date.now */
   readonly clock?: () => number;
+  /**
+   * A quota: at most `limit` calls (any method) in each fixed period of `periodMs`, aligned to the
+   * Unix epoch like `VendorQuota.every`. Every arrival counts, refused ones included (a vendor
+   * bills the call whatever it answers); one beyond the limit gets 429 with Retry-After until the
+   * period ends and counts as a quota violation. @default - no quota
+   */
+  readonly quota?: { readonly limit: number; readonly periodMs: number };
 }
 
 /** A fault the simulator injects into one request id. */
@@ -176,6 +183,10 @@ export interface VendorStats {
    * caller's signature, signing time, payload hash or session token must never reach a vendor.
    */
   readonly callsWithAwsSignature: number;
+  /** With a quota: the most arrivals in any one of its periods (refused ones included). Else 0. */
+  readonly quotaMaxInAnyPeriod: number;
+  /** With a quota: arrivals beyond the limit of their period (each got 429). Else 0. */
+  readonly quotaViolations: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -242,6 +253,9 @@ export class VendorSimulator {
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private readonly inflight = new Set<http.ClientRequest>();
   private readonly agent = new http.Agent({ keepAlive: false });
+  /** Arrivals per quota period (key: the period's start, ms). */
+  private readonly quotaCounts = new Map<number, number>();
+  private quotaViolations = 0;
   private readonly counters = {
     submissions: 0,
     accepted: 0,
@@ -362,6 +376,8 @@ export class VendorSimulator {
       forgedSent: c.forgedSent,
       resultFetches: c.resultFetches,
       callsWithAwsSignature: c.callsWithAwsSignature,
+      quotaMaxInAnyPeriod: Math.max(0, ...this.quotaCounts.values()),
+      quotaViolations: this.quotaViolations,
       requests,
     };
   }
@@ -386,6 +402,12 @@ export class VendorSimulator {
       this.counters.callsWithAwsSignature++;
     }
 
+    const quotaRefusal = overContract ? undefined : this.countQuota(now);
+    if (quotaRefusal) {
+      if (method === 'POST') this.counters.submissions++;
+      await this.answer(res, quotaRefusal, this.options.latencyMs ?? 0);
+      return;
+    }
     if (method === 'POST') {
       await this.submit(req, res, body, overContract, now);
       return;
@@ -491,6 +513,22 @@ export class VendorSimulator {
 
   private willCallBack(job: Job): boolean {
     return job.callbackUrl !== undefined && !this.stateOf(job.requestId).faults.has('noCallback');
+  }
+
+  /** Counts an arrival against the quota's period; the refusal when it is beyond the limit. */
+  private countQuota(now: number): Answer | undefined {
+    const quota = this.options.quota;
+    if (!quota) return undefined;
+    const start = Math.floor(now / quota.periodMs) * quota.periodMs;
+    const count = (this.quotaCounts.get(start) ?? 0) + 1;
+    this.quotaCounts.set(start, count);
+    if (count <= quota.limit) return undefined;
+    this.quotaViolations++;
+    return {
+      status: 429,
+      body: { error: `quota exceeded: at most ${quota.limit} calls per ${quota.periodMs} ms` },
+      headers: { 'Retry-After': String(Math.max(1, Math.ceil((start + quota.periodMs - now) / 1000))) },
+    };
   }
 
   private contractRefusal(): Answer {
@@ -750,6 +788,9 @@ function callbackBody(job: Job): Record<string, unknown> {
 function validateOptions(o: VendorSimulatorOptions): void {
   if (!(o.requestsPerSecond > 0)) {
     throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
+  }
+  if (o.quota && !(Number.isInteger(o.quota.limit) && o.quota.limit > 0 && o.quota.periodMs > 0)) {
+    throw new Error(`quota must have a whole limit above 0 and a period above 0 ms (given ${JSON.stringify(o.quota)})`);
   }
   const rates: Array<keyof VendorSimulatorOptions> = ['errorRate', 'rejectRate', 'throttleRate', 'slowRate', 'noCallbackRate',
     'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate',

@@ -1,3 +1,4 @@
+import { QuotaExhaustedAction, VendorQuota } from './vendor-quota';
 import { validateRequestsPerSecond } from '../shared/validation';
 
 /**
@@ -9,13 +10,32 @@ export interface VendorContractProps {
    * the queue consumer, the proxy's throttling, the backlog alarm.
    */
   readonly requestsPerSecond: number;
+
+  /**
+   * Quotas per period: at most so many calls reach the vendor per calendar hour, day or month, or
+   * per fixed period (`VendorQuota.perDay(100_000)`, `VendorQuota.every(Duration.hours(6), 5000)`).
+   * Every call that reaches the vendor spends one unit of each quota when it fires (retries and
+   * result fetches included; a 429 or a 504 too); units are never refunded. Needs
+   * `PacingPoint.VENDOR_CALL` (the vendor caller spends the units).
+   *
+   * @default - no quota
+   */
+  readonly quotas?: VendorQuota[];
+
+  /**
+   * What a request does when a quota is spent for the current period: wait for the next period
+   * in the queue (without spending an attempt), or fail at once with `VendorQuotaExhausted`.
+   *
+   * @default QuotaExhaustedAction.WAIT
+   */
+  readonly whenQuotaExhausted?: QuotaExhaustedAction;
 }
 
 /**
- * The vendor contract: the one home of every limit the orchestrator keeps (its rate today; jobs
- * in flight, quotas per period and named limits as they are added). Each layer reads what it
- * enforces from here instead of from props threaded through the orchestrator, so a new limit is
- * declared once and validated once, at synth time.
+ * The vendor contract: the one home of every limit the orchestrator keeps (its rate, quotas per
+ * period; jobs in flight and named limits as they are added). Each layer reads what it enforces
+ * from here instead of from props threaded through the orchestrator, so a new limit is declared
+ * once and validated once, at synth time.
  *
  * @example
  * const contract = VendorContract.of({ requestsPerSecond: 10 });
@@ -28,9 +48,31 @@ export class VendorContract {
 
   /** The most requests per second the vendor allows. */
   public readonly requestsPerSecond: number;
+  /** The quotas per period (empty: none). */
+  public readonly quotas: VendorQuota[];
+  /** What a request does when a quota is spent. */
+  public readonly whenQuotaExhausted: QuotaExhaustedAction;
+  /**
+   * What the contract allows but probably did not mean (e.g. a quota smaller than one second of
+   * the rate): the orchestrator shows them as synth-time warnings.
+   */
+  public readonly warnings: string[];
 
   private constructor(props: VendorContractProps) {
     validateRequestsPerSecond(props.requestsPerSecond);
     this.requestsPerSecond = props.requestsPerSecond;
+    const quotas = props.quotas ?? [];
+    const names = new Set<string>();
+    for (const quota of quotas) {
+      if (names.has(quota.name)) {
+        throw new Error(`two quotas are named '${quota.name}': give each its own name (VendorQuota.perDay(limit, { name: '...' }))`);
+      }
+      names.add(quota.name);
+    }
+    this.quotas = [...quotas];
+    this.whenQuotaExhausted = props.whenQuotaExhausted ?? QuotaExhaustedAction.WAIT;
+    this.warnings = quotas
+      .filter((quota) => quota.limit < props.requestsPerSecond)
+      .map((quota) => `quota '${quota.name}' (${quota.limit} per ${quota.period}) is smaller than one second of the rate (${props.requestsPerSecond} requests per second): it is spent in its first second of each period; check the numbers`);
   }
 }

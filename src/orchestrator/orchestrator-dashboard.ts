@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { AsyncExternalApiOrchestrator } from './async-external-api-orchestrator';
+import { quotaWidget } from './quota-monitoring';
 
 /** Period of every graph: one minute, the finest the AWS metrics charted here have. */
 const PERIOD = Duration.minutes(1);
@@ -195,6 +196,11 @@ export class OrchestratorDashboard extends Construct {
       })]);
     }
     this.dashboard = new cloudwatch.Dashboard(this, 'Resource', { dashboardName, widgets: rows });
+    // Issue 14: the contract's quotas, when it has any.
+    const quotas = quotaWidget(o.contract, o.metricsScope, HALF, HEIGHT);
+    if (quotas) {
+      this.dashboard.addWidgets(quotas);
+    }
   }
 
   /** Charts the failed and timed-out executions of a registered workflow. */

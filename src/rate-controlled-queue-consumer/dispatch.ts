@@ -16,6 +16,8 @@ import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessage
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
+import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -68,6 +70,8 @@ export interface DispatchConfig {
   readonly deadLetterQueueUrl: string;
   /** SQS endpoint override (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), for queue URLs built from ARNs. */
   readonly sqsEndpointUrl?: string;
+  /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
+  readonly quotas?: QuotaSpec[];
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -116,6 +120,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ),
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
+    ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
   };
 }
 
@@ -281,6 +286,14 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
   await Promise.all(parking);
 
+  // 1b. A quota spent for its period (issue 14): nothing can reach the vendor before the period
+  // ends, so no slot is reserved; the messages come back then (delayed copies, no receive counted).
+  const quotaSpentUntil = valid.length > 0 ? await readQuotaSpentUntil(clock, deps) : undefined;
+  if (quotaSpentUntil !== undefined) {
+    failures.push(...await postponeAll(valid, quotaSpentUntil, clock, deps));
+    return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+  }
+
   // 2. Start the valid ones, each in its slot.
   const { notStarted, startFailures, nextFreeAtMs } = await startPaced(valid, deadline, clock, deps);
   failures.push(...startFailures);
@@ -292,6 +305,27 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
 
   return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+}
+
+/**
+ * Until when a quota is spent (quota-ledger.ts), or undefined. A failed read is ignored: the
+ * vendor caller's conditional write keeps the quota whatever the dispatcher knows.
+ */
+async function readQuotaSpentUntil(clock: Clock, deps: DispatchDeps): Promise<number | undefined> {
+  const quotas = deps.config.quotas;
+  if (!quotas || quotas.length === 0) {
+    return undefined;
+  }
+  try {
+    const until = await quotaSpentUntilMs(deps.clients.dynamodb, deps.config.pacerTableName, quotas, clock.now());
+    if (until !== undefined) {
+      deps.logger.info('a quota is spent for its period: the batch is postponed until it ends, without pacing slots', { untilMs: until });
+    }
+    return until;
+  } catch (error) {
+    deps.logger.warn('could not read the quota counters; dispatching (the vendor caller keeps the quota)', { error: (error as Error).message });
+    return undefined;
+  }
 }
 
 interface PacedOutcome {

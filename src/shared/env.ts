@@ -21,6 +21,11 @@ export const ConsumerEnv = {
   PACING_LEAD_MS: 'PACING_LEAD_MS',
   /** How long correlation items live (TTL), in seconds. */
   CORRELATION_TTL_SECONDS: 'CORRELATION_TTL_SECONDS',
+  /**
+   * The contract's quotas (JSON, as VendorCallerEnv.QUOTAS): a batch that finds one spent is
+   * postponed until its period ends, without pacing slots. Absent: none.
+   */
+  QUOTAS: 'QUOTAS',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -64,4 +69,10 @@ export const VendorCallerEnv = {
   DEFAULT_PAUSE_MS: 'DEFAULT_PAUSE_MS',
   /** Cap of Retry-After, in milliseconds. */
   MAX_PAUSE_MS: 'MAX_PAUSE_MS',
+  /** The contract's quotas, a JSON array of quota-period.ts `QuotaSpec`. Absent: none. */
+  QUOTAS: 'QUOTAS',
+  /** `WAIT` or `FAIL` (QuotaExhaustedAction). */
+  QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
+  /** Longest a request may wait for the next quota period, in milliseconds. */
+  QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
 } as const;
