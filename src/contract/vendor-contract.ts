@@ -1,3 +1,4 @@
+import { VendorLimit } from './vendor-limit';
 import { QuotaExhaustedAction, VendorQuota } from './vendor-quota';
 import { validateRequestsPerSecond } from '../shared/validation';
 
@@ -29,6 +30,18 @@ export interface VendorContractProps {
    * @default QuotaExhaustedAction.WAIT
    */
   readonly whenQuotaExhausted?: QuotaExhaustedAction;
+
+  /**
+   * Named limits inside the contract: a lower rate for the calls each binds (by method and path),
+   * e.g. result fetches at 2 RPS inside a 10 RPS contract
+   * (`VendorLimit.of({ name: 'results', requestsPerSecond: 2, pathPrefix: '/results' })`). A call
+   * consumes the contract and every limit that binds it, in one conditional write; no 1-second
+   * window at the vendor holds more than `floor(requestsPerSecond)` of a limit's calls. Needs
+   * `PacingPoint.VENDOR_CALL` for the bound at the vendor, like the contract's.
+   *
+   * @default - no named limit
+   */
+  readonly limits?: VendorLimit[];
 }
 
 /**
@@ -52,6 +65,8 @@ export class VendorContract {
   public readonly quotas: VendorQuota[];
   /** What a request does when a quota is spent. */
   public readonly whenQuotaExhausted: QuotaExhaustedAction;
+  /** The named limits inside the contract (empty: none). */
+  public readonly limits: VendorLimit[];
   /**
    * What the contract allows but probably did not mean (e.g. a quota smaller than one second of
    * the rate): the orchestrator shows them as synth-time warnings.
@@ -71,8 +86,32 @@ export class VendorContract {
     }
     this.quotas = [...quotas];
     this.whenQuotaExhausted = props.whenQuotaExhausted ?? QuotaExhaustedAction.WAIT;
+    this.limits = validateLimits(props.requestsPerSecond, props.limits ?? []);
     this.warnings = quotas
       .filter((quota) => quota.limit < props.requestsPerSecond)
       .map((quota) => `quota '${quota.name}' (${quota.limit} per ${quota.period}) is smaller than one second of the rate (${props.requestsPerSecond} requests per second): it is spent in its first second of each period; check the numbers`);
+    for (const limit of this.limits) {
+      if (Math.floor(limit.requestsPerSecond) === Math.floor(props.requestsPerSecond) && limit.requestsPerSecond >= 1) {
+        this.warnings.push(`limit '${limit.name}' (${limit.requestsPerSecond} requests per second) schedules as many calls per second as the contract (${props.requestsPerSecond}): it never binds; check the numbers`);
+      }
+    }
   }
+}
+
+/**
+ * The named limits, checked against the contract: a limit above the contract could never bind
+ * (the vendor's overall limit is the lower one), so it is refused rather than silently ignored.
+ */
+function validateLimits(requestsPerSecond: number, limits: VendorLimit[]): VendorLimit[] {
+  const names = new Set<string>();
+  for (const limit of limits) {
+    if (names.has(limit.name)) {
+      throw new Error(`two limits are named '${limit.name}': give each its own name (VendorLimit.of({ name: '...' }))`);
+    }
+    names.add(limit.name);
+    if (limit.requestsPerSecond > requestsPerSecond) {
+      throw new Error(`limit '${limit.name}' allows ${limit.requestsPerSecond} requests per second, above the contract's ${requestsPerSecond}: a named limit lies inside the contract; lower it or raise requestsPerSecond`);
+    }
+  }
+  return [...limits];
 }

@@ -152,6 +152,7 @@
 // The pacer is bundled into the dispatcher Lambda only; the construct library never imports it, so
 // the SDK stays a devDependency (bundled by esbuild).
 import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { assignLimitedSlots, LimitedCalls, limitLastSlotAttribute } from './named-limit-schedule';
 import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 
 /** Partition key value of the single pacer item. */
@@ -361,6 +362,16 @@ export interface SlotReservation {
   readonly nextFreeAtMs: number;
   /** The vendor's pause as read, epoch ms (undefined when none was ever written). */
   readonly pausedUntilMs?: number;
+  /**
+   * With {@link ReserveSlotsOptions.limitedCalls}: for each slot, the index of the call it goes to
+   * (named-limit-schedule.ts).
+   */
+  readonly callIndexes?: number[];
+  /**
+   * With {@link ReserveSlotsOptions.limitedCalls}: when a call left without a slot because of its
+   * named limits has room in them (named-limit-schedule.ts); undefined when none was.
+   */
+  readonly limitedUntilMs?: number;
 }
 
 /** Arguments of {@link reserveSlots}. */
@@ -386,6 +397,12 @@ export interface ReserveSlotsOptions {
   readonly rateInForce?: number;
   /** Since when this invocation has paced at its rate and delay ({@link ScheduleOptions.settingsSinceMs}). */
   readonly settingsSinceMs?: number;
+  /**
+   * The waiting calls and the named limits each is subject to (one per requested slot): every
+   * slot then also respects the calls' limits, reserved in the same write (named-limit-schedule.ts).
+   * Default: no named limit.
+   */
+  readonly limitedCalls?: LimitedCalls;
 }
 
 /**
@@ -399,6 +416,11 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
   // The deadline is fixed when the call starts, so retries cannot push slots past it.
   const deadline = clock.now() + Math.max(0, options.maxWaitMs);
   const key = { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } };
+  // Named limits (named-limit-schedule.ts): their cursors are read and written with the contract's.
+  const limitNames = [...new Set((options.limitedCalls?.callLimits ?? []).flat())];
+  if (options.limitedCalls && options.limitedCalls.callLimits.length !== options.requested) {
+    throw new Error(`limitedCalls names the limits of ${options.limitedCalls.callLimits.length} calls, but ${options.requested} slots are requested`);
+  }
 
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const read = await options.dynamodb.send(new GetItemCommand({
@@ -406,7 +428,9 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       Key: key,
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
       ConsistentRead: true,
-      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}`,
+      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}${limitNames.map((_, i) => `, #l${i}`).join('')}`,
+      // Limit attribute names hold '#': placeholders are needed (sent only when there are limits).
+      ...(limitNames.length > 0 ? { ExpressionAttributeNames: Object.fromEntries(limitNames.map((name, i) => [`#l${i}`, limitLastSlotAttribute(name)])) } : {}),
     }));
     const stored = parseNumberAttribute(read.Item?.[NEXT_SLOT_ATTRIBUTE], NEXT_SLOT_ATTRIBUTE);
     const previousIntervalMs = parseNumberAttribute(read.Item?.[INTERVAL_ATTRIBUTE], INTERVAL_ATTRIBUTE)?.value;
@@ -428,9 +452,18 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     // The interval computeSchedule spaced the slots at (same inputs, same value), stored with them.
     const intervalMs = scheduleInterval(now, options.requestsPerSecond, options.latenessToleranceMs, scheduleOptions);
     const paused = pausedUntilMs === undefined ? {} : { pausedUntilMs };
-    if (schedule.n === 0) {
+    const limited = options.limitedCalls
+      ? reserveWithinLimits(schedule, intervalMs, options.limitedCalls, limitNames, read.Item, options.latenessToleranceMs)
+      : undefined;
+    const slots = limited ? limited.assignment.slots : schedule.slots;
+    const newNextSlotAtMs = limited ? limited.newNextSlotAtMs : schedule.newNextSlotAtMs;
+    const limitedResult = limited ? {
+      callIndexes: limited.assignment.callIndexes,
+      ...(limited.assignment.limitedUntilMs !== undefined ? { limitedUntilMs: limited.assignment.limitedUntilMs } : {}),
+    } : {};
+    if (slots.length === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
-      return { slots: [], nextFreeAtMs: schedule.newNextSlotAtMs, ...paused };
+      return { slots: [], nextFreeAtMs: newNextSlotAtMs, ...paused, ...limitedResult };
     }
 
     try {
@@ -438,17 +471,18 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
         TableName: options.tableName,
         Key: key,
         // The interval goes with the next slot: together they locate the last reserved slot.
-        UpdateExpression: 'SET #next = :new, #interval = :interval',
-        ConditionExpression: stored ? '#next = :old' : 'attribute_not_exists(#next)',
-        ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE },
+        UpdateExpression: `SET #next = :new, #interval = :interval${limited?.update.set ?? ''}`,
+        ConditionExpression: (stored ? '#next = :old' : 'attribute_not_exists(#next)') + (limited?.update.condition ?? ''),
+        ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE, ...limited?.update.names },
         // DynamoDB rejects unused expression values, so :old is only sent with its condition.
         ExpressionAttributeValues: {
-          ':new': { N: String(schedule.newNextSlotAtMs) },
+          ':new': { N: String(newNextSlotAtMs) },
           ':interval': { N: String(intervalMs) },
           ...(stored ? { ':old': { N: stored.raw } } : {}),
+          ...limited?.update.values,
         },
       }));
-      return { slots: schedule.slots, nextFreeAtMs: schedule.newNextSlotAtMs, ...paused };
+      return { slots, nextFreeAtMs: newNextSlotAtMs, ...paused, ...limitedResult };
     } catch (error) {
       if (!isConditionalCheckFailed(error)) {
         throw error;
@@ -462,6 +496,53 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     }
   }
   throw new Error(`pacer reservation in ${options.tableName} lost ${maxAttempts} consecutive races with other invocations`);
+}
+
+/**
+ * The named-limit part of a reservation (named-limit-schedule.ts): which candidate slots go to which
+ * calls, and the clauses that add every limit cursor read to the same conditional UpdateItem: the
+ * cursors it moves are set, and every cursor it read must still hold the value read.
+ */
+function reserveWithinLimits(
+  schedule: Schedule,
+  intervalMs: number,
+  calls: LimitedCalls,
+  limitNames: string[],
+  item: Record<string, { N?: string }> | undefined,
+  latenessToleranceMs: number,
+) {
+  const read = limitNames.map((name) => parseNumberAttribute(item?.[limitLastSlotAttribute(name)], limitLastSlotAttribute(name)));
+  const lastSlots = Object.fromEntries(limitNames.map((name, i) => [name, read[i]?.value]));
+  const assignment = assignLimitedSlots(schedule.slots, calls, lastSlots, latenessToleranceMs);
+  const set: string[] = [];
+  const condition: string[] = [];
+  const names: Record<string, string> = {};
+  const values: Record<string, { N: string }> = {};
+  limitNames.forEach((name, i) => {
+    names[`#l${i}`] = limitLastSlotAttribute(name);
+    if (read[i]) {
+      condition.push(`#l${i} = :lold${i}`);
+      values[`:lold${i}`] = { N: read[i]!.raw };
+    } else {
+      condition.push(`attribute_not_exists(#l${i})`);
+    }
+    const moved = assignment.movedLastSlots[name];
+    if (moved !== undefined) {
+      set.push(`#l${i} = :l${i}`);
+      values[`:l${i}`] = { N: String(moved) };
+    }
+  });
+  return {
+    assignment,
+    // The contract's cursor moves past the slots given out only (a prefix of the candidates).
+    newNextSlotAtMs: schedule.base + assignment.slots.length * intervalMs,
+    update: {
+      set: set.map((clause) => `, ${clause}`).join(''),
+      condition: condition.map((clause) => ` AND ${clause}`).join(''),
+      names,
+      values,
+    },
+  };
 }
 
 /**
