@@ -14,8 +14,10 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
+import { limitedCallsOf } from './dispatch-limits';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
@@ -72,6 +74,8 @@ export interface DispatchConfig {
   readonly sqsEndpointUrl?: string;
   /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
   readonly quotas?: QuotaSpec[];
+  /** The contract's named limits (ConsumerEnv.VENDOR_LIMITS): each slot respects its call's. */
+  readonly limits?: NamedLimitSpec[];
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -121,6 +125,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
     ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
+    ...(nonEmpty(env[ConsumerEnv.VENDOR_LIMITS]) ? { limits: parseNamedLimitSpecs(env[ConsumerEnv.VENDOR_LIMITS], ConsumerEnv.VENDOR_LIMITS) } : {}),
   };
 }
 
@@ -345,10 +350,12 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   const pending = [...valid];
   const inFlight: Promise<string | undefined>[] = [];
   const lead = config.leadMs ?? 0;
-  let slots: number[] = [];
+  // Each slot with the message it goes to: in order without named limits; with them, the pacer
+  // may give a slot to a later message whose limits have room (named-limit-schedule.ts).
+  let slots: { slot: number; item: ValidRecord }[] = [];
   let nextFreeAtMs: number | undefined;
 
-  while (pending.length > 0) {
+  while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
       let reservation: SlotReservation;
       try {
@@ -370,6 +377,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           random: deps.random,
           // VENDOR_CALL: no slot sooner than the lead, so that the execution can start `lead` before it.
           minLeadMs: lead,
+          ...limitedCallsOf(pending, config.limits),
         });
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.
@@ -379,17 +387,24 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
         nextFreeAtMs = undefined;
         break;
       }
-      nextFreeAtMs = reservation.nextFreeAtMs;
+      nextFreeAtMs = Math.max(reservation.nextFreeAtMs, reservation.limitedUntilMs ?? 0);
       if (reservation.slots.length === 0) {
+        // Only named limits are full (the contract has room): wait for them if that fits before
+        // the deadline, without taking a contract slot meanwhile (named-limit-schedule.ts).
+        if (reservation.limitedUntilMs !== undefined && reservation.limitedUntilMs <= deadline) {
+          await clock.sleep(Math.max(1, reservation.limitedUntilMs - lead - clock.now()));
+          continue;
+        }
         break;
       }
-      slots = [...reservation.slots];
+      const given = reservation.slots.map((slot, k) => ({ slot, item: pending[reservation.callIndexes?.[k] ?? k] }));
+      slots = given;
+      pending.splice(0, pending.length, ...pending.filter((item) => !given.some((g) => g.item === item)));
     }
 
-    const slot = slots.shift()!;
+    const { slot, item } = slots.shift()!;
     // VENDOR_CALL: the execution starts `lead` before the slot; the vendor caller fires at the slot.
     const startAt = slot - lead;
-    const item = pending[0];
     const waitMs = Math.max(0, startAt - clock.now());
     logger.debug('waiting for pacing slot', {
       requestId: item.message.requestId, messageId: item.record.messageId, slotAtMs: slot, waitMs,
@@ -413,10 +428,11 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
         slotsGivenUp,
       });
       deps.metrics.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', slotsGivenUp);
+      // The messages of the given-up slots wait again, first.
+      pending.unshift(item, ...slots.map((given) => given.item));
       slots = [];
       continue;
     }
-    pending.shift();
     // Not awaited: the next slot may come before this call returns. The call is issued now, inside
     // its slot; its outcome is collected below.
     inFlight.push(startExecution(item, slot, readyAtMs, clock, deps));

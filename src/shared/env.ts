@@ -26,6 +26,11 @@ export const ConsumerEnv = {
    * postponed until its period ends, without pacing slots. Absent: none.
    */
   QUOTAS: 'QUOTAS',
+  /**
+   * The contract's named limits (JSON array of contract/named-limit.ts `NamedLimitSpec`): each slot
+   * also respects the limits of the call it goes to. Absent: none.
+   */
+  VENDOR_LIMITS: 'VENDOR_LIMITS',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -75,4 +80,6 @@ export const VendorCallerEnv = {
   QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
   /** Longest a request may wait for the next quota period, in milliseconds. */
   QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
+  /** The contract's named limits (JSON, as ConsumerEnv.VENDOR_LIMITS): a fresh slot respects the call's. */
+  VENDOR_LIMITS: 'VENDOR_LIMITS',
 } as const;

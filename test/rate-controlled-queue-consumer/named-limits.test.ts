@@ -1,12 +1,6 @@
-import {
-  DynamoDBClient,
-  GetItemCommand,
-  GetItemCommandInput,
-  UpdateItemCommand,
-  UpdateItemCommandInput,
-  ConditionalCheckFailedException,
-} from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import { inMemoryPacerItem } from './pacer-item-fake';
 import type { NamedLimitSpec } from '../../src/contract/named-limit';
 import { assignLimitedSlots, limitIntervalMs } from '../../src/rate-controlled-queue-consumer/named-limit-schedule';
 import { Clock, effectiveRate, maxInAnyWindow, reserveSlots, slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
@@ -76,51 +70,8 @@ describe('assignLimitedSlots', () => {
 const ddb = mockClient(DynamoDBClient);
 const TABLE = 'pacer-table';
 
-type Item = Record<string, string>;
-
-/** Evaluates the `#a = :b` / `attribute_not_exists(#a)` clauses joined by AND that the pacer writes. */
-function conditionHolds(item: Item, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
-  return expression.split(' AND ').every((clause) => {
-    const absent = /^attribute_not_exists\((#\w+)\)$/.exec(clause);
-    if (absent) {
-      return item[names[absent[1]]] === undefined;
-    }
-    const equal = /^(#\w+) = (:\w+)$/.exec(clause)!;
-    return item[names[equal[1]]] !== undefined && Number(item[names[equal[1]]]) === Number(values[equal[2]].N);
-  });
-}
-
-/**
- * The pacer item in memory. `crashAfterWrite` makes the next successful UpdateItem throw after it
- * was applied (the invocation dies with the write done: the slots are reserved, never fired).
- */
-function inMemoryPacer(): { item: Item; crashAfterWrite: boolean; writes: number } {
-  const state = { item: {} as Item, crashAfterWrite: false, writes: 0 };
-  ddb.on(GetItemCommand).callsFake(async (input: GetItemCommandInput) => {
-    expect(input.ConsistentRead).toBe(true);
-    await new Promise((resolve) => setImmediate(resolve)); // let other callers interleave
-    const entries = Object.entries(state.item).map(([name, n]) => [name, { N: n }]);
-    return entries.length === 0 ? {} : { Item: { pk: { S: 'pacer' }, ...Object.fromEntries(entries) } };
-  });
-  ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
-    await new Promise((resolve) => setImmediate(resolve));
-    const names = input.ExpressionAttributeNames!;
-    const values = input.ExpressionAttributeValues!;
-    if (!conditionHolds(state.item, input.ConditionExpression!, names, values)) {
-      throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
-    }
-    for (const clause of input.UpdateExpression!.replace(/^SET /, '').split(', ')) {
-      const [name, value] = clause.split(' = ');
-      state.item[names[name]] = values[value].N!;
-    }
-    state.writes++;
-    if (state.crashAfterWrite) {
-      state.crashAfterWrite = false;
-      throw new Error('Runtime.ExitError: the invocation died after its write');
-    }
-    return {};
-  });
-  return state;
+function inMemoryPacer(): ReturnType<typeof inMemoryPacerItem> {
+  return inMemoryPacerItem(ddb);
 }
 
 function fakeClock(start: number = T0): Clock & { t: number } {

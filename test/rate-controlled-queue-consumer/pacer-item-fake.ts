@@ -1,0 +1,59 @@
+/**
+ * The pacer item in memory behind a mocked DynamoDBClient, with DynamoDB's conditional semantics for
+ * the expressions the pacer writes (`SET #a = :b, ...`; conditions `#a = :b` / `attribute_not_exists(#a)`
+ * joined by AND). Every attribute is a number.
+ */
+import { ConditionalCheckFailedException, GetItemCommand, GetItemCommandInput, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
+import type { AwsStub } from 'aws-sdk-client-mock';
+
+export type PacerItem = Record<string, string>;
+
+function conditionHolds(item: PacerItem, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
+  return expression.split(' AND ').every((clause) => {
+    const absent = /^attribute_not_exists\((#\w+)\)$/.exec(clause);
+    if (absent) {
+      return item[names[absent[1]]] === undefined;
+    }
+    const equal = /^(#\w+) = (:\w+)$/.exec(clause);
+    if (!equal) {
+      throw new Error(`the fake does not evaluate the clause '${clause}'`);
+    }
+    return item[names[equal[1]]] !== undefined && Number(item[names[equal[1]]]) === Number(values[equal[2]].N);
+  });
+}
+
+/**
+ * Installs the fake on `ddb`. `crashAfterWrite` makes the next successful UpdateItem throw after
+ * it was applied (the invocation dies with its write done).
+ */
+export function inMemoryPacerItem(ddb: AwsStub<any, any, any>): { item: PacerItem; crashAfterWrite: boolean; writes: number } {
+  const state = { item: {} as PacerItem, crashAfterWrite: false, writes: 0 };
+  ddb.on(GetItemCommand).callsFake(async (input: GetItemCommandInput) => {
+    if (input.ConsistentRead !== true) {
+      throw new Error('the pacer reads its item with ConsistentRead');
+    }
+    await new Promise((resolve) => setImmediate(resolve)); // let other callers interleave
+    const entries = Object.entries(state.item).map(([name, n]) => [name, { N: n }]);
+    return entries.length === 0 ? {} : { Item: { pk: { S: 'pacer' }, ...Object.fromEntries(entries) } };
+  });
+  ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
+    await new Promise((resolve) => setImmediate(resolve));
+    const names = input.ExpressionAttributeNames!;
+    const values = input.ExpressionAttributeValues!;
+    if (!conditionHolds(state.item, input.ConditionExpression!, names, values)) {
+      throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+    }
+    for (const clause of input.UpdateExpression!.replace(/^SET /, '').split(', ')) {
+      const [name, value] = clause.split(' = ');
+      state.item[names[name]] = values[value].N!;
+    }
+    state.writes++;
+    if (state.crashAfterWrite) {
+      state.crashAfterWrite = false;
+      throw new Error('Runtime.ExitError: the invocation died after its write');
+    }
+    return {};
+  });
+  return state;
+}
+
