@@ -38,11 +38,13 @@ export function pathUnderPrefix(path: string, prefix: string): boolean {
 
 /**
  * The limits a call is subject to, in the contract's order. `path` undefined is the vendor URL
- * itself (`/`), `method` undefined is `POST` (a job submission).
+ * itself (`/`), `method` undefined is `POST` (a job submission); a path without its leading `/`
+ * counts as one with it.
  */
 export function limitsForCall(limits: readonly NamedLimitSpec[], method: string | undefined, path: string | undefined): NamedLimitSpec[] {
   const m = (method ?? 'POST').toUpperCase();
-  const p = path === undefined || path === '' ? '/' : path;
+  // The vendor caller's event may give the path without its leading '/' (proxyRequestUrl strips it).
+  const p = `/${(path ?? '').replace(/^\/+/, '')}`;
   return limits.filter((limit) => (limit.methods === undefined || limit.methods.includes(m))
     && pathUnderPrefix(p, limit.pathPrefix ?? '/'));
 }

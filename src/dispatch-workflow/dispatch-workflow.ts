@@ -17,6 +17,7 @@ import { VendorCallerFunction } from './vendor-caller-function';
 import { addQuotaEnvironment, vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
+import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
 import { DynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
@@ -597,6 +598,8 @@ export class DispatchWorkflow extends Construct {
       },
     });
     addQuotaEnvironment(fn, pacing.contract, pacing.quotaMaxWait);
+    // A fresh slot respects the call's named limits (named-limit-schedule.ts).
+    addLimitEnvironment(fn, pacing.contract);
     props.proxy.grantInvoke(fn);
     // UpdateItem also spends quota units (quota-ledger.ts). PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
     pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');

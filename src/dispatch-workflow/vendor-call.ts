@@ -29,7 +29,9 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // A dependency of every AWS SDK v3 client (pinned by the lockfile), used here to sign plain HTTP
 // requests to the proxy with the function's role.
 import { SignatureV4 } from '@smithy/signature-v4';
+import { freshSlotLimits } from './fresh-slot-limits';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
+import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, spendQuotaUnits } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
@@ -102,6 +104,8 @@ export interface VendorCallConfig {
    * callbackTimeout, the queue's retention); a later period fails it at once. Default: no bound.
    */
   readonly quotaMaxWaitMs?: number;
+  /** The contract's named limits: a fresh slot respects those of the call. Default none. */
+  readonly limits?: NamedLimitSpec[];
 }
 
 /** Signs a request: returns the headers to send (the given ones plus the signature). */
@@ -258,6 +262,7 @@ export function loadVendorCallConfig(env: Record<string, string | undefined>): V
     quotas: parseQuotaSpecs(env[VendorCallerEnv.QUOTAS], VendorCallerEnv.QUOTAS),
     whenQuotaExhausted: env[VendorCallerEnv.QUOTA_EXHAUSTED]?.trim() === 'FAIL' ? 'FAIL' : 'WAIT',
     quotaMaxWaitMs: env[VendorCallerEnv.QUOTA_MAX_WAIT_MS]?.trim() ? num(VendorCallerEnv.QUOTA_MAX_WAIT_MS) : undefined,
+    limits: parseNamedLimitSpecs(env[VendorCallerEnv.VENDOR_LIMITS], VendorCallerEnv.VENDOR_LIMITS),
   };
 }
 
@@ -326,7 +331,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     if (slot === undefined) {
       // The same settings the dispatcher reserves with: a fresh slot is spaced at the rate in force.
       const settings = await readPacingSettings(deps.dynamicDelay);
-      const reservation = await cancelOnError(reserveSlots({
+      const reserveFresh = (minLeadMs: number) => cancelOnError(reserveSlots({
         ...settings,
         dynamodb: deps.dynamodb,
         tableName: config.pacerTableName,
@@ -334,13 +339,22 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         requestsPerSecond: config.requestsPerSecond,
         latenessToleranceMs: config.latenessToleranceMs,
         maxWaitMs: config.maxSlotWaitMs,
-        minLeadMs: FRESH_SLOT_LEAD_MS,
+        minLeadMs,
         clock,
         random: deps.random,
+        // The call's named limits (named-limit-schedule.ts), reserved in the same write.
+        ...freshSlotLimits(config.limits, method, event.path),
       }));
+      let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
+      if (reservation.slots.length === 0 && reservation.limitedUntilMs !== undefined
+        && reservation.limitedUntilMs - clock.now() <= config.maxSlotWaitMs) {
+        // Only the call's named limit was full: ask once more for a slot no earlier than when it
+        // has room (this single late call may leave a gap in the contract's schedule, never a window over it).
+        reservation = await reserveFresh(Math.max(FRESH_SLOT_LEAD_MS, reservation.limitedUntilMs - clock.now()));
+      }
       if (reservation.slots.length === 0) {
         prepared?.cancel();
-        return requeue(reservation.nextFreeAtMs, clock, 'NoSlotInTime', logger, log);
+        return requeue(Math.max(reservation.nextFreeAtMs, reservation.limitedUntilMs ?? 0), clock, 'NoSlotInTime', logger, log);
       }
       slot = reservation.slots[0];
       slotIsOurs = true;

@@ -9,6 +9,7 @@ import { Construct } from 'constructs';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
+import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
@@ -642,6 +643,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
     }
+    // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
+    addLimitEnvironment(this.consumer.function, contract);
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
     this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);
