@@ -17,6 +17,7 @@ import { overRateInForce, RateChange } from './rate-schedule';
 import { UrlRewriter } from './types';
 import { SignatureSpec } from '../src/callback-webhook/signature-spec';
 import { signCallback } from '../src/callback-webhook/signature-verification';
+import { limitsForCall, NamedLimitSpec } from '../src/contract/named-limit';
 
 /** What a simulated vendor does. Rates are fractions (0..1) of request ids. */
 export interface VendorSimulatorOptions {
@@ -108,6 +109,15 @@ export interface VendorSimulatorOptions {
    * period ends and counts as a quota violation. @default - no quota
    */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
+  /**
+   * Named limits, as a strict vendor keeps them (issue 14, item 3): a call bound by a limit (its
+   * method and its path below `limitBasePath`, matched like `VendorLimit`) whose sliding second
+   * already holds floor(requestsPerSecond) of that limit's calls gets 429 and counts as a violation
+   * of that limit. Every arrival counts, refused ones included. @default - none
+   */
+  readonly limits?: readonly NamedLimitSpec[];
+  /** The vendor URL's path, which the limits' paths are relative to (e.g. `/v1/jobs`). @default '/' */
+  readonly limitBasePath?: string;
 }
 
 /** A fault the simulator injects into one request id. */
@@ -187,6 +197,10 @@ export interface VendorStats {
   readonly quotaMaxInAnyPeriod: number;
   /** With a quota: arrivals beyond the limit of their period (each got 429). Else 0. */
   readonly quotaViolations: number;
+  /** Per named limit: the most of its calls in any sliding 1 s window (counted as `window` says). */
+  readonly limitMaxInAnyWindow: Record<string, number>;
+  /** Per named limit: calls that found its window full (each got 429). */
+  readonly limitViolations: Record<string, number>;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -256,6 +270,9 @@ export class VendorSimulator {
   /** Arrivals per quota period (key: the period's start, ms). */
   private readonly quotaCounts = new Map<number, number>();
   private quotaViolations = 0;
+  /** Per named limit: the arrival times of the calls it binds, and its violations. */
+  private readonly limitArrivals = new Map<string, number[]>();
+  private readonly limitViolations = new Map<string, number>();
   private readonly counters = {
     submissions: 0,
     accepted: 0,
@@ -378,6 +395,9 @@ export class VendorSimulator {
       callsWithAwsSignature: c.callsWithAwsSignature,
       quotaMaxInAnyPeriod: Math.max(0, ...this.quotaCounts.values()),
       quotaViolations: this.quotaViolations,
+      limitMaxInAnyWindow: Object.fromEntries((this.options.limits ?? [])
+        .map((l) => [l.name, maxInAnyWindow(this.limitArrivals.get(l.name) ?? [], this.closedWindow)])),
+      limitViolations: Object.fromEntries((this.options.limits ?? []).map((l) => [l.name, this.limitViolations.get(l.name) ?? 0])),
       requests,
     };
   }
@@ -402,6 +422,12 @@ export class VendorSimulator {
       this.counters.callsWithAwsSignature++;
     }
 
+    const limitRefusal = this.countLimits(req, method, now, overContract);
+    if (limitRefusal) {
+      if (method === 'POST') this.counters.submissions++;
+      await this.answer(res, limitRefusal, this.options.latencyMs ?? 0);
+      return;
+    }
     const quotaRefusal = overContract ? undefined : this.countQuota(now);
     if (quotaRefusal) {
       if (method === 'POST') this.counters.submissions++;
@@ -513,6 +539,34 @@ export class VendorSimulator {
 
   private willCallBack(job: Job): boolean {
     return job.callbackUrl !== undefined && !this.stateOf(job.requestId).faults.has('noCallback');
+  }
+
+  /**
+   * Counts an arrival against every named limit that binds it; the refusal when one's sliding
+   * second already held its limit (the contract's refusal comes first: then none is counted twice).
+   */
+  private countLimits(req: http.IncomingMessage, method: string, now: number, overContract: boolean): Answer | undefined {
+    const limits = this.options.limits ?? [];
+    if (limits.length === 0) return undefined;
+    const pathname = new URL(req.url ?? '/', 'http://local').pathname;
+    const base = (this.options.limitBasePath ?? '/').replace(/\/$/, '');
+    const relative = pathname === base ? '/' : pathname.startsWith(`${base}/`) ? pathname.slice(base.length) : pathname;
+    let over: NamedLimitSpec | undefined;
+    for (const limit of limitsForCall(limits, method, relative)) {
+      const arrivals = this.limitArrivals.get(limit.name) ?? [];
+      arrivals.push(now);
+      this.limitArrivals.set(limit.name, arrivals);
+      if (!overContract && over === undefined && countInWindow(arrivals, now, this.closedWindow) > Math.max(1, Math.floor(limit.requestsPerSecond))) {
+        over = limit;
+      }
+    }
+    if (!over) return undefined;
+    this.limitViolations.set(over.name, (this.limitViolations.get(over.name) ?? 0) + 1);
+    return {
+      status: 429,
+      body: { error: `limit '${over.name}' exceeded: at most ${Math.max(1, Math.floor(over.requestsPerSecond))} of its calls in any second` },
+      headers: { 'Retry-After': '1' },
+    };
   }
 
   /** Counts an arrival against the quota's period; the refusal when it is beyond the limit. */

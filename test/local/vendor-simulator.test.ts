@@ -479,6 +479,30 @@ describe('VendorSimulator: contract enforcement', () => {
     expect(() => new VendorSimulator({ requestsPerSecond: 1, quota: { limit: 0, periodMs: 1000 } })).toThrow(/quota must have a whole limit above 0/);
   });
 
+  test('named limits (issue 14, item 3): a result fetch beyond 2 in a sliding second of GETs gets 429 and counts against that limit only; submissions are not bound by it', async () => {
+    // GIVEN a 'results' limit of 2 RPS on GETs below /v1/jobs, inside a contract of 100, and calls at chosen times
+    const times = [0, 100, 200, 300, 1000, 1150, 1200].map((t) => 1_800_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({
+      requestsPerSecond: 100, limits: [{ name: 'results', requestsPerSecond: 2, methods: ['GET'] }], limitBasePath: '/v1/jobs', clock: () => times[next++],
+    });
+
+    // WHEN a submission at 0 s, result fetches at 0.1 and 0.2 s, a submission at 0.3 s, result fetches at 1.0, 1.15 and 1.2 s
+    const answers = [await submit(base, 'l-0')];
+    answers.push(await call(`${base}/v1/jobs/job-1/result`, { method: 'GET' }));
+    answers.push(await call(`${base}/v1/jobs/job-1/result`, { method: 'GET' }));
+    answers.push(await submit(base, 'l-1'));
+    for (let i = 0; i < 3; i++) {
+      answers.push(await call(`${base}/v1/jobs/job-1/result`, { method: 'GET' }));
+    }
+
+    // THEN the fetch at 1.0 s makes [0, 1.0] hold 3 fetches (0.1, 0.2, 1.0): refused; at 1.15 s
+    // [0.15, 1.15] holds 3 (0.2, 1.0, 1.15), at 1.2 s [0.2, 1.2] holds 4: refused (refused calls count too)
+    expect(answers.map((a) => a.status)).toEqual([202, 200, 200, 202, 429, 429, 429]);
+    expect(answers[4].body).toEqual({ error: "limit 'results' exceeded: at most 2 of its calls in any second" });
+    expect(vendor.stats()).toMatchObject({ limitViolations: { results: 3 }, limitMaxInAnyWindow: { results: 4 }, violations: 0, accepted: 2 });
+  });
+
   test('a half-open window (t - 1000 ms, t] when asked: an arrival exactly 1 s earlier is out of it', async () => {
     // GIVEN arrivals at chosen times and a contract of 3
     const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);
