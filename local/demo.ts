@@ -31,7 +31,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
-import { VendorContract, VendorQuota } from '../src';
+import { VendorContract, VendorLimit, VendorQuota } from '../src';
 import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
@@ -67,9 +67,23 @@ export interface DemoOptions {
    * waiting for the next period and resuming there. Default: none.
    */
   readonly quota?: { readonly limit: number; readonly periodSeconds: number };
+  /**
+   * `--limit NAME:RPS[:METHODS[:PATH_PREFIX]]` (repeatable): named limits inside the contract
+   * (`VendorLimit`, issue 14 item 3), enforced by the simulated vendor too, e.g. `results:2:GET`
+   * paces the example's result fetches at 2 RPS. Default: none.
+   */
+  readonly limits?: readonly DemoLimit[];
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
   readonly progress: boolean;
+}
+
+/** A named limit of the demo's contract (`--limit`). */
+export interface DemoLimit {
+  readonly name: string;
+  readonly requestsPerSecond: number;
+  readonly methods?: string[];
+  readonly pathPrefix?: string;
 }
 
 export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
@@ -134,7 +148,9 @@ export interface DemoResult {
    * (local/rate-schedule.ts; the contract when no change is asked for); `quota`, calls beyond a
    * quota period's limit (0 without --quota).
    */
-  readonly violationsByLimit: { readonly rate: number; readonly quota: number };
+  readonly violationsByLimit: { readonly rate: number; readonly quota: number; readonly [limit: string]: number };
+  /** With --limit: per named limit, the most of its calls the vendor saw in any 1 s window. Else {}. */
+  readonly limitMaxInAnyWindow: Record<string, number>;
   /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
   readonly rateChange?: DemoRateChange;
   /**
@@ -173,14 +189,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   };
 
   // 1. Synthesize the example app with the demo's contract and timeout.
+  const limits = (options.limits ?? []).map((limit) => VendorLimit.of(limit));
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-demo-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: VENDOR_URL,
-    ...(options.quota
+    ...(options.quota || limits.length > 0
       ? {
         contract: VendorContract.of({
           requestsPerSecond: options.rps,
-          quotas: [VendorQuota.every(Duration.seconds(options.quota.periodSeconds), options.quota.limit)],
+          ...(options.quota ? { quotas: [VendorQuota.every(Duration.seconds(options.quota.periodSeconds), options.quota.limit)] } : {}),
+          ...(limits.length > 0 ? { limits } : {}),
         }),
       }
       : { requestsPerSecond: options.rps }),
@@ -209,6 +227,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     malformedCallbackRate: options.malformedCallbackRate,
     forgedCallbackRate: options.forgedCallbackRate,
     ...(options.quota ? { quota: { limit: options.quota.limit, periodMs: options.quota.periodSeconds * 1000 } } : {}),
+    ...(limits.length > 0 ? { limits: limits.map((limit) => limit._spec()), limitBasePath: new URL(VENDOR_URL).pathname } : {}),
   });
   const vendorBase = vendor.base;
   try {
@@ -342,7 +361,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       violationsByLimit: {
         rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []),
         quota: vendorStats.quotaViolations,
+        // Per named limit: calls the vendor refused as beyond it (simulator).
+        ...vendorStats.limitViolations,
       },
+      limitMaxInAnyWindow: vendorStats.limitMaxInAnyWindow,
       ...(change ? { rateChange: change } : {}),
       ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
         sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
@@ -399,7 +421,10 @@ export function demoWaitMs(o: DemoOptions): number {
   const pausesMs = o.requests * o.vendor429Rate * VENDOR_PAUSE_MS;
   // With a quota, the calls take at least one period per `limit` of them (and one more for the boundaries).
   const quotaMs = o.quota ? (Math.ceil(calls / o.quota.limit) + 1) * o.quota.periodSeconds * 1000 : 0;
-  const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs) * LOCAL_SLOWDOWN
+  // With named limits, the calls a limit binds (at most all of them) take a slot of its own rate each.
+  const limitMs = Math.max(0, ...(o.limits ?? []).map((l) =>
+    calls * (1000 + o.latenessToleranceMs) / (l.requestsPerSecond >= 1 ? Math.floor(l.requestsPerSecond) : l.requestsPerSecond)));
+  const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs, limitMs) * LOCAL_SLOWDOWN
     + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
   return Math.max(workMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
 }
@@ -608,6 +633,8 @@ export function formatSummary(r: DemoResult): string {
     ...(r.quotaMaxInAnyPeriod === null ? [] : [
       ['most vendor calls in any quota period / calls beyond it', `${r.quotaMaxInAnyPeriod} / ${r.violationsByLimit.quota}`] as [string, string],
     ]),
+    ...Object.entries(r.limitMaxInAnyWindow).map(([name, max]) =>
+      [`limit '${name}': most of its calls in any 1 s window / calls beyond it`, `${max} / ${r.violationsByLimit[name]}`] as [string, string]),
     ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
@@ -676,9 +703,13 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
       options.quota = parseQuotaFlag(inline ?? argv[++i]);
       continue;
     }
+    if (flag === '--limit') {
+      options.limits = [...(options.limits as DemoOptions['limits'] ?? []), parseLimitFlag(inline ?? argv[++i])];
+      continue;
+    }
     const key = FLAGS[flag];
     if (!key) {
-      throw new Error(`unknown flag '${arg}'; flags: ${[...Object.keys(FLAGS), '--quota', '--json', '--chart'].join(' ')}`);
+      throw new Error(`unknown flag '${arg}'; flags: ${[...Object.keys(FLAGS), '--quota', '--limit', '--json', '--chart'].join(' ')}`);
     }
     const raw = inline ?? argv[++i];
     const value = Number(raw);
@@ -709,6 +740,20 @@ function parseQuotaFlag(raw: string | undefined): { limit: number; periodSeconds
     throw new Error(`--quota needs LIMIT/SECONDS, whole numbers of 1 or more, e.g. 5/3 (given '${raw}')`);
   }
   return { limit: Number(match[1]), periodSeconds: Number(match[2]) };
+}
+
+/** `--limit NAME:RPS[:METHODS[:PATH_PREFIX]]`, e.g. `results:2:GET` or `status:5:GET,HEAD:/status`. */
+export function parseLimitFlag(raw: string | undefined): DemoLimit {
+  const match = /^([A-Za-z0-9_-]+):([0-9.]+)(?::([A-Za-z,]*))?(?::(\/.*))?$/.exec(raw ?? '');
+  if (!match || !(Number(match[2]) > 0)) {
+    throw new Error(`--limit needs NAME:RPS[:METHODS[:PATH_PREFIX]], e.g. results:2:GET (given '${raw}')`);
+  }
+  return {
+    name: match[1],
+    requestsPerSecond: Number(match[2]),
+    ...(match[3] ? { methods: match[3].split(',').map((m) => m.toUpperCase()) } : {}),
+    ...(match[4] ? { pathPrefix: match[4] } : {}),
+  };
 }
 
 if (require.main === module) {

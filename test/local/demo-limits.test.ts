@@ -1,0 +1,24 @@
+import { DEFAULT_DEMO_OPTIONS, demoWaitMs, parseDemoArgs, parseLimitFlag } from '../../local/demo';
+
+describe('demo --limit (issue 14, item 3)', () => {
+  test('GIVEN --limit flags WHEN parsed THEN each becomes a named limit (methods upper case, optional path prefix), repeatable', () => {
+    expect(parseLimitFlag('results:2:get')).toEqual({ name: 'results', requestsPerSecond: 2, methods: ['GET'] });
+    expect(parseLimitFlag('status:5:GET,DELETE:/status')).toEqual({ name: 'status', requestsPerSecond: 5, methods: ['GET', 'DELETE'], pathPrefix: '/status' });
+    expect(parseLimitFlag('all:3')).toEqual({ name: 'all', requestsPerSecond: 3 });
+    expect(parseDemoArgs(['--limit', 'results:2:GET', '--limit=writes:4:POST']).limits).toEqual([
+      { name: 'results', requestsPerSecond: 2, methods: ['GET'] },
+      { name: 'writes', requestsPerSecond: 4, methods: ['POST'] },
+    ]);
+    expect(parseDemoArgs([]).limits).toBeUndefined();
+  });
+
+  test('GIVEN a malformed --limit WHEN parsed THEN it is refused with the expected form', () => {
+    expect(() => parseLimitFlag('results')).toThrow("--limit needs NAME:RPS[:METHODS[:PATH_PREFIX]], e.g. results:2:GET (given 'results')");
+    expect(() => parseLimitFlag('results:0:GET')).toThrow(/--limit needs NAME:RPS/);
+  });
+
+  test('GIVEN a named limit slower than the contract WHEN sizing the wait THEN the calls it binds are given their own slots', () => {
+    const options = { ...DEFAULT_DEMO_OPTIONS, requests: 20, rps: 10 };
+    expect(demoWaitMs({ ...options, limits: [{ name: 'results', requestsPerSecond: 1 }] })).toBeGreaterThan(demoWaitMs(options));
+  });
+});
