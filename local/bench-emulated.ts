@@ -19,7 +19,8 @@ import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pa
 import { LocalRuntime } from './runtime';
 import { VendorSimulatorHost } from './vendor-host';
 import { buildExampleApp } from '../examples/app';
-import { VendorContract, VendorQuota } from '../src';
+import { VendorContract, VendorLimit, VendorQuota } from '../src';
+import type { NamedLimitSpec } from '../src/contract/named-limit';
 
 const VENDOR_HOST = 'vendor.example.com';
 
@@ -39,6 +40,11 @@ export interface EmulatedOptions {
    * simulator, which counts every arrival against it. @default - none
    */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
+  /**
+   * Named limits (issue 14, item 3) in the contract (`VendorLimit`) and at the vendor simulator,
+   * which refuses a call beyond any of them and counts it. @default - none
+   */
+  readonly limits?: readonly NamedLimitSpec[];
 }
 
 /** Requests of the warm-up: about 3 seconds of the contract, at least 3. */
@@ -68,6 +74,11 @@ export interface EmulatedRun {
    * against the quota's own rate (limit / period).
    */
   readonly quota?: { readonly maxInAnyPeriod: number; readonly violations: number; readonly quotaUtilization: number };
+  /**
+   * With named limits, as the vendor counted them (warm-up included): per limit, the most of its
+   * calls in any 1 s window and the calls it refused as beyond the limit.
+   */
+  readonly limits?: { readonly maxInAnyWindow: Record<string, number>; readonly violations: Record<string, number> };
 }
 
 export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun> {
@@ -76,10 +87,12 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-bench-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: `https://${VENDOR_HOST}/v1/jobs`,
-    ...(options.quota
+    ...(options.quota || options.limits
       ? {
         contract: VendorContract.of({
-          requestsPerSecond: rps, quotas: [VendorQuota.every(Duration.millis(options.quota.periodMs), options.quota.limit)],
+          requestsPerSecond: rps,
+          ...(options.quota ? { quotas: [VendorQuota.every(Duration.millis(options.quota.periodMs), options.quota.limit)] } : {}),
+          ...(options.limits ? { limits: options.limits.map((limit) => VendorLimit.of(limit)) } : {}),
         }),
       }
       : { requestsPerSecond: rps }),
@@ -95,7 +108,12 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
 
   let runtime: LocalRuntime | undefined;
   const vendor = await VendorSimulatorHost.start({
-    requestsPerSecond: rps, latencyMs: 100, callbackDelayMs: 200, seed: 42, ...(options.quota ? { quota: options.quota } : {}),
+    requestsPerSecond: rps,
+    latencyMs: 100,
+    callbackDelayMs: 200,
+    seed: 42,
+    ...(options.quota ? { quota: options.quota } : {}),
+    ...(options.limits ? { limits: options.limits, limitBasePath: '/v1/jobs' } : {}),
   });
   try {
     runtime = await LocalRuntime.start({
@@ -204,6 +222,7 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
       p99AddedLatencyMs: lat.p99,
       elapsedMs: Date.now() - started,
       ...(options.quota ? { quota: quotaFigures(arrivals, stats, options.quota) } : {}),
+      ...(options.limits ? { limits: { maxInAnyWindow: stats.limitMaxInAnyWindow, violations: stats.limitViolations } } : {}),
     };
   } finally {
     await runtime?.stop();

@@ -26,6 +26,7 @@ import {
 import { ISSUE_13_EFFECTS, Load, PacingEffects, PacingFix, runBaselineModel, runPacedModel } from './bench-sim';
 import { LOCAL_PACING } from './local-pacing';
 import { perSecond, writeChart } from './report';
+import type { NamedLimitSpec } from '../src/contract/named-limit';
 import { WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
 import { ASSUMED_CLOCK_SPREAD_MS, ASSUMED_PATH_SPREAD_MS, FIRE_CLOCK_RESOLUTION_MS } from '../src/rate-controlled-queue-consumer/rate-settings';
 
@@ -92,9 +93,11 @@ interface ScenarioSpec {
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-limits';
   /** Emulated only: a fixed-period quota in the contract and at the vendor (issue 14). */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
+  /** Emulated only: named limits in the contract and at the vendor (issue 14, item 3). */
+  readonly limits?: readonly NamedLimitSpec[];
   /** Issue 13's effects, and the one fix left out. */
   readonly effects?: PacingEffects;
   readonly withoutFix?: PacingFix;
@@ -222,6 +225,17 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
       quota: { limit: 20, periodMs: 3000 },
       note: 'quota 20 per 3 s (VendorQuota.every) in the contract and at the vendor simulator; U is against the rate, quotaUtilization against the quota',
     });
+    // Issue 14, item 3: a named limit inside the contract (submissions at 4 RPS under 10 RPS), in
+    // the contract and at the vendor simulator, which refuses a call beyond either.
+    list.push({
+      name: 'limit-10rps-submissions-4rps',
+      rps: 10,
+      load: { kind: 'backlog', requests: 60 },
+      kind: 'emulated',
+      study: 'issue-14-limits',
+      limits: [{ name: 'submissions', requestsPerSecond: 4, methods: ['POST'] }],
+      note: 'named limit submissions 4 RPS (VendorLimit, POST) inside a 10 RPS contract, at the vendor simulator too; U is against the contract',
+    });
   }
   if (options.emulated100 && !q) {
     list.push({ name: 'emulated-attempt-100rps', rps: 100, load: { kind: 'backlog', requests: 600 }, kind: 'emulated', note: 'the local runtime at 100 RPS: CPU-bound on 2 cores, not a measure of the design' });
@@ -252,7 +266,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let row: Omit<ScenarioRow, 'chart' | 'runMs'>;
     let arrivals: number[];
     if (spec.kind === 'emulated') {
-      const r = await runEmulatedInChild({ rps: spec.rps, load: spec.load, ...(spec.quota ? { quota: spec.quota } : {}) }, log);
+      const r = await runEmulatedInChild({
+        rps: spec.rps, load: spec.load, ...(spec.quota ? { quota: spec.quota } : {}), ...(spec.limits ? { limits: spec.limits } : {}),
+      }, log);
       arrivals = r.arrivals;
       row = {
         name: spec.name,
@@ -286,6 +302,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
             quotaViolations: r.quota.violations,
             quotaUtilization: r.quota.quotaUtilization,
           } : {}),
+          // Per named limit, flat (details hold numbers): `limit.<name>.maxInAnyWindow` / `.violations`.
+          ...Object.fromEntries(Object.entries(r.limits?.maxInAnyWindow ?? {}).flatMap(([name, max]) => [
+            [`limit.${name}.maxInAnyWindow`, max], [`limit.${name}.violations`, r.limits!.violations[name] ?? 0],
+          ])),
         },
         ...(spec.study ? { study: spec.study } : {}),
       };

@@ -17,7 +17,9 @@
  * pacer.ts) to the first waiting call whose every limit has room at that slot (its last slot +
  * `I_X` <= the slot, `I_X = (1000 + L + 1) / r_X` on the 1/1024 ms grid), and writes the new
  * contract cursor and every limit cursor it moved in ONE UpdateItem, conditioned on every value it
- * read. DynamoDB applies an UpdateItem to one item atomically, so the reservation against the
+ * read. DynamoDB's item operations are atomic (PutItem, GetItem, UpdateItem, DeleteItem: "All these
+ * operations are atomic", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html),
+ * so the reservation against the
  * contract and against every limit is one write: it happens entirely or not at all, and there is no
  * point between two reservations where a crash could leave one taken and not the other. (Dynalite,
  * the local runtime's DynamoDB, has no TransactWriteItems; none is needed.) A crash after the write

@@ -1,3 +1,4 @@
+import { scenarios } from '../../local/bench';
 import { DEFAULT_DEMO_OPTIONS, demoWaitMs, parseDemoArgs, parseLimitFlag } from '../../local/demo';
 
 describe('demo --limit (issue 14, item 3)', () => {
@@ -20,5 +21,15 @@ describe('demo --limit (issue 14, item 3)', () => {
   test('GIVEN a named limit slower than the contract WHEN sizing the wait THEN the calls it binds are given their own slots', () => {
     const options = { ...DEFAULT_DEMO_OPTIONS, requests: 20, rps: 10 };
     expect(demoWaitMs({ ...options, limits: [{ name: 'results', requestsPerSecond: 1 }] })).toBeGreaterThan(demoWaitMs(options));
+  });
+});
+
+describe('bench: a named limit inside the contract', () => {
+  test('the full run has an emulated limit study row (submissions at 4 RPS under 10 RPS, a 60-request backlog); the quick run does not', () => {
+    const full = scenarios({ quick: false, modeledOnly: false, emulated100: false }).filter((s) => s.study === 'issue-14-limits');
+    expect(full).toEqual([expect.objectContaining({
+      name: 'limit-10rps-submissions-4rps', rps: 10, kind: 'emulated', limits: [{ name: 'submissions', requestsPerSecond: 4, methods: ['POST'] }],
+    })]);
+    expect(scenarios({ quick: true, modeledOnly: false, emulated100: false }).some((s) => s.study === 'issue-14-limits')).toBe(false);
   });
 });
