@@ -39,6 +39,11 @@ const MAX_VISIBILITY_TIMEOUT_SECONDS = 43200;
  * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html
  */
 export const MAX_DELAY_SECONDS = 900;
+/**
+ * How early a dispatcher waiting for a named limit wakes before the slot it will reserve (minus
+ * the lead): time for the reservation's GetItem and UpdateItem (a few milliseconds on AWS).
+ */
+const LIMIT_WAKE_EARLY_MS = 50;
 /** How many postponing copies are sent at once. */
 const POSTPONE_SEND_CONCURRENCY = 10;
 
@@ -354,6 +359,9 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // may give a slot to a later message whose limits have room (named-limit-schedule.ts).
   let slots: { slot: number; item: ValidRecord }[] = [];
   let nextFreeAtMs: number | undefined;
+  // When the waiting messages' named limits have room (after a reservation they stopped): the next
+  // reservation asks for no slot before it, so that it is not lost to the reservation's own latency.
+  let limitedUntilMs = 0;
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -377,8 +385,10 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           random: deps.random,
           // VENDOR_CALL: no slot sooner than the lead, so that the execution can start `lead` before it.
           minLeadMs: lead,
+          ...(limitedUntilMs > 0 ? { notBeforeMs: limitedUntilMs } : {}),
           ...limitedCallsOf(pending, config.limits),
         });
+        limitedUntilMs = 0;
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.
         logger.error('pacing slot reservation failed; the remaining messages return to the queue', {
@@ -392,7 +402,9 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
         // Only named limits are full (the contract has room): wait for them if that fits before
         // the deadline, without taking a contract slot meanwhile (named-limit-schedule.ts).
         if (reservation.limitedUntilMs !== undefined && reservation.limitedUntilMs <= deadline) {
-          await clock.sleep(Math.max(1, reservation.limitedUntilMs - lead - clock.now()));
+          // Woken a little early, the reservation's own round trip does not delay the slot.
+          limitedUntilMs = reservation.limitedUntilMs;
+          await clock.sleep(Math.max(1, limitedUntilMs - lead - LIMIT_WAKE_EARLY_MS - clock.now()));
           continue;
         }
         break;

@@ -403,6 +403,11 @@ export interface ReserveSlotsOptions {
    * Default: no named limit.
    */
   readonly limitedCalls?: LimitedCalls;
+  /**
+   * No slot before this time (epoch ms), like a pause: a dispatcher that waited for a named limit
+   * asks for the limit's next slot, whatever its own round trips took. Default: none.
+   */
+  readonly notBeforeMs?: number;
 }
 
 /**
@@ -439,7 +444,8 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     // Measured after the read: the first slot is never before the moment it is computed.
     const now = clock.now();
     const scheduleOptions: ScheduleOptions = {
-      pausedUntilMs,
+      // A slot asked not before a time (notBeforeMs) is placed like one after a pause.
+      pausedUntilMs: options.notBeforeMs === undefined ? pausedUntilMs : Math.max(pausedUntilMs ?? 0, options.notBeforeMs),
       extraIntervalMs: options.extraIntervalMs,
       minLeadMs: options.minLeadMs,
       rateInForce: options.rateInForce,

@@ -135,6 +135,21 @@ test('GIVEN more result fetches than the limit allows before the deadline WHEN d
   expect(sqs.commandCalls(SendMessageCommand).map((c) => JSON.parse(c.args[0].input.MessageBody!).requestId)).toEqual(['f5', 'f6']);
 });
 
+test('GIVEN DynamoDB round trips of 15 ms WHEN a message waits for its limit THEN the dispatcher wakes early enough that its slot is the limit\'s next one, not later', async () => {
+  const clock = fakeClock();
+  inMemoryPacerItem(ddb, () => {
+    clock.t += 15;
+  });
+  const records = ['f1', 'f2', 'f3'].map((id, i) => record(fetch(id), `m${i}`));
+
+  await dispatchBatch({ Records: records }, deps(clock, { ...CONFIG, leadMs: 200 }));
+
+  // Each fetch exactly 525 ms after the previous one: the round trips (30 ms a reservation) cost no slot time.
+  const slots = startedSlots().map((s) => s.slotAtMs);
+  expect(slots).toHaveLength(3);
+  expect([slots[1] - slots[0], slots[2] - slots[1]]).toEqual([525, 525]);
+});
+
 test('GIVEN no named limit WHEN dispatched THEN the pacer reads no limit attribute (the plain reservation)', async () => {
   const pacer = inMemoryPacerItem(ddb);
   const clock = fakeClock();

@@ -24,19 +24,24 @@ function conditionHolds(item: PacerItem, expression: string, names: Record<strin
 
 /**
  * Installs the fake on `ddb`. `crashAfterWrite` makes the next successful UpdateItem throw after
- * it was applied (the invocation dies with its write done).
+ * it was applied (the invocation dies with its write done). `onCall` runs at every call (e.g. to
+ * advance a fake clock by a round trip).
  */
-export function inMemoryPacerItem(ddb: AwsStub<any, any, any>): { item: PacerItem; crashAfterWrite: boolean; writes: number } {
+export function inMemoryPacerItem(
+  ddb: AwsStub<any, any, any>, onCall: () => void = () => undefined,
+): { item: PacerItem; crashAfterWrite: boolean; writes: number } {
   const state = { item: {} as PacerItem, crashAfterWrite: false, writes: 0 };
   ddb.on(GetItemCommand).callsFake(async (input: GetItemCommandInput) => {
     if (input.ConsistentRead !== true) {
       throw new Error('the pacer reads its item with ConsistentRead');
     }
+    onCall();
     await new Promise((resolve) => setImmediate(resolve)); // let other callers interleave
     const entries = Object.entries(state.item).map(([name, n]) => [name, { N: n }]);
     return entries.length === 0 ? {} : { Item: { pk: { S: 'pacer' }, ...Object.fromEntries(entries) } };
   });
   ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
+    onCall();
     await new Promise((resolve) => setImmediate(resolve));
     const names = input.ExpressionAttributeNames!;
     const values = input.ExpressionAttributeValues!;
