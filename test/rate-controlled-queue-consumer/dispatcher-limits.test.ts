@@ -159,3 +159,48 @@ test('GIVEN no named limit WHEN dispatched THEN the pacer reads no limit attribu
   expect(startedSlots().map((s) => s.slotAtMs)).toEqual([T0, T0 + 105]);
   expect(Object.keys(pacer.item).sort()).toEqual(['intervalMs', 'nextSlotAtMs']);
 });
+
+test.each([1, 2, 3])('GIVEN concurrent dispatchers with random mixes of calls (seed %i) WHEN they dispatch THEN the contract and every limit keep their spacing, and every message is started or postponed', async (seed) => {
+  inMemoryPacerItem(ddb);
+  const clock = fakeClock();
+  let state = seed;
+  const random = () => {
+    state = (state * 48271) % 2147483647;
+    return state / 2147483647;
+  };
+  const limits = [...LIMITS, { name: 'reads', requestsPerSecond: 4, methods: ['GET'] }];
+  const status = (requestId: string) => ({ kind: 'call', taskToken: `token-${requestId}`, requestId, call: { method: 'GET', path: `/status/${requestId}` }, attempt: 1 });
+  const kinds = [fetch, submission, status];
+  let n = 0;
+  let total = 0;
+  for (let round = 0; round < 6; round++) {
+    const batches = Array.from({ length: 3 }, () => Array.from({ length: 1 + Math.floor(random() * 8) }, () => {
+      const id = `r${n++}`;
+      return record(kinds[Math.floor(random() * kinds.length)](id), `m-${id}`);
+    }));
+    total += batches.flat().length;
+    const config = { ...CONFIG, limits, maxPacingWaitMs: 1500 };
+    const results = await Promise.all(batches.map((Records) => dispatchBatch({ Records }, deps(clock, config))));
+    expect(results.flatMap((r) => r.batchItemFailures)).toEqual([]);
+  }
+  const started = startedSlots();
+  const postponed = sqs.commandCalls(SendMessageCommand).map((c) => JSON.parse(c.args[0].input.MessageBody!).requestId);
+  // Nothing lost, nothing started twice.
+  expect(new Set(started.map((s) => s.requestId)).size).toBe(started.length);
+  expect(started.length + postponed.length).toBe(total);
+  const spacing = (ids: (id: string) => boolean, interval: number) => {
+    const slots = started.filter((s) => ids(s.requestId)).map((s) => s.slotAtMs).sort((a, b) => a - b);
+    for (let i = 1; i < slots.length; i++) {
+      expect(slots[i] - slots[i - 1]).toBeGreaterThanOrEqual(interval);
+    }
+    return slots.length;
+  };
+  const kindOf = new Map(sfn.commandCalls(StartExecutionCommand).map((c) => {
+    const input = JSON.parse((c.args[0].input as StartExecutionCommandInput).input!);
+    return [input.requestId, input.call?.path ?? '/'];
+  }));
+  expect(spacing(() => true, 105)).toBeGreaterThan(10);
+  // results: GET /results/... at 2 RPS (525 ms); reads: every GET at 4 RPS (262.5 ms).
+  expect(spacing((id) => String(kindOf.get(id)).startsWith('/results/'), 525)).toBeGreaterThan(2);
+  expect(spacing((id) => kindOf.get(id) !== '/', 262.5)).toBeGreaterThan(4);
+});
