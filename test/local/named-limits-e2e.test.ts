@@ -11,6 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { buildExampleApp, ExampleStack } from '../../examples/app';
+import { FaultInjector } from '../../local/faults';
 import { LocalRuntime } from '../../local/runtime';
 import { maxInAnyWindow, VendorSimulator } from '../../local/vendor-simulator';
 import { VendorContract, VendorLimit } from '../../src';
@@ -22,6 +23,7 @@ const RESULTS = VendorLimit.of({ name: 'results', requestsPerSecond: 2, methods:
 let runtime: LocalRuntime;
 let stack: ExampleStack;
 let vendor: VendorSimulator;
+const faults = new FaultInjector();
 
 beforeAll(async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'named-limits-e2e-'));
@@ -31,7 +33,7 @@ beforeAll(async () => {
   }, outdir);
   built.app.synth();
   stack = built.stack;
-  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile: process.env.E2E_LOG });
+  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile: process.env.E2E_LOG, faults });
   vendor = new VendorSimulator({
     requestsPerSecond: 10,
     limits: [RESULTS._spec()],
@@ -49,11 +51,11 @@ afterAll(async () => {
   await runtime?.stop();
 });
 
-test('result fetches at 2 RPS inside a 10 RPS contract: every order ends with its result, no window over the contract or the limit (simulator)', async () => {
-  // WHEN orders arrive at once
+/** Starts `n` orders at once and waits until they end (or 60 s); their final descriptions. */
+async function runOrders(prefix: string, n: number) {
   const arns: string[] = [];
-  for (let i = 0; i < ORDERS; i++) {
-    const orderId = `limit-order-${i}`;
+  for (let i = 0; i < n; i++) {
+    const orderId = `${prefix}-${i}`;
     const input = JSON.stringify({ orderId, order: { orderId, quantity: i } });
     const { executionArn } = await runtime.sfn.startExecution(runtime.stateMachineArn(stack.mainWorkflow), input);
     arns.push(executionArn);
@@ -62,9 +64,14 @@ test('result fetches at 2 RPS inside a 10 RPS contract: every order ends with it
   while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
     await new Promise((r) => setTimeout(r, 100));
   }
+  return arns.map((arn) => runtime.sfn.describeExecution(arn));
+}
+
+test('result fetches at 2 RPS inside a 10 RPS contract: every order ends with its result, no window over the contract or the limit (simulator)', async () => {
+  // WHEN orders arrive at once
+  const results = await runOrders('limit-order', ORDERS);
 
   // THEN every order succeeded, each vendor call once, and the vendor saw no call beyond either limit
-  const results = arns.map((arn) => runtime.sfn.describeExecution(arn));
   expect(results.map((r) => r.status)).toEqual(Array(ORDERS).fill('SUCCEEDED'));
   const stats = vendor.stats();
   expect(stats.accepted).toBe(ORDERS);
@@ -76,4 +83,28 @@ test('result fetches at 2 RPS inside a 10 RPS contract: every order ends with it
   expect(stats.limitMaxInAnyWindow.results).toBeLessThanOrEqual(2);
   // The limit was in use: the fetches were paced at it, not only spread by chance.
   expect(stats.limitMaxInAnyWindow.results).toBe(2);
+});
+
+test('vendor callers crashed right after claiming their slots (before firing): the retried calls reserve fresh slots within the limit; no window over either, nothing lost or sent twice', async () => {
+  // GIVEN the vendor callers' busy execution environments killed right after the 1st, 3rd and 5th
+  // slot claim (PutItem): the retried invocation finds its slot claimed and reserves a fresh one,
+  // against the contract and the call's limit in one write (named-limit-schedule.ts)
+  const callerId = stack.getLogicalId(stack.orchestrator.dispatch.vendorCaller!.node.defaultChild as any);
+  faults.configure({ crash: [{ functionName: callerId, service: 'dynamodb', action: 'PutItem', afterCalls: 2, times: 3 }] });
+  const before = vendor.stats();
+
+  // WHEN 6 orders run
+  const results = await runOrders('limit-crash', 6);
+  const crashes = faults.stats().crashes[callerId] ?? 0;
+  faults.reset();
+
+  // THEN the crashes happened, and the vendor saw every call once, within both limits
+  expect(crashes).toBeGreaterThanOrEqual(1);
+  expect(results.map((r) => r.status)).toEqual(Array(6).fill('SUCCEEDED'));
+  const stats = vendor.stats();
+  expect(stats.accepted - before.accepted).toBe(6);
+  expect(stats.duplicateVendorCalls).toBe(0);
+  expect(stats.violations).toBe(0);
+  expect(stats.limitViolations).toEqual({ results: 0 });
+  expect(stats.limitMaxInAnyWindow.results).toBeLessThanOrEqual(2);
 });
