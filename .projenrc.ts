@@ -127,6 +127,8 @@ const handlerLogic = [
   'src/dispatch-workflow/vendor-call.ts',
   'src/throttled-proxy/vendor-token.ts',
   'src/shared/handler-metrics.ts',
+  'src/rate-controlled-queue-consumer/job-admission.ts',
+  'src/shared/job-places.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

@@ -604,6 +604,16 @@ export class AsyncExternalApiOrchestrator extends Construct {
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
+    // ---- Jobs in flight (contract.maxJobsInFlight): the dispatcher takes places, callbacks free them. ----
+    if (contract.maxJobsInFlight !== undefined) {
+      this.consumer.limitJobsInFlight({
+        maxJobsInFlight: contract.maxJobsInFlight,
+        // Without a stated maximum, a job is assumed to end by the time its workflow stops waiting.
+        maxJobDuration: contract.maxJobDuration ?? props.callbackTimeout,
+        correlationTable: this.table.table,
+      });
+      this.webhook.freeJobPlacesIn(this.consumer.pacerTable);
+    }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
     this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);

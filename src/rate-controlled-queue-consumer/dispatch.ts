@@ -14,6 +14,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
+import { admitJobs, JobsInFlightConfig } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
@@ -67,6 +68,8 @@ export interface DispatchConfig {
   readonly deadLetterQueueUrl: string;
   /** SQS endpoint override (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), for queue URLs built from ARNs. */
   readonly sqsEndpointUrl?: string;
+  /** The contract's jobs in flight (job-admission.ts). Absent: no limit. */
+  readonly jobsInFlight?: JobsInFlightConfig;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -115,6 +118,17 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ),
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
+    ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
+  };
+}
+
+function loadJobsInFlightConfig(env: Record<string, string | undefined>): JobsInFlightConfig {
+  const positiveWhole = (v: number) => Number.isSafeInteger(v) && v > 0;
+  return {
+    maxJobsInFlight: readNumber(env, ConsumerEnv.MAX_JOBS_IN_FLIGHT, undefined, positiveWhole, 'a whole number > 0'),
+    maxJobDurationMs: readNumber(env, ConsumerEnv.MAX_JOB_DURATION_MS, undefined, positiveWhole, 'a whole number of milliseconds > 0'),
+    recheckMs: readNumber(env, ConsumerEnv.JOB_PLACE_RECHECK_MS, 2000, (v) => v >= 1000, 'a number of milliseconds >= 1000'),
+    correlationTableName: requireString(env, ConsumerEnv.CORRELATION_TABLE_NAME),
   };
 }
 
@@ -280,8 +294,25 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
   await Promise.all(parking);
 
+  // 1b. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
+  // without waits as a delayed copy (no receive spent), asking again after `recheckMs`.
+  let ready = valid;
+  if (config.jobsInFlight) {
+    const admission = await admitJobs(valid, {
+      dynamodb: deps.clients.dynamodb,
+      pacerTableName: config.pacerTableName,
+      config: config.jobsInFlight,
+      clock,
+      logger: deps.logger,
+      metrics: deps.metrics,
+    });
+    ready = admission.admitted;
+    failures.push(...await postponeAll(admission.waiting, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
+    failures.push(...await postponeAll(admission.unknown, undefined, clock, deps));
+  }
+
   // 2. Start the valid ones, each in its slot.
-  const { notStarted, startFailures, nextFreeAtMs } = await startPaced(valid, deadline, clock, deps);
+  const { notStarted, startFailures, nextFreeAtMs } = await startPaced(ready, deadline, clock, deps);
   failures.push(...startFailures);
 
   // 3. What did not get a slot comes back when the schedule has room again: as a delayed copy (the

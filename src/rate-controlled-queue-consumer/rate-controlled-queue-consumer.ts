@@ -196,6 +196,25 @@ export interface RateControlledQueueConsumerOptions {
 /**
  * Properties for a RateControlledQueueConsumer.
  */
+/**
+ * A jobs-in-flight limit for `RateControlledQueueConsumer.limitJobsInFlight()`.
+ */
+export interface JobsInFlightLimit {
+  /** The most of the vendor's jobs in progress at once (VendorContract.maxJobsInFlight). */
+  readonly maxJobsInFlight: number;
+  /** A place not freed by a callback expires this long after it was taken (VendorContract.maxJobDuration). */
+  readonly maxJobDuration: Duration;
+  /** The correlation table: a redelivered request whose job was already submitted takes no new place. */
+  readonly correlationTable: dynamodb.ITable;
+  /**
+   * How long a request without a place waits (as a delayed copy in the queue) before it asks again.
+   * Shorter: places are reused sooner, more SQS messages. Whole seconds.
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly recheckInterval?: Duration;
+}
+
 export interface RateControlledQueueConsumerProps extends RateControlledQueueConsumerOptions {
   /** The contract: the most requests per second the vendor allows. */
   readonly requestsPerSecond: number;
@@ -278,6 +297,7 @@ export class RateControlledQueueConsumer extends Construct {
 
   private stateMachine?: sfn.IStateMachine;
   private callStateMachine?: sfn.IStateMachine;
+  private jobsInFlightLimit?: number;
 
   constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
     super(scope, id);
@@ -480,6 +500,42 @@ export class RateControlledQueueConsumer extends Construct {
     stateMachine.grantStartExecution(this.function);
   }
 
+  /**
+   * Keeps the vendor's jobs in flight at most `maxJobsInFlight` (VendorContract.maxJobsInFlight): a
+   * job submission gets a place in the pacer table before a pacing slot is reserved for it; one
+   * without waits in the queue as a delayed copy (no attempt, no receive count spent). The places
+   * are freed by the callback processor (`CallbackWebhook.freeJobPlacesIn`) or expire after
+   * `maxJobDuration`. Called once.
+   */
+  public limitJobsInFlight(limit: JobsInFlightLimit): void {
+    if (this.jobsInFlightLimit !== undefined) {
+      throw new Error('limitJobsInFlight() was already called: a consumer keeps one jobs-in-flight limit');
+    }
+    validateWholeNumber('maxJobsInFlight', limit.maxJobsInFlight, 1, 5000, 'the places are kept in one DynamoDB item of at most 400 KB');
+    validateDuration('maxJobDuration', limit.maxJobDuration, Duration.seconds(1), Duration.days(365));
+    const recheck = limit.recheckInterval ?? Duration.seconds(2);
+    validateDuration('recheckInterval', recheck, Duration.seconds(1), Duration.minutes(15), 'a waiting request is a delayed SQS copy (whole seconds, at most 15 minutes)');
+    if (!Number.isInteger(recheck.toSeconds({ integral: false }))) {
+      throw new Error(`recheckInterval must be whole seconds (given ${recheck.toHumanString()}): SQS delays messages in whole seconds`);
+    }
+    this.jobsInFlightLimit = limit.maxJobsInFlight;
+    this.function.addEnvironment(ConsumerEnv.MAX_JOBS_IN_FLIGHT, String(limit.maxJobsInFlight));
+    this.function.addEnvironment(ConsumerEnv.MAX_JOB_DURATION_MS, String(limit.maxJobDuration.toMilliseconds()));
+    this.function.addEnvironment(ConsumerEnv.JOB_PLACE_RECHECK_MS, String(recheck.toMilliseconds()));
+    this.function.addEnvironment(ConsumerEnv.CORRELATION_TABLE_NAME, limit.correlationTable.tableName);
+    // A request whose job was already submitted takes no new place (job-admission.ts).
+    limit.correlationTable.grant(this.function, 'dynamodb:GetItem');
+  }
+
+  /**
+   * The jobs-in-flight limit set by `limitJobsInFlight()`.
+   *
+   * @default - no limit
+   */
+  public get maxJobsInFlight(): number | undefined {
+    return this.jobsInFlightLimit;
+  }
+
   /** Lets `grantee` put requests on the queue. */
   public grantSendRequests(grantee: iam.IGrantable): iam.Grant {
     return this.queue.grantSendMessages(grantee);
@@ -526,6 +582,16 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public metricSlotsGivenUp(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, MetricNames.SLOTS_GIVEN_UP, 'Sum', props);
+  }
+
+  /**
+   * The vendor's jobs in flight (places held), custom metric `JobsInFlight`, published each time a
+   * place is taken or freed. Only with `limitJobsInFlight()`.
+   *
+   * @default - maximum over 1 minute
+   */
+  public metricJobsInFlight(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.JOBS_IN_FLIGHT, 'Maximum', { period: Duration.minutes(1), ...props });
   }
 
   /**

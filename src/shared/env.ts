@@ -21,6 +21,14 @@ export const ConsumerEnv = {
   PACING_LEAD_MS: 'PACING_LEAD_MS',
   /** How long correlation items live (TTL), in seconds. */
   CORRELATION_TTL_SECONDS: 'CORRELATION_TTL_SECONDS',
+  /** The contract's jobs in flight (VendorContract.maxJobsInFlight). Absent: no limit. */
+  MAX_JOBS_IN_FLIGHT: 'MAX_JOBS_IN_FLIGHT',
+  /** The contract's maxJobDuration, in milliseconds: when a job's place expires. */
+  MAX_JOB_DURATION_MS: 'MAX_JOB_DURATION_MS',
+  /** How long a request without a place waits before it asks again, in milliseconds. */
+  JOB_PLACE_RECHECK_MS: 'JOB_PLACE_RECHECK_MS',
+  /** The correlation table (jobs in flight: a request whose job was already submitted takes no place). */
+  CORRELATION_TABLE_NAME: 'CORRELATION_TABLE_NAME',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -43,6 +51,8 @@ export const CallbackEnv = {
   WEBHOOK_SIGNATURE_SECRET_ARN: 'WEBHOOK_SIGNATURE_SECRET_ARN',
   /** Largest callback body in bytes. */
   MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
+  /** The pacer table holding the jobs-in-flight places: a callback frees its job's place. Absent: no limit. */
+  JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
 } as const;
 
 /** Vendor caller (DispatchWorkflow with PacingPoint.VENDOR_CALL). */

@@ -43,4 +43,9 @@ export const MetricNames = {
   EARLY_CALLBACKS: 'EarlyCallbacks',
   /** Callback processor: webhook arrival to the waiting workflow resumed. Milliseconds. */
   CALLBACK_LATENCY: 'CallbackLatency',
+  /**
+   * Dispatcher and callback processor: the vendor's jobs in flight (places held), published each
+   * time a place is taken or freed (VendorContract.maxJobsInFlight). A gauge: read its Maximum.
+   */
+  JOBS_IN_FLIGHT: 'JobsInFlight',
 } as const;

@@ -1,0 +1,119 @@
+/**
+ * Jobs in flight at the dispatcher (`VendorContract.maxJobsInFlight`): a job submission gets a
+ * place before any pacing slot is reserved for it, so the vendor never sees job N + 1, and a request
+ * without a place reserves no slot (the pacing of the others is untouched). It waits in the queue as
+ * a delayed copy (dispatch.ts, postponeAll): no attempt, no receive count spent.
+ *
+ * Vendor calls (`callVendorTask`: result fetches, status polls) hold no place: the vendor counts
+ * jobs, not calls. See `shared/job-places.ts` for the item and its single conditional writes.
+ */
+import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import type { DispatchLogger } from './dispatch';
+import type { Clock } from './pacer';
+import { JobPlacesTable, readPlaces, placeKey, releasePlace, takePlace } from '../shared/job-places';
+import { AnyRequestMessage, CorrelationAttributes } from '../shared/messages';
+import { MetricNames } from '../shared/metrics';
+import { isVendorCallMessage } from '../shared/vendor-call';
+
+/** The dispatcher's jobs-in-flight settings (ConsumerEnv.MAX_JOBS_IN_FLIGHT and the variables after it). */
+export interface JobsInFlightConfig {
+  readonly maxJobsInFlight: number;
+  /** A place expires this long after it was taken (the contract's maxJobDuration). */
+  readonly maxJobDurationMs: number;
+  /** How long a request without a place waits before it asks again, in milliseconds (whole seconds: SQS delays). */
+  readonly recheckMs: number;
+  /** The correlation table: a request whose job was already submitted takes no new place. */
+  readonly correlationTableName: string;
+}
+
+export interface AdmissionDeps {
+  readonly dynamodb: DynamoDBClient;
+  /** The pacer table, which holds the places item. */
+  readonly pacerTableName: string;
+  readonly config: JobsInFlightConfig;
+  readonly clock: Clock;
+  readonly logger: Pick<DispatchLogger, 'info' | 'warn'>;
+  readonly metrics: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+}
+
+export interface Admission<T> {
+  /** May be paced and started: a place is held (or not needed). */
+  readonly admitted: T[];
+  /** No place: wait `recheckMs` as a delayed copy. */
+  readonly waiting: T[];
+  /** The places item could not be read or written: back to the queue after a short while. */
+  readonly unknown: T[];
+}
+
+/**
+ * Splits items into admitted, waiting and unknown, in order. Once the limit is reached, the rest
+ * are only checked against the map (a request already holding a place, e.g. a retry after a 5xx
+ * or a redelivered copy, goes on), not taken one by one.
+ */
+export async function admitJobs<T extends { readonly message: AnyRequestMessage }>(items: T[], deps: AdmissionDeps): Promise<Admission<T>> {
+  const { config } = deps;
+  const table: JobPlacesTable = { dynamodb: deps.dynamodb, tableName: deps.pacerTableName };
+  const admitted: T[] = [];
+  const waiting: T[] = [];
+  const unknown: T[] = [];
+  let full = false;
+  let heldWhenFull: Set<string> | undefined;
+  for (const item of items) {
+    const { message } = item;
+    if (isVendorCallMessage(message)) {
+      admitted.push(item);
+      continue;
+    }
+    try {
+      if (full) {
+        heldWhenFull ??= new Set((await readPlaces(table))?.places.keys() ?? []);
+        (heldWhenFull.has(placeKey(message.requestId)) ? admitted : waiting).push(item);
+        continue;
+      }
+      const now = deps.clock.now();
+      const outcome = await takePlace(table, message.requestId, config.maxJobsInFlight, now + config.maxJobDurationMs, now);
+      if (outcome.result === 'full') {
+        full = true;
+        waiting.push(item);
+        continue;
+      }
+      if (outcome.result === 'taken') {
+        deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', outcome.placesHeld ?? 0);
+        // A redelivered request whose job was already submitted (and perhaps ended: its place freed)
+        // must not hold a place again: its execution stops at AlreadySubmitted without calling the
+        // vendor. Read after the take: a callback that freed the place before the take had its job
+        // id stored before it, so a strongly consistent read sees it.
+        if (await jobAlreadySubmitted(deps, message.requestId)) {
+          const held = await releasePlace(table, message.requestId);
+          if (held !== undefined) {
+            deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
+          }
+          deps.logger.info('request already submitted: its place is given back', { requestId: message.requestId });
+        }
+      }
+      admitted.push(item);
+    } catch (error) {
+      deps.logger.warn('jobs in flight: the places could not be read or taken; the request returns to the queue', {
+        requestId: message.requestId, error,
+      });
+      unknown.push(item);
+    }
+  }
+  if (waiting.length > 0) {
+    deps.logger.info('jobs in flight at the limit: requests wait for a place', {
+      waiting: waiting.length, maxJobsInFlight: config.maxJobsInFlight, recheckMs: config.recheckMs,
+    });
+  }
+  return { admitted, waiting, unknown };
+}
+
+async function jobAlreadySubmitted(deps: AdmissionDeps, requestId: string): Promise<boolean> {
+  const out = await deps.dynamodb.send(new GetItemCommand({
+    TableName: deps.config.correlationTableName,
+    Key: { [CorrelationAttributes.REQUEST_ID]: { S: requestId } },
+    ProjectionExpression: '#job',
+    ExpressionAttributeNames: { '#job': CorrelationAttributes.JOB_ID },
+    ConsistentRead: true,
+  }));
+  return out.Item?.[CorrelationAttributes.JOB_ID] !== undefined;
+}
