@@ -129,6 +129,7 @@ const handlerLogic = [
   'src/shared/handler-metrics.ts',
   'src/rate-controlled-queue-consumer/job-admission.ts',
   'src/shared/job-places.ts',
+  'src/dispatch-workflow/refused-submission.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

@@ -127,6 +127,14 @@ export interface DispatchWorkflowProps extends DispatchWorkflowOptions {
    * @default - the workflow calls the proxy with apigateway:invoke (PacingPoint.DISPATCH)
    */
   readonly pacing?: VendorCallPacing;
+  /**
+   * Jobs in flight (VendorContract.maxJobsInFlight): the table holding the places (the consumer's
+   * pacer table). With `pacing`, the vendor caller frees the place of a job the vendor refused with
+   * a final 4xx (refused-submission.ts).
+   *
+   * @default - no jobs-in-flight limit
+   */
+  readonly jobPlacesTable?: dynamodb.ITable;
 }
 
 /**
@@ -579,6 +587,10 @@ export class DispatchWorkflow extends Construct {
       },
     });
     props.proxy.grantInvoke(fn);
+    if (props.jobPlacesTable) {
+      fn.addEnvironment(VendorCallerEnv.JOB_PLACES_TABLE_NAME, props.jobPlacesTable.tableName);
+      props.jobPlacesTable.grant(fn, 'dynamodb:UpdateItem');
+    }
     // PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
     pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     if (pacing.dynamicDelay) {

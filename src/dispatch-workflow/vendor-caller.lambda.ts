@@ -8,8 +8,10 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { createRequestPreparer } from './prepared-request';
+import { freePlaceOfRefusedSubmission } from './refused-submission';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
 import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
+import { VendorCallerEnv } from '../shared/env';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 
 const logger = new Logger({ serviceName: 'vendor-caller' });
@@ -34,7 +36,7 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
     logger.addContext(context);
   }
   try {
-    return await callVendor(event, {
+    const result = await callVendor(event, {
       dynamodb,
       config,
       sign,
@@ -49,6 +51,10 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
         await prepare(config.proxyUrl, { method: 'HEAD', headers: {} }).send(AbortSignal.timeout(2000));
       },
     });
+    // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
+    const jobPlacesTableName = process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME];
+    await freePlaceOfRefusedSubmission(event, result, { dynamodb, jobPlacesTableName, logger, metrics });
+    return result;
   } finally {
     metrics.publish();
   }

@@ -601,6 +601,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           dynamicDelay: this.consumer.dynamicDelay,
         }
         : undefined,
+      jobPlacesTable: contract.maxJobsInFlight !== undefined ? this.consumer.pacerTable : undefined,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
@@ -851,7 +852,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
     this.vendorCallWorkflow?.grantTaskResponses(stateMachine);
     iam.Grant.addToPrincipal({
       grantee: this.consumer.function,
-      actions: ['states:SendTaskFailure'],
+      // Jobs in flight: the dispatcher gives a new place back when the waiting task is closed (job-admission.ts).
+      actions: this.contract.maxJobsInFlight !== undefined ? ['states:SendTaskFailure', 'states:SendTaskHeartbeat'] : ['states:SendTaskFailure'],
       resourceArns: [stateMachine.stateMachineArn],
     });
 

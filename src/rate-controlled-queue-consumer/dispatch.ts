@@ -300,6 +300,7 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   if (config.jobsInFlight) {
     const admission = await admitJobs(valid, {
       dynamodb: deps.clients.dynamodb,
+      sfn: deps.clients.sfn,
       pacerTableName: config.pacerTableName,
       config: config.jobsInFlight,
       clock,

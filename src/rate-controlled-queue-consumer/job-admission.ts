@@ -8,6 +8,7 @@
  * jobs, not calls. See `shared/job-places.ts` for the item and its single conditional writes.
  */
 import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { DispatchLogger } from './dispatch';
 import type { Clock } from './pacer';
 import { JobPlacesTable, readPlaces, placeKey, releasePlace, takePlace } from '../shared/job-places';
@@ -28,6 +29,8 @@ export interface JobsInFlightConfig {
 
 export interface AdmissionDeps {
   readonly dynamodb: DynamoDBClient;
+  /** For SendTaskHeartbeat: a request whose waiting workflow already ended takes no place. */
+  readonly sfn: SFNClient;
   /** The pacer table, which holds the places item. */
   readonly pacerTableName: string;
   readonly config: JobsInFlightConfig;
@@ -83,12 +86,16 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
         // must not hold a place again: its execution stops at AlreadySubmitted without calling the
         // vendor. Read after the take: a callback that freed the place before the take had its job
         // id stored before it, so a strongly consistent read sees it.
-        if (await jobAlreadySubmitted(deps, message.requestId)) {
+        // Likewise a request whose waiting workflow already ended (timed out while it waited for a
+        // place): its execution stops at WaitingWorkflowEnded, the vendor is not called.
+        const noCall = await jobAlreadySubmitted(deps, message.requestId) ? 'already submitted'
+          : await waitingWorkflowEnded(deps, message.taskToken) ? 'its waiting workflow has ended' : undefined;
+        if (noCall) {
           const held = await releasePlace(table, message.requestId);
           if (held !== undefined) {
             deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
           }
-          deps.logger.info('request already submitted: its place is given back', { requestId: message.requestId });
+          deps.logger.info(`request will not call the vendor (${noCall}): its place is given back`, { requestId: message.requestId });
         }
       }
       admitted.push(item);
@@ -116,4 +123,19 @@ async function jobAlreadySubmitted(deps: AdmissionDeps, requestId: string): Prom
     ConsistentRead: true,
   }));
   return out.Item?.[CorrelationAttributes.JOB_ID] !== undefined;
+}
+
+/**
+ * SendTaskHeartbeat errors that mean the waiting task is closed (what CheckWaitingWorkflow catches,
+ * TASK_CLOSED_ERRORS, without the integration prefix). Any other error: assume it still waits.
+ */
+const TASK_CLOSED = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+
+async function waitingWorkflowEnded(deps: AdmissionDeps, taskToken: string): Promise<boolean> {
+  try {
+    await deps.sfn.send(new SendTaskHeartbeatCommand({ taskToken }));
+    return false;
+  } catch (error) {
+    return TASK_CLOSED.has((error as Error).name);
+  }
 }

@@ -74,4 +74,6 @@ export const VendorCallerEnv = {
   DEFAULT_PAUSE_MS: 'DEFAULT_PAUSE_MS',
   /** Cap of Retry-After, in milliseconds. */
   MAX_PAUSE_MS: 'MAX_PAUSE_MS',
+  /** The pacer table holding the jobs-in-flight places: a submission refused with a final 4xx frees its place. Absent: no limit. */
+  JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
 } as const;

@@ -5,6 +5,7 @@
 import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, RateControlledQueueConsumer, VendorContract } from '../../src';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
@@ -50,11 +51,22 @@ describe('VendorContract.maxJobsInFlight', () => {
       CORRELATION_TABLE_NAME: correlationTable,
     });
     expect(environmentOf(template, stack, o.webhook.processor)).toMatchObject({ JOB_PLACES_TABLE_NAME: pacerTable });
+    // A submission the vendor refuses (final 4xx) frees its place at the vendor caller.
+    expect(environmentOf(template, stack, o.dispatch.vendorCaller!)).toMatchObject({ JOB_PLACES_TABLE_NAME: pacerTable });
     // The dispatcher reads the correlation table (already submitted?); the processor writes the places item.
     const dispatcher = statementsOfRole(template, stack, o.consumer.function.role!);
     expect(JSON.stringify(resourcesGranted(dispatcher, 'dynamodb:GetItem'))).toContain(logicalIdOf(stack, o.table.table));
     const processor = statementsOfRole(template, stack, o.webhook.processor.role!);
     expect(JSON.stringify(resourcesGranted(processor, 'dynamodb:UpdateItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
+  });
+
+  test('GIVEN a registered workflow WHEN jobs in flight are limited THEN the dispatcher may check whether its tasks still wait (SendTaskHeartbeat)', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 3 }), stack);
+    const main = new sfn.StateMachine(stack, 'Main', { definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, 'Nothing')) });
+    o.registerWorkflow(main);
+    const dispatcher = statementsOfRole(Template.fromStack(stack), stack, o.consumer.function.role!);
+    expect(JSON.stringify(resourcesGranted(dispatcher, 'states:SendTaskHeartbeat'))).toContain(logicalIdOf(stack, main));
   });
 
   test('GIVEN maxJobsInFlight without maxJobDuration WHEN the orchestrator is built THEN places expire after callbackTimeout', () => {
@@ -70,6 +82,7 @@ describe('VendorContract.maxJobsInFlight', () => {
     expect(o.consumer.maxJobsInFlight).toBeUndefined();
     expect(environmentOf(template, stack, o.consumer.function)).not.toHaveProperty('MAX_JOBS_IN_FLIGHT');
     expect(environmentOf(template, stack, o.webhook.processor)).not.toHaveProperty('JOB_PLACES_TABLE_NAME');
+    expect(environmentOf(template, stack, o.dispatch.vendorCaller!)).not.toHaveProperty('JOB_PLACES_TABLE_NAME');
   });
 });
 

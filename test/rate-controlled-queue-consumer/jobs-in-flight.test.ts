@@ -4,7 +4,7 @@
  * admission on fake time (Step Functions and SQS mocked).
  */
 import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { SFNClient, StartExecutionCommand, StartExecutionCommandInput } from '@aws-sdk/client-sfn';
+import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand, StartExecutionCommandInput, TaskTimedOut } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -186,6 +186,7 @@ describe('admitJobs', () => {
   function admissionDeps(tables: { pacer: string; correlation: string }, metrics = fakeMetrics()): AdmissionDeps {
     return {
       dynamodb: client,
+      sfn: new SFNClient({}),
       pacerTableName: tables.pacer,
       config: { maxJobsInFlight: 1, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation },
       clock: fakeClock(),
@@ -222,6 +223,23 @@ describe('admitJobs', () => {
     const state = (await readPlaces({ dynamodb: client, tableName: tables.pacer }))!;
     expect([...state.places.keys()]).toEqual([placeKey('next')]);
     expect(metrics.values(MetricNames.JOBS_IN_FLIGHT)).toEqual([1, 0, 1]);
+  });
+
+  test('GIVEN a request whose waiting workflow timed out while it waited WHEN it gets a place THEN the place is given back', async () => {
+    const tables = await freshTables();
+    sfn.on(SendTaskHeartbeatCommand, { taskToken: 'token-orphan' }).rejects(new TaskTimedOut({ message: 'timed out', $metadata: {} }));
+    const admission = await admitJobs([{ message: message('orphan') }, { message: message('next') }], admissionDeps(tables));
+    // Admitted: its execution ends at WaitingWorkflowEnded without calling the vendor, and holds no place.
+    expect(admission.admitted.map((i) => i.message.requestId)).toEqual(['orphan', 'next']);
+    expect([...(await readPlaces({ dynamodb: client, tableName: tables.pacer }))!.places.keys()]).toEqual([placeKey('next')]);
+  });
+
+  test('GIVEN the heartbeat fails for another reason WHEN a request gets a place THEN it keeps it (assumed still waiting)', async () => {
+    const tables = await freshTables();
+    sfn.on(SendTaskHeartbeatCommand).rejects(Object.assign(new Error('slow down'), { name: 'ThrottlingException' }));
+    const admission = await admitJobs([{ message: message('a') }], admissionDeps(tables));
+    expect(admission.admitted).toHaveLength(1);
+    expect((await readPlaces({ dynamodb: client, tableName: tables.pacer }))!.held).toBe(1);
   });
 
   test('GIVEN DynamoDB fails WHEN admitting THEN the submissions are unknown (nothing is sent without a place)', async () => {
