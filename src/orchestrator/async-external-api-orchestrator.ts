@@ -60,6 +60,14 @@ export interface OrchestratorMonitoringOptions {
    * @default - no topic
    */
   readonly alarmTopic?: sns.ITopic;
+
+  /**
+   * With `contract.maxJobsInFlight`: `jobsInFlightAlarm` fires when the jobs in flight stayed at
+   * the limit this long (requests waiting for places). Whole minutes.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly jobsAtLimitAlarmAfter?: Duration;
 }
 
 /**
@@ -486,6 +494,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
   /** Fires when a callback was rejected (malformed, no job id, too large) within 5 minutes. */
   public readonly rejectedCallbacksAlarm: cloudwatch.IAlarm;
   /**
+   * Fires when the vendor's jobs in flight stayed at `contract.maxJobsInFlight` for
+   * `monitoring.jobsAtLimitAlarmAfter` (15 minutes by default).
+   *
+   * @default - none without `contract.maxJobsInFlight`
+   */
+  public readonly jobsInFlightAlarm?: cloudwatch.IAlarm;
+  /**
    * Every alarm of the orchestrator: the ones above and one per registered workflow (its
    * executions failed or timed out), added by `registerWorkflow()`.
    */
@@ -612,8 +627,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
         // Without a stated maximum, a job is assumed to end by the time its workflow stops waiting.
         maxJobDuration: contract.maxJobDuration ?? props.callbackTimeout,
         correlationTable: this.table.table,
+        atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
       });
       this.webhook.freeJobPlacesIn(this.consumer.pacerTable);
+      this.jobsInFlightAlarm = this.trackAlarm(this.consumer.jobsInFlightAlarm as cloudwatch.Alarm);
+    } else if (props.monitoring?.jobsAtLimitAlarmAfter !== undefined) {
+      throw new Error(`monitoring.jobsAtLimitAlarmAfter is given (${props.monitoring.jobsAtLimitAlarmAfter.toHumanString()}) but the contract has no maxJobsInFlight: give contract: VendorContract.of({ ..., maxJobsInFlight }) or remove it`);
     }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
@@ -917,6 +936,16 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricDispatchedRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.consumer.metricDispatchedRequests(props);
+  }
+
+  /**
+   * The vendor's jobs in flight (places held), custom metric `JobsInFlight`: published when a place
+   * is taken or freed, and while requests wait for one. Only with `contract.maxJobsInFlight`.
+   *
+   * @default - maximum over 1 minute
+   */
+  public metricJobsInFlight(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricJobsInFlight(props);
   }
 
   /**

@@ -161,16 +161,26 @@ export class OrchestratorDashboard extends Construct {
       height: HEIGHT,
     });
 
-    this.dashboard = new cloudwatch.Dashboard(this, 'Resource', {
-      dashboardName,
-      widgets: [
-        [header],
-        [rate, backlog],
-        [inFlight, latency],
-        [deadLetters, dispatchFailures, this.workflowsWidget],
-        [throttles, callbacks, pacing],
-      ],
-    });
+    const rows: cloudwatch.IWidget[][] = [
+      [header],
+      [rate, backlog],
+      [inFlight, latency],
+      [deadLetters, dispatchFailures, this.workflowsWidget],
+      [throttles, callbacks, pacing],
+    ];
+    const maxJobs = o.contract.maxJobsInFlight;
+    if (maxJobs !== undefined) {
+      // Only with the limit: dashboards of orchestrators without it stay as they are.
+      rows.push([new cloudwatch.GraphWidget({
+        title: 'Vendor jobs in flight (places held) vs the contract',
+        left: [o.metricJobsInFlight({ statistic: 'Maximum', period, label: 'jobs in flight (JobsInFlight, maximum)' })],
+        leftAnnotations: [{ value: maxJobs, label: `contract: ${maxJobs} jobs in flight`, color: cloudwatch.Color.RED }],
+        leftYAxis: { min: 0, label: 'jobs', showUnits: false },
+        width: 24,
+        height: HEIGHT,
+      })]);
+    }
+    this.dashboard = new cloudwatch.Dashboard(this, 'Resource', { dashboardName, widgets: rows });
   }
 
   /** Charts the failed and timed-out executions of a registered workflow. */

@@ -76,6 +76,10 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
       const now = deps.clock.now();
       const outcome = await takePlace(table, message.requestId, config.maxJobsInFlight, now + config.maxJobDurationMs, now);
       if (outcome.result === 'full') {
+        // Published while requests wait too, so that the at-limit alarm sees every minute of it.
+        if (outcome.placesHeld !== undefined) {
+          deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', outcome.placesHeld);
+        }
         full = true;
         waiting.push(item);
         continue;

@@ -213,6 +213,13 @@ export interface JobsInFlightLimit {
    * @default Duration.seconds(2)
    */
   readonly recheckInterval?: Duration;
+  /**
+   * The `jobsInFlightAlarm` fires when the jobs in flight stayed at the limit this long (every
+   * minute of it): requests have been waiting for places. Whole minutes.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly atLimitAlarmAfter?: Duration;
 }
 
 export interface RateControlledQueueConsumerProps extends RateControlledQueueConsumerOptions {
@@ -298,6 +305,7 @@ export class RateControlledQueueConsumer extends Construct {
   private stateMachine?: sfn.IStateMachine;
   private callStateMachine?: sfn.IStateMachine;
   private jobsInFlightLimit?: number;
+  private atLimitAlarm?: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
     super(scope, id);
@@ -525,6 +533,33 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(ConsumerEnv.CORRELATION_TABLE_NAME, limit.correlationTable.tableName);
     // A request whose job was already submitted takes no new place (job-admission.ts).
     limit.correlationTable.grant(this.function, 'dynamodb:GetItem');
+
+    const alarmAfter = limit.atLimitAlarmAfter ?? Duration.minutes(15);
+    validateDuration('atLimitAlarmAfter', alarmAfter, Duration.minutes(1), Duration.days(1));
+    const minutes = alarmAfter.toMinutes(); // throws unless whole minutes
+    // The gauge is published when a place is taken or freed, and each time a waiting request finds
+    // the limit full (every recheckInterval): while requests wait, every minute has a datapoint.
+    // No datapoint: nothing changed and nobody waited, which is not "requests kept waiting".
+    this.atLimitAlarm = new cloudwatch.Alarm(this, 'JobsInFlightAlarm', {
+      alarmDescription: `The vendor's jobs in flight stayed at the contract's limit of ${limit.maxJobsInFlight} for ${alarmAfter.toHumanString()}: requests are waiting for places. `
+        + 'Check that callbacks arrive (a lost callback holds its place until maxJobDuration), the vendor\'s job durations, and whether the contract allows more jobs.',
+      metric: this.metricJobsInFlight({ statistic: 'Maximum', period: Duration.minutes(1) }),
+      threshold: limit.maxJobsInFlight,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: minutes,
+      datapointsToAlarm: minutes,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
+  /**
+   * Fires when the jobs in flight stayed at the limit for `atLimitAlarmAfter` (requests waiting for
+   * places). Only with `limitJobsInFlight()`.
+   *
+   * @default - none without a jobs-in-flight limit
+   */
+  public get jobsInFlightAlarm(): cloudwatch.IAlarm | undefined {
+    return this.atLimitAlarm;
   }
 
   /**

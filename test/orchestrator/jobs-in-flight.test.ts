@@ -86,6 +86,59 @@ describe('VendorContract.maxJobsInFlight', () => {
   });
 });
 
+describe('jobs in flight: gauge, alarm, dashboard', () => {
+  test('GIVEN maxJobsInFlight WHEN the orchestrator is built THEN an alarm fires after 15 minutes at the limit and is one of its alarms', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 7 }), stack);
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'JobsInFlight',
+      Namespace: 'CdkAsyncExternalApi',
+      Dimensions: [{ Name: 'Scope', Value: o.metricsScope }],
+      Statistic: 'Maximum',
+      Period: 60,
+      Threshold: 7,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      EvaluationPeriods: 15,
+      DatapointsToAlarm: 15,
+      TreatMissingData: 'notBreaching',
+    });
+    expect(o.jobsInFlightAlarm).toBeDefined();
+    expect(o.alarms).toContain(o.jobsInFlightAlarm);
+    expect(o.metricJobsInFlight().metricName).toBe('JobsInFlight');
+    // The dashboard charts the gauge against the contract.
+    const body = JSON.stringify(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(body).toContain('Vendor jobs in flight (places held) vs the contract');
+    expect(body).toContain('contract: 7 jobs in flight');
+  });
+
+  test('GIVEN monitoring.jobsAtLimitAlarmAfter WHEN built THEN the alarm waits that many minutes', () => {
+    const stack = testStack();
+    new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: VENDOR_URL,
+      contract: VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 7 }),
+      callbackTimeout: Duration.hours(2),
+      monitoring: { jobsAtLimitAlarmAfter: Duration.minutes(5) },
+    });
+    Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'JobsInFlight', EvaluationPeriods: 5 });
+  });
+
+  test('GIVEN monitoring.jobsAtLimitAlarmAfter without maxJobsInFlight WHEN built THEN it is refused', () => {
+    expect(() => new AsyncExternalApiOrchestrator(testStack(), 'Vendor', {
+      vendorUrl: VENDOR_URL, requestsPerSecond: 10, callbackTimeout: Duration.hours(2), monitoring: { jobsAtLimitAlarmAfter: Duration.minutes(5) },
+    })).toThrow(/monitoring.jobsAtLimitAlarmAfter is given \(5 minutes\) but the contract has no maxJobsInFlight/);
+  });
+
+  test('GIVEN no maxJobsInFlight WHEN built THEN there is no jobs-in-flight alarm or widget', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10 }), stack);
+    const template = Template.fromStack(stack);
+    expect(o.jobsInFlightAlarm).toBeUndefined();
+    expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'JobsInFlight' } }))).toHaveLength(0);
+    expect(JSON.stringify(template.findResources('AWS::CloudWatch::Dashboard'))).not.toContain('Vendor jobs in flight');
+  });
+});
+
 describe('RateControlledQueueConsumer.limitJobsInFlight', () => {
   function consumer(stack: Stack): { c: RateControlledQueueConsumer; table: dynamodb.Table } {
     const table = new dynamodb.Table(stack, 'Correlation', { partitionKey: { name: 'requestId', type: dynamodb.AttributeType.STRING } });
