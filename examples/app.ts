@@ -8,7 +8,7 @@
 import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { AsyncExternalApiOrchestrator, DynamicDelayOptions } from '../src';
+import { AsyncExternalApiOrchestrator, DynamicDelayOptions, VendorContract } from '../src';
 
 export interface ExampleStackProps extends StackProps {
   /** The vendor contract, requests per second. */
@@ -34,6 +34,8 @@ export interface ExampleStackProps extends StackProps {
    * true; the benchmark turns it off to measure submissions alone.
    */
   readonly fetchResult?: boolean;
+  /** The vendor's jobs in flight (VendorContract.maxJobsInFlight). Default: no limit. */
+  readonly maxJobsInFlight?: number;
 }
 
 export class ExampleStack extends Stack {
@@ -45,7 +47,9 @@ export class ExampleStack extends Stack {
 
     this.orchestrator = new AsyncExternalApiOrchestrator(this, 'Vendor', {
       vendorUrl: props.vendorUrl ?? 'https://vendor.example.com/v1/jobs',
-      requestsPerSecond: props.requestsPerSecond ?? 10,
+      ...(props.maxJobsInFlight === undefined
+        ? { requestsPerSecond: props.requestsPerSecond ?? 10 }
+        : { contract: VendorContract.of({ requestsPerSecond: props.requestsPerSecond ?? 10, maxJobsInFlight: props.maxJobsInFlight }) }),
       batchSize: 20,
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),

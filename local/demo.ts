@@ -55,6 +55,8 @@ export interface DemoOptions {
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
   readonly progress: boolean;
+  /** The contract's jobs in flight (and the simulator's limit); 0: no limit. */
+  readonly maxJobsInFlight: number;
 }
 
 export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
@@ -81,6 +83,7 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
+  maxJobsInFlight: 0,
 };
 
 export interface DemoResult {
@@ -110,6 +113,13 @@ export interface DemoResult {
   readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
+  /**
+   * Violations per limit, counted by the vendor simulator: `rate` (windows over the contract),
+   * `inFlight` (submissions refused because the vendor already ran maxJobsInFlight jobs).
+   */
+  readonly violationsByLimit: { readonly rate: number; readonly inFlight: number };
+  /** The most jobs the vendor saw in progress at once (plus one at a refused submission). */
+  readonly maxJobsInFlightObserved: number;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -140,6 +150,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     lead: Duration.millis(options.leadMs),
     fireTolerance: Duration.millis(options.fireToleranceMs),
     latenessTolerance: Duration.millis(options.latenessToleranceMs),
+    ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
   }, outdir);
   app.synth();
   log(`synthesized ${stack.stackName} into ${outdir}`);
@@ -158,6 +169,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     earlyCallbackRate: options.earlyCallbackRate,
     malformedCallbackRate: options.malformedCallbackRate,
     forgedCallbackRate: options.forgedCallbackRate,
+    ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
   });
   const vendorBase = vendor.base;
   try {
@@ -278,6 +290,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
+      violationsByLimit: {
+        rate: violations(arrivals, Math.max(1, Math.floor(options.rps))),
+        inFlight: vendorStats.jobsInFlight.violations,
+      },
+      maxJobsInFlightObserved: vendorStats.jobsInFlight.maxObserved,
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -307,6 +324,8 @@ const WAIT_SLACK_MS = 30_000;
 const MAX_TIMEOUT_WAIT_MS = 5 * 60_000;
 /** Callback -> webhook -> queue -> processor -> SendTaskSuccess on the local runtime. */
 const LOCAL_DELIVERY_MS = 1000;
+/** The dispatcher's default recheck of a request waiting for a place (RateControlledQueueConsumer.limitJobsInFlight). */
+const JOB_PLACE_RECHECK_MS = 2000;
 
 /**
  * How long the demo waits for the requests to end, from the work they make: every vendor call
@@ -324,7 +343,12 @@ export function demoWaitMs(o: DemoOptions): number {
   const pausesMs = o.requests * o.vendor429Rate * VENDOR_PAUSE_MS;
   const workMs = o.leadMs + (calls * slotMs + pausesMs) * LOCAL_SLOWDOWN
     + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
-  return Math.max(workMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
+  // With a jobs-in-flight limit, at most N jobs run at once: each holds its place from its
+  // submission until its callback is processed, and a waiting request asks again every 2 s.
+  const inFlightMs = o.maxJobsInFlight > 0
+    ? Math.ceil(o.requests / o.maxJobsInFlight) * (o.vendorLatencyMs + o.callbackDelayMs + LOCAL_DELIVERY_MS + JOB_PLACE_RECHECK_MS) * LOCAL_SLOWDOWN
+    : 0;
+  return Math.max(workMs, inFlightMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
 }
 
 /** Longest wait for the callbacks to settle. */
@@ -524,6 +548,8 @@ export function formatSummary(r: DemoResult): string {
     ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
+    ['violations by limit (counted by the vendor)', Object.entries(r.violationsByLimit).map(([k, v]) => `${k}: ${v}`).join(', ')],
+    ['most jobs in flight at the vendor', String(r.maxJobsInFlightObserved)],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
@@ -570,6 +596,7 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--fire-tolerance-ms': 'fireToleranceMs',
   '--lateness-tolerance-ms': 'latenessToleranceMs',
   '--wait-ms': 'waitMs',
+  '--max-jobs-in-flight': 'maxJobsInFlight',
 };
 
 export function parseDemoArgs(argv: string[]): DemoOptions {
@@ -596,6 +623,9 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
     }
     if (key.endsWith('Rate') && value > 1) {
       throw new Error(`${flag} is a fraction of requests between 0 and 1 (given ${value})`);
+    }
+    if (key === 'maxJobsInFlight' && !Number.isInteger(value)) {
+      throw new Error(`${flag} is a whole number of jobs (given ${value})`);
     }
     if ((key === 'requests' || key === 'rps') && value === 0) {
       throw new Error(`${flag} must be above 0`);

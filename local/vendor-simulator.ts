@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { UrlRewriter } from './types';
+import { VendorJobsInFlight, VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { SignatureSpec } from '../src/callback-webhook/signature-spec';
 import { signCallback } from '../src/callback-webhook/signature-verification';
 
@@ -94,6 +95,11 @@ export interface VendorSimulatorOptions {
   readonly resultPaddingBytes?: number;
   /** Milliseconds since the epoch, for arrival times. @default Date.now */
   readonly clock?: () => number;
+  /**
+   * Jobs in progress at once: a submission beyond it gets 429 and counts as a violation
+   * (local/vendor-jobs-in-flight.ts). @default - no limit (jobs in flight still measured)
+   */
+  readonly maxJobsInFlight?: number;
 }
 
 /** A fault the simulator injects into one request id. */
@@ -167,6 +173,8 @@ export interface VendorStats {
    * caller's signature, signing time, payload hash or session token must never reach a vendor.
    */
   readonly callsWithAwsSignature: number;
+  /** Jobs in flight as the vendor counts them (see maxJobsInFlight). */
+  readonly jobsInFlight: VendorJobsInFlightStats;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -232,6 +240,7 @@ export class VendorSimulator {
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private readonly inflight = new Set<http.ClientRequest>();
   private readonly agent = new http.Agent({ keepAlive: false });
+  private readonly jobsInFlight: VendorJobsInFlight;
   private readonly counters = {
     submissions: 0,
     accepted: 0,
@@ -256,6 +265,8 @@ export class VendorSimulator {
     this.closedWindow = (options.window ?? 'closed') === 'closed';
     this.clock = options.clock ?? Date.now;
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
+    // Its own wall clock (only for the time-weighted mean): the `clock` option scripts arrival times.
+    this.jobsInFlight = new VendorJobsInFlight(options.maxJobsInFlight, Date.now);
   }
 
   /** Starts the vendor on 127.0.0.1 (a free port); resolves with its base URL. */
@@ -344,6 +355,7 @@ export class VendorSimulator {
       forgedSent: c.forgedSent,
       resultFetches: c.resultFetches,
       callsWithAwsSignature: c.callsWithAwsSignature,
+      jobsInFlight: this.jobsInFlight.stats(),
       requests,
     };
   }
@@ -413,8 +425,16 @@ export class VendorSimulator {
       return;
     }
 
+    // Jobs in flight: job N + 1 is refused, as a strict vendor would.
+    if (!this.jobsInFlight.admits()) {
+      await this.answer(res, {
+        status: 429, body: { error: `too many jobs in flight: at most ${this.options.maxJobsInFlight}` }, headers: { 'Retry-After': '1' },
+      }, delay);
+      return;
+    }
     state.firstAcceptedAtMs ??= arrivedAtMs;
     const job = this.acceptJob(state, req, parsed);
+    this.jobsInFlight.start(job.jobId);
     const answer: Answer = { status: 202, body: { jobId: job.jobId } };
     if (faults.has('earlyCallback') && this.willCallBack(job)) {
       // The callback reaches the webhook before the caller learns the job id.
@@ -428,6 +448,9 @@ export class VendorSimulator {
     await this.answer(res, answer, delay);
     if (this.willCallBack(job)) {
       void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.runCallbacks(job, false));
+    } else {
+      // No callback (lost, or no URL): the job still ends on the vendor's side.
+      void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.jobsInFlight.end(job.jobId));
     }
   }
 
@@ -525,6 +548,8 @@ export class VendorSimulator {
   /** Forged (if any), genuine, duplicate (if any), one after the other. */
   private async runCallbacks(job: Job, early: boolean, firstAttemptDone: () => void = () => undefined): Promise<void> {
     const state = this.stateOf(job.requestId);
+    // The job is done on the vendor's side when it starts calling back.
+    this.jobsInFlight.end(job.jobId);
     try {
       if (this.stopped) {
         return; // stop() cancels callbacks that have not started

@@ -531,3 +531,51 @@ describe('VendorSimulatorHost: the simulator in its own worker thread (benchmark
     await expect(VendorSimulatorHost.start({ requestsPerSecond: 0 })).rejects.toThrow(/requestsPerSecond/);
   }, 30_000);
 });
+
+describe('VendorSimulator: jobs in flight (maxJobsInFlight)', () => {
+  test('GIVEN maxJobsInFlight 2 WHEN a third job is submitted while two run THEN it gets 429 and counts as a violation', async () => {
+    // GIVEN: callbacks 300 ms after the answer, so the first two jobs are still running
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 2, callbackDelayMs: 300 });
+
+    // WHEN
+    const answers = [await submit(base, 'r-1'), await submit(base, 'r-2'), await submit(base, 'r-3')];
+
+    // THEN
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 429]);
+    expect(answers[2].body.error).toMatch(/too many jobs in flight: at most 2/);
+    expect(vendor.stats().jobsInFlight).toMatchObject({ limit: 2, now: 2, maxObserved: 3, violations: 1 });
+  });
+
+  test('GIVEN a job has called back WHEN the next job is submitted THEN it is accepted (a place is free again)', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, callbackDelayMs: 10 });
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 1);
+
+    // WHEN
+    const res = await submit(base, 'r-2');
+
+    // THEN
+    expect(res.status).toBe(202);
+    expect(vendor.stats().jobsInFlight).toMatchObject({ maxObserved: 1, violations: 0 });
+  });
+
+  test('GIVEN a job that is never called back WHEN its callback delay has passed THEN it has ended on the vendor\'s side', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, noCallbackRate: 1, callbackDelayMs: 20 });
+    await submit(base, 'r-1');
+    await sleep(100);
+
+    // WHEN / THEN
+    expect(vendor.stats().jobsInFlight.now).toBe(0);
+    expect((await submit(base, 'r-2')).status).toBe(202);
+  });
+
+  test('GIVEN no limit WHEN jobs run THEN jobs in flight are still measured', async () => {
+    const { vendor, base } = await startVendor({ callbackDelayMs: 300 });
+    await submit(base, 'r-1');
+    await submit(base, 'r-2');
+    expect(vendor.stats().jobsInFlight).toMatchObject({ now: 2, maxObserved: 2, violations: 0 });
+    expect(vendor.stats().jobsInFlight).not.toHaveProperty('limit');
+  });
+});
