@@ -36,6 +36,8 @@ export interface ExampleStackProps extends StackProps {
   readonly fetchResult?: boolean;
   /** The vendor's jobs in flight (VendorContract.maxJobsInFlight). Default: no limit. */
   readonly maxJobsInFlight?: number;
+  /** With maxJobsInFlight: when a place not freed by a callback expires. Default: callbackTimeout. */
+  readonly maxJobDuration?: Duration;
 }
 
 export class ExampleStack extends Stack {
@@ -49,7 +51,11 @@ export class ExampleStack extends Stack {
       vendorUrl: props.vendorUrl ?? 'https://vendor.example.com/v1/jobs',
       ...(props.maxJobsInFlight === undefined
         ? { requestsPerSecond: props.requestsPerSecond ?? 10 }
-        : { contract: VendorContract.of({ requestsPerSecond: props.requestsPerSecond ?? 10, maxJobsInFlight: props.maxJobsInFlight }) }),
+        : {
+          contract: VendorContract.of({
+            requestsPerSecond: props.requestsPerSecond ?? 10, maxJobsInFlight: props.maxJobsInFlight, maxJobDuration: props.maxJobDuration,
+          }),
+        }),
       batchSize: 20,
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),

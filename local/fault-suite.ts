@@ -21,6 +21,7 @@ import { Duration } from 'aws-cdk-lib';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
+import { VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { VendorSimulator, VendorSimulatorOptions } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
 
@@ -94,6 +95,8 @@ export interface FaultScenarioResult {
   /** Answers the vendor gave from its injected faults (503s, 400s, 429s). */
   readonly vendorFaultAnswers: { readonly error: number; readonly reject: number; readonly throttle: number };
   readonly vendorCallbacks: number;
+  /** Jobs in flight as the vendor counted them (violations: submissions refused for its limit). */
+  readonly vendorJobsInFlight: VendorJobsInFlightStats;
   readonly injected: FaultCounters;
   /** Per request: its outcome (`SUCCEEDED`, `FAILED:<error>`, `RUNNING`), the vendor faults it got, its first job id. */
   readonly perRequest: Record<string, { outcome: string; vendorFaults: string[]; jobId?: string }>;
@@ -103,11 +106,19 @@ export interface FaultScenarioResult {
 const VENDOR_HOST = 'vendor.example.com';
 
 /** Synthesizes the example app and starts it on the local runtime with a fault injector. */
-export async function startFaultSuite(options: { logFile?: string; warmUp?: boolean } = {}): Promise<FaultSuiteContext> {
+export async function startFaultSuite(options: {
+  logFile?: string;
+  warmUp?: boolean;
+  /** The contract's jobs in flight (local/fault-suite-jobs-in-flight.ts). @default - no limit */
+  maxJobsInFlight?: number;
+  maxJobDuration?: Duration;
+} = {}): Promise<FaultSuiteContext> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
   const { app, stack } = buildExampleApp({
     requestsPerSecond: SUITE_RPS,
     callbackTimeout: Duration.millis(SUITE_CALLBACK_TIMEOUT_MS),
+    maxJobsInFlight: options.maxJobsInFlight,
+    maxJobDuration: options.maxJobDuration,
   }, outdir);
   app.synth();
   const faults = new FaultInjector();
@@ -310,6 +321,7 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       vendorSubmissions: stats.submissions,
       vendorFaultAnswers: stats.faultAnswers,
       vendorCallbacks: stats.callbacksSent + stats.forgedSent,
+      vendorJobsInFlight: stats.jobsInFlight,
       injected,
       perRequest,
       elapsedMs: Date.now() - started,
@@ -339,7 +351,7 @@ async function correlationStatuses(ctx: FaultSuiteContext, requestIds: string[])
 }
 
 /** POSTs each request's genuine callback body again, later, to the URL the vendor called back. */
-async function replayCallbacks(_ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]): Promise<void> {
+export async function replayCallbacks(_ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]): Promise<void> {
   const stats = vendor.stats();
   const delivered = vendor.callbacks().filter((c) => c.kind === 'genuine' && c.outcome === 'delivered');
   for (const requestId of requestIds) {
