@@ -19,8 +19,14 @@ export interface VendorJobsInFlightStats {
   readonly maxObserved: number;
   /** Submissions refused (429) because `limit` jobs were already in progress. */
   readonly violations: number;
-  /** Time-weighted mean of the jobs in progress between the first job's start and now (or the last change). */
+  /** Time-weighted mean of the jobs in progress between the first job's start and now. */
   readonly meanInFlight: number;
+  /**
+   * Time-weighted mean of the jobs in progress between the first job's start and the last one's:
+   * while jobs were still being started, i.e. while a backlog lasted (the benchmark's occupancy,
+   * divided by the limit).
+   */
+  readonly meanInFlightWhileStarting: number;
 }
 
 export class VendorJobsInFlight {
@@ -30,6 +36,8 @@ export class VendorJobsInFlight {
   private firstAtMs?: number;
   private lastChangeAtMs = 0;
   private area = 0;
+  private lastStartAtMs?: number;
+  private areaAtLastStart = 0;
 
   constructor(private readonly limit: number | undefined, private readonly clock: () => number) {
     if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
@@ -50,6 +58,8 @@ export class VendorJobsInFlight {
   public start(jobId: string): void {
     this.change(() => this.running.add(jobId));
     this.maxObserved = Math.max(this.maxObserved, this.running.size);
+    this.lastStartAtMs = this.lastChangeAtMs;
+    this.areaAtLastStart = this.area;
   }
 
   /** Ends a job (idempotent: a duplicate callback ends nothing twice). */
@@ -69,6 +79,8 @@ export class VendorJobsInFlight {
       maxObserved: this.maxObserved,
       violations: this.violations,
       meanInFlight: span > 0 ? area / span : 0,
+      meanInFlightWhileStarting: this.firstAtMs !== undefined && this.lastStartAtMs! > this.firstAtMs
+        ? this.areaAtLastStart / (this.lastStartAtMs! - this.firstAtMs) : 0,
     };
   }
 

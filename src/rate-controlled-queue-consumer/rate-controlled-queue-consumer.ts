@@ -531,8 +531,10 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(ConsumerEnv.MAX_JOB_DURATION_MS, String(limit.maxJobDuration.toMilliseconds()));
     this.function.addEnvironment(ConsumerEnv.JOB_PLACE_RECHECK_MS, String(recheck.toMilliseconds()));
     this.function.addEnvironment(ConsumerEnv.CORRELATION_TABLE_NAME, limit.correlationTable.tableName);
-    // A request whose job was already submitted takes no new place (job-admission.ts).
-    limit.correlationTable.grant(this.function, 'dynamodb:GetItem');
+    // A request whose job was already submitted takes no new place (job-admission.ts). The table
+    // itself only: `table.grant` would add its indexes (`/index/*`), which a GetItem never reads.
+    iam.Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:GetItem'], resourceArns: [limit.correlationTable.tableArn] });
+    limit.correlationTable.encryptionKey?.grantDecrypt(this.function);
 
     const alarmAfter = limit.atLimitAlarmAfter ?? Duration.minutes(15);
     validateDuration('atLimitAlarmAfter', alarmAfter, Duration.minutes(1), Duration.days(1));

@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { VendorSimulatorHost } from '../../local/vendor-host';
+import { VendorJobsInFlight } from '../../local/vendor-jobs-in-flight';
 import { maxInAnyWindow, VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
 
 // ---------------------------------------------------------------------------------------------
@@ -577,5 +578,25 @@ describe('VendorSimulator: jobs in flight (maxJobsInFlight)', () => {
     await submit(base, 'r-2');
     expect(vendor.stats().jobsInFlight).toMatchObject({ now: 2, maxObserved: 2, violations: 0 });
     expect(vendor.stats().jobsInFlight).not.toHaveProperty('limit');
+  });
+
+  test('GIVEN jobs started and ended at chosen times WHEN measured THEN the means are time-weighted', () => {
+    let now = 0;
+    const g = new VendorJobsInFlight(2, () => now);
+    g.start('a'); // t 0: 1 job
+    now = 1000;
+    g.start('b'); // t 1000: 2 jobs
+    now = 3000;
+    g.end('a'); // t 3000: 1 job
+    g.start('c'); // t 3000: 2 jobs, the last start
+    now = 4000;
+    g.end('b');
+    g.end('c');
+    now = 5000;
+    // While starting (0..3000): 1 x 1000 + 2 x 2000 = 5000 -> 5000 / 3000.
+    expect(g.stats().meanInFlightWhileStarting).toBeCloseTo(5000 / 3000);
+    // Overall (0..5000): 5000 + 2 x 1000 = 7000 -> 1.4.
+    expect(g.stats().meanInFlight).toBeCloseTo(1.4);
+    expect(g.stats()).toMatchObject({ now: 0, maxObserved: 2, violations: 0 });
   });
 });
