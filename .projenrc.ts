@@ -193,4 +193,7 @@ project.addTask('demo:synth', {
   steps: [{ spawn: project.bundler.bundleTask.name }, { exec: 'ts-node --project examples/tsconfig.json examples/demo.ts' }],
 });
 
+// The exact audit of the proxy's access log (README, "Audit"): `npx cdk-async-external-api-audit`.
+project.addBins({ 'cdk-async-external-api-audit': 'lib/throttled-proxy/access-log-audit-cli.js' });
+
 project.synth();

@@ -6,6 +6,7 @@
  * The template is read through `LocalTemplate` (local/template.ts), which resolves every intrinsic,
  * so definitions, environment variables and queue/table references can be compared as strings.
  */
+import { arrivalAuditLines, arrivalAuditMonthly } from './arrival-audit';
 import {
   ACCESS_LOG_VARIABLE_BYTES, BYTES_PER_GB, EXPRESS_BASE_MEMORY_MB, EXPRESS_DURATION_STEP_MS, EXPRESS_MEMORY_CHUNK_MB,
   LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES, SQS_CHUNK_BYTES, SQS_MESSAGES_PER_CALL,
@@ -430,6 +431,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   if (vendorCaller) {
     lines.push(...callerLines(vendorCaller, 'dispatch'));
   }
+  lines.push(...arrivalAuditLines(t, options.trafficRps));
   lines.push(...sqsLines('request queue', requestFeed, `${main.submitState} (main workflow)`));
   if (postponedPerRequest > 0) {
     lines.push({ service: 'sqs', what: 'request queue ChangeMessageVisibility', perRequest: postponedPerRequest, price: 'sqsRequest', derivation: 'slots past the pacing deadline' });
@@ -446,6 +448,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     derivation: vendorCaller ? 'the vendor caller\'s request through the proxy (lambda:invoke task on the dispatch happy path)' : 'apigateway:invoke tasks on the dispatch happy path',
   });
   lines.push({ service: 'apiGateway', what: `${webhookApi.logicalId} (webhook) calls`, perRequest: 1, price: 'apiGatewayRestRequest', derivation: 'one callback per request' });
+  lines.push(...auditLines(t, proxyCalls));
   lines.push(...tables.writes.map(writeLine));
   lines.push({ service: 'dynamodb', what: `callback processor Query ${indexName}`, perRequest: lookupReadUnits, price: 'dynamodbReadRequestUnit', derivation: 'eventually consistent, one entry' });
   lines.push({
@@ -591,6 +594,7 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
     price: 'apiGatewayRestRequest',
     derivation: caller ? 'the vendor caller\'s request through the proxy' : 'apigateway:invoke tasks on the vendor-call happy path',
   });
+  lines.push(...auditLines(t, walk.proxyCalls));
   lines.push({
     service: 'dynamodb',
     what: `pacer ${model.pacerTable} reservation write`,
@@ -936,7 +940,7 @@ function feedModel(esm: ResolvedResource, queue: string, fn: string, trafficRps:
   };
 }
 
-function functionModel(fn: ResolvedResource): FunctionModel {
+export function functionModel(fn: ResolvedResource): FunctionModel {
   const env = envOf(fn);
   const logging = fn.properties.LoggingConfig ?? {};
   const level = String(env.POWERTOOLS_LOG_LEVEL ?? env.LOG_LEVEL ?? logging.ApplicationLogLevel ?? 'INFO').toUpperCase();
@@ -1060,6 +1064,18 @@ function tracingOf(t: LocalTemplate, model: StackModel): string[] {
   return traced;
 }
 
+/** The access log audit (README, "Audit"): each proxy call's log line matches each Contributor Insights rule. */
+function auditLines(t: LocalTemplate, proxyCalls: number): UsageLine[] {
+  const rules = t.ofType('AWS::CloudWatch::InsightRule').length;
+  return rules === 0 ? [] : [{
+    service: 'cloudwatch',
+    what: 'Contributor Insights matched log events (proxy access log audit)',
+    perRequest: rules * proxyCalls,
+    price: 'contributorInsightsEvent',
+    derivation: `${rules} AWS::CloudWatch::InsightRule x ${fmt(proxyCalls)} proxy access log line(s)`,
+  }];
+}
+
 function kmsDerivation(t: LocalTemplate): string {
   const keys = t.ofType('AWS::KMS::Key').length;
   const cmkQueues = t.ofType('AWS::SQS::Queue').filter((q) => q.properties.KmsMasterKeyId !== undefined).length;
@@ -1076,6 +1092,8 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
   const count = (type: string) => t.ofType(type).length;
   const alarms = count('AWS::CloudWatch::Alarm');
   if (alarms > 0) lines.push({ what: 'CloudWatch alarms', quantity: alarms, price: 'cloudwatchAlarmMonth', derivation: `${alarms} AWS::CloudWatch::Alarm in the template` });
+  const rules = count('AWS::CloudWatch::InsightRule');
+  if (rules > 0) lines.push({ what: 'Contributor Insights rules', quantity: rules, price: 'contributorInsightsRuleMonth', derivation: `${rules} AWS::CloudWatch::InsightRule in the template (the proxy's access log audit)` });
   const dashboards = count('AWS::CloudWatch::Dashboard');
   if (dashboards > 0) lines.push({ what: 'CloudWatch dashboards', quantity: dashboards, price: 'cloudwatchDashboardMonth', derivation: `${dashboards} AWS::CloudWatch::Dashboard in the template` });
   const detailed = [model.proxy, model.webhook].filter((a) => a.detailedMetrics);
@@ -1093,6 +1111,7 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
     price: 'cloudwatchMetricMonth',
     derivation: 'DispatchedRequests, PacingWait (dispatcher), CallbacksResolved, CallbackLatency (processor), one Scope dimension',
   });
+  lines.push(...arrivalAuditMonthly(t));
   const filters = t.ofType('AWS::Logs::MetricFilter');
   const filterMetrics = filters.reduce((sum, f) => sum + ((f.properties.MetricTransformations ?? []) as unknown[]).length, 0);
   if (filterMetrics > 0) {

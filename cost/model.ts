@@ -14,6 +14,7 @@ export const SERVICES = {
   apiGateway: 'API Gateway (REST)',
   dynamodb: 'DynamoDB (on demand)',
   cloudwatchLogs: 'CloudWatch Logs',
+  cloudwatch: 'CloudWatch Contributor Insights',
   secretsManager: 'Secrets Manager',
   xray: 'X-Ray',
   kms: 'KMS',

@@ -26,6 +26,7 @@ export type UsagePriceKey =
   | 'dynamodbWriteRequestUnit'
   | 'dynamodbReadRequestUnit'
   | 'logsIngestedGb'
+  | 'contributorInsightsEvent'
   | 'secretsManagerApiCall'
   | 'xrayTraceRecorded'
   | 'kmsRequest';
@@ -35,6 +36,7 @@ export type MonthlyPriceKey =
   | 'cloudwatchAlarmMonth'
   | 'cloudwatchDashboardMonth'
   | 'cloudwatchMetricMonth'
+  | 'contributorInsightsRuleMonth'
   | 'secretsManagerSecretMonth'
   | 'kmsKeyMonth'
   | 'dynamodbStorageGbMonth';
@@ -114,12 +116,26 @@ function common(): Record<Exclude<PriceKey, 'dynamodbWriteRequestUnit' | 'dynamo
       source: APIGW,
       note: 'later tiers are $2.80, $2.38 and $1.51 per million',
     },
+    contributorInsightsEvent: {
+      usd: 0.02 / MILLION,
+      unit: 'log event matched',
+      listed: '$0.02 per million log events that match a rule (Contributor Insights for CloudWatch Logs)',
+      source: CW,
+      note: 'the us-east-1 list price, assumed in the other regions listed here: check the page',
+    },
     secretsManagerApiCall: { usd: 0.05 / 10_000, unit: 'API call', listed: '$0.05 per 10,000 API calls', source: SM },
     xrayTraceRecorded: { usd: 5.0 / MILLION, unit: 'trace recorded', listed: '$5.00 per 1M traces recorded', source: XRAY },
     kmsRequest: { usd: 0.03 / 10_000, unit: 'request', listed: '$0.03 per 10,000 requests', source: KMS },
     cloudwatchAlarmMonth: { usd: 0.1, unit: 'alarm metric-month', listed: '$0.10 per standard-resolution alarm metric per month', source: CW },
     cloudwatchDashboardMonth: { usd: 3.0, unit: 'dashboard-month', listed: '$3.00 per dashboard per month', source: CW },
     cloudwatchMetricMonth: { usd: 0.3, unit: 'metric-month', listed: '$0.30 per metric per month (first 10,000 metrics)', source: CW },
+    contributorInsightsRuleMonth: {
+      usd: 0.5,
+      unit: 'rule-month',
+      listed: '$0.50 per Contributor Insights rule per month (CloudWatch Logs rules)',
+      source: CW,
+      note: 'the us-east-1 list price, assumed in the other regions listed here: check the page',
+    },
     secretsManagerSecretMonth: { usd: 0.4, unit: 'secret-month', listed: '$0.40 per secret per month', source: SM },
     kmsKeyMonth: { usd: 1.0, unit: 'key-month', listed: '$1.00 per customer managed key per month', source: KMS },
   };

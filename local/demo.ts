@@ -19,6 +19,7 @@ import * as path from 'path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { auditProxyAccessLog, forwardedArrivals, proxyAccessLog, sortedPairSpreadMs } from './access-log-audit';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import {
   classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
@@ -28,6 +29,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
+import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
   readonly requests: number;
@@ -113,6 +115,20 @@ export interface DemoResult {
   readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
+  /**
+   * The audit from AWS's own records (README, "Audit"): the busiest closed 1-second window (1/R s
+   * when R < 1) of requests the proxy forwarded, read from its access log on API Gateway's clock,
+   * independent of the pacer and of the simulator.
+   */
+  readonly auditBusiestWindow: number;
+  /** Forwarded requests whose window in the proxy's access log held more than the contract. */
+  readonly auditViolations: number;
+  /**
+   * The proxy -> vendor hop's spread, ms, between the access log and the simulator's arrivals
+   * (`sortedPairSpreadMs`): the vendor's busiest window lies between the audit's with the window
+   * shortened and lengthened by it. Null when the two records differ in count.
+   */
+  readonly auditHopSpreadMs: number | null;
   /**
    * Violations per limit, counted by the vendor simulator: `rate` (windows over the contract),
    * `inFlight` (submissions refused because the vendor already ran maxJobsInFlight jobs).
@@ -295,6 +311,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
+      ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
+        sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       violationsByLimit: {
         rate: violations(arrivals, Math.max(1, Math.floor(options.rps))),
         inFlight: vendorStats.jobsInFlight.violations,
@@ -316,6 +334,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await vendor.stop();
     await runtime?.stop();
   }
+}
+
+/** The audit's figures for the summary. */
+function auditFigures(
+  report: AccessLogAuditReport, hopSpreadMs: number | undefined,
+): { auditBusiestWindow: number; auditViolations: number; auditHopSpreadMs: number | null } {
+  return { auditBusiestWindow: report.busiest.count, auditViolations: report.violations, auditHopSpreadMs: hopSpreadMs ?? null };
 }
 
 /** Each order is two paced vendor calls: the submission and the result fetch (examples/app.ts). */
@@ -554,6 +579,7 @@ export function formatSummary(r: DemoResult): string {
     ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
+    ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['violations by limit (counted by the vendor)', Object.entries(r.violationsByLimit).map(([k, v]) => `${k}: ${v}`).join(', ')],
     ['most jobs in flight at the vendor (mean while a backlog lasted)', `${r.maxJobsInFlightObserved} (${r.meanJobsInFlightWhileBacklog})`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],

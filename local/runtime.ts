@@ -16,6 +16,7 @@ import { LocalAppConfig } from './aws/appconfig';
 import { startDynamoDb, createTables } from './aws/dynamodb';
 import { SqsEventSourcePoller } from './aws/event-source-mapping';
 import { LocalLambda } from './aws/lambda';
+import { LocalLogSubscriptions } from './aws/logs-subscriptions';
 import { LocalScheduler } from './aws/scheduler';
 import { startSecretsManager } from './aws/secrets-manager';
 import { createQueues, startSqs } from './aws/sqs';
@@ -85,6 +86,8 @@ export class LocalRuntime {
   public endpoints!: LocalEndpoints;
   /** Local AppConfig (dynamic delay): the template's hosted configurations and deployments. */
   public appConfig!: LocalAppConfig;
+  /** CloudWatch Logs subscription filters on the access logs (the proxy's arrival audit); `flush()` delivers at once. */
+  public logSubscriptions!: LocalLogSubscriptions;
 
   private readonly stoppables: Stoppable[] = [];
   private readonly hostMap: Record<string, string>;
@@ -279,6 +282,18 @@ export class LocalRuntime {
     });
     this.stoppables.push(this.lambda);
     this.options.faults?.attach((name, reason) => this.lambda.crashBusy(name, reason));
+
+    // --- log subscriptions (arrival audit): begin ---
+    this.logSubscriptions = new LocalLogSubscriptions({
+      filters: this.template.ofType('AWS::Logs::SubscriptionFilter'),
+      stages: this.template.ofType('AWS::ApiGateway::Stage'),
+      functionArns: this.template.ofType('AWS::Lambda::Function').map((fn) => this.template.arnOf(fn.logicalId)),
+      readAccessLog: (apiId) => this.apiGateway.accessLog(apiId),
+      invoke: (arn, event) => this.lambda.invoke(arn, event),
+    });
+    this.logSubscriptions.start();
+    this.stoppables.push(this.logSubscriptions);
+    // --- log subscriptions (arrival audit): end ---
 
     for (const sm of this.template.ofType('AWS::StepFunctions::StateMachine')) {
       this.sfn.addStateMachine({

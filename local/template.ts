@@ -37,6 +37,8 @@ const EXECUTED_TYPES: ReadonlySet<string> = new Set([
   'AWS::AppConfig::HostedConfigurationVersion',
   'AWS::AppConfig::DeploymentStrategy',
   'AWS::AppConfig::Deployment',
+  // Lambda destinations on access log groups: local/aws/logs-subscriptions.ts (the arrival audit).
+  'AWS::Logs::SubscriptionFilter',
 ]);
 
 /**
@@ -50,6 +52,10 @@ const NOT_MODELED_TYPES: ReadonlySet<string> = new Set([
   'AWS::CloudWatch::Alarm',
   'AWS::CloudWatch::Dashboard',
   'AWS::Logs::MetricFilter',
+  // The access log audit (README, "Audit"): CloudWatch is not emulated; the rule's logic is
+  // evaluated against the local access log by local/aws/contributor-insights.ts.
+  'AWS::CloudWatch::InsightRule',
+  'AWS::Logs::QueryDefinition',
   'AWS::SNS::Topic',
   'AWS::SNS::Subscription',
   'AWS::Lambda::Permission',

@@ -5,6 +5,7 @@ export * from './rate-controlled-queue-consumer/dynamic-delay';
 export * from './rate-controlled-queue-consumer/rate-settings';
 export * from './throttled-proxy/throttled-proxy';
 export * from './throttled-proxy/vendor-credentials';
+export * from './throttled-proxy/vendor-arrival-audit';
 export * from './callback-webhook/callback-webhook';
 export * from './dispatch-workflow/common-vendor-workflow-options';
 export * from './dispatch-workflow/dispatch-workflow';

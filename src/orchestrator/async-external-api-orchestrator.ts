@@ -18,6 +18,7 @@ import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { validateDuration, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
+import { orchestratorArrivalAudit } from '../throttled-proxy/arrival-audit-metrics';
 import { longestVendorCallTimeout } from '../throttled-proxy/integration-timeout';
 import { ThrottledProxy, ThrottledProxyOptions } from '../throttled-proxy/throttled-proxy';
 import { TokenCorrelationTable, TokenCorrelationTableProps } from '../token-correlation-table/token-correlation-table';
@@ -494,6 +495,14 @@ export class AsyncExternalApiOrchestrator extends Construct {
   /** Fires when a callback was rejected (malformed, no job id, too large) within 5 minutes. */
   public readonly rejectedCallbacksAlarm: cloudwatch.IAlarm;
   /**
+   * Fires when paced requests reach the proxy spread around their slots by more than the lateness
+   * tolerance leaves for it, on API Gateway's clock (the proxy's arrival audit; README, "Check it
+   * once deployed").
+   *
+   * @default - none with PacingPoint.DISPATCH (no request carries a slot)
+   */
+  public readonly arrivalSpreadAlarm?: cloudwatch.IAlarm;
+  /**
    * Fires when the vendor's jobs in flight stayed at `contract.maxJobsInFlight` for
    * `monitoring.jobsAtLimitAlarmAfter` (15 minutes by default).
    *
@@ -573,6 +582,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       tracingEnabled: props.proxy?.tracingEnabled ?? props.tracing,
       // The proxy waits as long as the longest vendor call may take, so no caller gets its 504.
       integrationTimeout: longestVendorCallTimeout(props.dispatch?.vendorCallTimeout, props.vendorCall?.vendorCallTimeout),
+      // Measures the schedule's assumption (L) once deployed, on API Gateway's clock.
+      arrivalAudit: orchestratorArrivalAudit(props.proxy?.arrivalAudit, pacingPoint === PacingPoint.VENDOR_CALL, proxySettings.latenessToleranceMs),
     });
 
     for (const warning of proxySettings.warnings.filter((w) => /throttling/.test(w.id))) {
@@ -666,6 +677,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }));
+    if (this.proxy.busiestSecondAlarm) {
+      // The audit from the proxy's access log (README, "Audit"): a second over the contract.
+      this.trackAlarm(this.proxy.busiestSecondAlarm);
+    }
+    if (this.proxy.arrivalAudit) {
+      this.arrivalSpreadAlarm = this.trackAlarm(this.proxy.arrivalAudit.spreadAlarm);
+    }
     if (monitoring.alarmTopic) {
       this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
     }

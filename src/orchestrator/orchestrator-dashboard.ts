@@ -51,6 +51,8 @@ export class OrchestratorDashboard extends Construct {
           label: 'dispatches started per second (DispatchedRequests)',
           period,
         }),
+        // The audit (README, "Audit"): the busiest calendar second of each minute at the proxy.
+        ...(o.proxy.auditRule ? [o.proxy.metricBusiestSecond({ period, label: 'busiest second of the minute at the proxy (audit, forwarded requests)' })] : []),
       ],
       leftAnnotations: [{ value: rps, label: `contract: ${rps} requests per second`, color: cloudwatch.Color.RED }],
       leftYAxis: { min: 0, label: 'requests per second', showUnits: false },
@@ -168,6 +170,26 @@ export class OrchestratorDashboard extends Construct {
       [deadLetters, dispatchFailures, this.workflowsWidget],
       [throttles, callbacks, pacing],
     ];
+    const audit = o.proxy.arrivalAudit;
+    if (audit) {
+      // The pacing guarantee's assumption, measured on API Gateway's clock (PacingPoint.VENDOR_CALL only).
+      rows.push([new cloudwatch.GraphWidget({
+        title: 'Arrival at the proxy after the slot (API Gateway\'s clock): earliest, latest, spread',
+        left: [
+          o.proxy.metricVendorArrivalAfterSlot({ statistic: 'Minimum', period, label: 'earliest after slot' }),
+          o.proxy.metricVendorArrivalAfterSlot({ statistic: 'Maximum', period, label: 'latest after slot' }),
+          o.proxy.metricVendorArrivalSpread({ period, label: 'spread (latest - earliest)' }),
+        ],
+        leftAnnotations: [{
+          value: audit.spreadThresholdMs,
+          label: `alarm: spread above ${audit.spreadThresholdMs} ms (L ${audit.latenessToleranceMs} ms minus the spread after the proxy)`,
+          color: cloudwatch.Color.RED,
+        }],
+        leftYAxis: { label: 'milliseconds', showUnits: false },
+        width: 24,
+        height: HEIGHT,
+      })]);
+    }
     const maxJobs = o.contract.maxJobsInFlight;
     if (maxJobs !== undefined) {
       // Only with the limit: dashboards of orchestrators without it stay as they are.

@@ -6,7 +6,10 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { AccessLogAudit } from './access-log-audit';
+import { arrivalAfterSlotMetric, arrivalSpreadExpression } from './arrival-audit-metrics';
 import { DEFAULT_INTEGRATION_TIMEOUT_QUOTA, validateIntegrationTimeout } from './integration-timeout';
+import { VendorArrivalAudit, VendorArrivalAuditOptions } from './vendor-arrival-audit';
 import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credentials';
 import { VendorTokenFunction } from './vendor-token-function';
 import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
@@ -100,6 +103,31 @@ export interface ThrottledProxyOptions {
    * @default Duration.seconds(29) - API Gateway's default quota
    */
   readonly integrationTimeoutQuota?: Duration;
+
+  /**
+   * Whether to audit the rate at the proxy from its access log, independent of the pacer
+   * (README, "Audit"): a CloudWatch Contributor Insights rule counting forwarded requests per
+   * calendar second, `metricBusiestSecond()`, an alarm when a second holds more than the contract
+   * (`busiestSecondAlarm`), and saved Logs Insights queries. The rule costs USD 0.50 a month plus
+   * USD 0.02 per million requests (us-east-1) and takes one of the account's 100 rules per Region.
+   *
+   * @default true
+   */
+  readonly accessLogAudit?: boolean;
+
+  /**
+   * Audit the paced requests' arrivals on API Gateway's clock: a small Lambda subscribed to the
+   * access log publishes how long after its slot each vendor caller request arrived
+   * (`VendorArrivalAfterSlot`, see `metricVendorArrivalAfterSlot`) and an alarm fires when their
+   * spread exceeds what the lateness tolerance `L` leaves for it (README, "Check it once
+   * deployed"). Only requests of the vendor caller (`PacingPoint.VENDOR_CALL`) carry a slot.
+   *
+   * An `AsyncExternalApiOrchestrator` with `PacingPoint.VENDOR_CALL` always has the audit and
+   * fills in `latenessTolerance`; these options tune it there.
+   *
+   * @default - no audit for a ThrottledProxy used alone; always on in an orchestrator with PacingPoint.VENDOR_CALL
+   */
+  readonly arrivalAudit?: VendorArrivalAuditOptions;
 }
 
 /**
@@ -191,8 +219,31 @@ export class ThrottledProxy extends Construct {
    * @default - none: no credentials, or a plain-text secret (the workflows read it themselves)
    */
   public readonly credentialFunction?: lambda.IFunction;
+  /**
+   * Fires when a calendar second at the proxy held more requests forwarded to the vendor than the
+   * contract allows (floor(R), or 1 when R < 1), counted from the access log by a Contributor
+   * Insights rule (`metricBusiestSecond()`).
+   *
+   * @default - none when `accessLogAudit` is false
+   */
+  public readonly busiestSecondAlarm?: cloudwatch.Alarm;
+  /**
+   * The Contributor Insights rule of the audit: requests forwarded to the vendor per calendar second.
+   *
+   * @default - none when `accessLogAudit` is false
+   */
+  public readonly auditRule?: cloudwatch.CfnInsightRule;
+  /** Saved Logs Insights queries of the audit (requests per second, busiest seconds, 429s by source); empty when `accessLogAudit` is false. */
+  public readonly auditQueries: logs.QueryDefinition[];
+  /**
+   * The arrival audit (see `arrivalAudit`): its function, subscription filter and spread alarm.
+   *
+   * @default - none: `arrivalAudit` was not given
+   */
+  public readonly arrivalAudit?: VendorArrivalAudit;
 
   private readonly invokerArns: string[] = [];
+  private readonly audit?: AccessLogAudit;
 
   constructor(scope: Construct, id: string, props: ThrottledProxyProps) {
     super(scope, id);
@@ -333,6 +384,22 @@ export class ThrottledProxy extends Construct {
       unit: cloudwatch.Unit.COUNT,
     });
 
+    if (props.accessLogAudit ?? true) {
+      this.audit = new AccessLogAudit(this, 'Audit', { logGroup: this.accessLogGroup, requestsPerSecond: props.requestsPerSecond });
+      this.busiestSecondAlarm = this.audit.alarm;
+      this.auditRule = this.audit.rule;
+    }
+    this.auditQueries = this.audit?.queries ?? [];
+
+    if (props.arrivalAudit) {
+      this.arrivalAudit = new VendorArrivalAudit(this, 'ArrivalAudit', {
+        ...props.arrivalAudit,
+        accessLogGroup: this.accessLogGroup,
+        metricsScope: this.metricsScope,
+        tracingEnabled: props.tracingEnabled,
+      });
+    }
+
     // cdk-nag AwsSolutions: what is not fixed, and why (shipped as resource metadata).
     addNagSuppressions(this.restApi, [{
       id: 'AwsSolutions-APIG2',
@@ -403,6 +470,44 @@ export class ThrottledProxy extends Construct {
    */
   public metricVendorThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, VENDOR_THROTTLES_METRIC, 'Sum', props);
+  }
+
+  /**
+   * The busiest calendar second of each period at the proxy: requests forwarded to the vendor, from
+   * the access log (Contributor Insights `MaxContributorValue`; API Gateway's clock, independent
+   * of the pacer). A lower bound of the busiest sliding 1-second window (README, "Audit"). A math
+   * expression (`INSIGHT_RULE_METRIC`): of `props`, `period` and `label` apply.
+   *
+   * @default - one minute
+   */
+  public metricBusiestSecond(props?: cloudwatch.MetricOptions): cloudwatch.IMetric {
+    if (!this.audit) {
+      throw new Error(`metricBusiestSecond needs the access log audit, which is off for ${this.node.path} (accessLogAudit: false): turn it on or drop the metric`);
+    }
+    return this.audit.metricBusiestSecond({ period: props?.period, label: props?.label });
+  }
+
+  /**
+   * How long after its pacing slot each vendor caller request reached the proxy, on API Gateway's
+   * clock (`requestTimeEpoch - slot`), in milliseconds: fire lateness + caller -> proxy latency +
+   * the caller's clock offset. Custom metric `VendorArrivalAfterSlot`, published by the arrival
+   * audit (`arrivalAudit`); negative values mean a caller's clock runs ahead.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricVendorArrivalAfterSlot(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return arrivalAfterSlotMetric(this.metricsScope, props);
+  }
+
+  /**
+   * The spread of `VendorArrivalAfterSlot` (maximum - minimum per period), in milliseconds: what
+   * the lateness tolerance `L` must cover up to the proxy. The arrival audit's alarm fires when it
+   * exceeds `L - spreadAfterProxy`.
+   *
+   * @default - over 1 minute
+   */
+  public metricVendorArrivalSpread(props?: cloudwatch.MathExpressionOptions): cloudwatch.MathExpression {
+    return arrivalSpreadExpression(this.metricsScope, props);
   }
 
   private createTokenFunction(credentials: VendorCredentials, secret: secretsmanager.ISecret, tracingEnabled: boolean): lambda.IFunction {

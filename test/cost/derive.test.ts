@@ -57,6 +57,19 @@ const line = (d: ReturnType<typeof deriveStack>, what: string) => {
 describe('cost derivation from a synthesized stack', () => {
   const example = synthesize();
 
+  test('the arrival audit (PacingPoint.VENDOR_CALL): one invocation per delivered batch of log lines (~1 s of traffic), its EMF bytes, one custom metric a month; none with DISPATCH', () => {
+    const d = deriveStack(example, options(10));
+    expect(line(d, 'arrival audit invocations').perRequest).toBeCloseTo(1 / 10);
+    expect(line(d, 'arrival audit duration').perRequest).toBeCloseTo((2 / 1000) * (128 / 1024));
+    expect(line(d, 'arrival audit logs').perRequest).toBeGreaterThan(0);
+    expect(d.usage.monthly.map((m) => m.what)).toContain('arrival audit custom metric (EMF)');
+    // At 1 rps a delivery carries about one line: one invocation per request.
+    expect(line(deriveStack(example, options(1)), 'arrival audit invocations').perRequest).toBeCloseTo(1);
+    const dispatch = deriveStack(synthesize(() => ({ pacingPoint: PacingPoint.DISPATCH })), options(10));
+    expect(dispatch.usage.lines.filter((l) => /arrival audit/.test(l.what))).toEqual([]);
+    expect(dispatch.usage.monthly.map((m) => m.what)).not.toContain('arrival audit custom metric (EMF)');
+  });
+
   test('per-batch counts follow the batch size in the template', () => {
     // GIVEN the same stack with batches of 20 and of 10, both under a backlog (full batches)
     const big = deriveStack(example, options(10));

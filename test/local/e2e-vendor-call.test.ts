@@ -9,21 +9,28 @@ import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { buildExampleApp, ExampleStack } from '../../examples/app';
+import { forwardedArrivals, sortedPairSpreadMs } from '../../local/access-log-audit';
+import { evaluateInsightRule } from '../../local/aws/contributor-insights';
 import { LocalRuntime } from '../../local/runtime';
 import { maxInAnyWindow, VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
+import { auditAccessLog, parseAccessLogExport } from '../../src/throttled-proxy/access-log-audit-report';
+import { flattenCfnString } from '../util';
 
 jest.setTimeout(120_000);
 
 let runtime: LocalRuntime;
 let stack: ExampleStack;
 let vendor: VendorSimulator | undefined;
+/** The handlers' output (their EMF documents among it). */
+let logFile: string;
 
 beforeAll(async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-call-'));
   const built = buildExampleApp({ requestsPerSecond: 10, callbackTimeout: Duration.seconds(20) }, outdir);
   built.app.synth();
   stack = built.stack;
-  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile: process.env.E2E_LOG });
+  logFile = process.env.E2E_LOG ?? path.join(outdir, 'handlers.log');
+  runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile });
 });
 
 afterAll(async () => {
@@ -107,6 +114,64 @@ test('submit -> callback -> paced fetch returns the vendor\'s result; every call
     expect(afterSlotMs).toBeGreaterThan(-1);
     expect(afterSlotMs).toBeLessThan(1000);
   }
+  // The audit from the proxy's access log (README, "Audit") finds every call the vendor counted, and
+  // its busiest closed window is the simulator's within the proxy -> vendor hop: the hop's spread D
+  // (measured from the two records) can move an arrival across a window's edge, never more.
+  const lines = (await runtime.apiGateway.accessLog(proxyId)).slice(logLinesBefore);
+  const records = parseAccessLogExport(lines.join('\n'));
+  const audit = auditAccessLog(records, 1000, 10);
+  expect(audit).toMatchObject({ forwarded: 12, violations: 0, vendorThrottles: 0 });
+  const spread = sortedPairSpreadMs(forwardedArrivals(lines), v.arrivals())!;
+  expect(spread).toBeGreaterThanOrEqual(0);
+  expect(auditAccessLog(records, 1000 - spread).busiest.count).toBeLessThanOrEqual(maxInAnyWindow(v.arrivals()));
+  expect(auditAccessLog(records, 1000 + spread).busiest.count).toBeGreaterThanOrEqual(maxInAnyWindow(v.arrivals()));
+  // AND the synthesized Contributor Insights rule, run on these lines, sees the audit's busiest
+  // calendar second (events timed by requestTimeEpoch here: the minute a line lands in is AWS's).
+  const [insightRule] = runtime.template.ofType('AWS::CloudWatch::InsightRule');
+  const periods = evaluateInsightRule(JSON.parse(flattenCfnString(insightRule.properties.RuleBody)),
+    lines.map((message) => ({ timestamp: Number(JSON.parse(message).requestTimeEpoch), message })));
+  expect(Math.max(...periods.map((p) => p.maxContributorValue))).toBe(audit.busiestCalendarSecond.count);
+  expect(periods.reduce((n, p) => n + p.sampleCount, 0)).toBe(12);
+});
+
+test('the proxy\'s arrival audit publishes VendorArrivalAfterSlot for each paced call, equal to the access log\'s requestTimeEpoch - slot (issue 13, item 2)', async () => {
+  // GIVEN: what was delivered and written so far
+  await useVendor({});
+  const proxyId = Object.keys(runtime.apiGateway.ports).find((id) => id.includes('proxy'))!;
+  await runtime.logSubscriptions.flush();
+  const logLinesBefore = (await runtime.apiGateway.accessLog(proxyId)).length;
+  const logBytesBefore = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+  const deliveriesBefore = runtime.logSubscriptions.history().length;
+
+  // WHEN: two orders (a submission and a result fetch each), then the subscription delivers the rest
+  const results = await runOrders(2);
+  await runtime.logSubscriptions.flush();
+  // (its timer may have delivered part of them already)
+  const deliveries = runtime.logSubscriptions.history().slice(deliveriesBefore);
+
+  // THEN: the audit measured every paced call, on the access log's numbers
+  expect(results.map((r) => r.status)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+  const expected = (await runtime.apiGateway.accessLog(proxyId)).slice(logLinesBefore).map((l) => JSON.parse(l))
+    .filter((l) => String(l.userAgent).startsWith('cdk-async-external-api-vendor-caller/'))
+    .map((l) => Math.round((Number(l.requestTimeEpoch) - Number(/ slot\/(\S+)$/.exec(l.userAgent)![1])) * 1000) / 1000)
+    .sort((a, b) => a - b);
+  expect(expected).toHaveLength(4);
+  expect(deliveries.every((d) => d.error === undefined)).toBe(true);
+  expect(deliveries.reduce((n, d) => n + (d.result as { measured: number }).measured, 0)).toBe(4);
+  // The EMF documents reach the log file through the function's stdout: wait for them.
+  let published: number[] = [];
+  for (let i = 0; i < 50 && published.length < expected.length; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    published = fs.readFileSync(logFile).subarray(logBytesBefore).toString('utf8').split('\n')
+      .filter((l) => l.includes('"VendorArrivalAfterSlot"'))
+      .flatMap((l) => {
+        const doc = JSON.parse(l);
+        expect(doc._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'CdkAsyncExternalApi', Dimensions: [['Scope']] });
+        expect(typeof doc.container).toBe('string');
+        return ([] as number[]).concat(doc.VendorArrivalAfterSlot);
+      });
+  }
+  expect(published.sort((a, b) => a - b)).toEqual(expected);
 });
 
 test('vendor 5xx on the fetch, then success: the retry goes back through the paced queue', async () => {

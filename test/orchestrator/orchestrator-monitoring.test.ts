@@ -8,6 +8,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import {
   AsyncExternalApiOrchestrator,
   AsyncExternalApiOrchestratorProps,
+  PacingPoint,
   VendorCredentials,
 } from '../../src';
 import { flattenCfnString, logicalIdOf, testStack } from '../util';
@@ -136,9 +137,9 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
         widgets = dashboardWidgets(Template.fromStack(s.stack));
       });
 
-      test('has a header and ten graphs', () => {
+      test('has a header and eleven graphs', () => {
         // THEN
-        expect(widgets.map((w) => w.type)).toEqual(['text', ...Array(10).fill('metric')]);
+        expect(widgets.map((w) => w.type)).toEqual(['text', ...Array(11).fill('metric')]);
         expect(widgets[0].properties.markdown).toContain('10 requests per second');
         expect(widgets[0].properties.markdown).toContain('docs/operations.md');
       });
@@ -149,7 +150,9 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
         const expressions = (rate.properties.metrics ?? []).flatMap((m) => m)
           .filter((m): m is { expression: string } => typeof m === 'object' && m !== null && 'expression' in m)
           .map((m) => m.expression);
-        expect(expressions).toEqual(['proxyRequests / PERIOD(proxyRequests)', 'dispatched / PERIOD(dispatched)']);
+        // ... and the audit's busiest second of each minute at the proxy (README, "Audit").
+        expect(expressions).toEqual(['proxyRequests / PERIOD(proxyRequests)', 'dispatched / PERIOD(dispatched)',
+          expect.stringMatching(/^INSIGHT_RULE_METRIC\('.+', 'MaxContributorValue'\)$/)]);
         expect(metricNamesOf(rate)).toEqual(['AWS/ApiGateway/Count', `${NAMESPACE}/DispatchedRequests`]);
         expect(statsOf(rate, 'Count')).toEqual(['Sum']);
         expect(rate.properties.annotations?.horizontal).toEqual([expect.objectContaining({ value: 10 })]);
@@ -223,6 +226,26 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
         expect(metricNamesOf(pacing)).toContain(`${NAMESPACE}/SlotsGivenUp`);
       });
 
+      test('charts the arrivals after their slots on API Gateway\'s clock (earliest, latest, spread) against the alarm threshold', () => {
+        // THEN
+        const arrival = widgetTitled(widgets, /^Arrival at the proxy after the slot/);
+        expect(statsOf(arrival, 'VendorArrivalAfterSlot')).toEqual(['Minimum', 'Maximum']);
+        const expressions = (arrival.properties.metrics ?? []).flatMap((m) => m)
+          .filter((m): m is { expression: string } => typeof m === 'object' && m !== null && 'expression' in m)
+          .map((m) => m.expression);
+        expect(expressions).toEqual(['latest - earliest']);
+        expect(arrival.properties.annotations?.horizontal).toEqual([expect.objectContaining({ value: 15 })]);
+      });
+
+      test('has no arrival widget with PacingPoint.DISPATCH (no request carries a slot)', () => {
+        // GIVEN / WHEN
+        const dispatch = setup({ pacingPoint: PacingPoint.DISPATCH });
+
+        // THEN
+        const titles = dashboardWidgets(Template.fromStack(dispatch.stack)).map((w) => w.properties.title ?? '');
+        expect(titles.filter((t) => /^Arrival/.test(t))).toEqual([]);
+      });
+
       test('every custom metric carries the orchestrator scope', () => {
         // THEN
         const custom = widgets.flatMap((w) => w.properties.metrics ?? []).filter((m) => m[0] === NAMESPACE);
@@ -247,10 +270,11 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       alarms = alarmsOf(Template.fromStack(s.stack));
     });
 
-    test('lists the six alarms of the orchestrator and one per registered workflow', () => {
+    test('lists the eight alarms of the orchestrator (the arrival spread and busiest-second audits among them) and one per registered workflow', () => {
       // THEN
-      expect(alarms).toHaveLength(7);
-      expect(s.orchestrator.alarms).toHaveLength(7);
+      expect(alarms).toHaveLength(9);
+      expect(s.orchestrator.alarms).toHaveLength(9);
+      expect(s.orchestrator.alarms).toContain(s.orchestrator.proxy.busiestSecondAlarm);
       expect(s.orchestrator.alarms).toEqual(expect.arrayContaining([
         s.orchestrator.backlogAlarm,
         s.orchestrator.requestDeadLetterAlarm,
@@ -258,6 +282,7 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
         s.orchestrator.dispatchFailuresAlarm,
         s.orchestrator.webhookServerErrorsAlarm,
         s.orchestrator.rejectedCallbacksAlarm,
+        s.orchestrator.arrivalSpreadAlarm,
       ]));
     });
 
@@ -333,7 +358,7 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
 
     test('alarms on failed or timed-out executions of the registered workflow', () => {
       // THEN
-      const workflowAlarm = alarms.find((a) => a.Metrics !== undefined);
+      const workflowAlarm = alarms.find((a) => a.Metrics?.some((m: any) => m.Expression === 'FILL(failed, 0) + FILL(timedOut, 0)'));
       expect(workflowAlarm).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1 });
       expect(workflowAlarm!.Metrics).toContainEqual(expect.objectContaining({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0)' }));
       const inputs = workflowAlarm!.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat);
@@ -368,8 +393,8 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       orchestrator.registerWorkflow(second);
 
       // THEN
-      expect(orchestrator.alarms).toHaveLength(8);
-      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 8);
+      expect(orchestrator.alarms).toHaveLength(10);
+      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 10);
     });
   });
 
@@ -392,7 +417,7 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       orchestrator.registerWorkflow(mainWorkflow(stack, orchestrator));
 
       // THEN
-      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 7);
+      Template.fromStack(stack).resourceCountIs('AWS::CloudWatch::Alarm', 9);
       everyAlarmNotifies(stack, topic);
     });
 
@@ -597,8 +622,8 @@ describe('AsyncExternalApiOrchestrator monitoring', () => {
       // THEN
       const t = tracingOf({ stack, orchestrator });
       expect(t.stages).toEqual([true, true]);
-      // dispatcher, vendor caller, callback processor, and one more (see tracingOf)
-      expect(t.functions).toEqual(['Active', 'Active', 'Active', 'Active']);
+      // dispatcher, vendor caller, callback processor, arrival audit, and one more (see tracingOf)
+      expect(t.functions).toEqual(['Active', 'Active', 'Active', 'Active', 'Active']);
       expect(t.dispatch).toEqual({ Enabled: true });
       Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
         PolicyDocument: {
