@@ -112,6 +112,8 @@ export async function startFaultSuite(options: {
   /** The contract's jobs in flight (local/fault-suite-jobs-in-flight.ts). @default - no limit */
   maxJobsInFlight?: number;
   maxJobDuration?: Duration;
+  /** Environment variables of every function (e.g. JOB_PLACE_SUBMISSION_WINDOW_MS). @default - none */
+  functionEnv?: Record<string, string>;
 } = {}): Promise<FaultSuiteContext> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
   const { app, stack } = buildExampleApp({
@@ -122,7 +124,10 @@ export async function startFaultSuite(options: {
   }, outdir);
   app.synth();
   const faults = new FaultInjector();
-  const runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, faults, logFile: options.logFile });
+  const runtime = await LocalRuntime.start({
+    assemblyDir: outdir, stackName: stack.stackName, faults, logFile: options.logFile,
+    ...(options.functionEnv ? { functionEnv: options.functionEnv } : {}),
+  });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
   // correlation table lives as long as this runtime, so ids need only be unique within it).
   const ctx = { runtime, stack, faults, runId: 'run' };

@@ -129,6 +129,9 @@ function loadJobsInFlightConfig(env: Record<string, string | undefined>): JobsIn
     maxJobDurationMs: readNumber(env, ConsumerEnv.MAX_JOB_DURATION_MS, undefined, positiveWhole, 'a whole number of milliseconds > 0'),
     recheckMs: readNumber(env, ConsumerEnv.JOB_PLACE_RECHECK_MS, 2000, (v) => v >= 1000, 'a number of milliseconds >= 1000'),
     correlationTableName: requireString(env, ConsumerEnv.CORRELATION_TABLE_NAME),
+    ...(nonEmpty(env[ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS]) ? {
+      submissionWindowMs: readNumber(env, ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
+    } : {}),
   };
 }
 

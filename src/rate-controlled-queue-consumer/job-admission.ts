@@ -11,7 +11,7 @@ import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { DispatchLogger } from './dispatch';
 import type { Clock } from './pacer';
-import { JobPlacesTable, readPlaces, placeKey, releasePlace, takePlace } from '../shared/job-places';
+import { JobPlacesTable, placeKey, readPlaces, releasePlace, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
 import { AnyRequestMessage, CorrelationAttributes } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { isVendorCallMessage } from '../shared/vendor-call';
@@ -25,6 +25,11 @@ export interface JobsInFlightConfig {
   readonly recheckMs: number;
   /** The correlation table: a request whose job was already submitted takes no new place. */
   readonly correlationTableName: string;
+  /**
+   * Added to every expiry: the longest time from admission to the submission call. Default
+   * SUBMISSION_WINDOW_MS (the Express dispatch workflow's 5 minutes); lower only in local tests.
+   */
+  readonly submissionWindowMs?: number;
 }
 
 export interface AdmissionDeps {
@@ -68,13 +73,17 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
       continue;
     }
     try {
+      const now = deps.clock.now();
+      const expiresAtMs = now + config.maxJobDurationMs + (config.submissionWindowMs ?? SUBMISSION_WINDOW_MS);
       if (full) {
         heldWhenFull ??= new Set((await readPlaces(table))?.places.keys() ?? []);
-        (heldWhenFull.has(placeKey(message.requestId)) ? admitted : waiting).push(item);
-        continue;
+        if (!heldWhenFull.has(placeKey(message.requestId))) {
+          waiting.push(item);
+          continue;
+        }
+        // Its own place: renewed by the take (or taken afresh, if it expired and was dropped).
       }
-      const now = deps.clock.now();
-      const outcome = await takePlace(table, message.requestId, config.maxJobsInFlight, now + config.maxJobDurationMs, now);
+      const outcome = await takePlace(table, message.requestId, config.maxJobsInFlight, expiresAtMs, now);
       if (outcome.result === 'full') {
         // Published while requests wait too, so that the at-limit alarm sees every minute of it.
         if (outcome.placesHeld !== undefined) {

@@ -29,6 +29,12 @@ export const ConsumerEnv = {
   JOB_PLACE_RECHECK_MS: 'JOB_PLACE_RECHECK_MS',
   /** The correlation table (jobs in flight: a request whose job was already submitted takes no place). */
   CORRELATION_TABLE_NAME: 'CORRELATION_TABLE_NAME',
+  /**
+   * Jobs in flight: the longest time from admission to the submission call, in milliseconds, added
+   * to every place's expiry. Never set by the constructs (default: the Express workflow's 5 minutes);
+   * the local fault suite lowers it to see places expire within a test.
+   */
+  JOB_PLACE_SUBMISSION_WINDOW_MS: 'JOB_PLACE_SUBMISSION_WINDOW_MS',
 } as const;
 
 /** Callback processor (CallbackWebhook). */

@@ -35,8 +35,10 @@
  *
  * ## Expiry
  *
- * A place expires `maxJobDuration` after it was taken: the vendor is then assumed to have ended the
- * job (its contract says how long a job may run). Expired entries are dropped by the dispatcher when
+ * A place expires `maxJobDuration` plus `SUBMISSION_WINDOW_MS` after it was taken or last renewed
+ * (each admission of a request that already holds it renews it): the submission follows the
+ * admission within the dispatch workflow's run (an Express workflow runs at most 5 minutes), and the
+ * vendor is assumed to end a job within `maxJobDuration` of its submission. Expired entries are dropped by the dispatcher when
  * the limit is reached (one conditional REMOVE per expired entry, then the take is tried again): no
  * sweep runs on its own, so a place is never freed by our own timeout alone.
  */
@@ -49,6 +51,12 @@ export const JOB_PLACES_ITEM_KEY = 'job-places';
 export const PLACES_ATTRIBUTE = 'places';
 /** Number attribute: entries in `places`. */
 export const PLACES_HELD_ATTRIBUTE = 'placesHeld';
+/**
+ * Longest time from a request's admission (its place taken or renewed) to its submission: the
+ * dispatch workflow is an Express workflow, which runs at most 5 minutes
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). Added to every expiry.
+ */
+export const SUBMISSION_WINDOW_MS = 5 * 60_000;
 /** Largest `maxJobsInFlight` the one item can hold (see "Size"). Mirrored by VendorContract's validation. */
 export const MAX_JOBS_IN_FLIGHT = 5000;
 
@@ -110,8 +118,15 @@ export async function takePlace(
       await createPlacesItem(table);
       continue;
     }
-    if (state.places.has(key)) {
-      return { result: 'held', placesHeld: state.held };
+    const heldUntil = state.places.get(key);
+    if (heldUntil !== undefined) {
+      // Ours already (a retry, a redelivered copy): renewed, so that it expires `maxJobDuration`
+      // after THIS submission. Were it left to expire, another request could drop it and take the
+      // place while this one goes on to call the vendor: one job too many.
+      if (await renewPlace(table, key, heldUntil, expiresAtMs)) {
+        return { result: 'held', placesHeld: state.held };
+      }
+      continue; // dropped (expired) meanwhile: take a place afresh
     }
     if (state.held < maxJobsInFlight) {
       continue; // a place was freed (or the item created) since: try again
@@ -126,6 +141,26 @@ export async function takePlace(
   }
   // Lost every race: the limit is busy changing; the request waits like one that found it full.
   return { result: 'full' };
+}
+
+/** Sets a held place's expiry, if it still expires at `heldUntil` (nobody dropped or renewed it since). */
+async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number, expiresAtMs: number): Promise<boolean> {
+  try {
+    await table.dynamodb.send(new UpdateItemCommand({
+      TableName: table.tableName,
+      Key: KEY,
+      UpdateExpression: 'SET #places.#k = :exp',
+      ConditionExpression: '#places.#k = :old',
+      ExpressionAttributeNames: { '#places': PLACES_ATTRIBUTE, '#k': key },
+      ExpressionAttributeValues: { ':exp': { N: String(Math.ceil(Math.max(expiresAtMs, heldUntil))) }, ':old': { N: String(heldUntil) } },
+    }));
+    return true;
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return false;
+    }
+    throw error;
+  }
 }
 
 /**

@@ -18,7 +18,12 @@ const results: FaultScenarioResult[] = [];
 
 beforeAll(async () => {
   ctx = await startFaultSuite({
-    logFile: process.env.FAULTS_LOG, maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, maxJobDuration: JOBS_SUITE_MAX_JOB_DURATION,
+    logFile: process.env.FAULTS_LOG,
+    maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT,
+    maxJobDuration: JOBS_SUITE_MAX_JOB_DURATION,
+    // On AWS every expiry also covers the dispatch workflow's 5 minutes (admission -> submission);
+    // here 1 s, so that the lost callbacks' places expire within the scenario.
+    functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
   });
 }, 120_000);
 

@@ -166,6 +166,18 @@ describe('job places (one item, single conditional writes)', () => {
     expect(new Set(state.places.keys())).toEqual(new Set([placeKey('b'), placeKey('c')]));
   });
 
+  test('GIVEN a request whose own place has expired (a redelivery after maxJobDuration) WHEN it is admitted again THEN the place is renewed and nobody else can take it', async () => {
+    const { pacer } = await freshTables();
+    const table = { dynamodb: client, tableName: pacer };
+    await takePlace(table, 'redelivered', 2, T0 + 1000, T0);
+    await takePlace(table, 'b', 2, T0 + HOUR_MS, T0);
+    // Back after its place expired: still ours, renewed from now.
+    expect(await takePlace(table, 'redelivered', 2, T0 + 2000 + HOUR_MS, T0 + 2000)).toEqual({ result: 'held', placesHeld: 2 });
+    expect((await readPlaces(table))!.places.get(placeKey('redelivered'))).toBe(T0 + 2000 + HOUR_MS);
+    // So a waiting request finds the limit full instead of dropping it: two jobs, not three.
+    expect((await takePlace(table, 'c', 2, T0 + 2000 + HOUR_MS, T0 + 2000)).result).toBe('full');
+  });
+
   test('GIVEN 20 concurrent takes against a limit of 3 WHEN they race THEN exactly 3 places are taken', async () => {
     const { pacer } = await freshTables();
     const table = { dynamodb: client, tableName: pacer };
@@ -307,6 +319,9 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     expect(loadConfig(env).jobsInFlight).toBeUndefined();
     expect(loadConfig({ ...env, MAX_JOBS_IN_FLIGHT: '5', MAX_JOB_DURATION_MS: '60000', CORRELATION_TABLE_NAME: 'corr' }).jobsInFlight)
       .toEqual({ maxJobsInFlight: 5, maxJobDurationMs: 60000, recheckMs: 2000, correlationTableName: 'corr' });
+    expect(loadConfig({
+      ...env, MAX_JOBS_IN_FLIGHT: '5', MAX_JOB_DURATION_MS: '60000', CORRELATION_TABLE_NAME: 'corr', JOB_PLACE_SUBMISSION_WINDOW_MS: '1000',
+    }).jobsInFlight?.submissionWindowMs).toBe(1000);
     expect(() => loadConfig({ ...env, MAX_JOBS_IN_FLIGHT: '0', MAX_JOB_DURATION_MS: '60000', CORRELATION_TABLE_NAME: 'corr' }))
       .toThrow(/MAX_JOBS_IN_FLIGHT must be a whole number > 0/);
   });
