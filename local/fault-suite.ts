@@ -125,7 +125,10 @@ export async function startFaultSuite(options: {
   app.synth();
   const faults = new FaultInjector();
   const runtime = await LocalRuntime.start({
-    assemblyDir: outdir, stackName: stack.stackName, faults, logFile: options.logFile,
+    assemblyDir: outdir,
+    stackName: stack.stackName,
+    faults,
+    logFile: options.logFile,
     ...(options.functionEnv ? { functionEnv: options.functionEnv } : {}),
   });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
