@@ -130,6 +130,7 @@ const handlerLogic = [
   'src/rate-controlled-queue-consumer/job-admission.ts',
   'src/shared/job-places.ts',
   'src/dispatch-workflow/refused-submission.ts',
+  'src/contract/quota-ledger.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

@@ -150,7 +150,13 @@ export interface StackModel {
   readonly dispatcher: FunctionModel & { readonly msPerRequest: number; readonly durationRule: string };
   readonly processor: FunctionModel & { readonly msPerRequest: number };
   /** The vendor caller (PacingPoint.VENDOR_CALL); absent with PacingPoint.DISPATCH (apigateway:invoke). */
-  readonly vendorCaller?: FunctionModel & { readonly msPerCall: number; readonly leadMs: number; readonly durationRule: string };
+  readonly vendorCaller?: FunctionModel & {
+    readonly msPerCall: number;
+    readonly leadMs: number;
+    readonly durationRule: string;
+    /** The contract's quotas the caller spends a unit of per call (VendorContract.quotas). */
+    readonly quotas: number;
+  };
   readonly proxy: ApiModel;
   readonly webhook: ApiModel;
   readonly correlationTable: string;
@@ -324,7 +330,9 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     throw new Error(`The dispatch workflow's happy path (${dispatch.path.join(' -> ')}) calls no REST API: is this an AsyncExternalApiOrchestrator?`);
   }
   const callerFn = walk.callerTasks[0]?.fn;
-  const vendorCaller = callerFn ? { ...lambda(callerFn), msPerCall: callerMs, leadMs, durationRule: callerRule } : undefined;
+  const vendorCaller = callerFn
+    ? { ...lambda(callerFn), msPerCall: callerMs, leadMs, durationRule: callerRule, quotas: quotaCount(envOf(callerFn)) }
+    : undefined;
   if (vendorCaller) {
     derivation.push(`vendor caller ${vendorCaller.logicalId} (PacingPoint.VENDOR_CALL): ${vendorCaller.memoryMb} MB, ${callerRule}; `
       + '1 strongly consistent GetItem of the pacer item (the pause check before the slot) = 1 RRU per call');
@@ -473,8 +481,10 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     price: 'dynamodbReadRequestUnit',
     derivation: `1 strongly consistent GetItem per batch of ${fmt(requestFeed.fill)}`,
   });
+  lines.push(...dispatcherQuotaReads(pacerTable.logicalId, quotaCount(consumerEnv), requestFeed.fill));
   if (vendorCaller) {
     lines.push(callerPacerRead(pacerTable.logicalId), callerSlotClaim(pacerTable.logicalId));
+    lines.push(...callerQuotaWrites(pacerTable.logicalId, vendorCaller.quotas));
   }
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
@@ -611,6 +621,7 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
   });
   if (caller) {
     lines.push(callerPacerRead(model.pacerTable), callerSlotClaim(model.pacerTable));
+    lines.push(...callerQuotaWrites(model.pacerTable, model.vendorCaller?.quotas ?? 0));
   }
   // The workflow's own writes on its happy path (ClaimCall: the call's claim item).
   lines.push(...tracker.writes.map(writeLine));
@@ -684,6 +695,48 @@ function callerSlotClaim(pacerTable: string): UsageLine {
       + 'a caller late for its slot reserves a fresh one instead (1 UpdateItem, no claim): at most one write per call. '
       + 'The item expires an hour after its slot (TTL deletes are free; storage until then is negligible)',
   };
+}
+
+/**
+ * The dispatcher's quota check (issue 14): one strongly consistent GetItem per quota per batch, so a
+ * batch that finds a quota spent takes no slot; none without quotas.
+ */
+function dispatcherQuotaReads(pacerTable: string, quotas: number, fill: number): UsageLine[] {
+  if (quotas === 0) {
+    return [];
+  }
+  return [{
+    service: 'dynamodb',
+    what: `dispatcher ${pacerTable} GetItem (quota counters)`,
+    perRequest: quotas / fill,
+    price: 'dynamodbReadRequestUnit',
+    derivation: `1 strongly consistent GetItem per quota (${quotas}) per batch of ${fmt(fill)}, before slots are reserved`,
+  }];
+}
+
+/** How many quotas the vendor caller spends per call (its QUOTAS variable; none without it). */
+function quotaCount(env: Record<string, string>): number {
+  const raw = env[VendorCallerEnv.QUOTAS];
+  return raw ? (JSON.parse(raw) as unknown[]).length : 0;
+}
+
+/**
+ * The vendor caller's quota units (issue 14): one conditional UpdateItem per quota per call on the
+ * counter of the period the call fires in (quota-ledger.ts); none without quotas.
+ */
+function callerQuotaWrites(pacerTable: string, quotas: number): UsageLine[] {
+  if (quotas === 0) {
+    return [];
+  }
+  return [{
+    service: 'dynamodb',
+    what: `vendor caller ${pacerTable} UpdateItem (quota units)`,
+    perRequest: quotas,
+    price: 'dynamodbWriteRequestUnit',
+    derivation: `one conditional ADD per quota per call (${quotas} quota(s), < 1 KB: 1 WRU each) on quota#<name>#<periodStart>; `
+      + 'a slot within 250 ms of a period boundary spends in both periods (one more write, a fraction 0.5 s / period of the calls: '
+      + 'negligible for hours and days); counters expire a day after their period (TTL deletes are free)',
+  }];
 }
 
 /** The vendor caller's pause check: a strongly consistent GetItem of the pacer item before its slot. */

@@ -13,6 +13,8 @@ import { AsyncExternalApiOrchestrator, DynamicDelayOptions, VendorContract } fro
 export interface ExampleStackProps extends StackProps {
   /** The vendor contract, requests per second. */
   readonly requestsPerSecond?: number;
+  /** The whole vendor contract (quotas, ...); when given, `requestsPerSecond` is not. */
+  readonly contract?: VendorContract;
   /** How long the main workflow waits for a callback. */
   readonly callbackTimeout?: Duration;
   /** The vendor's job-submission URL. */
@@ -34,10 +36,6 @@ export interface ExampleStackProps extends StackProps {
    * true; the benchmark turns it off to measure submissions alone.
    */
   readonly fetchResult?: boolean;
-  /** The vendor's jobs in flight (VendorContract.maxJobsInFlight). Default: no limit. */
-  readonly maxJobsInFlight?: number;
-  /** With maxJobsInFlight: when a place not freed by a callback expires. Default: callbackTimeout. */
-  readonly maxJobDuration?: Duration;
 }
 
 export class ExampleStack extends Stack {
@@ -49,13 +47,7 @@ export class ExampleStack extends Stack {
 
     this.orchestrator = new AsyncExternalApiOrchestrator(this, 'Vendor', {
       vendorUrl: props.vendorUrl ?? 'https://vendor.example.com/v1/jobs',
-      ...(props.maxJobsInFlight === undefined
-        ? { requestsPerSecond: props.requestsPerSecond ?? 10 }
-        : {
-          contract: VendorContract.of({
-            requestsPerSecond: props.requestsPerSecond ?? 10, maxJobsInFlight: props.maxJobsInFlight, maxJobDuration: props.maxJobDuration,
-          }),
-        }),
+      ...(props.contract ? { contract: props.contract } : { requestsPerSecond: props.requestsPerSecond ?? 10 }),
       batchSize: 20,
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),

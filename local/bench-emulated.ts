@@ -19,6 +19,7 @@ import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pa
 import { LocalRuntime } from './runtime';
 import { VendorSimulatorHost } from './vendor-host';
 import { buildExampleApp } from '../examples/app';
+import { VendorContract, VendorQuota } from '../src';
 
 const VENDOR_HOST = 'vendor.example.com';
 
@@ -33,6 +34,11 @@ export interface EmulatedOptions {
   readonly logFile?: string;
   /** Log level of the handlers when `logFile` is set. @default 'INFO' */
   readonly logLevel?: string;
+  /**
+   * A fixed-period quota (issue 14) in the contract (`VendorQuota.every`) and at the vendor
+   * simulator, which counts every arrival against it. @default - none
+   */
+  readonly quota?: { readonly limit: number; readonly periodMs: number };
 }
 
 /** Requests of the warm-up: about 3 seconds of the contract, at least 3. */
@@ -56,6 +62,12 @@ export interface EmulatedRun {
   readonly elapsedMs: number;
   /** The warm-up before the measured run (not in the figures above). */
   readonly warmup: { readonly requests: number; readonly proxy429: number; readonly vendor429: number };
+  /**
+   * With a quota, as the vendor counted it (warm-up included: it spends units too): the most
+   * arrivals in one period, the arrivals beyond a period's limit, and the measured calls per second
+   * against the quota's own rate (limit / period).
+   */
+  readonly quota?: { readonly maxInAnyPeriod: number; readonly violations: number; readonly quotaUtilization: number };
 }
 
 export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun> {
@@ -64,7 +76,13 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-bench-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: `https://${VENDOR_HOST}/v1/jobs`,
-    requestsPerSecond: rps,
+    ...(options.quota
+      ? {
+        contract: VendorContract.of({
+          requestsPerSecond: rps, quotas: [VendorQuota.every(Duration.millis(options.quota.periodMs), options.quota.limit)],
+        }),
+      }
+      : { requestsPerSecond: rps }),
     callbackTimeout: Duration.minutes(10),
     // The local runtime's pacing knobs (see local/local-pacing.ts), not the AWS defaults.
     lead: Duration.millis(LOCAL_PACING.leadMs),
@@ -76,7 +94,9 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
   app.synth();
 
   let runtime: LocalRuntime | undefined;
-  const vendor = await VendorSimulatorHost.start({ requestsPerSecond: rps, latencyMs: 100, callbackDelayMs: 200, seed: 42 });
+  const vendor = await VendorSimulatorHost.start({
+    requestsPerSecond: rps, latencyMs: 100, callbackDelayMs: 200, seed: 42, ...(options.quota ? { quota: options.quota } : {}),
+  });
   try {
     runtime = await LocalRuntime.start({
       assemblyDir: outdir,
@@ -144,7 +164,9 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
       log(`  offered ${total} requests at ${options.load.fraction * rps} rps`);
     }
 
-    const deadline = Date.now() + (total / rps) * 3000 + 60_000;
+    // With a quota the calls take at least a period per `limit` of them.
+    const quotaMs = options.quota ? Math.ceil(total / options.quota.limit + 1) * options.quota.periodMs : 0;
+    const deadline = Date.now() + Math.max((total / rps) * 3000, 2 * quotaMs) + 60_000;
     const measuredIds = executions.map((e) => e.requestId);
     let lastLog = Date.now();
     for (let n = 0; n < total && Date.now() < deadline;) {
@@ -181,11 +203,27 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
       p50AddedLatencyMs: lat.p50,
       p99AddedLatencyMs: lat.p99,
       elapsedMs: Date.now() - started,
+      ...(options.quota ? { quota: quotaFigures(arrivals, stats, options.quota) } : {}),
     };
   } finally {
     await runtime?.stop();
     await vendor.stop();
   }
+}
+
+/** The quota's figures (see EmulatedRun.quota): the vendor's counts, and measured calls/s over limit/period. */
+function quotaFigures(
+  arrivals: number[], stats: { quotaMaxInAnyPeriod: number; quotaViolations: number }, quota: { limit: number; periodMs: number },
+) {
+  const sorted = [...arrivals].sort((a, b) => a - b);
+  const spanMs = sorted.length > 1 ? sorted[sorted.length - 1] - sorted[0] : 0;
+  // Calls per period over whole periods spanned (first to last arrival), against the limit.
+  const periods = Math.max(1, Math.ceil(spanMs / quota.periodMs));
+  return {
+    maxInAnyPeriod: stats.quotaMaxInAnyPeriod,
+    violations: stats.quotaViolations,
+    quotaUtilization: round(Math.min(1, sorted.length / (periods * quota.limit)), 4),
+  };
 }
 
 /**

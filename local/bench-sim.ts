@@ -15,7 +15,10 @@
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { addedLatency, maxInAnyWindow, utilization, violations, windowLimit } from './bench-metrics';
 import { bounds, Distribution, LatencyModel, PacingKnobs, round, sample, seededRandom } from './bench-model';
-import { Clock, NEXT_SLOT_ATTRIBUTE, reserveSlots, slotIntervalMs, WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
+import {
+  newRateObservedAfterMs, RateChange, rateChangeBindsAtMs, rateChangeInUseWithinMs, RateChangeTiming, violationsAgainstRateInForce,
+} from './rate-schedule';
+import { Clock, INTERVAL_ATTRIBUTE, NEXT_SLOT_ATTRIBUTE, reserveSlots, slotIntervalMs, WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
 import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +111,8 @@ function less(a: Timer, b: Timer): boolean {
  */
 export class InMemoryPacerTable {
   private stored: string | undefined;
+  /** The interval stored with the next slot (pacer.ts INTERVAL_ATTRIBUTE). */
+  private storedInterval: string | undefined;
   public conditionalFailures = 0;
   public writes = 0;
 
@@ -119,7 +124,12 @@ export class InMemoryPacerTable {
     let result: unknown;
     let failure: Error | undefined;
     if (command instanceof GetItemCommand) {
-      result = { Item: this.stored === undefined ? undefined : { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } } };
+      result = {
+        Item: this.stored === undefined ? undefined : {
+          [NEXT_SLOT_ATTRIBUTE]: { N: this.stored },
+          ...(this.storedInterval === undefined ? {} : { [INTERVAL_ATTRIBUTE]: { N: this.storedInterval } }),
+        },
+      };
     } else if (command instanceof UpdateItemCommand) {
       const input = command.input;
       const values = input.ExpressionAttributeValues ?? {};
@@ -127,6 +137,7 @@ export class InMemoryPacerTable {
       const ok = old === undefined ? this.stored === undefined : this.stored === old;
       if (ok) {
         this.stored = values[':new']!.N;
+        this.storedInterval = values[':interval']?.N;
         this.writes++;
         result = {};
       } else {
@@ -378,6 +389,16 @@ export interface PacedModelOptions {
   readonly withoutFix?: PacingFix;
   /** The proxy's stage burst. @default the library's derivation (rate-settings.ts deriveRateSettings) */
   readonly proxyBurst?: number;
+  /**
+   * Operators change the rate in force (README, "The rate at run time"): `atMs` after the run
+   * starts, each execution environment (lane, caller container) reads it at a random time within
+   * `pollIntervalMs`. @default none (the contract throughout)
+   */
+  readonly rateChanges?: ReadonlyArray<{ readonly atMs: number; readonly rps: number }>;
+  /** @default 15000 (AppConfig's shortest poll) */
+  readonly pollIntervalMs?: number;
+  /** Latest fresh slot a late caller reserves (the library's maxSlotWait). @default 60000 */
+  readonly callerMaxWaitMs?: number;
 }
 
 export async function runPacedModel(options: PacedModelOptions): Promise<ModeledRun> {
@@ -407,6 +428,23 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   const dynamoMax = (model.dynamodbCall.distribution as { maxMs?: number }).maxMs ?? 20;
   const dispatcherClock: Clock = { now: () => clock.now() + knobs.leadMs, sleep: (ms) => clock.sleep(ms) };
   const callerClock: Clock = { now: () => clock.now() + 2 * dynamoMax, sleep: (ms) => clock.sleep(ms) };
+
+  // The rate in force each environment has read (pacing-settings.ts), in the frame of the clock it
+  // reserves with (`offsetMs`: the dispatcher's and the caller's clocks run ahead, see above).
+  const runStartMs = clock.now();
+  const seenAt = new Map<string, number[]>();
+  const pollIntervalMs = options.pollIntervalMs ?? 15_000;
+  const rateSettings = (environment: string, offsetMs: number) => {
+    const changes = options.rateChanges ?? [];
+    if (changes.length === 0) return {};
+    if (!seenAt.has(environment)) seenAt.set(environment, changes.map((c) => runStartMs + c.atMs + random() * pollIntervalMs));
+    let read: { rateInForce?: number; settingsSinceMs: number } = { settingsSinceMs: runStartMs - 60_000 + offsetMs };
+    changes.forEach((change, k) => {
+      const at = seenAt.get(environment)![k];
+      if (at <= clock.now()) read = { rateInForce: change.rps, settingsSinceMs: at + offsetMs };
+    });
+    return read;
+  };
 
   // Edge-exact lateness: the path's fastest time, and the budget after it. The budget is what L
   // leaves after the clocks' spread (the fixed budget), or all of L (before issue 13, when the
@@ -533,9 +571,10 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         requested: 1,
         requestsPerSecond: rps,
         latenessToleranceMs: scheduleToleranceMs,
-        maxWaitMs: 60_000,
+        maxWaitMs: options.callerMaxWaitMs ?? 60_000,
         clock: callerClock,
         random,
+        ...rateSettings(`caller-${container}`, 2 * dynamoMax),
       });
       slot = r.slots[0];
     }
@@ -553,7 +592,7 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
     finished++;
   };
 
-  const lane = async () => {
+  const lane = async (_: unknown, laneId: number) => {
     const pending: Array<Promise<void>> = [];
     while (!allDone()) {
       const next = queue.nextVisibleAt();
@@ -575,6 +614,7 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         maxWaitMs,
         clock: dispatcherClock,
         random,
+        ...rateSettings(`lane-${laneId}`, knobs.leadMs),
       });
       // Messages without a slot go back, visible again when the schedule has room.
       for (const m of batch.slice(reservation.slots.length)) {
@@ -595,6 +635,9 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   await clock.run();
   await Promise.all([lanesDone, offered.done]);
   return summarize(rps, vendor, latencies, offered.total, failed, proxy429, options.warmupMs ?? 1000, {
+    ...rateChangeDetails(vendor.arrivals, rps, runStartMs, options.rateChanges ?? [], {
+      pollIntervalMs, horizonMs: Math.max(maxWaitMs, options.callerMaxWaitMs ?? 60_000), latenessToleranceMs: knobs.latenessToleranceMs,
+    }),
     lanes,
     batchSize,
     maxWaitMs: Math.round(maxWaitMs),
@@ -617,6 +660,33 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       noSocketGiveUps,
     } : {}),
   });
+}
+
+/**
+ * The rate-change figures of a run (local/rate-schedule.ts): windows over the rate in force (each
+ * change binding where the stated bound says), and per change the stated and the observed time
+ * until the new rate was in use.
+ */
+function rateChangeDetails(
+  arrivals: number[], rps: number, runStartMs: number, changes: ReadonlyArray<{ atMs: number; rps: number }>, timing: RateChangeTiming,
+): Record<string, number | string> {
+  if (changes.length === 0) return {};
+  const schedule: RateChange[] = [];
+  const details: Record<string, number | string> = {};
+  let previous = rps;
+  changes.forEach((change, k) => {
+    const deployedAt = runStartMs + change.atMs;
+    const decrease = change.rps < previous;
+    schedule.push({ atMs: rateChangeBindsAtMs(deployedAt, decrease, timing), requestsPerSecond: change.rps });
+    const until = k + 1 < changes.length ? runStartMs + changes[k + 1].atMs : Number.POSITIVE_INFINITY;
+    const observed = newRateObservedAfterMs(arrivals.filter((a) => a < until), deployedAt, previous, change.rps);
+    details[`change${k + 1}`] = `${previous} -> ${change.rps} rps at ${change.atMs / 1000} s: in use after ${observed === undefined ? 'not observed' : `${round(observed / 1000, 1)} s`}`
+      + ` (stated within ${round(rateChangeInUseWithinMs(decrease, timing) / 1000, 1)} s)`;
+    previous = change.rps;
+  });
+  details.rateInForceViolations = violationsAgainstRateInForce(arrivals, rps, schedule);
+  details.rateChangeTiming = `P ${timing.pollIntervalMs} ms, H ${Math.round(timing.horizonMs)} ms, L ${timing.latenessToleranceMs} ms`;
+  return details;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,13 +92,17 @@ interface ScenarioSpec {
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota';
+  /** Emulated only: a fixed-period quota in the contract and at the vendor (issue 14). */
+  readonly quota?: { readonly limit: number; readonly periodMs: number };
   /** Issue 13's effects, and the one fix left out. */
   readonly effects?: PacingEffects;
   readonly withoutFix?: PacingFix;
   /** Fire tolerance (and the L it implies: + clock resolution + path + clocks) and the timer's lateness, for the fire tolerance study. */
   readonly fireToleranceMs?: number;
   readonly timerLateness?: { readonly distribution: Distribution; readonly source: string };
+  /** Operators change the rate in force mid-run (README, "The rate at run time"). */
+  readonly rateChanges?: ReadonlyArray<{ readonly atMs: number; readonly rps: number }>;
 }
 
 /**
@@ -160,6 +164,27 @@ function fireToleranceScenarios(): ScenarioSpec[] {
   return rows;
 }
 
+/**
+ * The rate at run time: operators lower the rate in force under a backlog, and raise it again
+ * (AppConfig poll 15 s, callers' maxSlotWait 10 s); V counted against the rate in force.
+ */
+export function rateChangeScenarios(q: boolean): ScenarioSpec[] {
+  const note = 'rate in force changed through the dynamic-delay configuration (poll 15 s, every environment reads it at a random time within it); '
+    + 'V counted against the rate in force (a decrease binds after P + H + L, an increase at its deployment)';
+  return [
+    { name: 'rate-change-10-to-4rps', rps: 10, load: { kind: 'backlog', requests: q ? 300 : 700 }, kind: 'paced-model', study: 'rate-change', rateChanges: [{ atMs: 10_000, rps: 4 }], note },
+    ...(q ? [] : [<ScenarioSpec>{
+      name: 'rate-change-10-to-4-to-10rps',
+      rps: 10,
+      load: { kind: 'backlog', requests: 1200 },
+      kind: 'paced-model',
+      study: 'rate-change',
+      rateChanges: [{ atMs: 10_000, rps: 4 }, { atMs: 80_000, rps: 10 }],
+      note,
+    }]),
+  ];
+}
+
 export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 'emulated100'>): ScenarioSpec[] {
   const q = options.quick;
   const modeledNote = 'hops after the pacer drawn from the latency model; the emulators cannot carry this rate on 2 cores';
@@ -181,8 +206,22 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
     list.push({ name: 'baseline-async-100rps', rps: 100, load: { kind: 'fraction', fraction: 2, durationMs: 30000 }, kind: 'baseline-async', note: 'published pattern as above at 100 RPS' });
   }
   list.push(...effectScenarios(q));
+  list.push(...rateChangeScenarios(q));
   if (!q) {
     list.push(...fireToleranceScenarios());
+  }
+  if (!q) {
+    // Issue 14: a quota below the rate (20 per 3 s = 6.7/s under a 10 RPS contract), spent and
+    // refilled period after period by a backlog of 60 submissions.
+    list.push({
+      name: 'quota-10rps-refill',
+      rps: 10,
+      load: { kind: 'backlog', requests: 60 },
+      kind: 'emulated',
+      study: 'issue-14-quota',
+      quota: { limit: 20, periodMs: 3000 },
+      note: 'quota 20 per 3 s (VendorQuota.every) in the contract and at the vendor simulator; U is against the rate, quotaUtilization against the quota',
+    });
   }
   if (options.emulated100 && !q) {
     list.push({ name: 'emulated-attempt-100rps', rps: 100, load: { kind: 'backlog', requests: 600 }, kind: 'emulated', note: 'the local runtime at 100 RPS: CPU-bound on 2 cores, not a measure of the design' });
@@ -213,7 +252,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let row: Omit<ScenarioRow, 'chart' | 'runMs'>;
     let arrivals: number[];
     if (spec.kind === 'emulated') {
-      const r = await runEmulatedInChild({ rps: spec.rps, load: spec.load }, log);
+      const r = await runEmulatedInChild({ rps: spec.rps, load: spec.load, ...(spec.quota ? { quota: spec.quota } : {}) }, log);
       arrivals = r.arrivals;
       row = {
         name: spec.name,
@@ -236,7 +275,19 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           + `local pacing knobs lead ${LOCAL_PACING.leadMs} ms, fire tolerance ${LOCAL_PACING.fireToleranceMs} ms, L ${LOCAL_PACING.latenessToleranceMs} ms; `
           + `vendor callers prewarmed; measured after a warm-up of ${r.warmup.requests} requests`
           + `${spec.load.kind === 'backlog' ? ', the backlog queued behind a disabled event source mapping' : ''}`,
-        details: { warmupRequests: r.warmup.requests, warmupProxy429: r.warmup.proxy429, warmupVendor429: r.warmup.vendor429 },
+        details: {
+          warmupRequests: r.warmup.requests,
+          warmupProxy429: r.warmup.proxy429,
+          warmupVendor429: r.warmup.vendor429,
+          ...(r.quota && spec.quota ? {
+            quotaLimit: spec.quota.limit,
+            quotaPeriodMs: spec.quota.periodMs,
+            quotaMaxInAnyPeriod: r.quota.maxInAnyPeriod,
+            quotaViolations: r.quota.violations,
+            quotaUtilization: r.quota.quotaUtilization,
+          } : {}),
+        },
+        ...(spec.study ? { study: spec.study } : {}),
       };
     } else {
       const rowModel: LatencyModel = spec.timerLateness ? { ...model, timerLateness: spec.timerLateness } : model;
@@ -247,7 +298,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       };
       const r = spec.kind === 'paced-model'
         ? await runPacedModel({
-          rps: spec.rps, load: spec.load, model: rowModel, knobs: rowKnobs, effects: spec.effects, withoutFix: spec.withoutFix,
+          rps: spec.rps,
+          load: spec.load,
+          model: rowModel,
+          knobs: rowKnobs,
+          effects: spec.effects,
+          withoutFix: spec.withoutFix,
+          ...(spec.rateChanges ? { rateChanges: spec.rateChanges, callerMaxWaitMs: 10_000 } : {}),
         })
         : await runBaselineModel({ rps: spec.rps, load: spec.load, model, mode: spec.kind === 'baseline-async' ? 'async' : 'sync' });
       arrivals = r.arrivals;

@@ -20,7 +20,9 @@ import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
 import { auditProxyAccessLog, forwardedArrivals, proxyAccessLog, sortedPairSpreadMs } from './access-log-audit';
+import { DemoRateChange, ScheduledRateChange } from './demo-rate-change';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
+import { violationsAgainstRateInForce } from './rate-schedule';
 import {
   classifyRequest, deliveredRps, EndingEvidence, maxInAnyWindow, percentile, perSecond, RequestFacts, TimeoutCause, violations, writeChart,
 } from './report';
@@ -29,6 +31,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
+import { VendorContract, VendorQuota } from '../src';
 import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
@@ -53,7 +56,17 @@ export interface DemoOptions {
   readonly latenessToleranceMs: number;
   /** How long to wait for the requests to end, ms; 0: sized from the work (demoWaitMs). */
   readonly waitMs: number;
+  /** When the operator changes the rate, seconds after the submissions (with rateChangeRps); 0: no change. */
+  readonly rateChangeAtS: number;
+  /** The rate the operator sets at rateChangeAtS (at most rps, the contract deployed); 0: no change. */
+  readonly rateChangeRps: number;
   readonly json: boolean;
+  /**
+   * `--quota LIMIT/SECONDS`: the contract's quota, `LIMIT` calls per fixed period of `SECONDS`
+   * (`VendorQuota.every`), enforced by the simulated vendor too. A short period shows requests
+   * waiting for the next period and resuming there. Default: none.
+   */
+  readonly quota?: { readonly limit: number; readonly periodSeconds: number };
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
   readonly progress: boolean;
@@ -82,6 +95,8 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   fireToleranceMs: LOCAL_PACING.fireToleranceMs,
   latenessToleranceMs: LOCAL_PACING.latenessToleranceMs,
   waitMs: 0,
+  rateChangeAtS: 0,
+  rateChangeRps: 0,
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
@@ -115,6 +130,17 @@ export interface DemoResult {
   readonly resultFetches: number;
   readonly vendorMaxRequestsInAnySecond: number;
   readonly vendorViolations: number;
+  /** With --quota: the most calls the vendor saw in any one quota period. Else null. */
+  readonly quotaMaxInAnyPeriod: number | null;
+  /**
+   * Windows over each limit, measured by the simulator: `rate`, against the rate in force
+   * (local/rate-schedule.ts; the contract when no change is asked for); `quota`, calls beyond a
+   * quota period's limit (0 without --quota); `inFlight`, submissions refused because the vendor
+   * already ran maxJobsInFlight jobs (0 without --max-jobs-in-flight).
+   */
+  readonly violationsByLimit: { readonly rate: number; readonly quota: number; readonly inFlight: number };
+  /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
+  readonly rateChange?: DemoRateChange;
   /**
    * The audit from AWS's own records (README, "Audit"): the busiest closed 1-second window (1/R s
    * when R < 1) of requests the proxy forwarded, read from its access log on API Gateway's clock,
@@ -129,11 +155,6 @@ export interface DemoResult {
    * shortened and lengthened by it. Null when the two records differ in count.
    */
   readonly auditHopSpreadMs: number | null;
-  /**
-   * Violations per limit, counted by the vendor simulator: `rate` (windows over the contract),
-   * `inFlight` (submissions refused because the vendor already ran maxJobsInFlight jobs).
-   */
-  readonly violationsByLimit: { readonly rate: number; readonly inFlight: number };
   /** The most jobs the vendor saw in progress at once (plus one at a refused submission). */
   readonly maxJobsInFlightObserved: number;
   /**
@@ -166,12 +187,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-demo-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: VENDOR_URL,
-    requestsPerSecond: options.rps,
+    ...(options.quota || options.maxJobsInFlight > 0
+      ? {
+        contract: VendorContract.of({
+          requestsPerSecond: options.rps,
+          ...(options.quota ? { quotas: [VendorQuota.every(Duration.seconds(options.quota.periodSeconds), options.quota.limit)] } : {}),
+          ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
+        }),
+      }
+      : { requestsPerSecond: options.rps }),
     callbackTimeout: Duration.millis(options.callbackTimeoutMs),
     lead: Duration.millis(options.leadMs),
     fireTolerance: Duration.millis(options.fireToleranceMs),
     latenessTolerance: Duration.millis(options.latenessToleranceMs),
-    ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
+    // The rate at run time is the dynamic-delay configuration's (AppConfig's shortest poll: 15 s).
+    ...(options.rateChangeRps > 0 ? { dynamicDelay: { pollInterval: Duration.seconds(15) } } : {}),
   }, outdir);
   app.synth();
   log(`synthesized ${stack.stackName} into ${outdir}`);
@@ -191,6 +221,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     malformedCallbackRate: options.malformedCallbackRate,
     forgedCallbackRate: options.forgedCallbackRate,
     ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
+    ...(options.quota ? { quota: { limit: options.quota.limit, periodMs: options.quota.periodSeconds * 1000 } } : {}),
   });
   const vendorBase = vendor.base;
   try {
@@ -218,6 +249,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     yieldToDataPlane();
 
     // 3. Submit every request up front, so the request queue holds a backlog.
+    const submittedAtMs = Date.now();
+    const rateChange = options.rateChangeRps > 0
+      ? ScheduledRateChange.start(runtime, vendor, outdir, stack.stackName, submittedAtMs, options.rps, options.rateChangeRps, options.rateChangeAtS)
+      : undefined;
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
     const executions: string[] = [];
     for (let i = 0; i < options.requests; i++) {
@@ -286,6 +321,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
 
     const arrivals = await vendor.arrivals();
+    const change = await rateChange?.result(arrivals);
+    // For a closer look at the vendor's arrivals (e.g. which windows exceeded the rate in force).
+    if (process.env.DEMO_ARRIVALS) {
+      fs.writeFileSync(process.env.DEMO_ARRIVALS, JSON.stringify({ submittedAtMs, arrivals, schedule: rateChange?.schedule ?? [] }));
+    }
     const first = arrivals.length ? Math.min(...arrivals) : started;
     const last = arrivals.length ? Math.max(...arrivals) : started;
     fs.mkdirSync(path.dirname(options.chartPath), { recursive: true });
@@ -311,12 +351,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       resultFetches: vendorStats.resultFetches,
       vendorMaxRequestsInAnySecond: maxInAnyWindow(arrivals),
       vendorViolations: violations(arrivals, Math.max(1, Math.floor(options.rps))),
-      ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
-        sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
+      quotaMaxInAnyPeriod: options.quota ? vendorStats.quotaMaxInAnyPeriod : null,
       violationsByLimit: {
-        rate: violations(arrivals, Math.max(1, Math.floor(options.rps))),
+        rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []),
+        quota: vendorStats.quotaViolations,
         inFlight: vendorStats.jobsInFlight.violations,
       },
+      ...(change ? { rateChange: change } : {}),
+      ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
+        sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       maxJobsInFlightObserved: vendorStats.jobsInFlight.maxObserved,
       meanJobsInFlightWhileBacklog: round(vendorStats.jobsInFlight.meanInFlightWhileStarting, 2),
       vendor429s: vendorStats.rejected429ByContract,
@@ -372,7 +415,9 @@ export function demoWaitMs(o: DemoOptions): number {
   const retriesPerRequest = o.vendorErrorRate + o.vendor429Rate;
   const calls = o.requests * (CALLS_PER_REQUEST + retriesPerRequest);
   const pausesMs = o.requests * o.vendor429Rate * VENDOR_PAUSE_MS;
-  const workMs = o.leadMs + (calls * slotMs + pausesMs) * LOCAL_SLOWDOWN
+  // With a quota, the calls take at least one period per `limit` of them (and one more for the boundaries).
+  const quotaMs = o.quota ? (Math.ceil(calls / o.quota.limit) + 1) * o.quota.periodSeconds * 1000 : 0;
+  const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs) * LOCAL_SLOWDOWN
     + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
   // With a jobs-in-flight limit, at most N jobs run at once: each holds its place from its
   // submission until its callback is processed, and a waiting request asks again every 2 s.
@@ -579,8 +624,15 @@ export function formatSummary(r: DemoResult): string {
     ['vendor requests (of which paced result fetches)', `${r.vendorRequests} (${r.resultFetches})`],
     ['most vendor requests in any 1 s window', String(r.vendorMaxRequestsInAnySecond)],
     ['windows over the contract (violations)', String(r.vendorViolations)],
+    ['windows over the rate in force (violationsByLimit.rate)', String(r.violationsByLimit.rate)],
+    ...(r.rateChange ? [['rate change (operator, AppConfig)', `${r.rateChange.fromRps} -> ${r.rateChange.toRps} rps deployed at ${round(r.rateChange.deployedAtMs / 1000, 1)} s, `
+      + `binds at ${round(r.rateChange.bindsAtMs / 1000, 1)} s; in use after ${r.rateChange.observedInUseAfterMs === null ? 'not observed' : `${round(r.rateChange.observedInUseAfterMs / 1000, 1)} s`}`
+      + ` (stated: within ${round(r.rateChange.statedInUseWithinMs / 1000, 1)} s)`] as [string, string]] : []),
+    ...(r.quotaMaxInAnyPeriod === null ? [] : [
+      ['most vendor calls in any quota period / calls beyond it', `${r.quotaMaxInAnyPeriod} / ${r.violationsByLimit.quota}`] as [string, string],
+    ]),
     ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
-    ['violations by limit (counted by the vendor)', Object.entries(r.violationsByLimit).map(([k, v]) => `${k}: ${v}`).join(', ')],
+    ['jobs refused for the in-flight limit (violationsByLimit.inFlight)', String(r.violationsByLimit.inFlight)],
     ['most jobs in flight at the vendor (mean while a backlog lasted)', `${r.maxJobsInFlightObserved} (${r.meanJobsInFlightWhileBacklog})`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
@@ -629,6 +681,8 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--lateness-tolerance-ms': 'latenessToleranceMs',
   '--wait-ms': 'waitMs',
   '--max-jobs-in-flight': 'maxJobsInFlight',
+  '--rate-change-at-s': 'rateChangeAtS',
+  '--rate-change-rps': 'rateChangeRps',
 };
 
 export function parseDemoArgs(argv: string[]): DemoOptions {
@@ -644,9 +698,13 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
       continue;
     }
     const [flag, inline] = arg.split('=', 2);
+    if (flag === '--quota') {
+      options.quota = parseQuotaFlag(inline ?? argv[++i]);
+      continue;
+    }
     const key = FLAGS[flag];
     if (!key) {
-      throw new Error(`unknown flag '${arg}'; flags: ${[...Object.keys(FLAGS), '--json', '--chart'].join(' ')}`);
+      throw new Error(`unknown flag '${arg}'; flags: ${[...Object.keys(FLAGS), '--quota', '--json', '--chart'].join(' ')}`);
     }
     const raw = inline ?? argv[++i];
     const value = Number(raw);
@@ -664,7 +722,22 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
     }
     options[key] = value;
   }
+  if ((options.rateChangeAtS as number) > 0 && !((options.rateChangeRps as number) > 0)) {
+    throw new Error('--rate-change-at-s needs --rate-change-rps (the rate the operator sets)');
+  }
+  if ((options.rateChangeRps as number) > (options.rps as number)) {
+    throw new Error(`--rate-change-rps ${options.rateChangeRps} is above the contract of ${options.rps} (--rps): the contract deployed is the ceiling`);
+  }
   return options as unknown as DemoOptions;
+}
+
+/** `--quota LIMIT/SECONDS`, e.g. `5/3`: LIMIT calls per fixed period of SECONDS (whole seconds). */
+function parseQuotaFlag(raw: string | undefined): { limit: number; periodSeconds: number } {
+  const match = /^(\d+)\/(\d+)$/.exec(raw ?? '');
+  if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
+    throw new Error(`--quota needs LIMIT/SECONDS, whole numbers of 1 or more, e.g. 5/3 (given '${raw}')`);
+  }
+  return { limit: Number(match[1]), periodSeconds: Number(match[2]) };
 }
 
 if (require.main === module) {

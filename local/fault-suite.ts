@@ -18,6 +18,7 @@ import {
   DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SetQueueAttributesCommand, SQSClient,
 } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { VendorContract } from '../src';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
@@ -119,8 +120,9 @@ export async function startFaultSuite(options: {
   const { app, stack } = buildExampleApp({
     requestsPerSecond: SUITE_RPS,
     callbackTimeout: Duration.millis(SUITE_CALLBACK_TIMEOUT_MS),
-    maxJobsInFlight: options.maxJobsInFlight,
-    maxJobDuration: options.maxJobDuration,
+    ...(options.maxJobsInFlight !== undefined ? {
+      contract: VendorContract.of({ requestsPerSecond: SUITE_RPS, maxJobsInFlight: options.maxJobsInFlight, maxJobDuration: options.maxJobDuration }),
+    } : {}),
   }, outdir);
   app.synth();
   const faults = new FaultInjector();

@@ -11,6 +11,7 @@
  */
 import * as path from 'node:path';
 import { WorkerHost } from './aws/worker-bundle';
+import { RateChange } from './rate-schedule';
 import { VendorCallbackRecord, VendorSimulatorOptions, VendorStats } from './vendor-simulator';
 
 export type VendorHostOptions = Omit<VendorSimulatorOptions, 'rewriteUrl' | 'clock'>;
@@ -28,6 +29,11 @@ export class VendorSimulatorHost {
   public mapApis(ports: Record<string, number>): void {
     // Messages to a worker arrive in order: every later call sees the new ports.
     void this.host.call('apiPorts', ports).catch(() => undefined);
+  }
+
+  /** See VendorSimulator.setRateSchedule; resolves once the vendor applies it. */
+  public setRateSchedule(schedule: RateChange[]): Promise<void> {
+    return this.host.call<void>('rateSchedule', schedule);
   }
 
   /** See VendorSimulator.arrivals. */

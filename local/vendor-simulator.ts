@@ -13,6 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
+import { overRateInForce, RateChange } from './rate-schedule';
 import { UrlRewriter } from './types';
 import { VendorJobsInFlight, VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { SignatureSpec } from '../src/callback-webhook/signature-spec';
@@ -29,6 +30,12 @@ export interface VendorSimulatorOptions {
    * that timestamps in milliseconds sees them. @default 'closed'
    */
   readonly window?: 'closed' | 'half-open';
+  /**
+   * Changes of the vendor's rate at run time (README, "The rate at run time"): a call whose window
+   * exceeds the rate in force at the window's start gets a 429 too, counted in
+   * `rateInForceViolations`. Also settable once running (`setRateSchedule`). @default - none
+   */
+  readonly rateSchedule?: readonly RateChange[];
   /** Time to answer any call, ms. @default 0 */
   readonly latencyMs?: number;
   /** Time from answering a submission to calling back, ms. @default 0 */
@@ -100,6 +107,13 @@ export interface VendorSimulatorOptions {
    * (local/vendor-jobs-in-flight.ts). @default - no limit (jobs in flight still measured)
    */
   readonly maxJobsInFlight?: number;
+  /**
+   * A quota: at most `limit` calls (any method) in each fixed period of `periodMs`, aligned to the
+   * Unix epoch like `VendorQuota.every`. Every arrival counts, refused ones included (a vendor
+   * bills the call whatever it answers); one beyond the limit gets 429 with Retry-After until the
+   * period ends and counts as a quota violation. @default - no quota
+   */
+  readonly quota?: { readonly limit: number; readonly periodMs: number };
 }
 
 /** A fault the simulator injects into one request id. */
@@ -155,6 +169,8 @@ export interface VendorStats {
   readonly violations: number;
   /** The most calls in any sliding 1 s window, counted as the `window` option says. */
   readonly maxInAnyWindow: number;
+  /** Calls whose window exceeded the rate in force of the rate schedule (each got a 429). */
+  readonly rateInForceViolations: number;
   /** Request ids with more than one accepted submission. */
   readonly duplicateVendorCalls: number;
   /** Answers given by injected faults. */
@@ -175,6 +191,10 @@ export interface VendorStats {
   readonly callsWithAwsSignature: number;
   /** Jobs in flight as the vendor counts them (see maxJobsInFlight). */
   readonly jobsInFlight: VendorJobsInFlightStats;
+  /** With a quota: the most arrivals in any one of its periods (refused ones included). Else 0. */
+  readonly quotaMaxInAnyPeriod: number;
+  /** With a quota: arrivals beyond the limit of their period (each got 429). Else 0. */
+  readonly quotaViolations: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -234,6 +254,7 @@ export class VendorSimulator {
   private jobCounter = 0;
   private readonly jobIdPrefix: string;
   private readonly arrivalTimes: number[] = [];
+  private rateSchedule: readonly RateChange[] = [];
   private readonly states = new Map<string, RequestState>();
   private readonly jobs = new Map<string, Job>();
   private readonly callbackLog: MutableCallbackRecord[] = [];
@@ -241,11 +262,15 @@ export class VendorSimulator {
   private readonly inflight = new Set<http.ClientRequest>();
   private readonly agent = new http.Agent({ keepAlive: false });
   private readonly jobsInFlight: VendorJobsInFlight;
+  /** Arrivals per quota period (key: the period's start, ms). */
+  private readonly quotaCounts = new Map<number, number>();
+  private quotaViolations = 0;
   private readonly counters = {
     submissions: 0,
     accepted: 0,
     rejected429ByContract: 0,
     violations: 0,
+    rateInForceViolations: 0,
     error: 0,
     reject: 0,
     throttle: 0,
@@ -263,10 +288,16 @@ export class VendorSimulator {
     this.options = options;
     this.limit = Math.max(1, Math.floor(options.requestsPerSecond));
     this.closedWindow = (options.window ?? 'closed') === 'closed';
+    this.rateSchedule = options.rateSchedule ?? [];
     this.clock = options.clock ?? Date.now;
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
     // Its own wall clock (only for the time-weighted mean): the `clock` option scripts arrival times.
     this.jobsInFlight = new VendorJobsInFlight(options.maxJobsInFlight, Date.now);
+  }
+
+  /** The vendor's rate changes from now on (see the `rateSchedule` option). */
+  public setRateSchedule(schedule: readonly RateChange[]): void {
+    this.rateSchedule = [...schedule];
   }
 
   /** Starts the vendor on 127.0.0.1 (a free port); resolves with its base URL. */
@@ -346,6 +377,7 @@ export class VendorSimulator {
       rejected429ByContract: c.rejected429ByContract,
       violations: c.violations,
       maxInAnyWindow: maxInAnyWindow(this.arrivalTimes, this.closedWindow),
+      rateInForceViolations: c.rateInForceViolations,
       duplicateVendorCalls: [...this.states.values()].filter((s) => s.accepted > 1).length,
       faultAnswers: { error: c.error, reject: c.reject, throttle: c.throttle },
       callbacksSent: c.callbacksSent,
@@ -356,6 +388,8 @@ export class VendorSimulator {
       resultFetches: c.resultFetches,
       callsWithAwsSignature: c.callsWithAwsSignature,
       jobsInFlight: this.jobsInFlight.stats(),
+      quotaMaxInAnyPeriod: Math.max(0, ...this.quotaCounts.values()),
+      quotaViolations: this.quotaViolations,
       requests,
     };
   }
@@ -368,13 +402,24 @@ export class VendorSimulator {
     // The arrival is counted before anything else: the vendor saw it, whatever it answers.
     const now = this.clock();
     this.arrivalTimes.push(now);
-    const overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
+    let overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
+    // A strict vendor also refuses what exceeds the rate in force (local/rate-schedule.ts).
+    if (!overContract && this.rateSchedule.length > 0 && overRateInForce(this.arrivalTimes, now, this.options.requestsPerSecond, this.rateSchedule)) {
+      this.counters.rateInForceViolations++;
+      overContract = true;
+    }
     const body = await readBody(req);
     const method = (req.method ?? 'GET').toUpperCase();
     if (signatureHeaders(req).length > 0) {
       this.counters.callsWithAwsSignature++;
     }
 
+    const quotaRefusal = overContract ? undefined : this.countQuota(now);
+    if (quotaRefusal) {
+      if (method === 'POST') this.counters.submissions++;
+      await this.answer(res, quotaRefusal, this.options.latencyMs ?? 0);
+      return;
+    }
     if (method === 'POST') {
       await this.submit(req, res, body, overContract, now);
       return;
@@ -491,6 +536,22 @@ export class VendorSimulator {
 
   private willCallBack(job: Job): boolean {
     return job.callbackUrl !== undefined && !this.stateOf(job.requestId).faults.has('noCallback');
+  }
+
+  /** Counts an arrival against the quota's period; the refusal when it is beyond the limit. */
+  private countQuota(now: number): Answer | undefined {
+    const quota = this.options.quota;
+    if (!quota) return undefined;
+    const start = Math.floor(now / quota.periodMs) * quota.periodMs;
+    const count = (this.quotaCounts.get(start) ?? 0) + 1;
+    this.quotaCounts.set(start, count);
+    if (count <= quota.limit) return undefined;
+    this.quotaViolations++;
+    return {
+      status: 429,
+      body: { error: `quota exceeded: at most ${quota.limit} calls per ${quota.periodMs} ms` },
+      headers: { 'Retry-After': String(Math.max(1, Math.ceil((start + quota.periodMs - now) / 1000))) },
+    };
   }
 
   private contractRefusal(): Answer {
@@ -752,6 +813,9 @@ function callbackBody(job: Job): Record<string, unknown> {
 function validateOptions(o: VendorSimulatorOptions): void {
   if (!(o.requestsPerSecond > 0)) {
     throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
+  }
+  if (o.quota && !(Number.isInteger(o.quota.limit) && o.quota.limit > 0 && o.quota.periodMs > 0)) {
+    throw new Error(`quota must have a whole limit above 0 and a period above 0 ms (given ${JSON.stringify(o.quota)})`);
   }
   const rates: Array<keyof VendorSimulatorOptions> = ['errorRate', 'rejectRate', 'throttleRate', 'slowRate', 'noCallbackRate',
     'duplicateCallbackRate', 'earlyCallbackRate', 'malformedCallbackRate', 'forgedCallbackRate',

@@ -5,6 +5,7 @@
 import { workerData } from 'node:worker_threads';
 import { apiRewriter } from './aws/apigateway';
 import { serveWorker } from './aws/worker-protocol';
+import { RateChange } from './rate-schedule';
 import { VendorSimulator } from './vendor-simulator';
 
 void serveWorker(async () => {
@@ -19,6 +20,7 @@ void serveWorker(async () => {
         rewrite = apiRewriter(ports);
       },
       arrivals: () => vendor.arrivals(),
+      rateSchedule: (schedule: RateChange[]) => vendor.setRateSchedule(schedule),
       stats: () => vendor.stats(),
       callbacks: () => vendor.callbacks(),
       stop: () => vendor.stop(),

@@ -12,5 +12,6 @@ export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
 export * from './contract/vendor-contract';
+export * from './contract/vendor-quota';
 export * from './orchestrator/async-external-api-orchestrator';
 export * from './callback-webhook/webhook-authentication';

@@ -75,8 +75,22 @@ async function startInProcess(faults: ServiceFaultHook): Promise<LocalDynamoDb> 
   server.removeAllListeners('request');
   server.on('request', (req, res) => {
     const target = String(req.headers['x-amz-target'] ?? '');
-    const injected = faults.beforeCall!('dynamodb', target.slice(target.indexOf('.') + 1));
+    const action = target.slice(target.indexOf('.') + 1);
+    const injected = faults.beforeCall!('dynamodb', action);
     if (!injected) {
+      if (faults.afterCall) {
+        // The call is carried out; a crash planned after it (e.g. after a quota unit was spent)
+        // happens before its answer leaves, as a handler that dies after its side effect.
+        const end = res.end.bind(res) as (...args: unknown[]) => void;
+        res.end = ((...args: unknown[]) => {
+          if (res.statusCode !== 200) {
+            end(...args);
+          } else {
+            void Promise.resolve(faults.afterCall!('dynamodb', action)).catch(() => undefined).finally(() => end(...args));
+          }
+          return res;
+        }) as typeof res.end;
+      }
       for (const listener of serve) listener.call(server, req, res);
       return;
     }

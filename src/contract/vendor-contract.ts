@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import { QuotaExhaustedAction, VendorQuota } from './vendor-quota';
 import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
 
 /**
@@ -20,6 +21,25 @@ export interface VendorContractProps {
   readonly requestsPerSecond: number;
 
   /**
+   * Quotas per period: at most so many calls reach the vendor per calendar hour, day or month, or
+   * per fixed period (`VendorQuota.perDay(100_000)`, `VendorQuota.every(Duration.hours(6), 5000)`).
+   * Every call that reaches the vendor spends one unit of each quota when it fires (retries and
+   * result fetches included; a 429 or a 504 too); units are never refunded. Needs
+   * `PacingPoint.VENDOR_CALL` (the vendor caller spends the units).
+   *
+   * @default - no quota
+   */
+  readonly quotas?: VendorQuota[];
+
+  /**
+   * What a request does when a quota is spent for the current period: wait for the next period
+   * in the queue (without spending an attempt), or fail at once with `VendorQuotaExhausted`.
+   *
+   * @default QuotaExhaustedAction.WAIT
+   */
+  readonly whenQuotaExhausted?: QuotaExhaustedAction;
+
+  /**
    * The most of the vendor's jobs in progress at once. A place is taken before the submission call
    * fires (a request without one waits in the queue, spending no attempt and no receive) and held
    * until the job's callback (success or failure) or `maxJobDuration`; never freed by our own
@@ -39,10 +59,10 @@ export interface VendorContractProps {
 }
 
 /**
- * The vendor contract: the one home of every limit the orchestrator keeps (its rate, jobs in flight;
- * quotas per period and named limits as they are added). Each layer reads what it
- * enforces from here instead of from props threaded through the orchestrator, so a new limit is
- * declared once and validated once, at synth time.
+ * The vendor contract: the one home of every limit the orchestrator keeps (its rate, quotas per
+ * period, jobs in flight; named limits as they are added). Each layer reads what it enforces
+ * from here instead of from props threaded through the orchestrator, so a new limit is declared
+ * once and validated once, at synth time.
  *
  * @example
  * const contract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 50 });
@@ -55,6 +75,15 @@ export class VendorContract {
 
   /** The most requests per second the vendor allows. */
   public readonly requestsPerSecond: number;
+  /** The quotas per period (empty: none). */
+  public readonly quotas: VendorQuota[];
+  /** What a request does when a quota is spent. */
+  public readonly whenQuotaExhausted: QuotaExhaustedAction;
+  /**
+   * What the contract allows but probably did not mean (e.g. a quota smaller than one second of
+   * the rate): the orchestrator shows them as synth-time warnings.
+   */
+  public readonly warnings: string[];
 
   /**
    * The most of the vendor's jobs in progress at once.
@@ -81,5 +110,18 @@ export class VendorContract {
     }
     this.maxJobsInFlight = props.maxJobsInFlight;
     this.maxJobDuration = props.maxJobDuration;
+    const quotas = props.quotas ?? [];
+    const names = new Set<string>();
+    for (const quota of quotas) {
+      if (names.has(quota.name)) {
+        throw new Error(`two quotas are named '${quota.name}': give each its own name (VendorQuota.perDay(limit, { name: '...' }))`);
+      }
+      names.add(quota.name);
+    }
+    this.quotas = [...quotas];
+    this.whenQuotaExhausted = props.whenQuotaExhausted ?? QuotaExhaustedAction.WAIT;
+    this.warnings = quotas
+      .filter((quota) => quota.limit < props.requestsPerSecond)
+      .map((quota) => `quota '${quota.name}' (${quota.limit} per ${quota.period}) is smaller than one second of the rate (${props.requestsPerSecond} requests per second): it is spent in its first second of each period; check the numbers`);
   }
 }

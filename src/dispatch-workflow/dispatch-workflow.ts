@@ -14,12 +14,14 @@ import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { VendorCallerFunction } from './vendor-caller-function';
+import { addQuotaEnvironment, vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
+import { VendorContract } from '../contract/vendor-contract';
 import { DynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
 import { VendorCallerEnv } from '../shared/env';
-import { CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+import { CorrelationAttributes, RequestStatus } from '../shared/messages';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV } from '../shared/metrics';
 import { addFunctionNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
@@ -94,6 +96,21 @@ export interface VendorCallPacing {
    * @default - none
    */
   readonly dynamicDelay?: DynamicDelay;
+  /**
+   * The vendor contract: the vendor caller spends one unit of each of its quotas per call
+   * (`VendorContract.quotas`) and acts on a spent one as `whenQuotaExhausted` says.
+   *
+   * @default - no quota
+   */
+  readonly contract?: VendorContract;
+  /**
+   * Longest a request may wait for the next quota period (its deadline: the waiting workflow's
+   * callbackTimeout, the request queue's retention); when the period ends later the request fails
+   * at once with VendorQuotaExhausted.
+   *
+   * @default - no bound
+   */
+  readonly quotaMaxWait?: Duration;
 }
 
 /**
@@ -421,7 +438,8 @@ export class DispatchWorkflow extends Construct {
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
       // refuse it: an answer over the limit fails the execution (docs/vendor-calls.md).
-      finalErrors: props.pacing ? [ErrorNames.VENDOR_RESPONSE_TOO_LARGE] : undefined,
+      finalErrors: props.pacing ? vendorCallerFinalErrors(props.pacing.contract) : undefined,
+      namedFailures: props.pacing ? vendorCallerNamedFailures(props.pacing.contract) : undefined,
       retryBaseDelay,
       maxRetryDelay,
       computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry carries the same request id',
@@ -586,12 +604,13 @@ export class DispatchWorkflow extends Construct {
         POWERTOOLS_SERVICE_NAME: 'vendor-caller',
       },
     });
+    addQuotaEnvironment(fn, pacing.contract, pacing.quotaMaxWait);
     props.proxy.grantInvoke(fn);
     if (props.jobPlacesTable) {
       fn.addEnvironment(VendorCallerEnv.JOB_PLACES_TABLE_NAME, props.jobPlacesTable.tableName);
       props.jobPlacesTable.grant(fn, 'dynamodb:UpdateItem');
     }
-    // PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
+    // UpdateItem also spends quota units (quota-ledger.ts). PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
     pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     if (pacing.dynamicDelay) {
       for (const [name, value] of Object.entries(pacing.dynamicDelay.environmentVariables)) {

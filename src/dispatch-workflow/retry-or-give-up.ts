@@ -43,6 +43,15 @@ export interface RetryOrGiveUpOptions {
    * @default - none
    */
   readonly finalErrors?: string[];
+  /**
+   * Of `finalErrors`, those the waiting workflow fails with by their own name (SendTaskFailure
+   * `Error`), so it can catch them (e.g. VendorQuotaExhausted); the others fail it with
+   * VendorRequestFailed. A Choice after the park picks the SendTaskFailure; without such names the
+   * park goes straight to FailWaitingWorkflow, as before.
+   *
+   * @default - none
+   */
+  readonly namedFailures?: string[];
   /** Id of the final Fail state. */
   readonly failedStateId: string;
   /** Cause of the final Fail state. */
@@ -107,7 +116,22 @@ export function retryOrGiveUpStates(scope: Construct, options: RetryOrGiveUpOpti
   });
   failWaiting.addCatch(failWaitingShort, { resultPath: '$.failError' });
   failWaitingShort.addCatch(failed, { resultPath: '$.failError' });
-  const giveUp = park.next(failWaiting.next(failed));
+  let giveUp: sfn.Chain;
+  const namedFailures = options.namedFailures ?? [];
+  if (namedFailures.length > 0) {
+    const failWaitingNamed = sendTaskFailureState(scope, 'FailWaitingWorkflowByName', { path: 'States.JsonToString($.error)' }, '$.error.Error');
+    failWaitingNamed.addCatch(failWaitingShort, { resultPath: '$.failError' });
+    const howToFail = new sfn.Choice(scope, 'FailWaitingWorkflowHow', {
+      comment: 'Errors the waiting workflow may catch by name fail it with that name; the rest with VendorRequestFailed',
+    });
+    for (const name of namedFailures) {
+      howToFail.when(sfn.Condition.stringEquals('$.error.Error', name), failWaitingNamed.next(failed));
+    }
+    howToFail.otherwise(failWaiting.next(failed));
+    giveUp = park.next(howToFail);
+  } else {
+    giveUp = park.next(failWaiting.next(failed));
+  }
   failWaitingShort.next(failed);
   park.addCatch(failWaiting, { resultPath: '$.parkError' });
 
@@ -169,14 +193,14 @@ export function noUsableSlotState(scope: Construct, reasonPath: string): sfn.Pas
  * there breaks synthesis under `@aws-cdk/aws-iam:minimizePolicies`). Each workflow's
  * `grantTaskResponses()` grants the permission per waiting workflow instead.
  */
-function sendTaskFailureState(scope: Construct, id: string, cause: { text?: string; path?: string }): sfn.CustomState {
+function sendTaskFailureState(scope: Construct, id: string, cause: { text?: string; path?: string }, errorPath?: string): sfn.CustomState {
   return new sfn.CustomState(scope, id, {
     stateJson: {
       Type: 'Task',
       Resource: `arn:${Aws.PARTITION}:states:::aws-sdk:sfn:sendTaskFailure`,
       Parameters: {
         'TaskToken.$': '$.taskToken',
-        'Error': ErrorNames.VENDOR_REQUEST_FAILED,
+        ...(errorPath ? { 'Error.$': errorPath } : { Error: ErrorNames.VENDOR_REQUEST_FAILED }),
         ...(cause.path ? { 'Cause.$': cause.path } : { Cause: cause.text }),
       },
       ResultPath: null,

@@ -10,8 +10,10 @@ import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
+import { vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
-import { CALL_CLAIM_KEY_PREFIX, CorrelationAttributes, ErrorNames } from '../shared/messages';
+import { VendorContract } from '../contract/vendor-contract';
+import { CALL_CLAIM_KEY_PREFIX, CorrelationAttributes } from '../shared/messages';
 import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { validateDuration, validateWholeNumber } from '../shared/validation';
 import { resolveVendorCallTimeout } from '../throttled-proxy/integration-timeout';
@@ -48,6 +50,14 @@ export interface VendorCallWorkflowProps extends VendorCallWorkflowOptions {
    * @default - the workflow calls the proxy with apigateway:invoke (PacingPoint.DISPATCH)
    */
   readonly vendorCaller?: lambda.IFunction;
+  /**
+   * The vendor contract the vendor caller keeps: with quotas, a call refused for a spent quota
+   * (VendorQuotaExhausted) is given up at once. Give the contract the dispatch workflow's pacing
+   * was given.
+   *
+   * @default - no quota
+   */
+  readonly contract?: VendorContract;
 }
 
 /**
@@ -205,7 +215,8 @@ export class VendorCallWorkflow extends Construct {
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
       // refuse it: an answer over the limit fails the execution (docs/vendor-calls.md).
-      finalErrors: props.vendorCaller ? [ErrorNames.VENDOR_RESPONSE_TOO_LARGE] : undefined,
+      finalErrors: props.vendorCaller ? vendorCallerFinalErrors(props.contract) : undefined,
+      namedFailures: props.vendorCaller ? vendorCallerNamedFailures(props.contract) : undefined,
       retryBaseDelay,
       maxRetryDelay,
       computeBackoffComment: 'Full jitter: a delay drawn uniformly from [0, cap); the retry is the same call with the same request id',

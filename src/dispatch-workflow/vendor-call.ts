@@ -30,11 +30,14 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // requests to the proxy with the function's role.
 import { SignatureV4 } from '@smithy/signature-v4';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
+import { parseQuotaSpecs, spendQuotaUnits } from '../contract/quota-ledger';
+import type { QuotaSpec } from '../contract/quota-period';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
+import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-queue-consumer/pacing-settings';
 
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
-import { MetricNames } from '../shared/metrics';
+import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
@@ -90,6 +93,15 @@ export interface VendorCallConfig {
   readonly defaultPauseMs: number;
   /** Longest pause a Retry-After may ask for. */
   readonly maxPauseMs: number;
+  /** The contract's quotas: one unit of each is spent before the slot is taken. Default none. */
+  readonly quotas?: QuotaSpec[];
+  /** `FAIL`: a spent quota fails the request at once; `WAIT` (default): it waits for the next period. */
+  readonly whenQuotaExhausted?: 'WAIT' | 'FAIL';
+  /**
+   * Longest a request may wait for the next period (its deadline: the waiting workflow's
+   * callbackTimeout, the queue's retention); a later period fails it at once. Default: no bound.
+   */
+  readonly quotaMaxWaitMs?: number;
 }
 
 /** Signs a request: returns the headers to send (the given ones plus the signature). */
@@ -112,12 +124,12 @@ export interface VendorCallDeps {
    */
   readonly prepare?: PrepareRequest;
   readonly logger: VendorCallLogger;
-  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds' | 'Percent', value: number): void };
   /** Default: the real clock. */
   readonly clock?: Clock;
   readonly random?: () => number;
-  /** Operator's dynamic delay, added to the slot interval of fresh reservations. */
-  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
+  /** Operator's dynamic delay and rate in force, read before fresh reservations (pacing-settings.ts). */
+  readonly dynamicDelay?: PacingSettingsSource;
   /**
    * Opens the connection to the proxy before the first slot (DNS, TCP, TLS), so the first request
    * of a new container is not slower than the others. Called when the caller has time before its
@@ -199,6 +211,12 @@ export const VendorCallErrorNames = {
    * fails with VendorRequestFailed).
    */
   RESPONSE_TOO_LARGE: ErrorNames.VENDOR_RESPONSE_TOO_LARGE,
+  /**
+   * A quota of the contract is spent for its period, and the request may not wait for the next
+   * one (`QuotaExhaustedAction.FAIL`, or the period ends after the request's deadline). Not
+   * retryable: ClassifyVendorError gives up at once.
+   */
+  QUOTA_EXHAUSTED: ErrorNames.VENDOR_QUOTA_EXHAUSTED,
 } as const;
 
 let lastConnectionUseMs = Number.NEGATIVE_INFINITY;
@@ -237,6 +255,9 @@ export function loadVendorCallConfig(env: Record<string, string | undefined>): V
     callTimeoutMs: num(VendorCallerEnv.CALL_TIMEOUT_MS, undefined, 1),
     defaultPauseMs: num(VendorCallerEnv.DEFAULT_PAUSE_MS, 1000),
     maxPauseMs: num(VendorCallerEnv.MAX_PAUSE_MS, 15 * 60 * 1000),
+    quotas: parseQuotaSpecs(env[VendorCallerEnv.QUOTAS], VendorCallerEnv.QUOTAS),
+    whenQuotaExhausted: env[VendorCallerEnv.QUOTA_EXHAUSTED]?.trim() === 'FAIL' ? 'FAIL' : 'WAIT',
+    quotaMaxWaitMs: env[VendorCallerEnv.QUOTA_MAX_WAIT_MS]?.trim() ? num(VendorCallerEnv.QUOTA_MAX_WAIT_MS) : undefined,
   };
 }
 
@@ -294,21 +315,25 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
     slot = undefined;
   };
+  // The quota counters this call has spent a unit in (quota-ledger.ts): a later slot in the same
+  // period does not spend again.
+  const quotaSpent = new Set<string>();
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
     if (slot !== undefined && lateBeyondTolerance(clock.now(), slot, config.fireToleranceMs)) {
       giveUpSlot('late for the pacing slot', { lateByMs: clock.now() - slot });
     }
     if (slot === undefined) {
-      const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
+      // The same settings the dispatcher reserves with: a fresh slot is spaced at the rate in force.
+      const settings = await readPacingSettings(deps.dynamicDelay);
       const reservation = await cancelOnError(reserveSlots({
+        ...settings,
         dynamodb: deps.dynamodb,
         tableName: config.pacerTableName,
         requested: 1,
         requestsPerSecond: config.requestsPerSecond,
         latenessToleranceMs: config.latenessToleranceMs,
         maxWaitMs: config.maxSlotWaitMs,
-        extraIntervalMs,
         minLeadMs: FRESH_SLOT_LEAD_MS,
         clock,
         random: deps.random,
@@ -319,6 +344,15 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       }
       slot = reservation.slots[0];
       slotIsOurs = true;
+    }
+    // 1a. Quotas: one unit of each, in the period the slot fires in, before the slot is claimed or
+    // fired (quota-ledger.ts says why first). A spent quota leaves the slot unused (rate-safe).
+    if (config.quotas && config.quotas.length > 0) {
+      const deferred = await cancelOnError(spendQuotasOrDefer(deps, clock, slot, quotaSpent, log));
+      if (deferred) {
+        prepared?.cancel();
+        return deferred;
+      }
     }
     // 1b. Each slot is fired once: a duplicate invocation carrying the same slot (a retried invoke,
     // a duplicate Express execution) loses the claim and does not fire it.
@@ -547,6 +581,51 @@ async function readPauseBeforeSlot(deps: VendorCallDeps, clock: Clock, slot: num
   }
   return outcome.pausedUntilMs;
 }
+
+/**
+ * Spends one unit of every quota for a call fired at `slotAtMs` (quota-ledger.ts). Resolves undefined when all were spent (the
+ * call may go on), a requeue answer when one is spent for its period and the request waits for the
+ * next one (no attempt counted, no slot taken), and throws VendorQuotaExhausted when it may not
+ * wait: `whenQuotaExhausted` FAIL, or the next period begins after the request's deadline.
+ */
+async function spendQuotasOrDefer(
+  deps: VendorCallDeps, clock: Clock, slotAtMs: number, spent: Set<string>, log: Record<string, unknown>,
+): Promise<VendorCallResult | undefined> {
+  const { config, logger } = deps;
+  const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, slotAtMs, spent);
+  if (outcome.units.length > 0) {
+    deps.metrics?.addMetric(MetricNames.QUOTA_UNITS_SPENT, 'Count', outcome.units.length);
+  }
+  for (const unit of outcome.units) {
+    if (Number.isFinite(unit.used)) {
+      deps.metrics?.addMetric(quotaUsedMetricName(unit.name), 'Count', unit.used);
+      deps.metrics?.addMetric(quotaUsedPercentMetricName(unit.name), 'Percent', (100 * unit.used) / unit.limit);
+    }
+  }
+  if (outcome.spent) {
+    return undefined;
+  }
+  deps.metrics?.addMetric(MetricNames.QUOTA_EXHAUSTED, 'Count', 1);
+  // Its conditional write failed: the period's limit is spent. Published while requests wait, so
+  // the quota's alarm stays on while nothing can be spent.
+  const exhausted = config.quotas!.find((quota) => quota.name === outcome.exhausted);
+  if (exhausted) {
+    deps.metrics?.addMetric(quotaUsedMetricName(exhausted.name), 'Count', exhausted.limit);
+    deps.metrics?.addMetric(quotaUsedPercentMetricName(exhausted.name), 'Percent', 100);
+  }
+  const waitMs = outcome.availableAtMs - clock.now();
+  const tooLong = config.quotaMaxWaitMs !== undefined && waitMs > config.quotaMaxWaitMs;
+  if (config.whenQuotaExhausted === 'FAIL' || tooLong) {
+    logger.warn('a quota is spent for its period: the request fails', { ...log, quota: outcome.exhausted, availableAtMs: outcome.availableAtMs });
+    throw new VendorCallError(VendorCallErrorNames.QUOTA_EXHAUSTED, tooLong
+      ? `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()}, after the request's deadline (${config.quotaMaxWaitMs} ms from now)`
+      : `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()} (QuotaExhaustedAction.FAIL)`);
+  }
+  return requeue(outcome.availableAtMs, clock, QUOTA_EXHAUSTED_REASON, logger, { ...log, quota: outcome.exhausted });
+}
+
+/** `requeue.reason` of a request that waits for the next quota period. */
+export const QUOTA_EXHAUSTED_REASON = 'QuotaExhausted';
 
 function requeue(
   notBeforeMs: number, clock: Clock, reason: string, logger: VendorCallLogger, log: Record<string, unknown>,

@@ -7,6 +7,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
+import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { VendorContract } from '../contract/vendor-contract';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
@@ -14,6 +15,7 @@ import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workf
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
+import { ConsumerEnv } from '../shared/env';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { validateDuration, validateVendorUrl, validateWholeNumber } from '../shared/validation';
@@ -454,9 +456,21 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public static readonly ERROR_VENDOR_JOB_FAILED = ErrorNames.VENDOR_JOB_FAILED;
   /** The vendor's callback was larger than a task output may be (256 KiB); it is parked. */
   public static readonly ERROR_CALLBACK_TOO_LARGE = 'CallbackTooLarge';
+  /**
+   * A quota of the contract (`VendorContract.quotas`) is spent for its period and the request may
+   * not wait for the next one (`QuotaExhaustedAction.FAIL`, or the period ends after the request's
+   * `callbackTimeout`): the request is parked, the vendor was not called. `submitJobTask` and
+   * `callVendorTask` fail with it.
+   */
+  public static readonly ERROR_VENDOR_QUOTA_EXHAUSTED = ErrorNames.VENDOR_QUOTA_EXHAUSTED;
 
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
+  /**
+   * One alarm per quota of the contract: `alarmAt` (default 80 %) of the period's limit spent.
+   * Included in `alarms`; empty without quotas.
+   */
+  public readonly quotaAlarms: cloudwatch.Alarm[];
   /** The contract's rate: the most requests per second the vendor allows. */
   public readonly requestsPerSecond: number;
   /** How long workflows wait for a callback. */
@@ -545,6 +559,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
       throw new Error(`pacingPoint is given twice (pacingPoint ${props.pacingPoint} and consumer.pacingPoint ${props.consumer.pacingPoint}): give one`);
     }
     const pacingPoint = props.pacingPoint ?? props.consumer?.pacingPoint ?? PacingPoint.VENDOR_CALL;
+    if (contract.quotas.length > 0 && pacingPoint !== PacingPoint.VENDOR_CALL) {
+      throw new Error(`the contract has quotas (${contract.quotas.map((q) => q.name).join(', ')}), which the vendor caller spends: they need pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint})`);
+    }
     // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
     const proxySettings = deriveRateSettings(requestsPerSecond, {
       pacingPoint,
@@ -586,6 +603,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
       arrivalAudit: orchestratorArrivalAudit(props.proxy?.arrivalAudit, pacingPoint === PacingPoint.VENDOR_CALL, proxySettings.latenessToleranceMs),
     });
 
+    for (const warning of contract.warnings) {
+      Annotations.of(this).addWarningV2('cdk-async-external-api:contract', warning);
+    }
     for (const warning of proxySettings.warnings.filter((w) => /throttling/.test(w.id))) {
       Annotations.of(this.proxy).addWarningV2(warning.id, warning.message);
     }
@@ -625,6 +645,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
           rateSettings: this.consumer.rateSettings,
           metricsScope: this.metricsScope,
           dynamicDelay: this.consumer.dynamicDelay,
+          contract,
+          // A request that cannot get quota before its workflow stops waiting fails at once.
+          quotaMaxWait: props.callbackTimeout,
         }
         : undefined,
       jobPlacesTable: contract.maxJobsInFlight !== undefined ? this.consumer.pacerTable : undefined,
@@ -644,6 +667,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
       this.jobsInFlightAlarm = this.trackAlarm(this.consumer.jobsInFlightAlarm as cloudwatch.Alarm);
     } else if (props.monitoring?.jobsAtLimitAlarmAfter !== undefined) {
       throw new Error(`monitoring.jobsAtLimitAlarmAfter is given (${props.monitoring.jobsAtLimitAlarmAfter.toHumanString()}) but the contract has no maxJobsInFlight: give contract: VendorContract.of({ ..., maxJobsInFlight }) or remove it`);
+    }
+    if (contract.quotas.length > 0) {
+      // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
+      this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
     }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
@@ -684,6 +711,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (this.proxy.arrivalAudit) {
       this.arrivalSpreadAlarm = this.trackAlarm(this.proxy.arrivalAudit.spreadAlarm);
     }
+    this.quotaAlarms = createQuotaAlarms(this, contract, this.metricsScope, RUNBOOK).map((alarm) => this.trackAlarm(alarm));
     if (monitoring.alarmTopic) {
       this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
     }
@@ -985,6 +1013,27 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * Units of a quota of the contract spent in its current period (custom metric
+   * `QuotaUsed.<quotaName>`, published by the vendor caller at each unit it spends, and as the
+   * limit while requests find the quota spent). Throws when the contract has no such quota.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricQuotaUsed(quotaName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return quotaUsedMetric(this.metricsScope, this.contract, quotaName, props);
+  }
+
+  /**
+   * The same as a percentage of the quota's limit (custom metric `QuotaUsedPercent.<quotaName>`):
+   * what the quota's alarm watches; `100 - it` is the share remaining.
+   *
+   * @default - maximum over 5 minutes
+   */
+  public metricQuotaUsedPercent(quotaName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return quotaUsedPercentMetric(this.metricsScope, this.contract, quotaName, props);
+  }
+
+  /**
    * Requests the vendor caller sent at their pacing slot, custom metric `VendorCalls`
    * (`PacingPoint.VENDOR_CALL` only).
    *
@@ -1176,6 +1225,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
         deadLetterQueue: this.consumer.deadLetterQueue,
         // PacingPoint.VENDOR_CALL: calls are fired at their slot by the same caller as submissions.
         vendorCaller: this.dispatch.vendorCaller,
+        contract: this.contract,
         tracingEnabled: this.vendorCallOptions?.tracingEnabled ?? this.tracing,
       });
       this.consumer.dispatchCallsTo(workflow.stateMachine);

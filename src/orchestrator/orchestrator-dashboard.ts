@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { AsyncExternalApiOrchestrator } from './async-external-api-orchestrator';
+import { quotaWidget } from './quota-monitoring';
 
 /** Period of every graph: one minute, the finest the AWS metrics charted here have. */
 const PERIOD = Duration.minutes(1);
@@ -51,6 +52,10 @@ export class OrchestratorDashboard extends Construct {
           label: 'dispatches started per second (DispatchedRequests)',
           period,
         }),
+        // The rate operators set at run time (README, "The rate at run time"), when they can.
+        ...(o.consumer.dynamicDelay
+          ? [o.consumer.metricRateInForce({ period, label: 'rate in force (RateInForce, minimum)', color: cloudwatch.Color.ORANGE })]
+          : []),
         // The audit (README, "Audit"): the busiest calendar second of each minute at the proxy.
         ...(o.proxy.auditRule ? [o.proxy.metricBusiestSecond({ period, label: 'busiest second of the minute at the proxy (audit, forwarded requests)' })] : []),
       ],
@@ -203,6 +208,11 @@ export class OrchestratorDashboard extends Construct {
       })]);
     }
     this.dashboard = new cloudwatch.Dashboard(this, 'Resource', { dashboardName, widgets: rows });
+    // Issue 14: the contract's quotas, when it has any.
+    const quotas = quotaWidget(o.contract, o.metricsScope, HALF, HEIGHT);
+    if (quotas) {
+      this.dashboard.addWidgets(quotas);
+    }
   }
 
   /** Charts the failed and timed-out executions of a registered workflow. */

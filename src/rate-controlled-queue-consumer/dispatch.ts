@@ -16,6 +16,9 @@ import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessage
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { admitJobs, JobsInFlightConfig } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
+import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
+import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -70,6 +73,8 @@ export interface DispatchConfig {
   readonly sqsEndpointUrl?: string;
   /** The contract's jobs in flight (job-admission.ts). Absent: no limit. */
   readonly jobsInFlight?: JobsInFlightConfig;
+  /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
+  readonly quotas?: QuotaSpec[];
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -92,8 +97,8 @@ export interface DispatchDeps {
   readonly clock?: Clock;
   /** Random source for the pacer's retry backoff. Default Math.random. */
   readonly random?: () => number;
-  /** Operator's dynamic delay: added to the slot interval of every reservation (can only slow). */
-  readonly dynamicDelay?: { extraIntervalMs(): Promise<number> };
+  /** Operator's dynamic delay and rate in force, read before every reservation (pacing-settings.ts). */
+  readonly dynamicDelay?: PacingSettingsSource;
 }
 
 /**
@@ -118,6 +123,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ),
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
+    ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
     ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
   };
 }
@@ -297,7 +303,15 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
   await Promise.all(parking);
 
-  // 1b. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
+  // 1b. A quota spent for its period (issue 14): nothing can reach the vendor before the period
+  // ends, so no slot is reserved; the messages come back then (delayed copies, no receive counted).
+  const quotaSpentUntil = valid.length > 0 ? await readQuotaSpentUntil(clock, deps) : undefined;
+  if (quotaSpentUntil !== undefined) {
+    failures.push(...await postponeAll(valid, quotaSpentUntil, clock, deps));
+    return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+  }
+
+  // 1c. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
   // without waits as a delayed copy (no receive spent), asking again after `recheckMs`.
   let ready = valid;
   if (config.jobsInFlight) {
@@ -328,6 +342,27 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
 }
 
+/**
+ * Until when a quota is spent (quota-ledger.ts), or undefined. A failed read is ignored: the
+ * vendor caller's conditional write keeps the quota whatever the dispatcher knows.
+ */
+async function readQuotaSpentUntil(clock: Clock, deps: DispatchDeps): Promise<number | undefined> {
+  const quotas = deps.config.quotas;
+  if (!quotas || quotas.length === 0) {
+    return undefined;
+  }
+  try {
+    const until = await quotaSpentUntilMs(deps.clients.dynamodb, deps.config.pacerTableName, quotas, clock.now());
+    if (until !== undefined) {
+      deps.logger.info('a quota is spent for its period: the batch is postponed until it ends, without pacing slots', { untilMs: until });
+    }
+    return until;
+  } catch (error) {
+    deps.logger.warn('could not read the quota counters; dispatching (the vendor caller keeps the quota)', { error: (error as Error).message });
+    return undefined;
+  }
+}
+
 interface PacedOutcome {
   /** Messages that got no usable slot before the deadline. */
   readonly notStarted: ValidRecord[];
@@ -352,9 +387,14 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     if (slots.length === 0) {
       let reservation: SlotReservation;
       try {
-        const extraIntervalMs = deps.dynamicDelay ? Math.max(0, await deps.dynamicDelay.extraIntervalMs()) : 0;
+        // The operators' delay and rate in force (at most the contract), as the vendor caller reads them.
+        const settings = await readPacingSettings(deps.dynamicDelay);
+        if (deps.dynamicDelay) {
+          // Only where operators can change it: otherwise it is the contract, a constant.
+          recordRateInForce(deps.metrics, config.requestsPerSecond, settings);
+        }
         reservation = await reserveSlots({
-          extraIntervalMs,
+          ...settings,
           dynamodb: deps.clients.dynamodb,
           tableName: config.pacerTableName,
           requested: pending.length,

@@ -28,6 +28,12 @@ export const DEFAULT_POLL_INTERVAL_SECONDS = 30;
 export const INITIAL_DYNAMIC_DELAY_CONTENT = '{"extraDelayMs":0}';
 
 /**
+ * Smallest rate in force operators may set (`requestsPerSecond` in the configuration): one request
+ * in 100 seconds. To stop dispatch, use the pause (README, operator runbook), not a rate of 0.
+ */
+export const MIN_RATE_IN_FORCE = 0.01;
+
+/**
  * JSON schema (draft-04, what AppConfig validators accept) of the configuration: AppConfig refuses
  * to create a version that does not match it, so a bad value never reaches the dispatcher.
  */
@@ -42,3 +48,23 @@ export const DYNAMIC_DELAY_JSON_SCHEMA = {
   required: ['extraDelayMs'],
   additionalProperties: false,
 } as const;
+
+/**
+ * The schema with the rate in force: `requestsPerSecond` (optional) from MIN_RATE_IN_FORCE to
+ * `maxRequestsPerSecond`, the contract deployed (the ceiling), so AppConfig itself refuses a
+ * version above it. Without a ceiling: the delay-only schema.
+ */
+export function dynamicDelayJsonSchema(maxRequestsPerSecond?: number): object {
+  if (maxRequestsPerSecond === undefined) {
+    return DYNAMIC_DELAY_JSON_SCHEMA;
+  }
+  return {
+    ...DYNAMIC_DELAY_JSON_SCHEMA,
+    description: 'Extra milliseconds added to the interval between two vendor requests (it can only slow), and the rate in force '
+      + `(requests per second, at most the contract of ${maxRequestsPerSecond}; absent: the contract).`,
+    properties: {
+      ...DYNAMIC_DELAY_JSON_SCHEMA.properties,
+      requestsPerSecond: { type: 'number', minimum: MIN_RATE_IN_FORCE, maximum: maxRequestsPerSecond },
+    },
+  };
+}

@@ -1,12 +1,18 @@
 /**
- * Handler side of the dynamic delay (see `dynamic-delay.ts`): reads `{"extraDelayMs": N}` from
- * AWS AppConfig through the AppConfigData API, cached, and hands the pacer an extra slot interval.
+ * Handler side of the dynamic delay (see `dynamic-delay.ts`): reads `{"extraDelayMs": N}` (and the
+ * rate in force, `"requestsPerSecond": R`, when operators set one) from AWS AppConfig through the
+ * AppConfigData API, cached, and hands the pacer an extra slot interval and the rate in force.
  *
  * Guarantees to the pacer: `extraIntervalMs()` never throws and never returns less than 0 or more
  * than MAX_EXTRA_DELAY_MS. It calls AppConfig at most once per poll interval (the larger of ours
  * and AppConfig's NextPollIntervalInSeconds); between calls, and when a call fails, it returns the
  * last good value (0 before the first one). So dispatch can only slow down, and an AppConfig outage
  * leaves the contract rate (or the last operator value) in force.
+
+The rate in force (pacing-settings.ts) comes with the time this environment first read the current
+settings (`settingsSinceMs`, infinite before the first good read): the pacer uses a higher rate only
+one window after that, and never speeds the stored schedule up on settings it has not read (an
+AppConfig outage at a cold start keeps the rate the schedule was last reserved at).
  *
  * This module is bundled into the dispatcher Lambda only; the construct library never imports it.
  */
@@ -19,6 +25,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { DEFAULT_POLL_INTERVAL_SECONDS, DynamicDelayEnv, MAX_EXTRA_DELAY_MS, MIN_POLL_INTERVAL_SECONDS } from './dynamic-delay-env';
+import { PacingSettings } from './pacing-settings';
 
 /** The two AppConfigData operations, with the official client's input and output shapes. */
 export interface AppConfigDataApi {
@@ -67,6 +74,9 @@ export class DynamicDelayReader implements ExtraIntervalSource {
   private token?: string;
   private nextPollAtMs = Number.NEGATIVE_INFINITY;
   private value = 0;
+  private rate?: number;
+  /** When the current settings were first read; infinite before the first good read. */
+  private sinceMs = Number.POSITIVE_INFINITY;
   private refreshing?: Promise<number>;
 
   constructor(private readonly options: DynamicDelayReaderOptions) {
@@ -85,6 +95,16 @@ export class DynamicDelayReader implements ExtraIntervalSource {
       this.refreshing = undefined;
     });
     return this.refreshing;
+  }
+
+  /** The delay, the rate in force and since when: cached, refreshed like `extraIntervalMs`. */
+  public async pacingSettings(): Promise<PacingSettings> {
+    const extraIntervalMs = await this.extraIntervalMs();
+    return {
+      extraIntervalMs,
+      ...(this.rate !== undefined ? { rateInForce: this.rate } : {}),
+      settingsSinceMs: this.sinceMs,
+    };
   }
 
   private async refresh(): Promise<number> {
@@ -109,6 +129,10 @@ export class DynamicDelayReader implements ExtraIntervalSource {
       if (latest.Configuration !== undefined && latest.Configuration.length > 0) {
         this.apply(Buffer.from(latest.Configuration).toString('utf8'), latest.VersionLabel);
       }
+      // The first good read: from now on the settings are known (an empty body means unchanged).
+      if (this.sinceMs === Number.POSITIVE_INFINITY) {
+        this.sinceMs = this.now();
+      }
     } catch (error) {
       // Never into the pacer: keep the last good value, try again after a poll interval (a new
       // session, in case the token expired), so a failing AppConfig costs one call per interval.
@@ -130,6 +154,16 @@ export class DynamicDelayReader implements ExtraIntervalSource {
     if (parsed.value !== undefined && parsed.value !== this.value) {
       this.options.logger?.info('dynamic delay changed', { from: this.value, to: parsed.value, versionLabel });
       this.value = parsed.value;
+      this.sinceMs = this.now();
+    }
+    const rate = parseRateInForce(text);
+    if (rate.warning) {
+      this.options.logger?.warn(`rate in force: ${rate.warning}`, { content: text.slice(0, 200), versionLabel });
+    }
+    if (!rate.ignored && rate.value !== this.rate) {
+      this.options.logger?.info('rate in force changed', { from: this.rate ?? 'contract', to: rate.value ?? 'contract', versionLabel });
+      this.rate = rate.value;
+      this.sinceMs = this.now();
     }
   }
 }
@@ -162,6 +196,32 @@ export function parseExtraDelay(text: string): { value?: number; warning?: strin
   }
   if (!Number.isInteger(raw)) {
     return { value: Math.ceil(raw), warning: `extraDelayMs ${raw} is not a whole number; ${Math.ceil(raw)} used` };
+  }
+  return { value: raw };
+}
+
+/**
+ * Reads the rate in force, `requestsPerSecond`, from configuration content. Absent: the contract
+ * (value undefined). Not a number, or not above 0: ignored (the last value stays), with a warning.
+ * Above the contract the pacer uses the contract (the ceiling); AppConfig's schema validator
+ * normally refuses such content before it is deployed.
+ */
+export function parseRateInForce(text: string): { value?: number; ignored?: boolean; warning?: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { ignored: true };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { ignored: true };
+  }
+  if (!('requestsPerSecond' in parsed)) {
+    return {};
+  }
+  const raw = (parsed as Record<string, unknown>).requestsPerSecond;
+  if (typeof raw !== 'number' || !Number.isFinite(raw) || raw <= 0) {
+    return { ignored: true, warning: `requestsPerSecond must be a number above 0, got ${JSON.stringify(raw)}; ignored (the last value stays)` };
   }
   return { value: raw };
 }

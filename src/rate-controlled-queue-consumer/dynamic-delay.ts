@@ -4,13 +4,14 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import {
   DEFAULT_POLL_INTERVAL_SECONDS,
-  DYNAMIC_DELAY_JSON_SCHEMA,
+  dynamicDelayJsonSchema,
   DynamicDelayEnv,
   INITIAL_DYNAMIC_DELAY_CONTENT,
   MAX_EXTRA_DELAY_MS,
   MIN_POLL_INTERVAL_SECONDS,
+  MIN_RATE_IN_FORCE,
 } from './dynamic-delay-env';
-import { validateDuration, validateWholeNumber } from '../shared/validation';
+import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
 
 /**
  * Options of the dynamic delay (AWS AppConfig) that operators use to slow dispatch at run time.
@@ -32,7 +33,16 @@ export interface DynamicDelayOptions {
 /**
  * Properties of a DynamicDelay.
  */
-export interface DynamicDelayProps extends DynamicDelayOptions {}
+export interface DynamicDelayProps extends DynamicDelayOptions {
+  /**
+   * The ceiling of the rate in force operators may set (`"requestsPerSecond": R` in the
+   * configuration): the contract deployed, which sizes the proxy's throttle and everything derived
+   * from it. The configuration's JSON schema refuses a rate above it (and below 0.01).
+   *
+   * @default - the configuration takes no rate (only the delay)
+   */
+  readonly maxRequestsPerSecond?: number;
+}
 
 /**
  * An AWS AppConfig hosted configuration `{"extraDelayMs": N}` that the dispatcher reads at run
@@ -84,6 +94,8 @@ export class DynamicDelay extends Construct {
   public readonly pollInterval: Duration;
   /** ARN of the configuration (application/environment/profile), the resource of the read permissions. */
   public readonly configurationArn: string;
+  /** The ceiling of the rate in force operators may set; undefined: the configuration takes no rate. */
+  public readonly maxRequestsPerSecond?: number;
 
   constructor(scope: Construct, id: string, props: DynamicDelayProps = {}) {
     super(scope, id);
@@ -93,6 +105,10 @@ export class DynamicDelay extends Construct {
     this.pollInterval = props.pollInterval ?? Duration.seconds(DEFAULT_POLL_INTERVAL_SECONDS);
     // Whole seconds: AppConfig takes the interval in seconds (toSeconds() refuses fractions).
     this.pollInterval.toSeconds();
+    if (props.maxRequestsPerSecond !== undefined) {
+      validateRequestsPerSecond(props.maxRequestsPerSecond);
+    }
+    this.maxRequestsPerSecond = props.maxRequestsPerSecond;
 
     const name = (suffix: string) => Names.uniqueResourceName(this, { maxLength: 64 - suffix.length }) + suffix;
     this.application = new appconfig.CfnApplication(this, 'Application', {
@@ -110,7 +126,9 @@ export class DynamicDelay extends Construct {
       locationUri: 'hosted',
       type: 'AWS.Freeform',
       description: '{"extraDelayMs": integer 0..60000}: added to the interval between two vendor requests (can only slow)',
-      validators: [{ type: 'JSON_SCHEMA', content: JSON.stringify(DYNAMIC_DELAY_JSON_SCHEMA) }],
+      // With a ceiling, also `requestsPerSecond` up to it: an in-place update of the validator for
+      // stacks deployed before, whose current content (the delay alone) stays valid.
+      validators: [{ type: 'JSON_SCHEMA', content: JSON.stringify(dynamicDelayJsonSchema(props.maxRequestsPerSecond)) }],
     });
     this.initialVersion = new appconfig.CfnHostedConfigurationVersion(this, 'InitialVersion', {
       applicationId: this.application.ref,
@@ -178,15 +196,26 @@ export class DynamicDelay extends Construct {
   }
 
   /**
-   * The AWS CLI commands that set the extra delay to `extraDelayMs` milliseconds, ids filled in
-   * (tokens when the ids are only known at deploy time: use them in a CfnOutput).
+   * The AWS CLI commands that set the extra delay to `extraDelayMs` milliseconds, and the rate in
+   * force to `requestsPerSecond` when given (omitted: the contract), ids filled in (tokens when the
+   * ids are only known at deploy time: use them in a CfnOutput). Each deployment replaces the whole
+   * configuration: give the rate again when changing only the delay.
    */
-  public operatorCommands(extraDelayMs: number): string {
+  public operatorCommands(extraDelayMs: number, requestsPerSecond?: number): string {
     validateWholeNumber('extraDelayMs', extraDelayMs, 0, MAX_EXTRA_DELAY_MS, 'the range the configuration schema accepts');
+    if (requestsPerSecond !== undefined) {
+      if (this.maxRequestsPerSecond === undefined) {
+        throw new Error(`requestsPerSecond (given ${requestsPerSecond}) needs a DynamicDelay with maxRequestsPerSecond (the contract): this configuration takes only the delay`);
+      }
+      if (!Number.isFinite(requestsPerSecond) || requestsPerSecond < MIN_RATE_IN_FORCE || requestsPerSecond > this.maxRequestsPerSecond) {
+        throw new Error(`requestsPerSecond must be between ${MIN_RATE_IN_FORCE} and the contract of ${this.maxRequestsPerSecond} (given ${requestsPerSecond}): the contract deployed is the ceiling; raise it with a deploy`);
+      }
+    }
+    const content = JSON.stringify({ extraDelayMs, ...(requestsPerSecond !== undefined ? { requestsPerSecond } : {}) });
     return [
       `VERSION=$(aws appconfig create-hosted-configuration-version --application-id ${this.applicationId}`
         + ` --configuration-profile-id ${this.configurationProfileId} --content-type application/json`
-        + ` --content '{"extraDelayMs":${extraDelayMs}}' --cli-binary-format raw-in-base64-out`
+        + ` --content '${content}' --cli-binary-format raw-in-base64-out`
         + ' --query VersionNumber --output text /dev/null)',
       `aws appconfig start-deployment --application-id ${this.applicationId} --environment-id ${this.environmentId}`
         + ` --configuration-profile-id ${this.configurationProfileId} --deployment-strategy-id ${this.deploymentStrategyId}`

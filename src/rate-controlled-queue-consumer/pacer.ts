@@ -112,6 +112,36 @@
  *
  * In `PacingPoint.DISPATCH`, `L` only covers the dispatcher's own lateness (default 50 ms).
  *
+ * ## The rate at run time (a rate in force below the contract)
+ *
+ * Operators may pace below the deployed contract without a deploy (the `requestsPerSecond` of the
+ * dynamic-delay configuration, rate-in-force.ts): the contract is the ceiling, the rate in force
+ * `R' <= R` gives the interval `I' = (1000 + L + 1) / r' + extra`. The pacer item records the
+ * interval of the last reservation (`intervalMs`), so the last reserved slot is
+ * `nextSlotAtMs - intervalMs`, and a reservation at interval `I` puts its first slot at
+ * `last + I` (not at `nextSlotAtMs`, which is `last + I_old`):
+ *
+ * - **a decrease** (`I > I_old`) binds at once: every slot from the last old one on is at least the
+ *   NEW interval apart, so by point 3 above every window whose slots all lie at or after the last
+ *   old slot holds at most `r'`. With every invocation reading the new rate (after the
+ *   configuration's poll interval P) and old-rate slots reserved at most a horizon H ahead (the
+ *   dispatcher's `maxPacingWait`, the caller's `maxSlotWait`), the decrease binds every window at the
+ *   vendor that starts at or after `T = C + P + H + L` (C: the deployment of the new rate; L here
+ *   also covers the caller -> vendor latency, as in point 2).
+ * - **an increase** (`I < I_old`) binds only windows that lie wholly after its effective time: an
+ *   invocation that has seen the new rate for less than one window (`1000 + L + 1` ms,
+ *   `rateIncreaseHoldMs`) keeps the older, longer interval, so every slot at the new spacing lies
+ *   at least one window after the deployment C, and every window that starts before C holds only
+ *   slots spaced at the old interval (at most `r_old`); windows that start at or after C hold slots
+ *   at least `I` apart (at most `r'`). The new rate is in use within `P + 1000 + L + 1 + H`.
+ * - without a stored interval (an item written before this field existed) the previous interval
+ *   counts as the contract's, the shortest there can have been: the first slot then lies at least
+ *   `I` after the true last slot (it may waste one interval, never the bound).
+ *
+ * Invocations that read the old rate during the poll interval may still reserve at the old spacing
+ * (each reservation spaces from the true last slot, so slots stay at least `min(I, I_old)` apart:
+ * the old rate is never exceeded during a change); the poll interval is part of the stated delay.
+ *
  * ## Exact arithmetic
  *
  * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L + 1`
@@ -130,6 +160,12 @@ export const PACER_ITEM_KEY = 'pacer';
 export const PACER_PARTITION_KEY = 'pk';
 /** Attribute holding the next unreserved slot time, epoch milliseconds (N). */
 export const NEXT_SLOT_ATTRIBUTE = 'nextSlotAtMs';
+/**
+ * Attribute holding the interval (ms) the last reservation spaced its slots at: with `nextSlotAtMs`
+ * it locates the last reserved slot, from which a changed rate spaces its first slot (see "The rate
+ * at run time"). Missing on items written before the rate could change at run time.
+ */
+export const INTERVAL_ATTRIBUTE = 'intervalMs';
 /** Attribute holding until when dispatch is paused (vendor pushback), epoch milliseconds (N). */
 export const PAUSED_UNTIL_ATTRIBUTE = 'pausedUntilMs';
 /** Default lateness tolerance `L` when pacing StartExecution (PacingPoint.DISPATCH), in milliseconds. */
@@ -193,6 +229,15 @@ export function roundUpToSlotGrid(ms: number): number {
   return Math.ceil(ms * 1024) / 1024;
 }
 
+/**
+ * How long an invocation that sees a higher rate (a shorter interval) than the stored schedule's
+ * keeps the stored interval: one window `1000 + L + 1` ms, so that no window starting before the
+ * increase was deployed holds a slot at the new spacing (see "The rate at run time").
+ */
+export function rateIncreaseHoldMs(latenessToleranceMs: number): number {
+  return 1000 + latenessToleranceMs + WINDOW_EDGE_MARGIN_MS;
+}
+
 /** Result of {@link computeSchedule}. */
 export interface Schedule {
   /** Time of the first slot: `max(now, nextSlotAtMs, pausedUntilMs)`. */
@@ -213,6 +258,22 @@ export interface ScheduleOptions {
   readonly extraIntervalMs?: number;
   /** No slot earlier than `nowMs + minLeadMs`: time the caller needs before it can fire. Default 0. */
   readonly minLeadMs?: number;
+  /**
+   * The rate in force set by operators at run time, at most the contract (a higher value counts as
+   * the contract: the contract is the ceiling). Default: the contract.
+   */
+  readonly rateInForce?: number;
+  /**
+   * The interval the stored schedule was last reserved at (`intervalMs` of the pacer item). Default:
+   * the contract's interval without extra delay, the shortest there can have been.
+   */
+  readonly previousIntervalMs?: number;
+  /**
+   * Since when (epoch ms) this invocation has paced at its rate and delay: a shorter interval than
+   * the stored one is used only {@link rateIncreaseHoldMs} after it. Default: no hold (the caller
+   * does not know when its settings changed, e.g. a fixed rate).
+   */
+  readonly settingsSinceMs?: number;
 }
 
 /**
@@ -238,12 +299,17 @@ export function computeSchedule(
   if (!Number.isInteger(requested) || requested < 0) {
     throw new Error(`requested must be a non-negative integer, got ${requested}`);
   }
-  const interval = slotIntervalMs(requestsPerSecond, latenessToleranceMs, options.extraIntervalMs ?? 0);
+  const interval = scheduleInterval(nowMs, requestsPerSecond, latenessToleranceMs, options);
+  // The last reserved slot is `nextSlotAtMs - previousInterval`; the first new slot is `interval`
+  // after it (a rate change spaces from the last old slot, see "The rate at run time"). Unchanged
+  // settings give `nextSlotAtMs` exactly (both terms are on the slot grid).
+  const previousInterval = options.previousIntervalMs ?? slotIntervalMs(requestsPerSecond, latenessToleranceMs);
+  const nextAtThisInterval = nextSlotAtMs === undefined ? 0 : nextSlotAtMs - previousInterval + interval;
   // An idle schedule (nextSlotAtMs in the past) restarts at now: unused past slots are not
   // banked, otherwise an idle period would allow a burst. No slot falls inside a pause.
   // On the slot grid (a pause from Retry-After or a fractional lead need not be): every slot stays
   // exact in floating point.
-  const base = roundUpToSlotGrid(Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextSlotAtMs ?? 0, options.pausedUntilMs ?? 0));
+  const base = roundUpToSlotGrid(Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), nextAtThisInterval, options.pausedUntilMs ?? 0));
   const latestSlot = nowMs + Math.max(0, maxWaitMs);
   const fitting = latestSlot < base ? 0 : Math.floor((latestSlot - base) / interval) + 1;
   const n = Math.min(requested, fitting);
@@ -252,6 +318,20 @@ export function computeSchedule(
     slots.push(base + k * interval);
   }
   return { base, n, slots, newNextSlotAtMs: base + n * interval };
+}
+
+/**
+ * The interval a reservation spaces its slots at: the rate in force (at most the contract) plus the
+ * extra delay; a shorter interval than the stored schedule's only once the invocation has paced at
+ * its settings for {@link rateIncreaseHoldMs} (see "The rate at run time").
+ */
+export function scheduleInterval(nowMs: number, requestsPerSecond: number, latenessToleranceMs: number, options: ScheduleOptions = {}): number {
+  const rate = Math.min(options.rateInForce ?? requestsPerSecond, requestsPerSecond);
+  const interval = slotIntervalMs(rate, latenessToleranceMs, options.extraIntervalMs ?? 0);
+  const previous = options.previousIntervalMs;
+  const holding = previous !== undefined && interval < previous && options.settingsSinceMs !== undefined
+    && nowMs < options.settingsSinceMs + rateIncreaseHoldMs(latenessToleranceMs);
+  return holding ? previous : interval;
 }
 
 /**
@@ -302,6 +382,10 @@ export interface ReserveSlotsOptions {
   readonly extraIntervalMs?: number;
   /** No slot earlier than this long after the reservation is computed. Default 0. */
   readonly minLeadMs?: number;
+  /** The rate in force, at most `requestsPerSecond` (the contract, the ceiling). Default: the contract. */
+  readonly rateInForce?: number;
+  /** Since when this invocation has paced at its rate and delay ({@link ScheduleOptions.settingsSinceMs}). */
+  readonly settingsSinceMs?: number;
 }
 
 /**
@@ -322,17 +406,27 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       Key: key,
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
       ConsistentRead: true,
-      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}`,
+      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}`,
     }));
     const stored = parseNumberAttribute(read.Item?.[NEXT_SLOT_ATTRIBUTE], NEXT_SLOT_ATTRIBUTE);
+    const previousIntervalMs = parseNumberAttribute(read.Item?.[INTERVAL_ATTRIBUTE], INTERVAL_ATTRIBUTE)?.value;
     const pausedUntilMs = parseNumberAttribute(read.Item?.[PAUSED_UNTIL_ATTRIBUTE], PAUSED_UNTIL_ATTRIBUTE)?.value;
 
     // Measured after the read: the first slot is never before the moment it is computed.
     const now = clock.now();
+    const scheduleOptions: ScheduleOptions = {
+      pausedUntilMs,
+      extraIntervalMs: options.extraIntervalMs,
+      minLeadMs: options.minLeadMs,
+      rateInForce: options.rateInForce,
+      previousIntervalMs,
+      settingsSinceMs: options.settingsSinceMs,
+    };
     const schedule = computeSchedule(
-      now, stored?.value, options.requested, options.requestsPerSecond, options.latenessToleranceMs, deadline - now,
-      { pausedUntilMs, extraIntervalMs: options.extraIntervalMs, minLeadMs: options.minLeadMs },
+      now, stored?.value, options.requested, options.requestsPerSecond, options.latenessToleranceMs, deadline - now, scheduleOptions,
     );
+    // The interval computeSchedule spaced the slots at (same inputs, same value), stored with them.
+    const intervalMs = scheduleInterval(now, options.requestsPerSecond, options.latenessToleranceMs, scheduleOptions);
     const paused = pausedUntilMs === undefined ? {} : { pausedUntilMs };
     if (schedule.n === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
@@ -343,12 +437,14 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       await options.dynamodb.send(new UpdateItemCommand({
         TableName: options.tableName,
         Key: key,
-        UpdateExpression: 'SET #next = :new',
+        // The interval goes with the next slot: together they locate the last reserved slot.
+        UpdateExpression: 'SET #next = :new, #interval = :interval',
         ConditionExpression: stored ? '#next = :old' : 'attribute_not_exists(#next)',
-        ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE },
+        ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE },
         // DynamoDB rejects unused expression values, so :old is only sent with its condition.
         ExpressionAttributeValues: {
           ':new': { N: String(schedule.newNextSlotAtMs) },
+          ':interval': { N: String(intervalMs) },
           ...(stored ? { ':old': { N: stored.raw } } : {}),
         },
       }));

@@ -183,9 +183,11 @@ export interface RateControlledQueueConsumerOptions {
   /**
    * Creates an AWS AppConfig configuration `{"extraDelayMs": N}` that operators change at run
    * time to slow dispatch down without a deploy: `N` milliseconds (0 to 60000) are added to the
-   * interval between two pacing slots. It can only slow; the contract is always kept. Give `{}`
-   * for the defaults. How to change it and when it takes effect: docs/operations.md, "Slowing
-   * dispatch at run time".
+   * interval between two pacing slots. It can only slow; the contract is always kept. It also
+   * takes the rate in force, `"requestsPerSecond": R` (at most the contract, the ceiling fixed at
+   * deploy; absent: the contract). Give `{}` for the defaults. How to change them and when a change
+   * takes effect: docs/operations.md, "Slowing dispatch at run time", and the README, "The rate at
+   * run time".
    *
    * @default - no dynamic delay
    */
@@ -438,7 +440,8 @@ export class RateControlledQueueConsumer extends Construct {
     this.queue.grantSendMessages(this.function);
     // --- dynamic delay (AppConfig) ---
     if (props.dynamicDelay) {
-      this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', props.dynamicDelay);
+      // The contract is the ceiling of the rate operators may set at run time (AppConfig refuses more).
+      this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', { ...props.dynamicDelay, maxRequestsPerSecond: props.requestsPerSecond });
       for (const [name, value] of Object.entries(this.dynamicDelay.environmentVariables)) {
         this.function.addEnvironment(name, value);
       }
@@ -639,5 +642,17 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public metricParkedRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, MetricNames.PARKED_REQUESTS, 'Sum', props);
+  }
+
+  /**
+   * The rate in force the dispatcher reserved pacing slots at, requests per second, custom metric
+   * `RateInForce`: the operators' `requestsPerSecond` of the dynamic delay, capped at the contract
+   * (the contract when none is set). Published only with `dynamicDelay` and only while the
+   * dispatcher reserves slots (no data while idle).
+   *
+   * @default - minimum over 5 minutes (during a change, the lower rate)
+   */
+  public metricRateInForce(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.RATE_IN_FORCE, 'Minimum', props);
   }
 }

@@ -35,6 +35,11 @@ export const ConsumerEnv = {
    * the local fault suite lowers it to see places expire within a test.
    */
   JOB_PLACE_SUBMISSION_WINDOW_MS: 'JOB_PLACE_SUBMISSION_WINDOW_MS',
+  /**
+   * The contract's quotas (JSON, as VendorCallerEnv.QUOTAS): a batch that finds one spent is
+   * postponed until its period ends, without pacing slots. Absent: none.
+   */
+  QUOTAS: 'QUOTAS',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -82,4 +87,10 @@ export const VendorCallerEnv = {
   MAX_PAUSE_MS: 'MAX_PAUSE_MS',
   /** The pacer table holding the jobs-in-flight places: a submission refused with a final 4xx frees its place. Absent: no limit. */
   JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
+  /** The contract's quotas, a JSON array of quota-period.ts `QuotaSpec`. Absent: none. */
+  QUOTAS: 'QUOTAS',
+  /** `WAIT` or `FAIL` (QuotaExhaustedAction). */
+  QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
+  /** Longest a request may wait for the next quota period, in milliseconds. */
+  QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
 } as const;

@@ -222,6 +222,12 @@ export const ErrorNames = {
    * fetch the same answer.
    */
   VENDOR_RESPONSE_TOO_LARGE: 'VendorResponseTooLarge',
+  /**
+   * The vendor caller's error (and the `reason` of the parked request) when a quota of the
+   * contract is spent for its period and the request may not wait for the next one
+   * (QuotaExhaustedAction.FAIL, or the period ends after the request's deadline). Given up at once.
+   */
+  VENDOR_QUOTA_EXHAUSTED: 'VendorQuotaExhausted',
 } as const;
 
 /**

@@ -27,6 +27,10 @@ export const MetricNames = {
   VENDOR_CALLS: 'VendorCalls',
   /** Vendor caller: how late a request fired against its slot. Milliseconds. */
   VENDOR_CALL_LATENESS: 'VendorCallLateness',
+  /** Vendor caller: quota units spent (one per quota per call). Count. */
+  QUOTA_UNITS_SPENT: 'QuotaUnitsSpent',
+  /** Vendor caller: requests that found a quota spent for its period (they wait or fail). Count. */
+  QUOTA_EXHAUSTED: 'QuotaExhausted',
   /** Vendor caller: 429s that paused dispatch. Count. */
   VENDOR_PAUSES: 'VendorPauses',
   /** Dispatcher: malformed request messages parked in the request DLQ. Count. */
@@ -48,4 +52,25 @@ export const MetricNames = {
    * time a place is taken or freed (VendorContract.maxJobsInFlight). A gauge: read its Maximum.
    */
   JOBS_IN_FLIGHT: 'JobsInFlight',
+  /**
+   * Dispatcher: the rate in force each reservation was made with, requests per second (the
+   * operators' `requestsPerSecond`, capped at the contract; the contract when none is set). Count
+   * unit, read with the Minimum/Maximum statistic.
+   */
+  RATE_IN_FORCE: 'RateInForce',
 } as const;
+
+/**
+ * Per quota of the contract (VendorQuota), the vendor caller publishes, at each unit it spends,
+ * the units spent so far in the quota's current period (`QuotaUsed.<name>`, Count) and that as a
+ * percentage of the limit (`QuotaUsedPercent.<name>`, Percent). The quota's name is in the metric
+ * name, not in a dimension: every custom metric has exactly the {Scope} dimension.
+ */
+export function quotaUsedMetricName(quotaName: string): string {
+  return `QuotaUsed.${quotaName}`;
+}
+
+/** See quotaUsedMetricName. */
+export function quotaUsedPercentMetricName(quotaName: string): string {
+  return `QuotaUsedPercent.${quotaName}`;
+}

@@ -15,8 +15,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import {
-  AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint, VendorCredentials,
-  WebhookAuthentication, WebhookSignature,
+  AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint, VendorContract, VendorCredentials,
+  VendorQuota, WebhookAuthentication, WebhookSignature,
 } from '../../src';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
@@ -54,6 +54,17 @@ export const AXIS_VARIANTS: Record<string, Variant> = {
   }),
   'OAuth client credentials': (stack) => ({
     proxy: { credentials: VendorCredentials.oauthClientCredentials({ secret: secret(stack), tokenUrl: 'https://auth.vendor.example.com/token' }) },
+  }),
+};
+
+/**
+ * Axis values that exist only with PacingPoint.VENDOR_CALL (the vendor caller enforces them):
+ * quotas add ClassifyVendorError's VendorQuotaExhausted rule to both workflows.
+ */
+export const VENDOR_CALL_ONLY_VARIANTS: Record<string, Variant> = {
+  quotas: () => ({
+    requestsPerSecond: undefined,
+    contract: VendorContract.of({ requestsPerSecond: BASE_PROPS.requestsPerSecond, quotas: [VendorQuota.perHour(1000)] }),
   }),
 };
 
@@ -113,6 +124,11 @@ export function allConfigurations(only: (configuration: string) => boolean = () 
     const variants: Array<[string, Variant]> = [[pacingLabel, () => ({ pacingPoint })]];
     for (const [label, variant] of Object.entries(AXIS_VARIANTS)) {
       variants.push([`${pacingLabel}, ${label}`, (stack) => ({ pacingPoint, ...variant(stack) })]);
+    }
+    if (pacingPoint === PacingPoint.VENDOR_CALL) {
+      for (const [label, variant] of Object.entries(VENDOR_CALL_ONLY_VARIANTS)) {
+        variants.push([`${pacingLabel}, ${label}`, (stack) => ({ pacingPoint, ...variant(stack) })]);
+      }
     }
     for (const [label, props] of variants.filter(([l]) => only(l))) {
       const workflows = synthesizeWorkflows(props);

@@ -59,7 +59,9 @@ export type VendorBehaviour =
   | { readonly status: number; readonly body?: unknown; readonly headers?: Record<string, string> }
   | { readonly noAnswer: true }
   /** The vendor paused dispatch (a 429's Retry-After, in the pacer table) for longer than the caller may wait. */
-  | { readonly pausedForMs: number };
+  | { readonly pausedForMs: number }
+  /** A quota of the contract is spent for its period; the caller waits (WAIT) or fails (FAIL). */
+  | { readonly quotaExhausted: 'WAIT' | 'FAIL' };
 
 export const vendorAccepts = (body: unknown): VendorBehaviour => ({ status: 200, body });
 export const vendorRefuses = (status: number, body: unknown = { error: `status ${status}` }, headers?: Record<string, string>): VendorBehaviour => ({ status, body, headers });
@@ -70,6 +72,12 @@ export const vendorSilent: VendorBehaviour = { noAnswer: true };
  * between: the execution would fail with States.DataLimitExceeded).
  */
 export const vendorAnswersTooLarge = (jobId = 'job-1'): VendorBehaviour => ({ status: 200, body: { jobId, data: 'x'.repeat(300 * 1024) } });
+/**
+ * The contract's hourly quota is spent (its counter's conditional write fails): the vendor caller
+ * sends the request back to the queue until the next hour (WAIT) or fails it with
+ * VendorQuotaExhausted (FAIL). PacingPoint.VENDOR_CALL only (quotas need the vendor caller).
+ */
+export const vendorQuotaExhausted = (action: 'WAIT' | 'FAIL'): VendorBehaviour => ({ quotaExhausted: action });
 /** The pacer table holds a vendor pause of a minute: the vendor caller defers (PacingPoint.VENDOR_CALL only). */
 export const vendorPaused: VendorBehaviour = { pausedForMs: 60_000 };
 
@@ -116,12 +124,25 @@ export function vendorCallerTask(vendor: VendorBehaviour, received: VendorReques
       ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(nowMs + vendor.pausedForMs) } } }
       : {});
     pacerTable.on(UpdateItemCommand).resolves({});
+    const quotaExhausted = 'quotaExhausted' in vendor ? vendor.quotaExhausted : undefined;
+    if (quotaExhausted) {
+      // The quota counter's conditional ADD fails: the hour's units are spent.
+      pacerTable.on(UpdateItemCommand).callsFake(async (input) => {
+        if (String(input.Key?.pk?.S).startsWith('quota#')) {
+          throw Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+        }
+        return {};
+      });
+    }
     // The claim of the slot before it is fired (a conditional PutItem): the first claim of it.
     pacerTable.on(PutItemCommand).resolves({});
     const fakeFetch = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
       received.push({ url: String(url), method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, body: init?.body as string | undefined });
       if ('pausedForMs' in vendor) {
         throw new Error('the vendor caller fired during a vendor pause');
+      }
+      if ('quotaExhausted' in vendor) {
+        throw new Error('the vendor caller fired beyond a spent quota');
       }
       if ('noAnswer' in vendor) {
         const timeout = new Error('The operation was aborted due to timeout');
@@ -134,7 +155,9 @@ export function vendorCallerTask(vendor: VendorBehaviour, received: VendorReques
     try {
       const result = await callVendor(taskInput.Payload, {
         dynamodb: new DynamoDBClient({ region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } }),
-        config: CALLER_CONFIG,
+        config: quotaExhausted
+          ? { ...CALLER_CONFIG, quotas: [{ name: 'hourly', limit: 1000, unit: 'hour' }], whenQuotaExhausted: quotaExhausted }
+          : CALLER_CONFIG,
         sign: createSigV4Signer('us-east-1', () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' })),
         fetch: fakeFetch as typeof fetch,
         logger: { debug: () => undefined, info: () => undefined, warn: () => undefined },
@@ -160,6 +183,9 @@ export function apiGatewayInvokeTask(vendor: VendorBehaviour): TaskHandler {
   return () => {
     if ('pausedForMs' in vendor) {
       throw new Error('PacingPoint.DISPATCH has no vendor caller: a vendor pause holds the dispatcher, not the workflow');
+    }
+    if ('quotaExhausted' in vendor) {
+      throw new Error('PacingPoint.DISPATCH has no vendor caller: quotas need PacingPoint.VENDOR_CALL');
     }
     if ('noAnswer' in vendor) {
       throw stepError('States.Timeout', 'Task timed out');

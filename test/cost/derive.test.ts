@@ -12,7 +12,7 @@ import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, stackFromTemplate }
 import { AslDefinition } from '../../cost/happy-path';
 import { priceDesign } from '../../cost/model';
 import { pricesFor } from '../../cost/prices';
-import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorContract, VendorCredentials, VendorQuota } from '../../src';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 import { executeDefinition, TaskHandler } from '../asl/execute';
 import { testStack } from '../util';
@@ -210,6 +210,23 @@ describe('cost derivation from a synthesized stack', () => {
     // Capability URLs: the processor reads the callback token, strongly consistent (1 RRU).
     expect(line(d, 'callback processor GetItem (capability token check)').perRequest).toBe(1);
     expect(d.fetch).toBeUndefined();
+  });
+
+  test('quotas (issue 14): one conditional UpdateItem per quota per vendor call, submissions and result fetches alike; none without quotas', () => {
+    const withQuotas = synthesize(() => ({
+      requestsPerSecond: undefined,
+      contract: VendorContract.of({ requestsPerSecond: 10, quotas: [VendorQuota.perDay(100_000), VendorQuota.perMonth(2_000_000)] }),
+    }), true);
+    const d = deriveStack(withQuotas, options(4));
+    const quotaLines = d.usage.lines.filter((l) => l.what.endsWith('UpdateItem (quota units)'));
+    expect(quotaLines.map((l) => l.perRequest)).toEqual([2]);
+    expect(quotaLines[0].price).toBe('dynamodbWriteRequestUnit');
+    expect(d.fetch?.usage.lines.filter((l) => l.what.endsWith('UpdateItem (quota units)')).map((l) => l.perRequest)).toEqual([2]);
+    // The dispatcher reads each counter once per batch before reserving slots.
+    const reads = d.usage.lines.find((l) => l.what.endsWith('GetItem (quota counters)'))!;
+    expect(reads).toMatchObject({ price: 'dynamodbReadRequestUnit' });
+    expect(reads.perRequest).toBeCloseTo(2 / d.model.requestFeed.fill, 10);
+    expect(deriveStack(example, options(4)).usage.lines.some((l) => /quota/.test(l.what))).toBe(false);
   });
 
   test('PacingPoint.DISPATCH: the dispatch workflow calls the proxy with apigateway:invoke, no vendor caller', () => {

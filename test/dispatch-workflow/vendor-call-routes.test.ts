@@ -14,7 +14,8 @@ import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
   callMessage, callVendorTask, credentialAnswers, credentialFailures, dynamoUpdated, failing, failsWith, sfnOk, sqsSent,
-  vendorAccepts, vendorAnswersTooLarge, VendorBehaviour, vendorCallInputFor, vendorPaused, vendorRefuses, VendorRequest, vendorSilent,
+  vendorAccepts, vendorAnswersTooLarge, VendorBehaviour, vendorCallInputFor, vendorPaused, vendorQuotaExhausted, vendorRefuses, VendorRequest,
+  vendorSilent,
 } from '../asl/producers';
 
 /** Edges no real input reaches: none in this workflow. */
@@ -40,6 +41,7 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     ParkInDeadLetterQueue: sqsSent,
     FailWaitingWorkflow: sfnOk,
     FailWaitingWorkflowBriefly: sfnOk,
+    FailWaitingWorkflowByName: sfnOk,
     ...credentialAnswers(configuration.configuration),
   };
 
@@ -212,6 +214,51 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     expect(none.edges).toContain('FailWaitingWorkflowBriefly: Catch 0 -> CallFailed');
     expect(none.error?.name).toBe('VendorRequestFailed');
   });
+
+  if (JSON.stringify(definition.States.ClassifyVendorError).includes('VendorQuotaExhausted')) {
+    test('a spent quota that the call may not wait for (QuotaExhaustedAction.FAIL, or beyond its deadline): parked as VendorQuotaExhausted, the waiting workflow fails at once (issue 14)', async () => {
+      const received: VendorRequest[] = [];
+      const result = await run(firstCall(), {}, vendorQuotaExhausted('FAIL'), received);
+      expect(received).toEqual([]);
+      expect(result.error?.name).toBe('VendorRequestFailed');
+      expect(result.edges).toEqual(expect.arrayContaining([
+        'CallVendor: Catch 0 -> ClassifyVendorError', 'ClassifyVendorError: Choice 3 -> ParkInDeadLetterQueue',
+        'ParkInDeadLetterQueue: Next -> FailWaitingWorkflowHow', 'FailWaitingWorkflowHow: Choice 0 -> FailWaitingWorkflowByName',
+        'FailWaitingWorkflowByName: Next -> CallFailed',
+      ]));
+      // Not retried: no attempt is spent on a quota that is gone for the period.
+      expect(result.calls.RequeueWithDelay).toBeUndefined();
+      expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorQuotaExhausted');
+      // The waiting workflow fails with the error's own name: it can catch VendorQuotaExhausted.
+      expect(result.calls.FailWaitingWorkflowByName[0]).toMatchObject({ TaskToken: 'main-task-token-2', Error: 'VendorQuotaExhausted' });
+      expect(result.calls.FailWaitingWorkflowByName[0].Cause).toMatch(/quota 'hourly' is spent until/);
+      expect(result.calls.FailWaitingWorkflow).toBeUndefined();
+    });
+
+    test('a refused request still fails the waiting workflow with VendorRequestFailed when quotas are configured; a failing by-name SendTaskFailure falls back to the brief one (issue 14)', async () => {
+      const refused = await run(firstCall(), {}, vendorRefuses(400));
+      expect(refused.edges).toContain('FailWaitingWorkflowHow: Default -> FailWaitingWorkflow');
+      expect(refused.calls.FailWaitingWorkflow[0]).toMatchObject({ Error: 'VendorRequestFailed' });
+      const byNameFails = await run(firstCall(), {
+        FailWaitingWorkflowByName: failsWith('Sfn.TaskTimedOutException', 'Task Timed Out'),
+      }, vendorQuotaExhausted('FAIL'));
+      expect(byNameFails.edges).toContain('FailWaitingWorkflowByName: Catch 0 -> FailWaitingWorkflowBriefly');
+      expect(byNameFails.error?.name).toBe('VendorRequestFailed');
+    });
+
+    test('a spent quota (QuotaExhaustedAction.WAIT): the call goes back to the queue until the period ends, without counting an attempt (issue 14)', async () => {
+      const received: VendorRequest[] = [];
+      const input = firstCall();
+      const result = await run(input, {}, vendorQuotaExhausted('WAIT'), received);
+      expect(received).toEqual([]);
+      expect(result.error).toBeUndefined();
+      expect(result.edges).toEqual(expect.arrayContaining(['WasVendorCalled: Choice 0 -> DeferToQueue', 'RequeueWithDelay: Next -> RetryScheduled']));
+      const requeued = result.calls.RequeueWithDelay[0];
+      expect(JSON.parse(requeued.MessageBody).attempt).toBe(input.attempt);
+      expect(requeued.DelaySeconds).toBeGreaterThan(0);
+      expect(requeued.DelaySeconds).toBeLessThanOrEqual(900);
+    });
+  }
 
   if (paced) {
     test('an answer too large for Step Functions (300 KiB) is refused by the vendor caller: the call is parked as VendorResponseTooLarge and the waiting workflow fails at once (issue 11)', async () => {

@@ -461,6 +461,25 @@ describe('VendorSimulator: contract enforcement', () => {
     expect(maxInAnyWindow([0, 1000], false)).toBe(1);
   });
 
+  test('a quota of 3 per 3 s (issue 14): a 4th call in a period gets 429 with Retry-After until the period ends and counts as a quota violation; the next period starts afresh', async () => {
+    // GIVEN a quota of 3 calls per epoch-aligned 3 s period, and calls at chosen times (rate far below the contract)
+    const times = [0, 500, 1000, 2000, 2999, 3000, 4000].map((t) => 1_800_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({ requestsPerSecond: 100, quota: { limit: 3, periodMs: 3000 }, clock: () => times[next++] });
+
+    // WHEN they arrive one by one
+    const answers = [];
+    for (let i = 0; i < times.length; i++) {
+      answers.push(await submit(base, `q-${i}`));
+    }
+
+    // THEN the 4th and 5th of the first period are refused, and those of the next period accepted
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 202, 429, 429, 202, 202]);
+    expect(answers[3].headers['retry-after']).toBe('1');
+    expect(vendor.stats()).toMatchObject({ quotaMaxInAnyPeriod: 5, quotaViolations: 2, accepted: 5, violations: 0 });
+    expect(() => new VendorSimulator({ requestsPerSecond: 1, quota: { limit: 0, periodMs: 1000 } })).toThrow(/quota must have a whole limit above 0/);
+  });
+
   test('a half-open window (t - 1000 ms, t] when asked: an arrival exactly 1 s earlier is out of it', async () => {
     // GIVEN arrivals at chosen times and a contract of 3
     const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);

@@ -2,7 +2,7 @@ import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, DynamicDelay, RateControlledQueueConsumer } from '../../src';
-import { DYNAMIC_DELAY_JSON_SCHEMA, DynamicDelayEnv } from '../../src/rate-controlled-queue-consumer/dynamic-delay-env';
+import { DYNAMIC_DELAY_JSON_SCHEMA, dynamicDelayJsonSchema, DynamicDelayEnv } from '../../src/rate-controlled-queue-consumer/dynamic-delay-env';
 import { flattenCfnString, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 function consumerWith(stack: Stack, dynamicDelay?: { pollInterval?: Duration }): RateControlledQueueConsumer {
@@ -38,7 +38,8 @@ describe('DynamicDelay', () => {
     template.hasResourceProperties('AWS::AppConfig::ConfigurationProfile', {
       LocationUri: 'hosted',
       Type: 'AWS.Freeform',
-      Validators: [{ Type: 'JSON_SCHEMA', Content: JSON.stringify(DYNAMIC_DELAY_JSON_SCHEMA) }],
+      // The consumer's contract (10) is the ceiling of the rate in force.
+      Validators: [{ Type: 'JSON_SCHEMA', Content: JSON.stringify(dynamicDelayJsonSchema(10)) }],
     });
     template.hasResourceProperties('AWS::AppConfig::HostedConfigurationVersion', {
       Content: '{"extraDelayMs":0}',

@@ -452,10 +452,10 @@ describe('reserveSlots', () => {
     expect(update).toEqual({
       TableName: TABLE,
       Key: { pk: { S: 'pacer' } },
-      UpdateExpression: 'SET #next = :new',
+      UpdateExpression: 'SET #next = :new, #interval = :interval',
       ConditionExpression: 'attribute_not_exists(#next)',
-      ExpressionAttributeNames: { '#next': 'nextSlotAtMs' },
-      ExpressionAttributeValues: { ':new': { N: String(T0 + 315) } },
+      ExpressionAttributeNames: { '#next': 'nextSlotAtMs', '#interval': 'intervalMs' },
+      ExpressionAttributeValues: { ':new': { N: String(T0 + 315) }, ':interval': { N: '105' } },
     });
   });
 
@@ -469,7 +469,7 @@ describe('reserveSlots', () => {
     expect(result.slots).toEqual([T0 + 400, T0 + 505]);
     expect(ddb).toHaveReceivedCommandWith(UpdateItemCommand, {
       ConditionExpression: '#next = :old',
-      ExpressionAttributeValues: { ':new': { N: String(T0 + 610) }, ':old': { N: stored } },
+      ExpressionAttributeValues: { ':new': { N: String(T0 + 610) }, ':old': { N: stored }, ':interval': { N: '105' } },
     });
   });
 

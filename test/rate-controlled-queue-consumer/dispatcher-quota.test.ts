@@ -1,0 +1,134 @@
+/**
+ * The dispatcher and the contract's quotas (issue 14, item 2): a batch that finds a quota spent for
+ * its period takes no pacing slot and goes back to the queue until the period ends.
+ */
+import { DynamoDBClient, GetItemCommand, GetItemCommandInput, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { QuotaSpec } from '../../src/contract/quota-period';
+import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
+
+const ddb = mockClient(DynamoDBClient);
+const sfn = mockClient(SFNClient);
+const sqs = mockClient(SQSClient);
+
+const T0 = 1_800_000_001_000; // 1 s into a 3 s period that ends at 1_800_000_003_000
+const SHORT: QuotaSpec = { name: 'short', limit: 5, unit: 'fixed', periodMs: 3000 };
+const CONFIG: DispatchConfig = {
+  stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch',
+  requestsPerSecond: 10,
+  pacerTableName: 'pacer',
+  maxPacingWaitMs: 2_000,
+  latenessToleranceMs: 49,
+  leadMs: 1000,
+  correlationTtlSeconds: 86_400,
+  deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests-dlq',
+  quotas: [SHORT],
+};
+
+function record(requestId: string): SQSRecord {
+  return {
+    messageId: `m-${requestId}`,
+    receiptHandle: `r-${requestId}`,
+    body: JSON.stringify({ taskToken: `token-${requestId}`, requestId, payload: {} }),
+    attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(T0), SenderId: 's', ApproximateFirstReceiveTimestamp: String(T0) },
+    messageAttributes: {},
+    md5OfBody: 'md5',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:requests',
+    awsRegion: 'eu-west-1',
+  };
+}
+
+function deps(config: DispatchConfig = CONFIG): DispatchDeps {
+  let t = T0;
+  return {
+    clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: new SQSClient({}) },
+    config,
+    logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as any,
+    metrics: { addMetric: jest.fn() },
+    clock: { now: () => t, sleep: async (ms: number) => { t += ms; } },
+    random: () => 0.5,
+  };
+}
+
+/** The quota counter holds `used`; the pacer item is idle. */
+function counterHolds(used: number | undefined) {
+  ddb.on(GetItemCommand).callsFake(async (input: GetItemCommandInput) => {
+    if (String(input.Key?.pk?.S).startsWith('quota#')) {
+      return used === undefined ? {} : { Item: { used: { N: String(used) } } };
+    }
+    return {};
+  });
+  ddb.on(UpdateItemCommand).resolves({});
+}
+
+beforeEach(() => {
+  ddb.reset();
+  sfn.reset();
+  sqs.reset();
+  sqs.on(SendMessageCommand).resolves({ MessageId: 'copy' });
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
+});
+
+describe('dispatchBatch with quotas', () => {
+  test('GIVEN a quota spent for its period WHEN a batch arrives THEN no slot is reserved, nothing starts, and each message comes back as a delayed copy when the period ends', async () => {
+    counterHolds(5);
+    const response = await dispatchBatch({ Records: [record('a'), record('b')] }, deps());
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+    // The period ends in 2 s (+ the 250 ms boundary margin): 3 s, as whole seconds.
+    const copies = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+    expect(copies.map((c) => c.DelaySeconds)).toEqual([3, 3]);
+    expect(copies.map((c) => JSON.parse(c.MessageBody!).requestId)).toEqual(['a', 'b']);
+    // The counter was read strongly consistent, keyed by the period.
+    const read = ddb.commandCalls(GetItemCommand).find((c) => String(c.args[0].input.Key?.pk?.S).startsWith('quota#'))!.args[0].input;
+    expect(read).toMatchObject({ Key: { pk: { S: 'quota#short#1800000000000' } }, ConsistentRead: true });
+  });
+
+  test('GIVEN a unit left (or no counter yet) WHEN a batch arrives THEN it is dispatched as usual', async () => {
+    for (const used of [4, undefined]) {
+      ddb.reset();
+      sfn.resetHistory();
+      counterHolds(used);
+      await dispatchBatch({ Records: [record('c')] }, deps());
+      expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(1);
+    }
+  });
+
+  test('GIVEN the counters cannot be read WHEN a batch arrives THEN it is dispatched (the vendor caller keeps the quota)', async () => {
+    ddb.on(GetItemCommand).callsFake(async (input: GetItemCommandInput) => {
+      if (String(input.Key?.pk?.S).startsWith('quota#')) throw new Error('throttled');
+      return {};
+    });
+    ddb.on(UpdateItemCommand).resolves({});
+    const d = deps();
+    await dispatchBatch({ Records: [record('d')] }, d);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(1);
+    expect(d.logger.warn).toHaveBeenCalledWith(expect.stringMatching(/could not read the quota counters/), expect.anything());
+  });
+
+  test('GIVEN no quota THEN no counter is read', async () => {
+    counterHolds(5);
+    await dispatchBatch({ Records: [record('e')] }, deps({ ...CONFIG, quotas: undefined }));
+    expect(ddb.commandCalls(GetItemCommand).filter((c) => String(c.args[0].input.Key?.pk?.S).startsWith('quota#'))).toHaveLength(0);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(1);
+  });
+
+  test('GIVEN the environment WHEN loading the config THEN QUOTAS is read', () => {
+    const env = {
+      STATE_MACHINE_ARN: CONFIG.stateMachineArn,
+      REQUESTS_PER_SECOND: '10',
+      PACER_TABLE_NAME: 'pacer',
+      MAX_PACING_WAIT_MS: '2000',
+      CORRELATION_TTL_SECONDS: '86400',
+      DEAD_LETTER_QUEUE_URL: CONFIG.deadLetterQueueUrl,
+    };
+    expect(loadConfig(env).quotas).toBeUndefined();
+    expect(loadConfig({ ...env, QUOTAS: JSON.stringify([SHORT]) }).quotas).toEqual([SHORT]);
+  });
+});
