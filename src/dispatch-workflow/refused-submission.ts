@@ -11,6 +11,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
 import { releasePlace } from '../shared/job-places';
+import { ErrorNames } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 
 /** 4xx answers after which the vendor holds no job for the request. */
@@ -28,6 +29,26 @@ export function isJobSubmission(event: VendorCallEvent): boolean {
 }
 
 /**
+ * Errors the vendor caller throws before it calls the vendor: the submission was not sent and is
+ * given up (VendorQuotaExhausted with `QuotaExhaustedAction.FAIL`, or a period that ends after the
+ * request's wait), so its place is freed like a refused one's.
+ */
+const GIVEN_UP_UNSENT = new Set<string>([ErrorNames.VENDOR_QUOTA_EXHAUSTED]);
+
+/** Frees the place of a submission given up before it was sent (see GIVEN_UP_UNSENT). Best effort. */
+export async function freePlaceOfUnsentSubmission(
+  event: VendorCallEvent,
+  error: unknown,
+  deps: Parameters<typeof freePlaceOfRefusedSubmission>[2],
+): Promise<void> {
+  const name = (error as { name?: unknown } | undefined)?.name;
+  if (typeof name !== 'string' || !GIVEN_UP_UNSENT.has(name)) {
+    return;
+  }
+  await freePlace(event, deps, `the submission was given up unsent (${name})`);
+}
+
+/**
  * Frees the place of a refused submission. Best effort: an error is logged and the place expires
  * at maxJobDuration (the vendor's answer must reach the workflow whatever happens here).
  */
@@ -41,16 +62,23 @@ export async function freePlaceOfRefusedSubmission(
     readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
   },
 ): Promise<void> {
-  if (!deps.jobPlacesTableName || !event.requestId || !isJobSubmission(event) || !refusedWithoutJob(result.statusCode)) {
+  if (!refusedWithoutJob(result.statusCode)) {
+    return;
+  }
+  await freePlace(event, deps, `the vendor refused the job (${result.statusCode})`);
+}
+
+async function freePlace(event: VendorCallEvent, deps: Parameters<typeof freePlaceOfRefusedSubmission>[2], why: string): Promise<void> {
+  if (!deps.jobPlacesTableName || !event.requestId || !isJobSubmission(event)) {
     return;
   }
   try {
     const held = await releasePlace({ dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName }, event.requestId);
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
-      deps.logger.info('the vendor refused the job: its place in flight is freed', { requestId: event.requestId, statusCode: result.statusCode, jobsInFlight: held });
+      deps.logger.info(`${why}: its place in flight is freed`, { requestId: event.requestId, jobsInFlight: held });
     }
   } catch (error) {
-    deps.logger.warn('could not free the place of a refused job; it expires at maxJobDuration', { requestId: event.requestId, error });
+    deps.logger.warn('could not free the place of a job that was not created; it expires at maxJobDuration', { requestId: event.requestId, error });
   }
 }

@@ -8,7 +8,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { createRequestPreparer } from './prepared-request';
-import { freePlaceOfRefusedSubmission } from './refused-submission';
+import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from './refused-submission';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
 import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
 import { VendorCallerEnv } from '../shared/env';
@@ -31,6 +31,9 @@ const prepare = createRequestPreparer();
 // late caller is spaced like the dispatcher's.
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
+/** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
+const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], logger, metrics });
+
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {
     logger.addContext(context);
@@ -52,9 +55,12 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
       },
     });
     // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
-    const jobPlacesTableName = process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME];
-    await freePlaceOfRefusedSubmission(event, result, { dynamodb, jobPlacesTableName, logger, metrics });
+    await freePlaceOfRefusedSubmission(event, result, placeDeps());
     return result;
+  } catch (error) {
+    // ... and so does one given up before it was sent (VendorQuotaExhausted).
+    await freePlaceOfUnsentSubmission(event, error, placeDeps());
+    throw error;
   } finally {
     metrics.publish();
   }

@@ -4,7 +4,7 @@
 import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { freePlaceOfRefusedSubmission, isJobSubmission, refusedWithoutJob } from '../../src/dispatch-workflow/refused-submission';
+import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission, isJobSubmission, refusedWithoutJob } from '../../src/dispatch-workflow/refused-submission';
 import type { VendorCallEvent, VendorCallResult } from '../../src/dispatch-workflow/vendor-call';
 import { placeKey } from '../../src/shared/job-places';
 import { synthesizeWorkflows } from '../asl/configurations';
@@ -67,6 +67,21 @@ describe('freePlaceOfRefusedSubmission', () => {
     ddb.on(UpdateItemCommand).rejects(new Error('boom'));
     await expect(freePlaceOfRefusedSubmission(submission, answer(400), deps())).resolves.toBeUndefined();
     expect(logger.warn).toHaveBeenCalledWith(expect.stringMatching(/expires at maxJobDuration/), expect.anything());
+  });
+});
+
+describe('freePlaceOfUnsentSubmission', () => {
+  test('GIVEN a submission given up with VendorQuotaExhausted (not sent) WHEN the caller throws THEN its place is freed', async () => {
+    await freePlaceOfUnsentSubmission(submission, Object.assign(new Error('spent'), { name: 'VendorQuotaExhausted' }), deps());
+    expect(ddb).toHaveReceivedCommandWith(UpdateItemCommand, { TableName: 'pacer', ExpressionAttributeNames: { '#places': 'places', '#held': 'placesHeld', '#k': placeKey('req-1') } });
+  });
+
+  test.each([
+    ['VendorResponseTooLarge (the vendor answered: a job may exist)', 'VendorResponseTooLarge'],
+    ['any other error', 'TypeError'],
+  ])('GIVEN %s WHEN the caller throws THEN the place stays', async (_, name) => {
+    await freePlaceOfUnsentSubmission(submission, Object.assign(new Error('x'), { name }), deps());
+    expect(ddb).not.toHaveReceivedCommand(UpdateItemCommand);
   });
 });
 
