@@ -16,7 +16,9 @@ const MAX_JOBS_IN_FLIGHT = 5000;
 export interface VendorContractProps {
   /**
    * The most requests per second the vendor allows. Every layer is derived from it: the pacing of
-   * the queue consumer, the proxy's throttling, the backlog alarm.
+   * the queue consumer, the proxy's throttling, the backlog alarm. With the consumer's
+   * `dynamicDelay`, it is also the ceiling of the rate operators set at run time (AppConfig refuses
+   * a higher one).
    */
   readonly requestsPerSecond: number;
 
