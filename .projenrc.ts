@@ -128,6 +128,7 @@ const handlerLogic = [
   'src/throttled-proxy/vendor-token.ts',
   'src/shared/handler-metrics.ts',
   'src/contract/quota-ledger.ts',
+  'src/rate-controlled-queue-consumer/adaptive-rate.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);
