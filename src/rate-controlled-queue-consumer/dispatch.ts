@@ -16,6 +16,7 @@ import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessage
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
@@ -72,6 +73,8 @@ export interface DispatchConfig {
   readonly sqsEndpointUrl?: string;
   /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
   readonly quotas?: QuotaSpec[];
+  /** Adaptive pacing (ConsumerEnv.ADAPTIVE_PACING): reservations pace at the adaptive rate when lower. */
+  readonly adaptivePacing?: AdaptiveSpec;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -121,6 +124,9 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
     ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
+    ...(nonEmpty(env[ConsumerEnv.ADAPTIVE_PACING])
+      ? { adaptivePacing: parseAdaptiveSpec(env[ConsumerEnv.ADAPTIVE_PACING], ConsumerEnv.ADAPTIVE_PACING) }
+      : {}),
   };
 }
 
@@ -370,7 +376,11 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           random: deps.random,
           // VENDOR_CALL: no slot sooner than the lead, so that the execution can start `lead` before it.
           minLeadMs: lead,
+          adaptivePacing: config.adaptivePacing,
         });
+        if (reservation.effectiveRequestsPerSecond !== undefined) {
+          deps.metrics.addMetric(MetricNames.EFFECTIVE_RATE, 'Count', reservation.effectiveRequestsPerSecond);
+        }
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.
         logger.error('pacing slot reservation failed; the remaining messages return to the queue', {
