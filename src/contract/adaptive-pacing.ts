@@ -23,9 +23,11 @@ export interface AdaptivePacingProps {
   readonly probeInterval?: Duration;
 
   /**
-   * Requests per second added per probe interval (above 0, at most the contract).
+   * Requests per second added per probe interval (above 0, at most the contract). Each probe above
+   * the vendor's real limit puts about `increaseStep` requests too many into a second, so a small
+   * step keeps a probe at about one 429; a large one recovers faster after a temporary drop.
    *
-   * @default - a tenth of the contract: from the minimum back to the contract in 9-10 probe intervals
+   * @default - 1 request per second (a tenth of the contract below 10 requests per second)
    */
   readonly increaseStep?: number;
 
@@ -94,10 +96,12 @@ export class AdaptivePacing {
    * @internal
    */
   public _spec(requestsPerSecond: number): AdaptiveSpec {
-    const increaseStep = this.props.increaseStep ?? requestsPerSecond / 10;
+    // One request per second per probe (TCP's one segment per round trip): a probe above the real
+    // limit then costs about one 429 (docs/benchmark.md, adaptive rows).
+    const increaseStep = this.props.increaseStep ?? Math.min(1, requestsPerSecond / 10);
     const minimumRequestsPerSecond = this.props.minimumRequestsPerSecond ?? requestsPerSecond / 10;
     if (increaseStep > requestsPerSecond) {
-      throw new Error(`AdaptivePacing: increaseStep (${increaseStep} requests per second) is above the contract (${requestsPerSecond}): the first probe would jump to the contract; give at most the contract, e.g. ${requestsPerSecond / 10}`);
+      throw new Error(`AdaptivePacing: increaseStep (${increaseStep} requests per second) is above the contract (${requestsPerSecond}): the first probe would jump to the contract; give at most the contract, e.g. ${Math.min(1, requestsPerSecond / 10)}`);
     }
     if (minimumRequestsPerSecond > requestsPerSecond) {
       throw new Error(`AdaptivePacing: minimumRequestsPerSecond (${minimumRequestsPerSecond}) is above the contract (${requestsPerSecond}), which is the ceiling of every rate: give at most the contract, e.g. ${requestsPerSecond / 10}`);

@@ -8,15 +8,22 @@
  * changes without a poll interval (it is read from the item each reservation reads anyway). By
  * "The rate at run time" (pacer.ts) slots stay at least `min(I, I_old)` apart and never closer
  * than the rate in force's interval: no window holds more than the rate in force, whatever the
- * adaptive rate does. A decrease binds every reservation computed after its write (the consistent
- * read sees it); slots reserved before it (at most the reservation horizon ahead: the dispatcher's
- * `maxPacingWait`, the caller's `maxSlotWait`) keep the old spacing. An increase needs no hold: it
- * never exceeds the rate in force, which is the bound the guarantee is stated for.
+ * adaptive rate does. An increase needs no hold: it never exceeds the rate in force, which is the
+ * bound the guarantee is stated for.
+ *
+ * A decrease binds at once: every reservation computed after its write reads it (consistent read),
+ * and the slots already reserved at the old spacing (up to the reservation horizon ahead: the
+ * dispatcher's `maxPacingWait`, the caller's `maxSlotWait`) fall inside the vendor pause, which the
+ * decrease extends to the end of the schedule (`nextSlotAtMs`): their callers re-read the pause
+ * before firing and give them up (reserving fresh slots after it, at the new rate). Without that,
+ * the old slots after a 1-second pause still fired at the rate the vendor had just refused, and
+ * cost a second 429 per decrease (the modeled benchmark row `adaptive-10rps-real-limit-5` showed
+ * two 429s in some probe intervals).
  */
 // Bundled into the dispatcher and vendor caller Lambdas only; the construct library never imports
 // it, so the SDK stays a devDependency.
 import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { isConditionalCheckFailed, PACER_ITEM_KEY, PACER_PARTITION_KEY } from './pacer';
+import { isConditionalCheckFailed, NEXT_SLOT_ATTRIBUTE, PACER_ITEM_KEY, PACER_PARTITION_KEY, pauseUntil } from './pacer';
 import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec, decreasedState, parseAdaptiveState } from '../contract/adaptive-spec';
 
 export { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE };
@@ -27,6 +34,8 @@ export interface AdaptiveDecrease {
   readonly decreased: boolean;
   /** The adaptive rate this call wrote (when it decreased). */
   readonly rps?: number;
+  /** With a decrease: until when dispatch is paused (the end of the slots reserved at the old rate), epoch ms. */
+  readonly pausedUntilMs?: number;
 }
 
 /**
@@ -35,7 +44,9 @@ export interface AdaptiveDecrease {
  * `adaptiveSinceMs` is still the one read. Concurrent 429s of one burst thus decrease once: the
  * first write wins, the others fail their condition (or find the cooldown running) and write
  * nothing. Only the two adaptive attributes are written: the slot schedule (`nextSlotAtMs`) and the
- * pause are separate attributes, so reservations never conflict with it.
+ * pause are separate attributes, so reservations never conflict with it. A decrease then extends
+ * the pause to the end of the slots already reserved (see the module comment); the pause only
+ * moves forward (pauseUntil).
  *
  * @param ceiling the rate in force (at most the contract), requests per second
  */
@@ -47,7 +58,7 @@ export async function decreaseAdaptiveRate(
     TableName: tableName,
     Key: key,
     ConsistentRead: true,
-    ProjectionExpression: `${ADAPTIVE_RATE_ATTRIBUTE}, ${ADAPTIVE_SINCE_ATTRIBUTE}`,
+    ProjectionExpression: `${ADAPTIVE_RATE_ATTRIBUTE}, ${ADAPTIVE_SINCE_ATTRIBUTE}, ${NEXT_SLOT_ATTRIBUTE}`,
   }));
   const rawSince = read.Item?.[ADAPTIVE_SINCE_ATTRIBUTE]?.N;
   const state = parseAdaptiveState(read.Item);
@@ -68,7 +79,6 @@ export async function decreaseAdaptiveRate(
         ...(rawSince === undefined ? {} : { ':old': { N: rawSince } }),
       },
     }));
-    return { decreased: true, rps: next.rps };
   } catch (error) {
     if (isConditionalCheckFailed(error)) {
       // Another 429 of the same burst decreased first.
@@ -76,4 +86,11 @@ export async function decreaseAdaptiveRate(
     }
     throw error;
   }
+  // The slots reserved at the old rate: paused, so that none fires at the rate just refused.
+  const scheduledUntilMs = Number(read.Item?.[NEXT_SLOT_ATTRIBUTE]?.N);
+  if (Number.isFinite(scheduledUntilMs) && scheduledUntilMs > nowMs) {
+    const pausedUntilMs = await pauseUntil(dynamodb, tableName, scheduledUntilMs);
+    return { decreased: true, rps: next.rps, pausedUntilMs };
+  }
+  return { decreased: true, rps: next.rps };
 }

@@ -73,6 +73,11 @@ describe('AdaptivePacing (synth-time validation)', () => {
     });
   });
 
+  test('GIVEN no step WHEN resolved THEN it is 1 request per second, a tenth of the contract below 10', () => {
+    expect(AdaptivePacing.of()._spec(100)).toMatchObject({ increaseStep: 1, minimumRequestsPerSecond: 10 });
+    expect(AdaptivePacing.of()._spec(4)).toMatchObject({ increaseStep: 0.4, minimumRequestsPerSecond: 0.4 });
+  });
+
   test.each([
     [{ decreaseFactor: 1 }, /decreaseFactor must be a number above 0 and below 1, got 1/],
     [{ decreaseFactor: 0 }, /decreaseFactor must be a number above 0 and below 1, got 0/],

@@ -42,6 +42,26 @@ describe('decreaseAdaptiveRate (the 429 handler\'s conditional write)', () => {
     expect(input.ExpressionAttributeValues![':old']).toEqual({ N: String(T0 - 20_000) });
   });
 
+  test('GIVEN slots reserved ahead at the old rate WHEN a 429 decreases the rate THEN the pause is extended to the end of the schedule, so none of them fires at the refused rate', async () => {
+    ddb.on(GetItemCommand).resolves({ Item: { nextSlotAtMs: { N: String(T0 + 2500) } } });
+    ddb.on(UpdateItemCommand).resolves({});
+
+    const outcome = await decreaseAdaptiveRate(new DynamoDBClient({}), 'pacer-table', T0, 10, SPEC);
+
+    expect(outcome).toEqual({ decreased: true, rps: 5, pausedUntilMs: T0 + 2500 });
+    const pause = ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).find((i) => i.UpdateExpression === 'SET #paused = :until')!;
+    expect(pause.ExpressionAttributeValues![':until']).toEqual({ N: String(T0 + 2500) });
+    expect(pause.ConditionExpression).toBe('attribute_not_exists(#paused) OR #paused < :until');
+  });
+
+  test('GIVEN a 429 within the cooldown WHEN it does not decrease THEN it does not extend the pause either', async () => {
+    ddb.on(GetItemCommand).resolves({ Item: { nextSlotAtMs: { N: String(T0 + 2500) }, adaptiveRps: { N: '5' }, adaptiveSinceMs: { N: String(T0 - 100) } } });
+
+    await decreaseAdaptiveRate(new DynamoDBClient({}), 'pacer-table', T0, 10, SPEC);
+
+    expect(ddb).toHaveReceivedCommandTimes(UpdateItemCommand, 0);
+  });
+
   test('GIVEN a decrease less than a cooldown ago WHEN another 429 of the burst comes THEN nothing is written', async () => {
     ddb.on(GetItemCommand).resolves({ Item: { adaptiveRps: { N: '5' }, adaptiveSinceMs: { N: String(T0 - 500) } } });
 
