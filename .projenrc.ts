@@ -131,6 +131,7 @@ const handlerLogic = [
   'src/shared/job-places.ts',
   'src/dispatch-workflow/refused-submission.ts',
   'src/contract/quota-ledger.ts',
+  'src/rate-controlled-queue-consumer/adaptive-rate.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

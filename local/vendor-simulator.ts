@@ -114,6 +114,14 @@ export interface VendorSimulatorOptions {
    * period ends and counts as a quota violation. @default - no quota
    */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
+  /**
+   * The vendor's real limit, below the contract (issue 14, item 5: a vendor that lowered its limit,
+   * or shares it with other clients): a call that finds floor(realLimitRps) calls (refused ones
+   * included) in its window gets 429 without Retry-After, counted in `realLimitRefusals` (not a
+   * contract violation: the library kept the contract). Also settable once running
+   * (`setRealLimit`). @default - none (the contract is the limit)
+   */
+  readonly realLimitRps?: number;
 }
 
 /** A fault the simulator injects into one request id. */
@@ -195,6 +203,8 @@ export interface VendorStats {
   readonly quotaMaxInAnyPeriod: number;
   /** With a quota: arrivals beyond the limit of their period (each got 429). Else 0. */
   readonly quotaViolations: number;
+  /** With a real limit below the contract: calls refused for it (each got 429). Else 0. */
+  readonly realLimitRefusals: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -265,6 +275,8 @@ export class VendorSimulator {
   /** Arrivals per quota period (key: the period's start, ms). */
   private readonly quotaCounts = new Map<number, number>();
   private quotaViolations = 0;
+  private realLimitRps: number | undefined;
+  private realLimitRefusals = 0;
   private readonly counters = {
     submissions: 0,
     accepted: 0,
@@ -289,6 +301,7 @@ export class VendorSimulator {
     this.limit = Math.max(1, Math.floor(options.requestsPerSecond));
     this.closedWindow = (options.window ?? 'closed') === 'closed';
     this.rateSchedule = options.rateSchedule ?? [];
+    this.realLimitRps = options.realLimitRps;
     this.clock = options.clock ?? Date.now;
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
     // Its own wall clock (only for the time-weighted mean): the `clock` option scripts arrival times.
@@ -298,6 +311,11 @@ export class VendorSimulator {
   /** The vendor's rate changes from now on (see the `rateSchedule` option). */
   public setRateSchedule(schedule: readonly RateChange[]): void {
     this.rateSchedule = [...schedule];
+  }
+
+  /** The vendor's real limit from now on (see the `realLimitRps` option); undefined: none. */
+  public setRealLimit(requestsPerSecond: number | undefined): void {
+    this.realLimitRps = requestsPerSecond;
   }
 
   /** Starts the vendor on 127.0.0.1 (a free port); resolves with its base URL. */
@@ -390,6 +408,7 @@ export class VendorSimulator {
       jobsInFlight: this.jobsInFlight.stats(),
       quotaMaxInAnyPeriod: Math.max(0, ...this.quotaCounts.values()),
       quotaViolations: this.quotaViolations,
+      realLimitRefusals: this.realLimitRefusals,
       requests,
     };
   }
@@ -414,6 +433,13 @@ export class VendorSimulator {
       this.counters.callsWithAwsSignature++;
     }
 
+    if (!overContract && this.realLimitRps !== undefined
+      && countInWindow(this.arrivalTimes, now, this.closedWindow) > Math.max(1, Math.floor(this.realLimitRps))) {
+      this.realLimitRefusals++;
+      if (method === 'POST') this.counters.submissions++;
+      await this.answer(res, { status: 429, body: { error: `too many requests: at most ${Math.floor(this.realLimitRps)} in any second` } }, this.options.latencyMs ?? 0);
+      return;
+    }
     const quotaRefusal = overContract ? undefined : this.countQuota(now);
     if (quotaRefusal) {
       if (method === 'POST') this.counters.submissions++;
@@ -813,6 +839,9 @@ function callbackBody(job: Job): Record<string, unknown> {
 function validateOptions(o: VendorSimulatorOptions): void {
   if (!(o.requestsPerSecond > 0)) {
     throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
+  }
+  if (o.realLimitRps !== undefined && !(o.realLimitRps > 0)) {
+    throw new Error(`realLimitRps must be above 0 (given ${o.realLimitRps})`);
   }
   if (o.quota && !(Number.isInteger(o.quota.limit) && o.quota.limit > 0 && o.quota.periodMs > 0)) {
     throw new Error(`quota must have a whole limit above 0 and a period above 0 ms (given ${JSON.stringify(o.quota)})`);

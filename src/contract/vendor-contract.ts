@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import { AdaptivePacing } from './adaptive-pacing';
 import { QuotaExhaustedAction, VendorQuota } from './vendor-quota';
 import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
 
@@ -58,6 +59,16 @@ export interface VendorContractProps {
    * @default - the orchestrator's `callbackTimeout`
    */
   readonly maxJobDuration?: Duration;
+
+  /**
+   * Adaptive pacing (opt-in): after a 429 (the vendor's real limit is lower than the contract, or
+   * shared with other clients) the effective rate drops, then climbs back toward the rate in force,
+   * never above it (README, "Adaptive pacing"). Needs `PacingPoint.VENDOR_CALL` (the vendor caller
+   * sees the 429s).
+   *
+   * @default - none: the pacer paces at the rate in force, a 429 only pauses dispatch
+   */
+  readonly adaptivePacing?: AdaptivePacing;
 }
 
 /**
@@ -81,6 +92,8 @@ export class VendorContract {
   public readonly quotas: VendorQuota[];
   /** What a request does when a quota is spent. */
   public readonly whenQuotaExhausted: QuotaExhaustedAction;
+  /** Adaptive pacing, when opted in. */
+  public readonly adaptivePacing?: AdaptivePacing;
   /**
    * What the contract allows but probably did not mean (e.g. a quota smaller than one second of
    * the rate): the orchestrator shows them as synth-time warnings.
@@ -122,6 +135,9 @@ export class VendorContract {
     }
     this.quotas = [...quotas];
     this.whenQuotaExhausted = props.whenQuotaExhausted ?? QuotaExhaustedAction.WAIT;
+    // Resolved once here, so that a setting that cannot hold under this contract fails at synth time.
+    props.adaptivePacing?._spec(props.requestsPerSecond);
+    this.adaptivePacing = props.adaptivePacing;
     this.warnings = quotas
       .filter((quota) => quota.limit < props.requestsPerSecond)
       .map((quota) => `quota '${quota.name}' (${quota.limit} per ${quota.period}) is smaller than one second of the rate (${props.requestsPerSecond} requests per second): it is spent in its first second of each period; check the numbers`);

@@ -13,6 +13,7 @@ import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
+import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
 import { addQuotaEnvironment, vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
@@ -605,6 +606,10 @@ export class DispatchWorkflow extends Construct {
       },
     });
     addQuotaEnvironment(fn, pacing.contract, pacing.quotaMaxWait);
+    // Adaptive pacing: a 429 lowers the adaptive rate in the pacer item (UpdateItem, granted below).
+    for (const [name, value] of Object.entries(adaptivePacingEnvironment(pacing.contract, VendorCallerEnv.ADAPTIVE_PACING))) {
+      fn.addEnvironment(name, value);
+    }
     props.proxy.grantInvoke(fn);
     if (props.jobPlacesTable) {
       fn.addEnvironment(VendorCallerEnv.JOB_PLACES_TABLE_NAME, props.jobPlacesTable.tableName);

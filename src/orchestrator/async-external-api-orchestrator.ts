@@ -12,6 +12,7 @@ import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/cal
 import { VendorContract } from '../contract/vendor-contract';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
+import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-adaptive';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
@@ -562,6 +563,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (contract.quotas.length > 0 && pacingPoint !== PacingPoint.VENDOR_CALL) {
       throw new Error(`the contract has quotas (${contract.quotas.map((q) => q.name).join(', ')}), which the vendor caller spends: they need pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint})`);
     }
+    if (contract.adaptivePacing && pacingPoint !== PacingPoint.VENDOR_CALL) {
+      throw new Error(`the contract has adaptivePacing, which the vendor caller drives (it sees the 429s): it needs pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint}); remove adaptivePacing or the pacingPoint`);
+    }
     // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
     const proxySettings = deriveRateSettings(requestsPerSecond, {
       pacingPoint,
@@ -671,6 +675,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (contract.quotas.length > 0) {
       // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
+    }
+    // Adaptive pacing: the dispatcher reserves at the effective rate (it already reads the pacer item).
+    for (const [name, value] of Object.entries(adaptivePacingEnvironment(contract, ConsumerEnv.ADAPTIVE_PACING))) {
+      this.consumer.function.addEnvironment(name, value);
     }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
@@ -1063,6 +1071,19 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricVendorPauses(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, MetricNames.VENDOR_PAUSES, 'Sum', props);
+  }
+
+  /**
+   * With adaptive pacing (`VendorContract.adaptivePacing`): the effective rate the dispatcher
+   * reserved pacing slots at, requests per second, custom metric `EffectiveRate`:
+   * `min(rate in force, adaptive rate)`. Published only while the dispatcher reserves slots (no
+   * data while idle); below the rate in force after the vendor's 429s, climbing back one step per
+   * probe interval.
+   *
+   * @default - minimum over 5 minutes
+   */
+  public metricEffectiveRate(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.EFFECTIVE_RATE, 'Minimum', props);
   }
 
   /**

@@ -56,6 +56,10 @@ export class OrchestratorDashboard extends Construct {
         ...(o.consumer.dynamicDelay
           ? [o.consumer.metricRateInForce({ period, label: 'rate in force (RateInForce, minimum)', color: cloudwatch.Color.ORANGE })]
           : []),
+        // Adaptive pacing (README, "Adaptive pacing"): the rate the vendor's 429s left in force.
+        ...(o.contract.adaptivePacing
+          ? [o.metricEffectiveRate({ period, label: 'effective rate (EffectiveRate, minimum)', color: cloudwatch.Color.PURPLE })]
+          : []),
         // The audit (README, "Audit"): the busiest calendar second of each minute at the proxy.
         ...(o.proxy.auditRule ? [o.proxy.metricBusiestSecond({ period, label: 'busiest second of the minute at the proxy (audit, forwarded requests)' })] : []),
       ],

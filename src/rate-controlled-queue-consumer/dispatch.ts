@@ -17,6 +17,7 @@ import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from
 import { admitJobs, JobsInFlightConfig } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
@@ -75,6 +76,8 @@ export interface DispatchConfig {
   readonly jobsInFlight?: JobsInFlightConfig;
   /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
   readonly quotas?: QuotaSpec[];
+  /** Adaptive pacing (ConsumerEnv.ADAPTIVE_PACING): reservations pace at the adaptive rate when lower. */
+  readonly adaptivePacing?: AdaptiveSpec;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -124,6 +127,9 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
     ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
+    ...(nonEmpty(env[ConsumerEnv.ADAPTIVE_PACING])
+      ? { adaptivePacing: parseAdaptiveSpec(env[ConsumerEnv.ADAPTIVE_PACING], ConsumerEnv.ADAPTIVE_PACING) }
+      : {}),
     ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
   };
 }
@@ -405,7 +411,11 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           random: deps.random,
           // VENDOR_CALL: no slot sooner than the lead, so that the execution can start `lead` before it.
           minLeadMs: lead,
+          adaptivePacing: config.adaptivePacing,
         });
+        if (reservation.effectiveRequestsPerSecond !== undefined) {
+          deps.metrics.addMetric(MetricNames.EFFECTIVE_RATE, 'Count', reservation.effectiveRequestsPerSecond);
+        }
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.
         logger.error('pacing slot reservation failed; the remaining messages return to the queue', {

@@ -142,6 +142,16 @@
  * (each reservation spaces from the true last slot, so slots stay at least `min(I, I_old)` apart:
  * the old rate is never exceeded during a change); the poll interval is part of the stated delay.
  *
+ * ## Adaptive pacing (a rate in force the vendor's 429s lower)
+ *
+ * With adaptive pacing the reservation paces at `min(rate in force, a(t))`, `a(t)` the adaptive
+ * rate read from this item in the same consistent read (contract/adaptive-spec.ts). That is a rate
+ * in force at most the operators', so the two cases above cover it: a decrease binds every
+ * reservation computed after its write (slots already reserved keep their spacing, at most the
+ * horizon H ahead), and no slot is ever closer than the operators' rate in force's interval, so no
+ * window exceeds the rate in force however the adaptive rate moves; an increase needs no hold, the
+ * adaptive rate being a guess at the vendor's real limit, not a bound (adaptive-rate.ts).
+ *
  * ## Exact arithmetic
  *
  * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L + 1`
@@ -153,6 +163,7 @@
 // the SDK stays a devDependency (bundled by esbuild).
 import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
+import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec, adaptiveRateAt, parseAdaptiveState } from '../contract/adaptive-spec';
 
 /** Partition key value of the single pacer item. */
 export const PACER_ITEM_KEY = 'pacer';
@@ -361,6 +372,11 @@ export interface SlotReservation {
   readonly nextFreeAtMs: number;
   /** The vendor's pause as read, epoch ms (undefined when none was ever written). */
   readonly pausedUntilMs?: number;
+  /**
+   * With adaptive pacing: the effective rate the reservation was made with, `min(rate in force,
+   * adaptive rate)` in requests per second (adaptive-rate.ts).
+   */
+  readonly effectiveRequestsPerSecond?: number;
 }
 
 /** Arguments of {@link reserveSlots}. */
@@ -386,6 +402,11 @@ export interface ReserveSlotsOptions {
   readonly rateInForce?: number;
   /** Since when this invocation has paced at its rate and delay ({@link ScheduleOptions.settingsSinceMs}). */
   readonly settingsSinceMs?: number;
+  /**
+   * Adaptive pacing: the adaptive rate stored with the schedule lowers the rate in force
+   * (adaptive-rate.ts says why the guarantee holds). Default: none.
+   */
+  readonly adaptivePacing?: AdaptiveSpec;
 }
 
 /**
@@ -406,7 +427,8 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       Key: key,
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
       ConsistentRead: true,
-      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}`,
+      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}`
+        + (options.adaptivePacing ? `, ${ADAPTIVE_RATE_ATTRIBUTE}, ${ADAPTIVE_SINCE_ATTRIBUTE}` : ''),
     }));
     const stored = parseNumberAttribute(read.Item?.[NEXT_SLOT_ATTRIBUTE], NEXT_SLOT_ATTRIBUTE);
     const previousIntervalMs = parseNumberAttribute(read.Item?.[INTERVAL_ATTRIBUTE], INTERVAL_ATTRIBUTE)?.value;
@@ -414,11 +436,18 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
 
     // Measured after the read: the first slot is never before the moment it is computed.
     const now = clock.now();
+    // Adaptive pacing: the adaptive rate read with the schedule, capped at the rate in force, paces
+    // like a lower rate in force.
+    const ceiling = Math.min(options.rateInForce ?? options.requestsPerSecond, options.requestsPerSecond);
+    const rateInForce = options.adaptivePacing
+      ? adaptiveRateAt(now, ceiling, parseAdaptiveState(read.Item), options.adaptivePacing)
+      : options.rateInForce;
+    const adaptive = options.adaptivePacing ? { effectiveRequestsPerSecond: rateInForce } : {};
     const scheduleOptions: ScheduleOptions = {
       pausedUntilMs,
       extraIntervalMs: options.extraIntervalMs,
       minLeadMs: options.minLeadMs,
-      rateInForce: options.rateInForce,
+      rateInForce,
       previousIntervalMs,
       settingsSinceMs: options.settingsSinceMs,
     };
@@ -430,7 +459,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     const paused = pausedUntilMs === undefined ? {} : { pausedUntilMs };
     if (schedule.n === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
-      return { slots: [], nextFreeAtMs: schedule.newNextSlotAtMs, ...paused };
+      return { slots: [], nextFreeAtMs: schedule.newNextSlotAtMs, ...paused, ...adaptive };
     }
 
     try {
@@ -448,7 +477,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
           ...(stored ? { ':old': { N: stored.raw } } : {}),
         },
       }));
-      return { slots: schedule.slots, nextFreeAtMs: schedule.newNextSlotAtMs, ...paused };
+      return { slots: schedule.slots, nextFreeAtMs: schedule.newNextSlotAtMs, ...paused, ...adaptive };
     } catch (error) {
       if (!isConditionalCheckFailed(error)) {
         throw error;

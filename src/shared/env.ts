@@ -40,6 +40,8 @@ export const ConsumerEnv = {
    * postponed until its period ends, without pacing slots. Absent: none.
    */
   QUOTAS: 'QUOTAS',
+  /** Adaptive pacing (contract/adaptive-spec.ts `AdaptiveSpec`, JSON): reservations read the adaptive rate. Absent: off. */
+  ADAPTIVE_PACING: 'ADAPTIVE_PACING',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -93,4 +95,6 @@ export const VendorCallerEnv = {
   QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
   /** Longest a request may wait for the next quota period, in milliseconds. */
   QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
+  /** Adaptive pacing (JSON `AdaptiveSpec`): a 429 decreases the adaptive rate, fresh slots read it. Absent: off. */
+  ADAPTIVE_PACING: 'ADAPTIVE_PACING',
 } as const;

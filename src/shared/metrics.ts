@@ -58,6 +58,13 @@ export const MetricNames = {
    * unit, read with the Minimum/Maximum statistic.
    */
   RATE_IN_FORCE: 'RateInForce',
+  /**
+   * Dispatcher, with adaptive pacing: the effective rate each reservation was made with, requests
+   * per second: `min(rate in force, adaptive rate)`. Count unit, read with Minimum/Maximum.
+   */
+  EFFECTIVE_RATE: 'EffectiveRate',
+  /** Vendor caller, with adaptive pacing: 429s that decreased the adaptive rate (at most one per cooldown). Count. */
+  ADAPTIVE_DECREASES: 'AdaptiveDecreases',
 } as const;
 
 /**

@@ -480,6 +480,29 @@ describe('VendorSimulator: contract enforcement', () => {
     expect(() => new VendorSimulator({ requestsPerSecond: 1, quota: { limit: 0, periodMs: 1000 } })).toThrow(/quota must have a whole limit above 0/);
   });
 
+  test('a real limit below the contract (issue 14, item 5): a call finding floor(limit) calls in its second gets 429 without Retry-After, counted as a refusal for the real limit, not a contract violation', async () => {
+    // GIVEN a contract of 10 and a real limit of 2, and calls at chosen times
+    const times = [0, 100, 200, 900, 1201, 1300].map((t) => 1_800_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({ requestsPerSecond: 10, realLimitRps: 2, clock: () => times[next++] });
+
+    // WHEN they arrive one by one
+    const answers = [];
+    for (let i = 0; i < times.length; i++) {
+      answers.push(await submit(base, `r-${i}`));
+    }
+
+    // THEN a call whose window already holds 2 (refused calls count) is refused: 200 and 900 within
+    // [0, 1000]; 1201 finds only 900 in [201, 1201]; 1300 finds 900 and 1201
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 429, 429, 202, 429]);
+    expect(answers[2].headers['retry-after']).toBeUndefined();
+    expect(vendor.stats()).toMatchObject({ realLimitRefusals: 3, violations: 0, accepted: 3 });
+
+    // AND once the limit is lifted, the contract is the limit again
+    vendor.setRealLimit(undefined);
+    expect(() => new VendorSimulator({ requestsPerSecond: 10, realLimitRps: 0 })).toThrow(/realLimitRps must be above 0/);
+  });
+
   test('a half-open window (t - 1000 ms, t] when asked: an arrival exactly 1 s earlier is out of it', async () => {
     // GIVEN arrivals at chosen times and a contract of 3
     const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);
