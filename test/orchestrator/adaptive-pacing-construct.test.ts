@@ -11,7 +11,7 @@ const PROPS: AsyncExternalApiOrchestratorProps = {
   vendorUrl: 'https://vendor.example.com/v1/jobs',
   callbackTimeout: Duration.minutes(30),
 };
-const SPEC = JSON.stringify({ decreaseFactor: 0.5, probeIntervalMs: 30_000, increaseStep: 2, minimumRequestsPerSecond: 1, cooldownMs: 2000 });
+const SPEC = JSON.stringify({ decreaseFactor: 0.5, probeIntervalMs: 30_000, increaseStep: 1, minimumRequestsPerSecond: 1, cooldownMs: 2000 });
 
 function adaptiveContract(): VendorContract {
   return VendorContract.of({
