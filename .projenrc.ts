@@ -127,7 +127,11 @@ const handlerLogic = [
   'src/dispatch-workflow/vendor-call.ts',
   'src/throttled-proxy/vendor-token.ts',
   'src/shared/handler-metrics.ts',
+  'src/rate-controlled-queue-consumer/job-admission.ts',
+  'src/shared/job-places.ts',
+  'src/dispatch-workflow/refused-submission.ts',
   'src/contract/quota-ledger.ts',
+  'src/rate-controlled-queue-consumer/adaptive-rate.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

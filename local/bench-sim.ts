@@ -18,7 +18,12 @@ import { bounds, Distribution, LatencyModel, PacingKnobs, round, sample, seededR
 import {
   newRateObservedAfterMs, RateChange, rateChangeBindsAtMs, rateChangeInUseWithinMs, RateChangeTiming, violationsAgainstRateInForce,
 } from './rate-schedule';
-import { Clock, INTERVAL_ATTRIBUTE, NEXT_SLOT_ATTRIBUTE, reserveSlots, slotIntervalMs, WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
+import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec } from '../src/contract/adaptive-spec';
+import { PAUSE_CHECK_LEAD_MS } from '../src/dispatch-workflow/vendor-call';
+import { decreaseAdaptiveRate } from '../src/rate-controlled-queue-consumer/adaptive-rate';
+import {
+  Clock, INTERVAL_ATTRIBUTE, NEXT_SLOT_ATTRIBUTE, PAUSED_UNTIL_ATTRIBUTE, pauseUntil, reserveSlots, slotIntervalMs, WINDOW_EDGE_MARGIN_MS,
+} from '../src/rate-controlled-queue-consumer/pacer';
 import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
 
 // ---------------------------------------------------------------------------------------------
@@ -113,6 +118,11 @@ export class InMemoryPacerTable {
   private stored: string | undefined;
   /** The interval stored with the next slot (pacer.ts INTERVAL_ATTRIBUTE). */
   private storedInterval: string | undefined;
+  /** The vendor's pause (pacer.ts pauseUntil), epoch ms text. */
+  public pausedUntil: string | undefined;
+  /** Adaptive pacing's state (adaptive-rate.ts): rate and time of the last decrease, as stored. */
+  private adaptiveRps: string | undefined;
+  private adaptiveSince: string | undefined;
   public conditionalFailures = 0;
   public writes = 0;
 
@@ -124,12 +134,35 @@ export class InMemoryPacerTable {
     let result: unknown;
     let failure: Error | undefined;
     if (command instanceof GetItemCommand) {
-      result = {
-        Item: this.stored === undefined ? undefined : {
-          [NEXT_SLOT_ATTRIBUTE]: { N: this.stored },
-          ...(this.storedInterval === undefined ? {} : { [INTERVAL_ATTRIBUTE]: { N: this.storedInterval } }),
-        },
+      const item = {
+        ...(this.stored === undefined ? {} : { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } }),
+        ...(this.storedInterval === undefined ? {} : { [INTERVAL_ATTRIBUTE]: { N: this.storedInterval } }),
+        ...(this.pausedUntil === undefined ? {} : { [PAUSED_UNTIL_ATTRIBUTE]: { N: this.pausedUntil } }),
+        ...(this.adaptiveRps === undefined ? {} : {
+          [ADAPTIVE_RATE_ATTRIBUTE]: { N: this.adaptiveRps },
+          [ADAPTIVE_SINCE_ATTRIBUTE]: { N: this.adaptiveSince! },
+        }),
       };
+      result = { Item: Object.keys(item).length === 0 ? undefined : item };
+    } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #paused = :until') {
+      // pauseUntil: the pause only moves forward.
+      const until = command.input.ExpressionAttributeValues![':until'].N!;
+      if (this.pausedUntil === undefined || Number(this.pausedUntil) < Number(until)) {
+        this.pausedUntil = until;
+        result = {};
+      } else {
+        failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+      }
+    } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #rps = :rps, #since = :since') {
+      // decreaseAdaptiveRate: conditional on the time of the last decrease it read.
+      const values = command.input.ExpressionAttributeValues!;
+      if (values[':old'] === undefined ? this.adaptiveSince === undefined : this.adaptiveSince === values[':old'].N) {
+        this.adaptiveRps = values[':rps'].N;
+        this.adaptiveSince = values[':since'].N;
+        result = {};
+      } else {
+        failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+      }
     } else if (command instanceof UpdateItemCommand) {
       const input = command.input;
       const values = input.ExpressionAttributeValues ?? {};
@@ -399,6 +432,19 @@ export interface PacedModelOptions {
   readonly pollIntervalMs?: number;
   /** Latest fresh slot a late caller reserves (the library's maxSlotWait). @default 60000 */
   readonly callerMaxWaitMs?: number;
+  /**
+   * The vendor's real limit, requests per second, below the contract (issue 14, item 5): it answers
+   * 429 to a call that finds floor(limit) calls (answered or refused) in the last second. A 429 is
+   * handled as the vendor caller does: the pause (`defaultPauseMs`) and, with `adaptive`, the
+   * decrease (the real pauseUntil and decreaseAdaptiveRate on the in-memory table); the request goes
+   * back to the queue (the workflow's retry) after 1-2 s. Callers re-read the pause
+   * PAUSE_CHECK_LEAD_MS before their slot and give a paused slot up. @default the contract, no 429 handling
+   */
+  readonly vendorLimitRps?: number;
+  /** Adaptive pacing (contract/adaptive-spec.ts), read by every reservation. @default none */
+  readonly adaptive?: AdaptiveSpec;
+  /** The pause after a 429 without Retry-After (the library's defaultVendorPause). @default 1000 */
+  readonly defaultPauseMs?: number;
 }
 
 export async function runPacedModel(options: PacedModelOptions): Promise<ModeledRun> {
@@ -408,7 +454,8 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   const clock = new VirtualClock();
   const table = new InMemoryPacerTable(clock, () => draw(model.dynamodbCall));
   const queue = new SimQueue(clock);
-  const vendor = new StrictVendor(windowLimit(rps));
+  const limited = options.vendorLimitRps !== undefined;
+  const vendor = new StrictVendor(windowLimit(options.vendorLimitRps ?? rps));
   const settings = deriveRateSettings(rps, {
     latenessToleranceMs: knobs.latenessToleranceMs, fireToleranceMs: knobs.fireToleranceMs, leadMs: knobs.leadMs,
   });
@@ -469,6 +516,12 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   let freshConnections = 0;
   let noSocketGiveUps = 0;
   const claimedSlots = new Set<number>();
+  // With a real limit below the contract (vendorLimitRps): the 429s, the decreases, the effective
+  // rate each reservation was made with, and the slots given up for a pause.
+  const rejections: number[] = [];
+  const decreases: Array<{ at: number; rps: number }> = [];
+  const effectiveRates: Array<{ at: number; rps: number }> = [];
+  let pauseGiveUps = 0;
   const delivered = new Set<number>();
   const offered = offer(queue, clock, options.load, rps);
   let finished = 0;
@@ -486,15 +539,19 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       // Does not happen while the pacer holds; counted if it does (the caller would pause and retry).
       proxy429++;
       failed++;
-      return;
+      return true;
     }
     await clock.sleep(afterFireMs !== undefined ? afterFireMs - bounds(model.callerToProxy.distribution)[0] : draw(model.proxyToVendor));
-    vendor.arrive(clock.now());
+    if (!vendor.arrive(clock.now()) && limited) {
+      rejections.push(clock.now());
+      return false;
+    }
     // A request fired twice (a duplicate that got through) is delivered once, at its first arrival.
     if (m && !delivered.has(m.id)) {
       delivered.add(m.id);
       latencies.push({ enqueuedAt: m.enqueuedAt, arrivedAt: clock.now() });
     }
+    return true;
   };
 
   /**
@@ -502,7 +559,7 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
    * container's offset), never before the slot when the never-early fix is in, claiming the slot
    * first when the single-use fix is in. Resolves false when it did not send (claim refused).
    */
-  const fireSlot = async (m: Message, slot: number, container: number): Promise<'sent' | 'refused' | 'late'> => {
+  const fireSlot = async (m: Message, slot: number, container: number): Promise<'sent' | 'refused' | 'late' | 'rejected'> => {
     const ahead = containerAheadMs(container);
     let wake = slot - ahead;
     if (effects && !fixed('never-early') && random() < effects.earlyWakeUpRate) {
@@ -532,19 +589,40 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       freshConnections++;
       extraMs = sample(effects.freshConnectionMs, random);
     }
+    let accepted: boolean;
     if (effects?.edgeExact) {
-      await fire(m, minPathMs + (random() < 0.5 ? 0 : delayBudgetMs) + extraMs);
+      accepted = await fire(m, minPathMs + (random() < 0.5 ? 0 : delayBudgetMs) + extraMs);
     } else {
       await clock.sleep(timerLateMs + extraMs);
-      await fire(m);
+      accepted = await fire(m);
     }
-    return 'sent';
+    return accepted ? 'sent' : 'rejected';
   };
 
-  const caller = async (m: Message, slotAtMs: number) => {
+  /** The vendor caller's 429 handling (vendor-call.ts): the pause, the adaptive decrease, the retry through the queue. */
+  const on429 = async (m: Message) => {
+    await pauseUntil(table as never, 'bench-pacer', clock.now() + (options.defaultPauseMs ?? 1000));
+    if (options.adaptive) {
+      const outcome = await decreaseAdaptiveRate(table as never, 'bench-pacer', clock.now(), rps, options.adaptive);
+      if (outcome.decreased) decreases.push({ at: clock.now(), rps: outcome.rps! });
+    }
+    queue.add({ ...m, visibleAt: clock.now() + 1000 + random() * 1000 });
+  };
+
+  /** Resolves true when the request was delivered, false when the vendor refused it (it is back in the queue). */
+  const caller = async (m: Message, slotAtMs: number): Promise<boolean> => {
     let slot = slotAtMs;
     const container = pickContainer();
     for (;;) {
+      if (limited) {
+        // The caller re-reads the pause shortly before its slot and gives a paused slot up.
+        await clock.until(slot - PAUSE_CHECK_LEAD_MS);
+        if (table.pausedUntil !== undefined && Number(table.pausedUntil) > slot) {
+          pauseGiveUps++;
+          slot = await reserveForCaller(container);
+          continue;
+        }
+      }
       const noSocket = effects !== undefined && fixed('connected-socket') && random() < effects.freshConnectionRate;
       if (clock.now() + containerAheadMs(container) <= slot + knobs.fireToleranceMs && !noSocket) {
         if (effects && random() < effects.duplicateFireRate) {
@@ -552,8 +630,13 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
           duplicateFires++;
           void fireSlot(m, slot, pickContainer());
         }
-        if (await fireSlot(m, slot, container) !== 'late') {
-          return;
+        const outcome = await fireSlot(m, slot, container);
+        if (outcome === 'rejected') {
+          await on429(m);
+          return false;
+        }
+        if (outcome !== 'late') {
+          return true;
         }
         // Woke up later than the fire tolerance at its slot: given up, reserved again below.
         timerGiveUps++;
@@ -565,19 +648,25 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         lateCallers++;
       }
       reReservations++;
-      const r = await reserveSlots({
-        dynamodb: table as never,
-        tableName: 'bench-pacer',
-        requested: 1,
-        requestsPerSecond: rps,
-        latenessToleranceMs: scheduleToleranceMs,
-        maxWaitMs: options.callerMaxWaitMs ?? 60_000,
-        clock: callerClock,
-        random,
-        ...rateSettings(`caller-${container}`, 2 * dynamoMax),
-      });
-      slot = r.slots[0];
+      slot = await reserveForCaller(container);
     }
+  };
+
+  /** A late caller's fresh slot (vendor-call.ts: the same settings as the dispatcher's). */
+  const reserveForCaller = async (container: number): Promise<number> => {
+    const r = await reserveSlots({
+      dynamodb: table as never,
+      tableName: 'bench-pacer',
+      requested: 1,
+      requestsPerSecond: rps,
+      latenessToleranceMs: scheduleToleranceMs,
+      maxWaitMs: options.callerMaxWaitMs ?? 60_000,
+      clock: callerClock,
+      random,
+      ...rateSettings(`caller-${container}`, 2 * dynamoMax),
+      adaptivePacing: options.adaptive,
+    });
+    return r.slots[0];
   };
 
   const execution = async (m: Message, slotAtMs: number) => {
@@ -588,8 +677,9 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       invoke += draw(model.lambdaColdStart);
     }
     await clock.sleep(invoke);
-    await caller(m, slotAtMs);
-    finished++;
+    if (await caller(m, slotAtMs)) {
+      finished++;
+    }
   };
 
   const lane = async (_: unknown, laneId: number) => {
@@ -615,7 +705,11 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         clock: dispatcherClock,
         random,
         ...rateSettings(`lane-${laneId}`, knobs.leadMs),
+        adaptivePacing: options.adaptive,
       });
+      if (reservation.effectiveRequestsPerSecond !== undefined) {
+        effectiveRates.push({ at: clock.now(), rps: reservation.effectiveRequestsPerSecond });
+      }
       // Messages without a slot go back, visible again when the schedule has room.
       for (const m of batch.slice(reservation.slots.length)) {
         queue.add({ ...m, visibleAt: Math.max(clock.now(), reservation.nextFreeAtMs - knobs.leadMs - 100) });
@@ -638,6 +732,9 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
     ...rateChangeDetails(vendor.arrivals, rps, runStartMs, options.rateChanges ?? [], {
       pollIntervalMs, horizonMs: Math.max(maxWaitMs, options.callerMaxWaitMs ?? 60_000), latenessToleranceMs: knobs.latenessToleranceMs,
     }),
+    ...(limited
+      ? adaptiveDetails(vendor, rejections, decreases, effectiveRates, runStartMs, options, pauseGiveUps, offered.total - delivered.size)
+      : {}),
     lanes,
     batchSize,
     maxWaitMs: Math.round(maxWaitMs),
@@ -660,6 +757,55 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       noSocketGiveUps,
     } : {}),
   });
+}
+
+/** After this long the adaptive rows count as converged: the first decreases are over. */
+export const ADAPTIVE_CONVERGENCE_MS = 60_000;
+
+/**
+ * The adaptive pacing figures of a run against a vendor whose real limit is below the contract
+ * (issue 14, item 5), all from the vendor's own arrivals and answers: after convergence
+ * (ADAPTIVE_CONVERGENCE_MS) and while the backlog lasts (until the last accepted arrival), the 429s
+ * per probe interval (on average, and the most in any sliding probe interval) and the utilization
+ * of the real limit (accepted calls / (floor(limit) x span)).
+ */
+function adaptiveDetails(
+  vendor: StrictVendor, rejections: number[], decreases: Array<{ at: number; rps: number }>, effectiveRates: Array<{ at: number; rps: number }>,
+  runStartMs: number, options: PacedModelOptions, pauseGiveUps: number, lost: number,
+): Record<string, number | string> {
+  const limit = windowLimit(options.vendorLimitRps!);
+  const from = runStartMs + ADAPTIVE_CONVERGENCE_MS;
+  const accepted = [...vendor.accepted].sort((a, b) => a - b);
+  const to = accepted[accepted.length - 1] ?? from;
+  const spanMs = Math.max(0, to - from);
+  const inSpan = (t: number) => t >= from && t <= to;
+  const probeMs = options.adaptive?.probeIntervalMs ?? 10_000;
+  const rejectedAfter = rejections.filter(inSpan);
+  const rates = effectiveRates.filter((e) => inSpan(e.at)).map((e) => e.rps);
+  return {
+    realLimitRps: options.vendorLimitRps!,
+    adaptive: options.adaptive ? `decrease x${options.adaptive.decreaseFactor} per ${options.adaptive.cooldownMs} ms cooldown, +${options.adaptive.increaseStep} rps per ${probeMs} ms probe, minimum ${options.adaptive.minimumRequestsPerSecond} rps` : 'off',
+    convergedAfterMs: ADAPTIVE_CONVERGENCE_MS,
+    measuredSpanMs: Math.round(spanMs),
+    vendor429Total: rejections.length,
+    vendor429AfterConvergence: rejectedAfter.length,
+    probeIntervalsAfterConvergence: round(spanMs / probeMs, 1),
+    vendor429PerProbeInterval: spanMs > 0 ? round(rejectedAfter.length / (spanMs / probeMs), 3) : 0,
+    maxVendor429InAnyProbeInterval: maxInAnyWindow(rejectedAfter, probeMs),
+    // A burst: 429s less than a cooldown apart (answered to requests already past their pause check).
+    maxVendor429BurstsInAnyProbeInterval: maxInAnyWindow(burstStarts(rejectedAfter, options.adaptive?.cooldownMs ?? 2000), probeMs),
+    realLimitUtilization: spanMs > 0 ? round(accepted.filter(inSpan).length / (limit * spanMs / 1000), 4) : 0,
+    adaptiveDecreases: decreases.length,
+    effectiveRateMinAfterConvergence: rates.length ? round(Math.min(...rates), 3) : 'n/a',
+    effectiveRateMaxAfterConvergence: rates.length ? round(Math.max(...rates), 3) : 'n/a',
+    pauseGiveUps,
+    lost,
+  };
+}
+
+/** The first 429 of each burst (429s less than `gapMs` apart), times ascending. */
+function burstStarts(times: number[], gapMs: number): number[] {
+  return times.filter((t, k) => k === 0 || t - times[k - 1] >= gapMs);
 }
 
 /**

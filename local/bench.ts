@@ -26,6 +26,8 @@ import {
 import { ISSUE_13_EFFECTS, Load, PacingEffects, PacingFix, runBaselineModel, runPacedModel } from './bench-sim';
 import { LOCAL_PACING } from './local-pacing';
 import { perSecond, writeChart } from './report';
+import { AdaptivePacing } from '../src/contract/adaptive-pacing';
+import { AdaptiveSpec } from '../src/contract/adaptive-spec';
 import type { NamedLimitSpec } from '../src/contract/named-limit';
 import { WINDOW_EDGE_MARGIN_MS } from '../src/rate-controlled-queue-consumer/pacer';
 import { ASSUMED_CLOCK_SPREAD_MS, ASSUMED_PATH_SPREAD_MS, FIRE_CLOCK_RESOLUTION_MS } from '../src/rate-controlled-queue-consumer/rate-settings';
@@ -93,7 +95,7 @@ interface ScenarioSpec {
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-limits';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-adaptive' | 'issue-14-limits';
   /** Emulated only: a fixed-period quota in the contract and at the vendor (issue 14). */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
   /** Emulated only: named limits in the contract and at the vendor (issue 14, item 3). */
@@ -106,6 +108,9 @@ interface ScenarioSpec {
   readonly timerLateness?: { readonly distribution: Distribution; readonly source: string };
   /** Operators change the rate in force mid-run (README, "The rate at run time"). */
   readonly rateChanges?: ReadonlyArray<{ readonly atMs: number; readonly rps: number }>;
+  /** The vendor's real limit below the contract (it answers 429 beyond it), and adaptive pacing or not (README, "Adaptive pacing"). */
+  readonly vendorLimitRps?: number;
+  readonly adaptive?: AdaptiveSpec;
 }
 
 /**
@@ -188,6 +193,50 @@ export function rateChangeScenarios(q: boolean): ScenarioSpec[] {
   ];
 }
 
+/**
+ * Adaptive pacing (issue 14, item 5): a vendor whose real limit is half the contract, modeled
+ * (the runs last minutes of virtual time; the local runtime cannot carry that in a benchmark run).
+ * The library's defaults (AdaptivePacing.of() resolved for the contract), and the same vendor
+ * without adaptive pacing for comparison (pause only).
+ */
+export function adaptiveScenarios(q: boolean): ScenarioSpec[] {
+  const note = 'vendor\'s real limit half the contract (a strict vendor: 429 to a call finding floor(limit) calls, refused ones included, in the last second); '
+    + 'AdaptivePacing.of() defaults; a 429 pauses (1 s), decreases and requeues the request; figures after 60 s of convergence while the backlog lasts';
+  return [
+    {
+      name: 'adaptive-10rps-real-limit-5',
+      rps: 10,
+      load: { kind: 'backlog', requests: q ? 700 : 1600 },
+      kind: 'paced-model',
+      study: 'issue-14-adaptive',
+      vendorLimitRps: 5,
+      adaptive: AdaptivePacing.of()._spec(10),
+      note,
+    },
+    ...(q ? [] : [
+      <ScenarioSpec>{
+        name: 'adaptive-100rps-real-limit-50',
+        rps: 100,
+        load: { kind: 'backlog', requests: 40000 },
+        kind: 'paced-model',
+        study: 'issue-14-adaptive',
+        vendorLimitRps: 50,
+        adaptive: AdaptivePacing.of()._spec(100),
+        note,
+      },
+      <ScenarioSpec>{
+        name: 'no-adaptive-10rps-real-limit-5',
+        rps: 10,
+        load: { kind: 'backlog', requests: 1600 },
+        kind: 'paced-model',
+        study: 'issue-14-adaptive',
+        vendorLimitRps: 5,
+        note: 'the same vendor without adaptive pacing: every 429 pauses dispatch for 1 s, the rate stays at the contract',
+      },
+    ]),
+  ];
+}
+
 export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 'emulated100'>): ScenarioSpec[] {
   const q = options.quick;
   const modeledNote = 'hops after the pacer drawn from the latency model; the emulators cannot carry this rate on 2 cores';
@@ -210,6 +259,7 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
   }
   list.push(...effectScenarios(q));
   list.push(...rateChangeScenarios(q));
+  list.push(...adaptiveScenarios(q));
   if (!q) {
     list.push(...fireToleranceScenarios());
   }
@@ -325,6 +375,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           effects: spec.effects,
           withoutFix: spec.withoutFix,
           ...(spec.rateChanges ? { rateChanges: spec.rateChanges, callerMaxWaitMs: 10_000 } : {}),
+          ...(spec.vendorLimitRps !== undefined ? { vendorLimitRps: spec.vendorLimitRps, adaptive: spec.adaptive, callerMaxWaitMs: 10_000 } : {}),
         })
         : await runBaselineModel({ rps: spec.rps, load: spec.load, model, mode: spec.kind === 'baseline-async' ? 'async' : 'sync' });
       arrivals = r.arrivals;

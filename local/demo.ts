@@ -76,6 +76,8 @@ export interface DemoOptions {
   readonly chartPath: string;
   /** Progress lines (to stderr); off in tests. */
   readonly progress: boolean;
+  /** The contract's jobs in flight (and the simulator's limit); 0: no limit. */
+  readonly maxJobsInFlight: number;
 }
 
 /** A named limit of the demo's contract (`--limit`). */
@@ -112,6 +114,7 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   json: false,
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
+  maxJobsInFlight: 0,
 };
 
 export interface DemoResult {
@@ -146,9 +149,10 @@ export interface DemoResult {
   /**
    * Windows over each limit, measured by the simulator: `rate`, against the rate in force
    * (local/rate-schedule.ts; the contract when no change is asked for); `quota`, calls beyond a
-   * quota period's limit (0 without --quota).
+   * quota period's limit (0 without --quota); `inFlight`, submissions refused because the vendor
+   * already ran maxJobsInFlight jobs (0 without --max-jobs-in-flight).
    */
-  readonly violationsByLimit: { readonly rate: number; readonly quota: number; readonly [limit: string]: number };
+  readonly violationsByLimit: { readonly rate: number; readonly quota: number; readonly inFlight: number; readonly [limit: string]: number };
   /** With --limit: per named limit, the most of its calls the vendor saw in any 1 s window. Else {}. */
   readonly limitMaxInAnyWindow: Record<string, number>;
   /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
@@ -167,6 +171,13 @@ export interface DemoResult {
    * shortened and lengthened by it. Null when the two records differ in count.
    */
   readonly auditHopSpreadMs: number | null;
+  /** The most jobs the vendor saw in progress at once (plus one at a refused submission). */
+  readonly maxJobsInFlightObserved: number;
+  /**
+   * Time-weighted mean of the jobs in progress at the vendor while jobs were still being started
+   * (the backlog), by the simulator's clock; divided by the limit, the occupancy.
+   */
+  readonly meanJobsInFlightWhileBacklog: number;
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -193,11 +204,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-demo-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: VENDOR_URL,
-    ...(options.quota || limits.length > 0
+    ...(options.quota || options.maxJobsInFlight > 0 || limits.length > 0
       ? {
         contract: VendorContract.of({
           requestsPerSecond: options.rps,
           ...(options.quota ? { quotas: [VendorQuota.every(Duration.seconds(options.quota.periodSeconds), options.quota.limit)] } : {}),
+          ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
           ...(limits.length > 0 ? { limits } : {}),
         }),
       }
@@ -226,6 +238,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     earlyCallbackRate: options.earlyCallbackRate,
     malformedCallbackRate: options.malformedCallbackRate,
     forgedCallbackRate: options.forgedCallbackRate,
+    ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
     ...(options.quota ? { quota: { limit: options.quota.limit, periodMs: options.quota.periodSeconds * 1000 } } : {}),
     ...(limits.length > 0 ? { limits: limits.map((limit) => limit._spec()), limitBasePath: new URL(VENDOR_URL).pathname } : {}),
   });
@@ -361,6 +374,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       violationsByLimit: {
         rate: violationsAgainstRateInForce(arrivals, options.rps, rateChange?.schedule ?? []),
         quota: vendorStats.quotaViolations,
+        inFlight: vendorStats.jobsInFlight.violations,
         // Per named limit: calls the vendor refused as beyond it (simulator).
         ...vendorStats.limitViolations,
       },
@@ -368,6 +382,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       ...(change ? { rateChange: change } : {}),
       ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
         sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
+      maxJobsInFlightObserved: vendorStats.jobsInFlight.maxObserved,
+      meanJobsInFlightWhileBacklog: round(vendorStats.jobsInFlight.meanInFlightWhileStarting, 2),
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -404,6 +420,8 @@ const WAIT_SLACK_MS = 30_000;
 const MAX_TIMEOUT_WAIT_MS = 5 * 60_000;
 /** Callback -> webhook -> queue -> processor -> SendTaskSuccess on the local runtime. */
 const LOCAL_DELIVERY_MS = 1000;
+/** The dispatcher's default recheck of a request waiting for a place (RateControlledQueueConsumer.limitJobsInFlight). */
+const JOB_PLACE_RECHECK_MS = 2000;
 
 /**
  * How long the demo waits for the requests to end, from the work they make: every vendor call
@@ -426,7 +444,12 @@ export function demoWaitMs(o: DemoOptions): number {
     calls * (1000 + o.latenessToleranceMs) / (l.requestsPerSecond >= 1 ? Math.floor(l.requestsPerSecond) : l.requestsPerSecond)));
   const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs, limitMs) * LOCAL_SLOWDOWN
     + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
-  return Math.max(workMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
+  // With a jobs-in-flight limit, at most N jobs run at once: each holds its place from its
+  // submission until its callback is processed, and a waiting request asks again every 2 s.
+  const inFlightMs = o.maxJobsInFlight > 0
+    ? Math.ceil(o.requests / o.maxJobsInFlight) * (o.vendorLatencyMs + o.callbackDelayMs + LOCAL_DELIVERY_MS + JOB_PLACE_RECHECK_MS) * LOCAL_SLOWDOWN
+    : 0;
+  return Math.max(workMs, inFlightMs, Math.min(o.callbackTimeoutMs, MAX_TIMEOUT_WAIT_MS)) + WAIT_SLACK_MS;
 }
 
 /** Longest wait for the callbacks to settle. */
@@ -636,6 +659,8 @@ export function formatSummary(r: DemoResult): string {
     ...Object.entries(r.limitMaxInAnyWindow).map(([name, max]) =>
       [`limit '${name}': most of its calls in any 1 s window / calls beyond it`, `${max} / ${r.violationsByLimit[name]}`] as [string, string]),
     ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
+    ['jobs refused for the in-flight limit (violationsByLimit.inFlight)', String(r.violationsByLimit.inFlight)],
+    ['most jobs in flight at the vendor (mean while a backlog lasted)', `${r.maxJobsInFlightObserved} (${r.meanJobsInFlightWhileBacklog})`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],
@@ -682,6 +707,7 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--fire-tolerance-ms': 'fireToleranceMs',
   '--lateness-tolerance-ms': 'latenessToleranceMs',
   '--wait-ms': 'waitMs',
+  '--max-jobs-in-flight': 'maxJobsInFlight',
   '--rate-change-at-s': 'rateChangeAtS',
   '--rate-change-rps': 'rateChangeRps',
 };
@@ -718,6 +744,9 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
     }
     if (key.endsWith('Rate') && value > 1) {
       throw new Error(`${flag} is a fraction of requests between 0 and 1 (given ${value})`);
+    }
+    if (key === 'maxJobsInFlight' && !Number.isInteger(value)) {
+      throw new Error(`${flag} is a whole number of jobs (given ${value})`);
     }
     if ((key === 'requests' || key === 'rps') && value === 0) {
       throw new Error(`${flag} must be above 0`);

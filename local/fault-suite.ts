@@ -18,9 +18,11 @@ import {
   DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SetQueueAttributesCommand, SQSClient,
 } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
+import { VendorContract } from '../src';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
+import { VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { VendorSimulator, VendorSimulatorOptions } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
 
@@ -94,6 +96,8 @@ export interface FaultScenarioResult {
   /** Answers the vendor gave from its injected faults (503s, 400s, 429s). */
   readonly vendorFaultAnswers: { readonly error: number; readonly reject: number; readonly throttle: number };
   readonly vendorCallbacks: number;
+  /** Jobs in flight as the vendor counted them (violations: submissions refused for its limit). */
+  readonly vendorJobsInFlight: VendorJobsInFlightStats;
   readonly injected: FaultCounters;
   /** Per request: its outcome (`SUCCEEDED`, `FAILED:<error>`, `RUNNING`), the vendor faults it got, its first job id. */
   readonly perRequest: Record<string, { outcome: string; vendorFaults: string[]; jobId?: string }>;
@@ -103,15 +107,32 @@ export interface FaultScenarioResult {
 const VENDOR_HOST = 'vendor.example.com';
 
 /** Synthesizes the example app and starts it on the local runtime with a fault injector. */
-export async function startFaultSuite(options: { logFile?: string; warmUp?: boolean } = {}): Promise<FaultSuiteContext> {
+export async function startFaultSuite(options: {
+  logFile?: string;
+  warmUp?: boolean;
+  /** The contract's jobs in flight (local/fault-suite-jobs-in-flight.ts). @default - no limit */
+  maxJobsInFlight?: number;
+  maxJobDuration?: Duration;
+  /** Environment variables of every function (e.g. JOB_PLACE_SUBMISSION_WINDOW_MS). @default - none */
+  functionEnv?: Record<string, string>;
+} = {}): Promise<FaultSuiteContext> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
   const { app, stack } = buildExampleApp({
     requestsPerSecond: SUITE_RPS,
     callbackTimeout: Duration.millis(SUITE_CALLBACK_TIMEOUT_MS),
+    ...(options.maxJobsInFlight !== undefined ? {
+      contract: VendorContract.of({ requestsPerSecond: SUITE_RPS, maxJobsInFlight: options.maxJobsInFlight, maxJobDuration: options.maxJobDuration }),
+    } : {}),
   }, outdir);
   app.synth();
   const faults = new FaultInjector();
-  const runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, faults, logFile: options.logFile });
+  const runtime = await LocalRuntime.start({
+    assemblyDir: outdir,
+    stackName: stack.stackName,
+    faults,
+    logFile: options.logFile,
+    ...(options.functionEnv ? { functionEnv: options.functionEnv } : {}),
+  });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
   // correlation table lives as long as this runtime, so ids need only be unique within it).
   const ctx = { runtime, stack, faults, runId: 'run' };
@@ -310,6 +331,7 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       vendorSubmissions: stats.submissions,
       vendorFaultAnswers: stats.faultAnswers,
       vendorCallbacks: stats.callbacksSent + stats.forgedSent,
+      vendorJobsInFlight: stats.jobsInFlight,
       injected,
       perRequest,
       elapsedMs: Date.now() - started,
@@ -339,7 +361,7 @@ async function correlationStatuses(ctx: FaultSuiteContext, requestIds: string[])
 }
 
 /** POSTs each request's genuine callback body again, later, to the URL the vendor called back. */
-async function replayCallbacks(_ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]): Promise<void> {
+export async function replayCallbacks(_ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]): Promise<void> {
   const stats = vendor.stats();
   const delivered = vendor.callbacks().filter((c) => c.kind === 'genuine' && c.outcome === 'delivered');
   for (const requestId of requestIds) {

@@ -15,6 +15,7 @@ import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { overRateInForce, RateChange } from './rate-schedule';
 import { UrlRewriter } from './types';
+import { VendorJobsInFlight, VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { SignatureSpec } from '../src/callback-webhook/signature-spec';
 import { signCallback } from '../src/callback-webhook/signature-verification';
 import { limitsForCall, NamedLimitSpec } from '../src/contract/named-limit';
@@ -103,6 +104,11 @@ export interface VendorSimulatorOptions {
   /** Milliseconds since the epoch, for arrival times. @default Date.now */
   readonly clock?: () => number;
   /**
+   * Jobs in progress at once: a submission beyond it gets 429 and counts as a violation
+   * (local/vendor-jobs-in-flight.ts). @default - no limit (jobs in flight still measured)
+   */
+  readonly maxJobsInFlight?: number;
+  /**
    * A quota: at most `limit` calls (any method) in each fixed period of `periodMs`, aligned to the
    * Unix epoch like `VendorQuota.every`. Every arrival counts, refused ones included (a vendor
    * bills the call whatever it answers); one beyond the limit gets 429 with Retry-After until the
@@ -118,6 +124,14 @@ export interface VendorSimulatorOptions {
   readonly limits?: readonly NamedLimitSpec[];
   /** The vendor URL's path, which the limits' paths are relative to (e.g. `/v1/jobs`). @default '/' */
   readonly limitBasePath?: string;
+  /**
+   * The vendor's real limit, below the contract (issue 14, item 5: a vendor that lowered its limit,
+   * or shares it with other clients): a call that finds floor(realLimitRps) calls (refused ones
+   * included) in its window gets 429 without Retry-After, counted in `realLimitRefusals` (not a
+   * contract violation: the library kept the contract). Also settable once running
+   * (`setRealLimit`). @default - none (the contract is the limit)
+   */
+  readonly realLimitRps?: number;
 }
 
 /** A fault the simulator injects into one request id. */
@@ -193,6 +207,8 @@ export interface VendorStats {
    * caller's signature, signing time, payload hash or session token must never reach a vendor.
    */
   readonly callsWithAwsSignature: number;
+  /** Jobs in flight as the vendor counts them (see maxJobsInFlight). */
+  readonly jobsInFlight: VendorJobsInFlightStats;
   /** With a quota: the most arrivals in any one of its periods (refused ones included). Else 0. */
   readonly quotaMaxInAnyPeriod: number;
   /** With a quota: arrivals beyond the limit of their period (each got 429). Else 0. */
@@ -201,6 +217,8 @@ export interface VendorStats {
   readonly limitMaxInAnyWindow: Record<string, number>;
   /** Per named limit: calls that found its window full (each got 429). */
   readonly limitViolations: Record<string, number>;
+  /** With a real limit below the contract: calls refused for it (each got 429). Else 0. */
+  readonly realLimitRefusals: number;
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -267,12 +285,15 @@ export class VendorSimulator {
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private readonly inflight = new Set<http.ClientRequest>();
   private readonly agent = new http.Agent({ keepAlive: false });
+  private readonly jobsInFlight: VendorJobsInFlight;
   /** Arrivals per quota period (key: the period's start, ms). */
   private readonly quotaCounts = new Map<number, number>();
   private quotaViolations = 0;
   /** Per named limit: the arrival times of the calls it binds, and its violations. */
   private readonly limitArrivals = new Map<string, number[]>();
   private readonly limitViolations = new Map<string, number>();
+  private realLimitRps: number | undefined;
+  private realLimitRefusals = 0;
   private readonly counters = {
     submissions: 0,
     accepted: 0,
@@ -297,13 +318,21 @@ export class VendorSimulator {
     this.limit = Math.max(1, Math.floor(options.requestsPerSecond));
     this.closedWindow = (options.window ?? 'closed') === 'closed';
     this.rateSchedule = options.rateSchedule ?? [];
+    this.realLimitRps = options.realLimitRps;
     this.clock = options.clock ?? Date.now;
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
+    // Its own wall clock (only for the time-weighted mean): the `clock` option scripts arrival times.
+    this.jobsInFlight = new VendorJobsInFlight(options.maxJobsInFlight, Date.now);
   }
 
   /** The vendor's rate changes from now on (see the `rateSchedule` option). */
   public setRateSchedule(schedule: readonly RateChange[]): void {
     this.rateSchedule = [...schedule];
+  }
+
+  /** The vendor's real limit from now on (see the `realLimitRps` option); undefined: none. */
+  public setRealLimit(requestsPerSecond: number | undefined): void {
+    this.realLimitRps = requestsPerSecond;
   }
 
   /** Starts the vendor on 127.0.0.1 (a free port); resolves with its base URL. */
@@ -393,11 +422,13 @@ export class VendorSimulator {
       forgedSent: c.forgedSent,
       resultFetches: c.resultFetches,
       callsWithAwsSignature: c.callsWithAwsSignature,
+      jobsInFlight: this.jobsInFlight.stats(),
       quotaMaxInAnyPeriod: Math.max(0, ...this.quotaCounts.values()),
       quotaViolations: this.quotaViolations,
       limitMaxInAnyWindow: Object.fromEntries((this.options.limits ?? [])
         .map((l) => [l.name, maxInAnyWindow(this.limitArrivals.get(l.name) ?? [], this.closedWindow)])),
       limitViolations: Object.fromEntries((this.options.limits ?? []).map((l) => [l.name, this.limitViolations.get(l.name) ?? 0])),
+      realLimitRefusals: this.realLimitRefusals,
       requests,
     };
   }
@@ -426,6 +457,13 @@ export class VendorSimulator {
     if (limitRefusal) {
       if (method === 'POST') this.counters.submissions++;
       await this.answer(res, limitRefusal, this.options.latencyMs ?? 0);
+      return;
+    }
+    if (!overContract && this.realLimitRps !== undefined
+      && countInWindow(this.arrivalTimes, now, this.closedWindow) > Math.max(1, Math.floor(this.realLimitRps))) {
+      this.realLimitRefusals++;
+      if (method === 'POST') this.counters.submissions++;
+      await this.answer(res, { status: 429, body: { error: `too many requests: at most ${Math.floor(this.realLimitRps)} in any second` } }, this.options.latencyMs ?? 0);
       return;
     }
     const quotaRefusal = overContract ? undefined : this.countQuota(now);
@@ -484,8 +522,16 @@ export class VendorSimulator {
       return;
     }
 
+    // Jobs in flight: job N + 1 is refused, as a strict vendor would.
+    if (!this.jobsInFlight.admits()) {
+      await this.answer(res, {
+        status: 429, body: { error: `too many jobs in flight: at most ${this.options.maxJobsInFlight}` }, headers: { 'Retry-After': '1' },
+      }, delay);
+      return;
+    }
     state.firstAcceptedAtMs ??= arrivedAtMs;
     const job = this.acceptJob(state, req, parsed);
+    this.jobsInFlight.start(job.jobId);
     const answer: Answer = { status: 202, body: { jobId: job.jobId } };
     if (faults.has('earlyCallback') && this.willCallBack(job)) {
       // The callback reaches the webhook before the caller learns the job id.
@@ -499,6 +545,9 @@ export class VendorSimulator {
     await this.answer(res, answer, delay);
     if (this.willCallBack(job)) {
       void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.runCallbacks(job, false));
+    } else {
+      // No callback (lost, or no URL): the job still ends on the vendor's side.
+      void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.jobsInFlight.end(job.jobId));
     }
   }
 
@@ -640,6 +689,8 @@ export class VendorSimulator {
   /** Forged (if any), genuine, duplicate (if any), one after the other. */
   private async runCallbacks(job: Job, early: boolean, firstAttemptDone: () => void = () => undefined): Promise<void> {
     const state = this.stateOf(job.requestId);
+    // The job is done on the vendor's side when it starts calling back.
+    this.jobsInFlight.end(job.jobId);
     try {
       if (this.stopped) {
         return; // stop() cancels callbacks that have not started
@@ -842,6 +893,9 @@ function callbackBody(job: Job): Record<string, unknown> {
 function validateOptions(o: VendorSimulatorOptions): void {
   if (!(o.requestsPerSecond > 0)) {
     throw new Error(`requestsPerSecond must be above 0 (given ${o.requestsPerSecond})`);
+  }
+  if (o.realLimitRps !== undefined && !(o.realLimitRps > 0)) {
+    throw new Error(`realLimitRps must be above 0 (given ${o.realLimitRps})`);
   }
   if (o.quota && !(Number.isInteger(o.quota.limit) && o.quota.limit > 0 && o.quota.periodMs > 0)) {
     throw new Error(`quota must have a whole limit above 0 and a period above 0 ms (given ${JSON.stringify(o.quota)})`);

@@ -11,6 +11,7 @@ export * from './dispatch-workflow/common-vendor-workflow-options';
 export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
+export * from './contract/adaptive-pacing';
 export * from './contract/vendor-contract';
 export * from './contract/vendor-limit';
 export * from './contract/vendor-quota';

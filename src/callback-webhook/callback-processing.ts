@@ -21,6 +21,7 @@ import { getAtPath, parseSimplePath } from './json-path';
 import { SignatureSpec } from './signature-spec';
 import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensEqual, UnusableSecretError, verifySignature } from './signature-verification';
 import { CallbackEnv } from '../shared/env';
+import { releasePlace } from '../shared/job-places';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
@@ -53,6 +54,11 @@ export interface CallbackConfig {
   readonly signature?: SignatureSpec;
   /** Largest callback body, in bytes; larger ones are parked and their workflow failed. Default: no limit. */
   readonly maxPayloadBytes?: number;
+  /**
+   * The table holding the jobs-in-flight places (VendorContract.maxJobsInFlight): an authenticated
+   * callback frees its job's place. Default: no limit, nothing to free.
+   */
+  readonly jobPlacesTableName?: string;
 }
 
 /**
@@ -221,6 +227,7 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
     requireCallbackToken: env[CallbackEnv.REQUIRE_CALLBACK_TOKEN] !== 'false',
     signature: parseSignatureSpec(env[CallbackEnv.WEBHOOK_SIGNATURE]),
     maxPayloadBytes: optionalPositiveInteger(CallbackEnv.MAX_PAYLOAD_BYTES, env[CallbackEnv.MAX_PAYLOAD_BYTES]),
+    ...(env[CallbackEnv.JOB_PLACES_TABLE_NAME]?.trim() ? { jobPlacesTableName: env[CallbackEnv.JOB_PLACES_TABLE_NAME]!.trim() } : {}),
   };
 }
 
@@ -413,6 +420,18 @@ async function processRecord(
     }
     if (!tokensEqual(callbackToken, expected)) {
       return reject(`the callback token does not match the request of job id "${truncate(jobId, 200)}"`);
+    }
+  }
+
+  // d3. Jobs in flight: the vendor's job has ended (succeeded or failed), so its place is free,
+  // whether or not the workflow still waits (a late callback, after our timeout, frees it too: only
+  // the vendor's end counts). Before the duplicate check and before resuming: a crash after it is
+  // redelivered and frees nothing twice (releasePlace is idempotent).
+  if (config.jobPlacesTableName) {
+    const held = await releasePlace({ dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName }, requestId);
+    if (held !== undefined) {
+      metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
+      logger.info('Job ended: its place in flight is freed', { jobsInFlight: held });
     }
   }
 

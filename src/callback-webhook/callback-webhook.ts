@@ -1,6 +1,7 @@
 import { Annotations, Names, Duration, RemovalPolicy, Size, Stack, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -402,6 +403,17 @@ export class CallbackWebhook extends Construct {
    */
   public grantResume(stateMachine: sfn.IStateMachine): iam.Grant {
     return stateMachine.grantTaskResponse(this.processor);
+  }
+
+  /**
+   * Frees a job's place in flight when its callback arrives (VendorContract.maxJobsInFlight): the
+   * processor removes the request's place from `pacerTable` (the queue consumer's, see
+   * `RateControlledQueueConsumer.limitJobsInFlight`) for every authenticated callback of a known
+   * job, success or failure, late or not. Called once.
+   */
+  public freeJobPlacesIn(pacerTable: dynamodb.ITable): void {
+    this.processor.addEnvironment(CallbackEnv.JOB_PLACES_TABLE_NAME, pacerTable.tableName);
+    pacerTable.grant(this.processor, 'dynamodb:UpdateItem');
   }
 
   /** Callbacks waiting in the callback queue. */

@@ -1,6 +1,16 @@
+import { Duration } from 'aws-cdk-lib';
+import { AdaptivePacing } from './adaptive-pacing';
 import { VendorLimit } from './vendor-limit';
 import { QuotaExhaustedAction, VendorQuota } from './vendor-quota';
-import { validateRequestsPerSecond } from '../shared/validation';
+import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
+
+/**
+ * Largest `maxJobsInFlight`: the places live in one DynamoDB item (one conditional write per
+ * change, no transaction), and an item holds at most 400 KB
+ * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html). 5000
+ * places of about 50 bytes each stay under 250 KB. Mirrors `MAX_JOBS_IN_FLIGHT` of shared/job-places.ts.
+ */
+const MAX_JOBS_IN_FLIGHT = 5000;
 
 /**
  * Properties of a VendorContract: what the vendor allows, in one place.
@@ -8,7 +18,9 @@ import { validateRequestsPerSecond } from '../shared/validation';
 export interface VendorContractProps {
   /**
    * The most requests per second the vendor allows. Every layer is derived from it: the pacing of
-   * the queue consumer, the proxy's throttling, the backlog alarm.
+   * the queue consumer, the proxy's throttling, the backlog alarm. With the consumer's
+   * `dynamicDelay`, it is also the ceiling of the rate operators set at run time (AppConfig refuses
+   * a higher one).
    */
   readonly requestsPerSecond: number;
 
@@ -42,16 +54,44 @@ export interface VendorContractProps {
    * @default - no named limit
    */
   readonly limits?: VendorLimit[];
+
+  /**
+   * The most of the vendor's jobs in progress at once. A place is taken before the submission call
+   * fires (a request without one waits in the queue, spending no attempt and no receive) and held
+   * until the job's callback (success or failure) or `maxJobDuration`; never freed by our own
+   * timeout alone (the vendor may still run the job). Vendor calls (`callVendorTask`, e.g. result fetches) hold no place. At most 5000.
+   *
+   * @default - no limit
+   */
+  readonly maxJobsInFlight?: number;
+
+  /**
+   * The longest a vendor job may run by the contract: a place not freed by a callback is freed this
+   * long after the submission (e.g. a lost callback). Only with `maxJobsInFlight`.
+   *
+   * @default - the orchestrator's `callbackTimeout`
+   */
+  readonly maxJobDuration?: Duration;
+
+  /**
+   * Adaptive pacing (opt-in): after a 429 (the vendor's real limit is lower than the contract, or
+   * shared with other clients) the effective rate drops, then climbs back toward the rate in force,
+   * never above it (README, "Adaptive pacing"). Needs `PacingPoint.VENDOR_CALL` (the vendor caller
+   * sees the 429s).
+   *
+   * @default - none: the pacer paces at the rate in force, a 429 only pauses dispatch
+   */
+  readonly adaptivePacing?: AdaptivePacing;
 }
 
 /**
  * The vendor contract: the one home of every limit the orchestrator keeps (its rate, quotas per
- * period; jobs in flight and named limits as they are added). Each layer reads what it enforces
+ * period, jobs in flight; named limits as they are added). Each layer reads what it enforces
  * from here instead of from props threaded through the orchestrator, so a new limit is declared
  * once and validated once, at synth time.
  *
  * @example
- * const contract = VendorContract.of({ requestsPerSecond: 10 });
+ * const contract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 50 });
  */
 export class VendorContract {
   /** A contract from its properties; throws at synth time when one cannot hold. */
@@ -67,15 +107,39 @@ export class VendorContract {
   public readonly whenQuotaExhausted: QuotaExhaustedAction;
   /** The named limits inside the contract (empty: none). */
   public readonly limits: VendorLimit[];
+  /** Adaptive pacing, when opted in. */
+  public readonly adaptivePacing?: AdaptivePacing;
   /**
    * What the contract allows but probably did not mean (e.g. a quota smaller than one second of
    * the rate): the orchestrator shows them as synth-time warnings.
    */
   public readonly warnings: string[];
 
+  /**
+   * The most of the vendor's jobs in progress at once.
+   *
+   * @default - no limit
+   */
+  public readonly maxJobsInFlight?: number;
+
+  /**
+   * The longest a vendor job may run by the contract (when a place not freed by a callback expires).
+   *
+   * @default - the orchestrator's `callbackTimeout`
+   */
+  public readonly maxJobDuration?: Duration;
+
   private constructor(props: VendorContractProps) {
     validateRequestsPerSecond(props.requestsPerSecond);
     this.requestsPerSecond = props.requestsPerSecond;
+    validateWholeNumber('maxJobsInFlight', props.maxJobsInFlight, 1, MAX_JOBS_IN_FLIGHT,
+      'the places are kept in one DynamoDB item of at most 400 KB');
+    validateDuration('maxJobDuration', props.maxJobDuration, Duration.seconds(1), Duration.days(365));
+    if (props.maxJobDuration !== undefined && props.maxJobsInFlight === undefined) {
+      throw new Error(`maxJobDuration (${props.maxJobDuration.toHumanString()}) is given without maxJobsInFlight: it says when a job's place in flight expires, so give maxJobsInFlight too, or remove maxJobDuration`);
+    }
+    this.maxJobsInFlight = props.maxJobsInFlight;
+    this.maxJobDuration = props.maxJobDuration;
     const quotas = props.quotas ?? [];
     const names = new Set<string>();
     for (const quota of quotas) {
@@ -87,6 +151,9 @@ export class VendorContract {
     this.quotas = [...quotas];
     this.whenQuotaExhausted = props.whenQuotaExhausted ?? QuotaExhaustedAction.WAIT;
     this.limits = validateLimits(props.requestsPerSecond, props.limits ?? []);
+    // Resolved once here, so that a setting that cannot hold under this contract fails at synth time.
+    props.adaptivePacing?._spec(props.requestsPerSecond);
+    this.adaptivePacing = props.adaptivePacing;
     this.warnings = quotas
       .filter((quota) => quota.limit < props.requestsPerSecond)
       .map((quota) => `quota '${quota.name}' (${quota.limit} per ${quota.period}) is smaller than one second of the rate (${props.requestsPerSecond} requests per second): it is spent in its first second of each period; check the numbers`);

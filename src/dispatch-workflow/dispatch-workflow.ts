@@ -13,6 +13,7 @@ import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
+import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
 import { addQuotaEnvironment, vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
@@ -145,6 +146,14 @@ export interface DispatchWorkflowProps extends DispatchWorkflowOptions {
    * @default - the workflow calls the proxy with apigateway:invoke (PacingPoint.DISPATCH)
    */
   readonly pacing?: VendorCallPacing;
+  /**
+   * Jobs in flight (VendorContract.maxJobsInFlight): the table holding the places (the consumer's
+   * pacer table). With `pacing`, the vendor caller frees the place of a job the vendor refused with
+   * a final 4xx (refused-submission.ts).
+   *
+   * @default - no jobs-in-flight limit
+   */
+  readonly jobPlacesTable?: dynamodb.ITable;
 }
 
 /**
@@ -600,7 +609,15 @@ export class DispatchWorkflow extends Construct {
     addQuotaEnvironment(fn, pacing.contract, pacing.quotaMaxWait);
     // A fresh slot respects the call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(fn, pacing.contract);
+    // Adaptive pacing: a 429 lowers the adaptive rate in the pacer item (UpdateItem, granted below).
+    for (const [name, value] of Object.entries(adaptivePacingEnvironment(pacing.contract, VendorCallerEnv.ADAPTIVE_PACING))) {
+      fn.addEnvironment(name, value);
+    }
     props.proxy.grantInvoke(fn);
+    if (props.jobPlacesTable) {
+      fn.addEnvironment(VendorCallerEnv.JOB_PLACES_TABLE_NAME, props.jobPlacesTable.tableName);
+      props.jobPlacesTable.grant(fn, 'dynamodb:UpdateItem');
+    }
     // UpdateItem also spends quota units (quota-ledger.ts). PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).
     pacing.pacerTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     if (pacing.dynamicDelay) {

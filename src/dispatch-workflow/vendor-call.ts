@@ -31,9 +31,11 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { freshSlotLimits } from './fresh-slot-limits';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
+import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, spendQuotaUnits } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
+import { decreaseAdaptiveRate } from '../rate-controlled-queue-consumer/adaptive-rate';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-queue-consumer/pacing-settings';
 
@@ -106,6 +108,8 @@ export interface VendorCallConfig {
   readonly quotaMaxWaitMs?: number;
   /** The contract's named limits: a fresh slot respects those of the call. Default none. */
   readonly limits?: NamedLimitSpec[];
+  /** Adaptive pacing: a 429 decreases the adaptive rate, fresh slots are spaced at it. Default: off. */
+  readonly adaptivePacing?: AdaptiveSpec;
 }
 
 /** Signs a request: returns the headers to send (the given ones plus the signature). */
@@ -263,6 +267,7 @@ export function loadVendorCallConfig(env: Record<string, string | undefined>): V
     whenQuotaExhausted: env[VendorCallerEnv.QUOTA_EXHAUSTED]?.trim() === 'FAIL' ? 'FAIL' : 'WAIT',
     quotaMaxWaitMs: env[VendorCallerEnv.QUOTA_MAX_WAIT_MS]?.trim() ? num(VendorCallerEnv.QUOTA_MAX_WAIT_MS) : undefined,
     limits: parseNamedLimitSpecs(env[VendorCallerEnv.VENDOR_LIMITS], VendorCallerEnv.VENDOR_LIMITS),
+    adaptivePacing: parseAdaptiveSpec(env[VendorCallerEnv.ADAPTIVE_PACING], VendorCallerEnv.ADAPTIVE_PACING),
   };
 }
 
@@ -344,6 +349,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         random: deps.random,
         // The call's named limits (named-limit-schedule.ts), reserved in the same write.
         ...freshSlotLimits(config.limits, method, event.path),
+        adaptivePacing: config.adaptivePacing,
       }));
       let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
       if (reservation.slots.length === 0 && reservation.limitedUntilMs !== undefined
@@ -484,6 +490,9 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       logger.warn('could not write the pause (the retry still backs off)', { ...log, error: (error as Error).message });
     }
     deps.metrics?.addMetric(MetricNames.VENDOR_PAUSES, 'Count', 1);
+    if (config.adaptivePacing) {
+      await decreaseAfter429(deps, clock, log);
+    }
   }
   if (response.status < 200 || response.status > 299) {
     // The name ClassifyVendorError matches: 429/408/5xx retry, other 4xx give up.
@@ -636,6 +645,27 @@ async function spendQuotasOrDefer(
       : `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()} (QuotaExhaustedAction.FAIL)`);
   }
   return requeue(outcome.availableAtMs, clock, QUOTA_EXHAUSTED_REASON, logger, { ...log, quota: outcome.exhausted });
+}
+
+/**
+ * Adaptive pacing: the 429 lowers the adaptive rate, once per cooldown (adaptive-rate.ts: concurrent
+ * 429s of one burst decrease once). The ceiling is the rate in force the caller reads (at most the
+ * contract). A failed write is logged and ignored: the pause already backs off, and the next 429
+ * tries again.
+ */
+async function decreaseAfter429(deps: VendorCallDeps, clock: Clock, log: Record<string, unknown>): Promise<void> {
+  const { config, logger } = deps;
+  try {
+    const settings = await readPacingSettings(deps.dynamicDelay);
+    const ceiling = Math.min(settings.rateInForce ?? config.requestsPerSecond, config.requestsPerSecond);
+    const outcome = await decreaseAdaptiveRate(deps.dynamodb, config.pacerTableName, clock.now(), ceiling, config.adaptivePacing!);
+    if (outcome.decreased) {
+      logger.warn('the vendor answered 429: the adaptive rate is lowered', { ...log, adaptiveRequestsPerSecond: outcome.rps });
+      deps.metrics?.addMetric(MetricNames.ADAPTIVE_DECREASES, 'Count', 1);
+    }
+  } catch (error) {
+    logger.warn('could not lower the adaptive rate (the pause still backs off)', { ...log, error: (error as Error).message });
+  }
 }
 
 /** `requeue.reason` of a request that waits for the next quota period. */

@@ -8,8 +8,10 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { createRequestPreparer } from './prepared-request';
+import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from './refused-submission';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
 import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
+import { VendorCallerEnv } from '../shared/env';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 
 const logger = new Logger({ serviceName: 'vendor-caller' });
@@ -29,12 +31,15 @@ const prepare = createRequestPreparer();
 // late caller is spaced like the dispatcher's.
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
+/** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
+const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], logger, metrics });
+
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {
     logger.addContext(context);
   }
   try {
-    return await callVendor(event, {
+    const result = await callVendor(event, {
       dynamodb,
       config,
       sign,
@@ -49,6 +54,13 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
         await prepare(config.proxyUrl, { method: 'HEAD', headers: {} }).send(AbortSignal.timeout(2000));
       },
     });
+    // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
+    await freePlaceOfRefusedSubmission(event, result, placeDeps());
+    return result;
+  } catch (error) {
+    // ... and so does one given up before it was sent (VendorQuotaExhausted).
+    await freePlaceOfUnsentSubmission(event, error, placeDeps());
+    throw error;
   } finally {
     metrics.publish();
   }

@@ -13,6 +13,7 @@ import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
+import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-adaptive';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
@@ -64,6 +65,14 @@ export interface OrchestratorMonitoringOptions {
    * @default - no topic
    */
   readonly alarmTopic?: sns.ITopic;
+
+  /**
+   * With `contract.maxJobsInFlight`: `jobsInFlightAlarm` fires when the jobs in flight stayed at
+   * the limit this long (requests waiting for places). Whole minutes.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly jobsAtLimitAlarmAfter?: Duration;
 }
 
 /**
@@ -510,6 +519,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public readonly arrivalSpreadAlarm?: cloudwatch.IAlarm;
   /**
+   * Fires when the vendor's jobs in flight stayed at `contract.maxJobsInFlight` for
+   * `monitoring.jobsAtLimitAlarmAfter` (15 minutes by default).
+   *
+   * @default - none without `contract.maxJobsInFlight`
+   */
+  public readonly jobsInFlightAlarm?: cloudwatch.IAlarm;
+  /**
    * Every alarm of the orchestrator: the ones above and one per registered workflow (its
    * executions failed or timed out), added by `registerWorkflow()`.
    */
@@ -547,6 +563,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
     const pacingPoint = props.pacingPoint ?? props.consumer?.pacingPoint ?? PacingPoint.VENDOR_CALL;
     if (contract.quotas.length > 0 && pacingPoint !== PacingPoint.VENDOR_CALL) {
       throw new Error(`the contract has quotas (${contract.quotas.map((q) => q.name).join(', ')}), which the vendor caller spends: they need pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint})`);
+    }
+    if (contract.adaptivePacing && pacingPoint !== PacingPoint.VENDOR_CALL) {
+      throw new Error(`the contract has adaptivePacing, which the vendor caller drives (it sees the 429s): it needs pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint}); remove adaptivePacing or the pacingPoint`);
     }
     // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
     const proxySettings = deriveRateSettings(requestsPerSecond, {
@@ -636,15 +655,34 @@ export class AsyncExternalApiOrchestrator extends Construct {
           quotaMaxWait: props.callbackTimeout,
         }
         : undefined,
+      jobPlacesTable: contract.maxJobsInFlight !== undefined ? this.consumer.pacerTable : undefined,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
+    // ---- Jobs in flight (contract.maxJobsInFlight): the dispatcher takes places, callbacks free them. ----
+    if (contract.maxJobsInFlight !== undefined) {
+      this.consumer.limitJobsInFlight({
+        maxJobsInFlight: contract.maxJobsInFlight,
+        // Without a stated maximum, a job is assumed to end by the time its workflow stops waiting.
+        maxJobDuration: contract.maxJobDuration ?? props.callbackTimeout,
+        correlationTable: this.table.table,
+        atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
+      });
+      this.webhook.freeJobPlacesIn(this.consumer.pacerTable);
+      this.jobsInFlightAlarm = this.trackAlarm(this.consumer.jobsInFlightAlarm as cloudwatch.Alarm);
+    } else if (props.monitoring?.jobsAtLimitAlarmAfter !== undefined) {
+      throw new Error(`monitoring.jobsAtLimitAlarmAfter is given (${props.monitoring.jobsAtLimitAlarmAfter.toHumanString()}) but the contract has no maxJobsInFlight: give contract: VendorContract.of({ ..., maxJobsInFlight }) or remove it`);
+    }
     if (contract.quotas.length > 0) {
       // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
     }
     // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(this.consumer.function, contract);
+    // Adaptive pacing: the dispatcher reserves at the effective rate (it already reads the pacer item).
+    for (const [name, value] of Object.entries(adaptivePacingEnvironment(contract, ConsumerEnv.ADAPTIVE_PACING))) {
+      this.consumer.function.addEnvironment(name, value);
+    }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
     this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);
@@ -890,7 +928,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
     this.vendorCallWorkflow?.grantTaskResponses(stateMachine);
     iam.Grant.addToPrincipal({
       grantee: this.consumer.function,
-      actions: ['states:SendTaskFailure'],
+      // Jobs in flight: the dispatcher gives a new place back when the waiting task is closed (job-admission.ts).
+      actions: this.contract.maxJobsInFlight !== undefined ? ['states:SendTaskFailure', 'states:SendTaskHeartbeat'] : ['states:SendTaskFailure'],
       resourceArns: [stateMachine.stateMachineArn],
     });
 
@@ -954,6 +993,16 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricDispatchedRequests(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.consumer.metricDispatchedRequests(props);
+  }
+
+  /**
+   * The vendor's jobs in flight (places held), custom metric `JobsInFlight`: published when a place
+   * is taken or freed, and while requests wait for one. Only with `contract.maxJobsInFlight`.
+   *
+   * @default - maximum over 1 minute
+   */
+  public metricJobsInFlight(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.consumer.metricJobsInFlight(props);
   }
 
   /**
@@ -1025,6 +1074,19 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricVendorPauses(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, MetricNames.VENDOR_PAUSES, 'Sum', props);
+  }
+
+  /**
+   * With adaptive pacing (`VendorContract.adaptivePacing`): the effective rate the dispatcher
+   * reserved pacing slots at, requests per second, custom metric `EffectiveRate`:
+   * `min(rate in force, adaptive rate)`. Published only while the dispatcher reserves slots (no
+   * data while idle); below the rate in force after the vendor's 429s, climbing back one step per
+   * probe interval.
+   *
+   * @default - minimum over 5 minutes
+   */
+  public metricEffectiveRate(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.EFFECTIVE_RATE, 'Minimum', props);
   }
 
   /**

@@ -56,6 +56,10 @@ export class OrchestratorDashboard extends Construct {
         ...(o.consumer.dynamicDelay
           ? [o.consumer.metricRateInForce({ period, label: 'rate in force (RateInForce, minimum)', color: cloudwatch.Color.ORANGE })]
           : []),
+        // Adaptive pacing (README, "Adaptive pacing"): the rate the vendor's 429s left in force.
+        ...(o.contract.adaptivePacing
+          ? [o.metricEffectiveRate({ period, label: 'effective rate (EffectiveRate, minimum)', color: cloudwatch.Color.PURPLE })]
+          : []),
         // The audit (README, "Audit"): the busiest calendar second of each minute at the proxy.
         ...(o.proxy.auditRule ? [o.proxy.metricBusiestSecond({ period, label: 'busiest second of the minute at the proxy (audit, forwarded requests)' })] : []),
       ],
@@ -191,6 +195,18 @@ export class OrchestratorDashboard extends Construct {
           color: cloudwatch.Color.RED,
         }],
         leftYAxis: { label: 'milliseconds', showUnits: false },
+        width: 24,
+        height: HEIGHT,
+      })]);
+    }
+    const maxJobs = o.contract.maxJobsInFlight;
+    if (maxJobs !== undefined) {
+      // Only with the limit: dashboards of orchestrators without it stay as they are.
+      rows.push([new cloudwatch.GraphWidget({
+        title: 'Vendor jobs in flight (places held) vs the contract',
+        left: [o.metricJobsInFlight({ statistic: 'Maximum', period, label: 'jobs in flight (JobsInFlight, maximum)' })],
+        leftAnnotations: [{ value: maxJobs, label: `contract: ${maxJobs} jobs in flight`, color: cloudwatch.Color.RED }],
+        leftYAxis: { min: 0, label: 'jobs', showUnits: false },
         width: 24,
         height: HEIGHT,
       })]);

@@ -15,8 +15,10 @@ import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { limitedCallsOf } from './dispatch-limits';
+import { admitJobs, JobsInFlightConfig } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
@@ -77,10 +79,14 @@ export interface DispatchConfig {
   readonly deadLetterQueueUrl: string;
   /** SQS endpoint override (AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL), for queue URLs built from ARNs. */
   readonly sqsEndpointUrl?: string;
+  /** The contract's jobs in flight (job-admission.ts). Absent: no limit. */
+  readonly jobsInFlight?: JobsInFlightConfig;
   /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
   readonly quotas?: QuotaSpec[];
   /** The contract's named limits (ConsumerEnv.VENDOR_LIMITS): each slot respects its call's. */
   readonly limits?: NamedLimitSpec[];
+  /** Adaptive pacing (ConsumerEnv.ADAPTIVE_PACING): reservations pace at the adaptive rate when lower. */
+  readonly adaptivePacing?: AdaptiveSpec;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -131,6 +137,23 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
     ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
     ...(nonEmpty(env[ConsumerEnv.VENDOR_LIMITS]) ? { limits: parseNamedLimitSpecs(env[ConsumerEnv.VENDOR_LIMITS], ConsumerEnv.VENDOR_LIMITS) } : {}),
+    ...(nonEmpty(env[ConsumerEnv.ADAPTIVE_PACING])
+      ? { adaptivePacing: parseAdaptiveSpec(env[ConsumerEnv.ADAPTIVE_PACING], ConsumerEnv.ADAPTIVE_PACING) }
+      : {}),
+    ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
+  };
+}
+
+function loadJobsInFlightConfig(env: Record<string, string | undefined>): JobsInFlightConfig {
+  const positiveWhole = (v: number) => Number.isSafeInteger(v) && v > 0;
+  return {
+    maxJobsInFlight: readNumber(env, ConsumerEnv.MAX_JOBS_IN_FLIGHT, undefined, positiveWhole, 'a whole number > 0'),
+    maxJobDurationMs: readNumber(env, ConsumerEnv.MAX_JOB_DURATION_MS, undefined, positiveWhole, 'a whole number of milliseconds > 0'),
+    recheckMs: readNumber(env, ConsumerEnv.JOB_PLACE_RECHECK_MS, 2000, (v) => v >= 1000, 'a number of milliseconds >= 1000'),
+    correlationTableName: requireString(env, ConsumerEnv.CORRELATION_TABLE_NAME),
+    ...(nonEmpty(env[ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS]) ? {
+      submissionWindowMs: readNumber(env, ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
+    } : {}),
   };
 }
 
@@ -304,8 +327,26 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
   }
 
+  // 1c. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
+  // without waits as a delayed copy (no receive spent), asking again after `recheckMs`.
+  let ready = valid;
+  if (config.jobsInFlight) {
+    const admission = await admitJobs(valid, {
+      dynamodb: deps.clients.dynamodb,
+      sfn: deps.clients.sfn,
+      pacerTableName: config.pacerTableName,
+      config: config.jobsInFlight,
+      clock,
+      logger: deps.logger,
+      metrics: deps.metrics,
+    });
+    ready = admission.admitted;
+    failures.push(...await postponeAll(admission.waiting, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
+    failures.push(...await postponeAll(admission.unknown, undefined, clock, deps));
+  }
+
   // 2. Start the valid ones, each in its slot.
-  const { notStarted, startFailures, nextFreeAtMs } = await startPaced(valid, deadline, clock, deps);
+  const { notStarted, startFailures, nextFreeAtMs } = await startPaced(ready, deadline, clock, deps);
   failures.push(...startFailures);
 
   // 3. What did not get a slot comes back when the schedule has room again: as a delayed copy (the
@@ -387,8 +428,12 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           minLeadMs: lead,
           ...(limitedUntilMs > 0 ? { notBeforeMs: limitedUntilMs } : {}),
           ...limitedCallsOf(pending, config.limits),
+          adaptivePacing: config.adaptivePacing,
         });
         limitedUntilMs = 0;
+        if (reservation.effectiveRequestsPerSecond !== undefined) {
+          deps.metrics.addMetric(MetricNames.EFFECTIVE_RATE, 'Count', reservation.effectiveRequestsPerSecond);
+        }
       } catch (error) {
         // Without a slot nothing may start; the messages return after their visibility timeout.
         logger.error('pacing slot reservation failed; the remaining messages return to the queue', {

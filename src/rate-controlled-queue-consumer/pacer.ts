@@ -142,6 +142,16 @@
  * (each reservation spaces from the true last slot, so slots stay at least `min(I, I_old)` apart:
  * the old rate is never exceeded during a change); the poll interval is part of the stated delay.
  *
+ * ## Adaptive pacing (a rate in force the vendor's 429s lower)
+ *
+ * With adaptive pacing the reservation paces at `min(rate in force, a(t))`, `a(t)` the adaptive
+ * rate read from this item in the same consistent read (contract/adaptive-spec.ts). That is a rate
+ * in force at most the operators', so the two cases above cover it: a decrease binds every
+ * reservation computed after its write (slots already reserved keep their spacing, at most the
+ * horizon H ahead), and no slot is ever closer than the operators' rate in force's interval, so no
+ * window exceeds the rate in force however the adaptive rate moves; an increase needs no hold, the
+ * adaptive rate being a guess at the vendor's real limit, not a bound (adaptive-rate.ts).
+ *
  * ## Exact arithmetic
  *
  * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L + 1`
@@ -154,6 +164,7 @@
 import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { assignLimitedSlots, LimitedCalls, limitLastSlotAttribute } from './named-limit-schedule';
 import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
+import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec, adaptiveRateAt, parseAdaptiveState } from '../contract/adaptive-spec';
 
 /** Partition key value of the single pacer item. */
 export const PACER_ITEM_KEY = 'pacer';
@@ -372,6 +383,11 @@ export interface SlotReservation {
    * named limits has room in them (named-limit-schedule.ts); undefined when none was.
    */
   readonly limitedUntilMs?: number;
+  /**
+   * With adaptive pacing: the effective rate the reservation was made with, `min(rate in force,
+   * adaptive rate)` in requests per second (adaptive-rate.ts).
+   */
+  readonly effectiveRequestsPerSecond?: number;
 }
 
 /** Arguments of {@link reserveSlots}. */
@@ -408,6 +424,11 @@ export interface ReserveSlotsOptions {
    * asks for the limit's next slot, whatever its own round trips took. Default: none.
    */
   readonly notBeforeMs?: number;
+  /**
+   * Adaptive pacing: the adaptive rate stored with the schedule lowers the rate in force
+   * (adaptive-rate.ts says why the guarantee holds). Default: none.
+   */
+  readonly adaptivePacing?: AdaptiveSpec;
 }
 
 /**
@@ -433,7 +454,9 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       Key: key,
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
       ConsistentRead: true,
-      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}${limitNames.map((_, i) => `, #l${i}`).join('')}`,
+      ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}`
+        + (options.adaptivePacing ? `, ${ADAPTIVE_RATE_ATTRIBUTE}, ${ADAPTIVE_SINCE_ATTRIBUTE}` : '')
+        + limitNames.map((_, i) => `, #l${i}`).join(''),
       // Limit attribute names hold '#': placeholders are needed (sent only when there are limits).
       ...(limitNames.length > 0 ? { ExpressionAttributeNames: Object.fromEntries(limitNames.map((name, i) => [`#l${i}`, limitLastSlotAttribute(name)])) } : {}),
     }));
@@ -443,12 +466,19 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
 
     // Measured after the read: the first slot is never before the moment it is computed.
     const now = clock.now();
+    // Adaptive pacing: the adaptive rate read with the schedule, capped at the rate in force, paces
+    // like a lower rate in force.
+    const ceiling = Math.min(options.rateInForce ?? options.requestsPerSecond, options.requestsPerSecond);
+    const rateInForce = options.adaptivePacing
+      ? adaptiveRateAt(now, ceiling, parseAdaptiveState(read.Item), options.adaptivePacing)
+      : options.rateInForce;
+    const adaptive = options.adaptivePacing ? { effectiveRequestsPerSecond: rateInForce } : {};
     const scheduleOptions: ScheduleOptions = {
       // A slot asked not before a time (notBeforeMs) is placed like one after a pause.
       pausedUntilMs: options.notBeforeMs === undefined ? pausedUntilMs : Math.max(pausedUntilMs ?? 0, options.notBeforeMs),
       extraIntervalMs: options.extraIntervalMs,
       minLeadMs: options.minLeadMs,
-      rateInForce: options.rateInForce,
+      rateInForce,
       previousIntervalMs,
       settingsSinceMs: options.settingsSinceMs,
     };
@@ -469,7 +499,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     } : {};
     if (slots.length === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
-      return { slots: [], nextFreeAtMs: newNextSlotAtMs, ...paused, ...limitedResult };
+      return { slots: [], nextFreeAtMs: newNextSlotAtMs, ...paused, ...adaptive, ...limitedResult };
     }
 
     try {
@@ -488,7 +518,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
           ...limited?.update.values,
         },
       }));
-      return { slots, nextFreeAtMs: newNextSlotAtMs, ...paused, ...limitedResult };
+      return { slots, nextFreeAtMs: newNextSlotAtMs, ...paused, ...adaptive, ...limitedResult };
     } catch (error) {
       if (!isConditionalCheckFailed(error)) {
         throw error;

@@ -198,6 +198,32 @@ export interface RateControlledQueueConsumerOptions {
 /**
  * Properties for a RateControlledQueueConsumer.
  */
+/**
+ * A jobs-in-flight limit for `RateControlledQueueConsumer.limitJobsInFlight()`.
+ */
+export interface JobsInFlightLimit {
+  /** The most of the vendor's jobs in progress at once (VendorContract.maxJobsInFlight). */
+  readonly maxJobsInFlight: number;
+  /** A place not freed by a callback expires this long after it was taken (VendorContract.maxJobDuration). */
+  readonly maxJobDuration: Duration;
+  /** The correlation table: a redelivered request whose job was already submitted takes no new place. */
+  readonly correlationTable: dynamodb.ITable;
+  /**
+   * How long a request without a place waits (as a delayed copy in the queue) before it asks again.
+   * Shorter: places are reused sooner, more SQS messages. Whole seconds.
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly recheckInterval?: Duration;
+  /**
+   * The `jobsInFlightAlarm` fires when the jobs in flight stayed at the limit this long (every
+   * minute of it): requests have been waiting for places. Whole minutes.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly atLimitAlarmAfter?: Duration;
+}
+
 export interface RateControlledQueueConsumerProps extends RateControlledQueueConsumerOptions {
   /** The contract: the most requests per second the vendor allows. */
   readonly requestsPerSecond: number;
@@ -280,6 +306,8 @@ export class RateControlledQueueConsumer extends Construct {
 
   private stateMachine?: sfn.IStateMachine;
   private callStateMachine?: sfn.IStateMachine;
+  private jobsInFlightLimit?: number;
+  private atLimitAlarm?: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
     super(scope, id);
@@ -483,6 +511,71 @@ export class RateControlledQueueConsumer extends Construct {
     stateMachine.grantStartExecution(this.function);
   }
 
+  /**
+   * Keeps the vendor's jobs in flight at most `maxJobsInFlight` (VendorContract.maxJobsInFlight): a
+   * job submission gets a place in the pacer table before a pacing slot is reserved for it; one
+   * without waits in the queue as a delayed copy (no attempt, no receive count spent). The places
+   * are freed by the callback processor (`CallbackWebhook.freeJobPlacesIn`) or expire after
+   * `maxJobDuration`. Called once.
+   */
+  public limitJobsInFlight(limit: JobsInFlightLimit): void {
+    if (this.jobsInFlightLimit !== undefined) {
+      throw new Error('limitJobsInFlight() was already called: a consumer keeps one jobs-in-flight limit');
+    }
+    validateWholeNumber('maxJobsInFlight', limit.maxJobsInFlight, 1, 5000, 'the places are kept in one DynamoDB item of at most 400 KB');
+    validateDuration('maxJobDuration', limit.maxJobDuration, Duration.seconds(1), Duration.days(365));
+    const recheck = limit.recheckInterval ?? Duration.seconds(2);
+    validateDuration('recheckInterval', recheck, Duration.seconds(1), Duration.minutes(15), 'a waiting request is a delayed SQS copy (whole seconds, at most 15 minutes)');
+    if (!Number.isInteger(recheck.toSeconds({ integral: false }))) {
+      throw new Error(`recheckInterval must be whole seconds (given ${recheck.toHumanString()}): SQS delays messages in whole seconds`);
+    }
+    this.jobsInFlightLimit = limit.maxJobsInFlight;
+    this.function.addEnvironment(ConsumerEnv.MAX_JOBS_IN_FLIGHT, String(limit.maxJobsInFlight));
+    this.function.addEnvironment(ConsumerEnv.MAX_JOB_DURATION_MS, String(limit.maxJobDuration.toMilliseconds()));
+    this.function.addEnvironment(ConsumerEnv.JOB_PLACE_RECHECK_MS, String(recheck.toMilliseconds()));
+    this.function.addEnvironment(ConsumerEnv.CORRELATION_TABLE_NAME, limit.correlationTable.tableName);
+    // A request whose job was already submitted takes no new place (job-admission.ts). The table
+    // itself only: `table.grant` would add its indexes (`/index/*`), which a GetItem never reads.
+    iam.Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:GetItem'], resourceArns: [limit.correlationTable.tableArn] });
+    limit.correlationTable.encryptionKey?.grantDecrypt(this.function);
+
+    const alarmAfter = limit.atLimitAlarmAfter ?? Duration.minutes(15);
+    validateDuration('atLimitAlarmAfter', alarmAfter, Duration.minutes(1), Duration.days(1));
+    const minutes = alarmAfter.toMinutes(); // throws unless whole minutes
+    // The gauge is published when a place is taken or freed, and each time a waiting request finds
+    // the limit full (every recheckInterval): while requests wait, every minute has a datapoint.
+    // No datapoint: nothing changed and nobody waited, which is not "requests kept waiting".
+    this.atLimitAlarm = new cloudwatch.Alarm(this, 'JobsInFlightAlarm', {
+      alarmDescription: `The vendor's jobs in flight stayed at the contract's limit of ${limit.maxJobsInFlight} for ${alarmAfter.toHumanString()}: requests are waiting for places. `
+        + 'Check that callbacks arrive (a lost callback holds its place until maxJobDuration), the vendor\'s job durations, and whether the contract allows more jobs.',
+      metric: this.metricJobsInFlight({ statistic: 'Maximum', period: Duration.minutes(1) }),
+      threshold: limit.maxJobsInFlight,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: minutes,
+      datapointsToAlarm: minutes,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
+  /**
+   * Fires when the jobs in flight stayed at the limit for `atLimitAlarmAfter` (requests waiting for
+   * places). Only with `limitJobsInFlight()`.
+   *
+   * @default - none without a jobs-in-flight limit
+   */
+  public get jobsInFlightAlarm(): cloudwatch.IAlarm | undefined {
+    return this.atLimitAlarm;
+  }
+
+  /**
+   * The jobs-in-flight limit set by `limitJobsInFlight()`.
+   *
+   * @default - no limit
+   */
+  public get maxJobsInFlight(): number | undefined {
+    return this.jobsInFlightLimit;
+  }
+
   /** Lets `grantee` put requests on the queue. */
   public grantSendRequests(grantee: iam.IGrantable): iam.Grant {
     return this.queue.grantSendMessages(grantee);
@@ -529,6 +622,16 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public metricSlotsGivenUp(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, MetricNames.SLOTS_GIVEN_UP, 'Sum', props);
+  }
+
+  /**
+   * The vendor's jobs in flight (places held), custom metric `JobsInFlight`, published each time a
+   * place is taken or freed. Only with `limitJobsInFlight()`.
+   *
+   * @default - maximum over 1 minute
+   */
+  public metricJobsInFlight(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return customMetric(this.metricsScope, MetricNames.JOBS_IN_FLIGHT, 'Maximum', { period: Duration.minutes(1), ...props });
   }
 
   /**

@@ -21,6 +21,20 @@ export const ConsumerEnv = {
   PACING_LEAD_MS: 'PACING_LEAD_MS',
   /** How long correlation items live (TTL), in seconds. */
   CORRELATION_TTL_SECONDS: 'CORRELATION_TTL_SECONDS',
+  /** The contract's jobs in flight (VendorContract.maxJobsInFlight). Absent: no limit. */
+  MAX_JOBS_IN_FLIGHT: 'MAX_JOBS_IN_FLIGHT',
+  /** The contract's maxJobDuration, in milliseconds: when a job's place expires. */
+  MAX_JOB_DURATION_MS: 'MAX_JOB_DURATION_MS',
+  /** How long a request without a place waits before it asks again, in milliseconds. */
+  JOB_PLACE_RECHECK_MS: 'JOB_PLACE_RECHECK_MS',
+  /** The correlation table (jobs in flight: a request whose job was already submitted takes no place). */
+  CORRELATION_TABLE_NAME: 'CORRELATION_TABLE_NAME',
+  /**
+   * Jobs in flight: the longest time from admission to the submission call, in milliseconds, added
+   * to every place's expiry. Never set by the constructs (default: the Express workflow's 5 minutes);
+   * the local fault suite lowers it to see places expire within a test.
+   */
+  JOB_PLACE_SUBMISSION_WINDOW_MS: 'JOB_PLACE_SUBMISSION_WINDOW_MS',
   /**
    * The contract's quotas (JSON, as VendorCallerEnv.QUOTAS): a batch that finds one spent is
    * postponed until its period ends, without pacing slots. Absent: none.
@@ -31,6 +45,8 @@ export const ConsumerEnv = {
    * also respects the limits of the call it goes to. Absent: none.
    */
   VENDOR_LIMITS: 'VENDOR_LIMITS',
+  /** Adaptive pacing (contract/adaptive-spec.ts `AdaptiveSpec`, JSON): reservations read the adaptive rate. Absent: off. */
+  ADAPTIVE_PACING: 'ADAPTIVE_PACING',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -53,6 +69,8 @@ export const CallbackEnv = {
   WEBHOOK_SIGNATURE_SECRET_ARN: 'WEBHOOK_SIGNATURE_SECRET_ARN',
   /** Largest callback body in bytes. */
   MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
+  /** The pacer table holding the jobs-in-flight places: a callback frees its job's place. Absent: no limit. */
+  JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
 } as const;
 
 /** Vendor caller (DispatchWorkflow with PacingPoint.VENDOR_CALL). */
@@ -74,6 +92,8 @@ export const VendorCallerEnv = {
   DEFAULT_PAUSE_MS: 'DEFAULT_PAUSE_MS',
   /** Cap of Retry-After, in milliseconds. */
   MAX_PAUSE_MS: 'MAX_PAUSE_MS',
+  /** The pacer table holding the jobs-in-flight places: a submission refused with a final 4xx frees its place. Absent: no limit. */
+  JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
   /** The contract's quotas, a JSON array of quota-period.ts `QuotaSpec`. Absent: none. */
   QUOTAS: 'QUOTAS',
   /** `WAIT` or `FAIL` (QuotaExhaustedAction). */
@@ -82,4 +102,6 @@ export const VendorCallerEnv = {
   QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
   /** The contract's named limits (JSON, as ConsumerEnv.VENDOR_LIMITS): a fresh slot respects the call's. */
   VENDOR_LIMITS: 'VENDOR_LIMITS',
+  /** Adaptive pacing (JSON `AdaptiveSpec`): a 429 decreases the adaptive rate, fresh slots read it. Absent: off. */
+  ADAPTIVE_PACING: 'ADAPTIVE_PACING',
 } as const;

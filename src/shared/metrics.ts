@@ -48,11 +48,23 @@ export const MetricNames = {
   /** Callback processor: webhook arrival to the waiting workflow resumed. Milliseconds. */
   CALLBACK_LATENCY: 'CallbackLatency',
   /**
+   * Dispatcher and callback processor: the vendor's jobs in flight (places held), published each
+   * time a place is taken or freed (VendorContract.maxJobsInFlight). A gauge: read its Maximum.
+   */
+  JOBS_IN_FLIGHT: 'JobsInFlight',
+  /**
    * Dispatcher: the rate in force each reservation was made with, requests per second (the
    * operators' `requestsPerSecond`, capped at the contract; the contract when none is set). Count
    * unit, read with the Minimum/Maximum statistic.
    */
   RATE_IN_FORCE: 'RateInForce',
+  /**
+   * Dispatcher, with adaptive pacing: the effective rate each reservation was made with, requests
+   * per second: `min(rate in force, adaptive rate)`. Count unit, read with Minimum/Maximum.
+   */
+  EFFECTIVE_RATE: 'EffectiveRate',
+  /** Vendor caller, with adaptive pacing: 429s that decreased the adaptive rate (at most one per cooldown). Count. */
+  ADAPTIVE_DECREASES: 'AdaptiveDecreases',
 } as const;
 
 /**

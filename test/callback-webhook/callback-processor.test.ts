@@ -16,6 +16,7 @@ import {
   queueUrlFromArn,
 } from '../../src/callback-webhook/callback-processing';
 import { CallbackEnv } from '../../src/shared/env';
+import { placeKey } from '../../src/shared/job-places';
 import { METRICS_SCOPE_ENV } from '../../src/shared/metrics';
 import { captureEmf } from '../emf';
 
@@ -807,5 +808,91 @@ describe('handler', () => {
     });
 
     expect(emf).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Jobs in flight: a callback frees its job's place (VendorContract.maxJobsInFlight)
+// ---------------------------------------------------------------------------------------------
+
+describe('processCallbackRecord with jobs in flight', () => {
+  const placesConfig: CallbackConfig = { ...config, jobPlacesTableName: 'pacer-table' };
+  const releaseInput = {
+    TableName: 'pacer-table',
+    Key: { pk: { S: 'job-places' } },
+    UpdateExpression: 'REMOVE #places.#k ADD #held :minusOne',
+    ConditionExpression: 'attribute_exists(#places.#k)',
+    ExpressionAttributeNames: { '#places': 'places', '#held': 'placesHeld', '#k': placeKey('req-1') },
+  };
+  const placeFreed = () => ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).resolves({ Attributes: { placesHeld: { N: '4' } } });
+
+  test.each([
+    ['succeeded', { jobId: 'job-1', status: 'DONE' }],
+    ['failed', { jobId: 'job-1', status: 'FAILED' }],
+  ])('GIVEN the vendor\'s job %s WHEN its callback is processed THEN its place is freed before the workflow is resumed', async (_, body) => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    const order: string[] = [];
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).callsFake(async () => {
+      order.push('free place');
+      return { Attributes: { placesHeld: { N: '4' } } };
+    });
+    sfnMock.on(SendTaskSuccessCommand).callsFake(async () => order.push('resume'));
+    sfnMock.on(SendTaskFailureCommand).callsFake(async () => order.push('resume'));
+
+    await processCallbackRecord(callbackRecord(body), clients, placesConfig, logger, deps);
+
+    expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, releaseInput);
+    expect(order).toEqual(['free place', 'resume']);
+    expect(metrics.calls).toContainEqual({ name: 'JobsInFlight', unit: 'Count', value: 4 });
+  });
+
+  test('GIVEN the waiting workflow timed out WHEN the late callback arrives THEN the place is still freed (the vendor ended the job only now)', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    placeFreed();
+    sfnMock.on(SendTaskSuccessCommand).rejects(new TaskTimedOut({ message: 'timed out', $metadata: {} }));
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, placesConfig, logger, deps);
+
+    expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, releaseInput);
+    expect(sums(metrics)).toMatchObject({ LateCallbacks: 1, JobsInFlight: 4 });
+  });
+
+  test('GIVEN a redelivered or duplicate callback WHEN the place was already freed THEN nothing is freed twice and the callback is a duplicate', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('COMPLETED')] });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' })
+      .rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, placesConfig, logger, deps);
+
+    expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, releaseInput);
+    expect(sums(metrics)).toEqual({ DuplicateCallbacks: 1 });
+  });
+
+  test('GIVEN the places item cannot be written WHEN a callback is processed THEN it throws (redelivered) before resuming anything', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).rejects(throttling());
+
+    await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, placesConfig, logger, deps)).rejects.toThrow('Rate exceeded');
+
+    expect(sfnMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('GIVEN no jobs-in-flight limit WHEN a callback is processed THEN no place is touched', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps);
+
+    expect(ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.TableName)).toEqual(['correlation-table']);
+  });
+
+  test('GIVEN JOB_PLACES_TABLE_NAME WHEN loading the config THEN the processor frees places in that table', () => {
+    const env = {
+      [CallbackEnv.TABLE_NAME]: 't',
+      [CallbackEnv.JOB_ID_INDEX_NAME]: 'ByJobId',
+      [CallbackEnv.JOB_ID_PATH]: '$.jobId',
+      [CallbackEnv.DEAD_LETTER_QUEUE_URL]: DLQ_URL,
+    };
+    expect(loadConfig(env).jobPlacesTableName).toBeUndefined();
+    expect(loadConfig({ ...env, [CallbackEnv.JOB_PLACES_TABLE_NAME]: 'pacer-table' }).jobPlacesTableName).toBe('pacer-table');
   });
 });

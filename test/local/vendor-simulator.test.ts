@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { VendorSimulatorHost } from '../../local/vendor-host';
+import { VendorJobsInFlight } from '../../local/vendor-jobs-in-flight';
 import { maxInAnyWindow, VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
 
 // ---------------------------------------------------------------------------------------------
@@ -503,6 +504,29 @@ describe('VendorSimulator: contract enforcement', () => {
     expect(vendor.stats()).toMatchObject({ limitViolations: { results: 3 }, limitMaxInAnyWindow: { results: 4 }, violations: 0, accepted: 2 });
   });
 
+  test('a real limit below the contract (issue 14, item 5): a call finding floor(limit) calls in its second gets 429 without Retry-After, counted as a refusal for the real limit, not a contract violation', async () => {
+    // GIVEN a contract of 10 and a real limit of 2, and calls at chosen times
+    const times = [0, 100, 200, 900, 1201, 1300].map((t) => 1_800_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({ requestsPerSecond: 10, realLimitRps: 2, clock: () => times[next++] });
+
+    // WHEN they arrive one by one
+    const answers = [];
+    for (let i = 0; i < times.length; i++) {
+      answers.push(await submit(base, `r-${i}`));
+    }
+
+    // THEN a call whose window already holds 2 (refused calls count) is refused: 200 and 900 within
+    // [0, 1000]; 1201 finds only 900 in [201, 1201]; 1300 finds 900 and 1201
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 429, 429, 202, 429]);
+    expect(answers[2].headers['retry-after']).toBeUndefined();
+    expect(vendor.stats()).toMatchObject({ realLimitRefusals: 3, violations: 0, accepted: 3 });
+
+    // AND once the limit is lifted, the contract is the limit again
+    vendor.setRealLimit(undefined);
+    expect(() => new VendorSimulator({ requestsPerSecond: 10, realLimitRps: 0 })).toThrow(/realLimitRps must be above 0/);
+  });
+
   test('a half-open window (t - 1000 ms, t] when asked: an arrival exactly 1 s earlier is out of it', async () => {
     // GIVEN arrivals at chosen times and a contract of 3
     const times = [0, 100, 900, 1000, 1050, 2100].map((t) => 1_700_000_000_000 + t);
@@ -573,4 +597,72 @@ describe('VendorSimulatorHost: the simulator in its own worker thread (benchmark
   test('GIVEN options the simulator refuses WHEN starting THEN start fails with its message', async () => {
     await expect(VendorSimulatorHost.start({ requestsPerSecond: 0 })).rejects.toThrow(/requestsPerSecond/);
   }, 30_000);
+});
+
+describe('VendorSimulator: jobs in flight (maxJobsInFlight)', () => {
+  test('GIVEN maxJobsInFlight 2 WHEN a third job is submitted while two run THEN it gets 429 and counts as a violation', async () => {
+    // GIVEN: callbacks 300 ms after the answer, so the first two jobs are still running
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 2, callbackDelayMs: 300 });
+
+    // WHEN
+    const answers = [await submit(base, 'r-1'), await submit(base, 'r-2'), await submit(base, 'r-3')];
+
+    // THEN
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 429]);
+    expect(answers[2].body.error).toMatch(/too many jobs in flight: at most 2/);
+    expect(vendor.stats().jobsInFlight).toMatchObject({ limit: 2, now: 2, maxObserved: 3, violations: 1 });
+  });
+
+  test('GIVEN a job has called back WHEN the next job is submitted THEN it is accepted (a place is free again)', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, callbackDelayMs: 10 });
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 1);
+
+    // WHEN
+    const res = await submit(base, 'r-2');
+
+    // THEN
+    expect(res.status).toBe(202);
+    expect(vendor.stats().jobsInFlight).toMatchObject({ maxObserved: 1, violations: 0 });
+  });
+
+  test('GIVEN a job that is never called back WHEN its callback delay has passed THEN it has ended on the vendor\'s side', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, noCallbackRate: 1, callbackDelayMs: 20 });
+    await submit(base, 'r-1');
+    await sleep(100);
+
+    // WHEN / THEN
+    expect(vendor.stats().jobsInFlight.now).toBe(0);
+    expect((await submit(base, 'r-2')).status).toBe(202);
+  });
+
+  test('GIVEN no limit WHEN jobs run THEN jobs in flight are still measured', async () => {
+    const { vendor, base } = await startVendor({ callbackDelayMs: 300 });
+    await submit(base, 'r-1');
+    await submit(base, 'r-2');
+    expect(vendor.stats().jobsInFlight).toMatchObject({ now: 2, maxObserved: 2, violations: 0 });
+    expect(vendor.stats().jobsInFlight).not.toHaveProperty('limit');
+  });
+
+  test('GIVEN jobs started and ended at chosen times WHEN measured THEN the means are time-weighted', () => {
+    let now = 0;
+    const g = new VendorJobsInFlight(2, () => now);
+    g.start('a'); // t 0: 1 job
+    now = 1000;
+    g.start('b'); // t 1000: 2 jobs
+    now = 3000;
+    g.end('a'); // t 3000: 1 job
+    g.start('c'); // t 3000: 2 jobs, the last start
+    now = 4000;
+    g.end('b');
+    g.end('c');
+    now = 5000;
+    // While starting (0..3000): 1 x 1000 + 2 x 2000 = 5000 -> 5000 / 3000.
+    expect(g.stats().meanInFlightWhileStarting).toBeCloseTo(5000 / 3000);
+    // Overall (0..5000): 5000 + 2 x 1000 = 7000 -> 1.4.
+    expect(g.stats().meanInFlight).toBeCloseTo(1.4);
+    expect(g.stats()).toMatchObject({ now: 0, maxObserved: 2, violations: 0 });
+  });
 });

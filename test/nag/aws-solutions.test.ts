@@ -13,7 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/app';
-import { AsyncExternalApiOrchestrator, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorContract, VendorCredentials } from '../../src';
 import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
 
 /** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
@@ -86,6 +86,11 @@ describe('cdk-nag AwsSolutions', () => {
 
     // THEN
     expect(findings).toEqual([]);
+  });
+
+  test('an orchestrator with a jobs-in-flight limit has no errors or warnings', () => {
+    const stack = orchestratorStack({ requestsPerSecond: undefined, contract: VendorContract.of({ requestsPerSecond: 5, maxJobsInFlight: 3 }) });
+    expect(nagFindings(stack)).toEqual([]);
   });
 
   test('an orchestrator with customer-managed keys, OAuth credentials and X-Ray has no errors or warnings', () => {

@@ -1,0 +1,71 @@
+/**
+ * Fault scenarios of the jobs-in-flight limit (VendorContract.maxJobsInFlight, issue 14 item 1),
+ * run on a fault suite started with the limit (`startFaultSuite({ maxJobsInFlight, maxJobDuration })`):
+ * crashes while a place is held, redelivered requests and callbacks, lost callbacks. After each,
+ * no place is leaked (every place still held has expired: its job's callback was lost) or counted
+ * twice (the vendor never refused a job for its limit), and nothing is lost.
+ */
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { Duration } from 'aws-cdk-lib';
+import { callbackProcessorFunction, dispatcherFunction, FaultScenario, FaultSuiteContext, replayCallbacks } from './fault-suite';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
+
+/** The limit and the job duration these scenarios are written for. */
+export const JOBS_SUITE_MAX_JOBS_IN_FLIGHT = 2;
+export const JOBS_SUITE_MAX_JOB_DURATION = Duration.seconds(5);
+
+export function jobsInFlightScenarios(ctx: FaultSuiteContext): FaultScenario[] {
+  const dispatcher = dispatcherFunction(ctx);
+  const processor = callbackProcessorFunction(ctx);
+  return [
+    {
+      id: 'inflight-dispatcher-crash',
+      // The dispatcher checks the waiting task (SendTaskHeartbeat) right after taking a new place and
+      // before StartExecution; the local DynamoDB has no crash hook, Step Functions has.
+      title: 'Dispatcher crash while holding a place: its environment dies after its 2nd SendTaskHeartbeat (place taken, execution not started)',
+      expected: 'the redelivered messages find their own places (not counted twice) and succeed; no place left',
+      requests: 4,
+      faults: { crash: [{ functionName: dispatcher, service: 'sfn', action: 'SendTaskHeartbeat', afterCalls: 2 }] },
+      visibilityTimeoutSeconds: 5,
+    },
+    {
+      id: 'inflight-processor-crash',
+      title: 'Callback processor crash after freeing the place and resuming the workflow, before its message is deleted (twice)',
+      expected: 'the redelivered callbacks free nothing twice (another job\'s place stays held); every workflow resumed once; no place left',
+      requests: 4,
+      faults: { crash: [{ functionName: processor, service: 'sfn', action: 'SendTaskSuccess', afterCalls: 1, times: 2 }] },
+      visibilityTimeoutSeconds: 5,
+    },
+    {
+      id: 'inflight-redelivered-callbacks',
+      title: 'Every job called back twice, and each callback replayed twice more after the workflow resumed',
+      expected: 'each place freed once; no place left, none freed that another job holds',
+      requests: 4,
+      vendor: { duplicateCallbackRate: 1 },
+      afterEnd: replayCallbacks,
+    },
+    {
+      id: 'inflight-lost-callback',
+      title: `Lost callbacks: half the jobs are never called back (maxJobDuration ${JOBS_SUITE_MAX_JOB_DURATION.toHumanString()})`,
+      expected: 'their places expire at maxJobDuration (never freed by our timeout alone) and the waiting requests go on; those workflows time out',
+      requests: 4,
+      vendor: { noCallbackRate: 0.5 },
+    },
+  ];
+}
+
+/** Places held now in the pacer table's places item: all of them, and those not expired yet. */
+export async function placesHeld(ctx: FaultSuiteContext): Promise<{ readonly held: number; readonly live: number }> {
+  const pacer = ctx.runtime.template.ofType('AWS::DynamoDB::Table').find((t) => /PacerTable/.test(t.logicalId))!;
+  const ddb = new DynamoDBClient({ endpoint: ctx.runtime.endpoints.dynamodb, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    const { Item } = await ddb.send(new GetItemCommand({
+      TableName: ctx.runtime.template.nameOf(pacer.logicalId), Key: { pk: { S: 'job-places' } }, ConsistentRead: true,
+    }));
+    const expiries = Object.values(Item?.places?.M ?? {}).map((v) => Number(v.N));
+    const now = Date.now();
+    return { held: Number(Item?.placesHeld?.N ?? 0), live: expiries.filter((exp) => exp > now).length };
+  } finally {
+    ddb.destroy();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Jobs in flight at the vendor caller: a job submission the vendor refused with a final 4xx created
+ * no job, so its place (taken by the dispatcher, job-admission.ts) is freed at once instead of at
+ * `maxJobDuration`. Bundled into the vendor caller only (PacingPoint.VENDOR_CALL): with
+ * PacingPoint.DISPATCH nothing sees the answer in a Lambda, and such a place expires.
+ *
+ * Kept: 408 and 429 (retried: the request comes back and keeps its place), 409 (with an
+ * Idempotency-Key a vendor answers 409 for a job it already has), 5xx and timeouts (the vendor may
+ * have created the job: its callback or maxJobDuration frees the place).
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
+import { releasePlace } from '../shared/job-places';
+import { ErrorNames } from '../shared/messages';
+import { MetricNames } from '../shared/metrics';
+
+/** 4xx answers after which the vendor holds no job for the request. */
+export function refusedWithoutJob(statusCode: number | null): boolean {
+  return statusCode !== null && statusCode >= 400 && statusCode < 500 && ![408, 409, 429].includes(statusCode);
+}
+
+/**
+ * Whether the event is the dispatch workflow's job submission, not a `callVendorTask` call: the
+ * vendor-call workflow always passes `path` and `query` (possibly null), the dispatch workflow
+ * never does (both payloads are checked by test/dispatch-workflow/refused-submission.test.ts).
+ */
+export function isJobSubmission(event: VendorCallEvent): boolean {
+  return !('path' in event) && !('query' in event);
+}
+
+/**
+ * Errors the vendor caller throws before it calls the vendor: the submission was not sent and is
+ * given up (VendorQuotaExhausted with `QuotaExhaustedAction.FAIL`, or a period that ends after the
+ * request's wait), so its place is freed like a refused one's.
+ */
+const GIVEN_UP_UNSENT = new Set<string>([ErrorNames.VENDOR_QUOTA_EXHAUSTED]);
+
+/** Frees the place of a submission given up before it was sent (see GIVEN_UP_UNSENT). Best effort. */
+export async function freePlaceOfUnsentSubmission(
+  event: VendorCallEvent,
+  error: unknown,
+  deps: Parameters<typeof freePlaceOfRefusedSubmission>[2],
+): Promise<void> {
+  const name = (error as { name?: unknown } | undefined)?.name;
+  if (typeof name !== 'string' || !GIVEN_UP_UNSENT.has(name)) {
+    return;
+  }
+  await freePlace(event, deps, `the submission was given up unsent (${name})`);
+}
+
+/**
+ * Frees the place of a refused submission. Best effort: an error is logged and the place expires
+ * at maxJobDuration (the vendor's answer must reach the workflow whatever happens here).
+ */
+export async function freePlaceOfRefusedSubmission(
+  event: VendorCallEvent,
+  result: VendorCallResult,
+  deps: {
+    readonly dynamodb: DynamoDBClient;
+    readonly jobPlacesTableName?: string;
+    readonly logger: VendorCallLogger;
+    readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+  },
+): Promise<void> {
+  if (!refusedWithoutJob(result.statusCode)) {
+    return;
+  }
+  await freePlace(event, deps, `the vendor refused the job (${result.statusCode})`);
+}
+
+async function freePlace(event: VendorCallEvent, deps: Parameters<typeof freePlaceOfRefusedSubmission>[2], why: string): Promise<void> {
+  if (!deps.jobPlacesTableName || !event.requestId || !isJobSubmission(event)) {
+    return;
+  }
+  try {
+    const held = await releasePlace({ dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName }, event.requestId);
+    if (held !== undefined) {
+      deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
+      deps.logger.info(`${why}: its place in flight is freed`, { requestId: event.requestId, jobsInFlight: held });
+    }
+  } catch (error) {
+    deps.logger.warn('could not free the place of a job that was not created; it expires at maxJobDuration', { requestId: event.requestId, error });
+  }
+}

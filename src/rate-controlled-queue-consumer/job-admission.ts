@@ -1,0 +1,154 @@
+/**
+ * Jobs in flight at the dispatcher (`VendorContract.maxJobsInFlight`): a job submission gets a
+ * place before any pacing slot is reserved for it, so the vendor never sees job N + 1, and a request
+ * without a place reserves no slot (the pacing of the others is untouched). It waits in the queue as
+ * a delayed copy (dispatch.ts, postponeAll): no attempt, no receive count spent.
+ *
+ * Vendor calls (`callVendorTask`: result fetches, status polls) hold no place: the vendor counts
+ * jobs, not calls. See `shared/job-places.ts` for the item and its single conditional writes.
+ */
+import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import type { DispatchLogger } from './dispatch';
+import type { Clock } from './pacer';
+import { JobPlacesTable, placeKey, readPlaces, releasePlace, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
+import { AnyRequestMessage, CorrelationAttributes } from '../shared/messages';
+import { MetricNames } from '../shared/metrics';
+import { isVendorCallMessage } from '../shared/vendor-call';
+
+/** The dispatcher's jobs-in-flight settings (ConsumerEnv.MAX_JOBS_IN_FLIGHT and the variables after it). */
+export interface JobsInFlightConfig {
+  readonly maxJobsInFlight: number;
+  /** A place expires this long after it was taken (the contract's maxJobDuration). */
+  readonly maxJobDurationMs: number;
+  /** How long a request without a place waits before it asks again, in milliseconds (whole seconds: SQS delays). */
+  readonly recheckMs: number;
+  /** The correlation table: a request whose job was already submitted takes no new place. */
+  readonly correlationTableName: string;
+  /**
+   * Added to every expiry: the longest time from admission to the submission call. Default
+   * SUBMISSION_WINDOW_MS (the Express dispatch workflow's 5 minutes); lower only in local tests.
+   */
+  readonly submissionWindowMs?: number;
+}
+
+export interface AdmissionDeps {
+  readonly dynamodb: DynamoDBClient;
+  /** For SendTaskHeartbeat: a request whose waiting workflow already ended takes no place. */
+  readonly sfn: SFNClient;
+  /** The pacer table, which holds the places item. */
+  readonly pacerTableName: string;
+  readonly config: JobsInFlightConfig;
+  readonly clock: Clock;
+  readonly logger: Pick<DispatchLogger, 'info' | 'warn'>;
+  readonly metrics: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+}
+
+export interface Admission<T> {
+  /** May be paced and started: a place is held (or not needed). */
+  readonly admitted: T[];
+  /** No place: wait `recheckMs` as a delayed copy. */
+  readonly waiting: T[];
+  /** The places item could not be read or written: back to the queue after a short while. */
+  readonly unknown: T[];
+}
+
+/**
+ * Splits items into admitted, waiting and unknown, in order. Once the limit is reached, the rest
+ * are only checked against the map (a request already holding a place, e.g. a retry after a 5xx
+ * or a redelivered copy, goes on), not taken one by one.
+ */
+export async function admitJobs<T extends { readonly message: AnyRequestMessage }>(items: T[], deps: AdmissionDeps): Promise<Admission<T>> {
+  const { config } = deps;
+  const table: JobPlacesTable = { dynamodb: deps.dynamodb, tableName: deps.pacerTableName };
+  const admitted: T[] = [];
+  const waiting: T[] = [];
+  const unknown: T[] = [];
+  let full = false;
+  let heldWhenFull: Set<string> | undefined;
+  for (const item of items) {
+    const { message } = item;
+    if (isVendorCallMessage(message)) {
+      admitted.push(item);
+      continue;
+    }
+    try {
+      const now = deps.clock.now();
+      const expiresAtMs = now + config.maxJobDurationMs + (config.submissionWindowMs ?? SUBMISSION_WINDOW_MS);
+      if (full) {
+        heldWhenFull ??= new Set((await readPlaces(table))?.places.keys() ?? []);
+        if (!heldWhenFull.has(placeKey(message.requestId))) {
+          waiting.push(item);
+          continue;
+        }
+        // Its own place: renewed by the take (or taken afresh, if it expired and was dropped).
+      }
+      const outcome = await takePlace(table, message.requestId, config.maxJobsInFlight, expiresAtMs, now);
+      if (outcome.result === 'full') {
+        // Published while requests wait too, so that the at-limit alarm sees every minute of it.
+        if (outcome.placesHeld !== undefined) {
+          deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', outcome.placesHeld);
+        }
+        full = true;
+        waiting.push(item);
+        continue;
+      }
+      if (outcome.result === 'taken') {
+        deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', outcome.placesHeld ?? 0);
+        // A redelivered request whose job was already submitted (and perhaps ended: its place freed)
+        // must not hold a place again: its execution stops at AlreadySubmitted without calling the
+        // vendor. Read after the take: a callback that freed the place before the take had its job
+        // id stored before it, so a strongly consistent read sees it.
+        // Likewise a request whose waiting workflow already ended (timed out while it waited for a
+        // place): its execution stops at WaitingWorkflowEnded, the vendor is not called.
+        const noCall = await jobAlreadySubmitted(deps, message.requestId) ? 'already submitted'
+          : await waitingWorkflowEnded(deps, message.taskToken) ? 'its waiting workflow has ended' : undefined;
+        if (noCall) {
+          const held = await releasePlace(table, message.requestId);
+          if (held !== undefined) {
+            deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
+          }
+          deps.logger.info(`request will not call the vendor (${noCall}): its place is given back`, { requestId: message.requestId });
+        }
+      }
+      admitted.push(item);
+    } catch (error) {
+      deps.logger.warn('jobs in flight: the places could not be read or taken; the request returns to the queue', {
+        requestId: message.requestId, error,
+      });
+      unknown.push(item);
+    }
+  }
+  if (waiting.length > 0) {
+    deps.logger.info('jobs in flight at the limit: requests wait for a place', {
+      waiting: waiting.length, maxJobsInFlight: config.maxJobsInFlight, recheckMs: config.recheckMs,
+    });
+  }
+  return { admitted, waiting, unknown };
+}
+
+async function jobAlreadySubmitted(deps: AdmissionDeps, requestId: string): Promise<boolean> {
+  const out = await deps.dynamodb.send(new GetItemCommand({
+    TableName: deps.config.correlationTableName,
+    Key: { [CorrelationAttributes.REQUEST_ID]: { S: requestId } },
+    ProjectionExpression: '#job',
+    ExpressionAttributeNames: { '#job': CorrelationAttributes.JOB_ID },
+    ConsistentRead: true,
+  }));
+  return out.Item?.[CorrelationAttributes.JOB_ID] !== undefined;
+}
+
+/**
+ * SendTaskHeartbeat errors that mean the waiting task is closed (what CheckWaitingWorkflow catches,
+ * TASK_CLOSED_ERRORS, without the integration prefix). Any other error: assume it still waits.
+ */
+const TASK_CLOSED = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+
+async function waitingWorkflowEnded(deps: AdmissionDeps, taskToken: string): Promise<boolean> {
+  try {
+    await deps.sfn.send(new SendTaskHeartbeatCommand({ taskToken }));
+    return false;
+  } catch (error) {
+    return TASK_CLOSED.has((error as Error).name);
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * Places of the vendor's jobs in flight (`VendorContract.maxJobsInFlight`): at most N jobs between
+ * their submission call and their end as the vendor sees it (the job's callback, a documented
+ * cancel, or the contract's `maxJobDuration`). Bundled into the dispatcher (takes places) and the
+ * callback processor (frees them); the construct library never imports this module.
+ *
+ * ## One item, single conditional writes (no transactions)
+ *
+ * The pacer table's item `pk = 'job-places'` holds `places`, a map `<place key> -> expiresAtMs`,
+ * and `placesHeld`, the number of entries (kept in the same writes, so it never disagrees with the
+ * map; it is what the condition compares and what the JobsInFlight gauge reports). Every change is
+ * ONE UpdateItem on that item, atomic by itself, so no TransactWriteItems is needed (dynalite, the
+ * local runtime's DynamoDB, has none):
+ *
+ * - take:    `SET places.#k = :exp ADD placesHeld 1`
+ *            if `attribute_exists(places) AND placesHeld < :n AND attribute_not_exists(places.#k)`;
+ * - release: `REMOVE places.#k ADD placesHeld -1` if `attribute_exists(places.#k)`;
+ * - expire:  the same, if `places.#k = :exp` (the very entry that was seen expired).
+ *
+ * A take that finds the place already held by the same request does not count it twice (the
+ * condition fails and a consistent read shows it held); a release of a place that is not held
+ * changes nothing. Both are therefore idempotent, which is what crashes and redeliveries need.
+ * Expressions: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html
+ * (nested map paths, attribute_exists / attribute_not_exists on them) and
+ * https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html
+ * (SET on a map entry needs the map to exist: the item is created with an empty map first).
+ *
+ * ## Size
+ *
+ * An item holds at most 400 KB (names and values,
+ * https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html). A request
+ * id may be up to 2 KB (the correlation table's partition key), so the map is keyed by a 22-character
+ * digest of the request id (SHA-256, first 128 bits, base64url), not by the id: an entry is then at
+ * most about 50 bytes and `MAX_JOBS_IN_FLIGHT` (5000) entries stay under 250 KB.
+ *
+ * ## Expiry
+ *
+ * A place expires `maxJobDuration` plus `SUBMISSION_WINDOW_MS` after it was taken or last renewed
+ * (each admission of a request that already holds it renews it): the submission follows the
+ * admission within the dispatch workflow's run (an Express workflow runs at most 5 minutes), and the
+ * vendor is assumed to end a job within `maxJobDuration` of its submission. Expired entries are dropped by the dispatcher when
+ * the limit is reached (one conditional REMOVE per expired entry, then the take is tried again): no
+ * sweep runs on its own, so a place is never freed by our own timeout alone.
+ */
+import { createHash } from 'crypto';
+import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+
+/** Partition key value of the places item in the pacer table (key attribute `pk`). */
+export const JOB_PLACES_ITEM_KEY = 'job-places';
+/** Map attribute: place key -> expiry, epoch ms (N). */
+export const PLACES_ATTRIBUTE = 'places';
+/** Number attribute: entries in `places`. */
+export const PLACES_HELD_ATTRIBUTE = 'placesHeld';
+/**
+ * Longest time from a request's admission (its place taken or renewed) to its submission: the
+ * dispatch workflow is an Express workflow, which runs at most 5 minutes
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). Added to every expiry.
+ */
+export const SUBMISSION_WINDOW_MS = 5 * 60_000;
+/** Largest `maxJobsInFlight` the one item can hold (see "Size"). Mirrored by VendorContract's validation. */
+export const MAX_JOBS_IN_FLIGHT = 5000;
+
+const KEY = { pk: { S: JOB_PLACES_ITEM_KEY } };
+const NAMES = { '#places': PLACES_ATTRIBUTE, '#held': PLACES_HELD_ATTRIBUTE };
+/** Lost races (another invocation changed the item between our read and our write) before giving up. */
+const MAX_TAKE_ROUNDS = 5;
+
+/** The key of a request's place in the map: a fixed-size digest of its request id. */
+export function placeKey(requestId: string): string {
+  return createHash('sha256').update(requestId, 'utf8').digest().subarray(0, 16).toString('base64url');
+}
+
+export interface JobPlacesTable {
+  readonly dynamodb: DynamoDBClient;
+  /** The pacer table. */
+  readonly tableName: string;
+}
+
+/**
+ * Outcome of a take: `taken` (a new place), `held` (this request already holds one: not counted
+ * twice), or `full` (the limit is reached: the request must wait). `placesHeld` is the gauge after
+ * the take, when known.
+ */
+export interface TakeOutcome {
+  readonly result: 'taken' | 'held' | 'full';
+  readonly placesHeld?: number;
+}
+
+/**
+ * Takes a place for `requestId`, expiring at `expiresAtMs`, if fewer than `maxJobsInFlight` are
+ * held. Expired places found on the way are dropped first. Throws on DynamoDB errors (the caller
+ * treats the request as not admitted: nothing is sent without a place).
+ */
+export async function takePlace(
+  table: JobPlacesTable, requestId: string, maxJobsInFlight: number, expiresAtMs: number, nowMs: number,
+): Promise<TakeOutcome> {
+  const key = placeKey(requestId);
+  for (let round = 0; round < MAX_TAKE_ROUNDS; round++) {
+    try {
+      const out = await table.dynamodb.send(new UpdateItemCommand({
+        TableName: table.tableName,
+        Key: KEY,
+        UpdateExpression: 'SET #places.#k = :exp ADD #held :one',
+        ConditionExpression: 'attribute_exists(#places) AND #held < :n AND attribute_not_exists(#places.#k)',
+        ExpressionAttributeNames: { ...NAMES, '#k': key },
+        ExpressionAttributeValues: { ':exp': { N: String(Math.ceil(expiresAtMs)) }, ':one': { N: '1' }, ':n': { N: String(maxJobsInFlight) } },
+        ReturnValues: 'UPDATED_NEW',
+      }));
+      return { result: 'taken', placesHeld: heldOf(out.Attributes) };
+    } catch (error) {
+      if (!isConditionalCheckFailed(error)) {
+        throw error;
+      }
+    }
+    // Why did it fail? A strongly consistent read tells: no item yet, already ours, full.
+    const state = await readPlaces(table);
+    if (state === undefined) {
+      await createPlacesItem(table);
+      continue;
+    }
+    const heldUntil = state.places.get(key);
+    if (heldUntil !== undefined) {
+      // Ours already (a retry, a redelivered copy): renewed, so that it expires `maxJobDuration`
+      // after THIS submission. Were it left to expire, another request could drop it and take the
+      // place while this one goes on to call the vendor: one job too many.
+      if (await renewPlace(table, key, heldUntil, expiresAtMs)) {
+        return { result: 'held', placesHeld: state.held };
+      }
+      continue; // dropped (expired) meanwhile: take a place afresh
+    }
+    if (state.held < maxJobsInFlight) {
+      continue; // a place was freed (or the item created) since: try again
+    }
+    const expired = [...state.places].filter(([, exp]) => exp <= nowMs);
+    if (expired.length === 0) {
+      return { result: 'full', placesHeld: state.held };
+    }
+    for (const [expiredKey, exp] of expired) {
+      await removePlace(table, expiredKey, exp);
+    }
+  }
+  // Lost every race: the limit is busy changing; the request waits like one that found it full.
+  return { result: 'full' };
+}
+
+/** Sets a held place's expiry, if it still expires at `heldUntil` (nobody dropped or renewed it since). */
+async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number, expiresAtMs: number): Promise<boolean> {
+  try {
+    await table.dynamodb.send(new UpdateItemCommand({
+      TableName: table.tableName,
+      Key: KEY,
+      UpdateExpression: 'SET #places.#k = :exp',
+      ConditionExpression: '#places.#k = :old',
+      ExpressionAttributeNames: { '#places': PLACES_ATTRIBUTE, '#k': key },
+      ExpressionAttributeValues: { ':exp': { N: String(Math.ceil(Math.max(expiresAtMs, heldUntil))) }, ':old': { N: String(heldUntil) } },
+    }));
+    return true;
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return false;
+    }
+    throw error;
+  }
+}
+
+/**
+ * Frees `requestId`'s place. Idempotent: freeing a place that is not held (already freed, expired,
+ * never taken) changes nothing. Resolves to the gauge after the release when it changed, else undefined.
+ */
+export async function releasePlace(table: JobPlacesTable, requestId: string): Promise<number | undefined> {
+  return removePlace(table, placeKey(requestId));
+}
+
+/** Reads the places item (consistent). Undefined when it has no map yet. */
+export async function readPlaces(table: JobPlacesTable): Promise<{ places: Map<string, number>; held: number } | undefined> {
+  const out = await table.dynamodb.send(new GetItemCommand({ TableName: table.tableName, Key: KEY, ConsistentRead: true }));
+  const map = out.Item?.[PLACES_ATTRIBUTE]?.M;
+  if (map === undefined) {
+    return undefined;
+  }
+  const places = new Map(Object.entries(map).map(([k, v]) => [k, Number(v.N)]));
+  return { places, held: heldOf(out.Item) ?? places.size };
+}
+
+async function createPlacesItem(table: JobPlacesTable): Promise<void> {
+  await table.dynamodb.send(new UpdateItemCommand({
+    TableName: table.tableName,
+    Key: KEY,
+    UpdateExpression: 'SET #places = if_not_exists(#places, :empty), #held = if_not_exists(#held, :zero)',
+    ExpressionAttributeNames: NAMES,
+    ExpressionAttributeValues: { ':empty': { M: {} }, ':zero': { N: '0' } },
+  }));
+}
+
+/** Removes one entry (only if it still expires at `expiresAtMs`, when given). Undefined when nothing was removed. */
+async function removePlace(table: JobPlacesTable, key: string, expiresAtMs?: number): Promise<number | undefined> {
+  try {
+    const out = await table.dynamodb.send(new UpdateItemCommand({
+      TableName: table.tableName,
+      Key: KEY,
+      UpdateExpression: 'REMOVE #places.#k ADD #held :minusOne',
+      ConditionExpression: expiresAtMs === undefined ? 'attribute_exists(#places.#k)' : '#places.#k = :exp',
+      ExpressionAttributeNames: { ...NAMES, '#k': key },
+      ExpressionAttributeValues: {
+        ':minusOne': { N: '-1' },
+        ...(expiresAtMs === undefined ? {} : { ':exp': { N: String(expiresAtMs) } }),
+      },
+      ReturnValues: 'UPDATED_NEW',
+    }));
+    return heldOf(out.Attributes);
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+function heldOf(attributes: Record<string, { N?: string }> | undefined): number | undefined {
+  const raw = attributes?.[PLACES_HELD_ATTRIBUTE]?.N;
+  return raw === undefined ? undefined : Number(raw);
+}
+
+function isConditionalCheckFailed(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'ConditionalCheckFailedException';
+}

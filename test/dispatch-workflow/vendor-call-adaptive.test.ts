@@ -1,0 +1,100 @@
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { AdaptiveSpec } from '../../src/contract/adaptive-spec';
+import { callVendor, loadVendorCallConfig, VendorCallConfig, VendorCallDeps } from '../../src/dispatch-workflow/vendor-call';
+import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
+
+const ddb = mockClient(DynamoDBClient);
+const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
+const SPEC: AdaptiveSpec = { decreaseFactor: 0.5, probeIntervalMs: 10_000, increaseStep: 1, minimumRequestsPerSecond: 1, cooldownMs: 2000 };
+const adaptiveWrites = () => ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).filter((i) => i.UpdateExpression === 'SET #rps = :rps, #since = :since');
+
+function deps(config: Partial<VendorCallConfig>, status: number, metrics: string[] = [], rateInForce?: number): VendorCallDeps {
+  return {
+    dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
+    config: {
+      proxyUrl: 'http://127.0.0.1:9/vendor/',
+      region: 'us-east-1',
+      requestsPerSecond: 10,
+      pacerTableName: 'pacer',
+      latenessToleranceMs: 30,
+      fireToleranceMs: 1000,
+      maxSlotWaitMs: 2000,
+      callTimeoutMs: 500,
+      defaultPauseMs: 1000,
+      maxPauseMs: 900_000,
+      ...config,
+    },
+    sign: async ({ headers }) => headers,
+    fetch: async () => new Response(status === 429 ? 'slow down' : '{"jobId":"j-1"}', { status }),
+    logger: silent,
+    metrics: { addMetric: (name) => metrics.push(name) },
+    ...(rateInForce === undefined ? {} : {
+      dynamicDelay: { extraIntervalMs: async () => 0, pacingSettings: async () => ({ extraIntervalMs: 0, rateInForce }) },
+    }),
+  };
+}
+
+beforeEach(() => {
+  ddb.reset();
+  ddb.on(GetItemCommand).resolves({});
+  ddb.on(PutItemCommand).resolves({});
+  ddb.on(UpdateItemCommand).resolves({});
+});
+
+describe('callVendor with adaptive pacing (issue 14, item 5)', () => {
+  test('GIVEN adaptive pacing WHEN the vendor answers 429 THEN the pause is written and the adaptive rate is decreased from the rate in force', async () => {
+    const metrics: string[] = [];
+    const error = await callVendor({ requestId: 'r-1', slotAtMs: Date.now() + 150 }, deps({ adaptivePacing: SPEC }, 429, metrics, 8)).catch((e) => e);
+    expect(error.name).toBe('ApiGateway.429');
+    const writes = adaptiveWrites();
+    expect(writes).toHaveLength(1);
+    // Half of the rate in force (8), not of the contract (10).
+    expect(writes[0].ExpressionAttributeValues![':rps']).toEqual({ N: '4' });
+    expect(metrics).toEqual(expect.arrayContaining(['VendorPauses', 'AdaptiveDecreases']));
+  });
+
+  test('GIVEN adaptive pacing WHEN the vendor answers 200 THEN the adaptive rate is not written', async () => {
+    const result = await callVendor({ requestId: 'r-2', slotAtMs: Date.now() + 150 }, deps({ adaptivePacing: SPEC }, 202));
+    expect(result.statusCode).toBe(202);
+    expect(adaptiveWrites()).toHaveLength(0);
+  });
+
+  test('GIVEN no adaptive pacing WHEN the vendor answers 429 THEN only the pause is written', async () => {
+    await callVendor({ requestId: 'r-3', slotAtMs: Date.now() + 150 }, deps({}, 429)).catch(() => undefined);
+    expect(adaptiveWrites()).toHaveLength(0);
+    expect(ddb.commandCalls(UpdateItemCommand).some((c) => c.args[0].input.UpdateExpression === 'SET #paused = :until')).toBe(true);
+  });
+
+  test('GIVEN the adaptive write fails WHEN the vendor answers 429 THEN the call still fails with ApiGateway.429 (the pause backs off)', async () => {
+    ddb.on(UpdateItemCommand, { UpdateExpression: 'SET #rps = :rps, #since = :since' }).rejects(new Error('throttled'));
+    const warnings: string[] = [];
+    const error = await callVendor({ requestId: 'r-4', slotAtMs: Date.now() + 150 }, {
+      ...deps({ adaptivePacing: SPEC }, 429), logger: { ...silent, warn: (m: string) => warnings.push(m) },
+    }).catch((e) => e);
+    expect(error.name).toBe('ApiGateway.429');
+    expect(warnings).toContain('could not lower the adaptive rate (the pause still backs off)');
+  });
+
+  test('GIVEN a late slot and an adaptive rate of 5 WHEN reserving a fresh slot THEN it reads the adaptive state and spaces at 5 per second', async () => {
+    ddb.on(GetItemCommand).resolves({ Item: { adaptiveRps: { N: '5' }, adaptiveSinceMs: { N: String(Date.now()) } } });
+    await callVendor({ requestId: 'r-5', slotAtMs: Date.now() - 5000 }, deps({ adaptivePacing: SPEC }, 202));
+    const reservation = ddb.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).find((i) => i.UpdateExpression?.startsWith('SET #next = :new'))!;
+    expect(reservation.ExpressionAttributeValues![':interval']).toEqual({ N: String(slotIntervalMs(5, 30)) });
+  });
+
+  test('GIVEN the environment WHEN loading the config THEN ADAPTIVE_PACING is read, and a bad one is refused by name', () => {
+    const env = {
+      PROXY_ENDPOINT_URL: 'https://x/',
+      REQUESTS_PER_SECOND: '10',
+      PACER_TABLE_NAME: 't',
+      LATENESS_TOLERANCE_MS: '30',
+      FIRE_TOLERANCE_MS: '5',
+      MAX_SLOT_WAIT_MS: '10000',
+      CALL_TIMEOUT_MS: '1000',
+    };
+    expect(loadVendorCallConfig(env).adaptivePacing).toBeUndefined();
+    expect(loadVendorCallConfig({ ...env, ADAPTIVE_PACING: JSON.stringify(SPEC) }).adaptivePacing).toEqual(SPEC);
+    expect(() => loadVendorCallConfig({ ...env, ADAPTIVE_PACING: '{"decreaseFactor":2}' })).toThrow(/ADAPTIVE_PACING: decreaseFactor must be below 1/);
+  });
+});

@@ -1,0 +1,80 @@
+/**
+ * The fault suite's jobs-in-flight scenarios (local/fault-suite-jobs-in-flight.ts) on one runtime
+ * whose contract has maxJobsInFlight 2 and maxJobDuration 5 s, against a strict vendor that
+ * refuses job 3. Each asserts the safety figures (accounted, lost 0, duplicate vendor calls 0),
+ * no violation of the limit at the vendor, and no leaked place.
+ */
+import {
+  FaultScenarioResult, FaultSuiteContext, formatFaultTable, runFaultScenario, startFaultSuite,
+} from '../../local/fault-suite';
+import {
+  JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, jobsInFlightScenarios, placesHeld,
+} from '../../local/fault-suite-jobs-in-flight';
+
+jest.setTimeout(120_000);
+
+let ctx: FaultSuiteContext;
+const results: FaultScenarioResult[] = [];
+
+beforeAll(async () => {
+  ctx = await startFaultSuite({
+    logFile: process.env.FAULTS_LOG,
+    maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT,
+    maxJobDuration: JOBS_SUITE_MAX_JOB_DURATION,
+    // On AWS every expiry also covers the dispatch workflow's 5 minutes (admission -> submission);
+    // here 1 s, so that the lost callbacks' places expire within the scenario.
+    functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  if (results.length > 0) {
+    console.log(formatFaultTable(results));
+  }
+  await ctx?.runtime.stop();
+});
+
+async function run(id: string): Promise<FaultScenarioResult> {
+  const scenario = jobsInFlightScenarios(ctx).find((s) => s.id === id)!;
+  const result = await runFaultScenario(ctx, { ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, ...scenario.vendor } });
+  results.push(result);
+  expect({
+    id,
+    accounted: result.succeeded + result.failed + result.timedOut + result.lost,
+    lost: result.lost,
+    duplicateVendorCalls: result.duplicateVendorCalls,
+    inFlightViolations: result.vendorJobsInFlight.violations,
+  }).toEqual({ id, accounted: result.requests, lost: 0, duplicateVendorCalls: 0, inFlightViolations: 0 });
+  expect(result.vendorJobsInFlight.maxObserved).toBeLessThanOrEqual(JOBS_SUITE_MAX_JOBS_IN_FLIGHT);
+  return result;
+}
+
+test('GIVEN the dispatcher crashes while holding places WHEN its messages are redelivered THEN they succeed on their own places and none is left', async () => {
+  const r = await run('inflight-dispatcher-crash');
+  expect(r.succeeded).toBe(4);
+  expect(r.injected.crashes).not.toEqual({});
+  expect(await placesHeld(ctx)).toEqual({ held: 0, live: 0 });
+});
+
+test('GIVEN the callback processor crashes after freeing a place WHEN the callback is redelivered THEN nothing is freed twice and every workflow resumes', async () => {
+  const r = await run('inflight-processor-crash');
+  expect(r.succeeded).toBe(4);
+  expect(r.injected.crashes).not.toEqual({});
+  expect(await placesHeld(ctx)).toEqual({ held: 0, live: 0 });
+});
+
+test('GIVEN duplicate and replayed callbacks WHEN processed THEN each place is freed once and none is left', async () => {
+  const r = await run('inflight-redelivered-callbacks');
+  expect(r.succeeded).toBe(4);
+  expect(await placesHeld(ctx)).toEqual({ held: 0, live: 0 });
+});
+
+test('GIVEN lost callbacks WHEN their jobs pass maxJobDuration THEN their places expire, the waiting requests go on, and no live place is left', async () => {
+  const r = await run('inflight-lost-callback');
+  const lostCallbacks = Object.values(r.perRequest).filter((p) => p.vendorFaults.includes('noCallback')).length;
+  expect(lostCallbacks).toBeGreaterThan(0);
+  expect(r.timedOut).toBe(lostCallbacks);
+  expect(r.succeeded).toBe(r.requests - lostCallbacks);
+  // Expired places may still be in the item (dropped when the limit is next full); none is live.
+  expect((await placesHeld(ctx)).live).toBe(0);
+});
