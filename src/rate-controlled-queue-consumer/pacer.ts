@@ -461,7 +461,8 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       ...(limitNames.length > 0 ? { ExpressionAttributeNames: Object.fromEntries(limitNames.map((name, i) => [`#l${i}`, limitLastSlotAttribute(name)])) } : {}),
     }));
     const stored = parseNumberAttribute(read.Item?.[NEXT_SLOT_ATTRIBUTE], NEXT_SLOT_ATTRIBUTE);
-    const previousIntervalMs = parseNumberAttribute(read.Item?.[INTERVAL_ATTRIBUTE], INTERVAL_ATTRIBUTE)?.value;
+    const previousInterval = parseNumberAttribute(read.Item?.[INTERVAL_ATTRIBUTE], INTERVAL_ATTRIBUTE);
+    const previousIntervalMs = previousInterval?.value;
     const pausedUntilMs = parseNumberAttribute(read.Item?.[PAUSED_UNTIL_ATTRIBUTE], PAUSED_UNTIL_ATTRIBUTE)?.value;
 
     // Measured after the read: the first slot is never before the moment it is computed.
@@ -508,13 +509,21 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
         Key: key,
         // The interval goes with the next slot: together they locate the last reserved slot.
         UpdateExpression: `SET #next = :new, #interval = :interval${limited?.update.set ?? ''}`,
-        ConditionExpression: (stored ? '#next = :old' : 'attribute_not_exists(#next)') + (limited?.update.condition ?? ''),
+        // The interval read is part of the condition: after a rate change one slot can put
+        // `nextSlotAtMs` back to the value read (last + old I = last + new I + new I when the old
+        // interval is twice the new), so the next slot alone would let a concurrent reservation
+        // holding the same read take the same slot. The pair (next, interval) never repeats: with
+        // an unchanged interval every write moves the next slot forward.
+        ConditionExpression: (stored ? '#next = :old' : 'attribute_not_exists(#next)')
+          + (previousInterval ? ' AND #interval = :oldInterval' : ' AND attribute_not_exists(#interval)')
+          + (limited?.update.condition ?? ''),
         ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE, ...limited?.update.names },
         // DynamoDB rejects unused expression values, so :old is only sent with its condition.
         ExpressionAttributeValues: {
           ':new': { N: String(newNextSlotAtMs) },
           ':interval': { N: String(intervalMs) },
           ...(stored ? { ':old': { N: stored.raw } } : {}),
+          ...(previousInterval ? { ':oldInterval': { N: previousInterval.raw } } : {}),
           ...limited?.update.values,
         },
       }));

@@ -72,7 +72,7 @@ beforeEach(() => {
   ddb.on(GetItemCommand).callsFake(async () => ({ Item: stored === undefined ? undefined : { pk: { S: 'pacer' }, nextSlotAtMs: { N: stored } } }));
   ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
     const values = input.ExpressionAttributeValues!;
-    const holds = input.ConditionExpression === 'attribute_not_exists(#next)' ? stored === undefined : Number(stored) === Number(values[':old'].N);
+    const holds = input.ConditionExpression!.startsWith('attribute_not_exists(#next)') ? stored === undefined : Number(stored) === Number(values[':old'].N);
     if (!holds) throw new ConditionalCheckFailedException({ message: 'conditional', $metadata: {} });
     stored = values[':new'].N;
     return {};

@@ -150,7 +150,7 @@ function inMemoryPacer(initial?: number): { value: () => number | undefined } {
   }));
   ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
     const values = input.ExpressionAttributeValues!;
-    const holds = input.ConditionExpression === 'attribute_not_exists(#next)'
+    const holds = input.ConditionExpression!.startsWith('attribute_not_exists(#next)')
       ? stored === undefined
       : stored !== undefined && Number(stored) === Number(values[':old'].N);
     if (!holds) {

@@ -108,7 +108,7 @@ describe('reserveSlots with named limits', () => {
     expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(1);
     const update = ddb.commandCalls(UpdateItemCommand)[0].args[0].input;
     expect(update.UpdateExpression).toBe('SET #next = :new, #interval = :interval, #l0 = :l0, #l1 = :l1');
-    expect(update.ConditionExpression).toBe('#next = :old AND #l0 = :lold0 AND attribute_not_exists(#l1)');
+    expect(update.ConditionExpression).toBe('#next = :old AND #interval = :oldInterval AND #l0 = :lold0 AND attribute_not_exists(#l1)');
     expect(update.ExpressionAttributeNames).toEqual({
       '#next': 'nextSlotAtMs', '#interval': 'intervalMs', '#l0': 'limitLastSlotAtMs#results', '#l1': 'limitLastSlotAtMs#reads',
     });

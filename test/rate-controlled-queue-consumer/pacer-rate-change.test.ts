@@ -1,4 +1,6 @@
 import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { inMemoryPacerItem } from './pacer-item-fake';
 import {
   computeSchedule,
   effectiveRate,
@@ -224,5 +226,37 @@ describe('reserveSlots while operators change the rate (property, injected clock
     arrivals.push(T0);
     const decrease: RateChange[] = [{ atMs: T0 - POLL_MS - HORIZON_MS - L, rps: 4 }];
     expect(violations(arrivals.sort((a, b) => a - b), decrease)).not.toEqual([]);
+  });
+});
+
+describe('reserveSlots when a reservation writes back the next slot it read (ABA)', () => {
+  test('GIVEN a stored interval exactly twice the new one WHEN two environments reserve one slot each at once THEN they never get the same slot', async () => {
+    // One slot at the new interval after the last old slot puts nextSlotAtMs back where it was
+    // (last + 2I - 2I + I + I): without the interval in the condition, the second writer's
+    // `nextSlotAtMs = :old` still holds and it takes the same slot.
+    const ddb = mockClient(DynamoDBClient);
+    const fake = inMemoryPacerItem(ddb);
+    const interval = slotIntervalMs(CONTRACT, L);
+    const next = T0 + 10_000;
+    fake.item[NEXT_SLOT_ATTRIBUTE] = String(next);
+    fake.item[INTERVAL_ATTRIBUTE] = String(2 * interval);
+    const clock = { now: () => T0, sleep: async () => undefined };
+    const reserve = () => reserveSlots({
+      dynamodb: new DynamoDBClient({}),
+      tableName: 'pacer',
+      requested: 1,
+      requestsPerSecond: CONTRACT,
+      latenessToleranceMs: L,
+      maxWaitMs: 20_000,
+      clock,
+      random: () => 0,
+      rateInForce: CONTRACT,
+      settingsSinceMs: T0 - 60_000,
+    });
+    const [a, b] = await Promise.all([reserve(), reserve()]);
+    expect(a.slots).toEqual([next - interval]);
+    expect(b.slots).toHaveLength(1);
+    expect(b.slots[0]).toBeGreaterThanOrEqual(a.slots[0] + interval);
+    ddb.restore();
   });
 });

@@ -409,7 +409,7 @@ function inMemoryPacer(initial?: string): { value: () => string | undefined } {
   ddb.on(UpdateItemCommand).callsFake(async (input: UpdateItemCommandInput) => {
     await new Promise((resolve) => setImmediate(resolve));
     const values = input.ExpressionAttributeValues!;
-    const holds = input.ConditionExpression === 'attribute_not_exists(#next)'
+    const holds = input.ConditionExpression!.startsWith('attribute_not_exists(#next)')
       ? stored === undefined
       : stored !== undefined && Number(stored) === Number(values[':old'].N);
     if (!holds) {
@@ -453,7 +453,7 @@ describe('reserveSlots', () => {
       TableName: TABLE,
       Key: { pk: { S: 'pacer' } },
       UpdateExpression: 'SET #next = :new, #interval = :interval',
-      ConditionExpression: 'attribute_not_exists(#next)',
+      ConditionExpression: 'attribute_not_exists(#next) AND attribute_not_exists(#interval)',
       ExpressionAttributeNames: { '#next': 'nextSlotAtMs', '#interval': 'intervalMs' },
       ExpressionAttributeValues: { ':new': { N: String(T0 + 315) }, ':interval': { N: '105' } },
     });
@@ -461,15 +461,16 @@ describe('reserveSlots', () => {
 
   test('GIVEN a backlogged pacer item WHEN reserving THEN slots continue from it and the write is conditioned on the value read', async () => {
     const stored = String(T0 + 400);
-    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, nextSlotAtMs: { N: stored } } });
+    ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, nextSlotAtMs: { N: stored }, intervalMs: { N: '105' } } });
     ddb.on(UpdateItemCommand).resolves({});
 
     const result = await reserve({ requested: 2 });
 
     expect(result.slots).toEqual([T0 + 400, T0 + 505]);
+    // Both values read: the pair (next slot, interval) never repeats, the next slot alone may (ABA).
     expect(ddb).toHaveReceivedCommandWith(UpdateItemCommand, {
-      ConditionExpression: '#next = :old',
-      ExpressionAttributeValues: { ':new': { N: String(T0 + 610) }, ':old': { N: stored }, ':interval': { N: '105' } },
+      ConditionExpression: '#next = :old AND #interval = :oldInterval',
+      ExpressionAttributeValues: { ':new': { N: String(T0 + 610) }, ':old': { N: stored }, ':interval': { N: '105' }, ':oldInterval': { N: '105' } },
     });
   });
 
@@ -487,7 +488,7 @@ describe('reserveSlots', () => {
     expect(clock.sleeps).toHaveLength(1); // one backoff
     // Computed from the second read, after the backoff advanced the clock.
     expect(result.slots).toEqual([T0 + 1_000, T0 + 1_105]);
-    expect(ddb.commandCalls(UpdateItemCommand)[1].args[0].input.ConditionExpression).toBe('#next = :old');
+    expect(ddb.commandCalls(UpdateItemCommand)[1].args[0].input.ConditionExpression).toBe('#next = :old AND attribute_not_exists(#interval)');
   });
 
   test('GIVEN every write loses the race WHEN reserving THEN it gives up after 25 attempts with a clear error', async () => {
