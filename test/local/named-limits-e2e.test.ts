@@ -12,6 +12,7 @@ import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { buildExampleApp, ExampleStack } from '../../examples/app';
 import { FaultInjector } from '../../local/faults';
+import { LOCAL_PACING } from '../../local/local-pacing';
 import { LocalRuntime } from '../../local/runtime';
 import { maxInAnyWindow, VendorSimulator } from '../../local/vendor-simulator';
 import { VendorContract, VendorLimit } from '../../src';
@@ -30,6 +31,13 @@ beforeAll(async () => {
   const built = buildExampleApp({
     contract: VendorContract.of({ requestsPerSecond: 10, limits: [RESULTS] }),
     callbackTimeout: Duration.seconds(40),
+    // The demo's pacing knobs for 2 shared cores (local/local-pacing.ts: the local path spreads by
+    // up to 20-35 ms). The limit binds at saturation, so every fetch is exactly one limit interval
+    // from the last: with AWS's L = 30 ms, a clean-clone CI run (full npm test beside it) saw one
+    // window of three fetches (1 violation; the contract's 0), the local spread beyond 30 ms.
+    lead: Duration.millis(LOCAL_PACING.leadMs),
+    fireTolerance: Duration.millis(LOCAL_PACING.fireToleranceMs),
+    latenessTolerance: Duration.millis(LOCAL_PACING.latenessToleranceMs),
   }, outdir);
   built.app.synth();
   stack = built.stack;
