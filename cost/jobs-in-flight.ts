@@ -5,7 +5,8 @@
  * (shared/job-places.ts). Per job, on the happy path (a place is free, the job's callback arrives):
  *
  * - dispatcher: one conditional UpdateItem (take), one strongly consistent GetItem of the correlation
- *   item (was the job already submitted? The item does not exist yet: the minimum, 1 RRU) and one
+ *   item (was the job already submitted? Under 4 KB, or not written yet on a first delivery: 1 RRU
+ *   assumed, the unit of a strongly consistent read up to 4 KB) and one
  *   SendTaskHeartbeat (has the waiting workflow ended? Step Functions bills state transitions and
  *   Express duration, not API calls: https://aws.amazon.com/step-functions/pricing/);
  * - callback processor: one conditional UpdateItem (free) and one INFO line ("its place in flight is
