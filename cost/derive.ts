@@ -12,6 +12,7 @@ import {
   LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES, SQS_CHUNK_BYTES, SQS_MESSAGES_PER_CALL,
 } from './assumptions';
 import { AslDefinition, AslState, happyPath } from './happy-path';
+import { jobsInFlightLines, jobsInFlightMonthly, maxJobsInFlightOf } from './jobs-in-flight';
 import { DesignUsage, MonthlyLine, UsageLine } from './model';
 import { LocalTemplate } from '../local/template';
 import { LocalEndpoints, ResolvedResource } from '../local/types';
@@ -172,6 +173,8 @@ export interface StackModel {
   readonly indexEntryBytes: number;
   /** ChangeMessageVisibility calls per request (postponed messages). */
   readonly postponedPerRequest: number;
+  /** The contract's jobs-in-flight limit (dispatcher MAX_JOBS_IN_FLIGHT); undefined without one. */
+  readonly maxJobsInFlight?: number;
 }
 
 /** The paced result fetches of the main workflow (callVendorTask), costed per fetch. */
@@ -410,6 +413,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     correlationItemBytes,
     indexEntryBytes,
     postponedPerRequest,
+    maxJobsInFlight: maxJobsInFlightOf(consumerEnv),
   };
 
   // ---- Usage lines ----
@@ -486,6 +490,13 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     lines.push(callerPacerRead(pacerTable.logicalId), callerSlotClaim(pacerTable.logicalId));
     lines.push(...callerQuotaWrites(pacerTable.logicalId, vendorCaller.quotas));
   }
+  lines.push(...jobsInFlightLines({
+    maxJobsInFlight: model.maxJobsInFlight,
+    pacerTable: pacerTable.logicalId,
+    correlationTable: correlationTable.logicalId,
+    dispatcher: model.dispatcher,
+    processor: model.processor,
+  }));
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
     service: 'secretsManager',
@@ -1165,6 +1176,7 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
     derivation: 'DispatchedRequests, PacingWait (dispatcher), CallbacksResolved, CallbackLatency (processor), one Scope dimension',
   });
   lines.push(...arrivalAuditMonthly(t));
+  lines.push(...jobsInFlightMonthly(model.maxJobsInFlight));
   const filters = t.ofType('AWS::Logs::MetricFilter');
   const filterMetrics = filters.reduce((sum, f) => sum + ((f.properties.MetricTransformations ?? []) as unknown[]).length, 0);
   if (filterMetrics > 0) {

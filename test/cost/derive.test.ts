@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import { comparisons } from '../../cost/comparisons';
 import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, stackFromTemplate } from '../../cost/derive';
 import { AslDefinition } from '../../cost/happy-path';
+import { jobPlacesItemBytes } from '../../cost/jobs-in-flight';
 import { priceDesign } from '../../cost/model';
 import { pricesFor } from '../../cost/prices';
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, PacingPoint, VendorContract, VendorCredentials, VendorQuota } from '../../src';
@@ -227,6 +228,34 @@ describe('cost derivation from a synthesized stack', () => {
     expect(reads).toMatchObject({ price: 'dynamodbReadRequestUnit' });
     expect(reads.perRequest).toBeCloseTo(2 / d.model.requestFeed.fill, 10);
     expect(deriveStack(example, options(4)).usage.lines.some((l) => /quota/.test(l.what))).toBe(false);
+  });
+
+  test('jobs in flight (issue 14): per job a take and a free of a place, sized on the whole places item, a consistent read and a heartbeat; none for fetches or without the limit', () => {
+    const withLimit = (maxJobsInFlight: number) => deriveStack(synthesize(() => ({
+      requestsPerSecond: undefined,
+      contract: VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight }),
+    }), true), options(4));
+    const d = withLimit(100);
+    // 100 places of 31 bytes (22-character key, 13-digit expiry, 1 byte of map overhead) + the rest: 3,134 B, 4 WRU per write.
+    expect(jobPlacesItemBytes(100)).toBe(3134);
+    const take = line(d, `dispatcher ${d.model.pacerTable} UpdateItem (take a job place)`);
+    const free = line(d, `callback processor ${d.model.pacerTable} UpdateItem (free the job place)`);
+    expect([take.perRequest, free.perRequest]).toEqual([4, 4]);
+    expect(take.price).toBe('dynamodbWriteRequestUnit');
+    expect(line(d, `dispatcher ${d.model.correlationTable} GetItem (job already submitted?)`)).toMatchObject({ perRequest: 1, price: 'dynamodbReadRequestUnit' });
+    // UpdateItem + GetItem + SendTaskHeartbeat (75 ms) at the dispatcher, the UpdateItem (25 ms) at the processor, 256 MB.
+    expect(line(d, 'dispatcher duration (job place)').perRequest).toBeCloseTo((75 / 1000) * (256 / 1024), 10);
+    expect(line(d, 'callback processor duration (job place)').perRequest).toBeCloseTo((25 / 1000) * (256 / 1024), 10);
+    expect(line(d, 'callback processor logs (job place)').perRequest).toBeGreaterThan(0);
+    expect(d.usage.monthly.map((m) => m.what)).toContain('jobs in flight custom metric (EMF)');
+    // A small limit fits in 1 KB; the largest (5000) costs 152 WRU per write.
+    expect(line(withLimit(5), `dispatcher ${d.model.pacerTable} UpdateItem (take a job place)`).perRequest).toBe(1);
+    expect(Math.ceil(jobPlacesItemBytes(5000) / 1024)).toBe(152);
+    // Result fetches hold no place; the example (no limit) has none of it.
+    expect(d.fetch?.usage.lines.some((l) => /job place|already submitted/.test(l.what))).toBe(false);
+    const none = deriveStack(example, options(4));
+    expect(none.usage.lines.some((l) => /job place|already submitted/.test(l.what))).toBe(false);
+    expect(none.usage.monthly.map((m) => m.what)).not.toContain('jobs in flight custom metric (EMF)');
   });
 
   test('PacingPoint.DISPATCH: the dispatch workflow calls the proxy with apigateway:invoke, no vendor caller', () => {
