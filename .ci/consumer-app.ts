@@ -25,10 +25,11 @@ const assembly = app.synth();
 const template = assembly.getStackByName('ConsumerStack').template;
 const types = Object.values(template.Resources as Record<string, { Type: string }>).map((r) => r.Type);
 assert.strictEqual(types.filter((t) => t === 'AWS::StepFunctions::StateMachine').length, 2);
-// The queue consumer (dispatcher), the vendor caller (PacingPoint.VENDOR_CALL) and the callback processor.
-assert.strictEqual(types.filter((t) => t === 'AWS::Lambda::Function').length, 3);
+// The queue consumer (dispatcher), the vendor caller (PacingPoint.VENDOR_CALL), the callback processor
+// and the proxy's arrival audit (subscribed to its access log, PacingPoint.VENDOR_CALL).
+assert.strictEqual(types.filter((t) => t === 'AWS::Lambda::Function').length, 4);
 // The handler bundles travel inside the package and become file assets of the app.
 const bundles = fs.readdirSync(assembly.directory)
   .filter((name) => name.startsWith('asset.') && fs.existsSync(path.join(assembly.directory, name, 'index.js')));
-assert.ok(bundles.length >= 3, `expected the three handler bundles as assets, found ${bundles.length}`);
+assert.ok(bundles.length >= 4, `expected the four handler bundles as assets, found ${bundles.length}`);
 console.log(`consumer app synthesized ${types.length} resources with ${bundles.length} handler bundles`);
