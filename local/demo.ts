@@ -32,6 +32,7 @@ import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
 import { VendorContract, VendorLimit, VendorQuota } from '../src';
+import { parseNamedLimitFlag } from '../src/contract/named-limit';
 import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
 export interface DemoOptions {
@@ -773,16 +774,8 @@ function parseQuotaFlag(raw: string | undefined): { limit: number; periodSeconds
 
 /** `--limit NAME:RPS[:METHODS[:PATH_PREFIX]]`, e.g. `results:2:GET` or `status:5:GET,HEAD:/status`. */
 export function parseLimitFlag(raw: string | undefined): DemoLimit {
-  const match = /^([A-Za-z0-9_-]+):([0-9.]+)(?::([A-Za-z,]*))?(?::(\/.*))?$/.exec(raw ?? '');
-  if (!match || !(Number(match[2]) > 0)) {
-    throw new Error(`--limit needs NAME:RPS[:METHODS[:PATH_PREFIX]], e.g. results:2:GET (given '${raw}')`);
-  }
-  return {
-    name: match[1],
-    requestsPerSecond: Number(match[2]),
-    ...(match[3] ? { methods: match[3].split(',').map((m) => m.toUpperCase()) } : {}),
-    ...(match[4] ? { pathPrefix: match[4] } : {}),
-  };
+  // The library's parser: the audit CLI reads the same syntax.
+  return parseNamedLimitFlag(raw, '--limit');
 }
 
 if (require.main === module) {

@@ -163,6 +163,8 @@ interface AccessLogContext {
   readonly httpMethod: string;
   readonly sourceIp: string;
   readonly userAgent: string;
+  /** `$context.path`: the requested path, stage included (`/{stage}/results/42`). */
+  readonly path: string;
   resourcePath?: string;
   principalArn?: string;
   /** The integration's status, when it answered. */
@@ -388,6 +390,8 @@ export class LocalApiGateway {
       httpMethod,
       sourceIp: (req.socket.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, ''),
       userAgent: headerValue(req, 'user-agent') ?? '',
+      // The path as requested, stage included, as AWS logs it (`/{stage}/root/child`).
+      path: url.pathname,
     };
     const route = matchRoute(api.root, rawSegments, 0, httpMethod, new Map());
     if (!route) {
@@ -578,6 +582,7 @@ export class LocalApiGateway {
         'requestTimeEpoch': String(access.timeEpochMs),
         'httpMethod': access.httpMethod,
         'resourcePath': access.resourcePath,
+        'path': access.path,
         'stage': access.stage.name,
         'status': String(reply.status),
         'integration.status': access.integrationStatus === undefined ? undefined : String(access.integrationStatus),
@@ -590,6 +595,9 @@ export class LocalApiGateway {
         'identity.userAgent': access.userAgent,
         'identity.userArn': access.principalArn,
         'identity.caller': access.principalArn,
+        'identity.user': access.principalArn,
+        // Not measured locally: API Gateway writes '-' when it has no value.
+        'integration.latency': undefined,
       }));
     }
   }
@@ -861,6 +869,9 @@ function addStage(
   const accessLogFormat = (accessLogSetting as { Format?: unknown } | undefined)?.Format;
   if (accessLogFormat !== undefined && typeof accessLogFormat !== 'string') {
     throw new Error(`LocalApiGateway: ${logicalId}.AccessLogSetting.Format is not a resolved string: ${JSON.stringify(accessLogFormat)}`);
+  }
+  if (accessLogFormat !== undefined) {
+    checkAccessLogFormat(logicalId, accessLogFormat);
   }
   let bucket: TokenBucket | undefined;
   for (const [i, s] of ((methodSettings ?? []) as Array<Record<string, any>>).entries()) {
@@ -1250,8 +1261,32 @@ function makeInput(request: MethodRequest, body: string): Record<string, unknown
  * value, `-` for one this gateway does not know or that has no value (as API Gateway writes it).
  * https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html
  */
+/** The `$context` variables send() renders in access log lines (a stage's format may use only these). */
+const ACCESS_LOG_VARIABLES: readonly string[] = [
+  'requestId', 'extendedRequestId', 'requestTime', 'requestTimeEpoch', 'httpMethod', 'resourcePath', 'path', 'stage',
+  'status', 'integration.status', 'integrationStatus', 'error.responseType', 'responseLatency', 'integration.latency',
+  'responseLength', 'protocol', 'identity.sourceIp', 'identity.userAgent', 'identity.userArn', 'identity.caller',
+  'identity.user',
+];
+
+const CONTEXT_VARIABLE = /\$context\.([A-Za-z0-9_.]*[A-Za-z0-9_])/g;
+
+/**
+ * Strict: a stage whose access log format uses a `$context` variable the local runtime does not
+ * render is refused when the template loads, rather than logging '-' where AWS logs a value.
+ */
+function checkAccessLogFormat(logicalId: string, format: string): void {
+  for (const [, name] of format.matchAll(CONTEXT_VARIABLE)) {
+    if (!ACCESS_LOG_VARIABLES.includes(name)) {
+      throw new Error(`LocalApiGateway: ${logicalId}.AccessLogSetting.Format uses $context.${name}, which the local runtime does not render `
+        + `(it renders ${ACCESS_LOG_VARIABLES.map((v) => `$context.${v}`).join(', ')}): add it to send() and ACCESS_LOG_VARIABLES in local/aws/apigateway.ts`);
+    }
+  }
+}
+
+/** Fills the access log format's `$context` variables; a variable without a value is '-', as API Gateway writes it. */
 function renderAccessLog(format: string, values: Record<string, string | undefined>): string {
-  return format.replace(/\$context\.([A-Za-z0-9_.]*[A-Za-z0-9_])/g, (_m, name: string) => values[name] ?? '-');
+  return format.replace(CONTEXT_VARIABLE, (_m, name: string) => values[name] ?? '-');
 }
 
 function makeContext(request: MethodRequest): Record<string, unknown> {

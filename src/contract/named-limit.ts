@@ -70,3 +70,21 @@ export function parseNamedLimitSpecs(raw: string | undefined, variableName: stri
   }
   return parsed as NamedLimitSpec[];
 }
+
+/**
+ * Reads one named limit given as `NAME:RPS[:METHODS[:PATH_PREFIX]]`, e.g. `results:2:GET` or
+ * `status:5:GET,HEAD:/status` (the demo's `--limit` and the audit CLI's `--limit`). `flag` names the
+ * option in the error.
+ */
+export function parseNamedLimitFlag(raw: string | undefined, flag: string = '--limit'): NamedLimitSpec {
+  const match = /^([A-Za-z0-9_-]+):([0-9.]+)(?::([A-Za-z,]*))?(?::(\/.*))?$/.exec(raw ?? '');
+  if (!match || !(Number(match[2]) > 0) || !NAMED_LIMIT_NAME_PATTERN.test(match[1])) {
+    throw new Error(`${flag} needs NAME:RPS[:METHODS[:PATH_PREFIX]], e.g. results:2:GET (given '${raw}')`);
+  }
+  return {
+    name: match[1],
+    requestsPerSecond: Number(match[2]),
+    ...(match[3] ? { methods: match[3].split(',').map((m) => m.toUpperCase()) } : {}),
+    ...(match[4] ? { pathPrefix: match[4] } : {}),
+  };
+}

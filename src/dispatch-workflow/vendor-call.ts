@@ -42,6 +42,7 @@ import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-que
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
+import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
@@ -352,6 +353,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         adaptivePacing: config.adaptivePacing,
       }));
       let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
+      recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
       if (reservation.slots.length === 0 && reservation.limitedUntilMs !== undefined
         && reservation.limitedUntilMs - clock.now() <= config.maxSlotWaitMs) {
         // Only the call's named limit was full: ask once more for a slot no earlier than when it

@@ -6,6 +6,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
@@ -1042,6 +1043,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricQuotaUsedPercent(quotaName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return quotaUsedPercentMetric(this.metricsScope, this.contract, quotaName, props);
+  }
+
+  /**
+   * Calls a named limit of the contract held back (custom metric `NamedLimitWaits.<limitName>`,
+   * published by the dispatcher and the vendor caller each time a slot reservation leaves calls
+   * waiting for the limit; a call held back twice counts twice). No alarm: waiting is the limit
+   * working. Throws when the contract has no such limit.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricNamedLimitWaits(limitName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return namedLimitWaitsMetric(this.metricsScope, this.contract, limitName, props);
   }
 
   /**

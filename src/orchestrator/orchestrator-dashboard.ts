@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { AsyncExternalApiOrchestrator } from './async-external-api-orchestrator';
+import { namedLimitWidget } from './named-limit-monitoring';
 import { quotaWidget } from './quota-monitoring';
 
 /** Period of every graph: one minute, the finest the AWS metrics charted here have. */
@@ -216,6 +217,11 @@ export class OrchestratorDashboard extends Construct {
     const quotas = quotaWidget(o.contract, o.metricsScope, HALF, HEIGHT);
     if (quotas) {
       this.dashboard.addWidgets(quotas);
+    }
+    // Issue 14: the contract's named limits, when it has any.
+    const limits = namedLimitWidget(o.contract, o.metricsScope, HALF, HEIGHT);
+    if (limits) {
+      this.dashboard.addWidgets(limits);
     }
   }
 

@@ -25,6 +25,7 @@ import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
+import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
@@ -431,6 +432,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           adaptivePacing: config.adaptivePacing,
         });
         limitedUntilMs = 0;
+        recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
         if (reservation.effectiveRequestsPerSecond !== undefined) {
           deps.metrics.addMetric(MetricNames.EFFECTIVE_RATE, 'Count', reservation.effectiveRequestsPerSecond);
         }

@@ -81,6 +81,12 @@ export interface LimitedAssignment {
    * contract's schedule, not a limit.
    */
   readonly limitedUntilMs?: number;
+  /**
+   * When a limit stopped the assignment: per limit, how many of the calls left without a slot it
+   * had no room for at the first candidate nobody could take (a call held back by two limits counts
+   * for both). The `NamedLimitWaits.<name>` metric. Undefined otherwise.
+   */
+  readonly limitWaits?: Record<string, number>;
 }
 
 /** Interval `I_X` of a named limit: the contract's formula at the limit's rate (pacer.ts). */
@@ -142,5 +148,15 @@ export function assignLimitedSlots(
   // The earliest time any waiting call's limits all have room: what it waits for, if not the contract.
   const limitedUntilMs = Math.min(...waiting.map((index) => Math.max(-Infinity, ...calls.callLimits[index].map(nextFree))));
   const stoppedByLimit = slots.length < candidates.length && Number.isFinite(limitedUntilMs);
-  return { slots, callIndexes, movedLastSlots, ...(stoppedByLimit ? { limitedUntilMs } : {}) };
+  if (!stoppedByLimit) {
+    return { slots, callIndexes, movedLastSlots };
+  }
+  const stoppedAt = candidates[slots.length];
+  const limitWaits: Record<string, number> = {};
+  for (const index of waiting) {
+    for (const name of calls.callLimits[index].filter((n) => nextFree(n) > stoppedAt)) {
+      limitWaits[name] = (limitWaits[name] ?? 0) + 1;
+    }
+  }
+  return { slots, callIndexes, movedLastSlots, limitedUntilMs, limitWaits };
 }

@@ -384,6 +384,11 @@ export interface SlotReservation {
    */
   readonly limitedUntilMs?: number;
   /**
+   * With {@link ReserveSlotsOptions.limitedCalls}, when a named limit left calls without a slot: per
+   * limit, how many of them it held back (named-limit-schedule.ts `limitWaits`).
+   */
+  readonly limitWaits?: Record<string, number>;
+  /**
    * With adaptive pacing: the effective rate the reservation was made with, `min(rate in force,
    * adaptive rate)` in requests per second (adaptive-rate.ts).
    */
@@ -497,6 +502,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     const limitedResult = limited ? {
       callIndexes: limited.assignment.callIndexes,
       ...(limited.assignment.limitedUntilMs !== undefined ? { limitedUntilMs: limited.assignment.limitedUntilMs } : {}),
+      ...(limited.assignment.limitWaits !== undefined ? { limitWaits: limited.assignment.limitWaits } : {}),
     } : {};
     if (slots.length === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).

@@ -81,3 +81,13 @@ export function quotaUsedMetricName(quotaName: string): string {
 export function quotaUsedPercentMetricName(quotaName: string): string {
   return `QuotaUsedPercent.${quotaName}`;
 }
+
+/**
+ * Per named limit of the contract (VendorLimit), the dispatcher and the vendor caller publish, at
+ * each slot reservation a limit stopped, how many calls it held back (`NamedLimitWaits.<name>`,
+ * Count; a call held back twice counts twice). The name is in the metric name, as for quotas: every
+ * custom metric has exactly the {Scope} dimension. Waiting is the limit working: no alarm.
+ */
+export function namedLimitWaitsMetricName(limitName: string): string {
+  return `NamedLimitWaits.${limitName}`;
+}

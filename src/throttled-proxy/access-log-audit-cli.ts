@@ -11,8 +11,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { AccessLogAuditReport, auditAccessLog, contractWindow, parseAccessLogExport } from './access-log-audit-report';
+import { NamedLimitSpec, parseNamedLimitFlag } from '../contract/named-limit';
 
-const USAGE = `usage: cdk-async-external-api-audit --rps R [--spread-ms D] [--json] [FILE ...]
+const USAGE = `usage: cdk-async-external-api-audit --rps R [--spread-ms D] [--limit NAME:RPS[:METHODS[:PATH_PREFIX]] ...] [--json] [FILE ...]
        cdk-async-external-api-audit --window-ms W [--limit N] [--json] [FILE ...]
 
 Reads the throttled proxy's access log lines (exported with aws logs filter-log-events or
@@ -21,7 +22,10 @@ closed sliding window [a - W, a] of requests the proxy forwarded to the vendor, 
 clock (requestTimeEpoch).
   --rps R        the contract: W = 1000 ms holding floor(R) when R >= 1, W = 1000/R ms holding 1 when R < 1
   --spread-ms D  widen W by the spread of the proxy -> vendor hop, to bound the vendor's own windows (default 0)
-  --window-ms W  audit this window instead (with --limit N to count violations)
+  --limit NAME:RPS[:METHODS[:PATH_PREFIX]]
+                 also audit this named limit (VendorLimit; repeatable), e.g. results:2:GET or
+                 status:5:GET,HEAD:/status: the calls it binds by method and path, in its own window
+  --window-ms W  audit this window instead (with --limit N, a whole number, to count violations)
   --json         print the report as JSON
 Exit status 0: no window over the limit; 1: some window over it; 2: usage or input error.`;
 
@@ -50,18 +54,21 @@ export function runAuditCli(argv: readonly string[], io: AuditCliIo): number {
   try {
     const texts = options.files.length > 0 ? options.files.map((f) => io.readFile(f)) : [io.readStdin()];
     const records = texts.flatMap((t) => parseAccessLogExport(t));
-    report = auditAccessLog(records, options.windowMs, options.limit);
+    report = auditAccessLog(records, options.windowMs, options.limit, { namedLimits: options.namedLimits, spreadMs: options.spreadMs });
   } catch (e) {
     io.err(`cdk-async-external-api-audit: ${(e as Error).message}`);
     return 2;
   }
   io.out(options.json ? JSON.stringify(report) : formatReport(report));
-  return report.violations > 0 ? 1 : 0;
+  const limitViolations = Object.values(report.byLimit).reduce((sum, l) => sum + l.violations, 0);
+  return report.violations + limitViolations > 0 ? 1 : 0;
 }
 
 interface CliOptions {
   readonly windowMs: number;
   readonly limit?: number;
+  readonly namedLimits: NamedLimitSpec[];
+  readonly spreadMs: number;
   readonly json: boolean;
   readonly files: string[];
   readonly help: boolean;
@@ -72,6 +79,7 @@ function parseArgs(argv: readonly string[]): CliOptions {
   let spreadMs = 0;
   let windowMs: number | undefined;
   let limit: number | undefined;
+  const namedLimits: NamedLimitSpec[] = [];
   let json = false;
   let help = false;
   const files: string[] = [];
@@ -88,7 +96,20 @@ function parseArgs(argv: readonly string[]): CliOptions {
       case '--rps': rps = number(arg, argv[++i]); break;
       case '--spread-ms': spreadMs = number(arg, argv[++i]); break;
       case '--window-ms': windowMs = number(arg, argv[++i]); break;
-      case '--limit': limit = number(arg, argv[++i]); break;
+      case '--limit': {
+        // NAME:RPS[...] is a named limit; a bare number is the --window-ms mode's limit.
+        const value = argv[++i];
+        if (value !== undefined && value.includes(':')) {
+          const spec = parseNamedLimitFlag(value, '--limit');
+          if (namedLimits.some((l) => l.name === spec.name)) {
+            throw new Error(`--limit ${spec.name} is given twice: named limits need unique names`);
+          }
+          namedLimits.push(spec);
+        } else {
+          limit = number(arg, value);
+        }
+        break;
+      }
       case '--json': json = true; break;
       case '-h':
       case '--help': help = true; break;
@@ -100,14 +121,14 @@ function parseArgs(argv: readonly string[]): CliOptions {
     }
   }
   if (help) {
-    return { windowMs: 1000, json, files, help };
+    return { windowMs: 1000, namedLimits, spreadMs, json, files, help };
   }
   if (rps !== undefined && (windowMs !== undefined || limit !== undefined)) {
-    throw new Error('give --rps (the contract) or --window-ms/--limit, not both');
+    throw new Error('give --rps (the contract) or --window-ms/--limit N, not both');
   }
   if (rps !== undefined) {
     const window = contractWindow(rps, spreadMs);
-    return { windowMs: window.windowMs, limit: window.limit, json, files, help };
+    return { windowMs: window.windowMs, limit: window.limit, namedLimits, spreadMs, json, files, help };
   }
   if (windowMs === undefined) {
     throw new Error('give --rps R (the contract) or --window-ms W');
@@ -115,7 +136,7 @@ function parseArgs(argv: readonly string[]): CliOptions {
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
     throw new Error(`--limit must be a whole number of requests, 1 or more (given ${limit})`);
   }
-  return { windowMs: windowMs + spreadMs, ...(limit === undefined ? {} : { limit }), json, files, help };
+  return { windowMs: windowMs + spreadMs, ...(limit === undefined ? {} : { limit }), namedLimits, spreadMs, json, files, help };
 }
 
 function formatReport(r: AccessLogAuditReport): string {
@@ -129,6 +150,12 @@ function formatReport(r: AccessLogAuditReport): string {
   ];
   for (const [route, v] of Object.entries(r.byRoute)) {
     lines.push(`  ${route}: ${v.forwarded} forwarded, busiest window ${v.busiest}`);
+  }
+  for (const [name, l] of Object.entries(r.byLimit)) {
+    lines.push(`limit ${name} (${l.spec.requestsPerSecond} rps, ${l.spec.methods?.join(',') ?? 'any method'} ${l.spec.pathPrefix ?? '/'}): `
+      + `${l.forwarded} forwarded, busiest closed ${l.windowMs} ms window ${l.busiest.count}`
+      + `${l.busiest.count > 0 ? ` (${iso(l.busiest.firstMs)} .. ${iso(l.busiest.endMs)})` : ''} (limit ${l.limit}), `
+      + (l.violations === 0 ? 'within it' : `${l.violations} request(s) found their window over it: over the limit`));
   }
   if (r.limit !== undefined) {
     lines.push(r.violations === 0

@@ -8,7 +8,10 @@
  * more than either. So this audit slides the window over every arrival, on API Gateway's own
  * clock (`requestTimeEpoch`, epoch milliseconds:
  * https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html).
+ * Named limits (`VendorLimit`) are audited the same way over the calls each binds, matched by
+ * method and request path with the library's own `limitsForCall`.
  */
+import { limitsForCall, NamedLimitSpec } from '../contract/named-limit';
 
 /**
  * Gateway responses API Gateway answers itself, before it calls the integration: a request logged
@@ -49,7 +52,32 @@ export interface AccessLogRecord {
   readonly errorResponseType?: string;
   readonly httpMethod?: string;
   readonly resourcePath?: string;
+  /**
+   * `$context.path`: the path the caller requested, stage included on the execute-api URL
+   * (`/{stage}/results/42`). Absent in lines written before the format had it.
+   */
+  readonly path?: string;
+  /** `$context.stage`. */
+  readonly stage?: string;
   readonly requestId?: string;
+}
+
+/**
+ * The path the proxy forwarded to the vendor (the vendor URL's path below it): `$context.path`
+ * without the stage, which it includes when the proxy is called on its execute-api URL
+ * (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html:
+ * `/{stage}/root/child`). Undefined when the line has no path (an older log format).
+ */
+export function vendorPath(record: AccessLogRecord): string | undefined {
+  const path = record.path;
+  if (path === undefined || path === '-') {
+    return undefined;
+  }
+  const stagePrefix = record.stage !== undefined && record.stage !== '-' ? `/${record.stage}` : undefined;
+  if (stagePrefix !== undefined && (path === stagePrefix || path.startsWith(`${stagePrefix}/`))) {
+    return path.slice(stagePrefix.length) || '/';
+  }
+  return path;
 }
 
 /** Whether the proxy forwarded the request to the vendor (it counts against the contract). */
@@ -164,16 +192,48 @@ export interface AccessLogAuditReport {
   readonly busiestCalendarSecond: { readonly count: number; readonly secondMs: number };
   /** The busiest closed window per route (`httpMethod resourcePath`). */
   readonly byRoute: Readonly<Record<string, { readonly forwarded: number; readonly busiest: number }>>;
+  /** Per named limit audited (by name): its window, busiest closed window and violations. Empty when none was given. */
+  readonly byLimit: Readonly<Record<string, NamedLimitAudit>>;
 }
 
-/** Audits access log records: the busiest closed window of `windowMs` and the windows over `limit`. */
-export function auditAccessLog(records: readonly AccessLogRecord[], windowMs: number, limit?: number): AccessLogAuditReport {
+/** The audit of one named limit over the forwarded calls it binds. */
+export interface NamedLimitAudit {
+  /** The limit audited. */
+  readonly spec: NamedLimitSpec;
+  /** Its window (contractWindow of its rate, widened by the spread) and the most it may hold. */
+  readonly windowMs: number;
+  readonly limit: number;
+  /** Forwarded calls the limit binds. */
+  readonly forwarded: number;
+  /** The busiest closed window of those calls. */
+  readonly busiest: BusiestWindow;
+  /** Those calls that found their window over `limit`. */
+  readonly violations: number;
+}
+
+/** Named limits to audit besides the contract. */
+export interface NamedLimitAuditOptions {
+  /** The named limits (each audited in its own contract window). */
+  readonly namedLimits?: readonly NamedLimitSpec[];
+  /** The proxy -> vendor hop spread that widens each limit's window, ms. Default 0. */
+  readonly spreadMs?: number;
+}
+
+/**
+ * Audits access log records: the busiest closed window of `windowMs` and the windows over `limit`,
+ * and each named limit of `options` in its own window over the forwarded calls it binds.
+ */
+export function auditAccessLog(
+  records: readonly AccessLogRecord[], windowMs: number, limit?: number, options: NamedLimitAuditOptions = {},
+): AccessLogAuditReport {
   if (!(windowMs > 0) || !Number.isFinite(windowMs)) {
     throw new Error(`the window must be above 0 ms (given ${windowMs})`);
   }
   const refused: Record<string, number> = {};
   const forwarded: number[] = [];
   const byRoute = new Map<string, number[]>();
+  const namedLimits = options.namedLimits ?? [];
+  const byLimit = new Map<string, number[]>(namedLimits.map((l) => [l.name, []]));
   let vendorThrottles = 0;
   for (const r of records) {
     if (!reachedVendor(r)) {
@@ -189,6 +249,16 @@ export function auditAccessLog(records: readonly AccessLogRecord[], windowMs: nu
     const arrivals = byRoute.get(route) ?? [];
     arrivals.push(r.requestTimeEpoch);
     byRoute.set(route, arrivals);
+    if (namedLimits.length > 0) {
+      const path = vendorPath(r);
+      if (path === undefined || r.httpMethod === undefined || r.httpMethod === '-') {
+        throw new Error(`request ${r.requestId ?? r.requestTimeEpoch} has no path or method in the access log, so named limits cannot be audited: `
+          + 'the proxy\'s access log format has `path` ($context.path) from this version on; audit lines written before it with --rps only');
+      }
+      for (const l of limitsForCall(namedLimits, r.httpMethod, path)) {
+        byLimit.get(l.name)!.push(r.requestTimeEpoch);
+      }
+    }
   }
   const { busiest, violations } = slidingWindowAudit(forwarded, windowMs, limit);
   return {
@@ -207,6 +277,12 @@ export function auditAccessLog(records: readonly AccessLogRecord[], windowMs: nu
       forwarded: arrivals.length,
       busiest: slidingWindowAudit(arrivals, windowMs).busiest.count,
     }])),
+    byLimit: Object.fromEntries(namedLimits.map((spec) => {
+      const window = contractWindow(spec.requestsPerSecond, options.spreadMs ?? 0);
+      const arrivals = byLimit.get(spec.name)!;
+      const audit = slidingWindowAudit(arrivals, window.windowMs, window.limit);
+      return [spec.name, { spec, windowMs: window.windowMs, limit: window.limit, forwarded: arrivals.length, ...audit }];
+    })),
   };
 }
 
@@ -319,6 +395,8 @@ function toRecord(item: unknown, documentNumber: number): AccessLogRecord {
     errorResponseType: text('errorResponseType'),
     httpMethod: text('httpMethod'),
     resourcePath: text('resourcePath'),
+    path: text('path'),
+    stage: text('stage'),
     requestId: text('requestId'),
   };
 }

@@ -190,7 +190,8 @@ export class ThrottledProxy extends Construct {
   public readonly credentials: VendorCredentials;
   /**
    * Access log group. One JSON object per request: requestId, requestTime, requestTimeEpoch (when
-   * API Gateway received it, epoch ms), httpMethod, resourcePath, status, integrationStatus (the
+   * API Gateway received it, epoch ms), httpMethod, resourcePath, path (the requested path, stage
+   * included), stage, status, integrationStatus (the
    * vendor's status, `-` when the vendor was not called), errorResponseType, responseLatency,
    * integrationLatency, responseLength, protocol, ip, caller (the caller's IAM ARN), userAgent (the
    * vendor caller's carries its container and slot) and scope (the metrics scope).
@@ -572,6 +573,11 @@ function accessLogFormat(metricsScope: string): apigw.AccessLogFormat {
     requestTimeEpoch: '$context.requestTimeEpoch',
     httpMethod: '$context.httpMethod',
     resourcePath: '$context.resourcePath',
+    // The path the caller requested (resourcePath is `/{proxy+}`), stage included on the
+    // execute-api URL (`/{stage}/results/42`): the audit per named limit matches on it, with stage.
+    // https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-variables-for-access-logging.html
+    path: '$context.path',
+    stage: '$context.stage',
     status: '$context.status',
     integrationStatus: '$context.integration.status',
     errorResponseType: '$context.error.responseType',

@@ -1,6 +1,10 @@
-import { limitsForCall, parseNamedLimitSpecs, pathUnderPrefix } from '../../src/contract/named-limit';
+import { Duration } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { AsyncExternalApiOrchestrator } from '../../src';
+import { limitsForCall, parseNamedLimitFlag, parseNamedLimitSpecs, pathUnderPrefix } from '../../src/contract/named-limit';
 import { VendorContract } from '../../src/contract/vendor-contract';
 import { VendorLimit } from '../../src/contract/vendor-limit';
+import { testStack } from '../util';
 
 describe('VendorLimit', () => {
   test('GIVEN a name, a rate, a path prefix and methods WHEN built THEN its spec carries them (methods upper case)', () => {
@@ -77,4 +81,42 @@ describe('named-limit (the handlers\' side)', () => {
     expect(() => parseNamedLimitSpecs('[{"name":"x","requestsPerSecond":-1}]', 'VENDOR_LIMITS'))
       .toThrow('Environment variable VENDOR_LIMITS must be a JSON array of { name, requestsPerSecond, pathPrefix?, methods? }');
   });
+});
+
+describe('NamedLimitWaits: the per-limit metric (issue 14)', () => {
+  test('GIVEN named limits THEN metricNamedLimitWaits(name) reads NamedLimitWaits.<name> (Sum, Scope only), the dashboard graphs each limit, and no alarm watches them', () => {
+    const stack = testStack();
+    const contract = VendorContract.of({
+      requestsPerSecond: 10,
+      limits: [VendorLimit.of({ name: 'results', requestsPerSecond: 2, methods: ['GET'] }), VendorLimit.of({ name: 'status', requestsPerSecond: 5, pathPrefix: '/status' })],
+    });
+    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'O', { vendorUrl: 'https://vendor.example.com/v1/jobs', callbackTimeout: Duration.minutes(30), contract });
+
+    const metric = orchestrator.metricNamedLimitWaits('results');
+    expect(metric).toMatchObject({ namespace: 'CdkAsyncExternalApi', metricName: 'NamedLimitWaits.results', statistic: 'Sum' });
+    expect(Object.keys(metric.dimensions ?? {})).toEqual(['Scope']);
+    expect(() => orchestrator.metricNamedLimitWaits('reads')).toThrow(/the contract has no named limit 'reads' \(its limits: 'results', 'status'\)/);
+    const template = Template.fromStack(stack);
+    const body = JSON.stringify(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(body).toMatch(/Named limits: calls held back for each limit/);
+    expect(body).toMatch(/NamedLimitWaits.results/);
+    expect(body).toMatch(/NamedLimitWaits.status/);
+    expect(JSON.stringify(template.findResources('AWS::CloudWatch::Alarm'))).not.toMatch(/NamedLimitWaits/);
+  });
+
+  test('GIVEN no named limit THEN the dashboard has no named-limit graph and the metric throws naming that', () => {
+    const stack = testStack();
+    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'O', {
+      vendorUrl: 'https://vendor.example.com/v1/jobs', callbackTimeout: Duration.minutes(30), requestsPerSecond: 10,
+    });
+    expect(() => orchestrator.metricNamedLimitWaits('results')).toThrow(/no named limit 'results' \(it has no named limit\)/);
+    expect(JSON.stringify(Template.fromStack(stack).findResources('AWS::CloudWatch::Dashboard'))).not.toMatch(/Named limits: calls held back/);
+  });
+});
+
+test('GIVEN NAME:RPS[:METHODS[:PATH_PREFIX]] WHEN parsed (the demo\'s and the audit CLI\'s --limit) THEN the spec, or an error naming the flag and the syntax', () => {
+  expect(parseNamedLimitFlag('results:2:get')).toEqual({ name: 'results', requestsPerSecond: 2, methods: ['GET'] });
+  expect(parseNamedLimitFlag('status:0.5::/status')).toEqual({ name: 'status', requestsPerSecond: 0.5, pathPrefix: '/status' });
+  expect(() => parseNamedLimitFlag('results:0', '--limit')).toThrow("--limit needs NAME:RPS[:METHODS[:PATH_PREFIX]], e.g. results:2:GET (given 'results:0')");
+  expect(() => parseNamedLimitFlag(`${'n'.repeat(65)}:2`)).toThrow(/--limit needs NAME:RPS/);
 });

@@ -80,9 +80,11 @@ test('GIVEN a call the limit does not bind WHEN the caller reserves THEN the lim
   pacer.item = { 'limitLastSlotAtMs#results': String(lastUse) };
   const fetched: Array<{ url: string; at: number }> = [];
 
-  const result = await callVendor({ requestId: 'r-2', method: 'POST', path: '/jobs' }, deps({}, fetched));
+  const metrics = { addMetric: jest.fn() };
+  const result = await callVendor({ requestId: 'r-2', method: 'POST', path: '/jobs' }, { ...deps({}, fetched), metrics });
 
   expect(result.statusCode).toBe(200);
+  expect(metrics.addMetric.mock.calls.filter(([name]) => String(name).startsWith('NamedLimitWaits'))).toEqual([]);
   expect(pacer.item['limitLastSlotAtMs#results']).toBe(String(lastUse));
   expect(fetched[0].at).toBeLessThan(lastUse);
 });
@@ -92,10 +94,14 @@ test('GIVEN a limit full beyond the slot wait WHEN the caller reserves THEN the 
   pacer.item = { 'limitLastSlotAtMs#results': String(Date.now() + 5000) };
   const fetched: Array<{ url: string; at: number }> = [];
 
-  const result = await callVendor({ requestId: 'r-3', method: 'GET', path: '/results/3' }, deps({ maxSlotWaitMs: 1000 }, fetched));
+  const metrics = { addMetric: jest.fn() };
+  const result = await callVendor({ requestId: 'r-3', method: 'GET', path: '/results/3' }, { ...deps({ maxSlotWaitMs: 1000 }, fetched), metrics });
 
   expect(result.statusCode).toBeNull();
   expect(result.requeue).toEqual({ delaySeconds: expect.any(Number), reason: 'NoSlotInTime' });
+  // The limit held the call back once: NamedLimitWaits.results (no vendor call, so no VendorCalls).
+  expect(metrics.addMetric).toHaveBeenCalledWith('NamedLimitWaits.results', 'Count', 1);
+  expect(metrics.addMetric.mock.calls.filter(([name]) => name === 'NamedLimitWaits.results')).toHaveLength(1);
   // Room at +5.5155 s: back in 6 s (whole seconds, rounded up).
   expect(result.requeue!.delaySeconds).toBeGreaterThanOrEqual(5);
   expect(result.requeue!.delaySeconds).toBeLessThanOrEqual(6);

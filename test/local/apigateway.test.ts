@@ -427,6 +427,8 @@ describe('LocalApiGateway: the throttled proxy of the example app', () => {
       requestTimeEpoch: String(now), userAgent, status: '201', integrationStatus: '201', httpMethod: 'POST', resourcePath: '/', caller: ALLOWED,
     });
     expect(lines[1]).toMatchObject({ status: '403', integrationStatus: '-', errorResponseType: 'MISSING_AUTHENTICATION_TOKEN' });
+    // AND $context.path is the path requested, stage included, as AWS logs it (the audit per named limit reads it)
+    expect(lines[0]).toMatchObject({ path: '/vendor/', stage: 'vendor' });
     // AND the README's check parses it: requestTimeEpoch - slot, per container
     const [, container, slotText] = /^cdk-async-external-api-vendor-caller\/(\S+) slot\/(\S+)$/.exec(lines[0].userAgent)!;
     expect(container).toBe('0123456789ab');
@@ -694,6 +696,26 @@ describe('LocalApiGateway: fails loudly on what it does not implement', () => {
 
     // WHEN / THEN
     expect(() => new LocalApiGateway({ resources: changed, sqsEndpoint: fauxqs.address, rewriteUrl: (u) => u })).toThrow(/IpAddress/);
+  });
+
+  test('throws on an access log format variable it does not render (strict: no \'-\' where AWS logs a value)', () => {
+    // GIVEN the proxy's stage logging a variable the local runtime does not model
+    const stage = resources.find((r) => r.type === 'AWS::ApiGateway::Stage' && r.properties.StageName === 'vendor')!;
+    const changed = withChange(resources, stage.logicalId, (p) => {
+      p.AccessLogSetting.Format = p.AccessLogSetting.Format.replace('$context.path', '$context.domainName');
+    });
+
+    // WHEN / THEN
+    expect(() => new LocalApiGateway({ resources: changed, sqsEndpoint: fauxqs.address, rewriteUrl: (u) => u })).toThrow(/\$context\.domainName/);
+  });
+
+  test('writes a named path\'s $context.path with the stage and the path below it', async () => {
+    // GIVEN / WHEN a result fetch through the proxy
+    await call(`${proxyBase}/vendor/results/42`, { method: 'GET', headers: { [PRINCIPAL_HEADER]: ALLOWED } });
+
+    // THEN
+    const [last] = gateway.accessLog(VENDOR_PROXY.toLowerCase()).slice(-1).map((l) => JSON.parse(l));
+    expect(last).toMatchObject({ httpMethod: 'GET', resourcePath: '/{proxy+}', path: '/vendor/results/42', stage: 'vendor' });
   });
 
   test('throws on an integration type it does not support', () => {

@@ -11,11 +11,13 @@ import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { buildExampleApp, ExampleStack } from '../../examples/app';
+import { proxyAccessLog } from '../../local/access-log-audit';
 import { FaultInjector } from '../../local/faults';
 import { LOCAL_PACING } from '../../local/local-pacing';
 import { LocalRuntime } from '../../local/runtime';
 import { maxInAnyWindow, VendorSimulator } from '../../local/vendor-simulator';
 import { VendorContract, VendorLimit } from '../../src';
+import { auditAccessLog, parseAccessLogExport } from '../../src/throttled-proxy/access-log-audit-report';
 
 jest.setTimeout(120_000);
 
@@ -91,6 +93,11 @@ test('result fetches at 2 RPS inside a 10 RPS contract: every order ends with it
   expect(stats.limitMaxInAnyWindow.results).toBeLessThanOrEqual(2);
   // The limit was in use: the fetches were paced at it, not only spread by chance.
   expect(stats.limitMaxInAnyWindow.results).toBe(2);
+  // AND the audit per named limit from the proxy's access log (README, "Audit"; $context.path)
+  // finds every fetch and no closed window over either, on API Gateway's clock.
+  const audit = auditAccessLog(parseAccessLogExport((await proxyAccessLog(runtime)).join('\n')), 1000, 10, { namedLimits: [RESULTS._spec()] });
+  expect(audit).toMatchObject({ forwarded: 2 * ORDERS, violations: 0 });
+  expect(audit.byLimit.results).toMatchObject({ forwarded: ORDERS, limit: 2, violations: 0, busiest: { count: 2 } });
 });
 
 test('vendor callers crashed right after claiming their slots (before firing): the retried calls reserve fresh slots within the limit; no window over either, nothing lost or sent twice', async () => {

@@ -199,6 +199,9 @@ describe('ThrottledProxy 429 metrics', () => {
         requestTimeEpoch: '$context.requestTimeEpoch',
         httpMethod: '$context.httpMethod',
         resourcePath: '$context.resourcePath',
+        // The path requested, stage included: the audit per named limit matches on it.
+        path: '$context.path',
+        stage: '$context.stage',
         status: '$context.status',
         integrationStatus: '$context.integration.status',
         errorResponseType: '$context.error.responseType',

@@ -150,6 +150,29 @@ test('GIVEN DynamoDB round trips of 15 ms WHEN a message waits for its limit THE
   expect([slots[1] - slots[0], slots[2] - slots[1]]).toEqual([525, 525]);
 });
 
+test('GIVEN result fetches held back by their limit WHEN dispatched THEN NamedLimitWaits.results counts them at each reservation the limit stopped; submissions count nothing', async () => {
+  inMemoryPacerItem(ddb);
+  const clock = fakeClock();
+  const d = deps(clock);
+  const records = [fetch('f1'), fetch('f2'), fetch('f3'), submission('s1'), submission('s2'), submission('s3')].map((body, i) => record(body, `m${i}`));
+
+  await dispatchBatch({ Records: records }, d);
+
+  // 1: f1, s1..s3 get slots, f2 and f3 wait for results (2). 2: after s3, no room yet for either (2):
+  // the dispatcher sleeps until the limit has room. 3: f2 gets its slot, f3 waits (1). 4: f3 waits
+  // again (1). 5: f3 gets its slot. A call held back at two reservations counts twice.
+  const waits = (d.metrics.addMetric as jest.Mock).mock.calls.filter(([name]) => String(name).startsWith('NamedLimitWaits'));
+  expect(waits.map(([, , n]) => n)).toEqual([2, 2, 1, 1]);
+  expect(new Set(waits.map(([name, unit]) => `${name} ${unit}`))).toEqual(new Set(['NamedLimitWaits.results Count']));
+});
+
+test('GIVEN no named limit held anything back WHEN dispatched THEN no NamedLimitWaits is published', async () => {
+  inMemoryPacerItem(ddb);
+  const d = deps(fakeClock());
+  await dispatchBatch({ Records: [record(fetch('f1'), 'm1'), record(submission('s1'), 'm2')] }, d);
+  expect((d.metrics.addMetric as jest.Mock).mock.calls.filter(([name]) => String(name).startsWith('NamedLimitWaits'))).toEqual([]);
+});
+
 test('GIVEN no named limit WHEN dispatched THEN the pacer reads no limit attribute (the plain reservation)', async () => {
   const pacer = inMemoryPacerItem(ddb);
   const clock = fakeClock();

@@ -59,6 +59,20 @@ describe('assignLimitedSlots', () => {
     expect(assignLimitedSlots([T0], { limits: LIMITS, callLimits: [[], []] }, {}, L).limitedUntilMs).toBeUndefined();
   });
 
+  test('GIVEN calls held back by their limits WHEN assigned THEN limitWaits counts, per limit, the calls it had no room for (the NamedLimitWaits metric)', () => {
+    // The second result fetch waits for results (no room until T0 + 525 > T0 + 315).
+    expect(assignLimitedSlots(candidates, { limits: LIMITS, callLimits: [['results'], ['results'], [], []] }, {}, L).limitWaits).toEqual({ results: 1 });
+    // Two calls wait for reads (room at T0 + 262.5 > T0 + 105); results had room for the one bound by both: not blamed.
+    expect(assignLimitedSlots(candidates, { limits: LIMITS, callLimits: [['reads'], ['results', 'reads'], ['reads']] }, {}, L).limitWaits)
+      .toEqual({ reads: 2 });
+    // A call bound by two limits, only one of them full at the first candidate: only that one is blamed.
+    expect(assignLimitedSlots(candidates, { limits: LIMITS, callLimits: [['results', 'reads']] }, { results: T0 - 100, reads: T0 - 300 }, L).limitWaits)
+      .toEqual({ results: 1 });
+    // Nothing held back by a limit: no waits.
+    expect(assignLimitedSlots(candidates, { limits: LIMITS, callLimits: [[], []] }, {}, L).limitWaits).toBeUndefined();
+    expect(assignLimitedSlots([T0], { limits: LIMITS, callLimits: [['results'], ['results']] }, {}, L).limitWaits).toBeUndefined();
+  });
+
   test('GIVEN a call naming a limit the contract does not have WHEN assigned THEN it throws naming it', () => {
     expect(() => assignLimitedSlots(candidates, { limits: LIMITS, callLimits: [['status']] }, {}, L))
       .toThrow("a call names the limit 'status', which the contract does not have (limits: results, reads)");
@@ -104,6 +118,7 @@ describe('reserveSlots with named limits', () => {
     expect(result.slots).toEqual([T0 + 100]);
     expect(result.callIndexes).toEqual([0]);
     expect(result.limitedUntilMs).toBe(T0 + 362.5);
+    expect(result.limitWaits).toEqual({ results: 1, reads: 1 });
     expect(result.nextFreeAtMs).toBe(T0 + 205);
     expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(1);
     const update = ddb.commandCalls(UpdateItemCommand)[0].args[0].input;

@@ -1,6 +1,6 @@
 import { runAuditCli } from '../../src/throttled-proxy/access-log-audit-cli';
 import {
-  auditAccessLog, busiestCalendarSecond, contractWindow, parseAccessLogExport, reachedVendor, slidingWindowAudit,
+  auditAccessLog, busiestCalendarSecond, contractWindow, parseAccessLogExport, reachedVendor, slidingWindowAudit, vendorPath,
 } from '../../src/throttled-proxy/access-log-audit-report';
 
 /** An access log line of the proxy, as the stage's format writes it (every value a string). */
@@ -158,5 +158,71 @@ describe('GIVEN the audit CLI', () => {
     expect(run(['--rps', 'ten'], within)).toMatchObject({ status: 2, err: expect.stringContaining('--rps needs a number (given \'ten\')') });
     expect(run(['--window-ms', '1000', 'missing.json'], within)).toMatchObject({ status: 2, err: expect.stringContaining('no such file missing.json') });
     expect(run(['--help'], '')).toMatchObject({ status: 0, out: expect.stringContaining('usage:') });
+  });
+});
+
+describe('GIVEN named limits (VendorLimit) and lines with $context.path', () => {
+  // A 10 RPS contract with results (GET /results...) at 2 RPS: three fetches within one second
+  // (one too many for results) among submissions (POST /, within the contract).
+  const fetch = (ms: number, id: string) => line(T0 + ms, { httpMethod: 'GET', resourcePath: '/{proxy+}', path: `/vendor/results/${id}`, stage: 'vendor' });
+  const submit = (ms: number) => line(T0 + ms, { path: '/vendor/', stage: 'vendor' });
+  const lines = [submit(0), fetch(100, 'a'), submit(150), fetch(400, 'b'), fetch(900, 'c'), fetch(2500, 'd'), line(T0 + 950, {
+    httpMethod: 'GET', path: '/vendor/results/e', stage: 'vendor', errorResponseType: 'THROTTLED', status: '429',
+  })];
+  const results = { name: 'results', requestsPerSecond: 2, methods: ['GET'], pathPrefix: '/results' };
+
+  test('WHEN the path is read THEN the stage is stripped (AWS logs /{stage}/...) and older lines have none', () => {
+    expect(vendorPath({ requestTimeEpoch: 0, path: '/vendor/results/1', stage: 'vendor' })).toBe('/results/1');
+    expect(vendorPath({ requestTimeEpoch: 0, path: '/vendor/', stage: 'vendor' })).toBe('/');
+    expect(vendorPath({ requestTimeEpoch: 0, path: '/vendor', stage: 'vendor' })).toBe('/');
+    // A custom domain's path has no stage: kept as requested.
+    expect(vendorPath({ requestTimeEpoch: 0, path: '/vendorish/x', stage: 'vendor' })).toBe('/vendorish/x');
+    expect(vendorPath({ requestTimeEpoch: 0, path: '-', stage: 'vendor' })).toBeUndefined();
+    expect(vendorPath({ requestTimeEpoch: 0 })).toBeUndefined();
+  });
+
+  test('WHEN audited per limit THEN each limit gets its busiest closed window and violations over the calls it binds (refusals excluded)', () => {
+    const report = auditAccessLog(parseAccessLogExport(lines.map((l) => JSON.stringify(l)).join('\n')), 1000, 10, {
+      namedLimits: [results, { name: 'submissions', requestsPerSecond: 1, methods: ['POST'] }],
+    });
+    expect(report.violations).toBe(0);
+    expect(report.byLimit.results).toMatchObject({
+      windowMs: 1000, limit: 2, forwarded: 4, busiest: { count: 3, firstMs: T0 + 100, endMs: T0 + 900 }, violations: 1,
+    });
+    expect(report.byLimit.submissions).toMatchObject({ windowMs: 1000, limit: 1, forwarded: 2, busiest: { count: 2 }, violations: 1 });
+  });
+
+  test('WHEN the spread is given THEN it widens each limit\'s window too', () => {
+    const apart = parseAccessLogExport([fetch(0, 'a'), fetch(1003, 'b')].map((l) => JSON.stringify(l)).join('\n'));
+    const audit = (spreadMs: number) => auditAccessLog(apart, 1000, undefined, {
+      namedLimits: [{ ...results, requestsPerSecond: 1 }], spreadMs,
+    }).byLimit.results;
+    expect(audit(0)).toMatchObject({ windowMs: 1000, violations: 0 });
+    expect(audit(5)).toMatchObject({ windowMs: 1005, violations: 1 });
+  });
+
+  test('WHEN a line has no path (a log written before the format had it) THEN a per-limit audit refuses it, naming why', () => {
+    expect(() => auditAccessLog(parseAccessLogExport(JSON.stringify(line(T0))), 1000, 10, { namedLimits: [results] }))
+      .toThrow(/no path or method in the access log, so named limits cannot be audited/);
+    // Without named limits it audits the contract as before.
+    expect(auditAccessLog(parseAccessLogExport(JSON.stringify(line(T0))), 1000, 10).byLimit).toEqual({});
+  });
+
+  test('WHEN the CLI is given --limit NAME:RPS[:METHODS[:PATH_PREFIX]] THEN it reports each limit and exits 1 on a violation of one', () => {
+    let out = '';
+    let err = '';
+    const io = { readFile: () => '', readStdin: () => lines.map((l) => JSON.stringify(l)).join('\n'), out: (t: string) => { out += t; }, err: (t: string) => { err += t; } };
+    expect(runAuditCli(['--rps', '10', '--limit', 'results:2:GET:/results'], io)).toBe(1);
+    expect(out).toContain('limit results (2 rps, GET /results): 4 forwarded, busiest closed 1000 ms window 3');
+    expect(out).toContain('1 request(s) found their window over it: over the limit');
+    expect(out).toContain('no window over 10: within the contract');
+    out = '';
+    expect(runAuditCli(['--rps', '10', '--limit', 'results:3:GET', '--json'], io)).toBe(0);
+    expect(JSON.parse(out).byLimit.results).toMatchObject({ limit: 3, violations: 0, busiest: { count: 3 } });
+    expect(runAuditCli(['--rps', '10', '--limit', 'results:x'], io)).toBe(2);
+    expect(err).toContain('--limit needs NAME:RPS[:METHODS[:PATH_PREFIX]]');
+    err = '';
+    expect(runAuditCli(['--rps', '10', '--limit', 'r:2', '--limit', 'r:3'], io)).toBe(2);
+    expect(err).toContain('--limit r is given twice');
   });
 });

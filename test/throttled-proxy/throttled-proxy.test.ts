@@ -120,6 +120,20 @@ describe('ThrottledProxy', () => {
     });
   });
 
+  test('logs the requested path ($context.path, stage included) and the stage, so the audit can match named limits', () => {
+    // GIVEN
+    const stack = testStack();
+
+    // WHEN
+    newProxy(stack);
+
+    // THEN
+    const [stage] = Object.values(Template.fromStack(stack).findResources('AWS::ApiGateway::Stage'));
+    expect(JSON.parse(stage.Properties.AccessLogSetting.Format)).toMatchObject({
+      httpMethod: '$context.httpMethod', resourcePath: '$context.resourcePath', path: '$context.path', stage: '$context.stage',
+    });
+  });
+
   test('keeps access logs for the retention it is given', () => {
     // GIVEN
     const stack = testStack();
