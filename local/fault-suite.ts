@@ -19,6 +19,8 @@ import {
 } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
 import { VendorContract } from '../src';
+// A cycle (that module imports this one): its exports are used only inside runFaultSuite, at call time.
+import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
@@ -486,14 +488,41 @@ export function formatFaultTable(results: FaultScenarioResult[]): string {
   ].join('\n');
 }
 
-/** Runs the scenarios (all, or the ids given) on one runtime. */
+/**
+ * Runs the scenarios (all, or the ids given): the main ones on one runtime, then the jobs-in-flight
+ * ones (local/fault-suite-jobs-in-flight.ts) on a second runtime whose contract has the limit.
+ */
 export async function runFaultSuite(
   only?: string[], progress: (line: string) => void = () => undefined, logFile?: string,
 ): Promise<FaultScenarioResult[]> {
-  const ctx = await startFaultSuite({ logFile });
+  const main = await runScenarios(() => startFaultSuite({ logFile }), faultScenarios, only, progress);
+  const inFlight = await runScenarios(
+    () => startFaultSuite({
+      logFile,
+      maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT,
+      maxJobDuration: JOBS_SUITE_MAX_JOB_DURATION,
+      // As test/local/jobs-in-flight-faults.test.ts: 1 s instead of the dispatch workflow's 5 minutes
+      // from admission to submission, so that lost callbacks' places expire within the scenario.
+      functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
+    }),
+    (ctx) => jobsInFlightScenarios(ctx).map((scenario) => ({
+      ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, ...scenario.vendor },
+    })),
+    only, progress);
+  return [...main, ...inFlight];
+}
+
+/** Starts one runtime and runs its scenarios (those of `only`, when given) one after another. */
+async function runScenarios(
+  start: () => Promise<FaultSuiteContext>,
+  scenariosOf: (ctx: FaultSuiteContext) => FaultScenario[],
+  only: string[] | undefined,
+  progress: (line: string) => void,
+): Promise<FaultScenarioResult[]> {
+  const ctx = await start();
   try {
     const results: FaultScenarioResult[] = [];
-    for (const scenario of faultScenarios(ctx).filter((s) => !only || only.includes(s.id))) {
+    for (const scenario of scenariosOf(ctx).filter((s) => !only || only.includes(s.id))) {
       progress(`running ${scenario.id} ...`);
       const result = await runFaultScenario(ctx, scenario);
       progress(`  ${scenario.id}: ${result.succeeded} succeeded, ${result.failed} failed, ${result.timedOut} timed out, ${result.lost} lost, `
@@ -520,9 +549,10 @@ if (require.main === module) {
   runFaultSuite(only, (line) => process.stderr.write(`${line}\n`), process.env.FAULTS_LOG).then((results) => {
     console.log(formatFaultTable(results));
     const bad = results.filter((r) => r.lost > 0 || r.duplicateVendorCalls > 0 || r.forgedAccepted > 0
+      || r.vendorJobsInFlight.violations > 0
       || r.succeeded + r.failed + r.timedOut + r.lost !== r.requests);
     console.log(`\n${results.length} scenarios in ${((Date.now() - started) / 1000).toFixed(1)} s; `
-      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0 in every scenario'}`);
+      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0, jobs over the in-flight limit 0 in every scenario'}`);
     if (json) {
       console.log(JSON.stringify(results.map(({ perRequest: _perRequest, ...r }) => r)));
     }
