@@ -1,5 +1,6 @@
 import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import { testVendorCallConfig } from './vendor-call-config';
 import { AdaptiveSpec } from '../../src/contract/adaptive-spec';
 import { callVendor, loadVendorCallConfig, VendorCallConfig, VendorCallDeps } from '../../src/dispatch-workflow/vendor-call';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
@@ -12,19 +13,7 @@ const adaptiveWrites = () => ddb.commandCalls(UpdateItemCommand).map((c) => c.ar
 function deps(config: Partial<VendorCallConfig>, status: number, metrics: string[] = [], rateInForce?: number): VendorCallDeps {
   return {
     dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
-    config: {
-      proxyUrl: 'http://127.0.0.1:9/vendor/',
-      region: 'us-east-1',
-      requestsPerSecond: 10,
-      pacerTableName: 'pacer',
-      latenessToleranceMs: 30,
-      fireToleranceMs: 1000,
-      maxSlotWaitMs: 2000,
-      callTimeoutMs: 500,
-      defaultPauseMs: 1000,
-      maxPauseMs: 900_000,
-      ...config,
-    },
+    config: testVendorCallConfig(config),
     sign: async ({ headers }) => headers,
     fetch: async () => new Response(status === 429 ? 'slow down' : '{"jobId":"j-1"}', { status }),
     logger: silent,

@@ -4,6 +4,7 @@
  */
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import { testVendorCallConfig } from './vendor-call-config';
 import type { NamedLimitSpec } from '../../src/contract/named-limit';
 import { callVendor, loadVendorCallConfig, VendorCallConfig, VendorCallDeps } from '../../src/dispatch-workflow/vendor-call';
 import { inMemoryPacerItem } from '../rate-controlled-queue-consumer/pacer-item-fake';
@@ -16,20 +17,7 @@ const RESULTS: NamedLimitSpec = { name: 'results', requestsPerSecond: 2, pathPre
 function deps(config: Partial<VendorCallConfig>, fetched: Array<{ url: string; at: number }>): VendorCallDeps {
   return {
     dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
-    config: {
-      proxyUrl: 'http://127.0.0.1:9/vendor/',
-      region: 'us-east-1',
-      requestsPerSecond: 10,
-      pacerTableName: 'pacer',
-      latenessToleranceMs: 30,
-      fireToleranceMs: 1000,
-      maxSlotWaitMs: 2000,
-      callTimeoutMs: 500,
-      defaultPauseMs: 1000,
-      maxPauseMs: 900_000,
-      limits: [RESULTS],
-      ...config,
-    },
+    config: testVendorCallConfig({ limits: [RESULTS], ...config }),
     sign: async ({ headers }) => headers,
     fetch: async (url) => {
       fetched.push({ url: String(url), at: Date.now() });

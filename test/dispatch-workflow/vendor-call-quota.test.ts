@@ -1,5 +1,6 @@
 import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import { testVendorCallConfig } from './vendor-call-config';
 import { QuotaSpec } from '../../src/contract/quota-period';
 import { callVendor, loadVendorCallConfig, QUOTA_EXHAUSTED_REASON, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
 
@@ -19,19 +20,7 @@ const quotaWrites = () => ddb.commandCalls(UpdateItemCommand).filter((c) => Stri
 function deps(config: Partial<VendorCallConfig>, fetched: string[], metrics: string[] = [], values: Array<[string, number]> = []): VendorCallDeps {
   return {
     dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
-    config: {
-      proxyUrl: 'http://127.0.0.1:9/vendor/',
-      region: 'us-east-1',
-      requestsPerSecond: 10,
-      pacerTableName: 'pacer',
-      latenessToleranceMs: 30,
-      fireToleranceMs: 1000,
-      maxSlotWaitMs: 2000,
-      callTimeoutMs: 500,
-      defaultPauseMs: 1000,
-      maxPauseMs: 900_000,
-      ...config,
-    },
+    config: testVendorCallConfig(config),
     sign: async ({ headers }) => headers,
     fetch: async (url) => {
       fetched.push(String(url));

@@ -9,6 +9,7 @@ import { dispatchBatch, DispatchConfig } from '../../src/rate-controlled-queue-c
 import { AppConfigDataApi, DynamicDelayReader, parseRateInForce } from '../../src/rate-controlled-queue-consumer/dynamic-delay-reader';
 import { INTERVAL_ATTRIBUTE, NEXT_SLOT_ATTRIBUTE, rateIncreaseHoldMs, slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 import { PacingSettings, readPacingSettings, recordRateInForce } from '../../src/rate-controlled-queue-consumer/pacing-settings';
+import { testVendorCallConfig } from '../dispatch-workflow/vendor-call-config';
 
 // The rate at run time, handler side: the reader, the settings both reservers read, the dispatcher
 // and a late vendor caller reserving at the rate in force.
@@ -212,18 +213,7 @@ describe('dispatcher and vendor caller reserve at the rate in force', () => {
       const pacer = inMemoryPacer({ next: lastOld + i4, interval: i4 });
       await callVendor({ requestId: 'r-late', body: { a: 1 } }, {
         dynamodb: new DynamoDBClient({ region: 'us-east-1' }),
-        config: {
-          proxyUrl: 'http://127.0.0.1:9/vendor/',
-          region: 'us-east-1',
-          requestsPerSecond: 10,
-          pacerTableName: 'pacer',
-          latenessToleranceMs: L,
-          fireToleranceMs: 1000,
-          maxSlotWaitMs: 5_000,
-          callTimeoutMs: 500,
-          defaultPauseMs: 1000,
-          maxPauseMs: 900_000,
-        },
+        config: testVendorCallConfig({ latenessToleranceMs: L, maxSlotWaitMs: 5_000 }),
         sign: async ({ headers }) => headers,
         fetch: async () => {
           fired.push(Date.now());
