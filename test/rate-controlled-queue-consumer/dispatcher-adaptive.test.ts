@@ -6,6 +6,7 @@ import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/clie
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
+import { requestRecord } from './sqs-record';
 import { AdaptiveSpec } from '../../src/contract/adaptive-spec';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
@@ -28,17 +29,7 @@ const CONFIG: DispatchConfig = {
 };
 
 function record(requestId: string): SQSRecord {
-  return {
-    messageId: `m-${requestId}`,
-    receiptHandle: `r-${requestId}`,
-    body: JSON.stringify({ taskToken: `token-${requestId}`, requestId, payload: {} }),
-    attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(T0), SenderId: 's', ApproximateFirstReceiveTimestamp: String(T0) },
-    messageAttributes: {},
-    md5OfBody: 'md5',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:requests',
-    awsRegion: 'eu-west-1',
-  };
+  return requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {} }, `m-${requestId}`, T0);
 }
 
 function deps(config: DispatchConfig = CONFIG): DispatchDeps & { metrics: { addMetric: jest.Mock } } {

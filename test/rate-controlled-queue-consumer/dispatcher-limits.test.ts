@@ -10,6 +10,7 @@ import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { inMemoryPacerItem } from './pacer-item-fake';
+import { requestRecord } from './sqs-record';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { limitNamesOf } from '../../src/rate-controlled-queue-consumer/dispatch-limits';
 import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
@@ -39,17 +40,7 @@ function fakeClock(): Clock & { t: number } {
 }
 
 function record(body: unknown, messageId: string): SQSRecord {
-  return {
-    messageId,
-    receiptHandle: `receipt-${messageId}`,
-    body: JSON.stringify(body),
-    attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(T0), SenderId: 's', ApproximateFirstReceiveTimestamp: String(T0) },
-    messageAttributes: {},
-    md5OfBody: 'md5',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:requests',
-    awsRegion: 'eu-west-1',
-  };
+  return requestRecord(body, messageId, T0);
 }
 
 function deps(clock: Clock, config: DispatchConfig = CONFIG): DispatchDeps {

@@ -9,6 +9,7 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { requestRecord } from './sqs-record';
 import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
@@ -22,7 +23,6 @@ const sfn = mockClient(SFNClient);
 const sqs = mockClient(SQSClient);
 
 const T0 = 1_700_000_000_000;
-const QUEUE_ARN = 'arn:aws:sqs:eu-west-1:123456789012:requests';
 const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch';
 const HOUR_MS = 3_600_000;
 
@@ -85,17 +85,7 @@ function message(requestId: string, extra: Partial<RequestMessage> = {}): Reques
 }
 
 function record(body: object, messageId: string): SQSRecord {
-  return {
-    messageId,
-    receiptHandle: `receipt-${messageId}`,
-    body: JSON.stringify(body),
-    attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(T0), SenderId: 's', ApproximateFirstReceiveTimestamp: String(T0) },
-    messageAttributes: {},
-    md5OfBody: 'md5',
-    eventSource: 'aws:sqs',
-    eventSourceARN: QUEUE_ARN,
-    awsRegion: 'eu-west-1',
-  };
+  return requestRecord(body, messageId, T0);
 }
 
 function dispatchDeps(tables: { pacer: string; correlation: string }, clock: FakeClock, metrics = fakeMetrics(), maxJobsInFlight = 2): DispatchDeps {
