@@ -21,6 +21,8 @@
  * concerned, so the proof of "The rate at run time" (pacer.ts) covers it.
  */
 
+import { parseJsonEnv } from '../shared/env';
+
 /** The resolved settings of adaptive pacing (the handlers' `ADAPTIVE_PACING` environment variable, as JSON). */
 export interface AdaptiveSpec {
   /** The adaptive rate is multiplied by this at a decrease, 0 < f < 1. */
@@ -95,14 +97,9 @@ export function recoveryMs(fromRps: number, toRps: number, spec: AdaptiveSpec): 
 
 /** Reads the spec from its JSON text (environment variable); undefined when absent. Throws naming `name` when invalid. */
 export function parseAdaptiveSpec(raw: string | undefined, name: string): AdaptiveSpec | undefined {
-  if (raw === undefined || raw.trim() === '') {
+  const parsed = parseJsonEnv(raw, name, 'JSON');
+  if (parsed === undefined) {
     return undefined;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new Error(`Environment variable ${name} must be JSON, got ${JSON.stringify(raw)}`);
   }
   const spec = parsed as Record<string, unknown>;
   const positive = (key: keyof AdaptiveSpec) => {

@@ -15,6 +15,8 @@
  * itself, as `callVendorTask`'s path `/`). A call subject to several limits consumes each of them.
  */
 
+import { parseJsonEnv } from '../shared/env';
+
 /** The JSON form of a named limit, as the handlers receive it (environment variable). */
 export interface NamedLimitSpec {
   /** Unique among the contract's limits; part of the pacer item's attribute holding its cursor. */
@@ -51,14 +53,9 @@ export function limitsForCall(limits: readonly NamedLimitSpec[], method: string 
 
 /** Reads the named limits' JSON (environment variable); throws naming what is wrong. */
 export function parseNamedLimitSpecs(raw: string | undefined, variableName: string): NamedLimitSpec[] {
-  if (raw === undefined || raw.trim() === '') {
+  const parsed = parseJsonEnv(raw, variableName, 'a JSON array of named limits');
+  if (parsed === undefined) {
     return [];
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new Error(`Environment variable ${variableName} must be a JSON array of named limits, got ${JSON.stringify(raw)}`);
   }
   const valid = Array.isArray(parsed) && parsed.every((l) => typeof l === 'object' && l !== null
     && typeof l.name === 'string' && NAMED_LIMIT_NAME_PATTERN.test(l.name)

@@ -37,6 +37,7 @@
 import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { QuotaPeriod, quotaPeriodAt, QuotaSpec, QuotaUnit } from './quota-period';
 import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE } from '../rate-controlled-queue-consumer/pacer';
+import { parseJsonEnv } from '../shared/env';
 
 /** The counter attribute of a quota item. */
 export const QUOTA_USED_ATTRIBUTE = 'used';
@@ -169,14 +170,9 @@ export async function quotaSpentUntilMs(
 
 /** Reads the quotas' JSON (environment variable); throws naming what is wrong. */
 export function parseQuotaSpecs(raw: string | undefined, variableName: string): QuotaSpec[] {
-  if (raw === undefined || raw.trim() === '') {
+  const parsed = parseJsonEnv(raw, variableName, 'a JSON array of quotas');
+  if (parsed === undefined) {
     return [];
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new Error(`Environment variable ${variableName} must be a JSON array of quotas, got ${JSON.stringify(raw)}`);
   }
   const units: QuotaUnit[] = ['hour', 'day', 'month', 'fixed'];
   if (!Array.isArray(parsed) || !parsed.every((q) => typeof q === 'object' && q !== null

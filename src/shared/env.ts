@@ -105,3 +105,18 @@ export const VendorCallerEnv = {
   /** Adaptive pacing (JSON `AdaptiveSpec`): a 429 decreases the adaptive rate, fresh slots read it. Absent: off. */
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
 } as const;
+
+/**
+ * The JSON a construct put in environment variable `variableName`, for a handler to check: undefined
+ * when the variable is unset or blank; throws naming the variable and `expected` when it is not JSON.
+ */
+export function parseJsonEnv(raw: string | undefined, variableName: string, expected: string): unknown {
+  if (raw === undefined || raw.trim() === '') {
+    return undefined;
+  }
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new Error(`Environment variable ${variableName} must be ${expected}, got ${JSON.stringify(raw)}`);
+  }
+}
