@@ -118,6 +118,7 @@ export async function runEmulated(options: EmulatedOptions): Promise<EmulatedRun
   try {
     runtime = await LocalRuntime.start({
       assemblyDir: outdir,
+      removeAssemblyDirOnStop: true,
       stackName: stack.stackName,
       hostMap: { [VENDOR_HOST]: vendor.base },
       ...(options.logFile ? { logFile: options.logFile, functionEnv: { POWERTOOLS_LOG_LEVEL: options.logLevel ?? 'INFO' } } : {}),

@@ -247,6 +247,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   try {
     runtime = await LocalRuntime.start({
       assemblyDir: outdir,
+      removeAssemblyDirOnStop: true,
       stackName: stack.stackName,
       hostMap: { 'vendor.example.com': vendorBase },
       // The handlers' logs, when asked for (they are not printed).

@@ -130,6 +130,7 @@ export async function startFaultSuite(options: {
   const faults = new FaultInjector();
   const runtime = await LocalRuntime.start({
     assemblyDir: outdir,
+    removeAssemblyDirOnStop: true,
     stackName: stack.stackName,
     faults,
     logFile: options.logFile,

@@ -8,6 +8,7 @@
  * template's. Nothing here re-describes the system: change the library and the local behaviour
  * changes with it. Anything in the template it cannot execute stops the start with an error.
  */
+import * as fs from 'fs';
 import { ReceiveMessageCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
@@ -59,6 +60,12 @@ export interface LocalRuntimeOptions {
    * in a new account. Default 1000 (the usual quota).
    */
   readonly accountConcurrency?: number;
+  /**
+   * Whether `stop()` also deletes `assemblyDir` (the demo, the benchmark and the fault suite
+   * synthesize into a temporary directory of their own: a few MB of asset copies per run, which
+   * repeated runs used to leave behind). Default false: the caller's directory is its own.
+   */
+  readonly removeAssemblyDirOnStop?: boolean;
 }
 
 type Stoppable = { stop(): Promise<void> | void };
@@ -223,6 +230,9 @@ export class LocalRuntime {
       }
     }
     this.stoppables.length = 0;
+    if (this.options.removeAssemblyDirOnStop) {
+      fs.rmSync(this.options.assemblyDir, { recursive: true, force: true });
+    }
   }
 
   private async boot(): Promise<void> {

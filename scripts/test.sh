@@ -19,15 +19,25 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# Every temporary file of the run (each test's cdk.out with its asset copies, the local runtime's
+# directories, the logs below) goes into one directory, removed when the run ends however it ends.
+# A full run writes several GB there (one cdk.out per synthesized app); left behind, repeated runs
+# filled a 252 GB disk and a later run failed with ENOSPC. Jest's transform cache stays where it
+# was (outside), so runs keep reusing it.
+jest_cache="${TMPDIR:-/tmp}/jest_$(id -u)"
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cdk-async-external-api-test.XXXXXX")
+export TMPDIR="$run_tmp"
+trap 'rm -rf "$run_tmp"' EXIT
+trap 'exit 130' INT TERM
+logs="$run_tmp/logs"
+mkdir "$logs"
 nice -n 10 npx projen eslint >"$logs/eslint" 2>&1 &
 lint_pid=$!
 
 # A runtime-lane report of an earlier run must not count as this run's.
 rm -f test-reports/junit-runtime.xml
 if [ $# -gt 0 ]; then
-  npx jest --passWithNoTests --ci "$@"
+  npx jest --passWithNoTests --ci --cacheDirectory "$jest_cache" "$@"
   jest_status=$?
 else
   mapfile -t runtime_files < <(grep -rlE 'LocalRuntime\.start|startFaultSuite' test --include='*.test.ts' | sort)
@@ -37,11 +47,11 @@ else
   # ASL edge coverage (test/asl/coverage-reporter.js): each lane records into its own directory
   # without the gate (each is a part of the run); the gate runs once below, on both lanes' records.
   JEST_JUNIT_OUTPUT_NAME=junit-runtime.xml ASL_COVERAGE_GATE=0 ASL_COVERAGE_RECORDS_DIR=coverage/asl-records-runtime \
-    npx jest --passWithNoTests --ci --maxWorkers=2 --coverage=false \
+    npx jest --passWithNoTests --ci --cacheDirectory "$jest_cache" --maxWorkers=2 --coverage=false \
     "${runtime_files[@]}" >"$logs/runtime" 2>&1 &
   runtime_pid=$!
 
-  ASL_COVERAGE_GATE=0 nice -n 5 npx jest --passWithNoTests --ci --maxWorkers=2 --coverage=false --testPathIgnorePatterns "${ignore[@]}"
+  ASL_COVERAGE_GATE=0 nice -n 5 npx jest --passWithNoTests --ci --cacheDirectory "$jest_cache" --maxWorkers=2 --coverage=false --testPathIgnorePatterns "${ignore[@]}"
   unit_status=$?
 
   wait "$runtime_pid"
