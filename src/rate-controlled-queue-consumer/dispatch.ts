@@ -18,6 +18,7 @@ import { limitedCallsOf } from './dispatch-limits';
 import { admitJobs, JobsInFlightConfig } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { messageKeyProblem, refuseRequestKey } from './request-key-check';
 import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
@@ -88,6 +89,8 @@ export interface DispatchConfig {
   readonly limits?: NamedLimitSpec[];
   /** Adaptive pacing (ConsumerEnv.ADAPTIVE_PACING): reservations pace at the adaptive rate when lower. */
   readonly adaptivePacing?: AdaptiveSpec;
+  /** Every request needs a key (ConsumerEnv.REQUIRE_REQUEST_KEY: the vendor credential is per key). */
+  readonly requireKey?: boolean;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -142,6 +145,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
       ? { adaptivePacing: parseAdaptiveSpec(env[ConsumerEnv.ADAPTIVE_PACING], ConsumerEnv.ADAPTIVE_PACING) }
       : {}),
     ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
+    ...(env[ConsumerEnv.REQUIRE_REQUEST_KEY] === 'true' ? { requireKey: true } : {}),
   };
 }
 
@@ -220,6 +224,7 @@ export function buildDispatchInput(message: RequestMessage, nowMs: number, corre
     expiresAt: Math.floor(nowMs / 1000) + correlationTtlSeconds,
     ...claimSequence(attempt, message.deferrals),
     message,
+    ...(message.key !== undefined ? { key: message.key } : {}),
     // ---- webhookauth: capability callback URL ----
     // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.
     callbackToken: isCallbackToken(message.callbackToken) ? message.callbackToken : newCallbackToken(),
@@ -302,7 +307,16 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   for (const record of event.Records) {
     const parsed = parseRequestMessage(record.body);
     const problem = parsed.ok ? oversizeProblem(parsed.message, clock.now(), config) : undefined;
-    if (parsed.ok && problem === undefined) {
+    // Issue 15: a missing or invalid key fails the waiting task (InvalidRequestKey), nothing else.
+    const keyProblem = parsed.ok ? messageKeyProblem(parsed.message, config.requireKey === true) : undefined;
+    if (parsed.ok && keyProblem !== undefined) {
+      parking.push(refuseRequestKey(parsed.message, keyProblem,
+        (taskToken, error, cause) => deps.clients.sfn.send(new SendTaskFailureCommand({ taskToken, error, cause })), deps.logger).then((refused) => {
+        if (!refused) {
+          failures.push(record.messageId);
+        }
+      }));
+    } else if (parsed.ok && problem === undefined) {
       valid.push({ record, message: parsed.message });
     } else {
       const rejected = parsed.ok

@@ -47,6 +47,8 @@ export const ConsumerEnv = {
   VENDOR_LIMITS: 'VENDOR_LIMITS',
   /** Adaptive pacing (contract/adaptive-spec.ts `AdaptiveSpec`, JSON): reservations read the adaptive rate. Absent: off. */
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
+  /** `true`: every request needs a key (issue 15: the vendor credential is per key). Absent: keys are optional. */
+  REQUIRE_REQUEST_KEY: 'REQUIRE_REQUEST_KEY',
 } as const;
 
 /** Callback processor (CallbackWebhook). */

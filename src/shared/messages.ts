@@ -22,6 +22,12 @@ export interface RequestMessage {
    * time, a vendor pause). Absent means 0. Part of the claim sequence (see `DispatchInput.claimSeq`).
    */
   readonly deferrals?: number;
+  /**
+   * The request's key (issue 15; `submitJobTask`'s / `callVendorTask`'s `key`): the vendor account
+   * (customer, tenant) it belongs to, 1-128 characters of what an SQS MessageGroupId allows
+   * (request-key.ts). Absent when the task declares no key.
+   */
+  readonly key?: string;
   /** Absent (or `submit`) for a job submission; see {@link VendorCallMessage} for `call`. */
   readonly kind?: 'submit';
   // ---- webhookauth: capability callback URL ----
@@ -63,6 +69,12 @@ export interface VendorCallMessage {
   readonly taskToken: string;
   readonly requestId: string;
   readonly call: VendorCallRequest;
+  /**
+   * The request's key (issue 15; ``callVendorTask`'s `key`): the vendor account
+   * (customer, tenant) it belongs to, 1-128 characters of what an SQS MessageGroupId allows
+   * (request-key.ts). Absent when the task declares no key.
+   */
+  readonly key?: string;
   /** 1 for the first call; raised by each re-enqueue. Absent means 1. */
   readonly attempt?: number;
   /**
@@ -91,6 +103,9 @@ export interface VendorCallInput {
   readonly call: VendorCallRequest;
   /** The raw message, re-enqueued or parked in the DLQ as is when the call gives up. */
   readonly message: VendorCallMessage;
+  /** The message's key (see `RequestMessage.key`); absent when it has none. */
+  readonly key?: string;
+
   /** The pacing slot of this call, epoch ms: the vendor caller fires at it (PacingPoint.VENDOR_CALL). */
   readonly slotAtMs?: number;
 }
@@ -129,6 +144,9 @@ export interface DispatchInput {
   readonly claimSeq: number;
   /** The raw request message, re-enqueued or parked in the DLQ as is when dispatch gives up. */
   readonly message: RequestMessage;
+  /** The message's key (see `RequestMessage.key`); absent when it has none. */
+  readonly key?: string;
+
   // ---- webhookauth: capability callback URL ----
   /** The request's secret callback token (see `RequestMessage.callbackToken`). */
   readonly callbackToken: string;
@@ -199,6 +217,8 @@ export const CorrelationAttributes = {
   UPDATED_AT: 'updatedAt',
   /** The request's secret callback token (capability URL), written by ClaimRequest. */
   CALLBACK_TOKEN: 'callbackToken',
+  /** The request's key (`RequestMessage.key`), written by ClaimRequest when the credential is per key. */
+  REQUEST_KEY: 'requestKey',
 } as const;
 
 /** Name of the correlation table's index on job id. */

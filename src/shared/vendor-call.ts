@@ -145,6 +145,7 @@ export function buildVendorCallInput(message: VendorCallMessage, nowMs: number, 
     expiresAt: Math.floor(nowMs / 1000) + claimTtlSeconds,
     call: normalized.call,
     message,
+    ...(message.key !== undefined ? { key: message.key } : {}),
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),
   };
 }
