@@ -9,6 +9,7 @@ import { Construct } from 'constructs';
 import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
+import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request-key-fields';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
@@ -21,6 +22,7 @@ import { customMetric } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
+import { INVALID_REQUEST_KEY } from '../shared/request-key';
 import { validateDuration, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
 import { orchestratorArrivalAudit } from '../throttled-proxy/arrival-audit-metrics';
@@ -226,6 +228,21 @@ export interface SubmitJobTaskProps {
   readonly heartbeatTimeout?: Duration;
 
   /**
+   * The request's key (issue 15): the vendor account (customer, tenant) the request belongs to, as
+   * a JSONPath (`sfn.JsonPath.stringAt('$.customerId')`) or a literal. It must evaluate to 1-128
+   * characters, each a letter, a digit or ASCII punctuation (what an SQS `MessageGroupId` allows).
+   * It travels with the request (message, workflows, vendor caller, and the correlation item when
+   * the credential is per key), groups the request on the request queue (`MessageGroupId`: SQS
+   * fair queues), and with `VendorCredentials.fromSecretHeaderPerKey` picks the vendor credential.
+   * A key that is not a string or not valid fails the task with `InvalidRequestKey` before
+   * anything reaches the vendor; a JSONPath that points at nothing fails the execution with
+   * `States.Runtime` (Step Functions' own rule, no Catch handles it): give a path the input has.
+   * Limits per key are not enforced yet: keys share the orchestrator's contract.
+   *
+   * @default - no key (required when the vendor credential is per key)
+   */
+  readonly key?: string;
+  /**
    * A comment for the state.
    *
    * @default - a description of the task
@@ -290,6 +307,15 @@ export interface SubmitJobTaskJsonataProps {
    */
   readonly heartbeatTimeout?: Duration;
 
+  /**
+   * The request's key (issue 15) as a JSONata expression (`'{% $states.input.customerId %}'`) or
+   * a literal: same rules as `submitJobTask`'s `key`. A key the expression does not find, or one
+   * that is not a valid key, fails the task with `InvalidRequestKey` before anything reaches the
+   * vendor.
+   *
+   * @default - no key (required when the vendor credential is per key)
+   */
+  readonly key?: string;
   /**
    * A comment for the state.
    *
@@ -358,6 +384,21 @@ export interface CallVendorTaskProps {
    */
   readonly timeout?: Duration;
 
+  /**
+   * The request's key (issue 15): the vendor account (customer, tenant) the request belongs to, as
+   * a JSONPath (`sfn.JsonPath.stringAt('$.customerId')`) or a literal. It must evaluate to 1-128
+   * characters, each a letter, a digit or ASCII punctuation (what an SQS `MessageGroupId` allows).
+   * It travels with the request (message, workflows, vendor caller, and the correlation item when
+   * the credential is per key), groups the request on the request queue (`MessageGroupId`: SQS
+   * fair queues), and with `VendorCredentials.fromSecretHeaderPerKey` picks the vendor credential.
+   * A key that is not a string or not valid fails the task with `InvalidRequestKey` before
+   * anything reaches the vendor; a JSONPath that points at nothing fails the execution with
+   * `States.Runtime` (Step Functions' own rule, no Catch handles it): give a path the input has.
+   * Limits per key are not enforced yet: keys share the orchestrator's contract.
+   *
+   * @default - no key (required when the vendor credential is per key)
+   */
+  readonly key?: string;
   /**
    * A comment for the state.
    *
@@ -431,6 +472,15 @@ export interface CallVendorTaskJsonataProps {
   readonly timeout?: Duration;
 
   /**
+   * The request's key (issue 15) as a JSONata expression (`'{% $states.input.customerId %}'`) or
+   * a literal: same rules as `submitJobTask`'s `key`. A key the expression does not find, or one
+   * that is not a valid key, fails the task with `InvalidRequestKey` before anything reaches the
+   * vendor.
+   *
+   * @default - no key (required when the vendor credential is per key)
+   */
+  readonly key?: string;
+  /**
    * A comment for the state.
    *
    * @default - a description of the task
@@ -466,6 +516,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
    * `callVendorTask` fail with it.
    */
   public static readonly ERROR_VENDOR_QUOTA_EXHAUSTED = ErrorNames.VENDOR_QUOTA_EXHAUSTED;
+  /**
+   * The request's key (the tasks' `key`) is missing (the task declares a key, or the vendor
+   * credential is per key) or is not 1-128 characters of letters, digits and ASCII punctuation:
+   * the queue consumer fails the task with it on the request's first receive, before any pacing
+   * slot, job place or vendor call, and drops the message (not parked: the input is wrong).
+   */
+  public static readonly ERROR_INVALID_REQUEST_KEY = INVALID_REQUEST_KEY;
 
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
@@ -755,6 +812,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
    * fit in a task output. Add `addCatch` / `addRetry` as for any task.
    */
   public submitJobTask(scope: Construct, id: string, props: SubmitJobTaskProps): tasks.SqsSendMessage {
+    const key = this.keyFields(id, 'submitJobTask', props.key, jsonPathKeyFields);
     this.submitTasks += 1;
     return new tasks.SqsSendMessage(scope, id, {
       comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
@@ -764,8 +822,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
         taskToken: sfn.JsonPath.taskToken,
         requestId: props.requestId ?? sfn.JsonPath.uuid(),
         payload: props.payload.value,
+        ...(key ? { key: key.bodyKey } : {}),
         attempt: 1,
       }),
+      messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.callbackTimeout),
       heartbeatTimeout: props.heartbeatTimeout ? sfn.Timeout.duration(props.heartbeatTimeout) : undefined,
       resultPath: props.resultPath,
@@ -800,6 +860,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (usesJsonPath(requestId) || (!Token.isUnresolved(requestId) && /^(\$|States\.)/.test(requestId.trim()))) {
       throw new Error(`submitJobTaskJsonata '${id}': requestId '${requestId}' looks like JSONPath or an intrinsic function; in JSONata write '{% $states.input.orderId %}'`);
     }
+    const key = this.keyFields(id, 'submitJobTaskJsonata', props.key, jsonataKeyFields);
     this.submitTasks += 1;
     return tasks.SqsSendMessage.jsonata(scope, id, {
       comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
@@ -809,8 +870,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
         taskToken: '{% $states.context.Task.Token %}',
         requestId,
         payload,
+        ...(key ? { key: key.bodyKey } : {}),
         attempt: 1,
       }),
+      messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.callbackTimeout),
       heartbeatTimeout: props.heartbeatTimeout ? sfn.Timeout.duration(props.heartbeatTimeout) : undefined,
       outputs: props.outputs,
@@ -847,6 +910,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public callVendorTask(scope: Construct, id: string, props: CallVendorTaskProps): tasks.SqsSendMessage {
     const method = props.method ?? 'GET';
     this.validateCall(id, 'callVendorTask', method, props.path, props.body !== undefined, (v) => Token.isUnresolved(v));
+    const key = this.keyFields(id, 'callVendorTask', props.key, jsonPathKeyFields);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
     return new tasks.SqsSendMessage(scope, id, {
@@ -863,8 +927,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.query ? { query: props.query.value } : {}),
           ...(props.body ? { body: props.body.value } : {}),
         },
+        ...(key ? { key: key.bodyKey } : {}),
         attempt: 1,
       }),
+      messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       resultPath: props.resultPath,
     });
@@ -887,6 +953,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
         throw new Error(`callVendorTaskJsonata '${id}': ${name} uses JSONPath, which JSONata states do not read: write a JSONata expression such as '{% $states.input.x %}'`);
       }
     }
+    const key = this.keyFields(id, 'callVendorTaskJsonata', props.key, jsonataKeyFields);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
     return tasks.SqsSendMessage.jsonata(scope, id, {
@@ -903,8 +970,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.query ? { query: props.query.value } : {}),
           ...(props.body ? { body: props.body.value } : {}),
         },
+        ...(key ? { key: key.bodyKey } : {}),
         attempt: 1,
       }),
+      messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       outputs: props.outputs,
       assign: props.assign,
@@ -1243,6 +1312,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
         throw new Error(`${task} '${id}': ${problem}`);
       }
     }
+  }
+
+  /** A task's key fields (request-key-fields.ts), or undefined without a key. */
+  private keyFields(id: string, method: string, key: string | undefined,
+    fields: (where: string, key: string) => RequestKeyFields): RequestKeyFields | undefined {
+    return key === undefined ? undefined : fields(`${method} '${id}'`, key);
   }
 
   private validateCallTimeout(id: string, timeout: Duration | undefined): Duration {

@@ -31,7 +31,7 @@
  *
  * The edges go to the same ASL coverage records as test/asl/execute.ts.
  */
-import { randomUUID } from 'crypto';
+import { createHash, randomUUID } from 'crypto';
 import { catchEdge, choiceEdge, defaultEdge, definitionHash, Edge, edgesOf, nextEdge, retryEdge } from './edges';
 import { stepError, TaskHandler } from './execute';
 import { recordExecution } from './recorder';
@@ -82,6 +82,8 @@ export async function evaluateTemplate(template: unknown, bindings: Record<strin
       const expression = jsonata(match[1]);
       // Step Functions' own function (transforming-data.html, "JSONata functions provided by Step Functions").
       expression.registerFunction('uuid', () => randomUUID(), '<:s>');
+      // $hash(value, algorithm): hex digest, algorithm MD5, SHA-1, SHA-256, SHA-384 or SHA-512.
+      expression.registerFunction('hash', (text: string, algorithm: string) => createHash(algorithm.replace('-', '').toLowerCase()).update(text, 'utf8').digest('hex'), '<ss:s>');
       value = await expression.evaluate(null, bindings);
     } catch (e) {
       throw stepError(QUERY_EVALUATION_ERROR, `${where}: ${(e as Error).message ?? String(e)}`);
