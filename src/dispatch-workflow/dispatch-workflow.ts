@@ -12,6 +12,7 @@ import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors'
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
+import { requeueGroupId, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
@@ -216,12 +217,15 @@ export class DispatchWorkflow extends Construct {
     // webhookauth: the claim also stores the request's callback token, keeping the first one
     // (if_not_exists): a redelivered message carrying a newer token then still sends the vendor
     // the URL the item holds. The stored token comes back as $.claimed.callbackToken.
+    // Issue 15: with a credential per key, the item also records the request's key (every request
+    // has one then: the queue consumer refuses those without), so a callback can be tied to it.
+    const keyed = props.proxy.credentials.isPerKey;
     const claim = new tasks.DynamoUpdateItem(this, 'ClaimRequest', {
       comment: 'Record the task token and the callback token; fails with ConditionalCheckFailed when the job was already submitted',
       table: props.table.table,
       key: { [CorrelationAttributes.REQUEST_ID]: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.requestId')) },
       updateExpression: 'SET #token = :token, #status = :status, #expires = :expires, #updated = :updated, '
-        + '#cbToken = if_not_exists(#cbToken, :cbToken), #claimSeq = :claimSeq',
+        + '#cbToken = if_not_exists(#cbToken, :cbToken), #claimSeq = :claimSeq' + (keyed ? ', #requestKey = :requestKey' : ''),
       // Not yet submitted, and no dispatch of this delivery (or a later one) claimed it: two copies
       // of one message running at once (SQS delivers at least once) cannot both call the vendor.
       conditionExpression: 'attribute_not_exists(#job) AND (attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq)',
@@ -233,6 +237,7 @@ export class DispatchWorkflow extends Construct {
         '#job': CorrelationAttributes.JOB_ID,
         '#cbToken': CorrelationAttributes.CALLBACK_TOKEN,
         '#claimSeq': CorrelationAttributes.CLAIM_SEQ,
+        ...(keyed ? { '#requestKey': CorrelationAttributes.REQUEST_KEY } : {}),
       },
       expressionAttributeValues: {
         ':token': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.taskToken')),
@@ -241,6 +246,7 @@ export class DispatchWorkflow extends Construct {
         ':updated': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$$.Execution.StartTime')),
         ':cbToken': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.callbackToken')),
         ':claimSeq': tasks.DynamoAttributeValue.numberFromString(sfn.JsonPath.jsonToString(sfn.JsonPath.numberAt('$.claimSeq'))),
+        ...(keyed ? { ':requestKey': tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.key')) } : {}),
       },
       returnValues: tasks.DynamoReturnValues.ALL_NEW,
       // Only the callback token leaves the state: the item also holds the task token.
@@ -412,6 +418,7 @@ export class DispatchWorkflow extends Construct {
         QueueUrl: props.requestQueue.queueUrl,
         MessageBody: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.retry.message')),
         DelaySeconds: sfn.JsonPath.numberAt('$.retry.delaySeconds'),
+        ...requeueGroupId(props.proxy, false),
       },
       iamResources: [props.requestQueue.queueArn],
       resultPath: sfn.JsonPath.DISCARD,
@@ -451,6 +458,7 @@ export class DispatchWorkflow extends Construct {
         payload: sfn.JsonPath.objectAt('$.payload'),
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
         callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
+        ...retryMessageKey(props.proxy),
       },
       requeue,
       park,

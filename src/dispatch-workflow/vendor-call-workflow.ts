@@ -9,6 +9,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
+import { requeueGroupId, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
@@ -188,6 +189,7 @@ export class VendorCallWorkflow extends Construct {
           'QueueUrl': props.requestQueue.queueUrl,
           'MessageBody.$': 'States.JsonToString($.retry.message)',
           'DelaySeconds.$': '$.retry.delaySeconds',
+          ...requeueGroupId(props.proxy, true),
         },
         ResultPath: null,
       },
@@ -226,6 +228,7 @@ export class VendorCallWorkflow extends Construct {
         requestId: sfn.JsonPath.stringAt('$.requestId'),
         call: sfn.JsonPath.objectAt('$.message.call'),
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+        ...retryMessageKey(props.proxy),
       },
       requeue,
       park,

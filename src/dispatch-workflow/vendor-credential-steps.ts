@@ -2,7 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { VENDOR_CREDENTIAL_UNUSABLE } from '../shared/messages';
+import { VENDOR_CREDENTIAL_NOT_FOUND, VENDOR_CREDENTIAL_UNUSABLE } from '../shared/messages';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER } from '../throttled-proxy/vendor-credentials';
 
@@ -59,11 +59,15 @@ export function vendorCredentialSteps(
   const credentialFunction = proxy.credentialFunction;
   if (credentialFunction) {
     const oauth = credentials.isOAuth;
+    const perKey = credentials.isPerKey;
     const readCredential = new tasks.LambdaInvoke(scope, oauth ? 'GetVendorToken' : 'ReadVendorCredential', {
       comment: oauth ? 'Get an OAuth access token for the vendor (cached by the function)'
-        : 'Read the vendor credential from its JSON secret (the function checks the secret\'s shape)',
+        : perKey ? 'Read the vendor credential of the request\'s key from the key\'s secret (cached per key by the function)'
+          : 'Read the vendor credential from its JSON secret (the function checks the secret\'s shape)',
       lambdaFunction: credentialFunction,
-      payload: sfn.TaskInput.fromObject({}),
+      // Per key (issue 15): `$.key` is always there, the queue consumer starts no execution without
+      // one when the credential is per key (REQUIRE_REQUEST_KEY).
+      payload: sfn.TaskInput.fromObject(perKey ? { key: sfn.JsonPath.stringAt('$.key') } : {}),
       retryOnServiceExceptions: false,
       // The function answers this field or fails: the path always exists.
       resultSelector: { secret: sfn.JsonPath.stringAt(oauth ? '$.Payload.authorization' : '$.Payload.credential') },
@@ -80,7 +84,11 @@ export function vendorCredentialSteps(
     return {
       headers: credentialHeader(oauth ? undefined : credentials.prefix, '$.credential.secret'),
       before: (next, targets) => {
-        readCredential.addCatch(targets.giveUp, { errors: [VENDOR_CREDENTIAL_UNUSABLE], resultPath: '$.error' });
+        // A key without a secret (per key) cannot pass either: parked at once, like an unusable secret.
+        readCredential.addCatch(targets.giveUp, {
+          errors: perKey ? [VENDOR_CREDENTIAL_UNUSABLE, VENDOR_CREDENTIAL_NOT_FOUND] : [VENDOR_CREDENTIAL_UNUSABLE],
+          resultPath: '$.error',
+        });
         readCredential.addCatch(targets.classify, { resultPath: '$.error' });
         return readCredential.next(next);
       },

@@ -741,6 +741,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     for (const [name, value] of Object.entries(adaptivePacingEnvironment(contract, ConsumerEnv.ADAPTIVE_PACING))) {
       this.consumer.function.addEnvironment(name, value);
     }
+    // Issue 15: a credential per key needs a key on every request; the dispatcher refuses the rest.
+    if (this.proxy.credentials.isPerKey) {
+      this.consumer.function.addEnvironment(ConsumerEnv.REQUIRE_REQUEST_KEY, 'true');
+    }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
     this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);
@@ -1317,6 +1321,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
   /** A task's key fields (request-key-fields.ts), or undefined without a key. */
   private keyFields(id: string, method: string, key: string | undefined,
     fields: (where: string, key: string) => RequestKeyFields): RequestKeyFields | undefined {
+    if (key === undefined && this.proxy.credentials.isPerKey) {
+      throw new Error(`${method} '${id}': the vendor credential is per key (VendorCredentials.fromSecretHeaderPerKey), so the task needs a key, e.g. key: ${method.endsWith('Jsonata') ? "'{% $states.input.customerId %}'" : "sfn.JsonPath.stringAt('$.customerId')"}`);
+    }
     return key === undefined ? undefined : fields(`${method} '${id}'`, key);
   }
 

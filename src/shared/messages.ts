@@ -257,3 +257,10 @@ export const ErrorNames = {
  * redriven once the secret is fixed.
  */
 export const VENDOR_CREDENTIAL_UNUSABLE = 'VendorCredentialUnusable';
+
+/**
+ * The error of a request key without a vendor credential (`VendorCredentials.fromSecretHeaderPerKey`:
+ * no secret of that name). Retrying cannot fix it: the request is parked at once with this reason
+ * and is redriven once the key's secret exists.
+ */
+export const VENDOR_CREDENTIAL_NOT_FOUND = 'VendorCredentialNotFound';

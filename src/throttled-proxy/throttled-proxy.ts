@@ -1,4 +1,4 @@
-import { Names, Duration, Lazy, RemovalPolicy } from 'aws-cdk-lib';
+import { ArnFormat, Names, Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -14,7 +14,7 @@ import { VENDOR_CREDENTIAL_HEADER, VendorCredentials } from './vendor-credential
 import { VendorTokenFunction } from './vendor-token-function';
 import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
 import { METRICS_NAMESPACE, METRICS_SCOPE_DIMENSION } from '../shared/metrics';
-import { addFunctionNagSuppressions, addNagSuppressions, NagReasons } from '../shared/nag';
+import { addFunctionNagSuppressions, addNagSuppressions, addRolePolicyNagSuppressions, NagReasons } from '../shared/nag';
 import { validateRequestsPerSecond, validateVendorUrl } from '../shared/validation';
 
 /**
@@ -271,6 +271,8 @@ export class ThrottledProxy extends Construct {
       this.credentialFunction = this.tokenFunction;
     } else if (this.credentials.secret && this.credentials.jsonField) {
       this.credentialFunction = this.createSecretFieldFunction(this.credentials.secret, this.credentials.jsonField, props.tracingEnabled ?? false);
+    } else if (this.credentials.isPerKey) {
+      this.credentialFunction = this.createPerKeyCredentialFunction(this.credentials, props.tracingEnabled ?? false);
     }
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
@@ -536,10 +538,42 @@ export class ThrottledProxy extends Construct {
       secret, { SECRET_ARN: secret.secretArn, SECRET_FIELD: jsonField, POWERTOOLS_SERVICE_NAME: 'vendor-credential' }, tracingEnabled);
   }
 
+  /**
+   * The token function's code in its per-key mode (`fromSecretHeaderPerKey`, issue 15): it reads
+   * the secret the request's key names, so it is allowed GetSecretValue on every name the pattern
+   * matches: `{key}` becomes `*`, and `-??????` matches the six random characters Secrets Manager
+   * appends to a secret's ARN
+   * (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html,
+   * "wildcard" and the ARN suffix).
+   */
+  private createPerKeyCredentialFunction(credentials: VendorCredentials, tracingEnabled: boolean): lambda.IFunction {
+    // Names as in vendor-secret-per-key.ts (not imported: it is handler code).
+    const environment: Record<string, string> = {
+      SECRET_NAME_PATTERN: credentials.secretNamePattern!,
+      CACHE_TTL_SECONDS: String(credentials.cacheTtl!.toSeconds()),
+      POWERTOOLS_SERVICE_NAME: 'vendor-credential',
+    };
+    if (credentials.jsonField) {
+      environment.SECRET_FIELD = credentials.jsonField;
+    }
+    const fn = this.createCredentialCodeFunction('CredentialFunction', 'Reads the vendor credential of a request key from the key\'s secret (cached per key)',
+      undefined, environment, tracingEnabled);
+    const resource = perKeySecretArnPattern(this, credentials.secretNamePattern!);
+    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [resource] }));
+    credentials.encryptionKey?.grantDecrypt(fn);
+    addRolePolicyNagSuppressions(fn.role, [{
+      id: 'AwsSolutions-IAM5',
+      reason: 'Per-key vendor credentials: the function reads the secret named by each request\'s key, and keys (customers) are added at run time without a deploy, so the grant covers the secret name pattern (the key as *) and nothing else.',
+      // The region and account are tokens or literals, as the stack's environment says.
+      appliesTo: [{ regex: `/^Resource::arn:<AWS::Partition>:secretsmanager:[^:]+:[^:]+:secret:${escapeRegex(credentials.secretNamePattern!.replace('{key}', '*'))}-\\?{6}$/g` }],
+    }]);
+    return fn;
+  }
+
   /** One function of the token bundle (`id` also names its log group `<id>Logs`), allowed to read `secret`. */
   private createCredentialCodeFunction(
-    id: string, description: string, secret: secretsmanager.ISecret, environment: Record<string, string>, tracingEnabled: boolean,
-  ): lambda.IFunction {
+    id: string, description: string, secret: secretsmanager.ISecret | undefined, environment: Record<string, string>, tracingEnabled: boolean,
+  ): lambda.Function {
     const fn = new VendorTokenFunction(this, id, {
       description,
       timeout: Duration.seconds(10),
@@ -551,7 +585,7 @@ export class ThrottledProxy extends Construct {
       }),
       environment,
     });
-    secret.grantRead(fn);
+    secret?.grantRead(fn);
     addFunctionNagSuppressions(fn, { tracing: tracingEnabled });
     return fn;
   }
@@ -590,4 +624,21 @@ function accessLogFormat(metricsScope: string): apigw.AccessLogFormat {
     userAgent: '$context.identity.userAgent',
     scope: metricsScope,
   }));
+}
+
+/**
+ * The ARN pattern of the per-key secrets: `arn:<partition>:secretsmanager:<region>:<account>:secret:<pattern, {key} as *>-??????`.
+ */
+export function perKeySecretArnPattern(scope: Construct, secretNamePattern: string): string {
+  return Stack.of(scope).formatArn({
+    service: 'secretsmanager',
+    resource: 'secret',
+    resourceName: `${secretNamePattern.replace('{key}', '*')}-??????`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+/** `text` as a literal in a regular expression. */
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }

@@ -1,4 +1,5 @@
-import { Token } from 'aws-cdk-lib';
+import { Duration, Token } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { validateHeaderName } from '../shared/validation';
 
@@ -37,6 +38,58 @@ export interface HeaderCredentialsOptions {
    * @default - nothing
    */
   readonly prefix?: string;
+}
+
+/**
+ * Options for a credential per request key (issue 15): each key's credential in its own secret.
+ */
+export interface PerKeyHeaderCredentialsOptions {
+  /**
+   * The name of each key's secret, with `{key}` where the request's key goes, e.g.
+   * `'vendor/{key}'` or `'prod/vendor/{key}/api'`. The secret is read by name at run time, so keys
+   * (and their secrets) come and go without a deploy. Only names Secrets Manager allows can exist
+   * (letters, digits and `/_+=.@-`): a key with other characters has no secret, and its requests
+   * fail as a key without a credential.
+   */
+  readonly secretNamePattern: string;
+
+  /**
+   * The header the vendor expects the credential in, e.g. `x-api-key` or `Authorization`.
+   *
+   * @default 'x-api-key'
+   */
+  readonly headerName?: string;
+
+  /**
+   * When each secret is a JSON object, the field holding the credential (a non-empty string).
+   *
+   * @default - the whole secret string is the credential
+   */
+  readonly jsonField?: string;
+
+  /**
+   * Text put before the credential in the header, e.g. `Bearer `.
+   *
+   * @default - nothing
+   */
+  readonly prefix?: string;
+
+  /**
+   * How long the credential function keeps a key's credential in memory before it reads the
+   * secret again: a rotated or replaced secret applies after at most this long. Each execution
+   * environment caches the keys it served (up to 1,000, the least recently read dropped first).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly cacheTtl?: Duration;
+
+  /**
+   * The customer-managed KMS key the secrets are encrypted with, if any (the function is granted
+   * `kms:Decrypt` on it). Secrets under the AWS-managed key `aws/secretsmanager` need no grant.
+   *
+   * @default - the secrets use the AWS-managed key
+   */
+  readonly encryptionKey?: kms.IKey;
 }
 
 /**
@@ -112,6 +165,9 @@ interface VendorCredentialsFields {
   readonly oauthScope?: string;
   readonly oauthAudience?: string;
   readonly oauthClientAuthentication?: OAuthClientAuthentication;
+  readonly secretNamePattern?: string;
+  readonly cacheTtl?: Duration;
+  readonly encryptionKey?: kms.IKey;
 }
 
 /**
@@ -138,6 +194,40 @@ export class VendorCredentials {
       throw new Error(`jsonField must be a top-level field name of letters, digits and underscores, given '${options.jsonField}'`);
     }
     return new VendorCredentials({ secret: options.secret, headerName, jsonField: options.jsonField, prefix: options.prefix });
+  }
+
+  /**
+   * A credential per request key (issue 15): the request's key (`submitJobTask` /
+   * `callVendorTask` `key`) names its secret (`secretNamePattern`, e.g. `'vendor/{key}'`), so one
+   * orchestrator serves many vendor accounts. The proxy gets a credential function that reads the
+   * key's secret and caches it in memory for `cacheTtl` (a secret read per call would cost per
+   * call), and is allowed `secretsmanager:GetSecretValue` on the names the pattern matches (`{key}`
+   * as `*`). Every task of the orchestrator must then give a key.
+   *
+   * A key without a secret parks its request at once (reason `VendorCredentialNotFound`, not
+   * retried: create the secret and redrive the dead-letter queue); its waiting task fails with
+   * `VendorRequestFailed`, the cause naming the missing secret. Limits per key are not enforced
+   * yet: keys share the orchestrator's contract.
+   */
+  public static fromSecretHeaderPerKey(options: PerKeyHeaderCredentialsOptions): VendorCredentials {
+    const headerName = options.headerName ?? 'x-api-key';
+    validateHeaderName(headerName);
+    if (options.jsonField !== undefined && !/^[A-Za-z0-9_]+$/.test(options.jsonField)) {
+      throw new Error(`jsonField must be a top-level field name of letters, digits and underscores, given '${options.jsonField}'`);
+    }
+    validateSecretNamePattern(options.secretNamePattern);
+    const cacheTtl = options.cacheTtl ?? Duration.minutes(5);
+    if (cacheTtl.toSeconds() < 0 || cacheTtl.toSeconds() > 3600) {
+      throw new Error(`cacheTtl must be between 0 seconds (no cache) and 1 hour: a longer cache keeps a rotated or revoked credential in use (given ${cacheTtl.toSeconds()} seconds)`);
+    }
+    return new VendorCredentials({
+      headerName,
+      jsonField: options.jsonField,
+      prefix: options.prefix,
+      secretNamePattern: options.secretNamePattern,
+      cacheTtl,
+      encryptionKey: options.encryptionKey,
+    });
   }
 
   /**
@@ -190,6 +280,12 @@ export class VendorCredentials {
   public readonly oauthAudience?: string;
   /** How the OAuth client authenticates to the token endpoint, for OAuth client credentials. */
   public readonly oauthClientAuthentication?: OAuthClientAuthentication;
+  /** The name of each key's secret, `{key}` where the key goes (`fromSecretHeaderPerKey`). */
+  public readonly secretNamePattern?: string;
+  /** How long a key's credential stays cached (`fromSecretHeaderPerKey`). */
+  public readonly cacheTtl?: Duration;
+  /** The customer-managed KMS key of the per-key secrets, if any. */
+  public readonly encryptionKey?: kms.IKey;
 
   private constructor(fields: VendorCredentialsFields) {
     this.secret = fields.secret;
@@ -200,6 +296,14 @@ export class VendorCredentials {
     this.oauthScope = fields.oauthScope;
     this.oauthAudience = fields.oauthAudience;
     this.oauthClientAuthentication = fields.oauthClientAuthentication;
+    this.secretNamePattern = fields.secretNamePattern;
+    this.cacheTtl = fields.cacheTtl;
+    this.encryptionKey = fields.encryptionKey;
+  }
+
+  /** Whether each request key has its own secret (`fromSecretHeaderPerKey`): every request needs a key. */
+  public get isPerKey(): boolean {
+    return this.secretNamePattern !== undefined;
   }
 
   /** Whether these are OAuth 2.0 client credentials (a token function fetches the access token). */
@@ -210,6 +314,28 @@ export class VendorCredentials {
 
 /** The header that carries the vendor credential from the dispatch workflow to the proxy. */
 export const VENDOR_CREDENTIAL_HEADER = 'X-Vendor-Credential';
+
+/**
+ * A secret name pattern: `{key}` once, the rest what a secret name may hold (letters, digits and
+ * `/_+=.@-`, CreateSecret's `Name`:
+ * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html).
+ */
+function validateSecretNamePattern(pattern: string): void {
+  if (Token.isUnresolved(pattern)) {
+    throw new Error('secretNamePattern must be a literal such as \'vendor/{key}\', not a token: it becomes the IAM grant\'s resource');
+  }
+  const parts = pattern.split('{key}');
+  if (parts.length !== 2) {
+    throw new Error(`secretNamePattern must hold {key} exactly once, where the request's key goes, e.g. 'vendor/{key}' (given '${pattern}')`);
+  }
+  const rest = parts.join('');
+  if (!/^[A-Za-z0-9/_+=.@-]*$/.test(rest)) {
+    throw new Error(`secretNamePattern may hold only letters, digits and /_+=.@- besides {key} (what a secret name allows; given '${pattern}')`);
+  }
+  if (pattern.length - '{key}'.length > 384) {
+    throw new Error(`secretNamePattern is too long: a secret name has at most 512 characters and the key up to 128 (given ${pattern.length} characters)`);
+  }
+}
 
 function validateTokenUrl(tokenUrl: string): void {
   if (Token.isUnresolved(tokenUrl)) {

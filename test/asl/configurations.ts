@@ -55,6 +55,8 @@ export const AXIS_VARIANTS: Record<string, Variant> = {
   'OAuth client credentials': (stack) => ({
     proxy: { credentials: VendorCredentials.oauthClientCredentials({ secret: secret(stack), tokenUrl: 'https://auth.vendor.example.com/token' }) },
   }),
+  // Issue 15: the key's own secret (credential function, `$.key`, the key in ClaimRequest).
+  'per-key credential': () => ({ proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}' }) } }),
 };
 
 /**
@@ -70,7 +72,7 @@ export const VENDOR_CALL_ONLY_VARIANTS: Record<string, Variant> = {
 
 /** Whether a configuration label has a vendor credential (finding 12's states: secret or OAuth). */
 export function hasCredential(configuration: string): boolean {
-  return /secret header|OAuth/.test(configuration);
+  return /secret header|OAuth|per-key/.test(configuration);
 }
 
 export const PACING_POINTS: Record<string, PacingPoint> = {
@@ -93,8 +95,9 @@ export function synthesizeWorkflows(props: (stack: import('aws-cdk-lib').Stack) 
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...BASE_PROPS, ...props(stack) });
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(
-      orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order') })
-        .next(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' }))),
+      // With a key (issue 15): the per-key credential configuration needs one on every task.
+      orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), key: sfn.JsonPath.stringAt('$.customerId') })
+        .next(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x', key: sfn.JsonPath.stringAt('$.customerId') }))),
   });
   orchestrator.registerWorkflow(main);
   const template = Template.fromStack(stack);

@@ -15,6 +15,7 @@ import { Clock, PAUSED_UNTIL_ATTRIBUTE } from '../../src/rate-controlled-queue-c
 import { CorrelationAttributes, DispatchInput, RequestMessage, VendorCallInput, VendorCallMessage } from '../../src/shared/messages';
 import { buildVendorCallInput } from '../../src/shared/vendor-call';
 import { readSecretField, SecretValue } from '../../src/throttled-proxy/vendor-secret';
+import { PerKeyCredentials } from '../../src/throttled-proxy/vendor-secret-per-key';
 import { VendorTokenProvider } from '../../src/throttled-proxy/vendor-token';
 
 /** The dispatcher's correlation TTL in these tests (a day). */
@@ -24,12 +25,13 @@ const LEAD_MS = 2_000;
 
 /** The message a main workflow's submitJobTask sends (its MessageBody), with a job payload. */
 export function submitMessage(payload: unknown = { order: 'o-1', amount: 3 }): Record<string, unknown> {
-  return { taskToken: 'main-task-token-1', requestId: 'req-1', payload, attempt: 1 };
+  // A key (issue 15) as a keyed task sends it: the per-key credential configuration needs it.
+  return { taskToken: 'main-task-token-1', requestId: 'req-1', payload, key: 'tenant-1', attempt: 1 };
 }
 
 /** The message a main workflow's callVendorTask sends. */
 export function callMessage(call: Record<string, unknown> = { method: 'GET', path: '/jobs/job-1/result', query: { fields: ['all'] } }): Record<string, unknown> {
-  return { kind: 'call', taskToken: 'main-task-token-2', requestId: 'call-1', call, attempt: 1 };
+  return { kind: 'call', taskToken: 'main-task-token-2', requestId: 'call-1', call, key: 'tenant-1', attempt: 1 };
 }
 
 /**
@@ -329,6 +331,9 @@ export function jsonSecretCredential(secret: SecretValue | (() => Promise<Secret
  */
 export function credentialAnswers(configuration: string): Record<string, TaskHandler> {
   const secretJson = { SecretString: JSON.stringify({ apiKey: 'api-key-1', token: 'token-1' }) };
+  if (/per-key/.test(configuration)) {
+    return { ReadVendorCredential: perKeyCredential(async (name) => ({ SecretString: `api-key-of-${name}` })) };
+  }
   if (/OAuth/.test(configuration)) {
     return { GetVendorToken: vendorToken };
   }
@@ -346,7 +351,19 @@ export function credentialAnswers(configuration: string): Record<string, TaskHan
 }
 
 /** How a credential problem ends: the request parked at once, or retried through the queue. */
-export type CredentialOutcome = 'parked as VendorCredentialUnusable' | 'retried through the queue';
+export type CredentialOutcome = 'parked as VendorCredentialUnusable' | 'parked as VendorCredentialNotFound' | 'retried through the queue';
+
+/**
+ * ReadVendorCredential with a credential per key (`fromSecretHeaderPerKey('vendor/{key}')`):
+ * lambda:invoke of the proxy's credential function, its real logic (PerKeyCredentials) reading the
+ * key's secret with `read` (answers or fails like the SDK call, given the secret's name).
+ */
+export function perKeyCredential(read: (secretName: string) => Promise<SecretValue>): TaskHandler {
+  return (taskInput: { Payload: { key?: unknown } }) => asLambda(async () => {
+    const credentials = new PerKeyCredentials({ secretNamePattern: 'vendor/{key}', cacheTtlMs: 0 }, read, () => Date.now());
+    return { credential: (await credentials.credentialFor(taskInput.Payload.key)).credential };
+  });
+}
 
 /**
  * The ways a configuration's credential read fails, as the credential's producer fails: Secrets
@@ -359,6 +376,19 @@ export function credentialFailures(configuration: string): Array<[string, Record
     error.name = 'ResourceNotFoundException';
     return Promise.reject(error);
   };
+  if (/per-key/.test(configuration)) {
+    const sdkError = (name: string, message: string) => async (): Promise<SecretValue> => {
+      const error = new Error(message);
+      error.name = name;
+      throw error;
+    };
+    return [
+      ['a key without a secret', { ReadVendorCredential: perKeyCredential(sdkError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.")) },
+        'parked as VendorCredentialNotFound'],
+      ['a key whose secret is binary', { ReadVendorCredential: perKeyCredential(async () => ({ SecretBinary: new Uint8Array([0, 1]) })) }, 'parked as VendorCredentialUnusable'],
+      ['a key whose secret cannot be read now', { ReadVendorCredential: perKeyCredential(sdkError('ThrottlingException', 'Rate exceeded')) }, 'retried through the queue'],
+    ];
+  }
   if (/OAuth/.test(configuration)) {
     return [
       ['a client secret that is not JSON', { GetVendorToken: vendorTokenWith('client-secret-1', tokenAnswer(200, {})) }, 'parked as VendorCredentialUnusable'],

@@ -9,6 +9,7 @@
  * more detail.
  * The last test of each configuration checks that every other edge ran (docs/asl-coverage.md).
  */
+import { literalKeyGroupId } from '../../src/orchestrator/request-key-fields';
 import { VENDOR_CREDENTIAL_HEADER } from '../../src/throttled-proxy/vendor-credentials';
 import { allConfigurations } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
@@ -22,6 +23,7 @@ const configurations = allConfigurations().filter((c) => c.name === 'DispatchWor
 
 /** The credential header value the proxy gets in each configuration (see credentialAnswers). */
 function expectedCredential(configuration: string): string | undefined {
+  if (/per-key/.test(configuration)) return 'api-key-of-vendor/tenant-1';
   if (/OAuth/.test(configuration)) return 'Bearer access-token-1';
   if (/jsonField and prefix/.test(configuration)) return 'Bearer token-1';
   if (/prefix/.test(configuration)) return 'Bearer api-key-1';
@@ -66,6 +68,8 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     expect(result.error).toBeUndefined();
     expect(result.states[result.states.length - 1]).toBe('Submitted');
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-1' });
+    // Issue 15: with a credential per key, the correlation item records the request's key.
+    expect(result.calls.ClaimRequest[0].ExpressionAttributeValues[':requestKey']).toEqual(/per-key/.test(configuration.configuration) ? { S: 'tenant-1' } : undefined);
     // The request id, and the credential as the configuration reads it, reach the proxy.
     const credential = expectedCredential(configuration.configuration);
     if (paced) {
@@ -141,9 +145,9 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     test.each(failures)('%s: the vendor is not called, the request is %s', async (_what, overrides, outcome) => {
       const result = await run(firstDispatch(), overrides);
       expect(result.calls.CallVendor).toBeUndefined();
-      if (outcome === 'parked as VendorCredentialUnusable') {
+      if (outcome.startsWith('parked as ')) {
         expect(result.error?.name).toBe('VendorRequestFailed');
-        expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe('VendorCredentialUnusable');
+        expect(result.calls.ParkInDeadLetterQueue[0].MessageAttributes.reason.StringValue).toBe(outcome.slice('parked as '.length));
         expect(result.calls.FailWaitingWorkflow[0]).toMatchObject({ TaskToken: 'main-task-token-1', Error: 'VendorRequestFailed' });
       } else {
         expect(result.error).toBeUndefined();
@@ -163,6 +167,10 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
       'RequeueWithDelay: Next -> RetryScheduled']));
     const sent = JSON.parse(result.calls.RequeueWithDelay[0].MessageBody);
     expect(sent).toMatchObject({ requestId: 'req-1', taskToken: 'main-task-token-1', attempt: 2 });
+    // Issue 15: with a credential per key, the retry keeps the key and its group (the key's SHA-256).
+    const perKey = /per-key/.test(configuration.configuration);
+    expect(sent.key).toBe(perKey ? 'tenant-1' : undefined);
+    expect(result.calls.RequeueWithDelay[0].MessageGroupId).toBe(perKey ? literalKeyGroupId('tenant-1') : undefined);
   });
 
   test('a 4xx refusal parks the request and fails the waiting workflow at once', async () => {

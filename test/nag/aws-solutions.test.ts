@@ -126,6 +126,28 @@ describe('cdk-nag AwsSolutions', () => {
     expect(underOrchestrator(findings, 'TableKey/Vendor')).toEqual([]);
   });
 
+  test('an orchestrator whose credential is per key (a secret name pattern, a customer-managed key) has no errors or warnings', () => {
+    // GIVEN: issue 15's credential function, allowed GetSecretValue on the pattern's names
+    const stack = new Stack(new App(), 'PerKey', { env: TEST_ENV });
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://api.vendor.example/v1/jobs',
+      requestsPerSecond: 5,
+      callbackTimeout: Duration.minutes(10),
+      proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', jsonField: 'apiKey', encryptionKey: key }) },
+    });
+    vendor.registerWorkflow(new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(vendor.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), key: sfn.JsonPath.stringAt('$.customerId') })
+        .next(vendor.callVendorTask(stack, 'Fetch', { path: '/x', key: sfn.JsonPath.stringAt('$.customerId') }))),
+    }));
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN
+    expect(underOrchestrator(findings, 'PerKey/Vendor')).toEqual([]);
+  });
+
   test('an orchestrator whose credential is a JSON secret field (a credential function) has no errors or warnings', () => {
     // GIVEN: the proxy's credential function, invoked by the dispatch and vendor-call workflows
     const stack = new Stack(new App(), 'JsonSecret', { env: TEST_ENV });

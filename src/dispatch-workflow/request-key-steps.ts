@@ -1,0 +1,32 @@
+/**
+ * What the two workflows that call the vendor do with a request's key (issue 15) when the vendor
+ * credential is per key: every request then has a key (`$.key`: the queue consumer starts no
+ * execution without one), and a retry keeps it, in its message and as its MessageGroupId (the
+ * key's SHA-256, as the user's task sent it: orchestrator/request-key-fields.ts).
+ *
+ * Without a credential per key a request may have no key, and a path that points at nothing fails
+ * the execution with `States.Runtime`, so nothing here reads `$.key`: a retry then travels without
+ * its key and group (keys only group requests then).
+ */
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
+
+/** The key's JSONPath in the workflows' input (DispatchInput.key, VendorCallInput.key). */
+const KEY_PATH = '$.key';
+
+/** Fields of a retry message (`retryMessage`, rendered by CDK): the key when the credential is per key. */
+export function retryMessageKey(proxy: ThrottledProxy): Record<string, string> {
+  return proxy.credentials.isPerKey ? { key: sfn.JsonPath.stringAt(KEY_PATH) } : {};
+}
+
+/**
+ * Parameters of the requeue's SendMessage: the key's group when the credential is per key, for
+ * CDK-rendered parameters (`raw` false) or raw ASL (`raw` true, the `.$` field).
+ */
+export function requeueGroupId(proxy: ThrottledProxy, raw: boolean): Record<string, string> {
+  if (!proxy.credentials.isPerKey) {
+    return {};
+  }
+  const hash = sfn.JsonPath.hash(sfn.JsonPath.format('{}', sfn.JsonPath.stringAt(KEY_PATH)), 'SHA-256');
+  return raw ? { 'MessageGroupId.$': `States.Hash(States.Format('{}', ${KEY_PATH}), 'SHA-256')` } : { MessageGroupId: hash };
+}
