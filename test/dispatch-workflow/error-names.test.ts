@@ -15,6 +15,7 @@ import { buildRaisableErrors, integrationOf, RaisableErrors } from './raisable-e
 import { AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint, VendorCredentials } from '../../src';
 import { VendorCallErrorNames } from '../../src/dispatch-workflow/vendor-call';
 import { VendorCredentialReadError, VendorCredentialUnusableError } from '../../src/throttled-proxy/vendor-secret';
+import { VendorCredentialNotFoundError } from '../../src/throttled-proxy/vendor-secret-per-key';
 import { VendorTokenError } from '../../src/throttled-proxy/vendor-token';
 import { stateMachineDefinitions, testStack } from '../util';
 
@@ -60,7 +61,7 @@ const OWN_FUNCTION_ERRORS: Record<string, string[]> = {
   // The credential function (OAuth token or JSON secret field) behind GetVendorToken / ReadVendorCredential,
   // and the vendor caller behind CallVendor (PacingPoint.VENDOR_CALL; besides ApiGateway.<status>).
   'lambda:invoke': [
-    ...[VendorCredentialUnusableError, VendorCredentialReadError, VendorTokenError].map((type) => new type('').name),
+    ...[VendorCredentialUnusableError, VendorCredentialReadError, VendorTokenError, VendorCredentialNotFoundError].map((type) => new type('').name),
     ...Object.values(VendorCallErrorNames),
   ],
 };
@@ -98,6 +99,7 @@ const CONFIGURATIONS: Array<[string, Configure]> = [
   ['OAuth client credentials', (stack) => ({
     proxy: { credentials: VendorCredentials.oauthClientCredentials({ secret: new secretsmanager.Secret(stack, 'Client'), tokenUrl: 'https://auth.vendor.example.com/token' }) },
   })],
+  ['a credential per key (issue 15)', () => ({ proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}' }) } })],
   ['OAuth client credentials, PacingPoint.DISPATCH', (stack) => ({
     pacingPoint: PacingPoint.DISPATCH,
     proxy: { credentials: VendorCredentials.oauthClientCredentials({ secret: new secretsmanager.Secret(stack, 'Client'), tokenUrl: 'https://auth.vendor.example.com/token' }) },
@@ -115,15 +117,16 @@ function synthesizedDefinitions(configure: Configure): Record<string, any> {
   });
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(
-      orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order') })
-        .next(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' })),
+      // With keys (issue 15): a credential per key needs them on every task.
+      orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), key: sfn.JsonPath.stringAt('$.customerId') })
+        .next(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x', key: sfn.JsonPath.stringAt('$.customerId') })),
     ),
   });
   const jsonata = new sfn.StateMachine(stack, 'MainJsonata', {
     queryLanguage: sfn.QueryLanguage.JSONATA,
     definitionBody: sfn.DefinitionBody.fromChainable(
-      orchestrator.submitJobTaskJsonata(stack, 'SubmitJsonata', { payload: '{% $states.input.order %}' })
-        .next(orchestrator.callVendorTaskJsonata(stack, 'FetchJsonata', { path: '/x' })),
+      orchestrator.submitJobTaskJsonata(stack, 'SubmitJsonata', { payload: '{% $states.input.order %}', key: '{% $states.input.customerId %}' })
+        .next(orchestrator.callVendorTaskJsonata(stack, 'FetchJsonata', { path: '/x', key: '{% $states.input.customerId %}' })),
     ),
   });
   orchestrator.registerWorkflow(main);
