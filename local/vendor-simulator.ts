@@ -48,6 +48,11 @@ export interface VendorSimulatorOptions {
   /** Headers the genuine callbacks carry (the vendor's credentials); forged ones do not. @default - none */
   readonly callbackHeaders?: Record<string, string>;
   /**
+   * A request header to record per call (e.g. `x-api-key`: which account's credential each call
+   * carried, issue 15), read back with `seenHeaders()`. @default - none recorded
+   */
+  readonly recordHeader?: string;
+  /**
    * Signs genuine callbacks with this scheme (a `WebhookSignature`'s `_spec`) and secret; forged
    * ones are not signed. @default - unsigned
    */
@@ -278,6 +283,7 @@ export class VendorSimulator {
   private jobCounter = 0;
   private readonly jobIdPrefix: string;
   private readonly arrivalTimes: number[] = [];
+  private readonly recordedHeaders: Array<{ readonly method: string; readonly path: string; readonly value?: string }> = [];
   private rateSchedule: readonly RateChange[] = [];
   private readonly states = new Map<string, RequestState>();
   private readonly jobs = new Map<string, Job>();
@@ -379,6 +385,11 @@ export class VendorSimulator {
     return [...this.arrivalTimes];
   }
 
+  /** With `recordHeader`: each call's method, path and value of that header, in arrival order. */
+  public seenHeaders(): Array<{ readonly method: string; readonly path: string; readonly value?: string }> {
+    return [...this.recordedHeaders];
+  }
+
   /** Every callback sent or being sent, in the order they started. */
   public callbacks(): VendorCallbackRecord[] {
     return this.callbackLog.map((c) => ({ ...c, results: [...c.results] }));
@@ -441,6 +452,9 @@ export class VendorSimulator {
     // The arrival is counted before anything else: the vendor saw it, whatever it answers.
     const now = this.clock();
     this.arrivalTimes.push(now);
+    if (this.options.recordHeader) {
+      this.recordedHeaders.push({ method: req.method ?? '', path: req.url ?? '', value: header(req, this.options.recordHeader.toLowerCase()) });
+    }
     let overContract = countInWindow(this.arrivalTimes, now, this.closedWindow) > this.limit;
     // A strict vendor also refuses what exceeds the rate in force (local/rate-schedule.ts).
     if (!overContract && this.rateSchedule.length > 0 && overRateInForce(this.arrivalTimes, now, this.options.requestsPerSecond, this.rateSchedule)) {

@@ -1,0 +1,95 @@
+/**
+ * Keys end to end on the local runtime (issue 15, items 1-2): the synthesized template (keyed
+ * tasks, the per-key credential function and its bundled handler) against the local Secrets
+ * Manager serving secrets by name. Two keys with their own secrets both succeed and the vendor
+ * sees each call with its own key's credential; a key without a secret and an invalid key both end
+ * their workflow at once (not at the callback timeout), with the documented errors.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { LocalRuntime } from '../../local/runtime';
+import { VendorSimulator } from '../../local/vendor-simulator';
+import { AsyncExternalApiOrchestrator, VendorCredentials } from '../../src';
+
+jest.setTimeout(60_000);
+
+let runtime: LocalRuntime | undefined;
+let vendor: VendorSimulator | undefined;
+let outdir: string | undefined;
+
+afterAll(async () => {
+  await vendor?.stop();
+  await runtime?.stop();
+  if (outdir) fs.rmSync(outdir, { recursive: true, force: true });
+});
+
+test('two keys read their own secrets; a key without a secret and an invalid key fail at once', async () => {
+  // GIVEN a main workflow that submits a job for its customer, then fetches the result, both keyed
+  outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-keys-'));
+  const app = new App({ outdir });
+  const stack = new Stack(app, 'Keys');
+  const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+    vendorUrl: 'https://vendor.example.com/v1/jobs',
+    requestsPerSecond: 10,
+    callbackTimeout: Duration.seconds(60),
+    proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', headerName: 'x-api-key' }) },
+  });
+  const key = sfn.JsonPath.stringAt('$.customerId');
+  const submit = orchestrator.submitJobTask(stack, 'SubmitJob', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), requestId: sfn.JsonPath.stringAt('$.orderId'), key, resultPath: '$.vendor' });
+  const fetch = orchestrator.callVendorTask(stack, 'FetchResult', {
+    path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
+    requestId: sfn.JsonPath.format('{}-result', sfn.JsonPath.stringAt('$.orderId')),
+    key,
+    resultPath: '$.fetched',
+  });
+  const main = new sfn.StateMachine(stack, 'Main', { definitionBody: sfn.DefinitionBody.fromChainable(submit.next(fetch)) });
+  orchestrator.registerWorkflow(main);
+  app.synth();
+
+  const rt = await LocalRuntime.start({
+    assemblyDir: outdir,
+    stackName: stack.stackName,
+    // By name, as an operator creates them: no deploy per key.
+    secrets: { 'vendor/acme': 'api-key-acme', 'vendor/globex': 'api-key-globex' },
+    logFile: process.env.E2E_LOG,
+  });
+  runtime = rt;
+  vendor = new VendorSimulator({ requestsPerSecond: 10, latencyMs: 20, callbackDelayMs: 100, rewriteUrl: (url) => rt.rewriteUrl(url), seed: 5, recordHeader: 'x-api-key' });
+  rt.mapHost('vendor.example.com', await vendor.start());
+  const mainArn = rt.template.arnOf(rt.template.ofType('AWS::StepFunctions::StateMachine').find((s) => /^Main/.test(s.logicalId))!.logicalId);
+
+  // WHEN four customers order at once
+  const started = Date.now();
+  const orders = ['acme', 'globex', 'initech', 'two words'];
+  const executions = await Promise.all(orders.map(async (customerId, i) => (await rt.sfn.startExecution(mainArn,
+    JSON.stringify({ orderId: `o-${i}`, customerId, order: { orderId: `o-${i}` } }))).executionArn));
+  const ended = new Map<string, number>();
+  while (Date.now() - started < 40_000 && ended.size < executions.length) {
+    for (const arn of executions) {
+      if (!ended.has(arn) && rt.sfn.describeExecution(arn).status !== 'RUNNING') ended.set(arn, Date.now() - started);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const results = executions.map((arn) => rt.sfn.describeExecution(arn));
+
+  // THEN the two keys with a secret succeed, each call carrying its own key's credential
+  expect(results.map((r) => [r.status, r.error])).toEqual([
+    ['SUCCEEDED', undefined], ['SUCCEEDED', undefined], ['FAILED', 'VendorRequestFailed'], ['FAILED', 'InvalidRequestKey'],
+  ]);
+  const seen = vendor.seenHeaders();
+  expect(seen.filter((s) => s.method === 'POST').map((s) => s.value).sort()).toEqual(['api-key-acme', 'api-key-globex']);
+  expect(seen.filter((s) => s.method === 'GET').map((s) => s.value).sort()).toEqual(['api-key-acme', 'api-key-globex']);
+  // ... the key without a secret and the invalid key failed at once, not at the 60 s timeout
+  expect(Math.max(...executions.slice(2).map((arn) => ended.get(arn)!))).toBeLessThan(20_000);
+  expect(results[2].cause).toContain('VendorCredentialNotFound');
+  expect(results[2].cause).toContain("the secret 'vendor/initech' does not exist");
+  // ... the first parked for a redrive once its secret exists, the invalid key not parked at all
+  const dlq = rt.template.ofType('AWS::SQS::Queue').find((q) => /RequestDeadLetterQueue/.test(q.logicalId))!;
+  const parked = await rt.peek(dlq.logicalId);
+  expect(parked.map((m) => [m.attributes.reason, JSON.parse(m.body).key])).toEqual([['VendorCredentialNotFound', 'initech']]);
+  // ... and the vendor saw nothing else: two submissions and two fetches
+  expect(seen.length).toBe(4);
+});
