@@ -349,6 +349,7 @@ export class DispatchWorkflow extends Construct {
           body: sfn.JsonPath.objectAt('$.vendorRequest.body'),
           requestId: sfn.JsonPath.stringAt('$.requestId'),
           slotAtMs: sfn.JsonPath.numberAt('$.slotAtMs'),
+          ...retryMessageKey(props.proxy), // issue 15: the caller logs the request's key
         }),
         // The caller always answers all three (requeue null when it called the vendor).
         resultSelector: { 'body.$': '$.Payload.body', 'statusCode.$': '$.Payload.statusCode', 'requeue.$': '$.Payload.requeue' },
@@ -509,6 +510,7 @@ export class DispatchWorkflow extends Construct {
             attempt: sfn.JsonPath.numberAt('$.attempt'),
             // A new claim sequence for the same attempt (see DispatchInput.claimSeq).
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
+            ...retryMessageKey(props.proxy), // issue 15: a deferred request keeps its key
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
           },

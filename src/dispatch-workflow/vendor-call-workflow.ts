@@ -257,6 +257,7 @@ export class VendorCallWorkflow extends Construct {
             attempt: sfn.JsonPath.numberAt('$.attempt'),
             // A new claim sequence for the same attempt (see VendorCallInput.claimSeq).
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
+            ...retryMessageKey(props.proxy), // issue 15: a deferred request keeps its key
           },
         },
         resultPath: '$.retry',
@@ -365,6 +366,8 @@ export class VendorCallWorkflow extends Construct {
               ...(withBody ? { 'body.$': '$.call.body' } : {}),
               'requestId.$': '$.requestId',
               'slotAtMs.$': '$.slotAtMs',
+              // Issue 15: the caller logs the request's key (always there with a credential per key).
+              ...(props.proxy.credentials.isPerKey ? { 'key.$': '$.key' } : {}),
             },
           },
           ResultSelector: {

@@ -59,6 +59,8 @@ export interface VendorCallEvent {
   readonly body?: unknown;
   /** For the logs. */
   readonly requestId?: string;
+  /** The request's key (issue 15), for the logs; sent with a credential per key. */
+  readonly key?: string;
   /** The pacing slot reserved by the dispatcher, epoch ms. Absent: the caller reserves one. */
   readonly slotAtMs?: number;
 }
@@ -304,7 +306,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   const body = method === 'GET' || method === 'HEAD' || event.body === undefined
     ? undefined
     : typeof event.body === 'string' ? event.body : JSON.stringify(event.body);
-  const log = { requestId: event.requestId, slotAtMs: event.slotAtMs };
+  const log = { requestId: event.requestId, slotAtMs: event.slotAtMs, ...(event.key !== undefined ? { key: event.key } : {}) };
 
   let slot: number | undefined = typeof event.slotAtMs === 'number' && Number.isFinite(event.slotAtMs) ? event.slotAtMs : undefined;
   // A slot that came with the event may be carried by a duplicate invocation too (pacer.ts, claimSlot):

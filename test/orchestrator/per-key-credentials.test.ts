@@ -65,6 +65,23 @@ describe('an orchestrator with a credential per key', () => {
     expect(dispatch.States.ReadVendorCredential.Catch[0].ErrorEquals).toEqual(['VendorCredentialUnusable', 'VendorCredentialNotFound']);
     expect(dispatch.States.ClaimRequest.Parameters.UpdateExpression).toMatch(/, #requestKey = :requestKey$/);
     expect(dispatch.States.ClaimRequest.Parameters.ExpressionAttributeValues[':requestKey']).toEqual({ 'S.$': '$.key' });
+    // Every message the workflows put back on the queue keeps the key (a retry, a deferral to the
+    // queue), and the vendor caller gets it: without it the next dispatch would refuse the request.
+    expect(dispatch.States.CallVendor.Parameters.Payload['key.$']).toBe('$.key');
+    expect(dispatch.States.DeferToQueue.Parameters.message['key.$']).toBe('$.key');
+    expect(dispatch.States.ComputeBackoff.Parameters.message['key.$']).toBe('$.key');
+  });
+
+  test('the vendor-call workflow passes the key to the caller and keeps it on deferrals and retries', () => {
+    const { stack, orchestrator } = perKeyStack();
+    orchestrator.registerWorkflow(new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x', key: 'acme' })),
+    }));
+    const call = definitionOf(Template.fromStack(stack), logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
+    expect(call.States.CallVendor.Parameters.Payload['key.$']).toBe('$.key');
+    expect(call.States.DeferToQueue.Parameters.message['key.$']).toBe('$.key');
+    expect(call.States.ComputeBackoff.Parameters.message['key.$']).toBe('$.key');
+    expect(call.States.RequeueWithDelay.Parameters['MessageGroupId.$']).toBe("States.Hash(States.Format('{}', $.key), 'SHA-256')");
   });
 
   test('a task without a key is refused at synth, naming the fix', () => {
