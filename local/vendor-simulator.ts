@@ -56,7 +56,11 @@ export interface VendorSimulatorOptions {
    * Signs genuine callbacks with this scheme (a `WebhookSignature`'s `_spec`) and secret; forged
    * ones are not signed. @default - unsigned
    */
-  readonly callbackSignature?: { readonly spec: SignatureSpec; readonly secret: string };
+  readonly callbackSignature?: {
+    readonly spec: SignatureSpec;
+    /** The signing secret, or the secret for a callback URL (each account signs its own callbacks, issue 15). */
+    readonly secret: string | ((callbackUrl: string) => string);
+  };
   /** Seed of the fault decisions. @default 1 */
   readonly seed?: number;
   /**
@@ -719,7 +723,8 @@ export class VendorSimulator {
       const signature = this.options.callbackSignature;
       const headers = {
         ...this.options.callbackHeaders,
-        ...(signature ? signCallback(signature.spec, signature.secret, genuine, Math.floor(this.clock() / 1000), `msg_${job.jobId}`) : {}),
+        ...(signature ? signCallback(signature.spec, typeof signature.secret === 'function' ? signature.secret(job.callbackUrl ?? '') : signature.secret,
+          genuine, Math.floor(this.clock() / 1000), `msg_${job.jobId}`) : {}),
       };
       const retries = this.options.callbackRetries ?? 3;
       await this.deliver(job, 'genuine', genuine, headers, early, malformed, retries, firstAttemptDone);

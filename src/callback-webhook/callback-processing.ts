@@ -20,6 +20,7 @@ import type { SQSRecord } from 'aws-lambda';
 import { getAtPath, parseSimplePath } from './json-path';
 import { SignatureSpec } from './signature-spec';
 import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensEqual, UnusableSecretError, verifySignature } from './signature-verification';
+import { keyOfCallbackToken } from '../shared/callback-token-key';
 import { CallbackEnv } from '../shared/env';
 import { releasePlace } from '../shared/job-places';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
@@ -92,6 +93,11 @@ export interface CallbackDeps {
   readonly now?: () => number;
   /** The signing secret, required when the configuration has a `signature`. */
   readonly signatureSecret?: CachedSecret;
+  /**
+   * The signing secret of a key (issue 15, `WebhookAuthentication.capabilityUrlPerKey`): used for a
+   * callback whose capability token carries a key. Absent: every callback uses `signatureSecret`.
+   */
+  readonly keySignatureSecret?: (key: string) => CachedSecret;
 }
 
 /** Deepest nesting of objects and arrays a callback body may have. */
@@ -163,7 +169,7 @@ export const MAX_BACKOFF_SECONDS = 300;
 const FINAL_TASK_ERRORS = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
 
 /** Keys appended to the logger per record; removed after the record. */
-const RECORD_LOG_KEYS = ['messageId', 'apiRequestId', 'jobId', 'requestId'];
+const RECORD_LOG_KEYS = ['messageId', 'apiRequestId', 'jobId', 'requestId', 'requestKey'];
 
 /**
  * Thrown for a callback whose job id is not (yet) in the correlation table, so the record is retried
@@ -332,7 +338,22 @@ async function processRecord(
   }
   const rawBody = Buffer.from(envelope.bodyBase64, 'base64');
   if (config.signature && !dropped) {
-    const problem = await checkSignature(config.signature, rawBody, envelope, deps, logger);
+    // Issue 15: the key in the capability token picks the key's own signing secret, before
+    // anything in the body is trusted; the token itself is checked against the request below.
+    const key = callbackToken !== undefined && deps.keySignatureSecret ? keyOfCallbackToken(callbackToken) : undefined;
+    const secrets = key !== undefined ? deps.keySignatureSecret!(key) : deps.signatureSecret;
+    if (key !== undefined) {
+      logger.appendKeys({ requestKey: key });
+      try {
+        await secrets!.get();
+      } catch (err) {
+        if ((err as Error).name === 'ResourceNotFoundException') {
+          return reject(`no signing secret for key ${JSON.stringify(key)}: its callbacks cannot be verified (create the key's signing secret)`);
+        }
+        throw err;
+      }
+    }
+    const problem = await checkSignature(config.signature, rawBody, envelope, { ...deps, signatureSecret: secrets }, logger);
     if (problem instanceof UnusableSecretError) {
       // Our configuration, not the callback, is at fault: nothing can be verified, so nothing
       // resumes. Parked (the dead-letter alarm fires) for a redrive once the secret is fixed; the

@@ -42,7 +42,35 @@ const signatureSecret = secretArn ? new CachedSecret({
     return out.SecretString;
   },
 }) : undefined;
-const deps: CallbackDeps = { metrics, signatureSecret };
+// Issue 15: each key's signing secret, read by name and cached per key (at most 1,000 keys; the
+// least recently used is dropped first), when the webhook signs per key.
+const keySecretPattern = process.env[CallbackEnv.WEBHOOK_SIGNATURE_SECRET_NAME_PATTERN];
+const secretsManagerForKeys = keySecretPattern ? secretsManager ?? new SecretsManagerClient({}) : undefined;
+const keySecrets = new Map<string, CachedSecret>();
+const keySignatureSecret = keySecretPattern ? (key: string): CachedSecret => {
+  let cached = keySecrets.get(key);
+  if (cached) {
+    keySecrets.delete(key);
+  } else {
+    const secretId = keySecretPattern.replace('{key}', key);
+    cached = new CachedSecret({
+      read: async () => {
+        // ResourceNotFoundException passes through: the processor refuses the callback, naming the key.
+        const out = await secretsManagerForKeys!.send(new GetSecretValueCommand({ SecretId: secretId }));
+        if (typeof out.SecretString !== 'string' || out.SecretString === '') {
+          throw new Error(`The signing secret ${secretId} has no SecretString`);
+        }
+        return out.SecretString;
+      },
+    });
+    if (keySecrets.size >= 1000) {
+      keySecrets.delete(keySecrets.keys().next().value as string);
+    }
+  }
+  keySecrets.set(key, cached);
+  return cached;
+} : undefined;
+const deps: CallbackDeps = { metrics, signatureSecret, ...(keySignatureSecret ? { keySignatureSecret } : {}) };
 
 const recordHandler = (record: SQSRecord): Promise<void> => processCallbackRecord(record, clients, config, logger, deps);
 

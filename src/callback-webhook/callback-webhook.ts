@@ -20,6 +20,7 @@ import { CallbackEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
 import { addFunctionNagSuppressions, addNagSuppressions, addRolePolicyNagSuppressions, NagReasons, TABLE_INDEX_FINDING, wildcardSuppressions } from '../shared/nag';
 import { createWorkQueue } from '../shared/queues';
+import { perKeySecretArnPattern, perKeySecretNagSuppression } from '../shared/secret-pattern';
 import { validateWholeNumber } from '../shared/validation';
 import { ITokenCorrelationTable } from '../token-correlation-table/token-correlation-table';
 
@@ -276,6 +277,9 @@ export class CallbackWebhook extends Construct {
           [CallbackEnv.WEBHOOK_SIGNATURE]: JSON.stringify(signature._spec),
           [CallbackEnv.WEBHOOK_SIGNATURE_SECRET_ARN]: signature.secret.secretArn,
         } : {}),
+        ...(signature && authentication.signingSecretNamePattern ? {
+          [CallbackEnv.WEBHOOK_SIGNATURE_SECRET_NAME_PATTERN]: authentication.signingSecretNamePattern,
+        } : {}),
         POWERTOOLS_SERVICE_NAME: 'callback-processor',
       },
     });
@@ -284,6 +288,15 @@ export class CallbackWebhook extends Construct {
     this.processor.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
     props.table.grantResolveCallbacks(this.processor);
     signature?.secret.grantRead(this.processor);
+    if (signature && authentication.signingSecretNamePattern) {
+      // Issue 15: each key's signing secret, read by name; keys come and go without a deploy.
+      this.processor.addToRolePolicy(new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [perKeySecretArnPattern(this, authentication.signingSecretNamePattern)],
+      }));
+      addRolePolicyNagSuppressions(this.processor.role, [perKeySecretNagSuppression(authentication.signingSecretNamePattern,
+        'Signing secrets per key: the processor verifies each callback with the secret named by its request\'s key, and keys (customers) are added at run time without a deploy, so the grant covers the secret name pattern (the key as *) and nothing else.')]);
+    }
     this.deadLetterQueue.grantSendMessages(this.processor);
     this.processor.addEventSource(new SqsEventSource(this.queue, {
       batchSize: 10,

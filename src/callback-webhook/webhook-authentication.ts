@@ -1,7 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { SignatureSpec } from './signature-spec';
-import { validateDuration, validateHeaderName } from '../shared/validation';
+import { validateDuration, validateHeaderName, validateSecretNamePattern } from '../shared/validation';
 
 /** How a signature is written in its header. */
 export enum SignatureEncoding {
@@ -223,6 +223,22 @@ export class WebhookAuthentication {
   }
 
   /**
+   * Capability URLs and a signing secret per request key (issue 15: each vendor account signs its
+   * own callbacks). A keyed request's capability token carries its key
+   * (`<webhook url>/<random>.<base64url(key)>`), so the processor verifies the callback with that
+   * key's secret, named by `signingSecretNamePattern` with `{key}` where the key goes (e.g.
+   * `'vendor-webhook/{key}'`), before it trusts anything in the body; the token must still be the
+   * request's, so a callback cannot pick another key's secret. A callback of a request without a
+   * key is verified with `signature`'s own secret. A key without a signing secret has its
+   * callbacks refused (parked as `CallbackRejected`). The processor caches each key's secret for
+   * 5 minutes and may read every secret the pattern matches.
+   */
+  public static capabilityUrlPerKey(signature: WebhookSignature, signingSecretNamePattern: string): WebhookAuthentication {
+    validateSecretNamePattern(signingSecretNamePattern, 'signingSecretNamePattern');
+    return new WebhookAuthentication(true, signature, signingSecretNamePattern);
+  }
+
+  /**
    * The vendor's signature only, on the bare webhook URL: for vendors configured with one
    * webhook URL out of band (`CallbackUrlDelivery.none()`).
    */
@@ -242,10 +258,13 @@ export class WebhookAuthentication {
   public readonly capabilityUrls: boolean;
   /** The vendor signature checked, if any. */
   public readonly signature?: WebhookSignature;
+  /** The name pattern of each key's signing secret (`capabilityUrlPerKey`), if any. */
+  public readonly signingSecretNamePattern?: string;
 
-  private constructor(capabilityUrls: boolean, signature?: WebhookSignature) {
+  private constructor(capabilityUrls: boolean, signature?: WebhookSignature, signingSecretNamePattern?: string) {
     this.capabilityUrls = capabilityUrls;
     this.signature = signature;
+    this.signingSecretNamePattern = signingSecretNamePattern;
   }
 }
 

@@ -745,6 +745,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (this.proxy.credentials.isPerKey) {
       this.consumer.function.addEnvironment(ConsumerEnv.REQUIRE_REQUEST_KEY, 'true');
     }
+    // ... and a signing secret per key needs the key in the request's capability URL.
+    if (props.webhook?.authentication?.signingSecretNamePattern) {
+      this.consumer.function.addEnvironment(ConsumerEnv.CALLBACK_TOKEN_WITH_KEY, 'true');
+    }
 
     // ---- Alarms: the blocks' own, and the orchestrator's. ----
     this.backlogAlarm = this.trackAlarm(this.consumer.backlogAlarm);

@@ -23,6 +23,7 @@ import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
+import { callbackTokenWithKey } from '../shared/callback-token-key';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -91,6 +92,8 @@ export interface DispatchConfig {
   readonly adaptivePacing?: AdaptiveSpec;
   /** Every request needs a key (ConsumerEnv.REQUIRE_REQUEST_KEY: the vendor credential is per key). */
   readonly requireKey?: boolean;
+  /** A keyed request's callback token carries its key (ConsumerEnv.CALLBACK_TOKEN_WITH_KEY: signing secrets per key). */
+  readonly keyInCallbackToken?: boolean;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -146,6 +149,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
       : {}),
     ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
     ...(env[ConsumerEnv.REQUIRE_REQUEST_KEY] === 'true' ? { requireKey: true } : {}),
+    ...(env[ConsumerEnv.CALLBACK_TOKEN_WITH_KEY] === 'true' ? { keyInCallbackToken: true } : {}),
   };
 }
 
@@ -214,7 +218,9 @@ export function parseRequestMessage(body: string): ParsedRequest {
 }
 
 /** The dispatch workflow's input for a message. */
-export function buildDispatchInput(message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number): DispatchInput {
+export function buildDispatchInput(
+  message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number, keyInCallbackToken = false,
+): DispatchInput {
   const attempt = message.attempt ?? 1;
   return {
     requestId: message.requestId,
@@ -227,7 +233,9 @@ export function buildDispatchInput(message: RequestMessage, nowMs: number, corre
     ...(message.key !== undefined ? { key: message.key } : {}),
     // ---- webhookauth: capability callback URL ----
     // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.
-    callbackToken: isCallbackToken(message.callbackToken) ? message.callbackToken : newCallbackToken(),
+    // Issue 15: with a signing secret per key, the token carries the key (callback-token-key.ts).
+    callbackToken: isCallbackToken(message.callbackToken) ? message.callbackToken
+      : keyInCallbackToken && message.key !== undefined ? callbackTokenWithKey(newCallbackToken(), message.key) : newCallbackToken(),
     // ---- end webhookauth ----
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),
   };
@@ -239,9 +247,9 @@ export function newCallbackToken(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** Whether `value` has the shape of a token `newCallbackToken` made. */
+/** Whether `value` has the shape of a token `newCallbackToken` made (with a key part: `callbackTokenWithKey`). */
 export function isCallbackToken(value: unknown): value is string {
-  return typeof value === 'string' && /^[A-Za-z0-9_-]{43}$/.test(value);
+  return typeof value === 'string' && /^[A-Za-z0-9_-]{43}(\.[A-Za-z0-9_-]{2,172})?$/.test(value);
 }
 // ---- end webhookauth ----
 
@@ -286,7 +294,10 @@ export function executionFor(message: AnyRequestMessage, nowMs: number, config: 
     }
     return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message, nowMs, config.correlationTtlSeconds, slotAtMs) };
   }
-  return { stateMachineArn: config.stateMachineArn, input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds, slotAtMs) };
+  return {
+    stateMachineArn: config.stateMachineArn,
+    input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds, slotAtMs, config.keyInCallbackToken),
+  };
 }
 
 /**

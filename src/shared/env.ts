@@ -49,6 +49,8 @@ export const ConsumerEnv = {
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
   /** `true`: every request needs a key (issue 15: the vendor credential is per key). Absent: keys are optional. */
   REQUIRE_REQUEST_KEY: 'REQUIRE_REQUEST_KEY',
+  /** `true`: a keyed request's callback token carries its key (issue 15: signing secrets per key). */
+  CALLBACK_TOKEN_WITH_KEY: 'CALLBACK_TOKEN_WITH_KEY',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -67,6 +69,11 @@ export const CallbackEnv = {
   REQUIRE_CALLBACK_TOKEN: 'REQUIRE_CALLBACK_TOKEN',
   /** JSON signature specification (`SignatureSpec`); empty: no signature check. */
   WEBHOOK_SIGNATURE: 'WEBHOOK_SIGNATURE',
+  /**
+   * The name pattern of the signing secret per key (`{key}` where the key goes; issue 15): a
+   * callback whose capability token carries a key is verified with that key's secret. Absent: one secret.
+   */
+  WEBHOOK_SIGNATURE_SECRET_NAME_PATTERN: 'WEBHOOK_SIGNATURE_SECRET_NAME_PATTERN',
   /** ARN of the Secrets Manager secret holding the signing secret. */
   WEBHOOK_SIGNATURE_SECRET_ARN: 'WEBHOOK_SIGNATURE_SECRET_ARN',
   /** Largest callback body in bytes. */

@@ -61,3 +61,25 @@ export function validateHeaderName(headerName: string, name = 'headerName'): voi
     throw new Error(`${name} must be an HTTP header name (letters, digits and !#$%&'*+.^_\`|~-), given '${headerName}'`);
   }
 }
+
+/**
+ * A secret name pattern: `{key}` once, the rest what a secret name may hold (letters, digits and
+ * `/_+=.@-`, CreateSecret's `Name`:
+ * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html).
+ */
+export function validateSecretNamePattern(pattern: string, what = 'secretNamePattern'): void {
+  if (Token.isUnresolved(pattern)) {
+    throw new Error(`${what} must be a literal such as 'vendor/{key}', not a token: it becomes the IAM grant's resource`);
+  }
+  const parts = pattern.split('{key}');
+  if (parts.length !== 2) {
+    throw new Error(`${what} must hold {key} exactly once, where the request's key goes, e.g. 'vendor/{key}' (given '${pattern}')`);
+  }
+  const rest = parts.join('');
+  if (!/^[A-Za-z0-9/_+=.@-]*$/.test(rest)) {
+    throw new Error(`${what} may hold only letters, digits and /_+=.@- besides {key} (what a secret name allows; given '${pattern}')`);
+  }
+  if (pattern.length - '{key}'.length > 384) {
+    throw new Error(`${what} is too long: a secret name has at most 512 characters and the key up to 128 (given ${pattern.length} characters)`);
+  }
+}

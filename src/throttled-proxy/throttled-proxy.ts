@@ -1,4 +1,4 @@
-import { ArnFormat, Names, Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Names, Duration, Lazy, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -15,6 +15,7 @@ import { VendorTokenFunction } from './vendor-token-function';
 import { customMetric, validateMetricsScope } from '../shared/custom-metrics';
 import { METRICS_NAMESPACE, METRICS_SCOPE_DIMENSION } from '../shared/metrics';
 import { addFunctionNagSuppressions, addNagSuppressions, addRolePolicyNagSuppressions, NagReasons } from '../shared/nag';
+import { perKeySecretArnPattern, perKeySecretNagSuppression } from '../shared/secret-pattern';
 import { validateRequestsPerSecond, validateVendorUrl } from '../shared/validation';
 
 /**
@@ -561,12 +562,8 @@ export class ThrottledProxy extends Construct {
     const resource = perKeySecretArnPattern(this, credentials.secretNamePattern!);
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [resource] }));
     credentials.encryptionKey?.grantDecrypt(fn);
-    addRolePolicyNagSuppressions(fn.role, [{
-      id: 'AwsSolutions-IAM5',
-      reason: 'Per-key vendor credentials: the function reads the secret named by each request\'s key, and keys (customers) are added at run time without a deploy, so the grant covers the secret name pattern (the key as *) and nothing else.',
-      // The region and account are tokens or literals, as the stack's environment says.
-      appliesTo: [{ regex: `/^Resource::arn:<AWS::Partition>:secretsmanager:[^:]+:[^:]+:secret:${escapeRegex(credentials.secretNamePattern!.replace('{key}', '*'))}-\\?{6}$/g` }],
-    }]);
+    addRolePolicyNagSuppressions(fn.role, [perKeySecretNagSuppression(credentials.secretNamePattern!,
+      'Per-key vendor credentials: the function reads the secret named by each request\'s key, and keys (customers) are added at run time without a deploy, so the grant covers the secret name pattern (the key as *) and nothing else.')]);
     return fn;
   }
 
@@ -624,21 +621,4 @@ function accessLogFormat(metricsScope: string): apigw.AccessLogFormat {
     userAgent: '$context.identity.userAgent',
     scope: metricsScope,
   }));
-}
-
-/**
- * The ARN pattern of the per-key secrets: `arn:<partition>:secretsmanager:<region>:<account>:secret:<pattern, {key} as *>-??????`.
- */
-export function perKeySecretArnPattern(scope: Construct, secretNamePattern: string): string {
-  return Stack.of(scope).formatArn({
-    service: 'secretsmanager',
-    resource: 'secret',
-    resourceName: `${secretNamePattern.replace('{key}', '*')}-??????`,
-    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-  });
-}
-
-/** `text` as a literal in a regular expression. */
-function escapeRegex(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }

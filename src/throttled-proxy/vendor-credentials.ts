@@ -1,7 +1,7 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { validateHeaderName } from '../shared/validation';
+import { validateHeaderName, validateSecretNamePattern } from '../shared/validation';
 
 /**
  * Options for credentials sent to the vendor in a request header.
@@ -314,28 +314,6 @@ export class VendorCredentials {
 
 /** The header that carries the vendor credential from the dispatch workflow to the proxy. */
 export const VENDOR_CREDENTIAL_HEADER = 'X-Vendor-Credential';
-
-/**
- * A secret name pattern: `{key}` once, the rest what a secret name may hold (letters, digits and
- * `/_+=.@-`, CreateSecret's `Name`:
- * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html).
- */
-function validateSecretNamePattern(pattern: string): void {
-  if (Token.isUnresolved(pattern)) {
-    throw new Error('secretNamePattern must be a literal such as \'vendor/{key}\', not a token: it becomes the IAM grant\'s resource');
-  }
-  const parts = pattern.split('{key}');
-  if (parts.length !== 2) {
-    throw new Error(`secretNamePattern must hold {key} exactly once, where the request's key goes, e.g. 'vendor/{key}' (given '${pattern}')`);
-  }
-  const rest = parts.join('');
-  if (!/^[A-Za-z0-9/_+=.@-]*$/.test(rest)) {
-    throw new Error(`secretNamePattern may hold only letters, digits and /_+=.@- besides {key} (what a secret name allows; given '${pattern}')`);
-  }
-  if (pattern.length - '{key}'.length > 384) {
-    throw new Error(`secretNamePattern is too long: a secret name has at most 512 characters and the key up to 128 (given ${pattern.length} characters)`);
-  }
-}
 
 function validateTokenUrl(tokenUrl: string): void {
   if (Token.isUnresolved(tokenUrl)) {

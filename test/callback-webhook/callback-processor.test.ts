@@ -254,7 +254,7 @@ describe('processCallbackRecord', () => {
       expect(logger.appendKeys).toHaveBeenCalledWith({ apiRequestId: 'api-req-1' });
       expect(logger.appendKeys).toHaveBeenCalledWith({ jobId: 'job-1' });
       expect(logger.appendKeys).toHaveBeenCalledWith({ requestId: 'req-1' });
-      expect(logger.removeKeys).toHaveBeenCalledWith(['messageId', 'apiRequestId', 'jobId', 'requestId']);
+      expect(logger.removeKeys).toHaveBeenCalledWith(['messageId', 'apiRequestId', 'jobId', 'requestId', 'requestKey']);
       // Keys are appended before the info log line, so that line carries them.
       expect(logger.appendKeys.mock.invocationCallOrder[3]).toBeLessThan(logger.info.mock.invocationCallOrder[0]);
     });

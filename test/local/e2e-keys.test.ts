@@ -1,18 +1,22 @@
 /**
  * Keys end to end on the local runtime (issue 15, items 1-2): the synthesized template (keyed
- * tasks, the per-key credential function and its bundled handler) against the local Secrets
- * Manager serving secrets by name. Two keys with their own secrets both succeed and the vendor
- * sees each call with its own key's credential; a key without a secret and an invalid key both end
- * their workflow at once (not at the callback timeout), with the documented errors.
+ * tasks, the per-key credential function, the webhook's signing secret per key, their bundled
+ * handlers) against the local Secrets Manager serving secrets by name. Two keys with their own
+ * secrets both succeed and the vendor sees each call with its own key's credential and signs each
+ * callback with its own key's secret; a callback signed with another key's secret is refused; a
+ * key without a secret and an invalid key both end their workflow at once (not at the callback
+ * timeout), with the documented errors.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { App, Duration, Stack } from 'aws-cdk-lib';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { LocalRuntime } from '../../local/runtime';
 import { VendorSimulator } from '../../local/vendor-simulator';
-import { AsyncExternalApiOrchestrator, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
+import { keyOfCallbackToken } from '../../src/shared/callback-token-key';
 
 jest.setTimeout(60_000);
 
@@ -26,7 +30,10 @@ afterAll(async () => {
   if (outdir) fs.rmSync(outdir, { recursive: true, force: true });
 });
 
-test('two keys read their own secrets; a key without a secret and an invalid key fail at once', async () => {
+/** Each key's webhook signing secret (umbrella's callbacks are signed with acme's: refused). */
+const SIGNING: Record<string, string> = { acme: 'acme-signs-its-callbacks-32-bytes', globex: 'globex-signs-its-callbacks-32byte', umbrella: 'umbrella-signs-callbacks-32-bytes' };
+
+test('two keys read their own secrets and sign their own callbacks; another key\'s signature is refused; a key without a secret and an invalid key fail at once', async () => {
   // GIVEN a main workflow that submits a job for its customer, then fetches the result, both keyed
   outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-keys-'));
   const app = new App({ outdir });
@@ -36,6 +43,7 @@ test('two keys read their own secrets; a key without a secret and an invalid key
     requestsPerSecond: 10,
     callbackTimeout: Duration.seconds(60),
     proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', headerName: 'x-api-key' }) },
+    webhook: { authentication: WebhookAuthentication.capabilityUrlPerKey(WebhookSignature.github(new secretsmanager.Secret(stack, 'Signing')), 'vendor-webhook/{key}') },
   });
   const key = sfn.JsonPath.stringAt('$.customerId');
   const submit = orchestrator.submitJobTask(stack, 'SubmitJob', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), requestId: sfn.JsonPath.stringAt('$.orderId'), key, resultPath: '$.vendor' });
@@ -53,21 +61,41 @@ test('two keys read their own secrets; a key without a secret and an invalid key
     assemblyDir: outdir,
     stackName: stack.stackName,
     // By name, as an operator creates them: no deploy per key.
-    secrets: { 'vendor/acme': 'api-key-acme', 'vendor/globex': 'api-key-globex' },
+    secrets: {
+      'vendor/acme': 'api-key-acme',
+      'vendor/globex': 'api-key-globex',
+      'vendor/umbrella': 'api-key-umbrella',
+      ...Object.fromEntries(Object.entries(SIGNING).map(([k, v]) => [`vendor-webhook/${k}`, v])),
+    },
     logFile: process.env.E2E_LOG,
   });
   runtime = rt;
-  vendor = new VendorSimulator({ requestsPerSecond: 10, latencyMs: 20, callbackDelayMs: 100, rewriteUrl: (url) => rt.rewriteUrl(url), seed: 5, recordHeader: 'x-api-key' });
+  // The vendor signs each callback with the secret of the account the callback URL belongs to
+  // (its key, read from the URL as the vendor knows its own accounts); umbrella's with acme's.
+  const signerOf = (url: string) => {
+    const account = keyOfCallbackToken(url.slice(url.lastIndexOf('/') + 1)) ?? '';
+    return SIGNING[account === 'umbrella' ? 'acme' : account];
+  };
+  vendor = new VendorSimulator({
+    requestsPerSecond: 10,
+    latencyMs: 20,
+    callbackDelayMs: 100,
+    rewriteUrl: (url) => rt.rewriteUrl(url),
+    seed: 5,
+    recordHeader: 'x-api-key',
+    callbackSignature: { spec: WebhookSignature.github(secretsmanager.Secret.fromSecretNameV2(new Stack(), 'S', 's'))._spec, secret: signerOf },
+  });
   rt.mapHost('vendor.example.com', await vendor.start());
   const mainArn = rt.template.arnOf(rt.template.ofType('AWS::StepFunctions::StateMachine').find((s) => /^Main/.test(s.logicalId))!.logicalId);
 
-  // WHEN four customers order at once
+  // WHEN five customers order at once
   const started = Date.now();
-  const orders = ['acme', 'globex', 'initech', 'two words'];
+  const orders = ['acme', 'globex', 'initech', 'two words', 'umbrella'];
   const executions = await Promise.all(orders.map(async (customerId, i) => (await rt.sfn.startExecution(mainArn,
     JSON.stringify({ orderId: `o-${i}`, customerId, order: { orderId: `o-${i}` } }))).executionArn));
   const ended = new Map<string, number>();
-  while (Date.now() - started < 40_000 && ended.size < executions.length) {
+  // umbrella's never ends (its callback is refused; the callback timeout is 60 s): wait for the others.
+  while (Date.now() - started < 40_000 && ended.size < executions.length - 1) {
     for (const arn of executions) {
       if (!ended.has(arn) && rt.sfn.describeExecution(arn).status !== 'RUNNING') ended.set(arn, Date.now() - started);
     }
@@ -77,19 +105,23 @@ test('two keys read their own secrets; a key without a secret and an invalid key
 
   // THEN the two keys with a secret succeed, each call carrying its own key's credential
   expect(results.map((r) => [r.status, r.error])).toEqual([
-    ['SUCCEEDED', undefined], ['SUCCEEDED', undefined], ['FAILED', 'VendorRequestFailed'], ['FAILED', 'InvalidRequestKey'],
+    ['SUCCEEDED', undefined], ['SUCCEEDED', undefined], ['FAILED', 'VendorRequestFailed'], ['FAILED', 'InvalidRequestKey'], ['RUNNING', undefined],
   ]);
   const seen = vendor.seenHeaders();
-  expect(seen.filter((s) => s.method === 'POST').map((s) => s.value).sort()).toEqual(['api-key-acme', 'api-key-globex']);
+  expect(seen.filter((s) => s.method === 'POST').map((s) => s.value).sort()).toEqual(['api-key-acme', 'api-key-globex', 'api-key-umbrella']);
   expect(seen.filter((s) => s.method === 'GET').map((s) => s.value).sort()).toEqual(['api-key-acme', 'api-key-globex']);
   // ... the key without a secret and the invalid key failed at once, not at the 60 s timeout
-  expect(Math.max(...executions.slice(2).map((arn) => ended.get(arn)!))).toBeLessThan(20_000);
+  expect(Math.max(...executions.slice(2, 4).map((arn) => ended.get(arn)!))).toBeLessThan(20_000);
   expect(results[2].cause).toContain('VendorCredentialNotFound');
   expect(results[2].cause).toContain("the secret 'vendor/initech' does not exist");
   // ... the first parked for a redrive once its secret exists, the invalid key not parked at all
   const dlq = rt.template.ofType('AWS::SQS::Queue').find((q) => /RequestDeadLetterQueue/.test(q.logicalId))!;
   const parked = await rt.peek(dlq.logicalId);
   expect(parked.map((m) => [m.attributes.reason, JSON.parse(m.body).key])).toEqual([['VendorCredentialNotFound', 'initech']]);
-  // ... and the vendor saw nothing else: two submissions and two fetches
-  expect(seen.length).toBe(4);
+  // ... umbrella's callback, signed with acme's secret, was refused (parked in the callback DLQ)
+  const callbackDlq = rt.template.ofType('AWS::SQS::Queue').find((q) => /CallbackDeadLetterQueue/.test(q.logicalId))!;
+  const refused = await rt.peek(callbackDlq.logicalId);
+  expect(refused.map((m) => [m.attributes.reason, m.attributes.detail])).toEqual([['CallbackRejected', expect.stringMatching(/^signature: .*does not match/)]]);
+  // ... and the vendor saw nothing else: three submissions and two fetches
+  expect(seen.length).toBe(5);
 });

@@ -13,7 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/app';
-import { AsyncExternalApiOrchestrator, VendorContract, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorContract, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
 import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
 
 /** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
@@ -126,7 +126,7 @@ describe('cdk-nag AwsSolutions', () => {
     expect(underOrchestrator(findings, 'TableKey/Vendor')).toEqual([]);
   });
 
-  test('an orchestrator whose credential is per key (a secret name pattern, a customer-managed key) has no errors or warnings', () => {
+  test('an orchestrator whose credential and webhook signing secret are per key (secret name patterns, a customer-managed key) has no errors or warnings', () => {
     // GIVEN: issue 15's credential function, allowed GetSecretValue on the pattern's names
     const stack = new Stack(new App(), 'PerKey', { env: TEST_ENV });
     const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
@@ -135,6 +135,7 @@ describe('cdk-nag AwsSolutions', () => {
       requestsPerSecond: 5,
       callbackTimeout: Duration.minutes(10),
       proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', jsonField: 'apiKey', encryptionKey: key }) },
+      webhook: { authentication: WebhookAuthentication.capabilityUrlPerKey(WebhookSignature.github(new secretsmanager.Secret(stack, 'Signing')), 'vendor-webhook/{key}') },
     });
     vendor.registerWorkflow(new sfn.StateMachine(stack, 'Main', {
       definitionBody: sfn.DefinitionBody.fromChainable(vendor.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), key: sfn.JsonPath.stringAt('$.customerId') })

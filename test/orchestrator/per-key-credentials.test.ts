@@ -5,8 +5,9 @@
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
 import { definitionOf, logicalIdOf, TEST_ENV } from '../util';
 
 function perKeyStack(credentials = VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', headerName: 'Authorization', prefix: 'Bearer ' })) {
@@ -102,5 +103,38 @@ describe('an orchestrator with a credential per key', () => {
     const dispatch = definitionOf(template, logicalIdOf(stack, orchestrator.dispatch.stateMachine));
     expect(dispatch.States.ClaimRequest.Parameters.UpdateExpression).not.toMatch(/requestKey/);
     expect(JSON.stringify(template.findResources('AWS::Lambda::Function'))).not.toMatch(/REQUIRE_REQUEST_KEY/);
+  });
+});
+
+describe('the webhook\'s signing secret per key', () => {
+  test('the processor may read the pattern\'s secrets and knows the pattern; the consumer puts the key in the capability token', () => {
+    const stack = new Stack(new App(), 'SigningPerKey', { env: TEST_ENV });
+    const fallback = new secretsmanager.Secret(stack, 'Signing');
+    new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://vendor.example.com/v1/jobs',
+      requestsPerSecond: 10,
+      callbackTimeout: Duration.minutes(30),
+      webhook: { authentication: WebhookAuthentication.capabilityUrlPerKey(WebhookSignature.github(fallback), 'vendor-webhook/{key}') },
+    });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ WEBHOOK_SIGNATURE_SECRET_NAME_PATTERN: 'vendor-webhook/{key}' }) },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ CALLBACK_TOKEN_WITH_KEY: 'true' }) } });
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Action: 'secretsmanager:GetSecretValue',
+          Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:secretsmanager:${TEST_ENV.region}:${TEST_ENV.account}:secret:vendor-webhook/*-??????`]] },
+        })]),
+      },
+    });
+  });
+
+  test('refuses a pattern without {key}', () => {
+    const stack = new Stack(new App(), 'Bad', { env: TEST_ENV });
+    const fallback = new secretsmanager.Secret(stack, 'Signing');
+    expect(() => WebhookAuthentication.capabilityUrlPerKey(WebhookSignature.github(fallback), 'vendor-webhook'))
+      .toThrow(/signingSecretNamePattern must hold \{key\} exactly once/);
   });
 });
