@@ -90,10 +90,12 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       parameters: { 'jobId.$': '$.vendor.jobId', 'result.$': '$.vendor.result' },
     })));
   }],
-  ['SubmitJobTask', 'request id from the state, heartbeat, retried', (o, stack) => {
+  ['SubmitJobTask', 'request id and key from the state, heartbeat, retried', (o, stack) => {
     const submit = o.submitJobTask(stack, 'SubmitJob', {
       payload: sfn.TaskInput.fromJsonPathAt('$.order'),
       requestId: sfn.JsonPath.stringAt('$.orderId'),
+      // A key (issue 15): the message's key and a MessageGroupId (States.Hash of the key).
+      key: sfn.JsonPath.stringAt('$.sku'),
       resultPath: '$.vendor',
       heartbeatTimeout: Duration.minutes(10),
     });
@@ -114,9 +116,10 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       parameters: { 'status.$': '$.fetched.statusCode', 'result.$': '$.fetched.body', 'contentType.$': '$.fetched.headers.content-type[0]' },
     })));
   }],
-  ['CallVendorTask', 'POST with a query and a body', (o, stack) => {
+  ['CallVendorTask', 'POST with a query, a body and a key', (o, stack) => {
     const fetch = o.callVendorTask(stack, 'FetchResult', {
       method: 'POST',
+      key: sfn.JsonPath.stringAt('$.sku'),
       path: sfn.JsonPath.format('/{}/priority', sfn.JsonPath.stringAt('$.jobId')),
       query: sfn.TaskInput.fromObject({ notify: 'true', tags: sfn.JsonPath.listAt('$.tags') }),
       body: sfn.TaskInput.fromJsonPathAt('$.update'),
@@ -140,10 +143,12 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       outputs: { jobId: '{% $jobId %}', result: '{% $states.input.vendor.result %}' },
     })), true);
   }],
-  ['SubmitJobTaskJsonata', 'payloadInput, request id from the input, heartbeat, retried', (o, stack) => {
+  ['SubmitJobTaskJsonata', 'payloadInput, request id and key from the input, heartbeat, retried', (o, stack) => {
     const submit = o.submitJobTaskJsonata(stack, 'SubmitJob', {
       payloadInput: sfn.TaskInput.fromObject({ sku: '{% $states.input.sku %}', quantity: 2 }),
       requestId: '{% $states.input.orderId %}',
+      // A key (issue 15): the message's key and a MessageGroupId ($hash of the key).
+      key: '{% $states.input.sku %}',
       heartbeatTimeout: Duration.minutes(10),
       assign: { jobId: '{% $states.result.jobId %}', result: '{% $states.result.result %}' },
     });
@@ -163,9 +168,10 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       outputs: { status: '{% $states.input.fetched.statusCode %}', result: '{% $states.input.fetched.body %}', contentType: '{% $states.input.fetched.headers."content-type"[0] %}' },
     })), true);
   }],
-  ['CallVendorTaskJsonata', 'POST with a query and a body', (o, stack) => {
+  ['CallVendorTaskJsonata', 'POST with a query, a body and a key', (o, stack) => {
     const fetch = o.callVendorTaskJsonata(stack, 'FetchResult', {
       method: 'POST',
+      key: '{% $states.input.sku %}',
       path: '{% "/" & $states.input.jobId & "/priority" %}',
       query: sfn.TaskInput.fromObject({ notify: 'true', page: '{% $string($states.input.page) %}' }),
       body: sfn.TaskInput.fromText('{% $states.input.update %}'),

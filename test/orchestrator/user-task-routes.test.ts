@@ -83,7 +83,9 @@ describe.each(userTaskConfigurations().map((c) => [c.name, c.configuration, c] a
     } else {
       // `$.order` / `$states.input.order`, or the TaskInput `{ sku: <input sku>, quantity: 2 }`: the same object here.
       expect(first.message.payload).toEqual({ sku: 'A-1', quantity: 2 });
-      if (/request id from/.test(c.configuration)) {
+      // Issue 15: a keyed task's message carries the key (the input's sku).
+      expect(first.message.key).toBe(/key/.test(c.configuration) ? 'A-1' : undefined);
+      if (/request id (and key )?from/.test(c.configuration)) {
         expect(first.message.requestId).toBe('order-7');
       } else {
         expect(first.message.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
