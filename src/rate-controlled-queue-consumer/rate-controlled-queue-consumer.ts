@@ -268,14 +268,12 @@ export interface RateControlledQueueConsumerProps extends RateControlledQueueCon
 }
 
 /**
- * How a consumer reserves slots from a schedule: every consumer sharing one state must reserve them
- * alike, or the one with the shorter spacing (or the other pacing point) breaks the bound the
- * other keeps. Recorded per state within one app (a state imported by another app cannot be checked).
+ * How a consumer reserves slots from a schedule: every consumer sharing one pacer table must reserve
+ * them alike, or the one with the shorter spacing (or the other pacing point) breaks the bound the
+ * other keeps. Recorded per table (own or shared) within one app: a state imported by another app
+ * cannot be checked.
  */
-const PACING_OF_STATE = new WeakMap<IVendorContractState, {
-  readonly path: string;
-  readonly pacing: { readonly pacingPoint: PacingPoint; readonly slotIntervalMs: number };
-}>();
+const PACING_OF_TABLE = new WeakMap<dynamodb.ITable, { readonly path: string; readonly pacing: SlotPacing }>();
 
 /** Time an invocation keeps for its SDK calls after its last pacing slot. */
 const INVOCATION_SLACK_SECONDS = 15;
@@ -433,9 +431,10 @@ export class RateControlledQueueConsumer extends Construct {
     const sharedState = props.contractState;
     this.sharesState = sharedState !== undefined;
     if (sharedState) {
-      checkSharedState(this, sharedState, props, this.pacingPoint, this.rateSettings.slotIntervalMs);
+      checkSharedState(this, sharedState, props);
     }
     this.pacerTable = sharedState?.pacerTable ?? createPacerTable(this, 'PacerTable');
+    recordPacing(this, this.pacerTable, { pacingPoint: this.pacingPoint, slotIntervalMs: this.rateSettings.slotIntervalMs });
 
     this.function = new DispatcherFunction(this, 'Function', {
       description: 'Starts one dispatch workflow per request message, paced to the vendor contract',
@@ -704,13 +703,10 @@ export class RateControlledQueueConsumer extends Construct {
 }
 
 /**
- * Refuses a shared state this consumer cannot pace against: another contract's rate, a dynamic
- * delay given to the consumer (the rate in force is the contract's: it belongs to the state), or
- * another consumer of the state in this app reserving slots differently.
+ * Refuses a shared state this consumer cannot pace against: another contract's rate, or a dynamic
+ * delay given to the consumer (the rate in force is the contract's: it belongs to the state).
  */
-function checkSharedState(
-  consumer: Construct, state: IVendorContractState, props: RateControlledQueueConsumerProps, pacingPoint: PacingPoint, slotIntervalMs: number,
-): void {
+function checkSharedState(consumer: Construct, state: IVendorContractState, props: RateControlledQueueConsumerProps): void {
   const path = consumer.node.path;
   if (state.contract.requestsPerSecond !== props.requestsPerSecond) {
     throw new Error(`${path}: requestsPerSecond ${props.requestsPerSecond} differs from the shared contract state's ${state.contract.requestsPerSecond}: `
@@ -720,12 +716,21 @@ function checkSharedState(
     throw new Error(`${path}: dynamicDelay is given with a shared contractState: the rate in force is the contract's, read by every consumer of the state; `
       + 'give dynamicDelay to the VendorContractState instead');
   }
-  const pacing = { pacingPoint, slotIntervalMs };
+}
+
+/** Refuses a second consumer of `table` in this app that reserves slots differently from the first. */
+interface SlotPacing {
+  readonly pacingPoint: PacingPoint;
+  readonly slotIntervalMs: number;
+}
+
+function recordPacing(consumer: Construct, table: dynamodb.ITable, pacing: SlotPacing): void {
+  const path = consumer.node.path;
   const describe = (p: typeof pacing) => `pacingPoint ${p.pacingPoint}, slots ${p.slotIntervalMs.toFixed(1)} ms apart`;
-  const first = PACING_OF_STATE.get(state);
+  const first = PACING_OF_TABLE.get(table);
   if (!first) {
-    PACING_OF_STATE.set(state, { path, pacing });
-  } else if (first.pacing.pacingPoint !== pacingPoint || first.pacing.slotIntervalMs !== slotIntervalMs) {
+    PACING_OF_TABLE.set(table, { path, pacing });
+  } else if (first.pacing.pacingPoint !== pacing.pacingPoint || first.pacing.slotIntervalMs !== pacing.slotIntervalMs) {
     throw new Error(`${path} reserves slots with ${describe(pacing)}, but ${first.path}, which shares its contract state, with ${describe(first.pacing)}: `
       + 'consumers of one schedule must space their slots alike (same pacingPoint and latenessTolerance), or the shorter spacing breaks the bound the other keeps');
   }

@@ -175,6 +175,13 @@ describe('a state of another contract is refused', () => {
       .toThrow(/contractState was made for another contract than this orchestrator's .*give both the same VendorContract.of\(\{...\}\), or omit contractState/);
   });
 
+  test('GIVEN an orchestrator\'s own state WHEN a second orchestrator spacing slots differently takes it THEN refused', () => {
+    const stack = testStack();
+    const blue = orchestrator(stack, 'Blue');
+    expect(() => orchestrator(stack, 'Green', { contractState: blue.contractState, consumer: { latenessTolerance: Duration.millis(60) } }))
+      .toThrow(/TestStack\/Green\/Consumer reserves slots with pacingPoint VENDOR_CALL, slots 106.1 ms apart, but TestStack\/Blue\/Consumer, which shares its contract state, with pacingPoint VENDOR_CALL, slots 103.1 ms apart/);
+  });
+
   test('GIVEN an orchestrator\'s own state (its full contract) WHEN another contract takes it THEN refused', () => {
     const stack = testStack();
     const blue = orchestrator(stack, 'Blue');
