@@ -37,7 +37,10 @@ test('GIVEN two orchestrators sharing one contract state WHEN both get a backlog
       consumer: {
         lead: Duration.millis(LOCAL_PACING.leadMs),
         fireTolerance: Duration.millis(LOCAL_PACING.fireToleranceMs),
-        latenessTolerance: Duration.millis(LOCAL_PACING.latenessToleranceMs),
+        // Two orchestrators' threads on 2 shared cores spread the caller -> proxy -> vendor latency
+        // more than one's (the local L of 40 ms gave a window of 3 in about 1 run of 4 under a load
+        // average of 11): L is the deploy's stated spread, so this run states a larger one.
+        latenessTolerance: Duration.millis(150),
       },
     });
     const submit = orchestrator.submitJobTask(stack, `${id}Submit`, {
