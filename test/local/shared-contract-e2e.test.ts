@@ -38,7 +38,7 @@ test('GIVEN two orchestrators sharing one contract state WHEN both get a backlog
         lead: Duration.millis(LOCAL_PACING.leadMs),
         fireTolerance: Duration.millis(LOCAL_PACING.fireToleranceMs),
         // Two orchestrators' threads on 2 shared cores spread the caller -> proxy -> vendor latency
-        // more than one's (the local L of 40 ms gave a window of 3 in about 1 run of 4 under a load
+        // more than one's (the local L of 40 ms gave a window of 3 in 1 run of 9 under a load
         // average of 11): L is the deploy's stated spread, so this run states a larger one.
         latenessTolerance: Duration.millis(150),
       },
