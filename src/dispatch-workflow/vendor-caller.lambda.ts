@@ -32,7 +32,13 @@ const prepare = createRequestPreparer();
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 /** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
-const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], logger, metrics });
+const placeDeps = () => ({
+  dynamodb,
+  jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME],
+  jobPlacesOwner: process.env[VendorCallerEnv.SHARED_STATE_OWNER] || undefined,
+  logger,
+  metrics,
+});
 
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {

@@ -10,8 +10,10 @@ import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
+import { contractDifferences } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
+import { IVendorContractState } from '../contract/vendor-contract-state';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
 import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-adaptive';
@@ -102,6 +104,18 @@ export interface AsyncExternalApiOrchestratorProps {
    * @default - `contract.requestsPerSecond`
    */
   readonly requestsPerSecond?: number;
+
+  /**
+   * The contract's state (pacer table, AppConfig rate in force) when other orchestrators call the
+   * same vendor under the same contract: give each the same `VendorContractState` (or, from
+   * another stack or app, one imported with `VendorContractState.fromVendorContractStateAttributes`,
+   * or another orchestrator's `contractState`), and together they keep the contract once (README,
+   * "Sharing a contract"). Its contract must equal this orchestrator's (refused at synth time
+   * otherwise); give the dynamic delay to the state, not to `consumer.dynamicDelay`.
+   *
+   * @default - its own state, created by its consumer (as before sharing existed)
+   */
+  readonly contractState?: IVendorContractState;
 
   /**
    * How long a workflow waits for the vendor's callback before failing with `States.Timeout`.
@@ -470,6 +484,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
   /**
+   * The contract's state this orchestrator paces against: `contractState` when given, else its
+   * own (the consumer's pacer table and dynamic delay). Give it to another orchestrator under the
+   * same contract to share it.
+   */
+  public readonly contractState: IVendorContractState;
+  /**
    * One alarm per quota of the contract: `alarmAt` (default 80 %) of the period's limit spent.
    * Included in `alarms`; empty without quotas.
    */
@@ -585,6 +605,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
       && !/^[A-Za-z0-9_-]{1,255}$/.test(monitoring.dashboardName)) {
       throw new Error(`monitoring.dashboardName must be 1 to 255 letters, digits, '-' or '_' (given '${monitoring.dashboardName}')`);
     }
+    if (props.contractState) {
+      const differences = contractDifferences(contract, props.contractState.contract);
+      if (differences.length > 0) {
+        throw new Error(`contractState was made for another contract than this orchestrator's (${differences.join('; ')}): `
+          + 'orchestrators share a state only under one contract; give both the same VendorContract.of({...}), or omit contractState for a state of its own');
+      }
+    }
     this.contract = contract;
     this.requestsPerSecond = requestsPerSecond;
     this.callbackTimeout = props.callbackTimeout;
@@ -634,7 +661,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
       correlationTtl: props.callbackTimeout.plus(Duration.days(1)),
       metricsScope: this.metricsScope,
       tracingEnabled: props.consumer?.tracingEnabled ?? props.tracing,
+      contractState: props.contractState,
     });
+    this.contractState = props.contractState
+      ?? { contract, pacerTable: this.consumer.pacerTable, dynamicDelay: this.consumer.contractState.dynamicDelay };
+    // Keys this orchestrator's own items (job places) in a shared pacer table, as its consumer does.
+    const stateOwner = props.contractState ? this.consumer.queue.queueArn : undefined;
 
     this.dispatch = new DispatchWorkflow(this, 'Dispatch', {
       ...props.dispatch,
@@ -650,13 +682,14 @@ export class AsyncExternalApiOrchestrator extends Construct {
           pacerTable: this.consumer.pacerTable,
           rateSettings: this.consumer.rateSettings,
           metricsScope: this.metricsScope,
-          dynamicDelay: this.consumer.dynamicDelay,
+          dynamicDelay: this.contractState.dynamicDelay,
           contract,
           // A request that cannot get quota before its workflow stops waiting fails at once.
           quotaMaxWait: props.callbackTimeout,
         }
         : undefined,
       jobPlacesTable: contract.maxJobsInFlight !== undefined ? this.consumer.pacerTable : undefined,
+      jobPlacesOwner: stateOwner,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
@@ -669,7 +702,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
         correlationTable: this.table.table,
         atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
       });
-      this.webhook.freeJobPlacesIn(this.consumer.pacerTable);
+      this.webhook.freeJobPlacesIn(this.consumer.pacerTable, stateOwner);
       this.jobsInFlightAlarm = this.trackAlarm(this.consumer.jobsInFlightAlarm as cloudwatch.Alarm);
     } else if (props.monitoring?.jobsAtLimitAlarmAfter !== undefined) {
       throw new Error(`monitoring.jobsAtLimitAlarmAfter is given (${props.monitoring.jobsAtLimitAlarmAfter.toHumanString()}) but the contract has no maxJobsInFlight: give contract: VendorContract.of({ ..., maxJobsInFlight }) or remove it`);

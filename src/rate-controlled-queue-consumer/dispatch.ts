@@ -88,6 +88,11 @@ export interface DispatchConfig {
   readonly limits?: NamedLimitSpec[];
   /** Adaptive pacing (ConsumerEnv.ADAPTIVE_PACING): reservations pace at the adaptive rate when lower. */
   readonly adaptivePacing?: AdaptiveSpec;
+  /**
+   * This orchestrator's key in a shared contract state (ConsumerEnv.SHARED_STATE_OWNER): keys its
+   * drain lease and job places apart from the other orchestrators'. Absent: the pacer table is its own.
+   */
+  readonly stateOwner?: string;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -126,6 +131,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ...(callStateMachineArn ? { callStateMachineArn } : {}),
     requestsPerSecond: readNumber(env, ConsumerEnv.REQUESTS_PER_SECOND, undefined, (v) => v > 0, 'a number greater than 0'),
     pacerTableName: requireString(env, ConsumerEnv.PACER_TABLE_NAME),
+    ...(nonEmpty(env[ConsumerEnv.SHARED_STATE_OWNER]) ? { stateOwner: nonEmpty(env[ConsumerEnv.SHARED_STATE_OWNER]) } : {}),
     maxPacingWaitMs: readNumber(env, ConsumerEnv.MAX_PACING_WAIT_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
     latenessToleranceMs: readNumber(
       env, ConsumerEnv.LATENESS_TOLERANCE_MS, DEFAULT_LATENESS_TOLERANCE_MS, (v) => v >= 0, 'a number of milliseconds >= 0',
@@ -336,6 +342,7 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
       dynamodb: deps.clients.dynamodb,
       sfn: deps.clients.sfn,
       pacerTableName: config.pacerTableName,
+      stateOwner: config.stateOwner,
       config: config.jobsInFlight,
       clock,
       logger: deps.logger,

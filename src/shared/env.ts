@@ -47,6 +47,12 @@ export const ConsumerEnv = {
   VENDOR_LIMITS: 'VENDOR_LIMITS',
   /** Adaptive pacing (contract/adaptive-spec.ts `AdaptiveSpec`, JSON): reservations read the adaptive rate. Absent: off. */
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
+  /**
+   * This orchestrator's key in a contract state it shares with others (VendorContractState): its
+   * request queue's ARN. Keys what is its own in the shared pacer table (its drain lease, its job
+   * places). Absent: the pacer table is its own (keys as before sharing existed).
+   */
+  SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -71,6 +77,8 @@ export const CallbackEnv = {
   MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
   /** The pacer table holding the jobs-in-flight places: a callback frees its job's place. Absent: no limit. */
   JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
+  /** As ConsumerEnv.SHARED_STATE_OWNER: keys this orchestrator's job places in a shared pacer table. */
+  SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
 } as const;
 
 /** Vendor caller (DispatchWorkflow with PacingPoint.VENDOR_CALL). */
@@ -104,6 +112,8 @@ export const VendorCallerEnv = {
   VENDOR_LIMITS: 'VENDOR_LIMITS',
   /** Adaptive pacing (JSON `AdaptiveSpec`): a 429 decreases the adaptive rate, fresh slots read it. Absent: off. */
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
+  /** As ConsumerEnv.SHARED_STATE_OWNER: keys this orchestrator's job places in a shared pacer table. */
+  SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
 } as const;
 
 /**
