@@ -57,7 +57,7 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
     });
     // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
     await freePlaceOfRefusedSubmission(event, result, placeDeps());
-    // ... and a call that ends a job (callVendorTask's endsJobOf, e.g. a cancel) frees that job's on a 2xx.
+    // ... and a call that ends a job (callVendorTask's endsJobOf, e.g. a cancel) frees that job's place on a 2xx.
     await freePlaceOfEndedJob(event, result, placeDeps());
     return result;
   } catch (error) {
