@@ -351,6 +351,8 @@ export class DispatchWorkflow extends Construct {
           body: sfn.JsonPath.objectAt('$.vendorRequest.body'),
           requestId: sfn.JsonPath.stringAt('$.requestId'),
           slotAtMs: sfn.JsonPath.numberAt('$.slotAtMs'),
+          // A quota wait is bounded by the request's deadline, counted from its start.
+          requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
         }),
         // The caller always answers all three (requeue null when it called the vendor).
         resultSelector: { 'body.$': '$.Payload.body', 'statusCode.$': '$.Payload.statusCode', 'requeue.$': '$.Payload.requeue' },
@@ -459,6 +461,7 @@ export class DispatchWorkflow extends Construct {
         payload: sfn.JsonPath.objectAt('$.payload'),
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
         callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
+        requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the request's start
       },
       requeue,
       park,
@@ -511,6 +514,7 @@ export class DispatchWorkflow extends Construct {
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
+            requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
           },
         },
         resultPath: '$.retry',

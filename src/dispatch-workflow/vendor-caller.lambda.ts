@@ -7,6 +7,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
+import { freePlaceOfEndedJob } from './ended-job';
 import { createRequestPreparer } from './prepared-request';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from './refused-submission';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
@@ -62,6 +63,8 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
     });
     // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
     await freePlaceOfRefusedSubmission(event, result, placeDeps());
+    // ... and a call that ends a job (callVendorTask's endsJobOf, e.g. a cancel) frees that job's place on a 2xx.
+    await freePlaceOfEndedJob(event, result, placeDeps());
     return result;
   } catch (error) {
     // ... and so does one given up before it was sent (VendorQuotaExhausted).

@@ -358,6 +358,25 @@ export interface CallVendorTaskProps {
   readonly requestId?: string;
 
   /**
+   * Marks the call as ending a job of the vendor, e.g. its documented cancel endpoint: the request
+   * id of the `submitJobTask` whose job it ends (give that task a stable `requestId` so the workflow
+   * knows it). When the vendor answers 2xx, that job's place in flight (`VendorContract.maxJobsInFlight`)
+   * is freed at once, instead of at the job's callback or `maxJobDuration`; another answer frees
+   * nothing (the callback or `maxJobDuration` still does). Freeing is idempotent: a retried cancel
+   * or the job's own late callback frees it once. Needs `maxJobsInFlight` in the contract and
+   * `PacingPoint.VENDOR_CALL` (the vendor caller sees the answer).
+   *
+   * The converse, a call that holds a place (a job started by a call rather than by
+   * `submitJobTask`), does not exist: such a job has no correlation item, so its callback could
+   * never be matched to free its place; start jobs with `submitJobTask`.
+   *
+   * e.g. `sfn.JsonPath.stringAt('$.orderId')` (the submission's `requestId`).
+   *
+   * @default - the call ends no job
+   */
+  readonly endsJobOf?: string;
+
+  /**
    * Where the task's output (`{ statusCode, body, headers }`) goes in the state.
    *
    * @default '$' (replaces the state)
@@ -420,6 +439,25 @@ export interface CallVendorTaskJsonataProps {
    * @default '{% $uuid() %}'
    */
   readonly requestId?: string;
+
+  /**
+   * Marks the call as ending a job of the vendor, e.g. its documented cancel endpoint: the request
+   * id of the `submitJobTask` whose job it ends (give that task a stable `requestId` so the workflow
+   * knows it). When the vendor answers 2xx, that job's place in flight (`VendorContract.maxJobsInFlight`)
+   * is freed at once, instead of at the job's callback or `maxJobDuration`; another answer frees
+   * nothing (the callback or `maxJobDuration` still does). Freeing is idempotent: a retried cancel
+   * or the job's own late callback frees it once. Needs `maxJobsInFlight` in the contract and
+   * `PacingPoint.VENDOR_CALL` (the vendor caller sees the answer).
+   *
+   * The converse, a call that holds a place (a job started by a call rather than by
+   * `submitJobTask`), does not exist: such a job has no correlation item, so its callback could
+   * never be matched to free its place; start jobs with `submitJobTask`.
+   *
+   * A literal or a JSONata expression, e.g. `'{% $states.input.orderId %}'`.
+   *
+   * @default - the call ends no job
+   */
+  readonly endsJobOf?: string;
 
   /**
    * The state's output (JSONata `Output`); the task's result `{ statusCode, body, headers }` is
@@ -710,6 +748,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (contract.quotas.length > 0) {
       // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
+      // ... but only requests that may wait: those that must fail (FAIL, or a deadline before the
+      // period ends) go on to the vendor caller, which fails them at once (request-start.ts).
+      this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_EXHAUSTED, contract.whenQuotaExhausted);
+      this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_MAX_WAIT_MS, String(props.callbackTimeout.toMilliseconds()));
     }
     // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(this.consumer.function, contract);
@@ -880,6 +922,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public callVendorTask(scope: Construct, id: string, props: CallVendorTaskProps): tasks.SqsSendMessage {
     const method = props.method ?? 'GET';
     this.validateCall(id, 'callVendorTask', method, props.path, props.body !== undefined, (v) => Token.isUnresolved(v));
+    this.validateEndsJobOf(id, 'callVendorTask', props.endsJobOf);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
     return new tasks.SqsSendMessage(scope, id, {
@@ -897,6 +940,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.body ? { body: props.body.value } : {}),
         },
         attempt: 1,
+        ...(props.endsJobOf !== undefined ? { endsJobOf: props.endsJobOf } : {}),
       }),
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       resultPath: props.resultPath,
@@ -915,7 +959,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
     // JSONPath fields render as "key.$", which a JSONata state refuses at deployment.
     const usesJsonPath = (value: unknown): boolean => /\.\$":/.test(JSON.stringify(sfn.FieldUtils.renderObject({ value })));
     const requestId = props.requestId ?? '{% $uuid() %}';
-    for (const [name, value] of Object.entries({ path: props.path, method, requestId, query: props.query?.value, body: props.body?.value })) {
+    this.validateEndsJobOf(id, 'callVendorTaskJsonata', props.endsJobOf);
+    const fields = { path: props.path, method, requestId, query: props.query?.value, body: props.body?.value, endsJobOf: props.endsJobOf };
+    for (const [name, value] of Object.entries(fields)) {
       if (usesJsonPath(value) || (typeof value === 'string' && !Token.isUnresolved(value) && /^(\$\.|\$\[|States\.)/.test(value.trim()))) {
         throw new Error(`callVendorTaskJsonata '${id}': ${name} uses JSONPath, which JSONata states do not read: write a JSONata expression such as '{% $states.input.x %}'`);
       }
@@ -937,6 +983,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.body ? { body: props.body.value } : {}),
         },
         attempt: 1,
+        ...(props.endsJobOf !== undefined ? { endsJobOf: props.endsJobOf } : {}),
       }),
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       outputs: props.outputs,
@@ -1275,6 +1322,26 @@ export class AsyncExternalApiOrchestrator extends Construct {
       if (problem) {
         throw new Error(`${task} '${id}': ${problem}`);
       }
+    }
+  }
+
+  /**
+   * `endsJobOf` frees a place of `maxJobsInFlight`, and only the vendor caller
+   * (PacingPoint.VENDOR_CALL) sees the answer that decides it: refused otherwise, rather than
+   * silently freeing nothing.
+   */
+  private validateEndsJobOf(id: string, task: string, endsJobOf: string | undefined): void {
+    if (endsJobOf === undefined) {
+      return;
+    }
+    if (!Token.isUnresolved(endsJobOf) && endsJobOf.trim() === '') {
+      throw new Error(`${task} '${id}': endsJobOf must be the request id of the submitJobTask whose job the call ends (e.g. sfn.JsonPath.stringAt('$.orderId')), given an empty string`);
+    }
+    if (this.contract.maxJobsInFlight === undefined) {
+      throw new Error(`${task} '${id}': endsJobOf frees the job's place in flight, but the contract has no maxJobsInFlight: remove endsJobOf, or set VendorContract.of({ maxJobsInFlight, ... })`);
+    }
+    if (!this.dispatch.vendorCaller) {
+      throw new Error(`${task} '${id}': endsJobOf needs pacingPoint PacingPoint.VENDOR_CALL (the vendor caller sees the vendor's answer and frees the place); with PacingPoint.DISPATCH the job's place is freed by its callback or expires at maxJobDuration: remove endsJobOf or the pacingPoint`);
     }
   }
 

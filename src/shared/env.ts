@@ -41,6 +41,17 @@ export const ConsumerEnv = {
    */
   QUOTAS: 'QUOTAS',
   /**
+   * `WAIT` or `FAIL` (QuotaExhaustedAction, as VendorCallerEnv.QUOTA_EXHAUSTED): with FAIL a spent
+   * quota postpones nothing, the vendor caller fails the requests at once. Default WAIT.
+   */
+  QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
+  /**
+   * Longest a request may wait for a quota, from its start (as VendorCallerEnv.QUOTA_MAX_WAIT_MS), in
+   * milliseconds: a request whose deadline comes before the spent period ends is not postponed but
+   * sent on, and the vendor caller fails it at once. Absent: no bound.
+   */
+  QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
+  /**
    * The contract's named limits (JSON array of contract/named-limit.ts `NamedLimitSpec`): each slot
    * also respects the limits of the call it goes to. Absent: none.
    */

@@ -161,7 +161,7 @@ describe('cost derivation from a synthesized stack', () => {
     // WHEN it runs (test/asl/execute.ts)
     const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1, callbackToken: 'cb-1' };
     const execution = await executeDefinition(definition, {
-      ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, message,
+      ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, requestStartedAtMs: 1_899_999_990_000, message,
     }, handlers, { context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } });
     expect(execution.error).toBeUndefined();
     const entered = execution.states;
