@@ -42,7 +42,7 @@ import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-que
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
-import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
+import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
@@ -321,6 +321,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     prepared?.cancel();
     throw error;
   });
+  const countedLimitWaits: CountedLimitWaits = new Map();
   // The last slot given up: the fresh reservation tells adaptive pacing's probe (adaptive-probe.ts).
   let givenUpSlotMs: number | undefined;
   const giveUpSlot = (reason: string, detail: Record<string, unknown>) => {
@@ -357,7 +358,8 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         givenUpSlotMs,
       }));
       let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
-      recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
+      // Once per limit for this call, however many fresh slots it reserves (named-limit-metrics.ts).
+      recordNamedLimitWaits(deps.metrics, reservation, ['call'], countedLimitWaits);
       if (reservation.slots.length === 0 && reservation.limitedUntilMs !== undefined
         && reservation.limitedUntilMs - clock.now() <= config.maxSlotWaitMs) {
         // Only the call's named limit was full: ask once more for a slot no earlier than when it

@@ -389,6 +389,8 @@ export interface SlotReservation {
    * limit, how many of them it held back (named-limit-schedule.ts `limitWaits`).
    */
   readonly limitWaits?: Record<string, number>;
+  /** The calls `limitWaits` counts, per limit (indexes into the calls requested, as `callIndexes`). */
+  readonly limitWaitCalls?: Record<string, number[]>;
   /**
    * With adaptive pacing: the effective rate the reservation was made with, `min(rate in force,
    * adaptive rate)` in requests per second (adaptive-rate.ts).
@@ -528,7 +530,9 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     const limitedResult = limited ? {
       callIndexes: limited.assignment.callIndexes,
       ...(limited.assignment.limitedUntilMs !== undefined ? { limitedUntilMs: limited.assignment.limitedUntilMs } : {}),
-      ...(limited.assignment.limitWaits !== undefined ? { limitWaits: limited.assignment.limitWaits } : {}),
+      ...(limited.assignment.limitWaits !== undefined
+        ? { limitWaits: limited.assignment.limitWaits, limitWaitCalls: limited.assignment.limitWaitCalls }
+        : {}),
     } : {};
     if (slots.length === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
