@@ -5,17 +5,20 @@
  *
  * ## The rule (AIMD on the pacer item)
  *
- * The pacer item holds the adaptive rate `a0` (`adaptiveRps`) and when it was last decreased
- * (`adaptiveSinceMs`). At time `t` the adaptive rate is
+ * The pacer item holds the adaptive rate `a0` (`adaptiveRps`), when it last changed
+ * (`adaptiveSinceMs`) and the probe under way, if any. The rate climbs by `step` only after a probe
+ * the vendor took (`adaptivePlan`; the probe's shape and proof: rate-controlled-queue-consumer/
+ * adaptive-probe.ts), at most one probe per probe interval, never above `ceiling`, the rate in force
+ * (the operators' rate, at most the contract). Where no probe could be given out for a whole
+ * interval past the one it was due in, the climb is lazy (the first design's rule):
  *
- *     a(t) = max(min(minimum, ceiling), min(ceiling, a0 + step * floor((t - since) / probeInterval)))
+ *     a(t) = max(min(minimum, ceiling), min(ceiling, a0 + step * max(0, floor((t - since) / probeInterval) - 1)))
  *
- * where `ceiling` is the rate in force (the operators' rate, at most the contract): the increase is
- * lazy (computed at each read, never written), one `step` per probe interval since the last
- * decrease, and never above the rate in force. Without a stored state the adaptive rate is the
- * ceiling. A 429 (the vendor's or the proxy's) at time `t` decreases it once per cooldown:
+ * Without a stored state the adaptive rate is the ceiling. A 429 (the vendor's or the proxy's) to
+ * a slot that is not the probe's, at time `t`, decreases it once per cooldown:
  * `a0 := max(minimum, a(t) * decreaseFactor)`, `since := t`, with a conditional write on the
- * stored `since`, so that many 429s of one burst, answered to concurrent callers, decrease once.
+ * stored `since`, so that many 429s of one burst, answered to concurrent callers, decrease once;
+ * a 429 to the probe records its refusal instead.
  *
  * The pacer paces at `min(rate in force, a(t))`: a lower rate in force as far as the schedule is
  * concerned, so the proof of "The rate at run time" (pacer.ts) covers it.

@@ -50,8 +50,8 @@
  *
  * Cost: nothing per request in DynamoDB (the probe's state is read and written with the
  * reservation's own GetItem and conditional UpdateItem; a refused probe costs the GetItem +
- * UpdateItem a decrease costs). The hole costs `H` of the schedule per probe: at 100 RPS against
- * 50, about 100 ms (5 slots) per 10 s probe interval, 1 % of the rate.
+ * UpdateItem a decrease costs). The hole costs about 125 ms of the schedule per probe at 100 and
+ * 1000 RPS against half the contract (6 and 60 slots, 1.2 % of a 10 s probe interval), about 1 ms at 10 RPS.
  *
  * Where a probe cannot be planned (the schedule has a gap, named limits, or `r + 1` requests do not
  * fit within 1000 - L' ms at the ceiling's interval, e.g. one step below the ceiling), the rate

@@ -150,7 +150,9 @@
  * reservation computed after its write (slots already reserved keep their spacing, at most the
  * horizon H ahead), and no slot is ever closer than the operators' rate in force's interval, so no
  * window exceeds the rate in force however the adaptive rate moves; an increase needs no hold, the
- * adaptive rate being a guess at the vendor's real limit, not a bound (adaptive-rate.ts).
+ * adaptive rate being a guess at the vendor's real limit, not a bound (adaptive-rate.ts). The probe
+ * (adaptive-probe.ts) moves a few slots of one reservation earlier, but never closer to their
+ * neighbours than the rate in force's interval, and a hole only widens the spacing: the same bound.
  *
  * ## Exact arithmetic
  *
