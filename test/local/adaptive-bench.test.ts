@@ -47,7 +47,7 @@ describe('adaptive pacing against a vendor whose real limit is half the contract
     expect(d.vendor429PerProbeInterval).toBeLessThanOrEqual(1);
     expect(d.realLimitUtilization).toBeGreaterThanOrEqual(0.75);
     expect(Math.floor(d.effectiveRateMaxAfterConvergence)).toBeLessThanOrEqual(50);
-  });
+  }, 30_000); // about 2 s of CPU; the default 5 s is tight on a loaded 2-core machine
 
   test('GIVEN the same vendor without adaptive pacing THEN every second brings 429s (the pause alone cannot find the real limit)', async () => {
     const r = await run('no-adaptive-10rps-real-limit-5');
