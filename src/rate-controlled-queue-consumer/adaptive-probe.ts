@@ -104,8 +104,9 @@ export interface ProbeOutcome {
  */
 export function planProbe(grid: ProbeGrid): ProbeOutcome | undefined {
   const { slots, intervalMs: I, ceilingIntervalMs: Ic } = grid;
+  // Below 1 request per second a window holds one request at most: nothing to test one more in.
   if (slots.length === 0 || grid.storedNextSlotAtMs === undefined || grid.previousIntervalMs !== I || !(Ic < I)
-    || grid.slotsPerWindow + 1 > grid.ceilingSlotsPerWindow) {
+    || !Number.isInteger(grid.slotsPerWindow) || grid.slotsPerWindow < 1 || grid.slotsPerWindow + 1 > grid.ceilingSlotsPerWindow) {
     return undefined;
   }
   const last = grid.storedNextSlotAtMs - I;

@@ -21,7 +21,7 @@ function grid(rate: number, ceiling: number, last: number, n: number): ProbeGrid
     previousIntervalMs: I,
     intervalMs: I,
     ceilingIntervalMs: slotIntervalMs(ceiling, L),
-    slotsPerWindow: Math.floor(rate),
+    slotsPerWindow: rate >= 1 ? Math.floor(rate) : rate, // as pacer.ts effectiveRate
     ceilingSlotsPerWindow: Math.floor(ceiling),
     latenessToleranceMs: L,
     latestSlotMs: last + 60_000,
@@ -75,12 +75,14 @@ describe('the adaptive probe: one window holding exactly r + 1 requests, whateve
     expect(outcome.attributes.adaptiveProbeFromMs).toBe(outcome.slots[0]);
   });
 
-  test('GIVEN a schedule with a gap, a changed interval, or no room below the ceiling THEN no probe is planned', () => {
+  test('GIVEN a schedule with a gap, a changed interval, no room below the ceiling, or under 1 request per second THEN no probe is planned', () => {
     const g = grid(50.7, 100, T0, 100);
     expect(planProbe({ ...g, slots: g.slots.map((s) => s + 5) })).toBeUndefined();
     expect(planProbe({ ...g, previousIntervalMs: g.intervalMs + 1 })).toBeUndefined();
     expect(planProbe(grid(99.5, 100, T0, 200))).toBeUndefined();
     expect(planProbe({ ...g, probeNotBeforeMs: T0 + 60_000 })).toBeUndefined();
+    // Below 1 request per second (a contract under 10 RPS can fall that low): no probe, the lazy climb.
+    expect(planProbe(grid(0.5, 5, T0, 10))).toBeUndefined();
   });
 
   test('GIVEN a planning reservation too short to hold the probe THEN it stops before the probe, and the next reservation places it', () => {
