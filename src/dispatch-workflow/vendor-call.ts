@@ -42,7 +42,7 @@ import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-que
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
-import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
+import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
@@ -334,9 +334,13 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     prepared?.cancel();
     throw error;
   });
+  const countedLimitWaits: CountedLimitWaits = new Map();
+  // The last slot given up: the fresh reservation tells adaptive pacing's probe (adaptive-probe.ts).
+  let givenUpSlotMs: number | undefined;
   const giveUpSlot = (reason: string, detail: Record<string, unknown>) => {
     logger.warn(`${reason}; the slot is given up`, { ...log, slotAtMs: slot, ...detail });
     deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
+    givenUpSlotMs = slot;
     slot = undefined;
   };
   // The quota counters this call has spent a unit in (quota-ledger.ts): a later slot in the same
@@ -364,9 +368,11 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         // The call's named limits (named-limit-schedule.ts), reserved in the same write.
         ...freshSlotLimits(config.limits, method, event.path),
         adaptivePacing: config.adaptivePacing,
+        givenUpSlotMs,
       }));
       let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
-      recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
+      // Once per limit for this call, however many fresh slots it reserves (named-limit-metrics.ts).
+      recordNamedLimitWaits(deps.metrics, reservation, ['call'], countedLimitWaits);
       if (reservation.slots.length === 0 && reservation.limitedUntilMs !== undefined
         && reservation.limitedUntilMs - clock.now() <= config.maxSlotWaitMs) {
         // Only the call's named limit was full: ask once more for a slot no earlier than when it
@@ -506,7 +512,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     }
     deps.metrics?.addMetric(MetricNames.VENDOR_PAUSES, 'Count', 1);
     if (config.adaptivePacing) {
-      await decreaseAfter429(deps, clock, log);
+      await decreaseAfter429(deps, clock, slot!, log);
     }
   }
   if (response.status < 200 || response.status > 299) {
@@ -686,12 +692,16 @@ async function spendQuotasOrDefer(
  * contract). A failed write is logged and ignored: the pause already backs off, and the next 429
  * tries again.
  */
-async function decreaseAfter429(deps: VendorCallDeps, clock: Clock, log: Record<string, unknown>): Promise<void> {
+async function decreaseAfter429(deps: VendorCallDeps, clock: Clock, slotAtMs: number, log: Record<string, unknown>): Promise<void> {
   const { config, logger } = deps;
   try {
     const settings = await readPacingSettings(deps.dynamicDelay);
     const ceiling = Math.min(settings.rateInForce ?? config.requestsPerSecond, config.requestsPerSecond);
-    const outcome = await decreaseAdaptiveRate(deps.dynamodb, config.pacerTableName, clock.now(), ceiling, config.adaptivePacing!);
+    // The slot fired: a 429 to adaptive pacing's probe is recorded as its answer, not a decrease.
+    const outcome = await decreaseAdaptiveRate(deps.dynamodb, config.pacerTableName, clock.now(), ceiling, config.adaptivePacing!, slotAtMs);
+    if (outcome.probeRefused) {
+      logger.info('the vendor refused the adaptive probe: the rate stays', { ...log, slotAtMs });
+    }
     if (outcome.decreased) {
       logger.warn('the vendor answered 429: the adaptive rate is lowered', { ...log, adaptiveRequestsPerSecond: outcome.rps });
       deps.metrics?.addMetric(MetricNames.ADAPTIVE_DECREASES, 'Count', 1);

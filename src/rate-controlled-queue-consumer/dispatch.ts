@@ -26,7 +26,7 @@ import type { QuotaSpec } from '../contract/quota-period';
 import { ConsumerEnv } from '../shared/env';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
-import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
+import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
@@ -428,6 +428,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // When the waiting messages' named limits have room (after a reservation they stopped): the next
   // reservation asks for no slot before it, so that it is not lost to the reservation's own latency.
   let limitedUntilMs = 0;
+  const countedLimitWaits: CountedLimitWaits = new Map();
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -456,7 +457,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           adaptivePacing: config.adaptivePacing,
         });
         limitedUntilMs = 0;
-        recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
+        // Each message once per limit, however many reservations held it back (named-limit-metrics.ts).
+        recordNamedLimitWaits(deps.metrics, reservation, pending.map((item) => item.record.messageId), countedLimitWaits);
         if (reservation.effectiveRequestsPerSecond !== undefined) {
           deps.metrics.addMetric(MetricNames.EFFECTIVE_RATE, 'Count', reservation.effectiveRequestsPerSecond);
         }
