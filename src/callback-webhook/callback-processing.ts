@@ -60,6 +60,8 @@ export interface CallbackConfig {
    * callback frees its job's place. Default: no limit, nothing to free.
    */
   readonly jobPlacesTableName?: string;
+  /** This orchestrator's key in a shared contract state (CallbackEnv.SHARED_STATE_OWNER): keys its places. */
+  readonly jobPlacesOwner?: string;
 }
 
 /**
@@ -234,6 +236,7 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
     signature: parseSignatureSpec(env[CallbackEnv.WEBHOOK_SIGNATURE]),
     maxPayloadBytes: optionalPositiveInteger(CallbackEnv.MAX_PAYLOAD_BYTES, env[CallbackEnv.MAX_PAYLOAD_BYTES]),
     ...(env[CallbackEnv.JOB_PLACES_TABLE_NAME]?.trim() ? { jobPlacesTableName: env[CallbackEnv.JOB_PLACES_TABLE_NAME]!.trim() } : {}),
+    ...(env[CallbackEnv.SHARED_STATE_OWNER]?.trim() ? { jobPlacesOwner: env[CallbackEnv.SHARED_STATE_OWNER]!.trim() } : {}),
   };
 }
 
@@ -449,7 +452,7 @@ async function processRecord(
   // the vendor's end counts). Before the duplicate check and before resuming: a crash after it is
   // redelivered and frees nothing twice (releasePlace is idempotent).
   if (config.jobPlacesTableName) {
-    const held = await releasePlace({ dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName }, requestId);
+    const held = await releasePlace({ dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName, owner: config.jobPlacesOwner }, requestId);
     if (held !== undefined) {
       metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       logger.info('Job ended: its place in flight is freed', { jobsInFlight: held });

@@ -58,6 +58,8 @@ export async function freePlaceOfRefusedSubmission(
   deps: {
     readonly dynamodb: DynamoDBClient;
     readonly jobPlacesTableName?: string;
+    /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
+    readonly jobPlacesOwner?: string;
     readonly logger: VendorCallLogger;
     readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
   },
@@ -73,7 +75,7 @@ async function freePlace(event: VendorCallEvent, deps: Parameters<typeof freePla
     return;
   }
   try {
-    const held = await releasePlace({ dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName }, event.requestId);
+    const held = await releasePlace({ dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, event.requestId);
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       deps.logger.info(`${why}: its place in flight is freed`, { requestId: event.requestId, jobsInFlight: held });

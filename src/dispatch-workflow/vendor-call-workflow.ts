@@ -228,6 +228,8 @@ export class VendorCallWorkflow extends Construct {
         requestId: sfn.JsonPath.stringAt('$.requestId'),
         call: sfn.JsonPath.objectAt('$.message.call'),
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+        requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the call's start
+        endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'), // a retried cancel still frees the job's place
         ...retryMessageKey(props.proxy),
       },
       requeue,
@@ -257,6 +259,8 @@ export class VendorCallWorkflow extends Construct {
             attempt: sfn.JsonPath.numberAt('$.attempt'),
             // A new claim sequence for the same attempt (see VendorCallInput.claimSeq).
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
+            requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
+            endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'),
             ...retryMessageKey(props.proxy), // issue 15: a deferred request keeps its key
           },
         },
@@ -366,6 +370,10 @@ export class VendorCallWorkflow extends Construct {
               ...(withBody ? { 'body.$': '$.call.body' } : {}),
               'requestId.$': '$.requestId',
               'slotAtMs.$': '$.slotAtMs',
+              // A quota wait is bounded by the call's deadline, counted from its start.
+              'requestStartedAtMs.$': '$.requestStartedAtMs',
+              // A call that ends a job (callVendorTask's endsJobOf): its 2xx frees that job's place.
+              'endsJobOf.$': '$.endsJobOf',
               // Issue 15: the caller logs the request's key (always there with a credential per key).
               ...(props.proxy.credentials.isPerKey ? { 'key.$': '$.key' } : {}),
             },

@@ -7,6 +7,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
+import { freePlaceOfEndedJob } from './ended-job';
 import { createRequestPreparer } from './prepared-request';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from './refused-submission';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
@@ -32,7 +33,13 @@ const prepare = createRequestPreparer();
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 /** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
-const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], logger, metrics });
+const placeDeps = () => ({
+  dynamodb,
+  jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME],
+  jobPlacesOwner: process.env[VendorCallerEnv.SHARED_STATE_OWNER] || undefined,
+  logger,
+  metrics,
+});
 
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {
@@ -56,6 +63,8 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
     });
     // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
     await freePlaceOfRefusedSubmission(event, result, placeDeps());
+    // ... and a call that ends a job (callVendorTask's endsJobOf, e.g. a cancel) frees that job's place on a 2xx.
+    await freePlaceOfEndedJob(event, result, placeDeps());
     return result;
   } catch (error) {
     // ... and so does one given up before it was sent (VendorQuotaExhausted).

@@ -54,7 +54,7 @@ export class OrchestratorDashboard extends Construct {
           period,
         }),
         // The rate operators set at run time (README, "The rate at run time"), when they can.
-        ...(o.consumer.dynamicDelay
+        ...(o.contractState.dynamicDelay
           ? [o.consumer.metricRateInForce({ period, label: 'rate in force (RateInForce, minimum)', color: cloudwatch.Color.ORANGE })]
           : []),
         // Adaptive pacing (README, "Adaptive pacing"): the rate the vendor's 429s left in force.

@@ -12,7 +12,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
 import { dynamicDelayFromEnv } from './dynamic-delay-reader';
-import { DrainResult, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
+import { DrainResult, drainLeaseKey, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
@@ -54,7 +54,7 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
         config: drainConfig,
         dispatch: (batch) => dispatchBatch(batch, deps),
         // One holder id per invocation: a duplicate tick must not release this one's lease.
-        lease: dynamoDbDrainLease(clients.dynamodb, config.pacerTableName, randomUUID()),
+        lease: dynamoDbDrainLease(clients.dynamodb, config.pacerTableName, randomUUID(), undefined, drainLeaseKey(config.stateOwner)),
         // Without a context (direct calls in tests), the configured pacing window bounds the tick.
         remainingTimeMs: () => context?.getRemainingTimeInMillis() ?? config.maxPacingWaitMs,
         logger,

@@ -23,6 +23,12 @@ export interface RequestMessage {
    */
   readonly deferrals?: number;
   /**
+   * When the request's first message reached the request queue, epoch ms: stamped by the dispatcher
+   * (rate-controlled-queue-consumer/request-start.ts) and carried by every re-enqueue. A quota wait
+   * counts the request's deadline from it. Absent on the user's workflow's message.
+   */
+  readonly requestStartedAtMs?: number;
+  /**
    * The request's key (issue 15; `submitJobTask`'s / `callVendorTask`'s `key`): the vendor account
    * (customer, tenant) it belongs to, 1-128 characters of what an SQS MessageGroupId allows
    * (request-key.ts). Absent when the task declares no key.
@@ -70,7 +76,13 @@ export interface VendorCallMessage {
   readonly requestId: string;
   readonly call: VendorCallRequest;
   /**
-   * The request's key (issue 15; ``callVendorTask`'s `key`): the vendor account
+   * The request id of the job submission (`submitJobTask`) whose job this call ends at the vendor
+   * (`callVendorTask`'s `endsJobOf`, e.g. the vendor's cancel endpoint): on a 2xx answer the vendor
+   * caller frees that request's place in flight. Absent or null: the call frees nothing.
+   */
+  readonly endsJobOf?: string | null;
+  /**
+   * The request's key (issue 15; `callVendorTask`'s `key`): the vendor account
    * (customer, tenant) it belongs to, 1-128 characters of what an SQS MessageGroupId allows
    * (request-key.ts). Absent when the task declares no key.
    */
@@ -82,6 +94,12 @@ export interface VendorCallMessage {
    * time, a vendor pause). Absent means 0. Part of the claim sequence (see `DispatchInput.claimSeq`).
    */
   readonly deferrals?: number;
+  /**
+   * When the request's first message reached the request queue, epoch ms: stamped by the dispatcher
+   * (rate-controlled-queue-consumer/request-start.ts) and carried by every re-enqueue. A quota wait
+   * counts the request's deadline from it. Absent on the user's workflow's message.
+   */
+  readonly requestStartedAtMs?: number;
 }
 
 /** Input of one vendor-call (Express) workflow execution, built by the queue consumer. */
@@ -103,11 +121,14 @@ export interface VendorCallInput {
   readonly call: VendorCallRequest;
   /** The raw message, re-enqueued or parked in the DLQ as is when the call gives up. */
   readonly message: VendorCallMessage;
+  /** `endsJobOf` of the message, null when absent: always present (the workflow passes it to the vendor caller). */
+  readonly endsJobOf: string | null;
   /** The message's key (see `RequestMessage.key`); absent when it has none. */
   readonly key?: string;
-
   /** The pacing slot of this call, epoch ms: the vendor caller fires at it (PacingPoint.VENDOR_CALL). */
   readonly slotAtMs?: number;
+  /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
+  readonly requestStartedAtMs: number;
 }
 
 /**
@@ -156,6 +177,8 @@ export interface DispatchInput {
    * (PacingPoint.VENDOR_CALL). With PacingPoint.DISPATCH, the slot the execution was started in.
    */
   readonly slotAtMs?: number;
+  /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
+  readonly requestStartedAtMs: number;
 }
 
 /**

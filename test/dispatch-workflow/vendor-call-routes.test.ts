@@ -181,7 +181,17 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     const sent = JSON.parse(result.calls.RequeueWithDelay[0].MessageBody);
     // Issue 15: with a credential per key, the retry keeps the key and its group (the key's SHA-256).
     const perKey = /per-key/.test(configuration.configuration);
-    expect(sent).toEqual({ kind: 'call', taskToken: 'main-task-token-2', requestId: 'call-1', ...(perKey ? { key: 'tenant-1' } : {}), attempt: 2, call: callMessage(call).call });
+    expect(sent).toEqual({
+      kind: 'call',
+      taskToken: 'main-task-token-2',
+      requestId: 'call-1',
+      ...(perKey ? { key: 'tenant-1' } : {}),
+      attempt: 2,
+      call: callMessage(call).call,
+      // The retry keeps the call's start (its quota deadline) and what job it ends (none here).
+      requestStartedAtMs: expect.any(Number),
+      endsJobOf: null,
+    });
     expect(result.calls.RequeueWithDelay[0].MessageGroupId).toBe(perKey ? literalKeyGroupId('tenant-1') : undefined);
   });
 
