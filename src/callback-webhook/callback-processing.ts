@@ -21,7 +21,7 @@ import { getAtPath, parseSimplePath } from './json-path';
 import { SignatureSpec } from './signature-spec';
 import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensEqual, UnusableSecretError, verifySignature } from './signature-verification';
 import { CallbackEnv } from '../shared/env';
-import { releasePlace } from '../shared/job-places';
+import { releasePlaceAndWakeWaiter, waitingQueuesFromEnv, WaitingQueues, waitingRoomOf } from '../shared/job-waiting';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
@@ -59,6 +59,8 @@ export interface CallbackConfig {
    * callback frees its job's place. Default: no limit, nothing to free.
    */
   readonly jobPlacesTableName?: string;
+  /** The jobs-in-flight waiting room (shared/job-waiting.ts): a freed place wakes one waiter. Default: none. */
+  readonly jobWaiting?: WaitingQueues;
 }
 
 /**
@@ -228,6 +230,7 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
     signature: parseSignatureSpec(env[CallbackEnv.WEBHOOK_SIGNATURE]),
     maxPayloadBytes: optionalPositiveInteger(CallbackEnv.MAX_PAYLOAD_BYTES, env[CallbackEnv.MAX_PAYLOAD_BYTES]),
     ...(env[CallbackEnv.JOB_PLACES_TABLE_NAME]?.trim() ? { jobPlacesTableName: env[CallbackEnv.JOB_PLACES_TABLE_NAME]!.trim() } : {}),
+    ...(waitingQueuesFromEnv(env) ? { jobWaiting: waitingQueuesFromEnv(env) } : {}),
   };
 }
 
@@ -426,9 +429,12 @@ async function processRecord(
   // d3. Jobs in flight: the vendor's job has ended (succeeded or failed), so its place is free,
   // whether or not the workflow still waits (a late callback, after our timeout, frees it too: only
   // the vendor's end counts). Before the duplicate check and before resuming: a crash after it is
-  // redelivered and frees nothing twice (releasePlace is idempotent).
+  // redelivered and frees nothing twice (releasePlace is idempotent). A place really freed wakes
+  // one waiting request at once (shared/job-waiting.ts); a crash before the wake leaves it to the sweep.
   if (config.jobPlacesTableName) {
-    const held = await releasePlace({ dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName }, requestId);
+    const held = await releasePlaceAndWakeWaiter(
+      { dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName }, waitingRoomOf(config.jobWaiting, clients.sqs), requestId, logger,
+    );
     if (held !== undefined) {
       metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       logger.info('Job ended: its place in flight is freed', { jobsInFlight: held });

@@ -6,6 +6,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { createRequestPreparer } from './prepared-request';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from './refused-submission';
@@ -13,6 +14,7 @@ import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, V
 import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
 import { VendorCallerEnv } from '../shared/env';
 import { createHandlerMetrics } from '../shared/handler-metrics';
+import { waitingQueuesFromEnv, waitingRoomOf } from '../shared/job-waiting';
 
 const logger = new Logger({ serviceName: 'vendor-caller' });
 // Read at cold start: a misconfigured function fails loudly at once, naming the variable.
@@ -32,7 +34,9 @@ const prepare = createRequestPreparer();
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 /** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
-const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], logger, metrics });
+// The waiting room: a place freed here wakes one waiting request (shared/job-waiting.ts).
+const waitingRoom = waitingRoomOf(waitingQueuesFromEnv(process.env), new SQSClient({}));
+const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], waitingRoom, logger, metrics });
 
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {

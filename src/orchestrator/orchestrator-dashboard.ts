@@ -208,6 +208,9 @@ export class OrchestratorDashboard extends Construct {
         left: [o.metricJobsInFlight({ statistic: 'Maximum', period, label: 'jobs in flight (JobsInFlight, maximum)' })],
         leftAnnotations: [{ value: maxJobs, label: `contract: ${maxJobs} jobs in flight`, color: cloudwatch.Color.RED }],
         leftYAxis: { min: 0, label: 'jobs', showUnits: false },
+        // The waiting queue's depth: requests that found every place taken, waiting to be woken.
+        right: [o.consumer.metricJobsWaiting({ statistic: 'Maximum', period, label: 'requests waiting for a place (waiting queue depth)' })!],
+        rightYAxis: { min: 0, label: 'requests', showUnits: false },
         width: 24,
         height: HEIGHT,
       })]);
