@@ -12,7 +12,7 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { JobWaitingEnv } from '../shared/env';
-import { addRolePolicyNagSuppressions } from '../shared/nag';
+import { addNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
 import { JOB_PLACES_SWEEP_KIND } from '../shared/scheduled-tick';
 
 /** How often the sweep runs: EventBridge Scheduler's shortest rate. */
@@ -41,6 +41,10 @@ export function createJobWaitingRoom(
     // No dead-letter queue: every receive of a waiter moves it away (a new message), so receive
     // counts mean nothing here.
   });
+  addNagSuppressions(queue, [{
+    id: 'AwsSolutions-SQS3',
+    reason: 'The waiting queue has no consumer that can fail on a message: each receive (a wake or the sweep) moves the message back to the request queue, which has the dead-letter queue; a dead-letter queue here would park waiting requests after N wakes that found no place',
+  }]);
   allowWakingWaiters(fn, queue, requestQueue);
   // Requests without a place are sent here by the dispatcher.
   queue.grantSendMessages(fn);
