@@ -12,7 +12,7 @@ import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { JobWaitingEnv } from '../shared/env';
-import { addNagSuppressions, addRolePolicyNagSuppressions } from '../shared/nag';
+import { addNagSuppressions, addRolePolicyNagSuppressions, wildcardSuppressions } from '../shared/nag';
 import { JOB_PLACES_SWEEP_KIND } from '../shared/scheduled-tick';
 
 /** How often the sweep runs: EventBridge Scheduler's shortest rate. */
@@ -86,4 +86,8 @@ export function allowWakingWaiters(fn: lambda.Function, waitingQueue: sqs.IQueue
   // depth), and kms:Decrypt with a customer-managed key.
   waitingQueue.grantConsumeMessages(fn);
   requestQueue.grantSendMessages(fn);
+  // With a customer-managed key, sending grants kms:GenerateDataKey* and kms:ReEncrypt* on it.
+  if (waitingQueue.encryptionMasterKey || requestQueue.encryptionMasterKey) {
+    addRolePolicyNagSuppressions(fn.role, wildcardSuppressions({ kms: true }));
+  }
 }
