@@ -13,8 +13,9 @@
  */
 import { spawn } from 'child_process';
 import * as path from 'path';
-import { round } from './bench-model';
+import { bounds, Distribution, LATENCY_MODEL, LatencyModel, round, sample, seededRandom } from './bench-model';
 import type { DemoResult } from './demo';
+import { DEFAULT_LEAD_MS } from '../src/rate-controlled-queue-consumer/rate-settings';
 
 /** One jobs-in-flight row: the limit, the job duration at the vendor, the backlog. */
 export interface JobsInFlightSpec {
@@ -111,4 +112,69 @@ export function runJobsInFlightInChild(spec: JobsInFlightSpec, log: (line: strin
       resolve(jobsInFlightFigures(JSON.parse(last) as DemoResult, spec.maxJobsInFlight));
     });
   });
+}
+
+/**
+ * SQS API calls in the Region (SendMessage, ReceiveMessage with no wait, DeleteMessage): assumed,
+ * like the model's other control-plane calls (AWS publishes no latency figure for SQS).
+ */
+const SQS_CALL: Distribution = { kind: 'uniform', minMs: 5, maxMs: 25 };
+const MEAN_DRAWS = 4000;
+
+/**
+ * The idle time of one hand-over on AWS, from the benchmark's latency model (local/bench-model.ts)
+ * and the default lead (RateSettings: 1 s): the hops between the vendor's job end and the next
+ * submission it receives, summed as [min, mean, max]. Not measured on AWS: a model, as the
+ * benchmark's other modeled rows. The callback's own hop to the webhook (the vendor -> API Gateway
+ * -> SQS) is taken as callerToProxy + proxyToVendor (the same kind of hops, reversed).
+ */
+export interface ModeledIdle {
+  readonly minMs: number;
+  readonly meanMs: number;
+  readonly maxMs: number;
+  /** The hops summed, named. */
+  readonly hops: string[];
+}
+
+export function modeledHandOverIdleMs(model: LatencyModel = LATENCY_MODEL, leadMs: number = DEFAULT_LEAD_MS): ModeledIdle {
+  const hops: Array<[string, Distribution]> = [
+    ['vendor callback -> webhook (API Gateway) -> callback queue', model.proxyToVendor.distribution],
+    ['', model.callerToProxy.distribution],
+    ['callback queue -> callback processor', model.queueToConsumer.distribution],
+    ['', model.lambdaInvoke.distribution],
+    ['processor: correlation Query, token read, place freed (3 DynamoDB calls)', model.dynamodbCall.distribution],
+    ['', model.dynamodbCall.distribution],
+    ['', model.dynamodbCall.distribution],
+    ['the wake: ReceiveMessage, SendMessage, DeleteMessage (assumed 5-25 ms each)', SQS_CALL],
+    ['', SQS_CALL],
+    ['', SQS_CALL],
+    ['request queue -> dispatcher', model.queueToConsumer.distribution],
+    ['', model.lambdaInvoke.distribution],
+    ['admission: take, correlation read (DynamoDB), SendTaskHeartbeat', model.dynamodbCall.distribution],
+    ['', model.dynamodbCall.distribution],
+    ['', model.startExecutionCall.distribution],
+    ['slot reservation (read and conditional write of the pacer item)', model.dynamodbCall.distribution],
+    ['', model.dynamodbCall.distribution],
+    [`lead ${leadMs} ms (the vendor caller fires at the slot)`, { kind: 'fixed', ms: leadMs }],
+    ['vendor caller -> proxy -> vendor', model.callerToProxy.distribution],
+    ['', model.proxyToVendor.distribution],
+  ];
+  // Means by drawing (every kind of distribution the model has, quantiles included), reproducibly.
+  const mean = (d: Distribution) => {
+    const random = seededRandom(14);
+    let sum = 0;
+    for (let i = 0; i < MEAN_DRAWS; i++) sum += sample(d, random);
+    return sum / MEAN_DRAWS;
+  };
+  return {
+    minMs: Math.round(hops.reduce((sum, [, d]) => sum + bounds(d)[0], 0)),
+    meanMs: Math.round(hops.reduce((sum, [, d]) => sum + mean(d), 0)),
+    maxMs: Math.round(hops.reduce((sum, [, d]) => sum + bounds(d)[1], 0)),
+    hops: hops.map(([name]) => name).filter((name) => name !== ''),
+  };
+}
+
+/** Occupancy of a limit whose places each idle `idleMs` per hand-over between jobs of `jobMs`. */
+export function occupancyOf(jobMs: number, idleMs: number): number {
+  return round(jobMs / (jobMs + idleMs), 3);
 }

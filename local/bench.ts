@@ -20,7 +20,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { runEmulatedInChild } from './bench-emulated';
-import { chartOf, jobsInFlightSpecs, runJobsInFlightInChild } from './bench-jobs-in-flight';
+import { chartOf, jobsInFlightSpecs, modeledHandOverIdleMs, occupancyOf, runJobsInFlightInChild } from './bench-jobs-in-flight';
 import {
   describeModel, Distribution, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, spread, uMax, withPostFireSpread,
 } from './bench-model';
@@ -445,6 +445,47 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         meanHandOverIdleMs: r.meanHandOverIdleMs,
         maxHandOverIdleMs: r.maxHandOverIdleMs,
         lost: r.lost,
+      },
+    });
+  }
+
+  // The same rows on AWS, modeled: occupancy = length / (length + idle), the idle per hand-over from
+  // the latency model and the default lead (bench-jobs-in-flight.ts, modeledHandOverIdleMs). Cheap:
+  // computed, so in every run.
+  const idle = modeledHandOverIdleMs(model);
+  for (const spec of jobsInFlightSpecs(false)) {
+    rows.push({
+      name: `${spec.name}-modeled`,
+      load: 'backlog',
+      contractRps: spec.rps,
+      hops: 'modeled',
+      requests: spec.requests,
+      delivered: spec.requests,
+      utilization: 0,
+      uMax: null,
+      vendorMaxRequestsInAnySecond: 0,
+      vendorViolations: 0,
+      proxy429: 0,
+      vendor429: 0,
+      p50AddedLatencyMs: null,
+      p99AddedLatencyMs: null,
+      chart: '-',
+      runMs: 0,
+      study: 'issue-14-jobs-in-flight',
+      note: `analytic: occupancy = length / (length + idle per hand-over), idle = ${idle.minMs}-${idle.maxMs} ms (mean ${idle.meanMs}) from the latency model `
+        + `and the default lead: ${idle.hops.join('; ')}; never above N by construction (a take is one conditional write); `
+        + 'places freed at the same moment also wait for their slots (1 / R apart), not modeled',
+      details: {
+        maxJobsInFlight: spec.maxJobsInFlight,
+        jobDurationMs: spec.jobDurationMs,
+        maxJobsInFlightObserved: spec.maxJobsInFlight,
+        inFlightViolations: 0,
+        occupancy: occupancyOf(spec.jobDurationMs, idle.meanMs),
+        occupancyAtMaxIdle: occupancyOf(spec.jobDurationMs, idle.maxMs),
+        handOvers: spec.requests - spec.maxJobsInFlight,
+        meanHandOverIdleMs: idle.meanMs,
+        maxHandOverIdleMs: idle.maxMs,
+        lost: 0,
       },
     });
   }

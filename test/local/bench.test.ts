@@ -2,7 +2,7 @@
  * The benchmark's metric computations and the modeled pacing design (no emulators: fast).
  */
 import { parseBenchArgs, scenarios } from '../../local/bench';
-import { jobsInFlightFigures, jobsInFlightSpecs } from '../../local/bench-jobs-in-flight';
+import { jobsInFlightFigures, jobsInFlightSpecs, modeledHandOverIdleMs, occupancyOf } from '../../local/bench-jobs-in-flight';
 import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from '../../local/bench-metrics';
 import { LATENCY_MODEL, pacingKnobs, postFireSpreadMs, sample, seededRandom, uMax, withPostFireSpread } from '../../local/bench-model';
 import { ISSUE_13_EFFECTS, PacingFix, runBaselineModel, runPacedModel, VirtualClock } from '../../local/bench-sim';
@@ -206,6 +206,15 @@ describe('bench scenarios and flags', () => {
       deliveredRps: 0.43,
       elapsedMs: 1,
     } as unknown as DemoResult;
+    // On AWS, modeled: the lead (1 s by default) and about 20 hops of a few to tens of milliseconds.
+    const idle = modeledHandOverIdleMs();
+    expect(idle.minMs).toBeGreaterThan(1000);
+    expect(idle.minMs).toBeLessThan(idle.meanMs);
+    expect(idle.meanMs).toBeLessThan(idle.maxMs);
+    expect(idle.maxMs).toBeLessThan(1600);
+    expect(modeledHandOverIdleMs(undefined, 500).meanMs).toBe(idle.meanMs - 500);
+    expect(occupancyOf(30_000, idle.meanMs)).toBeGreaterThanOrEqual(0.95);
+    expect(occupancyOf(15_000, 1_000)).toBe(0.938);
     expect(jobsInFlightFigures(demo, 4)).toMatchObject({
       maxJobsInFlightObserved: 4, inFlightViolations: 0, occupancy: 0.85, handOvers: 20, meanHandOverIdleMs: 2690, maxHandOverIdleMs: 2996,
     });
