@@ -35,7 +35,8 @@ const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 /** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
 // The waiting room: a place freed here wakes one waiting request (shared/job-waiting.ts).
-const waitingRoom = waitingRoomOf(waitingQueuesFromEnv(process.env), new SQSClient({}));
+const waitingQueues = waitingQueuesFromEnv(process.env);
+const waitingRoom = waitingQueues ? waitingRoomOf(waitingQueues, new SQSClient({})) : undefined;
 const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], waitingRoom, logger, metrics });
 
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
