@@ -16,10 +16,12 @@ import { jobsInFlightLines, jobsInFlightMonthly, maxJobsInFlightOf } from './job
 import { DesignUsage, MonthlyLine, UsageLine } from './model';
 import { LocalTemplate } from '../local/template';
 import { LocalEndpoints, ResolvedResource } from '../local/types';
+import { DynamicDelayEnv } from '../src/rate-controlled-queue-consumer/dynamic-delay-env';
 import { DEFAULT_LATENESS_TOLERANCE_MS, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
 import { DEFAULT_LEAD_MS } from '../src/rate-controlled-queue-consumer/rate-settings';
 import { CallbackEnv, ConsumerEnv, VendorCallerEnv } from '../src/shared/env';
 import { CorrelationAttributes, RequestStatus } from '../src/shared/messages';
+import { MetricNames } from '../src/shared/metrics';
 
 /** What the template cannot say about the traffic. */
 export interface DeriveOptions {
@@ -955,6 +957,29 @@ function validateOptions(options: DeriveOptions): void {
   }
 }
 
+/**
+ * The custom metrics (EMF) the handlers publish on the happy path of this template, each with its
+ * publisher: every distinct metric name is billed a month (one Scope dimension each). Read from
+ * the functions' environment, as the handlers decide (dispatch.ts, vendor-call.ts,
+ * callback-processing.ts).
+ */
+export function happyPathMetrics(t: LocalTemplate, model: Pick<StackModel, 'vendorCaller'>): string[] {
+  const dispatcherEnv = envOf(functionWithEnv(t, [ConsumerEnv.STATE_MACHINE_ARN, ConsumerEnv.PACER_TABLE_NAME], 'queue consumer (dispatcher)'));
+  const names = [`${MetricNames.DISPATCHED_REQUESTS} (dispatcher)`, `${MetricNames.PACING_WAIT} (dispatcher)`];
+  if (dispatcherEnv[DynamicDelayEnv.APPLICATION_ID] !== undefined) {
+    names.push(`${MetricNames.RATE_IN_FORCE} (dispatcher, with the run-time rate)`);
+  }
+  if (dispatcherEnv[ConsumerEnv.ADAPTIVE_PACING] !== undefined) {
+    names.push(`${MetricNames.EFFECTIVE_RATE} (dispatcher, adaptive pacing)`);
+  }
+  if (model.vendorCaller) {
+    names.push(`${MetricNames.VENDOR_CALLS} (vendor caller)`, `${MetricNames.VENDOR_CALL_LATENESS} (vendor caller)`);
+    if (model.vendorCaller.quotas > 0) names.push(`${MetricNames.QUOTA_UNITS_SPENT} (vendor caller, quotas)`);
+  }
+  names.push(`${MetricNames.CALLBACKS_RESOLVED} (processor)`, `${MetricNames.CALLBACK_LATENCY} (processor)`);
+  return names;
+}
+
 function envOf(fn: ResolvedResource): Record<string, string> {
   return (fn.properties.Environment?.Variables ?? {}) as Record<string, string>;
 }
@@ -1169,11 +1194,12 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
       derivation: `${detailed.map((a) => a.logicalId).join(', ')}: MetricsEnabled; 1 method called x 5 metrics (Count, 4XX, 5XX, Latency, IntegrationLatency) each`,
     });
   }
+  const happyMetrics = happyPathMetrics(t, model);
   lines.push({
     what: 'handler custom metrics (EMF)',
-    quantity: 4,
+    quantity: happyMetrics.length,
     price: 'cloudwatchMetricMonth',
-    derivation: 'DispatchedRequests, PacingWait (dispatcher), CallbacksResolved, CallbackLatency (processor), one Scope dimension',
+    derivation: `${happyMetrics.join(', ')}; one Scope dimension (what the handlers publish on the happy path; error-path metrics such as SlotsGivenUp are billed only in months they occur)`,
   });
   lines.push(...arrivalAuditMonthly(t));
   lines.push(...jobsInFlightMonthly(model.maxJobsInFlight));

@@ -18,7 +18,10 @@ import { bounds, Distribution, LatencyModel, PacingKnobs, round, sample, seededR
 import {
   newRateObservedAfterMs, RateChange, rateChangeBindsAtMs, rateChangeInUseWithinMs, RateChangeTiming, violationsAgainstRateInForce,
 } from './rate-schedule';
-import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec } from '../src/contract/adaptive-spec';
+import {
+  ADAPTIVE_PROBE_ATTRIBUTE, ADAPTIVE_PROBE_ATTRIBUTES, ADAPTIVE_PROBE_REFUSED_ATTRIBUTE, ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE,
+  AdaptiveSpec,
+} from '../src/contract/adaptive-spec';
 import { PAUSE_CHECK_LEAD_MS } from '../src/dispatch-workflow/vendor-call';
 import { decreaseAdaptiveRate } from '../src/rate-controlled-queue-consumer/adaptive-rate';
 import {
@@ -120,11 +123,12 @@ export class InMemoryPacerTable {
   private storedInterval: string | undefined;
   /** The vendor's pause (pacer.ts pauseUntil), epoch ms text. */
   public pausedUntil: string | undefined;
-  /** Adaptive pacing's state (adaptive-rate.ts): rate and time of the last decrease, as stored. */
-  private adaptiveRps: string | undefined;
-  private adaptiveSince: string | undefined;
+  /** Adaptive pacing's attributes (contract/adaptive-spec.ts ADAPTIVE_ATTRIBUTES), as stored. */
+  private readonly adaptive = new Map<string, string>();
   public conditionalFailures = 0;
   public writes = 0;
+  /** Probe slots given out (adaptive-probe.ts). */
+  public probesGiven = 0;
 
   constructor(private readonly clock: VirtualClock, private readonly latency: () => number) {}
 
@@ -138,10 +142,7 @@ export class InMemoryPacerTable {
         ...(this.stored === undefined ? {} : { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } }),
         ...(this.storedInterval === undefined ? {} : { [INTERVAL_ATTRIBUTE]: { N: this.storedInterval } }),
         ...(this.pausedUntil === undefined ? {} : { [PAUSED_UNTIL_ATTRIBUTE]: { N: this.pausedUntil } }),
-        ...(this.adaptiveRps === undefined ? {} : {
-          [ADAPTIVE_RATE_ATTRIBUTE]: { N: this.adaptiveRps },
-          [ADAPTIVE_SINCE_ATTRIBUTE]: { N: this.adaptiveSince! },
-        }),
+        ...Object.fromEntries([...this.adaptive].map(([name, n]) => [name, { N: n }])),
       };
       result = { Item: Object.keys(item).length === 0 ? undefined : item };
     } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #paused = :until') {
@@ -153,12 +154,23 @@ export class InMemoryPacerTable {
       } else {
         failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
       }
-    } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #rps = :rps, #since = :since') {
-      // decreaseAdaptiveRate: conditional on the time of the last decrease it read.
+    } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression!.startsWith('SET #rps = :rps, #since = :since')) {
+      // decreaseAdaptiveRate: conditional on the time of the last decrease it read; clears the probe.
       const values = command.input.ExpressionAttributeValues!;
-      if (values[':old'] === undefined ? this.adaptiveSince === undefined : this.adaptiveSince === values[':old'].N) {
-        this.adaptiveRps = values[':rps'].N;
-        this.adaptiveSince = values[':since'].N;
+      const since = this.adaptive.get(ADAPTIVE_SINCE_ATTRIBUTE);
+      if (values[':old'] === undefined ? since === undefined : since === values[':old'].N) {
+        this.adaptive.set(ADAPTIVE_RATE_ATTRIBUTE, values[':rps'].N!);
+        this.adaptive.set(ADAPTIVE_SINCE_ATTRIBUTE, values[':since'].N!);
+        for (const name of ADAPTIVE_PROBE_ATTRIBUTES) if (name !== ADAPTIVE_PROBE_REFUSED_ATTRIBUTE) this.adaptive.delete(name);
+        result = {};
+      } else {
+        failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+      }
+    } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #refused = :probe') {
+      // The probe's refusal (adaptive-rate.ts): conditional on the probe still under way.
+      const probe = command.input.ExpressionAttributeValues![':probe'].N!;
+      if (this.adaptive.get(ADAPTIVE_PROBE_ATTRIBUTE) === probe) {
+        this.adaptive.set(ADAPTIVE_PROBE_REFUSED_ATTRIBUTE, probe);
         result = {};
       } else {
         failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
@@ -167,10 +179,26 @@ export class InMemoryPacerTable {
       const input = command.input;
       const values = input.ExpressionAttributeValues ?? {};
       const old = values[':old']?.N;
-      const ok = old === undefined ? this.stored === undefined : this.stored === old;
+      const names = input.ExpressionAttributeNames ?? {};
+      // The adaptive state written with the reservation (adaptive-probe.ts adaptiveUpdateClauses).
+      const holds = (placeholder: string) => names[placeholder] === undefined
+        || (values[`:old${placeholder.slice(1)}`] === undefined
+          ? !this.adaptive.has(names[placeholder])
+          : this.adaptive.get(names[placeholder]) === values[`:old${placeholder.slice(1)}`].N);
+      const ok = (old === undefined ? this.stored === undefined : this.stored === old) && holds('#asince') && holds('#arefused');
       if (ok) {
         this.stored = values[':new']!.N;
         this.storedInterval = values[':interval']?.N;
+        for (const [placeholder, name] of Object.entries(names)) {
+          if (!/^#a\d+$/.test(placeholder)) continue;
+          const value = values[`:${placeholder.slice(1)}`]?.N;
+          if (value === undefined) {
+            this.adaptive.delete(name);
+          } else {
+            this.adaptive.set(name, value);
+            if (name === ADAPTIVE_PROBE_ATTRIBUTE) this.probesGiven++;
+          }
+        }
         this.writes++;
         result = {};
       } else {
@@ -445,6 +473,15 @@ export interface PacedModelOptions {
   readonly adaptive?: AdaptiveSpec;
   /** The pause after a 429 without Retry-After (the library's defaultVendorPause). @default 1000 */
   readonly defaultPauseMs?: number;
+  /** Receives the run's events (reservations, pause checks, arrivals, decreases), e.g. to print a timeline. @default none */
+  readonly trace?: (event: PacedModelEvent) => void;
+}
+
+/** One event of a modeled run (`PacedModelOptions.trace`): virtual time `at` (epoch ms), what happened, and its figures. */
+export interface PacedModelEvent {
+  readonly at: number;
+  readonly kind: 'reserved' | 'pause-check-passed' | 'pause-give-up' | 'accepted' | 'refused' | 'paused' | 'decreased' | 'probe-refused';
+  readonly [key: string]: number | string | boolean | undefined | number[];
 }
 
 export async function runPacedModel(options: PacedModelOptions): Promise<ModeledRun> {
@@ -479,6 +516,7 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   // The rate in force each environment has read (pacing-settings.ts), in the frame of the clock it
   // reserves with (`offsetMs`: the dispatcher's and the caller's clocks run ahead, see above).
   const runStartMs = clock.now();
+  const trace = options.trace ?? (() => undefined);
   const seenAt = new Map<string, number[]>();
   const pollIntervalMs = options.pollIntervalMs ?? 15_000;
   const rateSettings = (environment: string, offsetMs: number) => {
@@ -522,6 +560,8 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   const decreases: Array<{ at: number; rps: number }> = [];
   const effectiveRates: Array<{ at: number; rps: number }> = [];
   let pauseGiveUps = 0;
+  let probesRefused = 0;
+  let reservationRaceFailures = 0;
   const delivered = new Set<number>();
   const offered = offer(queue, clock, options.load, rps);
   let finished = 0;
@@ -544,8 +584,10 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
     await clock.sleep(afterFireMs !== undefined ? afterFireMs - bounds(model.callerToProxy.distribution)[0] : draw(model.proxyToVendor));
     if (!vendor.arrive(clock.now()) && limited) {
       rejections.push(clock.now());
+      trace({ at: clock.now(), kind: 'refused', id: m?.id });
       return false;
     }
+    if (limited) trace({ at: clock.now(), kind: 'accepted', id: m?.id });
     // A request fired twice (a duplicate that got through) is delivered once, at its first arrival.
     if (m && !delivered.has(m.id)) {
       delivered.add(m.id);
@@ -600,11 +642,19 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
   };
 
   /** The vendor caller's 429 handling (vendor-call.ts): the pause, the adaptive decrease, the retry through the queue. */
-  const on429 = async (m: Message) => {
-    await pauseUntil(table as never, 'bench-pacer', clock.now() + (options.defaultPauseMs ?? 1000));
+  const on429 = async (m: Message, slotAtMs: number) => {
+    const until = await pauseUntil(table as never, 'bench-pacer', clock.now() + (options.defaultPauseMs ?? 1000));
+    trace({ at: clock.now(), kind: 'paused', id: m.id, until });
     if (options.adaptive) {
-      const outcome = await decreaseAdaptiveRate(table as never, 'bench-pacer', clock.now(), rps, options.adaptive);
-      if (outcome.decreased) decreases.push({ at: clock.now(), rps: outcome.rps! });
+      const outcome = await decreaseAdaptiveRate(table as never, 'bench-pacer', clock.now(), rps, options.adaptive, slotAtMs);
+      if (outcome.probeRefused) {
+        probesRefused++;
+        trace({ at: clock.now(), kind: 'probe-refused', id: m.id });
+      }
+      if (outcome.decreased) {
+        decreases.push({ at: clock.now(), rps: outcome.rps! });
+        trace({ at: clock.now(), kind: 'decreased', id: m.id, rps: outcome.rps, pausedUntil: outcome.pausedUntilMs });
+      }
     }
     queue.add({ ...m, visibleAt: clock.now() + 1000 + random() * 1000 });
   };
@@ -618,10 +668,14 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         // The caller re-reads the pause shortly before its slot and gives a paused slot up.
         await clock.until(slot - PAUSE_CHECK_LEAD_MS);
         if (table.pausedUntil !== undefined && Number(table.pausedUntil) > slot) {
+          trace({ at: clock.now(), kind: 'pause-give-up', id: m.id, slot });
           pauseGiveUps++;
-          slot = await reserveForCaller(container);
+          const fresh = await reserveOrRequeue(m, container, slot);
+          if (fresh === undefined) return false;
+          slot = fresh;
           continue;
         }
+        trace({ at: clock.now(), kind: 'pause-check-passed', id: m.id, slot });
       }
       const noSocket = effects !== undefined && fixed('connected-socket') && random() < effects.freshConnectionRate;
       if (clock.now() + containerAheadMs(container) <= slot + knobs.fireToleranceMs && !noSocket) {
@@ -632,7 +686,7 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         }
         const outcome = await fireSlot(m, slot, container);
         if (outcome === 'rejected') {
-          await on429(m);
+          await on429(m, slot);
           return false;
         }
         if (outcome !== 'late') {
@@ -648,12 +702,30 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
         lateCallers++;
       }
       reReservations++;
-      slot = await reserveForCaller(container);
+      const fresh = await reserveOrRequeue(m, container, slot);
+      if (fresh === undefined) return false;
+      slot = fresh;
+    }
+  };
+
+  /**
+   * A fresh slot, or undefined when the reservation lost DEFAULT_MAX_RESERVATION_ATTEMPTS races in a
+   * row (many callers giving their slots up at once, e.g. at 1000 RPS after a pause): the caller's
+   * invocation fails and the request goes back to the queue, as after a 429 (counted).
+   */
+  const reserveOrRequeue = async (m: Message, container: number, givenUpSlotMs: number): Promise<number | undefined> => {
+    try {
+      return await reserveForCaller(container, givenUpSlotMs);
+    } catch (error) {
+      if (!/consecutive races/.test((error as Error).message)) throw error;
+      reservationRaceFailures++;
+      queue.add({ ...m, visibleAt: clock.now() + 1000 + random() * 1000 });
+      return undefined;
     }
   };
 
   /** A late caller's fresh slot (vendor-call.ts: the same settings as the dispatcher's). */
-  const reserveForCaller = async (container: number): Promise<number> => {
+  const reserveForCaller = async (container: number, givenUpSlotMs: number): Promise<number> => {
     const r = await reserveSlots({
       dynamodb: table as never,
       tableName: 'bench-pacer',
@@ -665,7 +737,9 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       random,
       ...rateSettings(`caller-${container}`, 2 * dynamoMax),
       adaptivePacing: options.adaptive,
+      givenUpSlotMs,
     });
+    trace({ at: clock.now(), kind: 'reserved', by: `caller-${container}`, rps: r.effectiveRequestsPerSecond, slots: r.slots });
     return r.slots[0];
   };
 
@@ -695,21 +769,31 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       await clock.sleep(draw(model.queueToConsumer));
       const batch = queue.take(batchSize);
       if (!batch.length) continue;
-      const reservation = await reserveSlots({
-        dynamodb: table as never,
-        tableName: 'bench-pacer',
-        requested: batch.length,
-        requestsPerSecond: rps,
-        latenessToleranceMs: scheduleToleranceMs,
-        maxWaitMs,
-        clock: dispatcherClock,
-        random,
-        ...rateSettings(`lane-${laneId}`, knobs.leadMs),
-        adaptivePacing: options.adaptive,
-      });
+      let reservation: Awaited<ReturnType<typeof reserveSlots>>;
+      try {
+        reservation = await reserveSlots({
+          dynamodb: table as never,
+          tableName: 'bench-pacer',
+          requested: batch.length,
+          requestsPerSecond: rps,
+          latenessToleranceMs: scheduleToleranceMs,
+          maxWaitMs,
+          clock: dispatcherClock,
+          random,
+          ...rateSettings(`lane-${laneId}`, knobs.leadMs),
+          adaptivePacing: options.adaptive,
+        });
+      } catch (error) {
+        // Lost every race (see reserveOrRequeue): the invocation fails, its batch comes back.
+        if (!/consecutive races/.test((error as Error).message)) throw error;
+        reservationRaceFailures++;
+        for (const m of batch) queue.add({ ...m, visibleAt: clock.now() + 1000 });
+        continue;
+      }
       if (reservation.effectiveRequestsPerSecond !== undefined) {
         effectiveRates.push({ at: clock.now(), rps: reservation.effectiveRequestsPerSecond });
       }
+      trace({ at: clock.now(), kind: 'reserved', by: `lane-${laneId}`, rps: reservation.effectiveRequestsPerSecond, slots: reservation.slots });
       // Messages without a slot go back, visible again when the schedule has room.
       for (const m of batch.slice(reservation.slots.length)) {
         queue.add({ ...m, visibleAt: Math.max(clock.now(), reservation.nextFreeAtMs - knobs.leadMs - 100) });
@@ -733,7 +817,11 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
       pollIntervalMs, horizonMs: Math.max(maxWaitMs, options.callerMaxWaitMs ?? 60_000), latenessToleranceMs: knobs.latenessToleranceMs,
     }),
     ...(limited
-      ? adaptiveDetails(vendor, rejections, decreases, effectiveRates, runStartMs, options, pauseGiveUps, offered.total - delivered.size)
+      ? {
+        ...adaptiveDetails(vendor, rejections, decreases, effectiveRates, runStartMs, options, pauseGiveUps, offered.total - delivered.size),
+        ...(options.adaptive ? { probesPlanned: table.probesGiven, probesRefused } : {}),
+        reservationRaceFailures,
+      }
       : {}),
     lanes,
     batchSize,

@@ -226,6 +226,17 @@ export function adaptiveScenarios(q: boolean): ScenarioSpec[] {
         note,
       },
       <ScenarioSpec>{
+        // About 30 s of CPU for 5 minutes of virtual time.
+        name: 'adaptive-1000rps-real-limit-500',
+        rps: 1000,
+        load: { kind: 'backlog', requests: 150000 },
+        kind: 'paced-model',
+        study: 'issue-14-adaptive',
+        vendorLimitRps: 500,
+        adaptive: AdaptivePacing.of()._spec(1000),
+        note,
+      },
+      <ScenarioSpec>{
         name: 'no-adaptive-10rps-real-limit-5',
         rps: 10,
         load: { kind: 'backlog', requests: 1600 },

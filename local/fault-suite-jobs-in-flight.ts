@@ -1,9 +1,11 @@
 /**
  * Fault scenarios of the jobs-in-flight limit (VendorContract.maxJobsInFlight, issue 14 item 1),
  * run on a fault suite started with the limit (`startFaultSuite({ maxJobsInFlight, maxJobDuration })`):
- * crashes while a place is held, redelivered requests and callbacks, lost callbacks. After each,
- * no place is leaked (every place still held has expired: its job's callback was lost) or counted
- * twice (the vendor never refused a job for its limit), and nothing is lost.
+ * crashes while a place is held, redelivered requests and callbacks, lost callbacks, and a quota
+ * period boundary under load (the contract also has a quota, `JOBS_SUITE_QUOTA`). After each, no
+ * place is leaked (every place still held has expired: its job's callback was lost) or counted
+ * twice (the vendor never refused a job for its limit), no call went beyond the quota, and nothing
+ * is lost.
  */
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { Duration } from 'aws-cdk-lib';
@@ -19,6 +21,14 @@ export const JOBS_SUITE_MAX_JOB_DURATION = Duration.seconds(5);
  * seconds, not minutes.
  */
 export const JOBS_SUITE_SCHEDULE_SPEEDUP = 30;
+/**
+ * The contract's quota on the same runtime (`VendorQuota.every(5 s, 6)`), enforced by the vendor in
+ * every scenario. About what the other scenarios ask for at their busiest (4 requests, 2 jobs at
+ * once: 8 calls over 8 s or more; they reach it at times without being slowed measurably), below
+ * what the quota scenario's burst asks for (a tighter quota slowed every other scenario: 4 per 3 s
+ * made the file 25 s slower).
+ */
+export const JOBS_SUITE_QUOTA = { limit: 6, periodMs: 5000 } as const;
 
 export function jobsInFlightScenarios(ctx: FaultSuiteContext): FaultScenario[] {
   const dispatcher = dispatcherFunction(ctx);
@@ -56,6 +66,15 @@ export function jobsInFlightScenarios(ctx: FaultSuiteContext): FaultScenario[] {
       expected: 'their places expire at maxJobDuration (never freed by our timeout alone) and the waiting requests go on; those workflows time out',
       requests: 4,
       vendor: { noCallbackRate: 0.5 },
+    },
+    {
+      id: 'inflight-quota-boundary',
+      // 10 calls against 6 per period: the burst spans at least one period boundary, and with 2 jobs
+      // in flight and no callback delay it asks for more than 6 calls in a period.
+      title: `Quota period boundary under load: 5 requests at once (10 calls with their result fetches) against a quota of ${JOBS_SUITE_QUOTA.limit} calls per ${JOBS_SUITE_QUOTA.periodMs / 1000} s`,
+      expected: 'never more calls than the quota in any period at the vendor (0 refused); the requests beyond it wait for the next period and succeed; no place left',
+      requests: 5,
+      vendor: { callbackDelayMs: 0 },
     },
   ];
 }

@@ -18,9 +18,9 @@ import {
   DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SetQueueAttributesCommand, SQSClient,
 } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
-import { VendorContract } from '../src';
+import { VendorContract, VendorQuota } from '../src';
 // A cycle (that module imports this one): its exports are used only inside runFaultSuite, at call time.
-import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
+import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
@@ -100,6 +100,11 @@ export interface FaultScenarioResult {
   readonly vendorCallbacks: number;
   /** Jobs in flight as the vendor counted them (violations: submissions refused for its limit). */
   readonly vendorJobsInFlight: VendorJobsInFlightStats;
+  /**
+   * With a vendor quota (`vendor.quota`): the most calls the vendor saw in one quota period, and the
+   * calls beyond a period's limit (each refused 429). Else 0 and 0.
+   */
+  readonly vendorQuota: { readonly maxInAnyPeriod: number; readonly violations: number };
   readonly injected: FaultCounters;
   /** Per request: its outcome (`SUCCEEDED`, `FAILED:<error>`, `RUNNING`), the vendor faults it got, its first job id. */
   readonly perRequest: Record<string, { outcome: string; vendorFaults: string[]; jobId?: string }>;
@@ -115,6 +120,8 @@ export async function startFaultSuite(options: {
   /** The contract's jobs in flight (local/fault-suite-jobs-in-flight.ts). @default - no limit */
   maxJobsInFlight?: number;
   maxJobDuration?: Duration;
+  /** The contract's quotas (with `maxJobsInFlight` only). @default - none */
+  quotas?: VendorQuota[];
   /** Environment variables of every function (e.g. JOB_PLACE_SUBMISSION_WINDOW_MS). @default - none */
   functionEnv?: Record<string, string>;
   /** Divides every schedule's period (e.g. the jobs-in-flight sweep's minute). @default 1 */
@@ -125,7 +132,9 @@ export async function startFaultSuite(options: {
     requestsPerSecond: SUITE_RPS,
     callbackTimeout: Duration.millis(SUITE_CALLBACK_TIMEOUT_MS),
     ...(options.maxJobsInFlight !== undefined ? {
-      contract: VendorContract.of({ requestsPerSecond: SUITE_RPS, maxJobsInFlight: options.maxJobsInFlight, maxJobDuration: options.maxJobDuration }),
+      contract: VendorContract.of({
+        requestsPerSecond: SUITE_RPS, maxJobsInFlight: options.maxJobsInFlight, maxJobDuration: options.maxJobDuration, quotas: options.quotas,
+      }),
     } : {}),
   }, outdir);
   app.synth();
@@ -338,6 +347,7 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       vendorFaultAnswers: stats.faultAnswers,
       vendorCallbacks: stats.callbacksSent + stats.forgedSent,
       vendorJobsInFlight: stats.jobsInFlight,
+      vendorQuota: { maxInAnyPeriod: stats.quotaMaxInAnyPeriod, violations: stats.quotaViolations },
       injected,
       perRequest,
       elapsedMs: Date.now() - started,
@@ -505,13 +515,14 @@ export async function runFaultSuite(
       logFile,
       maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT,
       maxJobDuration: JOBS_SUITE_MAX_JOB_DURATION,
+      quotas: [VendorQuota.every(Duration.millis(JOBS_SUITE_QUOTA.periodMs), JOBS_SUITE_QUOTA.limit)],
       // As test/local/jobs-in-flight-faults.test.ts: 1 s instead of the dispatch workflow's 5 minutes
       // from admission to submission, so that lost callbacks' places expire within the scenario.
       functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
       scheduleSpeedup: JOBS_SUITE_SCHEDULE_SPEEDUP,
     }),
     (ctx) => jobsInFlightScenarios(ctx).map((scenario) => ({
-      ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, ...scenario.vendor },
+      ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, quota: JOBS_SUITE_QUOTA, ...scenario.vendor },
     })),
     only, progress);
   return [...main, ...inFlight];
@@ -554,10 +565,10 @@ if (require.main === module) {
   runFaultSuite(only, (line) => process.stderr.write(`${line}\n`), process.env.FAULTS_LOG).then((results) => {
     console.log(formatFaultTable(results));
     const bad = results.filter((r) => r.lost > 0 || r.duplicateVendorCalls > 0 || r.forgedAccepted > 0
-      || r.vendorJobsInFlight.violations > 0
+      || r.vendorJobsInFlight.violations > 0 || r.vendorQuota.violations > 0
       || r.succeeded + r.failed + r.timedOut + r.lost !== r.requests);
     console.log(`\n${results.length} scenarios in ${((Date.now() - started) / 1000).toFixed(1)} s; `
-      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0, jobs over the in-flight limit 0 in every scenario'}`);
+      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0, jobs over the in-flight limit 0, calls over the quota 0 in every scenario'}`);
     if (json) {
       console.log(JSON.stringify(results.map(({ perRequest: _perRequest, ...r }) => r)));
     }

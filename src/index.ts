@@ -13,6 +13,7 @@ export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
 export * from './contract/adaptive-pacing';
 export * from './contract/vendor-contract';
+export * from './contract/vendor-contract-state';
 export * from './contract/vendor-limit';
 export * from './contract/vendor-quota';
 export * from './orchestrator/async-external-api-orchestrator';

@@ -59,6 +59,8 @@ export interface CallbackConfig {
    * callback frees its job's place. Default: no limit, nothing to free.
    */
   readonly jobPlacesTableName?: string;
+  /** This orchestrator's key in a shared contract state (CallbackEnv.SHARED_STATE_OWNER): keys its places. */
+  readonly jobPlacesOwner?: string;
   /** The jobs-in-flight waiting room (shared/job-waiting.ts): a freed place wakes one waiter. Default: none. */
   readonly jobWaiting?: WaitingQueues;
 }
@@ -230,6 +232,7 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
     signature: parseSignatureSpec(env[CallbackEnv.WEBHOOK_SIGNATURE]),
     maxPayloadBytes: optionalPositiveInteger(CallbackEnv.MAX_PAYLOAD_BYTES, env[CallbackEnv.MAX_PAYLOAD_BYTES]),
     ...(env[CallbackEnv.JOB_PLACES_TABLE_NAME]?.trim() ? { jobPlacesTableName: env[CallbackEnv.JOB_PLACES_TABLE_NAME]!.trim() } : {}),
+    ...(env[CallbackEnv.SHARED_STATE_OWNER]?.trim() ? { jobPlacesOwner: env[CallbackEnv.SHARED_STATE_OWNER]!.trim() } : {}),
     ...(waitingQueuesFromEnv(env) ? { jobWaiting: waitingQueuesFromEnv(env) } : {}),
   };
 }
@@ -433,7 +436,8 @@ async function processRecord(
   // one waiting request at once (shared/job-waiting.ts); a crash before the wake leaves it to the sweep.
   if (config.jobPlacesTableName) {
     const held = await releasePlaceAndWakeWaiter(
-      { dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName }, waitingRoomOf(config.jobWaiting, clients.sqs), requestId, logger,
+      { dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName, owner: config.jobPlacesOwner },
+      waitingRoomOf(config.jobWaiting, clients.sqs), requestId, logger,
     );
     if (held !== undefined) {
       metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);

@@ -410,9 +410,17 @@ export class CallbackWebhook extends Construct {
    * processor removes the request's place from `pacerTable` (the queue consumer's, see
    * `RateControlledQueueConsumer.limitJobsInFlight`) for every authenticated callback of a known
    * job, success or failure, late or not. Called once.
+   *
+   * @param pacerTable the table holding the places
+   * @param owner with a pacer table shared by several orchestrators (`VendorContractState`): the
+   * key of this orchestrator's places, the same its consumer uses (its request queue's ARN); none
+   * when the table is this orchestrator's own
    */
-  public freeJobPlacesIn(pacerTable: dynamodb.ITable): void {
+  public freeJobPlacesIn(pacerTable: dynamodb.ITable, owner?: string): void {
     this.processor.addEnvironment(CallbackEnv.JOB_PLACES_TABLE_NAME, pacerTable.tableName);
+    if (owner) {
+      this.processor.addEnvironment(CallbackEnv.SHARED_STATE_OWNER, owner);
+    }
     pacerTable.grant(this.processor, 'dynamodb:UpdateItem');
   }
 

@@ -6,26 +6,29 @@ import { AdaptiveSpec } from './adaptive-spec';
  */
 export interface AdaptivePacingProps {
   /**
-   * At each decrease the effective rate is multiplied by this (above 0, below 1).
+   * At each decrease the effective rate is multiplied by this (above 0, below 1). A decrease follows
+   * a 429 to a regular request (the vendor's limit went down); a refused probe does not decrease.
    *
-   * @default 0.7 - a sawtooth between 0.7 and 1 times the vendor's real limit uses about 0.85 of it
-   * (the mean of a linear climb); 0.5 (TCP Reno's halving) would average 0.75 at best
+   * @default 0.7 - a moderate drop after a real change of the vendor's limit (the climb back is one
+   * step per probe interval); 0.5 (TCP Reno's halving) would waste more of it
    */
   readonly decreaseFactor?: number;
 
   /**
-   * The effective rate climbs one `increaseStep` per probe interval since the last decrease, back
-   * toward the rate in force. Each step above the vendor's real limit costs a 429 (probing causes
-   * 429s by nature): after convergence, expect at most one 429 per probe interval. 1 second to 1 hour.
+   * At most one probe per interval: a probe puts exactly one request per second more than the
+   * effective rate into one 1-second window at the vendor; when the vendor takes it, the effective
+   * rate climbs one `increaseStep` toward the rate in force, when it refuses it, the rate stays. A
+   * probe costs at most one 429 (only the last request of its window can be refused), so after
+   * convergence at the vendor's real limit expect one 429 per probe interval. 1 second to 1 hour.
    *
    * @default Duration.seconds(10)
    */
   readonly probeInterval?: Duration;
 
   /**
-   * Requests per second added per probe interval (above 0, at most the contract). Each probe above
-   * the vendor's real limit puts about `increaseStep` requests too many into a second, so a small
-   * step keeps a probe at about one 429; a large one recovers faster after a temporary drop.
+   * Requests per second added after each passed probe (above 0, at most the contract). A probe tests
+   * one request per second more, so a step above 1 climbs past what was tested (faster recovery after
+   * a temporary drop, at the risk of 429s the probe did not foresee).
    *
    * @default - 1 request per second (a tenth of the contract below 10 requests per second)
    */
@@ -51,8 +54,9 @@ export interface AdaptivePacingProps {
 /**
  * Adaptive pacing (opt-in, `VendorContractProps.adaptivePacing`): when the vendor answers 429 (its
  * real limit is lower than the contract, or shared with other clients), the effective rate drops
- * by `decreaseFactor` (once per cooldown), then climbs back by `increaseStep` per `probeInterval`
- * toward the rate in force, never above it. The effective rate is `min(rate in force, adaptive
+ * by `decreaseFactor` (once per cooldown), then climbs back by `increaseStep` after each probe the
+ * vendor takes (at most one per `probeInterval`, each costing at most one 429) toward the rate in
+ * force, never above it. The effective rate is `min(rate in force, adaptive
  * rate)`, published as the `EffectiveRate` metric.
  *
  * @example
@@ -96,8 +100,7 @@ export class AdaptivePacing {
    * @internal
    */
   public _spec(requestsPerSecond: number): AdaptiveSpec {
-    // One request per second per probe (TCP's one segment per round trip): a probe above the real
-    // limit then costs about one 429 (docs/benchmark.md, adaptive rows).
+    // One request per second per step: what a probe tests (rate-controlled-queue-consumer/adaptive-probe.ts).
     const increaseStep = this.props.increaseStep ?? Math.min(1, requestsPerSecond / 10);
     const minimumRequestsPerSecond = this.props.minimumRequestsPerSecond ?? requestsPerSecond / 10;
     if (increaseStep > requestsPerSecond) {

@@ -20,7 +20,7 @@ import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
 import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
-import { DynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
+import { IDynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
 import { VendorCallerEnv } from '../shared/env';
 import { CorrelationAttributes, RequestStatus } from '../shared/messages';
@@ -97,7 +97,7 @@ export interface VendorCallPacing {
    *
    * @default - none
    */
-  readonly dynamicDelay?: DynamicDelay;
+  readonly dynamicDelay?: IDynamicDelay;
   /**
    * The vendor contract: the vendor caller spends one unit of each of its quotas per call
    * (`VendorContract.quotas`) and acts on a spent one as `whenQuotaExhausted` says.
@@ -154,6 +154,14 @@ export interface DispatchWorkflowProps extends DispatchWorkflowOptions {
    * @default - no jobs-in-flight limit
    */
   readonly jobPlacesTable?: dynamodb.ITable;
+  /**
+   * With `jobPlacesTable` shared by several orchestrators (a shared `VendorContractState`): the key
+   * of this orchestrator's places in it, the same the consumer uses (its request queue's ARN,
+   * `ConsumerEnv.SHARED_STATE_OWNER`).
+   *
+   * @default - the table is this orchestrator's own
+   */
+  readonly jobPlacesOwner?: string;
 }
 
 /**
@@ -343,6 +351,8 @@ export class DispatchWorkflow extends Construct {
           body: sfn.JsonPath.objectAt('$.vendorRequest.body'),
           requestId: sfn.JsonPath.stringAt('$.requestId'),
           slotAtMs: sfn.JsonPath.numberAt('$.slotAtMs'),
+          // A quota wait is bounded by the request's deadline, counted from its start.
+          requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
         }),
         // The caller always answers all three (requeue null when it called the vendor).
         resultSelector: { 'body.$': '$.Payload.body', 'statusCode.$': '$.Payload.statusCode', 'requeue.$': '$.Payload.requeue' },
@@ -451,6 +461,7 @@ export class DispatchWorkflow extends Construct {
         payload: sfn.JsonPath.objectAt('$.payload'),
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
         callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
+        requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the request's start
       },
       requeue,
       park,
@@ -503,6 +514,7 @@ export class DispatchWorkflow extends Construct {
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
+            requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
           },
         },
         resultPath: '$.retry',
@@ -616,6 +628,9 @@ export class DispatchWorkflow extends Construct {
     props.proxy.grantInvoke(fn);
     if (props.jobPlacesTable) {
       fn.addEnvironment(VendorCallerEnv.JOB_PLACES_TABLE_NAME, props.jobPlacesTable.tableName);
+      if (props.jobPlacesOwner) {
+        fn.addEnvironment(VendorCallerEnv.SHARED_STATE_OWNER, props.jobPlacesOwner);
+      }
       props.jobPlacesTable.grant(fn, 'dynamodb:UpdateItem');
     }
     // UpdateItem also spends quota units (quota-ledger.ts). PutItem: the claim of a slot before it is fired (pacer.ts, claimSlot).

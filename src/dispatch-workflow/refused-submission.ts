@@ -58,6 +58,8 @@ export async function freePlaceOfRefusedSubmission(
   deps: {
     readonly dynamodb: DynamoDBClient;
     readonly jobPlacesTableName?: string;
+    /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
+    readonly jobPlacesOwner?: string;
     /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
     readonly waitingRoom?: WaitingRoom;
     readonly logger: VendorCallLogger;
@@ -76,7 +78,7 @@ async function freePlace(event: VendorCallEvent, deps: Parameters<typeof freePla
   }
   try {
     const held = await releasePlaceAndWakeWaiter(
-      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName }, deps.waitingRoom, event.requestId, deps.logger,
+      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, event.requestId, deps.logger,
     );
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);

@@ -226,6 +226,8 @@ export class VendorCallWorkflow extends Construct {
         requestId: sfn.JsonPath.stringAt('$.requestId'),
         call: sfn.JsonPath.objectAt('$.message.call'),
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
+        requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the call's start
+        endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'), // a retried cancel still frees the job's place
       },
       requeue,
       park,
@@ -254,6 +256,8 @@ export class VendorCallWorkflow extends Construct {
             attempt: sfn.JsonPath.numberAt('$.attempt'),
             // A new claim sequence for the same attempt (see VendorCallInput.claimSeq).
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
+            requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
+            endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'),
           },
         },
         resultPath: '$.retry',
@@ -362,6 +366,10 @@ export class VendorCallWorkflow extends Construct {
               ...(withBody ? { 'body.$': '$.call.body' } : {}),
               'requestId.$': '$.requestId',
               'slotAtMs.$': '$.slotAtMs',
+              // A quota wait is bounded by the call's deadline, counted from its start.
+              'requestStartedAtMs.$': '$.requestStartedAtMs',
+              // A call that ends a job (callVendorTask's endsJobOf): its 2xx frees that job's place.
+              'endsJobOf.$': '$.endsJobOf',
             },
           },
           ResultSelector: {

@@ -42,7 +42,7 @@ import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-que
 import { VendorCallerEnv } from '../shared/env';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
-import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
+import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { NodeSha256 } from '../shared/node-sha256';
 
 /** What the dispatch workflow sends. */
@@ -61,6 +61,17 @@ export interface VendorCallEvent {
   readonly requestId?: string;
   /** The pacing slot reserved by the dispatcher, epoch ms. Absent: the caller reserves one. */
   readonly slotAtMs?: number;
+  /**
+   * When the request's first message reached the request queue, epoch ms (the dispatcher stamps it,
+   * request-start.ts): its quota deadline (`quotaMaxWaitMs`) counts from it. Absent: from now.
+   */
+  readonly requestStartedAtMs?: number;
+  /**
+   * The request id of the submission whose job this call ends (callVendorTask's `endsJobOf`, e.g.
+   * a cancel): on a 2xx answer the caller's handler frees that job's place (ended-job.ts). Absent
+   * or null: none.
+   */
+  readonly endsJobOf?: string | null;
 }
 
 /**
@@ -103,8 +114,10 @@ export interface VendorCallConfig {
   /** `FAIL`: a spent quota fails the request at once; `WAIT` (default): it waits for the next period. */
   readonly whenQuotaExhausted?: 'WAIT' | 'FAIL';
   /**
-   * Longest a request may wait for the next period (its deadline: the waiting workflow's
-   * callbackTimeout, the queue's retention); a later period fails it at once. Default: no bound.
+   * Longest a request may wait for the next period, counted from the request's start
+   * (`VendorCallEvent.requestStartedAtMs`): its deadline is the waiting workflow's
+   * callbackTimeout after it started waiting. A period that ends after that deadline fails it at
+   * once. Default: no bound.
    */
   readonly quotaMaxWaitMs?: number;
   /** The contract's named limits: a fresh slot respects those of the call. Default none. */
@@ -321,9 +334,13 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     prepared?.cancel();
     throw error;
   });
+  const countedLimitWaits: CountedLimitWaits = new Map();
+  // The last slot given up: the fresh reservation tells adaptive pacing's probe (adaptive-probe.ts).
+  let givenUpSlotMs: number | undefined;
   const giveUpSlot = (reason: string, detail: Record<string, unknown>) => {
     logger.warn(`${reason}; the slot is given up`, { ...log, slotAtMs: slot, ...detail });
     deps.metrics?.addMetric(MetricNames.SLOTS_GIVEN_UP, 'Count', 1);
+    givenUpSlotMs = slot;
     slot = undefined;
   };
   // The quota counters this call has spent a unit in (quota-ledger.ts): a later slot in the same
@@ -351,9 +368,11 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         // The call's named limits (named-limit-schedule.ts), reserved in the same write.
         ...freshSlotLimits(config.limits, method, event.path),
         adaptivePacing: config.adaptivePacing,
+        givenUpSlotMs,
       }));
       let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
-      recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
+      // Once per limit for this call, however many fresh slots it reserves (named-limit-metrics.ts).
+      recordNamedLimitWaits(deps.metrics, reservation, ['call'], countedLimitWaits);
       if (reservation.slots.length === 0 && reservation.limitedUntilMs !== undefined
         && reservation.limitedUntilMs - clock.now() <= config.maxSlotWaitMs) {
         // Only the call's named limit was full: ask once more for a slot no earlier than when it
@@ -370,7 +389,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     // 1a. Quotas: one unit of each, in the period the slot fires in, before the slot is claimed or
     // fired (quota-ledger.ts says why first). A spent quota leaves the slot unused (rate-safe).
     if (config.quotas && config.quotas.length > 0) {
-      const deferred = await cancelOnError(spendQuotasOrDefer(deps, clock, slot, quotaSpent, log));
+      const deferred = await cancelOnError(spendQuotasOrDefer(deps, clock, slot, quotaSpent, event.requestStartedAtMs, log));
       if (deferred) {
         prepared?.cancel();
         return deferred;
@@ -493,7 +512,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     }
     deps.metrics?.addMetric(MetricNames.VENDOR_PAUSES, 'Count', 1);
     if (config.adaptivePacing) {
-      await decreaseAfter429(deps, clock, log);
+      await decreaseAfter429(deps, clock, slot!, log);
     }
   }
   if (response.status < 200 || response.status > 299) {
@@ -608,13 +627,31 @@ async function readPauseBeforeSlot(deps: VendorCallDeps, clock: Clock, slot: num
 }
 
 /**
+ * The request's deadline for a quota wait: `quotaMaxWaitMs` (its callbackTimeout) after the
+ * request started waiting (`requestStartedAtMs`, when it is a usable epoch-ms number, else now:
+ * a request of an older dispatcher), or undefined without a bound.
+ */
+export function quotaDeadlineMs(config: Pick<VendorCallConfig, 'quotaMaxWaitMs'>, requestStartedAtMs: unknown, nowMs: number): number | undefined {
+  if (config.quotaMaxWaitMs === undefined) {
+    return undefined;
+  }
+  const startedAtMs = Number.isSafeInteger(requestStartedAtMs) && (requestStartedAtMs as number) > 0 && (requestStartedAtMs as number) <= nowMs
+    ? requestStartedAtMs as number
+    : nowMs;
+  return startedAtMs + config.quotaMaxWaitMs;
+}
+
+/**
  * Spends one unit of every quota for a call fired at `slotAtMs` (quota-ledger.ts). Resolves undefined when all were spent (the
  * call may go on), a requeue answer when one is spent for its period and the request waits for the
  * next one (no attempt counted, no slot taken), and throws VendorQuotaExhausted when it may not
- * wait: `whenQuotaExhausted` FAIL, or the next period begins after the request's deadline.
+ * wait: `whenQuotaExhausted` FAIL, or the next period begins after the request's deadline
+ * (quotaDeadlineMs: counted from when the request started waiting, so a request that already
+ * waited is not kept for a period it cannot live to see).
  */
 async function spendQuotasOrDefer(
-  deps: VendorCallDeps, clock: Clock, slotAtMs: number, spent: Set<string>, log: Record<string, unknown>,
+  deps: VendorCallDeps, clock: Clock, slotAtMs: number, spent: Set<string>, requestStartedAtMs: number | undefined,
+  log: Record<string, unknown>,
 ): Promise<VendorCallResult | undefined> {
   const { config, logger } = deps;
   const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, slotAtMs, spent);
@@ -638,12 +675,12 @@ async function spendQuotasOrDefer(
     deps.metrics?.addMetric(quotaUsedMetricName(exhausted.name), 'Count', exhausted.limit);
     deps.metrics?.addMetric(quotaUsedPercentMetricName(exhausted.name), 'Percent', 100);
   }
-  const waitMs = outcome.availableAtMs - clock.now();
-  const tooLong = config.quotaMaxWaitMs !== undefined && waitMs > config.quotaMaxWaitMs;
+  const deadlineMs = quotaDeadlineMs(config, requestStartedAtMs, clock.now());
+  const tooLong = deadlineMs !== undefined && outcome.availableAtMs > deadlineMs;
   if (config.whenQuotaExhausted === 'FAIL' || tooLong) {
-    logger.warn('a quota is spent for its period: the request fails', { ...log, quota: outcome.exhausted, availableAtMs: outcome.availableAtMs });
+    logger.warn('a quota is spent for its period: the request fails', { ...log, quota: outcome.exhausted, availableAtMs: outcome.availableAtMs, deadlineMs });
     throw new VendorCallError(VendorCallErrorNames.QUOTA_EXHAUSTED, tooLong
-      ? `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()}, after the request's deadline (${config.quotaMaxWaitMs} ms from now)`
+      ? `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()}, after the request's deadline ${new Date(deadlineMs!).toISOString()} (${config.quotaMaxWaitMs} ms after it started waiting)`
       : `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()} (QuotaExhaustedAction.FAIL)`);
   }
   return requeue(outcome.availableAtMs, clock, QUOTA_EXHAUSTED_REASON, logger, { ...log, quota: outcome.exhausted });
@@ -655,12 +692,16 @@ async function spendQuotasOrDefer(
  * contract). A failed write is logged and ignored: the pause already backs off, and the next 429
  * tries again.
  */
-async function decreaseAfter429(deps: VendorCallDeps, clock: Clock, log: Record<string, unknown>): Promise<void> {
+async function decreaseAfter429(deps: VendorCallDeps, clock: Clock, slotAtMs: number, log: Record<string, unknown>): Promise<void> {
   const { config, logger } = deps;
   try {
     const settings = await readPacingSettings(deps.dynamicDelay);
     const ceiling = Math.min(settings.rateInForce ?? config.requestsPerSecond, config.requestsPerSecond);
-    const outcome = await decreaseAdaptiveRate(deps.dynamodb, config.pacerTableName, clock.now(), ceiling, config.adaptivePacing!);
+    // The slot fired: a 429 to adaptive pacing's probe is recorded as its answer, not a decrease.
+    const outcome = await decreaseAdaptiveRate(deps.dynamodb, config.pacerTableName, clock.now(), ceiling, config.adaptivePacing!, slotAtMs);
+    if (outcome.probeRefused) {
+      logger.info('the vendor refused the adaptive probe: the rate stays', { ...log, slotAtMs });
+    }
     if (outcome.decreased) {
       logger.warn('the vendor answered 429: the adaptive rate is lowered', { ...log, adaptiveRequestsPerSecond: outcome.rps });
       deps.metrics?.addMetric(MetricNames.ADAPTIVE_DECREASES, 'Count', 1);

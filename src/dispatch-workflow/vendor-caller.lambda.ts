@@ -8,6 +8,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
+import { freePlaceOfEndedJob } from './ended-job';
 import { createRequestPreparer } from './prepared-request';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from './refused-submission';
 import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, VendorCallResult } from './vendor-call';
@@ -37,7 +38,14 @@ const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 // The waiting room: a place freed here wakes one waiting request (shared/job-waiting.ts).
 const waitingQueues = waitingQueuesFromEnv(process.env);
 const waitingRoom = waitingQueues ? waitingRoomOf(waitingQueues, new SQSClient({})) : undefined;
-const placeDeps = () => ({ dynamodb, jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME], waitingRoom, logger, metrics });
+const placeDeps = () => ({
+  dynamodb,
+  jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME],
+  jobPlacesOwner: process.env[VendorCallerEnv.SHARED_STATE_OWNER] || undefined,
+  waitingRoom,
+  logger,
+  metrics,
+});
 
 export const handler = async (event: VendorCallEvent, context?: Context): Promise<VendorCallResult> => {
   if (context) {
@@ -61,6 +69,8 @@ export const handler = async (event: VendorCallEvent, context?: Context): Promis
     });
     // Jobs in flight: a job the vendor refused (final 4xx) frees its place at once.
     await freePlaceOfRefusedSubmission(event, result, placeDeps());
+    // ... and a call that ends a job (callVendorTask's endsJobOf, e.g. a cancel) frees that job's place on a 2xx.
+    await freePlaceOfEndedJob(event, result, placeDeps());
     return result;
   } catch (error) {
     // ... and so does one given up before it was sent (VendorQuotaExhausted).

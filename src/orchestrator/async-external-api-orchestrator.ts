@@ -11,8 +11,10 @@ import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
+import { contractDifferences } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
+import { IVendorContractState } from '../contract/vendor-contract-state';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
 import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-adaptive';
@@ -103,6 +105,18 @@ export interface AsyncExternalApiOrchestratorProps {
    * @default - `contract.requestsPerSecond`
    */
   readonly requestsPerSecond?: number;
+
+  /**
+   * The contract's state (pacer table, AppConfig rate in force) when other orchestrators call the
+   * same vendor under the same contract: give each the same `VendorContractState` (or, from
+   * another stack or app, one imported with `VendorContractState.fromVendorContractStateAttributes`,
+   * or another orchestrator's `contractState`), and together they keep the contract once (README,
+   * "Sharing a contract"). Its contract must equal this orchestrator's (refused at synth time
+   * otherwise); give the dynamic delay to the state, not to `consumer.dynamicDelay`.
+   *
+   * @default - its own state, created by its consumer (as before sharing existed)
+   */
+  readonly contractState?: IVendorContractState;
 
   /**
    * How long a workflow waits for the vendor's callback before failing with `States.Timeout`.
@@ -345,6 +359,25 @@ export interface CallVendorTaskProps {
   readonly requestId?: string;
 
   /**
+   * Marks the call as ending a job of the vendor, e.g. its documented cancel endpoint: the request
+   * id of the `submitJobTask` whose job it ends (give that task a stable `requestId` so the workflow
+   * knows it). When the vendor answers 2xx, that job's place in flight (`VendorContract.maxJobsInFlight`)
+   * is freed at once, instead of at the job's callback or `maxJobDuration`; another answer frees
+   * nothing (the callback or `maxJobDuration` still does). Freeing is idempotent: a retried cancel
+   * or the job's own late callback frees it once. Needs `maxJobsInFlight` in the contract and
+   * `PacingPoint.VENDOR_CALL` (the vendor caller sees the answer).
+   *
+   * The converse, a call that holds a place (a job started by a call rather than by
+   * `submitJobTask`), does not exist: such a job has no correlation item, so its callback could
+   * never be matched to free its place; start jobs with `submitJobTask`.
+   *
+   * e.g. `sfn.JsonPath.stringAt('$.orderId')` (the submission's `requestId`).
+   *
+   * @default - the call ends no job
+   */
+  readonly endsJobOf?: string;
+
+  /**
    * Where the task's output (`{ statusCode, body, headers }`) goes in the state.
    *
    * @default '$' (replaces the state)
@@ -409,6 +442,25 @@ export interface CallVendorTaskJsonataProps {
   readonly requestId?: string;
 
   /**
+   * Marks the call as ending a job of the vendor, e.g. its documented cancel endpoint: the request
+   * id of the `submitJobTask` whose job it ends (give that task a stable `requestId` so the workflow
+   * knows it). When the vendor answers 2xx, that job's place in flight (`VendorContract.maxJobsInFlight`)
+   * is freed at once, instead of at the job's callback or `maxJobDuration`; another answer frees
+   * nothing (the callback or `maxJobDuration` still does). Freeing is idempotent: a retried cancel
+   * or the job's own late callback frees it once. Needs `maxJobsInFlight` in the contract and
+   * `PacingPoint.VENDOR_CALL` (the vendor caller sees the answer).
+   *
+   * The converse, a call that holds a place (a job started by a call rather than by
+   * `submitJobTask`), does not exist: such a job has no correlation item, so its callback could
+   * never be matched to free its place; start jobs with `submitJobTask`.
+   *
+   * A literal or a JSONata expression, e.g. `'{% $states.input.orderId %}'`.
+   *
+   * @default - the call ends no job
+   */
+  readonly endsJobOf?: string;
+
+  /**
    * The state's output (JSONata `Output`); the task's result `{ statusCode, body, headers }` is
    * `$states.result`.
    *
@@ -470,6 +522,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
 
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
+  /**
+   * The contract's state this orchestrator paces against: `contractState` when given, else its
+   * own (the consumer's pacer table and dynamic delay). Give it to another orchestrator under the
+   * same contract to share it.
+   */
+  public readonly contractState: IVendorContractState;
   /**
    * One alarm per quota of the contract: `alarmAt` (default 80 %) of the period's limit spent.
    * Included in `alarms`; empty without quotas.
@@ -586,6 +644,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
       && !/^[A-Za-z0-9_-]{1,255}$/.test(monitoring.dashboardName)) {
       throw new Error(`monitoring.dashboardName must be 1 to 255 letters, digits, '-' or '_' (given '${monitoring.dashboardName}')`);
     }
+    if (props.contractState) {
+      const differences = contractDifferences(contract, props.contractState.contract);
+      if (differences.length > 0) {
+        throw new Error(`contractState was made for another contract than this orchestrator's (${differences.join('; ')}): `
+          + 'orchestrators share a state only under one contract; give both the same VendorContract.of({...}), or omit contractState for a state of its own');
+      }
+    }
     this.contract = contract;
     this.requestsPerSecond = requestsPerSecond;
     this.callbackTimeout = props.callbackTimeout;
@@ -635,7 +700,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
       correlationTtl: props.callbackTimeout.plus(Duration.days(1)),
       metricsScope: this.metricsScope,
       tracingEnabled: props.consumer?.tracingEnabled ?? props.tracing,
+      contractState: props.contractState,
     });
+    this.contractState = props.contractState
+      ?? { contract, pacerTable: this.consumer.pacerTable, dynamicDelay: this.consumer.contractState.dynamicDelay };
+    // Keys this orchestrator's own items (job places) in a shared pacer table, as its consumer does.
+    const stateOwner = props.contractState ? this.consumer.queue.queueArn : undefined;
 
     this.dispatch = new DispatchWorkflow(this, 'Dispatch', {
       ...props.dispatch,
@@ -651,13 +721,14 @@ export class AsyncExternalApiOrchestrator extends Construct {
           pacerTable: this.consumer.pacerTable,
           rateSettings: this.consumer.rateSettings,
           metricsScope: this.metricsScope,
-          dynamicDelay: this.consumer.dynamicDelay,
+          dynamicDelay: this.contractState.dynamicDelay,
           contract,
           // A request that cannot get quota before its workflow stops waiting fails at once.
           quotaMaxWait: props.callbackTimeout,
         }
         : undefined,
       jobPlacesTable: contract.maxJobsInFlight !== undefined ? this.consumer.pacerTable : undefined,
+      jobPlacesOwner: stateOwner,
     });
     this.table.grantWriteRequests(this.dispatch.stateMachine);
     this.consumer.dispatchTo(this.dispatch.stateMachine);
@@ -670,15 +741,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
         correlationTable: this.table.table,
         atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
       });
-      this.webhook.freeJobPlacesIn(this.consumer.pacerTable);
+      this.webhook.freeJobPlacesIn(this.consumer.pacerTable, stateOwner);
       // Every function that frees a place wakes one waiting request for it (shared/job-waiting.ts).
-      this.consumer.allowWakingWaiters(this.webhook.processor);
-      if (props.callbackTimeout.toSeconds() > Duration.days(14).toSeconds()) {
-        Annotations.of(this).addWarningV2('cdk-async-external-api:jobWaitingRetention',
-          `callbackTimeout (${props.callbackTimeout.toHumanString()}) is longer than the 14 days SQS keeps a message: a request waiting that long for a place in flight is deleted from the waiting queue and its workflow waits until callbackTimeout. Keep callbackTimeout at 14 days or less with maxJobsInFlight`);
-      }
-      if (this.dispatch.vendorCaller instanceof lambda.Function) {
-        this.consumer.allowWakingWaiters(this.dispatch.vendorCaller);
+      // With a shared contract state there is no waiting queue (the requests recheck as delayed copies).
+      if (this.consumer.jobWaitingQueue) {
+        this.consumer.allowWakingWaiters(this.webhook.processor);
+        if (this.dispatch.vendorCaller instanceof lambda.Function) {
+          this.consumer.allowWakingWaiters(this.dispatch.vendorCaller);
+        }
+        if (props.callbackTimeout.toSeconds() > Duration.days(14).toSeconds()) {
+          Annotations.of(this).addWarningV2('cdk-async-external-api:jobWaitingRetention',
+            `callbackTimeout (${props.callbackTimeout.toHumanString()}) is longer than the 14 days SQS keeps a message: a request waiting that long for a place in flight is deleted from the waiting queue and its workflow waits until callbackTimeout. Keep callbackTimeout at 14 days or less with maxJobsInFlight`);
+        }
       }
       this.jobsInFlightAlarm = this.trackAlarm(this.consumer.jobsInFlightAlarm as cloudwatch.Alarm);
     } else if (props.monitoring?.jobsAtLimitAlarmAfter !== undefined) {
@@ -687,6 +761,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (contract.quotas.length > 0) {
       // The dispatcher postpones a batch while a quota is spent (it reads the counters it already may read: the pacer table).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTAS, JSON.stringify(contract.quotas.map((quota) => quota._spec())));
+      // ... but only requests that may wait: those that must fail (FAIL, or a deadline before the
+      // period ends) go on to the vendor caller, which fails them at once (request-start.ts).
+      this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_EXHAUSTED, contract.whenQuotaExhausted);
+      this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_MAX_WAIT_MS, String(props.callbackTimeout.toMilliseconds()));
     }
     // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(this.consumer.function, contract);
@@ -857,6 +935,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public callVendorTask(scope: Construct, id: string, props: CallVendorTaskProps): tasks.SqsSendMessage {
     const method = props.method ?? 'GET';
     this.validateCall(id, 'callVendorTask', method, props.path, props.body !== undefined, (v) => Token.isUnresolved(v));
+    this.validateEndsJobOf(id, 'callVendorTask', props.endsJobOf);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
     return new tasks.SqsSendMessage(scope, id, {
@@ -874,6 +953,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.body ? { body: props.body.value } : {}),
         },
         attempt: 1,
+        ...(props.endsJobOf !== undefined ? { endsJobOf: props.endsJobOf } : {}),
       }),
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       resultPath: props.resultPath,
@@ -892,7 +972,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
     // JSONPath fields render as "key.$", which a JSONata state refuses at deployment.
     const usesJsonPath = (value: unknown): boolean => /\.\$":/.test(JSON.stringify(sfn.FieldUtils.renderObject({ value })));
     const requestId = props.requestId ?? '{% $uuid() %}';
-    for (const [name, value] of Object.entries({ path: props.path, method, requestId, query: props.query?.value, body: props.body?.value })) {
+    this.validateEndsJobOf(id, 'callVendorTaskJsonata', props.endsJobOf);
+    const fields = { path: props.path, method, requestId, query: props.query?.value, body: props.body?.value, endsJobOf: props.endsJobOf };
+    for (const [name, value] of Object.entries(fields)) {
       if (usesJsonPath(value) || (typeof value === 'string' && !Token.isUnresolved(value) && /^(\$\.|\$\[|States\.)/.test(value.trim()))) {
         throw new Error(`callVendorTaskJsonata '${id}': ${name} uses JSONPath, which JSONata states do not read: write a JSONata expression such as '{% $states.input.x %}'`);
       }
@@ -914,6 +996,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.body ? { body: props.body.value } : {}),
         },
         attempt: 1,
+        ...(props.endsJobOf !== undefined ? { endsJobOf: props.endsJobOf } : {}),
       }),
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       outputs: props.outputs,
@@ -1252,6 +1335,26 @@ export class AsyncExternalApiOrchestrator extends Construct {
       if (problem) {
         throw new Error(`${task} '${id}': ${problem}`);
       }
+    }
+  }
+
+  /**
+   * `endsJobOf` frees a place of `maxJobsInFlight`, and only the vendor caller
+   * (PacingPoint.VENDOR_CALL) sees the answer that decides it: refused otherwise, rather than
+   * silently freeing nothing.
+   */
+  private validateEndsJobOf(id: string, task: string, endsJobOf: string | undefined): void {
+    if (endsJobOf === undefined) {
+      return;
+    }
+    if (!Token.isUnresolved(endsJobOf) && endsJobOf.trim() === '') {
+      throw new Error(`${task} '${id}': endsJobOf must be the request id of the submitJobTask whose job the call ends (e.g. sfn.JsonPath.stringAt('$.orderId')), given an empty string`);
+    }
+    if (this.contract.maxJobsInFlight === undefined) {
+      throw new Error(`${task} '${id}': endsJobOf frees the job's place in flight, but the contract has no maxJobsInFlight: remove endsJobOf, or set VendorContract.of({ maxJobsInFlight, ... })`);
+    }
+    if (!this.dispatch.vendorCaller) {
+      throw new Error(`${task} '${id}': endsJobOf needs pacingPoint PacingPoint.VENDOR_CALL (the vendor caller sees the vendor's answer and frees the place); with PacingPoint.DISPATCH the job's place is freed by its callback or expires at maxJobDuration: remove endsJobOf or the pacingPoint`);
     }
   }
 

@@ -24,18 +24,23 @@
 // it, so the SDK stays a devDependency.
 import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { isConditionalCheckFailed, NEXT_SLOT_ATTRIBUTE, PACER_ITEM_KEY, PACER_PARTITION_KEY, pauseUntil } from './pacer';
-import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec, decreasedState, parseAdaptiveState } from '../contract/adaptive-spec';
+import {
+  ADAPTIVE_ATTRIBUTES, ADAPTIVE_PROBE_ATTRIBUTE, ADAPTIVE_PROBE_FROM_ATTRIBUTE, ADAPTIVE_PROBE_REFUSED_ATTRIBUTE, ADAPTIVE_PROBE_SLOTS_ATTRIBUTE,
+  ADAPTIVE_PROBE_TO_ATTRIBUTE, ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec, decreasedState, parseAdaptiveState,
+} from '../contract/adaptive-spec';
 
 export { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE };
 
 /** The outcome of {@link decreaseAdaptiveRate}. */
 export interface AdaptiveDecrease {
-  /** Whether this call wrote the decrease (false: within a cooldown, or another 429 decreased first). */
+  /** Whether this call wrote the decrease (false: within a cooldown, or another 429 decreased first, or the 429 answered a probe). */
   readonly decreased: boolean;
   /** The adaptive rate this call wrote (when it decreased). */
   readonly rps?: number;
   /** With a decrease: until when dispatch is paused (the end of the slots reserved at the old rate), epoch ms. */
   readonly pausedUntilMs?: number;
+  /** Whether the 429 answered the pending probe, whose refusal this call recorded (no decrease: adaptive-probe.ts). */
+  readonly probeRefused?: boolean;
 }
 
 /**
@@ -43,25 +48,33 @@ export interface AdaptiveDecrease {
  * (consistent), computes the decrease, and writes it on the condition that the stored
  * `adaptiveSinceMs` is still the one read. Concurrent 429s of one burst thus decrease once: the
  * first write wins, the others fail their condition (or find the cooldown running) and write
- * nothing. Only the two adaptive attributes are written: the slot schedule (`nextSlotAtMs`) and the
+ * nothing. Only the adaptive attributes are written: the slot schedule (`nextSlotAtMs`) and the
  * pause are separate attributes, so reservations never conflict with it. A decrease then extends
  * the pause to the end of the slots already reserved (see the module comment); the pause only
- * moves forward (pauseUntil).
+ * moves forward (pauseUntil). A decrease clears a pending probe: it was given out at the refused rate.
+ *
+ * When `slotAtMs` is one of the placed probe's slots (or can reorder with them), the 429 is the probe's answer (adaptive-probe.ts):
+ * its refusal is recorded (conditional on the probe still pending) and nothing is decreased.
  *
  * @param ceiling the rate in force (at most the contract), requests per second
+ * @param slotAtMs the slot the refused request was fired at, when known
  */
 export async function decreaseAdaptiveRate(
-  dynamodb: DynamoDBClient, tableName: string, nowMs: number, ceiling: number, spec: AdaptiveSpec,
+  dynamodb: DynamoDBClient, tableName: string, nowMs: number, ceiling: number, spec: AdaptiveSpec, slotAtMs?: number,
 ): Promise<AdaptiveDecrease> {
   const key = { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } };
   const read = await dynamodb.send(new GetItemCommand({
     TableName: tableName,
     Key: key,
     ConsistentRead: true,
-    ProjectionExpression: `${ADAPTIVE_RATE_ATTRIBUTE}, ${ADAPTIVE_SINCE_ATTRIBUTE}, ${NEXT_SLOT_ATTRIBUTE}`,
+    ProjectionExpression: `${ADAPTIVE_ATTRIBUTES.join(', ')}, ${NEXT_SLOT_ATTRIBUTE}`,
   }));
   const rawSince = read.Item?.[ADAPTIVE_SINCE_ATTRIBUTE]?.N;
   const state = parseAdaptiveState(read.Item);
+  const probe = state?.probe;
+  if (slotAtMs !== undefined && probe?.toMs !== undefined && slotAtMs >= probe.fromMs && slotAtMs <= probe.toMs) {
+    return { decreased: false, probeRefused: await recordProbeRefusal(dynamodb, tableName, read.Item![ADAPTIVE_PROBE_ATTRIBUTE]!.N!) };
+  }
   const next = decreasedState(nowMs, ceiling, state, spec);
   if (next === undefined) {
     return { decreased: false };
@@ -70,9 +83,16 @@ export async function decreaseAdaptiveRate(
     await dynamodb.send(new UpdateItemCommand({
       TableName: tableName,
       Key: key,
-      UpdateExpression: 'SET #rps = :rps, #since = :since',
+      UpdateExpression: 'SET #rps = :rps, #since = :since REMOVE #probe, #probeSlots, #probeFrom, #probeTo',
       ConditionExpression: rawSince === undefined ? 'attribute_not_exists(#since)' : '#since = :old',
-      ExpressionAttributeNames: { '#rps': ADAPTIVE_RATE_ATTRIBUTE, '#since': ADAPTIVE_SINCE_ATTRIBUTE },
+      ExpressionAttributeNames: {
+        '#rps': ADAPTIVE_RATE_ATTRIBUTE,
+        '#since': ADAPTIVE_SINCE_ATTRIBUTE,
+        '#probe': ADAPTIVE_PROBE_ATTRIBUTE,
+        '#probeSlots': ADAPTIVE_PROBE_SLOTS_ATTRIBUTE,
+        '#probeFrom': ADAPTIVE_PROBE_FROM_ATTRIBUTE,
+        '#probeTo': ADAPTIVE_PROBE_TO_ATTRIBUTE,
+      },
       ExpressionAttributeValues: {
         ':rps': { N: String(next.rps) },
         ':since': { N: String(next.sinceMs) },
@@ -93,4 +113,28 @@ export async function decreaseAdaptiveRate(
     return { decreased: true, rps: next.rps, pausedUntilMs };
   }
   return { decreased: true, rps: next.rps };
+}
+
+/**
+ * Records that the vendor refused the pending probe (stored text `probeAtMs`): the reservation that
+ * judges it then keeps the rate. Conditional on the probe still pending (a decrease or a judgement
+ * since then cleared it: nothing to record). Resolves whether it was recorded.
+ */
+async function recordProbeRefusal(dynamodb: DynamoDBClient, tableName: string, probeAtMs: string): Promise<boolean> {
+  try {
+    await dynamodb.send(new UpdateItemCommand({
+      TableName: tableName,
+      Key: { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } },
+      UpdateExpression: 'SET #refused = :probe',
+      ConditionExpression: '#probe = :probe',
+      ExpressionAttributeNames: { '#refused': ADAPTIVE_PROBE_REFUSED_ATTRIBUTE, '#probe': ADAPTIVE_PROBE_ATTRIBUTE },
+      ExpressionAttributeValues: { ':probe': { N: probeAtMs } },
+    }));
+    return true;
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return false;
+    }
+    throw error;
+  }
 }

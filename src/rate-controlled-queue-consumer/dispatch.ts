@@ -18,6 +18,7 @@ import { limitedCallsOf } from './dispatch-limits';
 import { admitJobs, JobsInFlightConfig, moveToWaiting } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { isRequestStart, splitByQuotaWait, withRequestStart } from './request-start';
 import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
@@ -26,7 +27,7 @@ import { ConsumerEnv } from '../shared/env';
 import { waitingQueuesFromEnv, waitingRoomOf } from '../shared/job-waiting';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
-import { recordNamedLimitWaits } from '../shared/named-limit-metrics';
+import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
@@ -85,10 +86,19 @@ export interface DispatchConfig {
   readonly jobsInFlight?: JobsInFlightConfig;
   /** The contract's quotas (ConsumerEnv.QUOTAS): a spent one postpones the batch without slots. */
   readonly quotas?: QuotaSpec[];
+  /** `FAIL`: a spent quota postpones nothing (ConsumerEnv.QUOTA_EXHAUSTED). Default WAIT. */
+  readonly whenQuotaExhausted?: 'WAIT' | 'FAIL';
+  /** Longest a request may wait for a quota, from its start (ConsumerEnv.QUOTA_MAX_WAIT_MS). Default: no bound. */
+  readonly quotaMaxWaitMs?: number;
   /** The contract's named limits (ConsumerEnv.VENDOR_LIMITS): each slot respects its call's. */
   readonly limits?: NamedLimitSpec[];
   /** Adaptive pacing (ConsumerEnv.ADAPTIVE_PACING): reservations pace at the adaptive rate when lower. */
   readonly adaptivePacing?: AdaptiveSpec;
+  /**
+   * This orchestrator's key in a shared contract state (ConsumerEnv.SHARED_STATE_OWNER): keys its
+   * drain lease and job places apart from the other orchestrators'. Absent: the pacer table is its own.
+   */
+  readonly stateOwner?: string;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -127,6 +137,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ...(callStateMachineArn ? { callStateMachineArn } : {}),
     requestsPerSecond: readNumber(env, ConsumerEnv.REQUESTS_PER_SECOND, undefined, (v) => v > 0, 'a number greater than 0'),
     pacerTableName: requireString(env, ConsumerEnv.PACER_TABLE_NAME),
+    ...(nonEmpty(env[ConsumerEnv.SHARED_STATE_OWNER]) ? { stateOwner: nonEmpty(env[ConsumerEnv.SHARED_STATE_OWNER]) } : {}),
     maxPacingWaitMs: readNumber(env, ConsumerEnv.MAX_PACING_WAIT_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
     latenessToleranceMs: readNumber(
       env, ConsumerEnv.LATENESS_TOLERANCE_MS, DEFAULT_LATENESS_TOLERANCE_MS, (v) => v >= 0, 'a number of milliseconds >= 0',
@@ -138,6 +149,10 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     deadLetterQueueUrl: requireString(env, DEAD_LETTER_QUEUE_URL_ENV),
     ...(sqsEndpointUrl ? { sqsEndpointUrl } : {}),
     ...(nonEmpty(env[ConsumerEnv.QUOTAS]) ? { quotas: parseQuotaSpecs(env[ConsumerEnv.QUOTAS], ConsumerEnv.QUOTAS) } : {}),
+    ...(env[ConsumerEnv.QUOTA_EXHAUSTED]?.trim() === 'FAIL' ? { whenQuotaExhausted: 'FAIL' as const } : {}),
+    ...(nonEmpty(env[ConsumerEnv.QUOTA_MAX_WAIT_MS]) ? {
+      quotaMaxWaitMs: readNumber(env, ConsumerEnv.QUOTA_MAX_WAIT_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
+    } : {}),
     ...(nonEmpty(env[ConsumerEnv.VENDOR_LIMITS]) ? { limits: parseNamedLimitSpecs(env[ConsumerEnv.VENDOR_LIMITS], ConsumerEnv.VENDOR_LIMITS) } : {}),
     ...(nonEmpty(env[ConsumerEnv.ADAPTIVE_PACING])
       ? { adaptivePacing: parseAdaptiveSpec(env[ConsumerEnv.ADAPTIVE_PACING], ConsumerEnv.ADAPTIVE_PACING) }
@@ -227,6 +242,7 @@ export function buildDispatchInput(message: RequestMessage, nowMs: number, corre
     callbackToken: isCallbackToken(message.callbackToken) ? message.callbackToken : newCallbackToken(),
     // ---- end webhookauth ----
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),
+    requestStartedAtMs: isRequestStart(message.requestStartedAtMs) ? message.requestStartedAtMs : Math.floor(nowMs),
   };
 }
 
@@ -305,7 +321,8 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     const parsed = parseRequestMessage(record.body);
     const problem = parsed.ok ? oversizeProblem(parsed.message, clock.now(), config) : undefined;
     if (parsed.ok && problem === undefined) {
-      valid.push({ record, message: parsed.message });
+      // The request's start travels with it (request-start.ts): its quota deadline counts from it.
+      valid.push(withRequestStart(parsed.message, record, clock.now()));
     } else {
       const rejected = parsed.ok
         ? { detail: problem!, taskToken: parsed.message.taskToken }
@@ -326,8 +343,14 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   // ends, so no slot is reserved; the messages come back then (delayed copies, no receive counted).
   const quotaSpentUntil = valid.length > 0 ? await readQuotaSpentUntil(clock, deps) : undefined;
   if (quotaSpentUntil !== undefined) {
-    failures.push(...await postponeAll(valid, quotaSpentUntil, clock, deps));
-    return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+    // Only requests that may wait for the period: the others (FAIL, or a deadline before the period
+    // ends) go on, and the vendor caller fails them at once with VendorQuotaExhausted.
+    const { wait, goOn } = splitByQuotaWait(valid, quotaSpentUntil, config);
+    failures.push(...await postponeAll(wait, quotaSpentUntil, clock, deps));
+    if (goOn.length === 0) {
+      return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+    }
+    valid.splice(0, valid.length, ...goOn);
   }
 
   // 1c. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
@@ -340,6 +363,7 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
       dynamodb: deps.clients.dynamodb,
       sfn: deps.clients.sfn,
       pacerTableName: config.pacerTableName,
+      stateOwner: config.stateOwner,
       config: config.jobsInFlight,
       waitingRoom,
       clock,
@@ -415,6 +439,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // When the waiting messages' named limits have room (after a reservation they stopped): the next
   // reservation asks for no slot before it, so that it is not lost to the reservation's own latency.
   let limitedUntilMs = 0;
+  const countedLimitWaits: CountedLimitWaits = new Map();
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -443,7 +468,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           adaptivePacing: config.adaptivePacing,
         });
         limitedUntilMs = 0;
-        recordNamedLimitWaits(deps.metrics, reservation.limitWaits);
+        // Each message once per limit, however many reservations held it back (named-limit-metrics.ts).
+        recordNamedLimitWaits(deps.metrics, reservation, pending.map((item) => item.record.messageId), countedLimitWaits);
         if (reservation.effectiveRequestsPerSecond !== undefined) {
           deps.metrics.addMetric(MetricNames.EFFECTIVE_RATE, 'Count', reservation.effectiveRequestsPerSecond);
         }
@@ -595,7 +621,7 @@ async function park(record: SQSRecord, detail: string, taskToken: string | undef
  * park a request that was never sent, without failing its waiting workflow. A copy sent with
  * `DelaySeconds` starts at receive count 0; waiting for room costs no receive.
  *
- * The copy is the original body, byte for byte: same `attempt` and `deferrals`, hence the same claim
+ * The copy is the original body (with the request's start stamped in once, request-start.ts): same `attempt` and `deferrals`, hence the same claim
  * sequence (`DispatchInput.claimSeq`). If the invocation dies after the send and before the
  * original is deleted, both come back; the dispatch workflow's ClaimRequest lets exactly one of them
  * claim the request (a claim needs a sequence above the stored one), so the vendor is called once.

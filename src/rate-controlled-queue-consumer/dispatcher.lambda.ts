@@ -14,7 +14,7 @@ import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './di
 import { dynamicDelayFromEnv } from './dynamic-delay-reader';
 import { isJobPlacesSweep, sweepJobPlaces, SweepResult } from './job-places-sweep';
 import { systemClock } from './pacer';
-import { DrainResult, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
+import { DrainResult, drainLeaseKey, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
@@ -60,7 +60,7 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
         config: drainConfig,
         dispatch: (batch) => dispatchBatch(batch, deps),
         // One holder id per invocation: a duplicate tick must not release this one's lease.
-        lease: dynamoDbDrainLease(clients.dynamodb, config.pacerTableName, randomUUID()),
+        lease: dynamoDbDrainLease(clients.dynamodb, config.pacerTableName, randomUUID(), undefined, drainLeaseKey(config.stateOwner)),
         // Without a context (direct calls in tests), the configured pacing window bounds the tick.
         remainingTimeMs: () => context?.getRemainingTimeInMillis() ?? config.maxPacingWaitMs,
         logger,

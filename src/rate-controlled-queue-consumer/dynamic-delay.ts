@@ -45,6 +45,116 @@ export interface DynamicDelayProps extends DynamicDelayOptions {
 }
 
 /**
+ * A dynamic delay the functions that pace can read: one created by this stack (`DynamicDelay`) or
+ * one imported from another (`DynamicDelay.fromDynamicDelayAttributes`), e.g. the one of a shared
+ * `VendorContractState`.
+ */
+export interface IDynamicDelay {
+  /** The AppConfig application id. */
+  readonly applicationId: string;
+  /** The AppConfig environment id. */
+  readonly environmentId: string;
+  /** The AppConfig configuration profile id. */
+  readonly configurationProfileId: string;
+  /** Shortest time between two reads of the configuration by one execution environment. */
+  readonly pollInterval: Duration;
+  /** ARN of the configuration (application/environment/profile), the resource of the read permissions. */
+  readonly configurationArn: string;
+  /**
+   * The ceiling of the rate in force operators may set.
+   *
+   * @default - the configuration takes no rate (only the delay)
+   */
+  readonly maxRequestsPerSecond?: number;
+  /** Environment variables a function needs to read the configuration (`DynamicDelayReader`). */
+  readonly environmentVariables: Record<string, string>;
+  /** Lets `grantee` read the configuration (StartConfigurationSession, GetLatestConfiguration). */
+  grantRead(grantee: iam.IGrantable): iam.Grant;
+}
+
+/**
+ * The ids of a dynamic delay created elsewhere (another stack or app), for
+ * `DynamicDelay.fromDynamicDelayAttributes`.
+ */
+export interface DynamicDelayAttributes {
+  /** The AppConfig application id (`DynamicDelay.applicationId`). */
+  readonly applicationId: string;
+  /** The AppConfig environment id (`DynamicDelay.environmentId`). */
+  readonly environmentId: string;
+  /** The AppConfig configuration profile id (`DynamicDelay.configurationProfileId`). */
+  readonly configurationProfileId: string;
+  /**
+   * The poll interval the functions reading it use.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly pollInterval?: Duration;
+  /**
+   * The ceiling of the rate in force its schema accepts (the contract it was created for).
+   *
+   * @default - the configuration takes no rate (only the delay)
+   */
+  readonly maxRequestsPerSecond?: number;
+}
+
+/** Environment variables of a reader of the configuration `ids` (DynamicDelayReader). */
+function readerEnvironment(ids: IDynamicDelay): Record<string, string> {
+  return {
+    [DynamicDelayEnv.APPLICATION_ID]: ids.applicationId,
+    [DynamicDelayEnv.ENVIRONMENT_ID]: ids.environmentId,
+    [DynamicDelayEnv.CONFIGURATION_PROFILE_ID]: ids.configurationProfileId,
+    [DynamicDelayEnv.POLL_INTERVAL_SECONDS]: String(ids.pollInterval.toSeconds()),
+  };
+}
+
+function grantReader(ids: IDynamicDelay, grantee: iam.IGrantable): iam.Grant {
+  return iam.Grant.addToPrincipal({
+    grantee,
+    actions: ['appconfig:StartConfigurationSession', 'appconfig:GetLatestConfiguration'],
+    resourceArns: [ids.configurationArn],
+  });
+}
+
+function configurationArn(scope: Construct, applicationId: string, environmentId: string, profileId: string): string {
+  return Stack.of(scope).formatArn({
+    service: 'appconfig',
+    resource: 'application',
+    resourceName: `${applicationId}/environment/${environmentId}/configuration/${profileId}`,
+  });
+}
+
+/** A dynamic delay created elsewhere: read only (its operator commands are its creator's). */
+class ImportedDynamicDelay extends Construct implements IDynamicDelay {
+  public readonly applicationId: string;
+  public readonly environmentId: string;
+  public readonly configurationProfileId: string;
+  public readonly pollInterval: Duration;
+  public readonly configurationArn: string;
+  public readonly maxRequestsPerSecond?: number;
+
+  constructor(scope: Construct, id: string, attrs: DynamicDelayAttributes) {
+    super(scope, id);
+    validateDuration('dynamicDelay.pollInterval', attrs.pollInterval, Duration.seconds(MIN_POLL_INTERVAL_SECONDS), Duration.hours(1),
+      'AppConfig polls at most every 15 seconds');
+    this.applicationId = attrs.applicationId;
+    this.environmentId = attrs.environmentId;
+    this.configurationProfileId = attrs.configurationProfileId;
+    this.pollInterval = attrs.pollInterval ?? Duration.seconds(DEFAULT_POLL_INTERVAL_SECONDS);
+    this.pollInterval.toSeconds();
+    this.maxRequestsPerSecond = attrs.maxRequestsPerSecond;
+    this.configurationArn = configurationArn(this, attrs.applicationId, attrs.environmentId, attrs.configurationProfileId);
+  }
+
+  public get environmentVariables(): Record<string, string> {
+    return readerEnvironment(this);
+  }
+
+  public grantRead(grantee: iam.IGrantable): iam.Grant {
+    return grantReader(this, grantee);
+  }
+}
+
+/**
  * An AWS AppConfig hosted configuration `{"extraDelayMs": N}` that the dispatcher reads at run
  * time: `N` extra milliseconds (integer, 0 to 60000) are added to the interval between two
  * pacing slots, so operators can slow dispatch down without a deploy. It can only slow: the
@@ -69,7 +179,15 @@ export interface DynamicDelayProps extends DynamicDelayOptions {
  * The deployment strategy deploys at once with no bake time, so a change can be followed by
  * another at once.
  */
-export class DynamicDelay extends Construct {
+export class DynamicDelay extends Construct implements IDynamicDelay {
+  /**
+   * A dynamic delay created by another stack or app (e.g. the old stack of a blue/green deploy), by
+   * its ids: the functions given it read it; nothing is created.
+   */
+  public static fromDynamicDelayAttributes(scope: Construct, id: string, attrs: DynamicDelayAttributes): IDynamicDelay {
+    return new ImportedDynamicDelay(scope, id, attrs);
+  }
+
   /** The AppConfig application. */
   public readonly application: appconfig.CfnApplication;
   /** The AppConfig environment the dispatcher reads from. */
@@ -163,11 +281,7 @@ export class DynamicDelay extends Construct {
     this.environmentId = this.environment.ref;
     this.configurationProfileId = this.configurationProfile.ref;
     this.deploymentStrategyId = this.deploymentStrategy.ref;
-    this.configurationArn = Stack.of(this).formatArn({
-      service: 'appconfig',
-      resource: 'application',
-      resourceName: `${this.applicationId}/environment/${this.environmentId}/configuration/${this.configurationProfileId}`,
-    });
+    this.configurationArn = configurationArn(this, this.applicationId, this.environmentId, this.configurationProfileId);
   }
 
   /**
@@ -175,12 +289,7 @@ export class DynamicDelay extends Construct {
    * reader (`DynamicDelayReader`): application, environment and profile ids, poll interval.
    */
   public get environmentVariables(): Record<string, string> {
-    return {
-      [DynamicDelayEnv.APPLICATION_ID]: this.applicationId,
-      [DynamicDelayEnv.ENVIRONMENT_ID]: this.environmentId,
-      [DynamicDelayEnv.CONFIGURATION_PROFILE_ID]: this.configurationProfileId,
-      [DynamicDelayEnv.POLL_INTERVAL_SECONDS]: String(this.pollInterval.toSeconds()),
-    };
+    return readerEnvironment(this);
   }
 
   /**
@@ -188,11 +297,7 @@ export class DynamicDelay extends Construct {
    * appconfig:GetLatestConfiguration on this configuration only).
    */
   public grantRead(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['appconfig:StartConfigurationSession', 'appconfig:GetLatestConfiguration'],
-      resourceArns: [this.configurationArn],
-    });
+    return grantReader(this, grantee);
   }
 
   /**

@@ -51,6 +51,8 @@ export interface AdmissionDeps {
   readonly sfn: SFNClient;
   /** The pacer table, which holds the places item. */
   readonly pacerTableName: string;
+  /** This orchestrator's key in a shared contract state (keys its places); absent: the table is its own. */
+  readonly stateOwner?: string;
   readonly config: JobsInFlightConfig;
   /** Where a request that gives its place back wakes a waiter. Absent: nobody is woken. */
   readonly waitingRoom?: WaitingRoom;
@@ -75,7 +77,7 @@ export interface Admission<T> {
  */
 export async function admitJobs<T extends { readonly message: AnyRequestMessage }>(items: T[], deps: AdmissionDeps): Promise<Admission<T>> {
   const { config } = deps;
-  const table: JobPlacesTable = { dynamodb: deps.dynamodb, tableName: deps.pacerTableName };
+  const table: JobPlacesTable = { dynamodb: deps.dynamodb, tableName: deps.pacerTableName, owner: deps.stateOwner };
   const admitted: T[] = [];
   const waiting: T[] = [];
   const unknown: T[] = [];
@@ -92,7 +94,7 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
       const expiresAtMs = now + config.maxJobDurationMs + (config.submissionWindowMs ?? SUBMISSION_WINDOW_MS);
       if (full) {
         heldWhenFull ??= new Set((await readPlaces(table))?.places.keys() ?? []);
-        if (!heldWhenFull.has(placeKey(message.requestId))) {
+        if (!heldWhenFull.has(placeKey(message.requestId, table.owner))) {
           waiting.push(item);
           continue;
         }

@@ -87,6 +87,8 @@ export interface LimitedAssignment {
    * for both). The `NamedLimitWaits.<name>` metric. Undefined otherwise.
    */
   readonly limitWaits?: Record<string, number>;
+  /** The calls `limitWaits` counts, per limit (indexes into `calls.callLimits`). */
+  readonly limitWaitCalls?: Record<string, number[]>;
 }
 
 /** Interval `I_X` of a named limit: the contract's formula at the limit's rate (pacer.ts). */
@@ -153,10 +155,12 @@ export function assignLimitedSlots(
   }
   const stoppedAt = candidates[slots.length];
   const limitWaits: Record<string, number> = {};
+  const limitWaitCalls: Record<string, number[]> = {};
   for (const index of waiting) {
     for (const name of calls.callLimits[index].filter((n) => nextFree(n) > stoppedAt)) {
       limitWaits[name] = (limitWaits[name] ?? 0) + 1;
+      (limitWaitCalls[name] ??= []).push(index);
     }
   }
-  return { slots, callIndexes, movedLastSlots, limitedUntilMs, limitWaits };
+  return { slots, callIndexes, movedLastSlots, limitedUntilMs, limitWaits, limitWaitCalls };
 }

@@ -150,7 +150,9 @@
  * reservation computed after its write (slots already reserved keep their spacing, at most the
  * horizon H ahead), and no slot is ever closer than the operators' rate in force's interval, so no
  * window exceeds the rate in force however the adaptive rate moves; an increase needs no hold, the
- * adaptive rate being a guess at the vendor's real limit, not a bound (adaptive-rate.ts).
+ * adaptive rate being a guess at the vendor's real limit, not a bound (adaptive-rate.ts). The probe
+ * (adaptive-probe.ts) moves a few slots of one reservation earlier, but never closer to their
+ * neighbours than the rate in force's interval, and a hole only widens the spacing: the same bound.
  *
  * ## Exact arithmetic
  *
@@ -162,9 +164,10 @@
 // The pacer is bundled into the dispatcher Lambda only; the construct library never imports it, so
 // the SDK stays a devDependency (bundled by esbuild).
 import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { adaptiveUpdateClauses, clearedProbe, placeProbe, planProbe, ProbeGrid, ProbeOutcome, rateAttributes, spoiledProbe } from './adaptive-probe';
 import { assignLimitedSlots, LimitedCalls, limitLastSlotAttribute } from './named-limit-schedule';
 import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
-import { ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE, AdaptiveSpec, adaptiveRateAt, parseAdaptiveState } from '../contract/adaptive-spec';
+import { ADAPTIVE_ATTRIBUTES, AdaptivePlan, AdaptiveSpec, AdaptiveState, adaptivePlan, parseAdaptiveState } from '../contract/adaptive-spec';
 
 /** Partition key value of the single pacer item. */
 export const PACER_ITEM_KEY = 'pacer';
@@ -388,6 +391,8 @@ export interface SlotReservation {
    * limit, how many of them it held back (named-limit-schedule.ts `limitWaits`).
    */
   readonly limitWaits?: Record<string, number>;
+  /** The calls `limitWaits` counts, per limit (indexes into the calls requested, as `callIndexes`). */
+  readonly limitWaitCalls?: Record<string, number[]>;
   /**
    * With adaptive pacing: the effective rate the reservation was made with, `min(rate in force,
    * adaptive rate)` in requests per second (adaptive-rate.ts).
@@ -434,6 +439,11 @@ export interface ReserveSlotsOptions {
    * (adaptive-rate.ts says why the guarantee holds). Default: none.
    */
   readonly adaptivePacing?: AdaptiveSpec;
+  /**
+   * The slot the caller gave up before asking for this one (late, paused, no socket), if any: one
+   * inside an adaptive probe's window spoils the probe (adaptive-probe.ts), which then makes no step.
+   */
+  readonly givenUpSlotMs?: number;
 }
 
 /**
@@ -460,7 +470,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
       ConsistentRead: true,
       ProjectionExpression: `${NEXT_SLOT_ATTRIBUTE}, ${PAUSED_UNTIL_ATTRIBUTE}, ${INTERVAL_ATTRIBUTE}`
-        + (options.adaptivePacing ? `, ${ADAPTIVE_RATE_ATTRIBUTE}, ${ADAPTIVE_SINCE_ATTRIBUTE}` : '')
+        + (options.adaptivePacing ? ADAPTIVE_ATTRIBUTES.map((name) => `, ${name}`).join('') : '')
         + limitNames.map((_, i) => `, #l${i}`).join(''),
       // Limit attribute names hold '#': placeholders are needed (sent only when there are limits).
       ...(limitNames.length > 0 ? { ExpressionAttributeNames: Object.fromEntries(limitNames.map((name, i) => [`#l${i}`, limitLastSlotAttribute(name)])) } : {}),
@@ -475,9 +485,9 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     // Adaptive pacing: the adaptive rate read with the schedule, capped at the rate in force, paces
     // like a lower rate in force.
     const ceiling = Math.min(options.rateInForce ?? options.requestsPerSecond, options.requestsPerSecond);
-    const rateInForce = options.adaptivePacing
-      ? adaptiveRateAt(now, ceiling, parseAdaptiveState(read.Item), options.adaptivePacing)
-      : options.rateInForce;
+    const adaptiveState = options.adaptivePacing ? parseAdaptiveState(read.Item) : undefined;
+    const plan = options.adaptivePacing ? adaptivePlan(now, ceiling, adaptiveState, options.adaptivePacing) : undefined;
+    const rateInForce = plan ? plan.rps : options.rateInForce;
     const adaptive = options.adaptivePacing ? { effectiveRequestsPerSecond: rateInForce } : {};
     const scheduleOptions: ScheduleOptions = {
       // A slot asked not before a time (notBeforeMs) is placed like one after a pause.
@@ -497,12 +507,34 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     const limited = options.limitedCalls
       ? reserveWithinLimits(schedule, intervalMs, options.limitedCalls, limitNames, read.Item, options.latenessToleranceMs)
       : undefined;
-    const slots = limited ? limited.assignment.slots : schedule.slots;
-    const newNextSlotAtMs = limited ? limited.newNextSlotAtMs : schedule.newNextSlotAtMs;
+    // Adaptive pacing's probe (adaptive-probe.ts): planned, then placed, in the reservations' slots.
+    const probe = plan && plan.probe !== 'none' && !limited ? adaptiveProbeStep(plan, adaptiveState, {
+      nowMs: now,
+      slots: schedule.slots,
+      storedNextSlotAtMs: stored?.value,
+      previousIntervalMs,
+      intervalMs,
+      ceilingIntervalMs: scheduleInterval(now, options.requestsPerSecond, options.latenessToleranceMs, { ...scheduleOptions, rateInForce: ceiling }),
+      slotsPerWindow: effectiveRate(Math.min(rateInForce!, options.requestsPerSecond)),
+      ceilingSlotsPerWindow: effectiveRate(ceiling),
+      latenessToleranceMs: options.latenessToleranceMs,
+      latestSlotMs: deadline,
+      probeNotBeforeMs: (adaptiveState?.sinceMs ?? 0) + options.adaptivePacing!.probeIntervalMs,
+    }) : undefined;
+    const slots = limited ? limited.assignment.slots : probe ? probe.slots : schedule.slots;
+    const newNextSlotAtMs = limited ? limited.newNextSlotAtMs : probe ? probe.newNextSlotAtMs : schedule.newNextSlotAtMs;
+    const adaptiveAttributes = {
+      ...(plan?.update && (plan.probe !== 'plan' || probe) ? { ...rateAttributes(plan.update), ...(plan.probe === 'none' ? clearedProbe() : {}) } : {}),
+      ...probe?.attributes,
+      ...(plan?.probe !== 'plan' && adaptiveState?.probe ? spoiledProbe(adaptiveState.probe, options.givenUpSlotMs) : {}),
+    };
+    const adaptiveWrite = Object.keys(adaptiveAttributes).length > 0 ? adaptiveUpdateClauses(adaptiveAttributes, read.Item) : undefined;
     const limitedResult = limited ? {
       callIndexes: limited.assignment.callIndexes,
       ...(limited.assignment.limitedUntilMs !== undefined ? { limitedUntilMs: limited.assignment.limitedUntilMs } : {}),
-      ...(limited.assignment.limitWaits !== undefined ? { limitWaits: limited.assignment.limitWaits } : {}),
+      ...(limited.assignment.limitWaits !== undefined
+        ? { limitWaits: limited.assignment.limitWaits, limitWaitCalls: limited.assignment.limitWaitCalls }
+        : {}),
     } : {};
     if (slots.length === 0) {
       // Nothing to claim: the stored value stays as it is (writing would only cause contention).
@@ -514,7 +546,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
         TableName: options.tableName,
         Key: key,
         // The interval goes with the next slot: together they locate the last reserved slot.
-        UpdateExpression: `SET #next = :new, #interval = :interval${limited?.update.set ?? ''}`,
+        UpdateExpression: `SET #next = :new, #interval = :interval${limited?.update.set ?? ''}${adaptiveWrite?.set ?? ''}${adaptiveWrite?.remove ?? ''}`,
         // The interval read is part of the condition: after a rate change one slot can put
         // `nextSlotAtMs` back to the value read (last + old I = last + new I + new I when the old
         // interval is twice the new), so the next slot alone would let a concurrent reservation
@@ -522,8 +554,8 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
         // an unchanged interval every write moves the next slot forward.
         ConditionExpression: (stored ? '#next = :old' : 'attribute_not_exists(#next)')
           + (previousInterval ? ' AND #interval = :oldInterval' : ' AND attribute_not_exists(#interval)')
-          + (limited?.update.condition ?? ''),
-        ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE, ...limited?.update.names },
+          + (limited?.update.condition ?? '') + (adaptiveWrite?.condition ?? ''),
+        ExpressionAttributeNames: { '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE, ...limited?.update.names, ...adaptiveWrite?.names },
         // DynamoDB rejects unused expression values, so :old is only sent with its condition.
         ExpressionAttributeValues: {
           ':new': { N: String(newNextSlotAtMs) },
@@ -531,6 +563,7 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
           ...(stored ? { ':old': { N: stored.raw } } : {}),
           ...(previousInterval ? { ':oldInterval': { N: previousInterval.raw } } : {}),
           ...limited?.update.values,
+          ...adaptiveWrite?.values,
         },
       }));
       return { slots, nextFreeAtMs: newNextSlotAtMs, ...paused, ...adaptive, ...limitedResult };
@@ -547,6 +580,14 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     }
   }
   throw new Error(`pacer reservation in ${options.tableName} lost ${maxAttempts} consecutive races with other invocations`);
+}
+
+/** The probe's step in a reservation: plan one, or place (or abandon) the one planned. */
+function adaptiveProbeStep(plan: AdaptivePlan, state: AdaptiveState | undefined, grid: ProbeGrid): ProbeOutcome | undefined {
+  if (plan.probe === 'plan') {
+    return planProbe(grid);
+  }
+  return state?.probe ? placeProbe(grid, state.probe) : undefined;
 }
 
 /**

@@ -16,6 +16,9 @@ import { DynamicDelay, DynamicDelayOptions } from './dynamic-delay';
 import { allowWakingWaiters, createJobWaitingRoom } from './job-waiting-room';
 import { deriveRateSettings, PacingPoint, RateSettings } from './rate-settings';
 import { addScheduleTrigger, planScheduleTrigger, ScheduleTriggerPlan } from './schedule-trigger';
+import { createPacerTable } from '../contract/contract-state-resources';
+import { VendorContract } from '../contract/vendor-contract';
+import { IVendorContractState } from '../contract/vendor-contract-state';
 import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
@@ -253,7 +256,27 @@ export interface RateControlledQueueConsumerProps extends RateControlledQueueCon
    * @default - this construct's unique id (`Names.uniqueId`)
    */
   readonly metricsScope?: string;
+
+  /**
+   * The contract's state (pacer table, dynamic delay) when it is shared with other consumers or
+   * orchestrators calling the same vendor under the same contract (`VendorContractState`, or one
+   * imported with `VendorContractState.fromVendorContractStateAttributes`): all pace against one
+   * schedule. Its contract's rate must be `requestsPerSecond`; give `dynamicDelay` to the state,
+   * not here.
+   *
+   * @default - its own: a pacer table (and, with `dynamicDelay`, an AppConfig configuration)
+   * created by this consumer
+   */
+  readonly contractState?: IVendorContractState;
 }
+
+/**
+ * How a consumer reserves slots from a schedule: every consumer sharing one pacer table must reserve
+ * them alike, or the one with the shorter spacing (or the other pacing point) breaks the bound the
+ * other keeps. Recorded per table (own or shared) within one app: a state imported by another app
+ * cannot be checked.
+ */
+const PACING_OF_TABLE = new WeakMap<dynamodb.ITable, { readonly path: string; readonly pacing: SlotPacing }>();
 
 /** Time an invocation keeps for its SDK calls after its last pacing slot. */
 const INVOCATION_SLACK_SECONDS = 15;
@@ -275,8 +298,13 @@ export class RateControlledQueueConsumer extends Construct {
   public readonly deadLetterQueue: sqs.Queue;
   /** The dispatcher function. */
   public readonly function: lambda.Function;
-  /** The pacing schedule (one item; with the schedule trigger also the drain lease item). */
-  public readonly pacerTable: dynamodb.Table;
+  /**
+   * The pacing schedule: the pacer table of `contractState` (its own unless a shared state was
+   * given). Items: README, "Sharing a contract".
+   */
+  public readonly pacerTable: dynamodb.ITable;
+  /** The contract's state this consumer paces against (its own unless `contractState` was given). */
+  public readonly contractState: IVendorContractState;
   /** Fires when the backlog exceeds `backlogAlarmThreshold` of work at the contracted rate. */
   public readonly backlogAlarm: cloudwatch.Alarm;
   /** Fires when a request message is parked in the dead-letter queue. */
@@ -300,13 +328,17 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public readonly maxMessagesPerTick?: number;
   // --- schedule trigger (low-rate mode): end ---
-  /** The AppConfig dynamic delay, when `dynamicDelay` is given. */
+  /**
+   * The AppConfig dynamic delay this consumer created, when `dynamicDelay` is given. With a shared
+   * `contractState`, the one in force is `contractState.dynamicDelay`.
+   */
   public readonly dynamicDelay?: DynamicDelay;
   /** Where the pacing schedule is applied. */
   public readonly pacingPoint: PacingPoint;
   /** Every rate knob, derived from the contract and the overrides (see the README, "Pacing"). */
   public readonly rateSettings: RateSettings;
 
+  private readonly sharesState: boolean;
   private stateMachine?: sfn.IStateMachine;
   private callStateMachine?: sfn.IStateMachine;
   private jobsInFlightLimit?: number;
@@ -400,18 +432,15 @@ export class RateControlledQueueConsumer extends Construct {
     this.deadLetterQueue = work.deadLetterQueue;
     this.deadLetterAlarm = work.deadLetterAlarm;
 
-    this.pacerTable = new dynamodb.Table(this, 'PacerTable', {
-      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      encryption: dynamodb.TableEncryption.AWS_MANAGED,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // The vendor caller's slot claims (one short item per request, pacer.ts, claimSlot) expire; the
-      // pacer item and the drain lease have no such attribute and stay. Turning TTL on updates the
-      // table in place (no replacement).
-      timeToLiveAttribute: 'expiresAt', // PACER_TTL_ATTRIBUTE in pacer.ts (a handler module: not imported here)
-      // The next free start time, the vendor's pause and recent slot claims: nothing worth keeping.
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    // The contract's state: given (shared with other consumers) or this consumer's own, created
+    // under the same ids as before sharing existed (logical ids unchanged for deployed stacks).
+    const sharedState = props.contractState;
+    this.sharesState = sharedState !== undefined;
+    if (sharedState) {
+      checkSharedState(this, sharedState, props);
+    }
+    this.pacerTable = sharedState?.pacerTable ?? createPacerTable(this, 'PacerTable');
+    recordPacing(this, this.pacerTable, { pacingPoint: this.pacingPoint, slotIntervalMs: this.rateSettings.slotIntervalMs });
 
     this.function = new DispatcherFunction(this, 'Function', {
       description: 'Starts one dispatch workflow per request message, paced to the vendor contract',
@@ -445,15 +474,27 @@ export class RateControlledQueueConsumer extends Construct {
     // postponeAll), so that waiting never counts against maxReceiveCount.
     this.queue.grantSendMessages(this.function);
     // --- dynamic delay (AppConfig) ---
-    if (props.dynamicDelay) {
+    if (!sharedState && props.dynamicDelay) {
       // The contract is the ceiling of the rate operators may set at run time (AppConfig refuses more).
       this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', { ...props.dynamicDelay, maxRequestsPerSecond: props.requestsPerSecond });
-      for (const [name, value] of Object.entries(this.dynamicDelay.environmentVariables)) {
+    }
+    // Its own state records only the rate (the consumer knows no other term of the contract); an
+    // orchestrator's own state records its whole contract (AsyncExternalApiOrchestrator.contractState).
+    const ownContract = VendorContract.of({ requestsPerSecond: props.requestsPerSecond });
+    this.contractState = sharedState ?? { contract: ownContract, pacerTable: this.pacerTable, dynamicDelay: this.dynamicDelay };
+    const dynamicDelay = this.contractState.dynamicDelay;
+    if (dynamicDelay) {
+      for (const [name, value] of Object.entries(dynamicDelay.environmentVariables)) {
         this.function.addEnvironment(name, value);
       }
-      this.dynamicDelay.grantRead(this.function);
+      dynamicDelay.grantRead(this.function);
     }
     // --- end dynamic delay ---
+    if (sharedState) {
+      // Keys what is this consumer's own in the shared table (its drain lease, its job places): its
+      // queue's ARN, unique in the account and region, and stable (the queue is never replaced).
+      this.function.addEnvironment(ConsumerEnv.SHARED_STATE_OWNER, this.queue.queueArn);
+    }
     // cdk-nag AwsSolutions: the pinned runtime, the managed logging policy, X-Ray and KMS wildcards.
     addFunctionNagSuppressions(this.function, { tracing: props.tracingEnabled, kms: props.encryptionKey !== undefined });
 
@@ -531,6 +572,10 @@ export class RateControlledQueueConsumer extends Construct {
       throw new Error('limitJobsInFlight() was already called: a consumer keeps one jobs-in-flight limit');
     }
     validateWholeNumber('maxJobsInFlight', limit.maxJobsInFlight, 1, 5000, 'the places are kept in one DynamoDB item of at most 400 KB');
+    const stateLimit = this.contractState.contract.maxJobsInFlight;
+    if (this.sharesState && stateLimit !== limit.maxJobsInFlight) {
+      throw new Error(`maxJobsInFlight ${limit.maxJobsInFlight} differs from the shared contract state's (${stateLimit ?? 'none'}): the places in its table are counted against one limit; give the contract's maxJobsInFlight, or a state made for this contract`);
+    }
     validateDuration('maxJobDuration', limit.maxJobDuration, Duration.seconds(1), Duration.days(365));
     const recheck = limit.recheckInterval ?? Duration.seconds(2);
     validateDuration('recheckInterval', recheck, Duration.seconds(1), Duration.minutes(15), 'a waiting request is a delayed SQS copy (whole seconds, at most 15 minutes)');
@@ -544,7 +589,12 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(ConsumerEnv.CORRELATION_TABLE_NAME, limit.correlationTable.tableName);
     // The waiting room (shared/job-waiting.ts): requests without a place wait in their own queue
     // and are woken when a place is freed; the sweep bounds what the wakes miss to about a minute.
-    this.waitingQueue = createJobWaitingRoom(this, this.function, this.queue, this.encryptionKey).queue;
+    // Not with a shared contract state: each consumer's freers would wake only its own waiters, and
+    // a consumer with no job running would wait for the others' places only through its sweep (it
+    // could starve while another keeps a backlog). Its requests recheck as delayed copies instead.
+    if (!this.sharesState) {
+      this.waitingQueue = createJobWaitingRoom(this, this.function, this.queue, this.encryptionKey).queue;
+    }
     // A request whose job was already submitted takes no new place (job-admission.ts). The table
     // itself only: `table.grant` would add its indexes (`/index/*`), which a GetItem never reads.
     iam.Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:GetItem'], resourceArns: [limit.correlationTable.tableArn] });
@@ -581,9 +631,9 @@ export class RateControlledQueueConsumer extends Construct {
 
   /**
    * The queue where requests wait for a place in flight (no consumer: each freed place moves one
-   * back to the request queue). Only with `limitJobsInFlight()`.
+   * back to the request queue). Only with `limitJobsInFlight()` and the consumer's own contract state.
    *
-   * @default - none without a jobs-in-flight limit
+   * @default - none without a jobs-in-flight limit, or with a shared contract state
    */
   public get jobWaitingQueue(): sqs.IQueue | undefined {
     return this.waitingQueue;
@@ -593,11 +643,14 @@ export class RateControlledQueueConsumer extends Construct {
    * Lets `fn`, a function that frees places in flight (the callback processor, the vendor caller),
    * wake one waiting request per place it frees: it gets the waiting and request queues' URLs
    * (environment) and may receive and delete on the waiting queue and send to the request queue.
-   * Call after `limitJobsInFlight()`.
+   * Call after `limitJobsInFlight()`, on a consumer with its own contract state (a consumer sharing
+   * one has no waiting queue: its requests recheck as delayed copies).
    */
   public allowWakingWaiters(fn: lambda.Function): void {
     if (!this.waitingQueue) {
-      throw new Error('allowWakingWaiters() needs the waiting queue: call limitJobsInFlight() first');
+      throw new Error(this.sharesState
+        ? 'allowWakingWaiters(): a consumer sharing a contract state has no waiting queue (its requests recheck as delayed copies); do not call it'
+        : 'allowWakingWaiters() needs the waiting queue: call limitJobsInFlight() first');
     }
     allowWakingWaiters(fn, this.waitingQueue, this.queue);
   }
@@ -699,5 +752,39 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public metricRateInForce(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return customMetric(this.metricsScope, MetricNames.RATE_IN_FORCE, 'Minimum', props);
+  }
+}
+
+/**
+ * Refuses a shared state this consumer cannot pace against: another contract's rate, or a dynamic
+ * delay given to the consumer (the rate in force is the contract's: it belongs to the state).
+ */
+function checkSharedState(consumer: Construct, state: IVendorContractState, props: RateControlledQueueConsumerProps): void {
+  const path = consumer.node.path;
+  if (state.contract.requestsPerSecond !== props.requestsPerSecond) {
+    throw new Error(`${path}: requestsPerSecond ${props.requestsPerSecond} differs from the shared contract state's ${state.contract.requestsPerSecond}: `
+      + 'consumers sharing a state pace against one schedule of one contract; give the same rate, or a state of its own (omit contractState)');
+  }
+  if (props.dynamicDelay) {
+    throw new Error(`${path}: dynamicDelay is given with a shared contractState: the rate in force is the contract's, read by every consumer of the state; `
+      + 'give dynamicDelay to the VendorContractState instead');
+  }
+}
+
+/** Refuses a second consumer of `table` in this app that reserves slots differently from the first. */
+interface SlotPacing {
+  readonly pacingPoint: PacingPoint;
+  readonly slotIntervalMs: number;
+}
+
+function recordPacing(consumer: Construct, table: dynamodb.ITable, pacing: SlotPacing): void {
+  const path = consumer.node.path;
+  const describe = (p: typeof pacing) => `pacingPoint ${p.pacingPoint}, slots ${p.slotIntervalMs.toFixed(1)} ms apart`;
+  const first = PACING_OF_TABLE.get(table);
+  if (!first) {
+    PACING_OF_TABLE.set(table, { path, pacing });
+  } else if (first.pacing.pacingPoint !== pacing.pacingPoint || first.pacing.slotIntervalMs !== pacing.slotIntervalMs) {
+    throw new Error(`${path} reserves slots with ${describe(pacing)}, but ${first.path}, which shares its contract state, with ${describe(first.pacing)}: `
+      + 'consumers of one schedule must space their slots alike (same pacingPoint and latenessTolerance), or the shorter spacing breaks the bound the other keeps');
   }
 }

@@ -333,6 +333,17 @@ function messageAttributes(attributes: Record<string, MessageAttributeValue> | u
  */
 /** Partition key value of the drain lease item (in the pacer table, beside the `pacer` item). */
 export const DRAIN_LEASE_KEY = 'drain-lease';
+
+/**
+ * The drain lease's key for the orchestrator keyed `owner` in a shared contract state
+ * (ConsumerEnv.SHARED_STATE_OWNER, its request queue's ARN): the lease guards ONE queue, so two
+ * orchestrators sharing a pacer table must not take turns at one lease (each would skip ticks
+ * while the other drains). Without an owner (the table is this orchestrator's own), the key
+ * stays `drain-lease`.
+ */
+export function drainLeaseKey(owner?: string): string {
+  return owner ? `${DRAIN_LEASE_KEY}#${owner}` : DRAIN_LEASE_KEY;
+}
 /** Until when the lease is held, epoch milliseconds (N). */
 export const LEASE_HELD_UNTIL_ATTRIBUTE = 'heldUntilMs';
 /** Who holds it: a random id per invocation (S). */
@@ -347,8 +358,10 @@ export interface DrainLease {
 }
 
 /** The drain lease in the pacer table, for one invocation (`holder` must be unique to it). */
-export function dynamoDbDrainLease(dynamodb: DynamoDBClient, tableName: string, holder: string, clock: Clock = systemClock): DrainLease {
-  const key = { [PACER_PARTITION_KEY]: { S: DRAIN_LEASE_KEY } };
+export function dynamoDbDrainLease(
+  dynamodb: DynamoDBClient, tableName: string, holder: string, clock: Clock = systemClock, leaseKey: string = DRAIN_LEASE_KEY,
+): DrainLease {
+  const key = { [PACER_PARTITION_KEY]: { S: leaseKey } };
   const names = { '#until': LEASE_HELD_UNTIL_ATTRIBUTE, '#holder': LEASE_HOLDER_ATTRIBUTE };
   return {
     async acquire(untilMs: number): Promise<boolean> {

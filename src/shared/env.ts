@@ -41,12 +41,29 @@ export const ConsumerEnv = {
    */
   QUOTAS: 'QUOTAS',
   /**
+   * `WAIT` or `FAIL` (QuotaExhaustedAction, as VendorCallerEnv.QUOTA_EXHAUSTED): with FAIL a spent
+   * quota postpones nothing, the vendor caller fails the requests at once. Default WAIT.
+   */
+  QUOTA_EXHAUSTED: 'QUOTA_EXHAUSTED',
+  /**
+   * Longest a request may wait for a quota, from its start (as VendorCallerEnv.QUOTA_MAX_WAIT_MS), in
+   * milliseconds: a request whose deadline comes before the spent period ends is not postponed but
+   * sent on, and the vendor caller fails it at once. Absent: no bound.
+   */
+  QUOTA_MAX_WAIT_MS: 'QUOTA_MAX_WAIT_MS',
+  /**
    * The contract's named limits (JSON array of contract/named-limit.ts `NamedLimitSpec`): each slot
    * also respects the limits of the call it goes to. Absent: none.
    */
   VENDOR_LIMITS: 'VENDOR_LIMITS',
   /** Adaptive pacing (contract/adaptive-spec.ts `AdaptiveSpec`, JSON): reservations read the adaptive rate. Absent: off. */
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
+  /**
+   * This orchestrator's key in a contract state it shares with others (VendorContractState): its
+   * request queue's ARN. Keys what is its own in the shared pacer table (its drain lease, its job
+   * places). Absent: the pacer table is its own (keys as before sharing existed).
+   */
+  SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
 } as const;
 
 /** Callback processor (CallbackWebhook). */
@@ -71,6 +88,8 @@ export const CallbackEnv = {
   MAX_PAYLOAD_BYTES: 'MAX_PAYLOAD_BYTES',
   /** The pacer table holding the jobs-in-flight places: a callback frees its job's place. Absent: no limit. */
   JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
+  /** As ConsumerEnv.SHARED_STATE_OWNER: keys this orchestrator's job places in a shared pacer table. */
+  SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
 } as const;
 
 /** Vendor caller (DispatchWorkflow with PacingPoint.VENDOR_CALL). */
@@ -104,6 +123,8 @@ export const VendorCallerEnv = {
   VENDOR_LIMITS: 'VENDOR_LIMITS',
   /** Adaptive pacing (JSON `AdaptiveSpec`): a 429 decreases the adaptive rate, fresh slots read it. Absent: off. */
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
+  /** As ConsumerEnv.SHARED_STATE_OWNER: keys this orchestrator's job places in a shared pacer table. */
+  SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
 } as const;
 
 /**

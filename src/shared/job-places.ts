@@ -66,15 +66,35 @@ const NAMES = { '#places': PLACES_ATTRIBUTE, '#held': PLACES_HELD_ATTRIBUTE };
 /** Lost races (another invocation changed the item between our read and our write) before giving up. */
 const MAX_TAKE_ROUNDS = 5;
 
-/** The key of a request's place in the map: a fixed-size digest of its request id. */
-export function placeKey(requestId: string): string {
-  return createHash('sha256').update(requestId, 'utf8').digest().subarray(0, 16).toString('base64url');
+/**
+ * The key of a request's place in the map: a fixed-size digest of its request id, and of `owner`
+ * when given. Two orchestrators sharing one contract state (VendorContractState) hold their places
+ * in the one item, and their request ids are theirs to choose (`submitJobTask({ requestId })`): the
+ * same id in both (e.g. one order sent to the old and the new stack of a blue/green deploy) is two
+ * jobs at the vendor, so a place is keyed by its orchestrator too. Without `owner` (an orchestrator
+ * with its own state) the key is the request id's digest alone, as places taken before sharing
+ * existed were keyed.
+ */
+export function placeKey(requestId: string, owner?: string): string {
+  const hash = createHash('sha256');
+  if (owner) {
+    // A NUL cannot occur in a queue ARN, so no (owner, requestId) pair reads as another.
+    hash.update(owner, 'utf8').update('\u0000');
+  }
+  return hash.update(requestId, 'utf8').digest().subarray(0, 16).toString('base64url');
 }
 
 export interface JobPlacesTable {
   readonly dynamodb: DynamoDBClient;
   /** The pacer table. */
   readonly tableName: string;
+  /**
+   * This orchestrator's key in a shared contract state (`SHARED_STATE_OWNER`: its request queue's
+   * ARN), which keys its places apart from the other orchestrators'.
+   *
+   * @default - none: the table is this orchestrator's own
+   */
+  readonly owner?: string;
 }
 
 /**
@@ -95,7 +115,7 @@ export interface TakeOutcome {
 export async function takePlace(
   table: JobPlacesTable, requestId: string, maxJobsInFlight: number, expiresAtMs: number, nowMs: number,
 ): Promise<TakeOutcome> {
-  const key = placeKey(requestId);
+  const key = placeKey(requestId, table.owner);
   for (let round = 0; round < MAX_TAKE_ROUNDS; round++) {
     try {
       const out = await table.dynamodb.send(new UpdateItemCommand({
@@ -169,7 +189,7 @@ async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number,
  * never taken) changes nothing. Resolves to the gauge after the release when it changed, else undefined.
  */
 export async function releasePlace(table: JobPlacesTable, requestId: string): Promise<number | undefined> {
-  return removePlace(table, placeKey(requestId));
+  return removePlace(table, placeKey(requestId, table.owner));
 }
 
 /**

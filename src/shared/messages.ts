@@ -22,6 +22,12 @@ export interface RequestMessage {
    * time, a vendor pause). Absent means 0. Part of the claim sequence (see `DispatchInput.claimSeq`).
    */
   readonly deferrals?: number;
+  /**
+   * When the request's first message reached the request queue, epoch ms: stamped by the dispatcher
+   * (rate-controlled-queue-consumer/request-start.ts) and carried by every re-enqueue. A quota wait
+   * counts the request's deadline from it. Absent on the user's workflow's message.
+   */
+  readonly requestStartedAtMs?: number;
   /** Absent (or `submit`) for a job submission; see {@link VendorCallMessage} for `call`. */
   readonly kind?: 'submit';
   // ---- webhookauth: capability callback URL ----
@@ -63,6 +69,12 @@ export interface VendorCallMessage {
   readonly taskToken: string;
   readonly requestId: string;
   readonly call: VendorCallRequest;
+  /**
+   * The request id of the job submission (`submitJobTask`) whose job this call ends at the vendor
+   * (`callVendorTask`'s `endsJobOf`, e.g. the vendor's cancel endpoint): on a 2xx answer the vendor
+   * caller frees that request's place in flight. Absent or null: the call frees nothing.
+   */
+  readonly endsJobOf?: string | null;
   /** 1 for the first call; raised by each re-enqueue. Absent means 1. */
   readonly attempt?: number;
   /**
@@ -70,6 +82,12 @@ export interface VendorCallMessage {
    * time, a vendor pause). Absent means 0. Part of the claim sequence (see `DispatchInput.claimSeq`).
    */
   readonly deferrals?: number;
+  /**
+   * When the request's first message reached the request queue, epoch ms: stamped by the dispatcher
+   * (rate-controlled-queue-consumer/request-start.ts) and carried by every re-enqueue. A quota wait
+   * counts the request's deadline from it. Absent on the user's workflow's message.
+   */
+  readonly requestStartedAtMs?: number;
 }
 
 /** Input of one vendor-call (Express) workflow execution, built by the queue consumer. */
@@ -91,8 +109,12 @@ export interface VendorCallInput {
   readonly call: VendorCallRequest;
   /** The raw message, re-enqueued or parked in the DLQ as is when the call gives up. */
   readonly message: VendorCallMessage;
+  /** `endsJobOf` of the message, null when absent: always present (the workflow passes it to the vendor caller). */
+  readonly endsJobOf: string | null;
   /** The pacing slot of this call, epoch ms: the vendor caller fires at it (PacingPoint.VENDOR_CALL). */
   readonly slotAtMs?: number;
+  /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
+  readonly requestStartedAtMs: number;
 }
 
 /**
@@ -138,6 +160,8 @@ export interface DispatchInput {
    * (PacingPoint.VENDOR_CALL). With PacingPoint.DISPATCH, the slot the execution was started in.
    */
   readonly slotAtMs?: number;
+  /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
+  readonly requestStartedAtMs: number;
 }
 
 /**

@@ -114,6 +114,9 @@ export function parseVendorCallMessage(fields: Record<string, unknown>):
   if (fields.attempt !== undefined && !(Number.isSafeInteger(fields.attempt) && (fields.attempt as number) >= 1)) {
     problems.push('attempt must be a positive integer when present');
   }
+  if (fields.endsJobOf !== undefined && fields.endsJobOf !== null && !(typeof fields.endsJobOf === 'string' && fields.endsJobOf.length > 0)) {
+    problems.push(`endsJobOf must be a non-empty string (the request id of the submission whose job the call ends) or null when present (given ${JSON.stringify(fields.endsJobOf)})`);
+  }
   const call = normalizeVendorCall(fields.call);
   if (!call.ok) {
     problems.push(...call.problems);
@@ -146,6 +149,11 @@ export function buildVendorCallInput(message: VendorCallMessage, nowMs: number, 
     call: normalized.call,
     message,
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),
+    endsJobOf: typeof message.endsJobOf === 'string' && message.endsJobOf.length > 0 ? message.endsJobOf : null,
+    // The call's start, stamped by the dispatcher (request-start.ts); now for a message never stamped.
+    requestStartedAtMs: Number.isSafeInteger(message.requestStartedAtMs) && message.requestStartedAtMs! > 0
+      ? message.requestStartedAtMs!
+      : Math.floor(nowMs),
   };
 }
 

@@ -1,6 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import { AdaptivePacing, VendorContract } from '../../src';
-import { AdaptiveSpec, adaptiveRateAt, decreasedState, parseAdaptiveSpec, recoveryMs } from '../../src/contract/adaptive-spec';
+import { adaptivePlan, AdaptiveSpec, adaptiveRateAt, decreasedState, parseAdaptiveSpec, parseAdaptiveState, recoveryMs } from '../../src/contract/adaptive-spec';
 
 const T0 = 1_700_000_000_000;
 const SPEC: AdaptiveSpec = { decreaseFactor: 0.5, probeIntervalMs: 10_000, increaseStep: 1, minimumRequestsPerSecond: 2, cooldownMs: 2000 };
@@ -10,12 +10,17 @@ describe('adaptive rate arithmetic (injected clock)', () => {
     expect(adaptiveRateAt(T0, 10, undefined, SPEC)).toBe(10);
   });
 
-  test('GIVEN a decrease WHEN time passes THEN the rate climbs one step per whole probe interval, lazily', () => {
+  test('GIVEN a decrease and no probe given out WHEN time passes THEN the rate climbs one step per whole probe interval after the first (the interval a probe was due in), lazily', () => {
     const state = { rps: 4, sinceMs: T0 };
     expect(adaptiveRateAt(T0, 10, state, SPEC)).toBe(4);
-    expect(adaptiveRateAt(T0 + 9_999, 10, state, SPEC)).toBe(4);
-    expect(adaptiveRateAt(T0 + 10_000, 10, state, SPEC)).toBe(5);
-    expect(adaptiveRateAt(T0 + 35_000, 10, state, SPEC)).toBe(7);
+    expect(adaptiveRateAt(T0 + 19_999, 10, state, SPEC)).toBe(4);
+    expect(adaptiveRateAt(T0 + 20_000, 10, state, SPEC)).toBe(5);
+    expect(adaptiveRateAt(T0 + 45_000, 10, state, SPEC)).toBe(7);
+  });
+
+  test('GIVEN a probe under way WHEN time passes THEN the rate waits for its judgement', () => {
+    const state = { rps: 4, sinceMs: T0, probe: { atMs: T0 + 10_000, slots: 2, fromMs: T0 + 9_000, refused: false } };
+    expect(adaptiveRateAt(T0 + 60_000, 10, state, SPEC)).toBe(4);
   });
 
   test('GIVEN a long climb WHEN reading THEN the rate never goes above the rate in force (a lowered one too)', () => {
@@ -46,8 +51,47 @@ describe('adaptive rate arithmetic (injected clock)', () => {
   test('GIVEN a climb under way WHEN a 429 comes THEN the decrease starts from the climbed rate, and the climb restarts', () => {
     const state = { rps: 4, sinceMs: T0 };
     const next = decreasedState(T0 + 30_000, 10, state, SPEC)!;
-    expect(next).toEqual({ rps: 3.5, sinceMs: T0 + 30_000 });
-    expect(adaptiveRateAt(T0 + 39_999, 10, next, SPEC)).toBe(3.5);
+    expect(next).toEqual({ rps: 3, sinceMs: T0 + 30_000 });
+    expect(adaptiveRateAt(T0 + 49_999, 10, next, SPEC)).toBe(3);
+  });
+
+  test('GIVEN no probe WHEN less than half a probe interval passed, or the rate is the ceiling THEN a reservation plans none; after it, it plans one', () => {
+    const state = { rps: 4, sinceMs: T0 };
+    expect(adaptivePlan(T0 + 4_999, 10, state, SPEC)).toEqual({ rps: 4, probe: 'none' });
+    expect(adaptivePlan(T0 + 5_000, 10, state, SPEC)).toEqual({ rps: 4, update: { rps: 4, sinceMs: T0 }, probe: 'plan' });
+    expect(adaptivePlan(T0 + 5_000, 4, state, SPEC)).toEqual({ rps: 4, probe: 'none' });
+    expect(adaptivePlan(T0, 10, undefined, SPEC)).toEqual({ rps: 10, probe: 'none' });
+    // After a lazy climb, the climbed rate is written with the plan.
+    expect(adaptivePlan(T0 + 25_000, 10, state, SPEC)).toEqual({ rps: 5, update: { rps: 5, sinceMs: T0 + 15_000 }, probe: 'plan' });
+  });
+
+  test('GIVEN a probe planned, then placed WHEN its answer is in (a cooldown after it) THEN it is judged: passed -> one step up, refused -> the rate stays; the next probe counts from its end', () => {
+    const planned = { atMs: T0 + 10_000, slots: 2, fromMs: T0 + 9_000, refused: false };
+    expect(adaptivePlan(T0 + 9_000, 10, { rps: 4, sinceMs: T0, probe: planned }, SPEC)).toEqual({ rps: 4, probe: 'place' });
+    const placed = { rps: 4, sinceMs: T0, probe: { ...planned, toMs: T0 + 10_100 } };
+    expect(adaptivePlan(T0 + 12_099, 10, placed, SPEC)).toEqual({ rps: 4, probe: 'none' });
+    expect(adaptivePlan(T0 + 12_100, 10, placed, SPEC)).toEqual({ rps: 5, update: { rps: 5, sinceMs: T0 + 10_100 }, probe: 'none' });
+    const refused = { ...placed, probe: { ...placed.probe, refused: true } };
+    expect(adaptivePlan(T0 + 12_100, 10, refused, SPEC)).toEqual({ rps: 4, update: { rps: 4, sinceMs: T0 + 10_100 }, probe: 'none' });
+    // Never above the ceiling.
+    expect(adaptivePlan(T0 + 12_100, 4.5, placed, SPEC).rps).toBe(4.5);
+  });
+
+  test('the probe is read back from the pacer item; a refusal counts for the probe it names only', () => {
+    const item = {
+      adaptiveRps: { N: '4' },
+      adaptiveSinceMs: { N: String(T0) },
+      adaptiveProbeAtMs: { N: String(T0 + 10_000) },
+      adaptiveProbeSlots: { N: '2' },
+      adaptiveProbeFromMs: { N: String(T0 + 9_000) },
+      adaptiveProbeToMs: { N: String(T0 + 10_100) },
+      adaptiveProbeRefusedAtMs: { N: String(T0 + 10_000) },
+    };
+    expect(parseAdaptiveState(item)).toEqual({
+      rps: 4, sinceMs: T0, probe: { atMs: T0 + 10_000, slots: 2, fromMs: T0 + 9_000, toMs: T0 + 10_100, refused: true },
+    });
+    expect(parseAdaptiveState({ ...item, adaptiveProbeRefusedAtMs: { N: '1' } })!.probe!.refused).toBe(false);
+    expect(parseAdaptiveState({ adaptiveRps: { N: '4' }, adaptiveSinceMs: { N: String(T0) } })).toEqual({ rps: 4, sinceMs: T0 });
   });
 
   test('recovery time is whole probe intervals', () => {

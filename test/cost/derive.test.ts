@@ -71,6 +71,22 @@ describe('cost derivation from a synthesized stack', () => {
     expect(dispatch.usage.monthly.map((m) => m.what)).not.toContain('arrival audit custom metric (EMF)');
   });
 
+  test('handler custom metrics a month: the metrics the handlers publish on the happy path of the template (vendor caller, quotas, run-time rate)', () => {
+    const metricsLine = (d: ReturnType<typeof deriveStack>) => d.usage.monthly.find((m) => m.what === 'handler custom metrics (EMF)')!;
+    // The example: dispatcher 2, vendor caller 2 (VendorCalls, VendorCallLateness), processor 2.
+    expect(metricsLine(deriveStack(example, options(10))).quantity).toBe(6);
+    expect(metricsLine(deriveStack(example, options(10))).derivation).toMatch(/VendorCallLateness \(vendor caller\)/);
+    // DISPATCH: no vendor caller, its two metrics go.
+    expect(metricsLine(deriveStack(synthesize(() => ({ pacingPoint: PacingPoint.DISPATCH })), options(10))).quantity).toBe(4);
+    // Quotas: the caller's QuotaUnitsSpent too.
+    const withQuotas = synthesize(() => ({
+      requestsPerSecond: undefined,
+      contract: VendorContract.of({ requestsPerSecond: 10, quotas: [VendorQuota.perDay(100_000)] }),
+    }));
+    expect(metricsLine(deriveStack(withQuotas, options(10))).derivation).toMatch(/QuotaUnitsSpent/);
+    expect(metricsLine(deriveStack(withQuotas, options(10))).quantity).toBe(7);
+  });
+
   test('per-batch counts follow the batch size in the template', () => {
     // GIVEN the same stack with batches of 20 and of 10, both under a backlog (full batches)
     const big = deriveStack(example, options(10));
@@ -145,7 +161,7 @@ describe('cost derivation from a synthesized stack', () => {
     // WHEN it runs (test/asl/execute.ts)
     const message = { taskToken: 'token-1', requestId: 'req-1', payload: { sku: 'a' }, attempt: 1, callbackToken: 'cb-1' };
     const execution = await executeDefinition(definition, {
-      ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, message,
+      ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: 1000, slotAtMs: 1_900_000_000_000, requestStartedAtMs: 1_899_999_990_000, message,
     }, handlers, { context: { Execution: { StartTime: '2026-11-27T12:00:00.000Z' } } });
     expect(execution.error).toBeUndefined();
     const entered = execution.states;

@@ -45,10 +45,21 @@ function run(definition: AslDefinition, input: unknown, handlers: Record<string,
 }
 
 const SLOT = 1_900_000_000_123;
+/** When the request's first message reached the queue (the dispatcher stamps it). */
+const REQUEST_STARTED_AT = SLOT - 60_000;
 
 function dispatchInput(attempt = 1, payload: unknown = { order: 'o-1', amount: 3 }) {
   const message = { taskToken: 'token-1', requestId: 'req-1', payload, attempt };
-  return { ...message, expiresAt: 1_900_000_000, deferrals: 0, claimSeq: attempt * 1000, message, callbackToken: INPUT_TOKEN, slotAtMs: SLOT };
+  return {
+    ...message,
+    expiresAt: 1_900_000_000,
+    deferrals: 0,
+    claimSeq: attempt * 1000,
+    message,
+    callbackToken: INPUT_TOKEN,
+    slotAtMs: SLOT,
+    requestStartedAtMs: REQUEST_STARTED_AT,
+  };
 }
 
 const ok = () => ({});
@@ -131,7 +142,14 @@ describe('dispatch workflow, executed', () => {
     expect(Number.isInteger(requeue.DelaySeconds)).toBe(true);
     expect(requeue.DelaySeconds).toBeGreaterThanOrEqual(0);
     expect(requeue.DelaySeconds).toBeLessThanOrEqual(cap);
-    expect(JSON.parse(requeue.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: attempt + 1, callbackToken: INPUT_TOKEN });
+    expect(JSON.parse(requeue.MessageBody)).toEqual({
+      taskToken: 'token-1',
+      requestId: 'req-1',
+      payload: { order: 'o-1', amount: 3 },
+      attempt: attempt + 1,
+      callbackToken: INPUT_TOKEN,
+      requestStartedAtMs: REQUEST_STARTED_AT, // the retry keeps the request's start (its quota deadline)
+    });
     expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
   });
 
@@ -332,7 +350,15 @@ describe('dispatch workflow, executed', () => {
     expect(result.error).toBeUndefined();
     const sent = result.calls.RequeueWithDelay[0];
     expect(sent.DelaySeconds).toBe(42);
-    expect(JSON.parse(sent.MessageBody)).toEqual({ taskToken: 'token-1', requestId: 'req-1', payload: { order: 'o-1', amount: 3 }, attempt: 2, deferrals: 1, callbackToken: INPUT_TOKEN });
+    expect(JSON.parse(sent.MessageBody)).toEqual({
+      taskToken: 'token-1',
+      requestId: 'req-1',
+      payload: { order: 'o-1', amount: 3 },
+      attempt: 2,
+      deferrals: 1,
+      callbackToken: INPUT_TOKEN,
+      requestStartedAtMs: REQUEST_STARTED_AT,
+    });
     expect(result.calls.StoreJobId).toBeUndefined();
   });
 

@@ -519,6 +519,7 @@ describe('DispatchWorkflow', () => {
           'payload.$': '$.payload',
           'attempt.$': 'States.MathAdd($.attempt, 1)',
           'callbackToken.$': '$.callbackToken',
+          'requestStartedAtMs.$': '$.requestStartedAtMs',
         },
       });
       expect(definition.States.RequeueWithDelay).toMatchObject({

@@ -174,6 +174,9 @@ describe('vendor-call workflow, executed', () => {
       requestId: 'req-1',
       attempt: attempt + 1,
       call: { method: 'GET', path: '/job-1/result', query: { fields: ['all'] } },
+      // The retry keeps the call's start (its quota deadline) and the job it ends (none).
+      requestStartedAtMs: NOW_MS,
+      endsJobOf: null,
     });
     expect(result.calls.ReturnResponse).toBeUndefined();
   });
@@ -309,7 +312,9 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     expect(result.calls.CallVendor[0].Payload).toMatchObject({ method: 'GET', path: '/job-1/result', requestId: 'req-1' });
     const sent = result.calls.RequeueWithDelay[0];
     expect(sent.DelaySeconds).toBeGreaterThanOrEqual(59);
-    expect(JSON.parse(sent.MessageBody)).toEqual({ kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, deferrals: 1, call: callInput().call });
+    expect(JSON.parse(sent.MessageBody)).toEqual({
+      kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, deferrals: 1, call: callInput().call, requestStartedAtMs: NOW_MS, endsJobOf: null,
+    });
     expect(result.calls.ReturnResponse).toBeUndefined();
   });
 

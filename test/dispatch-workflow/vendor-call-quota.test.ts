@@ -2,7 +2,9 @@ import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } fro
 import { mockClient } from 'aws-sdk-client-mock';
 import { testVendorCallConfig } from './vendor-call-config';
 import { QuotaSpec } from '../../src/contract/quota-period';
-import { callVendor, loadVendorCallConfig, QUOTA_EXHAUSTED_REASON, VendorCallConfig, VendorCallDeps, VendorCallError } from '../../src/dispatch-workflow/vendor-call';
+import {
+  callVendor, loadVendorCallConfig, QUOTA_EXHAUSTED_REASON, quotaDeadlineMs, VendorCallConfig, VendorCallDeps, VendorCallError,
+} from '../../src/dispatch-workflow/vendor-call';
 
 const ddb = mockClient(DynamoDBClient);
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined } as any;
@@ -101,7 +103,7 @@ describe('callVendor with quotas (issue 14, item 2)', () => {
     quotaIsSpent();
     const error = await callVendor({ requestId: 'r-5', body: {} }, deps({ quotas: [DAILY], quotaMaxWaitMs: 1000 }, [])).catch((e) => e);
     expect(error.name).toBe('VendorQuotaExhausted');
-    expect(error.message).toMatch(/after the request's deadline \(1000 ms from now\)/);
+    expect(error.message).toMatch(/after the request's deadline .* \(1000 ms after it started waiting\)/);
   });
 
   test('GIVEN a DynamoDB failure while spending WHEN calling THEN the error is thrown and the vendor is not called', async () => {
@@ -157,5 +159,55 @@ describe('callVendor with quotas (issue 14, item 2)', () => {
       .toMatchObject({ quotas: [SHORT], whenQuotaExhausted: 'FAIL', quotaMaxWaitMs: 60000 });
     expect(() => loadVendorCallConfig({ ...env, QUOTAS: '[{"name":"x","limit":0,"unit":"day"}]' })).toThrow(/QUOTAS must be a JSON array/);
     expect(() => loadVendorCallConfig({ ...env, QUOTAS: 'daily' })).toThrow(/QUOTAS must be a JSON array/);
+  });
+});
+
+// ---- The quota deadline counts from the request's start, not from when the quota is found spent. ----
+describe('quota deadline from the request\'s own start (injected clock)', () => {
+  // A 3 s fixed period; `now` 1 s into the period [T0, T0 + 3000): it ends at T0 + 3000, and a
+  // request may call again from T0 + 3250 (the 250 ms boundary margin). Slot 300 ms ahead.
+  const T0 = 1_800_000_000_000 - (1_800_000_000_000 % 3000);
+  const NOW = T0 + 1000;
+  const AVAILABLE_AT = T0 + 3000 + 250;
+  const MAX_WAIT = 10_000;
+  const clockAt = (start: number) => {
+    let t = start;
+    return { now: () => t, sleep: async (ms: number) => { t += ms; } };
+  };
+  const callAt = (requestStartedAtMs: number | undefined, fetched: string[] = []) => callVendor(
+    { requestId: 'r-deadline', body: {}, slotAtMs: NOW + 300, ...(requestStartedAtMs !== undefined ? { requestStartedAtMs } : {}) },
+    { ...deps({ quotas: [SHORT], quotaMaxWaitMs: MAX_WAIT }, fetched), clock: clockAt(NOW) },
+  );
+
+  test('quotaDeadlineMs: the request\'s start plus the wait; now for a missing, invalid or future start; none without a bound', () => {
+    expect(quotaDeadlineMs({ quotaMaxWaitMs: MAX_WAIT }, NOW - 4000, NOW)).toBe(NOW - 4000 + MAX_WAIT);
+    expect(quotaDeadlineMs({ quotaMaxWaitMs: MAX_WAIT }, undefined, NOW)).toBe(NOW + MAX_WAIT);
+    expect(quotaDeadlineMs({ quotaMaxWaitMs: MAX_WAIT }, 'soon', NOW)).toBe(NOW + MAX_WAIT);
+    expect(quotaDeadlineMs({ quotaMaxWaitMs: MAX_WAIT }, NOW + 5000, NOW)).toBe(NOW + MAX_WAIT);
+    expect(quotaDeadlineMs({}, NOW - 4000, NOW)).toBeUndefined();
+  });
+
+  test('GIVEN a request that already waited so long that its deadline falls just before the next period WHEN the quota is spent THEN it fails at once with VendorQuotaExhausted', async () => {
+    quotaIsSpent();
+    const fetched: string[] = [];
+    // Started MAX_WAIT - 2249 ms ago: its deadline is 1 ms before the next period's first call.
+    const error = await callAt(AVAILABLE_AT - 1 - MAX_WAIT, fetched).catch((e) => e);
+    expect(error).toBeInstanceOf(VendorCallError);
+    expect(error.name).toBe('VendorQuotaExhausted');
+    expect(error.message).toContain(`after the request's deadline ${new Date(AVAILABLE_AT - 1).toISOString()}`);
+    expect(fetched).toHaveLength(0);
+  });
+
+  test('GIVEN a request whose deadline is exactly when the next period may be called WHEN the quota is spent THEN it waits for that period (requeued, no attempt)', async () => {
+    quotaIsSpent();
+    const result = await callAt(AVAILABLE_AT - MAX_WAIT);
+    expect(result.statusCode).toBeNull();
+    expect(result.requeue).toEqual({ delaySeconds: Math.ceil((AVAILABLE_AT - NOW) / 1000), reason: QUOTA_EXHAUSTED_REASON });
+  });
+
+  test('GIVEN the same request without its start (an older dispatcher) WHEN the quota is spent THEN the deadline counts from now, as before (it waits)', async () => {
+    quotaIsSpent();
+    const result = await callAt(undefined);
+    expect(result.requeue?.reason).toBe(QUOTA_EXHAUSTED_REASON);
   });
 });

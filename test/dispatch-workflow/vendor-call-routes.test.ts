@@ -178,7 +178,16 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     expect(result.error).toBeUndefined();
     expect(result.edges).toContain(edge);
     const sent = JSON.parse(result.calls.RequeueWithDelay[0].MessageBody);
-    expect(sent).toEqual({ kind: 'call', taskToken: 'main-task-token-2', requestId: 'call-1', attempt: 2, call: callMessage(call).call });
+    expect(sent).toEqual({
+      kind: 'call',
+      taskToken: 'main-task-token-2',
+      requestId: 'call-1',
+      attempt: 2,
+      call: callMessage(call).call,
+      // The retry keeps the call's start (its quota deadline) and what job it ends (none here).
+      requestStartedAtMs: expect.any(Number),
+      endsJobOf: null,
+    });
   });
 
   test.each([['CallVendor', GET_RESULT], ['CallVendorWithBody', PUT_PRIORITY]] as const)('a 404 on %s parks the call and fails the waiting workflow', async (state, call) => {

@@ -1,15 +1,18 @@
 /**
  * The fault suite's jobs-in-flight scenarios (local/fault-suite-jobs-in-flight.ts) on one runtime
- * whose contract has maxJobsInFlight 2 and maxJobDuration 5 s, against a strict vendor that
- * refuses job 3. Each asserts the safety figures (accounted, lost 0, duplicate vendor calls 0),
- * no violation of the limit at the vendor, and no leaked place.
+ * whose contract has maxJobsInFlight 2, maxJobDuration 5 s and a quota of 6 calls per 5 s, against
+ * a strict vendor that refuses job 3 and a call beyond the quota. Each asserts the safety figures
+ * (accounted, lost 0, duplicate vendor calls 0), no violation of either limit at the vendor, and
+ * no leaked place.
  */
+import { Duration } from 'aws-cdk-lib';
 import {
   FaultScenarioResult, FaultSuiteContext, formatFaultTable, runFaultScenario, startFaultSuite,
 } from '../../local/fault-suite';
 import {
-  JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios, placesHeld,
+  JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios, placesHeld,
 } from '../../local/fault-suite-jobs-in-flight';
+import { VendorQuota } from '../../src';
 
 jest.setTimeout(120_000);
 
@@ -21,6 +24,7 @@ beforeAll(async () => {
     logFile: process.env.FAULTS_LOG,
     maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT,
     maxJobDuration: JOBS_SUITE_MAX_JOB_DURATION,
+    quotas: [VendorQuota.every(Duration.millis(JOBS_SUITE_QUOTA.periodMs), JOBS_SUITE_QUOTA.limit)],
     // On AWS every expiry also covers the dispatch workflow's 5 minutes (admission -> submission);
     // here 1 s, so that the lost callbacks' places expire within the scenario.
     functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
@@ -32,13 +36,19 @@ beforeAll(async () => {
 afterAll(async () => {
   if (results.length > 0) {
     console.log(formatFaultTable(results));
+    // What the vendor counted for the two limits (the table's columns are the common ones).
+    console.log(results.map((r) => `${r.id}: most jobs in flight ${r.vendorJobsInFlight.maxObserved}, `
+      + `in-flight violations ${r.vendorJobsInFlight.violations}, most calls in a quota period ${r.vendorQuota.maxInAnyPeriod}, `
+      + `quota violations ${r.vendorQuota.violations}`).join('\n'));
   }
   await ctx?.runtime.stop();
 });
 
 async function run(id: string): Promise<FaultScenarioResult> {
   const scenario = jobsInFlightScenarios(ctx).find((s) => s.id === id)!;
-  const result = await runFaultScenario(ctx, { ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, ...scenario.vendor } });
+  const result = await runFaultScenario(ctx, {
+    ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, quota: JOBS_SUITE_QUOTA, ...scenario.vendor },
+  });
   results.push(result);
   expect({
     id,
@@ -46,8 +56,10 @@ async function run(id: string): Promise<FaultScenarioResult> {
     lost: result.lost,
     duplicateVendorCalls: result.duplicateVendorCalls,
     inFlightViolations: result.vendorJobsInFlight.violations,
-  }).toEqual({ id, accounted: result.requests, lost: 0, duplicateVendorCalls: 0, inFlightViolations: 0 });
+    quotaViolations: result.vendorQuota.violations,
+  }).toEqual({ id, accounted: result.requests, lost: 0, duplicateVendorCalls: 0, inFlightViolations: 0, quotaViolations: 0 });
   expect(result.vendorJobsInFlight.maxObserved).toBeLessThanOrEqual(JOBS_SUITE_MAX_JOBS_IN_FLIGHT);
+  expect(result.vendorQuota.maxInAnyPeriod).toBeLessThanOrEqual(JOBS_SUITE_QUOTA.limit);
   return result;
 }
 
@@ -79,4 +91,12 @@ test('GIVEN lost callbacks WHEN their jobs pass maxJobDuration THEN their places
   expect(r.succeeded).toBe(r.requests - lostCallbacks);
   // Expired places may still be in the item (dropped when the limit is next full); none is live.
   expect((await placesHeld(ctx)).live).toBe(0);
+});
+
+test('GIVEN a burst larger than the quota across a period boundary WHEN dispatched THEN no period holds more calls than the quota, the rest wait for the next period, and no place is left', async () => {
+  const r = await run('inflight-quota-boundary');
+  // 10 vendor calls against 6 per period: some waited for a later period, none was refused.
+  expect(r.succeeded).toBe(5);
+  expect(r.vendorQuota.violations).toBe(0);
+  expect(await placesHeld(ctx)).toEqual({ held: 0, live: 0 });
 });

@@ -538,7 +538,9 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     // As the dispatcher builds it: the request's capability token (minted once, kept by retries).
     const callbackToken = message.callbackToken ?? CALLBACK_TOKEN;
     const claim = { deferrals: 0, claimSeq: attempt * 1000 };
-    const input = { requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, ...claim, message, callbackToken };
+    const input = {
+      requestId, taskToken, payload, attempt, expiresAt: 1_900_000_000, ...claim, message, callbackToken, requestStartedAtMs: Date.now(),
+    };
     const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: dispatchArn, input: JSON.stringify(input) }));
     return local.waitForExecution(executionArn!);
   }
@@ -582,7 +584,14 @@ describe('the synthesized orchestrator definitions, end to end', () => {
     // THEN the request is re-enqueued with a (full-jitter) delay, the same id and token
     expect(first.status).toBe('SUCCEEDED');
     const retry = await receiveOne(requestQueue, 5);
-    expect(retry.body).toEqual({ taskToken: message.taskToken, requestId: 'order-2', payload: message.payload, attempt: 2, callbackToken: CALLBACK_TOKEN });
+    expect(retry.body).toEqual({
+      taskToken: message.taskToken,
+      requestId: 'order-2',
+      payload: message.payload,
+      attempt: 2,
+      callbackToken: CALLBACK_TOKEN,
+      requestStartedAtMs: expect.any(Number), // the retry keeps the request's start (its quota deadline)
+    });
 
     // WHEN the vendor refuses the retry
     vendor.reply.status = 400;

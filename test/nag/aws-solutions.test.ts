@@ -13,7 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/app';
-import { AsyncExternalApiOrchestrator, VendorContract, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorContract, VendorContractState, VendorCredentials } from '../../src';
 import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
 
 /** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
@@ -103,6 +103,23 @@ describe('cdk-nag AwsSolutions', () => {
       consumer: { encryptionKey: key },
       webhook: { encryptionKey: key },
     });
+    expect(nagFindings(stack)).toEqual([]);
+  });
+
+  test('two orchestrators sharing one contract state (and its dynamic delay), one importing it, have no errors or warnings', () => {
+    const stack = new Stack(new App(), 'Shared', { env: TEST_ENV });
+    const contract = VendorContract.of({ requestsPerSecond: 5, maxJobsInFlight: 3 });
+    const state = new VendorContractState(stack, 'State', { contract, dynamicDelay: {} });
+    const imported = VendorContractState.fromVendorContractStateAttributes(stack, 'Imported', {
+      contract,
+      pacerTableName: 'blue-pacer',
+      dynamicDelay: { applicationId: 'app1', environmentId: 'env1', configurationProfileId: 'prof1' },
+    });
+    for (const [id, contractState] of [['Orders', state], ['Invoices', state], ['Green', imported]] as const) {
+      new AsyncExternalApiOrchestrator(stack, id, {
+        vendorUrl: 'https://api.vendor.example/v1/jobs', contract, contractState, callbackTimeout: Duration.minutes(10),
+      });
+    }
     expect(nagFindings(stack)).toEqual([]);
   });
 

@@ -7,7 +7,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, RateControlledQueueConsumer, VendorContract } from '../../src';
+import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState } from '../../src';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
@@ -136,6 +136,24 @@ describe('jobs in flight: the waiting room', () => {
     expect(JSON.stringify(warnings[0].entry.data)).toContain('callbackTimeout (20 days) is longer than the 14 days SQS keeps a message');
   });
 
+  test('GIVEN two orchestrators sharing one contract state WHEN built THEN neither has a waiting queue (each would wake only its own waiters): their requests recheck as delayed copies', () => {
+    const stack = testStack();
+    const contract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 4 });
+    const state = new VendorContractState(stack, 'State', { contract });
+    const built = ['Orders', 'Invoices'].map((id) => new AsyncExternalApiOrchestrator(stack, id, {
+      vendorUrl: VENDOR_URL, contract, contractState: state, callbackTimeout: Duration.hours(2),
+    }));
+    const template = Template.fromStack(stack);
+    for (const o of built) {
+      expect(o.consumer.jobWaitingQueue).toBeUndefined();
+      expect(environmentOf(template, stack, o.consumer.function)).toMatchObject({ MAX_JOBS_IN_FLIGHT: '4', JOB_PLACE_RECHECK_MS: '2000' });
+      expect(environmentOf(template, stack, o.consumer.function)).not.toHaveProperty('JOB_WAITING_QUEUE_URL');
+      expect(environmentOf(template, stack, o.webhook.processor)).not.toHaveProperty('JOB_WAITING_QUEUE_URL');
+      expect(() => o.consumer.allowWakingWaiters(o.webhook.processor)).toThrow(/a consumer sharing a contract state has no waiting queue/);
+    }
+    expect(Object.keys(template.findResources('AWS::Scheduler::Schedule'))).toHaveLength(0);
+  });
+
   test('GIVEN no maxJobsInFlight WHEN built THEN there is no waiting queue and no sweep', () => {
     const stack = testStack();
     const o = orchestrator(VendorContract.of({ requestsPerSecond: 10 }), stack);
@@ -236,5 +254,55 @@ describe('RateControlledQueueConsumer.limitJobsInFlight', () => {
     const limit = { maxJobsInFlight: 2, maxJobDuration: Duration.hours(1), correlationTable: table, recheckInterval: Duration.millis(1500) };
     expect(() => c.limitJobsInFlight(limit))
       .toThrow(/recheckInterval must be whole seconds \(given 1 second 500 millis\)/);
+  });
+});
+
+describe('callVendorTask endsJobOf: a call that ends a job frees its place', () => {
+  const JOBS = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5 });
+
+  function messageBodyOf(task: sfn.TaskStateBase): Record<string, unknown> {
+    return (task.toStateJson() as any).Parameters.MessageBody;
+  }
+
+  test('GIVEN endsJobOf WHEN the task is built THEN the message names the submission whose job the call ends', () => {
+    const stack = testStack();
+    const o = orchestrator(JOBS, stack);
+    const cancel = o.callVendorTask(stack, 'CancelJob', {
+      method: 'POST', path: sfn.JsonPath.format('/{}/cancel', sfn.JsonPath.stringAt('$.vendor.jobId')), endsJobOf: sfn.JsonPath.stringAt('$.orderId'),
+    });
+    expect(messageBodyOf(cancel)).toMatchObject({ 'kind': 'call', 'endsJobOf.$': '$.orderId' });
+    const fetch = o.callVendorTask(stack, 'Fetch', { path: '/x' });
+    expect(messageBodyOf(fetch)).not.toHaveProperty('endsJobOf');
+    expect(messageBodyOf(fetch)).not.toHaveProperty('endsJobOf.$');
+  });
+
+  test('GIVEN endsJobOf in JSONata WHEN the task is built THEN the message carries the expression', () => {
+    const stack = testStack();
+    const o = orchestrator(JOBS, stack);
+    const cancel = o.callVendorTaskJsonata(stack, 'CancelJob', { method: 'DELETE', path: '/jobs/1', endsJobOf: '{% $states.input.orderId %}' });
+    expect(JSON.stringify((cancel.toStateJson() as any).Arguments)).toContain('"endsJobOf":"{% $states.input.orderId %}"');
+  });
+
+  test('GIVEN endsJobOf without maxJobsInFlight WHEN the task is built THEN it is refused with how to fix it', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10 }), stack);
+    expect(() => o.callVendorTask(stack, 'CancelJob', { method: 'POST', path: '/jobs/1/cancel', endsJobOf: 'order-1' }))
+      .toThrow("callVendorTask 'CancelJob': endsJobOf frees the job's place in flight, but the contract has no maxJobsInFlight: remove endsJobOf, or set VendorContract.of({ maxJobsInFlight, ... })");
+  });
+
+  test('GIVEN endsJobOf with PacingPoint.DISPATCH WHEN the task is built THEN it is refused (no Lambda sees the answer)', () => {
+    const stack = testStack();
+    const o = new AsyncExternalApiOrchestrator(stack, 'Vendor', { vendorUrl: VENDOR_URL, contract: JOBS, callbackTimeout: Duration.hours(2), pacingPoint: PacingPoint.DISPATCH });
+    expect(() => o.callVendorTask(stack, 'CancelJob', { method: 'POST', path: '/jobs/1/cancel', endsJobOf: 'order-1' }))
+      .toThrow(/endsJobOf needs pacingPoint PacingPoint.VENDOR_CALL \(the vendor caller sees the vendor's answer and frees the place\)/);
+  });
+
+  test('GIVEN an empty endsJobOf or a JSONPath one in JSONata WHEN the task is built THEN it is refused', () => {
+    const stack = testStack();
+    const o = orchestrator(JOBS, stack);
+    expect(() => o.callVendorTask(stack, 'A', { method: 'POST', path: '/jobs/1/cancel', endsJobOf: ' ' }))
+      .toThrow(/endsJobOf must be the request id of the submitJobTask whose job the call ends/);
+    expect(() => o.callVendorTaskJsonata(stack, 'B', { method: 'POST', path: '/jobs/1/cancel', endsJobOf: '$.orderId' }))
+      .toThrow("callVendorTaskJsonata 'B': endsJobOf uses JSONPath, which JSONata states do not read: write a JSONata expression such as '{% $states.input.x %}'");
   });
 });

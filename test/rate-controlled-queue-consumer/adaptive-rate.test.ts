@@ -25,7 +25,8 @@ describe('decreaseAdaptiveRate (the 429 handler\'s conditional write)', () => {
     expect(ddb).toHaveReceivedCommandWith(GetItemCommand, { ConsistentRead: true });
     const input = ddb.commandCalls(UpdateItemCommand)[0].args[0].input;
     expect(input.ConditionExpression).toBe('attribute_not_exists(#since)');
-    expect(input.UpdateExpression).toBe('SET #rps = :rps, #since = :since');
+    // A decrease clears any probe under way: it was planned at the refused rate.
+    expect(input.UpdateExpression).toBe('SET #rps = :rps, #since = :since REMOVE #probe, #probeSlots, #probeFrom, #probeTo');
     expect(input.ExpressionAttributeValues).toEqual({ ':rps': { N: '5' }, ':since': { N: String(T0) } });
   });
 
@@ -35,8 +36,8 @@ describe('decreaseAdaptiveRate (the 429 handler\'s conditional write)', () => {
 
     const outcome = await decreaseAdaptiveRate(new DynamoDBClient({}), 'pacer-table', T0, 10, SPEC);
 
-    // 4 + 2 probe intervals = 6, halved.
-    expect(outcome).toEqual({ decreased: true, rps: 3 });
+    // 4 + 1 step (2 probe intervals without a probe: one step after the first) = 5, halved.
+    expect(outcome).toEqual({ decreased: true, rps: 2.5 });
     const input = ddb.commandCalls(UpdateItemCommand)[0].args[0].input;
     expect(input.ConditionExpression).toBe('#since = :old');
     expect(input.ExpressionAttributeValues![':old']).toEqual({ N: String(T0 - 20_000) });

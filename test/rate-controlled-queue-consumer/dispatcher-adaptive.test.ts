@@ -52,8 +52,8 @@ beforeEach(() => {
 });
 
 describe('dispatchBatch with adaptive pacing', () => {
-  test('GIVEN an adaptive rate of 4 (one probe since a decrease to 3) WHEN a batch arrives THEN its slots are spaced at 4 per second and EffectiveRate 4 is published', async () => {
-    ddb.on(GetItemCommand).resolves({ Item: { adaptiveRps: { N: '3' }, adaptiveSinceMs: { N: String(T0 - 15_000) } } });
+  test('GIVEN an adaptive rate of 4 (a decrease to 3 two probe intervals ago, no probe possible: one lazy step) WHEN a batch arrives THEN its slots are spaced at 4 per second and EffectiveRate 4 is published', async () => {
+    ddb.on(GetItemCommand).resolves({ Item: { adaptiveRps: { N: '3' }, adaptiveSinceMs: { N: String(T0 - 25_000) } } });
     const d = deps();
     await dispatchBatch({ Records: [record('a'), record('b'), record('c')] }, d);
 

@@ -81,6 +81,49 @@ describe('dispatchBatch with quotas', () => {
     expect(read).toMatchObject({ Key: { pk: { S: 'quota#short#1800000000000' } }, ConsistentRead: true });
   });
 
+  test('GIVEN a request postponed for a spent quota WHEN its copy comes back later THEN its start stays the first delivery\'s SentTimestamp (its quota deadline does not restart)', async () => {
+    counterHolds(5);
+    const first = requestRecord({ taskToken: 'token-s', requestId: 's', payload: {} }, 'm-s', T0 - 7000);
+    await dispatchBatch({ Records: [first] }, deps());
+    const copy = JSON.parse(sqs.commandCalls(SendMessageCommand)[0].args[0].input.MessageBody!);
+    expect(copy).toMatchObject({ requestId: 's', requestStartedAtMs: T0 - 7000 });
+
+    // The copy is delivered 3 s later with its own SentTimestamp; the execution gets the first one.
+    ddb.reset();
+    counterHolds(0);
+    await dispatchBatch({ Records: [requestRecord(copy, 'm-s2', T0 + 3000)] }, deps());
+    const input = JSON.parse(sfn.commandCalls(StartExecutionCommand)[0].args[0].input.input!);
+    expect(input.requestStartedAtMs).toBe(T0 - 7000);
+    expect(input.message.requestStartedAtMs).toBe(T0 - 7000);
+  });
+
+  describe('requests that may not wait for the period', () => {
+    // The period ends at T0 + 2000; a request may call again from T0 + 2250 (the boundary margin).
+    const SPENT_UNTIL = T0 + 2250;
+    const MAX_WAIT = 10_000;
+    const startedAt = (requestId: string, startMs: number) =>
+      requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {}, requestStartedAtMs: startMs }, `m-${requestId}`, T0);
+
+    test('GIVEN a request whose deadline (start + callbackTimeout) comes 1 ms before the period ends WHEN the quota is spent THEN it is not postponed but sent on, for the vendor caller to fail at once', async () => {
+      counterHolds(5);
+      await dispatchBatch({
+        Records: [startedAt('late', SPENT_UNTIL - 1 - MAX_WAIT), startedAt('fresh', SPENT_UNTIL - MAX_WAIT)],
+      }, deps({ ...CONFIG, quotaMaxWaitMs: MAX_WAIT }));
+      const started = sfn.commandCalls(StartExecutionCommand).map((c) => JSON.parse(c.args[0].input.input!));
+      expect(started.map((i) => [i.requestId, i.requestStartedAtMs])).toEqual([['late', SPENT_UNTIL - 1 - MAX_WAIT]]);
+      // The other one's deadline is exactly when the period may be called again: it waits for it.
+      const copies = sqs.commandCalls(SendMessageCommand).map((c) => JSON.parse(c.args[0].input.MessageBody!).requestId);
+      expect(copies).toEqual(['fresh']);
+    });
+
+    test('GIVEN QuotaExhaustedAction.FAIL WHEN the quota is spent THEN nothing is postponed: every request goes on and the vendor caller fails it at once', async () => {
+      counterHolds(5);
+      await dispatchBatch({ Records: [record('f1'), record('f2')] }, deps({ ...CONFIG, whenQuotaExhausted: 'FAIL' }));
+      expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(2);
+      expect(sqs.commandCalls(SendMessageCommand)).toHaveLength(0);
+    });
+  });
+
   test('GIVEN a unit left (or no counter yet) WHEN a batch arrives THEN it is dispatched as usual', async () => {
     for (const used of [4, undefined]) {
       ddb.reset();
@@ -119,7 +162,10 @@ describe('dispatchBatch with quotas', () => {
       CORRELATION_TTL_SECONDS: '86400',
       DEAD_LETTER_QUEUE_URL: CONFIG.deadLetterQueueUrl,
     };
-    expect(loadConfig(env).quotas).toBeUndefined();
-    expect(loadConfig({ ...env, QUOTAS: JSON.stringify([SHORT]) }).quotas).toEqual([SHORT]);
+    const plain = loadConfig(env);
+    expect([plain.quotas, plain.whenQuotaExhausted, plain.quotaMaxWaitMs]).toEqual([undefined, undefined, undefined]);
+    expect(loadConfig({ ...env, QUOTAS: JSON.stringify([SHORT]), QUOTA_EXHAUSTED: 'FAIL', QUOTA_MAX_WAIT_MS: '60000' }))
+      .toMatchObject({ quotas: [SHORT], whenQuotaExhausted: 'FAIL', quotaMaxWaitMs: 60000 });
+    expect(() => loadConfig({ ...env, QUOTA_MAX_WAIT_MS: 'soon' })).toThrow(/QUOTA_MAX_WAIT_MS/);
   });
 });

@@ -112,9 +112,13 @@ describe('dispatcher: vendor calls', () => {
       claimSeq: 1000,
       expiresAt: expect.any(Number),
       call: { method: 'GET', path: '/job-1/result', query: { a: ['b'] } },
-      message: callMessage('call-1', { method: 'get', path: '/job-1/result', query: { a: 'b' } }),
+      message: { ...callMessage('call-1', { method: 'get', path: '/job-1/result', query: { a: 'b' } }), requestStartedAtMs: T0 },
       // The vendor caller fires at this slot (PacingPoint.VENDOR_CALL).
       slotAtMs: expect.any(Number),
+      // The call's start (the first delivery's SentTimestamp): its quota deadline counts from it.
+      requestStartedAtMs: T0,
+      // The call ends no job (callVendorTask's endsJobOf): always present for the workflow.
+      endsJobOf: null,
     });
     expect(callInput.expiresAt - T0 / 1000).toBeGreaterThanOrEqual(CONFIG.correlationTtlSeconds);
     // A call is one vendor request: it takes a slot of its own, one interval (105 ms) after the submission's.

@@ -228,9 +228,11 @@ describe('dispatchBatch', () => {
         expiresAt: Math.floor(startTimes[i] / 1000) + CONFIG.correlationTtlSeconds,
         deferrals: 0,
         claimSeq: attempt * 1000,
-        message: messages[i],
+        // The request's start, the first delivery's SentTimestamp, stamped into the message too.
+        message: { ...messages[i], requestStartedAtMs: T0 },
         callbackToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), // webhookauth
         slotAtMs: startTimes[i],
+        requestStartedAtMs: T0,
       });
     });
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
@@ -411,9 +413,11 @@ describe('dispatchBatch', () => {
     expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
     expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 2);
     for (const r of records) {
-      // The body byte for byte: same attempt and deferrals, so the same claim sequence, so a
-      // crash between this send and the original's delete leaves two copies of which one claims.
-      expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: QUEUE_URL, MessageBody: r.body, DelaySeconds: 10 }); // ceil(9.5 s)
+      // The body with the request's start stamped in (request-start.ts), else as it was: same
+      // attempt and deferrals, so the same claim sequence, so a crash between this send and the
+      // original's delete leaves two copies of which one claims.
+      const body = JSON.stringify({ ...JSON.parse(r.body), requestStartedAtMs: T0 });
+      expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: QUEUE_URL, MessageBody: body, DelaySeconds: 10 }); // ceil(9.5 s)
     }
     // Postponed messages were not started: no start, no pacing wait, no slot given up.
     expect(metrics.calls).toEqual([]);
@@ -485,8 +489,9 @@ describe('dispatchBatch', () => {
     expect(response.batchItemFailures).toEqual([]);
     // Next free slot is T0 + 2100; it is T0 + 1050 now.
     expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 2);
-    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: records[2].body, DelaySeconds: 2 });
-    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: records[3].body, DelaySeconds: 2 });
+    const stamped = (r: SQSRecord) => JSON.stringify({ ...JSON.parse(r.body), requestStartedAtMs: T0 });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: stamped(records[2]), DelaySeconds: 2 });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: stamped(records[3]), DelaySeconds: 2 });
     expect(metrics.sum('DispatchedRequests')).toBe(2);
     expect(metrics.values('PacingWait')).toEqual([0, 1050]);
   });
@@ -571,6 +576,8 @@ describe('message parsing and naming', () => {
       callbackToken: expect.any(String),
       deferrals: 0,
       claimSeq: 1000,
+      // Never stamped (not delivered through dispatchBatch): its start is now.
+      requestStartedAtMs: T0 + 999,
     });
   });
 

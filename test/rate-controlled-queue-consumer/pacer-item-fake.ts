@@ -1,6 +1,6 @@
 /**
  * The pacer item in memory behind a mocked DynamoDBClient, with DynamoDB's conditional semantics for
- * the expressions the pacer writes (`SET #a = :b, ...`; conditions `#a = :b` / `attribute_not_exists(#a)`
+ * the expressions the pacer writes (`SET #a = :b, ... [REMOVE #c, ...]`; conditions `#a = :b` / `attribute_not_exists(#a)`
  * joined by AND). Every attribute is a number.
  */
 import { ConditionalCheckFailedException, GetItemCommand, GetItemCommandInput, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
@@ -48,9 +48,13 @@ export function inMemoryPacerItem(
     if (!conditionHolds(state.item, input.ConditionExpression!, names, values)) {
       throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
     }
-    for (const clause of input.UpdateExpression!.replace(/^SET /, '').split(', ')) {
+    const [setPart, removePart] = input.UpdateExpression!.split(' REMOVE ');
+    for (const clause of setPart.replace(/^SET /, '').split(', ')) {
       const [name, value] = clause.split(' = ');
       state.item[names[name]] = values[value].N!;
+    }
+    for (const name of removePart?.split(', ') ?? []) {
+      delete state.item[names[name]];
     }
     state.writes++;
     if (state.crashAfterWrite) {

@@ -21,7 +21,7 @@ import * as path from 'path';
 import { loadAwsServiceSpecSync } from '@aws-cdk/aws-service-spec';
 import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { AsyncExternalApiOrchestrator } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorContract, VendorQuota } from '../../src';
 import { testStack } from '../util';
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, unknown> }>;
@@ -129,6 +129,37 @@ test('every stateful resource of the committed integ snapshot keeps its logical 
   ]));
 
   expect(statefulReplacements(deployed, integResources())).toEqual([]);
+});
+
+// Issue 14, item 8: the pacer table holds the contract's counters (job places, quota used this
+// period, the schedule, the adaptive rate): a deploy, an upgrade or a change of the contract must
+// keep them.
+describe('the pacer table keeps the contract\'s counters', () => {
+  function resourcesUnder(requestsPerSecond: number): Resources {
+    const stack = testStack();
+    new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://vendor.example.com/v1/jobs',
+      contract: VendorContract.of({ requestsPerSecond, maxJobsInFlight: 20, quotas: [VendorQuota.perDay(50_000)] }),
+      callbackTimeout: Duration.minutes(5),
+      consumer: { dynamicDelay: {} },
+    });
+    return Template.fromStack(stack).toJSON().Resources;
+  }
+  const pacerTableOf = (resources: Resources) =>
+    Object.entries(resources).filter(([id, r]) => r.Type === 'AWS::DynamoDB::Table' && /PacerTable/.test(id));
+
+  test('GIVEN a deployed stack WHEN the contract\'s rate changes (10 -> 25 requests per second) THEN no stateful resource is replaced, the pacer table included', () => {
+    const deployed = resourcesUnder(10);
+    const current = resourcesUnder(25);
+    expect(pacerTableOf(deployed).map(([id]) => id)).toEqual(pacerTableOf(current).map(([id]) => id));
+    expect(statefulReplacements(deployed, current)).toEqual([]);
+  });
+
+  test('the pacer table is retained: removed from the template or replaced, CloudFormation leaves it and its counters in the account', () => {
+    const tables = pacerTableOf(resourcesUnder(10)) as Array<[string, { DeletionPolicy?: string; UpdateReplacePolicy?: string }]>;
+    expect(tables).toHaveLength(1);
+    expect(tables[0][1]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+  });
 });
 
 describe('the check itself', () => {

@@ -1,0 +1,149 @@
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import { Construct } from 'constructs';
+import { createPacerTable } from './contract-state-resources';
+import { VendorContract } from './vendor-contract';
+import { DynamicDelay, DynamicDelayAttributes, DynamicDelayOptions, IDynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
+
+/**
+ * The state one vendor contract is kept with: the pacer table (the schedule of slots, the
+ * named-limit cursors, the slot claims, the jobs-in-flight places, the quota counters, the
+ * adaptive rate and the vendor's pause) and the AppConfig configuration holding the rate in force
+ * (`dynamicDelay`). Every orchestrator given the same state paces against the one schedule, so
+ * together they keep the contract once.
+ */
+export interface IVendorContractState {
+  /** The contract the state was made for: an orchestrator under another contract is refused. */
+  readonly contract: VendorContract;
+  /** The pacer table. */
+  readonly pacerTable: dynamodb.ITable;
+  /**
+   * The AppConfig configuration of the rate in force and the extra delay.
+   *
+   * @default - none: the contract's rate always
+   */
+  readonly dynamicDelay?: IDynamicDelay;
+}
+
+/**
+ * Properties of a VendorContractState.
+ */
+export interface VendorContractStateProps {
+  /** The contract every orchestrator sharing this state keeps (they must each be given the same). */
+  readonly contract: VendorContract;
+
+  /**
+   * Creates the AWS AppConfig configuration `{"extraDelayMs": N, "requestsPerSecond": R}` that
+   * operators change at run time (README, "The rate at run time"); every orchestrator sharing the
+   * state reads it. Give `{}` for the defaults.
+   *
+   * @default - no dynamic delay
+   */
+  readonly dynamicDelay?: DynamicDelayOptions;
+}
+
+/**
+ * What identifies a state created elsewhere (another stack or app), for
+ * `VendorContractState.fromVendorContractStateAttributes`.
+ */
+export interface VendorContractStateAttributes {
+  /**
+   * The contract the state was made for: the same `VendorContract.of({...})` the creating stack
+   * used (share the code that builds it). It is what orchestrators given this state are checked
+   * against; it cannot be read back from the account at synth time.
+   */
+  readonly contract: VendorContract;
+
+  /**
+   * The pacer table's name (`pacerTable.tableName` of the creating stack). Give this or `pacerTableArn`.
+   *
+   * @default - from `pacerTableArn`
+   */
+  readonly pacerTableName?: string;
+
+  /**
+   * The pacer table's ARN. Give this or `pacerTableName`.
+   *
+   * @default - from `pacerTableName`, in this stack's account and region
+   */
+  readonly pacerTableArn?: string;
+
+  /**
+   * The ids of its AppConfig configuration, when it has one (`dynamicDelay` of the creating stack).
+   * `maxRequestsPerSecond` is the contract's.
+   *
+   * @default - none: the contract's rate always
+   */
+  readonly dynamicDelay?: DynamicDelayAttributes;
+}
+
+/**
+ * The state of one vendor contract, shared by every orchestrator that calls the vendor under it
+ * (two stacks, or the old and the new stack of a blue/green deploy): give each the same state
+ * (`contractState`), and together they keep the contract's rate, jobs in flight and quotas once.
+ * Another stack or app imports it with `fromVendorContractStateAttributes`.
+ *
+ * The pacer table is retained (a deploy, an upgrade or a removal from the template never deletes
+ * it with its counters) and its logical id depends only on this construct's path.
+ *
+ * @example
+ * declare const stack: Stack;
+ * const contract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 50 });
+ * const contractState = new VendorContractState(stack, 'VendorState', { contract });
+ * const vendorUrl = 'https://api.vendor.example/v1/jobs';
+ * new AsyncExternalApiOrchestrator(stack, 'Orders', { contract, contractState, vendorUrl, callbackTimeout: Duration.hours(1) });
+ * new AsyncExternalApiOrchestrator(stack, 'Invoices', { contract, contractState, vendorUrl, callbackTimeout: Duration.hours(1) });
+ */
+export class VendorContractState extends Construct implements IVendorContractState {
+  /**
+   * A state created by another stack or app, by its table and AppConfig ids: nothing is created;
+   * the orchestrators given it are granted what they use of it.
+   */
+  public static fromVendorContractStateAttributes(scope: Construct, id: string, attrs: VendorContractStateAttributes): IVendorContractState {
+    if ((attrs.pacerTableName === undefined) === (attrs.pacerTableArn === undefined)) {
+      throw new Error(`VendorContractState.fromVendorContractStateAttributes '${id}': give the pacer table's name or its ARN, exactly one (given ${attrs.pacerTableName === undefined ? 'neither' : 'both'})`);
+    }
+    return new ImportedVendorContractState(scope, id, attrs);
+  }
+
+  public readonly contract: VendorContract;
+  /** The pacer table (retained). */
+  public readonly pacerTable: dynamodb.ITable;
+  /**
+   * The AppConfig configuration of the rate in force and the extra delay (a `DynamicDelay`: its
+   * `operatorCommands()` change it for every orchestrator sharing the state).
+   *
+   * @default - none
+   */
+  public readonly dynamicDelay?: IDynamicDelay;
+
+  constructor(scope: Construct, id: string, props: VendorContractStateProps) {
+    super(scope, id);
+    this.contract = props.contract;
+    this.pacerTable = createPacerTable(this, 'PacerTable');
+    if (props.dynamicDelay) {
+      // The contract is the ceiling of the rate operators may set at run time (AppConfig refuses more).
+      this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', { ...props.dynamicDelay, maxRequestsPerSecond: props.contract.requestsPerSecond });
+    }
+  }
+}
+
+class ImportedVendorContractState extends Construct implements IVendorContractState {
+  public readonly contract: VendorContract;
+  public readonly pacerTable: dynamodb.ITable;
+  public readonly dynamicDelay?: IDynamicDelay;
+
+  constructor(scope: Construct, id: string, attrs: VendorContractStateAttributes) {
+    super(scope, id);
+    this.contract = attrs.contract;
+    this.pacerTable = dynamodb.Table.fromTableAttributes(this, 'PacerTable', {
+      tableName: attrs.pacerTableName,
+      tableArn: attrs.pacerTableArn,
+    });
+    if (attrs.dynamicDelay) {
+      this.dynamicDelay = DynamicDelay.fromDynamicDelayAttributes(this, 'DynamicDelay', {
+        ...attrs.dynamicDelay,
+        maxRequestsPerSecond: attrs.dynamicDelay.maxRequestsPerSecond ?? attrs.contract.requestsPerSecond,
+      });
+    }
+  }
+}

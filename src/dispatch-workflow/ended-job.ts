@@ -1,0 +1,57 @@
+/**
+ * Jobs in flight at the vendor caller: a call that ends a job (`callVendorTask`'s `endsJobOf`, e.g.
+ * the vendor's documented cancel endpoint) frees that job's place when the vendor answers 2xx, so
+ * the place is back at once instead of at the job's callback or `maxJobDuration`. Bundled into the
+ * vendor caller only (PacingPoint.VENDOR_CALL: the orchestrator refuses `endsJobOf` otherwise).
+ *
+ * Only a 2xx frees: it is the vendor saying the job has ended (or will run no further). Any other
+ * answer (a 404 or 409 for a job that already ended, a 5xx) frees nothing here: the job's callback,
+ * the retried call's 2xx or `maxJobDuration` does. Freeing is idempotent (job-places.ts,
+ * releasePlace): a retried or duplicate cancel, and the cancelled job's own callback (a vendor may
+ * still send one), free the place once; the place is keyed by the request id, so a call can never
+ * free a place another request holds.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
+import { releasePlaceAndWakeWaiter, type WaitingRoom } from '../shared/job-waiting';
+import { MetricNames } from '../shared/metrics';
+
+/** Frees the place of the job `event.endsJobOf` when the vendor answered 2xx. Best effort: errors are logged. */
+export async function freePlaceOfEndedJob(
+  event: VendorCallEvent,
+  result: VendorCallResult,
+  deps: {
+    readonly dynamodb: DynamoDBClient;
+    readonly jobPlacesTableName?: string;
+    /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
+    readonly jobPlacesOwner?: string;
+    /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
+    readonly waitingRoom?: WaitingRoom;
+    readonly logger: VendorCallLogger;
+    readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
+  },
+): Promise<void> {
+  const endsJobOf = event.endsJobOf;
+  if (!deps.jobPlacesTableName || typeof endsJobOf !== 'string' || endsJobOf === ''
+    || result.statusCode === null || result.statusCode < 200 || result.statusCode > 299) {
+    return;
+  }
+  try {
+    // A place really freed wakes one waiting request (shared/job-waiting.ts).
+    const held = await releasePlaceAndWakeWaiter(
+      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, endsJobOf, deps.logger,
+    );
+    if (held !== undefined) {
+      deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
+      deps.logger.info(`the call ended the job of request ${endsJobOf} (the vendor answered ${result.statusCode}): its place in flight is freed`, {
+        requestId: event.requestId, endsJobOf, jobsInFlight: held,
+      });
+    }
+  } catch (error) {
+    // The vendor's answer must reach the workflow whatever happens here; the place then waits for
+    // the job's callback or maxJobDuration.
+    deps.logger.warn('could not free the place of the job the call ended; it is freed by its callback or expires at maxJobDuration', {
+      requestId: event.requestId, endsJobOf, error,
+    });
+  }
+}
