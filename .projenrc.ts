@@ -129,6 +129,7 @@ const handlerLogic = [
   'src/shared/handler-metrics.ts',
   'src/rate-controlled-queue-consumer/job-admission.ts',
   'src/shared/job-places.ts',
+  'src/shared/job-waiting.ts',
   'src/dispatch-workflow/refused-submission.ts',
   'src/contract/quota-ledger.ts',
   'src/rate-controlled-queue-consumer/adaptive-rate.ts',

@@ -20,6 +20,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { runEmulatedInChild } from './bench-emulated';
+import { chartOf, jobsInFlightSpecs, modeledHandOverIdleMs, occupancyOf, runJobsInFlightInChild } from './bench-jobs-in-flight';
 import {
   describeModel, Distribution, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, spread, uMax, withPostFireSpread,
 } from './bench-model';
@@ -95,7 +96,7 @@ interface ScenarioSpec {
   readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-adaptive' | 'issue-14-limits';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-adaptive' | 'issue-14-limits' | 'issue-14-jobs-in-flight';
   /** Emulated only: a fixed-period quota in the contract and at the vendor (issue 14). */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
   /** Emulated only: named limits in the contract and at the vendor (issue 14, item 3). */
@@ -419,6 +420,87 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     rows.push({ ...row, chart, runMs: Date.now() - t0 });
   }
 
+  // Issue 14, item 1: a backlog against maxJobsInFlight with slow callbacks (local/bench-jobs-in-flight.ts).
+  for (const spec of options.modeledOnly ? [] : jobsInFlightSpecs(options.quick)) {
+    const t0 = Date.now();
+    log(`${spec.name}: local runtime at ${spec.rps} rps, maxJobsInFlight ${spec.maxJobsInFlight}, jobs of ${spec.jobDurationMs / 1000} s, ${spec.requests} requests`);
+    const r = await runJobsInFlightInChild(spec, log, options.outDir);
+    rows.push({
+      name: spec.name,
+      load: 'backlog',
+      contractRps: spec.rps,
+      hops: 'emulated',
+      requests: r.requests,
+      delivered: r.succeeded,
+      // The rate does not bind here (the jobs in flight do): U is the delivered rate against R.
+      utilization: round(r.deliveredRps / spec.rps, 3),
+      uMax: null,
+      vendorMaxRequestsInAnySecond: 0,
+      vendorViolations: 0,
+      proxy429: 0,
+      vendor429: 0,
+      p50AddedLatencyMs: null,
+      p99AddedLatencyMs: null,
+      chart: chartOf(spec, options.outDir),
+      runMs: Date.now() - t0,
+      study: 'issue-14-jobs-in-flight',
+      note: `maxJobsInFlight ${spec.maxJobsInFlight} in the contract and at the vendor simulator (it refuses job N + 1 and counts it); `
+        + `every job runs ${spec.jobDurationMs / 1000} s at the vendor before its callback; ${spec.requests} requests queued up front (npm run demo)`,
+      details: {
+        maxJobsInFlight: spec.maxJobsInFlight,
+        jobDurationMs: spec.jobDurationMs,
+        maxJobsInFlightObserved: r.maxJobsInFlightObserved,
+        inFlightViolations: r.inFlightViolations,
+        occupancy: r.occupancy,
+        handOvers: r.handOvers,
+        meanHandOverIdleMs: r.meanHandOverIdleMs,
+        maxHandOverIdleMs: r.maxHandOverIdleMs,
+        lost: r.lost,
+      },
+    });
+  }
+
+  // The same rows on AWS, modeled: occupancy = length / (length + idle), the idle per hand-over from
+  // the latency model and the default lead (bench-jobs-in-flight.ts, modeledHandOverIdleMs). Cheap:
+  // computed, so in every run.
+  const idle = modeledHandOverIdleMs(model);
+  for (const spec of jobsInFlightSpecs(false)) {
+    rows.push({
+      name: `${spec.name}-modeled`,
+      load: 'backlog',
+      contractRps: spec.rps,
+      hops: 'modeled',
+      requests: spec.requests,
+      delivered: spec.requests,
+      utilization: 0,
+      uMax: null,
+      vendorMaxRequestsInAnySecond: 0,
+      vendorViolations: 0,
+      proxy429: 0,
+      vendor429: 0,
+      p50AddedLatencyMs: null,
+      p99AddedLatencyMs: null,
+      chart: '-',
+      runMs: 0,
+      study: 'issue-14-jobs-in-flight',
+      note: `analytic: occupancy = length / (length + idle per hand-over), idle = ${idle.minMs}-${idle.maxMs} ms (mean ${idle.meanMs}) from the latency model `
+        + `and the default lead: ${idle.hops.join('; ')}; never above N by construction (a take is one conditional write); `
+        + 'places freed at the same moment also wait for their slots (1 / R apart), not modeled',
+      details: {
+        maxJobsInFlight: spec.maxJobsInFlight,
+        jobDurationMs: spec.jobDurationMs,
+        maxJobsInFlightObserved: spec.maxJobsInFlight,
+        inFlightViolations: 0,
+        occupancy: occupancyOf(spec.jobDurationMs, idle.meanMs),
+        occupancyAtMaxIdle: occupancyOf(spec.jobDurationMs, idle.maxMs),
+        handOvers: spec.requests - spec.maxJobsInFlight,
+        meanHandOverIdleMs: idle.meanMs,
+        maxHandOverIdleMs: idle.maxMs,
+        lost: 0,
+      },
+    });
+  }
+
   return {
     latencyModel,
     scenarios: rows,
@@ -446,10 +528,17 @@ export function formatTable(result: BenchResult): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const pacing = result.latencyModel.pacing as Record<string, unknown>;
+  const inFlight = result.scenarios.filter((s) => s.study === 'issue-14-jobs-in-flight').map((s) => {
+    const d = s.details ?? {};
+    return `${s.name}: N ${d.maxJobsInFlight}, jobs of ${Number(d.jobDurationMs) / 1000} s, ${s.delivered}/${s.requests} succeeded; `
+      + `max in flight ${d.maxJobsInFlightObserved}, violations ${d.inFlightViolations}, occupancy while the backlog lasts ${d.occupancy}; `
+      + `${d.handOvers} hand-overs, idle ${d.meanHandOverIdleMs} ms mean / ${d.maxHandOverIdleMs} ms max`;
+  });
   return [
     fmt(header),
     fmt(widths.map((w) => '-'.repeat(w))),
     ...lines.map(fmt),
+    ...(inFlight.length > 0 ? ['', 'jobs in flight (issue 14, item 1; occupancy = time-weighted mean jobs in progress at the vendor / N):', ...inFlight] : []),
     '',
     'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + 1 + spread) (spread = L for the design, '
       + 'or the modeled arrival spread if larger; 1 ms margin at the window\'s edge); W max = most requests in any closed 1 s window '

@@ -179,6 +179,11 @@ export interface DemoResult {
    * (the backlog), by the simulator's clock; divided by the limit, the occupancy.
    */
   readonly meanJobsInFlightWhileBacklog: number;
+  /**
+   * With --max-jobs-in-flight: how long a place freed at the limit stayed idle until the next job
+   * took it, by the simulator's clock (local/vendor-jobs-in-flight.ts): hand-overs, mean and max ms.
+   */
+  readonly handOvers: { readonly count: number; readonly meanIdleMs: number; readonly maxIdleMs: number };
   readonly vendor429s: number;
   readonly proxy429s: number;
   readonly p50LatencyMs: number | null;
@@ -386,6 +391,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       maxJobsInFlightObserved: vendorStats.jobsInFlight.maxObserved,
       meanJobsInFlightWhileBacklog: round(vendorStats.jobsInFlight.meanInFlightWhileStarting, 2),
+      handOvers: {
+        count: vendorStats.jobsInFlight.handOvers,
+        meanIdleMs: Math.round(vendorStats.jobsInFlight.meanHandOverIdleMs),
+        maxIdleMs: Math.round(vendorStats.jobsInFlight.maxHandOverIdleMs),
+      },
       vendor429s: vendorStats.rejected429ByContract,
       proxy429s: await runtime.proxy429s(),
       p50LatencyMs: percentile(latencies, 50) ?? null,
@@ -663,6 +673,7 @@ export function formatSummary(r: DemoResult): string {
     ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
     ['jobs refused for the in-flight limit (violationsByLimit.inFlight)', String(r.violationsByLimit.inFlight)],
     ['most jobs in flight at the vendor (mean while a backlog lasted)', `${r.maxJobsInFlightObserved} (${r.meanJobsInFlightWhileBacklog})`],
+    ['idle time of a freed place until the next job took it (hand-overs: mean / max)', `${r.handOvers.count}: ${r.handOvers.meanIdleMs} / ${r.handOvers.maxIdleMs} ms`],
     ['429s from the vendor / from the proxy', `${r.vendor429s} / ${r.proxy429s}`],
     ['end-to-end latency p50 / p99 (succeeded)', `${r.p50LatencyMs ?? '-'} ms / ${r.p99LatencyMs ?? '-'} ms`],
     ['request DLQ / callback DLQ messages', `${r.requestDeadLetters} / ${r.callbackDeadLetters}`],

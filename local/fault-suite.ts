@@ -20,7 +20,7 @@ import {
 import { Duration } from 'aws-cdk-lib';
 import { VendorContract, VendorQuota } from '../src';
 // A cycle (that module imports this one): its exports are used only inside runFaultSuite, at call time.
-import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
+import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
@@ -124,6 +124,8 @@ export async function startFaultSuite(options: {
   quotas?: VendorQuota[];
   /** Environment variables of every function (e.g. JOB_PLACE_SUBMISSION_WINDOW_MS). @default - none */
   functionEnv?: Record<string, string>;
+  /** Divides every schedule's period (e.g. the jobs-in-flight sweep's minute). @default 1 */
+  scheduleSpeedup?: number;
 } = {}): Promise<FaultSuiteContext> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
   const { app, stack } = buildExampleApp({
@@ -144,6 +146,7 @@ export async function startFaultSuite(options: {
     faults,
     logFile: options.logFile,
     ...(options.functionEnv ? { functionEnv: options.functionEnv } : {}),
+    ...(options.scheduleSpeedup ? { scheduleSpeedup: options.scheduleSpeedup } : {}),
   });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
   // correlation table lives as long as this runtime, so ids need only be unique within it).
@@ -516,6 +519,7 @@ export async function runFaultSuite(
       // As test/local/jobs-in-flight-faults.test.ts: 1 s instead of the dispatch workflow's 5 minutes
       // from admission to submission, so that lost callbacks' places expire within the scenario.
       functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
+      scheduleSpeedup: JOBS_SUITE_SCHEDULE_SPEEDUP,
     }),
     (ctx) => jobsInFlightScenarios(ctx).map((scenario) => ({
       ...scenario, vendor: { maxJobsInFlight: JOBS_SUITE_MAX_JOBS_IN_FLIGHT, quota: JOBS_SUITE_QUOTA, ...scenario.vendor },

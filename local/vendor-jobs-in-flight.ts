@@ -27,6 +27,16 @@ export interface VendorJobsInFlightStats {
    * divided by the limit).
    */
   readonly meanInFlightWhileStarting: number;
+  /**
+   * Hand-overs (with a limit only): a job ended at the limit freed a place and a later job took it.
+   * Each freed place is taken by the next start, oldest first; places freed after the last start
+   * (the end of the backlog) are not hand-overs.
+   */
+  readonly handOvers: number;
+  /** Mean time a freed place stayed idle until the next job took it, ms (0 without hand-overs). */
+  readonly meanHandOverIdleMs: number;
+  /** The longest such idle time, ms. */
+  readonly maxHandOverIdleMs: number;
 }
 
 export class VendorJobsInFlight {
@@ -38,6 +48,11 @@ export class VendorJobsInFlight {
   private area = 0;
   private lastStartAtMs?: number;
   private areaAtLastStart = 0;
+  /** When each place freed at the limit and not taken again yet was freed, oldest first. */
+  private readonly freedAtMs: number[] = [];
+  private handOvers = 0;
+  private handOverIdleMs = 0;
+  private maxHandOverIdleMs = 0;
 
   constructor(private readonly limit: number | undefined, private readonly clock: () => number) {
     if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
@@ -56,6 +71,13 @@ export class VendorJobsInFlight {
   }
 
   public start(jobId: string): void {
+    const freedAt = this.freedAtMs.shift();
+    if (freedAt !== undefined) {
+      const idle = this.clock() - freedAt;
+      this.handOvers++;
+      this.handOverIdleMs += idle;
+      this.maxHandOverIdleMs = Math.max(this.maxHandOverIdleMs, idle);
+    }
     this.change(() => this.running.add(jobId));
     this.maxObserved = Math.max(this.maxObserved, this.running.size);
     this.lastStartAtMs = this.lastChangeAtMs;
@@ -65,6 +87,10 @@ export class VendorJobsInFlight {
   /** Ends a job (idempotent: a duplicate callback ends nothing twice). */
   public end(jobId: string): void {
     if (this.running.has(jobId)) {
+      // A place freed at the limit: the next start is its hand-over.
+      if (this.limit !== undefined && this.running.size + this.freedAtMs.length >= this.limit) {
+        this.freedAtMs.push(this.clock());
+      }
       this.change(() => this.running.delete(jobId));
     }
   }
@@ -81,6 +107,9 @@ export class VendorJobsInFlight {
       meanInFlight: span > 0 ? area / span : 0,
       meanInFlightWhileStarting: this.firstAtMs !== undefined && this.lastStartAtMs! > this.firstAtMs
         ? this.areaAtLastStart / (this.lastStartAtMs! - this.firstAtMs) : 0,
+      handOvers: this.handOvers,
+      meanHandOverIdleMs: this.handOvers > 0 ? this.handOverIdleMs / this.handOvers : 0,
+      maxHandOverIdleMs: this.maxHandOverIdleMs,
     };
   }
 

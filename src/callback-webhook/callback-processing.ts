@@ -22,7 +22,7 @@ import { SignatureSpec } from './signature-spec';
 import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensEqual, UnusableSecretError, verifySignature } from './signature-verification';
 import { keyOfCallbackToken } from '../shared/callback-token-key';
 import { CallbackEnv } from '../shared/env';
-import { releasePlace } from '../shared/job-places';
+import { releasePlaceAndWakeWaiter, waitingQueuesFromEnv, WaitingQueues, waitingRoomOf } from '../shared/job-waiting';
 import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
@@ -62,6 +62,8 @@ export interface CallbackConfig {
   readonly jobPlacesTableName?: string;
   /** This orchestrator's key in a shared contract state (CallbackEnv.SHARED_STATE_OWNER): keys its places. */
   readonly jobPlacesOwner?: string;
+  /** The jobs-in-flight waiting room (shared/job-waiting.ts): a freed place wakes one waiter. Default: none. */
+  readonly jobWaiting?: WaitingQueues;
 }
 
 /**
@@ -237,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
     maxPayloadBytes: optionalPositiveInteger(CallbackEnv.MAX_PAYLOAD_BYTES, env[CallbackEnv.MAX_PAYLOAD_BYTES]),
     ...(env[CallbackEnv.JOB_PLACES_TABLE_NAME]?.trim() ? { jobPlacesTableName: env[CallbackEnv.JOB_PLACES_TABLE_NAME]!.trim() } : {}),
     ...(env[CallbackEnv.SHARED_STATE_OWNER]?.trim() ? { jobPlacesOwner: env[CallbackEnv.SHARED_STATE_OWNER]!.trim() } : {}),
+    ...(waitingQueuesFromEnv(env) ? { jobWaiting: waitingQueuesFromEnv(env) } : {}),
   };
 }
 
@@ -450,9 +453,13 @@ async function processRecord(
   // d3. Jobs in flight: the vendor's job has ended (succeeded or failed), so its place is free,
   // whether or not the workflow still waits (a late callback, after our timeout, frees it too: only
   // the vendor's end counts). Before the duplicate check and before resuming: a crash after it is
-  // redelivered and frees nothing twice (releasePlace is idempotent).
+  // redelivered and frees nothing twice (releasePlace is idempotent). A place really freed wakes
+  // one waiting request at once (shared/job-waiting.ts); a crash before the wake leaves it to the sweep.
   if (config.jobPlacesTableName) {
-    const held = await releasePlace({ dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName, owner: config.jobPlacesOwner }, requestId);
+    const held = await releasePlaceAndWakeWaiter(
+      { dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName, owner: config.jobPlacesOwner },
+      waitingRoomOf(config.jobWaiting, clients.sqs), requestId, logger,
+    );
     if (held !== undefined) {
       metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       logger.info('Job ended: its place in flight is freed', { jobsInFlight: held });

@@ -13,7 +13,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
-import { releasePlace } from '../shared/job-places';
+import { releasePlaceAndWakeWaiter, type WaitingRoom } from '../shared/job-waiting';
 import { MetricNames } from '../shared/metrics';
 
 /** Frees the place of the job `event.endsJobOf` when the vendor answered 2xx. Best effort: errors are logged. */
@@ -23,6 +23,10 @@ export async function freePlaceOfEndedJob(
   deps: {
     readonly dynamodb: DynamoDBClient;
     readonly jobPlacesTableName?: string;
+    /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
+    readonly jobPlacesOwner?: string;
+    /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
+    readonly waitingRoom?: WaitingRoom;
     readonly logger: VendorCallLogger;
     readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
   },
@@ -33,8 +37,10 @@ export async function freePlaceOfEndedJob(
     return;
   }
   try {
-    // place freed: wake a waiter (place-handover)
-    const held = await releasePlace({ dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName }, endsJobOf);
+    // A place really freed wakes one waiting request (shared/job-waiting.ts).
+    const held = await releasePlaceAndWakeWaiter(
+      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, endsJobOf, deps.logger,
+    );
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       deps.logger.info(`the call ended the job of request ${endsJobOf} (the vendor answered ${result.statusCode}): its place in flight is freed`, {

@@ -10,7 +10,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
-import { releasePlace } from '../shared/job-places';
+import { releasePlaceAndWakeWaiter, type WaitingRoom } from '../shared/job-waiting';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 
@@ -60,6 +60,8 @@ export async function freePlaceOfRefusedSubmission(
     readonly jobPlacesTableName?: string;
     /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
     readonly jobPlacesOwner?: string;
+    /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
+    readonly waitingRoom?: WaitingRoom;
     readonly logger: VendorCallLogger;
     readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
   },
@@ -75,7 +77,9 @@ async function freePlace(event: VendorCallEvent, deps: Parameters<typeof freePla
     return;
   }
   try {
-    const held = await releasePlace({ dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, event.requestId);
+    const held = await releasePlaceAndWakeWaiter(
+      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, event.requestId, deps.logger,
+    );
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       deps.logger.info(`${why}: its place in flight is freed`, { requestId: event.requestId, jobsInFlight: held });

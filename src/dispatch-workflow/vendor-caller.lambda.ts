@@ -6,6 +6,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { freePlaceOfEndedJob } from './ended-job';
 import { createRequestPreparer } from './prepared-request';
@@ -14,6 +15,7 @@ import { callVendor, createSigV4Signer, loadVendorCallConfig, VendorCallEvent, V
 import { dynamicDelayFromEnv } from '../rate-controlled-queue-consumer/dynamic-delay-reader';
 import { VendorCallerEnv } from '../shared/env';
 import { createHandlerMetrics } from '../shared/handler-metrics';
+import { waitingQueuesFromEnv, waitingRoomOf } from '../shared/job-waiting';
 
 const logger = new Logger({ serviceName: 'vendor-caller' });
 // Read at cold start: a misconfigured function fails loudly at once, naming the variable.
@@ -33,10 +35,14 @@ const prepare = createRequestPreparer();
 const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 /** What freeing a job's place needs (jobs in flight, refused-submission.ts). */
+// The waiting room: a place freed here wakes one waiting request (shared/job-waiting.ts).
+const waitingQueues = waitingQueuesFromEnv(process.env);
+const waitingRoom = waitingQueues ? waitingRoomOf(waitingQueues, new SQSClient({})) : undefined;
 const placeDeps = () => ({
   dynamodb,
   jobPlacesTableName: process.env[VendorCallerEnv.JOB_PLACES_TABLE_NAME],
   jobPlacesOwner: process.env[VendorCallerEnv.SHARED_STATE_OWNER] || undefined,
+  waitingRoom,
   logger,
   metrics,
 });

@@ -2,6 +2,7 @@ import { Annotations, Duration, Names, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
@@ -798,6 +799,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
         atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
       });
       this.webhook.freeJobPlacesIn(this.consumer.pacerTable, stateOwner);
+      // Every function that frees a place wakes one waiting request for it (shared/job-waiting.ts).
+      // With a shared contract state there is no waiting queue (the requests recheck as delayed copies).
+      if (this.consumer.jobWaitingQueue) {
+        this.consumer.allowWakingWaiters(this.webhook.processor);
+        if (this.dispatch.vendorCaller instanceof lambda.Function) {
+          this.consumer.allowWakingWaiters(this.dispatch.vendorCaller);
+        }
+        if (props.callbackTimeout.toSeconds() > Duration.days(14).toSeconds()) {
+          Annotations.of(this).addWarningV2('cdk-async-external-api:jobWaitingRetention',
+            `callbackTimeout (${props.callbackTimeout.toHumanString()}) is longer than the 14 days SQS keeps a message: a request waiting that long for a place in flight is deleted from the waiting queue and its workflow waits until callbackTimeout. Keep callbackTimeout at 14 days or less with maxJobsInFlight`);
+        }
+      }
       this.jobsInFlightAlarm = this.trackAlarm(this.consumer.jobsInFlightAlarm as cloudwatch.Alarm);
     } else if (props.monitoring?.jobsAtLimitAlarmAfter !== undefined) {
       throw new Error(`monitoring.jobsAtLimitAlarmAfter is given (${props.monitoring.jobsAtLimitAlarmAfter.toHumanString()}) but the contract has no maxJobsInFlight: give contract: VendorContract.of({ ..., maxJobsInFlight }) or remove it`);

@@ -203,11 +203,15 @@ export class OrchestratorDashboard extends Construct {
     const maxJobs = o.contract.maxJobsInFlight;
     if (maxJobs !== undefined) {
       // Only with the limit: dashboards of orchestrators without it stay as they are.
+      const waiting = o.consumer.metricJobsWaiting({ statistic: 'Maximum', period, label: 'requests waiting for a place (waiting queue depth)' });
       rows.push([new cloudwatch.GraphWidget({
         title: 'Vendor jobs in flight (places held) vs the contract',
         left: [o.metricJobsInFlight({ statistic: 'Maximum', period, label: 'jobs in flight (JobsInFlight, maximum)' })],
         leftAnnotations: [{ value: maxJobs, label: `contract: ${maxJobs} jobs in flight`, color: cloudwatch.Color.RED }],
         leftYAxis: { min: 0, label: 'jobs', showUnits: false },
+        // The waiting queue's depth: requests that found every place taken, waiting to be woken
+        // (none with a shared contract state: its requests wait as delayed copies in the request queue).
+        ...(waiting ? { right: [waiting], rightYAxis: { min: 0, label: 'requests', showUnits: false } } : {}),
         width: 24,
         height: HEIGHT,
       })]);

@@ -15,7 +15,7 @@ import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { limitedCallsOf } from './dispatch-limits';
-import { admitJobs, JobsInFlightConfig } from './job-admission';
+import { admitJobs, JobsInFlightConfig, moveToWaiting } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
 import { messageKeyProblem, refuseRequestKey } from './request-key-check';
@@ -26,6 +26,7 @@ import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { callbackTokenWithKey } from '../shared/callback-token-key';
 import { ConsumerEnv } from '../shared/env';
+import { waitingQueuesFromEnv, waitingRoomOf } from '../shared/job-waiting';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
@@ -175,6 +176,7 @@ function loadJobsInFlightConfig(env: Record<string, string | undefined>): JobsIn
     maxJobDurationMs: readNumber(env, ConsumerEnv.MAX_JOB_DURATION_MS, undefined, positiveWhole, 'a whole number of milliseconds > 0'),
     recheckMs: readNumber(env, ConsumerEnv.JOB_PLACE_RECHECK_MS, 2000, (v) => v >= 1000, 'a number of milliseconds >= 1000'),
     correlationTableName: requireString(env, ConsumerEnv.CORRELATION_TABLE_NAME),
+    ...waitingQueuesFromEnv(env),
     ...(nonEmpty(env[ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS]) ? {
       submissionWindowMs: readNumber(env, ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
     } : {}),
@@ -377,21 +379,30 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
 
   // 1c. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
-  // without waits as a delayed copy (no receive spent), asking again after `recheckMs`.
+  // without is moved to the waiting queue (no receive spent) until a freed place wakes it
+  // (shared/job-waiting.ts); without a waiting queue it rechecks as a delayed copy after `recheckMs`.
   let ready = valid;
   if (config.jobsInFlight) {
-    const admission = await admitJobs(valid, {
+    const waitingRoom = waitingRoomOf(config.jobsInFlight, deps.clients.sqs);
+    const admissionDeps = {
       dynamodb: deps.clients.dynamodb,
       sfn: deps.clients.sfn,
       pacerTableName: config.pacerTableName,
       stateOwner: config.stateOwner,
       config: config.jobsInFlight,
+      waitingRoom,
       clock,
       logger: deps.logger,
       metrics: deps.metrics,
-    });
+    };
+    const admission = await admitJobs(valid, admissionDeps);
     ready = admission.admitted;
-    failures.push(...await postponeAll(admission.waiting, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
+    const recheck = waitingRoom ? await moveToWaiting(admission.waiting, waitingRoom, (item) => ({
+      body: item.record.body,
+      attributes: copyMessageAttributes(item.record.messageAttributes),
+      groupId: item.record.attributes.MessageGroupId,
+    }), admissionDeps) : admission.waiting;
+    failures.push(...await postponeAll(recheck, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
     failures.push(...await postponeAll(admission.unknown, undefined, clock, deps));
   }
 

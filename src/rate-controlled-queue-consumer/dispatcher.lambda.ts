@@ -12,6 +12,8 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dispatchBatch, DispatchClients, DispatchConfig, loadConfig } from './dispatch';
 import { dynamicDelayFromEnv } from './dynamic-delay-reader';
+import { isJobPlacesSweep, sweepJobPlaces, SweepResult } from './job-places-sweep';
+import { systemClock } from './pacer';
 import { DrainResult, drainLeaseKey, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
@@ -38,11 +40,15 @@ const metrics = createHandlerMetrics(logger);
 const drainConfig = loadDrainConfig(process.env);
 // --- scheduled drain (low-rate mode): end ---
 
-export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Context): Promise<SQSBatchResponse | DrainResult> => {
+export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Context): Promise<SQSBatchResponse | DrainResult | SweepResult> => {
   if (context) {
     logger.addContext(context);
   }
   try {
+    // Jobs in flight: the once-a-minute sweep (expired places, waiters missed by the wakes).
+    if (isJobPlacesSweep(event)) {
+      return await sweepJobPlaces({ dynamodb: clients.dynamodb, sqs: clients.sqs, config, clock: systemClock, logger, metrics });
+    }
     // --- scheduled drain (low-rate mode): begin ---
     if (isScheduledTick(event)) {
       if (!drainConfig) {

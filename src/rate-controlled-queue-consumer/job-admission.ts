@@ -1,8 +1,11 @@
 /**
  * Jobs in flight at the dispatcher (`VendorContract.maxJobsInFlight`): a job submission gets a
  * place before any pacing slot is reserved for it, so the vendor never sees job N + 1, and a request
- * without a place reserves no slot (the pacing of the others is untouched). It waits in the queue as
- * a delayed copy (dispatch.ts, postponeAll): no attempt, no receive count spent.
+ * without a place reserves no slot (the pacing of the others is untouched). It is moved to the
+ * waiting queue (shared/job-waiting.ts, `moveToWaiting` below): no attempt, no receive count spent,
+ * and nothing done while it waits; whoever frees a place wakes one waiter. Without a waiting queue
+ * (or when the move fails) it waits in the request queue as a delayed copy, asking again every
+ * `recheckMs` (dispatch.ts, postponeAll).
  *
  * Vendor calls (`callVendorTask`: result fetches, status polls) hold no place: the vendor counts
  * jobs, not calls. See `shared/job-places.ts` for the item and its single conditional writes.
@@ -11,7 +14,8 @@ import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { DispatchLogger } from './dispatch';
 import type { Clock } from './pacer';
-import { JobPlacesTable, placeKey, readPlaces, releasePlace, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
+import { JobPlacesTable, placeKey, readPlaces, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
+import { releasePlaceAndWakeWaiter, sendToWaiting, WaitingRequest, WaitingRoom, wakeWaitersForFreePlaces } from '../shared/job-waiting';
 import { AnyRequestMessage, CorrelationAttributes } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { isVendorCallMessage } from '../shared/vendor-call';
@@ -21,8 +25,17 @@ export interface JobsInFlightConfig {
   readonly maxJobsInFlight: number;
   /** A place expires this long after it was taken (the contract's maxJobDuration). */
   readonly maxJobDurationMs: number;
-  /** How long a request without a place waits before it asks again, in milliseconds (whole seconds: SQS delays). */
+  /**
+   * How long a request without a place waits before it asks again, in milliseconds (whole seconds:
+   * SQS delays), when it cannot be moved to the waiting queue (none configured, or the send failed).
+   */
   readonly recheckMs: number;
+  /**
+   * The waiting queue (JobWaitingEnv.WAITING_QUEUE_URL) and the request queue woken waiters go back
+   * to. Absent: requests without a place wait as delayed copies (`recheckMs`).
+   */
+  readonly waitingQueueUrl?: string;
+  readonly requestQueueUrl?: string;
   /** The correlation table: a request whose job was already submitted takes no new place. */
   readonly correlationTableName: string;
   /**
@@ -41,6 +54,8 @@ export interface AdmissionDeps {
   /** This orchestrator's key in a shared contract state (keys its places); absent: the table is its own. */
   readonly stateOwner?: string;
   readonly config: JobsInFlightConfig;
+  /** Where a request that gives its place back wakes a waiter. Absent: nobody is woken. */
+  readonly waitingRoom?: WaitingRoom;
   readonly clock: Clock;
   readonly logger: Pick<DispatchLogger, 'info' | 'warn'>;
   readonly metrics: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
@@ -49,7 +64,7 @@ export interface AdmissionDeps {
 export interface Admission<T> {
   /** May be paced and started: a place is held (or not needed). */
   readonly admitted: T[];
-  /** No place: wait `recheckMs` as a delayed copy. */
+  /** No place: moved to the waiting queue (or, without one, a delayed copy after `recheckMs`). */
   readonly waiting: T[];
   /** The places item could not be read or written: back to the queue after a short while. */
   readonly unknown: T[];
@@ -106,7 +121,8 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
         const noCall = await jobAlreadySubmitted(deps, message.requestId) ? 'already submitted'
           : await waitingWorkflowEnded(deps, message.taskToken) ? 'its waiting workflow has ended' : undefined;
         if (noCall) {
-          const held = await releasePlace(table, message.requestId);
+          // A place given back wakes a waiter, as any other freed place does.
+          const held = await releasePlaceAndWakeWaiter(table, deps.waitingRoom, message.requestId, deps.logger);
           if (held !== undefined) {
             deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
           }
@@ -123,10 +139,47 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
   }
   if (waiting.length > 0) {
     deps.logger.info('jobs in flight at the limit: requests wait for a place', {
-      waiting: waiting.length, maxJobsInFlight: config.maxJobsInFlight, recheckMs: config.recheckMs,
+      waiting: waiting.length, maxJobsInFlight: config.maxJobsInFlight,
     });
   }
   return { admitted, waiting, unknown };
+}
+
+/** How many requests are moved to the waiting queue at once. */
+const MOVE_CONCURRENCY = 10;
+
+/**
+ * Moves requests without a place to the waiting queue. Resolves to those that could not be sent
+ * (they stay with the caller, which postpones them as delayed copies); every other one is in the
+ * waiting queue and its original may be deleted. A crash after a send and before the delete leaves
+ * two copies: ClaimRequest lets only one of them call the vendor (shared/job-waiting.ts).
+ *
+ * Then, when any was moved, it wakes waiters for places freed since the admission found the limit
+ * full: such a release found the waiting queue without them and woke nobody.
+ */
+export async function moveToWaiting<T extends { readonly message: AnyRequestMessage }>(
+  items: T[], room: WaitingRoom, requestOf: (item: T) => WaitingRequest,
+  deps: Pick<AdmissionDeps, 'dynamodb' | 'pacerTableName' | 'config' | 'logger'>,
+): Promise<T[]> {
+  const logger = deps.logger;
+  const notMoved: T[] = [];
+  for (let i = 0; i < items.length; i += MOVE_CONCURRENCY) {
+    await Promise.all(items.slice(i, i + MOVE_CONCURRENCY).map(async (item) => {
+      try {
+        await sendToWaiting(room, requestOf(item));
+      } catch (error) {
+        logger.warn('could not move a request without a place to the waiting queue; it rechecks as a delayed copy', {
+          requestId: item.message.requestId, error,
+        });
+        notMoved.push(item);
+      }
+    }));
+  }
+  if (items.length > notMoved.length) {
+    logger.info('requests without a place moved to the waiting queue', { moved: items.length - notMoved.length });
+    await wakeWaitersForFreePlaces({ dynamodb: deps.dynamodb, tableName: deps.pacerTableName }, room, deps.config.maxJobsInFlight, logger);
+  }
+  return notMoved;
 }
 
 async function jobAlreadySubmitted(deps: AdmissionDeps, requestId: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import { Construct } from 'constructs';
 import { ConsumerTrigger, ConsumerTriggerType } from './consumer-trigger';
 import { DispatcherFunction } from './dispatcher-function';
 import { DynamicDelay, DynamicDelayOptions } from './dynamic-delay';
+import { allowWakingWaiters, createJobWaitingRoom } from './job-waiting-room';
 import { deriveRateSettings, PacingPoint, RateSettings } from './rate-settings';
 import { addScheduleTrigger, planScheduleTrigger, ScheduleTriggerPlan } from './schedule-trigger';
 import { createPacerTable } from '../contract/contract-state-resources';
@@ -212,8 +213,10 @@ export interface JobsInFlightLimit {
   /** The correlation table: a redelivered request whose job was already submitted takes no new place. */
   readonly correlationTable: dynamodb.ITable;
   /**
-   * How long a request without a place waits (as a delayed copy in the queue) before it asks again.
-   * Shorter: places are reused sooner, more SQS messages. Whole seconds.
+   * How long a request without a place waits before it asks again when it cannot be moved to the
+   * waiting queue (an SQS error): it then waits as a delayed copy in the request queue. Normally a
+   * request without a place waits in the waiting queue and is woken when a place is freed. Whole
+   * seconds.
    *
    * @default Duration.seconds(2)
    */
@@ -340,10 +343,13 @@ export class RateControlledQueueConsumer extends Construct {
   private callStateMachine?: sfn.IStateMachine;
   private jobsInFlightLimit?: number;
   private atLimitAlarm?: cloudwatch.Alarm;
+  private waitingQueue?: sqs.Queue;
+  private readonly encryptionKey?: kms.IKey;
 
   constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
     super(scope, id);
 
+    this.encryptionKey = props.encryptionKey;
     validateRequestsPerSecond(props.requestsPerSecond);
     this.requestsPerSecond = props.requestsPerSecond;
     validateWholeNumber('batchSize', props.batchSize, 1, 10_000, 'the SQS event source mapping limit for standard queues');
@@ -555,9 +561,11 @@ export class RateControlledQueueConsumer extends Construct {
   /**
    * Keeps the vendor's jobs in flight at most `maxJobsInFlight` (VendorContract.maxJobsInFlight): a
    * job submission gets a place in the pacer table before a pacing slot is reserved for it; one
-   * without waits in the queue as a delayed copy (no attempt, no receive count spent). The places
-   * are freed by the callback processor (`CallbackWebhook.freeJobPlacesIn`) or expire after
-   * `maxJobDuration`. Called once.
+   * without is moved to the waiting queue (`jobWaitingQueue`: no attempt, no receive count spent,
+   * nothing done while it waits). The places are freed by the callback processor
+   * (`CallbackWebhook.freeJobPlacesIn`) or expire after `maxJobDuration`; every function that frees
+   * places wakes one waiter per freed place (`allowWakingWaiters`), and a sweep every minute drops
+   * expired places and wakes waiters for the free ones. Called once.
    */
   public limitJobsInFlight(limit: JobsInFlightLimit): void {
     if (this.jobsInFlightLimit !== undefined) {
@@ -579,6 +587,14 @@ export class RateControlledQueueConsumer extends Construct {
     this.function.addEnvironment(ConsumerEnv.MAX_JOB_DURATION_MS, String(limit.maxJobDuration.toMilliseconds()));
     this.function.addEnvironment(ConsumerEnv.JOB_PLACE_RECHECK_MS, String(recheck.toMilliseconds()));
     this.function.addEnvironment(ConsumerEnv.CORRELATION_TABLE_NAME, limit.correlationTable.tableName);
+    // The waiting room (shared/job-waiting.ts): requests without a place wait in their own queue
+    // and are woken when a place is freed; the sweep bounds what the wakes miss to about a minute.
+    // Not with a shared contract state: each consumer's freers would wake only its own waiters, and
+    // a consumer with no job running would wait for the others' places only through its sweep (it
+    // could starve while another keeps a backlog). Its requests recheck as delayed copies instead.
+    if (!this.sharesState) {
+      this.waitingQueue = createJobWaitingRoom(this, this.function, this.queue, this.encryptionKey).queue;
+    }
     // A request whose job was already submitted takes no new place (job-admission.ts). The table
     // itself only: `table.grant` would add its indexes (`/index/*`), which a GetItem never reads.
     iam.Grant.addToPrincipal({ grantee: this.function, actions: ['dynamodb:GetItem'], resourceArns: [limit.correlationTable.tableArn] });
@@ -587,8 +603,9 @@ export class RateControlledQueueConsumer extends Construct {
     const alarmAfter = limit.atLimitAlarmAfter ?? Duration.minutes(15);
     validateDuration('atLimitAlarmAfter', alarmAfter, Duration.minutes(1), Duration.days(1));
     const minutes = alarmAfter.toMinutes(); // throws unless whole minutes
-    // The gauge is published when a place is taken or freed, and each time a waiting request finds
-    // the limit full (every recheckInterval): while requests wait, every minute has a datapoint.
+    // The gauge is published when a place is taken or freed, each time a request finds the limit
+    // full, and by the sweep every minute while requests wait: while they wait, every minute has a
+    // datapoint.
     // No datapoint: nothing changed and nobody waited, which is not "requests kept waiting".
     this.atLimitAlarm = new cloudwatch.Alarm(this, 'JobsInFlightAlarm', {
       alarmDescription: `The vendor's jobs in flight stayed at the contract's limit of ${limit.maxJobsInFlight} for ${alarmAfter.toHumanString()}: requests are waiting for places. `
@@ -610,6 +627,42 @@ export class RateControlledQueueConsumer extends Construct {
    */
   public get jobsInFlightAlarm(): cloudwatch.IAlarm | undefined {
     return this.atLimitAlarm;
+  }
+
+  /**
+   * The queue where requests wait for a place in flight (no consumer: each freed place moves one
+   * back to the request queue). Only with `limitJobsInFlight()` and the consumer's own contract state.
+   *
+   * @default - none without a jobs-in-flight limit, or with a shared contract state
+   */
+  public get jobWaitingQueue(): sqs.IQueue | undefined {
+    return this.waitingQueue;
+  }
+
+  /**
+   * Lets `fn`, a function that frees places in flight (the callback processor, the vendor caller),
+   * wake one waiting request per place it frees: it gets the waiting and request queues' URLs
+   * (environment) and may receive and delete on the waiting queue and send to the request queue.
+   * Call after `limitJobsInFlight()`, on a consumer with its own contract state (a consumer sharing
+   * one has no waiting queue: its requests recheck as delayed copies).
+   */
+  public allowWakingWaiters(fn: lambda.Function): void {
+    if (!this.waitingQueue) {
+      throw new Error(this.sharesState
+        ? 'allowWakingWaiters(): a consumer sharing a contract state has no waiting queue (its requests recheck as delayed copies); do not call it'
+        : 'allowWakingWaiters() needs the waiting queue: call limitJobsInFlight() first');
+    }
+    allowWakingWaiters(fn, this.waitingQueue, this.queue);
+  }
+
+  /**
+   * Requests waiting for a place in flight (the waiting queue's visible messages). Only with
+   * `limitJobsInFlight()`; undefined without.
+   *
+   * @default - maximum over 1 minute
+   */
+  public metricJobsWaiting(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.waitingQueue?.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum', ...props });
   }
 
   /**

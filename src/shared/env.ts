@@ -137,6 +137,17 @@ export const VendorCallerEnv = {
 } as const;
 
 /**
+ * The jobs-in-flight waiting room (shared/job-waiting.ts), set on every function that frees places
+ * (and on the dispatcher, which moves requests without a place there). Absent: no waiting queue.
+ */
+export const JobWaitingEnv = {
+  /** The waiting queue: requests that found every place taken. */
+  WAITING_QUEUE_URL: 'JOB_WAITING_QUEUE_URL',
+  /** The request queue a woken waiter is sent back to. */
+  REQUEST_QUEUE_URL: 'JOB_REQUEST_QUEUE_URL',
+} as const;
+
+/**
  * The JSON a construct put in environment variable `variableName`, for a handler to check: undefined
  * when the variable is unset or blank; throws naming the variable and `expected` when it is not JSON.
  */

@@ -39,8 +39,9 @@
  * (each admission of a request that already holds it renews it): the submission follows the
  * admission within the dispatch workflow's run (an Express workflow runs at most 5 minutes), and the
  * vendor is assumed to end a job within `maxJobDuration` of its submission. Expired entries are dropped by the dispatcher when
- * the limit is reached (one conditional REMOVE per expired entry, then the take is tried again): no
- * sweep runs on its own, so a place is never freed by our own timeout alone.
+ * the limit is reached (one conditional REMOVE per expired entry, then the take is tried again) and
+ * by the once-a-minute sweep (`dropExpiredPlaces`, job-places-sweep.ts), which then wakes waiters
+ * for them (shared/job-waiting.ts). A place is only ever dropped once it expired: never sooner.
  */
 import { createHash } from 'crypto';
 import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
@@ -189,6 +190,26 @@ async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number,
  */
 export async function releasePlace(table: JobPlacesTable, requestId: string): Promise<number | undefined> {
   return removePlace(table, placeKey(requestId, table.owner));
+}
+
+/**
+ * Drops every place expired at `nowMs` (each a conditional REMOVE of the very entry seen expired, so
+ * a renewal in between wins). Resolves to the places held afterwards (0 when there is no item yet).
+ * The sweep (job-places-sweep.ts) calls it, so that an expired place is freed even while no request
+ * asks for one.
+ */
+export async function dropExpiredPlaces(table: JobPlacesTable, nowMs: number): Promise<number> {
+  const state = await readPlaces(table);
+  if (state === undefined) {
+    return 0;
+  }
+  let held = state.held;
+  for (const [key, exp] of state.places) {
+    if (exp <= nowMs) {
+      held = (await removePlace(table, key, exp)) ?? held;
+    }
+  }
+  return held;
 }
 
 /** Reads the places item (consistent). Undefined when it has no map yet. */

@@ -25,3 +25,10 @@ export const ScheduleEnv = {
   /** The most messages one tick may take: floor(requestsPerSecond x tick period). */
   MAX_MESSAGES_PER_TICK: 'MAX_MESSAGES_PER_TICK',
 } as const;
+
+/**
+ * Value of `kind` in the input of the jobs-in-flight sweep schedule (once a minute, only with
+ * `limitJobsInFlight()`): the dispatcher drops expired places and wakes waiters for free places
+ * (job-places-sweep.ts).
+ */
+export const JOB_PLACES_SWEEP_KIND = 'JobPlacesSweep';

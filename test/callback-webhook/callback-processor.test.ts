@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException, DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { InvalidToken, SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskDoesNotExist, TaskTimedOut } from '@aws-sdk/client-sfn';
-import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
@@ -877,6 +877,30 @@ describe('processCallbackRecord with jobs in flight', () => {
     expect(sfnMock).not.toHaveReceivedAnyCommand();
   });
 
+  test('GIVEN a waiting room WHEN a callback frees its job\'s place THEN one waiting request is moved back to the request queue', async () => {
+    const waiting = { waitingQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/waiting', requestQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests' };
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    placeFreed();
+    sqsMock.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'w1', ReceiptHandle: 'rh-1', Body: '{"requestId":"waiter"}' }] });
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, { ...placesConfig, jobWaiting: waiting }, logger, deps);
+
+    expect(sqsMock).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: waiting.waitingQueueUrl, MaxNumberOfMessages: 1 });
+    expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: waiting.requestQueueUrl, MessageBody: '{"requestId":"waiter"}' });
+    expect(sqsMock).toHaveReceivedCommandWith(DeleteMessageCommand, { QueueUrl: waiting.waitingQueueUrl, ReceiptHandle: 'rh-1' });
+  });
+
+  test('GIVEN a waiting room WHEN a duplicate callback frees nothing THEN nobody is woken', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('COMPLETED')] });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' })
+      .rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+    const waiting = { waitingQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/waiting', requestQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests' };
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, { ...placesConfig, jobWaiting: waiting }, logger, deps);
+
+    expect(sqsMock).not.toHaveReceivedCommand(ReceiveMessageCommand);
+  });
+
   test('GIVEN no jobs-in-flight limit WHEN a callback is processed THEN no place is touched', async () => {
     ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
 
@@ -894,5 +918,7 @@ describe('processCallbackRecord with jobs in flight', () => {
     };
     expect(loadConfig(env).jobPlacesTableName).toBeUndefined();
     expect(loadConfig({ ...env, [CallbackEnv.JOB_PLACES_TABLE_NAME]: 'pacer-table' }).jobPlacesTableName).toBe('pacer-table');
+    expect(loadConfig({ ...env, JOB_WAITING_QUEUE_URL: 'w', JOB_REQUEST_QUEUE_URL: 'r' }).jobWaiting).toEqual({ waitingQueueUrl: 'w', requestQueueUrl: 'r' });
+    expect(loadConfig(env).jobWaiting).toBeUndefined();
   });
 });

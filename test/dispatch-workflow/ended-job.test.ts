@@ -3,6 +3,7 @@
  * vendor's cancel endpoint) frees that job's place on the vendor's 2xx answer.
  */
 import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { freePlaceOfEndedJob } from '../../src/dispatch-workflow/ended-job';
@@ -11,6 +12,7 @@ import { placeKey } from '../../src/shared/job-places';
 import { synthesizeWorkflows } from '../asl/configurations';
 
 const ddb = mockClient(DynamoDBClient);
+const sqs = mockClient(SQSClient);
 const cancel: VendorCallEvent = { method: 'POST', path: '/jobs/j-1/cancel', query: {}, headers: {}, requestId: 'order-1-cancel', slotAtMs: 1, endsJobOf: 'order-1' };
 const answer = (statusCode: number | null): VendorCallResult => ({ statusCode, body: null, headers: null, requeue: statusCode === null ? { delaySeconds: 2, reason: 'NoSlotInTime' } : null });
 const logger = { debug: jest.fn(), info: jest.fn(), warn: jest.fn() };
@@ -27,6 +29,19 @@ function deps(jobPlacesTableName: string | null = 'pacer') {
 }
 
 describe('freePlaceOfEndedJob', () => {
+  test('GIVEN a waiting room and a shared contract state WHEN a cancel frees the job\'s place THEN the owner\'s key is freed and one waiting request is woken', async () => {
+    sqs.reset();
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'w1', ReceiptHandle: 'rh-1', Body: '{"requestId":"waiter"}' }] });
+    sqs.on(SendMessageCommand).resolves({});
+    sqs.on(DeleteMessageCommand).resolves({});
+    const waitingRoom = { sqs: new SQSClient({}), waitingQueueUrl: 'waiting-url', requestQueueUrl: 'request-url' };
+    await freePlaceOfEndedJob(cancel, answer(202), { ...deps(), jobPlacesOwner: 'arn:aws:sqs:eu-west-1:1:orders', waitingRoom });
+    expect(ddb).toHaveReceivedCommandWith(UpdateItemCommand, {
+      ExpressionAttributeNames: { '#places': 'places', '#held': 'placesHeld', '#k': placeKey('order-1', 'arn:aws:sqs:eu-west-1:1:orders') },
+    });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: 'request-url', MessageBody: '{"requestId":"waiter"}' });
+  });
+
   test.each([200, 202, 204])('GIVEN a cancel answered %s WHEN done THEN the place of the job it names is freed and the gauge published', async (status) => {
     const d = deps();
     await freePlaceOfEndedJob(cancel, answer(status), d);

@@ -2,6 +2,7 @@
  * Jobs in flight at the vendor caller: a submission refused with a final 4xx frees its place.
  */
 import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission, isJobSubmission, refusedWithoutJob } from '../../src/dispatch-workflow/refused-submission';
@@ -10,12 +11,14 @@ import { placeKey } from '../../src/shared/job-places';
 import { synthesizeWorkflows } from '../asl/configurations';
 
 const ddb = mockClient(DynamoDBClient);
+const sqs = mockClient(SQSClient);
 const submission: VendorCallEvent = { method: 'POST', headers: {}, body: {}, requestId: 'req-1', slotAtMs: 1 };
 const answer = (statusCode: number | null): VendorCallResult => ({ statusCode, body: null, headers: null, requeue: null });
 const logger = { debug: jest.fn(), info: jest.fn(), warn: jest.fn() };
 
 beforeEach(() => {
   ddb.reset();
+  sqs.reset();
   ddb.on(UpdateItemCommand).resolves({ Attributes: { placesHeld: { N: '1' } } });
 });
 
@@ -54,6 +57,16 @@ describe('freePlaceOfRefusedSubmission', () => {
   ])('GIVEN %s WHEN answered THEN no place is touched', async (_, event, result, table) => {
     await freePlaceOfRefusedSubmission(event, result, deps(table));
     expect(ddb).not.toHaveReceivedCommand(UpdateItemCommand);
+  });
+
+  test('GIVEN a waiting room WHEN a refused submission frees its place THEN one waiting request is woken', async () => {
+    const waitingRoom = { sqs: new SQSClient({}), waitingQueueUrl: 'waiting-url', requestQueueUrl: 'request-url' };
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'w1', ReceiptHandle: 'rh-1', Body: '{"requestId":"waiter"}' }] });
+    sqs.on(SendMessageCommand).resolves({});
+    sqs.on(DeleteMessageCommand).resolves({});
+    await freePlaceOfRefusedSubmission(submission, answer(400), { ...deps(), waitingRoom });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: 'request-url', MessageBody: '{"requestId":"waiter"}' });
+    expect(sqs).toHaveReceivedCommandWith(DeleteMessageCommand, { QueueUrl: 'waiting-url', ReceiptHandle: 'rh-1' });
   });
 
   test('GIVEN the place was already freed WHEN refused THEN nothing is published', async () => {

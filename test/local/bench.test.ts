@@ -2,9 +2,11 @@
  * The benchmark's metric computations and the modeled pacing design (no emulators: fast).
  */
 import { parseBenchArgs, scenarios } from '../../local/bench';
+import { jobsInFlightFigures, jobsInFlightSpecs, modeledHandOverIdleMs, occupancyOf } from '../../local/bench-jobs-in-flight';
 import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from '../../local/bench-metrics';
 import { LATENCY_MODEL, pacingKnobs, postFireSpreadMs, sample, seededRandom, uMax, withPostFireSpread } from '../../local/bench-model';
 import { ISSUE_13_EFFECTS, PacingFix, runBaselineModel, runPacedModel, VirtualClock } from '../../local/bench-sim';
+import type { DemoResult } from '../../local/demo';
 
 describe('bench metrics', () => {
   test('utilization is 1 for arrivals exactly at R, and counts intervals, not points', () => {
@@ -187,5 +189,34 @@ describe('bench scenarios and flags', () => {
     expect(parseBenchArgs(['--quick', '--json', '--lateness-ms=25'])).toMatchObject({ quick: true, json: true, latenessToleranceMs: 25 });
     expect(() => parseBenchArgs(['--nope'])).toThrow(/unknown flag/);
     expect(() => parseBenchArgs(['--lead-ms', 'x'])).toThrow(/needs a number/);
+  });
+
+  test('jobs-in-flight rows (issue 14): slow callbacks against limits of 4 and 10, not in the quick run; occupancy is the vendor\'s mean over N', () => {
+    expect(jobsInFlightSpecs(true)).toEqual([]);
+    expect(jobsInFlightSpecs(false).map((s) => [s.maxJobsInFlight, s.jobDurationMs])).toEqual([[4, 15_000], [10, 30_000], [4, 60_000]]);
+    const demo = {
+      requests: 24,
+      succeeded: 24,
+      lost: 0,
+      vendorRequests: 48,
+      maxJobsInFlightObserved: 4,
+      violationsByLimit: { rate: 0, quota: 0, inFlight: 0 },
+      meanJobsInFlightWhileBacklog: 3.4,
+      handOvers: { count: 20, meanIdleMs: 2690, maxIdleMs: 2996 },
+      deliveredRps: 0.43,
+      elapsedMs: 1,
+    } as unknown as DemoResult;
+    // On AWS, modeled: the lead (1 s by default) and about 20 hops of a few to tens of milliseconds.
+    const idle = modeledHandOverIdleMs();
+    expect(idle.minMs).toBeGreaterThan(1000);
+    expect(idle.minMs).toBeLessThan(idle.meanMs);
+    expect(idle.meanMs).toBeLessThan(idle.maxMs);
+    expect(idle.maxMs).toBeLessThan(1600);
+    expect(modeledHandOverIdleMs(undefined, 500).meanMs).toBe(idle.meanMs - 500);
+    expect(occupancyOf(30_000, idle.meanMs)).toBeGreaterThanOrEqual(0.95);
+    expect(occupancyOf(15_000, 1_000)).toBe(0.938);
+    expect(jobsInFlightFigures(demo, 4)).toMatchObject({
+      maxJobsInFlightObserved: 4, inFlightViolations: 0, occupancy: 0.85, handOvers: 20, meanHandOverIdleMs: 2690, maxHandOverIdleMs: 2996,
+    });
   });
 });

@@ -10,7 +10,7 @@ import {
   FaultScenarioResult, FaultSuiteContext, formatFaultTable, runFaultScenario, startFaultSuite,
 } from '../../local/fault-suite';
 import {
-  JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, jobsInFlightScenarios, placesHeld,
+  JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios, placesHeld,
 } from '../../local/fault-suite-jobs-in-flight';
 import { VendorQuota } from '../../src';
 
@@ -28,6 +28,8 @@ beforeAll(async () => {
     // On AWS every expiry also covers the dispatch workflow's 5 minutes (admission -> submission);
     // here 1 s, so that the lost callbacks' places expire within the scenario.
     functionEnv: { JOB_PLACE_SUBMISSION_WINDOW_MS: '1000' },
+    // The sweep every 2 s: it frees the lost callbacks' expired places and wakes their waiters.
+    scheduleSpeedup: JOBS_SUITE_SCHEDULE_SPEEDUP,
   });
 }, 120_000);
 

@@ -665,4 +665,24 @@ describe('VendorSimulator: jobs in flight (maxJobsInFlight)', () => {
     expect(g.stats().meanInFlight).toBeCloseTo(1.4);
     expect(g.stats()).toMatchObject({ now: 0, maxObserved: 2, violations: 0 });
   });
+
+  test('GIVEN places freed at the limit WHEN later jobs take them THEN each hand-over\'s idle time is measured, oldest freed place first', () => {
+    let now = 0;
+    const g = new VendorJobsInFlight(2, () => now);
+    g.start('a');
+    g.end('a'); // below the limit: no hand-over
+    g.start('b');
+    g.start('c'); // t 0: at the limit
+    now = 1000;
+    g.end('b'); // freed at 1000
+    now = 1500;
+    g.end('c'); // freed at 1500
+    now = 4000;
+    g.start('d'); // takes the place freed at 1000: idle 3000
+    now = 4500;
+    g.start('e'); // takes the one freed at 1500: idle 3000
+    now = 5000;
+    g.end('d'); // freed after the last start: not a hand-over
+    expect(g.stats()).toMatchObject({ handOvers: 2, meanHandOverIdleMs: 3000, maxHandOverIdleMs: 3000 });
+  });
 });

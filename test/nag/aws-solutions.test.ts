@@ -93,6 +93,19 @@ describe('cdk-nag AwsSolutions', () => {
     expect(nagFindings(stack)).toEqual([]);
   });
 
+  test('an orchestrator with a jobs-in-flight limit and a customer-managed key on its queues has no errors or warnings (the waiting room\'s grants)', () => {
+    const stack = new Stack(new App(), 'WaitingKey', { env: TEST_ENV });
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://api.vendor.example/v1/jobs',
+      contract: VendorContract.of({ requestsPerSecond: 5, maxJobsInFlight: 3 }),
+      callbackTimeout: Duration.minutes(10),
+      consumer: { encryptionKey: key },
+      webhook: { encryptionKey: key },
+    });
+    expect(nagFindings(stack)).toEqual([]);
+  });
+
   test('two orchestrators sharing one contract state (and its dynamic delay), one importing it, have no errors or warnings', () => {
     const stack = new Stack(new App(), 'Shared', { env: TEST_ENV });
     const contract = VendorContract.of({ requestsPerSecond: 5, maxJobsInFlight: 3 });

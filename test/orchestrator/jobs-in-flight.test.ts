@@ -3,10 +3,11 @@
  * the callback processor are told, and what they may touch.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract } from '../../src';
+import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState } from '../../src';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
@@ -86,6 +87,82 @@ describe('VendorContract.maxJobsInFlight', () => {
   });
 });
 
+describe('jobs in flight: the waiting room', () => {
+  test('GIVEN maxJobsInFlight WHEN built THEN requests without a place wait in an encrypted waiting queue that nothing polls', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 4 }), stack);
+    const template = Template.fromStack(stack);
+    const waitingId = logicalIdOf(stack, o.consumer.jobWaitingQueue!);
+    // A stateful resource: its logical id must never change (test/upgrade).
+    expect(waitingId).toMatch(/^VendorConsumerJobWaitingQueue[0-9A-F]{8}$/);
+    expect(template.toJSON().Resources[waitingId].Properties).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 86_400 });
+    // No event source mapping: waiting costs nothing per second.
+    const mappings = Object.values(template.findResources('AWS::Lambda::EventSourceMapping'));
+    expect(JSON.stringify(mappings)).not.toContain(waitingId);
+    expect(o.consumer.metricJobsWaiting()!.metricName).toBe('ApproximateNumberOfMessagesVisible');
+    const body = JSON.stringify(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(body).toContain('requests waiting for a place (waiting queue depth)');
+  });
+
+  test('GIVEN maxJobsInFlight WHEN built THEN every freer of places may wake a waiter, and the dispatcher is swept every minute', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 4 }), stack);
+    const template = Template.fromStack(stack);
+    const waiting = { Ref: logicalIdOf(stack, o.consumer.jobWaitingQueue!) };
+    const requests = { Ref: logicalIdOf(stack, o.consumer.queue) };
+    for (const fn of [o.consumer.function, o.webhook.processor, o.dispatch.vendorCaller!]) {
+      expect(environmentOf(template, stack, fn)).toMatchObject({ JOB_WAITING_QUEUE_URL: waiting, JOB_REQUEST_QUEUE_URL: requests });
+      const statements = statementsOfRole(template, stack, (fn as typeof o.consumer.function).role!);
+      expect(JSON.stringify(resourcesGranted(statements, 'sqs:ReceiveMessage'))).toContain(waiting.Ref);
+      expect(JSON.stringify(resourcesGranted(statements, 'sqs:DeleteMessage'))).toContain(waiting.Ref);
+      expect(JSON.stringify(resourcesGranted(statements, 'sqs:SendMessage'))).toContain(requests.Ref);
+    }
+    // Only the dispatcher sends requests to wait.
+    expect(JSON.stringify(resourcesGranted(statementsOfRole(template, stack, o.consumer.function.role!), 'sqs:SendMessage'))).toContain(waiting.Ref);
+    expect(JSON.stringify(resourcesGranted(statementsOfRole(template, stack, o.webhook.processor.role!), 'sqs:SendMessage'))).not.toContain(waiting.Ref);
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(1 minute)',
+      Target: { Arn: { 'Fn::GetAtt': [logicalIdOf(stack, o.consumer.function), 'Arn'] }, Input: JSON.stringify({ kind: 'JobPlacesSweep' }) },
+    });
+  });
+
+  test('GIVEN a callbackTimeout longer than the waiting queue keeps a message WHEN built THEN a warning says so', () => {
+    const stack = testStack();
+    new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: VENDOR_URL, contract: VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 4 }), callbackTimeout: Duration.days(20),
+    });
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('jobWaitingRetention'));
+    expect(warnings).toHaveLength(1);
+    expect(JSON.stringify(warnings[0].entry.data)).toContain('callbackTimeout (20 days) is longer than the 14 days SQS keeps a message');
+  });
+
+  test('GIVEN two orchestrators sharing one contract state WHEN built THEN neither has a waiting queue (each would wake only its own waiters): their requests recheck as delayed copies', () => {
+    const stack = testStack();
+    const contract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 4 });
+    const state = new VendorContractState(stack, 'State', { contract });
+    const built = ['Orders', 'Invoices'].map((id) => new AsyncExternalApiOrchestrator(stack, id, {
+      vendorUrl: VENDOR_URL, contract, contractState: state, callbackTimeout: Duration.hours(2),
+    }));
+    const template = Template.fromStack(stack);
+    for (const o of built) {
+      expect(o.consumer.jobWaitingQueue).toBeUndefined();
+      expect(environmentOf(template, stack, o.consumer.function)).toMatchObject({ MAX_JOBS_IN_FLIGHT: '4', JOB_PLACE_RECHECK_MS: '2000' });
+      expect(environmentOf(template, stack, o.consumer.function)).not.toHaveProperty('JOB_WAITING_QUEUE_URL');
+      expect(environmentOf(template, stack, o.webhook.processor)).not.toHaveProperty('JOB_WAITING_QUEUE_URL');
+      expect(() => o.consumer.allowWakingWaiters(o.webhook.processor)).toThrow(/a consumer sharing a contract state has no waiting queue/);
+    }
+    expect(Object.keys(template.findResources('AWS::Scheduler::Schedule'))).toHaveLength(0);
+  });
+
+  test('GIVEN no maxJobsInFlight WHEN built THEN there is no waiting queue and no sweep', () => {
+    const stack = testStack();
+    const o = orchestrator(VendorContract.of({ requestsPerSecond: 10 }), stack);
+    expect(o.consumer.jobWaitingQueue).toBeUndefined();
+    expect(o.consumer.metricJobsWaiting()).toBeUndefined();
+    expect(Object.keys(Template.fromStack(stack).findResources('AWS::Scheduler::Schedule'))).toHaveLength(0);
+  });
+});
+
 describe('jobs in flight: gauge, alarm, dashboard', () => {
   test('GIVEN maxJobsInFlight WHEN the orchestrator is built THEN an alarm fires after 15 minutes at the limit and is one of its alarms', () => {
     const stack = testStack();
@@ -150,6 +227,26 @@ describe('RateControlledQueueConsumer.limitJobsInFlight', () => {
     c.limitJobsInFlight({ maxJobsInFlight: 2, maxJobDuration: Duration.hours(1), correlationTable: table });
     expect(() => c.limitJobsInFlight({ maxJobsInFlight: 2, maxJobDuration: Duration.hours(1), correlationTable: table }))
       .toThrow(/limitJobsInFlight\(\) was already called/);
+  });
+
+  test('GIVEN no limit yet WHEN letting a function wake waiters THEN it is refused with what to call first', () => {
+    const stack = testStack();
+    const { c } = consumer(stack);
+    expect(() => c.allowWakingWaiters(c.function)).toThrow('allowWakingWaiters() needs the waiting queue: call limitJobsInFlight() first');
+  });
+
+  test('GIVEN a customer-managed key WHEN limiting THEN the waiting queue is encrypted with it', () => {
+    const stack = testStack();
+    const key = new kms.Key(stack, 'Key');
+    const table = new dynamodb.Table(stack, 'Correlation', { partitionKey: { name: 'requestId', type: dynamodb.AttributeType.STRING } });
+    const c = new RateControlledQueueConsumer(stack, 'Consumer', { requestsPerSecond: 5, encryptionKey: key });
+    c.limitJobsInFlight({ maxJobsInFlight: 2, maxJobDuration: Duration.hours(1), correlationTable: table });
+    c.dispatchTo(new sfn.StateMachine(stack, 'Dispatch', { definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, 'Nothing')) }));
+    Template.fromStack(stack).hasResourceProperties('AWS::SQS::Queue', {
+      KmsMasterKeyId: { 'Fn::GetAtt': [logicalIdOf(stack, key), 'Arn'] },
+      MessageRetentionPeriod: 14 * 86_400,
+      VisibilityTimeout: Match.absent(),
+    });
   });
 
   test('GIVEN a recheck interval that is not whole seconds WHEN limiting THEN it is refused', () => {

@@ -5,7 +5,9 @@
  */
 import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand, StartExecutionCommandInput, TaskTimedOut } from '@aws-sdk/client-sfn';
-import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient,
+} from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
@@ -14,6 +16,7 @@ import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { admitJobs, AdmissionDeps } from '../../src/rate-controlled-queue-consumer/job-admission';
+import { isJobPlacesSweep, sweepJobPlaces } from '../../src/rate-controlled-queue-consumer/job-places-sweep';
 import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 import { placeKey, readPlaces, releasePlace, takePlace } from '../../src/shared/job-places';
 import { RequestMessage } from '../../src/shared/messages';
@@ -86,6 +89,16 @@ function message(requestId: string, extra: Partial<RequestMessage> = {}): Reques
 
 function record(body: object, messageId: string): SQSRecord {
   return requestRecord(body, messageId, T0);
+}
+
+const WAITING_QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/waiting';
+const REQUEST_QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests';
+/** The waiting room's queues, as the construct configures them with limitJobsInFlight(). */
+const WAITING = { waitingQueueUrl: WAITING_QUEUE_URL, requestQueueUrl: REQUEST_QUEUE_URL };
+
+function waitingDeps(tables: { pacer: string; correlation: string }, clock: FakeClock, metrics = fakeMetrics(), maxJobsInFlight = 2): DispatchDeps {
+  const deps = dispatchDeps(tables, clock, metrics, maxJobsInFlight);
+  return { ...deps, config: { ...deps.config, jobsInFlight: { ...deps.config.jobsInFlight!, ...WAITING } } };
 }
 
 function dispatchDeps(tables: { pacer: string; correlation: string }, clock: FakeClock, metrics = fakeMetrics(), maxJobsInFlight = 2): DispatchDeps {
@@ -297,6 +310,61 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     expect((await readPlaces(table))!.held).toBe(2);
   });
 
+  test('GIVEN a waiting queue WHEN requests find every place taken THEN they are moved there (no delay, originals deleted), reserving no slot', async () => {
+    const tables = await freshTables();
+    const metrics = fakeMetrics();
+    const records = ['a', 'b', 'c', 'd'].map((id, i) => record(message(id), `m${i}`));
+    const result = await dispatchBatch({ Records: records }, waitingDeps(tables, fakeClock(), metrics));
+
+    // Nothing stays on the request queue: c and d wait in the waiting queue until a place is freed.
+    expect(result.batchItemFailures).toEqual([]);
+    expect(startedRequestIds()).toEqual(['a', 'b']);
+    const moved = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+    expect(moved.map((c) => [c.QueueUrl, JSON.parse(c.MessageBody!).requestId, c.DelaySeconds])).toEqual([
+      [WAITING_QUEUE_URL, 'c', undefined],
+      [WAITING_QUEUE_URL, 'd', undefined],
+    ]);
+    // The body as it was, with the request's start stamped in (request-start.ts): a wait does not restart its clock.
+    expect(JSON.parse(moved[0].MessageBody!)).toEqual({ ...message('c'), requestStartedAtMs: expect.any(Number) });
+    expect(sqs).not.toHaveReceivedCommand(ChangeMessageVisibilityCommand);
+    expect(metrics.values(MetricNames.JOBS_IN_FLIGHT)).toEqual([1, 2, 2]);
+  });
+
+  test('GIVEN a place freed while requests are being moved to wait (its wake found nobody) WHEN moved THEN the dispatcher wakes a waiter for it', async () => {
+    const tables = await freshTables();
+    // The callback's release lands between the admission (limit full) and the move.
+    sqs.on(SendMessageCommand, { QueueUrl: WAITING_QUEUE_URL }).callsFake(async () => {
+      await releasePlace({ dynamodb: client, tableName: tables.pacer }, 'a');
+      return { MessageId: 'waiting-c' };
+    });
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'waiting-c', ReceiptHandle: 'rh-c', Body: JSON.stringify(message('c')) }] });
+    sqs.on(DeleteMessageCommand).resolves({});
+    await dispatchBatch({ Records: ['a', 'b', 'c'].map((id, i) => record(message(id), `m${i}`)) }, waitingDeps(tables, fakeClock()));
+    expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: WAITING_QUEUE_URL, MaxNumberOfMessages: 1 });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: REQUEST_QUEUE_URL, MessageBody: JSON.stringify(message('c')) });
+  });
+
+  test('GIVEN the waiting queue refuses a request WHEN it has no place THEN it rechecks as a delayed copy on the request queue instead', async () => {
+    const tables = await freshTables();
+    sqs.on(SendMessageCommand, { QueueUrl: WAITING_QUEUE_URL }).rejects(new Error('KMS.ThrottlingException'));
+    const records = ['a', 'b', 'c'].map((id, i) => record(message(id), `m${i}`));
+    const result = await dispatchBatch({ Records: records }, waitingDeps(tables, fakeClock()));
+    expect(result.batchItemFailures).toEqual([]);
+    const copy = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input).find((c) => c.QueueUrl !== WAITING_QUEUE_URL)!;
+    expect([JSON.parse(copy.MessageBody!).requestId, copy.DelaySeconds]).toEqual(['c', 2]);
+  });
+
+  test('GIVEN a redelivered request whose job was already submitted WHEN it gives its new place back THEN it wakes one waiter', async () => {
+    const tables = await freshTables();
+    await client.send(new PutItemCommand({ TableName: tables.correlation, Item: { requestId: { S: 'done' }, jobId: { S: 'job-9' } } }));
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'w1', ReceiptHandle: 'rh-1', Body: JSON.stringify(message('waiter')) }] });
+    sqs.on(DeleteMessageCommand).resolves({});
+    await dispatchBatch({ Records: [record(message('done'), 'm0')] }, waitingDeps(tables, fakeClock()));
+    expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: WAITING_QUEUE_URL, MaxNumberOfMessages: 1 });
+    expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: REQUEST_QUEUE_URL, MessageBody: JSON.stringify(message('waiter')) });
+    expect(sqs).toHaveReceivedCommandWith(DeleteMessageCommand, { QueueUrl: WAITING_QUEUE_URL, ReceiptHandle: 'rh-1' });
+  });
+
   test('GIVEN the jobs-in-flight variables WHEN loading the config THEN they are read, the recheck defaulting to 2 s', () => {
     const env = {
       STATE_MACHINE_ARN,
@@ -314,5 +382,66 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     }).jobsInFlight?.submissionWindowMs).toBe(1000);
     expect(() => loadConfig({ ...env, MAX_JOBS_IN_FLIGHT: '0', MAX_JOB_DURATION_MS: '60000', CORRELATION_TABLE_NAME: 'corr' }))
       .toThrow(/MAX_JOBS_IN_FLIGHT must be a whole number > 0/);
+    const waitingEnv = { JOB_WAITING_QUEUE_URL: WAITING_QUEUE_URL, JOB_REQUEST_QUEUE_URL: REQUEST_QUEUE_URL };
+    expect(loadConfig({ ...env, MAX_JOBS_IN_FLIGHT: '5', MAX_JOB_DURATION_MS: '60000', CORRELATION_TABLE_NAME: 'corr', ...waitingEnv }).jobsInFlight)
+      .toMatchObject(WAITING);
+  });
+});
+
+describe('the jobs-in-flight sweep', () => {
+  function sweepDeps(tables: { pacer: string; correlation: string }, clock: FakeClock, metrics = fakeMetrics(), maxJobsInFlight = 3) {
+    return { dynamodb: client, sqs: new SQSClient({}), config: waitingDeps(tables, clock, metrics, maxJobsInFlight).config, clock, logger, metrics };
+  }
+  const waiters = (n: number) => Array.from({ length: n }, (_, i) => ({ MessageId: `w${i}`, ReceiptHandle: `rh-${i}`, Body: JSON.stringify(message(`w${i}`)) }));
+
+  test('GIVEN the sweep\'s tick WHEN recognised THEN only its kind matches', () => {
+    expect(isJobPlacesSweep({ kind: 'JobPlacesSweep' })).toBe(true);
+    expect(isJobPlacesSweep({ kind: 'ScheduledDrainTick' })).toBe(false);
+    expect(isJobPlacesSweep({ Records: [] })).toBe(false);
+  });
+
+  test('GIVEN an expired place and a free one WHEN swept THEN the expired place is dropped and two waiters are moved back (long poll)', async () => {
+    const tables = await freshTables();
+    const table = { dynamodb: client, tableName: tables.pacer };
+    await takePlace(table, 'lost-callback', 3, T0 + 1000, T0);
+    await takePlace(table, 'running', 3, T0 + HOUR_MS, T0);
+    const clock = fakeClock(T0 + 5000);
+    const metrics = fakeMetrics();
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: waiters(2) });
+    sqs.on(DeleteMessageCommand).resolves({});
+    sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '5' } });
+
+    expect(await sweepJobPlaces(sweepDeps(tables, clock, metrics))).toEqual({ placesHeld: 1, woken: 2, waiting: 5 });
+    expect([...(await readPlaces(table))!.places.keys()]).toEqual([placeKey('running')]);
+    expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: WAITING_QUEUE_URL, MaxNumberOfMessages: 2, WaitTimeSeconds: 1 });
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 2);
+    // Requests wait: the gauge is published, so the at-limit alarm sees every minute of waiting.
+    expect(metrics.values(MetricNames.JOBS_IN_FLIGHT)).toEqual([1]);
+  });
+
+  test('GIVEN every place is held and nobody waits WHEN swept THEN nobody is woken and no gauge is published', async () => {
+    const tables = await freshTables();
+    const table = { dynamodb: client, tableName: tables.pacer };
+    for (const id of ['a', 'b', 'c']) await takePlace(table, id, 3, T0 + HOUR_MS, T0);
+    const metrics = fakeMetrics();
+    sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '0' } });
+    expect(await sweepJobPlaces(sweepDeps(tables, fakeClock(), metrics))).toEqual({ placesHeld: 3, woken: 0, waiting: 0 });
+    expect(sqs).not.toHaveReceivedCommand(ReceiveMessageCommand);
+    expect(metrics.values(MetricNames.JOBS_IN_FLIGHT)).toEqual([]);
+  });
+
+  test('GIVEN no places item yet and the depth cannot be read WHEN swept THEN all places are free and the sweep still wakes', async () => {
+    const tables = await freshTables();
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: [] });
+    sqs.on(GetQueueAttributesCommand).rejects(new Error('denied'));
+    expect(await sweepJobPlaces(sweepDeps(tables, fakeClock()))).toEqual({ placesHeld: 0, woken: 0 });
+    expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { MaxNumberOfMessages: 3 });
+    expect(logger.warn).toHaveBeenCalledWith(expect.stringMatching(/could not read how many requests wait/), expect.anything());
+  });
+
+  test('GIVEN a dispatcher without the limit WHEN a sweep tick arrives THEN it fails naming the missing variable', async () => {
+    const tables = await freshTables();
+    const deps = sweepDeps(tables, fakeClock());
+    await expect(sweepJobPlaces({ ...deps, config: { ...deps.config, jobsInFlight: undefined } })).rejects.toThrow(/MAX_JOBS_IN_FLIGHT is not set/);
   });
 });
