@@ -12,6 +12,7 @@ import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors'
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
+import { inputDefaults } from './input-defaults';
 import { requeueGroupId, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
@@ -555,7 +556,9 @@ export class DispatchWorkflow extends Construct {
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
 
     checkWaiting.next(prepare);
-    const definition = claim.next(credential.before(checkWaiting, { classify, giveUp }));
+    // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
+    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null })
+      .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,

@@ -9,6 +9,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
+import { inputDefaults } from './input-defaults';
 import { requeueGroupId, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
@@ -278,7 +279,9 @@ export class VendorCallWorkflow extends Construct {
 
     claim.addCatch(alreadyClaimed, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
     claim.addCatch(classify, { resultPath: '$.error' });
-    const definition = claim.next(checkWaiting).next(credential.before(hasBody, { classify, giveUp }));
+    // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
+    const definition = inputDefaults(this, { requestStartedAtMs: null, endsJobOf: null, key: null })
+      .next(claim.next(checkWaiting).next(credential.before(hasBody, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,

@@ -300,7 +300,7 @@ describe('cost derivation from a synthesized stack', () => {
     expect(fetchLine(`${d.model.proxy.logicalId} (proxy) calls`).perRequest).toBe(1);
     expect(fetchLine('request queue (fetch message) SendMessage').perRequest).toBe(1);
     // The call's claim (ClaimCall, a small item) and the caller's slot claim: one write each.
-    expect(d.fetch?.path[0]).toBe('ClaimCall');
+    expect(d.fetch?.path.slice(0, 4)).toEqual(['WrapInput', 'SetInputDefaults', 'ApplyInputDefaults', 'ClaimCall']);
     expect(fetchLine('ClaimCall write')).toMatchObject({ perRequest: 1, price: 'dynamodbWriteRequestUnit' });
     expect(d.fetch!.usage.lines.find((l) => l.what.endsWith('PutItem (slot claim)'))!.perRequest).toBe(1);
     // Without the fetch the per-request lines are the same.

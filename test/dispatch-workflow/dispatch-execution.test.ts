@@ -103,6 +103,17 @@ describe('dispatch workflow, executed', () => {
     expect(result.calls.StoreJobId[0].Key).toEqual({ requestId: { S: 'req-1' } });
   });
 
+  test('an execution started by a dispatcher of an earlier version (no requestStartedAtMs or key in its input) submits and stores the job id: the fields are filled with null, no States.Runtime (input-defaults.ts)', async () => {
+    // GIVEN the input of an old dispatcher: a deploy updates this workflow before the dispatcher
+    const { requestStartedAtMs: _start, ...oldInput } = dispatchInput();
+    // WHEN
+    const result = await run(definition, oldInput, { ClaimRequest: claimed, CallVendor: vendorAccepts({ jobId: 'job-42' }), StoreJobId: ok });
+    // THEN
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor[0].Payload).toMatchObject({ requestId: 'req-1', requestStartedAtMs: null });
+    expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-42' });
+  });
+
   test('stores a numeric job id as a string', async () => {
     const result = await run(definition, dispatchInput(), { ClaimRequest: claimed, CallVendor: vendorAccepts({ jobId: 1234 }), StoreJobId: ok });
     expect(result.error).toBeUndefined();

@@ -120,7 +120,9 @@ describe('DispatchWorkflow', () => {
       const definition = dispatchDefinition(fixture);
 
       // THEN
-      expect(definition.StartAt).toBe('ClaimRequest');
+      // After the input defaults (input-defaults.ts: fields an earlier dispatcher does not send).
+      expect(definition.StartAt).toBe('WrapInput');
+      expect(definition.States.ApplyInputDefaults.Next).toBe('ClaimRequest');
       const claim = definition.States.ClaimRequest;
       expect(claim).toMatchObject({
         Type: 'Task',

@@ -318,6 +318,18 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     expect(result.calls.ReturnResponse).toBeUndefined();
   });
 
+  test('an execution started by a dispatcher of an earlier version (no requestStartedAtMs, endsJobOf or key in its input) calls the vendor and defers like any other: the fields are filled with null, no States.Runtime (input-defaults.ts)', async () => {
+    // GIVEN the input of an old dispatcher: a deploy updates this workflow before the dispatcher
+    const { requestStartedAtMs: _start, endsJobOf: _ends, ...oldInput } = slotInput();
+    expect(Object.keys(oldInput)).not.toContain('key');
+    // WHEN
+    const result = await run(definition, oldInput, { CallVendor: callerAnswerDuringVendorPause, RequeueWithDelay: ok });
+    // THEN the caller gets nulls (it counts a quota deadline from now, frees no place) and the deferral carries them
+    expect(result.error).toBeUndefined();
+    expect(result.calls.CallVendor[0].Payload).toMatchObject({ requestId: 'req-1', requestStartedAtMs: null, endsJobOf: null });
+    expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody)).toMatchObject({ requestId: 'req-1', requestStartedAtMs: null, endsJobOf: null });
+  });
+
   test('a deferred call comes back with one more deferral, so its next execution claims again (a higher claim sequence) (issue 13, item 1)', async () => {
     // GIVEN a call deferred twice already
     const input = slotInput(2);

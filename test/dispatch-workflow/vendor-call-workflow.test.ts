@@ -136,7 +136,8 @@ describe('VendorCallWorkflow', () => {
     const definition = definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall!.stateMachine));
     expect(aslErrors(definition)).toEqual([]);
     // The call is claimed first (a duplicate execution stops there), then checked, then made.
-    expect(definition.StartAt).toBe('ClaimCall');
+    expect(definition.StartAt).toBe('WrapInput');
+    expect(definition.States.ApplyInputDefaults.Next).toBe('ClaimCall');
     expect(definition.States.ClaimCall.Next).toBe('CheckWaitingWorkflow');
   });
 

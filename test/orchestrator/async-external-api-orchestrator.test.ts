@@ -217,7 +217,8 @@ describe('AsyncExternalApiOrchestrator', () => {
     test('the dispatch workflow claims, calls, retries and gives up as designed', () => {
       // THEN
       const definition = dispatchDefinitionOf(a);
-      expect(definition.StartAt).toBe('ClaimRequest');
+      expect(definition.StartAt).toBe('WrapInput');
+      expect(definition.States.ApplyInputDefaults.Next).toBe('ClaimRequest');
       expect(definition.States.ClaimRequest.Parameters.ConditionExpression)
         .toBe('attribute_not_exists(#job) AND (attribute_not_exists(#claimSeq) OR #claimSeq < :claimSeq)');
       expect(definition.States.ClaimRequest.Catch[0]).toMatchObject({
