@@ -110,6 +110,9 @@ export class ExampleStack extends Stack {
         endsJobOf: sfn.JsonPath.stringAt('$.orderId'),
         resultPath: sfn.JsonPath.DISCARD,
       });
+      // A Catch's ResultPath defaults to `$` (the error replaces the state, $.orderId with it):
+      // keep the state, the cancel names the order
+      // (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultpath.html).
       submit.addCatch(cancel.next(timedOut), { errors: [sfn.Errors.TIMEOUT], resultPath: '$.error' });
     } else {
       submit.addCatch(timedOut, { errors: [sfn.Errors.TIMEOUT] });
