@@ -1,7 +1,9 @@
 /**
  * Example app: a Standard "main" workflow submits a job to an asynchronous vendor API through
  * the orchestrator, waits for the vendor's callback, fetches the job's result from the vendor
- * (a paced call, counted against the contract), then processes it.
+ * (a paced call, counted against the contract), then processes it. With `cancelOnTimeout`, a job
+ * whose callback never comes is cancelled at the vendor (README, "A stopped or timed-out workflow's
+ * job"), freeing its place in flight at once.
  *
  *   npx cdk synth --app 'npx ts-node --project examples/tsconfig.json examples/app.ts'
  */
@@ -36,6 +38,14 @@ export interface ExampleStackProps extends StackProps {
    * true; the benchmark turns it off to measure submissions alone.
    */
   readonly fetchResult?: boolean;
+  /**
+   * On the submission's `States.Timeout` (no callback in `callbackTimeout`), cancel the job at the
+   * vendor before failing with `VendorTimedOut`: `POST <vendorUrl>/by-key/<orderId>/cancel`, a
+   * `callVendorTask` marked `endsJobOf`, so the vendor's 2xx frees the job's place in flight at
+   * once (the README's cancel example). Needs a contract with `maxJobsInFlight`. Default false
+   * (the timeout fails at once; the place stays until the job's callback or `maxJobDuration`).
+   */
+  readonly cancelOnTimeout?: boolean;
 }
 
 export class ExampleStack extends Stack {
@@ -87,9 +97,26 @@ export class ExampleStack extends Stack {
     });
 
     // Every way the wait can end badly has a name of its own.
-    submit.addCatch(new sfn.Fail(this, 'VendorTimedOut', { error: 'VendorTimedOut', cause: 'No callback before callbackTimeout' }), {
-      errors: [sfn.Errors.TIMEOUT],
-    });
+    const timedOut = new sfn.Fail(this, 'VendorTimedOut', { error: 'VendorTimedOut', cause: 'No callback before callbackTimeout' });
+    if (props.cancelOnTimeout) {
+      // The README's cancel example: the vendor may still run the job, which holds its place in
+      // flight until its callback or maxJobDuration; its cancel endpoint's 2xx frees it at once.
+      // Keyed by the submission's Idempotency-Key (its request id): after a timeout the state has
+      // no job id.
+      const cancel = this.orchestrator.callVendorTask(this, 'CancelJob', {
+        method: 'POST',
+        path: sfn.JsonPath.format('/by-key/{}/cancel', sfn.JsonPath.stringAt('$.orderId')),
+        requestId: sfn.JsonPath.format('{}-cancel', sfn.JsonPath.stringAt('$.orderId')),
+        endsJobOf: sfn.JsonPath.stringAt('$.orderId'),
+        resultPath: sfn.JsonPath.DISCARD,
+      });
+      // A Catch's ResultPath defaults to `$` (the error replaces the state, $.orderId with it):
+      // keep the state, the cancel names the order
+      // (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultpath.html).
+      submit.addCatch(cancel.next(timedOut), { errors: [sfn.Errors.TIMEOUT], resultPath: '$.error' });
+    } else {
+      submit.addCatch(timedOut, { errors: [sfn.Errors.TIMEOUT] });
+    }
     submit.addCatch(new sfn.Fail(this, 'VendorJobFailed', { error: AsyncExternalApiOrchestrator.ERROR_VENDOR_JOB_FAILED }), {
       errors: [AsyncExternalApiOrchestrator.ERROR_VENDOR_JOB_FAILED],
     });

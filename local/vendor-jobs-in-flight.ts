@@ -84,6 +84,11 @@ export class VendorJobsInFlight {
     this.areaAtLastStart = this.area;
   }
 
+  /** Whether a job is in progress (started and not ended). */
+  public isRunning(jobId: string): boolean {
+    return this.running.has(jobId);
+  }
+
   /** Ends a job (idempotent: a duplicate callback ends nothing twice). */
   public end(jobId: string): void {
     if (this.running.has(jobId)) {

@@ -7,8 +7,10 @@
  *
  * Calls: `POST <any path>` submits a job (request id from `Idempotency-Key`, else `X-Request-Id`,
  * else the body's `requestId`); `GET <path ending in a job id>` reads a job; `GET <path>/<job id>/result`
- * fetches a job's result (blog step 11). Every call counts against the contract, as a vendor counts
- * result fetches too: all arrivals are in one log.
+ * fetches a job's result (blog step 11); `POST <path>/by-key/<request id>/cancel` or
+ * `POST <path>/<job id>/cancel` cancels a job (see `cancelJob`: the README's cancel example, "Jobs
+ * in flight"). Every call counts against the contract, as a vendor counts result fetches too: all
+ * arrivals are in one log.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
@@ -82,6 +84,13 @@ export interface VendorSimulatorOptions {
   readonly slowMs?: number;
   /** Requests that are never called back. @default 0 */
   readonly noCallbackRate?: number;
+  /**
+   * How long a job that is never called back (`noCallbackRate`, or no callback URL) runs on the
+   * vendor's side, ms: it counts against `maxJobsInFlight` until then, or until it is cancelled. A
+   * long one is a job that hangs at the vendor, which only a cancel (or the caller's own expiry)
+   * ends. @default - callbackDelayMs
+   */
+  readonly noCallbackRunsMs?: number;
   /** Requests called back twice. @default 0 */
   readonly duplicateCallbackRate?: number;
   /** Requests called back before their submission is answered (before the job id can be stored). @default 0 */
@@ -167,6 +176,8 @@ export interface VendorRequestRecord {
   readonly firstSubmissionAtMs?: number;
   /** When its first accepted submission arrived (ms since the epoch): the job's callback follows it. */
   readonly firstAcceptedAtMs?: number;
+  /** When a cancel first ended one of its jobs (ms since the epoch, the cancel's arrival). */
+  readonly cancelledAtMs?: number;
 }
 
 /** One callback the vendor sent (or tried to). */
@@ -228,6 +239,11 @@ export interface VendorStats {
   readonly limitViolations: Record<string, number>;
   /** With a real limit below the contract: calls refused for it (each got 429). Else 0. */
   readonly realLimitRefusals: number;
+  /**
+   * Cancels (`POST .../cancel`) answered: `cancelled` 200 (a job was running, or was already
+   * cancelled), `notFound` 404 (no such job or request id), `alreadyEnded` 409 (its job had ended).
+   */
+  readonly cancels: { readonly cancelled: number; readonly notFound: number; readonly alreadyEnded: number };
   readonly requests: Record<string, VendorRequestRecord>;
 }
 
@@ -249,6 +265,8 @@ interface RequestState {
   firstSubmissionAtMs?: number;
   /** When its first accepted submission arrived (ms since the epoch). */
   firstAcceptedAtMs?: number;
+  /** When a cancel first ended one of its jobs (ms since the epoch). */
+  cancelledAtMs?: number;
 }
 
 interface Job {
@@ -296,6 +314,8 @@ export class VendorSimulator {
   private readonly inflight = new Set<http.ClientRequest>();
   private readonly agent = new http.Agent({ keepAlive: false });
   private readonly jobsInFlight: VendorJobsInFlight;
+  /** Jobs ended by a cancel: never called back. */
+  private readonly cancelledJobs = new Set<string>();
   /** Arrivals per quota period (key: the period's start, ms). */
   private readonly quotaCounts = new Map<number, number>();
   private quotaViolations = 0;
@@ -320,6 +340,9 @@ export class VendorSimulator {
     forgedSent: 0,
     resultFetches: 0,
     callsWithAwsSignature: 0,
+    cancelled: 0,
+    cancelNotFound: 0,
+    cancelAlreadyEnded: 0,
   };
 
   constructor(options: VendorSimulatorOptions) {
@@ -418,6 +441,7 @@ export class VendorSimulator {
         resultFetches: s.resultFetches,
         ...(s.firstSubmissionAtMs === undefined ? {} : { firstSubmissionAtMs: s.firstSubmissionAtMs }),
         ...(s.firstAcceptedAtMs === undefined ? {} : { firstAcceptedAtMs: s.firstAcceptedAtMs }),
+        ...(s.cancelledAtMs === undefined ? {} : { cancelledAtMs: s.cancelledAtMs }),
       };
     }
     const c = this.counters;
@@ -444,6 +468,7 @@ export class VendorSimulator {
         .map((l) => [l.name, maxInAnyWindow(this.limitArrivals.get(l.name) ?? [], this.closedWindow)])),
       limitViolations: Object.fromEntries((this.options.limits ?? []).map((l) => [l.name, this.limitViolations.get(l.name) ?? 0])),
       realLimitRefusals: this.realLimitRefusals,
+      cancels: { cancelled: c.cancelled, notFound: c.cancelNotFound, alreadyEnded: c.cancelAlreadyEnded },
       requests,
     };
   }
@@ -490,12 +515,17 @@ export class VendorSimulator {
       await this.answer(res, quotaRefusal, this.options.latencyMs ?? 0);
       return;
     }
-    if (method === 'POST') {
+    const cancel = method === 'POST' ? cancelTarget(req.url ?? '/') : undefined;
+    if (method === 'POST' && !cancel) {
       await this.submit(req, res, body, overContract, now);
       return;
     }
     if (overContract) {
       await this.answer(res, this.contractRefusal(), this.options.latencyMs ?? 0);
+      return;
+    }
+    if (cancel) {
+      await this.answer(res, this.cancelJob(cancel, now), this.options.latencyMs ?? 0);
       return;
     }
     if (method === 'GET') {
@@ -564,8 +594,9 @@ export class VendorSimulator {
     if (this.willCallBack(job)) {
       void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.runCallbacks(job, false));
     } else {
-      // No callback (lost, or no URL): the job still ends on the vendor's side.
-      void this.sleep(this.options.callbackDelayMs ?? 0).then(() => this.jobsInFlight.end(job.jobId));
+      // No callback (lost, or no URL): the job still ends on the vendor's side, when it would have
+      // called back, or later (noCallbackRunsMs: a job that hangs until it is cancelled).
+      void this.sleep(this.options.noCallbackRunsMs ?? this.options.callbackDelayMs ?? 0).then(() => this.jobsInFlight.end(job.jobId));
     }
   }
 
@@ -674,6 +705,39 @@ export class VendorSimulator {
       : { status: 404, body: { error: `no job ${jobId}` } };
   }
 
+  /**
+   * `POST .../by-key/<request id>/cancel` (the job the submission with that `Idempotency-Key`
+   * started, as the README's cancel example calls it) or `POST .../<job id>/cancel`. As a strict
+   * vendor: a running job ends at once (it stops counting against `maxJobsInFlight`) and is never
+   * called back; the answer is `200 {"jobId", "status": "CANCELLED"}`, also for a job already
+   * cancelled (a retried cancel). A job that had already ended (it called back, or ran its course)
+   * gets `409`, an unknown job or request id `404`.
+   */
+  private cancelJob(target: { readonly requestId?: string; readonly jobId?: string }, now: number): Answer {
+    const jobIds = target.requestId !== undefined
+      ? this.states.get(target.requestId)?.jobIds ?? []
+      : this.jobs.has(target.jobId!) ? [target.jobId!] : [];
+    const name = target.requestId !== undefined ? `request id ${target.requestId}` : `job ${target.jobId}`;
+    if (jobIds.length === 0) {
+      this.counters.cancelNotFound++;
+      return { status: 404, body: { error: `no job for ${name}` } };
+    }
+    const running = jobIds.filter((id) => this.jobsInFlight.isRunning(id));
+    if (running.length === 0 && !jobIds.some((id) => this.cancelledJobs.has(id))) {
+      this.counters.cancelAlreadyEnded++;
+      return { status: 409, body: { error: `the job of ${name} has already ended: nothing to cancel`, jobId: jobIds[jobIds.length - 1] } };
+    }
+    for (const id of running) {
+      this.cancelledJobs.add(id);
+      this.jobsInFlight.end(id);
+    }
+    if (running.length > 0) {
+      this.stateOf(this.jobs.get(running[0])!.requestId).cancelledAtMs ??= now;
+    }
+    this.counters.cancelled++;
+    return { status: 200, body: { jobId: running[0] ?? jobIds.find((id) => this.cancelledJobs.has(id)), status: 'CANCELLED' } };
+  }
+
   /** `GET .../<job id>/result`: the job's result, with the injected result faults. */
   private fetchResult(jobId: string): Answer {
     this.counters.resultFetches++;
@@ -710,8 +774,8 @@ export class VendorSimulator {
     // The job is done on the vendor's side when it starts calling back.
     this.jobsInFlight.end(job.jobId);
     try {
-      if (this.stopped) {
-        return; // stop() cancels callbacks that have not started
+      if (this.stopped || this.cancelledJobs.has(job.jobId)) {
+        return; // stop() cancels callbacks that have not started; a cancelled job never calls back
       }
       if (state.faults.has('forgedCallback')) {
         state.forged = true;
@@ -905,6 +969,14 @@ function uniform(seed: number, fault: VendorFault, requestId: string): number {
   return digest.readUIntBE(0, 6) / 2 ** 48;
 }
 
+/** The job a cancel names: `.../by-key/<request id>/cancel` or `.../<job id>/cancel`; undefined: not a cancel. */
+function cancelTarget(url: string): { readonly requestId?: string; readonly jobId?: string } | undefined {
+  const segments = new URL(url, 'http://local').pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  if (segments.length < 2 || segments[segments.length - 1] !== 'cancel') return undefined;
+  const id = segments[segments.length - 2];
+  return segments.length >= 3 && segments[segments.length - 3] === 'by-key' ? { requestId: id } : { jobId: id };
+}
+
 function callbackBody(job: Job): Record<string, unknown> {
   return { jobId: job.jobId, requestId: job.requestId, status: 'SUCCEEDED', result: { echo: job.echo } };
 }
@@ -928,7 +1000,7 @@ function validateOptions(o: VendorSimulatorOptions): void {
       throw new Error(`${name} must be a fraction between 0 and 1 (given ${value})`);
     }
   }
-  const durations: Array<keyof VendorSimulatorOptions> = ['latencyMs', 'callbackDelayMs', 'slowMs', 'callbackRetryBaseMs', 'callbackTimeoutMs'];
+  const durations: Array<keyof VendorSimulatorOptions> = ['latencyMs', 'callbackDelayMs', 'noCallbackRunsMs', 'slowMs', 'callbackRetryBaseMs', 'callbackTimeoutMs'];
   for (const name of durations) {
     const value = o[name] as number | undefined;
     if (value !== undefined && !(value >= 0)) {

@@ -1,5 +1,13 @@
+import { CfnElement, Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { buildExampleApp } from '../../examples/app';
+import { VendorContract } from '../../src';
+import { definitionOf } from '../util';
+
+/** The main workflow's definition (the Standard state machine), parsed. */
+function mainDefinition(stack: ReturnType<typeof buildExampleApp>['stack']): any {
+  return definitionOf(Template.fromStack(stack), stack.getLogicalId(stack.mainWorkflow.node.defaultChild as CfnElement));
+}
 
 describe('example app', () => {
   test('synthesizes a main workflow that submits, waits and processes the result', () => {
@@ -33,5 +41,32 @@ describe('example app', () => {
       Environment: { Variables: { REQUESTS_PER_SECOND: '4' } },
     });
     expect(stack.orchestrator.consumer.backlogThresholdMessages).toBe(1200);
+  });
+
+  test('GIVEN the default example THEN a timeout fails at once (no cancel call)', () => {
+    const states = mainDefinition(buildExampleApp().stack).States;
+    expect(states.CancelJob).toBeUndefined();
+    expect(states.SubmitJob.Catch[0]).toEqual({ ErrorEquals: ['States.Timeout'], Next: 'VendorTimedOut' });
+  });
+
+  test('GIVEN cancelOnTimeout WHEN the submission times out THEN the job is cancelled by its key (endsJobOf) before VendorTimedOut, the state kept', () => {
+    const { stack } = buildExampleApp({
+      contract: VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 2, maxJobDuration: Duration.minutes(10) }),
+      cancelOnTimeout: true,
+    });
+    const states = mainDefinition(stack).States;
+    expect(states.SubmitJob.Catch[0]).toEqual({ ErrorEquals: ['States.Timeout'], ResultPath: '$.error', Next: 'CancelJob' });
+    expect(states.CancelJob.Next).toBe('VendorTimedOut');
+    expect(states.CancelJob.ResultPath).toBeNull();
+    const body = states.CancelJob.Parameters.MessageBody;
+    expect(body).toMatchObject({
+      'call': { 'method': 'POST', 'path.$': "States.Format('/by-key/{}/cancel', $.orderId)" },
+      'requestId.$': "States.Format('{}-cancel', $.orderId)",
+      'endsJobOf.$': '$.orderId',
+    });
+  });
+
+  test('GIVEN cancelOnTimeout without maxJobsInFlight THEN synthesis fails, saying so', () => {
+    expect(() => buildExampleApp({ cancelOnTimeout: true })).toThrow(/endsJobOf/);
   });
 });

@@ -638,6 +638,72 @@ describe('VendorSimulator: jobs in flight (maxJobsInFlight)', () => {
     expect((await submit(base, 'r-2')).status).toBe(202);
   });
 
+  test('GIVEN a job that hangs (noCallbackRunsMs) at the limit WHEN it is cancelled by its request id THEN its place is free at once, the next job is accepted and it is never called back', async () => {
+    // GIVEN: the job would run for a minute without calling back
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, callbackDelayMs: 10, noCallbackRunsMs: 60_000 });
+    const hanging = 'r-hang';
+    expect(vendor.faultsOf(hanging)).toEqual([]);
+    await submit(base, hanging, { callbackUrl: undefined }); // no callback URL: never called back
+    expect((await submit(base, 'r-2')).status).toBe(429);
+
+    // WHEN: the README's cancel example, by the submission's Idempotency-Key
+    const cancel = await call(`${base}/v1/jobs/by-key/${hanging}/cancel`, { headers: { 'Idempotency-Key': `${hanging}-cancel` } });
+
+    // THEN
+    expect(cancel).toMatchObject({ status: 200, body: { jobId: 'job-1', status: 'CANCELLED' } });
+    expect(vendor.stats().jobsInFlight.now).toBe(0);
+    expect((await submit(base, 'r-3')).status).toBe(202);
+    const stats = vendor.stats();
+    expect(stats.requests[hanging].cancelledAtMs).toBeGreaterThan(0);
+    expect(stats.cancels).toEqual({ cancelled: 1, notFound: 0, alreadyEnded: 0 });
+    // The hand-over is measured from the cancel.
+    expect(stats.jobsInFlight.handOvers).toBe(1);
+  });
+
+  test('GIVEN a running job with a callback due WHEN it is cancelled by its job id THEN it is never called back, and a retried cancel answers 200 again', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, callbackDelayMs: 200 });
+    await submit(base, 'r-1');
+
+    // WHEN
+    const first = await call(`${base}/v1/jobs/job-1/cancel`);
+    const retried = await call(`${base}/v1/jobs/by-key/r-1/cancel`);
+    await sleep(400);
+
+    // THEN
+    expect([first.status, retried.status]).toEqual([200, 200]);
+    expect(retried.body).toEqual({ jobId: 'job-1', status: 'CANCELLED' });
+    expect(webhook.received).toHaveLength(0);
+    expect(vendor.callbacks()).toHaveLength(0);
+    expect(vendor.stats()).toMatchObject({ submissions: 1, cancels: { cancelled: 2, notFound: 0, alreadyEnded: 0 } });
+  });
+
+  test('GIVEN a job that has called back and an unknown one WHEN they are cancelled THEN 409 and 404', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ maxJobsInFlight: 1, callbackDelayMs: 10 });
+    await submit(base, 'r-1');
+    await waitFor(() => webhook.received.length >= 1);
+
+    // WHEN
+    const ended = await call(`${base}/v1/jobs/by-key/r-1/cancel`);
+    const unknownKey = await call(`${base}/v1/jobs/by-key/nobody/cancel`);
+    const unknownJob = await call(`${base}/v1/jobs/job-99/cancel`);
+
+    // THEN
+    expect(ended.status).toBe(409);
+    expect(ended.body.error).toMatch(/already ended/);
+    expect([unknownKey.status, unknownJob.status]).toEqual([404, 404]);
+    expect(vendor.stats()).toMatchObject({ submissions: 1, cancels: { cancelled: 0, notFound: 2, alreadyEnded: 1 } });
+  });
+
+  test('GIVEN the contract is full WHEN a cancel arrives THEN it is refused like any call (429): a cancel counts against the rate', async () => {
+    const { vendor, base } = await startVendor({ requestsPerSecond: 1, maxJobsInFlight: 1, noCallbackRunsMs: 60_000 });
+    await submit(base, 'r-1', { callbackUrl: undefined });
+    const cancel = await call(`${base}/v1/jobs/by-key/r-1/cancel`);
+    expect(cancel.status).toBe(429);
+    expect(vendor.stats().jobsInFlight.now).toBe(1);
+  });
+
   test('GIVEN no limit WHEN jobs run THEN jobs in flight are still measured', async () => {
     const { vendor, base } = await startVendor({ callbackDelayMs: 300 });
     await submit(base, 'r-1');
