@@ -20,6 +20,8 @@ export interface CostResult {
   readonly comparisons: Array<{ readonly comparison: Comparison; readonly cost: DesignCost }>;
   /** The main workflow's result fetches (callVendorTask), priced per fetch. */
   readonly fetch?: DesignCost;
+  /** A wait for a job place (jobs-in-flight waiting queue), priced per wait. */
+  readonly waits?: DesignCost;
 }
 
 /** One comparison in the JSON summary. */
@@ -54,6 +56,11 @@ export interface CostSummary {
     readonly byService: Record<ServiceKey, number>;
     readonly perMillionOrdersUsd: number;
   };
+  /** A wait for a job place (maxJobsInFlight with its waiting queue), off the happy path: per wait. */
+  readonly jobWait?: {
+    readonly perMillionWaitsUsd: number;
+    readonly byService: Record<ServiceKey, number>;
+  };
   readonly warnings: string[];
 }
 
@@ -84,6 +91,7 @@ export function summary(result: CostResult): CostSummary {
         perMillionOrdersUsd: round(perOrderUsd(result)),
       },
     } : {}),
+    ...(result.waits ? { jobWait: { perMillionWaitsUsd: round(result.waits.perMillionRequestsUsd), byService: byService(result.waits) } } : {}),
     warnings: result.derived.warnings,
   };
 }
@@ -109,6 +117,22 @@ function fetchText(result: CostResult): string[] {
     ], [false, true]),
     ...table(['service', 'usage', 'per fetch', 'USD per 1M', 'how'], fetch.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
     fetchSentence(result),
+  ];
+}
+
+/** The wait section of the text report (empty without a waiting queue). */
+function waitsText(result: CostResult): string[] {
+  const { waits } = result;
+  if (!waits) return [];
+  return [
+    '',
+    'A WAIT FOR A JOB PLACE (maxJobsInFlight), PER WAITING REQUEST, WHATEVER ITS LENGTH, NOT IN THE TABLE ABOVE',
+    `  ${waits.description}`,
+    ...table(['service', 'USD per 1M waits'], [
+      ...servicesUsed([waits]).map((k) => [SERVICES[k], usd(waits.byService[k])]),
+      ['total', usd(waits.perMillionRequestsUsd)],
+    ], [false, true]),
+    ...table(['service', 'usage', 'per wait', 'USD per 1M', 'how'], waits.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
   ];
 }
 
@@ -140,6 +164,7 @@ export function textReport(result: CostResult): string {
   out.push(`At ${fmt(result.options.trafficRps)} rps for 30 days: $${money(ours.usagePerMonthUsd)} for ${int(ours.requestsPerMonth)} requests, `
     + `plus $${money(ours.monthlyFixedUsd)} a month that does not depend on the request count (below).`);
   out.push(...fetchText(result));
+  out.push(...waitsText(result));
   out.push('');
   out.push('WHERE THE MONEY GOES (per request)');
   out.push(...table(['service', 'usage', 'per request', 'USD per 1M', 'how'], ours.lines
@@ -210,6 +235,19 @@ export function markdownReport(result: CostResult): string {
       out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
     }
     out.push('', fetchSentence(result));
+  }
+  if (result.waits) {
+    const waits = result.waits;
+    out.push('', 'A wait for a job place (maxJobsInFlight), per waiting request, whatever its length:');
+    out.push('', '| service | USD per 1M waits |', '| --- | ---: |');
+    for (const k of servicesUsed([waits])) {
+      out.push(`| ${SERVICES[k]} | ${usd(waits.byService[k])} |`);
+    }
+    out.push(`| **total** | **${usd(waits.perMillionRequestsUsd)}** |`);
+    out.push('', '| service | usage | per wait | USD per 1M | how |', '| --- | --- | ---: | ---: | --- |');
+    for (const l of waits.lines.filter((x) => x.perRequest > 0)) {
+      out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
+    }
   }
   out.push('', '| monthly item | quantity | USD per month | how |', '| --- | ---: | ---: | --- |');
   for (const l of ours.monthly) {
