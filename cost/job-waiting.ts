@@ -137,7 +137,7 @@ export function waitUsage(c: WaitContext): DesignUsage {
   const gbs = (ms: number, fn: FunctionModel) => (ms / 1000) * (fn.memoryMb / 1024);
   const info = SIZE_BYTES.powertoolsInfoLine + SIZE_BYTES.logEventOverhead;
   const dispatcherLogBytes = lambdaLogBytesPerRequest(c.dispatcher, fill, 0, true) + (c.dispatcher.infoLogs ? (2 * info) / fill : 0);
-  const lines: UsageLine[] = [
+  const raw: UsageLine[] = [
     {
       service: 'sqs',
       what: `dispatcher ${c.room.queue} SendMessage (move to wait)`,
@@ -215,6 +215,8 @@ export function waitUsage(c: WaitContext): DesignUsage {
       `START/END/REPORT + one EMF document per invocation / ${fmt(fill)}${c.dispatcher.infoLogs ? ', two INFO lines per batch (requests wait, moved)' : ''}`),
     logLine('freer logs (wake)', c.processor.infoLogs ? info : 0, c.processor.infoLogs ? 'one INFO line (waiting requests woken)' : 'no INFO lines at this log level'),
   ];
+  // logLine says "per request"; here a request is a wait.
+  const lines = raw.map((l) => (l.service === 'cloudwatchLogs' ? { ...l, derivation: l.derivation.replace(' per request: ', ' per wait: ') } : l));
   return {
     name: 'a wait for a job place',
     description: `a request that finds all ${c.maxJobsInFlight} places taken waits in ${c.room.queue} (no cost while it waits) and is woken by a freed place`,

@@ -6,6 +6,7 @@ import { Comparison, PUBLISHED_PATTERN_URL } from './comparisons';
 import { DeriveOptions, fmt, StackDerivation } from './derive';
 import { HAPPY_PATH_RULE } from './happy-path';
 import { DesignCost, PricedLine, round, SERVICE_KEYS, ServiceKey, SERVICES } from './model';
+import { DEFAULT_KEYS } from './per-key-credentials';
 import { PRICE_DATE, PRICE_STATEMENT, RegionPrices } from './prices';
 
 /** Everything a report shows. */
@@ -297,6 +298,12 @@ export function assumptions(result: CostResult): string[] {
     `Logs: API Gateway access log lines sized from the stage's format, Lambda START/END/REPORT (${SIZE_BYTES.lambdaPlatformLogsText} B), one Powertools INFO line `
       + `(${SIZE_BYTES.powertoolsInfoLine} B) per request per function at INFO, one EMF document (${SIZE_BYTES.emfDocument} B) per invocation, `
       + `${SIZE_BYTES.logEventOverhead} B per event; the Express workflow logs at ERROR, so nothing on the happy path.`,
+    ...(result.derived.model.waitingRoom ? ['Jobs in flight: the waiting queue\'s moves are priced per wait (a request that found every place taken), '
+      + 'whatever its length; per job only the freer\'s wake attempt while nobody waits (2 short-poll receives); the sweep a month assumes nobody waits '
+      + 'and a place is free (its long poll waits its whole second).'] : []),
+    ...(result.derived.model.perKeyCredential ? [`Per-key credentials: ${o.keys ?? DEFAULT_KEYS} key(s) (--keys), each with its own secret, each called in every `
+      + 'execution environment of the credential function within each cache TTL (an upper bound on the reads); environments = ceil(call rate x '
+      + `${LATENCY_MS.lambdaInvoke} ms), at least 1.`] : []),
     'The rate changes only the amortisation (batch fill, hence per-batch reads, writes, receives and invocations) and the monthly total (rps x 2,592,000 requests per 30 days).',
     'Free tiers are excluded; first-tier prices throughout (API Gateway drops to $2.80 per million past 333 million calls a month, '
       + 'Express duration and Lambda duration have cheaper tiers too), so very high volumes cost somewhat less per request.',
