@@ -11,6 +11,7 @@ import * as path from 'path';
 import { comparisons } from './comparisons';
 import { contractRpsOf, DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, loadStack } from './derive';
 import { priceDesign } from './model';
+import { DEFAULT_KEYS } from './per-key-credentials';
 import { knownRegions, pricesFor, UnknownRegionError } from './prices';
 import { CostResult, markdownReport, summary, textReport } from './report';
 
@@ -34,6 +35,10 @@ export interface CostArgs {
   readonly payloadBytes: number;
   readonly callbackBytes: number;
   readonly taskTokenBytes: number;
+  /** Request keys with a secret each (per-key credentials). */
+  readonly keys?: number;
+  /** Synthesize the example with this jobs-in-flight limit (and its waiting queue). */
+  readonly maxJobsInFlight?: number;
   readonly json: boolean;
   readonly markdown: boolean;
   readonly assembly?: string;
@@ -56,6 +61,10 @@ Standard workflow with an HTTP Task.
   --payload-bytes B       request payload size (default ${DEFAULT_DERIVE_OPTIONS.payloadBytes})
   --callback-bytes B      vendor callback body size (default ${DEFAULT_DERIVE_OPTIONS.callbackBytes})
   --task-token-bytes B    Step Functions task token length (default ${DEFAULT_DERIVE_OPTIONS.taskTokenBytes})
+  --keys N                request keys with a secret each, for per-key credentials (fromSecretHeaderPerKey;
+                          default ${DEFAULT_KEYS}): N secrets a month, GetSecretValue per key per cache TTL per environment
+  --max-jobs-in-flight N  synthesize the example with maxJobsInFlight N in its contract: prices the job places,
+                          the waiting queue's moves per wait and the sweep (not with --assembly)
   --assembly DIR          cost an already synthesized cloud assembly instead of the example (with --stack;
                           the contract is read from the template, give the traffic with --traffic-rps)
   --stack NAME            the stack in --assembly
@@ -74,7 +83,7 @@ export class UsageError extends Error {
 export function parseArgs(argv: string[]): CostArgs {
   const values = new Map<string, string>();
   const flags = new Set<string>();
-  const valued = ['--rps', '--traffic-rps', '--region', '--vendor-latency-ms', '--payload-bytes', '--callback-bytes', '--task-token-bytes', '--assembly', '--stack'];
+  const valued = ['--rps', '--traffic-rps', '--region', '--vendor-latency-ms', '--payload-bytes', '--callback-bytes', '--task-token-bytes', '--keys', '--max-jobs-in-flight', '--assembly', '--stack'];
   const switches = ['--json', '--markdown', '--help', '-h'];
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
@@ -99,6 +108,15 @@ export function parseArgs(argv: string[]): CostArgs {
     }
     return value;
   };
+  const whole = (name: string): number | undefined => {
+    const raw = values.get(name);
+    if (raw === undefined) return undefined;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 1) {
+      throw new UsageError(`${name} must be a whole number >= 1, got '${raw}'`);
+    }
+    return value;
+  };
   const args: CostArgs = {
     rps: num('--rps', 0),
     trafficRps: num('--traffic-rps', 0),
@@ -107,6 +125,8 @@ export function parseArgs(argv: string[]): CostArgs {
     payloadBytes: num('--payload-bytes', 0, DEFAULT_DERIVE_OPTIONS.payloadBytes)!,
     callbackBytes: num('--callback-bytes', 0, DEFAULT_DERIVE_OPTIONS.callbackBytes)!,
     taskTokenBytes: num('--task-token-bytes', 0, DEFAULT_DERIVE_OPTIONS.taskTokenBytes)!,
+    keys: whole('--keys'),
+    maxJobsInFlight: whole('--max-jobs-in-flight'),
     json: flags.has('--json'),
     markdown: flags.has('--markdown'),
     assembly: values.get('--assembly'),
@@ -115,6 +135,9 @@ export function parseArgs(argv: string[]): CostArgs {
   };
   if (args.assembly !== undefined && args.stack === undefined) {
     throw new UsageError('--assembly needs --stack NAME');
+  }
+  if (args.assembly !== undefined && args.maxJobsInFlight !== undefined) {
+    throw new UsageError('--max-jobs-in-flight synthesizes the example app; with --assembly the limit is read from the template');
   }
   if (args.assembly !== undefined && args.rps !== undefined) {
     throw new UsageError('--rps synthesizes the example app; with --assembly the contract is read from the template (give the traffic with --traffic-rps)');
@@ -132,6 +155,7 @@ export function costOf(assemblyDir: string, stackName: string, regionCode: strin
   const derived = deriveStack(template, full);
   const ours = priceDesign(derived.usage, prices, trafficRps);
   const fetch = derived.fetch ? priceDesign(derived.fetch.usage, prices, trafficRps) : undefined;
+  const waits = derived.waits ? priceDesign(derived.waits, prices, trafficRps) : undefined;
   return {
     stackName,
     prices,
@@ -141,16 +165,21 @@ export function costOf(assemblyDir: string, stackName: string, regionCode: strin
     ours,
     comparisons: comparisons(derived.model, full).map((comparison) => ({ comparison, cost: priceDesign(comparison.usage, prices, trafficRps) })),
     ...(fetch ? { fetch } : {}),
+    ...(waits ? { waits } : {}),
   };
 }
 
 /** Synthesizes the example app with a contract into a temporary directory; returns it and the stack name. */
-export function synthesizeExample(rps: number): { dir: string; stackName: string } {
+export function synthesizeExample(rps: number, maxJobsInFlight?: number): { dir: string; stackName: string } {
   // Required here, not imported: --assembly runs without loading the construct library.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { buildExampleApp } = require('../examples/app') as typeof import('../examples/app');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-cost-'));
-  const { app, stack } = buildExampleApp({ requestsPerSecond: rps }, dir);
+  const props = maxJobsInFlight === undefined ? { requestsPerSecond: rps } : {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    contract: (require('../src') as typeof import('../src')).VendorContract.of({ requestsPerSecond: rps, maxJobsInFlight }),
+  };
+  const { app, stack } = buildExampleApp(props, dir);
   app.synth();
   return { dir, stackName: stack.stackName };
 }
@@ -180,8 +209,8 @@ export async function main(argv: string[], io: CostIo = PROCESS_IO): Promise<num
   try {
     if (dir === undefined) {
       const rps = args.rps ?? DEFAULT_RPS;
-      io.err(`synthesizing the example app with requestsPerSecond ${rps}...`);
-      ({ dir, stackName } = synthesizeExample(rps));
+      io.err(`synthesizing the example app with requestsPerSecond ${rps}${args.maxJobsInFlight ? ` and maxJobsInFlight ${args.maxJobsInFlight}` : ''}...`);
+      ({ dir, stackName } = synthesizeExample(rps, args.maxJobsInFlight));
       temporary = true;
     }
     const result = costOf(dir, stackName!, args.region, {
@@ -190,6 +219,7 @@ export async function main(argv: string[], io: CostIo = PROCESS_IO): Promise<num
       payloadBytes: args.payloadBytes,
       callbackBytes: args.callbackBytes,
       taskTokenBytes: args.taskTokenBytes,
+      ...(args.keys !== undefined ? { keys: args.keys } : {}),
     });
     io.out(args.markdown ? markdownReport(result) : textReport(result));
     if (args.json) {

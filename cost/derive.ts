@@ -12,8 +12,10 @@ import {
   LATENCY_MS, POLL_GATHER_SECONDS, SIZE_BYTES, SQS_CHUNK_BYTES, SQS_MESSAGES_PER_CALL,
 } from './assumptions';
 import { AslDefinition, AslState, happyPath } from './happy-path';
+import { sweepMonthly, waitingRoomOf, WaitingRoomModel, waitUsage, wakeLinesPerJob } from './job-waiting';
 import { jobsInFlightLines, jobsInFlightMonthly, maxJobsInFlightOf } from './jobs-in-flight';
 import { DesignUsage, MonthlyLine, UsageLine } from './model';
+import { DEFAULT_KEYS, perKeyCredentialLines, perKeyCredentialOf, PerKeyCredentialModel, perKeySecretsMonthly } from './per-key-credentials';
 import { LocalTemplate } from '../local/template';
 import { LocalEndpoints, ResolvedResource } from '../local/types';
 import { DynamicDelayEnv } from '../src/rate-controlled-queue-consumer/dynamic-delay-env';
@@ -35,6 +37,11 @@ export interface DeriveOptions {
   readonly callbackBytes: number;
   /** Length of a Step Functions task token. */
   readonly taskTokenBytes: number;
+  /**
+   * Request keys with a secret each, for per-key credentials (`fromSecretHeaderPerKey`): the
+   * template cannot know them. Default DEFAULT_KEYS; unused without per-key credentials.
+   */
+  readonly keys?: number;
 }
 
 export const DEFAULT_DERIVE_OPTIONS: Omit<DeriveOptions, 'trafficRps'> = {
@@ -177,6 +184,10 @@ export interface StackModel {
   readonly postponedPerRequest: number;
   /** The contract's jobs-in-flight limit (dispatcher MAX_JOBS_IN_FLIGHT); undefined without one. */
   readonly maxJobsInFlight?: number;
+  /** The limit's waiting queue and sweep (dispatcher JOB_WAITING_QUEUE_URL); undefined without them. */
+  readonly waitingRoom?: WaitingRoomModel;
+  /** The proxy's per-key credential function (SECRET_NAME_PATTERN); undefined without per-key credentials. */
+  readonly perKeyCredential?: PerKeyCredentialModel;
 }
 
 /** The paced result fetches of the main workflow (callVendorTask), costed per fetch. */
@@ -199,6 +210,11 @@ export interface StackDerivation {
   readonly usage: DesignUsage;
   /** Usage per result fetch (callVendorTask), when the main workflow makes any. */
   readonly fetch?: FetchDerivation;
+  /**
+   * Usage per wait for a job place (a request that found every place taken), when the stack has a
+   * jobs-in-flight limit with its waiting queue: off the happy path, priced per wait.
+   */
+  readonly waits?: DesignUsage;
   /** How each count was obtained, one line each. */
   readonly derivation: string[];
   /** Things the reader must know (backlog, missing features). */
@@ -390,6 +406,9 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   const processorMsPerRequest = (tokenCheck ? 3 : 2) * LATENCY_MS.dynamodbCall + LATENCY_MS.sendTaskSuccess
     + LATENCY_MS.invocationOverhead / callbackFeed.fill;
 
+  const maxJobsInFlight = maxJobsInFlightOf(consumerEnv);
+  const waitingRoom = waitingRoomOf(t, consumerEnv, dispatcherFn.logicalId, maxJobsInFlight);
+  const perKeyCredential = perKeyCredentialOf(t, (id) => functionModel(t.get(id)));
   const model: StackModel = {
     contractRps,
     latenessToleranceMs,
@@ -415,8 +434,19 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     correlationItemBytes,
     indexEntryBytes,
     postponedPerRequest,
-    maxJobsInFlight: maxJobsInFlightOf(consumerEnv),
+    maxJobsInFlight,
+    ...(waitingRoom ? { waitingRoom } : {}),
+    ...(perKeyCredential ? { perKeyCredential } : {}),
   };
+  const keys = options.keys ?? DEFAULT_KEYS;
+  if (waitingRoom) {
+    derivation.push(`jobs in flight: waiting queue ${waitingRoom.queue}${waitingRoom.sweep ? `, sweep ${waitingRoom.sweep.schedule} every ${waitingRoom.sweep.periodSeconds} s` : ', no sweep schedule'}: `
+      + 'each freed place wakes one waiter (2 empty short polls when nobody waits); waits are priced per wait');
+  }
+  if (perKeyCredential) {
+    derivation.push(`per-key credentials: ${perKeyCredential.logicalId} reads '${perKeyCredential.secretNamePattern}', cached ${perKeyCredential.cacheTtlSeconds} s per key `
+      + `and execution environment; ${keys} key(s) assumed (--keys)`);
+  }
 
   // ---- Usage lines ----
   const lines: UsageLine[] = [];
@@ -499,6 +529,8 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     dispatcher: model.dispatcher,
     processor: model.processor,
   }));
+  lines.push(...wakeLinesPerJob(waitingRoom, model.processor));
+  lines.push(...perKeyCredentialLines(perKeyCredential, keys, options.trafficRps));
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
     service: 'secretsManager',
@@ -537,7 +569,16 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
       fetch = deriveFetch(t, { callSm, callStates, main, model, options, requeues, callerMs, derivation });
     }
   }
-  return { model, usage, ...(fetch ? { fetch } : {}), derivation, warnings };
+  const waits = waitingRoom && model.maxJobsInFlight !== undefined ? waitUsage({
+    room: waitingRoom,
+    maxJobsInFlight: model.maxJobsInFlight,
+    requestQueue: requestQueue.logicalId,
+    pacerTable: pacerTable.logicalId,
+    requestFeed,
+    dispatcher: model.dispatcher,
+    processor: model.processor,
+  }) : undefined;
+  return { model, usage, ...(fetch ? { fetch } : {}), ...(waits ? { waits } : {}), derivation, warnings };
 }
 
 interface FetchContext {
@@ -645,6 +686,7 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
   if (base.logBytesPerExecution > 0) {
     lines.push(logLine(`${base.logicalId} (vendor-call) execution logs`, base.logBytesPerExecution, 'log level ALL: every state event'));
   }
+  lines.push(...perKeyCredentialLines(model.perKeyCredential, options.keys ?? DEFAULT_KEYS, options.trafficRps));
   lines.push({
     service: 'secretsManager',
     what: 'GetSecretValue calls',
@@ -836,8 +878,9 @@ function walkTasks(t: LocalTemplate, wf: WorkflowModel, role: string, tables: It
         lambdaTasks.push({ state: name, fn });
         durationMs += LATENCY_MS.lambdaInvoke;
         // The proxy's credential function for a JSON secret (SECRET_FIELD, as in vendor-secret.ts)
-        // reads the secret on every invocation (no cache).
-        const readsSecret = envOf(fn).SECRET_FIELD !== undefined;
+        // reads the secret on every invocation (no cache); in its per-key mode (SECRET_NAME_PATTERN,
+        // vendor-secret-per-key.ts) it caches per key: priced per-key-credentials.ts, not per call.
+        const readsSecret = envOf(fn).SECRET_FIELD !== undefined && envOf(fn).SECRET_NAME_PATTERN === undefined;
         if (readsSecret) {
           secretCalls += 1;
           durationMs += LATENCY_MS.secretsManagerCall;
@@ -950,10 +993,13 @@ function validateOptions(options: DeriveOptions): void {
   const positive: Array<keyof DeriveOptions> = ['trafficRps'];
   const nonNegative: Array<keyof DeriveOptions> = ['vendorLatencyMs', 'payloadBytes', 'callbackBytes', 'taskTokenBytes'];
   for (const key of positive) {
-    if (!Number.isFinite(options[key]) || options[key] <= 0) throw new Error(`${key} must be a number greater than 0, got ${options[key]}`);
+    if (!Number.isFinite(options[key]) || options[key]! <= 0) throw new Error(`${key} must be a number greater than 0, got ${options[key]}`);
   }
   for (const key of nonNegative) {
-    if (!Number.isFinite(options[key]) || options[key] < 0) throw new Error(`${key} must be a number >= 0, got ${options[key]}`);
+    if (!Number.isFinite(options[key]) || options[key]! < 0) throw new Error(`${key} must be a number >= 0, got ${options[key]}`);
+  }
+  if (options.keys !== undefined && (!Number.isInteger(options.keys) || options.keys < 1)) {
+    throw new Error(`keys must be a whole number >= 1 (request keys with a secret each), got ${options.keys}`);
   }
 }
 
@@ -1203,6 +1249,10 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
   });
   lines.push(...arrivalAuditMonthly(t));
   lines.push(...jobsInFlightMonthly(model.maxJobsInFlight));
+  if (model.waitingRoom && model.maxJobsInFlight !== undefined) {
+    lines.push(...sweepMonthly({ room: model.waitingRoom, maxJobsInFlight: model.maxJobsInFlight, dispatcher: model.dispatcher }));
+  }
+  lines.push(...perKeySecretsMonthly(model.perKeyCredential, options.keys ?? DEFAULT_KEYS));
   const filters = t.ofType('AWS::Logs::MetricFilter');
   const filterMetrics = filters.reduce((sum, f) => sum + ((f.properties.MetricTransformations ?? []) as unknown[]).length, 0);
   if (filterMetrics > 0) {

@@ -16,9 +16,9 @@
  * place (a failed take, a consistent read of the places item and a renewing write: 3 writes and 1 read
  * in all); a request that will not call the vendor gives its place back at once; expired places are
  * dropped with one write each when the limit is reached; a request that finds no place is moved to
- * the waiting queue and back once a freed place wakes it (about 4.3 SQS requests per wait, nothing
- * while it waits; shared/job-waiting.ts), and the sweep runs once a minute (docs/cost.md). Neither is
- * on the happy path priced here.
+ * the waiting queue and back once a freed place wakes it (nothing while it waits; shared/job-waiting.ts),
+ * and the sweep runs once a minute: both priced in job-waiting.ts (per wait, and a month), with the
+ * freer's wake attempt that every job pays while nobody waits.
  *
  * Every write is billed on the size of the whole places item, the larger of before and after
  * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html):

@@ -3,7 +3,7 @@
  * in, and the arithmetic that turns usage into dollars.
  */
 import { SECONDS_PER_MONTH } from './assumptions';
-import { MonthlyPriceKey, RegionPrices, UsagePriceKey } from './prices';
+import { PriceKey, RegionPrices, UsagePriceKey } from './prices';
 
 /** The AWS services a request costs money in; the keys of `byService`. */
 export const SERVICES = {
@@ -42,7 +42,8 @@ export interface MonthlyLine {
   readonly what: string;
   /** Units per month. */
   readonly quantity: number;
-  readonly price: MonthlyPriceKey;
+  /** A monthly price, or a usage price for usage that does not follow the traffic (a schedule's runs). */
+  readonly price: PriceKey;
   readonly derivation: string;
 }
 

@@ -29,7 +29,8 @@ export type UsagePriceKey =
   | 'contributorInsightsEvent'
   | 'secretsManagerApiCall'
   | 'xrayTraceRecorded'
-  | 'kmsRequest';
+  | 'kmsRequest'
+  | 'schedulerInvocation';
 
 /** Prices charged per month whatever the traffic (per alarm, per secret, per GB stored, ...). */
 export type MonthlyPriceKey =
@@ -73,6 +74,7 @@ const CW = 'https://aws.amazon.com/cloudwatch/pricing/';
 const SM = 'https://aws.amazon.com/secrets-manager/pricing/';
 const XRAY = 'https://aws.amazon.com/xray/pricing/';
 const KMS = 'https://aws.amazon.com/kms/pricing/';
+const EVENTBRIDGE = 'https://aws.amazon.com/eventbridge/pricing/';
 
 const MILLION = 1_000_000;
 
@@ -126,6 +128,13 @@ function common(): Record<Exclude<PriceKey, 'dynamodbWriteRequestUnit' | 'dynamo
     secretsManagerApiCall: { usd: 0.05 / 10_000, unit: 'API call', listed: '$0.05 per 10,000 API calls', source: SM },
     xrayTraceRecorded: { usd: 5.0 / MILLION, unit: 'trace recorded', listed: '$5.00 per 1M traces recorded', source: XRAY },
     kmsRequest: { usd: 0.03 / 10_000, unit: 'request', listed: '$0.03 per 10,000 requests', source: KMS },
+    schedulerInvocation: {
+      usd: 1.0 / MILLION,
+      unit: 'scheduled invocation',
+      listed: '$1.00 per 1M scheduled invocations (EventBridge Scheduler, after the first 14 million a month)',
+      source: EVENTBRIDGE,
+      note: 'the free 14 million a month are excluded, as every free tier here; the us-east-1 list price, assumed in the other regions listed here: check the page',
+    },
     cloudwatchAlarmMonth: { usd: 0.1, unit: 'alarm metric-month', listed: '$0.10 per standard-resolution alarm metric per month', source: CW },
     cloudwatchDashboardMonth: { usd: 3.0, unit: 'dashboard-month', listed: '$3.00 per dashboard per month', source: CW },
     cloudwatchMetricMonth: { usd: 0.3, unit: 'metric-month', listed: '$0.30 per metric per month (first 10,000 metrics)', source: CW },

@@ -6,6 +6,7 @@ import { Comparison, PUBLISHED_PATTERN_URL } from './comparisons';
 import { DeriveOptions, fmt, StackDerivation } from './derive';
 import { HAPPY_PATH_RULE } from './happy-path';
 import { DesignCost, PricedLine, round, SERVICE_KEYS, ServiceKey, SERVICES } from './model';
+import { DEFAULT_KEYS } from './per-key-credentials';
 import { PRICE_DATE, PRICE_STATEMENT, RegionPrices } from './prices';
 
 /** Everything a report shows. */
@@ -20,6 +21,8 @@ export interface CostResult {
   readonly comparisons: Array<{ readonly comparison: Comparison; readonly cost: DesignCost }>;
   /** The main workflow's result fetches (callVendorTask), priced per fetch. */
   readonly fetch?: DesignCost;
+  /** A wait for a job place (jobs-in-flight waiting queue), priced per wait. */
+  readonly waits?: DesignCost;
 }
 
 /** One comparison in the JSON summary. */
@@ -54,6 +57,11 @@ export interface CostSummary {
     readonly byService: Record<ServiceKey, number>;
     readonly perMillionOrdersUsd: number;
   };
+  /** A wait for a job place (maxJobsInFlight with its waiting queue), off the happy path: per wait. */
+  readonly jobWait?: {
+    readonly perMillionWaitsUsd: number;
+    readonly byService: Record<ServiceKey, number>;
+  };
   readonly warnings: string[];
 }
 
@@ -84,6 +92,7 @@ export function summary(result: CostResult): CostSummary {
         perMillionOrdersUsd: round(perOrderUsd(result)),
       },
     } : {}),
+    ...(result.waits ? { jobWait: { perMillionWaitsUsd: round(result.waits.perMillionRequestsUsd), byService: byService(result.waits) } } : {}),
     warnings: result.derived.warnings,
   };
 }
@@ -109,6 +118,22 @@ function fetchText(result: CostResult): string[] {
     ], [false, true]),
     ...table(['service', 'usage', 'per fetch', 'USD per 1M', 'how'], fetch.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
     fetchSentence(result),
+  ];
+}
+
+/** The wait section of the text report (empty without a waiting queue). */
+function waitsText(result: CostResult): string[] {
+  const { waits } = result;
+  if (!waits) return [];
+  return [
+    '',
+    'A WAIT FOR A JOB PLACE (maxJobsInFlight), PER WAITING REQUEST, WHATEVER ITS LENGTH, NOT IN THE TABLE ABOVE',
+    `  ${waits.description}`,
+    ...table(['service', 'USD per 1M waits'], [
+      ...servicesUsed([waits]).map((k) => [SERVICES[k], usd(waits.byService[k])]),
+      ['total', usd(waits.perMillionRequestsUsd)],
+    ], [false, true]),
+    ...table(['service', 'usage', 'per wait', 'USD per 1M', 'how'], waits.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
   ];
 }
 
@@ -140,6 +165,7 @@ export function textReport(result: CostResult): string {
   out.push(`At ${fmt(result.options.trafficRps)} rps for 30 days: $${money(ours.usagePerMonthUsd)} for ${int(ours.requestsPerMonth)} requests, `
     + `plus $${money(ours.monthlyFixedUsd)} a month that does not depend on the request count (below).`);
   out.push(...fetchText(result));
+  out.push(...waitsText(result));
   out.push('');
   out.push('WHERE THE MONEY GOES (per request)');
   out.push(...table(['service', 'usage', 'per request', 'USD per 1M', 'how'], ours.lines
@@ -211,6 +237,19 @@ export function markdownReport(result: CostResult): string {
     }
     out.push('', fetchSentence(result));
   }
+  if (result.waits) {
+    const waits = result.waits;
+    out.push('', 'A wait for a job place (maxJobsInFlight), per waiting request, whatever its length:');
+    out.push('', '| service | USD per 1M waits |', '| --- | ---: |');
+    for (const k of servicesUsed([waits])) {
+      out.push(`| ${SERVICES[k]} | ${usd(waits.byService[k])} |`);
+    }
+    out.push(`| **total** | **${usd(waits.perMillionRequestsUsd)}** |`);
+    out.push('', '| service | usage | per wait | USD per 1M | how |', '| --- | --- | ---: | ---: | --- |');
+    for (const l of waits.lines.filter((x) => x.perRequest > 0)) {
+      out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
+    }
+  }
   out.push('', '| monthly item | quantity | USD per month | how |', '| --- | ---: | ---: | --- |');
   for (const l of ours.monthly) {
     out.push(`| ${l.what} | ${fmt(l.quantity, 3)} | ${usd(l.usdPerMonth)} | ${escape(l.derivation)} |`);
@@ -259,6 +298,12 @@ export function assumptions(result: CostResult): string[] {
     `Logs: API Gateway access log lines sized from the stage's format, Lambda START/END/REPORT (${SIZE_BYTES.lambdaPlatformLogsText} B), one Powertools INFO line `
       + `(${SIZE_BYTES.powertoolsInfoLine} B) per request per function at INFO, one EMF document (${SIZE_BYTES.emfDocument} B) per invocation, `
       + `${SIZE_BYTES.logEventOverhead} B per event; the Express workflow logs at ERROR, so nothing on the happy path.`,
+    ...(result.derived.model.waitingRoom ? ['Jobs in flight: the waiting queue\'s moves are priced per wait (a request that found every place taken), '
+      + 'whatever its length; per job only the freer\'s wake attempt while nobody waits (2 short-poll receives); the sweep a month assumes nobody waits '
+      + 'and a place is free (its long poll waits its whole second).'] : []),
+    ...(result.derived.model.perKeyCredential ? [`Per-key credentials: ${o.keys ?? DEFAULT_KEYS} key(s) (--keys), each with its own secret, each called in every `
+      + 'execution environment of the credential function within each cache TTL (an upper bound on the reads); environments = ceil(call rate x '
+      + `${LATENCY_MS.lambdaInvoke} ms), at least 1.`] : []),
     'The rate changes only the amortisation (batch fill, hence per-batch reads, writes, receives and invocations) and the monthly total (rps x 2,592,000 requests per 30 days).',
     'Free tiers are excluded; first-tier prices throughout (API Gateway drops to $2.80 per million past 333 million calls a month, '
       + 'Express duration and Lambda duration have cheaper tiers too), so very high volumes cost somewhat less per request.',

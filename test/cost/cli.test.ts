@@ -100,6 +100,11 @@ describe('npm run cost', () => {
     expect(() => parseArgs(['--assembly', 'x'])).toThrow(/--stack/);
     expect(() => parseArgs(['--assembly', 'x', '--stack', 'y', '--rps', '3'])).toThrow(/--traffic-rps/);
     expect(parseArgs(['--rps=4', '--json']).rps).toBe(4);
+    // Per-key credentials' keys and the example's jobs-in-flight limit: whole numbers; the limit only for the example.
+    expect(parseArgs(['--keys', '50', '--max-jobs-in-flight', '100'])).toEqual(expect.objectContaining({ keys: 50, maxJobsInFlight: 100 }));
+    expect(() => parseArgs(['--keys', '0'])).toThrow("--keys must be a whole number >= 1, got '0'");
+    expect(() => parseArgs(['--max-jobs-in-flight', '2.5'])).toThrow(/whole number/);
+    expect(() => parseArgs(['--assembly', 'x', '--stack', 'y', '--max-jobs-in-flight', '3'])).toThrow(/read from the template/);
     const { io, err } = capture();
     expect(await main(['--nope'], io)).toBe(2);
     expect(err.join('\n')).toContain('Usage: npm run cost');

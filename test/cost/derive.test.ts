@@ -19,7 +19,10 @@ import { executeDefinition, TaskHandler } from '../asl/execute';
 import { testStack } from '../util';
 
 /** The example app's shape (submit, then ProcessResult), with orchestrator settings to vary. */
-function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({}), withFetch: boolean = false) {
+function synthesize(
+  props: (scope: Construct) => Partial<AsyncExternalApiOrchestratorProps> = () => ({}), withFetch: boolean = false, keyPath?: string,
+) {
+  const key = keyPath ? { key: sfn.JsonPath.stringAt(keyPath) } : {};
   const stack = testStack();
   const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
@@ -33,11 +36,13 @@ function synthesize(props: (scope: Construct) => Partial<AsyncExternalApiOrchest
     payload: sfn.TaskInput.fromJsonPathAt('$.order'),
     requestId: sfn.JsonPath.stringAt('$.orderId'),
     resultPath: '$.vendor',
+    ...key,
   });
   // The example app also fetches the job's result (callVendorTask) before ProcessResult.
   const fetch = withFetch ? vendor.callVendorTask(stack, 'FetchResult', {
     path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
     resultPath: '$.fetched',
+    ...key,
   }) : undefined;
   const main = new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(fetch
@@ -272,6 +277,74 @@ describe('cost derivation from a synthesized stack', () => {
     const none = deriveStack(example, options(4));
     expect(none.usage.lines.some((l) => /job place|already submitted/.test(l.what))).toBe(false);
     expect(none.usage.monthly.map((m) => m.what)).not.toContain('jobs in flight custom metric (EMF)');
+  });
+
+  test('the jobs-in-flight waiting room: per job two empty wake receives, per wait the moves there and back, the minute sweep a month; none without the limit', () => {
+    const d = deriveStack(synthesize(() => ({
+      requestsPerSecond: undefined,
+      contract: VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 100 }),
+    }), true), options(4));
+    const room = d.model.waitingRoom!;
+    expect(room.queue).toMatch(/JobWaitingQueue/);
+    expect(room.sweep?.periodSeconds).toBe(60);
+    // Per job (nobody waits): the freer's short poll and its repeat, 50 ms of the processor.
+    expect(line(d, `callback processor ${room.queue} ReceiveMessage (wake, nobody waits)`)).toMatchObject({ perRequest: 2, price: 'sqsRequest' });
+    expect(line(d, 'callback processor duration (wake)').perRequest).toBeCloseTo((50 / 1000) * (256 / 1024), 10);
+    expect(d.fetch?.usage.lines.some((l) => /wake/.test(l.what))).toBe(false);
+    // Per wait: send there, the wake's receive, send back and delete, and a second pass through the request queue.
+    const fill = d.model.requestFeed.fill;
+    const waits = d.waits!;
+    const sqs = waits.lines.filter((l) => l.service === 'sqs');
+    expect(sqs.reduce((sum, l) => sum + l.perRequest, 0)).toBeCloseTo(4 + (2 * Math.ceil(fill / 10)) / fill, 10);
+    // The batch's failed take (4 WRU at 100 places) and two consistent reads of the places item (1 RRU each).
+    expect(waits.lines.find((l) => /failed take/.test(l.what))!.perRequest).toBeCloseTo(4 / fill, 10);
+    expect(waits.lines.find((l) => /GetItem \(places/.test(l.what))!.perRequest).toBeCloseTo(2 / fill, 10);
+    const perMillionWaits = priceDesign(waits, pricesFor('us-east-1'), 4).perMillionRequestsUsd;
+    // About $2.5 per million waits in full batches (10 rps), more in the small batches of 4 rps.
+    expect(perMillionWaits).toBeGreaterThan(2);
+    expect(perMillionWaits).toBeLessThan(4);
+    // The sweep: 43,200 runs in 30 days, each a Scheduler and a dispatcher invocation (about 1.06 s at 256 MB), a read, two SQS requests.
+    const sweep = d.usage.monthly.filter((m) => m.what.startsWith('jobs-in-flight sweep'));
+    expect(sweep.find((m) => m.price === 'schedulerInvocation')?.quantity).toBe(43_200);
+    expect(sweep.find((m) => m.price === 'lambdaRequest')?.quantity).toBe(43_200);
+    expect(sweep.find((m) => m.price === 'lambdaGbSecondX86')?.quantity).toBeCloseTo(43_200 * 1.06 * 0.25, 6);
+    expect(sweep.find((m) => m.price === 'sqsRequest')?.quantity).toBe(86_400);
+    expect(sweep.find((m) => m.price === 'dynamodbReadRequestUnit')?.quantity).toBe(43_200);
+    // No limit, no waiting room: none of it.
+    const none = deriveStack(example, options(4));
+    expect(none.waits).toBeUndefined();
+    expect(none.model.waitingRoom).toBeUndefined();
+    expect(none.usage.lines.some((l) => /wake/.test(l.what))).toBe(false);
+    expect(none.usage.monthly.some((m) => /sweep/.test(m.what))).toBe(false);
+  });
+
+  test('per-key credentials (issue 15): one credential function invocation per vendor call, one GetSecretValue per key per TTL per environment, one secret per key a month; none without', () => {
+    const perKey = synthesize(() => ({
+      proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', jsonField: 'apiKey' }) },
+    }), true, '$.customerId');
+    const d = deriveStack(perKey, options(4, { keys: 50 }));
+    const fn = d.model.perKeyCredential!;
+    expect(fn).toMatchObject({ secretNamePattern: 'vendor/{key}', cacheTtlSeconds: 300, memoryMb: 128 });
+    // The ReadVendorCredential task: one invocation per call (submission and fetch), no per-call secret read (cached per key).
+    expect(line(d, 'ReadVendorCredential (dispatch task) invocations').perRequest).toBe(1);
+    expect(line(d, 'GetSecretValue calls').perRequest).toBe(0);
+    expect(d.fetch?.usage.lines.find((l) => l.what === 'ReadVendorCredential (vendor-call task) invocations')?.perRequest).toBe(1);
+    // 50 keys x 1 environment (4 calls/s x 30 ms) / 300 s = 1/6 read a second, over 4 calls a second.
+    const reads = line(d, `${fn.logicalId} GetSecretValue (per key, cached)`);
+    expect(reads.price).toBe('secretsManagerApiCall');
+    expect(reads.perRequest).toBeCloseTo(50 / 300 / 4, 10);
+    expect(d.fetch?.usage.lines.find((l) => l.what === reads.what)?.perRequest).toBeCloseTo(reads.perRequest, 10);
+    expect(line(d, `${fn.logicalId} duration (secret reads)`).perRequest).toBeCloseTo(reads.perRequest * 0.03 * (128 / 1024), 12);
+    expect(d.usage.monthly.find((m) => m.what === 'Secrets Manager secrets, one per key')).toMatchObject({ quantity: 50, price: 'secretsManagerSecretMonth' });
+    // Default 10 keys; more keys than calls in a TTL: at most one read per call.
+    expect(deriveStack(perKey, options(4)).usage.monthly.find((m) => m.what === 'Secrets Manager secrets, one per key')?.quantity).toBe(10);
+    expect(line(deriveStack(perKey, options(0.01, { keys: 500 })), reads.what).perRequest).toBe(1);
+    expect(() => deriveStack(perKey, options(4, { keys: 0 }))).toThrow('keys must be a whole number >= 1');
+    // Without per-key credentials: none of it.
+    const none = deriveStack(example, options(4));
+    expect(none.model.perKeyCredential).toBeUndefined();
+    expect(none.usage.lines.some((l) => /per key/.test(l.what))).toBe(false);
+    expect(none.usage.monthly.some((m) => /per key/.test(m.what))).toBe(false);
   });
 
   test('PacingPoint.DISPATCH: the dispatch workflow calls the proxy with apigateway:invoke, no vendor caller', () => {
