@@ -11,25 +11,16 @@
  * still send one), free the place once; the place is keyed by the request id, so a call can never
  * free a place another request holds.
  */
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
-import { releasePlaceAndWakeWaiter, type WaitingRoom } from '../shared/job-waiting';
+import type { PlaceFreeingDeps } from './refused-submission';
+import type { VendorCallEvent, VendorCallResult } from './vendor-call';
+import { releasePlaceAndWakeWaiter } from '../shared/job-waiting';
 import { MetricNames } from '../shared/metrics';
 
 /** Frees the place of the job `event.endsJobOf` when the vendor answered 2xx. Best effort: errors are logged. */
 export async function freePlaceOfEndedJob(
   event: VendorCallEvent,
   result: VendorCallResult,
-  deps: {
-    readonly dynamodb: DynamoDBClient;
-    readonly jobPlacesTableName?: string;
-    /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
-    readonly jobPlacesOwner?: string;
-    /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
-    readonly waitingRoom?: WaitingRoom;
-    readonly logger: VendorCallLogger;
-    readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
-  },
+  deps: PlaceFreeingDeps,
 ): Promise<void> {
   const endsJobOf = event.endsJobOf;
   if (!deps.jobPlacesTableName || typeof endsJobOf !== 'string' || endsJobOf === ''

@@ -39,13 +39,25 @@ const GIVEN_UP_UNSENT = new Set<string>([ErrorNames.VENDOR_QUOTA_EXHAUSTED]);
 export async function freePlaceOfUnsentSubmission(
   event: VendorCallEvent,
   error: unknown,
-  deps: Parameters<typeof freePlaceOfRefusedSubmission>[2],
+  deps: PlaceFreeingDeps,
 ): Promise<void> {
   const name = (error as { name?: unknown } | undefined)?.name;
   if (typeof name !== 'string' || !GIVEN_UP_UNSENT.has(name)) {
     return;
   }
   await freePlace(event, deps, `the submission was given up unsent (${name})`);
+}
+
+/** What the vendor caller needs to free a job's place (and wake a waiter). */
+export interface PlaceFreeingDeps {
+  readonly dynamodb: DynamoDBClient;
+  readonly jobPlacesTableName?: string;
+  /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
+  readonly jobPlacesOwner?: string;
+  /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
+  readonly waitingRoom?: WaitingRoom;
+  readonly logger: VendorCallLogger;
+  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
 }
 
 /**
@@ -55,16 +67,7 @@ export async function freePlaceOfUnsentSubmission(
 export async function freePlaceOfRefusedSubmission(
   event: VendorCallEvent,
   result: VendorCallResult,
-  deps: {
-    readonly dynamodb: DynamoDBClient;
-    readonly jobPlacesTableName?: string;
-    /** This orchestrator's key in a shared contract state (VendorCallerEnv.SHARED_STATE_OWNER): keys its places. */
-    readonly jobPlacesOwner?: string;
-    /** The jobs-in-flight waiting room: a freed place wakes one waiter. Default: none. */
-    readonly waitingRoom?: WaitingRoom;
-    readonly logger: VendorCallLogger;
-    readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void };
-  },
+  deps: PlaceFreeingDeps,
 ): Promise<void> {
   if (!refusedWithoutJob(result.statusCode)) {
     return;
@@ -72,7 +75,7 @@ export async function freePlaceOfRefusedSubmission(
   await freePlace(event, deps, `the vendor refused the job (${result.statusCode})`);
 }
 
-async function freePlace(event: VendorCallEvent, deps: Parameters<typeof freePlaceOfRefusedSubmission>[2], why: string): Promise<void> {
+async function freePlace(event: VendorCallEvent, deps: PlaceFreeingDeps, why: string): Promise<void> {
   if (!deps.jobPlacesTableName || !event.requestId || !isJobSubmission(event)) {
     return;
   }
