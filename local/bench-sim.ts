@@ -127,6 +127,11 @@ export class InMemoryPacerTable {
   private readonly adaptive = new Map<string, string>();
   public conditionalFailures = 0;
   public writes = 0;
+  /** Reservations moved behind the winners of a lost race (pacer.ts "Contention"). */
+  public movedReservations = 0;
+  /** When each read and each write (applied or refused) reached the item, virtual epoch ms. */
+  public readonly readTimes: number[] = [];
+  public readonly writeTimes: number[] = [];
   /** Probe slots given out (adaptive-probe.ts). */
   public probesGiven = 0;
 
@@ -135,6 +140,9 @@ export class InMemoryPacerTable {
   public async send(command: unknown): Promise<unknown> {
     const rtt = this.latency();
     await this.clock.sleep(rtt / 2);
+    // Each call on the one item takes capacity when it applies, refused writes too (a partition
+    // serves at most 1000 write and 3000 read units per second).
+    (command instanceof GetItemCommand ? this.readTimes : this.writeTimes).push(this.clock.now());
     let result: unknown;
     let failure: Error | undefined;
     if (command instanceof GetItemCommand) {
@@ -173,6 +181,26 @@ export class InMemoryPacerTable {
         this.adaptive.set(ADAPTIVE_PROBE_REFUSED_ATTRIBUTE, probe);
         result = {};
       } else {
+        failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+      }
+    } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #next = #next + :span') {
+      // A reservation moved behind the winners of its race (pacer.ts "Contention"): the span is
+      // added to the next slot in force, under the conditions the pacer states.
+      const values = command.input.ExpressionAttributeValues!;
+      const names = command.input.ExpressionAttributeNames!;
+      const next = this.stored === undefined ? undefined : Number(this.stored);
+      const adaptiveHolds = Object.entries(names).filter(([placeholder]) => /^#r\d+$/.test(placeholder))
+        .every(([placeholder, name]) => this.adaptive.get(name) === values[`:${placeholder.slice(1)}`]?.N);
+      const ok = next !== undefined && next >= Number(values[':floor'].N) && next <= Number(values[':latest'].N)
+        && this.storedInterval !== undefined && Number(this.storedInterval) === Number(values[':interval'].N)
+        && (this.pausedUntil === undefined || Number(this.pausedUntil) <= next) && adaptiveHolds;
+      if (ok) {
+        result = { Attributes: { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } } };
+        this.stored = String(next + Number(values[':span'].N));
+        this.writes++;
+        this.movedReservations++;
+      } else {
+        this.conditionalFailures++;
         failure = Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
       }
     } else if (command instanceof UpdateItemCommand) {
@@ -831,6 +859,10 @@ export async function runPacedModel(options: PacedModelOptions): Promise<Modeled
     coldStarts,
     reReservations,
     conditionalWriteFailures: table.conditionalFailures,
+    movedReservations: table.movedReservations,
+    // Capacity units per second on the one pacer item (each call on an item under 1 KB is one unit).
+    pacerWritesMaxPerSecond: maxInAnyWindow(table.writeTimes, 1000),
+    pacerReadsMaxPerSecond: maxInAnyWindow(table.readTimes, 1000),
     proxyBurst,
     timerGiveUps,
     ...(effects ? {

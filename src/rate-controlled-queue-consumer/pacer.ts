@@ -154,6 +154,40 @@
  * (adaptive-probe.ts) moves a few slots of one reservation earlier, but never closer to their
  * neighbours than the rate in force's interval, and a hole only widens the spacing: the same bound.
  *
+ * ## Contention
+ *
+ * At high rates many invocations reserve at once: at 1000 RPS a vendor pause (a 429) makes every
+ * vendor caller whose slot it covers give the slot up and reserve a fresh one, hundreds per second,
+ * each a read-compute-write on this one item. Of the writes computed from the same read only one
+ * can win; retried as a whole, each round again has one winner, and a reservation lost 25 rounds in
+ * a row (its invocation failed: the dispatcher's batch returned to the queue, the vendor call
+ * counted a failed attempt and was requeued; about 4,700 per 5-minute run in the benchmark's
+ * model at 1000 RPS). So a reservation that lost its race is moved behind the winners instead of
+ * recomputed: one UpdateItem `SET nextSlotAtMs = nextSlotAtMs + n * I` (DynamoDB adds to a number
+ * in place, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html)
+ * returning the value it replaced (`ReturnValues: UPDATED_OLD`,
+ * https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html), which is
+ * the first of its `n` slots. Concurrent moves are serialized by DynamoDB like any writes to one
+ * item, so none loses to another. The write is conditional on everything else the reservation was
+ * computed from (a condition may compare two attributes,
+ * https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html):
+ *
+ * - the stored interval is the reservation's `I`, so the stored next slot is the last reserved slot
+ *   plus `I` (the spacing of point 1 holds, and a rate change makes it read again);
+ * - the next slot is not before `now + minLead` (nor `notBeforeMs`), and its `n` slots end before
+ *   the deadline: the schedule is busy, so a fresh read would have put its first slot there too;
+ * - no pause ends after the next slot (no slot inside a pause);
+ * - with adaptive pacing, every adaptive attribute is as read (a decrease or a probe makes it read
+ *   again).
+ *
+ * So the slots are those a read-compute-write at the time of the move would have given (a later
+ * invocation could only space them wider, e.g. once a rate-increase hold ends). A reservation with
+ * named limits or adaptive attributes to write is recomputed as before (its write carries more
+ * than the schedule). DynamoDB serves one item from one partition, at most 1000 write and 3000 read
+ * units per second, refused conditional writes included
+ * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html):
+ * a reservation now costs one read and at most two writes, where a lost round cost one more of each.
+ *
  * ## Exact arithmetic
  *
  * `I` is rounded up to a multiple of 1/1024 ms. Rounding up only lowers the rate (`r * I >= 1000 + L + 1`
@@ -192,7 +226,11 @@ export const DEFAULT_LATENESS_TOLERANCE_MS = 50;
  * Declared with the other rate knobs in rate-settings.ts (pure, so the constructs read it too).
  */
 export { WINDOW_EDGE_MARGIN_MS };
-/** How many times a reservation is attempted when other invocations keep writing first. */
+/**
+ * How many times a reservation is attempted when other invocations keep writing first. A reservation
+ * that lost a race is moved behind the winners (see "Contention"), so only a change of the pause,
+ * the rate or the adaptive state between attempts costs another.
+ */
 export const DEFAULT_MAX_RESERVATION_ATTEMPTS = 25;
 
 /** Time source, injectable so that tests run on fake time. */
@@ -463,7 +501,22 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     throw new Error(`limitedCalls names the limits of ${options.limitedCalls.callLimits.length} calls, but ${options.requested} slots are requested`);
   }
 
+  // A reservation that lost its race and may be moved behind the winners (see "Contention").
+  let lost: LostReservation | undefined;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    if (lost) {
+      const moved = await moveBehindWinners(options, lost, clock.now(), deadline);
+      if (moved) {
+        return moved;
+      }
+      // What the reservation was computed from changed (a pause, the rate, adaptive pacing): read
+      // again after a backoff, like any lost race.
+      lost = undefined;
+      if (attempt < maxAttempts) {
+        await clock.sleep(Math.floor(random() * Math.min(50, 10 * attempt)) + 1);
+      }
+      continue;
+    }
     const read = await options.dynamodb.send(new GetItemCommand({
       TableName: options.tableName,
       Key: key,
@@ -571,8 +624,22 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       if (!isConditionalCheckFailed(error)) {
         throw error;
       }
-      // Another invocation reserved in between: back off a little (random, so that contenders
-      // spread out) and redo the whole read-compute-write.
+      // Another invocation reserved in between. A plain reservation (no named limit, nothing of
+      // adaptive pacing to write, an interval stored) is moved behind the winners at once, in one
+      // write that cannot lose a race to other reservations (see "Contention").
+      if (!limited && !adaptiveWrite && previousInterval) {
+        lost = {
+          count: slots.length,
+          intervalMs,
+          adaptiveRead: options.adaptivePacing
+            ? Object.fromEntries(ADAPTIVE_ATTRIBUTES.map((name) => [name, read.Item?.[name]?.N]))
+            : undefined,
+          result: { ...paused, ...adaptive },
+        };
+        continue;
+      }
+      // Otherwise back off a little (random, so that contenders spread out) and redo the whole
+      // read-compute-write.
       if (attempt < maxAttempts) {
         // Capped: many contenders (dispatchers and late vendor callers) must not back off for long.
         await clock.sleep(Math.floor(random() * Math.min(50, 10 * attempt)) + 1);
@@ -580,6 +647,89 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     }
   }
   throw new Error(`pacer reservation in ${options.tableName} lost ${maxAttempts} consecutive races with other invocations`);
+}
+
+/** A reservation that lost its race: what it would reserve again, computed from its read. */
+interface LostReservation {
+  /** How many slots it had computed. */
+  readonly count: number;
+  /** The interval it spaced them at (the rate in force, the adaptive rate, the extra delay). */
+  readonly intervalMs: number;
+  /** With adaptive pacing: every adaptive attribute as read (text; undefined when absent). */
+  readonly adaptiveRead?: Record<string, string | undefined>;
+  /** The pause and the adaptive rate as read, returned with the slots. */
+  readonly result: Pick<SlotReservation, 'pausedUntilMs' | 'effectiveRequestsPerSecond'>;
+}
+
+/**
+ * The same reservation placed behind the reservations that won the race: `nextSlotAtMs` moves
+ * forward by the reservation's span in one UpdateItem whose condition holds whatever reservations
+ * landed in between, as long as everything else the reservation was computed from still holds
+ * (see "Contention"). Resolves undefined when that condition fails: the caller reads again.
+ */
+async function moveBehindWinners(
+  options: ReserveSlotsOptions, lost: LostReservation, nowMs: number, deadline: number,
+): Promise<SlotReservation | undefined> {
+  // The first slot: no earlier than the lead and the time asked for, as computeSchedule places it,
+  // and late enough for every slot to fit before the deadline.
+  const floorMs = Math.max(nowMs + Math.max(0, options.minLeadMs ?? 0), options.notBeforeMs ?? 0);
+  const latestFirstMs = deadline - (lost.count - 1) * lost.intervalMs;
+  if (latestFirstMs < floorMs) {
+    return undefined;
+  }
+  const names: Record<string, string> = {
+    '#next': NEXT_SLOT_ATTRIBUTE, '#interval': INTERVAL_ATTRIBUTE, '#paused': PAUSED_UNTIL_ATTRIBUTE,
+  };
+  const values: Record<string, { N: string }> = {
+    ':span': { N: String(lost.count * lost.intervalMs) },
+    ':floor': { N: String(floorMs) },
+    ':latest': { N: String(latestFirstMs) },
+    ':interval': { N: String(lost.intervalMs) },
+  };
+  // With adaptive pacing the reservation's rate came from the adaptive attributes read: any change
+  // (a decrease, a probe placed, refused or cleared) makes it read again.
+  const adaptive = Object.entries(lost.adaptiveRead ?? {}).map(([name, raw], i) => {
+    names[`#r${i}`] = name;
+    if (raw === undefined) {
+      return ` AND attribute_not_exists(#r${i})`;
+    }
+    values[`:r${i}`] = { N: raw };
+    return ` AND #r${i} = :r${i}`;
+  }).join('');
+  try {
+    const output = await options.dynamodb.send(new UpdateItemCommand({
+      TableName: options.tableName,
+      Key: { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } },
+      // DynamoDB adds the span to the value in force when the write applies: no read in between.
+      UpdateExpression: 'SET #next = #next + :span',
+      // - the first slot (the next slot in force) is on time and the last fits before the deadline;
+      // - the interval in force is this reservation's, so the next slot is the last slot + I;
+      // - the pause ends at or before the first slot (no slot inside it);
+      // - the adaptive state is the one read.
+      ConditionExpression: '#next >= :floor AND #next <= :latest AND #interval = :interval'
+        + ' AND (attribute_not_exists(#paused) OR #paused <= #next)' + adaptive,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+      // The next slot before the write: this reservation's first slot.
+      ReturnValues: 'UPDATED_OLD',
+    }));
+    const raw = output?.Attributes?.[NEXT_SLOT_ATTRIBUTE]?.N;
+    const first = raw === undefined ? NaN : Number(raw);
+    if (!Number.isFinite(first)) {
+      // The write applied, so these slots are spent; without their time none can be used.
+      throw new Error(`pacer reservation in ${options.tableName}: the moved reservation returned no ${NEXT_SLOT_ATTRIBUTE} (got ${JSON.stringify(output?.Attributes)})`);
+    }
+    // Back onto the slot grid: DynamoDB added two decimals exactly; the nearest double of the text
+    // read is within one unit in the last place of the grid value, far closer than 1/2048 ms.
+    const base = Math.round(first * 1024) / 1024;
+    const slots = Array.from({ length: lost.count }, (_, k) => base + k * lost.intervalMs);
+    return { slots, nextFreeAtMs: base + lost.count * lost.intervalMs, ...lost.result };
+  } catch (error) {
+    if (isConditionalCheckFailed(error)) {
+      return undefined;
+    }
+    throw error;
+  }
 }
 
 /** The probe's step in a reservation: plan one, or place (or abandon) the one planned. */

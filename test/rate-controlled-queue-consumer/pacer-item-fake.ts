@@ -1,7 +1,7 @@
 /**
  * The pacer item in memory behind a mocked DynamoDBClient, with DynamoDB's conditional semantics for
- * the expressions the pacer writes (`SET #a = :b, ... [REMOVE #c, ...]`; conditions `#a = :b` / `attribute_not_exists(#a)`
- * joined by AND). Every attribute is a number.
+ * the expressions the pacer writes (`SET #a = :b, ... [REMOVE #c, ...]`, `SET #a = #a + :b`; conditions `#a = :b`,
+ * `#a <= :b`, `#a >= :b` (or `#b`), `attribute_not_exists(#a)`, `(x OR y)` joined by AND; ReturnValues UPDATED_OLD). Every attribute is a number.
  */
 import { ConditionalCheckFailedException, GetItemCommand, GetItemCommandInput, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import type { AwsStub } from 'aws-sdk-client-mock';
@@ -9,17 +9,29 @@ import type { AwsStub } from 'aws-sdk-client-mock';
 export type PacerItem = Record<string, string>;
 
 function conditionHolds(item: PacerItem, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
-  return expression.split(' AND ').every((clause) => {
-    const absent = /^attribute_not_exists\((#\w+)\)$/.exec(clause);
-    if (absent) {
-      return item[names[absent[1]]] === undefined;
-    }
-    const equal = /^(#\w+) = (:\w+)$/.exec(clause);
-    if (!equal) {
-      throw new Error(`the fake does not evaluate the clause '${clause}'`);
-    }
-    return item[names[equal[1]]] !== undefined && Number(item[names[equal[1]]]) === Number(values[equal[2]].N);
-  });
+  return expression.split(' AND ').every((clause) => clauseHolds(item, clause, names, values));
+}
+
+function clauseHolds(item: PacerItem, clause: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
+  const either = /^\((.+) OR (.+)\)$/.exec(clause);
+  if (either) {
+    return clauseHolds(item, either[1], names, values) || clauseHolds(item, either[2], names, values);
+  }
+  const absent = /^attribute_not_exists\((#\w+)\)$/.exec(clause);
+  if (absent) {
+    return item[names[absent[1]]] === undefined;
+  }
+  const compared = /^(#\w+) (=|<=|>=) ([:#]\w+)$/.exec(clause);
+  if (!compared) {
+    throw new Error(`the fake does not evaluate the clause '${clause}'`);
+  }
+  const left = item[names[compared[1]]];
+  const right = compared[3].startsWith('#') ? item[names[compared[3]]] : values[compared[3]].N;
+  if (left === undefined || right === undefined) {
+    return false;
+  }
+  const [l, r] = [Number(left), Number(right)];
+  return compared[2] === '=' ? l === r : compared[2] === '<=' ? l <= r : l >= r;
 }
 
 /**
@@ -49,9 +61,13 @@ export function inMemoryPacerItem(
       throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
     }
     const [setPart, removePart] = input.UpdateExpression!.split(' REMOVE ');
+    const old: PacerItem = {};
     for (const clause of setPart.replace(/^SET /, '').split(', ')) {
       const [name, value] = clause.split(' = ');
-      state.item[names[name]] = values[value].N!;
+      old[names[name]] = state.item[names[name]];
+      // `#a = #a + :b` (pacer.ts, a reservation moved behind the winners of its race) or `#a = :b`.
+      const sum = /^(#\w+) \+ (:\w+)$/.exec(value);
+      state.item[names[name]] = sum ? String(Number(state.item[names[sum[1]]]) + Number(values[sum[2]].N)) : values[value].N!;
     }
     for (const name of removePart?.split(', ') ?? []) {
       delete state.item[names[name]];
@@ -60,6 +76,9 @@ export function inMemoryPacerItem(
     if (state.crashAfterWrite) {
       state.crashAfterWrite = false;
       throw new Error('Runtime.ExitError: the invocation died after its write');
+    }
+    if (input.ReturnValues === 'UPDATED_OLD') {
+      return { Attributes: Object.fromEntries(Object.entries(old).filter(([, n]) => n !== undefined).map(([name, n]) => [name, { N: n }])) };
     }
     return {};
   });
