@@ -1199,16 +1199,39 @@ function tracingOf(t: LocalTemplate, model: StackModel): string[] {
   return traced;
 }
 
-/** The access log audit (README, "Audit"): each proxy call's log line matches each Contributor Insights rule. */
+/**
+ * The key rules (issue 15, orchestrator/key-insights.ts): they rank keys by the handlers' EMF
+ * property `requestKey`; every other rule is the proxy's access log audit.
+ */
+function isKeyRule(rule: { properties: Record<string, any> }): boolean {
+  return JSON.stringify(rule.properties.RuleBody ?? '').includes('requestKey');
+}
+
+/**
+ * The access log audit (README, "Audit"): each proxy call's log line matches each of its Contributor
+ * Insights rules. The key rules (issue 15) match at most one EMF document per request each (one per
+ * key per handler invocation): an upper bound of 1 per request per rule.
+ */
 function auditLines(t: LocalTemplate, proxyCalls: number): UsageLine[] {
-  const rules = t.ofType('AWS::CloudWatch::InsightRule').length;
-  return rules === 0 ? [] : [{
-    service: 'cloudwatch',
-    what: 'Contributor Insights matched log events (proxy access log audit)',
-    perRequest: rules * proxyCalls,
-    price: 'contributorInsightsEvent',
-    derivation: `${rules} AWS::CloudWatch::InsightRule x ${fmt(proxyCalls)} proxy access log line(s)`,
-  }];
+  const all = t.ofType('AWS::CloudWatch::InsightRule');
+  const keyRules = all.filter(isKeyRule).length;
+  const rules = all.length - keyRules;
+  return [
+    ...(rules === 0 ? [] : [{
+      service: 'cloudwatch' as const,
+      what: 'Contributor Insights matched log events (proxy access log audit)',
+      perRequest: rules * proxyCalls,
+      price: 'contributorInsightsEvent' as const,
+      derivation: `${rules} AWS::CloudWatch::InsightRule x ${fmt(proxyCalls)} proxy access log line(s)`,
+    }]),
+    ...(keyRules === 0 ? [] : [{
+      service: 'cloudwatch' as const,
+      what: 'Contributor Insights matched log events (key rules, at most)',
+      perRequest: keyRules,
+      price: 'contributorInsightsEvent' as const,
+      derivation: `${keyRules} key rule(s) x at most 1 EMF document per request (one per key per handler invocation)`,
+    }]),
+  ];
 }
 
 function kmsDerivation(t: LocalTemplate): string {
@@ -1227,8 +1250,11 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
   const count = (type: string) => t.ofType(type).length;
   const alarms = count('AWS::CloudWatch::Alarm');
   if (alarms > 0) lines.push({ what: 'CloudWatch alarms', quantity: alarms, price: 'cloudwatchAlarmMonth', derivation: `${alarms} AWS::CloudWatch::Alarm in the template` });
-  const rules = count('AWS::CloudWatch::InsightRule');
+  const insightRules = t.ofType('AWS::CloudWatch::InsightRule');
+  const keyRules = insightRules.filter(isKeyRule).length;
+  const rules = insightRules.length - keyRules;
   if (rules > 0) lines.push({ what: 'Contributor Insights rules', quantity: rules, price: 'contributorInsightsRuleMonth', derivation: `${rules} AWS::CloudWatch::InsightRule in the template (the proxy's access log audit)` });
+  if (keyRules > 0) lines.push({ what: 'Contributor Insights rules (keys)', quantity: keyRules, price: 'contributorInsightsRuleMonth', derivation: `${keyRules} AWS::CloudWatch::InsightRule ranking the keys (requests carry keys)` });
   const dashboards = count('AWS::CloudWatch::Dashboard');
   if (dashboards > 0) lines.push({ what: 'CloudWatch dashboards', quantity: dashboards, price: 'cloudwatchDashboardMonth', derivation: `${dashboards} AWS::CloudWatch::Dashboard in the template` });
   const detailed = [model.proxy, model.webhook].filter((a) => a.detailedMetrics);

@@ -84,7 +84,8 @@ export interface CallbackLogger {
  * fits; the Lambda adapter publishes what was added once per invocation.
  */
 export interface CallbackMetrics {
-  addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void;
+  /** `key`: the request's key (issue 15), an EMF property of the value (shared/handler-metrics.ts). */
+  addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number, key?: string): void;
 }
 
 /** The other things the processor needs besides clients, configuration and logger. */
@@ -546,9 +547,12 @@ async function processRecord(
   }
   const latencyMs = callbackLatencyMs(envelope, (deps.now ?? Date.now)());
   logger.info('Waiting workflow resumed', { outcome, ...(latencyMs === undefined ? {} : { latencyMs }) });
-  metrics.addMetric(MetricNames.CALLBACKS_RESOLVED, 'Count', 1);
+  // The request's key, when its capability token carries one (checked equal to the request's own
+  // token above); otherwise unknown here: the job id index does not project the key.
+  const requestKey = callbackToken !== undefined ? keyOfCallbackToken(callbackToken) : undefined;
+  metrics.addMetric(MetricNames.CALLBACKS_RESOLVED, 'Count', 1, requestKey);
   if (latencyMs !== undefined) {
-    metrics.addMetric(MetricNames.CALLBACK_LATENCY, 'Milliseconds', latencyMs);
+    metrics.addMetric(MetricNames.CALLBACK_LATENCY, 'Milliseconds', latencyMs, requestKey);
   }
 
   // h. Best effort: the workflow is resumed whatever happens here, and a redelivery would end as late.

@@ -148,7 +148,8 @@ export interface VendorCallDeps {
    */
   readonly prepare?: PrepareRequest;
   readonly logger: VendorCallLogger;
-  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds' | 'Percent', value: number): void };
+  /** `key`: the request's key (issue 15), an EMF property of the value (shared/handler-metrics.ts). */
+  readonly metrics?: { addMetric(name: string, unit: 'Count' | 'Milliseconds' | 'Percent', value: number, key?: string): void };
   /** Default: the real clock. */
   readonly clock?: Clock;
   readonly random?: () => number;
@@ -462,7 +463,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   const onWritten = () => {
     writtenAtMs = clock.now();
   };
-  deps.metrics?.addMetric(MetricNames.VENDOR_CALLS, 'Count', 1);
+  deps.metrics?.addMetric(MetricNames.VENDOR_CALLS, 'Count', 1, event.key);
   const recordLateness = () => {
     if (writtenAtMs === undefined) {
       return; // never written (the request failed before it left)
@@ -512,7 +513,8 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     } catch (error) {
       logger.warn('could not write the pause (the retry still backs off)', { ...log, error: (error as Error).message });
     }
-    deps.metrics?.addMetric(MetricNames.VENDOR_PAUSES, 'Count', 1);
+    // One pause per 429 answer: VendorPauses is also the count of the vendor's 429s.
+    deps.metrics?.addMetric(MetricNames.VENDOR_PAUSES, 'Count', 1, event.key);
     if (config.adaptivePacing) {
       await decreaseAfter429(deps, clock, slot!, log);
     }

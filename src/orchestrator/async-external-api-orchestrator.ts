@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { KeyInsights, keyRuleMetric } from './key-insights';
 import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
@@ -657,6 +658,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
   private readonly alarmActions: cloudwatch.IAlarmAction[] = [];
   private readonly actionableAlarms: cloudwatch.Alarm[] = [];
   private readonly dashboardBuilder?: OrchestratorDashboard;
+  /** Issue 15: the Contributor Insights rules of the keys, once a request may carry a key. */
+  private keyInsights?: KeyInsights;
 
   constructor(scope: Construct, id: string, props: AsyncExternalApiOrchestratorProps) {
     super(scope, id);
@@ -887,6 +890,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (monitoring.dashboard ?? true) {
       this.dashboardBuilder = new OrchestratorDashboard(this, 'Dashboard', this, monitoring.dashboardName);
       this.dashboard = this.dashboardBuilder.dashboard;
+    }
+    // Issue 15: with a credential per key every request has a key: rank the keys from the start.
+    if (this.proxy.credentials.isPerKey) {
+      this.useKeys();
     }
 
     this.node.addValidation({
@@ -1186,6 +1193,54 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * The busiest key's requests dispatched per period (issue 15): Contributor Insights
+   * `INSIGHT_RULE_METRIC(rule, 'MaxContributorValue')` over the dispatcher's per-key EMF totals; which
+   * key it is shows in the rule's report. Needs a task that declares a key.
+   *
+   * @default - 1 minute
+   */
+  public metricTopKeysByDispatched(period?: Duration): cloudwatch.IMetric {
+    return keyRuleMetric(this.keyRules('metricTopKeysByDispatched').dispatchedRule, 'MaxContributorValue', 'top key: requests dispatched', period);
+  }
+
+  /**
+   * The busiest key's total pacing wait per period, in milliseconds (issue 15): the sum of the
+   * `PacingWait` of its requests, Contributor Insights `MaxContributorValue`. Needs a task that
+   * declares a key.
+   *
+   * @default - 1 minute
+   */
+  public metricTopKeysByPacingWait(period?: Duration): cloudwatch.IMetric {
+    return keyRuleMetric(this.keyRules('metricTopKeysByPacingWait').pacingWaitRule, 'MaxContributorValue', 'top key: pacing wait (ms)', period);
+  }
+
+  /**
+   * The key with the most vendor 429 answers per period (issue 15): Contributor Insights
+   * `MaxContributorValue` over the vendor caller's `VendorPauses` (one per 429). Needs
+   * PacingPoint.VENDOR_CALL and a credential per key (only then does the vendor caller know the key).
+   *
+   * @default - 1 minute
+   */
+  public metricTopKeysByVendor429s(period?: Duration): cloudwatch.IMetric {
+    const rule = this.keyRules('metricTopKeysByVendor429s').vendor429sRule;
+    if (!rule) {
+      throw new Error('metricTopKeysByVendor429s: the 429s of a key are counted by the vendor caller, which knows the key only with PacingPoint.VENDOR_CALL and a credential per key (VendorCredentials.fromSecretHeaderPerKey); otherwise find them with metricVendorThrottles (all keys)');
+    }
+    return keyRuleMetric(rule, 'MaxContributorValue', 'top key: vendor 429s', period);
+  }
+
+  /**
+   * The key with the most callbacks resolved per period (issue 15): Contributor Insights
+   * `MaxContributorValue`. The callback processor knows a callback's key only from a capability
+   * URL per key (`WebhookAuthentication` with a signing secret per key). Needs a task that declares a key.
+   *
+   * @default - 1 minute
+   */
+  public metricTopKeysByCallbacks(period?: Duration): cloudwatch.IMetric {
+    return keyRuleMetric(this.keyRules('metricTopKeysByCallbacks').callbacksRule, 'MaxContributorValue', 'top key: callbacks resolved', period);
+  }
+
+  /**
    * Pacing slots given up because the start would have been late, custom metric `SlotsGivenUp`.
    *
    * @default - sum over 5 minutes
@@ -1421,7 +1476,38 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (key === undefined && this.proxy.credentials.isPerKey) {
       throw new Error(`${method} '${id}': the vendor credential is per key (VendorCredentials.fromSecretHeaderPerKey), so the task needs a key, e.g. key: ${method.endsWith('Jsonata') ? "'{% $states.input.customerId %}'" : "sfn.JsonPath.stringAt('$.customerId')"}`);
     }
-    return key === undefined ? undefined : fields(`${method} '${id}'`, key);
+    if (key === undefined) {
+      return undefined;
+    }
+    const keyFields = fields(`${method} '${id}'`, key);
+    this.useKeys();
+    return keyFields;
+  }
+
+  /**
+   * Issue 15: requests carry keys, so the Contributor Insights rules that rank them (and their
+   * dashboard section) are created, once. Not before: each rule costs $0.50 a month (docs/cost.md).
+   */
+  private useKeys(): void {
+    if (this.keyInsights) {
+      return;
+    }
+    const caller = this.dispatch.vendorCaller;
+    this.keyInsights = new KeyInsights(this, 'KeyInsights', {
+      dispatcherLogGroup: this.consumer.function.logGroup,
+      callbackProcessorLogGroup: this.webhook.processor.logGroup,
+      // The vendor caller knows the key only when the credential is per key (vendor-call-workflow.ts).
+      vendorCallerLogGroup: this.proxy.credentials.isPerKey && caller instanceof lambda.Function ? caller.logGroup : undefined,
+    });
+    this.dashboardBuilder?.addKeys(this.keyInsights);
+  }
+
+  /** The key rules, or an error saying how to get them (a metric of the keys is asked for). */
+  private keyRules(metric: string): KeyInsights {
+    if (!this.keyInsights) {
+      throw new Error(`${metric}: no task of this orchestrator declares a key, so there are no per-key rules: give submitJobTask/callVendorTask a key (e.g. key: sfn.JsonPath.stringAt('$.customerId')) before asking for the metric`);
+    }
+    return this.keyInsights;
   }
 
   /**

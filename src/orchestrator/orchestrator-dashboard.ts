@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { AsyncExternalApiOrchestrator } from './async-external-api-orchestrator';
+import { KeyInsights, keyInsightsWidgets } from './key-insights';
 import { namedLimitWidget } from './named-limit-monitoring';
 import { quotaWidget } from './quota-monitoring';
 
@@ -226,6 +227,15 @@ export class OrchestratorDashboard extends Construct {
     const limits = namedLimitWidget(o.contract, o.metricsScope, HALF, HEIGHT);
     if (limits) {
       this.dashboard.addWidgets(limits);
+    }
+  }
+
+  /** Issue 15: the section of the keys (the top key and the active keys of each rule). */
+  public addKeys(insights: KeyInsights): void {
+    const [header, ...graphs] = keyInsightsWidgets(insights, HALF, HEIGHT);
+    this.dashboard.addWidgets(header);
+    for (let i = 0; i < graphs.length; i += 2) {
+      this.dashboard.addWidgets(...graphs.slice(i, i + 2));
     }
   }
 

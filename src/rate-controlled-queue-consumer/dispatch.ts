@@ -115,7 +115,8 @@ export type DispatchLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
  * fits; the Lambda adapter publishes what was added once per invocation.
  */
 export interface DispatchMetrics {
-  addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number): void;
+  /** `key`: the request's key (issue 15), an EMF property of the value (shared/handler-metrics.ts). */
+  addMetric(name: string, unit: 'Count' | 'Milliseconds', value: number, key?: string): void;
 }
 
 export interface DispatchDeps {
@@ -580,8 +581,8 @@ async function startExecution(
     attempt: input.attempt,
     executionName: name,
   };
-  metrics.addMetric(MetricNames.DISPATCHED_REQUESTS, 'Count', 1);
-  metrics.addMetric(MetricNames.PACING_WAIT, 'Milliseconds', Math.max(0, now - readyAtMs));
+  metrics.addMetric(MetricNames.DISPATCHED_REQUESTS, 'Count', 1, item.message.key);
+  metrics.addMetric(MetricNames.PACING_WAIT, 'Milliseconds', Math.max(0, now - readyAtMs), item.message.key);
   try {
     const output = await deps.clients.sfn.send(new StartExecutionCommand({
       stateMachineArn,

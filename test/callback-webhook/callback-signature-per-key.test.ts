@@ -129,6 +129,16 @@ describe('processCallbackRecord with a signing secret per key', () => {
     expect(reads).toEqual(['acme']);
   });
 
+  test('GIVEN callbacks with and without a key in their token WHEN resolved THEN CallbacksResolved carries the key (an EMF property), none without', async () => {
+    const counted: Array<[string, string | undefined]> = [];
+    const withKey = { ...deps(), metrics: { addMetric: (name: string, _unit: string, _value: number, key?: string) => counted.push([name, key]) } };
+    await processCallbackRecord(record('{"jobId":"job-1"}', ACME_TOKEN, SIGNING.acme), clients, config, logger(), withKey);
+    const plain = 'B'.repeat(43);
+    ddbMock.on(GetItemCommand).resolves({ Item: { callbackToken: { S: plain } } });
+    await processCallbackRecord(record('{"jobId":"job-1"}', plain, 'the-webhooks-one-secret-32-bytes!'), clients, config, logger(), withKey);
+    expect(counted.filter(([name]) => name === 'CallbacksResolved')).toEqual([['CallbacksResolved', 'acme'], ['CallbacksResolved', undefined]]);
+  });
+
   test('GIVEN a callback signed with another key\'s secret WHEN processed THEN it is refused: nothing resumes', async () => {
     await processCallbackRecord(record('{"jobId":"job-1"}', ACME_TOKEN, SIGNING.globex), clients, config, logger(), deps());
     expect(sfnMock).not.toHaveReceivedCommand(SendTaskSuccessCommand);

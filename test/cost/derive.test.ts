@@ -92,6 +92,19 @@ describe('cost derivation from a synthesized stack', () => {
     expect(metricsLine(deriveStack(withQuotas, options(10))).quantity).toBe(7);
   });
 
+  test('the key rules (issue 15): their own monthly line and at most one matched event per request per rule, apart from the proxy audit\'s; none without keys', () => {
+    const keyed = deriveStack(synthesize(() => ({}), false, '$.customerId'), options(4));
+    const rules = keyed.usage.monthly.find((m) => m.what === 'Contributor Insights rules (keys)');
+    expect(rules?.quantity).toBe(3); // dispatched, pacing wait, callbacks (no 429 rule: the credential is not per key)
+    expect(line(keyed, 'Contributor Insights matched log events (key rules, at most)').perRequest).toBe(3);
+    const plain = deriveStack(synthesize(), options(4));
+    expect(plain.usage.monthly.map((m) => m.what)).not.toContain('Contributor Insights rules (keys)');
+    expect(plain.usage.lines.map((l) => l.what)).not.toContain('Contributor Insights matched log events (key rules, at most)');
+    // The proxy audit's lines are the same with or without keys.
+    const audit = (d: ReturnType<typeof deriveStack>) => d.usage.monthly.find((m) => m.what === 'Contributor Insights rules')?.quantity;
+    expect(audit(keyed)).toBe(audit(plain));
+  });
+
   test('per-batch counts follow the batch size in the template', () => {
     // GIVEN the same stack with batches of 20 and of 10, both under a backlog (full batches)
     const big = deriveStack(example, options(10));

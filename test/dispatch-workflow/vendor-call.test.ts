@@ -165,6 +165,16 @@ describe('callVendor', () => {
     expect(Number(update.ExpressionAttributeValues![':until'].N) - before).toBeGreaterThanOrEqual(7000);
   });
 
+  test('GIVEN a request with a key WHEN the vendor answers 429 THEN VendorCalls and VendorPauses (its 429s) carry the key (an EMF property)', async () => {
+    answer = { status: 429, headers: { 'retry-after': '1' }, body: 'slow down' };
+    const counted: Array<[string, string | undefined]> = [];
+    const error = await callVendor({ requestId: 'r-k', key: 'acme', slotAtMs: Date.now() + 100 }, {
+      ...deps(), metrics: { addMetric: (name, _unit, _value, key) => counted.push([name, key]) },
+    }).catch((e) => e);
+    expect(error.name).toBe('ApiGateway.429');
+    expect(counted.filter(([name]) => name === 'VendorCalls' || name === 'VendorPauses')).toEqual([['VendorCalls', 'acme'], ['VendorPauses', 'acme']]);
+  });
+
   test('GIVEN a pause longer than the wait budget WHEN calling THEN the request is requeued without calling the vendor', async () => {
     ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(Date.now() + 60_000) } } });
     const result = await callVendor({ requestId: 'r-3', slotAtMs: Date.now() + 120 }, deps());

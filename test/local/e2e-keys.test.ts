@@ -5,7 +5,8 @@
  * secrets both succeed and the vendor sees each call with its own key's credential and signs each
  * callback with its own key's secret; a callback signed with another key's secret is refused; a
  * key without a secret and an invalid key both end their workflow at once (not at the callback
- * timeout), with the documented errors.
+ * timeout), with the documented errors. The run's handler log lines, ranked by the synthesized
+ * Contributor Insights key rules (issue 15, item 5), name the keys that sent, waited and got callbacks.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -13,10 +14,12 @@ import * as path from 'path';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { evaluateInsightRule } from '../../local/aws/contributor-insights';
 import { LocalRuntime } from '../../local/runtime';
 import { VendorSimulator } from '../../local/vendor-simulator';
 import { AsyncExternalApiOrchestrator, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
 import { keyOfCallbackToken } from '../../src/shared/callback-token-key';
+import { flattenCfnString } from '../util';
 
 jest.setTimeout(60_000);
 
@@ -67,7 +70,8 @@ test('two keys read their own secrets and sign their own callbacks; another key\
       'vendor/umbrella': 'api-key-umbrella',
       ...Object.fromEntries(Object.entries(SIGNING).map(([k, v]) => [`vendor-webhook/${k}`, v])),
     },
-    logFile: process.env.E2E_LOG,
+    // The handlers' lines, for the key rules below.
+    logFile: process.env.E2E_LOG ?? path.join(outdir, 'handlers.log'),
   });
   runtime = rt;
   // The vendor signs each callback with the secret of the account the callback URL belongs to
@@ -124,4 +128,24 @@ test('two keys read their own secrets and sign their own callbacks; another key\
   expect(refused.map((m) => [m.attributes.reason, m.attributes.detail])).toEqual([['CallbackRejected', expect.stringMatching(/^signature: .*does not match/)]]);
   // ... and the vendor saw nothing else: three submissions and two fetches
   expect(seen.length).toBe(5);
+
+  // ... and the key rules, run over the handlers' EMF lines (the runtime stopped: the log is flushed),
+  // rank the keys: acme and globex sent 2 requests each (submission, fetch), initech and umbrella 1
+  // (the invalid key none); callbacks resolved for acme and globex only (umbrella's was refused).
+  await rt.stop();
+  runtime = undefined;
+  const events = fs.readFileSync(process.env.E2E_LOG ?? path.join(outdir, 'handlers.log'), 'utf8').split('\n')
+    .filter((line) => line.startsWith('{') && line.includes('"requestKey"'))
+    .map((message) => ({ timestamp: (JSON.parse(message)._aws?.Timestamp as number) ?? 0, message }));
+  const keyRule = (id: string) => JSON.parse(flattenCfnString(rt.template.ofType('AWS::CloudWatch::InsightRule').find((r) => r.logicalId.includes(id))!.properties.RuleBody));
+  const day = 86_400; // one period for the whole run
+  const [dispatched] = evaluateInsightRule(keyRule('DispatchedByKey'), events, day);
+  expect(dispatched).toMatchObject({ maxContributorValue: 2, uniqueContributors: 4, sum: 6 });
+  expect(['acme', 'globex']).toContain(dispatched.maxContributor[0]);
+  const [waited] = evaluateInsightRule(keyRule('PacingWaitByKey'), events, day);
+  expect(waited.uniqueContributors).toBe(4);
+  const [callbacks] = evaluateInsightRule(keyRule('CallbacksByKey'), events, day);
+  expect(callbacks).toMatchObject({ maxContributorValue: 1, uniqueContributors: 2, sum: 2 });
+  // No 429 in this run: the 429 rule matches nothing.
+  expect(evaluateInsightRule(keyRule('Vendor429sByKey'), events, day)).toEqual([]);
 });

@@ -88,6 +88,15 @@ describe('dispatchBatch with keys', () => {
     expect(sfn.commandCalls(SendTaskFailureCommand)).toHaveLength(0);
   });
 
+  test('GIVEN requests with and without a key WHEN dispatched THEN DispatchedRequests and PacingWait carry the key (an EMF property), none without', async () => {
+    const d = deps();
+    await dispatchBatch({ Records: [submit('a', { key: 'acme' }), submit('b')] }, d);
+    const calls = (d.metrics.addMetric as jest.Mock).mock.calls.filter(([name]) => name === 'DispatchedRequests' || name === 'PacingWait');
+    expect(calls.map(([name, , , key]) => [name, key])).toEqual([
+      ['DispatchedRequests', 'acme'], ['PacingWait', 'acme'], ['DispatchedRequests', undefined], ['PacingWait', undefined],
+    ]);
+  });
+
   test('GIVEN no key and keys optional WHEN dispatched THEN the input has no key field (as before issue 15)', async () => {
     await dispatchBatch({ Records: [submit('a')] }, deps());
     const input = JSON.parse(sfn.commandCalls(StartExecutionCommand)[0].args[0].input.input!);

@@ -17,6 +17,8 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { evaluateInsightRule } from '../../local/aws/contributor-insights';
+import { keyTopRuleDefinition } from '../../src/orchestrator/key-insights';
 import * as dispatchModule from '../../src/rate-controlled-queue-consumer/dispatch';
 import {
   buildDispatchInput,
@@ -733,6 +735,27 @@ describe('handler', () => {
     expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 2);
     expect(sfn).toHaveReceivedCommandWith(StartExecutionCommand, { stateMachineArn: STATE_MACHINE_ARN, name: expect.stringMatching(/^req-a-1-/) });
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: DLQ_URL, MessageBody: 'oops' });
+  });
+
+  test('GIVEN a batch of keyed requests WHEN the handler runs THEN one EMF document per key (requestKey, keyTotals) and the key rule ranks the busiest key first', async () => {
+    Object.assign(process.env, ENV);
+    inMemoryPacer();
+    sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
+    const { handler } = loadHandlerModule();
+    const keyed = (id: string, key?: string) => message(id, key ? { key } : {});
+
+    const emf = await captureEmf(() => handler(sqsEvent(
+      record(keyed('req-a', 'acme'), 'm0'), record(keyed('req-b', 'globex'), 'm1'), record(keyed('req-c', 'acme'), 'm2'), record(keyed('req-d'), 'm3'),
+    )));
+
+    // The request without a key, then one document per key; the metric is unchanged (Scope only).
+    expect(emf.map((d) => [d.requestKey, d.keyTotals && (d.keyTotals as Record<string, number>).DispatchedRequests])).toEqual([
+      [undefined, undefined], ['acme', 2], ['globex', 1],
+    ]);
+    expect(emf.every((d) => JSON.stringify(d._aws.CloudWatchMetrics[0].Dimensions) === '[["Scope"]]')).toBe(true);
+    const lines = emf.map((d) => ({ timestamp: d._aws.Timestamp, message: JSON.stringify(d) }));
+    const [minute] = evaluateInsightRule(keyTopRuleDefinition('dispatcher-logs', 'DispatchedRequests'), lines);
+    expect(minute).toMatchObject({ maxContributor: ['acme'], maxContributorValue: 2, uniqueContributors: 2, sum: 3 });
   });
 
   test('GIVEN the batch crashes half-way WHEN the handler runs THEN what was counted is still published', async () => {
