@@ -88,6 +88,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
       testPathIgnorePatterns: ['/node_modules/', '/lib/', '/dist/'],
       // ASL edge coverage (docs/asl-coverage.md): the local runtime reports its executions' events.
       setupFiles: ['<rootDir>/test/asl/setup.ts'],
+      // One temporary directory per run, removed at its end (test/run-tmpdir.js: cdk.out copies filled the disk).
+      globalSetup: '<rootDir>/test/run-tmpdir-setup.js',
+      globalTeardown: '<rootDir>/test/run-tmpdir-teardown.js',
       // Test speed (issue 12): jest's default on 2 cores is one worker. `npm test` runs two lanes of
       // two workers each (scripts/test.sh); this is for other jest runs.
       maxWorkers: '100%',

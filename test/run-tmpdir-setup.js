@@ -1,0 +1,2 @@
+// globalSetup: see run-tmpdir.js.
+module.exports = require('./run-tmpdir').setup;

@@ -1,0 +1,2 @@
+// globalTeardown: see run-tmpdir.js.
+module.exports = require('./run-tmpdir').teardown;
