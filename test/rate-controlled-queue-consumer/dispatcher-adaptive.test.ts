@@ -6,9 +6,10 @@ import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/clie
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
+import { TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
 import { requestRecord } from './sqs-record';
 import { AdaptiveSpec } from '../../src/contract/adaptive-spec';
-import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
+import { dispatchBatch, DispatchConfig, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 
 const ddb = mockClient(DynamoDBClient);
@@ -16,33 +17,14 @@ const sfn = mockClient(SFNClient);
 
 const T0 = 1_800_000_001_000;
 const SPEC: AdaptiveSpec = { decreaseFactor: 0.5, probeIntervalMs: 10_000, increaseStep: 1, minimumRequestsPerSecond: 1, cooldownMs: 2000 };
-const CONFIG: DispatchConfig = {
-  stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch',
-  requestsPerSecond: 10,
-  pacerTableName: 'pacer',
-  maxPacingWaitMs: 5_000,
-  latenessToleranceMs: 49,
-  leadMs: 1000,
-  correlationTtlSeconds: 86_400,
-  deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests-dlq',
-  adaptivePacing: SPEC,
-};
+const CONFIG: DispatchConfig = { ...TEST_DISPATCH_CONFIG, maxPacingWaitMs: 5_000, adaptivePacing: SPEC };
 
 function record(requestId: string): SQSRecord {
   return requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {} }, `m-${requestId}`, T0);
 }
 
-function deps(config: DispatchConfig = CONFIG): DispatchDeps & { metrics: { addMetric: jest.Mock } } {
-  let t = T0;
-  return {
-    clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: {} as any },
-    config,
-    logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as any,
-    metrics: { addMetric: jest.fn() },
-    clock: { now: () => t, sleep: async (ms: number) => { t += ms; } },
-    random: () => 0.5,
-  };
-}
+// No SQS client: nothing here may reach the queue.
+const deps = (config: DispatchConfig = CONFIG) => testDispatchDeps(config, T0, {} as any);
 
 beforeEach(() => {
   ddb.reset();

@@ -7,6 +7,7 @@ import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/clie
 import { SendTaskFailureCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
+import { TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
 import { requestRecord } from './sqs-record';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { messageKeyProblem } from '../../src/rate-controlled-queue-consumer/request-key-check';
@@ -17,29 +18,9 @@ const sfn = mockClient(SFNClient);
 const sqs = mockClient(SQSClient);
 
 const T0 = 1_800_000_001_000;
-const CONFIG: DispatchConfig = {
-  stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch',
-  callStateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:call',
-  requestsPerSecond: 10,
-  pacerTableName: 'pacer',
-  maxPacingWaitMs: 2_000,
-  latenessToleranceMs: 49,
-  leadMs: 1000,
-  correlationTtlSeconds: 86_400,
-  deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests-dlq',
-};
+const CONFIG: DispatchConfig = { ...TEST_DISPATCH_CONFIG, callStateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:call' };
 
-function deps(config: DispatchConfig = CONFIG): DispatchDeps {
-  let t = T0;
-  return {
-    clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: new SQSClient({}) },
-    config,
-    logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as any,
-    metrics: { addMetric: jest.fn() },
-    clock: { now: () => t, sleep: async (ms: number) => { t += ms; } },
-    random: () => 0.5,
-  };
-}
+const deps = (config: DispatchConfig = CONFIG): DispatchDeps => testDispatchDeps(config, T0);
 
 const submit = (requestId: string, extra: Record<string, unknown> = {}) =>
   requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {}, ...extra }, `m-${requestId}`, T0);

@@ -7,6 +7,7 @@ import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
+import { TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
 import { requestRecord } from './sqs-record';
 import { QuotaSpec } from '../../src/contract/quota-period';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
@@ -17,33 +18,13 @@ const sqs = mockClient(SQSClient);
 
 const T0 = 1_800_000_001_000; // 1 s into a 3 s period that ends at 1_800_000_003_000
 const SHORT: QuotaSpec = { name: 'short', limit: 5, unit: 'fixed', periodMs: 3000 };
-const CONFIG: DispatchConfig = {
-  stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch',
-  requestsPerSecond: 10,
-  pacerTableName: 'pacer',
-  maxPacingWaitMs: 2_000,
-  latenessToleranceMs: 49,
-  leadMs: 1000,
-  correlationTtlSeconds: 86_400,
-  deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/requests-dlq',
-  quotas: [SHORT],
-};
+const CONFIG: DispatchConfig = { ...TEST_DISPATCH_CONFIG, quotas: [SHORT] };
 
 function record(requestId: string): SQSRecord {
   return requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {} }, `m-${requestId}`, T0);
 }
 
-function deps(config: DispatchConfig = CONFIG): DispatchDeps {
-  let t = T0;
-  return {
-    clients: { dynamodb: new DynamoDBClient({}), sfn: new SFNClient({}), sqs: new SQSClient({}) },
-    config,
-    logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() } as any,
-    metrics: { addMetric: jest.fn() },
-    clock: { now: () => t, sleep: async (ms: number) => { t += ms; } },
-    random: () => 0.5,
-  };
-}
+const deps = (config: DispatchConfig = CONFIG): DispatchDeps => testDispatchDeps(config, T0);
 
 /** The quota counter holds `used`; the pacer item is idle. */
 function counterHolds(used: number | undefined) {
