@@ -11,10 +11,8 @@
  * still send one), free the place once; the place is keyed by the request id, so a call can never
  * free a place another request holds.
  */
-import type { PlaceFreeingDeps } from './refused-submission';
+import { type PlaceFreeingDeps, releaseJobPlace } from './refused-submission';
 import type { VendorCallEvent, VendorCallResult } from './vendor-call';
-import { releasePlaceAndWakeWaiter } from '../shared/job-waiting';
-import { MetricNames } from '../shared/metrics';
 
 /** Frees the place of the job `event.endsJobOf` when the vendor answered 2xx. Best effort: errors are logged. */
 export async function freePlaceOfEndedJob(
@@ -27,22 +25,9 @@ export async function freePlaceOfEndedJob(
     || result.statusCode === null || result.statusCode < 200 || result.statusCode > 299) {
     return;
   }
-  try {
-    // A place really freed wakes one waiting request (shared/job-waiting.ts).
-    const held = await releasePlaceAndWakeWaiter(
-      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, endsJobOf, deps.logger,
-    );
-    if (held !== undefined) {
-      deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
-      deps.logger.info(`the call ended the job of request ${endsJobOf} (the vendor answered ${result.statusCode}): its place in flight is freed`, {
-        requestId: event.requestId, endsJobOf, jobsInFlight: held,
-      });
-    }
-  } catch (error) {
-    // The vendor's answer must reach the workflow whatever happens here; the place then waits for
-    // the job's callback or maxJobDuration.
-    deps.logger.warn('could not free the place of the job the call ended; it is freed by its callback or expires at maxJobDuration', {
-      requestId: event.requestId, endsJobOf, error,
-    });
-  }
+  await releaseJobPlace(endsJobOf, deps, {
+    freed: `the call ended the job of request ${endsJobOf} (the vendor answered ${result.statusCode}): its place in flight is freed`,
+    failed: 'could not free the place of the job the call ended; it is freed by its callback or expires at maxJobDuration',
+    fields: { requestId: event.requestId, endsJobOf },
+  });
 }

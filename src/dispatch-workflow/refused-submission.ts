@@ -79,15 +79,35 @@ async function freePlace(event: VendorCallEvent, deps: PlaceFreeingDeps, why: st
   if (!deps.jobPlacesTableName || !event.requestId || !isJobSubmission(event)) {
     return;
   }
+  await releaseJobPlace(event.requestId, deps, {
+    freed: `${why}: its place in flight is freed`,
+    failed: 'could not free the place of a job that was not created; it expires at maxJobDuration',
+    fields: { requestId: event.requestId },
+  });
+}
+
+/**
+ * Frees the place of `placeOf`'s job and wakes one waiting request (shared/job-waiting.ts).
+ * Best effort: the vendor's answer must reach the workflow whatever happens here, so an error is
+ * logged (`messages.failed`) and the place then waits for the job's callback or maxJobDuration.
+ */
+export async function releaseJobPlace(
+  placeOf: string,
+  deps: PlaceFreeingDeps,
+  messages: { readonly freed: string; readonly failed: string; readonly fields: Record<string, unknown> },
+): Promise<void> {
+  if (!deps.jobPlacesTableName) {
+    return;
+  }
   try {
     const held = await releasePlaceAndWakeWaiter(
-      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, event.requestId, deps.logger,
+      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, placeOf, deps.logger,
     );
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
-      deps.logger.info(`${why}: its place in flight is freed`, { requestId: event.requestId, jobsInFlight: held });
+      deps.logger.info(messages.freed, { ...messages.fields, jobsInFlight: held });
     }
   } catch (error) {
-    deps.logger.warn('could not free the place of a job that was not created; it expires at maxJobDuration', { requestId: event.requestId, error });
+    deps.logger.warn(messages.failed, { ...messages.fields, error });
   }
 }
