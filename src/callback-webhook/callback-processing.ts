@@ -23,7 +23,7 @@ import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensE
 import { keyOfCallbackToken } from '../shared/callback-token-key';
 import { CallbackEnv } from '../shared/env';
 import { releasePlaceAndWakeWaiter, waitingQueuesFromEnv, WaitingQueues, waitingRoomOf } from '../shared/job-waiting';
-import { CallbackEnvelope, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
+import { CallbackEnvelope, CLOSED_TASK_ERROR_NAMES, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
 
@@ -167,11 +167,8 @@ export const MAX_DETAIL_CHARS = 1000;
 /** Cap of the early-callback backoff before jitter, in seconds. */
 export const MAX_BACKOFF_SECONDS = 300;
 
-/**
- * SendTaskSuccess/SendTaskFailure errors meaning the waiting workflow has already ended (timed out,
- * failed, stopped, or already resumed). Retrying can never succeed: the callback is late.
- */
-const FINAL_TASK_ERRORS = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+/** The waiting workflow has already ended: retrying can never succeed, the callback is late. */
+const FINAL_TASK_ERRORS = CLOSED_TASK_ERROR_NAMES;
 
 /** Keys appended to the logger per record; removed after the record. */
 const RECORD_LOG_KEYS = ['messageId', 'apiRequestId', 'jobId', 'requestId', 'requestKey'];

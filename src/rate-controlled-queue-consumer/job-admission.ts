@@ -16,7 +16,7 @@ import type { DispatchLogger } from './dispatch';
 import type { Clock } from './pacer';
 import { JobPlacesTable, placeKey, readPlaces, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
 import { releasePlaceAndWakeWaiter, sendToWaiting, WaitingRequest, WaitingRoom, wakeWaitersForFreePlaces } from '../shared/job-waiting';
-import { AnyRequestMessage, CorrelationAttributes } from '../shared/messages';
+import { AnyRequestMessage, CLOSED_TASK_ERROR_NAMES, CorrelationAttributes } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { isVendorCallMessage } from '../shared/vendor-call';
 
@@ -197,7 +197,7 @@ async function jobAlreadySubmitted(deps: AdmissionDeps, requestId: string): Prom
  * SendTaskHeartbeat errors that mean the waiting task is closed (what CheckWaitingWorkflow catches,
  * TASK_CLOSED_ERRORS, without the integration prefix). Any other error: assume it still waits.
  */
-const TASK_CLOSED = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+const TASK_CLOSED = CLOSED_TASK_ERROR_NAMES;
 
 async function waitingWorkflowEnded(deps: AdmissionDeps, taskToken: string): Promise<boolean> {
   try {

@@ -9,11 +9,9 @@
  * conditional in Parameters), and the group id it sends (see `requestGroupId` in the orchestrator)
  * is valid whatever the key, so every task, JSONPath or JSONata, reaches this one check.
  */
-import { AnyRequestMessage } from '../shared/messages';
+import { AnyRequestMessage, CLOSED_TASK_ERROR_NAMES } from '../shared/messages';
 import { INVALID_REQUEST_KEY, requestKeyProblem } from '../shared/request-key';
 
-/** Step Functions' errors for a token whose task is gone: failing it again can never succeed. */
-const CLOSED_TASK_ERRORS = ['TaskDoesNotExist', 'TaskTimedOut', 'InvalidToken'];
 
 /**
  * Why the message's key is refused, or undefined. A message without a `key` field has no key,
@@ -48,7 +46,7 @@ export async function refuseRequestKey(
     return true;
   } catch (error) {
     const name = (error as Error).name;
-    if (CLOSED_TASK_ERRORS.includes(name)) {
+    if (CLOSED_TASK_ERROR_NAMES.has(name)) {
       logger.warn('request refused: invalid or missing key; its waiting task was already closed', { ...log, error: name });
       return true;
     }

@@ -247,6 +247,13 @@ export const CorrelationAttributes = {
 /** Name of the correlation table's index on job id. */
 export const JOB_ID_INDEX_NAME = 'ByJobId';
 
+/**
+ * Step Functions errors of SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat meaning the
+ * waiting task has already ended (timed out, failed, stopped, or already resumed): retrying can
+ * never succeed. The SDK error names, without a Task state's integration prefix.
+ */
+export const CLOSED_TASK_ERROR_NAMES: ReadonlySet<string> = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+
 /** Error names the submit task can fail with (besides States.Timeout). */
 export const ErrorNames = {
   /** The vendor refused the request or every retry failed; the request went to the request DLQ. */
