@@ -57,7 +57,7 @@
  * fit within 1000 - L' ms at the ceiling's interval, e.g. one step below the ceiling), the rate
  * climbs one step per interval without a probe (the first design's rule).
  */
-import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
+import { roundUpToSlotGrid, WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 import {
   ADAPTIVE_PROBE_ATTRIBUTE, ADAPTIVE_PROBE_ATTRIBUTES, ADAPTIVE_PROBE_FROM_ATTRIBUTE, ADAPTIVE_PROBE_REFUSED_ATTRIBUTE,
   ADAPTIVE_PROBE_SLOTS_ATTRIBUTE,
@@ -121,7 +121,7 @@ export function planProbe(grid: ProbeGrid): ProbeOutcome | undefined {
   }
   const k = r + 1 - n;
   // The hole: the first slot after it so that every slot up to `last` stays out of the probe's window.
-  const holeEnd = Math.max(last + I, ceilToGrid(last + 1000 + spreadMs - n * I + 1));
+  const holeEnd = Math.max(last + I, roundUpToSlotGrid(last + 1000 + spreadMs - n * I + 1));
   const shift = holeEnd - (last + I);
   const shifted = slots.map((slot) => slot + shift).filter((slot) => slot <= grid.latestSlotMs);
   if (shifted.length === 0) {
@@ -257,7 +257,3 @@ export function rateAttributes(update: { readonly rps: number; readonly sinceMs:
   return { [ADAPTIVE_RATE_ATTRIBUTE]: update.rps, [ADAPTIVE_SINCE_ATTRIBUTE]: update.sinceMs };
 }
 
-/** Rounds up to the slot grid (1/1024 ms), as pacer.ts roundUpToSlotGrid (not imported: pacer imports this module). */
-function ceilToGrid(ms: number): number {
-  return Math.ceil(ms * 1024) / 1024;
-}

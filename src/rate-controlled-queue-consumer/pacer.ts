@@ -200,7 +200,7 @@
 import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { adaptiveUpdateClauses, clearedProbe, placeProbe, planProbe, ProbeGrid, ProbeOutcome, rateAttributes, spoiledProbe } from './adaptive-probe';
 import { assignLimitedSlots, LimitedCalls, limitLastSlotAttribute } from './named-limit-schedule';
-import { WINDOW_EDGE_MARGIN_MS } from './rate-settings';
+import { roundUpToSlotGrid, WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 import { ADAPTIVE_ATTRIBUTES, AdaptivePlan, AdaptiveSpec, AdaptiveState, adaptivePlan, parseAdaptiveState } from '../contract/adaptive-spec';
 
 /** Partition key value of the single pacer item. */
@@ -274,13 +274,8 @@ export function slotIntervalMs(requestsPerSecond: number, latenessToleranceMs: n
   return roundUpToSlotGrid(exact);
 }
 
-/**
- * `ms` rounded up to a multiple of 1/1024 ms, the grid every slot time lies on (see "Exact
- * arithmetic" in the module comment). Rounding up never brings a slot or the end of a pause closer.
- */
-export function roundUpToSlotGrid(ms: number): number {
-  return Math.ceil(ms * 1024) / 1024;
-}
+// roundUpToSlotGrid lives in rate-settings.ts (adaptive-probe.ts, which this module imports, needs it too).
+export { roundUpToSlotGrid };
 
 /**
  * How long an invocation that sees a higher rate (a shorter interval) than the stored schedule's

@@ -251,3 +251,12 @@ function nonNegative(name: string, value: number, max: number): void {
     throw new Error(`${name} must be between 0 and ${max} ms (given ${value} ms)`);
   }
 }
+
+/**
+ * `ms` rounded up to a multiple of 1/1024 ms, the grid every slot time lies on (see "Exact
+ * arithmetic" in pacer.ts's module comment). Rounding up never brings a slot or the end of a pause
+ * closer.
+ */
+export function roundUpToSlotGrid(ms: number): number {
+  return Math.ceil(ms * 1024) / 1024;
+}
