@@ -4,9 +4,9 @@
  * execution without one), and a retry keeps it, in its message and as its MessageGroupId (the
  * key's SHA-256, as the user's task sent it: orchestrator/request-key-fields.ts).
  *
- * Without a credential per key a request may have no key, and a path that points at nothing fails
- * the execution with `States.Runtime`, so nothing here reads `$.key`: a retry then travels without
- * its key and group (keys only group requests then).
+ * Without a credential per key a request may have no key: a retry then travels without its key and
+ * group (keys only group requests then). Both workflows now fill an absent `$.key` with null
+ * (input-defaults.ts), so carrying it always is possible; it is left for the per-key limits work.
  */
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';

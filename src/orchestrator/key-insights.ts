@@ -101,11 +101,6 @@ export class KeyInsights extends Construct {
     ];
   }
 
-  /** All rules, in the order of the dashboard. */
-  public get rules(): cloudwatch.CfnInsightRule[] {
-    return [this.dispatchedRule, this.pacingWaitRule, ...(this.vendor429sRule ? [this.vendor429sRule] : []), this.callbacksRule];
-  }
-
   private rule(id: string, logGroup: logs.ILogGroup, metricName: string): cloudwatch.CfnInsightRule {
     return new cloudwatch.CfnInsightRule(this, id, {
       ruleName: Names.uniqueResourceName(this, { maxLength: 110 }) + `-${id}`,
