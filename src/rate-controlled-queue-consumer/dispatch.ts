@@ -26,6 +26,7 @@ import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { callbackTokenWithKey } from '../shared/callback-token-key';
 import { ConsumerEnv } from '../shared/env';
+import type { KeyLimitsSource, KeyLimitsSpec } from '../shared/key-limits';
 import { waitingQueuesFromEnv, waitingRoomOf } from '../shared/job-waiting';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -130,6 +131,8 @@ export interface DispatchDeps {
   readonly random?: () => number;
   /** Operator's dynamic delay and rate in force, read before every reservation (pacing-settings.ts). */
   readonly dynamicDelay?: PacingSettingsSource;
+  /** Per-key limits in force (issue 15, shared/key-limits.ts), read once per batch for the batch's keys; absent: no per-key limits. */
+  readonly keyLimits?: KeyLimitsSource;
 }
 
 /**
@@ -298,6 +301,8 @@ export function queueUrlFromArn(arn: string, endpointUrl?: string): string {
 interface ValidRecord {
   readonly record: SQSRecord;
   readonly message: AnyRequestMessage;
+  /** The limits in force of the request's key (issue 15), when the contract has per-key limits and the request a key. */
+  readonly keyLimits?: KeyLimitsSpec;
 }
 
 /**
@@ -365,6 +370,12 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
   await Promise.all(parking);
 
+  // 1a. Per-key limits (issue 15): each keyed request carries its key's limits in force, read once
+  // per batch for the batch's distinct keys (the source caches them and never throws).
+  if (deps.keyLimits && valid.length > 0) {
+    valid.splice(0, valid.length, ...await withKeyLimits(valid, deps.keyLimits));
+  }
+
   // 1b. A quota spent for its period (issue 14): nothing can reach the vendor before the period
   // ends, so no slot is reserved; the messages come back then (delayed copies, no receive counted).
   const quotaSpentUntil = valid.length > 0 ? await readQuotaSpentUntil(clock, deps) : undefined;
@@ -418,6 +429,19 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
   }
 
   return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+}
+
+/** The records, each keyed one with its key's limits in force (`ValidRecord.keyLimits`). */
+async function withKeyLimits(valid: ValidRecord[], source: KeyLimitsSource): Promise<ValidRecord[]> {
+  const keys = [...new Set(valid.map((item) => item.message.key).filter((key): key is string => key !== undefined))];
+  if (keys.length === 0) {
+    return valid;
+  }
+  const limits = await source.limitsFor(keys);
+  return valid.map((item) => {
+    const keyLimits = item.message.key === undefined ? undefined : limits.get(item.message.key);
+    return keyLimits === undefined ? item : { ...item, keyLimits };
+  });
 }
 
 /**
