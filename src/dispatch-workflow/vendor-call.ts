@@ -40,6 +40,7 @@ import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemCloc
 import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-queue-consumer/pacing-settings';
 
 import { VendorCallerEnv } from '../shared/env';
+import type { KeyLimitsSpec } from '../shared/key-limits';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames, quotaUsedMetricName, quotaUsedPercentMetricName } from '../shared/metrics';
 import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
@@ -74,6 +75,12 @@ export interface VendorCallEvent {
    * or null: none.
    */
   readonly endsJobOf?: string | null;
+  /**
+   * The limits in force of the request's key (issue 15, shared/key-limits.ts), as the dispatcher
+   * resolved them: the caller paces, pauses and spends quotas of the key with them and never reads
+   * the key settings table. Absent or null: no per-key limits.
+   */
+  readonly keyLimits?: KeyLimitsSpec | null;
 }
 
 /**
