@@ -12,6 +12,7 @@ export * from './dispatch-workflow/dispatch-workflow';
 export * from './dispatch-workflow/vendor-call-workflow';
 export * from './dispatch-workflow/callback-url-delivery';
 export * from './contract/adaptive-pacing';
+export * from './contract/per-key-limits';
 export * from './contract/vendor-contract';
 export * from './contract/vendor-contract-state';
 export * from './contract/vendor-limit';

@@ -48,6 +48,8 @@ function contractTerms(contract: VendorContract): Record<string, unknown> {
     whenQuotaExhausted: contract.quotas.length > 0 ? contract.whenQuotaExhausted : undefined,
     limits: contract.limits.map((limit) => limit._spec()),
     adaptivePacing: contract.adaptivePacing?._spec(contract.requestsPerSecond),
+    // Issue 15: the per-key defaults, and whether the state has a key settings table at all.
+    perKey: contract.perKey?._spec(),
   };
 }
 

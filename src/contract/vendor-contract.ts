@@ -1,5 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import { AdaptivePacing } from './adaptive-pacing';
+import { KeyLimits } from './per-key-limits';
 import { VendorLimit } from './vendor-limit';
 import { QuotaExhaustedAction, VendorQuota } from './vendor-quota';
 import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
@@ -82,6 +83,17 @@ export interface VendorContractProps {
    * @default - none: the pacer paces at the rate in force, a 429 only pauses dispatch
    */
   readonly adaptivePacing?: AdaptivePacing;
+
+  /**
+   * Limits per key (issue 15): what each key (a request's `key` on `submitJobTask` /
+   * `callVendorTask`: a customer, a tenant) may use, inside the contract, which still holds for
+   * all keys together. These are the defaults; operators override them per key at run time in the
+   * orchestrator's `keySettingsTable` (README, "Per-key limits: settings"). Every task then needs a
+   * key (refused at synth time without one), and `PacingPoint.VENDOR_CALL`.
+   *
+   * @default - no per-key limits: keys share the contract
+   */
+  readonly perKey?: KeyLimits;
 }
 
 /**
@@ -109,6 +121,12 @@ export class VendorContract {
   public readonly limits: VendorLimit[];
   /** Adaptive pacing, when opted in. */
   public readonly adaptivePacing?: AdaptivePacing;
+  /**
+   * The limits every key gets unless overridden (issue 15).
+   *
+   * @default - no per-key limits
+   */
+  public readonly perKey?: KeyLimits;
   /**
    * What the contract allows but probably did not mean (e.g. a quota smaller than one second of
    * the rate): the orchestrator shows them as synth-time warnings.
@@ -154,6 +172,9 @@ export class VendorContract {
     // Resolved once here, so that a setting that cannot hold under this contract fails at synth time.
     props.adaptivePacing?._spec(props.requestsPerSecond);
     this.adaptivePacing = props.adaptivePacing;
+    // A key cannot be allowed more than all keys together (docs/design/per-key-limits.md, 2.1).
+    props.perKey?._validateWithin(this);
+    this.perKey = props.perKey;
     this.warnings = quotas
       .filter((quota) => quota.limit < props.requestsPerSecond)
       .map((quota) => `quota '${quota.name}' (${quota.limit} per ${quota.period}) is smaller than one second of the rate (${props.requestsPerSecond} requests per second): it is spent in its first second of each period; check the numbers`);

@@ -12,8 +12,8 @@ import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors'
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
-import { inputDefaults } from './input-defaults';
-import { requeueGroupId, retryMessageKey } from './request-key-steps';
+import { inputDefaults, keyLimitsDefault } from './input-defaults';
+import { callerKeyLimits, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
@@ -226,9 +226,9 @@ export class DispatchWorkflow extends Construct {
     // webhookauth: the claim also stores the request's callback token, keeping the first one
     // (if_not_exists): a redelivered message carrying a newer token then still sends the vendor
     // the URL the item holds. The stored token comes back as $.claimed.callbackToken.
-    // Issue 15: with a credential per key, the item also records the request's key (every request
-    // has one then: the queue consumer refuses those without), so a callback can be tied to it.
-    const keyed = props.proxy.credentials.isPerKey;
+    // Issue 15: with a credential or limits per key, the item also records the request's key (every
+    // request has one then: the queue consumer refuses those without), so a callback can be tied to it.
+    const keyed = requestsCarryKey(props.proxy, props.pacing?.contract);
     const claim = new tasks.DynamoUpdateItem(this, 'ClaimRequest', {
       comment: 'Record the task token and the callback token; fails with ConditionalCheckFailed when the job was already submitted',
       table: props.table.table,
@@ -360,7 +360,9 @@ export class DispatchWorkflow extends Construct {
           slotAtMs: sfn.JsonPath.numberAt('$.slotAtMs'),
           // A quota wait is bounded by the request's deadline, counted from its start.
           requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
-          ...retryMessageKey(props.proxy), // issue 15: the caller logs the request's key
+          ...retryMessageKey(keyed), // issue 15: the caller logs the request's key
+          // Issue 15: the key's limits in force, as the dispatcher resolved them (the caller never reads the settings).
+          ...callerKeyLimits(props.pacing.contract),
         }),
         // The caller always answers all three (requeue null when it called the vendor).
         resultSelector: { 'body.$': '$.Payload.body', 'statusCode.$': '$.Payload.statusCode', 'requeue.$': '$.Payload.requeue' },
@@ -430,7 +432,7 @@ export class DispatchWorkflow extends Construct {
         QueueUrl: props.requestQueue.queueUrl,
         MessageBody: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt('$.retry.message')),
         DelaySeconds: sfn.JsonPath.numberAt('$.retry.delaySeconds'),
-        ...requeueGroupId(props.proxy, false),
+        ...requeueGroupId(keyed, false),
       },
       iamResources: [props.requestQueue.queueArn],
       resultPath: sfn.JsonPath.DISCARD,
@@ -471,7 +473,7 @@ export class DispatchWorkflow extends Construct {
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
         callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
         requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the request's start
-        ...retryMessageKey(props.proxy),
+        ...retryMessageKey(keyed),
       },
       requeue,
       park,
@@ -522,7 +524,7 @@ export class DispatchWorkflow extends Construct {
             attempt: sfn.JsonPath.numberAt('$.attempt'),
             // A new claim sequence for the same attempt (see DispatchInput.claimSeq).
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
-            ...retryMessageKey(props.proxy), // issue 15: a deferred request keeps its key
+            ...retryMessageKey(keyed), // issue 15: a deferred request keeps its key
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
             requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
@@ -557,7 +559,7 @@ export class DispatchWorkflow extends Construct {
 
     checkWaiting.next(prepare);
     // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
-    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null })
+    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null, ...keyLimitsDefault(props.pacing?.contract) })
       .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {

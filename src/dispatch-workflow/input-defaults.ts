@@ -18,6 +18,8 @@
  */
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import type { VendorContract } from '../contract/vendor-contract';
+import { KEY_LIMITS_INPUT_FIELD } from '../shared/key-limits';
 
 /**
  * The three states that fill `defaults` into the execution input where absent (fields present in
@@ -43,4 +45,13 @@ export function inputDefaults(scope: Construct, defaults: Record<string, null>):
     outputPath: '$.input',
   });
   return sfn.Chain.start(wrap).next(set).next(merge);
+}
+
+/**
+ * Issue 15: `keyLimits` (the request's key limits in force) is null from a dispatcher of an earlier
+ * version, which does not send it; the vendor caller then keeps the contract's limits only (it
+ * treats null as "no per-key limits"). Only with limits per key: other definitions do not read it.
+ */
+export function keyLimitsDefault(contract: VendorContract | undefined): Record<string, null> {
+  return contract?.perKey ? { [KEY_LIMITS_INPUT_FIELD]: null } : {};
 }

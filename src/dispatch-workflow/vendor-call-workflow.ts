@@ -9,8 +9,8 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
-import { inputDefaults } from './input-defaults';
-import { requeueGroupId, retryMessageKey } from './request-key-steps';
+import { inputDefaults, keyLimitsDefault } from './input-defaults';
+import { callerKeyLimits, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
@@ -99,6 +99,8 @@ export class VendorCallWorkflow extends Construct {
     validateDuration('retryBaseDelay', retryBaseDelay, Duration.seconds(1), Duration.minutes(15));
     validateDuration('maxRetryDelay', maxRetryDelay, retryBaseDelay, Duration.minutes(15), 'SQS delays a message by at most 15 minutes');
     const vendorCallTimeout = resolveVendorCallTimeout(props.vendorCallTimeout, props.proxy.integrationTimeout);
+    // Issue 15: every request has a key (credential or limits per key): retries keep it.
+    const keyed = requestsCarryKey(props.proxy, props.contract);
 
     // ---- Claim the call: a second execution of the same delivery stops here. ----
     // Asynchronous Express executions run at least once, and SQS delivers at least once
@@ -190,7 +192,7 @@ export class VendorCallWorkflow extends Construct {
           'QueueUrl': props.requestQueue.queueUrl,
           'MessageBody.$': 'States.JsonToString($.retry.message)',
           'DelaySeconds.$': '$.retry.delaySeconds',
-          ...requeueGroupId(props.proxy, true),
+          ...requeueGroupId(keyed, true),
         },
         ResultPath: null,
       },
@@ -231,7 +233,7 @@ export class VendorCallWorkflow extends Construct {
         attempt: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.attempt'), 1),
         requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the call's start
         endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'), // a retried cancel still frees the job's place
-        ...retryMessageKey(props.proxy),
+        ...retryMessageKey(keyed),
       },
       requeue,
       park,
@@ -262,7 +264,7 @@ export class VendorCallWorkflow extends Construct {
             deferrals: sfn.JsonPath.mathAdd(sfn.JsonPath.numberAt('$.deferrals'), 1),
             requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
             endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'),
-            ...retryMessageKey(props.proxy), // issue 15: a deferred request keeps its key
+            ...retryMessageKey(keyed), // issue 15: a deferred request keeps its key
           },
         },
         resultPath: '$.retry',
@@ -280,7 +282,7 @@ export class VendorCallWorkflow extends Construct {
     claim.addCatch(alreadyClaimed, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
     claim.addCatch(classify, { resultPath: '$.error' });
     // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
-    const definition = inputDefaults(this, { requestStartedAtMs: null, endsJobOf: null, key: null })
+    const definition = inputDefaults(this, { requestStartedAtMs: null, endsJobOf: null, key: null, ...keyLimitsDefault(props.contract) })
       .next(claim.next(checkWaiting).next(credential.before(hasBody, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
@@ -377,8 +379,10 @@ export class VendorCallWorkflow extends Construct {
               'requestStartedAtMs.$': '$.requestStartedAtMs',
               // A call that ends a job (callVendorTask's endsJobOf): its 2xx frees that job's place.
               'endsJobOf.$': '$.endsJobOf',
-              // Issue 15: the caller logs the request's key (always there with a credential per key).
-              ...(props.proxy.credentials.isPerKey ? { 'key.$': '$.key' } : {}),
+              // Issue 15: the caller logs the request's key (always there with a credential or limits per key)
+              // and gets the key's limits in force, as the dispatcher resolved them.
+              ...(requestsCarryKey(props.proxy, props.contract) ? { 'key.$': '$.key' } : {}),
+              ...sfn.FieldUtils.renderObject(callerKeyLimits(props.contract)),
             },
           },
           ResultSelector: {

@@ -18,12 +18,14 @@ import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
 import { IVendorContractState } from '../contract/vendor-contract-state';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
+import { requestsCarryKey } from '../dispatch-workflow/request-key-steps';
 import { VendorCallWorkflow, VendorCallWorkflowOptions } from '../dispatch-workflow/vendor-call-workflow';
 import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-adaptive';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
+import { KEY_LIMITS_ENV } from '../shared/key-limits';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { INVALID_REQUEST_KEY } from '../shared/request-key';
@@ -687,6 +689,9 @@ export class AsyncExternalApiOrchestrator extends Construct {
     if (contract.adaptivePacing && pacingPoint !== PacingPoint.VENDOR_CALL) {
       throw new Error(`the contract has adaptivePacing, which the vendor caller drives (it sees the 429s): it needs pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint}); remove adaptivePacing or the pacingPoint`);
     }
+    if (contract.perKey && pacingPoint !== PacingPoint.VENDOR_CALL) {
+      throw new Error(`the contract has perKey limits, which the vendor caller keeps for each key (its slot, its quotas): they need pacingPoint PacingPoint.VENDOR_CALL (given ${pacingPoint}); remove perKey or the pacingPoint`);
+    }
     // The proxy's limits follow the pacing (see deriveRateSettings); the consumer derives the rest.
     const proxySettings = deriveRateSettings(requestsPerSecond, {
       pacingPoint,
@@ -832,9 +837,15 @@ export class AsyncExternalApiOrchestrator extends Construct {
     for (const [name, value] of Object.entries(adaptivePacingEnvironment(contract, ConsumerEnv.ADAPTIVE_PACING))) {
       this.consumer.function.addEnvironment(name, value);
     }
-    // Issue 15: a credential per key needs a key on every request; the dispatcher refuses the rest.
-    if (this.proxy.credentials.isPerKey) {
+    // Issue 15: a credential per key, or limits per key, need a key on every request; the
+    // dispatcher refuses the rest.
+    if (this.keysRequired) {
       this.consumer.function.addEnvironment(ConsumerEnv.REQUIRE_REQUEST_KEY, 'true');
+    }
+    // Issue 15: the limits every key gets unless overridden in the key settings table (the dispatcher
+    // resolves each key's limits in force and hands them to the workflows: shared/key-settings.ts).
+    if (contract.perKey) {
+      this.consumer.function.addEnvironment(KEY_LIMITS_ENV, JSON.stringify(contract.perKey._spec()));
     }
     // ... and a signing secret per key needs the key in the request's capability URL.
     if (props.webhook?.authentication?.signingSecretNamePattern) {
@@ -891,8 +902,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       this.dashboardBuilder = new OrchestratorDashboard(this, 'Dashboard', this, monitoring.dashboardName);
       this.dashboard = this.dashboardBuilder.dashboard;
     }
-    // Issue 15: with a credential per key every request has a key: rank the keys from the start.
-    if (this.proxy.credentials.isPerKey) {
+    // Issue 15: with a credential or limits per key every request has a key: rank the keys from the start.
+    if (this.keysRequired) {
       this.useKeys();
     }
 
@@ -1473,8 +1484,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
   /** A task's key fields (request-key-fields.ts), or undefined without a key. */
   private keyFields(id: string, method: string, key: string | undefined,
     fields: (where: string, key: string) => RequestKeyFields): RequestKeyFields | undefined {
-    if (key === undefined && this.proxy.credentials.isPerKey) {
-      throw new Error(`${method} '${id}': the vendor credential is per key (VendorCredentials.fromSecretHeaderPerKey), so the task needs a key, e.g. key: ${method.endsWith('Jsonata') ? "'{% $states.input.customerId %}'" : "sfn.JsonPath.stringAt('$.customerId')"}`);
+    if (key === undefined && this.keysRequired) {
+      const why = this.proxy.credentials.isPerKey
+        ? 'the vendor credential is per key (VendorCredentials.fromSecretHeaderPerKey)'
+        : 'the contract has limits per key (VendorContract.of({ perKey }))';
+      throw new Error(`${method} '${id}': ${why}, so the task needs a key, e.g. key: ${method.endsWith('Jsonata') ? "'{% $states.input.customerId %}'" : "sfn.JsonPath.stringAt('$.customerId')"}`);
     }
     if (key === undefined) {
       return undefined;
@@ -1496,10 +1510,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
     this.keyInsights = new KeyInsights(this, 'KeyInsights', {
       dispatcherLogGroup: this.consumer.function.logGroup,
       callbackProcessorLogGroup: this.webhook.processor.logGroup,
-      // The vendor caller knows the key only when the credential is per key (vendor-call-workflow.ts).
-      vendorCallerLogGroup: this.proxy.credentials.isPerKey && caller instanceof lambda.Function ? caller.logGroup : undefined,
+      // The vendor caller knows the key only when every request has one (request-key-steps.ts).
+      vendorCallerLogGroup: this.keysRequired && caller instanceof lambda.Function ? caller.logGroup : undefined,
     });
     this.dashboardBuilder?.addKeys(this.keyInsights);
+  }
+
+  /**
+   * Issue 15: every request needs a key, because the vendor credential is per key or the contract
+   * has limits per key (the same test as the workflows' `requestsCarryKey`).
+   */
+  private get keysRequired(): boolean {
+    return requestsCarryKey(this.proxy, this.contract);
   }
 
   /** The key rules, or an error saying how to get them (a metric of the keys is asked for). */
