@@ -136,6 +136,7 @@ const handlerLogic = [
   'src/dispatch-workflow/refused-submission.ts',
   'src/contract/quota-ledger.ts',
   'src/rate-controlled-queue-consumer/adaptive-rate.ts',
+  'src/shared/key-settings.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

@@ -52,6 +52,12 @@ export const MAX_DELAY_SECONDS = 900;
  * the lead): time for the reservation's GetItem and UpdateItem (a few milliseconds on AWS).
  */
 const LIMIT_WAKE_EARLY_MS = 50;
+/**
+ * Room kept in a keyed request's execution input for its key's limits (`keyLimits`, issue 15),
+ * which are read after the size check: about 150 bytes with a few quotas; 1 KiB leaves room for
+ * long quota names.
+ */
+const KEY_LIMITS_INPUT_RESERVE_BYTES = 1024;
 /** How many postponing copies are sent at once. */
 const POSTPONE_SEND_CONCURRENCY = 10;
 
@@ -241,6 +247,7 @@ export function parseRequestMessage(body: string): ParsedRequest {
 /** The dispatch workflow's input for a message. */
 export function buildDispatchInput(
   message: RequestMessage, nowMs: number, correlationTtlSeconds: number, slotAtMs?: number, keyInCallbackToken = false,
+  keyLimits: KeyLimitsSpec | null = null,
 ): DispatchInput {
   const attempt = message.attempt ?? 1;
   return {
@@ -260,6 +267,8 @@ export function buildDispatchInput(
     // ---- end webhookauth ----
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),
     requestStartedAtMs: isRequestStart(message.requestStartedAtMs) ? message.requestStartedAtMs : Math.floor(nowMs),
+    // Issue 15: the key's limits in force, for the vendor caller (null: no per-key limits).
+    keyLimits,
   };
 }
 
@@ -310,17 +319,21 @@ interface ValidRecord {
  * vendor-call workflow for a `call` (callVendorTask). Both are paced alike: a call is one request
  * to the vendor and counts against the contract.
  */
-export function executionFor(message: AnyRequestMessage, nowMs: number, config: DispatchConfig, slotAtMs?: number):
-{ readonly stateMachineArn: string; readonly input: DispatchInput | VendorCallInput } {
+export function executionFor(
+  message: AnyRequestMessage, nowMs: number, config: DispatchConfig, slotAtMs?: number, keyLimits?: KeyLimitsSpec,
+): { readonly stateMachineArn: string; readonly input: DispatchInput | VendorCallInput } {
   if (isVendorCallMessage(message)) {
     if (config.callStateMachineArn === undefined) {
       throw new Error('vendor calls (kind \'call\') are not enabled on this consumer: no vendor-call workflow is configured');
     }
-    return { stateMachineArn: config.callStateMachineArn, input: buildVendorCallInput(message, nowMs, config.correlationTtlSeconds, slotAtMs) };
+    return {
+      stateMachineArn: config.callStateMachineArn,
+      input: buildVendorCallInput(message, nowMs, config.correlationTtlSeconds, slotAtMs, keyLimits ?? null),
+    };
   }
   return {
     stateMachineArn: config.stateMachineArn,
-    input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds, slotAtMs, config.keyInCallbackToken),
+    input: buildDispatchInput(message, nowMs, config.correlationTtlSeconds, slotAtMs, config.keyInCallbackToken, keyLimits ?? null),
   };
 }
 
@@ -597,7 +610,7 @@ async function startExecution(
 ): Promise<string | undefined> {
   const { config, logger, metrics } = deps;
   const now = clock.now();
-  const { stateMachineArn, input } = executionFor(item.message, now, config, slot);
+  const { stateMachineArn, input } = executionFor(item.message, now, config, slot, item.keyLimits);
   const name = executionName(item.message.requestId, input.attempt);
   const log = {
     requestId: item.message.requestId,
@@ -763,7 +776,8 @@ function oversizeProblem(message: AnyRequestMessage, nowMs: number, config: Disp
   } catch (error) {
     return (error as Error).message;
   }
-  const bytes = Buffer.byteLength(JSON.stringify(input), 'utf8');
+  // A keyed request's input also carries its key's limits, read after this check (issue 15): room for them.
+  const bytes = Buffer.byteLength(JSON.stringify(input), 'utf8') + (message.key !== undefined ? KEY_LIMITS_INPUT_RESERVE_BYTES : 0);
   return bytes > MAX_EXECUTION_INPUT_BYTES
     ? `dispatch input would be ${bytes} bytes, over the ${MAX_EXECUTION_INPUT_BYTES}-byte Step Functions limit`
     : undefined;

@@ -16,6 +16,7 @@ import { isJobPlacesSweep, sweepJobPlaces, SweepResult } from './job-places-swee
 import { systemClock } from './pacer';
 import { DrainResult, drainLeaseKey, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
+import { keySettingsFromEnv } from '../shared/key-settings';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
 // Created once per execution environment, reused by every invocation it serves.
@@ -34,6 +35,14 @@ const dynamicDelay = dynamicDelayFromEnv(process.env, logger);
 
 // Custom metrics (EMF), published once per invocation.
 const metrics = createHandlerMetrics(logger);
+
+// Issue 15: each key's limits in force (defaults, the key's overrides in the key settings table,
+// capped at the contract), cached per execution environment; absent without per-key limits.
+const keyLimits = keySettingsFromEnv(process.env, {
+  requestsPerSecond: config.requestsPerSecond,
+  maxJobsInFlight: config.jobsInFlight?.maxJobsInFlight,
+  quotas: Object.fromEntries((config.quotas ?? []).map((quota) => [quota.name, quota.limit])),
+}, { dynamodb: clients.dynamodb, now: () => Date.now(), logger, metrics });
 
 // --- scheduled drain (low-rate mode): begin ---
 // Set only when an EventBridge Scheduler schedule triggers the dispatcher (ConsumerTrigger.schedule()).
@@ -54,7 +63,7 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
       if (!drainConfig) {
         throw new Error('received a schedule tick but the dispatcher is not configured for schedule mode (REQUEST_QUEUE_URL is not set)');
       }
-      const deps = { clients, config, logger, metrics, dynamicDelay };
+      const deps = { clients, config, logger, metrics, dynamicDelay, keyLimits };
       return await drainQueue(event, {
         sqs: clients.sqs,
         config: drainConfig,
@@ -67,7 +76,7 @@ export const handler = async (event: SQSEvent | ScheduledTickEvent, context?: Co
       });
     }
     // --- scheduled drain (low-rate mode): end ---
-    return await dispatchBatch(event, { clients, config, logger, metrics, dynamicDelay });
+    return await dispatchBatch(event, { clients, config, logger, metrics, dynamicDelay, keyLimits });
   } finally {
     // Once per invocation, also when the batch crashed half-way: what was counted is published.
     metrics.publish();

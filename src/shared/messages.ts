@@ -3,6 +3,7 @@
  * Plain types only: imported by construct code and by the bundled Lambda handlers alike,
  * so nothing here may import the AWS SDK or aws-cdk-lib.
  */
+import type { KeyLimitsSpec } from './key-limits';
 
 /**
  * What the main workflow's submit task puts on the request queue (blog step 1-2), and what the
@@ -129,6 +130,12 @@ export interface VendorCallInput {
   readonly slotAtMs?: number;
   /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
   readonly requestStartedAtMs: number;
+  /**
+   * Issue 15: the limits in force of the request's key, as the dispatcher resolved them (defaults,
+   * the key's overrides, capped at the contract); the workflow hands them to the vendor caller.
+   * Null without per-key limits or without a key.
+   */
+  readonly keyLimits: KeyLimitsSpec | null;
 }
 
 /**
@@ -179,6 +186,12 @@ export interface DispatchInput {
   readonly slotAtMs?: number;
   /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
   readonly requestStartedAtMs: number;
+  /**
+   * Issue 15: the limits in force of the request's key, as the dispatcher resolved them (defaults,
+   * the key's overrides, capped at the contract); the workflow hands them to the vendor caller.
+   * Null without per-key limits or without a key.
+   */
+  readonly keyLimits: KeyLimitsSpec | null;
 }
 
 /**

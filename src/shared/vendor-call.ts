@@ -3,6 +3,7 @@
  * literal values) and the queue consumer (run-time checks of the message). Plain code only: no
  * AWS SDK or aws-cdk-lib imports.
  */
+import type { KeyLimitsSpec } from './key-limits';
 import { claimSequence, VENDOR_CALL_METHODS, VendorCallInput, VendorCallMessage, VendorCallRequest } from './messages';
 
 /** Longest path accepted (API Gateway's URL limit is 8 KiB; vendors rarely take more than 2 KiB). */
@@ -134,7 +135,9 @@ export function parseVendorCallMessage(fields: Record<string, unknown>):
  * @param claimTtlSeconds how long the call's claim item is kept (the correlation TTL)
  * @param slotAtMs the call's pacing slot, epoch ms
  */
-export function buildVendorCallInput(message: VendorCallMessage, nowMs: number, claimTtlSeconds: number, slotAtMs?: number): VendorCallInput {
+export function buildVendorCallInput(
+  message: VendorCallMessage, nowMs: number, claimTtlSeconds: number, slotAtMs?: number, keyLimits: KeyLimitsSpec | null = null,
+): VendorCallInput {
   const normalized = normalizeVendorCall(message.call);
   if (!normalized.ok) {
     throw new Error(`invalid vendor call: ${normalized.problems.join('; ')}`);
@@ -155,6 +158,7 @@ export function buildVendorCallInput(message: VendorCallMessage, nowMs: number, 
     requestStartedAtMs: Number.isSafeInteger(message.requestStartedAtMs) && message.requestStartedAtMs! > 0
       ? message.requestStartedAtMs!
       : Math.floor(nowMs),
+    keyLimits,
   };
 }
 

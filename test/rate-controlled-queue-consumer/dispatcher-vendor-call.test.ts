@@ -119,6 +119,8 @@ describe('dispatcher: vendor calls', () => {
       requestStartedAtMs: T0,
       // The call ends no job (callVendorTask's endsJobOf): always present for the workflow.
       endsJobOf: null,
+      // Issue 15: no per-key limits (always present for the workflow).
+      keyLimits: null,
     });
     expect(callInput.expiresAt - T0 / 1000).toBeGreaterThanOrEqual(CONFIG.correlationTtlSeconds);
     // A call is one vendor request: it takes a slot of its own, one interval (105 ms) after the submission's.

@@ -235,6 +235,7 @@ describe('dispatchBatch', () => {
         callbackToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), // webhookauth
         slotAtMs: startTimes[i],
         requestStartedAtMs: T0,
+        keyLimits: null, // issue 15: no per-key limits
       });
     });
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
@@ -544,6 +545,23 @@ describe('dispatchBatch', () => {
     expect(metrics.calls).toEqual([]);
   });
 
+  test('GIVEN per-key limits WHEN dispatching THEN a keyed request\'s input carries its key\'s limits in force, an unkeyed one null; one read per batch (issue 15)', async () => {
+    const clock = fakeClock();
+    inMemoryPacer();
+    recordStartTimes(clock);
+    const asked: string[][] = [];
+    const acme = { requestsPerSecond: 20, quotas: {}, priorityAgingMs: 30_000, paused: false };
+    const keyLimits = { limitsFor: async (keys: readonly string[]) => { asked.push([...keys]); return new Map([['acme', acme]]); } };
+    const messages = [message('req-a', { key: 'acme' }), message('req-b'), message('req-c', { key: 'acme' })];
+
+    await dispatchBatch(sqsEvent(...messages.map((m, i) => record(m, `m${i}`))), { ...deps(clock), keyLimits });
+
+    expect(asked).toEqual([['acme']]);
+    expect(startInputs().map((input) => [JSON.parse(input.input!).requestId, JSON.parse(input.input!).keyLimits])).toEqual([
+      ['req-a', acme], ['req-b', null], ['req-c', acme],
+    ]);
+  });
+
   test('GIVEN an empty batch WHEN dispatching THEN nothing is called', async () => {
     const response = await dispatchBatch(sqsEvent(), deps(fakeClock()));
 
@@ -580,6 +598,7 @@ describe('message parsing and naming', () => {
       claimSeq: 1000,
       // Never stamped (not delivered through dispatchBatch): its start is now.
       requestStartedAtMs: T0 + 999,
+      keyLimits: null,
     });
   });
 
@@ -735,6 +754,48 @@ describe('handler', () => {
     expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 2);
     expect(sfn).toHaveReceivedCommandWith(StartExecutionCommand, { stateMachineArn: STATE_MACHINE_ARN, name: expect.stringMatching(/^req-a-1-/) });
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: DLQ_URL, MessageBody: 'oops' });
+  });
+
+  test('GIVEN per-key limits (KEY_LIMITS, the key settings table) WHEN the handler runs THEN it reads the batch\'s keys\' overrides and each keyed input carries its key\'s limits (issue 15)', async () => {
+    Object.assign(process.env, ENV, {
+      KEY_LIMITS: JSON.stringify({ requestsPerSecond: 5, quotas: {}, priorityAgingMs: 30_000, paused: false }),
+      KEY_SETTINGS_TABLE_NAME: 'key-settings',
+    });
+    // A fresh copy of the module (its key settings are read at load), with the SDK classes of that
+    // copy mocked: the pacer's reads and writes answered, one override stored for 'acme'.
+    let run!: () => Promise<unknown>;
+    let batchGets!: () => unknown[];
+    let inputs!: () => Array<Record<string, unknown>>;
+    const restore: Array<() => void> = [];
+    jest.isolateModules(() => {
+      /* eslint-disable @typescript-eslint/no-require-imports */
+      const dynamo: typeof import('@aws-sdk/client-dynamodb') = require('@aws-sdk/client-dynamodb');
+      const stepFunctions: typeof import('@aws-sdk/client-sfn') = require('@aws-sdk/client-sfn');
+      /* eslint-enable @typescript-eslint/no-require-imports */
+      const isolatedDdb = mockClient(dynamo.DynamoDBClient);
+      isolatedDdb.on(dynamo.GetItemCommand).resolves({});
+      isolatedDdb.on(dynamo.UpdateItemCommand).resolves({});
+      isolatedDdb.on(dynamo.BatchGetItemCommand).resolves({
+        Responses: { 'key-settings': [{ pk: { S: 'acme' }, requestsPerSecond: { N: '20' }, paused: { BOOL: true } }] },
+      });
+      const isolatedSfn = mockClient(stepFunctions.SFNClient);
+      isolatedSfn.on(stepFunctions.StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
+      restore.push(() => isolatedDdb.restore(), () => isolatedSfn.restore());
+      const { handler } = loadHandlerModule();
+      run = () => handler(sqsEvent(record(message('req-a', { key: 'acme' }), 'm0'), record(message('req-b', { key: 'globex' }), 'm1')));
+      batchGets = () => isolatedDdb.commandCalls(dynamo.BatchGetItemCommand).map((call) => call.args[0].input);
+      inputs = () => isolatedSfn.commandCalls(stepFunctions.StartExecutionCommand).map((call) => JSON.parse(call.args[0].input.input!));
+    });
+    try {
+      await run();
+      expect(batchGets()).toEqual([{ RequestItems: { 'key-settings': { Keys: [{ pk: { S: 'acme' } }, { pk: { S: 'globex' } }] } } }]);
+      expect(Object.fromEntries(inputs().map((input) => [input.key, input.keyLimits]))).toEqual({
+        acme: { requestsPerSecond: 20, quotas: {}, priorityAgingMs: 30_000, paused: true },
+        globex: { requestsPerSecond: 5, quotas: {}, priorityAgingMs: 30_000, paused: false },
+      });
+    } finally {
+      restore.forEach((undo) => undo());
+    }
   });
 
   test('GIVEN a batch of keyed requests WHEN the handler runs THEN one EMF document per key (requestKey, keyTotals) and the key rule ranks the busiest key first', async () => {
