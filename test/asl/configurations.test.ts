@@ -28,8 +28,8 @@ describe('state machine configurations', () => {
     const count = (name: string) => [...distinct.values()].filter((c) => c.name === name).length;
     // Every axis value changes the dispatch workflow; the vendor-call workflow has no callback URL.
     expect(count('DispatchWorkflow')).toBe(all.filter((c) => c.name === 'DispatchWorkflow').length);
-    // ... and quotas (PacingPoint.VENDOR_CALL only) change both; so does the per-key credential (issue 15).
-    expect(count('VendorCallWorkflow')).toBe(2 * 7 + 1);
+    // ... and quotas and limits per key (PacingPoint.VENDOR_CALL only) change both; so does the per-key credential (issue 15).
+    expect(count('VendorCallWorkflow')).toBe(2 * 7 + 2);
   });
 
   test.each([...distinct.values()].map((c) => [`${c.name}, ${c.configuration}`, c] as const))('%s is a valid definition', (_, c) => {

@@ -15,7 +15,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import {
-  AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, PacingPoint, VendorContract, VendorCredentials,
+  AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, KeyLimits, PacingPoint, VendorContract, VendorCredentials,
   VendorQuota, WebhookAuthentication, WebhookSignature,
 } from '../../src';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
@@ -64,11 +64,22 @@ export const AXIS_VARIANTS: Record<string, Variant> = {
  * quotas add ClassifyVendorError's VendorQuotaExhausted rule to both workflows.
  */
 export const VENDOR_CALL_ONLY_VARIANTS: Record<string, Variant> = {
-  quotas: () => ({
+  'quotas': () => ({
     requestsPerSecond: undefined,
     contract: VendorContract.of({ requestsPerSecond: BASE_PROPS.requestsPerSecond, quotas: [VendorQuota.perHour(1000)] }),
   }),
+  // Issue 15: `keyLimits` to the vendor caller (null from an earlier dispatcher), the key on every
+  // request (ClaimRequest records it, retries keep it and its group), without a credential per key.
+  'limits per key': () => ({
+    requestsPerSecond: undefined,
+    contract: VendorContract.of({ requestsPerSecond: BASE_PROPS.requestsPerSecond, perKey: KeyLimits.of({ requestsPerSecond: 2 }) }),
+  }),
 };
+
+/** Whether every request of a configuration carries its key (a credential or limits per key, issue 15). */
+export function requestsKeyed(configuration: string): boolean {
+  return /per-key|limits per key/.test(configuration);
+}
 
 /** Whether a configuration label has a vendor credential (finding 12's states: secret or OAuth). */
 export function hasCredential(configuration: string): boolean {

@@ -11,7 +11,7 @@
  */
 import { literalKeyGroupId } from '../../src/orchestrator/request-key-fields';
 import { VENDOR_CREDENTIAL_HEADER } from '../../src/throttled-proxy/vendor-credentials';
-import { allConfigurations } from '../asl/configurations';
+import { allConfigurations, requestsKeyed } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
@@ -68,8 +68,8 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     expect(result.error).toBeUndefined();
     expect(result.states[result.states.length - 1]).toBe('Submitted');
     expect(result.calls.StoreJobId[0].ExpressionAttributeValues[':job']).toEqual({ S: 'job-1' });
-    // Issue 15: with a credential per key, the correlation item records the request's key.
-    expect(result.calls.ClaimRequest[0].ExpressionAttributeValues[':requestKey']).toEqual(/per-key/.test(configuration.configuration) ? { S: 'tenant-1' } : undefined);
+    // Issue 15: with a credential or limits per key, the correlation item records the request's key.
+    expect(result.calls.ClaimRequest[0].ExpressionAttributeValues[':requestKey']).toEqual(requestsKeyed(configuration.configuration) ? { S: 'tenant-1' } : undefined);
     // The request id, and the credential as the configuration reads it, reach the proxy.
     const credential = expectedCredential(configuration.configuration);
     if (paced) {
@@ -167,10 +167,31 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
       'RequeueWithDelay: Next -> RetryScheduled']));
     const sent = JSON.parse(result.calls.RequeueWithDelay[0].MessageBody);
     expect(sent).toMatchObject({ requestId: 'req-1', taskToken: 'main-task-token-1', attempt: 2 });
-    // Issue 15: with a credential per key, the retry keeps the key and its group (the key's SHA-256).
-    const perKey = /per-key/.test(configuration.configuration);
+    // Issue 15: with a credential or limits per key, the retry keeps the key and its group (the key's SHA-256).
+    const perKey = requestsKeyed(configuration.configuration);
     expect(sent.key).toBe(perKey ? 'tenant-1' : undefined);
     expect(result.calls.RequeueWithDelay[0].MessageGroupId).toBe(perKey ? literalKeyGroupId('tenant-1') : undefined);
+  });
+
+  test('issue 15: the key\'s limits in force reach the vendor caller (limits per key); an earlier dispatcher\'s input without them runs with null', async () => {
+    const limitsPerKey = /limits per key/.test(configuration.configuration);
+    const keyLimits = { requestsPerSecond: 2, quotas: {}, priorityAgingMs: 30_000, paused: false };
+    const events: Array<Record<string, unknown>> = [];
+    const seen = {
+      CallVendor: (input: { Payload?: Record<string, unknown> }) => {
+        events.push(input.Payload ?? {});
+        return callVendorTask(paced, vendorAccepts({ jobId: 'job-1' }))(input);
+      },
+    };
+    const { keyLimits: _none, ...earlier } = firstDispatch();
+    for (const input of [{ ...firstDispatch(), keyLimits }, earlier]) {
+      const result = await run(input, seen);
+      expect(result.error).toBeUndefined();
+      expect(result.states[result.states.length - 1]).toBe('Submitted');
+    }
+    if (paced) {
+      expect(events.map((event) => event.keyLimits)).toEqual(limitsPerKey ? [keyLimits, null] : [undefined, undefined]);
+    }
   });
 
   test('a 4xx refusal parks the request and fails the waiting workflow at once', async () => {

@@ -10,7 +10,7 @@
  * checks that every other edge ran (docs/asl-coverage.md).
  */
 import { literalKeyGroupId } from '../../src/orchestrator/request-key-fields';
-import { allConfigurations } from '../asl/configurations';
+import { allConfigurations, requestsKeyed } from '../asl/configurations';
 import { edgesOf } from '../asl/edges';
 import { Execution, executeDefinition, stepError, TaskHandler } from '../asl/execute';
 import {
@@ -74,6 +74,29 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     expect(JSON.parse(resumed.Output)).toMatchObject({ statusCode: 200, body: { result: 42 } });
     if (paced) {
       expect(received[0].method).toBe(call.method);
+    }
+  });
+
+  test('issue 15: the key\'s limits in force reach the vendor caller (limits per key); an earlier dispatcher\'s input without them runs with null', async () => {
+    const limitsPerKey = /limits per key/.test(configuration.configuration);
+    const keyLimits = { requestsPerSecond: 2, quotas: {}, priorityAgingMs: 30_000, paused: false };
+    const events: Array<Record<string, unknown>> = [];
+    const seen = {
+      CallVendor: (input: { Payload?: Record<string, unknown> }) => {
+        events.push(input.Payload ?? {});
+        return callVendorTask(paced, vendorAccepts({ result: 42 }))(input);
+      },
+    };
+    const { keyLimits: _none, ...earlier } = firstCall();
+    for (const input of [{ ...firstCall(), keyLimits }, earlier]) {
+      const result = await run(input, seen);
+      expect(result.error).toBeUndefined();
+      expect(result.states[result.states.length - 1]).toBe('Returned');
+    }
+    if (paced) {
+      expect(events.map((event) => [event.key, event.keyLimits])).toEqual(limitsPerKey
+        ? [['tenant-1', keyLimits], ['tenant-1', null]]
+        : [[requestsKeyed(configuration.configuration) ? 'tenant-1' : undefined, undefined], [requestsKeyed(configuration.configuration) ? 'tenant-1' : undefined, undefined]]);
     }
   });
 
@@ -179,8 +202,8 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     expect(result.error).toBeUndefined();
     expect(result.edges).toContain(edge);
     const sent = JSON.parse(result.calls.RequeueWithDelay[0].MessageBody);
-    // Issue 15: with a credential per key, the retry keeps the key and its group (the key's SHA-256).
-    const perKey = /per-key/.test(configuration.configuration);
+    // Issue 15: with a credential or limits per key, the retry keeps the key and its group (the key's SHA-256).
+    const perKey = requestsKeyed(configuration.configuration);
     expect(sent).toEqual({
       kind: 'call',
       taskToken: 'main-task-token-2',
