@@ -5,6 +5,7 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { VendorContract } from './vendor-contract';
 
@@ -33,6 +34,35 @@ export function createPacerTable(scope: Construct, id: string): dynamodb.Table {
     timeToLiveAttribute: 'expiresAt', // PACER_TTL_ATTRIBUTE in pacer.ts (a handler module: not imported here)
     removalPolicy: RemovalPolicy.RETAIN,
   });
+}
+
+/**
+ * The key settings table (issue 15; design docs/design/per-key-limits.md 2.2): one item per key
+ * whose limits an operator overrides (`pk` = the key), read by the dispatchers only. Created only
+ * when the contract has `perKey`, so other templates are unchanged.
+ *
+ * Retained like the pacer table: it holds operators' decisions (a key raised after the vendor raised
+ * it, a key paused) that a deploy must not reset. On demand (read per active key, cached 30 s per
+ * dispatcher), point-in-time recovery (an operator's bad bulk write can be rolled back), encrypted
+ * like the pacer table. Its key schema is fixed here: nothing derived from the contract goes into a
+ * property whose change replaces the table.
+ */
+export function createKeySettingsTable(scope: Construct, id: string): dynamodb.Table {
+  return new dynamodb.Table(scope, id, {
+    partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+    billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    encryption: dynamodb.TableEncryption.AWS_MANAGED,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    removalPolicy: RemovalPolicy.RETAIN,
+  });
+}
+
+/**
+ * What an operator's managing service may do on the key settings table: read and write single
+ * items, nothing else, and never the pacer table (where a bad write could break a schedule).
+ */
+export function grantManageKeySettings(table: dynamodb.ITable, grantee: iam.IGrantable): iam.Grant {
+  return table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem');
 }
 
 /**

@@ -1,6 +1,7 @@
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { createPacerTable } from './contract-state-resources';
+import { createKeySettingsTable, createPacerTable, grantManageKeySettings } from './contract-state-resources';
 import { VendorContract } from './vendor-contract';
 import { DynamicDelay, DynamicDelayAttributes, DynamicDelayOptions, IDynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 
@@ -22,6 +23,12 @@ export interface IVendorContractState {
    * @default - none: the contract's rate always
    */
   readonly dynamicDelay?: IDynamicDelay;
+  /**
+   * The key settings table (issue 15): each key's overrides of the contract's `perKey` limits.
+   *
+   * @default - none: the contract has no `perKey`
+   */
+  readonly keySettingsTable?: dynamodb.ITable;
 }
 
 /**
@@ -74,6 +81,21 @@ export interface VendorContractStateAttributes {
    * @default - none: the contract's rate always
    */
   readonly dynamicDelay?: DynamicDelayAttributes;
+
+  /**
+   * The key settings table's name (`keySettingsTable.tableName` of the creating stack), when the
+   * contract has `perKey`. Give this or `keySettingsTableArn` then.
+   *
+   * @default - from `keySettingsTableArn`; none without `perKey`
+   */
+  readonly keySettingsTableName?: string;
+
+  /**
+   * The key settings table's ARN, when the contract has `perKey`. Give this or `keySettingsTableName` then.
+   *
+   * @default - from `keySettingsTableName`; none without `perKey`
+   */
+  readonly keySettingsTableArn?: string;
 }
 
 /**
@@ -102,6 +124,15 @@ export class VendorContractState extends Construct implements IVendorContractSta
     if ((attrs.pacerTableName === undefined) === (attrs.pacerTableArn === undefined)) {
       throw new Error(`VendorContractState.fromVendorContractStateAttributes '${id}': give the pacer table's name or its ARN, exactly one (given ${attrs.pacerTableName === undefined ? 'neither' : 'both'})`);
     }
+    const keySettingsGiven = [attrs.keySettingsTableName, attrs.keySettingsTableArn].filter((v) => v !== undefined).length;
+    if (attrs.contract.perKey && keySettingsGiven !== 1) {
+      throw new Error(`VendorContractState.fromVendorContractStateAttributes '${id}': the contract has perKey, so give the key settings table's name or its ARN `
+        + `(keySettingsTable of the creating stack), exactly one (given ${keySettingsGiven === 0 ? 'neither' : 'both'})`);
+    }
+    if (!attrs.contract.perKey && keySettingsGiven > 0) {
+      throw new Error(`VendorContractState.fromVendorContractStateAttributes '${id}': a key settings table is given but the contract has no perKey: `
+        + 'give the contract the creating stack used (with its perKey), or remove keySettingsTableName / keySettingsTableArn');
+    }
     return new ImportedVendorContractState(scope, id, attrs);
   }
 
@@ -115,15 +146,38 @@ export class VendorContractState extends Construct implements IVendorContractSta
    * @default - none
    */
   public readonly dynamicDelay?: IDynamicDelay;
+  /**
+   * The key settings table (retained), when the contract has `perKey`: one item per key whose
+   * limits an operator overrides (README, "Per-key limits: settings"). Every orchestrator sharing
+   * the state reads it.
+   *
+   * @default - none without `perKey`
+   */
+  public readonly keySettingsTable?: dynamodb.ITable;
 
   constructor(scope: Construct, id: string, props: VendorContractStateProps) {
     super(scope, id);
     this.contract = props.contract;
     this.pacerTable = createPacerTable(this, 'PacerTable');
+    if (props.contract.perKey) {
+      this.keySettingsTable = createKeySettingsTable(this, 'KeySettingsTable');
+    }
     if (props.dynamicDelay) {
       // The contract is the ceiling of the rate operators may set at run time (AppConfig refuses more).
       this.dynamicDelay = new DynamicDelay(this, 'DynamicDelay', { ...props.dynamicDelay, maxRequestsPerSecond: props.contract.requestsPerSecond });
     }
+  }
+
+  /**
+   * Lets an operator's managing service (a console, a billing system) read and write the key
+   * settings items: GetItem, PutItem, UpdateItem and DeleteItem on the key settings table only.
+   * Throws when the contract has no `perKey`.
+   */
+  public grantManageKeySettings(grantee: iam.IGrantable): iam.Grant {
+    if (!this.keySettingsTable) {
+      throw new Error(`${this.node.path}: grantManageKeySettings needs a key settings table, which exists only when the contract has perKey (VendorContract.of({ perKey: KeyLimits.of({...}) }))`);
+    }
+    return grantManageKeySettings(this.keySettingsTable, grantee);
   }
 }
 
@@ -131,6 +185,7 @@ class ImportedVendorContractState extends Construct implements IVendorContractSt
   public readonly contract: VendorContract;
   public readonly pacerTable: dynamodb.ITable;
   public readonly dynamicDelay?: IDynamicDelay;
+  public readonly keySettingsTable?: dynamodb.ITable;
 
   constructor(scope: Construct, id: string, attrs: VendorContractStateAttributes) {
     super(scope, id);
@@ -139,6 +194,12 @@ class ImportedVendorContractState extends Construct implements IVendorContractSt
       tableName: attrs.pacerTableName,
       tableArn: attrs.pacerTableArn,
     });
+    if (attrs.keySettingsTableName !== undefined || attrs.keySettingsTableArn !== undefined) {
+      this.keySettingsTable = dynamodb.Table.fromTableAttributes(this, 'KeySettingsTable', {
+        tableName: attrs.keySettingsTableName,
+        tableArn: attrs.keySettingsTableArn,
+      });
+    }
     if (attrs.dynamicDelay) {
       this.dynamicDelay = DynamicDelay.fromDynamicDelayAttributes(this, 'DynamicDelay', {
         ...attrs.dynamicDelay,

@@ -1,6 +1,7 @@
 import { Annotations, Duration, Names, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -13,7 +14,7 @@ import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request-key-fields';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
-import { contractDifferences } from '../contract/contract-state-resources';
+import { contractDifferences, createKeySettingsTable, grantManageKeySettings } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
 import { VendorContract } from '../contract/vendor-contract';
 import { IVendorContractState } from '../contract/vendor-contract-state';
@@ -25,7 +26,7 @@ import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from 
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
 import { ConsumerEnv } from '../shared/env';
-import { KEY_LIMITS_ENV } from '../shared/key-limits';
+import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV } from '../shared/key-limits';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { INVALID_REQUEST_KEY } from '../shared/request-key';
@@ -589,6 +590,15 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public readonly contractState: IVendorContractState;
   /**
+   * The key settings table (issue 15), when the contract has `perKey`: one item per key whose
+   * limits an operator overrides (README, "Per-key limits: settings"); the shared
+   * `contractState`'s when given, else this orchestrator's own (retained). Give your managing
+   * service `grantManageKeySettings`.
+   *
+   * @default - none without `contract.perKey`
+   */
+  public readonly keySettingsTable?: dynamodb.ITable;
+  /**
    * One alarm per quota of the contract: `alarmAt` (default 80 %) of the period's limit spent.
    * Included in `alarms`; empty without quotas.
    */
@@ -767,8 +777,20 @@ export class AsyncExternalApiOrchestrator extends Construct {
       tracingEnabled: props.consumer?.tracingEnabled ?? props.tracing,
       contractState: props.contractState,
     });
-    this.contractState = props.contractState
-      ?? { contract, pacerTable: this.consumer.pacerTable, dynamicDelay: this.consumer.contractState.dynamicDelay };
+    // Issue 15: the key settings table of a shared state, or this orchestrator's own (only with perKey).
+    if (contract.perKey && props.contractState && !props.contractState.keySettingsTable) {
+      throw new Error('the contract has perKey but contractState has no keySettingsTable: give the state the key settings table every orchestrator '
+        + 'of the contract reads (VendorContractState creates it with perKey; fromVendorContractStateAttributes takes keySettingsTableName)');
+    }
+    this.keySettingsTable = contract.perKey
+      ? props.contractState?.keySettingsTable ?? createKeySettingsTable(this, 'KeySettingsTable')
+      : undefined;
+    this.contractState = props.contractState ?? {
+      contract,
+      pacerTable: this.consumer.pacerTable,
+      dynamicDelay: this.consumer.contractState.dynamicDelay,
+      keySettingsTable: this.keySettingsTable,
+    };
     // Keys this orchestrator's own items (job places) in a shared pacer table, as its consumer does.
     const stateOwner = props.contractState ? this.consumer.queue.queueArn : undefined;
 
@@ -844,8 +866,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     // Issue 15: the limits every key gets unless overridden in the key settings table (the dispatcher
     // resolves each key's limits in force and hands them to the workflows: shared/key-settings.ts).
-    if (contract.perKey) {
+    if (contract.perKey && this.keySettingsTable) {
       this.consumer.function.addEnvironment(KEY_LIMITS_ENV, JSON.stringify(contract.perKey._spec()));
+      this.consumer.function.addEnvironment(KEY_SETTINGS_TABLE_ENV, this.keySettingsTable.tableName);
+      // Only the dispatchers read the overrides (the vendor callers get them in the execution input).
+      this.keySettingsTable.grant(this.consumer.function, 'dynamodb:BatchGetItem', 'dynamodb:GetItem');
     }
     // ... and a signing secret per key needs the key in the request's capability URL.
     if (props.webhook?.authentication?.signingSecretNamePattern) {
@@ -1460,6 +1485,18 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricCallbackDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.webhook.metricDeadLetterMessages(props);
+  }
+
+  /**
+   * Lets an operator's managing service (a console, a billing system) read and write the key
+   * settings items (issue 15): GetItem, PutItem, UpdateItem and DeleteItem on `keySettingsTable`
+   * only, never the pacer table. Throws when the contract has no `perKey`.
+   */
+  public grantManageKeySettings(grantee: iam.IGrantable): iam.Grant {
+    if (!this.keySettingsTable) {
+      throw new Error('grantManageKeySettings: the contract has no perKey, so there is no key settings table: give contract: VendorContract.of({ ..., perKey: KeyLimits.of({...}) })');
+    }
+    return grantManageKeySettings(this.keySettingsTable, grantee);
   }
 
   /** Synth-time checks of a vendor call's literal method and path, naming the task. */

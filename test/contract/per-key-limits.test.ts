@@ -5,12 +5,13 @@
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import {
   AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, KeyLimits, PacingPoint, VendorContract, VendorContractState, VendorQuota,
 } from '../../src';
-import { KEY_LIMITS_ENV } from '../../src/shared/key-limits';
-import { logicalIdOf, testStack } from '../util';
+import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV } from '../../src/shared/key-limits';
+import { actionsOf, logicalIdOf, resourcesGranted, resourcesOf, statementsOfRole, testStack } from '../util';
 
 const PROPS = { vendorUrl: 'https://vendor.example.com/v1/jobs', callbackTimeout: Duration.minutes(30) };
 
@@ -124,5 +125,97 @@ describe('perKey on the orchestrator', () => {
     });
     expect(() => new AsyncExternalApiOrchestrator(stack, 'O2', { ...PROPS, contract: contract(), contractState: other }))
       .toThrow(/perKey: \{"requestsPerSecond":2,.*\} here, \{"requestsPerSecond":3,.*\} in the state/);
+  });
+});
+
+describe('the key settings table (issue 15, design 2.2)', () => {
+  const contract = () => VendorContract.of({ requestsPerSecond: 10, perKey: KeyLimits.of({ requestsPerSecond: 2 }) });
+  const keySettingsTables = (template: Template) => Object.entries(template.toJSON().Resources as Record<string, any>)
+    .filter(([id, r]) => r.Type === 'AWS::DynamoDB::Table' && /KeySettingsTable/.test(id)).map(([id]) => id);
+
+  test('GIVEN perKey THEN the orchestrator has a retained, on-demand, encrypted table with PITR under a fixed logical id, the dispatcher may read it, a managing role may only manage its items', () => {
+    const stack = testStack();
+    const o = new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...PROPS, contract: contract() });
+    const manager = new iam.Role(stack, 'KeyManager', { assumedBy: new iam.AccountRootPrincipal() });
+    o.grantManageKeySettings(manager);
+    const template = Template.fromStack(stack);
+    const tableId = logicalIdOf(stack, o.keySettingsTable!);
+    // Fixed from the first release: a change would replace the table (and lose every override).
+    expect(tableId).toBe('VendorKeySettingsTable91039CBF');
+    expect(keySettingsTables(template)).toEqual([tableId]);
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: {
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        SSESpecification: { SSEEnabled: true },
+      },
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+    expect(o.contractState.keySettingsTable).toBe(o.keySettingsTable);
+    const env = envOf(stack, o.consumer.function);
+    expect(env[KEY_SETTINGS_TABLE_ENV]).toEqual({ Ref: tableId });
+    const tableArn = { 'Fn::GetAtt': [tableId, 'Arn'] };
+    const dispatcher = statementsOfRole(template, stack, o.consumer.function.role!);
+    expect(resourcesGranted(dispatcher, 'dynamodb:BatchGetItem')).toEqual([tableArn]);
+    expect(resourcesGranted(dispatcher, 'dynamodb:GetItem')).toContainEqual(tableArn);
+    expect(resourcesGranted(dispatcher, 'dynamodb:PutItem')).not.toContainEqual(tableArn);
+    const managed = statementsOfRole(template, stack, manager);
+    expect(managed.map((st) => [actionsOf(st).sort(), resourcesOf(st)])).toEqual([
+      [['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], [tableArn]],
+    ]);
+  });
+
+  test('GIVEN no perKey THEN no key settings table, and grantManageKeySettings says why', () => {
+    const stack = testStack();
+    const o = new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...PROPS, requestsPerSecond: 10 });
+    expect(o.keySettingsTable).toBeUndefined();
+    expect(keySettingsTables(Template.fromStack(stack))).toEqual([]);
+    expect(() => o.grantManageKeySettings(new iam.Role(stack, 'R', { assumedBy: new iam.AccountRootPrincipal() })))
+      .toThrow(/grantManageKeySettings: the contract has no perKey, so there is no key settings table/);
+    const state = new VendorContractState(stack, 'State', { contract: VendorContract.of({ requestsPerSecond: 10 }) });
+    expect(state.keySettingsTable).toBeUndefined();
+    expect(() => state.grantManageKeySettings(new iam.Role(stack, 'R2', { assumedBy: new iam.AccountRootPrincipal() })))
+      .toThrow(/grantManageKeySettings needs a key settings table, which exists only when the contract has perKey/);
+  });
+
+  test('GIVEN a shared state with perKey THEN its one table serves both orchestrators (no table of their own)', () => {
+    const stack = testStack();
+    const state = new VendorContractState(stack, 'VendorState', { contract: contract() });
+    const orders = new AsyncExternalApiOrchestrator(stack, 'Orders', { ...PROPS, contract: contract(), contractState: state });
+    const invoices = new AsyncExternalApiOrchestrator(stack, 'Invoices', { ...PROPS, contract: contract(), contractState: state });
+    const template = Template.fromStack(stack);
+    const tableId = logicalIdOf(stack, state.keySettingsTable!);
+    expect(tableId).toMatch(/^VendorStateKeySettingsTable/);
+    expect(keySettingsTables(template)).toEqual([tableId]);
+    for (const o of [orders, invoices]) {
+      expect(o.keySettingsTable).toBe(state.keySettingsTable);
+      expect(envOf(stack, o.consumer.function)[KEY_SETTINGS_TABLE_ENV]).toEqual({ Ref: tableId });
+    }
+  });
+
+  test('GIVEN an imported state of a perKey contract THEN it takes the table\'s name (required), and the dispatcher reads that table', () => {
+    const stack = testStack();
+    expect(() => VendorContractState.fromVendorContractStateAttributes(stack, 'NoTable', { contract: contract(), pacerTableName: 'blue-pacer' }))
+      .toThrow(/the contract has perKey, so give the key settings table's name or its ARN .* \(given neither\)/);
+    expect(() => VendorContractState.fromVendorContractStateAttributes(stack, 'Extra', {
+      contract: VendorContract.of({ requestsPerSecond: 10 }), pacerTableName: 'blue-pacer', keySettingsTableName: 'blue-keys',
+    })).toThrow(/a key settings table is given but the contract has no perKey/);
+    const imported = VendorContractState.fromVendorContractStateAttributes(stack, 'Imported', {
+      contract: contract(), pacerTableName: 'blue-pacer', keySettingsTableName: 'blue-keys',
+    });
+    const o = new AsyncExternalApiOrchestrator(stack, 'Green', { ...PROPS, contract: contract(), contractState: imported });
+    expect(envOf(stack, o.consumer.function)[KEY_SETTINGS_TABLE_ENV]).toBe('blue-keys');
+    expect(keySettingsTables(Template.fromStack(stack))).toEqual([]);
+  });
+
+  test('GIVEN a contract state of a perKey contract without a key settings table THEN the orchestrator refuses it', () => {
+    const stack = testStack();
+    const own = new AsyncExternalApiOrchestrator(stack, 'Own', { ...PROPS, contract: contract() });
+    const { keySettingsTable: _table, ...withoutTable } = own.contractState;
+    expect(() => new AsyncExternalApiOrchestrator(stack, 'Other', { ...PROPS, contract: contract(), contractState: withoutTable }))
+      .toThrow(/the contract has perKey but contractState has no keySettingsTable/);
   });
 });

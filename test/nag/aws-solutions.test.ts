@@ -7,13 +7,14 @@
 import { App, Aspects, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/app';
-import { AsyncExternalApiOrchestrator, VendorContract, VendorContractState, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
+import { AsyncExternalApiOrchestrator, KeyLimits, VendorContract, VendorContractState, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
 import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
 
 /** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
@@ -119,6 +120,18 @@ describe('cdk-nag AwsSolutions', () => {
       new AsyncExternalApiOrchestrator(stack, id, {
         vendorUrl: 'https://api.vendor.example/v1/jobs', contract, contractState, callbackTimeout: Duration.minutes(10),
       });
+    }
+    expect(nagFindings(stack)).toEqual([]);
+  });
+
+  test('limits per key (the key settings table, own and shared, the dispatcher\'s read and a managing role\'s grant) have no errors or warnings (issue 15)', () => {
+    const stack = new Stack(new App(), 'PerKey', { env: TEST_ENV });
+    const contract = VendorContract.of({ requestsPerSecond: 5, perKey: KeyLimits.of({ requestsPerSecond: 1 }) });
+    const state = new VendorContractState(stack, 'State', { contract });
+    const manager = new iam.Role(stack, 'KeyManager', { assumedBy: new iam.AccountRootPrincipal() });
+    for (const [id, contractState] of [['Own', undefined], ['Shared', state]] as const) {
+      const o = new AsyncExternalApiOrchestrator(stack, id, { vendorUrl: 'https://api.vendor.example/v1/jobs', contract, contractState, callbackTimeout: Duration.minutes(10) });
+      o.grantManageKeySettings(manager);
     }
     expect(nagFindings(stack)).toEqual([]);
   });
