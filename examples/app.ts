@@ -15,7 +15,13 @@ import { AsyncExternalApiOrchestrator, DynamicDelayOptions, VendorContract } fro
 export interface ExampleStackProps extends StackProps {
   /** The vendor contract, requests per second. */
   readonly requestsPerSecond?: number;
-  /** The whole vendor contract (quotas, ...); when given, `requestsPerSecond` is not. */
+  /**
+   * The whole vendor contract (quotas, ...); when given, `requestsPerSecond` is not. With limits
+   * per key (issue 15), e.g. `VendorContract.of({ requestsPerSecond: 10, perKey: KeyLimits.of({
+   * requestsPerSecond: 2 }) })`, every request carries its customer (`$.customerId` of the main
+   * workflow's input) as its key, and each customer gets its own limits inside the contract
+   * (overrides per customer: the `KeySettingsTableName` output).
+   */
   readonly contract?: VendorContract;
   /** How long the main workflow waits for a callback. */
   readonly callbackTimeout?: Duration;
@@ -70,11 +76,16 @@ export class ExampleStack extends Stack {
       },
     });
 
+    // Limits per key (issue 15): each request is the customer's (its key), so each customer is
+    // held to its own limits inside the contract; every task then needs the key.
+    const key = props.contract?.perKey ? { key: sfn.JsonPath.stringAt('$.customerId') } : {};
+
     // 1. Submit the order to the vendor and wait for its callback.
     const submit = this.orchestrator.submitJobTask(this, 'SubmitJob', {
       payload: sfn.TaskInput.fromJsonPathAt('$.order'),
       requestId: sfn.JsonPath.stringAt('$.orderId'),
       resultPath: '$.vendor',
+      ...key,
     });
 
     // 2. Fetch the job's result (blog step 11): GET <vendorUrl>/<jobId>/result, through the same
@@ -83,6 +94,7 @@ export class ExampleStack extends Stack {
       path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
       requestId: sfn.JsonPath.format('{}-result', sfn.JsonPath.stringAt('$.orderId')),
       resultPath: '$.fetched', // { statusCode, body, headers }
+      ...key,
     });
 
     // 3. Process the vendor's result (here: keep what the next step needs).
@@ -109,6 +121,7 @@ export class ExampleStack extends Stack {
         requestId: sfn.JsonPath.format('{}-cancel', sfn.JsonPath.stringAt('$.orderId')),
         endsJobOf: sfn.JsonPath.stringAt('$.orderId'),
         resultPath: sfn.JsonPath.DISCARD,
+        ...key,
       });
       // A Catch's ResultPath defaults to `$` (the error replaces the state, $.orderId with it):
       // keep the state, the cancel names the order
@@ -135,6 +148,10 @@ export class ExampleStack extends Stack {
 
     new CfnOutput(this, 'MainWorkflowArn', { value: this.mainWorkflow.stateMachineArn });
     new CfnOutput(this, 'WebhookUrl', { value: this.orchestrator.webhook.url });
+    if (this.orchestrator.keySettingsTable) {
+      // Where operators raise or pause one customer (docs/operations.md, "Per-key limits").
+      new CfnOutput(this, 'KeySettingsTableName', { value: this.orchestrator.keySettingsTable.tableName });
+    }
   }
 }
 

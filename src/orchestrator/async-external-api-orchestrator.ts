@@ -1260,7 +1260,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public metricTopKeysByVendor429s(period?: Duration): cloudwatch.IMetric {
     const rule = this.keyRules('metricTopKeysByVendor429s').vendor429sRule;
     if (!rule) {
-      throw new Error('metricTopKeysByVendor429s: the 429s of a key are counted by the vendor caller, which knows the key only with PacingPoint.VENDOR_CALL and a credential per key (VendorCredentials.fromSecretHeaderPerKey); otherwise find them with metricVendorThrottles (all keys)');
+      throw new Error('metricTopKeysByVendor429s: the 429s of a key are counted by the vendor caller, which knows the key only with PacingPoint.VENDOR_CALL and a credential per key (VendorCredentials.fromSecretHeaderPerKey) or limits per key (VendorContract.of({ perKey })); otherwise find them with metricVendorThrottles (all keys)');
     }
     return keyRuleMetric(rule, 'MaxContributorValue', 'top key: vendor 429s', period);
   }

@@ -1,7 +1,7 @@
 import { CfnElement, Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { buildExampleApp } from '../../examples/app';
-import { VendorContract } from '../../src';
+import { KeyLimits, VendorContract } from '../../src';
 import { definitionOf } from '../util';
 
 /** The main workflow's definition (the Standard state machine), parsed. */
@@ -41,6 +41,22 @@ describe('example app', () => {
       Environment: { Variables: { REQUESTS_PER_SECOND: '4' } },
     });
     expect(stack.orchestrator.consumer.backlogThresholdMessages).toBe(1200);
+  });
+
+  test('GIVEN a contract with limits per key THEN every task carries the customer as its key and the key settings table is an output (issue 15)', () => {
+    const perKey = KeyLimits.of({ requestsPerSecond: 2, maxJobsInFlight: 2 });
+    const contract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5, perKey });
+    const { stack } = buildExampleApp({ contract, cancelOnTimeout: true });
+    const states = mainDefinition(stack).States;
+    for (const task of ['SubmitJob', 'FetchResult', 'CancelJob']) {
+      expect(JSON.stringify(states[task].Parameters)).toContain('"key.$":"$.customerId"');
+    }
+    const tableId = stack.getLogicalId(stack.orchestrator.keySettingsTable!.node.defaultChild as CfnElement);
+    Template.fromStack(stack).hasOutput('KeySettingsTableName', { Value: { Ref: tableId } });
+    // Without perKey the example is unchanged: no key, no table.
+    const plain = buildExampleApp().stack;
+    expect(JSON.stringify(mainDefinition(plain).States.SubmitJob.Parameters)).not.toContain('key');
+    expect(plain.orchestrator.keySettingsTable).toBeUndefined();
   });
 
   test('GIVEN the default example THEN a timeout fails at once (no cancel call)', () => {
