@@ -8,8 +8,8 @@ import { DynamicDelay, DynamicDelayAttributes, DynamicDelayOptions, IDynamicDela
 /**
  * The state one vendor contract is kept with: the pacer table (the schedule of slots, the
  * named-limit cursors, the slot claims, the jobs-in-flight places, the quota counters, the
- * adaptive rate and the vendor's pause) and the AppConfig configuration holding the rate in force
- * (`dynamicDelay`). Every orchestrator given the same state paces against the one schedule, so
+ * adaptive rate and the vendor's pause), the AppConfig configuration holding the rate in force
+ * (`dynamicDelay`) and, with limits per key, the key settings table (each key's overrides). Every orchestrator given the same state paces against the one schedule, so
  * together they keep the contract once.
  */
 export interface IVendorContractState {
