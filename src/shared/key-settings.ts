@@ -21,6 +21,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { BatchGetItemCommand, type AttributeValue, type BatchGetItemCommandOutput, type DynamoDBClient, type KeysAndAttributes } from '@aws-sdk/client-dynamodb';
 import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV, type KeyLimitsSource, type KeyLimitsSpec } from './key-limits';
+import { MetricNames } from './metrics';
 
 /** How long a key's limits read from the table are used before they are read again. */
 export const KEY_SETTINGS_CACHE_TTL_MS = 30_000;
@@ -37,14 +38,6 @@ const BATCH_GET_MAX_KEYS = 100;
  * unprocessed after the last are handled as a failed read.
  */
 const UNPROCESSED_RETRY_DELAYS_MS = [25, 100, 400];
-
-/** Metric names of this module (custom metrics, EMF). */
-export const KeySettingsMetricNames = {
-  /** A field of a key's override item could not be a limit: its default was used. Count, per key. */
-  KEY_SETTINGS_INVALID: 'KeySettingsInvalid',
-  /** The key settings table could not be read: the keys' last limits or the defaults were used. Count. */
-  KEY_SETTINGS_READ_FAILED: 'KeySettingsReadFailed',
-} as const;
 
 /** What the contract allows all keys together: a key's override is capped at it. */
 export interface KeySettingsContract {
@@ -134,7 +127,7 @@ export class KeySettings implements KeyLimitsSource {
       this.deps.logger.warn('could not read the key settings table: the keys keep their last limits read, or the defaults (the contract\'s limits still hold)', {
         tableName: this.deps.tableName, keys: [...unread].slice(0, 10), unreadKeys: unread.size, error,
       });
-      this.deps.metrics.addMetric(KeySettingsMetricNames.KEY_SETTINGS_READ_FAILED, 'Count', 1);
+      this.deps.metrics.addMetric(MetricNames.KEY_SETTINGS_READ_FAILED, 'Count', 1);
     }
     return result;
   }
@@ -240,7 +233,7 @@ export class KeySettings implements KeyLimitsSource {
     }
     if (invalid.length > 0) {
       this.deps.logger.warn('invalid fields in a key\'s settings: their defaults are used; fix the item', { key, fields: invalid, tableName: this.deps.tableName });
-      this.deps.metrics.addMetric(KeySettingsMetricNames.KEY_SETTINGS_INVALID, 'Count', invalid.length, key);
+      this.deps.metrics.addMetric(MetricNames.KEY_SETTINGS_INVALID, 'Count', invalid.length, key);
     }
     if (capped.length > 0) {
       this.deps.logger.warn('a key\'s settings allow more than the contract for all keys together: capped at the contract', { key, fields: capped });

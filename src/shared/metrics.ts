@@ -65,6 +65,13 @@ export const MetricNames = {
   EFFECTIVE_RATE: 'EffectiveRate',
   /** Vendor caller, with adaptive pacing: 429s that decreased the adaptive rate (at most one per cooldown). Count. */
   ADAPTIVE_DECREASES: 'AdaptiveDecreases',
+  /**
+   * Dispatcher, with limits per key (issue 15): fields of a key's override item that could not be a
+   * limit, each replaced by its default (shared/key-settings.ts). Count, with the key as an EMF property.
+   */
+  KEY_SETTINGS_INVALID: 'KeySettingsInvalid',
+  /** Dispatcher, with limits per key: reads of the key settings table that failed (the keys kept their last limits or the defaults). Count. */
+  KEY_SETTINGS_READ_FAILED: 'KeySettingsReadFailed',
 } as const;
 
 /**
