@@ -142,9 +142,11 @@ export class KeySettings implements KeyLimitsSource {
   }
 
   /**
-   * The override items of `keys` (absent: no override), eventually consistent (half a read unit
-   * per item up to 4 KB: a change shows within about a second, far below the cache's 30 s), and
-   * the keys that could not be read.
+   * The override items of `keys` (absent: no override), and the keys that could not be read.
+   * Eventually consistent (BatchGetItem's default, half the read units of a strongly consistent
+   * read): a read just after a write may miss it, a read a short time later returns it
+   * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html),
+   * a lag next to the cache's 30 s.
    */
   private async read(keys: string[]): Promise<{ items: Map<string, Record<string, AttributeValue>>; unread: Set<string>; error?: unknown }> {
     const items = new Map<string, Record<string, AttributeValue>>();
