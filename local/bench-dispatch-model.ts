@@ -41,7 +41,7 @@ import { addedLatency, maxInAnyWindow, percentile, utilization, violations, wind
 import { Hop, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, round, sample, seededRandom } from './bench-model';
 import { InMemoryPacerTable, VirtualClock } from './bench-sim';
 import { FRESH_SLOT_LEAD_MS, PAUSE_CHECK_LEAD_MS } from '../src/dispatch-workflow/vendor-call';
-import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchDeps, loadConfig } from '../src/rate-controlled-queue-consumer/dispatch';
+import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchDeps, loadConfig, MAX_DELAY_SECONDS, queueUrlFromArn } from '../src/rate-controlled-queue-consumer/dispatch';
 import { reserveSlots, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
 import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
 import { ConsumerEnv } from '../src/shared/env';
@@ -55,7 +55,9 @@ export const SQS_CALL_HOP: Hop = {
 
 /** The request queue's ARN as the records carry it (the dispatcher derives the queue URL from it). */
 export const MODEL_QUEUE_ARN = 'arn:aws:sqs:us-east-1:123456789012:bench-requests';
-const DEAD_LETTER_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/bench-requests-dlq';
+/** The request queue's URL, as the dispatcher derives it from the records' ARN (dispatch.ts queueUrlFromArn). */
+export const MODEL_QUEUE_URL = queueUrlFromArn(MODEL_QUEUE_ARN);
+export const MODEL_DEAD_LETTER_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/bench-requests-dlq';
 
 // ---------------------------------------------------------------------------------------------
 // The queue
@@ -196,6 +198,97 @@ function before(a: HeapEntry, b: HeapEntry): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
+/**
+ * The dispatcher's SQS client on the modeled queue: SendMessage / SendMessageBatch (with
+ * `DelaySeconds`) onto the request queue or the dead-letter queue, ChangeMessageVisibility (single
+ * and batch) on received messages, each a round trip. Checks what SQS checks of them (at most 10
+ * entries, distinct ids, a delay of 0-900 s, a known queue), so a wrong call fails here as on AWS
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
+ */
+export class ModeledSqs {
+  /** Messages sent to the dead-letter queue. */
+  public parked = 0;
+
+  constructor(private readonly queue: ModeledQueue, private readonly clock: VirtualClock, private readonly roundTripMs: () => number) {}
+
+  public async send(command: unknown): Promise<unknown> {
+    const rtt = this.roundTripMs();
+    await this.clock.sleep(rtt / 2);
+    let result: unknown;
+    let failure: Error | undefined;
+    try {
+      result = this.apply(command);
+    } catch (error) {
+      failure = error as Error;
+    }
+    await this.clock.sleep(rtt / 2);
+    if (failure) throw failure;
+    return result;
+  }
+
+  private apply(command: unknown): unknown {
+    const requests = this.queue.requests;
+    if (command instanceof SendMessageCommand) {
+      requests.SendMessage++;
+      const input = command.input;
+      return this.sendOne(input.QueueUrl, input.MessageBody, input.DelaySeconds, input.MessageGroupId);
+    }
+    if (command instanceof SendMessageBatchCommand) {
+      requests.SendMessageBatch++;
+      const entries = command.input.Entries ?? [];
+      if (entries.length === 0 || entries.length > 10) throw sqsError(entries.length === 0 ? 'EmptyBatchRequest' : 'TooManyEntriesInBatchRequest');
+      if (new Set(entries.map((entry) => entry.Id)).size !== entries.length) throw sqsError('BatchEntryIdsNotDistinct');
+      return {
+        Successful: entries.map((entry) => ({
+          Id: entry.Id, ...this.sendOne(command.input.QueueUrl, entry.MessageBody, entry.DelaySeconds, entry.MessageGroupId),
+        })),
+        Failed: [],
+      };
+    }
+    if (command instanceof ChangeMessageVisibilityCommand) {
+      requests.ChangeMessageVisibility++;
+      this.checkQueue(command.input.QueueUrl, false);
+      this.queue.changeVisibility(command.input.ReceiptHandle!, command.input.VisibilityTimeout ?? 0);
+      return {};
+    }
+    if (command instanceof ChangeMessageVisibilityBatchCommand) {
+      requests.ChangeMessageVisibility++;
+      this.checkQueue(command.input.QueueUrl, false);
+      const entries = command.input.Entries ?? [];
+      if (entries.length === 0 || entries.length > 10) throw sqsError(entries.length === 0 ? 'EmptyBatchRequest' : 'TooManyEntriesInBatchRequest');
+      for (const entry of entries) this.queue.changeVisibility(entry.ReceiptHandle!, entry.VisibilityTimeout ?? 0);
+      return { Successful: entries.map((entry) => ({ Id: entry.Id })), Failed: [] };
+    }
+    throw new Error(`modeled SQS: unexpected command ${(command as object).constructor.name}`);
+  }
+
+  private sendOne(
+    queueUrl: string | undefined, body: string | undefined, delaySeconds: number | undefined, groupId: string | undefined,
+  ): { MessageId: string } {
+    const deadLetter = this.checkQueue(queueUrl, true);
+    if (body === undefined || body === '') throw sqsError('MissingParameter', 'MessageBody is required');
+    if (delaySeconds !== undefined && !(Number.isInteger(delaySeconds) && delaySeconds >= 0 && delaySeconds <= MAX_DELAY_SECONDS)) {
+      throw sqsError('InvalidParameterValue', `DelaySeconds must be a whole number of seconds from 0 to ${MAX_DELAY_SECONDS} (given ${delaySeconds})`);
+    }
+    if (deadLetter) {
+      this.parked++;
+      return { MessageId: `dlq-${this.parked}` };
+    }
+    return { MessageId: this.queue.add(body, delaySeconds ?? 0, groupId).messageId };
+  }
+
+  /** Whether the URL is the dead-letter queue's; throws for a queue the model does not have. */
+  private checkQueue(queueUrl: string | undefined, deadLetterAllowed: boolean): boolean {
+    if (queueUrl === MODEL_QUEUE_URL) return false;
+    if (deadLetterAllowed && queueUrl === MODEL_DEAD_LETTER_QUEUE_URL) return true;
+    throw sqsError('QueueDoesNotExist', `modeled SQS: no queue ${queueUrl}`);
+  }
+}
+
+function sqsError(name: string, message = name): Error {
+  return Object.assign(new Error(message), { name });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------------------------
@@ -309,54 +402,13 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   const calls: ModeledCall[] = [];
   const vendorArrivals: Array<{ at: number; key?: string }> = [];
   const metrics: Record<string, number> = {};
-  let parked = 0;
   let taskFailures = 0;
   let lateCallers = 0;
   let callerRequeues = 0;
   let invocations = 0;
-  const finished = () => calls.length + parked + taskFailures >= options.requests.length;
+  const finished = () => calls.length + sqs.parked + taskFailures >= options.requests.length;
 
-  const sqsSend = (queueUrl: string | undefined, body: string, delaySeconds: number | undefined, groupId: string | undefined) => {
-    if (queueUrl === DEAD_LETTER_QUEUE_URL) {
-      parked++;
-      return { MessageId: `dlq-${parked}` };
-    }
-    return { MessageId: queue.add(body, delaySeconds ?? 0, groupId).messageId };
-  };
-  /** The dispatcher's SQS client: sends and visibility changes on the modeled queue, each a round trip. */
-  const sqs = {
-    send: async (command: unknown): Promise<unknown> => {
-      const rtt = draw(SQS_CALL_HOP);
-      await clock.sleep(rtt / 2);
-      let result: unknown;
-      if (command instanceof SendMessageCommand) {
-        queue.requests.SendMessage++;
-        const input = command.input;
-        result = sqsSend(input.QueueUrl, input.MessageBody!, input.DelaySeconds, input.MessageGroupId);
-      } else if (command instanceof SendMessageBatchCommand) {
-        queue.requests.SendMessageBatch++;
-        const input = command.input;
-        result = {
-          Successful: (input.Entries ?? []).map((entry) => ({
-            Id: entry.Id, ...sqsSend(input.QueueUrl, entry.MessageBody!, entry.DelaySeconds, entry.MessageGroupId),
-          })),
-          Failed: [],
-        };
-      } else if (command instanceof ChangeMessageVisibilityCommand) {
-        queue.requests.ChangeMessageVisibility++;
-        queue.changeVisibility(command.input.ReceiptHandle!, command.input.VisibilityTimeout ?? 0);
-        result = {};
-      } else if (command instanceof ChangeMessageVisibilityBatchCommand) {
-        queue.requests.ChangeMessageVisibility++;
-        for (const entry of command.input.Entries ?? []) queue.changeVisibility(entry.ReceiptHandle!, entry.VisibilityTimeout ?? 0);
-        result = { Successful: (command.input.Entries ?? []).map((entry) => ({ Id: entry.Id })), Failed: [] };
-      } else {
-        throw new Error(`modeled SQS: unexpected command ${(command as object).constructor.name}`);
-      }
-      await clock.sleep(rtt / 2);
-      return result;
-    },
-  };
+  const sqs = new ModeledSqs(queue, clock, () => draw(SQS_CALL_HOP));
 
   /** A fresh slot for a caller too late for its own (vendor-call.ts reserveFresh, contract only). */
   const freshSlot = async (): Promise<number | undefined> => {
@@ -468,7 +520,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       [ConsumerEnv.LATENESS_TOLERANCE_MS]: String(knobs.latenessToleranceMs),
       [ConsumerEnv.PACING_LEAD_MS]: String(knobs.leadMs),
       [ConsumerEnv.CORRELATION_TTL_SECONDS]: '86400',
-      [DEAD_LETTER_QUEUE_URL_ENV]: DEAD_LETTER_QUEUE_URL,
+      [DEAD_LETTER_QUEUE_URL_ENV]: MODEL_DEAD_LETTER_QUEUE_URL,
       ...options.dispatcherEnv,
     }),
     logger: { debug: noop, info: noop, warn: noop, error: noop },
@@ -558,7 +610,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     runEndMs: clock.now(),
     startExecutions: [...startsPerRequest.values()].reduce((a, b) => a + b, 0),
     duplicateStarts,
-    parked,
+    parked: sqs.parked,
     taskFailures,
     sqsRequests: { ...queue.requests },
     maxReceiveCount: queue.maxReceiveCount,

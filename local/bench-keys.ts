@@ -21,7 +21,8 @@ import {
 } from './bench-dispatch-model';
 import { LatencyModel, PacingKnobs, round } from './bench-model';
 import { slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
-import type { KeyLimitsSpec, RequestPriority } from '../src/shared/key-limits';
+import { ConsumerEnv } from '../src/shared/env';
+import { KEY_LIMITS_ENV, KeyLimitsSpec, RequestPriority } from '../src/shared/key-limits';
 import { DEFAULT_PRIORITY_AGING_MS } from '../src/shared/request-priority';
 
 /** The rows' names, in the order they run. */
@@ -73,6 +74,15 @@ export function keysRequests(load: KeysLoad): ModeledRequest[] {
   const quiet = poissonArrivals(load.quietRps, load.durationMs, load.seed, (random) => quietKeys[Math.floor(random() * quietKeys.length)]);
   const hot = poissonArrivals(load.hotRps, load.durationMs, load.seed + 1, () => HOT_KEY);
   return [...quiet, ...hot].sort((a, b) => a.atMs - b.atMs).map((a) => ({ atMs: a.atMs, key: a.value }));
+}
+
+/**
+ * The dispatcher's environment with per-key limits, as the construct sets it for
+ * `VendorContract.of({ perKey: KeyLimits.of({...}) })`: the deploy-time defaults (KEY_LIMITS) and a
+ * key required on every request.
+ */
+export function perKeyEnv(load: Pick<KeysLoad, 'keyRps'>): Record<string, string> {
+  return { [KEY_LIMITS_ENV]: JSON.stringify(rateOnlyKeyLimits(load.keyRps)), [ConsumerEnv.REQUIRE_REQUEST_KEY]: 'true' };
 }
 
 /** The many-keys figures and targets of a run (idleQuietP99: the baseline's quiet p99, for the hot row). */
@@ -215,7 +225,13 @@ export async function runKeyScenario(name: KeyScenarioName, model: LatencyModel,
   }
   const idleLoad: KeysLoad = { ...KEYS_100_HOT90, hotRps: 0 };
   const idle = await runDispatchModel({
-    rps: idleLoad.contractRps, requests: keysRequests(idleLoad), keyLimits: keyLimitsOf(idleLoad), model, knobs, seed: idleLoad.seed,
+    rps: idleLoad.contractRps,
+    requests: keysRequests(idleLoad),
+    keyLimits: keyLimitsOf(idleLoad),
+    dispatcherEnv: perKeyEnv(idleLoad),
+    model,
+    knobs,
+    seed: idleLoad.seed,
   });
   if (name === 'keys-100-hot-idle') {
     return resultOf(name, idleLoad.contractRps, idle, keysDetails(idle, idleLoad),
@@ -223,7 +239,13 @@ export async function runKeyScenario(name: KeyScenarioName, model: LatencyModel,
   }
   const load = KEYS_100_HOT90;
   const run = await runDispatchModel({
-    rps: load.contractRps, requests: keysRequests(load), keyLimits: keyLimitsOf(load), model, knobs, seed: load.seed,
+    rps: load.contractRps,
+    requests: keysRequests(load),
+    keyLimits: keyLimitsOf(load),
+    dispatcherEnv: perKeyEnv(load),
+    model,
+    knobs,
+    seed: load.seed,
   });
   return resultOf(name, load.contractRps, run, keysDetails(run, load, latencyFigures(idle.calls.filter((c) => c.key !== HOT_KEY)).p99),
     'real dispatchBatch in virtual time, plain FIFO queue; 100 keys of 10 RPS under a 100 RPS contract; the hot key offered 90 RPS, '

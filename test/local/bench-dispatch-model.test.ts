@@ -3,8 +3,10 @@
  * items store behind it (local/bench-dynamo-items.ts). Small runs: a few seconds in all.
  */
 import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { ChangeMessageVisibilityBatchCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import {
-  keyFigures, ModeledQueue, ModeledRequest, rateOnlyKeyLimits, runDispatchModel, windowFigures,
+  keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits, runDispatchModel,
+  windowFigures,
 } from '../../local/bench-dispatch-model';
 import { DynamoItems } from '../../local/bench-dynamo-items';
 import { keysRequests, KEYS_100_HOT90, priorityRequests, PRIORITY_BACKLOG, targetsLine } from '../../local/bench-keys';
@@ -53,6 +55,54 @@ describe('modeled queue', () => {
     expect(again[0]).toBe(kept);
     expect(() => queue.changeVisibility(deleted.receipt!, 1)).toThrow(/not valid/);
     expect(queue.requests.ReceiveMessage).toBe(3);
+  });
+});
+
+describe('modeled SQS client (what the dispatcher sends)', () => {
+  test('SendMessageBatch with delays onto the queue, the dead-letter queue, batch visibility changes; each call a round trip', async () => {
+    const clock = new VirtualClock(0);
+    const queue = new ModeledQueue(clock);
+    const sqs = new ModeledSqs(queue, clock, () => 20);
+    queue.add('held');
+    const [held] = queue.receive(1, 30_000);
+    const sent = sqs.send(new SendMessageBatchCommand({
+      QueueUrl: MODEL_QUEUE_URL,
+      Entries: [{ Id: 'a', MessageBody: 'aside-2s', DelaySeconds: 2 }, { Id: 'b', MessageBody: 'aside-1s', DelaySeconds: 1 }],
+    }));
+    await clock.run();
+    expect(await sent).toMatchObject({ Successful: [{ Id: 'a' }, { Id: 'b' }], Failed: [] });
+    expect(clock.now()).toBe(20);
+    const parked = sqs.send(new SendMessageCommand({ QueueUrl: MODEL_DEAD_LETTER_QUEUE_URL, MessageBody: 'bad' }));
+    const hidden = sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: MODEL_QUEUE_URL, Entries: [{ Id: 'h', ReceiptHandle: held.receipt!, VisibilityTimeout: 3 }] }));
+    await clock.run();
+    await Promise.all([parked, hidden]);
+    expect(sqs.parked).toBe(1);
+    // Visible in the order they become so: 1 s, 2 s, then the hidden one at 3 s.
+    const order: string[] = [];
+    for (const at of [1020, 2020, 3040]) {
+      const wake = clock.sleep(at - clock.now());
+      await clock.run();
+      await wake;
+      order.push(...queue.receive(10, 30_000).map((m) => m.body));
+    }
+    expect(order).toEqual(['aside-1s', 'aside-2s', 'held']);
+    expect(queue.requests).toMatchObject({ SendMessage: 1, SendMessageBatch: 1, ChangeMessageVisibility: 1 });
+  });
+
+  test('refuses what SQS refuses: more than 10 entries, duplicate ids, a delay over 900 s, an unknown queue', async () => {
+    const clock = new VirtualClock(0);
+    const sqs = new ModeledSqs(new ModeledQueue(clock), clock, () => 10);
+    const refusal = async (command: unknown) => {
+      const outcome = sqs.send(command).then(() => undefined, (error: Error) => error.name);
+      await clock.run();
+      return outcome;
+    };
+    const entries = (n: number) => Array.from({ length: n }, (_, k) => ({ Id: `e${k}`, MessageBody: 'x' }));
+    expect(await refusal(new SendMessageBatchCommand({ QueueUrl: MODEL_QUEUE_URL, Entries: entries(11) }))).toBe('TooManyEntriesInBatchRequest');
+    expect(await refusal(new SendMessageBatchCommand({ QueueUrl: MODEL_QUEUE_URL, Entries: [entries(1)[0], entries(1)[0]] }))).toBe('BatchEntryIdsNotDistinct');
+    expect(await refusal(new SendMessageCommand({ QueueUrl: MODEL_QUEUE_URL, MessageBody: 'x', DelaySeconds: 901 }))).toBe('InvalidParameterValue');
+    expect(await refusal(new SendMessageCommand({ QueueUrl: 'https://sqs.us-east-1.amazonaws.com/1/other', MessageBody: 'x' }))).toBe('QueueDoesNotExist');
+    expect(await refusal(new SendMessageBatchCommand({ QueueUrl: MODEL_QUEUE_URL, Entries: entries(10) }))).toBeUndefined();
   });
 });
 
