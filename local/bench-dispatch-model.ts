@@ -93,6 +93,9 @@ export class ModeledQueue {
   public readonly requests = { SendMessage: 0, SendMessageBatch: 0, ReceiveMessage: 0, DeleteMessageBatch: 0, ChangeMessageVisibility: 0 };
   /** The most receives any message had. */
   public maxReceiveCount = 0;
+  /** The most messages in flight (received, neither deleted nor visible again), counted at each receive. */
+  public maxInFlight = 0;
+  private readonly inFlight = new Set<ModeledMessage>();
 
   constructor(private readonly clock: VirtualClock) {}
 
@@ -113,6 +116,8 @@ export class ModeledQueue {
       const entry = this.pop()!;
       if (entry.message.deleted || entry.version !== entry.message.version) continue;
       const message = entry.message;
+      // Visible again (its timeout ended or its visibility was changed): no longer in flight.
+      this.inFlight.delete(message);
       message.receiveCount++;
       this.maxReceiveCount = Math.max(this.maxReceiveCount, message.receiveCount);
       if (message.receipt) this.byReceipt.delete(message.receipt);
@@ -121,7 +126,9 @@ export class ModeledQueue {
       // In flight: back when the visibility timeout ends, unless deleted or changed before.
       this.push(message, now + visibilityTimeoutMs);
       taken.push(message);
+      this.inFlight.add(message);
     }
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight.size);
     // A ReceiveMessage returns at most 10 messages: the mapping's pollers make one per 10.
     this.requests.ReceiveMessage += Math.ceil(taken.length / 10);
     return taken;
@@ -139,6 +146,7 @@ export class ModeledQueue {
     if (message) {
       message.deleted = true;
       this.byReceipt.delete(receipt);
+      this.inFlight.delete(message);
     }
   }
 
@@ -356,6 +364,8 @@ export interface DispatchModelRun {
   /** SQS API requests per action: the producer's sends, the mapping's receives and deletes, the dispatcher's sends and visibility changes. */
   readonly sqsRequests: Record<string, number>;
   readonly maxReceiveCount: number;
+  /** The most messages in flight at once (ModeledQueue.maxInFlight). */
+  readonly maxInFlight: number;
   /** The dispatcher's metrics (DispatchMetrics.addMetric), summed per name. */
   readonly metrics: Record<string, number>;
   readonly lateCallers: number;
@@ -614,6 +624,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     taskFailures,
     sqsRequests: { ...queue.requests },
     maxReceiveCount: queue.maxReceiveCount,
+    maxInFlight: queue.maxInFlight,
     metrics,
     lateCallers,
     callerRequeues,

@@ -127,6 +127,8 @@ export function keysDetails(run: DispatchModelRun, load: KeysLoad, idleQuietP99?
     hotP99AddedLatencyMs: hotLatency.p99 ?? 'n/a',
     hotUndelivered,
     KeySlotsWasted: keySlotsWasted ?? 'not counted by this dispatcher',
+    // Design 1.3: above 1 % of the calls, the slot-list fallback is needed.
+    keySlotsWastedPctOfCalls: keySlotsWasted === undefined ? 'n/a' : round((100 * keySlotsWasted) / Math.max(1, run.delivered), 3),
     ...(idleQuietP99 !== undefined ? { idleQuietP99AddedLatencyMs: idleQuietP99 ?? 'n/a', quietP99OverIdleMs: withinIdle ?? 'n/a' } : {}),
     // The issue's targets (the hot key's only where a hot key is offered).
     ...targetFields({
@@ -205,6 +207,7 @@ function runDetails(run: DispatchModelRun): Record<string, number | string> {
     sqsRequestsPerCall: sqsRequestsPerCall(run),
     ...Object.fromEntries(Object.entries(run.sqsRequests).map(([action, n]) => [`sqs.${action}`, n])),
     maxReceiveCount: run.maxReceiveCount,
+    maxInFlightMessages: run.maxInFlight,
     duplicateStarts: run.duplicateStarts,
     lateCallers: run.lateCallers,
     ...Object.fromEntries(Object.entries(run.itemWrites).map(([prefix, n]) => [`dynamodb.writes.${prefix}`, n])),

@@ -55,6 +55,8 @@ describe('modeled queue', () => {
     expect(again[0]).toBe(kept);
     expect(() => queue.changeVisibility(deleted.receipt!, 1)).toThrow(/not valid/);
     expect(queue.requests.ReceiveMessage).toBe(3);
+    // 3 received at once; then 'hidden' came back and was received again while 'kept' was still out.
+    expect(queue.maxInFlight).toBe(3);
   });
 });
 
