@@ -4,6 +4,7 @@
  */
 import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { ChangeMessageVisibilityBatchCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { parseBenchArgs, scenarios } from '../../local/bench';
 import {
   keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits, runDispatchModel,
   windowFigures,
@@ -199,6 +200,16 @@ describe('bench rows of issue 15', () => {
     const high = requests.filter((r) => r.priority === 'high').length / (requests.length - 300);
     expect(high).toBeGreaterThan(0.05);
     expect(high).toBeLessThan(0.15);
+  });
+
+  test('in the full modeled run, not in --quick; --only picks rows', () => {
+    const rows = (quick: boolean) => scenarios({ quick, modeledOnly: true, emulated100: false }).filter((s) => s.study === 'issue-15-keys');
+    expect(rows(false).map((s) => [s.name, s.kind, s.rps])).toEqual([
+      ['keys-100-hot-idle', 'dispatch-model', 100], ['keys-100-hot90', 'dispatch-model', 100], ['priority-backlog', 'dispatch-model', 10],
+    ]);
+    expect(rows(true)).toEqual([]);
+    expect(parseBenchArgs(['--only', 'keys-100-hot90,priority-backlog']).only).toEqual(['keys-100-hot90', 'priority-backlog']);
+    expect(parseBenchArgs(['--only=keys-100-hot90']).only).toEqual(['keys-100-hot90']);
   });
 
   test('targets read as one line', () => {
