@@ -666,7 +666,9 @@ export function keyFigures(
   const byKey = new Map<string, number[]>();
   for (const arrival of run.vendorArrivals) {
     if (arrival.key === undefined) continue;
-    byKey.set(arrival.key, [...(byKey.get(arrival.key) ?? []), arrival.at]);
+    const arrivals = byKey.get(arrival.key) ?? [];
+    arrivals.push(arrival.at);
+    byKey.set(arrival.key, arrivals);
   }
   const perKey = new Map<string, { arrivals: number[]; violations: number; maxInAnySecond: number }>();
   for (const [key, arrivals] of byKey) {
