@@ -1,15 +1,14 @@
 /**
- * A priority per request (issue 15, item 4) on the four tasks: the rendered message (`priority`),
- * the JSONata form evaluated (the jsonata package), and the synth-time checks of `Priority`. The
- * tasks with a priority are executed end to end, through the dispatcher's code and the workflows,
- * by test/orchestrator/user-task-routes.test.ts (test/asl/user-tasks.ts).
+ * A priority per request (issue 15, item 4) on the four tasks: the message's `priority` field
+ * (the JSONata form evaluated with the jsonata package) and the synth-time checks of `Priority`.
+ * The tasks with a priority are synthesized and executed end to end, through the dispatcher's code
+ * and the workflows, by test/orchestrator/user-task-routes.test.ts (test/asl/user-tasks.ts).
  */
 import { App, Duration, Lazy } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, Priority } from '../../src';
 import { evaluateTemplate } from '../asl/jsonata-execute';
-import { AslDefinition, aslErrors, definitionOf, logicalIdOf, testStack } from '../util';
+import { testStack } from '../util';
 
 function fixture() {
   const stack = testStack(new App());
@@ -21,35 +20,20 @@ function fixture() {
   return { stack, orchestrator };
 }
 
-/** One main workflow with the four tasks, each with a priority (two JSONPath, two JSONata), synthesized. */
-function prioritizedWorkflow(): AslDefinition {
-  const { stack, orchestrator } = fixture();
-  const chain = orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), priority: Priority.fromJsonPath('$.priority'), resultPath: '$.vendor' })
-    .next(orchestrator.callVendorTask(stack, 'Fetch', { path: '/x', priority: Priority.LOW, resultPath: '$.fetched' }))
-    .next(orchestrator.submitJobTaskJsonata(stack, 'SubmitJsonata', { payload: '{% $states.input.order %}', priority: Priority.fromJsonata('{% $states.input.priority %}'), outputs: '{% $states.input %}' }))
-    .next(orchestrator.callVendorTaskJsonata(stack, 'FetchJsonata', { path: '/x', priority: Priority.of('high'), outputs: '{% $states.input %}' }));
-  const main = new sfn.StateMachine(stack, 'Main', { definitionBody: sfn.DefinitionBody.fromChainable(chain) });
-  orchestrator.registerWorkflow(main);
-  return definitionOf(Template.fromStack(stack), logicalIdOf(stack, main));
-}
-
 describe('tasks with a priority', () => {
-  const definition = prioritizedWorkflow();
-
-  test('the four states render the priority in the message; asl-validator finds nothing', () => {
-    expect(aslErrors(definition)).toEqual([]);
-    expect(definition.States.Submit.Parameters.MessageBody['priority.$']).toBe('$.priority');
-    expect(definition.States.Fetch.Parameters.MessageBody.priority).toBe('low');
-    expect(definition.States.SubmitJsonata.Arguments.MessageBody.priority).toBe('{% ($p := ($states.input.priority); $exists($p) ? $p : null) %}');
-    expect(definition.States.FetchJsonata.Arguments.MessageBody.priority).toBe('high');
-    // A priority is not a group: no MessageGroupId without a key.
-    expect(definition.States.Submit.Parameters).not.toHaveProperty('MessageGroupId.$');
+  // Rendered and executed in the user's workflow, through the dispatcher's code and the workflows,
+  // in both query languages: test/orchestrator/user-task-routes.test.ts (no second synthesis here).
+  test('JSONata: the priority the input holds; one the input lacks becomes null (normal), not a failed state', async () => {
+    const priority = Priority.fromJsonata('{% $states.input.priority %}')._jsonataField('test');
+    expect(priority).toBe('{% ($p := ($states.input.priority); $exists($p) ? $p : null) %}');
+    expect(await evaluateTemplate({ priority }, { states: { input: { priority: 'low' } } }, 'Arguments')).toEqual({ priority: 'low' });
+    expect(await evaluateTemplate({ priority }, { states: { input: {} } }, 'Arguments')).toEqual({ priority: null });
   });
 
-  test('executed (JSONata): the priority the input holds; one the input lacks becomes null (normal), not a failed state', async () => {
-    const body = definition.States.SubmitJsonata.Arguments.MessageBody;
-    expect(await evaluateTemplate({ priority: body.priority }, { states: { input: { priority: 'low' } } }, 'Arguments')).toEqual({ priority: 'low' });
-    expect(await evaluateTemplate({ priority: body.priority }, { states: { input: {} } }, 'Arguments')).toEqual({ priority: null });
+  test('literals render as their name in both query languages; a JSONPath as the path', () => {
+    expect([Priority.HIGH, Priority.NORMAL, Priority.LOW, Priority.of('low')].map((p) => [p._jsonPathField('t'), p._jsonataField('t')]))
+      .toEqual([['high', 'high'], ['normal', 'normal'], ['low', 'low'], ['low', 'low']]);
+    expect(sfn.JsonPath.isEncodedJsonPath(Priority.fromJsonPath('$.priority')._jsonPathField('t'))).toBe(true);
   });
 });
 
