@@ -13,7 +13,7 @@ import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { inputDefaults } from './input-defaults';
-import { requeueGroupId, retryMessageKey } from './request-key-steps';
+import { PRIORITY_PATH, requeueGroupId, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
@@ -472,6 +472,7 @@ export class DispatchWorkflow extends Construct {
         callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
         requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the request's start
         ...retryMessageKey(props.proxy),
+        priority: sfn.JsonPath.stringAt(PRIORITY_PATH), // issue 15: retries keep the request's priority
       },
       requeue,
       park,
@@ -526,6 +527,7 @@ export class DispatchWorkflow extends Construct {
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
             requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
+            priority: sfn.JsonPath.stringAt(PRIORITY_PATH), // issue 15: a deferred request keeps its priority
           },
         },
         resultPath: '$.retry',
@@ -557,7 +559,7 @@ export class DispatchWorkflow extends Construct {
 
     checkWaiting.next(prepare);
     // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
-    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null })
+    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null, priority: null })
       .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {

@@ -14,6 +14,14 @@ import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 /** The key's JSONPath in the workflows' input (DispatchInput.key, VendorCallInput.key). */
 const KEY_PATH = '$.key';
 
+/**
+ * The priority's JSONPath in the workflows' input (DispatchInput.priority, VendorCallInput.priority;
+ * issue 15): filled with null when absent (input-defaults.ts), so every retry and deferral message
+ * carries it (null is normal), as the user's task sent it. Without it a high request deferred for a
+ * full schedule or a vendor pause, exactly when priority matters, would come back as normal.
+ */
+export const PRIORITY_PATH = '$.priority';
+
 /** Fields of a retry message (`retryMessage`, rendered by CDK): the key when the credential is per key. */
 export function retryMessageKey(proxy: ThrottledProxy): Record<string, string> {
   return proxy.credentials.isPerKey ? { key: sfn.JsonPath.stringAt(KEY_PATH) } : {};
