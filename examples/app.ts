@@ -10,7 +10,14 @@
 import { App, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { AsyncExternalApiOrchestrator, DynamicDelayOptions, VendorContract } from '../src';
+import { AsyncExternalApiOrchestrator, DynamicDelayOptions, VendorContract, VendorCredentials } from '../src';
+
+/**
+ * With `credentialsPerKey`: each key's vendor credential is the secret of this name (`{key}`: the
+ * order's `customerId`), sent in `EXAMPLE_CREDENTIAL_HEADER`.
+ */
+export const EXAMPLE_KEY_SECRET_PATTERN = 'vendor/{key}';
+export const EXAMPLE_CREDENTIAL_HEADER = 'x-api-key';
 
 export interface ExampleStackProps extends StackProps {
   /** The vendor contract, requests per second. */
@@ -52,6 +59,13 @@ export interface ExampleStackProps extends StackProps {
    * (the timeout fails at once; the place stays until the job's callback or `maxJobDuration`).
    */
   readonly cancelOnTimeout?: boolean;
+  /**
+   * Many keys (issue 15): each order's `customerId` is its request's key, on every vendor call
+   * (submission, result fetch, cancel), and each key has its own vendor account: its credential is
+   * the secret `vendor/<customerId>` (`VendorCredentials.fromSecretHeaderPerKey`), sent in
+   * `x-api-key`. Every order then needs a `customerId`. Default false (one account, no key).
+   */
+  readonly credentialsPerKey?: boolean;
 }
 
 export class ExampleStack extends Stack {
@@ -67,6 +81,14 @@ export class ExampleStack extends Stack {
       batchSize: 20,
       maxConcurrency: 2,
       callbackTimeout: props.callbackTimeout ?? Duration.minutes(30),
+      ...(props.credentialsPerKey ? {
+        proxy: {
+          credentials: VendorCredentials.fromSecretHeaderPerKey({
+            secretNamePattern: EXAMPLE_KEY_SECRET_PATTERN,
+            headerName: EXAMPLE_CREDENTIAL_HEADER,
+          }),
+        },
+      } : {}),
       webhook: { statusPath: '$.status', failureStatusValues: ['FAILED'] },
       consumer: {
         dynamicDelay: props.dynamicDelay,
@@ -76,16 +98,16 @@ export class ExampleStack extends Stack {
       },
     });
 
-    // Limits per key (issue 15): each request is the customer's (its key), so each customer is
-    // held to its own limits inside the contract; every task then needs the key.
-    const key = props.contract?.perKey ? { key: sfn.JsonPath.stringAt('$.customerId') } : {};
+    // The customer's key on every vendor call, when each customer has its own vendor account, or
+    // limits of its own (issue 15: held to them inside the contract); every task then needs the key.
+    const key = props.credentialsPerKey || props.contract?.perKey ? { key: sfn.JsonPath.stringAt('$.customerId') } : {};
 
     // 1. Submit the order to the vendor and wait for its callback.
     const submit = this.orchestrator.submitJobTask(this, 'SubmitJob', {
       payload: sfn.TaskInput.fromJsonPathAt('$.order'),
       requestId: sfn.JsonPath.stringAt('$.orderId'),
-      resultPath: '$.vendor',
       ...key,
+      resultPath: '$.vendor',
     });
 
     // 2. Fetch the job's result (blog step 11): GET <vendorUrl>/<jobId>/result, through the same
@@ -93,8 +115,8 @@ export class ExampleStack extends Stack {
     const fetchResult = this.orchestrator.callVendorTask(this, 'FetchResult', {
       path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
       requestId: sfn.JsonPath.format('{}-result', sfn.JsonPath.stringAt('$.orderId')),
-      resultPath: '$.fetched', // { statusCode, body, headers }
       ...key,
+      resultPath: '$.fetched', // { statusCode, body, headers }
     });
 
     // 3. Process the vendor's result (here: keep what the next step needs).
@@ -120,8 +142,8 @@ export class ExampleStack extends Stack {
         path: sfn.JsonPath.format('/by-key/{}/cancel', sfn.JsonPath.stringAt('$.orderId')),
         requestId: sfn.JsonPath.format('{}-cancel', sfn.JsonPath.stringAt('$.orderId')),
         endsJobOf: sfn.JsonPath.stringAt('$.orderId'),
-        resultPath: sfn.JsonPath.DISCARD,
         ...key,
+        resultPath: sfn.JsonPath.DISCARD,
       });
       // A Catch's ResultPath defaults to `$` (the error replaces the state, $.orderId with it):
       // keep the state, the cancel names the order

@@ -12,7 +12,8 @@
  *
  * Nothing here sleeps for real: a 30-second run at 1000 RPS takes a few seconds of CPU.
  */
-import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { AttributeValue, BatchGetItemCommand, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoItems } from './bench-dynamo-items';
 import { addedLatency, maxInAnyWindow, utilization, violations, windowLimit } from './bench-metrics';
 import { bounds, Distribution, LatencyModel, PacingKnobs, round, sample, seededRandom } from './bench-model';
 import {
@@ -25,7 +26,8 @@ import {
 import { PAUSE_CHECK_LEAD_MS } from '../src/dispatch-workflow/vendor-call';
 import { decreaseAdaptiveRate } from '../src/rate-controlled-queue-consumer/adaptive-rate';
 import {
-  Clock, INTERVAL_ATTRIBUTE, NEXT_SLOT_ATTRIBUTE, PAUSED_UNTIL_ATTRIBUTE, pauseUntil, reserveSlots, slotIntervalMs, WINDOW_EDGE_MARGIN_MS,
+  Clock, INTERVAL_ATTRIBUTE, NEXT_SLOT_ATTRIBUTE, PACER_ITEM_KEY, PACER_PARTITION_KEY, PAUSED_UNTIL_ATTRIBUTE, pauseUntil, reserveSlots,
+  slotIntervalMs, WINDOW_EDGE_MARGIN_MS,
 } from '../src/rate-controlled-queue-consumer/pacer';
 import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
 
@@ -115,9 +117,13 @@ function less(a: Timer, b: Timer): boolean {
 /**
  * The pacer table in memory: answers the GetItem and conditional UpdateItem calls that
  * `reserveSlots` sends, each taking a DynamoDB round trip drawn from the model; the read and the
- * write take effect half-way through the round trip.
+ * write take effect half-way through the round trip. Every other item (per-key items, slot
+ * claims; `BatchGetItem`, `PutItem`, `DeleteItem`) is kept in `items`, whose expressions dynalite's
+ * code evaluates (bench-dynamo-items.ts); a BatchGetItem may name the `pacer` item too.
  */
 export class InMemoryPacerTable {
+  /** The items other than the contract's `pacer` item. */
+  public readonly items = new DynamoItems();
   private stored: string | undefined;
   /** The interval stored with the next slot (pacer.ts INTERVAL_ATTRIBUTE). */
   private storedInterval: string | undefined;
@@ -140,19 +146,25 @@ export class InMemoryPacerTable {
   public async send(command: unknown): Promise<unknown> {
     const rtt = this.latency();
     await this.clock.sleep(rtt / 2);
+    if (!isPacerItemCommand(command)) {
+      let answer: unknown;
+      let refused: unknown;
+      try {
+        answer = command instanceof BatchGetItemCommand ? this.batchGet(command) : this.items.send(command);
+      } catch (error) {
+        refused = error;
+      }
+      await this.clock.sleep(rtt / 2);
+      if (refused !== undefined) throw refused;
+      return answer;
+    }
     // Each call on the one item takes capacity when it applies, refused writes too (a partition
     // serves at most 1000 write and 3000 read units per second).
     (command instanceof GetItemCommand ? this.readTimes : this.writeTimes).push(this.clock.now());
     let result: unknown;
     let failure: Error | undefined;
     if (command instanceof GetItemCommand) {
-      const item = {
-        ...(this.stored === undefined ? {} : { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } }),
-        ...(this.storedInterval === undefined ? {} : { [INTERVAL_ATTRIBUTE]: { N: this.storedInterval } }),
-        ...(this.pausedUntil === undefined ? {} : { [PAUSED_UNTIL_ATTRIBUTE]: { N: this.pausedUntil } }),
-        ...Object.fromEntries([...this.adaptive].map(([name, n]) => [name, { N: n }])),
-      };
-      result = { Item: Object.keys(item).length === 0 ? undefined : item };
+      result = { Item: this.pacerItem() };
     } else if (command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #paused = :until') {
       // pauseUntil: the pause only moves forward.
       const until = command.input.ExpressionAttributeValues![':until'].N!;
@@ -240,6 +252,40 @@ export class InMemoryPacerTable {
     if (failure) throw failure;
     return result;
   }
+
+  /** The `pacer` item as a GetItem returns it (undefined before anything was written). */
+  private pacerItem(): Record<string, AttributeValue> | undefined {
+    const item = {
+      ...(this.stored === undefined ? {} : { [NEXT_SLOT_ATTRIBUTE]: { N: this.stored } }),
+      ...(this.storedInterval === undefined ? {} : { [INTERVAL_ATTRIBUTE]: { N: this.storedInterval } }),
+      ...(this.pausedUntil === undefined ? {} : { [PAUSED_UNTIL_ATTRIBUTE]: { N: this.pausedUntil } }),
+      ...Object.fromEntries([...this.adaptive].map(([name, n]) => [name, { N: n }])),
+    };
+    return Object.keys(item).length === 0 ? undefined : item;
+  }
+
+  /** A BatchGetItem: the `pacer` item from this model, every other item from `items`. */
+  private batchGet(command: BatchGetItemCommand): unknown {
+    const responses: Record<string, Array<Record<string, AttributeValue>>> = {};
+    for (const [table, request] of Object.entries(command.input.RequestItems ?? {})) {
+      const others = (request.Keys ?? []).filter((key) => key[PACER_PARTITION_KEY]?.S !== PACER_ITEM_KEY);
+      const pacer = others.length < (request.Keys ?? []).length ? this.pacerItem() : undefined;
+      if (pacer) this.readTimes.push(this.clock.now());
+      const answer = others.length === 0 ? undefined
+        : this.items.send(new BatchGetItemCommand({ RequestItems: { [table]: { ...request, Keys: others } } })) as {
+          Responses: Record<string, Array<Record<string, AttributeValue>>>;
+        };
+      const rest = answer?.Responses[table] ?? [];
+      responses[table] = [...(pacer ? [{ [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY }, ...pacer }] : []), ...rest];
+    }
+    return { Responses: responses, UnprocessedKeys: {} };
+  }
+}
+
+/** Whether a command is a GetItem or UpdateItem of the contract's `pacer` item (the model above answers it). */
+function isPacerItemCommand(command: unknown): boolean {
+  return (command instanceof GetItemCommand || command instanceof UpdateItemCommand)
+    && command.input.Key?.[PACER_PARTITION_KEY]?.S === PACER_ITEM_KEY;
 }
 
 // ---------------------------------------------------------------------------------------------

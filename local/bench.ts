@@ -4,6 +4,8 @@
  *   npm run bench                 # every scenario, a table, one SVG chart per scenario in .bench/
  *   npm run bench -- --json       # the same; the last line is the JSON summary
  *   npm run bench -- --quick      # a smaller subset (CI smoke, under 90 s)
+ *   npm run bench -- --modeled-only --only keys-100-hot-idle,keys-100-hot90,priority-backlog
+ *                                 # some rows only (here issue 15's, the real dispatcher in virtual time)
  *
  * Definitions (../shared/DESIGN.md "How rate accuracy is measured"): U = vendor requests / (R * T)
  * while a backlog exists (warm-up and drain skipped); a violation is a closed window [a_i - 1 s, a_i]
@@ -21,6 +23,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { runEmulatedInChild } from './bench-emulated';
 import { chartOf, jobsInFlightSpecs, modeledHandOverIdleMs, occupancyOf, runJobsInFlightInChild } from './bench-jobs-in-flight';
+import { KEY_SCENARIOS, KeyScenarioName, runKeyScenario, targetsLine } from './bench-keys';
 import {
   describeModel, Distribution, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, spread, uMax, withPostFireSpread,
 } from './bench-model';
@@ -47,6 +50,8 @@ export interface BenchOptions {
   /** Also try 100 RPS on the emulators (it is CPU-bound on 2 cores; reported as an extra row). */
   readonly emulated100: boolean;
   readonly progress: boolean;
+  /** Only these rows (`--only a,b`): a re-run of some rows. @default every row */
+  readonly only?: readonly string[];
 }
 
 export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
@@ -93,10 +98,13 @@ interface ScenarioSpec {
   readonly name: string;
   readonly rps: number;
   readonly load: Load;
-  readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync';
+  readonly kind: 'emulated' | 'paced-model' | 'baseline-async' | 'baseline-sync' | 'dispatch-model';
   readonly note?: string;
   /** A study's rows (not the one row per contract and load). */
-  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-adaptive' | 'issue-14-limits' | 'issue-14-jobs-in-flight';
+  readonly study?: 'issue-13-effects' | 'fire-tolerance' | 'rate-change' | 'issue-14-quota' | 'issue-14-adaptive' | 'issue-14-limits' | 'issue-14-jobs-in-flight'
+  | 'issue-15-keys';
+  /** The real dispatcher in virtual time (local/bench-keys.ts): which of its rows. */
+  readonly keyScenario?: KeyScenarioName;
   /** Emulated only: a fixed-period quota in the contract and at the vendor (issue 14). */
   readonly quota?: { readonly limit: number; readonly periodMs: number };
   /** Emulated only: named limits in the contract and at the vendor (issue 14, item 3). */
@@ -299,6 +307,15 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
       note: 'named limit submissions 4 RPS (VendorLimit, POST) inside a 10 RPS contract, at the vendor simulator too; U is against the contract',
     });
   }
+  if (!q) {
+    // Issue 15: many keys and priorities, the real dispatcher in virtual time (local/bench-keys.ts).
+    const loads: Record<KeyScenarioName, { rps: number; load: Load }> = {
+      'keys-100-hot-idle': { rps: 100, load: { kind: 'fraction', fraction: 0.1, durationMs: 30_000 } },
+      'keys-100-hot90': { rps: 100, load: { kind: 'fraction', fraction: 1, durationMs: 30_000 } },
+      'priority-backlog': { rps: 10, load: { kind: 'backlog', requests: 300 } },
+    };
+    list.push(...KEY_SCENARIOS.map((name): ScenarioSpec => ({ name, ...loads[name], kind: 'dispatch-model', study: 'issue-15-keys', keyScenario: name })));
+  }
   if (options.emulated100 && !q) {
     list.push({ name: 'emulated-attempt-100rps', rps: 100, load: { kind: 'backlog', requests: 600 }, kind: 'emulated', note: 'the local runtime at 100 RPS: CPU-bound on 2 cores, not a measure of the design' });
   }
@@ -322,12 +339,35 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   fs.mkdirSync(options.outDir, { recursive: true });
   const rows: ScenarioRow[] = [];
 
-  for (const spec of scenarios(options)) {
+  const wanted = (name: string) => options.only === undefined || options.only.includes(name);
+  for (const spec of scenarios(options).filter((s) => wanted(s.name))) {
     const t0 = Date.now();
     log(`${spec.name}: ${spec.kind === 'emulated' ? 'local runtime' : 'modeled'} at ${spec.rps} rps, load ${loadOf(spec.load)}`);
     let row: Omit<ScenarioRow, 'chart' | 'runMs'>;
     let arrivals: number[];
-    if (spec.kind === 'emulated') {
+    if (spec.kind === 'dispatch-model') {
+      const r = await runKeyScenario(spec.keyScenario!, model, knobs);
+      arrivals = r.run.vendorArrivals.map((a) => a.at);
+      row = {
+        name: spec.name,
+        load: loadOf(spec.load),
+        contractRps: spec.rps,
+        hops: 'modeled',
+        requests: r.run.requests,
+        delivered: r.run.delivered,
+        utilization: r.utilization,
+        uMax: null,
+        vendorMaxRequestsInAnySecond: r.vendorMaxRequestsInAnySecond,
+        vendorViolations: r.vendorViolations,
+        proxy429: 0,
+        vendor429: 0,
+        p50AddedLatencyMs: r.p50AddedLatencyMs,
+        p99AddedLatencyMs: r.p99AddedLatencyMs,
+        note: r.note,
+        study: 'issue-15-keys',
+        details: r.details,
+      };
+    } else if (spec.kind === 'emulated') {
       const r = await runEmulatedInChild({
         rps: spec.rps, load: spec.load, ...(spec.quota ? { quota: spec.quota } : {}), ...(spec.limits ? { limits: spec.limits } : {}),
       }, log);
@@ -421,7 +461,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   }
 
   // Issue 14, item 1: a backlog against maxJobsInFlight with slow callbacks (local/bench-jobs-in-flight.ts).
-  for (const spec of options.modeledOnly ? [] : jobsInFlightSpecs(options.quick)) {
+  for (const spec of (options.modeledOnly ? [] : jobsInFlightSpecs(options.quick)).filter((s) => wanted(s.name))) {
     const t0 = Date.now();
     log(`${spec.name}: local runtime at ${spec.rps} rps, maxJobsInFlight ${spec.maxJobsInFlight}, jobs of ${spec.jobDurationMs / 1000} s, ${spec.requests} requests`);
     const r = await runJobsInFlightInChild(spec, log, options.outDir);
@@ -464,7 +504,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   // the latency model and the default lead (bench-jobs-in-flight.ts, modeledHandOverIdleMs). Cheap:
   // computed, so in every run.
   const idle = modeledHandOverIdleMs(model);
-  for (const spec of jobsInFlightSpecs(false)) {
+  for (const spec of jobsInFlightSpecs(false).filter((s) => wanted(`${s.name}-modeled`))) {
     rows.push({
       name: `${spec.name}-modeled`,
       load: 'backlog',
@@ -534,11 +574,21 @@ export function formatTable(result: BenchResult): string {
       + `max in flight ${d.maxJobsInFlightObserved}, violations ${d.inFlightViolations}, occupancy while the backlog lasts ${d.occupancy}; `
       + `${d.handOvers} hand-overs, idle ${d.meanHandOverIdleMs} ms mean / ${d.maxHandOverIdleMs} ms max`;
   });
+  const keys = result.scenarios.filter((s) => s.study === 'issue-15-keys').map((s) => {
+    const d = s.details ?? {};
+    const figures = s.name === 'priority-backlog'
+      ? `high p50/p99 ${d.highP50AddedLatencyMs}/${d.highP99AddedLatencyMs} ms (target ${d.highTargetMs}), low max wait ${d.lowMaxWaitMs} ms (bound ${d.lowBoundMs})`
+      : `V per key ${d.keyViolations} (hot ${d.hotKeyViolations}, quiet ${d.quietKeyViolations}), contract V ${d.contractViolations}; `
+        + `quiet p50/p99 ${d.quietP50AddedLatencyMs}/${d.quietP99AddedLatencyMs} ms${d.idleQuietP99AddedLatencyMs !== undefined ? ` (hot idle p99 ${d.idleQuietP99AddedLatencyMs})` : ''}, `
+        + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms, hot utilization ${d.hotKeyUtilization}; KeySlotsWasted ${d.KeySlotsWasted}`;
+    return `${s.name}: ${figures}; SQS requests per call ${d.sqsRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
+  });
   return [
     fmt(header),
     fmt(widths.map((w) => '-'.repeat(w))),
     ...lines.map(fmt),
     ...(inFlight.length > 0 ? ['', 'jobs in flight (issue 14, item 1; occupancy = time-weighted mean jobs in progress at the vendor / N):', ...inFlight] : []),
+    ...(keys.length > 0 ? ['', 'many keys and priorities (issue 15; the real dispatcher in virtual time, FIFO queue):', ...keys] : []),
     '',
     'U = vendor requests / (R * T) while a backlog exists; U max = 1000 / (1000 + 1 + spread) (spread = L for the design, '
       + 'or the modeled arrival spread if larger; 1 ms margin at the window\'s edge); W max = most requests in any closed 1 s window '
@@ -590,13 +640,15 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const options: Record<string, unknown> = { ...DEFAULT_BENCH_OPTIONS };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split('=', 2);
-    if (flag === '--json') {options.json = true;} else if (flag === '--quick') {options.quick = true;} else if (flag === '--modeled-only') {options.modeledOnly = true;} else if (flag === '--emulated-100') {options.emulated100 = true;} else if (flag === '--out') {options.outDir = inline ?? argv[++i];} else if (NUMBER_FLAGS[flag]) {
+    if (flag === '--json') {options.json = true;} else if (flag === '--quick') {options.quick = true;} else if (flag === '--only') {
+      options.only = (inline ?? argv[++i] ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '');
+    } else if (flag === '--modeled-only') {options.modeledOnly = true;} else if (flag === '--emulated-100') {options.emulated100 = true;} else if (flag === '--out') {options.outDir = inline ?? argv[++i];} else if (NUMBER_FLAGS[flag]) {
       const raw = inline ?? argv[++i];
       const value = Number(raw);
       if (raw === undefined || !Number.isFinite(value) || value < 0) throw new Error(`${flag} needs a number of 0 or more (given '${raw}')`);
       options[NUMBER_FLAGS[flag]] = value;
     } else {
-      throw new Error(`unknown flag '${argv[i]}'; flags: --json --quick --modeled-only --emulated-100 --out <dir> ${Object.keys(NUMBER_FLAGS).join(' ')}`);
+      throw new Error(`unknown flag '${argv[i]}'; flags: --json --quick --modeled-only --emulated-100 --out <dir> --only <row,row> ${Object.keys(NUMBER_FLAGS).join(' ')}`);
     }
   }
   return options as unknown as BenchOptions;

@@ -21,6 +21,9 @@ import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aw
 import { Duration } from 'aws-cdk-lib';
 import { auditProxyAccessLog, forwardedArrivals, proxyAccessLog, sortedPairSpreadMs } from './access-log-audit';
 import { DemoRateChange, ScheduledRateChange } from './demo-rate-change';
+import {
+  assignTenants, DemoTenantsSummary, demoTenantsOf, tenantAccounts, tenantSecrets, tenantsSummary, validateTenantFlags,
+} from './demo-tenants';
 import { LOCAL_PACING, vendorCallerWarmPool, yieldToDataPlane } from './local-pacing';
 import { violationsAgainstRateInForce } from './rate-schedule';
 import {
@@ -79,6 +82,16 @@ export interface DemoOptions {
   readonly progress: boolean;
   /** The contract's jobs in flight (and the simulator's limit); 0: no limit. */
   readonly maxJobsInFlight: number;
+  /**
+   * `--tenants N`: N keys (`tenant-001` ...), each with its own vendor account (secret
+   * `vendor/<key>`, credentials per key) that the vendor limits on its own (local/demo-tenants.ts).
+   * 0: no keys (one account).
+   */
+  readonly tenants: number;
+  /** `--hot-tenant-share F`: the share of requests on `tenant-001`; default: every key the same share. */
+  readonly hotTenantShare?: number;
+  /** `--tenant-rps R`: each key's limit at the vendor, calls per sliding second; 0: none. */
+  readonly tenantRps: number;
 }
 
 /** A named limit of the demo's contract (`--limit`). */
@@ -116,6 +129,8 @@ export const DEFAULT_DEMO_OPTIONS: DemoOptions = {
   chartPath: path.join('.demo', 'vendor-rps.svg'),
   progress: true,
   maxJobsInFlight: 0,
+  tenants: 0,
+  tenantRps: 0,
 };
 
 export interface DemoResult {
@@ -158,6 +173,11 @@ export interface DemoResult {
   readonly limitMaxInAnyWindow: Record<string, number>;
   /** The operator's rate change, when asked for (local/demo-rate-change.ts). */
   readonly rateChange?: DemoRateChange;
+  /**
+   * With --tenants: the keys, the calls the vendor refused for a key's own limit, and the p99 added
+   * latency of the quiet keys' and of the hot key's requests (local/demo-tenants.ts).
+   */
+  readonly tenants?: DemoTenantsSummary;
   /**
    * The audit from AWS's own records (README, "Audit"): the busiest closed 1-second window (1/R s
    * when R < 1) of requests the proxy forwarded, read from its access log on API Gateway's clock,
@@ -207,6 +227,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
   // 1. Synthesize the example app with the demo's contract and timeout.
   const limits = (options.limits ?? []).map((limit) => VendorLimit.of(limit));
+  const tenants = demoTenantsOf(options);
+  // TODO(lead, once KeyLimits is on main): with tenants.requestsPerSecond, give the contract
+  // `perKey: KeyLimits.of({ requestsPerSecond: tenants.requestsPerSecond })` (per-key pacing).
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-demo-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: VENDOR_URL,
@@ -224,6 +247,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     lead: Duration.millis(options.leadMs),
     fireTolerance: Duration.millis(options.fireToleranceMs),
     latenessTolerance: Duration.millis(options.latenessToleranceMs),
+    ...(tenants ? { credentialsPerKey: true } : {}),
     // The rate at run time is the dynamic-delay configuration's (AppConfig's shortest poll: 15 s).
     ...(options.rateChangeRps > 0 ? { dynamicDelay: { pollInterval: Duration.seconds(15) } } : {}),
   }, outdir);
@@ -247,6 +271,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
     ...(options.quota ? { quota: { limit: options.quota.limit, periodMs: options.quota.periodSeconds * 1000 } } : {}),
     ...(limits.length > 0 ? { limits: limits.map((limit) => limit._spec()), limitBasePath: new URL(VENDOR_URL).pathname } : {}),
+    // Each tenant's own account, told apart by its credential and limited on its own.
+    ...(tenants ? { accounts: tenantAccounts(tenants) } : {}),
   });
   const vendorBase = vendor.base;
   try {
@@ -255,6 +281,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       removeAssemblyDirOnStop: true,
       stackName: stack.stackName,
       hostMap: { 'vendor.example.com': vendorBase },
+      // Each tenant's credential in its own secret, by name, as an operator creates them.
+      ...(tenants ? { secrets: tenantSecrets(tenants) } : {}),
       // The handlers' logs, when asked for (they are not printed).
       logFile: process.env.DEMO_LOG,
       // e.g. DEMO_LOG_LEVEL=INFO for the handlers' info lines (default WARN).
@@ -281,9 +309,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       : undefined;
     const mainArn = runtime.stateMachineArn(stack.mainWorkflow);
     const executions: string[] = [];
+    const keys = tenants ? assignTenants(options.requests, tenants) : [];
     for (let i = 0; i < options.requests; i++) {
       const { executionArn } = await runtime.sfn.startExecution(mainArn, JSON.stringify({
         orderId: `order-${i}`,
+        ...(tenants ? { customerId: keys[i] } : {}),
         order: { orderId: `order-${i}`, sku: `sku-${i % 7}`, quantity: 1 + (i % 3) },
       }));
       executions.push(executionArn);
@@ -387,6 +417,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       },
       limitMaxInAnyWindow: vendorStats.limitMaxInAnyWindow,
       ...(change ? { rateChange: change } : {}),
+      ...(tenants ? {
+        tenants: tenantsSummary(tenants, executions.map((arn, i) => ({
+          key: keys[i],
+          startedAtMs: runtime!.sfn.describeExecution(arn).startDate.getTime(),
+          acceptedAtMs: vendorStats.requests[`order-${i}`]?.firstAcceptedAtMs,
+        })), vendorStats.keys),
+      } : {}),
       ...auditFigures(await auditProxyAccessLog(runtime, options.rps),
         sortedPairSpreadMs(forwardedArrivals(await proxyAccessLog(runtime)), arrivals)),
       maxJobsInFlightObserved: vendorStats.jobsInFlight.maxObserved,
@@ -454,7 +491,10 @@ export function demoWaitMs(o: DemoOptions): number {
   // With named limits, the calls a limit binds (at most all of them) take a slot of its own rate each.
   const limitMs = Math.max(0, ...(o.limits ?? []).map((l) =>
     calls * (1000 + o.latenessToleranceMs) / (l.requestsPerSecond >= 1 ? Math.floor(l.requestsPerSecond) : l.requestsPerSecond)));
-  const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs, limitMs) * LOCAL_SLOWDOWN
+  // With --tenant-rps, the busiest key's calls (the hot key's share, else an even share) take a slot of its rate each.
+  const busiestShare = o.tenants > 0 ? o.hotTenantShare ?? 1 / o.tenants : 0;
+  const tenantMs = o.tenantRps > 0 ? calls * busiestShare * (1000 + o.latenessToleranceMs) / Math.max(1, Math.floor(o.tenantRps)) : 0;
+  const workMs = o.leadMs + Math.max(calls * slotMs + pausesMs, quotaMs, limitMs, tenantMs) * LOCAL_SLOWDOWN
     + (retriesPerRequest > 0 ? RETRY_DELAY_MS : 0) + CALLS_PER_REQUEST * o.vendorLatencyMs + o.callbackDelayMs;
   // With a jobs-in-flight limit, at most N jobs run at once: each holds its place from its
   // submission until its callback is processed, and a waiting request asks again every 2 s.
@@ -671,6 +711,9 @@ export function formatSummary(r: DemoResult): string {
     ...Object.entries(r.limitMaxInAnyWindow).map(([name, max]) =>
       [`limit '${name}': most of its calls in any 1 s window / calls beyond it`, `${max} / ${r.violationsByLimit[name]}`] as [string, string]),
     ['audit: busiest window / violations in the proxy\'s access log', `${r.auditBusiestWindow} / ${r.auditViolations} (proxy -> vendor spread ${r.auditHopSpreadMs ?? '-'} ms)`],
+    ...(r.tenants ? [['tenants: keys / calls over a key\'s own limit (hot key\'s) / p99 added latency quiet, hot',
+      `${r.tenants.count} / ${r.tenants.violations} (${r.tenants.hotViolations}) / ${r.tenants.quietP99AddedLatencyMs ?? '-'} ms, `
+      + `${r.tenants.hotKey === null ? 'no hot key' : `${r.tenants.hotP99AddedLatencyMs ?? '-'} ms`}`] as [string, string]] : []),
     ['jobs refused for the in-flight limit (violationsByLimit.inFlight)', String(r.violationsByLimit.inFlight)],
     ['most jobs in flight at the vendor (mean while a backlog lasted)', `${r.maxJobsInFlightObserved} (${r.meanJobsInFlightWhileBacklog})`],
     ['idle time of a freed place until the next job took it (hand-overs: mean / max)', `${r.handOvers.count}: ${r.handOvers.meanIdleMs} / ${r.handOvers.maxIdleMs} ms`],
@@ -723,6 +766,9 @@ const FLAGS: Record<string, keyof DemoOptions> = {
   '--max-jobs-in-flight': 'maxJobsInFlight',
   '--rate-change-at-s': 'rateChangeAtS',
   '--rate-change-rps': 'rateChangeRps',
+  '--tenants': 'tenants',
+  '--hot-tenant-share': 'hotTenantShare',
+  '--tenant-rps': 'tenantRps',
 };
 
 export function parseDemoArgs(argv: string[]): DemoOptions {
@@ -769,6 +815,7 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
   if ((options.rateChangeAtS as number) > 0 && !((options.rateChangeRps as number) > 0)) {
     throw new Error('--rate-change-at-s needs --rate-change-rps (the rate the operator sets)');
   }
+  validateTenantFlags(options.tenants as number, options.hotTenantShare as number | undefined, options.tenantRps as number, options.rps as number);
   if ((options.rateChangeRps as number) > (options.rps as number)) {
     throw new Error(`--rate-change-rps ${options.rateChangeRps} is above the contract of ${options.rps} (--rps): the contract deployed is the ceiling`);
   }

@@ -21,9 +21,11 @@ import { Duration } from 'aws-cdk-lib';
 import { VendorContract, VendorQuota } from '../src';
 // A cycle (that module imports this one): its exports are used only inside runFaultSuite, at call time.
 import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
+import { keyScenarios, keySuiteAccounts, keySuiteSecrets, SUITE_KEY } from './fault-suite-keys';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
+import { VendorAccountsStats } from './vendor-accounts';
 import { VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { VendorSimulator, VendorSimulatorOptions } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
@@ -43,6 +45,11 @@ export interface FaultSuiteContext {
   readonly faults: FaultInjector;
   /** Prefix of every request id of this run (ids stay unique in the correlation table). */
   readonly runId: string;
+  /**
+   * Whether the example app has credentials per key (local/fault-suite-keys.ts): every request
+   * then has a key (`customerId`), and the vendor tells the keys apart by their credentials.
+   */
+  readonly credentialsPerKey: boolean;
 }
 
 /** What a scenario does. */
@@ -68,6 +75,8 @@ export interface FaultScenario {
   readonly afterEnd?: (ctx: FaultSuiteContext, vendor: VendorSimulator, requestIds: string[]) => Promise<void>;
   /** Longest wait for the requests to end. @default callback timeout + 20 s */
   readonly withinMs?: number;
+  /** With credentials per key: the key of request i (its `customerId`). @default SUITE_KEY */
+  readonly keyOf?: (i: number) => string;
 }
 
 /** Where each request ended, and what the faults did. */
@@ -92,6 +101,8 @@ export interface FaultScenarioResult {
   readonly callbackDeadLetters: number;
   /** `reason` attributes of the parked callbacks. */
   readonly callbackParkReasons: Record<string, number>;
+  /** `reason` attributes of the parked requests. */
+  readonly requestParkReasons: Record<string, number>;
   /** Correlation-table status of each request (e.g. COMPLETED, LATE), counted. */
   readonly correlationStatuses: Record<string, number>;
   readonly vendorSubmissions: number;
@@ -105,6 +116,13 @@ export interface FaultScenarioResult {
    * calls beyond a period's limit (each refused 429). Else 0 and 0.
    */
   readonly vendorQuota: { readonly maxInAnyPeriod: number; readonly violations: number };
+  /**
+   * With credentials per key: the vendor's view per key (arrivals, calls over a key's own limit) and
+   * calls with a credential it does not know (local/vendor-accounts.ts). Else empty.
+   */
+  readonly vendorKeys: VendorAccountsStats;
+  /** Calls the vendor refused for the contract (its sliding second was full). */
+  readonly vendorContractViolations: number;
   readonly injected: FaultCounters;
   /** Per request: its outcome (`SUCCEEDED`, `FAILED:<error>`, `RUNNING`), the vendor faults it got, its first job id. */
   readonly perRequest: Record<string, { outcome: string; vendorFaults: string[]; jobId?: string }>;
@@ -126,11 +144,14 @@ export async function startFaultSuite(options: {
   functionEnv?: Record<string, string>;
   /** Divides every schedule's period (e.g. the jobs-in-flight sweep's minute). @default 1 */
   scheduleSpeedup?: number;
+  /** The example app with credentials per key, and the keys' secrets (local/fault-suite-keys.ts). @default false */
+  credentialsPerKey?: boolean;
 } = {}): Promise<FaultSuiteContext> {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-'));
   const { app, stack } = buildExampleApp({
     requestsPerSecond: SUITE_RPS,
     callbackTimeout: Duration.millis(SUITE_CALLBACK_TIMEOUT_MS),
+    credentialsPerKey: options.credentialsPerKey,
     ...(options.maxJobsInFlight !== undefined ? {
       contract: VendorContract.of({
         requestsPerSecond: SUITE_RPS, maxJobsInFlight: options.maxJobsInFlight, maxJobDuration: options.maxJobDuration, quotas: options.quotas,
@@ -145,12 +166,13 @@ export async function startFaultSuite(options: {
     stackName: stack.stackName,
     faults,
     logFile: options.logFile,
+    ...(options.credentialsPerKey ? { secrets: keySuiteSecrets() } : {}),
     ...(options.functionEnv ? { functionEnv: options.functionEnv } : {}),
     ...(options.scheduleSpeedup ? { scheduleSpeedup: options.scheduleSpeedup } : {}),
   });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
   // correlation table lives as long as this runtime, so ids need only be unique within it).
-  const ctx = { runtime, stack, faults, runId: 'run' };
+  const ctx = { runtime, stack, faults, runId: 'run', credentialsPerKey: options.credentialsPerKey ?? false };
   if (options.warmUp ?? true) {
     // Cold starts (seconds on a busy CI machine) would eat into the first scenario's timeout budget.
     await runFaultScenario(ctx, { id: 'warm-up', title: 'warm-up', expected: '', requests: 2 });
@@ -238,6 +260,8 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
     callbackDelayMs: 200,
     rewriteUrl: (url) => runtime.rewriteUrl(url),
     seed: 7,
+    // Each key is an account of its own at the vendor, told apart by its credential.
+    ...(ctx.credentialsPerKey ? { accounts: keySuiteAccounts() } : {}),
     ...scenario.vendor,
   });
   runtime.mapHost(VENDOR_HOST, await vendor.start());
@@ -259,7 +283,8 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       // Unique in the correlation table, also when a scenario runs twice on one runtime.
       const orderId = `${ctx.runId}-${runNumber}-${scenario.id}-${i}`;
       requestIds.push(orderId);
-      const { executionArn } = runtime.sfn.startExecution(mainArn, JSON.stringify({ orderId, order: { orderId, quantity: i } }));
+      const key = ctx.credentialsPerKey ? { customerId: scenario.keyOf?.(i) ?? SUITE_KEY } : {};
+      const { executionArn } = runtime.sfn.startExecution(mainArn, JSON.stringify({ orderId, ...key, order: { orderId, quantity: i } }));
       arns.push(executionArn);
     }
 
@@ -320,10 +345,11 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
     const tokensAfter = runtime.sfn.counters().taskTokens;
     const parkedRequests = await drain(client, queueUrl(ctx, REQUEST_DLQ));
     const parkedCallbacks = await drain(client, queueUrl(ctx, CALLBACK_DLQ));
-    const callbackParkReasons: Record<string, number> = {};
-    for (const p of parkedCallbacks) {
-      callbackParkReasons[p.reason ?? 'none'] = (callbackParkReasons[p.reason ?? 'none'] ?? 0) + 1;
-    }
+    const reasons = (parked: Array<{ reason?: string }>) => {
+      const out: Record<string, number> = {};
+      for (const p of parked) out[p.reason ?? 'none'] = (out[p.reason ?? 'none'] ?? 0) + 1;
+      return out;
+    };
     const stats = vendor.stats();
     return {
       id: scenario.id,
@@ -341,13 +367,16 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       resumes: (tokensAfter.succeeded - tokensBefore.succeeded) + (tokensAfter.failed - tokensBefore.failed),
       requestDeadLetters: parkedRequests.length,
       callbackDeadLetters: parkedCallbacks.length,
-      callbackParkReasons,
+      callbackParkReasons: reasons(parkedCallbacks),
+      requestParkReasons: reasons(parkedRequests),
       correlationStatuses: await correlationStatuses(ctx, requestIds),
       vendorSubmissions: stats.submissions,
       vendorFaultAnswers: stats.faultAnswers,
       vendorCallbacks: stats.callbacksSent + stats.forgedSent,
       vendorJobsInFlight: stats.jobsInFlight,
       vendorQuota: { maxInAnyPeriod: stats.quotaMaxInAnyPeriod, violations: stats.quotaViolations },
+      vendorKeys: stats.keys,
+      vendorContractViolations: stats.violations,
       injected,
       perRequest,
       elapsedMs: Date.now() - started,
@@ -392,8 +421,16 @@ export async function replayCallbacks(_ctx: FaultSuiteContext, vendor: VendorSim
   }
 }
 
-/** The scenarios, in the order they run (the one waiting for timeouts last). */
+/**
+ * The scenarios, in the order they run (the one waiting for timeouts last); with credentials per
+ * key, the key scenarios (local/fault-suite-keys.ts) before it.
+ */
 export function faultScenarios(ctx: FaultSuiteContext): FaultScenario[] {
+  const scenarios = baseScenarios(ctx);
+  return ctx.credentialsPerKey ? [...scenarios.slice(0, -1), ...keyScenarios(), ...scenarios.slice(-1)] : scenarios;
+}
+
+function baseScenarios(ctx: FaultSuiteContext): FaultScenario[] {
   const dispatcher = dispatcherFunction(ctx);
   const processor = callbackProcessorFunction(ctx);
   return [
@@ -509,7 +546,7 @@ export function formatFaultTable(results: FaultScenarioResult[]): string {
 export async function runFaultSuite(
   only?: string[], progress: (line: string) => void = () => undefined, logFile?: string,
 ): Promise<FaultScenarioResult[]> {
-  const main = await runScenarios(() => startFaultSuite({ logFile }), faultScenarios, only, progress);
+  const main = await runScenarios(() => startFaultSuite({ logFile, credentialsPerKey: true }), faultScenarios, only, progress);
   const inFlight = await runScenarios(
     () => startFaultSuite({
       logFile,
@@ -565,10 +602,11 @@ if (require.main === module) {
   runFaultSuite(only, (line) => process.stderr.write(`${line}\n`), process.env.FAULTS_LOG).then((results) => {
     console.log(formatFaultTable(results));
     const bad = results.filter((r) => r.lost > 0 || r.duplicateVendorCalls > 0 || r.forgedAccepted > 0
-      || r.vendorJobsInFlight.violations > 0 || r.vendorQuota.violations > 0
+      || r.vendorJobsInFlight.violations > 0 || r.vendorQuota.violations > 0 || r.vendorKeys.violations > 0 || r.vendorKeys.unknownCredential > 0
       || r.succeeded + r.failed + r.timedOut + r.lost !== r.requests);
     console.log(`\n${results.length} scenarios in ${((Date.now() - started) / 1000).toFixed(1)} s; `
-      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0, jobs over the in-flight limit 0, calls over the quota 0 in every scenario'}`);
+      + `${bad.length ? `NOT SAFE: ${bad.map((r) => r.id).join(', ')}` : 'lost 0, duplicate vendor calls 0, forged accepted 0, jobs over the in-flight limit 0, calls over the quota 0, '
+      + 'calls over a key\'s limit or with an unknown credential 0 in every scenario'}`);
     if (json) {
       console.log(JSON.stringify(results.map(({ perRequest: _perRequest, ...r }) => r)));
     }

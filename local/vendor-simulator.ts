@@ -17,6 +17,7 @@ import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { overRateInForce, RateChange } from './rate-schedule';
 import { UrlRewriter } from './types';
+import { VendorAccounts, VendorAccountsOptions, VendorAccountsStats } from './vendor-accounts';
 import { VendorJobsInFlight, VendorJobsInFlightStats } from './vendor-jobs-in-flight';
 import { SignatureSpec } from '../src/callback-webhook/signature-spec';
 import { signCallback } from '../src/callback-webhook/signature-verification';
@@ -150,6 +151,12 @@ export interface VendorSimulatorOptions {
    * (`setRealLimit`). @default - none (the contract is the limit)
    */
   readonly realLimitRps?: number;
+  /**
+   * The vendor's accounts (issue 15, credentials per key): it tells each call's key by the
+   * credential it carries and keeps each key's own rate limit (local/vendor-accounts.ts); a call
+   * with an unknown credential gets 401. @default - one account, credentials not checked
+   */
+  readonly accounts?: VendorAccountsOptions;
 }
 
 /** A fault the simulator injects into one request id. */
@@ -239,6 +246,8 @@ export interface VendorStats {
   readonly limitViolations: Record<string, number>;
   /** With a real limit below the contract: calls refused for it (each got 429). Else 0. */
   readonly realLimitRefusals: number;
+  /** With `accounts`: per key, arrivals, the limit and its violations (local/vendor-accounts.ts). Else empty. */
+  readonly keys: VendorAccountsStats;
   /**
    * Cancels (`POST .../cancel`) answered: `cancelled` 200 (a job was running, or was already
    * cancelled), `notFound` 404 (no such job or request id), `alreadyEnded` 409 (its job had ended).
@@ -324,6 +333,7 @@ export class VendorSimulator {
   private readonly limitViolations = new Map<string, number>();
   private realLimitRps: number | undefined;
   private realLimitRefusals = 0;
+  private readonly accounts?: VendorAccounts;
   private readonly counters = {
     submissions: 0,
     accepted: 0,
@@ -356,6 +366,8 @@ export class VendorSimulator {
     this.jobIdPrefix = options.jobIdPrefix ?? `job-${Math.random().toString(36).slice(2, 8)}`;
     // Its own wall clock (only for the time-weighted mean): the `clock` option scripts arrival times.
     this.jobsInFlight = new VendorJobsInFlight(options.maxJobsInFlight, Date.now);
+    this.accounts = options.accounts && new VendorAccounts(options.accounts,
+      (arrivals, t) => countInWindow(arrivals, t, this.closedWindow), (arrivals) => maxInAnyWindow(arrivals, this.closedWindow));
   }
 
   /** The vendor's rate changes from now on (see the `rateSchedule` option). */
@@ -468,6 +480,7 @@ export class VendorSimulator {
         .map((l) => [l.name, maxInAnyWindow(this.limitArrivals.get(l.name) ?? [], this.closedWindow)])),
       limitViolations: Object.fromEntries((this.options.limits ?? []).map((l) => [l.name, this.limitViolations.get(l.name) ?? 0])),
       realLimitRefusals: this.realLimitRefusals,
+      keys: this.accounts?.stats() ?? { byKey: {}, unknownCredential: 0, violations: 0 },
       cancels: { cancelled: c.cancelled, notFound: c.cancelNotFound, alreadyEnded: c.cancelAlreadyEnded },
       requests,
     };
@@ -497,9 +510,18 @@ export class VendorSimulator {
     }
 
     const limitRefusal = this.countLimits(req, method, now, overContract);
+    // The call's account (by its credential) counts it whatever is refused; its own refusal (429
+    // over the account's limit, 401 for an unknown credential) comes after the contract's and the
+    // named limits', so none is counted twice.
+    const accountRefusal = this.accounts?.arrive(header(req, this.accounts.credentialHeader), now, overContract || limitRefusal !== undefined);
     if (limitRefusal) {
       if (method === 'POST') this.counters.submissions++;
       await this.answer(res, limitRefusal, this.options.latencyMs ?? 0);
+      return;
+    }
+    if (accountRefusal) {
+      if (method === 'POST') this.counters.submissions++;
+      await this.answer(res, accountRefusal, this.options.latencyMs ?? 0);
       return;
     }
     if (!overContract && this.realLimitRps !== undefined

@@ -18,4 +18,5 @@ export * from './contract/vendor-contract-state';
 export * from './contract/vendor-limit';
 export * from './contract/vendor-quota';
 export * from './orchestrator/async-external-api-orchestrator';
+export * from './orchestrator/priority';
 export * from './callback-webhook/webhook-authentication';

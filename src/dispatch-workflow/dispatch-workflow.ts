@@ -13,7 +13,7 @@ import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { inputDefaults, keyLimitsDefault } from './input-defaults';
-import { callerKeyLimits, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
+import { callerKeyLimits, PRIORITY_PATH, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
@@ -474,6 +474,7 @@ export class DispatchWorkflow extends Construct {
         callbackToken: sfn.JsonPath.stringAt('$.callbackToken'), // webhookauth: retries keep the URL
         requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the request's start
         ...retryMessageKey(keyed),
+        priority: sfn.JsonPath.stringAt(PRIORITY_PATH), // issue 15: retries keep the request's priority
       },
       requeue,
       park,
@@ -528,6 +529,7 @@ export class DispatchWorkflow extends Construct {
             // The same capability URL on the next dispatch (webhookauth).
             callbackToken: sfn.JsonPath.stringAt('$.callbackToken'),
             requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
+            priority: sfn.JsonPath.stringAt(PRIORITY_PATH), // issue 15: a deferred request keeps its priority
           },
         },
         resultPath: '$.retry',
@@ -559,7 +561,7 @@ export class DispatchWorkflow extends Construct {
 
     checkWaiting.next(prepare);
     // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
-    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null, ...keyLimitsDefault(props.pacing?.contract) })
+    const definition = inputDefaults(this, { requestStartedAtMs: null, key: null, priority: null, ...keyLimitsDefault(props.pacing?.contract) })
       .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {

@@ -18,6 +18,14 @@ import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 const KEY_PATH = '$.key';
 
 /**
+ * The priority's JSONPath in the workflows' input (DispatchInput.priority, VendorCallInput.priority;
+ * issue 15): filled with null when absent (input-defaults.ts), so every retry and deferral message
+ * carries it (null is normal), as the user's task sent it. Without it a high request deferred for a
+ * full schedule or a vendor pause, exactly when priority matters, would come back as normal.
+ */
+export const PRIORITY_PATH = '$.priority';
+
+/**
  * Whether every request has a key: the vendor credential is per key, or the contract has limits
  * per key. The orchestrator refuses a task without a key then, and the dispatcher a message.
  */

@@ -10,7 +10,7 @@ import { Construct } from 'constructs';
 import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { inputDefaults, keyLimitsDefault } from './input-defaults';
-import { callerKeyLimits, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
+import { callerKeyLimits, PRIORITY_PATH, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { vendorCallerFinalErrors, vendorCallerNamedFailures } from './vendor-caller-quotas';
 import { vendorCredentialSteps } from './vendor-credential-steps';
@@ -234,6 +234,7 @@ export class VendorCallWorkflow extends Construct {
         requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'), // retries keep the call's start
         endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'), // a retried cancel still frees the job's place
         ...retryMessageKey(keyed),
+        priority: sfn.JsonPath.stringAt(PRIORITY_PATH), // issue 15: retries keep the call's priority
       },
       requeue,
       park,
@@ -265,6 +266,7 @@ export class VendorCallWorkflow extends Construct {
             requestStartedAtMs: sfn.JsonPath.numberAt('$.requestStartedAtMs'),
             endsJobOf: sfn.JsonPath.stringAt('$.endsJobOf'),
             ...retryMessageKey(keyed), // issue 15: a deferred request keeps its key
+            priority: sfn.JsonPath.stringAt(PRIORITY_PATH), // ... and its priority
           },
         },
         resultPath: '$.retry',
@@ -282,7 +284,8 @@ export class VendorCallWorkflow extends Construct {
     claim.addCatch(alreadyClaimed, { errors: ['DynamoDB.ConditionalCheckFailedException'], resultPath: sfn.JsonPath.DISCARD });
     claim.addCatch(classify, { resultPath: '$.error' });
     // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
-    const definition = inputDefaults(this, { requestStartedAtMs: null, endsJobOf: null, key: null, ...keyLimitsDefault(props.contract) })
+    const defaults = { requestStartedAtMs: null, endsJobOf: null, key: null, priority: null, ...keyLimitsDefault(props.contract) };
+    const definition = inputDefaults(this, defaults)
       .next(claim.next(checkWaiting).next(credential.before(hasBody, { classify, giveUp })));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {

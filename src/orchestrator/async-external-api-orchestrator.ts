@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import { KeyInsights, keyRuleMetric } from './key-insights';
 import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
+import { Priority } from './priority';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request-key-fields';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
@@ -30,6 +31,7 @@ import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV } from '../shared/key-limits';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { INVALID_REQUEST_KEY } from '../shared/request-key';
+import { INVALID_REQUEST_PRIORITY } from '../shared/request-priority';
 import { validateDuration, validateVendorUrl, validateWholeNumber } from '../shared/validation';
 import { methodProblem, pathProblem } from '../shared/vendor-call';
 import { orchestratorArrivalAudit } from '../throttled-proxy/arrival-audit-metrics';
@@ -262,6 +264,17 @@ export interface SubmitJobTaskProps {
    */
   readonly key?: string;
   /**
+   * The request's priority (issue 15): `Priority.HIGH`, `Priority.NORMAL`, `Priority.LOW`, or
+   * `Priority.fromJsonPath('$.priority')` for a value read from the state. Under a backlog the
+   * dispatcher serves higher priority first; a waiting request rises one level per
+   * `priorityAging` (30 seconds by default; README, "Priorities"). A value read at run time that
+   * is not `"high"`, `"normal"` or `"low"` (null is normal) fails the task with
+   * `InvalidRequestPriority` before anything reaches the vendor.
+   *
+   * @default - normal
+   */
+  readonly priority?: Priority;
+  /**
    * A comment for the state.
    *
    * @default - a description of the task
@@ -335,6 +348,14 @@ export interface SubmitJobTaskJsonataProps {
    * @default - no key (required when the vendor credential is per key)
    */
   readonly key?: string;
+  /**
+   * The request's priority (issue 15): `Priority.HIGH`, `Priority.NORMAL`, `Priority.LOW`, or
+   * `Priority.fromJsonata('{% $states.input.priority %}')` for a value read at run time (nothing
+   * found, or null: normal). Same rules as `submitJobTask`'s `priority`.
+   *
+   * @default - normal
+   */
+  readonly priority?: Priority;
   /**
    * A comment for the state.
    *
@@ -438,6 +459,17 @@ export interface CallVendorTaskProps {
    */
   readonly key?: string;
   /**
+   * The request's priority (issue 15): `Priority.HIGH`, `Priority.NORMAL`, `Priority.LOW`, or
+   * `Priority.fromJsonPath('$.priority')` for a value read from the state. Under a backlog the
+   * dispatcher serves higher priority first; a waiting request rises one level per
+   * `priorityAging` (30 seconds by default; README, "Priorities"). A value read at run time that
+   * is not `"high"`, `"normal"` or `"low"` (null is normal) fails the task with
+   * `InvalidRequestPriority` before anything reaches the vendor.
+   *
+   * @default - normal
+   */
+  readonly priority?: Priority;
+  /**
    * A comment for the state.
    *
    * @default - a description of the task
@@ -538,6 +570,14 @@ export interface CallVendorTaskJsonataProps {
    */
   readonly key?: string;
   /**
+   * The request's priority (issue 15): `Priority.HIGH`, `Priority.NORMAL`, `Priority.LOW`, or
+   * `Priority.fromJsonata('{% $states.input.priority %}')` for a value read at run time (nothing
+   * found, or null: normal). Same rules as `submitJobTask`'s `priority`.
+   *
+   * @default - normal
+   */
+  readonly priority?: Priority;
+  /**
    * A comment for the state.
    *
    * @default - a description of the task
@@ -580,6 +620,12 @@ export class AsyncExternalApiOrchestrator extends Construct {
    * slot, job place or vendor call, and drops the message (not parked: the input is wrong).
    */
   public static readonly ERROR_INVALID_REQUEST_KEY = INVALID_REQUEST_KEY;
+  /**
+   * The request's priority (the tasks' `priority`, read at run time) is not `high`, `normal` or
+   * `low`: the queue consumer fails the task with it on the request's first receive, before any
+   * pacing slot, job place or vendor call, and drops the message (not parked: the input is wrong).
+   */
+  public static readonly ERROR_INVALID_REQUEST_PRIORITY = INVALID_REQUEST_PRIORITY;
 
   /** The vendor contract every layer reads. */
   public readonly contract: VendorContract;
@@ -962,6 +1008,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
         requestId: props.requestId ?? sfn.JsonPath.uuid(),
         payload: props.payload.value,
         ...(key ? { key: key.bodyKey } : {}),
+        ...(props.priority ? { priority: props.priority._jsonPathField(`submitJobTask '${id}'`) } : {}),
         attempt: 1,
       }),
       messageGroupId: key?.messageGroupId,
@@ -1010,6 +1057,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
         requestId,
         payload,
         ...(key ? { key: key.bodyKey } : {}),
+        ...(props.priority ? { priority: props.priority._jsonataField(`submitJobTaskJsonata '${id}'`) } : {}),
         attempt: 1,
       }),
       messageGroupId: key?.messageGroupId,
@@ -1068,6 +1116,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.body ? { body: props.body.value } : {}),
         },
         ...(key ? { key: key.bodyKey } : {}),
+        ...(props.priority ? { priority: props.priority._jsonPathField(`callVendorTask '${id}'`) } : {}),
         attempt: 1,
         ...(props.endsJobOf !== undefined ? { endsJobOf: props.endsJobOf } : {}),
       }),
@@ -1114,6 +1163,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
           ...(props.body ? { body: props.body.value } : {}),
         },
         ...(key ? { key: key.bodyKey } : {}),
+        ...(props.priority ? { priority: props.priority._jsonataField(`callVendorTaskJsonata '${id}'`) } : {}),
         attempt: 1,
         ...(props.endsJobOf !== undefined ? { endsJobOf: props.endsJobOf } : {}),
       }),

@@ -18,7 +18,9 @@ import { limitedCallsOf } from './dispatch-limits';
 import { admitJobs, JobsInFlightConfig, moveToWaiting } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
+import { orderByPriority } from './priority-order';
 import { messageKeyProblem, refuseRequestKey } from './request-key-check';
+import { messagePriorityProblem, refuseRequestPriority } from './request-priority-check';
 import { isRequestStart, splitByQuotaWait, withRequestStart } from './request-start';
 import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
@@ -31,6 +33,7 @@ import type { KeyLimitsSource, KeyLimitsSpec } from '../shared/key-limits';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
+import { isRequestPriority } from '../shared/request-priority';
 import { sqsQueueUrl } from '../shared/sqs-url';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
@@ -259,6 +262,8 @@ export function buildDispatchInput(
     ...claimSequence(attempt, message.deferrals),
     message,
     ...(message.key !== undefined ? { key: message.key } : {}),
+    // Issue 15: a retry or deferral rebuilds the message from the input, so the priority travels in it.
+    ...(isRequestPriority(message.priority) ? { priority: message.priority } : {}),
     // ---- webhookauth: capability callback URL ----
     // Kept across retries (the re-enqueued message carries it); minted on the first dispatch.
     // Issue 15: with a signing secret per key, the token carries the key (callback-token-key.ts).
@@ -357,8 +362,11 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     const problem = parsed.ok ? oversizeProblem(parsed.message, clock.now(), config) : undefined;
     // Issue 15: a missing or invalid key fails the waiting task (InvalidRequestKey), nothing else.
     const keyProblem = parsed.ok ? messageKeyProblem(parsed.message, config.requireKey === true) : undefined;
-    if (parsed.ok && keyProblem !== undefined) {
-      parking.push(refuseRequestKey(parsed.message, keyProblem,
+    // ... and so does a priority read at run time that is not high, normal or low (InvalidRequestPriority).
+    const priorityProblem = parsed.ok && keyProblem === undefined ? messagePriorityProblem(parsed.message) : undefined;
+    if (parsed.ok && (keyProblem !== undefined || priorityProblem !== undefined)) {
+      const refuse = keyProblem !== undefined ? refuseRequestKey : refuseRequestPriority;
+      parking.push(refuse(parsed.message, (keyProblem ?? priorityProblem)!,
         (taskToken, error, cause) => deps.clients.sfn.send(new SendTaskFailureCommand({ taskToken, error, cause })), deps.logger).then((refused) => {
         if (!refused) {
           failures.push(record.messageId);
@@ -492,7 +500,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // Every message is ready from here on: its PacingWait is measured from this moment to its start,
   // so time lost to given-up slots counts too.
   const readyAtMs = clock.now();
-  const pending = [...valid];
+  // Issue 15: the slots go to higher effective priority first, then to the oldest (priority-order.ts).
+  const pending = orderByPriority(valid, readyAtMs);
   const inFlight: Promise<string | undefined>[] = [];
   const lead = config.leadMs ?? 0;
   // Each slot with the message it goes to: in order without named limits; with them, the pacer

@@ -39,18 +39,32 @@ export async function refuseRequestKey(
   sendTaskFailure: (taskToken: string, error: string, cause: string) => Promise<unknown>,
   logger: { warn(message: string, attributes: Record<string, unknown>): void },
 ): Promise<boolean> {
+  return refuseRequest(message, { error: INVALID_REQUEST_KEY, what: 'invalid or missing key' }, problem, sendTaskFailure, logger);
+}
+
+/**
+ * Fails the waiting task of a request whose input is wrong (`refusal.error`, e.g. InvalidRequestKey,
+ * InvalidRequestPriority) with `problem` as the cause. Resolves to whether the message may be
+ * deleted: true once the task is failed (or was already closed), false when Step Functions could
+ * not be reached (the message then stays on the queue and is checked again).
+ */
+export async function refuseRequest(
+  message: AnyRequestMessage, refusal: { readonly error: string; readonly what: string }, problem: string,
+  sendTaskFailure: (taskToken: string, error: string, cause: string) => Promise<unknown>,
+  logger: { warn(message: string, attributes: Record<string, unknown>): void },
+): Promise<boolean> {
   const log = { requestId: message.requestId, problem };
   try {
-    await sendTaskFailure(message.taskToken, INVALID_REQUEST_KEY, problem.slice(0, 32768));
-    logger.warn('request refused: invalid or missing key; its waiting task failed with InvalidRequestKey', log);
+    await sendTaskFailure(message.taskToken, refusal.error, problem.slice(0, 32768));
+    logger.warn(`request refused: ${refusal.what}; its waiting task failed with ${refusal.error}`, log);
     return true;
   } catch (error) {
     const name = (error as Error).name;
     if (CLOSED_TASK_ERROR_NAMES.has(name)) {
-      logger.warn('request refused: invalid or missing key; its waiting task was already closed', { ...log, error: name });
+      logger.warn(`request refused: ${refusal.what}; its waiting task was already closed`, { ...log, error: name });
       return true;
     }
-    logger.warn('request with an invalid key: could not fail its waiting task; the message stays on the queue', { ...log, error });
+    logger.warn(`request with an ${refusal.what}: could not fail its waiting task; the message stays on the queue`, { ...log, error });
     return false;
   }
 }

@@ -3,7 +3,7 @@
  * Plain types only: imported by construct code and by the bundled Lambda handlers alike,
  * so nothing here may import the AWS SDK or aws-cdk-lib.
  */
-import type { KeyLimitsSpec } from './key-limits';
+import type { KeyLimitsSpec, RequestPriority } from './key-limits';
 
 /**
  * What the main workflow's submit task puts on the request queue (blog step 1-2), and what the
@@ -35,6 +35,13 @@ export interface RequestMessage {
    * (request-key.ts). Absent when the task declares no key.
    */
   readonly key?: string;
+  /**
+   * The request's priority (issue 15; `submitJobTask`'s / `callVendorTask`'s `priority`): under a
+   * backlog the dispatcher serves higher effective priority first (shared/request-priority.ts).
+   * Absent or null: normal. Anything but `high`, `normal`, `low` fails the waiting task with
+   * `InvalidRequestPriority` on first receive (request-priority-check.ts).
+   */
+  readonly priority?: RequestPriority | null;
   /** Absent (or `submit`) for a job submission; see {@link VendorCallMessage} for `call`. */
   readonly kind?: 'submit';
   // ---- webhookauth: capability callback URL ----
@@ -88,6 +95,8 @@ export interface VendorCallMessage {
    * (request-key.ts). Absent when the task declares no key.
    */
   readonly key?: string;
+  /** The request's priority (`callVendorTask`'s `priority`; see `RequestMessage.priority`). Absent or null: normal. */
+  readonly priority?: RequestPriority | null;
   /** 1 for the first call; raised by each re-enqueue. Absent means 1. */
   readonly attempt?: number;
   /**
@@ -126,6 +135,8 @@ export interface VendorCallInput {
   readonly endsJobOf: string | null;
   /** The message's key (see `RequestMessage.key`); absent when it has none. */
   readonly key?: string;
+  /** The message's priority (see `RequestMessage.priority`), carried into the call's retries and deferrals; absent when normal by default. */
+  readonly priority?: RequestPriority;
   /** The pacing slot of this call, epoch ms: the vendor caller fires at it (PacingPoint.VENDOR_CALL). */
   readonly slotAtMs?: number;
   /** The request's start (`requestStartedAtMs` of the message), epoch ms: the vendor caller's quota deadline counts from it. */
@@ -174,6 +185,8 @@ export interface DispatchInput {
   readonly message: RequestMessage;
   /** The message's key (see `RequestMessage.key`); absent when it has none. */
   readonly key?: string;
+  /** The message's priority (see `RequestMessage.priority`), carried into the request's retries and deferrals; absent when normal by default. */
+  readonly priority?: RequestPriority;
 
   // ---- webhookauth: capability callback URL ----
   /** The request's secret callback token (see `RequestMessage.callbackToken`). */

@@ -5,6 +5,7 @@
  */
 import type { KeyLimitsSpec } from './key-limits';
 import { claimSequence, VENDOR_CALL_METHODS, VendorCallInput, VendorCallMessage, VendorCallRequest } from './messages';
+import { isRequestPriority } from './request-priority';
 
 /** Longest path accepted (API Gateway's URL limit is 8 KiB; vendors rarely take more than 2 KiB). */
 export const MAX_VENDOR_CALL_PATH_LENGTH = 2048;
@@ -152,6 +153,8 @@ export function buildVendorCallInput(
     call: normalized.call,
     message,
     ...(message.key !== undefined ? { key: message.key } : {}),
+    // Issue 15: a retry or deferral rebuilds the message from the input, so the priority travels in it.
+    ...(isRequestPriority(message.priority) ? { priority: message.priority } : {}),
     ...(slotAtMs !== undefined ? { slotAtMs } : {}),
     endsJobOf: typeof message.endsJobOf === 'string' && message.endsJobOf.length > 0 ? message.endsJobOf : null,
     // The call's start, stamped by the dispatcher (request-start.ts); now for a message never stamped.

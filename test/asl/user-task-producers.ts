@@ -21,6 +21,8 @@ import {
 } from './producers';
 import { UserTaskConfiguration } from './user-tasks';
 import { CallbackClients, loadConfig, processCallbackRecord } from '../../src/callback-webhook/callback-processing';
+import { parseRequestMessage } from '../../src/rate-controlled-queue-consumer/dispatch';
+import { messagePriorityProblem, refuseRequestPriority } from '../../src/rate-controlled-queue-consumer/request-priority-check';
 import { CorrelationAttributes, DispatchInput, RequestStatus } from '../../src/shared/messages';
 
 /** How the rest of the system ends the waiting task. */
@@ -32,7 +34,12 @@ export type Outcome =
   /** submit: the vendor accepts, then its callback (this body) goes through the callback processor. */
   | { readonly kind: 'callback'; readonly callback: unknown }
   /** submit: the vendor accepts, no callback comes; Step Functions ends the task with this error. */
-  | { readonly kind: 'no callback'; readonly error: 'States.Timeout' | 'States.HeartbeatTimeout' };
+  | { readonly kind: 'no callback'; readonly error: 'States.Timeout' | 'States.HeartbeatTimeout' }
+  /**
+   * Issue 15: the message's priority (read at run time) is not high, normal or low: the dispatcher's
+   * check fails the task (InvalidRequestPriority) on first receive, before any execution.
+   */
+  | { readonly kind: 'dispatcher refuses the priority' };
 
 /** What the request queue receives: Step Functions sends an object MessageBody as its JSON text. */
 export function queuedBody(taskArguments: { MessageBody: unknown }): string {
@@ -59,7 +66,8 @@ export function userTaskAnswer(c: UserTaskConfiguration, outcomes: Outcome[], ru
     const message = JSON.parse(body);
     const run: { message: Record<string, any>; resolution?: TaskRun['resolution'] } = { message };
     runs.push(run);
-    const resolution = message.kind === 'call' ? await vendorCall(c, body, outcome) : await submission(c, body, outcome);
+    const resolution = outcome.kind === 'dispatcher refuses the priority' ? await refusedPriority(message)
+      : message.kind === 'call' ? await vendorCall(c, body, outcome) : await submission(c, body, outcome);
     run.resolution = resolution;
     if (resolution.taskToken !== message.taskToken) {
       throw new Error(`the producer resumed task token ${resolution.taskToken}, the task sent ${message.taskToken}`);
@@ -87,7 +95,27 @@ const SERVICES: Record<string, TaskHandler> = {
 
 type Resolution = NonNullable<TaskRun['resolution']>;
 
-async function submission(c: UserTaskConfiguration, body: string, outcome: Outcome): Promise<Resolution> {
+/** The outcomes that reach a workflow (the dispatcher accepted the message). */
+type WorkflowOutcome = Exclude<Outcome, { readonly kind: 'dispatcher refuses the priority' }>;
+
+/** The dispatcher's own check and refusal of the message's priority (request-priority-check.ts). */
+async function refusedPriority(message: Record<string, any>): Promise<Resolution> {
+  const parsed = parseRequestMessage(JSON.stringify(message));
+  const problem = parsed.ok ? messagePriorityProblem(parsed.message) : undefined;
+  if (!parsed.ok || problem === undefined) {
+    throw new Error(`the dispatcher accepts this message's priority (${JSON.stringify(message.priority)}): give the workflow an invalid one`);
+  }
+  let resolution: Resolution | undefined;
+  const refused = await refuseRequestPriority(parsed.message, problem, async (taskToken, error, cause) => {
+    resolution = { taskToken, error, cause };
+  }, { warn: () => undefined });
+  if (!refused || !resolution) {
+    throw new Error('the dispatcher did not fail the waiting task');
+  }
+  return resolution;
+}
+
+async function submission(c: UserTaskConfiguration, body: string, outcome: WorkflowOutcome): Promise<Resolution> {
   const paced = 'WasVendorCalled' in c.dispatch.States;
   // The dispatcher's own code accepts the message (or the test fails here, naming why).
   const input = dispatchInputFor(body, paced);
@@ -178,7 +206,7 @@ async function processCallback(c: UserTaskConfiguration, input: DispatchInput, j
   return resolution;
 }
 
-async function vendorCall(c: UserTaskConfiguration, body: string, outcome: Outcome): Promise<Resolution> {
+async function vendorCall(c: UserTaskConfiguration, body: string, outcome: WorkflowOutcome): Promise<Resolution> {
   if (!c.vendorCall) {
     throw new Error('a call message, but the stack has no vendor-call workflow');
   }

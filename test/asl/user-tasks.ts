@@ -9,14 +9,16 @@
  * one canonical user workflow that catches every documented error of the task, and only the task
  * state's edges count (the user's own states are not the library's). A configuration is a set of
  * props that changes the rendered state (the default request id or one from the state, a
- * heartbeat, a body and a query, a payload expression or a TaskInput).
+ * heartbeat, a body and a query, a payload expression or a TaskInput, a key, a priority). A task
+ * whose priority is read at run time also catches InvalidRequestPriority, which the dispatcher's
+ * check sends (test/asl/user-task-producers.ts).
  */
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { BASE_PROPS } from './configurations';
 import { Edge, edgesOf } from './edges';
-import { AsyncExternalApiOrchestrator } from '../../src';
+import { AsyncExternalApiOrchestrator, Priority } from '../../src';
 import { CallbackEnv } from '../../src/shared/env';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
 
@@ -24,6 +26,8 @@ const Errors = {
   REQUEST_FAILED: AsyncExternalApiOrchestrator.ERROR_VENDOR_REQUEST_FAILED,
   JOB_FAILED: AsyncExternalApiOrchestrator.ERROR_VENDOR_JOB_FAILED,
   TOO_LARGE: AsyncExternalApiOrchestrator.ERROR_CALLBACK_TOO_LARGE,
+  /** Issue 15: the dispatcher refuses a priority read at run time that is not high, normal or low. */
+  INVALID_PRIORITY: AsyncExternalApiOrchestrator.ERROR_INVALID_REQUEST_PRIORITY,
 };
 
 /** The coverage entries' names, one per method. */
@@ -90,18 +94,20 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       parameters: { 'jobId.$': '$.vendor.jobId', 'result.$': '$.vendor.result' },
     })));
   }],
-  ['SubmitJobTask', 'request id and key from the state, heartbeat, retried', (o, stack) => {
+  ['SubmitJobTask', 'request id, key and priority from the state, heartbeat, retried', (o, stack) => {
     const submit = o.submitJobTask(stack, 'SubmitJob', {
       payload: sfn.TaskInput.fromJsonPathAt('$.order'),
       requestId: sfn.JsonPath.stringAt('$.orderId'),
       // A key (issue 15): the message's key and a MessageGroupId (States.Hash of the key).
       key: sfn.JsonPath.stringAt('$.sku'),
+      // A priority read at run time (issue 15): the dispatcher refuses an invalid one (InvalidRequestPriority).
+      priority: Priority.fromJsonPath('$.priority'),
       resultPath: '$.vendor',
       heartbeatTimeout: Duration.minutes(10),
     });
     // A stable request id makes a resubmission safe (SubmitJobTaskProps.requestId).
     submit.addRetry({ errors: [sfn.Errors.HEARTBEAT_TIMEOUT], maxAttempts: 1 });
-    catchEach(stack, submit, [...SUBMIT_ERRORS, sfn.Errors.HEARTBEAT_TIMEOUT]);
+    catchEach(stack, submit, [...SUBMIT_ERRORS, sfn.Errors.HEARTBEAT_TIMEOUT, Errors.INVALID_PRIORITY]);
     return mainWorkflow(stack, submit.next(new sfn.Pass(stack, 'ProcessResult', {
       parameters: { 'orderId.$': '$.orderId', 'jobId.$': '$.vendor.jobId', 'result.$': '$.vendor.result' },
     })));
@@ -116,10 +122,11 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       parameters: { 'status.$': '$.fetched.statusCode', 'result.$': '$.fetched.body', 'contentType.$': '$.fetched.headers.content-type[0]' },
     })));
   }],
-  ['CallVendorTask', 'POST with a query, a body and a key', (o, stack) => {
+  ['CallVendorTask', 'POST with a query, a body, a key and a literal priority', (o, stack) => {
     const fetch = o.callVendorTask(stack, 'FetchResult', {
       method: 'POST',
       key: sfn.JsonPath.stringAt('$.sku'),
+      priority: Priority.HIGH,
       path: sfn.JsonPath.format('/{}/priority', sfn.JsonPath.stringAt('$.jobId')),
       query: sfn.TaskInput.fromObject({ notify: 'true', tags: sfn.JsonPath.listAt('$.tags') }),
       body: sfn.TaskInput.fromJsonPathAt('$.update'),
@@ -143,17 +150,19 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       outputs: { jobId: '{% $jobId %}', result: '{% $states.input.vendor.result %}' },
     })), true);
   }],
-  ['SubmitJobTaskJsonata', 'payloadInput, request id and key from the input, heartbeat, retried', (o, stack) => {
+  ['SubmitJobTaskJsonata', 'payloadInput, request id, key and priority from the input, heartbeat, retried', (o, stack) => {
     const submit = o.submitJobTaskJsonata(stack, 'SubmitJob', {
       payloadInput: sfn.TaskInput.fromObject({ sku: '{% $states.input.sku %}', quantity: 2 }),
       requestId: '{% $states.input.orderId %}',
       // A key (issue 15): the message's key and a MessageGroupId ($hash of the key).
       key: '{% $states.input.sku %}',
+      // A priority read at run time (issue 15): the dispatcher refuses an invalid one (InvalidRequestPriority).
+      priority: Priority.fromJsonata('{% $states.input.priority %}'),
       heartbeatTimeout: Duration.minutes(10),
       assign: { jobId: '{% $states.result.jobId %}', result: '{% $states.result.result %}' },
     });
     submit.addRetry({ errors: [sfn.Errors.HEARTBEAT_TIMEOUT], maxAttempts: 1 });
-    catchEachJsonata(stack, submit, [...SUBMIT_ERRORS, sfn.Errors.HEARTBEAT_TIMEOUT]);
+    catchEachJsonata(stack, submit, [...SUBMIT_ERRORS, sfn.Errors.HEARTBEAT_TIMEOUT, Errors.INVALID_PRIORITY]);
     return mainWorkflow(stack, submit.next(sfn.Pass.jsonata(stack, 'ProcessResult', {
       outputs: { jobId: '{% $jobId %}', result: '{% $result %}' },
     })), true);
@@ -168,10 +177,11 @@ const BUILDS: Array<[UserTaskName, string, Build]> = [
       outputs: { status: '{% $states.input.fetched.statusCode %}', result: '{% $states.input.fetched.body %}', contentType: '{% $states.input.fetched.headers."content-type"[0] %}' },
     })), true);
   }],
-  ['CallVendorTaskJsonata', 'POST with a query, a body and a key', (o, stack) => {
+  ['CallVendorTaskJsonata', 'POST with a query, a body, a key and a literal priority', (o, stack) => {
     const fetch = o.callVendorTaskJsonata(stack, 'FetchResult', {
       method: 'POST',
       key: '{% $states.input.sku %}',
+      priority: Priority.LOW,
       path: '{% "/" & $states.input.jobId & "/priority" %}',
       query: sfn.TaskInput.fromObject({ notify: 'true', page: '{% $string($states.input.page) %}' }),
       body: sfn.TaskInput.fromText('{% $states.input.update %}'),

@@ -160,6 +160,7 @@ describe('dispatch workflow, executed', () => {
       attempt: attempt + 1,
       callbackToken: INPUT_TOKEN,
       requestStartedAtMs: REQUEST_STARTED_AT, // the retry keeps the request's start (its quota deadline)
+      priority: null, // ... and its priority (none: normal)
     });
     expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
   });
@@ -369,8 +370,29 @@ describe('dispatch workflow, executed', () => {
       deferrals: 1,
       callbackToken: INPUT_TOKEN,
       requestStartedAtMs: REQUEST_STARTED_AT,
+      priority: null,
     });
     expect(result.calls.StoreJobId).toBeUndefined();
+  });
+
+  test('issue 15: a high-priority request keeps its priority when retried and when deferred (both messages are rebuilt from the input)', async () => {
+    // As the dispatcher builds it for a message with a priority (dispatcher-priorities.test.ts).
+    const input = { ...dispatchInput(2), priority: 'high' };
+    const retried = await run(definition, input, {
+      ClaimRequest: claimed,
+      CallVendor: () => {
+        throw stepError('ApiGateway.503');
+      },
+      RequeueWithDelay: ok,
+    });
+    const deferred = await run(definition, input, {
+      ClaimRequest: claimed,
+      CallVendor: () => ({ Payload: { statusCode: null, body: null, requeue: { delaySeconds: 42, reason: 'VendorPaused' } } }),
+      RequeueWithDelay: ok,
+    });
+    expect([retried, deferred].map((r) => JSON.parse(r.calls.RequeueWithDelay[0].MessageBody))).toEqual([
+      expect.objectContaining({ attempt: 3, priority: 'high' }), expect.objectContaining({ attempt: 2, deferrals: 1, priority: 'high' }),
+    ]);
   });
 
   test.each([

@@ -522,6 +522,7 @@ describe('DispatchWorkflow', () => {
           'attempt.$': 'States.MathAdd($.attempt, 1)',
           'callbackToken.$': '$.callbackToken',
           'requestStartedAtMs.$': '$.requestStartedAtMs',
+          'priority.$': '$.priority', // issue 15: filled with null when absent (input-defaults.ts)
         },
       });
       expect(definition.States.RequeueWithDelay).toMatchObject({

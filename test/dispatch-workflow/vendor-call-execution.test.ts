@@ -177,6 +177,7 @@ describe('vendor-call workflow, executed', () => {
       // The retry keeps the call's start (its quota deadline) and the job it ends (none).
       requestStartedAtMs: NOW_MS,
       endsJobOf: null,
+      priority: null, // the retry keeps the call's priority (none: normal)
     });
     expect(result.calls.ReturnResponse).toBeUndefined();
   });
@@ -313,7 +314,7 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     const sent = result.calls.RequeueWithDelay[0];
     expect(sent.DelaySeconds).toBeGreaterThanOrEqual(59);
     expect(JSON.parse(sent.MessageBody)).toEqual({
-      kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, deferrals: 1, call: callInput().call, requestStartedAtMs: NOW_MS, endsJobOf: null,
+      kind: 'call', taskToken: 'token-1', requestId: 'req-1', attempt: 2, deferrals: 1, call: callInput().call, requestStartedAtMs: NOW_MS, endsJobOf: null, priority: null,
     });
     expect(result.calls.ReturnResponse).toBeUndefined();
   });
@@ -328,6 +329,21 @@ describe('vendor-call workflow with the vendor caller (PacingPoint.VENDOR_CALL),
     expect(result.error).toBeUndefined();
     expect(result.calls.CallVendor[0].Payload).toMatchObject({ requestId: 'req-1', requestStartedAtMs: null, endsJobOf: null });
     expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody)).toMatchObject({ requestId: 'req-1', requestStartedAtMs: null, endsJobOf: null });
+  });
+
+  test('issue 15: a high-priority call keeps its priority when deferred and when retried (both messages are rebuilt from the input)', async () => {
+    const input = buildVendorCallInput({ ...slotInput().message, priority: 'high' }, NOW_MS, CORRELATION_TTL_SECONDS, Date.now() + 100);
+    expect(input.priority).toBe('high');
+    const deferred = await run(definition, input, { CallVendor: callerAnswerDuringVendorPause, RequeueWithDelay: ok });
+    const retried = await run(definition, input, {
+      CallVendor: () => {
+        throw stepError('ApiGateway.503');
+      },
+      RequeueWithDelay: ok,
+    });
+    expect([deferred, retried].map((r) => JSON.parse(r.calls.RequeueWithDelay[0].MessageBody))).toEqual([
+      expect.objectContaining({ attempt: 2, deferrals: 1, priority: 'high' }), expect.objectContaining({ attempt: 3, priority: 'high' }),
+    ]);
   });
 
   test('a deferred call comes back with one more deferral, so its next execution claims again (a higher claim sequence) (issue 13, item 1)', async () => {

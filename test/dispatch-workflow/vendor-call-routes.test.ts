@@ -211,9 +211,10 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
       ...(perKey ? { key: 'tenant-1' } : {}),
       attempt: 2,
       call: callMessage(call).call,
-      // The retry keeps the call's start (its quota deadline) and what job it ends (none here).
+      // The retry keeps the call's start (its quota deadline), what job it ends (none here) and its priority (none: normal).
       requestStartedAtMs: expect.any(Number),
       endsJobOf: null,
+      priority: null,
     });
     expect(result.calls.RequeueWithDelay[0].MessageGroupId).toBe(perKey ? literalKeyGroupId('tenant-1') : undefined);
   });

@@ -85,4 +85,24 @@ describe('example app', () => {
   test('GIVEN cancelOnTimeout without maxJobsInFlight THEN synthesis fails, saying so', () => {
     expect(() => buildExampleApp({ cancelOnTimeout: true })).toThrow(/endsJobOf/);
   });
+
+  test('GIVEN credentialsPerKey WHEN synthesized THEN every vendor call (submission, fetch, cancel) carries the customer\'s key and the credential function reads vendor/{key}', () => {
+    // GIVEN / WHEN
+    const { stack } = buildExampleApp({
+      contract: VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 2, maxJobDuration: Duration.minutes(10) }),
+      cancelOnTimeout: true,
+      credentialsPerKey: true,
+    });
+
+    // THEN
+    const states = mainDefinition(stack).States;
+    for (const name of ['SubmitJob', 'FetchResult', 'CancelJob']) {
+      expect({ name, keyed: JSON.stringify(states[name]).includes('$.customerId') }).toEqual({ name, keyed: true });
+    }
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: { SECRET_NAME_PATTERN: 'vendor/{key}' } },
+    });
+    // ... and without it, no key anywhere
+    expect(JSON.stringify(mainDefinition(buildExampleApp().stack))).not.toContain('customerId');
+  });
 });

@@ -20,6 +20,7 @@ import {
   runFaultScenario,
   startFaultSuite,
 } from '../../local/fault-suite';
+import { BURST_KEYS, burstKey, MISSING_CREDENTIAL_KEYS } from '../../local/fault-suite-keys';
 import { mulberry32 } from '../../local/faults';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 
@@ -29,7 +30,9 @@ let ctx: FaultSuiteContext;
 const results: FaultScenarioResult[] = [];
 
 beforeAll(async () => {
-  ctx = await startFaultSuite({ logFile: process.env.FAULTS_LOG });
+  // Credentials per key (local/fault-suite-keys.ts): every request has a key, each key its own
+  // secret and its own account at the vendor.
+  ctx = await startFaultSuite({ logFile: process.env.FAULTS_LOG, credentialsPerKey: true });
 }, 120_000);
 
 afterAll(async () => {
@@ -52,7 +55,10 @@ async function run(id: string): Promise<FaultScenarioResult> {
     lost: result.lost,
     duplicateVendorCalls: result.duplicateVendorCalls,
     forgedAccepted: result.forgedAccepted,
-  }).toEqual({ id, accounted: result.requests, lost: 0, duplicateVendorCalls: 0, forgedAccepted: 0 });
+    // Every call carried a credential the vendor knows, and none went over its key's own limit.
+    unknownCredentials: result.vendorKeys.unknownCredential,
+    keyViolations: result.vendorKeys.violations,
+  }).toEqual({ id, accounted: result.requests, lost: 0, duplicateVendorCalls: 0, forgedAccepted: 0, unknownCredentials: 0, keyViolations: 0 });
   return result;
 }
 
@@ -147,6 +153,29 @@ test('Step Functions throttling: failed starts come back from the queue, SendTas
   expect(sfnThrottled('SendTaskSuccess') + sfnThrottled('SendTaskFailure') + sfnThrottled('SendTaskHeartbeat')).toBeGreaterThan(0);
   expect(outcomes(r)).toEqual(Array(r.requests).fill('SUCCEEDED'));
   expect(r.resumes).toBe(RESUMES_PER_SUCCESS * r.requests);
+});
+
+test('a key without a credential: its requests parked at once (VendorCredentialNotFound), tasks fail VendorRequestFailed; the other keys succeed, the vendor never sees it', async () => {
+  const r = await run('key-credential-missing');
+  const { withSecret, withoutSecret } = MISSING_CREDENTIAL_KEYS;
+  // Requests go round-robin over acme, globex, initech (no secret).
+  expect(outcomes(r)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'FAILED:VendorRequestFailed', 'SUCCEEDED', 'SUCCEEDED', 'FAILED:VendorRequestFailed']);
+  expect(r.requestParkReasons).toEqual({ VendorCredentialNotFound: 2 });
+  expect(r.resumes).toBe(RESUMES_PER_SUCCESS * 4 + 2);
+  expect(Object.keys(r.vendorKeys.byKey)).toEqual([...withSecret]);
+  expect(r.vendorKeys.byKey[withoutSecret]).toBeUndefined();
+  // Each key with a secret: its two submissions and two result fetches, with its own credential.
+  expect(Object.values(r.vendorKeys.byKey).map((k) => k.arrivals)).toEqual([4, 4]);
+});
+
+test('a burst of new keys: each key\'s first request within about a second, each with its own secret: all succeed, none over its key\'s limit or the contract', async () => {
+  const r = await run('key-burst');
+  expect(outcomes(r)).toEqual(Array(BURST_KEYS).fill('SUCCEEDED'));
+  // The vendor saw every key, each with its own credential: a submission and a result fetch.
+  expect(Object.keys(r.vendorKeys.byKey)).toEqual(Array.from({ length: BURST_KEYS }, (_, i) => burstKey(i)));
+  expect(Object.values(r.vendorKeys.byKey).every((k) => k.arrivals === 2 && k.violations === 0)).toBe(true);
+  expect(r.vendorContractViolations).toBe(0);
+  expect(r.requestDeadLetters + r.callbackDeadLetters).toBe(0);
 });
 
 test('vendor slower than the timeout, silent or malformed: timed out; late callbacks recorded LATE, malformed parked', async () => {

@@ -568,6 +568,103 @@ describe('VendorSimulator: contract enforcement', () => {
   });
 });
 
+describe('VendorSimulator: accounts per key (issue 15, credentials per key)', () => {
+  const ACCOUNTS = { credentialHeader: 'x-api-key', credentials: { 'api-key-hot': 'hot', 'api-key-quiet': 'quiet', 'api-key-slow': 'slow' } };
+  const asKey = (base: string, credential: string | undefined, requestId: string) => call(`${base}/v1/jobs`, {
+    headers: { 'Idempotency-Key': requestId, ...(credential ? { 'x-api-key': credential } : {}) },
+    body: { requestId, callbackUrl: WEBHOOK_URL },
+  });
+
+  test('GIVEN a limit of 2 per key WHEN one key sends 4 calls in a second and another 2 THEN the first key\'s 3rd and 4th get 429 and count as its violations, the other\'s pass, independent of the contract', async () => {
+    // GIVEN a contract of 100, every account limited to 2 per sliding second, except 'slow' at 1.5 (floor: 1)
+    const times = [0, 100, 200, 300, 400, 500, 1150, 1300].map((t) => 1_800_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({
+      requestsPerSecond: 100,
+      noCallbackRate: 1,
+      clock: () => times[next++],
+      accounts: { ...ACCOUNTS, requestsPerSecond: 2, requestsPerSecondByKey: { slow: 1.5 } },
+    });
+
+    // WHEN hot calls at 0, 0.1, 0.2, 0.3 s, quiet at 0.4 and 0.5 s, hot again at 1.15 s and 1.3 s
+    const answers = [];
+    const order = ['hot', 'hot', 'hot', 'hot', 'quiet', 'quiet', 'hot', 'hot'];
+    for (const [i, key] of order.entries()) {
+      const credential = `api-key-${key}`;
+      answers.push(await asKey(base, credential, `k-${i}`));
+    }
+
+    // THEN hot's window [0, 1000] is full after two calls (refused calls count too: at 1.15 s
+    // [0.15, 1.15] holds 0.2 and 0.3 s, at 1.3 s [0.3, 1.3] holds 0.3 and 1.15 s)
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 429, 429, 202, 202, 429, 429]);
+    expect(answers[2].headers['retry-after']).toBe('1');
+    expect(answers[2].body).toEqual({ error: "account 'hot' exceeded its limit: at most 2 requests in any second" });
+    const stats = vendor.stats();
+    expect(stats.keys).toEqual({
+      byKey: {
+        hot: { limit: 2, arrivals: 6, violations: 4, maxInAnyWindow: 4 },
+        quiet: { limit: 2, arrivals: 2, violations: 0, maxInAnyWindow: 2 },
+        slow: { limit: 1, arrivals: 0, violations: 0, maxInAnyWindow: 0 },
+      },
+      unknownCredential: 0,
+      violations: 4,
+    });
+    // ... and none of it is a contract violation
+    expect(stats).toMatchObject({ violations: 0, accepted: 4, submissions: 8 });
+  });
+
+  test('GIVEN accounts without a limit WHEN keys call THEN every call passes and arrivals are counted per key; a call without a known credential gets 401', async () => {
+    // GIVEN
+    const { vendor, base } = await startVendor({ requestsPerSecond: 100, noCallbackRate: 1, accounts: ACCOUNTS });
+
+    // WHEN three calls of hot, one of quiet, one without a credential and one with a wrong one
+    const answers = await Promise.all([
+      asKey(base, 'api-key-hot', 'u-0'), asKey(base, 'api-key-hot', 'u-1'), asKey(base, 'api-key-hot', 'u-2'),
+      asKey(base, 'api-key-quiet', 'u-3'), asKey(base, undefined, 'u-4'), asKey(base, 'api-key-nobody', 'u-5'),
+    ]);
+
+    // THEN
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 202, 202, 401, 401]);
+    expect(answers[5].body).toEqual({ error: 'unknown credential in x-api-key: no account has it' });
+    expect(vendor.stats().keys).toEqual({
+      byKey: { hot: { arrivals: 3, violations: 0, maxInAnyWindow: 3 }, quiet: { arrivals: 1, violations: 0, maxInAnyWindow: 1 } },
+      unknownCredential: 2,
+      violations: 0,
+    });
+  });
+
+  test('GIVEN the contract is full WHEN a key over its own limit calls THEN the contract refuses it and the key counts the arrival without a violation of its own (never counted twice)', async () => {
+    // GIVEN a contract of 2 and a key limit of 1
+    const times = [0, 10, 20].map((t) => 1_800_000_000_000 + t);
+    let next = 0;
+    const { vendor, base } = await startVendor({
+      requestsPerSecond: 2, noCallbackRate: 1, clock: () => times[next++], accounts: { ...ACCOUNTS, requestsPerSecond: 1 },
+    });
+
+    // WHEN quiet calls once, hot twice
+    const answers = [];
+    for (const [i, credential] of ['api-key-quiet', 'api-key-hot', 'api-key-hot'].entries()) {
+      answers.push(await asKey(base, credential, `c-${i}`));
+    }
+
+    // THEN hot's second call is over the contract (3 in [0, 1000]): a contract violation, not the key's
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 429]);
+    expect(answers[2].body.error).toMatch(/^contract exceeded/);
+    expect(vendor.stats()).toMatchObject({
+      violations: 1, keys: { violations: 0, byKey: { hot: { arrivals: 2, violations: 0, maxInAnyWindow: 2 } } },
+    });
+  });
+
+  test('GIVEN accounts options the simulator cannot use WHEN constructed THEN it says what was given', () => {
+    expect(() => new VendorSimulator({ requestsPerSecond: 1, accounts: { credentialHeader: 'x api key', credentials: { a: 'a' } } }))
+      .toThrow(/accounts.credentialHeader must be a header name, e.g. 'x-api-key' \(given "x api key"\)/);
+    expect(() => new VendorSimulator({ requestsPerSecond: 1, accounts: { credentialHeader: 'x-api-key', credentials: {} } }))
+      .toThrow(/accounts.credentials must name at least one credential/);
+    expect(() => new VendorSimulator({ requestsPerSecond: 1, accounts: { ...ACCOUNTS, requestsPerSecondByKey: { hot: 0 } } }))
+      .toThrow(/accounts.requestsPerSecondByKey\['hot'\] must be above 0 requests per second \(given 0\)/);
+  });
+});
+
 describe('VendorSimulatorHost: the simulator in its own worker thread (benchmark and demo)', () => {
   test('GIVEN the REST API ports WHEN a job is submitted THEN its first arrival is noted and the callback reaches the mapped API', async () => {
     // GIVEN

@@ -24,6 +24,8 @@ const INPUT = {
   tags: ['rush', 'gift'],
   update: { priority: 'high' },
   page: 2,
+  // Issue 15: the priority of the tasks that read it at run time.
+  priority: 'low',
 };
 
 /** The outcome that makes the orchestrator end a task with `error`. */
@@ -35,6 +37,7 @@ function outcomeFor(error: string, call: boolean): Outcome {
     case 'CallbackTooLarge': return { kind: 'callback', callback: { jobId: 'job-1', status: 'COMPLETED', result: 'x'.repeat(300_000) } };
     case 'States.Timeout':
     case 'States.HeartbeatTimeout': return { kind: 'no callback', error };
+    case 'InvalidRequestPriority': return { kind: 'dispatcher refuses the priority' };
     default: throw new Error(`no producer sends ${error}`);
   }
 }
@@ -53,13 +56,13 @@ describe.each(userTaskConfigurations().map((c) => [c.name, c.configuration, c] a
   const state = c.definition.States[c.state];
   const taken = new Set<string>();
 
-  async function run(outcomes: Outcome[]): Promise<Run> {
+  async function run(outcomes: Outcome[], input: Record<string, unknown> = INPUT): Promise<Run> {
     const runs: TaskRun[] = [];
     const handlers = { [c.state]: userTaskAnswer(c, outcomes, runs) };
     const context = { Task: { Token: TOKEN } };
     const result = jsonata
-      ? await executeJsonataDefinition(c.definition, INPUT, handlers, { name: c.name, context })
-      : await executeDefinition(c.definition, INPUT, handlers, { name: c.name, context });
+      ? await executeJsonataDefinition(c.definition, input, handlers, { name: c.name, context })
+      : await executeDefinition(c.definition, input, handlers, { name: c.name, context });
     result.edges.forEach((e) => taken.add(e));
     return { ...result, runs };
   }
@@ -79,13 +82,17 @@ describe.each(userTaskConfigurations().map((c) => [c.name, c.configuration, c] a
         expect(first.message.call.body).toEqual({ priority: 'high' });
         expect(first.message.requestId).toBe('job-1-priority');
       }
+      // Issue 15: a literal priority (high in JSONPath, low in JSONata), none without one.
+      expect(first.message.priority).toBe(/literal priority/.test(c.configuration) ? (jsonata ? 'low' : 'high') : undefined);
       expect(result.output).toMatchObject({ status: 200, result: { result: 42 } });
     } else {
       // `$.order` / `$states.input.order`, or the TaskInput `{ sku: <input sku>, quantity: 2 }`: the same object here.
       expect(first.message.payload).toEqual({ sku: 'A-1', quantity: 2 });
       // Issue 15: a keyed task's message carries the key (the input's sku).
       expect(first.message.key).toBe(/key/.test(c.configuration) ? 'A-1' : undefined);
-      if (/request id (and key )?from/.test(c.configuration)) {
+      // ... and a priority read from the input (low), none without one.
+      expect(first.message.priority).toBe(/priority from/.test(c.configuration) ? 'low' : undefined);
+      if (/request id(, key and priority)? from/.test(c.configuration)) {
         expect(first.message.requestId).toBe('order-7');
       } else {
         expect(first.message.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
@@ -101,7 +108,8 @@ describe.each(userTaskConfigurations().map((c) => [c.name, c.configuration, c] a
     // A retried error is caught once the retries are spent.
     const retries = ((state.Retry ?? []) as Array<{ ErrorEquals: string[]; MaxAttempts?: number }>)
       .filter((retrier) => retrier.ErrorEquals.includes(error)).reduce((n, retrier) => n + (retrier.MaxAttempts ?? 3), 0);
-    const result = await run([outcomeFor(error, call)]);
+    // Issue 15: only an input with an invalid priority makes the dispatcher refuse it.
+    const result = await run([outcomeFor(error, call)], error === 'InvalidRequestPriority' ? { ...INPUT, priority: 'urgent' } : INPUT);
     expect(result.edges).toContain(`${c.state}: Catch ${i} -> ${next}`);
     expect(result.runs).toHaveLength(retries + 1);
     expect(result.error?.name).toBe(`Main.${error}`);

@@ -1,0 +1,708 @@
+/**
+ * The REAL dispatcher (`dispatchBatch`, src/rate-controlled-queue-consumer/dispatch.ts) driven in
+ * virtual time, for the benchmark's many-keys and priority rows (issue 15, "Measured"; design
+ * docs/design/per-key-limits.md, section 6 steps 2, 3 and 5). Whatever the dispatcher does with
+ * keys and priorities (per-key pacing, set-asides, ordering) is measured as it is, not
+ * re-implemented: the model only plays the services around it.
+ *
+ * - The request queue: plain FIFO (visible messages in the order they became visible; a delayed
+ *   copy becomes visible after its `DelaySeconds`; no fair queues, design section 3.2). SQS
+ *   standard queues order on a best-effort basis only
+ *   (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues.html):
+ *   strict FIFO is the model's simplification. Received messages are in flight for the visibility
+ *   timeout (or what `ChangeMessageVisibility` sets); `SendMessage` / `SendMessageBatch` with
+ *   `DelaySeconds` add copies.
+ * - The event source mapping: `lanes` consumers (its maximum concurrency), each receiving up to
+ *   `batchSize` visible messages (gathering up to the batching window), then invoking the real
+ *   `dispatchBatch` after the `queueToConsumer` hop; it deletes what the invocation did not report
+ *   as a batch item failure (one `DeleteMessageBatch` per 10).
+ * - DynamoDB: bench-sim.ts `InMemoryPacerTable` (the contract's `pacer` item as runPacedModel
+ *   models it; every other item, `BatchGetItem`, `PutItem`, ... evaluated by dynalite's code,
+ *   bench-dynamo-items.ts), each call a `dynamodbCall` round trip.
+ * - Step Functions: `StartExecution` is recorded; the execution reaches the vendor caller after the
+ *   `expressStart` and `lambdaInvoke` hops (plus a cold start for `coldStartFraction`), which, as
+ *   in runPacedModel, checks the contract's pause `PAUSE_CHECK_LEAD_MS` before the slot and fires
+ *   at the input's `slotAtMs` plus the timer's lateness, the request reaching the vendor after
+ *   `callerToProxy` and `proxyToVendor`. A caller too late for its slot reserves a fresh one with
+ *   the real `reserveSlots` (contract only: the per-key fresh reservation of design 1.3 is not
+ *   modeled here).
+ * - The vendor counts arrivals per key and in all (it refuses nothing: the rows count windows over
+ *   each limit, V, from its log).
+ *
+ * Deterministic for a seed (the model's draws and the dispatcher's `random`); the only other
+ * randomness, callback tokens and execution name suffixes, changes no timing.
+ */
+import { SendTaskFailureCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import {
+  ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, SendMessageBatchCommand, SendMessageCommand,
+} from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from './bench-metrics';
+import { Hop, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, round, sample, seededRandom } from './bench-model';
+import { InMemoryPacerTable, VirtualClock } from './bench-sim';
+import { FRESH_SLOT_LEAD_MS, PAUSE_CHECK_LEAD_MS } from '../src/dispatch-workflow/vendor-call';
+import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchDeps, loadConfig, MAX_DELAY_SECONDS, queueUrlFromArn } from '../src/rate-controlled-queue-consumer/dispatch';
+import { reserveSlots, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
+import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
+import { ConsumerEnv } from '../src/shared/env';
+import type { KeyLimitsSource, KeyLimitsSpec, RequestPriority } from '../src/shared/key-limits';
+
+/** One SQS API call (SendMessage, SendMessageBatch, ChangeMessageVisibility), round trip. */
+export const SQS_CALL_HOP: Hop = {
+  distribution: { kind: 'triangular', minMs: 5, modeMs: 10, maxMs: 40 },
+  source: 'assumed (an API call in the Region; AWS publishes no SQS latency figure)',
+};
+
+/** The request queue's ARN as the records carry it (the dispatcher derives the queue URL from it). */
+export const MODEL_QUEUE_ARN = 'arn:aws:sqs:us-east-1:123456789012:bench-requests';
+/** The request queue's URL, as the dispatcher derives it from the records' ARN (dispatch.ts queueUrlFromArn). */
+export const MODEL_QUEUE_URL = queueUrlFromArn(MODEL_QUEUE_ARN);
+export const MODEL_DEAD_LETTER_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/bench-requests-dlq';
+
+// ---------------------------------------------------------------------------------------------
+// The queue
+// ---------------------------------------------------------------------------------------------
+
+/** A message of the modeled queue. */
+export interface ModeledMessage {
+  readonly messageId: string;
+  readonly body: string;
+  readonly groupId?: string;
+  readonly sentAt: number;
+  receiveCount: number;
+  /** The receipt handle of the latest receive (earlier ones are stale). */
+  receipt?: string;
+  deleted: boolean;
+  /** Bumped by each receive and visibility change: older heap entries are stale. */
+  version: number;
+}
+
+interface HeapEntry { readonly at: number; readonly seq: number; readonly message: ModeledMessage; readonly version: number }
+
+/**
+ * A queue with delays and visibility, strictly FIFO in the order messages became visible (ties:
+ * the order they were sent or handed back). Counts the API requests made on it.
+ */
+export class ModeledQueue {
+  private readonly heap: HeapEntry[] = [];
+  private readonly byReceipt = new Map<string, ModeledMessage>();
+  private waiters: Array<() => void> = [];
+  private seq = 0;
+  private ids = 0;
+  /** Requests per API action (receives only when they returned messages). */
+  public readonly requests = { SendMessage: 0, SendMessageBatch: 0, ReceiveMessage: 0, DeleteMessageBatch: 0, ChangeMessageVisibility: 0 };
+  /** The most receives any message had. */
+  public maxReceiveCount = 0;
+  /** The most messages in flight (received, neither deleted nor visible again), counted at each receive. */
+  public maxInFlight = 0;
+  private readonly inFlight = new Set<ModeledMessage>();
+
+  constructor(private readonly clock: VirtualClock) {}
+
+  /** Adds a message, visible after `delaySeconds`. Does not count a request (the caller does). */
+  public add(body: string, delaySeconds = 0, groupId?: string): ModeledMessage {
+    const message: ModeledMessage = {
+      messageId: `m-${++this.ids}`, body, ...(groupId ? { groupId } : {}), sentAt: this.clock.now(), receiveCount: 0, deleted: false, version: 0,
+    };
+    this.push(message, this.clock.now() + delaySeconds * 1000);
+    return message;
+  }
+
+  /** Up to `n` messages visible now, in FIFO order; each in flight for `visibilityTimeoutMs`. */
+  public receive(n: number, visibilityTimeoutMs: number): ModeledMessage[] {
+    const now = this.clock.now();
+    const taken: ModeledMessage[] = [];
+    while (taken.length < n && this.heap.length > 0 && this.heap[0].at <= now) {
+      const entry = this.pop()!;
+      if (entry.message.deleted || entry.version !== entry.message.version) continue;
+      const message = entry.message;
+      // Visible again (its timeout ended or its visibility was changed): no longer in flight.
+      this.inFlight.delete(message);
+      message.receiveCount++;
+      this.maxReceiveCount = Math.max(this.maxReceiveCount, message.receiveCount);
+      if (message.receipt) this.byReceipt.delete(message.receipt);
+      message.receipt = `${message.messageId}#${message.receiveCount}`;
+      this.byReceipt.set(message.receipt, message);
+      // In flight: back when the visibility timeout ends, unless deleted or changed before.
+      this.push(message, now + visibilityTimeoutMs);
+      taken.push(message);
+      this.inFlight.add(message);
+    }
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight.size);
+    // A ReceiveMessage returns at most 10 messages: the mapping's pollers make one per 10.
+    this.requests.ReceiveMessage += Math.ceil(taken.length / 10);
+    return taken;
+  }
+
+  /** ChangeMessageVisibility: the in-flight message becomes visible `seconds` from now. */
+  public changeVisibility(receipt: string, seconds: number): void {
+    const message = this.byReceipt.get(receipt);
+    if (!message || message.deleted) throw Object.assign(new Error(`receipt handle ${receipt} is not valid`), { name: 'ReceiptHandleIsInvalid' });
+    this.push(message, this.clock.now() + seconds * 1000);
+  }
+
+  public delete(receipt: string): void {
+    const message = this.byReceipt.get(receipt);
+    if (message) {
+      message.deleted = true;
+      this.byReceipt.delete(receipt);
+      this.inFlight.delete(message);
+    }
+  }
+
+  /** When the next message becomes visible (now or later); undefined: nothing left. */
+  public nextVisibleAt(): number | undefined {
+    while (this.heap.length > 0 && (this.heap[0].message.deleted || this.heap[0].version !== this.heap[0].message.version)) this.pop();
+    return this.heap[0]?.at;
+  }
+
+  /** Long polling: resolves when a message is added, or after `ms`. */
+  public waitForMessage(ms: number): Promise<void> {
+    return Promise.race([new Promise<void>((resolve) => this.waiters.push(resolve)), this.clock.sleep(ms)]);
+  }
+
+  private push(message: ModeledMessage, at: number): void {
+    message.version++;
+    const h = this.heap;
+    h.push({ at, seq: this.seq++, message, version: message.version });
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = Math.floor((i - 1) / 2);
+      if (before(h[p], h[i])) break;
+      [h[p], h[i]] = [h[i], h[p]];
+      i = p;
+    }
+    if (at <= this.clock.now()) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private pop(): HeapEntry | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l], h[m])) m = l;
+        if (r < h.length && before(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i], h[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function before(a: HeapEntry, b: HeapEntry): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+/**
+ * The dispatcher's SQS client on the modeled queue: SendMessage / SendMessageBatch (with
+ * `DelaySeconds`) onto the request queue or the dead-letter queue, ChangeMessageVisibility (single
+ * and batch) on received messages, each a round trip. Checks what SQS checks of them (at most 10
+ * entries, distinct ids, a delay of 0-900 s, a known queue), so a wrong call fails here as on AWS
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
+ */
+export class ModeledSqs {
+  /** Messages sent to the dead-letter queue. */
+  public parked = 0;
+
+  constructor(private readonly queue: ModeledQueue, private readonly clock: VirtualClock, private readonly roundTripMs: () => number) {}
+
+  public async send(command: unknown): Promise<unknown> {
+    const rtt = this.roundTripMs();
+    await this.clock.sleep(rtt / 2);
+    let result: unknown;
+    let failure: Error | undefined;
+    try {
+      result = this.apply(command);
+    } catch (error) {
+      failure = error as Error;
+    }
+    await this.clock.sleep(rtt / 2);
+    if (failure) throw failure;
+    return result;
+  }
+
+  private apply(command: unknown): unknown {
+    const requests = this.queue.requests;
+    if (command instanceof SendMessageCommand) {
+      requests.SendMessage++;
+      const input = command.input;
+      return this.sendOne(input.QueueUrl, input.MessageBody, input.DelaySeconds, input.MessageGroupId);
+    }
+    if (command instanceof SendMessageBatchCommand) {
+      requests.SendMessageBatch++;
+      const entries = command.input.Entries ?? [];
+      if (entries.length === 0 || entries.length > 10) throw sqsError(entries.length === 0 ? 'EmptyBatchRequest' : 'TooManyEntriesInBatchRequest');
+      if (new Set(entries.map((entry) => entry.Id)).size !== entries.length) throw sqsError('BatchEntryIdsNotDistinct');
+      return {
+        Successful: entries.map((entry) => ({
+          Id: entry.Id, ...this.sendOne(command.input.QueueUrl, entry.MessageBody, entry.DelaySeconds, entry.MessageGroupId),
+        })),
+        Failed: [],
+      };
+    }
+    if (command instanceof ChangeMessageVisibilityCommand) {
+      requests.ChangeMessageVisibility++;
+      this.checkQueue(command.input.QueueUrl, false);
+      this.queue.changeVisibility(command.input.ReceiptHandle!, command.input.VisibilityTimeout ?? 0);
+      return {};
+    }
+    if (command instanceof ChangeMessageVisibilityBatchCommand) {
+      requests.ChangeMessageVisibility++;
+      this.checkQueue(command.input.QueueUrl, false);
+      const entries = command.input.Entries ?? [];
+      if (entries.length === 0 || entries.length > 10) throw sqsError(entries.length === 0 ? 'EmptyBatchRequest' : 'TooManyEntriesInBatchRequest');
+      for (const entry of entries) this.queue.changeVisibility(entry.ReceiptHandle!, entry.VisibilityTimeout ?? 0);
+      return { Successful: entries.map((entry) => ({ Id: entry.Id })), Failed: [] };
+    }
+    throw new Error(`modeled SQS: unexpected command ${(command as object).constructor.name}`);
+  }
+
+  private sendOne(
+    queueUrl: string | undefined, body: string | undefined, delaySeconds: number | undefined, groupId: string | undefined,
+  ): { MessageId: string } {
+    const deadLetter = this.checkQueue(queueUrl, true);
+    if (body === undefined || body === '') throw sqsError('MissingParameter', 'MessageBody is required');
+    if (delaySeconds !== undefined && !(Number.isInteger(delaySeconds) && delaySeconds >= 0 && delaySeconds <= MAX_DELAY_SECONDS)) {
+      throw sqsError('InvalidParameterValue', `DelaySeconds must be a whole number of seconds from 0 to ${MAX_DELAY_SECONDS} (given ${delaySeconds})`);
+    }
+    if (deadLetter) {
+      this.parked++;
+      return { MessageId: `dlq-${this.parked}` };
+    }
+    return { MessageId: this.queue.add(body, delaySeconds ?? 0, groupId).messageId };
+  }
+
+  /** Whether the URL is the dead-letter queue's; throws for a queue the model does not have. */
+  private checkQueue(queueUrl: string | undefined, deadLetterAllowed: boolean): boolean {
+    if (queueUrl === MODEL_QUEUE_URL) return false;
+    if (deadLetterAllowed && queueUrl === MODEL_DEAD_LETTER_QUEUE_URL) return true;
+    throw sqsError('QueueDoesNotExist', `modeled SQS: no queue ${queueUrl}`);
+  }
+}
+
+function sqsError(name: string, message = name): Error {
+  return Object.assign(new Error(message), { name });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/** One request offered to the queue: when (ms after the run starts), its key and priority. */
+export interface ModeledRequest {
+  readonly atMs: number;
+  readonly key?: string;
+  readonly priority?: RequestPriority;
+}
+
+export interface DispatchModelOptions {
+  /** The contract `R`. */
+  readonly rps: number;
+  /** What is offered, in time order. */
+  readonly requests: readonly ModeledRequest[];
+  /** Each key's limits in force (`DispatchDeps.keyLimits`); absent: the dispatcher gets no key limits source. */
+  readonly keyLimits?: ReadonlyMap<string, KeyLimitsSpec>;
+  readonly model?: LatencyModel;
+  readonly knobs?: PacingKnobs;
+  /** Event source mapping maximum concurrency. @default the library's derivation for R (rate-settings.ts) */
+  readonly lanes?: number;
+  /** @default the library's derivation for R */
+  readonly batchSize?: number;
+  /** @default the library's derivation for R (1 s above 10 messages per batch) */
+  readonly maxBatchingWindowMs?: number;
+  /** The dispatcher's longest pacing wait. @default as the construct sets it: (max(30 s, batchSize x lanes x I) - 15 s) */
+  readonly maxPacingWaitMs?: number;
+  /** @default 6 x the dispatcher's timeout, as the construct sets it */
+  readonly visibilityTimeoutSeconds?: number;
+  /**
+   * More environment of the dispatcher (its configuration is read with the handler's own
+   * `loadConfig`, so a setting added there applies here with its default). @default none
+   */
+  readonly dispatcherEnv?: Readonly<Record<string, string>>;
+  readonly seed?: number;
+  /** Virtual time after which the run stops (what is not delivered by then is counted). @default 10 minutes */
+  readonly maxRunMs?: number;
+}
+
+/** A request's first arrival at the vendor. */
+export interface ModeledCall {
+  readonly requestId: string;
+  readonly key?: string;
+  readonly priority?: RequestPriority;
+  readonly enqueuedAt: number;
+  readonly arrivedAt: number;
+}
+
+export interface DispatchModelRun {
+  readonly requests: number;
+  readonly delivered: number;
+  /** First arrival per request, in arrival order. */
+  readonly calls: ModeledCall[];
+  /** Every arrival at the vendor (a request started twice arrives twice), with its key. */
+  readonly vendorArrivals: Array<{ readonly at: number; readonly key?: string }>;
+  readonly runStartMs: number;
+  readonly runEndMs: number;
+  readonly startExecutions: number;
+  /** Starts of a request already delivered or on its way (the dispatch workflow's claim stops them before the vendor). */
+  readonly duplicateStarts: number;
+  /** Messages parked in the dead-letter queue and waiting tasks failed (SendTaskFailure). */
+  readonly parked: number;
+  readonly taskFailures: number;
+  /** SQS API requests per action: the producer's sends, the mapping's receives and deletes, the dispatcher's sends and visibility changes. */
+  readonly sqsRequests: Record<string, number>;
+  readonly maxReceiveCount: number;
+  /** The most messages in flight at once (ModeledQueue.maxInFlight). */
+  readonly maxInFlight: number;
+  /** The dispatcher's metrics (DispatchMetrics.addMetric), summed per name. */
+  readonly metrics: Record<string, number>;
+  readonly lateCallers: number;
+  readonly callerRequeues: number;
+  readonly invocations: number;
+  /** DynamoDB calls on items other than the contract's pacer item, per partition key prefix. */
+  readonly itemWrites: Record<string, number>;
+  readonly itemReads: Record<string, number>;
+  readonly itemConditionalFailures: Record<string, number>;
+  readonly pacerConditionalFailures: number;
+  readonly lanes: number;
+  readonly batchSize: number;
+  readonly maxPacingWaitMs: number;
+}
+
+export async function runDispatchModel(options: DispatchModelOptions): Promise<DispatchModelRun> {
+  const model = options.model ?? LATENCY_MODEL;
+  const knobs = options.knobs ?? pacingKnobs(model);
+  const random = seededRandom(options.seed ?? 42);
+  const draw = (hop: Hop) => sample(hop.distribution, random);
+  const clock = new VirtualClock();
+  const runStartMs = clock.now();
+  const table = new InMemoryPacerTable(clock, () => draw(model.dynamodbCall));
+  const queue = new ModeledQueue(clock);
+  const settings = deriveRateSettings(options.rps, {
+    latenessToleranceMs: knobs.latenessToleranceMs, fireToleranceMs: knobs.fireToleranceMs, leadMs: knobs.leadMs,
+  });
+  const lanes = options.lanes ?? settings.maxConcurrency;
+  const batchSize = options.batchSize ?? settings.batchSize;
+  const batchingWindowMs = options.maxBatchingWindowMs ?? (batchSize > 10 ? 1000 : 0);
+  // As the construct derives the dispatcher's timeout and the queue's visibility timeout
+  // (rate-controlled-queue-consumer.ts): 30 s at least, 15 s of it slack.
+  const timeoutSeconds = Math.max(30, Math.ceil((batchSize * lanes * slotIntervalMs(options.rps, knobs.latenessToleranceMs)) / 1000) + 15);
+  const maxPacingWaitMs = options.maxPacingWaitMs ?? (timeoutSeconds - 15) * 1000;
+  const visibilityTimeoutMs = (options.visibilityTimeoutSeconds ?? Math.min(43_200, timeoutSeconds * 6)) * 1000;
+  const stopAt = runStartMs + (options.maxRunMs ?? 600_000);
+
+  const enqueuedAt = new Map<string, number>();
+  const priorities = new Map<string, RequestPriority | undefined>();
+  const startsPerRequest = new Map<string, number>();
+  const deliveredIds = new Set<string>();
+  const executing = new Set<string>();
+  let duplicateStarts = 0;
+  const calls: ModeledCall[] = [];
+  const vendorArrivals: Array<{ at: number; key?: string }> = [];
+  const metrics: Record<string, number> = {};
+  let taskFailures = 0;
+  let lateCallers = 0;
+  let callerRequeues = 0;
+  let invocations = 0;
+  const finished = () => calls.length + sqs.parked + taskFailures >= options.requests.length;
+
+  const sqs = new ModeledSqs(queue, clock, () => draw(SQS_CALL_HOP));
+
+  /** A fresh slot for a caller too late for its own (vendor-call.ts reserveFresh, contract only). */
+  const freshSlot = async (): Promise<number | undefined> => {
+    const reservation = await reserveSlots({
+      dynamodb: table as never,
+      tableName: 'bench-pacer',
+      requested: 1,
+      requestsPerSecond: options.rps,
+      latenessToleranceMs: knobs.latenessToleranceMs,
+      maxWaitMs: 60_000,
+      minLeadMs: FRESH_SLOT_LEAD_MS,
+      clock,
+      random,
+    });
+    return reservation.slots[0];
+  };
+
+  /** The started execution up to the vendor: workflow start, caller invoke, pause check, fire at the slot. */
+  const execution = async (input: { requestId: string; key?: string; slotAtMs?: number; message?: unknown }) => {
+    await clock.sleep(draw(model.expressStart));
+    let invoke = draw(model.lambdaInvoke);
+    if (random() < model.coldStartFraction) invoke += draw(model.lambdaColdStart);
+    await clock.sleep(invoke);
+    let slot = input.slotAtMs ?? clock.now();
+    for (;;) {
+      if (clock.now() > slot + knobs.fireToleranceMs) {
+        lateCallers++;
+        const fresh = await freshSlot();
+        if (fresh === undefined) {
+          // vendor-call.ts requeues the request through the queue (NoSlotInTime).
+          callerRequeues++;
+          queue.add(JSON.stringify(input.message), 1);
+          queue.requests.SendMessage++;
+          return;
+        }
+        slot = fresh;
+        continue;
+      }
+      await clock.until(slot - PAUSE_CHECK_LEAD_MS);
+      if (table.pausedUntil !== undefined && Number(table.pausedUntil) > slot) {
+        // Not expected in these rows (the vendor answers no 429): the slot is given up as the caller does.
+        slot = clock.now() + knobs.fireToleranceMs + 1;
+        continue;
+      }
+      await clock.until(slot);
+      const timerLateMs = draw(model.timerLateness);
+      if (timerLateMs > knobs.fireToleranceMs) {
+        continue;
+      }
+      await clock.sleep(timerLateMs + draw(model.callerToProxy) + draw(model.proxyToVendor));
+      vendorArrivals.push({ at: clock.now(), ...(input.key !== undefined ? { key: input.key } : {}) });
+      if (!deliveredIds.has(input.requestId)) {
+        deliveredIds.add(input.requestId);
+        calls.push({
+          requestId: input.requestId,
+          ...(input.key !== undefined ? { key: input.key } : {}),
+          ...(priorities.get(input.requestId) !== undefined ? { priority: priorities.get(input.requestId) } : {}),
+          enqueuedAt: enqueuedAt.get(input.requestId)!,
+          arrivedAt: clock.now(),
+        });
+      }
+      return;
+    }
+  };
+
+  const sfn = {
+    send: async (command: unknown): Promise<unknown> => {
+      const rtt = draw(model.startExecutionCall);
+      await clock.sleep(rtt / 2);
+      let result: unknown;
+      if (command instanceof StartExecutionCommand) {
+        const input = JSON.parse(command.input.input!) as { requestId: string; key?: string; slotAtMs?: number; message?: unknown };
+        const starts = (startsPerRequest.get(input.requestId) ?? 0) + 1;
+        startsPerRequest.set(input.requestId, starts);
+        // The dispatch workflow's claim lets one execution of a request through (ClaimRequest).
+        if (!deliveredIds.has(input.requestId) && !executing.has(input.requestId)) {
+          executing.add(input.requestId);
+          void execution(input).finally(() => executing.delete(input.requestId));
+        } else {
+          duplicateStarts++;
+        }
+        result = { executionArn: `${command.input.stateMachineArn}:${command.input.name}`, startDate: new Date(clock.now()) };
+      } else if (command instanceof SendTaskFailureCommand) {
+        taskFailures++;
+        result = {};
+      } else {
+        throw new Error(`modeled Step Functions: unexpected command ${(command as object).constructor.name}`);
+      }
+      await clock.sleep(rtt / 2);
+      return result;
+    },
+  };
+
+  const keyLimits: KeyLimitsSource | undefined = options.keyLimits ? {
+    limitsFor: async (keys) => new Map(keys.flatMap((key): Array<[string, KeyLimitsSpec]> => {
+      const limits = options.keyLimits!.get(key);
+      return limits ? [[key, limits]] : [];
+    })),
+  } : undefined;
+  const noop = () => undefined;
+  const deps: DispatchDeps = {
+    clients: { dynamodb: table as never, sfn: sfn as never, sqs: sqs as never },
+    // As the construct configures the dispatcher (rate-controlled-queue-consumer.ts), read by the handler's own code.
+    config: loadConfig({
+      [ConsumerEnv.STATE_MACHINE_ARN]: 'arn:aws:states:us-east-1:123456789012:stateMachine:bench-dispatch',
+      [ConsumerEnv.REQUESTS_PER_SECOND]: String(options.rps),
+      [ConsumerEnv.PACER_TABLE_NAME]: 'bench-pacer',
+      [ConsumerEnv.MAX_PACING_WAIT_MS]: String(maxPacingWaitMs),
+      [ConsumerEnv.LATENESS_TOLERANCE_MS]: String(knobs.latenessToleranceMs),
+      [ConsumerEnv.PACING_LEAD_MS]: String(knobs.leadMs),
+      [ConsumerEnv.CORRELATION_TTL_SECONDS]: '86400',
+      [DEAD_LETTER_QUEUE_URL_ENV]: MODEL_DEAD_LETTER_QUEUE_URL,
+      ...options.dispatcherEnv,
+    }),
+    logger: { debug: noop, info: noop, warn: noop, error: noop },
+    metrics: {
+      addMetric: (name, _unit, value) => {
+        metrics[name] = (metrics[name] ?? 0) + value;
+      },
+    },
+    clock,
+    random,
+    ...(keyLimits ? { keyLimits } : {}),
+  };
+
+  const recordOf = (message: ModeledMessage): SQSRecord => ({
+    messageId: message.messageId,
+    receiptHandle: message.receipt!,
+    body: message.body,
+    attributes: {
+      ApproximateReceiveCount: String(message.receiveCount),
+      SentTimestamp: String(Math.floor(message.sentAt)),
+      SenderId: 'bench',
+      ApproximateFirstReceiveTimestamp: String(Math.floor(clock.now())),
+      ...(message.groupId ? { MessageGroupId: message.groupId } : {}),
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: MODEL_QUEUE_ARN,
+    awsRegion: 'us-east-1',
+  });
+
+  const producer = (async () => {
+    for (const [n, request] of options.requests.entries()) {
+      await clock.until(runStartMs + request.atMs);
+      const requestId = `req-${n}`;
+      enqueuedAt.set(requestId, clock.now());
+      priorities.set(requestId, request.priority);
+      queue.requests.SendMessage++;
+      queue.add(JSON.stringify({
+        taskToken: `token-${n}`,
+        requestId,
+        payload: { n },
+        ...(request.key !== undefined ? { key: request.key } : {}),
+        ...(request.priority !== undefined ? { priority: request.priority } : {}),
+      }));
+    }
+  })();
+
+  const lane = async () => {
+    while (!finished() && clock.now() < stopAt) {
+      const next = queue.nextVisibleAt();
+      if (next === undefined || next > clock.now()) {
+        // Long polling: a new message, or the next delayed one becoming visible.
+        await queue.waitForMessage(next === undefined ? 200 : Math.min(200, next - clock.now()));
+        continue;
+      }
+      const first = clock.now();
+      const batch = queue.receive(batchSize, visibilityTimeoutMs);
+      if (batch.length === 0) continue;
+      // The batching window: the mapping gathers until the batch is full or the window ends.
+      while (batch.length < batchSize && clock.now() < first + batchingWindowMs) {
+        const more = queue.nextVisibleAt();
+        const until = first + batchingWindowMs;
+        await queue.waitForMessage(Math.max(1, Math.min(until, more === undefined || more <= clock.now() ? until : more) - clock.now()));
+        batch.push(...queue.receive(batchSize - batch.length, visibilityTimeoutMs));
+      }
+      await clock.sleep(draw(model.queueToConsumer));
+      invocations++;
+      const response = await dispatchBatch({ Records: batch.map(recordOf) }, deps);
+      const failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
+      const done = batch.filter((message) => !failed.has(message.messageId));
+      for (const message of done) queue.delete(message.receipt!);
+      queue.requests.DeleteMessageBatch += Math.ceil(done.length / 10);
+    }
+  };
+
+  void producer;
+  void Promise.all(Array.from({ length: lanes }, lane));
+  await clock.run(stopAt - clock.now());
+
+  return {
+    requests: options.requests.length,
+    delivered: calls.length,
+    calls,
+    vendorArrivals,
+    runStartMs,
+    runEndMs: clock.now(),
+    startExecutions: [...startsPerRequest.values()].reduce((a, b) => a + b, 0),
+    duplicateStarts,
+    parked: sqs.parked,
+    taskFailures,
+    sqsRequests: { ...queue.requests },
+    maxReceiveCount: queue.maxReceiveCount,
+    maxInFlight: queue.maxInFlight,
+    metrics,
+    lateCallers,
+    callerRequeues,
+    invocations,
+    itemWrites: Object.fromEntries(table.items.writes),
+    itemReads: Object.fromEntries(table.items.reads),
+    itemConditionalFailures: Object.fromEntries(table.items.conditionalFailures),
+    pacerConditionalFailures: table.conditionalFailures,
+    lanes,
+    batchSize,
+    maxPacingWaitMs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+// ---------------------------------------------------------------------------------------------
+
+/** V and the busiest window of a set of arrival times against a rate limit (bench-metrics' definitions). */
+export function windowFigures(arrivals: number[], limitRps: number): { violations: number; maxInAnySecond: number } {
+  const sorted = [...arrivals].sort((a, b) => a - b);
+  return { violations: violations(sorted, windowLimit(limitRps)), maxInAnySecond: maxInAnyWindow(sorted) };
+}
+
+/** Added latency (enqueue -> first arrival at the vendor) of some calls: p50, p99, max, ms. */
+export function latencyFigures(calls: readonly ModeledCall[]): { p50: number | null; p99: number | null; max: number | null } {
+  const { p50, p99 } = addedLatency(calls.map((c) => ({ enqueuedAt: c.enqueuedAt, arrivedAt: c.arrivedAt })));
+  const max = percentile(calls.map((c) => c.arrivedAt - c.enqueuedAt), 100);
+  return { p50, p99, max: max === undefined ? null : Math.round(max) };
+}
+
+/** Per-key figures of a run: V per key (against each key's limit) and of the contract, each key's arrivals. */
+export function keyFigures(
+  run: Pick<DispatchModelRun, 'vendorArrivals'>, contractRps: number, keyLimits: ReadonlyMap<string, KeyLimitsSpec>,
+): {
+    readonly contract: { violations: number; maxInAnySecond: number };
+    readonly perKey: Map<string, { arrivals: number[]; violations: number; maxInAnySecond: number }>;
+  } {
+  const byKey = new Map<string, number[]>();
+  for (const arrival of run.vendorArrivals) {
+    if (arrival.key === undefined) continue;
+    const arrivals = byKey.get(arrival.key) ?? [];
+    arrivals.push(arrival.at);
+    byKey.set(arrival.key, arrivals);
+  }
+  const perKey = new Map<string, { arrivals: number[]; violations: number; maxInAnySecond: number }>();
+  for (const [key, arrivals] of byKey) {
+    const limit = keyLimits.get(key)?.requestsPerSecond ?? contractRps;
+    perKey.set(key, { arrivals: [...arrivals].sort((a, b) => a - b), ...windowFigures(arrivals, limit) });
+  }
+  return { contract: windowFigures(run.vendorArrivals.map((a) => a.at), contractRps), perKey };
+}
+
+/** A key's limits with a rate and no other limit (aging as the library's default). */
+export function rateOnlyKeyLimits(requestsPerSecond: number, priorityAgingMs = 30_000): KeyLimitsSpec {
+  return { requestsPerSecond, quotas: {}, priorityAgingMs, paused: false };
+}
+
+/** Poisson arrivals at `rps` over `durationMs`, each given `pick(random)` (seeded). */
+export function poissonArrivals<T>(
+  rps: number, durationMs: number, seed: number, pick: (random: () => number) => T,
+): Array<{ atMs: number; value: T }> {
+  const random = seededRandom(seed);
+  const out: Array<{ atMs: number; value: T }> = [];
+  if (!(rps > 0)) return out;
+  for (let t = -Math.log(1 - random()) * (1000 / rps); t < durationMs; t += -Math.log(1 - random()) * (1000 / rps)) {
+    out.push({ atMs: t, value: pick(random) });
+  }
+  return out;
+}
+
+/** SQS requests per delivered call (every action the run counted). */
+export function sqsRequestsPerCall(run: Pick<DispatchModelRun, 'sqsRequests' | 'delivered'>): number {
+  const total = Object.values(run.sqsRequests).reduce((a, b) => a + b, 0);
+  return run.delivered > 0 ? round(total / run.delivered, 3) : 0;
+}
+
+/** Utilization of a key's limit while its backlog lasts (bench-metrics utilization, 1 s trimmed at each end). */
+export function keyUtilization(arrivals: number[], limitRps: number): number {
+  return round(utilization(arrivals, limitRps, 1000, 1000), 4);
+}
