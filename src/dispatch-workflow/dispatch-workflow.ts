@@ -13,7 +13,7 @@ import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
 import { inputDefaults } from './input-defaults';
-import { PRIORITY_PATH, requeueGroupId, retryMessageKey } from './request-key-steps';
+import { PRIORITY_PATH, recordsRequestKey, requeueGroupId, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
 import { adaptivePacingEnvironment } from './vendor-caller-adaptive';
 import { VendorCallerFunction } from './vendor-caller-function';
@@ -228,7 +228,8 @@ export class DispatchWorkflow extends Construct {
     // the URL the item holds. The stored token comes back as $.claimed.callbackToken.
     // Issue 15: with a credential per key, the item also records the request's key (every request
     // has one then: the queue consumer refuses those without), so a callback can be tied to it.
-    const keyed = props.proxy.credentials.isPerKey;
+    // With per-key limits too: a callback frees the job's place of its key (shared/key-places.ts).
+    const keyed = recordsRequestKey(props.proxy, props.pacing?.contract);
     const claim = new tasks.DynamoUpdateItem(this, 'ClaimRequest', {
       comment: 'Record the task token and the callback token; fails with ConditionalCheckFailed when the job was already submitted',
       table: props.table.table,

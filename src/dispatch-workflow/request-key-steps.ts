@@ -9,6 +9,7 @@
  * (input-defaults.ts), so carrying it always is possible; it is left for the per-key limits work.
  */
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import type { VendorContract } from '../contract/vendor-contract';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 
 /** The key's JSONPath in the workflows' input (DispatchInput.key, VendorCallInput.key). */
@@ -37,4 +38,15 @@ export function requeueGroupId(proxy: ThrottledProxy, raw: boolean): Record<stri
   }
   const hash = sfn.JsonPath.hash(sfn.JsonPath.format('{}', sfn.JsonPath.stringAt(KEY_PATH)), 'SHA-256');
   return raw ? { 'MessageGroupId.$': `States.Hash(States.Format('{}', ${KEY_PATH}), 'SHA-256')` } : { MessageGroupId: hash };
+}
+
+/**
+ * Whether ClaimRequest records the request's key in its correlation item (`requestKey`): with a
+ * credential per key (a callback is tied to its key), and whenever the contract has per-key limits
+ * (`VendorContract.perKey`, which makes the key required): the callback processor then frees the
+ * job's place of that key (shared/key-places.ts), and only the correlation item knows the key.
+ */
+export function recordsRequestKey(proxy: Pick<ThrottledProxy, 'credentials'>, contract: VendorContract | undefined): boolean {
+  // `perKey` is read structurally: the per-key settings (KeyLimits) land beside this change.
+  return proxy.credentials.isPerKey || (contract as { readonly perKey?: unknown } | undefined)?.perKey !== undefined;
 }

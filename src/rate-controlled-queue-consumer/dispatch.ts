@@ -15,7 +15,7 @@ import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { limitedCallsOf } from './dispatch-limits';
-import { admitJobs, JobsInFlightConfig, moveToWaiting } from './job-admission';
+import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
 import { orderByPriority } from './priority-order';
@@ -424,6 +424,9 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     }), admissionDeps) : admission.waiting;
     failures.push(...await postponeAll(recheck, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
     failures.push(...await postponeAll(admission.unknown, undefined, clock, deps));
+    // Per-key places (issue 15): a key at its own limit is set aside and rechecks (key-places.ts).
+    failures.push(...await postponeAll(admission.keyFull, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
+    await wakeWaitersForPlacesLeftByFullKeys(admission.keyFull.length, waitingRoom, admissionDeps);
   }
 
   // 2. Start the valid ones, each in its slot.
