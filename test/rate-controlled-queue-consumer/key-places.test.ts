@@ -197,6 +197,34 @@ describe('takeKeyThenContractPlace', () => {
     expect(await held(contractOf(pacer))).toBe(0);
   });
 
+  test('GIVEN a key whose item exists WHEN a job takes its places and is freed THEN the key\'s item costs 3 writes and no read (docs/cost.md)', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'first', 'acme', 2, 10);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'first');
+    const calls: string[] = [];
+    const counting = {
+      send: async (command: { input: { Key?: { pk?: { S?: string } } } }) => {
+        if (command.input.Key?.pk?.S === 'key-places#acme') {
+          calls.push(command.constructor.name);
+        }
+        return client.send(command as never);
+      },
+    } as unknown as DynamoDBClient;
+    await takeKeyThenContractPlace({
+      contract: { dynamodb: counting, tableName: pacer },
+      requestId: 'r2',
+      key: 'acme',
+      maxJobsInFlight: 10,
+      keyMaxJobsInFlight: 2,
+      expiresAtMs: FULL,
+      maxJobDurationMs: HOUR_MS,
+      nowMs: T0,
+    });
+    await releaseKeyPlace({ dynamodb: counting, tableName: pacer }, 'acme', 'r2');
+    // The provisional take, the renewal, the release.
+    expect(calls).toEqual(['UpdateItemCommand', 'UpdateItemCommand', 'UpdateItemCommand']);
+  });
+
   test('GIVEN a key containing # WHEN its item is named THEN the key is the last component', () => {
     expect(keyPlacesTable(contractOf('p'), 'a#b').itemKey).toBe('key-places#a#b');
   });
