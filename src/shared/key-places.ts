@@ -20,7 +20,8 @@
  * Key first, because a key at its own limit then never writes the contract's item, the scarce one
  * (the whole map is billed per write). A crash between 1 and 4 holds a key place for at most the
  * provisional minute (expired entries are dropped by the next take that finds the key full), never
- * a contract place without a key place. So each item holds the `job-places.ts` guarantee by itself,
+ * a contract place without a key place (a renewal that finds the provisional entry gone takes the
+ * key's place again, or gives the contract's back). So each item holds the `job-places.ts` guarantee by itself,
  * and a submission is sent only while it holds both: at most `maxJobsInFlight_k` jobs of the key and
  * `maxJobsInFlight` in all.
  *
@@ -101,11 +102,17 @@ export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyA
     return contractOutcome;
   }
   if (await renewHeldPlace(keyTable, requestId, provisional, take.expiresAtMs, take.nowMs) === undefined) {
-    // The provisional entry is gone (expired and dropped: the contract's take took over a minute).
-    // Sending now would be one job of the key beyond its places: the contract's place is given back
-    // and the request returns to the queue (the caller treats the error as "not admitted").
-    await releasePlace(take.contract, requestId).catch(() => undefined);
-    throw new Error(`the key's provisional place lapsed before the contract's place was taken (over ${PROVISIONAL_KEY_PLACE_MS} ms)`);
+    // The entry is not as we wrote it: another copy of this request (a duplicate delivery admitted
+    // at the same time) renewed it, so it is still ours; or it lapsed and was dropped (the
+    // contract's take took over the provisional minute). A plain take tells them apart: `held`
+    // renews ours, a free place is taken afresh, and a key now full means this request must not be
+    // sent: the contract's place is given back (no copy holds the key's place, so none relies on
+    // it; a waiter it could wake is woken by the sweep) and the request waits like any of its key's.
+    const again = await takePlace(keyTable, requestId, take.keyMaxJobsInFlight, take.expiresAtMs, take.nowMs);
+    if (again.result === 'full') {
+      await releasePlace(take.contract, requestId);
+      return { result: 'keyFull', keyPlacesHeld: again.placesHeld };
+    }
   }
   return contractOutcome;
 }

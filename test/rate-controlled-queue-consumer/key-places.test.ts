@@ -172,29 +172,46 @@ describe('takeKeyThenContractPlace', () => {
     expect(await held(keyOf(pacer, 'acme'))).toBe(1);
   });
 
-  test('GIVEN the provisional key place lapsed before the renewal WHEN taking THEN the contract\'s place is given back and the take fails (the request is not admitted)', async () => {
-    const { pacer } = await freshTables();
-    // A DynamoDB client that drops the key's provisional entry right after the contract's take.
-    const lapsing = {
+  /** A DynamoDB client that runs `meanwhile` right after the contract's take (between the key's take and its renewal). */
+  function interleaved(meanwhile: () => Promise<unknown>): DynamoDBClient {
+    return {
       send: async (command: { input: { Key?: { pk?: { S?: string } }; UpdateExpression?: string } }) => {
         const out = await client.send(command as never);
         if (command.input.Key?.pk?.S === 'job-places' && command.input.UpdateExpression?.startsWith('SET #places.#k = :exp')) {
-          await releaseKeyPlace(contractOf(pacer), 'acme', 'r1');
+          await meanwhile();
         }
         return out;
       },
     } as unknown as DynamoDBClient;
-    await expect(takeKeyThenContractPlace({
-      contract: { dynamodb: lapsing, tableName: pacer },
-      requestId: 'r1',
-      key: 'acme',
-      maxJobsInFlight: 10,
-      keyMaxJobsInFlight: 1,
-      expiresAtMs: FULL,
-      maxJobDurationMs: HOUR_MS,
-      nowMs: T0,
-    })).rejects.toThrow(/provisional place lapsed/);
+  }
+  const takeWith = (dynamodb: DynamoDBClient, pacer: string) => takeKeyThenContractPlace({
+    contract: { dynamodb, tableName: pacer },
+    requestId: 'r1',
+    key: 'acme',
+    maxJobsInFlight: 10,
+    keyMaxJobsInFlight: 1,
+    expiresAtMs: FULL,
+    maxJobDurationMs: HOUR_MS,
+    nowMs: T0,
+  });
+
+  test('GIVEN the provisional key place lapsed and the key filled before the renewal WHEN taking THEN the contract\'s place is given back and the key is full', async () => {
+    const { pacer } = await freshTables();
+    const lapsing = interleaved(async () => {
+      await releaseKeyPlace(contractOf(pacer), 'acme', 'r1');
+      await takePlace(keyOf(pacer, 'acme'), 'other', 1, FULL, T0);
+    });
+    expect((await takeWith(lapsing, pacer)).result).toBe('keyFull');
     expect(await held(contractOf(pacer))).toBe(0);
+    expect([...(await readPlaces(keyOf(pacer, 'acme')))!.places.keys()]).toEqual([placeKey('other')]);
+  });
+
+  test('GIVEN a duplicate copy of the request renewed the key place before our renewal WHEN taking THEN it is still ours: both places held, nothing given back', async () => {
+    const { pacer } = await freshTables();
+    const duplicate = interleaved(() => take(pacer, 'r1', 'acme', 1, 10, T0 + 5));
+    expect((await takeWith(duplicate, pacer)).result).toBe('taken');
+    expect(await held(contractOf(pacer))).toBe(1);
+    expect((await readPlaces(keyOf(pacer, 'acme')))!.places.get(placeKey('r1'))).toBe(FULL + 5);
   });
 
   test('GIVEN a key whose item exists WHEN a job takes its places and is freed THEN the key\'s item costs 3 writes and no read (docs/cost.md)', async () => {
