@@ -9,6 +9,7 @@
  * (input-defaults.ts), so carrying it always is possible; it is left for the per-key limits work.
  */
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { hasPerKeyLimits } from '../contract/per-key-limits-on';
 import type { VendorContract } from '../contract/vendor-contract';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 
@@ -47,6 +48,5 @@ export function requeueGroupId(proxy: ThrottledProxy, raw: boolean): Record<stri
  * job's place of that key (shared/key-places.ts), and only the correlation item knows the key.
  */
 export function recordsRequestKey(proxy: Pick<ThrottledProxy, 'credentials'>, contract: VendorContract | undefined): boolean {
-  // `perKey` is read structurally: the per-key settings (KeyLimits) land beside this change.
-  return proxy.credentials.isPerKey || (contract as { readonly perKey?: unknown } | undefined)?.perKey !== undefined;
+  return proxy.credentials.isPerKey || hasPerKeyLimits(contract);
 }

@@ -16,6 +16,7 @@ import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { contractDifferences } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
+import { hasPerKeyLimits } from '../contract/per-key-limits-on';
 import { VendorContract } from '../contract/vendor-contract';
 import { IVendorContractState } from '../contract/vendor-contract-state';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
@@ -24,7 +25,7 @@ import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-ad
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
-import { ConsumerEnv } from '../shared/env';
+import { CallbackEnv, ConsumerEnv } from '../shared/env';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { INVALID_REQUEST_KEY } from '../shared/request-key';
@@ -848,6 +849,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
         atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
       });
       this.webhook.freeJobPlacesIn(this.consumer.pacerTable, stateOwner);
+      // Per-key limits (issue 15, shared/key-places.ts): a callback also frees its key's place (the
+      // key from the correlation item, which the claim then records).
+      if (hasPerKeyLimits(contract)) {
+        this.webhook.processor.addEnvironment(CallbackEnv.FREE_KEY_PLACES, 'true');
+      }
       // Every function that frees a place wakes one waiting request for it (shared/job-waiting.ts).
       // With a shared contract state there is no waiting queue (the requests recheck as delayed copies).
       if (this.consumer.jobWaitingQueue) {

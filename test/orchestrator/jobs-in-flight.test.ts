@@ -52,6 +52,8 @@ describe('VendorContract.maxJobsInFlight', () => {
       CORRELATION_TABLE_NAME: correlationTable,
     });
     expect(environmentOf(template, stack, o.webhook.processor)).toMatchObject({ JOB_PLACES_TABLE_NAME: pacerTable });
+    // Without per-key limits no key place is freed (issue 15).
+    expect(environmentOf(template, stack, o.webhook.processor).FREE_KEY_PLACES).toBeUndefined();
     // A submission the vendor refuses (final 4xx) frees its place at the vendor caller.
     expect(environmentOf(template, stack, o.dispatch.vendorCaller!)).toMatchObject({ JOB_PLACES_TABLE_NAME: pacerTable });
     // The dispatcher reads the correlation table (already submitted?); the processor writes the places item.
@@ -59,6 +61,17 @@ describe('VendorContract.maxJobsInFlight', () => {
     expect(JSON.stringify(resourcesGranted(dispatcher, 'dynamodb:GetItem'))).toContain(logicalIdOf(stack, o.table.table));
     const processor = statementsOfRole(template, stack, o.webhook.processor.role!);
     expect(JSON.stringify(resourcesGranted(processor, 'dynamodb:UpdateItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
+  });
+
+  test('GIVEN a contract with per-key limits WHEN the orchestrator is built THEN the callback processor frees key places and the claim records the key (issue 15)', () => {
+    const stack = testStack();
+    // `VendorContract.perKey` (KeyLimits) lands with the per-key settings; stood in for here.
+    const contract = Object.defineProperty(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5 }), 'perKey', { value: { maxJobsInFlight: 2 } });
+    const o = orchestrator(contract, stack);
+    const template = Template.fromStack(stack);
+    expect(environmentOf(template, stack, o.webhook.processor)).toMatchObject({ FREE_KEY_PLACES: 'true' });
+    const dispatch = template.toJSON().Resources[logicalIdOf(stack, o.dispatch.stateMachine)].Properties.DefinitionString;
+    expect(JSON.stringify(dispatch)).toContain('#requestKey = :requestKey');
   });
 
   test('GIVEN a registered workflow WHEN jobs in flight are limited THEN the dispatcher may check whether its tasks still wait (SendTaskHeartbeat)', () => {
