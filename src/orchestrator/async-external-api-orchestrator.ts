@@ -877,6 +877,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
       // period ends) go on to the vendor caller, which fails them at once (request-start.ts).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_EXHAUSTED, contract.whenQuotaExhausted);
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_MAX_WAIT_MS, String(props.callbackTimeout.toMilliseconds()));
+      // Per-key quotas (issue 15): the dispatcher reads the batch's keys' counters in one BatchGetItem (key-quota-check.ts).
+      if (hasPerKeyLimits(contract)) {
+        this.consumer.pacerTable.grant(this.consumer.function, 'dynamodb:BatchGetItem');
+      }
     }
     // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(this.consumer.function, contract);

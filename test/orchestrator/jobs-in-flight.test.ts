@@ -7,7 +7,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState } from '../../src';
+import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState, VendorQuota } from '../../src';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
@@ -63,15 +63,19 @@ describe('VendorContract.maxJobsInFlight', () => {
     expect(JSON.stringify(resourcesGranted(processor, 'dynamodb:UpdateItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
   });
 
-  test('GIVEN a contract with per-key limits WHEN the orchestrator is built THEN the callback processor frees key places and the claim records the key (issue 15)', () => {
+  test('GIVEN a contract with per-key limits WHEN the orchestrator is built THEN the callback processor frees key places, the claim records the key and the dispatcher may read key counters (issue 15)', () => {
     const stack = testStack();
     // `VendorContract.perKey` (KeyLimits) lands with the per-key settings; stood in for here.
-    const contract = Object.defineProperty(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5 }), 'perKey', { value: { maxJobsInFlight: 2 } });
+    const contract = Object.defineProperty(
+      VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5, quotas: [VendorQuota.perDay(1000)] }), 'perKey', { value: { maxJobsInFlight: 2 } });
     const o = orchestrator(contract, stack);
     const template = Template.fromStack(stack);
     expect(environmentOf(template, stack, o.webhook.processor)).toMatchObject({ FREE_KEY_PLACES: 'true' });
     const dispatch = template.toJSON().Resources[logicalIdOf(stack, o.dispatch.stateMachine)].Properties.DefinitionString;
     expect(JSON.stringify(dispatch)).toContain('#requestKey = :requestKey');
+    // Per-key quotas: the dispatcher reads the batch's keys' counters in one BatchGetItem on the pacer table.
+    const dispatcher = statementsOfRole(template, stack, o.consumer.function.role!);
+    expect(JSON.stringify(resourcesGranted(dispatcher, 'dynamodb:BatchGetItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
   });
 
   test('GIVEN a registered workflow WHEN jobs in flight are limited THEN the dispatcher may check whether its tasks still wait (SendTaskHeartbeat)', () => {
