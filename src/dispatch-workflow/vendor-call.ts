@@ -669,14 +669,19 @@ async function spendQuotasOrDefer(
   // Per-key quotas (issue 15, key-quota-ledger.ts): the key's units first, so that a key out of its
   // quota never spends a contract unit; it waits for its period (or fails) like the contract's.
   const keyQuotas = keyQuotaSpecs(config.quotas, event.keyLimits);
-  if (keyQuotas.length > 0 && typeof event.key === 'string') {
+  const key = event.key;
+  if (keyQuotas.length > 0 && typeof key === 'string') {
     const keyOutcome = await spendQuotaUnits(
-      deps.dynamodb, config.pacerTableName, keyQuotas, slotAtMs, spent, QUOTA_BOUNDARY_GUARD_MS, keyQuotaCounterKey(event.key),
+      deps.dynamodb, config.pacerTableName, keyQuotas, slotAtMs, spent, QUOTA_BOUNDARY_GUARD_MS, keyQuotaCounterKey(key),
     );
     if (!keyOutcome.spent) {
-      deps.metrics?.addMetric(MetricNames.KEY_QUOTA_EXHAUSTED, 'Count', 1, event.key);
-      return deferOrFail(deps, clock, keyOutcome, event.key, event.requestStartedAtMs, log);
+      deps.metrics?.addMetric(MetricNames.KEY_QUOTA_EXHAUSTED, 'Count', 1, key);
+      return deferOrFail(deps, clock, keyOutcome, key, event.requestStartedAtMs, log);
     }
+  } else if (keyQuotas.length > 0) {
+    // The workflow passes the key whenever per-key limits are on: without it no key counter can be
+    // named, and only the contract's quota binds this call.
+    deps.logger.warn('per-key quotas came without the request\'s key: only the contract\'s quotas are spent', log);
   }
   const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, slotAtMs, spent);
   if (outcome.units.length > 0) {

@@ -132,6 +132,13 @@ describe('callVendor with per-key quotas', () => {
     expect(counterWrites().map((w) => w.pk)).toEqual([`key-quota#short#${T0}#acme`, `quota#short#${T0}`]);
   });
 
+  test('GIVEN per-key quotas but no key in the event (a wiring fault) WHEN calling THEN only the contract\'s counter is spent and a warning says why', async () => {
+    const warn = jest.fn();
+    await callVendor(event({ keyLimits: keyLimits({ short: 10 }) }), { ...deps({ quotas: [SHORT] }, []), logger: { ...silent, warn } });
+    expect(counterWrites().map((w) => w.pk)).toEqual([`quota#short#${T0}`]);
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining('per-key quotas came without the request\'s key'), expect.anything());
+  });
+
   test('GIVEN a keyless request, or a key without per-key limits WHEN calling THEN only the contract\'s counter is written (unchanged)', async () => {
     await callVendor(event(), deps({ quotas: [SHORT] }, []));
     await callVendor(event({ requestId: 'r-2', key: 'acme', keyLimits: null }), deps({ quotas: [SHORT] }, []));
