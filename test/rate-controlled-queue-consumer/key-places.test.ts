@@ -1,9 +1,9 @@
 /**
  * Per-key jobs in flight (issue 15, design docs/design/per-key-limits.md 1.4): the key's place
  * (`key-places#<key>`, provisional) before the contract's, renewed or given back; a full key set
- * aside without touching the contract's item or other keys; every freer releasing both. The places
- * items on the local DynamoDB (dynalite: real condition semantics), Step Functions and SQS mocked,
- * fake time.
+ * aside without touching the contract's item or other keys; every freer releasing both. And the
+ * per-key quota counters (1.5) on the same local table. The items on the local DynamoDB (dynalite:
+ * real condition semantics, BatchGetItem), Step Functions and SQS mocked, fake time.
  */
 import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand, StartExecutionCommandInput } from '@aws-sdk/client-sfn';
@@ -13,6 +13,9 @@ import 'aws-sdk-client-mock-jest';
 import { requestRecord } from './sqs-record';
 import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
+import { keyQuotaCounterKey } from '../../src/contract/key-quota-ledger';
+import { keyQuotasSpentUntil, QUOTA_BOUNDARY_GUARD_MS, spendQuotaUnits } from '../../src/contract/quota-ledger';
+import { QuotaSpec } from '../../src/contract/quota-period';
 import { freePlaceOfEndedJob } from '../../src/dispatch-workflow/ended-job';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from '../../src/dispatch-workflow/refused-submission';
 import type { VendorCallEvent, VendorCallResult } from '../../src/dispatch-workflow/vendor-call';
@@ -384,5 +387,28 @@ describe('freers release the contract\'s place, then the key\'s', () => {
     await freePlaceOfRefusedSubmission(submission('r1'), answer(400), { ...placeDeps(pacer), dynamodb: failingKeyWrites, logger: { ...logger, warn } });
     expect(await held(contractOf(pacer))).toBe(0);
     expect(warn).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('per-key quota counters (design 1.5)', () => {
+  const QUOTA_T0 = 1_800_000_001_000; // 1 s into a 3 s period that ends at 1_800_000_003_000
+  const PERIOD_START = 1_800_000_000_000;
+  const SHORT: QuotaSpec = { name: 'short', limit: 2, unit: 'fixed', periodMs: 3000 };
+
+  test('GIVEN a key that spent its 2 units WHEN a third call spends THEN it is refused, and the batch read finds that key spent until its period ends, not the other key', async () => {
+    const { pacer } = await freshTables();
+    const spend = (key: string) => spendQuotaUnits(
+      client, pacer, [SHORT], QUOTA_T0 + 300, new Set(), QUOTA_BOUNDARY_GUARD_MS, keyQuotaCounterKey(key),
+    );
+    expect((await spend('hot')).spent).toBe(true);
+    expect((await spend('hot')).spent).toBe(true);
+    expect(await spend('hot')).toEqual({ spent: false, exhausted: 'short', availableAtMs: PERIOD_START + 3000 + 250, units: [] });
+    expect((await spend('quiet')).spent).toBe(true);
+    // The counters are the keys' own: the contract's counter of the period was never written.
+    const contract = await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: `quota#short#${PERIOD_START}` } } }));
+    expect(contract.Item).toBeUndefined();
+
+    const until = await keyQuotasSpentUntil(client, pacer, new Map([['hot', [SHORT]], ['quiet', [SHORT]], ['new', [SHORT]]]), QUOTA_T0);
+    expect(until).toEqual(new Map([['hot', PERIOD_START + 3000 + 250]]));
   });
 });
