@@ -8,6 +8,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState, VendorQuota } from '../../src';
+import { recordsRequestKey } from '../../src/dispatch-workflow/request-key-steps';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
@@ -76,6 +77,15 @@ describe('VendorContract.maxJobsInFlight', () => {
     // Per-key quotas: the dispatcher reads the batch's keys' counters in one BatchGetItem on the pacer table.
     const dispatcher = statementsOfRole(template, stack, o.consumer.function.role!);
     expect(JSON.stringify(resourcesGranted(dispatcher, 'dynamodb:BatchGetItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
+  });
+
+  test('recordsRequestKey: with a credential per key, or a contract with per-key limits, the claim records the key; else not (unchanged)', () => {
+    const perKeyContract = Object.defineProperty(VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5 }), 'perKey', { value: {} });
+    const shared = { credentials: { isPerKey: false } } as never;
+    expect(recordsRequestKey({ credentials: { isPerKey: true } } as never, undefined)).toBe(true);
+    expect(recordsRequestKey(shared, perKeyContract)).toBe(true);
+    expect(recordsRequestKey(shared, VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5 }))).toBe(false);
+    expect(recordsRequestKey(shared, undefined)).toBe(false);
   });
 
   test('GIVEN a registered workflow WHEN jobs in flight are limited THEN the dispatcher may check whether its tasks still wait (SendTaskHeartbeat)', () => {
