@@ -23,6 +23,7 @@ import { CachedSecret, decodeHeaders, MIN_SIGNING_KEY_BYTES, signingKey, tokensE
 import { keyOfCallbackToken } from '../shared/callback-token-key';
 import { CallbackEnv } from '../shared/env';
 import { releasePlaceAndWakeWaiter, waitingQueuesFromEnv, WaitingQueues, waitingRoomOf } from '../shared/job-waiting';
+import { releaseKeyPlace } from '../shared/key-places';
 import { CallbackEnvelope, CLOSED_TASK_ERROR_NAMES, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
@@ -64,6 +65,11 @@ export interface CallbackConfig {
   readonly jobPlacesOwner?: string;
   /** The jobs-in-flight waiting room (shared/job-waiting.ts): a freed place wakes one waiter. Default: none. */
   readonly jobWaiting?: WaitingQueues;
+  /**
+   * Per-key limits are on (CallbackEnv.FREE_KEY_PLACES): the job's place of its request's key is
+   * freed too, after the contract's. Default false.
+   */
+  readonly freeKeyPlaces?: boolean;
 }
 
 /**
@@ -238,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined>): CallbackCon
     ...(env[CallbackEnv.JOB_PLACES_TABLE_NAME]?.trim() ? { jobPlacesTableName: env[CallbackEnv.JOB_PLACES_TABLE_NAME]!.trim() } : {}),
     ...(env[CallbackEnv.SHARED_STATE_OWNER]?.trim() ? { jobPlacesOwner: env[CallbackEnv.SHARED_STATE_OWNER]!.trim() } : {}),
     ...(waitingQueuesFromEnv(env) ? { jobWaiting: waitingQueuesFromEnv(env) } : {}),
+    ...(env[CallbackEnv.FREE_KEY_PLACES] === 'true' ? { freeKeyPlaces: true } : {}),
   };
 }
 
@@ -461,6 +468,14 @@ async function processRecord(
     if (held !== undefined) {
       metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       logger.info('Job ended: its place in flight is freed', { jobsInFlight: held });
+    }
+    // Per-key limits (issue 15): then the key's place, the key as the correlation item recorded it
+    // (ClaimRequest writes it whenever per-key limits are on). Wakes nobody: a key's waiters recheck.
+    if (config.freeKeyPlaces) {
+      const key = await requestKeyOf(clients.dynamodb, config.tableName, requestId);
+      if (key !== undefined) {
+        await releaseKeyPlace({ dynamodb: clients.dynamodb, tableName: config.jobPlacesTableName, owner: config.jobPlacesOwner }, key, requestId);
+      }
     }
   }
 
@@ -782,4 +797,19 @@ function describeValue(value: unknown): string {
   }
   const json = JSON.stringify(value) ?? String(value);
   return `${Array.isArray(value) ? 'array' : value === null ? 'null' : typeof value} ${truncate(json, 100)}`;
+}
+
+/**
+ * The key recorded in a request's correlation item (`requestKey`), undefined when it has none.
+ * Read consistently: the item was written by the request's claim, long before its callback.
+ */
+async function requestKeyOf(dynamodb: DynamoDBClient, tableName: string, requestId: string): Promise<string | undefined> {
+  const out = await dynamodb.send(new GetItemCommand({
+    TableName: tableName,
+    Key: { [CorrelationAttributes.REQUEST_ID]: { S: requestId } },
+    ProjectionExpression: '#requestKey',
+    ExpressionAttributeNames: { '#requestKey': CorrelationAttributes.REQUEST_KEY },
+    ConsistentRead: true,
+  }));
+  return out.Item?.[CorrelationAttributes.REQUEST_KEY]?.S;
 }

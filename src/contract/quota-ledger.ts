@@ -34,10 +34,13 @@
  * start), so a deploy or an upgrade keeps the units spent, and two orchestrators that share one
  * pacer table share the quota. Counters expire through the table's TTL a day after their period.
  */
-import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetItemCommand, type BatchGetItemCommandOutput, type DynamoDBClient, GetItemCommand, type KeysAndAttributes, UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { QuotaPeriod, quotaPeriodAt, QuotaSpec, QuotaUnit } from './quota-period';
 import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE } from '../rate-controlled-queue-consumer/pacer';
 import { parseJsonEnv } from '../shared/env';
+import { keyQuotaItemKey } from '../shared/key-limits';
 
 /** The counter attribute of a quota item. */
 export const QUOTA_USED_ATTRIBUTE = 'used';
@@ -48,6 +51,12 @@ export const QUOTA_COUNTER_RETENTION_SECONDS = 86_400;
 export function quotaCounterKey(name: string, period: QuotaPeriod): string {
   return `quota#${name}#${period.startMs}`;
 }
+
+/**
+ * Where a quota's counter of a period lives: the contract's (`quotaCounterKey`) or a key's
+ * (`key-quota#<name>#<periodStartMs>#<key>`, key-quota-ledger.ts). Same writes, same condition.
+ */
+export type QuotaCounterKey = (name: string, period: QuotaPeriod) => string;
 
 /**
  * How far from a period's boundary a call may be counted by the vendor in the neighbouring period:
@@ -103,12 +112,12 @@ export function periodsOfCall(quota: QuotaSpec, slotAtMs: number, guardMs: numbe
  */
 export async function spendQuotaUnits(
   dynamodb: DynamoDBClient, tableName: string, quotas: readonly QuotaSpec[], slotAtMs: number,
-  alreadySpent: Set<string> = new Set(), guardMs: number = QUOTA_BOUNDARY_GUARD_MS,
+  alreadySpent: Set<string> = new Set(), guardMs: number = QUOTA_BOUNDARY_GUARD_MS, counterKey: QuotaCounterKey = quotaCounterKey,
 ): Promise<QuotaSpendOutcome> {
   const units: QuotaUnitSpent[] = [];
   for (const quota of quotas) {
     for (const period of periodsOfCall(quota, slotAtMs, guardMs)) {
-      const key = quotaCounterKey(quota.name, period);
+      const key = counterKey(quota.name, period);
       if (alreadySpent.has(key)) {
         continue;
       }
@@ -161,11 +170,64 @@ export async function quotaSpentUntilMs(
       ExpressionAttributeNames: { '#used': QUOTA_USED_ATTRIBUTE },
     }));
     const used = Number(result.Item?.[QUOTA_USED_ATTRIBUTE]?.N ?? 0);
-    if (used >= quota.limit) {
-      until = Math.max(until ?? 0, period.endMs + QUOTA_BOUNDARY_GUARD_MS);
-    }
+    until = laterSpentUntil(until, quota, period, used);
   }
   return until;
+}
+
+/** `until`, or the end of `period` (plus the boundary margin) when `used` reached the quota's limit, whichever is later. */
+export function laterSpentUntil(until: number | undefined, quota: QuotaSpec, period: QuotaPeriod, used: number): number | undefined {
+  return used >= quota.limit ? Math.max(until ?? 0, period.endMs + QUOTA_BOUNDARY_GUARD_MS) : until;
+}
+
+/** BatchGetItem reads at most 100 items per call (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html). */
+const MAX_BATCH_GET = 100;
+/** Rounds for keys DynamoDB left unprocessed (throttling); what is still unread then counts as not spent. */
+const MAX_UNPROCESSED_ROUNDS = 3;
+
+/**
+ * Until when each key is out of one of its quotas at `nowMs` (the end of the latest current period
+ * among its spent quotas, plus the boundary margin): keys with a unit left in every quota are absent.
+ * One eventually consistent BatchGetItem per 100 counters (0.5 read unit each): a counter read a
+ * moment stale lets a request through to the vendor caller, whose conditional write refuses it.
+ * Throws on DynamoDB errors (the dispatcher then dispatches: the caller keeps the quota).
+ */
+export async function keyQuotasSpentUntil(
+  dynamodb: DynamoDBClient, tableName: string, quotasByKey: ReadonlyMap<string, readonly QuotaSpec[]>, nowMs: number,
+): Promise<Map<string, number>> {
+  const counters = new Map<string, { key: string; quota: QuotaSpec; period: QuotaPeriod }>();
+  for (const [key, quotas] of quotasByKey) {
+    for (const quota of quotas) {
+      const period = quotaPeriodAt(quota, nowMs);
+      counters.set(keyQuotaItemKey(quota.name, period.startMs, key), { key, quota, period });
+    }
+  }
+  const used = new Map<string, number>();
+  const itemKeys = [...counters.keys()];
+  for (let i = 0; i < itemKeys.length; i += MAX_BATCH_GET) {
+    let request: Record<string, KeysAndAttributes> | undefined = {
+      [tableName]: {
+        Keys: itemKeys.slice(i, i + MAX_BATCH_GET).map((pk) => ({ [PACER_PARTITION_KEY]: { S: pk } })),
+        ProjectionExpression: '#pk, #used',
+        ExpressionAttributeNames: { '#pk': PACER_PARTITION_KEY, '#used': QUOTA_USED_ATTRIBUTE },
+      },
+    };
+    for (let round = 0; round < MAX_UNPROCESSED_ROUNDS && request !== undefined; round++) {
+      const out: BatchGetItemCommandOutput = await dynamodb.send(new BatchGetItemCommand({ RequestItems: request }));
+      for (const item of out.Responses?.[tableName] ?? []) {
+        used.set(item[PACER_PARTITION_KEY]?.S ?? '', Number(item[QUOTA_USED_ATTRIBUTE]?.N ?? 0));
+      }
+      request = out.UnprocessedKeys && Object.keys(out.UnprocessedKeys).length > 0 ? out.UnprocessedKeys : undefined;
+    }
+  }
+  const spentUntil = new Map<string, number>();
+  for (const [pk, { key, quota, period }] of counters) {
+    const until = laterSpentUntil(spentUntil.get(key), quota, period, used.get(pk) ?? 0);
+    if (until !== undefined) {
+      spentUntil.set(key, until);
+    }
+  }
+  return spentUntil;
 }
 
 /** Reads the quotas' JSON (environment variable); throws naming what is wrong. */

@@ -227,7 +227,8 @@ export class DispatchWorkflow extends Construct {
     // (if_not_exists): a redelivered message carrying a newer token then still sends the vendor
     // the URL the item holds. The stored token comes back as $.claimed.callbackToken.
     // Issue 15: with a credential or limits per key, the item also records the request's key (every
-    // request has one then: the queue consumer refuses those without), so a callback can be tied to it.
+    // request has one then: the queue consumer refuses those without), so a callback can be tied to
+    // it, and with per-key limits it frees the job's place of its key (shared/key-places.ts).
     const keyed = requestsCarryKey(props.proxy, props.pacing?.contract);
     const claim = new tasks.DynamoUpdateItem(this, 'ClaimRequest', {
       comment: 'Record the task token and the callback token; fails with ConditionalCheckFailed when the job was already submitted',

@@ -11,7 +11,7 @@
  * still send one), free the place once; the place is keyed by the request id, so a call can never
  * free a place another request holds.
  */
-import { type PlaceFreeingDeps, releaseJobPlace } from './refused-submission';
+import { keyWithPlacesOf, type PlaceFreeingDeps, releaseJobPlace } from './refused-submission';
 import type { VendorCallEvent, VendorCallResult } from './vendor-call';
 
 /** Frees the place of the job `event.endsJobOf` when the vendor answered 2xx. Best effort: errors are logged. */
@@ -29,5 +29,7 @@ export async function freePlaceOfEndedJob(
     freed: `the call ended the job of request ${endsJobOf} (the vendor answered ${result.statusCode}): its place in flight is freed`,
     failed: 'could not free the place of the job the call ended; it is freed by its callback or expires at maxJobDuration',
     fields: { requestId: event.requestId, endsJobOf },
-  });
+    // The ended job's key place: the call's own key. A call ending another key's job (with credentials
+    // per key the vendor would refuse it) frees no key place; that place then lapses at its expiry.
+  }, keyWithPlacesOf(event));
 }

@@ -11,6 +11,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { VendorCallEvent, VendorCallLogger, VendorCallResult } from './vendor-call';
 import { releasePlaceAndWakeWaiter, type WaitingRoom } from '../shared/job-waiting';
+import { releaseKeyPlace } from '../shared/key-places';
 import { ErrorNames } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 
@@ -83,11 +84,23 @@ async function freePlace(event: VendorCallEvent, deps: PlaceFreeingDeps, why: st
     freed: `${why}: its place in flight is freed`,
     failed: 'could not free the place of a job that was not created; it expires at maxJobDuration',
     fields: { requestId: event.requestId },
-  });
+  }, keyWithPlacesOf(event));
 }
 
 /**
- * Frees the place of `placeOf`'s job and wakes one waiting request (shared/job-waiting.ts).
+ * The key whose place a job holds besides the contract's (issue 15, shared/key-places.ts): the
+ * event's key when it comes with per-key limits in force (`keyLimits`, set by the dispatcher whenever
+ * the contract has per-key limits), else undefined. Not only when `keyLimits.maxJobsInFlight` is
+ * set: a key's limit may have been removed since its place was taken, and freeing a place that is
+ * not held changes nothing (one failed conditional write).
+ */
+export function keyWithPlacesOf(event: VendorCallEvent): string | undefined {
+  return event.keyLimits && typeof event.key === 'string' && event.key !== '' ? event.key : undefined;
+}
+
+/**
+ * Frees the place of `placeOf`'s job and wakes one waiting request (shared/job-waiting.ts), then
+ * the job's place of `key` when given (per-key limits, shared/key-places.ts).
  * Best effort: the vendor's answer must reach the workflow whatever happens here, so an error is
  * logged (`messages.failed`) and the place then waits for the job's callback or maxJobDuration.
  */
@@ -95,17 +108,21 @@ export async function releaseJobPlace(
   placeOf: string,
   deps: PlaceFreeingDeps,
   messages: { readonly freed: string; readonly failed: string; readonly fields: Record<string, unknown> },
+  key?: string,
 ): Promise<void> {
   if (!deps.jobPlacesTableName) {
     return;
   }
   try {
-    const held = await releasePlaceAndWakeWaiter(
-      { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner }, deps.waitingRoom, placeOf, deps.logger,
-    );
+    const table = { dynamodb: deps.dynamodb, tableName: deps.jobPlacesTableName, owner: deps.jobPlacesOwner };
+    const held = await releasePlaceAndWakeWaiter(table, deps.waitingRoom, placeOf, deps.logger);
     if (held !== undefined) {
       deps.metrics?.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
       deps.logger.info(messages.freed, { ...messages.fields, jobsInFlight: held });
+    }
+    // Per-key limits: then the key's place (wakes nobody: a key's waiters recheck on their own).
+    if (key !== undefined) {
+      await releaseKeyPlace(table, key, placeOf);
     }
   } catch (error) {
     deps.logger.warn(messages.failed, { ...messages.fields, error });

@@ -29,7 +29,7 @@ export const PRIORITY_PATH = '$.priority';
  * Whether every request has a key: the vendor credential is per key, or the contract has limits
  * per key. The orchestrator refuses a task without a key then, and the dispatcher a message.
  */
-export function requestsCarryKey(proxy: ThrottledProxy, contract: VendorContract | undefined): boolean {
+export function requestsCarryKey(proxy: Pick<ThrottledProxy, 'credentials'>, contract: VendorContract | undefined): boolean {
   return proxy.credentials.isPerKey || contract?.perKey !== undefined;
 }
 
@@ -57,4 +57,15 @@ export function requeueGroupId(keyed: boolean, raw: boolean): Record<string, str
   }
   const hash = sfn.JsonPath.hash(sfn.JsonPath.format('{}', sfn.JsonPath.stringAt(KEY_PATH)), 'SHA-256');
   return raw ? { 'MessageGroupId.$': `States.Hash(States.Format('{}', ${KEY_PATH}), 'SHA-256')` } : { MessageGroupId: hash };
+}
+
+/**
+ * Whether ClaimRequest records the request's key in its correlation item (`requestKey`): with a
+ * credential per key (a callback is tied to its key), and whenever the contract has per-key limits
+ * (`VendorContract.perKey`, which makes the key required): the callback processor then frees the
+ * job's place of that key (shared/key-places.ts), and only the correlation item knows the key.
+ */
+export function recordsRequestKey(proxy: Pick<ThrottledProxy, 'credentials'>, contract: VendorContract | undefined): boolean {
+  // The same requests as those that carry a key: every one has it then.
+  return requestsCarryKey(proxy, contract);
 }

@@ -32,8 +32,9 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { freshSlotLimits } from './fresh-slot-limits';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
 import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
+import { keyQuotaCounterKey, keyQuotaSpecs } from '../contract/key-quota-ledger';
 import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
-import { parseQuotaSpecs, spendQuotaUnits } from '../contract/quota-ledger';
+import { parseQuotaSpecs, QUOTA_BOUNDARY_GUARD_MS, spendQuotaUnits } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { decreaseAdaptiveRate } from '../rate-controlled-queue-consumer/adaptive-rate';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
@@ -399,7 +400,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     // 1a. Quotas: one unit of each, in the period the slot fires in, before the slot is claimed or
     // fired (quota-ledger.ts says why first). A spent quota leaves the slot unused (rate-safe).
     if (config.quotas && config.quotas.length > 0) {
-      const deferred = await cancelOnError(spendQuotasOrDefer(deps, clock, slot, quotaSpent, event.requestStartedAtMs, log));
+      const deferred = await cancelOnError(spendQuotasOrDefer(deps, clock, slot, quotaSpent, event, log));
       if (deferred) {
         prepared?.cancel();
         return deferred;
@@ -661,10 +662,27 @@ export function quotaDeadlineMs(config: Pick<VendorCallConfig, 'quotaMaxWaitMs'>
  * waited is not kept for a period it cannot live to see).
  */
 async function spendQuotasOrDefer(
-  deps: VendorCallDeps, clock: Clock, slotAtMs: number, spent: Set<string>, requestStartedAtMs: number | undefined,
+  deps: VendorCallDeps, clock: Clock, slotAtMs: number, spent: Set<string>, event: VendorCallEvent,
   log: Record<string, unknown>,
 ): Promise<VendorCallResult | undefined> {
-  const { config, logger } = deps;
+  const { config } = deps;
+  // Per-key quotas (issue 15, key-quota-ledger.ts): the key's units first, so that a key out of its
+  // quota never spends a contract unit; it waits for its period (or fails) like the contract's.
+  const keyQuotas = keyQuotaSpecs(config.quotas, event.keyLimits);
+  const key = event.key;
+  if (keyQuotas.length > 0 && typeof key === 'string') {
+    const keyOutcome = await spendQuotaUnits(
+      deps.dynamodb, config.pacerTableName, keyQuotas, slotAtMs, spent, QUOTA_BOUNDARY_GUARD_MS, keyQuotaCounterKey(key),
+    );
+    if (!keyOutcome.spent) {
+      deps.metrics?.addMetric(MetricNames.KEY_QUOTA_EXHAUSTED, 'Count', 1, key);
+      return deferOrFail(deps, clock, keyOutcome, key, event.requestStartedAtMs, log);
+    }
+  } else if (keyQuotas.length > 0) {
+    // The workflow passes the key whenever per-key limits are on: without it no key counter can be
+    // named, and only the contract's quota binds this call.
+    deps.logger.warn('per-key quotas came without the request\'s key: only the contract\'s quotas are spent', log);
+  }
   const outcome = await spendQuotaUnits(deps.dynamodb, config.pacerTableName, config.quotas!, slotAtMs, spent);
   if (outcome.units.length > 0) {
     deps.metrics?.addMetric(MetricNames.QUOTA_UNITS_SPENT, 'Count', outcome.units.length);
@@ -686,15 +704,30 @@ async function spendQuotasOrDefer(
     deps.metrics?.addMetric(quotaUsedMetricName(exhausted.name), 'Count', exhausted.limit);
     deps.metrics?.addMetric(quotaUsedPercentMetricName(exhausted.name), 'Percent', 100);
   }
+  return deferOrFail(deps, clock, outcome, undefined, event.requestStartedAtMs, log);
+}
+
+/**
+ * A quota (the contract's, or `key`'s own) is spent for its period: the request waits for the
+ * next one (a requeue: no attempt counted, no slot taken), or fails with VendorQuotaExhausted under
+ * `whenQuotaExhausted` FAIL or when the period ends after the request's deadline.
+ */
+function deferOrFail(
+  deps: VendorCallDeps, clock: Clock, outcome: { readonly exhausted: string; readonly availableAtMs: number }, key: string | undefined,
+  requestStartedAtMs: number | undefined, log: Record<string, unknown>,
+): VendorCallResult {
+  const { config, logger } = deps;
+  const what = key === undefined ? `quota '${outcome.exhausted}'` : `quota '${outcome.exhausted}' of key '${key}'`;
   const deadlineMs = quotaDeadlineMs(config, requestStartedAtMs, clock.now());
   const tooLong = deadlineMs !== undefined && outcome.availableAtMs > deadlineMs;
   if (config.whenQuotaExhausted === 'FAIL' || tooLong) {
-    logger.warn('a quota is spent for its period: the request fails', { ...log, quota: outcome.exhausted, availableAtMs: outcome.availableAtMs, deadlineMs });
+    logger.warn('a quota is spent for its period: the request fails', { ...log, quota: outcome.exhausted, ...(key !== undefined ? { keyQuota: true } : {}), availableAtMs: outcome.availableAtMs, deadlineMs });
     throw new VendorCallError(VendorCallErrorNames.QUOTA_EXHAUSTED, tooLong
-      ? `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()}, after the request's deadline ${new Date(deadlineMs!).toISOString()} (${config.quotaMaxWaitMs} ms after it started waiting)`
-      : `quota '${outcome.exhausted}' is spent until ${new Date(outcome.availableAtMs).toISOString()} (QuotaExhaustedAction.FAIL)`);
+      ? `${what} is spent until ${new Date(outcome.availableAtMs).toISOString()}, after the request's deadline ${new Date(deadlineMs!).toISOString()} (${config.quotaMaxWaitMs} ms after it started waiting)`
+      : `${what} is spent until ${new Date(outcome.availableAtMs).toISOString()} (QuotaExhaustedAction.FAIL)`);
   }
-  return requeue(outcome.availableAtMs, clock, QUOTA_EXHAUSTED_REASON, logger, { ...log, quota: outcome.exhausted });
+  const keyQuota = key !== undefined ? { keyQuota: true } : {};
+  return requeue(outcome.availableAtMs, clock, QUOTA_EXHAUSTED_REASON, logger, { ...log, quota: outcome.exhausted, ...keyQuota });
 }
 
 /**

@@ -17,6 +17,7 @@ import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { contractDifferences, createKeySettingsTable, grantManageKeySettings } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
+import { hasPerKeyLimits } from '../contract/per-key-limits-on';
 import { VendorContract } from '../contract/vendor-contract';
 import { IVendorContractState } from '../contract/vendor-contract-state';
 import { DispatchWorkflow, DispatchWorkflowOptions } from '../dispatch-workflow/dispatch-workflow';
@@ -26,7 +27,7 @@ import { adaptivePacingEnvironment } from '../dispatch-workflow/vendor-caller-ad
 import { RateControlledQueueConsumer, RateControlledQueueConsumerOptions } from '../rate-controlled-queue-consumer/rate-controlled-queue-consumer';
 import { deriveRateSettings, PacingPoint } from '../rate-controlled-queue-consumer/rate-settings';
 import { customMetric } from '../shared/custom-metrics';
-import { ConsumerEnv } from '../shared/env';
+import { CallbackEnv, ConsumerEnv } from '../shared/env';
 import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV } from '../shared/key-limits';
 import { ErrorNames, VENDOR_CALL_METHODS } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
@@ -875,6 +876,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
         atLimitAlarmAfter: props.monitoring?.jobsAtLimitAlarmAfter,
       });
       this.webhook.freeJobPlacesIn(this.consumer.pacerTable, stateOwner);
+      // Per-key limits (issue 15, shared/key-places.ts): a callback also frees its key's place (the
+      // key from the correlation item, which the claim then records).
+      if (hasPerKeyLimits(contract)) {
+        this.webhook.processor.addEnvironment(CallbackEnv.FREE_KEY_PLACES, 'true');
+      }
       // Every function that frees a place wakes one waiting request for it (shared/job-waiting.ts).
       // With a shared contract state there is no waiting queue (the requests recheck as delayed copies).
       if (this.consumer.jobWaitingQueue) {
@@ -898,6 +904,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
       // period ends) go on to the vendor caller, which fails them at once (request-start.ts).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_EXHAUSTED, contract.whenQuotaExhausted);
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_MAX_WAIT_MS, String(props.callbackTimeout.toMilliseconds()));
+      // Per-key quotas (issue 15): the dispatcher reads the batch's keys' counters in one BatchGetItem (key-quota-check.ts).
+      if (hasPerKeyLimits(contract)) {
+        this.consumer.pacerTable.grant(this.consumer.function, 'dynamodb:BatchGetItem');
+      }
     }
     // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(this.consumer.function, contract);

@@ -15,7 +15,8 @@ import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { limitedCallsOf } from './dispatch-limits';
-import { admitJobs, JobsInFlightConfig, moveToWaiting } from './job-admission';
+import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
+import { splitByKeyQuota } from './key-quota-check';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
 import { orderByPriority } from './priority-order';
@@ -411,6 +412,27 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     valid.splice(0, valid.length, ...goOn);
   }
 
+  // 1b'. A key out of its own quota (issue 15, key-quota-check.ts): only its requests are set aside
+  // until its period ends; the batch's other keys go on.
+  if (deps.keyLimits && config.quotas && config.quotas.length > 0 && valid.length > 0) {
+    const keyQuota = await splitByKeyQuota(valid, {
+      dynamodb: deps.clients.dynamodb,
+      pacerTableName: config.pacerTableName,
+      quotas: config.quotas,
+      whenQuotaExhausted: config.whenQuotaExhausted,
+      quotaMaxWaitMs: config.quotaMaxWaitMs,
+      nowMs: clock.now(),
+      logger: deps.logger,
+    });
+    for (const { items, untilMs } of keyQuota.aside) {
+      failures.push(...await postponeAll(items, untilMs, clock, deps));
+    }
+    if (keyQuota.goOn.length === 0) {
+      return { batchItemFailures: failures.map((itemIdentifier) => ({ itemIdentifier })) };
+    }
+    valid.splice(0, valid.length, ...keyQuota.goOn);
+  }
+
   // 1c. Jobs in flight: a job submission needs a place before a slot is reserved for it; one
   // without is moved to the waiting queue (no receive spent) until a freed place wakes it
   // (shared/job-waiting.ts); without a waiting queue it rechecks as a delayed copy after `recheckMs`.
@@ -437,6 +459,9 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     }), admissionDeps) : admission.waiting;
     failures.push(...await postponeAll(recheck, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
     failures.push(...await postponeAll(admission.unknown, undefined, clock, deps));
+    // Per-key places (issue 15): a key at its own limit is set aside and rechecks (key-places.ts).
+    failures.push(...await postponeAll(admission.keyFull, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
+    await wakeWaitersForPlacesLeftByFullKeys(admission.keyFull.length, waitingRoom, admissionDeps);
   }
 
   // 2. Start the valid ones, each in its slot.

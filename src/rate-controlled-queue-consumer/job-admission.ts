@@ -9,6 +9,11 @@
  *
  * Vendor calls (`callVendorTask`: result fetches, status polls) hold no place: the vendor counts
  * jobs, not calls. See `shared/job-places.ts` for the item and its single conditional writes.
+ *
+ * Per-key places (issue 15, shared/key-places.ts): a keyed submission whose key's limits in force
+ * set `maxJobsInFlight` takes its key's place first, then the contract's. A key at its own limit
+ * writes nothing of the contract's and does not stop the batch's other keys: its requests come back
+ * as `keyFull` (the dispatcher sets them aside as delayed copies rechecking after `recheckMs`).
  */
 import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
@@ -16,6 +21,8 @@ import type { DispatchLogger } from './dispatch';
 import type { Clock } from './pacer';
 import { JobPlacesTable, placeKey, readPlaces, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
 import { releasePlaceAndWakeWaiter, sendToWaiting, WaitingRequest, WaitingRoom, wakeWaitersForFreePlaces } from '../shared/job-waiting';
+import type { KeyLimitsSpec } from '../shared/key-limits';
+import { KeyAndContractOutcome, releaseKeyPlace, takeKeyThenContractPlace } from '../shared/key-places';
 import { AnyRequestMessage, CLOSED_TASK_ERROR_NAMES, CorrelationAttributes } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { isVendorCallMessage } from '../shared/vendor-call';
@@ -68,6 +75,19 @@ export interface Admission<T> {
   readonly waiting: T[];
   /** The places item could not be read or written: back to the queue after a short while. */
   readonly unknown: T[];
+  /**
+   * Their key is at its own `maxJobsInFlight` (per-key limits): no place taken, the contract's item
+   * untouched. The dispatcher sets them aside (delayed copies after `recheckMs`), never in the
+   * contract's waiting room, whose wakes are for contract places.
+   */
+  readonly keyFull: T[];
+}
+
+/** A request's key and its places limit, when per-key places apply to it. */
+function keyPlacesOf(item: { readonly message: AnyRequestMessage; readonly keyLimits?: KeyLimitsSpec }): { key: string; max: number } | undefined {
+  const key = item.message.key;
+  const max = item.keyLimits?.maxJobsInFlight;
+  return typeof key === 'string' && max !== undefined ? { key, max } : undefined;
 }
 
 /**
@@ -75,12 +95,15 @@ export interface Admission<T> {
  * are only checked against the map (a request already holding a place, e.g. a retry after a 5xx
  * or a redelivered copy, goes on), not taken one by one.
  */
-export async function admitJobs<T extends { readonly message: AnyRequestMessage }>(items: T[], deps: AdmissionDeps): Promise<Admission<T>> {
+export async function admitJobs<T extends { readonly message: AnyRequestMessage; readonly keyLimits?: KeyLimitsSpec }>(
+  items: T[], deps: AdmissionDeps,
+): Promise<Admission<T>> {
   const { config } = deps;
   const table: JobPlacesTable = { dynamodb: deps.dynamodb, tableName: deps.pacerTableName, owner: deps.stateOwner };
   const admitted: T[] = [];
   const waiting: T[] = [];
   const unknown: T[] = [];
+  const keyFull: T[] = [];
   let full = false;
   let heldWhenFull: Set<string> | undefined;
   for (const item of items) {
@@ -100,7 +123,24 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
         }
         // Its own place: renewed by the take (or taken afresh, if it expired and was dropped).
       }
-      const outcome = await takePlace(table, message.requestId, config.maxJobsInFlight, expiresAtMs, now);
+      const keyPlaces = keyPlacesOf(item);
+      const outcome: KeyAndContractOutcome = keyPlaces
+        ? await takeKeyThenContractPlace({
+          contract: table,
+          requestId: message.requestId,
+          key: keyPlaces.key,
+          maxJobsInFlight: config.maxJobsInFlight,
+          keyMaxJobsInFlight: keyPlaces.max,
+          expiresAtMs,
+          maxJobDurationMs: config.maxJobDurationMs,
+          nowMs: now,
+        })
+        : await takePlace(table, message.requestId, config.maxJobsInFlight, expiresAtMs, now);
+      if (outcome.result === 'keyFull') {
+        // Only this key waits: the contract's `full` stays as it was, the batch's other keys go on.
+        keyFull.push(item);
+        continue;
+      }
       if (outcome.result === 'full') {
         // Published while requests wait too, so that the at-limit alarm sees every minute of it.
         if (outcome.placesHeld !== undefined) {
@@ -126,6 +166,9 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
           if (held !== undefined) {
             deps.metrics.addMetric(MetricNames.JOBS_IN_FLIGHT, 'Count', held);
           }
+          if (keyPlaces) {
+            await releaseKeyPlace(table, keyPlaces.key, message.requestId);
+          }
           deps.logger.info(`request will not call the vendor (${noCall}): its place is given back`, { requestId: message.requestId });
         }
       }
@@ -142,7 +185,12 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage 
       waiting: waiting.length, maxJobsInFlight: config.maxJobsInFlight,
     });
   }
-  return { admitted, waiting, unknown };
+  if (keyFull.length > 0) {
+    deps.logger.info('keys at their own jobs-in-flight limit: their requests are set aside and recheck', {
+      keyFull: keyFull.length, keys: [...new Set(keyFull.map((item) => item.message.key))].slice(0, 20), recheckMs: config.recheckMs,
+    });
+  }
+  return { admitted, waiting, unknown, keyFull };
 }
 
 /** How many requests are moved to the waiting queue at once. */
@@ -180,6 +228,22 @@ export async function moveToWaiting<T extends { readonly message: AnyRequestMess
     await wakeWaitersForFreePlaces({ dynamodb: deps.dynamodb, tableName: deps.pacerTableName }, room, deps.config.maxJobsInFlight, logger);
   }
   return notMoved;
+}
+
+/**
+ * After requests of full keys were set aside: wakes contract waiters for the contract's free places.
+ * A woken waiter whose key turns out full leaves the contract's place it was woken for unused (it is
+ * set aside, not waiting), and nobody else would be woken for that place until the sweep; so
+ * whenever keys were found full, the contract's free places are counted (one consistent read) and
+ * as many waiters woken. Never throws (wakeWaitersForFreePlaces).
+ */
+export async function wakeWaitersForPlacesLeftByFullKeys(
+  keyFull: number, room: WaitingRoom | undefined, deps: Pick<AdmissionDeps, 'dynamodb' | 'pacerTableName' | 'config' | 'logger'>,
+): Promise<number> {
+  if (keyFull === 0 || room === undefined) {
+    return 0;
+  }
+  return wakeWaitersForFreePlaces({ dynamodb: deps.dynamodb, tableName: deps.pacerTableName }, room, deps.config.maxJobsInFlight, deps.logger);
 }
 
 async function jobAlreadySubmitted(deps: AdmissionDeps, requestId: string): Promise<boolean> {

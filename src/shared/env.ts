@@ -99,6 +99,12 @@ export const CallbackEnv = {
   JOB_PLACES_TABLE_NAME: 'JOB_PLACES_TABLE_NAME',
   /** As ConsumerEnv.SHARED_STATE_OWNER: keys this orchestrator's job places in a shared pacer table. */
   SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
+  /**
+   * 'true': per-key limits are on (issue 15): a callback also frees its job's place of the request's
+   * key (`key-places#<key>`, shared/key-places.ts), the key read from the correlation item
+   * (`requestKey`). Absent: only the contract's place.
+   */
+  FREE_KEY_PLACES: 'FREE_KEY_PLACES',
 } as const;
 
 /** Vendor caller (DispatchWorkflow with PacingPoint.VENDOR_CALL). */

@@ -61,7 +61,8 @@ export const SUBMISSION_WINDOW_MS = 5 * 60_000;
 /** Largest `maxJobsInFlight` the one item can hold (see "Size"). Mirrored by VendorContract's validation. */
 export const MAX_JOBS_IN_FLIGHT = 5000;
 
-const KEY = { pk: { S: JOB_PLACES_ITEM_KEY } };
+/** The pacer table's TTL attribute (pacer.ts PACER_TTL_ATTRIBUTE; not imported: this module is bundled without the pacer). */
+const TTL_ATTRIBUTE = 'expiresAt';
 const NAMES = { '#places': PLACES_ATTRIBUTE, '#held': PLACES_HELD_ATTRIBUTE };
 /** Lost races (another invocation changed the item between our read and our write) before giving up. */
 const MAX_TAKE_ROUNDS = 5;
@@ -95,6 +96,41 @@ export interface JobPlacesTable {
    * @default - none: the table is this orchestrator's own
    */
   readonly owner?: string;
+  /**
+   * The partition key of the places item. Per-key places (issue 15, design
+   * docs/design/per-key-limits.md 1.4) use the same writes on a key's own item, `key-places#<key>`
+   * (shared/key-limits.ts `keyPlacesItemKey`).
+   *
+   * @default JOB_PLACES_ITEM_KEY (the contract's places)
+   */
+  readonly itemKey?: string;
+  /**
+   * The item expires (the pacer table's TTL) this long after the latest take or renewal, so that an
+   * idle key's item does not stay forever. Must be at least the longest time a place is held
+   * (`maxJobDuration` + the submission window): every take and renewal rewrites it from its own
+   * `now`, so the item outlives every place in it (a later provisional take never shortens it below
+   * an earlier place's expiry, since both count from their own `now` with the same margin).
+   *
+   * @default - the item never expires (the contract's)
+   */
+  readonly itemTtlMs?: number;
+}
+
+/** The places item's key of `table`. */
+function itemKeyOf(table: JobPlacesTable): Record<string, { S: string }> {
+  return { pk: { S: table.itemKey ?? JOB_PLACES_ITEM_KEY } };
+}
+
+/** `SET` clause and values that renew the item's TTL at `nowMs` (none without `itemTtlMs`). */
+function ttlUpdate(table: JobPlacesTable, nowMs: number): { set: string; names: Record<string, string>; values: Record<string, { N: string }> } {
+  if (table.itemTtlMs === undefined) {
+    return { set: '', names: {}, values: {} };
+  }
+  return {
+    set: ', #ttl = :ttl',
+    names: { '#ttl': TTL_ATTRIBUTE },
+    values: { ':ttl': { N: String(Math.ceil((nowMs + table.itemTtlMs) / 1000)) } },
+  };
 }
 
 /**
@@ -105,6 +141,8 @@ export interface JobPlacesTable {
 export interface TakeOutcome {
   readonly result: 'taken' | 'held' | 'full';
   readonly placesHeld?: number;
+  /** The place's expiry as stored after a `taken` or `held` outcome (what a later conditional renewal or give-back compares). */
+  readonly expiresAtMs?: number;
 }
 
 /**
@@ -116,18 +154,21 @@ export async function takePlace(
   table: JobPlacesTable, requestId: string, maxJobsInFlight: number, expiresAtMs: number, nowMs: number,
 ): Promise<TakeOutcome> {
   const key = placeKey(requestId, table.owner);
+  const ttl = ttlUpdate(table, nowMs);
   for (let round = 0; round < MAX_TAKE_ROUNDS; round++) {
     try {
       const out = await table.dynamodb.send(new UpdateItemCommand({
         TableName: table.tableName,
-        Key: KEY,
-        UpdateExpression: 'SET #places.#k = :exp ADD #held :one',
+        Key: itemKeyOf(table),
+        UpdateExpression: `SET #places.#k = :exp${ttl.set} ADD #held :one`,
         ConditionExpression: 'attribute_exists(#places) AND #held < :n AND attribute_not_exists(#places.#k)',
-        ExpressionAttributeNames: { ...NAMES, '#k': key },
-        ExpressionAttributeValues: { ':exp': { N: String(Math.ceil(expiresAtMs)) }, ':one': { N: '1' }, ':n': { N: String(maxJobsInFlight) } },
+        ExpressionAttributeNames: { ...NAMES, '#k': key, ...ttl.names },
+        ExpressionAttributeValues: {
+          ':exp': { N: String(Math.ceil(expiresAtMs)) }, ':one': { N: '1' }, ':n': { N: String(maxJobsInFlight) }, ...ttl.values,
+        },
         ReturnValues: 'UPDATED_NEW',
       }));
-      return { result: 'taken', placesHeld: heldOf(out.Attributes) };
+      return { result: 'taken', placesHeld: heldOf(out.Attributes), expiresAtMs: Math.ceil(expiresAtMs) };
     } catch (error) {
       if (!isConditionalCheckFailed(error)) {
         throw error;
@@ -136,7 +177,7 @@ export async function takePlace(
     // Why did it fail? A strongly consistent read tells: no item yet, already ours, full.
     const state = await readPlaces(table);
     if (state === undefined) {
-      await createPlacesItem(table);
+      await createPlacesItem(table, nowMs);
       continue;
     }
     const heldUntil = state.places.get(key);
@@ -144,8 +185,9 @@ export async function takePlace(
       // Ours already (a retry, a redelivered copy): renewed, so that it expires `maxJobDuration`
       // after THIS submission. Were it left to expire, another request could drop it and take the
       // place while this one goes on to call the vendor: one job too many.
-      if (await renewPlace(table, key, heldUntil, expiresAtMs)) {
-        return { result: 'held', placesHeld: state.held };
+      const renewed = await renewPlace(table, key, heldUntil, expiresAtMs, nowMs);
+      if (renewed !== undefined) {
+        return { result: 'held', placesHeld: state.held, expiresAtMs: renewed };
       }
       continue; // dropped (expired) meanwhile: take a place afresh
     }
@@ -164,21 +206,35 @@ export async function takePlace(
   return { result: 'full' };
 }
 
+/**
+ * Renews `requestId`'s place to expire at `expiresAtMs` (never earlier than it does), if it still
+ * expires at `heldUntil`: nobody dropped, released or renewed it since. Resolves to the stored
+ * expiry, or undefined when the place is no longer as it was (then nothing changed). Per-key places
+ * use it to turn a provisional take into a full one once the contract's place is taken.
+ */
+export async function renewHeldPlace(
+  table: JobPlacesTable, requestId: string, heldUntil: number, expiresAtMs: number, nowMs: number,
+): Promise<number | undefined> {
+  return renewPlace(table, placeKey(requestId, table.owner), heldUntil, expiresAtMs, nowMs);
+}
+
 /** Sets a held place's expiry, if it still expires at `heldUntil` (nobody dropped or renewed it since). */
-async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number, expiresAtMs: number): Promise<boolean> {
+async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number, expiresAtMs: number, nowMs: number): Promise<number | undefined> {
+  const ttl = ttlUpdate(table, nowMs);
+  const stored = Math.ceil(Math.max(expiresAtMs, heldUntil));
   try {
     await table.dynamodb.send(new UpdateItemCommand({
       TableName: table.tableName,
-      Key: KEY,
-      UpdateExpression: 'SET #places.#k = :exp',
+      Key: itemKeyOf(table),
+      UpdateExpression: `SET #places.#k = :exp${ttl.set}`,
       ConditionExpression: '#places.#k = :old',
-      ExpressionAttributeNames: { '#places': PLACES_ATTRIBUTE, '#k': key },
-      ExpressionAttributeValues: { ':exp': { N: String(Math.ceil(Math.max(expiresAtMs, heldUntil))) }, ':old': { N: String(heldUntil) } },
+      ExpressionAttributeNames: { '#places': PLACES_ATTRIBUTE, '#k': key, ...ttl.names },
+      ExpressionAttributeValues: { ':exp': { N: String(stored) }, ':old': { N: String(heldUntil) }, ...ttl.values },
     }));
-    return true;
+    return stored;
   } catch (error) {
     if (isConditionalCheckFailed(error)) {
-      return false;
+      return undefined;
     }
     throw error;
   }
@@ -187,9 +243,11 @@ async function renewPlace(table: JobPlacesTable, key: string, heldUntil: number,
 /**
  * Frees `requestId`'s place. Idempotent: freeing a place that is not held (already freed, expired,
  * never taken) changes nothing. Resolves to the gauge after the release when it changed, else undefined.
+ * With `ifExpiresAtMs`, only the very entry that expires then is freed (a give-back of a provisional
+ * take that nobody renewed since).
  */
-export async function releasePlace(table: JobPlacesTable, requestId: string): Promise<number | undefined> {
-  return removePlace(table, placeKey(requestId, table.owner));
+export async function releasePlace(table: JobPlacesTable, requestId: string, ifExpiresAtMs?: number): Promise<number | undefined> {
+  return removePlace(table, placeKey(requestId, table.owner), ifExpiresAtMs);
 }
 
 /**
@@ -214,7 +272,7 @@ export async function dropExpiredPlaces(table: JobPlacesTable, nowMs: number): P
 
 /** Reads the places item (consistent). Undefined when it has no map yet. */
 export async function readPlaces(table: JobPlacesTable): Promise<{ places: Map<string, number>; held: number } | undefined> {
-  const out = await table.dynamodb.send(new GetItemCommand({ TableName: table.tableName, Key: KEY, ConsistentRead: true }));
+  const out = await table.dynamodb.send(new GetItemCommand({ TableName: table.tableName, Key: itemKeyOf(table), ConsistentRead: true }));
   const map = out.Item?.[PLACES_ATTRIBUTE]?.M;
   if (map === undefined) {
     return undefined;
@@ -223,13 +281,14 @@ export async function readPlaces(table: JobPlacesTable): Promise<{ places: Map<s
   return { places, held: heldOf(out.Item) ?? places.size };
 }
 
-async function createPlacesItem(table: JobPlacesTable): Promise<void> {
+async function createPlacesItem(table: JobPlacesTable, nowMs: number): Promise<void> {
+  const ttl = ttlUpdate(table, nowMs);
   await table.dynamodb.send(new UpdateItemCommand({
     TableName: table.tableName,
-    Key: KEY,
-    UpdateExpression: 'SET #places = if_not_exists(#places, :empty), #held = if_not_exists(#held, :zero)',
-    ExpressionAttributeNames: NAMES,
-    ExpressionAttributeValues: { ':empty': { M: {} }, ':zero': { N: '0' } },
+    Key: itemKeyOf(table),
+    UpdateExpression: `SET #places = if_not_exists(#places, :empty), #held = if_not_exists(#held, :zero)${ttl.set}`,
+    ExpressionAttributeNames: { ...NAMES, ...ttl.names },
+    ExpressionAttributeValues: { ':empty': { M: {} }, ':zero': { N: '0' }, ...ttl.values },
   }));
 }
 
@@ -238,7 +297,7 @@ async function removePlace(table: JobPlacesTable, key: string, expiresAtMs?: num
   try {
     const out = await table.dynamodb.send(new UpdateItemCommand({
       TableName: table.tableName,
-      Key: KEY,
+      Key: itemKeyOf(table),
       UpdateExpression: 'REMOVE #places.#k ADD #held :minusOne',
       ConditionExpression: expiresAtMs === undefined ? 'attribute_exists(#places.#k)' : '#places.#k = :exp',
       ExpressionAttributeNames: { ...NAMES, '#k': key },

@@ -31,6 +31,12 @@ export const MetricNames = {
   QUOTA_UNITS_SPENT: 'QuotaUnitsSpent',
   /** Vendor caller: requests that found a quota spent for its period (they wait or fail). Count. */
   QUOTA_EXHAUSTED: 'QuotaExhausted',
+  /**
+   * Vendor caller: requests that found their key's own quota spent for its period (issue 15; they
+   * wait or fail; the key is an EMF property, never a dimension). Not QuotaExhausted: a customer
+   * at its own quota is no alarm for the contract. Count.
+   */
+  KEY_QUOTA_EXHAUSTED: 'KeyQuotaExhausted',
   /** Vendor caller: 429s that paused dispatch. Count. */
   VENDOR_PAUSES: 'VendorPauses',
   /** Dispatcher: malformed request messages parked in the request DLQ. Count. */

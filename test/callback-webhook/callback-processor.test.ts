@@ -1,4 +1,4 @@
-import { ConditionalCheckFailedException, DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { InvalidToken, SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskDoesNotExist, TaskTimedOut } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
@@ -920,5 +920,67 @@ describe('processCallbackRecord with jobs in flight', () => {
     expect(loadConfig({ ...env, [CallbackEnv.JOB_PLACES_TABLE_NAME]: 'pacer-table' }).jobPlacesTableName).toBe('pacer-table');
     expect(loadConfig({ ...env, JOB_WAITING_QUEUE_URL: 'w', JOB_REQUEST_QUEUE_URL: 'r' }).jobWaiting).toEqual({ waitingQueueUrl: 'w', requestQueueUrl: 'r' });
     expect(loadConfig(env).jobWaiting).toBeUndefined();
+  });
+});
+
+describe('processCallbackRecord with per-key places (issue 15)', () => {
+  const keyConfig: CallbackConfig = { ...config, jobPlacesTableName: 'pacer-table', freeKeyPlaces: true };
+  const pacerWrites = () => ddbMock.commandCalls(UpdateItemCommand)
+    .filter((c) => c.args[0].input.TableName === 'pacer-table')
+    .map((c) => [c.args[0].input.Key!.pk.S, c.args[0].input.ExpressionAttributeNames!['#k']]);
+
+  test('GIVEN a keyed request WHEN its callback is processed THEN the contract\'s place is freed, then its key\'s (the key read from the correlation item)', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    ddbMock.on(GetItemCommand, { TableName: 'correlation-table' }).resolves({ Item: { requestId: { S: 'req-1' }, requestKey: { S: 'acme' } } });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).resolves({ Attributes: { placesHeld: { N: '3' } } });
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, keyConfig, logger, deps);
+
+    expect(pacerWrites()).toEqual([['job-places', placeKey('req-1')], ['key-places#acme', placeKey('req-1')]]);
+    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, {
+      TableName: 'correlation-table', Key: { requestId: { S: 'req-1' } }, ProjectionExpression: '#requestKey', ConsistentRead: true,
+    });
+    expect(sfnMock).toHaveReceivedCommand(SendTaskSuccessCommand);
+  });
+
+  test('GIVEN a request without a key WHEN its callback is processed THEN only the contract\'s place is freed', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    ddbMock.on(GetItemCommand, { TableName: 'correlation-table' }).resolves({ Item: { requestId: { S: 'req-1' } } });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).resolves({ Attributes: { placesHeld: { N: '3' } } });
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, keyConfig, logger, deps);
+
+    expect(pacerWrites()).toEqual([['job-places', placeKey('req-1')]]);
+  });
+
+  test('GIVEN per-key limits off WHEN a callback is processed THEN the key is not read and no key place touched (unchanged)', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).resolves({ Attributes: { placesHeld: { N: '3' } } });
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, { ...keyConfig, freeKeyPlaces: undefined }, logger, deps);
+
+    expect(pacerWrites()).toEqual([['job-places', placeKey('req-1')]]);
+    expect(ddbMock).not.toHaveReceivedCommand(GetItemCommand);
+  });
+
+  test('GIVEN the key\'s place cannot be written WHEN a callback is processed THEN it throws (redelivered; both releases are idempotent) before resuming', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    ddbMock.on(GetItemCommand, { TableName: 'correlation-table' }).resolves({ Item: { requestKey: { S: 'acme' } } });
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).callsFake(async (input) => {
+      if (input.Key.pk.S.startsWith('key-places#')) throw throttling();
+      return { Attributes: { placesHeld: { N: '3' } } };
+    });
+
+    await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, keyConfig, logger, deps)).rejects.toThrow('Rate exceeded');
+    expect(sfnMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('GIVEN FREE_KEY_PLACES WHEN loading the config THEN key places are freed only when it is \'true\'', () => {
+    const env = {
+      [CallbackEnv.TABLE_NAME]: 't', [CallbackEnv.JOB_ID_INDEX_NAME]: 'ByJobId', [CallbackEnv.JOB_ID_PATH]: '$.jobId', [CallbackEnv.DEAD_LETTER_QUEUE_URL]: DLQ_URL,
+    };
+    expect(loadConfig({ ...env, [CallbackEnv.FREE_KEY_PLACES]: 'true' }).freeKeyPlaces).toBe(true);
+    expect(loadConfig({ ...env, [CallbackEnv.FREE_KEY_PLACES]: 'false' }).freeKeyPlaces).toBeUndefined();
+    expect(loadConfig(env).freeKeyPlaces).toBeUndefined();
   });
 });

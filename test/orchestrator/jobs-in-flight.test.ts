@@ -7,7 +7,8 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState } from '../../src';
+import { AsyncExternalApiOrchestrator, KeyLimits, PacingPoint, RateControlledQueueConsumer, VendorContract, VendorContractState, VendorQuota } from '../../src';
+import { recordsRequestKey } from '../../src/dispatch-workflow/request-key-steps';
 import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
@@ -52,6 +53,8 @@ describe('VendorContract.maxJobsInFlight', () => {
       CORRELATION_TABLE_NAME: correlationTable,
     });
     expect(environmentOf(template, stack, o.webhook.processor)).toMatchObject({ JOB_PLACES_TABLE_NAME: pacerTable });
+    // Without per-key limits no key place is freed (issue 15).
+    expect(environmentOf(template, stack, o.webhook.processor).FREE_KEY_PLACES).toBeUndefined();
     // A submission the vendor refuses (final 4xx) frees its place at the vendor caller.
     expect(environmentOf(template, stack, o.dispatch.vendorCaller!)).toMatchObject({ JOB_PLACES_TABLE_NAME: pacerTable });
     // The dispatcher reads the correlation table (already submitted?); the processor writes the places item.
@@ -59,6 +62,33 @@ describe('VendorContract.maxJobsInFlight', () => {
     expect(JSON.stringify(resourcesGranted(dispatcher, 'dynamodb:GetItem'))).toContain(logicalIdOf(stack, o.table.table));
     const processor = statementsOfRole(template, stack, o.webhook.processor.role!);
     expect(JSON.stringify(resourcesGranted(processor, 'dynamodb:UpdateItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
+  });
+
+  test('GIVEN a contract with per-key limits WHEN the orchestrator is built THEN the callback processor frees key places, the claim records the key and the dispatcher may read key counters (issue 15)', () => {
+    const stack = testStack();
+    const contract = VendorContract.of({
+      requestsPerSecond: 10,
+      maxJobsInFlight: 5,
+      quotas: [VendorQuota.perDay(1000)],
+      perKey: KeyLimits.of({ requestsPerSecond: 2, maxJobsInFlight: 2 }),
+    });
+    const o = orchestrator(contract, stack);
+    const template = Template.fromStack(stack);
+    expect(environmentOf(template, stack, o.webhook.processor)).toMatchObject({ FREE_KEY_PLACES: 'true' });
+    const dispatch = template.toJSON().Resources[logicalIdOf(stack, o.dispatch.stateMachine)].Properties.DefinitionString;
+    expect(JSON.stringify(dispatch)).toContain('#requestKey = :requestKey');
+    // Per-key quotas: the dispatcher reads the batch's keys' counters in one BatchGetItem on the pacer table.
+    const dispatcher = statementsOfRole(template, stack, o.consumer.function.role!);
+    expect(JSON.stringify(resourcesGranted(dispatcher, 'dynamodb:BatchGetItem'))).toContain(logicalIdOf(stack, o.consumer.pacerTable));
+  });
+
+  test('recordsRequestKey: with a credential per key, or a contract with per-key limits, the claim records the key; else not (unchanged)', () => {
+    const perKeyContract = VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5, perKey: KeyLimits.of({ requestsPerSecond: 2 }) });
+    const shared = { credentials: { isPerKey: false } } as never;
+    expect(recordsRequestKey({ credentials: { isPerKey: true } } as never, undefined)).toBe(true);
+    expect(recordsRequestKey(shared, perKeyContract)).toBe(true);
+    expect(recordsRequestKey(shared, VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 5 }))).toBe(false);
+    expect(recordsRequestKey(shared, undefined)).toBe(false);
   });
 
   test('GIVEN a registered workflow WHEN jobs in flight are limited THEN the dispatcher may check whether its tasks still wait (SendTaskHeartbeat)', () => {

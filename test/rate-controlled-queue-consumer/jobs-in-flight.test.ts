@@ -131,8 +131,8 @@ describe('job places (one item, single conditional writes)', () => {
   test('GIVEN a limit of 2 WHEN three requests take places THEN two get one and the third finds the limit full', async () => {
     const { pacer } = await freshTables();
     const table = { dynamodb: client, tableName: pacer };
-    expect(await takePlace(table, 'a', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 1 });
-    expect(await takePlace(table, 'b', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 2 });
+    expect(await takePlace(table, 'a', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 1, expiresAtMs: T0 + HOUR_MS });
+    expect(await takePlace(table, 'b', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 2, expiresAtMs: T0 + HOUR_MS });
     expect(await takePlace(table, 'c', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'full', placesHeld: 2 });
   });
 
@@ -140,7 +140,7 @@ describe('job places (one item, single conditional writes)', () => {
     const { pacer } = await freshTables();
     const table = { dynamodb: client, tableName: pacer };
     await takePlace(table, 'a', 2, T0 + HOUR_MS, T0);
-    expect(await takePlace(table, 'a', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'held', placesHeld: 1 });
+    expect(await takePlace(table, 'a', 2, T0 + HOUR_MS, T0)).toEqual({ result: 'held', placesHeld: 1, expiresAtMs: T0 + HOUR_MS });
     expect((await readPlaces(table))!.held).toBe(1);
   });
 
@@ -164,7 +164,7 @@ describe('job places (one item, single conditional writes)', () => {
     await takePlace(table, 'b', 2, T0 + HOUR_MS, T0);
     // Before the expiry the place still counts: our own timeout never frees it.
     expect((await takePlace(table, 'c', 2, T0 + HOUR_MS, T0 + 999)).result).toBe('full');
-    expect(await takePlace(table, 'c', 2, T0 + 1000 + HOUR_MS, T0 + 1000)).toEqual({ result: 'taken', placesHeld: 2 });
+    expect(await takePlace(table, 'c', 2, T0 + 1000 + HOUR_MS, T0 + 1000)).toEqual({ result: 'taken', placesHeld: 2, expiresAtMs: T0 + 1000 + HOUR_MS });
     const state = (await readPlaces(table))!;
     expect(new Set(state.places.keys())).toEqual(new Set([placeKey('b'), placeKey('c')]));
   });
@@ -175,7 +175,7 @@ describe('job places (one item, single conditional writes)', () => {
     await takePlace(table, 'redelivered', 2, T0 + 1000, T0);
     await takePlace(table, 'b', 2, T0 + HOUR_MS, T0);
     // Back after its place expired: still ours, renewed from now.
-    expect(await takePlace(table, 'redelivered', 2, T0 + 2000 + HOUR_MS, T0 + 2000)).toEqual({ result: 'held', placesHeld: 2 });
+    expect(await takePlace(table, 'redelivered', 2, T0 + 2000 + HOUR_MS, T0 + 2000)).toEqual({ result: 'held', placesHeld: 2, expiresAtMs: T0 + 2000 + HOUR_MS });
     expect((await readPlaces(table))!.places.get(placeKey('redelivered'))).toBe(T0 + 2000 + HOUR_MS);
     // So a waiting request finds the limit full instead of dropping it: two jobs, not three.
     expect((await takePlace(table, 'c', 2, T0 + 2000 + HOUR_MS, T0 + 2000)).result).toBe('full');
@@ -261,7 +261,7 @@ describe('admitJobs', () => {
     const failing = { send: jest.fn().mockRejectedValue(Object.assign(new Error('boom'), { name: 'InternalServerError' })) } as unknown as DynamoDBClient;
     const d = { ...admissionDeps({ pacer: 'p', correlation: 'c' }), dynamodb: failing };
     const admission = await admitJobs([{ message: message('a') }], d);
-    expect(admission).toEqual({ admitted: [], waiting: [], unknown: [{ message: message('a') }] });
+    expect(admission).toEqual({ admitted: [], waiting: [], unknown: [{ message: message('a') }], keyFull: [] });
   });
 });
 

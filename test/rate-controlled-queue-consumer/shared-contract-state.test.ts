@@ -165,9 +165,9 @@ describe('one jobs-in-flight limit, places keyed by orchestrator', () => {
     const table = await sharedPacerTable();
     const orders = { dynamodb: client, tableName: table, owner: ORDERS };
     const invoices = { dynamodb: client, tableName: table, owner: INVOICES };
-    expect(await takePlace(orders, 'order-1', 3, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 1 });
+    expect(await takePlace(orders, 'order-1', 3, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 1, expiresAtMs: T0 + HOUR_MS });
     // Keyed by the request id alone, this would be 'held' (not counted): a second job at the vendor without a place.
-    expect(await takePlace(invoices, 'order-1', 3, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 2 });
+    expect(await takePlace(invoices, 'order-1', 3, T0 + HOUR_MS, T0)).toEqual({ result: 'taken', placesHeld: 2, expiresAtMs: T0 + HOUR_MS });
     // The callback of the green job frees the green place only.
     expect(await releasePlace(invoices, 'order-1')).toBe(1);
     expect(await releasePlace(invoices, 'order-1')).toBeUndefined();
