@@ -136,6 +136,8 @@ const handlerLogic = [
   'src/dispatch-workflow/refused-submission.ts',
   'src/contract/quota-ledger.ts',
   'src/rate-controlled-queue-consumer/adaptive-rate.ts',
+  'src/rate-controlled-queue-consumer/key-schedule.ts',
+  'src/rate-controlled-queue-consumer/key-set-aside.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

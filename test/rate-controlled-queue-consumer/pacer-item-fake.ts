@@ -8,7 +8,8 @@ import type { AwsStub } from 'aws-sdk-client-mock';
 
 export type PacerItem = Record<string, string>;
 
-function conditionHolds(item: PacerItem, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
+/** Whether `expression` holds on `item` (the clauses the module comment lists). */
+export function conditionHolds(item: PacerItem, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
   return expression.split(' AND ').every((clause) => clauseHolds(item, clause, names, values));
 }
 
@@ -32,6 +33,25 @@ function clauseHolds(item: PacerItem, clause: string, names: Record<string, stri
   }
   const [l, r] = [Number(left), Number(right)];
   return compared[2] === '=' ? l === r : compared[2] === '<=' ? l <= r : l >= r;
+}
+
+/** Applies an UpdateItem's `SET ... [REMOVE ...]` to `item` (its condition already checked); returns the values it replaced. */
+export function applyUpdate(item: PacerItem, input: UpdateItemCommandInput): PacerItem {
+  const names = input.ExpressionAttributeNames!;
+  const values = input.ExpressionAttributeValues!;
+  const [setPart, removePart] = input.UpdateExpression!.split(' REMOVE ');
+  const old: PacerItem = {};
+  for (const clause of setPart.replace(/^SET /, '').split(', ')) {
+    const [name, value] = clause.split(' = ');
+    old[names[name]] = item[names[name]];
+    // `#a = #a + :b` (pacer.ts, a reservation moved behind the winners of its race) or `#a = :b`.
+    const sum = /^(#\w+) \+ (:\w+)$/.exec(value);
+    item[names[name]] = sum ? String(Number(item[names[sum[1]]]) + Number(values[sum[2]].N)) : values[value].N!;
+  }
+  for (const name of removePart?.split(', ') ?? []) {
+    delete item[names[name]];
+  }
+  return old;
 }
 
 /**
@@ -60,18 +80,7 @@ export function inMemoryPacerItem(
     if (!conditionHolds(state.item, input.ConditionExpression!, names, values)) {
       throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
     }
-    const [setPart, removePart] = input.UpdateExpression!.split(' REMOVE ');
-    const old: PacerItem = {};
-    for (const clause of setPart.replace(/^SET /, '').split(', ')) {
-      const [name, value] = clause.split(' = ');
-      old[names[name]] = state.item[names[name]];
-      // `#a = #a + :b` (pacer.ts, a reservation moved behind the winners of its race) or `#a = :b`.
-      const sum = /^(#\w+) \+ (:\w+)$/.exec(value);
-      state.item[names[name]] = sum ? String(Number(state.item[names[sum[1]]]) + Number(values[sum[2]].N)) : values[value].N!;
-    }
-    for (const name of removePart?.split(', ') ?? []) {
-      delete state.item[names[name]];
-    }
+    const old = applyUpdate(state.item, input);
     state.writes++;
     if (state.crashAfterWrite) {
       state.crashAfterWrite = false;
