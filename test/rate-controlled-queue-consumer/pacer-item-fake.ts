@@ -1,7 +1,7 @@
 /**
  * The pacer item in memory behind a mocked DynamoDBClient, with DynamoDB's conditional semantics for
  * the expressions the pacer writes (`SET #a = :b, ... [REMOVE #c, ...]`, `SET #a = #a + :b`; conditions `#a = :b`,
- * `#a <= :b`, `#a >= :b` (or `#b`), `attribute_not_exists(#a)`, `(x OR y)` joined by AND; ReturnValues UPDATED_OLD). Every attribute is a number.
+ * `#a <= :b`, `#a >= :b`, `#a < :b`, `#a > :b` (or `#b`), `attribute_not_exists(#a)`, `(x OR y)` joined by AND, or `x OR y` alone; ReturnValues UPDATED_OLD). Every attribute is a number.
  */
 import { ConditionalCheckFailedException, GetItemCommand, GetItemCommandInput, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import type { AwsStub } from 'aws-sdk-client-mock';
@@ -14,7 +14,7 @@ export function conditionHolds(item: PacerItem, expression: string, names: Recor
 }
 
 function clauseHolds(item: PacerItem, clause: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
-  const either = /^\((.+) OR (.+)\)$/.exec(clause);
+  const either = /^\((.+) OR (.+)\)$/.exec(clause) ?? /^(.+?) OR (.+)$/.exec(clause);
   if (either) {
     return clauseHolds(item, either[1], names, values) || clauseHolds(item, either[2], names, values);
   }
@@ -22,7 +22,7 @@ function clauseHolds(item: PacerItem, clause: string, names: Record<string, stri
   if (absent) {
     return item[names[absent[1]]] === undefined;
   }
-  const compared = /^(#\w+) (=|<=|>=) ([:#]\w+)$/.exec(clause);
+  const compared = /^(#\w+) (=|<=|>=|<|>) ([:#]\w+)$/.exec(clause);
   if (!compared) {
     throw new Error(`the fake does not evaluate the clause '${clause}'`);
   }
@@ -32,7 +32,13 @@ function clauseHolds(item: PacerItem, clause: string, names: Record<string, stri
     return false;
   }
   const [l, r] = [Number(left), Number(right)];
-  return compared[2] === '=' ? l === r : compared[2] === '<=' ? l <= r : l >= r;
+  switch (compared[2]) {
+    case '=': return l === r;
+    case '<=': return l <= r;
+    case '>=': return l >= r;
+    case '<': return l < r;
+    default: return l > r;
+  }
 }
 
 /** Applies an UpdateItem's `SET ... [REMOVE ...]` to `item` (its condition already checked); returns the values it replaced. */
