@@ -637,6 +637,11 @@ export class DispatchWorkflow extends Construct {
     addQuotaEnvironment(fn, pacing.contract, pacing.quotaMaxWait);
     // A fresh slot respects the call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(fn, pacing.contract);
+    // Issue 15: with a credential per key, a vendor 429 to a request with per-key limits is about
+    // that key's account: it pauses the key, not the contract (key-schedule.ts pauseKeyUntil).
+    if (props.proxy.credentials.isPerKey) {
+      fn.addEnvironment(VendorCallerEnv.KEY_PAUSE_ON_429, 'true');
+    }
     // Adaptive pacing: a 429 lowers the adaptive rate in the pacer item (UpdateItem, granted below).
     for (const [name, value] of Object.entries(adaptivePacingEnvironment(pacing.contract, VendorCallerEnv.ADAPTIVE_PACING))) {
       fn.addEnvironment(name, value);
