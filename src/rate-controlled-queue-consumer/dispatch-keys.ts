@@ -2,11 +2,13 @@
  * The per-key part of a dispatcher's reservation round (issue 15; design:
  * docs/design/per-key-limits.md, 1.3 and 3.1), kept out of dispatch.ts: read the waiting calls'
  * keys' pacer items, interleave the calls by key, set aside those whose key has no slot within the
- * horizon, and give the rest to the contract reservation as external limits (key-schedule.ts).
+ * horizon, write this dispatcher's plan for each key it keeps calls of (a key another dispatcher
+ * planned first is set aside: key-set-aside.ts `splitByKeyHorizon` says why), and give the rest to
+ * the contract reservation as external limits (key-schedule.ts).
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { interleaveByKey, KeyCursor, KeyedCall, keyExternalLimits, limitedKeyOf, readKeyCursors } from './key-schedule';
-import { KeyTiming, splitByKeyHorizon } from './key-set-aside';
+import { KeyTiming, splitByKeyHorizon, writeKeyPlan } from './key-set-aside';
 import type { ExternalLimits } from './named-limit-schedule';
 
 /** One reservation round's per-key view of the waiting calls. */
@@ -36,7 +38,24 @@ export async function prepareKeyRound<T extends KeyedCall>(
 ): Promise<KeyRound<T>> {
   const keys = calls.map(limitedKeyOf).filter((key): key is string => key !== undefined);
   const cursors = await readKeyCursors(dynamodb, tableName, keys);
-  const { keep, aside, keptPerKey } = splitByKeyHorizon(interleaveByKey(calls), cursors, timing, horizonMs);
+  const split = splitByKeyHorizon(interleaveByKey(calls), cursors, timing, horizonMs);
+  // The plans (key-set-aside.ts): a key another dispatcher planned first is set aside here.
+  const lost = new Set<string>();
+  await Promise.all(split.plans.map(async (plan) => {
+    try {
+      if (!await writeKeyPlan(dynamodb, tableName, plan)) {
+        lost.add(plan.key);
+      }
+    } catch {
+      // Advisory: without it this dispatcher may only lose more key writes (wasted slots), never a limit.
+    }
+  }));
+  const isLost = (call: T) => lost.has(limitedKeyOf(call) ?? '');
+  const keep = split.keep.filter((call) => !isLost(call));
+  // In the order they were waiting; `keptPerKey` still counts them, so that they are planned after
+  // the slots the other dispatcher is taking.
+  const aside = lost.size === 0 ? split.aside : calls.filter((call) => split.aside.includes(call) || (split.keep.includes(call) && isLost(call)));
+  const keptPerKey = split.keptPerKey;
   const rereadExternalLimits = async () => {
     const fresh = await readKeyCursors(dynamodb, tableName, keep.map(limitedKeyOf).filter((key): key is string => key !== undefined));
     fresh.forEach((cursor, key) => cursors.set(key, cursor));

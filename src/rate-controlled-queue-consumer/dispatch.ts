@@ -535,6 +535,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // Per-key limits (key-schedule.ts, key-set-aside.ts): requests set aside as delayed copies, sent
   // while the others are paced; resolve to the message ids that stay on the queue.
   const settingAside: Promise<string[]>[] = [];
+  // This invocation's key plans (key-set-aside.ts) do not hold back its own later rounds.
+  const planOwner = randomBytes(6).readUIntBE(0, 6);
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -542,8 +544,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
       let keyRound: KeyRound<ValidRecord> | undefined;
       try {
         if (anyKeyLimited(pending)) {
-          keyRound = await keyRoundOf(pending, clock, deps);
-          settingAside.push(setAsideRecords(keyRound, clock, deps));
+          keyRound = await keyRoundOf(pending, clock, deps, planOwner);
+          settingAside.push(setAsideRecords(keyRound, clock, deps, planOwner));
           pending.splice(0, pending.length, ...keyRound.keep);
           if (pending.length === 0) {
             break;
@@ -652,22 +654,22 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
 }
 
 /** Reads the waiting records' keys and splits them by the key horizon (dispatch-keys.ts). */
-function keyRoundOf(pending: ValidRecord[], clock: Clock, deps: DispatchDeps): Promise<KeyRound<ValidRecord>> {
+function keyRoundOf(pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number): Promise<KeyRound<ValidRecord>> {
   const { config } = deps;
   return prepareKeyRound(pending, deps.clients.dynamodb, config.pacerTableName, {
-    nowMs: clock.now(), leadMs: config.leadMs ?? 0, latenessToleranceMs: config.latenessToleranceMs,
+    nowMs: clock.now(), leadMs: config.leadMs ?? 0, latenessToleranceMs: config.latenessToleranceMs, planOwner,
   }, config.keyReservationHorizonMs ?? DEFAULT_KEY_RESERVATION_HORIZON_MS);
 }
 
 /** Sets aside the records of a key round whose key had no slot within the horizon (key-set-aside.ts). */
-async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps: DispatchDeps): Promise<string[]> {
+async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps: DispatchDeps, planOwner: number): Promise<string[]> {
   for (const item of round.aside) {
     deps.metrics.addMetric(MetricNames.KEY_SET_ASIDE, 'Count', 1, item.message.key);
   }
   return setAsideByKey(round.aside, {
     dynamodb: deps.clients.dynamodb,
     tableName: deps.config.pacerTableName,
-    timing: { nowMs: clock.now(), leadMs: deps.config.leadMs ?? 0, latenessToleranceMs: deps.config.latenessToleranceMs },
+    timing: { nowMs: clock.now(), leadMs: deps.config.leadMs ?? 0, latenessToleranceMs: deps.config.latenessToleranceMs, planOwner },
     cursors: round.cursors,
     keptPerKey: round.keptPerKey,
     send: async (item, delaySeconds) => {

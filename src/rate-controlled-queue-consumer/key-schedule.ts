@@ -63,6 +63,14 @@ const MAX_UNPROCESSED_ROUNDS = 5;
 /** How many times a key's slots are re-read and written again after a lost key write. */
 const MAX_KEY_WRITE_ATTEMPTS = 3;
 
+/**
+ * The key pacer item's advisory plan (key-set-aside.ts): the key's next slot after the slots a
+ * dispatcher planned to reserve for the calls it kept (epoch ms, N). Other dispatchers plan after it.
+ */
+export const KEY_PLANNED_UNTIL_ATTRIBUTE = 'plannedUntilMs';
+/** Which dispatcher invocation wrote the plan (a random number): its own plan does not hold it back. */
+export const KEY_PLANNED_BY_ATTRIBUTE = 'plannedBy';
+
 /** The key pacer item's advisory set-aside cursor of one priority (key-set-aside.ts). */
 export function keyAsideUntilAttribute(priority: RequestPriority): string {
   return `asideUntilMs#${priority}`;
@@ -76,6 +84,10 @@ export interface KeyCursor {
   readonly pausedUntilMs?: number;
   /** The advisory set-aside cursors, per priority, as read: value and stored text (conditions compare the text). */
   readonly asideUntil: Partial<Record<RequestPriority, { readonly value: number; readonly raw: string }>>;
+  /** The advisory plan of the dispatcher that last kept calls of the key (absent: none). */
+  readonly plannedUntil?: { readonly value: number; readonly raw: string };
+  /** Who wrote that plan (`KEY_PLANNED_BY_ATTRIBUTE`). */
+  readonly plannedBy?: number;
 }
 
 /** The external limit of a key in the contract's slot assignment (named limits cannot contain ':'). */
@@ -155,10 +167,14 @@ function parseKeyCursor(item: Record<string, { N?: string }>): KeyCursor {
   }
   const last = number(KEY_LAST_SLOT_ATTRIBUTE)?.value;
   const paused = number(KEY_PAUSED_UNTIL_ATTRIBUTE)?.value;
+  const planned = number(KEY_PLANNED_UNTIL_ATTRIBUTE);
+  const plannedBy = number(KEY_PLANNED_BY_ATTRIBUTE)?.value;
   return {
     ...(last !== undefined ? { lastSlotAtMs: last } : {}),
     ...(paused !== undefined ? { pausedUntilMs: paused } : {}),
     asideUntil,
+    ...(planned ? { plannedUntil: planned } : {}),
+    ...(plannedBy !== undefined ? { plannedBy } : {}),
   };
 }
 

@@ -117,6 +117,31 @@ describe('dispatchBatch with per-key rates', () => {
     expect(copies()).toEqual([['a', Math.floor((60_000 - LEAD - SET_ASIDE_RETURN_MARGIN_MS) / 1000)]]);
   });
 
+  test('GIVEN two dispatchers whose batches hold the same hot key at once WHEN they dispatch THEN only the first to plan the key reserves its slots, the other sets its calls aside, and no contract slot is wasted', async () => {
+    const a = deps(source({ hot: spec(2) }));
+    const b = { ...deps(source({ hot: spec(2) })), random: () => 0.25 };
+    const [ra, rb] = await Promise.all([
+      dispatchBatch({ Records: [submit('a1', 'hot'), submit('a2', 'hot')] }, a),
+      dispatchBatch({ Records: [submit('b1', 'hot'), submit('b2', 'hot')] }, b),
+    ]);
+    expect([ra, rb]).toEqual([{ batchItemFailures: [] }, { batchItemFailures: [] }]);
+    const wasted = [a, b].flatMap((d) => d.metrics.addMetric.mock.calls.filter(([name]) => name === 'KeySlotsWasted'));
+    expect(wasted).toEqual([]);
+    const inputs = started();
+    expect(inputs.map((i) => i.requestId).sort()).toEqual(['a1', 'a2']);
+    expect(inputs[1].slotAtMs - inputs[0].slotAtMs).toBeGreaterThanOrEqual(keyIntervalMs(spec(2), L));
+    expect(copies().map(([id]) => id).sort()).toEqual(['b1', 'b2']);
+  });
+
+  test('GIVEN another dispatcher planned the key\'s next slots WHEN a batch of the key comes THEN its calls are set aside after that plan, without a contract slot', async () => {
+    const I = keyIntervalMs(spec(2), L);
+    table.items.set('key-pacer#k', { plannedUntilMs: String(T0 + LEAD + 3 * I), plannedBy: '42' });
+    await dispatchBatch({ Records: [submit('a', 'k')] }, deps(source({ k: spec(2) })));
+    expect(started()).toEqual([]);
+    expect(copies()).toEqual([['a', Math.floor((3 * I - SET_ASIDE_RETURN_MARGIN_MS) / 1000)]]);
+    expect(table.items.get('pacer')).toBeUndefined();
+  });
+
   test('GIVEN the set-aside copy cannot be sent WHEN dispatched THEN the message is hidden instead and stays on the queue', async () => {
     table.items.set('key-pacer#k', { pausedUntilMs: String(T0 + 60_000) });
     sqs.on(SendMessageCommand).rejects(new Error('throttled'));
@@ -136,8 +161,9 @@ describe('dispatchBatch with per-key rates', () => {
 
   test('GIVEN another reserver stored the key\'s slot between the read and the key write WHEN the key write loses THEN the call does not fire in that slot (KeySlotsWasted) and is reserved again later', async () => {
     let raced = false;
-    table.beforeWrite = (pk) => {
-      if (pk === 'key-pacer#k' && !raced) {
+    table.beforeWrite = (pk, input) => {
+      // The key's slot write (not its plan, written before the contract's reservation).
+      if (pk === 'key-pacer#k' && input.ExpressionAttributeValues![':room'] && !raced) {
         raced = true;
         // Another dispatcher's slot for the key, just before ours.
         const contract = Number(table.items.get('pacer')!.nextSlotAtMs);
@@ -152,7 +178,7 @@ describe('dispatchBatch with per-key rates', () => {
     expect(input.slotAtMs).toBe(stored);
     expect(d.metrics.addMetric.mock.calls.filter(([name]) => name === 'KeySlotsWasted').map(([, , v]) => v)).toEqual([1]);
     // Its slot is at least I_k after the other dispatcher's.
-    const writes = table.writes.filter((w) => w.pk === 'key-pacer#k');
+    const writes = table.writes.filter((w) => w.pk === 'key-pacer#k' && w.input.ExpressionAttributeValues![':room']);
     expect(writes).toHaveLength(1);
     expect(input.slotAtMs - Number(writes[0].before.lastSlotAtMs)).toBeGreaterThanOrEqual(I);
     expect(ddb.commandCalls(UpdateItemCommand).length).toBeGreaterThan(2);

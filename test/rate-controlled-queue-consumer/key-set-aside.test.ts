@@ -43,6 +43,23 @@ describe('splitByKeyHorizon', () => {
   });
 });
 
+describe('splitByKeyHorizon with plans (another dispatcher keeping the key\'s next slots)', () => {
+  const I = keyIntervalMs(spec(5), L);
+  const planned = (by: number) => cursors({ k: { plannedUntil: { value: T0 + LEAD + 700, raw: String(T0 + LEAD + 700) }, plannedBy: by } });
+
+  test('GIVEN another dispatcher\'s plan past the horizon WHEN split THEN the key\'s calls are set aside and nothing is planned', () => {
+    const split = splitByKeyHorizon([call('a', 'k', spec(5))], planned(1), { ...timing, planOwner: 2 }, 500);
+    expect(split.aside.map((c) => c.id)).toEqual(['a']);
+    expect(split.plans).toEqual([]);
+  });
+
+  test('GIVEN this dispatcher\'s own plan WHEN split THEN it does not hold its own calls back, and the new plan is conditioned on the one read', () => {
+    const split = splitByKeyHorizon([call('a', 'k', spec(5)), call('b', 'k', spec(5))], planned(2), { ...timing, planOwner: 2 }, 500);
+    expect(split.keep.map((c) => c.id)).toEqual(['a', 'b']);
+    expect(split.plans).toEqual([{ key: 'k', oldRaw: String(T0 + LEAD + 700), newValue: T0 + LEAD + 2 * I, owner: 2 }]);
+  });
+});
+
 describe('planSetAside: when a set-aside request comes back', () => {
   test('GIVEN a key an hour behind WHEN planned THEN the delay is capped at 900 s (it comes back every 15 minutes)', () => {
     const { plans } = planSetAside([call('x', 'k', spec(1))], cursors({ k: { lastSlotAtMs: T0 + 3_600_000 } }), timing, new Map());

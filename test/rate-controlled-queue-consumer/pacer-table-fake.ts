@@ -24,10 +24,16 @@ function withPk(pk: string, item: PacerItem | undefined) {
   return item === undefined ? undefined : { pk: { S: pk }, ...Object.fromEntries(Object.entries(item).map(([name, n]) => [name, { N: n }])) };
 }
 
-/** Installs the fake on `ddb`; `onCall` runs at every call (e.g. to advance a fake clock by a round trip). */
-export function inMemoryPacerTable(ddb: AwsStub<any, any, any>, onCall: () => void = () => undefined): PacerTableFake {
+/**
+ * Installs the fake on `ddb`; `onCall` runs at every call (e.g. to advance a fake clock by a round
+ * trip); `latency`, when given, is awaited instead of one turn of the event loop (e.g. a virtual
+ * clock's sleep, so that concurrent callers interleave in virtual time).
+ */
+export function inMemoryPacerTable(
+  ddb: AwsStub<any, any, any>, onCall: () => void = () => undefined, latency?: () => Promise<void>,
+): PacerTableFake {
   const state: PacerTableFake = { items: new Map(), writes: [], unprocessedOnce: new Set() };
-  const yieldTurn = () => new Promise((resolve) => setImmediate(resolve));
+  const yieldTurn = latency ?? (() => new Promise((resolve) => setImmediate(resolve)));
   ddb.on(GetItemCommand).callsFake(async (input: GetItemCommandInput) => {
     if (input.ConsistentRead !== true) {
       throw new Error('pacer table items are read with ConsistentRead');
