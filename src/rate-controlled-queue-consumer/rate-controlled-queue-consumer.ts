@@ -468,9 +468,7 @@ export class RateControlledQueueConsumer extends Construct {
     // Custom metrics (Powertools Metrics, EMF): one scope per orchestrator or standalone consumer.
     this.function.addEnvironment(METRICS_SCOPE_ENV, this.metricsScope);
     this.function.addEnvironment(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE);
-    // BatchGetItem: the keys' pacer items of a batch (per-key limits, key-schedule.ts); the same
-    // table's items GetItem already reads.
-    this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
+    this.pacerTable.grant(this.function, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     this.deadLetterQueue.grantSendMessages(this.function);
     // Postponing a message that got no pacing slot re-sends it with a delay (dispatch.ts,
     // postponeAll), so that waiting never counts against maxReceiveCount.

@@ -4,18 +4,23 @@
  * not the contract, on the vendor's 429 (KEY_PAUSE_ON_429).
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, VendorContract, VendorCredentials } from '../../src';
 import { TEST_ENV } from '../util';
 
-function template(perKey: boolean): Template {
+function template(credentialPerKey: boolean, perKeyLimits: boolean): Template {
   const stack = new Stack(new App(), 'KeyRate', { env: TEST_ENV });
+  // `VendorContract.perKey` (KeyLimits) lands with the per-key settings; stood in for here.
+  const contract = VendorContract.of({ requestsPerSecond: 10 });
+  if (perKeyLimits) {
+    Object.defineProperty(contract, 'perKey', { value: { requestsPerSecond: 2 } });
+  }
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
-    requestsPerSecond: 10,
+    contract,
     callbackTimeout: Duration.minutes(30),
-    ...(perKey ? { proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}' }) } } : {}),
+    ...(credentialPerKey ? { proxy: { credentials: VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}' }) } } : {}),
   });
   orchestrator.registerWorkflow(new sfn.StateMachine(stack, 'Main', {
     definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.submitJobTask(stack, 'Submit', {
@@ -33,14 +38,24 @@ function vendorCallerVariables(t: Template): Record<string, unknown> {
   return callers[0];
 }
 
-test('GIVEN a credential per key WHEN synthesized THEN the vendor caller pauses keys on a 429 and the consumer may BatchGetItem the pacer table', () => {
-  const t = template(true);
+const batchGets = (t: Template) => Object.values(t.findResources('AWS::IAM::Policy'))
+  .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+  .filter((statement: { Action: string | string[] }) => [statement.Action].flat().includes('dynamodb:BatchGetItem'));
+
+test('GIVEN per-key limits and a credential per key WHEN synthesized THEN the vendor caller pauses keys on a 429 and the consumer may BatchGetItem the pacer table', () => {
+  const t = template(true, true);
   expect(vendorCallerVariables(t).KEY_PAUSE_ON_429).toBe('true');
-  t.hasResourceProperties('AWS::IAM::Policy', {
-    PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['dynamodb:BatchGetItem']) })]) },
-  });
+  expect(batchGets(t)).toHaveLength(1);
 });
 
-test('GIVEN one credential for all keys WHEN synthesized THEN a 429 pauses the contract (no KEY_PAUSE_ON_429)', () => {
-  expect(vendorCallerVariables(template(false)).KEY_PAUSE_ON_429).toBeUndefined();
+test('GIVEN per-key limits with one credential for all keys WHEN synthesized THEN a 429 pauses the contract (no KEY_PAUSE_ON_429); the keys are still read', () => {
+  const t = template(false, true);
+  expect(vendorCallerVariables(t).KEY_PAUSE_ON_429).toBeUndefined();
+  expect(batchGets(t)).toHaveLength(1);
+});
+
+test('GIVEN no per-key limits WHEN synthesized THEN nothing changes (no BatchGetItem, no KEY_PAUSE_ON_429)', () => {
+  const t = template(true, false);
+  expect(vendorCallerVariables(t).KEY_PAUSE_ON_429).toBeUndefined();
+  expect(batchGets(t)).toEqual([]);
 });
