@@ -22,7 +22,7 @@ import { confirmKeySlots } from './key-schedule';
 import { DEFAULT_KEY_RESERVATION_HORIZON_MS, setAsideByKey } from './key-set-aside';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
-import { orderByPriority } from './priority-order';
+import { effectiveRankOf, orderByPriority } from './priority-order';
 import { messageKeyProblem, refuseRequestKey } from './request-key-check';
 import { messagePriorityProblem, refuseRequestPriority } from './request-priority-check';
 import { isRequestStart, splitByQuotaWait, withRequestStart } from './request-start';
@@ -544,7 +544,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
       let keyRound: KeyRound<ValidRecord> | undefined;
       try {
         if (anyKeyLimited(pending)) {
-          keyRound = await keyRoundOf(pending, clock, deps, planOwner);
+          keyRound = await keyRoundOf(pending, clock, deps, planOwner, readyAtMs);
           settingAside.push(setAsideRecords(keyRound, clock, deps, planOwner));
           pending.splice(0, pending.length, ...keyRound.keep);
           if (pending.length === 0) {
@@ -654,11 +654,13 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
 }
 
 /** Reads the waiting records' keys and splits them by the key horizon (dispatch-keys.ts). */
-function keyRoundOf(pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number): Promise<KeyRound<ValidRecord>> {
+function keyRoundOf(pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number, readyAtMs: number): Promise<KeyRound<ValidRecord>> {
   const { config } = deps;
   return prepareKeyRound(pending, deps.clients.dynamodb, config.pacerTableName, {
     nowMs: clock.now(), leadMs: config.leadMs ?? 0, latenessToleranceMs: config.latenessToleranceMs, planOwner,
-  }, config.keyReservationHorizonMs ?? DEFAULT_KEY_RESERVATION_HORIZON_MS);
+  }, config.keyReservationHorizonMs ?? DEFAULT_KEY_RESERVATION_HORIZON_MS,
+  // Turns by key within each priority (pending is in priority order: priority-order.ts, same time).
+  (item) => effectiveRankOf(item, readyAtMs));
 }
 
 /** Sets aside the records of a key round whose key had no slot within the horizon (key-set-aside.ts). */

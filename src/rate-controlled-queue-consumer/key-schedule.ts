@@ -124,13 +124,13 @@ export async function readKeyCursors(dynamodb: DynamoDBClient, tableName: string
       const output = await dynamodb.send(new BatchGetItemCommand({
         RequestItems: { [tableName]: { Keys: wanted, ConsistentRead: true } },
       }));
-      for (const item of output.Responses?.[tableName] ?? []) {
+      for (const item of output?.Responses?.[tableName] ?? []) {
         const pk = item[PACER_PARTITION_KEY]?.S;
         if (pk !== undefined) {
           cursors.set(pk, parseKeyCursor(item));
         }
       }
-      wanted = (output.UnprocessedKeys?.[tableName]?.Keys ?? []) as Record<string, { S: string }>[];
+      wanted = (output?.UnprocessedKeys?.[tableName]?.Keys ?? []) as Record<string, { S: string }>[];
     }
   }
   return new Map(distinct.map((key) => [key, cursors.get(keyPacerItemKey(key)) ?? { asideUntil: {} }]));
@@ -192,9 +192,24 @@ export function limitedKeyOf(call: KeyedCall): string | undefined {
 /**
  * The calls in round-robin order by key (first of each key in order of first appearance, then the
  * second of each, ...), each key's calls in their given order; calls without a key limit each count
- * as their own key. So one key's many messages do not take all early contract slots.
+ * as their own key. So one key's many messages do not take all early contract slots. With `rankOf`
+ * (effective priority, calls given in rank order: priority-order.ts), each run of equal rank is
+ * interleaved on its own: priority first, then turns by key (design section 4).
  */
-export function interleaveByKey<T extends KeyedCall>(calls: readonly T[]): T[] {
+export function interleaveByKey<T extends KeyedCall>(calls: readonly T[], rankOf?: (call: T) => number): T[] {
+  if (rankOf) {
+    const runs: T[][] = [];
+    let previous: number | undefined;
+    for (const call of calls) {
+      const rank = rankOf(call);
+      if (runs.length === 0 || rank !== previous) {
+        runs.push([]);
+      }
+      runs[runs.length - 1].push(call);
+      previous = rank;
+    }
+    return runs.flatMap((run) => interleaveByKey(run));
+  }
   const groups: T[][] = [];
   const byKey = new Map<string, T[]>();
   for (const call of calls) {

@@ -69,6 +69,13 @@ describe('interleaveByKey', () => {
     const calls = [call('hot', 2, 'h1'), call('hot', 2, 'h2'), call('hot', 2, 'h3'), call('quiet', 2, 'q1'), call(undefined, 2, 'u'), call('quiet', 2, 'q2')];
     expect(interleaveByKey(calls).map((c) => c.id)).toEqual(['h1', 'q1', 'u', 'h2', 'q2', 'h3']);
   });
+
+  test('GIVEN calls in priority order WHEN interleaved with their ranks THEN turns by key happen within each priority, never a lower one before a higher one', () => {
+    const calls = [call('hot', 2, 'h1'), call('hot', 2, 'h2'), call('hot', 2, 'h3'), call('quiet', 2, 'q-low')];
+    const rank = (c: { id: string }) => (c.id === 'q-low' ? 2 : 0);
+    expect(interleaveByKey(calls, rank).map((c) => c.id)).toEqual(['h1', 'h2', 'h3', 'q-low']);
+    expect(interleaveByKey(calls).map((c) => c.id)).toEqual(['h1', 'q-low', 'h2', 'h3']);
+  });
 });
 
 describe('readKeyCursors', () => {
