@@ -137,6 +137,8 @@ const handlerLogic = [
   'src/contract/quota-ledger.ts',
   'src/rate-controlled-queue-consumer/adaptive-rate.ts',
   'src/shared/key-settings.ts',
+  'src/rate-controlled-queue-consumer/key-schedule.ts',
+  'src/rate-controlled-queue-consumer/key-set-aside.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

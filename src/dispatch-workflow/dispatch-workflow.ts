@@ -21,6 +21,7 @@ import { addQuotaEnvironment, vendorCallerFinalErrors, vendorCallerNamedFailures
 import { vendorCredentialSteps } from './vendor-credential-steps';
 import { parseSimplePath } from '../callback-webhook/json-path';
 import { addLimitEnvironment } from '../contract/limit-environment';
+import { hasPerKeyLimits } from '../contract/per-key-limits-on';
 import { VendorContract } from '../contract/vendor-contract';
 import { IDynamicDelay } from '../rate-controlled-queue-consumer/dynamic-delay';
 import { RateSettings } from '../rate-controlled-queue-consumer/rate-settings';
@@ -639,6 +640,11 @@ export class DispatchWorkflow extends Construct {
     addQuotaEnvironment(fn, pacing.contract, pacing.quotaMaxWait);
     // A fresh slot respects the call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(fn, pacing.contract);
+    // Issue 15: with a credential per key, a vendor 429 to a request with per-key limits is about
+    // that key's account: it pauses the key, not the contract (key-schedule.ts pauseKeyUntil).
+    if (props.proxy.credentials.isPerKey && hasPerKeyLimits(pacing.contract)) {
+      fn.addEnvironment(VendorCallerEnv.KEY_PAUSE_ON_429, 'true');
+    }
     // Adaptive pacing: a 429 lowers the adaptive rate in the pacer item (UpdateItem, granted below).
     for (const [name, value] of Object.entries(adaptivePacingEnvironment(pacing.contract, VendorCallerEnv.ADAPTIVE_PACING))) {
       fn.addEnvironment(name, value);

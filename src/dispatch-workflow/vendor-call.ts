@@ -29,6 +29,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 // A dependency of every AWS SDK v3 client (pinned by the lockfile), used here to sign plain HTTP
 // requests to the proxy with the function's role.
 import { SignatureV4 } from '@smithy/signature-v4';
+import { confirmFreshKeySlot, keyedRequestOf, readFreshKeyLimit, readKeyPausedUntil } from './fresh-key-slot';
 import { freshSlotLimits } from './fresh-slot-limits';
 import { PreparedRequest, PrepareRequest } from './prepared-request';
 import { AdaptiveSpec, parseAdaptiveSpec } from '../contract/adaptive-spec';
@@ -37,6 +38,7 @@ import { NamedLimitSpec, parseNamedLimitSpecs } from '../contract/named-limit';
 import { parseQuotaSpecs, QUOTA_BOUNDARY_GUARD_MS, spendQuotaUnits } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { decreaseAdaptiveRate } from '../rate-controlled-queue-consumer/adaptive-rate';
+import { pauseKeyUntil } from '../rate-controlled-queue-consumer/key-schedule';
 import { claimSlot, Clock, pauseUntil, readPausedUntil, reserveSlots, systemClock } from '../rate-controlled-queue-consumer/pacer';
 import { PacingSettingsSource, readPacingSettings } from '../rate-controlled-queue-consumer/pacing-settings';
 
@@ -134,6 +136,12 @@ export interface VendorCallConfig {
   readonly limits?: NamedLimitSpec[];
   /** Adaptive pacing: a 429 decreases the adaptive rate, fresh slots are spaced at it. Default: off. */
   readonly adaptivePacing?: AdaptiveSpec;
+  /**
+   * The vendor credential is per key (issue 15): a vendor 429 to a request with per-key limits is
+   * about that key's account, so it pauses the key (`pausedUntilMs` of its `key-pacer` item), not
+   * the contract (VendorCallerEnv.KEY_PAUSE_ON_429). Default false: every 429 pauses the contract.
+   */
+  readonly keyPauseOn429?: boolean;
 }
 
 /** Signs a request: returns the headers to send (the given ones plus the signature). */
@@ -293,6 +301,7 @@ export function loadVendorCallConfig(env: Record<string, string | undefined>): V
     quotaMaxWaitMs: env[VendorCallerEnv.QUOTA_MAX_WAIT_MS]?.trim() ? num(VendorCallerEnv.QUOTA_MAX_WAIT_MS) : undefined,
     limits: parseNamedLimitSpecs(env[VendorCallerEnv.VENDOR_LIMITS], VendorCallerEnv.VENDOR_LIMITS),
     adaptivePacing: parseAdaptiveSpec(env[VendorCallerEnv.ADAPTIVE_PACING], VendorCallerEnv.ADAPTIVE_PACING),
+    ...(env[VendorCallerEnv.KEY_PAUSE_ON_429]?.trim() === 'true' ? { keyPauseOn429: true } : {}),
   };
 }
 
@@ -357,6 +366,8 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
   // The quota counters this call has spent a unit in (quota-ledger.ts): a later slot in the same
   // period does not spend again.
   const quotaSpent = new Set<string>();
+  // Per-key limits (issue 15): a fresh slot needs the key's slot too (fresh-key-slot.ts).
+  const keyed = keyedRequestOf(event);
   for (let attempt = 1; attempt <= MAX_SLOT_ATTEMPTS && !fired; attempt++) {
     // 1. A usable slot: the given one while it is on time, else a fresh one.
     if (slot !== undefined && lateBeyondTolerance(clock.now(), slot, config.fireToleranceMs)) {
@@ -365,6 +376,9 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     if (slot === undefined) {
       // The same settings the dispatcher reserves with: a fresh slot is spaced at the rate in force.
       const settings = await readPacingSettings(deps.dynamicDelay);
+      const keyLimit = keyed
+        ? await cancelOnError(readFreshKeyLimit(deps.dynamodb, config.pacerTableName, keyed, config.latenessToleranceMs))
+        : undefined;
       const reserveFresh = (minLeadMs: number) => cancelOnError(reserveSlots({
         ...settings,
         dynamodb: deps.dynamodb,
@@ -380,6 +394,8 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
         ...freshSlotLimits(config.limits, method, event.path),
         adaptivePacing: config.adaptivePacing,
         givenUpSlotMs,
+        // The key's limit (key-schedule.ts): not written into the contract's item.
+        ...(keyLimit ? { externalLimits: keyLimit.externalLimits, rereadExternalLimits: keyLimit.rereadExternalLimits } : {}),
       }));
       let reservation = await reserveFresh(FRESH_SLOT_LEAD_MS);
       // Once per limit for this call, however many fresh slots it reserves (named-limit-metrics.ts).
@@ -396,6 +412,15 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       }
       slot = reservation.slots[0];
       slotIsOurs = true;
+      const keyWritten = !keyed
+        || await cancelOnError(confirmFreshKeySlot(deps.dynamodb, config.pacerTableName, keyed, slot, keyLimit!, config.latenessToleranceMs));
+      if (!keyWritten) {
+        // Another reserver of the key was first: this contract slot is not fired (key-schedule.ts).
+        logger.info('the key\'s slot write lost to another reserver; the fresh slot is not fired', { ...log, slotAtMs: slot });
+        deps.metrics?.addMetric(MetricNames.KEY_SLOTS_WASTED, 'Count', 1);
+        slot = undefined;
+        continue;
+      }
     }
     // 1a. Quotas: one unit of each, in the period the slot fires in, before the slot is claimed or
     // fired (quota-ledger.ts says why first). A spent quota leaves the slot unused (rate-safe).
@@ -433,7 +458,7 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
 
     // 2. Just before the slot: is the vendor pausing us?
     await sleepUntil(clock, slot - PAUSE_CHECK_LEAD_MS);
-    const pausedUntilMs = await readPauseBeforeSlot(deps, clock, slot, log);
+    const pausedUntilMs = await readPauseBeforeSlot(deps, clock, slot, log, keyed?.message.key);
     if (pausedUntilMs !== undefined && pausedUntilMs > slot) {
       giveUpSlot('the vendor paused dispatch', { pausedUntilMs });
       if (pausedUntilMs - clock.now() > config.maxSlotWaitMs) {
@@ -516,8 +541,14 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
     const retryAfterMs = parseRetryAfterMs(response.headers.get('retry-after'), clock.now(), config.maxPauseMs);
     const pauseMs = retryAfterMs ?? config.defaultPauseMs;
     try {
-      const until = await pauseUntil(deps.dynamodb, config.pacerTableName, clock.now() + pauseMs);
-      logger.warn('the vendor (or the proxy) answered 429: dispatch paused', { ...log, pauseMs, pausedUntilMs: until, retryAfter: response.headers.get('retry-after') });
+      // With credentials per key, the 429 is about the key's own account: only the key pauses.
+      const pauseKey = config.keyPauseOn429 === true && keyed !== undefined;
+      const until = pauseKey
+        ? await pauseKeyUntil(deps.dynamodb, config.pacerTableName, keyed.message.key, clock.now() + pauseMs)
+        : await pauseUntil(deps.dynamodb, config.pacerTableName, clock.now() + pauseMs);
+      logger.warn(`the vendor (or the proxy) answered 429: ${pauseKey ? 'the key' : 'dispatch'} paused`, {
+        ...log, pauseMs, pausedUntilMs: until, retryAfter: response.headers.get('retry-after'),
+      });
     } catch (error) {
       logger.warn('could not write the pause (the retry still backs off)', { ...log, error: (error as Error).message });
     }
@@ -621,9 +652,17 @@ export function createSigV4Signer(
  * vendor requests it would refuse. A read slower than PAUSE_CHECK_LEAD_MS (a loaded DynamoDB, a
  * throttled table) used to make the caller late and give its slot up.
  */
-async function readPauseBeforeSlot(deps: VendorCallDeps, clock: Clock, slot: number, log: Record<string, unknown>): Promise<number | undefined> {
-  const read = readPausedUntil(deps.dynamodb, deps.config.pacerTableName)
-    .then((pausedUntilMs) => ({ pausedUntilMs }), (error: Error) => ({ error }));
+async function readPauseBeforeSlot(
+  deps: VendorCallDeps, clock: Clock, slot: number, log: Record<string, unknown>, key?: string,
+): Promise<number | undefined> {
+  // With per-key limits, the key's own pause too (two consistent reads in parallel): the later one counts.
+  const read = Promise.all([
+    readPausedUntil(deps.dynamodb, deps.config.pacerTableName),
+    key === undefined ? undefined : readKeyPausedUntil(deps.dynamodb, deps.config.pacerTableName, key),
+  ]).then(
+    ([contract, ofKey]) => ({ pausedUntilMs: ofKey === undefined ? contract : Math.max(contract ?? -Infinity, ofKey) }),
+    (error: Error) => ({ error }),
+  );
   const outcome = await Promise.race([read, sleepUntil(clock, slot).then(() => undefined)]);
   if (outcome === undefined) {
     deps.logger.info('the pause check did not answer before the slot; firing without it', { ...log, slotAtMs: slot });

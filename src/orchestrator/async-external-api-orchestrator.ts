@@ -904,10 +904,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
       // period ends) go on to the vendor caller, which fails them at once (request-start.ts).
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_EXHAUSTED, contract.whenQuotaExhausted);
       this.consumer.function.addEnvironment(ConsumerEnv.QUOTA_MAX_WAIT_MS, String(props.callbackTimeout.toMilliseconds()));
-      // Per-key quotas (issue 15): the dispatcher reads the batch's keys' counters in one BatchGetItem (key-quota-check.ts).
-      if (hasPerKeyLimits(contract)) {
-        this.consumer.pacerTable.grant(this.consumer.function, 'dynamodb:BatchGetItem');
-      }
+    }
+    // Per-key limits (issue 15): the dispatcher reads the batch's keys' items in BatchGetItem: their
+    // pacer items (key-schedule.ts) and, with quotas, their counters (key-quota-check.ts).
+    if (hasPerKeyLimits(contract)) {
+      this.consumer.pacerTable.grant(this.consumer.function, 'dynamodb:BatchGetItem');
     }
     // Each slot the dispatcher reserves respects its call's named limits (named-limit-schedule.ts).
     addLimitEnvironment(this.consumer.function, contract);

@@ -14,12 +14,15 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
-import { limitedCallsOf } from './dispatch-limits';
+import { anyKeyLimited, KeyRound, prepareKeyRound } from './dispatch-keys';
+import { limitedCallsOf, limitNamesOf } from './dispatch-limits';
 import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
 import { splitByKeyQuota } from './key-quota-check';
+import { confirmKeySlots } from './key-schedule';
+import { DEFAULT_KEY_RESERVATION_HORIZON_MS, setAsideByKey } from './key-set-aside';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
-import { orderByPriority } from './priority-order';
+import { effectiveRankOf, orderByPriority } from './priority-order';
 import { messageKeyProblem, refuseRequestKey } from './request-key-check';
 import { messagePriorityProblem, refuseRequestPriority } from './request-priority-check';
 import { isRequestStart, splitByQuotaWait, withRequestStart } from './request-start';
@@ -116,6 +119,11 @@ export interface DispatchConfig {
   readonly requireKey?: boolean;
   /** A keyed request's callback token carries its key (ConsumerEnv.CALLBACK_TOKEN_WITH_KEY: signing secrets per key). */
   readonly keyInCallbackToken?: boolean;
+  /**
+   * With per-key limits: how far past the lead a key's slots are reserved; a request whose key has
+   * no slot by then is set aside (key-set-aside.ts). Default {@link DEFAULT_KEY_RESERVATION_HORIZON_MS}.
+   */
+  readonly keyReservationHorizonMs?: number;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -537,11 +545,25 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // reservation asks for no slot before it, so that it is not lost to the reservation's own latency.
   let limitedUntilMs = 0;
   const countedLimitWaits: CountedLimitWaits = new Map();
+  // Per-key limits (key-schedule.ts, key-set-aside.ts): requests set aside as delayed copies, sent
+  // while the others are paced; resolve to the message ids that stay on the queue.
+  const settingAside: Promise<string[]>[] = [];
+  // This invocation's key plans (key-set-aside.ts) do not hold back its own later rounds.
+  const planOwner = randomBytes(6).readUIntBE(0, 6);
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
       let reservation: SlotReservation;
+      let keyRound: KeyRound<ValidRecord> | undefined;
       try {
+        if (anyKeyLimited(pending)) {
+          keyRound = await keyRoundOf(pending, clock, deps, planOwner, readyAtMs);
+          settingAside.push(setAsideRecords(keyRound, clock, deps, planOwner));
+          pending.splice(0, pending.length, ...keyRound.keep);
+          if (pending.length === 0) {
+            break;
+          }
+        }
         // The operators' delay and rate in force (at most the contract), as the vendor caller reads them.
         const settings = await readPacingSettings(deps.dynamicDelay);
         if (deps.dynamicDelay) {
@@ -562,6 +584,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           minLeadMs: lead,
           ...(limitedUntilMs > 0 ? { notBeforeMs: limitedUntilMs } : {}),
           ...limitedCallsOf(pending, config.limits),
+          ...(keyRound?.externalLimits ? { externalLimits: keyRound.externalLimits, rereadExternalLimits: keyRound.rereadExternalLimits } : {}),
           adaptivePacing: config.adaptivePacing,
         });
         limitedUntilMs = 0;
@@ -590,9 +613,16 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
         }
         break;
       }
-      const given = reservation.slots.map((slot, k) => ({ slot, item: pending[reservation.callIndexes?.[k] ?? k] }));
+      const given = keyRound
+        // A keyed call fires only once its key's write succeeded (key-schedule.ts).
+        ? await confirmRecordKeySlots(pending, reservation, keyRound, deps)
+        : reservation.slots.map((slot, k) => ({ slot, item: pending[reservation.callIndexes?.[k] ?? k] }));
       slots = given;
       pending.splice(0, pending.length, ...pending.filter((item) => !given.some((g) => g.item === item)));
+      if (slots.length === 0) {
+        // Every key write lost (key-schedule.ts): reserve again for the calls left.
+        continue;
+      }
     }
 
     const { slot, item } = slots.shift()!;
@@ -632,7 +662,62 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   }
 
   const startFailures = (await Promise.all(inFlight)).filter((id): id is string => id !== undefined);
+  startFailures.push(...(await Promise.all(settingAside)).flat());
   return { notStarted: pending, startFailures, nextFreeAtMs };
+}
+
+/** Reads the waiting records' keys and splits them by the key horizon (dispatch-keys.ts). */
+function keyRoundOf(pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number, readyAtMs: number): Promise<KeyRound<ValidRecord>> {
+  const { config } = deps;
+  return prepareKeyRound(pending, deps.clients.dynamodb, config.pacerTableName, {
+    nowMs: clock.now(), leadMs: config.leadMs ?? 0, latenessToleranceMs: config.latenessToleranceMs, planOwner,
+  }, config.keyReservationHorizonMs ?? DEFAULT_KEY_RESERVATION_HORIZON_MS,
+  // Turns by key within each priority (pending is in priority order: priority-order.ts, same time).
+  (item) => effectiveRankOf(item, readyAtMs));
+}
+
+/** Sets aside the records of a key round whose key had no slot within the horizon (key-set-aside.ts). */
+async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps: DispatchDeps, planOwner: number): Promise<string[]> {
+  for (const item of round.aside) {
+    deps.metrics.addMetric(MetricNames.KEY_SET_ASIDE, 'Count', 1, item.message.key);
+  }
+  return setAsideByKey(round.aside, {
+    dynamodb: deps.clients.dynamodb,
+    tableName: deps.config.pacerTableName,
+    timing: { nowMs: clock.now(), leadMs: deps.config.leadMs ?? 0, latenessToleranceMs: deps.config.latenessToleranceMs, planOwner },
+    cursors: round.cursors,
+    keptPerKey: round.keptPerKey,
+    send: async (item, delaySeconds) => {
+      if (await sendDelayedCopy(item, delaySeconds, deps)) {
+        return undefined;
+      }
+      await hide(item, delaySeconds, deps);
+      return item.record.messageId;
+    },
+    onCursorError: (key, error) => deps.logger.warn('could not write a key\'s set-aside cursor; delays come from its slot cursor', { key, error }),
+  });
+}
+
+/** The slots of a reservation whose key writes succeeded, each with its record (key-schedule.ts). */
+async function confirmRecordKeySlots(
+  pending: ValidRecord[], reservation: SlotReservation, round: KeyRound<ValidRecord>, deps: DispatchDeps,
+): Promise<{ slot: number; item: ValidRecord }[]> {
+  const { config } = deps;
+  const confirmed = await confirmKeySlots({
+    dynamodb: deps.clients.dynamodb,
+    tableName: config.pacerTableName,
+    latenessToleranceMs: config.latenessToleranceMs,
+    calls: pending,
+    slots: reservation.slots,
+    callIndexes: reservation.callIndexes ?? reservation.slots.map((_, k) => k),
+    cursors: round.cursors,
+    namedLimitsOf: (item) => (config.limits ? limitNamesOf(item.message, config.limits) : []),
+    onWriteError: (key, error) => deps.logger.error('a key\'s slot write failed; its calls do not fire in these slots', { key, error }),
+  });
+  if (confirmed.wasted > 0) {
+    deps.metrics.addMetric(MetricNames.KEY_SLOTS_WASTED, 'Count', confirmed.wasted);
+  }
+  return confirmed.given;
 }
 
 /**

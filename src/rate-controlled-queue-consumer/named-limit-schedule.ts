@@ -67,14 +67,29 @@ export interface LimitedCalls {
   readonly callLimits: readonly (readonly string[])[];
 }
 
+/**
+ * Limits whose cursors live outside the contract's item (issue 15: a key's `key-pacer#<key>` item,
+ * key-schedule.ts): the assignment respects them like named limits, but their moved last slots are
+ * returned (`LimitedAssignment.externalLastSlots`), never written into the contract's item; their
+ * owner writes them, each with its own conditional write.
+ */
+export interface ExternalLimits {
+  /** Per external limit: its interval (ms, on the 1/1024 ms slot grid) and its last slot (absent: none yet). */
+  readonly limits: Readonly<Record<string, { readonly intervalMs: number; readonly lastSlotMs?: number }>>;
+  /** Per waiting call, in the order of `LimitedCalls.callLimits`, the external limits it is subject to (may be empty). */
+  readonly callLimits: readonly (readonly string[])[];
+}
+
 /** Result of {@link assignLimitedSlots}. */
 export interface LimitedAssignment {
   /** The slots given out, ascending: a prefix of the candidates. */
   readonly slots: number[];
   /** For each slot, the index (into `callLimits`) of the call it goes to. */
   readonly callIndexes: number[];
-  /** Each limit's last slot after the assignment, for the limits it moved. */
+  /** Each named limit's last slot after the assignment, for the limits it moved. */
   readonly movedLastSlots: Record<string, number>;
+  /** With external limits: each one's last slot after the assignment, for those it moved (not stored by the pacer). */
+  readonly externalLastSlots?: Record<string, number>;
   /**
    * When the first call left without a slot could have one as far as its limits go (the latest of
    * their next free times); undefined when every call got a slot or what stopped them was the
@@ -82,9 +97,10 @@ export interface LimitedAssignment {
    */
   readonly limitedUntilMs?: number;
   /**
-   * When a limit stopped the assignment: per limit, how many of the calls left without a slot it
+   * When a limit stopped the assignment: per named limit, how many of the calls left without a slot it
    * had no room for at the first candidate nobody could take (a call held back by two limits counts
-   * for both). The `NamedLimitWaits.<name>` metric. Undefined otherwise.
+   * for both). The `NamedLimitWaits.<name>` metric (external limits are not counted: one metric per
+   * key would be unbounded). Undefined otherwise.
    */
   readonly limitWaits?: Record<string, number>;
   /** The calls `limitWaits` counts, per limit (indexes into `calls.callLimits`). */
@@ -105,15 +121,35 @@ export function limitIntervalMs(limit: NamedLimitSpec, latenessToleranceMs: numb
  * @param calls the waiting calls and their limits
  * @param lastSlots each limit's stored last slot (absent: none yet)
  * @param latenessToleranceMs `L`
+ * @param external limits whose cursors live elsewhere (per-key limits): respected, returned, not stored
  */
 export function assignLimitedSlots(
   candidates: readonly number[],
   calls: LimitedCalls,
   lastSlots: Readonly<Record<string, number | undefined>>,
   latenessToleranceMs: number,
+  external?: ExternalLimits,
 ): LimitedAssignment {
+  if (external && external.callLimits.length !== calls.callLimits.length) {
+    throw new Error(`external limits name the limits of ${external.callLimits.length} calls, but ${calls.callLimits.length} calls wait`);
+  }
   const byName = new Map(calls.limits.map((limit) => [limit.name, limit]));
   const intervals = new Map<string, number>();
+  const externalNames = new Set<string>();
+  const lastOfExternal: Record<string, number | undefined> = {};
+  for (const names of external?.callLimits ?? []) {
+    for (const name of names) {
+      const limit = external!.limits[name];
+      if (limit === undefined || byName.has(name)) {
+        throw new Error(`a call names the external limit '${name}', which is ${limit === undefined ? 'not given' : 'also a named limit'}`);
+      }
+      intervals.set(name, limit.intervalMs);
+      externalNames.add(name);
+      lastOfExternal[name] = limit.lastSlotMs;
+    }
+  }
+  // Each call's limits: its named ones, then its external ones.
+  const callLimits = calls.callLimits.map((names, index) => [...names, ...(external?.callLimits[index] ?? [])]);
   for (const names of calls.callLimits) {
     for (const name of names) {
       const limit = byName.get(name);
@@ -123,14 +159,15 @@ export function assignLimitedSlots(
       intervals.set(name, limitIntervalMs(limit, latenessToleranceMs));
     }
   }
-  const last: Record<string, number | undefined> = { ...lastSlots };
+  const last: Record<string, number | undefined> = { ...lastSlots, ...lastOfExternal };
   const nextFree = (name: string) => (last[name] === undefined ? -Infinity : last[name]! + intervals.get(name)!);
-  const fits = (index: number, slot: number) => calls.callLimits[index].every((name) => nextFree(name) <= slot);
+  const fits = (index: number, slot: number) => callLimits[index].every((name) => nextFree(name) <= slot);
 
-  const waiting = calls.callLimits.map((_, index) => index);
+  const waiting = callLimits.map((_, index) => index);
   const slots: number[] = [];
   const callIndexes: number[] = [];
   const movedLastSlots: Record<string, number> = {};
+  const externalLastSlots: Record<string, number> = {};
   for (const slot of candidates) {
     const at = waiting.findIndex((index) => fits(index, slot));
     if (at < 0) {
@@ -139,19 +176,20 @@ export function assignLimitedSlots(
     const index = waiting.splice(at, 1)[0];
     slots.push(slot);
     callIndexes.push(index);
-    for (const name of calls.callLimits[index]) {
+    for (const name of callLimits[index]) {
       last[name] = slot;
-      movedLastSlots[name] = slot;
+      (externalNames.has(name) ? externalLastSlots : movedLastSlots)[name] = slot;
     }
   }
+  const moved = external ? { movedLastSlots, externalLastSlots } : { movedLastSlots };
   if (waiting.length === 0) {
-    return { slots, callIndexes, movedLastSlots };
+    return { slots, callIndexes, ...moved };
   }
   // The earliest time any waiting call's limits all have room: what it waits for, if not the contract.
-  const limitedUntilMs = Math.min(...waiting.map((index) => Math.max(-Infinity, ...calls.callLimits[index].map(nextFree))));
+  const limitedUntilMs = Math.min(...waiting.map((index) => Math.max(-Infinity, ...callLimits[index].map(nextFree))));
   const stoppedByLimit = slots.length < candidates.length && Number.isFinite(limitedUntilMs);
   if (!stoppedByLimit) {
-    return { slots, callIndexes, movedLastSlots };
+    return { slots, callIndexes, ...moved };
   }
   const stoppedAt = candidates[slots.length];
   const limitWaits: Record<string, number> = {};
@@ -162,5 +200,9 @@ export function assignLimitedSlots(
       (limitWaitCalls[name] ??= []).push(index);
     }
   }
-  return { slots, callIndexes, movedLastSlots, limitedUntilMs, limitWaits, limitWaitCalls };
+  if (Object.keys(limitWaits).length === 0) {
+    // Only external limits held the calls back.
+    return { slots, callIndexes, ...moved, limitedUntilMs };
+  }
+  return { slots, callIndexes, ...moved, limitedUntilMs, limitWaits, limitWaitCalls };
 }

@@ -199,7 +199,7 @@
 // the SDK stays a devDependency (bundled by esbuild).
 import { type DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { adaptiveUpdateClauses, clearedProbe, placeProbe, planProbe, ProbeGrid, ProbeOutcome, rateAttributes, spoiledProbe } from './adaptive-probe';
-import { assignLimitedSlots, LimitedCalls, limitLastSlotAttribute } from './named-limit-schedule';
+import { assignLimitedSlots, ExternalLimits, LimitedCalls, limitLastSlotAttribute } from './named-limit-schedule';
 import { roundUpToSlotGrid, WINDOW_EDGE_MARGIN_MS } from './rate-settings';
 import { ADAPTIVE_ATTRIBUTES, AdaptivePlan, AdaptiveSpec, AdaptiveState, adaptivePlan, parseAdaptiveState } from '../contract/adaptive-spec';
 
@@ -463,6 +463,19 @@ export interface ReserveSlotsOptions {
    */
   readonly limitedCalls?: LimitedCalls;
   /**
+   * Limits whose cursors live outside the pacer item (issue 15: per-key rates, key-schedule.ts), one
+   * entry per requested slot like `limitedCalls`: the slots given respect them, the reservation's
+   * `callIndexes` say which call got which slot, and nothing of them is written here (their owner
+   * writes each one's cursor with its own conditional write). Default: none.
+   */
+  readonly externalLimits?: ExternalLimits;
+  /**
+   * With `externalLimits`: reads them again (in parallel with the contract's read) when a lost race
+   * makes the reservation read again, since whoever won it may have moved them too. Default: the
+   * first ones are reused (a stale external cursor costs its owner a lost write, never a limit).
+   */
+  readonly rereadExternalLimits?: () => Promise<ExternalLimits>;
+  /**
    * No slot before this time (epoch ms), like a pause: a dispatcher that waited for a named limit
    * asks for the limit's next slot, whatever its own round trips took. Default: none.
    */
@@ -495,6 +508,13 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
   if (options.limitedCalls && options.limitedCalls.callLimits.length !== options.requested) {
     throw new Error(`limitedCalls names the limits of ${options.limitedCalls.callLimits.length} calls, but ${options.requested} slots are requested`);
   }
+  if (options.externalLimits && options.externalLimits.callLimits.length !== options.requested) {
+    throw new Error(`externalLimits names the limits of ${options.externalLimits.callLimits.length} calls, but ${options.requested} slots are requested`);
+  }
+  let externalLimits = options.externalLimits;
+  // External limits alone go through the same assignment, with no named limit.
+  const limitedCalls: LimitedCalls | undefined = options.limitedCalls
+    ?? (options.externalLimits ? { limits: [], callLimits: options.externalLimits.callLimits.map(() => []) } : undefined);
 
   // A reservation that lost its race and may be moved behind the winners (see "Contention").
   let lost: LostReservation | undefined;
@@ -512,7 +532,9 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
       }
       continue;
     }
-    const read = await options.dynamodb.send(new GetItemCommand({
+    // External limits (per-key cursors) are read again with the contract after a lost race.
+    const rereadExternal = attempt > 1 && options.externalLimits && options.rereadExternalLimits ? options.rereadExternalLimits() : undefined;
+    const [read, reread] = await Promise.all([options.dynamodb.send(new GetItemCommand({
       TableName: options.tableName,
       Key: key,
       // A stale read would only cost a failed condition, but a consistent one avoids the retry.
@@ -522,7 +544,13 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
         + limitNames.map((_, i) => `, #l${i}`).join(''),
       // Limit attribute names hold '#': placeholders are needed (sent only when there are limits).
       ...(limitNames.length > 0 ? { ExpressionAttributeNames: Object.fromEntries(limitNames.map((name, i) => [`#l${i}`, limitLastSlotAttribute(name)])) } : {}),
-    }));
+    })), rereadExternal]);
+    if (reread) {
+      externalLimits = reread;
+      if (externalLimits.callLimits.length !== options.requested) {
+        throw new Error(`rereadExternalLimits names the limits of ${externalLimits.callLimits.length} calls, but ${options.requested} slots are requested`);
+      }
+    }
     const stored = parseNumberAttribute(read.Item?.[NEXT_SLOT_ATTRIBUTE], NEXT_SLOT_ATTRIBUTE);
     const previousInterval = parseNumberAttribute(read.Item?.[INTERVAL_ATTRIBUTE], INTERVAL_ATTRIBUTE);
     const previousIntervalMs = previousInterval?.value;
@@ -552,8 +580,8 @@ export async function reserveSlots(options: ReserveSlotsOptions): Promise<SlotRe
     // The interval computeSchedule spaced the slots at (same inputs, same value), stored with them.
     const intervalMs = scheduleInterval(now, options.requestsPerSecond, options.latenessToleranceMs, scheduleOptions);
     const paused = pausedUntilMs === undefined ? {} : { pausedUntilMs };
-    const limited = options.limitedCalls
-      ? reserveWithinLimits(schedule, intervalMs, options.limitedCalls, limitNames, read.Item, options.latenessToleranceMs)
+    const limited = limitedCalls
+      ? reserveWithinLimits(schedule, intervalMs, limitedCalls, limitNames, read.Item, options.latenessToleranceMs, externalLimits)
       : undefined;
     // Adaptive pacing's probe (adaptive-probe.ts): planned, then placed, in the reservations' slots.
     const probe = plan && plan.probe !== 'none' && !limited ? adaptiveProbeStep(plan, adaptiveState, {
@@ -747,10 +775,11 @@ function reserveWithinLimits(
   limitNames: string[],
   item: Record<string, { N?: string }> | undefined,
   latenessToleranceMs: number,
+  external: ExternalLimits | undefined,
 ) {
   const read = limitNames.map((name) => parseNumberAttribute(item?.[limitLastSlotAttribute(name)], limitLastSlotAttribute(name)));
   const lastSlots = Object.fromEntries(limitNames.map((name, i) => [name, read[i]?.value]));
-  const assignment = assignLimitedSlots(schedule.slots, calls, lastSlots, latenessToleranceMs);
+  const assignment = assignLimitedSlots(schedule.slots, calls, lastSlots, latenessToleranceMs, external);
   const set: string[] = [];
   const condition: string[] = [];
   const names: Record<string, string> = {};

@@ -22,16 +22,22 @@ export interface PrioritizedItem {
   readonly keyLimits?: KeyLimitsSpec;
 }
 
+/** When an item's request started: stamped by the dispatcher (request-start.ts); a message without a start counts as starting now. */
+function startedAtOf(item: PrioritizedItem, nowMs: number): number {
+  const start = item.message.requestStartedAtMs;
+  return Number.isFinite(start) ? start! : nowMs;
+}
+
+/** An item's effective priority rank at `nowMs` (0 first), as `orderByPriority` sorts by it. */
+export function effectiveRankOf(item: PrioritizedItem, nowMs: number): number {
+  const agingMs = item.keyLimits?.priorityAgingMs ?? DEFAULT_PRIORITY_AGING_MS;
+  return effectivePriorityRank(item.message.priority, startedAtOf(item, nowMs), nowMs, agingMs);
+}
+
 /** The items in the order they get slots (a new array; `items` is left as it is). */
 export function orderByPriority<T extends PrioritizedItem>(items: readonly T[], nowMs: number): T[] {
   return items
-    .map((item, index) => {
-      const start = item.message.requestStartedAtMs;
-      // Stamped by the dispatcher before this point (request-start.ts); a message without a start counts as starting now.
-      const startedAtMs = Number.isFinite(start) ? start! : nowMs;
-      const agingMs = item.keyLimits?.priorityAgingMs ?? DEFAULT_PRIORITY_AGING_MS;
-      return { item, index, startedAtMs, rank: effectivePriorityRank(item.message.priority, startedAtMs, nowMs, agingMs) };
-    })
+    .map((item, index) => ({ item, index, startedAtMs: startedAtOf(item, nowMs), rank: effectiveRankOf(item, nowMs) }))
     .sort((a, b) => a.rank - b.rank || a.startedAtMs - b.startedAtMs || a.index - b.index)
     .map(({ item }) => item);
 }

@@ -140,6 +140,11 @@ export const VendorCallerEnv = {
   ADAPTIVE_PACING: 'ADAPTIVE_PACING',
   /** As ConsumerEnv.SHARED_STATE_OWNER: keys this orchestrator's job places in a shared pacer table. */
   SHARED_STATE_OWNER: 'SHARED_STATE_OWNER',
+  /**
+   * `true`: the vendor credential is per key (issue 15), so a vendor 429 to a request with per-key
+   * limits pauses that key, not the contract (key-schedule.ts `pauseKeyUntil`). Absent: the contract.
+   */
+  KEY_PAUSE_ON_429: 'KEY_PAUSE_ON_429',
 } as const;
 
 /**

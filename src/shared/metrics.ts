@@ -78,6 +78,17 @@ export const MetricNames = {
   KEY_SETTINGS_INVALID: 'KeySettingsInvalid',
   /** Dispatcher, with limits per key: reads of the key settings table that failed (the keys kept their last limits or the defaults). Count. */
   KEY_SETTINGS_READ_FAILED: 'KeySettingsReadFailed',
+  /**
+   * Dispatcher and vendor caller, with per-key limits: contract slots reserved and never fired
+   * because their key's write lost to another reserver and no other call could take them
+   * (key-schedule.ts). Count (per reservation, not per key).
+   */
+  KEY_SLOTS_WASTED: 'KeySlotsWasted',
+  /**
+   * Dispatcher, with per-key limits: requests set aside as delayed copies because their key had no
+   * slot within the reservation horizon or was paused (key-set-aside.ts). Count, the key as an EMF property.
+   */
+  KEY_SET_ASIDE: 'KeySetAside',
 } as const;
 
 /**

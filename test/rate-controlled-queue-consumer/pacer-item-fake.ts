@@ -1,19 +1,20 @@
 /**
  * The pacer item in memory behind a mocked DynamoDBClient, with DynamoDB's conditional semantics for
  * the expressions the pacer writes (`SET #a = :b, ... [REMOVE #c, ...]`, `SET #a = #a + :b`; conditions `#a = :b`,
- * `#a <= :b`, `#a >= :b` (or `#b`), `attribute_not_exists(#a)`, `(x OR y)` joined by AND; ReturnValues UPDATED_OLD). Every attribute is a number.
+ * `#a <= :b`, `#a >= :b`, `#a < :b`, `#a > :b` (or `#b`), `attribute_not_exists(#a)`, `(x OR y)` joined by AND, or `x OR y` alone; ReturnValues UPDATED_OLD). Every attribute is a number.
  */
 import { ConditionalCheckFailedException, GetItemCommand, GetItemCommandInput, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import type { AwsStub } from 'aws-sdk-client-mock';
 
 export type PacerItem = Record<string, string>;
 
-function conditionHolds(item: PacerItem, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
+/** Whether `expression` holds on `item` (the clauses the module comment lists). */
+export function conditionHolds(item: PacerItem, expression: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
   return expression.split(' AND ').every((clause) => clauseHolds(item, clause, names, values));
 }
 
 function clauseHolds(item: PacerItem, clause: string, names: Record<string, string>, values: Record<string, { N?: string }>): boolean {
-  const either = /^\((.+) OR (.+)\)$/.exec(clause);
+  const either = /^\((.+) OR (.+)\)$/.exec(clause) ?? /^(.+?) OR (.+)$/.exec(clause);
   if (either) {
     return clauseHolds(item, either[1], names, values) || clauseHolds(item, either[2], names, values);
   }
@@ -21,7 +22,7 @@ function clauseHolds(item: PacerItem, clause: string, names: Record<string, stri
   if (absent) {
     return item[names[absent[1]]] === undefined;
   }
-  const compared = /^(#\w+) (=|<=|>=) ([:#]\w+)$/.exec(clause);
+  const compared = /^(#\w+) (=|<=|>=|<|>) ([:#]\w+)$/.exec(clause);
   if (!compared) {
     throw new Error(`the fake does not evaluate the clause '${clause}'`);
   }
@@ -31,7 +32,32 @@ function clauseHolds(item: PacerItem, clause: string, names: Record<string, stri
     return false;
   }
   const [l, r] = [Number(left), Number(right)];
-  return compared[2] === '=' ? l === r : compared[2] === '<=' ? l <= r : l >= r;
+  switch (compared[2]) {
+    case '=': return l === r;
+    case '<=': return l <= r;
+    case '>=': return l >= r;
+    case '<': return l < r;
+    default: return l > r;
+  }
+}
+
+/** Applies an UpdateItem's `SET ... [REMOVE ...]` to `item` (its condition already checked); returns the values it replaced. */
+export function applyUpdate(item: PacerItem, input: UpdateItemCommandInput): PacerItem {
+  const names = input.ExpressionAttributeNames!;
+  const values = input.ExpressionAttributeValues!;
+  const [setPart, removePart] = input.UpdateExpression!.split(' REMOVE ');
+  const old: PacerItem = {};
+  for (const clause of setPart.replace(/^SET /, '').split(', ')) {
+    const [name, value] = clause.split(' = ');
+    old[names[name]] = item[names[name]];
+    // `#a = #a + :b` (pacer.ts, a reservation moved behind the winners of its race) or `#a = :b`.
+    const sum = /^(#\w+) \+ (:\w+)$/.exec(value);
+    item[names[name]] = sum ? String(Number(item[names[sum[1]]]) + Number(values[sum[2]].N)) : values[value].N!;
+  }
+  for (const name of removePart?.split(', ') ?? []) {
+    delete item[names[name]];
+  }
+  return old;
 }
 
 /**
@@ -60,18 +86,7 @@ export function inMemoryPacerItem(
     if (!conditionHolds(state.item, input.ConditionExpression!, names, values)) {
       throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
     }
-    const [setPart, removePart] = input.UpdateExpression!.split(' REMOVE ');
-    const old: PacerItem = {};
-    for (const clause of setPart.replace(/^SET /, '').split(', ')) {
-      const [name, value] = clause.split(' = ');
-      old[names[name]] = state.item[names[name]];
-      // `#a = #a + :b` (pacer.ts, a reservation moved behind the winners of its race) or `#a = :b`.
-      const sum = /^(#\w+) \+ (:\w+)$/.exec(value);
-      state.item[names[name]] = sum ? String(Number(state.item[names[sum[1]]]) + Number(values[sum[2]].N)) : values[value].N!;
-    }
-    for (const name of removePart?.split(', ') ?? []) {
-      delete state.item[names[name]];
-    }
+    const old = applyUpdate(state.item, input);
     state.writes++;
     if (state.crashAfterWrite) {
       state.crashAfterWrite = false;

@@ -1,0 +1,126 @@
+/**
+ * Setting a full key aside (key-set-aside.ts; design docs/design/per-key-limits.md 3.1): which
+ * requests are set aside, and when each comes back (early, never late; at most 900 s).
+ */
+import { KeyCursor, keyIntervalMs } from '../../src/rate-controlled-queue-consumer/key-schedule';
+import {
+  DEFAULT_KEY_RESERVATION_HORIZON_MS, planSetAside, SET_ASIDE_RETURN_MARGIN_MS, setAsidePriorityOf, splitByKeyHorizon,
+} from '../../src/rate-controlled-queue-consumer/key-set-aside';
+import type { KeyLimitsSpec } from '../../src/shared/key-limits';
+
+const T0 = 1_800_000_000_000;
+const L = 30;
+const LEAD = 1000;
+const timing = { nowMs: T0, leadMs: LEAD, latenessToleranceMs: L };
+const spec = (requestsPerSecond: number, extra: Partial<KeyLimitsSpec> = {}): KeyLimitsSpec =>
+  ({ requestsPerSecond, quotas: {}, priorityAgingMs: 30_000, paused: false, ...extra });
+const call = (id: string, key?: string, limits?: KeyLimitsSpec, priority?: unknown) =>
+  ({ id, message: { ...(key ? { key } : {}), ...(priority !== undefined ? { priority } : {}) }, ...(limits ? { keyLimits: limits } : {}) });
+const cursors = (entries: Record<string, Partial<KeyCursor>>) =>
+  new Map(Object.entries(entries).map(([key, cursor]) => [key, { asideUntil: {}, ...cursor }]));
+
+describe('splitByKeyHorizon', () => {
+  test('GIVEN a key whose j-th slot lands exactly at the horizon WHEN split THEN it is kept, the next one is set aside, and every later one of the key too', () => {
+    const I = keyIntervalMs(spec(2), L);
+    // Slots at now + lead + {0, I}: I = 515.5 ms <= 750; 2 I > 750.
+    const horizon = I;
+    const calls = [call('a1', 'a', spec(2)), call('a2', 'a', spec(2)), call('a3', 'a', spec(2)), call('u1')];
+    const split = splitByKeyHorizon(calls, new Map(), timing, horizon);
+    expect(split.keep.map((c) => c.id)).toEqual(['a1', 'a2', 'u1']);
+    expect(split.aside.map((c) => c.id)).toEqual(['a3']);
+    expect(split.keptPerKey).toEqual(new Map([['a', 2]]));
+  });
+
+  test('GIVEN a key paused by an operator WHEN split THEN all its calls are set aside, whatever its schedule', () => {
+    const split = splitByKeyHorizon([call('p1', 'p', spec(50, { paused: true }))], new Map(), timing, DEFAULT_KEY_RESERVATION_HORIZON_MS);
+    expect(split.aside.map((c) => c.id)).toEqual(['p1']);
+  });
+
+  test('GIVEN a key whose last slot is far ahead WHEN split THEN its call is set aside; a key without an item is kept', () => {
+    const split = splitByKeyHorizon([call('b1', 'b', spec(5)), call('c1', 'c', spec(5))], cursors({ b: { lastSlotAtMs: T0 + 3000 } }), timing, 750);
+    expect(split.aside.map((c) => c.id)).toEqual(['b1']);
+    expect(split.keep.map((c) => c.id)).toEqual(['c1']);
+  });
+});
+
+describe('splitByKeyHorizon with plans (another dispatcher keeping the key\'s next slots)', () => {
+  const I = keyIntervalMs(spec(5), L);
+  const planned = (by: number) => cursors({ k: { plannedUntil: { value: T0 + LEAD + 700, raw: String(T0 + LEAD + 700) }, plannedBy: by } });
+
+  test('GIVEN another dispatcher\'s plan past the horizon WHEN split THEN the key\'s calls are set aside and nothing is planned', () => {
+    const split = splitByKeyHorizon([call('a', 'k', spec(5))], planned(1), { ...timing, planOwner: 2 }, 500);
+    expect(split.aside.map((c) => c.id)).toEqual(['a']);
+    expect(split.plans).toEqual([]);
+  });
+
+  test('GIVEN this dispatcher\'s own plan WHEN split THEN it does not hold its own calls back, and the new plan is conditioned on the one read', () => {
+    const split = splitByKeyHorizon([call('a', 'k', spec(5)), call('b', 'k', spec(5))], planned(2), { ...timing, planOwner: 2 }, 500);
+    expect(split.keep.map((c) => c.id)).toEqual(['a', 'b']);
+    expect(split.plans).toEqual([{ key: 'k', oldRaw: String(T0 + LEAD + 700), newValue: T0 + LEAD + 2 * I, owner: 2 }]);
+  });
+});
+
+describe('planSetAside: when a set-aside request comes back', () => {
+  test('GIVEN a key an hour behind WHEN planned THEN the delay is capped at 900 s (it comes back every 15 minutes)', () => {
+    const { plans } = planSetAside([call('x', 'k', spec(1))], cursors({ k: { lastSlotAtMs: T0 + 3_600_000 } }), timing, new Map());
+    expect(plans.map((p) => p.delaySeconds)).toEqual([900]);
+  });
+
+  test('GIVEN random cursors, rates and counts WHEN planned THEN every request returns at most 1 s before, and never after, lead + margin before its estimated slot', () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let run = 0; run < 500; run++) {
+      const rps = [0.5, 1, 2, 5, 20][Math.floor(random() * 5)];
+      const limits = spec(rps);
+      const I = keyIntervalMs(limits, L);
+      const last = T0 + Math.floor(random() * 20_000) - 2_000;
+      const asideNormal = random() < 0.5 ? last + random() * 30_000 : undefined;
+      const kept = Math.floor(random() * 3);
+      const n = 1 + Math.floor(random() * 5);
+      const aside = Array.from({ length: n }, (_, j) => call(`m${j}`, 'k', limits));
+      const asideUntil = asideNormal ? { normal: { value: asideNormal, raw: String(asideNormal) } } : {};
+      const read = cursors({ k: { lastSlotAtMs: last, asideUntil } });
+      const { plans, writes } = planSetAside(aside, read, timing, new Map([['k', kept]]));
+      plans.forEach((plan, j) => {
+        const target = Math.max(Math.max(last + I, T0 + LEAD) + kept * I, asideNormal ?? -Infinity) + j * I - LEAD - SET_ASIDE_RETURN_MARGIN_MS;
+        const returnAt = T0 + plan.delaySeconds * 1000;
+        // Within SQS' delays (0 to 900 s), the rounding is the only error.
+        if (target - T0 >= 0 && target - T0 < 900_000) {
+          expect(returnAt).toBeLessThanOrEqual(target);
+          expect(returnAt).toBeGreaterThan(target - 1000);
+        }
+      });
+      expect(writes).toEqual([{ key: 'k', cursors: { normal: { ...(asideNormal ? { oldRaw: String(asideNormal) } : {}), newValue: expect.any(Number) } } }]);
+    }
+  });
+
+  test('GIVEN high and normal requests set aside WHEN planned THEN the normal ones are placed after the high ones and after the high cursor', () => {
+    const limits = spec(1);
+    const I = keyIntervalMs(limits, L);
+    const read = cursors({ k: { lastSlotAtMs: T0 + 5_000, asideUntil: { high: { value: T0 + 12_000, raw: String(T0 + 12_000) } } } });
+    const { plans, writes } = planSetAside([call('n', 'k', limits), call('h', 'k', limits, 'high')], read, timing, new Map());
+    const back = (slot: number) => Math.floor((slot - LEAD - SET_ASIDE_RETURN_MARGIN_MS - T0) / 1000);
+    expect(Object.fromEntries(plans.map((p) => [p.item.id, p.delaySeconds]))).toEqual({ h: back(T0 + 12_000), n: back(T0 + 12_000 + I) });
+    expect(writes[0].cursors).toEqual({
+      high: { oldRaw: String(T0 + 12_000), newValue: T0 + 12_000 + I },
+      normal: { newValue: T0 + 12_000 + 2 * I },
+    });
+  });
+
+  test('GIVEN the fallback (cursor write lost) WHEN planned THEN the advisory cursors are ignored and nothing is written', () => {
+    const limits = spec(1);
+    const I = keyIntervalMs(limits, L);
+    const read = cursors({ k: { lastSlotAtMs: T0 + 5_000, asideUntil: { normal: { value: T0 + 60_000, raw: String(T0 + 60_000) } } } });
+    const { plans, writes } = planSetAside([call('n', 'k', limits)], read, timing, new Map(), false);
+    expect(plans[0].delaySeconds).toBe(Math.floor((T0 + 5_000 + I - LEAD - SET_ASIDE_RETURN_MARGIN_MS - T0) / 1000));
+    expect(writes).toEqual([]);
+  });
+
+  test('GIVEN a priority that is not one WHEN set aside THEN it counts as normal', () => {
+    expect(setAsidePriorityOf(call('x', 'k', spec(1), 'urgent'))).toBe('normal');
+    expect(setAsidePriorityOf(call('x', 'k', spec(1), 'low'))).toBe('low');
+  });
+});
