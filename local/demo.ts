@@ -34,7 +34,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
 import { VendorSimulatorHost } from './vendor-host';
 import { VendorCallbackRecord, VendorStats } from './vendor-simulator';
 import { buildExampleApp, ExampleStack } from '../examples/app';
-import { VendorContract, VendorLimit, VendorQuota } from '../src';
+import { KeyLimits, VendorContract, VendorLimit, VendorQuota } from '../src';
 import { parseNamedLimitFlag } from '../src/contract/named-limit';
 import { AccessLogAuditReport } from '../src/throttled-proxy/access-log-audit-report';
 
@@ -228,18 +228,19 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   // 1. Synthesize the example app with the demo's contract and timeout.
   const limits = (options.limits ?? []).map((limit) => VendorLimit.of(limit));
   const tenants = demoTenantsOf(options);
-  // TODO(lead, once KeyLimits is on main): with tenants.requestsPerSecond, give the contract
-  // `perKey: KeyLimits.of({ requestsPerSecond: tenants.requestsPerSecond })` (per-key pacing).
+  // With tenants, each key is paced by its own limit inside the contract (issue 15): the simulator
+  // refuses a key's calls over the same limit and counts them as that key's violations.
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-demo-'));
   const { app, stack } = buildExampleApp({
     vendorUrl: VENDOR_URL,
-    ...(options.quota || options.maxJobsInFlight > 0 || limits.length > 0
+    ...(options.quota || options.maxJobsInFlight > 0 || limits.length > 0 || tenants?.requestsPerSecond !== undefined
       ? {
         contract: VendorContract.of({
           requestsPerSecond: options.rps,
           ...(options.quota ? { quotas: [VendorQuota.every(Duration.seconds(options.quota.periodSeconds), options.quota.limit)] } : {}),
           ...(options.maxJobsInFlight > 0 ? { maxJobsInFlight: options.maxJobsInFlight } : {}),
           ...(limits.length > 0 ? { limits } : {}),
+          ...(tenants?.requestsPerSecond !== undefined ? { perKey: KeyLimits.of({ requestsPerSecond: tenants.requestsPerSecond }) } : {}),
         }),
       }
       : { requestsPerSecond: options.rps }),
