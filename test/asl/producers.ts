@@ -120,7 +120,18 @@ export function vendorCallerTask(vendor: VendorBehaviour, received: VendorReques
     // loaded machine that takes long to reach this task does not make the caller late for it.
     const slot = taskInput.Payload.slotAtMs;
     let nowMs = typeof slot === 'number' ? Math.min(Date.now(), slot - 1000) : Date.now();
-    const clock: Clock = { now: () => nowMs, sleep: async (ms) => { nowMs += Math.max(0, ms); } };
+    // Its sleep first lets pending I/O answer (a macrotask), as real time would: the caller races its
+    // pause check (mocked reads, answered in microtasks) against sleeping until the slot.
+    const clock: Clock = {
+      now: () => nowMs,
+      sleep: async (ms) => {
+        // The time to wake at is fixed when the sleep starts: a sleep that lost a race and is still
+        // pending never moves the clock past where the caller has got to meanwhile.
+        const wakeAtMs = nowMs + Math.max(0, ms);
+        await new Promise((resolve) => setImmediate(resolve));
+        nowMs = Math.max(nowMs, wakeAtMs);
+      },
+    };
     // The pause the caller re-reads before its slot (GetItem on the pacer item), if the vendor paused dispatch.
     pacerTable.on(GetItemCommand).resolves('pausedForMs' in vendor
       ? { Item: { [PAUSED_UNTIL_ATTRIBUTE]: { N: String(nowMs + vendor.pausedForMs) } } }

@@ -20,7 +20,18 @@ export async function callerAnswerDuringVendorPause(invokeInput: { Payload: Vend
   // A virtual clock: sleeps pass at once, so the answer never depends on how loaded the machine is
   // (a real clock made the caller late for its slot under load: 'NoSlotInTime' instead of 'VendorPaused').
   let nowMs = Date.now();
-  const clock: Clock = { now: () => nowMs, sleep: async (ms) => void (nowMs += Math.max(0, ms)) };
+  // Each sleep first lets pending I/O answer (a macrotask), as real time would: the caller races its
+  // pause check (mocked reads, answered in microtasks) against sleeping until the slot.
+  const clock: Clock = {
+    now: () => nowMs,
+    sleep: async (ms) => {
+      // The time to wake at is fixed when the sleep starts: a sleep that lost a race and is still
+      // pending never moves the clock past where the caller has got to meanwhile.
+      const wakeAtMs = nowMs + Math.max(0, ms);
+      await new Promise((resolve) => setImmediate(resolve));
+      nowMs = Math.max(nowMs, wakeAtMs);
+    },
+  };
   try {
     ddb.on(GetItemCommand).resolves({ Item: { pk: { S: 'pacer' }, pausedUntilMs: { N: String(nowMs + 60_000) } } });
     // The slot the dispatcher reserved is a lead ahead of the call.

@@ -591,6 +591,7 @@ describe('the synthesized orchestrator definitions, end to end', () => {
       attempt: 2,
       callbackToken: CALLBACK_TOKEN,
       requestStartedAtMs: expect.any(Number), // the retry keeps the request's start (its quota deadline)
+      priority: null, // and its priority (none here: the dispatcher's input defaults fill null)
     });
 
     // WHEN the vendor refuses the retry

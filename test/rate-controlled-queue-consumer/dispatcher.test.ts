@@ -37,6 +37,7 @@ import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 import { DispatchInput, RequestMessage } from '../../src/shared/messages';
 import { METRICS_NAMESPACE } from '../../src/shared/metrics';
 import { captureEmf } from '../emf';
+import { inMemoryPacerTable } from './pacer-table-fake';
 
 const ddb = mockClient(DynamoDBClient);
 const sfn = mockClient(SFNClient);
@@ -547,7 +548,8 @@ describe('dispatchBatch', () => {
 
   test('GIVEN per-key limits WHEN dispatching THEN a keyed request\'s input carries its key\'s limits in force, an unkeyed one null; one read per batch (issue 15)', async () => {
     const clock = fakeClock();
-    inMemoryPacer();
+    // The pacer table with the keys' pacing items too (the per-key rate reads and writes them).
+    inMemoryPacerTable(ddb);
     recordStartTimes(clock);
     const asked: string[][] = [];
     const acme = { requestsPerSecond: 20, quotas: {}, priorityAgingMs: 30_000, paused: false };
@@ -776,21 +778,23 @@ describe('handler', () => {
       isolatedDdb.on(dynamo.GetItemCommand).resolves({});
       isolatedDdb.on(dynamo.UpdateItemCommand).resolves({});
       isolatedDdb.on(dynamo.BatchGetItemCommand).resolves({
-        Responses: { 'key-settings': [{ pk: { S: 'acme' }, requestsPerSecond: { N: '20' }, paused: { BOOL: true } }] },
+        Responses: { 'key-settings': [{ pk: { S: 'acme' }, requestsPerSecond: { N: '20' } }] },
       });
       const isolatedSfn = mockClient(stepFunctions.SFNClient);
       isolatedSfn.on(stepFunctions.StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
       restore.push(() => isolatedDdb.restore(), () => isolatedSfn.restore());
       const { handler } = loadHandlerModule();
       run = () => handler(sqsEvent(record(message('req-a', { key: 'acme' }), 'm0'), record(message('req-b', { key: 'globex' }), 'm1')));
-      batchGets = () => isolatedDdb.commandCalls(dynamo.BatchGetItemCommand).map((call) => call.args[0].input);
+      // The settings reads only (the per-key rate also reads the keys' pacing items in the pacer table).
+      batchGets = () => isolatedDdb.commandCalls(dynamo.BatchGetItemCommand).map((call) => call.args[0].input)
+        .filter((input) => input.RequestItems?.['key-settings'] !== undefined);
       inputs = () => isolatedSfn.commandCalls(stepFunctions.StartExecutionCommand).map((call) => JSON.parse(call.args[0].input.input!));
     });
     try {
       await run();
       expect(batchGets()).toEqual([{ RequestItems: { 'key-settings': { Keys: [{ pk: { S: 'acme' } }, { pk: { S: 'globex' } }] } } }]);
       expect(Object.fromEntries(inputs().map((input) => [input.key, input.keyLimits]))).toEqual({
-        acme: { requestsPerSecond: 20, quotas: {}, priorityAgingMs: 30_000, paused: true },
+        acme: { requestsPerSecond: 20, quotas: {}, priorityAgingMs: 30_000, paused: false },
         globex: { requestsPerSecond: 5, quotas: {}, priorityAgingMs: 30_000, paused: false },
       });
     } finally {
