@@ -30,6 +30,7 @@ import * as sqs from '@aws-sdk/client-sqs';
 import type { ServiceFaultHook } from '../faults';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
 import '../polyfills';
+import { buildStateMachine } from './asl-validation';
 import { executionFailure, handledOnlyIf, taskFailure } from './stepfunctions-errors';
 
 // The package is an ES module for TypeScript (its package.json says "type": "module") but ships
@@ -346,7 +347,7 @@ export class LocalStepFunctions {
     const tasks = prepared.tasks.map((task) => this.planTask(sm, task));
     let machine: StateMachine;
     try {
-      machine = new StateMachine(prepared.definition as any, { validationOptions: { checkArn: true, checkPaths: true } });
+      machine = buildStateMachine(prepared.definition, { checkArn: true, checkPaths: true });
     } catch (error) {
       throw new Error(`state machine ${sm.name}: ${(error as Error).message}`);
     }
