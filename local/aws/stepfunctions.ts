@@ -248,6 +248,8 @@ interface ExecutionRecord {
   readonly controller: AbortController;
   readonly openTokens: Set<OpenToken>;
   readonly events: ExecutionEvent[];
+  /** Its waiting tasks resumed: SendTaskSuccess / SendTaskFailure accepted on its tokens. */
+  resumes: number;
 }
 
 interface OpenToken {
@@ -388,6 +390,15 @@ export class LocalStepFunctions {
     return describe(this.executionOf(executionArn));
   }
 
+  /**
+   * How many times the execution's waiting tasks were resumed (SendTaskSuccess / SendTaskFailure
+   * accepted on its tokens): `counters().taskTokens` per execution, for runs that share the
+   * service (the fault suite's scenarios running side by side).
+   */
+  public resumesOf(executionArn: string): number {
+    return this.executionOf(executionArn).resumes;
+  }
+
   /** Resolves when the execution has ended. */
   public async waitForExecution(executionArn: string): Promise<ExecutionDescription> {
     const execution = this.executionOf(executionArn);
@@ -446,6 +457,7 @@ export class LocalStepFunctions {
       throw new LocalSfnError('InvalidOutput', 'The provided JSON output data is invalid');
     }
     this.stats.taskTokens.succeeded++;
+    open.execution.resumes++;
     this.settleToken(open, { value });
   }
 
@@ -455,6 +467,7 @@ export class LocalStepFunctions {
     checkLength('cause', cause, 32768);
     const open = this.openTokenOf(taskToken);
     this.stats.taskTokens.failed++;
+    open.execution.resumes++;
     this.settleToken(open, { error: taskError(error ?? '', cause ?? '') });
   }
 
@@ -499,6 +512,7 @@ export class LocalStepFunctions {
       controller: new AbortController(),
       openTokens: new Set(),
       events: [],
+      resumes: 0,
     };
     this.executions.set(executionArn, execution);
     this.stats.startedByStateMachine[stateMachineArn] = (this.stats.startedByStateMachine[stateMachineArn] ?? 0) + 1;
