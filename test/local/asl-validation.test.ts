@@ -4,8 +4,6 @@
  * other loopback ports, skip the validator; a definition that fails is never recorded.
  */
 import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import { buildStateMachine, validationRecordOf } from '../../local/aws/asl-validation';
 
 const OPTIONS = { checkArn: true, checkPaths: true };
