@@ -54,6 +54,8 @@ export interface FaultSuiteContext {
 interface BackgroundScenario {
   readonly requestIds: ReadonlySet<string>;
   readonly parked: { readonly request: ParkedMessage[]; readonly callback: ParkedMessage[] };
+  /** Nothing of it runs any more: its requests left are waiting for callbacks that never come. */
+  quiet: boolean;
 }
 
 interface ParkedMessage {
@@ -290,20 +292,34 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
  * resumes are those of its own executions; its correlation statuses are its requests' own. What
  * would not be kept apart is refused: AWS faults or another visibility timeout, on the background
  * scenario or on a scenario started while it runs (finish it first).
+ *
+ * With `quietWhen`, it returns later: once every request has ended but those whose job the vendor
+ * will never call back (fault `noCallback`, waiting for the callback timeout), and `quietWhen`
+ * holds (e.g. no place in flight held any more). Nothing of it runs after that, so the scenarios
+ * started beside it may inject AWS faults and set visibility timeouts.
  */
 export async function startFaultScenarioInBackground(
   ctx: FaultSuiteContext, scenario: FaultScenario,
+  options: { readonly quietWhen?: (ctx: FaultSuiteContext) => Promise<boolean> } = {},
 ): Promise<{ finish(): Promise<FaultScenarioResult> }> {
   refuseBesideBackground(ctx, scenario, true);
   const started = await startScenario(ctx, scenario);
-  const background: BackgroundScenario = { requestIds: new Set(started.requestIds), parked: { request: [], callback: [] } };
+  const background: BackgroundScenario = { requestIds: new Set(started.requestIds), parked: { request: [], callback: [] }, quiet: false };
   ctx.background.push(background);
   try {
     const deadline = Date.now() + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
     const reachedVendor = (id: string) => (started.vendor.stats().requests[id]?.accepted ?? 0) > 0;
-    while (Date.now() < deadline && started.requestIds.some((id, i) => !reachedVendor(id)
-      && ctx.runtime.sfn.describeExecution(started.arns[i]).status === 'RUNNING')) {
+    const running = (i: number) => ctx.runtime.sfn.describeExecution(started.arns[i]).status === 'RUNNING';
+    while (Date.now() < deadline && started.requestIds.some((id, i) => !reachedVendor(id) && running(i))) {
       await sleep(100);
+    }
+    if (options.quietWhen) {
+      const neverCalledBack = (id: string) => reachedVendor(id) && started.vendor.faultsOf(id).includes('noCallback');
+      while (Date.now() < deadline
+        && (started.requestIds.some((id, i) => running(i) && !neverCalledBack(id)) || !await options.quietWhen(ctx))) {
+        await sleep(200);
+      }
+      background.quiet = true;
     }
   } catch (error) {
     ctx.background.splice(ctx.background.indexOf(background), 1);
@@ -325,7 +341,7 @@ function refuseBesideBackground(ctx: FaultSuiteContext, scenario: FaultScenario,
   if (shared && inBackground) {
     throw new Error(`scenario ${scenario.id} sets ${shared}, which would reach other scenarios' requests: it cannot run in the background`);
   }
-  if (shared && ctx.background.length > 0) {
+  if (shared && ctx.background.some((b) => !b.quiet)) {
     throw new Error(`scenario ${scenario.id} sets ${shared}, which would reach the requests of the scenario running in the background: finish that one first`);
   }
 }
