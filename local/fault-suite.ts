@@ -310,13 +310,16 @@ export async function startFaultScenarioInBackground(
     const deadline = Date.now() + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
     const reachedVendor = (id: string) => (started.vendor.stats().requests[id]?.accepted ?? 0) > 0;
     const running = (i: number) => ctx.runtime.sfn.describeExecution(started.arns[i]).status === 'RUNNING';
-    while (Date.now() < deadline && started.requestIds.some((id, i) => !reachedVendor(id) && running(i))) {
+    while (started.requestIds.some((id, i) => !reachedVendor(id) && running(i))) {
+      // A later submission would reach the next scenario's vendor.
+      if (Date.now() > deadline) throw new Error(`background scenario ${scenario.id}: not every request reached its vendor in time`);
       await sleep(100);
     }
     if (options.quietWhen) {
       const neverCalledBack = (id: string) => reachedVendor(id) && started.vendor.faultsOf(id).includes('noCallback');
-      while (Date.now() < deadline
-        && (started.requestIds.some((id, i) => running(i) && !neverCalledBack(id)) || !await options.quietWhen(ctx))) {
+      while (started.requestIds.some((id, i) => running(i) && !neverCalledBack(id)) || !await options.quietWhen(ctx)) {
+        // Faults beside a scenario still running would reach its requests.
+        if (Date.now() > deadline) throw new Error(`background scenario ${scenario.id}: not quiet in time`);
         await sleep(200);
       }
       background.quiet = true;
