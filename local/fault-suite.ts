@@ -50,6 +50,24 @@ export interface FaultSuiteContext {
    * then has a key (`customerId`), and the vendor tells the keys apart by their credentials.
    */
   readonly credentialsPerKey: boolean;
+  /**
+   * Scenarios started with `startFaultScenarioInBackground` and not finished yet: the messages
+   * their requests park while other scenarios run are kept for them.
+   */
+  readonly background: BackgroundScenario[];
+}
+
+/** What a scenario running in the background keeps: its request ids, the messages they parked. */
+interface BackgroundScenario {
+  readonly requestIds: ReadonlySet<string>;
+  readonly parked: { readonly request: ParkedMessage[]; readonly callback: ParkedMessage[] };
+  /** Nothing of it runs any more: its requests left are waiting for callbacks that never come. */
+  quiet: boolean;
+}
+
+interface ParkedMessage {
+  readonly body: string;
+  readonly reason?: string;
 }
 
 /** What a scenario does. */
@@ -172,7 +190,7 @@ export async function startFaultSuite(options: {
   });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
   // correlation table lives as long as this runtime, so ids need only be unique within it).
-  const ctx = { runtime, stack, faults, runId: 'run', credentialsPerKey: options.credentialsPerKey ?? false };
+  const ctx: FaultSuiteContext = { runtime, stack, faults, runId: 'run', credentialsPerKey: options.credentialsPerKey ?? false, background: [] };
   if (options.warmUp ?? true) {
     // Cold starts (seconds on a busy CI machine) would eat into the first scenario's timeout budget.
     await runFaultScenario(ctx, { id: 'warm-up', title: 'warm-up', expected: '', requests: 2 });
@@ -230,27 +248,132 @@ async function queueDepth(client: SQSClient, url: string): Promise<number> {
     + Number(Attributes?.ApproximateNumberOfMessagesDelayed ?? 0);
 }
 
-/** Reads (and deletes) every message of a dead-letter queue: the scenario's parked messages. */
-async function drain(client: SQSClient, url: string): Promise<Array<{ body: string; reason?: string }>> {
-  const out: Array<{ body: string; reason?: string }> = [];
+/**
+ * Reads (and deletes) every message of a dead-letter queue: the scenario's parked messages. A
+ * message of a request of a scenario running in the background goes to that scenario instead.
+ */
+async function drain(ctx: FaultSuiteContext, client: SQSClient, url: string, side: 'request' | 'callback'): Promise<ParkedMessage[]> {
+  const out: ParkedMessage[] = [];
   for (;;) {
     const { Messages } = await client.send(new ReceiveMessageCommand({
       QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, VisibilityTimeout: 30, MessageAttributeNames: ['All'],
     }));
     if (!Messages?.length) return out;
     for (const m of Messages) {
-      out.push({ body: m.Body ?? '', reason: m.MessageAttributes?.reason?.StringValue });
+      const parked = { body: m.Body ?? '', reason: m.MessageAttributes?.reason?.StringValue };
+      const owner = ctx.background.find((b) => requestIdsIn(parked.body).some((id) => b.requestIds.has(id)));
+      (owner ? owner.parked[side] : out).push(parked);
       await client.send(new DeleteMessageCommand({ QueueUrl: url, ReceiptHandle: m.ReceiptHandle! }));
     }
   }
+}
+
+/**
+ * The request ids a parked message names: a request message holds its request id in its JSON
+ * body; a callback message is the webhook's envelope, whose callback body (the vendor's, with
+ * the request id) is base64 (src/callback-webhook/mapping-template.ts).
+ */
+function requestIdsIn(body: string): string[] {
+  let text = body;
+  try {
+    const envelope = JSON.parse(body);
+    if (typeof envelope?.bodyBase64 === 'string') text += Buffer.from(envelope.bodyBase64, 'base64').toString('utf8');
+  } catch {
+    // Not JSON: the text as it is.
+  }
+  return [...text.matchAll(/"requestId"\s*:\s*"([^"]+)"/g)].map((match) => match[1]);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let scenarioRuns = 0;
 
+/** A scenario whose requests are started: what counting it needs. */
+interface StartedScenario {
+  readonly scenario: FaultScenario;
+  readonly started: number;
+  readonly client: SQSClient;
+  readonly vendor: VendorSimulator;
+  readonly requestIds: string[];
+  readonly arns: string[];
+}
+
 /** Runs one scenario on a started suite; the vendor is the scenario's own, stopped at the end. */
 export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultScenario): Promise<FaultScenarioResult> {
+  return finishScenario(ctx, await startScenario(ctx, scenario));
+}
+
+/**
+ * Starts a scenario that spends its time waiting (the vendor slower than the callback timeout)
+ * and returns once the vendor has accepted every request, so that other scenarios run during the
+ * wait; `finish()` then waits for the requests to end, settles and counts, as `runFaultScenario`.
+ *
+ * What keeps the scenarios apart: the vendor host is handed to the next scenario only after the
+ * background one's requests have all reached its vendor (its callbacks go to the webhook by URL,
+ * not through the host); a message one of its requests parks is kept for it (see `drain`); its
+ * resumes are those of its own executions; its correlation statuses are its requests' own. What
+ * would not be kept apart is refused: AWS faults or another visibility timeout, on the background
+ * scenario or on a scenario started while it runs (finish it first).
+ *
+ * With `quietWhen`, it returns later: once every request has ended but those whose job the vendor
+ * will never call back (fault `noCallback`, waiting for the callback timeout), and `quietWhen`
+ * holds (e.g. no place in flight held any more). Nothing of it runs after that, so the scenarios
+ * started beside it may inject AWS faults and set visibility timeouts.
+ */
+export async function startFaultScenarioInBackground(
+  ctx: FaultSuiteContext, scenario: FaultScenario,
+  options: { readonly quietWhen?: (ctx: FaultSuiteContext) => Promise<boolean> } = {},
+): Promise<{ finish(): Promise<FaultScenarioResult> }> {
+  refuseBesideBackground(ctx, scenario, true);
+  const started = await startScenario(ctx, scenario);
+  const background: BackgroundScenario = { requestIds: new Set(started.requestIds), parked: { request: [], callback: [] }, quiet: false };
+  ctx.background.push(background);
+  try {
+    const deadline = Date.now() + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
+    const reachedVendor = (id: string) => (started.vendor.stats().requests[id]?.accepted ?? 0) > 0;
+    const running = (i: number) => ctx.runtime.sfn.describeExecution(started.arns[i]).status === 'RUNNING';
+    while (started.requestIds.some((id, i) => !reachedVendor(id) && running(i))) {
+      // A later submission would reach the next scenario's vendor.
+      if (Date.now() > deadline) throw new Error(`background scenario ${scenario.id}: not every request reached its vendor in time`);
+      await sleep(100);
+    }
+    if (options.quietWhen) {
+      const neverCalledBack = (id: string) => reachedVendor(id) && started.vendor.faultsOf(id).includes('noCallback');
+      while (started.requestIds.some((id, i) => running(i) && !neverCalledBack(id)) || !await options.quietWhen(ctx)) {
+        // Faults beside a scenario still running would reach its requests.
+        if (Date.now() > deadline) throw new Error(`background scenario ${scenario.id}: not quiet in time`);
+        await sleep(200);
+      }
+      background.quiet = true;
+    }
+  } catch (error) {
+    ctx.background.splice(ctx.background.indexOf(background), 1);
+    await finishScenario(ctx, started).catch(() => undefined);
+    throw error;
+  }
+  let finished: Promise<FaultScenarioResult> | undefined;
+  return {
+    finish: () => finished ??= finishScenario(ctx, started, background),
+  };
+}
+
+/**
+ * AWS faults and visibility timeouts reach every request of the runtime: a scenario with either
+ * neither runs in the background nor starts while one does.
+ */
+function refuseBesideBackground(ctx: FaultSuiteContext, scenario: FaultScenario, inBackground: boolean): void {
+  const shared = scenario.faults ? 'AWS faults' : scenario.visibilityTimeoutSeconds !== undefined ? 'a visibility timeout' : undefined;
+  if (shared && inBackground) {
+    throw new Error(`scenario ${scenario.id} sets ${shared}, which would reach other scenarios' requests: it cannot run in the background`);
+  }
+  if (shared && ctx.background.some((b) => !b.quiet)) {
+    throw new Error(`scenario ${scenario.id} sets ${shared}, which would reach the requests of the scenario running in the background: finish that one first`);
+  }
+}
+
+/** Starts the scenario's vendor and its main workflows. */
+async function startScenario(ctx: FaultSuiteContext, scenario: FaultScenario): Promise<StartedScenario> {
+  refuseBesideBackground(ctx, scenario, false);
   const { runtime } = ctx;
   const started = Date.now();
   const client = sqs(ctx);
@@ -264,15 +387,19 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
     ...(ctx.credentialsPerKey ? { accounts: keySuiteAccounts() } : {}),
     ...scenario.vendor,
   });
-  runtime.mapHost(VENDOR_HOST, await vendor.start());
   try {
-    // A clean slate: no parked messages of an earlier scenario, the scenario's faults and timeouts.
-    for (const dlq of [REQUEST_DLQ, CALLBACK_DLQ]) {
-      await client.send(new PurgeQueueCommand({ QueueUrl: queueUrl(ctx, dlq) }));
+    runtime.mapHost(VENDOR_HOST, await vendor.start());
+    // A clean slate: no parked messages of an earlier scenario (those of a scenario running in the
+    // background are kept for it), the scenario's faults and timeouts.
+    for (const [dlq, side] of [[REQUEST_DLQ, 'request'], [CALLBACK_DLQ, 'callback']] as const) {
+      if (ctx.background.length > 0) {
+        await drain(ctx, client, queueUrl(ctx, dlq), side);
+      } else {
+        await client.send(new PurgeQueueCommand({ QueueUrl: queueUrl(ctx, dlq) }));
+      }
     }
     await setVisibility(ctx, scenario.visibilityTimeoutSeconds);
     ctx.faults.configure(scenario.faults ?? {});
-    const tokensBefore = runtime.sfn.counters().taskTokens;
 
     // 1. Start the main workflows.
     const mainArn = runtime.stateMachineArn(ctx.stack.mainWorkflow);
@@ -287,9 +414,22 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       const { executionArn } = runtime.sfn.startExecution(mainArn, JSON.stringify({ orderId, ...key, order: { orderId, quantity: i } }));
       arns.push(executionArn);
     }
+    return { scenario, started, client, vendor, requestIds, arns };
+  } catch (error) {
+    ctx.faults.reset();
+    await vendor.stop();
+    client.destroy();
+    throw error;
+  }
+}
 
+/** Waits for the scenario's requests to end, settles, counts; stops its vendor. */
+async function finishScenario(ctx: FaultSuiteContext, s: StartedScenario, background?: BackgroundScenario): Promise<FaultScenarioResult> {
+  const { runtime } = ctx;
+  const { scenario, started, client, vendor, requestIds, arns } = s;
+  try {
     // 2. Wait for every request to end.
-    const deadline = Date.now() + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
+    const deadline = started + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
     while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
       await sleep(100);
     }
@@ -321,10 +461,12 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
     let timedOut = 0;
     let lost = 0;
     let forgedAccepted = 0;
+    let resumes = 0;
     const failuresByError: Record<string, number> = {};
     const perRequest: FaultScenarioResult['perRequest'] = {};
     arns.forEach((arn, i) => {
       const e = runtime.sfn.describeExecution(arn);
+      resumes += runtime.sfn.resumesOf(arn);
       let outcome: string = e.status;
       if (e.status === 'SUCCEEDED') {
         succeeded++;
@@ -342,9 +484,10 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       }
       perRequest[requestIds[i]] = { outcome, vendorFaults: vendor.faultsOf(requestIds[i]), jobId: vendor.stats().requests[requestIds[i]]?.jobId };
     });
-    const tokensAfter = runtime.sfn.counters().taskTokens;
-    const parkedRequests = await drain(client, queueUrl(ctx, REQUEST_DLQ));
-    const parkedCallbacks = await drain(client, queueUrl(ctx, CALLBACK_DLQ));
+    // A background scenario takes what was kept for it, and the rest is its own from here on.
+    if (background) ctx.background.splice(ctx.background.indexOf(background), 1);
+    const parkedRequests = [...(background?.parked.request ?? []), ...await drain(ctx, client, queueUrl(ctx, REQUEST_DLQ), 'request')];
+    const parkedCallbacks = [...(background?.parked.callback ?? []), ...await drain(ctx, client, queueUrl(ctx, CALLBACK_DLQ), 'callback')];
     const reasons = (parked: Array<{ reason?: string }>) => {
       const out: Record<string, number> = {};
       for (const p of parked) out[p.reason ?? 'none'] = (out[p.reason ?? 'none'] ?? 0) + 1;
@@ -364,7 +507,7 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       duplicateVendorCalls: stats.duplicateVendorCalls,
       forgedAccepted,
       forgedSent: stats.forgedSent,
-      resumes: (tokensAfter.succeeded - tokensBefore.succeeded) + (tokensAfter.failed - tokensBefore.failed),
+      resumes,
       requestDeadLetters: parkedRequests.length,
       callbackDeadLetters: parkedCallbacks.length,
       callbackParkReasons: reasons(parkedCallbacks),
@@ -382,6 +525,7 @@ export async function runFaultScenario(ctx: FaultSuiteContext, scenario: FaultSc
       elapsedMs: Date.now() - started,
     };
   } finally {
+    if (background && ctx.background.includes(background)) ctx.background.splice(ctx.background.indexOf(background), 1);
     ctx.faults.reset();
     await vendor.stop();
     client.destroy();

@@ -30,6 +30,7 @@ import * as sqs from '@aws-sdk/client-sqs';
 import type { ServiceFaultHook } from '../faults';
 import { LOCAL_ACCOUNT, LOCAL_CREDENTIALS, LOCAL_REGION, LambdaInvoker, LocalEndpoints, PRINCIPAL_HEADER, UrlRewriter } from '../types';
 import '../polyfills';
+import { buildStateMachine } from './asl-validation';
 import { executionFailure, handledOnlyIf, taskFailure } from './stepfunctions-errors';
 
 // The package is an ES module for TypeScript (its package.json says "type": "module") but ships
@@ -247,6 +248,8 @@ interface ExecutionRecord {
   readonly controller: AbortController;
   readonly openTokens: Set<OpenToken>;
   readonly events: ExecutionEvent[];
+  /** Its waiting tasks resumed: SendTaskSuccess / SendTaskFailure accepted on its tokens. */
+  resumes: number;
 }
 
 interface OpenToken {
@@ -346,7 +349,7 @@ export class LocalStepFunctions {
     const tasks = prepared.tasks.map((task) => this.planTask(sm, task));
     let machine: StateMachine;
     try {
-      machine = new StateMachine(prepared.definition as any, { validationOptions: { checkArn: true, checkPaths: true } });
+      machine = buildStateMachine(prepared.definition, { checkArn: true, checkPaths: true });
     } catch (error) {
       throw new Error(`state machine ${sm.name}: ${(error as Error).message}`);
     }
@@ -385,6 +388,15 @@ export class LocalStepFunctions {
   /** Throws LocalSfnError ExecutionDoesNotExist for an unknown (or forgotten) execution. */
   public describeExecution(executionArn: string): ExecutionDescription {
     return describe(this.executionOf(executionArn));
+  }
+
+  /**
+   * How many times the execution's waiting tasks were resumed (SendTaskSuccess / SendTaskFailure
+   * accepted on its tokens): `counters().taskTokens` per execution, for runs that share the
+   * service (the fault suite's scenarios running side by side).
+   */
+  public resumesOf(executionArn: string): number {
+    return this.executionOf(executionArn).resumes;
   }
 
   /** Resolves when the execution has ended. */
@@ -445,6 +457,7 @@ export class LocalStepFunctions {
       throw new LocalSfnError('InvalidOutput', 'The provided JSON output data is invalid');
     }
     this.stats.taskTokens.succeeded++;
+    open.execution.resumes++;
     this.settleToken(open, { value });
   }
 
@@ -454,6 +467,7 @@ export class LocalStepFunctions {
     checkLength('cause', cause, 32768);
     const open = this.openTokenOf(taskToken);
     this.stats.taskTokens.failed++;
+    open.execution.resumes++;
     this.settleToken(open, { error: taskError(error ?? '', cause ?? '') });
   }
 
@@ -498,6 +512,7 @@ export class LocalStepFunctions {
       controller: new AbortController(),
       openTokens: new Set(),
       events: [],
+      resumes: 0,
     };
     this.executions.set(executionArn, execution);
     this.stats.startedByStateMachine[stateMachineArn] = (this.stats.startedByStateMachine[stateMachineArn] ?? 0) + 1;

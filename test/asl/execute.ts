@@ -13,6 +13,7 @@
 import { Edge, allStates, catchEdge, choiceEdge, defaultEdge, definitionHash, edgesOf, nextEdge, retryEdge, stateMachineNameOf } from './edges';
 import { recordExecution } from './recorder';
 // Interpreter failures (a failing intrinsic) are States.Runtime, never retried or caught, as on AWS.
+import { buildStateMachine } from '../../local/aws/asl-validation';
 import { executionFailure, taskFailure } from '../../local/aws/stepfunctions-errors';
 import { AslDefinition, AslState, choiceRuleMatches, readJsonPath } from '../util';
 
@@ -20,9 +21,7 @@ import { AslDefinition, AslState, choiceRuleMatches, readJsonPath } from '../uti
 import '../../local/polyfills';
 
 // The package's types are ESM-only; jest loads its CommonJS build (as local/aws/stepfunctions.ts does).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { StateMachine } = require('aws-local-stepfunctions') as typeof import('aws-local-stepfunctions', { with: { 'resolution-mode': 'import' } });
-type StateMachine = InstanceType<typeof StateMachine>;
+type StateMachine = ReturnType<typeof buildStateMachine>;
 
 /** Answers one Task state: returns its result (the service's answer) or throws its error. */
 export type TaskHandler = (input: any) => unknown;
@@ -85,7 +84,7 @@ interface Compiled {
   readonly edges: Edge[];
 }
 
-/** Building a StateMachine validates the definition (100-400 ms): once per definition object. */
+/** Building a StateMachine validates the definition (100-400 ms, see buildStateMachine): once per definition object. */
 const compiled = new WeakMap<object, Compiled>();
 
 function compile(definition: AslDefinition, name?: string): Compiled {
@@ -99,7 +98,7 @@ function compile(definition: AslDefinition, name?: string): Compiled {
     }
     // The validator and the interpreter get their own copy: the validator annotates what it reads.
     const copy = JSON.parse(JSON.stringify(definition));
-    const machine = new StateMachine(copy, { validationOptions: { checkArn: false, checkPaths: false } });
+    const machine = buildStateMachine(copy, { checkArn: false, checkPaths: false });
     result = {
       machine,
       states: new Map(allStates(copy)),

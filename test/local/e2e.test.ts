@@ -2,6 +2,11 @@
  * End-to-end: the example app, synthesized, executed on the local runtime against the vendor
  * simulator. Everything between "start the main workflow" and "the main workflow ends" is the
  * synthesized template and the bundled handlers.
+ *
+ * The no-callback test's requests spend the 8 s callback timeout waiting: they start right after
+ * the warm-up, with a vendor that never calls back, and wait while the other tests run (they hold
+ * nothing: no message, no place, no callback; the other tests' vendors and assertions are their
+ * own). The vendor host is handed to the next test once that vendor has both submissions.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -17,6 +22,9 @@ const CALLBACK_TIMEOUT_MS = 8000;
 let runtime: LocalRuntime;
 let stack: ExampleStack;
 let vendor: VendorSimulator | undefined;
+/** The no-callback test's vendor and requests, started in beforeAll (see the header). */
+let noCallbackVendor: VendorSimulator | undefined;
+let noCallbackResults: ReturnType<typeof waitForRequests> | undefined;
 
 beforeAll(async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-'));
@@ -32,9 +40,20 @@ beforeAll(async () => {
   await runRequests(2);
   await vendor?.stop();
   vendor = undefined;
+
+  noCallbackVendor = await useVendor({ noCallbackRate: 1 });
+  vendor = undefined; // its own: stopped after its test, not after the next one
+  const arns = await startRequests(2);
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && noCallbackVendor.stats().accepted < arns.length) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  noCallbackResults = waitForRequests(arns, CALLBACK_TIMEOUT_MS + 15_000);
 });
 
 afterAll(async () => {
+  await noCallbackResults?.catch(() => undefined);
+  await noCallbackVendor?.stop();
   await vendor?.stop();
   await runtime?.stop();
 });
@@ -60,6 +79,11 @@ async function useVendor(options: Partial<VendorSimulatorOptions>): Promise<Vend
 let counter = 0;
 /** Starts `n` main workflow executions and waits for all of them to end (or `withinMs`). */
 async function runRequests(n: number, withinMs = 30_000) {
+  return waitForRequests(await startRequests(n), withinMs);
+}
+
+/** Starts `n` main workflow executions. */
+async function startRequests(n: number): Promise<string[]> {
   const arns: string[] = [];
   for (let i = 0; i < n; i++) {
     const orderId = `order-${++counter}`;
@@ -67,6 +91,11 @@ async function runRequests(n: number, withinMs = 30_000) {
     const { executionArn } = await runtime.sfn.startExecution(runtime.stateMachineArn(stack.mainWorkflow), input);
     arns.push(executionArn);
   }
+  return arns;
+}
+
+/** Waits for the executions to end (or `withinMs`) and describes them. */
+async function waitForRequests(arns: string[], withinMs: number) {
   const deadline = Date.now() + withinMs;
   while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
     await new Promise((r) => setTimeout(r, 100));
@@ -118,13 +147,6 @@ test('vendor permanent failure: the request is parked in the request DLQ and the
   expect(parked[0].attributes.reason).toBe('ApiGateway.400');
 });
 
-test('no callback: the main workflow times out (States.Timeout)', async () => {
-  await useVendor({ noCallbackRate: 1 });
-  const results = await runRequests(2, CALLBACK_TIMEOUT_MS + 15_000);
-  // The example app catches States.Timeout and fails with VendorTimedOut.
-  expect(results.map((r) => [r.status, r.error])).toEqual(Array(2).fill(['FAILED', 'VendorTimedOut']));
-});
-
 test('duplicate callback: the workflow is resumed once, the duplicate is acknowledged', async () => {
   const v = await useVendor({ duplicateCallbackRate: 1 });
   const results = await runRequests(3);
@@ -149,4 +171,11 @@ test('malformed callback: parked in the callback DLQ with a reason; the workflow
   expect(results[0].error).toBe('VendorTimedOut');
   const parked = await drainDeadLetters(/CallbackDeadLetterQueue/);
   expect(parked.map((m) => m.attributes.reason)).toContain('MALFORMED_BODY');
+});
+
+// Its requests started in beforeAll; the tests above ran during their wait.
+test('no callback: the main workflow times out (States.Timeout)', async () => {
+  const results = await noCallbackResults!;
+  // The example app catches States.Timeout and fails with VendorTimedOut.
+  expect(results.map((r) => [r.status, r.error])).toEqual(Array(2).fill(['FAILED', 'VendorTimedOut']));
 });

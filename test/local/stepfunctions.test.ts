@@ -263,6 +263,25 @@ describe('a waitForTaskToken task answered through the real SDK', () => {
     expect(ended).toMatchObject({ status: 'FAILED', error: 'VendorJobFailed', cause: 'out of stock' });
   });
 
+  test('resumesOf counts the answers accepted on one execution\'s tokens: not a refused one, not another execution\'s, not a timeout', async () => {
+    const { executionArn: answered } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, input: '{"order":"o-5"}' }));
+    const first = await receiveOne(queueUrl);
+    const { executionArn: failed } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: arn, input: '{"order":"o-6"}' }));
+    const second = await receiveOne(queueUrl);
+    const byOrder = Object.fromEntries([first, second].map((m) => [m.body.order, m.body.token]));
+
+    await sfnClient.send(new SendTaskSuccessCommand({ taskToken: byOrder['o-5'], output: '{}' }));
+    await sdkError(sfnClient.send(new SendTaskSuccessCommand({ taskToken: byOrder['o-5'], output: '{}' })));
+    await sfnClient.send(new SendTaskFailureCommand({ taskToken: byOrder['o-6'], error: 'VendorJobFailed' }));
+    await local.waitForExecution(answered!);
+    await local.waitForExecution(failed!);
+    const { executionArn: timedOut } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: shortArn, input: '{"order":"o-7"}' }));
+    await receiveOne(queueUrl);
+    await local.waitForExecution(timedOut!);
+
+    expect([local.resumesOf(answered!), local.resumesOf(failed!), local.resumesOf(timedOut!)]).toEqual([1, 1, 0]);
+  });
+
   test('without an answer the task times out with States.Timeout, which its Catch handles', async () => {
     const { executionArn } = await sfnClient.send(new StartExecutionCommand({ stateMachineArn: shortArn, input: '{"order":"o-3"}' }));
     const { body } = await receiveOne(queueUrl);
