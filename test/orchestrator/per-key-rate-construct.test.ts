@@ -6,16 +6,12 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { AsyncExternalApiOrchestrator, VendorContract, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, KeyLimits, VendorContract, VendorCredentials } from '../../src';
 import { TEST_ENV } from '../util';
 
 function template(credentialPerKey: boolean, perKeyLimits: boolean): Template {
   const stack = new Stack(new App(), 'KeyRate', { env: TEST_ENV });
-  // `VendorContract.perKey` (KeyLimits) lands with the per-key settings; stood in for here.
-  const contract = VendorContract.of({ requestsPerSecond: 10 });
-  if (perKeyLimits) {
-    Object.defineProperty(contract, 'perKey', { value: { requestsPerSecond: 2 } });
-  }
+  const contract = VendorContract.of({ requestsPerSecond: 10, ...(perKeyLimits ? { perKey: KeyLimits.of({ requestsPerSecond: 2 }) } : {}) });
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     contract,
@@ -38,9 +34,11 @@ function vendorCallerVariables(t: Template): Record<string, unknown> {
   return callers[0];
 }
 
+/** The BatchGetItem grants on the pacer table (the keys' pacing items; the settings table has its own). */
 const batchGets = (t: Template) => Object.values(t.findResources('AWS::IAM::Policy'))
   .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
-  .filter((statement: { Action: string | string[] }) => [statement.Action].flat().includes('dynamodb:BatchGetItem'));
+  .filter((statement: { Action: string | string[] }) => [statement.Action].flat().includes('dynamodb:BatchGetItem'))
+  .filter((statement: { Resource: unknown }) => JSON.stringify(statement.Resource).includes('PacerTable'));
 
 test('GIVEN per-key limits and a credential per key WHEN synthesized THEN the vendor caller pauses keys on a 429 and the consumer may BatchGetItem the pacer table', () => {
   const t = template(true, true);
