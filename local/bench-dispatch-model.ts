@@ -40,6 +40,7 @@ import type { SQSRecord } from 'aws-lambda';
 import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from './bench-metrics';
 import { Hop, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, round, sample, seededRandom } from './bench-model';
 import { InMemoryPacerTable, VirtualClock } from './bench-sim';
+import { TimeHeap } from './time-heap';
 import { FRESH_SLOT_LEAD_MS, PAUSE_CHECK_LEAD_MS } from '../src/dispatch-workflow/vendor-call';
 import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchDeps, loadConfig, MAX_DELAY_SECONDS, queueUrlFromArn } from '../src/rate-controlled-queue-consumer/dispatch';
 import { reserveSlots, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
@@ -84,7 +85,7 @@ interface HeapEntry { readonly at: number; readonly seq: number; readonly messag
  * the order they were sent or handed back). Counts the API requests made on it.
  */
 export class ModeledQueue {
-  private readonly heap: HeapEntry[] = [];
+  private readonly heap = new TimeHeap<HeapEntry>();
   private readonly byReceipt = new Map<string, ModeledMessage>();
   private waiters: Array<() => void> = [];
   private seq = 0;
@@ -112,7 +113,7 @@ export class ModeledQueue {
   public receive(n: number, visibilityTimeoutMs: number): ModeledMessage[] {
     const now = this.clock.now();
     const taken: ModeledMessage[] = [];
-    while (taken.length < n && this.heap.length > 0 && this.heap[0].at <= now) {
+    while (taken.length < n && this.heap.length > 0 && this.heap.peek()!.at <= now) {
       const entry = this.pop()!;
       if (entry.message.deleted || entry.version !== entry.message.version) continue;
       const message = entry.message;
@@ -152,8 +153,8 @@ export class ModeledQueue {
 
   /** When the next message becomes visible (now or later); undefined: nothing left. */
   public nextVisibleAt(): number | undefined {
-    while (this.heap.length > 0 && (this.heap[0].message.deleted || this.heap[0].version !== this.heap[0].message.version)) this.pop();
-    return this.heap[0]?.at;
+    while (this.heap.length > 0 && (this.heap.peek()!.message.deleted || this.heap.peek()!.version !== this.heap.peek()!.message.version)) this.pop();
+    return this.heap.peek()?.at;
   }
 
   /** Long polling: resolves when a message is added, or after `ms`. */
@@ -163,15 +164,7 @@ export class ModeledQueue {
 
   private push(message: ModeledMessage, at: number): void {
     message.version++;
-    const h = this.heap;
-    h.push({ at, seq: this.seq++, message, version: message.version });
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = Math.floor((i - 1) / 2);
-      if (before(h[p], h[i])) break;
-      [h[p], h[i]] = [h[i], h[p]];
-      i = p;
-    }
+    this.heap.push({ at, seq: this.seq++, message, version: message.version });
     if (at <= this.clock.now()) {
       const waiters = this.waiters;
       this.waiters = [];
@@ -180,30 +173,8 @@ export class ModeledQueue {
   }
 
   private pop(): HeapEntry | undefined {
-    const h = this.heap;
-    if (h.length === 0) return undefined;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l], h[m])) m = l;
-        if (r < h.length && before(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i], h[m]];
-        i = m;
-      }
-    }
-    return top;
+    return this.heap.pop();
   }
-}
-
-function before(a: HeapEntry, b: HeapEntry): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 /**

@@ -19,6 +19,7 @@ import { bounds, Distribution, LatencyModel, PacingKnobs, round, sample, seededR
 import {
   newRateObservedAfterMs, RateChange, rateChangeBindsAtMs, rateChangeInUseWithinMs, RateChangeTiming, violationsAgainstRateInForce,
 } from './rate-schedule';
+import { TimeHeap } from './time-heap';
 import {
   ADAPTIVE_PROBE_ATTRIBUTE, ADAPTIVE_PROBE_ATTRIBUTES, ADAPTIVE_PROBE_REFUSED_ATTRIBUTE, ADAPTIVE_RATE_ATTRIBUTE, ADAPTIVE_SINCE_ATTRIBUTE,
   AdaptiveSpec,
@@ -41,7 +42,7 @@ interface Timer { at: number; seq: number; resolve: () => void }
 export class VirtualClock implements Clock {
   private time: number;
   private seq = 0;
-  private readonly heap: Timer[] = [];
+  private readonly heap = new TimeHeap<Timer>();
 
   constructor(startMs = 1_700_000_000_000) {
     this.time = startMs;
@@ -71,47 +72,17 @@ export class VirtualClock implements Clock {
       this.time = next.at;
       next.resolve();
       // Timers due at the same instant fire together.
-      while (this.heap.length && this.heap[0].at === this.time) this.pop()!.resolve();
+      while (this.heap.length && this.heap.peek()!.at === this.time) this.pop()!.resolve();
     }
   }
 
   private push(t: Timer): void {
-    const h = this.heap;
-    h.push(t);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = Math.floor((i - 1) / 2);
-      if (less(h[p], h[i])) break;
-      [h[p], h[i]] = [h[i], h[p]];
-      i = p;
-    }
+    this.heap.push(t);
   }
 
   private pop(): Timer | undefined {
-    const h = this.heap;
-    if (!h.length) return undefined;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l], h[m])) m = l;
-        if (r < h.length && less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i], h[m]];
-        i = m;
-      }
-    }
-    return top;
+    return this.heap.pop();
   }
-}
-
-function less(a: Timer, b: Timer): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 /**
