@@ -35,10 +35,12 @@ export function anyKeyLimited(calls: readonly KeyedCall[]): boolean {
 /** Reads the keys and splits the waiting calls (throws when the keys cannot be read: nothing may start then). */
 export async function prepareKeyRound<T extends KeyedCall>(
   calls: readonly T[], dynamodb: DynamoDBClient, tableName: string, timing: KeyTiming, horizonMs: number, rankOf?: (call: T) => number,
+  held?: (call: T) => boolean,
 ): Promise<KeyRound<T>> {
   const keys = calls.map(limitedKeyOf).filter((key): key is string => key !== undefined);
   const cursors = await readKeyCursors(dynamodb, tableName, keys);
-  const split = splitByKeyHorizon(interleaveByKey(calls, rankOf), cursors, timing, horizonMs);
+  // Calls kept in an earlier round of this batch (`held`) stay kept (key-set-aside.ts says why).
+  const split = splitByKeyHorizon(interleaveByKey(calls, rankOf), cursors, timing, horizonMs, held);
   // The plans (key-set-aside.ts): a key another dispatcher planned first is set aside here.
   const lost = new Set<string>();
   await Promise.all(split.plans.map(async (plan) => {
