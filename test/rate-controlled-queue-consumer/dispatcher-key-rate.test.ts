@@ -150,6 +150,15 @@ describe('dispatchBatch with per-key rates', () => {
     expect(copy).toEqual([expect.objectContaining({ requestId: 'h3', [KEY_TURN_FIELD]: T0 + LEAD + 2 * I })]);
   });
 
+  test('GIVEN another dispatcher\'s plan ending within the horizon WHEN a batch keeps the key\'s call THEN its slot is after that plan, not at the key\'s next free slot the other one holds a call for', async () => {
+    const I = keyIntervalMs(spec(5), L);
+    // The key's next free slot is now + lead; the other dispatcher holds a call for it and planned until + 2 I.
+    table.items.set('key-pacer#k', { lastSlotAtMs: String(T0 + LEAD - I), plannedUntilMs: String(T0 + LEAD + 2 * I), plannedBy: '42' });
+    await dispatchBatch({ Records: [submit('a', 'k')] }, deps(source({ k: spec(5) })));
+    expect(started().map((i) => i.requestId)).toEqual(['a']);
+    expect(started()[0].slotAtMs).toBeGreaterThanOrEqual(T0 + LEAD + 2 * I);
+  });
+
   test('GIVEN another dispatcher planned the key\'s next slots WHEN a batch of the key comes THEN its calls are set aside after that plan, without a contract slot', async () => {
     const I = keyIntervalMs(spec(2), L);
     table.items.set('key-pacer#k', { plannedUntilMs: String(T0 + LEAD + 3 * I), plannedBy: '42' });
