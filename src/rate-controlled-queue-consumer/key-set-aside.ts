@@ -71,8 +71,9 @@ export const SET_ASIDE_RETURN_MARGIN_MS = 600;
  * seconds (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html),
  * so a key's requests come back in bursts, all those meant for one second of its slots at once,
  * {@link SET_ASIDE_RETURN_MARGIN_MS} to a second and that margin early. A dispatcher keeping only the
- * horizon's 0.75 s of a burst sets the rest aside again. Measured in `keys-100-hot90` (hot key's
- * utilization of its limit, quiet keys' p99 over the idle baseline, SQS requests per call): 0 ms:
+ * horizon's 0.75 s of a burst sets the rest aside again. Measured in `keys-100-hot90` before the
+ * plan-end reservation of dispatch-keys.ts (hot key's utilization of its limit, quiet keys' p99
+ * over the idle baseline, SQS requests per call): 0 ms:
  * 0.816, -20 ms, 15.8; 500 ms: 0.958, +61 ms, 5.2; 1000 ms: 0.953, +201 ms, 4.6. A dispatcher
  * holding returns holds its batch up to this much longer (the quiet keys' bound, design 3.2).
  */
