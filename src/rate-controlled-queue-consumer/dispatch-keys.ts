@@ -7,7 +7,7 @@
  * the contract reservation as external limits (key-schedule.ts).
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { interleaveByKey, KeyCursor, KeyedCall, keyExternalLimits, limitedKeyOf, readKeyCursors } from './key-schedule';
+import { interleaveByKey, KeyCursor, KeyedCall, keyExternalLimits, keyIntervalMs, limitedKeyOf, readKeyCursors } from './key-schedule';
 import { KeyTiming, splitByKeyHorizon, writeKeyPlan } from './key-set-aside';
 import type { ExternalLimits } from './named-limit-schedule';
 
@@ -35,10 +35,12 @@ export function anyKeyLimited(calls: readonly KeyedCall[]): boolean {
 /** Reads the keys and splits the waiting calls (throws when the keys cannot be read: nothing may start then). */
 export async function prepareKeyRound<T extends KeyedCall>(
   calls: readonly T[], dynamodb: DynamoDBClient, tableName: string, timing: KeyTiming, horizonMs: number, rankOf?: (call: T) => number,
+  held?: (call: T) => boolean,
 ): Promise<KeyRound<T>> {
   const keys = calls.map(limitedKeyOf).filter((key): key is string => key !== undefined);
   const cursors = await readKeyCursors(dynamodb, tableName, keys);
-  const split = splitByKeyHorizon(interleaveByKey(calls, rankOf), cursors, timing, horizonMs);
+  // Calls kept in an earlier round of this batch (`held`) stay kept (key-set-aside.ts says why).
+  const split = splitByKeyHorizon(interleaveByKey(calls, rankOf), cursors, timing, horizonMs, held);
   // The plans (key-set-aside.ts): a key another dispatcher planned first is set aside here.
   const lost = new Set<string>();
   await Promise.all(split.plans.map(async (plan) => {
@@ -61,5 +63,32 @@ export async function prepareKeyRound<T extends KeyedCall>(
     fresh.forEach((cursor, key) => cursors.set(key, cursor));
     return keyExternalLimits(keep, cursors, timing.latenessToleranceMs).externalLimits ?? { limits: {}, callLimits: keep.map(() => []) };
   };
-  return { cursors, keep, aside, keptPerKey, ...keyExternalLimits(keep, cursors, timing.latenessToleranceMs), rereadExternalLimits };
+  const limitedBy = afterOthersPlans(keep, cursors, timing, held);
+  return { cursors, keep, aside, keptPerKey, ...keyExternalLimits(keep, limitedBy, timing.latenessToleranceMs), rereadExternalLimits };
+}
+
+/**
+ * The cursors the contract reservation limits new calls by: a key another dispatcher planned is
+ * reserved from the end of that plan, where this round estimated them (key-set-aside.ts
+ * `keyPlanFloorMs`), not from the key's last slot. Otherwise this dispatcher takes the slots the
+ * other one holds calls for, one of the two key writes loses and its contract slot goes unfired:
+ * measured in `keys-100-hot90`, 7.7 % of the calls' contract slots were wasted that way (1.0 % with
+ * this). Calls held from an earlier round keep the key's own cursor (the plan written since is after
+ * them). Only narrower than the key's cursor, so never a slot the key has no room at.
+ */
+function afterOthersPlans<T extends KeyedCall>(
+  keep: readonly T[], cursors: ReadonlyMap<string, KeyCursor>, timing: KeyTiming, held?: (call: T) => boolean,
+): ReadonlyMap<string, KeyCursor> {
+  const limitedBy = new Map(cursors);
+  for (const call of keep) {
+    const key = limitedKeyOf(call);
+    const cursor = key === undefined ? undefined : cursors.get(key);
+    if (key === undefined || !cursor?.plannedUntil || cursor.plannedBy === timing.planOwner || held?.(call)) {
+      continue;
+    }
+    const intervalMs = keyIntervalMs(call.keyLimits!, timing.latenessToleranceMs);
+    // The reservation's next free slot of the key is `lastSlotAtMs + I_k`: the plan's end at the earliest.
+    limitedBy.set(key, { ...cursor, lastSlotAtMs: Math.max(cursor.lastSlotAtMs ?? -Infinity, cursor.plannedUntil.value - intervalMs) });
+  }
+  return limitedBy;
 }

@@ -19,7 +19,7 @@ import { limitedCallsOf, limitNamesOf } from './dispatch-limits';
 import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
 import { splitByKeyQuota } from './key-quota-check';
 import { confirmKeySlots } from './key-schedule';
-import { DEFAULT_KEY_RESERVATION_HORIZON_MS, setAsideByKey } from './key-set-aside';
+import { DEFAULT_KEY_RESERVATION_HORIZON_MS, KEY_TURN_FIELD, setAsideByKey } from './key-set-aside';
 import { Clock, DEFAULT_LATENESS_TOLERANCE_MS, reserveSlots, SlotReservation, systemClock } from './pacer';
 import { PacingSettingsSource, readPacingSettings, recordRateInForce } from './pacing-settings';
 import { effectiveRankOf, orderByPriority } from './priority-order';
@@ -550,6 +550,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   const settingAside: Promise<string[]>[] = [];
   // This invocation's key plans (key-set-aside.ts) do not hold back its own later rounds.
   const planOwner = randomBytes(6).readUIntBE(0, 6);
+  // The keyed calls an earlier round kept: later rounds hold them (key-set-aside.ts `splitByKeyHorizon`).
+  const held = new Set<ValidRecord>();
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -557,7 +559,8 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
       let keyRound: KeyRound<ValidRecord> | undefined;
       try {
         if (anyKeyLimited(pending)) {
-          keyRound = await keyRoundOf(pending, clock, deps, planOwner, readyAtMs);
+          keyRound = await keyRoundOf(pending, clock, deps, planOwner, readyAtMs, held);
+          keyRound.keep.forEach((item) => held.add(item));
           settingAside.push(setAsideRecords(keyRound, clock, deps, planOwner));
           pending.splice(0, pending.length, ...keyRound.keep);
           if (pending.length === 0) {
@@ -667,13 +670,15 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
 }
 
 /** Reads the waiting records' keys and splits them by the key horizon (dispatch-keys.ts). */
-function keyRoundOf(pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number, readyAtMs: number): Promise<KeyRound<ValidRecord>> {
+function keyRoundOf(
+  pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number, readyAtMs: number, held: ReadonlySet<ValidRecord>,
+): Promise<KeyRound<ValidRecord>> {
   const { config } = deps;
   return prepareKeyRound(pending, deps.clients.dynamodb, config.pacerTableName, {
     nowMs: clock.now(), leadMs: config.leadMs ?? 0, latenessToleranceMs: config.latenessToleranceMs, planOwner,
   }, config.keyReservationHorizonMs ?? DEFAULT_KEY_RESERVATION_HORIZON_MS,
   // Turns by key within each priority (pending is in priority order: priority-order.ts, same time).
-  (item) => effectiveRankOf(item, readyAtMs));
+  (item) => effectiveRankOf(item, readyAtMs), (item) => held.has(item));
 }
 
 /** Sets aside the records of a key round whose key had no slot within the horizon (key-set-aside.ts). */
@@ -687,8 +692,10 @@ async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps:
     timing: { nowMs: clock.now(), leadMs: deps.config.leadMs ?? 0, latenessToleranceMs: deps.config.latenessToleranceMs, planOwner },
     cursors: round.cursors,
     keptPerKey: round.keptPerKey,
-    send: async (item, delaySeconds) => {
-      if (await sendDelayedCopy(item, delaySeconds, deps)) {
+    send: async (item, delaySeconds, turnAtMs) => {
+      // The copy carries the slot it is meant for: back, it keeps its turn (key-set-aside.ts).
+      const body = turnAtMs === undefined ? undefined : JSON.stringify({ ...JSON.parse(item.record.body), [KEY_TURN_FIELD]: turnAtMs });
+      if (await sendDelayedCopy(item, delaySeconds, deps, body)) {
         return undefined;
       }
       await hide(item, delaySeconds, deps);
@@ -835,8 +842,9 @@ async function postponeAll(items: ValidRecord[], nextFreeAtMs: number | undefine
 /**
  * Sends a copy of a postponed message to its queue, visible after `delaySeconds` (at most 15
  * minutes: a longer wait takes several copies, each one receive). Resolves to whether it was sent.
+ * `body`: the copy's body when it differs from the record's.
  */
-async function sendDelayedCopy(item: ValidRecord, delaySeconds: number, deps: DispatchDeps): Promise<boolean> {
+async function sendDelayedCopy(item: ValidRecord, delaySeconds: number, deps: DispatchDeps, body: string = item.record.body): Promise<boolean> {
   const log = { requestId: item.message.requestId, messageId: item.record.messageId };
   try {
     const attributes = copyMessageAttributes(item.record.messageAttributes);
@@ -844,7 +852,7 @@ async function sendDelayedCopy(item: ValidRecord, delaySeconds: number, deps: Di
     const groupId = item.record.attributes.MessageGroupId;
     const sent = await deps.clients.sqs.send(new SendMessageCommand({
       QueueUrl: queueUrlFromArn(item.record.eventSourceARN, deps.config.sqsEndpointUrl),
-      MessageBody: item.record.body,
+      MessageBody: body,
       DelaySeconds: delaySeconds,
       ...(attributes ? { MessageAttributes: attributes } : {}),
       ...(groupId ? { MessageGroupId: groupId } : {}),

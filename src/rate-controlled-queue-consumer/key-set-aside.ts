@@ -25,6 +25,18 @@
  * key's slot cursor alone (more returns, never a wrong fire: the cursor is advisory, the limits are
  * in key-schedule.ts). Beyond 900 s a request returns every 15 minutes.
  *
+ * ## A request back at its turn keeps it
+ *
+ * Each copy carries the slot it was meant for ({@link KEY_TURN_FIELD}). A request back with it is
+ * in the key's line already: it is kept up to {@link RETURN_EXTRA_HORIZON_MS} past the horizon, and
+ * if set aside again (another dispatcher holds the key's next slots, or the key is ahead) it goes
+ * right after the key's slots held now, ahead of the line, or at its own turn if that is later
+ * (a line beyond 900 s): never to the line's end. Why: the line gives each of its slots exactly one
+ * request, so a request sent to the end leaves its key without a request for a slot near now. In
+ * the benchmark's `keys-100-hot90` (FIFO queue, three dispatchers, 1 s batching window) 1.6-4 of
+ * the hot key's 9.7 returns per second went to the end that way and the hot key used 0.65 of its
+ * limit.
+ *
  * A key an operator paused (`paused: true`) returns every {@link PAUSED_KEY_RECHECK_MS}: the
  * settings' cache period, so a resumed key is served within about twice that.
  *
@@ -48,10 +60,30 @@ import { DEFAULT_REQUEST_PRIORITY, isRequestPriority } from '../shared/request-p
 export const DEFAULT_KEY_RESERVATION_HORIZON_MS = 750;
 /**
  * A set-aside request returns this long before `lead` ahead of its estimated slot: the queue's
- * delivery and the dispatcher's poll take some time, and a request back late leaves its key's slot
- * unused, one back early only costs another send.
+ * delivery, the event source mapping's batching window (1 s above 10 messages a batch) and the
+ * dispatcher's poll take some time, and a request back late leaves its key's slot unused, one back
+ * early is kept ({@link RETURN_EXTRA_HORIZON_MS}) or costs another send. 600 ms, not 100: with a 1 s
+ * extra horizon the hot key of `keys-100-hot90` used 0.939 of its limit with 100 ms, 0.953 with 600 ms.
  */
-export const SET_ASIDE_RETURN_MARGIN_MS = 100;
+export const SET_ASIDE_RETURN_MARGIN_MS = 600;
+/**
+ * How much further than the horizon a request back from a set-aside is kept: `DelaySeconds` is whole
+ * seconds (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html),
+ * so a key's requests come back in bursts, all those meant for one second of its slots at once,
+ * {@link SET_ASIDE_RETURN_MARGIN_MS} to a second and that margin early. A dispatcher keeping only the
+ * horizon's 0.75 s of a burst sets the rest aside again. Measured in `keys-100-hot90` before the
+ * plan-end reservation of dispatch-keys.ts (hot key's utilization of its limit, quiet keys' p99
+ * over the idle baseline, SQS requests per call): 0 ms:
+ * 0.816, -20 ms, 15.8; 500 ms: 0.958, +61 ms, 5.2; 1000 ms: 0.953, +201 ms, 4.6. A dispatcher
+ * holding returns holds its batch up to this much longer (the quiet keys' bound, design 3.2).
+ */
+export const RETURN_EXTRA_HORIZON_MS = 500;
+/**
+ * The message field of a set-aside copy: the key slot it was meant for (epoch ms). It travels with
+ * the request (also into the execution input's `message`, so a retried request is back at its turn
+ * too: it goes ahead of its key's line).
+ */
+export const KEY_TURN_FIELD = 'keyTurnAtMs';
 /** How often a paused key's requests come back to look (the key settings' cache period). */
 export const PAUSED_KEY_RECHECK_MS = 30_000;
 /** SQS' longest message delay, in seconds (15 minutes). */
@@ -61,6 +93,12 @@ const MAX_DELAY_SECONDS = 900;
 export function setAsidePriorityOf(call: { readonly message: object }): RequestPriority {
   const priority = (call.message as { priority?: unknown }).priority;
   return isRequestPriority(priority) ? priority : DEFAULT_REQUEST_PRIORITY;
+}
+
+/** The slot a request back from a set-aside was meant for ({@link KEY_TURN_FIELD}); undefined for a new request. */
+export function keyTurnOf(call: { readonly message: object }): number | undefined {
+  const turn = (call.message as Record<string, unknown>)[KEY_TURN_FIELD];
+  return typeof turn === 'number' && Number.isFinite(turn) ? turn : undefined;
 }
 
 /** Timing of a horizon check or a set-aside. */
@@ -77,10 +115,11 @@ export interface KeyTiming {
 
 /**
  * The key's first slot a dispatcher may plan for: its next free slot, not before the lead, and
- * after every slot another dispatcher planned for the calls it kept (`plannedUntilMs`).
+ * after every slot another dispatcher planned for the calls it kept (`plannedUntilMs`), unless
+ * `ignorePlans` (calls this dispatcher already holds: a plan written since is after them).
  */
-export function keyPlanFloorMs(cursor: KeyCursor | undefined, intervalMs: number, timing: KeyTiming): number {
-  const ownPlan = timing.planOwner !== undefined && cursor?.plannedBy === timing.planOwner;
+export function keyPlanFloorMs(cursor: KeyCursor | undefined, intervalMs: number, timing: KeyTiming, ignorePlans = false): number {
+  const ownPlan = ignorePlans || (timing.planOwner !== undefined && cursor?.plannedBy === timing.planOwner);
   const othersPlan = cursor?.plannedUntil && !ownPlan ? cursor.plannedUntil.value : -Infinity;
   return Math.max(keyNextFreeMs(cursor, intervalMs), timing.nowMs + timing.leadMs, othersPlan);
 }
@@ -98,8 +137,8 @@ export interface KeyPlanWrite {
  * Splits the waiting calls (in the order they will be reserved) into those whose key has a slot
  * within the horizon and those to set aside: per key, the j-th call kept is estimated at
  * `keyPlanFloorMs + j * I_k` (its key's own spacing; the contract may place it later), and
- * every call of the key from the first one past `now + lead + horizon` on is set aside, as are all
- * calls of a paused key. Calls without a key limit are always kept. `plans`: per key with calls
+ * every call of the key from the first one past `now + lead + horizon` on is set aside (a call
+ * back from a set-aside: {@link RETURN_EXTRA_HORIZON_MS} later), as are all calls of a paused key. Calls without a key limit are always kept. `plans`: per key with calls
  * kept, the advisory plan to write (`plannedUntilMs`, the key's slot after them).
  *
  * Why a plan: without it every dispatcher whose batch holds a hot key's calls keeps them for the
@@ -107,9 +146,17 @@ export interface KeyPlanWrite {
  * write, wasting a contract slot each (measured: 12-18 % of the slots reserved with 2-4 dispatchers
  * and a key in 90 % of the messages). With the plan, the first dispatcher to write it keeps the
  * key's next slots; the others set those calls aside (one conditional write per key and batch).
+ *
+ * `held`: the calls this dispatcher kept in an earlier round of its batch. Another dispatcher's plan
+ * written since lies after them (it planned from this one's plan), and a line formed since comes
+ * after them too: neither sets them aside, and they write no plan (it would move the other's back).
+ * Without this, a dispatcher holding a second of a hot key's calls set them all aside as soon as
+ * another one kept a single call after them, and the key's slots went unused
+ * (`keys-100-hot90`, issue 15).
  */
 export function splitByKeyHorizon<T extends KeyedCall>(
   calls: readonly T[], cursors: ReadonlyMap<string, KeyCursor>, timing: KeyTiming, horizonMs: number,
+  held: (call: T) => boolean = () => false,
 ): { readonly keep: T[]; readonly aside: T[]; readonly keptPerKey: Map<string, number>; readonly plans: KeyPlanWrite[] } {
   const keep: T[] = [];
   const aside: T[] = [];
@@ -126,13 +173,21 @@ export function splitByKeyHorizon<T extends KeyedCall>(
     const intervalMs = keyIntervalMs(call.keyLimits!, timing.latenessToleranceMs);
     const kept = keptPerKey.get(key) ?? 0;
     const cursor = cursors.get(key);
-    const estimate = keyPlanFloorMs(cursor, intervalMs, timing) + kept * intervalMs;
-    if (call.keyLimits!.paused || full.has(key) || estimate > latest) {
+    const isHeld = held(call);
+    const estimate = keyPlanFloorMs(cursor, intervalMs, timing, isHeld) + kept * intervalMs;
+    const returned = keyTurnOf(call) !== undefined;
+    if (call.keyLimits!.paused || full.has(key) || estimate > (returned ? latest + RETURN_EXTRA_HORIZON_MS : latest)) {
       full.add(key);
+      aside.push(call);
+    } else if (!returned && !isHeld && lineEndOf(cursor, setAsidePriorityOf(call)) > estimate) {
+      // A new request does not take a slot its key's line is coming back for: it joins the line.
       aside.push(call);
     } else {
       keptPerKey.set(key, kept + 1);
       keep.push(call);
+      if (isHeld) {
+        continue;
+      }
       planned.set(key, {
         key,
         ...(cursor?.plannedUntil ? { oldRaw: cursor.plannedUntil.raw } : {}),
@@ -142,6 +197,15 @@ export function splitByKeyHorizon<T extends KeyedCall>(
     }
   }
   return { keep, aside, keptPerKey, plans: [...planned.values()] };
+}
+
+/** The end of a key's line for a request of `priority`: its own and every higher priority's set-aside cursor (-Infinity: none). */
+function lineEndOf(cursor: KeyCursor | undefined, priority: RequestPriority): number {
+  let end = -Infinity;
+  for (const p of REQUEST_PRIORITIES.slice(0, REQUEST_PRIORITIES.indexOf(priority) + 1)) {
+    end = Math.max(end, cursor?.asideUntil[p]?.value ?? -Infinity);
+  }
+  return end;
 }
 
 /**
@@ -171,10 +235,11 @@ export async function writeKeyPlan(dynamodb: DynamoDBClient, tableName: string, 
   }
 }
 
-/** One request set aside: its delay. */
+/** One request set aside: its delay, and the key slot it is meant for (its copy's {@link KEY_TURN_FIELD}). */
 export interface SetAsidePlan<T> {
   readonly item: T;
   readonly delaySeconds: number;
+  readonly turnAtMs?: number;
 }
 
 /** The new advisory cursors of one key: per priority, the value read (text; absent: none) and the value to write. */
@@ -187,7 +252,8 @@ export interface AsideCursorWrite {
  * The pure step: the delay of each request set aside and the advisory cursors to write (module
  * comment, "When it returns"). `useAsideCursors: false` plans from the keys' slot cursors alone (the
  * fallback when the cursor write lost). `keptPerKey`: how many of each key's calls this batch still
- * reserves for (their slots come first).
+ * reserves for (their slots come first). Calls back from a set-aside (module comment, "A request back
+ * at its turn keeps it") go before the line of their priority, each not before its own turn.
  */
 export function planSetAside<T extends KeyedCall & { readonly message: object }>(
   aside: readonly T[],
@@ -220,19 +286,28 @@ export function planSetAside<T extends KeyedCall & { readonly message: object }>
       const ofPriority = calls.filter((call) => setAsidePriorityOf(call) === priority);
       const read = cursor?.asideUntil[priority];
       // A lower priority starts at or after every higher one's cursor: `floor` carries them down.
+      // Back at their turn: right after the slots held now (and the higher priorities' lines).
+      let front = floor;
+      for (const item of ofPriority.filter((call) => keyTurnOf(call) !== undefined)) {
+        const turnAtMs = Math.max(front, keyTurnOf(item)!);
+        plans.push({ item, delaySeconds: delayFor(turnAtMs, timing), turnAtMs });
+        front = turnAtMs + intervalMs;
+      }
+      const fresh = ofPriority.filter((call) => keyTurnOf(call) === undefined);
       if (useAsideCursors && read) {
         floor = Math.max(floor, read.value);
       }
+      // New ones at the end of the line, after the front ones when the line is shorter.
+      floor = Math.max(floor, front);
       if (ofPriority.length === 0) {
         continue;
       }
-      ofPriority.forEach((item, j) => {
-        const returnAtMs = floor + j * intervalMs - timing.leadMs - SET_ASIDE_RETURN_MARGIN_MS;
-        // Rounded down: back early (set aside once more), never late.
-        const delaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.floor((returnAtMs - timing.nowMs) / 1000)));
-        plans.push({ item, delaySeconds });
+      fresh.forEach((item, j) => {
+        const turnAtMs = floor + j * intervalMs;
+        // Without the line's cursor (its write lost) a new request is not in the line: back, it joins it.
+        plans.push({ item, delaySeconds: delayFor(turnAtMs, timing), ...(useAsideCursors ? { turnAtMs } : {}) });
       });
-      floor += ofPriority.length * intervalMs;
+      floor += fresh.length * intervalMs;
       if (useAsideCursors) {
         const write = writes.get(key) ?? writes.set(key, { key, cursors: {} }).get(key)!;
         write.cursors[priority] = { ...(read ? { oldRaw: read.raw } : {}), newValue: floor };
@@ -240,6 +315,12 @@ export function planSetAside<T extends KeyedCall & { readonly message: object }>
     }
   }
   return { plans, writes: [...writes.values()] };
+}
+
+/** `DelaySeconds` for a request meant for the slot `turnAtMs`: rounded down, back early (set aside once more), never late. */
+function delayFor(turnAtMs: number, timing: KeyTiming): number {
+  const returnAtMs = turnAtMs - timing.leadMs - SET_ASIDE_RETURN_MARGIN_MS;
+  return Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.floor((returnAtMs - timing.nowMs) / 1000)));
 }
 
 /**
@@ -292,7 +373,7 @@ export interface SetAsideOptions<T> {
    * Sends the delayed copy (dispatch.ts `sendDelayedCopy`, hiding the message if that fails).
    * Resolves to the message id when the message stays on the queue (a batch item failure).
    */
-  readonly send: (item: T, delaySeconds: number) => Promise<string | undefined>;
+  readonly send: (item: T, delaySeconds: number, turnAtMs: number | undefined) => Promise<string | undefined>;
   /** Told about a cursor write that failed on an error (the delays then come from the slot cursors). */
   readonly onCursorError?: (key: string, error: unknown) => void;
 }
@@ -326,7 +407,7 @@ export async function setAsideByKey<T extends KeyedCall & { readonly message: ob
   const stay: string[] = [];
   // A few at a time: each is one SendMessage.
   for (let i = 0; i < plans.length; i += 10) {
-    const sent = await Promise.all(plans.slice(i, i + 10).map((plan) => options.send(plan.item, plan.delaySeconds)));
+    const sent = await Promise.all(plans.slice(i, i + 10).map((plan) => options.send(plan.item, plan.delaySeconds, plan.turnAtMs)));
     stay.push(...sent.filter((id): id is string => id !== undefined));
   }
   return stay;

@@ -13,7 +13,7 @@ import { inMemoryPacerTable, PacerTableFake } from './pacer-table-fake';
 import { requestRecord } from './sqs-record';
 import { dispatchBatch, DispatchDeps } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { keyIntervalMs } from '../../src/rate-controlled-queue-consumer/key-schedule';
-import { PAUSED_KEY_RECHECK_MS, SET_ASIDE_RETURN_MARGIN_MS } from '../../src/rate-controlled-queue-consumer/key-set-aside';
+import { KEY_TURN_FIELD, PAUSED_KEY_RECHECK_MS, SET_ASIDE_RETURN_MARGIN_MS } from '../../src/rate-controlled-queue-consumer/key-set-aside';
 import type { KeyLimitsSource, KeyLimitsSpec } from '../../src/shared/key-limits';
 
 const ddb = mockClient(DynamoDBClient);
@@ -131,6 +131,32 @@ describe('dispatchBatch with per-key rates', () => {
     expect(inputs.map((i) => i.requestId).sort()).toEqual(['a1', 'a2']);
     expect(inputs[1].slotAtMs - inputs[0].slotAtMs).toBeGreaterThanOrEqual(keyIntervalMs(spec(2), L));
     expect(copies().map(([id]) => id).sort()).toEqual(['b1', 'b2']);
+  });
+
+  test('GIVEN a dispatcher holding a hot key\'s calls WHEN another dispatcher plans the key\'s slots after them between its rounds THEN it still fires them all (none set aside), and the copy of the one past the horizon carries its turn', async () => {
+    const I = keyIntervalMs(spec(2), L);
+    let replanned = false;
+    table.beforeWrite = (pk, input) => {
+      // Right after this dispatcher's first key slot write: another one keeps a call after its plan.
+      if (!replanned && pk === 'key-pacer#hot' && JSON.stringify(input.ExpressionAttributeNames).includes('lastSlotAtMs')) {
+        replanned = true;
+        Object.assign(table.items.get(pk) ?? table.items.set(pk, {}).get(pk)!, { plannedUntilMs: String(T0 + LEAD + 5_000), plannedBy: '42' });
+      }
+    };
+    await dispatchBatch({ Records: [submit('h1', 'hot'), submit('h2', 'hot'), submit('h3', 'hot')] }, deps(source({ hot: spec(2) })));
+    expect(replanned).toBe(true);
+    expect(started().map((i) => i.requestId)).toEqual(['h1', 'h2']);
+    const copy = sqs.commandCalls(SendMessageCommand).map((c) => JSON.parse(c.args[0].input.MessageBody!));
+    expect(copy).toEqual([expect.objectContaining({ requestId: 'h3', [KEY_TURN_FIELD]: T0 + LEAD + 2 * I })]);
+  });
+
+  test('GIVEN another dispatcher\'s plan ending within the horizon WHEN a batch keeps the key\'s call THEN its slot is after that plan, not at the key\'s next free slot the other one holds a call for', async () => {
+    const I = keyIntervalMs(spec(5), L);
+    // The key's next free slot is now + lead; the other dispatcher holds a call for it and planned until + 2 I.
+    table.items.set('key-pacer#k', { lastSlotAtMs: String(T0 + LEAD - I), plannedUntilMs: String(T0 + LEAD + 2 * I), plannedBy: '42' });
+    await dispatchBatch({ Records: [submit('a', 'k')] }, deps(source({ k: spec(5) })));
+    expect(started().map((i) => i.requestId)).toEqual(['a']);
+    expect(started()[0].slotAtMs).toBeGreaterThanOrEqual(T0 + LEAD + 2 * I);
   });
 
   test('GIVEN another dispatcher planned the key\'s next slots WHEN a batch of the key comes THEN its calls are set aside after that plan, without a contract slot', async () => {

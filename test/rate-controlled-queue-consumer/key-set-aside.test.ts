@@ -4,7 +4,8 @@
  */
 import { KeyCursor, keyIntervalMs } from '../../src/rate-controlled-queue-consumer/key-schedule';
 import {
-  DEFAULT_KEY_RESERVATION_HORIZON_MS, planSetAside, SET_ASIDE_RETURN_MARGIN_MS, setAsidePriorityOf, splitByKeyHorizon,
+  DEFAULT_KEY_RESERVATION_HORIZON_MS, KEY_TURN_FIELD, planSetAside, RETURN_EXTRA_HORIZON_MS, SET_ASIDE_RETURN_MARGIN_MS, setAsidePriorityOf,
+  splitByKeyHorizon,
 } from '../../src/rate-controlled-queue-consumer/key-set-aside';
 import type { KeyLimitsSpec } from '../../src/shared/key-limits';
 
@@ -14,8 +15,13 @@ const LEAD = 1000;
 const timing = { nowMs: T0, leadMs: LEAD, latenessToleranceMs: L };
 const spec = (requestsPerSecond: number, extra: Partial<KeyLimitsSpec> = {}): KeyLimitsSpec =>
   ({ requestsPerSecond, quotas: {}, priorityAgingMs: 30_000, paused: false, ...extra });
-const call = (id: string, key?: string, limits?: KeyLimitsSpec, priority?: unknown) =>
-  ({ id, message: { ...(key ? { key } : {}), ...(priority !== undefined ? { priority } : {}) }, ...(limits ? { keyLimits: limits } : {}) });
+const call = (id: string, key?: string, limits?: KeyLimitsSpec, priority?: unknown, turnAtMs?: number) => ({
+  id,
+  message: {
+    ...(key ? { key } : {}), ...(priority !== undefined ? { priority } : {}), ...(turnAtMs !== undefined ? { [KEY_TURN_FIELD]: turnAtMs } : {}),
+  },
+  ...(limits ? { keyLimits: limits } : {}),
+});
 const cursors = (entries: Record<string, Partial<KeyCursor>>) =>
   new Map(Object.entries(entries).map(([key, cursor]) => [key, { asideUntil: {}, ...cursor }]));
 
@@ -57,6 +63,71 @@ describe('splitByKeyHorizon with plans (another dispatcher keeping the key\'s ne
     const split = splitByKeyHorizon([call('a', 'k', spec(5)), call('b', 'k', spec(5))], planned(2), { ...timing, planOwner: 2 }, 500);
     expect(split.keep.map((c) => c.id)).toEqual(['a', 'b']);
     expect(split.plans).toEqual([{ key: 'k', oldRaw: String(T0 + LEAD + 700), newValue: T0 + LEAD + 2 * I, owner: 2 }]);
+  });
+});
+
+describe('splitByKeyHorizon: a hot key\'s line (issue 15, the hot key at 95 % of its limit)', () => {
+  const I = keyIntervalMs(spec(10), L);
+  const line = (end: number) => cursors({ k: { lastSlotAtMs: T0 + LEAD - I, asideUntil: { normal: { value: end, raw: String(end) } } } });
+
+  test('GIVEN calls this dispatcher kept in an earlier round and another dispatcher\'s plan written after them WHEN split again THEN they stay kept and no plan is written', () => {
+    const calls = [call('a', 'k', spec(10)), call('b', 'k', spec(10))];
+    const plannedUntil = { value: T0 + LEAD + 2500, raw: String(T0 + LEAD + 2500) };
+    const read = cursors({ k: { lastSlotAtMs: T0 + LEAD - I, plannedUntil, plannedBy: 1 } });
+    const split = splitByKeyHorizon(calls, read, { ...timing, planOwner: 2 }, DEFAULT_KEY_RESERVATION_HORIZON_MS, () => true);
+    expect(split.keep.map((c) => c.id)).toEqual(['a', 'b']);
+    expect(split.plans).toEqual([]);
+    // Not held (a new batch): the other dispatcher's plan sets them aside.
+    expect(splitByKeyHorizon(calls, read, { ...timing, planOwner: 2 }, DEFAULT_KEY_RESERVATION_HORIZON_MS).aside.map((c) => c.id)).toEqual(['a', 'b']);
+  });
+
+  test('GIVEN requests back from a set-aside WHEN split THEN they are kept up to RETURN_EXTRA_HORIZON_MS past the horizon, a new request only to the horizon', () => {
+    const fits = Math.floor((DEFAULT_KEY_RESERVATION_HORIZON_MS + RETURN_EXTRA_HORIZON_MS) / I) + 1;
+    const returned = Array.from({ length: fits + 1 }, (_, j) => call(`r${j}`, 'k', spec(10), undefined, T0 + LEAD + j * I));
+    const split = splitByKeyHorizon(returned, new Map(), timing, DEFAULT_KEY_RESERVATION_HORIZON_MS);
+    expect(split.keep).toHaveLength(fits);
+    expect(split.aside.map((c) => c.id)).toEqual([`r${fits}`]);
+    const fresh = Array.from({ length: fits }, (_, j) => call(`n${j}`, 'k', spec(10)));
+    expect(splitByKeyHorizon(fresh, new Map(), timing, DEFAULT_KEY_RESERVATION_HORIZON_MS).keep)
+      .toHaveLength(Math.floor(DEFAULT_KEY_RESERVATION_HORIZON_MS / I) + 1);
+  });
+
+  test('GIVEN a key whose line of set-aside requests ends past a new request\'s slot WHEN split THEN the new request joins the line, the one back at its turn is kept', () => {
+    const split = splitByKeyHorizon([call('r', 'k', spec(10), undefined, T0 + LEAD), call('n', 'k', spec(10))], line(T0 + 60_000), timing, 750);
+    expect(split.keep.map((c) => c.id)).toEqual(['r']);
+    expect(split.aside.map((c) => c.id)).toEqual(['n']);
+    // A high request does not wait behind a line of normal ones.
+    expect(splitByKeyHorizon([call('h', 'k', spec(10), 'high')], line(T0 + 60_000), timing, 750).keep.map((c) => c.id)).toEqual(['h']);
+  });
+});
+
+describe('planSetAside: a request back at its turn keeps it', () => {
+  const limits = spec(10);
+  const I = keyIntervalMs(limits, L);
+  const read = cursors({ k: { lastSlotAtMs: T0 + 3_000, asideUntil: { normal: { value: T0 + 200_000, raw: String(T0 + 200_000) } } } });
+
+  test('GIVEN requests back from a set-aside and new ones WHEN set aside THEN those back go right after the slots held now, ahead of the line, the new ones at its end, each copy with its turn', () => {
+    const aside = [call('r1', 'k', limits, undefined, T0 + 500), call('r2', 'k', limits, undefined, T0 + 600), call('n', 'k', limits)];
+    const { plans, writes } = planSetAside(aside, read, timing, new Map([['k', 3]]));
+    // The key's next free slot, after the 3 calls this batch holds.
+    const front = T0 + 3_000 + I + 3 * I;
+    expect(plans.map((p) => [p.item.id, p.turnAtMs])).toEqual([['r1', front], ['r2', front + I], ['n', T0 + 200_000]]);
+    expect(plans.map((p) => p.delaySeconds)).toEqual([
+      Math.floor((front - LEAD - SET_ASIDE_RETURN_MARGIN_MS - T0) / 1000),
+      Math.floor((front + I - LEAD - SET_ASIDE_RETURN_MARGIN_MS - T0) / 1000),
+      Math.floor((T0 + 200_000 - LEAD - SET_ASIDE_RETURN_MARGIN_MS - T0) / 1000),
+    ]);
+    expect(writes[0].cursors.normal).toEqual({ oldRaw: String(T0 + 200_000), newValue: T0 + 200_000 + I });
+  });
+
+  test('GIVEN a request back before its turn (a line beyond 900 s) WHEN set aside again THEN it keeps its own turn', () => {
+    const { plans } = planSetAside([call('r', 'k', limits, undefined, T0 + 1_500_000)], read, timing, new Map());
+    expect(plans.map((p) => [p.turnAtMs, p.delaySeconds])).toEqual([[T0 + 1_500_000, 900]]);
+  });
+
+  test('GIVEN the line\'s cursor write lost WHEN a new request is planned again THEN its copy carries no turn (back, it joins the line)', () => {
+    const { plans } = planSetAside([call('n', 'k', limits)], read, timing, new Map(), false);
+    expect(plans[0].turnAtMs).toBeUndefined();
   });
 });
 
