@@ -45,7 +45,7 @@
 // Bundled into the dispatcher and the vendor caller only; the SDK stays a devDependency.
 import { BatchGetItemCommand, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { ExternalLimits } from './named-limit-schedule';
-import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE, roundUpToSlotGrid, slotIntervalMs } from './pacer';
+import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE, pauseItemUntil, slotIntervalMs } from './pacer';
 import { keyPacerItemKey, KeyLimitsSpec, REQUEST_PRIORITIES, RequestPriority } from '../shared/key-limits';
 
 /** The key pacer item's last reserved slot of the key (epoch ms, N). */
@@ -479,25 +479,6 @@ export async function confirmKeySlots<T extends KeyedCall>(options: ConfirmKeySl
  * contract's (pacer.ts `pauseUntil`). Resolves to the key's pause in force.
  */
 export async function pauseKeyUntil(dynamodb: DynamoDBClient, tableName: string, key: string, requestedUntilMs: number): Promise<number> {
-  if (!Number.isFinite(requestedUntilMs)) {
-    throw new Error(`untilMs must be a finite number, got ${requestedUntilMs}`);
-  }
-  const untilMs = roundUpToSlotGrid(requestedUntilMs);
-  try {
-    await dynamodb.send(new UpdateItemCommand({
-      TableName: tableName,
-      Key: { [PACER_PARTITION_KEY]: { S: keyPacerItemKey(key) } },
-      UpdateExpression: 'SET #paused = :until',
-      ConditionExpression: 'attribute_not_exists(#paused) OR #paused < :until',
-      ExpressionAttributeNames: { '#paused': KEY_PAUSED_UNTIL_ATTRIBUTE },
-      ExpressionAttributeValues: { ':until': { N: String(untilMs) } },
-    }));
-    return untilMs;
-  } catch (error) {
-    if (isConditionalCheckFailed(error)) {
-      // A longer pause is already in force: keep it.
-      return (await readKeyCursor(dynamodb, tableName, key)).pausedUntilMs ?? untilMs;
-    }
-    throw error;
-  }
+  return pauseItemUntil(dynamodb, tableName, keyPacerItemKey(key), KEY_PAUSED_UNTIL_ATTRIBUTE, requestedUntilMs,
+    async () => (await readKeyCursor(dynamodb, tableName, key)).pausedUntilMs);
 }

@@ -831,6 +831,19 @@ export async function readPausedUntil(dynamodb: DynamoDBClient, tableName: strin
  * forward: a shorter pause than the stored one changes nothing. Resolves to the pause in force.
  */
 export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, requestedUntilMs: number): Promise<number> {
+  return pauseItemUntil(dynamodb, tableName, PACER_ITEM_KEY, PAUSED_UNTIL_ATTRIBUTE, requestedUntilMs, () => readPausedUntil(dynamodb, tableName));
+}
+
+/**
+ * Moves the pause stored in `attribute` of the item `itemKey` forward to `requestedUntilMs` rounded
+ * up to the slot grid (never backward); resolves to the pause in force (read back with `readPause`
+ * when a longer one was already stored). The contract's pause (`pauseUntil`) and a key's own pause
+ * (key-schedule.ts `pauseKeyUntil`) are both this one conditional write, on different items.
+ */
+export async function pauseItemUntil(
+  dynamodb: DynamoDBClient, tableName: string, itemKey: string, attribute: string, requestedUntilMs: number,
+  readPause: () => Promise<number | undefined>,
+): Promise<number> {
   if (!Number.isFinite(requestedUntilMs)) {
     throw new Error(`untilMs must be a finite number, got ${requestedUntilMs}`);
   }
@@ -840,17 +853,17 @@ export async function pauseUntil(dynamodb: DynamoDBClient, tableName: string, re
   try {
     await dynamodb.send(new UpdateItemCommand({
       TableName: tableName,
-      Key: { [PACER_PARTITION_KEY]: { S: PACER_ITEM_KEY } },
+      Key: { [PACER_PARTITION_KEY]: { S: itemKey } },
       UpdateExpression: 'SET #paused = :until',
       ConditionExpression: 'attribute_not_exists(#paused) OR #paused < :until',
-      ExpressionAttributeNames: { '#paused': PAUSED_UNTIL_ATTRIBUTE },
+      ExpressionAttributeNames: { '#paused': attribute },
       ExpressionAttributeValues: { ':until': { N: String(untilMs) } },
     }));
     return untilMs;
   } catch (error) {
     if (isConditionalCheckFailed(error)) {
       // A longer pause is already in force: keep it.
-      return (await readPausedUntil(dynamodb, tableName)) ?? untilMs;
+      return (await readPause()) ?? untilMs;
     }
     throw error;
   }
