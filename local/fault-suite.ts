@@ -18,10 +18,10 @@ import {
   DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand, SetQueueAttributesCommand, SQSClient,
 } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
-import { VendorContract, VendorQuota } from '../src';
+import { KeyLimits, VendorContract, VendorQuota } from '../src';
 // A cycle (that module imports this one): its exports are used only inside runFaultSuite, at call time.
 import { JOBS_SUITE_MAX_JOB_DURATION, JOBS_SUITE_MAX_JOBS_IN_FLIGHT, JOBS_SUITE_QUOTA, JOBS_SUITE_SCHEDULE_SPEEDUP, jobsInFlightScenarios } from './fault-suite-jobs-in-flight';
-import { keyScenarios, keySuiteAccounts, keySuiteSecrets, SUITE_KEY } from './fault-suite-keys';
+import { keyScenarios, keySuiteAccounts, keySuiteSecrets, SUITE_KEY, SUITE_KEY_SETTINGS_CACHE_TTL_MS } from './fault-suite-keys';
 import { FaultCounters, FaultInjector, FaultPlan } from './faults';
 import { LocalRuntime } from './runtime';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from './types';
@@ -81,6 +81,15 @@ export interface FaultScenario {
   readonly requests: number;
   /** Vendor simulator options over the suite's defaults. */
   readonly vendor?: Partial<VendorSimulatorOptions>;
+  /** Vendor simulator options that depend on when the scenario starts (epoch ms), over `vendor`. @default - none */
+  readonly vendorAt?: (ctx: FaultSuiteContext, startedAtMs: number) => Partial<VendorSimulatorOptions>;
+  /** Runs before the scenario's workflows start, e.g. to write a key's settings. @default - nothing */
+  readonly beforeStart?: (ctx: FaultSuiteContext) => Promise<void>;
+  /**
+   * Runs beside the scenario's requests from their start (epoch ms), e.g. to change a key's
+   * settings mid-run; awaited before anything is counted. @default - nothing
+   */
+  readonly duringRun?: (ctx: FaultSuiteContext, startedAtMs: number) => Promise<void>;
   /** AWS faults (local/faults.ts) during the scenario. */
   readonly faults?: FaultPlan;
   /**
@@ -174,6 +183,10 @@ export async function startFaultSuite(options: {
       contract: VendorContract.of({
         requestsPerSecond: SUITE_RPS, maxJobsInFlight: options.maxJobsInFlight, maxJobDuration: options.maxJobDuration, quotas: options.quotas,
       }),
+    } : options.credentialsPerKey ? {
+      // Per-key limits at the contract's own rate: no key is held below it unless its settings
+      // item says so (key-limit-change writes one for its key; the other scenarios keep their pace).
+      contract: VendorContract.of({ requestsPerSecond: SUITE_RPS, perKey: KeyLimits.of({ requestsPerSecond: SUITE_RPS }) }),
     } : {}),
   }, outdir);
   app.synth();
@@ -185,7 +198,13 @@ export async function startFaultSuite(options: {
     faults,
     logFile: options.logFile,
     ...(options.credentialsPerKey ? { secrets: keySuiteSecrets() } : {}),
-    ...(options.functionEnv ? { functionEnv: options.functionEnv } : {}),
+    ...(options.functionEnv || options.credentialsPerKey ? {
+      functionEnv: {
+        // A key's changed settings are read within a second, not 30 s (key-limit-change).
+        ...(options.credentialsPerKey ? { KEY_SETTINGS_CACHE_TTL_MS: String(SUITE_KEY_SETTINGS_CACHE_TTL_MS) } : {}),
+        ...options.functionEnv,
+      },
+    } : {}),
     ...(options.scheduleSpeedup ? { scheduleSpeedup: options.scheduleSpeedup } : {}),
   });
   // A fixed run id: the vendor decides faults from the request id, so a run is reproducible (the
@@ -296,6 +315,8 @@ interface StartedScenario {
   readonly vendor: VendorSimulator;
   readonly requestIds: string[];
   readonly arns: string[];
+  /** The scenario's `duringRun`, running. */
+  readonly during: Promise<void>;
 }
 
 /** Runs one scenario on a started suite; the vendor is the scenario's own, stopped at the end. */
@@ -386,6 +407,7 @@ async function startScenario(ctx: FaultSuiteContext, scenario: FaultScenario): P
     // Each key is an account of its own at the vendor, told apart by its credential.
     ...(ctx.credentialsPerKey ? { accounts: keySuiteAccounts() } : {}),
     ...scenario.vendor,
+    ...scenario.vendorAt?.(ctx, started),
   });
   try {
     runtime.mapHost(VENDOR_HOST, await vendor.start());
@@ -400,6 +422,7 @@ async function startScenario(ctx: FaultSuiteContext, scenario: FaultScenario): P
     }
     await setVisibility(ctx, scenario.visibilityTimeoutSeconds);
     ctx.faults.configure(scenario.faults ?? {});
+    await scenario.beforeStart?.(ctx);
 
     // 1. Start the main workflows.
     const mainArn = runtime.stateMachineArn(ctx.stack.mainWorkflow);
@@ -414,7 +437,10 @@ async function startScenario(ctx: FaultSuiteContext, scenario: FaultScenario): P
       const { executionArn } = runtime.sfn.startExecution(mainArn, JSON.stringify({ orderId, ...key, order: { orderId, quantity: i } }));
       arns.push(executionArn);
     }
-    return { scenario, started, client, vendor, requestIds, arns };
+    const during = scenario.duringRun?.(ctx, started) ?? Promise.resolve();
+    // Awaited in finishScenario; a failure before then must not be an unhandled rejection.
+    during.catch(() => undefined);
+    return { scenario, started, client, vendor, requestIds, arns, during };
   } catch (error) {
     ctx.faults.reset();
     await vendor.stop();
@@ -426,13 +452,14 @@ async function startScenario(ctx: FaultSuiteContext, scenario: FaultScenario): P
 /** Waits for the scenario's requests to end, settles, counts; stops its vendor. */
 async function finishScenario(ctx: FaultSuiteContext, s: StartedScenario, background?: BackgroundScenario): Promise<FaultScenarioResult> {
   const { runtime } = ctx;
-  const { scenario, started, client, vendor, requestIds, arns } = s;
+  const { scenario, started, client, vendor, requestIds, arns, during } = s;
   try {
     // 2. Wait for every request to end.
     const deadline = started + (scenario.withinMs ?? SUITE_CALLBACK_TIMEOUT_MS + 20_000);
     while (Date.now() < deadline && arns.some((arn) => runtime.sfn.describeExecution(arn).status === 'RUNNING')) {
       await sleep(100);
     }
+    await during;
     await scenario.afterEnd?.(ctx, vendor, requestIds);
 
     // 3. Settle: callbacks still coming (late, duplicate, replayed) are delivered and processed,

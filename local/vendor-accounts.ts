@@ -5,7 +5,14 @@
  * account may have its own rate limit: a call that finds its account's sliding second already
  * holding floor(limit) calls (refused ones included) gets 429 and counts as a violation of that
  * key. The figures come from here, never from the library's own per-key counters.
+ *
+ * A key's limit may change during a run (`requestsPerSecondScheduleByKey`, the fault suite's
+ * `key-limit-change`): as for the contract (local/rate-schedule.ts), a sliding second is bound by
+ * the limit in force at its START, so a decrease binds the seconds starting at or after it and an
+ * increase only the seconds wholly after it.
  */
+import { rateInForceAt, type RateChange } from './rate-schedule';
+
 
 /** The vendor's accounts, as the simulator's `accounts` option. Plain data: it crosses to the vendor's worker thread. */
 export interface VendorAccountsOptions {
@@ -23,11 +30,16 @@ export interface VendorAccountsOptions {
   readonly requestsPerSecond?: number;
   /** Limits of some keys, over `requestsPerSecond`. @default - none */
   readonly requestsPerSecondByKey?: Record<string, number>;
+  /**
+   * Changes of some keys' limits during the run (epoch ms, ascending), from the key's limit above
+   * (`requestsPerSecondByKey`, else `requestsPerSecond`). @default - none
+   */
+  readonly requestsPerSecondScheduleByKey?: Record<string, RateChange[]>;
 }
 
 /** What the vendor saw of one account. */
 export interface VendorAccountStats {
-  /** The limit enforced, floor(requestsPerSecond) (at least 1); undefined: none. */
+  /** The limit enforced (at the end of the run, with a schedule), floor(requestsPerSecond) (at least 1); undefined: none. */
   readonly limit?: number;
   /** Calls that carried the account's credential, refused ones included. */
   readonly arrivals: number;
@@ -82,11 +94,17 @@ export class VendorAccounts {
       ? undefined : this.options.credentials[credential];
   }
 
-  /** The limit enforced for a key (floor, at least 1), or undefined when it has none. */
-  public limitOf(key: string): number | undefined {
+  /**
+   * The limit enforced for a key (floor, at least 1) on the sliding second starting at `atMs`
+   * (default: the last one scheduled), or undefined when it has none.
+   */
+  public limitOf(key: string, atMs: number = Infinity): number | undefined {
     const byKey = this.options.requestsPerSecondByKey ?? {};
-    const rps = Object.prototype.hasOwnProperty.call(byKey, key) ? byKey[key] : this.options.requestsPerSecond;
-    return rps === undefined ? undefined : Math.max(1, Math.floor(rps));
+    const base = Object.prototype.hasOwnProperty.call(byKey, key) ? byKey[key] : this.options.requestsPerSecond;
+    const schedules = this.options.requestsPerSecondScheduleByKey ?? {};
+    const schedule = Object.prototype.hasOwnProperty.call(schedules, key) ? schedules[key] : [];
+    const rps = base === undefined && schedule.every((c) => c.atMs > atMs) ? undefined : rateInForceAt(atMs, base ?? Infinity, schedule);
+    return rps === undefined || rps === Infinity ? undefined : Math.max(1, Math.floor(rps));
   }
 
   /**
@@ -105,7 +123,8 @@ export class VendorAccounts {
     const arrivals = this.arrivals.get(key) ?? [];
     arrivals.push(now);
     this.arrivals.set(key, arrivals);
-    const limit = this.limitOf(key);
+    // The sliding second ending now is bound by the limit in force at its start.
+    const limit = this.limitOf(key, now - 1000);
     if (refusedAlready || limit === undefined || this.countInWindow(arrivals, now) <= limit) {
       return undefined;
     }
@@ -118,7 +137,8 @@ export class VendorAccounts {
   }
 
   public stats(): VendorAccountsStats {
-    const keys = new Set([...this.arrivals.keys(), ...Object.keys(this.options.requestsPerSecondByKey ?? {})]);
+    const keys = new Set([...this.arrivals.keys(), ...Object.keys(this.options.requestsPerSecondByKey ?? {}),
+      ...Object.keys(this.options.requestsPerSecondScheduleByKey ?? {})]);
     const byKey: Record<string, VendorAccountStats> = {};
     let violations = 0;
     for (const key of [...keys].sort()) {
@@ -145,7 +165,9 @@ function validateAccounts(o: VendorAccountsOptions): void {
     throw new Error('accounts.credentials must name at least one credential and its key, e.g. { \'api-key-acme\': \'acme\' }');
   }
   const limits: Array<[string, number | undefined]> = [['accounts.requestsPerSecond', o.requestsPerSecond],
-    ...Object.entries(o.requestsPerSecondByKey ?? {}).map(([key, rps]) => [`accounts.requestsPerSecondByKey['${key}']`, rps] as [string, number])];
+    ...Object.entries(o.requestsPerSecondByKey ?? {}).map(([key, rps]) => [`accounts.requestsPerSecondByKey['${key}']`, rps] as [string, number]),
+    ...Object.entries(o.requestsPerSecondScheduleByKey ?? {}).flatMap(([key, schedule]) => schedule.map((c, i) =>
+      [`accounts.requestsPerSecondScheduleByKey['${key}'][${i}].requestsPerSecond`, c.requestsPerSecond] as [string, number]))];
   for (const [name, rps] of limits) {
     if (rps !== undefined && !(rps > 0)) {
       throw new Error(`${name} must be above 0 requests per second (given ${rps}); leave it out for no limit`);

@@ -42,6 +42,13 @@ export const KEY_LIMITS_ENV = 'KEY_LIMITS';
 export const KEY_SETTINGS_TABLE_ENV = 'KEY_SETTINGS_TABLE_NAME';
 
 /**
+ * Environment variable with how long a key's settings are cached, in milliseconds (default 30 s).
+ * Never set by the constructs: the local fault suite lowers it to see a key's changed limits
+ * applied within a test.
+ */
+export const KEY_SETTINGS_CACHE_TTL_ENV = 'KEY_SETTINGS_CACHE_TTL_MS';
+
+/**
  * The execution input field (both workflows, and the vendor caller's event) that carries the
  * request's key limits in force, as the dispatcher resolved them; null without per-key limits.
  */

@@ -20,7 +20,7 @@
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { BatchGetItemCommand, type AttributeValue, type BatchGetItemCommandOutput, type DynamoDBClient, type KeysAndAttributes } from '@aws-sdk/client-dynamodb';
-import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV, type KeyLimitsSource, type KeyLimitsSpec } from './key-limits';
+import { KEY_LIMITS_ENV, KEY_SETTINGS_CACHE_TTL_ENV, KEY_SETTINGS_TABLE_ENV, type KeyLimitsSource, type KeyLimitsSpec } from './key-limits';
 import { MetricNames } from './metrics';
 
 /** How long a key's limits read from the table are used before they are read again. */
@@ -291,5 +291,18 @@ export function keySettingsFromEnv(
   if (!tableName) {
     throw new Error(`Environment variable ${KEY_SETTINGS_TABLE_ENV} is required with ${KEY_LIMITS_ENV} but not set`);
   }
-  return new KeySettings({ ...deps, tableName, defaults, contract });
+  return new KeySettings({ ...deps, tableName, defaults, contract, ...cacheTtlFromEnv(env) });
+}
+
+/** KEY_SETTINGS_CACHE_TTL_MS when set (tests only), else nothing: the 30 s default. Throws naming it when invalid. */
+function cacheTtlFromEnv(env: Record<string, string | undefined>): { ttlMs?: number } {
+  const text = env[KEY_SETTINGS_CACHE_TTL_ENV]?.trim();
+  if (!text) {
+    return {};
+  }
+  const ttlMs = Number(text);
+  if (!Number.isFinite(ttlMs) || ttlMs < 0) {
+    throw new Error(`Environment variable ${KEY_SETTINGS_CACHE_TTL_ENV} must be a number of milliseconds >= 0 (default ${KEY_SETTINGS_CACHE_TTL_MS}), got ${text.slice(0, 50)}`);
+  }
+  return { ttlMs };
 }

@@ -26,7 +26,7 @@ import {
   startFaultScenarioInBackground,
   startFaultSuite,
 } from '../../local/fault-suite';
-import { BURST_KEYS, burstKey, MISSING_CREDENTIAL_KEYS } from '../../local/fault-suite-keys';
+import { BURST_KEYS, burstKey, LIMIT_CHANGE, MISSING_CREDENTIAL_KEYS } from '../../local/fault-suite-keys';
 import { mulberry32 } from '../../local/faults';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 
@@ -209,6 +209,18 @@ test('a burst of new keys: each key\'s first request within about a second, each
   // The vendor saw every key, each with its own credential: a submission and a result fetch.
   expect(Object.keys(r.vendorKeys.byKey)).toEqual(Array.from({ length: BURST_KEYS }, (_, i) => burstKey(i)));
   expect(Object.values(r.vendorKeys.byKey).every((k) => k.arrivals === 2 && k.violations === 0)).toBe(true);
+  expect(r.vendorContractViolations).toBe(0);
+  expect(r.requestDeadLetters + r.callbackDeadLetters).toBe(0);
+});
+
+test('a key\'s limit lowered mid-run: all succeed, no call over the key\'s limit in force before or after the change binds, nor the contract', async () => {
+  const r = await run('key-limit-change');
+  expect(outcomes(r)).toEqual(Array(LIMIT_CHANGE.requests).fill('SUCCEEDED'));
+  // A submission and a result fetch per request, the old limit used before the change (2 calls in
+  // some second), the new one enforced at the end, and not one call over the limit in force.
+  expect(r.vendorKeys.byKey[LIMIT_CHANGE.key]).toEqual({
+    limit: LIMIT_CHANGE.toRps, arrivals: 2 * LIMIT_CHANGE.requests, violations: 0, maxInAnyWindow: LIMIT_CHANGE.fromRps,
+  });
   expect(r.vendorContractViolations).toBe(0);
   expect(r.requestDeadLetters + r.callbackDeadLetters).toBe(0);
 });

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
+import { VendorAccounts } from '../../local/vendor-accounts';
 import { VendorSimulatorHost } from '../../local/vendor-host';
 import { VendorJobsInFlight } from '../../local/vendor-jobs-in-flight';
 import { maxInAnyWindow, VendorSimulator, VendorSimulatorOptions } from '../../local/vendor-simulator';
@@ -653,6 +654,26 @@ describe('VendorSimulator: accounts per key (issue 15, credentials per key)', ()
     expect(vendor.stats()).toMatchObject({
       violations: 1, keys: { violations: 0, byKey: { hot: { arrivals: 2, violations: 0, maxInAnyWindow: 2 } } },
     });
+  });
+
+  test('GIVEN a key\'s limit lowered from 2 to 1 at T WHEN it calls THEN seconds starting before T keep 2, seconds starting at or after T allow 1 (the fault suite\'s key-limit-change)', () => {
+    // GIVEN 'hot' limited to 2 per second, 1 from T = 10 000
+    const T = 10_000;
+    const window = (arrivals: number[], t: number) => arrivals.filter((a) => a >= t - 1000 && a <= t).length;
+    const schedule = { hot: [{ atMs: T, requestsPerSecond: 1 }] };
+    const accounts = new VendorAccounts({ ...ACCOUNTS, requestsPerSecond: 2, requestsPerSecondScheduleByKey: schedule }, window, () => 0);
+
+    // WHEN hot calls twice in the second before T, twice in the second from T + 500 (its start, T - 500, still before T), then
+    // twice in [T + 1700, T + 2000] (seconds starting after T)
+    const refused = [T - 900, T - 800, T + 500, T + 600, T + 1700, T + 2000].map((t) => accounts.arrive('api-key-hot', t, false)?.status);
+
+    // THEN only the last is refused: [T + 1000, T + 2000] holds 2 where 1 is in force
+    expect(refused).toEqual([undefined, undefined, undefined, undefined, undefined, 429]);
+    expect(accounts.limitOf('hot', T - 1)).toBe(2);
+    expect(accounts.limitOf('hot', T)).toBe(1);
+    expect(accounts.stats().byKey.hot).toMatchObject({ limit: 1, violations: 1 });
+    expect(() => new VendorAccounts({ ...ACCOUNTS, requestsPerSecondScheduleByKey: { hot: [{ atMs: T, requestsPerSecond: 0 }] } }, window, () => 0))
+      .toThrow(/accounts.requestsPerSecondScheduleByKey\['hot'\]\[0\].requestsPerSecond must be above 0 requests per second \(given 0\)/);
   });
 
   test('GIVEN accounts options the simulator cannot use WHEN constructed THEN it says what was given', () => {

@@ -215,6 +215,30 @@ describe('KEY_LIMITS and the key settings table from the environment', () => {
     expect(() => parseKeyLimitsSpec({ KEY_LIMITS: value })).toThrow(error);
   });
 
+  test('GIVEN KEY_SETTINGS_CACHE_TTL_MS THEN a key is read again after that TTL, not 30 s (the fault suite\'s key-limit-change)', async () => {
+    serve({});
+    let now = 0;
+    const env = {
+      KEY_LIMITS: JSON.stringify({ requestsPerSecond: 2, quotas: {}, priorityAgingMs: 30_000 }), KEY_SETTINGS_TABLE_NAME: TABLE, KEY_SETTINGS_CACHE_TTL_MS: '1000',
+    };
+    const settings = keySettingsFromEnv(env, CONTRACT, { ...deps, now: () => now })!;
+    await settings.limitsFor(['acme']);
+    now = 999;
+    await settings.limitsFor(['acme']);
+    expect(ddb.commandCalls(BatchGetItemCommand)).toHaveLength(1);
+    now = 1000;
+    await settings.limitsFor(['acme']);
+    expect(ddb.commandCalls(BatchGetItemCommand)).toHaveLength(2);
+  });
+
+  test.each(['-1', 'soon'])('GIVEN KEY_SETTINGS_CACHE_TTL_MS %s THEN it fails at cold start naming it', (value) => {
+    expect(() => keySettingsFromEnv({
+      KEY_LIMITS: JSON.stringify({ requestsPerSecond: 2, quotas: {}, priorityAgingMs: 30_000 }),
+      KEY_SETTINGS_TABLE_NAME: TABLE,
+      KEY_SETTINGS_CACHE_TTL_MS: value,
+    }, CONTRACT, deps)).toThrow(/KEY_SETTINGS_CACHE_TTL_MS must be a number of milliseconds >= 0/);
+  });
+
   test('GIVEN KEY_LIMITS without the table THEN it fails naming the missing variable', () => {
     expect(() => keySettingsFromEnv({ KEY_LIMITS: JSON.stringify({ requestsPerSecond: 2, quotas: {}, priorityAgingMs: 30_000 }) }, CONTRACT, deps))
       .toThrow(/KEY_SETTINGS_TABLE_NAME is required with KEY_LIMITS/);
