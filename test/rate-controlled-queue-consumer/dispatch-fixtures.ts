@@ -3,9 +3,12 @@
  * request DLQ) and dependencies with a clock that advances when the dispatcher sleeps. The SDK
  * clients are plain ones, for aws-sdk-client-mock to intercept.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SFNClient } from '@aws-sdk/client-sfn';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendTaskFailureCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import type { AwsClientStub } from 'aws-sdk-client-mock';
+import { requestRecord } from './sqs-record';
 import type { DispatchConfig, DispatchDeps } from '../../src/rate-controlled-queue-consumer/dispatch';
 
 export const TEST_DISPATCH_CONFIG: DispatchConfig = {
@@ -34,4 +37,26 @@ export function testDispatchDeps(
     clock: { now: () => t, sleep: async (ms: number) => { t += ms; } },
     random: () => 0.5,
   };
+}
+
+/** A vendor call's message (`kind: 'call'`, GET /x) as a record sent at `sentAtMs`. */
+export function callRecordAt(requestId: string, sentAtMs: number, extra: Record<string, unknown> = {}): SQSRecord {
+  return requestRecord({ kind: 'call', taskToken: `token-${requestId}`, requestId, call: { method: 'GET', path: '/x' }, ...extra }, `m-${requestId}`, sentAtMs);
+}
+
+/**
+ * Resets the mocked clients and answers what the dispatcher sends by default: nothing stored in the
+ * pacer table, every write accepted, every copy sent, every start and task failure accepted.
+ */
+export function answerDispatchByDefault(
+  ddb: AwsClientStub<DynamoDBClient>, sfn: AwsClientStub<SFNClient>, sqs: AwsClientStub<SQSClient>,
+): void {
+  ddb.reset();
+  sfn.reset();
+  sqs.reset();
+  ddb.on(GetItemCommand).resolves({});
+  ddb.on(UpdateItemCommand).resolves({});
+  sqs.on(SendMessageCommand).resolves({ MessageId: 'x' });
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
+  sfn.on(SendTaskFailureCommand).resolves({});
 }

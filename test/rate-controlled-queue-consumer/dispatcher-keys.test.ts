@@ -3,11 +3,11 @@
  * input; a missing or invalid one fails the waiting task with InvalidRequestKey at once, with no
  * slot, no execution and no dead-letter message, and the message is deleted.
  */
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
-import { TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
+import { answerDispatchByDefault, callRecordAt, TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
 import { requestRecord } from './sqs-record';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { messageKeyProblem } from '../../src/rate-controlled-queue-consumer/request-key-check';
@@ -24,19 +24,9 @@ const deps = (config: DispatchConfig = CONFIG): DispatchDeps => testDispatchDeps
 
 const submit = (requestId: string, extra: Record<string, unknown> = {}) =>
   requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {}, ...extra }, `m-${requestId}`, T0);
-const call = (requestId: string, extra: Record<string, unknown> = {}) =>
-  requestRecord({ kind: 'call', taskToken: `token-${requestId}`, requestId, call: { method: 'GET', path: '/x' }, ...extra }, `m-${requestId}`, T0);
+const call = (requestId: string, extra: Record<string, unknown> = {}) => callRecordAt(requestId, T0, extra);
 
-beforeEach(() => {
-  ddb.reset();
-  sfn.reset();
-  sqs.reset();
-  ddb.on(GetItemCommand).resolves({});
-  ddb.on(UpdateItemCommand).resolves({});
-  sqs.on(SendMessageCommand).resolves({ MessageId: 'x' });
-  sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
-  sfn.on(SendTaskFailureCommand).resolves({});
-});
+beforeEach(() => answerDispatchByDefault(ddb, sfn, sqs));
 
 describe('requestKeyProblem (what an SQS MessageGroupId allows)', () => {
   test.each([['acme'], ['customer-42'], ['a'], ['x'.repeat(128)], ['!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~']])('accepts %j', (key) => {

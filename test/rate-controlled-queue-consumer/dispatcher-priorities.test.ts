@@ -4,11 +4,11 @@
  * input (their retries and deferrals keep it); an invalid one fails the waiting task with
  * InvalidRequestPriority at once, with no slot, no execution and no dead-letter message.
  */
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
-import { TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
+import { answerDispatchByDefault, callRecordAt, TEST_DISPATCH_CONFIG, testDispatchDeps } from './dispatch-fixtures';
 import { requestRecord } from './sqs-record';
 import { dispatchBatch, DispatchConfig, DispatchDeps } from '../../src/rate-controlled-queue-consumer/dispatch';
 import type { KeyLimitsSource, KeyLimitsSpec } from '../../src/shared/key-limits';
@@ -26,24 +26,14 @@ const deps = (extra: Partial<DispatchDeps> = {}): DispatchDeps => ({ ...testDisp
 /** A submission first received at T0, its message first sent `sentAgoMs` before. */
 const submit = (requestId: string, extra: Record<string, unknown> = {}, sentAgoMs = 0) =>
   requestRecord({ taskToken: `token-${requestId}`, requestId, payload: {}, ...extra }, `m-${requestId}`, T0 - sentAgoMs);
-const call = (requestId: string, extra: Record<string, unknown> = {}) =>
-  requestRecord({ kind: 'call', taskToken: `token-${requestId}`, requestId, call: { method: 'GET', path: '/x' }, ...extra }, `m-${requestId}`, T0);
+const call = (requestId: string, extra: Record<string, unknown> = {}) => callRecordAt(requestId, T0, extra);
 
 /** The started executions' request ids and slots, in the order they were started. */
 function started(): Array<{ requestId: string; slotAtMs: number; priority?: string }> {
   return sfn.commandCalls(StartExecutionCommand).map((c) => JSON.parse(c.args[0].input.input!));
 }
 
-beforeEach(() => {
-  ddb.reset();
-  sfn.reset();
-  sqs.reset();
-  ddb.on(GetItemCommand).resolves({});
-  ddb.on(UpdateItemCommand).resolves({});
-  sqs.on(SendMessageCommand).resolves({ MessageId: 'x' });
-  sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
-  sfn.on(SendTaskFailureCommand).resolves({});
-});
+beforeEach(() => answerDispatchByDefault(ddb, sfn, sqs));
 
 describe('dispatchBatch orders a batch by priority before assigning slots', () => {
   test('GIVEN a high message last in a batch of normals WHEN dispatched THEN it gets the first slot; the normals keep their order', async () => {
