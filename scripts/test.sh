@@ -4,7 +4,7 @@
 # `npm test -- -t name`); without arguments, the whole suite runs in two lanes at once:
 #
 #   runtime lane: the files that start the whole local runtime (LocalRuntime.start /
-#     startFaultSuite: the example app with every emulator, paced in real time), at most two at a
+#     startFaultSuite / runDemo: the example app with every emulator, paced in real time), at most two at a
 #     time and at normal CPU priority. They mostly wait on real clocks, but their cold starts and
 #     pacing need the CPU when they ask for it; three at once under load missed callback timeouts.
 #   unit lane: everything else (constructs, handlers, single emulators), two workers, niced: CPU
@@ -40,7 +40,7 @@ if [ $# -gt 0 ]; then
   npx jest --passWithNoTests --ci --cacheDirectory "$jest_cache" "$@"
   jest_status=$?
 else
-  mapfile -t runtime_files < <(grep -rlE 'LocalRuntime\.start|startFaultSuite' test --include='*.test.ts' | sort)
+  mapfile -t runtime_files < <(grep -rlE 'LocalRuntime\.start|startFaultSuite|runDemo\(' test --include='*.test.ts' | sort)
   ignore=('/node_modules/' '/lib/' '/dist/')
   for f in "${runtime_files[@]}"; do ignore+=("<rootDir>/$f"); done
 
