@@ -24,11 +24,11 @@ import {
   DispatchModelRun, keyFigures, ModeledRequest, ModelEnvironmentContext, rateOnlyKeyLimits, runDispatchModel,
 } from './bench-dispatch-model';
 import { DynamoItems } from './bench-dynamo-items';
-import { LatencyModel, PacingKnobs, round, seededRandom } from './bench-model';
+import { LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, round, seededRandom } from './bench-model';
 import { keyIntervalMs } from '../src/rate-controlled-queue-consumer/key-schedule';
 import { ConsumerEnv } from '../src/shared/env';
 import { KEY_LIMITS_ENV, keyPacerItemKey, KeyLimitsSource, KeyLimitsSpec } from '../src/shared/key-limits';
-import { KeySettings } from '../src/shared/key-settings';
+import { KEY_SETTINGS_CACHE_TTL_MS, KeySettings } from '../src/shared/key-settings';
 
 export interface KeyBurstLoad {
   readonly contractRps: number;
@@ -262,6 +262,8 @@ export function keyBurstFigures(
       'settings.batchGetItemRequests': reads.requests,
       'settings.keysRead': reads.keysRead,
       'settings.boundKeysTimesEnvironments': readBound,
+      // A drain longer than the cache's TTL reads a key again in an environment once per TTL at most.
+      'settings.boundKeysTimesEnvironmentsPerTtl': readBound * (Math.floor((run.runEndMs - run.runStartMs) / KEY_SETTINGS_CACHE_TTL_MS) + 1),
       'settings.keysReadPerRequestOffered': round(reads.keysRead / run.requests, 3),
       'settings.maxKeysPerBatchGetItem': table.maxKeysPerRequest,
       'settings.maxKeysReadByOneEnvironment': reads.maxKeysReadByOneEnvironment,
@@ -289,4 +291,25 @@ export function keyBurstLine(d: Record<string, number | string>): string {
   return `V per key ${d.keyViolations}, contract V ${d.contractViolations}; lost ${d.lost}; settings keys read ${d['settings.keysRead']} `
     + `in ${d['settings.batchGetItemRequests']} BatchGetItem (bound keys x environments ${d['settings.boundKeysTimesEnvironments']}); `
     + `key-pacer items ${d['items.key-pacer']}; drain ${d.drainMs} ms vs ideal ${d.idealDrainMs} ms`;
+}
+
+/**
+ * Variants of the burst, for the figures docs/benchmark.md quotes beside the row:
+ *   npx ts-node --transpile-only --project local/tsconfig.json local/bench-key-burst.ts '{"contractRps":20}'
+ * (any `KeyBurstLoad` field). Prints the figures, the targets and the vendor's arrivals per second.
+ */
+if (require.main === module) {
+  const load: KeyBurstLoad = { ...KEYS_500_BURST, ...JSON.parse(process.argv[2] ?? '{}') as Partial<KeyBurstLoad> };
+  const model = LATENCY_MODEL;
+  runKeyBurst(model, pacingKnobs(model), load).then(({ run, figures, targets }) => {
+    const perSecond: number[] = [];
+    for (const arrival of run.vendorArrivals) {
+      const second = Math.floor((arrival.at - run.runStartMs) / 1000);
+      perSecond[second] = (perSecond[second] ?? 0) + 1;
+    }
+    process.stdout.write(`${JSON.stringify({ load, figures, targets, arrivalsPerSecond: Array.from(perSecond, (n) => n ?? 0), metrics: run.metrics })}\n`);
+  }, (error) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
 }
