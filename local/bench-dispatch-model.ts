@@ -37,6 +37,7 @@ import {
   ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, SendMessageBatchCommand, SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
+import type { DynamoItems } from './bench-dynamo-items';
 import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from './bench-metrics';
 import { Hop, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, round, sample, seededRandom } from './bench-model';
 import { InMemoryPacerTable, VirtualClock } from './bench-sim';
@@ -286,6 +287,12 @@ export interface DispatchModelOptions {
   readonly requests: readonly ModeledRequest[];
   /** Each key's limits in force (`DispatchDeps.keyLimits`); absent: the dispatcher gets no key limits source. */
   readonly keyLimits?: ReadonlyMap<string, KeyLimitsSpec>;
+  /**
+   * Instead of `keyLimits`: each dispatcher environment's own key limits source, made once per lane
+   * (one lane is one execution environment: the handler's module-scope settings cache is per
+   * environment, dispatcher.lambda.ts). Used by `keys-500-burst` (bench-key-burst.ts).
+   */
+  readonly keyLimitsPerEnvironment?: (environment: number, context: ModelEnvironmentContext) => KeyLimitsSource;
   readonly model?: LatencyModel;
   readonly knobs?: PacingKnobs;
   /** Event source mapping maximum concurrency. @default the library's derivation for R (rate-settings.ts) */
@@ -306,6 +313,13 @@ export interface DispatchModelOptions {
   readonly seed?: number;
   /** Virtual time after which the run stops (what is not delivered by then is counted). @default 10 minutes */
   readonly maxRunMs?: number;
+}
+
+/** What an environment's key limits source gets from the model: its clock, the run's metrics, a DynamoDB round trip. */
+export interface ModelEnvironmentContext {
+  readonly clock: VirtualClock;
+  readonly metrics: DispatchDeps['metrics'];
+  readonly dynamodbRoundTripMs: () => number;
 }
 
 /** A request's first arrival at the vendor. */
@@ -346,6 +360,8 @@ export interface DispatchModelRun {
   readonly itemWrites: Record<string, number>;
   readonly itemReads: Record<string, number>;
   readonly itemConditionalFailures: Record<string, number>;
+  /** The items stored at the end of the run (other than the contract's pacer item): what the dispatchers created. */
+  readonly items: DynamoItems;
   readonly pacerConditionalFailures: number;
   readonly lanes: number;
   readonly batchSize: number;
@@ -550,7 +566,10 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     }
   })();
 
-  const lane = async () => {
+  const lane = async (environment: number) => {
+    const context: ModelEnvironmentContext = { clock, metrics: deps.metrics, dynamodbRoundTripMs: () => draw(model.dynamodbCall) };
+    const laneDeps: DispatchDeps = options.keyLimitsPerEnvironment
+      ? { ...deps, keyLimits: options.keyLimitsPerEnvironment(environment, context) } : deps;
     while (!finished() && clock.now() < stopAt) {
       const next = queue.nextVisibleAt();
       if (next === undefined || next > clock.now()) {
@@ -570,7 +589,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       }
       await clock.sleep(draw(model.queueToConsumer));
       invocations++;
-      const response = await dispatchBatch({ Records: batch.map(recordOf) }, deps);
+      const response = await dispatchBatch({ Records: batch.map(recordOf) }, laneDeps);
       const failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
       const done = batch.filter((message) => !failed.has(message.messageId));
       for (const message of done) queue.delete(message.receipt!);
@@ -579,7 +598,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   };
 
   void producer;
-  void Promise.all(Array.from({ length: lanes }, lane));
+  void Promise.all(Array.from({ length: lanes }, (_, environment) => lane(environment)));
   await clock.run(stopAt - clock.now());
 
   return {
@@ -603,6 +622,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     itemWrites: Object.fromEntries(table.items.writes),
     itemReads: Object.fromEntries(table.items.reads),
     itemConditionalFailures: Object.fromEntries(table.items.conditionalFailures),
+    items: table.items,
     pacerConditionalFailures: table.conditionalFailures,
     lanes,
     batchSize,

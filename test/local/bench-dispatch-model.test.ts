@@ -206,6 +206,7 @@ describe('bench rows of issue 15', () => {
     const rows = (quick: boolean) => scenarios({ quick, modeledOnly: true, emulated100: false }).filter((s) => s.study === 'issue-15-keys');
     expect(rows(false).map((s) => [s.name, s.kind, s.rps])).toEqual([
       ['keys-100-hot-idle', 'dispatch-model', 100], ['keys-100-hot90', 'dispatch-model', 100], ['priority-backlog', 'dispatch-model', 10],
+      ['keys-500-burst', 'dispatch-model', 100],
     ]);
     expect(rows(true)).toEqual([]);
     expect(parseBenchArgs(['--only', 'keys-100-hot90,priority-backlog']).only).toEqual(['keys-100-hot90', 'priority-backlog']);
