@@ -347,7 +347,8 @@ export function setAsideUsage(m: PerKeyLimitsModel, feed: QueueFeed, f: PerKeyFu
       price: 'dynamodbWriteRequestUnit',
       derivation: 'one conditional write (asideUntilMs#<priority>, 1 WRU) per key per batch with requests set aside: counted per set-aside (an upper bound)',
     },
-    ...again.map((l) => ({ ...l, what: `${l.what} (the copy back)` })),
+    // Back, the copy is a call of its key in a batch again: the per-call dispatcher lines once more.
+    ...again.map((l) => ({ ...l, what: `${l.what} (the copy back)`, derivation: 'as for a call of its key (per-call table): the copy is in a batch again' })),
   ];
   return {
     name: 'a set-aside',
