@@ -4,15 +4,17 @@
  * over keys, and the per-key figures (per call, per set-aside, per active and idle key) follow the
  * lines.
  */
+import * as fs from 'fs';
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { SECONDS_PER_MONTH } from '../../cost/assumptions';
-import { parseArgs, UsageError } from '../../cost/cost';
-import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, stackFromTemplate } from '../../cost/derive';
+import { costOf, parseArgs, synthesizeExample, UsageError } from '../../cost/cost';
+import { DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, loadStack, stackFromTemplate } from '../../cost/derive';
 import { priceDesign } from '../../cost/model';
 import { distinctKeysPerBatch, perKeyFigures } from '../../cost/per-key-limits';
 import { pricesFor } from '../../cost/prices';
+import { markdownReport, summary, textReport } from '../../cost/report';
 import { AsyncExternalApiOrchestrator, KeyLimits, VendorContract, VendorCredentials, VendorQuota } from '../../src';
 import { KEY_SETTINGS_CACHE_MAX_KEYS } from '../../src/shared/key-settings';
 import { testStack } from '../util';
@@ -51,7 +53,10 @@ const one = (d: ReturnType<typeof deriveStack>, what: RegExp) => {
 };
 
 describe('per-key limits in the cost model', () => {
-  const rateOnly = synthesize(VendorContract.of({ requestsPerSecond: 10, perKey: KeyLimits.of({ requestsPerSecond: 2 }) }));
+  // The example app as `npm run cost -- --per-key-rps 2` synthesizes it (every task keyed by customerId).
+  const example = synthesizeExample(10, undefined, { requestsPerSecond: 2 });
+  const rateOnly = loadStack(example.dir, example.stackName);
+  afterAll(() => fs.rmSync(example.dir, { recursive: true, force: true }));
 
   test('distinct keys in a batch: 1 with one key, the whole batch with many quiet keys, K (1 - e^(-F/K)) between', () => {
     expect(distinctKeysPerBatch(20, 1)).toBe(1);
@@ -151,6 +156,18 @@ describe('per-key limits in the cost model', () => {
     const s = perKeyFigures(deriveStack(withSecrets, options(10, { keyCallRps: 1 })), prices, 10)!;
     expect(s.idleKeyMonthUsd).toBeCloseTo(0.4 + k.idleKeyMonthUsd, 9);
     expect(s.activeKeyMonthUsd).toBeGreaterThan(s.idleKeyMonthUsd + (s.perCall.perMillionRequestsUsd / 1e6) * SECONDS_PER_MONTH);
+  });
+
+  test('the report: the per-key figures in the JSON summary, the text and the Markdown (docs/cost.md)', () => {
+    const result = costOf(example.dir, example.stackName, 'us-east-1', { ...DEFAULT_DERIVE_OPTIONS, trafficRps: 10, keyCallRps: 0.1 });
+    const k = summary(result).perKey!;
+    expect(k).toEqual(expect.objectContaining({ keyCallRps: 0.1, activeKeys: 100, perMillionIdleKeysMonthUsd: expect.any(Number) }));
+    expect(k.perMillionCallsUsd).toBeCloseTo(result.perKey!.perCall.perMillionRequestsUsd, 3);
+    expect(k.activeKeyMonthUsd).toBeCloseTo(result.perKey!.activeKeyMonthUsd, 3);
+    expect(textReport(result)).toContain('PER-KEY LIMITS');
+    expect(markdownReport(result)).toContain('per-key limits add $');
+    // Without per-key limits: nothing of it.
+    expect(summary({ ...result, perKey: undefined }).perKey).toBeUndefined();
   });
 
   test('command line: --per-key-rps and --key-call-rps are read; --per-key-rps synthesizes (not with --assembly); a per-key place limit needs the contract\'s', () => {
