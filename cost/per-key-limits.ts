@@ -48,7 +48,7 @@ import { LocalTemplate } from '../local/template';
 import { DynamicDelayEnv } from '../src/rate-controlled-queue-consumer/dynamic-delay-env';
 import { ConsumerEnv } from '../src/shared/env';
 import { JOB_PLACES_ITEM_KEY } from '../src/shared/job-places';
-import { KEY_LIMITS_ENV, KEY_SETTINGS_TABLE_ENV, keyPacerItemKey, keyPlacesItemKey, KeyLimitsSpec } from '../src/shared/key-limits';
+import { KEY_LIMITS_ENV, KEY_SETTINGS_CACHE_TTL_ENV, KEY_SETTINGS_TABLE_ENV, keyPacerItemKey, keyPlacesItemKey, KeyLimitsSpec } from '../src/shared/key-limits';
 import { KEY_SETTINGS_CACHE_MAX_KEYS, KEY_SETTINGS_CACHE_TTL_MS, parseKeyLimitsSpec } from '../src/shared/key-settings';
 
 /** A key as stored (a customer or tenant id): the size the correlation item already assumes for an attribute of unknown content. */
@@ -137,7 +137,10 @@ export function perKeyLimitsOf(t: LocalTemplate, consumerEnv: Record<string, str
   const fill = c.requestFeed.fill;
   const distinct = distinctKeysPerBatch(fill, activeKeys);
   const environments = c.requestFeed.maxConcurrency ?? 5;
-  const ttlSeconds = KEY_SETTINGS_CACHE_TTL_MS / 1000;
+  // The cache period: the library's 30 s (KEY_SETTINGS_CACHE_TTL_MS is set only by the local fault suite).
+  const ttlOverride = Number(consumerEnv[KEY_SETTINGS_CACHE_TTL_ENV]);
+  const ttlSeconds = (consumerEnv[KEY_SETTINGS_CACHE_TTL_ENV] !== undefined && Number.isFinite(ttlOverride) && ttlOverride > 0
+    ? ttlOverride : KEY_SETTINGS_CACHE_TTL_MS) / 1000;
   // Each batch asks for its distinct keys; a key is read again once its cached limits are 30 s old
   // in that environment, or when the environment holds more keys than it caches.
   const askedPerSecond = (c.trafficRps / fill) * distinct;
@@ -148,7 +151,7 @@ export function perKeyLimitsOf(t: LocalTemplate, consumerEnv: Record<string, str
     ? `${fmt(activeKeys)} active keys is more than the ${KEY_SETTINGS_CACHE_MAX_KEYS} an environment caches: every key a batch holds is read (an upper bound)`
     : `min(keys asked for, ${fmt(askedPerSecond, 3)}/s = ${fmt(c.trafficRps / fill, 3)} batches/s x ${fmt(distinct, 2)} keys; `
       + `cache misses, ${fmt(cacheBound, 3)}/s = ${fmt(activeKeys)} active keys x ${environments} dispatcher environment(s) / ${ttlSeconds} s cache) `
-      + `= ${fmt(readsPerSecond, 3)} key reads/s over ${fmt(c.trafficRps)} calls/s (assumes every key is asked for in every environment within each 30 s: an upper bound)`;
+      + `= ${fmt(readsPerSecond, 3)} key reads/s over ${fmt(c.trafficRps)} calls/s (assumes every key is asked for in every environment within each ${ttlSeconds} s: an upper bound)`;
   const keyQuotas = c.contractQuotas > 0 ? Object.keys(defaults.quotas).length : 0;
   const settingsTable = t.findByName(tableName, 'AWS::DynamoDB::Table')?.logicalId ?? `${tableName} (another stack's)`;
   const numberField = (name: string) => name.length + 9;
@@ -199,7 +202,8 @@ export function perKeyLines(m: PerKeyLimitsModel, f: PerKeyFunctions, submission
   const spread = `${fmt(m.distinctKeysPerBatch, 2)} distinct key(s) in a batch of ${fmt(m.fill)} (${fmt(m.activeKeys)} active keys at ${fmt(m.keyCallRps, 3)} calls/s each, calls independent)`;
   // Sequential round trips per batch: the settings read (on a miss), the keys' items, the plans (in
   // parallel), the keys' slot writes (in parallel); plus the quota counters.
-  const settingsMissPerBatch = Math.min(1, (m.settingsReadsPerCall * m.fill) / m.distinctKeysPerBatch);
+  // A batch reads settings when any of its keys misses: at most once, at most as often as keys are read.
+  const settingsMissPerBatch = Math.min(1, m.settingsReadsPerCall * m.fill);
   const dispatcherTrips = 3 + settingsMissPerBatch + (m.keyQuotas > 0 ? 1 : 0);
   const extraDocuments = Math.max(0, m.distinctKeysPerBatch - (m.dispatcherKeylessMetrics ? 0 : 1));
   const lines: UsageLine[] = [

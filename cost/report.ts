@@ -372,6 +372,9 @@ export function assumptions(result: CostResult): string[] {
     ...(result.derived.model.perKeyCredential ? [`Per-key credentials: ${o.keys ?? DEFAULT_KEYS} key(s) (--keys), each with its own secret, each called in every `
       + 'execution environment of the credential function within each cache TTL (an upper bound on the reads); environments = ceil(call rate x '
       + `${LATENCY_MS.lambdaInvoke} ms), at least 1.`] : []),
+    ...(result.perKey ? [`Per-key limits: every active key calls at ${fmt(result.perKey.keyCallRps, 3)} calls/s (--key-call-rps), each key's calls arriving `
+      + `independently, so a batch of F holds K (1 - e^(-F/K)) of the K = ${fmt(result.perKey.activeKeys)} keys; one reservation round per batch, no lost key write `
+      + '(each adds 1 RRU + 1 WRU) and no set-aside on the happy path (keys below their limits; a set-aside is priced on its own); key items under 1 KB.'] : []),
     'The rate changes only the amortisation (batch fill, hence per-batch reads, writes, receives and invocations) and the monthly total (rps x 2,592,000 requests per 30 days).',
     'Free tiers are excluded; first-tier prices throughout (API Gateway drops to $2.80 per million past 333 million calls a month, '
       + 'Express duration and Lambda duration have cheaper tiers too), so very high volumes cost somewhat less per request.',

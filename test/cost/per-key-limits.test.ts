@@ -108,6 +108,15 @@ describe('per-key limits in the cost model', () => {
     // More keys than an environment caches: every key a batch holds is read.
     const many = deriveStack(rateOnly, options(10, { keyCallRps: 10 / (2 * KEY_SETTINGS_CACHE_MAX_KEYS) }));
     expect(one(many, /key settings, cached/).perRequest).toBeCloseTo(0.5 * one(many, /key pacer items/).perRequest, 9);
+    // A shorter settings cache (KEY_SETTINGS_CACHE_TTL_MS, set only by the local fault suite): more reads.
+    const dispatcher = rateOnly.resources.find((r) => r.properties?.Environment?.Variables?.KEY_LIMITS !== undefined)!;
+    dispatcher.properties.Environment.Variables.KEY_SETTINGS_CACHE_TTL_MS = '1000';
+    try {
+      // 10 keys x 2 environments / 1 s = 20 misses/s is more than the 4.3 keys/s the batches ask for: every key asked for is read.
+      expect(one(deriveStack(rateOnly, options(10, { keyCallRps: 1 })), /key settings, cached/).perRequest).toBeCloseTo(0.5 * distinctKeysPerBatch(20, 10) / 20, 9);
+    } finally {
+      delete dispatcher.properties.Environment.Variables.KEY_SETTINGS_CACHE_TTL_MS;
+    }
     // The default: every key at its limit (2 rps): 5 active keys.
     expect(deriveStack(rateOnly, options(10)).model.perKeyLimits!.activeKeys).toBe(5);
     // A key called above its limit: said, not hidden.
