@@ -9,6 +9,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { KeyInsights, keyRuleMetric } from './key-insights';
+import { createKeySettingsAlarms, keySettingsInvalidMetric, keySettingsReadFailedMetric } from './key-settings-monitoring';
 import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { Priority } from './priority';
@@ -703,6 +704,19 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public readonly jobsInFlightAlarm?: cloudwatch.IAlarm;
   /**
+   * Fires when the dispatchers could not read the key settings table for 10 minutes (a pause or a
+   * lower limit written meanwhile does not take effect; the contract's limits hold).
+   *
+   * @default - none without `contract.perKey`
+   */
+  public readonly keySettingsReadFailedAlarm?: cloudwatch.IAlarm;
+  /**
+   * Fires when a key's settings item has a field that cannot be a limit (the key uses that field's default).
+   *
+   * @default - none without `contract.perKey`
+   */
+  public readonly keySettingsInvalidAlarm?: cloudwatch.IAlarm;
+  /**
    * Every alarm of the orchestrator: the ones above and one per registered workflow (its
    * executions failed or timed out), added by `registerWorkflow()`.
    */
@@ -973,6 +987,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
       this.arrivalSpreadAlarm = this.trackAlarm(this.proxy.arrivalAudit.spreadAlarm);
     }
     this.quotaAlarms = createQuotaAlarms(this, contract, this.metricsScope, RUNBOOK).map((alarm) => this.trackAlarm(alarm));
+    if (this.keySettingsTable) {
+      const keySettingsAlarms = createKeySettingsAlarms(this, this.metricsScope, RUNBOOK);
+      this.keySettingsReadFailedAlarm = this.trackAlarm(keySettingsAlarms.readFailed);
+      this.keySettingsInvalidAlarm = this.trackAlarm(keySettingsAlarms.invalid);
+    }
     if (monitoring.alarmTopic) {
       this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
     }
@@ -1338,6 +1357,26 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * Reads of the key settings table that failed (issue 15), custom metric `KeySettingsReadFailed`:
+   * the keys kept the limits last read, or the defaults. Only with `contract.perKey`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricKeySettingsReadFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return keySettingsReadFailedMetric(this.metricsScopeOfKeySettings('metricKeySettingsReadFailed'), props);
+  }
+
+  /**
+   * Fields of keys' settings items that could not be a limit (issue 15), custom metric
+   * `KeySettingsInvalid`; each used its default. Only with `contract.perKey`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricKeySettingsInvalid(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return keySettingsInvalidMetric(this.metricsScopeOfKeySettings('metricKeySettingsInvalid'), props);
+  }
+
+  /**
    * Pacing slots given up because the start would have been late, custom metric `SlotsGivenUp`.
    *
    * @default - sum over 5 minutes
@@ -1620,6 +1659,14 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   private get keysRequired(): boolean {
     return requestsCarryKey(this.proxy, this.contract);
+  }
+
+  /** The metrics scope, or an error when there is no key settings table (a metric of it is asked for). */
+  private metricsScopeOfKeySettings(metric: string): string {
+    if (!this.keySettingsTable) {
+      throw new Error(`${metric}: the contract has no perKey, so there is no key settings table to read: give contract: VendorContract.of({ ..., perKey: KeyLimits.of({...}) })`);
+    }
+    return this.metricsScope;
   }
 
   /** The key rules, or an error saying how to get them (a metric of the keys is asked for). */
