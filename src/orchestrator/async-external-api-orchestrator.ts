@@ -8,7 +8,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { KeyInsights, keyRuleMetric } from './key-insights';
+import { KeyInsights, keyBacklogMetric, keyRuleMetric } from './key-insights';
 import { createKeySettingsAlarms, keySettingsInvalidMetric, keySettingsReadFailedMetric } from './key-settings-monitoring';
 import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
@@ -1346,6 +1346,22 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * The backlog of the key with the most requests set aside (issue 15): their average number per
+   * period, from the time the dispatcher set each aside for (`KeySetAsideDelay`, Contributor Insights
+   * `MaxContributorValue` divided by the period; docs/operations.md, "Many keys"). Only with
+   * `contract.perKey` (only then are requests set aside).
+   *
+   * @default - 1 minute
+   */
+  public metricTopKeysByBacklog(period?: Duration): cloudwatch.IMetric {
+    const rule = this.keyRules('metricTopKeysByBacklog').backlogRule;
+    if (!rule) {
+      throw new Error('metricTopKeysByBacklog: a key\'s backlog is the time its requests are set aside, which only per-key limits do: give contract: VendorContract.of({ ..., perKey: KeyLimits.of({...}) }); without them a key\'s waiting is metricTopKeysByPacingWait');
+    }
+    return keyBacklogMetric(rule, 'top key: requests set aside', period);
+  }
+
+  /**
    * The key with the most callbacks resolved per period (issue 15): Contributor Insights
    * `MaxContributorValue`. The callback processor knows a callback's key only from a capability
    * URL per key (`WebhookAuthentication` with a signing secret per key). Needs a task that declares a key.
@@ -1649,6 +1665,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       callbackProcessorLogGroup: this.webhook.processor.logGroup,
       // The vendor caller knows the key only when every request has one (request-key-steps.ts).
       vendorCallerLogGroup: this.keysRequired && caller instanceof lambda.Function ? caller.logGroup : undefined,
+      // Only per-key limits set requests aside (key-set-aside.ts).
+      setAside: hasPerKeyLimits(this.contract),
     });
     this.dashboardBuilder?.addKeys(this.keyInsights);
   }
