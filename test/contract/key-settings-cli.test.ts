@@ -19,7 +19,7 @@ const TABLE = 'KeySettingsTable-1';
 const NOW = Date.UTC(2026, 11, 7, 16, 0, 0);
 
 /** The dispatcher's environment as the construct writes it (references replaced by names), with the table's name. */
-function dispatcherEnvironment(perKey = true): Record<string, string> {
+function dispatcherEnvironment(): Record<string, string> {
   const stack = testStack();
   const o = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
@@ -28,7 +28,7 @@ function dispatcherEnvironment(perKey = true): Record<string, string> {
       requestsPerSecond: 100,
       maxJobsInFlight: 500,
       quotas: [VendorQuota.perDay(1_000_000)],
-      ...(perKey ? { perKey: KeyLimits.of({ requestsPerSecond: 5, maxJobsInFlight: 20, quotas: [VendorQuota.perDay(50_000)] }) } : {}),
+      perKey: KeyLimits.of({ requestsPerSecond: 5, maxJobsInFlight: 20, quotas: [VendorQuota.perDay(50_000)] }),
     }),
   });
   const env = Template.fromStack(stack).toJSON().Resources[logicalIdOf(stack, o.consumer.function)].Properties.Environment.Variables;
@@ -236,7 +236,11 @@ describe('usage and surroundings', () => {
   });
 
   test('GIVEN a function without per-key limits THEN exit 2, saying which function to give', async () => {
-    lambda.on(GetFunctionConfigurationCommand).resolves({ Environment: { Variables: dispatcherEnvironment(false) } });
+    // What the construct writes without perKey: neither variable.
+    const withoutPerKey = { ...ENV };
+    delete withoutPerKey.KEY_LIMITS;
+    delete withoutPerKey.KEY_SETTINGS_TABLE_NAME;
+    lambda.on(GetFunctionConfigurationCommand).resolves({ Environment: { Variables: withoutPerKey } });
     const { status, err } = await run('--function', 'other', 'get', 'acme');
     expect(status).toBe(2);
     expect(err).toMatch(/other has no per-key limits in its environment.*orchestrator.consumer.function/);
