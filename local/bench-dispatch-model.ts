@@ -353,6 +353,8 @@ export interface DispatchModelRun {
   readonly maxInFlight: number;
   /** The dispatcher's metrics (DispatchMetrics.addMetric), summed per name. */
   readonly metrics: Record<string, number>;
+  /** The same for the values counted with a key (the EMF documents' `keyTotals`), per key. */
+  readonly metricsByKey: Record<string, Record<string, number>>;
   readonly lateCallers: number;
   readonly callerRequeues: number;
   readonly invocations: number;
@@ -399,6 +401,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   const calls: ModeledCall[] = [];
   const vendorArrivals: Array<{ at: number; key?: string }> = [];
   const metrics: Record<string, number> = {};
+  const metricsByKey: Record<string, Record<string, number>> = {};
   let taskFailures = 0;
   let lateCallers = 0;
   let callerRequeues = 0;
@@ -522,8 +525,12 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     }),
     logger: { debug: noop, info: noop, warn: noop, error: noop },
     metrics: {
-      addMetric: (name, _unit, value) => {
+      addMetric: (name, _unit, value, key) => {
         metrics[name] = (metrics[name] ?? 0) + value;
+        if (key !== undefined) {
+          const totals = metricsByKey[key] ??= {};
+          totals[name] = (totals[name] ?? 0) + value;
+        }
       },
     },
     clock,
@@ -616,6 +623,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     maxReceiveCount: queue.maxReceiveCount,
     maxInFlight: queue.maxInFlight,
     metrics,
+    metricsByKey,
     lateCallers,
     callerRequeues,
     invocations,

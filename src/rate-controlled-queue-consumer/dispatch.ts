@@ -693,6 +693,8 @@ async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps:
     cursors: round.cursors,
     keptPerKey: round.keptPerKey,
     send: async (item, delaySeconds, turnAtMs) => {
+      // The key's backlog: the time set aside, copy or hidden alike (key-insights.ts, Little's law).
+      deps.metrics.addMetric(MetricNames.KEY_SET_ASIDE_DELAY, 'Milliseconds', delaySeconds * 1000, item.message.key);
       // The copy carries the slot it is meant for: back, it keeps its turn (key-set-aside.ts).
       const body = turnAtMs === undefined ? undefined : JSON.stringify({ ...JSON.parse(item.record.body), [KEY_TURN_FIELD]: turnAtMs });
       if (await sendDelayedCopy(item, delaySeconds, deps, body)) {

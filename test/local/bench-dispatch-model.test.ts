@@ -157,6 +157,10 @@ describe('the real dispatcher in virtual time', () => {
     expect(figures.contract).toEqual(windowFigures(run.vendorArrivals.map((a) => a.at), 10));
     // Added latency starts at the producer's send: at least the dispatcher's lead.
     expect(Math.min(...run.calls.map((c) => c.arrivedAt - c.enqueuedAt))).toBeGreaterThanOrEqual(1000);
+    // The metrics counted with a key, per key (the EMF keyTotals): each key's dispatches, in all the total.
+    const dispatchedByKey = Object.entries(run.metricsByKey).map(([key, totals]) => [key, totals.DispatchedRequests]);
+    expect(Object.fromEntries(dispatchedByKey)).toEqual({ a: 16, b: 4, c: 2 });
+    expect(run.metrics.DispatchedRequests).toBe(22);
   });
 
   test('a key at its limit: 2 per closed second is no violation, a third arrival in the window is one', () => {
