@@ -16,8 +16,8 @@
  *   <= 2 x priorityAging + high's p99 (design section 4).
  */
 import {
-  DispatchModelRun, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals, rateOnlyKeyLimits,
-  runDispatchModel, sqsRequestsPerCall,
+  DispatchModelRun, dynamodbRequestsPerCall, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals,
+  rateOnlyKeyLimits, runDispatchModel, sqsRequestsPerCall,
 } from './bench-dispatch-model';
 import { LatencyModel, PacingKnobs, round } from './bench-model';
 import { slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
@@ -206,6 +206,8 @@ function runDetails(run: DispatchModelRun): Record<string, number | string> {
     invocations: run.invocations,
     sqsRequestsPerCall: sqsRequestsPerCall(run),
     ...Object.fromEntries(Object.entries(run.sqsRequests).map(([action, n]) => [`sqs.${action}`, n])),
+    dynamodbRequestsPerCall: dynamodbRequestsPerCall(run),
+    ...Object.fromEntries(Object.entries(run.dynamodbRequests).map(([action, n]) => [`dynamodb.${action}`, n])),
     maxReceiveCount: run.maxReceiveCount,
     maxInFlightMessages: run.maxInFlight,
     duplicateStarts: run.duplicateStarts,
