@@ -358,6 +358,8 @@ export interface DispatchModelRun {
   readonly lateCallers: number;
   readonly callerRequeues: number;
   readonly invocations: number;
+  /** DynamoDB requests per action (GetItem, BatchGetItem, UpdateItem, ...), on every item. */
+  readonly dynamodbRequests: Record<string, number>;
   /** DynamoDB calls on items other than the contract's pacer item, per partition key prefix. */
   readonly itemWrites: Record<string, number>;
   readonly itemReads: Record<string, number>;
@@ -378,6 +380,15 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   const clock = new VirtualClock();
   const runStartMs = clock.now();
   const table = new InMemoryPacerTable(clock, () => draw(model.dynamodbCall));
+  // DynamoDB requests per action, whoever makes them (the dispatcher, a caller's fresh slot): a BatchGetItem counts once.
+  const dynamodbRequests: Record<string, number> = {};
+  const dynamodb = {
+    send: (command: object): Promise<unknown> => {
+      const action = command.constructor.name.replace(/Command$/, '');
+      dynamodbRequests[action] = (dynamodbRequests[action] ?? 0) + 1;
+      return table.send(command);
+    },
+  };
   const queue = new ModeledQueue(clock);
   const settings = deriveRateSettings(options.rps, {
     latenessToleranceMs: knobs.latenessToleranceMs, fireToleranceMs: knobs.fireToleranceMs, leadMs: knobs.leadMs,
@@ -413,7 +424,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   /** A fresh slot for a caller too late for its own (vendor-call.ts reserveFresh, contract only). */
   const freshSlot = async (): Promise<number | undefined> => {
     const reservation = await reserveSlots({
-      dynamodb: table as never,
+      dynamodb: dynamodb as never,
       tableName: 'bench-pacer',
       requested: 1,
       requestsPerSecond: options.rps,
@@ -510,7 +521,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   } : undefined;
   const noop = () => undefined;
   const deps: DispatchDeps = {
-    clients: { dynamodb: table as never, sfn: sfn as never, sqs: sqs as never },
+    clients: { dynamodb: dynamodb as never, sfn: sfn as never, sqs: sqs as never },
     // As the construct configures the dispatcher (rate-controlled-queue-consumer.ts), read by the handler's own code.
     config: loadConfig({
       [ConsumerEnv.STATE_MACHINE_ARN]: 'arn:aws:states:us-east-1:123456789012:stateMachine:bench-dispatch',
@@ -620,6 +631,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     parked: sqs.parked,
     taskFailures,
     sqsRequests: { ...queue.requests },
+    dynamodbRequests,
     maxReceiveCount: queue.maxReceiveCount,
     maxInFlight: queue.maxInFlight,
     metrics,
@@ -698,6 +710,12 @@ export function poissonArrivals<T>(
 /** SQS requests per delivered call (every action the run counted). */
 export function sqsRequestsPerCall(run: Pick<DispatchModelRun, 'sqsRequests' | 'delivered'>): number {
   const total = Object.values(run.sqsRequests).reduce((a, b) => a + b, 0);
+  return run.delivered > 0 ? round(total / run.delivered, 3) : 0;
+}
+
+/** DynamoDB requests per delivered call (every action the run counted). */
+export function dynamodbRequestsPerCall(run: Pick<DispatchModelRun, 'dynamodbRequests' | 'delivered'>): number {
+  const total = Object.values(run.dynamodbRequests).reduce((a, b) => a + b, 0);
   return run.delivered > 0 ? round(total / run.delivered, 3) : 0;
 }
 

@@ -17,8 +17,8 @@
  * - `keys-500-burst`: 500 new keys within 1 s (design section 6 item 6), bench-key-burst.ts.
  */
 import {
-  DispatchModelRun, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals, rateOnlyKeyLimits,
-  runDispatchModel, sqsRequestsPerCall,
+  DispatchModelRun, dynamodbRequestsPerCall, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals,
+  rateOnlyKeyLimits, runDispatchModel, sqsRequestsPerCall,
 } from './bench-dispatch-model';
 import { KEYS_500_BURST, runKeyBurst } from './bench-key-burst';
 import { LatencyModel, PacingKnobs, round } from './bench-model';
@@ -208,6 +208,8 @@ function runDetails(run: DispatchModelRun): Record<string, number | string> {
     invocations: run.invocations,
     sqsRequestsPerCall: sqsRequestsPerCall(run),
     ...Object.fromEntries(Object.entries(run.sqsRequests).map(([action, n]) => [`sqs.${action}`, n])),
+    dynamodbRequestsPerCall: dynamodbRequestsPerCall(run),
+    ...Object.fromEntries(Object.entries(run.dynamodbRequests).map(([action, n]) => [`dynamodb.${action}`, n])),
     maxReceiveCount: run.maxReceiveCount,
     maxInFlightMessages: run.maxInFlight,
     duplicateStarts: run.duplicateStarts,

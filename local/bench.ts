@@ -582,8 +582,9 @@ export function formatTable(result: BenchResult): string {
       ? `high p50/p99 ${d.highP50AddedLatencyMs}/${d.highP99AddedLatencyMs} ms (target ${d.highTargetMs}), low max wait ${d.lowMaxWaitMs} ms (bound ${d.lowBoundMs})`
       : `V per key ${d.keyViolations} (hot ${d.hotKeyViolations}, quiet ${d.quietKeyViolations}), contract V ${d.contractViolations}; `
         + `quiet p50/p99 ${d.quietP50AddedLatencyMs}/${d.quietP99AddedLatencyMs} ms${d.idleQuietP99AddedLatencyMs !== undefined ? ` (hot idle p99 ${d.idleQuietP99AddedLatencyMs})` : ''}, `
-        + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms, hot utilization ${d.hotKeyUtilization}; KeySlotsWasted ${d.KeySlotsWasted}`;
-    return `${s.name}: ${figures}; SQS requests per call ${d.sqsRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
+        + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms, hot utilization ${d.hotKeyUtilization}; KeySlotsWasted ${d.KeySlotsWasted}`
+        + `${d.keySlotsWastedPctOfCalls !== 'n/a' ? ` (${d.keySlotsWastedPctOfCalls} % of calls)` : ''}`;
+    return `${s.name}: ${figures}; SQS requests per call ${d.sqsRequestsPerCall}, DynamoDB ${d.dynamodbRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
   });
   return [
     fmt(header),

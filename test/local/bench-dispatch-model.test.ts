@@ -6,8 +6,8 @@ import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { ChangeMessageVisibilityBatchCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parseBenchArgs, scenarios } from '../../local/bench';
 import {
-  keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits, runDispatchModel,
-  windowFigures,
+  dynamodbRequestsPerCall, keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits,
+  runDispatchModel, windowFigures,
 } from '../../local/bench-dispatch-model';
 import { DynamoItems } from '../../local/bench-dynamo-items';
 import { keysRequests, KEYS_100_HOT90, priorityRequests, PRIORITY_BACKLOG, targetsLine } from '../../local/bench-keys';
@@ -161,6 +161,10 @@ describe('the real dispatcher in virtual time', () => {
     const dispatchedByKey = Object.entries(run.metricsByKey).map(([key, totals]) => [key, totals.DispatchedRequests]);
     expect(Object.fromEntries(dispatchedByKey)).toEqual({ a: 16, b: 4, c: 2 });
     expect(run.metrics.DispatchedRequests).toBe(22);
+    // DynamoDB requests, per action (the keys' BatchGetItem counts once), and per call.
+    expect(run.dynamodbRequests).toMatchObject({ BatchGetItem: expect.any(Number), GetItem: expect.any(Number), UpdateItem: expect.any(Number) });
+    const total = Object.values(run.dynamodbRequests).reduce((a, b) => a + b, 0);
+    expect(dynamodbRequestsPerCall(run)).toBeCloseTo(total / 22, 2);
   });
 
   test('a key at its limit: 2 per closed second is no violation, a third arrival in the window is one', () => {
