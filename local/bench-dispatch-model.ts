@@ -387,6 +387,8 @@ export interface DispatchModelRun {
   /** The items stored at the end of the run (other than the contract's pacer item): what the dispatchers created. */
   readonly items: DynamoItems;
   readonly pacerConditionalFailures: number;
+  /** Successful writes of the contract's pacer item (one per reservation that got slots). */
+  readonly pacerWrites: number;
   readonly lanes: number;
   readonly batchSize: number;
   readonly maxPacingWaitMs: number;
@@ -673,6 +675,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     itemConditionalFailures: Object.fromEntries(table.items.conditionalFailures),
     items: table.items,
     pacerConditionalFailures: table.conditionalFailures,
+    pacerWrites: table.writes,
     lanes,
     batchSize,
     maxPacingWaitMs,
