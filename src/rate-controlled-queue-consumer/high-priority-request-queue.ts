@@ -11,12 +11,15 @@
  *   (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html). Batches of at most 10 and no
  *   batching window (a window would add up to its length to each high request's wait); maximum
  *   concurrency 2, the lowest Lambda allows
- *   (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): high requests are a
- *   small share of the contract, and each high batch is done within about `lead + horizon`.
+ *   (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-lambda-eventsourcemapping-scalingconfig.html):
+ *   high requests are a small share of the contract, and each high batch is done within about
+ *   `lead + horizon`. Each mapping has its own maximum concurrency, and the function's reserved
+ *   concurrency must cover their sum, else Lambda throttles
+ *   (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): a warning says so.
  * - The dispatcher's HIGH_PRIORITY_QUEUE_ARN: its request-queue batches then reserve slots only a
  *   short horizon ahead, so a high batch finds an early slot (high-priority-queue.ts).
  */
-import { Duration } from 'aws-cdk-lib';
+import { Annotations, Duration } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -39,6 +42,9 @@ export interface HighPriorityQueueSpec {
   readonly target: lambda.IFunction;
   /** The request queue's batch size (the high queue's is at most 10). */
   readonly batchSize: number;
+  /** The request queue mapping's maximum concurrency and the function's reserved concurrency, for the warning. */
+  readonly maxConcurrency: number;
+  readonly reservedConcurrentExecutions?: number;
 }
 
 /** Creates the high-priority request queue, its DLQ and alarm, and maps it to the dispatcher. */
@@ -54,6 +60,11 @@ export function createHighPriorityRequestQueue(scope: Construct, spec: HighPrior
     reportBatchItemFailures: true,
   }));
   spec.dispatcher.addEnvironment(ConsumerEnv.HIGH_PRIORITY_QUEUE_ARN, work.queue.queueArn);
+  const both = spec.maxConcurrency + HIGH_PRIORITY_MAX_CONCURRENCY;
+  if (spec.reservedConcurrentExecutions !== undefined && spec.reservedConcurrentExecutions < both) {
+    Annotations.of(scope).addWarningV2('cdk-async-external-api:highPriorityReservedConcurrency',
+      `reservedConcurrentExecutions (${spec.reservedConcurrentExecutions}) is below the two mappings' maximum concurrency (${spec.maxConcurrency} + ${HIGH_PRIORITY_MAX_CONCURRENCY} for the high-priority queue): Lambda throttles the extra invocations and high requests can wait. Raise it to ${both} or leave it unset`);
+  }
   // Postponing a high message that got no slot re-sends it to its own queue (dispatch.ts postponeAll).
   work.queue.grantSendMessages(spec.dispatcher);
   return work;

@@ -524,6 +524,8 @@ export class RateControlledQueueConsumer extends Construct {
         dispatcher: this.function,
         target,
         batchSize: this.batchSize,
+        maxConcurrency: this.maxConcurrency,
+        reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       };
     } // schedule trigger (low-rate mode)
 

@@ -5,7 +5,7 @@
  * orchestrator without one. The routing itself is executed by test/orchestrator/user-task-routes.test.ts.
  */
 import { App, Duration } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, ConsumerTrigger, Priority } from '../../src';
@@ -124,6 +124,15 @@ describe('the high-priority request queue', () => {
       .map(([, q]) => q.Properties.KmsMasterKeyId);
     expect(encrypted).toHaveLength(2);
     expect(encrypted.every((k) => k !== undefined)).toBe(true);
+  });
+
+  test('GIVEN a reserved concurrency below both mappings\' WHEN a HIGH task is synthesized THEN a warning names the figures; none when it covers both', () => {
+    const warnings = (reserved: number) => {
+      const { stack } = workflowWith(Priority.HIGH, { consumer: { reservedConcurrentExecutions: reserved } });
+      return Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('two mappings'));
+    };
+    expect(warnings(2).map((w) => String(w.entry.data))).toEqual([expect.stringMatching(/reservedConcurrentExecutions \(2\) is below the two mappings' maximum concurrency \(2 \+ 2 for the high-priority queue\).*Raise it to 4/)]);
+    expect(warnings(4)).toEqual([]);
   });
 
   test('GIVEN the schedule trigger WHEN a HIGH task is synthesized THEN no high queue: every request goes to the request queue', () => {
