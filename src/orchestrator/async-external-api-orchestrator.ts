@@ -15,7 +15,7 @@ import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { Priority } from './priority';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request-key-fields';
-import { requestQueueRoute, sendRequestMessage } from './request-queue-routing';
+import { requestQueueRoute, RequestQueueRoute, sendRequestMessage } from './request-queue-routing';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { contractDifferences, createKeySettingsTable, grantManageKeySettings } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
@@ -1031,7 +1031,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     const key = this.keyFields(id, 'submitJobTask', props.key, jsonPathKeyFields);
     this.submitTasks += 1;
     // Issue 15: a high-priority request goes to the high-priority queue (request-queue-routing.ts).
-    const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, props.priority, 'jsonPath', `submitJobTask '${id}'`);
+    const route = this.requestQueueRoute(props.priority, 'jsonPath', `submitJobTask '${id}'`);
     return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
       queue: route.queue,
@@ -1081,7 +1081,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     const key = this.keyFields(id, 'submitJobTaskJsonata', props.key, jsonataKeyFields);
     this.submitTasks += 1;
-    const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, props.priority, 'jsonata', `submitJobTaskJsonata '${id}'`);
+    const route = this.requestQueueRoute(props.priority, 'jsonata', `submitJobTaskJsonata '${id}'`);
     return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
       queue: route.queue,
@@ -1136,7 +1136,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     const key = this.keyFields(id, 'callVendorTask', props.key, jsonPathKeyFields);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
-    const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, props.priority, 'jsonPath', `callVendorTask '${id}'`);
+    const route = this.requestQueueRoute(props.priority, 'jsonPath', `callVendorTask '${id}'`);
     return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Call the vendor, paced against the contract, and wait for its answer (cdk-async-external-api)',
       queue: route.queue,
@@ -1184,7 +1184,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
     const key = this.keyFields(id, 'callVendorTaskJsonata', props.key, jsonataKeyFields);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
-    const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, props.priority, 'jsonata', `callVendorTaskJsonata '${id}'`);
+    const route = this.requestQueueRoute(props.priority, 'jsonata', `callVendorTaskJsonata '${id}'`);
     return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Call the vendor, paced against the contract, and wait for its answer (cdk-async-external-api)',
       queue: route.queue,
@@ -1750,6 +1750,16 @@ export class AsyncExternalApiOrchestrator extends Construct {
       this.vendorCallWorkflow = workflow;
     }
     return this.vendorCallWorkflow;
+  }
+
+  /** Where a task with `priority` sends (request-queue-routing.ts); the high queue's DLQ alarm joins `alarms` when it is created. */
+  private requestQueueRoute(priority: Priority | undefined, language: 'jsonPath' | 'jsonata', where: string): RequestQueueRoute {
+    const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, priority, language, where);
+    const alarm = this.consumer.highPriorityDeadLetterAlarm;
+    if (alarm && !this.alarms.includes(alarm)) {
+      this.trackAlarm(alarm);
+    }
+    return route;
   }
 
   /** Adds an alarm to `alarms` and gives it the alarm actions added so far. */

@@ -559,6 +559,16 @@ export class RateControlledQueueConsumer extends Construct {
   }
 
   /**
+   * Fires when a message is parked in the high-priority queue's dead-letter queue (once
+   * `enableHighPriorityQueue()` created it).
+   *
+   * @default - none
+   */
+  public get highPriorityDeadLetterAlarm(): cloudwatch.Alarm | undefined {
+    return this.highPriorityWork?.deadLetterAlarm;
+  }
+
+  /**
    * Creates the high-priority request queue (with its own dead-letter queue and alarm) and maps it
    * to the dispatcher, once; returns it. The orchestrator calls it for the first task that can send
    * a high-priority request. With `ConsumerTrigger.schedule()` there is no event source mapping to

@@ -80,8 +80,9 @@ describe('the high-priority request queue', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ [ConsumerEnv.HIGH_PRIORITY_QUEUE_ARN]: { 'Fn::GetAtt': [highId, 'Arn'] } }) },
     });
-    // Its own dead-letter alarm, like the request queue's.
+    // Its own dead-letter alarm, like the request queue's, among the orchestrator's alarms (alarm actions reach it).
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [dlqId, 'QueueName'] } }] });
+    expect(orchestrator.alarms).toContain(orchestrator.consumer.highPriorityDeadLetterAlarm);
   });
 
   test('GIVEN a priority read at run time WHEN synthesized THEN the user workflow may send to both queues; with a literal HIGH to the high queue only', () => {
@@ -133,6 +134,20 @@ describe('the high-priority request queue', () => {
     };
     expect(warnings(2).map((w) => String(w.entry.data))).toEqual([expect.stringMatching(/reservedConcurrentExecutions \(2\) is below the two mappings' maximum concurrency \(2 \+ 2 for the high-priority queue\).*Raise it to 4/)]);
     expect(warnings(4)).toEqual([]);
+  });
+
+  test('GIVEN an alarm action added before the high task WHEN synthesized THEN the high DLQ alarm has it too', () => {
+    const { stack, orchestrator } = fixture();
+    orchestrator.addAlarmAction({ bind: () => ({ alarmActionArn: 'arn:aws:sns:us-east-1:123456789012:oncall' }) });
+    const task = orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromObject({}), priority: Priority.HIGH });
+    orchestrator.registerWorkflow(new sfn.StateMachine(stack, 'Main', { definitionBody: sfn.DefinitionBody.fromChainable(task) }));
+    const alarm = orchestrator.consumer.highPriorityDeadLetterAlarm!;
+    Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: Match.absent(),
+      AlarmDescription: Match.stringLikeRegexp('HighPriorityRequest dead-letter queue'),
+      AlarmActions: ['arn:aws:sns:us-east-1:123456789012:oncall'],
+    });
+    expect(orchestrator.alarms).toContain(alarm);
   });
 
   test('GIVEN the schedule trigger WHEN a HIGH task is synthesized THEN no high queue: every request goes to the request queue', () => {
