@@ -1752,12 +1752,13 @@ export class AsyncExternalApiOrchestrator extends Construct {
     return this.vendorCallWorkflow;
   }
 
-  /** Where a task with `priority` sends (request-queue-routing.ts); the high queue's DLQ alarm joins `alarms` when it is created. */
+  /** Where a task with `priority` sends (request-queue-routing.ts); the high queue's DLQ alarm joins `alarms` and its depth the dashboard when it is created. */
   private requestQueueRoute(priority: Priority | undefined, language: 'jsonPath' | 'jsonata', where: string): RequestQueueRoute {
     const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, priority, language, where);
     const alarm = this.consumer.highPriorityDeadLetterAlarm;
     if (alarm && !this.alarms.includes(alarm)) {
       this.trackAlarm(alarm);
+      this.dashboardBuilder?.addHighPriorityDeadLetters();
     }
     return route;
   }

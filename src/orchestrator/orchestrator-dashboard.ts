@@ -25,6 +25,9 @@ export class OrchestratorDashboard extends Construct {
   /** Failed and timed-out executions of the registered workflows; filled by `addWorkflow`. */
   private readonly workflowsWidget: cloudwatch.GraphWidget;
 
+  private readonly deadLetters: cloudwatch.GraphWidget;
+  private highPriorityDeadLettersShown = false;
+
   constructor(scope: Construct, id: string, private readonly o: AsyncExternalApiOrchestrator, dashboardName?: string) {
     super(scope, id);
     const period = PERIOD;
@@ -105,7 +108,7 @@ export class OrchestratorDashboard extends Construct {
       height: HEIGHT,
     });
 
-    const deadLetters = new cloudwatch.GraphWidget({
+    const deadLetters = this.deadLetters = new cloudwatch.GraphWidget({
       title: 'Dead-letter queue depths (any message needs a person)',
       left: [
         o.metricRequestDeadLetterMessages({ statistic: 'Maximum', period, label: 'request DLQ' }),
@@ -241,6 +244,15 @@ export class OrchestratorDashboard extends Construct {
     this.dashboard.addWidgets(header);
     for (let i = 0; i < graphs.length; i += 2) {
       this.dashboard.addWidgets(...graphs.slice(i, i + 2));
+    }
+  }
+
+  /** Issue 15: the high-priority queue's dead-letter queue joins the DLQ graph once it exists. */
+  public addHighPriorityDeadLetters(): void {
+    const metric = this.o.consumer.metricHighPriorityDeadLetterMessages({ statistic: 'Maximum', period: PERIOD, label: 'high-priority DLQ' });
+    if (metric && !this.highPriorityDeadLettersShown) {
+      this.deadLetters.addLeftMetric(metric);
+      this.highPriorityDeadLettersShown = true;
     }
   }
 

@@ -745,6 +745,16 @@ export class RateControlledQueueConsumer extends Construct {
   }
 
   /**
+   * Messages parked in the high-priority queue's dead-letter queue, once
+   * `enableHighPriorityQueue()` created it.
+   *
+   * @default - undefined without a high-priority queue; average over 5 minutes
+   */
+  public metricHighPriorityDeadLetterMessages(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.highPriorityWork?.deadLetterQueue.metricApproximateNumberOfMessagesVisible(props);
+  }
+
+  /**
    * Dispatch executions the dispatcher started (one per request attempt), custom metric
    * `DispatchedRequests`.
    *

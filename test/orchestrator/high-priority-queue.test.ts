@@ -150,6 +150,14 @@ describe('the high-priority request queue', () => {
     expect(orchestrator.alarms).toContain(alarm);
   });
 
+  test('GIVEN a HIGH task WHEN synthesized THEN the dashboard graphs the high DLQ beside the other two; without one it does not', () => {
+    const body = (template: Template) => JSON.stringify(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0].Properties.DashboardBody);
+    const withHigh = body(workflowWith(Priority.HIGH).template);
+    expect(withHigh).toContain('high-priority DLQ');
+    expect(withHigh).toContain('request DLQ');
+    expect(body(workflowWith(undefined).template)).not.toContain('high-priority DLQ');
+  });
+
   test('GIVEN the schedule trigger WHEN a HIGH task is synthesized THEN no high queue: every request goes to the request queue', () => {
     const { template, orchestrator } = workflowWith(Priority.HIGH, { consumer: { trigger: ConsumerTrigger.schedule() } });
     expect(orchestrator.consumer.highPriorityQueue).toBeUndefined();
