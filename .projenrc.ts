@@ -139,6 +139,7 @@ const handlerLogic = [
   'src/shared/key-settings.ts',
   'src/rate-controlled-queue-consumer/key-schedule.ts',
   'src/rate-controlled-queue-consumer/key-set-aside.ts',
+  'src/shared/key-places.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);

@@ -30,11 +30,45 @@
  * Every freer releases the contract's place (waking one contract waiter, job-waiting.ts), then the
  * key's ({@link releaseKeyPlace}): a freed key place wakes nobody. Requests of a key at its limit do
  * not wait in the contract's waiting room (SQS cannot hand "a waiter of key k" out): they are set
- * aside as delayed copies that recheck after `recheckMs` (dispatch.ts), so a full key blocks neither
- * other keys nor the contract's waiters.
+ * aside as delayed copies (dispatch.ts, key-place-wake.ts), so a full key blocks neither other keys
+ * nor the contract's waiters.
+ *
+ * ## The ticket line: when a key's waiter comes back (design 3.3)
+ *
+ * Ends of jobs are not scheduled, so a set-aside request's return is estimated from a ticket line in
+ * the same item: the set-aside takes tickets ({@link takeKeyPlaceTickets}: `ADD nextTicket :n`),
+ * every removal of a key place adds one to `servedTicket` in its own conditional write (the table's
+ * `servedCounter`: releases by every freer, and expired places dropped), and each freer keeps
+ * `meanJobMs`, an EWMA of how long the key's places were held, in the same item. A request with
+ * ticket `t` comes back after `max(recheck, (t - servedTicket) * meanJobMs / maxJobsInFlight_k)`, at
+ * most SQS' 900 s ({@link keyPlaceWaitMs}); the one whose turn has come rechecks every recheck
+ * interval. A place taken without a ticket (a new request finding the key's place free) moves the
+ * line's turns early, never late: those requests then recheck as before.
  */
-import { JobPlacesTable, releasePlace, renewHeldPlace, SUBMISSION_WINDOW_MS, takePlace, TakeOutcome } from './job-places';
+// Bundled into the dispatcher and the freers only; the SDK stays a devDependency.
+import { type AttributeValue, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { JobPlacesTable, releasePlace, releasePlaceReturningOld, renewHeldPlace, SUBMISSION_WINDOW_MS, takePlace, TakeOutcome } from './job-places';
 import { keyPlacesItemKey } from './key-limits';
+
+/** Number attribute of `key-places#<key>`: the last ticket handed out (design 3.3). */
+export const NEXT_TICKET_ATTRIBUTE = 'nextTicket';
+/** Number attribute of `key-places#<key>`: places of the key freed so far (releases and expiry drops). */
+export const SERVED_TICKET_ATTRIBUTE = 'servedTicket';
+/** Number attribute of `key-places#<key>`: EWMA of how long the key's places were held, ms. */
+export const MEAN_JOB_MS_ATTRIBUTE = 'meanJobMs';
+/**
+ * Number attribute of `key-places#<key>`: how long a full place is held before it expires (the
+ * contract's `maxJobDuration` plus the submission window), written with each ticket take, so that
+ * a freer (which does not know the contract) can tell when a place was taken: `expiry - span`.
+ */
+export const PLACE_SPAN_MS_ATTRIBUTE = 'placeSpanMs';
+/**
+ * Weight of the newest job time in `meanJobMs`: 0.25 follows a change of the vendor's job times
+ * within about 8 jobs of the key (0.75^8 = 0.1) while one odd job moves the mean by a quarter.
+ */
+export const JOB_TIME_EWMA_WEIGHT = 0.25;
+/** SQS' longest message delay (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html), ms. */
+const MAX_RETURN_MS = 900_000;
 
 /**
  * How long a key place taken before the contract's place stays valid without renewal: long enough
@@ -55,6 +89,7 @@ export function keyPlacesTable(contract: JobPlacesTable, key: string, maxJobDura
   return {
     ...contract,
     itemKey: keyPlacesItemKey(key),
+    servedCounter: SERVED_TICKET_ATTRIBUTE,
     ...(maxJobDurationMs !== undefined ? { itemTtlMs: maxJobDurationMs + SUBMISSION_WINDOW_MS + KEY_PLACES_RETENTION_MS } : {}),
   };
 }
@@ -83,6 +118,9 @@ export interface KeyPlaceTake {
  */
 export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyAndContractOutcome> {
   const keyTable = keyPlacesTable(take.contract, take.key, take.maxJobDurationMs);
+  // Giving back a provisional place frees none the line waits for (the key had room when it was
+  // taken): not counted as served, or waiters would come back early for nothing.
+  const giveBackTable: JobPlacesTable = { ...keyTable, servedCounter: undefined };
   const requestId = take.requestId;
   const keyOutcome = await takePlace(keyTable, requestId, take.keyMaxJobsInFlight, take.nowMs + PROVISIONAL_KEY_PLACE_MS, take.nowMs);
   if (keyOutcome.result === 'full') {
@@ -93,12 +131,12 @@ export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyA
   try {
     contractOutcome = await takePlace(take.contract, requestId, take.maxJobsInFlight, take.expiresAtMs, take.nowMs);
   } catch (error) {
-    await releasePlace(keyTable, requestId, provisional).catch(() => undefined);
+    await releasePlace(giveBackTable, requestId, provisional).catch(() => undefined);
     throw error;
   }
   if (contractOutcome.result === 'full') {
     // Waits for a contract place without holding the key's: the key's other requests may use it.
-    await releasePlace(keyTable, requestId, provisional);
+    await releasePlace(giveBackTable, requestId, provisional);
     return contractOutcome;
   }
   if (await renewHeldPlace(keyTable, requestId, provisional, take.expiresAtMs, take.nowMs) === undefined) {
@@ -119,9 +157,141 @@ export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyA
 
 /**
  * Frees `requestId`'s place of `key` (after the contract's, released by the caller). Idempotent, as
- * `releasePlace`; wakes nobody (a key's waiters recheck on their own). Resolves to the key's places
- * held after the release when it changed, else undefined.
+ * `releasePlace`; wakes nobody (a key's waiters come back on their ticket's estimate). The same
+ * write advances the key's `servedTicket`; then, when the place was really freed, the key's
+ * `meanJobMs` takes in how long it was held ({@link recordJobTime}, best effort). Resolves to the
+ * key's places held after the release when it changed, else undefined.
  */
-export async function releaseKeyPlace(contract: JobPlacesTable, key: string, requestId: string): Promise<number | undefined> {
-  return releasePlace(keyPlacesTable(contract, key), requestId);
+export async function releaseKeyPlace(
+  contract: JobPlacesTable, key: string, requestId: string, nowMs: number = Date.now(),
+): Promise<number | undefined> {
+  const table = keyPlacesTable(contract, key);
+  const freed = await releasePlaceReturningOld(table, requestId);
+  if (freed === undefined) {
+    return undefined;
+  }
+  await recordJobTime(table, freed.old, freed.placeKey, nowMs).catch(() => undefined);
+  return freed.held;
+}
+
+/**
+ * Folds the freed place's hold time into the key's `meanJobMs` (EWMA), conditioned on the mean the
+ * release saw, so two freers at once never blend one sample twice (the loser's sample is dropped:
+ * an estimate, not an account). No sample without the place span (no ticket taken yet: nobody has
+ * waited for the key) or when the entry reads as impossible (a provisional entry, a clock step).
+ */
+async function recordJobTime(table: JobPlacesTable, old: Record<string, AttributeValue>, placeKey: string, nowMs: number): Promise<void> {
+  const spanMs = numberOf(old[PLACE_SPAN_MS_ATTRIBUTE]);
+  const expiresAtMs = numberOf(old.places?.M?.[placeKey]);
+  if (spanMs === undefined || expiresAtMs === undefined) {
+    return;
+  }
+  // An entry expiring within the provisional minute may be a provisional one (a dispatcher crashed
+  // between its two takes), whose expiry says nothing of a job: no sample (a job held that close to
+  // its whole span is not one to estimate waits by either).
+  const heldMs = nowMs - (expiresAtMs - spanMs);
+  if (!(heldMs >= 0 && expiresAtMs - nowMs >= PROVISIONAL_KEY_PLACE_MS)) {
+    return;
+  }
+  const oldMean = numberOf(old[MEAN_JOB_MS_ATTRIBUTE]);
+  const mean = oldMean === undefined ? heldMs : oldMean + JOB_TIME_EWMA_WEIGHT * (heldMs - oldMean);
+  await table.dynamodb.send(new UpdateItemCommand({
+    TableName: table.tableName,
+    Key: { pk: { S: table.itemKey! } },
+    UpdateExpression: 'SET #mean = :mean',
+    ConditionExpression: oldMean === undefined ? 'attribute_not_exists(#mean)' : '#mean = :old',
+    ExpressionAttributeNames: { '#mean': MEAN_JOB_MS_ATTRIBUTE },
+    ExpressionAttributeValues: { ':mean': { N: String(Math.round(mean)) }, ...(oldMean === undefined ? {} : { ':old': { N: String(oldMean) } }) },
+  }));
+}
+
+/** A key's ticket line as read or written: tickets handed out, places freed, mean job time. */
+export interface KeyPlaceLine {
+  /** The last ticket handed out (after this take). */
+  readonly nextTicket: number;
+  readonly servedTicket: number;
+  /** Undefined until a place of the key was freed after a ticket take. */
+  readonly meanJobMs?: number;
+  /** The first ticket of this take (tickets `firstTicket .. nextTicket`); undefined for a read. */
+  readonly firstTicket?: number;
+}
+
+/**
+ * Takes `n` tickets in `key`'s line: `ADD nextTicket :n` while the line is ahead of the places served;
+ * a line behind them (empty: more places freed than tickets taken, or no line yet) restarts at
+ * `servedTicket` (`SET nextTicket = servedTicket + :n`), so a new line's first ticket is next, not
+ * long past. Each write also records the place span (see {@link PLACE_SPAN_MS_ATTRIBUTE}). Throws on
+ * DynamoDB errors; resolves to undefined when both forms lost a race (the caller rechecks as before).
+ */
+export async function takeKeyPlaceTickets(contract: JobPlacesTable, key: string, n: number, placeSpanMs: number): Promise<KeyPlaceLine | undefined> {
+  const table = keyPlacesTable(contract, key);
+  const names = { '#next': NEXT_TICKET_ATTRIBUTE, '#served': SERVED_TICKET_ATTRIBUTE, '#span': PLACE_SPAN_MS_ATTRIBUTE };
+  const values = { ':n': { N: String(n) }, ':span': { N: String(Math.round(placeSpanMs)) } };
+  const forms = [
+    { update: 'SET #span = :span ADD #next :n', condition: 'attribute_exists(#next) AND (attribute_not_exists(#served) OR #next >= #served)', values },
+    {
+      update: 'SET #span = :span, #next = if_not_exists(#served, :zero) + :n',
+      condition: 'attribute_not_exists(#next) OR #next < #served',
+      values: { ...values, ':zero': { N: '0' } },
+    },
+  ];
+  for (const form of forms) {
+    try {
+      const out = await table.dynamodb.send(new UpdateItemCommand({
+        TableName: table.tableName,
+        Key: { pk: { S: table.itemKey! } },
+        UpdateExpression: form.update,
+        ConditionExpression: form.condition,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: form.values,
+        ReturnValues: 'ALL_NEW',
+      }));
+      const line = lineOf(out.Attributes);
+      return line === undefined ? undefined : { ...line, firstTicket: line.nextTicket - n + 1 };
+    } catch (error) {
+      if ((error as { name?: unknown }).name !== 'ConditionalCheckFailedException') {
+        throw error;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Reads `key`'s ticket line (for requests that hold tickets already). Throws on DynamoDB errors. */
+export async function readKeyPlaceLine(contract: JobPlacesTable, key: string): Promise<KeyPlaceLine | undefined> {
+  const table = keyPlacesTable(contract, key);
+  const out = await table.dynamodb.send(new GetItemCommand({
+    TableName: table.tableName,
+    Key: { pk: { S: table.itemKey! } },
+    ProjectionExpression: '#next, #served, #mean',
+    ExpressionAttributeNames: { '#next': NEXT_TICKET_ATTRIBUTE, '#served': SERVED_TICKET_ATTRIBUTE, '#mean': MEAN_JOB_MS_ATTRIBUTE },
+  }));
+  return lineOf(out.Item);
+}
+
+/**
+ * How long a request with `ticket` waits before it looks for a place of its key again (design 3.3):
+ * `max(recheckMs, (ticket - servedTicket) * meanJobMs / maxJobsInFlight_k)`, at most 900 s. Without
+ * a mean (no place freed since the line started) or once its turn has come: `recheckMs`.
+ */
+export function keyPlaceWaitMs(ticket: number, line: KeyPlaceLine, keyMaxJobsInFlight: number, recheckMs: number): number {
+  const ahead = ticket - line.servedTicket;
+  if (line.meanJobMs === undefined || ahead <= 0 || !(keyMaxJobsInFlight > 0)) {
+    return recheckMs;
+  }
+  return Math.min(MAX_RETURN_MS, Math.max(recheckMs, ahead * line.meanJobMs / keyMaxJobsInFlight));
+}
+
+function lineOf(item: Record<string, AttributeValue> | undefined): KeyPlaceLine | undefined {
+  const next = numberOf(item?.[NEXT_TICKET_ATTRIBUTE]);
+  const mean = numberOf(item?.[MEAN_JOB_MS_ATTRIBUTE]);
+  if (next === undefined) {
+    return undefined;
+  }
+  return { nextTicket: next, servedTicket: numberOf(item?.[SERVED_TICKET_ATTRIBUTE]) ?? 0, ...(mean !== undefined ? { meanJobMs: mean } : {}) };
+}
+
+function numberOf(value: AttributeValue | undefined): number | undefined {
+  const n = value?.N === undefined ? NaN : Number(value.N);
+  return Number.isFinite(n) ? n : undefined;
 }

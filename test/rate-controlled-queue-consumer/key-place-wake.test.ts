@@ -1,0 +1,392 @@
+/**
+ * Per-key jobs in flight: when a request of a full key comes back (issue 15, design
+ * docs/design/per-key-limits.md 3.3). The ticket line on `key-places#<key>` (tickets, places
+ * served, mean job time), the estimate, the set-aside that uses it, and every freer advancing the
+ * line. Items on the local DynamoDB (dynalite: real condition and update semantics), SQS and Step
+ * Functions mocked, fake time.
+ */
+import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { ChangeMessageVisibilityCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { requestRecord } from './sqs-record';
+import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
+import { freePlaceOfEndedJob } from '../../src/dispatch-workflow/ended-job';
+import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from '../../src/dispatch-workflow/refused-submission';
+import type { VendorCallEvent, VendorCallResult } from '../../src/dispatch-workflow/vendor-call';
+import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
+import { admitJobs } from '../../src/rate-controlled-queue-consumer/job-admission';
+import { KEY_PLACE_TICKET_FIELD, keyPlaceTicketOf, setAsideForKeyPlaces } from '../../src/rate-controlled-queue-consumer/key-place-wake';
+import type { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
+import { ConsumerEnv } from '../../src/shared/env';
+import { JobPlacesTable, SUBMISSION_WINDOW_MS, takePlace } from '../../src/shared/job-places';
+import type { KeyLimitsSource, KeyLimitsSpec } from '../../src/shared/key-limits';
+import {
+  keyPlacesTable, keyPlaceWaitMs, MEAN_JOB_MS_ATTRIBUTE, PROVISIONAL_KEY_PLACE_MS, readKeyPlaceLine, releaseKeyPlace, SERVED_TICKET_ATTRIBUTE,
+  takeKeyPlaceTickets, takeKeyThenContractPlace,
+} from '../../src/shared/key-places';
+import type { RequestMessage } from '../../src/shared/messages';
+
+const sfn = mockClient(SFNClient);
+const sqs = mockClient(SQSClient);
+
+const T0 = 1_700_000_000_000;
+const HOUR_MS = 3_600_000;
+const SPAN_MS = HOUR_MS + SUBMISSION_WINDOW_MS;
+const logger = { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() };
+
+let dynamo: LocalDynamoDb;
+let client: DynamoDBClient;
+let tableCount = 0;
+
+beforeAll(async () => {
+  dynamo = await startDynamoDb();
+  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+}, 30_000);
+
+afterAll(async () => {
+  client?.destroy();
+  await dynamo?.stop();
+});
+
+beforeEach(() => {
+  sfn.reset();
+  sqs.reset();
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:exec', startDate: new Date() });
+  sfn.on(SendTaskHeartbeatCommand).resolves({});
+  sqs.on(SendMessageCommand).resolves({ MessageId: 'copy' });
+  sqs.on(ChangeMessageVisibilityCommand).resolves({});
+  sqs.on(ReceiveMessageCommand).resolves({ Messages: [] });
+  sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '0' } });
+});
+
+/** A fresh pacer table and correlation table. */
+async function freshTables(): Promise<{ pacer: string; correlation: string }> {
+  tableCount += 1;
+  const pacer = `kw-pacer-${tableCount}`;
+  const correlation = `kw-correlation-${tableCount}`;
+  for (const [name, key] of [[pacer, 'pk'], [correlation, 'requestId']]) {
+    await client.send(new CreateTableCommand({
+      TableName: name,
+      AttributeDefinitions: [{ AttributeName: key, AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: key, KeyType: 'HASH' }],
+      BillingMode: 'PAY_PER_REQUEST',
+    }));
+  }
+  for (let i = 0; i < 50; i++) {
+    try {
+      await client.send(new GetItemCommand({ TableName: correlation, Key: { requestId: { S: 'x' } } }));
+      await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: 'x' } } }));
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return { pacer, correlation };
+}
+
+interface FakeClock extends Clock { t: number }
+function fakeClock(start: number = T0): FakeClock {
+  const clock: FakeClock = { t: start, now: () => clock.t, sleep: async (ms: number) => { clock.t += ms; } };
+  return clock;
+}
+
+function limits(maxJobsInFlight?: number): KeyLimitsSpec {
+  return { requestsPerSecond: 5, ...(maxJobsInFlight !== undefined ? { maxJobsInFlight } : {}), quotas: {}, priorityAgingMs: 30_000, paused: false };
+}
+
+function message(requestId: string, key: string, extra: Record<string, unknown> = {}): RequestMessage {
+  return { taskToken: `token-${requestId}`, requestId, payload: { document: requestId }, key, ...extra } as RequestMessage;
+}
+
+const contractOf = (pacer: string): JobPlacesTable => ({ dynamodb: client, tableName: pacer });
+
+function take(pacer: string, requestId: string, key: string, keyMax: number, contractMax = 10, nowMs = T0) {
+  return takeKeyThenContractPlace({
+    contract: contractOf(pacer),
+    requestId,
+    key,
+    maxJobsInFlight: contractMax,
+    keyMaxJobsInFlight: keyMax,
+    expiresAtMs: nowMs + SPAN_MS,
+    maxJobDurationMs: HOUR_MS,
+    nowMs,
+  });
+}
+
+/** A number attribute of the key's places item (undefined when absent). */
+async function keyNumber(pacer: string, key: string, attribute: string): Promise<number | undefined> {
+  const out = await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: `key-places#${key}` } }, ConsistentRead: true }));
+  const raw = out.Item?.[attribute]?.N;
+  return raw === undefined ? undefined : Number(raw);
+}
+
+describe('the ticket line (key-places.ts)', () => {
+  test('GIVEN no line yet WHEN tickets are taken THEN they start after the places served, and a line ahead of them grows by ADD', async () => {
+    const { pacer } = await freshTables();
+    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 3, SPAN_MS)).toEqual({ nextTicket: 3, servedTicket: 0, firstTicket: 1 });
+    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 2, SPAN_MS)).toEqual({ nextTicket: 5, servedTicket: 0, firstTicket: 4 });
+    expect(await readKeyPlaceLine(contractOf(pacer), 'acme')).toEqual({ nextTicket: 5, servedTicket: 0 });
+  });
+
+  test('GIVEN more places freed than tickets taken (the line emptied) WHEN tickets are taken THEN the line restarts right after the places served', async () => {
+    const { pacer } = await freshTables();
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 1, SPAN_MS);
+    for (const id of ['a', 'b', 'c']) {
+      await take(pacer, id, 'acme', 5);
+      await releaseKeyPlace(contractOf(pacer), 'acme', id, T0 + 1000);
+    }
+    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 2, SPAN_MS)).toEqual(expect.objectContaining({ nextTicket: 5, servedTicket: 3, firstTicket: 4 }));
+  });
+
+  test('GIVEN a ticket taken WHEN the key\'s places are freed THEN each release advances servedTicket once, and the mean job time is an EWMA of the holds', async () => {
+    const { pacer } = await freshTables();
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 1, SPAN_MS);
+    await take(pacer, 'r1', 'acme', 2);
+    await take(pacer, 'r2', 'acme', 2);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r1', T0 + 4000);
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(1);
+    expect(await keyNumber(pacer, 'acme', MEAN_JOB_MS_ATTRIBUTE)).toBe(4000);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r2', T0 + 8000);
+    // 4000 + 0.25 * (8000 - 4000)
+    expect(await keyNumber(pacer, 'acme', MEAN_JOB_MS_ATTRIBUTE)).toBe(5000);
+    // A duplicate release frees nothing and counts nothing.
+    expect(await releaseKeyPlace(contractOf(pacer), 'acme', 'r2', T0 + 9000)).toBeUndefined();
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(2);
+    expect(await keyNumber(pacer, 'acme', MEAN_JOB_MS_ATTRIBUTE)).toBe(5000);
+  });
+
+  test('GIVEN no ticket ever taken for the key WHEN a place is freed THEN servedTicket advances but no mean is kept (no span known; the release stays one write)', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'r1', 'acme', 2);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r1', T0 + 4000);
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(1);
+    expect(await keyNumber(pacer, 'acme', MEAN_JOB_MS_ATTRIBUTE)).toBeUndefined();
+  });
+
+  test('GIVEN a key place expired WHEN a take drops it THEN servedTicket advances (an expiry frees a place too)', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'lost', 'acme', 1);
+    expect(await take(pacer, 'next', 'acme', 1, 10, T0 + SPAN_MS + 1)).toEqual(expect.objectContaining({ result: 'taken' }));
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(1);
+  });
+
+  test('GIVEN the contract full WHEN the key\'s provisional place is given back THEN servedTicket does not advance (the key had room: nobody waited for that place)', async () => {
+    const { pacer } = await freshTables();
+    await takePlace(contractOf(pacer), 'other', 1, T0 + SPAN_MS, T0);
+    expect(await take(pacer, 'r1', 'acme', 2, 1)).toEqual(expect.objectContaining({ result: 'full' }));
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBeUndefined();
+  });
+
+  test('GIVEN tickets and a mean WHEN the wait is estimated THEN ahead x mean / places, at least the recheck, at most 900 s; the recheck without a mean or once the turn has come', () => {
+    const line = { nextTicket: 20, servedTicket: 4, meanJobMs: 4000 };
+    expect(keyPlaceWaitMs(10, line, 2, 2000)).toBe(12_000);
+    expect(keyPlaceWaitMs(5, line, 4, 2000)).toBe(2000);
+    expect(keyPlaceWaitMs(4, line, 2, 2000)).toBe(2000);
+    expect(keyPlaceWaitMs(3, line, 2, 2000)).toBe(2000);
+    expect(keyPlaceWaitMs(10, { nextTicket: 20, servedTicket: 4 }, 2, 2000)).toBe(2000);
+    expect(keyPlaceWaitMs(1_000_004, line, 2, 2000)).toBe(900_000);
+  });
+
+  test('GIVEN a provisional entry freed (a crash between take and renewal, then a release) WHEN the hold reads as impossible THEN no sample is taken', async () => {
+    const { pacer } = await freshTables();
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 1, SPAN_MS);
+    // The key's take alone, as a dispatcher that crashed before the contract's take left it.
+    await takePlace(keyPlacesTable(contractOf(pacer), 'acme', HOUR_MS), 'r1', 2, T0 + PROVISIONAL_KEY_PLACE_MS, T0);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r1', T0 + 1000);
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(1);
+    expect(await keyNumber(pacer, 'acme', MEAN_JOB_MS_ATTRIBUTE)).toBeUndefined();
+  });
+});
+
+describe('setAsideForKeyPlaces (key-place-wake.ts)', () => {
+  type Call = { message: RequestMessage; keyLimits: KeyLimitsSpec; id: string };
+  const call = (id: string, key: string, keyMax: number, ticket?: number): Call => ({
+    id, message: message(id, key, ticket === undefined ? {} : { [KEY_PLACE_TICKET_FIELD]: ticket }), keyLimits: limits(keyMax),
+  });
+  function wakeDeps(contract: JobPlacesTable, sent: Array<[string, number, number | undefined]>) {
+    return {
+      contract,
+      placeSpanMs: SPAN_MS,
+      recheckMs: 2000,
+      send: async (item: Call, delaySeconds: number, ticket: number | undefined) => {
+        sent.push([item.id, delaySeconds, ticket]);
+        return undefined;
+      },
+      onLineError: jest.fn(),
+    };
+  }
+
+  test('GIVEN a key with a line and a mean WHEN new requests are set aside THEN each takes the next ticket and returns on its estimate; a request back with a ticket keeps it', async () => {
+    const { pacer } = await freshTables();
+    await takeKeyPlaceTickets(contractOf(pacer), 'hot', 6, SPAN_MS);
+    await client.send(new UpdateItemCommand({
+      TableName: pacer,
+      Key: { pk: { S: 'key-places#hot' } },
+      UpdateExpression: 'SET meanJobMs = :m, servedTicket = :s',
+      ExpressionAttributeValues: { ':m': { N: '4000' }, ':s': { N: '2' } },
+    }));
+    const sent: Array<[string, number, number | undefined]> = [];
+    // 2 places, 4 s a job: one place frees every 2 s; ticket 7 is 5 ahead: 10 s.
+    await setAsideForKeyPlaces([call('n1', 'hot', 2), call('n2', 'hot', 2), call('back', 'hot', 2, 3)], wakeDeps(contractOf(pacer), sent));
+    expect(sent).toEqual([['n1', 10, 7], ['n2', 12, 8], ['back', 2, 3]]);
+  });
+
+  test('GIVEN only requests back with tickets WHEN set aside THEN the line is read (no ticket taken) and their turns are kept', async () => {
+    const { pacer } = await freshTables();
+    await takeKeyPlaceTickets(contractOf(pacer), 'hot', 6, SPAN_MS);
+    await client.send(new UpdateItemCommand({
+      TableName: pacer, Key: { pk: { S: 'key-places#hot' } }, UpdateExpression: 'SET meanJobMs = :m', ExpressionAttributeValues: { ':m': { N: '3000' } },
+    }));
+    const sent: Array<[string, number, number | undefined]> = [];
+    await setAsideForKeyPlaces([call('b6', 'hot', 1, 6)], wakeDeps(contractOf(pacer), sent));
+    expect(sent).toEqual([['b6', 18, 6]]);
+    expect((await readKeyPlaceLine(contractOf(pacer), 'hot'))?.nextTicket).toBe(6);
+  });
+
+  test('GIVEN the ticket write fails WHEN set aside THEN the key\'s requests recheck as before (2 s, no ticket) and the error is reported', async () => {
+    const { pacer } = await freshTables();
+    const failing = { send: async () => { throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }); } } as unknown as DynamoDBClient;
+    const sent: Array<[string, number, number | undefined]> = [];
+    const deps = wakeDeps({ dynamodb: failing, tableName: pacer }, sent);
+    await setAsideForKeyPlaces([call('n1', 'hot', 2), call('back', 'hot', 2, 9)], deps);
+    expect(sent).toEqual([['n1', 2, undefined], ['back', 2, 9]]);
+    expect(deps.onLineError).toHaveBeenCalledWith('hot', expect.objectContaining({ name: 'ThrottlingException' }));
+  });
+
+  test('GIVEN both ticket writes lose their race WHEN set aside THEN the requests recheck without a ticket', async () => {
+    const { pacer } = await freshTables();
+    const losing = {
+      send: async (command: unknown) => {
+        if (command instanceof UpdateItemCommand) throw Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+        return client.send(command as never);
+      },
+    } as unknown as DynamoDBClient;
+    const sent: Array<[string, number, number | undefined]> = [];
+    await setAsideForKeyPlaces([call('n1', 'hot', 2)], wakeDeps({ dynamodb: losing, tableName: pacer }, sent));
+    expect(sent).toEqual([['n1', 2, undefined]]);
+  });
+
+  test('GIVEN a body field WHEN read as a ticket THEN only a whole number counts', () => {
+    expect(keyPlaceTicketOf({ message: { [KEY_PLACE_TICKET_FIELD]: 4 } })).toBe(4);
+    expect(keyPlaceTicketOf({ message: { [KEY_PLACE_TICKET_FIELD]: '4' } })).toBeUndefined();
+    expect(keyPlaceTicketOf({ message: { [KEY_PLACE_TICKET_FIELD]: 1.5 } })).toBeUndefined();
+    expect(keyPlaceTicketOf({ message: {} })).toBeUndefined();
+  });
+});
+
+describe('dispatchBatch sets a full key\'s requests aside on their ticket', () => {
+  function deps(tables: { pacer: string; correlation: string }, clock: FakeClock, keyPlaceTickets?: boolean): DispatchDeps {
+    const config: DispatchConfig = {
+      stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch',
+      requestsPerSecond: 10,
+      pacerTableName: tables.pacer,
+      maxPacingWaitMs: 2_000,
+      latenessToleranceMs: 49,
+      correlationTtlSeconds: 86_400,
+      deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dlq',
+      jobsInFlight: {
+        maxJobsInFlight: 10,
+        maxJobDurationMs: HOUR_MS,
+        recheckMs: 2000,
+        correlationTableName: tables.correlation,
+        ...(keyPlaceTickets === undefined ? {} : { keyPlaceTickets }),
+      },
+    };
+    const keyLimits: KeyLimitsSource = { limitsFor: async (keys) => new Map(keys.map((key) => [key, limits(2)])) };
+    const clients = { dynamodb: client, sfn: new SFNClient({}), sqs: new SQSClient({}) };
+    return { clients, config, logger, metrics: { addMetric: jest.fn() }, clock, random: () => 0.5, keyLimits };
+  }
+
+  /** The hot key at its 2 places, 4 s a job, 3 requests already in its line (tickets 1-3, none served). */
+  async function hotKeyWithLine(pacer: string): Promise<void> {
+    await take(pacer, 'p1', 'hot', 2);
+    await take(pacer, 'p2', 'hot', 2);
+    await takeKeyPlaceTickets(contractOf(pacer), 'hot', 3, SPAN_MS);
+    await client.send(new UpdateItemCommand({
+      TableName: pacer, Key: { pk: { S: 'key-places#hot' } }, UpdateExpression: 'SET meanJobMs = :m', ExpressionAttributeValues: { ':m': { N: '4000' } },
+    }));
+  }
+
+  test('GIVEN a key at its places with 3 ahead in line WHEN its request arrives THEN the copy carries ticket 4 and returns after 4 x 4 s / 2 = 8 s, not the 2 s recheck', async () => {
+    const tables = await freshTables();
+    await hotKeyWithLine(tables.pacer);
+    const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock()));
+    expect(result.batchItemFailures).toEqual([]);
+    const sends = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+    expect(sends.map((s) => [JSON.parse(s.MessageBody!).requestId, JSON.parse(s.MessageBody!)[KEY_PLACE_TICKET_FIELD], s.DelaySeconds])).toEqual([['h9', 4, 8]]);
+  });
+
+  test('GIVEN the ticket line off (KEY_PLACE_TICKETS=off) WHEN the request arrives THEN it rechecks after 2 s without a ticket (the benchmark\'s baseline)', async () => {
+    const tables = await freshTables();
+    await hotKeyWithLine(tables.pacer);
+    await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock(), false));
+    const sends = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+    expect(sends.map((s) => [JSON.parse(s.MessageBody!)[KEY_PLACE_TICKET_FIELD], s.DelaySeconds])).toEqual([[undefined, 2]]);
+    expect((await readKeyPlaceLine(contractOf(tables.pacer), 'hot'))?.nextTicket).toBe(3);
+  });
+
+  test('GIVEN the copy cannot be sent WHEN set aside THEN the message is hidden for its wait and stays on the queue', async () => {
+    const tables = await freshTables();
+    await hotKeyWithLine(tables.pacer);
+    sqs.on(SendMessageCommand).rejects(Object.assign(new Error('down'), { name: 'InternalError' }));
+    const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock()));
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: 'm0' }]);
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { VisibilityTimeout: 8 });
+  });
+
+  test('GIVEN KEY_PLACE_TICKETS WHEN loading the config THEN only \'off\' turns the line off', () => {
+    const env = {
+      [ConsumerEnv.STATE_MACHINE_ARN]: 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch',
+      [ConsumerEnv.REQUESTS_PER_SECOND]: '10',
+      [ConsumerEnv.PACER_TABLE_NAME]: 'pacer',
+      [ConsumerEnv.MAX_PACING_WAIT_MS]: '2000',
+      [ConsumerEnv.CORRELATION_TTL_SECONDS]: '86400',
+      [ConsumerEnv.MAX_JOBS_IN_FLIGHT]: '5',
+      [ConsumerEnv.MAX_JOB_DURATION_MS]: '60000',
+      [ConsumerEnv.CORRELATION_TABLE_NAME]: 'correlation',
+      [DEAD_LETTER_QUEUE_URL_ENV]: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dlq',
+    };
+    expect(loadConfig(env).jobsInFlight?.keyPlaceTickets).toBeUndefined();
+    expect(loadConfig({ ...env, [ConsumerEnv.KEY_PLACE_TICKETS]: 'off' }).jobsInFlight?.keyPlaceTickets).toBe(false);
+    expect(loadConfig({ ...env, [ConsumerEnv.KEY_PLACE_TICKETS]: 'on' }).jobsInFlight?.keyPlaceTickets).toBeUndefined();
+  });
+});
+
+describe('every freer of a key\'s place advances its line', () => {
+  const answer = (statusCode: number | null): VendorCallResult => ({ statusCode, body: null, headers: null, requeue: null });
+  const placeDeps = (pacer: string) => ({ dynamodb: client, jobPlacesTableName: pacer, logger, metrics: { addMetric: jest.fn() } });
+  const submission = (requestId: string, extra: Partial<VendorCallEvent> = {}): VendorCallEvent => ({
+    method: 'POST', headers: {}, body: {}, requestId, slotAtMs: 1, key: 'acme', keyLimits: limits(2), ...extra,
+  });
+
+  test.each([
+    ['a submission refused with 400 (retry-or-give-up)', (pacer: string) => freePlaceOfRefusedSubmission(submission('r1'), answer(400), placeDeps(pacer))],
+    ['a submission given up unsent', (pacer: string) => freePlaceOfUnsentSubmission(
+      submission('r1'), Object.assign(new Error('spent'), { name: 'VendorQuotaExhausted' }), placeDeps(pacer))],
+    ['a cancel of the key\'s job answered 2xx', (pacer: string) => freePlaceOfEndedJob(
+      { ...submission('cancel-1'), path: 'jobs/1/cancel', query: null, endsJobOf: 'r1' } as unknown as VendorCallEvent, answer(200), placeDeps(pacer))],
+  ])('GIVEN %s WHEN freed THEN servedTicket advances by one', async (_, free) => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'r1', 'acme', 2);
+    await free(pacer);
+    expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(1);
+  });
+
+  test('GIVEN a redelivered request whose job was already submitted WHEN the dispatcher gives its places back THEN servedTicket advances', async () => {
+    const tables = await freshTables();
+    await client.send(new PutItemCommand({ TableName: tables.correlation, Item: { requestId: { S: 'done' }, jobId: { S: 'job-9' } } }));
+    await admitJobs([{ message: message('done', 'acme'), keyLimits: limits(1) }], {
+      dynamodb: client,
+      sfn: new SFNClient({}),
+      pacerTableName: tables.pacer,
+      config: { maxJobsInFlight: 10, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation },
+      clock: fakeClock(),
+      logger,
+      metrics: { addMetric: jest.fn() },
+    });
+    expect(await keyNumber(tables.pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBe(1);
+  });
+});
