@@ -19,6 +19,7 @@
 import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { DispatchLogger } from './dispatch';
+import { keyPlaceTicketOf } from './key-place-wake';
 import type { Clock } from './pacer';
 import { JobPlacesTable, placeKey, readPlaces, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
 import { releasePlaceAndWakeWaiter, sendToWaiting, WaitingRequest, WaitingRoom, wakeWaitersForFreePlaces } from '../shared/job-waiting';
@@ -143,6 +144,8 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage;
           expiresAtMs,
           maxJobDurationMs: config.maxJobDurationMs,
           nowMs: now,
+          // A new request queues behind the key's line of set-aside requests (key-place-wake.ts).
+          behindLine: config.keyPlaceTickets !== false && keyPlaceTicketOf(item) === undefined,
         })
         : await takePlace(table, message.requestId, config.maxJobsInFlight, expiresAtMs, now);
       if (outcome.result === 'keyFull') {

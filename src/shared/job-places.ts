@@ -123,6 +123,23 @@ export interface JobPlacesTable {
    * @default - none
    */
   readonly servedCounter?: string;
+  /**
+   * One more condition on takes (a request that already holds its place is renewed regardless). A
+   * key's ticket line (shared/key-places.ts) uses it so that a new request does not take a place
+   * ahead of the requests waiting in the line.
+   *
+   * @default - none
+   */
+  readonly takeGuard?: TakeGuard;
+}
+
+/** A condition ANDed to a take's, and how to tell from the item read after a refused take that it refused it. */
+export interface TakeGuard {
+  /** Condition expression; its names in `names`, no values. */
+  readonly condition: string;
+  readonly names: Record<string, string>;
+  /** Whether the item as read refuses the take (then the take's outcome is `full`). */
+  readonly refuses: (item: Record<string, AttributeValue>) => boolean;
 }
 
 /** The places item's key of `table`. */
@@ -164,14 +181,15 @@ export async function takePlace(
 ): Promise<TakeOutcome> {
   const key = placeKey(requestId, table.owner);
   const ttl = ttlUpdate(table, nowMs);
+  const guard = table.takeGuard;
   for (let round = 0; round < MAX_TAKE_ROUNDS; round++) {
     try {
       const out = await table.dynamodb.send(new UpdateItemCommand({
         TableName: table.tableName,
         Key: itemKeyOf(table),
         UpdateExpression: `SET #places.#k = :exp${ttl.set} ADD #held :one`,
-        ConditionExpression: 'attribute_exists(#places) AND #held < :n AND attribute_not_exists(#places.#k)',
-        ExpressionAttributeNames: { ...NAMES, '#k': key, ...ttl.names },
+        ConditionExpression: `attribute_exists(#places) AND #held < :n AND attribute_not_exists(#places.#k)${guard ? ` AND (${guard.condition})` : ''}`,
+        ExpressionAttributeNames: { ...NAMES, '#k': key, ...ttl.names, ...guard?.names },
         ExpressionAttributeValues: {
           ':exp': { N: String(Math.ceil(expiresAtMs)) }, ':one': { N: '1' }, ':n': { N: String(maxJobsInFlight) }, ...ttl.values,
         },
@@ -199,6 +217,9 @@ export async function takePlace(
         return { result: 'held', placesHeld: state.held, expiresAtMs: renewed };
       }
       continue; // dropped (expired) meanwhile: take a place afresh
+    }
+    if (guard?.refuses(state.item)) {
+      return { result: 'full', placesHeld: state.held };
     }
     if (state.held < maxJobsInFlight) {
       continue; // a place was freed (or the item created) since: try again
@@ -297,14 +318,16 @@ export async function dropExpiredPlaces(table: JobPlacesTable, nowMs: number): P
 }
 
 /** Reads the places item (consistent). Undefined when it has no map yet. */
-export async function readPlaces(table: JobPlacesTable): Promise<{ places: Map<string, number>; held: number } | undefined> {
+export async function readPlaces(
+  table: JobPlacesTable,
+): Promise<{ places: Map<string, number>; held: number; item: Record<string, AttributeValue> } | undefined> {
   const out = await table.dynamodb.send(new GetItemCommand({ TableName: table.tableName, Key: itemKeyOf(table), ConsistentRead: true }));
   const map = out.Item?.[PLACES_ATTRIBUTE]?.M;
   if (map === undefined) {
     return undefined;
   }
   const places = new Map(Object.entries(map).map(([k, v]) => [k, Number(v.N)]));
-  return { places, held: heldOf(out.Item) ?? places.size };
+  return { places, held: heldOf(out.Item) ?? places.size, item: out.Item! };
 }
 
 async function createPlacesItem(table: JobPlacesTable, nowMs: number): Promise<void> {

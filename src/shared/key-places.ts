@@ -42,12 +42,16 @@
  * `meanJobMs`, an EWMA of how long the key's places were held, in the same item. A request with
  * ticket `t` comes back after `max(recheck, (t - servedTicket) * meanJobMs / maxJobsInFlight_k)`, at
  * most SQS' 900 s ({@link keyPlaceWaitMs}); the one whose turn has come rechecks every recheck
- * interval. A place taken without a ticket (a new request finding the key's place free) moves the
- * line's turns early, never late: those requests then recheck as before.
+ * interval. A new request takes a free place only while the line is empty ({@link BEHIND_THE_LINE}),
+ * else it joins the line: so the places freed go to the line, in turn, and a turn that comes is
+ * served. Places taken otherwise (the line off, a line restarted) only move turns early, never
+ * late: those requests recheck as before.
  */
 // Bundled into the dispatcher and the freers only; the SDK stays a devDependency.
 import { type AttributeValue, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { JobPlacesTable, releasePlace, releasePlaceReturningOld, renewHeldPlace, SUBMISSION_WINDOW_MS, takePlace, TakeOutcome } from './job-places';
+import {
+  JobPlacesTable, releasePlace, releasePlaceReturningOld, renewHeldPlace, SUBMISSION_WINDOW_MS, takePlace, TakeGuard, TakeOutcome,
+} from './job-places';
 import { keyPlacesItemKey } from './key-limits';
 
 /** Number attribute of `key-places#<key>`: the last ticket handed out (design 3.3). */
@@ -109,7 +113,31 @@ export interface KeyPlaceTake {
   readonly expiresAtMs: number;
   readonly maxJobDurationMs: number;
   readonly nowMs: number;
+  /**
+   * The request holds no ticket of the key's line (a new request): it takes a place only while
+   * nobody waits in the line ({@link BEHIND_THE_LINE}); else it is `keyFull` and joins the line.
+   *
+   * @default false
+   */
+  readonly behindLine?: boolean;
 }
+
+/**
+ * A new request takes a key's place only while the line is empty (`nextTicket <= servedTicket`):
+ * otherwise a place freed while the line's first requests are away (they come back on their
+ * estimate) goes to whichever new request reaches a dispatcher first, the line's turns pass without
+ * their requests being served, and every request whose turn has passed rechecks every recheck
+ * interval. Measured (`inflight-keys-ticket`, docs/benchmark.md): without it one request of the hot
+ * key came back 74 times.
+ */
+export const BEHIND_THE_LINE: TakeGuard = {
+  condition: 'attribute_not_exists(#next) OR (attribute_exists(#served) AND #next <= #served)',
+  names: { '#next': NEXT_TICKET_ATTRIBUTE, '#served': SERVED_TICKET_ATTRIBUTE },
+  refuses: (item) => {
+    const line = lineOf(item);
+    return line !== undefined && line.nextTicket > line.servedTicket;
+  },
+};
 
 /**
  * Takes the key's place (provisional), then the contract's, then renews the key's (steps 1-4 above).
@@ -122,7 +150,8 @@ export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyA
   // taken): not counted as served, or waiters would come back early for nothing.
   const giveBackTable: JobPlacesTable = { ...keyTable, servedCounter: undefined };
   const requestId = take.requestId;
-  const keyOutcome = await takePlace(keyTable, requestId, take.keyMaxJobsInFlight, take.nowMs + PROVISIONAL_KEY_PLACE_MS, take.nowMs);
+  const firstTakeTable: JobPlacesTable = take.behindLine ? { ...keyTable, takeGuard: BEHIND_THE_LINE } : keyTable;
+  const keyOutcome = await takePlace(firstTakeTable, requestId, take.keyMaxJobsInFlight, take.nowMs + PROVISIONAL_KEY_PLACE_MS, take.nowMs);
   if (keyOutcome.result === 'full') {
     return { result: 'keyFull', keyPlacesHeld: keyOutcome.placesHeld };
   }

@@ -201,6 +201,95 @@ describe('the ticket line (key-places.ts)', () => {
   });
 });
 
+describe('new requests queue behind the key\'s line (BEHIND_THE_LINE)', () => {
+  function takeAs(pacer: string, requestId: string, behindLine: boolean) {
+    return takeKeyThenContractPlace({
+      contract: contractOf(pacer),
+      requestId,
+      key: 'acme',
+      maxJobsInFlight: 10,
+      keyMaxJobsInFlight: 2,
+      expiresAtMs: T0 + SPAN_MS,
+      maxJobDurationMs: HOUR_MS,
+      nowMs: T0,
+      behindLine,
+    });
+  }
+
+  test('GIVEN a place of the key free while requests wait in its line WHEN a new request takes THEN it is keyFull (it joins the line), and a request with a ticket takes the place', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'r1', 'acme', 2);
+    await take(pacer, 'r2', 'acme', 2);
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 1, SPAN_MS);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r1', T0 + 4000);
+    // next 1, served 1: the line is consumed; a second ticket holder waits: next 2.
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 1, SPAN_MS);
+    expect(await takeAs(pacer, 'new', true)).toEqual(expect.objectContaining({ result: 'keyFull', keyPlacesHeld: 1 }));
+    expect(await takeAs(pacer, 'ticketed', false)).toEqual(expect.objectContaining({ result: 'taken' }));
+  });
+
+  test('GIVEN the line empty (every ticket served) WHEN a new request takes THEN it takes the free place', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'r1', 'acme', 2);
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 1, SPAN_MS);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r1', T0 + 4000);
+    expect(await takeAs(pacer, 'new', true)).toEqual(expect.objectContaining({ result: 'taken' }));
+  });
+
+  test('GIVEN no line ever WHEN a new request takes THEN it takes a free place as before', async () => {
+    const { pacer } = await freshTables();
+    expect(await takeAs(pacer, 'new', true)).toEqual(expect.objectContaining({ result: 'taken' }));
+  });
+
+  test('GIVEN a request already holding its place WHEN it takes again behind a line THEN it is renewed (held), not sent to the line', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'mine', 'acme', 2);
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 3, SPAN_MS);
+    expect(await takeAs(pacer, 'mine', true)).toEqual(expect.objectContaining({ result: 'held' }));
+  });
+
+  test('GIVEN the ticket line on WHEN admitJobs takes a key place THEN a request without a ticket is held behind the line, one with a ticket is not', async () => {
+    const tables = await freshTables();
+    await take(tables.pacer, 'r1', 'acme', 2);
+    await takeKeyPlaceTickets(contractOf(tables.pacer), 'acme', 2, SPAN_MS);
+    const admit = (keyPlaceTickets?: boolean) => admitJobs([
+      { message: message('new', 'acme'), keyLimits: limits(2) },
+      { message: message('back', 'acme', { [KEY_PLACE_TICKET_FIELD]: 1 }), keyLimits: limits(2) },
+    ], {
+      dynamodb: client,
+      sfn: new SFNClient({}),
+      pacerTableName: tables.pacer,
+      config: {
+        maxJobsInFlight: 10,
+        maxJobDurationMs: HOUR_MS,
+        recheckMs: 2000,
+        correlationTableName: tables.correlation,
+        ...(keyPlaceTickets === undefined ? {} : { keyPlaceTickets }),
+      },
+      clock: fakeClock(),
+      logger,
+      metrics: { addMetric: jest.fn() },
+    });
+    const on = await admit();
+    expect([on.admitted.map((i) => i.message.requestId), on.keyFull.map((i) => i.message.requestId)]).toEqual([['back'], ['new']]);
+  });
+
+  test('GIVEN the ticket line off WHEN admitJobs takes THEN a new request takes a free place whatever the line', async () => {
+    const tables = await freshTables();
+    await takeKeyPlaceTickets(contractOf(tables.pacer), 'acme', 2, SPAN_MS);
+    const off = await admitJobs([{ message: message('new', 'acme'), keyLimits: limits(2) }], {
+      dynamodb: client,
+      sfn: new SFNClient({}),
+      pacerTableName: tables.pacer,
+      config: { maxJobsInFlight: 10, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation, keyPlaceTickets: false },
+      clock: fakeClock(),
+      logger,
+      metrics: { addMetric: jest.fn() },
+    });
+    expect(off.admitted.map((i) => i.message.requestId)).toEqual(['new']);
+  });
+});
+
 describe('setAsideForKeyPlaces (key-place-wake.ts)', () => {
   type Call = { message: RequestMessage; keyLimits: KeyLimitsSpec; id: string };
   const call = (id: string, key: string, keyMax: number, ticket?: number): Call => ({
