@@ -7,8 +7,11 @@
  * - a request without a ticket takes one: one `ADD nextTicket :n` per key and batch for all of them,
  *   in batch order; the ticket travels in the copy's body ({@link KEY_PLACE_TICKET_FIELD});
  * - a request back with a ticket keeps it (its place in the line); the line is read once per key;
- * - each returns after `keyPlaceWaitMs` (ahead in line x mean job time / the key's places, at least
- *   `recheckMs`, at most 900 s); the one whose turn has come rechecks every `recheckMs`.
+ * - each returns after `keyPlaceWaitMs` (half of: the frees it waits for before its own x mean job
+ *   time / the key's places; at least `recheckMs`, at most 900 s) and looks again; the one next in
+ *   line, or whose turn has come, rechecks every `recheckMs`;
+ * - a new request does not take a key's free place while others wait in its line (key-places.ts
+ *   `BEHIND_THE_LINE`, job-admission.ts): it takes a ticket and queues.
  *
  * A failed or lost ticket write or read leaves the key's requests on today's recheck: the estimate
  * only ever spares rechecks, no request depends on it to be served.

@@ -40,9 +40,10 @@
  * every removal of a key place adds one to `servedTicket` in its own conditional write (the table's
  * `servedCounter`: releases by every freer, and expired places dropped), and each freer keeps
  * `meanJobMs`, an EWMA of how long the key's places were held, in the same item. A request with
- * ticket `t` comes back after `max(recheck, (t - servedTicket) * meanJobMs / maxJobsInFlight_k)`, at
- * most SQS' 900 s ({@link keyPlaceWaitMs}); the one whose turn has come rechecks every recheck
- * interval. A new request takes a free place only while the line is empty ({@link BEHIND_THE_LINE}),
+ * ticket `t` comes back after half its estimated wait, `(t - servedTicket - 1) * meanJobMs /
+ * maxJobsInFlight_k`, at least the recheck interval, at most SQS' 900 s ({@link keyPlaceWaitMs}),
+ * and then looks again: the request next in line, and any whose turn has come, rechecks every
+ * recheck interval. A new request takes a free place only while the line is empty ({@link BEHIND_THE_LINE}),
  * else it joins the line: so the places freed go to the line, in turn, and a turn that comes is
  * served. Places taken otherwise (the line off, a line restarted) only move turns early, never
  * late: those requests recheck as before.
@@ -299,16 +300,29 @@ export async function readKeyPlaceLine(contract: JobPlacesTable, key: string): P
 }
 
 /**
+ * The part of its estimated wait a request in a key's line waits before it looks again (and
+ * re-estimates from the places served by then). Ends of jobs vary: when several places free sooner
+ * than their mean, a request that waited its whole estimate leaves them idle until it is back.
+ * Measured (docs/benchmark.md, `inflight-keys-*`; hot key's places used, SQS requests per call):
+ * with jobs of 2-6 s, 1: 0.835, 7.0; 0.5: 0.893, 10.3 (the plain 2 s recheck: 0.876, 15.1); with
+ * jobs of 10-30 s, 1: 0.805 (one place idle for 17 s), 6.2; 0.5: 0.922, 7.8 (recheck: 0.939, 8.9).
+ */
+export const KEY_PLACE_WAIT_FRACTION = 0.5;
+
+/**
  * How long a request with `ticket` waits before it looks for a place of its key again (design 3.3):
- * `max(recheckMs, (ticket - servedTicket) * meanJobMs / maxJobsInFlight_k)`, at most 900 s. Without
- * a mean (no place freed since the line started) or once its turn has come: `recheckMs`.
+ * `max(recheckMs, KEY_PLACE_WAIT_FRACTION * (ticket - servedTicket - 1) * meanJobMs / maxJobsInFlight_k)`,
+ * at most 900 s. Without a mean (no place freed since the line started), next in line or once its
+ * turn has come: `recheckMs`. One free fewer than the design's `ticket - servedTicket`: the request
+ * next in line rechecks instead of waiting out the mean time to the next free (hand-over idle 963 ->
+ * 837 ms with jobs of 2-6 s, 2967 -> 2199 ms with jobs of 10-30 s, before the fraction).
  */
 export function keyPlaceWaitMs(ticket: number, line: KeyPlaceLine, keyMaxJobsInFlight: number, recheckMs: number): number {
   const ahead = ticket - line.servedTicket;
   if (line.meanJobMs === undefined || ahead <= 0 || !(keyMaxJobsInFlight > 0)) {
     return recheckMs;
   }
-  return Math.min(MAX_RETURN_MS, Math.max(recheckMs, ahead * line.meanJobMs / keyMaxJobsInFlight));
+  return Math.min(MAX_RETURN_MS, Math.max(recheckMs, KEY_PLACE_WAIT_FRACTION * (ahead - 1) * line.meanJobMs / keyMaxJobsInFlight));
 }
 
 function lineOf(item: Record<string, AttributeValue> | undefined): KeyPlaceLine | undefined {

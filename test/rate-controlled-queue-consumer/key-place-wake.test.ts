@@ -180,9 +180,10 @@ describe('the ticket line (key-places.ts)', () => {
     expect(await keyNumber(pacer, 'acme', SERVED_TICKET_ATTRIBUTE)).toBeUndefined();
   });
 
-  test('GIVEN tickets and a mean WHEN the wait is estimated THEN ahead x mean / places, at least the recheck, at most 900 s; the recheck without a mean or once the turn has come', () => {
+  test('GIVEN tickets and a mean WHEN the wait is estimated THEN half of: the frees before its own x mean / places; at least the recheck, at most 900 s; the recheck without a mean, next in line or once the turn has come', () => {
     const line = { nextTicket: 20, servedTicket: 4, meanJobMs: 4000 };
-    expect(keyPlaceWaitMs(10, line, 2, 2000)).toBe(12_000);
+    // 6 frees to its turn: 5 before it, 2 s apart: 10 s, half of it.
+    expect(keyPlaceWaitMs(10, line, 2, 2000)).toBe(5_000);
     expect(keyPlaceWaitMs(5, line, 4, 2000)).toBe(2000);
     expect(keyPlaceWaitMs(4, line, 2, 2000)).toBe(2000);
     expect(keyPlaceWaitMs(3, line, 2, 2000)).toBe(2000);
@@ -318,9 +319,9 @@ describe('setAsideForKeyPlaces (key-place-wake.ts)', () => {
       ExpressionAttributeValues: { ':m': { N: '4000' }, ':s': { N: '2' } },
     }));
     const sent: Array<[string, number, number | undefined]> = [];
-    // 2 places, 4 s a job: one place frees every 2 s; ticket 7 is 5 ahead: 10 s.
+    // 2 places, 4 s a job: one place frees every 2 s; ticket 7 waits for 5 frees, 4 before its own: 8 s, back after half.
     await setAsideForKeyPlaces([call('n1', 'hot', 2), call('n2', 'hot', 2), call('back', 'hot', 2, 3)], wakeDeps(contractOf(pacer), sent));
-    expect(sent).toEqual([['n1', 10, 7], ['n2', 12, 8], ['back', 2, 3]]);
+    expect(sent).toEqual([['n1', 4, 7], ['n2', 5, 8], ['back', 2, 3]]);
   });
 
   test('GIVEN only requests back with tickets WHEN set aside THEN the line is read (no ticket taken) and their turns are kept', async () => {
@@ -331,7 +332,7 @@ describe('setAsideForKeyPlaces (key-place-wake.ts)', () => {
     }));
     const sent: Array<[string, number, number | undefined]> = [];
     await setAsideForKeyPlaces([call('b6', 'hot', 1, 6)], wakeDeps(contractOf(pacer), sent));
-    expect(sent).toEqual([['b6', 18, 6]]);
+    expect(sent).toEqual([['b6', 7, 6]]);
     expect((await readKeyPlaceLine(contractOf(pacer), 'hot'))?.nextTicket).toBe(6);
   });
 
@@ -399,13 +400,13 @@ describe('dispatchBatch sets a full key\'s requests aside on their ticket', () =
     }));
   }
 
-  test('GIVEN a key at its places with 3 ahead in line WHEN its request arrives THEN the copy carries ticket 4 and returns after 4 x 4 s / 2 = 8 s, not the 2 s recheck', async () => {
+  test('GIVEN a key at its places with 3 ahead in line WHEN its request arrives THEN the copy carries ticket 4 and returns after half of (4 - 1) x 4 s / 2 = 3 s, not the 2 s recheck', async () => {
     const tables = await freshTables();
     await hotKeyWithLine(tables.pacer);
     const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock()));
     expect(result.batchItemFailures).toEqual([]);
     const sends = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
-    expect(sends.map((s) => [JSON.parse(s.MessageBody!).requestId, JSON.parse(s.MessageBody!)[KEY_PLACE_TICKET_FIELD], s.DelaySeconds])).toEqual([['h9', 4, 8]]);
+    expect(sends.map((s) => [JSON.parse(s.MessageBody!).requestId, JSON.parse(s.MessageBody!)[KEY_PLACE_TICKET_FIELD], s.DelaySeconds])).toEqual([['h9', 4, 3]]);
   });
 
   test('GIVEN the ticket line off (KEY_PLACE_TICKETS=off) WHEN the request arrives THEN it rechecks after 2 s without a ticket (the benchmark\'s baseline)', async () => {
@@ -423,7 +424,7 @@ describe('dispatchBatch sets a full key\'s requests aside on their ticket', () =
     sqs.on(SendMessageCommand).rejects(Object.assign(new Error('down'), { name: 'InternalError' }));
     const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock()));
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: 'm0' }]);
-    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { VisibilityTimeout: 8 });
+    expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { VisibilityTimeout: 3 });
   });
 
   test('GIVEN KEY_PLACE_TICKETS WHEN loading the config THEN only \'off\' turns the line off', () => {
