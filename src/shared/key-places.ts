@@ -250,7 +250,9 @@ export interface KeyPlaceLine {
  * Takes `n` tickets in `key`'s line: `ADD nextTicket :n` while the line is ahead of the places served;
  * a line behind them (empty: more places freed than tickets taken, or no line yet) restarts at
  * `servedTicket` (`SET nextTicket = servedTicket + :n`), so a new line's first ticket is next, not
- * long past. Each write also records the place span (see {@link PLACE_SPAN_MS_ATTRIBUTE}). Throws on
+ * long past (`SET a = if_not_exists(b, :zero) + :n`: an operand may be a function,
+ * https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html).
+ * Each write also records the place span (see {@link PLACE_SPAN_MS_ATTRIBUTE}). Throws on
  * DynamoDB errors; resolves to undefined when both forms lost a race (the caller rechecks as before).
  */
 export async function takeKeyPlaceTickets(contract: JobPlacesTable, key: string, n: number, placeSpanMs: number): Promise<KeyPlaceLine | undefined> {
