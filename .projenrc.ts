@@ -48,6 +48,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-sfn',
     '@aws-sdk/client-sqs',
     '@aws-sdk/client-secrets-manager',
+    // The key settings CLI reads the dispatcher's environment (cdk-async-external-api-keys).
+    '@aws-sdk/client-lambda',
     // SigV4 signing of the vendor caller's proxy call and the AppConfigData reads (no client for those).
     '@smithy/signature-v4@^5',
     '@aws-sdk/credential-provider-node',
@@ -140,6 +142,8 @@ const handlerLogic = [
   'src/rate-controlled-queue-consumer/key-schedule.ts',
   'src/rate-controlled-queue-consumer/key-set-aside.ts',
   'src/shared/key-places.ts',
+  // A CLI bundled with its SDK clients (below), like a handler.
+  'src/contract/key-settings-cli.ts',
 ];
 for (const file of handlerLogic) {
   project.eslint?.allowDevDeps(file);
@@ -205,5 +209,10 @@ project.addTask('demo:synth', {
 
 // The exact audit of the proxy's access log (README, "Audit"): `npx cdk-async-external-api-audit`.
 project.addBins({ 'cdk-async-external-api-audit': 'lib/throttled-proxy/access-log-audit-cli.js' });
+// The key settings CLI (docs/operations.md, "Per-key limits"): `npx cdk-async-external-api-keys`. Bundled
+// with the AWS SDK clients it uses (devDependencies, not the package's dependencies) into assets/,
+// which ships in the package, as the handlers are.
+const keysCli = project.bundler.addBundle('src/contract/key-settings-cli.ts', { platform: 'node', target: 'node20', externals: [], sourcemap: false, executable: true });
+project.addBins({ 'cdk-async-external-api-keys': keysCli.outfile });
 
 project.synth();

@@ -12,6 +12,7 @@ import { comparisons } from './comparisons';
 import { contractRpsOf, DEFAULT_DERIVE_OPTIONS, DeriveOptions, deriveStack, loadStack } from './derive';
 import { priceDesign } from './model';
 import { DEFAULT_KEYS } from './per-key-credentials';
+import { perKeyFigures } from './per-key-limits';
 import { knownRegions, pricesFor, UnknownRegionError } from './prices';
 import { CostResult, markdownReport, summary, textReport } from './report';
 
@@ -39,6 +40,12 @@ export interface CostArgs {
   readonly keys?: number;
   /** Synthesize the example with this jobs-in-flight limit (and its waiting queue). */
   readonly maxJobsInFlight?: number;
+  /** Synthesize the example with per-key limits of this many requests per second per key. */
+  readonly perKeyRps?: number;
+  /** ... and this per-key jobs-in-flight limit (needs maxJobsInFlight). */
+  readonly perKeyMaxJobsInFlight?: number;
+  /** Calls per second of each active key (per-key limits; default the per-key limit). */
+  readonly keyCallRps?: number;
   readonly json: boolean;
   readonly markdown: boolean;
   readonly assembly?: string;
@@ -65,6 +72,13 @@ Standard workflow with an HTTP Task.
                           default ${DEFAULT_KEYS}): N secrets a month, GetSecretValue per key per cache TTL per environment
   --max-jobs-in-flight N  synthesize the example with maxJobsInFlight N in its contract: prices the job places,
                           the waiting queue's moves per wait and the sweep (not with --assembly)
+  --per-key-rps R         synthesize the example with per-key limits, R requests per second per key (KeyLimits;
+                          every request then carries its customer as its key): prices what they add per call,
+                          per set-aside, per active and per idle key (not with --assembly: read from the template)
+  --per-key-max-jobs-in-flight N
+                          ... and N jobs in flight per key (with --per-key-rps and --max-jobs-in-flight)
+  --key-call-rps X        with per-key limits: calls per second of each active key, so traffic / X active keys
+                          (default: the per-key limit); decides how many distinct keys a batch holds
   --assembly DIR          cost an already synthesized cloud assembly instead of the example (with --stack;
                           the contract is read from the template, give the traffic with --traffic-rps)
   --stack NAME            the stack in --assembly
@@ -83,7 +97,8 @@ export class UsageError extends Error {
 export function parseArgs(argv: string[]): CostArgs {
   const values = new Map<string, string>();
   const flags = new Set<string>();
-  const valued = ['--rps', '--traffic-rps', '--region', '--vendor-latency-ms', '--payload-bytes', '--callback-bytes', '--task-token-bytes', '--keys', '--max-jobs-in-flight', '--assembly', '--stack'];
+  const valued = ['--rps', '--traffic-rps', '--region', '--vendor-latency-ms', '--payload-bytes', '--callback-bytes', '--task-token-bytes', '--keys', '--max-jobs-in-flight',
+    '--per-key-rps', '--per-key-max-jobs-in-flight', '--key-call-rps', '--assembly', '--stack'];
   const switches = ['--json', '--markdown', '--help', '-h'];
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
@@ -127,6 +142,9 @@ export function parseArgs(argv: string[]): CostArgs {
     taskTokenBytes: num('--task-token-bytes', 0, DEFAULT_DERIVE_OPTIONS.taskTokenBytes)!,
     keys: whole('--keys'),
     maxJobsInFlight: whole('--max-jobs-in-flight'),
+    perKeyRps: num('--per-key-rps', 0),
+    perKeyMaxJobsInFlight: whole('--per-key-max-jobs-in-flight'),
+    keyCallRps: num('--key-call-rps', 0),
     json: flags.has('--json'),
     markdown: flags.has('--markdown'),
     assembly: values.get('--assembly'),
@@ -138,6 +156,12 @@ export function parseArgs(argv: string[]): CostArgs {
   }
   if (args.assembly !== undefined && args.maxJobsInFlight !== undefined) {
     throw new UsageError('--max-jobs-in-flight synthesizes the example app; with --assembly the limit is read from the template');
+  }
+  if (args.assembly !== undefined && args.perKeyRps !== undefined) {
+    throw new UsageError('--per-key-rps synthesizes the example app; with --assembly the per-key limits are read from the template');
+  }
+  if (args.perKeyMaxJobsInFlight !== undefined && (args.perKeyRps === undefined || args.maxJobsInFlight === undefined)) {
+    throw new UsageError(`--per-key-max-jobs-in-flight ${args.perKeyMaxJobsInFlight} needs --per-key-rps R and --max-jobs-in-flight N (a key's limit is within the contract's)`);
   }
   if (args.assembly !== undefined && args.rps !== undefined) {
     throw new UsageError('--rps synthesizes the example app; with --assembly the contract is read from the template (give the traffic with --traffic-rps)');
@@ -156,6 +180,7 @@ export function costOf(assemblyDir: string, stackName: string, regionCode: strin
   const ours = priceDesign(derived.usage, prices, trafficRps);
   const fetch = derived.fetch ? priceDesign(derived.fetch.usage, prices, trafficRps) : undefined;
   const waits = derived.waits ? priceDesign(derived.waits, prices, trafficRps) : undefined;
+  const perKey = perKeyFigures(derived, prices, trafficRps);
   return {
     stackName,
     prices,
@@ -166,18 +191,31 @@ export function costOf(assemblyDir: string, stackName: string, regionCode: strin
     comparisons: comparisons(derived.model, full).map((comparison) => ({ comparison, cost: priceDesign(comparison.usage, prices, trafficRps) })),
     ...(fetch ? { fetch } : {}),
     ...(waits ? { waits } : {}),
+    ...(perKey ? { perKey } : {}),
   };
 }
 
+/** Per-key limits to synthesize the example with (`KeyLimits.of`). */
+export interface ExamplePerKey {
+  readonly requestsPerSecond: number;
+  readonly maxJobsInFlight?: number;
+}
+
 /** Synthesizes the example app with a contract into a temporary directory; returns it and the stack name. */
-export function synthesizeExample(rps: number, maxJobsInFlight?: number): { dir: string; stackName: string } {
+export function synthesizeExample(rps: number, maxJobsInFlight?: number, perKey?: ExamplePerKey): { dir: string; stackName: string } {
   // Required here, not imported: --assembly runs without loading the construct library.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { buildExampleApp } = require('../examples/app') as typeof import('../examples/app');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-async-external-api-cost-'));
-  const props = maxJobsInFlight === undefined ? { requestsPerSecond: rps } : {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    contract: (require('../src') as typeof import('../src')).VendorContract.of({ requestsPerSecond: rps, maxJobsInFlight }),
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = () => require('../src') as typeof import('../src');
+  // With per-key limits the example puts each order's customerId on every task as its key.
+  const props = maxJobsInFlight === undefined && perKey === undefined ? { requestsPerSecond: rps } : {
+    contract: lib().VendorContract.of({
+      requestsPerSecond: rps,
+      ...(maxJobsInFlight !== undefined ? { maxJobsInFlight } : {}),
+      ...(perKey ? { perKey: lib().KeyLimits.of(perKey) } : {}),
+    }),
   };
   const { app, stack } = buildExampleApp(props, dir);
   app.synth();
@@ -209,8 +247,13 @@ export async function main(argv: string[], io: CostIo = PROCESS_IO): Promise<num
   try {
     if (dir === undefined) {
       const rps = args.rps ?? DEFAULT_RPS;
-      io.err(`synthesizing the example app with requestsPerSecond ${rps}${args.maxJobsInFlight ? ` and maxJobsInFlight ${args.maxJobsInFlight}` : ''}...`);
-      ({ dir, stackName } = synthesizeExample(rps, args.maxJobsInFlight));
+      const perKey = args.perKeyRps !== undefined ? {
+        requestsPerSecond: args.perKeyRps,
+        ...(args.perKeyMaxJobsInFlight !== undefined ? { maxJobsInFlight: args.perKeyMaxJobsInFlight } : {}),
+      } : undefined;
+      io.err(`synthesizing the example app with requestsPerSecond ${rps}${args.maxJobsInFlight ? ` and maxJobsInFlight ${args.maxJobsInFlight}` : ''}`
+        + `${perKey ? `, per key ${perKey.requestsPerSecond} rps${perKey.maxJobsInFlight ? ` and ${perKey.maxJobsInFlight} jobs in flight` : ''}` : ''}...`);
+      ({ dir, stackName } = synthesizeExample(rps, args.maxJobsInFlight, perKey));
       temporary = true;
     }
     const result = costOf(dir, stackName!, args.region, {
@@ -220,6 +263,7 @@ export async function main(argv: string[], io: CostIo = PROCESS_IO): Promise<num
       callbackBytes: args.callbackBytes,
       taskTokenBytes: args.taskTokenBytes,
       ...(args.keys !== undefined ? { keys: args.keys } : {}),
+      ...(args.keyCallRps !== undefined ? { keyCallRps: args.keyCallRps } : {}),
     });
     io.out(args.markdown ? markdownReport(result) : textReport(result));
     if (args.json) {

@@ -16,6 +16,7 @@ import { sweepMonthly, waitingRoomOf, WaitingRoomModel, waitUsage, wakeLinesPerJ
 import { jobsInFlightLines, jobsInFlightMonthly, maxJobsInFlightOf } from './jobs-in-flight';
 import { DesignUsage, MonthlyLine, UsageLine } from './model';
 import { DEFAULT_KEYS, perKeyCredentialLines, perKeyCredentialOf, PerKeyCredentialModel, perKeySecretsMonthly } from './per-key-credentials';
+import { KEY_RULES_EVENTS, KEY_RULES_MONTHLY, perKeyLimitsOf, PerKeyLimitsModel, perKeyLines, perKeyMonthly, setAsideUsage } from './per-key-limits';
 import { LocalTemplate } from '../local/template';
 import { LocalEndpoints, ResolvedResource } from '../local/types';
 import { DynamicDelayEnv } from '../src/rate-controlled-queue-consumer/dynamic-delay-env';
@@ -42,6 +43,11 @@ export interface DeriveOptions {
    * template cannot know them. Default DEFAULT_KEYS; unused without per-key credentials.
    */
   readonly keys?: number;
+  /**
+   * With per-key limits: calls per second of each active key (so trafficRps / keyCallRps active
+   * keys), which decides how many distinct keys a batch holds. Default: the per-key limit.
+   */
+  readonly keyCallRps?: number;
 }
 
 export const DEFAULT_DERIVE_OPTIONS: Omit<DeriveOptions, 'trafficRps'> = {
@@ -188,6 +194,8 @@ export interface StackModel {
   readonly waitingRoom?: WaitingRoomModel;
   /** The proxy's per-key credential function (SECRET_NAME_PATTERN); undefined without per-key credentials. */
   readonly perKeyCredential?: PerKeyCredentialModel;
+  /** Per-key limits (dispatcher KEY_LIMITS), with the traffic's spread over keys; undefined without them. */
+  readonly perKeyLimits?: PerKeyLimitsModel;
 }
 
 /** The paced result fetches of the main workflow (callVendorTask), costed per fetch. */
@@ -215,6 +223,11 @@ export interface StackDerivation {
    * jobs-in-flight limit with its waiting queue: off the happy path, priced per wait.
    */
   readonly waits?: DesignUsage;
+  /**
+   * With per-key limits: what they add to a call (the per-key lines of a submission, also in
+   * `usage`), and a set-aside (off the happy path, priced per set-aside).
+   */
+  readonly perKey?: { readonly perCall: DesignUsage; readonly setAside: DesignUsage };
   /** How each count was obtained, one line each. */
   readonly derivation: string[];
   /** Things the reader must know (backlog, missing features). */
@@ -409,6 +422,14 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   const maxJobsInFlight = maxJobsInFlightOf(consumerEnv);
   const waitingRoom = waitingRoomOf(t, consumerEnv, dispatcherFn.logicalId, maxJobsInFlight);
   const perKeyCredential = perKeyCredentialOf(t, (id) => functionModel(t.get(id)));
+  const perKeyLimits = perKeyLimitsOf(t, consumerEnv, {
+    trafficRps: options.trafficRps,
+    ...(options.keyCallRps !== undefined ? { keyCallRps: options.keyCallRps } : {}),
+    requestFeed,
+    pacerTable: pacerTable.logicalId,
+    contractQuotas: quotaCount(consumerEnv),
+    ...(maxJobsInFlight !== undefined ? { maxJobsInFlight } : {}),
+  });
   const model: StackModel = {
     contractRps,
     latenessToleranceMs,
@@ -437,8 +458,27 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     maxJobsInFlight,
     ...(waitingRoom ? { waitingRoom } : {}),
     ...(perKeyCredential ? { perKeyCredential } : {}),
+    ...(perKeyLimits ? { perKeyLimits } : {}),
   };
   const keys = options.keys ?? DEFAULT_KEYS;
+  const perKeyFunctions = {
+    dispatcher: model.dispatcher,
+    processor: model.processor,
+    ...(vendorCaller ? { vendorCaller } : {}),
+    correlationItemBytes,
+    correlationTable: correlationTable.logicalId,
+  };
+  if (perKeyLimits) {
+    const d = perKeyLimits.defaults;
+    derivation.push(`per-key limits (dispatcher KEY_LIMITS): ${d.requestsPerSecond} rps per key${d.maxJobsInFlight !== undefined ? `, ${d.maxJobsInFlight} jobs in flight` : ''}`
+      + `${Object.keys(d.quotas).length > 0 ? `, quotas ${Object.keys(d.quotas).join(', ')}` : ''}; settings table ${perKeyLimits.settingsTable}; `
+      + `${fmt(perKeyLimits.activeKeys)} active keys at ${fmt(perKeyLimits.keyCallRps, 3)} calls/s each (--key-call-rps${options.keyCallRps === undefined ? ' absent: the per-key limit' : ''}), `
+      + `${fmt(perKeyLimits.distinctKeysPerBatch, 2)} distinct keys in a batch of ${fmt(requestFeed.fill)} (calls of each key independent: K (1 - e^(-F/K)))`);
+    if (perKeyLimits.keyCallRps > d.requestsPerSecond) {
+      warnings.push(`${fmt(perKeyLimits.keyCallRps, 3)} calls/s per key (--key-call-rps) is above the per-key limit of ${d.requestsPerSecond} rps: `
+        + 'each key\'s excess is set aside again and again and its backlog grows (priced per set-aside, not in the per-request table)');
+    }
+  }
   if (waitingRoom) {
     derivation.push(`jobs in flight: waiting queue ${waitingRoom.queue}${waitingRoom.sweep ? `, sweep ${waitingRoom.sweep.schedule} every ${waitingRoom.sweep.periodSeconds} s` : ', no sweep schedule'}: `
       + 'each freed place wakes one waiter (2 empty short polls when nobody waits); waits are priced per wait');
@@ -531,6 +571,8 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
   }));
   lines.push(...wakeLinesPerJob(waitingRoom, model.processor));
   lines.push(...perKeyCredentialLines(perKeyCredential, keys, options.trafficRps));
+  const perKeyCall = perKeyLimits ? perKeyLines(perKeyLimits, perKeyFunctions, true) : [];
+  lines.push(...perKeyCall);
   lines.push(...logLines(model, requestFeed, callbackFeed, lambdaTasks.map((x) => lambda(x.fn))));
   lines.push({
     service: 'secretsManager',
@@ -566,7 +608,7 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
       warnings.push(`${main.logicalId} makes vendor calls (${callStates.join(', ')}) but the dispatcher starts no vendor-call workflow `
         + `(${ConsumerEnv.CALL_STATE_MACHINE_ARN} ${JSON.stringify(callArn)}): the result fetches are not costed`);
     } else {
-      fetch = deriveFetch(t, { callSm, callStates, main, model, options, requeues, callerMs, derivation });
+      fetch = deriveFetch(t, { callSm, callStates, main, model, options, requeues, callerMs, derivation, perKeyFunctions });
     }
   }
   const waits = waitingRoom && model.maxJobsInFlight !== undefined ? waitUsage({
@@ -578,7 +620,16 @@ export function deriveStack(t: LocalTemplate, options: DeriveOptions): StackDeri
     dispatcher: model.dispatcher,
     processor: model.processor,
   }) : undefined;
-  return { model, usage, ...(fetch ? { fetch } : {}), ...(waits ? { waits } : {}), derivation, warnings };
+  const perKey = perKeyLimits ? {
+    perCall: {
+      name: 'per-key limits, per call',
+      description: 'what per-key limits add to a call of a key (a submission): the key\'s reads and writes at the dispatcher, the vendor caller and the callback processor',
+      lines: perKeyCall,
+      monthly: [],
+    },
+    setAside: setAsideUsage(perKeyLimits, requestFeed, perKeyFunctions),
+  } : undefined;
+  return { model, usage, ...(fetch ? { fetch } : {}), ...(waits ? { waits } : {}), ...(perKey ? { perKey } : {}), derivation, warnings };
 }
 
 interface FetchContext {
@@ -590,6 +641,7 @@ interface FetchContext {
   readonly requeues: (name: string, state: AslState) => boolean;
   readonly callerMs: number;
   readonly derivation: string[];
+  readonly perKeyFunctions: Parameters<typeof perKeyLines>[1];
 }
 
 /**
@@ -687,6 +739,8 @@ function deriveFetch(t: LocalTemplate, c: FetchContext): FetchDerivation {
     lines.push(logLine(`${base.logicalId} (vendor-call) execution logs`, base.logBytesPerExecution, 'log level ALL: every state event'));
   }
   lines.push(...perKeyCredentialLines(model.perKeyCredential, options.keys ?? DEFAULT_KEYS, options.trafficRps));
+  // A fetch is a call of its key too (per-key limits make the key required on every task); it holds no job place.
+  lines.push(...(model.perKeyLimits ? perKeyLines(model.perKeyLimits, c.perKeyFunctions, false) : []));
   lines.push({
     service: 'secretsManager',
     what: 'GetSecretValue calls',
@@ -998,6 +1052,9 @@ function validateOptions(options: DeriveOptions): void {
   for (const key of nonNegative) {
     if (!Number.isFinite(options[key]) || options[key]! < 0) throw new Error(`${key} must be a number >= 0, got ${options[key]}`);
   }
+  if (options.keyCallRps !== undefined && (!Number.isFinite(options.keyCallRps) || options.keyCallRps <= 0)) {
+    throw new Error(`keyCallRps must be a number greater than 0 (calls per second of each active key), got ${options.keyCallRps}`);
+  }
   if (options.keys !== undefined && (!Number.isInteger(options.keys) || options.keys < 1)) {
     throw new Error(`keys must be a whole number >= 1 (request keys with a secret each), got ${options.keys}`);
   }
@@ -1226,7 +1283,7 @@ function auditLines(t: LocalTemplate, proxyCalls: number): UsageLine[] {
     }]),
     ...(keyRules === 0 ? [] : [{
       service: 'cloudwatch' as const,
-      what: 'Contributor Insights matched log events (key rules, at most)',
+      what: KEY_RULES_EVENTS,
       perRequest: keyRules,
       price: 'contributorInsightsEvent' as const,
       derivation: `${keyRules} key rule(s) x at most 1 EMF document per request (one per key per handler invocation)`,
@@ -1254,7 +1311,7 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
   const keyRules = insightRules.filter(isKeyRule).length;
   const rules = insightRules.length - keyRules;
   if (rules > 0) lines.push({ what: 'Contributor Insights rules', quantity: rules, price: 'contributorInsightsRuleMonth', derivation: `${rules} AWS::CloudWatch::InsightRule in the template (the proxy's access log audit)` });
-  if (keyRules > 0) lines.push({ what: 'Contributor Insights rules (keys)', quantity: keyRules, price: 'contributorInsightsRuleMonth', derivation: `${keyRules} AWS::CloudWatch::InsightRule ranking the keys (requests carry keys)` });
+  if (keyRules > 0) lines.push({ what: KEY_RULES_MONTHLY, quantity: keyRules, price: 'contributorInsightsRuleMonth', derivation: `${keyRules} AWS::CloudWatch::InsightRule ranking the keys (requests carry keys)` });
   const dashboards = count('AWS::CloudWatch::Dashboard');
   if (dashboards > 0) lines.push({ what: 'CloudWatch dashboards', quantity: dashboards, price: 'cloudwatchDashboardMonth', derivation: `${dashboards} AWS::CloudWatch::Dashboard in the template` });
   const detailed = [model.proxy, model.webhook].filter((a) => a.detailedMetrics);
@@ -1279,6 +1336,7 @@ function monthlyLines(t: LocalTemplate, model: StackModel, options: DeriveOption
     lines.push(...sweepMonthly({ room: model.waitingRoom, maxJobsInFlight: model.maxJobsInFlight, dispatcher: model.dispatcher }));
   }
   lines.push(...perKeySecretsMonthly(model.perKeyCredential, options.keys ?? DEFAULT_KEYS));
+  lines.push(...(model.perKeyLimits ? perKeyMonthly(model.perKeyLimits, options.keys ?? DEFAULT_KEYS) : []));
   const filters = t.ofType('AWS::Logs::MetricFilter');
   const filterMetrics = filters.reduce((sum, f) => sum + ((f.properties.MetricTransformations ?? []) as unknown[]).length, 0);
   if (filterMetrics > 0) {

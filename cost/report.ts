@@ -7,6 +7,7 @@ import { DeriveOptions, fmt, StackDerivation } from './derive';
 import { HAPPY_PATH_RULE } from './happy-path';
 import { DesignCost, PricedLine, round, SERVICE_KEYS, ServiceKey, SERVICES } from './model';
 import { DEFAULT_KEYS } from './per-key-credentials';
+import { PerKeyFigures } from './per-key-limits';
 import { PRICE_DATE, PRICE_STATEMENT, RegionPrices } from './prices';
 
 /** Everything a report shows. */
@@ -23,6 +24,8 @@ export interface CostResult {
   readonly fetch?: DesignCost;
   /** A wait for a job place (jobs-in-flight waiting queue), priced per wait. */
   readonly waits?: DesignCost;
+  /** Per-key limits: per call, per set-aside, per active and idle key. */
+  readonly perKey?: PerKeyFigures;
 }
 
 /** One comparison in the JSON summary. */
@@ -62,6 +65,18 @@ export interface CostSummary {
     readonly perMillionWaitsUsd: number;
     readonly byService: Record<ServiceKey, number>;
   };
+  /** Per-key limits (KEY_LIMITS in the template): what they add per call (in the figures above), per set-aside, per key a month. */
+  readonly perKey?: {
+    readonly keyCallRps: number;
+    readonly activeKeys: number;
+    readonly distinctKeysPerBatch: number;
+    readonly perMillionCallsUsd: number;
+    readonly byService: Record<ServiceKey, number>;
+    readonly perMillionSetAsidesUsd: number;
+    readonly activeKeyMonthUsd: number;
+    /** An idle key a month is a tiny figure: per million idle keys (with an override item, and a secret each with credentials per key). */
+    readonly perMillionIdleKeysMonthUsd: number;
+  };
   readonly warnings: string[];
 }
 
@@ -93,6 +108,18 @@ export function summary(result: CostResult): CostSummary {
       },
     } : {}),
     ...(result.waits ? { jobWait: { perMillionWaitsUsd: round(result.waits.perMillionRequestsUsd), byService: byService(result.waits) } } : {}),
+    ...(result.perKey ? {
+      perKey: {
+        keyCallRps: result.perKey.keyCallRps,
+        activeKeys: round(result.perKey.activeKeys, 2),
+        distinctKeysPerBatch: round(result.perKey.distinctKeysPerBatch, 2),
+        perMillionCallsUsd: round(result.perKey.perCall.perMillionRequestsUsd),
+        byService: byService(result.perKey.perCall),
+        perMillionSetAsidesUsd: round(result.perKey.setAside.perMillionRequestsUsd),
+        activeKeyMonthUsd: round(result.perKey.activeKeyMonthUsd),
+        perMillionIdleKeysMonthUsd: round(result.perKey.idleKeyMonthUsd * 1_000_000, 2),
+      },
+    } : {}),
     warnings: result.derived.warnings,
   };
 }
@@ -118,6 +145,32 @@ function fetchText(result: CostResult): string[] {
     ], [false, true]),
     ...table(['service', 'usage', 'per fetch', 'USD per 1M', 'how'], fetch.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
     fetchSentence(result),
+  ];
+}
+
+/** The per-key section of the text report (empty without per-key limits). */
+function perKeyText(result: CostResult): string[] {
+  const k = result.perKey;
+  if (!k) return [];
+  return [
+    '',
+    'PER-KEY LIMITS: WHAT THEY ADD PER CALL (ALREADY IN THE TABLES ABOVE), PER SET-ASIDE, PER KEY A MONTH',
+    ...perKeySentences(k).map((sentence) => `  ${sentence}`),
+    ...table(['service', 'usage', 'per call', 'USD per 1M', 'how'], k.perCall.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
+    `  A set-aside, off the happy path (per set-aside, whatever its delay): $${usd(k.setAside.perMillionRequestsUsd)} per 1M`,
+    ...table(['service', 'usage', 'per set-aside', 'USD per 1M', 'how'], k.setAside.lines.filter((l) => l.perRequest > 0).map(usageRow), [false, false, true, true, false]),
+  ];
+}
+
+/** The per-key figures in words (text and Markdown). */
+function perKeySentences(k: PerKeyFigures): string[] {
+  return [
+    `${fmt(k.activeKeys)} active keys at ${fmt(k.keyCallRps, 3)} calls/s each (--key-call-rps), ${fmt(k.distinctKeysPerBatch, 2)} distinct keys in a batch: `
+      + `per-key limits add $${usd(k.perCall.perMillionRequestsUsd)} per 1M calls.`,
+    `An active key costs $${usd(k.activeKeyMonthUsd)} a month: ${k.activeKeyRule}.`,
+    `An idle key costs $${k.idleKeyMonthUsd.toPrecision(2)} a month: ${k.idleKeyRule}.`,
+    ...(k.keyRules.count > 0 ? [`Requests with keys also bring ${k.keyRules.count} Contributor Insights rules ranking the keys ($${usd(k.keyRules.monthUsd, 2)} a month, whatever the number of keys) `
+      + `and at most $${usd(k.keyRules.perMillionUsd)} per 1M requests of matched log events: in the tables above, not in the per-key figures.`] : []),
   ];
 }
 
@@ -166,6 +219,7 @@ export function textReport(result: CostResult): string {
     + `plus $${money(ours.monthlyFixedUsd)} a month that does not depend on the request count (below).`);
   out.push(...fetchText(result));
   out.push(...waitsText(result));
+  out.push(...perKeyText(result));
   out.push('');
   out.push('WHERE THE MONEY GOES (per request)');
   out.push(...table(['service', 'usage', 'per request', 'USD per 1M', 'how'], ours.lines
@@ -250,6 +304,20 @@ export function markdownReport(result: CostResult): string {
       out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
     }
   }
+  if (result.perKey) {
+    const k = result.perKey;
+    out.push('', 'Per-key limits (already in the tables above), per call of a key:', '', ...perKeySentences(k).map((sentence) => `- ${escape(sentence)}`));
+    out.push('', '| service | usage | per call | USD per 1M | how |', '| --- | --- | ---: | ---: | --- |');
+    for (const l of k.perCall.lines.filter((x) => x.perRequest > 0)) {
+      out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
+    }
+    out.push(`| **total** | | | **${usd(k.perCall.perMillionRequestsUsd)}** | |`);
+    out.push('', 'A set-aside (off the happy path), per set-aside:', '', '| service | usage | per set-aside | USD per 1M | how |', '| --- | --- | ---: | ---: | --- |');
+    for (const l of k.setAside.lines.filter((x) => x.perRequest > 0)) {
+      out.push(`| ${SERVICES[l.service]} | ${l.what} | ${quantity(l.perRequest, l.price)} | ${usd(l.usdPerMillion)} | ${escape(l.derivation)} |`);
+    }
+    out.push(`| **total** | | | **${usd(k.setAside.perMillionRequestsUsd)}** | |`);
+  }
   out.push('', '| monthly item | quantity | USD per month | how |', '| --- | ---: | ---: | --- |');
   for (const l of ours.monthly) {
     out.push(`| ${l.what} | ${fmt(l.quantity, 3)} | ${usd(l.usdPerMonth)} | ${escape(l.derivation)} |`);
@@ -304,6 +372,9 @@ export function assumptions(result: CostResult): string[] {
     ...(result.derived.model.perKeyCredential ? [`Per-key credentials: ${o.keys ?? DEFAULT_KEYS} key(s) (--keys), each with its own secret, each called in every `
       + 'execution environment of the credential function within each cache TTL (an upper bound on the reads); environments = ceil(call rate x '
       + `${LATENCY_MS.lambdaInvoke} ms), at least 1.`] : []),
+    ...(result.perKey ? [`Per-key limits: every active key calls at ${fmt(result.perKey.keyCallRps, 3)} calls/s (--key-call-rps), each key's calls arriving `
+      + `independently, so a batch of F holds K (1 - e^(-F/K)) of the K = ${fmt(result.perKey.activeKeys)} keys; one reservation round per batch, no lost key write `
+      + '(each adds 1 RRU + 1 WRU) and no set-aside on the happy path (keys below their limits; a set-aside is priced on its own); key items under 1 KB.'] : []),
     'The rate changes only the amortisation (batch fill, hence per-batch reads, writes, receives and invocations) and the monthly total (rps x 2,592,000 requests per 30 days).',
     'Free tiers are excluded; first-tier prices throughout (API Gateway drops to $2.80 per million past 333 million calls a month, '
       + 'Express duration and Lambda duration have cheaper tiers too), so very high volumes cost somewhat less per request.',

@@ -38,6 +38,7 @@ import {
   ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, SendMessageBatchCommand, SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
+import type { DynamoItems } from './bench-dynamo-items';
 import { addedLatency, maxInAnyWindow, percentile, utilization, violations, windowLimit } from './bench-metrics';
 import { Hop, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, round, sample, seededRandom } from './bench-model';
 import { InMemoryPacerTable, VirtualClock } from './bench-sim';
@@ -292,6 +293,12 @@ export interface DispatchModelOptions {
   readonly requests: readonly ModeledRequest[];
   /** Each key's limits in force (`DispatchDeps.keyLimits`); absent: the dispatcher gets no key limits source. */
   readonly keyLimits?: ReadonlyMap<string, KeyLimitsSpec>;
+  /**
+   * Instead of `keyLimits`: each dispatcher environment's own key limits source, made once per lane
+   * (one lane is one execution environment: the handler's module-scope settings cache is per
+   * environment, dispatcher.lambda.ts). Used by `keys-500-burst` (bench-key-burst.ts).
+   */
+  readonly keyLimitsPerEnvironment?: (environment: number, context: ModelEnvironmentContext) => KeyLimitsSource;
   readonly model?: LatencyModel;
   readonly knobs?: PacingKnobs;
   /** Event source mapping maximum concurrency. @default the library's derivation for R (rate-settings.ts) */
@@ -334,6 +341,13 @@ export interface KeyPlacesChange {
 /** The model's correlation table (jobs in flight: the dispatcher asks it whether a job was already submitted). */
 export const MODEL_CORRELATION_TABLE = 'bench-correlation';
 
+/** What an environment's key limits source gets from the model: its clock, the run's metrics, a DynamoDB round trip. */
+export interface ModelEnvironmentContext {
+  readonly clock: VirtualClock;
+  readonly metrics: DispatchDeps['metrics'];
+  readonly dynamodbRoundTripMs: () => number;
+}
+
 /** A request's first arrival at the vendor. */
 export interface ModeledCall {
   readonly requestId: string;
@@ -365,13 +379,19 @@ export interface DispatchModelRun {
   readonly maxInFlight: number;
   /** The dispatcher's metrics (DispatchMetrics.addMetric), summed per name. */
   readonly metrics: Record<string, number>;
+  /** The same for the values counted with a key (the EMF documents' `keyTotals`), per key. */
+  readonly metricsByKey: Record<string, Record<string, number>>;
   readonly lateCallers: number;
   readonly callerRequeues: number;
   readonly invocations: number;
+  /** DynamoDB requests per action (GetItem, BatchGetItem, UpdateItem, ...), on every item. */
+  readonly dynamodbRequests: Record<string, number>;
   /** DynamoDB calls on items other than the contract's pacer item, per partition key prefix. */
   readonly itemWrites: Record<string, number>;
   readonly itemReads: Record<string, number>;
   readonly itemConditionalFailures: Record<string, number>;
+  /** The items stored at the end of the run (other than the contract's pacer item): what the dispatchers created. */
+  readonly items: DynamoItems;
   readonly pacerConditionalFailures: number;
   readonly lanes: number;
   readonly batchSize: number;
@@ -388,6 +408,15 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   const clock = new VirtualClock();
   const runStartMs = clock.now();
   const table = new InMemoryPacerTable(clock, () => draw(model.dynamodbCall));
+  // DynamoDB requests per action, whoever makes them (the dispatcher, a caller's fresh slot): a BatchGetItem counts once.
+  const dynamodbRequests: Record<string, number> = {};
+  const dynamodb = {
+    send: (command: object): Promise<unknown> => {
+      const action = command.constructor.name.replace(/Command$/, '');
+      dynamodbRequests[action] = (dynamodbRequests[action] ?? 0) + 1;
+      return table.send(command);
+    },
+  };
   const queue = new ModeledQueue(clock);
   const settings = deriveRateSettings(options.rps, {
     latenessToleranceMs: knobs.latenessToleranceMs, fireToleranceMs: knobs.fireToleranceMs, leadMs: knobs.leadMs,
@@ -411,6 +440,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   const calls: ModeledCall[] = [];
   const vendorArrivals: Array<{ at: number; key?: string }> = [];
   const metrics: Record<string, number> = {};
+  const metricsByKey: Record<string, Record<string, number>> = {};
   let taskFailures = 0;
   let lateCallers = 0;
   let callerRequeues = 0;
@@ -423,14 +453,15 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   // delivered once), and every write to a key's places item records its places held after it.
   const keyPlaces: KeyPlacesChange[] = [];
   const heldByKey = new Map<string, number>();
-  const dynamodb = options.jobs === undefined ? table : {
-    send: async (command: unknown): Promise<unknown> => {
+  const clientDynamodb = options.jobs === undefined ? dynamodb : {
+    send: async (command: object): Promise<unknown> => {
       if (command instanceof GetItemCommand && command.input.TableName === MODEL_CORRELATION_TABLE) {
+        dynamodbRequests.GetItem = (dynamodbRequests.GetItem ?? 0) + 1;
         await clock.sleep(draw(model.dynamodbCall));
         return {};
       }
       try {
-        return await table.send(command);
+        return await dynamodb.send(command);
       } finally {
         const pk = command instanceof UpdateItemCommand ? command.input.Key?.pk?.S : undefined;
         if (pk?.startsWith(KEY_PLACES_PREFIX)) {
@@ -444,7 +475,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       }
     },
   };
-  const placesTable = { dynamodb: dynamodb as never, tableName: 'bench-pacer' };
+  const placesTable = { dynamodb: clientDynamodb as never, tableName: 'bench-pacer' };
   /** A job's end: its places freed as the callback processor frees them (the contract's, then the key's). */
   const endJob = async (requestId: string, key: string | undefined) => {
     await clock.sleep(options.jobs!.durationMs(random));
@@ -455,7 +486,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   /** A fresh slot for a caller too late for its own (vendor-call.ts reserveFresh, contract only). */
   const freshSlot = async (): Promise<number | undefined> => {
     const reservation = await reserveSlots({
-      dynamodb: table as never,
+      dynamodb: dynamodb as never,
       tableName: 'bench-pacer',
       requested: 1,
       requestsPerSecond: options.rps,
@@ -556,7 +587,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   } : undefined;
   const noop = () => undefined;
   const deps: DispatchDeps = {
-    clients: { dynamodb: dynamodb as never, sfn: sfn as never, sqs: sqs as never },
+    clients: { dynamodb: clientDynamodb as never, sfn: sfn as never, sqs: sqs as never },
     // As the construct configures the dispatcher (rate-controlled-queue-consumer.ts), read by the handler's own code.
     config: loadConfig({
       [ConsumerEnv.STATE_MACHINE_ARN]: 'arn:aws:states:us-east-1:123456789012:stateMachine:bench-dispatch',
@@ -572,8 +603,12 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     }),
     logger: { debug: noop, info: noop, warn: noop, error: noop },
     metrics: {
-      addMetric: (name, _unit, value) => {
+      addMetric: (name, _unit, value, key) => {
         metrics[name] = (metrics[name] ?? 0) + value;
+        if (key !== undefined) {
+          const totals = metricsByKey[key] ??= {};
+          totals[name] = (totals[name] ?? 0) + value;
+        }
       },
     },
     clock,
@@ -616,7 +651,10 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     }
   })();
 
-  const lane = async () => {
+  const lane = async (environment: number) => {
+    const context: ModelEnvironmentContext = { clock, metrics: deps.metrics, dynamodbRoundTripMs: () => draw(model.dynamodbCall) };
+    const laneDeps: DispatchDeps = options.keyLimitsPerEnvironment
+      ? { ...deps, keyLimits: options.keyLimitsPerEnvironment(environment, context) } : deps;
     while (!finished() && clock.now() < stopAt) {
       const next = queue.nextVisibleAt();
       if (next === undefined || next > clock.now()) {
@@ -636,7 +674,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       }
       await clock.sleep(draw(model.queueToConsumer));
       invocations++;
-      const response = await dispatchBatch({ Records: batch.map(recordOf) }, deps);
+      const response = await dispatchBatch({ Records: batch.map(recordOf) }, laneDeps);
       const failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
       const done = batch.filter((message) => !failed.has(message.messageId));
       for (const message of done) queue.delete(message.receipt!);
@@ -645,7 +683,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   };
 
   void producer;
-  void Promise.all(Array.from({ length: lanes }, lane));
+  void Promise.all(Array.from({ length: lanes }, (_, environment) => lane(environment)));
   await clock.run(stopAt - clock.now());
 
   return {
@@ -660,15 +698,18 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     parked: sqs.parked,
     taskFailures,
     sqsRequests: { ...queue.requests },
+    dynamodbRequests,
     maxReceiveCount: queue.maxReceiveCount,
     maxInFlight: queue.maxInFlight,
     metrics,
+    metricsByKey,
     lateCallers,
     callerRequeues,
     invocations,
     itemWrites: Object.fromEntries(table.items.writes),
     itemReads: Object.fromEntries(table.items.reads),
     itemConditionalFailures: Object.fromEntries(table.items.conditionalFailures),
+    items: table.items,
     pacerConditionalFailures: table.conditionalFailures,
     lanes,
     batchSize,
@@ -737,6 +778,12 @@ export function poissonArrivals<T>(
 /** SQS requests per delivered call (every action the run counted). */
 export function sqsRequestsPerCall(run: Pick<DispatchModelRun, 'sqsRequests' | 'delivered'>): number {
   const total = Object.values(run.sqsRequests).reduce((a, b) => a + b, 0);
+  return run.delivered > 0 ? round(total / run.delivered, 3) : 0;
+}
+
+/** DynamoDB requests per delivered call (every action the run counted). */
+export function dynamodbRequestsPerCall(run: Pick<DispatchModelRun, 'dynamodbRequests' | 'delivered'>): number {
+  const total = Object.values(run.dynamodbRequests).reduce((a, b) => a + b, 0);
   return run.delivered > 0 ? round(total / run.delivered, 3) : 0;
 }
 

@@ -81,9 +81,25 @@ export class DynamoItems {
     return [...this.items.values()].map((item) => item[PACER_PARTITION_KEY]?.S ?? '').filter((pk) => pk.startsWith(prefix));
   }
 
+  /** How many items are stored, per partition key prefix (`key-pacer`, `slot`, ...). */
+  public storedByPrefix(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const item of this.items.values()) {
+      const prefix = (item[PACER_PARTITION_KEY]?.S ?? '').split('#')[0];
+      counts[prefix] = (counts[prefix] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   /** Answers one command as DynamoDB would (synchronously). Throws what the SDK would throw. */
   public send(command: unknown): Record<string, unknown> {
     if (command instanceof BatchGetItemCommand) {
+      // At most 100 keys in one call, over all its tables, as on AWS
+      // (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
+      const requested = Object.values(command.input.RequestItems ?? {}).reduce((n, request) => n + (request.Keys ?? []).length, 0);
+      if (requested > 100) {
+        throw Object.assign(new Error('Too many items requested for the BatchGetItem call'), { name: 'ValidationException' });
+      }
       const responses: Record<string, Item[]> = {};
       for (const [table, request] of Object.entries(command.input.RequestItems ?? {})) {
         const projection = request.ProjectionExpression === undefined ? {} : {

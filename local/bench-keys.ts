@@ -14,12 +14,16 @@
  *   at the start, then 9 RPS for 60 s of which 10 % high, 45 % normal, 45 % low. Targets: high
  *   p99 added latency <= 2 s + its own pacing (one contract slot interval); low's longest wait
  *   <= 2 x priorityAging + high's p99 (design section 4).
+ * - `keys-500-burst`: 500 new keys within 1 s (design section 6 item 6), bench-key-burst.ts.
+ * - `inflight-keys-recheck`, `inflight-keys-ticket`: per-key jobs in flight (design 3.3),
+ *   bench-inflight-keys.ts.
  */
 import {
-  DispatchModelRun, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals, rateOnlyKeyLimits,
-  runDispatchModel, sqsRequestsPerCall,
+  DispatchModelRun, dynamodbRequestsPerCall, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals,
+  rateOnlyKeyLimits, runDispatchModel, sqsRequestsPerCall,
 } from './bench-dispatch-model';
 import { INFLIGHT_KEYS, InflightKeyScenarioName, inflightDetails, runInflightKeys } from './bench-inflight-keys';
+import { KEYS_500_BURST, runKeyBurst } from './bench-key-burst';
 import { LatencyModel, PacingKnobs, round } from './bench-model';
 import { slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
 import { ConsumerEnv } from '../src/shared/env';
@@ -27,7 +31,9 @@ import { KEY_LIMITS_ENV, KeyLimitsSpec, RequestPriority } from '../src/shared/ke
 import { DEFAULT_PRIORITY_AGING_MS } from '../src/shared/request-priority';
 
 /** The rows' names, in the order they run. */
-export const KEY_SCENARIOS = ['keys-100-hot-idle', 'keys-100-hot90', 'priority-backlog', 'inflight-keys-recheck', 'inflight-keys-ticket'] as const;
+export const KEY_SCENARIOS = [
+  'keys-100-hot-idle', 'keys-100-hot90', 'priority-backlog', 'keys-500-burst', 'inflight-keys-recheck', 'inflight-keys-ticket',
+] as const;
 export type KeyScenarioName = typeof KEY_SCENARIOS[number];
 
 /** What a row reports (bench.ts turns it into a ScenarioRow). */
@@ -207,6 +213,8 @@ export function runDetails(run: DispatchModelRun): Record<string, number | strin
     invocations: run.invocations,
     sqsRequestsPerCall: sqsRequestsPerCall(run),
     ...Object.fromEntries(Object.entries(run.sqsRequests).map(([action, n]) => [`sqs.${action}`, n])),
+    dynamodbRequestsPerCall: dynamodbRequestsPerCall(run),
+    ...Object.fromEntries(Object.entries(run.dynamodbRequests).map(([action, n]) => [`dynamodb.${action}`, n])),
     maxReceiveCount: run.maxReceiveCount,
     maxInFlightMessages: run.maxInFlight,
     duplicateStarts: run.duplicateStarts,
@@ -229,6 +237,14 @@ export async function runKeyScenario(name: KeyScenarioName, model: LatencyModel,
     return resultOf(name, load.contractRps, run, priorityDetails(run, load, knobs.latenessToleranceMs),
       'real dispatchBatch in virtual time (bench-dispatch-model.ts), plain FIFO queue; keyless; backlog 300 (normal/low) '
       + 'then 9 RPS for 60 s, 10 % high; targets: high p99 <= 2 s + one contract interval, low max wait <= 2 x priorityAging + high p99');
+  }
+  if (name === 'keys-500-burst') {
+    const load = KEYS_500_BURST;
+    const burst = await runKeyBurst(model, knobs, load);
+    return resultOf(name, load.contractRps, burst.run, { ...runDetails(burst.run), ...burst.figures, ...targetFields(burst.targets) },
+      'real dispatchBatch and KeySettings (one cache per dispatcher environment) in virtual time (bench-key-burst.ts), plain FIFO queue; '
+      + '500 new keys x 3 requests within 1 s under a 100 RPS contract, keys 2 RPS by default, every tenth with an override item (1 or 5 RPS); '
+      + 'targets: V 0 per key and contract, lost 0, settings keys read <= keys x environments, one key-pacer item per key at its limit');
   }
   const idleLoad: KeysLoad = { ...KEYS_100_HOT90, hotRps: 0 };
   const idle = await runDispatchModel({

@@ -23,6 +23,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { runEmulatedInChild } from './bench-emulated';
 import { chartOf, jobsInFlightSpecs, modeledHandOverIdleMs, occupancyOf, runJobsInFlightInChild } from './bench-jobs-in-flight';
+import { keyBurstLine } from './bench-key-burst';
 import { KEY_SCENARIOS, KeyScenarioName, runKeyScenario, targetsLine } from './bench-keys';
 import {
   describeModel, Distribution, LATENCY_MODEL, LatencyModel, pacingKnobs, PacingKnobs, postFireSpreadMs, round, spread, uMax, withPostFireSpread,
@@ -313,6 +314,7 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
       'keys-100-hot-idle': { rps: 100, load: { kind: 'fraction', fraction: 0.1, durationMs: 30_000 } },
       'keys-100-hot90': { rps: 100, load: { kind: 'fraction', fraction: 1, durationMs: 30_000 } },
       'priority-backlog': { rps: 10, load: { kind: 'backlog', requests: 300 } },
+      'keys-500-burst': { rps: 100, load: { kind: 'backlog', requests: 1500 } },
       'inflight-keys-recheck': { rps: 20, load: { kind: 'fraction', fraction: 0.54, durationMs: 60_000 } },
       'inflight-keys-ticket': { rps: 20, load: { kind: 'fraction', fraction: 0.54, durationMs: 60_000 } },
     };
@@ -583,12 +585,13 @@ export function formatTable(result: BenchResult): string {
         + `other keys ${d.otherKeysPlaceUtilization}; hand-over idle mean ${d.meanHandOverIdleMs} ms / max ${d.maxHandOverIdleMs} ms over ${d.handOvers}; `
         + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms; SQS requests per call ${d.sqsRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
     }
-    const figures = s.name === 'priority-backlog'
+    const figures = s.name === 'keys-500-burst' ? keyBurstLine(d) : s.name === 'priority-backlog'
       ? `high p50/p99 ${d.highP50AddedLatencyMs}/${d.highP99AddedLatencyMs} ms (target ${d.highTargetMs}), low max wait ${d.lowMaxWaitMs} ms (bound ${d.lowBoundMs})`
       : `V per key ${d.keyViolations} (hot ${d.hotKeyViolations}, quiet ${d.quietKeyViolations}), contract V ${d.contractViolations}; `
         + `quiet p50/p99 ${d.quietP50AddedLatencyMs}/${d.quietP99AddedLatencyMs} ms${d.idleQuietP99AddedLatencyMs !== undefined ? ` (hot idle p99 ${d.idleQuietP99AddedLatencyMs})` : ''}, `
-        + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms, hot utilization ${d.hotKeyUtilization}; KeySlotsWasted ${d.KeySlotsWasted}`;
-    return `${s.name}: ${figures}; SQS requests per call ${d.sqsRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
+        + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms, hot utilization ${d.hotKeyUtilization}; KeySlotsWasted ${d.KeySlotsWasted}`
+        + `${d.keySlotsWastedPctOfCalls !== 'n/a' ? ` (${d.keySlotsWastedPctOfCalls} % of calls)` : ''}`;
+    return `${s.name}: ${figures}; SQS requests per call ${d.sqsRequestsPerCall}, DynamoDB ${d.dynamodbRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
   });
   return [
     fmt(header),

@@ -8,7 +8,8 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { KeyInsights, keyRuleMetric } from './key-insights';
+import { KeyInsights, keyBacklogMetric, keyRuleMetric } from './key-insights';
+import { createKeySettingsAlarms, keySettingsInvalidMetric, keySettingsReadFailedMetric } from './key-settings-monitoring';
 import { namedLimitWaitsMetric } from './named-limit-monitoring';
 import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { Priority } from './priority';
@@ -703,6 +704,19 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public readonly jobsInFlightAlarm?: cloudwatch.IAlarm;
   /**
+   * Fires when the dispatchers could not read the key settings table for 10 minutes (a pause or a
+   * lower limit written meanwhile does not take effect; the contract's limits hold).
+   *
+   * @default - none without `contract.perKey`
+   */
+  public readonly keySettingsReadFailedAlarm?: cloudwatch.IAlarm;
+  /**
+   * Fires when a key's settings item has a field that cannot be a limit (the key uses that field's default).
+   *
+   * @default - none without `contract.perKey`
+   */
+  public readonly keySettingsInvalidAlarm?: cloudwatch.IAlarm;
+  /**
    * Every alarm of the orchestrator: the ones above and one per registered workflow (its
    * executions failed or timed out), added by `registerWorkflow()`.
    */
@@ -973,6 +987,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
       this.arrivalSpreadAlarm = this.trackAlarm(this.proxy.arrivalAudit.spreadAlarm);
     }
     this.quotaAlarms = createQuotaAlarms(this, contract, this.metricsScope, RUNBOOK).map((alarm) => this.trackAlarm(alarm));
+    if (this.keySettingsTable) {
+      const keySettingsAlarms = createKeySettingsAlarms(this, this.metricsScope, RUNBOOK);
+      this.keySettingsReadFailedAlarm = this.trackAlarm(keySettingsAlarms.readFailed);
+      this.keySettingsInvalidAlarm = this.trackAlarm(keySettingsAlarms.invalid);
+    }
     if (monitoring.alarmTopic) {
       this.addAlarmAction(new cloudwatchActions.SnsAction(monitoring.alarmTopic));
     }
@@ -1327,6 +1346,22 @@ export class AsyncExternalApiOrchestrator extends Construct {
   }
 
   /**
+   * The backlog of the key with the most requests set aside (issue 15): their average number per
+   * period, from the time the dispatcher set each aside for (`KeySetAsideDelay`, Contributor Insights
+   * `MaxContributorValue` divided by the period; docs/operations.md, "Many keys"). Only with
+   * `contract.perKey` (only then are requests set aside).
+   *
+   * @default - 1 minute
+   */
+  public metricTopKeysByBacklog(period?: Duration): cloudwatch.IMetric {
+    const rule = this.keyRules('metricTopKeysByBacklog').backlogRule;
+    if (!rule) {
+      throw new Error('metricTopKeysByBacklog: a key\'s backlog is the time its requests are set aside, which only per-key limits do: give contract: VendorContract.of({ ..., perKey: KeyLimits.of({...}) }); without them a key\'s waiting is metricTopKeysByPacingWait');
+    }
+    return keyBacklogMetric(rule, 'top key: requests set aside', period);
+  }
+
+  /**
    * The key with the most callbacks resolved per period (issue 15): Contributor Insights
    * `MaxContributorValue`. The callback processor knows a callback's key only from a capability
    * URL per key (`WebhookAuthentication` with a signing secret per key). Needs a task that declares a key.
@@ -1335,6 +1370,26 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   public metricTopKeysByCallbacks(period?: Duration): cloudwatch.IMetric {
     return keyRuleMetric(this.keyRules('metricTopKeysByCallbacks').callbacksRule, 'MaxContributorValue', 'top key: callbacks resolved', period);
+  }
+
+  /**
+   * Reads of the key settings table that failed (issue 15), custom metric `KeySettingsReadFailed`:
+   * the keys kept the limits last read, or the defaults. Only with `contract.perKey`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricKeySettingsReadFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return keySettingsReadFailedMetric(this.metricsScopeOfKeySettings('metricKeySettingsReadFailed'), props);
+  }
+
+  /**
+   * Fields of keys' settings items that could not be a limit (issue 15), custom metric
+   * `KeySettingsInvalid`; each used its default. Only with `contract.perKey`.
+   *
+   * @default - sum over 5 minutes
+   */
+  public metricKeySettingsInvalid(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return keySettingsInvalidMetric(this.metricsScopeOfKeySettings('metricKeySettingsInvalid'), props);
   }
 
   /**
@@ -1610,6 +1665,8 @@ export class AsyncExternalApiOrchestrator extends Construct {
       callbackProcessorLogGroup: this.webhook.processor.logGroup,
       // The vendor caller knows the key only when every request has one (request-key-steps.ts).
       vendorCallerLogGroup: this.keysRequired && caller instanceof lambda.Function ? caller.logGroup : undefined,
+      // Only per-key limits set requests aside (key-set-aside.ts).
+      setAside: hasPerKeyLimits(this.contract),
     });
     this.dashboardBuilder?.addKeys(this.keyInsights);
   }
@@ -1620,6 +1677,14 @@ export class AsyncExternalApiOrchestrator extends Construct {
    */
   private get keysRequired(): boolean {
     return requestsCarryKey(this.proxy, this.contract);
+  }
+
+  /** The metrics scope, or an error when there is no key settings table (a metric of it is asked for). */
+  private metricsScopeOfKeySettings(metric: string): string {
+    if (!this.keySettingsTable) {
+      throw new Error(`${metric}: the contract has no perKey, so there is no key settings table to read: give contract: VendorContract.of({ ..., perKey: KeyLimits.of({...}) })`);
+    }
+    return this.metricsScope;
   }
 
   /** The key rules, or an error saying how to get them (a metric of the keys is asked for). */

@@ -54,6 +54,13 @@ export interface KeyInsightsProps {
    * @default - no rule for 429s
    */
   readonly vendorCallerLogGroup?: logs.ILogGroup;
+  /**
+   * Whether requests can be set aside (per-key limits): a rule ranks the keys by their backlog, the
+   * time their requests are set aside (KeySetAsideDelay, dispatcher logs).
+   *
+   * @default false
+   */
+  readonly setAside?: boolean;
 }
 
 /** The Contributor Insights rules that rank an orchestrator's keys. */
@@ -66,6 +73,12 @@ export class KeyInsights extends Construct {
   public readonly callbacksRule: cloudwatch.CfnInsightRule;
   /** Top keys by the vendor's 429 answers (sum of VendorPauses); only with a vendor caller. */
   public readonly vendor429sRule?: cloudwatch.CfnInsightRule;
+  /**
+   * Top keys by backlog: the sum of the time their requests were set aside for (KeySetAsideDelay,
+   * milliseconds); divided by the period, the average number set aside ({@link keyBacklogMetric}).
+   * Only with per-key limits.
+   */
+  public readonly backlogRule?: cloudwatch.CfnInsightRule;
   /** Saved Logs Insights queries (no charge until run): the same figures, any key, any time range. */
   public readonly queries: logs.QueryDefinition[];
 
@@ -76,6 +89,9 @@ export class KeyInsights extends Construct {
     this.callbacksRule = this.rule('CallbacksByKey', props.callbackProcessorLogGroup, MetricNames.CALLBACKS_RESOLVED);
     if (props.vendorCallerLogGroup) {
       this.vendor429sRule = this.rule('Vendor429sByKey', props.vendorCallerLogGroup, MetricNames.VENDOR_PAUSES);
+    }
+    if (props.setAside) {
+      this.backlogRule = this.rule('BacklogByKey', props.dispatcherLogGroup, MetricNames.KEY_SET_ASIDE_DELAY);
     }
     const name = (query: string) => `cdk-async-external-api/${Names.uniqueResourceName(this, { maxLength: 120 })}/${query}`;
     const total = (metric: string) => `keyTotals.${metric}`;
@@ -97,6 +113,11 @@ export class KeyInsights extends Construct {
       byKey('KeysByCallbacksQuery', 'keys-by-callbacks', props.callbackProcessorLogGroup, { callbacks: total(MetricNames.CALLBACKS_RESOLVED) }, 'callbacks'),
       ...(props.vendorCallerLogGroup
         ? [byKey('KeysBy429sQuery', 'keys-by-429s', props.vendorCallerLogGroup, { vendor429s: total(MetricNames.VENDOR_PAUSES), calls: total(MetricNames.VENDOR_CALLS) }, 'vendor429s')]
+        : []),
+      // Over the query's range T: setAsideMs / T is the key's average number of requests set aside.
+      ...(props.setAside
+        ? [byKey('KeysByBacklogQuery', 'keys-by-backlog', props.dispatcherLogGroup,
+          { setAsideMs: total(MetricNames.KEY_SET_ASIDE_DELAY), setAside: total(MetricNames.KEY_SET_ASIDE) }, 'setAsideMs')]
         : []),
     ];
   }
@@ -124,6 +145,23 @@ export function keyRuleMetric(rule: cloudwatch.CfnInsightRule, statistic: 'MaxCo
   });
 }
 
+/**
+ * The backlog of the key with the most requests set aside, averaged over each period: the top key's
+ * sum of `KeySetAsideDelay` (ms) divided by the period. Little's law: the time set aside scheduled
+ * in a period, over the period, is the average number waiting aside, exactly so in a steady state
+ * and over periods longer than the key's line (a delay counts when it is scheduled: a line that
+ * starts or ends within the period shows early). Requests visible in the queue and requests held by
+ * a dispatcher are not counted (the queue has no count per key; their wait is `PacingWait`).
+ */
+export function keyBacklogMetric(rule: cloudwatch.CfnInsightRule, label: string, period: Duration = Duration.minutes(1)): cloudwatch.IMetric {
+  return new cloudwatch.MathExpression({
+    expression: `INSIGHT_RULE_METRIC('${rule.attrRuleName}', 'MaxContributorValue') / ${period.toMilliseconds()}`,
+    usingMetrics: {},
+    period,
+    label,
+  });
+}
+
 /** The dashboard section of the keys: the top key's figure and the number of active keys per rule. */
 export function keyInsightsWidgets(insights: KeyInsights, width: number, height: number): cloudwatch.IWidget[] {
   const graph = (title: string, rule: cloudwatch.CfnInsightRule, what: string) => new cloudwatch.GraphWidget({
@@ -144,6 +182,15 @@ export function keyInsightsWidgets(insights: KeyInsights, width: number, height:
     graph('Top key: requests dispatched', insights.dispatchedRule, 'requests'),
     graph('Top key: pacing wait (ms, sum)', insights.pacingWaitRule, 'ms waited'),
     ...(insights.vendor429sRule ? [graph('Top key: vendor 429s', insights.vendor429sRule, '429s')] : []),
+    ...(insights.backlogRule
+      ? [new cloudwatch.GraphWidget({
+        title: 'Top key: backlog (requests set aside, average)',
+        width,
+        height,
+        left: [keyBacklogMetric(insights.backlogRule, 'top key: requests set aside')],
+        right: [keyRuleMetric(insights.backlogRule, 'UniqueContributors', 'keys set aside')],
+      })]
+      : []),
     graph('Top key: callbacks resolved', insights.callbacksRule, 'callbacks'),
   ];
 }

@@ -4,6 +4,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { AsyncExternalApiOrchestrator } from './async-external-api-orchestrator';
 import { KeyInsights, keyInsightsWidgets } from './key-insights';
+import { keySettingsWidget } from './key-settings-monitoring';
 import { namedLimitWidget } from './named-limit-monitoring';
 import { quotaWidget } from './quota-monitoring';
 
@@ -24,7 +25,7 @@ export class OrchestratorDashboard extends Construct {
   /** Failed and timed-out executions of the registered workflows; filled by `addWorkflow`. */
   private readonly workflowsWidget: cloudwatch.GraphWidget;
 
-  constructor(scope: Construct, id: string, o: AsyncExternalApiOrchestrator, dashboardName?: string) {
+  constructor(scope: Construct, id: string, private readonly o: AsyncExternalApiOrchestrator, dashboardName?: string) {
     super(scope, id);
     const period = PERIOD;
     const rps = o.requestsPerSecond;
@@ -233,6 +234,10 @@ export class OrchestratorDashboard extends Construct {
   /** Issue 15: the section of the keys (the top key and the active keys of each rule). */
   public addKeys(insights: KeyInsights): void {
     const [header, ...graphs] = keyInsightsWidgets(insights, HALF, HEIGHT);
+    // With per-key limits: the settings source's own failures (their alarms are in `alarms`).
+    if (this.o.keySettingsTable) {
+      graphs.push(keySettingsWidget(this.o.metricsScope, HALF, HEIGHT));
+    }
     this.dashboard.addWidgets(header);
     for (let i = 0; i < graphs.length; i += 2) {
       this.dashboard.addWidgets(...graphs.slice(i, i + 2));

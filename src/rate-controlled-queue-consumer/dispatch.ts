@@ -14,7 +14,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendTaskFailureCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
-import { anyKeyLimited, KeyRound, prepareKeyRound } from './dispatch-keys';
+import { anyKeyLimited, HeldKeyCalls, KeyRound, prepareKeyRound } from './dispatch-keys';
 import { limitedCallsOf, limitNamesOf } from './dispatch-limits';
 import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
 import { KEY_PLACE_TICKET_FIELD, setAsideForKeyPlaces } from './key-place-wake';
@@ -563,7 +563,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   // This invocation's key plans (key-set-aside.ts) do not hold back its own later rounds.
   const planOwner = randomBytes(6).readUIntBE(0, 6);
   // The keyed calls an earlier round kept: later rounds hold them (key-set-aside.ts `splitByKeyHorizon`).
-  const held = new Set<ValidRecord>();
+  const held = new HeldKeyCalls<ValidRecord>();
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -683,14 +683,14 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
 
 /** Reads the waiting records' keys and splits them by the key horizon (dispatch-keys.ts). */
 function keyRoundOf(
-  pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number, readyAtMs: number, held: ReadonlySet<ValidRecord>,
+  pending: ValidRecord[], clock: Clock, deps: DispatchDeps, planOwner: number, readyAtMs: number, held: HeldKeyCalls<ValidRecord>,
 ): Promise<KeyRound<ValidRecord>> {
   const { config } = deps;
   return prepareKeyRound(pending, deps.clients.dynamodb, config.pacerTableName, {
     nowMs: clock.now(), leadMs: config.leadMs ?? 0, latenessToleranceMs: config.latenessToleranceMs, planOwner,
   }, config.keyReservationHorizonMs ?? DEFAULT_KEY_RESERVATION_HORIZON_MS,
   // Turns by key within each priority (pending is in priority order: priority-order.ts, same time).
-  (item) => effectiveRankOf(item, readyAtMs), (item) => held.has(item));
+  (item) => effectiveRankOf(item, readyAtMs), held);
 }
 
 /** Sets aside the records of a key round whose key had no slot within the horizon (key-set-aside.ts). */
@@ -704,8 +704,12 @@ async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps:
     timing: { nowMs: clock.now(), leadMs: deps.config.leadMs ?? 0, latenessToleranceMs: deps.config.latenessToleranceMs, planOwner },
     cursors: round.cursors,
     keptPerKey: round.keptPerKey,
-    // The copy carries the slot it is meant for: back, it keeps its turn (key-set-aside.ts).
-    send: (item, delaySeconds, turnAtMs) => sendAsideCopy(item, delaySeconds, deps, KEY_TURN_FIELD, turnAtMs),
+    send: async (item, delaySeconds, turnAtMs) => {
+      // The key's backlog: the time set aside, copy or hidden alike (key-insights.ts, Little's law).
+      deps.metrics.addMetric(MetricNames.KEY_SET_ASIDE_DELAY, 'Milliseconds', delaySeconds * 1000, item.message.key);
+      // The copy carries the slot it is meant for: back, it keeps its turn (key-set-aside.ts).
+      return sendAsideCopy(item, delaySeconds, deps, KEY_TURN_FIELD, turnAtMs);
+    },
     onCursorError: (key, error) => deps.logger.warn('could not write a key\'s set-aside cursor; delays come from its slot cursor', { key, error }),
   });
 }

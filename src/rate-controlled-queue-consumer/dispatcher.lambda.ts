@@ -16,7 +16,7 @@ import { isJobPlacesSweep, sweepJobPlaces, SweepResult } from './job-places-swee
 import { systemClock } from './pacer';
 import { DrainResult, drainLeaseKey, drainQueue, dynamoDbDrainLease, isScheduledTick, loadDrainConfig } from './scheduled-drain';
 import { createHandlerMetrics } from '../shared/handler-metrics';
-import { keySettingsFromEnv } from '../shared/key-settings';
+import { keySettingsContractOf, keySettingsFromEnv } from '../shared/key-settings';
 import type { ScheduledTickEvent } from '../shared/scheduled-tick';
 
 // Created once per execution environment, reused by every invocation it serves.
@@ -38,11 +38,9 @@ const metrics = createHandlerMetrics(logger);
 
 // Issue 15: each key's limits in force (defaults, the key's overrides in the key settings table,
 // capped at the contract), cached per execution environment; absent without per-key limits.
-const keyLimits = keySettingsFromEnv(process.env, {
-  requestsPerSecond: config.requestsPerSecond,
-  maxJobsInFlight: config.jobsInFlight?.maxJobsInFlight,
-  quotas: Object.fromEntries((config.quotas ?? []).map((quota) => [quota.name, quota.limit])),
-}, { dynamodb: clients.dynamodb, now: () => Date.now(), logger, metrics });
+const keyLimits = keySettingsFromEnv(process.env, keySettingsContractOf(config), {
+  dynamodb: clients.dynamodb, now: () => Date.now(), logger, metrics,
+});
 
 // --- scheduled drain (low-rate mode): begin ---
 // Set only when an EventBridge Scheduler schedule triggers the dispatcher (ConsumerTrigger.schedule()).

@@ -153,15 +153,24 @@ export interface KeyPlanWrite {
  * Without this, a dispatcher holding a second of a hot key's calls set them all aside as soon as
  * another one kept a single call after them, and the key's slots went unused
  * (`keys-100-hot90`, issue 15).
+ *
+ * `ownPlanEnd`: the end of the plan this dispatcher last wrote for the key. Held calls whose estimate
+ * reaches it have overrun their plan (their rounds lost contract races, so their slots came later
+ * than estimated) and reach into the slots another dispatcher planned after it: two dispatchers'
+ * held calls then wake for the same slot of the key and one key write loses (dispatch-keys.ts
+ * `HeldKeyCalls`). Those calls are planned again like new ones (after the plan in force, with a
+ * plan of their own, or set aside past the horizon) but do not join the key's line: they were
+ * kept before it. `planned`: the calls kept under the plans returned (a lost plan sets them aside).
  */
 export function splitByKeyHorizon<T extends KeyedCall>(
   calls: readonly T[], cursors: ReadonlyMap<string, KeyCursor>, timing: KeyTiming, horizonMs: number,
-  held: (call: T) => boolean = () => false,
-): { readonly keep: T[]; readonly aside: T[]; readonly keptPerKey: Map<string, number>; readonly plans: KeyPlanWrite[] } {
+  held: (call: T) => boolean = () => false, ownPlanEnd: (key: string) => number | undefined = () => undefined,
+): { readonly keep: T[]; readonly aside: T[]; readonly keptPerKey: Map<string, number>; readonly plans: KeyPlanWrite[]; readonly planned: T[] } {
   const keep: T[] = [];
   const aside: T[] = [];
   const keptPerKey = new Map<string, number>();
   const planned = new Map<string, KeyPlanWrite>();
+  const plannedCalls: T[] = [];
   const latest = timing.nowMs + timing.leadMs + horizonMs;
   const full = new Set<string>();
   for (const call of calls) {
@@ -174,7 +183,11 @@ export function splitByKeyHorizon<T extends KeyedCall>(
     const kept = keptPerKey.get(key) ?? 0;
     const cursor = cursors.get(key);
     const isHeld = held(call);
-    const estimate = keyPlanFloorMs(cursor, intervalMs, timing, isHeld) + kept * intervalMs;
+    // Past the end of the plan this dispatcher wrote for them, held calls are planned again like new
+    // ones (after another dispatcher's plan, with a plan of their own): see `ownPlanEnd` above.
+    const ownEnd = isHeld ? ownPlanEnd(key) : undefined;
+    const withinOwnPlan = isHeld && (ownEnd === undefined || keyPlanFloorMs(cursor, intervalMs, timing, true) + kept * intervalMs < ownEnd);
+    const estimate = keyPlanFloorMs(cursor, intervalMs, timing, withinOwnPlan) + kept * intervalMs;
     const returned = keyTurnOf(call) !== undefined;
     if (call.keyLimits!.paused || full.has(key) || estimate > (returned ? latest + RETURN_EXTRA_HORIZON_MS : latest)) {
       full.add(key);
@@ -185,9 +198,10 @@ export function splitByKeyHorizon<T extends KeyedCall>(
     } else {
       keptPerKey.set(key, kept + 1);
       keep.push(call);
-      if (isHeld) {
+      if (withinOwnPlan) {
         continue;
       }
+      plannedCalls.push(call);
       planned.set(key, {
         key,
         ...(cursor?.plannedUntil ? { oldRaw: cursor.plannedUntil.raw } : {}),
@@ -196,7 +210,7 @@ export function splitByKeyHorizon<T extends KeyedCall>(
       });
     }
   }
-  return { keep, aside, keptPerKey, plans: [...planned.values()] };
+  return { keep, aside, keptPerKey, plans: [...planned.values()], planned: plannedCalls };
 }
 
 /** The end of a key's line for a request of `priority`: its own and every higher priority's set-aside cursor (-Infinity: none). */

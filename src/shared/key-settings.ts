@@ -186,53 +186,9 @@ export class KeySettings implements KeyLimitsSource {
     return { items, unread, ...(lastError !== undefined ? { error: lastError } : {}) };
   }
 
-  /** The defaults with the item's valid fields applied, capped at the contract. */
+  /** The defaults with the item's valid fields applied, capped at the contract; invalid fields counted. */
   private limitsOf(key: string, item: Record<string, AttributeValue> | undefined): KeyLimitsSpec {
-    const { defaults, contract } = this.deps;
-    if (item === undefined) {
-      return defaults;
-    }
-    const invalid: string[] = [];
-    const capped: string[] = [];
-    const limit = (field: string, value: AttributeValue | undefined, ceiling: number | undefined, whole: boolean): number | undefined => {
-      if (value === undefined) {
-        return undefined;
-      }
-      const n = value.N !== undefined ? Number(value.N) : NaN;
-      if (ceiling === undefined || !Number.isFinite(n) || n <= 0 || (whole && !Number.isInteger(n))) {
-        invalid.push(field);
-        return undefined;
-      }
-      if (n > ceiling) {
-        capped.push(field);
-        return ceiling;
-      }
-      return n;
-    };
-    const requestsPerSecond = limit('requestsPerSecond', item.requestsPerSecond, contract.requestsPerSecond, false);
-    const maxJobsInFlight = limit('maxJobsInFlight', item.maxJobsInFlight, contract.maxJobsInFlight, true);
-    const quotas: Record<string, number> = { ...defaults.quotas };
-    if (item.quotas !== undefined) {
-      if (item.quotas.M === undefined) {
-        invalid.push('quotas');
-      } else {
-        for (const [name, value] of Object.entries(item.quotas.M)) {
-          const ceiling = Object.prototype.hasOwnProperty.call(contract.quotas, name) ? contract.quotas[name] : undefined;
-          const quota = limit(`quotas.${name}`, value, ceiling, true);
-          if (quota !== undefined) {
-            quotas[name] = quota;
-          }
-        }
-      }
-    }
-    let paused = defaults.paused;
-    if (item.paused !== undefined) {
-      if (item.paused.BOOL === undefined) {
-        invalid.push('paused');
-      } else {
-        paused = item.paused.BOOL;
-      }
-    }
+    const { limits, invalid, capped } = resolveKeyLimits(item, this.deps.defaults, this.deps.contract);
     if (invalid.length > 0) {
       this.deps.logger.warn('invalid fields in a key\'s settings: their defaults are used; fix the item', { key, fields: invalid, tableName: this.deps.tableName });
       this.deps.metrics.addMetric(MetricNames.KEY_SETTINGS_INVALID, 'Count', invalid.length, key);
@@ -240,14 +196,98 @@ export class KeySettings implements KeyLimitsSource {
     if (capped.length > 0) {
       this.deps.logger.warn('a key\'s settings allow more than the contract for all keys together: capped at the contract', { key, fields: capped });
     }
-    return {
+    return limits;
+  }
+}
+
+/** A key's limits in force from its settings item, and the item's fields that could not be used as written. */
+export interface ResolvedKeyLimits {
+  readonly limits: KeyLimitsSpec;
+  /** Fields that cannot be a limit: each keeps its default (`quotas.<name>` for a quota). */
+  readonly invalid: string[];
+  /** Fields above the contract: each is capped at the contract's. */
+  readonly capped: string[];
+}
+
+/**
+ * The defaults with the item's valid fields applied, capped at the contract: what the dispatcher
+ * uses for a key whose settings item is `item` (absent: no override). Also the check of the key
+ * settings CLI (key-settings-cli.ts), so it refuses what the dispatcher would ignore or cap.
+ */
+export function resolveKeyLimits(
+  item: Record<string, AttributeValue> | undefined, defaults: KeyLimitsSpec, contract: KeySettingsContract,
+): ResolvedKeyLimits {
+  const invalid: string[] = [];
+  const capped: string[] = [];
+  if (item === undefined) {
+    return { limits: defaults, invalid, capped };
+  }
+  const limit = (field: string, value: AttributeValue | undefined, ceiling: number | undefined, whole: boolean): number | undefined => {
+    if (value === undefined) {
+      return undefined;
+    }
+    const n = value.N !== undefined ? Number(value.N) : NaN;
+    if (ceiling === undefined || !Number.isFinite(n) || n <= 0 || (whole && !Number.isInteger(n))) {
+      invalid.push(field);
+      return undefined;
+    }
+    if (n > ceiling) {
+      capped.push(field);
+      return ceiling;
+    }
+    return n;
+  };
+  const requestsPerSecond = limit('requestsPerSecond', item.requestsPerSecond, contract.requestsPerSecond, false);
+  const maxJobsInFlight = limit('maxJobsInFlight', item.maxJobsInFlight, contract.maxJobsInFlight, true);
+  const quotas: Record<string, number> = { ...defaults.quotas };
+  if (item.quotas !== undefined) {
+    if (item.quotas.M === undefined) {
+      invalid.push('quotas');
+    } else {
+      for (const [name, value] of Object.entries(item.quotas.M)) {
+        const ceiling = Object.prototype.hasOwnProperty.call(contract.quotas, name) ? contract.quotas[name] : undefined;
+        const quota = limit(`quotas.${name}`, value, ceiling, true);
+        if (quota !== undefined) {
+          quotas[name] = quota;
+        }
+      }
+    }
+  }
+  let paused = defaults.paused;
+  if (item.paused !== undefined) {
+    if (item.paused.BOOL === undefined) {
+      invalid.push('paused');
+    } else {
+      paused = item.paused.BOOL;
+    }
+  }
+  return {
+    limits: {
       ...defaults,
       ...(requestsPerSecond !== undefined ? { requestsPerSecond } : {}),
       ...(maxJobsInFlight !== undefined ? { maxJobsInFlight } : {}),
       quotas,
       paused,
-    };
-  }
+    },
+    invalid,
+    capped,
+  };
+}
+
+/**
+ * What a key's settings are capped at, from the dispatcher's configuration (dispatch.ts
+ * `loadConfig`): the contract's rate, jobs in flight and quotas.
+ */
+export function keySettingsContractOf(config: {
+  readonly requestsPerSecond: number;
+  readonly jobsInFlight?: { readonly maxJobsInFlight: number };
+  readonly quotas?: readonly { readonly name: string; readonly limit: number }[];
+}): KeySettingsContract {
+  return {
+    requestsPerSecond: config.requestsPerSecond,
+    maxJobsInFlight: config.jobsInFlight?.maxJobsInFlight,
+    quotas: Object.fromEntries((config.quotas ?? []).map((quota) => [quota.name, quota.limit])),
+  };
 }
 
 /**

@@ -89,6 +89,13 @@ export const MetricNames = {
    * slot within the reservation horizon or was paused (key-set-aside.ts). Count, the key as an EMF property.
    */
   KEY_SET_ASIDE: 'KeySetAside',
+  /**
+   * Dispatcher, with per-key limits: how long each request set aside stays aside (its delayed copy's
+   * `DelaySeconds`), the key as an EMF property. Summed per key over a period and divided by the
+   * period, the key's average number of requests set aside (Little's law): its backlog
+   * (orchestrator/key-insights.ts). Milliseconds.
+   */
+  KEY_SET_ASIDE_DELAY: 'KeySetAsideDelay',
 } as const;
 
 /**

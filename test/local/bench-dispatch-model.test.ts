@@ -6,8 +6,8 @@ import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { ChangeMessageVisibilityBatchCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parseBenchArgs, scenarios } from '../../local/bench';
 import {
-  keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits, runDispatchModel,
-  windowFigures,
+  dynamodbRequestsPerCall, keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits,
+  runDispatchModel, windowFigures,
 } from '../../local/bench-dispatch-model';
 import { DynamoItems } from '../../local/bench-dynamo-items';
 import { keyPlaceFigures } from '../../local/bench-inflight-keys';
@@ -160,6 +160,14 @@ describe('the real dispatcher in virtual time', () => {
     expect(figures.contract).toEqual(windowFigures(run.vendorArrivals.map((a) => a.at), 10));
     // Added latency starts at the producer's send: at least the dispatcher's lead.
     expect(Math.min(...run.calls.map((c) => c.arrivedAt - c.enqueuedAt))).toBeGreaterThanOrEqual(1000);
+    // The metrics counted with a key, per key (the EMF keyTotals): each key's dispatches, in all the total.
+    const dispatchedByKey = Object.entries(run.metricsByKey).map(([key, totals]) => [key, totals.DispatchedRequests]);
+    expect(Object.fromEntries(dispatchedByKey)).toEqual({ a: 16, b: 4, c: 2 });
+    expect(run.metrics.DispatchedRequests).toBe(22);
+    // DynamoDB requests, per action (the keys' BatchGetItem counts once), and per call.
+    expect(run.dynamodbRequests).toMatchObject({ BatchGetItem: expect.any(Number), GetItem: expect.any(Number), UpdateItem: expect.any(Number) });
+    const total = Object.values(run.dynamodbRequests).reduce((a, b) => a + b, 0);
+    expect(dynamodbRequestsPerCall(run)).toBeCloseTo(total / 22, 2);
   });
 
   test('a key at its limit: 2 per closed second is no violation, a third arrival in the window is one', () => {
@@ -248,6 +256,7 @@ describe('bench rows of issue 15', () => {
     const rows = (quick: boolean) => scenarios({ quick, modeledOnly: true, emulated100: false }).filter((s) => s.study === 'issue-15-keys');
     expect(rows(false).map((s) => [s.name, s.kind, s.rps])).toEqual([
       ['keys-100-hot-idle', 'dispatch-model', 100], ['keys-100-hot90', 'dispatch-model', 100], ['priority-backlog', 'dispatch-model', 10],
+      ['keys-500-burst', 'dispatch-model', 100],
       ['inflight-keys-recheck', 'dispatch-model', 20], ['inflight-keys-ticket', 'dispatch-model', 20],
     ]);
     expect(rows(true)).toEqual([]);

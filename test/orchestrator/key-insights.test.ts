@@ -9,12 +9,13 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { evaluateInsightRule, LogEvent } from '../../local/aws/contributor-insights';
-import { AsyncExternalApiOrchestrator, PacingPoint, VendorCredentials } from '../../src';
+import { AsyncExternalApiOrchestrator, KeyLimits, PacingPoint, VendorContract, VendorCredentials } from '../../src';
 import { createHandlerMetrics } from '../../src/shared/handler-metrics';
 import { captureEmf } from '../emf';
 import { TEST_ENV } from '../util';
 
 type Props = Partial<ConstructorParameters<typeof AsyncExternalApiOrchestrator>[2]>;
+const PER_KEY_CONTRACT = () => VendorContract.of({ requestsPerSecond: 10, perKey: KeyLimits.of({ requestsPerSecond: 2 }) });
 
 function orchestratorStack(props: Props = {}, keyed = true) {
   const stack = new Stack(new App(), 'Keys', { env: TEST_ENV });
@@ -104,6 +105,31 @@ describe('Contributor Insights rules of the keys', () => {
     expect(Object.keys(keyRules(template)).sort()).toEqual(['CallbacksByKey', 'DispatchedByKey', 'PacingWaitByKey']);
   });
 
+  test('GIVEN per-key limits THEN a fifth rule ranks the keys by backlog (KeySetAsideDelay, dispatcher logs), with its metric (ms set aside per period / period), saved query and graph; without them metricTopKeysByBacklog says why', () => {
+    const perKey = { requestsPerSecond: undefined, contract: PER_KEY_CONTRACT() };
+    const { stack, orchestrator, template } = orchestratorStack(perKey);
+    const rules = keyRules(template);
+    expect(Object.keys(rules).sort()).toEqual(['BacklogByKey', 'CallbacksByKey', 'DispatchedByKey', 'PacingWaitByKey', 'Vendor429sByKey']);
+    const dispatcherLogs = logicalIdOfLogGroup(stack, orchestrator.consumer.function.logGroup);
+    expect(rules.BacklogByKey.Contribution).toEqual({
+      Keys: ['$.requestKey'], ValueOf: '$.keyTotals.KeySetAsideDelay', Filters: [{ Match: '$.keyTotals.KeySetAsideDelay', IsPresent: true }],
+    });
+    expect(rules.BacklogByKey.LogGroupNames).toEqual([dispatcherLogs]);
+    const expression = (period?: Duration) => stack.resolve((orchestrator.metricTopKeysByBacklog(period) as any).expression)['Fn::Join'][1];
+    expect(expression()).toEqual(["INSIGHT_RULE_METRIC('", { 'Fn::GetAtt': [expect.stringMatching(/^VendorKeyInsightsBacklogByKey/), 'RuleName'] }, "', 'MaxContributorValue') / 60000"]);
+    expect(expression(Duration.minutes(15))[2]).toBe("', 'MaxContributorValue') / 900000");
+    const backlog = Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((q) => q.Properties).find((q) => q.Name.endsWith('/keys-by-backlog'))!;
+    expect(backlog.QueryString).toContain('stats sum(keyTotals.KeySetAsideDelay) as setAsideMs, sum(keyTotals.KeySetAside) as setAside by requestKey');
+    expect(backlog.LogGroupNames).toEqual([{ Ref: dispatcherLogs }]);
+    const dashboard = JSON.stringify(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0].Properties.DashboardBody);
+    expect(dashboard).toContain('Top key: backlog (requests set aside, average)');
+
+    const keyedOnly = orchestratorStack();
+    expect(Object.keys(keyRules(keyedOnly.template))).not.toContain('BacklogByKey');
+    expect(() => keyedOnly.orchestrator.metricTopKeysByBacklog()).toThrow(/metricTopKeysByBacklog: a key's backlog is the time its requests are set aside, which only per-key limits do/);
+    expect(JSON.stringify(keyedOnly.template.toJSON())).not.toContain('keys-by-backlog');
+  });
+
   test('the dashboard gets a keys section (top key and active keys per rule); without keys it has none', () => {
     const body = (template: Template) => JSON.stringify(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0].Properties.DashboardBody);
     const keyed = body(orchestratorStack().template);
@@ -173,5 +199,25 @@ describe('the synthesized rules evaluated over the handlers\' EMF lines', () => 
     expect(evaluateInsightRule(rules.CallbacksByKey, processor)[0]).toMatchObject({ maxContributor: ['initech'], maxContributorValue: 2, sum: 3 });
     // A rule matches only its own metric's totals: the dispatcher's rules see nothing in the caller's lines.
     expect(evaluateInsightRule(rules.DispatchedByKey, caller)).toEqual([]);
+  });
+
+  test('the backlog rule: the top key is the one with the most time set aside; divided by the period, its average number of requests set aside (Little\'s law)', async () => {
+    const perKey = { requestsPerSecond: undefined, contract: PER_KEY_CONTRACT() };
+    const rules = keyRules(orchestratorStack(perKey).template);
+    // One minute of a steady line: each second acme sets 2 new requests aside for 30 s (a line of
+    // 60 requests), globex 1 for 10 s (a line of 10); a dispatch of acme counts no set-aside time.
+    const seconds = Array.from({ length: 60 }, () => [
+      ['acme', 'KeySetAside', 'Count', 1], ['acme', 'KeySetAsideDelay', 'Milliseconds', 30_000],
+      ['acme', 'KeySetAside', 'Count', 1], ['acme', 'KeySetAsideDelay', 'Milliseconds', 30_000],
+      ['globex', 'KeySetAside', 'Count', 1], ['globex', 'KeySetAsideDelay', 'Milliseconds', 10_000],
+      ['acme', 'DispatchedRequests', 'Count', 1],
+    ] as Array<[string, string, 'Count' | 'Milliseconds', number]>);
+    const lines = await emfLines(seconds);
+    const [minute, ...rest] = evaluateInsightRule(rules.BacklogByKey, lines);
+    expect(rest).toEqual([]);
+    expect(minute).toMatchObject({ maxContributor: ['acme'], uniqueContributors: 2 });
+    // metricTopKeysByBacklog: MaxContributorValue / 60000 ms.
+    expect(minute.maxContributorValue / 60_000).toBe(60);
+    expect((minute.sum - minute.maxContributorValue) / 60_000).toBe(10);
   });
 });

@@ -79,6 +79,17 @@ describe('dispatchBatch with per-key rates', () => {
     expect(setAside.map(([, , value, key]) => [value, key])).toEqual([[1, 'hot'], [1, 'hot']]);
   });
 
+  test('GIVEN requests set aside WHEN dispatched THEN each counts the time it is set aside for under its key (KeySetAsideDelay: the backlog per key); a paused key\'s the recheck period', async () => {
+    const d = deps(source({ hot: spec(2), paused: spec(5, { paused: true }) }));
+    await dispatchBatch({ Records: [submit('h1', 'hot'), submit('h2', 'hot'), submit('h3', 'hot'), submit('h4', 'hot'), submit('p1', 'paused')] }, d);
+    const delays = Object.fromEntries(copies());
+    const setAsideDelay = d.metrics.addMetric.mock.calls.filter(([name]) => name === 'KeySetAsideDelay');
+    expect(setAsideDelay.map(([, unit, value, key]) => [unit, value, key])).toEqual(expect.arrayContaining([
+      ['Milliseconds', delays.h3 * 1000, 'hot'], ['Milliseconds', delays.h4 * 1000, 'hot'], ['Milliseconds', PAUSED_KEY_RECHECK_MS, 'paused'],
+    ]));
+    expect(setAsideDelay).toHaveLength(3);
+  });
+
   test('GIVEN an earlier batch set the key aside WHEN more of its messages come THEN they are spread after the advisory cursor, per priority (high before normal)', async () => {
     const I = keyIntervalMs(spec(1), L);
     // The key has no room within the horizon (its last slot 5 s ahead).

@@ -5,6 +5,7 @@
 import { BatchGetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { inMemoryPacerTable } from './pacer-table-fake';
+import { HeldKeyCalls, prepareKeyRound } from '../../src/rate-controlled-queue-consumer/dispatch-keys';
 import {
   confirmKeySlots, interleaveByKey, KEY_LAST_SLOT_ATTRIBUTE, KEY_PAUSED_UNTIL_ATTRIBUTE, KeyedCall, keyExternalLimits, keyIntervalMs,
   keyLimitName, readKeyCursors,
@@ -280,6 +281,110 @@ describe('property: interleaved reservers on fake time never exceed a key\'s rat
     expect(lostWrites).toBeGreaterThan(0);
     expect(wasted / (fired.length + wasted)).toBeLessThan(0.25);
     expect(reservations).toBe(180);
+  }, 20_000);
+});
+
+describe('property: dispatchers holding calls across rounds (plans, HeldKeyCalls) on fake time never exceed a key\'s rate or the contract', () => {
+  test('GIVEN 3 dispatchers keeping batches across rounds (plans, calls kept after another\'s plan, re-plans past their own plan), random round trips, random crashes WHEN they reserve THEN every key and the contract keep their bound, and every fired call had both writes', async () => {
+    const R = 20;
+    const LEAD = 200;
+    const keyRates: Record<string, number> = { hot: 5, warm: 3, quiet: 2, slow: 0.5 };
+    const keys = Object.keys(keyRates);
+    let seed = 20261208;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    let now = T0;
+    const table = inMemoryPacerTable(ddb, () => { now += random() * 4; });
+    const clock = { now: () => now, sleep: async (ms: number) => { now += ms; await new Promise((r) => setImmediate(r)); } };
+    let crashes = 0;
+    table.beforeWrite = (pk) => {
+      if (pk.startsWith('key-pacer#') && random() < 0.03) {
+        crashes++;
+        throw new Error('Runtime.ExitError: the invocation died between its writes');
+      }
+    };
+    type Call = ReturnType<typeof call>;
+    const fired: { key: string; slot: number }[] = [];
+    let wasted = 0;
+    let heldAfterOthersPlan = 0;
+    let replanned = 0;
+    const dispatcher = async (owner: number) => {
+      let pending: Call[] = [];
+      let held = new HeldKeyCalls<Call>();
+      for (let round = 0; round < 150; round++) {
+        if (pending.length === 0) {
+          // A new batch (a new invocation): mostly the hot key, as in keys-100-hot90.
+          pending = Array.from({ length: 1 + Math.floor(random() * 8) }, (_, j) => {
+            const key = random() < 0.6 ? 'hot' : keys[Math.floor(random() * (keys.length + 1))];
+            return key === undefined ? call(undefined, 2, `${owner}-${round}-${j}`) : call(key, keyRates[key], `${owner}-${round}-${j}`);
+          });
+          held = new HeldKeyCalls<Call>();
+        }
+        const plansBefore = new Map(keys.map((key) => [key, held.ownPlanEnd(key)]));
+        const timing = { nowMs: now, leadMs: LEAD, latenessToleranceMs: L, planOwner: owner };
+        const keyRound = await prepareKeyRound(pending, new DynamoDBClient({}), TABLE, timing, 750, undefined, held);
+        for (const c of keyRound.keep) {
+          if (held.has(c) && held.planKeptAfter(c) !== undefined) heldAfterOthersPlan++;
+          if (held.has(c) && held.ownPlanEnd(c.message.key!) !== plansBefore.get(c.message.key!)) replanned++;
+          held.add(c);
+        }
+        pending = keyRound.keep;
+        if (pending.length === 0) continue;
+        const reservation = await reserveSlots({
+          dynamodb: new DynamoDBClient({}),
+          tableName: TABLE,
+          requested: pending.length,
+          requestsPerSecond: R,
+          latenessToleranceMs: L,
+          maxWaitMs: 1_500,
+          minLeadMs: LEAD,
+          clock,
+          random,
+          ...(keyRound.externalLimits ? { externalLimits: keyRound.externalLimits, rereadExternalLimits: keyRound.rereadExternalLimits } : {}),
+        });
+        const confirmed = await confirmKeySlots({
+          dynamodb: new DynamoDBClient({}),
+          tableName: TABLE,
+          latenessToleranceMs: L,
+          calls: pending,
+          slots: reservation.slots,
+          callIndexes: reservation.callIndexes ?? reservation.slots.map((_, k) => k),
+          cursors: keyRound.cursors,
+        });
+        wasted += confirmed.wasted;
+        fired.push(...confirmed.given.map((g) => ({ key: g.item.message.key ?? '', slot: g.slot })));
+        pending = pending.filter((c) => !confirmed.given.some((g) => g.item === c));
+        // As the dispatcher: with nothing given, wake a little before the key's room; else a random pause.
+        const limitedUntil = confirmed.given.length === 0 ? reservation.limitedUntilMs : undefined;
+        await clock.sleep(limitedUntil !== undefined ? Math.max(1, limitedUntil - LEAD - 50 - now) : random() * 60);
+      }
+    };
+    await Promise.all([dispatcher(1), dispatcher(2), dispatcher(3)]);
+    expect(fired.length).toBeGreaterThan(200);
+    expect(crashes).toBeGreaterThan(0);
+    expect(heldAfterOthersPlan).toBeGreaterThan(0);
+    expect(replanned).toBeGreaterThan(0);
+    const all = fired.map((f) => f.slot);
+    expect(new Set(all).size).toBe(all.length);
+    expect(maxInAnyWindow(all, 1000 + L, true)).toBeLessThanOrEqual(R);
+    for (const key of keys) {
+      const ofKey = fired.filter((f) => f.key === key).map((f) => f.slot);
+      const bound = keyRates[key] >= 1 ? Math.floor(keyRates[key]) : 1;
+      const windowMs = keyRates[key] >= 1 ? 1000 + L : 1000 / keyRates[key] + L;
+      expect(maxInAnyWindow(ofKey, windowMs, true)).toBeLessThanOrEqual(bound);
+    }
+    const keyWrites = table.writes.filter((w) => w.pk.startsWith('key-pacer#') && w.input.ExpressionAttributeValues![':first']).map((w) => ({
+      key: w.pk.slice('key-pacer#'.length), first: Number(w.input.ExpressionAttributeValues![':first'].N), last: Number(w.input.ExpressionAttributeValues![':last'].N),
+    }));
+    for (const f of fired.filter((x) => x.key !== '')) {
+      expect(keyWrites.some((w) => w.key === f.key && w.first <= f.slot && f.slot <= w.last)).toBe(true);
+    }
+    // Adversarial (small batches of four keys at 60 % hot, a 20 rps contract, crashes at 3 % of key
+    // writes): about 22 % of the slots reserved are wasted at this seed. A guard, not a target: the
+    // benchmark measures realistic rows.
+    expect(wasted / (fired.length + wasted)).toBeLessThan(0.25);
   }, 20_000);
 });
 

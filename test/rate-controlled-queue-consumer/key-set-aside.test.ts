@@ -101,6 +101,36 @@ describe('splitByKeyHorizon: a hot key\'s line (issue 15, the hot key at 95 % of
   });
 });
 
+describe('splitByKeyHorizon: held calls past the end of this dispatcher\'s own plan', () => {
+  const I = keyIntervalMs(spec(10), L);
+  const ownEnd = T0 + LEAD + 2 * I;
+  const read = (plannedUntil: number, extra: Partial<KeyCursor> = {}) => cursors({
+    k: { lastSlotAtMs: T0 + LEAD + I, plannedUntil: { value: plannedUntil, raw: String(plannedUntil) }, plannedBy: 1, ...extra },
+  });
+  const split = (cursor: ReturnType<typeof read>) =>
+    splitByKeyHorizon([call('a', 'k', spec(10)), call('b', 'k', spec(10))], cursor, { ...timing, planOwner: 2 }, 750, () => true, () => ownEnd);
+
+  test('GIVEN held calls whose slots reach this dispatcher\'s plan end WHEN another dispatcher planned after it THEN they are planned again after that plan, with a plan write conditioned on it', () => {
+    const result = split(read(T0 + LEAD + 4 * I));
+    expect(result.keep.map((c) => c.id)).toEqual(['a', 'b']);
+    expect(result.planned.map((c) => c.id)).toEqual(['a', 'b']);
+    expect(result.plans).toEqual([{ key: 'k', oldRaw: String(T0 + LEAD + 4 * I), newValue: T0 + LEAD + 6 * I, owner: 2 }]);
+  });
+
+  test('GIVEN the other dispatcher\'s plan ends past the horizon WHEN split THEN they are set aside; a key\'s line of set-aside requests does not take them (they were kept before it)', () => {
+    expect(split(read(T0 + LEAD + 800)).aside.map((c) => c.id)).toEqual(['a', 'b']);
+    const withLine = split(read(T0 + LEAD + 4 * I, { asideUntil: { normal: { value: T0 + 60_000, raw: String(T0 + 60_000) } } }));
+    expect(withLine.keep.map((c) => c.id)).toEqual(['a', 'b']);
+  });
+
+  test('GIVEN held calls within this dispatcher\'s plan WHEN split THEN they are kept from the key\'s last slot and plan nothing', () => {
+    const result = splitByKeyHorizon([call('a', 'k', spec(10))], read(T0 + LEAD + 4 * I), { ...timing, planOwner: 2 }, 750, () => true, () => T0 + LEAD + 3 * I);
+    expect(result.keep.map((c) => c.id)).toEqual(['a']);
+    expect(result.plans).toEqual([]);
+    expect(result.planned).toEqual([]);
+  });
+});
+
 describe('planSetAside: a request back at its turn keeps it', () => {
   const limits = spec(10);
   const I = keyIntervalMs(limits, L);
