@@ -66,6 +66,9 @@ export const MODEL_QUEUE_URL = queueUrlFromArn(MODEL_QUEUE_ARN);
 export const MODEL_DEAD_LETTER_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/bench-requests-dlq';
 /** The partition key prefix of a key's places item (`key-places#<key>`). */
 const KEY_PLACES_PREFIX = keyPlacesItemKey('');
+/** The high-priority request queue (issue 15, high-priority-queue.ts), when a run models one. */
+export const MODEL_HIGH_QUEUE_ARN = 'arn:aws:sqs:us-east-1:123456789012:bench-requests-high';
+export const MODEL_HIGH_QUEUE_URL = queueUrlFromArn(MODEL_HIGH_QUEUE_ARN);
 
 // ---------------------------------------------------------------------------------------------
 // The queue
@@ -195,7 +198,14 @@ export class ModeledSqs {
   /** Messages sent to the dead-letter queue. */
   public parked = 0;
 
-  constructor(private readonly queue: ModeledQueue, private readonly clock: VirtualClock, private readonly roundTripMs: () => number) {}
+  /**
+   * `highQueue`: the high-priority request queue, when the run has one (the dispatcher's sends and
+   * visibility changes on it are counted on the request queue's counters; the run sums both queues').
+   */
+  constructor(
+    private readonly queue: ModeledQueue, private readonly clock: VirtualClock, private readonly roundTripMs: () => number,
+    private readonly highQueue?: ModeledQueue,
+  ) {}
 
   public async send(command: unknown): Promise<unknown> {
     const rtt = this.roundTripMs();
@@ -233,16 +243,15 @@ export class ModeledSqs {
     }
     if (command instanceof ChangeMessageVisibilityCommand) {
       requests.ChangeMessageVisibility++;
-      this.checkQueue(command.input.QueueUrl, false);
-      this.queue.changeVisibility(command.input.ReceiptHandle!, command.input.VisibilityTimeout ?? 0);
+      this.queueOf(command.input.QueueUrl, false)!.changeVisibility(command.input.ReceiptHandle!, command.input.VisibilityTimeout ?? 0);
       return {};
     }
     if (command instanceof ChangeMessageVisibilityBatchCommand) {
       requests.ChangeMessageVisibility++;
-      this.checkQueue(command.input.QueueUrl, false);
+      const queue = this.queueOf(command.input.QueueUrl, false)!;
       const entries = command.input.Entries ?? [];
       if (entries.length === 0 || entries.length > 10) throw sqsError(entries.length === 0 ? 'EmptyBatchRequest' : 'TooManyEntriesInBatchRequest');
-      for (const entry of entries) this.queue.changeVisibility(entry.ReceiptHandle!, entry.VisibilityTimeout ?? 0);
+      for (const entry of entries) queue.changeVisibility(entry.ReceiptHandle!, entry.VisibilityTimeout ?? 0);
       return { Successful: entries.map((entry) => ({ Id: entry.Id })), Failed: [] };
     }
     throw new Error(`modeled SQS: unexpected command ${(command as object).constructor.name}`);
@@ -251,22 +260,23 @@ export class ModeledSqs {
   private sendOne(
     queueUrl: string | undefined, body: string | undefined, delaySeconds: number | undefined, groupId: string | undefined,
   ): { MessageId: string } {
-    const deadLetter = this.checkQueue(queueUrl, true);
+    const queue = this.queueOf(queueUrl, true);
     if (body === undefined || body === '') throw sqsError('MissingParameter', 'MessageBody is required');
     if (delaySeconds !== undefined && !(Number.isInteger(delaySeconds) && delaySeconds >= 0 && delaySeconds <= MAX_DELAY_SECONDS)) {
       throw sqsError('InvalidParameterValue', `DelaySeconds must be a whole number of seconds from 0 to ${MAX_DELAY_SECONDS} (given ${delaySeconds})`);
     }
-    if (deadLetter) {
+    if (queue === undefined) {
       this.parked++;
       return { MessageId: `dlq-${this.parked}` };
     }
-    return { MessageId: this.queue.add(body, delaySeconds ?? 0, groupId).messageId };
+    return { MessageId: queue.add(body, delaySeconds ?? 0, groupId).messageId };
   }
 
-  /** Whether the URL is the dead-letter queue's; throws for a queue the model does not have. */
-  private checkQueue(queueUrl: string | undefined, deadLetterAllowed: boolean): boolean {
-    if (queueUrl === MODEL_QUEUE_URL) return false;
-    if (deadLetterAllowed && queueUrl === MODEL_DEAD_LETTER_QUEUE_URL) return true;
+  /** The queue a URL names (undefined: the dead-letter queue); throws for a queue the model does not have. */
+  private queueOf(queueUrl: string | undefined, deadLetterAllowed: boolean): ModeledQueue | undefined {
+    if (queueUrl === MODEL_QUEUE_URL) return this.queue;
+    if (this.highQueue && queueUrl === MODEL_HIGH_QUEUE_URL) return this.highQueue;
+    if (deadLetterAllowed && queueUrl === MODEL_DEAD_LETTER_QUEUE_URL) return undefined;
     throw sqsError('QueueDoesNotExist', `modeled SQS: no queue ${queueUrl}`);
   }
 }
@@ -317,6 +327,18 @@ export interface DispatchModelOptions {
    */
   readonly dispatcherEnv?: Readonly<Record<string, string>>;
   readonly seed?: number;
+  /**
+   * Issue 15: a high-priority request queue (high-priority-queue.ts): high requests are sent to it,
+   * and its own event source mapping (`lanes` pollers, batches of up to 10, no batching window)
+   * invokes the same dispatcher; the dispatcher is configured with it (HIGH_PRIORITY_QUEUE_ARN).
+   * @default none: every request goes to the one request queue
+   */
+  readonly highPriorityQueue?: {
+    /** @default 2 (an SQS mapping's lowest maximum concurrency) */
+    readonly lanes?: number;
+    /** NORMAL_RESERVATION_HORIZON_MS. @default the dispatcher's default */
+    readonly normalHorizonMs?: number;
+  };
   /** Virtual time after which the run stops (what is not delivered by then is counted). @default 10 minutes */
   readonly maxRunMs?: number;
   /**
@@ -393,6 +415,8 @@ export interface DispatchModelRun {
   /** The items stored at the end of the run (other than the contract's pacer item): what the dispatchers created. */
   readonly items: DynamoItems;
   readonly pacerConditionalFailures: number;
+  /** Successful writes of the contract's pacer item (one per reservation that got slots). */
+  readonly pacerWrites: number;
   readonly lanes: number;
   readonly batchSize: number;
   readonly maxPacingWaitMs: number;
@@ -418,6 +442,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     },
   };
   const queue = new ModeledQueue(clock);
+  const highQueue = options.highPriorityQueue ? new ModeledQueue(clock) : undefined;
   const settings = deriveRateSettings(options.rps, {
     latenessToleranceMs: knobs.latenessToleranceMs, fireToleranceMs: knobs.fireToleranceMs, leadMs: knobs.leadMs,
   });
@@ -447,7 +472,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   let invocations = 0;
   const finished = () => calls.length + sqs.parked + taskFailures >= options.requests.length;
 
-  const sqs = new ModeledSqs(queue, clock, () => draw(SQS_CALL_HOP));
+  const sqs = new ModeledSqs(queue, clock, () => draw(SQS_CALL_HOP), highQueue);
 
   // Jobs in flight: the correlation table answers "not submitted" (the model's requests are each
   // delivered once), and every write to a key's places item records its places held after it.
@@ -599,6 +624,11 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       [ConsumerEnv.CORRELATION_TTL_SECONDS]: '86400',
       [DEAD_LETTER_QUEUE_URL_ENV]: MODEL_DEAD_LETTER_QUEUE_URL,
       ...(options.jobs ? { [ConsumerEnv.CORRELATION_TABLE_NAME]: MODEL_CORRELATION_TABLE } : {}),
+      ...(options.highPriorityQueue ? {
+        [ConsumerEnv.HIGH_PRIORITY_QUEUE_ARN]: MODEL_HIGH_QUEUE_ARN,
+        ...(options.highPriorityQueue.normalHorizonMs !== undefined
+          ? { [ConsumerEnv.NORMAL_RESERVATION_HORIZON_MS]: String(options.highPriorityQueue.normalHorizonMs) } : {}),
+      } : {}),
       ...options.dispatcherEnv,
     }),
     logger: { debug: noop, info: noop, warn: noop, error: noop },
@@ -616,7 +646,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     ...(keyLimits ? { keyLimits } : {}),
   };
 
-  const recordOf = (message: ModeledMessage): SQSRecord => ({
+  const recordOf = (message: ModeledMessage, queueArn: string): SQSRecord => ({
     messageId: message.messageId,
     receiptHandle: message.receipt!,
     body: message.body,
@@ -630,7 +660,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     messageAttributes: {},
     md5OfBody: '',
     eventSource: 'aws:sqs',
-    eventSourceARN: MODEL_QUEUE_ARN,
+    eventSourceARN: queueArn,
     awsRegion: 'us-east-1',
   });
 
@@ -640,8 +670,10 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       const requestId = `req-${n}`;
       enqueuedAt.set(requestId, clock.now());
       priorities.set(requestId, request.priority);
-      queue.requests.SendMessage++;
-      queue.add(JSON.stringify({
+      // With a high-priority queue, the orchestrator's task sends a high request there.
+      const target = highQueue && request.priority === 'high' ? highQueue : queue;
+      target.requests.SendMessage++;
+      target.add(JSON.stringify({
         taskToken: `token-${n}`,
         requestId,
         payload: { n },
@@ -651,39 +683,49 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     }
   })();
 
-  const lane = async (environment: number) => {
+  /**
+   * One poller of an event source mapping in execution environment `environment`: `source` is the
+   * queue it polls, `queueArn` its records' source.
+   */
+  const lane = async (environment: number, source: ModeledQueue, queueArn: string, laneBatchSize: number, laneWindowMs: number) => {
     const context: ModelEnvironmentContext = { clock, metrics: deps.metrics, dynamodbRoundTripMs: () => draw(model.dynamodbCall) };
     const laneDeps: DispatchDeps = options.keyLimitsPerEnvironment
       ? { ...deps, keyLimits: options.keyLimitsPerEnvironment(environment, context) } : deps;
     while (!finished() && clock.now() < stopAt) {
-      const next = queue.nextVisibleAt();
+      const next = source.nextVisibleAt();
       if (next === undefined || next > clock.now()) {
         // Long polling: a new message, or the next delayed one becoming visible.
-        await queue.waitForMessage(next === undefined ? 200 : Math.min(200, next - clock.now()));
+        await source.waitForMessage(next === undefined ? 200 : Math.min(200, next - clock.now()));
         continue;
       }
       const first = clock.now();
-      const batch = queue.receive(batchSize, visibilityTimeoutMs);
+      const batch = source.receive(laneBatchSize, visibilityTimeoutMs);
       if (batch.length === 0) continue;
       // The batching window: the mapping gathers until the batch is full or the window ends.
-      while (batch.length < batchSize && clock.now() < first + batchingWindowMs) {
-        const more = queue.nextVisibleAt();
-        const until = first + batchingWindowMs;
-        await queue.waitForMessage(Math.max(1, Math.min(until, more === undefined || more <= clock.now() ? until : more) - clock.now()));
-        batch.push(...queue.receive(batchSize - batch.length, visibilityTimeoutMs));
+      while (batch.length < laneBatchSize && clock.now() < first + laneWindowMs) {
+        const more = source.nextVisibleAt();
+        const until = first + laneWindowMs;
+        await source.waitForMessage(Math.max(1, Math.min(until, more === undefined || more <= clock.now() ? until : more) - clock.now()));
+        batch.push(...source.receive(laneBatchSize - batch.length, visibilityTimeoutMs));
       }
       await clock.sleep(draw(model.queueToConsumer));
       invocations++;
-      const response = await dispatchBatch({ Records: batch.map(recordOf) }, laneDeps);
+      const response = await dispatchBatch({ Records: batch.map((message) => recordOf(message, queueArn)) }, laneDeps);
       const failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
       const done = batch.filter((message) => !failed.has(message.messageId));
-      for (const message of done) queue.delete(message.receipt!);
-      queue.requests.DeleteMessageBatch += Math.ceil(done.length / 10);
+      for (const message of done) source.delete(message.receipt!);
+      source.requests.DeleteMessageBatch += Math.ceil(done.length / 10);
     }
   };
 
   void producer;
-  void Promise.all(Array.from({ length: lanes }, (_, environment) => lane(environment)));
+  void Promise.all(Array.from({ length: lanes }, (_, environment) => lane(environment, queue, MODEL_QUEUE_ARN, batchSize, batchingWindowMs)));
+  if (highQueue) {
+    // Lambda polls each mapped queue on its own: the high queue's mapping has its own pollers (and
+    // invocations in environments of their own).
+    const highLanes = options.highPriorityQueue!.lanes ?? 2;
+    void Promise.all(Array.from({ length: highLanes }, (_, k) => lane(lanes + k, highQueue, MODEL_HIGH_QUEUE_ARN, Math.min(10, batchSize), 0)));
+  }
   await clock.run(stopAt - clock.now());
 
   return {
@@ -697,10 +739,11 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     duplicateStarts,
     parked: sqs.parked,
     taskFailures,
-    sqsRequests: { ...queue.requests },
+    sqsRequests: Object.fromEntries(Object.entries(queue.requests)
+      .map(([action, n]) => [action, n + (highQueue?.requests[action as keyof ModeledQueue['requests']] ?? 0)])),
     dynamodbRequests,
-    maxReceiveCount: queue.maxReceiveCount,
-    maxInFlight: queue.maxInFlight,
+    maxReceiveCount: Math.max(queue.maxReceiveCount, highQueue?.maxReceiveCount ?? 0),
+    maxInFlight: queue.maxInFlight + (highQueue?.maxInFlight ?? 0),
     metrics,
     metricsByKey,
     lateCallers,
@@ -711,6 +754,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     itemConditionalFailures: Object.fromEntries(table.items.conditionalFailures),
     items: table.items,
     pacerConditionalFailures: table.conditionalFailures,
+    pacerWrites: table.writes,
     lanes,
     batchSize,
     maxPacingWaitMs,

@@ -15,6 +15,7 @@ import { OrchestratorDashboard } from './orchestrator-dashboard';
 import { Priority } from './priority';
 import { createQuotaAlarms, quotaUsedMetric, quotaUsedPercentMetric } from './quota-monitoring';
 import { jsonataKeyFields, jsonPathKeyFields, RequestKeyFields } from './request-key-fields';
+import { requestQueueRoute, RequestQueueRoute, sendRequestMessage } from './request-queue-routing';
 import { CallbackWebhook, CallbackWebhookOptions } from '../callback-webhook/callback-webhook';
 import { contractDifferences, createKeySettingsTable, grantManageKeySettings } from '../contract/contract-state-resources';
 import { addLimitEnvironment } from '../contract/limit-environment';
@@ -1029,9 +1030,11 @@ export class AsyncExternalApiOrchestrator extends Construct {
   public submitJobTask(scope: Construct, id: string, props: SubmitJobTaskProps): tasks.SqsSendMessage {
     const key = this.keyFields(id, 'submitJobTask', props.key, jsonPathKeyFields);
     this.submitTasks += 1;
-    return new tasks.SqsSendMessage(scope, id, {
+    // Issue 15: a high-priority request goes to the high-priority queue (request-queue-routing.ts).
+    const route = this.requestQueueRoute(props.priority, 'jsonPath', `submitJobTask '${id}'`);
+    return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
-      queue: this.consumer.queue,
+      queue: route.queue,
       integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
       messageBody: sfn.TaskInput.fromObject({
         taskToken: sfn.JsonPath.taskToken,
@@ -1045,7 +1048,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       taskTimeout: sfn.Timeout.duration(this.callbackTimeout),
       heartbeatTimeout: props.heartbeatTimeout ? sfn.Timeout.duration(props.heartbeatTimeout) : undefined,
       resultPath: props.resultPath,
-    });
+    }, route);
   }
 
   /**
@@ -1078,9 +1081,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     }
     const key = this.keyFields(id, 'submitJobTaskJsonata', props.key, jsonataKeyFields);
     this.submitTasks += 1;
-    return tasks.SqsSendMessage.jsonata(scope, id, {
+    const route = this.requestQueueRoute(props.priority, 'jsonata', `submitJobTaskJsonata '${id}'`);
+    return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Submit a job to the vendor and wait for its callback (cdk-async-external-api)',
-      queue: this.consumer.queue,
+      queue: route.queue,
       integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
       messageBody: sfn.TaskInput.fromObject({
         taskToken: '{% $states.context.Task.Token %}',
@@ -1093,9 +1097,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
       messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.callbackTimeout),
       heartbeatTimeout: props.heartbeatTimeout ? sfn.Timeout.duration(props.heartbeatTimeout) : undefined,
+      queryLanguage: sfn.QueryLanguage.JSONATA,
       outputs: props.outputs,
       assign: props.assign,
-    });
+    }, route);
   }
 
   /**
@@ -1131,9 +1136,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     const key = this.keyFields(id, 'callVendorTask', props.key, jsonPathKeyFields);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
-    return new tasks.SqsSendMessage(scope, id, {
+    const route = this.requestQueueRoute(props.priority, 'jsonPath', `callVendorTask '${id}'`);
+    return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Call the vendor, paced against the contract, and wait for its answer (cdk-async-external-api)',
-      queue: this.consumer.queue,
+      queue: route.queue,
       integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
       messageBody: sfn.TaskInput.fromObject({
         kind: 'call',
@@ -1153,7 +1159,7 @@ export class AsyncExternalApiOrchestrator extends Construct {
       messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
       resultPath: props.resultPath,
-    });
+    }, route);
   }
 
   /**
@@ -1178,9 +1184,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
     const key = this.keyFields(id, 'callVendorTaskJsonata', props.key, jsonataKeyFields);
     this.ensureVendorCallWorkflow();
     this.submitTasks += 1;
-    return tasks.SqsSendMessage.jsonata(scope, id, {
+    const route = this.requestQueueRoute(props.priority, 'jsonata', `callVendorTaskJsonata '${id}'`);
+    return sendRequestMessage(scope, id, {
       comment: props.comment ?? 'Call the vendor, paced against the contract, and wait for its answer (cdk-async-external-api)',
-      queue: this.consumer.queue,
+      queue: route.queue,
       integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
       messageBody: sfn.TaskInput.fromObject({
         kind: 'call',
@@ -1199,9 +1206,10 @@ export class AsyncExternalApiOrchestrator extends Construct {
       }),
       messageGroupId: key?.messageGroupId,
       taskTimeout: sfn.Timeout.duration(this.validateCallTimeout(id, props.timeout)),
+      queryLanguage: sfn.QueryLanguage.JSONATA,
       outputs: props.outputs,
       assign: props.assign,
-    });
+    }, route);
   }
 
   /**
@@ -1742,6 +1750,16 @@ export class AsyncExternalApiOrchestrator extends Construct {
       this.vendorCallWorkflow = workflow;
     }
     return this.vendorCallWorkflow;
+  }
+
+  /** Where a task with `priority` sends (request-queue-routing.ts); the high queue's DLQ alarm joins `alarms` when it is created. */
+  private requestQueueRoute(priority: Priority | undefined, language: 'jsonPath' | 'jsonata', where: string): RequestQueueRoute {
+    const route = requestQueueRoute(this, `PriorityRoute${this.submitTasks}`, this.consumer, priority, language, where);
+    const alarm = this.consumer.highPriorityDeadLetterAlarm;
+    if (alarm && !this.alarms.includes(alarm)) {
+      this.trackAlarm(alarm);
+    }
+    return route;
   }
 
   /** Adds an alarm to `alarms` and gives it the alarm actions added so far. */

@@ -83,6 +83,44 @@ export class Priority {
   ) {}
 
   /**
+   * Whether a request of this priority goes to the high-priority request queue: `always` (HIGH),
+   * `never` (NORMAL, LOW), or `runtime` (read from the state: the task's QueueUrl chooses).
+   *
+   * @internal
+   */
+  public _highQueueRoute(): 'always' | 'never' | 'runtime' {
+    return this.form !== 'literal' ? 'runtime' : this.value === 'high' ? 'always' : 'never';
+  }
+
+  /**
+   * A JSONPath task's QueueUrl for a priority read at run time: the high queue's URL when the
+   * value is `"high"`, the request queue's otherwise (normal, low, null; an invalid value goes to
+   * the request queue, whose dispatcher refuses it). JSONPath has no comparison intrinsic, so the
+   * test is the length of `States.ArrayUnique(States.Array(<priority>, 'high'))`: 1 when the value
+   * is "high", 2 otherwise; minus one, it indexes `[highUrl, normalUrl]`. Intrinsics may be nested
+   * (https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html).
+   *
+   * @internal
+   */
+  public _jsonPathQueueUrl(where: string, highQueueUrl: string, requestQueueUrl: string): string {
+    const priority = this._jsonPathField(where);
+    // The helpers return encoded tokens; Token.asNumber passes them where a number is typed.
+    const distinct = Token.asNumber(sfn.JsonPath.arrayLength(sfn.JsonPath.arrayUnique(sfn.JsonPath.array(priority, 'high'))));
+    return sfn.JsonPath.arrayGetItem(sfn.JsonPath.array(highQueueUrl, requestQueueUrl), Token.asNumber(sfn.JsonPath.mathAdd(distinct, -1)));
+  }
+
+  /**
+   * A JSONata task's QueueUrl for a priority read at run time: the high queue's URL when the
+   * expression evaluates to `"high"`, the request queue's otherwise.
+   *
+   * @internal
+   */
+  public _jsonataQueueUrl(where: string, highQueueUrl: string, requestQueueUrl: string): string {
+    const expression = /^\{%([\s\S]*)%\}$/.exec(this._jsonataField(where))![1].trim();
+    return `{% ($priority := ${expression}; $priority = 'high' ? '${highQueueUrl}' : '${requestQueueUrl}') %}`;
+  }
+
+  /**
    * The message body's `priority` field in a JSONPath task (`submitJobTask`, `callVendorTask`).
    *
    * @internal

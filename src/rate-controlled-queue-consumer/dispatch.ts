@@ -16,6 +16,7 @@ import { ChangeMessageVisibilityCommand, type MessageAttributeValue, SendMessage
 import type { SQSBatchResponse, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { anyKeyLimited, HeldKeyCalls, KeyRound, prepareKeyRound } from './dispatch-keys';
 import { limitedCallsOf, limitNamesOf } from './dispatch-limits';
+import { HighPriorityQueueConfig, highPriorityQueueFromEnv, horizonRetryInMs, reservationHorizonMs, reservationMaxWaitMs } from './high-priority-queue';
 import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
 import { KEY_PLACE_TICKET_FIELD, setAsideForKeyPlaces } from './key-place-wake';
 import { splitByKeyQuota } from './key-quota-check';
@@ -126,6 +127,8 @@ export interface DispatchConfig {
    * no slot by then is set aside (key-set-aside.ts). Default {@link DEFAULT_KEY_RESERVATION_HORIZON_MS}.
    */
   readonly keyReservationHorizonMs?: number;
+  /** Issue 15: the high-priority request queue (high-priority-queue.ts). Absent: none. */
+  readonly highPriorityQueue?: HighPriorityQueueConfig;
 }
 
 /** The logger methods used; Powertools' Logger fits. */
@@ -190,6 +193,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
     ...(env[ConsumerEnv.REQUIRE_REQUEST_KEY] === 'true' ? { requireKey: true } : {}),
     ...(env[ConsumerEnv.CALLBACK_TOKEN_WITH_KEY] === 'true' ? { keyInCallbackToken: true } : {}),
+    ...(highPriorityQueueFromEnv(env) ? { highPriorityQueue: highPriorityQueueFromEnv(env) } : {}),
   };
 }
 
@@ -564,6 +568,9 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
   const planOwner = randomBytes(6).readUIntBE(0, 6);
   // The keyed calls an earlier round kept: later rounds hold them (key-set-aside.ts `splitByKeyHorizon`).
   const held = new HeldKeyCalls<ValidRecord>();
+  // With a high-priority queue, a batch from another queue reserves in rounds a short horizon ahead
+  // (high-priority-queue.ts); undefined: up to the deadline.
+  const horizonMs = reservationHorizonMs(valid.map((item) => item.record), config.highPriorityQueue);
 
   while (pending.length > 0 || slots.length > 0) {
     if (slots.length === 0) {
@@ -592,7 +599,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           requested: pending.length,
           requestsPerSecond: config.requestsPerSecond,
           latenessToleranceMs: config.latenessToleranceMs,
-          maxWaitMs: Math.max(0, deadline - clock.now()),
+          maxWaitMs: reservationMaxWaitMs(clock.now(), deadline, lead, horizonMs),
           clock,
           random: deps.random,
           // VENDOR_CALL: no slot sooner than the lead, so that the execution can start `lead` before it.
@@ -624,6 +631,12 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
           // Woken a little early, the reservation's own round trip does not delay the slot.
           limitedUntilMs = reservation.limitedUntilMs;
           await clock.sleep(Math.max(1, limitedUntilMs - lead - LIMIT_WAKE_EARLY_MS - clock.now()));
+          continue;
+        }
+        // Within its horizon the schedule is taken: reserve again when the next free slot enters it.
+        const retryInMs = horizonRetryInMs(clock.now(), nextFreeAtMs, deadline, lead, horizonMs);
+        if (retryInMs !== undefined) {
+          await clock.sleep(retryInMs);
           continue;
         }
         break;

@@ -13,6 +13,7 @@ import { Construct } from 'constructs';
 import { ConsumerTrigger, ConsumerTriggerType } from './consumer-trigger';
 import { DispatcherFunction } from './dispatcher-function';
 import { DynamicDelay, DynamicDelayOptions } from './dynamic-delay';
+import { createHighPriorityRequestQueue, HighPriorityQueueSpec } from './high-priority-request-queue';
 import { allowWakingWaiters, createJobWaitingRoom } from './job-waiting-room';
 import { deriveRateSettings, PacingPoint, RateSettings } from './rate-settings';
 import { addScheduleTrigger, planScheduleTrigger, ScheduleTriggerPlan } from './schedule-trigger';
@@ -23,7 +24,7 @@ import { customMetric, POWERTOOLS_METRICS_NAMESPACE_ENV, validateMetricsScope } 
 import { ConsumerEnv } from '../shared/env';
 import { METRICS_NAMESPACE, METRICS_SCOPE_ENV, MetricNames } from '../shared/metrics';
 import { addFunctionNagSuppressions } from '../shared/nag';
-import { createWorkQueue } from '../shared/queues';
+import { createWorkQueue, WorkQueue } from '../shared/queues';
 import { validateDuration, validateRequestsPerSecond, validateWholeNumber } from '../shared/validation';
 
 /**
@@ -345,6 +346,9 @@ export class RateControlledQueueConsumer extends Construct {
   private atLimitAlarm?: cloudwatch.Alarm;
   private waitingQueue?: sqs.Queue;
   private readonly encryptionKey?: kms.IKey;
+  /** What the high-priority queue copies (high-priority-request-queue.ts); undefined with the schedule trigger. */
+  private readonly highPriorityQueueSpec?: HighPriorityQueueSpec;
+  private highPriorityWork?: WorkQueue;
 
   constructor(scope: Construct, id: string, props: RateControlledQueueConsumerProps) {
     super(scope, id);
@@ -512,6 +516,17 @@ export class RateControlledQueueConsumer extends Construct {
         maxConcurrency: this.maxConcurrency,
         reportBatchItemFailures: true,
       }));
+      // Issue 15: a high-priority queue is mapped to the same target when a task needs one.
+      this.highPriorityQueueSpec = {
+        visibilityTimeout,
+        maxReceiveCount: props.maxReceiveCount ?? 10,
+        encryptionKey: props.encryptionKey,
+        dispatcher: this.function,
+        target,
+        batchSize: this.batchSize,
+        maxConcurrency: this.maxConcurrency,
+        reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      };
     } // schedule trigger (low-rate mode)
 
     const backlogAlarmThreshold = props.backlogAlarmThreshold ?? Duration.minutes(5);
@@ -531,6 +546,41 @@ export class RateControlledQueueConsumer extends Construct {
     this.node.addValidation({
       validate: () => (this.stateMachine ? [] : ['RateControlledQueueConsumer has no workflow to start: pass stateMachine or call dispatchTo()']),
     });
+  }
+
+  /**
+   * The high-priority request queue (issue 15), once `enableHighPriorityQueue()` created it: high
+   * requests sent there are dispatched ahead of the request queue's backlog (README, "Priorities").
+   *
+   * @default - none
+   */
+  public get highPriorityQueue(): sqs.IQueue | undefined {
+    return this.highPriorityWork?.queue;
+  }
+
+  /**
+   * Fires when a message is parked in the high-priority queue's dead-letter queue (once
+   * `enableHighPriorityQueue()` created it).
+   *
+   * @default - none
+   */
+  public get highPriorityDeadLetterAlarm(): cloudwatch.Alarm | undefined {
+    return this.highPriorityWork?.deadLetterAlarm;
+  }
+
+  /**
+   * Creates the high-priority request queue (with its own dead-letter queue and alarm) and maps it
+   * to the dispatcher, once; returns it. The orchestrator calls it for the first task that can send
+   * a high-priority request. With `ConsumerTrigger.schedule()` there is no event source mapping to
+   * poll a second queue: it returns undefined and priorities only order each drained batch.
+   *
+   * @returns the high-priority request queue, or undefined with the schedule trigger
+   */
+  public enableHighPriorityQueue(): sqs.IQueue | undefined {
+    if (this.highPriorityQueueSpec) {
+      this.highPriorityWork ??= createHighPriorityRequestQueue(this, this.highPriorityQueueSpec);
+    }
+    return this.highPriorityWork?.queue;
   }
 
   /**

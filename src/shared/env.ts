@@ -74,6 +74,14 @@ export const ConsumerEnv = {
   REQUIRE_REQUEST_KEY: 'REQUIRE_REQUEST_KEY',
   /** `true`: a keyed request's callback token carries its key (issue 15: signing secrets per key). */
   CALLBACK_TOKEN_WITH_KEY: 'CALLBACK_TOKEN_WITH_KEY',
+  /**
+   * Issue 15: the high-priority request queue's ARN (high-priority-queue.ts). Set: batches from the
+   * other queue reserve slots only a short horizon ahead, so a high request finds an early slot.
+   * Absent: no high-priority queue.
+   */
+  HIGH_PRIORITY_QUEUE_ARN: 'HIGH_PRIORITY_QUEUE_ARN',
+  /** With HIGH_PRIORITY_QUEUE_ARN: the other batches' horizon past the lead, in ms. Absent: the default (500 ms). */
+  NORMAL_RESERVATION_HORIZON_MS: 'NORMAL_RESERVATION_HORIZON_MS',
 } as const;
 
 /** Callback processor (CallbackWebhook). */

@@ -50,6 +50,8 @@ export function queuedBody(taskArguments: { MessageBody: unknown }): string {
 export interface TaskRun {
   /** The request queue's message body (parsed). */
   readonly message: Record<string, any>;
+  /** The QueueUrl the state sent to (issue 15: the high-priority queue's or the request queue's). */
+  readonly queueUrl: string;
   /** The SendTaskSuccess / SendTaskFailure the producer made. */
   readonly resolution?: { readonly taskToken: string; readonly output?: string; readonly error?: string; readonly cause?: string };
 }
@@ -60,11 +62,11 @@ export interface TaskRun {
  */
 export function userTaskAnswer(c: UserTaskConfiguration, outcomes: Outcome[], runs: TaskRun[] = []): TaskHandler {
   let n = 0;
-  return async (taskArguments: { MessageBody: unknown }) => {
+  return async (taskArguments: { MessageBody: unknown; QueueUrl: string }) => {
     const outcome = outcomes[Math.min(n++, outcomes.length - 1)];
     const body = queuedBody(taskArguments);
     const message = JSON.parse(body);
-    const run: { message: Record<string, any>; resolution?: TaskRun['resolution'] } = { message };
+    const run: { message: Record<string, any>; queueUrl: string; resolution?: TaskRun['resolution'] } = { message, queueUrl: taskArguments.QueueUrl };
     runs.push(run);
     const resolution = outcome.kind === 'dispatcher refuses the priority' ? await refusedPriority(message)
       : message.kind === 'call' ? await vendorCall(c, body, outcome) : await submission(c, body, outcome);

@@ -6,13 +6,13 @@ import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { ChangeMessageVisibilityBatchCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parseBenchArgs, scenarios } from '../../local/bench';
 import {
-  dynamodbRequestsPerCall, keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs, rateOnlyKeyLimits,
-  runDispatchModel, windowFigures,
+  dynamodbRequestsPerCall, keyFigures, MODEL_DEAD_LETTER_QUEUE_URL, MODEL_HIGH_QUEUE_URL, MODEL_QUEUE_URL, ModeledQueue, ModeledRequest, ModeledSqs,
+  rateOnlyKeyLimits, runDispatchModel, windowFigures,
 } from '../../local/bench-dispatch-model';
 import { DynamoItems } from '../../local/bench-dynamo-items';
 import { keyPlaceFigures } from '../../local/bench-inflight-keys';
-import { keysRequests, KEYS_100_HOT90, priorityRequests, PRIORITY_BACKLOG, targetsLine } from '../../local/bench-keys';
-import { round } from '../../local/bench-model';
+import { keysRequests, KEYS_100_HOT90, priorityDetails, priorityRequests, PRIORITY_BACKLOG, targetsLine } from '../../local/bench-keys';
+import { LATENCY_MODEL, pacingKnobs, round } from '../../local/bench-model';
 import { VirtualClock } from '../../local/bench-sim';
 import { ConsumerEnv } from '../../src/shared/env';
 
@@ -233,6 +233,46 @@ describe('per-key jobs in flight in the model (bench-inflight-keys.ts)', () => {
       meanHandOverIdleMs: 500,
       maxHandOverIdleMs: 500,
     });
+  });
+});
+
+describe('a high-priority request queue (issue 15, high-priority-queue.ts)', () => {
+  test('the modeled SQS client sends to the high queue by its URL, and nowhere else', async () => {
+    const clock = new VirtualClock(0);
+    const queue = new ModeledQueue(clock);
+    const high = new ModeledQueue(clock);
+    const sqs = new ModeledSqs(queue, clock, () => 0, high);
+    const sent = Promise.all([
+      sqs.send(new SendMessageCommand({ QueueUrl: MODEL_HIGH_QUEUE_URL, MessageBody: 'h' })),
+      sqs.send(new SendMessageCommand({ QueueUrl: MODEL_QUEUE_URL, MessageBody: 'n' })),
+    ]);
+    await clock.run();
+    await sent;
+    expect(high.receive(10, 30_000).map((m) => m.body)).toEqual(['h']);
+    expect(queue.receive(10, 30_000).map((m) => m.body)).toEqual(['n']);
+    const refused = new ModeledSqs(queue, clock, () => 0).send(new SendMessageCommand({ QueueUrl: MODEL_HIGH_QUEUE_URL, MessageBody: 'h' }));
+    const refusal = expect(refused).rejects.toMatchObject({ name: 'QueueDoesNotExist' });
+    await clock.run();
+    await refusal;
+  });
+
+  // Regression (issue 15's priority target): with one FIFO queue high p99 was 32 s; with the high
+  // queue but normal batches reserving up to maxPacingWait ahead, 5.1 s.
+  test('priority-backlog with a high-priority queue: high p99 within 2 s + its own pacing, low within its bound, all delivered, no violation', async () => {
+    const knobs = pacingKnobs(LATENCY_MODEL);
+    const run = await runDispatchModel({
+      rps: PRIORITY_BACKLOG.contractRps,
+      requests: priorityRequests(PRIORITY_BACKLOG),
+      model: LATENCY_MODEL,
+      knobs,
+      seed: PRIORITY_BACKLOG.seed,
+      highPriorityQueue: {},
+    });
+    const details = priorityDetails(run, PRIORITY_BACKLOG, knobs.latenessToleranceMs);
+    expect(details.highP99AddedLatencyMs).toBeLessThanOrEqual(details.highTargetMs as number);
+    expect(targetsLine(details)).toBe('targets met 2/2');
+    expect(run.delivered).toBe(run.requests);
+    expect(windowFigures(run.vendorArrivals.map((a) => a.at), PRIORITY_BACKLOG.contractRps).violations).toBe(0);
   });
 });
 

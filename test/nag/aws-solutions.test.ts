@@ -14,7 +14,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/app';
-import { AsyncExternalApiOrchestrator, KeyLimits, VendorContract, VendorContractState, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
+import { AsyncExternalApiOrchestrator, KeyLimits, Priority, VendorContract, VendorContractState, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
 import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
 
 /** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
@@ -145,6 +145,31 @@ describe('cdk-nag AwsSolutions', () => {
 
     // THEN: the stack's own key and secret are the user's: only the library's resources count
     expect(underOrchestrator(findings, 'Full/Vendor')).toEqual([]);
+  });
+
+  test('a high-priority request queue (issue 15: its DLQ, its mapping, a customer-managed key) has no errors or warnings', () => {
+    // GIVEN
+    const stack = new Stack(new App(), 'HighQueue', { env: TEST_ENV });
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+      vendorUrl: 'https://api.vendor.example/v1/jobs',
+      requestsPerSecond: 5,
+      callbackTimeout: Duration.minutes(10),
+      consumer: { encryptionKey: key },
+    });
+    const main = new sfn.StateMachine(stack, 'Main', {
+      definitionBody: sfn.DefinitionBody.fromChainable(vendor.submitJobTask(stack, 'Submit', {
+        payload: sfn.TaskInput.fromJsonPathAt('$.order'), priority: Priority.fromJsonPath('$.priority'),
+      })),
+    });
+    vendor.registerWorkflow(main);
+
+    // WHEN
+    const findings = nagFindings(stack);
+
+    // THEN
+    expect(vendor.consumer.highPriorityQueue).toBeDefined();
+    expect(underOrchestrator(findings, 'HighQueue/Vendor')).toEqual([]);
   });
 
   test('vendor calls with a customer-managed key on the correlation table only (the claim uses the key) have no errors or warnings', () => {

@@ -102,6 +102,22 @@ describe.each(userTaskConfigurations().map((c) => [c.name, c.configuration, c] a
     }
   });
 
+  // Issue 15: a high request goes to the high-priority queue (request-queue-routing.ts): a literal
+  // HIGH always, a priority read at run time when it is "high"; everything else to the request queue.
+  test('the message goes to the high-priority queue for a high request, to the request queue otherwise', async () => {
+    const literal = /literal priority/.test(c.configuration);
+    const runtime = /priority from/.test(c.configuration);
+    const highQueue = /^PLACEHOLDER-\S*HighPriorityRequestQueue\S*$/;
+    const requestQueue = /^PLACEHOLDER-\S*(?<!HighPriority)RequestQueue\S*$/;
+    const sentTo = async (priority: unknown) => (await run([{ kind: 'vendor answers' }], { ...INPUT, priority })).runs[0].queueUrl;
+    expect(await sentTo('low')).toMatch(literal && !jsonata ? highQueue : requestQueue);
+    expect(await sentTo('high')).toMatch(runtime || (literal && !jsonata) ? highQueue : requestQueue);
+    if (runtime) {
+      expect(await sentTo(null)).toMatch(requestQueue);
+      expect(await sentTo('normal')).toMatch(requestQueue);
+    }
+  });
+
   const catchers = ((state.Catch ?? []) as Array<{ ErrorEquals: string[]; Next: string }>)
     .map((catcher, i) => [catcher.ErrorEquals[0], i, catcher.Next] as const);
   test.each(catchers)('%s from the orchestrator reaches the user\'s catcher %i', async (error, i, next) => {
