@@ -197,6 +197,9 @@ export class ModeledQueue {
 export class ModeledSqs {
   /** Messages sent to the dead-letter queue. */
   public parked = 0;
+  /** The most copies the dispatcher sent back to a request queue for one request (set-asides, postponements). */
+  public mostCopiesOfOneRequest = 0;
+  private readonly copiesByRequest = new Map<string, number>();
 
   /**
    * `highQueue`: the high-priority request queue, when the run has one (the dispatcher's sends and
@@ -269,6 +272,12 @@ export class ModeledSqs {
       this.parked++;
       return { MessageId: `dlq-${this.parked}` };
     }
+    const requestId = requestIdOf(body);
+    if (requestId !== undefined) {
+      const copies = (this.copiesByRequest.get(requestId) ?? 0) + 1;
+      this.copiesByRequest.set(requestId, copies);
+      this.mostCopiesOfOneRequest = Math.max(this.mostCopiesOfOneRequest, copies);
+    }
     return { MessageId: queue.add(body, delaySeconds ?? 0, groupId).messageId };
   }
 
@@ -278,6 +287,16 @@ export class ModeledSqs {
     if (this.highQueue && queueUrl === MODEL_HIGH_QUEUE_URL) return this.highQueue;
     if (deadLetterAllowed && queueUrl === MODEL_DEAD_LETTER_QUEUE_URL) return undefined;
     throw sqsError('QueueDoesNotExist', `modeled SQS: no queue ${queueUrl}`);
+  }
+}
+
+/** The request id of a message body, when it is a request's JSON (the model's tests also send plain strings). */
+function requestIdOf(body: string): string | undefined {
+  try {
+    const requestId = (JSON.parse(body) as { requestId?: unknown }).requestId;
+    return typeof requestId === 'string' ? requestId : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -397,6 +416,8 @@ export interface DispatchModelRun {
   /** SQS API requests per action: the producer's sends, the mapping's receives and deletes, the dispatcher's sends and visibility changes. */
   readonly sqsRequests: Record<string, number>;
   readonly maxReceiveCount: number;
+  /** The most copies the dispatcher sent back for one request (ModeledSqs.mostCopiesOfOneRequest). */
+  readonly maxCopiesPerRequest: number;
   /** The most messages in flight at once (ModeledQueue.maxInFlight). */
   readonly maxInFlight: number;
   /** The dispatcher's metrics (DispatchMetrics.addMetric), summed per name. */
@@ -743,6 +764,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       .map(([action, n]) => [action, n + (highQueue?.requests[action as keyof ModeledQueue['requests']] ?? 0)])),
     dynamodbRequests,
     maxReceiveCount: Math.max(queue.maxReceiveCount, highQueue?.maxReceiveCount ?? 0),
+    maxCopiesPerRequest: sqs.mostCopiesOfOneRequest,
     maxInFlight: queue.maxInFlight + (highQueue?.maxInFlight ?? 0),
     metrics,
     metricsByKey,

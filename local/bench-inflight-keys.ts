@@ -211,6 +211,8 @@ export function inflightDetails(
     hotP50AddedLatencyMs: latencyFigures(hotCalls).p50 ?? 'n/a',
     hotP99AddedLatencyMs: latencyFigures(hotCalls).p99 ?? 'n/a',
     keyPlaceSetAsides: run.sqsRequests.SendMessage - run.requests,
+    // How often one request came back at most (the line's turns passing unserved showed here: 74).
+    maxSetAsidesPerRequest: run.maxCopiesPerRequest,
     ...runDetails(run),
   };
   if (baseline) {
