@@ -11,7 +11,9 @@
  *   time / the key's places; at least `recheckMs`, at most 900 s) and looks again; the one next in
  *   line, or whose turn has come, rechecks every `recheckMs`;
  * - a new request does not take a key's free place while others wait in its line (key-places.ts
- *   `BEHIND_THE_LINE`, job-admission.ts): it takes a ticket and queues.
+ *   `BEHIND_THE_LINE`, job-admission.ts): it takes a ticket and queues; refused while the key had a
+ *   free place (the line ahead may be orphaned tickets, key-places.ts `restartIdleKeyLine`), it
+ *   rechecks after `recheckMs` rather than on the estimate.
  *
  * A failed or lost ticket write or read leaves the key's requests on today's recheck: the estimate
  * only ever spares rechecks, no request depends on it to be served.
@@ -81,7 +83,11 @@ export async function setAsideForKeyPlaces<T extends KeyFullCall>(items: readonl
       await Promise.all(calls.slice(i, i + SEND_CONCURRENCY).map(async (call) => {
         const ticket = keyPlaceTicketOf(call) ?? tickets.get(call);
         const max = call.keyLimits?.maxJobsInFlight ?? 1;
-        const waitMs = line !== undefined && ticket !== undefined ? keyPlaceWaitMs(ticket, line, max, deps.recheckMs) : deps.recheckMs;
+        // A new request refused behind the line while its key had free places rechecks: the line
+        // ahead of it may be orphaned tickets (key-places.ts restartIdleKeyLine), which would
+        // inflate its estimate while places stay free; back with its ticket, it takes a free place.
+        const freePlaces = keyPlaceTicketOf(call) === undefined && line?.placesHeld !== undefined && line.placesHeld < max;
+        const waitMs = line !== undefined && ticket !== undefined && !freePlaces ? keyPlaceWaitMs(ticket, line, max, deps.recheckMs) : deps.recheckMs;
         // Whole seconds (SQS delays): the recheck as today rounds up; an estimate rounds down (back
         // early costs one more look, back late leaves the key's place idle).
         const delaySeconds = waitMs <= deps.recheckMs ? Math.ceil(deps.recheckMs / 1000) : Math.floor(waitMs / 1000);

@@ -47,11 +47,17 @@
  * else it joins the line: so the places freed go to the line, in turn, and a turn that comes is
  * served. Places taken otherwise (the line off, a line restarted) only move turns early, never
  * late: those requests recheck as before.
+ *
+ * The line is counts only, so a ticket whose request never takes a place (orphaned) keeps it
+ * non-empty for good. Two heals: a new request refused while the key holds no place restarts the
+ * line and takes the place ({@link restartIdleKeyLine}); one refused while the key has a free place
+ * rechecks instead of waiting out an estimate the orphans inflate (key-place-wake.ts).
  */
 // Bundled into the dispatcher and the freers only; the SDK stays a devDependency.
 import { type AttributeValue, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import {
-  JobPlacesTable, releasePlace, releasePlaceReturningOld, renewHeldPlace, SUBMISSION_WINDOW_MS, takePlace, TakeGuard, TakeOutcome,
+  JobPlacesTable, PLACES_HELD_ATTRIBUTE, releasePlace, releasePlaceReturningOld, renewHeldPlace, SUBMISSION_WINDOW_MS, takePlace, TakeGuard,
+  TakeOutcome,
 } from './job-places';
 import { keyPlacesItemKey } from './key-limits';
 
@@ -152,7 +158,15 @@ export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyA
   const giveBackTable: JobPlacesTable = { ...keyTable, servedCounter: undefined };
   const requestId = take.requestId;
   const firstTakeTable: JobPlacesTable = take.behindLine ? { ...keyTable, takeGuard: BEHIND_THE_LINE } : keyTable;
-  const keyOutcome = await takePlace(firstTakeTable, requestId, take.keyMaxJobsInFlight, take.nowMs + PROVISIONAL_KEY_PLACE_MS, take.nowMs);
+  const takeKeyPlace = () => takePlace(firstTakeTable, requestId, take.keyMaxJobsInFlight, take.nowMs + PROVISIONAL_KEY_PLACE_MS, take.nowMs);
+  let keyOutcome = await takeKeyPlace();
+  if (keyOutcome.result === 'full' && take.behindLine && keyOutcome.placesHeld === 0) {
+    // Refused behind a line while the key holds no place: no release can ever advance that line
+    // (orphaned tickets, see restartIdleKeyLine). Restart it, then take once more, still behind
+    // whatever line there is then: the take's own condition keeps the key's limit, whoever won.
+    await restartIdleKeyLine(keyTable);
+    keyOutcome = await takeKeyPlace();
+  }
   if (keyOutcome.result === 'full') {
     return { result: 'keyFull', keyPlacesHeld: keyOutcome.placesHeld };
   }
@@ -183,6 +197,44 @@ export async function takeKeyThenContractPlace(take: KeyPlaceTake): Promise<KeyA
     }
   }
   return contractOutcome;
+}
+
+/**
+ * Restarts the ticket line of a key that holds no place: `SET servedTicket = nextTicket`, on the
+ * condition that the key still holds none (`placesHeld = 0`) and the line is not empty. The line is
+ * counts only: a ticket whose request never takes a place (its set-aside copy could not be sent, so
+ * the original came back without it and took another; a request parked or refused after taking
+ * one; a dispatcher crash) is never served, `nextTicket - servedTicket` stays above zero and, with
+ * no place held, no release will ever advance it: every new request of the key would be refused by
+ * {@link BEHIND_THE_LINE} and set aside on an estimate inflated by the orphans, with all its places
+ * free. Requests still away with a ticket (a key idle while its line is away on estimates) keep
+ * their tickets and take a free place without the line's condition, as before, but their turn has
+ * come: they recheck every recheck interval instead of waiting out an estimate. Measured alone that
+ * cost 24 % more SQS requests per call; with key-place-wake.ts' recheck for new requests refused
+ * beside a free place (which keeps such keys from idling), 1-7 % (docs/benchmark.md). Condition on
+ * `nextTicket` as read is not needed: a ticket taken meanwhile is served by the restart too (its
+ * request rechecks), and the places limit is the take's condition, not the line's. Resolves to
+ * whether the line was restarted; throws on DynamoDB errors other than the condition.
+ */
+export async function restartIdleKeyLine(table: JobPlacesTable): Promise<boolean> {
+  try {
+    await table.dynamodb.send(new UpdateItemCommand({
+      TableName: table.tableName,
+      Key: { pk: { S: table.itemKey! } },
+      // An update's operand may be another attribute's path
+      // (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html).
+      UpdateExpression: 'SET #served = #next',
+      ConditionExpression: '#held = :zero AND (attribute_not_exists(#served) OR #next > #served)',
+      ExpressionAttributeNames: { '#held': PLACES_HELD_ATTRIBUTE, '#next': NEXT_TICKET_ATTRIBUTE, '#served': SERVED_TICKET_ATTRIBUTE },
+      ExpressionAttributeValues: { ':zero': { N: '0' } },
+    }));
+    return true;
+  } catch (error) {
+    if ((error as { name?: unknown }).name === 'ConditionalCheckFailedException') {
+      return false;
+    }
+    throw error;
+  }
 }
 
 /**
@@ -244,6 +296,8 @@ export interface KeyPlaceLine {
   readonly meanJobMs?: number;
   /** The first ticket of this take (tickets `firstTicket .. nextTicket`); undefined for a read. */
   readonly firstTicket?: number;
+  /** The key's places held when the tickets were taken; undefined for a read. */
+  readonly placesHeld?: number;
 }
 
 /**
@@ -279,7 +333,8 @@ export async function takeKeyPlaceTickets(contract: JobPlacesTable, key: string,
         ReturnValues: 'ALL_NEW',
       }));
       const line = lineOf(out.Attributes);
-      return line === undefined ? undefined : { ...line, firstTicket: line.nextTicket - n + 1 };
+      const placesHeld = numberOf(out.Attributes?.[PLACES_HELD_ATTRIBUTE]) ?? 0;
+      return line === undefined ? undefined : { ...line, firstTicket: line.nextTicket - n + 1, placesHeld };
     } catch (error) {
       if ((error as { name?: unknown }).name !== 'ConditionalCheckFailedException') {
         throw error;

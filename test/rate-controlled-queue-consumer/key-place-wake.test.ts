@@ -126,8 +126,8 @@ async function keyNumber(pacer: string, key: string, attribute: string): Promise
 describe('the ticket line (key-places.ts)', () => {
   test('GIVEN no line yet WHEN tickets are taken THEN they start after the places served, and a line ahead of them grows by ADD', async () => {
     const { pacer } = await freshTables();
-    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 3, SPAN_MS)).toEqual({ nextTicket: 3, servedTicket: 0, firstTicket: 1 });
-    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 2, SPAN_MS)).toEqual({ nextTicket: 5, servedTicket: 0, firstTicket: 4 });
+    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 3, SPAN_MS)).toEqual({ nextTicket: 3, servedTicket: 0, firstTicket: 1, placesHeld: 0 });
+    expect(await takeKeyPlaceTickets(contractOf(pacer), 'acme', 2, SPAN_MS)).toEqual({ nextTicket: 5, servedTicket: 0, firstTicket: 4, placesHeld: 0 });
     expect(await readKeyPlaceLine(contractOf(pacer), 'acme')).toEqual({ nextTicket: 5, servedTicket: 0 });
   });
 
@@ -249,6 +249,65 @@ describe('new requests queue behind the key\'s line (BEHIND_THE_LINE)', () => {
     expect(await takeAs(pacer, 'mine', true)).toEqual(expect.objectContaining({ result: 'held' }));
   });
 
+  test('GIVEN orphaned tickets (their requests never came back) and no place of the key held WHEN a new request takes THEN it takes a free place at once and the line is restarted', async () => {
+    const { pacer } = await freshTables();
+    // Tickets 1-4 taken while both places were held; both released (served 2); the requests of
+    // tickets 3 and 4 never come back (their copies could not be sent; the originals took others).
+    await take(pacer, 'r1', 'acme', 2);
+    await take(pacer, 'r2', 'acme', 2);
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 4, SPAN_MS);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r1', T0 + 4000);
+    await releaseKeyPlace(contractOf(pacer), 'acme', 'r2', T0 + 4000);
+    expect(await takeAs(pacer, 'new', true)).toEqual(expect.objectContaining({ result: 'taken' }));
+    expect(await readKeyPlaceLine(contractOf(pacer), 'acme')).toEqual(expect.objectContaining({ nextTicket: 4, servedTicket: 4 }));
+    expect(await keyNumber(pacer, 'acme', 'placesHeld')).toBe(1);
+  });
+
+  test.each([
+    ['a request with a ticket took the key\'s only place', (pacer: string) => take(pacer, 'rival', 'acme', 1)],
+    ['another new request restarted the line and took the key\'s only place', (pacer: string) => takeKeyThenContractPlace({
+      contract: contractOf(pacer),
+      requestId: 'rival',
+      key: 'acme',
+      maxJobsInFlight: 10,
+      keyMaxJobsInFlight: 1,
+      expiresAtMs: T0 + SPAN_MS,
+      maxJobDurationMs: HOUR_MS,
+      nowMs: T0,
+      behindLine: true,
+    })],
+  ])('GIVEN orphaned tickets and no place held WHEN the restart\'s condition is lost (%s) THEN the new request is keyFull and the key holds no place over its limit', async (_, meanwhile) => {
+    const { pacer } = await freshTables();
+    await takeKeyPlaceTickets(contractOf(pacer), 'acme', 3, SPAN_MS);
+    let interleaved = false;
+    const racing = {
+      send: async (command: unknown) => {
+        if (!interleaved && command instanceof UpdateItemCommand && command.input.UpdateExpression === 'SET #served = #next') {
+          interleaved = true;
+          expect(await meanwhile(pacer)).toEqual(expect.objectContaining({ result: 'taken' }));
+        }
+        return client.send(command as never);
+      },
+    } as unknown as DynamoDBClient;
+    const outcome = await takeKeyThenContractPlace({
+      contract: { dynamodb: racing, tableName: pacer },
+      requestId: 'new',
+      key: 'acme',
+      maxJobsInFlight: 10,
+      keyMaxJobsInFlight: 1,
+      expiresAtMs: T0 + SPAN_MS,
+      maxJobDurationMs: HOUR_MS,
+      nowMs: T0,
+      behindLine: true,
+    });
+    expect(interleaved).toBe(true);
+    expect(outcome).toEqual({ result: 'keyFull', keyPlacesHeld: 1 });
+    expect(await keyNumber(pacer, 'acme', 'placesHeld')).toBe(1);
+    // The contract's places: the rival's only (none taken for the refused request).
+    const contract = await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: 'job-places' } }, ConsistentRead: true }));
+    expect(Object.keys(contract.Item?.places?.M ?? {})).toHaveLength(1);
+  });
+
   test('GIVEN the ticket line on WHEN admitJobs takes a key place THEN a request without a ticket is held behind the line, one with a ticket is not', async () => {
     const tables = await freshTables();
     await take(tables.pacer, 'r1', 'acme', 2);
@@ -309,8 +368,10 @@ describe('setAsideForKeyPlaces (key-place-wake.ts)', () => {
     };
   }
 
-  test('GIVEN a key with a line and a mean WHEN new requests are set aside THEN each takes the next ticket and returns on its estimate; a request back with a ticket keeps it', async () => {
+  test('GIVEN a key at its places with a line and a mean WHEN new requests are set aside THEN each takes the next ticket and returns on its estimate; a request back with a ticket keeps it', async () => {
     const { pacer } = await freshTables();
+    await take(pacer, 'p1', 'hot', 2);
+    await take(pacer, 'p2', 'hot', 2);
     await takeKeyPlaceTickets(contractOf(pacer), 'hot', 6, SPAN_MS);
     await client.send(new UpdateItemCommand({
       TableName: pacer,
@@ -322,6 +383,19 @@ describe('setAsideForKeyPlaces (key-place-wake.ts)', () => {
     // 2 places, 4 s a job: one place frees every 2 s; ticket 7 waits for 5 frees, 4 before its own: 8 s, back after half.
     await setAsideForKeyPlaces([call('n1', 'hot', 2), call('n2', 'hot', 2), call('back', 'hot', 2, 3)], wakeDeps(contractOf(pacer), sent));
     expect(sent).toEqual([['n1', 4, 7], ['n2', 5, 8], ['back', 2, 3]]);
+  });
+
+  test('GIVEN a line of 20 orphaned tickets and one of the key\'s 2 places free WHEN a new request is set aside THEN it rechecks (2 s), not after the orphans\' 20 s; a request back with a ticket keeps its estimate', async () => {
+    const { pacer } = await freshTables();
+    await take(pacer, 'p1', 'hot', 2);
+    await takeKeyPlaceTickets(contractOf(pacer), 'hot', 20, SPAN_MS);
+    await client.send(new UpdateItemCommand({
+      TableName: pacer, Key: { pk: { S: 'key-places#hot' } }, UpdateExpression: 'SET meanJobMs = :m', ExpressionAttributeValues: { ':m': { N: '4000' } },
+    }));
+    const sent: Array<[string, number, number | undefined]> = [];
+    // Ticket 21, 20 ahead: half of 20 x 4 s / 2 = 20 s were it not for the free place; ticket 11: half of 10 x 4 s / 2.
+    await setAsideForKeyPlaces([call('new', 'hot', 2), call('back', 'hot', 2, 11)], wakeDeps(contractOf(pacer), sent));
+    expect(sent).toEqual([['new', 2, 21], ['back', 10, 11]]);
   });
 
   test('GIVEN only requests back with tickets WHEN set aside THEN the line is read (no ticket taken) and their turns are kept', async () => {
