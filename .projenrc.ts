@@ -141,6 +141,7 @@ const handlerLogic = [
   'src/shared/key-settings.ts',
   'src/rate-controlled-queue-consumer/key-schedule.ts',
   'src/rate-controlled-queue-consumer/key-set-aside.ts',
+  'src/shared/key-places.ts',
   // A CLI bundled with its SDK clients (below), like a handler.
   'src/contract/key-settings-cli.ts',
 ];

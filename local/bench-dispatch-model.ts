@@ -32,7 +32,8 @@
  * Deterministic for a seed (the model's draws and the dispatcher's `random`); the only other
  * randomness, callback tokens and execution name suffixes, changes no timing.
  */
-import { SendTaskFailureCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { SendTaskFailureCommand, SendTaskHeartbeatCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, SendMessageBatchCommand, SendMessageCommand,
 } from '@aws-sdk/client-sqs';
@@ -47,7 +48,10 @@ import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchDeps, loadConfig, MAX
 import { reserveSlots, slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
 import { deriveRateSettings } from '../src/rate-controlled-queue-consumer/rate-settings';
 import { ConsumerEnv } from '../src/shared/env';
+import { releasePlace } from '../src/shared/job-places';
+import { keyPlacesItemKey } from '../src/shared/key-limits';
 import type { KeyLimitsSource, KeyLimitsSpec, RequestPriority } from '../src/shared/key-limits';
+import { releaseKeyPlace } from '../src/shared/key-places';
 
 /** One SQS API call (SendMessage, SendMessageBatch, ChangeMessageVisibility), round trip. */
 export const SQS_CALL_HOP: Hop = {
@@ -60,6 +64,8 @@ export const MODEL_QUEUE_ARN = 'arn:aws:sqs:us-east-1:123456789012:bench-request
 /** The request queue's URL, as the dispatcher derives it from the records' ARN (dispatch.ts queueUrlFromArn). */
 export const MODEL_QUEUE_URL = queueUrlFromArn(MODEL_QUEUE_ARN);
 export const MODEL_DEAD_LETTER_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/bench-requests-dlq';
+/** The partition key prefix of a key's places item (`key-places#<key>`). */
+const KEY_PLACES_PREFIX = keyPlacesItemKey('');
 /** The high-priority request queue (issue 15, high-priority-queue.ts), when a run models one. */
 export const MODEL_HIGH_QUEUE_ARN = 'arn:aws:sqs:us-east-1:123456789012:bench-requests-high';
 export const MODEL_HIGH_QUEUE_URL = queueUrlFromArn(MODEL_HIGH_QUEUE_ARN);
@@ -191,6 +197,9 @@ export class ModeledQueue {
 export class ModeledSqs {
   /** Messages sent to the dead-letter queue. */
   public parked = 0;
+  /** The most copies the dispatcher sent back to a request queue for one request (set-asides, postponements). */
+  public mostCopiesOfOneRequest = 0;
+  private readonly copiesByRequest = new Map<string, number>();
 
   /**
    * `highQueue`: the high-priority request queue, when the run has one (the dispatcher's sends and
@@ -263,6 +272,12 @@ export class ModeledSqs {
       this.parked++;
       return { MessageId: `dlq-${this.parked}` };
     }
+    const requestId = requestIdOf(body);
+    if (requestId !== undefined) {
+      const copies = (this.copiesByRequest.get(requestId) ?? 0) + 1;
+      this.copiesByRequest.set(requestId, copies);
+      this.mostCopiesOfOneRequest = Math.max(this.mostCopiesOfOneRequest, copies);
+    }
     return { MessageId: queue.add(body, delaySeconds ?? 0, groupId).messageId };
   }
 
@@ -272,6 +287,16 @@ export class ModeledSqs {
     if (this.highQueue && queueUrl === MODEL_HIGH_QUEUE_URL) return this.highQueue;
     if (deadLetterAllowed && queueUrl === MODEL_DEAD_LETTER_QUEUE_URL) return undefined;
     throw sqsError('QueueDoesNotExist', `modeled SQS: no queue ${queueUrl}`);
+  }
+}
+
+/** The request id of a message body, when it is a request's JSON (the model's tests also send plain strings). */
+function requestIdOf(body: string): string | undefined {
+  try {
+    const requestId = (JSON.parse(body) as { requestId?: unknown }).requestId;
+    return typeof requestId === 'string' ? requestId : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -335,7 +360,27 @@ export interface DispatchModelOptions {
   };
   /** Virtual time after which the run stops (what is not delivered by then is counted). @default 10 minutes */
   readonly maxRunMs?: number;
+  /**
+   * Jobs in flight (per-key places, issue 15 design 3.3): the dispatcher runs with its
+   * jobs-in-flight settings (give them in `dispatcherEnv`: MAX_JOBS_IN_FLIGHT, MAX_JOB_DURATION_MS;
+   * the correlation table is the model's, and never holds a submitted job), and each job ends
+   * `durationMs()` after its call reached the vendor: its places are then freed through the real
+   * freers' functions (`releasePlace` for the contract's, `releaseKeyPlace` for its key's, as the
+   * callback processor calls them). The run records every change of a key's places held
+   * (`keyPlaces`). @default none: no places, as before
+   */
+  readonly jobs?: { readonly durationMs: (random: () => number) => number };
 }
+
+/** A change of a key's places held (read from the item after each write to it). */
+export interface KeyPlacesChange {
+  readonly at: number;
+  readonly key: string;
+  readonly held: number;
+}
+
+/** The model's correlation table (jobs in flight: the dispatcher asks it whether a job was already submitted). */
+export const MODEL_CORRELATION_TABLE = 'bench-correlation';
 
 /** What an environment's key limits source gets from the model: its clock, the run's metrics, a DynamoDB round trip. */
 export interface ModelEnvironmentContext {
@@ -371,6 +416,8 @@ export interface DispatchModelRun {
   /** SQS API requests per action: the producer's sends, the mapping's receives and deletes, the dispatcher's sends and visibility changes. */
   readonly sqsRequests: Record<string, number>;
   readonly maxReceiveCount: number;
+  /** The most copies the dispatcher sent back for one request (ModeledSqs.mostCopiesOfOneRequest). */
+  readonly maxCopiesPerRequest: number;
   /** The most messages in flight at once (ModeledQueue.maxInFlight). */
   readonly maxInFlight: number;
   /** The dispatcher's metrics (DispatchMetrics.addMetric), summed per name. */
@@ -394,6 +441,8 @@ export interface DispatchModelRun {
   readonly lanes: number;
   readonly batchSize: number;
   readonly maxPacingWaitMs: number;
+  /** With `jobs`: every change of a key's places held, in time order. */
+  readonly keyPlaces: KeyPlacesChange[];
 }
 
 export async function runDispatchModel(options: DispatchModelOptions): Promise<DispatchModelRun> {
@@ -445,6 +494,40 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   const finished = () => calls.length + sqs.parked + taskFailures >= options.requests.length;
 
   const sqs = new ModeledSqs(queue, clock, () => draw(SQS_CALL_HOP), highQueue);
+
+  // Jobs in flight: the correlation table answers "not submitted" (the model's requests are each
+  // delivered once), and every write to a key's places item records its places held after it.
+  const keyPlaces: KeyPlacesChange[] = [];
+  const heldByKey = new Map<string, number>();
+  const clientDynamodb = options.jobs === undefined ? dynamodb : {
+    send: async (command: object): Promise<unknown> => {
+      if (command instanceof GetItemCommand && command.input.TableName === MODEL_CORRELATION_TABLE) {
+        dynamodbRequests.GetItem = (dynamodbRequests.GetItem ?? 0) + 1;
+        await clock.sleep(draw(model.dynamodbCall));
+        return {};
+      }
+      try {
+        return await dynamodb.send(command);
+      } finally {
+        const pk = command instanceof UpdateItemCommand ? command.input.Key?.pk?.S : undefined;
+        if (pk?.startsWith(KEY_PLACES_PREFIX)) {
+          const key = pk.slice(KEY_PLACES_PREFIX.length);
+          const held = Number(table.items.item(pk)?.placesHeld?.N ?? 0);
+          if (heldByKey.get(key) !== held) {
+            heldByKey.set(key, held);
+            keyPlaces.push({ at: clock.now(), key, held });
+          }
+        }
+      }
+    },
+  };
+  const placesTable = { dynamodb: clientDynamodb as never, tableName: 'bench-pacer' };
+  /** A job's end: its places freed as the callback processor frees them (the contract's, then the key's). */
+  const endJob = async (requestId: string, key: string | undefined) => {
+    await clock.sleep(options.jobs!.durationMs(random));
+    await releasePlace(placesTable, requestId);
+    if (key !== undefined) await releaseKeyPlace(placesTable, key, requestId, clock.now());
+  };
 
   /** A fresh slot for a caller too late for its own (vendor-call.ts reserveFresh, contract only). */
   const freshSlot = async (): Promise<number | undefined> => {
@@ -498,6 +581,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       vendorArrivals.push({ at: clock.now(), ...(input.key !== undefined ? { key: input.key } : {}) });
       if (!deliveredIds.has(input.requestId)) {
         deliveredIds.add(input.requestId);
+        if (options.jobs) void endJob(input.requestId, input.key);
         calls.push({
           requestId: input.requestId,
           ...(input.key !== undefined ? { key: input.key } : {}),
@@ -530,6 +614,9 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       } else if (command instanceof SendTaskFailureCommand) {
         taskFailures++;
         result = {};
+      } else if (command instanceof SendTaskHeartbeatCommand) {
+        // Jobs in flight: the admission's check that the waiting workflow still waits (it does).
+        result = {};
       } else {
         throw new Error(`modeled Step Functions: unexpected command ${(command as object).constructor.name}`);
       }
@@ -546,7 +633,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
   } : undefined;
   const noop = () => undefined;
   const deps: DispatchDeps = {
-    clients: { dynamodb: dynamodb as never, sfn: sfn as never, sqs: sqs as never },
+    clients: { dynamodb: clientDynamodb as never, sfn: sfn as never, sqs: sqs as never },
     // As the construct configures the dispatcher (rate-controlled-queue-consumer.ts), read by the handler's own code.
     config: loadConfig({
       [ConsumerEnv.STATE_MACHINE_ARN]: 'arn:aws:states:us-east-1:123456789012:stateMachine:bench-dispatch',
@@ -557,6 +644,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       [ConsumerEnv.PACING_LEAD_MS]: String(knobs.leadMs),
       [ConsumerEnv.CORRELATION_TTL_SECONDS]: '86400',
       [DEAD_LETTER_QUEUE_URL_ENV]: MODEL_DEAD_LETTER_QUEUE_URL,
+      ...(options.jobs ? { [ConsumerEnv.CORRELATION_TABLE_NAME]: MODEL_CORRELATION_TABLE } : {}),
       ...(options.highPriorityQueue ? {
         [ConsumerEnv.HIGH_PRIORITY_QUEUE_ARN]: MODEL_HIGH_QUEUE_ARN,
         ...(options.highPriorityQueue.normalHorizonMs !== undefined
@@ -676,6 +764,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
       .map(([action, n]) => [action, n + (highQueue?.requests[action as keyof ModeledQueue['requests']] ?? 0)])),
     dynamodbRequests,
     maxReceiveCount: Math.max(queue.maxReceiveCount, highQueue?.maxReceiveCount ?? 0),
+    maxCopiesPerRequest: sqs.mostCopiesOfOneRequest,
     maxInFlight: queue.maxInFlight + (highQueue?.maxInFlight ?? 0),
     metrics,
     metricsByKey,
@@ -691,6 +780,7 @@ export async function runDispatchModel(options: DispatchModelOptions): Promise<D
     lanes,
     batchSize,
     maxPacingWaitMs,
+    keyPlaces,
   };
 }
 

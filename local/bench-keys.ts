@@ -17,11 +17,14 @@
  *   request queue, as the construct deploys it for a task that can send high requests
  *   (src/orchestrator/request-queue-routing.ts); the one-queue figures are in docs/benchmark.md.
  * - `keys-500-burst`: 500 new keys within 1 s (design section 6 item 6), bench-key-burst.ts.
+ * - `inflight-keys-recheck`, `inflight-keys-ticket`: per-key jobs in flight (design 3.3),
+ *   bench-inflight-keys.ts.
  */
 import {
   DispatchModelRun, dynamodbRequestsPerCall, keyFigures, keyUtilization, latencyFigures, ModeledCall, ModeledRequest, poissonArrivals,
   rateOnlyKeyLimits, runDispatchModel, sqsRequestsPerCall,
 } from './bench-dispatch-model';
+import { INFLIGHT_KEYS, InflightKeyScenarioName, inflightDetails, runInflightKeys } from './bench-inflight-keys';
 import { KEYS_500_BURST, runKeyBurst } from './bench-key-burst';
 import { LatencyModel, PacingKnobs, round } from './bench-model';
 import { slotIntervalMs } from '../src/rate-controlled-queue-consumer/pacer';
@@ -30,7 +33,9 @@ import { KEY_LIMITS_ENV, KeyLimitsSpec, RequestPriority } from '../src/shared/ke
 import { DEFAULT_PRIORITY_AGING_MS } from '../src/shared/request-priority';
 
 /** The rows' names, in the order they run. */
-export const KEY_SCENARIOS = ['keys-100-hot-idle', 'keys-100-hot90', 'priority-backlog', 'keys-500-burst'] as const;
+export const KEY_SCENARIOS = [
+  'keys-100-hot-idle', 'keys-100-hot90', 'priority-backlog', 'keys-500-burst', 'inflight-keys-recheck', 'inflight-keys-ticket',
+] as const;
 export type KeyScenarioName = typeof KEY_SCENARIOS[number];
 
 /** What a row reports (bench.ts turns it into a ScenarioRow). */
@@ -199,7 +204,7 @@ function targetFields(met: Record<string, boolean>): Record<string, string> {
 }
 
 /** The figures every row of this family reports about the run itself. */
-function runDetails(run: DispatchModelRun): Record<string, number | string> {
+export function runDetails(run: DispatchModelRun): Record<string, number | string> {
   return {
     lanes: run.lanes,
     batchSize: run.batchSize,
@@ -226,6 +231,9 @@ function runDetails(run: DispatchModelRun): Record<string, number | string> {
 
 /** Runs one row. `keys-100-hot90` runs its hot-idle baseline too (the quiet p99 it is held to). */
 export async function runKeyScenario(name: KeyScenarioName, model: LatencyModel, knobs: PacingKnobs): Promise<KeyScenarioResult> {
+  if (name === 'inflight-keys-recheck' || name === 'inflight-keys-ticket') {
+    return runInflightKeyRow(name, model, knobs);
+  }
   if (name === 'priority-backlog') {
     const load = PRIORITY_BACKLOG;
     const run = await runDispatchModel({
@@ -270,6 +278,17 @@ export async function runKeyScenario(name: KeyScenarioName, model: LatencyModel,
   return resultOf(name, load.contractRps, run, keysDetails(run, load, latencyFigures(idle.calls.filter((c) => c.key !== HOT_KEY)).p99),
     'real dispatchBatch in virtual time, plain FIFO queue; 100 keys of 10 RPS under a 100 RPS contract; the hot key offered 90 RPS, '
     + '99 quiet keys 10 RPS (Poisson) for 30 s; targets: V 0 per key and contract, quiet p99 within 2 s of keys-100-hot-idle, hot >= 95 % of its limit');
+}
+
+/** The per-key jobs-in-flight rows (bench-inflight-keys.ts); the ticket row runs the recheck row's load too, its baseline. */
+async function runInflightKeyRow(name: InflightKeyScenarioName, model: LatencyModel, knobs: PacingKnobs): Promise<KeyScenarioResult> {
+  const load = INFLIGHT_KEYS;
+  const recheck = await runInflightKeys(load, false, model, knobs);
+  const run = name === 'inflight-keys-ticket' ? await runInflightKeys(load, true, model, knobs) : recheck;
+  return resultOf(name, load.contractRps, run, inflightDetails(run, load, name === 'inflight-keys-ticket' ? { run: recheck } : undefined),
+    `real dispatchBatch in virtual time, plain FIFO queue; 10 keys with maxJobsInFlight ${load.keyPlaces.join('/')}, jobs of `
+    + `${load.minJobMs / 1000}-${load.maxJobMs / 1000} s; key-00 offered ${load.hotOverload}x what its places carry, the others `
+    + `${load.otherOverload}x, for ${load.durationMs / 1000} s; a full key's requests ${name === 'inflight-keys-ticket' ? 'come back on their ticket estimate' : 'recheck every 2 s'}`);
 }
 
 function resultOf(

@@ -315,6 +315,8 @@ export function scenarios(options: Pick<BenchOptions, 'quick' | 'modeledOnly' | 
       'keys-100-hot90': { rps: 100, load: { kind: 'fraction', fraction: 1, durationMs: 30_000 } },
       'priority-backlog': { rps: 10, load: { kind: 'backlog', requests: 300 } },
       'keys-500-burst': { rps: 100, load: { kind: 'backlog', requests: 1500 } },
+      'inflight-keys-recheck': { rps: 20, load: { kind: 'fraction', fraction: 0.54, durationMs: 60_000 } },
+      'inflight-keys-ticket': { rps: 20, load: { kind: 'fraction', fraction: 0.54, durationMs: 60_000 } },
     };
     list.push(...KEY_SCENARIOS.map((name): ScenarioSpec => ({ name, ...loads[name], kind: 'dispatch-model', study: 'issue-15-keys', keyScenario: name })));
   }
@@ -578,6 +580,11 @@ export function formatTable(result: BenchResult): string {
   });
   const keys = result.scenarios.filter((s) => s.study === 'issue-15-keys').map((s) => {
     const d = s.details ?? {};
+    if (s.name.startsWith('inflight-keys-')) {
+      return `${s.name}: hot key's places used ${d.hotKeyPlaceUtilization} while it had requests waiting (idle ${d.hotKeyIdlePlaceMs} place-ms), `
+        + `other keys ${d.otherKeysPlaceUtilization}; hand-over idle mean ${d.meanHandOverIdleMs} ms / max ${d.maxHandOverIdleMs} ms over ${d.handOvers}; `
+        + `hot p50/p99 ${d.hotP50AddedLatencyMs}/${d.hotP99AddedLatencyMs} ms; SQS requests per call ${d.sqsRequestsPerCall}; ${targetsLine(d) ?? 'no targets'}`;
+    }
     const figures = s.name === 'keys-500-burst' ? keyBurstLine(d) : s.name === 'priority-backlog'
       ? `high p50/p99 ${d.highP50AddedLatencyMs}/${d.highP99AddedLatencyMs} ms (target ${d.highTargetMs}), low max wait ${d.lowMaxWaitMs} ms (bound ${d.lowBoundMs})`
       : `V per key ${d.keyViolations} (hot ${d.hotKeyViolations}, quiet ${d.quietKeyViolations}), contract V ${d.contractViolations}; `

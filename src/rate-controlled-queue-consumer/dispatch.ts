@@ -18,6 +18,7 @@ import { anyKeyLimited, HeldKeyCalls, KeyRound, prepareKeyRound } from './dispat
 import { limitedCallsOf, limitNamesOf } from './dispatch-limits';
 import { HighPriorityQueueConfig, highPriorityQueueFromEnv, horizonRetryInMs, reservationHorizonMs, reservationMaxWaitMs } from './high-priority-queue';
 import { admitJobs, JobsInFlightConfig, moveToWaiting, wakeWaitersForPlacesLeftByFullKeys } from './job-admission';
+import { KEY_PLACE_TICKET_FIELD, setAsideForKeyPlaces } from './key-place-wake';
 import { splitByKeyQuota } from './key-quota-check';
 import { confirmKeySlots } from './key-schedule';
 import { DEFAULT_KEY_RESERVATION_HORIZON_MS, KEY_TURN_FIELD, setAsideByKey } from './key-set-aside';
@@ -33,6 +34,7 @@ import { parseQuotaSpecs, quotaSpentUntilMs } from '../contract/quota-ledger';
 import type { QuotaSpec } from '../contract/quota-period';
 import { callbackTokenWithKey } from '../shared/callback-token-key';
 import { ConsumerEnv } from '../shared/env';
+import { SUBMISSION_WINDOW_MS } from '../shared/job-places';
 import { waitingQueuesFromEnv, waitingRoomOf } from '../shared/job-waiting';
 import type { KeyLimitsSource, KeyLimitsSpec } from '../shared/key-limits';
 import { AnyRequestMessage, claimSequence, DispatchInput, ErrorNames, RequestMessage, VendorCallInput } from '../shared/messages';
@@ -203,6 +205,7 @@ function loadJobsInFlightConfig(env: Record<string, string | undefined>): JobsIn
     recheckMs: readNumber(env, ConsumerEnv.JOB_PLACE_RECHECK_MS, 2000, (v) => v >= 1000, 'a number of milliseconds >= 1000'),
     correlationTableName: requireString(env, ConsumerEnv.CORRELATION_TABLE_NAME),
     ...waitingQueuesFromEnv(env),
+    ...(env[ConsumerEnv.KEY_PLACE_TICKETS]?.trim() === 'off' ? { keyPlaceTickets: false } : {}),
     ...(nonEmpty(env[ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS]) ? {
       submissionWindowMs: readNumber(env, ConsumerEnv.JOB_PLACE_SUBMISSION_WINDOW_MS, undefined, (v) => v >= 0, 'a number of milliseconds >= 0'),
     } : {}),
@@ -471,8 +474,17 @@ export async function dispatchBatch(event: SQSEvent, deps: DispatchDeps): Promis
     }), admissionDeps) : admission.waiting;
     failures.push(...await postponeAll(recheck, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
     failures.push(...await postponeAll(admission.unknown, undefined, clock, deps));
-    // Per-key places (issue 15): a key at its own limit is set aside and rechecks (key-places.ts).
-    failures.push(...await postponeAll(admission.keyFull, clock.now() + config.jobsInFlight.recheckMs, clock, deps));
+    // Per-key places (issue 15): a key at its own limit is set aside, back on its ticket's estimate
+    // (key-place-wake.ts), or after `recheckMs` with the ticket line off.
+    failures.push(...config.jobsInFlight.keyPlaceTickets === false
+      ? await postponeAll(admission.keyFull, clock.now() + config.jobsInFlight.recheckMs, clock, deps)
+      : await setAsideForKeyPlaces(admission.keyFull, {
+        contract: { dynamodb: deps.clients.dynamodb, tableName: config.pacerTableName, owner: config.stateOwner },
+        placeSpanMs: config.jobsInFlight.maxJobDurationMs + (config.jobsInFlight.submissionWindowMs ?? SUBMISSION_WINDOW_MS),
+        recheckMs: config.jobsInFlight.recheckMs,
+        send: (item, delaySeconds, ticket) => sendAsideCopy(item, delaySeconds, deps, KEY_PLACE_TICKET_FIELD, ticket),
+        onLineError: (key, error) => deps.logger.warn('could not take or read a key\'s ticket line; its requests recheck', { key, error }),
+      }));
     await wakeWaitersForPlacesLeftByFullKeys(admission.keyFull.length, waitingRoom, admissionDeps);
   }
 
@@ -709,15 +721,25 @@ async function setAsideRecords(round: KeyRound<ValidRecord>, clock: Clock, deps:
       // The key's backlog: the time set aside, copy or hidden alike (key-insights.ts, Little's law).
       deps.metrics.addMetric(MetricNames.KEY_SET_ASIDE_DELAY, 'Milliseconds', delaySeconds * 1000, item.message.key);
       // The copy carries the slot it is meant for: back, it keeps its turn (key-set-aside.ts).
-      const body = turnAtMs === undefined ? undefined : JSON.stringify({ ...JSON.parse(item.record.body), [KEY_TURN_FIELD]: turnAtMs });
-      if (await sendDelayedCopy(item, delaySeconds, deps, body)) {
-        return undefined;
-      }
-      await hide(item, delaySeconds, deps);
-      return item.record.messageId;
+      return sendAsideCopy(item, delaySeconds, deps, KEY_TURN_FIELD, turnAtMs);
     },
     onCursorError: (key, error) => deps.logger.warn('could not write a key\'s set-aside cursor; delays come from its slot cursor', { key, error }),
   });
+}
+
+/**
+ * Sends a set-aside copy back after `delaySeconds`, with `field: value` set in its body when a value
+ * is given; if that fails, hides the message itself instead and resolves to its id (it stays on the queue).
+ */
+async function sendAsideCopy(
+  item: ValidRecord, delaySeconds: number, deps: DispatchDeps, field: string, value: number | undefined,
+): Promise<string | undefined> {
+  const body = value === undefined ? undefined : JSON.stringify({ ...JSON.parse(item.record.body), [field]: value });
+  if (await sendDelayedCopy(item, delaySeconds, deps, body)) {
+    return undefined;
+  }
+  await hide(item, delaySeconds, deps);
+  return item.record.messageId;
 }
 
 /** The slots of a reservation whose key writes succeeded, each with its record (key-schedule.ts). */

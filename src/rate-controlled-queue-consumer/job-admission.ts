@@ -13,11 +13,13 @@
  * Per-key places (issue 15, shared/key-places.ts): a keyed submission whose key's limits in force
  * set `maxJobsInFlight` takes its key's place first, then the contract's. A key at its own limit
  * writes nothing of the contract's and does not stop the batch's other keys: its requests come back
- * as `keyFull` (the dispatcher sets them aside as delayed copies rechecking after `recheckMs`).
+ * as `keyFull` (the dispatcher sets them aside as delayed copies, back on their ticket's estimate:
+ * key-place-wake.ts).
  */
 import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import type { DispatchLogger } from './dispatch';
+import { keyPlaceTicketOf } from './key-place-wake';
 import type { Clock } from './pacer';
 import { JobPlacesTable, placeKey, readPlaces, SUBMISSION_WINDOW_MS, takePlace } from '../shared/job-places';
 import { releasePlaceAndWakeWaiter, sendToWaiting, WaitingRequest, WaitingRoom, wakeWaitersForFreePlaces } from '../shared/job-waiting';
@@ -50,6 +52,14 @@ export interface JobsInFlightConfig {
    * SUBMISSION_WINDOW_MS (the Express dispatch workflow's 5 minutes); lower only in local tests.
    */
   readonly submissionWindowMs?: number;
+  /**
+   * Whether requests of a key at its own `maxJobsInFlight` come back on their ticket's estimate
+   * (key-place-wake.ts, design 3.3). `false` (ConsumerEnv.KEY_PLACE_TICKETS `off`, an escape hatch
+   * and the benchmark's baseline): they recheck every `recheckMs`.
+   *
+   * @default true
+   */
+  readonly keyPlaceTickets?: boolean;
 }
 
 export interface AdmissionDeps {
@@ -77,7 +87,7 @@ export interface Admission<T> {
   readonly unknown: T[];
   /**
    * Their key is at its own `maxJobsInFlight` (per-key limits): no place taken, the contract's item
-   * untouched. The dispatcher sets them aside (delayed copies after `recheckMs`), never in the
+   * untouched. The dispatcher sets them aside (delayed copies, key-place-wake.ts), never in the
    * contract's waiting room, whose wakes are for contract places.
    */
   readonly keyFull: T[];
@@ -134,6 +144,8 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage;
           expiresAtMs,
           maxJobDurationMs: config.maxJobDurationMs,
           nowMs: now,
+          // A new request queues behind the key's line of set-aside requests (key-place-wake.ts).
+          behindLine: config.keyPlaceTickets !== false && keyPlaceTicketOf(item) === undefined,
         })
         : await takePlace(table, message.requestId, config.maxJobsInFlight, expiresAtMs, now);
       if (outcome.result === 'keyFull') {
@@ -186,7 +198,7 @@ export async function admitJobs<T extends { readonly message: AnyRequestMessage;
     });
   }
   if (keyFull.length > 0) {
-    deps.logger.info('keys at their own jobs-in-flight limit: their requests are set aside and recheck', {
+    deps.logger.info('keys at their own jobs-in-flight limit: their requests are set aside', {
       keyFull: keyFull.length, keys: [...new Set(keyFull.map((item) => item.message.key))].slice(0, 20), recheckMs: config.recheckMs,
     });
   }

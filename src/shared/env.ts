@@ -36,6 +36,12 @@ export const ConsumerEnv = {
    */
   JOB_PLACE_SUBMISSION_WINDOW_MS: 'JOB_PLACE_SUBMISSION_WINDOW_MS',
   /**
+   * `off`: requests of a key at its own jobs-in-flight limit recheck every JOB_PLACE_RECHECK_MS
+   * instead of coming back on their ticket's estimate (key-place-wake.ts). Never set by the
+   * constructs: an operator's escape hatch and the benchmark's baseline.
+   */
+  KEY_PLACE_TICKETS: 'KEY_PLACE_TICKETS',
+  /**
    * The contract's quotas (JSON, as VendorCallerEnv.QUOTAS): a batch that finds one spent is
    * postponed until its period ends, without pacing slots. Absent: none.
    */

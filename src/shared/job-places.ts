@@ -44,7 +44,7 @@
  * for them (shared/job-waiting.ts). A place is only ever dropped once it expired: never sooner.
  */
 import { createHash } from 'crypto';
-import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 
 /** Partition key value of the places item in the pacer table (key attribute `pk`). */
 export const JOB_PLACES_ITEM_KEY = 'job-places';
@@ -114,6 +114,32 @@ export interface JobPlacesTable {
    * @default - the item never expires (the contract's)
    */
   readonly itemTtlMs?: number;
+  /**
+   * A number attribute that every removal of a place from this item also raises by one (`ADD`, in
+   * the same conditional write, so a release counts exactly when it frees): releases and expired
+   * places dropped alike. A key's ticket line (shared/key-places.ts, `servedTicket`) counts its
+   * freed places so; the contract's item has none.
+   *
+   * @default - none
+   */
+  readonly servedCounter?: string;
+  /**
+   * One more condition on takes (a request that already holds its place is renewed regardless). A
+   * key's ticket line (shared/key-places.ts) uses it so that a new request does not take a place
+   * ahead of the requests waiting in the line.
+   *
+   * @default - none
+   */
+  readonly takeGuard?: TakeGuard;
+}
+
+/** A condition ANDed to a take's, and how to tell from the item read after a refused take that it refused it. */
+export interface TakeGuard {
+  /** Condition expression; its names in `names`, no values. */
+  readonly condition: string;
+  readonly names: Record<string, string>;
+  /** Whether the item as read refuses the take (then the take's outcome is `full`). */
+  readonly refuses: (item: Record<string, AttributeValue>) => boolean;
 }
 
 /** The places item's key of `table`. */
@@ -155,14 +181,15 @@ export async function takePlace(
 ): Promise<TakeOutcome> {
   const key = placeKey(requestId, table.owner);
   const ttl = ttlUpdate(table, nowMs);
+  const guard = table.takeGuard;
   for (let round = 0; round < MAX_TAKE_ROUNDS; round++) {
     try {
       const out = await table.dynamodb.send(new UpdateItemCommand({
         TableName: table.tableName,
         Key: itemKeyOf(table),
         UpdateExpression: `SET #places.#k = :exp${ttl.set} ADD #held :one`,
-        ConditionExpression: 'attribute_exists(#places) AND #held < :n AND attribute_not_exists(#places.#k)',
-        ExpressionAttributeNames: { ...NAMES, '#k': key, ...ttl.names },
+        ConditionExpression: `attribute_exists(#places) AND #held < :n AND attribute_not_exists(#places.#k)${guard ? ` AND (${guard.condition})` : ''}`,
+        ExpressionAttributeNames: { ...NAMES, '#k': key, ...ttl.names, ...guard?.names },
         ExpressionAttributeValues: {
           ':exp': { N: String(Math.ceil(expiresAtMs)) }, ':one': { N: '1' }, ':n': { N: String(maxJobsInFlight) }, ...ttl.values,
         },
@@ -190,6 +217,9 @@ export async function takePlace(
         return { result: 'held', placesHeld: state.held, expiresAtMs: renewed };
       }
       continue; // dropped (expired) meanwhile: take a place afresh
+    }
+    if (guard?.refuses(state.item)) {
+      return { result: 'full', placesHeld: state.held };
     }
     if (state.held < maxJobsInFlight) {
       continue; // a place was freed (or the item created) since: try again
@@ -251,6 +281,23 @@ export async function releasePlace(table: JobPlacesTable, requestId: string, ifE
 }
 
 /**
+ * Frees `requestId`'s place as {@link releasePlace} does, and resolves to the item as it was before
+ * (ReturnValues ALL_OLD: strongly consistent, no read capacity consumed,
+ * https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html), or undefined
+ * when nothing was freed. The freed place's entry in `old` is its expiry; `placeKey` names it.
+ */
+export async function releasePlaceReturningOld(
+  table: JobPlacesTable, requestId: string,
+): Promise<{ readonly held: number; readonly placeKey: string; readonly old: Record<string, AttributeValue> } | undefined> {
+  const key = placeKey(requestId, table.owner);
+  const out = await removePlaceItem(table, key, undefined, 'ALL_OLD');
+  if (out === undefined) {
+    return undefined;
+  }
+  return { held: Math.max(0, (heldOf(out) ?? 1) - 1), placeKey: key, old: out };
+}
+
+/**
  * Drops every place expired at `nowMs` (each a conditional REMOVE of the very entry seen expired, so
  * a renewal in between wins). Resolves to the places held afterwards (0 when there is no item yet).
  * The sweep (job-places-sweep.ts) calls it, so that an expired place is freed even while no request
@@ -271,14 +318,16 @@ export async function dropExpiredPlaces(table: JobPlacesTable, nowMs: number): P
 }
 
 /** Reads the places item (consistent). Undefined when it has no map yet. */
-export async function readPlaces(table: JobPlacesTable): Promise<{ places: Map<string, number>; held: number } | undefined> {
+export async function readPlaces(
+  table: JobPlacesTable,
+): Promise<{ places: Map<string, number>; held: number; item: Record<string, AttributeValue> } | undefined> {
   const out = await table.dynamodb.send(new GetItemCommand({ TableName: table.tableName, Key: itemKeyOf(table), ConsistentRead: true }));
   const map = out.Item?.[PLACES_ATTRIBUTE]?.M;
   if (map === undefined) {
     return undefined;
   }
   const places = new Map(Object.entries(map).map(([k, v]) => [k, Number(v.N)]));
-  return { places, held: heldOf(out.Item) ?? places.size };
+  return { places, held: heldOf(out.Item) ?? places.size, item: out.Item! };
 }
 
 async function createPlacesItem(table: JobPlacesTable, nowMs: number): Promise<void> {
@@ -294,20 +343,30 @@ async function createPlacesItem(table: JobPlacesTable, nowMs: number): Promise<v
 
 /** Removes one entry (only if it still expires at `expiresAtMs`, when given). Undefined when nothing was removed. */
 async function removePlace(table: JobPlacesTable, key: string, expiresAtMs?: number): Promise<number | undefined> {
+  const attributes = await removePlaceItem(table, key, expiresAtMs, 'UPDATED_NEW');
+  return attributes === undefined ? undefined : heldOf(attributes);
+}
+
+/** The removal's write; resolves to the returned attributes, or undefined when nothing was removed. */
+async function removePlaceItem(
+  table: JobPlacesTable, key: string, expiresAtMs: number | undefined, returnValues: 'UPDATED_NEW' | 'ALL_OLD',
+): Promise<Record<string, AttributeValue> | undefined> {
+  const served = table.servedCounter;
   try {
     const out = await table.dynamodb.send(new UpdateItemCommand({
       TableName: table.tableName,
       Key: itemKeyOf(table),
-      UpdateExpression: 'REMOVE #places.#k ADD #held :minusOne',
+      UpdateExpression: `REMOVE #places.#k ADD #held :minusOne${served === undefined ? '' : ', #served :one'}`,
       ConditionExpression: expiresAtMs === undefined ? 'attribute_exists(#places.#k)' : '#places.#k = :exp',
-      ExpressionAttributeNames: { ...NAMES, '#k': key },
+      ExpressionAttributeNames: { ...NAMES, '#k': key, ...(served === undefined ? {} : { '#served': served }) },
       ExpressionAttributeValues: {
         ':minusOne': { N: '-1' },
+        ...(served === undefined ? {} : { ':one': { N: '1' } }),
         ...(expiresAtMs === undefined ? {} : { ':exp': { N: String(expiresAtMs) } }),
       },
-      ReturnValues: 'UPDATED_NEW',
+      ReturnValues: returnValues,
     }));
-    return heldOf(out.Attributes);
+    return out.Attributes ?? {};
   } catch (error) {
     if (isConditionalCheckFailed(error)) {
       return undefined;

@@ -943,6 +943,34 @@ describe('processCallbackRecord with per-key places (issue 15)', () => {
     expect(sfnMock).toHaveReceivedCommand(SendTaskSuccessCommand);
   });
 
+  test('GIVEN a keyed request WHEN its callback frees the key\'s place THEN the same write advances the key\'s servedTicket and the hold is folded into its meanJobMs (ticket line, design 3.3)', async () => {
+    ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
+    ddbMock.on(GetItemCommand, { TableName: 'correlation-table' }).resolves({ Item: { requestId: { S: 'req-1' }, requestKey: { S: 'acme' } } });
+    const spanMs = 3_900_000;
+    // The key's place was taken 3 s ago (its expiry is span after that); the mean so far 5 s.
+    const old = {
+      placesHeld: { N: '2' },
+      placeSpanMs: { N: String(spanMs) },
+      meanJobMs: { N: '5000' },
+      places: { M: { [placeKey('req-1')]: { N: String(Date.now() - 3000 + spanMs) } } },
+    };
+    ddbMock.on(UpdateItemCommand, { TableName: 'pacer-table' }).callsFake(async (input) => (
+      input.Key.pk.S.startsWith('key-places#') && input.ReturnValues === 'ALL_OLD' ? { Attributes: old } : { Attributes: { placesHeld: { N: '3' } } }));
+
+    await processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, keyConfig, logger, deps);
+
+    const keyWrites = ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).filter((input) => input.Key!.pk?.S === 'key-places#acme');
+    expect(keyWrites[0]).toEqual(expect.objectContaining({
+      UpdateExpression: 'REMOVE #places.#k ADD #held :minusOne, #served :one',
+      ExpressionAttributeNames: expect.objectContaining({ '#served': 'servedTicket' }),
+    }));
+    expect(keyWrites[1]).toEqual(expect.objectContaining({ UpdateExpression: 'SET #mean = :mean', ConditionExpression: '#mean = :old' }));
+    // 5000 + 0.25 * (about 3000 - 5000)
+    expect(Number(keyWrites[1].ExpressionAttributeValues![':mean'].N)).toBeGreaterThanOrEqual(4500);
+    expect(Number(keyWrites[1].ExpressionAttributeValues![':mean'].N)).toBeLessThan(4700);
+    expect(sfnMock).toHaveReceivedCommand(SendTaskSuccessCommand);
+  });
+
   test('GIVEN a request without a key WHEN its callback is processed THEN only the contract\'s place is freed', async () => {
     ddbMock.on(QueryCommand).resolves({ Items: [correlationItem('SUBMITTED')] });
     ddbMock.on(GetItemCommand, { TableName: 'correlation-table' }).resolves({ Item: { requestId: { S: 'req-1' } } });

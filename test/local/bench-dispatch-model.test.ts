@@ -10,9 +10,11 @@ import {
   rateOnlyKeyLimits, runDispatchModel, windowFigures,
 } from '../../local/bench-dispatch-model';
 import { DynamoItems } from '../../local/bench-dynamo-items';
+import { keyPlaceFigures } from '../../local/bench-inflight-keys';
 import { keysRequests, KEYS_100_HOT90, priorityDetails, priorityRequests, PRIORITY_BACKLOG, targetsLine } from '../../local/bench-keys';
-import { LATENCY_MODEL, pacingKnobs } from '../../local/bench-model';
+import { LATENCY_MODEL, pacingKnobs, round } from '../../local/bench-model';
 import { VirtualClock } from '../../local/bench-sim';
+import { ConsumerEnv } from '../../src/shared/env';
 
 describe('modeled queue', () => {
   test('FIFO by the time a message became visible; a delayed message waits for its DelaySeconds', async () => {
@@ -195,6 +197,45 @@ describe('the real dispatcher in virtual time', () => {
   });
 });
 
+describe('per-key jobs in flight in the model (bench-inflight-keys.ts)', () => {
+  const limits = new Map([['k', { ...rateOnlyKeyLimits(10), maxJobsInFlight: 1 }]]);
+  const env = (tickets: boolean) => ({
+    [ConsumerEnv.MAX_JOBS_IN_FLIGHT]: '10',
+    [ConsumerEnv.MAX_JOB_DURATION_MS]: '600000',
+    ...(tickets ? {} : { [ConsumerEnv.KEY_PLACE_TICKETS]: 'off' }),
+  });
+  const requests: ModeledRequest[] = Array.from({ length: 4 }, () => ({ atMs: 0, key: 'k' }));
+
+  test.each([[true], [false]])('a key of 1 place, 4 requests, jobs of 3 s (tickets %s): one job at a time, all delivered', async (tickets) => {
+    const jobs = { durationMs: () => 3000 };
+    const run = await runDispatchModel({ rps: 10, requests, keyLimits: limits, dispatcherEnv: env(tickets), jobs, seed: 3 });
+    expect(run.delivered).toBe(4);
+    expect(Math.max(...run.keyPlaces.map((c) => c.held))).toBe(1);
+    const arrivals = run.vendorArrivals.map((a) => a.at).sort((a, b) => a - b);
+    for (let i = 1; i < arrivals.length; i++) expect(arrivals[i] - arrivals[i - 1]).toBeGreaterThanOrEqual(3000);
+    const figures = keyPlaceFigures(1, requests.map((r) => run.runStartMs + r.atMs), run.keyPlaces);
+    expect(figures.handOvers).toBe(3);
+    expect(figures.utilization).toBeGreaterThan(0.3);
+  });
+
+  test('place figures: idle place time only while requests wait, hand-over idle from a release to the next take', () => {
+    // 2 places; offers at 0, 0, 0; takes at 100, 200; a release at 1000, the third take at 1500.
+    const figures = keyPlaceFigures(2, [0, 0, 0], [
+      { at: 100, key: 'k', held: 1 }, { at: 200, key: 'k', held: 2 }, { at: 1000, key: 'k', held: 1 }, { at: 1500, key: 'k', held: 2 },
+    ]);
+    // Waiting from 0 to 1500 (the third request's take): idle 2 x 100 + 1 x 100 + 1 x 500.
+    expect(figures).toEqual({
+      places: 2,
+      waitingMs: 1500,
+      idlePlaceMs: 800,
+      utilization: round(1 - 800 / 3000, 4),
+      handOvers: 1,
+      meanHandOverIdleMs: 500,
+      maxHandOverIdleMs: 500,
+    });
+  });
+});
+
 describe('a high-priority request queue (issue 15, high-priority-queue.ts)', () => {
   test('the modeled SQS client sends to the high queue by its URL, and nowhere else', async () => {
     const clock = new VirtualClock(0);
@@ -256,6 +297,7 @@ describe('bench rows of issue 15', () => {
     expect(rows(false).map((s) => [s.name, s.kind, s.rps])).toEqual([
       ['keys-100-hot-idle', 'dispatch-model', 100], ['keys-100-hot90', 'dispatch-model', 100], ['priority-backlog', 'dispatch-model', 10],
       ['keys-500-burst', 'dispatch-model', 100],
+      ['inflight-keys-recheck', 'dispatch-model', 20], ['inflight-keys-ticket', 'dispatch-model', 20],
     ]);
     expect(rows(true)).toEqual([]);
     expect(parseBenchArgs(['--only', 'keys-100-hot90,priority-backlog']).only).toEqual(['keys-100-hot90', 'priority-backlog']);
