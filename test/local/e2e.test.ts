@@ -8,8 +8,8 @@
  *
  * The callback timeout is 20 s: the paced-call tests' orders (a submission, its callback and a
  * paced fetch each) under a loaded 2-core machine missed an 8 s one. The tests whose requests
- * spend it waiting (no callback; a malformed callback) start them right after the warm-up, each with its own vendor, and wait while the
- * other tests run (they hold nothing: no message, no place, no callback; the other tests'
+ * spend it waiting (no callback; a malformed callback) start them first, each with its own
+ * vendor, and wait while the other tests run (they hold nothing: no message, no place, no callback; the other tests'
  * vendors and assertions are their own). The vendor host is handed to the next vendor once the
  * one before has every submission; the malformed callback's parked message is taken out of the
  * callback dead-letter queue before any other test starts (those expect it empty of theirs).
@@ -17,7 +17,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { DeleteMessageCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Duration } from 'aws-cdk-lib';
 import { buildExampleApp, ExampleStack } from '../../examples/app';
 import { forwardedArrivals, sortedPairSpreadMs } from '../../local/access-log-audit';
@@ -52,15 +52,10 @@ beforeAll(async () => {
   stack = built.stack;
   logFile = process.env.E2E_LOG ?? path.join(outdir, 'handlers.log');
   runtime = await LocalRuntime.start({ assemblyDir: outdir, stackName: stack.stackName, logFile });
-  // Warm-up, as the fault suite does (local/fault-suite.ts): two requests end to end, so that the
-  // first test's requests do not pay every function's cold start (seconds each on a busy 2-core
-  // machine, e.g. beside the other local-runtime file of npm test's runtime lane) out of their
-  // callback timeout. What each test asserts is unchanged.
-  await useVendor({});
-  await runRequests(2);
-  await vendor?.stop();
-  vendor = undefined;
-
+  // No warm-up requests (as the fault suite): the requests that wait for their timeout come first
+  // and take the cold starts (seconds each on a busy 2-core machine) of the submission path (no
+  // callback) and of the callback path (malformed): their outcome does not depend on latency. The
+  // result fetch's cold starts fall within the first test's 20 s callback timeout.
   // No callback: two requests whose vendor never calls back.
   const noCallbackVendor = await useVendor({ noCallbackRate: 1 });
   vendor = undefined; // its own: stopped in afterAll, not after the next test
@@ -107,8 +102,12 @@ async function useVendor(options: Partial<VendorSimulatorOptions>): Promise<Vend
 
 /** Polls `condition` every 100 ms for at most 30 s. */
 async function until(condition: () => boolean, what: string): Promise<void> {
+  return untilAsync(async () => condition(), what);
+}
+
+async function untilAsync(condition: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 30_000;
-  while (!condition()) {
+  while (!await condition()) {
     if (Date.now() > deadline) throw new Error(`not within 30 s: ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -150,6 +149,23 @@ function queueIdOf(queuePattern: RegExp): string {
   const queue = runtime.template.ofType('AWS::SQS::Queue').find((q) => queuePattern.test(q.logicalId));
   if (!queue) throw new Error(`no queue matches ${queuePattern}`);
   return queue.logicalId;
+}
+
+/** Messages in the queue (not a dead-letter queue) matching `queuePattern`: visible, in flight or delayed. */
+async function messagesIn(queuePattern: RegExp): Promise<number> {
+  const queue = runtime.template.ofType('AWS::SQS::Queue').find((q) => queuePattern.test(q.logicalId) && !/DeadLetter/.test(q.logicalId));
+  if (!queue) throw new Error(`no queue matches ${queuePattern}`);
+  const sqs = new SQSClient({ endpoint: runtime.endpoints.sqs, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    const { Attributes: a } = await sqs.send(new GetQueueAttributesCommand({
+      QueueUrl: runtime.template.queueUrlOf(queue.logicalId),
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+    }));
+    return Number(a?.ApproximateNumberOfMessages ?? 0) + Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0)
+      + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0);
+  } finally {
+    sqs.destroy();
+  }
 }
 
 /** The messages of a dead-letter queue, left there. */
@@ -216,7 +232,9 @@ test('duplicate callback: the workflow is resumed once, the duplicate is acknowl
   const v = await useVendor({ duplicateCallbackRate: 1 });
   const results = await runRequests(3);
   expect(results.map((r) => r.status)).toEqual(Array(3).fill('SUCCEEDED'));
-  await new Promise((r) => setTimeout(r, 1500));
+  // The duplicates delivered and processed (a fixed 1.5 s before): the callback queue is empty.
+  await untilAsync(async () => v.callbacks().filter((c) => c.kind === 'duplicate' && c.outcome !== 'pending').length === 3
+    && await messagesIn(/CallbackQueue/) === 0, 'the duplicate callbacks were processed');
   const own = Object.values(v.stats().requests).filter((r) => r.faults.includes('duplicateCallback'));
   expect(own).toHaveLength(3);
   expect(v.callbacks().filter((c) => c.kind === 'duplicate')).toHaveLength(3);
