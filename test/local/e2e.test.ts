@@ -243,7 +243,9 @@ test('duplicate callback: the workflow is resumed once, the duplicate is acknowl
 
 test('early callback (before the job id is stored): retried until it matches, then resumed', async () => {
   await useVendor({ earlyCallbackRate: 1 });
-  const results = await runRequests(2, 40_000);
+  // Long enough for the submission's and the fetch's timeouts: a request has ended by then, so a
+  // failure shows how it ended (the callback's retries back off 2-4, 4-8, 8-16 s with jitter).
+  const results = await runRequests(2, 2 * CALLBACK_TIMEOUT_MS + 10_000);
   expect(results.map((r) => r.status)).toEqual(Array(2).fill('SUCCEEDED'));
 });
 
