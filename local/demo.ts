@@ -296,7 +296,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     // on AWS, or with provisioned concurrency), not dozens of cold starts at once on 2 cores.
     const caller = stack.orchestrator.dispatch.vendorCaller;
     if (caller) {
-      const warm = vendorCallerWarmPool(options.rps, options.leadMs);
+      // No more than twice the requests: a request's paced calls (the submission, the result
+      // fetch) come one after the other, so a run of a few requests (the tests' 6) never has more
+      // callers busy, and each warm one is a worker thread's cold start of CPU before the run.
+      const warm = Math.min(vendorCallerWarmPool(options.rps, options.leadMs), 2 * options.requests);
       await runtime.prewarm(caller, warm);
       log(`${warm} vendor caller environments warm`);
     }

@@ -98,6 +98,7 @@ export class LocalRuntime {
 
   private readonly stoppables: Stoppable[] = [];
   private readonly hostMap: Record<string, string>;
+  private secrets!: Awaited<ReturnType<typeof startSecretsManager>>;
 
   private constructor(private readonly options: LocalRuntimeOptions) {
     this.hostMap = { ...options.hostMap };
@@ -208,6 +209,16 @@ export class LocalRuntime {
     return profiles.map((p) => this.appConfig.deploy(p.applicationId, p.profileId, text).versionNumber)[0];
   }
 
+  /**
+   * Sets a secret's value, as `secrets` at the start does (by logical id, name or ARN), e.g. as an
+   * operator's PutSecretValue. Readers that cache it (the proxy's credential function) see it when
+   * their cache expires; a workflow's GetSecretValue reads it at once.
+   */
+  public setSecret(idOrName: string, value: string): void {
+    const known = this.template.ofType('AWS::SecretsManager::Secret').find((s) => s.logicalId === idOrName);
+    this.secrets.set(known ? this.template.arnOf(idOrName) : idOrName, value);
+  }
+
   /** One line naming what runs where. */
   public describe(): string {
     return [
@@ -260,9 +271,9 @@ export class LocalRuntime {
     this.stoppables.push(this.appConfig);
     this.endpoints = { ...this.endpoints, appConfigData: this.appConfig.endpoint };
     // --- end AppConfig ---
+    this.secrets = secrets;
     for (const [id, value] of Object.entries(this.options.secrets ?? {})) {
-      const known = this.template.ofType('AWS::SecretsManager::Secret').find((s) => s.logicalId === id);
-      secrets.set(known ? this.template.arnOf(id) : id, value);
+      this.setSecret(id, value);
     }
 
     await createQueues(this.template, sqs.endpoint);

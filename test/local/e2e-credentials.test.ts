@@ -52,34 +52,52 @@ function deploy(jsonField: string | undefined): Deployed {
   return { outdir, stackName: stack.stackName, secretLogicalId: logicalIdOf(stack, secret) };
 }
 
-let runtime: LocalRuntime | undefined;
+/** The runtime running now, and the stack it runs: the tests of one stack share it. */
+let running: { readonly deployed: Deployed; readonly runtime: LocalRuntime } | undefined;
 let vendor: VendorSimulator | undefined;
+/** The stack of the JSON secret field, synthesized once for the two tests that run it. */
+let jsonFieldStack: Deployed | undefined;
+const jsonField = () => (jsonFieldStack ??= deploy('apiKey'));
 
 afterEach(async () => {
   await vendor?.stop();
-  await runtime?.stop();
   vendor = undefined;
-  runtime = undefined;
 });
 
-/** Starts the runtime with the secret holding `secretValue` and runs one order to its end. */
+afterAll(async () => {
+  await running?.runtime.stop();
+});
+
+/**
+ * The runtime of `deployed`, started once: the two tests of the JSON field's stack run on one
+ * runtime (a start is seconds of a loaded 2-core machine's CPU), each with the secret value it
+ * needs, set as an operator's PutSecretValue would.
+ */
+async function runtimeOf(deployed: Deployed): Promise<LocalRuntime> {
+  if (running?.deployed !== deployed) {
+    await running?.runtime.stop();
+    running = undefined;
+    const runtime = await LocalRuntime.start({ assemblyDir: deployed.outdir, stackName: deployed.stackName, logFile: process.env.E2E_LOG });
+    running = { deployed, runtime };
+  }
+  return running.runtime;
+}
+
+let orders = 0;
+/** Sets the secret to `secretValue` and runs one order to its end (its own order id: the runtime may be shared). */
 async function runOrder(deployed: Deployed, secretValue: string) {
-  const rt = await LocalRuntime.start({
-    assemblyDir: deployed.outdir,
-    stackName: deployed.stackName,
-    secrets: { [deployed.secretLogicalId]: secretValue },
-    logFile: process.env.E2E_LOG,
-  });
-  runtime = rt;
+  const rt = await runtimeOf(deployed);
+  rt.setSecret(deployed.secretLogicalId, secretValue);
   vendor = new VendorSimulator({ requestsPerSecond: 10, latencyMs: 20, callbackDelayMs: 100, rewriteUrl: (url) => rt.rewriteUrl(url), seed: 5 });
   rt.mapHost('vendor.example.com', await vendor.start());
   const mainArn = rt.template.ofType('AWS::StepFunctions::StateMachine').find((s) => /^Main/.test(s.logicalId))!;
   const started = Date.now();
-  const { executionArn } = await rt.sfn.startExecution(rt.template.arnOf(mainArn.logicalId), JSON.stringify({ orderId: 'o-1', order: { orderId: 'o-1' } }));
+  const orderId = `o-${++orders}`;
+  const { executionArn } = await rt.sfn.startExecution(rt.template.arnOf(mainArn.logicalId), JSON.stringify({ orderId, order: { orderId } }));
   while (Date.now() - started < 60_000 && rt.sfn.describeExecution(executionArn).status === 'RUNNING') {
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { result: rt.sfn.describeExecution(executionArn), elapsedMs: Date.now() - started };
+  return { runtime: rt, result: rt.sfn.describeExecution(executionArn), elapsedMs: Date.now() - started };
 }
 
 test('a plain-text secret: the submission and the fetch read it and reach the vendor', async () => {
@@ -91,7 +109,7 @@ test('a plain-text secret: the submission and the fetch read it and reach the ve
 });
 
 test('a JSON secret field: the proxy\'s credential function reads it for the submission and the fetch', async () => {
-  const { result } = await runOrder(deploy('apiKey'), JSON.stringify({ apiKey: 'api-key-123' }));
+  const { result } = await runOrder(jsonField(), JSON.stringify({ apiKey: 'api-key-123' }));
 
   expect([result.status, result.error, result.cause]).toEqual(['SUCCEEDED', undefined, undefined]);
   expect(vendor!.stats().accepted).toBe(1);
@@ -99,14 +117,14 @@ test('a JSON secret field: the proxy\'s credential function reads it for the sub
 });
 
 test('plain text where a JSON secret is expected: the request is parked as VendorCredentialUnusable and the waiting workflow fails at once', async () => {
-  const { result, elapsedMs } = await runOrder(deploy('apiKey'), 'api-key-123');
+  const { runtime, result, elapsedMs } = await runOrder(jsonField(), 'api-key-123');
 
   expect([result.status, result.error]).toEqual(['FAILED', 'VendorRequestFailed']);
   // The callback timeout is 60 s: the failure came from the dispatch workflow, not the timeout.
   expect(elapsedMs).toBeLessThan(20_000);
   expect(vendor!.stats().accepted).toBe(0);
-  const dlq = runtime!.template.ofType('AWS::SQS::Queue').find((q) => /RequestDeadLetterQueue/.test(q.logicalId))!;
-  const parked = await runtime!.peek(dlq.logicalId);
+  const dlq = runtime.template.ofType('AWS::SQS::Queue').find((q) => /RequestDeadLetterQueue/.test(q.logicalId))!;
+  const parked = await runtime.peek(dlq.logicalId);
   expect(parked.map((m) => m.attributes.reason)).toEqual(['VendorCredentialUnusable']);
   expect(JSON.stringify(parked)).not.toContain('api-key-123');
 });

@@ -110,6 +110,23 @@ async function waitForEnd(arn: string, withinMs: number) {
   return runtime.sfn.describeExecution(arn);
 }
 
+/**
+ * Waits (at most `withinMs`) until nothing of a request can still reach the vendor: the request
+ * queue is empty, its mapping has no invocation in flight, and only the main workflow has
+ * executions running (none of the orchestrator's).
+ */
+async function quiet(withinMs: number): Promise<void> {
+  const queueName = runtime.template.nameOf(requestQueueId);
+  const mainArn = runtime.stateMachineArn(mainWorkflow);
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    const inFlight = Object.values(runtime.poller.stats()).filter((m) => m.queueArn.endsWith(`:${queueName}`)).reduce((n, m) => n + m.inFlight, 0);
+    const running = runtime.sfn.stateMachineArns().filter((arn) => arn !== mainArn).reduce((n, arn) => n + runtime.sfn.listExecutions(arn, 'RUNNING').length, 0);
+    if (inFlight === 0 && running === 0 && await runtime.queueDepth(orchestrator.consumer.queue) === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 test('a request postponed many more times than maxReceiveCount still reaches the vendor, once, and not the dead-letter queue', async () => {
   const before = deliveries();
   const accepted = vendor.stats().accepted;
@@ -155,8 +172,10 @@ test('a crash between the postponing copy\'s send and the original\'s delete lea
   await runtime.setEventSourceEnabled(orchestrator.consumer.function, true);
   await pause;
   const result = await waitForEnd(executionArn, 30_000);
-  // The second copy's dispatch stops at ClaimRequest; give it time to reach the vendor if it could.
-  await new Promise((r) => setTimeout(r, 3000));
+  // The second copy's dispatch stops at ClaimRequest. Wait until it can no longer reach the vendor
+  // (a fixed 3 s before): both copies left the queue, no dispatcher invocation holds one, and no
+  // dispatch or vendor-call execution runs.
+  await quiet(15_000);
 
   // THEN the request was claimed and sent once; nothing parked, nothing left
   if (result.status !== 'SUCCEEDED') console.log(`${result.status} ${result.error}: ${result.cause}`);
