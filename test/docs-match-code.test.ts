@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { AsyncExternalApiOrchestrator, deriveRateSettings, PacingPoint, ThrottledProxy } from '../src';
+import { DEFAULT_NORMAL_RESERVATION_HORIZON_MS } from '../src/rate-controlled-queue-consumer/high-priority-queue';
 import { DEFAULT_PRIORITY_AGING_MS } from '../src/shared/request-priority';
 
 const ROOT = path.join(__dirname, '..');
@@ -70,20 +71,14 @@ test('the README and the synth demo describe dynamic delay and the Scheduler mod
   expect(readme).toContain('## Upgrade notes');
 });
 
-test('README "Priorities": the slots held ahead of a high request (about 2 s at the defaults) and the aging bound (60 s) are what the code derives', () => {
-  // H <= maxConcurrency x batchSize slot intervals (each dispatcher reserves for one batch at a time).
-  for (const rps of [1, 7, 10, 42, 99]) {
-    const s = deriveRateSettings(rps);
-    expect(s.maxConcurrency).toBe(2);
-    expect(s.batchSize).toBe(rps);
-    const heldMs = s.maxConcurrency * s.batchSize * s.slotIntervalMs;
-    expect(heldMs).toBeGreaterThan(1900);
-    expect(heldMs).toBeLessThan(2200);
-  }
+test('README "Priorities": the slots held ahead of a high request (500 ms past the lead with the high-priority queue) and the aging bound (60 s) are what the code derives', () => {
+  // With a high-priority queue, request-queue batches reserve at most lead + this far ahead.
+  expect(DEFAULT_NORMAL_RESERVATION_HORIZON_MS).toBe(500);
   expect(DEFAULT_PRIORITY_AGING_MS).toBe(30_000);
   const readme = read('README.md');
   const section = readme.slice(readme.indexOf('### Priorities'), readme.indexOf('**Not yet** (issue 15'));
   expect(section).toContain('`poll + lead + H + its own key\'s pacing`');
-  expect(section).toContain('about 2 s at the default\n  settings (2 dispatchers and batches of R messages, for a whole R below 100)');
+  expect(section).toContain('with `H` at most 500 ms plus one slot interval while the\n  high queue exists');
+  expect(section).toContain('reserve slots for request-queue batches in rounds at most `lead + 500 ms`\nahead');
   expect(section).toContain('`2 x priorityAging + W_high` (60 s + `W_high` by default)');
 });
