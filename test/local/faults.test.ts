@@ -216,11 +216,14 @@ test('a burst of new keys: each key\'s first request within about a second, each
 test('a key\'s limit lowered mid-run: all succeed, no call over the key\'s limit in force before or after the change binds, nor the contract', async () => {
   const r = await run('key-limit-change');
   expect(outcomes(r)).toEqual(Array(LIMIT_CHANGE.requests).fill('SUCCEEDED'));
-  // A submission and a result fetch per request, the old limit used before the change (2 calls in
-  // some second), the new one enforced at the end, and not one call over the limit in force.
-  expect(r.vendorKeys.byKey[LIMIT_CHANGE.key]).toEqual({
-    limit: LIMIT_CHANGE.toRps, arrivals: 2 * LIMIT_CHANGE.requests, violations: 0, maxInAnyWindow: LIMIT_CHANGE.fromRps,
-  });
+  // A submission and a result fetch per request, the old limit used before the change (more calls
+  // in some second than the new limit allows, never more than the old one: 2 or 3, as the loaded
+  // machine's timing lets the key reach its old limit; a full npm test once saw 2), the new one
+  // enforced at the end, and not one call over the limit in force.
+  const byKey = r.vendorKeys.byKey[LIMIT_CHANGE.key];
+  expect(byKey).toMatchObject({ limit: LIMIT_CHANGE.toRps, arrivals: 2 * LIMIT_CHANGE.requests, violations: 0 });
+  expect(byKey.maxInAnyWindow).toBeGreaterThan(LIMIT_CHANGE.toRps);
+  expect(byKey.maxInAnyWindow).toBeLessThanOrEqual(LIMIT_CHANGE.fromRps);
   expect(r.vendorContractViolations).toBe(0);
   expect(r.requestDeadLetters + r.callbackDeadLetters).toBe(0);
 });
