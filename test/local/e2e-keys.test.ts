@@ -7,6 +7,8 @@
  * key without a secret and an invalid key both end their workflow at once (not at the callback
  * timeout), with the documented errors. The run's handler log lines, ranked by the synthesized
  * Contributor Insights key rules (issue 15, item 5), name the keys that sent, waited and got callbacks.
+ * acme's submission is high priority (read at run time): it travels through the high-priority
+ * request queue and its own event source mapping.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -17,7 +19,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { evaluateInsightRule } from '../../local/aws/contributor-insights';
 import { LocalRuntime } from '../../local/runtime';
 import { VendorSimulator } from '../../local/vendor-simulator';
-import { AsyncExternalApiOrchestrator, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
+import { AsyncExternalApiOrchestrator, Priority, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
 import { keyOfCallbackToken } from '../../src/shared/callback-token-key';
 import { flattenCfnString } from '../util';
 
@@ -49,7 +51,11 @@ test('two keys read their own secrets and sign their own callbacks; another key\
     webhook: { authentication: WebhookAuthentication.capabilityUrlPerKey(WebhookSignature.github(new secretsmanager.Secret(stack, 'Signing')), 'vendor-webhook/{key}') },
   });
   const key = sfn.JsonPath.stringAt('$.customerId');
-  const submit = orchestrator.submitJobTask(stack, 'SubmitJob', { payload: sfn.TaskInput.fromJsonPathAt('$.order'), requestId: sfn.JsonPath.stringAt('$.orderId'), key, resultPath: '$.vendor' });
+  // The priority read at run time: acme's submission goes to the high-priority request queue.
+  const submit = orchestrator.submitJobTask(stack, 'SubmitJob', {
+    payload: sfn.TaskInput.fromJsonPathAt('$.order'), requestId: sfn.JsonPath.stringAt('$.orderId'), key, resultPath: '$.vendor',
+    priority: Priority.fromJsonPath('$.priority'),
+  });
   const fetch = orchestrator.callVendorTask(stack, 'FetchResult', {
     path: sfn.JsonPath.format('/{}/result', sfn.JsonPath.stringAt('$.vendor.jobId')),
     requestId: sfn.JsonPath.format('{}-result', sfn.JsonPath.stringAt('$.orderId')),
@@ -96,7 +102,7 @@ test('two keys read their own secrets and sign their own callbacks; another key\
   const started = Date.now();
   const orders = ['acme', 'globex', 'initech', 'two words', 'umbrella'];
   const executions = await Promise.all(orders.map(async (customerId, i) => (await rt.sfn.startExecution(mainArn,
-    JSON.stringify({ orderId: `o-${i}`, customerId, order: { orderId: `o-${i}` } }))).executionArn));
+    JSON.stringify({ orderId: `o-${i}`, customerId, priority: customerId === 'acme' ? 'high' : 'normal', order: { orderId: `o-${i}` } }))).executionArn));
   const ended = new Map<string, number>();
   // umbrella's never ends (its callback is refused; the callback timeout is 60 s): wait for the others.
   while (Date.now() - started < 40_000 && ended.size < executions.length - 1) {
@@ -128,6 +134,12 @@ test('two keys read their own secrets and sign their own callbacks; another key\
   expect(refused.map((m) => [m.attributes.reason, m.attributes.detail])).toEqual([['CallbackRejected', expect.stringMatching(/^signature: .*does not match/)]]);
   // ... and the vendor saw nothing else: three submissions and two fetches
   expect(seen.length).toBe(5);
+  // ... acme's high submission reached the dispatcher through the high-priority queue's own mapping
+  // (the synthesized second event source mapping), everything else through the request queue's
+  const highQueue = rt.template.ofType('AWS::SQS::Queue').find((q) => /^VendorConsumerHighPriorityRequestQueue/.test(q.logicalId))!;
+  const mappings = Object.values(rt.poller.stats());
+  const throughHigh = mappings.filter((m) => m.queueArn === rt.template.arnOf(highQueue.logicalId));
+  expect(throughHigh.map((m) => m.messages)).toEqual([1]);
 
   // ... and the key rules, run over the handlers' EMF lines (the runtime stopped: the log is flushed),
   // rank the keys: acme and globex sent 2 requests each (submission, fetch), initech and umbrella 1
