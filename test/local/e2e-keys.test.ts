@@ -53,7 +53,10 @@ test('two keys read their own secrets and sign their own callbacks; another key\
   const key = sfn.JsonPath.stringAt('$.customerId');
   // The priority read at run time: acme's submission goes to the high-priority request queue.
   const submit = orchestrator.submitJobTask(stack, 'SubmitJob', {
-    payload: sfn.TaskInput.fromJsonPathAt('$.order'), requestId: sfn.JsonPath.stringAt('$.orderId'), key, resultPath: '$.vendor',
+    payload: sfn.TaskInput.fromJsonPathAt('$.order'),
+    requestId: sfn.JsonPath.stringAt('$.orderId'),
+    key,
+    resultPath: '$.vendor',
     priority: Priority.fromJsonPath('$.priority'),
   });
   const fetch = orchestrator.callVendorTask(stack, 'FetchResult', {
