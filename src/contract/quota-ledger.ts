@@ -41,6 +41,7 @@ import { QuotaPeriod, quotaPeriodAt, QuotaSpec, QuotaUnit } from './quota-period
 import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE } from '../rate-controlled-queue-consumer/pacer';
 import { parseJsonEnv } from '../shared/env';
 import { keyQuotaItemKey } from '../shared/key-limits';
+import { realSleep, Sleep, UNPROCESSED_RETRY_DELAYS_MS } from '../shared/unprocessed-backoff';
 
 /** The counter attribute of a quota item. */
 export const QUOTA_USED_ATTRIBUTE = 'used';
@@ -182,7 +183,10 @@ export function laterSpentUntil(until: number | undefined, quota: QuotaSpec, per
 
 /** BatchGetItem reads at most 100 items per call (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html). */
 const MAX_BATCH_GET = 100;
-/** Rounds for keys DynamoDB left unprocessed (throttling); what is still unread then counts as not spent. */
+/**
+ * Rounds for keys DynamoDB left unprocessed (throttling), with the backoff of unprocessed-backoff.ts
+ * between them (25 and 100 ms); what is still unread then counts as not spent.
+ */
 const MAX_UNPROCESSED_ROUNDS = 3;
 
 /**
@@ -194,6 +198,7 @@ const MAX_UNPROCESSED_ROUNDS = 3;
  */
 export async function keyQuotasSpentUntil(
   dynamodb: DynamoDBClient, tableName: string, quotasByKey: ReadonlyMap<string, readonly QuotaSpec[]>, nowMs: number,
+  sleep: Sleep = realSleep,
 ): Promise<Map<string, number>> {
   const counters = new Map<string, { key: string; quota: QuotaSpec; period: QuotaPeriod }>();
   for (const [key, quotas] of quotasByKey) {
@@ -213,6 +218,9 @@ export async function keyQuotasSpentUntil(
       },
     };
     for (let round = 0; round < MAX_UNPROCESSED_ROUNDS && request !== undefined; round++) {
+      if (round > 0) {
+        await sleep(UNPROCESSED_RETRY_DELAYS_MS[round - 1]);
+      }
       const out: BatchGetItemCommandOutput = await dynamodb.send(new BatchGetItemCommand({ RequestItems: request }));
       for (const item of out.Responses?.[tableName] ?? []) {
         used.set(item[PACER_PARTITION_KEY]?.S ?? '', Number(item[QUOTA_USED_ATTRIBUTE]?.N ?? 0));

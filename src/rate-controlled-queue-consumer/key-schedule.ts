@@ -47,6 +47,7 @@ import { BatchGetItemCommand, type DynamoDBClient, GetItemCommand, UpdateItemCom
 import type { ExternalLimits } from './named-limit-schedule';
 import { isConditionalCheckFailed, PACER_PARTITION_KEY, PACER_TTL_ATTRIBUTE, pauseItemUntil, slotIntervalMs } from './pacer';
 import { keyPacerItemKey, KeyLimitsSpec, REQUEST_PRIORITIES, RequestPriority } from '../shared/key-limits';
+import { realSleep, Sleep, UNPROCESSED_RETRY_DELAYS_MS } from '../shared/unprocessed-backoff';
 
 /** The key pacer item's last reserved slot of the key (epoch ms, N). */
 export const KEY_LAST_SLOT_ATTRIBUTE = 'lastSlotAtMs';
@@ -58,8 +59,6 @@ export const KEY_PAUSED_UNTIL_ATTRIBUTE = 'pausedUntilMs';
 const KEY_CURSOR_RETENTION_MS = 24 * 3600 * 1000;
 /** BatchGetItem takes at most 100 keys per call (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html). */
 const BATCH_GET_MAX_KEYS = 100;
-/** Rounds of a BatchGetItem's `UnprocessedKeys` before the read counts as failed. */
-const MAX_UNPROCESSED_ROUNDS = 5;
 /** How many times a key's slots are re-read and written again after a lost key write. */
 const MAX_KEY_WRITE_ATTEMPTS = 3;
 
@@ -109,17 +108,22 @@ export function keyNextFreeMs(cursor: KeyCursor | undefined, intervalMs: number)
 /**
  * Reads the `key-pacer` items of `keys` (BatchGetItem, consistent: a stale cursor would only cost a
  * lost key write). A key without an item maps to an empty cursor. Throws when DynamoDB fails or
- * leaves keys unprocessed after a few rounds.
+ * leaves keys unprocessed after a few rounds, each after an exponential backoff (unprocessed-backoff.ts).
  */
-export async function readKeyCursors(dynamodb: DynamoDBClient, tableName: string, keys: readonly string[]): Promise<Map<string, KeyCursor>> {
+export async function readKeyCursors(
+  dynamodb: DynamoDBClient, tableName: string, keys: readonly string[], sleep: Sleep = realSleep,
+): Promise<Map<string, KeyCursor>> {
   const cursors = new Map<string, KeyCursor>();
   const distinct = [...new Set(keys)];
   for (let i = 0; i < distinct.length; i += BATCH_GET_MAX_KEYS) {
     let wanted: Record<string, { S: string }>[] = distinct.slice(i, i + BATCH_GET_MAX_KEYS)
       .map((key) => ({ [PACER_PARTITION_KEY]: { S: keyPacerItemKey(key) } }));
     for (let round = 1; wanted.length > 0; round++) {
-      if (round > MAX_UNPROCESSED_ROUNDS) {
-        throw new Error(`reading ${wanted.length} key pacer items from ${tableName}: still unprocessed after ${MAX_UNPROCESSED_ROUNDS} BatchGetItem calls`);
+      if (round > UNPROCESSED_RETRY_DELAYS_MS.length + 1) {
+        throw new Error(`reading ${wanted.length} key pacer items from ${tableName}: still unprocessed after ${round - 1} BatchGetItem calls`);
+      }
+      if (round > 1) {
+        await sleep(UNPROCESSED_RETRY_DELAYS_MS[round - 2]);
       }
       const output = await dynamodb.send(new BatchGetItemCommand({
         RequestItems: { [tableName]: { Keys: wanted, ConsistentRead: true } },

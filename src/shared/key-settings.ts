@@ -22,6 +22,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { BatchGetItemCommand, type AttributeValue, type BatchGetItemCommandOutput, type DynamoDBClient, type KeysAndAttributes } from '@aws-sdk/client-dynamodb';
 import { KEY_LIMITS_ENV, KEY_SETTINGS_CACHE_TTL_ENV, KEY_SETTINGS_TABLE_ENV, type KeyLimitsSource, type KeyLimitsSpec } from './key-limits';
 import { MetricNames } from './metrics';
+import { UNPROCESSED_RETRY_DELAYS_MS } from './unprocessed-backoff';
 
 /** How long a key's limits read from the table are used before they are read again. */
 export const KEY_SETTINGS_CACHE_TTL_MS = 30_000;
@@ -37,7 +38,6 @@ const BATCH_GET_MAX_KEYS = 100;
  * AWS advises retrying them with exponential backoff, API_BatchGetItem.html above). Keys still
  * unprocessed after the last are handled as a failed read.
  */
-const UNPROCESSED_RETRY_DELAYS_MS = [25, 100, 400];
 
 /** What the contract allows all keys together: a key's override is capped at it. */
 export interface KeySettingsContract {

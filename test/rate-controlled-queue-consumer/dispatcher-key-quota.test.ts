@@ -137,8 +137,13 @@ describe('keyQuotasSpentUntil', () => {
       }
       return { Responses: { pacer: keys.map((k) => ({ pk: k.pk, used: { N: '1' } })) } };
     });
-    const until = await keyQuotasSpentUntil(dynamodb, 'pacer', quotasByKey, T0);
+    const waits: number[] = [];
+    const until = await keyQuotasSpentUntil(dynamodb, 'pacer', quotasByKey, T0, async (ms) => {
+      waits.push(ms);
+    });
     expect(ddb.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems!.pacer.Keys!.length)).toEqual([100, 1, 1]);
+    // ... the unprocessed key asked again after a backoff (AWS recommends exponential backoff), not at once
+    expect(waits).toEqual([25]);
     // Only the unprocessed key (k99, re-read) and the second batch's (k100) were seen: both spent.
     expect([...until.keys()].sort()).toEqual(['k100', 'k99']);
     expect(until.get('k99')).toBe(PERIOD_START + 3000 + 250);

@@ -92,9 +92,14 @@ describe('readKeyCursors', () => {
     expect(ddb.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems![TABLE].Keys!.length)).toEqual([100, 1, 50]);
   });
 
-  test('GIVEN keys that stay unprocessed WHEN read THEN it throws (nothing may start without its key read)', async () => {
+  test('GIVEN keys that stay unprocessed WHEN read THEN it backs off exponentially between rounds, then throws (nothing may start without its key read)', async () => {
     ddb.on(BatchGetItemCommand).callsFake(async (input) => ({ UnprocessedKeys: input.RequestItems }));
-    await expect(readKeyCursors(new DynamoDBClient({}), TABLE, ['a'])).rejects.toThrow(/still unprocessed/);
+    const waits: number[] = [];
+    await expect(readKeyCursors(new DynamoDBClient({}), TABLE, ['a'], async (ms) => {
+      waits.push(ms);
+    })).rejects.toThrow(/still unprocessed after 4 BatchGetItem calls/);
+    expect(waits).toEqual([25, 100, 400]);
+    expect(ddb.commandCalls(BatchGetItemCommand)).toHaveLength(4);
   });
 });
 
