@@ -76,7 +76,8 @@ test('README "Priorities": the slots held ahead of a high request (500 ms past t
   expect(DEFAULT_NORMAL_RESERVATION_HORIZON_MS).toBe(500);
   expect(DEFAULT_PRIORITY_AGING_MS).toBe(30_000);
   const readme = read('README.md');
-  const section = readme.slice(readme.indexOf('### Priorities'), readme.indexOf('**Not yet** (issue 15'));
+  const start = readme.indexOf('### Priorities');
+  const section = readme.slice(start, readme.indexOf('\n### ', start + 1));
   expect(section).toContain('`poll + lead + H + its own key\'s pacing`');
   expect(section).toContain('with `H` at most 500 ms plus one slot interval while the\n  high queue exists');
   expect(section).toContain('reserve slots for request-queue batches in rounds at most `lead + 500 ms`\nahead');
