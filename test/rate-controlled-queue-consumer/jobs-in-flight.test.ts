@@ -3,7 +3,7 @@
  * the local DynamoDB (dynalite: real condition semantics, no transactions), and the dispatcher's
  * admission on fake time (Step Functions and SQS mocked).
  */
-import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand, StartExecutionCommandInput, TaskTimedOut } from '@aws-sdk/client-sfn';
 import {
   ChangeMessageVisibilityCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient,
@@ -11,13 +11,11 @@ import {
 import type { SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { FakeClock, fakeClock, useLocalPacerTables } from './local-pacer-tables';
 import { requestRecord } from './sqs-record';
-import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 import { dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { admitJobs, AdmissionDeps } from '../../src/rate-controlled-queue-consumer/job-admission';
 import { isJobPlacesSweep, sweepJobPlaces } from '../../src/rate-controlled-queue-consumer/job-places-sweep';
-import { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 import { placeKey, readPlaces, releasePlace, takePlace } from '../../src/shared/job-places';
 import { RequestMessage } from '../../src/shared/messages';
 import { MetricNames } from '../../src/shared/metrics';
@@ -29,52 +27,14 @@ const T0 = 1_700_000_000_000;
 const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:dispatch';
 const HOUR_MS = 3_600_000;
 
-let dynamo: LocalDynamoDb;
+const local = useLocalPacerTables('');
 let client: DynamoDBClient;
-let tableCount = 0;
-
-beforeAll(async () => {
-  dynamo = await startDynamoDb();
-  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-}, 30_000);
-
-afterAll(async () => {
-  client?.destroy();
-  await dynamo?.stop();
+beforeAll(() => {
+  client = local.client;
 });
 
-/** A fresh pacer table and correlation table for each test (keys `pk` and `requestId`). */
-async function freshTables(): Promise<{ pacer: string; correlation: string }> {
-  tableCount += 1;
-  const pacer = `pacer-${tableCount}`;
-  const correlation = `correlation-${tableCount}`;
-  for (const [name, key] of [[pacer, 'pk'], [correlation, 'requestId']]) {
-    await client.send(new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [{ AttributeName: key, AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: key, KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }));
-  }
-  // dynalite creates tables in a few ms; wait until a read works.
-  for (let i = 0; i < 50; i++) {
-    try {
-      await client.send(new GetItemCommand({ TableName: correlation, Key: { requestId: { S: 'x' } } }));
-      await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: 'x' } } }));
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return { pacer, correlation };
-}
+const freshTables = () => local.freshTables();
 
-interface FakeClock extends Clock { t: number }
-
-function fakeClock(start: number = T0): FakeClock {
-  const clock: FakeClock = { t: start, now: () => clock.t, sleep: async (ms: number) => { clock.t += ms; } };
-  return clock;
-}
 
 function fakeMetrics(): { addMetric: jest.Mock; values(name: string): number[] } {
   const addMetric = jest.fn();
@@ -204,7 +164,7 @@ describe('admitJobs', () => {
       sfn: new SFNClient({}),
       pacerTableName: tables.pacer,
       config: { maxJobsInFlight: 1, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation },
-      clock: fakeClock(),
+      clock: fakeClock(T0),
       logger,
       metrics,
     };
@@ -268,7 +228,7 @@ describe('admitJobs', () => {
 describe('dispatchBatch with maxJobsInFlight', () => {
   test('GIVEN maxJobsInFlight 2 and four submissions WHEN dispatching THEN two start and two wait as delayed copies, reserving no slot', async () => {
     const tables = await freshTables();
-    const clock = fakeClock();
+    const clock = fakeClock(T0);
     const metrics = fakeMetrics();
     const records = ['a', 'b', 'c', 'd'].map((id, i) => record(message(id), `m${i}`));
     const result = await dispatchBatch({ Records: records }, dispatchDeps(tables, clock, metrics));
@@ -289,7 +249,7 @@ describe('dispatchBatch with maxJobsInFlight', () => {
 
   test('GIVEN a place was freed by a callback WHEN the waiting request comes back THEN it takes the place and starts', async () => {
     const tables = await freshTables();
-    const clock = fakeClock();
+    const clock = fakeClock(T0);
     await dispatchBatch({ Records: ['a', 'b', 'c'].map((id, i) => record(message(id), `m${i}`)) }, dispatchDeps(tables, clock));
     expect(startedRequestIds()).toEqual(['a', 'b']);
     await releasePlace({ dynamodb: client, tableName: tables.pacer }, 'a');
@@ -305,7 +265,7 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     // The crashed invocation took the place; StartExecution never ran.
     await takePlace(table, 'crashed', 2, T0 + HOUR_MS, T0);
     await takePlace(table, 'other', 2, T0 + HOUR_MS, T0);
-    await dispatchBatch({ Records: [record(message('crashed'), 'redelivered')] }, dispatchDeps(tables, fakeClock()));
+    await dispatchBatch({ Records: [record(message('crashed'), 'redelivered')] }, dispatchDeps(tables, fakeClock(T0)));
     expect(startedRequestIds()).toEqual(['crashed']);
     expect((await readPlaces(table))!.held).toBe(2);
   });
@@ -314,7 +274,7 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     const tables = await freshTables();
     const metrics = fakeMetrics();
     const records = ['a', 'b', 'c', 'd'].map((id, i) => record(message(id), `m${i}`));
-    const result = await dispatchBatch({ Records: records }, waitingDeps(tables, fakeClock(), metrics));
+    const result = await dispatchBatch({ Records: records }, waitingDeps(tables, fakeClock(T0), metrics));
 
     // Nothing stays on the request queue: c and d wait in the waiting queue until a place is freed.
     expect(result.batchItemFailures).toEqual([]);
@@ -339,7 +299,7 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     });
     sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'waiting-c', ReceiptHandle: 'rh-c', Body: JSON.stringify(message('c')) }] });
     sqs.on(DeleteMessageCommand).resolves({});
-    await dispatchBatch({ Records: ['a', 'b', 'c'].map((id, i) => record(message(id), `m${i}`)) }, waitingDeps(tables, fakeClock()));
+    await dispatchBatch({ Records: ['a', 'b', 'c'].map((id, i) => record(message(id), `m${i}`)) }, waitingDeps(tables, fakeClock(T0)));
     expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: WAITING_QUEUE_URL, MaxNumberOfMessages: 1 });
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: REQUEST_QUEUE_URL, MessageBody: JSON.stringify(message('c')) });
   });
@@ -348,7 +308,7 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     const tables = await freshTables();
     sqs.on(SendMessageCommand, { QueueUrl: WAITING_QUEUE_URL }).rejects(new Error('KMS.ThrottlingException'));
     const records = ['a', 'b', 'c'].map((id, i) => record(message(id), `m${i}`));
-    const result = await dispatchBatch({ Records: records }, waitingDeps(tables, fakeClock()));
+    const result = await dispatchBatch({ Records: records }, waitingDeps(tables, fakeClock(T0)));
     expect(result.batchItemFailures).toEqual([]);
     const copy = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input).find((c) => c.QueueUrl !== WAITING_QUEUE_URL)!;
     expect([JSON.parse(copy.MessageBody!).requestId, copy.DelaySeconds]).toEqual(['c', 2]);
@@ -359,7 +319,7 @@ describe('dispatchBatch with maxJobsInFlight', () => {
     await client.send(new PutItemCommand({ TableName: tables.correlation, Item: { requestId: { S: 'done' }, jobId: { S: 'job-9' } } }));
     sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'w1', ReceiptHandle: 'rh-1', Body: JSON.stringify(message('waiter')) }] });
     sqs.on(DeleteMessageCommand).resolves({});
-    await dispatchBatch({ Records: [record(message('done'), 'm0')] }, waitingDeps(tables, fakeClock()));
+    await dispatchBatch({ Records: [record(message('done'), 'm0')] }, waitingDeps(tables, fakeClock(T0)));
     expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: WAITING_QUEUE_URL, MaxNumberOfMessages: 1 });
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: REQUEST_QUEUE_URL, MessageBody: JSON.stringify(message('waiter')) });
     expect(sqs).toHaveReceivedCommandWith(DeleteMessageCommand, { QueueUrl: WAITING_QUEUE_URL, ReceiptHandle: 'rh-1' });
@@ -425,7 +385,7 @@ describe('the jobs-in-flight sweep', () => {
     for (const id of ['a', 'b', 'c']) await takePlace(table, id, 3, T0 + HOUR_MS, T0);
     const metrics = fakeMetrics();
     sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '0' } });
-    expect(await sweepJobPlaces(sweepDeps(tables, fakeClock(), metrics))).toEqual({ placesHeld: 3, woken: 0, waiting: 0 });
+    expect(await sweepJobPlaces(sweepDeps(tables, fakeClock(T0), metrics))).toEqual({ placesHeld: 3, woken: 0, waiting: 0 });
     expect(sqs).not.toHaveReceivedCommand(ReceiveMessageCommand);
     expect(metrics.values(MetricNames.JOBS_IN_FLIGHT)).toEqual([]);
   });
@@ -434,14 +394,14 @@ describe('the jobs-in-flight sweep', () => {
     const tables = await freshTables();
     sqs.on(ReceiveMessageCommand).resolves({ Messages: [] });
     sqs.on(GetQueueAttributesCommand).rejects(new Error('denied'));
-    expect(await sweepJobPlaces(sweepDeps(tables, fakeClock()))).toEqual({ placesHeld: 0, woken: 0 });
+    expect(await sweepJobPlaces(sweepDeps(tables, fakeClock(T0)))).toEqual({ placesHeld: 0, woken: 0 });
     expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { MaxNumberOfMessages: 3 });
     expect(logger.warn).toHaveBeenCalledWith(expect.stringMatching(/could not read how many requests wait/), expect.anything());
   });
 
   test('GIVEN a dispatcher without the limit WHEN a sweep tick arrives THEN it fails naming the missing variable', async () => {
     const tables = await freshTables();
-    const deps = sweepDeps(tables, fakeClock());
+    const deps = sweepDeps(tables, fakeClock(T0));
     await expect(sweepJobPlaces({ ...deps, config: { ...deps.config, jobsInFlight: undefined } })).rejects.toThrow(/MAX_JOBS_IN_FLIGHT is not set/);
   });
 });

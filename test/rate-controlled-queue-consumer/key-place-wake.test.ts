@@ -5,21 +5,19 @@
  * line. Items on the local DynamoDB (dynalite: real condition and update semantics), SQS and Step
  * Functions mocked, fake time.
  */
-import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { FakeClock, fakeClock, useLocalPacerTables } from './local-pacer-tables';
 import { requestRecord } from './sqs-record';
-import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 import { freePlaceOfEndedJob } from '../../src/dispatch-workflow/ended-job';
 import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from '../../src/dispatch-workflow/refused-submission';
 import type { VendorCallEvent, VendorCallResult } from '../../src/dispatch-workflow/vendor-call';
 import { DEAD_LETTER_QUEUE_URL_ENV, dispatchBatch, DispatchConfig, DispatchDeps, loadConfig } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { admitJobs } from '../../src/rate-controlled-queue-consumer/job-admission';
 import { KEY_PLACE_TICKET_FIELD, keyPlaceTicketOf, setAsideForKeyPlaces } from '../../src/rate-controlled-queue-consumer/key-place-wake';
-import type { Clock } from '../../src/rate-controlled-queue-consumer/pacer';
 import { ConsumerEnv } from '../../src/shared/env';
 import { JobPlacesTable, SUBMISSION_WINDOW_MS, takePlace } from '../../src/shared/job-places';
 import type { KeyLimitsSource, KeyLimitsSpec } from '../../src/shared/key-limits';
@@ -37,18 +35,10 @@ const HOUR_MS = 3_600_000;
 const SPAN_MS = HOUR_MS + SUBMISSION_WINDOW_MS;
 const logger = { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() };
 
-let dynamo: LocalDynamoDb;
+const local = useLocalPacerTables('kw-');
 let client: DynamoDBClient;
-let tableCount = 0;
-
-beforeAll(async () => {
-  dynamo = await startDynamoDb();
-  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-}, 30_000);
-
-afterAll(async () => {
-  client?.destroy();
-  await dynamo?.stop();
+beforeAll(() => {
+  client = local.client;
 });
 
 beforeEach(() => {
@@ -62,36 +52,8 @@ beforeEach(() => {
   sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '0' } });
 });
 
-/** A fresh pacer table and correlation table. */
-async function freshTables(): Promise<{ pacer: string; correlation: string }> {
-  tableCount += 1;
-  const pacer = `kw-pacer-${tableCount}`;
-  const correlation = `kw-correlation-${tableCount}`;
-  for (const [name, key] of [[pacer, 'pk'], [correlation, 'requestId']]) {
-    await client.send(new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [{ AttributeName: key, AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: key, KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }));
-  }
-  for (let i = 0; i < 50; i++) {
-    try {
-      await client.send(new GetItemCommand({ TableName: correlation, Key: { requestId: { S: 'x' } } }));
-      await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: 'x' } } }));
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return { pacer, correlation };
-}
+const freshTables = () => local.freshTables();
 
-interface FakeClock extends Clock { t: number }
-function fakeClock(start: number = T0): FakeClock {
-  const clock: FakeClock = { t: start, now: () => clock.t, sleep: async (ms: number) => { clock.t += ms; } };
-  return clock;
-}
 
 function limits(maxJobsInFlight?: number): KeyLimitsSpec {
   return { requestsPerSecond: 5, ...(maxJobsInFlight !== undefined ? { maxJobsInFlight } : {}), quotas: {}, priorityAgingMs: 30_000, paused: false };
@@ -326,7 +288,7 @@ describe('new requests queue behind the key\'s line (BEHIND_THE_LINE)', () => {
         correlationTableName: tables.correlation,
         ...(keyPlaceTickets === undefined ? {} : { keyPlaceTickets }),
       },
-      clock: fakeClock(),
+      clock: fakeClock(T0),
       logger,
       metrics: { addMetric: jest.fn() },
     });
@@ -342,7 +304,7 @@ describe('new requests queue behind the key\'s line (BEHIND_THE_LINE)', () => {
       sfn: new SFNClient({}),
       pacerTableName: tables.pacer,
       config: { maxJobsInFlight: 10, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation, keyPlaceTickets: false },
-      clock: fakeClock(),
+      clock: fakeClock(T0),
       logger,
       metrics: { addMetric: jest.fn() },
     });
@@ -477,7 +439,7 @@ describe('dispatchBatch sets a full key\'s requests aside on their ticket', () =
   test('GIVEN a key at its places with 3 ahead in line WHEN its request arrives THEN the copy carries ticket 4 and returns after half of (4 - 1) x 4 s / 2 = 3 s, not the 2 s recheck', async () => {
     const tables = await freshTables();
     await hotKeyWithLine(tables.pacer);
-    const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock()));
+    const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock(T0)));
     expect(result.batchItemFailures).toEqual([]);
     const sends = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
     expect(sends.map((s) => [JSON.parse(s.MessageBody!).requestId, JSON.parse(s.MessageBody!)[KEY_PLACE_TICKET_FIELD], s.DelaySeconds])).toEqual([['h9', 4, 3]]);
@@ -486,7 +448,7 @@ describe('dispatchBatch sets a full key\'s requests aside on their ticket', () =
   test('GIVEN the ticket line off (KEY_PLACE_TICKETS=off) WHEN the request arrives THEN it rechecks after 2 s without a ticket (the benchmark\'s baseline)', async () => {
     const tables = await freshTables();
     await hotKeyWithLine(tables.pacer);
-    await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock(), false));
+    await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock(T0), false));
     const sends = sqs.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
     expect(sends.map((s) => [JSON.parse(s.MessageBody!)[KEY_PLACE_TICKET_FIELD], s.DelaySeconds])).toEqual([[undefined, 2]]);
     expect((await readKeyPlaceLine(contractOf(tables.pacer), 'hot'))?.nextTicket).toBe(3);
@@ -496,7 +458,7 @@ describe('dispatchBatch sets a full key\'s requests aside on their ticket', () =
     const tables = await freshTables();
     await hotKeyWithLine(tables.pacer);
     sqs.on(SendMessageCommand).rejects(Object.assign(new Error('down'), { name: 'InternalError' }));
-    const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock()));
+    const result = await dispatchBatch({ Records: [requestRecord(message('h9', 'hot'), 'm0', T0)] }, deps(tables, fakeClock(T0)));
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: 'm0' }]);
     expect(sqs).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { VisibilityTimeout: 3 });
   });
@@ -547,7 +509,7 @@ describe('every freer of a key\'s place advances its line', () => {
       sfn: new SFNClient({}),
       pacerTableName: tables.pacer,
       config: { maxJobsInFlight: 10, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation },
-      clock: fakeClock(),
+      clock: fakeClock(T0),
       logger,
       metrics: { addMetric: jest.fn() },
     });

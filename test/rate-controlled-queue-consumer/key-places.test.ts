@@ -5,14 +5,13 @@
  * per-key quota counters (1.5) on the same local table. The items on the local DynamoDB (dynalite:
  * real condition semantics, BatchGetItem), Step Functions and SQS mocked, fake time.
  */
-import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SendTaskHeartbeatCommand, SFNClient, StartExecutionCommand, StartExecutionCommandInput } from '@aws-sdk/client-sfn';
 import { ChangeMessageVisibilityCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { FakeClock, fakeClock, useLocalPacerTables } from './local-pacer-tables';
 import { requestRecord } from './sqs-record';
-import { LocalDynamoDb, startDynamoDb } from '../../local/aws/dynamodb';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/types';
 import { keyQuotaCounterKey } from '../../src/contract/key-quota-ledger';
 import { keyQuotasSpentUntil, QUOTA_BOUNDARY_GUARD_MS, spendQuotaUnits } from '../../src/contract/quota-ledger';
 import { QuotaSpec } from '../../src/contract/quota-period';
@@ -21,7 +20,7 @@ import { freePlaceOfRefusedSubmission, freePlaceOfUnsentSubmission } from '../..
 import type { VendorCallEvent, VendorCallResult } from '../../src/dispatch-workflow/vendor-call';
 import { dispatchBatch, DispatchConfig, DispatchDeps } from '../../src/rate-controlled-queue-consumer/dispatch';
 import { admitJobs, AdmissionDeps } from '../../src/rate-controlled-queue-consumer/job-admission';
-import { Clock, PACER_TTL_ATTRIBUTE } from '../../src/rate-controlled-queue-consumer/pacer';
+import { PACER_TTL_ATTRIBUTE } from '../../src/rate-controlled-queue-consumer/pacer';
 import { JobPlacesTable, placeKey, readPlaces, SUBMISSION_WINDOW_MS, takePlace } from '../../src/shared/job-places';
 import { KeyLimitsSource, KeyLimitsSpec } from '../../src/shared/key-limits';
 import { keyPlacesTable, PROVISIONAL_KEY_PLACE_MS, releaseKeyPlace, takeKeyThenContractPlace } from '../../src/shared/key-places';
@@ -35,18 +34,10 @@ const HOUR_MS = 3_600_000;
 const FULL = T0 + HOUR_MS + SUBMISSION_WINDOW_MS;
 const logger = { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() };
 
-let dynamo: LocalDynamoDb;
+const local = useLocalPacerTables('kp-');
 let client: DynamoDBClient;
-let tableCount = 0;
-
-beforeAll(async () => {
-  dynamo = await startDynamoDb();
-  client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-}, 30_000);
-
-afterAll(async () => {
-  client?.destroy();
-  await dynamo?.stop();
+beforeAll(() => {
+  client = local.client;
 });
 
 beforeEach(() => {
@@ -60,36 +51,8 @@ beforeEach(() => {
   sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessages: '0' } });
 });
 
-/** A fresh pacer table and correlation table (keys `pk` and `requestId`). */
-async function freshTables(): Promise<{ pacer: string; correlation: string }> {
-  tableCount += 1;
-  const pacer = `kp-pacer-${tableCount}`;
-  const correlation = `kp-correlation-${tableCount}`;
-  for (const [name, key] of [[pacer, 'pk'], [correlation, 'requestId']]) {
-    await client.send(new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [{ AttributeName: key, AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: key, KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }));
-  }
-  for (let i = 0; i < 50; i++) {
-    try {
-      await client.send(new GetItemCommand({ TableName: correlation, Key: { requestId: { S: 'x' } } }));
-      await client.send(new GetItemCommand({ TableName: pacer, Key: { pk: { S: 'x' } } }));
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return { pacer, correlation };
-}
+const freshTables = () => local.freshTables();
 
-interface FakeClock extends Clock { t: number }
-function fakeClock(start: number = T0): FakeClock {
-  const clock: FakeClock = { t: start, now: () => clock.t, sleep: async (ms: number) => { clock.t += ms; } };
-  return clock;
-}
 
 function limits(maxJobsInFlight?: number): KeyLimitsSpec {
   return { requestsPerSecond: 5, ...(maxJobsInFlight !== undefined ? { maxJobsInFlight } : {}), quotas: {}, priorityAgingMs: 30_000, paused: false };
@@ -257,7 +220,7 @@ describe('admitJobs with per-key places', () => {
       sfn: new SFNClient({}),
       pacerTableName: tables.pacer,
       config: { maxJobsInFlight, maxJobDurationMs: HOUR_MS, recheckMs: 2000, correlationTableName: tables.correlation },
-      clock: fakeClock(),
+      clock: fakeClock(T0),
       logger,
       metrics: { addMetric: jest.fn() },
     };
@@ -315,7 +278,7 @@ describe('dispatchBatch with per-key places', () => {
 
   test('GIVEN a key at its limit WHEN its request arrives with another key\'s THEN it is set aside as a delayed copy (recheck), not moved to the contract\'s waiting room, and contract waiters are woken for free places', async () => {
     const tables = await freshTables();
-    const clock = fakeClock();
+    const clock = fakeClock(T0);
     await take(tables.pacer, 'earlier', 'hot', 1, 10);
     const records = [requestRecord(message('h2', 'hot'), 'm0', T0), requestRecord(message('q1', 'quiet'), 'm1', T0)];
     const result = await dispatchBatch({ Records: records }, deps(tables, clock));
