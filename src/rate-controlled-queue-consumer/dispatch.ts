@@ -165,6 +165,7 @@ export interface DispatchDeps {
 export function loadConfig(env: Record<string, string | undefined>): DispatchConfig {
   const sqsEndpointUrl = nonEmpty(env.AWS_ENDPOINT_URL_SQS) ?? nonEmpty(env.AWS_ENDPOINT_URL);
   const callStateMachineArn = nonEmpty(env[ConsumerEnv.CALL_STATE_MACHINE_ARN]);
+  const highPriorityQueue = highPriorityQueueFromEnv(env);
   return {
     stateMachineArn: requireString(env, ConsumerEnv.STATE_MACHINE_ARN),
     ...(callStateMachineArn ? { callStateMachineArn } : {}),
@@ -193,7 +194,7 @@ export function loadConfig(env: Record<string, string | undefined>): DispatchCon
     ...(nonEmpty(env[ConsumerEnv.MAX_JOBS_IN_FLIGHT]) ? { jobsInFlight: loadJobsInFlightConfig(env) } : {}),
     ...(env[ConsumerEnv.REQUIRE_REQUEST_KEY] === 'true' ? { requireKey: true } : {}),
     ...(env[ConsumerEnv.CALLBACK_TOKEN_WITH_KEY] === 'true' ? { keyInCallbackToken: true } : {}),
-    ...(highPriorityQueueFromEnv(env) ? { highPriorityQueue: highPriorityQueueFromEnv(env) } : {}),
+    ...(highPriorityQueue ? { highPriorityQueue } : {}),
   };
 }
 
