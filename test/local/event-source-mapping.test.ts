@@ -368,6 +368,24 @@ test('stop() ends polling promptly and waits for in-flight invocations', async (
   expect(Date.now() - started).toBeLessThan(2000);
 });
 
+test('stop() aborts an idle mapping\'s long poll: it returns at once, not when the one-second receive ends, and counts no receive error', async () => {
+  const queue = await createQueue();
+  const poller = new SqsEventSourcePoller({
+    mappings: [mapping(queue, { BatchSize: 1, ScalingConfig: { MaximumConcurrency: 2 } })],
+    sqsEndpoint: fauxqs.endpoint,
+    invoke: async () => undefined,
+  });
+  poller.start();
+  // The empty queue: each poller is in a one-second long poll that began about 200 ms ago.
+  await sleep(200);
+  const started = Date.now();
+  await poller.stop();
+  // Before, the stop waited for the receives in flight (about 800 ms here): every runtime's stop
+  // paid up to a second for its idle mappings.
+  expect(Date.now() - started).toBeLessThan(300);
+  expect(poller.stats().Mapping).toMatchObject({ receiveErrors: 0, batches: 0 });
+});
+
 /** Relays each record to an output queue with the real SDK, configured only by environment variables. */
 const RELAY_HANDLER = `
 const { SQSClient, SendMessageCommand } = require(process.env.SDK_SQS_PATH);
