@@ -30,6 +30,17 @@ export const JOBS_SUITE_SCHEDULE_SPEEDUP = 30;
  */
 export const JOBS_SUITE_QUOTA = { limit: 6, periodMs: 5000 } as const;
 
+/**
+ * Visibility timeout of the crash scenarios: how long a crashed invocation's messages stay hidden
+ * before their redelivery. 3 s, as the main suite's crash scenarios (local/fault-suite.ts): above
+ * the longest invocation here (a batch of 4 takes its places or joins the waiting queue within
+ * about a second), and well inside a held place's expiry (maxJobDuration 5 s + the 1 s submission
+ * window from its admission), so that the redelivered request still finds its own place, the route
+ * the dispatcher-crash scenario is about. It was 5 s: 2 s more per crash scenario, and a
+ * redelivery under load came within about a second of the place's expiry.
+ */
+const CRASH_VISIBILITY_TIMEOUT_SECONDS = 3;
+
 export function jobsInFlightScenarios(ctx: FaultSuiteContext): FaultScenario[] {
   const dispatcher = dispatcherFunction(ctx);
   const processor = callbackProcessorFunction(ctx);
@@ -42,7 +53,7 @@ export function jobsInFlightScenarios(ctx: FaultSuiteContext): FaultScenario[] {
       expected: 'the redelivered messages find their own places (not counted twice) and succeed; no place left',
       requests: 4,
       faults: { crash: [{ functionName: dispatcher, service: 'sfn', action: 'SendTaskHeartbeat', afterCalls: 2 }] },
-      visibilityTimeoutSeconds: 5,
+      visibilityTimeoutSeconds: CRASH_VISIBILITY_TIMEOUT_SECONDS,
     },
     {
       id: 'inflight-processor-crash',
@@ -50,7 +61,7 @@ export function jobsInFlightScenarios(ctx: FaultSuiteContext): FaultScenario[] {
       expected: 'the redelivered callbacks free nothing twice (another job\'s place stays held); every workflow resumed once; no place left',
       requests: 4,
       faults: { crash: [{ functionName: processor, service: 'sfn', action: 'SendTaskSuccess', afterCalls: 1, times: 2 }] },
-      visibilityTimeoutSeconds: 5,
+      visibilityTimeoutSeconds: CRASH_VISIBILITY_TIMEOUT_SECONDS,
     },
     {
       id: 'inflight-redelivered-callbacks',
