@@ -42,6 +42,7 @@ import { MetricNames } from '../shared/metrics';
 import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { isRequestPriority } from '../shared/request-priority';
 import { sqsQueueUrl } from '../shared/sqs-url';
+import { isThrottlingError } from '../shared/throttling';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
 /** Where malformed request messages are parked. Not in `ConsumerEnv`; the construct sets it. */
@@ -69,8 +70,6 @@ export const MAX_DELAY_SECONDS = 900;
  */
 const MAX_START_ATTEMPTS = 4;
 const START_RETRY_BASE_MS = 50;
-/** Errors of a throttled API call: the call was refused, nothing was started. */
-const THROTTLING_ERRORS = new Set(['ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded']);
 /**
  * How early a dispatcher waiting for a named limit wakes before the slot it will reserve (minus
  * the lead): time for the reservation's GetItem and UpdateItem (a few milliseconds on AWS).
@@ -814,7 +813,7 @@ async function startExecution(
     } catch (error) {
       // Equal jitter: half the backoff fixed, half random, so throttled starts do not come back together.
       const backoffMs = START_RETRY_BASE_MS * 2 ** (startAttempt - 1) * (0.5 + (deps.random ?? Math.random)() / 2);
-      if (THROTTLING_ERRORS.has((error as Error).name) && startAttempt < MAX_START_ATTEMPTS && clock.now() + backoffMs <= latestStartMs) {
+      if (isThrottlingError(error) && startAttempt < MAX_START_ATTEMPTS && clock.now() + backoffMs <= latestStartMs) {
         logger.warn('StartExecution throttled; trying again within the slot\'s start tolerance', { ...log, startAttempt, backoffMs });
         await clock.sleep(backoffMs);
         continue;
