@@ -674,7 +674,7 @@ function baseScenarios(ctx: FaultSuiteContext): FaultScenario[] {
     {
       id: 'sfn-throttle',
       title: 'Step Functions throttling: 30% of the handlers\' StartExecution / SendTask* calls answered ThrottlingException',
-      expected: 'failed starts return to the queue, SendTask* retried; all succeed',
+      expected: 'throttled starts tried again in their slot (else back through the queue), SendTask* retried; all succeed',
       requests: 8,
       faults: { throttle: [{ service: 'sfn', rate: 0.3 }], seed: 13 },
       visibilityTimeoutSeconds: 3,

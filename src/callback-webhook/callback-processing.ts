@@ -27,6 +27,7 @@ import { releaseKeyPlace } from '../shared/key-places';
 import { CallbackEnvelope, CLOSED_TASK_ERROR_NAMES, CorrelationAttributes, ErrorNames, RequestStatus } from '../shared/messages';
 import { MetricNames } from '../shared/metrics';
 import { sqsQueueUrl } from '../shared/sqs-url';
+import { isThrottlingError } from '../shared/throttling';
 
 /** The AWS clients the processor uses. */
 export interface CallbackClients {
@@ -302,6 +303,12 @@ export async function processCallbackRecord(
       logger.info('Callback came before its job id was stored; it will be retried', { receiveCount: err.receiveCount });
     } else {
       logger.error('Callback processing failed; the record will be redelivered', err as Error);
+      if (isThrottlingError(err)) {
+        // Throttled (SendTaskSuccess, the look-up...) after the SDK's own retries: back in seconds,
+        // with the early callbacks' growing backoff, not after the queue's visibility timeout
+        // (180 s): a throttle passes in a second or two. Other failures keep the visibility timeout.
+        await delayRetry(record, clients, logger);
+      }
     }
     throw err;
   } finally {

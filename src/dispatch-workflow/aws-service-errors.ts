@@ -41,15 +41,29 @@ const TRANSIENT_ERRORS: Record<AwsServiceIntegration, string[]> = {
 export const TASK_CLOSED_ERRORS = ['Sfn.TaskTimedOutException', 'Sfn.InvalidTokenException', 'Sfn.TaskDoesNotExistException'];
 
 /**
- * Retries a call of an AWS service (no vendor call involved) on its throttling and transient
- * errors, with exponential backoff and full jitter.
+ * How long a throttled DynamoDB call is retried in the workflows: about a minute, as the DynamoDB
+ * Developer Guide advises ("Set the maximum number of retries to stop around one minute"):
+ * https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html#Programming.Errors.RetryAndBackoff
+ * Waits of at most 1, 2, 4, 8, then 10 s (full jitter draws each from zero up to that cap): 65 s
+ * in the worst case over 9 retries, about half of it on average. Four retries (at most 15 s, 7.5 s
+ * on average) gave up while a table was still throttling: StoreJobId then parked a request whose
+ * job the vendor had already accepted (the fault suite's ddb-throttle scenario, seen in CI).
  */
-export function retryAwsServiceErrors(task: sfn.TaskStateBase | sfn.CustomState, service: AwsServiceIntegration, maxAttempts = 4): void {
+export const DYNAMODB_RETRY = { maxAttempts: 9, maxDelay: Duration.seconds(10) } as const;
+
+/**
+ * Retries a call of an AWS service (no vendor call involved) on its throttling and transient
+ * errors, with exponential backoff and full jitter. DynamoDB calls get their own budget
+ * (DYNAMODB_RETRY) unless `maxAttempts` is given.
+ */
+export function retryAwsServiceErrors(task: sfn.TaskStateBase | sfn.CustomState, service: AwsServiceIntegration, maxAttempts?: number): void {
+  const dynamodb = service === 'dynamodb' && maxAttempts === undefined;
   task.addRetry({
     errors: TRANSIENT_ERRORS[service],
     interval: Duration.seconds(1),
     backoffRate: 2,
-    maxAttempts,
+    maxAttempts: dynamodb ? DYNAMODB_RETRY.maxAttempts : maxAttempts ?? 4,
+    ...(dynamodb ? { maxDelay: DYNAMODB_RETRY.maxDelay } : {}),
     jitterStrategy: sfn.JitterType.FULL,
   });
 }

@@ -42,6 +42,7 @@ import { MetricNames } from '../shared/metrics';
 import { CountedLimitWaits, recordNamedLimitWaits } from '../shared/named-limit-metrics';
 import { isRequestPriority } from '../shared/request-priority';
 import { sqsQueueUrl } from '../shared/sqs-url';
+import { isThrottlingError } from '../shared/throttling';
 import { buildVendorCallInput, isVendorCallMessage, parseVendorCallMessage } from '../shared/vendor-call';
 
 /** Where malformed request messages are parked. Not in `ConsumerEnv`; the construct sets it. */
@@ -57,6 +58,18 @@ const MAX_VISIBILITY_TIMEOUT_SECONDS = 43200;
  * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html
  */
 export const MAX_DELAY_SECONDS = 900;
+/**
+ * A StartExecution that Step Functions throttles is tried again inside its slot's start tolerance
+ * (at most this many attempts in all), after a short jittered backoff from START_RETRY_BASE_MS,
+ * doubling: Step Functions throttles API actions with a token bucket that refills every second
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html, API action
+ * throttling), so a token is usually back within a few hundred milliseconds. Returned to the queue
+ * instead, the message would wait for its visibility timeout (six times the dispatcher's timeout,
+ * at least 3 minutes) before it is dispatched again. A retry is never later than a first start may
+ * be (the tolerance startPaced allows), so the rate guarantee is the same.
+ */
+const MAX_START_ATTEMPTS = 4;
+const START_RETRY_BASE_MS = 50;
 /**
  * How early a dispatcher waiting for a named limit wakes before the slot it will reserve (minus
  * the lead): time for the reservation's GetItem and UpdateItem (a few milliseconds on AWS).
@@ -687,7 +700,7 @@ async function startPaced(valid: ValidRecord[], deadline: number, clock: Clock, 
     }
     // Not awaited: the next slot may come before this call returns. The call is issued now, inside
     // its slot; its outcome is collected below.
-    inFlight.push(startExecution(item, slot, readyAtMs, clock, deps));
+    inFlight.push(startExecution(item, slot, readyAtMs, clock, deps, startAt + startTolerance));
   }
 
   const startFailures = (await Promise.all(inFlight)).filter((id): id is string => id !== undefined);
@@ -768,9 +781,11 @@ async function confirmRecordKeySlots(
 /**
  * Starts the dispatch execution of one message. Resolves to the message id when it failed.
  * Counts the call as dispatched whatever its outcome: it was issued, inside its slot.
+ * A throttled start is tried again while it is still on time (until `latestStartMs`, see
+ * MAX_START_ATTEMPTS); any other failure returns the message to the queue at once.
  */
 async function startExecution(
-  item: ValidRecord, slot: number, readyAtMs: number, clock: Clock, deps: DispatchDeps,
+  item: ValidRecord, slot: number, readyAtMs: number, clock: Clock, deps: DispatchDeps, latestStartMs: number,
 ): Promise<string | undefined> {
   const { config, logger, metrics } = deps;
   const now = clock.now();
@@ -784,18 +799,29 @@ async function startExecution(
   };
   metrics.addMetric(MetricNames.DISPATCHED_REQUESTS, 'Count', 1, item.message.key);
   metrics.addMetric(MetricNames.PACING_WAIT, 'Milliseconds', Math.max(0, now - readyAtMs), item.message.key);
-  try {
-    const output = await deps.clients.sfn.send(new StartExecutionCommand({
-      stateMachineArn,
-      name,
-      input: JSON.stringify(input),
-    }));
-    logger.info('started dispatch execution', { ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: now - (slot - (config.leadMs ?? 0)) });
-    return undefined;
-  } catch (error) {
-    // The slot is wasted, never reused later: a late start could break the rate guarantee.
-    logger.error('StartExecution failed; the message returns to the queue', { ...log, error });
-    return item.record.messageId;
+  for (let startAttempt = 1; ; startAttempt++) {
+    try {
+      const output = await deps.clients.sfn.send(new StartExecutionCommand({
+        stateMachineArn,
+        name,
+        input: JSON.stringify(input),
+      }));
+      logger.info('started dispatch execution', {
+        ...log, executionArn: output.executionArn, slotAtMs: slot, lateByMs: clock.now() - (slot - (config.leadMs ?? 0)), startAttempt,
+      });
+      return undefined;
+    } catch (error) {
+      // Equal jitter: half the backoff fixed, half random, so throttled starts do not come back together.
+      const backoffMs = START_RETRY_BASE_MS * 2 ** (startAttempt - 1) * (0.5 + (deps.random ?? Math.random)() / 2);
+      if (isThrottlingError(error) && startAttempt < MAX_START_ATTEMPTS && clock.now() + backoffMs <= latestStartMs) {
+        logger.warn('StartExecution throttled; trying again within the slot\'s start tolerance', { ...log, startAttempt, backoffMs });
+        await clock.sleep(backoffMs);
+        continue;
+      }
+      // The slot is wasted, never reused later: a late start could break the rate guarantee.
+      logger.error('StartExecution failed; the message returns to the queue', { ...log, startAttempt, error });
+      return item.record.messageId;
+    }
   }
 }
 

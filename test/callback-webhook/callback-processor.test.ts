@@ -383,13 +383,17 @@ describe('processCallbackRecord', () => {
       expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, expectedUpdate('LATE'));
     });
 
-    test('WHEN Step Functions throttles THEN the record fails for redelivery and nothing is updated', async () => {
+    test('WHEN Step Functions throttles THEN the record fails for redelivery in seconds (not the queue\'s 180 s visibility timeout) and nothing is updated', async () => {
+      jest.spyOn(Math, 'random').mockReturnValue(0.5);
       sfnMock.on(SendTaskSuccessCommand).rejects(throttling());
 
-      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).rejects.toThrow('Rate exceeded');
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }, { receiveCount: 2 }), clients, config, logger, deps)).rejects.toThrow('Rate exceeded');
 
       expect(ddbMock).not.toHaveReceivedCommand(UpdateItemCommand);
-      expect(sqsMock).not.toHaveReceivedAnyCommand();
+      // The early callbacks' backoff: 2^2 s + a random 0..4 s.
+      expect(sqsMock).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 1);
+      expect(sqsMock).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { QueueUrl: QUEUE_URL, ReceiptHandle: 'receipt-msg-1', VisibilityTimeout: 4 + 2 });
+      expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
       expect(logger.error).toHaveBeenCalledWith('Callback processing failed; the record will be redelivered', expect.objectContaining({ name: 'ThrottlingException' }));
       // The keys are removed even when the record fails.
       expect(logger.removeKeys).toHaveBeenCalledTimes(1);
@@ -573,13 +577,24 @@ describe('processCallbackRecord', () => {
   });
 
   describe('GIVEN DynamoDB throttles the lookup', () => {
-    test('WHEN a callback comes THEN the record fails for redelivery without touching the visibility', async () => {
+    test('WHEN a callback comes THEN the record fails for redelivery in seconds, not after the queue\'s visibility timeout', async () => {
+      jest.spyOn(Math, 'random').mockReturnValue(0);
       ddbMock.on(QueryCommand).rejects(throttling());
 
       await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).rejects.toThrow('Rate exceeded');
 
-      expect(sqsMock).not.toHaveReceivedAnyCommand();
+      expect(sqsMock).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 1);
+      expect(sqsMock).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { ReceiptHandle: 'receipt-msg-1', VisibilityTimeout: 2 });
+      expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
       expect(sfnMock).not.toHaveReceivedAnyCommand();
+    });
+
+    test('WHEN the look-up fails otherwise THEN the record returns after the queue\'s visibility timeout, untouched', async () => {
+      ddbMock.on(QueryCommand).rejects(Object.assign(new Error('User is not authorized'), { name: 'AccessDeniedException' }));
+
+      await expect(processCallbackRecord(callbackRecord({ jobId: 'job-1' }), clients, config, logger, deps)).rejects.toThrow('not authorized');
+
+      expect(sqsMock).not.toHaveReceivedAnyCommand();
     });
   });
 });
@@ -782,9 +797,10 @@ describe('handler', () => {
       [records[3].body, 'MALFORMED_BODY'],
       [records[5].body, 'MISSING_JOB_ID'],
     ]);
-    // The early one is retried with backoff.
-    expect(sqsMock).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 1);
+    // The early one and the throttled one are retried with backoff.
+    expect(sqsMock).toHaveReceivedCommandTimes(ChangeMessageVisibilityCommand, 2);
     expect(sqsMock).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { QueueUrl: QUEUE_URL, ReceiptHandle: 'receipt-early', VisibilityTimeout: 4 });
+    expect(sqsMock).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { QueueUrl: QUEUE_URL, ReceiptHandle: 'receipt-throttled', VisibilityTimeout: 2 });
   });
 
   test('GIVEN a batch where every record is early WHEN handled THEN every record is reported, without failing the invocation', async () => {

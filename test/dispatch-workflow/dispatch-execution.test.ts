@@ -426,6 +426,34 @@ describe('dispatch workflow, executed', () => {
     expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
   });
 
+  test('a job id write throttled 8 times in a row is still stored: DynamoDB retries last about a minute, the accepted job is not parked', async () => {
+    // GIVEN the vendor accepted the job and DynamoDB throttles the job id write 8 times in a row
+    // (the fault suite's ddb-throttle scenario saw 5 in a row, which the former 4 retries gave up on)
+    let writes = 0;
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: claimed,
+      CallVendor: vendorAccepts({ jobId: 'job-42' }),
+      StoreJobId: () => {
+        writes += 1;
+        if (writes <= 8) {
+          throw stepError(writes % 2 ? 'DynamoDB.ThrottlingException' : 'DynamoDB.ProvisionedThroughputExceededException', 'Rate exceeded');
+        }
+        return {};
+      },
+    });
+
+    // THEN the 9th write stored the job id; nothing was parked, the waiting workflow was not failed
+    expect(result.error).toBeUndefined();
+    expect(result.states[result.states.length - 1]).toBe('Submitted');
+    expect(result.calls.StoreJobId).toHaveLength(9);
+    expect(result.calls.ParkInDeadLetterQueue).toBeUndefined();
+    // ... and the retrier waits about a minute at most, as DynamoDB advises (1 + 2 + 4 + 8 + 5 x 10 s).
+    const [retrier] = definition.States.StoreJobId.Retry;
+    const caps = Array.from({ length: retrier.MaxAttempts },
+      (_, i) => Math.min(retrier.IntervalSeconds * retrier.BackoffRate ** i, retrier.MaxDelaySeconds));
+    expect(caps.reduce((a, b) => a + b, 0)).toBe(65);
+  });
+
   test('a deferred request whose requeue fails is parked and fails the waiting workflow at once', async () => {
     // GIVEN the caller finds no slot within its wait budget (its real answer), and SQS refuses the requeue
     const result = await run(definition, dispatchInput(2), {

@@ -141,6 +141,51 @@ describe('dispatcher: vendor calls', () => {
     expect(inputs[1].call).toEqual({ method: 'DELETE', path: '/jobs/1', query: {} });
   });
 
+  /** Step Functions' throttling answer (an error outside the SFN model: the SDK names it by its code). */
+  const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+
+  test('a throttled StartExecution is tried again within the slot\'s start tolerance, not after the queue\'s visibility timeout', async () => {
+    // GIVEN a lead of 1 s (start tolerance 500 ms) and a StartExecution throttled twice
+    const clock = fakeClock();
+    const startTimes: number[] = [];
+    let calls = 0;
+    sfn.on(StartExecutionCommand).callsFake(async (input: StartExecutionCommandInput) => {
+      startTimes.push(clock.now());
+      if (++calls <= 2) throw throttled();
+      return { executionArn: `arn:x:${input.name}`, startDate: new Date() };
+    });
+
+    // WHEN
+    const response = await dispatchBatch({ Records: [record(submission('sub-1'), 'm1')] }, deps(clock, { ...CONFIG, leadMs: 1000 }));
+
+    // THEN the third try started it: nothing goes back to the queue; the tries were 37.5 and 75 ms
+    // apart (50 and 100 ms, equal jitter at random 0.5), well within the 500 ms a start may be late with this lead.
+    expect(response.batchItemFailures).toEqual([]);
+    expect(startTimes.map((t) => t - startTimes[0])).toEqual([0, 37.5, 112.5]);
+    const names = sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input.name);
+    expect(new Set(names).size).toBe(1);
+  });
+
+  test('a start throttled on every try goes back to the queue, never started later than a first start may be', async () => {
+    // GIVEN a lead of 1 s and a StartExecution throttled on every try
+    const clock = fakeClock();
+    const startTimes: number[] = [];
+    sfn.on(StartExecutionCommand).callsFake(async () => {
+      startTimes.push(clock.now());
+      throw throttled();
+    });
+
+    // WHEN
+    const response = await dispatchBatch({ Records: [record(submission('sub-1'), 'm1')] }, deps(clock, { ...CONFIG, leadMs: 1000 }));
+
+    // THEN four tries in 262.5 ms, then a batch item failure; without a lead (start tolerance 50 ms) only two
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'm1' }]);
+    expect(startTimes.map((t) => t - startTimes[0])).toEqual([0, 37.5, 112.5, 262.5]);
+    startTimes.length = 0;
+    expect((await dispatchBatch({ Records: [record(submission('sub-2'), 'm2')] }, deps(fakeClock()))).batchItemFailures).toEqual([{ itemIdentifier: 'm2' }]);
+    expect(startTimes).toHaveLength(2);
+  });
+
   test('a malformed call is parked and its waiting task failed, naming every problem', async () => {
     const clock = fakeClock();
     const response = await dispatchBatch({
