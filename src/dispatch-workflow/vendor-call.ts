@@ -215,6 +215,16 @@ const MAX_ERROR_BODY_CHARS = 8192;
 const CONNECTION_IDLE_MS = 3000;
 /** Warm-up only when the slot is at least this far away. */
 const WARM_UP_MIN_LEAD_MS = 100;
+/**
+ * The request takes its connection (warm-up, prepared request) at most this long before its slot.
+ * A connection held idle while the caller waits for a distant slot (a fresh slot at a low rate is
+ * seconds away) may be closed by the server before the slot (see CONNECTION_IDLE_MS): the slot
+ * would then be given up for want of a connected socket, and at a low rate every slot given up
+ * costs the whole schedule one slot interval. Taken this late, a connection is idle at most
+ * CONNECTION_IDLE_MS + this (3.75 s, under undici's and Node's keep-alive timeouts of 4-5 s), and
+ * there is still time for a new connection's handshake (30-100 ms).
+ */
+export const CONNECT_AHEAD_MS = 750;
 
 /** Identifies this execution environment (container) in the User-Agent: one per cold start. */
 const CONTAINER_ID = randomBytes(6).toString('hex');
@@ -441,6 +451,14 @@ export async function callVendor(event: VendorCallEvent, deps: VendorCallDeps): 
       slotIsOurs = true;
     }
 
+    // A distant slot: wait without a connection until it is near (CONNECT_AHEAD_MS), so that the
+    // connection is not closed as idle before the slot. A request prepared for an earlier slot
+    // gives its connection back meanwhile.
+    if (slot - clock.now() > CONNECT_AHEAD_MS) {
+      prepared?.cancel();
+      prepared = undefined;
+      await sleepUntil(clock, slot - CONNECT_AHEAD_MS);
+    }
     // Open the connection now if it may have been closed, while there is time before the slot.
     if (deps.warmUp && slot - clock.now() >= WARM_UP_MIN_LEAD_MS && clock.now() - lastConnectionUseMs > CONNECTION_IDLE_MS) {
       lastConnectionUseMs = clock.now();

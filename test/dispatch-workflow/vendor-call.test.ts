@@ -4,8 +4,8 @@ import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } fro
 import { mockClient } from 'aws-sdk-client-mock';
 import { createRequestPreparer } from '../../src/dispatch-workflow/prepared-request';
 import {
-  callVendor, lateBeyondTolerance, MAX_VENDOR_ANSWER_BYTES, pacingUserAgent, parseRetryAfterMs, readBodyWithin, VendorCallConfig, VendorCallDeps,
-  VendorCallError, VendorCallErrorNames,
+  callVendor, CONNECT_AHEAD_MS, lateBeyondTolerance, MAX_VENDOR_ANSWER_BYTES, pacingUserAgent, parseRetryAfterMs, readBodyWithin, VendorCallConfig,
+  VendorCallDeps, VendorCallError, VendorCallErrorNames,
 } from '../../src/dispatch-workflow/vendor-call';
 import { slotIntervalMs } from '../../src/rate-controlled-queue-consumer/pacer';
 
@@ -411,6 +411,34 @@ describe('callVendor: a connected socket at the slot, lateness when the request 
     expect(vendor.left[0] - fresh).toBeGreaterThanOrEqual(0);
     expect(vendor.left[0] - fresh).toBeLessThanOrEqual(10);
     expect(metrics.filter(([name]) => name === 'SlotsGivenUp')).toHaveLength(1);
+  });
+
+  test('GIVEN a slot 6 s away and a server that closes a connection idle 4 s WHEN the caller waits for it THEN it connects shortly before the slot and fires it, no slot given up', async () => {
+    // GIVEN a distant slot (a fresh slot at a low rate) and sockets that close once held idle
+    // 4 s, as a keep-alive server closes them (Node's http server: 5 s, undici: 4 s)
+    const clock = wallClock(T0);
+    const slot = T0 + 6000;
+    const vendor = fakePreparer(clock);
+    const preparedAt: number[] = [];
+    const prepare = () => {
+      const at = clock.t;
+      preparedAt.push(at);
+      const request = vendor.prepare();
+      const closed = () => clock.t - at > 4000;
+      return { ...request, send: request.send, get connected() { return !closed(); }, get broken() { return closed(); } };
+    };
+    const metrics: Array<[string, number]> = [];
+
+    // WHEN
+    const result = await callVendor({ requestId: 'r-distant', body: {}, slotAtMs: slot }, clockDeps(clock, prepare, metrics));
+
+    // THEN (before: prepared at once, its socket closed at T0 + 4 s, the slot given up for want of
+    // a connected socket and the request sent in a fresh slot)
+    expect(result.statusCode).toBe(202);
+    expect(vendor.left).toEqual([slot]);
+    expect(preparedAt).toHaveLength(1);
+    expect(slot - preparedAt[0]).toBeLessThanOrEqual(CONNECT_AHEAD_MS);
+    expect(metrics.filter(([name]) => name === 'SlotsGivenUp')).toHaveLength(0);
   });
 
   test('GIVEN a prepared request WHEN the pacer table fails before it is sent THEN it is cancelled (its socket freed) and the error thrown', async () => {

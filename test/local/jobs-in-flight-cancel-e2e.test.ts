@@ -17,6 +17,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Duration } from 'aws-cdk-lib';
 import { buildExampleApp, ExampleStack } from '../../examples/app';
+import { LOCAL_PACING } from '../../local/local-pacing';
 import { LocalRuntime } from '../../local/runtime';
 import { VendorSimulator } from '../../local/vendor-simulator';
 import { VendorContract } from '../../src';
@@ -44,6 +45,14 @@ beforeAll(async () => {
     // The submission alone: the result fetch would only lengthen W's run.
     fetchResult: false,
     cancelOnTimeout: true,
+    // The local pacing knobs for 2 shared cores (local/local-pacing.ts), lead excepted (it would
+    // lengthen both paced hops of W's route). With AWS's fire tolerance of 5 ms a loaded run
+    // (load average 7.6) gave up 7 slots of H's cancel (its caller woke 5-65 ms late), requeued it
+    // once, and the cancel reached the vendor 6.7 s after H's timeout instead of 2 s: W, woken
+    // 1.1 s before its own timeout, timed out unsubmitted, and its own cancel's 404 failed it with
+    // VendorRequestFailed (the README's cancel example does not catch it).
+    fireTolerance: Duration.millis(LOCAL_PACING.fireToleranceMs),
+    latenessTolerance: Duration.millis(LOCAL_PACING.latenessToleranceMs),
   }, outdir);
   built.app.synth();
   stack = built.stack;
@@ -98,12 +107,23 @@ test('GIVEN maxJobsInFlight 1 held by a job the vendor never calls back WHEN its
   const h = await start(hanging);
   expect(await waitUntil(() => (v.stats().requests[hanging]?.accepted ?? 0) === 1, CALLBACK_TIMEOUT_MS - WAITER_LEAD_MS)).toBe(true);
   await new Promise((r) => setTimeout(r, Math.max(0, hStartedAt + CALLBACK_TIMEOUT_MS - WAITER_LEAD_MS - Date.now())));
+  const wStartedAt = Date.now();
   const w = await start(waiting);
   const ended = await waitUntil(() => [h, w].every((arn) => rt.sfn.describeExecution(arn).status !== 'RUNNING'), 30_000);
 
   // THEN: H timed out, cancelled its job (200) and failed as before; W succeeded with its callback
   const hRun = rt.sfn.describeExecution(h);
   const wRun = rt.sfn.describeExecution(w);
+  if (wRun.status !== 'SUCCEEDED') {
+    // What tracing a failed W needs: its own deadline against the cancel's arrival and its
+    // submission (simulator's clock; ms after H's start). A W that timed out unsubmitted fails
+    // with VendorRequestFailed: its own cancel gets 404.
+    const at = (ms: number | undefined) => (ms === undefined ? 'never' : `+${ms - hStartedAt} ms`);
+    const s = v.stats().requests;
+    process.stdout.write(`cancel-e2e: W ${wRun.status} ${wRun.error} (${wRun.cause}); H timed out at +${CALLBACK_TIMEOUT_MS} ms, `
+      + `cancel at the vendor ${at(s[hanging]?.cancelledAtMs)}, W started ${at(wStartedAt)}, times out at ${at(wStartedAt + CALLBACK_TIMEOUT_MS)}, `
+      + `submitted ${at(s[waiting]?.firstSubmissionAtMs)}\n`);
+  }
   expect(ended).toBe(true);
   expect({ h: [hRun.status, hRun.error], w: [wRun.status, wRun.error] })
     .toEqual({ h: ['FAILED', 'VendorTimedOut'], w: ['SUCCEEDED', undefined] });
