@@ -40,7 +40,9 @@ export interface CommonVendorWorkflowOptions {
    * In the dispatch workflow the whole route must fit in the Express workflow's 5 minutes with
    * every step retried to its last attempt: with PacingPoint.VENDOR_CALL `lead + maxSlotWait +
    * vendorCallTimeout` is at most 118 s (107 s of vendorCallTimeout with the defaults), 17.5 s
-   * less with a Secrets Manager credential read; synthesis fails above it and says the bound.
+   * less with a Secrets Manager credential read; with PacingPoint.DISPATCH vendorCallTimeout is at
+   * most 132 s in the dispatch workflow and 185 s in the vendor-call workflow (17.5 s less each with
+   * a credential read). Synthesis fails above it and says the bound.
    *
    * @default Duration.seconds(29)
    */

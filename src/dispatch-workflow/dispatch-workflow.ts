@@ -564,6 +564,7 @@ export class DispatchWorkflow extends Construct {
       .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
 
     checkExpressBudget({
+      workflow: 'the dispatch workflow',
       beforeCall: [{ name: claim.id, retry: claimRetry }, ...credential.route, { name: checkWaiting.id, retry: checkRetry }],
       // The vendor caller's Task timeout, or the proxy call's (vendorCallTimeout).
       call: caller

@@ -66,8 +66,10 @@ export function seconds(ms: number): string {
   return String(Math.round(ms / 100) / 10);
 }
 
-/** The dispatch workflow's route, as checkExpressBudget sums it. */
+/** A workflow's route around its vendor call, as checkExpressBudget sums it. */
 export interface ExpressRoute {
+  /** The workflow, for the error ("the dispatch workflow"). */
+  readonly workflow: string;
   /** The Tasks every request passes before the vendor call, in order. */
   readonly beforeCall: RouteStep[];
   /** The vendor call Task (`run`: its TimeoutSeconds). */
@@ -111,7 +113,7 @@ export function checkExpressBudget(route: ExpressRoute): { ms: number; parts: st
   if (total.ms > limitMs) {
     const rest = total.ms - route.call.run!.toMilliseconds();
     const allowed = Math.floor((limitMs - rest - route.callParts.fixedMs) / 1000);
-    throw new Error(`the dispatch workflow's longest route could take ${seconds(total.ms)} s (${total.parts}), more than an Express workflow runs `
+    throw new Error(`${route.workflow}'s longest route could take ${seconds(total.ms)} s (${total.parts}), more than an Express workflow runs `
       + `(${seconds(limitMs)} s, and its timeout is not caught: the job id would not be stored nor the request parked). `
       + `${route.call.name}'s Task timeout is ${seconds(route.call.run!.toMilliseconds())} s (${route.callParts.text}); the retries of the other steps `
       + `are fixed (DynamoDB's is a minute, so that a throttled table does not park requests): lower ${route.callParts.lower} so that `

@@ -617,6 +617,28 @@ describe('AsyncExternalApiOrchestrator', () => {
       expect(withSecret(Duration.seconds(116))).toThrow(/is at most 115 s/);
     });
 
+    test('fails if the vendor-call workflow\'s longest route could outlast the Express workflow\'s 5 minutes (PacingPoint.DISPATCH)', () => {
+      // GIVEN a raised integration timeout quota and no vendor caller: the call is the proxy call itself
+      const withCall = (vendorCallTimeout: Duration) => () => {
+        const stack = testStack();
+        const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+          ...ACCEPTANCE_PROPS,
+          pacingPoint: PacingPoint.DISPATCH,
+          proxy: { integrationTimeoutQuota: Duration.minutes(5) },
+          vendorCall: { vendorCallTimeout },
+        });
+        orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' }); // creates the vendor-call workflow
+      };
+
+      // WHEN / THEN 4 minutes is refused, naming the vendor-call workflow's steps
+      expect(withCall(Duration.minutes(4))).toThrow(new RegExp(
+        "the vendor-call workflow's longest route could take 355 s \\(ClaimCall 70 s \\+ CheckWaitingWorkflow 9 s \\+ CallVendor 240 s "
+        + '\\+ RequeueWithDelay 17.5 s \\+ ParkInDeadLetterQueue 17.5 s \\+ FailWaitingWorkflow 0.5 s \\+ FailWaitingWorkflowBriefly 0.5 s\\).*'
+        + 'lower vendorCallTimeout so that vendorCallTimeout is at most 185 s'));
+      expect(withCall(Duration.seconds(185))).not.toThrow();
+      expect(withCall(Duration.seconds(186))).toThrow(/is at most 185 s/);
+    });
+
     test('fails if batchSize is given twice', () => {
       // WHEN / THEN
       expect(build({ batchSize: 20, consumer: { batchSize: 10 } }))
