@@ -52,18 +52,40 @@ export const TASK_CLOSED_ERRORS = ['Sfn.TaskTimedOutException', 'Sfn.InvalidToke
 export const DYNAMODB_RETRY = { maxAttempts: 9, maxDelay: Duration.seconds(10) } as const;
 
 /**
- * Retries a call of an AWS service (no vendor call involved) on its throttling and transient
+ * The Retry of a call of an AWS service (no vendor call involved) on its throttling and transient
  * errors, with exponential backoff and full jitter. DynamoDB calls get their own budget
- * (DYNAMODB_RETRY) unless `maxAttempts` is given.
+ * (DYNAMODB_RETRY) unless `maxAttempts` is given. The workflows' worst-case durations
+ * (express-budget.ts) are summed from these same objects.
  */
-export function retryAwsServiceErrors(task: sfn.TaskStateBase | sfn.CustomState, service: AwsServiceIntegration, maxAttempts?: number): void {
+export function awsServiceRetry(service: AwsServiceIntegration, maxAttempts?: number): sfn.RetryProps {
   const dynamodb = service === 'dynamodb' && maxAttempts === undefined;
-  task.addRetry({
+  return {
     errors: TRANSIENT_ERRORS[service],
     interval: Duration.seconds(1),
     backoffRate: 2,
     maxAttempts: dynamodb ? DYNAMODB_RETRY.maxAttempts : maxAttempts ?? 4,
     ...(dynamodb ? { maxDelay: DYNAMODB_RETRY.maxDelay } : {}),
     jitterStrategy: sfn.JitterType.FULL,
-  });
+  };
 }
+
+/** Adds `awsServiceRetry(service, maxAttempts)` to the task, and returns it. */
+export function retryAwsServiceErrors(
+  task: sfn.TaskStateBase | sfn.CustomState, service: AwsServiceIntegration, maxAttempts?: number,
+): sfn.RetryProps {
+  const retry = awsServiceRetry(service, maxAttempts);
+  task.addRetry(retry);
+  return retry;
+}
+
+/**
+ * The Retry of a Lambda invoke (vendor caller, credential function) on errors where the function
+ * did not run or Lambda failed around it (throttled, service errors): twice, 1 then 2 s at most.
+ */
+export const LAMBDA_INVOKE_RETRY: sfn.RetryProps = {
+  errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
+  interval: Duration.seconds(1),
+  backoffRate: 2,
+  maxAttempts: 2,
+  jitterStrategy: sfn.JitterType.FULL,
+};

@@ -8,10 +8,11 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
+import { LAMBDA_INVOKE_RETRY, retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CallbackUrlDelivery } from './callback-url-delivery';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
 import { addDispatchWorkflowNagSuppressions } from './dispatch-workflow-nag';
+import { checkExpressBudget } from './express-budget';
 import { inputDefaults, keyLimitsDefault } from './input-defaults';
 import { callerKeyLimits, PRIORITY_PATH, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
@@ -57,6 +58,8 @@ export interface DispatchWorkflowOptions extends CommonVendorWorkflowOptions {
    * With PacingPoint.VENDOR_CALL: longest the vendor caller waits for a fresh slot (it was late for
    * its own, or the vendor paused dispatch) before it puts the request back on the queue (without
    * counting an attempt). Waiting costs Lambda time; requeueing costs a pass through the queue.
+   * 1 second to 2 minutes, and `lead + maxSlotWait + vendorCallTimeout` at most 118 s (less with
+   * a credential read): the dispatch workflow's longest route must fit in 5 minutes.
    *
    * @default Duration.seconds(10)
    */
@@ -268,7 +271,7 @@ export class DispatchWorkflow extends Construct {
     const callbackUrlValue = (props.perRequestCallbackUrl ?? true)
       ? sfn.JsonPath.format('{}/{}', props.callbackUrl, sfn.JsonPath.stringAt('$.claimed.callbackToken'))
       : props.callbackUrl;
-    retryAwsServiceErrors(claim, 'dynamodb');
+    const claimRetry = retryAwsServiceErrors(claim, 'dynamodb');
 
     // ---- Read the vendor credential (never stored in the template). ----
     // The same states as the vendor-call workflow's. With OAuth, a token endpoint failure is not
@@ -376,13 +379,7 @@ export class DispatchWorkflow extends Construct {
       // the slot while the first invocation still runs (Lambda does not stop a function whose caller
       // went away): the caller claims its slot before firing it (pacer.ts, claimSlot), so only one of
       // them fires it and the other takes a fresh slot. Retrying cannot break the bound.
-      callVendor.addRetry({
-        errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
-        interval: Duration.seconds(1),
-        backoffRate: 2,
-        maxAttempts: 2,
-        jitterStrategy: sfn.JitterType.FULL,
-      });
+      callVendor.addRetry(LAMBDA_INVOKE_RETRY);
     } else {
       callVendor = new tasks.CallApiGatewayRestApiEndpoint(this, 'CallVendor', {
         comment: 'Submit the job through the throttled proxy',
@@ -417,7 +414,7 @@ export class DispatchWorkflow extends Construct {
       },
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsServiceErrors(storeJobId, 'dynamodb');
+    const storeRetry = retryAwsServiceErrors(storeJobId, 'dynamodb');
     const submitted = new sfn.Succeed(this, 'Submitted');
     const alreadySubmitted = new sfn.Succeed(this, 'AlreadySubmitted', {
       comment: 'A redelivered request whose job was already submitted, or another copy of a delivery that is being dispatched: nothing to do',
@@ -439,7 +436,7 @@ export class DispatchWorkflow extends Construct {
       iamResources: [props.requestQueue.queueArn],
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsServiceErrors(requeue, 'sqs');
+    const requeueRetry = retryAwsServiceErrors(requeue, 'sqs');
     // The original request message, unchanged, so the dead-letter queue can be redriven; why it
     // was given up travels in message attributes.
     const park = new tasks.CallAwsService(this, 'ParkInDeadLetterQueue', {
@@ -457,7 +454,7 @@ export class DispatchWorkflow extends Construct {
       iamResources: [props.deadLetterQueue.queueArn],
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsServiceErrors(park, 'sqs');
+    const parkRetry = retryAwsServiceErrors(park, 'sqs');
     const { classify, giveUp } = retryOrGiveUpStates(this, {
       maxAttempts,
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
@@ -558,13 +555,31 @@ export class DispatchWorkflow extends Construct {
       comment: 'Nobody waits for this request any more: it is not sent to the vendor',
     });
     checkWaiting.addCatch(waitingWorkflowEnded, { errors: TASK_CLOSED_ERRORS, resultPath: sfn.JsonPath.DISCARD });
-    retryAwsServiceErrors(checkWaiting, 'sfn', 3);
+    const checkRetry = retryAwsServiceErrors(checkWaiting, 'sfn', 3);
     checkWaiting.addCatch(classify, { resultPath: '$.error' });
 
     checkWaiting.next(prepare);
     // Fields added after the first release (input-defaults.ts): an old dispatcher may start this definition.
     const definition = inputDefaults(this, { requestStartedAtMs: null, key: null, priority: null, ...keyLimitsDefault(props.pacing?.contract) })
       .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
+
+    checkExpressBudget({
+      workflow: 'the dispatch workflow',
+      beforeCall: [{ name: claim.id, retry: claimRetry }, ...credential.route, { name: checkWaiting.id, retry: checkRetry }],
+      // The vendor caller's Task timeout, or the proxy call's (vendorCallTimeout).
+      call: caller
+        ? { name: callVendor.id, run: caller.timeout!.plus(Duration.seconds(5)), retry: LAMBDA_INVOKE_RETRY }
+        : { name: callVendor.id, run: vendorCallTimeout },
+      afterCall: [
+        // The job was accepted: its id is stored, or the request is parked and its workflow failed.
+        [{ name: storeJobId.id, retry: storeRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow' }, { name: 'FailWaitingWorkflowBriefly' }],
+        // The call failed or was deferred: back to the queue, or parked if that fails.
+        [{ name: requeue.id, retry: requeueRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow' }, { name: 'FailWaitingWorkflowBriefly' }],
+      ],
+      callParts: caller
+        ? { fixedMs: 10_000, text: `lead ${props.pacing!.rateSettings.leadMs} ms + maxSlotWait ${(props.maxSlotWait ?? DEFAULT_MAX_SLOT_WAIT).toHumanString()} + vendorCallTimeout ${vendorCallTimeout.toHumanString()} + 10 s`, sum: 'lead + maxSlotWait + vendorCallTimeout', lower: 'maxSlotWait or vendorCallTimeout' }
+        : { fixedMs: 0, text: `vendorCallTimeout ${vendorCallTimeout.toHumanString()}`, sum: 'vendorCallTimeout', lower: 'vendorCallTimeout' },
+    });
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -594,7 +609,7 @@ export class DispatchWorkflow extends Construct {
 
   private createVendorCaller(props: DispatchWorkflowProps, pacing: VendorCallPacing, callTimeout: Duration): lambda.Function {
     const settings = pacing.rateSettings;
-    const maxSlotWait = props.maxSlotWait ?? Duration.seconds(10);
+    const maxSlotWait = props.maxSlotWait ?? DEFAULT_MAX_SLOT_WAIT;
     validateDuration('maxSlotWait', maxSlotWait, Duration.seconds(1), Duration.minutes(2));
     const defaultPause = props.defaultVendorPause ?? Duration.seconds(1);
     validateDuration('defaultVendorPause', defaultPause, Duration.millis(100), Duration.minutes(15));
@@ -606,12 +621,10 @@ export class DispatchWorkflow extends Construct {
           `callerReservedConcurrency ${props.callerReservedConcurrency} is below ${minimum}, the vendor callers that wait for their slots at ${settings.requestsPerSecond} requests per second with a lead of ${settings.leadMs} ms: invocations will be throttled, arrive late and give their slots up (lower throughput, never above the contract). Give at least ${settings.expectedCallerConcurrency} (rate x (lead + a typical call)) or remove it`);
       }
     }
-    // lead + a full wait for a fresh slot + the call itself + slack for the DynamoDB calls.
+    // lead + a full wait for a fresh slot + the call itself + slack for the DynamoDB calls. Whether
+    // that fits in the workflow's 5 minutes with the rest of its route is checked by checkExpressBudget.
     const timeout = Duration.millis(settings.leadMs + maxSlotWait.toMilliseconds() + callTimeout.toMilliseconds() + 5000);
     const timeoutSeconds = Math.ceil(timeout.toSeconds({ integral: false }));
-    if (timeoutSeconds > 280) {
-      throw new Error(`the vendor caller would need ${timeoutSeconds} s (lead ${settings.leadMs} ms + maxSlotWait ${maxSlotWait.toHumanString()} + vendorCallTimeout ${callTimeout.toHumanString()} + 5 s), more than fits in an Express workflow (5 minutes): lower maxSlotWait or vendorCallTimeout`);
-    }
     const fn = new VendorCallerFunction(this, 'VendorCaller', {
       description: 'Sends one request to the vendor through the throttled proxy at its pacing slot',
       timeout: Duration.seconds(timeoutSeconds),
@@ -720,6 +733,9 @@ export class DispatchWorkflow extends Construct {
     return this.stateMachine.metricTimedOut(props);
   }
 }
+
+/** The vendor caller's default `maxSlotWait`. */
+const DEFAULT_MAX_SLOT_WAIT = Duration.seconds(10);
 
 /** `['data', 0, 'id']`-style segments as a JSONPath suffix (`.data[0].id`). */
 function jobIdPathSuffix(segments: string[]): string {

@@ -7,8 +7,9 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
+import { LAMBDA_INVOKE_RETRY, retryAwsServiceErrors, TASK_CLOSED_ERRORS } from './aws-service-errors';
 import { CommonVendorWorkflowOptions } from './common-vendor-workflow-options';
+import { checkExpressBudget } from './express-budget';
 import { inputDefaults, keyLimitsDefault } from './input-defaults';
 import { callerKeyLimits, PRIORITY_PATH, requeueGroupId, requestsCarryKey, retryMessageKey } from './request-key-steps';
 import { noUsableSlotState, retryOrGiveUpStates } from './retry-or-give-up';
@@ -128,7 +129,7 @@ export class VendorCallWorkflow extends Construct {
       },
       resultPath: sfn.JsonPath.DISCARD,
     });
-    retryAwsServiceErrors(claim, 'dynamodb');
+    const claimRetry = retryAwsServiceErrors(claim, 'dynamodb');
     const alreadyClaimed = new sfn.Succeed(this, 'AlreadyClaimed', {
       comment: 'Another execution of this delivery (or of a later one) claimed the call: it makes the call, not this one',
     });
@@ -147,7 +148,7 @@ export class VendorCallWorkflow extends Construct {
       comment: 'Nobody waits for this call any more: the vendor is not called, or its answer is dropped',
     });
     checkWaiting.addCatch(waitingWorkflowEnded, { errors: TASK_CLOSED_ERRORS, resultPath: sfn.JsonPath.DISCARD });
-    retryAwsServiceErrors(checkWaiting, 'sfn', 3);
+    const checkRetry = retryAwsServiceErrors(checkWaiting, 'sfn', 3);
 
     // ---- Read the vendor credential (the dispatch workflow's states). ----
     const credential = vendorCredentialSteps(this, props.proxy, (task) => retryAwsServiceErrors(task, 'secretsmanager'));
@@ -176,7 +177,7 @@ export class VendorCallWorkflow extends Construct {
         ResultPath: null,
       },
     });
-    retryAwsServiceErrors(returnResponse, 'sfn', 3);
+    const returnRetry = retryAwsServiceErrors(returnResponse, 'sfn', 3);
     returnResponse.addCatch(waitingWorkflowEnded, { errors: TASK_CLOSED_ERRORS, resultPath: sfn.JsonPath.DISCARD });
     const returned = new sfn.Succeed(this, 'Returned');
 
@@ -197,7 +198,7 @@ export class VendorCallWorkflow extends Construct {
         ResultPath: null,
       },
     });
-    retryAwsServiceErrors(requeue, 'sqs');
+    const requeueRetry = retryAwsServiceErrors(requeue, 'sqs');
     const park = new sfn.CustomState(this, 'ParkInDeadLetterQueue', {
       stateJson: {
         Type: 'Task',
@@ -214,7 +215,7 @@ export class VendorCallWorkflow extends Construct {
         ResultPath: null,
       },
     });
-    retryAwsServiceErrors(park, 'sqs');
+    const parkRetry = retryAwsServiceErrors(park, 'sqs');
     const { classify, giveUp } = retryOrGiveUpStates(this, {
       maxAttempts,
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
@@ -287,6 +288,31 @@ export class VendorCallWorkflow extends Construct {
     const defaults = { requestStartedAtMs: null, endsJobOf: null, key: null, priority: null, ...keyLimitsDefault(props.contract) };
     const definition = inputDefaults(this, defaults)
       .next(claim.next(checkWaiting).next(credential.before(hasBody, { classify, giveUp })));
+
+    // ---- The longest route must end within the Express workflow's 5 minutes (express-budget.ts). ----
+    // An imported vendor caller's timeout is not known here (its Task waits 290 s): not checked.
+    const caller = props.vendorCaller;
+    const callerTimeout = caller instanceof lambda.Function ? caller.timeout : undefined;
+    if (!caller || callerTimeout) {
+      const giveUpRoute = [{ name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow' }, { name: 'FailWaitingWorkflowBriefly' }];
+      checkExpressBudget({
+        workflow: 'the vendor-call workflow',
+        beforeCall: [{ name: claim.id, retry: claimRetry }, { name: checkWaiting.id, retry: checkRetry }, ...credential.route],
+        call: callerTimeout
+          ? { name: callVendor.id, run: callerTimeout.plus(Duration.seconds(5)), retry: LAMBDA_INVOKE_RETRY }
+          : { name: callVendor.id, run: vendorCallTimeout },
+        afterCall: [
+          // The answer could not be returned: parked, the waiting workflow failed.
+          [{ name: returnResponse.id, retry: returnRetry }, ...giveUpRoute],
+          // The call failed or was deferred: back to the queue, or parked if that fails.
+          [{ name: requeue.id, retry: requeueRetry }, ...giveUpRoute],
+        ],
+        callParts: callerTimeout
+          // The vendor caller is the dispatch workflow's: its timeout comes from dispatch's settings.
+          ? { fixedMs: 5_000, text: `the vendor caller's timeout ${callerTimeout.toHumanString()} + 5 s`, sum: 'the vendor caller\'s timeout', lower: 'dispatch.maxSlotWait or dispatch.vendorCallTimeout' }
+          : { fixedMs: 0, text: `vendorCallTimeout ${vendorCallTimeout.toHumanString()}`, sum: 'vendorCallTimeout', lower: 'vendorCallTimeout' },
+      });
+    }
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
@@ -401,11 +427,12 @@ export class VendorCallWorkflow extends Construct {
             // The function did not run or Lambda failed around it. The retry can start before the
             // slot while the first invocation still runs: the caller claims its slot before firing
             // it (pacer.ts, claimSlot), so only one fires it. Retrying cannot break the bound.
-            ErrorEquals: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
-            IntervalSeconds: 1,
-            BackoffRate: 2,
-            MaxAttempts: 2,
-            JitterStrategy: 'FULL',
+            // LAMBDA_INVOKE_RETRY rendered, so the workflow's worst case (express-budget.ts) counts it.
+            ErrorEquals: LAMBDA_INVOKE_RETRY.errors,
+            IntervalSeconds: LAMBDA_INVOKE_RETRY.interval!.toSeconds(),
+            BackoffRate: LAMBDA_INVOKE_RETRY.backoffRate,
+            MaxAttempts: LAMBDA_INVOKE_RETRY.maxAttempts,
+            JitterStrategy: LAMBDA_INVOKE_RETRY.jitterStrategy,
           }],
         },
       });

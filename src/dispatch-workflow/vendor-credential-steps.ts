@@ -1,7 +1,10 @@
 import { Duration } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { LAMBDA_INVOKE_RETRY } from './aws-service-errors';
+import { RouteStep } from './express-budget';
 import { VENDOR_CREDENTIAL_NOT_FOUND, VENDOR_CREDENTIAL_UNUSABLE } from '../shared/messages';
 import { ThrottledProxy } from '../throttled-proxy/throttled-proxy';
 import { VENDOR_CREDENTIAL_HEADER } from '../throttled-proxy/vendor-credentials';
@@ -18,6 +21,8 @@ export interface VendorCredentialTargets {
 export interface VendorCredentialSteps {
   /** Headers for the proxy call (`{ <credential header>: [value] }`), JSONPath; empty without credentials. */
   readonly headers: Record<string, unknown>;
+  /** The credential Task with its Retry, for the workflow's worst-case duration (express-budget.ts); empty without credentials. */
+  readonly route: RouteStep[];
   /**
    * Puts the credential states before `next`, their failures wired to `targets` (error at
    * `$.error`). Returns the first state: `next` itself without credentials.
@@ -53,7 +58,7 @@ export interface VendorCredentialSteps {
  * workflows that use it log no execution data.
  */
 export function vendorCredentialSteps(
-  scope: Construct, proxy: ThrottledProxy, retryAwsThrottling: (task: sfn.TaskStateBase) => void,
+  scope: Construct, proxy: ThrottledProxy, retryAwsThrottling: (task: sfn.TaskStateBase) => sfn.RetryProps,
 ): VendorCredentialSteps {
   const credentials = proxy.credentials;
   const credentialFunction = proxy.credentialFunction;
@@ -74,15 +79,15 @@ export function vendorCredentialSteps(
       resultPath: '$.credential',
     });
     // A token endpoint failure is not retried here: it goes back through the paced queue.
-    readCredential.addRetry({
-      errors: ['Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'],
-      interval: Duration.seconds(1),
-      backoffRate: 2,
-      maxAttempts: 2,
-      jitterStrategy: sfn.JitterType.FULL,
-    });
+    readCredential.addRetry(LAMBDA_INVOKE_RETRY);
     return {
       headers: credentialHeader(oauth ? undefined : credentials.prefix, '$.credential.secret'),
+      // No TimeoutSeconds on the invoke: the function's own timeout bounds its run.
+      route: [{
+        name: readCredential.id,
+        run: credentialFunction instanceof lambda.Function && credentialFunction.timeout ? credentialFunction.timeout : Duration.minutes(15),
+        retry: LAMBDA_INVOKE_RETRY,
+      }],
       before: (next, targets) => {
         // A key without a secret (per key) cannot pass either: parked at once, like an unusable secret.
         readCredential.addCatch(targets.giveUp, {
@@ -95,7 +100,7 @@ export function vendorCredentialSteps(
     };
   }
   if (!credentials.secret) {
-    return { headers: {}, before: (next) => next };
+    return { headers: {}, before: (next) => next, route: [] };
   }
   const secretArn = credentials.secret.secretArn;
   // The whole GetSecretValue output: selecting `$.SecretString` here would fail on a binary secret.
@@ -106,7 +111,7 @@ export function vendorCredentialSteps(
     iamResources: [secretArn],
     resultPath: '$.credential',
   });
-  retryAwsThrottling(readCredential);
+  const readRetry = retryAwsThrottling(readCredential);
   const unusable = new sfn.Pass(scope, 'VendorCredentialUnusable', {
     comment: 'A binary secret has no SecretString: retrying cannot fix it',
     parameters: {
@@ -117,6 +122,7 @@ export function vendorCredentialSteps(
   });
   return {
     headers: credentials.headerName ? credentialHeader(credentials.prefix, '$.credential.SecretString') : {},
+    route: [{ name: readCredential.id, retry: readRetry }],
     before: (next, targets) => {
       readCredential.addCatch(targets.classify, { resultPath: '$.error' });
       unusable.next(targets.giveUp);

@@ -519,3 +519,76 @@ describe('dispatch workflow with PacingPoint.DISPATCH, executed', () => {
     expect(JSON.parse(result.calls.RequeueWithDelay[0].MessageBody).attempt).toBe(2);
   });
 });
+
+describe('dispatch workflow, worst case within the Express workflow\'s 5 minutes', () => {
+  /**
+   * The longest vendor call synthesis accepts: the error for a too-long one says how much
+   * `lead + maxSlotWait + vendorCallTimeout` may be; the lead and the default maxSlotWait (10 s)
+   * come off it.
+   */
+  function longestAcceptedVendorCallTimeout(): Duration {
+    const raisedQuota = { proxy: { integrationTimeoutQuota: Duration.minutes(5) } };
+    let message = '';
+    try {
+      dispatchDefinition({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.minutes(4) } });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    const allowed = Number(/is at most (\d+) s/.exec(message)![1]);
+    const leadMs = Number(/lead (\d+) ms/.exec(message)![1]);
+    return Duration.seconds(allowed - Math.ceil(leadMs / 1000) - 10);
+  }
+
+  test('the longest accepted vendorCallTimeout, every step retried to its last attempt, still parks the request and fails the waiting workflow in time', async () => {
+    // GIVEN the longest vendor call synthesis accepts, one second more is refused
+    const vendorCallTimeout = longestAcceptedVendorCallTimeout();
+    const raisedQuota = { proxy: { integrationTimeoutQuota: Duration.minutes(5) } };
+    expect(() => dispatchDefinition({ ...raisedQuota, dispatch: { vendorCallTimeout: vendorCallTimeout.plus(Duration.seconds(1)) } }))
+      .toThrow(/longest route could take/);
+    const definition = dispatchDefinition({ ...raisedQuota, dispatch: { vendorCallTimeout } });
+
+    // ... and a virtual clock: each call takes 500 ms (express-budget.ts AWS_CALL_ALLOWANCE), each
+    // retry waits its longest (the cap of the state's own Retry, full jitter draws up to it), and
+    // the vendor caller runs to its Task timeout. Retries wait 0 ms in the interpreter.
+    let clockMs = 0;
+    const attempts: Record<string, number> = {};
+    const call = (state: string, failures: number, error: string, answer: () => unknown = ok, runMs = 500) => () => {
+      const n = (attempts[state] = (attempts[state] ?? 0) + 1);
+      if (n > 1) {
+        const [retrier] = definition.States[state].Retry;
+        clockMs += 1000 * Math.min(retrier.IntervalSeconds * retrier.BackoffRate ** (n - 2), retrier.MaxDelaySeconds ?? Infinity);
+      }
+      if (n <= failures) {
+        clockMs += 500;
+        throw stepError(error, 'throttled');
+      }
+      clockMs += runMs;
+      return answer();
+    };
+    const retries = (state: string) => definition.States[state].Retry[0].MaxAttempts as number;
+
+    // WHEN DynamoDB throttles the claim to its last retry, Step Functions throttles the check, Lambda
+    // throttles the caller twice, the caller then runs to its timeout and the vendor accepts the job,
+    // DynamoDB throttles the job id write past its last retry, SQS the park to its last retry, and
+    // the full failure is refused (so the brief one is sent too): the longest route
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: call('ClaimRequest', retries('ClaimRequest'), 'DynamoDB.ThrottlingException', claimed),
+      CheckWaitingWorkflow: call('CheckWaitingWorkflow', retries('CheckWaitingWorkflow'), 'Sfn.ThrottlingException'),
+      CallVendor: call('CallVendor', retries('CallVendor'), 'Lambda.TooManyRequestsException', vendorAccepts({ jobId: 'job-42' }),
+        1000 * definition.States.CallVendor.TimeoutSeconds),
+      StoreJobId: call('StoreJobId', retries('StoreJobId') + 1, 'DynamoDB.ProvisionedThroughputExceededException'),
+      ParkInDeadLetterQueue: call('ParkInDeadLetterQueue', retries('ParkInDeadLetterQueue'), 'Sqs.RequestThrottledException'),
+      FailWaitingWorkflow: call('FailWaitingWorkflow', 1, 'Sfn.SfnException'),
+      FailWaitingWorkflowBriefly: call('FailWaitingWorkflowBriefly', 0, ''),
+    });
+
+    // THEN the request is parked and its waiting workflow failed, within 5 minutes
+    expect(result.unexpected).toEqual([]);
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    expect(result.calls.StoreJobId).toHaveLength(retries('StoreJobId') + 1);
+    expect(result.calls.ParkInDeadLetterQueue).toHaveLength(retries('ParkInDeadLetterQueue') + 1);
+    expect(result.calls.FailWaitingWorkflowBriefly).toHaveLength(1);
+    expect(clockMs).toBeLessThanOrEqual(5 * 60 * 1000);
+    expect(clockMs).toBeGreaterThan(5 * 60 * 1000 - 2000); // the longest accepted configuration: nothing to spare
+  });
+});

@@ -7,6 +7,7 @@ import {
   AsyncExternalApiOrchestrator,
   AsyncExternalApiOrchestratorProps,
   CallbackUrlDelivery,
+  PacingPoint,
   VendorContract,
   VendorCredentials,
 } from '../../src';
@@ -577,6 +578,65 @@ describe('AsyncExternalApiOrchestrator', () => {
       expect(build({ vendorCall: { vendorCallTimeout: Duration.minutes(1) } })).toThrow(/given 1 minute/);
       const raisedQuota = { proxy: { integrationTimeoutQuota: Duration.seconds(30) } };
       expect(build({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.seconds(30) } })).not.toThrow();
+    });
+
+    test('fails if the dispatch workflow\'s longest route could outlast the Express workflow\'s 5 minutes (DynamoDB retries of a minute before and after the vendor call)', () => {
+      // GIVEN a raised integration timeout quota (a vendor call above 29 s needs it)
+      const raisedQuota = { proxy: { integrationTimeoutQuota: Duration.minutes(5) } };
+
+      // WHEN / THEN 4 minutes, which the former check (vendor caller alone <= 280 s) accepted, is refused,
+      // saying what was given, the parts of the sum and the bound
+      expect(build({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.minutes(4) } })).toThrow(new RegExp(
+        "the dispatch workflow's longest route could take 432.5 s \\(ClaimRequest 70 s \\+ CheckWaitingWorkflow 9 s \\+ CallVendor 265 s "
+        + '\\+ StoreJobId 70 s \\+ ParkInDeadLetterQueue 17.5 s \\+ FailWaitingWorkflow 0.5 s \\+ FailWaitingWorkflowBriefly 0.5 s\\), '
+        + 'more than an Express workflow runs \\(300 s.*CallVendor\'s Task timeout is 261 s \\(lead 1000 ms \\+ maxSlotWait 10 seconds '
+        + '\\+ vendorCallTimeout 4 minutes \\+ 10 s\\).*lower maxSlotWait or vendorCallTimeout so that lead \\+ maxSlotWait \\+ vendorCallTimeout is at most 118 s'));
+      // ... the bound holds: 118 s less the lead (1 s) and maxSlotWait (10 s) fits, a second more does not
+      expect(build({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.seconds(107) } })).not.toThrow();
+      expect(build({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.seconds(108) } })).toThrow(/is at most 118 s/);
+      // ... a shorter maxSlotWait leaves the vendor call more
+      expect(build({ ...raisedQuota, dispatch: { vendorCallTimeout: Duration.seconds(115), maxSlotWait: Duration.seconds(2) } })).not.toThrow();
+    });
+
+    test('fails if the longest route with a secret credential and PacingPoint.DISPATCH could outlast the Express workflow\'s 5 minutes', () => {
+      // GIVEN a plain-text secret (ReadVendorCredential, retried 4 times) and no vendor caller
+      const withSecret = (vendorCallTimeout: Duration) => () => {
+        const stack = testStack();
+        const secret = new secretsmanager.Secret(stack, 'VendorKey');
+        new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+          ...ACCEPTANCE_PROPS,
+          pacingPoint: PacingPoint.DISPATCH,
+          proxy: { integrationTimeoutQuota: Duration.minutes(5), credentials: VendorCredentials.fromSecretHeader({ secret, headerName: 'x-api-key' }) },
+          dispatch: { vendorCallTimeout },
+        });
+      };
+
+      // WHEN / THEN the credential read counts, and the bound is on vendorCallTimeout alone
+      expect(withSecret(Duration.minutes(4))).toThrow(/ReadVendorCredential 17.5 s.*CallVendor 240 s.*lower vendorCallTimeout so that vendorCallTimeout is at most 115 s/);
+      expect(withSecret(Duration.seconds(115))).not.toThrow();
+      expect(withSecret(Duration.seconds(116))).toThrow(/is at most 115 s/);
+    });
+
+    test('fails if the vendor-call workflow\'s longest route could outlast the Express workflow\'s 5 minutes (PacingPoint.DISPATCH)', () => {
+      // GIVEN a raised integration timeout quota and no vendor caller: the call is the proxy call itself
+      const withCall = (vendorCallTimeout: Duration) => () => {
+        const stack = testStack();
+        const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
+          ...ACCEPTANCE_PROPS,
+          pacingPoint: PacingPoint.DISPATCH,
+          proxy: { integrationTimeoutQuota: Duration.minutes(5) },
+          vendorCall: { vendorCallTimeout },
+        });
+        orchestrator.callVendorTask(stack, 'Fetch', { path: '/x' }); // creates the vendor-call workflow
+      };
+
+      // WHEN / THEN 4 minutes is refused, naming the vendor-call workflow's steps
+      expect(withCall(Duration.minutes(4))).toThrow(new RegExp(
+        "the vendor-call workflow's longest route could take 355 s \\(ClaimCall 70 s \\+ CheckWaitingWorkflow 9 s \\+ CallVendor 240 s "
+        + '\\+ RequeueWithDelay 17.5 s \\+ ParkInDeadLetterQueue 17.5 s \\+ FailWaitingWorkflow 0.5 s \\+ FailWaitingWorkflowBriefly 0.5 s\\).*'
+        + 'lower vendorCallTimeout so that vendorCallTimeout is at most 185 s'));
+      expect(withCall(Duration.seconds(185))).not.toThrow();
+      expect(withCall(Duration.seconds(186))).toThrow(/is at most 185 s/);
     });
 
     test('fails if batchSize is given twice', () => {
