@@ -6,6 +6,7 @@
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import { aslValidatorDir, withCompiledSchemas } from '../local/aws/asl-schema-cache';
 
 /** The account and region every test stack is deployed to. */
 export const TEST_ENV = { account: '123456789012', region: 'us-east-1' };
@@ -154,20 +155,13 @@ export function logicalIdOf(stack: Stack, construct: { node: { defaultChild?: un
   return stack.getLogicalId(construct.node.defaultChild as any);
 }
 
-type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => {
-  isValid: boolean;
-  errors: Array<{ message?: string }>;
-  errorsText: (separator?: string) => string;
-};
-
 /**
  * Validates a definition with asl-validator (JSON schema, transitions, terminal states, paths,
  * ARNs). Returns the error messages: empty when the definition is valid.
  */
 export function aslErrors(definition: AslDefinition): string[] {
-  // asl-validator has no type declarations.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const validate: AslValidator = require('asl-validator');
+  // The tests' asl-validator (not the interpreter's), its schemas compiled once per test file.
+  const validate = withCompiledSchemas(aslValidatorDir());
   // The validator annotates the states it reads: give it a copy.
   const result = validate(JSON.parse(JSON.stringify(definition)), { checkPaths: true, checkArn: true });
   return result.isValid ? [] : [result.errorsText('\n')];
