@@ -44,6 +44,11 @@ export function aslValidatorDir(fromDir?: string): string {
   return path.dirname(path.dirname(path.dirname(require.resolve('asl-validator', fromDir ? { paths: [fromDir] } : undefined))));
 }
 
+/** The directory of the asl-validator package aws-local-stepfunctions loads (its own version, not the tests' one). */
+export function interpreterAslValidatorDir(): string {
+  return aslValidatorDir(path.dirname(path.dirname(require.resolve('aws-local-stepfunctions'))));
+}
+
 /**
  * The asl-validator package in `packageDir` (the directory holding its package.json, see
  * aslValidatorDir), with its schemas compiled once per options. Returns its validator.

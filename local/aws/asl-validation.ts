@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { aslValidatorDir, withCompiledSchemas } from './asl-schema-cache';
+import { interpreterAslValidatorDir, withCompiledSchemas } from './asl-schema-cache';
 import '../polyfills';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -33,8 +33,7 @@ export interface AslValidationOptions {
 }
 
 const INTERPRETER_DIR = path.dirname(path.dirname(require.resolve('aws-local-stepfunctions')));
-/** The asl-validator package the interpreter loads (its own version, not the tests' one). */
-const VALIDATOR_DIR = aslValidatorDir(INTERPRETER_DIR);
+const VALIDATOR_DIR = interpreterAslValidatorDir();
 
 /** The versions of the interpreter and of the validator it loads: a new version validates again. */
 const VALIDATOR_VERSIONS = (() => {

@@ -3,11 +3,10 @@
  * gives the same answers as the package alone, for both packages the tests load (the
  * interpreter's 3.x and the tests' 4.x), and builds one Ajv per options instead of one per call.
  */
-import * as path from 'node:path';
-import { AslValidator, aslValidatorDir, withCompiledSchemas } from '../../local/aws/asl-schema-cache';
+import { AslValidator, aslValidatorDir, interpreterAslValidatorDir, withCompiledSchemas } from '../../local/aws/asl-schema-cache';
 
 const PACKAGES: Array<[string, string]> = [
-  ['the interpreter\'s asl-validator', aslValidatorDir(path.dirname(path.dirname(require.resolve('aws-local-stepfunctions'))))],
+  ['the interpreter\'s asl-validator', interpreterAslValidatorDir()],
   ['the tests\' asl-validator', aslValidatorDir()],
 ];
 
