@@ -10,14 +10,11 @@
  * states, see `definitionChanges` in configurations.test.ts). Props that only change constants
  * (maxAttempts, delays, timeouts, jobIdPath, header and field names) are not axes.
  */
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { synthesizedOncePerRun } from './once-per-run';
 import {
   AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, KeyLimits, PacingPoint, VendorContract, VendorCredentials,
   VendorQuota, WebhookAuthentication, WebhookSignature,
@@ -132,7 +129,7 @@ export interface Configuration {
 
 /**
  * Every configuration (or those `only` accepts by label), each synthesized once per jest run
- * (synthesizedOncePerRun): per pacing point the base and each axis value.
+ * (synthesizedOncePerRun, shared by the files that read them): per pacing point the base and each axis value.
  * Configurations of one state machine that synthesize the same definition (e.g. the vendor-call
  * workflow does not depend on the callback URL) are one: the first label names it.
  */
@@ -150,90 +147,10 @@ export function allConfigurations(only: (configuration: string) => boolean = () 
     }
   }
   const wanted = variants.filter(([label]) => only(label));
-  const synthesized = synthesizedOncePerRun(wanted);
+  const synthesized = synthesizedOncePerRun('configuration', [__filename], wanted.map(([label, props]) => [label, () => synthesizeWorkflows(props)]));
   return wanted.flatMap(([label, props]) => [
     { name: 'DispatchWorkflow' as const, configuration: label, definition: synthesized.get(label)!.dispatch, props },
     { name: 'VendorCallWorkflow' as const, configuration: label, definition: synthesized.get(label)!.vendorCall, props },
   ]);
 }
 
-/** How long a file waits for a configuration another jest worker is synthesizing before it synthesizes it itself. */
-const SYNTHESIS_WAIT_MS = 60_000;
-
-/**
- * The workflows of each labelled configuration, synthesized once per jest run and shared by the
- * files that read them (configurations.test.ts and the route files of both workflows: three
- * files, 64 syntheses of the whole orchestrator, about a quarter of a second of CPU each).
- * Each result is a JSON file in the run's temporary directory (test/run-tmpdir.js), named by the
- * label and a fingerprint of everything a synthesis reads (src/, this file, test/util.ts, the
- * aws-cdk-lib version), so a file outside such a run, or after an edit, never reads a stale one.
- * Files running at once share the work: each takes the configurations no one has claimed (an
- * exclusive lock file), then reads or waits for the others'.
- */
-function synthesizedOncePerRun(variants: Array<[string, Variant]>): Map<string, SynthesizedWorkflows> {
-  const fingerprint = sourceFingerprint();
-  const fileOf = (label: string) => path.join(os.tmpdir(), `cdk-async-external-api-configuration-${createHash('sha256').update(`${fingerprint} ${label}`).digest('hex').slice(0, 32)}`);
-  const read = (label: string): SynthesizedWorkflows | undefined => {
-    try {
-      return JSON.parse(fs.readFileSync(`${fileOf(label)}.json`, 'utf8'));
-    } catch {
-      return undefined;
-    }
-  };
-  const result = new Map<string, SynthesizedWorkflows>();
-  const claimedByOthers: Array<[string, Variant]> = [];
-  for (const [label, props] of variants) {
-    const done = read(label);
-    if (done) {
-      result.set(label, done);
-    } else if (claim(`${fileOf(label)}.lock`)) {
-      const workflows = synthesizeWorkflows(props);
-      const partial = `${fileOf(label)}.${process.pid}`;
-      fs.writeFileSync(partial, JSON.stringify(workflows));
-      fs.renameSync(partial, `${fileOf(label)}.json`);
-      result.set(label, workflows);
-    } else {
-      claimedByOthers.push([label, props]);
-    }
-  }
-  for (const [label, props] of claimedByOthers) {
-    const deadline = Date.now() + SYNTHESIS_WAIT_MS;
-    let workflows = read(label);
-    while (!workflows && Date.now() < deadline) {
-      // A synchronous wait: the callers build their tests from the result at collection time.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-      workflows = read(label);
-    }
-    // Its synthesizer gone (a crashed worker): synthesized here.
-    result.set(label, workflows ?? synthesizeWorkflows(props));
-  }
-  return result;
-}
-
-/** Whether this process created `lockFile` (false: another one did). */
-function claim(lockFile: string): boolean {
-  try {
-    fs.closeSync(fs.openSync(lockFile, 'wx'));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A hash of what the synthesized definitions depend on: src/ (every file), this module, test/util.ts, aws-cdk-lib's version. */
-function sourceFingerprint(): string {
-  const hash = createHash('sha256');
-  const add = (file: string) => hash.update(file).update(fs.readFileSync(file));
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(file); else add(file);
-    }
-  };
-  walk(path.join(__dirname, '..', '..', 'src'));
-  add(__filename);
-  add(path.join(__dirname, '..', 'util.ts'));
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  hash.update(require('aws-cdk-lib/package.json').version);
-  return hash.digest('hex');
-}
