@@ -1,5 +1,6 @@
 /**
- * asl-validator with its JSON schemas compiled once per process instead of once per call.
+ * asl-validator with its JSON schemas compiled once per process (under jest: per test file, each
+ * has its own module registry) instead of once per call.
  *
  * asl-validator's JSON-schema check (`dist/src/checks/json-schema-errors.js`, identical in the
  * 3.16 that aws-local-stepfunctions loads and the 4.0 the tests load) builds a new Ajv instance
@@ -12,7 +13,7 @@
  * `withCompiledSchemas(packageDir)` replaces that module's `jsonSchemaErrors` export (the validator
  * looks it up on every call: `(0, json_schema_errors_1.jsonSchemaErrors)(definition, options)`)
  * with the function below, which is the package's own, Apache-2.0, with the Ajv set-up memoized.
- * Every other check of the validator runs as before. test/local/asl-schema-cache.test.ts checks
+ * Every other check of the validator runs as before. test/asl/asl-schema-cache.test.ts checks
  * that both give the same errors for valid and invalid definitions with each option.
  */
 import * as path from 'node:path';
