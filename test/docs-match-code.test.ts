@@ -5,8 +5,9 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { AsyncExternalApiOrchestrator, deriveRateSettings, PacingPoint, ThrottledProxy } from '../src';
+import { testApp } from './util';
 import { DEFAULT_NORMAL_RESERVATION_HORIZON_MS } from '../src/rate-controlled-queue-consumer/high-priority-queue';
 import { DEFAULT_PRIORITY_AGING_MS } from '../src/shared/request-priority';
 
@@ -23,7 +24,7 @@ function docOf(file: string, prop: string): string {
 }
 
 function orchestratorBurst(requestsPerSecond: number, pacingPoint?: PacingPoint): number {
-  const stack = new Stack(new App(), 'Docs');
+  const stack = new Stack(testApp(), 'Docs');
   return new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond,
@@ -49,7 +50,7 @@ test('throttlingBurstLimit @default: derived from the pacing in an orchestrator,
   expect(orchestratorBurst(100)).toBe(14);
   // DISPATCH, and a proxy used alone: max(2, ceil(R / 4)).
   expect(orchestratorBurst(100, PacingPoint.DISPATCH)).toBe(25);
-  const alone = new ThrottledProxy(new Stack(new App(), 'Alone'), 'Proxy', { vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 100 });
+  const alone = new ThrottledProxy(new Stack(testApp(), 'Alone'), 'Proxy', { vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 100 });
   expect(alone.throttlingBurstLimit).toBe(25);
 
   const doc = docOf('src/throttled-proxy/throttled-proxy.ts', 'throttlingBurstLimit');

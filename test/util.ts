@@ -3,15 +3,38 @@
  * machine definitions (so they can be parsed and validated) and look-ups of the IAM statements
  * attached to a role.
  */
-import { App, Stack } from 'aws-cdk-lib';
+import { App, AppProps, Stack, cx_api } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import { aslValidatorDir, withCompiledSchemas } from '../local/aws/asl-schema-cache';
 
 /** The account and region every test stack is deployed to. */
 export const TEST_ENV = { account: '123456789012', region: 'us-east-1' };
 
-/** A stack with a concrete account and region, in a new app unless one is given. */
-export function testStack(app: App = new App(), id = 'TestStack'): Stack {
+/**
+ * An app for tests, as `new App(props)` but without what synthesis writes beside the templates and
+ * no test of it reads: the construct tree (tree.json, about a quarter of a synthesis's CPU time),
+ * the copies of the Lambda handlers' assets in the cloud assembly (their hashes, hence the
+ * templates' S3 keys, are computed all the same), and the creation stack traces and logical id
+ * entries in the assembly's metadata (each trace is captured through jest's source-map support).
+ * Templates are unchanged. Tests that read a synthesized assembly's files build their own App.
+ */
+export function testApp(props: AppProps = {}): App {
+  return new App({
+    treeMetadata: false,
+    stackTraces: false,
+    ...props,
+    context: {
+      [cx_api.DISABLE_ASSET_STAGING_CONTEXT]: true,
+      [cx_api.DISABLE_CREATION_STACK_TRACES]: true,
+      [cx_api.DISABLE_LOGICAL_ID_METADATA]: true,
+      ...props.context,
+    },
+  });
+}
+
+/** A stack with a concrete account and region, in a new app (testApp) unless one is given. */
+export function testStack(app: App = testApp(), id = 'TestStack'): Stack {
   return new Stack(app, id, { env: TEST_ENV });
 }
 
@@ -154,20 +177,13 @@ export function logicalIdOf(stack: Stack, construct: { node: { defaultChild?: un
   return stack.getLogicalId(construct.node.defaultChild as any);
 }
 
-type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => {
-  isValid: boolean;
-  errors: Array<{ message?: string }>;
-  errorsText: (separator?: string) => string;
-};
-
 /**
  * Validates a definition with asl-validator (JSON schema, transitions, terminal states, paths,
  * ARNs). Returns the error messages: empty when the definition is valid.
  */
 export function aslErrors(definition: AslDefinition): string[] {
-  // asl-validator has no type declarations.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const validate: AslValidator = require('asl-validator');
+  // The tests' asl-validator (not the interpreter's), its schemas compiled once per test file.
+  const validate = withCompiledSchemas(aslValidatorDir());
   // The validator annotates the states it reads: give it a copy.
   const result = validate(JSON.parse(JSON.stringify(definition)), { checkPaths: true, checkArn: true });
   return result.isValid ? [] : [result.errorsText('\n')];

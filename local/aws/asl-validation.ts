@@ -11,12 +11,15 @@
  * so a definition that passed once is recorded (an empty marker file named by the hash of all
  * three, loopback ports left out, in the OS temporary directory: `npm test` gives each run its
  * own) and later builds of the same definition skip the validator. A definition not seen before,
- * or one that fails, is validated as before and fails the same way.
+ * or one that fails, is validated as before and fails the same way. Since asl-schema-cache.ts,
+ * a process compiles the schemas once per validation options, so a validation after the first
+ * costs milliseconds; the records still spare each process that first compilation.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { interpreterAslValidatorDir, withCompiledSchemas } from './asl-schema-cache';
 import '../polyfills';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -29,12 +32,13 @@ export interface AslValidationOptions {
   readonly checkPaths: boolean;
 }
 
+const INTERPRETER_DIR = path.dirname(path.dirname(require.resolve('aws-local-stepfunctions')));
+const VALIDATOR_DIR = interpreterAslValidatorDir();
+
 /** The versions of the interpreter and of the validator it loads: a new version validates again. */
 const VALIDATOR_VERSIONS = (() => {
-  const interpreterDir = path.dirname(path.dirname(require.resolve('aws-local-stepfunctions')));
   const version = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version as string;
-  const validatorDir = path.dirname(path.dirname(path.dirname(require.resolve('asl-validator', { paths: [interpreterDir] }))));
-  return `aws-local-stepfunctions ${version(interpreterDir)}, asl-validator ${version(validatorDir)}`;
+  return `aws-local-stepfunctions ${version(INTERPRETER_DIR)}, asl-validator ${version(VALIDATOR_DIR)}`;
 })();
 
 /**
@@ -90,6 +94,8 @@ export function buildStateMachine(definition: Record<string, any>, validationOpt
     annotateQueryLanguage(definition);
     return new StateMachine(definition as any, { validationOptions: { ...validationOptions, noValidate: true } });
   }
+  // The validator the interpreter calls, with its schemas compiled once per process (asl-schema-cache.ts).
+  withCompiledSchemas(VALIDATOR_DIR);
   const machine = new StateMachine(definition as any, { validationOptions: { ...validationOptions } });
   try {
     // Empty: its name is the record. Parallel writers write the same nothing.

@@ -12,10 +12,14 @@
  * This file must not load local/aws/stepfunctions-errors.ts (nor test/asl/execute.ts, which
  * does): it changes how errors answer the library in the whole jest context.
  */
+import { interpreterAslValidatorDir, withCompiledSchemas } from '../../local/aws/asl-schema-cache';
 import '../../local/polyfills';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { StateMachine } = require('aws-local-stepfunctions') as typeof import('aws-local-stepfunctions', { with: { 'resolution-mode': 'import' } });
+// The library's own validator, its schemas compiled once for the file rather than for every case
+// (local/aws/asl-schema-cache.ts: the same answers, nothing else of the library changed).
+withCompiledSchemas(interpreterAslValidatorDir());
 
 /**
  * Under jest, atob's DOMException comes from Node's own realm, shared by the test files of a jest

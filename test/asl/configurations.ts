@@ -14,6 +14,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { synthesizedOncePerRun } from './once-per-run';
 import {
   AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, CallbackUrlDelivery, KeyLimits, PacingPoint, VendorContract, VendorCredentials,
   VendorQuota, WebhookAuthentication, WebhookSignature,
@@ -127,15 +128,15 @@ export interface Configuration {
 }
 
 /**
- * Every configuration (or those `only` accepts by label), each synthesized once: per pacing
- * point the base and each axis value.
+ * Every configuration (or those `only` accepts by label), each synthesized once per jest run
+ * (synthesizedOncePerRun, shared by the files that read them): per pacing point the base and each axis value.
  * Configurations of one state machine that synthesize the same definition (e.g. the vendor-call
  * workflow does not depend on the callback URL) are one: the first label names it.
  */
 export function allConfigurations(only: (configuration: string) => boolean = () => true): Array<Configuration & { readonly props: Variant }> {
-  const result: Array<Configuration & { readonly props: Variant }> = [];
+  const variants: Array<[string, Variant]> = [];
   for (const [pacingLabel, pacingPoint] of Object.entries(PACING_POINTS)) {
-    const variants: Array<[string, Variant]> = [[pacingLabel, () => ({ pacingPoint })]];
+    variants.push([pacingLabel, () => ({ pacingPoint })]);
     for (const [label, variant] of Object.entries(AXIS_VARIANTS)) {
       variants.push([`${pacingLabel}, ${label}`, (stack) => ({ pacingPoint, ...variant(stack) })]);
     }
@@ -144,11 +145,12 @@ export function allConfigurations(only: (configuration: string) => boolean = () 
         variants.push([`${pacingLabel}, ${label}`, (stack) => ({ pacingPoint, ...variant(stack) })]);
       }
     }
-    for (const [label, props] of variants.filter(([l]) => only(l))) {
-      const workflows = synthesizeWorkflows(props);
-      result.push({ name: 'DispatchWorkflow', configuration: label, definition: workflows.dispatch, props });
-      result.push({ name: 'VendorCallWorkflow', configuration: label, definition: workflows.vendorCall, props });
-    }
   }
-  return result;
+  const wanted = variants.filter(([label]) => only(label));
+  const synthesized = synthesizedOncePerRun('configuration', [__filename], wanted.map(([label, props]) => [label, () => synthesizeWorkflows(props)]));
+  return wanted.flatMap(([label, props]) => [
+    { name: 'DispatchWorkflow' as const, configuration: label, definition: synthesized.get(label)!.dispatch, props },
+    { name: 'VendorCallWorkflow' as const, configuration: label, definition: synthesized.get(label)!.vendorCall, props },
+  ]);
 }
+

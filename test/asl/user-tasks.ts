@@ -18,6 +18,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { BASE_PROPS } from './configurations';
 import { Edge, edgesOf } from './edges';
+import { synthesizedOncePerRun } from './once-per-run';
 import { AsyncExternalApiOrchestrator, Priority } from '../../src';
 import { CallbackEnv } from '../../src/shared/env';
 import { AslDefinition, definitionOf, logicalIdOf, testStack } from '../util';
@@ -202,27 +203,32 @@ function mainWorkflow(stack: import('aws-cdk-lib').Stack, chain: sfn.IChainable,
   });
 }
 
-/** Every configuration of the user tasks (or those `only` accepts), each synthesized once. */
+/** Every configuration of the user tasks (or those `only` accepts), each synthesized once per jest run (synthesizedOncePerRun). */
 export function userTaskConfigurations(only: (name: UserTaskName, configuration: string) => boolean = () => true): UserTaskConfiguration[] {
-  return BUILDS.filter(([name, configuration]) => only(name, configuration)).map(([name, configuration, build]) => {
-    const stack = testStack();
-    const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', USER_TASK_PROPS);
-    const main = build(orchestrator, stack);
-    orchestrator.registerWorkflow(main);
-    const template = Template.fromStack(stack);
-    const definition = definitionOf(template, logicalIdOf(stack, main));
-    const state = USER_TASK_STATE[name];
-    return {
-      name,
-      configuration,
-      definition,
-      state,
-      edges: edgesOf(definition).filter((edge) => edge.startsWith(`${state}: `)),
-      dispatch: definitionOf(template, logicalIdOf(stack, orchestrator.dispatch.stateMachine)),
-      vendorCall: orchestrator.vendorCall ? definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall.stateMachine)) : undefined,
-      callbackEnv: callbackProcessorEnv(template),
-    };
-  });
+  const wanted = BUILDS.filter(([name, configuration]) => only(name, configuration));
+  const synthesized = synthesizedOncePerRun('user-task', [__filename], wanted.map(([name, configuration, build]) =>
+    [`${name} ${configuration}`, () => synthesizeUserTask(name, configuration, build)]));
+  return wanted.map(([name, configuration]) => synthesized.get(`${name} ${configuration}`)!);
+}
+
+function synthesizeUserTask(name: UserTaskName, configuration: string, build: Build): UserTaskConfiguration {
+  const stack = testStack();
+  const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', USER_TASK_PROPS);
+  const main = build(orchestrator, stack);
+  orchestrator.registerWorkflow(main);
+  const template = Template.fromStack(stack);
+  const definition = definitionOf(template, logicalIdOf(stack, main));
+  const state = USER_TASK_STATE[name];
+  return {
+    name,
+    configuration,
+    definition,
+    state,
+    edges: edgesOf(definition).filter((edge) => edge.startsWith(`${state}: `)),
+    dispatch: definitionOf(template, logicalIdOf(stack, orchestrator.dispatch.stateMachine)),
+    vendorCall: orchestrator.vendorCall ? definitionOf(template, logicalIdOf(stack, orchestrator.vendorCall.stateMachine)) : undefined,
+    callbackEnv: callbackProcessorEnv(template),
+  };
 }
 
 /** The environment of the template's callback processor function (the one with a FAILURE_STATUS_VALUES variable). */

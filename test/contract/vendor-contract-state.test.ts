@@ -3,7 +3,7 @@
  * AppConfig configuration, each orchestrator's functions pointed at them and granted what they use,
  * each orchestrator's own items keyed apart (SHARED_STATE_OWNER), other contracts refused.
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -11,7 +11,7 @@ import {
   AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, IVendorContractState, RateControlledQueueConsumer, VendorContract,
   VendorContractState, VendorLimit, VendorQuota,
 } from '../../src';
-import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
+import { logicalIdOf, resourcesGranted, statementsOfRole, testApp, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
 const contract = () => VendorContract.of({ requestsPerSecond: 10, maxJobsInFlight: 20, quotas: [VendorQuota.perDay(50_000)] });
@@ -100,7 +100,7 @@ describe('VendorContractState shared by two orchestrators in one stack', () => {
 
 describe('VendorContractState shared across stacks and apps', () => {
   test('GIVEN the state in one stack WHEN an orchestrator of another stack of the app takes it THEN its functions import the table', () => {
-    const app = new App();
+    const app = testApp();
     const shared = new Stack(app, 'Shared', { env: { account: '123456789012', region: 'us-east-1' } });
     const state = new VendorContractState(shared, 'VendorState', { contract: contract() });
     const green = new Stack(app, 'Green', { env: { account: '123456789012', region: 'us-east-1' } });

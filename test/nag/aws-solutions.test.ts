@@ -4,7 +4,7 @@
  * reason, inside the constructs (resource metadata `cdk_nag`), so users get the suppressions
  * without depending on cdk-nag.
  */
-import { App, Aspects, Duration, Stack } from 'aws-cdk-lib';
+import { Aspects, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -15,7 +15,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/app';
 import { AsyncExternalApiOrchestrator, KeyLimits, Priority, VendorContract, VendorContractState, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
-import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV } from '../util';
+import { actionsOf, resourcesOf, PolicyStatementJson, TEST_ENV, testApp } from '../util';
 
 /** Every AwsSolutions error and warning of `stack`, as `<path>: <message>` lines. */
 function nagFindings(stack: Stack): string[] {
@@ -29,7 +29,7 @@ function nagFindings(stack: Stack): string[] {
 
 /** An orchestrator alone in a stack, with `props` on top of a minimal configuration. */
 function orchestratorStack(props: Partial<ConstructorParameters<typeof AsyncExternalApiOrchestrator>[2]> = {}): Stack {
-  const stack = new Stack(new App(), 'Bare', { env: TEST_ENV });
+  const stack = new Stack(testApp(), 'Bare', { env: TEST_ENV });
   new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://api.vendor.example/v1/jobs',
     requestsPerSecond: 5,
@@ -41,7 +41,7 @@ function orchestratorStack(props: Partial<ConstructorParameters<typeof AsyncExte
 
 /** An orchestrator with every option that adds IAM grants: customer-managed keys, OAuth, X-Ray. */
 function fullyOptionedStack(): Stack {
-  const stack = new Stack(new App(), 'Full', { env: TEST_ENV });
+  const stack = new Stack(testApp(), 'Full', { env: TEST_ENV });
   const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
   const secret = new secretsmanager.Secret(stack, 'VendorSecret');
   const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
@@ -95,7 +95,7 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   test('an orchestrator with a jobs-in-flight limit and a customer-managed key on its queues has no errors or warnings (the waiting room\'s grants)', () => {
-    const stack = new Stack(new App(), 'WaitingKey', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'WaitingKey', { env: TEST_ENV });
     const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
     new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://api.vendor.example/v1/jobs',
@@ -108,7 +108,7 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   test('two orchestrators sharing one contract state (and its dynamic delay), one importing it, have no errors or warnings', () => {
-    const stack = new Stack(new App(), 'Shared', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'Shared', { env: TEST_ENV });
     const contract = VendorContract.of({ requestsPerSecond: 5, maxJobsInFlight: 3 });
     const state = new VendorContractState(stack, 'State', { contract, dynamicDelay: {} });
     const imported = VendorContractState.fromVendorContractStateAttributes(stack, 'Imported', {
@@ -125,7 +125,7 @@ describe('cdk-nag AwsSolutions', () => {
   });
 
   test('limits per key (the key settings table, own and shared, the dispatcher\'s read and a managing role\'s grant) have no errors or warnings (issue 15)', () => {
-    const stack = new Stack(new App(), 'PerKey', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'PerKey', { env: TEST_ENV });
     const contract = VendorContract.of({ requestsPerSecond: 5, perKey: KeyLimits.of({ requestsPerSecond: 1 }) });
     const state = new VendorContractState(stack, 'State', { contract });
     const manager = new iam.Role(stack, 'KeyManager', { assumedBy: new iam.AccountRootPrincipal() });
@@ -149,7 +149,7 @@ describe('cdk-nag AwsSolutions', () => {
 
   test('a high-priority request queue (issue 15: its DLQ, its mapping, a customer-managed key) has no errors or warnings', () => {
     // GIVEN
-    const stack = new Stack(new App(), 'HighQueue', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'HighQueue', { env: TEST_ENV });
     const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
     const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://api.vendor.example/v1/jobs',
@@ -174,7 +174,7 @@ describe('cdk-nag AwsSolutions', () => {
 
   test('vendor calls with a customer-managed key on the correlation table only (the claim uses the key) have no errors or warnings', () => {
     // GIVEN
-    const stack = new Stack(new App(), 'TableKey', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'TableKey', { env: TEST_ENV });
     const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
     const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://api.vendor.example/v1/jobs',
@@ -196,7 +196,7 @@ describe('cdk-nag AwsSolutions', () => {
 
   test('an orchestrator whose credential and webhook signing secret are per key (secret name patterns, a customer-managed key) has no errors or warnings', () => {
     // GIVEN: issue 15's credential function, allowed GetSecretValue on the pattern's names
-    const stack = new Stack(new App(), 'PerKey', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'PerKey', { env: TEST_ENV });
     const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
     const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://api.vendor.example/v1/jobs',
@@ -219,7 +219,7 @@ describe('cdk-nag AwsSolutions', () => {
 
   test('an orchestrator whose credential is a JSON secret field (a credential function) has no errors or warnings', () => {
     // GIVEN: the proxy's credential function, invoked by the dispatch and vendor-call workflows
-    const stack = new Stack(new App(), 'JsonSecret', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'JsonSecret', { env: TEST_ENV });
     const secret = new secretsmanager.Secret(stack, 'VendorSecret');
     const vendor = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://api.vendor.example/v1/jobs',

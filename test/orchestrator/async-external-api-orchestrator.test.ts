@@ -21,6 +21,7 @@ import {
   nextOfChoice,
   resourcesGranted,
   statementsOfRole,
+  testApp,
   testStack,
 } from '../util';
 
@@ -52,7 +53,7 @@ interface Acceptance {
 }
 
 function acceptance(props: Partial<AsyncExternalApiOrchestratorProps> = {}): Acceptance {
-  const app = new App();
+  const app = testApp();
   const stack = testStack(app);
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...ACCEPTANCE_PROPS, ...props });
   const main = mainWorkflow(stack, orchestrator);
@@ -327,7 +328,7 @@ describe('AsyncExternalApiOrchestrator', () => {
 
     test('reads vendor credentials from Secrets Manager at run time', () => {
       // GIVEN
-      const app = new App();
+      const app = testApp();
       const stack = testStack(app);
       const secretValue = 'vendor-api-key-do-not-leak';
       const secret = new secretsmanager.Secret(stack, 'VendorKey', { secretStringValue: SecretValue.unsafePlainText(secretValue) });
@@ -416,7 +417,7 @@ describe('AsyncExternalApiOrchestrator', () => {
   describe('workflow registration', () => {
     test('fails synthesis when submitJobTask is used and no workflow is registered', () => {
       // GIVEN
-      const app = new App();
+      const app = testApp();
       const stack = testStack(app);
       const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', ACCEPTANCE_PROPS);
 
@@ -429,7 +430,7 @@ describe('AsyncExternalApiOrchestrator', () => {
 
     test('synthesizes without workflows when submitJobTask is never used', () => {
       // GIVEN
-      const app = new App();
+      const app = testApp();
       const stack = testStack(app);
 
       // WHEN
@@ -474,7 +475,7 @@ describe('AsyncExternalApiOrchestrator', () => {
 
   describe('two stacks of one app', () => {
     function twoStacks(): { app: App; stacks: Stack[]; orchestrators: AsyncExternalApiOrchestrator[]; mains: sfn.StateMachine[] } {
-      const app = new App();
+      const app = testApp();
       const stacks = [testStack(app, 'OrdersStack'), testStack(app, 'BillingStack')];
       const orchestrators = stacks.map((stack) => new AsyncExternalApiOrchestrator(stack, 'Vendor', ACCEPTANCE_PROPS));
       const mains = stacks.map((stack, i) => mainWorkflow(stack, orchestrators[i]));
@@ -720,7 +721,7 @@ describe('AsyncExternalApiOrchestrator', () => {
 describe('AsyncExternalApiOrchestrator with @aws-cdk/aws-iam:minimizePolicies', () => {
   test('synthesizes (cdk init turns the flag on) and still scopes SendTaskFailure to the registered workflow', () => {
     // GIVEN an app with the flag new CDK apps set
-    const app = new App({ context: { '@aws-cdk/aws-iam:minimizePolicies': true } });
+    const app = testApp({ context: { '@aws-cdk/aws-iam:minimizePolicies': true } });
     const stack = new Stack(app, 'Minimized', { env: { account: '123456789012', region: 'us-east-1' } });
     const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://vendor.example.com/v1/jobs',

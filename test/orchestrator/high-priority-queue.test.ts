@@ -4,16 +4,16 @@
  * high request, mapped to the same dispatcher, its own dead-letter queue; nothing changes for an
  * orchestrator without one. The routing itself is executed by test/orchestrator/user-task-routes.test.ts.
  */
-import { App, Duration } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, ConsumerTrigger, Priority } from '../../src';
 import { ConsumerEnv } from '../../src/shared/env';
-import { testStack } from '../util';
+import { testApp, testStack } from '../util';
 
 function fixture(extra: Record<string, unknown> = {}) {
-  const stack = testStack(new App());
+  const stack = testStack(testApp());
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,
@@ -112,7 +112,7 @@ describe('the high-priority request queue', () => {
 
   test('GIVEN a KMS key WHEN a high task is synthesized THEN the high queue and its DLQ use it too', () => {
     const { template } = (() => {
-      const stack = testStack(new App());
+      const stack = testStack(testApp());
       const key = new kms.Key(stack, 'Key');
       const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
         vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 10, callbackTimeout: Duration.minutes(30), consumer: { encryptionKey: key },

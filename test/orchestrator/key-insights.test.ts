@@ -5,20 +5,20 @@
  * contributor-insights.ts) over the EMF lines the handlers' metrics code really writes.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { evaluateInsightRule, LogEvent } from '../../local/aws/contributor-insights';
 import { AsyncExternalApiOrchestrator, KeyLimits, PacingPoint, VendorContract, VendorCredentials } from '../../src';
 import { createHandlerMetrics } from '../../src/shared/handler-metrics';
 import { captureEmf } from '../emf';
-import { TEST_ENV } from '../util';
+import { TEST_ENV, testApp } from '../util';
 
 type Props = Partial<ConstructorParameters<typeof AsyncExternalApiOrchestrator>[2]>;
 const PER_KEY_CONTRACT = () => VendorContract.of({ requestsPerSecond: 10, perKey: KeyLimits.of({ requestsPerSecond: 2 }) });
 
 function orchestratorStack(props: Props = {}, keyed = true) {
-  const stack = new Stack(new App(), 'Keys', { env: TEST_ENV });
+  const stack = new Stack(testApp(), 'Keys', { env: TEST_ENV });
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,

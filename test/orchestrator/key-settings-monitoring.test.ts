@@ -6,7 +6,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { BatchGetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -15,10 +15,10 @@ import { createHandlerMetrics } from '../../src/shared/handler-metrics';
 import { KeySettings } from '../../src/shared/key-settings';
 import { METRICS_SCOPE_ENV } from '../../src/shared/metrics';
 import { captureEmf } from '../emf';
-import { TEST_ENV } from '../util';
+import { TEST_ENV, testApp } from '../util';
 
 function orchestratorStack(perKey: boolean) {
-  const stack = new Stack(new App(), 'KeySettingsMonitoring', { env: TEST_ENV });
+  const stack = new Stack(testApp(), 'KeySettingsMonitoring', { env: TEST_ENV });
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     contract: VendorContract.of({ requestsPerSecond: 10, ...(perKey ? { perKey: KeyLimits.of({ requestsPerSecond: 2 }) } : {}) }),

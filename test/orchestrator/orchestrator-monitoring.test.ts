@@ -1,4 +1,4 @@
-import { App, Duration, Names, Stack } from 'aws-cdk-lib';
+import { Duration, Names, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -11,7 +11,7 @@ import {
   PacingPoint,
   VendorCredentials,
 } from '../../src';
-import { flattenCfnString, logicalIdOf, testStack } from '../util';
+import { flattenCfnString, logicalIdOf, testApp, testStack } from '../util';
 
 const PROPS: AsyncExternalApiOrchestratorProps = {
   vendorUrl: 'https://vendor.example.com/v1/jobs',
@@ -26,7 +26,7 @@ interface Setup {
 }
 
 function setup(props: Partial<AsyncExternalApiOrchestratorProps> = {}): Setup {
-  const stack = testStack(new App());
+  const stack = testStack(testApp());
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...PROPS, ...props });
   return { stack, orchestrator };
 }

@@ -3,15 +3,15 @@
  * per-key mode, its IAM grant on the secret name pattern, the queue consumer requiring keys, the
  * workflows passing the key, and the synth-time checks.
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, VendorCredentials, WebhookAuthentication, WebhookSignature } from '../../src';
-import { definitionOf, logicalIdOf, TEST_ENV } from '../util';
+import { definitionOf, logicalIdOf, TEST_ENV, testApp } from '../util';
 
 function perKeyStack(credentials = VendorCredentials.fromSecretHeaderPerKey({ secretNamePattern: 'vendor/{key}', headerName: 'Authorization', prefix: 'Bearer ' })) {
-  const stack = new Stack(new App(), 'PerKey', { env: TEST_ENV });
+  const stack = new Stack(testApp(), 'PerKey', { env: TEST_ENV });
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,
@@ -94,7 +94,7 @@ describe('an orchestrator with a credential per key', () => {
   });
 
   test('without a credential per key, a key only groups requests: no key in the claim, no key required', () => {
-    const stack = new Stack(new App(), 'Plain', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'Plain', { env: TEST_ENV });
     const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', { vendorUrl: 'https://vendor.example.com/v1/jobs', requestsPerSecond: 10, callbackTimeout: Duration.minutes(30) });
     orchestrator.registerWorkflow(new sfn.StateMachine(stack, 'Main', {
       definitionBody: sfn.DefinitionBody.fromChainable(orchestrator.submitJobTask(stack, 'Submit', { payload: sfn.TaskInput.fromObject({}), key: 'acme' })),
@@ -108,7 +108,7 @@ describe('an orchestrator with a credential per key', () => {
 
 describe('the webhook\'s signing secret per key', () => {
   test('the processor may read the pattern\'s secrets and knows the pattern; the consumer puts the key in the capability token', () => {
-    const stack = new Stack(new App(), 'SigningPerKey', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'SigningPerKey', { env: TEST_ENV });
     const fallback = new secretsmanager.Secret(stack, 'Signing');
     new AsyncExternalApiOrchestrator(stack, 'Vendor', {
       vendorUrl: 'https://vendor.example.com/v1/jobs',
@@ -132,7 +132,7 @@ describe('the webhook\'s signing secret per key', () => {
   });
 
   test('refuses a pattern without {key}', () => {
-    const stack = new Stack(new App(), 'Bad', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'Bad', { env: TEST_ENV });
     const fallback = new secretsmanager.Secret(stack, 'Signing');
     expect(() => WebhookAuthentication.capabilityUrlPerKey(WebhookSignature.github(fallback), 'vendor-webhook'))
       .toThrow(/signingSecretNamePattern must hold \{key\} exactly once/);

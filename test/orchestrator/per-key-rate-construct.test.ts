@@ -3,14 +3,14 @@
  * pacer items in one BatchGetItem, and with a credential per key the vendor caller pauses a key,
  * not the contract, on the vendor's 429 (KEY_PAUSE_ON_429).
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, KeyLimits, VendorContract, VendorCredentials } from '../../src';
-import { TEST_ENV } from '../util';
+import { TEST_ENV, testApp } from '../util';
 
 function template(credentialPerKey: boolean, perKeyLimits: boolean): Template {
-  const stack = new Stack(new App(), 'KeyRate', { env: TEST_ENV });
+  const stack = new Stack(testApp(), 'KeyRate', { env: TEST_ENV });
   const contract = VendorContract.of({ requestsPerSecond: 10, ...(perKeyLimits ? { perKey: KeyLimits.of({ requestsPerSecond: 2 }) } : {}) });
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',

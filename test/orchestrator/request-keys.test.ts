@@ -4,17 +4,17 @@
  * (JSONPath with aws-local-stepfunctions, JSONata with the jsonata package), and the synth-time
  * checks of literal keys.
  */
-import { App, Duration } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator } from '../../src';
 import { literalKeyGroupId } from '../../src/orchestrator/request-key-fields';
 import { executeDefinition } from '../asl/execute';
 import { evaluateTemplate } from '../asl/jsonata-execute';
-import { AslDefinition, aslErrors, definitionOf, logicalIdOf, testStack } from '../util';
+import { AslDefinition, aslErrors, definitionOf, logicalIdOf, testApp, testStack } from '../util';
 
 function fixture() {
-  const stack = testStack(new App());
+  const stack = testStack(testApp());
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,

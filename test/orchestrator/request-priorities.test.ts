@@ -4,14 +4,14 @@
  * The tasks with a priority are synthesized and executed end to end, through the dispatcher's code
  * and the workflows, by test/orchestrator/user-task-routes.test.ts (test/asl/user-tasks.ts).
  */
-import { App, Duration, Lazy } from 'aws-cdk-lib';
+import { Duration, Lazy } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, Priority } from '../../src';
 import { evaluateTemplate } from '../asl/jsonata-execute';
-import { testStack } from '../util';
+import { testApp, testStack } from '../util';
 
 function fixture() {
-  const stack = testStack(new App());
+  const stack = testStack(testApp());
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,

@@ -3,11 +3,11 @@
  * integration, the timeout, and whole main workflows validated with asl-validator (4.x validates
  * JSONata states: QueryLanguage, Arguments, Output, Assign and `{% %}` expressions).
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AsyncExternalApiOrchestrator, SubmitJobTaskJsonataProps } from '../../src';
-import { AslDefinition, aslErrors, definitionOf, logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
+import { AslDefinition, aslErrors, definitionOf, logicalIdOf, resourcesGranted, statementsOfRole, testApp, testStack } from '../util';
 
 const WAIT_FOR_TASK_TOKEN = 'arn:aws:states:::sqs:sendMessage.waitForTaskToken';
 
@@ -17,7 +17,7 @@ interface Fixture {
 }
 
 function fixture(): Fixture {
-  const stack = testStack(new App());
+  const stack = testStack(testApp());
   const orchestrator = new AsyncExternalApiOrchestrator(stack, 'Vendor', {
     vendorUrl: 'https://vendor.example.com/v1/jobs',
     requestsPerSecond: 10,

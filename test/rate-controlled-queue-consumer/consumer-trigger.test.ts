@@ -1,9 +1,9 @@
-import { App, Aspects, Duration, Stack } from 'aws-cdk-lib';
+import { Aspects, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { AsyncExternalApiOrchestrator, ConsumerTrigger, ConsumerTriggerType, RateControlledQueueConsumer, RateControlledQueueConsumerProps } from '../../src';
-import { logicalIdOf, resourcesGranted, statementsOfRole, TEST_ENV, testStack } from '../util';
+import { logicalIdOf, resourcesGranted, statementsOfRole, TEST_ENV, testApp, testStack } from '../util';
 
 function newConsumer(stack: Stack, props: Partial<RateControlledQueueConsumerProps> = {}): RateControlledQueueConsumer {
   const consumer = new RateControlledQueueConsumer(stack, 'Consumer', { requestsPerSecond: 0.1, trigger: ConsumerTrigger.schedule(), ...props });
@@ -199,7 +199,7 @@ describe('RateControlledQueueConsumer with the schedule trigger', () => {
 describe('AsyncExternalApiOrchestrator with the schedule trigger', () => {
   test('passes consumer.trigger through, and stays cdk-nag AwsSolutions clean', () => {
     // GIVEN
-    const stack = new Stack(new App(), 'LowRate', { env: TEST_ENV });
+    const stack = new Stack(testApp(), 'LowRate', { env: TEST_ENV });
 
     // WHEN
     new AsyncExternalApiOrchestrator(stack, 'Vendor', {

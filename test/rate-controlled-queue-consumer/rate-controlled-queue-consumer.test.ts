@@ -1,10 +1,10 @@
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { RateControlledQueueConsumer, RateControlledQueueConsumerProps } from '../../src';
-import { logicalIdOf, resourcesGranted, statementsOfRole, testStack } from '../util';
+import { logicalIdOf, resourcesGranted, statementsOfRole, testApp, testStack } from '../util';
 
 function expressWorkflow(stack: Stack, id = 'Dispatch'): sfn.StateMachine {
   return new sfn.StateMachine(stack, id, {
@@ -447,7 +447,7 @@ describe('RateControlledQueueConsumer', () => {
 
     test('fails synthesis if dispatchTo is never called', () => {
       // GIVEN
-      const app = new App();
+      const app = testApp();
       const stack = testStack(app);
 
       // WHEN

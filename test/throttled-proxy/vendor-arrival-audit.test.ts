@@ -5,12 +5,12 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import {
   AsyncExternalApiOrchestrator, AsyncExternalApiOrchestratorProps, DEFAULT_SPREAD_AFTER_PROXY_MS, PacingPoint, ThrottledProxy, ThrottledProxyProps,
 } from '../../src';
-import { logicalIdOf, testStack } from '../util';
+import { logicalIdOf, testApp, testStack } from '../util';
 
 const VENDOR_URL = 'https://vendor.example.com/v1/jobs';
 const ORCHESTRATOR: AsyncExternalApiOrchestratorProps = { vendorUrl: VENDOR_URL, requestsPerSecond: 10, callbackTimeout: Duration.minutes(30) };
@@ -20,7 +20,7 @@ function newProxy(stack: Stack, props: Partial<ThrottledProxyProps> = {}): Throt
 }
 
 function orchestrator(props: Partial<AsyncExternalApiOrchestratorProps> = {}): { stack: Stack; o: AsyncExternalApiOrchestrator } {
-  const stack = testStack(new App());
+  const stack = testStack(testApp());
   return { stack, o: new AsyncExternalApiOrchestrator(stack, 'Vendor', { ...ORCHESTRATOR, ...props }) };
 }
 
