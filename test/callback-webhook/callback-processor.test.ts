@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { InvalidToken, SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient, TaskDoesNotExist, TaskTimedOut } from '@aws-sdk/client-sfn';
-import { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, DeleteMessageCommand, KmsThrottled, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
@@ -399,6 +399,16 @@ describe('processCallbackRecord', () => {
       expect(logger.removeKeys).toHaveBeenCalledTimes(1);
       // Not decided yet: the redelivery will be counted.
       expect(metrics.calls).toEqual([]);
+    });
+
+    test('WHEN parking into a KMS-encrypted dead-letter queue is KMS-throttled THEN the record comes back in seconds', async () => {
+      jest.spyOn(Math, 'random').mockReturnValue(0.5);
+      sqsMock.on(SendMessageCommand).rejects(new KmsThrottled({ message: 'KMS throttled the request', $metadata: {} }));
+
+      await expect(processCallbackRecord(sqsRecord('not json {', { receiveCount: 1 }), clients, config, logger, deps)).rejects.toThrow('KMS throttled the request');
+
+      // The early callbacks' backoff: 2^1 s + a random 0..2 s, not the queue's 180 s visibility timeout.
+      expect(sqsMock).toHaveReceivedCommandWith(ChangeMessageVisibilityCommand, { QueueUrl: QUEUE_URL, ReceiptHandle: 'receipt-msg-1', VisibilityTimeout: 2 + 1 });
     });
 
     test('WHEN the COMPLETED update fails THEN the record is still handled', async () => {
