@@ -39,9 +39,9 @@ export interface CommonVendorWorkflowOptions {
    * (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
    * In the dispatch workflow the whole route must fit in the Express workflow's 5 minutes with
    * every step retried to its last attempt: with PacingPoint.VENDOR_CALL `lead + maxSlotWait +
-   * vendorCallTimeout` is at most 118 s (107 s of vendorCallTimeout with the defaults), 17.5 s
+   * vendorCallTimeout` is at most 101 s (90 s of vendorCallTimeout with the defaults), 17.5 s
    * less with a Secrets Manager credential read; with PacingPoint.DISPATCH vendorCallTimeout is at
-   * most 132 s in the dispatch workflow and 185 s in the vendor-call workflow (17.5 s less each with
+   * most 115 s in the dispatch workflow and 168 s in the vendor-call workflow (17.5 s less each with
    * a credential read). Synthesis fails above it and says the bound.
    *
    * @default Duration.seconds(29)

@@ -58,7 +58,7 @@ export interface DispatchWorkflowOptions extends CommonVendorWorkflowOptions {
    * With PacingPoint.VENDOR_CALL: longest the vendor caller waits for a fresh slot (it was late for
    * its own, or the vendor paused dispatch) before it puts the request back on the queue (without
    * counting an attempt). Waiting costs Lambda time; requeueing costs a pass through the queue.
-   * 1 second to 2 minutes, and `lead + maxSlotWait + vendorCallTimeout` at most 118 s (less with
+   * 1 second to 2 minutes, and `lead + maxSlotWait + vendorCallTimeout` at most 101 s (less with
    * a credential read): the dispatch workflow's longest route must fit in 5 minutes.
    *
    * @default Duration.seconds(10)
@@ -455,7 +455,7 @@ export class DispatchWorkflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     });
     const parkRetry = retryAwsServiceErrors(park, 'sqs');
-    const { classify, giveUp } = retryOrGiveUpStates(this, {
+    const { classify, giveUp, failWaitingRetry } = retryOrGiveUpStates(this, {
       maxAttempts,
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
@@ -572,9 +572,9 @@ export class DispatchWorkflow extends Construct {
         : { name: callVendor.id, run: vendorCallTimeout },
       afterCall: [
         // The job was accepted: its id is stored, or the request is parked and its workflow failed.
-        [{ name: storeJobId.id, retry: storeRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow' }, { name: 'FailWaitingWorkflowBriefly' }],
+        [{ name: storeJobId.id, retry: storeRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow', retry: failWaitingRetry }, { name: 'FailWaitingWorkflowBriefly', retry: failWaitingRetry }],
         // The call failed or was deferred: back to the queue, or parked if that fails.
-        [{ name: requeue.id, retry: requeueRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow' }, { name: 'FailWaitingWorkflowBriefly' }],
+        [{ name: requeue.id, retry: requeueRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow', retry: failWaitingRetry }, { name: 'FailWaitingWorkflowBriefly', retry: failWaitingRetry }],
       ],
       callParts: caller
         ? { fixedMs: 10_000, text: `lead ${props.pacing!.rateSettings.leadMs} ms + maxSlotWait ${(props.maxSlotWait ?? DEFAULT_MAX_SLOT_WAIT).toHumanString()} + vendorCallTimeout ${vendorCallTimeout.toHumanString()} + 10 s`, sum: 'lead + maxSlotWait + vendorCallTimeout', lower: 'maxSlotWait or vendorCallTimeout' }

@@ -98,8 +98,9 @@ export interface ExpressRoute {
  *   and fails the waiting workflow (VendorRequestFailed) without the vendor ever being called.
  *   The DynamoDB Developer Guide advises retrying throttled calls for about a minute:
  *   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html#Programming.Errors.RetryAndBackoff
- * - So what gives is the vendor call's own budget, `lead + maxSlotWait + vendorCallTimeout`: 118 s
- *   with these retries and no credential read (was 275 s, with 20 s assumed for the rest). A vendor
+ * - So what gives is the vendor call's own budget, `lead + maxSlotWait + vendorCallTimeout`: 101 s
+ *   with these retries and no credential read (was 275 s, with 20 s assumed for the rest; 118 s
+ *   before the SendTaskFailure states retried Step Functions throttling, 8.5 s each). A vendor
  *   call that long needs an API Gateway quota increase above 29 s in the first place
  *   (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
  * Express limit: https://docs.aws.amazon.com/step-functions/latest/dg/choosing-workflow-type.html

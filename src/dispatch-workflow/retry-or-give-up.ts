@@ -1,6 +1,7 @@
 import { Aws, Duration, Token } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { retryAwsServiceErrors } from './aws-service-errors';
 import { ErrorNames } from '../shared/messages';
 
 /** A task that sends one SQS message (`aws-sdk:sqs:sendMessage`). */
@@ -70,6 +71,11 @@ export interface RetryOrGiveUpStates {
    * cannot fix (error at `$.error`).
    */
   readonly giveUp: sfn.Chain;
+  /**
+   * The Retry every SendTaskFailure of the give-up carries (FailWaitingWorkflow, ...Briefly,
+   * ...ByName), for the workflow's Express budget (express-budget.ts).
+   */
+  readonly failWaitingRetry: sfn.RetryProps;
 }
 
 /**
@@ -114,12 +120,22 @@ export function retryOrGiveUpStates(scope: Construct, options: RetryOrGiveUpOpti
     error: ErrorNames.VENDOR_REQUEST_FAILED,
     cause: options.failedCause,
   });
+  // Step Functions throttles SendTaskFailure per account and Region (token bucket, "Quotas related
+  // to API action throttling": https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+  // Without a Retry a throttled call went to the Catch below at once, and if the brief one was
+  // throttled too, the request was parked but its waiting workflow only ended at its own task
+  // timeout instead of VendorRequestFailed now. Retried like the other Step Functions calls
+  // (CheckWaitingWorkflow, ReturnResponse); a closed task (TASK_CLOSED_ERRORS) is not in the
+  // Retry's list, so it still goes to the Catch at once.
+  const failWaitingRetry = retryAwsServiceErrors(failWaiting, 'sfn', 3);
+  failWaitingShort.addRetry(failWaitingRetry);
   failWaiting.addCatch(failWaitingShort, { resultPath: '$.failError' });
   failWaitingShort.addCatch(failed, { resultPath: '$.failError' });
   let giveUp: sfn.Chain;
   const namedFailures = options.namedFailures ?? [];
   if (namedFailures.length > 0) {
     const failWaitingNamed = sendTaskFailureState(scope, 'FailWaitingWorkflowByName', { path: 'States.JsonToString($.error)' }, '$.error.Error');
+    failWaitingNamed.addRetry(failWaitingRetry);
     failWaitingNamed.addCatch(failWaitingShort, { resultPath: '$.failError' });
     const howToFail = new sfn.Choice(scope, 'FailWaitingWorkflowHow', {
       comment: 'Errors the waiting workflow may catch by name fail it with that name; the rest with VendorRequestFailed',
@@ -160,7 +176,7 @@ export function retryOrGiveUpStates(scope: Construct, options: RetryOrGiveUpOpti
   }
   classify.otherwise(retryOrGiveUp);
 
-  return { classify, giveUp };
+  return { classify, giveUp, failWaitingRetry };
 }
 
 /**

@@ -304,6 +304,62 @@ describe('dispatch workflow, executed', () => {
     expect(result.error?.name).toBe('VendorRequestFailed');
   });
 
+  test('the waiting workflow gets VendorRequestFailed even when the first SendTaskFailure is throttled (Sfn.ThrottlingException is retried)', async () => {
+    // GIVEN Step Functions throttles the first two SendTaskFailure calls, whichever state makes them
+    const delivered: Array<{ state: string; input: Record<string, unknown> }> = [];
+    let sendTaskFailures = 0;
+    const sendTaskFailure = (state: string) => (input: Record<string, unknown>) => {
+      sendTaskFailures += 1;
+      if (sendTaskFailures <= 2) {
+        throw stepError('Sfn.ThrottlingException', 'Rate exceeded');
+      }
+      delivered.push({ state, input });
+      return {};
+    };
+
+    // WHEN the vendor refuses the request for good
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: claimed,
+      CallVendor: () => {
+        throw stepError('ApiGateway.400', '{"error":"invalid order"}');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: sendTaskFailure('FailWaitingWorkflow'),
+      FailWaitingWorkflowBriefly: sendTaskFailure('FailWaitingWorkflowBriefly'),
+    });
+
+    // THEN the full failure reaches the waiting workflow after the retries, instead of none at all
+    // (it would then wait for its task timeout)
+    expect(result.unexpected).toEqual([]);
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    expect(result.calls.FailWaitingWorkflow).toHaveLength(3);
+    expect(result.calls.FailWaitingWorkflowBriefly).toBeUndefined();
+    expect(delivered).toHaveLength(1);
+    expect(delivered[0].state).toBe('FailWaitingWorkflow');
+    expect(delivered[0].input).toMatchObject({ TaskToken: 'token-1', Error: 'VendorRequestFailed' });
+    // (aws-local-stepfunctions' States.JsonToString does not escape nested quotes: compare text.)
+    expect(delivered[0].input.Cause).toContain('"Error":"ApiGateway.400"');
+  });
+
+  test('a waiting workflow that already ended is not retried: SendTaskFailure\'s closed-task errors still go to the Catch at once', async () => {
+    const result = await run(definition, dispatchInput(1), {
+      ClaimRequest: claimed,
+      CallVendor: () => {
+        throw stepError('ApiGateway.400', '{"error":"invalid order"}');
+      },
+      ParkInDeadLetterQueue: ok,
+      FailWaitingWorkflow: () => {
+        throw stepError('Sfn.TaskTimedOutException', 'Task Timed Out');
+      },
+      FailWaitingWorkflowBriefly: () => {
+        throw stepError('Sfn.TaskTimedOutException', 'Task Timed Out');
+      },
+    });
+    expect(result.error?.name).toBe('VendorRequestFailed');
+    expect(result.calls.FailWaitingWorkflow).toHaveLength(1);
+    expect(result.calls.FailWaitingWorkflowBriefly).toHaveLength(1);
+  });
+
   test('a failed job id write after the vendor accepted fails the waiting workflow rather than leaving it to time out', async () => {
     const result = await run(definition, dispatchInput(), {
       ClaimRequest: claimed,
@@ -569,8 +625,9 @@ describe('dispatch workflow, worst case within the Express workflow\'s 5 minutes
 
     // WHEN DynamoDB throttles the claim to its last retry, Step Functions throttles the check, Lambda
     // throttles the caller twice, the caller then runs to its timeout and the vendor accepts the job,
-    // DynamoDB throttles the job id write past its last retry, SQS the park to its last retry, and
-    // the full failure is refused (so the brief one is sent too): the longest route
+    // DynamoDB throttles the job id write past its last retry, SQS the park to its last retry, Step
+    // Functions the full failure past its last retry (so the brief one is sent too) and the brief
+    // one to its last retry: the longest route
     const result = await run(definition, dispatchInput(1), {
       ClaimRequest: call('ClaimRequest', retries('ClaimRequest'), 'DynamoDB.ThrottlingException', claimed),
       CheckWaitingWorkflow: call('CheckWaitingWorkflow', retries('CheckWaitingWorkflow'), 'Sfn.ThrottlingException'),
@@ -578,8 +635,8 @@ describe('dispatch workflow, worst case within the Express workflow\'s 5 minutes
         1000 * definition.States.CallVendor.TimeoutSeconds),
       StoreJobId: call('StoreJobId', retries('StoreJobId') + 1, 'DynamoDB.ProvisionedThroughputExceededException'),
       ParkInDeadLetterQueue: call('ParkInDeadLetterQueue', retries('ParkInDeadLetterQueue'), 'Sqs.RequestThrottledException'),
-      FailWaitingWorkflow: call('FailWaitingWorkflow', 1, 'Sfn.SfnException'),
-      FailWaitingWorkflowBriefly: call('FailWaitingWorkflowBriefly', 0, ''),
+      FailWaitingWorkflow: call('FailWaitingWorkflow', retries('FailWaitingWorkflow') + 1, 'Sfn.ThrottlingException'),
+      FailWaitingWorkflowBriefly: call('FailWaitingWorkflowBriefly', retries('FailWaitingWorkflowBriefly'), 'Sfn.ThrottlingException'),
     });
 
     // THEN the request is parked and its waiting workflow failed, within 5 minutes
@@ -587,7 +644,8 @@ describe('dispatch workflow, worst case within the Express workflow\'s 5 minutes
     expect(result.error?.name).toBe('VendorRequestFailed');
     expect(result.calls.StoreJobId).toHaveLength(retries('StoreJobId') + 1);
     expect(result.calls.ParkInDeadLetterQueue).toHaveLength(retries('ParkInDeadLetterQueue') + 1);
-    expect(result.calls.FailWaitingWorkflowBriefly).toHaveLength(1);
+    expect(result.calls.FailWaitingWorkflow).toHaveLength(retries('FailWaitingWorkflow') + 1);
+    expect(result.calls.FailWaitingWorkflowBriefly).toHaveLength(retries('FailWaitingWorkflowBriefly') + 1);
     expect(clockMs).toBeLessThanOrEqual(5 * 60 * 1000);
     expect(clockMs).toBeGreaterThan(5 * 60 * 1000 - 2000); // the longest accepted configuration: nothing to spare
   });

@@ -110,12 +110,13 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('dispatc
     ['ParkInDeadLetterQueue', vendorRefuses(400)],
     ['FailWaitingWorkflow', vendorRefuses(400)],
     ['FailWaitingWorkflowBriefly', vendorRefuses(400)],
+    ['FailWaitingWorkflowByName', vendorQuotaExhausted('FAIL')], // with quotas only
   ];
   const credentialState = ['ReadVendorCredential', 'GetVendorToken'].find((state) => state in definition.States);
   if (credentialState) {
     routes.push([credentialState, vendorAccepts({ jobId: 'job-1', result: 42 })]);
   }
-  const retriedStates = routes.filter(([state]) => (definition.States[state].Retry ?? []).length > 0);
+  const retriedStates = routes.filter(([state]) => state in definition.States && (definition.States[state].Retry ?? []).length > 0);
   test.each(retriedStates)('a throttled %s is retried in the workflow, then the route goes on', async (state, vendor) => {
     const overrides: Record<string, TaskHandler> = {};
     if (state === 'FailWaitingWorkflowBriefly') {

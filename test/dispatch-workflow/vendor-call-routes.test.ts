@@ -153,16 +153,22 @@ describe.each(configurations.map((c) => [c.configuration, c] as const))('vendor-
     ['RequeueWithDelay', vendorRefuses(503)],
     ['ParkInDeadLetterQueue', vendorRefuses(404)],
     ['FailWaitingWorkflow', vendorRefuses(404)],
+    ['FailWaitingWorkflowBriefly', vendorRefuses(404)],
+    ['FailWaitingWorkflowByName', vendorQuotaExhausted('FAIL')], // with quotas only
   ];
   const credentialState = ['ReadVendorCredential', 'GetVendorToken'].find((state) => state in definition.States);
   if (credentialState) {
     routes.push([credentialState, vendorAccepts({ jobId: 'job-1', result: 42 })]);
   }
-  const retriedStates = routes.filter(([state]) => (definition.States[state].Retry ?? []).length > 0);
+  const retriedStates = routes.filter(([state]) => state in definition.States && (definition.States[state].Retry ?? []).length > 0);
   test.each(retriedStates)('a throttled %s is retried in the workflow, then the route goes on', async (state, vendor) => {
-    const normal = (await run(firstCall(), {}, vendor)).states;
+    const overrides: Record<string, TaskHandler> = {};
+    if (state === 'FailWaitingWorkflowBriefly') {
+      overrides.FailWaitingWorkflow = failsWith('Sfn.ValidationException', 'Cause too long');
+    }
+    const normal = (await run(firstCall(), overrides, vendor)).states;
     for (let i = 0; i < definition.States[state].Retry.length; i++) {
-      const result = await run(firstCall(), { [state]: failing(1, retried(state, i), succeeding[state]) }, vendor);
+      const result = await run(firstCall(), { ...overrides, [state]: failing(1, retried(state, i), succeeding[state]) }, vendor);
       expect(result.edges).toContain(`${state}: Retry ${i}`);
       expect(result.states).toEqual(normal);
     }
