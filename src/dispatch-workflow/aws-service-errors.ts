@@ -31,7 +31,9 @@ const TRANSIENT_ERRORS: Record<AwsServiceIntegration, string[]> = {
   ],
   sqs: ['Sqs.RequestThrottledException', 'Sqs.KmsThrottledException', 'Sqs.ThrottlingException', 'Sqs.SqsException'],
   secretsmanager: ['SecretsManager.ThrottlingException', 'SecretsManager.InternalServiceErrorException'],
-  sfn: ['Sfn.ThrottlingException', 'Sfn.SfnException'],
+  // KmsThrottlingException: a waiting workflow encrypted with a customer managed key passes KMS
+  // throttling on to SendTask* / DescribeExecution (src/shared/throttling.ts names it for the handlers).
+  sfn: ['Sfn.ThrottlingException', 'Sfn.KmsThrottlingException', 'Sfn.SfnException'],
 };
 
 /**

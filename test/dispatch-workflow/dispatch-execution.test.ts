@@ -304,14 +304,19 @@ describe('dispatch workflow, executed', () => {
     expect(result.error?.name).toBe('VendorRequestFailed');
   });
 
-  test('the waiting workflow gets VendorRequestFailed even when the first SendTaskFailure is throttled (Sfn.ThrottlingException is retried)', async () => {
+  // KmsThrottlingException: a waiting workflow encrypted with a customer managed key passes KMS
+  // throttling on to SendTaskFailure.
+  test.each([
+    ['Sfn.ThrottlingException'],
+    ['Sfn.KmsThrottlingException'],
+  ])('the waiting workflow gets VendorRequestFailed even when the first SendTaskFailure is throttled (%s is retried)', async (throttling) => {
     // GIVEN Step Functions throttles the first two SendTaskFailure calls, whichever state makes them
     const delivered: Array<{ state: string; input: Record<string, unknown> }> = [];
     let sendTaskFailures = 0;
     const sendTaskFailure = (state: string) => (input: Record<string, unknown>) => {
       sendTaskFailures += 1;
       if (sendTaskFailures <= 2) {
-        throw stepError('Sfn.ThrottlingException', 'Rate exceeded');
+        throw stepError(throttling, 'Rate exceeded');
       }
       delivered.push({ state, input });
       return {};
