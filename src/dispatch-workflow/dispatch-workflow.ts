@@ -455,7 +455,7 @@ export class DispatchWorkflow extends Construct {
       resultPath: sfn.JsonPath.DISCARD,
     });
     const parkRetry = retryAwsServiceErrors(park, 'sqs');
-    const { classify, giveUp, failWaitingRetry } = retryOrGiveUpStates(this, {
+    const { classify, giveUp, failWaitingRoute } = retryOrGiveUpStates(this, {
       maxAttempts,
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
@@ -563,6 +563,7 @@ export class DispatchWorkflow extends Construct {
     const definition = inputDefaults(this, { requestStartedAtMs: null, key: null, priority: null, ...keyLimitsDefault(props.pacing?.contract) })
       .next(claim.next(credential.before(checkWaiting, { classify, giveUp })));
 
+    const giveUpRoute = [{ name: park.id, retry: parkRetry }, ...failWaitingRoute];
     checkExpressBudget({
       workflow: 'the dispatch workflow',
       beforeCall: [{ name: claim.id, retry: claimRetry }, ...credential.route, { name: checkWaiting.id, retry: checkRetry }],
@@ -572,9 +573,9 @@ export class DispatchWorkflow extends Construct {
         : { name: callVendor.id, run: vendorCallTimeout },
       afterCall: [
         // The job was accepted: its id is stored, or the request is parked and its workflow failed.
-        [{ name: storeJobId.id, retry: storeRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow', retry: failWaitingRetry }, { name: 'FailWaitingWorkflowBriefly', retry: failWaitingRetry }],
+        [{ name: storeJobId.id, retry: storeRetry }, ...giveUpRoute],
         // The call failed or was deferred: back to the queue, or parked if that fails.
-        [{ name: requeue.id, retry: requeueRetry }, { name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow', retry: failWaitingRetry }, { name: 'FailWaitingWorkflowBriefly', retry: failWaitingRetry }],
+        [{ name: requeue.id, retry: requeueRetry }, ...giveUpRoute],
       ],
       callParts: caller
         ? { fixedMs: 10_000, text: `lead ${props.pacing!.rateSettings.leadMs} ms + maxSlotWait ${(props.maxSlotWait ?? DEFAULT_MAX_SLOT_WAIT).toHumanString()} + vendorCallTimeout ${vendorCallTimeout.toHumanString()} + 10 s`, sum: 'lead + maxSlotWait + vendorCallTimeout', lower: 'maxSlotWait or vendorCallTimeout' }

@@ -84,7 +84,7 @@ export interface ExpressRoute {
 }
 
 /**
- * Fails synthesis when the dispatch workflow's longest route could outlast an Express workflow's
+ * Fails synthesis when a workflow's longest route (the dispatch or the vendor-call workflow) could outlast an Express workflow's
  * 5 minutes: every Task's last attempt, its retried attempts (AWS_CALL_ALLOWANCE each) and its
  * Retry's longest waits, from the same Retry objects the states carry.
  *

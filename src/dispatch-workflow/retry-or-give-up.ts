@@ -2,6 +2,7 @@ import { Aws, Duration, Token } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { retryAwsServiceErrors } from './aws-service-errors';
+import { RouteStep } from './express-budget';
 import { ErrorNames } from '../shared/messages';
 
 /** A task that sends one SQS message (`aws-sdk:sqs:sendMessage`). */
@@ -72,10 +73,11 @@ export interface RetryOrGiveUpStates {
    */
   readonly giveUp: sfn.Chain;
   /**
-   * The Retry every SendTaskFailure of the give-up carries (FailWaitingWorkflow, ...Briefly,
-   * ...ByName), for the workflow's Express budget (express-budget.ts).
+   * The longest give-up after the request is parked, for the workflow's Express budget
+   * (express-budget.ts): FailWaitingWorkflow (or ...ByName) retried to its last attempt, then
+   * FailWaitingWorkflowBriefly, with the Retry they carry.
    */
-  readonly failWaitingRetry: sfn.RetryProps;
+  readonly failWaitingRoute: RouteStep[];
 }
 
 /**
@@ -176,7 +178,8 @@ export function retryOrGiveUpStates(scope: Construct, options: RetryOrGiveUpOpti
   }
   classify.otherwise(retryOrGiveUp);
 
-  return { classify, giveUp, failWaitingRetry };
+  const failWaitingRoute = [failWaiting, failWaitingShort].map((state) => ({ name: state.id, retry: failWaitingRetry }));
+  return { classify, giveUp, failWaitingRoute };
 }
 
 /**

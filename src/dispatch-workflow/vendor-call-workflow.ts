@@ -216,7 +216,7 @@ export class VendorCallWorkflow extends Construct {
       },
     });
     const parkRetry = retryAwsServiceErrors(park, 'sqs');
-    const { classify, giveUp, failWaitingRetry } = retryOrGiveUpStates(this, {
+    const { classify, giveUp, failWaitingRoute } = retryOrGiveUpStates(this, {
       maxAttempts,
       // The vendor caller refuses an answer too large for Step Functions (256 KiB per state):
       // the same call would get the same answer. Without it (PacingPoint.DISPATCH) nothing can
@@ -294,7 +294,7 @@ export class VendorCallWorkflow extends Construct {
     const caller = props.vendorCaller;
     const callerTimeout = caller instanceof lambda.Function ? caller.timeout : undefined;
     if (!caller || callerTimeout) {
-      const giveUpRoute = [{ name: park.id, retry: parkRetry }, { name: 'FailWaitingWorkflow', retry: failWaitingRetry }, { name: 'FailWaitingWorkflowBriefly', retry: failWaitingRetry }];
+      const giveUpRoute = [{ name: park.id, retry: parkRetry }, ...failWaitingRoute];
       checkExpressBudget({
         workflow: 'the vendor-call workflow',
         beforeCall: [{ name: claim.id, retry: claimRetry }, { name: checkWaiting.id, retry: checkRetry }, ...credential.route],
